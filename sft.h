@@ -1,0 +1,2890 @@
+/* sft.h - QLoRA supervised fine-tuning in a single C header.
+
+   sft.h trains Llama-family language models the way Hugging Face's SFTTrainer,
+   PEFT and bitsandbytes do: a frozen 4-bit NF4 base, trainable LoRA adapters, the
+   same loss, schedules and files. CPU in this header, CUDA in sft_cuda.cuh.
+
+   This release holds the core engine: contexts with a thread pool and allocator
+   accounting, JSON and safetensors I/O, tensors, reverse-mode autograd with
+   checkpointed segments, and the operators a Llama decoder is made of.
+
+   QUICK START - train a tiny model from the tensor API (examples/mlp.c does more)
+
+       #define SFT_IMPLEMENTATION
+       #include "sft.h"
+
+       sft_context *ctx;  sft_context_desc cd = {0};  cd.threads = 2;
+       sft_context_create(&cd, &ctx);
+       int64_t wshape[2] = {4, 3};
+       sft_tensor *w;     sft_tensor_create(ctx, SFT_F32, 2, wshape, &w);
+       sft_tensor_set_requires_grad(w, 1);
+       for (int step = 0; step < 100; step++) {
+           sft_step_begin(ctx);                     // resets the tape and scratch
+           sft_tensor *logits, *loss;
+           sft_matmul(ctx, x, w, 0, 1, &logits);    // x [n,3] . w^T -> [n,4]
+           sft_cross_entropy(ctx, logits, labels, NULL, &loss);
+           sft_backward(ctx, loss);                 // w->grad now holds dloss/dw
+           ... update w from w->grad, then sft_tensor_zero_grad(w) ...
+       }
+       sft_tensor_destroy(w);  sft_context_destroy(ctx);
+
+   BUILD
+       Exactly one translation unit defines SFT_IMPLEMENTATION before including
+       this file; every other one includes it plainly. Link with -lm -lpthread.
+       The implementation uses POSIX (pthreads, mmap, fsync): in strict -std=c99
+       include sft.h there before any system header (it defines _POSIX_C_SOURCE).
+       Needs stb_ds.h (Debian: libstb-dev, included as <stb/stb_ds.h>).
+
+   COMPILE-TIME OPTIONS (define before including the implementation)
+       SFT_STATIC                    make every public function static
+       SFT_MALLOC(sz) SFT_REALLOC(p,sz) SFT_FREE(p)
+                                     the process-wide allocator (define all three or
+                                     none); contexts may also carry their own
+       SFT_ASSERT(x)                 programmer-error checks (default: assert)
+       SFT_STB_DS_PATH               where to include stb_ds.h from
+                                     (default <stb/stb_ds.h>)
+       SFT_NO_STB_DS_IMPLEMENTATION  the host compiles stb_ds's implementation itself
+       SFT_NO_MMAP                   read files with fread instead of mmap
+       SFT_CUDA                      compile the CUDA backend (sft_cuda.cuh; nvcc)
+
+   ENVIRONMENT
+       SFT_CPU_PATH=portable         force a CPU kernel path (see sft_cpu_path_set)
+
+   CONTENTS (search for the banner "=== name")
+       public API
+         status and errors, context, memory accounting, files, JSON, safetensors,
+         tensors, autograd, operators, CUDA seam
+       implementation
+         platform   threads/pool, files, mmap, CPU probe
+         memory     allocator hooks, accounting, arenas
+         json       strict parser, writer
+         safetensors reader, writer
+         tensor     creation, views, dtype conversion
+         autograd   tape, backward, no-grad, checkpointed segments
+         kernels    CPU forward/backward kernels (plain reference versions)
+         ops        the public operators: shape checks, output allocation, dispatch
+         cuda       the device seam (sft_cuda.cuh when SFT_CUDA)
+
+   LICENSE: MIT (see the end of this file).
+*/
+#ifndef SFT_H
+#define SFT_H
+
+/* The implementation needs POSIX declarations even under strict -std=c99; this
+   must come before the first system header. */
+#if defined(SFT_IMPLEMENTATION) && !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#  define _POSIX_C_SOURCE 200809L
+#endif
+
+#define SFT_VERSION_MAJOR 0
+#define SFT_VERSION_MINOR 1
+#define SFT_VERSION_PATCH 0
+#define SFT_VERSION_STRING "0.1.0"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifndef SFTDEF
+#  ifdef SFT_STATIC
+#    if defined(__GNUC__) || defined(__clang__)
+#      define SFTDEF static __attribute__((unused))
+#    else
+#      define SFTDEF static
+#    endif
+#  else
+#    define SFTDEF extern
+#  endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ============================================================================
+   === status and errors
+   Every call that can fail returns sft_status (SFT_OK = 0). On failure a message
+   naming the file/field/op and the offending value is kept per thread and read
+   with sft_last_error(). */
+
+typedef enum sft_status {
+    SFT_OK = 0,
+    SFT_ERR_ARG,          /* a NULL pointer or an impossible setting            */
+    SFT_ERR_SHAPE,        /* tensor shapes that do not fit the op               */
+    SFT_ERR_DTYPE,        /* a dtype the op or file does not support            */
+    SFT_ERR_DEVICE,       /* tensors on different devices, or no such backend   */
+    SFT_ERR_NOMEM,        /* an allocation failed                               */
+    SFT_ERR_IO,           /* open/read/write/rename failed                      */
+    SFT_ERR_FORMAT,       /* a malformed file (JSON, safetensors, ...)          */
+    SFT_ERR_LIMIT,        /* an input beyond a documented limit                 */
+    SFT_ERR_STATE,        /* a call out of order (e.g. backward without a tape) */
+    SFT_ERR_NOT_FOUND,    /* a named thing (tensor, key) is not there           */
+    SFT_ERR_UNSUPPORTED,  /* valid, but not in this build or on this machine    */
+    SFT_STATUS_COUNT
+} sft_status;
+
+/* sft_status_str: the status's name, e.g. "SFT_ERR_SHAPE". Never NULL. */
+SFTDEF const char *sft_status_str(sft_status s);
+/* sft_last_error: the message of this thread's most recent failure ("" if none).
+   Valid until the next failing call on this thread. */
+SFTDEF const char *sft_last_error(void);
+/* sft_clear_error: forget this thread's last message. */
+SFTDEF void sft_clear_error(void);
+
+/* ============================================================================
+   === context
+   A context owns a thread pool, the allocator hooks, the autograd tape and the
+   per-step arenas. Everything else hangs off one; two contexts in one process are
+   independent. A context is used by one host thread at a time. */
+
+typedef struct sft_context sft_context;
+
+typedef enum sft_log_level { SFT_LOG_DEBUG, SFT_LOG_INFO, SFT_LOG_WARN, SFT_LOG_ERROR } sft_log_level;
+
+/* A host allocator. alloc returns memory for size bytes (any alignment) or NULL;
+   free releases it. Both receive user. */
+typedef struct sft_allocator {
+    void *(*alloc)(size_t size, void *user);
+    void  (*free)(void *ptr, void *user);
+    void   *user;
+} sft_allocator;
+
+/* The one function all file writes go through. It writes len bytes to the open
+   file descriptor fd and returns how many it wrote; fewer than len means failure
+   (a full disk). A host may route or meter writes; a test makes it fail to check
+   that nothing is lost. */
+typedef size_t (*sft_write_fn)(int fd, const void *data, size_t len, void *user);
+
+typedef struct sft_context_desc {
+    int threads;                 /* worker threads incl. the caller; 0 = 1, 1 = inline */
+    sft_allocator allocator;     /* zero = SFT_MALLOC/SFT_FREE                          */
+    void (*log)(sft_log_level level, const char *msg, void *user); /* zero = silent   */
+    void *log_user;
+    sft_write_fn write;          /* zero = fwrite                                       */
+    void *write_user;
+} sft_context_desc;
+
+/* sft_context_create: a context per desc (NULL = all defaults). On failure *out is
+   NULL. Free with sft_context_destroy. */
+SFTDEF sft_status sft_context_create(const sft_context_desc *desc, sft_context **out);
+SFTDEF void       sft_context_destroy(sft_context *ctx);
+/* sft_context_threads: the thread count in use (>= 1). */
+SFTDEF int        sft_context_threads(const sft_context *ctx);
+
+/* ============================================================================
+   === memory accounting
+   Every byte a context allocates (tensors, arenas, gradients) is counted, so tests
+   and hosts can see the high-water mark. */
+
+typedef struct sft_mem_stats {
+    size_t bytes_in_use;     /* now                                      */
+    size_t peak_bytes;       /* high-water mark since create / last reset */
+    uint64_t allocs;         /* calls to the allocator so far            */
+    uint64_t frees;
+    size_t arena_capacity;   /* bytes the step arenas hold (host)         */
+} sft_mem_stats;
+
+SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx);
+/* sft_context_mem_reset_peak: set peak_bytes to bytes_in_use. */
+SFTDEF void          sft_context_mem_reset_peak(sft_context *ctx);
+
+/* ============================================================================
+   === CPU code path
+   Kernels exist for several CPU instruction sets and are chosen at run time. The
+   environment variable SFT_CPU_PATH or sft_cpu_path_set() forces one. */
+
+typedef enum sft_cpu_path { SFT_CPU_AUTO = 0, SFT_CPU_PORTABLE, SFT_CPU_AVX2, SFT_CPU_AVX512, SFT_CPU_PATH_COUNT } sft_cpu_path;
+
+/* sft_cpu_path_supported: whether this machine can run the path. */
+SFTDEF int          sft_cpu_path_supported(sft_cpu_path path);
+/* sft_cpu_path_set: force a path for this context (SFT_CPU_AUTO = best available).
+   SFT_ERR_UNSUPPORTED if the machine lacks it or this build has no kernels for it. */
+SFTDEF sft_status   sft_cpu_path_set(sft_context *ctx, sft_cpu_path path);
+SFTDEF sft_cpu_path sft_cpu_path_get(const sft_context *ctx);
+SFTDEF const char  *sft_cpu_path_name(sft_cpu_path path);
+
+/* ============================================================================
+   === files
+   sft_file_write_atomic writes a whole file so that a reader sees either the old
+   content or the new, never a mix: it writes "<path>.tmp", flushes it to disk and
+   renames it over path. On any failure the temporary is removed and path is
+   untouched. ctx may be NULL (plain fwrite). */
+
+typedef struct sft_buf { const void *data; size_t len; } sft_buf;
+
+SFTDEF sft_status sft_file_write_atomic(sft_context *ctx, const char *path, const sft_buf *parts, int n_parts);
+/* sft_file_read: the whole file into a new buffer (+ a terminating NUL not counted
+   in *len); free with sft_free(ctx, ptr). Files over max_bytes (0 = 1 GiB) fail. */
+SFTDEF sft_status sft_file_read(sft_context *ctx, const char *path, size_t max_bytes, char **data, size_t *len);
+/* sft_free: release memory the library handed out for ctx (ctx may be NULL). */
+SFTDEF void       sft_free(sft_context *ctx, void *ptr);
+
+/* ============================================================================
+   === JSON
+   A strict RFC 8259 parser (UTF-8 validated, surrogates checked) with limits on
+   depth, size and numbers, and a writer that emits the shortest round-trip form
+   of every number. */
+
+typedef enum sft_json_type {
+    SFT_JSON_NULL, SFT_JSON_FALSE, SFT_JSON_TRUE, SFT_JSON_NUMBER,
+    SFT_JSON_STRING, SFT_JSON_ARRAY, SFT_JSON_OBJECT
+} sft_json_type;
+
+typedef struct sft_json sft_json;
+struct sft_json {
+    sft_json_type type;
+    double        number;  /* NUMBER (NaN/Infinity only with allow_nonfinite)       */
+    const char   *string;  /* STRING: NUL-terminated UTF-8; may hold \0 (see length)*/
+    size_t        length;  /* STRING: bytes; ARRAY/OBJECT: element count             */
+    sft_json     *items;   /* ARRAY/OBJECT: the values, in file order              */
+    const char  **keys;    /* OBJECT: the keys, keys[i] names items[i]             */
+    size_t       *key_lengths; /* OBJECT: byte length of each key                   */
+};
+
+typedef struct sft_json_desc {
+    int    max_depth;        /* nesting limit; 0 = 128                            */
+    size_t max_bytes;        /* input size limit; 0 = 256 MiB                      */
+    int    allow_nonfinite;  /* accept NaN, Infinity, -Infinity as Python writes  */
+} sft_json_desc;
+
+/* sft_json_parse: parse text[0..len) (NUL not needed). name labels error messages
+   (a file name). The tree is one allocation owned by *out; free it with
+   sft_json_free. Duplicate object keys fail. */
+SFTDEF sft_status sft_json_parse(sft_context *ctx, const char *text, size_t len, const char *name,
+                                 const sft_json_desc *desc, sft_json **out);
+SFTDEF void       sft_json_free(sft_json *root);
+/* Lookups; NULL when absent or of another type. */
+SFTDEF const sft_json *sft_json_get(const sft_json *object, const char *key);
+SFTDEF const sft_json *sft_json_at(const sft_json *array, size_t index);
+
+/* The writer appends to a growing buffer. Calls after a failure do nothing; the
+   first failure is reported by sft_json_writer_finish. Zero-initialise, set ctx
+   (may be NULL) and indent (0 = compact, n = pretty with n spaces). */
+typedef struct sft_json_writer {
+    sft_context *ctx;
+    int          indent;
+    int          allow_nonfinite; /* write NaN/Infinity as Python does instead of failing */
+    /* private */
+    char        *buf;
+    size_t       len, cap;
+    int          depth;
+    unsigned char first[130];    /* per depth: no element written yet          */
+    unsigned char in_object[130];
+    int          after_key;
+    sft_status   status;
+} sft_json_writer;
+
+SFTDEF void sft_json_write_object_begin(sft_json_writer *w);
+SFTDEF void sft_json_write_object_end(sft_json_writer *w);
+SFTDEF void sft_json_write_array_begin(sft_json_writer *w);
+SFTDEF void sft_json_write_array_end(sft_json_writer *w);
+SFTDEF void sft_json_write_key(sft_json_writer *w, const char *key);
+SFTDEF void sft_json_write_string(sft_json_writer *w, const char *s);
+SFTDEF void sft_json_write_string_n(sft_json_writer *w, const char *s, size_t len);
+SFTDEF void sft_json_write_number(sft_json_writer *w, double v);
+SFTDEF void sft_json_write_int(sft_json_writer *w, int64_t v);
+SFTDEF void sft_json_write_bool(sft_json_writer *w, int v);
+SFTDEF void sft_json_write_null(sft_json_writer *w);
+/* sft_json_writer_finish: on success *text (NUL-terminated, free with sft_free) and
+   *len; the writer is reset either way. Fails if the document is incomplete. */
+SFTDEF sft_status sft_json_writer_finish(sft_json_writer *w, char **text, size_t *len);
+/* sft_json_writer_reset: drop what was written (no output). */
+SFTDEF void       sft_json_writer_reset(sft_json_writer *w);
+
+/* ============================================================================
+   === tensors
+   A tensor is a contiguous row-major array of up to 4 dims on one device. The
+   struct is public so hosts can read shapes and data; create and destroy through
+   the functions below. Tensors made by operators live in the context's step
+   arena and are gone at the next sft_step_begin. */
+
+#define SFT_MAX_DIMS 4
+
+typedef enum sft_dtype {
+    SFT_F32, SFT_BF16, SFT_F16, SFT_I32, SFT_U8, SFT_I8, SFT_I64, SFT_BOOL, SFT_DTYPE_COUNT
+} sft_dtype;
+
+typedef enum sft_device { SFT_CPU = 0, SFT_CUDA = 1, SFT_DEVICE_COUNT } sft_device;
+
+typedef struct sft_tensor sft_tensor;
+struct sft_tensor {
+    sft_dtype   dtype;
+    sft_device  device;
+    int         ndim;                 /* 0 = scalar                                  */
+    int64_t     shape[SFT_MAX_DIMS];
+    void       *data;                 /* numel elements, contiguous                  */
+    sft_tensor *grad;                 /* f32 gradient, same shape; NULL until needed */
+    int         requires_grad;
+    /* private */
+    sft_context *ctx;
+    unsigned     flags;
+    void        *producer;            /* the tape node that made it, if recorded     */
+};
+
+SFTDEF const char *sft_dtype_name(sft_dtype dt);
+SFTDEF size_t      sft_dtype_size(sft_dtype dt);   /* bytes per element */
+SFTDEF int64_t     sft_tensor_numel(const sft_tensor *t);
+SFTDEF size_t      sft_tensor_nbytes(const sft_tensor *t);
+
+/* sft_tensor_create: a persistent, zero-filled CPU tensor (owned by the caller;
+   free with sft_tensor_destroy). */
+SFTDEF sft_status  sft_tensor_create(sft_context *ctx, sft_dtype dtype, int ndim, const int64_t *shape,
+                                     sft_tensor **out);
+/* sft_tensor_create_on: the same on a device (SFT_CUDA needs the CUDA build). */
+SFTDEF sft_status  sft_tensor_create_on(sft_context *ctx, sft_device device, sft_dtype dtype, int ndim,
+                                        const int64_t *shape, sft_tensor **out);
+/* sft_tensor_destroy: free a persistent tensor and its gradient (NULL is fine).
+   Arena tensors are freed with the step; passing one here does nothing. */
+SFTDEF void        sft_tensor_destroy(sft_tensor *t);
+SFTDEF void        sft_tensor_set_requires_grad(sft_tensor *t, int on);
+/* sft_tensor_zero_grad: set t->grad to zeros (keeps the buffer). */
+SFTDEF void        sft_tensor_zero_grad(sft_tensor *t);
+/* sft_tensor_copy_from: copy src's data into dst (same shape and dtype, any devices). */
+SFTDEF sft_status  sft_tensor_copy_from(sft_tensor *dst, const sft_tensor *src);
+/* sft_tensor_convert: a new persistent tensor with src's values in dtype. Between
+   f32, bf16 and f16 (round to nearest even); i32 <-> f32 exact where representable. */
+SFTDEF sft_status  sft_tensor_convert(sft_context *ctx, const sft_tensor *src, sft_dtype dtype, sft_tensor **out);
+/* sft_tensor_to_device: a new persistent copy of src on device. */
+SFTDEF sft_status  sft_tensor_to_device(sft_context *ctx, const sft_tensor *src, sft_device device, sft_tensor **out);
+
+/* bf16/f16 <-> f32 scalars (round to nearest even, NaN kept). */
+SFTDEF float    sft_bf16_to_f32(uint16_t h);
+SFTDEF uint16_t sft_f32_to_bf16(float f);
+SFTDEF float    sft_f16_to_f32(uint16_t h);
+SFTDEF uint16_t sft_f32_to_f16(float f);
+
+/* ============================================================================
+   === safetensors
+   The reader maps the file (or reads it with SFT_NO_MMAP), checks the header
+   length, every dtype, shape and byte range against the file, and rejects
+   overlapping or uncovered ranges. The writer lays tensors out as the reference
+   library does (8-byte aligned header, optional __metadata__). */
+
+#define SFT_ST_MAX_DIMS 8
+
+typedef struct sft_st_tensor {
+    const char *name;
+    sft_dtype   dtype;
+    int         ndim;
+    int64_t     shape[SFT_ST_MAX_DIMS];
+    uint64_t    offset;    /* of the data, from the start of the file */
+    uint64_t    nbytes;
+    const void *data;      /* nbytes in the mapping; valid until close */
+} sft_st_tensor;
+
+typedef struct sft_st_file sft_st_file;
+
+SFTDEF sft_status           sft_st_open(sft_context *ctx, const char *path, sft_st_file **out);
+SFTDEF void                 sft_st_close(sft_st_file *f);
+SFTDEF int                  sft_st_count(const sft_st_file *f);
+SFTDEF const sft_st_tensor *sft_st_tensor_at(const sft_st_file *f, int index); /* file order */
+SFTDEF const sft_st_tensor *sft_st_find(const sft_st_file *f, const char *name);
+/* sft_st_metadata: a __metadata__ value, or NULL. */
+SFTDEF const char          *sft_st_metadata(const sft_st_file *f, const char *key);
+/* sft_st_load: a new persistent tensor holding the named entry (<= 4 dims; dtype kept). */
+SFTDEF sft_status           sft_st_load(sft_context *ctx, const sft_st_file *f, const char *name, sft_tensor **out);
+
+typedef struct sft_st_entry {
+    const char *name;
+    sft_dtype   dtype;
+    int         ndim;
+    int64_t     shape[SFT_ST_MAX_DIMS];
+    const void *data;      /* product(shape) * sft_dtype_size(dtype) bytes */
+} sft_st_entry;
+
+/* sft_st_save: write entries (and metadata: n_meta key/value pairs, may be 0) to
+   path through sft_file_write_atomic. Names must be unique. */
+SFTDEF sft_status sft_st_save(sft_context *ctx, const char *path, const sft_st_entry *entries, int n_entries,
+                              const char *const *meta_keys, const char *const *meta_values, int n_meta);
+/* sft_st_entry_from_tensor: an entry describing a CPU tensor. */
+SFTDEF sft_st_entry sft_st_entry_from_tensor(const char *name, const sft_tensor *t);
+
+/* ============================================================================
+   === autograd
+   Operators record themselves on the context's tape while gradient mode is on and
+   an input requires a gradient. sft_backward runs the tape in reverse from a
+   scalar loss and adds gradients into every tensor that requires one (like
+   PyTorch, gradients accumulate until zeroed). */
+
+/* sft_step_begin: forget the tape and reset the step arenas (all operator outputs
+   of the last step are gone). After the first step this allocates nothing. */
+SFTDEF void       sft_step_begin(sft_context *ctx);
+/* sft_backward: d(loss)/d(x) for every recorded x that requires a gradient. loss
+   must have one element. Gradients of persistent tensors are allocated on first
+   use and persist; those of step tensors live in the arena. */
+SFTDEF sft_status sft_backward(sft_context *ctx, sft_tensor *loss);
+/* sft_grad_enabled_set: turn recording on/off; returns the previous setting. */
+SFTDEF int        sft_grad_enabled_set(sft_context *ctx, int on);
+
+/* A checkpointed segment: fn computes n_out outputs from n_in inputs with
+   operators only. Its forward runs without keeping intermediates (they are freed
+   as soon as the outputs are copied); backward runs fn again and back-propagates
+   through it. Results and gradients are bit-identical to calling fn directly, as
+   long as fn is deterministic (use counter-based dropout seeds). Segments do not
+   nest. */
+typedef sft_status (*sft_segment_fn)(sft_context *ctx, void *user, sft_tensor *const *in, sft_tensor **out);
+SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user, int n_in, sft_tensor *const *in,
+                                 int n_out, sft_tensor **out);
+
+/* ============================================================================
+   === operators
+   All take f32 inputs (except ids/labels: i32), write a new step tensor to *out
+   and record themselves for backward. Shapes are checked; a mismatch returns
+   SFT_ERR_SHAPE with a message naming the op and both shapes. */
+
+/* sft_matmul: C = op(A) . op(B), op = transpose if trans_x. A [.., M, K] (or
+   [.., K, M]), B [K, N] (or [N, K]) or with the same leading batch dims as A.
+   A linear layer y = x W^T is sft_matmul(ctx, x, W, 0, 1, &y). */
+SFTDEF sft_status sft_matmul(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, sft_tensor **out);
+/* sft_add / sft_mul: elementwise; b has a's shape or a suffix of it (broadcast over
+   the leading dims, e.g. a bias [N] onto [M, N]). */
+SFTDEF sft_status sft_add(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out);
+SFTDEF sft_status sft_mul(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out);
+/* sft_scale: x * s. */
+SFTDEF sft_status sft_scale(sft_context *ctx, sft_tensor *x, float s, sft_tensor **out);
+/* sft_reshape: the same data with another shape of equal numel (a view). */
+SFTDEF sft_status sft_reshape(sft_context *ctx, sft_tensor *x, int ndim, const int64_t *shape, sft_tensor **out);
+/* sft_embedding: rows of weight [V, D] picked by ids (i32, any shape) -> ids.shape + [D].
+   An id outside [0, V) fails with SFT_ERR_ARG naming it. */
+SFTDEF sft_status sft_embedding(sft_context *ctx, sft_tensor *weight, sft_tensor *ids, sft_tensor **out);
+/* sft_rmsnorm: x * rsqrt(mean(x^2, last dim) + eps) * weight [D]. */
+SFTDEF sft_status sft_rmsnorm(sft_context *ctx, sft_tensor *x, sft_tensor *weight, float eps, sft_tensor **out);
+/* sft_silu: x * sigmoid(x).  sft_swiglu: silu(gate) * up. */
+SFTDEF sft_status sft_silu(sft_context *ctx, sft_tensor *x, sft_tensor **out);
+SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out);
+
+/* Rotary position embedding as transformers' Llama applies it (rotate_half: the
+   first and second halves of each head are the pair). */
+typedef enum sft_rope_scaling { SFT_ROPE_DEFAULT = 0, SFT_ROPE_LINEAR, SFT_ROPE_LLAMA3 } sft_rope_scaling;
+typedef struct sft_rope_desc {
+    float            theta;            /* rope_theta; 0 = 10000               */
+    sft_rope_scaling scaling;
+    float            factor;           /* LINEAR / LLAMA3                      */
+    float            low_freq_factor;  /* LLAMA3                               */
+    float            high_freq_factor; /* LLAMA3                               */
+    int              original_max_position_embeddings; /* LLAMA3              */
+} sft_rope_desc;
+/* sft_rope: x [B, T, H, head_dim] (head_dim even) rotated by positions (i32 [B, T]). */
+SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
+                           sft_tensor **out);
+/* sft_rope_inv_freq: the head_dim/2 inverse frequencies desc gives (for tests/hosts). */
+SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq);
+
+/* sft_attention: causal softmax(q k^T * scale) v with grouped-query heads.
+   q [B, T, Hq, D], k and v [B, T, Hkv, D] with Hq % Hkv == 0; scale 0 = 1/sqrt(D).
+   seq_ids (i32 [B, T], may be NULL): a query attends only to earlier keys with the
+   same id (packed sequences). Holds no T x T matrix. Output [B, T, Hq, D]. */
+SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
+                                float scale, sft_tensor **out);
+
+/* Cross-entropy over the last dim of logits [.., V] against labels (i32, logits'
+   leading shape; -100 = ignored). Labels are already aligned with the logits (the
+   caller shifts). Reductions: MEAN over counted tokens (default), SUM, or
+   SUM / divisor (Hugging Face's num_items_in_batch). */
+typedef enum sft_ce_reduction { SFT_CE_MEAN = 0, SFT_CE_SUM, SFT_CE_SUM_DIV } sft_ce_reduction;
+typedef struct sft_ce_desc {
+    sft_ce_reduction reduction;
+    float            divisor;          /* SUM_DIV: e.g. num_items_in_batch     */
+    float            label_smoothing;  /* e in [0, 1): (1-e)*nll + e*mean(-log p) */
+    int              ignore_index;     /* 0 = -100                             */
+} sft_ce_desc;
+/* sft_cross_entropy: a scalar loss; desc NULL = mean, no smoothing. With no counted
+   token the MEAN is NaN, as in PyTorch. */
+SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, const sft_ce_desc *desc,
+                                    sft_tensor **out);
+/* sft_dropout: zero each element with probability p, scale the rest by 1/(1-p).
+   The mask is a pure function of (seed, element index): the same seed gives the
+   same mask on any thread count and on recomputation. p = 0 returns x unchanged. */
+SFTDEF sft_status sft_dropout(sft_context *ctx, sft_tensor *x, float p, uint64_t seed, sft_tensor **out);
+
+/* ============================================================================
+   === random numbers
+   Counter-based (Philox-4x32-10): a value is a pure function of (key, counter). */
+SFTDEF void  sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]);
+/* sft_rng_uniform: a float in [0, 1) from (key, index). */
+SFTDEF float sft_rng_uniform(uint64_t key, uint64_t index);
+/* sft_rng_key: mix a seed with a purpose and two counters into one key. */
+SFTDEF uint64_t sft_rng_key(uint64_t seed, uint64_t purpose, uint64_t a, uint64_t b);
+
+/* ============================================================================
+   === CUDA seam
+   sft_cuda_available: 1 if this build has the CUDA backend and a device answers. */
+SFTDEF int sft_cuda_available(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SFT_H */
+
+/* ############################################################################
+   ##                                                                        ##
+   ##                           IMPLEMENTATION                               ##
+   ##                                                                        ##
+   ############################################################################ */
+#ifdef SFT_IMPLEMENTATION
+#ifndef SFT__IMPLEMENTED
+#define SFT__IMPLEMENTED
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdarg.h>
+#include <math.h>
+#include <float.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+#ifndef SFT_NO_MMAP
+#  include <sys/mman.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#  include <cpuid.h>
+#  define SFT__X86 1
+#endif
+
+#if defined(SFT_MALLOC) && defined(SFT_REALLOC) && defined(SFT_FREE)
+#elif !defined(SFT_MALLOC) && !defined(SFT_REALLOC) && !defined(SFT_FREE)
+#  define SFT_MALLOC(sz)     malloc(sz)
+#  define SFT_REALLOC(p, sz) realloc(p, sz)
+#  define SFT_FREE(p)        free(p)
+#else
+#  error "sft.h: define all of SFT_MALLOC, SFT_REALLOC and SFT_FREE, or none"
+#endif
+
+#ifndef SFT_ASSERT
+#  include <assert.h>
+#  define SFT_ASSERT(x) assert(x)
+#endif
+
+/* stb_ds: dynamic arrays and string hash maps, on the library's allocator. */
+#ifndef SFT_STB_DS_PATH
+#  define SFT_STB_DS_PATH <stb/stb_ds.h>
+#endif
+#ifndef SFT_NO_STB_DS_IMPLEMENTATION
+#  define STBDS_REALLOC(c, p, s) SFT_REALLOC(p, s)
+#  define STBDS_FREE(c, p)       SFT_FREE(p)
+#  define STB_DS_IMPLEMENTATION
+#endif
+#include SFT_STB_DS_PATH
+
+#if defined(__cplusplus)
+#  define SFT__TLS thread_local
+#elif defined(_MSC_VER)
+#  define SFT__TLS __declspec(thread)
+#else
+#  define SFT__TLS __thread
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define SFT__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#  define SFT__PRINTF(a, b)
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ============================================================================
+   === errors */
+
+static SFT__TLS char sft__err_msg[1024];
+
+SFTDEF const char *sft_status_str(sft_status s) {
+    static const char *const names[SFT_STATUS_COUNT] = {
+        "SFT_OK", "SFT_ERR_ARG", "SFT_ERR_SHAPE", "SFT_ERR_DTYPE", "SFT_ERR_DEVICE", "SFT_ERR_NOMEM",
+        "SFT_ERR_IO", "SFT_ERR_FORMAT", "SFT_ERR_LIMIT", "SFT_ERR_STATE", "SFT_ERR_NOT_FOUND",
+        "SFT_ERR_UNSUPPORTED"};
+    if ((int)s < 0 || s >= SFT_STATUS_COUNT) return "SFT_ERR_UNKNOWN";
+    return names[s];
+}
+
+SFTDEF const char *sft_last_error(void) { return sft__err_msg; }
+SFTDEF void sft_clear_error(void) { sft__err_msg[0] = 0; }
+
+/* sft__fail: set this thread's message and return the status (the one way every
+   error leaves the library). */
+static sft_status sft__fail(sft_status s, const char *fmt, ...) SFT__PRINTF(2, 3);
+static sft_status sft__fail(sft_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sft__err_msg, sizeof sft__err_msg, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+#define SFT__TRY(expr) do { sft_status sft__s_ = (expr); if (sft__s_ != SFT_OK) return sft__s_; } while (0)
+
+/* ============================================================================
+   === platform: CPU probe */
+
+typedef struct sft__cpu_features { int probed, avx2_fma, avx512; } sft__cpu_features;
+static sft__cpu_features sft__cpu; /* the one process-wide cache: facts about the machine */
+
+static void sft__cpu_probe(void) {
+    if (sft__cpu.probed) return;
+#ifdef SFT__X86
+    {
+        unsigned a, b, c, d, xcr0_lo = 0, xcr0_hi = 0;
+        int osxsave = 0, avx = 0, fma = 0, avx2 = 0, avx512f = 0, avx512bw = 0, avx512vl = 0;
+        if (__get_cpuid(1, &a, &b, &c, &d)) {
+            osxsave = (c >> 27) & 1; avx = (c >> 28) & 1; fma = (c >> 12) & 1;
+        }
+        if (osxsave) __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+            avx2 = (b >> 5) & 1; avx512f = (b >> 16) & 1; avx512bw = (b >> 30) & 1; avx512vl = (b >> 31) & 1;
+        }
+        {
+            int ymm_os = (xcr0_lo & 0x6) == 0x6, zmm_os = (xcr0_lo & 0xe6) == 0xe6;
+            sft__cpu.avx2_fma = ymm_os && avx && fma && avx2;
+            sft__cpu.avx512 = sft__cpu.avx2_fma && zmm_os && avx512f && avx512bw && avx512vl;
+        }
+        (void)xcr0_hi;
+    }
+#endif
+    sft__cpu.probed = 1;
+}
+
+/* ============================================================================
+   === memory: the context allocator
+   Every context allocation is 64-byte aligned and carries a small header (the raw
+   pointer and the size) so frees can be counted. */
+
+#define SFT__ALIGN 64
+#define SFT__ALLOC_EXTRA (SFT__ALIGN + 2 * sizeof(size_t))
+
+typedef struct sft__arena_block { unsigned char *base; size_t cap, used; } sft__arena_block;
+typedef struct sft__arena {
+    sft_context      *ctx;
+    sft_device        device;
+    sft__arena_block *blocks;   /* stb_ds array                                       */
+    int               cur;      /* the block allocations come from                   */
+    size_t            offset;   /* bytes before blocks[cur] (their capacities summed) */
+    size_t            high_water; /* most bytes in use at once since the last reset  */
+} sft__arena;
+typedef struct sft__arena_mark { int cur; size_t used, offset; } sft__arena_mark;
+
+typedef struct sft__pool sft__pool;
+typedef struct sft__node sft__node;
+
+struct sft_context {
+    sft_context_desc desc;
+    int              threads;
+    sft__pool       *pool;
+    sft_cpu_path     cpu_path;
+    /* accounting */
+    size_t   bytes_in_use, peak_bytes;
+    uint64_t allocs, frees;
+    /* autograd: the step arena holds operator outputs and tape nodes; the scratch
+       arena holds a checkpointed segment's insides while it runs. */
+    sft__arena  arena[SFT_DEVICE_COUNT];
+    sft__arena  scratch[SFT_DEVICE_COUNT];
+    int         in_scratch;      /* operators allocate from scratch (inside a segment) */
+    sft__node **tape;            /* stb_ds array, recorded order                      */
+    int         grad_enabled;
+    int         in_segment;
+};
+
+static void *sft__raw_alloc(sft_context *ctx, size_t size) {
+    if (ctx && ctx->desc.allocator.alloc) return ctx->desc.allocator.alloc(size, ctx->desc.allocator.user);
+    return SFT_MALLOC(size);
+}
+
+static void sft__raw_free(sft_context *ctx, void *p) {
+    if (ctx && ctx->desc.allocator.free) ctx->desc.allocator.free(p, ctx->desc.allocator.user);
+    else SFT_FREE(p);
+}
+
+/* sft__alloc: size bytes, 64-byte aligned, counted; NULL on failure (or size 0 ->
+   a valid 1-byte block, so callers need no special case). ctx may be NULL. */
+static void *sft__alloc(sft_context *ctx, size_t size) {
+    unsigned char *raw, *p;
+    if (size > SIZE_MAX - SFT__ALLOC_EXTRA) return NULL;
+    raw = (unsigned char *)sft__raw_alloc(ctx, size + SFT__ALLOC_EXTRA);
+    if (!raw) return NULL;
+    p = raw + 2 * sizeof(size_t);
+    p += (SFT__ALIGN - ((uintptr_t)p % SFT__ALIGN)) % SFT__ALIGN;
+    ((size_t *)(void *)p)[-1] = (size_t)(p - raw);
+    ((size_t *)(void *)p)[-2] = size;
+    if (ctx) {
+        ctx->allocs++;
+        ctx->bytes_in_use += size;
+        if (ctx->bytes_in_use > ctx->peak_bytes) ctx->peak_bytes = ctx->bytes_in_use;
+    }
+    return p;
+}
+
+static void *sft__calloc(sft_context *ctx, size_t n, size_t size) {
+    void *p;
+    if (size && n > SIZE_MAX / size) return NULL;
+    p = sft__alloc(ctx, n * size);
+    if (p) memset(p, 0, n * size);
+    return p;
+}
+
+static void sft__free(sft_context *ctx, void *ptr) {
+    unsigned char *p = (unsigned char *)ptr;
+    if (!p) return;
+    if (ctx) {
+        ctx->frees++;
+        ctx->bytes_in_use -= ((size_t *)(void *)p)[-2];
+    }
+    sft__raw_free(ctx, p - ((size_t *)(void *)p)[-1]);
+}
+
+SFTDEF void sft_free(sft_context *ctx, void *ptr) { sft__free(ctx, ptr); }
+
+static char *sft__strdup(sft_context *ctx, const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = (char *)sft__alloc(ctx, n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* ============================================================================
+   === platform: the thread pool
+   Persistent workers wait on a condition variable; sft__parallel hands them task
+   indices 0..n-1 through an atomic counter and the caller works too. Tasks write
+   disjoint outputs, so which thread runs which task never changes a result. */
+
+typedef void (*sft__task_fn)(void *arg, int64_t task);
+
+struct sft__pool {
+    pthread_t      *threads;
+    int             n_workers;
+    pthread_mutex_t mu;
+    pthread_cond_t  wake, done;
+    uint64_t        generation;
+    int             busy;      /* workers still in the current job */
+    int             quit;
+    sft__task_fn    fn;
+    void           *arg;
+    int64_t         n_tasks;
+    int64_t         next;      /* atomic */
+};
+
+static void sft__pool_drain(sft__pool *p) {
+    for (;;) {
+        int64_t t = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+        if (t >= p->n_tasks) break;
+        p->fn(p->arg, t);
+    }
+}
+
+static void *sft__pool_worker(void *arg) {
+    sft__pool *p = (sft__pool *)arg;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->generation == seen && !p->quit) pthread_cond_wait(&p->wake, &p->mu);
+        if (p->quit) break;
+        seen = p->generation;
+        pthread_mutex_unlock(&p->mu);
+        sft__pool_drain(p);
+        pthread_mutex_lock(&p->mu);
+        if (--p->busy == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void sft__pool_destroy(sft_context *ctx, sft__pool *p) {
+    int i;
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (i = 0; i < p->n_workers; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    sft__free(ctx, p->threads);
+    sft__free(ctx, p);
+}
+
+static sft_status sft__pool_create(sft_context *ctx, int n_workers, sft__pool **out) {
+    sft__pool *p = (sft__pool *)sft__calloc(ctx, 1, sizeof *p);
+    int i;
+    *out = NULL;
+    if (!p) return sft__fail(SFT_ERR_NOMEM, "context: cannot allocate the thread pool");
+    p->threads = (pthread_t *)sft__calloc(ctx, (size_t)n_workers, sizeof(pthread_t));
+    if (!p->threads) { sft__free(ctx, p); return sft__fail(SFT_ERR_NOMEM, "context: cannot allocate %d threads", n_workers); }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (i = 0; i < n_workers; i++) {
+        if (pthread_create(&p->threads[i], NULL, sft__pool_worker, p) != 0) {
+            p->n_workers = i;
+            sft__pool_destroy(ctx, p);
+            return sft__fail(SFT_ERR_NOMEM, "context: pthread_create failed for worker %d of %d", i, n_workers);
+        }
+        p->n_workers = i + 1;
+    }
+    *out = p;
+    return SFT_OK;
+}
+
+/* sft__parallel: run fn(arg, t) for t in [0, n_tasks) on the pool; returns when all
+   are done. With one thread (or one task) it runs inline. */
+static void sft__parallel(sft_context *ctx, int64_t n_tasks, sft__task_fn fn, void *arg) {
+    sft__pool *p = ctx->pool;
+    int64_t t;
+    if (n_tasks <= 0) return;
+    if (!p || n_tasks == 1) {
+        for (t = 0; t < n_tasks; t++) fn(arg, t);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn; p->arg = arg; p->n_tasks = n_tasks; p->next = 0;
+    p->busy = p->n_workers;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    sft__pool_drain(p);
+    pthread_mutex_lock(&p->mu);
+    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* ============================================================================
+   === platform: files */
+
+static size_t sft__default_write(int fd, const void *data, size_t len, void *user) {
+    const char *p = (const char *)data;
+    size_t done = 0;
+    (void)user;
+    while (done < len) {
+        ssize_t n = write(fd, p + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    return done;
+}
+
+/* sft__fsync_dir: make a rename durable by syncing the directory that holds path. */
+static void sft__fsync_dir(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    int fd;
+    if (n == 0) { dir[0] = slash ? '/' : '.'; dir[1] = 0; }
+    else if (n < sizeof dir) { memcpy(dir, path, n); dir[n] = 0; }
+    else return;
+    fd = open(dir, O_RDONLY);
+    if (fd >= 0) { (void)fsync(fd); close(fd); }
+}
+
+SFTDEF sft_status sft_file_write_atomic(sft_context *ctx, const char *path, const sft_buf *parts, int n_parts) {
+    sft_write_fn write_fn = (ctx && ctx->desc.write) ? ctx->desc.write : sft__default_write;
+    void *user = ctx ? ctx->desc.write_user : NULL;
+    char tmp[4096];
+    int fd, i, ok = 1, err = 0;
+    if (!path || (n_parts > 0 && !parts) || n_parts < 0) return sft__fail(SFT_ERR_ARG, "file write: NULL path or parts");
+    if (strlen(path) + 5 > sizeof tmp) return sft__fail(SFT_ERR_ARG, "file write: path too long: %.200s...", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    for (i = 0; i < n_parts && ok; i++) {
+        errno = 0;
+        if (parts[i].len && write_fn(fd, parts[i].data, parts[i].len, user) != parts[i].len) { ok = 0; err = errno; }
+    }
+    if (ok && fsync(fd) != 0) { ok = 0; err = errno; }
+    if (close(fd) != 0 && ok) { ok = 0; err = errno; }
+    if (!ok) {
+        remove(tmp);
+        return sft__fail(SFT_ERR_IO, "%s: write failed (%s); %s left unchanged", tmp, err ? strerror(err) : "short write",
+                         path);
+    }
+    if (rename(tmp, path) != 0) {
+        err = errno;
+        remove(tmp);
+        return sft__fail(SFT_ERR_IO, "%s: cannot rename into place: %s", path, strerror(err));
+    }
+    sft__fsync_dir(path);
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_file_read(sft_context *ctx, const char *path, size_t max_bytes, char **data, size_t *len) {
+    struct stat st;
+    char *buf;
+    size_t n, done = 0;
+    int fd;
+    if (!path || !data || !len) return sft__fail(SFT_ERR_ARG, "file read: NULL argument");
+    *data = NULL; *len = 0;
+    if (max_bytes == 0) max_bytes = (size_t)1 << 30;
+    fd = open(path, O_RDONLY);
+    if (fd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return sft__fail(SFT_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(fd);
+        return sft__fail(SFT_ERR_LIMIT, "%s: %llu bytes, limit %llu", path, (unsigned long long)st.st_size,
+                         (unsigned long long)max_bytes);
+    }
+    n = (size_t)st.st_size;
+    buf = (char *)sft__alloc(ctx, n + 1);
+    if (!buf) { close(fd); return sft__fail(SFT_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1); }
+    while (done < n) {
+        ssize_t r = read(fd, buf + done, n - done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        done += (size_t)r;
+    }
+    close(fd);
+    if (done != n) { sft__free(ctx, buf); return sft__fail(SFT_ERR_IO, "%s: short read (%zu of %zu bytes)", path, done, n); }
+    buf[n] = 0;
+    *data = buf; *len = n;
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === memory: arenas
+   A step arena hands out 64-byte aligned pieces of big blocks and is reset, not
+   freed, between steps. When a step needed more than one block, the reset merges
+   them into one block as large as the step's high-water mark, so from the second
+   step on a steady training step allocates nothing. Marks let a checkpointed
+   segment give back what it used. */
+
+#define SFT__ARENA_MIN_BLOCK ((size_t)1 << 20)
+
+static sft_status sft__device_alloc(sft_context *ctx, sft_device device, size_t size, void **out);
+static void       sft__device_free(sft_context *ctx, sft_device device, void *ptr);
+
+static void sft__arena_init(sft__arena *a, sft_context *ctx, sft_device device) {
+    memset(a, 0, sizeof *a);
+    a->ctx = ctx;
+    a->device = device;
+}
+
+static void sft__arena_free_blocks(sft__arena *a) {
+    int i;
+    for (i = 0; i < (int)arrlen(a->blocks); i++) sft__device_free(a->ctx, a->device, a->blocks[i].base);
+    arrfree(a->blocks);
+    a->cur = 0; a->offset = 0;
+}
+
+static size_t sft__arena_capacity(const sft__arena *a) {
+    size_t cap = 0;
+    int i;
+    for (i = 0; i < (int)arrlen(a->blocks); i++) cap += a->blocks[i].cap;
+    return cap;
+}
+
+static sft_status sft__arena_add_block(sft__arena *a, size_t cap) {
+    sft__arena_block b;
+    void *p = NULL;
+    SFT__TRY(sft__device_alloc(a->ctx, a->device, cap, &p));
+    b.base = (unsigned char *)p; b.cap = cap; b.used = 0;
+    arrput(a->blocks, b);
+    return SFT_OK;
+}
+
+/* sft__arena_alloc: size bytes (64-byte aligned) valid until the arena is reset or
+   released below this point. */
+static sft_status sft__arena_alloc(sft__arena *a, size_t size, void **out) {
+    size_t need = (size + SFT__ALIGN - 1) & ~(size_t)(SFT__ALIGN - 1);
+    *out = NULL;
+    if (size > SIZE_MAX / 2) return sft__fail(SFT_ERR_NOMEM, "arena: request of %zu bytes", size);
+    for (;;) {
+        sft__arena_block *b;
+        if (a->cur < (int)arrlen(a->blocks)) {
+            b = &a->blocks[a->cur];
+            if (b->cap - b->used >= need) {
+                *out = b->base + b->used;
+                b->used += need;
+                if (a->offset + b->used > a->high_water) a->high_water = a->offset + b->used;
+                return SFT_OK;
+            }
+            if (a->cur + 1 < (int)arrlen(a->blocks)) {   /* move on to the next block */
+                a->offset += b->cap;
+                a->cur++;
+                a->blocks[a->cur].used = 0;
+                continue;
+            }
+            a->offset += b->cap;
+            a->cur++;
+        }
+        {
+            size_t last = arrlen(a->blocks) ? arrlast(a->blocks).cap : 0, cap = last * 2;
+            if (cap < SFT__ARENA_MIN_BLOCK) cap = SFT__ARENA_MIN_BLOCK;
+            if (cap < need) cap = need;
+            SFT__TRY(sft__arena_add_block(a, cap));
+            a->blocks[a->cur].used = 0;
+        }
+    }
+}
+
+static sft__arena_mark sft__arena_get_mark(const sft__arena *a) {
+    sft__arena_mark m;
+    m.cur = a->cur; m.offset = a->offset;
+    m.used = a->cur < (int)arrlen(a->blocks) ? a->blocks[a->cur].used : 0;
+    return m;
+}
+
+static void sft__arena_release(sft__arena *a, sft__arena_mark m) {
+    a->cur = m.cur; a->offset = m.offset;
+    if (m.cur < (int)arrlen(a->blocks)) a->blocks[m.cur].used = m.used;
+}
+
+/* sft__arena_reset: empty the arena; merge several blocks into one of the
+   high-water size so the next step of the same shape fits without allocating. */
+static void sft__arena_reset(sft__arena *a) {
+    if (arrlen(a->blocks) > 1) {
+        size_t want = (a->high_water + SFT__ALIGN - 1) & ~(size_t)(SFT__ALIGN - 1);
+        sft__arena_free_blocks(a);
+        if (sft__arena_add_block(a, want) != SFT_OK) sft_clear_error(); /* retried on next alloc */
+    }
+    a->cur = 0; a->offset = 0; a->high_water = 0;
+    if (arrlen(a->blocks)) a->blocks[0].used = 0;
+}
+
+/* ============================================================================
+   === context */
+
+static sft_status sft__cpu_path_check(sft_cpu_path path);
+
+SFTDEF sft_status sft_context_create(const sft_context_desc *desc, sft_context **out) {
+    sft_context_desc d;
+    sft_context *ctx;
+    int dev;
+    const char *env;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_context_create: out is NULL");
+    *out = NULL;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.threads < 0 || d.threads > 1024) return sft__fail(SFT_ERR_ARG, "sft_context_create: threads = %d (want 0..1024)", d.threads);
+    if (!d.allocator.alloc != !d.allocator.free)
+        return sft__fail(SFT_ERR_ARG, "sft_context_create: allocator needs both alloc and free");
+    if (d.threads == 0) d.threads = 1;
+    {   /* the context itself comes from the host allocator too */
+        sft_context tmp;
+        memset(&tmp, 0, sizeof tmp);
+        tmp.desc = d;
+        ctx = (sft_context *)sft__alloc(&tmp, sizeof *ctx);
+        if (!ctx) return sft__fail(SFT_ERR_NOMEM, "sft_context_create: out of memory");
+        memset(ctx, 0, sizeof *ctx);
+        ctx->desc = d;
+        ctx->allocs = tmp.allocs; ctx->bytes_in_use = tmp.bytes_in_use; ctx->peak_bytes = tmp.peak_bytes;
+    }
+    ctx->threads = d.threads;
+    ctx->grad_enabled = 1;
+    for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
+        sft__arena_init(&ctx->arena[dev], ctx, (sft_device)dev);
+        sft__arena_init(&ctx->scratch[dev], ctx, (sft_device)dev);
+    }
+    if (d.threads > 1) {
+        sft_status s = sft__pool_create(ctx, d.threads - 1, &ctx->pool);
+        if (s != SFT_OK) { sft__free(ctx, ctx); return s; }
+    }
+    env = getenv("SFT_CPU_PATH");
+    ctx->cpu_path = SFT_CPU_AUTO;
+    if (env && *env) {
+        int p;
+        for (p = 1; p < SFT_CPU_PATH_COUNT; p++)
+            if (strcmp(env, sft_cpu_path_name((sft_cpu_path)p)) == 0) break;
+        if (p == SFT_CPU_PATH_COUNT || sft__cpu_path_check((sft_cpu_path)p) != SFT_OK) {
+            sft_context_destroy(ctx);
+            return sft__fail(SFT_ERR_UNSUPPORTED, "SFT_CPU_PATH=%s: not a path this machine and build can run", env);
+        }
+        ctx->cpu_path = (sft_cpu_path)p;
+    }
+    *out = ctx;
+    return SFT_OK;
+}
+
+SFTDEF void sft_context_destroy(sft_context *ctx) {
+    int dev;
+    sft_context tmp;
+    if (!ctx) return;
+    sft__pool_destroy(ctx, ctx->pool);
+    for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
+        sft__arena_free_blocks(&ctx->arena[dev]);
+        sft__arena_free_blocks(&ctx->scratch[dev]);
+    }
+    arrfree(ctx->tape);
+    tmp = *ctx;
+    sft__free(&tmp, ctx);
+}
+
+SFTDEF int sft_context_threads(const sft_context *ctx) { return ctx ? ctx->threads : 1; }
+
+SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx) {
+    sft_mem_stats s;
+    memset(&s, 0, sizeof s);
+    if (!ctx) return s;
+    s.bytes_in_use = ctx->bytes_in_use; s.peak_bytes = ctx->peak_bytes;
+    s.allocs = ctx->allocs; s.frees = ctx->frees;
+    s.arena_capacity = sft__arena_capacity(&ctx->arena[SFT_CPU]) + sft__arena_capacity(&ctx->scratch[SFT_CPU]);
+    return s;
+}
+
+SFTDEF void sft_context_mem_reset_peak(sft_context *ctx) { if (ctx) ctx->peak_bytes = ctx->bytes_in_use; }
+
+/* ============================================================================
+   === platform: CPU code path selection */
+
+SFTDEF const char *sft_cpu_path_name(sft_cpu_path path) {
+    switch (path) {
+    case SFT_CPU_AUTO: return "auto";
+    case SFT_CPU_PORTABLE: return "portable";
+    case SFT_CPU_AVX2: return "avx2";
+    case SFT_CPU_AVX512: return "avx512";
+    default: return "unknown";
+    }
+}
+
+SFTDEF int sft_cpu_path_supported(sft_cpu_path path) {
+    sft__cpu_probe();
+    switch (path) {
+    case SFT_CPU_AUTO: case SFT_CPU_PORTABLE: return 1;
+    case SFT_CPU_AVX2: return sft__cpu.avx2_fma;
+    case SFT_CPU_AVX512: return sft__cpu.avx512;
+    default: return 0;
+    }
+}
+
+/* The CPU kernels each path has in this build (kernels section). */
+static int sft__cpu_path_has_kernels(sft_cpu_path path);
+
+static sft_status sft__cpu_path_check(sft_cpu_path path) {
+    if ((int)path < 0 || path >= SFT_CPU_PATH_COUNT) return sft__fail(SFT_ERR_ARG, "cpu path %d: no such path", (int)path);
+    if (!sft_cpu_path_supported(path))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "cpu path %s: this CPU lacks the instructions", sft_cpu_path_name(path));
+    if (!sft__cpu_path_has_kernels(path))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "cpu path %s: this build has no kernels for it", sft_cpu_path_name(path));
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_cpu_path_set(sft_context *ctx, sft_cpu_path path) {
+    if (!ctx) return sft__fail(SFT_ERR_ARG, "sft_cpu_path_set: ctx is NULL");
+    SFT__TRY(sft__cpu_path_check(path));
+    ctx->cpu_path = path;
+    return SFT_OK;
+}
+
+/* sft_cpu_path_get: the path in force (AUTO resolved to the best one with kernels). */
+SFTDEF sft_cpu_path sft_cpu_path_get(const sft_context *ctx) {
+    int p;
+    if (ctx && ctx->cpu_path != SFT_CPU_AUTO) return ctx->cpu_path;
+    for (p = SFT_CPU_PATH_COUNT - 1; p > SFT_CPU_PORTABLE; p--)
+        if (sft_cpu_path_supported((sft_cpu_path)p) && sft__cpu_path_has_kernels((sft_cpu_path)p)) return (sft_cpu_path)p;
+    return SFT_CPU_PORTABLE;
+}
+
+/* ============================================================================
+   === devices
+   CPU memory comes from the context allocator; CUDA memory from the backend in
+   sft_cuda.cuh, present only when the implementation is compiled with SFT_CUDA. */
+
+#ifdef SFT_CUDA
+static sft_status sft__cuda_alloc(sft_context *ctx, size_t size, void **out);
+static void       sft__cuda_free(sft_context *ctx, void *ptr);
+static sft_status sft__cuda_copy(void *dst, sft_device dst_dev, const void *src, sft_device src_dev, size_t n);
+static sft_status sft__cuda_memset0(void *dst, size_t n);
+#endif
+
+static sft_status sft__no_cuda(const char *what) {
+    return sft__fail(SFT_ERR_UNSUPPORTED, "%s: this build has no CUDA backend (compile the implementation with SFT_CUDA "
+                     "through nvcc, see sft_cuda.cuh)", what);
+}
+
+static sft_status sft__device_alloc(sft_context *ctx, sft_device device, size_t size, void **out) {
+    *out = NULL;
+    if (device == SFT_CPU) {
+        *out = sft__alloc(ctx, size);
+        return *out ? SFT_OK : sft__fail(SFT_ERR_NOMEM, "cannot allocate %zu bytes", size);
+    }
+#ifdef SFT_CUDA
+    if (device == SFT_CUDA) return sft__cuda_alloc(ctx, size, out);
+#endif
+    return sft__no_cuda("device allocation");
+}
+
+static void sft__device_free(sft_context *ctx, sft_device device, void *ptr) {
+    if (!ptr) return;
+    if (device == SFT_CPU) sft__free(ctx, ptr);
+#ifdef SFT_CUDA
+    else if (device == SFT_CUDA) sft__cuda_free(ctx, ptr);
+#endif
+}
+
+static sft_status sft__device_copy(void *dst, sft_device dst_dev, const void *src, sft_device src_dev, size_t n) {
+    if (dst_dev == SFT_CPU && src_dev == SFT_CPU) {
+        if (n) memmove(dst, src, n);
+        return SFT_OK;
+    }
+#ifdef SFT_CUDA
+    return sft__cuda_copy(dst, dst_dev, src, src_dev, n);
+#else
+    return sft__no_cuda("device copy");
+#endif
+}
+
+static sft_status sft__device_zero(void *dst, sft_device dev, size_t n) {
+    if (dev == SFT_CPU) { if (n) memset(dst, 0, n); return SFT_OK; }
+#ifdef SFT_CUDA
+    return sft__cuda_memset0(dst, n);
+#else
+    return sft__no_cuda("device memset");
+#endif
+}
+
+/* ============================================================================
+   === tensor */
+
+#define SFT__T_ARENA 1u  /* struct and data live in a step arena            */
+#define SFT__T_VIEW  2u  /* data belongs to another tensor                  */
+#define SFT__T_ALIAS_GRAD 4u /* grad belongs to another tensor (segments)   */
+
+SFTDEF const char *sft_dtype_name(sft_dtype dt) {
+    static const char *const names[SFT_DTYPE_COUNT] = {"F32", "BF16", "F16", "I32", "U8", "I8", "I64", "BOOL"};
+    return ((int)dt >= 0 && dt < SFT_DTYPE_COUNT) ? names[dt] : "?";
+}
+
+SFTDEF size_t sft_dtype_size(sft_dtype dt) {
+    static const size_t sizes[SFT_DTYPE_COUNT] = {4, 2, 2, 4, 1, 1, 8, 1};
+    return ((int)dt >= 0 && dt < SFT_DTYPE_COUNT) ? sizes[dt] : 0;
+}
+
+/* sft__numel_checked: the element count of a shape, or -1 when a dim is negative
+   or the product (in bytes of elem_size) would overflow. */
+static int64_t sft__numel_checked(int ndim, const int64_t *shape, size_t elem_size) {
+    int64_t n = 1;
+    int i;
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return -1;
+        if (shape[i] && n > (INT64_MAX / 8) / (shape[i] * (int64_t)(elem_size ? elem_size : 1))) return -1;
+        n *= shape[i];
+    }
+    return n;
+}
+
+SFTDEF int64_t sft_tensor_numel(const sft_tensor *t) {
+    int64_t n = 1;
+    int i;
+    for (i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+SFTDEF size_t sft_tensor_nbytes(const sft_tensor *t) { return (size_t)sft_tensor_numel(t) * sft_dtype_size(t->dtype); }
+
+/* sft__shape_str: "[2, 3, 4]" into a caller buffer (for messages). */
+static const char *sft__shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
+    size_t n = 0;
+    int i;
+    n += (size_t)snprintf(buf + n, cap - n, "[");
+    for (i = 0; i < ndim && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+#define SFT__SHAPE(t, buf) sft__shape_str(buf, sizeof buf, (t)->ndim, (t)->shape)
+
+static sft_status sft__check_new_shape(const char *op, sft_dtype dtype, int ndim, const int64_t *shape) {
+    char sb[96];
+    if ((int)dtype < 0 || dtype >= SFT_DTYPE_COUNT) return sft__fail(SFT_ERR_DTYPE, "%s: dtype %d does not exist", op, (int)dtype);
+    if (ndim < 0 || ndim > SFT_MAX_DIMS) return sft__fail(SFT_ERR_SHAPE, "%s: %d dims (at most %d)", op, ndim, SFT_MAX_DIMS);
+    if (ndim > 0 && !shape) return sft__fail(SFT_ERR_ARG, "%s: shape is NULL", op);
+    if (sft__numel_checked(ndim, shape, sft_dtype_size(dtype)) < 0)
+        return sft__fail(SFT_ERR_SHAPE, "%s: shape %s is negative or too large", op, sft__shape_str(sb, sizeof sb, ndim, shape));
+    return SFT_OK;
+}
+
+static void sft__tensor_init(sft_tensor *t, sft_context *ctx, sft_device device, sft_dtype dtype, int ndim,
+                             const int64_t *shape) {
+    int i;
+    memset(t, 0, sizeof *t);
+    t->ctx = ctx; t->device = device; t->dtype = dtype; t->ndim = ndim;
+    for (i = 0; i < ndim; i++) t->shape[i] = shape[i];
+}
+
+SFTDEF sft_status sft_tensor_create_on(sft_context *ctx, sft_device device, sft_dtype dtype, int ndim,
+                                       const int64_t *shape, sft_tensor **out) {
+    sft_tensor *t;
+    sft_status s;
+    size_t nbytes;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_tensor_create: out is NULL");
+    *out = NULL;
+    if (!ctx) return sft__fail(SFT_ERR_ARG, "sft_tensor_create: ctx is NULL");
+    if ((int)device < 0 || device >= SFT_DEVICE_COUNT) return sft__fail(SFT_ERR_DEVICE, "sft_tensor_create: device %d", (int)device);
+    SFT__TRY(sft__check_new_shape("sft_tensor_create", dtype, ndim, shape));
+    t = (sft_tensor *)sft__alloc(ctx, sizeof *t);
+    if (!t) return sft__fail(SFT_ERR_NOMEM, "sft_tensor_create: out of memory");
+    sft__tensor_init(t, ctx, device, dtype, ndim, shape);
+    nbytes = sft_tensor_nbytes(t);
+    s = sft__device_alloc(ctx, device, nbytes, &t->data);
+    if (s == SFT_OK) s = sft__device_zero(t->data, device, nbytes);
+    if (s != SFT_OK) {
+        char sb[96];
+        sft__device_free(ctx, device, t->data);
+        sft__free(ctx, t);
+        return sft__fail(s, "sft_tensor_create: %s %s on %s: %s", sft_dtype_name(dtype), sft__shape_str(sb, sizeof sb, ndim, shape),
+                         device == SFT_CPU ? "cpu" : "cuda", sft_last_error());
+    }
+    *out = t;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_tensor_create(sft_context *ctx, sft_dtype dtype, int ndim, const int64_t *shape, sft_tensor **out) {
+    return sft_tensor_create_on(ctx, SFT_CPU, dtype, ndim, shape, out);
+}
+
+SFTDEF void sft_tensor_destroy(sft_tensor *t) {
+    if (!t || (t->flags & SFT__T_ARENA)) return;
+    if (t->grad && !(t->flags & SFT__T_ALIAS_GRAD)) sft_tensor_destroy(t->grad);
+    if (!(t->flags & SFT__T_VIEW)) sft__device_free(t->ctx, t->device, t->data);
+    sft__free(t->ctx, t);
+}
+
+SFTDEF void sft_tensor_set_requires_grad(sft_tensor *t, int on) { if (t) t->requires_grad = on != 0; }
+
+SFTDEF void sft_tensor_zero_grad(sft_tensor *t) {
+    if (t && t->grad) (void)sft__device_zero(t->grad->data, t->grad->device, sft_tensor_nbytes(t->grad));
+}
+
+static sft__arena *sft__cur_arena(sft_context *ctx, sft_device device) {
+    return ctx->in_scratch ? &ctx->scratch[device] : &ctx->arena[device];
+}
+
+/* sft__tensor_step: a tensor in the current step arena (data uninitialised). */
+static sft_status sft__tensor_step(sft_context *ctx, sft_device device, sft_dtype dtype, int ndim, const int64_t *shape,
+                                   sft_tensor **out) {
+    void *mem;
+    sft_tensor *t;
+    *out = NULL;
+    SFT__TRY(sft__check_new_shape("step tensor", dtype, ndim, shape));
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_CPU), sizeof(sft_tensor), &mem));
+    t = (sft_tensor *)mem;
+    sft__tensor_init(t, ctx, device, dtype, ndim, shape);
+    t->flags = SFT__T_ARENA;
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, device), sft_tensor_nbytes(t), &t->data));
+    *out = t;
+    return SFT_OK;
+}
+
+/* sft__ensure_grad: give t a zeroed f32 gradient if it has none: persistent for a
+   persistent tensor, in the current arena for a step tensor. */
+static sft_status sft__ensure_grad(sft_context *ctx, sft_tensor *t) {
+    if (t->grad) return SFT_OK;
+    if (t->flags & SFT__T_ARENA) {
+        SFT__TRY(sft__tensor_step(ctx, t->device, SFT_F32, t->ndim, t->shape, &t->grad));
+        return sft__device_zero(t->grad->data, t->device, sft_tensor_nbytes(t->grad));
+    }
+    return sft_tensor_create_on(ctx, t->device, SFT_F32, t->ndim, t->shape, &t->grad);
+}
+
+SFTDEF float sft_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+SFTDEF uint16_t sft_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN, sign kept */
+    u += 0x7fffu + ((u >> 16) & 1);                                            /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+SFTDEF float sft_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
+    float f;
+    if (exp == 0x1f) u = sign | 0x7f800000u | (man << 13);               /* inf / NaN */
+    else if (exp) u = sign | ((exp + 112) << 23) | (man << 13);           /* normal    */
+    else if (!man) u = sign;                                               /* zero      */
+    else {                                                                 /* subnormal */
+        int e = -1;
+        do { man <<= 1; e++; } while (!(man & 0x400));
+        u = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+SFTDEF uint16_t sft_f32_to_f16(float f) {
+    uint32_t u, sign, exp, man;
+    memcpy(&u, &f, 4);
+    sign = (u >> 16) & 0x8000;
+    exp = (u >> 23) & 0xff;
+    man = u & 0x7fffff;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 | (man >> 13) : 0));
+    if (exp > 142) return (uint16_t)(sign | 0x7c00);                        /* overflow -> inf */
+    if (exp < 113) {                                                        /* subnormal or 0  */
+        uint32_t shift, m, half, r;
+        if (exp < 102) return (uint16_t)sign;
+        m = man | 0x800000;
+        shift = 126 - exp;                                                  /* 14..24 */
+        r = m >> shift;
+        half = 1u << (shift - 1);
+        if ((m & ((half << 1) - 1)) > half || ((m & ((half << 1) - 1)) == half && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    {
+        uint32_t h = sign | ((exp - 112) << 10) | (man >> 13), rest = man & 0x1fff;
+        if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;              /* may carry into exp: correct */
+        return (uint16_t)h;
+    }
+}
+
+/* sft__load_f32: element i of a CPU tensor of any float/int dtype, as f32. */
+static float sft__load_f32(const sft_tensor *t, int64_t i) {
+    switch (t->dtype) {
+    case SFT_F32: return ((const float *)t->data)[i];
+    case SFT_BF16: return sft_bf16_to_f32(((const uint16_t *)t->data)[i]);
+    case SFT_F16: return sft_f16_to_f32(((const uint16_t *)t->data)[i]);
+    case SFT_I32: return (float)((const int32_t *)t->data)[i];
+    case SFT_U8: return (float)((const uint8_t *)t->data)[i];
+    case SFT_I8: return (float)((const int8_t *)t->data)[i];
+    case SFT_I64: return (float)((const int64_t *)t->data)[i];
+    case SFT_BOOL: return ((const uint8_t *)t->data)[i] ? 1.0f : 0.0f;
+    default: return 0.0f;
+    }
+}
+
+static void sft__store_f32(sft_tensor *t, int64_t i, float v) {
+    switch (t->dtype) {
+    case SFT_F32: ((float *)t->data)[i] = v; break;
+    case SFT_BF16: ((uint16_t *)t->data)[i] = sft_f32_to_bf16(v); break;
+    case SFT_F16: ((uint16_t *)t->data)[i] = sft_f32_to_f16(v); break;
+    default: break;
+    }
+}
+
+SFTDEF sft_status sft_tensor_copy_from(sft_tensor *dst, const sft_tensor *src) {
+    char a[96], b[96];
+    int i;
+    if (!dst || !src) return sft__fail(SFT_ERR_ARG, "sft_tensor_copy_from: NULL tensor");
+    if (dst->dtype != src->dtype || dst->ndim != src->ndim)
+        return sft__fail(SFT_ERR_SHAPE, "sft_tensor_copy_from: %s %s <- %s %s", sft_dtype_name(dst->dtype), SFT__SHAPE(dst, a),
+                         sft_dtype_name(src->dtype), SFT__SHAPE(src, b));
+    for (i = 0; i < dst->ndim; i++)
+        if (dst->shape[i] != src->shape[i])
+            return sft__fail(SFT_ERR_SHAPE, "sft_tensor_copy_from: shape %s <- %s", SFT__SHAPE(dst, a), SFT__SHAPE(src, b));
+    return sft__device_copy(dst->data, dst->device, src->data, src->device, sft_tensor_nbytes(src));
+}
+
+SFTDEF sft_status sft_tensor_convert(sft_context *ctx, const sft_tensor *src, sft_dtype dtype, sft_tensor **out) {
+    sft_tensor *t;
+    int64_t i, n;
+    int float_out = dtype == SFT_F32 || dtype == SFT_BF16 || dtype == SFT_F16;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_tensor_convert: out is NULL");
+    *out = NULL;
+    if (!src || !ctx) return sft__fail(SFT_ERR_ARG, "sft_tensor_convert: NULL argument");
+    if (src->device != SFT_CPU) return sft__fail(SFT_ERR_DEVICE, "sft_tensor_convert: source is not on the CPU");
+    if (!float_out && !(dtype == SFT_I32 && src->dtype == SFT_F32) && dtype != src->dtype)
+        return sft__fail(SFT_ERR_DTYPE, "sft_tensor_convert: %s -> %s is not supported", sft_dtype_name(src->dtype),
+                         sft_dtype_name(dtype));
+    SFT__TRY(sft_tensor_create(ctx, dtype, src->ndim, src->shape, &t));
+    n = sft_tensor_numel(src);
+    if (dtype == src->dtype) memcpy(t->data, src->data, sft_tensor_nbytes(src));
+    else if (dtype == SFT_I32)
+        for (i = 0; i < n; i++) {
+            float v = ((const float *)src->data)[i];
+            if (!(v >= -2147483648.0f && v < 2147483648.0f)) {
+                sft_tensor_destroy(t);
+                return sft__fail(SFT_ERR_ARG, "sft_tensor_convert: element %lld = %g does not fit i32", (long long)i, v);
+            }
+            ((int32_t *)t->data)[i] = (int32_t)v;
+        }
+    else
+        for (i = 0; i < n; i++) sft__store_f32(t, i, sft__load_f32(src, i));
+    *out = t;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_tensor_to_device(sft_context *ctx, const sft_tensor *src, sft_device device, sft_tensor **out) {
+    sft_tensor *t;
+    sft_status s;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_tensor_to_device: out is NULL");
+    *out = NULL;
+    if (!src || !ctx) return sft__fail(SFT_ERR_ARG, "sft_tensor_to_device: NULL argument");
+    SFT__TRY(sft_tensor_create_on(ctx, device, src->dtype, src->ndim, src->shape, &t));
+    s = sft_tensor_copy_from(t, src);
+    if (s != SFT_OK) { sft_tensor_destroy(t); return s; }
+    *out = t;
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === json and safetensors (wip: merged from wip/io.inc) */
+#include "wip/io.inc"
+
+/* ============================================================================
+   === random numbers
+   Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"):
+   a keyed bijection of a 128-bit counter, so any element's random number is
+   computed directly from (key, index), on any thread, in any order. */
+
+SFTDEF void sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    uint32_t c0 = (uint32_t)counter_lo, c1 = (uint32_t)(counter_lo >> 32);
+    uint32_t c2 = (uint32_t)counter_hi, c3 = (uint32_t)(counter_hi >> 32);
+    int r;
+    for (r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint32_t)p1; c3 = (uint32_t)p0; c0 = n0; c2 = n2;
+        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+SFTDEF float sft_rng_uniform(uint64_t key, uint64_t index) {
+    uint32_t r[4];
+    sft_philox(key, 0, index, r);
+    return (float)(r[0] >> 8) * (1.0f / 16777216.0f);
+}
+
+static uint64_t sft__splitmix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+SFTDEF uint64_t sft_rng_key(uint64_t seed, uint64_t purpose, uint64_t a, uint64_t b) {
+    return sft__splitmix(sft__splitmix(sft__splitmix(sft__splitmix(seed) ^ purpose) ^ a) ^ b);
+}
+
+/* ============================================================================
+   === autograd: nodes and the tape
+   An operator is one node: its inputs, its output, what it saved, a few scalar
+   parameters. The same node drives the forward kernel and, if recorded, the
+   backward kernel, so a backend supplies both for an op id. */
+
+typedef enum sft__op {
+    SFT__OP_MATMUL, SFT__OP_ADD, SFT__OP_MUL, SFT__OP_SCALE, SFT__OP_RESHAPE, SFT__OP_EMBEDDING,
+    SFT__OP_RMSNORM, SFT__OP_SILU, SFT__OP_SWIGLU, SFT__OP_ROPE, SFT__OP_ATTENTION, SFT__OP_CROSS_ENTROPY,
+    SFT__OP_DROPOUT, SFT__OP_COUNT
+} sft__op;
+
+static const char *const sft__op_names[SFT__OP_COUNT] = {
+    "matmul", "add", "mul", "scale", "reshape", "embedding", "rmsnorm", "silu", "swiglu", "rope", "attention",
+    "cross_entropy", "dropout"};
+
+#define SFT__MAX_IN 4
+
+struct sft__node {
+    sft__op     op;
+    int         n_in;
+    sft_tensor *in[SFT__MAX_IN];
+    sft_tensor *out;
+    sft_tensor *saved;      /* op-specific: softmax statistics, inverse rms, ... */
+    float       f[4];       /* op-specific scalars (see each op)                 */
+    int64_t     i[4];       /* op-specific integers                              */
+    const void *ptr;        /* op-specific (rope frequencies)                    */
+    struct sft__segment *segment; /* a checkpointed segment instead of an op     */
+};
+
+/* A checkpointed segment as it sits on the tape (see sft_checkpoint). */
+typedef struct sft__segment {
+    sft_segment_fn fn;
+    void          *user;
+    int            n_in, n_out;
+    sft_tensor   **in, **out;
+} sft__segment;
+
+typedef sft_status (*sft__kernel)(sft_context *ctx, sft__node *n);
+
+/* A backend: a forward and a backward kernel per op (NULL = not available). */
+typedef struct sft__backend {
+    const char *name;
+    sft__kernel forward[SFT__OP_COUNT];
+    sft__kernel backward[SFT__OP_COUNT];
+} sft__backend;
+
+/* The backends' tables are defined with their kernels, further down. */
+static const sft__backend *sft__backend_cpu(void);
+#ifdef SFT_CUDA
+static const sft__backend *sft__backend_cuda(void);
+#endif
+
+/* sft__dispatch: the one place an op picks its kernel, by its inputs' device. */
+static sft_status sft__dispatch(sft_context *ctx, sft__node *n, int backward) {
+    const sft__backend *be = NULL;
+    sft__kernel k;
+    sft_device dev = n->in[0]->device;
+    if (dev == SFT_CPU) be = sft__backend_cpu();
+#ifdef SFT_CUDA
+    else if (dev == SFT_CUDA) be = sft__backend_cuda();
+#endif
+    if (!be) return sft__no_cuda(sft__op_names[n->op]);
+    k = backward ? be->backward[n->op] : be->forward[n->op];
+    if (!k) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: the %s backend has no %s kernel yet", sft__op_names[n->op], be->name,
+                             backward ? "backward" : "forward");
+    return k(ctx, n);
+}
+
+static int sft__needs_grad(const sft_context *ctx, const sft__node *n) {
+    int i;
+    if (!ctx->grad_enabled) return 0;
+    for (i = 0; i < n->n_in; i++)
+        if (n->in[i] && n->in[i]->requires_grad) return 1;
+    return 0;
+}
+
+/* sft__record: put a copy of n on the tape; the output now requires a gradient. */
+static sft_status sft__record(sft_context *ctx, const sft__node *n, sft_tensor *const *outs, int n_out) {
+    void *mem;
+    sft__node *rec;
+    int i;
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_CPU), sizeof *rec, &mem));
+    rec = (sft__node *)mem;
+    *rec = *n;
+    arrput(ctx->tape, rec);
+    for (i = 0; i < n_out; i++) { outs[i]->requires_grad = 1; outs[i]->producer = rec; }
+    return SFT_OK;
+}
+
+/* sft__op_run: run n's forward kernel and record it if a gradient will be needed. */
+static sft_status sft__op_run(sft_context *ctx, sft__node *n, sft_tensor **out) {
+    *out = NULL;
+    SFT__TRY(sft__dispatch(ctx, n, 0));
+    if (sft__needs_grad(ctx, n)) SFT__TRY(sft__record(ctx, n, &n->out, 1));
+    *out = n->out;
+    return SFT_OK;
+}
+
+SFTDEF int sft_grad_enabled_set(sft_context *ctx, int on) {
+    int prev;
+    if (!ctx) return 0;
+    prev = ctx->grad_enabled;
+    ctx->grad_enabled = on != 0;
+    return prev;
+}
+
+SFTDEF void sft_step_begin(sft_context *ctx) {
+    int dev;
+    if (!ctx) return;
+    arrsetlen(ctx->tape, 0);
+    for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
+        sft__arena_reset(&ctx->arena[dev]);
+        sft__arena_reset(&ctx->scratch[dev]);
+    }
+}
+
+static sft_status sft__segment_backward(sft_context *ctx, sft__node *n);
+
+/* sft__backward_node: give the inputs that need one a gradient buffer, then run
+   the node's backward (a kernel, or a segment's recomputation). */
+static sft_status sft__backward_node(sft_context *ctx, sft__node *n) {
+    int i, any = 0;
+    if (n->segment) {
+        for (i = 0; i < n->segment->n_out; i++) any |= n->segment->out[i]->grad != NULL;
+        if (!any) return SFT_OK;
+        for (i = 0; i < n->segment->n_in; i++)
+            if (n->segment->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->segment->in[i]));
+        return sft__segment_backward(ctx, n);
+    }
+    if (!n->out->grad) return SFT_OK;           /* nothing flowed back through it */
+    for (i = 0; i < n->n_in; i++)
+        if (n->in[i] && n->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->in[i]));
+    return sft__dispatch(ctx, n, 1);
+}
+
+/* sft__run_tape_backward: nodes [from, end) of the tape, newest first. */
+static sft_status sft__run_tape_backward(sft_context *ctx, ptrdiff_t from) {
+    ptrdiff_t k;
+    for (k = arrlen(ctx->tape) - 1; k >= from; k--) SFT__TRY(sft__backward_node(ctx, ctx->tape[k]));
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_backward(sft_context *ctx, sft_tensor *loss) {
+    sft_status s;
+    float one = 1.0f;
+    if (!ctx || !loss) return sft__fail(SFT_ERR_ARG, "sft_backward: NULL argument");
+    if (ctx->in_segment) return sft__fail(SFT_ERR_STATE, "sft_backward: called inside a checkpointed segment");
+    if (sft_tensor_numel(loss) != 1 || loss->dtype != SFT_F32) {
+        char sb[96];
+        return sft__fail(SFT_ERR_SHAPE, "sft_backward: loss must be one f32 element, got %s %s", sft_dtype_name(loss->dtype),
+                         SFT__SHAPE(loss, sb));
+    }
+    if (!loss->requires_grad || !loss->producer || arrlen(ctx->tape) == 0)
+        return sft__fail(SFT_ERR_STATE, "sft_backward: the loss was not recorded (no input requires a gradient, "
+                         "recording was off, or backward already ran for this graph)");
+    SFT__TRY(sft__ensure_grad(ctx, loss));
+    SFT__TRY(sft__device_copy(loss->grad->data, loss->grad->device, &one, SFT_CPU, sizeof one));
+    s = sft__run_tape_backward(ctx, 0);
+    arrsetlen(ctx->tape, 0);  /* a graph is back-propagated once, as in PyTorch */
+    return s;
+}
+
+/* ============================================================================
+   === autograd: checkpointed segments
+   Forward: fn runs in the scratch arena with its tape entries kept only until
+   its outputs are copied into the step arena, then the scratch and those
+   entries are dropped; one node stands for the whole segment. Backward: fn runs
+   again in the scratch arena on aliases of the inputs whose gradients point at
+   the real inputs' gradient buffers, its tape is back-propagated from the
+   outputs' gradients, and the scratch is dropped again. Gradients accumulate
+   into the same buffers in the same order as without the checkpoint, so they
+   are bit-identical. */
+
+static sft_status sft__segment_call(sft_context *ctx, const sft__segment *seg, sft_tensor *const *in, sft_tensor **out) {
+    sft_status s;
+    int i;
+    for (i = 0; i < seg->n_out; i++) out[i] = NULL;
+    ctx->in_segment = 1;
+    s = seg->fn(ctx, seg->user, in, out);
+    ctx->in_segment = 0;
+    if (s != SFT_OK) return s;
+    for (i = 0; i < seg->n_out; i++)
+        if (!out[i]) return sft__fail(SFT_ERR_STATE, "sft_checkpoint: segment left output %d unset", i);
+    return SFT_OK;
+}
+
+/* sft__segment_aliases: step tensors sharing the inputs' data and gradients. */
+static sft_status sft__segment_aliases(sft_context *ctx, const sft__segment *seg, sft_tensor **alias) {
+    int i;
+    for (i = 0; i < seg->n_in; i++) {
+        void *mem;
+        sft_tensor *src = seg->in[i];
+        SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_CPU), sizeof(sft_tensor), &mem));
+        alias[i] = (sft_tensor *)mem;
+        *alias[i] = *src;
+        alias[i]->flags = SFT__T_ARENA | SFT__T_VIEW | SFT__T_ALIAS_GRAD;
+        alias[i]->producer = NULL;
+    }
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user, int n_in, sft_tensor *const *in,
+                                 int n_out, sft_tensor **out) {
+    sft__segment seg, *rec_seg;
+    sft__arena_mark marks[SFT_DEVICE_COUNT];
+    ptrdiff_t tape_mark;
+    sft_tensor **alias = NULL, **inner = NULL;
+    int i, dev, needs = 0;
+    sft_status s = SFT_OK;
+    void *mem;
+    if (!ctx || !fn || n_in < 0 || n_out <= 0 || (n_in && !in) || !out)
+        return sft__fail(SFT_ERR_ARG, "sft_checkpoint: NULL function/arrays or n_out <= 0");
+    if (ctx->in_scratch) return sft__fail(SFT_ERR_STATE, "sft_checkpoint: segments do not nest");
+    for (i = 0; i < n_in; i++) if (!in[i]) return sft__fail(SFT_ERR_ARG, "sft_checkpoint: input %d is NULL", i);
+    seg.fn = fn; seg.user = user; seg.n_in = n_in; seg.n_out = n_out;
+    /* the record of the segment (its input/output lists) lives in the step arena */
+    SFT__TRY(sft__arena_alloc(&ctx->arena[SFT_CPU], sizeof(sft__segment) + (size_t)(n_in + n_out) * sizeof(sft_tensor *), &mem));
+    rec_seg = (sft__segment *)mem;
+    *rec_seg = seg;
+    rec_seg->in = (sft_tensor **)(void *)(rec_seg + 1);
+    rec_seg->out = rec_seg->in + n_in;
+    for (i = 0; i < n_in; i++) rec_seg->in[i] = in[i];
+    /* run fn in the scratch arena, on aliases so its recording can be dropped */
+    for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) marks[dev] = sft__arena_get_mark(&ctx->scratch[dev]);
+    tape_mark = arrlen(ctx->tape);
+    ctx->in_scratch = 1;
+    s = sft__arena_alloc(&ctx->scratch[SFT_CPU], (size_t)(n_in + n_out) * sizeof(sft_tensor *), &mem);
+    if (s == SFT_OK) {
+        alias = (sft_tensor **)mem;
+        inner = alias + n_in;
+        s = sft__segment_aliases(ctx, rec_seg, alias);
+    }
+    if (s == SFT_OK) s = sft__segment_call(ctx, rec_seg, alias, inner);
+    ctx->in_scratch = 0;
+    if (s == SFT_OK)
+        for (i = 0; i < n_out && s == SFT_OK; i++) {   /* copy the outputs out of the scratch */
+            needs |= inner[i]->requires_grad;
+            s = sft__tensor_step(ctx, inner[i]->device, inner[i]->dtype, inner[i]->ndim, inner[i]->shape, &rec_seg->out[i]);
+            if (s == SFT_OK) s = sft_tensor_copy_from(rec_seg->out[i], inner[i]);
+        }
+    arrsetlen(ctx->tape, tape_mark);
+    for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) sft__arena_release(&ctx->scratch[dev], marks[dev]);
+    if (s != SFT_OK) return s;
+    if (needs && ctx->grad_enabled) {
+        sft__node n;
+        memset(&n, 0, sizeof n);
+        n.segment = rec_seg;
+        SFT__TRY(sft__record(ctx, &n, rec_seg->out, n_out));
+    }
+    for (i = 0; i < n_out; i++) out[i] = rec_seg->out[i];
+    return SFT_OK;
+}
+
+static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
+    const sft__segment *seg = n->segment;
+    sft__arena_mark marks[SFT_DEVICE_COUNT];
+    ptrdiff_t tape_mark = arrlen(ctx->tape);
+    sft_tensor **alias = NULL, **inner = NULL;
+    sft_status s;
+    int i, dev, prev_grad = ctx->grad_enabled;
+    void *mem;
+    for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) marks[dev] = sft__arena_get_mark(&ctx->scratch[dev]);
+    ctx->in_scratch = 1;
+    ctx->grad_enabled = 1;
+    s = sft__arena_alloc(&ctx->scratch[SFT_CPU], (size_t)(seg->n_in + seg->n_out) * sizeof(sft_tensor *), &mem);
+    if (s == SFT_OK) {
+        alias = (sft_tensor **)mem;
+        inner = alias + seg->n_in;
+        s = sft__segment_aliases(ctx, seg, alias);
+    }
+    if (s == SFT_OK) s = sft__segment_call(ctx, seg, alias, inner);
+    for (i = 0; s == SFT_OK && i < seg->n_out; i++) {
+        sft_tensor *g = seg->out[i]->grad;
+        if (!g || !inner[i]->requires_grad) continue;
+        if (inner[i]->flags & SFT__T_ALIAS_GRAD) {
+            /* fn returned an input unchanged: its gradient goes straight through */
+            int64_t k, cnt = sft_tensor_numel(g);
+            float *dst = (float *)inner[i]->grad->data;
+            const float *src = (const float *)g->data;
+            if (g->device != SFT_CPU) { s = sft__no_cuda("segment passthrough gradient"); break; }
+            for (k = 0; k < cnt; k++) dst[k] += src[k];
+            continue;
+        }
+        inner[i]->grad = g;                     /* borrow: the step arena owns it */
+        inner[i]->flags |= SFT__T_ALIAS_GRAD;
+    }
+    if (s == SFT_OK) s = sft__run_tape_backward(ctx, tape_mark);
+    arrsetlen(ctx->tape, tape_mark);
+    ctx->in_scratch = 0;
+    ctx->grad_enabled = prev_grad;
+    for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) sft__arena_release(&ctx->scratch[dev], marks[dev]);
+    return s;
+}
+
+/* ============================================================================
+   === kernels: CPU path table
+   Each CPU path has its own kernels; the portable path is plain C and is the
+   reference the others are tested against. */
+
+static int sft__cpu_path_has_kernels(sft_cpu_path path) {
+    return path == SFT_CPU_AUTO || path == SFT_CPU_PORTABLE;
+}
+
+/* ============================================================================
+   === kernels: helpers for splitting work
+   sft__parallel_rows splits [0, n) into fixed chunks; a chunk's bounds depend
+   only on n and chunk, never on the thread count. */
+
+typedef void (*sft__range_fn)(void *arg, int64_t begin, int64_t end);
+typedef struct sft__range_job { sft__range_fn fn; void *arg; int64_t n, chunk; } sft__range_job;
+
+static void sft__range_task(void *arg, int64_t t) {
+    const sft__range_job *j = (const sft__range_job *)arg;
+    int64_t b = t * j->chunk, e = b + j->chunk < j->n ? b + j->chunk : j->n;
+    j->fn(j->arg, b, e);
+}
+
+static void sft__parallel_rows(sft_context *ctx, int64_t n, int64_t chunk, sft__range_fn fn, void *arg) {
+    sft__range_job j;
+    if (n <= 0) return;
+    if (chunk < 1) chunk = 1;
+    j.fn = fn; j.arg = arg; j.n = n; j.chunk = chunk;
+    sft__parallel(ctx, (n + chunk - 1) / chunk, sft__range_task, &j);
+}
+
+#define SFT__F(t) ((float *)(t)->data)
+#define SFT__CF(t) ((const float *)(t)->data)
+#define SFT__ELEM_CHUNK 16384
+
+/* ============================================================================
+   === kernels: GEMM
+   C (+)= op(A) . op(B) where each operand is a strided view: element (r, c) of A
+   is a[r*ars + c*acs]. Transposing a view swaps its strides, so every
+   orientation the ops need is one call. Every element of C is summed over k in
+   order 0..K-1 by one task: the result does not depend on the thread count.
+   This is the portable reference; the SIMD paths plug in at sft__gemm. */
+
+typedef struct sft__mat { const float *p; int64_t rs, cs; } sft__mat;
+
+static sft__mat sft__mat_of(const float *p, int64_t rows_stride, int64_t cols_stride) {
+    sft__mat m;
+    m.p = p; m.rs = rows_stride; m.cs = cols_stride;
+    return m;
+}
+
+static sft__mat sft__mat_t(sft__mat m) {
+    sft__mat t;
+    t.p = m.p; t.rs = m.cs; t.cs = m.rs;
+    return t;
+}
+
+typedef struct sft__gemm_job {
+    sft__mat a, b;
+    float   *c;
+    int64_t  ldc, M, N, K, n_tiles_n;
+    int      accumulate;
+} sft__gemm_job;
+
+#define SFT__GEMM_TM 4
+#define SFT__GEMM_TN 16
+
+static void sft__gemm_tile(void *arg, int64_t task) {
+    const sft__gemm_job *j = (const sft__gemm_job *)arg;
+    int64_t m0 = (task / j->n_tiles_n) * SFT__GEMM_TM, n0 = (task % j->n_tiles_n) * SFT__GEMM_TN;
+    int64_t mt = j->M - m0 < SFT__GEMM_TM ? j->M - m0 : SFT__GEMM_TM;
+    int64_t nt = j->N - n0 < SFT__GEMM_TN ? j->N - n0 : SFT__GEMM_TN;
+    float acc[SFT__GEMM_TM][SFT__GEMM_TN];
+    int64_t i, jn, k;
+    memset(acc, 0, sizeof acc);
+    for (k = 0; k < j->K; k++) {
+        const float *bk = j->b.p + k * j->b.rs + n0 * j->b.cs;
+        for (i = 0; i < mt; i++) {
+            float av = j->a.p[(m0 + i) * j->a.rs + k * j->a.cs];
+            if (j->b.cs == 1)
+                for (jn = 0; jn < nt; jn++) acc[i][jn] += av * bk[jn];
+            else
+                for (jn = 0; jn < nt; jn++) acc[i][jn] += av * bk[jn * j->b.cs];
+        }
+    }
+    for (i = 0; i < mt; i++) {
+        float *c = j->c + (m0 + i) * j->ldc + n0;
+        if (j->accumulate) for (jn = 0; jn < nt; jn++) c[jn] += acc[i][jn];
+        else for (jn = 0; jn < nt; jn++) c[jn] = acc[i][jn];
+    }
+}
+
+static void sft__gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c, int64_t ldc,
+                      int accumulate) {
+    sft__gemm_job j;
+    int64_t tiles_m = (M + SFT__GEMM_TM - 1) / SFT__GEMM_TM;
+    if (M <= 0 || N <= 0) return;
+    j.a = a; j.b = b; j.c = c; j.ldc = ldc; j.M = M; j.N = N; j.K = K; j.accumulate = accumulate;
+    j.n_tiles_n = (N + SFT__GEMM_TN - 1) / SFT__GEMM_TN;
+    sft__parallel(ctx, tiles_m * j.n_tiles_n, sft__gemm_tile, &j);
+}
+
+/* Matmul node: in[0] = A, in[1] = B; i[0] = trans_a, i[1] = trans_b, i[2] = batch,
+   i[3] = 1 when B is shared by every batch. M, N, K follow from the shapes. */
+typedef struct sft__mm_dims { int64_t M, N, K, batch; int ta, tb, b_shared; } sft__mm_dims;
+
+static sft__mm_dims sft__mm_dims_of(const sft__node *n) {
+    sft__mm_dims d;
+    const sft_tensor *a = n->in[0], *b = n->in[1];
+    d.ta = (int)n->i[0]; d.tb = (int)n->i[1]; d.batch = n->i[2]; d.b_shared = (int)n->i[3];
+    d.M = d.ta ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2];
+    d.K = d.ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
+    d.N = d.tb ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
+    return d;
+}
+
+/* op(X) of a stored [rows, cols] matrix as a view */
+static sft__mat sft__mm_op(const float *p, int64_t stored_cols, int trans) {
+    sft__mat m = sft__mat_of(p, stored_cols, 1);
+    return trans ? sft__mat_t(m) : m;
+}
+
+static sft_status sft__cpu_matmul_fwd(sft_context *ctx, sft__node *n) {
+    sft__mm_dims d = sft__mm_dims_of(n);
+    int64_t bi;
+    const float *A = SFT__CF(n->in[0]), *B = SFT__CF(n->in[1]);
+    float *C = SFT__F(n->out);
+    if (d.b_shared && !d.ta) {   /* the batch is just more rows of A */
+        sft__gemm(ctx, d.batch * d.M, d.N, d.K, sft__mm_op(A, d.K, 0), sft__mm_op(B, d.tb ? d.K : d.N, d.tb), C, d.N, 0);
+        return SFT_OK;
+    }
+    for (bi = 0; bi < d.batch; bi++)
+        sft__gemm(ctx, d.M, d.N, d.K, sft__mm_op(A + bi * d.M * d.K, d.ta ? d.M : d.K, d.ta),
+                  sft__mm_op(B + (d.b_shared ? 0 : bi * d.K * d.N), d.tb ? d.K : d.N, d.tb), C + bi * d.M * d.N, d.N, 0);
+    return SFT_OK;
+}
+
+/* dA = dC . op(B)^T (transposed back if A was), dB = op(A)^T . dC (likewise). */
+static sft_status sft__cpu_matmul_bwd(sft_context *ctx, sft__node *n) {
+    sft__mm_dims d = sft__mm_dims_of(n);
+    sft_tensor *a = n->in[0], *b = n->in[1];
+    const float *G = SFT__CF(n->out->grad), *A = SFT__CF(a), *B = SFT__CF(b);
+    int64_t bi;
+    if (d.b_shared && !d.ta) {
+        sft__mat g = sft__mat_of(G, d.N, 1), opa = sft__mm_op(A, d.K, 0), opb = sft__mm_op(B, d.tb ? d.K : d.N, d.tb);
+        int64_t rows = d.batch * d.M;
+        if (a->requires_grad) sft__gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1);
+        if (b->requires_grad) {
+            if (d.tb) sft__gemm(ctx, d.N, d.K, rows, sft__mat_t(g), opa, SFT__F(b->grad), d.K, 1);
+            else sft__gemm(ctx, d.K, d.N, rows, sft__mat_t(opa), g, SFT__F(b->grad), d.N, 1);
+        }
+        return SFT_OK;
+    }
+    for (bi = 0; bi < d.batch; bi++) {
+        sft__mat g = sft__mat_of(G + bi * d.M * d.N, d.N, 1);
+        sft__mat opa = sft__mm_op(A + bi * d.M * d.K, d.ta ? d.M : d.K, d.ta);
+        int64_t boff = d.b_shared ? 0 : bi * d.K * d.N;
+        sft__mat opb = sft__mm_op(B + boff, d.tb ? d.K : d.N, d.tb);
+        if (a->requires_grad) {
+            float *ga = SFT__F(a->grad) + bi * d.M * d.K;
+            if (d.ta) sft__gemm(ctx, d.K, d.M, d.N, opb, sft__mat_t(g), ga, d.M, 1);
+            else sft__gemm(ctx, d.M, d.K, d.N, g, sft__mat_t(opb), ga, d.K, 1);
+        }
+        if (b->requires_grad) {
+            float *gb = SFT__F(b->grad) + boff;
+            if (d.tb) sft__gemm(ctx, d.N, d.K, d.M, sft__mat_t(g), opa, gb, d.K, 1);
+            else sft__gemm(ctx, d.K, d.N, d.M, sft__mat_t(opa), g, gb, d.N, 1);
+        }
+    }
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === kernels: elementwise
+   add/mul node: in[0] = a, in[1] = b with b's numel dividing a's (suffix
+   broadcast); scale node: f[0] = s. Broadcast gradients are summed over the
+   leading rows in order by whoever owns each column chunk. */
+
+typedef struct sft__ew_job { sft__node *n; int64_t nb; } sft__ew_job;
+
+static void sft__add_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const float *x = SFT__CF(j->n->in[0]), *y = SFT__CF(j->n->in[1]);
+    float *o = SFT__F(j->n->out);
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = x[i] + y[i % j->nb];
+}
+
+static void sft__mul_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const float *x = SFT__CF(j->n->in[0]), *y = SFT__CF(j->n->in[1]);
+    float *o = SFT__F(j->n->out);
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = x[i] * y[i % j->nb];
+}
+
+static sft_status sft__cpu_add_fwd(sft_context *ctx, sft__node *n) {
+    sft__ew_job j;
+    j.n = n; j.nb = sft_tensor_numel(n->in[1]);
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__add_fwd_range, &j);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_mul_fwd(sft_context *ctx, sft__node *n) {
+    sft__ew_job j;
+    j.n = n; j.nb = sft_tensor_numel(n->in[1]);
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__mul_fwd_range, &j);
+    return SFT_OK;
+}
+
+/* The gradient of the full-size operand: da += g (add) or g * b (mul). */
+static void sft__ew_grad_a_range(void *arg, int64_t b, int64_t e) {
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const float *g = SFT__CF(j->n->out->grad), *y = SFT__CF(j->n->in[1]);
+    float *da = SFT__F(j->n->in[0]->grad);
+    int64_t i;
+    if (j->n->op == SFT__OP_ADD) for (i = b; i < e; i++) da[i] += g[i];
+    else for (i = b; i < e; i++) da[i] += g[i] * y[i % j->nb];
+}
+
+/* The gradient of the broadcast operand: db[c] += sum over rows of g (or g * a). */
+static void sft__ew_grad_b_range(void *arg, int64_t b, int64_t e) {
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const float *g = SFT__CF(j->n->out->grad), *x = SFT__CF(j->n->in[0]);
+    float *db = SFT__F(j->n->in[1]->grad);
+    int64_t rows = sft_tensor_numel(j->n->out) / j->nb, r, c;
+    int is_add = j->n->op == SFT__OP_ADD;
+    for (c = b; c < e; c++) {
+        float acc = 0.0f;
+        for (r = 0; r < rows; r++) acc += is_add ? g[r * j->nb + c] : g[r * j->nb + c] * x[r * j->nb + c];
+        db[c] += acc;
+    }
+}
+
+static sft_status sft__cpu_ew_bwd(sft_context *ctx, sft__node *n) {
+    sft__ew_job j;
+    j.n = n; j.nb = sft_tensor_numel(n->in[1]);
+    if (n->in[0]->requires_grad) sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__ew_grad_a_range, &j);
+    if (n->in[1]->requires_grad) sft__parallel_rows(ctx, j.nb, 256, sft__ew_grad_b_range, &j);
+    return SFT_OK;
+}
+
+static void sft__scale_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]);
+    float *o = SFT__F(n->out), s = n->f[0];
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = x[i] * s;
+}
+
+static void sft__scale_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *g = SFT__CF(n->out->grad);
+    float *dx = SFT__F(n->in[0]->grad), s = n->f[0];
+    int64_t i;
+    for (i = b; i < e; i++) dx[i] += g[i] * s;
+}
+
+static sft_status sft__cpu_scale_fwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__scale_fwd_range, n);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_scale_bwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__scale_bwd_range, n);
+    return SFT_OK;
+}
+
+/* reshape: the output is a view, forward has nothing to do; backward adds the
+   gradient through unchanged (same element order). */
+static sft_status sft__cpu_reshape_fwd(sft_context *ctx, sft__node *n) { (void)ctx; (void)n; return SFT_OK; }
+
+static void sft__reshape_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *g = SFT__CF(n->out->grad);
+    float *dx = SFT__F(n->in[0]->grad);
+    int64_t i;
+    for (i = b; i < e; i++) dx[i] += g[i];
+}
+
+static sft_status sft__cpu_reshape_bwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__reshape_bwd_range, n);
+    return SFT_OK;
+}
+
+/* silu node: in[0] = x.  swiglu node: in[0] = gate, in[1] = up. */
+static float sft__sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static void sft__silu_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]), *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) : NULL;
+    float *o = SFT__F(n->out);
+    int64_t i;
+    for (i = b; i < e; i++) {
+        float s = x[i] * sft__sigmoid(x[i]);
+        o[i] = up ? s * up[i] : s;
+    }
+}
+
+static void sft__silu_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]), *g = SFT__CF(n->out->grad);
+    const float *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) : NULL;
+    float *dx = n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : NULL;
+    float *dup = up && n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : NULL;
+    int64_t i;
+    for (i = b; i < e; i++) {
+        float sg = sft__sigmoid(x[i]), dsilu = sg * (1.0f + x[i] * (1.0f - sg));
+        if (dx) dx[i] += g[i] * (up ? up[i] : 1.0f) * dsilu;
+        if (dup) dup[i] += g[i] * x[i] * sg;
+    }
+}
+
+static sft_status sft__cpu_silu_fwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__silu_fwd_range, n);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_silu_bwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__silu_bwd_range, n);
+    return SFT_OK;
+}
+
+/* dropout node: in[0] = x; f[0] = p; i[0] = seed. The keep mask is recomputed
+   from (seed, index) in backward, never stored. */
+static float sft__dropout_factor(const sft__node *n, int64_t i) {
+    float p = n->f[0];
+    if (p >= 1.0f) return 0.0f;
+    return sft_rng_uniform((uint64_t)n->i[0], (uint64_t)i) >= p ? 1.0f / (1.0f - p) : 0.0f;
+}
+
+static void sft__dropout_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]);
+    float *o = SFT__F(n->out);
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = x[i] * sft__dropout_factor(n, i);
+}
+
+static void sft__dropout_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *g = SFT__CF(n->out->grad);
+    float *dx = SFT__F(n->in[0]->grad);
+    int64_t i;
+    for (i = b; i < e; i++) dx[i] += g[i] * sft__dropout_factor(n, i);
+}
+
+static sft_status sft__cpu_dropout_fwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__dropout_fwd_range, n);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_dropout_bwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__dropout_bwd_range, n);
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === kernels: embedding
+   node: in[0] = weight [V, D], in[1] = ids (i32). Backward scatters rows into the
+   weight gradient; each task owns a chunk of columns and walks the ids in order. */
+
+static int64_t sft__last_dim(const sft_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
+
+static void sft__embedding_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t D = n->in[0]->shape[1], t;
+    const int32_t *ids = (const int32_t *)n->in[1]->data;
+    for (t = b; t < e; t++) memcpy(SFT__F(n->out) + t * D, SFT__CF(n->in[0]) + (int64_t)ids[t] * D, (size_t)D * sizeof(float));
+}
+
+static void sft__embedding_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t D = n->in[0]->shape[1], T = sft_tensor_numel(n->in[1]), t, c;
+    const int32_t *ids = (const int32_t *)n->in[1]->data;
+    const float *g = SFT__CF(n->out->grad);
+    float *dw = SFT__F(n->in[0]->grad);
+    for (t = 0; t < T; t++)
+        for (c = b; c < e; c++) dw[(int64_t)ids[t] * D + c] += g[t * D + c];
+}
+
+static sft_status sft__cpu_embedding_fwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->in[1]), 64, sft__embedding_fwd_range, n);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_embedding_bwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, n->in[0]->shape[1], 64, sft__embedding_bwd_range, n);
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === kernels: RMSNorm
+   node: in[0] = x [.., D], in[1] = weight [D]; f[0] = eps; saved = 1/rms per row.
+   y = (x * r) * w as transformers' LlamaRMSNorm computes it in f32. */
+
+static void sft__rmsnorm_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t D = sft__last_dim(n->in[0]), r, c;
+    const float *w = SFT__CF(n->in[1]);
+    for (r = b; r < e; r++) {
+        const float *x = SFT__CF(n->in[0]) + r * D;
+        float *y = SFT__F(n->out) + r * D, ss = 0.0f, inv;
+        for (c = 0; c < D; c++) ss += x[c] * x[c];
+        inv = 1.0f / sqrtf(ss / (float)D + n->f[0]);
+        SFT__F(n->saved)[r] = inv;
+        for (c = 0; c < D; c++) y[c] = w[c] * (x[c] * inv);
+    }
+}
+
+/* dx = r * (dxh - xh * mean(dxh * xh)), with xh = x*r and dxh = g*w */
+static void sft__rmsnorm_bwd_x_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t D = sft__last_dim(n->in[0]), r, c;
+    const float *w = SFT__CF(n->in[1]);
+    for (r = b; r < e; r++) {
+        const float *x = SFT__CF(n->in[0]) + r * D, *g = SFT__CF(n->out->grad) + r * D;
+        float *dx = SFT__F(n->in[0]->grad) + r * D, inv = SFT__CF(n->saved)[r], dot = 0.0f, m;
+        for (c = 0; c < D; c++) dot += g[c] * w[c] * (x[c] * inv);
+        m = dot / (float)D;
+        for (c = 0; c < D; c++) dx[c] += inv * (g[c] * w[c] - (x[c] * inv) * m);
+    }
+}
+
+static void sft__rmsnorm_bwd_w_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t D = sft__last_dim(n->in[0]), rows = sft_tensor_numel(n->in[0]) / D, r, c;
+    float *dw = SFT__F(n->in[1]->grad);
+    for (c = b; c < e; c++) {
+        float acc = 0.0f;
+        for (r = 0; r < rows; r++) acc += SFT__CF(n->out->grad)[r * D + c] * (SFT__CF(n->in[0])[r * D + c] * SFT__CF(n->saved)[r]);
+        dw[c] += acc;
+    }
+}
+
+static sft_status sft__cpu_rmsnorm_fwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->saved), 16, sft__rmsnorm_fwd_range, n);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_rmsnorm_bwd(sft_context *ctx, sft__node *n) {
+    if (n->in[0]->requires_grad) sft__parallel_rows(ctx, sft_tensor_numel(n->saved), 16, sft__rmsnorm_bwd_x_range, n);
+    if (n->in[1]->requires_grad) sft__parallel_rows(ctx, sft__last_dim(n->in[0]), 64, sft__rmsnorm_bwd_w_range, n);
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === kernels: rotary position embedding
+   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; saved = inv_freq [D/2].
+   For i < D/2 the pair (x_i, x_{i+D/2}) turns by angle pos * inv_freq[i]; the
+   backward turns the gradient back by the same angle. */
+
+typedef struct sft__rope_job { sft__node *n; int backward; } sft__rope_job;
+
+static void sft__rope_range(void *arg, int64_t b, int64_t e) {
+    const sft__rope_job *j = (const sft__rope_job *)arg;
+    const sft__node *n = j->n;
+    const sft_tensor *x = n->in[0];
+    int64_t H = x->shape[2], D = x->shape[3], half = D / 2, bt, h, i;
+    const int32_t *pos = (const int32_t *)n->in[1]->data;
+    const float *inv = SFT__CF(n->saved);
+    const float *src = j->backward ? SFT__CF(n->out->grad) : SFT__CF(x);
+    float *dst = j->backward ? SFT__F(x->grad) : SFT__F(n->out), sgn = j->backward ? -1.0f : 1.0f;
+    for (bt = b; bt < e; bt++)
+        for (i = 0; i < half; i++) {
+            float ang = (float)pos[bt] * inv[i], cs = cosf(ang), sn = sgn * sinf(ang);
+            for (h = 0; h < H; h++) {
+                const float *s = src + (bt * H + h) * D;
+                float *d = dst + (bt * H + h) * D, x1 = s[i], x2 = s[i + half];
+                if (j->backward) { d[i] += x1 * cs - x2 * sn; d[i + half] += x2 * cs + x1 * sn; }
+                else { d[i] = x1 * cs - x2 * sn; d[i + half] = x2 * cs + x1 * sn; }
+            }
+        }
+}
+
+static sft_status sft__rope_run(sft_context *ctx, sft__node *n, int backward) {
+    sft__rope_job j;
+    j.n = n; j.backward = backward;
+    sft__parallel_rows(ctx, n->in[0]->shape[0] * n->in[0]->shape[1], 8, sft__rope_range, &j);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_rope_fwd(sft_context *ctx, sft__node *n) { return sft__rope_run(ctx, n, 0); }
+static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft__rope_run(ctx, n, 1); }
+
+/* ============================================================================
+   === kernels: causal attention
+   node: in[0..2] = q [B,T,Hq,D], k, v [B,T,Hkv,D], in[3] = seq_ids [B,T] or NULL;
+   f[0] = scale; saved = log-sum-exp of each score row [B, Hq, T].
+   Forward walks each query row once with an online softmax (running max, running
+   sum, running output), so no row of scores is ever stored. Backward recomputes
+   the probabilities from the saved log-sum-exp. A task owns one (batch, kv head)
+   and every query head of its group, so the key/value gradients it accumulates
+   are its own and are summed in a fixed order. */
+
+#define SFT__ATTN_MAX_D 512
+
+typedef struct sft__attn_dims { int64_t B, T, Hq, Hkv, D, group; } sft__attn_dims;
+
+static sft__attn_dims sft__attn_dims_of(const sft__node *n) {
+    sft__attn_dims d;
+    d.B = n->in[0]->shape[0]; d.T = n->in[0]->shape[1]; d.Hq = n->in[0]->shape[2]; d.D = n->in[0]->shape[3];
+    d.Hkv = n->in[1]->shape[2]; d.group = d.Hq / d.Hkv;
+    return d;
+}
+
+static int sft__attn_visible(const int32_t *ids, int64_t b, int64_t T, int64_t t, int64_t j) {
+    return !ids || ids[b * T + t] == ids[b * T + j];
+}
+
+static float sft__dot(const float *a, const float *b, int64_t n) {
+    float s = 0.0f;
+    int64_t i;
+    for (i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void sft__attn_fwd_task(void *arg, int64_t task) {
+    const sft__node *n = (const sft__node *)arg;
+    sft__attn_dims d = sft__attn_dims_of(n);
+    int64_t b = task / d.Hq, h = task % d.Hq, hk = h / d.group, t, j, c;
+    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
+    float acc[SFT__ATTN_MAX_D], scale = n->f[0];
+    for (t = 0; t < d.T; t++) {
+        const float *q = SFT__CF(n->in[0]) + ((b * d.T + t) * d.Hq + h) * d.D;
+        float *o = SFT__F(n->out) + ((b * d.T + t) * d.Hq + h) * d.D, m = -INFINITY, l = 0.0f;
+        for (c = 0; c < d.D; c++) acc[c] = 0.0f;
+        for (j = 0; j <= t; j++) {
+            const float *k = SFT__CF(n->in[1]) + ((b * d.T + j) * d.Hkv + hk) * d.D;
+            const float *v = SFT__CF(n->in[2]) + ((b * d.T + j) * d.Hkv + hk) * d.D;
+            float s, p;
+            if (!sft__attn_visible(ids, b, d.T, t, j)) continue;
+            s = sft__dot(q, k, d.D) * scale;
+            if (s > m) {                        /* a new maximum: rescale what we have */
+                float r = expf(m - s);
+                l *= r;
+                for (c = 0; c < d.D; c++) acc[c] *= r;
+                m = s;
+            }
+            p = expf(s - m);
+            l += p;
+            for (c = 0; c < d.D; c++) acc[c] += p * v[c];
+        }
+        for (c = 0; c < d.D; c++) o[c] = acc[c] / l;
+        SFT__F(n->saved)[(b * d.Hq + h) * d.T + t] = m + logf(l);
+    }
+}
+
+static void sft__attn_bwd_task(void *arg, int64_t task) {
+    const sft__node *n = (const sft__node *)arg;
+    sft__attn_dims d = sft__attn_dims_of(n);
+    int64_t b = task / d.Hkv, hk = task % d.Hkv, h, t, j, c;
+    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
+    sft_tensor *qt = n->in[0], *kt = n->in[1], *vt = n->in[2];
+    float dq[SFT__ATTN_MAX_D], scale = n->f[0];
+    for (h = hk * d.group; h < (hk + 1) * d.group; h++)
+        for (t = 0; t < d.T; t++) {
+            int64_t row = (b * d.T + t) * d.Hq + h;
+            const float *q = SFT__CF(qt) + row * d.D, *o = SFT__CF(n->out) + row * d.D, *go = SFT__CF(n->out->grad) + row * d.D;
+            float lse = SFT__CF(n->saved)[(b * d.Hq + h) * d.T + t], delta = sft__dot(go, o, d.D);
+            for (c = 0; c < d.D; c++) dq[c] = 0.0f;
+            for (j = 0; j <= t; j++) {
+                int64_t kv = ((b * d.T + j) * d.Hkv + hk) * d.D;
+                const float *k = SFT__CF(kt) + kv, *v = SFT__CF(vt) + kv;
+                float p, ds;
+                if (!sft__attn_visible(ids, b, d.T, t, j)) continue;
+                p = expf(sft__dot(q, k, d.D) * scale - lse);
+                ds = p * (sft__dot(go, v, d.D) - delta) * scale;
+                for (c = 0; c < d.D; c++) dq[c] += ds * k[c];
+                if (kt->requires_grad) for (c = 0; c < d.D; c++) SFT__F(kt->grad)[kv + c] += ds * q[c];
+                if (vt->requires_grad) for (c = 0; c < d.D; c++) SFT__F(vt->grad)[kv + c] += p * go[c];
+            }
+            if (qt->requires_grad) for (c = 0; c < d.D; c++) SFT__F(qt->grad)[row * d.D + c] += dq[c];
+        }
+}
+
+static sft_status sft__cpu_attention_fwd(sft_context *ctx, sft__node *n) {
+    sft__attn_dims d = sft__attn_dims_of(n);
+    sft__parallel(ctx, d.B * d.Hq, sft__attn_fwd_task, n);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_attention_bwd(sft_context *ctx, sft__node *n) {
+    sft__attn_dims d = sft__attn_dims_of(n);
+    sft__parallel(ctx, d.B * d.Hkv, sft__attn_bwd_task, n);
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === kernels: cross-entropy
+   node: in[0] = logits [N, V], in[1] = labels [N]; f[0] = label smoothing e,
+   f[1] = the factor each counted row's loss is multiplied by (1/count, 1/divisor
+   or 1); i[0] = ignore_index. saved = [2, N]: per row the log-sum-exp and the
+   row's (unreduced) loss. */
+
+static void sft__ce_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t V = sft__last_dim(n->in[0]), N = sft_tensor_numel(n->in[1]), r, c;
+    const int32_t *labels = (const int32_t *)n->in[1]->data;
+    float eps = n->f[0];
+    for (r = b; r < e; r++) {
+        const float *x = SFT__CF(n->in[0]) + r * V;
+        float m = -INFINITY, sum = 0.0f, lse, mean = 0.0f;
+        for (c = 0; c < V; c++) if (x[c] > m) m = x[c];
+        for (c = 0; c < V; c++) sum += expf(x[c] - m);
+        lse = m + logf(sum);
+        SFT__F(n->saved)[r] = lse;
+        if (labels[r] == (int32_t)n->i[0]) { SFT__F(n->saved)[N + r] = 0.0f; continue; }
+        if (eps > 0.0f) { for (c = 0; c < V; c++) mean += x[c]; mean /= (float)V; }
+        SFT__F(n->saved)[N + r] = (1.0f - eps) * (lse - x[labels[r]]) + eps * (lse - mean);
+    }
+}
+
+static void sft__ce_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t V = sft__last_dim(n->in[0]), r, c;
+    const int32_t *labels = (const int32_t *)n->in[1]->data;
+    float eps = n->f[0], k = SFT__CF(n->out->grad)[0] * n->f[1];
+    for (r = b; r < e; r++) {
+        const float *x = SFT__CF(n->in[0]) + r * V;
+        float *dx = SFT__F(n->in[0]->grad) + r * V, lse = SFT__CF(n->saved)[r];
+        if (labels[r] == (int32_t)n->i[0]) continue;
+        for (c = 0; c < V; c++) dx[c] += k * (expf(x[c] - lse) - eps / (float)V - (c == labels[r] ? 1.0f - eps : 0.0f));
+    }
+}
+
+static sft_status sft__cpu_ce_fwd(sft_context *ctx, sft__node *n) {
+    int64_t N = sft_tensor_numel(n->in[1]), r;
+    double total = 0.0;
+    sft__parallel_rows(ctx, N, 8, sft__ce_fwd_range, n);
+    for (r = 0; r < N; r++) total += SFT__CF(n->saved)[N + r];   /* fixed order, in double */
+    SFT__F(n->out)[0] = (float)(total * n->f[1]);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->in[1]), 8, sft__ce_bwd_range, n);
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === kernels: the CPU backend table (in sft__op order) */
+
+static const sft__backend sft__cpu_backend = {
+    "cpu",
+    {sft__cpu_matmul_fwd, sft__cpu_add_fwd, sft__cpu_mul_fwd, sft__cpu_scale_fwd, sft__cpu_reshape_fwd,
+     sft__cpu_embedding_fwd, sft__cpu_rmsnorm_fwd, sft__cpu_silu_fwd, sft__cpu_silu_fwd, sft__cpu_rope_fwd,
+     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd},
+    {sft__cpu_matmul_bwd, sft__cpu_ew_bwd, sft__cpu_ew_bwd, sft__cpu_scale_bwd, sft__cpu_reshape_bwd,
+     sft__cpu_embedding_bwd, sft__cpu_rmsnorm_bwd, sft__cpu_silu_bwd, sft__cpu_silu_bwd, sft__cpu_rope_bwd,
+     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd}};
+
+static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
+
+/* ============================================================================
+   === ops: checks shared by every operator */
+
+static sft_status sft__check_in(const char *op, const char *what, const sft_tensor *t, sft_dtype want) {
+    char sb[96];
+    if (!t) return sft__fail(SFT_ERR_ARG, "%s: %s is NULL", op, what);
+    if (t->dtype != want)
+        return sft__fail(SFT_ERR_DTYPE, "%s: %s is %s %s, expected %s", op, what, sft_dtype_name(t->dtype), SFT__SHAPE(t, sb),
+                         sft_dtype_name(want));
+    return SFT_OK;
+}
+
+/* sft__node_begin: validate the common arguments and fill the node's inputs
+   (NULL inputs are allowed only after the first). */
+static sft_status sft__node_begin(sft_context *ctx, sft__node *n, sft__op op, int n_in, sft_tensor *const *in,
+                                  sft_tensor **out) {
+    int i;
+    memset(n, 0, sizeof *n);
+    if (out) *out = NULL;
+    if (!ctx || !out) return sft__fail(SFT_ERR_ARG, "%s: NULL ctx or out", sft__op_names[op]);
+    n->op = op; n->n_in = n_in;
+    for (i = 0; i < n_in; i++) {
+        n->in[i] = in[i];
+        if (in[i] && in[i]->device != in[0]->device)
+            return sft__fail(SFT_ERR_DEVICE, "%s: input %d is on %s, input 0 on %s", sft__op_names[op], i,
+                             in[i]->device == SFT_CPU ? "cpu" : "cuda", in[0]->device == SFT_CPU ? "cpu" : "cuda");
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__node_out(sft_context *ctx, sft__node *n, int ndim, const int64_t *shape) {
+    return sft__tensor_step(ctx, n->in[0]->device, SFT_F32, ndim, shape, &n->out);
+}
+
+static int sft__same_shape(const sft_tensor *a, const sft_tensor *b) {
+    int i;
+    if (a->ndim != b->ndim) return 0;
+    for (i = 0; i < a->ndim; i++) if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+static sft_status sft__shape_mismatch(const char *op, const char *why, const sft_tensor *a, const sft_tensor *b) {
+    char sa[96], sb[96];
+    return sft__fail(SFT_ERR_SHAPE, "%s: %s (%s vs %s)", op, why, SFT__SHAPE(a, sa), SFT__SHAPE(b, sb));
+}
+
+/* ============================================================================
+   === ops: the public operators */
+
+SFTDEF sft_status sft_matmul(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t shape[SFT_MAX_DIMS], batch = 1, K_a, K_b;
+    int i;
+    in[0] = a; in[1] = b;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_MATMUL, 2, in, out));
+    SFT__TRY(sft__check_in("matmul", "a", a, SFT_F32));
+    SFT__TRY(sft__check_in("matmul", "b", b, SFT_F32));
+    if (a->ndim < 2 || b->ndim < 2) return sft__shape_mismatch("matmul", "operands need at least 2 dims", a, b);
+    if (b->ndim > 2) {
+        if (b->ndim != a->ndim) return sft__shape_mismatch("matmul", "a batched b needs a's batch dims", a, b);
+        for (i = 0; i < a->ndim - 2; i++)
+            if (a->shape[i] != b->shape[i]) return sft__shape_mismatch("matmul", "batch dims differ", a, b);
+    }
+    for (i = 0; i < a->ndim - 2; i++) { batch *= a->shape[i]; shape[i] = a->shape[i]; }
+    K_a = trans_a ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
+    K_b = trans_b ? b->shape[b->ndim - 1] : b->shape[b->ndim - 2];
+    if (K_a != K_b) {
+        char sa[96], sb[96];
+        return sft__fail(SFT_ERR_SHAPE, "matmul: inner dims differ: a %s%s has K=%lld, b %s%s has K=%lld", SFT__SHAPE(a, sa),
+                         trans_a ? "^T" : "", (long long)K_a, SFT__SHAPE(b, sb), trans_b ? "^T" : "", (long long)K_b);
+    }
+    shape[a->ndim - 2] = trans_a ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2];
+    shape[a->ndim - 1] = trans_b ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
+    n.i[0] = trans_a != 0; n.i[1] = trans_b != 0; n.i[2] = batch; n.i[3] = b->ndim == 2;
+    SFT__TRY(sft__node_out(ctx, &n, a->ndim, shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+/* add and mul share their checks: b's shape is a suffix of a's */
+static sft_status sft__binary(sft_context *ctx, sft__op op, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int i;
+    in[0] = a; in[1] = b;
+    SFT__TRY(sft__node_begin(ctx, &n, op, 2, in, out));
+    SFT__TRY(sft__check_in(sft__op_names[op], "a", a, SFT_F32));
+    SFT__TRY(sft__check_in(sft__op_names[op], "b", b, SFT_F32));
+    if (b->ndim > a->ndim) return sft__shape_mismatch(sft__op_names[op], "b must have a's shape or a suffix of it", a, b);
+    for (i = 0; i < b->ndim; i++)
+        if (b->shape[b->ndim - 1 - i] != a->shape[a->ndim - 1 - i])
+            return sft__shape_mismatch(sft__op_names[op], "b must have a's shape or a suffix of it", a, b);
+    SFT__TRY(sft__node_out(ctx, &n, a->ndim, a->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_add(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
+    return sft__binary(ctx, SFT__OP_ADD, a, b, out);
+}
+
+SFTDEF sft_status sft_mul(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
+    return sft__binary(ctx, SFT__OP_MUL, a, b, out);
+}
+
+SFTDEF sft_status sft_scale(sft_context *ctx, sft_tensor *x, float s, sft_tensor **out) {
+    sft__node n;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SCALE, 1, &x, out));
+    SFT__TRY(sft__check_in("scale", "x", x, SFT_F32));
+    n.f[0] = s;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_reshape(sft_context *ctx, sft_tensor *x, int ndim, const int64_t *shape, sft_tensor **out) {
+    sft__node n;
+    int64_t sh[SFT_MAX_DIMS], known = 1, numel;
+    int i, infer = -1;
+    void *mem;
+    char sa[96], sb[96];
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_RESHAPE, 1, &x, out));
+    SFT__TRY(sft__check_in("reshape", "x", x, SFT_F32));
+    if (ndim < 0 || ndim > SFT_MAX_DIMS || (ndim && !shape))
+        return sft__fail(SFT_ERR_SHAPE, "reshape: %d dims (at most %d)", ndim, SFT_MAX_DIMS);
+    numel = sft_tensor_numel(x);
+    for (i = 0; i < ndim; i++) {
+        sh[i] = shape[i];
+        if (shape[i] == -1 && infer < 0) { infer = i; continue; }
+        if (shape[i] < 0) return sft__fail(SFT_ERR_SHAPE, "reshape: dim %d is %lld", i, (long long)shape[i]);
+        known *= shape[i];
+    }
+    if (infer >= 0) sh[infer] = known ? numel / known : 0;
+    if (sft__numel_checked(ndim, sh, 4) != numel || (infer >= 0 && known * sh[infer] != numel))
+        return sft__fail(SFT_ERR_SHAPE, "reshape: %s has %lld elements, %s does not", SFT__SHAPE(x, sa), (long long)numel,
+                         sft__shape_str(sb, sizeof sb, ndim, shape));
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_CPU), sizeof(sft_tensor), &mem));
+    n.out = (sft_tensor *)mem;
+    sft__tensor_init(n.out, ctx, x->device, x->dtype, ndim, sh);
+    n.out->flags = SFT__T_ARENA | SFT__T_VIEW;
+    n.out->data = x->data;
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_embedding(sft_context *ctx, sft_tensor *weight, sft_tensor *ids, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t shape[SFT_MAX_DIMS], i, count;
+    char sb[96];
+    in[0] = weight; in[1] = ids;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_EMBEDDING, 2, in, out));
+    SFT__TRY(sft__check_in("embedding", "weight", weight, SFT_F32));
+    SFT__TRY(sft__check_in("embedding", "ids", ids, SFT_I32));
+    if (weight->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "embedding: weight must be [V, D], got %s", SFT__SHAPE(weight, sb));
+    if (ids->ndim >= SFT_MAX_DIMS) return sft__fail(SFT_ERR_SHAPE, "embedding: ids %s has too many dims", SFT__SHAPE(ids, sb));
+    count = sft_tensor_numel(ids);
+    if (ids->device == SFT_CPU)
+        for (i = 0; i < count; i++) {
+            int32_t id = ((const int32_t *)ids->data)[i];
+            if (id < 0 || id >= weight->shape[0])
+                return sft__fail(SFT_ERR_ARG, "embedding: ids[%lld] = %d is outside the vocabulary [0, %lld)", (long long)i, id,
+                                 (long long)weight->shape[0]);
+        }
+    for (i = 0; i < ids->ndim; i++) shape[i] = ids->shape[i];
+    shape[ids->ndim] = weight->shape[1];
+    SFT__TRY(sft__node_out(ctx, &n, ids->ndim + 1, shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_rmsnorm(sft_context *ctx, sft_tensor *x, sft_tensor *weight, float eps, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t rows;
+    in[0] = x; in[1] = weight;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_RMSNORM, 2, in, out));
+    SFT__TRY(sft__check_in("rmsnorm", "x", x, SFT_F32));
+    SFT__TRY(sft__check_in("rmsnorm", "weight", weight, SFT_F32));
+    if (x->ndim < 1 || weight->ndim != 1 || weight->shape[0] != x->shape[x->ndim - 1])
+        return sft__shape_mismatch("rmsnorm", "weight must be [D] with D the last dim of x", x, weight);
+    if (!(eps >= 0.0f)) return sft__fail(SFT_ERR_ARG, "rmsnorm: eps = %g (want >= 0)", eps);
+    n.f[0] = eps;
+    rows = x->shape[x->ndim - 1] ? sft_tensor_numel(x) / x->shape[x->ndim - 1] : 0;
+    SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &rows, &n.saved));
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_silu(sft_context *ctx, sft_tensor *x, sft_tensor **out) {
+    sft__node n;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SILU, 1, &x, out));
+    SFT__TRY(sft__check_in("silu", "x", x, SFT_F32));
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    in[0] = gate; in[1] = up;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SWIGLU, 2, in, out));
+    SFT__TRY(sft__check_in("swiglu", "gate", gate, SFT_F32));
+    SFT__TRY(sft__check_in("swiglu", "up", up, SFT_F32));
+    if (!sft__same_shape(gate, up)) return sft__shape_mismatch("swiglu", "gate and up differ", gate, up);
+    SFT__TRY(sft__node_out(ctx, &n, gate->ndim, gate->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+/* The inverse frequencies, computed in f32 the way transformers does
+   (1 / theta^(2i/D)), then rescaled per the desc. */
+SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq) {
+    sft_rope_desc d;
+    int i;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.theta == 0.0f) d.theta = 10000.0f;
+    if (!inv_freq || head_dim <= 0 || head_dim % 2)
+        return sft__fail(SFT_ERR_ARG, "rope: head_dim %d must be even and positive", head_dim);
+    if (!(d.theta > 1.0f)) return sft__fail(SFT_ERR_ARG, "rope: rope_theta = %g (want > 1)", d.theta);
+    if (d.scaling != SFT_ROPE_DEFAULT && !(d.factor > 0.0f))
+        return sft__fail(SFT_ERR_ARG, "rope: rope_scaling factor = %g (want > 0)", d.factor);
+    if (d.scaling == SFT_ROPE_LLAMA3 &&
+        (d.original_max_position_embeddings <= 0 || !(d.high_freq_factor > d.low_freq_factor) || !(d.low_freq_factor > 0.0f)))
+        return sft__fail(SFT_ERR_ARG, "rope: llama3 scaling needs original_max_position_embeddings > 0 and "
+                         "high_freq_factor (%g) > low_freq_factor (%g) > 0", d.high_freq_factor, d.low_freq_factor);
+    for (i = 0; i < head_dim / 2; i++) {
+        float inv = 1.0f / powf(d.theta, (float)(2 * i) / (float)head_dim);
+        if (d.scaling == SFT_ROPE_LINEAR) inv /= d.factor;
+        if (d.scaling == SFT_ROPE_LLAMA3) {
+            float old = (float)d.original_max_position_embeddings, wavelen = 2.0f * 3.14159265358979f / inv;
+            float low_wavelen = old / d.low_freq_factor, high_wavelen = old / d.high_freq_factor;
+            if (wavelen > low_wavelen) inv = inv / d.factor;              /* long waves: fully scaled */
+            else if (!(wavelen < high_wavelen)) {                         /* medium: blend            */
+                float smooth = (old / wavelen - d.low_freq_factor) / (d.high_freq_factor - d.low_freq_factor);
+                inv = (1.0f - smooth) * inv / d.factor + smooth * inv;
+            }
+        }
+        inv_freq[i] = inv;
+    }
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
+                           sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    float inv[SFT__ATTN_MAX_D / 2];
+    int64_t half;
+    char sb[96];
+    in[0] = x; in[1] = positions;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ROPE, 2, in, out));
+    SFT__TRY(sft__check_in("rope", "x", x, SFT_F32));
+    SFT__TRY(sft__check_in("rope", "positions", positions, SFT_I32));
+    if (x->ndim != 4 || x->shape[3] % 2 || x->shape[3] > SFT__ATTN_MAX_D)
+        return sft__fail(SFT_ERR_SHAPE, "rope: x must be [B, T, H, head_dim] with head_dim even and <= %d, got %s",
+                         SFT__ATTN_MAX_D, SFT__SHAPE(x, sb));
+    if (sft_tensor_numel(positions) != x->shape[0] * x->shape[1])
+        return sft__shape_mismatch("rope", "positions must be [B, T]", x, positions);
+    half = x->shape[3] / 2;
+    if (half > 0) SFT__TRY(sft_rope_inv_freq(desc, (int)x->shape[3], inv));
+    SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &half, &n.saved));
+    SFT__TRY(sft__device_copy(n.saved->data, x->device, inv, SFT_CPU, (size_t)half * sizeof(float)));
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
+                                float scale, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[4];
+    int64_t lse_shape[3];
+    in[0] = q; in[1] = k; in[2] = v; in[3] = seq_ids;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ATTENTION, 4, in, out));
+    SFT__TRY(sft__check_in("attention", "q", q, SFT_F32));
+    SFT__TRY(sft__check_in("attention", "k", k, SFT_F32));
+    SFT__TRY(sft__check_in("attention", "v", v, SFT_F32));
+    if (seq_ids) SFT__TRY(sft__check_in("attention", "seq_ids", seq_ids, SFT_I32));
+    if (q->ndim != 4 || k->ndim != 4) return sft__shape_mismatch("attention", "q and k must be [B, T, H, D]", q, k);
+    if (!sft__same_shape(k, v)) return sft__shape_mismatch("attention", "k and v differ", k, v);
+    if (k->shape[0] != q->shape[0] || k->shape[1] != q->shape[1] || k->shape[3] != q->shape[3])
+        return sft__shape_mismatch("attention", "q and k differ in B, T or D", q, k);
+    if (k->shape[2] == 0 || q->shape[2] % k->shape[2])
+        return sft__shape_mismatch("attention", "query heads must be a multiple of key/value heads", q, k);
+    if (q->shape[3] > SFT__ATTN_MAX_D || q->shape[3] == 0)
+        return sft__fail(SFT_ERR_SHAPE, "attention: head_dim %lld (want 1..%d)", (long long)q->shape[3], SFT__ATTN_MAX_D);
+    if (seq_ids && sft_tensor_numel(seq_ids) != q->shape[0] * q->shape[1])
+        return sft__shape_mismatch("attention", "seq_ids must be [B, T]", q, seq_ids);
+    if (!(scale >= 0.0f)) return sft__fail(SFT_ERR_ARG, "attention: scale = %g", scale);
+    n.f[0] = scale > 0.0f ? scale : 1.0f / sqrtf((float)q->shape[3]);
+    lse_shape[0] = q->shape[0]; lse_shape[1] = q->shape[2]; lse_shape[2] = q->shape[1];
+    SFT__TRY(sft__tensor_step(ctx, q->device, SFT_F32, 3, lse_shape, &n.saved));
+    SFT__TRY(sft__node_out(ctx, &n, 4, q->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, const sft_ce_desc *desc,
+                                    sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    sft_ce_desc d;
+    int64_t V, N, i, counted = 0, saved_shape[2];
+    in[0] = logits; in[1] = labels;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.ignore_index == 0) d.ignore_index = -100;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_CROSS_ENTROPY, 2, in, out));
+    SFT__TRY(sft__check_in("cross_entropy", "logits", logits, SFT_F32));
+    SFT__TRY(sft__check_in("cross_entropy", "labels", labels, SFT_I32));
+    if (logits->ndim < 1 || logits->shape[logits->ndim - 1] < 1)
+        return sft__shape_mismatch("cross_entropy", "logits need a vocabulary dim", logits, labels);
+    V = logits->shape[logits->ndim - 1];
+    N = sft_tensor_numel(logits) / V;
+    if (labels->ndim != logits->ndim - 1 || sft_tensor_numel(labels) != N)
+        return sft__shape_mismatch("cross_entropy", "labels must have the logits' shape without the last dim", logits, labels);
+    if (!(d.label_smoothing >= 0.0f && d.label_smoothing < 1.0f))
+        return sft__fail(SFT_ERR_ARG, "cross_entropy: label_smoothing = %g (want [0, 1))", d.label_smoothing);
+    if ((int)d.reduction < 0 || d.reduction > SFT_CE_SUM_DIV)
+        return sft__fail(SFT_ERR_ARG, "cross_entropy: reduction %d does not exist", (int)d.reduction);
+    if (d.reduction == SFT_CE_SUM_DIV && !(d.divisor > 0.0f && d.divisor < INFINITY))
+        return sft__fail(SFT_ERR_ARG, "cross_entropy: divisor = %g (want > 0, e.g. num_items_in_batch)", d.divisor);
+    if (labels->device == SFT_CPU)
+        for (i = 0; i < N; i++) {
+            int32_t y = ((const int32_t *)labels->data)[i];
+            if (y == d.ignore_index) continue;
+            if (y < 0 || y >= V)
+                return sft__fail(SFT_ERR_ARG, "cross_entropy: labels[%lld] = %d is outside [0, %lld) and not ignore_index %d",
+                                 (long long)i, y, (long long)V, d.ignore_index);
+            counted++;
+        }
+    n.f[0] = d.label_smoothing;
+    n.f[1] = d.reduction == SFT_CE_SUM ? 1.0f : d.reduction == SFT_CE_SUM_DIV ? 1.0f / d.divisor : 1.0f / (float)counted;
+    n.i[0] = d.ignore_index;
+    saved_shape[0] = 2; saved_shape[1] = N;
+    SFT__TRY(sft__tensor_step(ctx, logits->device, SFT_F32, 2, saved_shape, &n.saved));
+    SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_dropout(sft_context *ctx, sft_tensor *x, float p, uint64_t seed, sft_tensor **out) {
+    sft__node n;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_DROPOUT, 1, &x, out));
+    SFT__TRY(sft__check_in("dropout", "x", x, SFT_F32));
+    if (!(p >= 0.0f && p <= 1.0f)) return sft__fail(SFT_ERR_ARG, "dropout: p = %g (want [0, 1])", p);
+    if (p == 0.0f) { *out = x; return SFT_OK; }
+    n.f[0] = p;
+    n.i[0] = (int64_t)seed;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+/* ============================================================================
+   === cuda seam */
+
+#ifdef SFT_CUDA
+#  include "sft_cuda.cuh"
+#else
+SFTDEF int sft_cuda_available(void) { return 0; }
+#endif
+
+/* === end of implementation */
+#ifdef __cplusplus
+}
+#endif
+#endif /* SFT__IMPLEMENTED */
+#endif /* SFT_IMPLEMENTATION */
+
+/*
+MIT License
+
+Copyright (c) 2026 the sft.h authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of
+the Software, and to permit persons to whom the Software is furnished to do so,
+subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS
+FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR
+COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER
+IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN
+CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+*/
