@@ -419,8 +419,9 @@ SFTDEF int        sft_grad_enabled_set(sft_context *ctx, int on);
    operators only. Its forward runs without keeping intermediates (they are freed
    as soon as the outputs are copied); backward runs fn again and back-propagates
    through it. Results and gradients are bit-identical to calling fn directly, as
-   long as fn is deterministic (use counter-based dropout seeds). Segments do not
-   nest. */
+   long as fn is deterministic (use counter-based dropout seeds). fn, user and the
+   inputs must stay valid until backward has run (it calls fn again). Segments do
+   not nest. */
 typedef sft_status (*sft_segment_fn)(sft_context *ctx, void *user, sft_tensor *const *in, sft_tensor **out);
 SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user, int n_in, sft_tensor *const *in,
                                  int n_out, sft_tensor **out);
@@ -1913,25 +1914,35 @@ typedef struct sft__gemm_job {
     int      accumulate;
 } sft__gemm_job;
 
-#define SFT__GEMM_TM 4
+/* A task computes a block of MB rows x TN columns of C. For each chunk of KC
+   values of k it copies the B panel into a small contiguous buffer (so a
+   transposed B is read with unit stride too), then adds the chunk into the
+   block's accumulators, k in increasing order. */
+#define SFT__GEMM_MB 64
 #define SFT__GEMM_TN 16
+#define SFT__GEMM_KC 256
 
 static void sft__gemm_tile(void *arg, int64_t task) {
     const sft__gemm_job *j = (const sft__gemm_job *)arg;
-    int64_t m0 = (task / j->n_tiles_n) * SFT__GEMM_TM, n0 = (task % j->n_tiles_n) * SFT__GEMM_TN;
-    int64_t mt = j->M - m0 < SFT__GEMM_TM ? j->M - m0 : SFT__GEMM_TM;
+    int64_t m0 = (task / j->n_tiles_n) * SFT__GEMM_MB, n0 = (task % j->n_tiles_n) * SFT__GEMM_TN;
+    int64_t mt = j->M - m0 < SFT__GEMM_MB ? j->M - m0 : SFT__GEMM_MB;
     int64_t nt = j->N - n0 < SFT__GEMM_TN ? j->N - n0 : SFT__GEMM_TN;
-    float acc[SFT__GEMM_TM][SFT__GEMM_TN];
-    int64_t i, jn, k;
+    float acc[SFT__GEMM_MB][SFT__GEMM_TN], panel[SFT__GEMM_KC][SFT__GEMM_TN];
+    int64_t i, jn, k0, kk;
     memset(acc, 0, sizeof acc);
-    for (k = 0; k < j->K; k++) {
-        const float *bk = j->b.p + k * j->b.rs + n0 * j->b.cs;
+    for (k0 = 0; k0 < j->K; k0 += SFT__GEMM_KC) {
+        int64_t kc = j->K - k0 < SFT__GEMM_KC ? j->K - k0 : SFT__GEMM_KC;
+        for (kk = 0; kk < kc; kk++) {
+            const float *bk = j->b.p + (k0 + kk) * j->b.rs + n0 * j->b.cs;
+            for (jn = 0; jn < SFT__GEMM_TN; jn++) panel[kk][jn] = jn < nt ? bk[jn * j->b.cs] : 0.0f;
+        }
         for (i = 0; i < mt; i++) {
-            float av = j->a.p[(m0 + i) * j->a.rs + k * j->a.cs];
-            if (j->b.cs == 1)
-                for (jn = 0; jn < nt; jn++) acc[i][jn] += av * bk[jn];
-            else
-                for (jn = 0; jn < nt; jn++) acc[i][jn] += av * bk[jn * j->b.cs];
+            const float *ap = j->a.p + (m0 + i) * j->a.rs + k0 * j->a.cs;
+            float *ac = acc[i];
+            for (kk = 0; kk < kc; kk++) {
+                float av = ap[kk * j->a.cs];
+                for (jn = 0; jn < SFT__GEMM_TN; jn++) ac[jn] += av * panel[kk][jn];
+            }
         }
     }
     for (i = 0; i < mt; i++) {
@@ -1944,7 +1955,7 @@ static void sft__gemm_tile(void *arg, int64_t task) {
 static void sft__gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c, int64_t ldc,
                       int accumulate) {
     sft__gemm_job j;
-    int64_t tiles_m = (M + SFT__GEMM_TM - 1) / SFT__GEMM_TM;
+    int64_t tiles_m = (M + SFT__GEMM_MB - 1) / SFT__GEMM_MB;
     if (M <= 0 || N <= 0) return;
     j.a = a; j.b = b; j.c = c; j.ldc = ldc; j.M = M; j.N = N; j.K = K; j.accumulate = accumulate;
     j.n_tiles_n = (N + SFT__GEMM_TN - 1) / SFT__GEMM_TN;
@@ -2854,7 +2865,13 @@ SFTDEF sft_status sft_dropout(sft_context *ctx, sft_tensor *x, float p, uint64_t
    === cuda seam */
 
 #ifdef SFT_CUDA
+#  ifdef __cplusplus
+}   /* the CUDA headers are C++: include them outside extern "C" */
+#  endif
 #  include "sft_cuda.cuh"
+#  ifdef __cplusplus
+extern "C" {
+#  endif
 #else
 SFTDEF int sft_cuda_available(void) { return 0; }
 #endif

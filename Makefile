@@ -1,0 +1,71 @@
+# sft.h - build, test and check.
+#
+#   make test       build and run the test suite (ends with "N passed, M failed")
+#   make sanitize   the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make warnings   compile everything with gcc, clang (C99) and g++ (C++) with -Werror
+#   make cuda       build the CUDA test program with nvcc (sm_80, sm_89, sm_90a)
+#   make examples   build the examples (examples/mlp.c also builds with one cc line)
+#
+# The library needs stb_ds.h (Debian: libstb-dev). When it is missing, make installs
+# it with apt-get if run as root, and otherwise says how.
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN     = -Wall -Wextra -Wpedantic -Werror
+STD      = -std=c99 -D_POSIX_C_SOURCE=200809L
+LDLIBS   = -lm -lpthread
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+CUDA_ARCH = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm_89 \
+            -gencode arch=compute_90a,code=sm_90a
+
+TEST_SRC = tests/main.c tests/test_core.c tests/test_json.c tests/test_safetensors.c \
+           tests/test_tensor.c tests/test_ops.c tests/test_autograd.c
+DEPS     = sft.h tests/test.h $(TEST_SRC)
+STB_DS   = /usr/include/stb/stb_ds.h
+
+.PHONY: all test sanitize warnings cuda examples clean deps
+all: build/test_sft examples
+
+deps: $(STB_DS)
+$(STB_DS):
+	@if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libstb-dev (stb_ds.h)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libstb-dev >/dev/null; \
+	else \
+	    echo "sft.h needs stb_ds.h: run 'sudo apt-get install libstb-dev' (or make as root)"; exit 1; \
+	fi
+
+build:
+	@mkdir -p build
+
+build/test_sft: $(DEPS) | build $(STB_DS)
+	$(CC) $(STD) $(CFLAGS) $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
+
+build/test_sft_san: $(DEPS) | build $(STB_DS)
+	$(CC) $(STD) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+	    $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
+
+test: build/test_sft
+	./build/test_sft
+
+sanitize: build/test_sft_san
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_sft_san
+
+warnings: $(DEPS) examples/mlp.c | build $(STB_DS)
+	gcc   $(STD) -O2 $(WARN) $(TEST_SRC) -o build/test_sft_gcc $(LDLIBS)
+	clang $(STD) -O2 $(WARN) $(TEST_SRC) -o build/test_sft_clang $(LDLIBS)
+	g++ -x c++ -std=c++11 -O2 $(WARN) $(TEST_SRC) -o build/test_sft_cxx $(LDLIBS)
+	gcc   -std=c99 -O2 $(WARN) examples/mlp.c -o build/mlp_gcc $(LDLIBS)
+	clang -std=c99 -O2 $(WARN) examples/mlp.c -o build/mlp_clang $(LDLIBS)
+	g++ -x c++ -O2 $(WARN) examples/mlp.c -o build/mlp_cxx $(LDLIBS)
+	@echo "warnings: none (gcc, clang, g++)"
+
+cuda: | build $(STB_DS)
+	$(NVCC) -std=c++17 -O2 -Xcompiler -Wall,-Wextra $(CUDA_ARCH) -I. tests/test_cuda.cu -o build/test_cuda -lcublasLt -lpthread
+
+examples: build/mlp
+build/mlp: examples/mlp.c sft.h | build $(STB_DS)
+	$(CC) -O2 examples/mlp.c -o $@ $(LDLIBS)
+
+clean:
+	rm -rf build
