@@ -233,7 +233,9 @@ typedef struct sft_json sft_json;
 struct sft_json {
     sft_json_type type;
     double        number;  /* NUMBER (NaN/Infinity only with allow_nonfinite)       */
-    const char   *string;  /* STRING: NUL-terminated UTF-8; may hold \0 (see length)*/
+    const char   *string;  /* STRING: NUL-terminated UTF-8; may hold \0 (see length).
+                              NUMBER: the number's text as written, e.g. "1e5", so
+                              integers beyond 2^53 can be read exactly          */
     size_t        length;  /* STRING: bytes; ARRAY/OBJECT: element count             */
     sft_json     *items;   /* ARRAY/OBJECT: the values, in file order              */
     const char  **keys;    /* OBJECT: the keys, keys[i] names items[i]             */
@@ -251,8 +253,11 @@ typedef struct sft_json_desc {
    sft_json_free. Duplicate object keys fail. */
 SFTDEF sft_status sft_json_parse(sft_context *ctx, const char *text, size_t len, const char *name,
                                  const sft_json_desc *desc, sft_json **out);
+/* sft_json_free: free a tree; pass the root sft_json_parse returned (never a node
+   inside it). NULL is fine. */
 SFTDEF void       sft_json_free(sft_json *root);
-/* Lookups; NULL when absent or of another type. */
+/* Lookups; NULL when absent or of another type. sft_json_get scans the keys in
+   order (objects in model files are small). */
 SFTDEF const sft_json *sft_json_get(const sft_json *object, const char *key);
 SFTDEF const sft_json *sft_json_at(const sft_json *array, size_t index);
 
@@ -303,7 +308,7 @@ typedef enum sft_dtype {
     SFT_F32, SFT_BF16, SFT_F16, SFT_I32, SFT_U8, SFT_I8, SFT_I64, SFT_BOOL, SFT_DTYPE_COUNT
 } sft_dtype;
 
-typedef enum sft_device { SFT_CPU = 0, SFT_CUDA = 1, SFT_DEVICE_COUNT } sft_device;
+typedef enum sft_device { SFT_DEVICE_CPU = 0, SFT_DEVICE_CUDA = 1, SFT_DEVICE_COUNT } sft_device;
 
 typedef struct sft_tensor sft_tensor;
 struct sft_tensor {
@@ -329,7 +334,7 @@ SFTDEF size_t      sft_tensor_nbytes(const sft_tensor *t);
    free with sft_tensor_destroy). */
 SFTDEF sft_status  sft_tensor_create(sft_context *ctx, sft_dtype dtype, int ndim, const int64_t *shape,
                                      sft_tensor **out);
-/* sft_tensor_create_on: the same on a device (SFT_CUDA needs the CUDA build). */
+/* sft_tensor_create_on: the same on a device (SFT_DEVICE_CUDA needs the CUDA build). */
 SFTDEF sft_status  sft_tensor_create_on(sft_context *ctx, sft_device device, sft_dtype dtype, int ndim,
                                         const int64_t *shape, sft_tensor **out);
 /* sft_tensor_destroy: free a persistent tensor and its gradient (NULL is fine).
@@ -368,7 +373,9 @@ typedef struct sft_st_tensor {
     int64_t     shape[SFT_ST_MAX_DIMS];
     uint64_t    offset;    /* of the data, from the start of the file */
     uint64_t    nbytes;
-    const void *data;      /* nbytes in the mapping; valid until close */
+    const void *data;      /* nbytes in the mapping; valid until close. Files from other
+                              writers may leave it unaligned: read it with memcpy or
+                              use sft_st_load, which copies */
 } sft_st_tensor;
 
 typedef struct sft_st_file sft_st_file;
@@ -395,7 +402,9 @@ typedef struct sft_st_entry {
    path through sft_file_write_atomic. Names must be unique. */
 SFTDEF sft_status sft_st_save(sft_context *ctx, const char *path, const sft_st_entry *entries, int n_entries,
                               const char *const *meta_keys, const char *const *meta_values, int n_meta);
-/* sft_st_entry_from_tensor: an entry describing a CPU tensor. */
+/* sft_st_entry_from_tensor: an entry describing a CPU tensor (for a tensor on
+   another device the entry's data is NULL and sft_st_save refuses it: copy it to
+   the CPU first). */
 SFTDEF sft_st_entry sft_st_entry_from_tensor(const char *name, const sft_tensor *t);
 
 /* ============================================================================
@@ -610,10 +619,12 @@ SFTDEF void sft_clear_error(void) { sft__err_msg[0] = 0; }
    error leaves the library). */
 static sft_status sft__fail(sft_status s, const char *fmt, ...) SFT__PRINTF(2, 3);
 static sft_status sft__fail(sft_status s, const char *fmt, ...) {
+    char msg[sizeof sft__err_msg];   /* the arguments may include sft_last_error() itself */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(sft__err_msg, sizeof sft__err_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(sft__err_msg, msg, sizeof msg);
     return s;
 }
 
@@ -630,20 +641,23 @@ static void sft__cpu_probe(void) {
 #ifdef SFT__X86
     {
         unsigned a, b, c, d, xcr0_lo = 0, xcr0_hi = 0;
+        uint64_t xcr0 = 0;
         int osxsave = 0, avx = 0, fma = 0, avx2 = 0, avx512f = 0, avx512bw = 0, avx512vl = 0;
         if (__get_cpuid(1, &a, &b, &c, &d)) {
             osxsave = (c >> 27) & 1; avx = (c >> 28) & 1; fma = (c >> 12) & 1;
         }
-        if (osxsave) __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+        if (osxsave) {
+            __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+            xcr0 = ((uint64_t)xcr0_hi << 32) | xcr0_lo;
+        }
         if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
             avx2 = (b >> 5) & 1; avx512f = (b >> 16) & 1; avx512bw = (b >> 30) & 1; avx512vl = (b >> 31) & 1;
         }
         {
-            int ymm_os = (xcr0_lo & 0x6) == 0x6, zmm_os = (xcr0_lo & 0xe6) == 0xe6;
+            int ymm_os = (xcr0 & 0x6) == 0x6, zmm_os = (xcr0 & 0xe6) == 0xe6;
             sft__cpu.avx2_fma = ymm_os && avx && fma && avx2;
             sft__cpu.avx512 = sft__cpu.avx2_fma && zmm_os && avx512f && avx512bw && avx512vl;
         }
-        (void)xcr0_hi;
     }
 #endif
     sft__cpu.probed = 1;
@@ -1122,7 +1136,7 @@ SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx) {
     if (!ctx) return s;
     s.bytes_in_use = ctx->bytes_in_use; s.peak_bytes = ctx->peak_bytes;
     s.allocs = ctx->allocs; s.frees = ctx->frees;
-    s.arena_capacity = sft__arena_capacity(&ctx->arena[SFT_CPU]) + sft__arena_capacity(&ctx->scratch[SFT_CPU]);
+    s.arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CPU]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CPU]);
     return s;
 }
 
@@ -1198,26 +1212,26 @@ static sft_status sft__no_cuda(const char *what) {
 
 static sft_status sft__device_alloc(sft_context *ctx, sft_device device, size_t size, void **out) {
     *out = NULL;
-    if (device == SFT_CPU) {
+    if (device == SFT_DEVICE_CPU) {
         *out = sft__alloc(ctx, size);
         return *out ? SFT_OK : sft__fail(SFT_ERR_NOMEM, "cannot allocate %zu bytes", size);
     }
 #ifdef SFT_CUDA
-    if (device == SFT_CUDA) return sft__cuda_alloc(ctx, size, out);
+    if (device == SFT_DEVICE_CUDA) return sft__cuda_alloc(ctx, size, out);
 #endif
     return sft__no_cuda("device allocation");
 }
 
 static void sft__device_free(sft_context *ctx, sft_device device, void *ptr) {
     if (!ptr) return;
-    if (device == SFT_CPU) sft__free(ctx, ptr);
+    if (device == SFT_DEVICE_CPU) sft__free(ctx, ptr);
 #ifdef SFT_CUDA
-    else if (device == SFT_CUDA) sft__cuda_free(ctx, ptr);
+    else if (device == SFT_DEVICE_CUDA) sft__cuda_free(ctx, ptr);
 #endif
 }
 
 static sft_status sft__device_copy(void *dst, sft_device dst_dev, const void *src, sft_device src_dev, size_t n) {
-    if (dst_dev == SFT_CPU && src_dev == SFT_CPU) {
+    if (dst_dev == SFT_DEVICE_CPU && src_dev == SFT_DEVICE_CPU) {
         if (n) memmove(dst, src, n);
         return SFT_OK;
     }
@@ -1229,7 +1243,7 @@ static sft_status sft__device_copy(void *dst, sft_device dst_dev, const void *sr
 }
 
 static sft_status sft__device_zero(void *dst, sft_device dev, size_t n) {
-    if (dev == SFT_CPU) { if (n) memset(dst, 0, n); return SFT_OK; }
+    if (dev == SFT_DEVICE_CPU) { if (n) memset(dst, 0, n); return SFT_OK; }
 #ifdef SFT_CUDA
     return sft__cuda_memset0(dst, n);
 #else
@@ -1326,14 +1340,14 @@ SFTDEF sft_status sft_tensor_create_on(sft_context *ctx, sft_device device, sft_
         sft__device_free(ctx, device, t->data);
         sft__free(ctx, t);
         return sft__fail(s, "sft_tensor_create: %s %s on %s: %s", sft_dtype_name(dtype), sft__shape_str(sb, sizeof sb, ndim, shape),
-                         device == SFT_CPU ? "cpu" : "cuda", sft_last_error());
+                         device == SFT_DEVICE_CPU ? "cpu" : "cuda", sft_last_error());
     }
     *out = t;
     return SFT_OK;
 }
 
 SFTDEF sft_status sft_tensor_create(sft_context *ctx, sft_dtype dtype, int ndim, const int64_t *shape, sft_tensor **out) {
-    return sft_tensor_create_on(ctx, SFT_CPU, dtype, ndim, shape, out);
+    return sft_tensor_create_on(ctx, SFT_DEVICE_CPU, dtype, ndim, shape, out);
 }
 
 SFTDEF void sft_tensor_destroy(sft_tensor *t) {
@@ -1360,7 +1374,7 @@ static sft_status sft__tensor_step(sft_context *ctx, sft_device device, sft_dtyp
     sft_tensor *t;
     *out = NULL;
     SFT__TRY(sft__check_new_shape("step tensor", dtype, ndim, shape));
-    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_CPU), sizeof(sft_tensor), &mem));
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof(sft_tensor), &mem));
     t = (sft_tensor *)mem;
     sft__tensor_init(t, ctx, device, dtype, ndim, shape);
     t->flags = SFT__T_ARENA;
@@ -1479,7 +1493,7 @@ SFTDEF sft_status sft_tensor_convert(sft_context *ctx, const sft_tensor *src, sf
     if (!out) return sft__fail(SFT_ERR_ARG, "sft_tensor_convert: out is NULL");
     *out = NULL;
     if (!src || !ctx) return sft__fail(SFT_ERR_ARG, "sft_tensor_convert: NULL argument");
-    if (src->device != SFT_CPU) return sft__fail(SFT_ERR_DEVICE, "sft_tensor_convert: source is not on the CPU");
+    if (src->device != SFT_DEVICE_CPU) return sft__fail(SFT_ERR_DEVICE, "sft_tensor_convert: source is not on the CPU");
     if (!float_out && !(dtype == SFT_I32 && src->dtype == SFT_F32) && dtype != src->dtype)
         return sft__fail(SFT_ERR_DTYPE, "sft_tensor_convert: %s -> %s is not supported", sft_dtype_name(src->dtype),
                          sft_dtype_name(dtype));
@@ -1515,8 +1529,1447 @@ SFTDEF sft_status sft_tensor_to_device(sft_context *ctx, const sft_tensor *src, 
 }
 
 /* ============================================================================
-   === json and safetensors (wip: merged from wip/io.inc) */
-#include "wip/io.inc"
+   === json
+   A strict RFC 8259 parser and a writer.
+
+   The parser makes two passes over the text. The first validates everything
+   (grammar, UTF-8, escapes, number limits, depth) and counts what the tree needs:
+   nodes, object members, string bytes, and the largest temporary stacks. The
+   second pass builds the tree into one allocation of exactly that size, decoding
+   strings in place, and rejects duplicate object keys. Nothing is ever sized from
+   a number read out of the text; every size is a count of things actually seen.
+   The parser is iterative (an explicit stack of open containers), so deep input
+   cannot overflow the C stack whatever max_depth is.
+
+   Tree layout (one block):  [header: ctx] [nodes] [keys] [key_lengths] [bytes]
+   nodes[0] is the root; each container's children are contiguous.
+   A NUMBER node also carries its source text in string/length (e.g. "1e5"), so
+   callers can tell 1 from 1.0 and read integers beyond 2^53 exactly.
+
+   Numbers go through strtod, which reads the decimal point of the current C
+   locale; the parser and writer substitute that locale's decimal point (found
+   with snprintf) so both work under any LC_NUMERIC. */
+
+#define SFT__JSON_DEFAULT_DEPTH 128
+#define SFT__JSON_DEFAULT_BYTES ((size_t)256 << 20)
+#define SFT__JSON_MAX_NUMBER 1000
+#define SFT__JSON_HDR 64               /* bytes before the root: holds the context */
+#define SFT__JSON_WRITER_MAX_DEPTH 128
+
+/* sft__utf8_next: the code point of the UTF-8 sequence at s[0..n) (n >= 1);
+   returns its length 1..4, or 0 with *why set when it is not valid UTF-8
+   (overlong forms, UTF-16 surrogates, > U+10FFFF, truncated sequences). */
+static int sft__utf8_next(const unsigned char *s, size_t n, uint32_t *cp, const char **why) {
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    uint32_t v;
+    int len, i;
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c < 0xC0) { *why = "unexpected continuation byte"; return 0; }
+    if (c < 0xC2) { *why = "overlong encoding"; return 0; }
+    if (c < 0xE0) { len = 2; v = c & 0x1F; }
+    else if (c < 0xF0) {
+        len = 3; v = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        else if (c == 0xED) hi = 0x9F;
+    } else if (c < 0xF5) {
+        len = 4; v = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        else if (c == 0xF4) hi = 0x8F;
+    } else { *why = "byte that starts a code point beyond U+10FFFF"; return 0; }
+    for (i = 1; i < len; i++) {
+        unsigned b;
+        if ((size_t)i >= n || (b = s[i]) < 0x80 || b > 0xBF) { *why = "truncated sequence"; return 0; }
+        if (i == 1 && (b < lo || b > hi)) {
+            *why = c == 0xED ? "UTF-16 surrogate encoded in UTF-8"
+                 : c == 0xF4 ? "code point beyond U+10FFFF" : "overlong encoding";
+            return 0;
+        }
+        v = (v << 6) | (b & 0x3F);
+    }
+    *cp = v;
+    return len;
+}
+
+/* sft__utf8_check: 0 when s[0..n) is valid UTF-8, else -1 with the offset and why. */
+static int sft__utf8_check(const char *s, size_t n, size_t *bad_at, const char **why) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n) {
+        uint32_t cp;
+        int k;
+        if (u[i] < 0x80) { i++; continue; }
+        k = sft__utf8_next(u + i, n - i, &cp, why);
+        if (!k) { *bad_at = i; return -1; }
+        i += (size_t)k;
+    }
+    return 0;
+}
+
+static size_t sft__utf8_put(uint32_t cp, char *dst) {
+    unsigned char b[4];
+    size_t n;
+    if (cp < 0x80) { b[0] = (unsigned char)cp; n = 1; }
+    else if (cp < 0x800) { b[0] = (unsigned char)(0xC0 | (cp >> 6)); b[1] = (unsigned char)(0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        b[0] = (unsigned char)(0xE0 | (cp >> 12)); b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        b[2] = (unsigned char)(0x80 | (cp & 0x3F)); n = 3;
+    } else {
+        b[0] = (unsigned char)(0xF0 | (cp >> 18)); b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)); b[3] = (unsigned char)(0x80 | (cp & 0x3F)); n = 4;
+    }
+    if (dst) memcpy(dst, b, n);
+    return n;
+}
+
+/* sft__locale_point: the decimal point printf/strtod use in the current locale
+   ("." in the C locale). */
+static void sft__locale_point(char *dp, size_t cap) {
+    char b[32];
+    size_t n;
+    snprintf(b, sizeof b, "%.1f", 1.5);
+    n = strlen(b);
+    if (n < 3 || n - 2 >= cap || b[0] != '1' || b[n - 1] != '5') { dp[0] = '.'; dp[1] = 0; return; }
+    memcpy(dp, b + 1, n - 2);
+    dp[n - 2] = 0;
+}
+
+typedef struct sft__json_key { const char *s; size_t len, at; } sft__json_key;
+typedef struct sft__json_frame { int is_object; size_t count, vbase, kbase, at; } sft__json_frame;
+
+typedef struct sft__json_parser {
+    const unsigned char *s;
+    size_t len, pos, base;       /* base: added to offsets in messages */
+    const char *name;
+    int max_depth, allow_nonfinite;
+    char dp[8];                  /* the locale's decimal point, for strtod */
+    int fill;                    /* 0: validate and count; 1: build the tree */
+    sft__json_frame *frames;
+    size_t vtop, ktop;           /* heights of the value and key stacks */
+    /* pass 1 counts */
+    size_t n_nodes, n_members, n_bytes, v_max, k_max, obj_max;
+    /* pass 2 */
+    sft_json *nodes;
+    size_t node_next;
+    const char **keys;
+    size_t *key_lengths, member_next;
+    char *bytes;
+    size_t byte_next;
+    sft_json *vstack;
+    sft__json_key *kstack, *sortbuf;
+} sft__json_parser;
+
+static sft_status sft__json_error(const sft__json_parser *p, sft_status s, size_t at, const char *fmt, ...) SFT__PRINTF(4, 5);
+static sft_status sft__json_error(const sft__json_parser *p, sft_status s, size_t at, const char *fmt, ...) {
+    char what[512];
+    size_t i, line = 1, col = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (at > p->len) at = p->len;
+    for (i = 0; i < at; i++) {
+        if (p->s[i] == '\n') { line++; col = 1; }
+        else col++;
+    }
+    return sft__fail(s, "%s: byte %zu (line %zu, col %zu): %s", p->name, p->base + at, line, col, what);
+}
+
+/* sft__json_found: what is at offset at, for messages ("end of input", "'x'"). */
+static const char *sft__json_found(const sft__json_parser *p, size_t at, char *buf, size_t cap) {
+    unsigned c;
+    if (at >= p->len) return "end of input";
+    c = p->s[at];
+    if (c >= 0x20 && c < 0x7F) snprintf(buf, cap, "'%c'", (char)c);
+    else snprintf(buf, cap, "byte 0x%02X", c);
+    return buf;
+}
+
+static void sft__json_ws(sft__json_parser *p) {
+    while (p->pos < p->len) {
+        unsigned char c = p->s[p->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+        p->pos++;
+    }
+}
+
+static int sft__json_hex4(const sft__json_parser *p, size_t at, uint32_t *out) {
+    uint32_t v = 0;
+    size_t i;
+    if (at + 4 > p->len) return 0;
+    for (i = 0; i < 4; i++) {
+        unsigned c = p->s[at + i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= c - '0';
+        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* sft__json_string: the string that starts at p->pos (a '"'). Decodes into dst
+   when it is non-NULL; *n_out = decoded bytes. Leaves pos after the closing quote. */
+static sft_status sft__json_string(sft__json_parser *p, char *dst, size_t *n_out) {
+    const unsigned char *s = p->s;
+    size_t i = p->pos + 1, n = 0, start = p->pos;
+    for (;;) {
+        unsigned c;
+        if (i >= p->len)
+            return sft__json_error(p, SFT_ERR_FORMAT, i, "unterminated string (it opens at byte %zu)", p->base + start);
+        c = s[i];
+        if (c == '"') break;
+        if (c < 0x20) return sft__json_error(p, SFT_ERR_FORMAT, i, "control character 0x%02X in a string (escape it)", c);
+        if (c == '\\') {
+            uint32_t cp = 0, lo = 0;
+            char ch = 0;
+            if (i + 1 >= p->len)
+                return sft__json_error(p, SFT_ERR_FORMAT, i, "unterminated string (it opens at byte %zu)", p->base + start);
+            switch (s[i + 1]) {
+            case '"': ch = '"'; break;
+            case '\\': ch = '\\'; break;
+            case '/': ch = '/'; break;
+            case 'b': ch = '\b'; break;
+            case 'f': ch = '\f'; break;
+            case 'n': ch = '\n'; break;
+            case 'r': ch = '\r'; break;
+            case 't': ch = '\t'; break;
+            case 'u':
+                if (!sft__json_hex4(p, i + 2, &cp))
+                    return sft__json_error(p, SFT_ERR_FORMAT, i, "expected 4 hex digits after \\u");
+                if (cp >= 0xDC00 && cp <= 0xDFFF)
+                    return sft__json_error(p, SFT_ERR_FORMAT, i, "lone low surrogate \\u%04X (no high surrogate before it)",
+                                           (unsigned)cp);
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (i + 7 < p->len && s[i + 6] == '\\' && s[i + 7] == 'u' && sft__json_hex4(p, i + 8, &lo) &&
+                        lo >= 0xDC00 && lo <= 0xDFFF) {
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                        i += 6;
+                    } else
+                        return sft__json_error(p, SFT_ERR_FORMAT, i,
+                                               "lone high surrogate \\u%04X (a low surrogate \\uDC00-\\uDFFF must follow)",
+                                               (unsigned)cp);
+                }
+                n += sft__utf8_put(cp, dst ? dst + n : NULL);
+                i += 6;
+                continue;
+            default: {
+                char fb[16];
+                return sft__json_error(p, SFT_ERR_FORMAT, i, "invalid escape: backslash followed by %s",
+                                       sft__json_found(p, i + 1, fb, sizeof fb));
+            }
+            }
+            if (dst) dst[n] = ch;
+            n++;
+            i += 2;
+            continue;
+        }
+        if (c < 0x80) {
+            if (dst) dst[n] = (char)c;
+            n++;
+            i++;
+        } else {
+            uint32_t cp;
+            const char *why = "";
+            int k = sft__utf8_next(s + i, p->len - i, &cp, &why);
+            if (!k) return sft__json_error(p, SFT_ERR_FORMAT, i, "invalid UTF-8 in a string: %s (byte 0x%02X)", why, c);
+            if (dst) memcpy(dst + n, s + i, (size_t)k);
+            n += (size_t)k;
+            i += (size_t)k;
+        }
+    }
+    p->pos = i + 1;
+    *n_out = n;
+    return SFT_OK;
+}
+
+/* sft__json_keep_text: in pass 1 count len+1 bytes; in pass 2 copy the text into
+   the tree's byte area and return it. */
+static const char *sft__json_keep_text(sft__json_parser *p, const char *text, size_t len) {
+    char *d;
+    if (!p->fill) { p->n_bytes += len + 1; return NULL; }
+    d = p->bytes + p->byte_next;
+    memcpy(d, text, len);
+    d[len] = 0;
+    p->byte_next += len + 1;
+    return d;
+}
+
+/* sft__json_push: a completed value onto the value stack. */
+static void sft__json_push(sft__json_parser *p, const sft_json *v) {
+    if (!p->fill) {
+        p->n_nodes++;
+        if (++p->vtop > p->v_max) p->v_max = p->vtop;
+        return;
+    }
+    p->vstack[p->vtop++] = *v;
+}
+
+static int sft__json_digit(const sft__json_parser *p, size_t i) { return i < p->len && p->s[i] >= '0' && p->s[i] <= '9'; }
+
+static int sft__json_match(const sft__json_parser *p, size_t at, const char *lit) {
+    size_t n = strlen(lit);
+    return p->len - at >= n && memcmp(p->s + at, lit, n) == 0;
+}
+
+/* sft__json_number: a number (RFC grammar exactly) at p->pos. */
+static sft_status sft__json_number(sft__json_parser *p, sft_json *node) {
+    size_t start = p->pos, i = start, n, j, k = 0, dpn = strlen(p->dp);
+    char buf[SFT__JSON_MAX_NUMBER * 2 + 16], *end;
+    double v;
+    if (p->s[i] == '-') i++;
+    if (p->allow_nonfinite && i > start && sft__json_match(p, i, "Infinity")) {
+        p->pos = i + 8;
+        node->number = -HUGE_VAL;
+        node->string = sft__json_keep_text(p, "-Infinity", 9);
+        node->length = 9;
+        return SFT_OK;
+    }
+    if (!sft__json_digit(p, i)) {
+        char fb[16];
+        return sft__json_error(p, SFT_ERR_FORMAT, i, "expected a digit after '-', found %s", sft__json_found(p, i, fb, sizeof fb));
+    }
+    if (p->s[i] == '0') {
+        i++;
+        if (sft__json_digit(p, i)) return sft__json_error(p, SFT_ERR_FORMAT, start, "leading zeros are not allowed in numbers");
+    } else
+        while (sft__json_digit(p, i)) i++;
+    if (i < p->len && p->s[i] == '.') {
+        i++;
+        if (!sft__json_digit(p, i)) return sft__json_error(p, SFT_ERR_FORMAT, i, "expected a digit after the decimal point");
+        while (sft__json_digit(p, i)) i++;
+    }
+    if (i < p->len && (p->s[i] == 'e' || p->s[i] == 'E')) {
+        i++;
+        if (i < p->len && (p->s[i] == '+' || p->s[i] == '-')) i++;
+        if (!sft__json_digit(p, i)) return sft__json_error(p, SFT_ERR_FORMAT, i, "expected a digit in the exponent");
+        while (sft__json_digit(p, i)) i++;
+    }
+    n = i - start;
+    if (n > SFT__JSON_MAX_NUMBER)
+        return sft__json_error(p, SFT_ERR_LIMIT, start, "number of %zu characters (the limit is %d)", n, SFT__JSON_MAX_NUMBER);
+    for (j = 0; j < n; j++) {       /* the grammar is checked: only '.' depends on the locale */
+        char c = (char)p->s[start + j];
+        if (c == '.') { memcpy(buf + k, p->dp, dpn); k += dpn; }
+        else buf[k++] = c;
+    }
+    buf[k] = 0;
+    v = strtod(buf, &end);
+    if (end != buf + k) return sft__json_error(p, SFT_ERR_FORMAT, start, "number not understood by strtod");
+    if (v == HUGE_VAL || v == -HUGE_VAL)
+        return sft__json_error(p, SFT_ERR_LIMIT, start, "number %.*s%s is beyond the range of a double", (int)(n < 40 ? n : 40),
+                               (const char *)p->s + start, n < 40 ? "" : "...");
+    node->number = v;
+    node->string = sft__json_keep_text(p, (const char *)p->s + start, n);
+    node->length = n;
+    p->pos = i;
+    return SFT_OK;
+}
+
+/* sft__json_scalar: any value but an array or object, pushed on the value stack. */
+static sft_status sft__json_scalar(sft__json_parser *p) {
+    sft_json node;
+    size_t at = p->pos;
+    int c = at < p->len ? p->s[at] : -1;
+    char fb[16];
+    memset(&node, 0, sizeof node);
+    if (c == '"') {
+        size_t n;
+        char *dst = p->fill ? p->bytes + p->byte_next : NULL;
+        SFT__TRY(sft__json_string(p, dst, &n));
+        node.type = SFT_JSON_STRING;
+        node.length = n;
+        if (p->fill) { dst[n] = 0; node.string = dst; p->byte_next += n + 1; }
+        else p->n_bytes += n + 1;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+        node.type = SFT_JSON_NUMBER;
+        SFT__TRY(sft__json_number(p, &node));
+    } else if (c == 't' && sft__json_match(p, at, "true")) { node.type = SFT_JSON_TRUE; p->pos += 4; }
+    else if (c == 'f' && sft__json_match(p, at, "false")) { node.type = SFT_JSON_FALSE; p->pos += 5; }
+    else if (c == 'n' && sft__json_match(p, at, "null")) { node.type = SFT_JSON_NULL; p->pos += 4; }
+    else if ((c == 'N' && sft__json_match(p, at, "NaN")) || (c == 'I' && sft__json_match(p, at, "Infinity"))) {
+        size_t n = c == 'N' ? 3 : 8;
+        if (!p->allow_nonfinite)
+            return sft__json_error(p, SFT_ERR_FORMAT, at, "%s is not JSON (allow_nonfinite accepts it)", c == 'N' ? "NaN" : "Infinity");
+        node.type = SFT_JSON_NUMBER;
+        node.number = c == 'N' ? NAN : HUGE_VAL;
+        node.string = sft__json_keep_text(p, c == 'N' ? "NaN" : "Infinity", n);
+        node.length = n;
+        p->pos += n;
+    } else if (c == '/')
+        return sft__json_error(p, SFT_ERR_FORMAT, at, "comments are not allowed in JSON");
+    else if (c == -1)
+        return sft__json_error(p, SFT_ERR_FORMAT, at, "unexpected end of input, expected a value");
+    else
+        return sft__json_error(p, SFT_ERR_FORMAT, at, "expected a value, found %s", sft__json_found(p, at, fb, sizeof fb));
+    sft__json_push(p, &node);
+    return SFT_OK;
+}
+
+/* sft__json_member_key: an object key and its ':' at p->pos. */
+static sft_status sft__json_member_key(sft__json_parser *p) {
+    size_t at = p->pos, n;
+    char fb[16];
+    if (at >= p->len || p->s[at] != '"') {
+        if (at < p->len && p->s[at] == '}') return sft__json_error(p, SFT_ERR_FORMAT, at, "trailing comma before '}'");
+        return sft__json_error(p, SFT_ERR_FORMAT, at, "expected a string key, found %s", sft__json_found(p, at, fb, sizeof fb));
+    }
+    if (!p->fill) {
+        SFT__TRY(sft__json_string(p, NULL, &n));
+        p->n_members++;
+        p->n_bytes += n + 1;
+        if (++p->ktop > p->k_max) p->k_max = p->ktop;
+    } else {
+        sft__json_key *k = &p->kstack[p->ktop++];
+        char *dst = p->bytes + p->byte_next;
+        SFT__TRY(sft__json_string(p, dst, &n));
+        dst[n] = 0;
+        p->byte_next += n + 1;
+        k->s = dst; k->len = n; k->at = at;
+    }
+    sft__json_ws(p);
+    if (p->pos >= p->len || p->s[p->pos] != ':')
+        return sft__json_error(p, SFT_ERR_FORMAT, p->pos, "expected ':' after object key, found %s",
+                               sft__json_found(p, p->pos, fb, sizeof fb));
+    p->pos++;
+    sft__json_ws(p);
+    return SFT_OK;
+}
+
+static int sft__json_key_cmp(const void *a, const void *b) {
+    const sft__json_key *x = (const sft__json_key *)a, *y = (const sft__json_key *)b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->s, y->s, n);
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* sft__json_close: the container of frame f ends; its children leave the stacks
+   for their final place and the container becomes a value of its parent. */
+static sft_status sft__json_close(sft__json_parser *p, const sft__json_frame *f) {
+    sft_json node;
+    size_t n = f->count, i;
+    memset(&node, 0, sizeof node);
+    node.type = f->is_object ? SFT_JSON_OBJECT : SFT_JSON_ARRAY;
+    node.length = n;
+    if (!p->fill) {
+        if (f->is_object && n > p->obj_max) p->obj_max = n;
+    } else {
+        node.items = p->nodes + p->node_next;
+        if (n) memcpy(node.items, p->vstack + f->vbase, n * sizeof(sft_json));
+        p->node_next += n;
+        if (f->is_object) {
+            size_t dup_at = (size_t)-1, dup = 0;
+            node.keys = p->keys + p->member_next;
+            node.key_lengths = p->key_lengths + p->member_next;
+            for (i = 0; i < n; i++) {
+                p->keys[p->member_next + i] = p->kstack[f->kbase + i].s;
+                p->key_lengths[p->member_next + i] = p->kstack[f->kbase + i].len;
+            }
+            p->member_next += n;
+            if (n > 1) {
+                memcpy(p->sortbuf, p->kstack + f->kbase, n * sizeof(sft__json_key));
+                qsort(p->sortbuf, n, sizeof(sft__json_key), sft__json_key_cmp);
+                for (i = 1; i < n; i++)
+                    if (p->sortbuf[i].len == p->sortbuf[i - 1].len &&
+                        memcmp(p->sortbuf[i].s, p->sortbuf[i - 1].s, p->sortbuf[i].len) == 0 && p->sortbuf[i].at < dup_at) {
+                        dup_at = p->sortbuf[i].at;
+                        dup = i;
+                    }
+                if (dup_at != (size_t)-1)
+                    return sft__json_error(p, SFT_ERR_FORMAT, dup_at, "duplicate key \"%.*s\" in the object that opens at byte %zu",
+                                           (int)(p->sortbuf[dup].len < 80 ? p->sortbuf[dup].len : 80), p->sortbuf[dup].s,
+                                           p->base + f->at);
+            }
+        }
+    }
+    p->vtop = f->vbase;
+    p->ktop = f->kbase;
+    sft__json_push(p, &node);
+    return SFT_OK;
+}
+
+/* sft__json_run: one pass over the whole text. */
+static sft_status sft__json_run(sft__json_parser *p) {
+    int depth = 0;
+    char fb[16];
+    p->pos = 0;
+    p->vtop = p->ktop = 0;
+    if (p->len >= 3 && p->s[0] == 0xEF && p->s[1] == 0xBB && p->s[2] == 0xBF)
+        return sft__json_error(p, SFT_ERR_FORMAT, 0, "a UTF-8 byte order mark is not allowed");
+    sft__json_ws(p);
+    for (;;) {
+        size_t at = p->pos;
+        int c = at < p->len ? p->s[at] : -1;
+        if (c == '{' || c == '[') {
+            sft__json_frame *f;
+            if (depth >= p->max_depth)
+                return sft__json_error(p, SFT_ERR_LIMIT, at, "nesting deeper than %d levels", p->max_depth);
+            f = &p->frames[depth++];
+            f->is_object = c == '{';
+            f->count = 0; f->vbase = p->vtop; f->kbase = p->ktop; f->at = at;
+            p->pos++;
+            sft__json_ws(p);
+            if (p->pos < p->len && p->s[p->pos] == (f->is_object ? '}' : ']')) {
+                p->pos++;
+                SFT__TRY(sft__json_close(p, f));
+                depth--;
+            } else {
+                if (f->is_object) SFT__TRY(sft__json_member_key(p));
+                continue;
+            }
+        } else
+            SFT__TRY(sft__json_scalar(p));
+        for (;;) {             /* a value has just ended */
+            sft__json_frame *f;
+            sft__json_ws(p);
+            if (depth == 0) {
+                if (p->pos != p->len)
+                    return sft__json_error(p, SFT_ERR_FORMAT, p->pos, "expected end of input after the value, found %s",
+                                           sft__json_found(p, p->pos, fb, sizeof fb));
+                return SFT_OK;
+            }
+            f = &p->frames[depth - 1];
+            f->count++;
+            if (p->pos < p->len && p->s[p->pos] == ',') {
+                p->pos++;
+                sft__json_ws(p);
+                if (f->is_object) SFT__TRY(sft__json_member_key(p));
+                else if (p->pos < p->len && p->s[p->pos] == ']')
+                    return sft__json_error(p, SFT_ERR_FORMAT, p->pos, "trailing comma before ']'");
+                break;
+            }
+            if (p->pos < p->len && p->s[p->pos] == (f->is_object ? '}' : ']')) {
+                p->pos++;
+                SFT__TRY(sft__json_close(p, f));
+                depth--;
+                continue;
+            }
+            if (p->pos >= p->len)
+                return sft__json_error(p, SFT_ERR_FORMAT, p->pos, "unexpected end of input in the %s that opens at byte %zu",
+                                       f->is_object ? "object" : "array", p->base + f->at);
+            return sft__json_error(p, SFT_ERR_FORMAT, p->pos, "expected ',' or '%c' after %s, found %s",
+                                   f->is_object ? '}' : ']', f->is_object ? "an object member" : "an array element",
+                                   sft__json_found(p, p->pos, fb, sizeof fb));
+        }
+    }
+}
+
+/* sft__size_mul_add: *acc += n * size, or 0 (and *acc unchanged) on overflow. */
+static int sft__size_mul_add(size_t *acc, size_t n, size_t size) {
+    if (size && n > (SIZE_MAX - *acc) / size) return 0;
+    *acc += n * size;
+    return 1;
+}
+
+/* sft__json_parse_at: sft_json_parse with message offsets shifted by base (the
+   safetensors reader reports offsets in the file, not in the header). */
+static sft_status sft__json_parse_at(sft_context *ctx, const char *text, size_t len, const char *name,
+                                     const sft_json_desc *desc, size_t base, sft_json **out) {
+    sft__json_parser p;
+    size_t max_bytes, n_frames, total = SFT__JSON_HDR, scratch_size = 0;
+    unsigned char *block = NULL, *scratch = NULL;
+    sft_status s;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_json_parse: out is NULL");
+    *out = NULL;
+    if (!name) name = "json";
+    if (!text && len) return sft__fail(SFT_ERR_ARG, "%s: sft_json_parse: text is NULL", name);
+    memset(&p, 0, sizeof p);
+    p.s = (const unsigned char *)(text ? text : "");
+    p.len = len; p.base = base; p.name = name;
+    p.max_depth = desc && desc->max_depth > 0 ? desc->max_depth : SFT__JSON_DEFAULT_DEPTH;
+    p.allow_nonfinite = desc ? desc->allow_nonfinite : 0;
+    max_bytes = desc && desc->max_bytes ? desc->max_bytes : SFT__JSON_DEFAULT_BYTES;
+    if (desc && desc->max_depth < 0) return sft__fail(SFT_ERR_ARG, "%s: sft_json_parse: max_depth %d", name, desc->max_depth);
+    if (len > max_bytes) return sft__fail(SFT_ERR_LIMIT, "%s: %zu bytes of JSON, over the limit of %zu", name, len, max_bytes);
+    sft__locale_point(p.dp, sizeof p.dp);
+    n_frames = (size_t)p.max_depth < len ? (size_t)p.max_depth : len;   /* each level needs a '[' or '{' */
+    p.frames = (sft__json_frame *)sft__calloc(ctx, n_frames + 1, sizeof(sft__json_frame));
+    if (!p.frames) return sft__fail(SFT_ERR_NOMEM, "%s: cannot allocate the parser stack", name);
+    s = sft__json_run(&p);                      /* pass 1: validate and count */
+    if (s == SFT_OK) {
+        if (!sft__size_mul_add(&total, p.n_nodes, sizeof(sft_json)) ||
+            !sft__size_mul_add(&total, p.n_members, sizeof(const char *) + sizeof(size_t)) ||
+            !sft__size_mul_add(&total, p.n_bytes, 1) || !sft__size_mul_add(&scratch_size, p.v_max, sizeof(sft_json)) ||
+            !sft__size_mul_add(&scratch_size, p.k_max, sizeof(sft__json_key)) ||
+            !sft__size_mul_add(&scratch_size, p.obj_max, sizeof(sft__json_key)))
+            s = sft__fail(SFT_ERR_NOMEM, "%s: the tree would not fit in memory", name);
+    }
+    if (s == SFT_OK) {
+        block = (unsigned char *)sft__alloc(ctx, total);
+        scratch = (unsigned char *)sft__alloc(ctx, scratch_size);
+        if (!block || !scratch) s = sft__fail(SFT_ERR_NOMEM, "%s: cannot allocate %zu bytes for the tree", name, total);
+    }
+    if (s == SFT_OK) {                          /* pass 2: build */
+        memcpy(block, &ctx, sizeof ctx);
+        p.nodes = (sft_json *)(void *)(block + SFT__JSON_HDR);
+        p.keys = (const char **)(void *)(p.nodes + p.n_nodes);
+        p.key_lengths = (size_t *)(void *)(p.keys + p.n_members);
+        p.bytes = (char *)(p.key_lengths + p.n_members);
+        p.vstack = (sft_json *)(void *)scratch;
+        p.kstack = (sft__json_key *)(void *)(p.vstack + p.v_max);
+        p.sortbuf = p.kstack + p.k_max;
+        p.node_next = 1;
+        p.fill = 1;
+        s = sft__json_run(&p);
+        if (s == SFT_OK) p.nodes[0] = p.vstack[0];
+    }
+    sft__free(ctx, scratch);
+    sft__free(ctx, p.frames);
+    if (s != SFT_OK) { sft__free(ctx, block); return s; }
+    *out = p.nodes;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_json_parse(sft_context *ctx, const char *text, size_t len, const char *name,
+                                 const sft_json_desc *desc, sft_json **out) {
+    return sft__json_parse_at(ctx, text, len, name, desc, 0, out);
+}
+
+SFTDEF void sft_json_free(sft_json *root) {
+    unsigned char *block;
+    sft_context *ctx;
+    if (!root) return;
+    block = (unsigned char *)root - SFT__JSON_HDR;
+    memcpy(&ctx, block, sizeof ctx);
+    sft__free(ctx, block);
+}
+
+SFTDEF const sft_json *sft_json_get(const sft_json *object, const char *key) {
+    size_t i, n;
+    if (!object || !key || object->type != SFT_JSON_OBJECT) return NULL;
+    n = strlen(key);
+    for (i = 0; i < object->length; i++)
+        if (object->key_lengths[i] == n && memcmp(object->keys[i], key, n) == 0) return &object->items[i];
+    return NULL;
+}
+
+SFTDEF const sft_json *sft_json_at(const sft_json *array, size_t index) {
+    if (!array || array->type != SFT_JSON_ARRAY || index >= array->length) return NULL;
+    return &array->items[index];
+}
+
+/* --- the writer ------------------------------------------------------------ */
+
+static void sft__jw_fail(sft_json_writer *w, sft_status s, const char *what) {
+    if (w->status != SFT_OK) return;
+    w->status = s;
+    sft__fail(s, "json writer: %s", what);
+}
+
+/* sft__jw_put: append n bytes (always keeping room for a final NUL). */
+static void sft__jw_put(sft_json_writer *w, const char *s, size_t n) {
+    if (w->status != SFT_OK) return;
+    if (n > SIZE_MAX / 2 - w->len) { sft__jw_fail(w, SFT_ERR_NOMEM, "output too large"); return; }
+    if (w->len + n + 1 > w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 256;
+        char *nb;
+        while (cap < w->len + n + 1) cap *= 2;
+        nb = (char *)sft__alloc(w->ctx, cap);
+        if (!nb) { sft__jw_fail(w, SFT_ERR_NOMEM, "out of memory"); return; }
+        if (w->len) memcpy(nb, w->buf, w->len);
+        sft__free(w->ctx, w->buf);
+        w->buf = nb;
+        w->cap = cap;
+    }
+    if (n) memcpy(w->buf + w->len, s, n);
+    w->len += n;
+}
+
+static void sft__jw_newline(sft_json_writer *w, int depth) {
+    static const char spaces[] = "                                ";
+    long k;
+    if (w->indent <= 0) return;
+    sft__jw_put(w, "\n", 1);
+    for (k = (long)w->indent * depth; k > 0; k -= 32) sft__jw_put(w, spaces, (size_t)(k < 32 ? k : 32));
+}
+
+/* sft__jw_element: the separator and line break before an array element or an
+   object key at the current depth. */
+static void sft__jw_element(sft_json_writer *w) {
+    if (!w->first[w->depth]) sft__jw_put(w, ",", 1);
+    w->first[w->depth] = 0;
+    sft__jw_newline(w, w->depth);
+}
+
+/* sft__jw_value: may a value be written now? Writes what goes before it. */
+static int sft__jw_value(sft_json_writer *w) {
+    if (w->status != SFT_OK) return 0;
+    if (w->depth == 0) {
+        if (w->len > 0) { sft__jw_fail(w, SFT_ERR_STATE, "a second top-level value"); return 0; }
+        return 1;
+    }
+    if (w->in_object[w->depth]) {
+        if (!w->after_key) { sft__jw_fail(w, SFT_ERR_STATE, "a value in an object without a key before it"); return 0; }
+        w->after_key = 0;
+        return 1;
+    }
+    sft__jw_element(w);
+    return w->status == SFT_OK;
+}
+
+static void sft__jw_escaped(sft_json_writer *w, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    size_t i, run = 0, bad_at;
+    const char *why = "";
+    char msg[128];
+    if (w->status != SFT_OK) return;
+    if (!s && n) { sft__jw_fail(w, SFT_ERR_ARG, "string is NULL"); return; }
+    if (sft__utf8_check(s, n, &bad_at, &why) != 0) {
+        snprintf(msg, sizeof msg, "string is not valid UTF-8 (%s at byte %zu)", why, bad_at);
+        sft__jw_fail(w, SFT_ERR_ARG, msg);
+        return;
+    }
+    sft__jw_put(w, "\"", 1);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[6];
+        size_t en = 2;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        sft__jw_put(w, s + run, i - run);
+        run = i + 1;
+        e[0] = '\\';
+        switch (c) {
+        case '"': e[1] = '"'; break;
+        case '\\': e[1] = '\\'; break;
+        case '\b': e[1] = 'b'; break;
+        case '\f': e[1] = 'f'; break;
+        case '\n': e[1] = 'n'; break;
+        case '\r': e[1] = 'r'; break;
+        case '\t': e[1] = 't'; break;
+        default:
+            e[1] = 'u'; e[2] = '0'; e[3] = '0'; e[4] = hex[c >> 4]; e[5] = hex[c & 15];
+            en = 6;
+        }
+        sft__jw_put(w, e, en);
+    }
+    sft__jw_put(w, s + run, n - run);
+    sft__jw_put(w, "\"", 1);
+}
+
+/* sft__json_split_e: the digits and decimal exponent of printf's "%.*e" text. */
+static void sft__json_split_e(const char *b, const char *dp, char *digits, int *nd, int *e10) {
+    const char *q = b + (b[0] == '-');
+    size_t dpn = strlen(dp);
+    *nd = 0;
+    digits[(*nd)++] = *q++;
+    if (strncmp(q, dp, dpn) == 0) {
+        q += dpn;
+        while (*q >= '0' && *q <= '9' && *nd < 20) digits[(*nd)++] = *q++;
+    }
+    while (*q && *q != 'e') q++;
+    *e10 = *q ? (int)strtol(q + 1, NULL, 10) : 0;
+}
+
+/* sft__json_digits_value: the double that d.ddd x 10^e10 reads as. */
+static double sft__json_digits_value(int neg, const char *digits, int nd, int e10, const char *dp) {
+    char b[64];
+    size_t n = 0, dpn = strlen(dp);
+    if (neg) b[n++] = '-';
+    b[n++] = digits[0];
+    if (nd > 1) {
+        memcpy(b + n, dp, dpn);
+        n += dpn;
+        memcpy(b + n, digits + 1, (size_t)nd - 1);
+        n += (size_t)nd - 1;
+    }
+    snprintf(b + n, sizeof b - n, "e%d", e10);
+    return strtod(b, NULL);
+}
+
+/* sft__json_try_digits: does some prec-digit decimal read back as v? Fills
+   digits/nd/e10 with it when it does. */
+static int sft__json_try_digits(double v, int prec, int pow2, const char *dp, char *digits, int *nd, int *e10) {
+    char b[64];
+    int i;
+    snprintf(b, sizeof b, "%.*e", prec - 1, v);
+    sft__json_split_e(b, dp, digits, nd, e10);
+    if (strtod(b, NULL) == v) return 1;
+    if (!pow2) return 0;
+    for (i = *nd - 1; i >= 0 && digits[i] == '9'; i--) digits[i] = '0';   /* one unit up, carrying */
+    if (i < 0) { digits[0] = '1'; (*e10)++; }
+    else digits[i]++;
+    return sft__json_digits_value(signbit(v) != 0, digits, *nd, *e10, dp) == v;
+}
+
+/* sft__json_format_double: v (finite) as Python's repr writes it: the shortest
+   digits that read back as v, the closest to v among those (found with %.*e and
+   strtod; next to a power of two, where the gap below v is half the gap above,
+   the candidate one unit up is tried too, as David Gay's dtoa does), in fixed
+   notation for 1e-4 <= |v| < 1e16 with at least one digit after the point
+   ("2.0"), else d.ddde+XX ("1e-05", "1.5e+300"). Returns the length. */
+static size_t sft__json_format_double(double v, char *out, size_t cap) {
+    char dp[8], digits[24], trial[24];
+    int lo = 1, hi = 17, nd = 0, e10 = 0, tnd, te10, decpt, i, ex, neg = signbit(v) != 0, found = 0;
+    int pow2 = v != 0 && frexp(fabs(v), &ex) == 0.5;
+    size_t n = 0;
+    sft__locale_point(dp, sizeof dp);
+    while (lo < hi) {   /* 17 digits always read back; if p digits can, p + 1 can: bisect */
+        int mid = (lo + hi) / 2;
+        if (sft__json_try_digits(v, mid, pow2, dp, trial, &tnd, &te10)) {
+            hi = mid;
+            memcpy(digits, trial, sizeof trial);
+            nd = tnd; e10 = te10; found = 1;
+        } else
+            lo = mid + 1;
+    }
+    if (!found) (void)sft__json_try_digits(v, 17, pow2, dp, digits, &nd, &e10);
+    while (nd > 1 && digits[nd - 1] == '0') nd--;
+    decpt = e10 + 1;
+#define SFT__PUTC(ch) do { if (n + 1 < cap) out[n] = (ch); n++; } while (0)
+    if (neg) SFT__PUTC('-');
+    if (decpt > -4 && decpt <= 16) {
+        if (decpt <= 0) {
+            SFT__PUTC('0'); SFT__PUTC('.');
+            for (i = 0; i < -decpt; i++) SFT__PUTC('0');
+            for (i = 0; i < nd; i++) SFT__PUTC(digits[i]);
+        } else {
+            for (i = 0; i < decpt; i++) SFT__PUTC(i < nd ? digits[i] : '0');
+            SFT__PUTC('.');
+            if (nd > decpt) for (i = decpt; i < nd; i++) SFT__PUTC(digits[i]);
+            else SFT__PUTC('0');
+        }
+    } else {
+        char eb[16];
+        SFT__PUTC(digits[0]);
+        if (nd > 1) {
+            SFT__PUTC('.');
+            for (i = 1; i < nd; i++) SFT__PUTC(digits[i]);
+        }
+        snprintf(eb, sizeof eb, "e%c%02d", decpt - 1 < 0 ? '-' : '+', decpt - 1 < 0 ? 1 - decpt : decpt - 1);
+        for (i = 0; eb[i]; i++) SFT__PUTC(eb[i]);
+    }
+#undef SFT__PUTC
+    if (cap) out[n < cap ? n : cap - 1] = 0;
+    return n;
+}
+
+SFTDEF void sft_json_write_object_begin(sft_json_writer *w) {
+    if (!w || !sft__jw_value(w)) return;
+    if (w->depth >= SFT__JSON_WRITER_MAX_DEPTH) { sft__jw_fail(w, SFT_ERR_LIMIT, "nesting deeper than 128 levels"); return; }
+    sft__jw_put(w, "{", 1);
+    w->depth++;
+    w->first[w->depth] = 1;
+    w->in_object[w->depth] = 1;
+}
+
+SFTDEF void sft_json_write_array_begin(sft_json_writer *w) {
+    if (!w || !sft__jw_value(w)) return;
+    if (w->depth >= SFT__JSON_WRITER_MAX_DEPTH) { sft__jw_fail(w, SFT_ERR_LIMIT, "nesting deeper than 128 levels"); return; }
+    sft__jw_put(w, "[", 1);
+    w->depth++;
+    w->first[w->depth] = 1;
+    w->in_object[w->depth] = 0;
+}
+
+static void sft__jw_end(sft_json_writer *w, int is_object) {
+    if (!w || w->status != SFT_OK) return;
+    if (w->depth == 0 || w->in_object[w->depth] != is_object) {
+        sft__jw_fail(w, SFT_ERR_STATE, is_object ? "object end without a matching object begin"
+                                                 : "array end without a matching array begin");
+        return;
+    }
+    if (w->after_key) { sft__jw_fail(w, SFT_ERR_STATE, "object ends after a key that has no value"); return; }
+    if (!w->first[w->depth]) sft__jw_newline(w, w->depth - 1);
+    sft__jw_put(w, is_object ? "}" : "]", 1);
+    w->depth--;
+}
+
+SFTDEF void sft_json_write_object_end(sft_json_writer *w) { sft__jw_end(w, 1); }
+SFTDEF void sft_json_write_array_end(sft_json_writer *w) { sft__jw_end(w, 0); }
+
+SFTDEF void sft_json_write_key(sft_json_writer *w, const char *key) {
+    if (!w || w->status != SFT_OK) return;
+    if (!key) { sft__jw_fail(w, SFT_ERR_ARG, "key is NULL"); return; }
+    if (w->depth == 0 || !w->in_object[w->depth]) { sft__jw_fail(w, SFT_ERR_STATE, "a key outside an object"); return; }
+    if (w->after_key) { sft__jw_fail(w, SFT_ERR_STATE, "two keys in a row"); return; }
+    sft__jw_element(w);
+    sft__jw_escaped(w, key, strlen(key));
+    sft__jw_put(w, w->indent > 0 ? ": " : ":", w->indent > 0 ? 2 : 1);
+    w->after_key = 1;
+}
+
+SFTDEF void sft_json_write_string_n(sft_json_writer *w, const char *s, size_t len) {
+    if (!w || w->status != SFT_OK) return;
+    if (!s && len) { sft__jw_fail(w, SFT_ERR_ARG, "string is NULL"); return; }
+    if (!sft__jw_value(w)) return;
+    sft__jw_escaped(w, s ? s : "", len);
+}
+
+SFTDEF void sft_json_write_string(sft_json_writer *w, const char *s) {
+    if (!w || w->status != SFT_OK) return;
+    if (!s) { sft__jw_fail(w, SFT_ERR_ARG, "string is NULL"); return; }
+    sft_json_write_string_n(w, s, strlen(s));
+}
+
+SFTDEF void sft_json_write_number(sft_json_writer *w, double v) {
+    char b[64];
+    size_t n;
+    if (!w || w->status != SFT_OK) return;
+    if (isnan(v) || isinf(v)) {
+        const char *t = isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
+        if (!w->allow_nonfinite) {
+            snprintf(b, sizeof b, "%s is not JSON (set allow_nonfinite)", t);
+            sft__jw_fail(w, SFT_ERR_ARG, b);
+            return;
+        }
+        if (sft__jw_value(w)) sft__jw_put(w, t, strlen(t));
+        return;
+    }
+    if (!sft__jw_value(w)) return;
+    n = sft__json_format_double(v, b, sizeof b);
+    sft__jw_put(w, b, n);
+}
+
+SFTDEF void sft_json_write_int(sft_json_writer *w, int64_t v) {
+    char b[32];
+    int n;
+    if (!w || !sft__jw_value(w)) return;
+    n = snprintf(b, sizeof b, "%lld", (long long)v);
+    sft__jw_put(w, b, (size_t)n);
+}
+
+SFTDEF void sft_json_write_bool(sft_json_writer *w, int v) {
+    if (!w || !sft__jw_value(w)) return;
+    sft__jw_put(w, v ? "true" : "false", v ? 4 : 5);
+}
+
+SFTDEF void sft_json_write_null(sft_json_writer *w) {
+    if (!w || !sft__jw_value(w)) return;
+    sft__jw_put(w, "null", 4);
+}
+
+SFTDEF void sft_json_writer_reset(sft_json_writer *w) {
+    if (!w) return;
+    sft__free(w->ctx, w->buf);
+    w->buf = NULL;
+    w->len = w->cap = 0;
+    w->depth = 0;
+    memset(w->first, 0, sizeof w->first);
+    memset(w->in_object, 0, sizeof w->in_object);
+    w->after_key = 0;
+    w->status = SFT_OK;
+}
+
+SFTDEF sft_status sft_json_writer_finish(sft_json_writer *w, char **text, size_t *len) {
+    sft_status s;
+    if (text) *text = NULL;
+    if (len) *len = 0;
+    if (!w) return sft__fail(SFT_ERR_ARG, "sft_json_writer_finish: writer is NULL");
+    s = w->status;
+    if (s == SFT_OK && !text) s = sft__fail(SFT_ERR_ARG, "sft_json_writer_finish: text is NULL");
+    if (s == SFT_OK && (w->depth != 0 || w->after_key))
+        s = sft__fail(SFT_ERR_STATE, "json writer: finish with %d container(s) still open", w->depth);
+    if (s == SFT_OK && w->len == 0) s = sft__fail(SFT_ERR_STATE, "json writer: finish before any value was written");
+    if (s == SFT_OK) {
+        w->buf[w->len] = 0;   /* sft__jw_put always leaves room for it */
+        *text = w->buf;
+        if (len) *len = w->len;
+        w->buf = NULL;
+    }
+    sft_json_writer_reset(w);
+    return s;
+}
+
+/* ============================================================================
+   === safetensors
+   The reader maps the file, parses the header with the strict JSON parser and
+   checks every entry against the file before anything is handed out: dtype,
+   shape, and that the byte ranges tile the data area exactly (no overlap, no
+   hole, nothing after the last tensor), as the reference library requires. Tensor
+   names and metadata point into the parsed header, which the file object owns.
+   The writer lays the file out as huggingface/safetensors' `prepare` does:
+   tensors sorted by dtype (larger alignment first), then by name; compact header
+   with "__metadata__" first; header padded with spaces to a multiple of 8. */
+
+#define SFT__ST_MAX_HEADER 100000000ull /* the reference library's MAX_HEADER_SIZE */
+
+struct sft_st_file {
+    sft_context          *ctx;
+    char                 *path;
+    sft_json             *header;
+    const sft_json       *meta;       /* __metadata__ object or NULL          */
+    sft_st_tensor        *tensors;    /* in data order                        */
+    const sft_st_tensor **by_name;    /* sorted by name, for sft_st_find      */
+    int                   n;
+    unsigned char        *base;       /* the whole file, mapped or read       */
+    size_t                size;
+    int                   mapped;
+};
+
+/* The reference library orders dtypes by alignment (enum Dtype: BOOL < U8 < I8 <
+   F16 < BF16 < I32 < F32 < I64 among those sft.h has); the writer puts larger
+   ones first. */
+static int sft__st_rank(sft_dtype dt) {
+    switch (dt) {
+    case SFT_I64: return 7;
+    case SFT_F32: return 6;
+    case SFT_I32: return 5;
+    case SFT_BF16: return 4;
+    case SFT_F16: return 3;
+    case SFT_I8: return 2;
+    case SFT_U8: return 1;
+    default: return 0;
+    }
+}
+
+/* sft__st_dtype: the sft_dtype named by a header string; -1 = a safetensors dtype
+   this build does not hold, -2 = not a safetensors dtype at all. */
+static int sft__st_dtype(const char *s, size_t n) {
+    static const char *const unsupported[] = {"F64", "I16", "U16", "U32", "U64", "C64", "F8_E4M3", "F8_E5M2", "F8_E8M0",
+                                              "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F4", "F6_E2M3", "F6_E3M2"};
+    int i;
+    for (i = 0; i < SFT_DTYPE_COUNT; i++)
+        if (strlen(sft_dtype_name((sft_dtype)i)) == n && memcmp(s, sft_dtype_name((sft_dtype)i), n) == 0) return i;
+    for (i = 0; i < (int)(sizeof unsupported / sizeof unsupported[0]); i++)
+        if (strlen(unsupported[i]) == n && memcmp(s, unsupported[i], n) == 0) return -1;
+    return -2;
+}
+
+/* sft__st_uint: a header integer: a JSON number written as plain digits. */
+static sft_status sft__st_uint(const sft_st_file *f, const char *tname, const char *field, const sft_json *v, uint64_t max,
+                               uint64_t *out) {
+    uint64_t x = 0;
+    size_t i;
+    if (!v || v->type != SFT_JSON_NUMBER)
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': %s holds a non-number", f->path, tname, field);
+    if (v->string[0] == '-')
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': %s holds the negative number %s", f->path, tname, field, v->string);
+    for (i = 0; i < v->length; i++) {
+        unsigned d = (unsigned char)v->string[i] - '0';
+        if (d > 9)
+            return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': %s holds %s, not an integer", f->path, tname, field, v->string);
+        if (x > (max - d) / 10)
+            return sft__fail(SFT_ERR_LIMIT, "%s: tensor '%s': %s holds %s, too large", f->path, tname, field, v->string);
+        x = x * 10 + d;
+    }
+    *out = x;
+    return SFT_OK;
+}
+
+/* sft__st_entry: one tensor's header entry, checked against the data size. */
+static sft_status sft__st_entry(sft_st_file *f, const char *name, const sft_json *e, uint64_t data_size, sft_st_tensor *t) {
+    const sft_json *dtype = NULL, *shape = NULL, *offs = NULL;
+    uint64_t begin, end, numel = 1, nbytes;
+    int dt, overflow = 0;
+    size_t i;
+    char sb[256];
+    if (e->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': the entry is not an object", f->path, name);
+    for (i = 0; i < e->length; i++) {
+        const char *k = e->keys[i];
+        if (strcmp(k, "dtype") == 0 && e->key_lengths[i] == 5) dtype = &e->items[i];
+        else if (strcmp(k, "shape") == 0 && e->key_lengths[i] == 5) shape = &e->items[i];
+        else if (strcmp(k, "data_offsets") == 0 && e->key_lengths[i] == 12) offs = &e->items[i];
+        else return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': unknown field \"%.80s\"", f->path, name, k);
+    }
+    if (!dtype || !shape || !offs)
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': missing \"%s\"", f->path, name,
+                         !dtype ? "dtype" : !shape ? "shape" : "data_offsets");
+    if (dtype->type != SFT_JSON_STRING) return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': dtype is not a string", f->path, name);
+    dt = sft__st_dtype(dtype->string, dtype->length);
+    if (dt == -1)
+        return sft__fail(SFT_ERR_DTYPE, "%s: tensor '%s': dtype %s is not supported (sft.h reads F32, F16, BF16, U8, I8, I32, "
+                         "I64, BOOL)", f->path, name, dtype->string);
+    if (dt < 0) return sft__fail(SFT_ERR_DTYPE, "%s: tensor '%s': unknown dtype \"%.40s\"", f->path, name, dtype->string);
+    if (shape->type != SFT_JSON_ARRAY) return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': shape is not an array", f->path, name);
+    if (shape->length > SFT_ST_MAX_DIMS)
+        return sft__fail(SFT_ERR_LIMIT, "%s: tensor '%s': shape has %zu dims (at most %d)", f->path, name, shape->length,
+                         SFT_ST_MAX_DIMS);
+    memset(t, 0, sizeof *t);
+    for (i = 0; i < shape->length; i++) {
+        uint64_t d;
+        SFT__TRY(sft__st_uint(f, name, "shape", &shape->items[i], (uint64_t)INT64_MAX, &d));
+        t->shape[i] = (int64_t)d;
+        if (d && numel > UINT64_MAX / d) overflow = 1;   /* checked in order, as the reference does */
+        numel *= d;
+    }
+    t->ndim = (int)shape->length;
+    sft__shape_str(sb, sizeof sb, t->ndim, t->shape);
+    if (overflow || numel > UINT64_MAX / sft_dtype_size((sft_dtype)dt))
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': shape %s of %s overflows 64 bits", f->path, name, sb,
+                         sft_dtype_name((sft_dtype)dt));
+    nbytes = numel * sft_dtype_size((sft_dtype)dt);
+    if (offs->type != SFT_JSON_ARRAY || offs->length != 2)
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': data_offsets is not an array of two integers", f->path, name);
+    SFT__TRY(sft__st_uint(f, name, "data_offsets", &offs->items[0], UINT64_MAX, &begin));
+    SFT__TRY(sft__st_uint(f, name, "data_offsets", &offs->items[1], UINT64_MAX, &end));
+    if (begin > end)
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] begin after their end", f->path, name,
+                         (unsigned long long)begin, (unsigned long long)end);
+    if (end > data_size)
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end beyond data size %llu", f->path, name,
+                         (unsigned long long)begin, (unsigned long long)end, (unsigned long long)data_size);
+    if (end - begin != nbytes)
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, but shape %s of %s needs %llu",
+                         f->path, name, (unsigned long long)begin, (unsigned long long)end, (unsigned long long)(end - begin),
+                         sb, sft_dtype_name((sft_dtype)dt), (unsigned long long)nbytes);
+    t->name = name;
+    t->dtype = (sft_dtype)dt;
+    t->offset = begin;          /* relative for now; made absolute after the checks */
+    t->nbytes = nbytes;
+    return SFT_OK;
+}
+
+static int sft__st_offset_cmp(const void *a, const void *b) {
+    const sft_st_tensor *x = (const sft_st_tensor *)a, *y = (const sft_st_tensor *)b;
+    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+    if (x->nbytes != y->nbytes) return x->nbytes < y->nbytes ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int sft__st_name_cmp(const void *a, const void *b) {
+    return strcmp((*(const sft_st_tensor *const *)a)->name, (*(const sft_st_tensor *const *)b)->name);
+}
+
+/* sft__st_parse: header and entries of an opened file (f->base, f->size). */
+static sft_status sft__st_parse(sft_st_file *f, uint64_t hlen) {
+    uint64_t data_size = (uint64_t)f->size - 8 - hlen, cursor = 0;
+    const sft_json *root;
+    size_t i;
+    int k = 0;
+    SFT__TRY(sft__json_parse_at(f->ctx, (const char *)f->base + 8, (size_t)hlen, f->path, NULL, 8, &f->header));
+    root = f->header;
+    if (root->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "%s: the header is not a JSON object", f->path);
+    if (root->length > (size_t)INT_MAX - 1) return sft__fail(SFT_ERR_LIMIT, "%s: too many tensors", f->path);
+    for (i = 0; i < root->length; i++)
+        if (!(root->key_lengths[i] == 12 && memcmp(root->keys[i], "__metadata__", 12) == 0)) f->n++;
+    f->tensors = (sft_st_tensor *)sft__calloc(f->ctx, (size_t)f->n + 1, sizeof(sft_st_tensor));
+    f->by_name = (const sft_st_tensor **)sft__calloc(f->ctx, (size_t)f->n + 1, sizeof(sft_st_tensor *));
+    if (!f->tensors || !f->by_name) return sft__fail(SFT_ERR_NOMEM, "%s: cannot allocate %d tensor entries", f->path, f->n);
+    for (i = 0; i < root->length; i++) {
+        const char *key = root->keys[i];
+        const sft_json *v = &root->items[i];
+        if (root->key_lengths[i] == 12 && memcmp(key, "__metadata__", 12) == 0) {
+            size_t j;
+            if (v->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "%s: __metadata__ is not an object", f->path);
+            for (j = 0; j < v->length; j++)
+                if (v->items[j].type != SFT_JSON_STRING)
+                    return sft__fail(SFT_ERR_FORMAT, "%s: __metadata__ value of \"%.80s\" is not a string", f->path, v->keys[j]);
+            f->meta = v;
+            continue;
+        }
+        if (strlen(key) != root->key_lengths[i])
+            return sft__fail(SFT_ERR_FORMAT, "%s: tensor name \"%.80s...\" holds a NUL character", f->path, key);
+        SFT__TRY(sft__st_entry(f, key, v, data_size, &f->tensors[k]));
+        k++;
+    }
+    qsort(f->tensors, (size_t)f->n, sizeof(sft_st_tensor), sft__st_offset_cmp);
+    for (k = 0; k < f->n; k++) {           /* the ranges must tile [0, data_size) */
+        sft_st_tensor *t = &f->tensors[k];
+        if (t->offset < cursor) {
+            const sft_st_tensor *prev = k > 0 ? &f->tensors[k - 1] : t;
+            int j;
+            for (j = k - 1; j >= 0; j--)
+                if (f->tensors[j].offset + f->tensors[j].nbytes > t->offset) { prev = &f->tensors[j]; break; }
+            return sft__fail(SFT_ERR_FORMAT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap", f->path, prev->name,
+                             (unsigned long long)prev->offset, (unsigned long long)(prev->offset + prev->nbytes), t->name,
+                             (unsigned long long)t->offset, (unsigned long long)(t->offset + t->nbytes));
+        }
+        if (t->offset > cursor)
+            return sft__fail(SFT_ERR_FORMAT, "%s: data bytes [%llu, %llu) before tensor '%s' belong to no tensor (a hole)",
+                             f->path, (unsigned long long)cursor, (unsigned long long)t->offset, t->name);
+        cursor = t->offset + t->nbytes;
+    }
+    if (cursor != data_size)
+        return sft__fail(SFT_ERR_FORMAT, "%s: data bytes [%llu, %llu) at the end belong to no tensor", f->path,
+                         (unsigned long long)cursor, (unsigned long long)data_size);
+    for (k = 0; k < f->n; k++) {
+        f->tensors[k].offset += 8 + hlen;
+        f->tensors[k].data = f->base + f->tensors[k].offset;
+        f->by_name[k] = &f->tensors[k];
+    }
+    qsort(f->by_name, (size_t)f->n, sizeof(sft_st_tensor *), sft__st_name_cmp);
+    return SFT_OK;
+}
+
+SFTDEF void sft_st_close(sft_st_file *f) {
+    sft_context *ctx;
+    if (!f) return;
+    ctx = f->ctx;
+#ifndef SFT_NO_MMAP
+    if (f->mapped) munmap(f->base, f->size);
+    else
+#endif
+        sft__free(ctx, f->base);
+    sft_json_free(f->header);
+    sft__free(ctx, f->tensors);
+    sft__free(ctx, f->by_name);
+    sft__free(ctx, f->path);
+    sft__free(ctx, f);
+}
+
+/* sft__read_full: read n bytes at the current position; 0 on success. */
+static int sft__read_full(int fd, void *dst, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = read(fd, (char *)dst + done, n - done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+SFTDEF sft_status sft_st_open(sft_context *ctx, const char *path, sft_st_file **out) {
+    sft_st_file *f;
+    struct stat st;
+    unsigned char len8[8];
+    uint64_t hlen = 0, size;
+    sft_status s;
+    int fd, i;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_st_open: out is NULL");
+    *out = NULL;
+    if (!path) return sft__fail(SFT_ERR_ARG, "sft_st_open: path is NULL");
+    fd = open(path, O_RDONLY);
+    if (fd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return sft__fail(SFT_ERR_IO, "%s: not a regular file", path); }
+    size = (uint64_t)st.st_size;
+    if (size < 8) {
+        close(fd);
+        return sft__fail(SFT_ERR_FORMAT, "%s: %llu bytes, too short for the 8-byte header length", path, (unsigned long long)size);
+    }
+    if (sft__read_full(fd, len8, 8) != 0) { close(fd); return sft__fail(SFT_ERR_IO, "%s: cannot read the header length", path); }
+    for (i = 7; i >= 0; i--) hlen = (hlen << 8) | len8[i];
+    if (hlen > SFT__ST_MAX_HEADER) {
+        close(fd);
+        return sft__fail(SFT_ERR_LIMIT, "%s: header length %llu is over the limit of %llu bytes", path, (unsigned long long)hlen,
+                         (unsigned long long)SFT__ST_MAX_HEADER);
+    }
+    if (hlen > size - 8) {
+        close(fd);
+        return sft__fail(SFT_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%llu bytes)", path,
+                         (unsigned long long)hlen, (unsigned long long)size);
+    }
+    if (size > (uint64_t)SIZE_MAX / 2) { close(fd); return sft__fail(SFT_ERR_LIMIT, "%s: file too large to map", path); }
+    f = (sft_st_file *)sft__calloc(ctx, 1, sizeof *f);
+    if (!f || !(f->path = sft__strdup(ctx, path))) {
+        sft__free(ctx, f);
+        close(fd);
+        return sft__fail(SFT_ERR_NOMEM, "%s: out of memory", path);
+    }
+    f->ctx = ctx;
+    f->size = (size_t)size;
+#ifndef SFT_NO_MMAP
+    {
+        void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            int err = errno;
+            close(fd);
+            sft_st_close(f);
+            return sft__fail(SFT_ERR_IO, "%s: cannot map %llu bytes: %s", path, (unsigned long long)size, strerror(err));
+        }
+        f->base = (unsigned char *)m;
+        f->mapped = 1;
+    }
+#else
+    f->base = (unsigned char *)sft__alloc(ctx, f->size);
+    if (!f->base) {
+        close(fd);
+        sft_st_close(f);
+        return sft__fail(SFT_ERR_NOMEM, "%s: cannot allocate %llu bytes", path, (unsigned long long)size);
+    }
+    memcpy(f->base, len8, 8);
+    if (sft__read_full(fd, f->base + 8, f->size - 8) != 0) {
+        close(fd);
+        sft_st_close(f);
+        return sft__fail(SFT_ERR_IO, "%s: short read", path);
+    }
+#endif
+    close(fd);
+    s = sft__st_parse(f, hlen);
+    if (s != SFT_OK) { sft_st_close(f); return s; }
+    *out = f;
+    return SFT_OK;
+}
+
+SFTDEF int sft_st_count(const sft_st_file *f) { return f ? f->n : 0; }
+
+SFTDEF const sft_st_tensor *sft_st_tensor_at(const sft_st_file *f, int index) {
+    if (!f || index < 0 || index >= f->n) return NULL;
+    return &f->tensors[index];
+}
+
+SFTDEF const sft_st_tensor *sft_st_find(const sft_st_file *f, const char *name) {
+    sft_st_tensor key;
+    const sft_st_tensor *kp = &key;
+    const sft_st_tensor *const *hit;
+    if (!f || !name || f->n == 0) return NULL;
+    key.name = name;
+    hit = (const sft_st_tensor *const *)bsearch(&kp, f->by_name, (size_t)f->n, sizeof(sft_st_tensor *), sft__st_name_cmp);
+    return hit ? *hit : NULL;
+}
+
+SFTDEF const char *sft_st_metadata(const sft_st_file *f, const char *key) {
+    const sft_json *v;
+    if (!f || !f->meta) return NULL;
+    v = sft_json_get(f->meta, key);
+    return v ? v->string : NULL;
+}
+
+SFTDEF sft_status sft_st_load(sft_context *ctx, const sft_st_file *f, const char *name, sft_tensor **out) {
+    const sft_st_tensor *e;
+    sft_tensor *t;
+    char sb[256];
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_st_load: out is NULL");
+    *out = NULL;
+    if (!f || !name) return sft__fail(SFT_ERR_ARG, "sft_st_load: NULL file or name");
+    e = sft_st_find(f, name);
+    if (!e) return sft__fail(SFT_ERR_NOT_FOUND, "%s: no tensor named '%s'", f->path, name);
+    if (e->ndim > SFT_MAX_DIMS)
+        return sft__fail(SFT_ERR_SHAPE, "%s: tensor '%s' has shape %s: sft.h tensors hold at most %d dims", f->path, name,
+                         sft__shape_str(sb, sizeof sb, e->ndim, e->shape), SFT_MAX_DIMS);
+    SFT__TRY(sft_tensor_create(ctx, e->dtype, e->ndim, e->shape, &t));
+    if (e->nbytes) memcpy(t->data, e->data, (size_t)e->nbytes);
+    *out = t;
+    return SFT_OK;
+}
+
+SFTDEF sft_st_entry sft_st_entry_from_tensor(const char *name, const sft_tensor *t) {
+    sft_st_entry e;
+    int i;
+    memset(&e, 0, sizeof e);
+    e.name = name;
+    if (!t) return e;
+    e.dtype = t->dtype;
+    e.ndim = t->ndim;
+    for (i = 0; i < t->ndim && i < SFT_MAX_DIMS; i++) e.shape[i] = t->shape[i];
+    e.data = t->device == SFT_DEVICE_CPU ? t->data : NULL;   /* device memory cannot be written directly */
+    return e;
+}
+
+static int sft__st_save_cmp(const void *a, const void *b) {
+    const sft_st_entry *x = *(const sft_st_entry *const *)a, *y = *(const sft_st_entry *const *)b;
+    int rx = sft__st_rank(x->dtype), ry = sft__st_rank(y->dtype);
+    if (rx != ry) return rx > ry ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* sft__st_nbytes: the data size of an entry whose shape was checked. */
+static uint64_t sft__st_nbytes(const sft_st_entry *e) {
+    uint64_t n = sft_dtype_size(e->dtype);
+    int d;
+    for (d = 0; d < e->ndim; d++) n *= (uint64_t)e->shape[d];
+    return n;
+}
+
+/* sft__st_check_entry: one entry of sft_st_save; *nbytes = its data size. */
+static sft_status sft__st_check_entry(const char *path, int i, const sft_st_entry *e, uint64_t *nbytes) {
+    uint64_t numel = 1;
+    size_t bad_at;
+    const char *why = "";
+    int d;
+    if (!e->name) return sft__fail(SFT_ERR_ARG, "%s: entry %d has no name", path, i);
+    if (sft__utf8_check(e->name, strlen(e->name), &bad_at, &why) != 0)
+        return sft__fail(SFT_ERR_ARG, "%s: entry %d: the name is not valid UTF-8 (%s at byte %zu)", path, i, why, bad_at);
+    if (strcmp(e->name, "__metadata__") == 0)
+        return sft__fail(SFT_ERR_ARG, "%s: entry %d: \"__metadata__\" is reserved and cannot name a tensor", path, i);
+    if ((int)e->dtype < 0 || e->dtype >= SFT_DTYPE_COUNT)
+        return sft__fail(SFT_ERR_DTYPE, "%s: tensor '%s': dtype %d does not exist", path, e->name, (int)e->dtype);
+    if (e->ndim < 0 || e->ndim > SFT_ST_MAX_DIMS)
+        return sft__fail(SFT_ERR_SHAPE, "%s: tensor '%s': %d dims (at most %d)", path, e->name, e->ndim, SFT_ST_MAX_DIMS);
+    for (d = 0; d < e->ndim; d++) {
+        if (e->shape[d] < 0)
+            return sft__fail(SFT_ERR_SHAPE, "%s: tensor '%s': shape[%d] = %lld is negative", path, e->name, d,
+                             (long long)e->shape[d]);
+        if (e->shape[d] && numel > (uint64_t)(SIZE_MAX / 16) / (uint64_t)e->shape[d])
+            return sft__fail(SFT_ERR_SHAPE, "%s: tensor '%s': the shape is too large", path, e->name);
+        numel *= (uint64_t)e->shape[d];
+    }
+    *nbytes = sft__st_nbytes(e);
+    if (*nbytes && !e->data) return sft__fail(SFT_ERR_ARG, "%s: tensor '%s': data is NULL", path, e->name);
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_st_save(sft_context *ctx, const char *path, const sft_st_entry *entries, int n_entries,
+                              const char *const *meta_keys, const char *const *meta_values, int n_meta) {
+    const sft_st_entry **order = NULL;
+    sft_buf *parts = NULL;
+    sft_json_writer w;
+    char *json = NULL, *header = NULL;
+    size_t json_len = 0, hlen, bad_at;
+    unsigned char len8[8];
+    uint64_t offset = 0, nbytes;
+    const char *why = "";
+    sft_status s = SFT_OK;
+    int i, j, d;
+    if (!path) return sft__fail(SFT_ERR_ARG, "sft_st_save: path is NULL");
+    if (n_entries < 0 || (n_entries > 0 && !entries))
+        return sft__fail(SFT_ERR_ARG, "%s: sft_st_save: %d entries at %p", path, n_entries, (const void *)entries);
+    if (n_meta < 0 || (n_meta > 0 && (!meta_keys || !meta_values)))
+        return sft__fail(SFT_ERR_ARG, "%s: sft_st_save: %d metadata pairs without keys or values", path, n_meta);
+    for (i = 0; i < n_meta; i++) {
+        if (!meta_keys[i] || !meta_values[i]) return sft__fail(SFT_ERR_ARG, "%s: metadata pair %d has a NULL key or value", path, i);
+        if (sft__utf8_check(meta_keys[i], strlen(meta_keys[i]), &bad_at, &why) != 0 ||
+            sft__utf8_check(meta_values[i], strlen(meta_values[i]), &bad_at, &why) != 0)
+            return sft__fail(SFT_ERR_ARG, "%s: metadata pair %d is not valid UTF-8 (%s)", path, i, why);
+        for (j = 0; j < i; j++)
+            if (strcmp(meta_keys[i], meta_keys[j]) == 0)
+                return sft__fail(SFT_ERR_ARG, "%s: duplicate metadata key '%s'", path, meta_keys[i]);
+    }
+    for (i = 0; i < n_entries; i++) SFT__TRY(sft__st_check_entry(path, i, &entries[i], &nbytes));
+    order = (const sft_st_entry **)sft__calloc(ctx, (size_t)n_entries + 1, sizeof *order);
+    parts = (sft_buf *)sft__calloc(ctx, (size_t)n_entries + 2, sizeof *parts);
+    if (!order || !parts) { s = sft__fail(SFT_ERR_NOMEM, "%s: out of memory", path); goto done; }
+    for (i = 0; i < n_entries; i++) order[i] = &entries[i];
+    qsort(order, (size_t)n_entries, sizeof *order, sft__st_save_cmp);
+    for (i = 1; i < n_entries; i++)
+        if (strcmp(order[i]->name, order[i - 1]->name) == 0) {
+            s = sft__fail(SFT_ERR_ARG, "%s: duplicate tensor name '%s'", path, order[i]->name);
+            goto done;
+        }
+    memset(&w, 0, sizeof w);
+    w.ctx = ctx;
+    sft_json_write_object_begin(&w);
+    if (n_meta > 0) {
+        sft_json_write_key(&w, "__metadata__");
+        sft_json_write_object_begin(&w);
+        for (i = 0; i < n_meta; i++) {
+            sft_json_write_key(&w, meta_keys[i]);
+            sft_json_write_string(&w, meta_values[i]);
+        }
+        sft_json_write_object_end(&w);
+    }
+    for (i = 0; i < n_entries; i++) {
+        const sft_st_entry *e = order[i];
+        nbytes = sft__st_nbytes(e);
+        sft_json_write_key(&w, e->name);
+        sft_json_write_object_begin(&w);
+        sft_json_write_key(&w, "dtype");
+        sft_json_write_string(&w, sft_dtype_name(e->dtype));
+        sft_json_write_key(&w, "shape");
+        sft_json_write_array_begin(&w);
+        for (d = 0; d < e->ndim; d++) sft_json_write_int(&w, e->shape[d]);
+        sft_json_write_array_end(&w);
+        sft_json_write_key(&w, "data_offsets");
+        sft_json_write_array_begin(&w);
+        sft_json_write_int(&w, (int64_t)offset);
+        sft_json_write_int(&w, (int64_t)(offset + nbytes));
+        sft_json_write_array_end(&w);
+        sft_json_write_object_end(&w);
+        parts[2 + i].data = e->data;
+        parts[2 + i].len = (size_t)nbytes;
+        offset += nbytes;
+    }
+    sft_json_write_object_end(&w);
+    s = sft_json_writer_finish(&w, &json, &json_len);
+    if (s != SFT_OK) goto done;
+    hlen = (json_len + 7) & ~(size_t)7;
+    header = (char *)sft__alloc(ctx, hlen);
+    if (!header) { s = sft__fail(SFT_ERR_NOMEM, "%s: out of memory", path); goto done; }
+    memcpy(header, json, json_len);
+    memset(header + json_len, ' ', hlen - json_len);
+    for (i = 0; i < 8; i++) len8[i] = (unsigned char)(((uint64_t)hlen >> (8 * i)) & 0xFF);
+    parts[0].data = len8; parts[0].len = 8;
+    parts[1].data = header; parts[1].len = hlen;
+    s = sft_file_write_atomic(ctx, path, parts, n_entries + 2);
+done:
+    sft__free(ctx, header);
+    sft__free(ctx, json);
+    sft__free(ctx, parts);
+    sft__free(ctx, order);
+    return s;
+}
 
 /* ============================================================================
    === random numbers
@@ -1613,9 +3066,9 @@ static sft_status sft__dispatch(sft_context *ctx, sft__node *n, int backward) {
     const sft__backend *be = NULL;
     sft__kernel k;
     sft_device dev = n->in[0]->device;
-    if (dev == SFT_CPU) be = sft__backend_cpu();
+    if (dev == SFT_DEVICE_CPU) be = sft__backend_cpu();
 #ifdef SFT_CUDA
-    else if (dev == SFT_CUDA) be = sft__backend_cuda();
+    else if (dev == SFT_DEVICE_CUDA) be = sft__backend_cuda();
 #endif
     if (!be) return sft__no_cuda(sft__op_names[n->op]);
     k = backward ? be->backward[n->op] : be->forward[n->op];
@@ -1637,7 +3090,7 @@ static sft_status sft__record(sft_context *ctx, const sft__node *n, sft_tensor *
     void *mem;
     sft__node *rec;
     int i;
-    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_CPU), sizeof *rec, &mem));
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof *rec, &mem));
     rec = (sft__node *)mem;
     *rec = *n;
     arrput(ctx->tape, rec);
@@ -1712,7 +3165,7 @@ SFTDEF sft_status sft_backward(sft_context *ctx, sft_tensor *loss) {
         return sft__fail(SFT_ERR_STATE, "sft_backward: the loss was not recorded (no input requires a gradient, "
                          "recording was off, or backward already ran for this graph)");
     SFT__TRY(sft__ensure_grad(ctx, loss));
-    SFT__TRY(sft__device_copy(loss->grad->data, loss->grad->device, &one, SFT_CPU, sizeof one));
+    SFT__TRY(sft__device_copy(loss->grad->data, loss->grad->device, &one, SFT_DEVICE_CPU, sizeof one));
     s = sft__run_tape_backward(ctx, 0);
     arrsetlen(ctx->tape, 0);  /* a graph is back-propagated once, as in PyTorch */
     return s;
@@ -1748,7 +3201,7 @@ static sft_status sft__segment_aliases(sft_context *ctx, const sft__segment *seg
     for (i = 0; i < seg->n_in; i++) {
         void *mem;
         sft_tensor *src = seg->in[i];
-        SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_CPU), sizeof(sft_tensor), &mem));
+        SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof(sft_tensor), &mem));
         alias[i] = (sft_tensor *)mem;
         *alias[i] = *src;
         alias[i]->flags = SFT__T_ARENA | SFT__T_VIEW | SFT__T_ALIAS_GRAD;
@@ -1772,7 +3225,7 @@ SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user
     for (i = 0; i < n_in; i++) if (!in[i]) return sft__fail(SFT_ERR_ARG, "sft_checkpoint: input %d is NULL", i);
     seg.fn = fn; seg.user = user; seg.n_in = n_in; seg.n_out = n_out;
     /* the record of the segment (its input/output lists) lives in the step arena */
-    SFT__TRY(sft__arena_alloc(&ctx->arena[SFT_CPU], sizeof(sft__segment) + (size_t)(n_in + n_out) * sizeof(sft_tensor *), &mem));
+    SFT__TRY(sft__arena_alloc(&ctx->arena[SFT_DEVICE_CPU], sizeof(sft__segment) + (size_t)(n_in + n_out) * sizeof(sft_tensor *), &mem));
     rec_seg = (sft__segment *)mem;
     *rec_seg = seg;
     rec_seg->in = (sft_tensor **)(void *)(rec_seg + 1);
@@ -1782,7 +3235,7 @@ SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) marks[dev] = sft__arena_get_mark(&ctx->scratch[dev]);
     tape_mark = arrlen(ctx->tape);
     ctx->in_scratch = 1;
-    s = sft__arena_alloc(&ctx->scratch[SFT_CPU], (size_t)(n_in + n_out) * sizeof(sft_tensor *), &mem);
+    s = sft__arena_alloc(&ctx->scratch[SFT_DEVICE_CPU], (size_t)(n_in + n_out) * sizeof(sft_tensor *), &mem);
     if (s == SFT_OK) {
         alias = (sft_tensor **)mem;
         inner = alias + n_in;
@@ -1820,7 +3273,7 @@ static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) marks[dev] = sft__arena_get_mark(&ctx->scratch[dev]);
     ctx->in_scratch = 1;
     ctx->grad_enabled = 1;
-    s = sft__arena_alloc(&ctx->scratch[SFT_CPU], (size_t)(seg->n_in + seg->n_out) * sizeof(sft_tensor *), &mem);
+    s = sft__arena_alloc(&ctx->scratch[SFT_DEVICE_CPU], (size_t)(seg->n_in + seg->n_out) * sizeof(sft_tensor *), &mem);
     if (s == SFT_OK) {
         alias = (sft_tensor **)mem;
         inner = alias + seg->n_in;
@@ -1831,12 +3284,12 @@ static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
         sft_tensor *g = seg->out[i]->grad;
         if (!g || !inner[i]->requires_grad) continue;
         if (inner[i]->flags & SFT__T_ALIAS_GRAD) {
-            /* fn returned an input unchanged: its gradient goes straight through */
-            int64_t k, cnt = sft_tensor_numel(g);
-            float *dst = (float *)inner[i]->grad->data;
-            const float *src = (const float *)g->data;
-            if (g->device != SFT_CPU) { s = sft__no_cuda("segment passthrough gradient"); break; }
-            for (k = 0; k < cnt; k++) dst[k] += src[k];
+            /* fn returned an input unchanged: its gradient passes straight through,
+               added by the backend's reshape backward (dx += g) */
+            sft__node pass;
+            memset(&pass, 0, sizeof pass);
+            pass.op = SFT__OP_RESHAPE; pass.n_in = 1; pass.in[0] = inner[i]; pass.out = seg->out[i];
+            s = sft__dispatch(ctx, &pass, 1);
             continue;
         }
         inner[i]->grad = g;                     /* borrow: the step arena owns it */
@@ -2539,7 +3992,7 @@ static sft_status sft__node_begin(sft_context *ctx, sft__node *n, sft__op op, in
         n->in[i] = in[i];
         if (in[i] && in[i]->device != in[0]->device)
             return sft__fail(SFT_ERR_DEVICE, "%s: input %d is on %s, input 0 on %s", sft__op_names[op], i,
-                             in[i]->device == SFT_CPU ? "cpu" : "cuda", in[0]->device == SFT_CPU ? "cpu" : "cuda");
+                             in[i]->device == SFT_DEVICE_CPU ? "cpu" : "cuda", in[0]->device == SFT_DEVICE_CPU ? "cpu" : "cuda");
     }
     return SFT_OK;
 }
@@ -2648,7 +4101,7 @@ SFTDEF sft_status sft_reshape(sft_context *ctx, sft_tensor *x, int ndim, const i
     if (sft__numel_checked(ndim, sh, 4) != numel || (infer >= 0 && known * sh[infer] != numel))
         return sft__fail(SFT_ERR_SHAPE, "reshape: %s has %lld elements, %s does not", SFT__SHAPE(x, sa), (long long)numel,
                          sft__shape_str(sb, sizeof sb, ndim, shape));
-    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_CPU), sizeof(sft_tensor), &mem));
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof(sft_tensor), &mem));
     n.out = (sft_tensor *)mem;
     sft__tensor_init(n.out, ctx, x->device, x->dtype, ndim, sh);
     n.out->flags = SFT__T_ARENA | SFT__T_VIEW;
@@ -2668,7 +4121,7 @@ SFTDEF sft_status sft_embedding(sft_context *ctx, sft_tensor *weight, sft_tensor
     if (weight->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "embedding: weight must be [V, D], got %s", SFT__SHAPE(weight, sb));
     if (ids->ndim >= SFT_MAX_DIMS) return sft__fail(SFT_ERR_SHAPE, "embedding: ids %s has too many dims", SFT__SHAPE(ids, sb));
     count = sft_tensor_numel(ids);
-    if (ids->device == SFT_CPU)
+    if (ids->device == SFT_DEVICE_CPU)
         for (i = 0; i < count; i++) {
             int32_t id = ((const int32_t *)ids->data)[i];
             if (id < 0 || id >= weight->shape[0])
@@ -2772,7 +4225,7 @@ SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *position
     half = x->shape[3] / 2;
     if (half > 0) SFT__TRY(sft_rope_inv_freq(desc, (int)x->shape[3], inv));
     SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &half, &n.saved));
-    SFT__TRY(sft__device_copy(n.saved->data, x->device, inv, SFT_CPU, (size_t)half * sizeof(float)));
+    SFT__TRY(sft__device_copy(n.saved->data, x->device, inv, SFT_DEVICE_CPU, (size_t)half * sizeof(float)));
     SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
     return sft__op_run(ctx, &n, out);
 }
@@ -2831,7 +4284,7 @@ SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_te
         return sft__fail(SFT_ERR_ARG, "cross_entropy: reduction %d does not exist", (int)d.reduction);
     if (d.reduction == SFT_CE_SUM_DIV && !(d.divisor > 0.0f && d.divisor < INFINITY))
         return sft__fail(SFT_ERR_ARG, "cross_entropy: divisor = %g (want > 0, e.g. num_items_in_batch)", d.divisor);
-    if (labels->device == SFT_CPU)
+    if (labels->device == SFT_DEVICE_CPU)
         for (i = 0; i < N; i++) {
             int32_t y = ((const int32_t *)labels->data)[i];
             if (y == d.ignore_index) continue;

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define N_POINTS  600
 #define N_CLASSES 3
@@ -81,7 +82,8 @@ static sft_status forward(sft_context *ctx, sft_tensor *x, param *p, sft_tensor 
 
 int main(void) {
     sft_context *ctx;
-    sft_context_desc desc = {0};
+    sft_context_desc desc;
+    memset(&desc, 0, sizeof desc);
     sft_tensor *x, *y, *logits, *loss;
     int64_t xs[2] = {N_POINTS, 2}, ys[1] = {N_POINTS};
     param p[4];

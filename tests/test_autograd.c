@@ -22,7 +22,8 @@ struct t_model {
 
 static sft_context *t_ctx_n(int threads) {
     sft_context *ctx = NULL;
-    sft_context_desc d = {0};
+    sft_context_desc d;
+    memset(&d, 0, sizeof d);
     d.threads = threads;
     if (sft_context_create(&d, &ctx) != SFT_OK) t_failf(__FILE__, __LINE__, "context: %s", sft_last_error());
     return ctx;

@@ -23,7 +23,8 @@ static void failing_call_sets_a_message_naming_the_op(void) {
 
 static void context_rejects_impossible_settings(void) {
     sft_context *ctx = (sft_context *)1;
-    sft_context_desc d = {0};
+    sft_context_desc d;
+    memset(&d, 0, sizeof d);
     d.threads = -1;
     CHECK_STATUS(sft_context_create(&d, &ctx), SFT_ERR_ARG);
     CHECK(ctx == NULL);
@@ -47,7 +48,8 @@ static void context_defaults_to_one_inline_thread(void) {
 
 static void context_with_more_threads_than_cores_works(void) {
     sft_context *ctx;
-    sft_context_desc d = {0};
+    sft_context_desc d;
+    memset(&d, 0, sizeof d);
     sft_tensor *a, *b, *c;
     int64_t sa[2] = {37, 19}, sb[2] = {19, 23};
     d.threads = 8;
@@ -79,7 +81,8 @@ static void t_count_free(void *p, void *user) {
 
 static void host_allocator_receives_every_context_allocation(void) {
     t_counting_alloc counts = {0, 0, 0};
-    sft_context_desc d = {0};
+    sft_context_desc d;
+    memset(&d, 0, sizeof d);
     sft_context *ctx;
     sft_tensor *t;
     int64_t shape[2] = {8, 8};
@@ -148,7 +151,8 @@ static void failed_write_leaves_the_old_file_and_no_temporary(void) {
     char path[512], tmp[520], *data;
     size_t len;
     sft_context *ctx;
-    sft_context_desc d = {0};
+    sft_context_desc d;
+    memset(&d, 0, sizeof d);
     t_fault fault = {0, 2};
     sft_buf parts[3];
     snprintf(path, sizeof path, "%s/keep.txt", t_tmpdir());
@@ -313,7 +317,7 @@ static void cuda_is_reported_absent_in_a_cpu_build(void) {
     int64_t shape[1] = {4};
     CHECK(sft_cuda_available() == 0);
     CHECK_OK(sft_context_create(NULL, &ctx));
-    CHECK_STATUS(sft_tensor_create_on(ctx, SFT_CUDA, SFT_F32, 1, shape, &t), SFT_ERR_UNSUPPORTED);
+    CHECK_STATUS(sft_tensor_create_on(ctx, SFT_DEVICE_CUDA, SFT_F32, 1, shape, &t), SFT_ERR_UNSUPPORTED);
     CHECK(t == NULL);
     CHECK_ERROR_MENTIONS("CUDA");
     sft_context_destroy(ctx);

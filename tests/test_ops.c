@@ -23,7 +23,8 @@ typedef struct t_case {
 
 static sft_context *t_ctx_threads(int threads) {
     sft_context *ctx = NULL;
-    sft_context_desc d = {0};
+    sft_context_desc d;
+    memset(&d, 0, sizeof d);
     d.threads = threads;
     if (sft_context_create(&d, &ctx) != SFT_OK) t_failf(__FILE__, __LINE__, "context: %s", sft_last_error());
     return ctx;
@@ -499,7 +500,8 @@ static void rmsnorm_gradients_match_finite_differences(void) {
 }
 
 static void rope_matches_the_rotate_half_formula(void) {
-    sft_rope_desc d = {0};
+    sft_rope_desc d;
+    memset(&d, 0, sizeof d);
     t_case c;
     sft_context *ctx = t_ctx_threads(2);
     sft_tensor *in[4] = {0}, *out;
@@ -541,7 +543,8 @@ static void rope_gradients_match_finite_differences(void) {
 static void rope_llama3_scaling_follows_transformers(void) {
     /* Llama 3.1: theta 500000, factor 8, low 1, high 4, original context 8192.
        Wavelengths above 8192 are divided by 8, below 2048 untouched, between blended. */
-    sft_rope_desc d = {0};
+    sft_rope_desc d;
+    memset(&d, 0, sizeof d);
     float plain[64], scaled[64];
     int i, n_long = 0, n_short = 0, n_mid = 0;
     d.theta = 500000.0f;

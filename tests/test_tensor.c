@@ -12,7 +12,7 @@ static void created_tensor_is_zeroed_with_its_shape(void) {
     sft_tensor *t;
     int64_t shape[3] = {2, 3, 5}, i;
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 3, shape, &t));
-    CHECK(t->ndim == 3 && t->shape[0] == 2 && t->shape[2] == 5 && t->dtype == SFT_F32 && t->device == SFT_CPU);
+    CHECK(t->ndim == 3 && t->shape[0] == 2 && t->shape[2] == 5 && t->dtype == SFT_F32 && t->device == SFT_DEVICE_CPU);
     CHECK(sft_tensor_numel(t) == 30 && sft_tensor_nbytes(t) == 120);
     for (i = 0; i < 30; i++) CHECK(((float *)t->data)[i] == 0.0f);
     CHECK(((uintptr_t)t->data % 64) == 0);

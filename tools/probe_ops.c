@@ -10,6 +10,7 @@
 #include "../sft.h"
 #include <stdio.h>
 #include <time.h>
+#include <string.h>
 
 static double now(void) {
     struct timespec ts;
@@ -27,7 +28,8 @@ static sft_tensor *filled(sft_context *ctx, int ndim, const int64_t *shape) {
 
 static void probe_gemm(int threads, int64_t m, int64_t n, int64_t k) {
     sft_context *ctx;
-    sft_context_desc d = {0};
+    sft_context_desc d;
+    memset(&d, 0, sizeof d);
     int64_t xs[2], ws[2];
     sft_tensor *x, *w, *y;
     double t0, best = 1e30;
@@ -50,7 +52,8 @@ static void probe_gemm(int threads, int64_t m, int64_t n, int64_t k) {
 
 static void probe_attention(int threads, int64_t T) {
     sft_context *ctx;
-    sft_context_desc d = {0};
+    sft_context_desc d;
+    memset(&d, 0, sizeof d);
     int64_t qs[4] = {1, 0, 9, 64}, ks[4] = {1, 0, 3, 64}, one[2] = {1, 1};
     sft_tensor *q, *k, *v, *o, *r, *loss, *flat;
     double t0;
