@@ -8,25 +8,32 @@
    accounting, JSON and safetensors I/O, tensors, reverse-mode autograd with
    checkpointed segments, and the operators a Llama decoder is made of.
 
-   QUICK START - train a tiny model from the tensor API (examples/mlp.c does more)
+   QUICK START - train a linear classifier (examples/mlp.c does more)
 
        #define SFT_IMPLEMENTATION
        #include "sft.h"
 
-       sft_context *ctx;  sft_context_desc cd = {0};  cd.threads = 2;
-       sft_context_create(&cd, &ctx);
-       int64_t wshape[2] = {4, 3};
-       sft_tensor *w;     sft_tensor_create(ctx, SFT_F32, 2, wshape, &w);
+       sft_context *ctx;  sft_context_create(NULL, &ctx);
+       int64_t xs[2] = {8, 3}, ws[2] = {4, 3}, ls[1] = {8};
+       sft_tensor *x, *w, *labels;                  // 8 points, 4 classes
+       sft_tensor_create(ctx, SFT_F32, 2, xs, &x);       // fill x->data
+       sft_tensor_create(ctx, SFT_I32, 1, ls, &labels);  // fill labels->data
+       sft_tensor_create(ctx, SFT_F32, 2, ws, &w);
        sft_tensor_set_requires_grad(w, 1);
        for (int step = 0; step < 100; step++) {
-           sft_step_begin(ctx);                     // resets the tape and scratch
            sft_tensor *logits, *loss;
-           sft_matmul(ctx, x, w, 0, 1, &logits);    // x [n,3] . w^T -> [n,4]
+           sft_step_begin(ctx);                     // recycles last step's tensors
+           sft_matmul(ctx, x, w, 0, 1, &logits);    // x . w^T -> [8, 4]
            sft_cross_entropy(ctx, logits, labels, NULL, &loss);
-           sft_backward(ctx, loss);                 // w->grad now holds dloss/dw
-           ... update w from w->grad, then sft_tensor_zero_grad(w) ...
+           sft_backward(ctx, loss);                 // w->grad = d loss / d w
+           for (int i = 0; i < 12; i++) ((float *)w->data)[i] -= 0.5f * ((float *)w->grad->data)[i];
+           sft_tensor_zero_grad(w);
        }
-       sft_tensor_destroy(w);  sft_context_destroy(ctx);
+       sft_tensor_destroy(x); sft_tensor_destroy(w); sft_tensor_destroy(labels);
+       sft_context_destroy(ctx);
+
+   Every call returns an sft_status (SFT_OK = 0); check it, and read
+   sft_last_error() for what went wrong and where.
 
    BUILD
        Exactly one translation unit defines SFT_IMPLEMENTATION before including
@@ -44,7 +51,7 @@
        SFT_STB_DS_PATH               where to include stb_ds.h from
                                      (default <stb/stb_ds.h>)
        SFT_NO_STB_DS_IMPLEMENTATION  the host compiles stb_ds's implementation itself
-       SFT_NO_MMAP                   read files with fread instead of mmap
+       SFT_NO_MMAP                   read files into memory instead of mapping them
        SFT_CUDA                      compile the CUDA backend (sft_cuda.cuh; nvcc)
 
    ENVIRONMENT
@@ -52,18 +59,28 @@
 
    CONTENTS (search for the banner "=== name")
        public API
-         status and errors, context, memory accounting, files, JSON, safetensors,
-         tensors, autograd, operators, CUDA seam
+         status and errors, context, memory accounting, CPU code path, files,
+         JSON, tensors, safetensors, autograd, operators, random numbers, CUDA seam
        implementation
-         platform   threads/pool, files, mmap, CPU probe
-         memory     allocator hooks, accounting, arenas
-         json       strict parser, writer
-         safetensors reader, writer
-         tensor     creation, views, dtype conversion
-         autograd   tape, backward, no-grad, checkpointed segments
-         kernels    CPU forward/backward kernels (plain reference versions)
-         ops        the public operators: shape checks, output allocation, dispatch
-         cuda       the device seam (sft_cuda.cuh when SFT_CUDA)
+         errors                      the thread-local message, sft__fail
+         platform: CPU probe         cpuid, the one process-wide cache
+         memory: the context allocator   aligned, counted allocations
+         platform: the thread pool   persistent workers, sft__parallel
+         platform: files             atomic writes through one hook, reads
+         memory: arenas              per-step scratch that stops growing
+         context                     create/destroy, statistics, logging
+         platform: CPU code path selection
+         devices                     CPU or CUDA memory, copies
+         tensor                      creation, dtypes, half floats, conversion
+         json                        strict parser, shortest-round-trip writer
+         safetensors                 checked reader (mmap), writer
+         random numbers              Philox-4x32-10, keys
+         autograd: nodes and the tape, checkpointed segments
+         kernels: GEMM, the CPU path table, elementwise, embedding, RMSNorm,
+                  rotary position embedding, causal attention, cross-entropy,
+                  the CPU backend table
+         ops                         the public operators: checks, dispatch
+         cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
 */
@@ -628,6 +645,10 @@ static sft_status sft__fail(sft_status s, const char *fmt, ...) {
     return s;
 }
 
+/* sft__log: a message to the host's log callback, if it set one (the library
+   never prints by itself). */
+static void sft__log(const sft_context *ctx, sft_log_level level, const char *fmt, ...) SFT__PRINTF(3, 4);
+
 #define SFT__TRY(expr) do { sft_status sft__s_ = (expr); if (sft__s_ != SFT_OK) return sft__s_; } while (0)
 
 /* ============================================================================
@@ -671,11 +692,14 @@ static void sft__cpu_probe(void) {
 #define SFT__ALIGN 64
 #define SFT__ALLOC_EXTRA (SFT__ALIGN + 2 * sizeof(size_t))
 
+/* Blocks double in size, so a few dozen cover any machine's memory. */
+#define SFT__ARENA_MAX_BLOCKS 40
 typedef struct sft__arena_block { unsigned char *base; size_t cap, used; } sft__arena_block;
 typedef struct sft__arena {
     sft_context      *ctx;
     sft_device        device;
-    sft__arena_block *blocks;   /* stb_ds array                                       */
+    sft__arena_block  blocks[SFT__ARENA_MAX_BLOCKS];
+    int               n_blocks;
     int               cur;      /* the block allocations come from                   */
     size_t            offset;   /* bytes before blocks[cur] (their capacities summed) */
     size_t            high_water; /* most bytes in use at once since the last reset  */
@@ -698,7 +722,7 @@ struct sft_context {
     sft__arena  arena[SFT_DEVICE_COUNT];
     sft__arena  scratch[SFT_DEVICE_COUNT];
     int         in_scratch;      /* operators allocate from scratch (inside a segment) */
-    sft__node **tape;            /* stb_ds array, recorded order                      */
+    sft__node  *tape;            /* the newest recorded node; each links to the one before */
     int         grad_enabled;
     int         in_segment;
 };
@@ -980,24 +1004,26 @@ static void sft__arena_init(sft__arena *a, sft_context *ctx, sft_device device) 
 
 static void sft__arena_free_blocks(sft__arena *a) {
     int i;
-    for (i = 0; i < (int)arrlen(a->blocks); i++) sft__device_free(a->ctx, a->device, a->blocks[i].base);
-    arrfree(a->blocks);
+    for (i = 0; i < a->n_blocks; i++) sft__device_free(a->ctx, a->device, a->blocks[i].base);
+    a->n_blocks = 0;
     a->cur = 0; a->offset = 0;
 }
 
 static size_t sft__arena_capacity(const sft__arena *a) {
     size_t cap = 0;
     int i;
-    for (i = 0; i < (int)arrlen(a->blocks); i++) cap += a->blocks[i].cap;
+    for (i = 0; i < a->n_blocks; i++) cap += a->blocks[i].cap;
     return cap;
 }
 
 static sft_status sft__arena_add_block(sft__arena *a, size_t cap) {
-    sft__arena_block b;
+    sft__arena_block *b;
     void *p = NULL;
+    if (a->n_blocks == SFT__ARENA_MAX_BLOCKS)
+        return sft__fail(SFT_ERR_NOMEM, "arena: %d blocks in use, cannot add one of %zu bytes", a->n_blocks, cap);
     SFT__TRY(sft__device_alloc(a->ctx, a->device, cap, &p));
-    b.base = (unsigned char *)p; b.cap = cap; b.used = 0;
-    arrput(a->blocks, b);
+    b = &a->blocks[a->n_blocks++];
+    b->base = (unsigned char *)p; b->cap = cap; b->used = 0;
     return SFT_OK;
 }
 
@@ -1009,7 +1035,7 @@ static sft_status sft__arena_alloc(sft__arena *a, size_t size, void **out) {
     if (size > SIZE_MAX / 2) return sft__fail(SFT_ERR_NOMEM, "arena: request of %zu bytes", size);
     for (;;) {
         sft__arena_block *b;
-        if (a->cur < (int)arrlen(a->blocks)) {
+        if (a->cur < a->n_blocks) {
             b = &a->blocks[a->cur];
             if (b->cap - b->used >= need) {
                 *out = b->base + b->used;
@@ -1017,7 +1043,7 @@ static sft_status sft__arena_alloc(sft__arena *a, size_t size, void **out) {
                 if (a->offset + b->used > a->high_water) a->high_water = a->offset + b->used;
                 return SFT_OK;
             }
-            if (a->cur + 1 < (int)arrlen(a->blocks)) {   /* move on to the next block */
+            if (a->cur + 1 < a->n_blocks) {   /* move on to the next block */
                 a->offset += b->cap;
                 a->cur++;
                 a->blocks[a->cur].used = 0;
@@ -1027,7 +1053,7 @@ static sft_status sft__arena_alloc(sft__arena *a, size_t size, void **out) {
             a->cur++;
         }
         {
-            size_t last = arrlen(a->blocks) ? arrlast(a->blocks).cap : 0, cap = last * 2;
+            size_t last = a->n_blocks ? a->blocks[a->n_blocks - 1].cap : 0, cap = last * 2;
             if (cap < SFT__ARENA_MIN_BLOCK) cap = SFT__ARENA_MIN_BLOCK;
             if (cap < need) cap = need;
             SFT__TRY(sft__arena_add_block(a, cap));
@@ -1039,25 +1065,27 @@ static sft_status sft__arena_alloc(sft__arena *a, size_t size, void **out) {
 static sft__arena_mark sft__arena_get_mark(const sft__arena *a) {
     sft__arena_mark m;
     m.cur = a->cur; m.offset = a->offset;
-    m.used = a->cur < (int)arrlen(a->blocks) ? a->blocks[a->cur].used : 0;
+    m.used = a->cur < a->n_blocks ? a->blocks[a->cur].used : 0;
     return m;
 }
 
 static void sft__arena_release(sft__arena *a, sft__arena_mark m) {
     a->cur = m.cur; a->offset = m.offset;
-    if (m.cur < (int)arrlen(a->blocks)) a->blocks[m.cur].used = m.used;
+    if (m.cur < a->n_blocks) a->blocks[m.cur].used = m.used;
 }
 
 /* sft__arena_reset: empty the arena; merge several blocks into one of the
    high-water size so the next step of the same shape fits without allocating. */
 static void sft__arena_reset(sft__arena *a) {
-    if (arrlen(a->blocks) > 1) {
+    if (a->n_blocks > 1) {
         size_t want = (a->high_water + SFT__ALIGN - 1) & ~(size_t)(SFT__ALIGN - 1);
+        sft__log(a->ctx, SFT_LOG_DEBUG, "arena: the last step used %d blocks; merged into one of %zu bytes", a->n_blocks,
+                 want);
         sft__arena_free_blocks(a);
         if (sft__arena_add_block(a, want) != SFT_OK) sft_clear_error(); /* retried on next alloc */
     }
     a->cur = 0; a->offset = 0; a->high_water = 0;
-    if (arrlen(a->blocks)) a->blocks[0].used = 0;
+    if (a->n_blocks) a->blocks[0].used = 0;
 }
 
 /* ============================================================================
@@ -1109,7 +1137,10 @@ SFTDEF sft_status sft_context_create(const sft_context_desc *desc, sft_context *
             return sft__fail(SFT_ERR_UNSUPPORTED, "SFT_CPU_PATH=%s: not a path this machine and build can run", env);
         }
         ctx->cpu_path = (sft_cpu_path)p;
+        sft__log(ctx, SFT_LOG_INFO, "context: SFT_CPU_PATH=%s forces the %s kernels", env, env);
     }
+    sft__log(ctx, SFT_LOG_DEBUG, "context: sft.h %s, %d thread%s, cpu path %s", SFT_VERSION_STRING, ctx->threads,
+             ctx->threads == 1 ? "" : "s", sft_cpu_path_name(sft_cpu_path_get(ctx)));
     *out = ctx;
     return SFT_OK;
 }
@@ -1123,7 +1154,6 @@ SFTDEF void sft_context_destroy(sft_context *ctx) {
         sft__arena_free_blocks(&ctx->arena[dev]);
         sft__arena_free_blocks(&ctx->scratch[dev]);
     }
-    arrfree(ctx->tape);
     tmp = *ctx;
     sft__free(&tmp, ctx);
 }
@@ -1141,6 +1171,16 @@ SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx) {
 }
 
 SFTDEF void sft_context_mem_reset_peak(sft_context *ctx) { if (ctx) ctx->peak_bytes = ctx->bytes_in_use; }
+
+static void sft__log(const sft_context *ctx, sft_log_level level, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    if (!ctx || !ctx->desc.log) return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ctx->desc.log(level, msg, ctx->desc.log_user);
+}
 
 /* ============================================================================
    === platform: CPU code path selection */
@@ -1181,6 +1221,7 @@ SFTDEF sft_status sft_cpu_path_set(sft_context *ctx, sft_cpu_path path) {
     if (!ctx) return sft__fail(SFT_ERR_ARG, "sft_cpu_path_set: ctx is NULL");
     SFT__TRY(sft__cpu_path_check(path));
     ctx->cpu_path = path;
+    sft__log(ctx, SFT_LOG_INFO, "cpu path: %s kernels from now on", sft_cpu_path_name(sft_cpu_path_get(ctx)));
     return SFT_OK;
 }
 
@@ -3036,6 +3077,7 @@ struct sft__node {
     int64_t     i[4];       /* op-specific integers                              */
     const void *ptr;        /* op-specific (rope frequencies)                    */
     struct sft__segment *segment; /* a checkpointed segment instead of an op     */
+    sft__node  *prev;       /* the node recorded before this one             */
 };
 
 /* A checkpointed segment as it sits on the tape (see sft_checkpoint). */
@@ -3093,7 +3135,8 @@ static sft_status sft__record(sft_context *ctx, const sft__node *n, sft_tensor *
     SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof *rec, &mem));
     rec = (sft__node *)mem;
     *rec = *n;
-    arrput(ctx->tape, rec);
+    rec->prev = ctx->tape;
+    ctx->tape = rec;
     for (i = 0; i < n_out; i++) { outs[i]->requires_grad = 1; outs[i]->producer = rec; }
     return SFT_OK;
 }
@@ -3118,7 +3161,7 @@ SFTDEF int sft_grad_enabled_set(sft_context *ctx, int on) {
 SFTDEF void sft_step_begin(sft_context *ctx) {
     int dev;
     if (!ctx) return;
-    arrsetlen(ctx->tape, 0);
+    ctx->tape = NULL;
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
         sft__arena_reset(&ctx->arena[dev]);
         sft__arena_reset(&ctx->scratch[dev]);
@@ -3144,10 +3187,10 @@ static sft_status sft__backward_node(sft_context *ctx, sft__node *n) {
     return sft__dispatch(ctx, n, 1);
 }
 
-/* sft__run_tape_backward: nodes [from, end) of the tape, newest first. */
-static sft_status sft__run_tape_backward(sft_context *ctx, ptrdiff_t from) {
-    ptrdiff_t k;
-    for (k = arrlen(ctx->tape) - 1; k >= from; k--) SFT__TRY(sft__backward_node(ctx, ctx->tape[k]));
+/* sft__run_tape_backward: the nodes recorded after stop (NULL: all), newest first. */
+static sft_status sft__run_tape_backward(sft_context *ctx, const sft__node *stop) {
+    sft__node *n;
+    for (n = ctx->tape; n != stop; n = n->prev) SFT__TRY(sft__backward_node(ctx, n));
     return SFT_OK;
 }
 
@@ -3161,13 +3204,13 @@ SFTDEF sft_status sft_backward(sft_context *ctx, sft_tensor *loss) {
         return sft__fail(SFT_ERR_SHAPE, "sft_backward: loss must be one f32 element, got %s %s", sft_dtype_name(loss->dtype),
                          SFT__SHAPE(loss, sb));
     }
-    if (!loss->requires_grad || !loss->producer || arrlen(ctx->tape) == 0)
+    if (!loss->requires_grad || !loss->producer || !ctx->tape)
         return sft__fail(SFT_ERR_STATE, "sft_backward: the loss was not recorded (no input requires a gradient, "
                          "recording was off, or backward already ran for this graph)");
     SFT__TRY(sft__ensure_grad(ctx, loss));
     SFT__TRY(sft__device_copy(loss->grad->data, loss->grad->device, &one, SFT_DEVICE_CPU, sizeof one));
-    s = sft__run_tape_backward(ctx, 0);
-    arrsetlen(ctx->tape, 0);  /* a graph is back-propagated once, as in PyTorch */
+    s = sft__run_tape_backward(ctx, NULL);
+    ctx->tape = NULL;  /* a graph is back-propagated once, as in PyTorch */
     return s;
 }
 
@@ -3214,7 +3257,7 @@ SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user
                                  int n_out, sft_tensor **out) {
     sft__segment seg, *rec_seg;
     sft__arena_mark marks[SFT_DEVICE_COUNT];
-    ptrdiff_t tape_mark;
+    sft__node *tape_mark;
     sft_tensor **alias = NULL, **inner = NULL;
     int i, dev, needs = 0;
     sft_status s = SFT_OK;
@@ -3233,7 +3276,7 @@ SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user
     for (i = 0; i < n_in; i++) rec_seg->in[i] = in[i];
     /* run fn in the scratch arena, on aliases so its recording can be dropped */
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) marks[dev] = sft__arena_get_mark(&ctx->scratch[dev]);
-    tape_mark = arrlen(ctx->tape);
+    tape_mark = ctx->tape;
     ctx->in_scratch = 1;
     s = sft__arena_alloc(&ctx->scratch[SFT_DEVICE_CPU], (size_t)(n_in + n_out) * sizeof(sft_tensor *), &mem);
     if (s == SFT_OK) {
@@ -3249,7 +3292,7 @@ SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user
             s = sft__tensor_step(ctx, inner[i]->device, inner[i]->dtype, inner[i]->ndim, inner[i]->shape, &rec_seg->out[i]);
             if (s == SFT_OK) s = sft_tensor_copy_from(rec_seg->out[i], inner[i]);
         }
-    arrsetlen(ctx->tape, tape_mark);
+    ctx->tape = tape_mark;
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) sft__arena_release(&ctx->scratch[dev], marks[dev]);
     if (s != SFT_OK) return s;
     if (needs && ctx->grad_enabled) {
@@ -3265,7 +3308,7 @@ SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user
 static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
     const sft__segment *seg = n->segment;
     sft__arena_mark marks[SFT_DEVICE_COUNT];
-    ptrdiff_t tape_mark = arrlen(ctx->tape);
+    sft__node *tape_mark = ctx->tape;
     sft_tensor **alias = NULL, **inner = NULL;
     sft_status s;
     int i, dev, prev_grad = ctx->grad_enabled;
@@ -3296,20 +3339,11 @@ static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
         inner[i]->flags |= SFT__T_ALIAS_GRAD;
     }
     if (s == SFT_OK) s = sft__run_tape_backward(ctx, tape_mark);
-    arrsetlen(ctx->tape, tape_mark);
+    ctx->tape = tape_mark;
     ctx->in_scratch = 0;
     ctx->grad_enabled = prev_grad;
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) sft__arena_release(&ctx->scratch[dev], marks[dev]);
     return s;
-}
-
-/* ============================================================================
-   === kernels: CPU path table
-   Each CPU path has its own kernels; the portable path is plain C and is the
-   reference the others are tested against. */
-
-static int sft__cpu_path_has_kernels(sft_cpu_path path) {
-    return path == SFT_CPU_AUTO || path == SFT_CPU_PORTABLE;
 }
 
 /* ============================================================================
@@ -3405,14 +3439,46 @@ static void sft__gemm_tile(void *arg, int64_t task) {
     }
 }
 
-static void sft__gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c, int64_t ldc,
-                      int accumulate) {
+static void sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+                               int64_t ldc, int accumulate) {
     sft__gemm_job j;
     int64_t tiles_m = (M + SFT__GEMM_MB - 1) / SFT__GEMM_MB;
     if (M <= 0 || N <= 0) return;
     j.a = a; j.b = b; j.c = c; j.ldc = ldc; j.M = M; j.N = N; j.K = K; j.accumulate = accumulate;
     j.n_tiles_n = (N + SFT__GEMM_TN - 1) / SFT__GEMM_TN;
     sft__parallel(ctx, tiles_m * j.n_tiles_n, sft__gemm_tile, &j);
+}
+
+/* ============================================================================
+   === kernels: the CPU path table
+   Each CPU path (sft_cpu_path) has its own set of hot kernels; a path whose
+   entries are NULL has none in this build and cannot be chosen. The portable
+   path is plain C and is the reference the others are tested against. Every
+   operator reaches these kernels through sft__cpu_kernels_of(ctx). */
+
+typedef void (*sft__gemm_fn)(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+                             int64_t ldc, int accumulate);
+typedef struct sft__cpu_kernels { sft__gemm_fn gemm; } sft__cpu_kernels;
+
+static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
+    {NULL},                 /* SFT_CPU_AUTO: resolved by sft_cpu_path_get */
+    {sft__gemm_portable},   /* SFT_CPU_PORTABLE */
+    {NULL},                 /* SFT_CPU_AVX2 */
+    {NULL}};                /* SFT_CPU_AVX512 */
+
+static int sft__cpu_path_has_kernels(sft_cpu_path path) {
+    if (path == SFT_CPU_AUTO) return 1;
+    return (int)path > 0 && path < SFT_CPU_PATH_COUNT && sft__cpu_kernel_table[path].gemm != NULL;
+}
+
+static const sft__cpu_kernels *sft__cpu_kernels_of(const sft_context *ctx) {
+    return &sft__cpu_kernel_table[sft_cpu_path_get(ctx)];
+}
+
+/* sft__gemm: C (+)= op(A) . op(B) on the context's CPU path. */
+static void sft__gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c, int64_t ldc,
+                      int accumulate) {
+    sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, b, c, ldc, accumulate);
 }
 
 /* Matmul node: in[0] = A, in[1] = B; i[0] = trans_a, i[1] = trans_b, i[2] = batch,

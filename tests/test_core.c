@@ -118,6 +118,30 @@ static void mem_stats_track_bytes_and_peak(void) {
     sft_context_destroy(ctx);
 }
 
+typedef struct t_log { int count; char last[256]; } t_log;
+static void t_log_fn(sft_log_level level, const char *msg, void *user) {
+    t_log *l = (t_log *)user;
+    (void)level;
+    l->count++;
+    snprintf(l->last, sizeof l->last, "%s", msg);
+}
+
+static void log_callback_hears_the_context(void) {
+    t_log log = {0, ""};
+    sft_context_desc d;
+    sft_context *ctx;
+    memset(&d, 0, sizeof d);
+    d.threads = 2;
+    d.log = t_log_fn;
+    d.log_user = &log;
+    CHECK_OK(sft_context_create(&d, &ctx));
+    CHECK(log.count == 1);
+    CHECK_MSG(strstr(log.last, "2 threads") != NULL, "log said: %s", log.last);
+    CHECK_OK(sft_cpu_path_set(ctx, SFT_CPU_PORTABLE));
+    CHECK(log.count == 2 && strstr(log.last, "portable") != NULL);
+    sft_context_destroy(ctx);
+}
+
 /* ---- files ---- */
 
 static void t_write_text(const char *path, const char *text) {
@@ -331,6 +355,7 @@ void suite_core(void) {
     RUN(context_with_more_threads_than_cores_works);
     RUN(host_allocator_receives_every_context_allocation);
     RUN(mem_stats_track_bytes_and_peak);
+    RUN(log_callback_hears_the_context);
     RUN(atomic_write_then_read_round_trips);
     RUN(failed_write_leaves_the_old_file_and_no_temporary);
     RUN(write_into_missing_directory_fails_naming_the_path);
