@@ -18,7 +18,7 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
 CUDA_ARCH = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm_89 \
             -gencode arch=compute_90a,code=sm_90a
 
-TEST_SRC = tests/main.c tests/test_core.c tests/test_json.c tests/test_safetensors.c \
+TEST_SRC = tests/main.c tests/runner.c tests/test_core.c tests/test_json.c tests/test_safetensors.c \
            tests/test_tensor.c tests/test_ops.c tests/test_autograd.c
 DEPS     = sft.h tests/test.h $(TEST_SRC)
 STB_DS   = /usr/include/stb/stb_ds.h
@@ -60,7 +60,7 @@ warnings: $(DEPS) examples/mlp.c | build $(STB_DS)
 	g++ -x c++ -O2 $(WARN) examples/mlp.c -o build/mlp_cxx $(LDLIBS)
 	@echo "warnings: none (gcc, clang, g++)"
 
-cuda: | build $(STB_DS)
+cuda: sft.h sft_cuda.cuh tests/test_cuda.cu tests/runner.c tests/test.h | build $(STB_DS)
 	$(NVCC) -std=c++17 -O2 -Xcompiler -Wall,-Wextra $(CUDA_ARCH) -I. tests/test_cuda.cu -o build/test_cuda -lcublasLt -lpthread
 
 examples: build/mlp

@@ -2,7 +2,8 @@
 
    A test is a function `static void name(void)` holding CHECKs; a suite function
    runs its tests with RUN(name). A test passes when none of its checks failed.
-   tests/main.c calls every suite and prints the closing line "N passed, M failed". */
+   tests/main.c calls every suite; tests/runner.c implements what is declared here
+   and prints the closing line "N passed, M failed". */
 #ifndef SFT_TEST_H
 #define SFT_TEST_H
 
@@ -26,6 +27,12 @@ int t_close(const char *file, int line, const char *what, const float *got, cons
 int t_same(const char *file, int line, const char *what, const float *got, const float *want, int64_t n);
 /* t_tmpdir: a fresh directory for this process's files (removed at exit). */
 const char *t_tmpdir(void);
+/* t_context: a context with the given thread count (a failure fails the test). */
+sft_context *t_context(int threads);
+/* t_begin: set up (scratch directory, name filter from argv[1]); 0 on failure.
+   t_end: print "N passed, M failed" and return the exit status. */
+int t_begin(int argc, char **argv);
+int t_end(void);
 /* t_rand: a deterministic uniform float in [lo, hi) from a test-local state. */
 float t_rand(uint64_t *state, float lo, float hi);
 

@@ -20,15 +20,6 @@ struct t_model {
     t_layer_call call[TM_MAXL];   /* segment arguments: must live until backward */
 };
 
-static sft_context *t_ctx_n(int threads) {
-    sft_context *ctx = NULL;
-    sft_context_desc d;
-    memset(&d, 0, sizeof d);
-    d.threads = threads;
-    if (sft_context_create(&d, &ctx) != SFT_OK) t_failf(__FILE__, __LINE__, "context: %s", sft_last_error());
-    return ctx;
-}
-
 static sft_tensor *t_param(sft_context *ctx, int ndim, int64_t d0, int64_t d1, uint64_t *st, float lo, float hi) {
     int64_t shape[2], i;
     sft_tensor *t = NULL;
@@ -191,7 +182,7 @@ static void t_compare_models(const char *what, t_model *a, t_model *b) {
 /* ---- tests ---- */
 
 static void decoder_step_is_bit_identical_for_one_two_and_three_threads(void) {
-    sft_context *c1 = t_ctx_n(1), *c2 = t_ctx_n(2), *c3 = t_ctx_n(3);
+    sft_context *c1 = t_context(1), *c2 = t_context(2), *c3 = t_context(3);
     t_model m1, m2, m3;
     float l1, l2, l3;
     t_model_init(c1, &m1, 2, 0.1f);
@@ -209,7 +200,7 @@ static void decoder_step_is_bit_identical_for_one_two_and_three_threads(void) {
 }
 
 static void checkpointed_layers_give_bit_identical_gradients(void) {
-    sft_context *c1 = t_ctx_n(2), *c2 = t_ctx_n(2);
+    sft_context *c1 = t_context(2), *c2 = t_context(2);
     t_model plain, ckpt;
     float lp, lc;
     t_model_init(c1, &plain, 3, 0.1f);
@@ -226,7 +217,7 @@ static void checkpointing_lowers_the_allocator_high_water_mark(void) {
     size_t peak[2];
     int mode;
     for (mode = 0; mode < 2; mode++) {
-        sft_context *ctx = t_ctx_n(2);
+        sft_context *ctx = t_context(2);
         t_model m;
         t_model_init_t(ctx, &m, 4, 0.0f, 384);
         t_model_step(ctx, &m, mode);
@@ -238,7 +229,7 @@ static void checkpointing_lowers_the_allocator_high_water_mark(void) {
 }
 
 static void steady_steps_allocate_nothing(void) {
-    sft_context *ctx = t_ctx_n(2);
+    sft_context *ctx = t_context(2);
     t_model m;
     sft_mem_stats s2, s5;
     int step;
@@ -257,7 +248,7 @@ static void steady_steps_allocate_nothing(void) {
 }
 
 static void gradients_flow_only_where_required(void) {
-    sft_context *ctx = t_ctx_n(1);
+    sft_context *ctx = t_context(1);
     t_model m;
     t_model_init(ctx, &m, 1, 0.0f);
     sft_tensor_set_requires_grad(m.emb, 0);
@@ -272,7 +263,7 @@ static void gradients_flow_only_where_required(void) {
 
 static void segment_params_get_gradients_even_when_its_input_needs_none(void) {
     /* the frozen-embedding case that trips PyTorch's reentrant checkpoint */
-    sft_context *c1 = t_ctx_n(1), *c2 = t_ctx_n(1);
+    sft_context *c1 = t_context(1), *c2 = t_context(1);
     t_model a, b;
     t_model_init(c1, &a, 2, 0.0f);
     t_model_init(c2, &b, 2, 0.0f);
@@ -289,7 +280,7 @@ static void segment_params_get_gradients_even_when_its_input_needs_none(void) {
 }
 
 static void gradients_accumulate_until_zeroed(void) {
-    sft_context *ctx = t_ctx_n(1);
+    sft_context *ctx = t_context(1);
     int64_t sx[2] = {3, 4}, sw[2] = {5, 4}, sl[1] = {3}, i;
     sft_tensor *x, *w, *lbl, *y, *loss;
     float first[20];
@@ -314,7 +305,7 @@ static void gradients_accumulate_until_zeroed(void) {
 }
 
 static void backward_refuses_what_it_cannot_do(void) {
-    sft_context *ctx = t_ctx_n(1);
+    sft_context *ctx = t_context(1);
     int64_t sx[2] = {2, 3};
     sft_tensor *x, *y, *s;
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, sx, &x));
@@ -340,7 +331,7 @@ static void backward_refuses_what_it_cannot_do(void) {
 }
 
 static void no_grad_mode_records_nothing(void) {
-    sft_context *ctx = t_ctx_n(1);
+    sft_context *ctx = t_context(1);
     int64_t one[1] = {1};
     sft_tensor *z, *s;
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 1, one, &z));
@@ -378,7 +369,7 @@ static sft_status t_failing_fn(sft_context *ctx, void *user, sft_tensor *const *
 }
 
 static void segment_edge_cases(void) {
-    sft_context *ctx = t_ctx_n(1);
+    sft_context *ctx = t_context(1);
     int64_t one[2] = {1, 1};
     sft_tensor *z, *y, *y2;
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, one, &z));
@@ -403,7 +394,7 @@ static void segment_edge_cases(void) {
 }
 
 static void sgd_on_the_decoder_lowers_the_loss(void) {
-    sft_context *ctx = t_ctx_n(2);
+    sft_context *ctx = t_context(2);
     t_model m;
     sft_tensor *params[3 + 9 * TM_MAXL];
     int n, i, step;

@@ -16,67 +16,11 @@
 #define SFT_CUDA
 #include "../sft.h"
 #include "test.h"
-#include <stdarg.h>
 
-/* ---------------------------------------------------------------------------
-   The runner (test.h's interface, as tests/main.c implements it for the CPU
-   suites; only what this program uses). */
-
-static int t_passed, t_failed, t_current_failed;
-static const char *t_filter;
-
-void t_failf(const char *file, int line, const char *fmt, ...) {
-    va_list ap;
-    if (!t_current_failed) printf("FAIL\n");
-    t_current_failed = 1;
-    printf("    %s:%d: ", file, line);
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    printf("\n");
-}
-
-void t_run(const char *name, void (*fn)(void)) {
-    if (t_filter && !strstr(name, t_filter)) return;
-    printf("  %-60s ", name);
-    fflush(stdout);
-    t_current_failed = 0;
-    sft_clear_error();
-    fn();
-    if (t_current_failed) t_failed++;
-    else { t_passed++; printf("ok\n"); }
-    fflush(stdout);
-}
-
-int t_same(const char *file, int line, const char *what, const float *got, const float *want, int64_t n) {
-    int64_t i;
-    for (i = 0; i < n; i++)
-        if (memcmp(&got[i], &want[i], sizeof(float)) != 0) {
-            t_failf(file, line, "%s: first bitwise difference at [%lld]: %.9g vs %.9g", what, (long long)i, got[i], want[i]);
-            return 0;
-        }
-    return 1;
-}
-
-float t_rand(uint64_t *state, float lo, float hi) {
-    uint64_t x = (*state += 0x9E3779B97F4A7C15ull);
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return lo + (hi - lo) * (float)((double)(x >> 40) / (double)(1ull << 24));
-}
+#include "runner.c"   /* the runner behind test.h, shared with tests/main.c */
 
 /* ---------------------------------------------------------------------------
    Helpers. Tensors here are persistent; each test destroys what it made. */
-
-static sft_context *new_ctx(void) {
-    sft_context_desc d;
-    sft_context *ctx = NULL;
-    memset(&d, 0, sizeof d);
-    d.threads = 2;
-    CHECK_OK(sft_context_create(&d, &ctx));
-    return ctx;
-}
 
 /* cpu_random: a CPU f32 tensor of uniform values in [-2, 2) from seed. */
 static sft_tensor *cpu_random(sft_context *ctx, int ndim, const int64_t *shape, uint64_t seed) {
@@ -115,7 +59,7 @@ static void check_same_as_cpu(const char *what, sft_context *ctx, const sft_tens
    Memory and copies */
 
 static void cuda_tensors_start_zeroed_and_copy_exactly_every_way(void) {
-    sft_context *ctx = new_ctx();
+    sft_context *ctx = t_context(2);
     int64_t shape[2] = {37, 129};
     sft_tensor *zero_cpu = NULL, *x = cpu_random(ctx, 2, shape, 1), *dev = NULL, *dev2 = NULL, *back = NULL;
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, shape, &zero_cpu));
@@ -134,7 +78,7 @@ static void cuda_tensors_start_zeroed_and_copy_exactly_every_way(void) {
 }
 
 static void cuda_allocation_failure_is_nomem_naming_the_size(void) {
-    sft_context *ctx = new_ctx();
+    sft_context *ctx = t_context(2);
     int64_t huge = (int64_t)1 << 40, small = 5;   /* 4 TiB of f32: more than any device holds */
     sft_tensor *t = NULL, *a = NULL, *s = NULL, *back = NULL;
     CHECK_STATUS(sft_tensor_create_on(ctx, SFT_DEVICE_CUDA, SFT_F32, 1, &huge, &t), SFT_ERR_NOMEM);
@@ -168,7 +112,7 @@ static void build_ew_graph(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_t
 }
 
 static void add_mul_scale_reshape_forward_match_cpu_bitwise(void) {
-    sft_context *ctx = new_ctx();
+    sft_context *ctx = t_context(2);
     int64_t sa[3] = {7, 33, 129}, sb[2] = {33, 129}, sbias[1] = {129};
     sft_tensor *a = cpu_random(ctx, 3, sa, 11), *b = cpu_random(ctx, 2, sb, 12), *bias = cpu_random(ctx, 1, sbias, 13);
     sft_tensor *scalar = cpu_random(ctx, 0, NULL, 14), *same = cpu_random(ctx, 3, sa, 15);
@@ -196,7 +140,7 @@ static void add_mul_scale_reshape_forward_match_cpu_bitwise(void) {
 /* 4097 x 4099 elements is more than 65535 blocks of 256 threads cover in one
    pass, so every thread goes round the grid-stride loop at least once. */
 static void forward_kernels_cover_tensors_larger_than_one_grid(void) {
-    sft_context *ctx = new_ctx();
+    sft_context *ctx = t_context(2);
     int64_t sa[2] = {4097, 4099}, sb[1] = {4099};
     sft_tensor *a = cpu_random(ctx, 2, sa, 21), *b = cpu_random(ctx, 1, sb, 22);
     sft_tensor *da = on(ctx, a, SFT_DEVICE_CUDA), *db = on(ctx, b, SFT_DEVICE_CUDA);
@@ -244,7 +188,7 @@ static void tiny_loss_backward(sft_context *ctx, sft_tensor *const *leaf, float 
 
 static void scalar_loss_backward_on_cuda_matches_cpu_bitwise(void) {
     static const char *const names[TINY_COUNT] = {"dloss/dr", "dloss/dp", "dloss/dq"};
-    sft_context *ctx = new_ctx();
+    sft_context *ctx = t_context(2);
     int64_t s11[2] = {1, 1}, s1[1] = {1};
     sft_tensor *cpu[TINY_COUNT], *dev[TINY_COUNT];
     float cpu_loss = 0.0f, dev_loss = 1.0f;
@@ -294,7 +238,7 @@ static void broadcast_backward_on_cuda_matches_cpu_bitwise(void) {
     static const char *const names[EW_G] = {"da (mul, full size)", "db (mul, [33,129] summed over 7 rows)",
                                             "dbias (add, [129] summed over 231 rows)",
                                             "dscalar (mul, [] summed over all 29799)", "danchor (scale)"};
-    sft_context *ctx = new_ctx();
+    sft_context *ctx = t_context(2);
     int64_t sa[3] = {7, 33, 129}, sb[2] = {33, 129}, sbias[1] = {129}, sg[2] = {7 * 33, 129}, s1[1] = {1};
     sft_tensor *cpu[EW_COUNT], *dev[EW_COUNT];
     int k, step;
@@ -326,7 +270,7 @@ static void broadcast_backward_on_cuda_matches_cpu_bitwise(void) {
    What the seam refuses, and how it says so. */
 
 static void op_without_cuda_kernel_reports_op_and_backend(void) {
-    sft_context *ctx = new_ctx();
+    sft_context *ctx = t_context(2);
     int64_t shape[4] = {1, 2, 1, 4};
     sft_tensor *q = NULL, *k = NULL, *v = NULL, *out = NULL;
     CHECK_OK(sft_tensor_create_on(ctx, SFT_DEVICE_CUDA, SFT_F32, 4, shape, &q));
@@ -341,7 +285,7 @@ static void op_without_cuda_kernel_reports_op_and_backend(void) {
 }
 
 static void inputs_on_different_devices_are_rejected(void) {
-    sft_context *ctx = new_ctx();
+    sft_context *ctx = t_context(2);
     int64_t shape[1] = {8};
     sft_tensor *a = cpu_random(ctx, 1, shape, 51), *b = on(ctx, a, SFT_DEVICE_CUDA), *out = NULL;
     CHECK_STATUS(sft_add(ctx, a, b, &out), SFT_ERR_DEVICE);
@@ -357,7 +301,7 @@ int main(int argc, char **argv) {
         printf("0 passed, 0 failed\n");
         return 0;
     }
-    if (argc > 1) t_filter = argv[1];
+    if (!t_begin(argc, argv)) return 2;
     printf("cuda\n");
     RUN(cuda_tensors_start_zeroed_and_copy_exactly_every_way);
     RUN(cuda_allocation_failure_is_nomem_naming_the_size);
@@ -367,6 +311,5 @@ int main(int argc, char **argv) {
     RUN(broadcast_backward_on_cuda_matches_cpu_bitwise);
     RUN(op_without_cuda_kernel_reports_op_and_backend);
     RUN(inputs_on_different_devices_are_rejected);
-    printf("%d passed, %d failed\n", t_passed, t_failed);
-    return t_failed ? 1 : 0;
+    return t_end();
 }

@@ -21,15 +21,6 @@ typedef struct t_case {
     int32_t     range[4];      /* ids/labels: values in [0, range) */
 } t_case;
 
-static sft_context *t_ctx_threads(int threads) {
-    sft_context *ctx = NULL;
-    sft_context_desc d;
-    memset(&d, 0, sizeof d);
-    d.threads = threads;
-    if (sft_context_create(&d, &ctx) != SFT_OK) t_failf(__FILE__, __LINE__, "context: %s", sft_last_error());
-    return ctx;
-}
-
 static sft_tensor *t_tensor(sft_context *ctx, sft_dtype dt, int ndim, const int64_t *shape) {
     sft_tensor *t = NULL;
     if (sft_tensor_create(ctx, dt, ndim, shape, &t) != SFT_OK) t_failf(__FILE__, __LINE__, "create: %s", sft_last_error());
@@ -113,7 +104,7 @@ static sft_tensor *t_forward_backward(sft_context *ctx, const t_case *c, sft_ten
 /* Analytic gradients against central differences of the f32 forward, with the
    loss summed in double so only the op's own rounding remains. */
 static void t_gradcheck(const t_case *c, double atol, double rtol) {
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     sft_tensor *in[4] = {0}, *R = NULL, *out;
     int k;
     t_make_inputs(ctx, c, 1234, in);
@@ -151,13 +142,13 @@ static void t_gradcheck(const t_case *c, double atol, double rtol) {
 
 /* Output and every gradient bit-identical with 1, 2 and 3 threads. */
 static void t_thread_identity(const t_case *c) {
-    sft_context *ref_ctx = t_ctx_threads(1);
+    sft_context *ref_ctx = t_context(1);
     sft_tensor *ref_in[4] = {0}, *ref_R = NULL, *ref_out;
     int threads, k;
     t_make_inputs(ref_ctx, c, 777, ref_in);
     ref_out = t_forward_backward(ref_ctx, c, ref_in, &ref_R, 5);
     for (threads = 2; ref_out && threads <= 3; threads++) {
-        sft_context *ctx = t_ctx_threads(threads);
+        sft_context *ctx = t_context(threads);
         sft_tensor *in[4] = {0}, *R = NULL, *out;
         t_make_inputs(ctx, c, 777, in);
         out = t_forward_backward(ctx, c, in, &R, 5);
@@ -314,7 +305,7 @@ static void t_close_d(const char *what, const float *got, const double *want, in
 }
 
 static void matmul_matches_reference_in_every_orientation(void) {
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     uint64_t st = 3;
     int ta, tb, trial;
     for (trial = 0; trial < 4; trial++)
@@ -340,7 +331,7 @@ static void matmul_matches_reference_in_every_orientation(void) {
 }
 
 static void batched_matmul_matches_per_batch_reference(void) {
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     uint64_t st = 4;
     int64_t sa[4] = {2, 3, 5, 7}, sb[4] = {2, 3, 7, 4}, bi;
     sft_tensor *a = t_random(ctx, 4, sa, &st, -1, 1), *b = t_random(ctx, 4, sb, &st, -1, 1), *c;
@@ -378,7 +369,7 @@ static void matmul_is_bit_identical_across_thread_counts(void) {
 }
 
 static void add_and_mul_broadcast_a_suffix(void) {
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     uint64_t st = 5;
     int64_t sa[3] = {3, 4, 5}, sb[1] = {5}, i;
     sft_tensor *a = t_random(ctx, 3, sa, &st, -1, 1), *b = t_random(ctx, 1, sb, &st, -1, 1), *s, *p;
@@ -411,7 +402,7 @@ static void elementwise_gradients_match_finite_differences(void) {
 }
 
 static void silu_and_swiglu_match_reference(void) {
-    sft_context *ctx = t_ctx_threads(1);
+    sft_context *ctx = t_context(1);
     uint64_t st = 6;
     int64_t s[1] = {101}, i;
     sft_tensor *g = t_random(ctx, 1, s, &st, -6, 6), *u = t_random(ctx, 1, s, &st, -2, 2), *y, *z;
@@ -430,7 +421,7 @@ static void silu_and_swiglu_match_reference(void) {
 }
 
 static void reshape_is_a_view_and_infers_one_dim(void) {
-    sft_context *ctx = t_ctx_threads(1);
+    sft_context *ctx = t_context(1);
     int64_t s[3] = {2, 3, 4}, to[2] = {6, -1}, bad[2] = {5, -1}, two_infer[2] = {-1, -1};
     uint64_t st = 1;
     sft_tensor *x = t_random(ctx, 3, s, &st, -1, 1), *r;
@@ -445,7 +436,7 @@ static void reshape_is_a_view_and_infers_one_dim(void) {
 
 static void embedding_picks_rows_and_scatters_gradients(void) {
     t_case c = t_case_embedding();
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     sft_tensor *in[4] = {0}, *out;
     int64_t t, d;
     t_make_inputs(ctx, &c, 8, in);
@@ -461,7 +452,7 @@ static void embedding_picks_rows_and_scatters_gradients(void) {
 }
 
 static void embedding_refuses_ids_outside_the_vocabulary(void) {
-    sft_context *ctx = t_ctx_threads(1);
+    sft_context *ctx = t_context(1);
     int64_t sw[2] = {4, 3}, si[1] = {3};
     sft_tensor *w = t_tensor(ctx, SFT_F32, 2, sw), *ids = t_tensor(ctx, SFT_I32, 1, si), *out;
     ((int32_t *)ids->data)[2] = 4;
@@ -475,7 +466,7 @@ static void embedding_refuses_ids_outside_the_vocabulary(void) {
 }
 
 static void rmsnorm_matches_reference(void) {
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     uint64_t st = 9;
     int64_t s[3] = {2, 7, 33}, ws[1] = {33}, r, c;
     sft_tensor *x = t_random(ctx, 3, s, &st, -3, 3), *w = t_random(ctx, 1, ws, &st, 0.5f, 1.5f), *y;
@@ -503,7 +494,7 @@ static void rope_matches_the_rotate_half_formula(void) {
     sft_rope_desc d;
     memset(&d, 0, sizeof d);
     t_case c;
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     sft_tensor *in[4] = {0}, *out;
     float inv[5];
     int64_t bt, h, i;
@@ -600,7 +591,7 @@ static void attention_matches_reference_with_gqa_and_sequence_ids(void) {
     int variant;
     for (variant = 0; variant < 4; variant++) {
         t_case c = t_case_attention(variant & 1, variant & 2 ? 6 : 2, 2);
-        sft_context *ctx = t_ctx_threads(2);
+        sft_context *ctx = t_context(2);
         sft_tensor *in[4] = {0}, *out;
         int64_t n;
         double *ref;
@@ -630,7 +621,7 @@ static void attention_gradients_match_finite_differences(void) {
 static void attention_holds_no_score_matrix(void) {
     /* T = 1024, one head: a T x T f32 score matrix would be 4 MiB; the op may use
        only its output and the per-row statistics beyond the inputs. */
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     int64_t s[4] = {1, 1024, 1, 16};
     uint64_t st = 12;
     sft_tensor *q = t_random(ctx, 4, s, &st, -1, 1), *k = t_random(ctx, 4, s, &st, -1, 1), *v = t_random(ctx, 4, s, &st, -1, 1);
@@ -674,7 +665,7 @@ static void cross_entropy_matches_reference_for_each_reduction(void) {
     ds[3].reduction = SFT_CE_MEAN; ds[3].label_smoothing = 0.1f;
     for (i = 0; i < 4; i++) {
         t_case c = t_case_ce(&ds[i]);
-        sft_context *ctx = t_ctx_threads(2);
+        sft_context *ctx = t_context(2);
         sft_tensor *in[4] = {0}, *out;
         double ref;
         t_make_inputs(ctx, &c, 13, in);
@@ -690,7 +681,7 @@ static void cross_entropy_matches_reference_for_each_reduction(void) {
 }
 
 static void cross_entropy_of_only_ignored_labels_is_nan_for_mean(void) {
-    sft_context *ctx = t_ctx_threads(1);
+    sft_context *ctx = t_context(1);
     int64_t sl[2] = {2, 3}, sy[1] = {2};
     sft_tensor *x = t_tensor(ctx, SFT_F32, 2, sl), *y = t_tensor(ctx, SFT_I32, 1, sy), *loss;
     sft_ce_desc sum = {SFT_CE_SUM, 0, 0, 0};
@@ -704,7 +695,7 @@ static void cross_entropy_of_only_ignored_labels_is_nan_for_mean(void) {
 }
 
 static void cross_entropy_refuses_bad_labels_and_settings(void) {
-    sft_context *ctx = t_ctx_threads(1);
+    sft_context *ctx = t_context(1);
     int64_t sl[2] = {2, 3}, sy[1] = {2}, sy3[1] = {3};
     sft_tensor *x = t_tensor(ctx, SFT_F32, 2, sl), *y = t_tensor(ctx, SFT_I32, 1, sy), *y3 = t_tensor(ctx, SFT_I32, 1, sy3), *loss;
     sft_ce_desc d = {SFT_CE_SUM_DIV, 0.0f, 0, 0};
@@ -723,7 +714,7 @@ static void cross_entropy_refuses_bad_labels_and_settings(void) {
 }
 
 static void dropout_mask_depends_only_on_seed_and_index(void) {
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     int64_t s[1] = {20000}, i, zeros = 0;
     uint64_t st = 14;
     sft_tensor *x = t_random(ctx, 1, s, &st, 0.5f, 1.0f), *a, *b, *c;
@@ -755,7 +746,7 @@ static void dropout_gradients_use_the_same_mask(void) {
 }
 
 static void shape_mismatches_name_the_op_and_shapes(void) {
-    sft_context *ctx = t_ctx_threads(1);
+    sft_context *ctx = t_context(1);
     int64_t s23[2] = {2, 3}, s45[2] = {4, 5}, s4[4] = {1, 2, 3, 4}, s4b[4] = {1, 2, 2, 4}, s5[1] = {5}, s3[1] = {3};
     sft_tensor *a = t_tensor(ctx, SFT_F32, 2, s23), *b = t_tensor(ctx, SFT_F32, 2, s45), *o;
     sft_tensor *q = t_tensor(ctx, SFT_F32, 4, s4), *k = t_tensor(ctx, SFT_F32, 4, s4b), *w5 = t_tensor(ctx, SFT_F32, 1, s5);
@@ -789,7 +780,7 @@ static void shape_mismatches_name_the_op_and_shapes(void) {
 static void ops_on_random_odd_shapes_match_reference(void) {
     /* a sweep over sizes (1, primes, a tile edge + 1) through matmul with a bias */
     static const int64_t sizes[] = {1, 2, 3, 5, 15, 16, 17, 31, 33, 65};
-    sft_context *ctx = t_ctx_threads(2);
+    sft_context *ctx = t_context(2);
     uint64_t st = 15;
     int i;
     for (i = 0; i < 10; i++) {

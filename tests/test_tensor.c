@@ -1,14 +1,8 @@
 /* test_tensor.c - creation, shapes, dtypes, conversion and copies. */
 #include "test.h"
 
-static sft_context *t_ctx(void) {
-    sft_context *ctx = NULL;
-    if (sft_context_create(NULL, &ctx) != SFT_OK) t_failf(__FILE__, __LINE__, "context: %s", sft_last_error());
-    return ctx;
-}
-
 static void created_tensor_is_zeroed_with_its_shape(void) {
-    sft_context *ctx = t_ctx();
+    sft_context *ctx = t_context(1);
     sft_tensor *t;
     int64_t shape[3] = {2, 3, 5}, i;
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 3, shape, &t));
@@ -23,7 +17,7 @@ static void created_tensor_is_zeroed_with_its_shape(void) {
 }
 
 static void scalar_and_empty_tensors_are_valid(void) {
-    sft_context *ctx = t_ctx();
+    sft_context *ctx = t_context(1);
     sft_tensor *s, *e;
     int64_t shape[2] = {0, 7};
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 0, NULL, &s));
@@ -36,7 +30,7 @@ static void scalar_and_empty_tensors_are_valid(void) {
 }
 
 static void impossible_shapes_and_dtypes_are_refused(void) {
-    sft_context *ctx = t_ctx();
+    sft_context *ctx = t_context(1);
     sft_tensor *t = (sft_tensor *)1;
     int64_t five[5] = {1, 1, 1, 1, 1}, neg[2] = {3, -1}, huge[2] = {(int64_t)1 << 40, (int64_t)1 << 40};
     CHECK_STATUS(sft_tensor_create(ctx, SFT_F32, 5, five, &t), SFT_ERR_SHAPE);
@@ -59,7 +53,7 @@ static void dtype_sizes_and_names(void) {
 }
 
 static void convert_f32_to_bf16_f16_and_back(void) {
-    sft_context *ctx = t_ctx();
+    sft_context *ctx = t_context(1);
     sft_tensor *f, *b, *h, *back;
     int64_t shape[1] = {4};
     float v[4] = {1.0f, -2.5f, 3.14159f, 65504.0f};
@@ -81,7 +75,7 @@ static void convert_f32_to_bf16_f16_and_back(void) {
 }
 
 static void convert_to_i32_checks_the_range(void) {
-    sft_context *ctx = t_ctx();
+    sft_context *ctx = t_context(1);
     sft_tensor *f, *i;
     int64_t shape[1] = {2};
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 1, shape, &f));
@@ -99,7 +93,7 @@ static void convert_to_i32_checks_the_range(void) {
 }
 
 static void copy_checks_shape_and_dtype(void) {
-    sft_context *ctx = t_ctx();
+    sft_context *ctx = t_context(1);
     sft_tensor *a, *b, *c;
     int64_t s1[2] = {2, 3}, s2[2] = {3, 2};
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, s1, &a));
@@ -115,7 +109,7 @@ static void copy_checks_shape_and_dtype(void) {
 }
 
 static void zero_grad_clears_but_keeps_the_buffer(void) {
-    sft_context *ctx = t_ctx();
+    sft_context *ctx = t_context(1);
     sft_tensor *w, *x, *y, *loss, *lbl;
     int64_t sw[2] = {3, 2}, sx[2] = {1, 2}, sl[1] = {1};
     float *g;

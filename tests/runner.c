@@ -1,0 +1,97 @@
+/* runner.c - the test runner behind test.h: running tests, reporting failures,
+   comparing floats, scratch files. Linked into every test program (tests/main.c
+   for the CPU suites; tests/test_cuda.cu includes it). */
+#include "test.h"
+#include <stdarg.h>
+#include <unistd.h>
+
+static int t_passed, t_failed, t_current_failed;
+static const char *t_filter;
+static char t_dir[256];
+
+void t_failf(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    if (!t_current_failed) printf("FAIL\n");
+    t_current_failed = 1;
+    printf("    %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+void t_run(const char *name, void (*fn)(void)) {
+    if (t_filter && !strstr(name, t_filter)) return;
+    printf("  %-60s ", name);
+    fflush(stdout);
+    t_current_failed = 0;
+    sft_clear_error();
+    fn();
+    if (t_current_failed) t_failed++;
+    else { t_passed++; printf("ok\n"); }
+    fflush(stdout);
+}
+
+int t_close(const char *file, int line, const char *what, const float *got, const float *want, int64_t n, double atol,
+            double rtol) {
+    int64_t i, worst = -1;
+    double worst_excess = 0;
+    for (i = 0; i < n; i++) {
+        double g = got[i], w = want[i], d = fabs(g - w), tol = atol + rtol * fabs(w);
+        if (isnan(g) && isnan(w)) continue;
+        if (!(d <= tol) && (worst < 0 || !(d - tol <= worst_excess))) { worst = i; worst_excess = d - tol; }
+    }
+    if (worst < 0) return 1;
+    t_failf(file, line, "%s: worst element [%lld] got %.9g want %.9g (|diff| %.3g > atol %.3g + rtol %.3g*|want|)", what,
+            (long long)worst, got[worst], want[worst], fabs((double)got[worst] - want[worst]), atol, rtol);
+    return 0;
+}
+
+int t_same(const char *file, int line, const char *what, const float *got, const float *want, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0) {
+            t_failf(file, line, "%s: first bitwise difference at [%lld]: %.9g vs %.9g", what, (long long)i, got[i], want[i]);
+            return 0;
+        }
+    return 1;
+}
+
+float t_rand(uint64_t *state, float lo, float hi) {
+    uint64_t x = (*state += 0x9E3779B97F4A7C15ull);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return lo + (hi - lo) * (float)((double)(x >> 40) / (double)(1ull << 24));
+}
+
+sft_context *t_context(int threads) {
+    sft_context_desc d;
+    sft_context *ctx = NULL;
+    memset(&d, 0, sizeof d);
+    d.threads = threads;
+    if (sft_context_create(&d, &ctx) != SFT_OK) t_failf(__FILE__, __LINE__, "context: %s", sft_last_error());
+    return ctx;
+}
+
+const char *t_tmpdir(void) { return t_dir; }
+
+static void t_remove_tmpdir(void) {
+    char cmd[300];
+    if (!t_dir[0]) return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", t_dir);
+}
+
+int t_begin(int argc, char **argv) {
+    snprintf(t_dir, sizeof t_dir, "/tmp/sft_test_XXXXXX");
+    if (!mkdtemp(t_dir)) { perror("mkdtemp"); return 0; }
+    atexit(t_remove_tmpdir);
+    if (argc > 1) t_filter = argv[1];
+    return 1;
+}
+
+int t_end(void) {
+    printf("%d passed, %d failed\n", t_passed, t_failed);
+    return t_failed ? 1 : 0;
+}
