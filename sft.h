@@ -3368,9 +3368,15 @@ static void sft__parallel_rows(sft_context *ctx, int64_t n, int64_t chunk, sft__
     sft__parallel(ctx, (n + chunk - 1) / chunk, sft__range_task, &j);
 }
 
+/* sft__each_element: run fn over the node's output elements in fixed chunks. */
+#define SFT__ELEM_CHUNK 16384
+static sft_status sft__each_element(sft_context *ctx, sft__node *n, sft__range_fn fn) {
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, fn, n);
+    return SFT_OK;
+}
+
 #define SFT__F(t) ((float *)(t)->data)
 #define SFT__CF(t) ((const float *)(t)->data)
-#define SFT__ELEM_CHUNK 16384
 
 /* ============================================================================
    === kernels: GEMM
@@ -3637,15 +3643,9 @@ static void sft__scale_bwd_range(void *arg, int64_t b, int64_t e) {
     for (i = b; i < e; i++) dx[i] += g[i] * s;
 }
 
-static sft_status sft__cpu_scale_fwd(sft_context *ctx, sft__node *n) {
-    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__scale_fwd_range, n);
-    return SFT_OK;
-}
+static sft_status sft__cpu_scale_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__scale_fwd_range); }
 
-static sft_status sft__cpu_scale_bwd(sft_context *ctx, sft__node *n) {
-    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__scale_bwd_range, n);
-    return SFT_OK;
-}
+static sft_status sft__cpu_scale_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__scale_bwd_range); }
 
 /* reshape: the output is a view, forward has nothing to do; backward adds the
    gradient through unchanged (same element order). */
@@ -3659,10 +3659,7 @@ static void sft__reshape_bwd_range(void *arg, int64_t b, int64_t e) {
     for (i = b; i < e; i++) dx[i] += g[i];
 }
 
-static sft_status sft__cpu_reshape_bwd(sft_context *ctx, sft__node *n) {
-    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__reshape_bwd_range, n);
-    return SFT_OK;
-}
+static sft_status sft__cpu_reshape_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__reshape_bwd_range); }
 
 /* silu node: in[0] = x.  swiglu node: in[0] = gate, in[1] = up. */
 static float sft__sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -3692,15 +3689,9 @@ static void sft__silu_bwd_range(void *arg, int64_t b, int64_t e) {
     }
 }
 
-static sft_status sft__cpu_silu_fwd(sft_context *ctx, sft__node *n) {
-    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__silu_fwd_range, n);
-    return SFT_OK;
-}
+static sft_status sft__cpu_silu_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__silu_fwd_range); }
 
-static sft_status sft__cpu_silu_bwd(sft_context *ctx, sft__node *n) {
-    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__silu_bwd_range, n);
-    return SFT_OK;
-}
+static sft_status sft__cpu_silu_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__silu_bwd_range); }
 
 /* dropout node: in[0] = x; f[0] = p; i[0] = seed. The keep mask is recomputed
    from (seed, index) in backward, never stored. */
@@ -3726,15 +3717,9 @@ static void sft__dropout_bwd_range(void *arg, int64_t b, int64_t e) {
     for (i = b; i < e; i++) dx[i] += g[i] * sft__dropout_factor(n, i);
 }
 
-static sft_status sft__cpu_dropout_fwd(sft_context *ctx, sft__node *n) {
-    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__dropout_fwd_range, n);
-    return SFT_OK;
-}
+static sft_status sft__cpu_dropout_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__dropout_fwd_range); }
 
-static sft_status sft__cpu_dropout_bwd(sft_context *ctx, sft__node *n) {
-    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__dropout_bwd_range, n);
-    return SFT_OK;
-}
+static sft_status sft__cpu_dropout_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__dropout_bwd_range); }
 
 /* ============================================================================
    === kernels: embedding
