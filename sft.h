@@ -789,10 +789,15 @@ static char *sft__strdup(sft_context *ctx, const char *s) {
    indices 0..n-1 through an atomic counter and the caller works too. Tasks write
    disjoint outputs, so which thread runs which task never changes a result. */
 
-typedef void (*sft__task_fn)(void *arg, int64_t task);
+/* A task function gets the task index and the index of the thread running it
+   (0 = the caller, 1.. = workers), for per-thread scratch buffers. */
+typedef void (*sft__task_fn)(void *arg, int64_t task, int thread);
+
+typedef struct sft__worker { sft__pool *pool; int index; } sft__worker;
 
 struct sft__pool {
     pthread_t      *threads;
+    sft__worker    *workers;
     int             n_workers;
     pthread_mutex_t mu;
     pthread_cond_t  wake, done;
@@ -805,16 +810,18 @@ struct sft__pool {
     int64_t         next;      /* atomic */
 };
 
-static void sft__pool_drain(sft__pool *p) {
+static void sft__pool_drain(sft__pool *p, int thread) {
     for (;;) {
         int64_t t = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
         if (t >= p->n_tasks) break;
-        p->fn(p->arg, t);
+        p->fn(p->arg, t, thread);
     }
 }
 
 static void *sft__pool_worker(void *arg) {
-    sft__pool *p = (sft__pool *)arg;
+    const sft__worker *w = (const sft__worker *)arg;
+    sft__pool *p = w->pool;
+    int thread = w->index;
     uint64_t seen = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -822,7 +829,7 @@ static void *sft__pool_worker(void *arg) {
         if (p->quit) break;
         seen = p->generation;
         pthread_mutex_unlock(&p->mu);
-        sft__pool_drain(p);
+        sft__pool_drain(p, thread);
         pthread_mutex_lock(&p->mu);
         if (--p->busy == 0) pthread_cond_signal(&p->done);
     }
@@ -842,6 +849,7 @@ static void sft__pool_destroy(sft_context *ctx, sft__pool *p) {
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
     sft__free(ctx, p->threads);
+    sft__free(ctx, p->workers);
     sft__free(ctx, p);
 }
 
@@ -851,12 +859,18 @@ static sft_status sft__pool_create(sft_context *ctx, int n_workers, sft__pool **
     *out = NULL;
     if (!p) return sft__fail(SFT_ERR_NOMEM, "context: cannot allocate the thread pool");
     p->threads = (pthread_t *)sft__calloc(ctx, (size_t)n_workers, sizeof(pthread_t));
-    if (!p->threads) { sft__free(ctx, p); return sft__fail(SFT_ERR_NOMEM, "context: cannot allocate %d threads", n_workers); }
+    p->workers = (sft__worker *)sft__calloc(ctx, (size_t)n_workers, sizeof(sft__worker));
+    if (!p->threads || !p->workers) {
+        sft__free(ctx, p->threads); sft__free(ctx, p->workers); sft__free(ctx, p);
+        return sft__fail(SFT_ERR_NOMEM, "context: cannot allocate %d threads", n_workers);
+    }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
     for (i = 0; i < n_workers; i++) {
-        if (pthread_create(&p->threads[i], NULL, sft__pool_worker, p) != 0) {
+        p->workers[i].pool = p;
+        p->workers[i].index = i + 1;
+        if (pthread_create(&p->threads[i], NULL, sft__pool_worker, &p->workers[i]) != 0) {
             p->n_workers = i;
             sft__pool_destroy(ctx, p);
             return sft__fail(SFT_ERR_NOMEM, "context: pthread_create failed for worker %d of %d", i, n_workers);
@@ -874,7 +888,7 @@ static void sft__parallel(sft_context *ctx, int64_t n_tasks, sft__task_fn fn, vo
     int64_t t;
     if (n_tasks <= 0) return;
     if (!p || n_tasks == 1) {
-        for (t = 0; t < n_tasks; t++) fn(arg, t);
+        for (t = 0; t < n_tasks; t++) fn(arg, t, 0);
         return;
     }
     pthread_mutex_lock(&p->mu);
@@ -883,7 +897,7 @@ static void sft__parallel(sft_context *ctx, int64_t n_tasks, sft__task_fn fn, vo
     p->generation++;
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    sft__pool_drain(p);
+    sft__pool_drain(p, 0);
     pthread_mutex_lock(&p->mu);
     while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
@@ -3354,9 +3368,10 @@ static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
 typedef void (*sft__range_fn)(void *arg, int64_t begin, int64_t end);
 typedef struct sft__range_job { sft__range_fn fn; void *arg; int64_t n, chunk; } sft__range_job;
 
-static void sft__range_task(void *arg, int64_t t) {
+static void sft__range_task(void *arg, int64_t t, int thread) {
     const sft__range_job *j = (const sft__range_job *)arg;
     int64_t b = t * j->chunk, e = b + j->chunk < j->n ? b + j->chunk : j->n;
+    (void)thread;
     j->fn(j->arg, b, e);
 }
 
@@ -3415,13 +3430,14 @@ typedef struct sft__gemm_job {
 #define SFT__GEMM_TN 16
 #define SFT__GEMM_KC 256
 
-static void sft__gemm_tile(void *arg, int64_t task) {
+static void sft__gemm_tile(void *arg, int64_t task, int thread) {
     const sft__gemm_job *j = (const sft__gemm_job *)arg;
     int64_t m0 = (task / j->n_tiles_n) * SFT__GEMM_MB, n0 = (task % j->n_tiles_n) * SFT__GEMM_TN;
     int64_t mt = j->M - m0 < SFT__GEMM_MB ? j->M - m0 : SFT__GEMM_MB;
     int64_t nt = j->N - n0 < SFT__GEMM_TN ? j->N - n0 : SFT__GEMM_TN;
     float acc[SFT__GEMM_MB][SFT__GEMM_TN], panel[SFT__GEMM_KC][SFT__GEMM_TN];
     int64_t i, jn, k0, kk;
+    (void)thread;
     memset(acc, 0, sizeof acc);
     for (k0 = 0; k0 < j->K; k0 += SFT__GEMM_KC) {
         int64_t kc = j->K - k0 < SFT__GEMM_KC ? j->K - k0 : SFT__GEMM_KC;
@@ -3881,12 +3897,13 @@ static float sft__dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-static void sft__attn_fwd_task(void *arg, int64_t task) {
+static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
     const sft__node *n = (const sft__node *)arg;
     sft__attn_dims d = sft__attn_dims_of(n);
     int64_t b = task / d.Hq, h = task % d.Hq, hk = h / d.group, t, j, c;
     const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
     float acc[SFT__ATTN_MAX_D], scale = n->f[0];
+    (void)thread;
     for (t = 0; t < d.T; t++) {
         const float *q = SFT__CF(n->in[0]) + ((b * d.T + t) * d.Hq + h) * d.D;
         float *o = SFT__F(n->out) + ((b * d.T + t) * d.Hq + h) * d.D, m = -INFINITY, l = 0.0f;
@@ -3912,13 +3929,14 @@ static void sft__attn_fwd_task(void *arg, int64_t task) {
     }
 }
 
-static void sft__attn_bwd_task(void *arg, int64_t task) {
+static void sft__attn_bwd_task(void *arg, int64_t task, int thread) {
     const sft__node *n = (const sft__node *)arg;
     sft__attn_dims d = sft__attn_dims_of(n);
     int64_t b = task / d.Hkv, hk = task % d.Hkv, h, t, j, c;
     const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
     sft_tensor *qt = n->in[0], *kt = n->in[1], *vt = n->in[2];
     float dq[SFT__ATTN_MAX_D], scale = n->f[0];
+    (void)thread;
     for (h = hk * d.group; h < (hk + 1) * d.group; h++)
         for (t = 0; t < d.T; t++) {
             int64_t row = (b * d.T + t) * d.Hq + h;
