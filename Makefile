@@ -19,7 +19,8 @@ CUDA_ARCH = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm
             -gencode arch=compute_90a,code=sm_90a
 
 TEST_SRC = tests/main.c tests/runner.c tests/test_core.c tests/test_json.c tests/test_safetensors.c \
-           tests/test_tensor.c tests/test_ops.c tests/test_autograd.c
+           tests/test_tensor.c tests/test_ops.c tests/test_autograd.c \
+           tests/test_paths.c
 DEPS     = sft.h tests/test.h $(TEST_SRC)
 STB_DS   = /usr/include/stb/stb_ds.h
 

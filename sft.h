@@ -571,6 +571,13 @@ SFTDEF int sft_cuda_available(void);
 #  include <cpuid.h>
 #  define SFT__X86 1
 #endif
+/* SIMD kernels are compiled into every x86 build with per-function target
+   attributes (no -march flags needed) and chosen at run time. */
+#if defined(SFT__X86) && (defined(__GNUC__) || defined(__clang__))
+#  include <immintrin.h>
+#  define SFT__SIMD_X86 1
+#  define SFT__TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
 
 #if defined(SFT_MALLOC) && defined(SFT_REALLOC) && defined(SFT_FREE)
 #elif !defined(SFT_MALLOC) && !defined(SFT_REALLOC) && !defined(SFT_FREE)
@@ -725,6 +732,8 @@ struct sft_context {
     sft__node  *tape;            /* the newest recorded node; each links to the one before */
     int         grad_enabled;
     int         in_segment;
+    /* GEMM packing buffers, one slice per thread, made on first use */
+    float      *gemm_pack;
 };
 
 static void *sft__raw_alloc(sft_context *ctx, size_t size) {
@@ -1164,6 +1173,7 @@ SFTDEF void sft_context_destroy(sft_context *ctx) {
     sft_context tmp;
     if (!ctx) return;
     sft__pool_destroy(ctx, ctx->pool);
+    sft__free(ctx, ctx->gemm_pack);
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
         sft__arena_free_blocks(&ctx->arena[dev]);
         sft__arena_free_blocks(&ctx->scratch[dev]);
@@ -3461,15 +3471,184 @@ static void sft__gemm_tile(void *arg, int64_t task, int thread) {
     }
 }
 
-static void sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                               int64_t ldc, int accumulate) {
+static sft_status sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+                                     int64_t ldc, int accumulate) {
     sft__gemm_job j;
     int64_t tiles_m = (M + SFT__GEMM_MB - 1) / SFT__GEMM_MB;
-    if (M <= 0 || N <= 0) return;
+    if (M <= 0 || N <= 0) return SFT_OK;
     j.a = a; j.b = b; j.c = c; j.ldc = ldc; j.M = M; j.N = N; j.K = K; j.accumulate = accumulate;
     j.n_tiles_n = (N + SFT__GEMM_TN - 1) / SFT__GEMM_TN;
     sft__parallel(ctx, tiles_m * j.n_tiles_n, sft__gemm_tile, &j);
+    return SFT_OK;
 }
+
+/* ============================================================================
+   === kernels: blocked GEMM (shared by the SIMD paths)
+   The classic three-level blocking. C is taken NC columns at a time and k KC
+   values at a time; for each such step the B slice is packed once into NR-column
+   panels (zero-padded, so the micro-kernel never checks edges) shared by all
+   threads, then each task packs MC rows of A into MR-row panels and runs the
+   MR x NR micro-kernel over its panel pairs. The AVX2 micro-kernel keeps a
+   6 x 16 block of C in 12 ymm registers and adds one rank-1 update per k with
+   FMAs.
+
+   Determinism: every element of C gets its k-slices in increasing order, each
+   slice summed k by k in registers from zero and then added to C. That depends
+   on KC only, never on how C is cut into tasks, so the task grid may follow the
+   thread count and results stay bit-identical. Measured 2026-11-28 on a 2-core
+   Zen 3 (AVX2): see BENCHMARKS.md. */
+
+#define SFT__BLK_KC 256
+#define SFT__BLK_MC 96      /* a multiple of every MR */
+#define SFT__BLK_NC 2048    /* a multiple of every NR */
+
+/* sft__pack_a: rows [0, mc) x k [0, kc) of view a into panels of mr rows:
+   dst[(p * kc + k) * mr + r] = a(p*mr + r, k); rows past mc are zero. */
+static void sft__pack_a(const sft__mat *a, int64_t mc, int64_t kc, int mr, float *dst) {
+    int64_t p, k, r;
+    for (p = 0; p * mr < mc; p++, dst += kc * mr) {
+        int64_t rows = mc - p * mr < mr ? mc - p * mr : mr;
+        const float *src = a->p + p * mr * a->rs;
+        if (a->rs == 1 && rows == mr)           /* column-major A: the mr values of a k are adjacent */
+            for (k = 0; k < kc; k++) memcpy(dst + k * mr, src + k * a->cs, (size_t)mr * sizeof(float));
+        else
+            for (r = 0; r < mr; r++)
+                for (k = 0; k < kc; k++) dst[k * mr + r] = r < rows ? src[r * a->rs + k * a->cs] : 0.0f;
+    }
+}
+
+/* sft__pack_b: k [0, kc) x the column panels [q0, q1) of view b (panels of nr
+   columns, nc columns in all): dst[(q * kc + k) * nr + j] = b(k, q*nr + j);
+   columns past nc are zero. */
+static void sft__pack_b(const sft__mat *b, int64_t kc, int64_t nc, int nr, int64_t q0, int64_t q1, float *dst) {
+    int64_t q, k, j;
+    for (q = q0, dst += q0 * kc * nr; q < q1; q++, dst += kc * nr) {
+        int64_t cols = nc - q * nr < nr ? nc - q * nr : nr;
+        const float *src = b->p + q * nr * b->cs;
+        if (b->cs == 1 && cols == nr)           /* row-major B: the nr values of a k are adjacent */
+            for (k = 0; k < kc; k++) memcpy(dst + k * nr, src + k * b->rs, (size_t)nr * sizeof(float));
+        else
+            for (j = 0; j < nr; j++)
+                for (k = 0; k < kc; k++) dst[k * nr + j] = j < cols ? src[k * b->rs + j * b->cs] : 0.0f;
+    }
+}
+
+/* A micro-kernel: c[mr x nr] = (add ? c : 0) + a_panel . b_panel over kc. */
+typedef void (*sft__micro_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int add);
+
+/* One (column block, k slice) step of the blocked GEMM: B's slice is packed once
+   into the shared buffer (tasks of a few panels each), then tasks of (row block,
+   group of column panels) pack their A rows and run the micro-kernel. */
+typedef struct sft__blocked_job {
+    sft_context  *ctx;
+    sft__mat      a, b;         /* already offset to this column block and k slice */
+    float        *c, *bpack;    /* c offset to this column block                   */
+    int64_t       ldc, M, nc, kc, mc, group, n_groups, panels_per_pack_task;
+    int           add, mr, nr;
+    sft__micro_fn micro;
+} sft__blocked_job;
+
+static void sft__blocked_pack_task(void *arg, int64_t task, int thread) {
+    const sft__blocked_job *j = (const sft__blocked_job *)arg;
+    int64_t panels = (j->nc + j->nr - 1) / j->nr, q0 = task * j->panels_per_pack_task;
+    int64_t q1 = q0 + j->panels_per_pack_task < panels ? q0 + j->panels_per_pack_task : panels;
+    (void)thread;
+    sft__pack_b(&j->b, j->kc, j->nc, j->nr, q0, q1, j->bpack);
+}
+
+static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
+    const sft__blocked_job *j = (const sft__blocked_job *)arg;
+    int64_t i0 = (task / j->n_groups) * j->mc, jr0 = (task % j->n_groups) * j->group;
+    int64_t mc = j->M - i0 < j->mc ? j->M - i0 : j->mc, jr1 = jr0 + j->group < j->nc ? jr0 + j->group : j->nc, ir, jr;
+    float *apack = j->ctx->gemm_pack + (size_t)thread * SFT__BLK_MC * SFT__BLK_KC;
+    float edge[16 * 32];                        /* an edge tile: at most MR x NR of any path */
+    sft__mat a = j->a;
+    a.p += i0 * a.rs;
+    sft__pack_a(&a, mc, j->kc, j->mr, apack);
+    for (jr = jr0; jr < jr1; jr += j->nr)
+        for (ir = 0; ir < mc; ir += j->mr) {
+            const float *ap = apack + ir * j->kc, *bp = j->bpack + jr * j->kc;
+            float *c = j->c + (i0 + ir) * j->ldc + jr;
+            int64_t rows = mc - ir < j->mr ? mc - ir : j->mr, cols = jr1 - jr < j->nr ? jr1 - jr : j->nr, r, q;
+            if (rows == j->mr && cols == j->nr) { j->micro(j->kc, ap, bp, c, j->ldc, j->add); continue; }
+            j->micro(j->kc, ap, bp, edge, j->nr, 0);
+            for (r = 0; r < rows; r++)
+                for (q = 0; q < cols; q++)
+                    c[r * j->ldc + q] = j->add ? c[r * j->ldc + q] + edge[r * j->nr + q] : edge[r * j->nr + q];
+        }
+}
+
+/* sft__gemm_blocked: the driver every SIMD path shares; only the micro-kernel
+   and its MR x NR differ. Rows are cut into blocks of at most MC and, when that
+   gives the threads too little to share, the column panels into groups. */
+static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+                                    int64_t ldc, int accumulate, int mr, int nr, sft__micro_fn micro) {
+    sft__blocked_job j;
+    int64_t jc, pc, want = 4 * (int64_t)ctx->threads, n_rows;
+    if (M <= 0 || N <= 0) return SFT_OK;
+    if (!ctx->gemm_pack) {
+        size_t floats = (size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC + (size_t)SFT__BLK_KC * SFT__BLK_NC;
+        ctx->gemm_pack = (float *)sft__alloc(ctx, floats * sizeof(float));
+        if (!ctx->gemm_pack) return sft__fail(SFT_ERR_NOMEM, "matmul: cannot allocate the GEMM packing buffers");
+    }
+    memset(&j, 0, sizeof j);
+    j.ctx = ctx; j.ldc = ldc; j.M = M; j.mr = mr; j.nr = nr; j.micro = micro;
+    j.bpack = ctx->gemm_pack + (size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC;
+    j.mc = SFT__BLK_MC;
+    n_rows = (M + j.mc - 1) / j.mc;
+    for (jc = 0; jc < N; jc += SFT__BLK_NC) {
+        int64_t panels;
+        j.nc = N - jc < SFT__BLK_NC ? N - jc : SFT__BLK_NC;
+        panels = (j.nc + nr - 1) / nr;
+        j.n_groups = n_rows >= want ? 1 : (want + n_rows - 1) / n_rows;
+        if (j.n_groups > panels) j.n_groups = panels;
+        j.group = ((panels + j.n_groups - 1) / j.n_groups) * nr;
+        j.n_groups = (j.nc + j.group - 1) / j.group;
+        j.panels_per_pack_task = (panels + want - 1) / want;
+        for (pc = 0; pc < K || pc == 0; pc += SFT__BLK_KC) {
+            j.kc = K - pc < SFT__BLK_KC ? K - pc : SFT__BLK_KC;
+            j.add = accumulate || pc > 0;
+            j.a = a; j.a.p += pc * a.cs;
+            j.b = b; j.b.p += pc * b.rs + jc * b.cs;
+            j.c = c + jc;
+            sft__parallel(ctx, (panels + j.panels_per_pack_task - 1) / j.panels_per_pack_task, sft__blocked_pack_task, &j);
+            sft__parallel(ctx, n_rows * j.n_groups, sft__blocked_compute_task, &j);
+            if (K == 0) break;
+        }
+    }
+    return SFT_OK;
+}
+
+#ifdef SFT__SIMD_X86
+SFT__TARGET_AVX2 static void sft__micro_avx2_6x16(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int add) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    int64_t k;
+    for (k = 0; k < kc; k++, a += 6, b += 16) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), av;
+        av = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    }
+#define SFT__AVX2_ROW(r, lo, hi)                                                                  \
+    do {                                                                                          \
+        float *cr = c + (r) * ldc;                                                                \
+        if (add) { lo = _mm256_add_ps(_mm256_loadu_ps(cr), lo); hi = _mm256_add_ps(_mm256_loadu_ps(cr + 8), hi); } \
+        _mm256_storeu_ps(cr, lo); _mm256_storeu_ps(cr + 8, hi);                                   \
+    } while (0)
+    SFT__AVX2_ROW(0, c00, c01); SFT__AVX2_ROW(1, c10, c11); SFT__AVX2_ROW(2, c20, c21);
+    SFT__AVX2_ROW(3, c30, c31); SFT__AVX2_ROW(4, c40, c41); SFT__AVX2_ROW(5, c50, c51);
+#undef SFT__AVX2_ROW
+}
+
+static sft_status sft__gemm_avx2(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+                                 int64_t ldc, int accumulate) {
+    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, 6, 16, sft__micro_avx2_6x16);
+}
+#endif
 
 /* ============================================================================
    === kernels: the CPU path table
@@ -3478,14 +3657,18 @@ static void sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int64_t K
    path is plain C and is the reference the others are tested against. Every
    operator reaches these kernels through sft__cpu_kernels_of(ctx). */
 
-typedef void (*sft__gemm_fn)(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                             int64_t ldc, int accumulate);
+typedef sft_status (*sft__gemm_fn)(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+                                   int64_t ldc, int accumulate);
 typedef struct sft__cpu_kernels { sft__gemm_fn gemm; } sft__cpu_kernels;
 
 static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
     {NULL},                 /* SFT_CPU_AUTO: resolved by sft_cpu_path_get */
     {sft__gemm_portable},   /* SFT_CPU_PORTABLE */
-    {NULL},                 /* SFT_CPU_AVX2 */
+#ifdef SFT__SIMD_X86
+    {sft__gemm_avx2},       /* SFT_CPU_AVX2 */
+#else
+    {NULL},
+#endif
     {NULL}};                /* SFT_CPU_AVX512 */
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
@@ -3498,9 +3681,9 @@ static const sft__cpu_kernels *sft__cpu_kernels_of(const sft_context *ctx) {
 }
 
 /* sft__gemm: C (+)= op(A) . op(B) on the context's CPU path. */
-static void sft__gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c, int64_t ldc,
-                      int accumulate) {
-    sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, b, c, ldc, accumulate);
+static sft_status sft__gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c, int64_t ldc,
+                            int accumulate) {
+    return sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, b, c, ldc, accumulate);
 }
 
 /* Matmul node: in[0] = A, in[1] = B; i[0] = trans_a, i[1] = trans_b, i[2] = batch,
@@ -3529,12 +3712,12 @@ static sft_status sft__cpu_matmul_fwd(sft_context *ctx, sft__node *n) {
     const float *A = SFT__CF(n->in[0]), *B = SFT__CF(n->in[1]);
     float *C = SFT__F(n->out);
     if (d.b_shared && !d.ta) {   /* the batch is just more rows of A */
-        sft__gemm(ctx, d.batch * d.M, d.N, d.K, sft__mm_op(A, d.K, 0), sft__mm_op(B, d.tb ? d.K : d.N, d.tb), C, d.N, 0);
+        SFT__TRY(sft__gemm(ctx, d.batch * d.M, d.N, d.K, sft__mm_op(A, d.K, 0), sft__mm_op(B, d.tb ? d.K : d.N, d.tb), C, d.N, 0));
         return SFT_OK;
     }
     for (bi = 0; bi < d.batch; bi++)
-        sft__gemm(ctx, d.M, d.N, d.K, sft__mm_op(A + bi * d.M * d.K, d.ta ? d.M : d.K, d.ta),
-                  sft__mm_op(B + (d.b_shared ? 0 : bi * d.K * d.N), d.tb ? d.K : d.N, d.tb), C + bi * d.M * d.N, d.N, 0);
+        SFT__TRY(sft__gemm(ctx, d.M, d.N, d.K, sft__mm_op(A + bi * d.M * d.K, d.ta ? d.M : d.K, d.ta),
+                  sft__mm_op(B + (d.b_shared ? 0 : bi * d.K * d.N), d.tb ? d.K : d.N, d.tb), C + bi * d.M * d.N, d.N, 0));
     return SFT_OK;
 }
 
@@ -3547,10 +3730,10 @@ static sft_status sft__cpu_matmul_bwd(sft_context *ctx, sft__node *n) {
     if (d.b_shared && !d.ta) {
         sft__mat g = sft__mat_of(G, d.N, 1), opa = sft__mm_op(A, d.K, 0), opb = sft__mm_op(B, d.tb ? d.K : d.N, d.tb);
         int64_t rows = d.batch * d.M;
-        if (a->requires_grad) sft__gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1);
+        if (a->requires_grad) SFT__TRY(sft__gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1));
         if (b->requires_grad) {
-            if (d.tb) sft__gemm(ctx, d.N, d.K, rows, sft__mat_t(g), opa, SFT__F(b->grad), d.K, 1);
-            else sft__gemm(ctx, d.K, d.N, rows, sft__mat_t(opa), g, SFT__F(b->grad), d.N, 1);
+            if (d.tb) SFT__TRY(sft__gemm(ctx, d.N, d.K, rows, sft__mat_t(g), opa, SFT__F(b->grad), d.K, 1));
+            else SFT__TRY(sft__gemm(ctx, d.K, d.N, rows, sft__mat_t(opa), g, SFT__F(b->grad), d.N, 1));
         }
         return SFT_OK;
     }
@@ -3561,13 +3744,13 @@ static sft_status sft__cpu_matmul_bwd(sft_context *ctx, sft__node *n) {
         sft__mat opb = sft__mm_op(B + boff, d.tb ? d.K : d.N, d.tb);
         if (a->requires_grad) {
             float *ga = SFT__F(a->grad) + bi * d.M * d.K;
-            if (d.ta) sft__gemm(ctx, d.K, d.M, d.N, opb, sft__mat_t(g), ga, d.M, 1);
-            else sft__gemm(ctx, d.M, d.K, d.N, g, sft__mat_t(opb), ga, d.K, 1);
+            if (d.ta) SFT__TRY(sft__gemm(ctx, d.K, d.M, d.N, opb, sft__mat_t(g), ga, d.M, 1));
+            else SFT__TRY(sft__gemm(ctx, d.M, d.K, d.N, g, sft__mat_t(opb), ga, d.K, 1));
         }
         if (b->requires_grad) {
             float *gb = SFT__F(b->grad) + boff;
-            if (d.tb) sft__gemm(ctx, d.N, d.K, d.M, sft__mat_t(g), opa, gb, d.K, 1);
-            else sft__gemm(ctx, d.K, d.N, d.M, sft__mat_t(opa), g, gb, d.N, 1);
+            if (d.tb) SFT__TRY(sft__gemm(ctx, d.N, d.K, d.M, sft__mat_t(g), opa, gb, d.K, 1));
+            else SFT__TRY(sft__gemm(ctx, d.K, d.N, d.M, sft__mat_t(opa), g, gb, d.N, 1));
         }
     }
     return SFT_OK;

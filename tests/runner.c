@@ -7,6 +7,8 @@
 
 static int t_passed, t_failed, t_current_failed;
 static const char *t_filter;
+static sft_cpu_path t_path = SFT_CPU_AUTO;
+static char t_suffix[32];
 static char t_dir[256];
 
 void t_failf(const char *file, int line, const char *fmt, ...) {
@@ -21,8 +23,10 @@ void t_failf(const char *file, int line, const char *fmt, ...) {
 }
 
 void t_run(const char *name, void (*fn)(void)) {
-    if (t_filter && !strstr(name, t_filter)) return;
-    printf("  %-60s ", name);
+    char full[128];
+    snprintf(full, sizeof full, "%s%s", name, t_suffix);
+    if (t_filter && !strstr(full, t_filter)) return;
+    printf("  %-70s ", full);
     fflush(stdout);
     t_current_failed = 0;
     sft_clear_error();
@@ -71,7 +75,25 @@ sft_context *t_context(int threads) {
     memset(&d, 0, sizeof d);
     d.threads = threads;
     if (sft_context_create(&d, &ctx) != SFT_OK) t_failf(__FILE__, __LINE__, "context: %s", sft_last_error());
+    else if (t_path != SFT_CPU_AUTO && sft_cpu_path_set(ctx, t_path) != SFT_OK)
+        t_failf(__FILE__, __LINE__, "cpu path %s: %s", sft_cpu_path_name(t_path), sft_last_error());
     return ctx;
+}
+
+void t_set_cpu_path(sft_cpu_path path) {
+    t_path = path;
+    if (path == SFT_CPU_AUTO) t_suffix[0] = 0;
+    else snprintf(t_suffix, sizeof t_suffix, " [%s]", sft_cpu_path_name(path));
+}
+
+int t_cpu_path_runnable(sft_cpu_path path) {
+    sft_context *ctx = NULL;
+    int ok;
+    if (!sft_cpu_path_supported(path) || sft_context_create(NULL, &ctx) != SFT_OK) return 0;
+    ok = sft_cpu_path_set(ctx, path) == SFT_OK;
+    sft_context_destroy(ctx);
+    sft_clear_error();
+    return ok;
 }
 
 const char *t_tmpdir(void) { return t_dir; }

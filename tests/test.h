@@ -27,8 +27,12 @@ int t_close(const char *file, int line, const char *what, const float *got, cons
 int t_same(const char *file, int line, const char *what, const float *got, const float *want, int64_t n);
 /* t_tmpdir: a fresh directory for this process's files (removed at exit). */
 const char *t_tmpdir(void);
-/* t_context: a context with the given thread count (a failure fails the test). */
+/* t_context: a context with the given thread count (a failure fails the test),
+   on the CPU path t_set_cpu_path chose (AUTO: the best this machine has). */
 sft_context *t_context(int threads);
+void t_set_cpu_path(sft_cpu_path path);
+/* t_cpu_path_runnable: this machine and build can run the path's kernels. */
+int t_cpu_path_runnable(sft_cpu_path path);
 /* t_begin: set up (scratch directory, name filter from argv[1]); 0 on failure.
    t_end: print "N passed, M failed" and return the exit status. */
 int t_begin(int argc, char **argv);

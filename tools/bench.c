@@ -1,0 +1,513 @@
+/* bench.c - `make bench`: the speed of sft.h's CPU kernels against references
+   measured in the same run.
+
+   cc -std=c99 -O2 -Wall -Wextra -Wpedantic tools/bench.c -o build/bench \
+      -I/usr/include/x86_64-linux-gnu/openblas-pthread -lopenblas -lm -lpthread
+   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./build/bench [threads] [cpu_path] [--quick] [--full]
+
+     threads   worker threads for sft.h, OpenBLAS and the peak test (default 2)
+     cpu_path  force sft.h's kernels: portable, avx2 or avx512 (default: the best)
+     --quick   tokens = 512 (and attention T = 512) only
+     --full    never skip a GEMM case (see lm_head below)
+
+   Prints one JSON object per line on stdout (progress goes to stderr):
+     {"bench":"peak",...}       f32 FMA peak of this machine, 1 thread and all threads
+     {"bench":"gemm",...}       sft_matmul vs cblas_sgemm, same orientation and layout,
+                                for the linear layers of SmolLM2-135M at 512 and 2048
+                                tokens: fwd (x W^T), bwd_input (dy W), bwd_weight (dy^T x)
+     {"bench":"attention",...}  sft_attention forward and forward + backward
+   Every time is the best of at least 3 repetitions after one warm-up.
+
+   The lm_head bwd_input / bwd_weight cases at 2048 tokens are skipped (with a note
+   on stderr) when measuring them would take more than about 20 s, judged from the
+   lm_head fwd case of the same size; --full runs them anyway.
+
+   Each sft_matmul result is checked against OpenBLAS's; a mismatch is reported on
+   stderr and the program exits with status 2 after finishing. */
+#define SFT_IMPLEMENTATION
+#include "../sft.h"
+
+/* C++ has no _Complex: let OpenBLAS's header use its struct types (unused here). */
+#if defined(__cplusplus) && !defined(FORCE_OPENBLAS_COMPLEX_STRUCT)
+#  define FORCE_OPENBLAS_COMPLEX_STRUCT
+#endif
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#  define BENCH_X86 1
+#  include <immintrin.h>
+#else
+#  define BENCH_X86 0
+#endif
+
+#ifdef __cplusplus
+extern "C"
+#endif
+void openblas_set_num_threads(int num_threads);
+
+/* ============================================================================
+   helpers */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void check(sft_status s, const char *what) {
+    if (s != SFT_OK) {
+        fprintf(stderr, "bench: %s failed: %s: %s\n", what, sft_status_str(s), sft_last_error());
+        exit(1);
+    }
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) { fprintf(stderr, "bench: out of memory (%zu bytes)\n", n); exit(1); }
+    return p;
+}
+
+/* Deterministic values in [-1, 1) (xorshift64*). */
+static void fill_uniform(float *p, int64_t n, uint64_t seed) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    int64_t i;
+    if (!s) s = 1;
+    for (i = 0; i < n; i++) {
+        uint64_t r;
+        s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+        r = s * 0x2545F4914F6CDD1Dull;
+        p[i] = (float)(r >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f;
+    }
+}
+
+static sft_tensor *random_tensor(sft_context *ctx, int ndim, const int64_t *shape, uint64_t seed) {
+    sft_tensor *t = NULL;
+    check(sft_tensor_create(ctx, SFT_F32, ndim, shape, &t), "sft_tensor_create");
+    fill_uniform((float *)t->data, sft_tensor_numel(t), seed);
+    return t;
+}
+
+/* time_best: one warm-up, then at least min_reps timed runs (more, up to 50, while
+   the timed runs total under 0.5 s); the best time in seconds. prep (may be NULL)
+   runs before each repetition, outside the timing. */
+typedef void (*bench_fn)(void *arg);
+static double time_best(bench_fn prep, bench_fn run, void *arg, int min_reps) {
+    double best = 1e300, total = 0.0;
+    int rep;
+    if (prep) prep(arg);
+    run(arg);
+    for (rep = 0; rep < min_reps || (total < 0.5 && rep < 50); rep++) {
+        double t0, dt;
+        if (prep) prep(arg);
+        t0 = now_s();
+        run(arg);
+        dt = now_s() - t0;
+        total += dt;
+        if (dt < best) best = dt;
+    }
+    return best;
+}
+
+/* ============================================================================
+   peak: independent FMA chains on every thread */
+
+#define PEAK_CHAINS 12
+
+static volatile float peak_sink;
+
+#if BENCH_X86
+__attribute__((target("avx2,fma"))) static float peak_avx2(long iters) {
+    __m256 b = _mm256_set1_ps(0.99990f), c = _mm256_set1_ps(1e-4f);
+    __m256 a0 = _mm256_set1_ps(0.00f), a1 = _mm256_set1_ps(0.01f), a2 = _mm256_set1_ps(0.02f);
+    __m256 a3 = _mm256_set1_ps(0.03f), a4 = _mm256_set1_ps(0.04f), a5 = _mm256_set1_ps(0.05f);
+    __m256 a6 = _mm256_set1_ps(0.06f), a7 = _mm256_set1_ps(0.07f), a8 = _mm256_set1_ps(0.08f);
+    __m256 a9 = _mm256_set1_ps(0.09f), a10 = _mm256_set1_ps(0.10f), a11 = _mm256_set1_ps(0.11f);
+    float out[8];
+    long i;
+    for (i = 0; i < iters; i++) {
+        a0 = _mm256_fmadd_ps(a0, b, c); a1 = _mm256_fmadd_ps(a1, b, c); a2 = _mm256_fmadd_ps(a2, b, c);
+        a3 = _mm256_fmadd_ps(a3, b, c); a4 = _mm256_fmadd_ps(a4, b, c); a5 = _mm256_fmadd_ps(a5, b, c);
+        a6 = _mm256_fmadd_ps(a6, b, c); a7 = _mm256_fmadd_ps(a7, b, c); a8 = _mm256_fmadd_ps(a8, b, c);
+        a9 = _mm256_fmadd_ps(a9, b, c); a10 = _mm256_fmadd_ps(a10, b, c); a11 = _mm256_fmadd_ps(a11, b, c);
+    }
+    a0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                       _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+    a0 = _mm256_add_ps(a0, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+    _mm256_storeu_ps(out, a0);
+    return out[0] + out[7];
+}
+
+__attribute__((target("avx512f"))) static float peak_avx512(long iters) {
+    __m512 b = _mm512_set1_ps(0.99990f), c = _mm512_set1_ps(1e-4f);
+    __m512 a0 = _mm512_set1_ps(0.00f), a1 = _mm512_set1_ps(0.01f), a2 = _mm512_set1_ps(0.02f);
+    __m512 a3 = _mm512_set1_ps(0.03f), a4 = _mm512_set1_ps(0.04f), a5 = _mm512_set1_ps(0.05f);
+    __m512 a6 = _mm512_set1_ps(0.06f), a7 = _mm512_set1_ps(0.07f), a8 = _mm512_set1_ps(0.08f);
+    __m512 a9 = _mm512_set1_ps(0.09f), a10 = _mm512_set1_ps(0.10f), a11 = _mm512_set1_ps(0.11f);
+    float out[16];
+    long i;
+    for (i = 0; i < iters; i++) {
+        a0 = _mm512_fmadd_ps(a0, b, c); a1 = _mm512_fmadd_ps(a1, b, c); a2 = _mm512_fmadd_ps(a2, b, c);
+        a3 = _mm512_fmadd_ps(a3, b, c); a4 = _mm512_fmadd_ps(a4, b, c); a5 = _mm512_fmadd_ps(a5, b, c);
+        a6 = _mm512_fmadd_ps(a6, b, c); a7 = _mm512_fmadd_ps(a7, b, c); a8 = _mm512_fmadd_ps(a8, b, c);
+        a9 = _mm512_fmadd_ps(a9, b, c); a10 = _mm512_fmadd_ps(a10, b, c); a11 = _mm512_fmadd_ps(a11, b, c);
+    }
+    a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+                       _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+    a0 = _mm512_add_ps(a0, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+    _mm512_storeu_ps(out, a0);
+    return out[0] + out[15];
+}
+#endif
+
+/* Scalar chains (a * b + c: two flops each, whether or not the compiler fuses). */
+static float peak_scalar(long iters) {
+    float b = 0.99990f, c = 1e-4f;
+    float a0 = 0.00f, a1 = 0.01f, a2 = 0.02f, a3 = 0.03f, a4 = 0.04f, a5 = 0.05f;
+    float a6 = 0.06f, a7 = 0.07f, a8 = 0.08f, a9 = 0.09f, a10 = 0.10f, a11 = 0.11f;
+    long i;
+    for (i = 0; i < iters; i++) {
+        a0 = a0 * b + c; a1 = a1 * b + c; a2 = a2 * b + c; a3 = a3 * b + c;
+        a4 = a4 * b + c; a5 = a5 * b + c; a6 = a6 * b + c; a7 = a7 * b + c;
+        a8 = a8 * b + c; a9 = a9 * b + c; a10 = a10 * b + c; a11 = a11 * b + c;
+    }
+    return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+}
+
+typedef enum { ISA_SCALAR, ISA_AVX2, ISA_AVX512 } peak_isa;
+static const char *const isa_names[] = {"scalar", "avx2", "avx512"};
+static const int isa_lanes[] = {1, 8, 16};
+
+typedef struct { peak_isa isa; long iters; float result; } peak_job;
+
+static void *peak_thread(void *arg) {
+    peak_job *j = (peak_job *)arg;
+    switch (j->isa) {
+#if BENCH_X86
+    case ISA_AVX512: j->result = peak_avx512(j->iters); break;
+    case ISA_AVX2: j->result = peak_avx2(j->iters); break;
+#endif
+    default: j->result = peak_scalar(j->iters); break;
+    }
+    return NULL;
+}
+
+typedef struct { peak_isa isa; int threads; long iters; } peak_run_arg;
+
+/* All threads at once: threads - 1 pthreads plus the calling thread. */
+static void peak_run(void *arg) {
+    const peak_run_arg *a = (const peak_run_arg *)arg;
+    pthread_t tid[256];
+    peak_job jobs[256];
+    int i, started = 0;
+    float sum = 0.0f;
+    for (i = 0; i < a->threads; i++) { jobs[i].isa = a->isa; jobs[i].iters = a->iters; jobs[i].result = 0.0f; }
+    for (i = 1; i < a->threads; i++) {
+        if (pthread_create(&tid[i], NULL, peak_thread, &jobs[i]) != 0) {
+            fprintf(stderr, "bench: pthread_create failed\n");
+            exit(1);
+        }
+        started = i;
+    }
+    peak_thread(&jobs[0]);
+    for (i = 1; i <= started; i++) pthread_join(tid[i], NULL);
+    for (i = 0; i < a->threads; i++) sum += jobs[i].result;
+    peak_sink = sum;
+}
+
+static peak_isa best_isa(void) {
+#if BENCH_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ISA_AVX2;
+#endif
+    return ISA_SCALAR;
+}
+
+static double bench_peak(peak_isa isa, int threads) {
+    peak_run_arg a;
+    double flops, best;
+    a.isa = isa; a.threads = threads;
+    a.iters = isa == ISA_SCALAR ? 4000000L : isa == ISA_AVX2 ? 20000000L : 10000000L;
+    flops = 2.0 * PEAK_CHAINS * isa_lanes[isa] * (double)a.iters * threads;
+    best = time_best(NULL, peak_run, &a, 5);
+    printf("{\"bench\":\"peak\",\"isa\":\"%s\",\"threads\":%d,\"gflops\":%.2f}\n", isa_names[isa], threads,
+           flops / best / 1e9);
+    fflush(stdout);
+    return flops / best / 1e9;
+}
+
+/* ============================================================================
+   gemm: sft_matmul against cblas_sgemm */
+
+typedef struct { const char *name; int64_t in, out; } layer_desc;
+static const layer_desc layers[] = {
+    {"q_proj", 576, 576},      /* also o_proj */
+    {"k_proj", 576, 192},      /* also v_proj */
+    {"gate_proj", 576, 1536},  /* also up_proj */
+    {"down_proj", 1536, 576},
+    {"lm_head", 576, 49152},
+};
+#define N_LAYERS ((int)(sizeof layers / sizeof layers[0]))
+
+enum { ORIENT_FWD, ORIENT_BWD_INPUT, ORIENT_BWD_WEIGHT, N_ORIENT };
+static const char *const orient_names[] = {"fwd", "bwd_input", "bwd_weight"};
+
+typedef struct {
+    sft_context *ctx;
+    /* sft_matmul(ctx, a, b, ta, tb, &out) */
+    sft_tensor *a, *b, *out;
+    int ta, tb;
+    /* cblas_sgemm(RowMajor, tA, tB, m, n, k, 1, A, lda, B, ldb, 0, C, ldc) */
+    int64_t m, n, k, lda, ldb;
+    float *c;
+} gemm_case;
+
+static void gemm_sft_prep(void *arg) { sft_step_begin(((gemm_case *)arg)->ctx); }
+
+static void gemm_sft_run(void *arg) {
+    gemm_case *g = (gemm_case *)arg;
+    check(sft_matmul(g->ctx, g->a, g->b, g->ta, g->tb, &g->out), "sft_matmul");
+}
+
+static void gemm_blas_run(void *arg) {
+    gemm_case *g = (gemm_case *)arg;
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans, (int)g->m,
+                (int)g->n, (int)g->k, 1.0f, (const float *)g->a->data, (int)g->lda, (const float *)g->b->data,
+                (int)g->ldb, 0.0f, g->c, (int)g->n);
+}
+
+/* The largest |sft - blas| relative to the largest |blas|. */
+static double gemm_rel_err(const gemm_case *g) {
+    const float *y = (const float *)g->out->data;
+    int64_t i, n = g->m * g->n;
+    double maxd = 0.0, maxr = 0.0;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)y[i] - (double)g->c[i]), r = fabs((double)g->c[i]);
+        if (!(d <= maxd)) maxd = d; /* NaN counts as a mismatch */
+        if (r > maxr) maxr = r;
+    }
+    return maxr > 0.0 ? maxd / maxr : maxd;
+}
+
+typedef struct {
+    sft_context *ctx;
+    int threads, quick, full, mismatches;
+    double peak;
+} bench_state;
+
+/* One layer at one token count: x [t, in], W [out, in], dy [t, out]. */
+static void bench_gemm_layer(bench_state *st, int64_t tokens, const layer_desc *L) {
+    int64_t xs[2], ws[2], ds[2], cmax;
+    sft_tensor *x, *w, *dy;
+    float *c;
+    double fwd_estimate = 0.0;
+    int o;
+    xs[0] = tokens; xs[1] = L->in;
+    ws[0] = L->out; ws[1] = L->in;
+    ds[0] = tokens; ds[1] = L->out;
+    x = random_tensor(st->ctx, 2, xs, 1000u + (uint64_t)tokens + (uint64_t)L->in);
+    w = random_tensor(st->ctx, 2, ws, 2000u + (uint64_t)L->out * 7u + (uint64_t)L->in);
+    dy = random_tensor(st->ctx, 2, ds, 3000u + (uint64_t)tokens + (uint64_t)L->out);
+    cmax = tokens * L->out;
+    if (tokens * L->in > cmax) cmax = tokens * L->in;
+    if (L->out * L->in > cmax) cmax = L->out * L->in;
+    c = (float *)xmalloc((size_t)cmax * sizeof(float));
+
+    for (o = 0; o < N_ORIENT; o++) {
+        gemm_case g;
+        double t_sft, t_blas, flops, gf, ref_gf, err;
+        memset(&g, 0, sizeof g);
+        g.ctx = st->ctx; g.c = c;
+        if (o == ORIENT_FWD) {          /* y[t,out] = x[t,in] . W[out,in]^T */
+            g.a = x; g.b = w; g.ta = 0; g.tb = 1;
+            g.m = tokens; g.n = L->out; g.k = L->in; g.lda = L->in; g.ldb = L->in;
+        } else if (o == ORIENT_BWD_INPUT) { /* dx[t,in] = dy[t,out] . W[out,in] */
+            g.a = dy; g.b = w; g.ta = 0; g.tb = 0;
+            g.m = tokens; g.n = L->in; g.k = L->out; g.lda = L->out; g.ldb = L->in;
+        } else {                        /* dW[out,in] = dy[t,out]^T . x[t,in] */
+            g.a = dy; g.b = x; g.ta = 1; g.tb = 0;
+            g.m = L->out; g.n = L->in; g.k = tokens; g.lda = L->out; g.ldb = L->in;
+        }
+        if (o != ORIENT_FWD && fwd_estimate > 20.0 && !st->full) {
+            fprintf(stderr, "bench: skipping gemm %s %s at %lld tokens: about %.0f s for both backward cases "
+                    "(--full runs it)\n", L->name, orient_names[o], (long long)tokens, fwd_estimate);
+            continue;
+        }
+        fprintf(stderr, "bench: gemm %s %s tokens=%lld (m=%lld n=%lld k=%lld)\n", L->name, orient_names[o],
+                (long long)tokens, (long long)g.m, (long long)g.n, (long long)g.k);
+        t_sft = time_best(gemm_sft_prep, gemm_sft_run, &g, 3);
+        /* g.out holds the last sft result until the next sft_step_begin */
+        t_blas = time_best(NULL, gemm_blas_run, &g, 3);
+        if (g.out->ndim != 2 || g.out->shape[0] != g.m || g.out->shape[1] != g.n) {
+            fprintf(stderr, "bench: sft_matmul %s %s gave shape [%lld, %lld], expected [%lld, %lld]\n", L->name,
+                    orient_names[o], (long long)g.out->shape[0], (long long)g.out->shape[1], (long long)g.m,
+                    (long long)g.n);
+            exit(1);
+        }
+        err = gemm_rel_err(&g);
+        if (!(err < 1e-4)) {
+            fprintf(stderr, "bench: MISMATCH gemm %s %s tokens=%lld: max |sft - openblas| / max |openblas| = %g\n",
+                    L->name, orient_names[o], (long long)tokens, err);
+            st->mismatches++;
+        }
+        if (o == ORIENT_FWD && L->out > 10000 && tokens > 512)
+            fwd_estimate = 2.0 * 4.0 * (t_sft + t_blas); /* warm-up + 3 runs of each, two cases */
+        flops = 2.0 * (double)g.m * (double)g.n * (double)g.k;
+        gf = flops / t_sft / 1e9;
+        ref_gf = flops / t_blas / 1e9;
+        printf("{\"bench\":\"gemm\",\"path\":\"%s\",\"threads\":%d,\"tokens\":%lld,\"layer\":\"%s\",\"orient\":\"%s\","
+               "\"m\":%lld,\"n\":%lld,\"k\":%lld,\"gflops\":%.2f,\"ref\":\"openblas\",\"ref_gflops\":%.2f,"
+               "\"ratio\":%.4f,\"peak_gflops\":%.2f}\n",
+               sft_cpu_path_name(sft_cpu_path_get(st->ctx)), st->threads, (long long)tokens, L->name, orient_names[o],
+               (long long)g.m, (long long)g.n, (long long)g.k, gf, ref_gf, gf / ref_gf, st->peak);
+        fflush(stdout);
+    }
+    sft_step_begin(st->ctx);
+    free(c);
+    sft_tensor_destroy(x);
+    sft_tensor_destroy(w);
+    sft_tensor_destroy(dy);
+}
+
+/* ============================================================================
+   attention: forward, and forward + backward through a scalar loss */
+
+typedef struct {
+    sft_context *ctx;
+    sft_tensor *q, *k, *v, *r;   /* r: [1, n], the loss weights */
+} attn_case;
+
+static void attn_prep(void *arg) {
+    attn_case *a = (attn_case *)arg;
+    sft_step_begin(a->ctx);
+    sft_tensor_zero_grad(a->q);
+    sft_tensor_zero_grad(a->k);
+    sft_tensor_zero_grad(a->v);
+}
+
+static sft_tensor *attn_forward(attn_case *a) {
+    sft_tensor *o = NULL;
+    check(sft_attention(a->ctx, a->q, a->k, a->v, NULL, 0.0f, &o), "sft_attention");
+    return o;
+}
+
+static void attn_fwd_run(void *arg) { (void)attn_forward((attn_case *)arg); }
+
+static void attn_fwd_bwd_run(void *arg) {
+    attn_case *a = (attn_case *)arg;
+    sft_tensor *o = attn_forward(a), *flat = NULL, *loss = NULL;
+    int64_t fs[2];
+    fs[0] = 1; fs[1] = sft_tensor_numel(o);
+    check(sft_reshape(a->ctx, o, 2, fs, &flat), "sft_reshape");
+    check(sft_matmul(a->ctx, flat, a->r, 0, 1, &loss), "sft_matmul (loss)");
+    check(sft_backward(a->ctx, loss), "sft_backward");
+}
+
+static void bench_attention(bench_state *st, int64_t T) {
+    const int64_t H = 9, HKV = 3, D = 64;
+    int64_t qs[4], ks[4], rs[2];
+    attn_case a;
+    double fwd, fwd_bwd;
+    qs[0] = 1; qs[1] = T; qs[2] = H; qs[3] = D;
+    ks[0] = 1; ks[1] = T; ks[2] = HKV; ks[3] = D;
+    rs[0] = 1; rs[1] = T * H * D;
+    fprintf(stderr, "bench: attention T=%lld\n", (long long)T);
+    a.ctx = st->ctx;
+    a.q = random_tensor(st->ctx, 4, qs, 4000u + (uint64_t)T);
+    a.k = random_tensor(st->ctx, 4, ks, 5000u + (uint64_t)T);
+    a.v = random_tensor(st->ctx, 4, ks, 6000u + (uint64_t)T);
+    a.r = random_tensor(st->ctx, 2, rs, 7000u + (uint64_t)T);
+    sft_tensor_set_requires_grad(a.q, 1);
+    sft_tensor_set_requires_grad(a.k, 1);
+    sft_tensor_set_requires_grad(a.v, 1);
+    fwd = time_best(attn_prep, attn_fwd_run, &a, 3);
+    fwd_bwd = time_best(attn_prep, attn_fwd_bwd_run, &a, 3);
+    printf("{\"bench\":\"attention\",\"path\":\"%s\",\"threads\":%d,\"T\":%lld,\"heads\":%lld,\"kv_heads\":%lld,"
+           "\"head_dim\":%lld,\"fwd_ms\":%.3f,\"fwd_bwd_ms\":%.3f,\"tokens_per_s\":%.1f}\n",
+           sft_cpu_path_name(sft_cpu_path_get(st->ctx)), st->threads, (long long)T, (long long)H, (long long)HKV,
+           (long long)D, fwd * 1e3, fwd_bwd * 1e3, (double)T / fwd_bwd);
+    fflush(stdout);
+    sft_step_begin(st->ctx);
+    sft_tensor_destroy(a.q);
+    sft_tensor_destroy(a.k);
+    sft_tensor_destroy(a.v);
+    sft_tensor_destroy(a.r);
+}
+
+/* ============================================================================
+   main */
+
+static void usage(void) {
+    fprintf(stderr, "usage: bench [threads] [portable|avx2|avx512] [--quick] [--full]\n");
+    exit(1);
+}
+
+int main(int argc, char **argv) {
+    static const int64_t token_counts[] = {512, 2048};
+    bench_state st;
+    sft_context_desc d;
+    const char *path_name = NULL;
+    int i, li, ti, n_tokens, positional = 0;
+    peak_isa isa;
+
+    memset(&st, 0, sizeof st);
+    st.threads = 2;
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) st.quick = 1;
+        else if (strcmp(argv[i], "--full") == 0) st.full = 1;
+        else if (argv[i][0] == '-') usage();
+        else if (positional == 0) {
+            char *end;
+            long t = strtol(argv[i], &end, 10);
+            if (*end || t < 1 || t > 256) { fprintf(stderr, "bench: threads must be 1..256, not %s\n", argv[i]); exit(1); }
+            st.threads = (int)t;
+            positional++;
+        } else if (positional == 1) {
+            path_name = argv[i];
+            positional++;
+        } else usage();
+    }
+    if (getenv("OPENBLAS_CORETYPE") || getenv("OPENBLAS_L2_SIZE"))
+        fprintf(stderr, "bench: warning: OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are set and slow OpenBLAS; run with "
+                        "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE\n");
+
+    memset(&d, 0, sizeof d);
+    d.threads = st.threads;
+    check(sft_context_create(&d, &st.ctx), "sft_context_create");
+    if (path_name) {
+        int p;
+        for (p = SFT_CPU_PORTABLE; p < SFT_CPU_PATH_COUNT; p++)
+            if (strcmp(path_name, sft_cpu_path_name((sft_cpu_path)p)) == 0) break;
+        if (p == SFT_CPU_PATH_COUNT) {
+            fprintf(stderr, "bench: unknown cpu path '%s' (portable, avx2, avx512)\n", path_name);
+            sft_context_destroy(st.ctx);
+            return 1;
+        }
+        check(sft_cpu_path_set(st.ctx, (sft_cpu_path)p), "sft_cpu_path_set");
+    }
+    openblas_set_num_threads(st.threads);
+    fprintf(stderr, "bench: %d thread%s, sft cpu path %s%s\n", st.threads, st.threads == 1 ? "" : "s",
+            sft_cpu_path_name(sft_cpu_path_get(st.ctx)), st.quick ? ", quick" : "");
+
+    isa = best_isa();
+    if (st.threads > 1) bench_peak(isa, 1);
+    st.peak = bench_peak(isa, st.threads);
+
+    n_tokens = st.quick ? 1 : (int)(sizeof token_counts / sizeof token_counts[0]);
+    for (ti = 0; ti < n_tokens; ti++)
+        for (li = 0; li < N_LAYERS; li++) bench_gemm_layer(&st, token_counts[ti], &layers[li]);
+    for (ti = 0; ti < n_tokens; ti++) bench_attention(&st, token_counts[ti]);
+
+    sft_context_destroy(st.ctx);
+    if (st.mismatches) {
+        fprintf(stderr, "bench: %d GEMM result%s differ from OpenBLAS\n", st.mismatches, st.mismatches == 1 ? "" : "s");
+        return 2;
+    }
+    return 0;
+}
