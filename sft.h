@@ -518,6 +518,14 @@ typedef struct sft_ce_desc {
    token the MEAN is NaN, as in PyTorch. */
 SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, const sft_ce_desc *desc,
                                     sft_tensor **out);
+/* sft_linear_cross_entropy: sft_cross_entropy(hidden . weight^T, labels) without
+   ever holding the logits: hidden [.., D], weight [V, D] (the output projection),
+   labels with hidden's leading shape. The logits exist one vocabulary chunk at a
+   time (about 16 MiB for all rows), in forward and again in backward; gradients
+   flow to hidden and weight. Same desc and result as sft_cross_entropy up to
+   rounding. */
+SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
+                                           const sft_ce_desc *desc, sft_tensor **out);
 /* sft_dropout: zero each element with probability p, scale the rest by 1/(1-p).
    The mask is a pure function of (seed, element index): the same seed gives the
    same mask on any thread count and on recomputation. p = 0 returns x unchanged. */
@@ -577,6 +585,7 @@ SFTDEF int sft_cuda_available(void);
 #  include <immintrin.h>
 #  define SFT__SIMD_X86 1
 #  define SFT__TARGET_AVX2 __attribute__((target("avx2,fma")))
+#  define SFT__TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
 #endif
 
 #if defined(SFT_MALLOC) && defined(SFT_REALLOC) && defined(SFT_FREE)
@@ -1075,10 +1084,11 @@ static sft_status sft__arena_alloc(sft__arena *a, size_t size, void **out) {
             a->offset += b->cap;
             a->cur++;
         }
-        {
-            size_t last = a->n_blocks ? a->blocks[a->n_blocks - 1].cap : 0, cap = last * 2;
-            if (cap < SFT__ARENA_MIN_BLOCK) cap = SFT__ARENA_MIN_BLOCK;
-            if (cap < need) cap = need;
+        {   /* a new block doubles the arena; a request larger than that gets a block of
+               its own size plus room for the small ones that follow */
+            size_t grow = sft__arena_capacity(a), cap;
+            if (grow < SFT__ARENA_MIN_BLOCK) grow = SFT__ARENA_MIN_BLOCK;
+            cap = need <= grow ? grow : need + SFT__ARENA_MIN_BLOCK;
             SFT__TRY(sft__arena_add_block(a, cap));
             a->blocks[a->cur].used = 0;
         }
@@ -3082,12 +3092,12 @@ SFTDEF uint64_t sft_rng_key(uint64_t seed, uint64_t purpose, uint64_t a, uint64_
 typedef enum sft__op {
     SFT__OP_MATMUL, SFT__OP_ADD, SFT__OP_MUL, SFT__OP_SCALE, SFT__OP_RESHAPE, SFT__OP_EMBEDDING,
     SFT__OP_RMSNORM, SFT__OP_SILU, SFT__OP_SWIGLU, SFT__OP_ROPE, SFT__OP_ATTENTION, SFT__OP_CROSS_ENTROPY,
-    SFT__OP_DROPOUT, SFT__OP_COUNT
+    SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_COUNT
 } sft__op;
 
 static const char *const sft__op_names[SFT__OP_COUNT] = {
     "matmul", "add", "mul", "scale", "reshape", "embedding", "rmsnorm", "silu", "swiglu", "rope", "attention",
-    "cross_entropy", "dropout"};
+    "cross_entropy", "dropout", "linear_cross_entropy"};
 
 #define SFT__MAX_IN 4
 
@@ -3648,6 +3658,36 @@ static sft_status sft__gemm_avx2(sft_context *ctx, int64_t M, int64_t N, int64_t
                                  int64_t ldc, int accumulate) {
     return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, 6, 16, sft__micro_avx2_6x16);
 }
+
+/* The AVX-512 micro-kernel: a 12 x 32 block of C in 24 zmm registers, the
+   same scheme as the AVX2 one with vectors twice as wide and twice the rows.
+   (Written on a machine without AVX-512: the per-path tests run it wherever the
+   CPU has it.) */
+#define SFT__AVX512_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+SFT__TARGET_AVX512 static void sft__micro_avx512_12x32(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
+                                                     int add) {
+#define SFT__DECL(r) __m512 lo##r = _mm512_setzero_ps(), hi##r = _mm512_setzero_ps();
+#define SFT__FMA(r) av = _mm512_set1_ps(a[r]); lo##r = _mm512_fmadd_ps(av, b0, lo##r); hi##r = _mm512_fmadd_ps(av, b1, hi##r);
+#define SFT__STORE(r)                                                                                         \
+    if (add) { lo##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc), lo##r);                                  \
+               hi##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc + 16), hi##r); }                           \
+    _mm512_storeu_ps(c + (r) * ldc, lo##r); _mm512_storeu_ps(c + (r) * ldc + 16, hi##r);
+    int64_t k;
+    SFT__AVX512_ROWS(SFT__DECL)
+    for (k = 0; k < kc; k++, a += 12, b += 32) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), av;
+        SFT__AVX512_ROWS(SFT__FMA)
+    }
+    SFT__AVX512_ROWS(SFT__STORE)
+#undef SFT__DECL
+#undef SFT__FMA
+#undef SFT__STORE
+}
+
+static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+                                   int64_t ldc, int accumulate) {
+    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, 12, 32, sft__micro_avx512_12x32);
+}
 #endif
 
 /* ============================================================================
@@ -3666,10 +3706,11 @@ static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
     {sft__gemm_portable},   /* SFT_CPU_PORTABLE */
 #ifdef SFT__SIMD_X86
     {sft__gemm_avx2},       /* SFT_CPU_AVX2 */
+    {sft__gemm_avx512}};    /* SFT_CPU_AVX512 */
 #else
     {NULL},
+    {NULL}};
 #endif
-    {NULL}};                /* SFT_CPU_AVX512 */
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
     if (path == SFT_CPU_AUTO) return 1;
@@ -4206,16 +4247,118 @@ static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
 }
 
 /* ============================================================================
+   === kernels: cross-entropy fused with the output projection
+   node: in[0] = hidden [N, D], in[1] = weight [V, D], in[2] = labels [N];
+   f[0] = label smoothing, f[1] = the per-row factor (as sft_cross_entropy),
+   i[0] = ignore_index, i[1] = the vocabulary chunk Vc; saved = [4, N] per-row
+   running max, running sum of exp, label logit, sum of logits (after forward:
+   row 0 holds the log-sum-exp and row 1 the row's loss), followed by the chunk
+   buffer [N, Vc]. The logits exist one vocabulary chunk at a time: forward keeps
+   an online log-sum-exp across chunks; backward recomputes each chunk, turns it
+   into d logits in place and feeds it to the two gradient GEMMs. */
+
+typedef struct sft__lce_job { sft__node *n; int64_t v0, vc, N, V; float *buf, *st; } sft__lce_job;
+
+/* sft__lce_chunk_logits: buf[N, vc] = hidden . weight[v0 : v0+vc]^T */
+static sft_status sft__lce_chunk_logits(sft_context *ctx, const sft__lce_job *j) {
+    int64_t D = j->n->in[0]->shape[j->n->in[0]->ndim - 1];
+    sft__mat h = sft__mat_of(SFT__CF(j->n->in[0]), D, 1), w = sft__mat_of(SFT__CF(j->n->in[1]) + j->v0 * D, D, 1);
+    return sft__gemm(ctx, j->N, j->vc, D, h, sft__mat_t(w), j->buf, j->vc, 0);
+}
+
+static void sft__lce_fwd_rows(void *arg, int64_t b, int64_t e) {
+    const sft__lce_job *j = (const sft__lce_job *)arg;
+    const int32_t *labels = (const int32_t *)j->n->in[2]->data;
+    float *m = j->st, *sum = j->st + j->N, *lab = j->st + 2 * j->N, *tot = j->st + 3 * j->N;
+    int64_t r, c;
+    for (r = b; r < e; r++) {
+        const float *x = j->buf + r * j->vc;
+        float cm = m[r], s = sum[r], t = 0.0f;
+        for (c = 0; c < j->vc; c++) if (x[c] > cm) cm = x[c];
+        s = s == 0.0f ? 0.0f : s * expf(m[r] - cm);             /* rescale what earlier chunks summed */
+        for (c = 0; c < j->vc; c++) { s += expf(x[c] - cm); t += x[c]; }
+        m[r] = cm; sum[r] = s; tot[r] += t;
+        if (labels[r] >= j->v0 && labels[r] < j->v0 + j->vc) lab[r] = x[labels[r] - j->v0];
+    }
+}
+
+static void sft__lce_finish_rows(void *arg, int64_t b, int64_t e) {
+    const sft__lce_job *j = (const sft__lce_job *)arg;
+    const sft__node *n = j->n;
+    const int32_t *labels = (const int32_t *)n->in[2]->data;
+    float *lse = j->st, *loss = j->st + j->N, eps = n->f[0];
+    int64_t r;
+    for (r = b; r < e; r++) {
+        float l = lse[r] + logf(loss[r]), label_logit = j->st[2 * j->N + r], mean = j->st[3 * j->N + r] / (float)j->V;
+        lse[r] = l;
+        loss[r] = labels[r] == (int32_t)n->i[0] ? 0.0f : (1.0f - eps) * (l - label_logit) + eps * (l - mean);
+    }
+}
+
+static sft_status sft__cpu_lce_fwd(sft_context *ctx, sft__node *n) {
+    sft__lce_job j;
+    int64_t r;
+    double total = 0.0;
+    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = n->in[1]->shape[0];
+    j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N;
+    for (r = 0; r < j.N; r++) { j.st[r] = -INFINITY; j.st[j.N + r] = 0.0f; j.st[2 * j.N + r] = 0.0f; j.st[3 * j.N + r] = 0.0f; }
+    for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
+        j.vc = j.V - j.v0 < n->i[1] ? j.V - j.v0 : n->i[1];
+        SFT__TRY(sft__lce_chunk_logits(ctx, &j));
+        sft__parallel_rows(ctx, j.N, 8, sft__lce_fwd_rows, &j);
+    }
+    sft__parallel_rows(ctx, j.N, 64, sft__lce_finish_rows, &j);
+    for (r = 0; r < j.N; r++) total += j.st[j.N + r];          /* fixed order, in double */
+    SFT__F(n->out)[0] = (float)(total * n->f[1]);
+    return SFT_OK;
+}
+
+/* d logits of a chunk, in place: k * (softmax - e/V - (1-e)[c == label]) on counted rows */
+static void sft__lce_dlogits_rows(void *arg, int64_t b, int64_t e) {
+    const sft__lce_job *j = (const sft__lce_job *)arg;
+    const sft__node *n = j->n;
+    const int32_t *labels = (const int32_t *)n->in[2]->data;
+    float eps = n->f[0], k = SFT__CF(n->out->grad)[0] * n->f[1];
+    int64_t r, c;
+    for (r = b; r < e; r++) {
+        float *x = j->buf + r * j->vc, lse = j->st[r];
+        if (labels[r] == (int32_t)n->i[0]) { memset(x, 0, (size_t)j->vc * sizeof(float)); continue; }
+        for (c = 0; c < j->vc; c++) x[c] = k * (expf(x[c] - lse) - eps / (float)j->V);
+        if (labels[r] >= j->v0 && labels[r] < j->v0 + j->vc) x[labels[r] - j->v0] -= k * (1.0f - eps);
+    }
+}
+
+static sft_status sft__cpu_lce_bwd(sft_context *ctx, sft__node *n) {
+    sft__lce_job j;
+    sft_tensor *h = n->in[0], *w = n->in[1];
+    int64_t D = h->shape[h->ndim - 1];
+    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = w->shape[0];
+    j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N;
+    for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
+        sft__mat g;
+        j.vc = j.V - j.v0 < n->i[1] ? j.V - j.v0 : n->i[1];
+        SFT__TRY(sft__lce_chunk_logits(ctx, &j));
+        sft__parallel_rows(ctx, j.N, 8, sft__lce_dlogits_rows, &j);
+        g = sft__mat_of(j.buf, j.vc, 1);
+        if (h->requires_grad)   /* d hidden += g . weight[v0 : v0+vc] */
+            SFT__TRY(sft__gemm(ctx, j.N, D, j.vc, g, sft__mat_of(SFT__CF(w) + j.v0 * D, D, 1), SFT__F(h->grad), D, 1));
+        if (w->requires_grad)   /* d weight[v0 : v0+vc] += g^T . hidden */
+            SFT__TRY(sft__gemm(ctx, j.vc, D, j.N, sft__mat_t(g), sft__mat_of(SFT__CF(h), D, 1), SFT__F(w->grad) + j.v0 * D, D, 1));
+    }
+    return SFT_OK;
+}
+
+/* ============================================================================
    === kernels: the CPU backend table (in sft__op order) */
 
 static const sft__backend sft__cpu_backend = {
     "cpu",
     {sft__cpu_matmul_fwd, sft__cpu_add_fwd, sft__cpu_mul_fwd, sft__cpu_scale_fwd, sft__cpu_reshape_fwd,
      sft__cpu_embedding_fwd, sft__cpu_rmsnorm_fwd, sft__cpu_silu_fwd, sft__cpu_silu_fwd, sft__cpu_rope_fwd,
-     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd},
+     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd},
     {sft__cpu_matmul_bwd, sft__cpu_ew_bwd, sft__cpu_ew_bwd, sft__cpu_scale_bwd, sft__cpu_reshape_bwd,
      sft__cpu_embedding_bwd, sft__cpu_rmsnorm_bwd, sft__cpu_silu_bwd, sft__cpu_silu_bwd, sft__cpu_rope_bwd,
-     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd}};
+     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd}};
 
 static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
 
@@ -4511,16 +4654,46 @@ SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, 
     return sft__op_run(ctx, &n, out);
 }
 
+/* The vocabulary chunk of sft_linear_cross_entropy: as many logit columns as fit
+   SFT__LCE_CHUNK_BYTES for all rows, a multiple of 64, at least 64. */
+#define SFT__LCE_CHUNK_BYTES ((int64_t)16 << 20)
+
+/* sft__ce_prepare: the checks and node settings cross_entropy and
+   linear_cross_entropy share (labels against V, reduction, divisor). */
+static sft_status sft__ce_prepare(const char *op, const sft_ce_desc *desc, const sft_tensor *labels, int64_t N, int64_t V,
+                                  sft__node *n) {
+    sft_ce_desc d;
+    int64_t i, counted = 0;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.ignore_index == 0) d.ignore_index = -100;
+    if (!(d.label_smoothing >= 0.0f && d.label_smoothing < 1.0f))
+        return sft__fail(SFT_ERR_ARG, "%s: label_smoothing = %g (want [0, 1))", op, d.label_smoothing);
+    if ((int)d.reduction < 0 || d.reduction > SFT_CE_SUM_DIV)
+        return sft__fail(SFT_ERR_ARG, "%s: reduction %d does not exist", op, (int)d.reduction);
+    if (d.reduction == SFT_CE_SUM_DIV && !(d.divisor > 0.0f && d.divisor < INFINITY))
+        return sft__fail(SFT_ERR_ARG, "%s: divisor = %g (want > 0, e.g. num_items_in_batch)", op, d.divisor);
+    if (labels->device == SFT_DEVICE_CPU)
+        for (i = 0; i < N; i++) {
+            int32_t y = ((const int32_t *)labels->data)[i];
+            if (y == d.ignore_index) continue;
+            if (y < 0 || y >= V)
+                return sft__fail(SFT_ERR_ARG, "%s: labels[%lld] = %d is outside [0, %lld) and not ignore_index %d", op,
+                                 (long long)i, y, (long long)V, d.ignore_index);
+            counted++;
+        }
+    n->f[0] = d.label_smoothing;
+    n->f[1] = d.reduction == SFT_CE_SUM ? 1.0f : d.reduction == SFT_CE_SUM_DIV ? 1.0f / d.divisor : 1.0f / (float)counted;
+    n->i[0] = d.ignore_index;
+    return SFT_OK;
+}
+
 SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, const sft_ce_desc *desc,
                                     sft_tensor **out) {
     sft__node n;
     sft_tensor *in[2];
-    sft_ce_desc d;
-    int64_t V, N, i, counted = 0, saved_shape[2];
+    int64_t V, N, saved_shape[2];
     in[0] = logits; in[1] = labels;
-    memset(&d, 0, sizeof d);
-    if (desc) d = *desc;
-    if (d.ignore_index == 0) d.ignore_index = -100;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_CROSS_ENTROPY, 2, in, out));
     SFT__TRY(sft__check_in("cross_entropy", "logits", logits, SFT_F32));
     SFT__TRY(sft__check_in("cross_entropy", "labels", labels, SFT_I32));
@@ -4530,26 +4703,36 @@ SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_te
     N = sft_tensor_numel(logits) / V;
     if (labels->ndim != logits->ndim - 1 || sft_tensor_numel(labels) != N)
         return sft__shape_mismatch("cross_entropy", "labels must have the logits' shape without the last dim", logits, labels);
-    if (!(d.label_smoothing >= 0.0f && d.label_smoothing < 1.0f))
-        return sft__fail(SFT_ERR_ARG, "cross_entropy: label_smoothing = %g (want [0, 1))", d.label_smoothing);
-    if ((int)d.reduction < 0 || d.reduction > SFT_CE_SUM_DIV)
-        return sft__fail(SFT_ERR_ARG, "cross_entropy: reduction %d does not exist", (int)d.reduction);
-    if (d.reduction == SFT_CE_SUM_DIV && !(d.divisor > 0.0f && d.divisor < INFINITY))
-        return sft__fail(SFT_ERR_ARG, "cross_entropy: divisor = %g (want > 0, e.g. num_items_in_batch)", d.divisor);
-    if (labels->device == SFT_DEVICE_CPU)
-        for (i = 0; i < N; i++) {
-            int32_t y = ((const int32_t *)labels->data)[i];
-            if (y == d.ignore_index) continue;
-            if (y < 0 || y >= V)
-                return sft__fail(SFT_ERR_ARG, "cross_entropy: labels[%lld] = %d is outside [0, %lld) and not ignore_index %d",
-                                 (long long)i, y, (long long)V, d.ignore_index);
-            counted++;
-        }
-    n.f[0] = d.label_smoothing;
-    n.f[1] = d.reduction == SFT_CE_SUM ? 1.0f : d.reduction == SFT_CE_SUM_DIV ? 1.0f / d.divisor : 1.0f / (float)counted;
-    n.i[0] = d.ignore_index;
+    SFT__TRY(sft__ce_prepare("cross_entropy", desc, labels, N, V, &n));
     saved_shape[0] = 2; saved_shape[1] = N;
     SFT__TRY(sft__tensor_step(ctx, logits->device, SFT_F32, 2, saved_shape, &n.saved));
+    SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
+                                           const sft_ce_desc *desc, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[3];
+    int64_t D, N, V, vc, saved;
+    in[0] = hidden; in[1] = weight; in[2] = labels;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_LINEAR_CE, 3, in, out));
+    SFT__TRY(sft__check_in("linear_cross_entropy", "hidden", hidden, SFT_F32));
+    SFT__TRY(sft__check_in("linear_cross_entropy", "weight", weight, SFT_F32));
+    SFT__TRY(sft__check_in("linear_cross_entropy", "labels", labels, SFT_I32));
+    if (hidden->ndim < 1 || weight->ndim != 2 || weight->shape[1] != hidden->shape[hidden->ndim - 1] || weight->shape[0] < 1)
+        return sft__shape_mismatch("linear_cross_entropy", "weight must be [V, D] with D the last dim of hidden", hidden, weight);
+    D = weight->shape[1]; V = weight->shape[0];
+    N = D ? sft_tensor_numel(hidden) / D : 0;
+    if (labels->ndim != hidden->ndim - 1 || sft_tensor_numel(labels) != N)
+        return sft__shape_mismatch("linear_cross_entropy", "labels must have hidden's shape without the last dim", hidden, labels);
+    SFT__TRY(sft__ce_prepare("linear_cross_entropy", desc, labels, N, V, &n));
+    vc = N ? (SFT__LCE_CHUNK_BYTES / 4 / N) & ~(int64_t)63 : V;
+    if (vc < 64) vc = 64;
+    if (vc > V) vc = V;
+    n.i[1] = vc;
+    saved = 4 * N + N * vc;
+    SFT__TRY(sft__tensor_step(ctx, hidden->device, SFT_F32, 1, &saved, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
     return sft__op_run(ctx, &n, out);
 }

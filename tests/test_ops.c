@@ -210,6 +210,9 @@ static sft_status t_fwd_attention(sft_context *ctx, sft_tensor **in, const void 
 static sft_status t_fwd_ce(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
     return sft_cross_entropy(ctx, in[0], in[1], (const sft_ce_desc *)p, out);
 }
+static sft_status t_fwd_lce(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
+    return sft_linear_cross_entropy(ctx, in[0], in[1], in[2], (const sft_ce_desc *)p, out);
+}
 static sft_status t_fwd_dropout(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
     (void)p; return sft_dropout(ctx, in[0], 0.3f, 12345, out);
 }
@@ -619,22 +622,28 @@ static void attention_gradients_match_finite_differences(void) {
 }
 
 static void attention_holds_no_score_matrix(void) {
-    /* T = 1024, one head: a T x T f32 score matrix would be 4 MiB; the op may use
-       only its output and the per-row statistics beyond the inputs. */
+    /* T = 2048, two query heads on one key/value head: one T x T f32 score matrix
+       would be 16 MiB. Forward and backward together may use only the output,
+       the gradients and the per-row statistics beyond the inputs. */
     sft_context *ctx = t_context(2);
-    int64_t s[4] = {1, 1024, 1, 16};
+    int64_t sq[4] = {1, 2048, 2, 16}, skv[4] = {1, 2048, 1, 16}, flat[2] = {1, 2048 * 2 * 16};
+    size_t scores = (size_t)2048 * 2048 * sizeof(float);
     uint64_t st = 12;
-    sft_tensor *q = t_random(ctx, 4, s, &st, -1, 1), *k = t_random(ctx, 4, s, &st, -1, 1), *v = t_random(ctx, 4, s, &st, -1, 1);
-    sft_tensor *o;
+    sft_tensor *q = t_random(ctx, 4, sq, &st, -1, 1), *k = t_random(ctx, 4, skv, &st, -1, 1), *v = t_random(ctx, 4, skv, &st, -1, 1);
+    sft_tensor *r = t_random(ctx, 2, flat, &st, -1, 1), *o, *of, *loss;
     sft_mem_stats before, after;
+    sft_tensor_set_requires_grad(q, 1); sft_tensor_set_requires_grad(k, 1); sft_tensor_set_requires_grad(v, 1);
     sft_step_begin(ctx);
     before = sft_context_mem_stats(ctx);
     sft_context_mem_reset_peak(ctx);
     CHECK_OK(sft_attention(ctx, q, k, v, NULL, 0.0f, &o));
+    CHECK_OK(sft_reshape(ctx, o, 2, flat, &of));
+    CHECK_OK(sft_matmul(ctx, of, r, 0, 1, &loss));
+    CHECK_OK(sft_backward(ctx, loss));
     after = sft_context_mem_stats(ctx);
-    CHECK_MSG(after.peak_bytes - before.bytes_in_use < (size_t)1024 * 1024 * 4 / 2, "attention grew memory by %zu bytes",
+    CHECK_MSG(after.peak_bytes - before.bytes_in_use < scores / 2, "attention forward+backward grew memory by %zu bytes",
               after.peak_bytes - before.bytes_in_use);
-    sft_tensor_destroy(q); sft_tensor_destroy(k); sft_tensor_destroy(v);
+    sft_tensor_destroy(q); sft_tensor_destroy(k); sft_tensor_destroy(v); sft_tensor_destroy(r);
     sft_context_destroy(ctx);
 }
 
@@ -710,6 +719,87 @@ static void cross_entropy_refuses_bad_labels_and_settings(void) {
     CHECK_STATUS(sft_cross_entropy(ctx, x, y3, NULL, &loss), SFT_ERR_SHAPE);
     CHECK_ERROR_MENTIONS("[2, 3] vs [3]");
     sft_tensor_destroy(x); sft_tensor_destroy(y); sft_tensor_destroy(y3);
+    sft_context_destroy(ctx);
+}
+
+static t_case t_case_lce(const sft_ce_desc *d) {
+    t_case c;
+    memset(&c, 0, sizeof c);
+    c.name = "linear_cross_entropy"; c.fwd = t_fwd_lce; c.p = d; c.n_in = 3;
+    c.kind[0] = T_F32; c.ndim[0] = 3; c.shape[0][0] = 2; c.shape[0][1] = 5; c.shape[0][2] = 7;
+    c.kind[1] = T_F32; c.ndim[1] = 2; c.shape[1][0] = 19; c.shape[1][1] = 7;
+    c.kind[2] = T_LABELS; c.ndim[2] = 2; c.shape[2][0] = 2; c.shape[2][1] = 5; c.range[2] = 19;
+    return c;
+}
+
+static void linear_cross_entropy_gradients_match_finite_differences(void) {
+    static sft_ce_desc plain, smooth;
+    t_case c;
+    smooth.label_smoothing = 0.1f; smooth.reduction = SFT_CE_SUM_DIV; smooth.divisor = 3.0f;
+    c = t_case_lce(&plain);
+    t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
+    c = t_case_lce(&smooth);
+    t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
+}
+
+/* loss, d hidden and d weight of N tokens over V words, fused or through full logits */
+static void t_lce_run(int fused, int64_t N, int64_t V, int64_t D, float *loss, float *dh, float *dw, size_t *grown) {
+    sft_context *ctx = t_context(2);
+    int64_t hs[2], ws[2], ls[1], i;
+    uint64_t st = 77;
+    sft_tensor *h, *w, *y, *logits, *out = NULL;
+    sft_mem_stats before;
+    hs[0] = N; hs[1] = D; ws[0] = V; ws[1] = D; ls[0] = N;
+    h = t_random(ctx, 2, hs, &st, -1, 1); w = t_random(ctx, 2, ws, &st, -0.5f, 0.5f);
+    y = t_tensor(ctx, SFT_I32, 1, ls);
+    for (i = 0; i < N; i++) ((int32_t *)y->data)[i] = i % 11 == 0 ? -100 : (int32_t)((i * 7919) % V);
+    sft_tensor_set_requires_grad(h, 1); sft_tensor_set_requires_grad(w, 1);
+    CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, hs, &h->grad));   /* gradients made up front: not part of the op's memory */
+    CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, ws, &w->grad));
+    sft_step_begin(ctx);
+    before = sft_context_mem_stats(ctx);
+    sft_context_mem_reset_peak(ctx);
+    if (fused) CHECK_OK(sft_linear_cross_entropy(ctx, h, w, y, NULL, &out));
+    else {
+        CHECK_OK(sft_matmul(ctx, h, w, 0, 1, &logits));
+        CHECK_OK(sft_cross_entropy(ctx, logits, y, NULL, &out));
+    }
+    if (out) CHECK_OK(sft_backward(ctx, out));
+    *grown = sft_context_mem_stats(ctx).peak_bytes - before.bytes_in_use;
+    if (out) *loss = ((float *)out->data)[0];
+    memcpy(dh, h->grad->data, (size_t)(N * D) * sizeof(float));
+    memcpy(dw, w->grad->data, (size_t)(V * D) * sizeof(float));
+    sft_tensor_destroy(h); sft_tensor_destroy(w); sft_tensor_destroy(y);
+    sft_context_destroy(ctx);
+}
+
+static void linear_cross_entropy_keeps_no_logits_at_2048_tokens(void) {
+    enum { N = 2048, V = 8000, D = 32 };
+    size_t logits_bytes = (size_t)N * V * sizeof(float), grown_fused = 0, grown_full = 0;
+    float loss[2] = {0, 0}, *dh = (float *)malloc(2 * (size_t)N * D * sizeof(float)), *dw = (float *)malloc(2 * (size_t)V * D * sizeof(float));
+    t_lce_run(1, N, V, D, &loss[0], dh, dw, &grown_fused);
+    t_lce_run(0, N, V, D, &loss[1], dh + N * D, dw + V * D, &grown_full);
+    CHECK_MSG(grown_fused < logits_bytes / 2, "fused op grew memory by %zu bytes; the logits alone are %zu", grown_fused,
+              logits_bytes);
+    CHECK_MSG(grown_full > logits_bytes, "the unfused reference grew memory by only %zu bytes", grown_full);
+    CHECK_CLOSE("fused vs unfused loss", &loss[0], &loss[1], 1, 1e-5, 1e-5);
+    CHECK_CLOSE("fused vs unfused d hidden", dh, dh + N * D, (int64_t)N * D, 1e-8, 1e-3);
+    CHECK_CLOSE("fused vs unfused d weight", dw, dw + V * D, (int64_t)V * D, 1e-8, 1e-3);
+    free(dh); free(dw);
+}
+
+static void linear_cross_entropy_refuses_mismatched_shapes(void) {
+    sft_context *ctx = t_context(1);
+    int64_t hs[2] = {4, 6}, ws[2] = {10, 5}, ls[1] = {3};
+    sft_tensor *h = t_tensor(ctx, SFT_F32, 2, hs), *w = t_tensor(ctx, SFT_F32, 2, ws), *y = t_tensor(ctx, SFT_I32, 1, ls), *o;
+    CHECK_STATUS(sft_linear_cross_entropy(ctx, h, w, y, NULL, &o), SFT_ERR_SHAPE);
+    CHECK_ERROR_MENTIONS("linear_cross_entropy: weight must be [V, D]");
+    sft_tensor_destroy(w);
+    ws[1] = 6;
+    w = t_tensor(ctx, SFT_F32, 2, ws);
+    CHECK_STATUS(sft_linear_cross_entropy(ctx, h, w, y, NULL, &o), SFT_ERR_SHAPE);
+    CHECK_ERROR_MENTIONS("labels");
+    sft_tensor_destroy(h); sft_tensor_destroy(w); sft_tensor_destroy(y);
     sft_context_destroy(ctx);
 }
 
@@ -825,6 +915,9 @@ void suite_ops(void) {
     RUN(cross_entropy_matches_reference_for_each_reduction);
     RUN(cross_entropy_of_only_ignored_labels_is_nan_for_mean);
     RUN(cross_entropy_refuses_bad_labels_and_settings);
+    RUN(linear_cross_entropy_gradients_match_finite_differences);
+    RUN(linear_cross_entropy_keeps_no_logits_at_2048_tokens);
+    RUN(linear_cross_entropy_refuses_mismatched_shapes);
     RUN(dropout_mask_depends_only_on_seed_and_index);
     RUN(dropout_gradients_use_the_same_mask);
     RUN(shape_mismatches_name_the_op_and_shapes);
