@@ -3691,6 +3691,68 @@ static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64
 #endif
 
 /* ============================================================================
+   === kernels: vector helpers
+   dot and axpy over a short row (a head's D values): the attention kernels' inner
+   loops. Each path sums in its own fixed order. */
+
+static float sft__dot_portable(const float *a, const float *b, int64_t n) {
+    float s = 0.0f;
+    int64_t i;
+    for (i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void sft__axpy_portable(float *y, float a, const float *x, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+#ifdef SFT__SIMD_X86
+SFT__TARGET_AVX2 static float sft__dot_avx2(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    __m128 h;
+    float s;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s0 = _mm256_add_ps(s0, s1);
+    h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    s = _mm_cvtss_f32(h);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+SFT__TARGET_AVX2 static void sft__axpy_avx2(float *y, float a, const float *x, int64_t n) {
+    __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+SFT__TARGET_AVX512 static float sft__dot_avx512(const float *a, const float *b, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps();
+    float s;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    s = _mm512_reduce_add_ps(s0);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+SFT__TARGET_AVX512 static void sft__axpy_avx512(float *y, float a, const float *x, int64_t n) {
+    __m512 av = _mm512_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+/* ============================================================================
    === kernels: the CPU path table
    Each CPU path (sft_cpu_path) has its own set of hot kernels; a path whose
    entries are NULL has none in this build and cannot be chosen. The portable
@@ -3699,17 +3761,21 @@ static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64
 
 typedef sft_status (*sft__gemm_fn)(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                    int64_t ldc, int accumulate);
-typedef struct sft__cpu_kernels { sft__gemm_fn gemm; } sft__cpu_kernels;
+typedef struct sft__cpu_kernels {
+    sft__gemm_fn gemm;
+    float (*dot)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float *y, float a, const float *x, int64_t n);   /* y += a x */
+} sft__cpu_kernels;
 
 static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
-    {NULL},                 /* SFT_CPU_AUTO: resolved by sft_cpu_path_get */
-    {sft__gemm_portable},   /* SFT_CPU_PORTABLE */
+    {NULL, NULL, NULL},                                           /* SFT_CPU_AUTO: see sft_cpu_path_get */
+    {sft__gemm_portable, sft__dot_portable, sft__axpy_portable},  /* SFT_CPU_PORTABLE */
 #ifdef SFT__SIMD_X86
-    {sft__gemm_avx2},       /* SFT_CPU_AVX2 */
-    {sft__gemm_avx512}};    /* SFT_CPU_AVX512 */
+    {sft__gemm_avx2, sft__dot_avx2, sft__axpy_avx2},              /* SFT_CPU_AVX2 */
+    {sft__gemm_avx512, sft__dot_avx512, sft__axpy_avx512}};       /* SFT_CPU_AVX512 */
 #else
-    {NULL},
-    {NULL}};
+    {NULL, NULL, NULL},
+    {NULL, NULL, NULL}};
 #endif
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
@@ -4114,15 +4180,11 @@ static int sft__attn_visible(const int32_t *ids, int64_t b, int64_t T, int64_t t
     return !ids || ids[b * T + t] == ids[b * T + j];
 }
 
-static float sft__dot(const float *a, const float *b, int64_t n) {
-    float s = 0.0f;
-    int64_t i;
-    for (i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
+typedef struct sft__attn_job { const sft__node *n; const sft__cpu_kernels *k; } sft__attn_job;
 
 static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
-    const sft__node *n = (const sft__node *)arg;
+    const sft__attn_job *job = (const sft__attn_job *)arg;
+    const sft__node *n = job->n;
     sft__attn_dims d = sft__attn_dims_of(n);
     int64_t b = task / d.Hq, h = task % d.Hq, hk = h / d.group, t, j, c;
     const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
@@ -4137,7 +4199,7 @@ static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
             const float *v = SFT__CF(n->in[2]) + ((b * d.T + j) * d.Hkv + hk) * d.D;
             float s, p;
             if (!sft__attn_visible(ids, b, d.T, t, j)) continue;
-            s = sft__dot(q, k, d.D) * scale;
+            s = job->k->dot(q, k, d.D) * scale;
             if (s > m) {                        /* a new maximum: rescale what we have */
                 float r = expf(m - s);
                 l *= r;
@@ -4146,7 +4208,7 @@ static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
             }
             p = expf(s - m);
             l += p;
-            for (c = 0; c < d.D; c++) acc[c] += p * v[c];
+            job->k->axpy(acc, p, v, d.D);
         }
         for (c = 0; c < d.D; c++) o[c] = acc[c] / l;
         SFT__F(n->saved)[(b * d.Hq + h) * d.T + t] = m + logf(l);
@@ -4154,9 +4216,10 @@ static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
 }
 
 static void sft__attn_bwd_task(void *arg, int64_t task, int thread) {
-    const sft__node *n = (const sft__node *)arg;
+    const sft__attn_job *job = (const sft__attn_job *)arg;
+    const sft__node *n = job->n;
     sft__attn_dims d = sft__attn_dims_of(n);
-    int64_t b = task / d.Hkv, hk = task % d.Hkv, h, t, j, c;
+    int64_t b = task / d.Hkv, hk = task % d.Hkv, h, t, j;
     const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
     sft_tensor *qt = n->in[0], *kt = n->in[1], *vt = n->in[2];
     float dq[SFT__ATTN_MAX_D], scale = n->f[0];
@@ -4165,32 +4228,36 @@ static void sft__attn_bwd_task(void *arg, int64_t task, int thread) {
         for (t = 0; t < d.T; t++) {
             int64_t row = (b * d.T + t) * d.Hq + h;
             const float *q = SFT__CF(qt) + row * d.D, *o = SFT__CF(n->out) + row * d.D, *go = SFT__CF(n->out->grad) + row * d.D;
-            float lse = SFT__CF(n->saved)[(b * d.Hq + h) * d.T + t], delta = sft__dot(go, o, d.D);
-            for (c = 0; c < d.D; c++) dq[c] = 0.0f;
+            float lse = SFT__CF(n->saved)[(b * d.Hq + h) * d.T + t], delta = job->k->dot(go, o, d.D);
+            memset(dq, 0, (size_t)d.D * sizeof(float));
             for (j = 0; j <= t; j++) {
                 int64_t kv = ((b * d.T + j) * d.Hkv + hk) * d.D;
                 const float *k = SFT__CF(kt) + kv, *v = SFT__CF(vt) + kv;
                 float p, ds;
                 if (!sft__attn_visible(ids, b, d.T, t, j)) continue;
-                p = expf(sft__dot(q, k, d.D) * scale - lse);
-                ds = p * (sft__dot(go, v, d.D) - delta) * scale;
-                for (c = 0; c < d.D; c++) dq[c] += ds * k[c];
-                if (kt->requires_grad) for (c = 0; c < d.D; c++) SFT__F(kt->grad)[kv + c] += ds * q[c];
-                if (vt->requires_grad) for (c = 0; c < d.D; c++) SFT__F(vt->grad)[kv + c] += p * go[c];
+                p = expf(job->k->dot(q, k, d.D) * scale - lse);
+                ds = p * (job->k->dot(go, v, d.D) - delta) * scale;
+                job->k->axpy(dq, ds, k, d.D);
+                if (kt->requires_grad) job->k->axpy(SFT__F(kt->grad) + kv, ds, q, d.D);
+                if (vt->requires_grad) job->k->axpy(SFT__F(vt->grad) + kv, p, go, d.D);
             }
-            if (qt->requires_grad) for (c = 0; c < d.D; c++) SFT__F(qt->grad)[row * d.D + c] += dq[c];
+            if (qt->requires_grad) job->k->axpy(SFT__F(qt->grad) + row * d.D, 1.0f, dq, d.D);
         }
 }
 
 static sft_status sft__cpu_attention_fwd(sft_context *ctx, sft__node *n) {
     sft__attn_dims d = sft__attn_dims_of(n);
-    sft__parallel(ctx, d.B * d.Hq, sft__attn_fwd_task, n);
+    sft__attn_job job;
+    job.n = n; job.k = sft__cpu_kernels_of(ctx);
+    sft__parallel(ctx, d.B * d.Hq, sft__attn_fwd_task, &job);
     return SFT_OK;
 }
 
 static sft_status sft__cpu_attention_bwd(sft_context *ctx, sft__node *n) {
     sft__attn_dims d = sft__attn_dims_of(n);
-    sft__parallel(ctx, d.B * d.Hkv, sft__attn_bwd_task, n);
+    sft__attn_job job;
+    job.n = n; job.k = sft__cpu_kernels_of(ctx);
+    sft__parallel(ctx, d.B * d.Hkv, sft__attn_bwd_task, &job);
     return SFT_OK;
 }
 
