@@ -5,6 +5,9 @@
 #   make warnings   compile everything with gcc, clang (C99) and g++ (C++) with -Werror
 #   make cuda       build the CUDA test program with nvcc (sm_80, sm_89, sm_90a)
 #   make examples   build the examples (examples/mlp.c also builds with one cc line)
+#   make test-cblas the suite built with SFT_USE_CBLAS (GEMM through OpenBLAS)
+#   make bench      speed against OpenBLAS and the machine's FMA peak, in the same run
+#                   (JSON lines; `make bench BENCH_ARGS="1 avx2 --quick"` for other runs)
 #
 # The library needs stb_ds.h (Debian: libstb-dev). When it is missing, make installs
 # it with apt-get if run as root, and otherwise says how.
@@ -23,8 +26,10 @@ TEST_SRC = tests/main.c tests/runner.c tests/test_core.c tests/test_json.c tests
            tests/test_paths.c
 DEPS     = sft.h tests/test.h $(TEST_SRC)
 STB_DS   = /usr/include/stb/stb_ds.h
+OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
+BENCH_ARGS ?=
 
-.PHONY: all test sanitize warnings cuda examples clean deps
+.PHONY: all test test-cblas sanitize warnings cuda examples bench clean deps
 all: build/test_sft examples
 
 deps: $(STB_DS)
@@ -49,6 +54,10 @@ build/test_sft_san: $(DEPS) | build $(STB_DS)
 test: build/test_sft
 	./build/test_sft
 
+test-cblas: $(DEPS) | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
+	$(CC) $(STD) $(CFLAGS) $(WARN) -DSFT_USE_CBLAS -I$(OPENBLAS_INC) $(TEST_SRC) -o build/test_sft_cblas -lopenblas $(LDLIBS)
+	./build/test_sft_cblas
+
 sanitize: build/test_sft_san
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_sft_san
 
@@ -63,6 +72,22 @@ warnings: $(DEPS) examples/mlp.c | build $(STB_DS)
 
 cuda: sft.h sft_cuda.cuh tests/test_cuda.cu tests/runner.c tests/test.h | build $(STB_DS)
 	$(NVCC) -std=c++17 -O2 -Xcompiler -Wall,-Wextra $(CUDA_ARCH) -I. tests/test_cuda.cu -o build/test_cuda -lcublasLt -lpthread
+
+# The benchmark links OpenBLAS as its reference (the library never does). Its
+# CPU-type overrides slow it on these machines, so the run clears them.
+bench: build/bench
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./build/bench $(BENCH_ARGS)
+
+build/bench: tools/bench.c sft.h | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
+	$(CC) -std=c99 -O2 $(WARN) tools/bench.c -o $@ -I$(OPENBLAS_INC) -lopenblas -lm -lpthread
+
+$(OPENBLAS_INC)/cblas.h:
+	@if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libopenblas-dev (the benchmark's reference)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >/dev/null; \
+	else \
+	    echo "make bench needs OpenBLAS: run 'sudo apt-get install libopenblas-dev' (or make as root)"; exit 1; \
+	fi
 
 examples: build/mlp
 build/mlp: examples/mlp.c sft.h | build $(STB_DS)

@@ -52,6 +52,11 @@
                                      (default <stb/stb_ds.h>)
        SFT_NO_STB_DS_IMPLEMENTATION  the host compiles stb_ds's implementation itself
        SFT_NO_MMAP                   read files into memory instead of mapping them
+       SFT_USE_CBLAS                 dense f32 GEMMs of the automatic CPU path go to
+                                     cblas_sgemm (include <cblas.h>, link a BLAS);
+                                     its threads and rounding are then the BLAS's,
+                                     so bit-identity across thread counts is the
+                                     BLAS's to keep
        SFT_CUDA                      compile the CUDA backend (sft_cuda.cuh; nvcc)
 
    ENVIRONMENT
@@ -612,6 +617,9 @@ SFTDEF int sft_cuda_available(void);
 #  define STB_DS_IMPLEMENTATION
 #endif
 #include SFT_STB_DS_PATH
+#ifdef SFT_USE_CBLAS
+#  include <cblas.h>
+#endif
 
 #if defined(__cplusplus)
 #  define SFT__TLS thread_local
@@ -803,9 +811,18 @@ static char *sft__strdup(sft_context *ctx, const char *s) {
 
 /* ============================================================================
    === platform: the thread pool
-   Persistent workers wait on a condition variable; sft__parallel hands them task
-   indices 0..n-1 through an atomic counter and the caller works too. Tasks write
-   disjoint outputs, so which thread runs which task never changes a result. */
+   Persistent workers; sft__parallel hands them task indices 0..n-1 through an
+   atomic counter and the caller works too. Tasks write disjoint outputs, so which
+   thread runs which task never changes a result.
+
+   Waking a sleeping thread costs tens of microseconds (about 100 on the virtual
+   machines we measured), which a 2 ms GEMM run as six parallel steps cannot
+   afford. So a worker that finishes a job spins for a while (SFT__POOL_SPIN
+   pause instructions, about half a millisecond) watching for the next one before
+   it sleeps on a condition variable; the caller likewise spins, then sleeps,
+   while waiting for the workers to finish. */
+
+#define SFT__POOL_SPIN 20000
 
 /* A task function gets the task index and the index of the thread running it
    (0 = the caller, 1.. = workers), for per-thread scratch buffers. */
@@ -819,14 +836,22 @@ struct sft__pool {
     int             n_workers;
     pthread_mutex_t mu;
     pthread_cond_t  wake, done;
-    uint64_t        generation;
-    int             busy;      /* workers still in the current job */
-    int             quit;
+    int             sleeping;   /* workers blocked on wake (under mu)          */
+    int             waiting;    /* the caller is blocked on done (under mu)    */
+    uint64_t        generation; /* atomic: bumped for every job                */
+    int             busy;       /* atomic: workers still in the current job    */
+    int             quit;       /* atomic                                      */
     sft__task_fn    fn;
     void           *arg;
     int64_t         n_tasks;
-    int64_t         next;      /* atomic */
+    int64_t         next;       /* atomic: the next task index to hand out     */
 };
+
+static void sft__cpu_relax(void) {
+#if defined(SFT__X86)
+    __builtin_ia32_pause();
+#endif
+}
 
 static void sft__pool_drain(sft__pool *p, int thread) {
     for (;;) {
@@ -836,22 +861,38 @@ static void sft__pool_drain(sft__pool *p, int thread) {
     }
 }
 
+/* sft__pool_await_job: the next generation after seen (or quit), spinning first. */
+static uint64_t sft__pool_await_job(sft__pool *p, uint64_t seen) {
+    uint64_t g;
+    int spin;
+    for (spin = 0; spin < SFT__POOL_SPIN; spin++) {
+        g = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE);
+        if (g != seen || __atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) return g;
+        sft__cpu_relax();
+    }
+    pthread_mutex_lock(&p->mu);
+    p->sleeping++;
+    while ((g = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE)) == seen && !__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE))
+        pthread_cond_wait(&p->wake, &p->mu);
+    p->sleeping--;
+    pthread_mutex_unlock(&p->mu);
+    return g;
+}
+
 static void *sft__pool_worker(void *arg) {
     const sft__worker *w = (const sft__worker *)arg;
     sft__pool *p = w->pool;
-    int thread = w->index;
     uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->generation == seen && !p->quit) pthread_cond_wait(&p->wake, &p->mu);
-        if (p->quit) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->mu);
-        sft__pool_drain(p, thread);
-        pthread_mutex_lock(&p->mu);
-        if (--p->busy == 0) pthread_cond_signal(&p->done);
+        seen = sft__pool_await_job(p, seen);
+        if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) break;
+        sft__pool_drain(p, w->index);
+        if (__atomic_sub_fetch(&p->busy, 1, __ATOMIC_ACQ_REL) == 0) {
+            pthread_mutex_lock(&p->mu);             /* the caller may be asleep */
+            if (p->waiting) pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -859,7 +900,7 @@ static void sft__pool_destroy(sft_context *ctx, sft__pool *p) {
     int i;
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->quit = 1;
+    __atomic_store_n(&p->quit, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (i = 0; i < p->n_workers; i++) pthread_join(p->threads[i], NULL);
@@ -904,21 +945,28 @@ static sft_status sft__pool_create(sft_context *ctx, int n_workers, sft__pool **
 static void sft__parallel(sft_context *ctx, int64_t n_tasks, sft__task_fn fn, void *arg) {
     sft__pool *p = ctx->pool;
     int64_t t;
+    int spin;
     if (n_tasks <= 0) return;
     if (!p || n_tasks == 1) {
         for (t = 0; t < n_tasks; t++) fn(arg, t, 0);
         return;
     }
+    p->fn = fn; p->arg = arg; p->n_tasks = n_tasks;
+    __atomic_store_n(&p->next, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->busy, p->n_workers, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&p->generation, 1, __ATOMIC_RELEASE);   /* publishes the job */
     pthread_mutex_lock(&p->mu);
-    p->fn = fn; p->arg = arg; p->n_tasks = n_tasks; p->next = 0;
-    p->busy = p->n_workers;
-    p->generation++;
-    pthread_cond_broadcast(&p->wake);
+    if (p->sleeping) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     sft__pool_drain(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->busy > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (spin = 0; spin < SFT__POOL_SPIN && __atomic_load_n(&p->busy, __ATOMIC_ACQUIRE) > 0; spin++) sft__cpu_relax();
+    if (__atomic_load_n(&p->busy, __ATOMIC_ACQUIRE) > 0) {
+        pthread_mutex_lock(&p->mu);
+        p->waiting = 1;
+        while (__atomic_load_n(&p->busy, __ATOMIC_ACQUIRE) > 0) pthread_cond_wait(&p->done, &p->mu);
+        p->waiting = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
 }
 
 /* ============================================================================
@@ -3783,7 +3831,40 @@ static int sft__cpu_path_has_kernels(sft_cpu_path path) {
     return (int)path > 0 && path < SFT_CPU_PATH_COUNT && sft__cpu_kernel_table[path].gemm != NULL;
 }
 
+#ifdef SFT_USE_CBLAS
+/* SFT_USE_CBLAS: on the automatic path, dense GEMMs go to the host's BLAS. A view
+   with unit column stride is a row-major matrix, one with unit row stride a
+   transposed one; anything else (never made by the ops) uses our own kernel. */
+static sft_status sft__gemm_cblas(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+                                  int64_t ldc, int accumulate) {
+    int a_ok = a.cs == 1 || a.rs == 1, b_ok = b.cs == 1 || b.rs == 1;
+    if (M <= 0 || N <= 0) return SFT_OK;
+    if (!a_ok || !b_ok || M > INT_MAX || N > INT_MAX || K > INT_MAX || ldc > INT_MAX)
+        return sft__cpu_kernel_table[sft_cpu_path_get(ctx)].gemm(ctx, M, N, K, a, b, c, ldc, accumulate);
+    cblas_sgemm(CblasRowMajor, a.cs == 1 ? CblasNoTrans : CblasTrans, b.cs == 1 ? CblasNoTrans : CblasTrans, (int)M, (int)N,
+                (int)K, 1.0f, a.p, (int)(a.cs == 1 ? (a.rs > 1 ? a.rs : 1) : a.cs), b.p,
+                (int)(b.cs == 1 ? (b.rs > 1 ? b.rs : 1) : b.cs), accumulate ? 1.0f : 0.0f, c, (int)ldc);
+    return SFT_OK;
+}
+
+static const sft__cpu_kernels sft__cpu_kernel_table_cblas[SFT_CPU_PATH_COUNT] = {
+    {NULL, NULL, NULL},
+    {sft__gemm_cblas, sft__dot_portable, sft__axpy_portable},
+#ifdef SFT__SIMD_X86
+    {sft__gemm_cblas, sft__dot_avx2, sft__axpy_avx2},
+    {sft__gemm_cblas, sft__dot_avx512, sft__axpy_avx512}};
+#else
+    {NULL, NULL, NULL},
+    {NULL, NULL, NULL}};
+#endif
+#endif
+
+/* sft__cpu_kernels_of: the kernels of the context's path (SFT_USE_CBLAS: with the
+   BLAS's GEMM while the path is automatic). */
 static const sft__cpu_kernels *sft__cpu_kernels_of(const sft_context *ctx) {
+#ifdef SFT_USE_CBLAS
+    if (!ctx || ctx->cpu_path == SFT_CPU_AUTO) return &sft__cpu_kernel_table_cblas[sft_cpu_path_get(ctx)];
+#endif
     return &sft__cpu_kernel_table[sft_cpu_path_get(ctx)];
 }
 

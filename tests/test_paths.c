@@ -96,7 +96,27 @@ static void every_path_matches_portable_loss_and_gradients(void) {
     }
 }
 
+#ifdef SFT_USE_CBLAS
+/* built with SFT_USE_CBLAS: the automatic path's GEMM is the BLAS's */
+static void cblas_gemm_matches_portable_in_every_orientation(void) {
+    static const int64_t sizes[][3] = {{1, 1, 1}, {7, 17, 300}, {97, 2049, 5}, {200, 40, 513}};
+    int s, ta, tb;
+    for (s = 0; s < 4; s++)
+        for (ta = 0; ta < 2; ta++)
+            for (tb = 0; tb < 2; tb++) {
+                int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+                float *want = t_matmul_on(SFT_CPU_PORTABLE, M, N, K, ta, tb, 30 + (uint64_t)s);
+                float *got = t_matmul_on(SFT_CPU_AUTO, M, N, K, ta, tb, 30 + (uint64_t)s);
+                if (want && got) CHECK_CLOSE("cblas vs portable", got, want, M * N, T_PATH_ATOL * sqrt((double)K), T_PATH_RTOL);
+                free(want); free(got);
+            }
+}
+#endif
+
 void suite_paths(void) {
     RUN(every_path_matches_portable_matmul_in_every_orientation);
     RUN(every_path_matches_portable_loss_and_gradients);
+#ifdef SFT_USE_CBLAS
+    RUN(cblas_gemm_matches_portable_in_every_orientation);
+#endif
 }
