@@ -3569,9 +3569,11 @@ static void sft__pack_a(const sft__mat *a, int64_t mc, int64_t kc, int mr, float
         const float *src = a->p + p * mr * a->rs;
         if (a->rs == 1 && rows == mr)           /* column-major A: the mr values of a k are adjacent */
             for (k = 0; k < kc; k++) memcpy(dst + k * mr, src + k * a->cs, (size_t)mr * sizeof(float));
-        else
-            for (r = 0; r < mr; r++)
-                for (k = 0; k < kc; k++) dst[k * mr + r] = r < rows ? src[r * a->rs + k * a->cs] : 0.0f;
+        else {                                  /* mr streams along k, written interleaved */
+            if (rows < mr) memset(dst, 0, (size_t)(kc * mr) * sizeof(float));
+            for (k = 0; k < kc; k++)
+                for (r = 0; r < rows; r++) dst[k * mr + r] = src[r * a->rs + k * a->cs];
+        }
     }
 }
 
@@ -3585,9 +3587,11 @@ static void sft__pack_b(const sft__mat *b, int64_t kc, int64_t nc, int nr, int64
         const float *src = b->p + q * nr * b->cs;
         if (b->cs == 1 && cols == nr)           /* row-major B: the nr values of a k are adjacent */
             for (k = 0; k < kc; k++) memcpy(dst + k * nr, src + k * b->rs, (size_t)nr * sizeof(float));
-        else
-            for (j = 0; j < nr; j++)
-                for (k = 0; k < kc; k++) dst[k * nr + j] = j < cols ? src[k * b->rs + j * b->cs] : 0.0f;
+        else {                                  /* nr streams along k, written interleaved */
+            if (cols < nr) memset(dst, 0, (size_t)(kc * nr) * sizeof(float));
+            for (k = 0; k < kc; k++)
+                for (j = 0; j < cols; j++) dst[k * nr + j] = src[k * b->rs + j * b->cs];
+        }
     }
 }
 
