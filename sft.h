@@ -4243,21 +4243,32 @@ static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft
 /* ============================================================================
    === kernels: causal attention
    node: in[0..2] = q [B,T,Hq,D], k, v [B,T,Hkv,D], in[3] = seq_ids [B,T] or NULL;
-   f[0] = scale; saved = log-sum-exp of each score row [B, Hq, T].
-   Forward walks each query row once with an online softmax (running max, running
-   sum, running output), so no row of scores is ever stored. Backward recomputes
-   the probabilities from the saved log-sum-exp. A task owns one (batch, kv head)
-   and every query head of its group, so the key/value gradients it accumulates
-   are its own and are summed in a fixed order. */
+   f[0] = scale; saved = [2, B, Hq, T]: the log-sum-exp of each score row (made by
+   forward) and dO . O of each row (made at the start of backward).
+
+   Flash-style, in tiles: a forward task takes ATTN_BQ query rows of one head and
+   walks the keys ATTN_BK at a time, keeping per row a running maximum, a running
+   sum of exponentials and a running output (the online softmax), so scores exist
+   only one tile row at a time; no T x T matrix is ever stored. A key/value head
+   is shared by its group of query heads in place, never copied. Backward
+   recomputes the probabilities from the saved log-sum-exp in two passes, so that
+   every gradient element has one owner that sums in a fixed order: tasks of
+   (key/value head, key block) accumulate dK and dV over all the query rows that
+   see the block; tasks of (query head, query block) accumulate dQ. The inner
+   loops are the path's dot and axpy. */
 
 #define SFT__ATTN_MAX_D 512
+#define SFT__ATTN_BQ 16
+#define SFT__ATTN_BK 64
 
-typedef struct sft__attn_dims { int64_t B, T, Hq, Hkv, D, group; } sft__attn_dims;
+typedef struct sft__attn_dims { int64_t B, T, Hq, Hkv, D, group, nqb, nkb; } sft__attn_dims;
 
 static sft__attn_dims sft__attn_dims_of(const sft__node *n) {
     sft__attn_dims d;
     d.B = n->in[0]->shape[0]; d.T = n->in[0]->shape[1]; d.Hq = n->in[0]->shape[2]; d.D = n->in[0]->shape[3];
     d.Hkv = n->in[1]->shape[2]; d.group = d.Hq / d.Hkv;
+    d.nqb = (d.T + SFT__ATTN_BQ - 1) / SFT__ATTN_BQ;
+    d.nkb = (d.T + SFT__ATTN_BK - 1) / SFT__ATTN_BK;
     return d;
 }
 
@@ -4265,86 +4276,140 @@ static int sft__attn_visible(const int32_t *ids, int64_t b, int64_t T, int64_t t
     return !ids || ids[b * T + t] == ids[b * T + j];
 }
 
-typedef struct sft__attn_job { const sft__node *n; const sft__cpu_kernels *k; } sft__attn_job;
+typedef struct sft__attn_job { const sft__node *n; const sft__cpu_kernels *k; sft__attn_dims d; } sft__attn_job;
 
+/* pointers to row t of q/o/dO (query head h) and of k/v/dK/dV (kv head hk) */
+#define SFT__ATTN_Q(t, base, h) ((base) + ((b * d.T + (t)) * d.Hq + (h)) * d.D)
+#define SFT__ATTN_KV(t, base) ((base) + ((b * d.T + (t)) * d.Hkv + hk) * d.D)
+
+/* Forward: one task per (batch, query head, block of query rows). */
 static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = sft__attn_dims_of(n);
-    int64_t b = task / d.Hq, h = task % d.Hq, hk = h / d.group, t, j, c;
+    sft__attn_dims d = job->d;
+    int64_t b = task / (d.Hq * d.nqb), h = (task / d.nqb) % d.Hq, hk = h / d.group;
+    int64_t t0 = (task % d.nqb) * SFT__ATTN_BQ, t1 = t0 + SFT__ATTN_BQ < d.T ? t0 + SFT__ATTN_BQ : d.T, t, j0, j, c;
     const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
-    float acc[SFT__ATTN_MAX_D], scale = n->f[0];
+    const float *Q = SFT__CF(n->in[0]), *K = SFT__CF(n->in[1]), *V = SFT__CF(n->in[2]);
+    float acc[SFT__ATTN_BQ][SFT__ATTN_MAX_D], m[SFT__ATTN_BQ], l[SFT__ATTN_BQ], s[SFT__ATTN_BK], scale = n->f[0];
     (void)thread;
-    for (t = 0; t < d.T; t++) {
-        const float *q = SFT__CF(n->in[0]) + ((b * d.T + t) * d.Hq + h) * d.D;
-        float *o = SFT__F(n->out) + ((b * d.T + t) * d.Hq + h) * d.D, m = -INFINITY, l = 0.0f;
-        for (c = 0; c < d.D; c++) acc[c] = 0.0f;
-        for (j = 0; j <= t; j++) {
-            const float *k = SFT__CF(n->in[1]) + ((b * d.T + j) * d.Hkv + hk) * d.D;
-            const float *v = SFT__CF(n->in[2]) + ((b * d.T + j) * d.Hkv + hk) * d.D;
-            float s, p;
-            if (!sft__attn_visible(ids, b, d.T, t, j)) continue;
-            s = job->k->dot(q, k, d.D) * scale;
-            if (s > m) {                        /* a new maximum: rescale what we have */
-                float r = expf(m - s);
-                l *= r;
-                for (c = 0; c < d.D; c++) acc[c] *= r;
-                m = s;
+    for (t = t0; t < t1; t++) { m[t - t0] = -INFINITY; l[t - t0] = 0.0f; memset(acc[t - t0], 0, (size_t)d.D * sizeof(float)); }
+    for (j0 = 0; j0 < t1; j0 += SFT__ATTN_BK)
+        for (t = t0; t < t1; t++) {
+            int64_t i = t - t0, j1 = j0 + SFT__ATTN_BK < t + 1 ? j0 + SFT__ATTN_BK : t + 1;
+            float mx = -INFINITY, corr;
+            for (j = j0; j < j1; j++) {
+                s[j - j0] = sft__attn_visible(ids, b, d.T, t, j) ? job->k->dot(SFT__ATTN_Q(t, Q, h), SFT__ATTN_KV(j, K), d.D) * scale
+                                                                 : -INFINITY;
+                if (s[j - j0] > mx) mx = s[j - j0];
             }
-            p = expf(s - m);
-            l += p;
-            job->k->axpy(acc, p, v, d.D);
+            if (mx == -INFINITY) continue;          /* nothing visible in this tile */
+            if (mx > m[i]) {                        /* a new maximum: rescale what the row has */
+                corr = expf(m[i] - mx);
+                l[i] *= corr;
+                for (c = 0; c < d.D; c++) acc[i][c] *= corr;
+                m[i] = mx;
+            }
+            for (j = j0; j < j1; j++) {
+                float p = expf(s[j - j0] - m[i]);
+                if (s[j - j0] == -INFINITY) continue;
+                l[i] += p;
+                job->k->axpy(acc[i], p, SFT__ATTN_KV(j, V), d.D);
+            }
         }
-        for (c = 0; c < d.D; c++) o[c] = acc[c] / l;
-        SFT__F(n->saved)[(b * d.Hq + h) * d.T + t] = m + logf(l);
+    for (t = t0; t < t1; t++) {
+        float *o = SFT__ATTN_Q(t, SFT__F(n->out), h), inv = 1.0f / l[t - t0];
+        for (c = 0; c < d.D; c++) o[c] = acc[t - t0][c] * inv;
+        SFT__F(n->saved)[(b * d.Hq + h) * d.T + t] = m[t - t0] + logf(l[t - t0]);
     }
 }
 
-static void sft__attn_bwd_task(void *arg, int64_t task, int thread) {
+/* Backward pass 0: delta = dO . O for every row (saved row 1). */
+static void sft__attn_delta_rows(void *arg, int64_t r0, int64_t r1) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = sft__attn_dims_of(n);
-    int64_t b = task / d.Hkv, hk = task % d.Hkv, h, t, j;
+    sft__attn_dims d = job->d;
+    int64_t r;
+    for (r = r0; r < r1; r++) {               /* r = (b * Hq + h) * T + t */
+        int64_t b = r / (d.Hq * d.T), h = (r / d.T) % d.Hq, t = r % d.T;
+        SFT__F(n->saved)[d.B * d.Hq * d.T + r] =
+            job->k->dot(SFT__ATTN_Q(t, SFT__CF(n->out->grad), h), SFT__ATTN_Q(t, SFT__CF(n->out), h), d.D);
+    }
+}
+
+/* p and ds of query row t (head h) against key j: ds = p * (dO.v - delta) * scale */
+static float sft__attn_p_ds(const sft__attn_job *job, int64_t b, int64_t h, int64_t hk, int64_t t, int64_t j, float *ds) {
+    const sft__node *n = job->n;
+    sft__attn_dims d = job->d;
+    float scale = n->f[0], lse = SFT__CF(n->saved)[(b * d.Hq + h) * d.T + t];
+    float delta = SFT__CF(n->saved)[d.B * d.Hq * d.T + (b * d.Hq + h) * d.T + t];
+    float p = expf(job->k->dot(SFT__ATTN_Q(t, SFT__CF(n->in[0]), h), SFT__ATTN_KV(j, SFT__CF(n->in[1])), d.D) * scale - lse);
+    *ds = p * (job->k->dot(SFT__ATTN_Q(t, SFT__CF(n->out->grad), h), SFT__ATTN_KV(j, SFT__CF(n->in[2])), d.D) - delta) * scale;
+    return p;
+}
+
+/* Backward pass 1: one task per (batch, kv head, block of keys) adds dK and dV. */
+static void sft__attn_dkv_task(void *arg, int64_t task, int thread) {
+    const sft__attn_job *job = (const sft__attn_job *)arg;
+    const sft__node *n = job->n;
+    sft__attn_dims d = job->d;
+    int64_t b = task / (d.Hkv * d.nkb), hk = (task / d.nkb) % d.Hkv, j0 = (task % d.nkb) * SFT__ATTN_BK;
+    int64_t j1 = j0 + SFT__ATTN_BK < d.T ? j0 + SFT__ATTN_BK : d.T, h, t, j;
     const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
-    sft_tensor *qt = n->in[0], *kt = n->in[1], *vt = n->in[2];
-    float dq[SFT__ATTN_MAX_D], scale = n->f[0];
+    int dk = n->in[1]->requires_grad, dv = n->in[2]->requires_grad;
     (void)thread;
     for (h = hk * d.group; h < (hk + 1) * d.group; h++)
-        for (t = 0; t < d.T; t++) {
-            int64_t row = (b * d.T + t) * d.Hq + h;
-            const float *q = SFT__CF(qt) + row * d.D, *o = SFT__CF(n->out) + row * d.D, *go = SFT__CF(n->out->grad) + row * d.D;
-            float lse = SFT__CF(n->saved)[(b * d.Hq + h) * d.T + t], delta = job->k->dot(go, o, d.D);
-            memset(dq, 0, (size_t)d.D * sizeof(float));
-            for (j = 0; j <= t; j++) {
-                int64_t kv = ((b * d.T + j) * d.Hkv + hk) * d.D;
-                const float *k = SFT__CF(kt) + kv, *v = SFT__CF(vt) + kv;
+        for (t = j0; t < d.T; t++)
+            for (j = j0; j < j1 && j <= t; j++) {
                 float p, ds;
                 if (!sft__attn_visible(ids, b, d.T, t, j)) continue;
-                p = expf(job->k->dot(q, k, d.D) * scale - lse);
-                ds = p * (job->k->dot(go, v, d.D) - delta) * scale;
-                job->k->axpy(dq, ds, k, d.D);
-                if (kt->requires_grad) job->k->axpy(SFT__F(kt->grad) + kv, ds, q, d.D);
-                if (vt->requires_grad) job->k->axpy(SFT__F(vt->grad) + kv, p, go, d.D);
+                p = sft__attn_p_ds(job, b, h, hk, t, j, &ds);
+                if (dv) job->k->axpy(SFT__ATTN_KV(j, SFT__F(n->in[2]->grad)), p, SFT__ATTN_Q(t, SFT__CF(n->out->grad), h), d.D);
+                if (dk) job->k->axpy(SFT__ATTN_KV(j, SFT__F(n->in[1]->grad)), ds, SFT__ATTN_Q(t, SFT__CF(n->in[0]), h), d.D);
             }
-            if (qt->requires_grad) job->k->axpy(SFT__F(qt->grad) + row * d.D, 1.0f, dq, d.D);
+}
+
+/* Backward pass 2: one task per (batch, query head, block of query rows) adds dQ. */
+static void sft__attn_dq_task(void *arg, int64_t task, int thread) {
+    const sft__attn_job *job = (const sft__attn_job *)arg;
+    const sft__node *n = job->n;
+    sft__attn_dims d = job->d;
+    int64_t b = task / (d.Hq * d.nqb), h = (task / d.nqb) % d.Hq, hk = h / d.group;
+    int64_t t0 = (task % d.nqb) * SFT__ATTN_BQ, t1 = t0 + SFT__ATTN_BQ < d.T ? t0 + SFT__ATTN_BQ : d.T, t, j;
+    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
+    float dq[SFT__ATTN_MAX_D];
+    (void)thread;
+    for (t = t0; t < t1; t++) {
+        memset(dq, 0, (size_t)d.D * sizeof(float));
+        for (j = 0; j <= t; j++) {
+            float ds;
+            if (!sft__attn_visible(ids, b, d.T, t, j)) continue;
+            sft__attn_p_ds(job, b, h, hk, t, j, &ds);
+            job->k->axpy(dq, ds, SFT__ATTN_KV(j, SFT__CF(n->in[1])), d.D);
         }
+        job->k->axpy(SFT__ATTN_Q(t, SFT__F(n->in[0]->grad), h), 1.0f, dq, d.D);
+    }
 }
 
 static sft_status sft__cpu_attention_fwd(sft_context *ctx, sft__node *n) {
-    sft__attn_dims d = sft__attn_dims_of(n);
     sft__attn_job job;
-    job.n = n; job.k = sft__cpu_kernels_of(ctx);
-    sft__parallel(ctx, d.B * d.Hq, sft__attn_fwd_task, &job);
+    job.n = n; job.k = sft__cpu_kernels_of(ctx); job.d = sft__attn_dims_of(n);
+    sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nqb, sft__attn_fwd_task, &job);
     return SFT_OK;
 }
 
 static sft_status sft__cpu_attention_bwd(sft_context *ctx, sft__node *n) {
-    sft__attn_dims d = sft__attn_dims_of(n);
     sft__attn_job job;
-    job.n = n; job.k = sft__cpu_kernels_of(ctx);
-    sft__parallel(ctx, d.B * d.Hkv, sft__attn_bwd_task, &job);
+    job.n = n; job.k = sft__cpu_kernels_of(ctx); job.d = sft__attn_dims_of(n);
+    sft__parallel_rows(ctx, job.d.B * job.d.Hq * job.d.T, 256, sft__attn_delta_rows, &job);
+    if (n->in[1]->requires_grad || n->in[2]->requires_grad)
+        sft__parallel(ctx, job.d.B * job.d.Hkv * job.d.nkb, sft__attn_dkv_task, &job);
+    if (n->in[0]->requires_grad) sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nqb, sft__attn_dq_task, &job);
     return SFT_OK;
 }
+
+#undef SFT__ATTN_Q
+#undef SFT__ATTN_KV
 
 /* ============================================================================
    === kernels: cross-entropy
@@ -4781,7 +4846,7 @@ SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, 
                                 float scale, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[4];
-    int64_t lse_shape[3];
+    int64_t lse_shape[4];
     in[0] = q; in[1] = k; in[2] = v; in[3] = seq_ids;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ATTENTION, 4, in, out));
     SFT__TRY(sft__check_in("attention", "q", q, SFT_F32));
@@ -4800,8 +4865,8 @@ SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, 
         return sft__shape_mismatch("attention", "seq_ids must be [B, T]", q, seq_ids);
     if (!(scale >= 0.0f)) return sft__fail(SFT_ERR_ARG, "attention: scale = %g", scale);
     n.f[0] = scale > 0.0f ? scale : 1.0f / sqrtf((float)q->shape[3]);
-    lse_shape[0] = q->shape[0]; lse_shape[1] = q->shape[2]; lse_shape[2] = q->shape[1];
-    SFT__TRY(sft__tensor_step(ctx, q->device, SFT_F32, 3, lse_shape, &n.saved));
+    lse_shape[0] = 2; lse_shape[1] = q->shape[0]; lse_shape[2] = q->shape[2]; lse_shape[3] = q->shape[1];
+    SFT__TRY(sft__tensor_step(ctx, q->device, SFT_F32, 4, lse_shape, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 4, q->shape));
     return sft__op_run(ctx, &n, out);
 }
