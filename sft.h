@@ -6,7 +6,8 @@
 
    This release holds the core engine: contexts with a thread pool and allocator
    accounting, JSON and safetensors I/O, tensors, reverse-mode autograd with
-   checkpointed segments, and the operators a Llama decoder is made of.
+   checkpointed segments, and the operators a Llama decoder is made of, with CPU
+   kernels in portable C, AVX2/FMA and AVX-512 chosen at run time.
 
    QUICK START - train a linear classifier (examples/mlp.c does more)
 
@@ -60,7 +61,9 @@
        SFT_CUDA                      compile the CUDA backend (sft_cuda.cuh; nvcc)
 
    ENVIRONMENT
-       SFT_CPU_PATH=portable         force a CPU kernel path (see sft_cpu_path_set)
+       SFT_CPU_PATH=portable|avx2|avx512
+                                     force a CPU kernel path (see sft_cpu_path_set);
+                                     by default the best one the CPU can run
 
    CONTENTS (search for the banner "=== name")
        public API
@@ -81,9 +84,11 @@
          safetensors                 checked reader (mmap), writer
          random numbers              Philox-4x32-10, keys
          autograd: nodes and the tape, checkpointed segments
-         kernels: GEMM, the CPU path table, elementwise, embedding, RMSNorm,
-                  rotary position embedding, causal attention, cross-entropy,
-                  the CPU backend table
+         kernels: GEMM (portable), blocked GEMM (AVX2, AVX-512), vector
+                  helpers, the CPU path table, elementwise, embedding, RMSNorm,
+                  rotary position embedding, causal attention (flash-style
+                  tiles), cross-entropy, cross-entropy fused with the output
+                  projection, the CPU backend table
          ops                         the public operators: checks, dispatch
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
@@ -3556,7 +3561,9 @@ static sft_status sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int
    thread count and results stay bit-identical. Measured 2026-11-28 on a 2-core
    Zen 3 (AVX2): see BENCHMARKS.md. */
 
+#ifndef SFT__BLK_KC
 #define SFT__BLK_KC 256
+#endif
 #define SFT__BLK_MC 96      /* a multiple of every MR */
 #define SFT__BLK_NC 2048    /* a multiple of every NR */
 
@@ -3568,7 +3575,8 @@ static void sft__pack_a(const sft__mat *a, int64_t mc, int64_t kc, int mr, float
         int64_t rows = mc - p * mr < mr ? mc - p * mr : mr;
         const float *src = a->p + p * mr * a->rs;
         if (a->rs == 1 && rows == mr)           /* column-major A: the mr values of a k are adjacent */
-            for (k = 0; k < kc; k++) memcpy(dst + k * mr, src + k * a->cs, (size_t)mr * sizeof(float));
+            for (k = 0; k < kc; k++)
+                for (r = 0; r < mr; r++) dst[k * mr + r] = src[k * a->cs + r];
         else {                                  /* mr streams along k, written interleaved */
             if (rows < mr) memset(dst, 0, (size_t)(kc * mr) * sizeof(float));
             for (k = 0; k < kc; k++)
@@ -3586,7 +3594,8 @@ static void sft__pack_b(const sft__mat *b, int64_t kc, int64_t nc, int nr, int64
         int64_t cols = nc - q * nr < nr ? nc - q * nr : nr;
         const float *src = b->p + q * nr * b->cs;
         if (b->cs == 1 && cols == nr)           /* row-major B: the nr values of a k are adjacent */
-            for (k = 0; k < kc; k++) memcpy(dst + k * nr, src + k * b->rs, (size_t)nr * sizeof(float));
+            for (k = 0; k < kc; k++)
+                for (j = 0; j < nr; j++) dst[k * nr + j] = src[k * b->rs + j];
         else {                                  /* nr streams along k, written interleaved */
             if (cols < nr) memset(dst, 0, (size_t)(kc * nr) * sizeof(float));
             for (k = 0; k < kc; k++)
@@ -3595,8 +3604,11 @@ static void sft__pack_b(const sft__mat *b, int64_t kc, int64_t nc, int nr, int64
     }
 }
 
-/* A micro-kernel: c[mr x nr] = (add ? c : 0) + a_panel . b_panel over kc. */
-typedef void (*sft__micro_fn)(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int add);
+/* A micro-kernel: c[mr x nr] = (add ? c : 0) + A . b_panel over kc, where
+   A(r, k) = a[r * a_rs + k * a_ks]: a packed panel (a_rs 1, a_ks mr) or, when A is
+   row-major, mr rows read in place (a_rs = the row stride, a_ks 1). */
+typedef void (*sft__micro_fn)(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b, float *c, int64_t ldc,
+                              int add);
 
 /* One (column block, k slice) step of the blocked GEMM: B's slice is packed once
    into the shared buffer (tasks of a few panels each), then tasks of (row block,
@@ -3622,18 +3634,27 @@ static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
     const sft__blocked_job *j = (const sft__blocked_job *)arg;
     int64_t i0 = (task / j->n_groups) * j->mc, jr0 = (task % j->n_groups) * j->group;
     int64_t mc = j->M - i0 < j->mc ? j->M - i0 : j->mc, jr1 = jr0 + j->group < j->nc ? jr0 + j->group : j->nc, ir, jr;
+    int64_t full = mc - mc % j->mr;             /* rows in whole panels */
     float *apack = j->ctx->gemm_pack + (size_t)thread * SFT__BLK_MC * SFT__BLK_KC;
     float edge[16 * 32];                        /* an edge tile: at most MR x NR of any path */
+    int direct = j->a.cs == 1;                  /* row-major A: whole panels are read in place */
     sft__mat a = j->a;
     a.p += i0 * a.rs;
-    sft__pack_a(&a, mc, j->kc, j->mr, apack);
+    if (!direct) sft__pack_a(&a, mc, j->kc, j->mr, apack);
+    else if (full < mc) {                       /* only the last, partial panel is packed */
+        sft__mat tail = a;
+        tail.p += full * a.rs;
+        sft__pack_a(&tail, mc - full, j->kc, j->mr, apack + full * j->kc);
+    }
     for (jr = jr0; jr < jr1; jr += j->nr)
         for (ir = 0; ir < mc; ir += j->mr) {
-            const float *ap = apack + ir * j->kc, *bp = j->bpack + jr * j->kc;
+            int in_place = direct && ir < full;
+            const float *ap = in_place ? a.p + ir * a.rs : apack + ir * j->kc, *bp = j->bpack + jr * j->kc;
+            int64_t a_rs = in_place ? a.rs : 1, a_ks = in_place ? 1 : j->mr;
             float *c = j->c + (i0 + ir) * j->ldc + jr;
             int64_t rows = mc - ir < j->mr ? mc - ir : j->mr, cols = jr1 - jr < j->nr ? jr1 - jr : j->nr, r, q;
-            if (rows == j->mr && cols == j->nr) { j->micro(j->kc, ap, bp, c, j->ldc, j->add); continue; }
-            j->micro(j->kc, ap, bp, edge, j->nr, 0);
+            if (rows == j->mr && cols == j->nr) { j->micro(j->kc, ap, a_rs, a_ks, bp, c, j->ldc, j->add); continue; }
+            j->micro(j->kc, ap, a_rs, a_ks, bp, edge, j->nr, 0);
             for (r = 0; r < rows; r++)
                 for (q = 0; q < cols; q++)
                     c[r * j->ldc + q] = j->add ? c[r * j->ldc + q] + edge[r * j->nr + q] : edge[r * j->nr + q];
@@ -3682,18 +3703,20 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
 }
 
 #ifdef SFT__SIMD_X86
-SFT__TARGET_AVX2 static void sft__micro_avx2_6x16(int64_t kc, const float *a, const float *b, float *c, int64_t ldc, int add) {
+SFT__TARGET_AVX2 static void sft__micro_avx2_6x16(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b,
+                                                  float *c, int64_t ldc, int add) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    int64_t k;
-    for (k = 0; k < kc; k++, a += 6, b += 16) {
+    const float *a0 = a, *a1 = a + a_rs, *a2 = a + 2 * a_rs, *a3 = a + 3 * a_rs, *a4 = a + 4 * a_rs, *a5 = a + 5 * a_rs;
+    int64_t k, o;
+    for (k = 0, o = 0; k < kc; k++, o += a_ks, b += 16) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), av;
-        av = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+        av = _mm256_broadcast_ss(a0 + o); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a1 + o); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a2 + o); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a3 + o); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a4 + o); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a5 + o); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
     }
 #define SFT__AVX2_ROW(r, lo, hi)                                                                  \
     do {                                                                                          \
@@ -3716,17 +3739,17 @@ static sft_status sft__gemm_avx2(sft_context *ctx, int64_t M, int64_t N, int64_t
    (Written on a machine without AVX-512: the per-path tests run it wherever the
    CPU has it.) */
 #define SFT__AVX512_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-SFT__TARGET_AVX512 static void sft__micro_avx512_12x32(int64_t kc, const float *a, const float *b, float *c, int64_t ldc,
-                                                     int add) {
+SFT__TARGET_AVX512 static void sft__micro_avx512_12x32(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
+                                                     const float *b, float *c, int64_t ldc, int add) {
 #define SFT__DECL(r) __m512 lo##r = _mm512_setzero_ps(), hi##r = _mm512_setzero_ps();
-#define SFT__FMA(r) av = _mm512_set1_ps(a[r]); lo##r = _mm512_fmadd_ps(av, b0, lo##r); hi##r = _mm512_fmadd_ps(av, b1, hi##r);
+#define SFT__FMA(r) av = _mm512_set1_ps(a[(r) * a_rs]); lo##r = _mm512_fmadd_ps(av, b0, lo##r); hi##r = _mm512_fmadd_ps(av, b1, hi##r);
 #define SFT__STORE(r)                                                                                         \
     if (add) { lo##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc), lo##r);                                  \
                hi##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc + 16), hi##r); }                           \
     _mm512_storeu_ps(c + (r) * ldc, lo##r); _mm512_storeu_ps(c + (r) * ldc + 16, hi##r);
     int64_t k;
     SFT__AVX512_ROWS(SFT__DECL)
-    for (k = 0; k < kc; k++, a += 12, b += 32) {
+    for (k = 0; k < kc; k++, a += a_ks, b += 32) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), av;
         SFT__AVX512_ROWS(SFT__FMA)
     }
