@@ -3565,6 +3565,7 @@ static sft_status sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int
 #define SFT__BLK_KC 256
 #endif
 #define SFT__BLK_MC 96      /* a multiple of every MR */
+#define SFT__PACK_ROWS 32   /* rows of a row-major B one packing task copies */
 #define SFT__BLK_NC 2048    /* a multiple of every NR */
 
 /* sft__pack_a: rows [0, mc) x k [0, kc) of view a into panels of mr rows:
@@ -3604,6 +3605,21 @@ static void sft__pack_b(const sft__mat *b, int64_t kc, int64_t nc, int nr, int64
     }
 }
 
+/* sft__pack_b_rows: the same layout for a row-major B (unit column stride), k in
+   [k0, k1): each k's row is read once, left to right, across all panels. */
+static void sft__pack_b_rows(const sft__mat *b, int64_t kc, int64_t nc, int nr, int64_t k0, int64_t k1, float *dst) {
+    int64_t panels = (nc + nr - 1) / nr, k, q, j;
+    for (k = k0; k < k1; k++) {
+        const float *src = b->p + k * b->rs;
+        for (q = 0; q < panels; q++) {
+            float *d = dst + (q * kc + k) * nr;
+            int64_t cols = nc - q * nr < nr ? nc - q * nr : nr;
+            for (j = 0; j < cols; j++) d[j] = src[q * nr + j];
+            for (; j < nr; j++) d[j] = 0.0f;
+        }
+    }
+}
+
 /* A micro-kernel: c[mr x nr] = (add ? c : 0) + A . b_panel over kc, where
    A(r, k) = a[r * a_rs + k * a_ks]: a packed panel (a_rs 1, a_ks mr) or, when A is
    row-major, mr rows read in place (a_rs = the row stride, a_ks 1). */
@@ -3622,12 +3638,18 @@ typedef struct sft__blocked_job {
     sft__micro_fn micro;
 } sft__blocked_job;
 
+/* Packing B: a row-major B is split among the tasks by ranges of k (reading
+   whole rows), any other layout by ranges of panels (reading along k). */
 static void sft__blocked_pack_task(void *arg, int64_t task, int thread) {
     const sft__blocked_job *j = (const sft__blocked_job *)arg;
     int64_t panels = (j->nc + j->nr - 1) / j->nr, q0 = task * j->panels_per_pack_task;
     int64_t q1 = q0 + j->panels_per_pack_task < panels ? q0 + j->panels_per_pack_task : panels;
     (void)thread;
-    sft__pack_b(&j->b, j->kc, j->nc, j->nr, q0, q1, j->bpack);
+    if (j->b.cs == 1) {
+        int64_t k0 = task * SFT__PACK_ROWS, k1 = k0 + SFT__PACK_ROWS < j->kc ? k0 + SFT__PACK_ROWS : j->kc;
+        sft__pack_b_rows(&j->b, j->kc, j->nc, j->nr, k0, k1, j->bpack);
+    } else
+        sft__pack_b(&j->b, j->kc, j->nc, j->nr, q0, q1, j->bpack);
 }
 
 static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
@@ -3694,7 +3716,9 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
             j.a = a; j.a.p += pc * a.cs;
             j.b = b; j.b.p += pc * b.rs + jc * b.cs;
             j.c = c + jc;
-            sft__parallel(ctx, (panels + j.panels_per_pack_task - 1) / j.panels_per_pack_task, sft__blocked_pack_task, &j);
+            sft__parallel(ctx, b.cs == 1 ? (j.kc + SFT__PACK_ROWS - 1) / SFT__PACK_ROWS
+                                         : (panels + j.panels_per_pack_task - 1) / j.panels_per_pack_task,
+                          sft__blocked_pack_task, &j);
             sft__parallel(ctx, n_rows * j.n_groups, sft__blocked_compute_task, &j);
             if (K == 0) break;
         }
