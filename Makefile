@@ -68,6 +68,11 @@ warnings: $(DEPS) examples/mlp.c | build $(STB_DS)
 	gcc   -std=c99 -O2 $(WARN) examples/mlp.c -o build/mlp_gcc $(LDLIBS)
 	clang -std=c99 -O2 $(WARN) examples/mlp.c -o build/mlp_clang $(LDLIBS)
 	g++ -x c++ -O2 $(WARN) examples/mlp.c -o build/mlp_cxx $(LDLIBS)
+	@if [ -f $(OPENBLAS_INC)/cblas.h ]; then \
+	    gcc -std=c99 -O2 $(WARN) tools/bench.c -o build/bench_gcc -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
+	    clang -std=c99 -O2 $(WARN) tools/bench.c -o build/bench_clang -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
+	    g++ -x c++ -O2 $(WARN) tools/bench.c -o build/bench_cxx -I$(OPENBLAS_INC) -lopenblas $(LDLIBS); \
+	else echo "(tools/bench.c not compiled: no OpenBLAS headers)"; fi
 	@echo "warnings: none (gcc, clang, g++)"
 
 cuda: sft.h sft_cuda.cuh tests/test_cuda.cu tests/runner.c tests/test.h | build $(STB_DS)

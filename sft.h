@@ -3835,10 +3835,12 @@ SFT__TARGET_AVX2 static void sft__axpy_avx2(float *y, float a, const float *x, i
 
 SFT__TARGET_AVX512 static float sft__dot_avx512(const float *a, const float *b, int64_t n) {
     __m512 s0 = _mm512_setzero_ps();
-    float s;
+    float s, lanes[16];
     int64_t i = 0;
+    int l;
     for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
-    s = _mm512_reduce_add_ps(s0);
+    _mm512_storeu_ps(lanes, s0);   /* (_mm512_reduce_add_ps trips g++ 12's -Wuninitialized) */
+    for (l = 1, s = lanes[0]; l < 16; l++) s += lanes[l];
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
