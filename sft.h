@@ -3568,24 +3568,6 @@ static sft_status sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int
 #define SFT__PACK_ROWS 32   /* rows of a row-major B one packing task copies */
 #define SFT__BLK_NC 2048    /* a multiple of every NR */
 
-/* sft__pack_a: rows [0, mc) x k [0, kc) of view a into panels of mr rows:
-   dst[(p * kc + k) * mr + r] = a(p*mr + r, k); rows past mc are zero. */
-static void sft__pack_a(const sft__mat *a, int64_t mc, int64_t kc, int mr, float *dst) {
-    int64_t p, k, r;
-    for (p = 0; p * mr < mc; p++, dst += kc * mr) {
-        int64_t rows = mc - p * mr < mr ? mc - p * mr : mr;
-        const float *src = a->p + p * mr * a->rs;
-        if (a->rs == 1 && rows == mr)           /* column-major A: the mr values of a k are adjacent */
-            for (k = 0; k < kc; k++)
-                for (r = 0; r < mr; r++) dst[k * mr + r] = src[k * a->cs + r];
-        else {                                  /* mr streams along k, written interleaved */
-            if (rows < mr) memset(dst, 0, (size_t)(kc * mr) * sizeof(float));
-            for (k = 0; k < kc; k++)
-                for (r = 0; r < rows; r++) dst[k * mr + r] = src[r * a->rs + k * a->cs];
-        }
-    }
-}
-
 /* sft__pack_b: k [0, kc) x the column panels [q0, q1) of view b (panels of nr
    columns, nc columns in all): dst[(q * kc + k) * nr + j] = b(k, q*nr + j);
    columns past nc are zero. */
@@ -3603,6 +3585,14 @@ static void sft__pack_b(const sft__mat *b, int64_t kc, int64_t nc, int nr, int64
                 for (j = 0; j < cols; j++) dst[k * nr + j] = src[k * b->rs + j * b->cs];
         }
     }
+}
+
+/* sft__pack_a: rows [0, mc) x k [0, kc) of view a into panels of mr rows:
+   dst[(p * kc + k) * mr + r] = a(p*mr + r, k), rows past mc zero. That is the B
+   packing of a transposed. */
+static void sft__pack_a(const sft__mat *a, int64_t mc, int64_t kc, int mr, float *dst) {
+    sft__mat t = sft__mat_t(*a);
+    sft__pack_b(&t, kc, mc, mr, 0, (mc + mr - 1) / mr, dst);
 }
 
 /* sft__pack_b_rows: the same layout for a row-major B (unit column stride), k in
