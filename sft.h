@@ -756,6 +756,8 @@ struct sft_context {
     int         in_segment;
     /* GEMM packing buffers, one slice per thread, made on first use */
     float      *gemm_pack;
+    /* attention tiles and their packing buffers, one slice per thread, made on first use */
+    float      *attn_scratch;
 };
 
 static void *sft__raw_alloc(sft_context *ctx, size_t size) {
@@ -1237,6 +1239,7 @@ SFTDEF void sft_context_destroy(sft_context *ctx) {
     if (!ctx) return;
     sft__pool_destroy(ctx, ctx->pool);
     sft__free(ctx, ctx->gemm_pack);
+    sft__free(ctx, ctx->attn_scratch);
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
         sft__arena_free_blocks(&ctx->arena[dev]);
         sft__arena_free_blocks(&ctx->scratch[dev]);
@@ -3566,7 +3569,9 @@ static sft_status sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int
 #endif
 #define SFT__BLK_MC 96      /* a multiple of every MR */
 #define SFT__PACK_ROWS 32   /* rows of a row-major B one packing task copies */
+#ifndef SFT__BLK_NC
 #define SFT__BLK_NC 2048    /* a multiple of every NR */
+#endif
 
 /* sft__pack_b: k [0, kc) x the column panels [q0, q1) of view b (panels of nr
    columns, nc columns in all): dst[(q * kc + k) * nr + j] = b(k, q*nr + j);
@@ -3716,6 +3721,50 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
     return SFT_OK;
 }
 
+/* The portable micro-kernel (4 x 16, plain C): the portable path's tiles in
+   attention use it. */
+static void sft__micro_portable_4x16(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b, float *c,
+                                     int64_t ldc, int add) {
+    float acc[4][16];
+    int64_t k, r, j;
+    memset(acc, 0, sizeof acc);
+    for (k = 0; k < kc; k++, b += 16)
+        for (r = 0; r < 4; r++) {
+            float av = a[r * a_rs + k * a_ks];
+            for (j = 0; j < 16; j++) acc[r][j] += av * b[j];
+        }
+    for (r = 0; r < 4; r++)
+        for (j = 0; j < 16; j++) c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+}
+
+/* sft__gemm_small: C (+)= op(A) . op(B) on the calling thread alone, with a
+   path's micro-kernel and the caller's packing buffers (apack: (M rounded up to
+   mr) x KC floats, bpack: KC x (N rounded up to nr)). For the small tiles inside
+   other kernels' tasks; the same k-slice order as the blocked GEMM. */
+static void sft__gemm_small(sft__micro_fn micro, int mr, int nr, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b,
+                            float *c, int64_t ldc, int add, float *apack, float *bpack) {
+    float edge[16 * 32];
+    int64_t k0, ir, jr, r, q;
+    for (k0 = 0; k0 < K || k0 == 0; k0 += SFT__BLK_KC) {
+        int64_t kc = K - k0 < SFT__BLK_KC ? K - k0 : SFT__BLK_KC;
+        int slice_add = add || k0 > 0;
+        sft__mat as = a, bs = b;
+        as.p += k0 * a.cs; bs.p += k0 * b.rs;
+        sft__pack_a(&as, M, kc, mr, apack);
+        sft__pack_b(&bs, kc, N, nr, 0, (N + nr - 1) / nr, bpack);
+        for (jr = 0; jr < N; jr += nr)
+            for (ir = 0; ir < M; ir += mr) {
+                int64_t rows = M - ir < mr ? M - ir : mr, cols = N - jr < nr ? N - jr : nr;
+                float *cc = c + ir * ldc + jr;
+                if (rows == mr && cols == nr) { micro(kc, apack + ir * kc, 1, mr, bpack + jr * kc, cc, ldc, slice_add); continue; }
+                micro(kc, apack + ir * kc, 1, mr, bpack + jr * kc, edge, nr, 0);
+                for (r = 0; r < rows; r++)
+                    for (q = 0; q < cols; q++) cc[r * ldc + q] = slice_add ? cc[r * ldc + q] + edge[r * nr + q] : edge[r * nr + q];
+            }
+        if (K == 0) break;
+    }
+}
+
 #ifdef SFT__SIMD_X86
 SFT__TARGET_AVX2 static void sft__micro_avx2_6x16(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b,
                                                   float *c, int64_t ldc, int add) {
@@ -3781,8 +3830,17 @@ static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64
 
 /* ============================================================================
    === kernels: vector helpers
-   dot and axpy over a short row (a head's D values): the attention kernels' inner
-   loops. Each path sums in its own fixed order. */
+   dot over a short row (a head's D values), for the per-row statistics of the
+   attention backward, and exp_shift, x = exp(x - shift) over a row of scores.
+   Each path sums in its own fixed order. The SIMD exp is the Cephes polynomial
+   (range reduction by ln 2 in two parts, degree-6 polynomial, exponent built in
+   the integer unit): within 2 ulp of expf; below -87.3 it gives 0, as a masked
+   score (-inf) must. */
+
+static void sft__exp_shift_portable(float *x, int64_t n, float shift) {
+    int64_t i;
+    for (i = 0; i < n; i++) x[i] = expf(x[i] - shift);
+}
 
 static float sft__dot_portable(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
@@ -3791,12 +3849,43 @@ static float sft__dot_portable(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-static void sft__axpy_portable(float *y, float a, const float *x, int64_t n) {
-    int64_t i;
-    for (i = 0; i < n; i++) y[i] += a * x[i];
+#ifdef SFT__SIMD_X86
+#define SFT__EXP_LO (-87.33654f)
+#define SFT__EXP_HI 88.3762626647949f
+
+SFT__TARGET_AVX2 static __m256 sft__exp_avx2(__m256 x) {
+    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(SFT__EXP_LO), _CMP_LT_OQ), fx, y, z;
+    __m256i e;
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(SFT__EXP_LO)), _mm256_set1_ps(SFT__EXP_HI));
+    fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    z = _mm256_mul_ps(x, x);
+    y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, z, _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    return _mm256_andnot_ps(under, y);
 }
 
-#ifdef SFT__SIMD_X86
+SFT__TARGET_AVX2 static void sft__exp_shift_avx2(float *x, int64_t n, float shift) {
+    __m256 sh = _mm256_set1_ps(shift);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, sft__exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(x + i), sh)));
+    if (i < n) {                                /* the tail through a full vector */
+        float buf[8];
+        int64_t k;
+        for (k = 0; k < 8; k++) buf[k] = i + k < n ? x[i + k] - shift : -INFINITY;
+        _mm256_storeu_ps(buf, sft__exp_avx2(_mm256_loadu_ps(buf)));
+        for (k = 0; i + k < n; k++) x[i + k] = buf[k];
+    }
+}
+
 SFT__TARGET_AVX2 static float sft__dot_avx2(const float *a, const float *b, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     __m128 h;
@@ -3816,11 +3905,35 @@ SFT__TARGET_AVX2 static float sft__dot_avx2(const float *a, const float *b, int6
     return s;
 }
 
-SFT__TARGET_AVX2 static void sft__axpy_avx2(float *y, float a, const float *x, int64_t n) {
-    __m256 av = _mm256_set1_ps(a);
+SFT__TARGET_AVX512 static __m512 sft__exp_avx512(__m512 x) {
+    __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(SFT__EXP_LO), _CMP_GE_OQ);
+    __m512 fx, y, z;
+    __m512i e;
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(SFT__EXP_LO)), _mm512_set1_ps(SFT__EXP_HI));
+    fx = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                              _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+    z = _mm512_mul_ps(x, x);
+    y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, z, _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+    e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    return _mm512_maskz_mul_ps(keep, y, _mm512_castsi512_ps(e));
+}
+
+SFT__TARGET_AVX512 static void sft__exp_shift_avx512(float *x, int64_t n, float shift) {
+    __m512 sh = _mm512_set1_ps(shift);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, sft__exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(x + i), sh)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(x + i, m, sft__exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), sh)));
+    }
 }
 
 SFT__TARGET_AVX512 static float sft__dot_avx512(const float *a, const float *b, int64_t n) {
@@ -3835,12 +3948,6 @@ SFT__TARGET_AVX512 static float sft__dot_avx512(const float *a, const float *b, 
     return s;
 }
 
-SFT__TARGET_AVX512 static void sft__axpy_avx512(float *y, float a, const float *x, int64_t n) {
-    __m512 av = _mm512_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
-}
 #endif
 
 /* ============================================================================
@@ -3853,20 +3960,22 @@ SFT__TARGET_AVX512 static void sft__axpy_avx512(float *y, float a, const float *
 typedef sft_status (*sft__gemm_fn)(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                    int64_t ldc, int accumulate);
 typedef struct sft__cpu_kernels {
-    sft__gemm_fn gemm;
+    sft__gemm_fn  gemm;                     /* threaded, any size */
+    sft__micro_fn micro;                    /* the mr x nr micro-kernel, for tiles */
+    int           mr, nr;
     float (*dot)(const float *a, const float *b, int64_t n);
-    void (*axpy)(float *y, float a, const float *x, int64_t n);   /* y += a x */
+    void (*exp_shift)(float *x, int64_t n, float shift);   /* x = exp(x - shift) */
 } sft__cpu_kernels;
 
 static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, NULL},                                           /* SFT_CPU_AUTO: see sft_cpu_path_get */
-    {sft__gemm_portable, sft__dot_portable, sft__axpy_portable},  /* SFT_CPU_PORTABLE */
+    {NULL, NULL, 0, 0, NULL, NULL},                                                      /* SFT_CPU_AUTO */
+    {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable},      /* SFT_CPU_PORTABLE */
 #ifdef SFT__SIMD_X86
-    {sft__gemm_avx2, sft__dot_avx2, sft__axpy_avx2},              /* SFT_CPU_AVX2 */
-    {sft__gemm_avx512, sft__dot_avx512, sft__axpy_avx512}};       /* SFT_CPU_AVX512 */
+    {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2},                  /* SFT_CPU_AVX2 */
+    {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512}};         /* SFT_CPU_AVX512 */
 #else
-    {NULL, NULL, NULL},
-    {NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL}};
 #endif
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
@@ -3891,14 +4000,14 @@ static sft_status sft__gemm_cblas(sft_context *ctx, int64_t M, int64_t N, int64_
 }
 
 static const sft__cpu_kernels sft__cpu_kernel_table_cblas[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, NULL},
-    {sft__gemm_cblas, sft__dot_portable, sft__axpy_portable},
+    {NULL, NULL, 0, 0, NULL, NULL},
+    {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable},
 #ifdef SFT__SIMD_X86
-    {sft__gemm_cblas, sft__dot_avx2, sft__axpy_avx2},
-    {sft__gemm_cblas, sft__dot_avx512, sft__axpy_avx512}};
+    {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2},
+    {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512}};
 #else
-    {NULL, NULL, NULL},
-    {NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL}};
 #endif
 #endif
 
@@ -4285,81 +4394,122 @@ static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft
    f[0] = scale; saved = [2, B, Hq, T]: the log-sum-exp of each score row (made by
    forward) and dO . O of each row (made at the start of backward).
 
-   Flash-style, in tiles: a forward task takes ATTN_BQ query rows of one head and
-   walks the keys ATTN_BK at a time, keeping per row a running maximum, a running
-   sum of exponentials and a running output (the online softmax), so scores exist
-   only one tile row at a time; no T x T matrix is ever stored. A key/value head
-   is shared by its group of query heads in place, never copied. Backward
-   recomputes the probabilities from the saved log-sum-exp in two passes, so that
-   every gradient element has one owner that sums in a fixed order: tasks of
-   (key/value head, key block) accumulate dK and dV over all the query rows that
-   see the block; tasks of (query head, query block) accumulate dQ. The inner
-   loops are the path's dot and axpy. */
+   Flash-style, in tiles of ATTN_B query rows x ATTN_B keys. A forward task takes
+   one block of query rows of one head and walks the key blocks up to the
+   diagonal: S = Q K^T is one small GEMM, the tile is masked (causal, sequence
+   ids), each row keeps a running maximum and sum of exponentials (the online
+   softmax) and rescales its running output before O += P V, a second small GEMM.
+   Scores exist one tile at a time per thread; no T x T matrix is ever made. A
+   key/value head serves its group of query heads in place, never copied.
+
+   Backward recomputes P from the saved log-sum-exp and runs in two passes so
+   that every gradient element has one owner that sums in a fixed order: tasks
+   of (key/value head, key block) accumulate dV += P^T dO and dK += dS^T Q over
+   every query row that sees the block; tasks of (query head, query block)
+   accumulate dQ += dS K; here dP = dO V^T and dS = P (dP - delta) scale. The
+   small GEMMs use the path's micro-kernel, so results depend on the path but
+   never on the thread count. */
 
 #define SFT__ATTN_MAX_D 512
-#define SFT__ATTN_BQ 16
-#define SFT__ATTN_BK 64
+#define SFT__ATTN_B 64
+/* per-thread scratch: S and dP tiles, the running output, packing buffers */
+#define SFT__ATTN_APACK ((size_t)(SFT__ATTN_B + 16) * SFT__BLK_KC)
+#define SFT__ATTN_BPACK ((size_t)SFT__ATTN_B * (SFT__ATTN_MAX_D + 32) > (size_t)SFT__BLK_KC * (SFT__ATTN_B + 32) \
+                             ? (size_t)SFT__ATTN_B * (SFT__ATTN_MAX_D + 32) : (size_t)SFT__BLK_KC * (SFT__ATTN_B + 32))
+#define SFT__ATTN_SCRATCH (2 * (size_t)SFT__ATTN_B * SFT__ATTN_B + (size_t)SFT__ATTN_B * SFT__ATTN_MAX_D + \
+                           SFT__ATTN_APACK + SFT__ATTN_BPACK)
 
-typedef struct sft__attn_dims { int64_t B, T, Hq, Hkv, D, group, nqb, nkb; } sft__attn_dims;
+typedef struct sft__attn_dims { int64_t B, T, Hq, Hkv, D, group, nb; } sft__attn_dims;
 
 static sft__attn_dims sft__attn_dims_of(const sft__node *n) {
     sft__attn_dims d;
     d.B = n->in[0]->shape[0]; d.T = n->in[0]->shape[1]; d.Hq = n->in[0]->shape[2]; d.D = n->in[0]->shape[3];
     d.Hkv = n->in[1]->shape[2]; d.group = d.Hq / d.Hkv;
-    d.nqb = (d.T + SFT__ATTN_BQ - 1) / SFT__ATTN_BQ;
-    d.nkb = (d.T + SFT__ATTN_BK - 1) / SFT__ATTN_BK;
+    d.nb = (d.T + SFT__ATTN_B - 1) / SFT__ATTN_B;
     return d;
 }
 
-static int sft__attn_visible(const int32_t *ids, int64_t b, int64_t T, int64_t t, int64_t j) {
-    return !ids || ids[b * T + t] == ids[b * T + j];
+typedef struct sft__attn_job {
+    sft_context *ctx;
+    const sft__node *n;
+    const sft__cpu_kernels *k;
+    sft__attn_dims d;
+} sft__attn_job;
+
+/* One thread's tiles and buffers. */
+typedef struct sft__attn_tiles { float *s, *dp, *acc, *apack, *bpack; } sft__attn_tiles;
+
+static sft__attn_tiles sft__attn_tiles_of(const sft__attn_job *job, int thread) {
+    sft__attn_tiles t;
+    t.s = job->ctx->attn_scratch + (size_t)thread * SFT__ATTN_SCRATCH;
+    t.dp = t.s + SFT__ATTN_B * SFT__ATTN_B;
+    t.acc = t.dp + SFT__ATTN_B * SFT__ATTN_B;
+    t.apack = t.acc + SFT__ATTN_B * SFT__ATTN_MAX_D;
+    t.bpack = t.apack + SFT__ATTN_APACK;
+    return t;
 }
 
-typedef struct sft__attn_job { const sft__node *n; const sft__cpu_kernels *k; sft__attn_dims d; } sft__attn_job;
+/* The rows of a head as a matrix view: row t of head h of a [B, T, H, D] tensor. */
+static sft__mat sft__attn_rows(const float *base, int64_t b, int64_t t0, int64_t h, int64_t T, int64_t H, int64_t D) {
+    return sft__mat_of(base + ((b * T + t0) * H + h) * D, H * D, 1);
+}
 
-/* pointers to row t of q/o/dO (query head h) and of k/v/dK/dV (kv head hk) */
-#define SFT__ATTN_Q(t, base, h) ((base) + ((b * d.T + (t)) * d.Hq + (h)) * d.D)
-#define SFT__ATTN_KV(t, base) ((base) + ((b * d.T + (t)) * d.Hkv + hk) * d.D)
+/* sft__attn_gemm: C[M x N] (+)= A . B on this thread with the path's micro-kernel. */
+static void sft__attn_gemm(const sft__attn_job *job, const sft__attn_tiles *t, int64_t M, int64_t N, int64_t K, sft__mat a,
+                           sft__mat b, float *c, int64_t ldc, int add) {
+    sft__gemm_small(job->k->micro, job->k->mr, job->k->nr, M, N, K, a, b, c, ldc, add, t->apack, t->bpack);
+}
 
-/* Forward: one task per (batch, query head, block of query rows). */
+/* sft__attn_scores: s[rows x cols] = Q[t0..] K[j0..]^T * scale, invisible pairs
+   (later keys, other sequences) set to -inf. */
+static void sft__attn_scores(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
+                             int64_t rows, int64_t j0, int64_t cols) {
+    const sft__node *n = job->n;
+    sft__attn_dims d = job->d;
+    int64_t hk = h / d.group, i, j;
+    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data + b * d.T : NULL;
+    sft__mat q = sft__attn_rows(SFT__CF(n->in[0]), b, t0, h, d.T, d.Hq, d.D);
+    sft__mat k = sft__attn_rows(SFT__CF(n->in[1]), b, j0, hk, d.T, d.Hkv, d.D);
+    sft__attn_gemm(job, tl, rows, cols, d.D, q, sft__mat_t(k), tl->s, SFT__ATTN_B, 0);
+    for (i = 0; i < rows; i++)
+        for (j = 0; j < cols; j++) {
+            float *sv = &tl->s[i * SFT__ATTN_B + j];
+            int visible = j0 + j <= t0 + i && (!ids || ids[t0 + i] == ids[j0 + j]);
+            *sv = visible ? *sv * n->f[0] : -INFINITY;
+        }
+}
+
 static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
     sft__attn_dims d = job->d;
-    int64_t b = task / (d.Hq * d.nqb), h = (task / d.nqb) % d.Hq, hk = h / d.group;
-    int64_t t0 = (task % d.nqb) * SFT__ATTN_BQ, t1 = t0 + SFT__ATTN_BQ < d.T ? t0 + SFT__ATTN_BQ : d.T, t, j0, j, c;
-    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
-    const float *Q = SFT__CF(n->in[0]), *K = SFT__CF(n->in[1]), *V = SFT__CF(n->in[2]);
-    float acc[SFT__ATTN_BQ][SFT__ATTN_MAX_D], m[SFT__ATTN_BQ], l[SFT__ATTN_BQ], s[SFT__ATTN_BK], scale = n->f[0];
-    (void)thread;
-    for (t = t0; t < t1; t++) { m[t - t0] = -INFINITY; l[t - t0] = 0.0f; memset(acc[t - t0], 0, (size_t)d.D * sizeof(float)); }
-    for (j0 = 0; j0 < t1; j0 += SFT__ATTN_BK)
-        for (t = t0; t < t1; t++) {
-            int64_t i = t - t0, j1 = j0 + SFT__ATTN_BK < t + 1 ? j0 + SFT__ATTN_BK : t + 1;
-            float mx = -INFINITY, corr;
-            for (j = j0; j < j1; j++) {
-                s[j - j0] = sft__attn_visible(ids, b, d.T, t, j) ? job->k->dot(SFT__ATTN_Q(t, Q, h), SFT__ATTN_KV(j, K), d.D) * scale
-                                                                 : -INFINITY;
-                if (s[j - j0] > mx) mx = s[j - j0];
-            }
-            if (mx == -INFINITY) continue;          /* nothing visible in this tile */
-            if (mx > m[i]) {                        /* a new maximum: rescale what the row has */
-                corr = expf(m[i] - mx);
-                l[i] *= corr;
-                for (c = 0; c < d.D; c++) acc[i][c] *= corr;
-                m[i] = mx;
-            }
-            for (j = j0; j < j1; j++) {
-                float p = expf(s[j - j0] - m[i]);
-                if (s[j - j0] == -INFINITY) continue;
-                l[i] += p;
-                job->k->axpy(acc[i], p, SFT__ATTN_KV(j, V), d.D);
-            }
+    sft__attn_tiles tl = sft__attn_tiles_of(job, thread);
+    int64_t b = task / (d.Hq * d.nb), h = (task / d.nb) % d.Hq, hk = h / d.group;
+    int64_t t0 = (task % d.nb) * SFT__ATTN_B, rows = d.T - t0 < SFT__ATTN_B ? d.T - t0 : SFT__ATTN_B, j0, i, j, c;
+    float m[SFT__ATTN_B], l[SFT__ATTN_B];
+    for (i = 0; i < rows; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
+    memset(tl.acc, 0, (size_t)(rows * d.D) * sizeof(float));
+    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_B) {
+        int64_t cols = t0 + rows - j0 < SFT__ATTN_B ? t0 + rows - j0 : SFT__ATTN_B;
+        sft__attn_scores(job, &tl, b, h, t0, rows, j0, cols);
+        for (i = 0; i < rows; i++) {            /* online softmax, row by row */
+            float *sr = tl.s + i * SFT__ATTN_B, mx = m[i], corr;
+            for (j = 0; j < cols; j++) if (sr[j] > mx) mx = sr[j];
+            if (mx == -INFINITY) { for (j = 0; j < cols; j++) sr[j] = 0.0f; continue; }
+            corr = expf(m[i] - mx);             /* 0 on the first visible tile */
+            m[i] = mx;
+            l[i] *= corr;
+            for (c = 0; c < d.D; c++) tl.acc[i * d.D + c] *= corr;
+            job->k->exp_shift(sr, cols, mx);
+            for (j = 0; j < cols; j++) l[i] += sr[j];
         }
-    for (t = t0; t < t1; t++) {
-        float *o = SFT__ATTN_Q(t, SFT__F(n->out), h), inv = 1.0f / l[t - t0];
-        for (c = 0; c < d.D; c++) o[c] = acc[t - t0][c] * inv;
-        SFT__F(n->saved)[(b * d.Hq + h) * d.T + t] = m[t - t0] + logf(l[t - t0]);
+        sft__attn_gemm(job, &tl, rows, d.D, cols, sft__mat_of(tl.s, SFT__ATTN_B, 1),
+                       sft__attn_rows(SFT__CF(n->in[2]), b, j0, hk, d.T, d.Hkv, d.D), tl.acc, d.D, 1);
+    }
+    for (i = 0; i < rows; i++) {
+        float *o = SFT__F(n->out) + ((b * d.T + t0 + i) * d.Hq + h) * d.D, inv = 1.0f / l[i];
+        for (c = 0; c < d.D; c++) o[c] = tl.acc[i * d.D + c] * inv;
+        SFT__F(n->saved)[(b * d.Hq + h) * d.T + t0 + i] = m[i] + logf(l[i]);
     }
 }
 
@@ -4370,85 +4520,96 @@ static void sft__attn_delta_rows(void *arg, int64_t r0, int64_t r1) {
     sft__attn_dims d = job->d;
     int64_t r;
     for (r = r0; r < r1; r++) {               /* r = (b * Hq + h) * T + t */
-        int64_t b = r / (d.Hq * d.T), h = (r / d.T) % d.Hq, t = r % d.T;
-        SFT__F(n->saved)[d.B * d.Hq * d.T + r] =
-            job->k->dot(SFT__ATTN_Q(t, SFT__CF(n->out->grad), h), SFT__ATTN_Q(t, SFT__CF(n->out), h), d.D);
+        int64_t b = r / (d.Hq * d.T), h = (r / d.T) % d.Hq, t = r % d.T, row = ((b * d.T + t) * d.Hq + h) * d.D;
+        SFT__F(n->saved)[d.B * d.Hq * d.T + r] = job->k->dot(SFT__CF(n->out->grad) + row, SFT__CF(n->out) + row, d.D);
     }
 }
 
-/* p and ds of query row t (head h) against key j: ds = p * (dO.v - delta) * scale */
-static float sft__attn_p_ds(const sft__attn_job *job, int64_t b, int64_t h, int64_t hk, int64_t t, int64_t j, float *ds) {
+/* sft__attn_p_ds: for the tile (query rows t0.., keys j0..) leave P in s and
+   dS = P (dO V^T - delta) scale in dp. */
+static void sft__attn_p_ds(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
+                           int64_t rows, int64_t j0, int64_t cols) {
     const sft__node *n = job->n;
     sft__attn_dims d = job->d;
-    float scale = n->f[0], lse = SFT__CF(n->saved)[(b * d.Hq + h) * d.T + t];
-    float delta = SFT__CF(n->saved)[d.B * d.Hq * d.T + (b * d.Hq + h) * d.T + t];
-    float p = expf(job->k->dot(SFT__ATTN_Q(t, SFT__CF(n->in[0]), h), SFT__ATTN_KV(j, SFT__CF(n->in[1])), d.D) * scale - lse);
-    *ds = p * (job->k->dot(SFT__ATTN_Q(t, SFT__CF(n->out->grad), h), SFT__ATTN_KV(j, SFT__CF(n->in[2])), d.D) - delta) * scale;
-    return p;
+    const float *lse = SFT__CF(n->saved) + (b * d.Hq + h) * d.T, *delta = lse + d.B * d.Hq * d.T;
+    int64_t i, j;
+    sft__attn_scores(job, tl, b, h, t0, rows, j0, cols);
+    sft__attn_gemm(job, tl, rows, cols, d.D, sft__attn_rows(SFT__CF(n->out->grad), b, t0, h, d.T, d.Hq, d.D),
+                   sft__mat_t(sft__attn_rows(SFT__CF(n->in[2]), b, j0, h / d.group, d.T, d.Hkv, d.D)), tl->dp,
+                   SFT__ATTN_B, 0);
+    for (i = 0; i < rows; i++) {
+        float *p = tl->s + i * SFT__ATTN_B, *g = tl->dp + i * SFT__ATTN_B;
+        job->k->exp_shift(p, cols, lse[t0 + i]);                         /* 0 where masked */
+        for (j = 0; j < cols; j++) g[j] = p[j] * (g[j] - delta[t0 + i]) * n->f[0];
+    }
 }
 
-/* Backward pass 1: one task per (batch, kv head, block of keys) adds dK and dV. */
+/* Backward pass 1: one task per (batch, kv head, key block) adds dV and dK. */
 static void sft__attn_dkv_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
     sft__attn_dims d = job->d;
-    int64_t b = task / (d.Hkv * d.nkb), hk = (task / d.nkb) % d.Hkv, j0 = (task % d.nkb) * SFT__ATTN_BK;
-    int64_t j1 = j0 + SFT__ATTN_BK < d.T ? j0 + SFT__ATTN_BK : d.T, h, t, j;
-    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
+    sft__attn_tiles tl = sft__attn_tiles_of(job, thread);
+    int64_t b = task / (d.Hkv * d.nb), hk = (task / d.nb) % d.Hkv, j0 = (task % d.nb) * SFT__ATTN_B;
+    int64_t cols = d.T - j0 < SFT__ATTN_B ? d.T - j0 : SFT__ATTN_B, h, t0;
     int dk = n->in[1]->requires_grad, dv = n->in[2]->requires_grad;
-    (void)thread;
+    float *dK = dk ? SFT__F(n->in[1]->grad) + ((b * d.T + j0) * d.Hkv + hk) * d.D : NULL;
+    float *dV = dv ? SFT__F(n->in[2]->grad) + ((b * d.T + j0) * d.Hkv + hk) * d.D : NULL;
     for (h = hk * d.group; h < (hk + 1) * d.group; h++)
-        for (t = j0; t < d.T; t++)
-            for (j = j0; j < j1 && j <= t; j++) {
-                float p, ds;
-                if (!sft__attn_visible(ids, b, d.T, t, j)) continue;
-                p = sft__attn_p_ds(job, b, h, hk, t, j, &ds);
-                if (dv) job->k->axpy(SFT__ATTN_KV(j, SFT__F(n->in[2]->grad)), p, SFT__ATTN_Q(t, SFT__CF(n->out->grad), h), d.D);
-                if (dk) job->k->axpy(SFT__ATTN_KV(j, SFT__F(n->in[1]->grad)), ds, SFT__ATTN_Q(t, SFT__CF(n->in[0]), h), d.D);
-            }
+        for (t0 = j0 - j0 % SFT__ATTN_B; t0 < d.T; t0 += SFT__ATTN_B) {   /* query blocks that see these keys */
+            int64_t rows = d.T - t0 < SFT__ATTN_B ? d.T - t0 : SFT__ATTN_B;
+            sft__attn_p_ds(job, &tl, b, h, t0, rows, j0, cols);
+            if (dv)   /* dV += P^T dO */
+                sft__attn_gemm(job, &tl, cols, d.D, rows, sft__mat_t(sft__mat_of(tl.s, SFT__ATTN_B, 1)),
+                               sft__attn_rows(SFT__CF(n->out->grad), b, t0, h, d.T, d.Hq, d.D), dV, d.Hkv * d.D, 1);
+            if (dk)   /* dK += dS^T Q */
+                sft__attn_gemm(job, &tl, cols, d.D, rows, sft__mat_t(sft__mat_of(tl.dp, SFT__ATTN_B, 1)),
+                               sft__attn_rows(SFT__CF(n->in[0]), b, t0, h, d.T, d.Hq, d.D), dK, d.Hkv * d.D, 1);
+        }
 }
 
-/* Backward pass 2: one task per (batch, query head, block of query rows) adds dQ. */
+/* Backward pass 2: one task per (batch, query head, query block) adds dQ += dS K. */
 static void sft__attn_dq_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
     sft__attn_dims d = job->d;
-    int64_t b = task / (d.Hq * d.nqb), h = (task / d.nqb) % d.Hq, hk = h / d.group;
-    int64_t t0 = (task % d.nqb) * SFT__ATTN_BQ, t1 = t0 + SFT__ATTN_BQ < d.T ? t0 + SFT__ATTN_BQ : d.T, t, j;
-    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
-    float dq[SFT__ATTN_MAX_D];
-    (void)thread;
-    for (t = t0; t < t1; t++) {
-        memset(dq, 0, (size_t)d.D * sizeof(float));
-        for (j = 0; j <= t; j++) {
-            float ds;
-            if (!sft__attn_visible(ids, b, d.T, t, j)) continue;
-            sft__attn_p_ds(job, b, h, hk, t, j, &ds);
-            job->k->axpy(dq, ds, SFT__ATTN_KV(j, SFT__CF(n->in[1])), d.D);
-        }
-        job->k->axpy(SFT__ATTN_Q(t, SFT__F(n->in[0]->grad), h), 1.0f, dq, d.D);
+    sft__attn_tiles tl = sft__attn_tiles_of(job, thread);
+    int64_t b = task / (d.Hq * d.nb), h = (task / d.nb) % d.Hq, hk = h / d.group;
+    int64_t t0 = (task % d.nb) * SFT__ATTN_B, rows = d.T - t0 < SFT__ATTN_B ? d.T - t0 : SFT__ATTN_B, j0;
+    float *dQ = SFT__F(n->in[0]->grad) + ((b * d.T + t0) * d.Hq + h) * d.D;
+    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_B) {
+        int64_t cols = t0 + rows - j0 < SFT__ATTN_B ? t0 + rows - j0 : SFT__ATTN_B;
+        sft__attn_p_ds(job, &tl, b, h, t0, rows, j0, cols);
+        sft__attn_gemm(job, &tl, rows, d.D, cols, sft__mat_of(tl.dp, SFT__ATTN_B, 1),
+                       sft__attn_rows(SFT__CF(n->in[1]), b, j0, hk, d.T, d.Hkv, d.D), dQ, d.Hq * d.D, 1);
     }
+}
+
+static sft_status sft__attn_job_init(sft_context *ctx, sft__node *n, sft__attn_job *job) {
+    job->ctx = ctx; job->n = n; job->k = sft__cpu_kernels_of(ctx); job->d = sft__attn_dims_of(n);
+    if (!ctx->attn_scratch) {
+        ctx->attn_scratch = (float *)sft__alloc(ctx, (size_t)ctx->threads * SFT__ATTN_SCRATCH * sizeof(float));
+        if (!ctx->attn_scratch) return sft__fail(SFT_ERR_NOMEM, "attention: cannot allocate the per-thread tiles");
+    }
+    return SFT_OK;
 }
 
 static sft_status sft__cpu_attention_fwd(sft_context *ctx, sft__node *n) {
     sft__attn_job job;
-    job.n = n; job.k = sft__cpu_kernels_of(ctx); job.d = sft__attn_dims_of(n);
-    sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nqb, sft__attn_fwd_task, &job);
+    SFT__TRY(sft__attn_job_init(ctx, n, &job));
+    sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nb, sft__attn_fwd_task, &job);
     return SFT_OK;
 }
 
 static sft_status sft__cpu_attention_bwd(sft_context *ctx, sft__node *n) {
     sft__attn_job job;
-    job.n = n; job.k = sft__cpu_kernels_of(ctx); job.d = sft__attn_dims_of(n);
+    SFT__TRY(sft__attn_job_init(ctx, n, &job));
     sft__parallel_rows(ctx, job.d.B * job.d.Hq * job.d.T, 256, sft__attn_delta_rows, &job);
     if (n->in[1]->requires_grad || n->in[2]->requires_grad)
-        sft__parallel(ctx, job.d.B * job.d.Hkv * job.d.nkb, sft__attn_dkv_task, &job);
-    if (n->in[0]->requires_grad) sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nqb, sft__attn_dq_task, &job);
+        sft__parallel(ctx, job.d.B * job.d.Hkv * job.d.nb, sft__attn_dkv_task, &job);
+    if (n->in[0]->requires_grad) sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nb, sft__attn_dq_task, &job);
     return SFT_OK;
 }
-
-#undef SFT__ATTN_Q
-#undef SFT__ATTN_KV
 
 /* ============================================================================
    === kernels: cross-entropy

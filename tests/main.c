@@ -17,6 +17,42 @@ void suite_autograd(void);
 
 void suite_paths(void);
 
+/* Internal kernels the public API cannot reach on their own; this file is the one
+   that compiles the implementation, so it can call them. */
+static void exp_shift_is_within_2_ulp_of_expf_on_every_path(void) {
+    static float x[4001], want[4001];
+    int path, i;
+    for (i = 0; i <= 4000; i++) x[i] = -100.0f + 188.0f * (float)i / 4000.0f;
+    for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
+        int worst = 0, worst_i = 0;
+        if (!t_cpu_path_runnable((sft_cpu_path)path)) continue;
+        for (i = 0; i <= 4000; i++) want[i] = x[i];
+        sft__cpu_kernel_table[path].exp_shift(want, 4001, 1.5f);
+        for (i = 0; i <= 4000; i++) {
+            float ref = expf(x[i] - 1.5f);
+            int32_t a, b, ulp;
+            if (x[i] - 1.5f < -87.33654f) { CHECK_MSG(want[i] == 0.0f || want[i] == ref, "exp(%g) = %g", x[i] - 1.5f, want[i]); continue; }
+            memcpy(&a, &want[i], 4); memcpy(&b, &ref, 4);
+            ulp = a > b ? a - b : b - a;
+            if (ulp > worst) { worst = ulp; worst_i = i; }
+        }
+        CHECK_MSG(worst <= 2, "%s: exp(%g) is %d ulp from expf", sft_cpu_path_name((sft_cpu_path)path), x[worst_i] - 1.5f, worst);
+    }
+    {   /* a masked score gives exactly 0 */
+        float m[3];
+        for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
+            if (!t_cpu_path_runnable((sft_cpu_path)path)) continue;
+            m[0] = -INFINITY; m[1] = 0.0f; m[2] = -INFINITY;
+            sft__cpu_kernel_table[path].exp_shift(m, 3, 0.0f);
+            CHECK(m[0] == 0.0f && m[1] == 1.0f && m[2] == 0.0f);
+        }
+    }
+}
+
+static void suite_internals(void) {
+    RUN(exp_shift_is_within_2_ulp_of_expf_on_every_path);
+}
+
 int main(int argc, char **argv) {
     int path;
     if (!t_begin(argc, argv)) return 2;
@@ -36,5 +72,6 @@ int main(int argc, char **argv) {
     }
     t_set_cpu_path(SFT_CPU_AUTO);
     printf("paths\n");       suite_paths();
+    printf("internals\n");   suite_internals();
     return t_end();
 }
