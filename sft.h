@@ -596,6 +596,16 @@ SFTDEF int sft_cuda_available(void);
 #  define SFT__SIMD_X86 1
 #  define SFT__TARGET_AVX2 __attribute__((target("avx2,fma")))
 #  define SFT__TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+/* g++ 12 warns that AVX-512 intrinsics read an uninitialised "undefined" vector
+   (GCC bug 105593); the warning is about the compiler's own headers. */
+#  if defined(__GNUC__) && !defined(__clang__)
+#    define SFT__AVX512_WARNINGS_OFF _Pragma("GCC diagnostic push") \
+         _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#    define SFT__AVX512_WARNINGS_ON _Pragma("GCC diagnostic pop")
+#  else
+#    define SFT__AVX512_WARNINGS_OFF
+#    define SFT__AVX512_WARNINGS_ON
+#  endif
 #endif
 
 #if defined(SFT_MALLOC) && defined(SFT_REALLOC) && defined(SFT_FREE)
@@ -3797,6 +3807,7 @@ static sft_status sft__gemm_avx2(sft_context *ctx, int64_t M, int64_t N, int64_t
     return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, 6, 16, sft__micro_avx2_6x16);
 }
 
+SFT__AVX512_WARNINGS_OFF
 /* The AVX-512 micro-kernel: a 12 x 32 block of C in 24 zmm registers, the
    same scheme as the AVX2 one with vectors twice as wide and twice the rows.
    (Written on a machine without AVX-512: the per-path tests run it wherever the
@@ -3822,6 +3833,7 @@ SFT__TARGET_AVX512 static void sft__micro_avx512_12x32(int64_t kc, const float *
 #undef SFT__STORE
 }
 
+SFT__AVX512_WARNINGS_ON
 static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                    int64_t ldc, int accumulate) {
     return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, 12, 32, sft__micro_avx512_12x32);
@@ -3905,6 +3917,7 @@ SFT__TARGET_AVX2 static float sft__dot_avx2(const float *a, const float *b, int6
     return s;
 }
 
+SFT__AVX512_WARNINGS_OFF
 SFT__TARGET_AVX512 static __m512 sft__exp_avx512(__m512 x) {
     __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(SFT__EXP_LO), _CMP_GE_OQ);
     __m512 fx, y, z;
@@ -3948,6 +3961,7 @@ SFT__TARGET_AVX512 static float sft__dot_avx512(const float *a, const float *b, 
     return s;
 }
 
+SFT__AVX512_WARNINGS_ON
 #endif
 
 /* ============================================================================
