@@ -82,6 +82,8 @@ cuda: sft.h sft_cuda.cuh tests/test_cuda.cu tests/runner.c tests/test.h | build 
 # CPU-type overrides slow it on these machines, so the run clears them.
 bench: build/bench
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./build/bench $(BENCH_ARGS)
+	@if [ -x tools/.venv/bin/python ]; then tools/.venv/bin/python tools/bench_tokenizer.py; \
+	else echo "(Python tokenizers reference skipped: no tools/.venv, see tools/README.md)" >&2; fi
 
 build/bench: tools/bench.c sft.h | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
 	$(CC) -std=c99 -O2 $(WARN) tools/bench.c -o $@ -I$(OPENBLAS_INC) -lopenblas -lm -lpthread

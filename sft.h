@@ -5955,13 +5955,18 @@ static int sft__is_number(uint32_t cp) {
     if (cp < 128) return cp >= '0' && cp <= '9';
     return sft__uni_in(sft__uni_number, SFT__COUNT(sft__uni_number), cp);
 }
-static int sft__is_space(uint32_t cp) { return sft__uni_in(sft__uni_space, SFT__COUNT(sft__uni_space), cp); }
+static int sft__is_space(uint32_t cp) {
+    if (cp < 128) return cp == ' ' || (cp >= 9 && cp <= 13);
+    return sft__uni_in(sft__uni_space, SFT__COUNT(sft__uni_space), cp);
+}
 
 /* sft__cp_at: the code point at s[i] (text already checked to be UTF-8) and its length. */
 static uint32_t sft__cp_at(const char *s, size_t n, size_t i, size_t *len) {
     uint32_t cp = 0;
     const char *why = NULL;
-    int k = sft__utf8_next((const unsigned char *)s + i, n - i, &cp, &why);
+    int k;
+    if ((unsigned char)s[i] < 0x80) { *len = 1; return (unsigned char)s[i]; }
+    k = sft__utf8_next((const unsigned char *)s + i, n - i, &cp, &why);
     *len = k > 0 ? (size_t)k : 1;
     return k > 0 ? cp : 0xFFFD;
 }
@@ -7040,20 +7045,20 @@ static sft_status sft__tok_pretok(sft_tokenizer *t, int k, const char *s, size_t
         return SFT_OK;
     case SFT__PRE_BYTELEVEL: {
         /* optional leading space, optional GPT-2 split, then each byte to its character */
-        char *mapped;
-        size_t m = 0, cap = 2 * (n + 1) + 1, pn = n + (st->flag_a && s[0] != ' ');
-        char *prefixed = NULL;
+        char small[1024], *mapped = small, *prefixed = NULL;   /* short pieces (almost all) stay on the stack */
+        size_t m = 0, pn = n + (st->flag_a && s[0] != ' ');
         const char *src = s;
         sft_status res = SFT_OK;
-        if (pn != n) {
-            prefixed = (char *)sft__alloc(t->ctx, pn);
-            if (!prefixed) return sft__fail(SFT_ERR_NOMEM, "tokenizer: pre-tokenizer buffer");
+        if (3 * pn > sizeof small) {
+            mapped = (char *)sft__alloc(t->ctx, 3 * pn);
+            if (!mapped) return sft__fail(SFT_ERR_NOMEM, "tokenizer: pre-tokenizer buffer");
+        }
+        if (pn != n) {                                          /* the prefix space, in the back of the buffer */
+            prefixed = mapped + 2 * pn;
             prefixed[0] = ' ';
             memcpy(prefixed + 1, s, n);
             src = prefixed;
         }
-        mapped = (char *)sft__alloc(t->ctx, cap + pn * 2);
-        if (!mapped) { sft__free(t->ctx, prefixed); return sft__fail(SFT_ERR_NOMEM, "tokenizer: pre-tokenizer buffer"); }
         for (i = 0; i < pn && res == SFT_OK; i += len) {
             size_t j, start = m;
             len = st->flag_b ? sft__pattern_match(SFT__PAT_GPT2, src, pn, i) : pn;
@@ -7064,8 +7069,7 @@ static sft_status sft__tok_pretok(sft_tokenizer *t, int k, const char *s, size_t
             }
             res = sft__tok_pretok(t, k + 1, mapped + start, m - start, first && i == 0, ids);
         }
-        sft__free(t->ctx, mapped);
-        sft__free(t->ctx, prefixed);
+        if (mapped != small) sft__free(t->ctx, mapped);
         return res;
     }
     case SFT__PRE_METASPACE: {

@@ -50,8 +50,43 @@ static void exp_shift_is_within_2_ulp_of_expf_on_every_path(void) {
     }
 }
 
+/* NFC against Python's unicodedata (Unicode 15.0): composition, Hangul,
+   reordering of marks, singletons, composition exclusions, leading marks. */
+static void nfc_matches_unicodedata(void) {
+    static const char *const cases[][2] = {
+        {"\x65\xCC\x81", "\xC3\xA9"},
+        {"\x41\xCC\x8A", "\xC3\x85"},
+        {"\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8", "\xEA\xB0\x81"},
+        {"\x61\xCC\x81\xCC\xA8", "\xC4\x85\xCC\x81"},
+        {"\xE2\x84\xAB", "\xC3\x85"},
+        {"\xE0\xA5\x98", "\xE0\xA4\x95\xE0\xA4\xBC"},
+        {"\xE1\xBA\x9B\xCC\xA3", "\xE1\xBA\x9B\xCC\xA3"},
+        {"\xED\x95\x9C\xEA\xB5\xAD\xEC\x96\xB4", "\xED\x95\x9C\xEA\xB5\xAD\xEC\x96\xB4"},
+        {"\xCC\x81\x78", "\xCC\x81\x78"},
+        {"\x6F\xCC\x88\xCC\x84", "\xC8\xAB"},
+        {"\xC3\xA9\xCC\x81", "\xC3\xA9\xCC\x81"},
+        {"\x63\x61\x66\xC3\xA9", "\x63\x61\x66\xC3\xA9"}};
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = (sft_tokenizer *)sft__calloc(ctx, 1, sizeof(sft_tokenizer));
+    size_t i;
+    sft__vec out;
+    memset(&out, 0, sizeof out);
+    out.elem = 1;
+    tok->ctx = ctx;
+    CHECK_OK(sft__nfc_tables(tok));
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CHECK_OK(sft__nfc(tok, cases[i][0], strlen(cases[i][0]), &out));
+        CHECK_MSG(out.len == strlen(cases[i][1]) && memcmp(out.p, cases[i][1], out.len) == 0, "case %zu: NFC differs", i);
+    }
+    sft__free(ctx, out.p);
+    sft__pairmap_free(ctx, &tok->nfc_pairs);
+    sft__free(ctx, tok);
+    sft_context_destroy(ctx);
+}
+
 static void suite_internals(void) {
     RUN(exp_shift_is_within_2_ulp_of_expf_on_every_path);
+    RUN(nfc_matches_unicodedata);
 }
 
 int main(int argc, char **argv) {

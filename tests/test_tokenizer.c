@@ -176,6 +176,22 @@ static void decode_turns_broken_bytes_into_replacement_characters(void) {
     sft_context_destroy(ctx);
 }
 
+static void qwen2_normalizes_decomposed_text_to_the_same_ids(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    int32_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    const char *composed = "caf\xC3\xA9 na\xC3\xAFve \xEA\xB0\x81", *decomposed = "cafe\xCC\x81 nai\xCC\x88ve \xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8";
+    CHECK_OK(sft_tokenizer_load(ctx, T_FIX "qwen2", &tok));
+    if (!tok) { sft_context_destroy(ctx); return; }
+    CHECK_OK(sft_tokenizer_encode(tok, composed, strlen(composed), 0, &a, &na));
+    CHECK_OK(sft_tokenizer_encode(tok, decomposed, strlen(decomposed), 0, &b, &nb));
+    CHECK(a && b && na == nb && memcmp(a, b, na * sizeof(int32_t)) == 0);
+    sft_free(ctx, a); sft_free(ctx, b);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_tokenizer(void) {
     RUN(gpt2_byte_level_bpe_matches_hugging_face);
     RUN(llama3_split_and_byte_level_match_hugging_face);
@@ -187,4 +203,5 @@ void suite_tokenizer(void) {
     RUN(unsupported_or_malformed_tokenizers_are_refused);
     RUN(bad_text_and_bad_ids_are_refused);
     RUN(decode_turns_broken_bytes_into_replacement_characters);
+    RUN(qwen2_normalizes_decomposed_text_to_the_same_ids);
 }

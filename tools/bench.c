@@ -16,6 +16,9 @@
                                 for the linear layers of SmolLM2-135M at 512 and 2048
                                 tokens: fwd (x W^T), bwd_input (dy W), bwd_weight (dy^T x)
      {"bench":"attention",...}  sft_attention forward and forward + backward
+     {"bench":"tokenizer",...}  sft_tokenizer_encode MB/s on ~4 MB of English-like text
+                                (one thread; fixtures' tokenizers), the text left in
+                                build/bench_text.txt for tools/bench_tokenizer.py
    Every time is the best of at least 3 repetitions after one warm-up (more, up to
    50, for short ones); sft_matmul and cblas_sgemm repetitions alternate, so both
    see the same machine.
@@ -472,6 +475,75 @@ static void bench_attention(bench_state *st, int64_t T) {
 /* ============================================================================
    main */
 
+/* ---- tokenizer: encode throughput on one thread -------------------------
+
+   The text: about 4 MB of English-like prose made of words drawn from a
+   Zipf-like distribution over a fixed word list, with punctuation, digits and
+   line breaks, so that the word cache sees realistic repetition. It is written
+   to build/bench_text.txt, where tools/bench_tokenizer.py (run by make bench when
+   the tools environment exists) measures the Python tokenizers library on the
+   very same bytes. */
+
+static const char *const bench_words[] = {
+    "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not", "he",
+    "this", "are", "or", "his", "from", "at", "which", "but", "have", "an", "had", "they", "you", "were", "their", "one",
+    "all", "we", "can", "her", "has", "there", "been", "if", "more", "when", "will", "would", "who", "so", "no", "model",
+    "training", "language", "data", "learning", "adapter", "weights", "gradient", "tokenizer", "sequence", "attention",
+    "quantization", "fine-tuning", "throughput", "memory", "evaluation", "checkpoint", "optimizer", "schedule", "batch",
+    "Hugging", "Face", "Llama", "Mistral", "Qwen", "SmolLM", "don't", "it's", "we'll", "they're", "I'm", "naive", "cafe",
+    "mathematics", "experiment", "parameters", "performance", "significantly", "understanding", "representation"};
+
+static size_t bench_make_text(char *buf, size_t cap) {
+    uint64_t state = 12345;
+    size_t n = 0, nw = sizeof bench_words / sizeof bench_words[0];
+    int in_sentence = 0;
+    while (n + 64 < cap) {
+        uint64_t r;
+        size_t w;
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        r = state >> 33;
+        w = (size_t)((double)nw * ((double)(r % 10007) / 10007.0) * ((double)(r % 10007) / 10007.0));   /* skewed */
+        if (r % 97 == 0) n += (size_t)snprintf(buf + n, cap - n, " %u", (unsigned)(r % 100000));
+        n += (size_t)snprintf(buf + n, cap - n, in_sentence ? " %s" : "%s", bench_words[w]);
+        in_sentence = 1;
+        if (r % 13 == 0) { n += (size_t)snprintf(buf + n, cap - n, r % 5 == 0 ? ".\n" : ". "); in_sentence = 0; }
+        else if (r % 11 == 0) n += (size_t)snprintf(buf + n, cap - n, ",");
+    }
+    return n;
+}
+
+static void bench_tokenizer(const char *family) {
+    sft_context *ctx;
+    sft_tokenizer *tok;
+    char dir[256];
+    size_t cap = (size_t)4 << 20, n, n_ids = 0;
+    char *text = (char *)xmalloc(cap);
+    int32_t *ids = NULL;
+    double best = 1e30;
+    int rep;
+    FILE *f;
+    n = bench_make_text(text, cap);
+    f = fopen("build/bench_text.txt", "wb");
+    if (f) { fwrite(text, 1, n, f); fclose(f); }
+    check(sft_context_create(NULL, &ctx), "sft_context_create");
+    snprintf(dir, sizeof dir, "tests/fixtures/tokenizers/%s", family);
+    check(sft_tokenizer_load(ctx, dir, &tok), "sft_tokenizer_load");
+    for (rep = 0; rep < 4; rep++) {             /* the first run fills the word cache, as a real data pass does */
+        double t0 = now_s();
+        check(sft_tokenizer_encode(tok, text, n, 0, &ids, &n_ids), "sft_tokenizer_encode");
+        t0 = now_s() - t0;
+        if (rep > 0 && t0 < best) best = t0;
+        if (rep == 0) printf("{\"bench\":\"tokenizer\",\"family\":\"%s\",\"threads\":1,\"bytes\":%zu,\"ids\":%zu,\"cold_mb_per_s\":%.2f,",
+                             family, n, n_ids, (double)n / t0 / 1e6);
+        sft_free(ctx, ids);
+    }
+    printf("\"mb_per_s\":%.2f}\n", (double)n / best / 1e6);
+    fflush(stdout);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+    free(text);
+}
+
 static void usage(void) {
     fprintf(stderr, "usage: bench [threads] [portable|avx2|avx512] [--quick] [--full]\n");
     exit(1);
@@ -532,6 +604,8 @@ int main(int argc, char **argv) {
     for (ti = 0; ti < n_tokens; ti++)
         for (li = 0; li < N_LAYERS; li++) bench_gemm_layer(&st, token_counts[ti], &layers[li]);
     for (ti = 0; ti < n_tokens; ti++) bench_attention(&st, token_counts[ti]);
+    bench_tokenizer("llama3");
+    bench_tokenizer("gpt2");
 
     sft_context_destroy(st.ctx);
     if (st.mismatches) {
