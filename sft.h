@@ -6,8 +6,9 @@
 
    This release holds the core engine: contexts with a thread pool and allocator
    accounting, JSON and safetensors I/O, tensors, reverse-mode autograd with
-   checkpointed segments, and the operators a Llama decoder is made of, with CPU
-   kernels in portable C, AVX2/FMA and AVX-512 chosen at run time.
+   checkpointed segments, the operators a Llama decoder is made of (CPU kernels
+   in portable C, AVX2/FMA and AVX-512 chosen at run time), and the tokenizer of
+   Hugging Face tokenizer.json files.
 
    QUICK START - train a linear classifier (examples/mlp.c does more)
 
@@ -68,7 +69,8 @@
    CONTENTS (search for the banner "=== name")
        public API
          status and errors, context, memory accounting, CPU code path, files,
-         JSON, tensors, safetensors, autograd, operators, random numbers, CUDA seam
+         JSON, tensors, safetensors, autograd, operators, tokenizer, random
+         numbers, CUDA seam
        implementation
          errors                      the thread-local message, sft__fail
          platform: CPU probe         cpuid, the one process-wide cache
@@ -90,6 +92,8 @@
                   tiles), cross-entropy, cross-entropy fused with the output
                   projection, the CPU backend table
          ops                         the public operators: checks, dispatch
+         tokenizer: Unicode tables, hash maps, split patterns, the byte-level
+                  alphabet, loading tokenizer.json, NFC, encode, decode
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
