@@ -7006,13 +7006,19 @@ static sft_status sft__tok_word(sft_tokenizer *t, const char *w, size_t n, sft__
         count = (int32_t)(ids->len - before);
         SFT__TRY(sft__vec_push(t->ctx, &t->cache_ids, &count, 1));
         SFT__TRY(sft__vec_push(t->ctx, &t->cache_ids, (int32_t *)ids->p + before, (size_t)count));
-        /* the key lives in cache_keys; its storage may move, so keys are re-pointed after a grow */
-        if (t->cache_keys.len + n > t->cache_keys.cap) {
-            char *old = (char *)t->cache_keys.p;
-            SFT__TRY(sft__vec_reserve(t->ctx, &t->cache_keys, t->cache_keys.len + n + 1));
-            if (old && old != (char *)t->cache_keys.p)
-                for (k = 0; k < t->cache.cap; k++)
-                    if (t->cache.key[k]) t->cache.key[k] = (char *)t->cache_keys.p + (t->cache.key[k] - old);
+        /* the key lives in cache_keys; when that storage moves, the map's keys move with it */
+        if (t->cache_keys.len + n + 1 > t->cache_keys.cap) {
+            size_t cap = t->cache_keys.cap ? t->cache_keys.cap * 2 : 65536;
+            char *old = (char *)t->cache_keys.p, *fresh;
+            while (cap < t->cache_keys.len + n + 1) cap *= 2;
+            fresh = (char *)sft__alloc(t->ctx, cap);
+            if (!fresh) return sft__fail(SFT_ERR_NOMEM, "tokenizer: word cache of %zu bytes", cap);
+            if (old) memcpy(fresh, old, t->cache_keys.len);
+            for (k = 0; k < t->cache.cap; k++)
+                if (t->cache.key[k]) t->cache.key[k] = fresh + (t->cache.key[k] - old);
+            sft__free(t->ctx, old);
+            t->cache_keys.p = fresh;
+            t->cache_keys.cap = cap;
         }
         memcpy((char *)t->cache_keys.p + t->cache_keys.len, w, n);
         SFT__TRY(sft__strmap_put(t->ctx, &t->cache, (char *)t->cache_keys.p + t->cache_keys.len, n, start));
