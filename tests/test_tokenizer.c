@@ -176,6 +176,34 @@ static void decode_turns_broken_bytes_into_replacement_characters(void) {
     sft_context_destroy(ctx);
 }
 
+/* merges written as "a b" (older files) and as ["a", "b"] (tokenizers >= 0.20)
+   load to the same model */
+static void both_merge_encodings_give_the_same_ids(void) {
+    static const char *const files[2] = {
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, \"abc\": 4, \"bc\": 5},"
+        " \"merges\": [\"a b\", \"ab c\", \"b c\"]}}",
+        "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, \"abc\": 4, \"bc\": 5},"
+        " \"merges\": [[\"a\", \"b\"], [\"ab\", \"c\"], [\"b\", \"c\"]]}}"};
+    int f;
+    for (f = 0; f < 2; f++) {
+        sft_context *ctx = t_context(1);
+        sft_tokenizer *tok = NULL;
+        char path[512];
+        int32_t *ids = NULL;
+        size_t n = 0;
+        snprintf(path, sizeof path, "%s/merges%d.json", t_tmpdir(), f);
+        t_write(path, files[f]);
+        CHECK_OK(sft_tokenizer_load(ctx, path, &tok));
+        if (tok) {
+            CHECK_OK(sft_tokenizer_encode(tok, "abcabbc", 7, 0, &ids, &n));   /* abc | ab | bc */
+            CHECK_MSG(ids && n == 3 && ids[0] == 4 && ids[1] == 3 && ids[2] == 5, "encoding %d: %zu ids", f, n);
+            sft_free(ctx, ids);
+            sft_tokenizer_destroy(tok);
+        }
+        sft_context_destroy(ctx);
+    }
+}
+
 static void qwen2_normalizes_decomposed_text_to_the_same_ids(void) {
     sft_context *ctx = t_context(1);
     sft_tokenizer *tok = NULL;
@@ -204,4 +232,5 @@ void suite_tokenizer(void) {
     RUN(bad_text_and_bad_ids_are_refused);
     RUN(decode_turns_broken_bytes_into_replacement_characters);
     RUN(qwen2_normalizes_decomposed_text_to_the_same_ids);
+    RUN(both_merge_encodings_give_the_same_ids);
 }
