@@ -26,12 +26,13 @@ def ranges(pred):
         out.append((start, 0x10FFFF))
     return out
 
-def emit(name, rs, what):
-    print("/* %s: %d ranges (Unicode %s) */" % (what, len(rs), ud.unidata_version))
-    print("static const uint32_t %s[][2] = {" % name)
+def emit(name, rows, what):
+    """A C table of rows of code points (ranges or triples)."""
+    print("/* %s: %d entries (Unicode %s) */" % (what, len(rows), ud.unidata_version))
+    print("static const uint32_t %s[][%d] = {" % (name, len(rows[0])))
     line = "   "
-    for a, b in rs:
-        item = " {0x%X, 0x%X}," % (a, b)
+    for row in rows:
+        item = " {" + ", ".join("0x%X" % v for v in row) + "},"
         if len(line) + len(item) > 118:
             print(line)
             line = "   "
@@ -75,19 +76,6 @@ def nfc_tables():
             prev = None
     return dec, ccc
 
-def emit3(name, rows, what):
-    print("/* %s: %d entries (Unicode %s) */" % (what, len(rows), ud.unidata_version))
-    print("static const uint32_t %s[][3] = {" % name)
-    line = "   "
-    for a, b, c in rows:
-        item = " {0x%X,0x%X,0x%X}," % (a, b, c)
-        if len(line) + len(item) > 118:
-            print(line)
-            line = "   "
-        line += item
-    print(line)
-    print("};")
-
 dec, ccc = nfc_tables()
-emit3("sft__uni_decomp", dec, "canonical decompositions {cp, first, second | 1<<31 if they compose}")
-emit3("sft__uni_ccc", ccc, "canonical combining classes {first, last, class}")
+emit("sft__uni_decomp", dec, "canonical decompositions {cp, first, second | 1<<31 if they compose}")
+emit("sft__uni_ccc", ccc, "canonical combining classes {first, last, class}")
