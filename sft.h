@@ -3629,6 +3629,8 @@ static sft_status sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int
 #endif
 #define SFT__BLK_MC 96      /* a multiple of every MR */
 #define SFT__PACK_ROWS 32   /* rows of a row-major B one packing task copies */
+#define SFT__DEEP_K 1024    /* up to this k, a task runs all k slices of its C block */
+#define SFT__DEEP_NC 512    /* column block in that mode: C blocks stay in L2 */
 #ifndef SFT__BLK_NC
 #define SFT__BLK_NC 2048    /* a multiple of every NR */
 #endif
@@ -3686,56 +3688,76 @@ typedef void (*sft__micro_fn)(int64_t kc, const float *a, int64_t a_rs, int64_t 
    group of column panels) pack their A rows and run the micro-kernel. */
 typedef struct sft__blocked_job {
     sft_context  *ctx;
-    sft__mat      a, b;         /* already offset to this column block and k slice */
+    sft__mat      a, b;         /* offset to this column block and first k slice   */
     float        *c, *bpack;    /* c offset to this column block                   */
-    int64_t       ldc, M, nc, kc, mc, group, n_groups, panels_per_pack_task;
-    int           add, mr, nr;
+    int64_t       ldc, M, K, nc, mc, group, n_groups, panels_per_pack_task;
+    int64_t       k0, n_slices, slice_stride;   /* the k slices this step covers   */
+    int           accumulate, mr, nr;
     sft__micro_fn micro;
 } sft__blocked_job;
+
+static int64_t sft__slice_kc(const sft__blocked_job *j, int64_t s) {
+    int64_t k = j->k0 + s * SFT__BLK_KC;
+    return j->K - k < SFT__BLK_KC ? j->K - k : SFT__BLK_KC;
+}
 
 /* Packing B: a row-major B is split among the tasks by ranges of k (reading
    whole rows), any other layout by ranges of panels (reading along k). */
 static void sft__blocked_pack_task(void *arg, int64_t task, int thread) {
     const sft__blocked_job *j = (const sft__blocked_job *)arg;
-    int64_t panels = (j->nc + j->nr - 1) / j->nr, q0 = task * j->panels_per_pack_task;
-    int64_t q1 = q0 + j->panels_per_pack_task < panels ? q0 + j->panels_per_pack_task : panels;
+    int64_t panels = (j->nc + j->nr - 1) / j->nr, per_slice, slice, sub, kc;
+    sft__mat b = j->b;
+    float *dst;
     (void)thread;
+    per_slice = j->b.cs == 1 ? (SFT__BLK_KC + SFT__PACK_ROWS - 1) / SFT__PACK_ROWS
+                             : (panels + j->panels_per_pack_task - 1) / j->panels_per_pack_task;
+    slice = task / per_slice; sub = task % per_slice;
+    kc = sft__slice_kc(j, slice);
+    b.p += slice * SFT__BLK_KC * b.rs;
+    dst = j->bpack + slice * j->slice_stride;
     if (j->b.cs == 1) {
-        int64_t k0 = task * SFT__PACK_ROWS, k1 = k0 + SFT__PACK_ROWS < j->kc ? k0 + SFT__PACK_ROWS : j->kc;
-        sft__pack_b_rows(&j->b, j->kc, j->nc, j->nr, k0, k1, j->bpack);
-    } else
-        sft__pack_b(&j->b, j->kc, j->nc, j->nr, q0, q1, j->bpack);
+        int64_t k0 = sub * SFT__PACK_ROWS, k1 = k0 + SFT__PACK_ROWS < kc ? k0 + SFT__PACK_ROWS : kc;
+        if (k0 < kc) sft__pack_b_rows(&b, kc, j->nc, j->nr, k0, k1, dst);
+    } else {
+        int64_t q0 = sub * j->panels_per_pack_task, q1 = q0 + j->panels_per_pack_task < panels ? q0 + j->panels_per_pack_task : panels;
+        sft__pack_b(&b, kc, j->nc, j->nr, q0, q1, dst);
+    }
 }
 
 static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
     const sft__blocked_job *j = (const sft__blocked_job *)arg;
     int64_t i0 = (task / j->n_groups) * j->mc, jr0 = (task % j->n_groups) * j->group;
-    int64_t mc = j->M - i0 < j->mc ? j->M - i0 : j->mc, jr1 = jr0 + j->group < j->nc ? jr0 + j->group : j->nc, ir, jr;
+    int64_t mc = j->M - i0 < j->mc ? j->M - i0 : j->mc, jr1 = jr0 + j->group < j->nc ? jr0 + j->group : j->nc, ir, jr, sl;
     int64_t full = mc - mc % j->mr;             /* rows in whole panels */
     float *apack = j->ctx->gemm_pack + (size_t)thread * SFT__BLK_MC * SFT__BLK_KC;
     float edge[16 * 32];                        /* an edge tile: at most MR x NR of any path */
     int direct = j->a.cs == 1;                  /* row-major A: whole panels are read in place */
-    sft__mat a = j->a;
-    a.p += i0 * a.rs;
-    if (!direct) sft__pack_a(&a, mc, j->kc, j->mr, apack);
-    else if (full < mc) {                       /* only the last, partial panel is packed */
-        sft__mat tail = a;
-        tail.p += full * a.rs;
-        sft__pack_a(&tail, mc - full, j->kc, j->mr, apack + full * j->kc);
-    }
-    for (jr = jr0; jr < jr1; jr += j->nr)
-        for (ir = 0; ir < mc; ir += j->mr) {
-            int in_place = direct && ir < full;
-            const float *ap = in_place ? a.p + ir * a.rs : apack + ir * j->kc, *bp = j->bpack + jr * j->kc;
-            int64_t a_rs = in_place ? a.rs : 1, a_ks = in_place ? 1 : j->mr;
-            float *c = j->c + (i0 + ir) * j->ldc + jr;
-            int64_t rows = mc - ir < j->mr ? mc - ir : j->mr, cols = jr1 - jr < j->nr ? jr1 - jr : j->nr, r, q;
-            if (rows == j->mr && cols == j->nr) { j->micro(j->kc, ap, a_rs, a_ks, bp, c, j->ldc, j->add); continue; }
-            j->micro(j->kc, ap, a_rs, a_ks, bp, edge, j->nr, 0);
-            for (r = 0; r < rows; r++)
-                for (q = 0; q < cols; q++)
-                    c[r * j->ldc + q] = j->add ? c[r * j->ldc + q] + edge[r * j->nr + q] : edge[r * j->nr + q];
+    for (sl = 0; sl < j->n_slices; sl++) {      /* k slices in order; this task's C stays in cache */
+        int64_t kc = sft__slice_kc(j, sl);
+        int add = j->accumulate || j->k0 + sl > 0;
+        const float *bslice = j->bpack + sl * j->slice_stride;
+        sft__mat a = j->a;
+        a.p += i0 * a.rs + sl * SFT__BLK_KC * a.cs;
+        if (!direct) sft__pack_a(&a, mc, kc, j->mr, apack);
+        else if (full < mc) {                   /* only the last, partial panel is packed */
+            sft__mat tail = a;
+            tail.p += full * a.rs;
+            sft__pack_a(&tail, mc - full, kc, j->mr, apack + full * kc);
         }
+        for (jr = jr0; jr < jr1; jr += j->nr)
+            for (ir = 0; ir < mc; ir += j->mr) {
+                int in_place = direct && ir < full;
+                const float *ap = in_place ? a.p + ir * a.rs : apack + ir * kc, *bp = bslice + jr * kc;
+                int64_t a_rs = in_place ? a.rs : 1, a_ks = in_place ? 1 : j->mr;
+                float *c = j->c + (i0 + ir) * j->ldc + jr;
+                int64_t rows = mc - ir < j->mr ? mc - ir : j->mr, cols = jr1 - jr < j->nr ? jr1 - jr : j->nr, r, q;
+                if (rows == j->mr && cols == j->nr) { j->micro(kc, ap, a_rs, a_ks, bp, c, j->ldc, add); continue; }
+                j->micro(kc, ap, a_rs, a_ks, bp, edge, j->nr, 0);
+                for (r = 0; r < rows; r++)
+                    for (q = 0; q < cols; q++)
+                        c[r * j->ldc + q] = add ? c[r * j->ldc + q] + edge[r * j->nr + q] : edge[r * j->nr + q];
+            }
+    }
 }
 
 /* sft__gemm_blocked: the driver every SIMD path shares; only the micro-kernel
@@ -3744,7 +3766,12 @@ static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
 static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                     int64_t ldc, int accumulate, int mr, int nr, sft__micro_fn micro) {
     sft__blocked_job j;
-    int64_t jc, pc, want = 4 * (int64_t)ctx->threads, n_rows;
+    int64_t jc, pc, want = 4 * (int64_t)ctx->threads, n_rows, nc_max, step;
+    /* Short k (up to DEEP_K): all k slices of a column block are packed at once
+       and each task runs them in order on its own C block, which stays in cache.
+       Longer k: one slice at a time. Either way every element sums its slices in
+       the same order, so the results are identical. */
+    int deep = K <= SFT__DEEP_K;
     if (M <= 0 || N <= 0) return SFT_OK;
     if (!ctx->gemm_pack) {
         size_t floats = (size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC + (size_t)SFT__BLK_KC * SFT__BLK_NC;
@@ -3752,28 +3779,35 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
         if (!ctx->gemm_pack) return sft__fail(SFT_ERR_NOMEM, "matmul: cannot allocate the GEMM packing buffers");
     }
     memset(&j, 0, sizeof j);
-    j.ctx = ctx; j.ldc = ldc; j.M = M; j.mr = mr; j.nr = nr; j.micro = micro;
+    j.ctx = ctx; j.ldc = ldc; j.M = M; j.K = K; j.mr = mr; j.nr = nr; j.micro = micro; j.accumulate = accumulate;
     j.bpack = ctx->gemm_pack + (size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC;
     j.mc = SFT__BLK_MC;
     n_rows = (M + j.mc - 1) / j.mc;
-    for (jc = 0; jc < N; jc += SFT__BLK_NC) {
+    nc_max = deep ? (SFT__BLK_KC * SFT__BLK_NC / (((K + SFT__BLK_KC - 1) / SFT__BLK_KC) * SFT__BLK_KC)) / nr * nr
+                  : SFT__BLK_NC;
+    if (nc_max > SFT__DEEP_NC && deep) nc_max = SFT__DEEP_NC;
+    if (nc_max < nr) nc_max = nr;
+    for (jc = 0; jc < N; jc += nc_max) {
         int64_t panels;
-        j.nc = N - jc < SFT__BLK_NC ? N - jc : SFT__BLK_NC;
+        j.nc = N - jc < nc_max ? N - jc : nc_max;
         panels = (j.nc + nr - 1) / nr;
+        j.slice_stride = panels * nr * SFT__BLK_KC;
         j.n_groups = n_rows >= want ? 1 : (want + n_rows - 1) / n_rows;
         if (j.n_groups > panels) j.n_groups = panels;
         j.group = ((panels + j.n_groups - 1) / j.n_groups) * nr;
         j.n_groups = (j.nc + j.group - 1) / j.group;
         j.panels_per_pack_task = (panels + want - 1) / want;
-        for (pc = 0; pc < K || pc == 0; pc += SFT__BLK_KC) {
-            j.kc = K - pc < SFT__BLK_KC ? K - pc : SFT__BLK_KC;
-            j.add = accumulate || pc > 0;
+        step = deep ? (K > 0 ? K : 1) : SFT__BLK_KC;
+        for (pc = 0; pc < K || pc == 0; pc += step) {
+            int64_t per_slice = b.cs == 1 ? (SFT__BLK_KC + SFT__PACK_ROWS - 1) / SFT__PACK_ROWS
+                                          : (panels + j.panels_per_pack_task - 1) / j.panels_per_pack_task;
+            j.k0 = pc;
+            j.n_slices = deep ? (K + SFT__BLK_KC - 1) / SFT__BLK_KC : 1;
+            if (j.n_slices == 0) j.n_slices = 1;
             j.a = a; j.a.p += pc * a.cs;
             j.b = b; j.b.p += pc * b.rs + jc * b.cs;
             j.c = c + jc;
-            sft__parallel(ctx, b.cs == 1 ? (j.kc + SFT__PACK_ROWS - 1) / SFT__PACK_ROWS
-                                         : (panels + j.panels_per_pack_task - 1) / j.panels_per_pack_task,
-                          sft__blocked_pack_task, &j);
+            sft__parallel(ctx, j.n_slices * per_slice, sft__blocked_pack_task, &j);
             sft__parallel(ctx, n_rows * j.n_groups, sft__blocked_compute_task, &j);
             if (K == 0) break;
         }
