@@ -3629,7 +3629,9 @@ static sft_status sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int
 #endif
 #define SFT__BLK_MC 96      /* a multiple of every MR */
 #define SFT__PACK_ROWS 32   /* rows of a row-major B one packing task copies */
+#ifndef SFT__DEEP_K
 #define SFT__DEEP_K 1024    /* up to this k, a task runs all k slices of its C block */
+#endif
 #define SFT__DEEP_NC 512    /* column block in that mode: C blocks stay in L2 */
 #ifndef SFT__BLK_NC
 #define SFT__BLK_NC 2048    /* a multiple of every NR */
@@ -3767,11 +3769,12 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
                                     int64_t ldc, int accumulate, int mr, int nr, sft__micro_fn micro) {
     sft__blocked_job j;
     int64_t jc, pc, want = 4 * (int64_t)ctx->threads, n_rows, nc_max, step;
-    /* Short k (up to DEEP_K): all k slices of a column block are packed at once
-       and each task runs them in order on its own C block, which stays in cache.
-       Longer k: one slice at a time. Either way every element sums its slices in
-       the same order, so the results are identical. */
-    int deep = K <= SFT__DEEP_K;
+    /* A wide C with short k (an output projection): all k slices of a column
+       block are packed at once and each task runs them in order on its own C
+       block, which then stays in cache instead of streaming through memory once
+       per slice. Otherwise one slice at a time. Either way every element sums
+       its slices in the same order, so the results are identical. */
+    int deep = K <= SFT__DEEP_K && N >= 4 * SFT__BLK_NC;
     if (M <= 0 || N <= 0) return SFT_OK;
     if (!ctx->gemm_pack) {
         size_t floats = (size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC + (size_t)SFT__BLK_KC * SFT__BLK_NC;
@@ -3787,6 +3790,10 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
                   : SFT__BLK_NC;
     if (nc_max > SFT__DEEP_NC && deep) nc_max = SFT__DEEP_NC;
     if (nc_max < nr) nc_max = nr;
+    {   /* equal column blocks rather than full ones and a small remainder */
+        int64_t blocks = (N + nc_max - 1) / nc_max;
+        nc_max = ((N + blocks - 1) / blocks + nr - 1) / nr * nr;
+    }
     for (jc = 0; jc < N; jc += nc_max) {
         int64_t panels;
         j.nc = N - jc < nc_max ? N - jc : nc_max;
