@@ -6372,6 +6372,8 @@ struct sft_tokenizer {
     sft__pairmap   nfc_pairs;      /* composition pairs, when an NFC step is used */
     sft__tok_added *added;
     int            n_added;
+    int           *added_order;     /* added tokens by first byte, longest first */
+    int            added_start[257];
     sft__tok_step  norm[SFT__TOK_MAX_STEPS], pre[SFT__TOK_MAX_STEPS], dec[SFT__TOK_MAX_STEPS];
     int            n_norm, n_pre, n_dec;
     int            byte_fallback, ignore_merges, fuse_unk, byte_level;
@@ -6711,6 +6713,29 @@ static sft_status sft__tok_normalize_added(sft_tokenizer *t) {
     return SFT_OK;
 }
 
+/* sft__tok_index_added: the added tokens ordered by first byte, longer first, so
+   that the text scan looks only at tokens that can start at a position. */
+static sft_status sft__tok_index_added(sft_tokenizer *t) {
+    int k, b, n = 0;
+    t->added_order = (int *)sft__alloc(t->ctx, (size_t)(t->n_added + 1) * sizeof(int));
+    if (!t->added_order) return sft__fail(SFT_ERR_NOMEM, "tokenizer: added token index");
+    for (b = 0; b < 256; b++) {
+        int first = n;
+        t->added_start[b] = n;
+        for (k = 0; k < t->n_added; k++)
+            if ((unsigned char)t->added[k].content[0] == b) {
+                int j = n++;
+                while (j > first && t->added[t->added_order[j - 1]].len < t->added[k].len) {   /* insertion by length */
+                    t->added_order[j] = t->added_order[j - 1];
+                    j--;
+                }
+                t->added_order[j] = k;
+            }
+    }
+    t->added_start[256] = n;
+    return SFT_OK;
+}
+
 static sft_status sft__tok_build(sft_tokenizer *t, const char *file, const sft_json *root) {
     const sft_json *model = sft_json_get(root, "model"), *vocab, *merges, *added = sft_json_get(root, "added_tokens");
     const char *type = model ? sft__json_str(model, "type") : NULL, *unk;
@@ -6748,7 +6773,8 @@ static sft_status sft__tok_build(sft_tokenizer *t, const char *file, const sft_j
     SFT__TRY(sft__tok_steps(t, file, sft_json_get(root, "decoder"), "decoders", t->dec, &t->n_dec, sft__tok_dec_step));
     SFT__TRY(sft__tok_post(t, file, sft_json_get(root, "post_processor")));
     t->info.unk_id = t->unk_id;
-    return sft__tok_normalize_added(t);
+    SFT__TRY(sft__tok_normalize_added(t));
+    return sft__tok_index_added(t);
 }
 
 SFTDEF void sft_tokenizer_destroy(sft_tokenizer *t) {
@@ -6759,6 +6785,7 @@ SFTDEF void sft_tokenizer_destroy(sft_tokenizer *t) {
     ctx = t->ctx;
     for (i = 0; t->token && i < t->n_vocab; i++) sft__free(ctx, t->token[i]);
     for (k = 0; t->added && k < t->n_added; k++) sft__free(ctx, t->added[k].norm_content);
+    sft__free(ctx, t->added_order);
     sft__free(ctx, t->token); sft__free(ctx, t->token_len); sft__free(ctx, t->is_added); sft__free(ctx, t->added);
     for (k = 0; k < SFT__TOK_MAX_STEPS; k++) {
         sft__free(ctx, t->norm[k].from); sft__free(ctx, t->norm[k].to);
@@ -6957,11 +6984,10 @@ static sft_status sft__tok_split_added(sft_tokenizer *t, const char *s, size_t n
     size_t i = 0, text_start = 0, len;
     while (i < n) {
         const sft__tok_added *best = NULL;
-        int k;
-        for (k = 0; k < t->n_added; k++) {
-            const sft__tok_added *a = &t->added[k];
-            if (a->normalized != normalized || a->len > n - i || (best && a->len <= best->len)) continue;
-            if (memcmp(s + i, a->content, a->len) == 0) best = a;
+        int k, b = (unsigned char)s[i];
+        for (k = t->added_start[b]; k < t->added_start[b + 1] && !best; k++) {   /* longest first */
+            const sft__tok_added *a = &t->added[t->added_order[k]];
+            if (a->normalized == normalized && a->len <= n - i && memcmp(s + i, a->content, a->len) == 0) best = a;
         }
         if (best) {
             size_t a0 = i, b0 = i + best->len;
