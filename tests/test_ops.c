@@ -611,6 +611,38 @@ static void attention_matches_reference_with_gqa_and_sequence_ids(void) {
     }
 }
 
+/* head_dim above one k slice (256), T across several 64-row tiles, GQA and ids */
+static void attention_matches_reference_for_wide_heads_and_many_tiles(void) {
+    t_case c;
+    sft_context *ctx = t_context(2);
+    sft_tensor *in[4] = {0}, *out;
+    int64_t n;
+    double *ref;
+    int k;
+    memset(&c, 0, sizeof c);
+    c.name = "attention"; c.fwd = t_fwd_attention; c.n_in = 4;
+    for (k = 0; k < 3; k++) {
+        c.kind[k] = T_F32; c.ndim[k] = 4;
+        c.shape[k][0] = 1; c.shape[k][1] = 150; c.shape[k][2] = k ? 1 : 2; c.shape[k][3] = 300;
+    }
+    c.kind[3] = T_SEQ; c.ndim[3] = 2; c.shape[3][0] = 1; c.shape[3][1] = 150;
+    t_make_inputs(ctx, &c, 21, in);
+    CHECK_OK(c.fwd(ctx, in, NULL, &out));
+    if (out) {
+        n = sft_tensor_numel(out);
+        ref = (double *)malloc((size_t)n * sizeof(double));
+        t_ref_attention(&c, in, ref);
+        t_close_d("attention, head_dim 300, T 150", (float *)out->data, ref, n, 1e-5, 1e-5);
+        free(ref);
+    }
+    t_free_inputs(in, c.n_in);
+    sft_context_destroy(ctx);
+    c.shape[0][1] = c.shape[1][1] = c.shape[2][1] = c.shape[3][1] = 70;   /* gradients: two tiles */
+    c.shape[0][3] = c.shape[1][3] = c.shape[2][3] = 260;
+    t_gradcheck(&c, 2e-3, 1e-2);
+    t_thread_identity(&c);
+}
+
 static void attention_gradients_match_finite_differences(void) {
     t_case c = t_case_attention(1, 6, 2);
     t_gradcheck(&c, 2e-3, 1e-2);
@@ -911,6 +943,7 @@ void suite_ops(void) {
     RUN(rope_llama3_scaling_follows_transformers);
     RUN(attention_matches_reference_with_gqa_and_sequence_ids);
     RUN(attention_gradients_match_finite_differences);
+    RUN(attention_matches_reference_for_wide_heads_and_many_tiles);
     RUN(attention_holds_no_score_matrix);
     RUN(cross_entropy_matches_reference_for_each_reduction);
     RUN(cross_entropy_of_only_ignored_labels_is_nan_for_mean);
