@@ -568,7 +568,8 @@ SFTDEF sft_status sft_tokenizer_load(sft_context *ctx, const char *path, sft_tok
 SFTDEF void       sft_tokenizer_destroy(sft_tokenizer *tok);
 /* sft_tokenizer_encode: ids of text[0..len); with add_special_tokens the
    post-processor's template (e.g. a BOS id) is applied. *ids is allocated for
-   the caller (free with sft_free(ctx, *ids)). */
+   the caller (free with sft_free(ctx, *ids)). A tokenizer keeps a cache of the
+   words it has seen: use it from one thread at a time. */
 SFTDEF sft_status sft_tokenizer_encode(sft_tokenizer *tok, const char *text, size_t len, int add_special_tokens,
                                        int32_t **ids, size_t *n_ids);
 /* sft_tokenizer_decode: the text of ids (NUL-terminated, free with sft_free);
