@@ -6574,10 +6574,18 @@ static sft_status sft__tok_pre_step(sft_tokenizer *t, const char *file, const sf
     if (type && strcmp(type, "Metaspace") == 0) {
         const char *scheme = sft__json_str(j, "prepend_scheme");
         s->kind = SFT__PRE_METASPACE;
+        if (scheme && strcmp(scheme, "never") != 0 && strcmp(scheme, "first") != 0 && strcmp(scheme, "always") != 0)
+            return sft__tok_fail(file, "Metaspace prepend_scheme", scheme);
         s->flag_a = !scheme ? (sft__json_bool(j, "add_prefix_space", 1) ? 1 : 0) : strcmp(scheme, "never") == 0 ? 0
                     : strcmp(scheme, "first") == 0 ? 2 : 1;
         s->flag_b = sft__json_bool(j, "split", 1);
-        return sft__tok_str_field(t, file, j, "replacement", &s->to);
+        SFT__TRY(sft__tok_str_field(t, file, j, "replacement", &s->to));
+        {
+            size_t len;
+            if (!s->to[0] || (sft__cp_at(s->to, strlen(s->to), 0, &len), len != strlen(s->to)))
+                return sft__fail(SFT_ERR_FORMAT, "%s: Metaspace replacement must be one character", file);
+        }
+        return SFT_OK;
     }
     return sft__tok_fail(file, "pre_tokenizer", type);
 }
@@ -6593,8 +6601,11 @@ static sft_status sft__tok_dec_step(sft_tokenizer *t, const char *file, const sf
         const char *content = sft__json_str(j, "content");
         if (!content || strcmp(content, " ") != 0) return sft__tok_fail(file, "Strip content", content);
         s->kind = SFT__DEC_STRIP;
-        s->flag_a = st && st->type == SFT_JSON_NUMBER ? (int)st->number : 0;
-        s->flag_b = sp && sp->type == SFT_JSON_NUMBER ? (int)sp->number : 0;
+        if ((st && (st->type != SFT_JSON_NUMBER || !(st->number >= 0 && st->number <= 65536))) ||
+            (sp && (sp->type != SFT_JSON_NUMBER || !(sp->number >= 0 && sp->number <= 65536))))
+            return sft__fail(SFT_ERR_FORMAT, "%s: Strip decoder: start/stop must be counts", file);
+        s->flag_a = st ? (int)st->number : 0;
+        s->flag_b = sp ? (int)sp->number : 0;
         return SFT_OK;
     }
     if (type && strcmp(type, "Metaspace") == 0) {
@@ -6638,8 +6649,12 @@ static sft_status sft__tok_post(sft_tokenizer *t, const char *file, const sft_js
         for (k = 0; k < ids->length; k++) {
             int32_t *dst = after ? t->tmpl_after : t->tmpl_before;
             int *cnt = after ? &t->n_after : &t->n_before;
-            if (*cnt == 4 || ids->items[k].type != SFT_JSON_NUMBER) return sft__fail(SFT_ERR_LIMIT, "%s: post_processor template", file);
-            dst[(*cnt)++] = (int32_t)ids->items[k].number;
+            double v = ids->items[k].number;
+            if (*cnt == 4) return sft__fail(SFT_ERR_LIMIT, "%s: post_processor template has more than 4 ids on a side", file);
+            if (ids->items[k].type != SFT_JSON_NUMBER || v < 0 || v >= t->n_vocab || v != floor(v))
+                return sft__fail(SFT_ERR_FORMAT, "%s: post_processor: '%s' has an id outside the vocabulary", file,
+                                 sft__json_str(sp, "id"));
+            dst[(*cnt)++] = (int32_t)v;
         }
     }
     return SFT_OK;
@@ -6704,7 +6719,10 @@ static sft_status sft__tok_normalize_added(sft_tokenizer *t) {
     for (k = 0; k < t->n_added; k++) {
         sft__tok_added *a = &t->added[k];
         if (!a->normalized) continue;
-        SFT__TRY(sft__tok_normalize(t, a->content, a->len, &v));
+        {
+            sft_status s2 = sft__tok_normalize(t, a->content, a->len, &v);
+            if (s2 != SFT_OK) { sft__free(t->ctx, v.p); return s2; }
+        }
         a->norm_content = sft__tok_strdup(t->ctx, (const char *)v.p, v.len);
         if (!a->norm_content) { sft__free(t->ctx, v.p); return sft__fail(SFT_ERR_NOMEM, "tokenizer: added tokens"); }
         a->content = a->norm_content;
@@ -6724,7 +6742,7 @@ static sft_status sft__tok_index_added(sft_tokenizer *t) {
         int first = n;
         t->added_start[b] = n;
         for (k = 0; k < t->n_added; k++)
-            if ((unsigned char)t->added[k].content[0] == b) {
+            if (t->added[k].len && (unsigned char)t->added[k].content[0] == b) {   /* "" never matches */
                 int j = n++;
                 while (j > first && t->added[t->added_order[j - 1]].len < t->added[k].len) {   /* insertion by length */
                     t->added_order[j] = t->added_order[j - 1];
@@ -7050,8 +7068,9 @@ static sft_status sft__tok_normalize(sft_tokenizer *t, const char *s, size_t n, 
             memset(&tmp, 0, sizeof tmp);
             tmp.elem = 1;
             if (!from) {                              /* Prepend, on a non-empty piece */
-                if (out->len) SFT__TRY(sft__vec_push(t->ctx, &tmp, st->to, tl));
-                SFT__TRY(sft__vec_push(t->ctx, &tmp, out->p, out->len));
+                sft_status s2 = out->len ? sft__vec_push(t->ctx, &tmp, st->to, tl) : SFT_OK;
+                if (s2 == SFT_OK) s2 = sft__vec_push(t->ctx, &tmp, out->p, out->len);
+                if (s2 != SFT_OK) { sft__free(t->ctx, tmp.p); return s2; }
             } else
                 for (i = 0; i < out->len;) {
                     if (fl && i + fl <= out->len && memcmp((char *)out->p + i, from, fl) == 0) {
@@ -7094,8 +7113,7 @@ static sft_status sft__tok_bpe(sft_tokenizer *t, const char *w, size_t n, sft__v
             if (ok) { SFT__TRY(sft__vec_push(t->ctx, &t->sym, bid, len)); continue; }
         }
         if (id < 0) {
-            if (t->unk_id < 0)
-                return sft__fail(SFT_ERR_ARG, "tokenizer: '%.*s' is not in the vocabulary and there is no unk_token", (int)len, w + i);
+            if (t->unk_id < 0) continue;        /* no unk token: the character is dropped, as Hugging Face does */
             if (t->fuse_unk && t->sym.len && ((int32_t *)t->sym.p)[t->sym.len - 1] == t->unk_id) continue;
             id = t->unk_id;
         }
@@ -7364,20 +7382,27 @@ static sft_status sft__tok_dec_run(sft_tokenizer *t, const sft__tok_step *st, co
             break;
         }
         case SFT__DEC_BYTEFALLBACK: {              /* a run of byte tokens becomes one string */
-            size_t run = 0;
-            unsigned char bytes_run[1024];
+            size_t run = 0, run_start = out->bytes.len, bad;
             const char *why;
-            size_t bad;
-            while (i + run < count && run < sizeof bytes_run &&
-                   sft__byte_token(SFT__STR_P(in, i + run), SFT__STR_N(in, i + run)) >= 0) {
-                bytes_run[run] = (unsigned char)sft__byte_token(SFT__STR_P(in, i + run), SFT__STR_N(in, i + run));
+            int byte;
+            SFT__TRY(sft__strs_add(t->ctx, out, "", 0));             /* the run's bytes go here */
+            while (i + run < count && (byte = sft__byte_token(SFT__STR_P(in, i + run), SFT__STR_N(in, i + run))) >= 0) {
+                char c = (char)byte;
+                SFT__TRY(sft__vec_push(t->ctx, &out->bytes, &c, 1));
                 run++;
             }
-            if (!run) { SFT__TRY(sft__strs_add(t->ctx, out, s, n)); break; }
-            if (sft__utf8_check((const char *)bytes_run, run, &bad, &why) == 0)
-                SFT__TRY(sft__strs_add(t->ctx, out, (const char *)bytes_run, run));
-            else                                   /* not UTF-8: one U+FFFD per byte token */
+            if (!run) {                            /* not a byte token: as it is */
+                out->off.len -= 2;
+                SFT__TRY(sft__strs_add(t->ctx, out, s, n));
+                break;
+            }
+            if (sft__utf8_check((const char *)out->bytes.p + run_start, run, &bad, &why) == 0)
+                ((size_t *)out->off.p)[out->off.len - 1] = run;
+            else {                                 /* not UTF-8: one U+FFFD per byte token */
+                out->bytes.len = run_start;
+                out->off.len -= 2;
                 for (j = 0; j < run; j++) SFT__TRY(sft__strs_add(t->ctx, out, "\xEF\xBF\xBD", 3));
+            }
             i += run - 1;
             break;
         }
@@ -7399,7 +7424,7 @@ static sft_status sft__tok_dec_run(sft_tokenizer *t, const sft__tok_step *st, co
             SFT__TRY(sft__strs_add(t->ctx, out, "", 0));
             for (j = 0; j < n;) {
                 if (rl && j + rl <= n && memcmp(s + j, st->to, rl) == 0) {
-                    if (!(i == 0 && j == 0 && st->flag_a)) SFT__TRY(sft__vec_push(t->ctx, &out->bytes, " ", 1));
+                    if (!(i == 0 && st->flag_a)) SFT__TRY(sft__vec_push(t->ctx, &out->bytes, " ", 1));
                     j += rl;
                 } else { SFT__TRY(sft__vec_push(t->ctx, &out->bytes, s + j, 1)); j++; }
             }
@@ -7454,6 +7479,21 @@ SFTDEF sft_status sft_tokenizer_decode(sft_tokenizer *t, const int32_t *ids, siz
         }
         if (skip_special_tokens && t->is_added[id] == 2) continue;
         res = sft__strs_add(t->ctx, &a, t->token[id], t->token_len[id]);
+    }
+    if (t->n_dec == 0 && res == SFT_OK && a.off.len > 2) {   /* no decoder: Hugging Face joins with spaces */
+        size_t count = a.off.len / 2, total = a.bytes.len + count - 1, k2, at = 0;
+        char *joined = (char *)sft__alloc(t->ctx, total + 1);
+        if (!joined) res = sft__fail(SFT_ERR_NOMEM, "sft_tokenizer_decode: %zu bytes", total);
+        for (k2 = 0; res == SFT_OK && k2 < count; k2++) {
+            if (k2) joined[at++] = ' ';
+            memcpy(joined + at, SFT__STR_P(&a, k2), SFT__STR_N(&a, k2));
+            at += SFT__STR_N(&a, k2);
+        }
+        if (res == SFT_OK) {
+            a.bytes.len = a.off.len = 0;
+            res = sft__strs_add(t->ctx, &a, joined, total);
+        }
+        sft__free(t->ctx, joined);
     }
     for (k = 0; k < t->n_dec && res == SFT_OK; k++) {
         sft__tok_strs tmp;
