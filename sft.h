@@ -6940,6 +6940,29 @@ static sft_status sft__nfc_tables(sft_tokenizer *t) {
     return SFT_OK;
 }
 
+/* sft__sort_marks: stable sort of n combining marks by class: insertion for a
+   few, counting sort (classes are 1..254) for long runs. */
+static sft_status sft__sort_marks(sft_context *ctx, uint32_t *c, size_t n) {
+    size_t i, start[256], k;
+    uint32_t *tmp;
+    if (n <= 32) {
+        for (i = 1; i < n; i++) {
+            size_t j = i;
+            while (j > 0 && sft__ccc(c[j - 1]) > sft__ccc(c[j])) { uint32_t x = c[j]; c[j] = c[j - 1]; c[j - 1] = x; j--; }
+        }
+        return SFT_OK;
+    }
+    tmp = (uint32_t *)sft__alloc(ctx, n * sizeof(uint32_t));
+    if (!tmp) return sft__fail(SFT_ERR_NOMEM, "tokenizer: NFC of %zu marks", n);
+    memset(start, 0, sizeof start);
+    for (i = 0; i < n; i++) start[sft__ccc(c[i]) & 255]++;
+    for (k = 0, i = 0; k < 256; k++) { size_t cnt = start[k]; start[k] = i; i += cnt; }
+    for (i = 0; i < n; i++) tmp[start[sft__ccc(c[i]) & 255]++] = c[i];
+    memcpy(c, tmp, n * sizeof(uint32_t));
+    sft__free(ctx, tmp);
+    return SFT_OK;
+}
+
 /* sft__nfc: s[0..n) (valid UTF-8) in Normalization Form C, into out */
 static sft_status sft__nfc(sft_tokenizer *t, const char *s, size_t n, sft__vec *out) {
     sft__vec cps;
@@ -6952,12 +6975,14 @@ static sft_status sft__nfc(sft_tokenizer *t, const char *s, size_t n, sft__vec *
     if (res != SFT_OK) { sft__free(t->ctx, cps.p); return res; }
     c = (uint32_t *)cps.p;
     count = cps.len;
-    for (i = 1; i < count; i++) {                 /* canonical order: stable, within runs of marks */
-        size_t j = i;
-        while (j > 0 && sft__ccc(c[j]) != 0 && sft__ccc(c[j - 1]) > sft__ccc(c[j])) {
-            uint32_t x = c[j]; c[j] = c[j - 1]; c[j - 1] = x; j--;
-        }
+    for (i = 0; i < count && res == SFT_OK;) {   /* canonical order: a stable sort of each run of marks */
+        size_t a = i, b;
+        while (a < count && sft__ccc(c[a]) == 0) a++;
+        for (b = a; b < count && sft__ccc(c[b]) != 0; b++) {}
+        if (b - a > 1) res = sft__sort_marks(t->ctx, c + a, b - a);
+        i = b > a ? b : a + 1;
     }
+    if (res != SFT_OK) { sft__free(t->ctx, cps.p); return res; }
     if (count) {                                  /* canonical composition */
         last_class = sft__ccc(c[0]) ? 256 : 0;
         for (i = 1, w = 1; i < count; i++) {
@@ -7090,12 +7115,106 @@ static sft_status sft__tok_normalize(sft_tokenizer *t, const char *s, size_t n, 
     return SFT_OK;
 }
 
+/* BPE merging: the lowest-ranked adjacent pair is merged, leftmost first, until
+   none is left. Short words rescan their pairs (fast in practice); long ones
+   use a heap of candidate merges over a linked list of symbols, as Hugging
+   Face's Word::merge_all does, so a long word costs n log n, not n^2. */
+#define SFT__BPE_SCAN_MAX 64
+
+static size_t sft__bpe_merge_scan(const sft_tokenizer *t, int32_t *sym, size_t count) {
+    for (;;) {
+        int32_t best_rank = INT32_MAX, best_merged = -1, merged, rank;
+        size_t best = 0, i;
+        for (i = 0; i + 1 < count; i++) {
+            rank = sft__pairmap_get(&t->merges, sym[i], sym[i + 1], &merged);
+            if (rank >= 0 && rank < best_rank) { best_rank = rank; best = i; best_merged = merged; }
+        }
+        if (best_merged < 0) return count;
+        sym[best] = best_merged;
+        memmove(sym + best + 1, sym + best + 2, (count - best - 2) * sizeof(int32_t));
+        count--;
+    }
+}
+
+typedef struct sft__bpe_merge { int32_t rank, pos, merged; } sft__bpe_merge;
+
+static int sft__merge_before(const sft__bpe_merge *a, const sft__bpe_merge *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static sft_status sft__heap_push(sft_context *ctx, sft__vec *h, sft__bpe_merge m) {
+    sft__bpe_merge *e;
+    size_t i;
+    SFT__TRY(sft__vec_push(ctx, h, &m, 1));
+    e = (sft__bpe_merge *)h->p;
+    for (i = h->len - 1; i > 0 && sft__merge_before(&e[i], &e[(i - 1) / 2]); i = (i - 1) / 2) {
+        sft__bpe_merge x = e[i]; e[i] = e[(i - 1) / 2]; e[(i - 1) / 2] = x;
+    }
+    return SFT_OK;
+}
+
+static sft__bpe_merge sft__heap_pop(sft__vec *h) {
+    sft__bpe_merge *e = (sft__bpe_merge *)h->p, top = e[0];
+    size_t i = 0;
+    e[0] = e[--h->len];
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < h->len && sft__merge_before(&e[l], &e[m])) m = l;
+        if (r < h->len && sft__merge_before(&e[r], &e[m])) m = r;
+        if (m == i) return top;
+        { sft__bpe_merge x = e[i]; e[i] = e[m]; e[m] = x; }
+        i = m;
+    }
+}
+
+/* the merge of the pair starting at symbol pos (whose right neighbour is next), if any */
+static sft_status sft__bpe_candidate(sft_tokenizer *t, sft__vec *heap, const int32_t *sym, int32_t pos, int32_t next) {
+    sft__bpe_merge m;
+    if (pos < 0 || next < 0) return SFT_OK;
+    m.pos = pos;
+    m.rank = sft__pairmap_get(&t->merges, sym[pos], sym[next], &m.merged);
+    return m.rank >= 0 ? sft__heap_push(t->ctx, heap, m) : SFT_OK;
+}
+
+static sft_status sft__bpe_merge_heap(sft_tokenizer *t, int32_t *sym, size_t *count) {
+    sft__vec links, heap;                       /* links: prev/next per symbol; -1 = none */
+    int32_t *ln, i, n = (int32_t)*count;
+    size_t w;
+    sft_status res = SFT_OK;
+    memset(&links, 0, sizeof links); links.elem = 2 * sizeof(int32_t);
+    memset(&heap, 0, sizeof heap); heap.elem = sizeof(sft__bpe_merge);
+    res = sft__vec_reserve(t->ctx, &links, (size_t)n + 1);
+    if (res != SFT_OK) return res;
+    ln = (int32_t *)links.p;
+    for (i = 0; i < n; i++) { ln[2 * i] = i - 1; ln[2 * i + 1] = i + 1 < n ? i + 1 : -1; }
+    for (i = 0; i + 1 < n && res == SFT_OK; i++) res = sft__bpe_candidate(t, &heap, sym, i, i + 1);
+    while (res == SFT_OK && heap.len) {
+        sft__bpe_merge m = sft__heap_pop(&heap);
+        int32_t next = ln[2 * m.pos + 1], merged, after;
+        if (sym[m.pos] < 0 || next < 0) continue;                  /* merged away, or now last */
+        if (sft__pairmap_get(&t->merges, sym[m.pos], sym[next], &merged) != m.rank || merged != m.merged) continue;
+        sym[m.pos] = merged;                                          /* merge pos with next */
+        sym[next] = -1;
+        after = ln[2 * next + 1];
+        ln[2 * m.pos + 1] = after;
+        if (after >= 0) ln[2 * after] = m.pos;
+        res = sft__bpe_candidate(t, &heap, sym, ln[2 * m.pos], m.pos);
+        if (res == SFT_OK) res = sft__bpe_candidate(t, &heap, sym, m.pos, after);
+    }
+    for (i = 0, w = 0; i < n; i++) if (sym[i] >= 0) sym[w++] = sym[i];
+    *count = w;
+    sft__free(t->ctx, links.p);
+    sft__free(t->ctx, heap.p);
+    return res;
+}
+
 /* The BPE of one word: symbols from its characters (or byte fallback), then the
-   lowest-ranked adjacent pair merged, leftmost first, until none is left. */
+   merges. */
 static sft_status sft__tok_bpe(sft_tokenizer *t, const char *w, size_t n, sft__vec *ids) {
     int32_t *sym, id;
     size_t i, len, count;
     t->sym.len = 0;
+    if (n > INT32_MAX / 2) return sft__fail(SFT_ERR_LIMIT, "tokenizer: a word of %zu bytes", n);
     if (t->ignore_merges && (id = sft__strmap_get(&t->vocab, w, n)) >= 0) return sft__vec_push(t->ctx, ids, &id, 1);
     for (i = 0; i < n; i += len) {
         sft__cp_at(w, n, i, &len);
@@ -7121,18 +7240,8 @@ static sft_status sft__tok_bpe(sft_tokenizer *t, const char *w, size_t n, sft__v
     }
     sym = (int32_t *)t->sym.p;
     count = t->sym.len;
-    for (;;) {
-        int32_t best_rank = INT32_MAX, best_merged = -1, merged, rank;
-        size_t best = 0;
-        for (i = 0; i + 1 < count; i++) {
-            rank = sft__pairmap_get(&t->merges, sym[i], sym[i + 1], &merged);
-            if (rank >= 0 && rank < best_rank) { best_rank = rank; best = i; best_merged = merged; }
-        }
-        if (best_merged < 0) break;
-        sym[best] = best_merged;
-        memmove(sym + best + 1, sym + best + 2, (count - best - 2) * sizeof(int32_t));
-        count--;
-    }
+    if (count <= SFT__BPE_SCAN_MAX) count = sft__bpe_merge_scan(t, sym, count);
+    else SFT__TRY(sft__bpe_merge_heap(t, sym, &count));
     return sft__vec_push(t->ctx, ids, sym, count);
 }
 

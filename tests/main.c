@@ -84,7 +84,35 @@ static void nfc_matches_unicodedata(void) {
     sft_context_destroy(ctx);
 }
 
+/* The heap merge (long words) and the rescanning merge (short words) agree. */
+static void bpe_heap_merge_equals_scan_merge(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    uint64_t st = 5;
+    int trial;
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/gpt2", &tok));
+    for (trial = 0; tok && trial < 200; trial++) {
+        int32_t a[600], b[600];
+        size_t n = 2 + (size_t)t_rand(&st, 0, 598), i, na, nb = 0;
+        for (i = 0; i < n; i++) {                 /* letters and the byte-level space, so merges fire */
+            char c[3];
+            int r = (int)t_rand(&st, 0, 30);
+            size_t len = 1;
+            if (r >= 26) { c[0] = (char)0xC4; c[1] = (char)0xA0; len = 2; }   /* U+0120, the space's stand-in */
+            else c[0] = (char)('a' + r);
+            a[i] = b[i] = sft__strmap_get(&tok->vocab, c, len);
+        }
+        na = sft__bpe_merge_scan(tok, a, n);
+        nb = n;
+        CHECK_OK(sft__bpe_merge_heap(tok, b, &nb));
+        CHECK_MSG(na == nb && memcmp(a, b, na * sizeof(int32_t)) == 0, "trial %d (%zu symbols): %zu vs %zu ids", trial, n, na, nb);
+    }
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 static void suite_internals(void) {
+    RUN(bpe_heap_merge_equals_scan_merge);
     RUN(exp_shift_is_within_2_ulp_of_expf_on_every_path);
     RUN(nfc_matches_unicodedata);
 }
