@@ -2,9 +2,12 @@
 """gen_unicode_tables.py - the Unicode tables sft.h's tokenizer needs, as C.
 
 The pre-tokenizer patterns of GPT-2, Llama-3, Qwen2 and SmolLM2 use \\p{L}
-(letters), \\p{N} (numbers) and \\s (white space). Hugging Face tokenizers matches
-them with Oniguruma 6.9.8, which follows Unicode 15.0, so the tables come from
-unicodedata2 15.0.0 (pip install unicodedata2==15.0.0):
+(letters), \\p{N} (numbers) and \\s (white space); an added token's single_word
+flag uses the regex \\w (word characters). Hugging Face tokenizers 0.22 matches
+them with an Oniguruma that follows Unicode 16.0, so the tables come from
+unicodedata2 16.0.0 (pip install unicodedata2==16.0.0), and so do the NFC tables
+(Hugging Face's own NFC uses older Unicode data: the combining classes of about
+a hundred marks added since differ):
 
     python3 tools/gen_unicode_tables.py > /tmp/tables.h   # then paste into sft.h
 
@@ -47,6 +50,9 @@ WHITE = [(0x9, 0xD), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680),
 emit("sft__uni_letter", ranges(lambda c: ud.category(chr(c)).startswith("L")), "\\p{L}: general category L*")
 emit("sft__uni_number", ranges(lambda c: ud.category(chr(c)).startswith("N")), "\\p{N}: general category N*")
 emit("sft__uni_space", WHITE, "\\s: the White_Space property")
+WORD_CATS = ("Lu", "Ll", "Lt", "Lm", "Lo", "Nl", "Mn", "Mc", "Me", "Nd", "Pc")
+emit("sft__uni_word", ranges(lambda c: ud.category(chr(c)) in WORD_CATS or c in (0x200C, 0x200D)),
+     "\\w: letters, letter numbers, marks, decimal digits, connector punctuation, joiners")
 
 # NFC: canonical decompositions (one level; Hangul syllables are algorithmic),
 # with bit 31 of the second code point set when the pair composes back (a
