@@ -546,6 +546,193 @@ SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden,
 SFTDEF sft_status sft_dropout(sft_context *ctx, sft_tensor *x, float p, uint64_t seed, sft_tensor **out);
 
 /* ============================================================================
+   === quantization
+   bitsandbytes' 4-bit formats, bit for bit as its CUDA kernels write the files
+   users have. A weight [rows, cols] is flattened row-major and cut into blocks
+   of blocksize values; each block keeps its absolute maximum (f32) and each
+   value the 4-bit code nearest to value/absmax: NF4 (normal-quantile levels) or
+   FP4 (a sign bit and 3 bits of a tiny float). Element 2i sits in the high
+   nibble of byte i, element 2i+1 in the low one. With double quantization the
+   block maxima are stored as 8-bit codes too: absmax - mean(absmax), in blocks
+   of 256, on bitsandbytes' signed dynamic 8-bit map, with an f32 scale each. */
+
+typedef enum sft_quant_type { SFT_QUANT_NONE = 0, SFT_QUANT_NF4, SFT_QUANT_FP4 } sft_quant_type;
+
+typedef struct sft_quant_desc {
+    sft_quant_type type;          /* NF4 or FP4; NONE = NF4                          */
+    int            blocksize;     /* 32, 64, 128, ..., 4096; 0 = 64                  */
+    int            double_quant;  /* also quantize the absmax (compress_statistics)  */
+} sft_quant_desc;
+
+#define SFT_QUANT_NESTED_BLOCKSIZE 256
+
+/* A 4-bit matrix. Read-only for users; made by sft_quantize or
+   sft_qweight_from_data, freed with sft_qweight_destroy. */
+typedef struct sft_qweight {
+    sft_quant_type type;
+    int64_t  rows, cols;          /* [out_features, in_features]                     */
+    int      blocksize;
+    int64_t  n_blocks;            /* ceil(rows * cols / blocksize)                   */
+    uint8_t *data;                /* (rows * cols + 1) / 2 bytes                     */
+    float    code[16];            /* the 4-bit code (the checkpoint's quant_map)     */
+    int      double_quant;
+    float   *absmax;              /* n_blocks block maxima (double_quant 0)          */
+    uint8_t *absmax_q;            /* n_blocks 8-bit codes (double_quant 1) ...       */
+    float   *nested_absmax;       /* ... ceil(n_blocks / 256) scales of those codes  */
+    float    nested_offset;       /* ... and the mean that was subtracted            */
+    float    nested_code[256];    /* ... on this map (the checkpoint's nested_quant_map) */
+    /* private */
+    sft_context *ctx;
+} sft_qweight;
+
+/* The arrays of a 4-bit matrix as a checkpoint stores them, each with its length
+   so a short or long one is caught. code / nested_code NULL = the standard
+   tables. Either absmax (double_quant 0) or absmax_q + nested_absmax. */
+typedef struct sft_qweight_data {
+    sft_quant_type type;
+    int64_t        rows, cols;
+    int            blocksize;
+    const uint8_t *data;          size_t  data_bytes;
+    const float   *code;          int     code_len;          /* 16 */
+    const float   *absmax;        int64_t n_absmax;
+    const uint8_t *absmax_q;      int64_t n_absmax_q;
+    const float   *nested_absmax; int64_t n_nested_absmax;
+    float          nested_offset;
+    const float   *nested_code;   int     nested_code_len;   /* 256 */
+    int            nested_blocksize;                         /* 0 = 256; only 256 exists */
+} sft_qweight_data;
+
+/* sft_quantize: quantize w (CPU, f32/bf16/f16, [rows, cols] or [n]) as
+   bitsandbytes does on CUDA: values widened to f32, scaled by 1/absmax, coded by
+   the midpoints between code values (a value exactly on a midpoint takes the
+   lower code; an all-zero block gets code 0). */
+SFTDEF sft_status sft_quantize(sft_context *ctx, const sft_tensor *w, const sft_quant_desc *desc, sft_qweight **out);
+/* sft_qweight_from_data: copy a checkpoint's arrays into a new sft_qweight after
+   checking every length and value (blocksize, buffer sizes, NaN/Inf/negative
+   block maxima). */
+SFTDEF sft_status sft_qweight_from_data(sft_context *ctx, const sft_qweight_data *d, sft_qweight **out);
+/* sft_qweight_block_scale: the f32 absmax of block i (decoded if double-quantized:
+   nested_code[q] * nested_absmax[i / 256] + nested_offset, as bitsandbytes). */
+SFTDEF float      sft_qweight_block_scale(const sft_qweight *q, int64_t block);
+/* sft_dequantize: a new persistent f32 [rows, cols] tensor, element = code[q] *
+   block scale. (The layers below never make one; this is for export and tests.) */
+SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_tensor **out);
+SFTDEF void       sft_qweight_destroy(sft_qweight *q);
+/* The code tables: 16 values for NF4/FP4 (index = the 4-bit pattern), and the 256
+   sorted values of bitsandbytes' signed dynamic 8-bit map. */
+SFTDEF const float *sft_quant_code(sft_quant_type type);
+SFTDEF const float *sft_quant_dynamic_map(void);
+
+/* sft_linear4bit: y = x . dequant(w)^T (+ bias [rows]) for x [.., cols]; the
+   weight is decoded a tile at a time into the GEMM's packed panels, never whole.
+   Backward gives x (and bias) their gradients; the weight gets none. */
+SFTDEF sft_status sft_linear4bit(sft_context *ctx, sft_tensor *x, const sft_qweight *w, sft_tensor *bias, sft_tensor **out);
+
+/* ============================================================================
+   === LoRA layers
+   A linear layer with a frozen base (4-bit, or dense f32/bf16) and any number of
+   named low-rank adapters, with PEFT's semantics (LoraLayer): A [r, in],
+   B [out, r], y = base(x) + scaling * B(A(dropout(x))), scaling = alpha / r or
+   alpha / sqrt(r) (use_rslora). DoRA adds a magnitude vector m [out]:
+   y = base(x) + (m / |W + s B A| - 1) * (x W^T) + (m / |W + s B A|) * s B(A(x)),
+   the row norm held constant in backward, as PEFT does. The base product and
+   every active adapter run as one autograd node. */
+
+typedef enum sft_lora_init {
+    SFT_LORA_INIT_KAIMING = 0,    /* PEFT's default: A kaiming-uniform(a = sqrt 5), B zeros */
+    SFT_LORA_INIT_GAUSSIAN        /* "gaussian": A normal with std 1/r, B zeros             */
+} sft_lora_init;
+
+typedef struct sft_lora_desc {
+    int           r;              /* rank; 0 = 8                                     */
+    float         alpha;          /* lora_alpha; 0 = 8                               */
+    float         dropout;        /* lora_dropout, on the adapter's input only       */
+    int           use_rslora;     /* scaling alpha / sqrt(r)                         */
+    int           use_dora;
+    sft_lora_init init;
+    uint64_t      seed;           /* for A's initial values                          */
+} sft_lora_desc;
+
+/* The layer's base: exactly one of weight (f32 or bf16 [out, in]) and qweight.
+   sft_linear_create takes ownership of weight, qweight and bias on success (they
+   are freed with the layer; merging rewrites them). */
+typedef struct sft_linear_desc {
+    sft_tensor  *weight;
+    sft_qweight *qweight;
+    sft_tensor  *bias;            /* f32 [out] or NULL; frozen                       */
+} sft_linear_desc;
+
+typedef struct sft_linear sft_linear;
+
+/* An adapter's trainable tensors (owned by the layer; requires_grad set). */
+typedef struct sft_lora_weights {
+    sft_tensor *A, *B;            /* [r, in], [out, r]                                */
+    sft_tensor *magnitude;        /* [out] for DoRA, else NULL                       */
+    float       scaling;
+    int         r;
+} sft_lora_weights;
+
+/* Per-call settings of sft_linear_forward (NULL = eval mode, no routing). */
+typedef struct sft_linear_call {
+    int                training;       /* dropout is active only in training      */
+    uint64_t           dropout_seed;   /* keys this call's masks (each adapter its own) */
+    const char *const *adapter_names;  /* mixed batch: one adapter name (or "__base__")
+                                          per sample (x's first dim), or NULL     */
+    const sft_tensor  *dropout_mask;   /* replay: x's shape, 0 or 1/(1-p) per element,
+                                          used instead of drawing (every adapter) */
+} sft_linear_call;
+
+SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *desc, sft_linear **out);
+SFTDEF void       sft_linear_destroy(sft_linear *lin);
+SFTDEF int64_t    sft_linear_in_features(const sft_linear *lin);
+SFTDEF int64_t    sft_linear_out_features(const sft_linear *lin);
+/* sft_linear_add_adapter: a new adapter (initialised per desc) that becomes the
+   only active one, as PEFT's add_adapter + set_adapter. DoRA's magnitude starts at
+   the row norms of the base weight (B is zero). Names are unique; "__base__" is
+   reserved. */
+SFTDEF sft_status sft_linear_add_adapter(sft_linear *lin, const char *name, const sft_lora_desc *desc);
+/* sft_linear_set_active: the adapters whose outputs are summed (n = 0: none). */
+SFTDEF sft_status sft_linear_set_active(sft_linear *lin, const char *const *names, int n);
+/* sft_linear_set_adapters_enabled: 0 = PEFT's disable_adapters (base only, merged
+   adapters are unmerged first); 1 = the active set again. */
+SFTDEF sft_status sft_linear_set_adapters_enabled(sft_linear *lin, int enabled);
+SFTDEF sft_status sft_linear_adapter_weights(sft_linear *lin, const char *name, sft_lora_weights *out);
+/* sft_linear_forward: y [.., out] for x [.., in] (f32); gradients flow to x and
+   to the active adapters' A, B (and magnitude). A merged layer runs its base only. */
+SFTDEF sft_status sft_linear_forward(sft_context *ctx, sft_linear *lin, sft_tensor *x, const sft_linear_call *call,
+                                     sft_tensor **out);
+/* sft_linear_merge: add the named adapters (NULL/0 = the active ones) into the base
+   weight: W += s B A (DoRA: W = m / |W + s B A| * (W + s B A)). A 4-bit base is
+   dequantized, added to and quantized again with its own settings, as PEFT does,
+   so its values move by the rounding. sft_linear_unmerge undoes every merge, newest
+   first. */
+SFTDEF sft_status sft_linear_merge(sft_linear *lin, const char *const *names, int n);
+SFTDEF sft_status sft_linear_unmerge(sft_linear *lin);
+/* sft_linear_base: the base weight as it is now (one of the two is NULL). */
+SFTDEF const sft_tensor  *sft_linear_base_weight(const sft_linear *lin);
+SFTDEF const sft_qweight *sft_linear_base_qweight(const sft_linear *lin);
+
+/* ============================================================================
+   === prompt tuning
+   PEFT's prompt tuning: num_virtual_tokens trainable embeddings [P, D] put in
+   front of each sample's input embeddings. */
+
+/* sft_prompt_embeddings_create: a persistent [P, D] tensor drawn from N(0, 1) (as
+   a fresh nn.Embedding), requires_grad set. */
+SFTDEF sft_status sft_prompt_embeddings_create(sft_context *ctx, int num_virtual_tokens, int64_t hidden, uint64_t seed,
+                                               sft_tensor **out);
+typedef struct sft_prompt_batch {
+    sft_tensor *embeds;           /* [B, P + T, D]; gradients flow to prompts and the input */
+    sft_tensor *attention_mask;   /* i32 [B, P + T]: P ones, then the given mask (or ones) */
+    sft_tensor *labels;           /* i32 [B, P + T]: P times -100, then the labels (NULL if none given) */
+    sft_tensor *positions;        /* i32 [B, P + T]: 0, 1, ... as the model counts them */
+} sft_prompt_batch;
+/* sft_prompt_prepend: prompts [P, D] before embeds [B, T, D]; attention_mask and
+   labels (i32 [B, T]) may be NULL. Outputs are step tensors. */
+SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_tensor *embeds, sft_tensor *attention_mask,
+                                     sft_tensor *labels, sft_prompt_batch *out);
+
+/* ============================================================================
    === tokenizer
    Hugging Face tokenizer.json files (BPE models), with the ids the Python
    tokenizers library gives: byte-level BPE with the pre-tokenizer split
@@ -3209,12 +3396,12 @@ SFTDEF uint64_t sft_rng_key(uint64_t seed, uint64_t purpose, uint64_t a, uint64_
 typedef enum sft__op {
     SFT__OP_MATMUL, SFT__OP_ADD, SFT__OP_MUL, SFT__OP_SCALE, SFT__OP_RESHAPE, SFT__OP_EMBEDDING,
     SFT__OP_RMSNORM, SFT__OP_SILU, SFT__OP_SWIGLU, SFT__OP_ROPE, SFT__OP_ATTENTION, SFT__OP_CROSS_ENTROPY,
-    SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_COUNT
+    SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_LINEAR, SFT__OP_PROMPT, SFT__OP_COUNT
 } sft__op;
 
 static const char *const sft__op_names[SFT__OP_COUNT] = {
     "matmul", "add", "mul", "scale", "reshape", "embedding", "rmsnorm", "silu", "swiglu", "rope", "attention",
-    "cross_entropy", "dropout", "linear_cross_entropy"};
+    "cross_entropy", "dropout", "linear_cross_entropy", "linear", "prompt_tuning"};
 
 #define SFT__MAX_IN 4
 
@@ -3552,8 +3739,25 @@ static sft__mat sft__mat_t(sft__mat m) {
     return t;
 }
 
+/* A B operand stored in another form than f32 (a 4-bit or bf16 weight W
+   [rows, cols]): the GEMMs decode it straight into their packed panels, so a
+   whole f32 copy never exists. op(B) is W^T (y = x W^T) when trans, else W
+   (dx = dy W). pack writes the panels [q0, q1) of nr columns starting at column
+   n0 (nc columns in all; zeros past them), k in [k0, k0 + kc):
+   dst[(q * kc + k) * nr + j] = op(B)(k0 + k, n0 + q * nr + j). */
+typedef struct sft__bsrc sft__bsrc;
+struct sft__bsrc {
+    void (*pack)(const sft__bsrc *s, int64_t k0, int64_t kc, int64_t n0, int64_t nc, int nr, int64_t q0, int64_t q1,
+                 float *dst);
+    const struct sft_qweight *q;
+    const uint16_t *bf16;
+    int64_t rows, cols;
+    int trans;
+};
+
 typedef struct sft__gemm_job {
     sft__mat a, b;
+    const sft__bsrc *src;
     float   *c;
     int64_t  ldc, M, N, K, n_tiles_n;
     int      accumulate;
@@ -3578,10 +3782,12 @@ static void sft__gemm_tile(void *arg, int64_t task, int thread) {
     memset(acc, 0, sizeof acc);
     for (k0 = 0; k0 < j->K; k0 += SFT__GEMM_KC) {
         int64_t kc = j->K - k0 < SFT__GEMM_KC ? j->K - k0 : SFT__GEMM_KC;
-        for (kk = 0; kk < kc; kk++) {
-            const float *bk = j->b.p + (k0 + kk) * j->b.rs + n0 * j->b.cs;
-            for (jn = 0; jn < SFT__GEMM_TN; jn++) panel[kk][jn] = jn < nt ? bk[jn * j->b.cs] : 0.0f;
-        }
+        if (j->src) j->src->pack(j->src, k0, kc, n0, nt, SFT__GEMM_TN, 0, 1, &panel[0][0]);
+        else
+            for (kk = 0; kk < kc; kk++) {
+                const float *bk = j->b.p + (k0 + kk) * j->b.rs + n0 * j->b.cs;
+                for (jn = 0; jn < SFT__GEMM_TN; jn++) panel[kk][jn] = jn < nt ? bk[jn * j->b.cs] : 0.0f;
+            }
         for (i = 0; i < mt; i++) {
             const float *ap = j->a.p + (m0 + i) * j->a.rs + k0 * j->a.cs;
             float *ac = acc[i];
@@ -3599,11 +3805,11 @@ static void sft__gemm_tile(void *arg, int64_t task, int thread) {
 }
 
 static sft_status sft__gemm_portable(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                                     int64_t ldc, int accumulate) {
+                                     int64_t ldc, int accumulate, const sft__bsrc *src) {
     sft__gemm_job j;
     int64_t tiles_m = (M + SFT__GEMM_MB - 1) / SFT__GEMM_MB;
     if (M <= 0 || N <= 0) return SFT_OK;
-    j.a = a; j.b = b; j.c = c; j.ldc = ldc; j.M = M; j.N = N; j.K = K; j.accumulate = accumulate;
+    j.a = a; j.b = b; j.src = src; j.c = c; j.ldc = ldc; j.M = M; j.N = N; j.K = K; j.accumulate = accumulate;
     j.n_tiles_n = (N + SFT__GEMM_TN - 1) / SFT__GEMM_TN;
     sft__parallel(ctx, tiles_m * j.n_tiles_n, sft__gemm_tile, &j);
     return SFT_OK;
@@ -3692,12 +3898,17 @@ typedef void (*sft__micro_fn)(int64_t kc, const float *a, int64_t a_rs, int64_t 
 typedef struct sft__blocked_job {
     sft_context  *ctx;
     sft__mat      a, b;         /* offset to this column block and first k slice   */
+    const sft__bsrc *src;       /* or B decoded from here; kb, nb: where the step starts in op(B) */
+    int64_t       kb, nb;
     float        *c, *bpack;    /* c offset to this column block                   */
     int64_t       ldc, M, K, nc, mc, group, n_groups, panels_per_pack_task;
     int64_t       k0, n_slices, slice_stride;   /* the k slices this step covers   */
     int           accumulate, mr, nr;
     sft__micro_fn micro;
 } sft__blocked_job;
+
+/* B is packed by k rows (a row-major f32 B) or by panels (anything else). */
+static int sft__blocked_by_rows(const sft__blocked_job *j) { return !j->src && j->b.cs == 1; }
 
 static int64_t sft__slice_kc(const sft__blocked_job *j, int64_t s) {
     int64_t k = j->k0 + s * SFT__BLK_KC;
@@ -3712,13 +3923,16 @@ static void sft__blocked_pack_task(void *arg, int64_t task, int thread) {
     sft__mat b = j->b;
     float *dst;
     (void)thread;
-    per_slice = j->b.cs == 1 ? (SFT__BLK_KC + SFT__PACK_ROWS - 1) / SFT__PACK_ROWS
-                             : (panels + j->panels_per_pack_task - 1) / j->panels_per_pack_task;
+    per_slice = sft__blocked_by_rows(j) ? (SFT__BLK_KC + SFT__PACK_ROWS - 1) / SFT__PACK_ROWS
+                                        : (panels + j->panels_per_pack_task - 1) / j->panels_per_pack_task;
     slice = task / per_slice; sub = task % per_slice;
     kc = sft__slice_kc(j, slice);
     b.p += slice * SFT__BLK_KC * b.rs;
     dst = j->bpack + slice * j->slice_stride;
-    if (j->b.cs == 1) {
+    if (j->src) {
+        int64_t q0 = sub * j->panels_per_pack_task, q1 = q0 + j->panels_per_pack_task < panels ? q0 + j->panels_per_pack_task : panels;
+        if (q0 < q1) j->src->pack(j->src, j->kb + slice * SFT__BLK_KC, kc, j->nb, j->nc, j->nr, q0, q1, dst);
+    } else if (j->b.cs == 1) {
         int64_t k0 = sub * SFT__PACK_ROWS, k1 = k0 + SFT__PACK_ROWS < kc ? k0 + SFT__PACK_ROWS : kc;
         if (k0 < kc) sft__pack_b_rows(&b, kc, j->nc, j->nr, k0, k1, dst);
     } else {
@@ -3767,7 +3981,7 @@ static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
    and its MR x NR differ. Rows are cut into blocks of at most MC and, when that
    gives the threads too little to share, the column panels into groups. */
 static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                                    int64_t ldc, int accumulate, int mr, int nr, sft__micro_fn micro) {
+                                    int64_t ldc, int accumulate, const sft__bsrc *src, int mr, int nr, sft__micro_fn micro) {
     sft__blocked_job j;
     int64_t jc, pc, want = 4 * (int64_t)ctx->threads, n_rows, nc_max, step;
     /* A wide C with short k (an output projection): all k slices of a column
@@ -3783,7 +3997,7 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
         if (!ctx->gemm_pack) return sft__fail(SFT_ERR_NOMEM, "matmul: cannot allocate the GEMM packing buffers");
     }
     memset(&j, 0, sizeof j);
-    j.ctx = ctx; j.ldc = ldc; j.M = M; j.K = K; j.mr = mr; j.nr = nr; j.micro = micro; j.accumulate = accumulate;
+    j.ctx = ctx; j.ldc = ldc; j.M = M; j.K = K; j.mr = mr; j.nr = nr; j.micro = micro; j.accumulate = accumulate; j.src = src;
     j.bpack = ctx->gemm_pack + (size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC;
     j.mc = SFT__BLK_MC;
     n_rows = (M + j.mc - 1) / j.mc;
@@ -3807,14 +4021,15 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
         j.panels_per_pack_task = (panels + want - 1) / want;
         step = deep ? (K > 0 ? K : 1) : SFT__BLK_KC;
         for (pc = 0; pc < K || pc == 0; pc += step) {
-            int64_t per_slice = b.cs == 1 ? (SFT__BLK_KC + SFT__PACK_ROWS - 1) / SFT__PACK_ROWS
-                                          : (panels + j.panels_per_pack_task - 1) / j.panels_per_pack_task;
-            j.k0 = pc;
+            int64_t per_slice;
+            j.k0 = pc; j.kb = pc; j.nb = jc;
             j.n_slices = deep ? (K + SFT__BLK_KC - 1) / SFT__BLK_KC : 1;
             if (j.n_slices == 0) j.n_slices = 1;
             j.a = a; j.a.p += pc * a.cs;
             j.b = b; j.b.p += pc * b.rs + jc * b.cs;
             j.c = c + jc;
+            per_slice = sft__blocked_by_rows(&j) ? (SFT__BLK_KC + SFT__PACK_ROWS - 1) / SFT__PACK_ROWS
+                                                 : (panels + j.panels_per_pack_task - 1) / j.panels_per_pack_task;
             sft__parallel(ctx, j.n_slices * per_slice, sft__blocked_pack_task, &j);
             sft__parallel(ctx, n_rows * j.n_groups, sft__blocked_compute_task, &j);
             if (K == 0) break;
@@ -3895,8 +4110,8 @@ SFT__TARGET_AVX2 static void sft__micro_avx2_6x16(int64_t kc, const float *a, in
 }
 
 static sft_status sft__gemm_avx2(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                                 int64_t ldc, int accumulate) {
-    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, 6, 16, sft__micro_avx2_6x16);
+                                 int64_t ldc, int accumulate, const sft__bsrc *src) {
+    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 6, 16, sft__micro_avx2_6x16);
 }
 
 SFT__AVX512_WARNINGS_OFF
@@ -3927,8 +4142,8 @@ SFT__TARGET_AVX512 static void sft__micro_avx512_12x32(int64_t kc, const float *
 
 SFT__AVX512_WARNINGS_ON
 static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                                   int64_t ldc, int accumulate) {
-    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, 12, 32, sft__micro_avx512_12x32);
+                                   int64_t ldc, int accumulate, const sft__bsrc *src) {
+    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 12, 32, sft__micro_avx512_12x32);
 }
 #endif
 
@@ -4064,7 +4279,7 @@ SFT__AVX512_WARNINGS_ON
    operator reaches these kernels through sft__cpu_kernels_of(ctx). */
 
 typedef sft_status (*sft__gemm_fn)(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                                   int64_t ldc, int accumulate);
+                                   int64_t ldc, int accumulate, const sft__bsrc *src);
 typedef struct sft__cpu_kernels {
     sft__gemm_fn  gemm;                     /* threaded, any size */
     sft__micro_fn micro;                    /* the mr x nr micro-kernel, for tiles */
@@ -4094,11 +4309,11 @@ static int sft__cpu_path_has_kernels(sft_cpu_path path) {
    with unit column stride is a row-major matrix, one with unit row stride a
    transposed one; anything else (never made by the ops) uses our own kernel. */
 static sft_status sft__gemm_cblas(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                                  int64_t ldc, int accumulate) {
+                                  int64_t ldc, int accumulate, const sft__bsrc *src) {
     int a_ok = a.cs == 1 || a.rs == 1, b_ok = b.cs == 1 || b.rs == 1;
     if (M <= 0 || N <= 0) return SFT_OK;
-    if (!a_ok || !b_ok || M > INT_MAX || N > INT_MAX || K > INT_MAX || ldc > INT_MAX)
-        return sft__cpu_kernel_table[sft_cpu_path_get(ctx)].gemm(ctx, M, N, K, a, b, c, ldc, accumulate);
+    if (src || !a_ok || !b_ok || M > INT_MAX || N > INT_MAX || K > INT_MAX || ldc > INT_MAX)
+        return sft__cpu_kernel_table[sft_cpu_path_get(ctx)].gemm(ctx, M, N, K, a, b, c, ldc, accumulate, src);
     cblas_sgemm(CblasRowMajor, a.cs == 1 ? CblasNoTrans : CblasTrans, b.cs == 1 ? CblasNoTrans : CblasTrans, (int)M, (int)N,
                 (int)K, 1.0f, a.p, (int)(a.cs == 1 ? (a.rs > 1 ? a.rs : 1) : a.cs), b.p,
                 (int)(b.cs == 1 ? (b.rs > 1 ? b.rs : 1) : b.cs), accumulate ? 1.0f : 0.0f, c, (int)ldc);
@@ -4129,7 +4344,14 @@ static const sft__cpu_kernels *sft__cpu_kernels_of(const sft_context *ctx) {
 /* sft__gemm: C (+)= op(A) . op(B) on the context's CPU path. */
 static sft_status sft__gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c, int64_t ldc,
                             int accumulate) {
-    return sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, b, c, ldc, accumulate);
+    return sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, b, c, ldc, accumulate, NULL);
+}
+
+/* sft__gemm_src: the same with B decoded from src (a 4-bit or bf16 weight). */
+static sft_status sft__gemm_src(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, const sft__bsrc *src, float *c,
+                                int64_t ldc, int accumulate) {
+    static const float unused = 0.0f;   /* a valid pointer for the dense view src replaces */
+    return sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, sft__mat_of(&unused, 0, 0), c, ldc, accumulate, src);
 }
 
 /* Matmul node: in[0] = A, in[1] = B; i[0] = trans_a, i[1] = trans_b, i[2] = batch,
@@ -4872,16 +5094,744 @@ static sft_status sft__cpu_lce_bwd(sft_context *ctx, sft__node *n) {
 }
 
 /* ============================================================================
+   === peft: 4-bit quantization
+   bitsandbytes' rules (csrc kQuantizeBlockwise, dQuantizeNF4/FP4, dQuantize):
+   per block absmax = max |x| in f32, every value multiplied by 1/absmax (f32),
+   then coded by comparisons against the midpoints between code values with
+   ">", so a value exactly on a midpoint takes the lower code and NaN (an
+   all-zero block: 0 * inf) takes code 0. Dequantization is code * absmax in
+   f32. Tested byte for byte against files bitsandbytes wrote. */
+
+/* The codes as bitsandbytes stores them in quant_map (FP4 index 8 is +0 there). */
+static const float sft__nf4_code[16] = {
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,
+    -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
+    0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+static const float sft__fp4_code[16] = {
+    0.0f, 5.208333333e-03f, 0.66666667f, 1.0f, 0.33333333f, 0.5f, 0.16666667f, 0.25f,
+    0.0f, -5.208333333e-03f, -0.66666667f, -1.0f, -0.33333333f, -0.5f, -0.16666667f, -0.25f};
+
+/* The NF4 decision tree's thresholds (f32, as the CUDA kernel compares), sorted:
+   the code of x is the number of thresholds x is above. */
+static const float sft__nf4_mid[15] = {
+    -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f, -0.23460740596055984f,
+    -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f, 0.1202552504837513f, 0.2035212516784668f,
+    0.2920137718319893f, 0.3893125355243683f, 0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
+/* FP4: the same on |x| (pivots of the CUDA tree), then the code of the i-th
+   magnitude; the sign is bit 3. */
+static const float sft__fp4_mid[7] = {0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f, 0.4166667f, 0.583333f, 0.8333333f};
+static const uint8_t sft__fp4_by_magnitude[8] = {0, 1, 6, 7, 4, 5, 2, 3};
+
+/* bitsandbytes' signed dynamic 8-bit map (create_dynamic_map(signed=True)), as
+   the f32 bit patterns it generates. */
+static const uint32_t sft__dynamic_map_bits[256] = {
+    0xbf7e3333u, 0xbf7a999au, 0xbf770000u, 0xbf736666u, 0xbf6fcccdu, 0xbf6c3333u, 0xbf68999au, 0xbf650000u,
+    0xbf616666u, 0xbf5dcccdu, 0xbf5a3333u, 0xbf56999au, 0xbf530000u, 0xbf4f6666u, 0xbf4bcccdu, 0xbf483333u,
+    0xbf44999au, 0xbf410000u, 0xbf3d6666u, 0xbf39cccdu, 0xbf363334u, 0xbf32999au, 0xbf2f0000u, 0xbf2b6666u,
+    0xbf27cccdu, 0xbf243334u, 0xbf20999au, 0xbf1d0000u, 0xbf196666u, 0xbf15cccdu, 0xbf123334u, 0xbf0e999au,
+    0xbf0b0000u, 0xbf076666u, 0xbf03ccccu, 0xbf003333u, 0xbef93332u, 0xbef20000u, 0xbeeaccccu, 0xbee3999au,
+    0xbedc6666u, 0xbed53333u, 0xbece0000u, 0xbec6ccccu, 0xbebf999au, 0xbeb86666u, 0xbeb13333u, 0xbeaa0000u,
+    0xbea2ccccu, 0xbe9b999au, 0xbe946666u, 0xbe8d3334u, 0xbe860000u, 0xbe7d9999u, 0xbe6f3333u, 0xbe60cccdu,
+    0xbe526666u, 0xbe440000u, 0xbe35999au, 0xbe273333u, 0xbe18cccdu, 0xbe0a6666u, 0xbdf80000u, 0xbddb3334u,
+    0xbdc9eb85u, 0xbdc428f7u, 0xbdbe6667u, 0xbdb8a3d7u, 0xbdb2e148u, 0xbdad1eb8u, 0xbda75c2au, 0xbda1999au,
+    0xbd9bd70au, 0xbd96147bu, 0xbd9051ebu, 0xbd8a8f5du, 0xbd84cccdu, 0xbd7e147bu, 0xbd728f5du, 0xbd670a3du,
+    0xbd5b851fu, 0xbd500000u, 0xbd447ae1u, 0xbd38f5c3u, 0xbd2d70a3u, 0xbd21eb85u, 0xbd166667u, 0xbd0ae148u,
+    0xbcfeb852u, 0xbce7ae15u, 0xbcd0a3d7u, 0xbcb9999au, 0xbca28f5du, 0xbc8b851fu, 0xbc68f5c3u, 0xbc3ae148u,
+    0xbc1f3b64u, 0xbc160418u, 0xbc0ccccdu, 0xbc039581u, 0xbbf4bc6au, 0xbbe24dd3u, 0xbbcfdf3bu, 0xbbbd70a4u,
+    0xbbab020du, 0xbb989374u, 0xbb8624ddu, 0xbb676c8au, 0xbb428f5cu, 0xbb1db22du, 0xbaf1a9fcu, 0xbaa7ef9du,
+    0xba7765ffu, 0xba59e83eu, 0xba3c6a80u, 0xba1eecc1u, 0xba016f01u, 0xb9c7e283u, 0xb98ce705u, 0xb923d70bu,
+    0xb8ba1f4bu, 0xb88aefb3u, 0xb8378034u, 0xb7b24206u, 0xb70205ffu, 0xb65a1a94u, 0xb513a3b7u, 0x00000000u,
+    0x3513a3b7u, 0x365a1a94u, 0x370205ffu, 0x37b24206u, 0x38378034u, 0x388aefb3u, 0x38ba1f4bu, 0x3923d70bu,
+    0x398ce705u, 0x39c7e283u, 0x3a016f01u, 0x3a1eecc1u, 0x3a3c6a80u, 0x3a59e83eu, 0x3a7765ffu, 0x3aa7ef9du,
+    0x3af1a9fcu, 0x3b1db22du, 0x3b428f5cu, 0x3b676c8au, 0x3b8624ddu, 0x3b989374u, 0x3bab020du, 0x3bbd70a4u,
+    0x3bcfdf3bu, 0x3be24dd3u, 0x3bf4bc6au, 0x3c039581u, 0x3c0ccccdu, 0x3c160418u, 0x3c1f3b64u, 0x3c3ae148u,
+    0x3c68f5c3u, 0x3c8b851fu, 0x3ca28f5du, 0x3cb9999au, 0x3cd0a3d7u, 0x3ce7ae15u, 0x3cfeb852u, 0x3d0ae148u,
+    0x3d166667u, 0x3d21eb85u, 0x3d2d70a3u, 0x3d38f5c3u, 0x3d447ae1u, 0x3d500000u, 0x3d5b851fu, 0x3d670a3du,
+    0x3d728f5du, 0x3d7e147bu, 0x3d84cccdu, 0x3d8a8f5du, 0x3d9051ebu, 0x3d96147bu, 0x3d9bd70au, 0x3da1999au,
+    0x3da75c2au, 0x3dad1eb8u, 0x3db2e148u, 0x3db8a3d7u, 0x3dbe6667u, 0x3dc428f7u, 0x3dc9eb85u, 0x3ddb3334u,
+    0x3df80000u, 0x3e0a6666u, 0x3e18cccdu, 0x3e273333u, 0x3e35999au, 0x3e440000u, 0x3e526666u, 0x3e60cccdu,
+    0x3e6f3333u, 0x3e7d9999u, 0x3e860000u, 0x3e8d3334u, 0x3e946666u, 0x3e9b999au, 0x3ea2ccccu, 0x3eaa0000u,
+    0x3eb13333u, 0x3eb86666u, 0x3ebf999au, 0x3ec6ccccu, 0x3ece0000u, 0x3ed53333u, 0x3edc6666u, 0x3ee3999au,
+    0x3eeaccccu, 0x3ef20000u, 0x3ef93332u, 0x3f003333u, 0x3f03ccccu, 0x3f076666u, 0x3f0b0000u, 0x3f0e999au,
+    0x3f123334u, 0x3f15cccdu, 0x3f196666u, 0x3f1d0000u, 0x3f20999au, 0x3f243334u, 0x3f27cccdu, 0x3f2b6666u,
+    0x3f2f0000u, 0x3f32999au, 0x3f363334u, 0x3f39cccdu, 0x3f3d6666u, 0x3f410000u, 0x3f44999au, 0x3f483333u,
+    0x3f4bcccdu, 0x3f4f6666u, 0x3f530000u, 0x3f56999au, 0x3f5a3333u, 0x3f5dcccdu, 0x3f616666u, 0x3f650000u,
+    0x3f68999au, 0x3f6c3333u, 0x3f6fcccdu, 0x3f736666u, 0x3f770000u, 0x3f7a999au, 0x3f7e3333u, 0x3f800000u,
+};
+
+static unsigned sft__nf4_quantize(float x) {
+    unsigned i, q = 0;
+    for (i = 0; i < 15; i++) q += x > sft__nf4_mid[i];
+    return q;
+}
+
+static unsigned sft__fp4_quantize(float x) {
+    unsigned i, m = 0, sign = x < 0.0f ? 8u : 0u;
+    float a = fabsf(x);
+    for (i = 0; i < 7; i++) m += a > sft__fp4_mid[i];
+    return sft__fp4_by_magnitude[m] + sign;
+}
+
+/* The 8-bit code of x on a sorted 256-value map: bitsandbytes' binary search
+   and its midpoint rule, step for step (ties do not all go the same way). */
+static unsigned sft__dynamic_quantize(const float *code, float x) {
+    int pivot = 127, upper_pivot = 255, lower_pivot = 0, i;
+    float lower = -1.0f, upper = 1.0f, val = code[pivot];
+    for (i = 64; i > 0; i >>= 1) {
+        if (x > val) { lower_pivot = pivot; lower = val; pivot += i; }
+        else { upper_pivot = pivot; upper = val; pivot -= i; }
+        val = code[pivot];
+    }
+    if (upper_pivot == 255) upper = code[upper_pivot];
+    if (lower_pivot == 0) lower = code[lower_pivot];
+    if (x > val) return x > (upper + val) * 0.5f ? (unsigned)upper_pivot : (unsigned)pivot;
+    return x < (lower + val) * 0.5f ? (unsigned)lower_pivot : (unsigned)pivot;
+}
+
+SFTDEF const float *sft_quant_code(sft_quant_type type) {
+    return type == SFT_QUANT_FP4 ? sft__fp4_code : type == SFT_QUANT_NF4 ? sft__nf4_code : NULL;
+}
+
+SFTDEF const float *sft_quant_dynamic_map(void) {
+    static float map[256];
+    static int ready;
+    if (!ready) { memcpy(map, sft__dynamic_map_bits, sizeof map); ready = 1; }
+    return map;
+}
+
+static int sft__quant_blocksize_ok(int bs) { return bs >= 32 && bs <= 4096 && (bs & (bs - 1)) == 0; }
+
+static int64_t sft__ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+SFTDEF float sft_qweight_block_scale(const sft_qweight *q, int64_t block) {
+    if (!q->double_quant) return q->absmax[block];
+    return q->nested_code[q->absmax_q[block]] * q->nested_absmax[block / SFT_QUANT_NESTED_BLOCKSIZE] + q->nested_offset;
+}
+
+static unsigned sft__q4_nibble(const uint8_t *data, int64_t e) { return (data[e >> 1] >> ((e & 1) ? 0 : 4)) & 15u; }
+
+SFTDEF void sft_qweight_destroy(sft_qweight *q) {
+    if (!q) return;
+    sft__free(q->ctx, q->data);
+    sft__free(q->ctx, q->absmax);
+    sft__free(q->ctx, q->absmax_q);
+    sft__free(q->ctx, q->nested_absmax);
+    sft__free(q->ctx, q);
+}
+
+/* sft__qweight_alloc: a zeroed qweight with its arrays for the given layout. */
+static sft_status sft__qweight_alloc(sft_context *ctx, sft_quant_type type, int64_t rows, int64_t cols, int blocksize,
+                                     int double_quant, sft_qweight **out) {
+    sft_qweight *q;
+    int64_t n = rows * cols;
+    *out = NULL;
+    q = (sft_qweight *)sft__calloc(ctx, 1, sizeof *q);
+    if (!q) return sft__fail(SFT_ERR_NOMEM, "quantize: cannot allocate a [%lld, %lld] 4-bit weight", (long long)rows,
+                             (long long)cols);
+    q->ctx = ctx; q->type = type; q->rows = rows; q->cols = cols; q->blocksize = blocksize;
+    q->n_blocks = sft__ceil_div(n, blocksize);
+    q->double_quant = double_quant;
+    memcpy(q->code, sft_quant_code(type), sizeof q->code);
+    memcpy(q->nested_code, sft_quant_dynamic_map(), sizeof q->nested_code);
+    q->data = (uint8_t *)sft__calloc(ctx, (size_t)((n + 1) / 2), 1);
+    if (double_quant) {
+        q->absmax_q = (uint8_t *)sft__calloc(ctx, (size_t)q->n_blocks, 1);
+        q->nested_absmax = (float *)sft__calloc(ctx, (size_t)sft__ceil_div(q->n_blocks, SFT_QUANT_NESTED_BLOCKSIZE), sizeof(float));
+    } else
+        q->absmax = (float *)sft__calloc(ctx, (size_t)q->n_blocks, sizeof(float));
+    if (!q->data || (double_quant ? !q->absmax_q || !q->nested_absmax : !q->absmax)) {
+        sft_qweight_destroy(q);
+        return sft__fail(SFT_ERR_NOMEM, "quantize: cannot allocate a [%lld, %lld] 4-bit weight", (long long)rows,
+                         (long long)cols);
+    }
+    *out = q;
+    return SFT_OK;
+}
+
+/* One block of 4-bit codes from f32 values x[0..n) (n <= blocksize), element
+   e0 + i of the matrix being x[i]; returns the block's absmax. When the block
+   ends on an even element the byte's low nibble is the code of a padding zero,
+   as the CUDA kernel pads its last block (0 * (1/0) is NaN: code 0). */
+static unsigned sft__q4_code(sft_quant_type type, float v) {
+    return type == SFT_QUANT_FP4 ? sft__fp4_quantize(v) : sft__nf4_quantize(v);
+}
+
+static float sft__q4_block(sft_quant_type type, const float *x, int64_t e0, int64_t n, uint8_t *data) {
+    float absmax = 0.0f, inv;
+    int64_t i;
+    for (i = 0; i < n; i++) absmax = fmaxf(absmax, fabsf(x[i]));
+    inv = 1.0f / absmax;
+    for (i = 0; i < n; i++) {
+        int64_t e = e0 + i;
+        unsigned c = sft__q4_code(type, x[i] * inv);
+        if (e & 1) data[e >> 1] = (uint8_t)(data[e >> 1] | c);
+        else data[e >> 1] = (uint8_t)(c << 4);
+    }
+    if ((e0 + n) & 1) data[(e0 + n) >> 1] = (uint8_t)(data[(e0 + n) >> 1] | sft__q4_code(type, 0.0f * inv));
+    return absmax;
+}
+
+/* Double quantization of absmax[0..n) (bitsandbytes quantize_4bit with
+   compress_statistics): offset = the mean, then (absmax - offset) in blocks of
+   256 on the dynamic map. offset is given so tests can pin it. */
+static void sft__double_quantize(sft_qweight *q, const float *absmax, float offset) {
+    int64_t b, i, n = q->n_blocks;
+    q->nested_offset = offset;
+    for (b = 0; b * SFT_QUANT_NESTED_BLOCKSIZE < n; b++) {
+        int64_t i0 = b * SFT_QUANT_NESTED_BLOCKSIZE, i1 = i0 + SFT_QUANT_NESTED_BLOCKSIZE < n ? i0 + SFT_QUANT_NESTED_BLOCKSIZE : n;
+        float amax = 0.0f, inv;
+        for (i = i0; i < i1; i++) amax = fmaxf(amax, fabsf(absmax[i] - offset));
+        inv = 1.0f / amax;
+        q->nested_absmax[b] = amax;
+        for (i = i0; i < i1; i++) q->absmax_q[i] = (uint8_t)sft__dynamic_quantize(q->nested_code, (absmax[i] - offset) * inv);
+    }
+}
+
+static float sft__mean_f32(const float *x, int64_t n) {
+    double s = 0.0;
+    int64_t i;
+    for (i = 0; i < n; i++) s += x[i];
+    return n ? (float)(s / (double)n) : 0.0f;
+}
+
+typedef struct sft__quant_job { sft_qweight *q; const sft_tensor *w; float *absmax; } sft__quant_job;
+
+/* A task quantizes whole blocks, widening bf16/f16 input to f32 on the way. */
+static void sft__quant_range(void *arg, int64_t b0, int64_t b1) {
+    const sft__quant_job *j = (const sft__quant_job *)arg;
+    int64_t n = j->q->rows * j->q->cols, bs = j->q->blocksize, b, i;
+    float buf[4096];
+    for (b = b0; b < b1; b++) {
+        int64_t e0 = b * bs, cnt = e0 + bs < n ? bs : n - e0;
+        for (i = 0; i < cnt; i++) {
+            int64_t e = e0 + i;
+            switch (j->w->dtype) {
+            case SFT_BF16: buf[i] = sft_bf16_to_f32(((const uint16_t *)j->w->data)[e]); break;
+            case SFT_F16: buf[i] = sft_f16_to_f32(((const uint16_t *)j->w->data)[e]); break;
+            default: buf[i] = ((const float *)j->w->data)[e]; break;
+            }
+        }
+        j->absmax[b] = sft__q4_block(j->q->type, buf, e0, cnt, j->q->data);
+    }
+}
+
+/* sft__quant_fill: quantize f32/bf16/f16 w into q's layout (existing arrays). */
+static sft_status sft__quant_fill(sft_context *ctx, sft_qweight *q, const sft_tensor *w) {
+    sft__quant_job j;
+    float *absmax = q->absmax;
+    if (q->double_quant) {
+        absmax = (float *)sft__alloc(ctx, (size_t)q->n_blocks * sizeof(float));
+        if (!absmax) return sft__fail(SFT_ERR_NOMEM, "quantize: cannot allocate %lld block maxima", (long long)q->n_blocks);
+    }
+    j.q = q; j.w = w; j.absmax = absmax;
+    /* blocks of 64 or more values each own whole bytes, so tasks never share one */
+    sft__parallel_rows(ctx, q->n_blocks, 64, sft__quant_range, &j);
+    if (q->double_quant) {
+        sft__double_quantize(q, absmax, sft__mean_f32(absmax, q->n_blocks));
+        sft__free(ctx, absmax);
+    }
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_quantize(sft_context *ctx, const sft_tensor *w, const sft_quant_desc *desc, sft_qweight **out) {
+    sft_quant_desc d;
+    sft_qweight *q;
+    int64_t rows, cols;
+    sft_status s;
+    char sb[96];
+    if (out) *out = NULL;
+    if (!ctx || !w || !out) return sft__fail(SFT_ERR_ARG, "quantize: NULL argument");
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.type == SFT_QUANT_NONE) d.type = SFT_QUANT_NF4;
+    if (d.blocksize == 0) d.blocksize = 64;
+    if (d.type != SFT_QUANT_NF4 && d.type != SFT_QUANT_FP4) return sft__fail(SFT_ERR_ARG, "quantize: type %d is not NF4 or FP4", (int)d.type);
+    if (!sft__quant_blocksize_ok(d.blocksize))
+        return sft__fail(SFT_ERR_ARG, "quantize: blocksize %d (bitsandbytes takes 32, 64, ..., 4096)", d.blocksize);
+    if (w->device != SFT_DEVICE_CPU) return sft__fail(SFT_ERR_DEVICE, "quantize: the weight must be on the CPU");
+    if (w->dtype != SFT_F32 && w->dtype != SFT_BF16 && w->dtype != SFT_F16)
+        return sft__fail(SFT_ERR_DTYPE, "quantize: weight is %s (want f32, bf16 or f16)", sft_dtype_name(w->dtype));
+    if (w->ndim < 1 || w->ndim > 2 || sft_tensor_numel(w) == 0)
+        return sft__fail(SFT_ERR_SHAPE, "quantize: weight %s must be [rows, cols] or [n], not empty", SFT__SHAPE(w, sb));
+    rows = w->ndim == 2 ? w->shape[0] : 1;
+    cols = w->shape[w->ndim - 1];
+    SFT__TRY(sft__qweight_alloc(ctx, d.type, rows, cols, d.blocksize, d.double_quant != 0, &q));
+    s = sft__quant_fill(ctx, q, w);
+    if (s != SFT_OK) { sft_qweight_destroy(q); return s; }
+    *out = q;
+    return SFT_OK;
+}
+
+/* sft__finite_nonneg: index of the first value of x[0..n) that is NaN, infinite
+   or negative, or -1. */
+static int64_t sft__first_bad_scale(const float *x, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++)
+        if (!(x[i] >= 0.0f && x[i] < INFINITY)) return i;
+    return -1;
+}
+
+static sft_status sft__qdata_check(const sft_qweight_data *d) {
+    int64_t n, blocks, nested, bad;
+    int i;
+    if (d->type != SFT_QUANT_NF4 && d->type != SFT_QUANT_FP4)
+        return sft__fail(SFT_ERR_ARG, "4-bit weight: quant_type %d is not NF4 or FP4", (int)d->type);
+    if (!sft__quant_blocksize_ok(d->blocksize))
+        return sft__fail(SFT_ERR_FORMAT, "4-bit weight: blocksize %d (bitsandbytes takes 32, 64, ..., 4096)", d->blocksize);
+    if (d->rows <= 0 || d->cols <= 0 || d->rows > ((int64_t)1 << 40) / d->cols)
+        return sft__fail(SFT_ERR_SHAPE, "4-bit weight: shape [%lld, %lld]", (long long)d->rows, (long long)d->cols);
+    n = d->rows * d->cols;
+    blocks = sft__ceil_div(n, d->blocksize);
+    if (!d->data || d->data_bytes != (size_t)((n + 1) / 2))
+        return sft__fail(SFT_ERR_FORMAT, "4-bit weight [%lld, %lld]: packed data has %llu bytes, the shape needs %lld",
+                         (long long)d->rows, (long long)d->cols, (unsigned long long)(d->data ? d->data_bytes : 0),
+                         (long long)((n + 1) / 2));
+    if (d->code && d->code_len != 16) return sft__fail(SFT_ERR_FORMAT, "4-bit weight: quant_map has %d values (want 16)", d->code_len);
+    if (d->code)
+        for (i = 0; i < 16; i++)
+            if (!(fabsf(d->code[i]) <= 1.0f)) return sft__fail(SFT_ERR_FORMAT, "4-bit weight: quant_map[%d] = %g", i, d->code[i]);
+    if (!d->absmax_q) {
+        if (!d->absmax || d->n_absmax != blocks)
+            return sft__fail(SFT_ERR_FORMAT, "4-bit weight: absmax has %lld values, %lld blocks of %d need %lld",
+                             (long long)(d->absmax ? d->n_absmax : 0), (long long)blocks, d->blocksize, (long long)blocks);
+        if ((bad = sft__first_bad_scale(d->absmax, blocks)) >= 0)
+            return sft__fail(SFT_ERR_FORMAT, "4-bit weight: absmax[%lld] = %g (want finite and >= 0)", (long long)bad,
+                             d->absmax[bad]);
+        return SFT_OK;
+    }
+    if (d->nested_blocksize != 0 && d->nested_blocksize != SFT_QUANT_NESTED_BLOCKSIZE)
+        return sft__fail(SFT_ERR_FORMAT, "4-bit weight: nested_blocksize %d (bitsandbytes uses 256)", d->nested_blocksize);
+    nested = sft__ceil_div(blocks, SFT_QUANT_NESTED_BLOCKSIZE);
+    if (d->n_absmax_q != blocks)
+        return sft__fail(SFT_ERR_FORMAT, "4-bit weight: absmax has %lld codes, %lld blocks need %lld", (long long)d->n_absmax_q,
+                         (long long)blocks, (long long)blocks);
+    if (!d->nested_absmax || d->n_nested_absmax != nested)
+        return sft__fail(SFT_ERR_FORMAT, "4-bit weight: nested_absmax has %lld values, want %lld",
+                         (long long)(d->nested_absmax ? d->n_nested_absmax : 0), (long long)nested);
+    if ((bad = sft__first_bad_scale(d->nested_absmax, nested)) >= 0)
+        return sft__fail(SFT_ERR_FORMAT, "4-bit weight: nested_absmax[%lld] = %g (want finite and >= 0)", (long long)bad,
+                         d->nested_absmax[bad]);
+    if (!(fabsf(d->nested_offset) < INFINITY))
+        return sft__fail(SFT_ERR_FORMAT, "4-bit weight: nested_offset = %g", d->nested_offset);
+    if (d->nested_code && d->nested_code_len != 256)
+        return sft__fail(SFT_ERR_FORMAT, "4-bit weight: nested_quant_map has %d values (want 256)", d->nested_code_len);
+    if (d->nested_code)
+        for (i = 0; i < 256; i++)
+            if (!(fabsf(d->nested_code[i]) <= 1.0f))
+                return sft__fail(SFT_ERR_FORMAT, "4-bit weight: nested_quant_map[%d] = %g", i, d->nested_code[i]);
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_qweight_from_data(sft_context *ctx, const sft_qweight_data *d, sft_qweight **out) {
+    sft_qweight *q;
+    int64_t n;
+    if (out) *out = NULL;
+    if (!ctx || !d || !out) return sft__fail(SFT_ERR_ARG, "sft_qweight_from_data: NULL argument");
+    SFT__TRY(sft__qdata_check(d));
+    SFT__TRY(sft__qweight_alloc(ctx, d->type, d->rows, d->cols, d->blocksize, d->absmax_q != NULL, &q));
+    n = d->rows * d->cols;
+    memcpy(q->data, d->data, (size_t)((n + 1) / 2));
+    if (d->code) memcpy(q->code, d->code, sizeof q->code);
+    if (q->double_quant) {
+        memcpy(q->absmax_q, d->absmax_q, (size_t)q->n_blocks);
+        memcpy(q->nested_absmax, d->nested_absmax, (size_t)sft__ceil_div(q->n_blocks, SFT_QUANT_NESTED_BLOCKSIZE) * sizeof(float));
+        q->nested_offset = d->nested_offset;
+        if (d->nested_code) memcpy(q->nested_code, d->nested_code, sizeof q->nested_code);
+    } else
+        memcpy(q->absmax, d->absmax, (size_t)q->n_blocks * sizeof(float));
+    *out = q;
+    return SFT_OK;
+}
+
+/* sft__q4_decode: elements [e0, e0 + count) of the flattened weight as f32,
+   to out[i * stride]. A block's scale is looked up once per run inside it. */
+static void sft__q4_decode(const sft_qweight *q, int64_t e0, int64_t count, float *out, int64_t stride) {
+    int64_t e = e0, end = e0 + count;
+    while (e < end) {
+        int64_t blk = e / q->blocksize, stop = (blk + 1) * q->blocksize;
+        float scale = sft_qweight_block_scale(q, blk);
+        if (stop > end) stop = end;
+        for (; e < stop; e++, out += stride) *out = q->code[sft__q4_nibble(q->data, e)] * scale;
+    }
+}
+
+typedef struct sft__dequant_job { const sft_qweight *q; float *out; } sft__dequant_job;
+
+static void sft__dequant_range(void *arg, int64_t r0, int64_t r1) {
+    const sft__dequant_job *j = (const sft__dequant_job *)arg;
+    sft__q4_decode(j->q, r0 * j->q->cols, (r1 - r0) * j->q->cols, j->out + r0 * j->q->cols, 1);
+}
+
+SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_tensor **out) {
+    sft__dequant_job j;
+    int64_t shape[2];
+    if (out) *out = NULL;
+    if (!ctx || !q || !out) return sft__fail(SFT_ERR_ARG, "dequantize: NULL argument");
+    shape[0] = q->rows; shape[1] = q->cols;
+    SFT__TRY(sft_tensor_create(ctx, SFT_F32, 2, shape, out));
+    j.q = q; j.out = SFT__F(*out);
+    sft__parallel_rows(ctx, q->rows, 16, sft__dequant_range, &j);
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === kernels: weights decoded into GEMM panels
+   A linear layer's base weight W [N, K] may be f32 (used in place), bf16 or
+   4-bit. The last two reach the GEMMs as an sft__bsrc: each packing task decodes
+   the k x nr tile it packs, so no f32 copy of W ever exists (the allocator test
+   holds it). Decoding is exact (code * scale, or the bf16 bits widened), so a
+   4-bit layer gives the same bits as a dense GEMM on the dequantized weight. */
+
+typedef struct sft__wref { const sft_qweight *q; const sft_tensor *w; int64_t N, K; } sft__wref;
+
+static void sft__wsrc_decode(const sft__bsrc *s, int64_t e0, int64_t count, float *out, int64_t stride) {
+    int64_t i;
+    if (s->q) { sft__q4_decode(s->q, e0, count, out, stride); return; }
+    for (i = 0; i < count; i++) out[i * stride] = sft_bf16_to_f32(s->bf16[e0 + i]);
+}
+
+static void sft__wsrc_pack(const sft__bsrc *s, int64_t k0, int64_t kc, int64_t n0, int64_t nc, int nr, int64_t q0, int64_t q1,
+                           float *dst) {
+    int64_t q, j, k;
+    for (q = q0; q < q1; q++) {
+        float *p = dst + q * kc * nr;
+        int64_t cols = nc - q * nr < nr ? nc - q * nr : nr;
+        if (s->trans) {   /* op(B)(k, n) = W[n][k]: row n of W is column j of the panel */
+            for (j = 0; j < cols; j++) sft__wsrc_decode(s, (n0 + q * nr + j) * s->cols + k0, kc, p + j, nr);
+            for (; j < nr; j++)
+                for (k = 0; k < kc; k++) p[k * nr + j] = 0.0f;
+        } else {          /* op(B)(k, n) = W[k][n]: part of row k of W is a row of the panel */
+            for (k = 0; k < kc; k++) {
+                sft__wsrc_decode(s, (k0 + k) * s->cols + n0 + q * nr, cols, p + k * nr, 1);
+                for (j = cols; j < nr; j++) p[k * nr + j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* sft__gemm_w: C (+)= A . W^T (trans) or A . W, for A [M, K] (or [M, N]). */
+static sft_status sft__gemm_w(sft_context *ctx, int64_t M, sft__mat a, const sft__wref *w, int trans, float *c, int64_t ldc,
+                              int accumulate) {
+    sft__bsrc src;
+    if (w->w && w->w->dtype == SFT_F32) {
+        sft__mat b = sft__mat_of(SFT__CF(w->w), w->K, 1);
+        return trans ? sft__gemm(ctx, M, w->N, w->K, a, sft__mat_t(b), c, ldc, accumulate)
+                     : sft__gemm(ctx, M, w->K, w->N, a, b, c, ldc, accumulate);
+    }
+    memset(&src, 0, sizeof src);
+    src.pack = sft__wsrc_pack; src.q = w->q; src.bf16 = w->w ? (const uint16_t *)w->w->data : NULL;
+    src.rows = w->N; src.cols = w->K; src.trans = trans;
+    return trans ? sft__gemm_src(ctx, M, w->N, w->K, a, &src, c, ldc, accumulate)
+                 : sft__gemm_src(ctx, M, w->K, w->N, a, &src, c, ldc, accumulate);
+}
+
+/* sft__w_rows: rows [r0, r1) of W as f32 into out [r1 - r0, K]. */
+static void sft__w_rows(const sft__wref *w, int64_t r0, int64_t r1, float *out) {
+    int64_t i, n = (r1 - r0) * w->K;
+    if (w->q) sft__q4_decode(w->q, r0 * w->K, n, out, 1);
+    else if (w->w->dtype == SFT_F32) memcpy(out, SFT__CF(w->w) + r0 * w->K, (size_t)n * sizeof(float));
+    else for (i = 0; i < n; i++) out[i] = sft_bf16_to_f32(((const uint16_t *)w->w->data)[r0 * w->K + i]);
+}
+
+/* ============================================================================
+   === kernels: a linear layer with its adapters, one node
+   node: in[0] = x [M, K] (any leading dims), in[1] = bias [N] or NULL,
+   ptr = the call's plan. Forward: y = x W^T + bias, then every adapter term
+   over its rows. Backward: dx = dy' W through the same decoding, the adapters'
+   small GEMMs, and the DoRA magnitude's reduction. */
+
+#define SFT__LINEAR_MAX_ADAPTERS 32
+
+typedef struct sft__adapter {
+    char         *name;
+    sft_lora_desc desc;           /* defaults filled in */
+    float         scaling;
+    sft_tensor   *A, *B, *m;      /* m: DoRA magnitude [N], else NULL */
+    float        *merged_norm;    /* DoRA while merged: |W + s B A| at merge, for unmerge */
+} sft__adapter;
+
+/* One adapter's part in a call. t keeps s * (xd A^T) for the gradient of B;
+   DoRA keeps the base product without bias, its own B(A(x)) * s, and the
+   weight norm it used (a constant for backward, as PEFT detaches it). */
+typedef struct sft__lin_term {
+    const sft__adapter *ad;
+    float       p;                /* dropout in effect, 0 = none               */
+    uint64_t    key;              /* the dropout mask's RNG key                */
+    sft_tensor *t;                /* [M, r]                                    */
+    sft_tensor *base_nb, *lora, *norm;   /* DoRA: [M, N], [M, N], [N]          */
+} sft__lin_term;
+
+typedef struct sft__lin_plan {
+    sft__wref         w;
+    int64_t           M, K, N, sample_rows, n_samples;
+    const int        *route;      /* per sample: its term, or -1; NULL = all terms on all rows */
+    const sft_tensor *mask;       /* a replayed dropout mask (x's shape)       */
+    int               n_terms;
+    sft__lin_term     term[SFT__LINEAR_MAX_ADAPTERS];
+    sft_tensor       *base_out;   /* x W^T before the bias, when a DoRA term without dropout needs it */
+} sft__lin_plan;
+
+/* sft__lin_run: the next run [*r0, *r1) of rows term ti covers, starting the
+   search at sample *cursor; 0 when there is none. */
+static int sft__lin_run(const sft__lin_plan *p, int ti, int64_t *cursor, int64_t *r0, int64_t *r1) {
+    int64_t s = *cursor, e;
+    if (!p->route) {
+        if (s > 0) return 0;
+        *cursor = 1; *r0 = 0; *r1 = p->M;
+        return p->M > 0;
+    }
+    while (s < p->n_samples && p->route[s] != ti) s++;
+    if (s == p->n_samples) { *cursor = s; return 0; }
+    for (e = s; e < p->n_samples && p->route[e] == ti; e++) {}
+    *cursor = e; *r0 = s * p->sample_rows; *r1 = e * p->sample_rows;
+    return 1;
+}
+
+static float sft__lin_drop_factor(const sft__lin_plan *p, const sft__lin_term *t, int64_t i) {
+    if (p->mask) return SFT__CF(p->mask)[i];
+    if (t->p >= 1.0f) return 0.0f;
+    return sft_rng_uniform(t->key, (uint64_t)i) >= t->p ? 1.0f / (1.0f - t->p) : 0.0f;
+}
+
+/* sft__lin_input: the adapter's input rows [r0, r1): x itself, or dropout(x) in
+   a new step tensor. */
+static sft_status sft__lin_input(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1,
+                                 const float **xr) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const float *x = SFT__CF(n->in[0]);
+    sft_tensor *xd;
+    int64_t shape[2], i, base = r0 * p->K, count = (r1 - r0) * p->K;
+    *xr = x + base;
+    if (t->p <= 0.0f) return SFT_OK;
+    shape[0] = r1 - r0; shape[1] = p->K;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &xd));
+    for (i = 0; i < count; i++) SFT__F(xd)[i] = x[base + i] * sft__lin_drop_factor(p, t, base + i);
+    *xr = SFT__CF(xd);
+    return SFT_OK;
+}
+
+/* sft__dora_norm: norm[o] = |W[o] + s (B A)[o]| over rows of W, 64 rows at a
+   time (B A computed first, then scaled and added, as PEFT does). */
+static sft_status sft__dora_norm(sft_context *ctx, const sft__wref *w, const sft_tensor *A, const sft_tensor *B, float s,
+                                 float *norm) {
+    int64_t o0, shape[2], r = A->shape[0], i, k;
+    sft_tensor *wt, *ba;
+    shape[0] = 64; shape[1] = w->K;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &wt));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &ba));
+    for (o0 = 0; o0 < w->N; o0 += 64) {
+        int64_t rows = w->N - o0 < 64 ? w->N - o0 : 64;
+        sft__w_rows(w, o0, o0 + rows, SFT__F(wt));
+        SFT__TRY(sft__gemm(ctx, rows, w->K, r, sft__mat_of(SFT__CF(B) + o0 * r, r, 1), sft__mat_of(SFT__CF(A), w->K, 1),
+                           SFT__F(ba), w->K, 0));
+        for (i = 0; i < rows; i++) {
+            double ss = 0.0;
+            for (k = 0; k < w->K; k++) {
+                float v = SFT__CF(wt)[i * w->K + k] + s * SFT__CF(ba)[i * w->K + k];
+                ss += (double)v * v;
+            }
+            norm[o0 + i] = (float)sqrt(ss);
+        }
+    }
+    return SFT_OK;
+}
+
+/* One term's forward over rows [r0, r1). */
+static sft_status sft__lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const sft__adapter *ad = t->ad;
+    int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, i, o;
+    float *tr = SFT__F(t->t) + r0 * r, *y = SFT__F(n->out) + r0 * N, s = ad->scaling;
+    const float *xr;
+    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr));
+    SFT__TRY(sft__gemm(ctx, rows, r, p->K, sft__mat_of(xr, p->K, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->A), p->K, 1)), tr, r, 0));
+    for (i = 0; i < rows * r; i++) tr[i] *= s;
+    if (!ad->m) return sft__gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), y, N, 1);
+    {
+        float *lora = SFT__F(t->lora) + r0 * N, *base_nb = SFT__F(t->base_nb) + r0 * N;
+        const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
+        SFT__TRY(sft__gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), lora, N, 0));
+        /* without dropout base_nb is the layer's own product (the plan's base_out);
+           with it PEFT recomputes the base product on the dropped-out input */
+        if (t->p > 0.0f) SFT__TRY(sft__gemm_w(ctx, rows, sft__mat_of(xr, p->K, 1), &p->w, 1, base_nb, N, 0));
+        for (i = 0; i < rows; i++)
+            for (o = 0; o < N; o++) {
+                float scale = m[o] / norm[o];
+                y[i * N + o] += (scale - 1.0f) * base_nb[i * N + o] + scale * lora[i * N + o];
+            }
+    }
+    return SFT_OK;
+}
+
+static void sft__lin_bias_rows(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const float *bias = SFT__CF(n->in[1]);
+    float *y = SFT__F(n->out);
+    int64_t i, o;
+    for (i = b; i < e; i++)
+        for (o = 0; o < p->N; o++) y[i * p->N + o] += bias[o];
+}
+
+static sft_status sft__cpu_linear_fwd(sft_context *ctx, sft__node *n) {
+    sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
+    int ti;
+    SFT__TRY(sft__gemm_w(ctx, p->M, sft__mat_of(SFT__CF(n->in[0]), p->K, 1), &p->w, 1, SFT__F(n->out), p->N, 0));
+    if (p->base_out) memcpy(SFT__F(p->base_out), SFT__CF(n->out), sft_tensor_nbytes(p->base_out));
+    if (n->in[1]) sft__parallel_rows(ctx, p->M, 64, sft__lin_bias_rows, n);
+    for (ti = 0; ti < p->n_terms; ti++) {
+        sft__lin_term *t = &p->term[ti];
+        int64_t cursor = 0, r0, r1;
+        if (t->ad->m) SFT__TRY(sft__dora_norm(ctx, &p->w, t->ad->A, t->ad->B, t->ad->scaling, SFT__F(t->norm)));
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__lin_term_fwd(ctx, n, t, r0, r1));
+    }
+    return SFT_OK;
+}
+
+/* One term's backward over rows [r0, r1): gradients of B, A, x (and m). */
+static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const sft__adapter *ad = t->ad;
+    int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, K = p->K, i, o, shape[2];
+    const float *g = SFT__CF(n->out->grad) + r0 * N, *gl = g, *xr, *tr = SFT__CF(t->t) + r0 * r;
+    float s = ad->scaling;
+    sft_tensor *gt, *dt, *dxd;
+    sft_tensor *x = n->in[0];
+    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr));
+    if (ad->m) {                  /* the adapter's path is scaled by m / norm */
+        const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
+        shape[0] = rows; shape[1] = N;
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &gt));
+        for (i = 0; i < rows; i++)
+            for (o = 0; o < N; o++) SFT__F(gt)[i * N + o] = g[i * N + o] * (m[o] / norm[o]);
+        gl = SFT__CF(gt);
+        if (ad->m->requires_grad) {
+            const float *bn = SFT__CF(t->base_nb) + r0 * N, *lo = SFT__CF(t->lora) + r0 * N;
+            float *dm = SFT__F(ad->m->grad);
+            for (o = 0; o < N; o++) {
+                float acc = 0.0f;
+                for (i = 0; i < rows; i++) acc += g[i * N + o] * (bn[i * N + o] + lo[i * N + o]);
+                dm[o] += acc / norm[o];
+            }
+        }
+    }
+    if (ad->B->requires_grad)
+        SFT__TRY(sft__gemm(ctx, N, r, rows, sft__mat_t(sft__mat_of(gl, N, 1)), sft__mat_of(tr, r, 1), SFT__F(ad->B->grad), r, 1));
+    if (!ad->A->requires_grad && !x->requires_grad) return SFT_OK;
+    shape[0] = rows; shape[1] = r;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &dt));
+    SFT__TRY(sft__gemm(ctx, rows, r, N, sft__mat_of(gl, N, 1), sft__mat_of(SFT__CF(ad->B), r, 1), SFT__F(dt), r, 0));
+    for (i = 0; i < rows * r; i++) SFT__F(dt)[i] *= s;
+    if (ad->A->requires_grad)
+        SFT__TRY(sft__gemm(ctx, r, K, rows, sft__mat_t(sft__mat_of(SFT__CF(dt), r, 1)), sft__mat_of(xr, K, 1), SFT__F(ad->A->grad),
+                           K, 1));
+    if (!x->requires_grad) return SFT_OK;
+    if (t->p <= 0.0f)
+        return sft__gemm(ctx, rows, K, r, sft__mat_of(SFT__CF(dt), r, 1), sft__mat_of(SFT__CF(ad->A), K, 1), SFT__F(x->grad) + r0 * K,
+                         K, 1);
+    shape[0] = rows; shape[1] = K;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &dxd));
+    SFT__TRY(sft__gemm(ctx, rows, K, r, sft__mat_of(SFT__CF(dt), r, 1), sft__mat_of(SFT__CF(ad->A), K, 1), SFT__F(dxd), K, 0));
+    if (ad->m) {                  /* DoRA's base term on the dropped-out input */
+        const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
+        for (i = 0; i < rows; i++)
+            for (o = 0; o < N; o++) SFT__F(gt)[i * N + o] = g[i * N + o] * (m[o] / norm[o] - 1.0f);
+        SFT__TRY(sft__gemm_w(ctx, rows, sft__mat_of(SFT__CF(gt), N, 1), &p->w, 0, SFT__F(dxd), K, 1));
+    }
+    for (i = 0; i < rows * K; i++) SFT__F(x->grad)[r0 * K + i] += SFT__CF(dxd)[i] * sft__lin_drop_factor(p, t, r0 * K + i);
+    return SFT_OK;
+}
+
+/* The base path's gradient dy' W, where dy' adds (m / norm - 1) dy on the rows of
+   a DoRA term without dropout (its base product is the layer's own). */
+static sft_status sft__lin_base_bwd(sft_context *ctx, sft__node *n) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const float *g = SFT__CF(n->out->grad);
+    sft_tensor *gb = NULL;
+    int ti;
+    for (ti = 0; ti < p->n_terms; ti++) {
+        const sft__lin_term *t = &p->term[ti];
+        int64_t cursor = 0, r0, r1, i, o;
+        if (!t->ad->m || t->p > 0.0f) continue;
+        if (!gb) {
+            int64_t shape[2];
+            shape[0] = p->M; shape[1] = p->N;
+            SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &gb));
+            memcpy(SFT__F(gb), g, (size_t)(p->M * p->N) * sizeof(float));
+        }
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1))
+            for (i = r0; i < r1; i++)
+                for (o = 0; o < p->N; o++)
+                    SFT__F(gb)[i * p->N + o] += g[i * p->N + o] * (SFT__CF(t->ad->m)[o] / SFT__CF(t->norm)[o] - 1.0f);
+    }
+    return sft__gemm_w(ctx, p->M, sft__mat_of(gb ? SFT__CF(gb) : g, p->N, 1), &p->w, 0, SFT__F(n->in[0]->grad), p->K, 1);
+}
+
+static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
+    sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
+    int ti;
+    if (n->in[0]->requires_grad) SFT__TRY(sft__lin_base_bwd(ctx, n));
+    if (n->in[1] && n->in[1]->requires_grad) {
+        const float *g = SFT__CF(n->out->grad);
+        float *db = SFT__F(n->in[1]->grad);
+        int64_t i, o;
+        for (o = 0; o < p->N; o++) {
+            float acc = 0.0f;
+            for (i = 0; i < p->M; i++) acc += g[i * p->N + o];
+            db[o] += acc;
+        }
+    }
+    for (ti = 0; ti < p->n_terms; ti++) {
+        sft__lin_term *t = &p->term[ti];
+        int64_t cursor = 0, r0, r1;
+        if (t->ad->A->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->A));
+        if (t->ad->B->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->B));
+        if (t->ad->m && t->ad->m->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->m));
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__lin_term_bwd(ctx, n, t, r0, r1));
+    }
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === kernels: prompt tuning
+   node: in[0] = embeds [B, T, D], in[1] = prompts [P, D]; out [B, P + T, D]. */
+
+static sft_status sft__cpu_prompt_fwd(sft_context *ctx, sft__node *n) {
+    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[0], b;
+    float *o = SFT__F(n->out);
+    (void)ctx;
+    for (b = 0; b < B; b++) {
+        memcpy(o + b * (P + T) * D, SFT__CF(n->in[1]), (size_t)(P * D) * sizeof(float));
+        memcpy(o + (b * (P + T) + P) * D, SFT__CF(n->in[0]) + b * T * D, (size_t)(T * D) * sizeof(float));
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_prompt_bwd(sft_context *ctx, sft__node *n) {
+    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[0], b, i;
+    const float *g = SFT__CF(n->out->grad);
+    (void)ctx;
+    for (b = 0; b < B; b++) {
+        const float *gb = g + b * (P + T) * D;
+        if (n->in[1]->requires_grad)
+            for (i = 0; i < P * D; i++) SFT__F(n->in[1]->grad)[i] += gb[i];
+        if (n->in[0]->requires_grad)
+            for (i = 0; i < T * D; i++) SFT__F(n->in[0]->grad)[b * T * D + i] += gb[P * D + i];
+    }
+    return SFT_OK;
+}
+
+/* ============================================================================
    === kernels: the CPU backend table (in sft__op order) */
 
 static const sft__backend sft__cpu_backend = {
     "cpu",
     {sft__cpu_matmul_fwd, sft__cpu_add_fwd, sft__cpu_mul_fwd, sft__cpu_scale_fwd, sft__cpu_reshape_fwd,
      sft__cpu_embedding_fwd, sft__cpu_rmsnorm_fwd, sft__cpu_silu_fwd, sft__cpu_silu_fwd, sft__cpu_rope_fwd,
-     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd},
+     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd, sft__cpu_linear_fwd, sft__cpu_prompt_fwd},
     {sft__cpu_matmul_bwd, sft__cpu_ew_bwd, sft__cpu_ew_bwd, sft__cpu_scale_bwd, sft__cpu_reshape_bwd,
      sft__cpu_embedding_bwd, sft__cpu_rmsnorm_bwd, sft__cpu_silu_bwd, sft__cpu_silu_bwd, sft__cpu_rope_bwd,
-     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd}};
+     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd, sft__cpu_linear_bwd, sft__cpu_prompt_bwd}};
 
 static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
 
@@ -5270,6 +6220,509 @@ SFTDEF sft_status sft_dropout(sft_context *ctx, sft_tensor *x, float p, uint64_t
     n.i[0] = (int64_t)seed;
     SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
     return sft__op_run(ctx, &n, out);
+}
+
+/* ============================================================================
+   === peft: Linear4bit, LoRA layers, prompt tuning (the public calls) */
+
+/* purposes for sft_rng_key */
+#define SFT__RNG_LORA_INIT    0x4c6f524141ull
+#define SFT__RNG_LORA_DROPOUT 0x4c6f524144ull
+#define SFT__RNG_PROMPT_INIT  0x50726f6d70ull
+
+/* sft__rng_normal: a standard normal value from (key, i) (Box-Muller). */
+static float sft__rng_normal(uint64_t key, uint64_t i) {
+    float u1 = sft_rng_uniform(key, 2 * i), u2 = sft_rng_uniform(key, 2 * i + 1);
+    return sqrtf(-2.0f * logf(1.0f - u1)) * cosf(6.28318530718f * u2);
+}
+
+static sft_status sft__lin_check_x(const char *op, const sft_tensor *x, int64_t K) {
+    char sb[96];
+    SFT__TRY(sft__check_in(op, "x", x, SFT_F32));
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != K)
+        return sft__fail(SFT_ERR_SHAPE, "%s: x %s must end in in_features = %lld", op, SFT__SHAPE(x, sb), (long long)K);
+    return SFT_OK;
+}
+
+static sft_status sft__lin_check_bias(const char *op, const sft_tensor *bias, int64_t N) {
+    char sb[96];
+    if (!bias) return SFT_OK;
+    SFT__TRY(sft__check_in(op, "bias", bias, SFT_F32));
+    if (bias->ndim != 1 || bias->shape[0] != N)
+        return sft__fail(SFT_ERR_SHAPE, "%s: bias %s must be [%lld]", op, SFT__SHAPE(bias, sb), (long long)N);
+    return SFT_OK;
+}
+
+static sft_status sft__lin_plan_new(sft_context *ctx, sft__wref w, const sft_tensor *x, sft__lin_plan **out) {
+    void *mem;
+    sft__lin_plan *p;
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof *p, &mem));
+    p = (sft__lin_plan *)mem;
+    memset(p, 0, sizeof *p);
+    p->w = w; p->K = w.K; p->N = w.N;
+    p->M = w.K ? sft_tensor_numel(x) / w.K : 0;
+    *out = p;
+    return SFT_OK;
+}
+
+/* sft__lin_node_run: plan p on x as one node, recorded when anything it reads
+   needs a gradient. */
+static sft_status sft__lin_node_run(sft_context *ctx, sft__lin_plan *p, sft_tensor *x, sft_tensor *bias, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t shape[SFT_MAX_DIMS];
+    int i, grad;
+    in[0] = x; in[1] = bias;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_LINEAR, 2, in, out));
+    for (i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = p->N;
+    n.ptr = p;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, shape));
+    SFT__TRY(sft__dispatch(ctx, &n, 0));
+    grad = x->requires_grad || (bias && bias->requires_grad);
+    for (i = 0; i < p->n_terms; i++)
+        grad |= p->term[i].ad->A->requires_grad || p->term[i].ad->B->requires_grad || (p->term[i].ad->m && p->term[i].ad->m->requires_grad);
+    if (ctx->grad_enabled && grad) SFT__TRY(sft__record(ctx, &n, &n.out, 1));
+    *out = n.out;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_linear4bit(sft_context *ctx, sft_tensor *x, const sft_qweight *w, sft_tensor *bias, sft_tensor **out) {
+    sft__lin_plan *p;
+    sft__wref ref;
+    if (out) *out = NULL;
+    if (!ctx || !out || !w) return sft__fail(SFT_ERR_ARG, "linear4bit: NULL argument");
+    SFT__TRY(sft__lin_check_x("linear4bit", x, w->cols));
+    SFT__TRY(sft__lin_check_bias("linear4bit", bias, w->rows));
+    ref.q = w; ref.w = NULL; ref.N = w->rows; ref.K = w->cols;
+    SFT__TRY(sft__lin_plan_new(ctx, ref, x, &p));
+    return sft__lin_node_run(ctx, p, x, bias, out);
+}
+
+/* --- the layer object -------------------------------------------------------- */
+
+struct sft_linear {
+    sft_context  *ctx;
+    sft_tensor   *weight, *bias;
+    sft_qweight  *qweight;
+    int64_t       in, out;
+    sft__adapter  ad[SFT__LINEAR_MAX_ADAPTERS];
+    int           n_ad;
+    int           active[SFT__LINEAR_MAX_ADAPTERS], n_active;
+    int           merged[SFT__LINEAR_MAX_ADAPTERS], n_merged;   /* in merge order */
+    int           disabled;
+};
+
+static sft__wref sft__lin_wref(const sft_linear *l) {
+    sft__wref w;
+    w.q = l->qweight; w.w = l->weight; w.N = l->out; w.K = l->in;
+    return w;
+}
+
+SFTDEF int64_t sft_linear_in_features(const sft_linear *lin) { return lin ? lin->in : 0; }
+SFTDEF int64_t sft_linear_out_features(const sft_linear *lin) { return lin ? lin->out : 0; }
+SFTDEF const sft_tensor *sft_linear_base_weight(const sft_linear *lin) { return lin ? lin->weight : NULL; }
+SFTDEF const sft_qweight *sft_linear_base_qweight(const sft_linear *lin) { return lin ? lin->qweight : NULL; }
+
+SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *desc, sft_linear **out) {
+    sft_linear *l;
+    char sb[96];
+    if (out) *out = NULL;
+    if (!ctx || !desc || !out) return sft__fail(SFT_ERR_ARG, "linear: NULL argument");
+    if (!desc->weight == !desc->qweight) return sft__fail(SFT_ERR_ARG, "linear: give exactly one of weight and qweight");
+    if (desc->weight) {
+        const sft_tensor *w = desc->weight;
+        if ((w->dtype != SFT_F32 && w->dtype != SFT_BF16) || w->ndim != 2 || w->device != SFT_DEVICE_CPU)
+            return sft__fail(SFT_ERR_DTYPE, "linear: weight %s %s must be an f32 or bf16 [out, in] CPU tensor",
+                             sft_dtype_name(w->dtype), SFT__SHAPE(w, sb));
+    }
+    l = (sft_linear *)sft__calloc(ctx, 1, sizeof *l);
+    if (!l) return sft__fail(SFT_ERR_NOMEM, "linear: cannot allocate the layer");
+    l->ctx = ctx; l->weight = desc->weight; l->qweight = desc->qweight; l->bias = desc->bias;
+    l->out = desc->weight ? desc->weight->shape[0] : desc->qweight->rows;
+    l->in = desc->weight ? desc->weight->shape[1] : desc->qweight->cols;
+    if (sft__lin_check_bias("linear", desc->bias, l->out) != SFT_OK) { sft__free(ctx, l); return SFT_ERR_SHAPE; }
+    *out = l;
+    return SFT_OK;
+}
+
+static void sft__adapter_free(sft_context *ctx, sft__adapter *a) {
+    sft__free(ctx, a->name);
+    sft_tensor_destroy(a->A);
+    sft_tensor_destroy(a->B);
+    sft_tensor_destroy(a->m);
+    sft__free(ctx, a->merged_norm);
+    memset(a, 0, sizeof *a);
+}
+
+SFTDEF void sft_linear_destroy(sft_linear *lin) {
+    int i;
+    if (!lin) return;
+    for (i = 0; i < lin->n_ad; i++) sft__adapter_free(lin->ctx, &lin->ad[i]);
+    sft_tensor_destroy(lin->weight);
+    sft_tensor_destroy(lin->bias);
+    sft_qweight_destroy(lin->qweight);
+    sft__free(lin->ctx, lin);
+}
+
+static int sft__lin_find(const sft_linear *l, const char *name) {
+    int i;
+    for (i = 0; name && i < l->n_ad; i++)
+        if (strcmp(l->ad[i].name, name) == 0) return i;
+    return -1;
+}
+
+static sft_status sft__lin_unknown(const char *op, const char *name) {
+    return sft__fail(SFT_ERR_NOT_FOUND, "%s: no adapter named '%s'", op, name ? name : "(null)");
+}
+
+/* sft__lora_defaults: PEFT's LoraConfig defaults for zero fields, and checks. */
+static sft_status sft__lora_defaults(const sft_lora_desc *desc, sft_lora_desc *d) {
+    memset(d, 0, sizeof *d);
+    if (desc) *d = *desc;
+    if (d->r == 0) d->r = 8;
+    if (d->alpha == 0.0f) d->alpha = 8.0f;
+    if (d->r < 0 || d->r > 65536) return sft__fail(SFT_ERR_ARG, "lora: r = %d (want 1..65536)", d->r);
+    if (!(d->alpha > 0.0f && d->alpha < INFINITY)) return sft__fail(SFT_ERR_ARG, "lora: lora_alpha = %g (want > 0)", d->alpha);
+    if (!(d->dropout >= 0.0f && d->dropout < 1.0f)) return sft__fail(SFT_ERR_ARG, "lora: lora_dropout = %g (want [0, 1))", d->dropout);
+    if (d->init != SFT_LORA_INIT_KAIMING && d->init != SFT_LORA_INIT_GAUSSIAN)
+        return sft__fail(SFT_ERR_ARG, "lora: init %d does not exist", (int)d->init);
+    return SFT_OK;
+}
+
+/* A's first values: kaiming-uniform with a = sqrt(5) is U(-1/sqrt(in), 1/sqrt(in));
+   "gaussian" is N(0, (1/r)^2) (PEFT: std = 1 / r). */
+static void sft__lora_init_A(sft_tensor *A, const sft_lora_desc *d) {
+    int64_t i, n = sft_tensor_numel(A), in = A->shape[1];
+    uint64_t key = sft_rng_key(d->seed, SFT__RNG_LORA_INIT, 0, 0);
+    float bound = 1.0f / sqrtf((float)in);
+    for (i = 0; i < n; i++)
+        SFT__F(A)[i] = d->init == SFT_LORA_INIT_GAUSSIAN ? sft__rng_normal(key, (uint64_t)i) / (float)d->r
+                                                         : (2.0f * sft_rng_uniform(key, (uint64_t)i) - 1.0f) * bound;
+}
+
+SFTDEF sft_status sft_linear_add_adapter(sft_linear *lin, const char *name, const sft_lora_desc *desc) {
+    sft_lora_desc d;
+    sft__adapter *a;
+    sft__wref w;
+    int64_t shape[2];
+    sft_status s = SFT_OK;
+    if (!lin || !name || !*name) return sft__fail(SFT_ERR_ARG, "lora: NULL layer or empty adapter name");
+    if (strcmp(name, "__base__") == 0) return sft__fail(SFT_ERR_ARG, "lora: '__base__' names the base model, not an adapter");
+    if (sft__lin_find(lin, name) >= 0) return sft__fail(SFT_ERR_ARG, "lora: an adapter named '%s' exists", name);
+    if (lin->n_ad == SFT__LINEAR_MAX_ADAPTERS)
+        return sft__fail(SFT_ERR_LIMIT, "lora: a layer holds at most %d adapters", SFT__LINEAR_MAX_ADAPTERS);
+    SFT__TRY(sft__lora_defaults(desc, &d));
+    a = &lin->ad[lin->n_ad];
+    memset(a, 0, sizeof *a);
+    a->desc = d;
+    a->scaling = d.use_rslora ? (float)((double)d.alpha / sqrt((double)d.r)) : (float)((double)d.alpha / (double)d.r);
+    a->name = sft__strdup(lin->ctx, name);
+    if (!a->name) s = sft__fail(SFT_ERR_NOMEM, "lora: cannot allocate the adapter '%s'", name);
+    shape[0] = d.r; shape[1] = lin->in;
+    if (s == SFT_OK) s = sft_tensor_create(lin->ctx, SFT_F32, 2, shape, &a->A);
+    shape[0] = lin->out; shape[1] = d.r;
+    if (s == SFT_OK) s = sft_tensor_create(lin->ctx, SFT_F32, 2, shape, &a->B);
+    if (s == SFT_OK && d.use_dora) s = sft_tensor_create(lin->ctx, SFT_F32, 1, &lin->out, &a->m);
+    if (s == SFT_OK) {
+        sft__lora_init_A(a->A, &d);
+        w = sft__lin_wref(lin);
+        if (a->m) s = sft__dora_norm(lin->ctx, &w, a->A, a->B, a->scaling, SFT__F(a->m));   /* B = 0: |W| */
+    }
+    if (s != SFT_OK) { sft__adapter_free(lin->ctx, a); return s; }
+    sft_tensor_set_requires_grad(a->A, 1);
+    sft_tensor_set_requires_grad(a->B, 1);
+    if (a->m) sft_tensor_set_requires_grad(a->m, 1);
+    if (lin->n_ad == 0) { lin->active[0] = 0; lin->n_active = 1; }   /* the first adapter is active, as in PEFT */
+    lin->n_ad++;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_linear_set_active(sft_linear *lin, const char *const *names, int n) {
+    int i, j, idx[SFT__LINEAR_MAX_ADAPTERS];
+    if (!lin || n < 0 || (n > 0 && !names)) return sft__fail(SFT_ERR_ARG, "set_active: NULL layer or names");
+    if (n > lin->n_ad) return sft__fail(SFT_ERR_ARG, "set_active: %d names for %d adapters", n, lin->n_ad);
+    for (i = 0; i < n; i++) {
+        if ((idx[i] = sft__lin_find(lin, names[i])) < 0) return sft__lin_unknown("set_active", names[i]);
+        for (j = 0; j < i; j++)
+            if (idx[j] == idx[i]) return sft__fail(SFT_ERR_ARG, "set_active: '%s' is named twice", names[i]);
+    }
+    memcpy(lin->active, idx, (size_t)n * sizeof(int));
+    lin->n_active = n;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_linear_set_adapters_enabled(sft_linear *lin, int enabled) {
+    if (!lin) return sft__fail(SFT_ERR_ARG, "set_adapters_enabled: NULL layer");
+    if (!enabled && lin->n_merged) SFT__TRY(sft_linear_unmerge(lin));
+    lin->disabled = !enabled;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_linear_adapter_weights(sft_linear *lin, const char *name, sft_lora_weights *out) {
+    int i;
+    if (!lin || !out) return sft__fail(SFT_ERR_ARG, "adapter_weights: NULL argument");
+    if ((i = sft__lin_find(lin, name)) < 0) return sft__lin_unknown("adapter_weights", name);
+    out->A = lin->ad[i].A; out->B = lin->ad[i].B; out->magnitude = lin->ad[i].m;
+    out->scaling = lin->ad[i].scaling; out->r = lin->ad[i].desc.r;
+    return SFT_OK;
+}
+
+/* sft__lin_add_term: adapter ai joins the plan with the call's dropout. */
+static sft_status sft__lin_add_term(sft_context *ctx, sft_linear *lin, sft__lin_plan *p, int ai, const sft_linear_call *call) {
+    const sft__adapter *ad = &lin->ad[ai];
+    sft__lin_term *t = &p->term[p->n_terms++];
+    int64_t shape[2];
+    t->ad = ad;
+    t->p = call && call->training ? ad->desc.dropout : 0.0f;
+    t->key = sft_rng_key(call ? call->dropout_seed : 0, SFT__RNG_LORA_DROPOUT, (uint64_t)ai, 0);
+    shape[0] = p->M; shape[1] = ad->desc.r;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->t));
+    if (!ad->m) return SFT_OK;
+    shape[1] = p->N;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 1, &p->N, &t->norm));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->lora));
+    if (t->p > 0.0f) return sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->base_nb);
+    if (!p->base_out) SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &p->base_out));
+    t->base_nb = p->base_out;
+    return SFT_OK;
+}
+
+/* sft__lin_route: mixed batch. Each sample names an adapter or "__base__"; the
+   adapters become terms in order of first appearance. */
+static sft_status sft__lin_route(sft_context *ctx, sft_linear *lin, sft__lin_plan *p, const sft_tensor *x,
+                                 const sft_linear_call *call) {
+    int term_of[SFT__LINEAR_MAX_ADAPTERS], *route, i;
+    int64_t s;
+    void *mem;
+    if (lin->n_merged) return sft__fail(SFT_ERR_STATE, "linear: adapter_names cannot be used while adapters are merged");
+    p->n_samples = x->ndim >= 2 ? x->shape[0] : 1;
+    p->sample_rows = p->n_samples ? p->M / p->n_samples : 0;
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), (size_t)(p->n_samples + 1) * sizeof(int), &mem));
+    route = (int *)mem;
+    for (i = 0; i < SFT__LINEAR_MAX_ADAPTERS; i++) term_of[i] = -1;
+    for (s = 0; s < p->n_samples; s++) {
+        const char *name = call->adapter_names[s];
+        int ai;
+        if (name && strcmp(name, "__base__") == 0) { route[s] = -1; continue; }
+        if ((ai = sft__lin_find(lin, name)) < 0) return sft__lin_unknown("linear (adapter_names)", name);
+        if (lin->ad[ai].m) return sft__fail(SFT_ERR_UNSUPPORTED, "linear: adapter_names with the DoRA adapter '%s' (PEFT refuses it too)", name);
+        if (term_of[ai] < 0) { term_of[ai] = p->n_terms; SFT__TRY(sft__lin_add_term(ctx, lin, p, ai, call)); }
+        route[s] = term_of[ai];
+    }
+    p->route = route;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_linear_forward(sft_context *ctx, sft_linear *lin, sft_tensor *x, const sft_linear_call *call,
+                                     sft_tensor **out) {
+    sft__lin_plan *p;
+    int i;
+    char sa[96], sb[96];
+    if (out) *out = NULL;
+    if (!ctx || !lin || !out) return sft__fail(SFT_ERR_ARG, "linear: NULL argument");
+    SFT__TRY(sft__lin_check_x("linear", x, lin->in));
+    SFT__TRY(sft__lin_plan_new(ctx, sft__lin_wref(lin), x, &p));
+    if (call && call->dropout_mask) {
+        const sft_tensor *mk = call->dropout_mask;
+        if (mk->dtype != SFT_F32 || sft_tensor_numel(mk) != sft_tensor_numel(x) || mk->device != SFT_DEVICE_CPU)
+            return sft__fail(SFT_ERR_SHAPE, "linear: dropout_mask %s %s must be f32 with x's %s elements", sft_dtype_name(mk->dtype),
+                             SFT__SHAPE(mk, sa), SFT__SHAPE(x, sb));
+        p->mask = mk;
+    }
+    if (!lin->disabled && call && call->adapter_names) SFT__TRY(sft__lin_route(ctx, lin, p, x, call));
+    else if (!lin->disabled && !lin->n_merged)
+        for (i = 0; i < lin->n_active; i++) {
+            if (lin->n_active > 1 && lin->ad[lin->active[i]].m)
+                return sft__fail(SFT_ERR_UNSUPPORTED, "linear: the DoRA adapter '%s' must be the only active one",
+                                 lin->ad[lin->active[i]].name);
+            SFT__TRY(sft__lin_add_term(ctx, lin, p, lin->active[i], call));
+        }
+    return sft__lin_node_run(ctx, p, x, lin->bias, out);
+}
+
+/* --- merging ----------------------------------------------------------------- */
+
+/* sft__lin_weight_f32: the base weight as a new f32 [out, in] tensor. */
+static sft_status sft__lin_weight_f32(sft_linear *l, sft_tensor **out) {
+    int64_t shape[2];
+    sft__wref w = sft__lin_wref(l);
+    shape[0] = l->out; shape[1] = l->in;
+    SFT__TRY(sft_tensor_create(l->ctx, SFT_F32, 2, shape, out));
+    sft__w_rows(&w, 0, l->out, SFT__F(*out));
+    return SFT_OK;
+}
+
+/* sft__lin_weight_set: store f32 values back into the base in its own format
+   (a 4-bit base is quantized again with its type, blocksize and double_quant). */
+static sft_status sft__lin_weight_set(sft_linear *l, const sft_tensor *w32) {
+    int64_t i, n = sft_tensor_numel(w32);
+    if (l->qweight) {
+        sft_quant_desc d;
+        sft_qweight *q;
+        d.type = l->qweight->type; d.blocksize = l->qweight->blocksize; d.double_quant = l->qweight->double_quant;
+        SFT__TRY(sft_quantize(l->ctx, w32, &d, &q));
+        sft_qweight_destroy(l->qweight);
+        l->qweight = q;
+    } else if (l->weight->dtype == SFT_F32)
+        memcpy(l->weight->data, w32->data, (size_t)n * sizeof(float));
+    else
+        for (i = 0; i < n; i++) ((uint16_t *)l->weight->data)[i] = sft_f32_to_bf16(SFT__CF(w32)[i]);
+    return SFT_OK;
+}
+
+/* sft__lin_delta: s * (B A) [out, in], as PEFT's get_delta_weight (rounded to
+   the base's dtype first when the base is bf16). */
+static sft_status sft__lin_delta(sft_linear *l, const sft__adapter *a, sft_tensor **out) {
+    int64_t shape[2], i, n = l->out * l->in;
+    shape[0] = l->out; shape[1] = l->in;
+    SFT__TRY(sft_tensor_create(l->ctx, SFT_F32, 2, shape, out));
+    SFT__TRY(sft__gemm(l->ctx, l->out, l->in, a->desc.r, sft__mat_of(SFT__CF(a->B), a->desc.r, 1), sft__mat_of(SFT__CF(a->A), l->in, 1),
+                       SFT__F(*out), l->in, 0));
+    for (i = 0; i < n; i++) {
+        float v = SFT__CF(*out)[i] * a->scaling;
+        SFT__F(*out)[i] = l->weight && l->weight->dtype == SFT_BF16 ? sft_bf16_to_f32(sft_f32_to_bf16(v)) : v;
+    }
+    return SFT_OK;
+}
+
+static void sft__row_norms(const float *w, int64_t rows, int64_t cols, float *out) {
+    int64_t i, k;
+    for (i = 0; i < rows; i++) {
+        double ss = 0.0;
+        for (k = 0; k < cols; k++) ss += (double)w[i * cols + k] * w[i * cols + k];
+        out[i] = (float)sqrt(ss);
+    }
+}
+
+/* sft__lin_merge_one: W += delta, or for DoRA W = m / |W + delta| * (W + delta)
+   (the norm kept for unmerge); unmerge reverses either. */
+static sft_status sft__lin_merge_one(sft_linear *l, sft__adapter *a, int unmerge) {
+    sft_tensor *w = NULL, *delta = NULL;
+    float *wv;
+    int64_t i, k;
+    sft_status s;
+    s = sft__lin_weight_f32(l, &w);
+    if (s == SFT_OK) s = sft__lin_delta(l, a, &delta);
+    if (s == SFT_OK && a->m && !unmerge && !(a->merged_norm = (float *)sft__alloc(l->ctx, (size_t)l->out * sizeof(float))))
+        s = sft__fail(SFT_ERR_NOMEM, "merge: cannot allocate the DoRA norm of '%s'", a->name);
+    if (s == SFT_OK) {
+        wv = SFT__F(w);
+        if (!a->m)
+            for (i = 0; i < l->out * l->in; i++) wv[i] = unmerge ? wv[i] - SFT__CF(delta)[i] : wv[i] + SFT__CF(delta)[i];
+        else if (!unmerge) {
+            for (i = 0; i < l->out * l->in; i++) SFT__F(delta)[i] += wv[i];
+            sft__row_norms(SFT__CF(delta), l->out, l->in, a->merged_norm);
+            for (i = 0; i < l->out; i++)
+                for (k = 0; k < l->in; k++)
+                    wv[i * l->in + k] = (SFT__CF(a->m)[i] / a->merged_norm[i]) * SFT__CF(delta)[i * l->in + k];
+        } else
+            for (i = 0; i < l->out; i++)
+                for (k = 0; k < l->in; k++)
+                    wv[i * l->in + k] = wv[i * l->in + k] / (SFT__CF(a->m)[i] / a->merged_norm[i]) - SFT__CF(delta)[i * l->in + k];
+        s = sft__lin_weight_set(l, w);
+    }
+    if ((s != SFT_OK || unmerge) && a->merged_norm) { sft__free(l->ctx, a->merged_norm); a->merged_norm = NULL; }
+    sft_tensor_destroy(w);
+    sft_tensor_destroy(delta);
+    return s;
+}
+
+static int sft__lin_is_merged(const sft_linear *l, int ai) {
+    int i;
+    for (i = 0; i < l->n_merged; i++)
+        if (l->merged[i] == ai) return 1;
+    return 0;
+}
+
+SFTDEF sft_status sft_linear_merge(sft_linear *lin, const char *const *names, int n) {
+    int i, idx[SFT__LINEAR_MAX_ADAPTERS], count = 0;
+    if (!lin || n < 0 || (n > 0 && !names)) return sft__fail(SFT_ERR_ARG, "merge: NULL layer or names");
+    if (n > SFT__LINEAR_MAX_ADAPTERS) return sft__fail(SFT_ERR_ARG, "merge: %d names", n);
+    for (i = 0; i < (n ? n : lin->n_active); i++) {
+        int ai = n ? sft__lin_find(lin, names[i]) : lin->active[i];
+        if (ai < 0) return sft__lin_unknown("merge", names[i]);
+        idx[count++] = ai;
+    }
+    for (i = 0; i < count; i++) {
+        if (sft__lin_is_merged(lin, idx[i])) continue;      /* PEFT skips an adapter already merged */
+        SFT__TRY(sft__lin_merge_one(lin, &lin->ad[idx[i]], 0));
+        lin->merged[lin->n_merged++] = idx[i];
+    }
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_linear_unmerge(sft_linear *lin) {
+    if (!lin) return sft__fail(SFT_ERR_ARG, "unmerge: NULL layer");
+    while (lin->n_merged) {
+        SFT__TRY(sft__lin_merge_one(lin, &lin->ad[lin->merged[lin->n_merged - 1]], 1));
+        lin->n_merged--;
+    }
+    return SFT_OK;
+}
+
+/* --- prompt tuning ------------------------------------------------------------ */
+
+SFTDEF sft_status sft_prompt_embeddings_create(sft_context *ctx, int num_virtual_tokens, int64_t hidden, uint64_t seed,
+                                               sft_tensor **out) {
+    int64_t shape[2], i;
+    uint64_t key = sft_rng_key(seed, SFT__RNG_PROMPT_INIT, 0, 0);
+    if (out) *out = NULL;
+    if (!ctx || !out) return sft__fail(SFT_ERR_ARG, "prompt tuning: NULL argument");
+    if (num_virtual_tokens <= 0 || hidden <= 0)
+        return sft__fail(SFT_ERR_ARG, "prompt tuning: num_virtual_tokens %d and hidden %lld must be > 0", num_virtual_tokens,
+                         (long long)hidden);
+    shape[0] = num_virtual_tokens; shape[1] = hidden;
+    SFT__TRY(sft_tensor_create(ctx, SFT_F32, 2, shape, out));
+    for (i = 0; i < num_virtual_tokens * hidden; i++) SFT__F(*out)[i] = sft__rng_normal(key, (uint64_t)i);
+    sft_tensor_set_requires_grad(*out, 1);
+    return SFT_OK;
+}
+
+/* sft__prompt_side: an i32 [B, P + T] tensor: P copies of prefix, then src's rows
+   (or fill when src is NULL). */
+static sft_status sft__prompt_side(sft_context *ctx, int64_t B, int64_t P, int64_t T, int32_t prefix, const sft_tensor *src,
+                                   int32_t fill, sft_tensor **out) {
+    int64_t shape[2], b, i;
+    shape[0] = B; shape[1] = P + T;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, out));
+    for (b = 0; b < B; b++)
+        for (i = 0; i < P + T; i++)
+            ((int32_t *)(*out)->data)[b * (P + T) + i] = i < P ? prefix : src ? ((const int32_t *)src->data)[b * T + i - P] : fill;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_tensor *embeds, sft_tensor *attention_mask,
+                                     sft_tensor *labels, sft_prompt_batch *out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t shape[3], B, T, P, b, i;
+    if (out) memset(out, 0, sizeof *out);
+    if (!ctx || !out) return sft__fail(SFT_ERR_ARG, "prompt tuning: NULL argument");
+    in[0] = embeds; in[1] = prompts;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_PROMPT, 2, in, &out->embeds));
+    SFT__TRY(sft__check_in("prompt tuning", "embeds", embeds, SFT_F32));
+    SFT__TRY(sft__check_in("prompt tuning", "prompts", prompts, SFT_F32));
+    if (embeds->ndim != 3 || prompts->ndim != 2 || prompts->shape[1] != embeds->shape[2])
+        return sft__shape_mismatch("prompt tuning", "embeds must be [B, T, D] and prompts [P, D]", embeds, prompts);
+    B = embeds->shape[0]; T = embeds->shape[1]; P = prompts->shape[0];
+    if (attention_mask) {
+        SFT__TRY(sft__check_in("prompt tuning", "attention_mask", attention_mask, SFT_I32));
+        if (sft_tensor_numel(attention_mask) != B * T) return sft__shape_mismatch("prompt tuning", "attention_mask must be [B, T]", embeds, attention_mask);
+    }
+    if (labels) {
+        SFT__TRY(sft__check_in("prompt tuning", "labels", labels, SFT_I32));
+        if (sft_tensor_numel(labels) != B * T) return sft__shape_mismatch("prompt tuning", "labels must be [B, T]", embeds, labels);
+    }
+    shape[0] = B; shape[1] = P + T; shape[2] = embeds->shape[2];
+    SFT__TRY(sft__node_out(ctx, &n, 3, shape));
+    SFT__TRY(sft__op_run(ctx, &n, &out->embeds));
+    SFT__TRY(sft__prompt_side(ctx, B, P, T, 1, attention_mask, 1, &out->attention_mask));
+    if (labels) SFT__TRY(sft__prompt_side(ctx, B, P, T, -100, labels, 0, &out->labels));
+    SFT__TRY(sft__prompt_side(ctx, B, P, T, 0, NULL, 0, &out->positions));
+    for (b = 0; b < B; b++)
+        for (i = 0; i < P + T; i++) ((int32_t *)out->positions->data)[b * (P + T) + i] = (int32_t)i;
+    return SFT_OK;
 }
 
 /* ============================================================================

@@ -17,6 +17,7 @@ void suite_autograd(void);
 
 void suite_paths(void);
 void suite_tokenizer(void);
+void suite_quant(void);
 
 /* Internal kernels the public API cannot reach on their own; this file is the one
    that compiles the implementation, so it can call them. */
@@ -125,6 +126,7 @@ int main(int argc, char **argv) {
     printf("safetensors\n"); suite_safetensors();
     printf("tensor\n");      suite_tensor();
     printf("tokenizer\n");   suite_tokenizer();
+    printf("quant\n");       suite_quant();
     /* the kernel and op suites run once on every CPU path this machine has */
     for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
         if (!t_cpu_path_runnable((sft_cpu_path)path)) {
