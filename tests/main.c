@@ -18,6 +18,7 @@ void suite_autograd(void);
 void suite_paths(void);
 void suite_tokenizer(void);
 void suite_quant(void);
+void suite_lora(void);
 
 /* Internal kernels the public API cannot reach on their own; this file is the one
    that compiles the implementation, so it can call them. */
@@ -112,7 +113,53 @@ static void bpe_heap_merge_equals_scan_merge(void) {
     sft_context_destroy(ctx);
 }
 
+/* The nested 8-bit codes of double quantization, with the offset pinned to the
+   fixture's (its last bits depend on the summation order of a mean), against
+   bitsandbytes' CUDA rule (binary search with f32 midpoints) as the fixture
+   writer re-did it; the nested scales bit for bit against bitsandbytes. */
+static void double_quantization_codes_match_the_cuda_rule(void) {
+    sft_context *ctx = t_context(1);
+    sft_st_file *f = NULL;
+    static const char *const cases[] = {"nf4_bs64_dq1_f32_130x257", "nf4_bs64_dq1_f32_37x129", "fp4_bs32_dq1_f32_37x129",
+                                        "nf4_bs4096_dq1_f32_37x129", "nf4_bs64_dq1_bf16_37x129"};
+    int c;
+    CHECK_OK(sft_st_open(ctx, "tests/fixtures/quant/quant.safetensors", &f));
+    for (c = 0; f && c < 5; c++) {
+        char name[160];
+        sft_tensor *in = NULL;
+        sft_qweight *plain = NULL, *q = NULL;
+        sft_quant_desc d;
+        int64_t n_codes = 0, n_nested = 0;
+        const uint8_t *want;
+        const float *nested, *offset;
+        snprintf(name, sizeof name, "%s.input", cases[c]);
+        CHECK_OK(sft_st_load(ctx, f, name, &in));
+        d.type = cases[c][0] == 'f' ? SFT_QUANT_FP4 : SFT_QUANT_NF4; d.blocksize = atoi(strstr(cases[c], "_bs") + 3); d.double_quant = 0;
+        if (in) CHECK_OK(sft_quantize(ctx, in, &d, &plain));
+        if (plain) CHECK_OK(sft__qweight_alloc(ctx, d.type, plain->rows, plain->cols, d.blocksize, 1, &q));
+        snprintf(name, sizeof name, "%s.cuda_rule.absmax_q", cases[c]);
+        want = (const uint8_t *)t_st_data(f, name, &n_codes);
+        snprintf(name, sizeof name, "%s.nested_absmax", cases[c]);
+        nested = (const float *)t_st_data(f, name, &n_nested);
+        snprintf(name, sizeof name, "%s.nested_offset", cases[c]);
+        offset = (const float *)t_st_data(f, name, NULL);
+        if (q && want && nested && offset) {
+            int64_t i;
+            sft__double_quantize(q, plain->absmax, *offset);
+            CHECK(n_codes == q->n_blocks);
+            for (i = 0; i < n_codes && q->absmax_q[i] == want[i]; i++) {}
+            CHECK_MSG(i == n_codes, "%s: code %lld is %u, the CUDA rule gives %u", cases[c], (long long)i, i < n_codes ? q->absmax_q[i] : 0,
+                      i < n_codes ? want[i] : 0);
+            CHECK_SAME(cases[c], q->nested_absmax, nested, n_nested);
+        }
+        sft_qweight_destroy(q); sft_qweight_destroy(plain); sft_tensor_destroy(in);
+    }
+    sft_st_close(f);
+    sft_context_destroy(ctx);
+}
+
 static void suite_internals(void) {
+    RUN(double_quantization_codes_match_the_cuda_rule);
     RUN(bpe_heap_merge_equals_scan_merge);
     RUN(exp_shift_is_within_2_ulp_of_expf_on_every_path);
     RUN(nfc_matches_unicodedata);
@@ -127,6 +174,7 @@ int main(int argc, char **argv) {
     printf("tensor\n");      suite_tensor();
     printf("tokenizer\n");   suite_tokenizer();
     printf("quant\n");       suite_quant();
+    printf("lora\n");        suite_lora();
     /* the kernel and op suites run once on every CPU path this machine has */
     for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
         if (!t_cpu_path_runnable((sft_cpu_path)path)) {

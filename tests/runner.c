@@ -117,3 +117,25 @@ int t_end(void) {
     printf("%d passed, %d failed\n", t_passed, t_failed);
     return t_failed ? 1 : 0;
 }
+
+const void *t_st_data(const sft_st_file *f, const char *name, int64_t *count) {
+    const sft_st_tensor *t = f ? sft_st_find(f, name) : NULL;
+    if (count) *count = 0;
+    if (!t) { t_failf(__FILE__, __LINE__, "fixture tensor '%s' is missing", name); return NULL; }
+    if (count) *count = (int64_t)(t->nbytes / sft_dtype_size(t->dtype));
+    return t->data;
+}
+
+int t_rel_close(const char *file, int line, const char *what, const float *got, const float *want, int64_t n, double tol) {
+    int64_t i, worst = 0;
+    double maxw = 0.0, maxd = -1.0;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (fabs((double)want[i]) > maxw) maxw = fabs((double)want[i]);
+        if (!(d <= maxd)) { maxd = d; worst = i; }
+    }
+    if (n == 0 || maxd <= tol * maxw) return 1;
+    t_failf(file, line, "%s: max |diff| %.3g at [%lld] (got %.9g want %.9g) is %.3g of max |want| %.3g (tolerance %.1g)", what,
+            maxd, (long long)worst, got[worst], want[worst], maxw > 0 ? maxd / maxw : maxd, maxw, tol);
+    return 0;
+}

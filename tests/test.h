@@ -37,6 +37,13 @@ int t_cpu_path_runnable(sft_cpu_path path);
    t_end: print "N passed, M failed" and return the exit status. */
 int t_begin(int argc, char **argv);
 int t_end(void);
+/* t_st_data: the data of tensor name in a fixture file (a failure if absent) and
+   its element count. */
+const void *t_st_data(const sft_st_file *f, const char *name, int64_t *count);
+/* t_rel_close: max |got - want| <= tol * max |want| (the parity measure: the
+   largest difference relative to the tensor's largest magnitude). */
+int t_rel_close(const char *file, int line, const char *what, const float *got, const float *want, int64_t n, double tol);
+#define CHECK_REL(what, got, want, n, tol) t_rel_close(__FILE__, __LINE__, what, got, want, n, tol)
 /* t_rand: a deterministic uniform float in [lo, hi) from a test-local state. */
 float t_rand(uint64_t *state, float lo, float hi);
 

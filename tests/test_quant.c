@@ -8,19 +8,10 @@
 
 #define T_QFIX "tests/fixtures/quant/"
 
-/* the bytes of fixture tensor name (NULL if absent), with their count */
-static const void *t_fx(const sft_st_file *f, const char *name, int64_t *count) {
-    const sft_st_tensor *t = sft_st_find(f, name);
-    if (count) *count = 0;
-    if (!t) { t_failf(__FILE__, __LINE__, "fixture tensor '%s' is missing", name); return NULL; }
-    if (count) *count = (int64_t)(t->nbytes / sft_dtype_size(t->dtype));
-    return t->data;
-}
-
 static const void *t_fxf(const sft_st_file *f, const char *cs, const char *what, int64_t *count) {
     char name[160];
     snprintf(name, sizeof name, "%s.%s", cs, what);
-    return t_fx(f, name, count);
+    return t_st_data(f, name, count);
 }
 
 typedef struct t_qcase { const char *name; sft_quant_type type; int blocksize, dq; int64_t rows, cols; } t_qcase;
@@ -158,11 +149,11 @@ static void code_tables_are_bitsandbytes(void) {
     const float *map;
     CHECK_OK(sft_st_open(ctx, T_QFIX "quant.safetensors", &f));
     if (f) {
-        map = (const float *)t_fx(f, "dynamic_map", &n);
+        map = (const float *)t_st_data(f, "dynamic_map", &n);
         if (map) { CHECK(n == 256); CHECK_SAME("dynamic map", sft_quant_dynamic_map(), map, 256); }
-        map = (const float *)t_fx(f, "nf4_bs64_dq0_f32_37x129.code", &n);
+        map = (const float *)t_st_data(f, "nf4_bs64_dq0_f32_37x129.code", &n);
         if (map) CHECK_SAME("nf4 code", sft_quant_code(SFT_QUANT_NF4), map, 16);
-        map = (const float *)t_fx(f, "fp4_bs64_dq0_f32_37x129.code", &n);
+        map = (const float *)t_st_data(f, "fp4_bs64_dq0_f32_37x129.code", &n);
         if (map) CHECK_SAME("fp4 code", sft_quant_code(SFT_QUANT_FP4), map, 16);
         sft_st_close(f);
     }

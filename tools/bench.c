@@ -9,12 +9,16 @@
      cpu_path  force sft.h's kernels: portable, avx2 or avx512 (default: the best)
      --quick   tokens = 512 (and attention T = 512) only
      --full    never skip a GEMM case (see lm_head below)
+     --only F  run one family: gemm, linear4bit, attention or tokenizer
 
    Prints one JSON object per line on stdout (progress goes to stderr):
      {"bench":"peak",...}       f32 FMA peak of this machine, 1 thread and all threads
      {"bench":"gemm",...}       sft_matmul vs cblas_sgemm, same orientation and layout,
                                 for the linear layers of SmolLM2-135M at 512 and 2048
                                 tokens: fwd (x W^T), bwd_input (dy W), bwd_weight (dy^T x)
+     {"bench":"linear4bit",...} the NF4 layer's GEMMs (weight decoded into the packed
+                                panels) vs the same GEMMs on the dense f32 weight:
+                                fwd (x W^T) and bwd_input (dy W), SmolLM2-135M shapes
      {"bench":"attention",...}  sft_attention forward and forward + backward
      {"bench":"tokenizer",...}  sft_tokenizer_encode MB/s on ~4 MB of English-like text
                                 (one thread; fixtures' tokenizers), the text left in
@@ -331,6 +335,7 @@ static double gemm_rel_err(const gemm_case *g) {
 typedef struct {
     sft_context *ctx;
     int threads, quick, full, mismatches;
+    const char *only;     /* run only this bench family (NULL = all) */
     double peak;
 } bench_state;
 
@@ -405,6 +410,74 @@ static void bench_gemm_layer(bench_state *st, int64_t tokens, const layer_desc *
     sft_tensor_destroy(x);
     sft_tensor_destroy(w);
     sft_tensor_destroy(dy);
+}
+
+/* ============================================================================
+   linear4bit: the NF4 layer's GEMMs (4-bit weight decoded into the packed
+   panels) against the same GEMMs on a dense f32 weight, same driver */
+
+typedef struct {
+    sft_context *ctx;
+    sft__wref q, dense;
+    int trans;
+    int64_t m;
+    const float *a;
+    float *c4, *c32;
+} q4_case;
+
+static void q4_run(void *arg) {
+    q4_case *g = (q4_case *)arg;
+    int64_t lda = g->trans ? g->q.K : g->q.N;
+    check(sft__gemm_w(g->ctx, g->m, sft__mat_of(g->a, lda, 1), &g->q, g->trans, g->c4, g->trans ? g->q.N : g->q.K, 0), "gemm_w nf4");
+}
+
+static void q4_dense_run(void *arg) {
+    q4_case *g = (q4_case *)arg;
+    int64_t lda = g->trans ? g->q.K : g->q.N;
+    check(sft__gemm_w(g->ctx, g->m, sft__mat_of(g->a, lda, 1), &g->dense, g->trans, g->c32, g->trans ? g->q.N : g->q.K, 0),
+          "gemm_w f32");
+}
+
+static void bench_linear4bit_layer(bench_state *st, int64_t tokens, const layer_desc *L) {
+    int64_t ws[2], xs[2], ds[2];
+    sft_tensor *w, *wdq = NULL, *x, *dy;
+    sft_qweight *q = NULL;
+    sft_quant_desc qd;
+    int o;
+    ws[0] = L->out; ws[1] = L->in; xs[0] = tokens; xs[1] = L->in; ds[0] = tokens; ds[1] = L->out;
+    w = random_tensor(st->ctx, 2, ws, 4000u + (uint64_t)L->out);
+    x = random_tensor(st->ctx, 2, xs, 5000u + (uint64_t)tokens);
+    dy = random_tensor(st->ctx, 2, ds, 6000u + (uint64_t)tokens);
+    qd.type = SFT_QUANT_NF4; qd.blocksize = 64; qd.double_quant = 1;
+    check(sft_quantize(st->ctx, w, &qd, &q), "sft_quantize");
+    check(sft_dequantize(st->ctx, q, &wdq), "sft_dequantize");
+    for (o = 0; o < 2; o++) {
+        q4_case g;
+        double t4, t32, flops;
+        int64_t n_out = o == 0 ? tokens * L->out : tokens * L->in;
+        memset(&g, 0, sizeof g);
+        g.ctx = st->ctx; g.trans = o == 0; g.m = tokens;
+        g.q.q = q; g.q.N = L->out; g.q.K = L->in;
+        g.dense.w = wdq; g.dense.N = L->out; g.dense.K = L->in;
+        g.a = (const float *)(o == 0 ? x->data : dy->data);
+        g.c4 = (float *)xmalloc((size_t)n_out * sizeof(float));
+        g.c32 = (float *)xmalloc((size_t)n_out * sizeof(float));
+        fprintf(stderr, "bench: linear4bit %s %s tokens=%lld\n", L->name, o == 0 ? "fwd" : "bwd_input", (long long)tokens);
+        time_pair(NULL, q4_run, q4_dense_run, &g, 3, &t4, &t32);
+        if (memcmp(g.c4, g.c32, (size_t)n_out * sizeof(float)) != 0) {
+            fprintf(stderr, "bench: MISMATCH linear4bit %s: the NF4 GEMM differs from the dense one\n", L->name);
+            st->mismatches++;
+        }
+        flops = 2.0 * (double)tokens * (double)L->in * (double)L->out;
+        printf("{\"bench\":\"linear4bit\",\"path\":\"%s\",\"threads\":%d,\"tokens\":%lld,\"layer\":\"%s\",\"orient\":\"%s\","
+               "\"quant\":\"nf4\",\"blocksize\":64,\"gflops\":%.2f,\"ref\":\"dense_f32\",\"ref_gflops\":%.2f,\"ratio\":%.4f}\n",
+               sft_cpu_path_name(sft_cpu_path_get(st->ctx)), st->threads, (long long)tokens, L->name,
+               o == 0 ? "fwd" : "bwd_input", flops / t4 / 1e9, flops / t32 / 1e9, t32 / t4);
+        fflush(stdout);
+        free(g.c4); free(g.c32);
+    }
+    sft_qweight_destroy(q);
+    sft_tensor_destroy(w); sft_tensor_destroy(wdq); sft_tensor_destroy(x); sft_tensor_destroy(dy);
 }
 
 /* ============================================================================
@@ -545,7 +618,7 @@ static void bench_tokenizer(const char *family) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: bench [threads] [portable|avx2|avx512] [--quick] [--full]\n");
+    fprintf(stderr, "usage: bench [threads] [portable|avx2|avx512] [--quick] [--full] [--only gemm|linear4bit|attention|tokenizer]\n");
     exit(1);
 }
 
@@ -562,6 +635,7 @@ int main(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) st.quick = 1;
         else if (strcmp(argv[i], "--full") == 0) st.full = 1;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) st.only = argv[++i];
         else if (argv[i][0] == '-') usage();
         else if (positional == 0) {
             char *end;
@@ -600,12 +674,15 @@ int main(int argc, char **argv) {
     if (st.threads > 1) bench_peak(isa, 1);
     st.peak = bench_peak(isa, st.threads);
 
+#define RUNS(family) (!st.only || strcmp(st.only, family) == 0)
     n_tokens = st.quick ? 1 : (int)(sizeof token_counts / sizeof token_counts[0]);
-    for (ti = 0; ti < n_tokens; ti++)
+    for (ti = 0; RUNS("gemm") && ti < n_tokens; ti++)
         for (li = 0; li < N_LAYERS; li++) bench_gemm_layer(&st, token_counts[ti], &layers[li]);
-    for (ti = 0; ti < n_tokens; ti++) bench_attention(&st, token_counts[ti]);
-    bench_tokenizer("llama3");
-    bench_tokenizer("gpt2");
+    for (ti = 0; RUNS("linear4bit") && ti < n_tokens; ti++)
+        for (li = 0; li < N_LAYERS - 1; li++) bench_linear4bit_layer(&st, token_counts[ti], &layers[li]);   /* lm_head stays dense */
+    for (ti = 0; RUNS("attention") && ti < n_tokens; ti++) bench_attention(&st, token_counts[ti]);
+    if (RUNS("tokenizer")) { bench_tokenizer("llama3"); bench_tokenizer("gpt2"); }
+#undef RUNS
 
     sft_context_destroy(st.ctx);
     if (st.mismatches) {
