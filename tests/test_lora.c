@@ -485,7 +485,11 @@ static void bad_adapter_input_is_refused(void) {
     CHECK_STATUS(sft_linear_forward(ctx, lin, x, NULL, &y), SFT_ERR_UNSUPPORTED); CHECK_ERROR_MENTIONS("only active");
     CHECK(y == NULL);
     memset(&ld, 0, sizeof ld);
-    CHECK_STATUS(sft_linear_create(ctx, &ld, &lin), SFT_ERR_ARG);
+    {
+        sft_linear *none = NULL;
+        CHECK_STATUS(sft_linear_create(ctx, &ld, &none), SFT_ERR_ARG);
+        CHECK(none == NULL);
+    }
     sft_tensor_destroy(x); sft_tensor_destroy(bad_x);
     sft_linear_destroy(lin);
     sft_context_destroy(ctx);
