@@ -388,9 +388,10 @@ static void disable_merge_and_unmerge_keep_the_outputs(void) {
 }
 
 /* A bf16 base is widened in the panels: the same bits as an f32 base holding
-   the bf16 values. Merging rounds the sum back to bf16. */
+   the bf16 values (on the same CPU path). Merging rounds the sum back to bf16. */
 static void a_bf16_base_computes_as_its_f32_widening(void) {
     sft_context *ctx = t_context(2);
+    CHECK_OK(sft_cpu_path_set(ctx, sft_cpu_path_get(ctx)));   /* our GEMMs for both, also under SFT_USE_CBLAS */
     sft_linear *l16 = t_random_layer(ctx, 30, 70, 0, 1), *l32 = NULL;
     sft_tensor *x = t_random_x(ctx, 3, 4, 70, 4), *w32 = NULL;
     sft_linear_desc d;
