@@ -333,6 +333,13 @@ static float *t_forward(sft_context *ctx, sft_linear *lin, sft_tensor *x, const 
     return c;
 }
 
+static float *t_copy_data(const sft_tensor *t, int64_t *n) {
+    float *c = (float *)malloc(sft_tensor_nbytes(t));
+    memcpy(c, t->data, sft_tensor_nbytes(t));
+    *n = sft_tensor_numel(t);
+    return c;
+}
+
 static sft_tensor *t_random_x(sft_context *ctx, int64_t b, int64_t t, int64_t k, uint64_t seed) {
     int64_t shape[3], i;
     sft_tensor *x = NULL;
@@ -546,6 +553,59 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* y, dx and every adapter gradient of one training call, copied out */
+static void t_train_call(int threads, int dora, float **out, int64_t *sizes) {
+    sft_context *ctx = t_context(threads);
+    sft_linear *lin = t_random_layer(ctx, 72, 100, 1, 0);
+    sft_tensor *x = t_random_x(ctx, 3, 7, 100, 5), *g = t_random_x(ctx, 3, 7, 72, 6), *y = NULL, *loss = NULL;
+    sft_lora_desc d;
+    sft_lora_weights w;
+    sft_linear_call call;
+    const char *names[2] = {"a", "b"};
+    int i;
+    memset(&d, 0, sizeof d);
+    d.dropout = 0.2f; d.use_dora = dora; d.seed = 1;
+    CHECK_OK(sft_linear_add_adapter(lin, "a", &d));
+    d.use_dora = 0; d.r = 4; d.seed = 2;
+    if (!dora) { CHECK_OK(sft_linear_add_adapter(lin, "b", &d)); CHECK_OK(sft_linear_set_active(lin, names, 2)); }
+    t_randomise_B(lin, "a", 3); t_randomise_B(lin, "b", 4);
+    memset(&call, 0, sizeof call);
+    call.training = 1; call.dropout_seed = 99;
+    sft_tensor_set_requires_grad(x, 1);
+    sft_step_begin(ctx);
+    CHECK_OK(sft_linear_forward(ctx, lin, x, &call, &y));
+    if (y) loss = t_dot(ctx, y, g);
+    if (loss) CHECK_OK(sft_backward(ctx, loss));
+    out[0] = y ? t_copy_data(y, &sizes[0]) : NULL;
+    out[1] = x->grad ? t_copy_data(x->grad, &sizes[1]) : NULL;
+    for (i = 0; i < 2; i++) {
+        out[2 + 3 * i] = out[3 + 3 * i] = out[4 + 3 * i] = NULL;
+        if (sft_linear_adapter_weights(lin, names[i], &w) != SFT_OK) { sft_clear_error(); continue; }
+        out[2 + 3 * i] = w.A->grad ? t_copy_data(w.A->grad, &sizes[2 + 3 * i]) : NULL;
+        out[3 + 3 * i] = w.B->grad ? t_copy_data(w.B->grad, &sizes[3 + 3 * i]) : NULL;
+        out[4 + 3 * i] = w.magnitude && w.magnitude->grad ? t_copy_data(w.magnitude->grad, &sizes[4 + 3 * i]) : NULL;
+    }
+    sft_tensor_destroy(x); sft_tensor_destroy(g);
+    sft_linear_destroy(lin);
+    sft_context_destroy(ctx);
+}
+
+static void linear_layers_are_bit_identical_across_thread_counts(void) {
+    int dora, i;
+    for (dora = 0; dora < 2; dora++) {
+        float *a[8], *b[8];
+        int64_t na[8] = {0}, nb[8] = {0};
+        t_train_call(1, dora, a, na);
+        t_train_call(3, dora, b, nb);
+        CHECK(a[0] && a[1] && a[2] && a[3] && (dora ? a[4] != NULL : a[5] != NULL));
+        for (i = 0; i < 8; i++) {
+            CHECK((a[i] == NULL) == (b[i] == NULL) && na[i] == nb[i]);
+            if (a[i] && b[i] && na[i] == nb[i]) CHECK_SAME(dora ? "dora" : "lora", a[i], b[i], na[i]);
+            free(a[i]); free(b[i]);
+        }
+    }
+}
+
 void suite_lora(void) {
     RUN(outputs_and_gradients_match_peft);
     RUN(merge_and_unmerge_match_peft);
@@ -555,4 +615,5 @@ void suite_lora(void) {
     RUN(lora_dropout_applies_to_adapter_input_only);
     RUN(bad_adapter_input_is_refused);
     RUN(prompt_tuning_prepends_virtual_tokens);
+    RUN(linear_layers_are_bit_identical_across_thread_counts);
 }
