@@ -7,8 +7,10 @@
    This release holds the core engine: contexts with a thread pool and allocator
    accounting, JSON and safetensors I/O, tensors, reverse-mode autograd with
    checkpointed segments, the operators a Llama decoder is made of (CPU kernels
-   in portable C, AVX2/FMA and AVX-512 chosen at run time), and the tokenizer of
-   Hugging Face tokenizer.json files.
+   in portable C, AVX2/FMA and AVX-512 chosen at run time), the tokenizer of
+   Hugging Face tokenizer.json files, and QLoRA's layers: bitsandbytes' NF4/FP4
+   quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
+   PEFT's semantics.
 
    QUICK START - train a linear classifier (examples/mlp.c does more)
 
@@ -69,8 +71,8 @@
    CONTENTS (search for the banner "=== name")
        public API
          status and errors, context, memory accounting, CPU code path, files,
-         JSON, tensors, safetensors, autograd, operators, tokenizer, random
-         numbers, CUDA seam
+         JSON, tensors, safetensors, autograd, operators, quantization, LoRA
+         layers, prompt tuning, tokenizer, random numbers, CUDA seam
        implementation
          errors                      the thread-local message, sft__fail
          platform: CPU probe         cpuid, the one process-wide cache
@@ -90,8 +92,12 @@
                   helpers, the CPU path table, elementwise, embedding, RMSNorm,
                   rotary position embedding, causal attention (flash-style
                   tiles), cross-entropy, cross-entropy fused with the output
-                  projection, the CPU backend table
+                  projection
+         peft: 4-bit quantization    NF4/FP4 codes, double quantization, decoding
+         kernels: weights decoded into GEMM panels, a linear layer with its
+                  adapters, prompt tuning, the CPU backend table
          ops                         the public operators: checks, dispatch
+         peft: Linear4bit, LoRA layers, prompt tuning (the public calls)
          tokenizer: Unicode tables, hash maps, split patterns, the byte-level
                   alphabet, loading tokenizer.json, NFC, encode, decode
          cuda seam                   sft_cuda.cuh when SFT_CUDA
