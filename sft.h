@@ -72,7 +72,7 @@
        public API
          status and errors, context, memory accounting, CPU code path, files,
          JSON, tensors, safetensors, autograd, operators, quantization, LoRA
-         layers, prompt tuning, tokenizer, random numbers, CUDA seam
+         layers, prompt tuning, tokenizer, models, random numbers, CUDA seam
        implementation
          errors                      the thread-local message, sft__fail
          platform: CPU probe         cpuid, the one process-wide cache
@@ -100,6 +100,7 @@
          peft: Linear4bit, LoRA layers, prompt tuning (the public calls)
          tokenizer: Unicode tables, hash maps, split patterns, the byte-level
                   alphabet, loading tokenizer.json, NFC, encode, decode
+         model: config.json, weights (shards, bitsandbytes 4-bit), forward
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
@@ -784,6 +785,89 @@ typedef struct sft_tokenizer_info {
     const char *chat_template;   /* NULL when absent; owned by the tokenizer */
 } sft_tokenizer_info;
 SFTDEF sft_tokenizer_info sft_tokenizer_get_info(const sft_tokenizer *tok);
+
+/* ============================================================================
+   === models
+   Llama-family decoders (LlamaForCausalLM, MistralForCausalLM,
+   Qwen2ForCausalLM; SmolLM2 and TinyLlama are Llamas) read from a Hugging Face
+   model directory: config.json and model.safetensors, or the shards named by
+   model.safetensors.index.json. The forward pass computes what transformers'
+   eager implementation computes, in f32. */
+
+typedef struct sft_model_config {
+    char          architecture[48];   /* e.g. "LlamaForCausalLM"               */
+    int           vocab_size, hidden_size, intermediate_size, num_hidden_layers;
+    int           num_attention_heads, num_key_value_heads, head_dim;
+    int           max_position_embeddings;
+    int           sliding_window;      /* 0 = none                              */
+    float         rms_norm_eps;
+    sft_rope_desc rope;                /* rope_theta and rope_scaling           */
+    int           tie_word_embeddings, attention_bias, mlp_bias;
+    sft_dtype     dtype;               /* torch_dtype / dtype of the checkpoint */
+    int           bos_token_id, eos_token_id, pad_token_id;   /* -1 if absent  */
+    /* a pre-quantized bitsandbytes checkpoint (quantization_config) */
+    sft_quant_type prequantized;
+} sft_model_config;
+
+typedef struct sft_load_desc {
+    sft_quant_type quant;         /* NONE: decoder linears stay dense (bf16 stays bf16,
+                                     f32/f16 become f32); NF4/FP4: quantized on load.
+                                     Embeddings, norms and lm_head always stay dense
+                                     (f32), as transformers + bitsandbytes leave them.
+                                     A pre-quantized checkpoint loads as stored.   */
+    int            blocksize;     /* 0 = 64                                         */
+    int            double_quant;  /* bnb_4bit_use_double_quant                      */
+} sft_load_desc;
+
+typedef struct sft_model sft_model;
+
+/* sft_model_load: read a model directory (see above). On failure *out is NULL
+   and the message names the file and the field or tensor. */
+SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_load_desc *desc, sft_model **out);
+SFTDEF void       sft_model_destroy(sft_model *m);
+SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m);
+/* sft_model_linear: the layer's projection named as in transformers ("q_proj",
+   "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), or NULL. */
+SFTDEF sft_linear *sft_model_linear(sft_model *m, int layer, const char *module);
+/* sft_model_add_lora: an adapter on every projection target_modules names:
+   "all-linear" (every projection of every block, never lm_head) or a comma-
+   separated list of module names ("q_proj,v_proj"). Each layer's A gets its own
+   seed from desc->seed. */
+SFTDEF sft_status sft_model_add_lora(sft_model *m, const char *name, const sft_lora_desc *desc, const char *target_modules);
+/* sft_model_set_active: the active adapters of every projection that has them. */
+SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, int n);
+
+/* A batch: input_ids i32 [B, T]. attention_mask (i32 [B, T], 1 = token, 0 =
+   padding) may be NULL. labels (i32 [B, T], -100 = ignored) are the inputs as
+   transformers takes them: the model shifts them (position t predicts label
+   t + 1). Packed rows give seq_ids (i32 [B, T]: tokens attend only to earlier
+   tokens with the same id) and positions (i32 [B, T], restarting at each
+   sequence); without them positions are 0..T-1 and padding is masked out. */
+typedef struct sft_model_batch {
+    sft_tensor *input_ids, *attention_mask, *labels, *seq_ids, *positions;
+    sft_tensor *inputs_embeds;         /* [B, T, D] instead of input_ids (prompt tuning) */
+} sft_model_batch;
+
+typedef struct sft_model_run {
+    int              training;         /* adapter dropout on                    */
+    uint64_t         dropout_seed;
+    int              gradient_checkpointing;   /* recompute each block in backward */
+    int              want_logits;      /* also return logits [B, T, V] (otherwise the
+                                          loss is fused and no logits exist)     */
+    sft_ce_desc      loss;             /* reduction, num_items_in_batch divisor... */
+    const char *const *adapter_names;  /* mixed batch, one per row (see sft_linear_call) */
+} sft_model_run;
+
+typedef struct sft_model_output {
+    sft_tensor *logits;                /* step tensor or NULL                   */
+    sft_tensor *loss;                  /* step tensor (scalar) when labels were given */
+    sft_tensor *hidden;                /* the final norm's output [B, T, D]     */
+} sft_model_output;
+
+/* sft_model_forward: the decoder on a batch; gradients flow to whatever requires
+   them (adapters, prompt embeddings). run NULL = eval, logits only. */
+SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, const sft_model_run *run,
+                                    sft_model_output *out);
 
 /* ============================================================================
    === random numbers
@@ -9273,6 +9357,670 @@ SFTDEF sft_status sft_tokenizer_decode(sft_tokenizer *t, const int32_t *ids, siz
     *text = (char *)out.p;
     *len = out.len - 1;
     return SFT_OK;
+}
+
+/* ============================================================================
+   === model: config.json */
+
+#define SFT__MODEL_MAX_SHARDS 256
+
+static const char *const sft__proj_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+enum { SFT__Q, SFT__K, SFT__V, SFT__O, SFT__GATE, SFT__UP, SFT__DOWN, SFT__N_PROJ };
+
+typedef struct sft__block {
+    sft_tensor *attn_norm, *mlp_norm;
+    sft_linear *proj[SFT__N_PROJ];
+} sft__block;
+
+struct sft_model {
+    sft_context     *ctx;
+    sft_model_config cfg;
+    sft_tensor      *embed, *norm, *lm_head;   /* lm_head == embed when tied */
+    sft__block      *blocks;
+};
+
+/* sft__cfg_int: an integer field (dflt when absent or null); *bad set when it is
+   there but not a non-negative integer. */
+static int sft__cfg_int(const sft_json *cfg, const char *key, int dflt, const char **bad) {
+    const sft_json *v = sft_json_get(cfg, key);
+    if (!v || v->type == SFT_JSON_NULL) return dflt;
+    if (v->type != SFT_JSON_NUMBER || v->number < 0 || v->number > 1e9 || v->number != floor(v->number)) { *bad = key; return dflt; }
+    return (int)v->number;
+}
+
+static float sft__cfg_float(const sft_json *cfg, const char *key, float dflt, const char **bad) {
+    const sft_json *v = sft_json_get(cfg, key);
+    if (!v || v->type == SFT_JSON_NULL) return dflt;
+    if (v->type != SFT_JSON_NUMBER || !(fabs(v->number) < 1e30)) { *bad = key; return dflt; }
+    return (float)v->number;
+}
+
+/* an id field that may be a number or a list of numbers (eos_token_id: [1, 2]) */
+static int sft__cfg_id(const sft_json *cfg, const char *key) {
+    const sft_json *v = sft_json_get(cfg, key);
+    if (v && v->type == SFT_JSON_ARRAY && v->length > 0) v = &v->items[0];
+    return v && v->type == SFT_JSON_NUMBER && v->number >= 0 && v->number < 2e9 ? (int)v->number : -1;
+}
+
+static sft_status sft__cfg_dtype(const char *path, const char *name, sft_dtype *out) {
+    if (!name || strcmp(name, "float32") == 0) *out = SFT_F32;
+    else if (strcmp(name, "bfloat16") == 0) *out = SFT_BF16;
+    else if (strcmp(name, "float16") == 0) *out = SFT_F16;
+    else return sft__fail(SFT_ERR_UNSUPPORTED, "%s: torch_dtype '%s' is not supported (float32, bfloat16, float16)", path, name);
+    return SFT_OK;
+}
+
+static sft_status sft__cfg_rope(const char *path, const sft_json *cfg, sft_model_config *c, const char **bad) {
+    const sft_json *rs = sft_json_get(cfg, "rope_scaling");
+    const char *type;
+    c->rope.theta = sft__cfg_float(cfg, "rope_theta", 10000.0f, bad);
+    if (!rs || rs->type == SFT_JSON_NULL) return SFT_OK;
+    if (rs->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "%s: rope_scaling is not an object", path);
+    type = sft__json_str(rs, "rope_type");
+    if (!type) type = sft__json_str(rs, "type");
+    if (!type || strcmp(type, "default") == 0) return SFT_OK;
+    c->rope.factor = sft__cfg_float(rs, "factor", 0.0f, bad);
+    if (strcmp(type, "linear") == 0) { c->rope.scaling = SFT_ROPE_LINEAR; return SFT_OK; }
+    if (strcmp(type, "llama3") == 0) {
+        c->rope.scaling = SFT_ROPE_LLAMA3;
+        c->rope.low_freq_factor = sft__cfg_float(rs, "low_freq_factor", 1.0f, bad);
+        c->rope.high_freq_factor = sft__cfg_float(rs, "high_freq_factor", 4.0f, bad);
+        c->rope.original_max_position_embeddings = sft__cfg_int(rs, "original_max_position_embeddings", 8192, bad);
+        return SFT_OK;
+    }
+    return sft__fail(SFT_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported (default, linear, llama3)", path, type);
+}
+
+/* sft__cfg_quant: a quantization_config of bitsandbytes 4-bit. */
+static sft_status sft__cfg_quant(const char *path, const sft_json *cfg, sft_model_config *c) {
+    const sft_json *q = sft_json_get(cfg, "quantization_config");
+    const char *method, *type;
+    if (!q || q->type == SFT_JSON_NULL) return SFT_OK;
+    method = sft__json_str(q, "quant_method");
+    if (!method || strcmp(method, "bitsandbytes") != 0 || !sft__json_bool(q, "load_in_4bit", 0))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: quantization_config %s is not bitsandbytes 4-bit", path, method ? method : "(no quant_method)");
+    type = sft__json_str(q, "bnb_4bit_quant_type");
+    c->prequantized = type && strcmp(type, "fp4") == 0 ? SFT_QUANT_FP4 : SFT_QUANT_NF4;
+    return SFT_OK;
+}
+
+static sft_status sft__model_config_parse(const char *path, const sft_json *cfg, sft_model_config *c) {
+    const sft_json *arch = sft_json_get(cfg, "architectures");
+    const char *bad = NULL, *act, *dt;
+    memset(c, 0, sizeof *c);
+    if (!cfg || cfg->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "%s: not a JSON object", path);
+    if (!arch || arch->type != SFT_JSON_ARRAY || arch->length != 1 || arch->items[0].type != SFT_JSON_STRING)
+        return sft__fail(SFT_ERR_FORMAT, "%s: architectures must name one model class", path);
+    if (strcmp(arch->items[0].string, "LlamaForCausalLM") != 0 && strcmp(arch->items[0].string, "MistralForCausalLM") != 0 &&
+        strcmp(arch->items[0].string, "Qwen2ForCausalLM") != 0)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: architecture '%.40s' is not supported (LlamaForCausalLM, MistralForCausalLM, "
+                         "Qwen2ForCausalLM)", path, arch->items[0].string);
+    memcpy(c->architecture, arch->items[0].string, strlen(arch->items[0].string) + 1);
+    act = sft__json_str(cfg, "hidden_act");
+    if (act && strcmp(act, "silu") != 0) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu)", path, act);
+    c->vocab_size = sft__cfg_int(cfg, "vocab_size", 0, &bad);
+    c->hidden_size = sft__cfg_int(cfg, "hidden_size", 0, &bad);
+    c->intermediate_size = sft__cfg_int(cfg, "intermediate_size", 0, &bad);
+    c->num_hidden_layers = sft__cfg_int(cfg, "num_hidden_layers", 0, &bad);
+    c->num_attention_heads = sft__cfg_int(cfg, "num_attention_heads", 0, &bad);
+    c->num_key_value_heads = sft__cfg_int(cfg, "num_key_value_heads", c->num_attention_heads, &bad);
+    c->head_dim = sft__cfg_int(cfg, "head_dim", c->num_attention_heads ? c->hidden_size / c->num_attention_heads : 0, &bad);
+    c->max_position_embeddings = sft__cfg_int(cfg, "max_position_embeddings", 0, &bad);
+    c->rms_norm_eps = sft__cfg_float(cfg, "rms_norm_eps", 1e-6f, &bad);
+    c->tie_word_embeddings = sft__json_bool(cfg, "tie_word_embeddings", 0);
+    c->attention_bias = strcmp(c->architecture, "Qwen2ForCausalLM") == 0 ? 1 : sft__json_bool(cfg, "attention_bias", 0);
+    c->mlp_bias = sft__json_bool(cfg, "mlp_bias", 0);
+    if (strcmp(c->architecture, "LlamaForCausalLM") != 0 && (strcmp(c->architecture, "Qwen2ForCausalLM") != 0 ||
+                                                             sft__json_bool(cfg, "use_sliding_window", 0)))
+        c->sliding_window = sft__cfg_int(cfg, "sliding_window", 0, &bad);
+    c->bos_token_id = sft__cfg_id(cfg, "bos_token_id");
+    c->eos_token_id = sft__cfg_id(cfg, "eos_token_id");
+    c->pad_token_id = sft__cfg_id(cfg, "pad_token_id");
+    SFT__TRY(sft__cfg_rope(path, cfg, c, &bad));
+    if (bad) return sft__fail(SFT_ERR_FORMAT, "%s: field '%s' has an impossible value", path, bad);
+    dt = sft__json_str(cfg, "torch_dtype");
+    if (!dt) dt = sft__json_str(cfg, "dtype");
+    SFT__TRY(sft__cfg_dtype(path, dt, &c->dtype));
+    SFT__TRY(sft__cfg_quant(path, cfg, c));
+    if (c->vocab_size < 1 || c->hidden_size < 1 || c->intermediate_size < 1 || c->num_hidden_layers < 1 ||
+        c->num_attention_heads < 1 || c->num_key_value_heads < 1 || c->num_attention_heads % c->num_key_value_heads ||
+        c->head_dim < 2 || c->head_dim % 2 || c->head_dim > 256)
+        return sft__fail(SFT_ERR_FORMAT, "%s: sizes do not make a decoder (vocab %d, hidden %d, intermediate %d, layers %d, heads "
+                         "%d, kv heads %d, head_dim %d)", path, c->vocab_size, c->hidden_size, c->intermediate_size,
+                         c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads, c->head_dim);
+    if (c->num_hidden_layers > 1024 || (int64_t)c->vocab_size * c->hidden_size > ((int64_t)1 << 36))
+        return sft__fail(SFT_ERR_LIMIT, "%s: %d layers, vocabulary %d x hidden %d is beyond the limits", path, c->num_hidden_layers,
+                         c->vocab_size, c->hidden_size);
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === model: weights
+   The checkpoint's files stay mapped while loading; every tensor is checked
+   against the config (name, dtype, shape) and copied into the model's own
+   tensors (widened to f32, kept bf16, or quantized), one at a time. */
+
+typedef struct sft__weights {
+    sft_context *ctx;
+    const char  *dir;
+    sft_st_file *file[SFT__MODEL_MAX_SHARDS];
+    char        *file_name[SFT__MODEL_MAX_SHARDS];
+    int          n_files;
+    sft_json    *index;               /* model.safetensors.index.json, or NULL   */
+} sft__weights;
+
+static void sft__weights_close(sft__weights *w) {
+    int i;
+    for (i = 0; i < w->n_files; i++) { sft_st_close(w->file[i]); sft__free(w->ctx, w->file_name[i]); }
+    sft_json_free(w->index);
+    memset(w, 0, sizeof *w);
+}
+
+static sft_status sft__weights_add(sft__weights *w, const char *name) {
+    char path[4096];
+    int i;
+    for (i = 0; i < w->n_files; i++)
+        if (strcmp(w->file_name[i], name) == 0) return SFT_OK;
+    if (w->n_files == SFT__MODEL_MAX_SHARDS) return sft__fail(SFT_ERR_LIMIT, "%s: more than %d shards", w->dir, SFT__MODEL_MAX_SHARDS);
+    if (strchr(name, '/')) return sft__fail(SFT_ERR_FORMAT, "%s: shard name '%s' is not a file of the directory", w->dir, name);
+    SFT__TRY(sft__path_join(path, sizeof path, w->dir, strlen(w->dir), name));
+    SFT__TRY(sft_st_open(w->ctx, path, &w->file[w->n_files]));
+    if (!(w->file_name[w->n_files] = sft__strdup(w->ctx, name))) {
+        sft_st_close(w->file[w->n_files]);
+        return sft__fail(SFT_ERR_NOMEM, "%s: shard names", w->dir);
+    }
+    w->n_files++;
+    return SFT_OK;
+}
+
+/* sft__weights_open: model.safetensors, or every shard the index names. */
+static sft_status sft__weights_open(sft_context *ctx, const char *dir, sft__weights *w) {
+    char path[4096], *text = NULL;
+    size_t len, i;
+    const sft_json *map;
+    memset(w, 0, sizeof *w);
+    w->ctx = ctx; w->dir = dir;
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "model.safetensors"));
+    if (access(path, F_OK) == 0) return sft__weights_add(w, "model.safetensors");
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "model.safetensors.index.json"));
+    if (access(path, F_OK) != 0)
+        return sft__fail(SFT_ERR_NOT_FOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
+    SFT__TRY(sft_file_read(ctx, path, 0, &text, &len));
+    {
+        sft_status s = sft_json_parse(ctx, text, len, path, NULL, &w->index);
+        sft__free(ctx, text);
+        SFT__TRY(s);
+    }
+    map = sft_json_get(w->index, "weight_map");
+    if (!map || map->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "%s: no weight_map object", path);
+    for (i = 0; i < map->length; i++) {
+        if (map->items[i].type != SFT_JSON_STRING) return sft__fail(SFT_ERR_FORMAT, "%s: weight_map['%s'] is not a file name", path, map->keys[i]);
+        SFT__TRY(sft__weights_add(w, map->items[i].string));
+    }
+    return SFT_OK;
+}
+
+/* sft__weights_find: the tensor called name (NULL if no file has it). */
+static const sft_st_tensor *sft__weights_find(const sft__weights *w, const char *name, const sft_st_file **file) {
+    int i;
+    for (i = 0; i < w->n_files; i++) {
+        const sft_st_tensor *t = sft_st_find(w->file[i], name);
+        if (t) { if (file) *file = w->file[i]; return t; }
+    }
+    return NULL;
+}
+
+static sft_status sft__weights_missing(const sft__weights *w, const char *name) {
+    return sft__fail(SFT_ERR_NOT_FOUND, "%s: tensor '%s' is missing", w->dir, name);
+}
+
+/* sft__weights_load: tensor name with exactly the given shape, as f32 (keep_bf16:
+   a bf16 tensor stays bf16). */
+static sft_status sft__weights_load(const sft__weights *w, const char *name, int ndim, const int64_t *shape, int keep_bf16,
+                                    sft_tensor **out) {
+    const sft_st_file *f = NULL;
+    const sft_st_tensor *t = sft__weights_find(w, name, &f);
+    sft_tensor *raw = NULL;
+    int i, ok;
+    *out = NULL;
+    if (!t) return sft__weights_missing(w, name);
+    ok = t->ndim == ndim;
+    for (i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char want[96], got[96];
+        return sft__fail(SFT_ERR_SHAPE, "%s: tensor '%s' is %s, the config needs %s", w->dir, name,
+                         sft__shape_str(got, sizeof got, t->ndim > 4 ? 4 : t->ndim, t->shape), sft__shape_str(want, sizeof want, ndim, shape));
+    }
+    if (t->dtype != SFT_F32 && t->dtype != SFT_BF16 && t->dtype != SFT_F16)
+        return sft__fail(SFT_ERR_DTYPE, "%s: tensor '%s' is %s (want f32, bf16 or f16)", w->dir, name, sft_dtype_name(t->dtype));
+    SFT__TRY(sft_st_load(w->ctx, f, name, &raw));
+    if (raw->dtype == SFT_F32 || (keep_bf16 && raw->dtype == SFT_BF16)) { *out = raw; return SFT_OK; }
+    {
+        sft_status s = sft_tensor_convert(w->ctx, raw, SFT_F32, out);
+        sft_tensor_destroy(raw);
+        return s;
+    }
+}
+
+/* --- pre-quantized bitsandbytes tensors ----------------------------------------- */
+
+static const sft_st_tensor *sft__weights_part(const sft__weights *w, const char *prefix, const char *suffix) {
+    char name[512];
+    snprintf(name, sizeof name, "%s.weight%s", prefix, suffix);
+    return sft__weights_find(w, name, NULL);
+}
+
+/* The quant_state JSON bitsandbytes stores as uint8 bytes next to the weight. */
+static sft_status sft__bnb_quant_state(const sft__weights *w, const char *prefix, sft_qweight_data *d, int64_t rows, int64_t cols) {
+    const sft_st_tensor *qs = sft__weights_part(w, prefix, ".quant_state.bitsandbytes__nf4");
+    const char *type = "nf4";
+    sft_json *j = NULL;
+    const sft_json *shape;
+    const char *bad = NULL;
+    if (!qs) { qs = sft__weights_part(w, prefix, ".quant_state.bitsandbytes__fp4"); type = "fp4"; }
+    if (!qs) return sft__fail(SFT_ERR_NOT_FOUND, "%s: '%s.weight' is 4-bit but has no quant_state", w->dir, prefix);
+    SFT__TRY(sft_json_parse(w->ctx, (const char *)qs->data, (size_t)qs->nbytes, prefix, NULL, &j));
+    d->type = strcmp(type, "fp4") == 0 ? SFT_QUANT_FP4 : SFT_QUANT_NF4;
+    if (!sft__json_str(j, "quant_type") || strcmp(sft__json_str(j, "quant_type"), type) != 0) bad = "quant_type";
+    d->blocksize = sft__cfg_int(j, "blocksize", 0, &bad);
+    d->nested_blocksize = sft__cfg_int(j, "nested_blocksize", 0, &bad);
+    d->nested_offset = sft__cfg_float(j, "nested_offset", 0.0f, &bad);
+    shape = sft_json_get(j, "shape");
+    if (!shape || shape->type != SFT_JSON_ARRAY || shape->length != 2 || shape->items[0].number != (double)rows ||
+        shape->items[1].number != (double)cols)
+        bad = "shape";
+    sft_json_free(j);
+    if (bad)
+        return sft__fail(SFT_ERR_FORMAT, "%s: the quant_state of '%s.weight' has a bad '%s' (the config needs [%lld, %lld])", w->dir,
+                         prefix, bad, (long long)rows, (long long)cols);
+    return SFT_OK;
+}
+
+static const void *sft__bnb_array(const sft__weights *w, const char *prefix, const char *suffix, sft_dtype dt, int64_t *count) {
+    const sft_st_tensor *t = sft__weights_part(w, prefix, suffix);
+    if (!t || t->dtype != dt) { *count = -1; return NULL; }
+    *count = (int64_t)(t->nbytes / sft_dtype_size(dt));
+    return t->data;
+}
+
+/* sft__bnb_load: a linear stored by transformers in bitsandbytes 4-bit form. The
+   arrays are copied (the mapping may leave them unaligned). */
+static sft_status sft__bnb_load(const sft__weights *w, const char *prefix, int64_t rows, int64_t cols, sft_qweight **out) {
+    sft_qweight_data d;
+    const sft_st_tensor *packed = sft__weights_part(w, prefix, "");
+    int64_t n, code_len, nested_code_len;
+    sft_status s;
+    float *code_buf = NULL, *nested_buf = NULL, *absmax_buf = NULL, *nested_absmax_buf = NULL;
+    memset(&d, 0, sizeof d);
+    d.rows = rows; d.cols = cols;
+    SFT__TRY(sft__bnb_quant_state(w, prefix, &d, rows, cols));
+    d.data = (const uint8_t *)packed->data; d.data_bytes = (size_t)packed->nbytes;
+    d.code = (const float *)sft__bnb_array(w, prefix, ".quant_map", SFT_F32, &code_len);
+    d.code_len = (int)code_len;
+    if (sft__weights_part(w, prefix, ".nested_absmax")) {
+        d.absmax_q = (const uint8_t *)sft__bnb_array(w, prefix, ".absmax", SFT_U8, &d.n_absmax_q);
+        d.nested_absmax = (const float *)sft__bnb_array(w, prefix, ".nested_absmax", SFT_F32, &d.n_nested_absmax);
+        d.nested_code = (const float *)sft__bnb_array(w, prefix, ".nested_quant_map", SFT_F32, &nested_code_len);
+        d.nested_code_len = (int)nested_code_len;
+        if (!d.absmax_q || !d.nested_absmax || !d.nested_code)
+            return sft__fail(SFT_ERR_FORMAT, "%s: '%s.weight' is double-quantized but its absmax (u8), nested_absmax or "
+                             "nested_quant_map (f32) is missing or of another dtype", w->dir, prefix);
+    } else {
+        d.absmax = (const float *)sft__bnb_array(w, prefix, ".absmax", SFT_F32, &d.n_absmax);
+        if (!d.absmax) return sft__fail(SFT_ERR_FORMAT, "%s: '%s.weight.absmax' is missing or not f32", w->dir, prefix);
+    }
+    if (!d.code) return sft__fail(SFT_ERR_FORMAT, "%s: '%s.weight.quant_map' is missing or not f32", w->dir, prefix);
+    /* copy the float arrays to aligned memory */
+    n = code_len + (d.nested_code ? nested_code_len : 0) + (d.absmax ? d.n_absmax : 0) + (d.nested_absmax ? d.n_nested_absmax : 0);
+    code_buf = (float *)sft__alloc(w->ctx, (size_t)n * sizeof(float));
+    if (!code_buf) return sft__fail(SFT_ERR_NOMEM, "%s: '%s'", w->dir, prefix);
+    memcpy(code_buf, d.code, (size_t)code_len * 4); d.code = code_buf;
+    nested_buf = code_buf + code_len;
+    if (d.nested_code) { memcpy(nested_buf, d.nested_code, (size_t)nested_code_len * 4); d.nested_code = nested_buf; nested_buf += nested_code_len; }
+    absmax_buf = nested_buf;
+    if (d.absmax) { memcpy(absmax_buf, d.absmax, (size_t)d.n_absmax * 4); d.absmax = absmax_buf; absmax_buf += d.n_absmax; }
+    nested_absmax_buf = absmax_buf;
+    if (d.nested_absmax) { memcpy(nested_absmax_buf, d.nested_absmax, (size_t)d.n_nested_absmax * 4); d.nested_absmax = nested_absmax_buf; }
+    s = sft_qweight_from_data(w->ctx, &d, out);
+    sft__free(w->ctx, code_buf);
+    if (s != SFT_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", sft_last_error());
+        return sft__fail(s, "%s: '%s.weight': %s", w->dir, prefix, msg);
+    }
+    return SFT_OK;
+}
+
+/* sft__model_linear_load: prefix.weight [rows, cols] (+ prefix.bias) as a layer:
+   pre-quantized as stored, quantized per desc, or dense. */
+static sft_status sft__model_linear_load(const sft__weights *w, const sft_load_desc *desc, const char *prefix, int64_t rows,
+                                         int64_t cols, int bias, sft_linear **out) {
+    char name[512];
+    int64_t shape[2];
+    sft_linear_desc ld;
+    const sft_st_tensor *t;
+    sft_status s = SFT_OK;
+    memset(&ld, 0, sizeof ld);
+    shape[0] = rows; shape[1] = cols;
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    t = sft__weights_find(w, name, NULL);
+    if (!t) return sft__weights_missing(w, name);
+    if (t->dtype == SFT_U8) s = sft__bnb_load(w, prefix, rows, cols, &ld.qweight);
+    else if (desc->quant != SFT_QUANT_NONE) {
+        sft_tensor *dense = NULL;
+        sft_quant_desc qd;
+        qd.type = desc->quant; qd.blocksize = desc->blocksize; qd.double_quant = desc->double_quant;
+        s = sft__weights_load(w, name, 2, shape, 1, &dense);
+        if (s == SFT_OK) s = sft_quantize(w->ctx, dense, &qd, &ld.qweight);
+        sft_tensor_destroy(dense);
+    } else
+        s = sft__weights_load(w, name, 2, shape, 1, &ld.weight);
+    if (s == SFT_OK && bias) {
+        snprintf(name, sizeof name, "%s.bias", prefix);
+        s = sft__weights_load(w, name, 1, shape, 0, &ld.bias);
+    }
+    if (s == SFT_OK) s = sft_linear_create(w->ctx, &ld, out);
+    if (s != SFT_OK) { sft_tensor_destroy(ld.weight); sft_tensor_destroy(ld.bias); sft_qweight_destroy(ld.qweight); }
+    return s;
+}
+
+static sft_status sft__model_block_load(sft_model *m, const sft__weights *w, const sft_load_desc *desc, int i) {
+    const sft_model_config *c = &m->cfg;
+    sft__block *b = &m->blocks[i];
+    char prefix[256], name[320];
+    int64_t D = c->hidden_size, F = c->intermediate_size, q = (int64_t)c->num_attention_heads * c->head_dim,
+            kv = (int64_t)c->num_key_value_heads * c->head_dim;
+    int64_t rows[SFT__N_PROJ], cols[SFT__N_PROJ];
+    int p;
+    rows[SFT__Q] = q; rows[SFT__K] = kv; rows[SFT__V] = kv; rows[SFT__O] = D; rows[SFT__GATE] = F; rows[SFT__UP] = F; rows[SFT__DOWN] = D;
+    cols[SFT__Q] = D; cols[SFT__K] = D; cols[SFT__V] = D; cols[SFT__O] = q; cols[SFT__GATE] = D; cols[SFT__UP] = D; cols[SFT__DOWN] = F;
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
+    SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->attn_norm));
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
+    SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->mlp_norm));
+    for (p = 0; p < SFT__N_PROJ; p++) {
+        int bias = p < SFT__O ? c->attention_bias : p == SFT__O ? (c->attention_bias && strcmp(c->architecture, "Qwen2ForCausalLM") != 0)
+                                                                : c->mlp_bias;
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", i, p < 4 ? "self_attn" : "mlp", sft__proj_names[p]);
+        SFT__TRY(sft__model_linear_load(w, desc, prefix, rows[p], cols[p], bias, &b->proj[p]));
+    }
+    return SFT_OK;
+}
+
+SFTDEF void sft_model_destroy(sft_model *m) {
+    int i, p;
+    if (!m) return;
+    for (i = 0; m->blocks && i < m->cfg.num_hidden_layers; i++) {
+        sft_tensor_destroy(m->blocks[i].attn_norm);
+        sft_tensor_destroy(m->blocks[i].mlp_norm);
+        for (p = 0; p < SFT__N_PROJ; p++) sft_linear_destroy(m->blocks[i].proj[p]);
+    }
+    sft__free(m->ctx, m->blocks);
+    if (m->lm_head != m->embed) sft_tensor_destroy(m->lm_head);
+    sft_tensor_destroy(m->embed);
+    sft_tensor_destroy(m->norm);
+    sft__free(m->ctx, m);
+}
+
+static sft_status sft__model_read_config(sft_context *ctx, const char *dir, sft_model_config *c) {
+    char path[4096], *text = NULL;
+    size_t len;
+    sft_json *cfg = NULL;
+    sft_status s;
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "config.json"));
+    SFT__TRY(sft_file_read(ctx, path, 0, &text, &len));
+    s = sft_json_parse(ctx, text, len, path, NULL, &cfg);
+    sft__free(ctx, text);
+    if (s == SFT_OK) s = sft__model_config_parse(path, cfg, c);
+    sft_json_free(cfg);
+    return s;
+}
+
+static sft_status sft__model_load_weights(sft_model *m, const sft__weights *w, const sft_load_desc *desc) {
+    const sft_model_config *c = &m->cfg;
+    int64_t ev[2], D = c->hidden_size;
+    int i;
+    ev[0] = c->vocab_size; ev[1] = D;
+    SFT__TRY(sft__weights_load(w, "model.embed_tokens.weight", 2, ev, 0, &m->embed));
+    SFT__TRY(sft__weights_load(w, "model.norm.weight", 1, &D, 0, &m->norm));
+    if (c->tie_word_embeddings) m->lm_head = m->embed;
+    else SFT__TRY(sft__weights_load(w, "lm_head.weight", 2, ev, 0, &m->lm_head));
+    m->blocks = (sft__block *)sft__calloc(m->ctx, (size_t)c->num_hidden_layers, sizeof(sft__block));
+    if (!m->blocks) return sft__fail(SFT_ERR_NOMEM, "%s: %d decoder blocks", w->dir, c->num_hidden_layers);
+    for (i = 0; i < c->num_hidden_layers; i++) SFT__TRY(sft__model_block_load(m, w, desc, i));
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_load_desc *desc, sft_model **out) {
+    sft_load_desc d;
+    sft__weights w;
+    sft_model *m;
+    sft_status s;
+    if (out) *out = NULL;
+    if (!ctx || !dir || !out) return sft__fail(SFT_ERR_ARG, "sft_model_load: NULL argument");
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.blocksize == 0) d.blocksize = 64;
+    if ((int)d.quant < 0 || d.quant > SFT_QUANT_FP4) return sft__fail(SFT_ERR_ARG, "sft_model_load: quant %d", (int)d.quant);
+    if (!sft__quant_blocksize_ok(d.blocksize)) return sft__fail(SFT_ERR_ARG, "sft_model_load: blocksize %d", d.blocksize);
+    m = (sft_model *)sft__calloc(ctx, 1, sizeof *m);
+    if (!m) return sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
+    m->ctx = ctx;
+    s = sft__model_read_config(ctx, dir, &m->cfg);
+    if (s == SFT_OK) s = sft__weights_open(ctx, dir, &w);
+    else memset(&w, 0, sizeof w);
+    if (s == SFT_OK) s = sft__model_load_weights(m, &w, &d);
+    sft__weights_close(&w);
+    if (s != SFT_OK) { sft_model_destroy(m); return s; }
+    *out = m;
+    return SFT_OK;
+}
+
+SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m) { return m ? &m->cfg : NULL; }
+
+static int sft__proj_index(const char *module, size_t len) {
+    int p;
+    for (p = 0; p < SFT__N_PROJ; p++)
+        if (strlen(sft__proj_names[p]) == len && strncmp(sft__proj_names[p], module, len) == 0) return p;
+    return -1;
+}
+
+SFTDEF sft_linear *sft_model_linear(sft_model *m, int layer, const char *module) {
+    int p = module ? sft__proj_index(module, strlen(module)) : -1;
+    if (!m || layer < 0 || layer >= m->cfg.num_hidden_layers || p < 0) return NULL;
+    return m->blocks[layer].proj[p];
+}
+
+/* sft__parse_targets: which projections target_modules names (a bit each). A
+   full module path names its last component. */
+static sft_status sft__parse_targets(const char *targets, unsigned *mask) {
+    const char *s = targets;
+    *mask = 0;
+    if (!targets || strcmp(targets, "all-linear") == 0) { *mask = (1u << SFT__N_PROJ) - 1; return SFT_OK; }
+    while (*s) {
+        const char *e = s, *last;
+        int p;
+        while (*e && *e != ',') e++;
+        for (last = e; last > s && last[-1] != '.'; last--) {}
+        while (s < e && *s == ' ') s++;
+        if (last < s) last = s;
+        p = sft__proj_index(last, (size_t)(e - last));
+        if (p < 0) return sft__fail(SFT_ERR_ARG, "lora: target module '%.*s' is not a projection of this model (q_proj, k_proj, "
+                                    "v_proj, o_proj, gate_proj, up_proj, down_proj, or all-linear)", (int)(e - s), s);
+        *mask |= 1u << p;
+        s = *e ? e + 1 : e;
+    }
+    if (!*mask) return sft__fail(SFT_ERR_ARG, "lora: target_modules names nothing");
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_model_add_lora(sft_model *m, const char *name, const sft_lora_desc *desc, const char *target_modules) {
+    sft_lora_desc d;
+    unsigned mask;
+    int i, p;
+    if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_add_lora: NULL model");
+    SFT__TRY(sft__parse_targets(target_modules, &mask));
+    SFT__TRY(sft__lora_defaults(desc, &d));
+    for (i = 0; i < m->cfg.num_hidden_layers; i++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            sft_lora_desc dl = d;
+            if (!(mask & (1u << p))) continue;
+            dl.seed = sft_rng_key(d.seed, SFT__RNG_LORA_INIT, (uint64_t)i, (uint64_t)p);
+            SFT__TRY(sft_linear_add_adapter(m->blocks[i].proj[p], name, &dl));
+        }
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, int n) {
+    int i, p;
+    if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_set_active: NULL model");
+    for (i = 0; i < m->cfg.num_hidden_layers; i++)
+        for (p = 0; p < SFT__N_PROJ; p++)
+            if (m->blocks[i].proj[p]->n_ad) SFT__TRY(sft_linear_set_active(m->blocks[i].proj[p], names, n));
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === model: forward
+   One decoder block is RMSNorm -> q, k, v projections -> RoPE -> causal GQA
+   attention -> o projection -> residual, then RMSNorm -> gate, up -> SwiGLU ->
+   down -> residual: about twenty nodes. With gradient checkpointing each block
+   is an sft_checkpoint segment. */
+
+typedef struct sft__fwd {
+    sft_model        *m;
+    sft_tensor       *positions, *seq_ids;
+    const sft_model_run *run;
+    int               layer;
+} sft__fwd;
+
+static sft_status sft__proj(sft_context *ctx, const sft__fwd *f, int p, sft_tensor *x, sft_tensor **out) {
+    sft_linear_call call;
+    memset(&call, 0, sizeof call);
+    if (f->run) {
+        call.training = f->run->training;
+        call.dropout_seed = sft_rng_key(f->run->dropout_seed, SFT__RNG_LORA_DROPOUT, (uint64_t)f->layer, (uint64_t)p);
+        call.adapter_names = f->run->adapter_names;
+    }
+    return sft_linear_forward(ctx, f->m->blocks[f->layer].proj[p], x, &call, out);
+}
+
+static sft_status sft__heads(sft_context *ctx, sft_tensor *x, int64_t heads, int64_t hd, sft_tensor **out) {
+    int64_t shape[4];
+    shape[0] = x->shape[0]; shape[1] = x->shape[1]; shape[2] = heads; shape[3] = hd;
+    return sft_reshape(ctx, x, 4, shape, out);
+}
+
+static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *const *in, sft_tensor **out) {
+    const sft__fwd *f = (const sft__fwd *)user;
+    const sft_model_config *c = &f->m->cfg;
+    const sft__block *b = &f->m->blocks[f->layer];
+    sft_tensor *x = in[0], *h, *q, *k, *v, *a, *o, *g, *u;
+    int64_t flat[3];
+    SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
+    SFT__TRY(sft__proj(ctx, f, SFT__Q, h, &q));
+    SFT__TRY(sft__proj(ctx, f, SFT__K, h, &k));
+    SFT__TRY(sft__proj(ctx, f, SFT__V, h, &v));
+    SFT__TRY(sft__heads(ctx, q, c->num_attention_heads, c->head_dim, &q));
+    SFT__TRY(sft__heads(ctx, k, c->num_key_value_heads, c->head_dim, &k));
+    SFT__TRY(sft__heads(ctx, v, c->num_key_value_heads, c->head_dim, &v));
+    SFT__TRY(sft_rope(ctx, q, f->positions, &c->rope, &q));
+    SFT__TRY(sft_rope(ctx, k, f->positions, &c->rope, &k));
+    SFT__TRY(sft_attention(ctx, q, k, v, f->seq_ids, 0.0f, &a));
+    flat[0] = x->shape[0]; flat[1] = x->shape[1]; flat[2] = (int64_t)c->num_attention_heads * c->head_dim;
+    SFT__TRY(sft_reshape(ctx, a, 3, flat, &a));
+    SFT__TRY(sft__proj(ctx, f, SFT__O, a, &o));
+    SFT__TRY(sft_add(ctx, x, o, &x));
+    SFT__TRY(sft_rmsnorm(ctx, x, b->mlp_norm, c->rms_norm_eps, &h));
+    SFT__TRY(sft__proj(ctx, f, SFT__GATE, h, &g));
+    SFT__TRY(sft__proj(ctx, f, SFT__UP, h, &u));
+    SFT__TRY(sft_swiglu(ctx, g, u, &g));
+    SFT__TRY(sft__proj(ctx, f, SFT__DOWN, g, &o));
+    return sft_add(ctx, x, o, &out[0]);
+}
+
+static sft_status sft__batch_i32(const char *what, const sft_tensor *t, int64_t B, int64_t T) {
+    char sb[96];
+    if (!t) return SFT_OK;
+    if (t->dtype != SFT_I32 || t->ndim != 2 || t->shape[0] != B || t->shape[1] != T || t->device != SFT_DEVICE_CPU)
+        return sft__fail(SFT_ERR_SHAPE, "model: %s %s %s must be i32 [%lld, %lld] on the CPU", what, sft_dtype_name(t->dtype),
+                         SFT__SHAPE(t, sb), (long long)B, (long long)T);
+    return SFT_OK;
+}
+
+/* sft__model_inputs: positions (given or 0..T-1) and sequence ids (given, or from
+   the attention mask: padding gets its own id so no token attends to it). */
+static sft_status sft__model_inputs(sft_context *ctx, const sft_model_batch *b, int64_t B, int64_t T, sft__fwd *f) {
+    int64_t shape[2], i;
+    shape[0] = B; shape[1] = T;
+    f->positions = b->positions; f->seq_ids = b->seq_ids;
+    if (!f->positions) {
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &f->positions));
+        for (i = 0; i < B * T; i++) ((int32_t *)f->positions->data)[i] = (int32_t)(i % T);
+    }
+    if (!f->seq_ids && b->attention_mask) {
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &f->seq_ids));
+        for (i = 0; i < B * T; i++) ((int32_t *)f->seq_ids->data)[i] = ((const int32_t *)b->attention_mask->data)[i] ? 0 : -1;
+    }
+    return SFT_OK;
+}
+
+/* transformers' causal-LM loss: position t predicts label t + 1 */
+static sft_status sft__shift_labels(sft_context *ctx, const sft_tensor *labels, sft_tensor **out) {
+    int64_t B = labels->shape[0], T = labels->shape[1], b, t;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, labels->shape, out));
+    for (b = 0; b < B; b++)
+        for (t = 0; t < T; t++)
+            ((int32_t *)(*out)->data)[b * T + t] = t + 1 < T ? ((const int32_t *)labels->data)[b * T + t + 1] : -100;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, const sft_model_run *run,
+                                    sft_model_output *out) {
+    sft_context *ctx;
+    sft__fwd *f;
+    sft_tensor *x, *shifted;
+    int64_t B, T;
+    int i;
+    void *mem;
+    if (out) memset(out, 0, sizeof *out);
+    if (!m || !batch || !out) return sft__fail(SFT_ERR_ARG, "sft_model_forward: NULL argument");
+    ctx = m->ctx;
+    if (batch->inputs_embeds) {
+        const sft_tensor *e = batch->inputs_embeds;
+        char sb[96];
+        if (e->dtype != SFT_F32 || e->ndim != 3 || e->shape[2] != m->cfg.hidden_size)
+            return sft__fail(SFT_ERR_SHAPE, "model: inputs_embeds %s must be f32 [B, T, %d]", SFT__SHAPE(e, sb), m->cfg.hidden_size);
+        B = e->shape[0]; T = e->shape[1];
+    } else {
+        if (!batch->input_ids || batch->input_ids->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "model: input_ids must be i32 [B, T]");
+        B = batch->input_ids->shape[0]; T = batch->input_ids->shape[1];
+        SFT__TRY(sft__batch_i32("input_ids", batch->input_ids, B, T));
+    }
+    SFT__TRY(sft__batch_i32("attention_mask", batch->attention_mask, B, T));
+    SFT__TRY(sft__batch_i32("labels", batch->labels, B, T));
+    SFT__TRY(sft__batch_i32("seq_ids", batch->seq_ids, B, T));
+    SFT__TRY(sft__batch_i32("positions", batch->positions, B, T));
+    if (m->cfg.sliding_window > 0 && T > m->cfg.sliding_window)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "model: %lld tokens exceed the sliding window of %d", (long long)T, m->cfg.sliding_window);
+    /* the call's state lives in the step arena: checkpointed blocks read it again in backward */
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), (size_t)m->cfg.num_hidden_layers * sizeof(sft__fwd), &mem));
+    f = (sft__fwd *)mem;
+    f[0].m = m; f[0].run = run;
+    SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
+    if (batch->inputs_embeds) x = batch->inputs_embeds;
+    else SFT__TRY(sft_embedding(ctx, m->embed, batch->input_ids, &x));
+    for (i = 0; i < m->cfg.num_hidden_layers; i++) {
+        f[i] = f[0]; f[i].layer = i;
+        if (run && run->gradient_checkpointing) SFT__TRY(sft_checkpoint(ctx, sft__block_forward, &f[i], 1, &x, 1, &x));
+        else SFT__TRY(sft__block_forward(ctx, &f[i], &x, &x));
+    }
+    SFT__TRY(sft_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps, &out->hidden));
+    if (!run || run->want_logits || !batch->labels) SFT__TRY(sft_matmul(ctx, out->hidden, m->lm_head, 0, 1, &out->logits));
+    if (!batch->labels) return SFT_OK;
+    SFT__TRY(sft__shift_labels(ctx, batch->labels, &shifted));
+    if (out->logits) return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
+    return sft_linear_cross_entropy(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, &out->loss);
 }
 
 /* ============================================================================
