@@ -616,10 +616,11 @@ typedef struct sft_qweight_data {
 SFTDEF sft_status sft_quantize(sft_context *ctx, const sft_tensor *w, const sft_quant_desc *desc, sft_qweight **out);
 /* sft_qweight_from_data: copy a checkpoint's arrays into a new sft_qweight after
    checking every length and value (blocksize, buffer sizes, NaN/Inf/negative
-   block maxima). */
+   stored block maxima and nested scales, non-finite offset and code values). */
 SFTDEF sft_status sft_qweight_from_data(sft_context *ctx, const sft_qweight_data *d, sft_qweight **out);
-/* sft_qweight_block_scale: the f32 absmax of block i (decoded if double-quantized:
-   nested_code[q] * nested_absmax[i / 256] + nested_offset, as bitsandbytes). */
+/* sft_qweight_block_scale: the f32 absmax of block i (0 <= i < n_blocks; decoded
+   if double-quantized: nested_code[q] * nested_absmax[i / 256] + nested_offset,
+   as bitsandbytes). */
 SFTDEF float      sft_qweight_block_scale(const sft_qweight *q, int64_t block);
 /* sft_dequantize: a new persistent f32 [rows, cols] tensor, element = code[q] *
    block scale. (The layers below never make one; this is for export and tests.) */
@@ -657,7 +658,8 @@ typedef struct sft_lora_desc {
     int           use_rslora;     /* scaling alpha / sqrt(r)                         */
     int           use_dora;
     sft_lora_init init;
-    uint64_t      seed;           /* for A's initial values                          */
+    uint64_t      seed;           /* for A's initial values: give each layer its own
+                                     (sft_model_add_lora derives one per projection) */
 } sft_lora_desc;
 
 /* The layer's base: exactly one of weight (f32 or bf16 [out, in]) and qweight.
@@ -682,9 +684,11 @@ typedef struct sft_lora_weights {
 /* Per-call settings of sft_linear_forward (NULL = eval mode, no routing). */
 typedef struct sft_linear_call {
     int                training;       /* dropout is active only in training      */
-    uint64_t           dropout_seed;   /* keys this call's masks (each adapter its own) */
+    uint64_t           dropout_seed;   /* keys this call's masks (each adapter its own;
+                                          give each layer and step its own seed)  */
     const char *const *adapter_names;  /* mixed batch: one adapter name (or "__base__")
                                           per sample (x's first dim), or NULL     */
+    int                n_adapter_names;   /* their count: x's first dim            */
     const sft_tensor  *dropout_mask;   /* replay: x's shape, 0 or 1/(1-p) per element,
                                           used instead of drawing (every adapter) */
 } sft_linear_call;
@@ -693,10 +697,10 @@ SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *des
 SFTDEF void       sft_linear_destroy(sft_linear *lin);
 SFTDEF int64_t    sft_linear_in_features(const sft_linear *lin);
 SFTDEF int64_t    sft_linear_out_features(const sft_linear *lin);
-/* sft_linear_add_adapter: a new adapter (initialised per desc) that becomes the
-   only active one, as PEFT's add_adapter + set_adapter. DoRA's magnitude starts at
-   the row norms of the base weight (B is zero). Names are unique; "__base__" is
-   reserved. */
+/* sft_linear_add_adapter: a new adapter initialised per desc. As in PEFT the
+   first adapter of a layer becomes active and later ones wait for
+   sft_linear_set_active. DoRA's magnitude starts at the row norms of the base
+   weight (B is zero). Names are unique; "__base__" is reserved. */
 SFTDEF sft_status sft_linear_add_adapter(sft_linear *lin, const char *name, const sft_lora_desc *desc);
 /* sft_linear_set_active: the adapters whose outputs are summed (n = 0: none). */
 SFTDEF sft_status sft_linear_set_active(sft_linear *lin, const char *const *names, int n);
@@ -712,7 +716,9 @@ SFTDEF sft_status sft_linear_forward(sft_context *ctx, sft_linear *lin, sft_tens
    weight: W += s B A (DoRA: W = m / |W + s B A| * (W + s B A)). A 4-bit base is
    dequantized, added to and quantized again with its own settings, as PEFT does,
    so its values move by the rounding. sft_linear_unmerge undoes every merge, newest
-   first. */
+   first. Both replace a 4-bit base with a new sft_qweight: a pointer taken from
+   sft_linear_base_qweight before is gone. Do not merge between a forward and
+   its backward. */
 SFTDEF sft_status sft_linear_merge(sft_linear *lin, const char *const *names, int n);
 SFTDEF sft_status sft_linear_unmerge(sft_linear *lin);
 /* sft_linear_base: the base weight as it is now (one of the two is NULL). */
@@ -855,7 +861,10 @@ typedef struct sft_model_run {
     int              want_logits;      /* also return logits [B, T, V] (otherwise the
                                           loss is fused and no logits exist)     */
     sft_ce_desc      loss;             /* reduction, num_items_in_batch divisor... */
-    const char *const *adapter_names;  /* mixed batch, one per row (see sft_linear_call) */
+    const char *const *adapter_names;  /* mixed batch, one per row (see sft_linear_call);
+                                          with gradient checkpointing the array must
+                                          stay valid until backward                */
+    int              n_adapter_names;
 } sft_model_run;
 
 typedef struct sft_model_output {
@@ -5212,42 +5221,43 @@ static const float sft__nf4_mid[15] = {
 static const float sft__fp4_mid[7] = {0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f, 0.4166667f, 0.583333f, 0.8333333f};
 static const uint8_t sft__fp4_by_magnitude[8] = {0, 1, 6, 7, 4, 5, 2, 3};
 
-/* bitsandbytes' signed dynamic 8-bit map (create_dynamic_map(signed=True)), as
-   the f32 bit patterns it generates. */
-static const uint32_t sft__dynamic_map_bits[256] = {
-    0xbf7e3333u, 0xbf7a999au, 0xbf770000u, 0xbf736666u, 0xbf6fcccdu, 0xbf6c3333u, 0xbf68999au, 0xbf650000u,
-    0xbf616666u, 0xbf5dcccdu, 0xbf5a3333u, 0xbf56999au, 0xbf530000u, 0xbf4f6666u, 0xbf4bcccdu, 0xbf483333u,
-    0xbf44999au, 0xbf410000u, 0xbf3d6666u, 0xbf39cccdu, 0xbf363334u, 0xbf32999au, 0xbf2f0000u, 0xbf2b6666u,
-    0xbf27cccdu, 0xbf243334u, 0xbf20999au, 0xbf1d0000u, 0xbf196666u, 0xbf15cccdu, 0xbf123334u, 0xbf0e999au,
-    0xbf0b0000u, 0xbf076666u, 0xbf03ccccu, 0xbf003333u, 0xbef93332u, 0xbef20000u, 0xbeeaccccu, 0xbee3999au,
-    0xbedc6666u, 0xbed53333u, 0xbece0000u, 0xbec6ccccu, 0xbebf999au, 0xbeb86666u, 0xbeb13333u, 0xbeaa0000u,
-    0xbea2ccccu, 0xbe9b999au, 0xbe946666u, 0xbe8d3334u, 0xbe860000u, 0xbe7d9999u, 0xbe6f3333u, 0xbe60cccdu,
-    0xbe526666u, 0xbe440000u, 0xbe35999au, 0xbe273333u, 0xbe18cccdu, 0xbe0a6666u, 0xbdf80000u, 0xbddb3334u,
-    0xbdc9eb85u, 0xbdc428f7u, 0xbdbe6667u, 0xbdb8a3d7u, 0xbdb2e148u, 0xbdad1eb8u, 0xbda75c2au, 0xbda1999au,
-    0xbd9bd70au, 0xbd96147bu, 0xbd9051ebu, 0xbd8a8f5du, 0xbd84cccdu, 0xbd7e147bu, 0xbd728f5du, 0xbd670a3du,
-    0xbd5b851fu, 0xbd500000u, 0xbd447ae1u, 0xbd38f5c3u, 0xbd2d70a3u, 0xbd21eb85u, 0xbd166667u, 0xbd0ae148u,
-    0xbcfeb852u, 0xbce7ae15u, 0xbcd0a3d7u, 0xbcb9999au, 0xbca28f5du, 0xbc8b851fu, 0xbc68f5c3u, 0xbc3ae148u,
-    0xbc1f3b64u, 0xbc160418u, 0xbc0ccccdu, 0xbc039581u, 0xbbf4bc6au, 0xbbe24dd3u, 0xbbcfdf3bu, 0xbbbd70a4u,
-    0xbbab020du, 0xbb989374u, 0xbb8624ddu, 0xbb676c8au, 0xbb428f5cu, 0xbb1db22du, 0xbaf1a9fcu, 0xbaa7ef9du,
-    0xba7765ffu, 0xba59e83eu, 0xba3c6a80u, 0xba1eecc1u, 0xba016f01u, 0xb9c7e283u, 0xb98ce705u, 0xb923d70bu,
-    0xb8ba1f4bu, 0xb88aefb3u, 0xb8378034u, 0xb7b24206u, 0xb70205ffu, 0xb65a1a94u, 0xb513a3b7u, 0x00000000u,
-    0x3513a3b7u, 0x365a1a94u, 0x370205ffu, 0x37b24206u, 0x38378034u, 0x388aefb3u, 0x38ba1f4bu, 0x3923d70bu,
-    0x398ce705u, 0x39c7e283u, 0x3a016f01u, 0x3a1eecc1u, 0x3a3c6a80u, 0x3a59e83eu, 0x3a7765ffu, 0x3aa7ef9du,
-    0x3af1a9fcu, 0x3b1db22du, 0x3b428f5cu, 0x3b676c8au, 0x3b8624ddu, 0x3b989374u, 0x3bab020du, 0x3bbd70a4u,
-    0x3bcfdf3bu, 0x3be24dd3u, 0x3bf4bc6au, 0x3c039581u, 0x3c0ccccdu, 0x3c160418u, 0x3c1f3b64u, 0x3c3ae148u,
-    0x3c68f5c3u, 0x3c8b851fu, 0x3ca28f5du, 0x3cb9999au, 0x3cd0a3d7u, 0x3ce7ae15u, 0x3cfeb852u, 0x3d0ae148u,
-    0x3d166667u, 0x3d21eb85u, 0x3d2d70a3u, 0x3d38f5c3u, 0x3d447ae1u, 0x3d500000u, 0x3d5b851fu, 0x3d670a3du,
-    0x3d728f5du, 0x3d7e147bu, 0x3d84cccdu, 0x3d8a8f5du, 0x3d9051ebu, 0x3d96147bu, 0x3d9bd70au, 0x3da1999au,
-    0x3da75c2au, 0x3dad1eb8u, 0x3db2e148u, 0x3db8a3d7u, 0x3dbe6667u, 0x3dc428f7u, 0x3dc9eb85u, 0x3ddb3334u,
-    0x3df80000u, 0x3e0a6666u, 0x3e18cccdu, 0x3e273333u, 0x3e35999au, 0x3e440000u, 0x3e526666u, 0x3e60cccdu,
-    0x3e6f3333u, 0x3e7d9999u, 0x3e860000u, 0x3e8d3334u, 0x3e946666u, 0x3e9b999au, 0x3ea2ccccu, 0x3eaa0000u,
-    0x3eb13333u, 0x3eb86666u, 0x3ebf999au, 0x3ec6ccccu, 0x3ece0000u, 0x3ed53333u, 0x3edc6666u, 0x3ee3999au,
-    0x3eeaccccu, 0x3ef20000u, 0x3ef93332u, 0x3f003333u, 0x3f03ccccu, 0x3f076666u, 0x3f0b0000u, 0x3f0e999au,
-    0x3f123334u, 0x3f15cccdu, 0x3f196666u, 0x3f1d0000u, 0x3f20999au, 0x3f243334u, 0x3f27cccdu, 0x3f2b6666u,
-    0x3f2f0000u, 0x3f32999au, 0x3f363334u, 0x3f39cccdu, 0x3f3d6666u, 0x3f410000u, 0x3f44999au, 0x3f483333u,
-    0x3f4bcccdu, 0x3f4f6666u, 0x3f530000u, 0x3f56999au, 0x3f5a3333u, 0x3f5dcccdu, 0x3f616666u, 0x3f650000u,
-    0x3f68999au, 0x3f6c3333u, 0x3f6fcccdu, 0x3f736666u, 0x3f770000u, 0x3f7a999au, 0x3f7e3333u, 0x3f800000u,
-};
+/* bitsandbytes' signed dynamic 8-bit map (create_dynamic_map(signed=True)): the
+   256 f32 values it generates, each written with the digits that give its bits
+   back (the test compares them bit for bit). */
+static const float sft__dynamic_map[256] = {
+    -0.99296874f, -0.9789063f, -0.96484375f, -0.9507812f, -0.93671876f, -0.92265624f, -0.9085938f, -0.89453125f,
+    -0.8804687f, -0.86640626f, -0.85234374f, -0.8382813f, -0.82421875f, -0.8101562f, -0.79609376f, -0.78203124f,
+    -0.7679688f, -0.75390625f, -0.7398437f, -0.72578126f, -0.7117188f, -0.6976563f, -0.68359375f, -0.6695312f,
+    -0.65546876f, -0.6414063f, -0.6273438f, -0.61328125f, -0.5992187f, -0.58515626f, -0.5710938f, -0.5570313f,
+    -0.54296875f, -0.5289062f, -0.5148437f, -0.50078124f, -0.4867187f, -0.47265625f, -0.45859373f, -0.44453126f,
+    -0.43046874f, -0.41640624f, -0.40234375f, -0.38828123f, -0.37421876f, -0.36015624f, -0.34609374f, -0.33203125f,
+    -0.31796873f, -0.30390626f, -0.28984374f, -0.27578127f, -0.26171875f, -0.24765624f, -0.23359375f, -0.21953125f,
+    -0.20546874f, -0.19140625f, -0.17734376f, -0.16328125f, -0.14921875f, -0.13515624f, -0.12109375f, -0.107031256f,
+    -0.09859375f, -0.09578126f, -0.092968754f, -0.09015625f, -0.08734375f, -0.08453125f, -0.08171876f, -0.07890625f,
+    -0.07609375f, -0.07328125f, -0.070468746f, -0.067656256f, -0.06484375f, -0.06203125f, -0.059218753f,
+    -0.05640625f, -0.05359375f, -0.05078125f, -0.04796875f, -0.04515625f, -0.042343747f, -0.03953125f, -0.036718752f,
+    -0.03390625f, -0.03109375f, -0.028281251f, -0.02546875f, -0.02265625f, -0.019843752f, -0.01703125f, -0.01421875f,
+    -0.01140625f, -0.00971875f, -0.009156249f, -0.00859375f, -0.00803125f, -0.00746875f, -0.00690625f, -0.00634375f,
+    -0.00578125f, -0.0052187503f, -0.0046562497f, -0.00409375f, -0.0035312497f, -0.00296875f, -0.00240625f,
+    -0.00184375f, -0.0012812499f, -0.0009437501f, -0.00083125f, -0.00071875006f, -0.0006062501f, -0.00049375003f,
+    -0.00038125002f, -0.00026875004f, -0.00015625001f, -8.875e-05f, -6.625e-05f, -4.375e-05f, -2.1249998e-05f,
+    -7.75e-06f, -3.2500002e-06f, -5.5000004e-07f, 0.0f, 5.5000004e-07f, 3.2500002e-06f, 7.75e-06f, 2.1249998e-05f,
+    4.375e-05f, 6.625e-05f, 8.875e-05f, 0.00015625001f, 0.00026875004f, 0.00038125002f, 0.00049375003f,
+    0.0006062501f, 0.00071875006f, 0.00083125f, 0.0009437501f, 0.0012812499f, 0.00184375f, 0.00240625f, 0.00296875f,
+    0.0035312497f, 0.00409375f, 0.0046562497f, 0.0052187503f, 0.00578125f, 0.00634375f, 0.00690625f, 0.00746875f,
+    0.00803125f, 0.00859375f, 0.009156249f, 0.00971875f, 0.01140625f, 0.01421875f, 0.01703125f, 0.019843752f,
+    0.02265625f, 0.02546875f, 0.028281251f, 0.03109375f, 0.03390625f, 0.036718752f, 0.03953125f, 0.042343747f,
+    0.04515625f, 0.04796875f, 0.05078125f, 0.05359375f, 0.05640625f, 0.059218753f, 0.06203125f, 0.06484375f,
+    0.067656256f, 0.070468746f, 0.07328125f, 0.07609375f, 0.07890625f, 0.08171876f, 0.08453125f, 0.08734375f,
+    0.09015625f, 0.092968754f, 0.09578126f, 0.09859375f, 0.107031256f, 0.12109375f, 0.13515624f, 0.14921875f,
+    0.16328125f, 0.17734376f, 0.19140625f, 0.20546874f, 0.21953125f, 0.23359375f, 0.24765624f, 0.26171875f,
+    0.27578127f, 0.28984374f, 0.30390626f, 0.31796873f, 0.33203125f, 0.34609374f, 0.36015624f, 0.37421876f,
+    0.38828123f, 0.40234375f, 0.41640624f, 0.43046874f, 0.44453126f, 0.45859373f, 0.47265625f, 0.4867187f,
+    0.50078124f, 0.5148437f, 0.5289062f, 0.54296875f, 0.5570313f, 0.5710938f, 0.58515626f, 0.5992187f, 0.61328125f,
+    0.6273438f, 0.6414063f, 0.65546876f, 0.6695312f, 0.68359375f, 0.6976563f, 0.7117188f, 0.72578126f, 0.7398437f,
+    0.75390625f, 0.7679688f, 0.78203124f, 0.79609376f, 0.8101562f, 0.82421875f, 0.8382813f, 0.85234374f, 0.86640626f,
+    0.8804687f, 0.89453125f, 0.9085938f, 0.92265624f, 0.93671876f, 0.9507812f, 0.96484375f, 0.9789063f, 0.99296874f,
+    1.0f};
 
 static unsigned sft__nf4_quantize(float x) {
     unsigned i, q = 0;
@@ -5282,12 +5292,7 @@ SFTDEF const float *sft_quant_code(sft_quant_type type) {
     return type == SFT_QUANT_FP4 ? sft__fp4_code : type == SFT_QUANT_NF4 ? sft__nf4_code : NULL;
 }
 
-SFTDEF const float *sft_quant_dynamic_map(void) {
-    static float map[256];
-    static int ready;
-    if (!ready) { memcpy(map, sft__dynamic_map_bits, sizeof map); ready = 1; }
-    return map;
-}
+SFTDEF const float *sft_quant_dynamic_map(void) { return sft__dynamic_map; }
 
 static int sft__quant_blocksize_ok(int bs) { return bs >= 32 && bs <= 4096 && (bs & (bs - 1)) == 0; }
 
@@ -5984,7 +5989,7 @@ static sft_status sft__node_begin(sft_context *ctx, sft__node *n, sft__op op, in
     n->op = op; n->n_in = n_in;
     for (i = 0; i < n_in; i++) {
         n->in[i] = in[i];
-        if (in[i] && in[i]->device != in[0]->device)
+        if (in[i] && in[0] && in[i]->device != in[0]->device)
             return sft__fail(SFT_ERR_DEVICE, "%s: input %d is on %s, input 0 on %s", sft__op_names[op], i,
                              in[i]->device == SFT_DEVICE_CPU ? "cpu" : "cuda", in[0]->device == SFT_DEVICE_CPU ? "cpu" : "cuda");
     }
@@ -6458,16 +6463,17 @@ SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *des
     if (!desc->weight == !desc->qweight) return sft__fail(SFT_ERR_ARG, "linear: give exactly one of weight and qweight");
     if (desc->weight) {
         const sft_tensor *w = desc->weight;
-        if ((w->dtype != SFT_F32 && w->dtype != SFT_BF16) || w->ndim != 2 || w->device != SFT_DEVICE_CPU)
-            return sft__fail(SFT_ERR_DTYPE, "linear: weight %s %s must be an f32 or bf16 [out, in] CPU tensor",
-                             sft_dtype_name(w->dtype), SFT__SHAPE(w, sb));
+        if ((w->dtype != SFT_F32 && w->dtype != SFT_BF16) || w->device != SFT_DEVICE_CPU)
+            return sft__fail(SFT_ERR_DTYPE, "linear: weight is %s (want an f32 or bf16 CPU tensor)", sft_dtype_name(w->dtype));
+        if (w->ndim != 2 || w->shape[0] < 1 || w->shape[1] < 1)
+            return sft__fail(SFT_ERR_SHAPE, "linear: weight %s must be [out, in], neither empty", SFT__SHAPE(w, sb));
     }
+    SFT__TRY(sft__lin_check_bias("linear", desc->bias, desc->weight ? desc->weight->shape[0] : desc->qweight->rows));
     l = (sft_linear *)sft__calloc(ctx, 1, sizeof *l);
     if (!l) return sft__fail(SFT_ERR_NOMEM, "linear: cannot allocate the layer");
     l->ctx = ctx; l->weight = desc->weight; l->qweight = desc->qweight; l->bias = desc->bias;
     l->out = desc->weight ? desc->weight->shape[0] : desc->qweight->rows;
     l->in = desc->weight ? desc->weight->shape[1] : desc->qweight->cols;
-    if (sft__lin_check_bias("linear", desc->bias, l->out) != SFT_OK) { sft__free(ctx, l); return SFT_ERR_SHAPE; }
     *out = l;
     return SFT_OK;
 }
@@ -6623,6 +6629,9 @@ static sft_status sft__lin_route(sft_context *ctx, sft_linear *lin, sft__lin_pla
     void *mem;
     if (lin->n_merged) return sft__fail(SFT_ERR_STATE, "linear: adapter_names cannot be used while adapters are merged");
     p->n_samples = x->ndim >= 2 ? x->shape[0] : 1;
+    if (call->n_adapter_names != p->n_samples)
+        return sft__fail(SFT_ERR_SHAPE, "linear: %d adapter_names for %lld samples (x's first dim)", call->n_adapter_names,
+                         (long long)p->n_samples);
     p->sample_rows = p->n_samples ? p->M / p->n_samples : 0;
     SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), (size_t)(p->n_samples + 1) * sizeof(int), &mem));
     route = (int *)mem;
@@ -6656,6 +6665,7 @@ SFTDEF sft_status sft_linear_forward(sft_context *ctx, sft_linear *lin, sft_tens
                              SFT__SHAPE(mk, sa), SFT__SHAPE(x, sb));
         p->mask = mk;
     }
+    if (lin->disabled && lin->n_merged) SFT__TRY(sft_linear_unmerge(lin));   /* as PEFT: disabled means the base */
     if (!lin->disabled && call && call->adapter_names) SFT__TRY(sft__lin_route(ctx, lin, p, x, call));
     else if (!lin->disabled && !lin->n_merged)
         for (i = 0; i < lin->n_active; i++) {
@@ -6826,9 +6836,9 @@ SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_
     if (out) memset(out, 0, sizeof *out);
     if (!ctx || !out) return sft__fail(SFT_ERR_ARG, "prompt tuning: NULL argument");
     in[0] = embeds; in[1] = prompts;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_PROMPT, 2, in, &out->embeds));
     SFT__TRY(sft__check_in("prompt tuning", "embeds", embeds, SFT_F32));
     SFT__TRY(sft__check_in("prompt tuning", "prompts", prompts, SFT_F32));
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_PROMPT, 2, in, &out->embeds));
     if (embeds->ndim != 3 || prompts->ndim != 2 || prompts->shape[1] != embeds->shape[2])
         return sft__shape_mismatch("prompt tuning", "embeds must be [B, T, D] and prompts [P, D]", embeds, prompts);
     B = embeds->shape[0]; T = embeds->shape[1]; P = prompts->shape[0];
@@ -9684,9 +9694,10 @@ static sft_status sft__bnb_load(const sft__weights *w, const char *prefix, int64
     s = sft_qweight_from_data(w->ctx, &d, out);
     sft__free(w->ctx, code_buf);
     if (s != SFT_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", sft_last_error());
-        return sft__fail(s, "%s: '%s.weight': %s", w->dir, prefix, msg);
+        char msg[1024];
+        memcpy(msg, sft_last_error(), sizeof msg - 1);
+        msg[sizeof msg - 1] = 0;
+        return sft__fail(s, "%s: '%s.weight': %.400s", w->dir, prefix, msg);
     }
     return SFT_OK;
 }
@@ -9888,20 +9899,19 @@ SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, i
    is an sft_checkpoint segment. */
 
 typedef struct sft__fwd {
-    sft_model        *m;
-    sft_tensor       *positions, *seq_ids;
-    const sft_model_run *run;
-    int               layer;
+    sft_model     *m;
+    sft_tensor    *positions, *seq_ids;
+    sft_model_run  run;             /* a copy: checkpointed blocks read it in backward */
+    int            layer;
 } sft__fwd;
 
 static sft_status sft__proj(sft_context *ctx, const sft__fwd *f, int p, sft_tensor *x, sft_tensor **out) {
     sft_linear_call call;
     memset(&call, 0, sizeof call);
-    if (f->run) {
-        call.training = f->run->training;
-        call.dropout_seed = sft_rng_key(f->run->dropout_seed, SFT__RNG_LORA_DROPOUT, (uint64_t)f->layer, (uint64_t)p);
-        call.adapter_names = f->run->adapter_names;
-    }
+    call.training = f->run.training;
+    call.dropout_seed = sft_rng_key(f->run.dropout_seed, SFT__RNG_LORA_DROPOUT, (uint64_t)f->layer, (uint64_t)p);
+    call.adapter_names = f->run.adapter_names;
+    call.n_adapter_names = f->run.n_adapter_names;
     return sft_linear_forward(ctx, f->m->blocks[f->layer].proj[p], x, &call, out);
 }
 
@@ -10006,7 +10016,9 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     /* the call's state lives in the step arena: checkpointed blocks read it again in backward */
     SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), (size_t)m->cfg.num_hidden_layers * sizeof(sft__fwd), &mem));
     f = (sft__fwd *)mem;
-    f[0].m = m; f[0].run = run;
+    memset(f, 0, sizeof *f);
+    f[0].m = m;
+    if (run) f[0].run = *run;
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
     if (batch->inputs_embeds) x = batch->inputs_embeds;
     else SFT__TRY(sft_embedding(ctx, m->embed, batch->input_ids, &x));

@@ -1,0 +1,229 @@
+/* test_model.c - Llama, Qwen2 (bias, GQA 4:1, tied embeddings, bf16 on disk) and
+   Mistral (sharded) decoders from directories transformers saved, against
+   transformers' logits and loss on a right-padded batch with -100 labels, and
+   every LoRA gradient after one backward; the same on an NF4 base; a bnb-4bit
+   checkpoint transformers saved; packing and gradient checkpointing against the
+   plain computation; bad directories. Fixtures: tools/make_model_fixtures.py. */
+#include "test.h"
+
+#define T_MFIX "tests/fixtures/models/"
+#ifndef T_LOGIT_TOL               /* the targets; -D smaller ones to see the errors */
+#define T_LOGIT_TOL 1e-4
+#define T_LOSS_TOL 1e-5
+#define T_GRAD_TOL 1e-4
+#endif
+
+typedef struct t_expect { sft_context *ctx; sft_st_file *f; sft_tensor *ids, *mask, *labels; } t_expect;
+
+static int t_expect_open(sft_context *ctx, const char *model, t_expect *e) {
+    char path[256];
+    memset(e, 0, sizeof *e);
+    e->ctx = ctx;
+    snprintf(path, sizeof path, T_MFIX "%s/expected.safetensors", model);
+    CHECK_OK(sft_st_open(ctx, path, &e->f));
+    if (!e->f) return 0;
+    CHECK_OK(sft_st_load(ctx, e->f, "input_ids", &e->ids));
+    CHECK_OK(sft_st_load(ctx, e->f, "attention_mask", &e->mask));
+    CHECK_OK(sft_st_load(ctx, e->f, "labels", &e->labels));
+    return e->ids && e->mask && e->labels;
+}
+
+static void t_expect_close(t_expect *e) {
+    sft_tensor_destroy(e->ids); sft_tensor_destroy(e->mask); sft_tensor_destroy(e->labels);
+    sft_st_close(e->f);
+}
+
+static sft_model *t_load(sft_context *ctx, const char *model, sft_quant_type quant) {
+    char dir[256];
+    sft_load_desc d;
+    sft_model *m = NULL;
+    memset(&d, 0, sizeof d);
+    d.quant = quant; d.double_quant = 1;
+    snprintf(dir, sizeof dir, T_MFIX "%s", model);
+    CHECK_OK(sft_model_load(ctx, dir, &d, &m));
+    return m;
+}
+
+/* logits at the positions the attention mask keeps (padding's logits are not
+   defined the same way: transformers lets a padding query see the tokens) */
+static void t_check_logits(const t_expect *e, const char *name, const sft_tensor *got) {
+    int64_t n = 0, V, i, k, kept = 0;
+    const float *want = (const float *)t_st_data(e->f, name, &n);
+    float *a, *b;
+    if (!want || !got) { t_failf(__FILE__, __LINE__, "%s: no logits", name); return; }
+    V = got->shape[got->ndim - 1];
+    CHECK_MSG(n == sft_tensor_numel(got), "%s: %lld logits, fixture %lld", name, (long long)sft_tensor_numel(got), (long long)n);
+    if (n != sft_tensor_numel(got)) return;
+    a = (float *)malloc((size_t)n * 4); b = (float *)malloc((size_t)n * 4);
+    for (i = 0; i < n / V; i++)
+        if (((const int32_t *)e->mask->data)[i]) {
+            for (k = 0; k < V; k++) { a[kept * V + k] = ((const float *)got->data)[i * V + k]; b[kept * V + k] = want[i * V + k]; }
+            kept++;
+        }
+    CHECK_REL(name, a, b, kept * V, T_LOGIT_TOL);
+    free(a); free(b);
+}
+
+static void t_check_loss(const t_expect *e, const char *name, const sft_tensor *got) {
+    const float *want = (const float *)t_st_data(e->f, name, NULL);
+    if (!want || !got) { t_failf(__FILE__, __LINE__, "%s: no loss", name); return; }
+    CHECK_MSG(fabsf(*(const float *)got->data - *want) <= T_LOSS_TOL * fabsf(*want), "%s: %.9g vs transformers %.9g", name,
+              *(const float *)got->data, *want);
+}
+
+static sft_status t_forward(sft_model *m, const t_expect *e, int training, int checkpointing, sft_model_output *out) {
+    sft_model_batch b;
+    sft_model_run run;
+    memset(&b, 0, sizeof b);
+    memset(&run, 0, sizeof run);
+    b.input_ids = e->ids; b.attention_mask = e->mask; b.labels = e->labels;
+    run.want_logits = 1; run.training = training; run.gradient_checkpointing = checkpointing;
+    return sft_model_forward(m, &b, &run, out);
+}
+
+static void t_plain_case(const char *model) {
+    sft_context *ctx = t_context(2);
+    t_expect e;
+    sft_model *m = t_load(ctx, model, SFT_QUANT_NONE);
+    sft_model_output out;
+    if (m && t_expect_open(ctx, model, &e)) {
+        sft_step_begin(ctx);
+        CHECK_OK(t_forward(m, &e, 0, 0, &out));
+        t_check_logits(&e, "logits", out.logits);
+        t_check_loss(&e, "loss", out.loss);
+    }
+    t_expect_close(&e);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
+static void llama_logits_and_loss_match_transformers(void) { t_plain_case("llama"); }
+static void qwen2_logits_and_loss_match_transformers(void) { t_plain_case("qwen2"); }
+static void mistral_logits_and_loss_match_transformers(void) { t_plain_case("mistral"); }
+
+/* the PEFT name of a projection's adapter tensor */
+static void t_peft_key(char *buf, size_t cap, int layer, int p, const char *what) {
+    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s.weight", layer, p < 4 ? "self_attn" : "mlp", names[p], what);
+}
+
+/* LoRA (r 4, alpha 8, all-linear) with PEFT's A and B: logits, loss and every
+   gradient of A and B. prefix selects the fixture's tensors ("" or "nf4."). */
+static void t_lora_case(const char *model, sft_quant_type quant, const char *prefix, int checkpointing) {
+    sft_context *ctx = t_context(2);
+    t_expect e;
+    sft_model *m = t_load(ctx, model, quant);
+    sft_model_output out;
+    sft_lora_desc d;
+    char key[256], name[300];
+    int layer, p;
+    memset(&d, 0, sizeof d);
+    d.r = 4; d.alpha = 8;
+    if (!m || !t_expect_open(ctx, model, &e)) goto done;
+    CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
+    for (layer = 0; layer < sft_model_get_config(m)->num_hidden_layers; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
+            t_peft_key(key, sizeof key, layer, p, "lora_A");
+            if (t_st_data(e.f, key, NULL)) memcpy(w.A->data, t_st_data(e.f, key, NULL), sft_tensor_nbytes(w.A));
+            t_peft_key(key, sizeof key, layer, p, "lora_B");
+            if (t_st_data(e.f, key, NULL)) memcpy(w.B->data, t_st_data(e.f, key, NULL), sft_tensor_nbytes(w.B));
+        }
+    sft_step_begin(ctx);
+    CHECK_OK(t_forward(m, &e, 1, checkpointing, &out));
+    snprintf(name, sizeof name, "%slora.logits", prefix);
+    t_check_logits(&e, name, out.logits);
+    snprintf(name, sizeof name, "%slora.loss", prefix);
+    if (sft_st_find(e.f, name)) t_check_loss(&e, name, out.loss);
+    if (out.loss) CHECK_OK(sft_backward(ctx, out.loss));
+    for (layer = 0; layer < sft_model_get_config(m)->num_hidden_layers; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+            int ab;
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
+            for (ab = 0; ab < 2; ab++) {
+                const sft_tensor *g = ab ? w.B->grad : w.A->grad;
+                const float *want;
+                int64_t n = 0;
+                t_peft_key(key, sizeof key, layer, p, ab ? "lora_B" : "lora_A");
+                snprintf(name, sizeof name, "%sgrad.%s", prefix, key);
+                want = (const float *)t_st_data(e.f, name, &n);
+                if (!g || !want) { CHECK_MSG(0, "%s: no gradient", name); continue; }
+                if (n == sft_tensor_numel(g)) CHECK_REL(name, (const float *)g->data, want, n, T_GRAD_TOL);
+                else CHECK_MSG(0, "%s: %lld values, fixture %lld", name, (long long)sft_tensor_numel(g), (long long)n);
+            }
+        }
+done:
+    t_expect_close(&e);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
+static void llama_lora_gradients_match_peft(void) { t_lora_case("llama", SFT_QUANT_NONE, "", 0); }
+static void qwen2_lora_gradients_match_peft(void) { t_lora_case("qwen2", SFT_QUANT_NONE, "", 0); }
+static void mistral_lora_gradients_match_peft(void) { t_lora_case("mistral", SFT_QUANT_NONE, "", 0); }
+static void checkpointed_blocks_give_the_same_gradients(void) { t_lora_case("llama", SFT_QUANT_NONE, "", 1); }
+static void nf4_llama_lora_gradients_match_peft_on_bitsandbytes(void) { t_lora_case("llama", SFT_QUANT_NF4, "nf4.", 0); }
+
+static void nf4_llama_logits_match_bitsandbytes(void) {
+    sft_context *ctx = t_context(2);
+    t_expect e;
+    sft_model *m = t_load(ctx, "llama", SFT_QUANT_NF4);
+    sft_model_output out;
+    if (m && t_expect_open(ctx, "llama", &e)) {
+        sft_step_begin(ctx);
+        CHECK_OK(t_forward(m, &e, 0, 0, &out));
+        t_check_logits(&e, "nf4.logits", out.logits);
+        t_check_loss(&e, "nf4.loss", out.loss);
+    }
+    t_expect_close(&e);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
+/* A bnb-4bit checkpoint transformers saved: its weights dequantize to exactly
+   bitsandbytes' values, and the model gives the NF4 logits. */
+static void a_bnb_4bit_checkpoint_loads_as_stored(void) {
+    sft_context *ctx = t_context(2);
+    t_expect e;
+    sft_model *m = t_load(ctx, "llama_bnb4", SFT_QUANT_NONE);
+    static const struct { int layer; const char *module, *name; } mods[] = {
+        {0, "q_proj", "bnb4.dequant.model.layers.0.self_attn.q_proj"}, {1, "down_proj", "bnb4.dequant.model.layers.1.mlp.down_proj"}};
+    int i;
+    if (m && t_expect_open(ctx, "llama", &e)) {
+        sft_model_output out;
+        CHECK(sft_model_get_config(m)->prequantized == SFT_QUANT_NF4);
+        for (i = 0; i < 2; i++) {
+            const sft_qweight *q = sft_linear_base_qweight(sft_model_linear(m, mods[i].layer, mods[i].module));
+            sft_tensor *w = NULL;
+            int64_t n = 0;
+            const float *want = (const float *)t_st_data(e.f, mods[i].name, &n);
+            CHECK_MSG(q != NULL, "%s is not 4-bit", mods[i].name);
+            if (q) CHECK_OK(sft_dequantize(ctx, q, &w));
+            if (w && want) { CHECK(n == sft_tensor_numel(w)); CHECK_SAME(mods[i].name, (const float *)w->data, want, n); }
+            sft_tensor_destroy(w);
+        }
+        sft_step_begin(ctx);
+        CHECK_OK(t_forward(m, &e, 0, 0, &out));
+        t_check_logits(&e, "nf4.logits", out.logits);
+    }
+    t_expect_close(&e);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
+void suite_model(void) {
+    RUN(llama_logits_and_loss_match_transformers);
+    RUN(qwen2_logits_and_loss_match_transformers);
+    RUN(mistral_logits_and_loss_match_transformers);
+    RUN(llama_lora_gradients_match_peft);
+    RUN(qwen2_lora_gradients_match_peft);
+    RUN(mistral_lora_gradients_match_peft);
+    RUN(checkpointed_blocks_give_the_same_gradients);
+    RUN(nf4_llama_logits_match_bitsandbytes);
+    RUN(nf4_llama_lora_gradients_match_peft_on_bitsandbytes);
+    RUN(a_bnb_4bit_checkpoint_loads_as_stored);
+}
