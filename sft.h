@@ -100,7 +100,8 @@
          peft: Linear4bit, LoRA layers, prompt tuning (the public calls)
          tokenizer: Unicode tables, hash maps, split patterns, the byte-level
                   alphabet, loading tokenizer.json, NFC, encode, decode
-         model: config.json, weights (shards, bitsandbytes 4-bit), forward
+         model: config.json, weights (shards, bitsandbytes 4-bit), forward,
+                  PEFT adapter files, prompt tuning
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
@@ -877,6 +878,27 @@ typedef struct sft_model_output {
    them (adapters, prompt embeddings). run NULL = eval, logits only. */
 SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, const sft_model_run *run,
                                     sft_model_output *out);
+
+/* PEFT adapter directories: adapter_config.json (peft_type LORA) and
+   adapter_model.safetensors with PEFT's keys
+   (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight, ...,
+   lora_magnitude_vector for DoRA). sft_model_load_adapter adds the file's
+   adapter under name on exactly the projections it has weights for; the
+   message names the file and the key of anything that does not fit the model.
+   sft_model_save_adapter writes the adapter so PEFT's PeftModel.from_pretrained
+   loads it (through sft_file_write_atomic; dir is created if missing). */
+SFTDEF sft_status sft_model_load_adapter(sft_model *m, const char *dir, const char *name);
+SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const char *dir);
+
+/* sft_model_embed: the input embeddings of ids (i32 [B, T]) -> [B, T, D] (a step
+   tensor), e.g. to put prompt-tuning embeddings in front (sft_prompt_prepend) and
+   run the model on inputs_embeds. */
+SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **out);
+/* sft_model_prompt_init_text: prompt-tuning embeddings [P, D] initialised as PEFT's
+   TEXT init: the embeddings of the ids (the tokenized init text), repeated to
+   fill P rows or cut to P. A persistent tensor with requires_grad set. */
+SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, int n_ids, int num_virtual_tokens,
+                                             sft_tensor **out);
 
 /* ============================================================================
    === random numbers
@@ -9384,6 +9406,7 @@ typedef struct sft__block {
 
 struct sft_model {
     sft_context     *ctx;
+    char            *dir;               /* where it was loaded from (base_model_name_or_path) */
     sft_model_config cfg;
     sft_tensor      *embed, *norm, *lm_head;   /* lm_head == embed when tied */
     sft__block      *blocks;
@@ -9770,6 +9793,7 @@ SFTDEF void sft_model_destroy(sft_model *m) {
     if (m->lm_head != m->embed) sft_tensor_destroy(m->lm_head);
     sft_tensor_destroy(m->embed);
     sft_tensor_destroy(m->norm);
+    sft__free(m->ctx, m->dir);
     sft__free(m->ctx, m);
 }
 
@@ -9817,7 +9841,8 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     m = (sft_model *)sft__calloc(ctx, 1, sizeof *m);
     if (!m) return sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     m->ctx = ctx;
-    s = sft__model_read_config(ctx, dir, &m->cfg);
+    m->dir = sft__strdup(ctx, dir);
+    s = m->dir ? sft__model_read_config(ctx, dir, &m->cfg) : sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     if (s == SFT_OK) s = sft__weights_open(ctx, dir, &w);
     else memset(&w, 0, sizeof w);
     if (s == SFT_OK) s = sft__model_load_weights(m, &w, &d);
@@ -10033,6 +10058,287 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     SFT__TRY(sft__shift_labels(ctx, batch->labels, &shifted));
     if (out->logits) return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
     return sft_linear_cross_entropy(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, &out->loss);
+}
+
+
+/* ============================================================================
+   === model: PEFT adapter files */
+
+/* sft__peft_key: the PEFT state-dict key of projection (layer, p)'s tensor what
+   ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector"). */
+static void sft__peft_key(char *buf, size_t cap, int layer, int p, const char *what) {
+    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s", layer, p < 4 ? "self_attn" : "mlp", sft__proj_names[p], what);
+}
+
+/* sft__peft_parse_key: (layer, projection, part: 0 A, 1 B, 2 magnitude) of a key,
+   or 0 if it is not a LoRA key of a decoder projection. */
+static int sft__peft_parse_key(const char *key, int *layer, int *p, int *part) {
+    const char *s = key, *proj, *rest;
+    char *end;
+    long l;
+    int attn;
+    if (strncmp(s, "base_model.model.model.layers.", 30) != 0) return 0;
+    s += 30;
+    l = strtol(s, &end, 10);
+    if (end == s || *end != '.' || l < 0 || l > 100000) return 0;
+    s = end + 1;
+    attn = strncmp(s, "self_attn.", 10) == 0;
+    if (attn) s += 10;
+    else if (strncmp(s, "mlp.", 4) == 0) s += 4;
+    else return 0;
+    proj = s;
+    rest = strchr(s, '.');
+    if (!rest || (*p = sft__proj_index(proj, (size_t)(rest - proj))) < 0 || (*p < SFT__GATE) != attn) return 0;
+    rest++;
+    if (strcmp(rest, "lora_A.weight") == 0) *part = 0;
+    else if (strcmp(rest, "lora_B.weight") == 0) *part = 1;
+    else if (strcmp(rest, "lora_magnitude_vector") == 0 || strcmp(rest, "lora_magnitude_vector.weight") == 0) *part = 2;
+    else return 0;
+    *layer = (int)l;
+    return 1;
+}
+
+/* sft__adapter_config: the LoraConfig fields sft.h reproduces; anything that
+   would change the computation and is not reproduced is refused by name. */
+static sft_status sft__adapter_config(sft_context *ctx, const char *path, sft_lora_desc *d) {
+    char *text = NULL;
+    size_t len;
+    sft_json *j = NULL;
+    const sft_json *v;
+    const char *bad = NULL, *t;
+    sft_status s;
+    SFT__TRY(sft_file_read(ctx, path, 0, &text, &len));
+    s = sft_json_parse(ctx, text, len, path, NULL, &j);
+    sft__free(ctx, text);
+    SFT__TRY(s);
+    memset(d, 0, sizeof *d);
+    t = sft__json_str(j, "peft_type");
+    if (!t || strcmp(t, "LORA") != 0) s = sft__fail(SFT_ERR_UNSUPPORTED, "%s: peft_type '%s' is not supported (LORA)", path, t ? t : "(none)");
+    else if ((t = sft__json_str(j, "bias")) && strcmp(t, "none") != 0) s = sft__fail(SFT_ERR_UNSUPPORTED, "%s: bias '%s' is not supported (none)", path, t);
+    else if (sft__json_bool(j, "fan_in_fan_out", 0)) s = sft__fail(SFT_ERR_UNSUPPORTED, "%s: fan_in_fan_out is not supported", path);
+    else if ((v = sft_json_get(j, "modules_to_save")) && v->type == SFT_JSON_ARRAY && v->length)
+        s = sft__fail(SFT_ERR_UNSUPPORTED, "%s: modules_to_save is not supported", path);
+    else if (((v = sft_json_get(j, "rank_pattern")) && v->type == SFT_JSON_OBJECT && v->length) ||
+             ((v = sft_json_get(j, "alpha_pattern")) && v->type == SFT_JSON_OBJECT && v->length))
+        s = sft__fail(SFT_ERR_UNSUPPORTED, "%s: rank_pattern / alpha_pattern are not supported", path);
+    if (s == SFT_OK) {
+        d->r = sft__cfg_int(j, "r", 8, &bad);
+        d->alpha = sft__cfg_float(j, "lora_alpha", 8.0f, &bad);
+        d->dropout = sft__cfg_float(j, "lora_dropout", 0.0f, &bad);
+        d->use_rslora = sft__json_bool(j, "use_rslora", 0);
+        d->use_dora = sft__json_bool(j, "use_dora", 0);
+        if (bad || d->r < 1) s = sft__fail(SFT_ERR_FORMAT, "%s: field '%s' has an impossible value", path, bad ? bad : "r");
+    }
+    sft_json_free(j);
+    return s;
+}
+
+/* sft__adapter_copy: the file's tensor into an adapter tensor of the same shape */
+static sft_status sft__adapter_copy(sft_context *ctx, const sft_st_file *f, const char *path, const sft_st_tensor *t, sft_tensor *dst) {
+    sft_tensor *src = NULL, *f32 = NULL;
+    int i, ok = t->ndim == dst->ndim;
+    sft_status s;
+    char sa[96], sb[96];
+    for (i = 0; ok && i < dst->ndim; i++) ok = t->shape[i] == dst->shape[i];
+    if (!ok)
+        return sft__fail(SFT_ERR_SHAPE, "%s: '%s' is %s, the model needs %s (an adapter for another model?)", path, t->name,
+                         sft__shape_str(sa, sizeof sa, t->ndim > 4 ? 4 : t->ndim, t->shape), SFT__SHAPE(dst, sb));
+    if (t->dtype != SFT_F32 && t->dtype != SFT_BF16 && t->dtype != SFT_F16)
+        return sft__fail(SFT_ERR_DTYPE, "%s: '%s' is %s", path, t->name, sft_dtype_name(t->dtype));
+    SFT__TRY(sft_st_load(ctx, f, t->name, &src));
+    s = src->dtype == SFT_F32 ? SFT_OK : sft_tensor_convert(ctx, src, SFT_F32, &f32);
+    if (s == SFT_OK) memcpy(dst->data, (f32 ? f32 : src)->data, sft_tensor_nbytes(dst));
+    sft_tensor_destroy(src); sft_tensor_destroy(f32);
+    return s;
+}
+
+static sft_status sft__adapter_load_weights(sft_model *m, const sft_st_file *f, const char *path, const char *name,
+                                            const sft_lora_desc *d) {
+    int n = sft_st_count(f), i, layer, p, part, pass;
+    /* pass 0 creates the adapter on every projection the file names; pass 1 fills it */
+    for (pass = 0; pass < 2; pass++)
+        for (i = 0; i < n; i++) {
+            const sft_st_tensor *t = sft_st_tensor_at(f, i);
+            sft_lora_weights w;
+            sft_linear *lin;
+            if (!sft__peft_parse_key(t->name, &layer, &p, &part))
+                return sft__fail(SFT_ERR_FORMAT, "%s: '%s' is not a LoRA weight of a decoder projection", path, t->name);
+            if (layer >= m->cfg.num_hidden_layers)
+                return sft__fail(SFT_ERR_SHAPE, "%s: '%s' names layer %d, the model has %d (an adapter for another model?)", path,
+                                 t->name, layer, m->cfg.num_hidden_layers);
+            lin = m->blocks[layer].proj[p];
+            if (pass == 0) {
+                if (sft__lin_find(lin, name) < 0) {
+                    sft_lora_desc dl = *d;
+                    dl.seed = sft_rng_key(0, SFT__RNG_LORA_INIT, (uint64_t)layer, (uint64_t)p);
+                    SFT__TRY(sft_linear_add_adapter(lin, name, &dl));
+                }
+                continue;
+            }
+            SFT__TRY(sft_linear_adapter_weights(lin, name, &w));
+            if (part == 2 && !w.magnitude) return sft__fail(SFT_ERR_FORMAT, "%s: '%s' is a DoRA magnitude but use_dora is false", path, t->name);
+            SFT__TRY(sft__adapter_copy(m->ctx, f, path, t, part == 0 ? w.A : part == 1 ? w.B : w.magnitude));
+        }
+    /* every projection that got the adapter must have had both A and B */
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            char key[256];
+            if (sft__lin_find(m->blocks[layer].proj[p], name) < 0) continue;
+            for (part = 0; part < (d->use_dora ? 3 : 2); part++) {
+                char alt[270];
+                sft__peft_key(key, sizeof key, layer, p, part == 0 ? "lora_A.weight" : part == 1 ? "lora_B.weight" : "lora_magnitude_vector");
+                snprintf(alt, sizeof alt, "%s.weight", key);   /* the magnitude's other spelling */
+                if (!sft_st_find(f, key) && !(part == 2 && sft_st_find(f, alt)))
+                    return sft__fail(SFT_ERR_NOT_FOUND, "%s: '%s' is missing", path, key);
+            }
+        }
+    return SFT_OK;
+}
+
+/* sft__model_drop_adapter: remove a half-loaded adapter from every projection */
+static void sft__model_drop_adapter(sft_model *m, const char *name) {
+    int layer, p;
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            sft_linear *l = m->blocks[layer].proj[p];
+            int i = sft__lin_find(l, name), k;
+            if (i < 0) continue;
+            sft__adapter_free(l->ctx, &l->ad[i]);
+            for (k = i; k + 1 < l->n_ad; k++) l->ad[k] = l->ad[k + 1];
+            l->n_ad--;
+            for (k = 0; k < l->n_active; k++)
+                if (l->active[k] == i) { memmove(&l->active[k], &l->active[k + 1], (size_t)(l->n_active - k - 1) * sizeof(int)); l->n_active--; k--; }
+                else if (l->active[k] > i) l->active[k]--;
+        }
+}
+
+SFTDEF sft_status sft_model_load_adapter(sft_model *m, const char *dir, const char *name) {
+    char path[4096], wpath[4096];
+    sft_lora_desc d;
+    sft_st_file *f = NULL;
+    sft_status s;
+    int layer, p;
+    if (!m || !dir || !name) return sft__fail(SFT_ERR_ARG, "sft_model_load_adapter: NULL argument");
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++)
+            if (sft__lin_find(m->blocks[layer].proj[p], name) >= 0)
+                return sft__fail(SFT_ERR_ARG, "sft_model_load_adapter: the model has an adapter named '%s'", name);
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_config.json"));
+    SFT__TRY(sft__adapter_config(m->ctx, path, &d));
+    SFT__TRY(sft__path_join(wpath, sizeof wpath, dir, strlen(dir), "adapter_model.safetensors"));
+    SFT__TRY(sft_st_open(m->ctx, wpath, &f));
+    s = sft_st_count(f) ? sft__adapter_load_weights(m, f, wpath, name, &d) : sft__fail(SFT_ERR_FORMAT, "%s: no tensors", wpath);
+    sft_st_close(f);
+    if (s != SFT_OK) sft__model_drop_adapter(m, name);
+    return s;
+}
+
+static sft_status sft__adapter_config_write(sft_model *m, const sft__adapter *a, unsigned targets, const char *path) {
+    sft_json_writer w;
+    char *text = NULL;
+    size_t len = 0;
+    sft_buf part;
+    int p;
+    sft_status s;
+    memset(&w, 0, sizeof w);
+    w.ctx = m->ctx; w.indent = 2;
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "base_model_name_or_path"); sft_json_write_string(&w, m->dir);
+    sft_json_write_key(&w, "bias"); sft_json_write_string(&w, "none");
+    sft_json_write_key(&w, "fan_in_fan_out"); sft_json_write_bool(&w, 0);
+    sft_json_write_key(&w, "inference_mode"); sft_json_write_bool(&w, 1);
+    sft_json_write_key(&w, "init_lora_weights");
+    if (a->desc.init == SFT_LORA_INIT_GAUSSIAN) sft_json_write_string(&w, "gaussian"); else sft_json_write_bool(&w, 1);
+    sft_json_write_key(&w, "lora_alpha"); sft_json_write_number(&w, a->desc.alpha);
+    sft_json_write_key(&w, "lora_dropout"); sft_json_write_number(&w, a->desc.dropout);
+    sft_json_write_key(&w, "modules_to_save"); sft_json_write_null(&w);
+    sft_json_write_key(&w, "peft_type"); sft_json_write_string(&w, "LORA");
+    sft_json_write_key(&w, "r"); sft_json_write_int(&w, a->desc.r);
+    sft_json_write_key(&w, "target_modules");
+    sft_json_write_array_begin(&w);
+    for (p = 0; p < SFT__N_PROJ; p++)
+        if (targets & (1u << p)) sft_json_write_string(&w, sft__proj_names[p]);
+    sft_json_write_array_end(&w);
+    sft_json_write_key(&w, "task_type"); sft_json_write_string(&w, "CAUSAL_LM");
+    sft_json_write_key(&w, "use_dora"); sft_json_write_bool(&w, a->m != NULL);
+    sft_json_write_key(&w, "use_rslora"); sft_json_write_bool(&w, a->desc.use_rslora);
+    sft_json_write_object_end(&w);
+    SFT__TRY(sft_json_writer_finish(&w, &text, &len));
+    part.data = text; part.len = len;
+    s = sft_file_write_atomic(m->ctx, path, &part, 1);
+    sft__free(m->ctx, text);
+    return s;
+}
+
+SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const char *dir) {
+    int layer, p, n = 0, max = 0;
+    unsigned targets = 0;
+    sft_st_entry *e;
+    char *keys, path[4096];
+    const sft__adapter *first = NULL;
+    const char *mk = "format", *mv = "pt";
+    sft_status s;
+    if (!m || !name || !dir) return sft__fail(SFT_ERR_ARG, "sft_model_save_adapter: NULL argument");
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            int i = sft__lin_find(m->blocks[layer].proj[p], name);
+            if (i < 0) continue;
+            if (!first) first = &m->blocks[layer].proj[p]->ad[i];
+            targets |= 1u << p;
+            max += 3;
+        }
+    if (!first) return sft__lin_unknown("sft_model_save_adapter", name);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sft__fail(SFT_ERR_IO, "%s: cannot create the directory (%s)", dir, strerror(errno));
+    e = (sft_st_entry *)sft__calloc(m->ctx, (size_t)max, sizeof *e);
+    keys = (char *)sft__alloc(m->ctx, (size_t)max * 160);
+    if (!e || !keys) { sft__free(m->ctx, e); sft__free(m->ctx, keys); return sft__fail(SFT_ERR_NOMEM, "save adapter '%s'", name); }
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            int i = sft__lin_find(m->blocks[layer].proj[p], name), part;
+            const sft__adapter *a;
+            if (i < 0) continue;
+            a = &m->blocks[layer].proj[p]->ad[i];
+            for (part = 0; part < (a->m ? 3 : 2); part++) {
+                char *k = keys + (size_t)n * 160;
+                sft__peft_key(k, 160, layer, p, part == 0 ? "lora_A.weight" : part == 1 ? "lora_B.weight" : "lora_magnitude_vector");
+                e[n] = sft_st_entry_from_tensor(k, part == 0 ? a->A : part == 1 ? a->B : a->m);
+                n++;
+            }
+        }
+    s = sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors");
+    if (s == SFT_OK) s = sft_st_save(m->ctx, path, e, n, &mk, &mv, 1);
+    if (s == SFT_OK) s = sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_config.json");
+    if (s == SFT_OK) s = sft__adapter_config_write(m, first, targets, path);
+    sft__free(m->ctx, e);
+    sft__free(m->ctx, keys);
+    return s;
+}
+
+/* ============================================================================
+   === model: prompt tuning */
+
+SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **out) {
+    if (out) *out = NULL;
+    if (!m || !ids || !out) return sft__fail(SFT_ERR_ARG, "sft_model_embed: NULL argument");
+    return sft_embedding(m->ctx, m->embed, ids, out);
+}
+
+SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, int n_ids, int num_virtual_tokens,
+                                             sft_tensor **out) {
+    int64_t shape[2], D, i;
+    if (out) *out = NULL;
+    if (!m || !ids || !out || n_ids <= 0 || num_virtual_tokens <= 0)
+        return sft__fail(SFT_ERR_ARG, "prompt tuning: TEXT init needs ids (%d) and num_virtual_tokens (%d) > 0", n_ids, num_virtual_tokens);
+    for (i = 0; i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return sft__fail(SFT_ERR_ARG, "prompt tuning: init id %d is outside the vocabulary", ids[i]);
+    D = m->cfg.hidden_size;
+    shape[0] = num_virtual_tokens; shape[1] = D;
+    SFT__TRY(sft_tensor_create(m->ctx, SFT_F32, 2, shape, out));
+    for (i = 0; i < num_virtual_tokens; i++)     /* PEFT: the ids repeated to length, then cut */
+        memcpy(SFT__F(*out) + i * D, SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D, (size_t)D * sizeof(float));
+    sft_tensor_set_requires_grad(*out, 1);
+    return SFT_OK;
 }
 
 /* ============================================================================

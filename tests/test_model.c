@@ -215,6 +215,149 @@ static void a_bnb_4bit_checkpoint_loads_as_stored(void) {
     sft_context_destroy(ctx);
 }
 
+/* PEFT's saved adapter gives PEFT's logits; saved again by sft.h and loaded
+   into a fresh model it gives the same bits. */
+static void a_peft_adapter_reproduces_peft_logits_and_saves_back(void) {
+    sft_context *ctx = t_context(2);
+    t_expect e;
+    sft_model *m = t_load(ctx, "llama", SFT_QUANT_NONE), *m2 = t_load(ctx, "llama", SFT_QUANT_NONE);
+    sft_model_output out, out2;
+    char dir[512];
+    float *first = NULL;
+    if (!m || !m2 || !t_expect_open(ctx, "llama", &e)) goto done;
+    CHECK_OK(sft_model_load_adapter(m, T_MFIX "llama/adapter", "default"));
+    sft_step_begin(ctx);
+    CHECK_OK(t_forward(m, &e, 0, 0, &out));
+    t_check_logits(&e, "lora.logits", out.logits);
+    if (out.logits) {
+        first = (float *)malloc(sft_tensor_nbytes(out.logits));
+        memcpy(first, out.logits->data, sft_tensor_nbytes(out.logits));
+    }
+    snprintf(dir, sizeof dir, "%s/saved_adapter", t_tmpdir());
+    CHECK_OK(sft_model_save_adapter(m, "default", dir));
+    CHECK_OK(sft_model_load_adapter(m2, dir, "mine"));
+    sft_step_begin(ctx);
+    CHECK_OK(t_forward(m2, &e, 0, 0, &out2));
+    if (first && out2.logits) CHECK_SAME("reloaded adapter", (const float *)out2.logits->data, first, sft_tensor_numel(out2.logits));
+    CHECK_STATUS(sft_model_load_adapter(m2, dir, "mine"), SFT_ERR_ARG);    /* the name is taken */
+    {   /* the config PEFT reads */
+        char path[600], *text = NULL;
+        size_t len = 0;
+        sft_json *j = NULL;
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        CHECK_OK(sft_file_read(ctx, path, 0, &text, &len));
+        if (text) CHECK_OK(sft_json_parse(ctx, text, len, path, NULL, &j));
+        if (j) {
+            CHECK(strcmp(sft_json_get(j, "peft_type")->string, "LORA") == 0 && sft_json_get(j, "r")->number == 4 &&
+                  sft_json_get(j, "lora_alpha")->number == 8 && sft_json_get(j, "target_modules")->length == 7 &&
+                  strcmp(sft_json_get(j, "task_type")->string, "CAUSAL_LM") == 0);
+        }
+        sft_json_free(j); sft_free(ctx, text);
+    }
+done:
+    free(first);
+    t_expect_close(&e);
+    sft_model_destroy(m); sft_model_destroy(m2);
+    sft_context_destroy(ctx);
+}
+
+/* PeftModelForCausalLM with prompt tuning: virtual tokens in front, their mask
+   and -100 labels; logits, loss and the prompt embeddings' gradient. */
+static void prompt_tuning_matches_peft(void) {
+    sft_context *ctx = t_context(2);
+    t_expect e;
+    sft_model *m = t_load(ctx, "llama", SFT_QUANT_NONE);
+    sft_tensor *prompts = NULL, *emb = NULL;
+    sft_prompt_batch pb;
+    sft_model_batch b;
+    sft_model_run run;
+    sft_model_output out;
+    int64_t n = 0;
+    if (!m || !t_expect_open(ctx, "llama", &e)) goto done;
+    CHECK_OK(sft_st_load(ctx, e.f, "prompt.embeddings", &prompts));
+    if (!prompts) goto done;
+    sft_tensor_set_requires_grad(prompts, 1);
+    sft_step_begin(ctx);
+    CHECK_OK(sft_model_embed(m, e.ids, &emb));
+    if (emb) CHECK_OK(sft_prompt_prepend(ctx, prompts, emb, e.mask, e.labels, &pb));
+    if (!emb || !pb.embeds) goto done;
+    memset(&b, 0, sizeof b); memset(&run, 0, sizeof run);
+    b.inputs_embeds = pb.embeds; b.attention_mask = pb.attention_mask; b.labels = pb.labels; b.positions = pb.positions;
+    run.want_logits = 1; run.training = 1;
+    CHECK_OK(sft_model_forward(m, &b, &run, &out));
+    if (out.logits) {      /* logits where the extended mask is 1 */
+        t_expect e3 = e;
+        e3.mask = pb.attention_mask;
+        t_check_logits(&e3, "prompt.logits", out.logits);
+    }
+    t_check_loss(&e, "prompt.loss", out.loss);
+    if (out.loss) CHECK_OK(sft_backward(ctx, out.loss));
+    if (prompts->grad) {
+        const float *want = (const float *)t_st_data(e.f, "prompt.grad", &n);
+        if (want && n == sft_tensor_numel(prompts)) CHECK_REL("prompt.grad", (const float *)prompts->grad->data, want, n, T_GRAD_TOL);
+    } else CHECK_MSG(0, "the prompt embeddings got no gradient");
+    {   /* TEXT init: the embeddings of the init ids, repeated */
+        sft_tensor *t = NULL;
+        int32_t ids[2] = {5, 9};
+        CHECK_OK(sft_model_prompt_init_text(m, ids, 2, 3, &t));
+        if (t) {
+            CHECK(t->requires_grad && t->shape[0] == 3);
+            CHECK(memcmp((float *)t->data, (float *)t->data + 2 * 64, 64 * 4) == 0);      /* row 2 repeats id 5 */
+            CHECK(memcmp((float *)t->data, (float *)t->data + 64, 64 * 4) != 0);
+        }
+        sft_tensor_destroy(t);
+    }
+done:
+    sft_tensor_destroy(prompts);
+    t_expect_close(&e);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
+/* Two sequences packed in one row (sequence ids, restarting positions) give the
+   logits each gives alone. */
+static void packed_rows_equal_separate_rows(void) {
+    sft_context *ctx = t_context(2);
+    sft_model *m = t_load(ctx, "llama", SFT_QUANT_NONE);
+    static const int32_t a[4] = {17, 200, 3, 99}, b[3] = {45, 45, 128};
+    int64_t s1[2] = {1, 4}, s2[2] = {1, 3}, s7[2] = {1, 7};
+    sft_tensor *ta = NULL, *tb = NULL, *tp = NULL, *seq = NULL, *pos = NULL;
+    float *la = NULL, *lb = NULL;
+    int i;
+    if (!m) goto done;
+    CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, s1, &ta)); CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, s2, &tb));
+    CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, s7, &tp)); CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, s7, &seq));
+    CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, s7, &pos));
+    if (!ta || !tb || !tp || !seq || !pos) goto done;
+    memcpy(ta->data, a, 16); memcpy(tb->data, b, 12);
+    for (i = 0; i < 7; i++) {
+        ((int32_t *)tp->data)[i] = i < 4 ? a[i] : b[i - 4];
+        ((int32_t *)seq->data)[i] = i >= 4;
+        ((int32_t *)pos->data)[i] = i < 4 ? i : i - 4;
+    }
+    for (i = 0; i < 3; i++) {
+        sft_model_batch bt;
+        sft_model_output out;
+        memset(&bt, 0, sizeof bt);
+        bt.input_ids = i == 0 ? ta : i == 1 ? tb : tp;
+        if (i == 2) { bt.seq_ids = seq; bt.positions = pos; }
+        sft_step_begin(ctx);
+        CHECK_OK(sft_model_forward(m, &bt, NULL, &out));
+        if (!out.logits) continue;
+        if (i == 0) { la = (float *)malloc(4 * 256 * 4); memcpy(la, out.logits->data, 4 * 256 * 4); }
+        else if (i == 1) { lb = (float *)malloc(3 * 256 * 4); memcpy(lb, out.logits->data, 3 * 256 * 4); }
+        else if (la && lb) {
+            CHECK_REL("first sequence", (const float *)out.logits->data, la, 4 * 256, 1e-6);
+            CHECK_REL("second sequence", (const float *)out.logits->data + 4 * 256, lb, 3 * 256, 1e-6);
+        }
+    }
+done:
+    free(la); free(lb);
+    sft_tensor_destroy(ta); sft_tensor_destroy(tb); sft_tensor_destroy(tp); sft_tensor_destroy(seq); sft_tensor_destroy(pos);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
 void suite_model(void) {
     RUN(llama_logits_and_loss_match_transformers);
     RUN(qwen2_logits_and_loss_match_transformers);
@@ -226,4 +369,7 @@ void suite_model(void) {
     RUN(nf4_llama_logits_match_bitsandbytes);
     RUN(nf4_llama_lora_gradients_match_peft_on_bitsandbytes);
     RUN(a_bnb_4bit_checkpoint_loads_as_stored);
+    RUN(a_peft_adapter_reproduces_peft_logits_and_saves_back);
+    RUN(prompt_tuning_matches_peft);
+    RUN(packed_rows_equal_separate_rows);
 }
