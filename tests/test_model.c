@@ -5,6 +5,8 @@
    checkpoint transformers saved; packing and gradient checkpointing against the
    plain computation; bad directories. Fixtures: tools/make_model_fixtures.py. */
 #include "test.h"
+#include <unistd.h>
+#include <sys/stat.h>
 
 #define T_MFIX "tests/fixtures/models/"
 #ifndef T_LOGIT_TOL               /* the targets; -D smaller ones to see the errors */
@@ -358,6 +360,116 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* a model directory under the test's scratch directory: the llama fixture's
+   config.json with one piece of text replaced, its weights linked (or, with
+   truncate > 0, copied and cut to that many bytes) */
+static const char *t_bad_dir(sft_context *ctx, const char *name, const char *from, const char *to, long truncate) {
+    static char dir[512];
+    char path[700], target[700], cwd[400], *text = NULL, *hit;
+    size_t len = 0;
+    FILE *f;
+    snprintf(dir, sizeof dir, "%s/%s", t_tmpdir(), name);
+    mkdir(dir, 0777);
+    CHECK_OK(sft_file_read(ctx, T_MFIX "llama/config.json", 0, &text, &len));
+    if (!text) return dir;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    f = fopen(path, "wb");
+    hit = from ? strstr(text, from) : NULL;
+    CHECK_MSG(!from || hit, "'%s' is not in the config", from);
+    if (f && hit) { fwrite(text, 1, (size_t)(hit - text), f); fputs(to, f); fputs(hit + strlen(from), f); }
+    else if (f) fputs(text, f);
+    if (f) fclose(f);
+    sft_free(ctx, text);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (truncate > 0) {
+        CHECK_OK(sft_file_read(ctx, T_MFIX "llama/model.safetensors", 0, &text, &len));
+        f = fopen(path, "wb");
+        if (f && text) fwrite(text, 1, (size_t)truncate, f);
+        if (f) fclose(f);
+        sft_free(ctx, text);
+    } else if (getcwd(cwd, sizeof cwd)) {
+        snprintf(target, sizeof target, "%s/" T_MFIX "llama/model.safetensors", cwd);
+        CHECK(symlink(target, path) == 0);
+    }
+    return dir;
+}
+
+static void t_load_fails(sft_context *ctx, const char *dir, sft_status want, const char *mention) {
+    sft_model *m = (sft_model *)1;
+    CHECK_STATUS(sft_model_load(ctx, dir, NULL, &m), want);
+    CHECK_ERROR_MENTIONS(mention);
+    CHECK(m == NULL);
+}
+
+static void bad_model_directories_are_refused(void) {
+    sft_context *ctx = t_context(1);
+    t_load_fails(ctx, t_bad_dir(ctx, "arch", "LlamaForCausalLM", "GPT2LMHeadModel", 0), SFT_ERR_UNSUPPORTED, "GPT2LMHeadModel");
+    t_load_fails(ctx, t_bad_dir(ctx, "act", "\"silu\"", "\"gelu\"", 0), SFT_ERR_UNSUPPORTED, "hidden_act 'gelu'");
+    t_load_fails(ctx, t_bad_dir(ctx, "rope", "\"llama3\"", "\"yarn\"", 0), SFT_ERR_UNSUPPORTED, "'yarn'");
+    t_load_fails(ctx, t_bad_dir(ctx, "dtype", "\"float32\"", "\"int8\"", 0), SFT_ERR_UNSUPPORTED, "'int8'");
+    t_load_fails(ctx, t_bad_dir(ctx, "heads", "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3", 0), SFT_ERR_FORMAT, "kv heads 3");
+    t_load_fails(ctx, t_bad_dir(ctx, "neg", "\"vocab_size\": 256", "\"vocab_size\": -256", 0), SFT_ERR_FORMAT, "vocab_size");
+    t_load_fails(ctx, t_bad_dir(ctx, "shape", "\"hidden_size\": 64", "\"hidden_size\": 32", 0), SFT_ERR_SHAPE,
+                 "model.embed_tokens.weight");
+    t_load_fails(ctx, t_bad_dir(ctx, "layers", "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3", 0), SFT_ERR_NOT_FOUND,
+                 "model.layers.2.input_layernorm.weight");
+    t_load_fails(ctx, t_bad_dir(ctx, "bias", "\"attention_bias\": false", "\"attention_bias\": true", 0),
+                 SFT_ERR_NOT_FOUND, "q_proj.bias");
+    t_load_fails(ctx, t_bad_dir(ctx, "truncated", NULL, NULL, 300000), SFT_ERR_FORMAT, "model.safetensors");
+    t_load_fails(ctx, t_bad_dir(ctx, "quant", "\"vocab_size\": 256", "\"vocab_size\": 256, \"quantization_config\": {\"quant_method\": \"gptq\"}", 0),
+                 SFT_ERR_UNSUPPORTED, "gptq");
+    t_load_fails(ctx, T_MFIX "nowhere", SFT_ERR_IO, "config.json");
+    sft_context_destroy(ctx);
+}
+
+/* A bnb-4bit checkpoint whose quant_state disagrees with its tensors, and an
+   adapter saved from one model loaded into another, are refused by name. */
+static void inconsistent_quant_states_and_foreign_adapters_are_refused(void) {
+    sft_context *ctx = t_context(1);
+    sft_st_file *f = NULL;
+    sft_model *m = NULL, *q2 = NULL;
+    char dir[512], path[600], cwd[400], target[700];
+    int i, n;
+    snprintf(dir, sizeof dir, "%s/bnb_bad", t_tmpdir());
+    mkdir(dir, 0777);
+    CHECK_OK(sft_st_open(ctx, T_MFIX "llama_bnb4/model.safetensors", &f));
+    if (f && getcwd(cwd, sizeof cwd)) {
+        sft_st_entry *e;
+        static const char bad_state[] = "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", \"shape\": [64, 32], "
+                                        "\"nested_blocksize\": 256, \"nested_dtype\": \"float32\", \"nested_offset\": 0.1}";
+        n = sft_st_count(f);
+        e = (sft_st_entry *)calloc((size_t)n, sizeof *e);
+        for (i = 0; i < n; i++) {
+            const sft_st_tensor *t = sft_st_tensor_at(f, i);
+            e[i].name = t->name; e[i].dtype = t->dtype; e[i].ndim = t->ndim; e[i].data = t->data;
+            memcpy(e[i].shape, t->shape, sizeof e[i].shape);
+            if (strcmp(t->name, "model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__nf4") == 0) {
+                e[i].data = bad_state; e[i].shape[0] = (int64_t)strlen(bad_state);
+            }
+        }
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        CHECK_OK(sft_st_save(ctx, path, e, n, NULL, NULL, 0));
+        free(e);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        snprintf(target, sizeof target, "%s/" T_MFIX "llama_bnb4/config.json", cwd);
+        CHECK(symlink(target, path) == 0);
+        t_load_fails(ctx, dir, SFT_ERR_FORMAT, "quant_state of 'model.layers.0.self_attn.q_proj.weight' has a bad 'shape'");
+    }
+    sft_st_close(f);
+    m = t_load(ctx, "llama", SFT_QUANT_NONE);
+    q2 = t_load(ctx, "qwen2", SFT_QUANT_NONE);
+    if (m && q2) {
+        CHECK_STATUS(sft_model_load_adapter(q2, T_MFIX "llama/adapter", "x"), SFT_ERR_SHAPE);
+        CHECK_ERROR_MENTIONS("another model");
+        CHECK(sft_linear_adapter_weights(sft_model_linear(q2, 0, "q_proj"), "x", NULL) != SFT_OK);   /* nothing half-loaded */
+        CHECK_STATUS(sft_model_add_lora(m, "y", NULL, "q_proj,lm_head"), SFT_ERR_ARG);
+        CHECK_ERROR_MENTIONS("lm_head");
+        CHECK_STATUS(sft_model_load_adapter(m, T_MFIX "nowhere", "z"), SFT_ERR_IO);
+    }
+    sft_model_destroy(m); sft_model_destroy(q2);
+    sft_context_destroy(ctx);
+}
+
 void suite_model(void) {
     RUN(llama_logits_and_loss_match_transformers);
     RUN(qwen2_logits_and_loss_match_transformers);
@@ -372,4 +484,6 @@ void suite_model(void) {
     RUN(a_peft_adapter_reproduces_peft_logits_and_saves_back);
     RUN(prompt_tuning_matches_peft);
     RUN(packed_rows_equal_separate_rows);
+    RUN(bad_model_directories_are_refused);
+    RUN(inconsistent_quant_states_and_foreign_adapters_are_refused);
 }
