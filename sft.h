@@ -102,6 +102,7 @@
                   alphabet, loading tokenizer.json, NFC, encode, decode
          model: config.json, weights (shards, bitsandbytes 4-bit), forward,
                   PEFT adapter files, prompt tuning
+         generate                    KV-cache decoding, sampling
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
@@ -889,6 +890,24 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
    loads it (through sft_file_write_atomic; dir is created if missing). */
 SFTDEF sft_status sft_model_load_adapter(sft_model *m, const char *dir, const char *name);
 SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const char *dir);
+
+/* Generation: one sequence, a KV cache per layer, greedy or sampled. */
+typedef struct sft_generate_desc {
+    int            max_new_tokens;  /* 0 = 32                                          */
+    float          temperature;     /* 0 = greedy (argmax, the first on ties)          */
+    int            top_k;           /* 0 = off                                         */
+    float          top_p;           /* 0 or 1 = off                                    */
+    uint64_t       seed;            /* sampling: the same seed gives the same text     */
+    int            no_eos_stop;     /* 1 = do not stop at the config's eos_token_id    */
+    sft_tokenizer *tokenizer;       /* with stop_string: stop once the decoded new     */
+    const char    *stop_string;     /*   text contains it                              */
+} sft_generate_desc;
+/* sft_model_generate: the prompt's continuation (the new ids only, eos included
+   when reached; free *ids with sft_free). Runs without recording gradients; it
+   calls sft_step_begin (the step's tensors are gone afterwards). The active
+   adapters apply. */
+SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_prompt, const sft_generate_desc *desc,
+                                     int32_t **ids, int *n_ids);
 
 /* sft_model_embed: the input embeddings of ids (i32 [B, T]) -> [B, T, D] (a step
    tensor), e.g. to put prompt-tuning embeddings in front (sft_prompt_prepend) and
@@ -10338,6 +10357,199 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
     for (i = 0; i < num_virtual_tokens; i++)     /* PEFT: the ids repeated to length, then cut */
         memcpy(SFT__F(*out) + i * D, SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D, (size_t)D * sizeof(float));
     sft_tensor_set_requires_grad(*out, 1);
+    return SFT_OK;
+}
+
+
+/* ============================================================================
+   === generate: KV-cache decoding and sampling
+   The prompt runs through the decoder once (its keys and values go to the
+   cache), then each new token alone: its query attends to every cached key.
+   The same projections, norms and RoPE as training; attention over the cache is
+   a plain loop (one query row per head). */
+
+typedef struct sft__kv { float *k, *v; } sft__kv;    /* [max_T, Hkv, D] per layer */
+
+/* sft__attn_cached: out[i] for n new queries at positions pos0.. over the cache
+   (keys 0 .. pos0 + i). q [n, Hq, D], out [n, Hq, D]. */
+static void sft__attn_cached(const sft_model_config *c, const float *q, const sft__kv *kv, int64_t pos0, int64_t n, float *out,
+                             float *scores) {
+    int64_t Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, D = c->head_dim, i, h, j, d;
+    float scale = 1.0f / sqrtf((float)D);
+    for (i = 0; i < n; i++)
+        for (h = 0; h < Hq; h++) {
+            const float *qi = q + (i * Hq + h) * D;
+            int64_t g = h / (Hq / Hkv), last = pos0 + i;
+            float mx = -INFINITY, sum = 0.0f, *o = out + (i * Hq + h) * D;
+            for (j = 0; j <= last; j++) {
+                const float *kj = kv->k + (j * Hkv + g) * D;
+                float dot = 0.0f;
+                for (d = 0; d < D; d++) dot += qi[d] * kj[d];
+                scores[j] = dot * scale;
+                if (scores[j] > mx) mx = scores[j];
+            }
+            for (j = 0; j <= last; j++) { scores[j] = expf(scores[j] - mx); sum += scores[j]; }
+            for (d = 0; d < D; d++) o[d] = 0.0f;
+            for (j = 0; j <= last; j++) {
+                const float *vj = kv->v + (j * Hkv + g) * D;
+                float w = scores[j] / sum;
+                for (d = 0; d < D; d++) o[d] += w * vj[d];
+            }
+        }
+}
+
+/* sft__decode: n tokens at positions pos0.. through the decoder with the cache;
+   *logits = the last token's logits [1, V] (a step tensor). */
+static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *tokens, int64_t n, int64_t pos0, float *scores,
+                              sft_tensor **logits) {
+    sft_context *ctx = m->ctx;
+    const sft_model_config *c = &m->cfg;
+    int64_t shape[3], i, Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, D = c->head_dim;
+    sft_tensor *ids, *pos, *x, *h, *q, *k, *v, *a, *o, *g, *u;
+    sft__fwd f;
+    int layer;
+    memset(&f, 0, sizeof f);
+    f.m = m;
+    shape[0] = 1; shape[1] = n;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &ids));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &pos));
+    for (i = 0; i < n; i++) { ((int32_t *)ids->data)[i] = tokens[i]; ((int32_t *)pos->data)[i] = (int32_t)(pos0 + i); }
+    SFT__TRY(sft_embedding(ctx, m->embed, ids, &x));
+    for (layer = 0; layer < c->num_hidden_layers; layer++) {
+        const sft__block *b = &m->blocks[layer];
+        f.layer = layer;
+        SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
+        SFT__TRY(sft__proj(ctx, &f, SFT__Q, h, &q));
+        SFT__TRY(sft__proj(ctx, &f, SFT__K, h, &k));
+        SFT__TRY(sft__proj(ctx, &f, SFT__V, h, &v));
+        SFT__TRY(sft__heads(ctx, q, Hq, D, &q));
+        SFT__TRY(sft__heads(ctx, k, Hkv, D, &k));
+        SFT__TRY(sft__heads(ctx, v, Hkv, D, &v));
+        SFT__TRY(sft_rope(ctx, q, pos, &c->rope, &q));
+        SFT__TRY(sft_rope(ctx, k, pos, &c->rope, &k));
+        memcpy(cache[layer].k + pos0 * Hkv * D, k->data, (size_t)(n * Hkv * D) * sizeof(float));
+        memcpy(cache[layer].v + pos0 * Hkv * D, v->data, (size_t)(n * Hkv * D) * sizeof(float));
+        shape[0] = 1; shape[1] = n; shape[2] = Hq * D;
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 3, shape, &a));
+        sft__attn_cached(c, SFT__CF(q), &cache[layer], pos0, n, SFT__F(a), scores);
+        SFT__TRY(sft__proj(ctx, &f, SFT__O, a, &o));
+        SFT__TRY(sft_add(ctx, x, o, &x));
+        SFT__TRY(sft_rmsnorm(ctx, x, b->mlp_norm, c->rms_norm_eps, &h));
+        SFT__TRY(sft__proj(ctx, &f, SFT__GATE, h, &g));
+        SFT__TRY(sft__proj(ctx, &f, SFT__UP, h, &u));
+        SFT__TRY(sft_swiglu(ctx, g, u, &g));
+        SFT__TRY(sft__proj(ctx, &f, SFT__DOWN, g, &o));
+        SFT__TRY(sft_add(ctx, x, o, &x));
+    }
+    SFT__TRY(sft_rmsnorm(ctx, x, m->norm, c->rms_norm_eps, &h));
+    {
+        sft_tensor *last;
+        int64_t ls[2];
+        ls[0] = 1; ls[1] = c->hidden_size;
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, ls, &last));
+        memcpy(last->data, SFT__CF(h) + (n - 1) * c->hidden_size, (size_t)c->hidden_size * sizeof(float));
+        return sft_matmul(ctx, last, m->lm_head, 0, 1, logits);
+    }
+}
+
+typedef struct sft__cand { float p; int32_t id; } sft__cand;
+
+static int sft__cand_desc(const void *a, const void *b) {
+    const sft__cand *x = (const sft__cand *)a, *y = (const sft__cand *)b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* sft__sample: the next token from logits: argmax, or temperature -> top-k ->
+   top-p (transformers' warper order) and a draw keyed by (seed, step). */
+static int32_t sft__sample(const float *logits, int V, const sft_generate_desc *d, int step, sft__cand *c) {
+    int i, keep = V;
+    float mx = -INFINITY, sum = 0.0f, acc = 0.0f, r;
+    if (d->temperature <= 0.0f) {
+        int best = 0;
+        for (i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    for (i = 0; i < V; i++) { c[i].p = logits[i] / d->temperature; c[i].id = i; if (c[i].p > mx) mx = c[i].p; }
+    qsort(c, (size_t)V, sizeof *c, sft__cand_desc);
+    if (d->top_k > 0 && d->top_k < keep) keep = d->top_k;
+    for (i = 0; i < keep; i++) { c[i].p = expf(c[i].p - mx); sum += c[i].p; }
+    for (i = 0; i < keep; i++) c[i].p /= sum;
+    if (d->top_p > 0.0f && d->top_p < 1.0f) {      /* the smallest prefix whose mass reaches top_p */
+        for (i = 0, acc = 0.0f; i < keep; i++) { acc += c[i].p; if (acc >= d->top_p) { keep = i + 1; break; } }
+        for (i = 0, sum = 0.0f; i < keep; i++) sum += c[i].p;
+        for (i = 0; i < keep; i++) c[i].p /= sum;
+    }
+    r = sft_rng_uniform(sft_rng_key(d->seed, 0x53616d70ull, (uint64_t)step, 0), 0);
+    for (i = 0, acc = 0.0f; i < keep - 1; i++) { acc += c[i].p; if (r < acc) break; }
+    return c[i].id;
+}
+
+/* sft__stop_string_seen: the decoded new tokens contain d->stop_string */
+static int sft__stop_string_seen(const sft_generate_desc *d, const int32_t *ids, int n) {
+    char *text = NULL;
+    size_t len = 0;
+    int seen;
+    if (!d->tokenizer || !d->stop_string || !*d->stop_string) return 0;
+    if (sft_tokenizer_decode(d->tokenizer, ids, (size_t)n, 1, &text, &len) != SFT_OK) return 0;
+    seen = strstr(text, d->stop_string) != NULL;
+    sft_free(d->tokenizer->ctx, text);
+    return seen;
+}
+
+SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_prompt, const sft_generate_desc *desc,
+                                     int32_t **ids, int *n_ids) {
+    sft_generate_desc d;
+    sft_context *ctx;
+    sft__kv *cache = NULL;
+    float *kvmem = NULL, *scores = NULL;
+    sft__cand *cand = NULL;
+    int32_t *out = NULL;
+    int64_t max_t, per_layer;
+    int i, n = 0, layer, was_on;
+    sft_status s = SFT_OK;
+    if (ids) *ids = NULL;
+    if (n_ids) *n_ids = 0;
+    if (!m || !prompt || !ids || !n_ids || n_prompt < 1) return sft__fail(SFT_ERR_ARG, "generate: NULL argument or empty prompt");
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.max_new_tokens == 0) d.max_new_tokens = 32;
+    if (d.max_new_tokens < 0 || !(d.temperature >= 0.0f) || !(d.top_p >= 0.0f && d.top_p <= 1.0f) || d.top_k < 0)
+        return sft__fail(SFT_ERR_ARG, "generate: max_new_tokens %d, temperature %g, top_k %d, top_p %g", d.max_new_tokens,
+                         d.temperature, d.top_k, d.top_p);
+    for (i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= m->cfg.vocab_size)
+            return sft__fail(SFT_ERR_ARG, "generate: prompt[%d] = %d is outside the vocabulary", i, prompt[i]);
+    ctx = m->ctx;
+    max_t = (int64_t)n_prompt + d.max_new_tokens;
+    per_layer = max_t * m->cfg.num_key_value_heads * m->cfg.head_dim;
+    cache = (sft__kv *)sft__calloc(ctx, (size_t)m->cfg.num_hidden_layers, sizeof *cache);
+    kvmem = (float *)sft__alloc(ctx, (size_t)(2 * per_layer * m->cfg.num_hidden_layers) * sizeof(float));
+    scores = (float *)sft__alloc(ctx, (size_t)max_t * sizeof(float));
+    cand = (sft__cand *)sft__alloc(ctx, (size_t)m->cfg.vocab_size * sizeof *cand);
+    out = (int32_t *)sft__alloc(ctx, (size_t)(d.max_new_tokens + 1) * sizeof(int32_t));
+    if (!cache || !kvmem || !scores || !cand || !out) s = sft__fail(SFT_ERR_NOMEM, "generate: a KV cache of %lld positions", (long long)max_t);
+    for (layer = 0; s == SFT_OK && layer < m->cfg.num_hidden_layers; layer++) {
+        cache[layer].k = kvmem + 2 * per_layer * layer;
+        cache[layer].v = cache[layer].k + per_layer;
+    }
+    was_on = sft_grad_enabled_set(ctx, 0);
+    while (s == SFT_OK && n < d.max_new_tokens) {
+        sft_tensor *logits = NULL;
+        int32_t next;
+        sft_step_begin(ctx);
+        s = n == 0 ? sft__decode(m, cache, prompt, n_prompt, 0, scores, &logits)
+                   : sft__decode(m, cache, &out[n - 1], 1, (int64_t)n_prompt + n - 1, scores, &logits);
+        if (s != SFT_OK) break;
+        next = sft__sample(SFT__CF(logits), m->cfg.vocab_size, &d, n, cand);
+        out[n++] = next;
+        if ((!d.no_eos_stop && next == m->cfg.eos_token_id) || sft__stop_string_seen(&d, out, n)) break;
+    }
+    sft_grad_enabled_set(ctx, was_on);
+    sft_step_begin(ctx);
+    sft__free(ctx, cache); sft__free(ctx, kvmem); sft__free(ctx, scores); sft__free(ctx, cand);
+    if (s != SFT_OK) { sft__free(ctx, out); return s; }
+    *ids = out; *n_ids = n;
     return SFT_OK;
 }
 

@@ -470,6 +470,90 @@ static void inconsistent_quant_states_and_foreign_adapters_are_refused(void) {
     sft_context_destroy(ctx);
 }
 
+/* transformers' greedy continuation (model.generate, do_sample False) */
+static void greedy_generation_matches_transformers(void) {
+    sft_context *ctx = t_context(2);
+    t_expect e;
+    sft_model *m = t_load(ctx, "llama", SFT_QUANT_NONE);
+    sft_tensor *in = NULL, *want = NULL;
+    int32_t *ids = NULL;
+    int n = 0, i;
+    sft_generate_desc d;
+    if (!m || !t_expect_open(ctx, "llama", &e)) goto done;
+    CHECK_OK(sft_st_load(ctx, e.f, "generate.input_ids", &in));
+    CHECK_OK(sft_st_load(ctx, e.f, "generate.output_ids", &want));
+    if (!in || !want) goto done;
+    memset(&d, 0, sizeof d);
+    d.max_new_tokens = (int)(want->shape[1] - in->shape[1]);
+    CHECK_OK(sft_model_generate(m, (const int32_t *)in->data, (int)in->shape[1], &d, &ids, &n));
+    CHECK_MSG(n == d.max_new_tokens, "%d new tokens, want %d", n, d.max_new_tokens);
+    for (i = 0; ids && i < n && i < d.max_new_tokens; i++)
+        CHECK_MSG(ids[i] == ((const int32_t *)want->data)[in->shape[1] + i], "token %d: %d, transformers %d", i, ids[i],
+                  ((const int32_t *)want->data)[in->shape[1] + i]);
+    sft_free(ctx, ids);
+done:
+    sft_tensor_destroy(in); sft_tensor_destroy(want);
+    t_expect_close(&e);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
+/* Decoding with the cache gives the logits a full forward gives at each
+   position; sampling repeats with its seed; top_k 1 is greedy; bad settings
+   are refused. */
+static void kv_cache_decoding_equals_the_full_forward(void) {
+    sft_context *ctx = t_context(2);
+    sft_model *m = t_load(ctx, "qwen2", SFT_QUANT_NONE);
+    static const int32_t prompt[5] = {3, 141, 59, 26, 5};
+    int32_t *a = NULL, *b = NULL, *c = NULL, *g = NULL;
+    int na = 0, nb = 0, nc = 0, ng = 0, i;
+    sft_generate_desc d;
+    if (!m) goto done;
+    memset(&d, 0, sizeof d);
+    d.max_new_tokens = 6; d.no_eos_stop = 1;
+    CHECK_OK(sft_model_generate(m, prompt, 5, &d, &g, &ng));
+    if (g && ng == 6) {      /* the full sequence's logits pick the same tokens at each step */
+        int64_t shape[2] = {1, 10};
+        sft_tensor *ids = NULL;
+        sft_model_batch bt;
+        sft_model_output out;
+        CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, shape, &ids));
+        if (ids) {
+            for (i = 0; i < 10; i++) ((int32_t *)ids->data)[i] = i < 5 ? prompt[i] : g[i - 5];
+            memset(&bt, 0, sizeof bt);
+            bt.input_ids = ids;
+            sft_step_begin(ctx);
+            CHECK_OK(sft_model_forward(m, &bt, NULL, &out));
+            for (i = 4; out.logits && i < 10; i++) {
+                const float *l = (const float *)out.logits->data + i * 256;
+                int k, best = 0;
+                for (k = 1; k < 256; k++) if (l[k] > l[best]) best = k;
+                CHECK_MSG(best == g[i - 4], "position %d: full forward picks %d, the cache %d", i, best, g[i - 4]);
+            }
+        }
+        sft_tensor_destroy(ids);
+    }
+    d.temperature = 0.8f; d.top_k = 50; d.top_p = 0.9f; d.seed = 7;
+    CHECK_OK(sft_model_generate(m, prompt, 5, &d, &a, &na));
+    CHECK_OK(sft_model_generate(m, prompt, 5, &d, &b, &nb));
+    CHECK(a && b && na == nb && memcmp(a, b, (size_t)na * 4) == 0);
+    d.top_k = 1; d.top_p = 0;
+    CHECK_OK(sft_model_generate(m, prompt, 5, &d, &c, &nc));
+    CHECK(c && g && nc == ng && memcmp(c, g, (size_t)nc * 4) == 0);
+    sft_free(ctx, c);
+    d.temperature = -1;
+    CHECK_STATUS(sft_model_generate(m, prompt, 5, &d, &c, &nc), SFT_ERR_ARG);
+    {
+        int32_t bad = 999;
+        d.temperature = 0;
+        CHECK_STATUS(sft_model_generate(m, &bad, 1, &d, &c, &nc), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("vocabulary");
+    }
+done:
+    sft_free(ctx, a); sft_free(ctx, b); sft_free(ctx, g);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
 void suite_model(void) {
     RUN(llama_logits_and_loss_match_transformers);
     RUN(qwen2_logits_and_loss_match_transformers);
@@ -484,6 +568,8 @@ void suite_model(void) {
     RUN(a_peft_adapter_reproduces_peft_logits_and_saves_back);
     RUN(prompt_tuning_matches_peft);
     RUN(packed_rows_equal_separate_rows);
+    RUN(greedy_generation_matches_transformers);
+    RUN(kv_cache_decoding_equals_the_full_forward);
     RUN(bad_model_directories_are_refused);
     RUN(inconsistent_quant_states_and_foreign_adapters_are_refused);
 }
