@@ -909,6 +909,25 @@ typedef struct sft_generate_desc {
 SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_prompt, const sft_generate_desc *desc,
                                      int32_t **ids, int *n_ids);
 
+/* The memory a training step needs, in bytes, known before it runs. weights,
+   adapters and their gradients are counted from the model as it is;
+   activations is the step arena's high-water mark (forward, backward, and the
+   recomputation space of checkpointed blocks) found by a dry run of the step's
+   graph with the arithmetic switched off; workspace is the GEMM packing buffers
+   and attention tiles. optimizer is AdamW's two f32 moments per trainable value
+   (allocated by the optimizer, not by a step). total is their sum; a steady
+   step's allocator high-water mark (sft_context_mem_stats) is total -
+   optimizer, plus whatever else the host allocated. Weights are copied on load,
+   so mmapped is 0. */
+typedef struct sft_memory_plan {
+    size_t weights, adapters, gradients, optimizer, activations, workspace, total, mmapped;
+} sft_memory_plan;
+/* sft_model_memory_plan: the plan for a batch of [batch, seq_len] tokens with
+   labels, run per run (training, gradient_checkpointing, ...; NULL = training
+   without checkpointing). Calls sft_step_begin. */
+SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq_len, const sft_model_run *run,
+                                        sft_memory_plan *out);
+
 /* sft_model_embed: the input embeddings of ids (i32 [B, T]) -> [B, T, D] (a step
    tensor), e.g. to put prompt-tuning embeddings in front (sft_prompt_prepend) and
    run the model on inputs_embeds. */
@@ -1146,6 +1165,9 @@ struct sft_context {
     float      *gemm_pack;
     /* attention tiles and their packing buffers, one slice per thread, made on first use */
     float      *attn_scratch;
+    /* a memory plan's dry run: every allocation happens, the costly arithmetic
+       (GEMMs, attention, cross-entropy) does not */
+    int         plan_only;
 };
 
 static void *sft__raw_alloc(sft_context *ctx, size_t size) {
@@ -3591,6 +3613,9 @@ static sft_status sft__dispatch(sft_context *ctx, sft__node *n, int backward) {
     else if (dev == SFT_DEVICE_CUDA) be = sft__backend_cuda();
 #endif
     if (!be) return sft__no_cuda(sft__op_names[n->op]);
+    if (ctx->plan_only && (n->op == SFT__OP_MATMUL || n->op == SFT__OP_ATTENTION || n->op == SFT__OP_CROSS_ENTROPY ||
+                           n->op == SFT__OP_LINEAR_CE))
+        return SFT_OK;
     k = backward ? be->backward[n->op] : be->forward[n->op];
     if (!k) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: the %s backend has no %s kernel yet", sft__op_names[n->op], be->name,
                              backward ? "backward" : "forward");
@@ -4484,6 +4509,7 @@ static const sft__cpu_kernels *sft__cpu_kernels_of(const sft_context *ctx) {
 /* sft__gemm: C (+)= op(A) . op(B) on the context's CPU path. */
 static sft_status sft__gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c, int64_t ldc,
                             int accumulate) {
+    if (ctx->plan_only) return SFT_OK;
     return sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, b, c, ldc, accumulate, NULL);
 }
 
@@ -4491,6 +4517,7 @@ static sft_status sft__gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, s
 static sft_status sft__gemm_src(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, const sft__bsrc *src, float *c,
                                 int64_t ldc, int accumulate) {
     static const float unused = 0.0f;   /* a valid pointer for the dense view src replaces */
+    if (ctx->plan_only) return SFT_OK;
     return sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, sft__mat_of(&unused, 0, 0), c, ldc, accumulate, src);
 }
 
@@ -5777,7 +5804,7 @@ static sft_status sft__lin_input(sft_context *ctx, const sft__node *n, const sft
     if (t->p <= 0.0f) return SFT_OK;
     shape[0] = r1 - r0; shape[1] = p->K;
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &xd));
-    for (i = 0; i < count; i++) SFT__F(xd)[i] = x[base + i] * sft__lin_drop_factor(p, t, base + i);
+    for (i = 0; i < count && !ctx->plan_only; i++) SFT__F(xd)[i] = x[base + i] * sft__lin_drop_factor(p, t, base + i);
     *xr = SFT__CF(xd);
     return SFT_OK;
 }
@@ -10360,6 +10387,92 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
     return SFT_OK;
 }
 
+
+
+/* ============================================================================
+   === model: the memory plan */
+
+static size_t sft__tensor_bytes(const sft_tensor *t) { return t ? sft_tensor_nbytes(t) + sizeof(sft_tensor) : 0; }
+
+static size_t sft__qweight_bytes(const sft_qweight *q) {
+    size_t n;
+    if (!q) return 0;
+    n = sizeof *q + (size_t)((q->rows * q->cols + 1) / 2);
+    if (q->double_quant)
+        n += (size_t)q->n_blocks + (size_t)sft__ceil_div(q->n_blocks, SFT_QUANT_NESTED_BLOCKSIZE) * sizeof(float);
+    else
+        n += (size_t)q->n_blocks * sizeof(float);
+    return n;
+}
+
+/* the model's own memory: weights (with the layer objects) and adapters */
+static void sft__model_bytes(const sft_model *m, size_t *weights, size_t *adapters, size_t *trainable) {
+    int layer, p, i;
+    *weights = sizeof *m + strlen(m->dir) + 1 + (size_t)m->cfg.num_hidden_layers * sizeof(sft__block);
+    *weights += sft__tensor_bytes(m->embed) + sft__tensor_bytes(m->norm) + (m->lm_head != m->embed ? sft__tensor_bytes(m->lm_head) : 0);
+    *adapters = *trainable = 0;
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
+        const sft__block *b = &m->blocks[layer];
+        *weights += sft__tensor_bytes(b->attn_norm) + sft__tensor_bytes(b->mlp_norm);
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            const sft_linear *l = b->proj[p];
+            *weights += sizeof *l + sft__tensor_bytes(l->weight) + sft__tensor_bytes(l->bias) + sft__qweight_bytes(l->qweight);
+            for (i = 0; i < l->n_ad; i++) {
+                const sft__adapter *a = &l->ad[i];
+                *adapters += strlen(a->name) + 1 + sft__tensor_bytes(a->A) + sft__tensor_bytes(a->B) + sft__tensor_bytes(a->m);
+                *trainable += sft_tensor_nbytes(a->A) + sft_tensor_nbytes(a->B) + (a->m ? sft_tensor_nbytes(a->m) : 0);
+            }
+        }
+    }
+}
+
+/* the buffers kernels keep in the context once used: GEMM packing, attention tiles */
+static size_t sft__workspace_bytes(const sft_context *ctx) {
+    return ((size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC + (size_t)SFT__BLK_KC * SFT__BLK_NC) * sizeof(float) +
+           (size_t)ctx->threads * SFT__ATTN_SCRATCH * sizeof(float);
+}
+
+SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq_len, const sft_model_run *run,
+                                        sft_memory_plan *out) {
+    sft_context *ctx;
+    sft_model_run r;
+    sft_model_batch b;
+    sft_model_output o;
+    int64_t shape[2];
+    size_t trainable;
+    sft_status s;
+    if (out) memset(out, 0, sizeof *out);
+    if (!m || !out) return sft__fail(SFT_ERR_ARG, "sft_model_memory_plan: NULL argument");
+    if (batch < 1 || seq_len < 1 || batch * seq_len > ((int64_t)1 << 32))
+        return sft__fail(SFT_ERR_ARG, "sft_model_memory_plan: batch %lld x seq_len %lld", (long long)batch, (long long)seq_len);
+    ctx = m->ctx;
+    memset(&r, 0, sizeof r);
+    if (run) r = *run;
+    else r.training = 1;
+    r.want_logits = run ? run->want_logits : 0;
+    memset(&b, 0, sizeof b);
+    shape[0] = batch; shape[1] = seq_len;
+    sft_step_begin(ctx);
+    ctx->plan_only = 1;
+    s = sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &b.input_ids);
+    if (s == SFT_OK) s = sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &b.labels);
+    if (s == SFT_OK) {
+        memset(b.input_ids->data, 0, sft_tensor_nbytes(b.input_ids));
+        memset(b.labels->data, 0, sft_tensor_nbytes(b.labels));
+        s = sft_model_forward(m, &b, &r, &o);
+    }
+    if (s == SFT_OK && o.loss && o.loss->requires_grad) s = sft_backward(ctx, o.loss);
+    ctx->plan_only = 0;
+    out->activations = ctx->arena[SFT_DEVICE_CPU].high_water + ctx->scratch[SFT_DEVICE_CPU].high_water;
+    sft_step_begin(ctx);
+    SFT__TRY(s);
+    sft__model_bytes(m, &out->weights, &out->adapters, &trainable);
+    out->gradients = trainable;
+    out->optimizer = 2 * trainable;
+    out->workspace = sft__workspace_bytes(ctx);
+    out->total = out->weights + out->adapters + out->gradients + out->optimizer + out->activations + out->workspace;
+    return SFT_OK;
+}
 
 /* ============================================================================
    === generate: KV-cache decoding and sampling

@@ -554,6 +554,62 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* The plan, made before any step, against the allocator's high-water mark over a
+   steady training step (the second; the first sizes the step arena), with and
+   without gradient checkpointing, dense and NF4. */
+static void t_plan_case(sft_quant_type quant, int checkpointing, int dropout) {
+    sft_context *ctx = t_context(2);
+    sft_model *m = t_load(ctx, "llama", quant);
+    sft_lora_desc d;
+    sft_model_run run;
+    sft_memory_plan plan;
+    sft_tensor *ids = NULL;
+    int64_t shape[2] = {4, 64}, i;
+    int step;
+    uint64_t seed = 3;
+    size_t peak = 0, want;
+    if (!m) goto done;
+    memset(&d, 0, sizeof d);
+    d.r = 8; d.alpha = 16; d.dropout = dropout ? 0.1f : 0.0f;
+    CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
+    memset(&run, 0, sizeof run);
+    run.training = 1; run.gradient_checkpointing = checkpointing;
+    CHECK_OK(sft_model_memory_plan(m, 4, 64, &run, &plan));
+    CHECK(plan.total == plan.weights + plan.adapters + plan.gradients + plan.optimizer + plan.activations + plan.workspace);
+    CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, shape, &ids));
+    for (i = 0; ids && i < 4 * 64; i++) ((int32_t *)ids->data)[i] = (int32_t)(t_rand(&seed, 0, 255.99f));
+    for (step = 0; ids && step < 2; step++) {
+        sft_model_batch b;
+        sft_model_output out;
+        memset(&b, 0, sizeof b);
+        b.input_ids = ids; b.labels = ids;
+        sft_step_begin(ctx);
+        if (step == 1) sft_context_mem_reset_peak(ctx);
+        CHECK_OK(sft_model_forward(m, &b, &run, &out));
+        if (out.loss) CHECK_OK(sft_backward(ctx, out.loss));
+        if (step == 1) peak = sft_context_mem_stats(ctx).peak_bytes - sft_tensor_nbytes(ids) - sizeof(sft_tensor);
+    }
+    want = plan.total - plan.optimizer;
+    CHECK_MSG(peak > 0 && fabs((double)peak - (double)want) <= 0.10 * (double)peak,
+              "plan %zu (weights %zu adapters %zu gradients %zu activations %zu workspace %zu) vs measured %zu (%+.1f%%)", want,
+              plan.weights, plan.adapters, plan.gradients, plan.activations, plan.workspace, peak,
+              100.0 * ((double)want - (double)peak) / (double)peak);
+    if (getenv("SFT_TEST_VERBOSE"))
+        printf("    plan %zu vs measured %zu (%+.2f%%; activations %zu)\n", want, peak, 100.0 * ((double)want - (double)peak) / (double)peak,
+               plan.activations);
+done:
+    sft_tensor_destroy(ids);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
+static void the_memory_plan_is_within_10_percent(void) {
+    t_plan_case(SFT_QUANT_NONE, 0, 0);
+    t_plan_case(SFT_QUANT_NONE, 1, 0);
+    t_plan_case(SFT_QUANT_NF4, 0, 1);
+    t_plan_case(SFT_QUANT_NF4, 1, 1);
+}
+
 void suite_model(void) {
     RUN(llama_logits_and_loss_match_transformers);
     RUN(qwen2_logits_and_loss_match_transformers);
@@ -570,6 +626,7 @@ void suite_model(void) {
     RUN(packed_rows_equal_separate_rows);
     RUN(greedy_generation_matches_transformers);
     RUN(kv_cache_decoding_equals_the_full_forward);
+    RUN(the_memory_plan_is_within_10_percent);
     RUN(bad_model_directories_are_refused);
     RUN(inconsistent_quant_states_and_foreign_adapters_are_refused);
 }
