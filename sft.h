@@ -8,9 +8,11 @@
    accounting, JSON and safetensors I/O, tensors, reverse-mode autograd with
    checkpointed segments, the operators a Llama decoder is made of (CPU kernels
    in portable C, AVX2/FMA and AVX-512 chosen at run time), the tokenizer of
-   Hugging Face tokenizer.json files, and QLoRA's layers: bitsandbytes' NF4/FP4
+   Hugging Face tokenizer.json files, QLoRA's layers (bitsandbytes' NF4/FP4
    quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
-   PEFT's semantics.
+   PEFT's semantics), and Llama/Mistral/Qwen2 models from Hugging Face
+   directories: forward and backward as transformers computes them, PEFT adapter
+   files, a memory plan, and generation with a KV cache.
 
    QUICK START - train a linear classifier (examples/mlp.c does more)
 
