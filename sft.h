@@ -10428,9 +10428,20 @@ static void sft__model_bytes(const sft_model *m, size_t *weights, size_t *adapte
     }
 }
 
-/* the buffers kernels keep in the context once used: GEMM packing, attention tiles */
-static size_t sft__workspace_bytes(const sft_context *ctx) {
-    return ((size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC + (size_t)SFT__BLK_KC * SFT__BLK_NC) * sizeof(float) +
+/* the buffers kernels keep in the context once used: GEMM packing (not made when
+   every GEMM goes to the host's BLAS: SFT_USE_CBLAS, the automatic path and no
+   4-bit or bf16 weight to decode), attention tiles */
+static size_t sft__workspace_bytes(const sft_model *m) {
+    const sft_context *ctx = m->ctx;
+    int packs = 1;
+#ifdef SFT_USE_CBLAS
+    int layer, p;
+    packs = ctx->gemm_pack != NULL || ctx->cpu_path != SFT_CPU_AUTO;
+    for (layer = 0; !packs && layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++)
+            packs |= m->blocks[layer].proj[p]->qweight != NULL || m->blocks[layer].proj[p]->weight->dtype != SFT_F32;
+#endif
+    return (packs ? ((size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC + (size_t)SFT__BLK_KC * SFT__BLK_NC) * sizeof(float) : 0) +
            (size_t)ctx->threads * SFT__ATTN_SCRATCH * sizeof(float);
 }
 
@@ -10471,7 +10482,7 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
     sft__model_bytes(m, &out->weights, &out->adapters, &trainable);
     out->gradients = trainable;
     out->optimizer = 2 * trainable;
-    out->workspace = sft__workspace_bytes(ctx);
+    out->workspace = sft__workspace_bytes(m);
     out->total = out->weights + out->adapters + out->gradients + out->optimizer + out->activations + out->workspace;
     return SFT_OK;
 }
