@@ -74,7 +74,8 @@
        public API
          status and errors, context, memory accounting, CPU code path, files,
          JSON, tensors, safetensors, autograd, operators, quantization, LoRA
-         layers, prompt tuning, tokenizer, models, random numbers, CUDA seam
+         layers, prompt tuning, tokenizer, models, data, random numbers, CUDA
+         seam
        implementation
          errors                      the thread-local message, sft__fail
          platform: CPU probe         cpuid, the one process-wide cache
@@ -105,6 +106,7 @@
          model: config.json, weights (shards, bitsandbytes 4-bit), forward,
                   PEFT adapter files, prompt tuning
          generate                    KV-cache decoding, sampling
+         data: chat templates, records, splits, packing, batches, loading
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
@@ -941,6 +943,93 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
                                              sft_tensor **out);
 
 /* ============================================================================
+   === data
+   SFT datasets as TRL's SFTTrainer prepares them: JSONL records in the
+   formats {"text"}, {"prompt", "completion"} (strings or message lists),
+   {"messages": [{"role", "content"}]} and ShareGPT {"conversations":
+   [{"from", "value"}]}; chat templates rendered by built-in renderers of the
+   common families; EOS appended to plain text; tokenized, truncated to
+   max_length (keeping the start), labels -100 where not trained; packed into
+   bins of max_length (best fit decreasing) or padded on the right. */
+
+typedef enum sft_data_format {
+    SFT_FORMAT_AUTO = 0, SFT_FORMAT_TEXT, SFT_FORMAT_PROMPT_COMPLETION, SFT_FORMAT_MESSAGES, SFT_FORMAT_SHAREGPT
+} sft_data_format;
+
+typedef enum sft_chat_template {
+    SFT_TEMPLATE_AUTO = 0,  /* recognised from tokenizer_config.json's chat_template */
+    SFT_TEMPLATE_CHATML,    /* <|im_start|>role\ncontent<|im_end|>\n (Qwen2, SmolLM2)   */
+    SFT_TEMPLATE_LLAMA3,    /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
+    SFT_TEMPLATE_LLAMA2,    /* <s>[INST] <<SYS>>...<</SYS>> user [/INST] answer </s>     */
+    SFT_TEMPLATE_MISTRAL,   /* <s>[INST] user[/INST] answer</s>                          */
+    SFT_TEMPLATE_ZEPHYR,    /* <|role|>\ncontent</s>\n                                   */
+    SFT_TEMPLATE_GEMMA      /* <bos><start_of_turn>user\n...<end_of_turn>\n (model)      */
+} sft_chat_template;
+
+typedef struct sft_data_desc {
+    int               max_length;          /* 0 = 1024 (TRL's default)                  */
+    int               packing;             /* best-fit-decreasing bins of max_length    */
+    const char       *dataset_text_field;  /* NULL = "text"                             */
+    sft_data_format   format;              /* AUTO: from the first record's keys        */
+    int               completion_only_loss;/* 0 = on for prompt-completion, -1 = off    */
+    int               assistant_only_loss; /* conversations: train on assistant turns   */
+    sft_chat_template chat_template;
+    int               skip_bad_records;    /* 1: skip (counted, logged); 0: stop        */
+    float             eval_fraction;       /* a seeded fraction of rows set aside       */
+    uint64_t          seed;
+} sft_data_desc;
+
+typedef struct sft_data_stats {
+    int64_t rows_read, rows_kept;
+    int64_t dropped_malformed;     /* not JSON, missing fields, unknown role, bad UTF-8   */
+    int64_t dropped_empty;         /* nothing to tokenize                                */
+    int64_t dropped_untrained;     /* no token left to train on (e.g. max_length < prompt) */
+    int64_t truncated;             /* rows cut to max_length                             */
+    int64_t tokens, trained_tokens;
+    int64_t bins;                  /* packed rows (packing)                              */
+    double  packing_efficiency;    /* tokens / (bins * max_length)                       */
+    int64_t eval_rows;
+} sft_data_stats;
+
+typedef struct sft_dataset sft_dataset;
+
+/* sft_dataset_load: path is a .jsonl file or a directory of them (read in name
+   order). tok must stay alive while the dataset is used. A bad line fails with
+   the file and line number (or, with skip_bad_records, is counted and logged). */
+SFTDEF sft_status sft_dataset_load(sft_context *ctx, sft_tokenizer *tok, const char *path, const sft_data_desc *desc,
+                                   sft_dataset **out);
+/* sft_dataset_from_records: the same from n JSON texts (one record each). */
+SFTDEF sft_status sft_dataset_from_records(sft_context *ctx, sft_tokenizer *tok, const char *const *records, int n,
+                                           const sft_data_desc *desc, sft_dataset **out);
+SFTDEF void       sft_dataset_destroy(sft_dataset *ds);
+SFTDEF sft_data_stats sft_dataset_stats(const sft_dataset *ds);
+/* sft_dataset_rows: examples in a split (0 train, 1 eval): rows, or bins when packing. */
+SFTDEF int64_t    sft_dataset_rows(const sft_dataset *ds, int split);
+/* sft_dataset_row: the tokens and labels (labels already -100 where not trained,
+   not yet shifted) of example i; pointers into the dataset. A bin holds several
+   sequences; *seq_starts (n_seqs offsets) says where each begins. */
+SFTDEF sft_status sft_dataset_row(const sft_dataset *ds, int split, int64_t i, const int32_t **ids, const int32_t **labels,
+                                  int64_t *n, const int32_t **seq_starts, int *n_seqs);
+/* sft_dataset_render: the text a chat template gives for a conversation record
+   (JSON text), as transformers' apply_chat_template(add_generation_prompt) would
+   render it. Free with sft_free. */
+SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int add_generation_prompt, char **text);
+
+/* A batch as the model takes it (step tensors). Unpacked: [B, T] right-padded
+   (pad = the tokenizer's pad, else eos) with attention_mask and labels -100 on
+   padding. Packed (padding-free, as TRL's collator): the batch's bins flattened
+   into one row [1, total] with positions restarting at each sequence, seq_ids,
+   and the first label of every sequence -100. */
+typedef struct sft_batch {
+    sft_tensor *input_ids, *labels, *attention_mask, *positions, *seq_ids;
+    int64_t     n_examples, tokens, trained_tokens;
+} sft_batch;
+/* sft_dataset_batch: examples [first, first + batch_size) of epoch's order (the
+   train split shuffled by (seed, epoch) when shuffle; the same on resume). */
+SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, int shuffle, int64_t first, int64_t batch_size,
+                                    sft_batch *out);
+
+/* ============================================================================
    === random numbers
    Counter-based (Philox-4x32-10): a value is a pure function of (key, counter). */
 SFTDEF void  sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]);
@@ -981,6 +1070,8 @@ SFTDEF int sft_cuda_available(void);
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <ctype.h>
 #ifndef SFT_NO_MMAP
 #  include <sys/mman.h>
 #endif
@@ -10676,6 +10767,778 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
     sft__free(ctx, cache); sft__free(ctx, kvmem); sft__free(ctx, scores); sft__free(ctx, cand);
     if (s != SFT_OK) { sft__free(ctx, out); return s; }
     *ids = out; *n_ids = n;
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === data: chat templates
+   A template is recognised by its marker tokens and rendered in C; the parts a
+   family's variants differ in (a default system prompt, trimming) are read off
+   the template text. While rendering, the spans TRL's generation-marked
+   templates mark (an assistant turn's content and its end-of-turn token) are
+   recorded for assistant_only_loss. */
+
+typedef struct sft__msg { const char *role, *content; } sft__msg;
+
+typedef struct sft__tmpl {
+    sft_chat_template kind;
+    int               trim;              /* content | trim / .strip()            */
+    char              default_system[512];   /* ChatML: the system turn used when none is given */
+    const char       *bos, *eos;         /* token texts                          */
+} sft__tmpl;
+
+typedef struct sft__render { sft_context *ctx; sft__vec text, spans; } sft__render;   /* spans: (start, end) byte pairs */
+
+static sft_status sft__r_put(sft__render *r, const char *s, size_t n) { return sft__vec_push(r->ctx, &r->text, s, n); }
+static sft_status sft__r_str(sft__render *r, const char *s) { return s ? sft__r_put(r, s, strlen(s)) : SFT_OK; }
+
+static sft_status sft__r_content(sft__render *r, const sft__tmpl *t, const char *s) {
+    size_t n = strlen(s);
+    if (t->trim) {
+        while (n && isspace((unsigned char)*s)) { s++; n--; }
+        while (n && isspace((unsigned char)s[n - 1])) n--;
+    }
+    return sft__r_put(r, s, n);
+}
+
+/* an assistant turn: content + end token inside a generation span */
+static sft_status sft__r_assistant(sft__render *r, const sft__tmpl *t, const char *pre, const char *content, const char *mid,
+                                   const char *end) {
+    size_t se[2];
+    SFT__TRY(sft__r_str(r, pre));
+    se[0] = r->text.len;
+    SFT__TRY(sft__r_content(r, t, content));
+    SFT__TRY(sft__r_str(r, mid));
+    SFT__TRY(sft__r_str(r, end));
+    se[1] = r->text.len;
+    return sft__vec_push(r->ctx, &r->spans, se, 2);
+}
+
+/* sft__tmpl_detect: the family of a chat_template text and its details */
+static sft_status sft__tmpl_detect(const char *src, sft_chat_template kind, sft__tmpl *t) {
+    const char *sys;
+    memset(t, 0, sizeof *t);
+    t->kind = kind;
+    if (kind == SFT_TEMPLATE_AUTO) {
+        if (!src) return sft__fail(SFT_ERR_ARG, "data: the tokenizer has no chat_template; name one in sft_data_desc.chat_template");
+        if (strstr(src, "<|im_start|>")) t->kind = SFT_TEMPLATE_CHATML;
+        else if (strstr(src, "<|start_header_id|>")) t->kind = SFT_TEMPLATE_LLAMA3;
+        else if (strstr(src, "<start_of_turn>")) t->kind = SFT_TEMPLATE_GEMMA;
+        else if (strstr(src, "<|user|>")) t->kind = SFT_TEMPLATE_ZEPHYR;
+        else if (strstr(src, "[INST]")) t->kind = strstr(src, "<<SYS>>") || strstr(src, "bos_token + '[INST]") ? SFT_TEMPLATE_LLAMA2 : SFT_TEMPLATE_MISTRAL;
+        else return sft__fail(SFT_ERR_UNSUPPORTED, "data: the tokenizer's chat_template is not one sft.h renders (ChatML, Llama-3, "
+                              "Llama-2/Mistral [INST], Zephyr, Gemma): %.80s", src);
+        if (strstr(src, "Cutting Knowledge Date"))
+            return sft__fail(SFT_ERR_UNSUPPORTED, "data: the Llama-3.1 chat_template (its date preamble) is not rendered yet");
+    }
+    t->trim = t->kind == SFT_TEMPLATE_LLAMA3 || t->kind == SFT_TEMPLATE_GEMMA ||
+              (src && (strstr(src, "| trim") || strstr(src, ".strip()")));
+    if (t->kind == SFT_TEMPLATE_CHATML && src && (sys = strstr(src, "<|im_start|>system\\n")) != NULL) {
+        const char *e = strstr(sys, "<|im_end|>");
+        size_t n = e ? (size_t)(e - sys) - 20 : 0;
+        /* a literal default system prompt (not an expression pasting the user's) */
+        if (e && n < sizeof t->default_system && !memchr(sys + 20, '\'', n) && !memchr(sys + 20, '+', n)) {
+            memcpy(t->default_system, sys + 20, n);
+            t->default_system[n] = 0;
+        }
+    }
+    return SFT_OK;
+}
+
+static int sft__role_is(const sft__msg *m, const char *role) { return strcmp(m->role, role) == 0; }
+
+static sft_status sft__render_conv(sft__render *r, const sft__tmpl *t, const sft__msg *msgs, int n, int add_generation_prompt) {
+    int i, first = 0;
+    const char *system = NULL;
+    for (i = 0; i < n; i++)
+        if (!sft__role_is(&msgs[i], "system") && !sft__role_is(&msgs[i], "user") && !sft__role_is(&msgs[i], "assistant"))
+            return sft__fail(SFT_ERR_FORMAT, "data: unknown role '%s'", msgs[i].role);
+    switch (t->kind) {
+    case SFT_TEMPLATE_CHATML:
+        if (t->default_system[0] && (n == 0 || !sft__role_is(&msgs[0], "system"))) {
+            SFT__TRY(sft__r_str(r, "<|im_start|>system\n")); SFT__TRY(sft__r_str(r, t->default_system)); SFT__TRY(sft__r_str(r, "<|im_end|>\n"));
+        }
+        for (i = 0; i < n; i++) {
+            SFT__TRY(sft__r_str(r, "<|im_start|>")); SFT__TRY(sft__r_str(r, msgs[i].role)); SFT__TRY(sft__r_str(r, "\n"));
+            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, msgs[i].content, NULL, "<|im_end|>"));
+            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<|im_end|>")); }
+            SFT__TRY(sft__r_str(r, "\n"));
+        }
+        return add_generation_prompt ? sft__r_str(r, "<|im_start|>assistant\n") : SFT_OK;
+    case SFT_TEMPLATE_LLAMA3:
+        SFT__TRY(sft__r_str(r, t->bos));
+        for (i = 0; i < n; i++) {
+            SFT__TRY(sft__r_str(r, "<|start_header_id|>")); SFT__TRY(sft__r_str(r, msgs[i].role)); SFT__TRY(sft__r_str(r, "<|end_header_id|>\n\n"));
+            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, msgs[i].content, NULL, "<|eot_id|>"));
+            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<|eot_id|>")); }
+        }
+        return add_generation_prompt ? sft__r_str(r, "<|start_header_id|>assistant<|end_header_id|>\n\n") : SFT_OK;
+    case SFT_TEMPLATE_ZEPHYR:
+        for (i = 0; i < n; i++) {
+            SFT__TRY(sft__r_str(r, "<|")); SFT__TRY(sft__r_str(r, msgs[i].role)); SFT__TRY(sft__r_str(r, "|>\n"));
+            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, msgs[i].content, NULL, t->eos));
+            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, t->eos)); }
+            SFT__TRY(sft__r_str(r, "\n"));
+        }
+        return add_generation_prompt ? sft__r_str(r, "<|assistant|>\n") : SFT_OK;
+    case SFT_TEMPLATE_GEMMA:
+        if (n && sft__role_is(&msgs[0], "system")) return sft__fail(SFT_ERR_FORMAT, "data: the Gemma template has no system role");
+        SFT__TRY(sft__r_str(r, t->bos));
+        for (i = 0; i < n; i++) {
+            int asst = sft__role_is(&msgs[i], "assistant");
+            if (asst != (i % 2 == 1)) return sft__fail(SFT_ERR_FORMAT, "data: Gemma needs user and assistant turns to alternate");
+            SFT__TRY(sft__r_str(r, "<start_of_turn>")); SFT__TRY(sft__r_str(r, asst ? "model" : "user")); SFT__TRY(sft__r_str(r, "\n"));
+            if (asst) SFT__TRY(sft__r_assistant(r, t, NULL, msgs[i].content, NULL, "<end_of_turn>"));
+            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<end_of_turn>")); }
+            SFT__TRY(sft__r_str(r, "\n"));
+        }
+        return add_generation_prompt ? sft__r_str(r, "<start_of_turn>model\n") : SFT_OK;
+    case SFT_TEMPLATE_LLAMA2:
+    case SFT_TEMPLATE_MISTRAL: {
+        int llama2 = t->kind == SFT_TEMPLATE_LLAMA2;
+        if (n && sft__role_is(&msgs[0], "system")) {
+            if (!llama2) return sft__fail(SFT_ERR_FORMAT, "data: this [INST] template has no system role");
+            system = msgs[0].content; first = 1;
+        }
+        if (!llama2) SFT__TRY(sft__r_str(r, t->bos));
+        for (i = first; i < n; i++) {
+            int asst = sft__role_is(&msgs[i], "assistant");
+            if (asst != ((i - first) % 2 == 1))
+                return sft__fail(SFT_ERR_FORMAT, "data: [INST] templates need user and assistant turns to alternate");
+            if (asst) {
+                SFT__TRY(sft__r_assistant(r, t, " ", msgs[i].content, llama2 ? " " : NULL, t->eos));
+                continue;
+            }
+            if (llama2) SFT__TRY(sft__r_str(r, t->bos));
+            SFT__TRY(sft__r_str(r, "[INST] "));
+            if (system && i == first) {
+                SFT__TRY(sft__r_str(r, "<<SYS>>\n")); SFT__TRY(sft__r_content(r, t, system)); SFT__TRY(sft__r_str(r, "\n<</SYS>>\n\n"));
+            }
+            SFT__TRY(sft__r_content(r, t, msgs[i].content));
+            SFT__TRY(sft__r_str(r, llama2 ? " [/INST]" : "[/INST]"));
+        }
+        return SFT_OK;
+    }
+    default:
+        return sft__fail(SFT_ERR_ARG, "data: chat template %d does not exist", (int)t->kind);
+    }
+}
+
+/* ============================================================================
+   === data: records
+   Each record becomes an example: its token ids and a mask of the tokens that
+   are trained. */
+
+typedef struct sft__example { int64_t off, len; } sft__example;   /* into the dataset's token arrays */
+
+struct sft_dataset {
+    sft_context     *ctx;
+    sft_tokenizer   *tok;
+    sft_data_desc    desc;
+    sft__tmpl        tmpl;
+    int              have_tmpl;
+    sft_data_format  format;       /* fixed by the first record                     */
+    sft__vec         ids, labels;  /* all examples' tokens, back to back (int32)    */
+    sft__vec         ex;           /* sft__example                                  */
+    /* splits: example indices; with packing, bins of examples */
+    sft__vec         split_ex[2];  /* int64 example index                           */
+    sft__vec         bins[2];      /* per bin: (first, count) into bin_items        */
+    sft__vec         bin_items[2]; /* int64 example index                           */
+    sft__vec         row_starts;   /* scratch for sft_dataset_row (int32)           */
+    sft__vec         order;        /* scratch: a shuffled order (int64)             */
+    sft_data_stats   stats;
+    int32_t          pad_id, eos_id;
+    const char      *eos_text, *bos_text;
+};
+
+static sft_data_format sft__record_format(const sft_json *rec, const char *text_field) {
+    if (sft_json_get(rec, "messages")) return SFT_FORMAT_MESSAGES;
+    if (sft_json_get(rec, "conversations")) return SFT_FORMAT_SHAREGPT;
+    if (sft_json_get(rec, "prompt") && sft_json_get(rec, "completion")) return SFT_FORMAT_PROMPT_COMPLETION;
+    if (sft_json_get(rec, text_field)) return SFT_FORMAT_TEXT;
+    return SFT_FORMAT_AUTO;
+}
+
+/* sft__messages: a message list (or ShareGPT's) into role/content pairs. */
+static sft_status sft__messages(const sft_json *list, int sharegpt, sft__msg *out, int cap, int *n) {
+    size_t i;
+    *n = 0;
+    if (!list || list->type != SFT_JSON_ARRAY || list->length == 0) return sft__fail(SFT_ERR_FORMAT, "an empty or missing message list");
+    if (list->length > (size_t)cap) return sft__fail(SFT_ERR_LIMIT, "%zu messages (at most %d)", list->length, cap);
+    for (i = 0; i < list->length; i++) {
+        const char *role = sft__json_str(&list->items[i], sharegpt ? "from" : "role");
+        const char *content = sft__json_str(&list->items[i], sharegpt ? "value" : "content");
+        if (!role || !content) return sft__fail(SFT_ERR_FORMAT, "message %zu lacks %s", i, !role ? (sharegpt ? "\"from\"" : "\"role\"") : (sharegpt ? "\"value\"" : "\"content\""));
+        if (sharegpt) {
+            if (strcmp(role, "human") == 0 || strcmp(role, "user") == 0) role = "user";
+            else if (strcmp(role, "gpt") == 0 || strcmp(role, "assistant") == 0) role = "assistant";
+            else if (strcmp(role, "system") != 0) return sft__fail(SFT_ERR_FORMAT, "message %zu: unknown ShareGPT role '%s'", i, role);
+        }
+        out[i].role = role; out[i].content = content;
+    }
+    *n = (int)list->length;
+    return SFT_OK;
+}
+
+/* sft__tok_piece_len: bytes of text token id stands for (byte-level tokens: one
+   byte per character; added tokens: their text) */
+static size_t sft__tok_piece_len(const sft_tokenizer *t, int32_t id) {
+    const char *s = t->token[id];
+    size_t n = t->token_len[id], j, len, count = 0;
+    if (!s) return 0;
+    if (t->is_added[id]) return n;
+    for (j = 0; j < n; j += len, count++) {
+        uint32_t cp = sft__cp_at(s, n, j, &len);
+        if (!(cp < 512 && t->bytes.back[cp] >= 0)) return n;
+    }
+    return count;
+}
+
+/* sft__assistant_mask: 1 for tokens covering a generation span's bytes (HF's
+   char_to_token at the span's first and last byte, everything between). */
+static sft_status sft__assistant_mask(sft_dataset *ds, const sft__render *r, const int32_t *ids, size_t n, unsigned char *mask) {
+    size_t i, s, pos = 0, nspans = r->spans.len / 2;
+    const size_t *sp = (const size_t *)r->spans.p;
+    if (!ds->tok->byte_level)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "data: assistant_only_loss needs a byte-level tokenizer (token offsets)");
+    memset(mask, 0, n);
+    for (i = 0; i < n; i++) {
+        size_t len = sft__tok_piece_len(ds->tok, ids[i]), end = pos + len;
+        for (s = 0; s < nspans; s++)
+            if (pos < sp[2 * s + 1] && end > sp[2 * s] && len) mask[i] = 1;
+        pos = end;
+    }
+    return SFT_OK;
+}
+
+/* sft__add_example: tokens and their trained flags as one example (truncated to
+   max_length; dropped when nothing is trained). */
+static sft_status sft__add_example(sft_dataset *ds, const int32_t *ids, size_t n, const unsigned char *trained) {
+    sft__example e;
+    size_t i, keep = n, count = 0;
+    if (keep > (size_t)ds->desc.max_length) { keep = (size_t)ds->desc.max_length; ds->stats.truncated++; }
+    for (i = 0; i < keep; i++) count += trained[i];
+    if (keep == 0) { ds->stats.dropped_empty++; return SFT_OK; }
+    if (count == 0) { ds->stats.dropped_untrained++; return SFT_OK; }
+    e.off = (int64_t)ds->ids.len; e.len = (int64_t)keep;
+    SFT__TRY(sft__vec_push(ds->ctx, &ds->ids, ids, keep));
+    for (i = 0; i < keep; i++) {
+        int32_t l = trained[i] ? ids[i] : -100;
+        SFT__TRY(sft__vec_push(ds->ctx, &ds->labels, &l, 1));
+    }
+    SFT__TRY(sft__vec_push(ds->ctx, &ds->ex, &e, 1));
+    ds->stats.rows_kept++;
+    ds->stats.tokens += (int64_t)keep;
+    ds->stats.trained_tokens += (int64_t)count;
+    return SFT_OK;
+}
+
+/* tokenized pieces of one record, freed together */
+typedef struct sft__enc { int32_t *a, *b; unsigned char *mask; } sft__enc;
+
+static void sft__enc_free(sft_context *ctx, sft__enc *e) { sft_free(ctx, e->a); sft_free(ctx, e->b); sft__free(ctx, e->mask); }
+
+static sft_status sft__enc_mask(sft_context *ctx, sft__enc *e, size_t n, int value) {
+    e->mask = (unsigned char *)sft__alloc(ctx, n + 1);
+    if (!e->mask) return sft__fail(SFT_ERR_NOMEM, "data: a mask of %zu tokens", n);
+    memset(e->mask, value, n + 1);
+    return SFT_OK;
+}
+
+/* text, with the EOS token appended when missing (TRL's add_eos), tokenized with
+   the tokenizer's special tokens (BOS) */
+static sft_status sft__encode_plain(sft_dataset *ds, const char *text, int append_eos, int32_t **ids, size_t *n) {
+    size_t len = strlen(text), el = ds->eos_text ? strlen(ds->eos_text) : 0;
+    char *buf;
+    sft_status s;
+    if (!append_eos || !el || (len >= el && memcmp(text + len - el, ds->eos_text, el) == 0))
+        return sft_tokenizer_encode(ds->tok, text, len, 1, ids, n);
+    buf = (char *)sft__alloc(ds->ctx, len + el + 1);
+    if (!buf) return sft__fail(SFT_ERR_NOMEM, "data: a text of %zu bytes", len);
+    memcpy(buf, text, len); memcpy(buf + len, ds->eos_text, el + 1);
+    s = sft_tokenizer_encode(ds->tok, buf, len + el, 1, ids, n);
+    sft__free(ds->ctx, buf);
+    return s;
+}
+
+static sft_status sft__need_template(sft_dataset *ds) {
+    if (ds->have_tmpl) return SFT_OK;
+    SFT__TRY(sft__tmpl_detect(sft_tokenizer_get_info(ds->tok).chat_template, ds->desc.chat_template, &ds->tmpl));
+    ds->tmpl.bos = ds->bos_text ? ds->bos_text : "";
+    ds->tmpl.eos = ds->eos_text ? ds->eos_text : "";
+    ds->have_tmpl = 1;
+    return SFT_OK;
+}
+
+/* sft__render_tokens: a conversation rendered and tokenized as apply_chat_template
+   does (no special tokens added: the template writes them) */
+static sft_status sft__render_tokens(sft_dataset *ds, const sft__msg *msgs, int n, int gen, sft__render *r, int32_t **ids, size_t *count) {
+    memset(r, 0, sizeof *r);
+    r->ctx = ds->ctx; r->text.elem = 1; r->spans.elem = sizeof(size_t);
+    SFT__TRY(sft__need_template(ds));
+    SFT__TRY(sft__render_conv(r, &ds->tmpl, msgs, n, gen));
+    SFT__TRY(sft__vec_push(ds->ctx, &r->text, "", 1));
+    r->text.len--;
+    return sft_tokenizer_encode(ds->tok, (const char *)r->text.p, r->text.len, 0, ids, count);
+}
+
+static void sft__render_free(sft__render *r) { sft__free(r->ctx, r->text.p); sft__free(r->ctx, r->spans.p); }
+
+#define SFT__MAX_MESSAGES 1024
+
+/* prompt + completion: the prompt's tokens alone and the whole, the completion
+   being the tokens past the prompt's (TRL's completion_mask) */
+static sft_status sft__example_pc(sft_dataset *ds, const sft_json *rec) {
+    const sft_json *p = sft_json_get(rec, "prompt"), *c = sft_json_get(rec, "completion");
+    sft__enc e;
+    size_t np = 0, nf = 0;
+    sft_status s;
+    int only = ds->desc.completion_only_loss >= 0;
+    memset(&e, 0, sizeof e);
+    if (p->type == SFT_JSON_STRING && c->type == SFT_JSON_STRING) {
+        size_t lp = p->length, lc = c->length, el = ds->eos_text ? strlen(ds->eos_text) : 0;
+        char *full = (char *)sft__alloc(ds->ctx, lp + lc + el + 1);
+        if (!full) return sft__fail(SFT_ERR_NOMEM, "data: a record");
+        memcpy(full, p->string, lp); memcpy(full + lp, c->string, lc); full[lp + lc] = 0;
+        s = sft_tokenizer_encode(ds->tok, p->string, lp, 1, &e.a, &np);
+        if (s == SFT_OK) s = sft__encode_plain(ds, full, 1, &e.b, &nf);
+        sft__free(ds->ctx, full);
+    } else if (p->type == SFT_JSON_ARRAY && c->type == SFT_JSON_ARRAY) {
+        sft__msg msgs[SFT__MAX_MESSAGES];
+        int n1 = 0, n2 = 0;
+        sft__render r1, r2;
+        s = sft__messages(p, 0, msgs, SFT__MAX_MESSAGES, &n1);
+        if (s == SFT_OK) s = sft__messages(c, 0, msgs + n1, SFT__MAX_MESSAGES - n1, &n2);
+        if (s == SFT_OK) s = sft__render_tokens(ds, msgs, n1, 1, &r1, &e.a, &np);
+        if (s == SFT_OK) { sft__render_free(&r1); s = sft__render_tokens(ds, msgs, n1 + n2, 0, &r2, &e.b, &nf); sft__render_free(&r2); }
+        else sft__render_free(&r1);
+    } else
+        s = sft__fail(SFT_ERR_FORMAT, "prompt and completion must both be strings or both message lists");
+    if (s == SFT_OK) s = sft__enc_mask(ds->ctx, &e, nf, 1);
+    if (s == SFT_OK && only) memset(e.mask, 0, np < nf ? np : nf);
+    if (s == SFT_OK) s = sft__add_example(ds, e.b, nf, e.mask);
+    sft__enc_free(ds->ctx, &e);
+    return s;
+}
+
+static sft_status sft__example_conv(sft_dataset *ds, const sft_json *list, int sharegpt) {
+    sft__msg msgs[SFT__MAX_MESSAGES];
+    sft__render r;
+    sft__enc e;
+    size_t n = 0;
+    int nm = 0;
+    sft_status s;
+    memset(&e, 0, sizeof e);
+    memset(&r, 0, sizeof r);
+    s = sft__messages(list, sharegpt, msgs, SFT__MAX_MESSAGES, &nm);
+    if (s == SFT_OK) s = sft__render_tokens(ds, msgs, nm, 0, &r, &e.a, &n);
+    if (s == SFT_OK) s = sft__enc_mask(ds->ctx, &e, n, 1);
+    if (s == SFT_OK && ds->desc.assistant_only_loss) {
+        if (r.spans.len == 0) s = sft__fail(SFT_ERR_FORMAT, "assistant_only_loss: the conversation has no assistant turn");
+        else s = sft__assistant_mask(ds, &r, e.a, n, e.mask);
+    }
+    if (s == SFT_OK) s = sft__add_example(ds, e.a, n, e.mask);
+    sft__render_free(&r);
+    sft__enc_free(ds->ctx, &e);
+    return s;
+}
+
+static sft_status sft__example_text(sft_dataset *ds, const sft_json *rec) {
+    const char *field = ds->desc.dataset_text_field;
+    const char *text = sft__json_str(rec, field);
+    sft__enc e;
+    size_t n = 0;
+    sft_status s;
+    if (!text) return sft__fail(SFT_ERR_FORMAT, "\"%s\" is not a string", field);
+    if (!*text) { ds->stats.dropped_empty++; return SFT_OK; }
+    memset(&e, 0, sizeof e);
+    s = sft__encode_plain(ds, text, 1, &e.a, &n);
+    if (s == SFT_OK) s = sft__enc_mask(ds->ctx, &e, n, 1);
+    if (s == SFT_OK) s = sft__add_example(ds, e.a, n, e.mask);
+    sft__enc_free(ds->ctx, &e);
+    return s;
+}
+
+/* sft__add_record: one JSON record (where names it in messages: file:line) */
+static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len, const char *where) {
+    sft_json *rec = NULL;
+    sft_data_format f;
+    sft_status s;
+    char msg[600];
+    ds->stats.rows_read++;
+    s = sft_json_parse(ds->ctx, json, len, where, NULL, &rec);
+    if (s == SFT_OK && rec->type != SFT_JSON_OBJECT) s = sft__fail(SFT_ERR_FORMAT, "not a JSON object");
+    if (s == SFT_OK) {
+        f = sft__record_format(rec, ds->desc.dataset_text_field);
+        if (f == SFT_FORMAT_AUTO) s = sft__fail(SFT_ERR_FORMAT, "no \"%s\", \"prompt\"/\"completion\", \"messages\" or \"conversations\"",
+                                                ds->desc.dataset_text_field);
+        else if (ds->format == SFT_FORMAT_AUTO) ds->format = f;
+        else if (f != ds->format) s = sft__fail(SFT_ERR_FORMAT, "a record of another format than the first (mixed formats)");
+    }
+    if (s == SFT_OK) {
+        if (ds->desc.assistant_only_loss && f != SFT_FORMAT_MESSAGES && f != SFT_FORMAT_SHAREGPT)
+            s = sft__fail(SFT_ERR_ARG, "assistant_only_loss needs conversations (messages or ShareGPT)");
+        else if (f == SFT_FORMAT_TEXT) s = sft__example_text(ds, rec);
+        else if (f == SFT_FORMAT_PROMPT_COMPLETION) s = sft__example_pc(ds, rec);
+        else s = sft__example_conv(ds, sft_json_get(rec, f == SFT_FORMAT_MESSAGES ? "messages" : "conversations"), f == SFT_FORMAT_SHAREGPT);
+    }
+    sft_json_free(rec);
+    if (s == SFT_OK || s == SFT_ERR_NOMEM) return s;
+    snprintf(msg, sizeof msg, "%s", sft_last_error());
+    ds->stats.dropped_malformed++;
+    if (!ds->desc.skip_bad_records) return sft__fail(s, "%s: %s", where, msg);
+    sft__log(ds->ctx, SFT_LOG_WARN, "%s: skipped: %s", where, msg);
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === data: splits, packing, batches */
+
+/* sft__split: a seeded eval fraction; the rest is train, in file order. */
+static sft_status sft__split(sft_dataset *ds) {
+    int64_t n = (int64_t)ds->ex.len, i, n_eval = (int64_t)((double)ds->desc.eval_fraction * (double)n + 0.5);
+    uint64_t key = sft_rng_key(ds->desc.seed, 0x53706c6974ull, 0, 0);
+    unsigned char *is_eval = (unsigned char *)sft__calloc(ds->ctx, (size_t)(n + 1), 1);
+    if (!is_eval) return sft__fail(SFT_ERR_NOMEM, "data: split");
+    if (n_eval > 0) {      /* the first n_eval of a seeded permutation go to eval */
+        int64_t *perm = (int64_t *)sft__alloc(ds->ctx, (size_t)n * sizeof(int64_t));
+        if (!perm) { sft__free(ds->ctx, is_eval); return sft__fail(SFT_ERR_NOMEM, "data: split"); }
+        for (i = 0; i < n; i++) perm[i] = i;
+        for (i = n - 1; i > 0; i--) {
+            int64_t j = (int64_t)(sft_rng_uniform(key, (uint64_t)i) * (float)(i + 1)), t;
+            if (j > i) j = i;
+            t = perm[i]; perm[i] = perm[j]; perm[j] = t;
+        }
+        for (i = 0; i < n_eval; i++) is_eval[perm[i]] = 1;
+        sft__free(ds->ctx, perm);
+    }
+    for (i = 0; i < n; i++) {
+        sft_status s = sft__vec_push(ds->ctx, &ds->split_ex[is_eval[i]], &i, 1);
+        if (s != SFT_OK) { sft__free(ds->ctx, is_eval); return s; }
+    }
+    ds->stats.eval_rows = n_eval;
+    sft__free(ds->ctx, is_eval);
+    return SFT_OK;
+}
+
+static const sft__example *sft__ex_at(const sft_dataset *ds, int64_t i) { return (const sft__example *)ds->ex.p + i; }
+
+typedef struct sft__len_idx { int64_t len, idx; } sft__len_idx;
+
+static int sft__by_len_desc(const void *a, const void *b) {
+    const sft__len_idx *x = (const sft__len_idx *)a, *y = (const sft__len_idx *)b;
+    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* sft__pack: best fit decreasing. Sequences by length, longest first (ties in
+   dataset order); each goes into the open bin with the least room that still
+   fits it, else a new bin. Bins keep their sequences in insertion order. */
+static sft_status sft__pack(sft_dataset *ds, int split) {
+    sft__vec *ex = &ds->split_ex[split];
+    int64_t n = (int64_t)ex->len, i, b, n_bins = 0, cap = ds->desc.max_length, tokens = 0;
+    sft__len_idx *order = (sft__len_idx *)sft__alloc(ds->ctx, (size_t)(n + 1) * sizeof *order);
+    int64_t *room = (int64_t *)sft__alloc(ds->ctx, (size_t)(n + 1) * sizeof(int64_t));
+    int64_t *bin_of = (int64_t *)sft__alloc(ds->ctx, (size_t)(n + 1) * sizeof(int64_t));
+    sft_status s = SFT_OK;
+    if (!order || !room || !bin_of) s = sft__fail(SFT_ERR_NOMEM, "data: packing %lld rows", (long long)n);
+    for (i = 0; s == SFT_OK && i < n; i++) {
+        order[i].idx = ((const int64_t *)ex->p)[i];
+        order[i].len = sft__ex_at(ds, order[i].idx)->len;
+    }
+    if (s == SFT_OK) qsort(order, (size_t)n, sizeof *order, sft__by_len_desc);
+    for (i = 0; s == SFT_OK && i < n; i++) {
+        int64_t best = -1;
+        for (b = 0; b < n_bins; b++)
+            if (room[b] >= order[i].len && (best < 0 || room[b] < room[best])) best = b;
+        if (best < 0) { best = n_bins++; room[best] = cap; }
+        room[best] -= order[i].len;
+        bin_of[i] = best;
+        tokens += order[i].len;
+    }
+    /* write the bins: (first item, count) and their items in insertion order */
+    for (b = 0; s == SFT_OK && b < n_bins; b++) {
+        int64_t fc[2];
+        fc[0] = (int64_t)ds->bin_items[split].len; fc[1] = 0;
+        for (i = 0; s == SFT_OK && i < n; i++)
+            if (bin_of[i] == b) { s = sft__vec_push(ds->ctx, &ds->bin_items[split], &order[i].idx, 1); fc[1]++; }
+        if (s == SFT_OK) s = sft__vec_push(ds->ctx, &ds->bins[split], fc, 2);
+    }
+    if (split == 0) {
+        ds->stats.bins = n_bins;
+        ds->stats.packing_efficiency = n_bins ? (double)tokens / ((double)n_bins * (double)cap) : 0.0;
+    }
+    sft__free(ds->ctx, order); sft__free(ds->ctx, room); sft__free(ds->ctx, bin_of);
+    return s;
+}
+
+SFTDEF int64_t sft_dataset_rows(const sft_dataset *ds, int split) {
+    if (!ds || split < 0 || split > 1) return 0;
+    return ds->desc.packing ? (int64_t)ds->bins[split].len / 2 : (int64_t)ds->split_ex[split].len;
+}
+
+/* sft__row_items: the examples of row i (one, or a bin's) */
+static void sft__row_items(const sft_dataset *ds, int split, int64_t i, const int64_t **items, int64_t *count) {
+    if (!ds->desc.packing) { *items = (const int64_t *)ds->split_ex[split].p + i; *count = 1; return; }
+    *items = (const int64_t *)ds->bin_items[split].p + ((const int64_t *)ds->bins[split].p)[2 * i];
+    *count = ((const int64_t *)ds->bins[split].p)[2 * i + 1];
+}
+
+SFTDEF sft_status sft_dataset_row(const sft_dataset *ds, int split, int64_t i, const int32_t **ids, const int32_t **labels,
+                                  int64_t *n, const int32_t **seq_starts, int *n_seqs) {
+    const int64_t *items;
+    int64_t count;
+    if (!ds || !ids || !labels || !n) return sft__fail(SFT_ERR_ARG, "sft_dataset_row: NULL argument");
+    if (split < 0 || split > 1 || i < 0 || i >= sft_dataset_rows(ds, split))
+        return sft__fail(SFT_ERR_ARG, "sft_dataset_row: row %lld of split %d (it has %lld)", (long long)i, split,
+                         (long long)sft_dataset_rows(ds, split));
+    sft__row_items(ds, split, i, &items, &count);
+    if (count == 1 || !ds->desc.packing) {
+        const sft__example *e = sft__ex_at(ds, items[0]);
+        *ids = (const int32_t *)ds->ids.p + e->off; *labels = (const int32_t *)ds->labels.p + e->off; *n = e->len;
+        if (seq_starts) { static const int32_t zero = 0; *seq_starts = &zero; }
+        if (n_seqs) *n_seqs = 1;
+        return SFT_OK;
+    }
+    return sft__fail(SFT_ERR_ARG, "sft_dataset_row: row %lld is a bin of %lld sequences: use sft_dataset_batch", (long long)i,
+                     (long long)count);
+}
+
+/* the row at position k of the order sft__make_order made (or file order) */
+static int64_t sft__order_at(const sft_dataset *ds, int shuffle, int64_t k) {
+    return shuffle ? ((const int64_t *)ds->order.p)[k] : k;
+}
+
+static sft_status sft__make_order(sft_dataset *ds, int split, int64_t epoch) {
+    int64_t n = sft_dataset_rows(ds, split), i;
+    uint64_t key = sft_rng_key(ds->desc.seed, 0x53687566ull, (uint64_t)epoch, (uint64_t)split);
+    ds->order.len = 0;
+    for (i = 0; i < n; i++) SFT__TRY(sft__vec_push(ds->ctx, &ds->order, &i, 1));
+    for (i = n - 1; i > 0; i--) {      /* Fisher-Yates keyed by (seed, epoch): the same on resume */
+        int64_t j = (int64_t)((double)sft_rng_uniform(key, (uint64_t)i) * (double)(i + 1)), t;
+        int64_t *o = (int64_t *)ds->order.p;
+        if (j > i) j = i;
+        t = o[i]; o[i] = o[j]; o[j] = t;
+    }
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, int shuffle, int64_t first, int64_t batch_size,
+                                    sft_batch *out) {
+    int64_t rows, k, count, T = 0, total = 0, b, shape[2];
+    sft_context *ctx;
+    if (out) memset(out, 0, sizeof *out);
+    if (!ds || !out || split < 0 || split > 1 || batch_size < 1) return sft__fail(SFT_ERR_ARG, "sft_dataset_batch: bad argument");
+    ctx = ds->ctx;
+    rows = sft_dataset_rows(ds, split);
+    if (first < 0 || first >= rows) return sft__fail(SFT_ERR_ARG, "sft_dataset_batch: first %lld of %lld rows", (long long)first, (long long)rows);
+    count = first + batch_size <= rows ? batch_size : rows - first;
+    if (shuffle) SFT__TRY(sft__make_order(ds, split, epoch));
+    for (k = 0; k < count; k++) {
+        const int64_t *items;
+        int64_t n_items, j, len = 0;
+        sft__row_items(ds, split, sft__order_at(ds, shuffle, first + k), &items, &n_items);
+        for (j = 0; j < n_items; j++) len += sft__ex_at(ds, items[j])->len;
+        if (len > T) T = len;
+        total += len;
+    }
+    shape[0] = ds->desc.packing ? 1 : count; shape[1] = ds->desc.packing ? total : T;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->input_ids));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->labels));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->attention_mask));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->positions));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->seq_ids));
+    {
+        int32_t *ids = (int32_t *)out->input_ids->data, *lab = (int32_t *)out->labels->data, *am = (int32_t *)out->attention_mask->data;
+        int32_t *pos = (int32_t *)out->positions->data, *sid = (int32_t *)out->seq_ids->data;
+        int64_t w = 0, seq = 0;
+        for (k = 0; k < count; k++) {
+            const int64_t *items;
+            int64_t n_items, j, t, row0 = ds->desc.packing ? 0 : k * T;
+            sft__row_items(ds, split, sft__order_at(ds, shuffle, first + k), &items, &n_items);
+            if (!ds->desc.packing) w = row0;
+            for (j = 0; j < n_items; j++, seq++) {
+                const sft__example *e = sft__ex_at(ds, items[j]);
+                for (t = 0; t < e->len; t++, w++) {
+                    ids[w] = ((const int32_t *)ds->ids.p)[e->off + t];
+                    lab[w] = ((const int32_t *)ds->labels.p)[e->off + t];
+                    if (ds->desc.packing && t == 0) lab[w] = -100;   /* padding-free: no label across a boundary */
+                    am[w] = 1; pos[w] = (int32_t)t; sid[w] = (int32_t)seq;
+                    out->trained_tokens += lab[w] != -100;
+                }
+                out->n_examples++;
+            }
+            for (b = w; !ds->desc.packing && b < row0 + T; b++) {     /* right padding */
+                ids[b] = ds->pad_id; lab[b] = -100; am[b] = 0; pos[b] = (int32_t)(b - row0); sid[b] = -1;
+            }
+        }
+        out->tokens = total;
+    }
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === data: loading */
+
+SFTDEF void sft_dataset_destroy(sft_dataset *ds) {
+    int i;
+    if (!ds) return;
+    sft__free(ds->ctx, ds->ids.p); sft__free(ds->ctx, ds->labels.p); sft__free(ds->ctx, ds->ex.p);
+    for (i = 0; i < 2; i++) { sft__free(ds->ctx, ds->split_ex[i].p); sft__free(ds->ctx, ds->bins[i].p); sft__free(ds->ctx, ds->bin_items[i].p); }
+    sft__free(ds->ctx, ds->row_starts.p); sft__free(ds->ctx, ds->order.p);
+    sft__free(ds->ctx, ds);
+}
+
+SFTDEF sft_data_stats sft_dataset_stats(const sft_dataset *ds) {
+    sft_data_stats none;
+    memset(&none, 0, sizeof none);
+    return ds ? ds->stats : none;
+}
+
+static sft_status sft__dataset_new(sft_context *ctx, sft_tokenizer *tok, const sft_data_desc *desc, sft_dataset **out) {
+    sft_dataset *ds;
+    sft_tokenizer_info info;
+    int i;
+    *out = NULL;
+    if (!ctx || !tok) return sft__fail(SFT_ERR_ARG, "dataset: NULL context or tokenizer");
+    ds = (sft_dataset *)sft__calloc(ctx, 1, sizeof *ds);
+    if (!ds) return sft__fail(SFT_ERR_NOMEM, "dataset");
+    ds->ctx = ctx; ds->tok = tok;
+    if (desc) ds->desc = *desc;
+    if (ds->desc.max_length == 0) ds->desc.max_length = 1024;
+    if (!ds->desc.dataset_text_field) ds->desc.dataset_text_field = "text";
+    ds->format = ds->desc.format;
+    ds->ids.elem = ds->labels.elem = sizeof(int32_t); ds->ex.elem = sizeof(sft__example);
+    for (i = 0; i < 2; i++) { ds->split_ex[i].elem = ds->bin_items[i].elem = sizeof(int64_t); ds->bins[i].elem = sizeof(int64_t); }
+    ds->row_starts.elem = sizeof(int32_t); ds->order.elem = sizeof(int64_t);
+    info = sft_tokenizer_get_info(tok);
+    ds->eos_id = info.eos_id;
+    ds->pad_id = info.pad_id >= 0 ? info.pad_id : info.eos_id >= 0 ? info.eos_id : 0;   /* TRL: pad = eos when missing */
+    ds->eos_text = info.eos_id >= 0 ? sft_tokenizer_id_to_token(tok, info.eos_id) : NULL;
+    ds->bos_text = info.bos_id >= 0 ? sft_tokenizer_id_to_token(tok, info.bos_id) : NULL;
+    if (ds->desc.max_length < 1 || !(ds->desc.eval_fraction >= 0.0f && ds->desc.eval_fraction < 1.0f) ||
+        ds->desc.completion_only_loss < -1 || ds->desc.completion_only_loss > 1) {
+        sft_dataset_destroy(ds);
+        return sft__fail(SFT_ERR_ARG, "dataset: max_length %d, eval_fraction %g, completion_only_loss %d", desc->max_length,
+                         desc->eval_fraction, desc->completion_only_loss);
+    }
+    *out = ds;
+    return SFT_OK;
+}
+
+static sft_status sft__dataset_finish(sft_dataset *ds) {
+    SFT__TRY(sft__split(ds));
+    if (ds->desc.packing) { SFT__TRY(sft__pack(ds, 0)); SFT__TRY(sft__pack(ds, 1)); }
+    if (sft_dataset_rows(ds, 0) == 0)
+        return sft__fail(SFT_ERR_FORMAT, "dataset: no usable rows (%lld read, %lld malformed, %lld empty, %lld with nothing to train)",
+                         (long long)ds->stats.rows_read, (long long)ds->stats.dropped_malformed, (long long)ds->stats.dropped_empty,
+                         (long long)ds->stats.dropped_untrained);
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_dataset_from_records(sft_context *ctx, sft_tokenizer *tok, const char *const *records, int n,
+                                           const sft_data_desc *desc, sft_dataset **out) {
+    sft_dataset *ds;
+    sft_status s = SFT_OK;
+    int i;
+    char where[64];
+    if (out) *out = NULL;
+    if (!out || (n > 0 && !records) || n < 0) return sft__fail(SFT_ERR_ARG, "sft_dataset_from_records: bad argument");
+    SFT__TRY(sft__dataset_new(ctx, tok, desc, &ds));
+    for (i = 0; s == SFT_OK && i < n; i++) {
+        snprintf(where, sizeof where, "record %d", i);
+        s = records[i] ? sft__add_record(ds, records[i], strlen(records[i]), where) : sft__fail(SFT_ERR_ARG, "record %d is NULL", i);
+    }
+    if (s == SFT_OK) s = sft__dataset_finish(ds);
+    if (s != SFT_OK) { sft_dataset_destroy(ds); return s; }
+    *out = ds;
+    return SFT_OK;
+}
+
+/* sft__load_jsonl: every non-blank line of one file */
+static sft_status sft__load_jsonl(sft_dataset *ds, const char *path) {
+    char *text = NULL, where[4200];
+    size_t len = 0, i = 0, line = 1;
+    sft_status s = SFT_OK;
+    SFT__TRY(sft_file_read(ds->ctx, path, 0, &text, &len));
+    while (s == SFT_OK && i < len) {
+        size_t e = i, j;
+        int blank = 1;
+        while (e < len && text[e] != '\n') e++;
+        for (j = i; j < e; j++) if (!isspace((unsigned char)text[j])) { blank = 0; break; }
+        if (!blank) {
+            snprintf(where, sizeof where, "%s:%zu", path, line);
+            s = sft__add_record(ds, text + i, e - i, where);
+        }
+        i = e + 1; line++;
+    }
+    sft__free(ds->ctx, text);
+    return s;
+}
+
+static int sft__cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+SFTDEF sft_status sft_dataset_load(sft_context *ctx, sft_tokenizer *tok, const char *path, const sft_data_desc *desc,
+                                   sft_dataset **out) {
+    sft_dataset *ds;
+    struct stat st;
+    sft_status s = SFT_OK;
+    if (out) *out = NULL;
+    if (!out || !path) return sft__fail(SFT_ERR_ARG, "sft_dataset_load: NULL argument");
+    if (stat(path, &st) != 0) return sft__fail(SFT_ERR_IO, "%s: %s", path, strerror(errno));
+    SFT__TRY(sft__dataset_new(ctx, tok, desc, &ds));
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+        char *names[4096];
+        int n = 0, i;
+        if (!d) s = sft__fail(SFT_ERR_IO, "%s: %s", path, strerror(errno));
+        while (s == SFT_OK && d && (de = readdir(d)) != NULL) {
+            size_t l = strlen(de->d_name);
+            if (l < 6 || strcmp(de->d_name + l - 6, ".jsonl") != 0) continue;
+            if (n == 4096) { s = sft__fail(SFT_ERR_LIMIT, "%s: more than 4096 .jsonl files", path); break; }
+            if (!(names[n] = sft__strdup(ctx, de->d_name))) s = sft__fail(SFT_ERR_NOMEM, "%s", path);
+            else n++;
+        }
+        if (d) closedir(d);
+        qsort(names, (size_t)n, sizeof names[0], sft__cmp_str);
+        for (i = 0; i < n; i++) {
+            char file[4096];
+            if (s == SFT_OK) s = sft__path_join(file, sizeof file, path, strlen(path), names[i]);
+            if (s == SFT_OK) s = sft__load_jsonl(ds, file);
+            sft__free(ctx, names[i]);
+        }
+        if (s == SFT_OK && n == 0) s = sft__fail(SFT_ERR_NOT_FOUND, "%s: no .jsonl files", path);
+    } else
+        s = sft__load_jsonl(ds, path);
+    if (s == SFT_OK) s = sft__dataset_finish(ds);
+    if (s != SFT_OK) { sft_dataset_destroy(ds); return s; }
+    *out = ds;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int add_generation_prompt, char **text) {
+    sft_json *rec = NULL;
+    sft__msg msgs[SFT__MAX_MESSAGES];
+    sft__render r;
+    int n = 0, sharegpt;
+    sft_status s;
+    const sft_json *list;
+    if (text) *text = NULL;
+    if (!ds || !record || !text) return sft__fail(SFT_ERR_ARG, "sft_dataset_render: NULL argument");
+    SFT__TRY(sft_json_parse(ds->ctx, record, strlen(record), "record", NULL, &rec));
+    sharegpt = sft_json_get(rec, "conversations") != NULL;
+    list = sft_json_get(rec, sharegpt ? "conversations" : "messages");
+    memset(&r, 0, sizeof r);
+    r.ctx = ds->ctx; r.text.elem = 1; r.spans.elem = sizeof(size_t);
+    s = sft__messages(list, sharegpt, msgs, SFT__MAX_MESSAGES, &n);
+    if (s == SFT_OK) s = sft__need_template(ds);
+    if (s == SFT_OK) s = sft__render_conv(&r, &ds->tmpl, msgs, n, add_generation_prompt);
+    if (s == SFT_OK) s = sft__vec_push(ds->ctx, &r.text, "", 1);
+    sft_json_free(rec);
+    sft__free(ds->ctx, r.spans.p);
+    if (s != SFT_OK) { sft__free(ds->ctx, r.text.p); return s; }
+    *text = (char *)r.text.p;
     return SFT_OK;
 }
 
