@@ -11164,7 +11164,7 @@ static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len,
     sft_json *rec = NULL;
     sft_data_format f;
     sft_status s;
-    char msg[600];
+    char msg[1024];
     ds->stats.rows_read++;
     s = sft_json_parse(ds->ctx, json, len, where, NULL, &rec);
     if (s == SFT_OK && rec->type != SFT_JSON_OBJECT) s = sft__fail(SFT_ERR_FORMAT, "not a JSON object");
@@ -11184,10 +11184,13 @@ static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len,
     }
     sft_json_free(rec);
     if (s == SFT_OK || s == SFT_ERR_NOMEM) return s;
-    snprintf(msg, sizeof msg, "%s", sft_last_error());
+    memcpy(msg, sft_last_error(), sizeof msg - 1);
+    msg[sizeof msg - 1] = 0;
     ds->stats.dropped_malformed++;
-    if (!ds->desc.skip_bad_records) return sft__fail(s, "%s: %s", where, msg);
-    sft__log(ds->ctx, SFT_LOG_WARN, "%s: skipped: %s", where, msg);
+    /* a JSON error already names the place */
+    if (!ds->desc.skip_bad_records) return strncmp(msg, where, strlen(where)) == 0 ? sft__fail(s, "%.600s", msg)
+                                                                                   : sft__fail(s, "%s: %.600s", where, msg);
+    sft__log(ds->ctx, SFT_LOG_WARN, "%s: skipped: %.600s", where, msg);
     return SFT_OK;
 }
 
