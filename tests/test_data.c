@@ -1,0 +1,214 @@
+/* test_data.c - SFT data as TRL prepares it: tokens and labels against the
+   fixtures tools/make_data_fixtures.py wrote with TRL (formats, masks, chat
+   templates, packing), a packed batch against the same sequences one at a
+   time, statistics, and malformed input. */
+#include "test.h"
+#include <sys/stat.h>
+
+#define T_DFIX "tests/fixtures/data/"
+#define T_TOK "tests/fixtures/tokenizers/"
+
+static sft_tokenizer *t_tok(sft_context *ctx, const char *family) {
+    char dir[256];
+    sft_tokenizer *t = NULL;
+    snprintf(dir, sizeof dir, T_TOK "%s", family);
+    CHECK_OK(sft_tokenizer_load(ctx, dir, &t));
+    return t;
+}
+
+static const char *const t_texts[] = {
+    "{\"text\": \"The quick brown fox jumps over the lazy dog.\"}",
+    "{\"text\": \"Hello world\"}",
+    "{\"text\": \"A somewhat longer line of text that takes more tokens than the others do, to make bins uneven.\"}",
+    "{\"text\": \"Short.\"}",
+    "{\"text\": \"caf\\u00e9 na\\u00efve r\\u00e9sum\\u00e9\"}",
+    "{\"text\": \"Numbers 12345 and symbols !?\"}"};
+
+/* the loss (sum over tokens) and every LoRA gradient of a batch */
+typedef struct t_grads { float loss; float *g; int64_t n; } t_grads;
+
+static void t_collect(sft_model *m, t_grads *acc) {
+    int layer, p, ab;
+    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    int64_t k = 0;
+    for (layer = 0; layer < 2; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
+            for (ab = 0; ab < 2; ab++) {
+                sft_tensor *t = ab ? w.B : w.A;
+                int64_t n = sft_tensor_numel(t), i;
+                if (!acc->g) continue;
+                for (i = 0; i < n && t->grad; i++) acc->g[k + i] = ((float *)t->grad->data)[i];
+                k += n;
+            }
+        }
+    acc->n = k;
+}
+
+static void t_zero_grads(sft_model *m) {
+    int layer, p;
+    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    for (layer = 0; layer < 2; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
+            sft_tensor_zero_grad(w.A); sft_tensor_zero_grad(w.B);
+        }
+}
+
+static float t_run_sum(sft_context *ctx, sft_model *m, sft_tensor *ids, sft_tensor *labels, sft_tensor *seq, sft_tensor *pos) {
+    sft_model_batch b;
+    sft_model_run run;
+    sft_model_output out;
+    float loss = NAN;
+    memset(&b, 0, sizeof b); memset(&run, 0, sizeof run);
+    b.input_ids = ids; b.labels = labels; b.seq_ids = seq; b.positions = pos;
+    run.training = 1; run.loss.reduction = SFT_CE_SUM;
+    CHECK_OK(sft_model_forward(m, &b, &run, &out));
+    if (out.loss) { loss = *(float *)out.loss->data; CHECK_OK(sft_backward(ctx, out.loss)); }
+    return loss;
+}
+
+/* A packed, padding-free batch (sequence ids, restarting positions, first
+   labels -100) gives the summed loss and the gradients of its sequences run
+   one at a time. Token ids are folded into the tiny model's vocabulary. */
+static void a_packed_batch_equals_its_sequences_one_at_a_time(void) {
+    sft_context *ctx = t_context(2);
+    sft_tokenizer *tok = t_tok(ctx, "qwen2");
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL;
+    sft_data_desc d;
+    sft_batch b;
+    sft_lora_desc ld;
+    t_grads packed = {0, NULL, 0}, single = {0, NULL, 0};
+    int64_t i, start;
+    float sum = 0.0f;
+    memset(&d, 0, sizeof d);
+    d.max_length = 32; d.packing = 1;
+    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, &m));
+    if (tok) CHECK_OK(sft_dataset_from_records(ctx, tok, t_texts, 6, &d, &ds));
+    if (!m || !ds) goto done;
+    CHECK(sft_dataset_stats(ds).bins >= 2 && sft_dataset_stats(ds).bins < 6);
+    memset(&ld, 0, sizeof ld);
+    ld.r = 4; ld.alpha = 8;
+    CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
+    { /* B non-zero so that every gradient is */
+        int layer, p;
+        for (layer = 0; layer < 2; layer++)
+            for (p = 0; p < 7; p++) {
+                static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+                sft_lora_weights w;
+                uint64_t seed = (uint64_t)(layer * 7 + p + 1);
+                if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
+                for (i = 0; i < sft_tensor_numel(w.B); i++) ((float *)w.B->data)[i] = t_rand(&seed, -0.05f, 0.05f);
+            }
+    }
+    packed.g = (float *)calloc(100000, 4); single.g = (float *)calloc(100000, 4);
+    sft_step_begin(ctx);
+    CHECK_OK(sft_dataset_batch(ds, 0, 0, 0, 0, sft_dataset_rows(ds, 0), &b));
+    if (!b.input_ids) goto done;
+    CHECK(b.input_ids->shape[0] == 1 && b.n_examples == 6);
+    for (i = 0; i < b.tokens; i++) {
+        int32_t *id = (int32_t *)b.input_ids->data + i, *lab = (int32_t *)b.labels->data + i;
+        *id %= 256;
+        if (*lab != -100) *lab %= 256;
+        if (((int32_t *)b.positions->data)[i] == 0) CHECK(*lab == -100);
+    }
+    packed.loss = t_run_sum(ctx, m, b.input_ids, b.labels, b.seq_ids, b.positions);
+    t_collect(m, &packed);
+    t_zero_grads(m);
+    /* each sequence alone, gradients accumulating */
+    for (start = 0; start < b.tokens;) {
+        int64_t len = 1, shape[2];
+        sft_tensor *ids = NULL, *lab = NULL;
+        while (start + len < b.tokens && ((int32_t *)b.positions->data)[start + len] != 0) len++;
+        shape[0] = 1; shape[1] = len;
+        CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, shape, &ids)); CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, shape, &lab));
+        if (ids && lab) {
+            memcpy(ids->data, (int32_t *)b.input_ids->data + start, (size_t)len * 4);
+            memcpy(lab->data, (int32_t *)b.labels->data + start, (size_t)len * 4);
+            sum += t_run_sum(ctx, m, ids, lab, NULL, NULL);
+        }
+        sft_tensor_destroy(ids); sft_tensor_destroy(lab);
+        start += len;
+    }
+    t_collect(m, &single);
+    CHECK_MSG(fabsf(packed.loss - sum) <= 1e-5f * fabsf(sum), "packed loss %.9g, one at a time %.9g", packed.loss, sum);
+    CHECK(packed.n == single.n && packed.n > 0);
+    if (packed.n == single.n) CHECK_REL("gradients", packed.g, single.g, packed.n, 1e-4);
+done:
+    free(packed.g); free(single.g);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+static void t_bad_records(sft_context *ctx, sft_tokenizer *tok, const char *const *recs, int n, const sft_data_desc *d, sft_status want,
+                          const char *mention) {
+    sft_dataset *ds = (sft_dataset *)1;
+    CHECK_STATUS(sft_dataset_from_records(ctx, tok, recs, n, d, &ds), want);
+    CHECK_ERROR_MENTIONS(mention);
+    CHECK(ds == NULL);
+}
+
+static void malformed_records_are_refused_or_counted(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = t_tok(ctx, "qwen2");
+    sft_data_desc d;
+    sft_dataset *ds = NULL;
+    static const char *const not_json[] = {"{\"text\": \"fine\"}", "{\"text\": oops}"};
+    static const char *const no_field[] = {"{\"body\": \"x\"}"};
+    static const char *const mixed[] = {"{\"text\": \"a\"}", "{\"prompt\": \"a\", \"completion\": \"b\"}"};
+    static const char *const role[] = {"{\"messages\": [{\"role\": \"robot\", \"content\": \"hi\"}]}"};
+    static const char *const no_asst[] = {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}"};
+    static const char *const bad_utf8[] = {"{\"text\": \"ok\"}", "{\"text\": \"\\ud800\"}"};
+    static const char *const long_prompt[] = {"{\"prompt\": \"one two three four five six seven eight nine ten eleven twelve\", \"completion\": \" end\"}",
+                                              "{\"prompt\": \"a\", \"completion\": \" b\"}"};
+    static const char *const empty[] = {"{\"text\": \"\"}", "{\"text\": \"x\"}"};
+    if (!tok) goto done;
+    memset(&d, 0, sizeof d);
+    t_bad_records(ctx, tok, not_json, 2, &d, SFT_ERR_FORMAT, "record 1");
+    t_bad_records(ctx, tok, no_field, 1, &d, SFT_ERR_FORMAT, "\"text\"");
+    t_bad_records(ctx, tok, mixed, 2, &d, SFT_ERR_FORMAT, "mixed formats");
+    t_bad_records(ctx, tok, role, 1, &d, SFT_ERR_FORMAT, "unknown role 'robot'");
+    d.assistant_only_loss = 1;
+    t_bad_records(ctx, tok, no_asst, 1, &d, SFT_ERR_FORMAT, "no assistant turn");
+    d.assistant_only_loss = 0;
+    t_bad_records(ctx, tok, bad_utf8, 2, &d, SFT_ERR_FORMAT, "record 1");
+    d.skip_bad_records = 1;
+    CHECK_OK(sft_dataset_from_records(ctx, tok, not_json, 2, &d, &ds));
+    if (ds) { CHECK(sft_dataset_stats(ds).dropped_malformed == 1 && sft_dataset_stats(ds).rows_kept == 1); sft_dataset_destroy(ds); ds = NULL; }
+    CHECK_OK(sft_dataset_from_records(ctx, tok, empty, 2, &d, &ds));
+    if (ds) { CHECK(sft_dataset_stats(ds).dropped_empty == 1); sft_dataset_destroy(ds); ds = NULL; }
+    d.max_length = 4;     /* the first prompt alone is longer: nothing left to train */
+    CHECK_OK(sft_dataset_from_records(ctx, tok, long_prompt, 2, &d, &ds));
+    if (ds) {
+        sft_data_stats st = sft_dataset_stats(ds);
+        CHECK(st.dropped_untrained == 1 && st.truncated == 1 && st.rows_kept == 1 && st.rows_read == 2);
+        sft_dataset_destroy(ds); ds = NULL;
+    }
+    d.max_length = -1;
+    t_bad_records(ctx, tok, empty, 2, &d, SFT_ERR_ARG, "max_length");
+    {   /* a file: the line number is reported */
+        char path[600];
+        FILE *f;
+        snprintf(path, sizeof path, "%s/bad.jsonl", t_tmpdir());
+        f = fopen(path, "w");
+        if (f) { fputs("{\"text\": \"a\"}\n\n{\"text\": 5}\n", f); fclose(f); }
+        memset(&d, 0, sizeof d);
+        CHECK_STATUS(sft_dataset_load(ctx, tok, path, &d, &ds), SFT_ERR_FORMAT);
+        CHECK_ERROR_MENTIONS("bad.jsonl:3");
+        CHECK(ds == NULL);
+        CHECK_STATUS(sft_dataset_load(ctx, tok, "tests/fixtures/nowhere.jsonl", &d, &ds), SFT_ERR_IO);
+    }
+done:
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+void suite_data(void) {
+    RUN(a_packed_batch_equals_its_sequences_one_at_a_time);
+    RUN(malformed_records_are_refused_or_counted);
+}
