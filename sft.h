@@ -967,13 +967,18 @@ typedef enum sft_chat_template {
 } sft_chat_template;
 
 typedef struct sft_data_desc {
-    int               max_length;          /* 0 = 1024 (TRL's default)                  */
+    int               max_length;          /* 0 = 1024 (TRL's default); -1 = no limit   */
     int               packing;             /* best-fit-decreasing bins of max_length    */
     const char       *dataset_text_field;  /* NULL = "text"                             */
     sft_data_format   format;              /* AUTO: from the first record's keys        */
     int               completion_only_loss;/* 0 = on for prompt-completion, -1 = off    */
     int               assistant_only_loss; /* conversations: train on assistant turns   */
     sft_chat_template chat_template;
+    const char       *chat_template_text;  /* a Jinja template to use instead of the
+                                              tokenizer's (recognised the same way)    */
+    int               padding_free;        /* flatten unpacked batches too (TRL's padding_free) */
+    int               sharegpt_map_roles;  /* ShareGPT human/gpt -> user/assistant (TRL
+                                              keeps the role names as they are)         */
     int               skip_bad_records;    /* 1: skip (counted, logged); 0: stop        */
     float             eval_fraction;       /* a seeded fraction of rows set aside       */
     uint64_t          seed;
@@ -1019,7 +1024,7 @@ SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int ad
    (pad = the tokenizer's pad, else eos) with attention_mask and labels -100 on
    padding. Packed (padding-free, as TRL's collator): the batch's bins flattened
    into one row [1, total] with positions restarting at each sequence, seq_ids,
-   and the first label of every sequence -100. */
+   and the first label of every sequence -100 (also with padding_free). */
 typedef struct sft_batch {
     sft_tensor *input_ids, *labels, *attention_mask, *positions, *seq_ids;
     int64_t     n_examples, tokens, trained_tokens;
@@ -10784,6 +10789,13 @@ typedef struct sft__tmpl {
     sft_chat_template kind;
     int               trim;              /* content | trim / .strip()            */
     char              default_system[512];   /* ChatML: the system turn used when none is given */
+    /* [INST] variants, read off the template's literals */
+    int               inst_close_space;  /* ' [/INST]' rather than '[/INST]'      */
+    int               inst_lead_space;   /* ' ' + the answer                      */
+    int               inst_tail_space;   /* the answer + ' ' + eos                */
+    int               inst_bos_per_turn; /* bos_token + '[INST] ' on every turn   */
+    int               inst_system;       /* 0: <<SYS>> folded into the first turn; 1: any
+                                            non-user turn takes the answer branch; 2: refused */
     const char       *bos, *eos;         /* token texts                          */
 } sft__tmpl;
 
@@ -10801,14 +10813,14 @@ static sft_status sft__r_content(sft__render *r, const sft__tmpl *t, const char 
     return sft__r_put(r, s, n);
 }
 
-/* an assistant turn: content + end token inside a generation span */
-static sft_status sft__r_assistant(sft__render *r, const sft__tmpl *t, const char *pre, const char *content, const char *mid,
+/* an assistant turn: pre, then inside a generation span lead + content + end */
+static sft_status sft__r_assistant(sft__render *r, const sft__tmpl *t, const char *pre, const char *lead, const char *content,
                                    const char *end) {
     size_t se[2];
     SFT__TRY(sft__r_str(r, pre));
     se[0] = r->text.len;
+    SFT__TRY(sft__r_str(r, lead));
     SFT__TRY(sft__r_content(r, t, content));
-    SFT__TRY(sft__r_str(r, mid));
     SFT__TRY(sft__r_str(r, end));
     se[1] = r->text.len;
     return sft__vec_push(r->ctx, &r->spans, se, 2);
@@ -10833,13 +10845,26 @@ static sft_status sft__tmpl_detect(const char *src, sft_chat_template kind, sft_
     }
     t->trim = t->kind == SFT_TEMPLATE_LLAMA3 || t->kind == SFT_TEMPLATE_GEMMA ||
               (src && (strstr(src, "| trim") || strstr(src, ".strip()")));
-    if (t->kind == SFT_TEMPLATE_CHATML && src && (sys = strstr(src, "<|im_start|>system\\n")) != NULL) {
+    if (t->kind == SFT_TEMPLATE_LLAMA2 || t->kind == SFT_TEMPLATE_MISTRAL) {
+        int known = src != NULL;       /* no text: the family's published template */
+        t->inst_close_space = known ? strstr(src, "' [/INST]'") != NULL : t->kind == SFT_TEMPLATE_LLAMA2;
+        t->inst_lead_space = known ? strstr(src, "' ' + message['content']") != NULL || strstr(src, "' '  + content") != NULL ||
+                                         strstr(src, "' ' + content") != NULL
+                                   : 1;
+        t->inst_tail_space = known ? strstr(src, "' ' + eos_token") != NULL : t->kind == SFT_TEMPLATE_LLAMA2;
+        t->inst_bos_per_turn = known ? strstr(src, "bos_token + '[INST]") != NULL : t->kind == SFT_TEMPLATE_LLAMA2;
+        t->inst_system = !known ? (t->kind == SFT_TEMPLATE_LLAMA2 ? 0 : 2)
+                         : strstr(src, "<<SYS>>") ? 0 : strstr(src, "raise_exception") ? 2 : 1;
+    }
+    /* ChatML: a literal default system turn ('<|im_start|>system\n...<|im_end|>' with
+       no expression inside) is used when the conversation has none */
+    for (sys = src; t->kind == SFT_TEMPLATE_CHATML && sys && (sys = strstr(sys, "<|im_start|>system\\n")) != NULL; sys += 20) {
         const char *e = strstr(sys, "<|im_end|>");
         size_t n = e ? (size_t)(e - sys) - 20 : 0;
-        /* a literal default system prompt (not an expression pasting the user's) */
-        if (e && n < sizeof t->default_system && !memchr(sys + 20, '\'', n) && !memchr(sys + 20, '+', n)) {
+        if (e && n < sizeof t->default_system && !memchr(sys + 20, '\'', n) && !memchr(sys + 20, '+', n) && !memchr(sys + 20, '{', n)) {
             memcpy(t->default_system, sys + 20, n);
             t->default_system[n] = 0;
+            break;
         }
     }
     return SFT_OK;
@@ -10850,8 +10875,9 @@ static int sft__role_is(const sft__msg *m, const char *role) { return strcmp(m->
 static sft_status sft__render_conv(sft__render *r, const sft__tmpl *t, const sft__msg *msgs, int n, int add_generation_prompt) {
     int i, first = 0;
     const char *system = NULL;
-    for (i = 0; i < n; i++)
-        if (!sft__role_is(&msgs[i], "system") && !sft__role_is(&msgs[i], "user") && !sft__role_is(&msgs[i], "assistant"))
+    for (i = 0; i < n; i++)     /* human/gpt: ShareGPT's names, which TRL passes through */
+        if (!sft__role_is(&msgs[i], "system") && !sft__role_is(&msgs[i], "user") && !sft__role_is(&msgs[i], "assistant") &&
+            !sft__role_is(&msgs[i], "tool") && !sft__role_is(&msgs[i], "human") && !sft__role_is(&msgs[i], "gpt"))
             return sft__fail(SFT_ERR_FORMAT, "data: unknown role '%s'", msgs[i].role);
     switch (t->kind) {
     case SFT_TEMPLATE_CHATML:
@@ -10859,24 +10885,24 @@ static sft_status sft__render_conv(sft__render *r, const sft__tmpl *t, const sft
             SFT__TRY(sft__r_str(r, "<|im_start|>system\n")); SFT__TRY(sft__r_str(r, t->default_system)); SFT__TRY(sft__r_str(r, "<|im_end|>\n"));
         }
         for (i = 0; i < n; i++) {
-            SFT__TRY(sft__r_str(r, "<|im_start|>")); SFT__TRY(sft__r_str(r, msgs[i].role)); SFT__TRY(sft__r_str(r, "\n"));
-            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, msgs[i].content, NULL, "<|im_end|>"));
-            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<|im_end|>")); }
-            SFT__TRY(sft__r_str(r, "\n"));
+            SFT__TRY(sft__r_str(r, "<|im_start|>")); SFT__TRY(sft__r_str(r, msgs[i].role));
+            /* TRL's generation-marked ChatML templates train "\n" + content + "<|im_end|>\n" */
+            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, "", "\n", msgs[i].content, "<|im_end|>\n"));
+            else { SFT__TRY(sft__r_str(r, "\n")); SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<|im_end|>\n")); }
         }
         return add_generation_prompt ? sft__r_str(r, "<|im_start|>assistant\n") : SFT_OK;
     case SFT_TEMPLATE_LLAMA3:
         SFT__TRY(sft__r_str(r, t->bos));
         for (i = 0; i < n; i++) {
             SFT__TRY(sft__r_str(r, "<|start_header_id|>")); SFT__TRY(sft__r_str(r, msgs[i].role)); SFT__TRY(sft__r_str(r, "<|end_header_id|>\n\n"));
-            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, msgs[i].content, NULL, "<|eot_id|>"));
+            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, NULL, msgs[i].content, "<|eot_id|>"));
             else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<|eot_id|>")); }
         }
         return add_generation_prompt ? sft__r_str(r, "<|start_header_id|>assistant<|end_header_id|>\n\n") : SFT_OK;
     case SFT_TEMPLATE_ZEPHYR:
         for (i = 0; i < n; i++) {
             SFT__TRY(sft__r_str(r, "<|")); SFT__TRY(sft__r_str(r, msgs[i].role)); SFT__TRY(sft__r_str(r, "|>\n"));
-            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, msgs[i].content, NULL, t->eos));
+            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, NULL, msgs[i].content, t->eos));
             else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, t->eos)); }
             SFT__TRY(sft__r_str(r, "\n"));
         }
@@ -10888,37 +10914,38 @@ static sft_status sft__render_conv(sft__render *r, const sft__tmpl *t, const sft
             int asst = sft__role_is(&msgs[i], "assistant");
             if (asst != (i % 2 == 1)) return sft__fail(SFT_ERR_FORMAT, "data: Gemma needs user and assistant turns to alternate");
             SFT__TRY(sft__r_str(r, "<start_of_turn>")); SFT__TRY(sft__r_str(r, asst ? "model" : "user")); SFT__TRY(sft__r_str(r, "\n"));
-            if (asst) SFT__TRY(sft__r_assistant(r, t, NULL, msgs[i].content, NULL, "<end_of_turn>"));
-            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<end_of_turn>")); }
-            SFT__TRY(sft__r_str(r, "\n"));
+            if (asst) SFT__TRY(sft__r_assistant(r, t, NULL, NULL, msgs[i].content, "<end_of_turn>\n"));
+            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<end_of_turn>\n")); }
         }
         return add_generation_prompt ? sft__r_str(r, "<start_of_turn>model\n") : SFT_OK;
     case SFT_TEMPLATE_LLAMA2:
-    case SFT_TEMPLATE_MISTRAL: {
-        int llama2 = t->kind == SFT_TEMPLATE_LLAMA2;
-        if (n && sft__role_is(&msgs[0], "system")) {
-            if (!llama2) return sft__fail(SFT_ERR_FORMAT, "data: this [INST] template has no system role");
+    case SFT_TEMPLATE_MISTRAL:
+        if (n && sft__role_is(&msgs[0], "system") && t->inst_system != 1) {
+            if (t->inst_system == 2) return sft__fail(SFT_ERR_FORMAT, "data: this [INST] template has no system role");
             system = msgs[0].content; first = 1;
         }
-        if (!llama2) SFT__TRY(sft__r_str(r, t->bos));
+        if (!t->inst_bos_per_turn) SFT__TRY(sft__r_str(r, t->bos));
         for (i = first; i < n; i++) {
-            int asst = sft__role_is(&msgs[i], "assistant");
-            if (asst != ((i - first) % 2 == 1))
-                return sft__fail(SFT_ERR_FORMAT, "data: [INST] templates need user and assistant turns to alternate");
-            if (asst) {
-                SFT__TRY(sft__r_assistant(r, t, " ", msgs[i].content, llama2 ? " " : NULL, t->eos));
+            if (!sft__role_is(&msgs[i], "user")) {   /* the answer branch */
+                if (t->inst_system != 1 && (i - first) % 2 != 1)
+                    return sft__fail(SFT_ERR_FORMAT, "data: [INST] templates need user and assistant turns to alternate");
+                if (t->inst_lead_space) SFT__TRY(sft__r_str(r, " "));
+                SFT__TRY(sft__r_assistant(r, t, NULL, NULL, msgs[i].content, t->inst_tail_space ? " " : NULL));
+                if (t->eos) SFT__TRY(sft__r_str(r, t->eos));
+                ((size_t *)r->spans.p)[r->spans.len - 1] = r->text.len;
                 continue;
             }
-            if (llama2) SFT__TRY(sft__r_str(r, t->bos));
+            if (t->inst_system != 1 && (i - first) % 2 != 0)
+                return sft__fail(SFT_ERR_FORMAT, "data: [INST] templates need user and assistant turns to alternate");
+            if (t->inst_bos_per_turn) SFT__TRY(sft__r_str(r, t->bos));
             SFT__TRY(sft__r_str(r, "[INST] "));
             if (system && i == first) {
                 SFT__TRY(sft__r_str(r, "<<SYS>>\n")); SFT__TRY(sft__r_content(r, t, system)); SFT__TRY(sft__r_str(r, "\n<</SYS>>\n\n"));
             }
             SFT__TRY(sft__r_content(r, t, msgs[i].content));
-            SFT__TRY(sft__r_str(r, llama2 ? " [/INST]" : "[/INST]"));
+            SFT__TRY(sft__r_str(r, t->inst_close_space ? " [/INST]" : "[/INST]"));
         }
         return SFT_OK;
-    }
     default:
         return sft__fail(SFT_ERR_ARG, "data: chat template %d does not exist", (int)t->kind);
     }
@@ -10960,7 +10987,7 @@ static sft_data_format sft__record_format(const sft_json *rec, const char *text_
 }
 
 /* sft__messages: a message list (or ShareGPT's) into role/content pairs. */
-static sft_status sft__messages(const sft_json *list, int sharegpt, sft__msg *out, int cap, int *n) {
+static sft_status sft__messages(const sft_json *list, int sharegpt, int map_roles, sft__msg *out, int cap, int *n) {
     size_t i;
     *n = 0;
     if (!list || list->type != SFT_JSON_ARRAY || list->length == 0) return sft__fail(SFT_ERR_FORMAT, "an empty or missing message list");
@@ -10969,7 +10996,7 @@ static sft_status sft__messages(const sft_json *list, int sharegpt, sft__msg *ou
         const char *role = sft__json_str(&list->items[i], sharegpt ? "from" : "role");
         const char *content = sft__json_str(&list->items[i], sharegpt ? "value" : "content");
         if (!role || !content) return sft__fail(SFT_ERR_FORMAT, "message %zu lacks %s", i, !role ? (sharegpt ? "\"from\"" : "\"role\"") : (sharegpt ? "\"value\"" : "\"content\""));
-        if (sharegpt) {
+        if (sharegpt && map_roles) {
             if (strcmp(role, "human") == 0 || strcmp(role, "user") == 0) role = "user";
             else if (strcmp(role, "gpt") == 0 || strcmp(role, "assistant") == 0) role = "assistant";
             else if (strcmp(role, "system") != 0) return sft__fail(SFT_ERR_FORMAT, "message %zu: unknown ShareGPT role '%s'", i, role);
@@ -11011,15 +11038,29 @@ static sft_status sft__assistant_mask(sft_dataset *ds, const sft__render *r, con
     return SFT_OK;
 }
 
+/* sft__assistant_and: mask &= the assistant tokens (TRL ANDs its masks) */
+static sft_status sft__assistant_and(sft_dataset *ds, const sft__render *r, const int32_t *ids, size_t n, unsigned char *mask) {
+    unsigned char *a;
+    size_t i;
+    if (r->spans.len == 0) return sft__fail(SFT_ERR_FORMAT, "assistant_only_loss: the conversation has no assistant turn");
+    a = (unsigned char *)sft__alloc(ds->ctx, n + 1);
+    if (!a) return sft__fail(SFT_ERR_NOMEM, "data: a mask");
+    if (sft__assistant_mask(ds, r, ids, n, a) != SFT_OK) { sft__free(ds->ctx, a); return SFT_ERR_UNSUPPORTED; }
+    for (i = 0; i < n; i++) mask[i] &= a[i];
+    sft__free(ds->ctx, a);
+    return SFT_OK;
+}
+
 /* sft__add_example: tokens and their trained flags as one example (truncated to
    max_length; dropped when nothing is trained). */
 static sft_status sft__add_example(sft_dataset *ds, const int32_t *ids, size_t n, const unsigned char *trained) {
     sft__example e;
     size_t i, keep = n, count = 0;
-    if (keep > (size_t)ds->desc.max_length) { keep = (size_t)ds->desc.max_length; ds->stats.truncated++; }
+    if (ds->desc.max_length > 0 && keep > (size_t)ds->desc.max_length) { keep = (size_t)ds->desc.max_length; ds->stats.truncated++; }
     for (i = 0; i < keep; i++) count += trained[i];
     if (keep == 0) { ds->stats.dropped_empty++; return SFT_OK; }
-    if (count == 0) { ds->stats.dropped_untrained++; return SFT_OK; }
+    /* as TRL: rows with nothing to train are dropped after truncation, not when packing */
+    if (count == 0 && !ds->desc.packing && ds->desc.max_length > 0) { ds->stats.dropped_untrained++; return SFT_OK; }
     e.off = (int64_t)ds->ids.len; e.len = (int64_t)keep;
     SFT__TRY(sft__vec_push(ds->ctx, &ds->ids, ids, keep));
     for (i = 0; i < keep; i++) {
@@ -11063,7 +11104,8 @@ static sft_status sft__encode_plain(sft_dataset *ds, const char *text, int appen
 
 static sft_status sft__need_template(sft_dataset *ds) {
     if (ds->have_tmpl) return SFT_OK;
-    SFT__TRY(sft__tmpl_detect(sft_tokenizer_get_info(ds->tok).chat_template, ds->desc.chat_template, &ds->tmpl));
+    SFT__TRY(sft__tmpl_detect(ds->desc.chat_template_text ? ds->desc.chat_template_text : sft_tokenizer_get_info(ds->tok).chat_template,
+                              ds->desc.chat_template, &ds->tmpl));
     ds->tmpl.bos = ds->bos_text ? ds->bos_text : "";
     ds->tmpl.eos = ds->eos_text ? ds->eos_text : "";
     ds->have_tmpl = 1;
@@ -11091,10 +11133,12 @@ static void sft__render_free(sft__render *r) { sft__free(r->ctx, r->text.p); sft
 static sft_status sft__example_pc(sft_dataset *ds, const sft_json *rec) {
     const sft_json *p = sft_json_get(rec, "prompt"), *c = sft_json_get(rec, "completion");
     sft__enc e;
+    sft__render r2;
     size_t np = 0, nf = 0;
     sft_status s;
-    int only = ds->desc.completion_only_loss >= 0;
+    int only = ds->desc.completion_only_loss >= 0, conv = 0, aol;
     memset(&e, 0, sizeof e);
+    memset(&r2, 0, sizeof r2);
     if (p->type == SFT_JSON_STRING && c->type == SFT_JSON_STRING) {
         size_t lp = p->length, lc = c->length, el = ds->eos_text ? strlen(ds->eos_text) : 0;
         char *full = (char *)sft__alloc(ds->ctx, lp + lc + el + 1);
@@ -11106,17 +11150,27 @@ static sft_status sft__example_pc(sft_dataset *ds, const sft_json *rec) {
     } else if (p->type == SFT_JSON_ARRAY && c->type == SFT_JSON_ARRAY) {
         sft__msg msgs[SFT__MAX_MESSAGES];
         int n1 = 0, n2 = 0;
-        sft__render r1, r2;
-        s = sft__messages(p, 0, msgs, SFT__MAX_MESSAGES, &n1);
-        if (s == SFT_OK) s = sft__messages(c, 0, msgs + n1, SFT__MAX_MESSAGES - n1, &n2);
+        sft__render r1;
+        memset(&r1, 0, sizeof r1);
+        s = sft__messages(p, 0, 0, msgs, SFT__MAX_MESSAGES, &n1);
+        if (s == SFT_OK) s = sft__messages(c, 0, 0, msgs + n1, SFT__MAX_MESSAGES - n1, &n2);
         if (s == SFT_OK) s = sft__render_tokens(ds, msgs, n1, 1, &r1, &e.a, &np);
-        if (s == SFT_OK) { sft__render_free(&r1); s = sft__render_tokens(ds, msgs, n1 + n2, 0, &r2, &e.b, &nf); sft__render_free(&r2); }
-        else sft__render_free(&r1);
+        sft__render_free(&r1);
+        if (s == SFT_OK) s = sft__render_tokens(ds, msgs, n1 + n2, 0, &r2, &e.b, &nf);
+        conv = 1;
     } else
         s = sft__fail(SFT_ERR_FORMAT, "prompt and completion must both be strings or both message lists");
+    aol = conv && ds->desc.assistant_only_loss;
+    if (s == SFT_OK && ds->desc.assistant_only_loss && !conv) s = sft__fail(SFT_ERR_ARG, "assistant_only_loss needs conversations");
     if (s == SFT_OK) s = sft__enc_mask(ds->ctx, &e, nf, 1);
-    if (s == SFT_OK && only) memset(e.mask, 0, np < nf ? np : nf);
+    if (s == SFT_OK && only) {     /* TRL: the prompt is the ids both tokenizations share */
+        size_t common = 0;
+        while (common < np && common < nf && e.a[common] == e.b[common]) common++;
+        memset(e.mask, 0, common);
+    }
+    if (s == SFT_OK && aol) s = sft__assistant_and(ds, &r2, e.b, nf, e.mask);
     if (s == SFT_OK) s = sft__add_example(ds, e.b, nf, e.mask);
+    sft__render_free(&r2);
     sft__enc_free(ds->ctx, &e);
     return s;
 }
@@ -11130,13 +11184,10 @@ static sft_status sft__example_conv(sft_dataset *ds, const sft_json *list, int s
     sft_status s;
     memset(&e, 0, sizeof e);
     memset(&r, 0, sizeof r);
-    s = sft__messages(list, sharegpt, msgs, SFT__MAX_MESSAGES, &nm);
+    s = sft__messages(list, sharegpt, ds->desc.sharegpt_map_roles, msgs, SFT__MAX_MESSAGES, &nm);
     if (s == SFT_OK) s = sft__render_tokens(ds, msgs, nm, 0, &r, &e.a, &n);
     if (s == SFT_OK) s = sft__enc_mask(ds->ctx, &e, n, 1);
-    if (s == SFT_OK && ds->desc.assistant_only_loss) {
-        if (r.spans.len == 0) s = sft__fail(SFT_ERR_FORMAT, "assistant_only_loss: the conversation has no assistant turn");
-        else s = sft__assistant_mask(ds, &r, e.a, n, e.mask);
-    }
+    if (s == SFT_OK && ds->desc.assistant_only_loss) s = sft__assistant_and(ds, &r, e.a, n, e.mask);
     if (s == SFT_OK) s = sft__add_example(ds, e.a, n, e.mask);
     sft__render_free(&r);
     sft__enc_free(ds->ctx, &e);
@@ -11176,8 +11227,8 @@ static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len,
         else if (f != ds->format) s = sft__fail(SFT_ERR_FORMAT, "a record of another format than the first (mixed formats)");
     }
     if (s == SFT_OK) {
-        if (ds->desc.assistant_only_loss && f != SFT_FORMAT_MESSAGES && f != SFT_FORMAT_SHAREGPT)
-            s = sft__fail(SFT_ERR_ARG, "assistant_only_loss needs conversations (messages or ShareGPT)");
+        if (ds->desc.assistant_only_loss && f == SFT_FORMAT_TEXT)
+            s = sft__fail(SFT_ERR_ARG, "assistant_only_loss needs conversations (messages, ShareGPT or conversational prompt-completion)");
         else if (f == SFT_FORMAT_TEXT) s = sft__example_text(ds, rec);
         else if (f == SFT_FORMAT_PROMPT_COMPLETION) s = sft__example_pc(ds, rec);
         else s = sft__example_conv(ds, sft_json_get(rec, f == SFT_FORMAT_MESSAGES ? "messages" : "conversations"), f == SFT_FORMAT_SHAREGPT);
@@ -11234,32 +11285,32 @@ static int sft__by_len_desc(const void *a, const void *b) {
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* sft__pack: best fit decreasing. Sequences by length, longest first (ties in
-   dataset order); each goes into the open bin with the least room that still
-   fits it, else a new bin. Bins keep their sequences in insertion order. */
-static sft_status sft__pack(sft_dataset *ds, int split) {
-    sft__vec *ex = &ds->split_ex[split];
-    int64_t n = (int64_t)ex->len, i, b, n_bins = 0, cap = ds->desc.max_length, tokens = 0;
+/* sft__pack_block: best fit decreasing over examples idx[0..n). Sequences by
+   length, longest first (ties in dataset order); each goes into the bin with the
+   least room that still fits it (on a tie, the bin that got to that room
+   first), else a new bin. Bins are written in the order they were opened, their
+   sequences in insertion order. Adds the block's bins and tokens. */
+static sft_status sft__pack_block(sft_dataset *ds, int split, const int64_t *idx, int64_t n, int64_t *n_bins_out, int64_t *tokens) {
+    int64_t i, b, n_bins = 0, cap = ds->desc.max_length;
     sft__len_idx *order = (sft__len_idx *)sft__alloc(ds->ctx, (size_t)(n + 1) * sizeof *order);
     int64_t *room = (int64_t *)sft__alloc(ds->ctx, (size_t)(n + 1) * sizeof(int64_t));
     int64_t *bin_of = (int64_t *)sft__alloc(ds->ctx, (size_t)(n + 1) * sizeof(int64_t));
+    int64_t *stamp = (int64_t *)sft__alloc(ds->ctx, (size_t)(n + 1) * sizeof(int64_t));
     sft_status s = SFT_OK;
-    if (!order || !room || !bin_of) s = sft__fail(SFT_ERR_NOMEM, "data: packing %lld rows", (long long)n);
-    for (i = 0; s == SFT_OK && i < n; i++) {
-        order[i].idx = ((const int64_t *)ex->p)[i];
-        order[i].len = sft__ex_at(ds, order[i].idx)->len;
-    }
+    if (!order || !room || !bin_of || !stamp) s = sft__fail(SFT_ERR_NOMEM, "data: packing %lld rows", (long long)n);
+    for (i = 0; s == SFT_OK && i < n; i++) { order[i].idx = idx[i]; order[i].len = sft__ex_at(ds, idx[i])->len; }
     if (s == SFT_OK) qsort(order, (size_t)n, sizeof *order, sft__by_len_desc);
     for (i = 0; s == SFT_OK && i < n; i++) {
         int64_t best = -1;
         for (b = 0; b < n_bins; b++)
-            if (room[b] >= order[i].len && (best < 0 || room[b] < room[best])) best = b;
+            if (room[b] >= order[i].len && (best < 0 || room[b] < room[best] || (room[b] == room[best] && stamp[b] < stamp[best])))
+                best = b;
         if (best < 0) { best = n_bins++; room[best] = cap; }
         room[best] -= order[i].len;
+        stamp[best] = i;
         bin_of[i] = best;
-        tokens += order[i].len;
+        *tokens += order[i].len;
     }
-    /* write the bins: (first item, count) and their items in insertion order */
     for (b = 0; s == SFT_OK && b < n_bins; b++) {
         int64_t fc[2];
         fc[0] = (int64_t)ds->bin_items[split].len; fc[1] = 0;
@@ -11267,12 +11318,24 @@ static sft_status sft__pack(sft_dataset *ds, int split) {
             if (bin_of[i] == b) { s = sft__vec_push(ds->ctx, &ds->bin_items[split], &order[i].idx, 1); fc[1]++; }
         if (s == SFT_OK) s = sft__vec_push(ds->ctx, &ds->bins[split], fc, 2);
     }
-    if (split == 0) {
-        ds->stats.bins = n_bins;
-        ds->stats.packing_efficiency = n_bins ? (double)tokens / ((double)n_bins * (double)cap) : 0.0;
-    }
-    sft__free(ds->ctx, order); sft__free(ds->ctx, room); sft__free(ds->ctx, bin_of);
+    *n_bins_out += n_bins;
+    sft__free(ds->ctx, order); sft__free(ds->ctx, room); sft__free(ds->ctx, bin_of); sft__free(ds->ctx, stamp);
     return s;
+}
+
+/* sft__pack: a split's examples in blocks of 1000 consecutive rows, each packed
+   on its own (TRL packs with a batched map of 1000 rows). */
+#define SFT__PACK_BLOCK 1000
+static sft_status sft__pack(sft_dataset *ds, int split) {
+    int64_t n = (int64_t)ds->split_ex[split].len, i, bins = 0, tokens = 0;
+    for (i = 0; i < n; i += SFT__PACK_BLOCK)
+        SFT__TRY(sft__pack_block(ds, split, (const int64_t *)ds->split_ex[split].p + i, n - i < SFT__PACK_BLOCK ? n - i : SFT__PACK_BLOCK,
+                                 &bins, &tokens));
+    if (split == 0) {
+        ds->stats.bins = bins;
+        ds->stats.packing_efficiency = bins ? (double)tokens / ((double)bins * (double)ds->desc.max_length) : 0.0;
+    }
+    return SFT_OK;
 }
 
 SFTDEF int64_t sft_dataset_rows(const sft_dataset *ds, int split) {
@@ -11330,9 +11393,11 @@ SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, i
                                     sft_batch *out) {
     int64_t rows, k, count, T = 0, total = 0, b, shape[2];
     sft_context *ctx;
+    int flat;
     if (out) memset(out, 0, sizeof *out);
     if (!ds || !out || split < 0 || split > 1 || batch_size < 1) return sft__fail(SFT_ERR_ARG, "sft_dataset_batch: bad argument");
     ctx = ds->ctx;
+    flat = ds->desc.packing || ds->desc.padding_free;
     rows = sft_dataset_rows(ds, split);
     if (first < 0 || first >= rows) return sft__fail(SFT_ERR_ARG, "sft_dataset_batch: first %lld of %lld rows", (long long)first, (long long)rows);
     count = first + batch_size <= rows ? batch_size : rows - first;
@@ -11345,7 +11410,7 @@ SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, i
         if (len > T) T = len;
         total += len;
     }
-    shape[0] = ds->desc.packing ? 1 : count; shape[1] = ds->desc.packing ? total : T;
+    shape[0] = flat ? 1 : count; shape[1] = flat ? total : T;
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->input_ids));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->labels));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->attention_mask));
@@ -11357,21 +11422,21 @@ SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, i
         int64_t w = 0, seq = 0;
         for (k = 0; k < count; k++) {
             const int64_t *items;
-            int64_t n_items, j, t, row0 = ds->desc.packing ? 0 : k * T;
+            int64_t n_items, j, t, row0 = flat ? 0 : k * T;
             sft__row_items(ds, split, sft__order_at(ds, shuffle, first + k), &items, &n_items);
-            if (!ds->desc.packing) w = row0;
+            if (!flat) w = row0;
             for (j = 0; j < n_items; j++, seq++) {
                 const sft__example *e = sft__ex_at(ds, items[j]);
                 for (t = 0; t < e->len; t++, w++) {
                     ids[w] = ((const int32_t *)ds->ids.p)[e->off + t];
                     lab[w] = ((const int32_t *)ds->labels.p)[e->off + t];
-                    if (ds->desc.packing && t == 0) lab[w] = -100;   /* padding-free: no label across a boundary */
+                    if (flat && t == 0) lab[w] = -100;   /* padding-free: no label across a boundary */
                     am[w] = 1; pos[w] = (int32_t)t; sid[w] = (int32_t)seq;
                     out->trained_tokens += lab[w] != -100;
                 }
                 out->n_examples++;
             }
-            for (b = w; !ds->desc.packing && b < row0 + T; b++) {     /* right padding */
+            for (b = w; !flat && b < row0 + T; b++) {     /* right padding */
                 ids[b] = ds->pad_id; lab[b] = -100; am[b] = 0; pos[b] = (int32_t)(b - row0); sid[b] = -1;
             }
         }
@@ -11419,7 +11484,7 @@ static sft_status sft__dataset_new(sft_context *ctx, sft_tokenizer *tok, const s
     ds->pad_id = info.pad_id >= 0 ? info.pad_id : info.eos_id >= 0 ? info.eos_id : 0;   /* TRL: pad = eos when missing */
     ds->eos_text = info.eos_id >= 0 ? sft_tokenizer_id_to_token(tok, info.eos_id) : NULL;
     ds->bos_text = info.bos_id >= 0 ? sft_tokenizer_id_to_token(tok, info.bos_id) : NULL;
-    if (ds->desc.max_length < 1 || !(ds->desc.eval_fraction >= 0.0f && ds->desc.eval_fraction < 1.0f) ||
+    if ((ds->desc.max_length < 1 && ds->desc.max_length != -1) || (ds->desc.packing && ds->desc.max_length < 1) || !(ds->desc.eval_fraction >= 0.0f && ds->desc.eval_fraction < 1.0f) ||
         ds->desc.completion_only_loss < -1 || ds->desc.completion_only_loss > 1) {
         sft_dataset_destroy(ds);
         return sft__fail(SFT_ERR_ARG, "dataset: max_length %d, eval_fraction %g, completion_only_loss %d", desc->max_length,
@@ -11534,7 +11599,7 @@ SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int ad
     list = sft_json_get(rec, sharegpt ? "conversations" : "messages");
     memset(&r, 0, sizeof r);
     r.ctx = ds->ctx; r.text.elem = 1; r.spans.elem = sizeof(size_t);
-    s = sft__messages(list, sharegpt, msgs, SFT__MAX_MESSAGES, &n);
+    s = sft__messages(list, sharegpt, ds->desc.sharegpt_map_roles, msgs, SFT__MAX_MESSAGES, &n);
     if (s == SFT_OK) s = sft__need_template(ds);
     if (s == SFT_OK) s = sft__render_conv(&r, &ds->tmpl, msgs, n, add_generation_prompt);
     if (s == SFT_OK) s = sft__vec_push(ds->ctx, &r.text, "", 1);

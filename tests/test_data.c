@@ -189,7 +189,7 @@ static void malformed_records_are_refused_or_counted(void) {
         CHECK(st.dropped_untrained == 1 && st.truncated == 1 && st.rows_kept == 1 && st.rows_read == 2);
         sft_dataset_destroy(ds); ds = NULL;
     }
-    d.max_length = -1;
+    d.max_length = -2;
     t_bad_records(ctx, tok, empty, 2, &d, SFT_ERR_ARG, "max_length");
     {   /* a file: the line number is reported */
         char path[600];
@@ -208,7 +208,131 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* a JSON value written back as text (records of the fixture) */
+static void t_write_json(sft_json_writer *w, const sft_json *v) {
+    size_t i;
+    switch (v->type) {
+    case SFT_JSON_OBJECT:
+        sft_json_write_object_begin(w);
+        for (i = 0; i < v->length; i++) { sft_json_write_key(w, v->keys[i]); t_write_json(w, &v->items[i]); }
+        sft_json_write_object_end(w);
+        break;
+    case SFT_JSON_ARRAY:
+        sft_json_write_array_begin(w);
+        for (i = 0; i < v->length; i++) t_write_json(w, &v->items[i]);
+        sft_json_write_array_end(w);
+        break;
+    case SFT_JSON_STRING: sft_json_write_string_n(w, v->string, v->length); break;
+    case SFT_JSON_NUMBER: sft_json_write_number(w, v->number); break;
+    case SFT_JSON_TRUE: sft_json_write_bool(w, 1); break;
+    case SFT_JSON_FALSE: sft_json_write_bool(w, 0); break;
+    default: sft_json_write_null(w); break;
+    }
+}
+
+/* got[0..n) equals the fixture's list of ints */
+static int t_ints_equal(const char *what, const char *cs, const int32_t *got, int64_t n, const sft_json *want) {
+    int64_t i;
+    if (!want || want->type != SFT_JSON_ARRAY) { t_failf(__FILE__, __LINE__, "%s %s: not in the fixture", cs, what); return 0; }
+    for (i = 0; i < n && i < (int64_t)want->length; i++)
+        if (got[i] != (int32_t)want->items[i].number) break;
+    if (i == n && n == (int64_t)want->length) return 1;
+    t_failf(__FILE__, __LINE__, "%s: %s differ at [%lld] (%lld values, TRL %zu): %d vs TRL %d", cs, what, (long long)i, (long long)n,
+            want->length, i < n ? got[i] : -1, i < (int64_t)want->length ? (int)want->items[i].number : -1);
+    return 0;
+}
+
+/* flatten a [B][T] JSON list */
+static const sft_json *t_flat_at(const sft_json *rows, int64_t k, int64_t *T) {
+    *T = rows->length ? (int64_t)rows->items[0].length : 0;
+    return &rows->items[k];
+}
+
+/* One TRL case: records through sft.h with the case's options; the collated
+   batch (all rows in dataset order) must be TRL's, and so must each rendered
+   conversation. */
+static void t_trl_case(sft_context *ctx, const sft_json *top, const sft_json *c) {
+    const char *cs = sft_json_get(c, "name")->string, *fmt = sft_json_get(c, "format")->string;
+    const sft_json *opt = sft_json_get(c, "options"), *recs = sft_json_get(c, "records"), *batch = sft_json_get(c, "batch");
+    const sft_json *ml = sft_json_get(opt, "max_length"), *tmpl = sft_json_get(opt, "template_used"), *rendered = sft_json_get(c, "rendered");
+    sft_tokenizer *tok = NULL;
+    sft_dataset *ds = NULL;
+    sft_data_desc d;
+    char **texts = NULL;
+    sft_batch b;
+    size_t i;
+    int64_t rows;
+    CHECK_OK(sft_tokenizer_load(ctx, sft_json_get(c, "tokenizer")->string, &tok));
+    if (!tok) return;
+    memset(&d, 0, sizeof d);
+    d.max_length = ml && ml->type == SFT_JSON_NUMBER ? (int)ml->number : -1;
+    d.packing = sft_json_get(opt, "packing")->type == SFT_JSON_TRUE;
+    d.padding_free = sft_json_get(opt, "padding_free")->type == SFT_JSON_TRUE;
+    d.dataset_text_field = sft_json_get(opt, "dataset_text_field")->string;
+    d.completion_only_loss = sft_json_get(opt, "completion_only_loss_effective")->type == SFT_JSON_TRUE ? 0 : -1;
+    d.assistant_only_loss = sft_json_get(opt, "assistant_only_loss")->type == SFT_JSON_TRUE;
+    if (tmpl && tmpl->type == SFT_JSON_STRING && strcmp(tmpl->string, "fixture") != 0)
+        d.chat_template_text = sft_json_get(sft_json_get(top, "templates"), tmpl->string)->string;
+    texts = (char **)calloc(recs->length, sizeof *texts);
+    for (i = 0; i < recs->length; i++) {
+        sft_json_writer w;
+        size_t len;
+        memset(&w, 0, sizeof w);
+        w.ctx = ctx;
+        t_write_json(&w, &recs->items[i]);
+        CHECK_OK(sft_json_writer_finish(&w, &texts[i], &len));
+    }
+    CHECK_OK(sft_dataset_from_records(ctx, tok, (const char *const *)texts, (int)recs->length, &d, &ds));
+    if (!ds) goto done;
+    if (rendered && rendered->type == SFT_JSON_ARRAY && strcmp(fmt, "messages") == 0)
+        for (i = 0; i < rendered->length && i < recs->length; i++) {
+            char *text = NULL;
+            const sft_json *want = sft_json_get(&rendered->items[i], "text");
+            CHECK_OK(sft_dataset_render(ds, texts[i], 0, &text));
+            if (text && want) CHECK_MSG(strcmp(text, want->string) == 0, "%s row %zu: rendered\n%s\nTRL\n%s", cs, i, text, want->string);
+            sft_free(ctx, text);
+        }
+    rows = sft_dataset_rows(ds, 0);
+    sft_step_begin(ctx);
+    CHECK_OK(sft_dataset_batch(ds, 0, 0, 0, 0, rows, &b));
+    if (b.input_ids) {
+        const sft_json *ids = sft_json_get(batch, "input_ids"), *lab = sft_json_get(batch, "labels");
+        const sft_json *pos = sft_json_get(batch, "position_ids"), *am = sft_json_get(batch, "attention_mask");
+        int64_t B = b.input_ids->shape[0], T = b.input_ids->shape[1], k, TT;
+        CHECK_MSG(ids && (int64_t)ids->length == B, "%s: %lld batch rows, TRL %zu", cs, (long long)B, ids ? ids->length : 0);
+        for (k = 0; ids && k < B && k < (int64_t)ids->length; k++) {
+            int ok = t_ints_equal("input_ids", cs, (const int32_t *)b.input_ids->data + k * T, T, t_flat_at(ids, k, &TT));
+            if (ok) ok = t_ints_equal("labels", cs, (const int32_t *)b.labels->data + k * T, T, t_flat_at(lab, k, &TT));
+            if (ok && pos) ok = t_ints_equal("position_ids", cs, (const int32_t *)b.positions->data + k * T, T, t_flat_at(pos, k, &TT));
+            if (ok && am) ok = t_ints_equal("attention_mask", cs, (const int32_t *)b.attention_mask->data + k * T, T, t_flat_at(am, k, &TT));
+            if (!ok) break;
+        }
+    }
+done:
+    for (i = 0; texts && i < recs->length; i++) sft_free(ctx, texts[i]);
+    free(texts);
+    sft_dataset_destroy(ds);
+    sft_tokenizer_destroy(tok);
+}
+
+static void tokens_and_labels_match_trl(void) {
+    sft_context *ctx = t_context(1);
+    char *text = NULL;
+    size_t len = 0, c;
+    sft_json *j = NULL;
+    const sft_json *cases;
+    CHECK_OK(sft_file_read(ctx, T_DFIX "cases.json", 0, &text, &len));
+    if (text) CHECK_OK(sft_json_parse(ctx, text, len, "cases.json", NULL, &j));
+    sft_free(ctx, text);
+    cases = j ? sft_json_get(j, "cases") : NULL;
+    CHECK(cases && cases->length >= 30);
+    for (c = 0; cases && c < cases->length; c++) t_trl_case(ctx, j, &cases->items[c]);
+    sft_json_free(j);
+    sft_context_destroy(ctx);
+}
+
 void suite_data(void) {
+    RUN(tokens_and_labels_match_trl);
     RUN(a_packed_batch_equals_its_sequences_one_at_a_time);
     RUN(malformed_records_are_refused_or_counted);
 }
