@@ -10,9 +10,10 @@
    in portable C, AVX2/FMA and AVX-512 chosen at run time), the tokenizer of
    Hugging Face tokenizer.json files, QLoRA's layers (bitsandbytes' NF4/FP4
    quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
-   PEFT's semantics), and Llama/Mistral/Qwen2 models from Hugging Face
-   directories: forward and backward as transformers computes them, PEFT adapter
-   files, a memory plan, and generation with a KV cache.
+   PEFT's semantics), Llama/Mistral/Qwen2 models from Hugging Face
+   directories (forward and backward as transformers computes them, PEFT adapter
+   files, a memory plan, generation with a KV cache), and SFT datasets prepared
+   token for token as TRL's SFTTrainer prepares them.
 
    QUICK START - train a linear classifier (examples/mlp.c does more)
 

@@ -331,7 +331,54 @@ static void tokens_and_labels_match_trl(void) {
     sft_context_destroy(ctx);
 }
 
+/* A folder of .jsonl files loads in name order; the eval fraction is a seeded
+   split; the shuffled order is a function of (seed, epoch) only; statistics add
+   up. */
+static void folders_splits_shuffles_and_statistics(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = t_tok(ctx, "qwen2");
+    char dir[600], path[700];
+    sft_data_desc d;
+    sft_dataset *ds = NULL, *ds2 = NULL;
+    int i, f;
+    snprintf(dir, sizeof dir, "%s/folder", t_tmpdir());
+    mkdir(dir, 0777);
+    for (f = 0; f < 2; f++) {
+        FILE *fp;
+        snprintf(path, sizeof path, "%s/part%d.jsonl", dir, f);
+        fp = fopen(path, "w");
+        for (i = 0; fp && i < 10; i++) fprintf(fp, "{\"text\": \"row %d of file %d says something\"}\n", i, f);
+        if (fp) fclose(fp);
+    }
+    memset(&d, 0, sizeof d);
+    d.eval_fraction = 0.2f; d.seed = 5;
+    if (tok) CHECK_OK(sft_dataset_load(ctx, tok, dir, &d, &ds));
+    if (tok) CHECK_OK(sft_dataset_load(ctx, tok, dir, &d, &ds2));
+    if (ds && ds2) {
+        sft_data_stats st = sft_dataset_stats(ds);
+        sft_batch a, b, c;
+        CHECK(st.rows_read == 20 && st.rows_kept == 20 && st.eval_rows == 4);
+        CHECK(sft_dataset_rows(ds, 0) == 16 && sft_dataset_rows(ds, 1) == 4);
+        CHECK(st.trained_tokens == st.tokens && st.tokens > 100);
+        sft_step_begin(ctx);
+        CHECK_OK(sft_dataset_batch(ds, 0, 3, 1, 0, 16, &a));
+        CHECK_OK(sft_dataset_batch(ds2, 0, 3, 1, 0, 16, &b));    /* another object, same seed and epoch */
+        CHECK_OK(sft_dataset_batch(ds, 0, 4, 1, 0, 16, &c));
+        if (a.input_ids && b.input_ids && c.input_ids) {
+            CHECK(memcmp(a.input_ids->data, b.input_ids->data, sft_tensor_nbytes(a.input_ids)) == 0);
+            CHECK(sft_tensor_nbytes(a.input_ids) != sft_tensor_nbytes(c.input_ids) ||
+                  memcmp(a.input_ids->data, c.input_ids->data, sft_tensor_nbytes(a.input_ids)) != 0);
+            CHECK(a.n_examples == 16 && a.input_ids->shape[0] == 16);
+        }
+        CHECK_STATUS(sft_dataset_batch(ds, 0, 0, 0, 16, 4, &a), SFT_ERR_ARG);
+    }
+    sft_dataset_destroy(ds); sft_dataset_destroy(ds2);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_data(void) {
+    RUN(folders_splits_shuffles_and_statistics);
     RUN(tokens_and_labels_match_trl);
     RUN(a_packed_batch_equals_its_sequences_one_at_a_time);
     RUN(malformed_records_are_refused_or_counted);
