@@ -139,3 +139,25 @@ int t_rel_close(const char *file, int line, const char *what, const float *got, 
             maxd, (long long)worst, got[worst], want[worst], maxw > 0 ? maxd / maxw : maxd, maxw, tol);
     return 0;
 }
+
+sft_json *t_json_file(sft_context *ctx, const char *path) {
+    char *text = NULL;
+    size_t len = 0;
+    sft_json *j = NULL;
+    sft_status s = sft_file_read(ctx, path, 0, &text, &len);
+    if (s == SFT_OK) s = sft_json_parse(ctx, text, len, path, NULL, &j);
+    if (s != SFT_OK) t_failf(__FILE__, __LINE__, "%s: %s", path, sft_last_error());
+    sft_free(ctx, text);
+    return j;
+}
+
+sft_tensor *t_dot_loss(sft_context *ctx, sft_tensor *y, sft_tensor *g) {
+    int64_t shp[2];
+    sft_tensor *yf = NULL, *gf = NULL, *loss = NULL;
+    shp[0] = 1; shp[1] = sft_tensor_numel(y);
+    if (sft_reshape(ctx, y, 2, shp, &yf) == SFT_OK && sft_reshape(ctx, g, 2, shp, &gf) == SFT_OK &&
+        sft_matmul(ctx, yf, gf, 0, 1, &loss) == SFT_OK)
+        return loss;
+    t_failf(__FILE__, __LINE__, "t_dot_loss: %s", sft_last_error());
+    return NULL;
+}

@@ -317,13 +317,9 @@ done:
 
 static void tokens_and_labels_match_trl(void) {
     sft_context *ctx = t_context(1);
-    char *text = NULL;
-    size_t len = 0, c;
-    sft_json *j = NULL;
+    size_t c;
+    sft_json *j = t_json_file(ctx, T_DFIX "cases.json");
     const sft_json *cases;
-    CHECK_OK(sft_file_read(ctx, T_DFIX "cases.json", 0, &text, &len));
-    if (text) CHECK_OK(sft_json_parse(ctx, text, len, "cases.json", NULL, &j));
-    sft_free(ctx, text);
     cases = j ? sft_json_get(j, "cases") : NULL;
     CHECK(cases && cases->length >= 30);
     for (c = 0; cases && c < cases->length; c++) t_trl_case(ctx, j, &cases->items[c]);

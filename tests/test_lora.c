@@ -9,14 +9,8 @@
 #define T_TOL 1e-5
 
 static sft_json *t_peft_cases(sft_context *ctx, sft_st_file **f) {
-    char *text = NULL;
-    size_t len = 0;
-    sft_json *j = NULL;
-    CHECK_OK(sft_file_read(ctx, T_PFIX "cases.json", 0, &text, &len));
-    if (text) CHECK_OK(sft_json_parse(ctx, text, len, "cases.json", NULL, &j));
-    sft_free(ctx, text);
     CHECK_OK(sft_st_open(ctx, T_PFIX "peft.safetensors", f));
-    return j;
+    return t_json_file(ctx, T_PFIX "cases.json");
 }
 
 static const float *t_pf(const sft_st_file *f, const char *a, const char *b, int64_t *n) {
@@ -65,17 +59,6 @@ static sft_linear *t_layer(sft_context *ctx, const sft_st_file *f, const char *b
     d.bias = t_tensor_from(ctx, t_pf(f, "base.bias", NULL, NULL), 1, 80, 0, 0);
     CHECK_OK(sft_linear_create(ctx, &d, &lin));
     return lin;
-}
-
-/* loss = sum(y * g) */
-static sft_tensor *t_dot(sft_context *ctx, sft_tensor *y, sft_tensor *g) {
-    int64_t shp[2];
-    sft_tensor *yf = NULL, *gf = NULL, *loss = NULL;
-    shp[0] = 1; shp[1] = sft_tensor_numel(y);
-    CHECK_OK(sft_reshape(ctx, y, 2, shp, &yf));
-    CHECK_OK(sft_reshape(ctx, g, 2, shp, &gf));
-    if (yf && gf) CHECK_OK(sft_matmul(ctx, yf, gf, 0, 1, &loss));
-    return loss;
 }
 
 static void t_check(const sft_st_file *f, const char *cs, const char *what, const sft_tensor *got) {
@@ -144,11 +127,11 @@ static void t_peft_case(sft_context *ctx, const sft_st_file *f, const sft_json *
         sft_tensor *yb = NULL, *bias = t_tensor_from(ctx, t_pf(f, "base.bias", NULL, NULL), 1, 80, 0, 0);
         CHECK_OK(sft_add(ctx, y, bias, &yb));
         y = yb;
-        loss = y ? t_dot(ctx, y, g) : NULL;
+        loss = y ? t_dot_loss(ctx, y, g) : NULL;
         if (loss) CHECK_OK(sft_backward(ctx, loss));
         sft_tensor_destroy(bias);
     } else if (y) {
-        loss = t_dot(ctx, y, g);
+        loss = t_dot_loss(ctx, y, g);
         if (loss) CHECK_OK(sft_backward(ctx, loss));
     }
     t_check(f, cs, "y", y);
@@ -545,7 +528,7 @@ static void prompt_tuning_prepends_virtual_tokens(void) {
             CHECK(((int32_t *)out.positions->data)[b * 5 + t] == (int32_t)t);
         }
     {
-        sft_tensor *loss = t_dot(ctx, out.embeds, g);
+        sft_tensor *loss = t_dot_loss(ctx, out.embeds, g);
         if (loss) CHECK_OK(sft_backward(ctx, loss));
         if (prompts->grad && e->grad)
             for (k = 0; k < 8; k++) {
@@ -588,7 +571,7 @@ static void t_train_call(int threads, int dora, float **out, int64_t *sizes) {
     sft_tensor_set_requires_grad(x, 1);
     sft_step_begin(ctx);
     CHECK_OK(sft_linear_forward(ctx, lin, x, &call, &y));
-    if (y) loss = t_dot(ctx, y, g);
+    if (y) loss = t_dot_loss(ctx, y, g);
     if (loss) CHECK_OK(sft_backward(ctx, loss));
     out[0] = y ? t_copy_data(y, &sizes[0]) : NULL;
     out[1] = x->grad ? t_copy_data(x->grad, &sizes[1]) : NULL;

@@ -27,14 +27,8 @@ static int t_qcase_of(const sft_json *c, t_qcase *q) {
 }
 
 static sft_json *t_qcases(sft_context *ctx, sft_st_file **f) {
-    char *text = NULL;
-    size_t len = 0;
-    sft_json *j = NULL;
-    CHECK_OK(sft_file_read(ctx, T_QFIX "cases.json", 0, &text, &len));
-    if (text) CHECK_OK(sft_json_parse(ctx, text, len, "cases.json", NULL, &j));
-    sft_free(ctx, text);
     CHECK_OK(sft_st_open(ctx, T_QFIX "quant.safetensors", f));
-    return j;
+    return t_json_file(ctx, T_QFIX "cases.json");
 }
 
 static int32_t t_ulps(float a, float b) {
@@ -314,18 +308,6 @@ static sft_tensor *t_random(sft_context *ctx, int64_t rows, int64_t cols, uint64
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, cols ? 2 : 1, shape, &t));
     for (i = 0; t && i < sft_tensor_numel(t); i++) ((float *)t->data)[i] = t_rand(&seed, -scale, scale);
     return t;
-}
-
-/* loss = sum(y * g) as a [1, 1] matmul of the flattened tensors: its gradient
-   with respect to y is g */
-static sft_tensor *t_dot_loss(sft_context *ctx, sft_tensor *y, sft_tensor *g) {
-    int64_t shp[2];
-    sft_tensor *yf = NULL, *gf = NULL, *loss = NULL;
-    shp[0] = 1; shp[1] = sft_tensor_numel(y);
-    CHECK_OK(sft_reshape(ctx, y, 2, shp, &yf));
-    CHECK_OK(sft_reshape(ctx, g, 2, shp, &gf));
-    if (yf && gf) CHECK_OK(sft_matmul(ctx, yf, gf, 0, 1, &loss));
-    return loss;
 }
 
 /* y of one linear call and the gradients of x and bias it gives, copied out */

@@ -7,16 +7,6 @@
 
 #define T_FIX "tests/fixtures/tokenizers/"
 
-static sft_json *t_load_json(sft_context *ctx, const char *path) {
-    char *text = NULL;
-    size_t len = 0;
-    sft_json *j = NULL;
-    CHECK_OK(sft_file_read(ctx, path, 0, &text, &len));
-    if (text) CHECK_OK(sft_json_parse(ctx, text, len, path, NULL, &j));
-    sft_free(ctx, text);
-    return j;
-}
-
 static int t_ids_equal(const int32_t *got, size_t n, const sft_json *want, const char *what, const char *family,
                        const char *name) {
     size_t i;
@@ -47,7 +37,7 @@ static void t_family(const char *family) {
     snprintf(dir, sizeof dir, T_FIX "%s", family);
     snprintf(path, sizeof path, "%s/expected.json", dir);
     CHECK_OK(sft_tokenizer_load(ctx, dir, &tok));
-    exp = t_load_json(ctx, path);
+    exp = t_json_file(ctx, path);
     cases = exp ? sft_json_get(exp, "cases") : NULL;
     CHECK_MSG(cases && cases->length >= 14, "%s: the fixture has too few cases", family);
     for (c = 0; tok && cases && c < cases->length; c++) {

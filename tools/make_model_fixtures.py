@@ -135,6 +135,9 @@ import transformers
 from peft import LoraConfig, PromptTuningConfig, get_peft_model, get_peft_model_state_dict
 from safetensors import safe_open
 from safetensors.torch import load_file, save
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import save_safetensors  # noqa: E402
 sys.dont_write_bytecode = True                      # no tools/__pycache__ from the next import
 import make_quant_fixtures as mq                     # noqa: E402 (tools/: the CUDA-rule model of the quantizer)
 from transformers import (AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM,
@@ -168,17 +171,6 @@ def versions():
             "tokenizers": tokenizers.__version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
-def save_safetensors(tensors, path, metadata):
-    """safetensors.torch.save with the metadata keys in sorted order (see make_peft_fixtures.py)."""
-    blob = save(tensors, metadata=metadata)
-    n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n])
-    fixed = {"__metadata__": dict(sorted(header.pop("__metadata__").items()))}
-    fixed.update(header)
-    text = json.dumps(fixed, separators=(",", ":")).encode()
-    assert len(text) <= n
-    with open(path, "wb") as f:
-        f.write(blob[:8] + text + b" " * (n - len(text)) + blob[8 + n:])
 
 
 def gen(seed):

@@ -78,6 +78,9 @@ import peft
 import safetensors
 from safetensors.torch import load_file, save
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import save_safetensors  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "peft")
 WRITER = "tools/make_peft_fixtures.py"
@@ -87,21 +90,6 @@ K, N = 96, 80
 warnings.filterwarnings("ignore", message=".*4-bit linear.*")
 
 
-def save_safetensors(tensors, path, metadata):
-    """safetensors.torch.save with the metadata keys in sorted order.
-
-    safetensors writes __metadata__ from a hash map, so its key order (and the file's
-    bytes) would change from run to run; the header is rewritten, same length, sorted.
-    """
-    blob = save(tensors, metadata=metadata)
-    n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n])
-    fixed = {"__metadata__": dict(sorted(header.pop("__metadata__").items()))}
-    fixed.update(header)
-    text = json.dumps(fixed, separators=(",", ":")).encode()
-    assert len(text) <= n
-    with open(path, "wb") as f:
-        f.write(blob[:8] + text + b" " * (n - len(text)) + blob[8 + n:])
 
 
 def versions():

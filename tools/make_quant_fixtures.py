@@ -138,6 +138,9 @@ import peft
 import safetensors
 from safetensors.torch import load_file, save
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import save_safetensors  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "quant")
 WRITER = "tools/make_quant_fixtures.py"
@@ -172,21 +175,6 @@ FP4_CUDA_PIVOTS = np.array([f32_literal(t) for t in (
 FP4_MAG_BITS = np.array([0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011], dtype=np.uint8)
 
 
-def save_safetensors(tensors, path, metadata):
-    """safetensors.torch.save with the metadata keys in sorted order.
-
-    safetensors writes __metadata__ from a hash map, so its key order (and the file's
-    bytes) would change from run to run; the header is rewritten, same length, sorted.
-    """
-    blob = save(tensors, metadata=metadata)
-    n = struct.unpack("<Q", blob[:8])[0]
-    header = json.loads(blob[8:8 + n])
-    fixed = {"__metadata__": dict(sorted(header.pop("__metadata__").items()))}
-    fixed.update(header)
-    text = json.dumps(fixed, separators=(",", ":")).encode()
-    assert len(text) <= n
-    with open(path, "wb") as f:
-        f.write(blob[:8] + text + b" " * (n - len(text)) + blob[8 + n:])
 
 
 def versions():
