@@ -151,13 +151,13 @@ sft_json *t_json_file(sft_context *ctx, const char *path) {
     return j;
 }
 
-sft_tensor *t_dot_loss(sft_context *ctx, sft_tensor *y, sft_tensor *g) {
+sft_tensor *t_sum_product(sft_context *ctx, sft_tensor *y, sft_tensor *g) {
     int64_t shp[2];
     sft_tensor *yf = NULL, *gf = NULL, *loss = NULL;
     shp[0] = 1; shp[1] = sft_tensor_numel(y);
     if (sft_reshape(ctx, y, 2, shp, &yf) == SFT_OK && sft_reshape(ctx, g, 2, shp, &gf) == SFT_OK &&
         sft_matmul(ctx, yf, gf, 0, 1, &loss) == SFT_OK)
         return loss;
-    t_failf(__FILE__, __LINE__, "t_dot_loss: %s", sft_last_error());
+    t_failf(__FILE__, __LINE__, "t_sum_product: %s", sft_last_error());
     return NULL;
 }

@@ -40,9 +40,9 @@ int t_end(void);
 /* t_st_data: the data of tensor name in a fixture file (a failure if absent) and
    its element count. */
 const void *t_st_data(const sft_st_file *f, const char *name, int64_t *count);
-/* t_dot_loss: loss = sum(y * g) for a g of y's size (a [1, 1] matmul of the
+/* t_sum_product: loss = sum(y * g) for a g of y's size (a [1, 1] matmul of the
    flattened tensors): its gradient with respect to y is g. */
-sft_tensor *t_dot_loss(sft_context *ctx, sft_tensor *y, sft_tensor *g);
+sft_tensor *t_sum_product(sft_context *ctx, sft_tensor *y, sft_tensor *g);
 /* t_json_file: a fixture's JSON file parsed (a failure, and NULL, if it cannot be). */
 sft_json *t_json_file(sft_context *ctx, const char *path);
 /* t_rel_close: max |got - want| <= tol * max |want| (the parity measure: the

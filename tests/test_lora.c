@@ -127,11 +127,11 @@ static void t_peft_case(sft_context *ctx, const sft_st_file *f, const sft_json *
         sft_tensor *yb = NULL, *bias = t_tensor_from(ctx, t_pf(f, "base.bias", NULL, NULL), 1, 80, 0, 0);
         CHECK_OK(sft_add(ctx, y, bias, &yb));
         y = yb;
-        loss = y ? t_dot_loss(ctx, y, g) : NULL;
+        loss = y ? t_sum_product(ctx, y, g) : NULL;
         if (loss) CHECK_OK(sft_backward(ctx, loss));
         sft_tensor_destroy(bias);
     } else if (y) {
-        loss = t_dot_loss(ctx, y, g);
+        loss = t_sum_product(ctx, y, g);
         if (loss) CHECK_OK(sft_backward(ctx, loss));
     }
     t_check(f, cs, "y", y);
@@ -528,7 +528,7 @@ static void prompt_tuning_prepends_virtual_tokens(void) {
             CHECK(((int32_t *)out.positions->data)[b * 5 + t] == (int32_t)t);
         }
     {
-        sft_tensor *loss = t_dot_loss(ctx, out.embeds, g);
+        sft_tensor *loss = t_sum_product(ctx, out.embeds, g);
         if (loss) CHECK_OK(sft_backward(ctx, loss));
         if (prompts->grad && e->grad)
             for (k = 0; k < 8; k++) {
@@ -571,7 +571,7 @@ static void t_train_call(int threads, int dora, float **out, int64_t *sizes) {
     sft_tensor_set_requires_grad(x, 1);
     sft_step_begin(ctx);
     CHECK_OK(sft_linear_forward(ctx, lin, x, &call, &y));
-    if (y) loss = t_dot_loss(ctx, y, g);
+    if (y) loss = t_sum_product(ctx, y, g);
     if (loss) CHECK_OK(sft_backward(ctx, loss));
     out[0] = y ? t_copy_data(y, &sizes[0]) : NULL;
     out[1] = x->grad ? t_copy_data(x->grad, &sizes[1]) : NULL;

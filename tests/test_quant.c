@@ -334,7 +334,7 @@ static t_lin_result t_run_linear(sft_context *ctx, sft_tensor *x, const sft_qwei
         CHECK_OK(sft_matmul(ctx, x, wdq, 0, 1, &y));
         if (y) CHECK_OK(sft_add(ctx, y, bias, &yb));
     }
-    if (yb) loss = t_dot_loss(ctx, yb, g);
+    if (yb) loss = t_sum_product(ctx, yb, g);
     if (loss) CHECK_OK(sft_backward(ctx, loss));
     r.y = t_copy(yb); r.dx = t_copy(x->grad); r.db = t_copy(bias->grad);
     return r;
@@ -392,13 +392,13 @@ static void linear4bit_never_holds_a_dequantized_weight(void) {
         sft_tensor *y = NULL, *loss = NULL;
         sft_step_begin(ctx);
         CHECK_OK(sft_linear4bit(ctx, x, q, NULL, &y));     /* warm up: GEMM buffers, arena blocks */
-        if (y) loss = t_dot_loss(ctx, y, g);
+        if (y) loss = t_sum_product(ctx, y, g);
         if (loss) CHECK_OK(sft_backward(ctx, loss));
         sft_step_begin(ctx);
         sft_context_mem_reset_peak(ctx);
         before = sft_context_mem_stats(ctx).bytes_in_use;
         CHECK_OK(sft_linear4bit(ctx, x, q, NULL, &y));
-        if (y) loss = t_dot_loss(ctx, y, g);
+        if (y) loss = t_sum_product(ctx, y, g);
         if (loss) CHECK_OK(sft_backward(ctx, loss));
         grew = sft_context_mem_stats(ctx).peak_bytes - before;
         CHECK_MSG(grew < dense / 8, "peak grew by %zu bytes; a dequantized weight is %zu", grew, dense);
