@@ -75,8 +75,8 @@
        public API
          status and errors, context, memory accounting, CPU code path, files,
          JSON, tensors, safetensors, autograd, operators, quantization, LoRA
-         layers, prompt tuning, tokenizer, models, data, random numbers, CUDA
-         seam
+         layers, prompt tuning, tokenizer, models, data, optimizer and
+         schedules, trainer, random numbers, CUDA seam
        implementation
          errors                      the thread-local message, sft__fail
          platform: CPU probe         cpuid, the one process-wide cache
@@ -108,6 +108,8 @@
                   PEFT adapter files, prompt tuning
          generate                    KV-cache decoding, sampling
          data: chat templates, records, splits, packing, batches, loading
+         optim: AdamW, clipping, schedules
+         trainer: the loop
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
@@ -954,7 +956,10 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
    bins of max_length (best fit decreasing) or padded on the right. */
 
 typedef enum sft_data_format {
-    SFT_FORMAT_AUTO = 0, SFT_FORMAT_TEXT, SFT_FORMAT_PROMPT_COMPLETION, SFT_FORMAT_MESSAGES, SFT_FORMAT_SHAREGPT
+    SFT_FORMAT_AUTO = 0, SFT_FORMAT_TEXT, SFT_FORMAT_PROMPT_COMPLETION, SFT_FORMAT_MESSAGES, SFT_FORMAT_SHAREGPT,
+    SFT_FORMAT_TOKENS       /* already tokenized: {"input_ids": [...]} with optional
+                               "completion_mask" / "assistant_masks" (TRL skips its
+                               preparation for such rows, and so do we)            */
 } sft_data_format;
 
 typedef enum sft_chat_template {
@@ -980,6 +985,8 @@ typedef struct sft_data_desc {
     int               padding_free;        /* flatten unpacked batches too (TRL's padding_free) */
     int               sharegpt_map_roles;  /* ShareGPT human/gpt -> user/assistant (TRL
                                               keeps the role names as they are)         */
+    const char       *pad_token;           /* TRL's pad_token: NULL = the tokenizer's pad,
+                                              else its eos                              */
     int               skip_bad_records;    /* 1: skip (counted, logged); 0: stop        */
     float             eval_fraction;       /* a seeded fraction of rows set aside       */
     uint64_t          seed;
@@ -1036,6 +1043,141 @@ SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, i
                                     sft_batch *out);
 
 /* ============================================================================
+   === optimizer and schedules
+   AdamW as torch.optim.AdamW computes it (its single-tensor CPU path: the
+   scalars in double, the tensor arithmetic in f32 in the same order), gradient
+   clipping by the global norm, and transformers' learning-rate schedules. */
+
+typedef struct sft_adamw_desc {
+    double lr;              /* the base learning rate; 0 = 2e-5 (TRL's default)     */
+    double beta1, beta2;    /* 0 = 0.9, 0.999                                       */
+    double eps;             /* 0 = 1e-8                                             */
+    double weight_decay;    /* decoupled; not applied to params marked no_decay     */
+} sft_adamw_desc;
+
+typedef struct sft_optimizer sft_optimizer;
+
+/* sft_optimizer_create: AdamW over n parameters (their gradients are read at each
+   step). no_decay (may be NULL) marks those weight decay skips (biases, norms,
+   DoRA magnitudes). The optimizer holds two f32 moments per value. */
+SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
+                                       const sft_adamw_desc *desc, sft_optimizer **out);
+SFTDEF void       sft_optimizer_destroy(sft_optimizer *opt);
+/* sft_optimizer_step: one update with learning rate lr (from a schedule); a
+   parameter without a gradient is left alone, as torch does. */
+SFTDEF sft_status sft_optimizer_step(sft_optimizer *opt, double lr);
+SFTDEF void       sft_optimizer_zero_grad(sft_optimizer *opt);
+/* sft_optimizer_clip_grad_norm: the global L2 norm of the gradients (computed in
+   double over fixed chunks: the same on any thread count); when max_norm > 0 and
+   the norm exceeds it, every gradient is scaled by max_norm / (norm + 1e-6), as
+   torch.nn.utils.clip_grad_norm_. Returns the norm before clipping. */
+SFTDEF double     sft_optimizer_clip_grad_norm(sft_optimizer *opt, double max_norm);
+/* sft_optimizer_state: parameter i's moments (exp_avg, exp_avg_sq) and the step count. */
+SFTDEF sft_status sft_optimizer_state(const sft_optimizer *opt, int i, const float **exp_avg, const float **exp_avg_sq, int64_t *step);
+
+typedef enum sft_schedule {
+    SFT_SCHEDULE_LINEAR = 0, SFT_SCHEDULE_COSINE, SFT_SCHEDULE_COSINE_WITH_RESTARTS, SFT_SCHEDULE_POLYNOMIAL,
+    SFT_SCHEDULE_CONSTANT, SFT_SCHEDULE_CONSTANT_WITH_WARMUP, SFT_SCHEDULE_INVERSE_SQRT, SFT_SCHEDULE_COSINE_WITH_MIN_LR,
+    SFT_SCHEDULE_WARMUP_STABLE_DECAY, SFT_SCHEDULE_REDUCE_ON_PLATEAU, SFT_SCHEDULE_COUNT
+} sft_schedule;
+
+/* transformers' scheduler settings (lr_scheduler_kwargs); zero = its default */
+typedef struct sft_schedule_desc {
+    sft_schedule type;
+    int64_t      warmup_steps, total_steps;
+    double       num_cycles;        /* cosine 0.5, restarts 1                      */
+    double       power, lr_end;     /* polynomial: 1, 1e-7                         */
+    double       timescale;         /* inverse_sqrt: warmup_steps, else 10000      */
+    double       min_lr, min_lr_rate;                 /* cosine_with_min_lr (one)  */
+    int64_t      num_stable_steps, num_decay_steps;   /* warmup_stable_decay       */
+    int          decay_linear;      /* warmup_stable_decay: linear instead of cosine */
+    double       min_lr_ratio;      /* warmup_stable_decay                          */
+    double       factor;            /* plateau: 0.1                                 */
+    int          patience;          /* plateau: 10                                  */
+    double       threshold;         /* plateau: 1e-4 (relative, mode min)           */
+} sft_schedule_desc;
+
+/* sft_schedule_lr: the learning rate of optimizer step `step` (0-based) for base
+   lr, as transformers' LambdaLR gives it. Not for REDUCE_ON_PLATEAU. */
+SFTDEF sft_status sft_schedule_lr(const sft_schedule_desc *desc, double base_lr, int64_t step, double *lr);
+/* reduce-on-plateau, as torch.optim.lr_scheduler.ReduceLROnPlateau (mode min):
+   feed each evaluation's metric; returns the learning rate from then on. */
+typedef struct sft_plateau { double lr, best; int bad, started; } sft_plateau;
+SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *desc, double metric);
+
+/* ============================================================================
+   === trainer
+   The SFTTrainer loop: epochs or max_steps, micro-batches of
+   per_device_train_batch_size, gradient accumulation windows whose loss is
+   the tokens' summed cross-entropy over the window's trained-token count
+   (num_items_in_batch), so a window equals one big batch; clipping, the
+   optimizer step, then the schedule; a log entry per logging_steps. Driven step
+   by step (sft_trainer_step, e.g. a few per frame in a host program) or to the
+   end (sft_train). */
+
+typedef struct sft_log_entry {
+    int64_t global_step;
+    double  epoch;              /* e + (micro-batch + 1) / micro-batches per epoch */
+    double  loss;               /* mean of the steps since the last log (NaN/Inf filtered) */
+    double  grad_norm;          /* before clipping, of the last step                */
+    double  learning_rate;      /* the one the last step used                       */
+    int64_t num_tokens;         /* tokens seen so far                               */
+    double  mean_token_accuracy;/* when token_metrics: argmax == label over trained tokens */
+} sft_log_entry;
+
+typedef struct sft_train_config {
+    double         num_train_epochs;            /* 0 = 3                                 */
+    int64_t        max_steps;                   /* > 0: overrides the epochs             */
+    int            per_device_train_batch_size; /* 0 = 8                                 */
+    int            gradient_accumulation_steps; /* 0 = 1                                 */
+    double         learning_rate;               /* 0 = 2e-5 (TRL's default)              */
+    sft_schedule   lr_scheduler_type;           /* 0 = linear                            */
+    sft_schedule_desc lr_scheduler_kwargs;      /* num_cycles, power, ...                */
+    int64_t        warmup_steps;
+    double         warmup_ratio;                /* used when warmup_steps is 0           */
+    double         weight_decay;
+    double         adam_beta1, adam_beta2, adam_epsilon;  /* 0 = 0.9, 0.999, 1e-8       */
+    double         max_grad_norm;               /* 0 = 1.0; negative = no clipping       */
+    int            logging_steps;               /* 0 = 10 (TRL)                           */
+    int            logging_nan_inf_filter;      /* 0 = on; -1 = off                      */
+    int            sequential;                  /* 1: rows in order (no epoch shuffle)   */
+    uint64_t       seed;                        /* 0 = 42                                */
+    int            gradient_checkpointing;
+    float          label_smoothing_factor;
+    int            token_metrics;               /* compute mean_token_accuracy (needs logits) */
+    void         (*on_log)(const sft_log_entry *entry, void *user);
+    void          *user;
+} sft_train_config;
+
+typedef struct sft_trainer sft_trainer;
+
+typedef struct sft_step_info {
+    int64_t global_step, max_steps;
+    double  epoch, loss, grad_norm, learning_rate;
+    int64_t num_items_in_batch, micro_batches;
+    int     done;                /* max_steps reached */
+} sft_step_info;
+
+typedef struct sft_train_output {
+    int64_t global_step;
+    double  train_loss;          /* mean of every step's loss                         */
+    double  train_runtime, train_samples_per_second, train_steps_per_second;
+} sft_train_output;
+
+/* sft_trainer_create: a trainer for the model's trainable tensors (its adapters'
+   A, B and magnitudes; set with sft_model_add_lora or load_adapter). Settings
+   are checked here, with messages naming the field. */
+SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_trainer **out);
+SFTDEF void       sft_trainer_destroy(sft_trainer *tr);
+/* sft_trainer_step: one optimizer step (one accumulation window). */
+SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info);
+/* sft_train: steps until max_steps. */
+SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_train_output *out);
+/* sft_trainer_optimizer: the trainer's optimizer (its parameters in model order: per
+   layer and projection, A then B then magnitude). */
+SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr);
+
+/* ============================================================================
    === random numbers
    Counter-based (Philox-4x32-10): a value is a pure function of (key, counter). */
 SFTDEF void  sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]);
@@ -1077,6 +1219,7 @@ SFTDEF int sft_cuda_available(void);
 #include <fcntl.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <time.h>
 #include <ctype.h>
 #ifndef SFT_NO_MMAP
 #  include <sys/mman.h>
@@ -10980,6 +11123,7 @@ struct sft_dataset {
 };
 
 static sft_data_format sft__record_format(const sft_json *rec, const char *text_field) {
+    if (sft_json_get(rec, "input_ids")) return SFT_FORMAT_TOKENS;
     if (sft_json_get(rec, "messages")) return SFT_FORMAT_MESSAGES;
     if (sft_json_get(rec, "conversations")) return SFT_FORMAT_SHAREGPT;
     if (sft_json_get(rec, "prompt") && sft_json_get(rec, "completion")) return SFT_FORMAT_PROMPT_COMPLETION;
@@ -11211,6 +11355,35 @@ static sft_status sft__example_text(sft_dataset *ds, const sft_json *rec) {
     return s;
 }
 
+/* a pre-tokenized row: ids, and the masks TRL would AND into the labels */
+static sft_status sft__example_tokens(sft_dataset *ds, const sft_json *rec) {
+    const sft_json *ids = sft_json_get(rec, "input_ids"), *cm = sft_json_get(rec, "completion_mask"), *am = sft_json_get(rec, "assistant_masks");
+    int32_t *v;
+    unsigned char *mask;
+    size_t i, n;
+    sft_status s = SFT_OK;
+    int32_t V = sft_tokenizer_vocab_size(ds->tok);
+    if (!ids || ids->type != SFT_JSON_ARRAY) return sft__fail(SFT_ERR_FORMAT, "\"input_ids\" is not a list");
+    n = ids->length;
+    if ((cm && (cm->type != SFT_JSON_ARRAY || cm->length != n)) || (am && (am->type != SFT_JSON_ARRAY || am->length != n)))
+        return sft__fail(SFT_ERR_FORMAT, "a mask's length differs from input_ids' %zu", n);
+    v = (int32_t *)sft__alloc(ds->ctx, (n + 1) * sizeof *v);
+    mask = (unsigned char *)sft__alloc(ds->ctx, n + 1);
+    if (!v || !mask) s = sft__fail(SFT_ERR_NOMEM, "data: a row of %zu tokens", n);
+    for (i = 0; s == SFT_OK && i < n; i++) {
+        const sft_json *x = &ids->items[i];
+        if (x->type != SFT_JSON_NUMBER || x->number < 0 || x->number >= (double)V || x->number != floor(x->number))
+            s = sft__fail(SFT_ERR_FORMAT, "input_ids[%zu] is not a token id of the tokenizer (0..%d)", i, V - 1);
+        else {
+            v[i] = (int32_t)x->number;
+            mask[i] = (unsigned char)((!cm || cm->items[i].number != 0) && (!am || am->items[i].number != 0));
+        }
+    }
+    if (s == SFT_OK) s = sft__add_example(ds, v, n, mask);
+    sft__free(ds->ctx, v); sft__free(ds->ctx, mask);
+    return s;
+}
+
 /* sft__add_record: one JSON record (where names it in messages: file:line) */
 static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len, const char *where) {
     sft_json *rec = NULL;
@@ -11228,9 +11401,10 @@ static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len,
         else if (f != ds->format) s = sft__fail(SFT_ERR_FORMAT, "a record of another format than the first (mixed formats)");
     }
     if (s == SFT_OK) {
-        if (ds->desc.assistant_only_loss && f == SFT_FORMAT_TEXT)
+        if (ds->desc.assistant_only_loss && (f == SFT_FORMAT_TEXT || f == SFT_FORMAT_TOKENS))
             s = sft__fail(SFT_ERR_ARG, "assistant_only_loss needs conversations (messages, ShareGPT or conversational prompt-completion)");
         else if (f == SFT_FORMAT_TEXT) s = sft__example_text(ds, rec);
+        else if (f == SFT_FORMAT_TOKENS) s = sft__example_tokens(ds, rec);
         else if (f == SFT_FORMAT_PROMPT_COMPLETION) s = sft__example_pc(ds, rec);
         else s = sft__example_conv(ds, sft_json_get(rec, f == SFT_FORMAT_MESSAGES ? "messages" : "conversations"), f == SFT_FORMAT_SHAREGPT);
     }
@@ -11483,6 +11657,10 @@ static sft_status sft__dataset_new(sft_context *ctx, sft_tokenizer *tok, const s
     info = sft_tokenizer_get_info(tok);
     ds->eos_id = info.eos_id;
     ds->pad_id = info.pad_id >= 0 ? info.pad_id : info.eos_id >= 0 ? info.eos_id : 0;   /* TRL: pad = eos when missing */
+    if (ds->desc.pad_token && (ds->pad_id = sft_tokenizer_token_to_id(tok, ds->desc.pad_token)) < 0) {
+        sft_dataset_destroy(ds);
+        return sft__fail(SFT_ERR_ARG, "dataset: pad_token '%s' is not a token of the tokenizer", desc->pad_token);
+    }
     ds->eos_text = info.eos_id >= 0 ? sft_tokenizer_id_to_token(tok, info.eos_id) : NULL;
     ds->bos_text = info.bos_id >= 0 ? sft_tokenizer_id_to_token(tok, info.bos_id) : NULL;
     if ((ds->desc.max_length < 1 && ds->desc.max_length != -1) || (ds->desc.packing && ds->desc.max_length < 1) || !(ds->desc.eval_fraction >= 0.0f && ds->desc.eval_fraction < 1.0f) ||
@@ -11609,6 +11787,456 @@ SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int ad
     if (s != SFT_OK) { sft__free(ds->ctx, r.text.p); return s; }
     *text = (char *)r.text.p;
     return SFT_OK;
+}
+
+/* ============================================================================
+   === optim: AdamW, clipping, schedules */
+
+struct sft_optimizer {
+    sft_context    *ctx;
+    sft_adamw_desc  d;
+    int             n;
+    sft_tensor    **params;
+    unsigned char  *no_decay;
+    float         **m, **v;        /* exp_avg, exp_avg_sq per parameter */
+    int64_t        *step;
+};
+
+SFTDEF void sft_optimizer_destroy(sft_optimizer *o) {
+    int i;
+    if (!o) return;
+    for (i = 0; i < o->n; i++) { if (o->m) sft__free(o->ctx, o->m[i]); if (o->v) sft__free(o->ctx, o->v[i]); }
+    sft__free(o->ctx, o->m); sft__free(o->ctx, o->v); sft__free(o->ctx, o->params); sft__free(o->ctx, o->no_decay);
+    sft__free(o->ctx, o->step);
+    sft__free(o->ctx, o);
+}
+
+SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
+                                       const sft_adamw_desc *desc, sft_optimizer **out) {
+    sft_optimizer *o;
+    int i;
+    if (out) *out = NULL;
+    if (!ctx || !out || n < 0 || (n && !params)) return sft__fail(SFT_ERR_ARG, "optimizer: NULL argument");
+    for (i = 0; i < n; i++)
+        if (!params[i] || params[i]->dtype != SFT_F32 || params[i]->device != SFT_DEVICE_CPU)
+            return sft__fail(SFT_ERR_DTYPE, "optimizer: parameter %d is not an f32 CPU tensor", i);
+    o = (sft_optimizer *)sft__calloc(ctx, 1, sizeof *o);
+    if (!o) return sft__fail(SFT_ERR_NOMEM, "optimizer");
+    o->ctx = ctx; o->n = n;
+    if (desc) o->d = *desc;
+    if (o->d.lr == 0.0) o->d.lr = 2e-5;
+    if (o->d.beta1 == 0.0) o->d.beta1 = 0.9;
+    if (o->d.beta2 == 0.0) o->d.beta2 = 0.999;
+    if (o->d.eps == 0.0) o->d.eps = 1e-8;
+    if (!(o->d.lr > 0.0) || !(o->d.beta1 > 0.0 && o->d.beta1 < 1.0) || !(o->d.beta2 > 0.0 && o->d.beta2 < 1.0) ||
+        !(o->d.eps > 0.0) || !(o->d.weight_decay >= 0.0)) {
+        sft_optimizer_destroy(o);
+        return sft__fail(SFT_ERR_ARG, "optimizer: learning_rate %g, betas (%g, %g), eps %g, weight_decay %g", desc->lr, desc->beta1,
+                         desc->beta2, desc->eps, desc->weight_decay);
+    }
+    o->params = (sft_tensor **)sft__calloc(ctx, (size_t)n + 1, sizeof *o->params);
+    o->no_decay = (unsigned char *)sft__calloc(ctx, (size_t)n + 1, 1);
+    o->m = (float **)sft__calloc(ctx, (size_t)n + 1, sizeof(float *));
+    o->v = (float **)sft__calloc(ctx, (size_t)n + 1, sizeof(float *));
+    o->step = (int64_t *)sft__calloc(ctx, (size_t)n + 1, sizeof(int64_t));
+    if (!o->params || !o->no_decay || !o->m || !o->v || !o->step) { sft_optimizer_destroy(o); return sft__fail(SFT_ERR_NOMEM, "optimizer"); }
+    for (i = 0; i < n; i++) {
+        size_t bytes = sft_tensor_nbytes(params[i]);
+        o->params[i] = params[i];
+        o->no_decay[i] = no_decay ? no_decay[i] : 0;
+        o->m[i] = (float *)sft__calloc(ctx, bytes ? bytes : 1, 1);
+        o->v[i] = (float *)sft__calloc(ctx, bytes ? bytes : 1, 1);
+        if (!o->m[i] || !o->v[i]) { sft_optimizer_destroy(o); return sft__fail(SFT_ERR_NOMEM, "optimizer: moments of %zu bytes", bytes); }
+    }
+    *out = o;
+    return SFT_OK;
+}
+
+/* torch.lerp for f32: a + w (b - a) below w = 0.5, else b - (b - a)(1 - w) */
+static float sft__lerp(float a, float b, float w) { return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w); }
+
+SFTDEF sft_status sft_optimizer_step(sft_optimizer *o, double lr) {
+    int i;
+    if (!o) return sft__fail(SFT_ERR_ARG, "optimizer_step: NULL optimizer");
+    if (!(lr >= 0.0) || !(lr < INFINITY)) return sft__fail(SFT_ERR_ARG, "optimizer_step: learning rate %g", lr);
+    for (i = 0; i < o->n; i++) {
+        sft_tensor *p = o->params[i];
+        float *w = SFT__F(p), *m = o->m[i], *v = o->v[i];
+        const float *g;
+        int64_t k, n = sft_tensor_numel(p);
+        double bc1, bc2_sqrt;
+        float decay, w1, b2, w2, step_size, bc2f, epsf;
+        if (!p->grad) continue;
+        g = SFT__CF(p->grad);
+        o->step[i]++;
+        bc1 = 1.0 - pow(o->d.beta1, (double)o->step[i]);
+        bc2_sqrt = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
+        decay = (float)(1.0 - lr * (o->no_decay[i] ? 0.0 : o->d.weight_decay));
+        w1 = (float)(1.0 - o->d.beta1); b2 = (float)o->d.beta2; w2 = (float)(1.0 - o->d.beta2);
+        step_size = (float)(-(lr / bc1)); bc2f = (float)bc2_sqrt; epsf = (float)o->d.eps;
+        for (k = 0; k < n; k++) {
+            float denom;
+            if (!o->no_decay[i] && o->d.weight_decay != 0.0) w[k] *= decay;
+            m[k] = sft__lerp(m[k], g[k], w1);
+            v[k] = v[k] * b2 + w2 * g[k] * g[k];
+            denom = sqrtf(v[k]) / bc2f + epsf;
+            w[k] = w[k] + step_size * m[k] / denom;
+        }
+    }
+    return SFT_OK;
+}
+
+SFTDEF void sft_optimizer_zero_grad(sft_optimizer *o) {
+    int i;
+    for (i = 0; o && i < o->n; i++) sft_tensor_zero_grad(o->params[i]);
+}
+
+SFTDEF double sft_optimizer_clip_grad_norm(sft_optimizer *o, double max_norm) {
+    double total = 0.0, norm, coef;
+    int i;
+    int64_t k;
+    if (!o) return 0.0;
+    for (i = 0; i < o->n; i++) {
+        const sft_tensor *g = o->params[i]->grad;
+        double s = 0.0;
+        if (!g) continue;
+        for (k = 0; k < sft_tensor_numel(g); k++) s += (double)SFT__CF(g)[k] * SFT__CF(g)[k];
+        total += s;
+    }
+    norm = sqrt(total);
+    if (max_norm > 0.0) {
+        coef = max_norm / (norm + 1e-6);
+        if (coef < 1.0)
+            for (i = 0; i < o->n; i++) {
+                sft_tensor *g = o->params[i]->grad;
+                float c = (float)coef;
+                for (k = 0; g && k < sft_tensor_numel(g); k++) SFT__F(g)[k] *= c;
+            }
+    }
+    return norm;
+}
+
+SFTDEF sft_status sft_optimizer_state(const sft_optimizer *o, int i, const float **exp_avg, const float **exp_avg_sq, int64_t *step) {
+    if (!o || i < 0 || i >= o->n) return sft__fail(SFT_ERR_ARG, "optimizer_state: parameter %d", i);
+    if (exp_avg) *exp_avg = o->m[i];
+    if (exp_avg_sq) *exp_avg_sq = o->v[i];
+    if (step) *step = o->step[i];
+    return SFT_OK;
+}
+
+/* the warmup part every schedule shares: step / max(1, warmup) */
+static double sft__warmup(int64_t step, int64_t warmup) { return (double)step / (double)(warmup > 1 ? warmup : 1); }
+
+SFTDEF sft_status sft_schedule_lr(const sft_schedule_desc *d, double base_lr, int64_t step, double *lr) {
+    const double pi = 3.14159265358979323846;
+    int64_t W, T;
+    double f = 1.0, progress;
+    if (!d || !lr) return sft__fail(SFT_ERR_ARG, "schedule: NULL argument");
+    W = d->warmup_steps; T = d->total_steps;
+    if (W < 0 || T < 0 || step < 0) return sft__fail(SFT_ERR_ARG, "schedule: warmup %lld, total %lld, step %lld", (long long)W, (long long)T, (long long)step);
+    progress = (double)(step - W) / (double)(T - W > 1 ? T - W : 1);
+    switch (d->type) {
+    case SFT_SCHEDULE_LINEAR:
+        f = step < W ? sft__warmup(step, W) : fmax(0.0, (double)(T - step) / (double)(T - W > 1 ? T - W : 1));
+        break;
+    case SFT_SCHEDULE_COSINE:
+        f = step < W ? sft__warmup(step, W) : fmax(0.0, 0.5 * (1.0 + cos(pi * (d->num_cycles ? d->num_cycles : 0.5) * 2.0 * progress)));
+        break;
+    case SFT_SCHEDULE_COSINE_WITH_RESTARTS: {
+        double c = d->num_cycles ? d->num_cycles : 1.0;
+        if (step < W) f = sft__warmup(step, W);
+        else if (progress >= 1.0) f = 0.0;
+        else f = fmax(0.0, 0.5 * (1.0 + cos(pi * fmod(c * progress, 1.0))));
+        break;
+    }
+    case SFT_SCHEDULE_POLYNOMIAL: {
+        double lr_end = d->lr_end ? d->lr_end : 1e-7, power = d->power ? d->power : 1.0;
+        if (!(base_lr > lr_end)) return sft__fail(SFT_ERR_ARG, "schedule: lr_end (%g) must be smaller than the learning rate (%g)", lr_end, base_lr);
+        if (step < W) f = sft__warmup(step, W);
+        else if (step > T) f = lr_end / base_lr;
+        else f = ((base_lr - lr_end) * pow(1.0 - (double)(step - W) / (double)(T - W), power) + lr_end) / base_lr;
+        break;
+    }
+    case SFT_SCHEDULE_CONSTANT: f = 1.0; break;
+    case SFT_SCHEDULE_CONSTANT_WITH_WARMUP: f = step < W ? sft__warmup(step, W) : 1.0; break;
+    case SFT_SCHEDULE_INVERSE_SQRT: {
+        double ts = d->timescale ? d->timescale : (W ? (double)W : 10000.0);
+        f = step < W ? sft__warmup(step, W) : 1.0 / sqrt(((double)step + (ts - (double)W)) / ts);
+        break;
+    }
+    case SFT_SCHEDULE_COSINE_WITH_MIN_LR: {
+        double rate = d->min_lr ? d->min_lr / base_lr : d->min_lr_rate;
+        if (!d->min_lr && !d->min_lr_rate) return sft__fail(SFT_ERR_ARG, "schedule: cosine_with_min_lr needs min_lr or min_lr_rate");
+        if (step < W) f = sft__warmup(step, W);
+        else {
+            f = 0.5 * (1.0 + cos(pi * (d->num_cycles ? d->num_cycles : 0.5) * 2.0 * progress));
+            f = fmax(0.0, f * (1.0 - rate) + rate);
+        }
+        break;
+    }
+    case SFT_SCHEDULE_WARMUP_STABLE_DECAY: {
+        int64_t S = d->num_stable_steps, D = d->num_decay_steps;
+        if (step < W) f = sft__warmup(step, W);
+        else if (step < W + S) f = 1.0;
+        else if (step < W + S + D) {
+            double p = (double)(step - W - S) / (double)(D > 1 ? D : 1);
+            f = d->decay_linear ? 1.0 - p : 0.5 * (1.0 + cos(pi * (d->num_cycles ? d->num_cycles : 0.5) * 2.0 * p));
+            f = fmax(0.0, f * (1.0 - d->min_lr_ratio) + d->min_lr_ratio);
+        } else f = d->min_lr_ratio;
+        break;
+    }
+    default:
+        return sft__fail(SFT_ERR_ARG, "schedule: type %d has no per-step formula (reduce_lr_on_plateau follows metrics)", (int)d->type);
+    }
+    *lr = base_lr * f;
+    return SFT_OK;
+}
+
+SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *d, double metric) {
+    double factor = d && d->factor ? d->factor : 0.1, threshold = d && d->threshold ? d->threshold : 1e-4;
+    int patience = d && d->patience ? d->patience : 10;
+    if (!p->started) { p->best = INFINITY; p->bad = 0; p->started = 1; }
+    if (metric < p->best * (1.0 - threshold)) { p->best = metric; p->bad = 0; }
+    else p->bad++;
+    if (p->bad > patience) {
+        double nl = p->lr * factor;
+        if (p->lr - nl > 1e-8) p->lr = nl;
+        p->bad = 0;
+    }
+    return p->lr;
+}
+
+/* ============================================================================
+   === trainer: the loop */
+
+struct sft_trainer {
+    sft_context      *ctx;
+    sft_model        *model;
+    sft_dataset      *train;
+    sft_train_config  cfg;
+    sft_optimizer    *opt;
+    sft_schedule_desc sched;
+    int64_t           rows, micro_per_epoch, updates_per_epoch, max_steps;
+    int64_t           global_step, epoch, micro;      /* next micro-batch of the epoch */
+    int64_t           num_tokens, steps_since_log;
+    double            loss_since_log, total_loss, acc_sum;
+    int64_t           acc_tokens;
+    double            last_grad_norm, last_lr, start_time;
+};
+
+static double sft__seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr) { return tr ? tr->opt : NULL; }
+
+SFTDEF void sft_trainer_destroy(sft_trainer *tr) {
+    if (!tr) return;
+    sft_optimizer_destroy(tr->opt);
+    sft__free(tr->ctx, tr);
+}
+
+/* sft__train_defaults: transformers/TRL defaults for zero fields, and checks */
+static sft_status sft__train_defaults(sft_train_config *c) {
+    if (c->num_train_epochs == 0.0) c->num_train_epochs = 3.0;
+    if (c->per_device_train_batch_size == 0) c->per_device_train_batch_size = 8;
+    if (c->gradient_accumulation_steps == 0) c->gradient_accumulation_steps = 1;
+    if (c->learning_rate == 0.0) c->learning_rate = 2e-5;
+    if (c->max_grad_norm == 0.0) c->max_grad_norm = 1.0;
+    if (c->logging_steps == 0) c->logging_steps = 10;
+    if (c->seed == 0) c->seed = 42;
+    if (c->per_device_train_batch_size < 0) return sft__fail(SFT_ERR_ARG, "train: per_device_train_batch_size %d", c->per_device_train_batch_size);
+    if (c->gradient_accumulation_steps < 0) return sft__fail(SFT_ERR_ARG, "train: gradient_accumulation_steps %d", c->gradient_accumulation_steps);
+    if (!(c->learning_rate > 0.0)) return sft__fail(SFT_ERR_ARG, "train: learning_rate %g", c->learning_rate);
+    if (!(c->num_train_epochs > 0.0) && c->max_steps <= 0) return sft__fail(SFT_ERR_ARG, "train: num_train_epochs %g", c->num_train_epochs);
+    if (c->max_steps < 0) return sft__fail(SFT_ERR_ARG, "train: max_steps %lld", (long long)c->max_steps);
+    if (c->warmup_steps < 0 || !(c->warmup_ratio >= 0.0 && c->warmup_ratio <= 1.0))
+        return sft__fail(SFT_ERR_ARG, "train: warmup_steps %lld, warmup_ratio %g", (long long)c->warmup_steps, c->warmup_ratio);
+    if ((int)c->lr_scheduler_type < 0 || c->lr_scheduler_type >= SFT_SCHEDULE_COUNT)
+        return sft__fail(SFT_ERR_ARG, "train: lr_scheduler_type %d does not exist", (int)c->lr_scheduler_type);
+    if (c->lr_scheduler_type == SFT_SCHEDULE_REDUCE_ON_PLATEAU)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "train: reduce_lr_on_plateau needs evaluation, which this trainer does not run yet");
+    if (c->logging_steps < 0) return sft__fail(SFT_ERR_ARG, "train: logging_steps %d", c->logging_steps);
+    if (!(c->label_smoothing_factor >= 0.0f && c->label_smoothing_factor < 1.0f))
+        return sft__fail(SFT_ERR_ARG, "train: label_smoothing_factor %g", c->label_smoothing_factor);
+    return SFT_OK;
+}
+
+/* the model's trainable tensors, in layer and projection order */
+static sft_status sft__trainable(sft_model *m, sft__vec *params, sft__vec *no_decay) {
+    int layer, p, i;
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            const sft_linear *l = m->blocks[layer].proj[p];
+            for (i = 0; i < l->n_ad; i++) {
+                sft_tensor *t[3];
+                unsigned char nd[3] = {0, 0, 1};          /* no weight decay on a DoRA magnitude */
+                int k;
+                t[0] = l->ad[i].A; t[1] = l->ad[i].B; t[2] = l->ad[i].m;
+                for (k = 0; k < 3; k++) {
+                    if (!t[k] || !t[k]->requires_grad) continue;
+                    SFT__TRY(sft__vec_push(m->ctx, params, &t[k], 1));
+                    SFT__TRY(sft__vec_push(m->ctx, no_decay, &nd[k], 1));
+                }
+            }
+        }
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_trainer **out) {
+    sft_trainer *tr;
+    sft__vec params, nd;
+    sft_adamw_desc ad;
+    sft_status s;
+    if (out) *out = NULL;
+    if (!model || !train || !out) return sft__fail(SFT_ERR_ARG, "sft_trainer_create: NULL argument");
+    tr = (sft_trainer *)sft__calloc(model->ctx, 1, sizeof *tr);
+    if (!tr) return sft__fail(SFT_ERR_NOMEM, "trainer");
+    tr->ctx = model->ctx; tr->model = model; tr->train = train;
+    if (config) tr->cfg = *config;
+    s = sft__train_defaults(&tr->cfg);
+    tr->rows = sft_dataset_rows(train, 0);
+    tr->micro_per_epoch = (tr->rows + tr->cfg.per_device_train_batch_size - 1) / tr->cfg.per_device_train_batch_size;
+    tr->updates_per_epoch = (tr->micro_per_epoch + tr->cfg.gradient_accumulation_steps - 1) / tr->cfg.gradient_accumulation_steps;
+    if (s == SFT_OK && tr->updates_per_epoch < 1) s = sft__fail(SFT_ERR_ARG, "train: the dataset has no rows");
+    tr->max_steps = tr->cfg.max_steps > 0 ? tr->cfg.max_steps : (int64_t)ceil(tr->cfg.num_train_epochs * (double)tr->updates_per_epoch);
+    tr->sched = tr->cfg.lr_scheduler_kwargs;
+    tr->sched.type = tr->cfg.lr_scheduler_type;
+    tr->sched.total_steps = tr->max_steps;
+    tr->sched.warmup_steps = tr->cfg.warmup_steps > 0 ? tr->cfg.warmup_steps : (int64_t)ceil(tr->cfg.warmup_ratio * (double)tr->max_steps);
+    memset(&params, 0, sizeof params); memset(&nd, 0, sizeof nd);
+    params.elem = sizeof(sft_tensor *); nd.elem = 1;
+    if (s == SFT_OK) s = sft__trainable(model, &params, &nd);
+    if (s == SFT_OK && params.len == 0) s = sft__fail(SFT_ERR_STATE, "train: the model has nothing to train (add an adapter first)");
+    memset(&ad, 0, sizeof ad);
+    ad.lr = tr->cfg.learning_rate; ad.beta1 = tr->cfg.adam_beta1; ad.beta2 = tr->cfg.adam_beta2; ad.eps = tr->cfg.adam_epsilon;
+    ad.weight_decay = tr->cfg.weight_decay;
+    if (s == SFT_OK) s = sft_optimizer_create(model->ctx, (sft_tensor *const *)params.p, (int)params.len, (const unsigned char *)nd.p, &ad, &tr->opt);
+    sft__free(model->ctx, params.p); sft__free(model->ctx, nd.p);
+    if (s != SFT_OK) { sft_trainer_destroy(tr); return s; }
+    tr->start_time = sft__seconds();
+    *out = tr;
+    return SFT_OK;
+}
+
+/* trained tokens of a batch after the causal shift: labels[1:] != -100 per row */
+static int64_t sft__shifted_items(const sft_batch *b) {
+    int64_t B = b->labels->shape[0], T = b->labels->shape[1], r, t, n = 0;
+    for (r = 0; r < B; r++)
+        for (t = 1; t < T; t++) n += ((const int32_t *)b->labels->data)[r * T + t] != -100;
+    return n;
+}
+
+/* argmax == shifted label over trained tokens (TRL's mean_token_accuracy) */
+static void sft__token_accuracy(const sft_tensor *logits, const sft_batch *b, double *correct, int64_t *count) {
+    int64_t B = b->labels->shape[0], T = b->labels->shape[1], V = logits->shape[2], r, t, k;
+    for (r = 0; r < B; r++)
+        for (t = 0; t + 1 < T; t++) {
+            int32_t y = ((const int32_t *)b->labels->data)[r * T + t + 1];
+            const float *l = SFT__CF(logits) + (r * T + t) * V;
+            int64_t best = 0;
+            if (y == -100) continue;
+            for (k = 1; k < V; k++) if (l[k] > l[best]) best = k;
+            *correct += best == y;
+            (*count)++;
+        }
+}
+
+SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
+    int64_t window, first, k, items = 0;
+    double loss = 0.0, lr;
+    if (info) memset(info, 0, sizeof *info);
+    if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_step: NULL trainer");
+    if (tr->global_step >= tr->max_steps) { if (info) { info->done = 1; info->global_step = tr->global_step; } return SFT_OK; }
+    if (tr->micro >= tr->micro_per_epoch) { tr->epoch++; tr->micro = 0; }
+    first = tr->micro;
+    window = tr->micro_per_epoch - first < tr->cfg.gradient_accumulation_steps ? tr->micro_per_epoch - first : tr->cfg.gradient_accumulation_steps;
+    /* num_items_in_batch: the window's trained tokens, counted before any forward */
+    for (k = 0; k < window; k++) {
+        sft_batch b;
+        sft_step_begin(tr->ctx);
+        SFT__TRY(sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, (first + k) * tr->cfg.per_device_train_batch_size,
+                                   tr->cfg.per_device_train_batch_size, &b));
+        items += sft__shifted_items(&b);
+    }
+    for (k = 0; k < window; k++) {
+        sft_batch b;
+        sft_model_batch mb;
+        sft_model_run run;
+        sft_model_output out;
+        sft_step_begin(tr->ctx);
+        SFT__TRY(sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, (first + k) * tr->cfg.per_device_train_batch_size,
+                                   tr->cfg.per_device_train_batch_size, &b));
+        memset(&mb, 0, sizeof mb); memset(&run, 0, sizeof run);
+        mb.input_ids = b.input_ids; mb.labels = b.labels; mb.positions = b.positions;
+        if (tr->train->desc.packing || tr->train->desc.padding_free) mb.seq_ids = b.seq_ids;
+        else mb.attention_mask = b.attention_mask;
+        run.training = 1;
+        run.dropout_seed = sft_rng_key(tr->cfg.seed, 0x44726f70ull, (uint64_t)tr->global_step, (uint64_t)k);
+        run.gradient_checkpointing = tr->cfg.gradient_checkpointing;
+        run.want_logits = tr->cfg.token_metrics;
+        run.loss.reduction = SFT_CE_SUM_DIV;
+        run.loss.divisor = items > 0 ? (float)items : 1.0f;
+        run.loss.label_smoothing = tr->cfg.label_smoothing_factor;
+        if (items == 0) run.loss.reduction = SFT_CE_SUM;       /* nothing to learn: a zero loss */
+        SFT__TRY(sft_model_forward(tr->model, &mb, &run, &out));
+        if (out.logits) sft__token_accuracy(out.logits, &b, &tr->acc_sum, &tr->acc_tokens);
+        loss += *SFT__CF(out.loss);
+        SFT__TRY(sft_backward(tr->ctx, out.loss));
+        tr->num_tokens += b.tokens;
+    }
+    tr->micro += window;
+    tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.max_grad_norm > 0.0 ? tr->cfg.max_grad_norm : 0.0);
+    SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->global_step, &lr));
+    SFT__TRY(sft_optimizer_step(tr->opt, lr));
+    sft_optimizer_zero_grad(tr->opt);
+    tr->last_lr = lr;
+    tr->global_step++;
+    /* transformers' logging filter: a NaN/Inf step counts as the average so far */
+    if (tr->cfg.logging_nan_inf_filter >= 0 && !(fabs(loss) < INFINITY))
+        loss = tr->global_step > 1 ? tr->total_loss / (double)(tr->global_step - 1) : 0.0;
+    tr->total_loss += loss;
+    tr->loss_since_log += loss;
+    tr->steps_since_log++;
+    if (info) {
+        info->global_step = tr->global_step; info->max_steps = tr->max_steps;
+        info->epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
+        info->loss = loss; info->grad_norm = tr->last_grad_norm; info->learning_rate = lr;
+        info->num_items_in_batch = items; info->micro_batches = window; info->done = tr->global_step >= tr->max_steps;
+    }
+    if (tr->cfg.on_log && (tr->global_step % tr->cfg.logging_steps == 0 || tr->global_step == tr->max_steps)) {
+        sft_log_entry e;
+        e.global_step = tr->global_step;
+        e.epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
+        e.loss = tr->loss_since_log / (double)tr->steps_since_log;
+        e.grad_norm = tr->last_grad_norm; e.learning_rate = lr; e.num_tokens = tr->num_tokens;
+        e.mean_token_accuracy = tr->acc_tokens ? tr->acc_sum / (double)tr->acc_tokens : NAN;
+        tr->cfg.on_log(&e, tr->cfg.user);
+        tr->loss_since_log = 0.0; tr->steps_since_log = 0; tr->acc_sum = 0.0; tr->acc_tokens = 0;
+    }
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_train_output *out) {
+    sft_trainer *tr = NULL;
+    sft_step_info info;
+    sft_status s;
+    if (out) memset(out, 0, sizeof *out);
+    SFT__TRY(sft_trainer_create(model, train, config, &tr));
+    do s = sft_trainer_step(tr, &info);
+    while (s == SFT_OK && !info.done);
+    if (s == SFT_OK && out) {
+        double t = sft__seconds() - tr->start_time;
+        out->global_step = tr->global_step;
+        out->train_loss = tr->global_step ? tr->total_loss / (double)tr->global_step : 0.0;
+        out->train_runtime = t;
+        out->train_steps_per_second = t > 0 ? (double)tr->global_step / t : 0.0;
+        out->train_samples_per_second = t > 0 ? (double)(tr->global_step * tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps) / t : 0.0;
+    }
+    sft_trainer_destroy(tr);
+    return s;
 }
 
 /* ============================================================================

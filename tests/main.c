@@ -21,6 +21,7 @@ void suite_quant(void);
 void suite_lora(void);
 void suite_model(void);
 void suite_data(void);
+void suite_trainer(void);
 
 /* Internal kernels the public API cannot reach on their own; this file is the one
    that compiles the implementation, so it can call them. */
@@ -179,6 +180,7 @@ int main(int argc, char **argv) {
     printf("lora\n");        suite_lora();
     printf("model\n");       suite_model();
     printf("data\n");        suite_data();
+    printf("trainer\n");     suite_trainer();
     /* the kernel and op suites run once on every CPU path this machine has */
     for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
         if (!t_cpu_path_runnable((sft_cpu_path)path)) {
