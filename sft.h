@@ -698,6 +698,8 @@ typedef struct sft_linear_call {
     const char *const *adapter_names;  /* mixed batch: one adapter name (or "__base__")
                                           per sample (x's first dim), or NULL     */
     int                n_adapter_names;   /* their count: x's first dim            */
+    int                skip_missing;      /* a name this layer lacks runs the base (as
+                                             PEFT does for layers without the adapter) */
     const sft_tensor  *dropout_mask;   /* replay: x's shape, 0 or 1/(1-p) per element,
                                           used instead of drawing (every adapter) */
 } sft_linear_call;
@@ -820,6 +822,7 @@ typedef struct sft_model_config {
     int           tie_word_embeddings, attention_bias, mlp_bias;
     sft_dtype     dtype;               /* torch_dtype / dtype of the checkpoint */
     int           bos_token_id, eos_token_id, pad_token_id;   /* -1 if absent  */
+    int           eos_token_ids[8], n_eos;   /* every id of a list-valued eos_token_id  */
     /* a pre-quantized bitsandbytes checkpoint (quantization_config) */
     sft_quant_type prequantized;
 } sft_model_config;
@@ -1019,8 +1022,9 @@ SFTDEF sft_data_stats sft_dataset_stats(const sft_dataset *ds);
 /* sft_dataset_rows: examples in a split (0 train, 1 eval): rows, or bins when packing. */
 SFTDEF int64_t    sft_dataset_rows(const sft_dataset *ds, int split);
 /* sft_dataset_row: the tokens and labels (labels already -100 where not trained,
-   not yet shifted) of example i; pointers into the dataset. A bin holds several
-   sequences; *seq_starts (n_seqs offsets) says where each begins. */
+   not yet shifted) of example i; pointers into the dataset. Rows of a packed
+   dataset are bins of several sequences: read them with sft_dataset_batch
+   (this returns SFT_ERR_ARG). seq_starts / n_seqs (may be NULL) give 0 / 1. */
 SFTDEF sft_status sft_dataset_row(const sft_dataset *ds, int split, int64_t i, const int32_t **ids, const int32_t **labels,
                                   int64_t *n, const int32_t **seq_starts, int *n_seqs);
 /* sft_dataset_render: the text a chat template gives for a conversation record
@@ -1035,7 +1039,7 @@ SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int ad
    and the first label of every sequence -100 (also with padding_free). */
 typedef struct sft_batch {
     sft_tensor *input_ids, *labels, *attention_mask, *positions, *seq_ids;
-    int64_t     n_examples, tokens, trained_tokens;
+    int64_t     n_examples, tokens, trained_tokens;   /* trained: labels != -100, before the shift */
 } sft_batch;
 /* sft_dataset_batch: examples [first, first + batch_size) of epoch's order (the
    train split shuffled by (seed, epoch) when shuffle; the same on resume). */
@@ -1087,7 +1091,6 @@ typedef struct sft_schedule_desc {
     int64_t      warmup_steps, total_steps;
     double       num_cycles;        /* cosine 0.5, restarts 1                      */
     double       power, lr_end;     /* polynomial: 1, 1e-7                         */
-    double       timescale;         /* inverse_sqrt: warmup_steps, else 10000      */
     double       min_lr, min_lr_rate;                 /* cosine_with_min_lr (one)  */
     int64_t      num_stable_steps, num_decay_steps;   /* warmup_stable_decay       */
     int          decay_linear;      /* warmup_stable_decay: linear instead of cosine */
@@ -1122,7 +1125,8 @@ typedef struct sft_log_entry {
     double  grad_norm;          /* before clipping, of the last step                */
     double  learning_rate;      /* the one the last step used                       */
     int64_t num_tokens;         /* tokens seen so far                               */
-    double  mean_token_accuracy;/* when token_metrics: argmax == label over trained tokens */
+    double  mean_token_accuracy;/* when token_metrics: argmax == label over trained tokens,
+                                   averaged over micro-batches as TRL does        */
 } sft_log_entry;
 
 typedef struct sft_train_config {
@@ -6950,7 +6954,11 @@ static sft_status sft__lin_route(sft_context *ctx, sft_linear *lin, sft__lin_pla
         const char *name = call->adapter_names[s];
         int ai;
         if (name && strcmp(name, "__base__") == 0) { route[s] = -1; continue; }
-        if ((ai = sft__lin_find(lin, name)) < 0) return sft__lin_unknown("linear (adapter_names)", name);
+        if ((ai = sft__lin_find(lin, name)) < 0) {
+            if (!call->skip_missing) return sft__lin_unknown("linear (adapter_names)", name);
+            route[s] = -1;
+            continue;
+        }
         if (lin->ad[ai].m) return sft__fail(SFT_ERR_UNSUPPORTED, "linear: adapter_names with the DoRA adapter '%s' (PEFT refuses it too)", name);
         if (term_of[ai] < 0) { term_of[ai] = p->n_terms; SFT__TRY(sft__lin_add_term(ctx, lin, p, ai, call)); }
         route[s] = term_of[ai];
@@ -9796,6 +9804,16 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
         c->sliding_window = sft__cfg_int(cfg, "sliding_window", 0, &bad);
     c->bos_token_id = sft__cfg_id(cfg, "bos_token_id");
     c->eos_token_id = sft__cfg_id(cfg, "eos_token_id");
+    {
+        const sft_json *e = sft_json_get(cfg, "eos_token_id");
+        size_t k;
+        if (e && e->type == SFT_JSON_ARRAY)
+            for (k = 0; k < e->length && c->n_eos < 8; k++) {
+                if (e->items[k].type == SFT_JSON_NUMBER && e->items[k].number >= 0 && e->items[k].number < 2e9)
+                    c->eos_token_ids[c->n_eos++] = (int)e->items[k].number;
+            }
+        else if (c->eos_token_id >= 0) c->eos_token_ids[c->n_eos++] = c->eos_token_id;
+    }
     c->pad_token_id = sft__cfg_id(cfg, "pad_token_id");
     SFT__TRY(sft__cfg_rope(path, cfg, c, &bad));
     if (bad) return sft__fail(SFT_ERR_FORMAT, "%s: field '%s' has an impossible value", path, bad);
@@ -10195,12 +10213,30 @@ SFTDEF sft_status sft_model_add_lora(sft_model *m, const char *name, const sft_l
     return SFT_OK;
 }
 
-SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, int n) {
+/* sft__model_has_adapter: some projection holds an adapter of that name */
+static int sft__model_has_adapter(const sft_model *m, const char *name) {
     int i, p;
-    if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_set_active: NULL model");
     for (i = 0; i < m->cfg.num_hidden_layers; i++)
         for (p = 0; p < SFT__N_PROJ; p++)
-            if (m->blocks[i].proj[p]->n_ad) SFT__TRY(sft_linear_set_active(m->blocks[i].proj[p], names, n));
+            if (sft__lin_find(m->blocks[i].proj[p], name) >= 0) return 1;
+    return 0;
+}
+
+/* every projection activates the named adapters it has (PEFT: a layer without
+   one runs without it) */
+SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, int n) {
+    int i, p, k;
+    if (!m || n < 0 || (n && !names) || n > SFT__LINEAR_MAX_ADAPTERS) return sft__fail(SFT_ERR_ARG, "sft_model_set_active: bad argument");
+    for (k = 0; k < n; k++)
+        if (!names[k] || !sft__model_has_adapter(m, names[k])) return sft__lin_unknown("sft_model_set_active", names[k]);
+    for (i = 0; i < m->cfg.num_hidden_layers; i++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            sft_linear *l = m->blocks[i].proj[p];
+            const char *here[SFT__LINEAR_MAX_ADAPTERS];
+            int c = 0;
+            for (k = 0; k < n; k++) if (sft__lin_find(l, names[k]) >= 0) here[c++] = names[k];
+            if (l->n_ad) SFT__TRY(sft_linear_set_active(l, here, c));
+        }
     return SFT_OK;
 }
 
@@ -10225,6 +10261,7 @@ static sft_status sft__proj(sft_context *ctx, const sft__fwd *f, int p, sft_tens
     call.dropout_seed = sft_rng_key(f->run.dropout_seed, SFT__RNG_LORA_DROPOUT, (uint64_t)f->layer, (uint64_t)p);
     call.adapter_names = f->run.adapter_names;
     call.n_adapter_names = f->run.n_adapter_names;
+    call.skip_missing = 1;      /* sft_model_forward checked the names exist in the model */
     return sft_linear_forward(ctx, f->m->blocks[f->layer].proj[p], x, &call, out);
 }
 
@@ -10319,6 +10356,13 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
         if (!batch->input_ids || batch->input_ids->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "model: input_ids must be i32 [B, T]");
         B = batch->input_ids->shape[0]; T = batch->input_ids->shape[1];
         SFT__TRY(sft__batch_i32("input_ids", batch->input_ids, B, T));
+    }
+    if (run && run->adapter_names) {
+        int k;
+        if (run->n_adapter_names != B) return sft__fail(SFT_ERR_SHAPE, "model: %d adapter_names for %lld rows", run->n_adapter_names, (long long)B);
+        for (k = 0; k < run->n_adapter_names; k++)
+            if (!run->adapter_names[k] || (strcmp(run->adapter_names[k], "__base__") != 0 && !sft__model_has_adapter(m, run->adapter_names[k])))
+                return sft__lin_unknown("model (adapter_names)", run->adapter_names[k]);
     }
     SFT__TRY(sft__batch_i32("attention_mask", batch->attention_mask, B, T));
     SFT__TRY(sft__batch_i32("labels", batch->labels, B, T));
@@ -10857,7 +10901,7 @@ static int sft__stop_string_seen(const sft_generate_desc *d, const int32_t *ids,
     size_t len = 0;
     int seen;
     if (!d->tokenizer || !d->stop_string || !*d->stop_string) return 0;
-    if (sft_tokenizer_decode(d->tokenizer, ids, (size_t)n, 1, &text, &len) != SFT_OK) return 0;
+    if (sft_tokenizer_decode(d->tokenizer, ids, (size_t)n, 0, &text, &len) != SFT_OK) return 0;   /* special tokens count */
     seen = strstr(text, d->stop_string) != NULL;
     sft_free(d->tokenizer->ctx, text);
     return seen;
@@ -10872,7 +10916,7 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
     sft__cand *cand = NULL;
     int32_t *out = NULL;
     int64_t max_t, per_layer;
-    int i, n = 0, layer, was_on;
+    int i, n = 0, layer, was_on, eos;
     sft_status s = SFT_OK;
     if (ids) *ids = NULL;
     if (n_ids) *n_ids = 0;
@@ -10880,7 +10924,7 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
     memset(&d, 0, sizeof d);
     if (desc) d = *desc;
     if (d.max_new_tokens == 0) d.max_new_tokens = 32;
-    if (d.max_new_tokens < 0 || !(d.temperature >= 0.0f) || !(d.top_p >= 0.0f && d.top_p <= 1.0f) || d.top_k < 0)
+    if (d.max_new_tokens < 0 || d.max_new_tokens > (1 << 20) || !(d.temperature >= 0.0f) || !(d.top_p >= 0.0f && d.top_p <= 1.0f) || d.top_k < 0)
         return sft__fail(SFT_ERR_ARG, "generate: max_new_tokens %d, temperature %g, top_k %d, top_p %g", d.max_new_tokens,
                          d.temperature, d.top_k, d.top_p);
     for (i = 0; i < n_prompt; i++)
@@ -10888,6 +10932,8 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
             return sft__fail(SFT_ERR_ARG, "generate: prompt[%d] = %d is outside the vocabulary", i, prompt[i]);
     ctx = m->ctx;
     max_t = (int64_t)n_prompt + d.max_new_tokens;
+    if (m->cfg.sliding_window > 0 && max_t > m->cfg.sliding_window)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "generate: %lld positions exceed the sliding window of %d", (long long)max_t, m->cfg.sliding_window);
     per_layer = max_t * m->cfg.num_key_value_heads * m->cfg.head_dim;
     cache = (sft__kv *)sft__calloc(ctx, (size_t)m->cfg.num_hidden_layers, sizeof *cache);
     kvmem = (float *)sft__alloc(ctx, (size_t)(2 * per_layer * m->cfg.num_hidden_layers) * sizeof(float));
@@ -10909,7 +10955,8 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
         if (s != SFT_OK) break;
         next = sft__sample(SFT__CF(logits), m->cfg.vocab_size, &d, n, cand);
         out[n++] = next;
-        if ((!d.no_eos_stop && next == m->cfg.eos_token_id) || sft__stop_string_seen(&d, out, n)) break;
+        for (i = 0, eos = 0; !d.no_eos_stop && i < m->cfg.n_eos; i++) eos |= next == m->cfg.eos_token_ids[i];
+        if (eos || sft__stop_string_seen(&d, out, n)) break;
     }
     sft_grad_enabled_set(ctx, was_on);
     sft_step_begin(ctx);
@@ -11002,14 +11049,20 @@ static sft_status sft__tmpl_detect(const char *src, sft_chat_template kind, sft_
     }
     /* ChatML: a literal default system turn ('<|im_start|>system\n...<|im_end|>' with
        no expression inside) is used when the conversation has none */
-    for (sys = src; t->kind == SFT_TEMPLATE_CHATML && sys && (sys = strstr(sys, "<|im_start|>system\\n")) != NULL; sys += 20) {
-        const char *e = strstr(sys, "<|im_end|>");
-        size_t n = e ? (size_t)(e - sys) - 20 : 0;
-        if (e && n < sizeof t->default_system && !memchr(sys + 20, '\'', n) && !memchr(sys + 20, '+', n) && !memchr(sys + 20, '{', n)) {
-            memcpy(t->default_system, sys + 20, n);
-            t->default_system[n] = 0;
-            break;
+    for (sys = src; t->kind == SFT_TEMPLATE_CHATML && sys && (sys = strstr(sys, "<|im_start|>system")) != NULL; sys += 18) {
+        const char *b = sys + 18, *e = strstr(b, "<|im_end|>");
+        size_t n, k, w = 0;
+        if (strncmp(b, "\\n", 2) == 0) b += 2;          /* the newline written as \n ... */
+        else if (*b == '\n') b += 1;                      /* ... or as itself */
+        else continue;
+        n = e ? (size_t)(e - b) : 0;
+        if (!e || n >= sizeof t->default_system || memchr(b, '\'', n) || memchr(b, '+', n) || memchr(b, '{', n)) continue;
+        for (k = 0; k < n; k++) {                         /* Jinja string escapes */
+            if (b[k] == '\\' && k + 1 < n) { k++; t->default_system[w++] = b[k] == 'n' ? '\n' : b[k] == 't' ? '\t' : b[k]; }
+            else t->default_system[w++] = b[k];
         }
+        t->default_system[w] = 0;
+        break;
     }
     return SFT_OK;
 }
@@ -11070,6 +11123,7 @@ static sft_status sft__render_conv(sft__render *r, const sft__tmpl *t, const sft
         }
         if (!t->inst_bos_per_turn) SFT__TRY(sft__r_str(r, t->bos));
         for (i = first; i < n; i++) {
+            if (t->inst_system == 0 && !sft__role_is(&msgs[i], "user") && !sft__role_is(&msgs[i], "assistant")) continue;   /* dropped */
             if (!sft__role_is(&msgs[i], "user")) {   /* the answer branch */
                 if (t->inst_system != 1 && (i - first) % 2 != 1)
                     return sft__fail(SFT_ERR_FORMAT, "data: [INST] templates need user and assistant turns to alternate");
@@ -11083,10 +11137,23 @@ static sft_status sft__render_conv(sft__render *r, const sft__tmpl *t, const sft
                 return sft__fail(SFT_ERR_FORMAT, "data: [INST] templates need user and assistant turns to alternate");
             if (t->inst_bos_per_turn) SFT__TRY(sft__r_str(r, t->bos));
             SFT__TRY(sft__r_str(r, "[INST] "));
-            if (system && i == first) {
-                SFT__TRY(sft__r_str(r, "<<SYS>>\n")); SFT__TRY(sft__r_content(r, t, system)); SFT__TRY(sft__r_str(r, "\n<</SYS>>\n\n"));
-            }
-            SFT__TRY(sft__r_content(r, t, msgs[i].content));
+            if (system && i == first) {     /* the system text folded in, the whole trimmed once (.strip()) */
+                sft__render tmp;
+                sft_status st;
+                sft__tmpl raw = *t;
+                memset(&tmp, 0, sizeof tmp);
+                tmp.ctx = r->ctx; tmp.text.elem = 1; tmp.spans.elem = sizeof(size_t);
+                raw.trim = 0;
+                st = sft__r_str(&tmp, "<<SYS>>\n");
+                if (st == SFT_OK) st = sft__r_content(&tmp, &raw, system);
+                if (st == SFT_OK) st = sft__r_str(&tmp, "\n<</SYS>>\n\n");
+                if (st == SFT_OK) st = sft__r_content(&tmp, &raw, msgs[i].content);
+                if (st == SFT_OK) st = sft__vec_push(r->ctx, &tmp.text, "", 1);
+                if (st == SFT_OK) st = sft__r_content(r, t, (const char *)tmp.text.p);
+                sft__free(r->ctx, tmp.text.p); sft__free(r->ctx, tmp.spans.p);
+                SFT__TRY(st);
+            } else
+                SFT__TRY(sft__r_content(r, t, msgs[i].content));
             SFT__TRY(sft__r_str(r, t->inst_close_space ? " [/INST]" : "[/INST]"));
         }
         return SFT_OK;
@@ -11116,7 +11183,9 @@ struct sft_dataset {
     sft__vec         bins[2];      /* per bin: (first, count) into bin_items        */
     sft__vec         bin_items[2]; /* int64 example index                           */
     sft__vec         row_starts;   /* scratch for sft_dataset_row (int32)           */
-    sft__vec         order;        /* scratch: a shuffled order (int64)             */
+    sft__vec         order;        /* the shuffled order of (order_split, order_epoch) */
+    int64_t          order_epoch;
+    int              order_split;
     sft_data_stats   stats;
     int32_t          pad_id, eos_id;
     const char      *eos_text, *bos_text;
@@ -11553,6 +11622,8 @@ static int64_t sft__order_at(const sft_dataset *ds, int shuffle, int64_t k) {
 static sft_status sft__make_order(sft_dataset *ds, int split, int64_t epoch) {
     int64_t n = sft_dataset_rows(ds, split), i;
     uint64_t key = sft_rng_key(ds->desc.seed, 0x53687566ull, (uint64_t)epoch, (uint64_t)split);
+    if (ds->order.len == (size_t)n && ds->order_epoch == epoch && ds->order_split == split) return SFT_OK;   /* made already */
+    ds->order_epoch = epoch; ds->order_split = split;
     ds->order.len = 0;
     for (i = 0; i < n; i++) SFT__TRY(sft__vec_push(ds->ctx, &ds->order, &i, 1));
     for (i = n - 1; i > 0; i--) {      /* Fisher-Yates keyed by (seed, epoch): the same on resume */
@@ -11959,8 +12030,8 @@ SFTDEF sft_status sft_schedule_lr(const sft_schedule_desc *d, double base_lr, in
     }
     case SFT_SCHEDULE_CONSTANT: f = 1.0; break;
     case SFT_SCHEDULE_CONSTANT_WITH_WARMUP: f = step < W ? sft__warmup(step, W) : 1.0; break;
-    case SFT_SCHEDULE_INVERSE_SQRT: {
-        double ts = d->timescale ? d->timescale : (W ? (double)W : 10000.0);
+    case SFT_SCHEDULE_INVERSE_SQRT: {   /* timescale: warmup_steps, else 10000 (get_scheduler passes no kwargs here) */
+        double ts = W ? (double)W : 10000.0;
         f = step < W ? sft__warmup(step, W) : 1.0 / sqrt(((double)step + (ts - (double)W)) / ts);
         break;
     }
@@ -11976,7 +12047,7 @@ SFTDEF sft_status sft_schedule_lr(const sft_schedule_desc *d, double base_lr, in
     }
     case SFT_SCHEDULE_WARMUP_STABLE_DECAY: {
         int64_t S = d->num_stable_steps, D = d->num_decay_steps;
-        if (step < W) f = sft__warmup(step, W);
+        if (step < W) f = sft__warmup(step, W) * (1.0 - d->min_lr_ratio) + d->min_lr_ratio;
         else if (step < W + S) f = 1.0;
         else if (step < W + S + D) {
             double p = (double)(step - W - S) / (double)(D > 1 ? D : 1);
@@ -12121,14 +12192,6 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     return SFT_OK;
 }
 
-/* trained tokens of a batch after the causal shift: labels[1:] != -100 per row */
-static int64_t sft__shifted_items(const sft_batch *b) {
-    int64_t B = b->labels->shape[0], T = b->labels->shape[1], r, t, n = 0;
-    for (r = 0; r < B; r++)
-        for (t = 1; t < T; t++) n += ((const int32_t *)b->labels->data)[r * T + t] != -100;
-    return n;
-}
-
 /* argmax == shifted label over trained tokens (TRL's mean_token_accuracy) */
 static void sft__token_accuracy(const sft_tensor *logits, const sft_batch *b, double *correct, int64_t *count) {
     int64_t B = b->labels->shape[0], T = b->labels->shape[1], V = logits->shape[2], r, t, k;
@@ -12159,7 +12222,7 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         sft_step_begin(tr->ctx);
         SFT__TRY(sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, (first + k) * tr->cfg.per_device_train_batch_size,
                                    tr->cfg.per_device_train_batch_size, &b));
-        items += sft__shifted_items(&b);
+        items += b.trained_tokens;      /* transformers counts labels != -100 before the shift */
     }
     for (k = 0; k < window; k++) {
         sft_batch b;
@@ -12182,10 +12245,20 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         run.loss.label_smoothing = tr->cfg.label_smoothing_factor;
         if (items == 0) run.loss.reduction = SFT_CE_SUM;       /* nothing to learn: a zero loss */
         SFT__TRY(sft_model_forward(tr->model, &mb, &run, &out));
-        if (out.logits) sft__token_accuracy(out.logits, &b, &tr->acc_sum, &tr->acc_tokens);
+        if (out.logits) {        /* TRL: the plain mean of the micro-batches' accuracies */
+            double correct = 0.0;
+            int64_t count = 0;
+            sft__token_accuracy(out.logits, &b, &correct, &count);
+            tr->acc_sum += count ? correct / (double)count : 0.0;
+            tr->acc_tokens++;
+        }
         loss += *SFT__CF(out.loss);
         SFT__TRY(sft_backward(tr->ctx, out.loss));
-        tr->num_tokens += b.tokens;
+        {   /* num_tokens: the attention mask's sum, as TRL counts */
+            int64_t t2, am = 0;
+            for (t2 = 0; t2 < sft_tensor_numel(b.attention_mask); t2++) am += ((const int32_t *)b.attention_mask->data)[t2];
+            tr->num_tokens += am;
+        }
     }
     tr->micro += window;
     tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.max_grad_norm > 0.0 ? tr->cfg.max_grad_norm : 0.0);

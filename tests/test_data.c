@@ -373,7 +373,47 @@ static void folders_splits_shuffles_and_statistics(void) {
     sft_context_destroy(ctx);
 }
 
+/* Template details the fixture templates do not show: a default system prompt
+   written with a real newline (SmolLM2's), and Llama-2's .strip() of the
+   folded system + user text as one string. */
+static void template_variants_render_as_jinja_does(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = t_tok(ctx, "qwen2");
+    sft_data_desc d;
+    sft_dataset *ds = NULL;
+    char *text = NULL;
+    static const char *const rec[] = {"{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}]}"};
+    static const char smol[] = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\nYou are SmolLM.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+        "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}";
+    static const char llama2[] = "{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] %}{% endif %}"
+        "{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + "
+        "message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+        "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}";
+    static const char *const sys[] = {"{\"messages\": [{\"role\": \"system\", \"content\": \"Be terse.\\n\"}, {\"role\": \"user\", "
+                                      "\"content\": \"  What?\"}, {\"role\": \"assistant\", \"content\": \"This.\"}]}"};
+    if (!tok) goto done;
+    memset(&d, 0, sizeof d);
+    d.chat_template_text = smol;
+    CHECK_OK(sft_dataset_from_records(ctx, tok, rec, 1, &d, &ds));
+    if (ds) CHECK_OK(sft_dataset_render(ds, rec[0], 0, &text));
+    if (text) CHECK_MSG(strcmp(text, "<|im_start|>system\nYou are SmolLM.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo<|im_end|>\n") == 0,
+                        "rendered: %s", text);
+    sft_free(ctx, text); text = NULL;
+    sft_dataset_destroy(ds); ds = NULL;
+    d.chat_template_text = llama2;
+    CHECK_OK(sft_dataset_from_records(ctx, tok, sys, 1, &d, &ds));
+    if (ds) CHECK_OK(sft_dataset_render(ds, sys[0], 0, &text));
+    if (text) CHECK_MSG(strcmp(text, "[INST] <<SYS>>\nBe terse.\n\n<</SYS>>\n\n  What? [/INST] This. <|im_end|>") == 0, "rendered: %s", text);
+    sft_free(ctx, text);
+done:
+    sft_dataset_destroy(ds);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_data(void) {
+    RUN(template_variants_render_as_jinja_does);
     RUN(folders_splits_shuffles_and_statistics);
     RUN(tokens_and_labels_match_trl);
     RUN(a_packed_batch_equals_its_sequences_one_at_a_time);

@@ -610,6 +610,36 @@ static void the_memory_plan_is_within_10_percent(void) {
     t_plan_case(SFT_QUANT_NF4, 1, 1);
 }
 
+/* A list-valued eos_token_id stops generation at any of its ids; adapters on
+   different projections can be activated together or alone (a layer without
+   one runs without it). */
+static void eos_lists_and_partial_adapters(void) {
+    sft_context *ctx = t_context(1);
+    sft_model *m = NULL;
+    static const int32_t prompt[4] = {58, 23, 77, 227};
+    int32_t *ids = NULL;
+    int n = 0;
+    sft_generate_desc g;
+    sft_lora_desc d;
+    const char *b = "b", *none = "zzz";
+    CHECK_OK(sft_model_load(ctx, t_bad_dir(ctx, "eos_list", "\"eos_token_id\": 2", "\"eos_token_id\": [2, 115]", 0), NULL, &m));
+    if (!m) goto done;
+    CHECK(sft_model_get_config(m)->n_eos == 2 && sft_model_get_config(m)->eos_token_id == 2);
+    memset(&g, 0, sizeof g);
+    g.max_new_tokens = 8;
+    CHECK_OK(sft_model_generate(m, prompt, 4, &g, &ids, &n));
+    CHECK_MSG(n == 2 && ids && ids[0] == 99 && ids[1] == 115, "%d tokens (want 99, 115 and a stop at eos 115)", n);
+    sft_free(ctx, ids);
+    memset(&d, 0, sizeof d);
+    CHECK_OK(sft_model_add_lora(m, "a", &d, "all-linear"));
+    CHECK_OK(sft_model_add_lora(m, "b", &d, "q_proj"));
+    CHECK_OK(sft_model_set_active(m, &b, 1));
+    CHECK_STATUS(sft_model_set_active(m, &none, 1), SFT_ERR_NOT_FOUND);
+done:
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
 void suite_model(void) {
     RUN(llama_logits_and_loss_match_transformers);
     RUN(qwen2_logits_and_loss_match_transformers);
@@ -627,6 +657,7 @@ void suite_model(void) {
     RUN(greedy_generation_matches_transformers);
     RUN(kv_cache_decoding_equals_the_full_forward);
     RUN(the_memory_plan_is_within_10_percent);
+    RUN(eos_lists_and_partial_adapters);
     RUN(bad_model_directories_are_refused);
     RUN(inconsistent_quant_states_and_foreign_adapters_are_refused);
 }

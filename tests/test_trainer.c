@@ -138,7 +138,226 @@ done:
     sft_context_destroy(ctx);
 }
 
+static sft_schedule t_schedule_of(const char *name) {
+    static const char *const names[] = {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                                        "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "reduce_lr_on_plateau"};
+    int i;
+    for (i = 0; i < 10; i++) if (strcmp(name, names[i]) == 0) return (sft_schedule)i;
+    return SFT_SCHEDULE_COUNT;
+}
+
+static double t_num(const sft_json *o, const char *k, double dflt) {
+    const sft_json *v = sft_json_get(o, k);
+    return v && v->type == SFT_JSON_NUMBER ? v->number : dflt;
+}
+
+/* Every schedule (non-default kwargs too) gives transformers' learning rate at
+   each of 30 steps; reduce-on-plateau follows torch's on a metric sequence;
+   warmup_ratio rounds up as transformers does. */
+static void schedules_match_transformers(void) {
+    sft_context *ctx = t_context(1);
+    sft_json *j = t_json_file(ctx, T_TFIX "schedules.json");
+    const sft_json *list = j ? sft_json_get(j, "schedules") : NULL, *ratio;
+    size_t e, k;
+    int checked = 0;
+    for (e = 0; list && e < list->length; e++) {
+        const sft_json *en = &list->items[e], *kw = sft_json_get(en, "kwargs");
+        const char *name = sft_json_get(en, "name")->string;
+        sft_schedule_desc d;
+        double base = t_num(en, "lr", 0);
+        memset(&d, 0, sizeof d);
+        d.type = t_schedule_of(name);
+        if (d.type == SFT_SCHEDULE_COUNT) continue;   /* a schedule sft.h does not offer */
+        d.warmup_steps = (int64_t)t_num(en, "warmup", 0); d.total_steps = (int64_t)t_num(en, "total", 0);
+        d.num_cycles = t_num(kw, "num_cycles", 0); d.power = t_num(kw, "power", 0); d.lr_end = t_num(kw, "lr_end", 0);
+        d.min_lr = t_num(kw, "min_lr", 0); d.min_lr_rate = t_num(kw, "min_lr_rate", 0);
+        d.num_stable_steps = (int64_t)t_num(kw, "num_stable_steps", 0); d.num_decay_steps = (int64_t)t_num(kw, "num_decay_steps", 0);
+        d.min_lr_ratio = t_num(kw, "min_lr_ratio", 0); d.factor = t_num(kw, "factor", 0); d.patience = (int)t_num(kw, "patience", 0);
+        if (sft_json_get(kw, "decay_type") && strcmp(sft_json_get(kw, "decay_type")->string, "linear") == 0) d.decay_linear = 1;
+        if (sft_json_get(kw, "decay_type") && strcmp(sft_json_get(kw, "decay_type")->string, "1-sqrt") == 0) continue;   /* not offered */
+        if (d.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) {
+            const sft_json *metrics = sft_json_get(en, "metrics"), *after = sft_json_get(en, "lrs_after");
+            sft_plateau pl;
+            memset(&pl, 0, sizeof pl);
+            pl.lr = base;
+            for (k = 0; metrics && k < metrics->length; k++) {
+                double lr = sft_plateau_step(&pl, &d, metrics->items[k].number);
+                CHECK_MSG(lr == after->items[k].number, "plateau %s: after metric %zu lr %.17g, torch %.17g", sft_json_get(kw, "patience") ? "patience 2" : "default", k, lr, after->items[k].number);
+            }
+            checked++;
+            continue;
+        }
+        for (k = 0; k < sft_json_get(en, "lrs")->length; k++) {
+            double lr = -1, want = sft_json_get(en, "lrs")->items[k].number;
+            CHECK_OK(sft_schedule_lr(&d, base, (int64_t)k, &lr));
+            if (!(fabs(lr - want) <= 1e-12 * fabs(want) + 1e-18)) { CHECK_MSG(0, "%s (entry %zu) step %zu: %.17g, transformers %.17g", name, e, k, lr, want); break; }
+        }
+        checked++;
+    }
+    CHECK_MSG(checked >= 14, "%d schedules checked", checked);
+    ratio = j ? sft_json_get(sft_json_get(j, "warmup_steps_from_ratio"), "cases") : NULL;
+    for (k = 0; ratio && k < ratio->length; k++) {
+        const sft_json *c = &ratio->items[k];
+        CHECK((int64_t)ceil(t_num(c, "num_training_steps", 0) * t_num(c, "warmup_ratio", 0)) == (int64_t)t_num(c, "warmup_steps", -1));
+    }
+    sft_json_free(j);
+    sft_context_destroy(ctx);
+}
+
+/* AdamW against torch.optim.AdamW, bit for bit, over 5 steps with zero, huge
+   and tiny gradients, weight decay on and off, other betas and eps. */
+static void adamw_matches_torch_bit_for_bit(void) {
+    sft_context *ctx = t_context(1);
+    sft_json *j = t_json_file(ctx, T_TFIX "adamw.json");
+    sft_st_file *f = NULL;
+    const sft_json *cases = j ? sft_json_get(j, "cases") : NULL;
+    size_t c;
+    CHECK_OK(sft_st_open(ctx, T_TFIX "adamw.safetensors", &f));
+    for (c = 0; f && cases && c < cases->length; c++) {
+        const sft_json *kw = sft_json_get(&cases->items[c], "kwargs");
+        const char *cs = sft_json_get(&cases->items[c], "case")->string;
+        char name[128];
+        sft_tensor *p = NULL;
+        sft_optimizer *o = NULL;
+        sft_adamw_desc d;
+        int step;
+        snprintf(name, sizeof name, "torch/%s/param0", cs);
+        CHECK_OK(sft_st_load(ctx, f, name, &p));
+        if (!p) continue;
+        memset(&d, 0, sizeof d);
+        d.lr = t_num(kw, "lr", 0); d.beta1 = sft_json_get(kw, "betas")->items[0].number; d.beta2 = sft_json_get(kw, "betas")->items[1].number;
+        d.eps = t_num(kw, "eps", 0); d.weight_decay = t_num(kw, "weight_decay", 0);
+        if (d.weight_decay == 0) d.weight_decay = 0;
+        CHECK_OK(sft_optimizer_create(ctx, &p, 1, NULL, &d, &o));
+        CHECK_OK(sft_tensor_create(ctx, SFT_F32, p->ndim, p->shape, &p->grad));
+        for (step = 0; o && p->grad && step < 5; step++) {
+            const float *want;
+            snprintf(name, sizeof name, "torch/%s/grad%d", cs, step);
+            memcpy(p->grad->data, t_st_data(f, name, NULL), sft_tensor_nbytes(p));
+            CHECK_OK(sft_optimizer_step(o, d.lr));
+            snprintf(name, sizeof name, "torch/%s/param%d", cs, step + 1);
+            want = (const float *)t_st_data(f, name, NULL);
+            if (want && !CHECK_SAME(name, (const float *)p->data, want, sft_tensor_numel(p))) break;
+        }
+        sft_optimizer_destroy(o);
+        sft_tensor_destroy(p);
+    }
+    sft_st_close(f);
+    sft_json_free(j);
+    sft_context_destroy(ctx);
+}
+
+typedef struct t_logs { int n; sft_log_entry e[64]; } t_logs;
+static void t_on_log(const sft_log_entry *e, void *user) { t_logs *l = (t_logs *)user; if (l->n < 64) l->e[l->n++] = *e; }
+
+/* The TRL run (tools/make_trainer_fixtures.py): the tiny Llama, a fixed LoRA
+   adapter, 18 pre-tokenized rows in order, batch 4 x GA 2 (windows of 2, 2 and
+   a short 1 per epoch), linear schedule with 2 warmup steps, 12 steps. Every
+   step's loss, grad_norm, learning rate, epoch, mean_token_accuracy and
+   num_tokens, and the adapter after the last step, against TRL's. clip
+   selects the run with max_grad_norm 0.6, where steps clip. */
+static void t_trl_run(int clip) {
+    sft_context *ctx = t_context(2);
+    sft_json *j = t_json_file(ctx, clip ? T_TFIX "trl_loop_clip.json" : T_TFIX "trl_loop.json");
+    sft_st_file *init = NULL, *fin = NULL;
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL;
+    sft_lora_desc ld;
+    sft_data_desc dd;
+    sft_train_config c;
+    sft_train_output out;
+    t_logs logs;
+    const sft_json *rows = j ? sft_json_get(sft_json_get(j, "dataset"), "rows") : NULL, *steps = j ? sft_json_get(j, "steps") : NULL;
+    char **recs = NULL;
+    size_t i;
+    int layer, p, ab;
+    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    memset(&logs, 0, sizeof logs);
+    if (!rows || !steps) goto done;
+    CHECK_OK(sft_st_open(ctx, T_TFIX "trl_loop_init.safetensors", &init));
+    CHECK_OK(sft_st_open(ctx, clip ? T_TFIX "trl_loop_clip.safetensors" : T_TFIX "trl_loop.safetensors", &fin));
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, &m));
+    if (!init || !fin || !tok || !m) goto done;
+    memset(&ld, 0, sizeof ld);
+    ld.r = 4; ld.alpha = 8;
+    CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
+    for (layer = 0; layer < 2; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            char key[200];
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
+            for (ab = 0; ab < 2; ab++) {
+                snprintf(key, sizeof key, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, p < 4 ? "self_attn" : "mlp", names[p], ab ? 'B' : 'A');
+                if (t_st_data(init, key, NULL)) memcpy((ab ? w.B : w.A)->data, t_st_data(init, key, NULL), sft_tensor_nbytes(ab ? w.B : w.A));
+            }
+        }
+    recs = (char **)calloc(rows->length, sizeof *recs);
+    for (i = 0; i < rows->length; i++) {
+        char buf[600];
+        size_t k;
+        int len = snprintf(buf, sizeof buf, "{\"input_ids\": [");
+        for (k = 0; k < rows->items[i].length; k++) len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%d", k ? "," : "", (int)rows->items[i].items[k].number);
+        snprintf(buf + len, sizeof buf - (size_t)len, "]}");
+        recs[i] = strdup(buf);
+    }
+    memset(&dd, 0, sizeof dd);
+    dd.max_length = 64; dd.pad_token = "!";
+    CHECK_OK(sft_dataset_from_records(ctx, tok, (const char *const *)recs, (int)rows->length, &dd, &ds));
+    if (!ds) goto done;
+    memset(&c, 0, sizeof c);
+    c.per_device_train_batch_size = 4; c.gradient_accumulation_steps = 2; c.learning_rate = 1e-3;
+    c.lr_scheduler_type = SFT_SCHEDULE_LINEAR; c.warmup_steps = 2; c.max_steps = 12; c.logging_steps = 1; c.sequential = 1;
+    c.max_grad_norm = clip ? 0.6 : 1.0; c.token_metrics = 1; c.on_log = t_on_log; c.user = &logs;
+    CHECK_OK(sft_train(m, ds, &c, &out));
+    CHECK_MSG(logs.n == 12 && (size_t)logs.n == steps->length, "%d log entries, TRL %zu", logs.n, steps->length);
+    for (i = 0; i < steps->length && i < (size_t)logs.n; i++) {
+        const sft_json *st = &steps->items[i];
+        const sft_log_entry *e = &logs.e[i];
+        double wl = t_num(st, "loss_unrounded", 0), wg = t_num(st, "grad_norm", 0);
+        CHECK_MSG(e->global_step == (int64_t)t_num(st, "global_step", 0), "step %zu: global_step %lld", i, (long long)e->global_step);
+        CHECK_MSG(fabs(e->loss - wl) <= 1e-4 * fabs(wl), "step %zu: loss %.9g, TRL %.9g (%.2g relative)", i + 1, e->loss, wl, fabs(e->loss - wl) / fabs(wl));
+        CHECK_MSG(fabs(e->grad_norm - wg) <= 1e-4 * fabs(wg), "step %zu: grad_norm %.9g, TRL %.9g", i + 1, e->grad_norm, wg);
+        CHECK_MSG(fabs(e->learning_rate - t_num(st, "learning_rate", -1)) <= 1e-12, "step %zu: learning_rate %.17g, TRL %.17g", i + 1, e->learning_rate, t_num(st, "learning_rate", -1));
+        CHECK_MSG(fabs(e->epoch - t_num(st, "epoch", -1)) <= 1e-12, "step %zu: epoch %.17g, TRL %.17g", i + 1, e->epoch, t_num(st, "epoch", -1));
+        CHECK_MSG(fabs(e->mean_token_accuracy - t_num(st, "mean_token_accuracy", -1)) <= 1e-6, "step %zu: mean_token_accuracy %.9g, TRL %.9g", i + 1,
+                  e->mean_token_accuracy, t_num(st, "mean_token_accuracy", -1));
+        CHECK_MSG(e->num_tokens == (int64_t)t_num(st, "num_tokens", -1), "step %zu: num_tokens %lld, TRL %g", i + 1, (long long)e->num_tokens, t_num(st, "num_tokens", -1));
+        if (getenv("SFT_TEST_VERBOSE"))
+            printf("    step %2d loss %.9f (TRL %.9f, %.1e) grad_norm %.9f (TRL %.9f)\n", (int)e->global_step, e->loss, wl, fabs(e->loss - wl) / wl, e->grad_norm, wg);
+    }
+    for (layer = 0; layer < 2; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            char key[200];
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
+            for (ab = 0; ab < 2; ab++) {
+                const float *want;
+                snprintf(key, sizeof key, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, p < 4 ? "self_attn" : "mlp", names[p], ab ? 'B' : 'A');
+                want = (const float *)t_st_data(fin, key, NULL);
+                if (want) CHECK_REL(key, (const float *)(ab ? w.B : w.A)->data, want, sft_tensor_numel(ab ? w.B : w.A), 1e-4);
+            }
+        }
+done:
+    for (i = 0; recs && rows && i < rows->length; i++) free(recs[i]);
+    free(recs);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_st_close(init); sft_st_close(fin);
+    sft_json_free(j);
+    sft_context_destroy(ctx);
+}
+
+static void the_loss_curve_matches_trl(void) { t_trl_run(0); }
+static void the_loss_curve_matches_trl_with_clipping(void) { t_trl_run(1); }
+
 void suite_trainer(void) {
+    RUN(schedules_match_transformers);
+    RUN(adamw_matches_torch_bit_for_bit);
+    RUN(the_loss_curve_matches_trl);
+    RUN(the_loss_curve_matches_trl_with_clipping);
     RUN(gradient_accumulation_equals_one_big_batch);
     RUN(bad_training_settings_are_refused);
 }
