@@ -1121,12 +1121,15 @@ SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *desc, do
 typedef struct sft_log_entry {
     int64_t global_step;
     double  epoch;              /* e + (micro-batch + 1) / micro-batches per epoch */
-    double  loss;               /* mean of the steps since the last log (NaN/Inf filtered) */
+    double  loss;               /* mean of the steps since the last log; a NaN/Inf micro-batch
+                                   loss counts as the mean since the last log (transformers'
+                                   logging_nan_inf_filter)                         */
     double  grad_norm;          /* before clipping, of the last step                */
     double  learning_rate;      /* the one the last step used                       */
     int64_t num_tokens;         /* tokens seen so far                               */
     double  mean_token_accuracy;/* when token_metrics: argmax == label over trained tokens,
                                    averaged over micro-batches as TRL does        */
+    double  entropy;            /* when token_metrics: mean next-token entropy, likewise */
 } sft_log_entry;
 
 typedef struct sft_train_config {
@@ -12089,8 +12092,8 @@ struct sft_trainer {
     sft_schedule_desc sched;
     int64_t           rows, micro_per_epoch, updates_per_epoch, max_steps;
     int64_t           global_step, epoch, micro;      /* next micro-batch of the epoch */
-    int64_t           num_tokens, steps_since_log;
-    double            loss_since_log, total_loss, acc_sum;
+    int64_t           num_tokens, steps_since_log, last_logged;
+    double            loss_since_log, total_loss, acc_sum, ent_sum;
     int64_t           acc_tokens;
     double            last_grad_norm, last_lr, start_time;
 };
@@ -12192,16 +12195,21 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     return SFT_OK;
 }
 
-/* argmax == shifted label over trained tokens (TRL's mean_token_accuracy) */
-static void sft__token_accuracy(const sft_tensor *logits, const sft_batch *b, double *correct, int64_t *count) {
+/* over the trained tokens (shifted labels): argmax == label (TRL's
+   mean_token_accuracy) and the next-token distribution's entropy */
+static void sft__token_metrics(const sft_tensor *logits, const sft_batch *b, double *correct, double *entropy, int64_t *count) {
     int64_t B = b->labels->shape[0], T = b->labels->shape[1], V = logits->shape[2], r, t, k;
     for (r = 0; r < B; r++)
         for (t = 0; t + 1 < T; t++) {
             int32_t y = ((const int32_t *)b->labels->data)[r * T + t + 1];
             const float *l = SFT__CF(logits) + (r * T + t) * V;
             int64_t best = 0;
+            double sum = 0.0, wsum = 0.0, lse;
             if (y == -100) continue;
             for (k = 1; k < V; k++) if (l[k] > l[best]) best = k;
+            for (k = 0; k < V; k++) { double e = exp((double)l[k] - l[best]); sum += e; wsum += e * ((double)l[k] - l[best]); }
+            lse = log(sum);
+            *entropy += lse - wsum / sum;          /* H = log Z - E[logit - max] */
             *correct += best == y;
             (*count)++;
         }
@@ -12245,14 +12253,22 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         run.loss.label_smoothing = tr->cfg.label_smoothing_factor;
         if (items == 0) run.loss.reduction = SFT_CE_SUM;       /* nothing to learn: a zero loss */
         SFT__TRY(sft_model_forward(tr->model, &mb, &run, &out));
-        if (out.logits) {        /* TRL: the plain mean of the micro-batches' accuracies */
-            double correct = 0.0;
+        if (out.logits) {        /* TRL: plain means of the micro-batches' values */
+            double correct = 0.0, ent = 0.0;
             int64_t count = 0;
-            sft__token_accuracy(out.logits, &b, &correct, &count);
+            sft__token_metrics(out.logits, &b, &correct, &ent, &count);
             tr->acc_sum += count ? correct / (double)count : 0.0;
+            tr->ent_sum += count ? ent / (double)count : 0.0;
             tr->acc_tokens++;
         }
-        loss += *SFT__CF(out.loss);
+        {   /* transformers' logging filter, per micro-batch: a NaN/Inf loss counts as
+               the mean since the last log */
+            double l = *SFT__CF(out.loss);
+            if (tr->cfg.logging_nan_inf_filter >= 0 && !(fabs(l) < INFINITY))
+                l = tr->loss_since_log / (double)(1 + tr->global_step - tr->last_logged);
+            tr->loss_since_log += l;
+            loss += l;
+        }
         SFT__TRY(sft_backward(tr->ctx, out.loss));
         {   /* num_tokens: the attention mask's sum, as TRL counts */
             int64_t t2, am = 0;
@@ -12267,11 +12283,6 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
     sft_optimizer_zero_grad(tr->opt);
     tr->last_lr = lr;
     tr->global_step++;
-    /* transformers' logging filter: a NaN/Inf step counts as the average so far */
-    if (tr->cfg.logging_nan_inf_filter >= 0 && !(fabs(loss) < INFINITY))
-        loss = tr->global_step > 1 ? tr->total_loss / (double)(tr->global_step - 1) : 0.0;
-    tr->total_loss += loss;
-    tr->loss_since_log += loss;
     tr->steps_since_log++;
     if (info) {
         info->global_step = tr->global_step; info->max_steps = tr->max_steps;
@@ -12284,10 +12295,13 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         e.global_step = tr->global_step;
         e.epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
         e.loss = tr->loss_since_log / (double)tr->steps_since_log;
+        tr->total_loss += tr->loss_since_log;
+        tr->last_logged = tr->global_step;
         e.grad_norm = tr->last_grad_norm; e.learning_rate = lr; e.num_tokens = tr->num_tokens;
         e.mean_token_accuracy = tr->acc_tokens ? tr->acc_sum / (double)tr->acc_tokens : NAN;
+        e.entropy = tr->acc_tokens ? tr->ent_sum / (double)tr->acc_tokens : NAN;
         tr->cfg.on_log(&e, tr->cfg.user);
-        tr->loss_since_log = 0.0; tr->steps_since_log = 0; tr->acc_sum = 0.0; tr->acc_tokens = 0;
+        tr->loss_since_log = 0.0; tr->steps_since_log = 0; tr->acc_sum = tr->ent_sum = 0.0; tr->acc_tokens = 0;
     }
     return SFT_OK;
 }
@@ -12303,7 +12317,7 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
     if (s == SFT_OK && out) {
         double t = sft__seconds() - tr->start_time;
         out->global_step = tr->global_step;
-        out->train_loss = tr->global_step ? tr->total_loss / (double)tr->global_step : 0.0;
+        out->train_loss = tr->global_step ? (tr->total_loss + tr->loss_since_log) / (double)tr->global_step : 0.0;
         out->train_runtime = t;
         out->train_steps_per_second = t > 0 ? (double)tr->global_step / t : 0.0;
         out->train_samples_per_second = t > 0 ? (double)(tr->global_step * tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps) / t : 0.0;

@@ -253,8 +253,8 @@ static void t_on_log(const sft_log_entry *e, void *user) { t_logs *l = (t_logs *
 /* The TRL run (tools/make_trainer_fixtures.py): the tiny Llama, a fixed LoRA
    adapter, 18 pre-tokenized rows in order, batch 4 x GA 2 (windows of 2, 2 and
    a short 1 per epoch), linear schedule with 2 warmup steps, 12 steps. Every
-   step's loss, grad_norm, learning rate, epoch, mean_token_accuracy and
-   num_tokens, and the adapter after the last step, against TRL's. clip
+   step's loss, grad_norm, learning rate, epoch, mean_token_accuracy, entropy
+   and num_tokens, and the adapter after the last step, against TRL's. clip
    selects the run with max_grad_norm 0.6, where steps clip. */
 static void t_trl_run(int clip) {
     sft_context *ctx = t_context(2);
@@ -323,6 +323,8 @@ static void t_trl_run(int clip) {
         CHECK_MSG(fabs(e->epoch - t_num(st, "epoch", -1)) <= 1e-12, "step %zu: epoch %.17g, TRL %.17g", i + 1, e->epoch, t_num(st, "epoch", -1));
         CHECK_MSG(fabs(e->mean_token_accuracy - t_num(st, "mean_token_accuracy", -1)) <= 1e-6, "step %zu: mean_token_accuracy %.9g, TRL %.9g", i + 1,
                   e->mean_token_accuracy, t_num(st, "mean_token_accuracy", -1));
+        CHECK_MSG(fabs(e->entropy - t_num(st, "entropy", -1)) <= 1e-5 * t_num(st, "entropy", 1), "step %zu: entropy %.9g, TRL %.9g", i + 1,
+                  e->entropy, t_num(st, "entropy", -1));
         CHECK_MSG(e->num_tokens == (int64_t)t_num(st, "num_tokens", -1), "step %zu: num_tokens %lld, TRL %g", i + 1, (long long)e->num_tokens, t_num(st, "num_tokens", -1));
         if (getenv("SFT_TEST_VERBOSE"))
             printf("    step %2d loss %.9f (TRL %.9f, %.1e) grad_norm %.9f (TRL %.9f)\n", (int)e->global_step, e->loss, wl, fabs(e->loss - wl) / wl, e->grad_norm, wg);
@@ -353,7 +355,49 @@ done:
 static void the_loss_curve_matches_trl(void) { t_trl_run(0); }
 static void the_loss_curve_matches_trl_with_clipping(void) { t_trl_run(1); }
 
+/* A loss that turns NaN is filtered from the log as transformers does (it counts
+   as the mean since the last log) and training goes on; with the filter off the
+   NaN is logged. */
+static void a_nan_loss_is_filtered_from_the_log(void) {
+    int filter;
+    for (filter = 0; filter < 2; filter++) {
+        sft_context *ctx = t_context(1);
+        sft_tokenizer *tok = NULL;
+        sft_model *m = t_lora_model(ctx);
+        sft_dataset *ds = NULL;
+        sft_trainer *tr = NULL;
+        sft_train_config c;
+        sft_step_info info;
+        t_logs logs;
+        memset(&logs, 0, sizeof logs);
+        CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+        if (tok) ds = t_rows(ctx, tok, 8);
+        if (m && ds) {
+            sft_lora_weights w;
+            memset(&c, 0, sizeof c);
+            c.per_device_train_batch_size = 4; c.max_steps = 3; c.logging_steps = 1; c.sequential = 1;
+            c.logging_nan_inf_filter = filter ? 0 : -1; c.on_log = t_on_log; c.user = &logs;
+            CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+            if (tr) CHECK_OK(sft_trainer_step(tr, &info));
+            if (sft_linear_adapter_weights(sft_model_linear(m, 0, "q_proj"), "default", &w) == SFT_OK) ((float *)w.B->data)[0] = NAN;
+            if (tr) CHECK_OK(sft_trainer_step(tr, &info));
+            CHECK(logs.n == 2);
+            if (logs.n == 2) {
+                CHECK(isfinite(logs.e[0].loss));
+                if (filter) CHECK_MSG(isfinite(logs.e[1].loss), "filtered loss %g", logs.e[1].loss);
+                else CHECK_MSG(isnan(logs.e[1].loss), "unfiltered loss %g", logs.e[1].loss);
+            }
+        }
+        sft_trainer_destroy(tr);
+        sft_dataset_destroy(ds);
+        sft_model_destroy(m);
+        sft_tokenizer_destroy(tok);
+        sft_context_destroy(ctx);
+    }
+}
+
 void suite_trainer(void) {
+    RUN(a_nan_loss_is_filtered_from_the_log);
     RUN(schedules_match_transformers);
     RUN(adamw_matches_torch_bit_for_bit);
     RUN(the_loss_curve_matches_trl);
