@@ -1119,6 +1119,7 @@ SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *desc, do
    end (sft_train). */
 
 typedef struct sft_log_entry {
+    int     is_eval;            /* an evaluation: loss etc. are eval_loss, eval_... */
     int64_t global_step;
     double  epoch;              /* e + (micro-batch + 1) / micro-batches per epoch */
     double  loss;               /* mean of the steps since the last log; a NaN/Inf micro-batch
@@ -1152,6 +1153,12 @@ typedef struct sft_train_config {
     int            gradient_checkpointing;
     float          label_smoothing_factor;
     int            token_metrics;               /* compute mean_token_accuracy (needs logits) */
+    sft_dataset   *eval_dataset;                /* NULL: the train dataset's eval split, if any */
+    int            eval_steps;                  /* evaluate every N steps (0 = never)    */
+    int            eval_each_epoch;             /* evaluate at the end of every epoch    */
+    int            eval_on_start;               /* evaluate before the first step        */
+    int            per_device_eval_batch_size;  /* 0 = 8                                 */
+    const char    *metrics_path;                /* append every log entry as a JSON line */
     void         (*on_log)(const sft_log_entry *entry, void *user);
     void          *user;
 } sft_train_config;
@@ -12096,6 +12103,8 @@ struct sft_trainer {
     double            loss_since_log, total_loss, acc_sum, ent_sum;
     int64_t           acc_tokens;
     double            last_grad_norm, last_lr, start_time;
+    sft_dataset      *eval;
+    int               eval_split, started;
 };
 
 static double sft__seconds(void) {
@@ -12133,6 +12142,9 @@ static sft_status sft__train_defaults(sft_train_config *c) {
     if (c->lr_scheduler_type == SFT_SCHEDULE_REDUCE_ON_PLATEAU)
         return sft__fail(SFT_ERR_UNSUPPORTED, "train: reduce_lr_on_plateau needs evaluation, which this trainer does not run yet");
     if (c->logging_steps < 0) return sft__fail(SFT_ERR_ARG, "train: logging_steps %d", c->logging_steps);
+    if (c->per_device_eval_batch_size == 0) c->per_device_eval_batch_size = 8;
+    if (c->eval_steps < 0 || c->per_device_eval_batch_size < 0)
+        return sft__fail(SFT_ERR_ARG, "train: eval_steps %d, per_device_eval_batch_size %d", c->eval_steps, c->per_device_eval_batch_size);
     if (!(c->label_smoothing_factor >= 0.0f && c->label_smoothing_factor < 1.0f))
         return sft__fail(SFT_ERR_ARG, "train: label_smoothing_factor %g", c->label_smoothing_factor);
     return SFT_OK;
@@ -12175,6 +12187,10 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     tr->micro_per_epoch = (tr->rows + tr->cfg.per_device_train_batch_size - 1) / tr->cfg.per_device_train_batch_size;
     tr->updates_per_epoch = (tr->micro_per_epoch + tr->cfg.gradient_accumulation_steps - 1) / tr->cfg.gradient_accumulation_steps;
     if (s == SFT_OK && tr->updates_per_epoch < 1) s = sft__fail(SFT_ERR_ARG, "train: the dataset has no rows");
+    tr->eval = tr->cfg.eval_dataset ? tr->cfg.eval_dataset : train;
+    tr->eval_split = tr->cfg.eval_dataset ? 0 : 1;
+    if (s == SFT_OK && (tr->cfg.eval_steps || tr->cfg.eval_each_epoch || tr->cfg.eval_on_start) && sft_dataset_rows(tr->eval, tr->eval_split) == 0)
+        s = sft__fail(SFT_ERR_ARG, "train: evaluation is asked for (eval_steps / eval_each_epoch / eval_on_start) but there is no eval set");
     tr->max_steps = tr->cfg.max_steps > 0 ? tr->cfg.max_steps : (int64_t)ceil(tr->cfg.num_train_epochs * (double)tr->updates_per_epoch);
     tr->sched = tr->cfg.lr_scheduler_kwargs;
     tr->sched.type = tr->cfg.lr_scheduler_type;
@@ -12215,12 +12231,107 @@ static void sft__token_metrics(const sft_tensor *logits, const sft_batch *b, dou
         }
 }
 
+/* sft__metrics_line: a log entry as one JSON line in metrics_path (TRL's names) */
+static void sft__metrics_line(sft_trainer *tr, const sft_log_entry *e) {
+    sft_json_writer w;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f;
+    const char *pre = e->is_eval ? "eval_" : "";
+    char key[64];
+    if (!tr->cfg.metrics_path) return;
+    memset(&w, 0, sizeof w);
+    w.ctx = tr->ctx; w.allow_nonfinite = 1;
+    sft_json_write_object_begin(&w);
+    snprintf(key, sizeof key, "%sloss", pre); sft_json_write_key(&w, key); sft_json_write_number(&w, e->loss);
+    if (!e->is_eval) {
+        sft_json_write_key(&w, "grad_norm"); sft_json_write_number(&w, e->grad_norm);
+        sft_json_write_key(&w, "learning_rate"); sft_json_write_number(&w, e->learning_rate);
+        sft_json_write_key(&w, "num_tokens"); sft_json_write_int(&w, e->num_tokens);
+    }
+    if (e->mean_token_accuracy == e->mean_token_accuracy) {
+        snprintf(key, sizeof key, "%smean_token_accuracy", pre); sft_json_write_key(&w, key); sft_json_write_number(&w, e->mean_token_accuracy);
+        snprintf(key, sizeof key, "%sentropy", pre); sft_json_write_key(&w, key); sft_json_write_number(&w, e->entropy);
+    }
+    sft_json_write_key(&w, "epoch"); sft_json_write_number(&w, e->epoch);
+    sft_json_write_key(&w, "step"); sft_json_write_int(&w, e->global_step);
+    sft_json_write_object_end(&w);
+    if (sft_json_writer_finish(&w, &text, &len) != SFT_OK) { sft_clear_error(); return; }
+    f = fopen(tr->cfg.metrics_path, "ab");
+    if (f) { fwrite(text, 1, len, f); fputc('\n', f); fclose(f); }
+    else sft__log(tr->ctx, SFT_LOG_WARN, "train: cannot append to %s: %s", tr->cfg.metrics_path, strerror(errno));
+    sft__free(tr->ctx, text);
+}
+
+static void sft__emit(sft_trainer *tr, const sft_log_entry *e) {
+    if (tr->cfg.on_log) tr->cfg.on_log(e, tr->cfg.user);
+    sft__metrics_line(tr, e);
+}
+
+/* sft__evaluate: the eval set in order, without gradients: eval_loss is the
+   batches' mean losses weighted by their rows (transformers repeats each batch's
+   loss batch-size times); accuracy and entropy as in training. */
+static sft_status sft__evaluate(sft_trainer *tr) {
+    int64_t rows = sft_dataset_rows(tr->eval, tr->eval_split), first, bs = tr->cfg.per_device_eval_batch_size, n = 0;
+    double loss_sum = 0.0, acc = 0.0, ent = 0.0;
+    int64_t batches = 0;
+    int was = sft_grad_enabled_set(tr->ctx, 0);
+    sft_log_entry e;
+    sft_status s = SFT_OK;
+    for (first = 0; s == SFT_OK && first < rows; first += bs) {
+        sft_batch b;
+        sft_model_batch mb;
+        sft_model_run run;
+        sft_model_output out;
+        sft_step_begin(tr->ctx);
+        s = sft_dataset_batch(tr->eval, tr->eval_split, 0, 0, first, bs, &b);
+        if (s != SFT_OK) break;
+        memset(&mb, 0, sizeof mb); memset(&run, 0, sizeof run);
+        mb.input_ids = b.input_ids; mb.labels = b.labels; mb.positions = b.positions;
+        if (tr->eval->desc.packing || tr->eval->desc.padding_free) mb.seq_ids = b.seq_ids;
+        else mb.attention_mask = b.attention_mask;
+        run.want_logits = tr->cfg.token_metrics;
+        s = sft_model_forward(tr->model, &mb, &run, &out);
+        if (s != SFT_OK) break;
+        loss_sum += (double)*SFT__CF(out.loss) * (double)b.n_examples;
+        n += b.n_examples;
+        if (out.logits) {
+            double correct = 0.0, en = 0.0;
+            int64_t count = 0;
+            sft__token_metrics(out.logits, &b, &correct, &en, &count);
+            acc += count ? correct / (double)count : 0.0;
+            ent += count ? en / (double)count : 0.0;
+            batches++;
+        }
+    }
+    sft_grad_enabled_set(tr->ctx, was);
+    sft_step_begin(tr->ctx);
+    SFT__TRY(s);
+    memset(&e, 0, sizeof e);
+    e.is_eval = 1; e.global_step = tr->global_step;
+    e.epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
+    e.loss = n ? loss_sum / (double)n : NAN;
+    e.mean_token_accuracy = batches ? acc / (double)batches : NAN;
+    e.entropy = batches ? ent / (double)batches : NAN;
+    e.grad_norm = NAN; e.learning_rate = NAN; e.num_tokens = tr->num_tokens;
+    sft__emit(tr, &e);
+    return SFT_OK;
+}
+
 SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
     int64_t window, first, k, items = 0;
     double loss = 0.0, lr;
     if (info) memset(info, 0, sizeof *info);
     if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_step: NULL trainer");
     if (tr->global_step >= tr->max_steps) { if (info) { info->done = 1; info->global_step = tr->global_step; } return SFT_OK; }
+    if (!tr->started) {
+        tr->started = 1;
+        sft__log(tr->ctx, SFT_LOG_INFO, "***** Running training ***** examples %lld, epochs %g, batch %d, accumulation %d, total "
+                 "batch %d, optimization steps %lld", (long long)tr->rows, tr->cfg.num_train_epochs, tr->cfg.per_device_train_batch_size,
+                 tr->cfg.gradient_accumulation_steps, tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps,
+                 (long long)tr->max_steps);
+        if (tr->cfg.eval_on_start) SFT__TRY(sft__evaluate(tr));
+    }
     if (tr->micro >= tr->micro_per_epoch) { tr->epoch++; tr->micro = 0; }
     first = tr->micro;
     window = tr->micro_per_epoch - first < tr->cfg.gradient_accumulation_steps ? tr->micro_per_epoch - first : tr->cfg.gradient_accumulation_steps;
@@ -12290,7 +12401,7 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         info->loss = loss; info->grad_norm = tr->last_grad_norm; info->learning_rate = lr;
         info->num_items_in_batch = items; info->micro_batches = window; info->done = tr->global_step >= tr->max_steps;
     }
-    if (tr->cfg.on_log && (tr->global_step % tr->cfg.logging_steps == 0 || tr->global_step == tr->max_steps)) {
+    if ((tr->cfg.on_log || tr->cfg.metrics_path) && (tr->global_step % tr->cfg.logging_steps == 0 || tr->global_step == tr->max_steps)) {
         sft_log_entry e;
         e.global_step = tr->global_step;
         e.epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
@@ -12300,9 +12411,12 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         e.grad_norm = tr->last_grad_norm; e.learning_rate = lr; e.num_tokens = tr->num_tokens;
         e.mean_token_accuracy = tr->acc_tokens ? tr->acc_sum / (double)tr->acc_tokens : NAN;
         e.entropy = tr->acc_tokens ? tr->ent_sum / (double)tr->acc_tokens : NAN;
-        tr->cfg.on_log(&e, tr->cfg.user);
+        e.is_eval = 0;
+        sft__emit(tr, &e);
         tr->loss_since_log = 0.0; tr->steps_since_log = 0; tr->acc_sum = tr->ent_sum = 0.0; tr->acc_tokens = 0;
     }
+    if ((tr->cfg.eval_steps && tr->global_step % tr->cfg.eval_steps == 0) || (tr->cfg.eval_each_epoch && tr->micro >= tr->micro_per_epoch))
+        SFT__TRY(sft__evaluate(tr));
     return SFT_OK;
 }
 

@@ -396,7 +396,62 @@ static void a_nan_loss_is_filtered_from_the_log(void) {
     }
 }
 
+/* Evaluation on the eval split: at the start, every eval_steps and at each
+   epoch's end, reported through the callback and as JSON lines with TRL's
+   names; the eval loss does not depend on training state changes it does not
+   see (a second evaluation before any step gives the same number). */
+static void evaluation_and_metrics_lines(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_model *m = t_lora_model(ctx);
+    sft_dataset *ds = NULL, *no_eval = NULL;
+    sft_train_config c;
+    sft_train_output out;
+    t_logs logs;
+    char path[600], *text = NULL;
+    size_t len = 0;
+    int i, evals = 0;
+    memset(&logs, 0, sizeof logs);
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    if (tok) {
+        static const char *const rec[] = {"{\"input_ids\": [5, 6, 7, 8]}", "{\"input_ids\": [9, 10, 11]}", "{\"input_ids\": [12, 13, 14, 15, 16]}",
+                                          "{\"input_ids\": [3, 4, 5, 6, 7, 8]}", "{\"input_ids\": [20, 21, 22]}", "{\"input_ids\": [30, 31, 32, 33]}",
+                                          "{\"input_ids\": [40, 41, 42]}", "{\"input_ids\": [50, 51, 52, 53, 54, 55]}"};
+        sft_data_desc d;
+        memset(&d, 0, sizeof d);
+        d.max_length = 32; d.pad_token = "!"; d.eval_fraction = 0.25f; d.seed = 3;
+        CHECK_OK(sft_dataset_from_records(ctx, tok, rec, 8, &d, &ds));
+        d.eval_fraction = 0;
+        CHECK_OK(sft_dataset_from_records(ctx, tok, rec, 8, &d, &no_eval));
+    }
+    if (!m || !ds || !no_eval) goto done;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", t_tmpdir());
+    memset(&c, 0, sizeof c);
+    c.per_device_train_batch_size = 2; c.max_steps = 4; c.logging_steps = 1; c.sequential = 1; c.learning_rate = 1e-3;
+    c.eval_steps = 2; c.eval_on_start = 1; c.token_metrics = 1; c.on_log = t_on_log; c.user = &logs; c.metrics_path = path;
+    CHECK_OK(sft_train(m, ds, &c, &out));
+    for (i = 0; i < logs.n; i++) if (logs.e[i].is_eval) { evals++; CHECK(isfinite(logs.e[i].loss) && logs.e[i].loss > 0); }
+    CHECK_MSG(evals == 3 && logs.n == 7, "%d evaluations in %d entries (want 3 in 7: start, steps 2 and 4)", evals, logs.n);
+    CHECK(logs.e[0].is_eval && logs.e[0].global_step == 0);
+    CHECK(out.global_step == 4 && isfinite(out.train_loss));
+    CHECK_OK(sft_file_read(ctx, path, 0, &text, &len));
+    if (text) {
+        int lines = 0;
+        for (i = 0; (size_t)i < len; i++) lines += text[i] == '\n';
+        CHECK(lines == 7 && strstr(text, "\"eval_loss\"") && strstr(text, "\"grad_norm\"") && strstr(text, "\"eval_mean_token_accuracy\""));
+    }
+    sft_free(ctx, text);
+    c.metrics_path = NULL; c.on_log = NULL;
+    CHECK_STATUS(sft_train(m, no_eval, &c, &out), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("no eval set");
+done:
+    sft_dataset_destroy(ds); sft_dataset_destroy(no_eval);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_trainer(void) {
+    RUN(evaluation_and_metrics_lines);
     RUN(a_nan_loss_is_filtered_from_the_log);
     RUN(schedules_match_transformers);
     RUN(adamw_matches_torch_bit_for_bit);
