@@ -877,6 +877,9 @@ typedef struct sft_model_run {
                                           with gradient checkpointing the array must
                                           stay valid until backward                */
     int              n_adapter_names;
+    float            neftune_noise_alpha;  /* training: add U(-1, 1) * alpha / sqrt(T * D) to
+                                              the input embeddings (transformers' NEFTune) */
+    uint64_t         neftune_seed;         /* keys the noise                        */
 } sft_model_run;
 
 typedef struct sft_model_output {
@@ -1152,6 +1155,7 @@ typedef struct sft_train_config {
     uint64_t       seed;                        /* 0 = 42                                */
     int            gradient_checkpointing;
     float          label_smoothing_factor;
+    float          neftune_noise_alpha;         /* NEFTune, training only (0 = off)       */
     int            token_metrics;               /* compute mean_token_accuracy (needs logits) */
     sft_dataset   *eval_dataset;                /* NULL: the train dataset's eval split, if any */
     int            eval_steps;                  /* evaluate every N steps (0 = never)    */
@@ -10345,6 +10349,18 @@ static sft_status sft__shift_labels(sft_context *ctx, const sft_tensor *labels, 
     return SFT_OK;
 }
 
+/* sft__neftune: x + U(-mag, mag), mag = alpha / sqrt(T * D) (the noise is a
+   constant for backward: the gradient passes through unchanged) */
+static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_run *run, sft_tensor **out) {
+    sft_tensor *noise;
+    int64_t i, n = sft_tensor_numel(x);
+    float mag = run->neftune_noise_alpha / sqrtf((float)(x->shape[1] * x->shape[2]));
+    uint64_t key = sft_rng_key(run->neftune_seed, 0x4e4546ull, 0, 0);
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, x->ndim, x->shape, &noise));
+    for (i = 0; i < n; i++) SFT__F(noise)[i] = (2.0f * sft_rng_uniform(key, (uint64_t)i) - 1.0f) * mag;
+    return sft_add(ctx, x, noise, out);
+}
+
 SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, const sft_model_run *run,
                                     sft_model_output *out) {
     sft_context *ctx;
@@ -10389,6 +10405,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
     if (batch->inputs_embeds) x = batch->inputs_embeds;
     else SFT__TRY(sft_embedding(ctx, m->embed, batch->input_ids, &x));
+    if (run && run->training && run->neftune_noise_alpha > 0.0f) SFT__TRY(sft__neftune(ctx, x, run, &x));
     for (i = 0; i < m->cfg.num_hidden_layers; i++) {
         f[i] = f[0]; f[i].layer = i;
         if (run && run->gradient_checkpointing) SFT__TRY(sft_checkpoint(ctx, sft__block_forward, &f[i], 1, &x, 1, &x));
@@ -12145,6 +12162,8 @@ static sft_status sft__train_defaults(sft_train_config *c) {
     if (c->per_device_eval_batch_size == 0) c->per_device_eval_batch_size = 8;
     if (c->eval_steps < 0 || c->per_device_eval_batch_size < 0)
         return sft__fail(SFT_ERR_ARG, "train: eval_steps %d, per_device_eval_batch_size %d", c->eval_steps, c->per_device_eval_batch_size);
+    if (!(c->neftune_noise_alpha >= 0.0f && c->neftune_noise_alpha < INFINITY))
+        return sft__fail(SFT_ERR_ARG, "train: neftune_noise_alpha %g", c->neftune_noise_alpha);
     if (!(c->label_smoothing_factor >= 0.0f && c->label_smoothing_factor < 1.0f))
         return sft__fail(SFT_ERR_ARG, "train: label_smoothing_factor %g", c->label_smoothing_factor);
     return SFT_OK;
@@ -12362,6 +12381,8 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         run.loss.reduction = SFT_CE_SUM_DIV;
         run.loss.divisor = items > 0 ? (float)items : 1.0f;
         run.loss.label_smoothing = tr->cfg.label_smoothing_factor;
+        run.neftune_noise_alpha = tr->cfg.neftune_noise_alpha;
+        run.neftune_seed = sft_rng_key(tr->cfg.seed, 0x4e4546ull, (uint64_t)tr->global_step, (uint64_t)k);
         if (items == 0) run.loss.reduction = SFT_CE_SUM;       /* nothing to learn: a zero loss */
         SFT__TRY(sft_model_forward(tr->model, &mb, &run, &out));
         if (out.logits) {        /* TRL: plain means of the micro-batches' values */

@@ -450,7 +450,48 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* NEFTune changes the logits in training only, and its noise follows its seed
+   (the magnitude alpha / sqrt(T * D) is not checked against transformers yet). */
+static void neftune_adds_noise_in_training_only_keyed_by_its_seed(void) {
+    sft_context *ctx = t_context(1);
+    sft_model *m = t_lora_model(ctx);
+    sft_tensor *ids = NULL;
+    int64_t shape[2] = {1, 6}, i;
+    float *a = NULL, *b = NULL, *c = NULL, *e = NULL;
+    int k;
+    if (!m) goto done;
+    CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, shape, &ids));
+    for (i = 0; ids && i < 6; i++) ((int32_t *)ids->data)[i] = (int32_t)(10 + 7 * i);
+    for (k = 0; ids && k < 4; k++) {
+        sft_model_batch bt;
+        sft_model_run run;
+        sft_model_output out;
+        memset(&bt, 0, sizeof bt); memset(&run, 0, sizeof run);
+        bt.input_ids = ids;
+        run.training = k != 3; run.neftune_noise_alpha = k == 0 ? 0.0f : 5.0f; run.neftune_seed = k == 2 ? 9 : 8;
+        sft_step_begin(ctx);
+        CHECK_OK(sft_model_forward(m, &bt, &run, &out));
+        if (!out.logits) continue;
+        {
+            float *dst = (float *)malloc(sft_tensor_nbytes(out.logits));
+            memcpy(dst, out.logits->data, sft_tensor_nbytes(out.logits));
+            if (k == 0) a = dst; else if (k == 1) b = dst; else if (k == 2) c = dst; else e = dst;
+        }
+    }
+    if (a && b && c && e) {
+        CHECK(memcmp(a, b, 6 * 256 * 4) != 0);     /* noise in training */
+        CHECK(memcmp(b, c, 6 * 256 * 4) != 0);     /* another seed, other noise */
+        CHECK(memcmp(a, e, 6 * 256 * 4) == 0);     /* eval: none */
+    }
+done:
+    free(a); free(b); free(c); free(e);
+    sft_tensor_destroy(ids);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
 void suite_trainer(void) {
+    RUN(neftune_adds_noise_in_training_only_keyed_by_its_seed);
     RUN(evaluation_and_metrics_lines);
     RUN(a_nan_loss_is_filtered_from_the_log);
     RUN(schedules_match_transformers);
