@@ -12,8 +12,9 @@
    quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
    PEFT's semantics), Llama/Mistral/Qwen2 models from Hugging Face
    directories (forward and backward as transformers computes them, PEFT adapter
-   files, a memory plan, generation with a KV cache), and SFT datasets prepared
-   token for token as TRL's SFTTrainer prepares them.
+   files, a memory plan, generation with a KV cache), SFT datasets prepared token
+   for token as TRL's SFTTrainer prepares them, and its training loop (AdamW,
+   schedules, accumulation, evaluation, metrics), step by step or to the end.
 
    QUICK START - train a linear classifier (examples/mlp.c does more)
 
