@@ -1164,6 +1164,9 @@ typedef struct sft_train_config {
     int            eval_on_start;               /* evaluate before the first step        */
     int            per_device_eval_batch_size;  /* 0 = 8                                 */
     const char    *metrics_path;                /* append every log entry as a JSON line */
+    sft_tensor    *prompt_embeddings;           /* prompt tuning: these [P, D] virtual tokens
+                                                   go in front of every row and are trained
+                                                   (with or without adapters)          */
     void         (*on_log)(const sft_log_entry *entry, void *user);
     void          *user;
 } sft_train_config;
@@ -12219,7 +12222,19 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     memset(&params, 0, sizeof params); memset(&nd, 0, sizeof nd);
     params.elem = sizeof(sft_tensor *); nd.elem = 1;
     if (s == SFT_OK) s = sft__trainable(model, &params, &nd);
-    if (s == SFT_OK && params.len == 0) s = sft__fail(SFT_ERR_STATE, "train: the model has nothing to train (add an adapter first)");
+    if (s == SFT_OK && tr->cfg.prompt_embeddings) {
+        unsigned char zero = 0;
+        sft_tensor *pe = tr->cfg.prompt_embeddings;
+        if (pe->dtype != SFT_F32 || pe->ndim != 2 || pe->shape[1] != model->cfg.hidden_size)
+            s = sft__fail(SFT_ERR_SHAPE, "train: prompt_embeddings must be f32 [P, %d]", model->cfg.hidden_size);
+        else {
+            sft_tensor_set_requires_grad(pe, 1);
+            s = sft__vec_push(model->ctx, &params, &pe, 1);
+            if (s == SFT_OK) s = sft__vec_push(model->ctx, &nd, &zero, 1);
+        }
+    }
+    if (s == SFT_OK && params.len == 0)
+        s = sft__fail(SFT_ERR_STATE, "train: the model has nothing to train (add an adapter or give prompt_embeddings)");
     memset(&ad, 0, sizeof ad);
     ad.lr = tr->cfg.learning_rate; ad.beta1 = tr->cfg.adam_beta1; ad.beta2 = tr->cfg.adam_beta2; ad.eps = tr->cfg.adam_epsilon;
     ad.weight_decay = tr->cfg.weight_decay;
@@ -12249,6 +12264,27 @@ static void sft__token_metrics(const sft_tensor *logits, const sft_batch *b, dou
             *correct += best == y;
             (*count)++;
         }
+}
+
+/* sft__trainer_inputs: a dataset batch as the model's inputs: packed rows by
+   sequence ids, padded ones by their mask; with prompt tuning the virtual tokens
+   go in front (PeftModelForCausalLM) and b->labels becomes the extended labels */
+static sft_status sft__trainer_inputs(sft_trainer *tr, const sft_dataset *ds, sft_batch *b, sft_model_batch *mb) {
+    sft_tensor *emb;
+    sft_prompt_batch pb;
+    memset(mb, 0, sizeof *mb);
+    mb->input_ids = b->input_ids; mb->labels = b->labels; mb->positions = b->positions;
+    if (ds->desc.packing || ds->desc.padding_free) mb->seq_ids = b->seq_ids;
+    else mb->attention_mask = b->attention_mask;
+    if (!tr->cfg.prompt_embeddings) return SFT_OK;
+    if (ds->desc.packing || ds->desc.padding_free)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "train: prompt tuning with packed or padding-free batches");
+    SFT__TRY(sft_model_embed(tr->model, b->input_ids, &emb));
+    SFT__TRY(sft_prompt_prepend(tr->ctx, tr->cfg.prompt_embeddings, emb, b->attention_mask, b->labels, &pb));
+    memset(mb, 0, sizeof *mb);
+    mb->inputs_embeds = pb.embeds; mb->attention_mask = pb.attention_mask; mb->labels = pb.labels; mb->positions = pb.positions;
+    b->labels = pb.labels;
+    return SFT_OK;
 }
 
 /* sft__metrics_line: a log entry as one JSON line in metrics_path (TRL's names) */
@@ -12306,10 +12342,9 @@ static sft_status sft__evaluate(sft_trainer *tr) {
         sft_step_begin(tr->ctx);
         s = sft_dataset_batch(tr->eval, tr->eval_split, 0, 0, first, bs, &b);
         if (s != SFT_OK) break;
-        memset(&mb, 0, sizeof mb); memset(&run, 0, sizeof run);
-        mb.input_ids = b.input_ids; mb.labels = b.labels; mb.positions = b.positions;
-        if (tr->eval->desc.packing || tr->eval->desc.padding_free) mb.seq_ids = b.seq_ids;
-        else mb.attention_mask = b.attention_mask;
+        memset(&run, 0, sizeof run);
+        s = sft__trainer_inputs(tr, tr->eval, &b, &mb);
+        if (s != SFT_OK) break;
         run.want_logits = tr->cfg.token_metrics;
         s = sft_model_forward(tr->model, &mb, &run, &out);
         if (s != SFT_OK) break;
@@ -12371,10 +12406,8 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         sft_step_begin(tr->ctx);
         SFT__TRY(sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, (first + k) * tr->cfg.per_device_train_batch_size,
                                    tr->cfg.per_device_train_batch_size, &b));
-        memset(&mb, 0, sizeof mb); memset(&run, 0, sizeof run);
-        mb.input_ids = b.input_ids; mb.labels = b.labels; mb.positions = b.positions;
-        if (tr->train->desc.packing || tr->train->desc.padding_free) mb.seq_ids = b.seq_ids;
-        else mb.attention_mask = b.attention_mask;
+        memset(&run, 0, sizeof run);
+        SFT__TRY(sft__trainer_inputs(tr, tr->train, &b, &mb));
         run.training = 1;
         run.dropout_seed = sft_rng_key(tr->cfg.seed, 0x44726f70ull, (uint64_t)tr->global_step, (uint64_t)k);
         run.gradient_checkpointing = tr->cfg.gradient_checkpointing;

@@ -490,7 +490,41 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* Prompt tuning through the same loop: only the virtual tokens train (no
+   adapter), and the loss falls. */
+static void prompt_tuning_trains_through_the_loop(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL;
+    sft_tensor *prompts = NULL;
+    sft_train_config c;
+    sft_train_output out;
+    t_logs logs;
+    float before = 0;
+    memset(&logs, 0, sizeof logs);
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/qwen2", NULL, &m));
+    if (tok) ds = t_rows(ctx, tok, 4);
+    if (m) CHECK_OK(sft_prompt_embeddings_create(ctx, 3, 64, 5, &prompts));
+    if (!ds || !prompts) goto done;
+    before = ((float *)prompts->data)[0];
+    memset(&c, 0, sizeof c);
+    c.per_device_train_batch_size = 4; c.max_steps = 15; c.learning_rate = 3e-2; c.logging_steps = 1; c.sequential = 1;
+    c.lr_scheduler_type = SFT_SCHEDULE_CONSTANT; c.prompt_embeddings = prompts; c.on_log = t_on_log; c.user = &logs;
+    CHECK_OK(sft_train(m, ds, &c, &out));
+    CHECK(logs.n == 15 && ((float *)prompts->data)[0] != before);
+    if (logs.n == 15) CHECK_MSG(logs.e[14].loss < logs.e[0].loss, "loss %g -> %g", logs.e[0].loss, logs.e[14].loss);
+done:
+    sft_tensor_destroy(prompts);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_trainer(void) {
+    RUN(prompt_tuning_trains_through_the_loop);
     RUN(neftune_adds_noise_in_training_only_keyed_by_its_seed);
     RUN(evaluation_and_metrics_lines);
     RUN(a_nan_loss_is_filtered_from_the_log);
