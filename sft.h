@@ -1061,13 +1061,23 @@ typedef struct sft_adamw_desc {
     double beta1, beta2;    /* 0 = 0.9, 0.999                                       */
     double eps;             /* 0 = 1e-8                                             */
     double weight_decay;    /* decoupled; not applied to params marked no_decay     */
+    int    eight_bit;       /* bitsandbytes' AdamW8bit (below)                      */
+    int64_t min_8bit_size;  /* eight_bit: tensors smaller keep f32 moments; 0 = 4096 */
 } sft_adamw_desc;
 
 typedef struct sft_optimizer sft_optimizer;
 
 /* sft_optimizer_create: AdamW over n parameters (their gradients are read at each
    step). no_decay (may be NULL) marks those weight decay skips (biases, norms,
-   DoRA magnitudes). The optimizer holds two f32 moments per value. */
+   DoRA magnitudes). The optimizer holds two f32 moments per value.
+
+   eight_bit is bitsandbytes' AdamW8bit as it runs on the CPU: a tensor of at
+   least min_8bit_size values keeps its moments as 8-bit codes in blocks of 256
+   values, each block scaled by its largest magnitude (exp_avg on the signed
+   dynamic map, exp_avg_sq on the unsigned one); a step decodes them, updates in
+   f32 and codes them again through bitsandbytes' 65,536-bin table. Smaller
+   tensors keep f32 moments with bitsandbytes' 32-bit update (torch's AdamW with
+   the bias corrections folded differently). 2 bytes per value instead of 8. */
 SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
                                        const sft_adamw_desc *desc, sft_optimizer **out);
 SFTDEF void       sft_optimizer_destroy(sft_optimizer *opt);
@@ -1080,8 +1090,21 @@ SFTDEF void       sft_optimizer_zero_grad(sft_optimizer *opt);
    the norm exceeds it, every gradient is scaled by max_norm / (norm + 1e-6), as
    torch.nn.utils.clip_grad_norm_. Returns the norm before clipping. */
 SFTDEF double     sft_optimizer_clip_grad_norm(sft_optimizer *opt, double max_norm);
-/* sft_optimizer_state: parameter i's moments (exp_avg, exp_avg_sq) and the step count. */
-SFTDEF sft_status sft_optimizer_state(const sft_optimizer *opt, int i, const float **exp_avg, const float **exp_avg_sq, int64_t *step);
+/* sft_optimizer_state: parameter i's state, writable (a checkpoint restores it
+   in place): f32 moments, or for an 8-bit tensor its codes and block scales
+   (blocks = ceil(numel / 256)); the others are NULL. */
+typedef struct sft_optimizer_state {
+    int64_t  step, numel, blocks;
+    float   *exp_avg, *exp_avg_sq;
+    uint8_t *state1, *state2;          /* 8-bit codes of exp_avg, exp_avg_sq    */
+    float   *absmax1, *absmax2;        /* their per-block scales                */
+} sft_optimizer_state;
+SFTDEF sft_status sft_optimizer_param_state(sft_optimizer *opt, int i, sft_optimizer_state *out);
+/* sft_optimizer_count: the number of parameters it updates. */
+SFTDEF int        sft_optimizer_count(const sft_optimizer *opt);
+/* sft_dynamic_map: bitsandbytes' create_dynamic_map(signed) (8 bits, 7
+   exponent bits): the 256 sorted code values the 8-bit moments use. */
+SFTDEF void       sft_dynamic_map(int is_signed, float out[256]);
 
 typedef enum sft_schedule {
     SFT_SCHEDULE_LINEAR = 0, SFT_SCHEDULE_COSINE, SFT_SCHEDULE_COSINE_WITH_RESTARTS, SFT_SCHEDULE_POLYNOMIAL,
@@ -11900,17 +11923,120 @@ struct sft_optimizer {
     int             n;
     sft_tensor    **params;
     unsigned char  *no_decay;
-    float         **m, **v;        /* exp_avg, exp_avg_sq per parameter */
+    float         **m, **v;        /* exp_avg, exp_avg_sq per parameter (f32 state)    */
+    uint8_t       **q1, **q2;      /* 8-bit state: codes of exp_avg, exp_avg_sq        */
+    float         **a1, **a2;      /*   and their block scales                         */
     int64_t        *step;
+    float           map1[256], map2[256];       /* eight_bit: the dynamic maps         */
+    uint8_t        *lut1, *lut2;                /* and their 65,536-bin code tables    */
 };
+
+/* --- bitsandbytes' 8-bit state: the dynamic maps and the blockwise quantizer --- */
+
+#define SFT__Q8_BLOCK 256
+
+/* torch.linspace in f32 as its CPU kernel computes it: the first half counted up
+   from start, the second down from end, each a single fused multiply-add */
+static float sft__linspace_f32(float start, float end, int steps, int i) {
+    float step = (end - start) / (float)(steps - 1);
+    return i < steps / 2 ? fmaf(step, (float)i, start) : fmaf(-step, (float)(steps - i - 1), end);
+}
+
+static int sft__cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* For each exponent i = 0..6, the midpoints of a linspace(0.1, 1) scaled by
+   10^(i - 6) (and negated too when signed), then 0 and 1, sorted. */
+SFTDEF void sft_dynamic_map(int is_signed, float out[256]) {
+    int n = 0, i, j;
+    for (i = 0; i < 7; i++) {
+        int items = is_signed ? (1 << i) + 1 : (1 << (i + 1)) + 1;
+        float scale = (float)pow(10.0, (double)(i - 6));
+        for (j = 0; j + 1 < items; j++) {
+            float mean = (sft__linspace_f32(0.1f, 1.0f, items, j) + sft__linspace_f32(0.1f, 1.0f, items, j + 1)) / 2.0f;
+            out[n++] = scale * mean;
+            if (is_signed) out[n++] = -scale * mean;
+        }
+    }
+    out[n++] = 0.0f;
+    out[n++] = 1.0f;
+    while (n < 256) out[n++] = 0.0f;
+    qsort(out, 256, sizeof(float), sft__cmp_float);
+}
+
+/* The CPU quantizer's table: bin i of 65,536 over [-1, 1] takes the code whose
+   midpoint interval holds -1 + 2i/65535 (the number of midpoints below it). Near
+   a midpoint this is not always the nearest code; bitsandbytes' bytes are. */
+static void sft__q8_lut(const float map[256], uint8_t *lut) {
+    float mid[255];
+    int j, i, c = 0;
+    for (j = 0; j < 255; j++) mid[j] = 0.5f * (map[j] + map[j + 1]);
+    for (i = 0; i < 65536; i++) {
+        float val = -1.0f + (2.0f * (float)i) / 65535.0f;
+        while (c < 255 && mid[c] < val) c++;
+        lut[i] = (uint8_t)c;
+    }
+}
+
+/* one block of n <= 256 values to codes; returns the block's scale */
+static float sft__q8_block(const float *x, int64_t n, const uint8_t *lut, uint8_t *code) {
+    float absmax = 0.0f, inv;
+    int64_t k;
+    for (k = 0; k < n; k++) if (fabsf(x[k]) > absmax) absmax = fabsf(x[k]);
+    if (absmax == 0.0f) { memset(code, 0, (size_t)n); return 0.0f; }
+    inv = 1.0f / absmax;
+    for (k = 0; k < n; k++) {
+        float t = x[k] * inv;
+        t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
+        t = ((t + 1.0f) * 0.5f) * 65535.0f + 0.5f;
+        code[k] = lut[(uint16_t)t];
+    }
+    return absmax;
+}
+
+/* torch's CPU kernels as bitsandbytes' update calls them: add(a, b, alpha) and
+   addcmul(a, b, c, value) are each one fused multiply-add */
+static float sft__torch_add_alpha(float a, float b, float alpha) { return fmaf(b, alpha, a); }
+static float sft__torch_addcmul(float a, float b, float c, float value) { return fmaf(value * b, c, a); }
 
 SFTDEF void sft_optimizer_destroy(sft_optimizer *o) {
     int i;
     if (!o) return;
-    for (i = 0; i < o->n; i++) { if (o->m) sft__free(o->ctx, o->m[i]); if (o->v) sft__free(o->ctx, o->v[i]); }
-    sft__free(o->ctx, o->m); sft__free(o->ctx, o->v); sft__free(o->ctx, o->params); sft__free(o->ctx, o->no_decay);
-    sft__free(o->ctx, o->step);
+    for (i = 0; i < o->n; i++) {
+        if (o->m) sft__free(o->ctx, o->m[i]);
+        if (o->v) sft__free(o->ctx, o->v[i]);
+        if (o->q1) sft__free(o->ctx, o->q1[i]);
+        if (o->q2) sft__free(o->ctx, o->q2[i]);
+        if (o->a1) sft__free(o->ctx, o->a1[i]);
+        if (o->a2) sft__free(o->ctx, o->a2[i]);
+    }
+    sft__free(o->ctx, o->m); sft__free(o->ctx, o->v); sft__free(o->ctx, o->q1); sft__free(o->ctx, o->q2);
+    sft__free(o->ctx, o->a1); sft__free(o->ctx, o->a2); sft__free(o->ctx, o->params); sft__free(o->ctx, o->no_decay);
+    sft__free(o->ctx, o->step); sft__free(o->ctx, o->lut1); sft__free(o->ctx, o->lut2);
     sft__free(o->ctx, o);
+}
+
+static int sft__is_8bit(const sft_optimizer *o, int i) {
+    return o->d.eight_bit && sft_tensor_numel(o->params[i]) >= o->d.min_8bit_size;
+}
+
+/* sft__optimizer_alloc: parameter i's state (all zero) */
+static sft_status sft__optimizer_alloc(sft_optimizer *o, int i) {
+    int64_t n = sft_tensor_numel(o->params[i]), blocks = (n + SFT__Q8_BLOCK - 1) / SFT__Q8_BLOCK;
+    if (sft__is_8bit(o, i)) {
+        o->q1[i] = (uint8_t *)sft__calloc(o->ctx, (size_t)n, 1);
+        o->q2[i] = (uint8_t *)sft__calloc(o->ctx, (size_t)n, 1);
+        o->a1[i] = (float *)sft__calloc(o->ctx, (size_t)blocks, sizeof(float));
+        o->a2[i] = (float *)sft__calloc(o->ctx, (size_t)blocks, sizeof(float));
+        if (!o->q1[i] || !o->q2[i] || !o->a1[i] || !o->a2[i]) return sft__fail(SFT_ERR_NOMEM, "optimizer: 8-bit state of %lld values", (long long)n);
+        return SFT_OK;
+    }
+    o->m[i] = (float *)sft__calloc(o->ctx, (size_t)(n ? n : 1), sizeof(float));
+    o->v[i] = (float *)sft__calloc(o->ctx, (size_t)(n ? n : 1), sizeof(float));
+    if (!o->m[i] || !o->v[i]) return sft__fail(SFT_ERR_NOMEM, "optimizer: moments of %lld values", (long long)n);
+    return SFT_OK;
 }
 
 SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
@@ -11930,25 +12056,40 @@ SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *para
     if (o->d.beta1 == 0.0) o->d.beta1 = 0.9;
     if (o->d.beta2 == 0.0) o->d.beta2 = 0.999;
     if (o->d.eps == 0.0) o->d.eps = 1e-8;
+    if (o->d.min_8bit_size == 0) o->d.min_8bit_size = 4096;
     if (!(o->d.lr > 0.0) || !(o->d.beta1 > 0.0 && o->d.beta1 < 1.0) || !(o->d.beta2 > 0.0 && o->d.beta2 < 1.0) ||
-        !(o->d.eps > 0.0) || !(o->d.weight_decay >= 0.0)) {
+        !(o->d.eps > 0.0) || !(o->d.weight_decay >= 0.0) || o->d.min_8bit_size < 0) {
         sft_optimizer_destroy(o);
-        return sft__fail(SFT_ERR_ARG, "optimizer: learning_rate %g, betas (%g, %g), eps %g, weight_decay %g", desc->lr, desc->beta1,
-                         desc->beta2, desc->eps, desc->weight_decay);
+        return sft__fail(SFT_ERR_ARG, "optimizer: learning_rate %g, betas (%g, %g), eps %g, weight_decay %g, min_8bit_size %lld",
+                         desc->lr, desc->beta1, desc->beta2, desc->eps, desc->weight_decay, (long long)desc->min_8bit_size);
     }
     o->params = (sft_tensor **)sft__calloc(ctx, (size_t)n + 1, sizeof *o->params);
     o->no_decay = (unsigned char *)sft__calloc(ctx, (size_t)n + 1, 1);
     o->m = (float **)sft__calloc(ctx, (size_t)n + 1, sizeof(float *));
     o->v = (float **)sft__calloc(ctx, (size_t)n + 1, sizeof(float *));
+    o->q1 = (uint8_t **)sft__calloc(ctx, (size_t)n + 1, sizeof(uint8_t *));
+    o->q2 = (uint8_t **)sft__calloc(ctx, (size_t)n + 1, sizeof(uint8_t *));
+    o->a1 = (float **)sft__calloc(ctx, (size_t)n + 1, sizeof(float *));
+    o->a2 = (float **)sft__calloc(ctx, (size_t)n + 1, sizeof(float *));
     o->step = (int64_t *)sft__calloc(ctx, (size_t)n + 1, sizeof(int64_t));
-    if (!o->params || !o->no_decay || !o->m || !o->v || !o->step) { sft_optimizer_destroy(o); return sft__fail(SFT_ERR_NOMEM, "optimizer"); }
+    if (o->d.eight_bit) {
+        o->lut1 = (uint8_t *)sft__alloc(ctx, 65536);
+        o->lut2 = (uint8_t *)sft__alloc(ctx, 65536);
+    }
+    if (!o->params || !o->no_decay || !o->m || !o->v || !o->q1 || !o->q2 || !o->a1 || !o->a2 || !o->step ||
+        (o->d.eight_bit && (!o->lut1 || !o->lut2))) {
+        sft_optimizer_destroy(o);
+        return sft__fail(SFT_ERR_NOMEM, "optimizer");
+    }
+    if (o->d.eight_bit) {
+        sft_dynamic_map(1, o->map1); sft_dynamic_map(0, o->map2);
+        sft__q8_lut(o->map1, o->lut1); sft__q8_lut(o->map2, o->lut2);
+    }
     for (i = 0; i < n; i++) {
-        size_t bytes = sft_tensor_nbytes(params[i]);
+        sft_status s;
         o->params[i] = params[i];
         o->no_decay[i] = no_decay ? no_decay[i] : 0;
-        o->m[i] = (float *)sft__calloc(ctx, bytes ? bytes : 1, 1);
-        o->v[i] = (float *)sft__calloc(ctx, bytes ? bytes : 1, 1);
-        if (!o->m[i] || !o->v[i]) { sft_optimizer_destroy(o); return sft__fail(SFT_ERR_NOMEM, "optimizer: moments of %zu bytes", bytes); }
+        if ((s = sft__optimizer_alloc(o, i)) != SFT_OK) { sft_optimizer_destroy(o); return s; }
     }
     *out = o;
     return SFT_OK;
@@ -11957,33 +12098,82 @@ SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *para
 /* torch.lerp for f32: a + w (b - a) below w = 0.5, else b - (b - a)(1 - w) */
 static float sft__lerp(float a, float b, float w) { return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w); }
 
+/* torch.optim.AdamW's single-tensor step on parameter i */
+static void sft__adamw_torch(sft_optimizer *o, int i, double lr) {
+    sft_tensor *p = o->params[i];
+    float *w = SFT__F(p), *m = o->m[i], *v = o->v[i];
+    const float *g = SFT__CF(p->grad);
+    int64_t k, n = sft_tensor_numel(p);
+    double bc1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), bc2_sqrt = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
+    float decay = (float)(1.0 - lr * (o->no_decay[i] ? 0.0 : o->d.weight_decay));
+    float w1 = (float)(1.0 - o->d.beta1), b2 = (float)o->d.beta2, w2 = (float)(1.0 - o->d.beta2);
+    float step_size = (float)(-(lr / bc1)), bc2f = (float)bc2_sqrt, epsf = (float)o->d.eps;
+    for (k = 0; k < n; k++) {
+        float denom;
+        if (!o->no_decay[i] && o->d.weight_decay != 0.0) w[k] *= decay;
+        m[k] = sft__lerp(m[k], g[k], w1);
+        v[k] = v[k] * b2 + w2 * g[k] * g[k];
+        denom = sqrtf(v[k]) / bc2f + epsf;
+        w[k] = w[k] + step_size * m[k] / denom;
+    }
+}
+
+/* bitsandbytes' 32-bit CPU update (a small tensor under eight_bit) */
+static void sft__adamw_bnb32(sft_optimizer *o, int i, double lr) {
+    sft_tensor *p = o->params[i];
+    float *w = SFT__F(p), *m = o->m[i], *v = o->v[i];
+    const float *g = SFT__CF(p->grad);
+    int64_t k, n = sft_tensor_numel(p);
+    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay;
+    double c1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), c2 = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
+    float b1 = (float)o->d.beta1, w1 = (float)(1.0 - o->d.beta1), b2 = (float)o->d.beta2, w2 = (float)(1.0 - o->d.beta2);
+    float step_size = (float)(-lr * c2 / c1), eps_c2 = (float)(o->d.eps * c2), decay = (float)(1.0 - lr * wd);
+    for (k = 0; k < n; k++) {
+        m[k] = sft__torch_add_alpha(m[k] * b1, g[k], w1);
+        v[k] = sft__torch_addcmul(v[k] * b2, g[k], g[k], w2);
+        if (wd > 0.0) w[k] *= decay;
+        w[k] = sft__torch_add_alpha(w[k], m[k] / (sqrtf(v[k]) + eps_c2), step_size);
+    }
+}
+
+/* bitsandbytes' 8-bit blockwise CPU update: decode, the f32 update, code again */
+static void sft__adamw_bnb8(sft_optimizer *o, int i, double lr) {
+    sft_tensor *p = o->params[i];
+    float *w = SFT__F(p), m[SFT__Q8_BLOCK], v[SFT__Q8_BLOCK];
+    const float *g = SFT__CF(p->grad);
+    int64_t n = sft_tensor_numel(p), b, k;
+    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay;
+    double c1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), c2 = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
+    float b1 = (float)o->d.beta1, w1 = (float)(1.0 - o->d.beta1), b2 = (float)o->d.beta2, w2 = (float)(1.0 - o->d.beta2);
+    float c2f = (float)c2, epsf = (float)o->d.eps, decay = (float)(1.0 - lr * wd), step_size = (float)(-lr / c1);
+    for (b = 0; b * SFT__Q8_BLOCK < n; b++) {
+        int64_t first = b * SFT__Q8_BLOCK, len = n - first < SFT__Q8_BLOCK ? n - first : SFT__Q8_BLOCK;
+        for (k = 0; k < len; k++) {
+            int64_t at = first + k;
+            float denom;
+            m[k] = o->map1[o->q1[i][at]] * o->a1[i][b];
+            v[k] = o->map2[o->q2[i][at]] * o->a2[i][b];
+            m[k] = sft__torch_add_alpha(m[k] * b1, g[at], w1);
+            v[k] = sft__torch_addcmul(v[k] * b2, g[at], g[at], w2);
+            denom = sqrtf(v[k]) / c2f + epsf;
+            if (wd > 0.0) w[at] *= decay;
+            w[at] = w[at] + step_size * m[k] / denom;
+        }
+        o->a1[i][b] = sft__q8_block(m, len, o->lut1, o->q1[i] + first);
+        o->a2[i][b] = sft__q8_block(v, len, o->lut2, o->q2[i] + first);
+    }
+}
+
 SFTDEF sft_status sft_optimizer_step(sft_optimizer *o, double lr) {
     int i;
     if (!o) return sft__fail(SFT_ERR_ARG, "optimizer_step: NULL optimizer");
     if (!(lr >= 0.0) || !(lr < INFINITY)) return sft__fail(SFT_ERR_ARG, "optimizer_step: learning rate %g", lr);
     for (i = 0; i < o->n; i++) {
-        sft_tensor *p = o->params[i];
-        float *w = SFT__F(p), *m = o->m[i], *v = o->v[i];
-        const float *g;
-        int64_t k, n = sft_tensor_numel(p);
-        double bc1, bc2_sqrt;
-        float decay, w1, b2, w2, step_size, bc2f, epsf;
-        if (!p->grad) continue;
-        g = SFT__CF(p->grad);
+        if (!o->params[i]->grad) continue;      /* torch leaves a parameter without a gradient alone */
         o->step[i]++;
-        bc1 = 1.0 - pow(o->d.beta1, (double)o->step[i]);
-        bc2_sqrt = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
-        decay = (float)(1.0 - lr * (o->no_decay[i] ? 0.0 : o->d.weight_decay));
-        w1 = (float)(1.0 - o->d.beta1); b2 = (float)o->d.beta2; w2 = (float)(1.0 - o->d.beta2);
-        step_size = (float)(-(lr / bc1)); bc2f = (float)bc2_sqrt; epsf = (float)o->d.eps;
-        for (k = 0; k < n; k++) {
-            float denom;
-            if (!o->no_decay[i] && o->d.weight_decay != 0.0) w[k] *= decay;
-            m[k] = sft__lerp(m[k], g[k], w1);
-            v[k] = v[k] * b2 + w2 * g[k] * g[k];
-            denom = sqrtf(v[k]) / bc2f + epsf;
-            w[k] = w[k] + step_size * m[k] / denom;
-        }
+        if (sft__is_8bit(o, i)) sft__adamw_bnb8(o, i, lr);
+        else if (o->d.eight_bit) sft__adamw_bnb32(o, i, lr);
+        else sft__adamw_torch(o, i, lr);
     }
     return SFT_OK;
 }
@@ -12018,11 +12208,18 @@ SFTDEF double sft_optimizer_clip_grad_norm(sft_optimizer *o, double max_norm) {
     return norm;
 }
 
-SFTDEF sft_status sft_optimizer_state(const sft_optimizer *o, int i, const float **exp_avg, const float **exp_avg_sq, int64_t *step) {
-    if (!o || i < 0 || i >= o->n) return sft__fail(SFT_ERR_ARG, "optimizer_state: parameter %d", i);
-    if (exp_avg) *exp_avg = o->m[i];
-    if (exp_avg_sq) *exp_avg_sq = o->v[i];
-    if (step) *step = o->step[i];
+SFTDEF int sft_optimizer_count(const sft_optimizer *o) { return o ? o->n : 0; }
+
+SFTDEF sft_status sft_optimizer_param_state(sft_optimizer *o, int i, sft_optimizer_state *out) {
+    if (!o || !out || i < 0 || i >= o->n) return sft__fail(SFT_ERR_ARG, "optimizer_state: parameter %d", i);
+    memset(out, 0, sizeof *out);
+    out->step = o->step[i];
+    out->numel = sft_tensor_numel(o->params[i]);
+    out->exp_avg = o->m[i]; out->exp_avg_sq = o->v[i];
+    if (o->q1[i]) {
+        out->blocks = (out->numel + SFT__Q8_BLOCK - 1) / SFT__Q8_BLOCK;
+        out->state1 = o->q1[i]; out->state2 = o->q2[i]; out->absmax1 = o->a1[i]; out->absmax2 = o->a2[i];
+    }
     return SFT_OK;
 }
 
