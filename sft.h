@@ -167,6 +167,7 @@ typedef enum sft_status {
     SFT_ERR_STATE,        /* a call out of order (e.g. backward without a tape) */
     SFT_ERR_NOT_FOUND,    /* a named thing (tensor, key) is not there           */
     SFT_ERR_UNSUPPORTED,  /* valid, but not in this build or on this machine    */
+    SFT_ERR_NUMERIC,      /* a value turned NaN or infinite (e.g. a training loss) */
     SFT_STATUS_COUNT
 } sft_status;
 
@@ -881,6 +882,8 @@ typedef struct sft_model_run {
     float            neftune_noise_alpha;  /* training: add U(-1, 1) * alpha / sqrt(T * D) to
                                               the input embeddings (transformers' NEFTune) */
     uint64_t         neftune_seed;         /* keys the noise                        */
+    const float     *neftune_uniform;      /* or these U(-1, 1) draws, B * T * D of them
+                                              (to replay another run's noise)      */
 } sft_model_run;
 
 typedef struct sft_model_output {
@@ -893,6 +896,11 @@ typedef struct sft_model_output {
    them (adapters, prompt embeddings). run NULL = eval, logits only. */
 SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, const sft_model_run *run,
                                     sft_model_output *out);
+
+/* sft_shift_labels: transformers' causal-LM shift: out[b, t] = labels[b, t + 1],
+   -100 at the end of each row (a step tensor): position t predicts token t + 1.
+   For a compute_loss of one's own on the logits. */
+SFTDEF sft_status sft_shift_labels(sft_context *ctx, const sft_tensor *labels, sft_tensor **out);
 
 /* PEFT adapter directories: adapter_config.json (peft_type LORA) and
    adapter_model.safetensors with PEFT's keys
@@ -946,6 +954,13 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
    tensor), e.g. to put prompt-tuning embeddings in front (sft_prompt_prepend) and
    run the model on inputs_embeds. */
 SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **out);
+
+/* The base model's dense weights by their transformers names
+   ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", ...,
+   "lm_head.weight" unless tied): sft_model_weight_at enumerates them (i from 0
+   until it returns 0), sft_model_weight finds one (NULL if absent or 4-bit). */
+SFTDEF int         sft_model_weight_at(sft_model *m, int i, const char **name, sft_tensor **weight);
+SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name);
 /* sft_model_prompt_init_text: prompt-tuning embeddings [P, D] initialised as PEFT's
    TEXT init: the embeddings of the ids (the tokenized init text), repeated to
    fill P rows or cut to P. A persistent tensor with requires_grad set. */
@@ -1109,8 +1124,13 @@ SFTDEF void       sft_dynamic_map(int is_signed, float out[256]);
 typedef enum sft_schedule {
     SFT_SCHEDULE_LINEAR = 0, SFT_SCHEDULE_COSINE, SFT_SCHEDULE_COSINE_WITH_RESTARTS, SFT_SCHEDULE_POLYNOMIAL,
     SFT_SCHEDULE_CONSTANT, SFT_SCHEDULE_CONSTANT_WITH_WARMUP, SFT_SCHEDULE_INVERSE_SQRT, SFT_SCHEDULE_COSINE_WITH_MIN_LR,
-    SFT_SCHEDULE_WARMUP_STABLE_DECAY, SFT_SCHEDULE_REDUCE_ON_PLATEAU, SFT_SCHEDULE_COUNT
+    SFT_SCHEDULE_WARMUP_STABLE_DECAY, SFT_SCHEDULE_REDUCE_ON_PLATEAU, SFT_SCHEDULE_COSINE_WARMUP_WITH_MIN_LR,
+    SFT_SCHEDULE_COUNT
 } sft_schedule;
+
+/* warmup_stable_decay's warmup and decay shapes (transformers' warmup_type and
+   decay_type); DEFAULT is linear for warmup, cosine for decay */
+typedef enum sft_curve { SFT_CURVE_DEFAULT = 0, SFT_CURVE_LINEAR, SFT_CURVE_COSINE, SFT_CURVE_1_SQRT } sft_curve;
 
 /* transformers' scheduler settings (lr_scheduler_kwargs); zero = its default */
 typedef struct sft_schedule_desc {
@@ -1120,13 +1140,20 @@ typedef struct sft_schedule_desc {
     double       power, lr_end;     /* polynomial: 1, 1e-7                         */
     double       min_lr, min_lr_rate;                 /* cosine_with_min_lr (one)  */
     int64_t      num_stable_steps, num_decay_steps;   /* warmup_stable_decay       */
-    int          decay_linear;      /* warmup_stable_decay: linear instead of cosine */
+    sft_curve    warmup_type, decay_type;         /* warmup_stable_decay       */
     double       min_lr_ratio;      /* warmup_stable_decay                          */
+    double       warmup_lr_rate;    /* cosine_warmup_with_min_lr; 0 = unset (None)  */
     double       factor;            /* plateau: 0.1                                 */
-    int          patience;          /* plateau: 10                                  */
+    int          patience;          /* plateau: 10 (negative: 0)                    */
     double       threshold;         /* plateau: 1e-4 (relative, mode min)           */
 } sft_schedule_desc;
 
+/* sft_schedule_from_name: transformers' lr_scheduler_type names ("linear",
+   "cosine", ..., "reduce_lr_on_plateau"); sft_curve_from_name: "linear",
+   "cosine", "1-sqrt". An unknown name is SFT_ERR_ARG naming the valid ones. */
+SFTDEF sft_status  sft_schedule_from_name(const char *name, sft_schedule *out);
+SFTDEF const char *sft_schedule_name(sft_schedule type);
+SFTDEF sft_status  sft_curve_from_name(const char *name, sft_curve *out);
 /* sft_schedule_lr: the learning rate of optimizer step `step` (0-based) for base
    lr, as transformers' LambdaLR gives it. Not for REDUCE_ON_PLATEAU. */
 SFTDEF sft_status sft_schedule_lr(const sft_schedule_desc *desc, double base_lr, int64_t step, double *lr);
@@ -1160,6 +1187,21 @@ typedef struct sft_log_entry {
     double  entropy;            /* when token_metrics: mean next-token entropy, likewise */
 } sft_log_entry;
 
+/* the optimizer (TrainingArguments.optim) */
+typedef enum sft_optim {
+    SFT_OPTIM_ADAMW_TORCH = 0,  /* "adamw_torch", "adamw_torch_fused" (the same numbers)        */
+    SFT_OPTIM_ADAMW_8BIT        /* "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit": 8-bit state */
+} sft_optim;
+SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out);
+
+/* A loss of the host's own (transformers' compute_loss_func): logits [B, T, V]
+   (a step tensor in the graph), labels [B, T] unshifted as the model takes them
+   (-100 = ignored), num_items_in_batch the accumulation window's label count.
+   Build *loss, a scalar, from sft ops on logits so backward reaches the
+   weights; it is used as is (not divided by the accumulation steps). */
+typedef sft_status (*sft_compute_loss_fn)(sft_context *ctx, sft_tensor *logits, sft_tensor *labels,
+                                          int64_t num_items_in_batch, void *user, sft_tensor **loss);
+
 typedef struct sft_train_config {
     double         num_train_epochs;            /* 0 = 3                                 */
     int64_t        max_steps;                   /* > 0: overrides the epochs             */
@@ -1173,12 +1215,21 @@ typedef struct sft_train_config {
     double         weight_decay;
     double         adam_beta1, adam_beta2, adam_epsilon;  /* 0 = 0.9, 0.999, 1e-8       */
     double         max_grad_norm;               /* 0 = 1.0; negative = no clipping       */
+    sft_optim      optim;                       /* 0 = AdamW (torch)                     */
+    int            full_finetuning;             /* train every weight of a dense f32 model
+                                                   (a model without adapters); decay skips
+                                                   biases and norm weights                */
+    sft_compute_loss_fn compute_loss;           /* NULL: shifted cross-entropy           */
+    int            stop_on_nonfinite_loss;      /* a NaN/Inf micro-batch loss ends the step
+                                                   with SFT_ERR_NUMERIC (the window is
+                                                   dropped, state stays resumable)        */
     int            logging_steps;               /* 0 = 10 (TRL)                           */
     int            logging_nan_inf_filter;      /* 0 = on; -1 = off                      */
     int            sequential;                  /* 1: rows in order (no epoch shuffle)   */
     uint64_t       seed;                        /* 0 = 42                                */
     int            gradient_checkpointing;
-    float          label_smoothing_factor;
+    float          label_smoothing_factor;      /* as transformers' LabelSmoother: each
+                                                   micro-batch's mean over its targets    */
     float          neftune_noise_alpha;         /* NEFTune, training only (0 = off)       */
     int            token_metrics;               /* compute mean_token_accuracy (needs logits) */
     sft_dataset   *eval_dataset;                /* NULL: the train dataset's eval split, if any */
@@ -1207,6 +1258,7 @@ typedef struct sft_train_output {
     int64_t global_step;
     double  train_loss;          /* mean of every step's loss                         */
     double  train_runtime, train_samples_per_second, train_steps_per_second;
+    double  total_flos;          /* transformers' estimate: 6 x tokens x parameters   */
 } sft_train_output;
 
 /* sft_trainer_create: a trainer for the model's trainable tensors (its adapters'
@@ -1347,7 +1399,7 @@ SFTDEF const char *sft_status_str(sft_status s) {
     static const char *const names[SFT_STATUS_COUNT] = {
         "SFT_OK", "SFT_ERR_ARG", "SFT_ERR_SHAPE", "SFT_ERR_DTYPE", "SFT_ERR_DEVICE", "SFT_ERR_NOMEM",
         "SFT_ERR_IO", "SFT_ERR_FORMAT", "SFT_ERR_LIMIT", "SFT_ERR_STATE", "SFT_ERR_NOT_FOUND",
-        "SFT_ERR_UNSUPPORTED"};
+        "SFT_ERR_UNSUPPORTED", "SFT_ERR_NUMERIC"};
     if ((int)s < 0 || s >= SFT_STATUS_COUNT) return "SFT_ERR_UNKNOWN";
     return names[s];
 }
@@ -6257,6 +6309,12 @@ static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
     sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
     int ti;
     if (n->in[0]->requires_grad) SFT__TRY(sft__lin_base_bwd(ctx, n));
+    if (p->w.w && p->w.w->requires_grad) {       /* full fine-tuning: dW += dy^T x */
+        sft_tensor *w = (sft_tensor *)(uintptr_t)p->w.w;
+        SFT__TRY(sft__ensure_grad(ctx, w));
+        SFT__TRY(sft__gemm(ctx, p->N, p->K, p->M, sft__mat_t(sft__mat_of(SFT__CF(n->out->grad), p->N, 1)),
+                           sft__mat_of(SFT__CF(n->in[0]), p->K, 1), SFT__F(w->grad), p->K, 1));
+    }
     if (n->in[1] && n->in[1]->requires_grad) {
         const float *g = SFT__CF(n->out->grad);
         float *db = SFT__F(n->in[1]->grad);
@@ -6765,7 +6823,7 @@ static sft_status sft__lin_node_run(sft_context *ctx, sft__lin_plan *p, sft_tens
     n.ptr = p;
     SFT__TRY(sft__node_out(ctx, &n, x->ndim, shape));
     SFT__TRY(sft__dispatch(ctx, &n, 0));
-    grad = x->requires_grad || (bias && bias->requires_grad);
+    grad = x->requires_grad || (bias && bias->requires_grad) || (p->w.w && p->w.w->requires_grad);
     for (i = 0; i < p->n_terms; i++)
         grad |= p->term[i].ad->A->requires_grad || p->term[i].ad->B->requires_grad || (p->term[i].ad->m && p->term[i].ad->m->requires_grad);
     if (ctx->grad_enabled && grad) SFT__TRY(sft__record(ctx, &n, &n.out, 1));
@@ -10366,9 +10424,12 @@ static sft_status sft__model_inputs(sft_context *ctx, const sft_model_batch *b, 
     return SFT_OK;
 }
 
-/* transformers' causal-LM loss: position t predicts label t + 1 */
-static sft_status sft__shift_labels(sft_context *ctx, const sft_tensor *labels, sft_tensor **out) {
-    int64_t B = labels->shape[0], T = labels->shape[1], b, t;
+SFTDEF sft_status sft_shift_labels(sft_context *ctx, const sft_tensor *labels, sft_tensor **out) {
+    int64_t B, T, b, t;
+    if (!ctx || !labels || !out) return sft__fail(SFT_ERR_ARG, "shift_labels: NULL argument");
+    if (labels->dtype != SFT_I32 || labels->ndim != 2 || labels->device != SFT_DEVICE_CPU)
+        return sft__fail(SFT_ERR_SHAPE, "shift_labels: labels must be i32 [B, T] on the CPU");
+    B = labels->shape[0]; T = labels->shape[1];
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, labels->shape, out));
     for (b = 0; b < B; b++)
         for (t = 0; t < T; t++)
@@ -10384,7 +10445,8 @@ static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_
     float mag = run->neftune_noise_alpha / sqrtf((float)(x->shape[1] * x->shape[2]));
     uint64_t key = sft_rng_key(run->neftune_seed, 0x4e4546ull, 0, 0);
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, x->ndim, x->shape, &noise));
-    for (i = 0; i < n; i++) SFT__F(noise)[i] = (2.0f * sft_rng_uniform(key, (uint64_t)i) - 1.0f) * mag;
+    for (i = 0; i < n; i++)
+        SFT__F(noise)[i] = (run->neftune_uniform ? run->neftune_uniform[i] : 2.0f * sft_rng_uniform(key, (uint64_t)i) - 1.0f) * mag;
     return sft_add(ctx, x, noise, out);
 }
 
@@ -10441,7 +10503,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     SFT__TRY(sft_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps, &out->hidden));
     if (!run || run->want_logits || !batch->labels) SFT__TRY(sft_matmul(ctx, out->hidden, m->lm_head, 0, 1, &out->logits));
     if (!batch->labels) return SFT_OK;
-    SFT__TRY(sft__shift_labels(ctx, batch->labels, &shifted));
+    SFT__TRY(sft_shift_labels(ctx, batch->labels, &shifted));
     if (out->logits) return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
     return sft_linear_cross_entropy(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, &out->loss);
 }
@@ -10702,6 +10764,46 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
 
 /* ============================================================================
    === model: prompt tuning */
+
+/* weights per layer: the two norms, then each projection's weight and bias */
+#define SFT__LAYER_WEIGHTS (2 + 2 * SFT__N_PROJ)
+
+SFTDEF int sft_model_weight_at(sft_model *m, int i, const char **name, sft_tensor **weight) {
+    static SFT__TLS char buf[128];   /* the name, until the next call on this thread */
+    int L = m ? m->cfg.num_hidden_layers : 0, k;
+    sft_tensor *t = NULL;
+    if (!m || i < 0) return 0;
+    if (i == 0) { t = m->embed; snprintf(buf, sizeof buf, "model.embed_tokens.weight"); }
+    else if (i - 1 < L * SFT__LAYER_WEIGHTS) {
+        int layer = (i - 1) / SFT__LAYER_WEIGHTS, p;
+        k = (i - 1) % SFT__LAYER_WEIGHTS;
+        if (k < 2) {
+            t = k == 0 ? m->blocks[layer].attn_norm : m->blocks[layer].mlp_norm;
+            snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, k == 0 ? "input_layernorm" : "post_attention_layernorm");
+        } else {
+            const sft_linear *l;
+            p = (k - 2) / 2;
+            l = m->blocks[layer].proj[p];
+            t = (k - 2) % 2 == 0 ? l->weight : l->bias;
+            snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", layer, p < 4 ? "self_attn" : "mlp", sft__proj_names[p],
+                     (k - 2) % 2 == 0 ? "weight" : "bias");
+        }
+    } else if (i - 1 == L * SFT__LAYER_WEIGHTS) { t = m->norm; snprintf(buf, sizeof buf, "model.norm.weight"); }
+    else if (i - 1 == L * SFT__LAYER_WEIGHTS + 1 && m->lm_head != m->embed) { t = m->lm_head; snprintf(buf, sizeof buf, "lm_head.weight"); }
+    else return 0;
+    if (name) *name = buf;
+    if (weight) *weight = t;
+    return 1;
+}
+
+SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name) {
+    const char *n;
+    sft_tensor *t;
+    int i;
+    for (i = 0; name && sft_model_weight_at(m, i, &n, &t); i++)
+        if (strcmp(n, name) == 0) return t;
+    return NULL;
+}
 
 SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **out) {
     if (out) *out = NULL;
@@ -12223,6 +12325,31 @@ SFTDEF sft_status sft_optimizer_param_state(sft_optimizer *o, int i, sft_optimiz
     return SFT_OK;
 }
 
+static const char *const sft__schedule_names[SFT_SCHEDULE_COUNT] = {
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
+    "cosine_with_min_lr", "warmup_stable_decay", "reduce_lr_on_plateau", "cosine_warmup_with_min_lr"};
+
+SFTDEF const char *sft_schedule_name(sft_schedule type) {
+    return (int)type >= 0 && type < SFT_SCHEDULE_COUNT ? sft__schedule_names[type] : "unknown";
+}
+
+SFTDEF sft_status sft_schedule_from_name(const char *name, sft_schedule *out) {
+    int i;
+    for (i = 0; name && i < SFT_SCHEDULE_COUNT; i++)
+        if (strcmp(name, sft__schedule_names[i]) == 0) { *out = (sft_schedule)i; return SFT_OK; }
+    return sft__fail(SFT_ERR_ARG, "lr_scheduler_type \"%s\" is not one of linear, cosine, cosine_with_restarts, polynomial, "
+                     "constant, constant_with_warmup, inverse_sqrt, cosine_with_min_lr, cosine_warmup_with_min_lr, "
+                     "warmup_stable_decay, reduce_lr_on_plateau", name ? name : "(null)");
+}
+
+SFTDEF sft_status sft_curve_from_name(const char *name, sft_curve *out) {
+    if (name && strcmp(name, "linear") == 0) *out = SFT_CURVE_LINEAR;
+    else if (name && strcmp(name, "cosine") == 0) *out = SFT_CURVE_COSINE;
+    else if (name && strcmp(name, "1-sqrt") == 0) *out = SFT_CURVE_1_SQRT;
+    else return sft__fail(SFT_ERR_ARG, "warmup_type/decay_type \"%s\" is not one of linear, cosine, 1-sqrt", name ? name : "(null)");
+    return SFT_OK;
+}
+
 /* the warmup part every schedule shares: step / max(1, warmup) */
 static double sft__warmup(int64_t step, int64_t warmup) { return (double)step / (double)(warmup > 1 ? warmup : 1); }
 
@@ -12273,13 +12400,28 @@ SFTDEF sft_status sft_schedule_lr(const sft_schedule_desc *d, double base_lr, in
         }
         break;
     }
+    case SFT_SCHEDULE_COSINE_WARMUP_WITH_MIN_LR: {   /* counts steps from 1 */
+        double rate = d->min_lr ? d->min_lr / base_lr : d->min_lr_rate, r = d->warmup_lr_rate;
+        if (!d->min_lr && !d->min_lr_rate) return sft__fail(SFT_ERR_ARG, "schedule: cosine_warmup_with_min_lr needs min_lr or min_lr_rate");
+        if (step < W) f = r ? r + (1.0 - r) * (double)step / (double)(W - 1 > 1 ? W - 1 : 1) : ((double)step + 1.0) / (double)(W > 1 ? W : 1);
+        else {
+            double p = ((double)(step - W) + 1.0) / (double)(T - W > 1 ? T - W : 1);
+            f = 0.5 * (1.0 + cos(pi * (d->num_cycles ? d->num_cycles : 0.5) * 2.0 * p));
+            f = fmax(0.0, f * (1.0 - rate) + rate);
+        }
+        break;
+    }
     case SFT_SCHEDULE_WARMUP_STABLE_DECAY: {
         int64_t S = d->num_stable_steps, D = d->num_decay_steps;
-        if (step < W) f = sft__warmup(step, W) * (1.0 - d->min_lr_ratio) + d->min_lr_ratio;
-        else if (step < W + S) f = 1.0;
+        if (step < W) {
+            double p = sft__warmup(step, W);
+            f = d->warmup_type == SFT_CURVE_COSINE ? 0.5 * (1.0 - cos(pi * p)) : d->warmup_type == SFT_CURVE_1_SQRT ? 1.0 - sqrt(1.0 - p) : p;
+            f = fmax(0.0, f * (1.0 - d->min_lr_ratio) + d->min_lr_ratio);
+        } else if (step < W + S) f = 1.0;
         else if (step < W + S + D) {
             double p = (double)(step - W - S) / (double)(D > 1 ? D : 1);
-            f = d->decay_linear ? 1.0 - p : 0.5 * (1.0 + cos(pi * (d->num_cycles ? d->num_cycles : 0.5) * 2.0 * p));
+            f = d->decay_type == SFT_CURVE_LINEAR ? 1.0 - p : d->decay_type == SFT_CURVE_1_SQRT ? 1.0 - sqrt(p)
+              : 0.5 * (1.0 + cos(pi * (d->num_cycles ? d->num_cycles : 0.5) * 2.0 * p));
             f = fmax(0.0, f * (1.0 - d->min_lr_ratio) + d->min_lr_ratio);
         } else f = d->min_lr_ratio;
         break;
@@ -12293,7 +12435,7 @@ SFTDEF sft_status sft_schedule_lr(const sft_schedule_desc *d, double base_lr, in
 
 SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *d, double metric) {
     double factor = d && d->factor ? d->factor : 0.1, threshold = d && d->threshold ? d->threshold : 1e-4;
-    int patience = d && d->patience ? d->patience : 10;
+    int patience = d && d->patience < 0 ? 0 : d && d->patience ? d->patience : 10;
     if (!p->started) { p->best = INFINITY; p->bad = 0; p->started = 1; }
     if (metric < p->best * (1.0 - threshold)) { p->best = metric; p->bad = 0; }
     else p->bad++;
@@ -12323,6 +12465,8 @@ struct sft_trainer {
     double            last_grad_norm, last_lr, start_time;
     sft_dataset      *eval;
     int               eval_split, started;
+    sft_plateau       plateau;          /* reduce_lr_on_plateau: fed by each evaluation */
+    double            flos_params, total_flos;
 };
 
 static double sft__seconds(void) {
@@ -12357,8 +12501,9 @@ static sft_status sft__train_defaults(sft_train_config *c) {
         return sft__fail(SFT_ERR_ARG, "train: warmup_steps %lld, warmup_ratio %g", (long long)c->warmup_steps, c->warmup_ratio);
     if ((int)c->lr_scheduler_type < 0 || c->lr_scheduler_type >= SFT_SCHEDULE_COUNT)
         return sft__fail(SFT_ERR_ARG, "train: lr_scheduler_type %d does not exist", (int)c->lr_scheduler_type);
-    if (c->lr_scheduler_type == SFT_SCHEDULE_REDUCE_ON_PLATEAU)
-        return sft__fail(SFT_ERR_UNSUPPORTED, "train: reduce_lr_on_plateau needs evaluation, which this trainer does not run yet");
+    if (c->lr_scheduler_type == SFT_SCHEDULE_REDUCE_ON_PLATEAU && !c->eval_steps && !c->eval_each_epoch)
+        return sft__fail(SFT_ERR_ARG, "train: lr_scheduler_type reduce_lr_on_plateau needs an evaluation strategy (eval_steps or eval_each_epoch)");
+    if ((int)c->optim < 0 || c->optim > SFT_OPTIM_ADAMW_8BIT) return sft__fail(SFT_ERR_ARG, "train: optim %d does not exist", (int)c->optim);
     if (c->logging_steps < 0) return sft__fail(SFT_ERR_ARG, "train: logging_steps %d", c->logging_steps);
     if (c->per_device_eval_batch_size == 0) c->per_device_eval_batch_size = 8;
     if (c->eval_steps < 0 || c->per_device_eval_batch_size < 0)
@@ -12368,6 +12513,73 @@ static sft_status sft__train_defaults(sft_train_config *c) {
     if (!(c->label_smoothing_factor >= 0.0f && c->label_smoothing_factor < 1.0f))
         return sft__fail(SFT_ERR_ARG, "train: label_smoothing_factor %g", c->label_smoothing_factor);
     return SFT_OK;
+}
+
+SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out) {
+    static const char *const torch_names[] = {"adamw_torch", "adamw_torch_fused"};
+    static const char *const bnb_names[] = {"adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit"};
+    size_t i;
+    for (i = 0; name && i < sizeof torch_names / sizeof *torch_names; i++)
+        if (strcmp(name, torch_names[i]) == 0) { *out = SFT_OPTIM_ADAMW_TORCH; return SFT_OK; }
+    for (i = 0; name && i < sizeof bnb_names / sizeof *bnb_names; i++)
+        if (strcmp(name, bnb_names[i]) == 0) { *out = SFT_OPTIM_ADAMW_8BIT; return SFT_OK; }
+    return sft__fail(SFT_ERR_ARG, "optim \"%s\" is not one of adamw_torch, adamw_torch_fused, adamw_bnb_8bit, adamw_8bit, "
+                     "paged_adamw_8bit", name ? name : "(null)");
+}
+
+static sft_status sft__push_param(sft_model *m, sft__vec *params, sft__vec *no_decay, sft_tensor *t, int decay) {
+    unsigned char nd = (unsigned char)!decay;
+    SFT__TRY(sft__vec_push(m->ctx, params, &t, 1));
+    return sft__vec_push(m->ctx, no_decay, &nd, 1);
+}
+
+/* sft__full_params: every weight of a dense f32 model, made trainable; weight
+   decay skips biases and norm weights (transformers' get_decay_parameter_names) */
+static sft_status sft__full_params(sft_model *m, sft__vec *params, sft__vec *no_decay) {
+    int layer, p;
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            const sft_linear *l = m->blocks[layer].proj[p];
+            if (l->n_ad) return sft__fail(SFT_ERR_STATE, "train: full_finetuning on a model with adapters (layer %d); train one or the other", layer);
+            if (!l->weight || l->weight->dtype != SFT_F32)
+                return sft__fail(SFT_ERR_DTYPE, "train: full_finetuning needs f32 weights; layer %d has a %s base (load the model "
+                                 "unquantized in float32)", layer, l->qweight ? "4-bit" : sft_dtype_name(l->weight->dtype));
+        }
+    if (m->embed->dtype != SFT_F32 || m->norm->dtype != SFT_F32 || m->lm_head->dtype != SFT_F32)
+        return sft__fail(SFT_ERR_DTYPE, "train: full_finetuning needs f32 embeddings, norm and lm_head");
+    SFT__TRY(sft__push_param(m, params, no_decay, m->embed, 1));
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
+        sft__block *b = &m->blocks[layer];
+        SFT__TRY(sft__push_param(m, params, no_decay, b->attn_norm, 0));
+        SFT__TRY(sft__push_param(m, params, no_decay, b->mlp_norm, 0));
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->weight, 1));
+            if (b->proj[p]->bias) SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->bias, 0));
+        }
+    }
+    SFT__TRY(sft__push_param(m, params, no_decay, m->norm, 0));
+    if (m->lm_head != m->embed) SFT__TRY(sft__push_param(m, params, no_decay, m->lm_head, 1));
+    for (p = 0; p < (int)params->len; p++) sft_tensor_set_requires_grad(((sft_tensor **)params->p)[p], 1);
+    return SFT_OK;
+}
+
+/* sft__flos_params: the parameter count transformers' floating_point_ops uses
+   (num_parameters(exclude_embeddings=True)): every weight but the input
+   embeddings, a 4-bit weight by its values, adapters included */
+static int64_t sft__flos_params(const sft_model *m) {
+    int64_t n = sft_tensor_numel(m->norm) + (m->lm_head != m->embed ? sft_tensor_numel(m->lm_head) : 0);
+    int layer, p, i;
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
+        const sft__block *b = &m->blocks[layer];
+        n += sft_tensor_numel(b->attn_norm) + sft_tensor_numel(b->mlp_norm);
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            const sft_linear *l = b->proj[p];
+            n += l->in * l->out + (l->bias ? l->out : 0);
+            for (i = 0; i < l->n_ad; i++)
+                n += sft_tensor_numel(l->ad[i].A) + sft_tensor_numel(l->ad[i].B) + (l->ad[i].m ? sft_tensor_numel(l->ad[i].m) : 0);
+        }
+    }
+    return n;
 }
 
 /* the model's trainable tensors, in layer and projection order */
@@ -12418,7 +12630,7 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     tr->sched.warmup_steps = tr->cfg.warmup_steps > 0 ? tr->cfg.warmup_steps : (int64_t)ceil(tr->cfg.warmup_ratio * (double)tr->max_steps);
     memset(&params, 0, sizeof params); memset(&nd, 0, sizeof nd);
     params.elem = sizeof(sft_tensor *); nd.elem = 1;
-    if (s == SFT_OK) s = sft__trainable(model, &params, &nd);
+    if (s == SFT_OK) s = tr->cfg.full_finetuning ? sft__full_params(model, &params, &nd) : sft__trainable(model, &params, &nd);
     if (s == SFT_OK && tr->cfg.prompt_embeddings) {
         unsigned char zero = 0;
         sft_tensor *pe = tr->cfg.prompt_embeddings;
@@ -12435,6 +12647,9 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     memset(&ad, 0, sizeof ad);
     ad.lr = tr->cfg.learning_rate; ad.beta1 = tr->cfg.adam_beta1; ad.beta2 = tr->cfg.adam_beta2; ad.eps = tr->cfg.adam_epsilon;
     ad.weight_decay = tr->cfg.weight_decay;
+    ad.eight_bit = tr->cfg.optim == SFT_OPTIM_ADAMW_8BIT;
+    tr->plateau.lr = tr->cfg.learning_rate;
+    tr->flos_params = (double)sft__flos_params(model);
     if (s == SFT_OK) s = sft_optimizer_create(model->ctx, (sft_tensor *const *)params.p, (int)params.len, (const unsigned char *)nd.p, &ad, &tr->opt);
     sft__free(model->ctx, params.p); sft__free(model->ctx, nd.p);
     if (s != SFT_OK) { sft_trainer_destroy(tr); return s; }
@@ -12567,6 +12782,75 @@ static sft_status sft__evaluate(sft_trainer *tr) {
     e.entropy = batches ? ent / (double)batches : NAN;
     e.grad_norm = NAN; e.learning_rate = NAN; e.num_tokens = tr->num_tokens;
     sft__emit(tr, &e);
+    /* transformers steps ReduceLROnPlateau here, with eval_loss, and only here */
+    if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) sft_plateau_step(&tr->plateau, &tr->sched, e.loss);
+    return SFT_OK;
+}
+
+/* sft__micro_loss: the micro-batch's loss as transformers forms it: the
+   host's compute_loss on the logits; with label smoothing, LabelSmoother's
+   mean over this micro-batch's targets (num_items_in_batch unused); otherwise
+   the summed cross-entropy over the window's num_items_in_batch. */
+static sft_status sft__micro_loss(sft_trainer *tr, sft_model_batch *mb, sft_model_run *run, sft_tensor *labels, int64_t items,
+                                  sft_model_output *out) {
+    if (tr->cfg.compute_loss) {
+        sft_tensor *loss = NULL;
+        mb->labels = NULL;
+        run->want_logits = 1;
+        SFT__TRY(sft_model_forward(tr->model, mb, run, out));
+        SFT__TRY(tr->cfg.compute_loss(tr->ctx, out->logits, labels, items, tr->cfg.user, &loss));
+        if (!loss || sft_tensor_numel(loss) != 1 || loss->dtype != SFT_F32 || loss->device != SFT_DEVICE_CPU)
+            return sft__fail(SFT_ERR_ARG, "train: compute_loss must return one f32 CPU value as *loss");
+        if (!loss->requires_grad)
+            return sft__fail(SFT_ERR_ARG, "train: the loss compute_loss returned does not depend on the trained weights");
+        out->loss = loss;
+        return SFT_OK;
+    }
+    if (tr->cfg.label_smoothing_factor > 0.0f) run->loss.reduction = SFT_CE_MEAN;
+    else if (items > 0) { run->loss.reduction = SFT_CE_SUM_DIV; run->loss.divisor = (float)items; }
+    else run->loss.reduction = SFT_CE_SUM;         /* nothing to learn: a zero loss */
+    run->loss.label_smoothing = tr->cfg.label_smoothing_factor;
+    return sft_model_forward(tr->model, mb, run, out);
+}
+
+/* sft__train_micro: micro-batch k of the window: forward, the token metrics,
+   the logged loss value (transformers' NaN/Inf filter: a NaN/Inf loss counts
+   as the mean since the last log), backward, the token and flos counts. */
+static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int64_t items, double *loss_value) {
+    sft_model_batch mb;
+    sft_model_run run;
+    sft_model_output out;
+    int64_t t, am = 0;
+    double l;
+    memset(&run, 0, sizeof run);
+    SFT__TRY(sft__trainer_inputs(tr, tr->train, b, &mb));
+    run.training = 1;
+    run.dropout_seed = sft_rng_key(tr->cfg.seed, 0x44726f70ull, (uint64_t)tr->global_step, (uint64_t)k);
+    run.gradient_checkpointing = tr->cfg.gradient_checkpointing;
+    run.want_logits = tr->cfg.token_metrics;
+    run.neftune_noise_alpha = tr->cfg.neftune_noise_alpha;
+    run.neftune_seed = sft_rng_key(tr->cfg.seed, 0x4e4546ull, (uint64_t)tr->global_step, (uint64_t)k);
+    SFT__TRY(sft__micro_loss(tr, &mb, &run, b->labels, items, &out));
+    if (out.logits && tr->cfg.token_metrics) {     /* TRL: plain means of the micro-batches' values */
+        double correct = 0.0, ent = 0.0;
+        int64_t count = 0;
+        sft__token_metrics(out.logits, b, &correct, &ent, &count);
+        tr->acc_sum += count ? correct / (double)count : 0.0;
+        tr->ent_sum += count ? ent / (double)count : 0.0;
+        tr->acc_tokens++;
+    }
+    l = *SFT__CF(out.loss);
+    if (!(fabs(l) < INFINITY)) {
+        if (tr->cfg.stop_on_nonfinite_loss)
+            return sft__fail(SFT_ERR_NUMERIC, "train: the loss of step %lld (micro-batch %lld) is %g; stopped (stop_on_nonfinite_loss)",
+                             (long long)tr->global_step + 1, (long long)k, l);
+        if (tr->cfg.logging_nan_inf_filter >= 0) l = tr->loss_since_log / (double)(1 + tr->global_step - tr->last_logged);
+    }
+    SFT__TRY(sft_backward(tr->ctx, out.loss));
+    for (t = 0; t < sft_tensor_numel(b->attention_mask); t++) am += ((const int32_t *)b->attention_mask->data)[t];
+    tr->num_tokens += am;                          /* TRL counts the attention mask */
+    tr->total_flos += 6.0 * (double)sft_tensor_numel(b->input_ids) * tr->flos_params;
+    *loss_value = l;
     return SFT_OK;
 }
 
@@ -12597,51 +12881,20 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
     }
     for (k = 0; k < window; k++) {
         sft_batch b;
-        sft_model_batch mb;
-        sft_model_run run;
-        sft_model_output out;
+        double l = 0.0;
+        sft_status st;
         sft_step_begin(tr->ctx);
         SFT__TRY(sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, (first + k) * tr->cfg.per_device_train_batch_size,
                                    tr->cfg.per_device_train_batch_size, &b));
-        memset(&run, 0, sizeof run);
-        SFT__TRY(sft__trainer_inputs(tr, tr->train, &b, &mb));
-        run.training = 1;
-        run.dropout_seed = sft_rng_key(tr->cfg.seed, 0x44726f70ull, (uint64_t)tr->global_step, (uint64_t)k);
-        run.gradient_checkpointing = tr->cfg.gradient_checkpointing;
-        run.want_logits = tr->cfg.token_metrics;
-        run.loss.reduction = SFT_CE_SUM_DIV;
-        run.loss.divisor = items > 0 ? (float)items : 1.0f;
-        run.loss.label_smoothing = tr->cfg.label_smoothing_factor;
-        run.neftune_noise_alpha = tr->cfg.neftune_noise_alpha;
-        run.neftune_seed = sft_rng_key(tr->cfg.seed, 0x4e4546ull, (uint64_t)tr->global_step, (uint64_t)k);
-        if (items == 0) run.loss.reduction = SFT_CE_SUM;       /* nothing to learn: a zero loss */
-        SFT__TRY(sft_model_forward(tr->model, &mb, &run, &out));
-        if (out.logits) {        /* TRL: plain means of the micro-batches' values */
-            double correct = 0.0, ent = 0.0;
-            int64_t count = 0;
-            sft__token_metrics(out.logits, &b, &correct, &ent, &count);
-            tr->acc_sum += count ? correct / (double)count : 0.0;
-            tr->ent_sum += count ? ent / (double)count : 0.0;
-            tr->acc_tokens++;
-        }
-        {   /* transformers' logging filter, per micro-batch: a NaN/Inf loss counts as
-               the mean since the last log */
-            double l = *SFT__CF(out.loss);
-            if (tr->cfg.logging_nan_inf_filter >= 0 && !(fabs(l) < INFINITY))
-                l = tr->loss_since_log / (double)(1 + tr->global_step - tr->last_logged);
-            tr->loss_since_log += l;
-            loss += l;
-        }
-        SFT__TRY(sft_backward(tr->ctx, out.loss));
-        {   /* num_tokens: the attention mask's sum, as TRL counts */
-            int64_t t2, am = 0;
-            for (t2 = 0; t2 < sft_tensor_numel(b.attention_mask); t2++) am += ((const int32_t *)b.attention_mask->data)[t2];
-            tr->num_tokens += am;
-        }
+        st = sft__train_micro(tr, &b, k, items, &l);
+        if (st != SFT_OK) { sft_optimizer_zero_grad(tr->opt); return st; }    /* the window is dropped */
+        tr->loss_since_log += l;
+        loss += l;
     }
     tr->micro += window;
     tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.max_grad_norm > 0.0 ? tr->cfg.max_grad_norm : 0.0);
-    SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->global_step, &lr));
+    if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) lr = tr->plateau.lr;
+    else SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->global_step, &lr));
     SFT__TRY(sft_optimizer_step(tr->opt, lr));
     sft_optimizer_zero_grad(tr->opt);
     tr->last_lr = lr;
@@ -12687,6 +12940,7 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
         out->train_runtime = t;
         out->train_steps_per_second = t > 0 ? (double)tr->global_step / t : 0.0;
         out->train_samples_per_second = t > 0 ? (double)(tr->global_step * tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps) / t : 0.0;
+        out->total_flos = tr->total_flos;
     }
     sft_trainer_destroy(tr);
     return s;

@@ -126,6 +126,22 @@ static void bad_training_settings_are_refused(void) {
     CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("lr_scheduler_type");
     memset(&c, 0, sizeof c); c.warmup_ratio = 2;
     CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("warmup_ratio");
+    memset(&c, 0, sizeof c); c.lr_scheduler_type = SFT_SCHEDULE_REDUCE_ON_PLATEAU;
+    CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("evaluation strategy");
+    memset(&c, 0, sizeof c); c.optim = (sft_optim)7;
+    CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("optim");
+    memset(&c, 0, sizeof c); c.full_finetuning = 1;      /* m has adapters */
+    CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_STATE); CHECK_ERROR_MENTIONS("full_finetuning");
+    {
+        sft_schedule sch;
+        sft_optim opt;
+        sft_curve cu;
+        CHECK_STATUS(sft_schedule_from_name("cosine_decay", &sch), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("lr_scheduler_type \"cosine_decay\"");
+        CHECK_OK(sft_schedule_from_name("warmup_stable_decay", &sch)); CHECK(sch == SFT_SCHEDULE_WARMUP_STABLE_DECAY);
+        CHECK_STATUS(sft_optim_from_name("sgd", &opt), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("optim \"sgd\"");
+        CHECK_OK(sft_optim_from_name("paged_adamw_8bit", &opt)); CHECK(opt == SFT_OPTIM_ADAMW_8BIT);
+        CHECK_STATUS(sft_curve_from_name("sqrt", &cu), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("decay_type");
+    }
     CHECK(tr == NULL);
     CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/qwen2", NULL, &bare));
     memset(&c, 0, sizeof c);
@@ -136,14 +152,6 @@ done:
     sft_model_destroy(m);
     sft_tokenizer_destroy(tok);
     sft_context_destroy(ctx);
-}
-
-static sft_schedule t_schedule_of(const char *name) {
-    static const char *const names[] = {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-                                        "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay", "reduce_lr_on_plateau"};
-    int i;
-    for (i = 0; i < 10; i++) if (strcmp(name, names[i]) == 0) return (sft_schedule)i;
-    return SFT_SCHEDULE_COUNT;
 }
 
 static double t_num(const sft_json *o, const char *k, double dflt) {
@@ -166,15 +174,15 @@ static void schedules_match_transformers(void) {
         sft_schedule_desc d;
         double base = t_num(en, "lr", 0);
         memset(&d, 0, sizeof d);
-        d.type = t_schedule_of(name);
-        if (d.type == SFT_SCHEDULE_COUNT) continue;   /* a schedule sft.h does not offer */
+        CHECK_OK(sft_schedule_from_name(name, &d.type));
         d.warmup_steps = (int64_t)t_num(en, "warmup", 0); d.total_steps = (int64_t)t_num(en, "total", 0);
         d.num_cycles = t_num(kw, "num_cycles", 0); d.power = t_num(kw, "power", 0); d.lr_end = t_num(kw, "lr_end", 0);
         d.min_lr = t_num(kw, "min_lr", 0); d.min_lr_rate = t_num(kw, "min_lr_rate", 0);
         d.num_stable_steps = (int64_t)t_num(kw, "num_stable_steps", 0); d.num_decay_steps = (int64_t)t_num(kw, "num_decay_steps", 0);
         d.min_lr_ratio = t_num(kw, "min_lr_ratio", 0); d.factor = t_num(kw, "factor", 0); d.patience = (int)t_num(kw, "patience", 0);
-        if (sft_json_get(kw, "decay_type") && strcmp(sft_json_get(kw, "decay_type")->string, "linear") == 0) d.decay_linear = 1;
-        if (sft_json_get(kw, "decay_type") && strcmp(sft_json_get(kw, "decay_type")->string, "1-sqrt") == 0) continue;   /* not offered */
+        if (sft_json_get(kw, "decay_type")) CHECK_OK(sft_curve_from_name(sft_json_get(kw, "decay_type")->string, &d.decay_type));
+        if (sft_json_get(kw, "warmup_type")) CHECK_OK(sft_curve_from_name(sft_json_get(kw, "warmup_type")->string, &d.warmup_type));
+        d.warmup_lr_rate = t_num(kw, "warmup_lr_rate", 0);
         if (d.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) {
             const sft_json *metrics = sft_json_get(en, "metrics"), *after = sft_json_get(en, "lrs_after");
             sft_plateau pl;
@@ -194,7 +202,7 @@ static void schedules_match_transformers(void) {
         }
         checked++;
     }
-    CHECK_MSG(checked >= 14, "%d schedules checked", checked);
+    CHECK_MSG(checked == 16, "%d schedules checked", checked);
     ratio = j ? sft_json_get(sft_json_get(j, "warmup_steps_from_ratio"), "cases") : NULL;
     for (k = 0; ratio && k < ratio->length; k++) {
         const sft_json *c = &ratio->items[k];
@@ -324,101 +332,176 @@ static void adamw_8bit_matches_bitsandbytes(void) {
 typedef struct t_logs { int n; sft_log_entry e[64]; } t_logs;
 static void t_on_log(const sft_log_entry *e, void *user) { t_logs *l = (t_logs *)user; if (l->n < 64) l->e[l->n++] = *e; }
 
-/* The TRL run (tools/make_trainer_fixtures.py): the tiny Llama, a fixed LoRA
-   adapter, 18 pre-tokenized rows in order, batch 4 x GA 2 (windows of 2, 2 and
-   a short 1 per epoch), linear schedule with 2 warmup steps, 12 steps. Every
-   step's loss, grad_norm, learning rate, epoch, mean_token_accuracy, entropy
-   and num_tokens, and the adapter after the last step, against TRL's. clip
-   selects the run with max_grad_norm 0.6, where steps clip. */
-static void t_trl_run(int clip) {
-    sft_context *ctx = t_context(2);
-    sft_json *j = t_json_file(ctx, clip ? T_TFIX "trl_loop_clip.json" : T_TFIX "trl_loop.json");
-    sft_st_file *init = NULL, *fin = NULL;
-    sft_tokenizer *tok = NULL;
-    sft_model *m = NULL;
-    sft_dataset *ds = NULL;
-    sft_lora_desc ld;
-    sft_data_desc dd;
-    sft_train_config c;
-    sft_train_output out;
-    t_logs logs;
-    const sft_json *rows = j ? sft_json_get(sft_json_get(j, "dataset"), "rows") : NULL, *steps = j ? sft_json_get(j, "steps") : NULL;
-    char **recs = NULL;
-    size_t i;
-    int layer, p, ab;
-    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    memset(&logs, 0, sizeof logs);
-    if (!rows || !steps) goto done;
-    CHECK_OK(sft_st_open(ctx, T_TFIX "trl_loop_init.safetensors", &init));
-    CHECK_OK(sft_st_open(ctx, clip ? T_TFIX "trl_loop_clip.safetensors" : T_TFIX "trl_loop.safetensors", &fin));
-    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
-    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, &m));
-    if (!init || !fin || !tok || !m) goto done;
-    memset(&ld, 0, sizeof ld);
-    ld.r = 4; ld.alpha = 8;
-    CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
-    for (layer = 0; layer < 2; layer++)
-        for (p = 0; p < 7; p++) {
-            sft_lora_weights w;
-            char key[200];
-            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
-            for (ab = 0; ab < 2; ab++) {
-                snprintf(key, sizeof key, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, p < 4 ? "self_attn" : "mlp", names[p], ab ? 'B' : 'A');
-                if (t_st_data(init, key, NULL)) memcpy((ab ? w.B : w.A)->data, t_st_data(init, key, NULL), sft_tensor_nbytes(ab ? w.B : w.A));
-            }
-        }
-    recs = (char **)calloc(rows->length, sizeof *recs);
+/* One TRL run of tools/make_trainer_fixtures.py: the tiny Llama, 18
+   pre-tokenized rows in order, batch 4 x GA 2 (windows of 2, 2 and a short 1
+   per epoch), and (but for full fine-tuning) the fixed LoRA adapter of
+   trl_loop_init.safetensors. Every step's loss, grad_norm, learning rate and
+   epoch (and the token metrics where recorded), total_flos, and the weights
+   after the last step, against TRL's. */
+typedef struct t_trl_case {
+    const char *name;        /* <name>.json and <name>.safetensors (the final weights) */
+    int         steps, full, plateau, eight_bit;
+    double      lr, max_grad_norm, weight_decay;
+    float       label_smoothing;
+} t_trl_case;
+
+static char **t_id_records(const sft_json *rows) {
+    char **recs = (char **)calloc(rows->length, sizeof *recs);
+    size_t i, k;
     for (i = 0; i < rows->length; i++) {
         char buf[600];
-        size_t k;
         int len = snprintf(buf, sizeof buf, "{\"input_ids\": [");
         for (k = 0; k < rows->items[i].length; k++) len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%d", k ? "," : "", (int)rows->items[i].items[k].number);
         snprintf(buf + len, sizeof buf - (size_t)len, "]}");
         recs[i] = strdup(buf);
     }
+    return recs;
+}
+
+static void t_free_records(char **recs, size_t n) {
+    size_t i;
+    for (i = 0; recs && i < n; i++) free(recs[i]);
+    free(recs);
+}
+
+static sft_dataset *t_id_dataset(sft_context *ctx, sft_tokenizer *tok, const sft_json *rows) {
+    char **recs = t_id_records(rows);
+    sft_dataset *ds = NULL;
+    sft_data_desc dd;
     memset(&dd, 0, sizeof dd);
     dd.max_length = 64; dd.pad_token = "!";
     CHECK_OK(sft_dataset_from_records(ctx, tok, (const char *const *)recs, (int)rows->length, &dd, &ds));
-    if (!ds) goto done;
-    memset(&c, 0, sizeof c);
-    c.per_device_train_batch_size = 4; c.gradient_accumulation_steps = 2; c.learning_rate = 1e-3;
-    c.lr_scheduler_type = SFT_SCHEDULE_LINEAR; c.warmup_steps = 2; c.max_steps = 12; c.logging_steps = 1; c.sequential = 1;
-    c.max_grad_norm = clip ? 0.6 : 1.0; c.token_metrics = 1; c.on_log = t_on_log; c.user = &logs;
-    CHECK_OK(sft_train(m, ds, &c, &out));
-    CHECK_MSG(logs.n == 12 && (size_t)logs.n == steps->length, "%d log entries, TRL %zu", logs.n, steps->length);
-    for (i = 0; i < steps->length && i < (size_t)logs.n; i++) {
-        const sft_json *st = &steps->items[i];
-        const sft_log_entry *e = &logs.e[i];
-        double wl = t_num(st, "loss_unrounded", 0), wg = t_num(st, "grad_norm", 0);
-        CHECK_MSG(e->global_step == (int64_t)t_num(st, "global_step", 0), "step %zu: global_step %lld", i, (long long)e->global_step);
-        CHECK_MSG(fabs(e->loss - wl) <= 1e-4 * fabs(wl), "step %zu: loss %.9g, TRL %.9g (%.2g relative)", i + 1, e->loss, wl, fabs(e->loss - wl) / fabs(wl));
-        CHECK_MSG(fabs(e->grad_norm - wg) <= 1e-4 * fabs(wg), "step %zu: grad_norm %.9g, TRL %.9g", i + 1, e->grad_norm, wg);
-        CHECK_MSG(fabs(e->learning_rate - t_num(st, "learning_rate", -1)) <= 1e-12, "step %zu: learning_rate %.17g, TRL %.17g", i + 1, e->learning_rate, t_num(st, "learning_rate", -1));
-        CHECK_MSG(fabs(e->epoch - t_num(st, "epoch", -1)) <= 1e-12, "step %zu: epoch %.17g, TRL %.17g", i + 1, e->epoch, t_num(st, "epoch", -1));
-        CHECK_MSG(fabs(e->mean_token_accuracy - t_num(st, "mean_token_accuracy", -1)) <= 1e-6, "step %zu: mean_token_accuracy %.9g, TRL %.9g", i + 1,
-                  e->mean_token_accuracy, t_num(st, "mean_token_accuracy", -1));
-        CHECK_MSG(fabs(e->entropy - t_num(st, "entropy", -1)) <= 1e-5 * t_num(st, "entropy", 1), "step %zu: entropy %.9g, TRL %.9g", i + 1,
-                  e->entropy, t_num(st, "entropy", -1));
-        CHECK_MSG(e->num_tokens == (int64_t)t_num(st, "num_tokens", -1), "step %zu: num_tokens %lld, TRL %g", i + 1, (long long)e->num_tokens, t_num(st, "num_tokens", -1));
-        if (getenv("SFT_TEST_VERBOSE"))
-            printf("    step %2d loss %.9f (TRL %.9f, %.1e) grad_norm %.9f (TRL %.9f)\n", (int)e->global_step, e->loss, wl, fabs(e->loss - wl) / wl, e->grad_norm, wg);
+    t_free_records(recs, rows->length);
+    return ds;
+}
+
+/* t_lora_key: PEFT's save key of layer/projection p's A (ab 0) or B (ab 1) */
+static const char *t_lora_key(int layer, int p, int ab) {
+    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    static char key[200];
+    snprintf(key, sizeof key, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, p < 4 ? "self_attn" : "mlp", names[p], ab ? 'B' : 'A');
+    return key;
+}
+
+static sft_tensor *t_lora_tensor(sft_model *m, int layer, int p, int ab) {
+    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    sft_lora_weights w;
+    if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) return NULL;
+    return ab ? w.B : w.A;
+}
+
+static void t_trl_run(const t_trl_case *tc) {
+    sft_context *ctx = t_context(2);
+    char path[256];
+    sft_json *j;
+    sft_st_file *init = NULL, *fin = NULL;
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL, *eval = NULL;
+    sft_lora_desc ld;
+    sft_train_config c;
+    sft_train_output out;
+    t_logs logs;
+    const sft_json *rows, *steps, *evals;
+    size_t i;
+    int layer, p, ab, ev = 0;
+    snprintf(path, sizeof path, T_TFIX "%s.json", tc->name);
+    j = t_json_file(ctx, path);
+    rows = j ? sft_json_get(sft_json_get(j, "dataset"), "rows") : NULL;
+    steps = j ? sft_json_get(j, "steps") : NULL;
+    evals = j ? sft_json_get(j, "evals") : NULL;
+    memset(&logs, 0, sizeof logs);
+    if (!rows || !steps) goto done;
+    snprintf(path, sizeof path, T_TFIX "%s.safetensors", tc->name);
+    CHECK_OK(sft_st_open(ctx, T_TFIX "trl_loop_init.safetensors", &init));
+    CHECK_OK(sft_st_open(ctx, path, &fin));
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, &m));
+    if (!init || !fin || !tok || !m) goto done;
+    if (!tc->full) {
+        memset(&ld, 0, sizeof ld);
+        ld.r = 4; ld.alpha = 8;
+        CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
+        for (layer = 0; layer < 2; layer++)
+            for (p = 0; p < 7; p++)
+                for (ab = 0; ab < 2; ab++) {
+                    sft_tensor *t = t_lora_tensor(m, layer, p, ab);
+                    const void *v = t_st_data(init, t_lora_key(layer, p, ab), NULL);
+                    if (t && v) memcpy(t->data, v, sft_tensor_nbytes(t));
+                }
     }
-    for (layer = 0; layer < 2; layer++)
-        for (p = 0; p < 7; p++) {
-            sft_lora_weights w;
-            char key[200];
-            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
-            for (ab = 0; ab < 2; ab++) {
-                const float *want;
-                snprintf(key, sizeof key, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, p < 4 ? "self_attn" : "mlp", names[p], ab ? 'B' : 'A');
-                want = (const float *)t_st_data(fin, key, NULL);
-                if (want) CHECK_REL(key, (const float *)(ab ? w.B : w.A)->data, want, sft_tensor_numel(ab ? w.B : w.A), 1e-4);
-            }
+    ds = t_id_dataset(ctx, tok, rows);
+    if (evals) eval = t_id_dataset(ctx, tok, sft_json_get(j, "eval_rows"));
+    if (!ds || (evals && !eval)) goto done;
+    memset(&c, 0, sizeof c);
+    c.per_device_train_batch_size = 4; c.gradient_accumulation_steps = 2; c.learning_rate = tc->lr;
+    c.lr_scheduler_type = SFT_SCHEDULE_LINEAR; c.warmup_steps = 2; c.max_steps = tc->steps; c.logging_steps = 1; c.sequential = 1;
+    c.max_grad_norm = tc->max_grad_norm; c.weight_decay = tc->weight_decay; c.label_smoothing_factor = tc->label_smoothing;
+    c.full_finetuning = tc->full; c.optim = tc->eight_bit ? SFT_OPTIM_ADAMW_8BIT : SFT_OPTIM_ADAMW_TORCH;
+    c.token_metrics = 1; c.on_log = t_on_log; c.user = &logs;
+    if (tc->plateau) {
+        c.lr_scheduler_type = SFT_SCHEDULE_REDUCE_ON_PLATEAU; c.warmup_steps = 0;
+        c.lr_scheduler_kwargs.factor = 0.5; c.lr_scheduler_kwargs.patience = -1;
+        c.eval_dataset = eval; c.eval_steps = 2; c.per_device_eval_batch_size = 4;
+    }
+    CHECK_OK(sft_train(m, ds, &c, &out));
+    if (sft_json_get(j, "flos"))
+        CHECK_MSG(out.total_flos == t_num(sft_json_get(j, "flos"), "total_flos", -1), "%s: total_flos %.17g, transformers %.17g", tc->name,
+                  out.total_flos, t_num(sft_json_get(j, "flos"), "total_flos", -1));
+    CHECK_MSG(logs.n == tc->steps + (evals ? (int)evals->length : 0), "%s: %d log entries", tc->name, logs.n);
+    for (i = 0; i < (size_t)logs.n; i++) {
+        const sft_log_entry *e = &logs.e[i];
+        const sft_json *st;
+        double wl, wg;
+        if (e->is_eval) {        /* eval_loss, then the plateau schedule steps on it */
+            const sft_json *want = evals && (size_t)ev < evals->length ? &evals->items[ev++] : NULL;
+            CHECK_MSG(want && e->global_step == (int64_t)t_num(want, "global_step", -1), "%s: an evaluation at step %lld", tc->name, (long long)e->global_step);
+            if (want) CHECK_MSG(fabs(e->loss - t_num(want, "eval_loss", 0)) <= 1e-5 * t_num(want, "eval_loss", 0), "%s: eval_loss %.9g, TRL %.9g",
+                                tc->name, e->loss, t_num(want, "eval_loss", 0));
+            continue;
         }
+        if (e->global_step < 1 || (size_t)e->global_step > steps->length) { CHECK_MSG(0, "%s: step %lld", tc->name, (long long)e->global_step); continue; }
+        st = &steps->items[e->global_step - 1];
+        wl = t_num(st, "loss_unrounded", 0); wg = t_num(st, "grad_norm", 0);
+        CHECK_MSG(fabs(e->loss - wl) <= 1e-4 * fabs(wl), "%s step %lld: loss %.9g, TRL %.9g (%.2g relative)", tc->name, (long long)e->global_step, e->loss, wl,
+                  fabs(e->loss - wl) / fabs(wl));
+        CHECK_MSG(fabs(e->grad_norm - wg) <= 1e-4 * fabs(wg), "%s step %lld: grad_norm %.9g, TRL %.9g", tc->name, (long long)e->global_step, e->grad_norm, wg);
+        CHECK_MSG(fabs(e->learning_rate - t_num(st, "learning_rate", -1)) <= 1e-12, "%s step %lld: learning_rate %.17g, TRL %.17g", tc->name,
+                  (long long)e->global_step, e->learning_rate, t_num(st, "learning_rate", -1));
+        CHECK_MSG(fabs(e->epoch - t_num(st, "epoch", -1)) <= 1e-12, "%s step %lld: epoch %.17g, TRL %.17g", tc->name, (long long)e->global_step, e->epoch,
+                  t_num(st, "epoch", -1));
+        if (sft_json_get(st, "mean_token_accuracy")) {
+            CHECK_MSG(fabs(e->mean_token_accuracy - t_num(st, "mean_token_accuracy", -1)) <= 1e-6, "step %lld: mean_token_accuracy %.9g, TRL %.9g",
+                      (long long)e->global_step, e->mean_token_accuracy, t_num(st, "mean_token_accuracy", -1));
+            CHECK_MSG(fabs(e->entropy - t_num(st, "entropy", -1)) <= 1e-5 * t_num(st, "entropy", 1), "step %lld: entropy %.9g, TRL %.9g",
+                      (long long)e->global_step, e->entropy, t_num(st, "entropy", -1));
+            CHECK_MSG(e->num_tokens == (int64_t)t_num(st, "num_tokens", -1), "step %lld: num_tokens %lld, TRL %g", (long long)e->global_step,
+                      (long long)e->num_tokens, t_num(st, "num_tokens", -1));
+        }
+        if (getenv("SFT_TEST_VERBOSE"))
+            printf("    %s step %2d loss %.9f (TRL %.9f, %.1e) grad_norm %.9f (TRL %.9f, %.1e)\n", tc->name, (int)e->global_step, e->loss, wl,
+                   fabs(e->loss - wl) / wl, e->grad_norm, wg, fabs(e->grad_norm - wg) / wg);
+    }
+    if (tc->full) {              /* every weight, by its transformers name */
+        const char *name;
+        sft_tensor *w;
+        int n = 0;
+        for (i = 0; sft_model_weight_at(m, (int)i, &name, &w); i++) {
+            const float *want = (const float *)t_st_data(fin, name, NULL);
+            if (w && want) { CHECK_REL(name, (const float *)w->data, want, sft_tensor_numel(w), 1e-4); n++; }
+        }
+        CHECK_MSG(n == 21, "%d weights compared", n);
+    } else
+        for (layer = 0; layer < 2; layer++)
+            for (p = 0; p < 7; p++)
+                for (ab = 0; ab < 2; ab++) {
+                    sft_tensor *t = t_lora_tensor(m, layer, p, ab);
+                    const float *want = (const float *)t_st_data(fin, t_lora_key(layer, p, ab), NULL);
+                    if (t && want) CHECK_REL(t_lora_key(layer, p, ab), (const float *)t->data, want, sft_tensor_numel(t), 1e-4);
+                }
 done:
-    for (i = 0; recs && rows && i < rows->length; i++) free(recs[i]);
-    free(recs);
     sft_dataset_destroy(ds);
+    sft_dataset_destroy(eval);
     sft_model_destroy(m);
     sft_tokenizer_destroy(tok);
     sft_st_close(init); sft_st_close(fin);
@@ -426,8 +509,205 @@ done:
     sft_context_destroy(ctx);
 }
 
-static void the_loss_curve_matches_trl(void) { t_trl_run(0); }
-static void the_loss_curve_matches_trl_with_clipping(void) { t_trl_run(1); }
+static void the_loss_curve_matches_trl(void) {
+    t_trl_case c = {"trl_loop", 12, 0, 0, 0, 1e-3, 1.0, 0.0, 0.0f};
+    t_trl_run(&c);
+}
+static void the_loss_curve_matches_trl_with_clipping(void) {
+    t_trl_case c = {"trl_loop_clip", 12, 0, 0, 0, 1e-3, 0.6, 0.0, 0.0f};
+    t_trl_run(&c);
+}
+/* label smoothing: LabelSmoother's per-micro-batch mean, not divided by GA */
+static void label_smoothing_matches_trl(void) {
+    t_trl_case c = {"trl_smooth", 6, 0, 0, 0, 1e-3, 1.0, 0.0, 0.1f};
+    t_trl_run(&c);
+}
+/* full fine-tuning: every weight trained, weight decay but on norms */
+static void full_finetuning_matches_trl(void) {
+    t_trl_case c = {"trl_full", 4, 1, 0, 0, 1e-4, 1.0, 0.01, 0.0f};
+    t_trl_run(&c);
+}
+/* reduce_lr_on_plateau stepped by each evaluation's eval_loss */
+static void plateau_schedule_follows_evaluations_as_trl(void) {
+    t_trl_case c = {"trl_plateau", 8, 0, 1, 0, 1e-3, 1.0, 0.0, 0.0f};
+    t_trl_run(&c);
+}
+/* optim adamw_bnb_8bit (LoRA tensors this small keep f32 state) */
+static void adamw_8bit_run_matches_trl(void) {
+    t_trl_case c = {"trl_8bit", 6, 0, 0, 1, 1e-3, 1.0, 0.0, 0.0f};
+    t_trl_run(&c);
+}
+
+/* sft_tensor_from_i64: an i32 copy of a fixture's int64 tensor */
+static sft_tensor *t_i32_of(sft_context *ctx, sft_st_file *f, const char *name) {
+    int64_t n = 0, i;
+    const int64_t *v = (const int64_t *)t_st_data(f, name, &n);
+    sft_tensor *t = NULL, *ref = NULL;
+    if (!v || sft_st_load(ctx, f, name, &ref) != SFT_OK) return NULL;
+    CHECK_OK(sft_tensor_create(ctx, SFT_I32, ref->ndim, ref->shape, &t));
+    for (i = 0; t && i < n; i++) ((int32_t *)t->data)[i] = (int32_t)v[i];
+    sft_tensor_destroy(ref);
+    return t;
+}
+
+/* NEFTune against transformers' hook with its noise replayed: the same
+   magnitude (alpha / sqrt(T * D), padding included), logits, loss and LoRA
+   gradients in training; in evaluation no noise. */
+static void neftune_matches_transformers_with_its_noise(void) {
+    sft_context *ctx = t_context(2);
+    sft_st_file *f = NULL;
+    sft_model *m = NULL;
+    sft_tensor *ids = NULL, *mask = NULL, *labels = NULL;
+    sft_lora_desc ld;
+    int layer, p, ab, train;
+    CHECK_OK(sft_st_open(ctx, T_TFIX "neftune.safetensors", &f));
+    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, &m));
+    if (!f || !m) goto done;
+    memset(&ld, 0, sizeof ld);
+    ld.r = 4; ld.alpha = 8;
+    CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
+    for (layer = 0; layer < 2; layer++)
+        for (p = 0; p < 7; p++)
+            for (ab = 0; ab < 2; ab++) {
+                char key[240];
+                sft_tensor *t = t_lora_tensor(m, layer, p, ab);
+                snprintf(key, sizeof key, "init/%s", t_lora_key(layer, p, ab));
+                if (t && t_st_data(f, key, NULL)) memcpy(t->data, t_st_data(f, key, NULL), sft_tensor_nbytes(t));
+            }
+    ids = t_i32_of(ctx, f, "input_ids"); mask = t_i32_of(ctx, f, "attention_mask"); labels = t_i32_of(ctx, f, "labels");
+    for (train = 1; ids && mask && labels && train >= 0; train--) {
+        sft_model_batch b;
+        sft_model_run run;
+        sft_model_output out;
+        double want = train ? 5.760344505310059 : 5.545002460479736;
+        memset(&b, 0, sizeof b); memset(&run, 0, sizeof run);
+        b.input_ids = ids; b.attention_mask = mask; b.labels = labels;
+        run.training = train; run.want_logits = 1;
+        run.neftune_noise_alpha = 5.0f; run.neftune_uniform = (const float *)t_st_data(f, "u", NULL);
+        sft_step_begin(ctx);
+        CHECK_OK(sft_model_forward(m, &b, &run, &out));
+        if (!out.loss) break;
+        CHECK_MSG(fabs(*(const float *)out.loss->data - want) <= 2e-6 * want, "%s loss %.9g, transformers %.9g", train ? "train" : "eval",
+                  *(const float *)out.loss->data, want);
+        {   /* the real tokens' logits (row 0 has 9, row 1 has 6 then padding) */
+            const float *want = (const float *)t_st_data(f, train ? "logits_train" : "logits_eval", NULL);
+            if (want) {
+                CHECK_REL(train ? "logits_train row 0" : "logits_eval row 0", (const float *)out.logits->data, want, 9 * 256, 1e-5);
+                CHECK_REL(train ? "logits_train row 1" : "logits_eval row 1", (const float *)out.logits->data + 9 * 256, want + 9 * 256, 6 * 256, 1e-5);
+            }
+        }
+        if (!train) break;
+        CHECK_OK(sft_backward(ctx, out.loss));
+        for (layer = 0; layer < 2; layer++)
+            for (p = 0; p < 7; p++)
+                for (ab = 0; ab < 2; ab++) {
+                    char key[240];
+                    sft_tensor *t = t_lora_tensor(m, layer, p, ab);
+                    snprintf(key, sizeof key, "grad/%s", t_lora_key(layer, p, ab));
+                    if (t && t->grad && t_st_data(f, key, NULL)) CHECK_REL(key, (const float *)t->grad->data, (const float *)t_st_data(f, key, NULL), sft_tensor_numel(t), 1e-4);
+                    else CHECK_MSG(0, "%s: no gradient", key);
+                }
+    }
+    sft_step_begin(ctx);
+done:
+    sft_tensor_destroy(ids); sft_tensor_destroy(mask); sft_tensor_destroy(labels);
+    sft_model_destroy(m);
+    sft_st_close(f);
+    sft_context_destroy(ctx);
+}
+
+/* a compute_loss equal to the built-in one: shifted cross-entropy summed over
+   the window's num_items_in_batch */
+static sft_status t_my_loss(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, int64_t items, void *user, sft_tensor **loss) {
+    sft_tensor *shifted;
+    sft_ce_desc d;
+    sft_status s = sft_shift_labels(ctx, labels, &shifted);
+    (*(int *)user)++;
+    if (s != SFT_OK) return s;
+    memset(&d, 0, sizeof d);
+    d.reduction = SFT_CE_SUM_DIV; d.divisor = (float)items;
+    return sft_cross_entropy(ctx, logits, shifted, &d, loss);
+}
+
+static sft_status t_detached_loss(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, int64_t items, void *user, sft_tensor **loss) {
+    (void)logits; (void)labels; (void)items; (void)user;
+    *loss = NULL;
+    (void)ctx;
+    return SFT_OK;
+}
+
+/* A host compute_loss is called per micro-batch with the logits, the labels
+   and num_items_in_batch; one equal to the built-in loss trains the same
+   adapter; one that returns nothing is an error naming compute_loss. */
+static void compute_loss_callback_replaces_the_loss(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_dataset *ds = NULL;
+    sft_model *a = t_lora_model(ctx), *b = t_lora_model(ctx);
+    sft_train_config c;
+    sft_train_output out;
+    int calls = 0;
+    int64_t na = 0, nb = 0;
+    float *wa = NULL, *wb = NULL;
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    if (tok) ds = t_rows(ctx, tok, 10);
+    if (!a || !b || !ds) goto done;
+    memset(&c, 0, sizeof c);
+    c.per_device_train_batch_size = 2; c.gradient_accumulation_steps = 2; c.max_steps = 3; c.learning_rate = 1e-3; c.sequential = 1;
+    CHECK_OK(sft_train(a, ds, &c, &out));
+    c.compute_loss = t_my_loss; c.user = &calls;
+    CHECK_OK(sft_train(b, ds, &c, &out));
+    CHECK_MSG(calls == 5, "compute_loss called %d times for 3 windows (2, 2, 1 micro-batches)", calls);
+    wa = t_adapter_copy(a, &na); wb = t_adapter_copy(b, &nb);
+    CHECK(na == nb && na > 0);
+    if (na == nb) CHECK_REL("adapter trained through compute_loss", wb, wa, na, 1e-5);
+    c.compute_loss = t_detached_loss;
+    CHECK_STATUS(sft_train(b, ds, &c, &out), SFT_ERR_ARG);
+    CHECK_ERROR_MENTIONS("compute_loss");
+done:
+    free(wa); free(wb);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(a); sft_model_destroy(b);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+/* stop_on_nonfinite_loss: a NaN loss ends the step with SFT_ERR_NUMERIC, the
+   step does not count and no gradient is left behind */
+static void a_nan_loss_can_stop_training(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_model *m = t_lora_model(ctx);
+    sft_dataset *ds = NULL;
+    sft_trainer *tr = NULL;
+    sft_train_config c;
+    sft_step_info info;
+    sft_lora_weights w;
+    float saved;
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    if (tok) ds = t_rows(ctx, tok, 8);
+    if (!m || !ds) goto done;
+    memset(&c, 0, sizeof c);
+    c.per_device_train_batch_size = 4; c.max_steps = 3; c.sequential = 1; c.stop_on_nonfinite_loss = 1;
+    CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+    if (!tr) goto done;
+    CHECK_OK(sft_trainer_step(tr, &info));
+    if (sft_linear_adapter_weights(sft_model_linear(m, 0, "q_proj"), "default", &w) != SFT_OK) goto done;
+    saved = ((float *)w.B->data)[0];
+    ((float *)w.B->data)[0] = NAN;
+    CHECK_STATUS(sft_trainer_step(tr, &info), SFT_ERR_NUMERIC);
+    CHECK_ERROR_MENTIONS("nan");
+    CHECK_MSG(!w.A->grad || ((float *)w.A->grad->data)[0] == 0.0f, "a gradient was left behind");
+    ((float *)w.B->data)[0] = saved;      /* the run goes on from the same step */
+    CHECK_OK(sft_trainer_step(tr, &info));
+    CHECK_MSG(info.global_step == 2, "global_step %lld after the stopped step was retried", (long long)info.global_step);
+done:
+    sft_trainer_destroy(tr);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
 
 /* A loss that turns NaN is filtered from the log as transformers does (it counts
    as the mean since the last log) and training goes on; with the filter off the
@@ -600,13 +880,20 @@ done:
 void suite_trainer(void) {
     RUN(prompt_tuning_trains_through_the_loop);
     RUN(neftune_adds_noise_in_training_only_keyed_by_its_seed);
+    RUN(neftune_matches_transformers_with_its_noise);
     RUN(evaluation_and_metrics_lines);
     RUN(a_nan_loss_is_filtered_from_the_log);
+    RUN(a_nan_loss_can_stop_training);
+    RUN(compute_loss_callback_replaces_the_loss);
     RUN(schedules_match_transformers);
     RUN(adamw_matches_torch_bit_for_bit);
     RUN(adamw_8bit_matches_bitsandbytes);
     RUN(the_loss_curve_matches_trl);
     RUN(the_loss_curve_matches_trl_with_clipping);
+    RUN(label_smoothing_matches_trl);
+    RUN(full_finetuning_matches_trl);
+    RUN(plateau_schedule_follows_evaluations_as_trl);
+    RUN(adamw_8bit_run_matches_trl);
     RUN(gradient_accumulation_equals_one_big_batch);
     RUN(bad_training_settings_are_refused);
 }
