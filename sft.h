@@ -12862,10 +12862,13 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
     if (tr->global_step >= tr->max_steps) { if (info) { info->done = 1; info->global_step = tr->global_step; } return SFT_OK; }
     if (!tr->started) {
         tr->started = 1;
+        int64_t trainable = 0;
+        int i;
+        for (i = 0; i < tr->opt->n; i++) trainable += sft_tensor_numel(tr->opt->params[i]);
         sft__log(tr->ctx, SFT_LOG_INFO, "***** Running training ***** examples %lld, epochs %g, batch %d, accumulation %d, total "
-                 "batch %d, optimization steps %lld", (long long)tr->rows, tr->cfg.num_train_epochs, tr->cfg.per_device_train_batch_size,
-                 tr->cfg.gradient_accumulation_steps, tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps,
-                 (long long)tr->max_steps);
+                 "batch %d, optimization steps %lld, trainable parameters %lld", (long long)tr->rows, tr->cfg.num_train_epochs,
+                 tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps,
+                 tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps, (long long)tr->max_steps, (long long)trainable);
         if (tr->cfg.eval_on_start) SFT__TRY(sft__evaluate(tr));
     }
     if (tr->micro >= tr->micro_per_epoch) { tr->epoch++; tr->micro = 0; }
