@@ -958,8 +958,11 @@ SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **ou
 /* The base model's dense weights by their transformers names
    ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", ...,
    "lm_head.weight" unless tied): sft_model_weight_at enumerates them (i from 0
-   until it returns 0), sft_model_weight finds one (NULL if absent or 4-bit). */
-SFTDEF int         sft_model_weight_at(sft_model *m, int i, const char **name, sft_tensor **weight);
+   until it returns 0; name gets the name, *weight the tensor or NULL where the
+   layer has no bias or a 4-bit weight), sft_model_weight finds one (NULL if
+   absent or 4-bit). */
+#define SFT_WEIGHT_NAME_MAX 96
+SFTDEF int         sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MAX], sft_tensor **weight);
 SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name);
 /* sft_model_prompt_init_text: prompt-tuning embeddings [P, D] initialised as PEFT's
    TEXT init: the embeddings of the ids (the tokenized init text), repeated to
@@ -1170,7 +1173,25 @@ SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *desc, do
    (num_items_in_batch), so a window equals one big batch; clipping, the
    optimizer step, then the schedule; a log entry per logging_steps. Driven step
    by step (sft_trainer_step, e.g. a few per frame in a host program) or to the
-   end (sft_train). */
+   end (sft_train).
+
+   Checkpoints: output_dir/checkpoint-N/ holds what a run needs to go on:
+     adapter_model.safetensors, adapter_config.json   the adapters as PEFT saves
+         them ("default" at the top, others in a folder of their name); prompt
+         tuning as PEFT's PROMPT_TUNING adapter; full fine-tuning as a
+         transformers model folder (model.safetensors, config.json)
+     optimizer.safetensors   AdamW's moments (or 8-bit codes) and step counts
+     trainer_state.json      Hugging Face's layout (global_step, epoch,
+                             log_history, best_metric, best_model_checkpoint, ...)
+     sft_state.json          the data position, running sums and schedule state,
+                             and what the run trains (checked on resume)
+   A checkpoint is written into output_dir/tmp-checkpoint-N, every file synced,
+   then renamed into place: a failure anywhere leaves the earlier checkpoints as
+   they were and the run able to go on. save_total_limit deletes the oldest but
+   never the best. Resuming restores all of it: the rest of the run is
+   bit-identical to one that never stopped (the random streams are keyed by step,
+   not drawn in sequence). torch's optimizer.pt/scheduler.pt/rng_state.pth are not
+   written (they are pickles); sft_state.json carries their content. */
 
 typedef struct sft_log_entry {
     int     is_eval;            /* an evaluation: loss etc. are eval_loss, eval_... */
@@ -1186,6 +1207,8 @@ typedef struct sft_log_entry {
                                    averaged over micro-batches as TRL does        */
     double  entropy;            /* when token_metrics: mean next-token entropy, likewise */
 } sft_log_entry;
+
+typedef struct sft_step_info sft_step_info;   /* one step's figures (below) */
 
 /* the optimizer (TrainingArguments.optim) */
 typedef enum sft_optim {
@@ -1216,6 +1239,8 @@ typedef struct sft_train_config {
     double         adam_beta1, adam_beta2, adam_epsilon;  /* 0 = 0.9, 0.999, 1e-8       */
     double         max_grad_norm;               /* 0 = 1.0; negative = no clipping       */
     sft_optim      optim;                       /* 0 = AdamW (torch)                     */
+    int64_t        optim_min_8bit_size;         /* 8-bit: smaller tensors keep f32 state;
+                                                   0 = 4096 (bitsandbytes' min_8bit_size) */
     int            full_finetuning;             /* train every weight of a dense f32 model
                                                    (a model without adapters); decay skips
                                                    biases and norm weights                */
@@ -1238,27 +1263,44 @@ typedef struct sft_train_config {
     int            eval_on_start;               /* evaluate before the first step        */
     int            per_device_eval_batch_size;  /* 0 = 8                                 */
     const char    *metrics_path;                /* append every log entry as a JSON line */
+    /* checkpoints (see "trainer: checkpoints" below) */
+    const char    *output_dir;                  /* checkpoint-N folders go here            */
+    int            save_steps;                  /* save every N steps (0 = not by steps)   */
+    int            save_each_epoch;             /* save at the end of every epoch          */
+    int            save_total_limit;            /* keep the newest N (and the best); 0 = all */
+    int            load_best_model_at_end;      /* the best checkpoint's weights at the end */
+    const char    *metric_for_best_model;       /* "loss" (default), "mean_token_accuracy",
+                                                   "entropy"; "eval_" prefix optional     */
+    int            greater_is_better;           /* 0 = transformers' rule (false for loss,
+                                                   true otherwise); 1 true; -1 false       */
+    const char    *resume_from_checkpoint;      /* a checkpoint folder, or "last": the newest
+                                                   checkpoint-N in output_dir             */
     sft_tensor    *prompt_embeddings;           /* prompt tuning: these [P, D] virtual tokens
                                                    go in front of every row and are trained
                                                    (with or without adapters)          */
     void         (*on_log)(const sft_log_entry *entry, void *user);
-    void          *user;
+    int          (*on_step_end)(const sft_step_info *info, void *user);  /* nonzero: stop */
+    void         (*on_evaluate)(const sft_log_entry *entry, void *user);
+    void         (*on_save)(const char *checkpoint_dir, void *user);
+    void          *user;                        /* passed to every callback                */
 } sft_train_config;
 
 typedef struct sft_trainer sft_trainer;
 
-typedef struct sft_step_info {
+struct sft_step_info {
     int64_t global_step, max_steps;
     double  epoch, loss, grad_norm, learning_rate;
     int64_t num_items_in_batch, micro_batches;
-    int     done;                /* max_steps reached */
-} sft_step_info;
+    int     done;                /* max_steps reached, or cancelled */
+    int     cancelled;           /* sft_trainer_cancel or on_step_end asked to stop */
+};
 
 typedef struct sft_train_output {
     int64_t global_step;
     double  train_loss;          /* mean of every step's loss                         */
     double  train_runtime, train_samples_per_second, train_steps_per_second;
     double  total_flos;          /* transformers' estimate: 6 x tokens x parameters   */
+    int     cancelled;           /* stopped early (a checkpoint was saved if output_dir) */
 } sft_train_output;
 
 /* sft_trainer_create: a trainer for the model's trainable tensors (its adapters'
@@ -1266,9 +1308,23 @@ typedef struct sft_train_output {
    are checked here, with messages naming the field. */
 SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_trainer **out);
 SFTDEF void       sft_trainer_destroy(sft_trainer *tr);
-/* sft_trainer_step: one optimizer step (one accumulation window). */
+/* sft_trainer_step: one optimizer step (one accumulation window), then the
+   log, evaluation and checkpoint the settings ask for at that step. After a
+   cancel it does nothing and reports done and cancelled. */
 SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info);
-/* sft_train: steps until max_steps. */
+/* sft_trainer_evaluate: an evaluation now (entry may be NULL). */
+SFTDEF sft_status sft_trainer_evaluate(sft_trainer *tr, sft_log_entry *entry);
+/* sft_trainer_save: a checkpoint of the current step in output_dir now. */
+SFTDEF sft_status sft_trainer_save(sft_trainer *tr);
+/* sft_trainer_cancel: ask the trainer to stop at the next step boundary; safe
+   from another thread or a callback. The trainer stays whole: save, resume. */
+SFTDEF void       sft_trainer_cancel(sft_trainer *tr);
+/* sft_trainer_progress: where the run stands (global_step, max_steps, epoch, the
+   last step's loss, grad_norm and learning rate). */
+SFTDEF void       sft_trainer_progress(const sft_trainer *tr, sft_step_info *info);
+/* sft_train: steps until max_steps (or a cancel: then a checkpoint is saved when
+   output_dir is set); with load_best_model_at_end the best checkpoint's weights
+   are loaded at the end. */
 SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_train_output *out);
 /* sft_trainer_optimizer: the trainer's optimizer (its parameters in model order: per
    layer and projection, A then B then magnitude). */
@@ -10763,13 +10819,13 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
 }
 
 /* ============================================================================
-   === model: prompt tuning */
+   === model: weights by name */
 
 /* weights per layer: the two norms, then each projection's weight and bias */
 #define SFT__LAYER_WEIGHTS (2 + 2 * SFT__N_PROJ)
 
-SFTDEF int sft_model_weight_at(sft_model *m, int i, const char **name, sft_tensor **weight) {
-    static SFT__TLS char buf[128];   /* the name, until the next call on this thread */
+SFTDEF int sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MAX], sft_tensor **weight) {
+    char buf[SFT_WEIGHT_NAME_MAX];
     int L = m ? m->cfg.num_hidden_layers : 0, k;
     sft_tensor *t = NULL;
     if (!m || i < 0) return 0;
@@ -10791,19 +10847,22 @@ SFTDEF int sft_model_weight_at(sft_model *m, int i, const char **name, sft_tenso
     } else if (i - 1 == L * SFT__LAYER_WEIGHTS) { t = m->norm; snprintf(buf, sizeof buf, "model.norm.weight"); }
     else if (i - 1 == L * SFT__LAYER_WEIGHTS + 1 && m->lm_head != m->embed) { t = m->lm_head; snprintf(buf, sizeof buf, "lm_head.weight"); }
     else return 0;
-    if (name) *name = buf;
+    if (name) memcpy(name, buf, sizeof buf);
     if (weight) *weight = t;
     return 1;
 }
 
 SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name) {
-    const char *n;
+    char n[SFT_WEIGHT_NAME_MAX];
     sft_tensor *t;
     int i;
-    for (i = 0; name && sft_model_weight_at(m, i, &n, &t); i++)
+    for (i = 0; name && sft_model_weight_at(m, i, n, &t); i++)
         if (strcmp(n, name) == 0) return t;
     return NULL;
 }
+
+/* ============================================================================
+   === model: prompt tuning */
 
 SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **out) {
     if (out) *out = NULL;
@@ -12467,7 +12526,18 @@ struct sft_trainer {
     int               eval_split, started;
     sft_plateau       plateau;          /* reduce_lr_on_plateau: fed by each evaluation */
     double            flos_params, total_flos;
+    sft__vec          history;          /* every log entry (trainer_state.json's log_history) */
+    int64_t           best_step, last_saved;
+    double            best_metric;
+    char              best_ckpt[4096];  /* best_model_checkpoint, "" if none        */
+    int               cancel;           /* atomic: stop at the next step boundary    */
 };
+
+/* from "trainer: checkpoints" below */
+static sft_status sft__mkdirs(const char *dir);
+static void       sft__track_best(sft_trainer *tr, const sft_log_entry *e);
+static sft_status sft__resume(sft_trainer *tr);
+static sft_status sft__weights_read(sft_trainer *tr, const char *dir);
 
 static double sft__seconds(void) {
     struct timespec ts;
@@ -12480,7 +12550,37 @@ SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr) { return tr ? tr->o
 SFTDEF void sft_trainer_destroy(sft_trainer *tr) {
     if (!tr) return;
     sft_optimizer_destroy(tr->opt);
+    sft__free(tr->ctx, tr->history.p);
     sft__free(tr->ctx, tr);
+}
+
+/* sft__save_settings: the checkpoint settings, with transformers' rules */
+static sft_status sft__save_settings(const sft_train_config *c) {
+    static const char *const metrics[] = {"loss", "eval_loss", "mean_token_accuracy", "eval_mean_token_accuracy", "entropy", "eval_entropy"};
+    size_t i;
+    if (c->save_steps < 0 || c->save_total_limit < 0)
+        return sft__fail(SFT_ERR_ARG, "train: save_steps %d, save_total_limit %d", c->save_steps, c->save_total_limit);
+    if ((c->save_steps || c->save_each_epoch || c->load_best_model_at_end) && !c->output_dir)
+        return sft__fail(SFT_ERR_ARG, "train: save_steps / save_each_epoch / load_best_model_at_end need output_dir");
+    if (c->metric_for_best_model) {
+        for (i = 0; i < sizeof metrics / sizeof *metrics && strcmp(c->metric_for_best_model, metrics[i]) != 0; i++) {}
+        if (i == sizeof metrics / sizeof *metrics)
+            return sft__fail(SFT_ERR_ARG, "train: metric_for_best_model \"%s\" is not one of loss, mean_token_accuracy, entropy "
+                             "(eval_ prefix optional)", c->metric_for_best_model);
+        if (i >= 2 && !c->token_metrics)
+            return sft__fail(SFT_ERR_ARG, "train: metric_for_best_model \"%s\" needs token_metrics", c->metric_for_best_model);
+    }
+    if (c->load_best_model_at_end) {
+        if (!c->eval_steps && !c->eval_each_epoch)
+            return sft__fail(SFT_ERR_ARG, "train: load_best_model_at_end needs an evaluation strategy (eval_steps or eval_each_epoch)");
+        if (!c->eval_steps != !c->save_steps || !c->eval_each_epoch != !c->save_each_epoch)
+            return sft__fail(SFT_ERR_ARG, "train: load_best_model_at_end requires the save and eval strategy to match (save_steps with "
+                             "eval_steps, save_each_epoch with eval_each_epoch)");
+        if (c->save_steps && c->save_steps % c->eval_steps)
+            return sft__fail(SFT_ERR_ARG, "train: load_best_model_at_end requires save_steps (%d) to be a multiple of eval_steps (%d)",
+                             c->save_steps, c->eval_steps);
+    }
+    return SFT_OK;
 }
 
 /* sft__train_defaults: transformers/TRL defaults for zero fields, and checks */
@@ -12512,7 +12612,7 @@ static sft_status sft__train_defaults(sft_train_config *c) {
         return sft__fail(SFT_ERR_ARG, "train: neftune_noise_alpha %g", c->neftune_noise_alpha);
     if (!(c->label_smoothing_factor >= 0.0f && c->label_smoothing_factor < 1.0f))
         return sft__fail(SFT_ERR_ARG, "train: label_smoothing_factor %g", c->label_smoothing_factor);
-    return SFT_OK;
+    return sft__save_settings(c);
 }
 
 SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out) {
@@ -12648,10 +12748,14 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     ad.lr = tr->cfg.learning_rate; ad.beta1 = tr->cfg.adam_beta1; ad.beta2 = tr->cfg.adam_beta2; ad.eps = tr->cfg.adam_epsilon;
     ad.weight_decay = tr->cfg.weight_decay;
     ad.eight_bit = tr->cfg.optim == SFT_OPTIM_ADAMW_8BIT;
+    ad.min_8bit_size = tr->cfg.optim_min_8bit_size;
     tr->plateau.lr = tr->cfg.learning_rate;
     tr->flos_params = (double)sft__flos_params(model);
+    tr->history.elem = sizeof(sft_log_entry);
+    if (s == SFT_OK && tr->cfg.output_dir) s = sft__mkdirs(tr->cfg.output_dir);
     if (s == SFT_OK) s = sft_optimizer_create(model->ctx, (sft_tensor *const *)params.p, (int)params.len, (const unsigned char *)nd.p, &ad, &tr->opt);
     sft__free(model->ctx, params.p); sft__free(model->ctx, nd.p);
+    if (s == SFT_OK && tr->cfg.resume_from_checkpoint) s = sft__resume(tr);
     if (s != SFT_OK) { sft_trainer_destroy(tr); return s; }
     tr->start_time = sft__seconds();
     *out = tr;
@@ -12732,6 +12836,8 @@ static void sft__metrics_line(sft_trainer *tr, const sft_log_entry *e) {
 }
 
 static void sft__emit(sft_trainer *tr, const sft_log_entry *e) {
+    if (sft__vec_push(tr->ctx, &tr->history, e, 1) != SFT_OK)
+        sft__log(tr->ctx, SFT_LOG_WARN, "train: the log history could not grow (out of memory)");
     if (tr->cfg.on_log) tr->cfg.on_log(e, tr->cfg.user);
     sft__metrics_line(tr, e);
 }
@@ -12739,7 +12845,7 @@ static void sft__emit(sft_trainer *tr, const sft_log_entry *e) {
 /* sft__evaluate: the eval set in order, without gradients: eval_loss is the
    batches' mean losses weighted by their rows (transformers repeats each batch's
    loss batch-size times); accuracy and entropy as in training. */
-static sft_status sft__evaluate(sft_trainer *tr) {
+static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry) {
     int64_t rows = sft_dataset_rows(tr->eval, tr->eval_split), first, bs = tr->cfg.per_device_eval_batch_size, n = 0;
     double loss_sum = 0.0, acc = 0.0, ent = 0.0;
     int64_t batches = 0;
@@ -12784,6 +12890,9 @@ static sft_status sft__evaluate(sft_trainer *tr) {
     sft__emit(tr, &e);
     /* transformers steps ReduceLROnPlateau here, with eval_loss, and only here */
     if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) sft_plateau_step(&tr->plateau, &tr->sched, e.loss);
+    sft__track_best(tr, &e);
+    if (tr->cfg.on_evaluate) tr->cfg.on_evaluate(&e, tr->cfg.user);
+    if (entry) *entry = e;
     return SFT_OK;
 }
 
@@ -12859,7 +12968,7 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
     double loss = 0.0, lr;
     if (info) memset(info, 0, sizeof *info);
     if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_step: NULL trainer");
-    if (tr->global_step >= tr->max_steps) { if (info) { info->done = 1; info->global_step = tr->global_step; } return SFT_OK; }
+    if (tr->global_step >= tr->max_steps || __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE)) { sft_trainer_progress(tr, info); return SFT_OK; }
     if (!tr->started) {
         tr->started = 1;
         int64_t trainable = 0;
@@ -12869,7 +12978,7 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
                  "batch %d, optimization steps %lld, trainable parameters %lld", (long long)tr->rows, tr->cfg.num_train_epochs,
                  tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps,
                  tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps, (long long)tr->max_steps, (long long)trainable);
-        if (tr->cfg.eval_on_start) SFT__TRY(sft__evaluate(tr));
+        if (tr->cfg.eval_on_start) SFT__TRY(sft__evaluate(tr, NULL));
     }
     if (tr->micro >= tr->micro_per_epoch) { tr->epoch++; tr->micro = 0; }
     first = tr->micro;
@@ -12909,7 +13018,7 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         info->loss = loss; info->grad_norm = tr->last_grad_norm; info->learning_rate = lr;
         info->num_items_in_batch = items; info->micro_batches = window; info->done = tr->global_step >= tr->max_steps;
     }
-    if ((tr->cfg.on_log || tr->cfg.metrics_path) && (tr->global_step % tr->cfg.logging_steps == 0 || tr->global_step == tr->max_steps)) {
+    if (tr->global_step % tr->cfg.logging_steps == 0 || tr->global_step == tr->max_steps) {
         sft_log_entry e;
         e.global_step = tr->global_step;
         e.epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
@@ -12924,8 +13033,39 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         tr->loss_since_log = 0.0; tr->steps_since_log = 0; tr->acc_sum = tr->ent_sum = 0.0; tr->acc_tokens = 0;
     }
     if ((tr->cfg.eval_steps && tr->global_step % tr->cfg.eval_steps == 0) || (tr->cfg.eval_each_epoch && tr->micro >= tr->micro_per_epoch))
-        SFT__TRY(sft__evaluate(tr));
+        SFT__TRY(sft__evaluate(tr, NULL));
+    if (tr->cfg.output_dir && tr->last_saved != tr->global_step &&
+        ((tr->cfg.save_steps && (tr->global_step % tr->cfg.save_steps == 0 || tr->global_step == tr->max_steps)) ||
+         (tr->cfg.save_each_epoch && (tr->micro >= tr->micro_per_epoch || tr->global_step == tr->max_steps))))
+        SFT__TRY(sft_trainer_save(tr));
+    if (tr->cfg.on_step_end && info && tr->cfg.on_step_end(info, tr->cfg.user)) sft_trainer_cancel(tr);
+    if (tr->cfg.on_step_end && !info) {
+        sft_step_info own;
+        sft_trainer_progress(tr, &own);
+        if (tr->cfg.on_step_end(&own, tr->cfg.user)) sft_trainer_cancel(tr);
+    }
     return SFT_OK;
+}
+
+SFTDEF void sft_trainer_cancel(sft_trainer *tr) {
+    if (tr) __atomic_store_n(&tr->cancel, 1, __ATOMIC_RELEASE);
+}
+
+SFTDEF void sft_trainer_progress(const sft_trainer *tr, sft_step_info *info) {
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    if (!tr) return;
+    info->global_step = tr->global_step; info->max_steps = tr->max_steps;
+    info->epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
+    info->grad_norm = tr->last_grad_norm; info->learning_rate = tr->last_lr;
+    info->cancelled = __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE);
+    info->done = tr->global_step >= tr->max_steps || info->cancelled;
+}
+
+SFTDEF sft_status sft_trainer_evaluate(sft_trainer *tr, sft_log_entry *entry) {
+    if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_evaluate: NULL trainer");
+    if (sft_dataset_rows(tr->eval, tr->eval_split) == 0) return sft__fail(SFT_ERR_STATE, "evaluate: there is no eval set");
+    return sft__evaluate(tr, entry);
 }
 
 SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_train_output *out) {
@@ -12936,7 +13076,15 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
     SFT__TRY(sft_trainer_create(model, train, config, &tr));
     do s = sft_trainer_step(tr, &info);
     while (s == SFT_OK && !info.done);
+    sft_trainer_progress(tr, &info);
+    if (s == SFT_OK && info.cancelled && tr->cfg.output_dir && tr->last_saved != tr->global_step) s = sft_trainer_save(tr);
+    if (s == SFT_OK && tr->cfg.load_best_model_at_end && tr->best_ckpt[0] && !info.cancelled) {
+        sft__log(tr->ctx, SFT_LOG_INFO, "loading the best model from %s (%s %g)", tr->best_ckpt,
+                 tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "eval_loss", tr->best_metric);
+        s = sft__weights_read(tr, tr->best_ckpt);
+    }
     if (s == SFT_OK && out) {
+        out->cancelled = info.cancelled;
         double t = sft__seconds() - tr->start_time;
         out->global_step = tr->global_step;
         out->train_loss = tr->global_step ? (tr->total_loss + tr->loss_since_log) / (double)tr->global_step : 0.0;
@@ -12947,6 +13095,724 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
     }
     sft_trainer_destroy(tr);
     return s;
+}
+
+/* ============================================================================
+   === trainer: checkpoints, resume, the best model */
+
+/* --- folders ----------------------------------------------------------------- */
+
+/* sft__mkdirs: create dir and its missing parents */
+static sft_status sft__mkdirs(const char *dir) {
+    char buf[4096];
+    size_t n = strlen(dir), i;
+    if (n == 0 || n >= sizeof buf) return sft__fail(SFT_ERR_ARG, "output_dir: empty or too long");
+    memcpy(buf, dir, n + 1);
+    for (i = 1; i <= n; i++)
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return sft__fail(SFT_ERR_IO, "output_dir: cannot create %s: %s", buf, strerror(errno));
+            buf[i] = c;
+        }
+    return SFT_OK;
+}
+
+/* sft__rmtree: remove a folder the trainer wrote (files and folders in it) */
+static void sft__rmtree(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[4096];
+    if (!d) { remove(dir); return; }
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) sft__rmtree(path);
+        else remove(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int sft__is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* sft__checkpoints: the steps of output_dir's checkpoint-N folders, ascending */
+static sft_status sft__checkpoints(sft_context *ctx, const char *dir, sft__vec *steps) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t i, j;
+    steps->elem = sizeof(int64_t);
+    if (!d) return SFT_OK;
+    while ((e = readdir(d)) != NULL) {
+        const char *p = e->d_name + 11;
+        char path[4096];
+        int64_t step = 0;
+        if (strncmp(e->d_name, "checkpoint-", 11) != 0 || !*p) continue;
+        while (*p >= '0' && *p <= '9' && step < ((int64_t)1 << 50)) step = step * 10 + (*p++ - '0');
+        if (*p) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (!sft__is_dir(path)) continue;
+        if (sft__vec_push(ctx, steps, &step, 1) != SFT_OK) { closedir(d); return sft__fail(SFT_ERR_NOMEM, "checkpoints"); }
+    }
+    closedir(d);
+    for (i = 1; i < steps->len; i++)           /* a handful: insertion sort */
+        for (j = i; j > 0 && ((int64_t *)steps->p)[j - 1] > ((int64_t *)steps->p)[j]; j--) {
+            int64_t t = ((int64_t *)steps->p)[j];
+            ((int64_t *)steps->p)[j] = ((int64_t *)steps->p)[j - 1];
+            ((int64_t *)steps->p)[j - 1] = t;
+        }
+    return SFT_OK;
+}
+
+static void sft__ckpt_path(const sft_trainer *tr, int64_t step, char *out, size_t cap) {
+    snprintf(out, cap, "%s/checkpoint-%lld", tr->cfg.output_dir, (long long)step);
+}
+
+/* sft__write_text: a JSON writer's text to path (atomic) */
+static sft_status sft__write_json(sft_context *ctx, sft_json_writer *w, const char *path) {
+    char *text = NULL;
+    size_t len = 0;
+    sft_buf part[2];
+    sft_status s;
+    SFT__TRY(sft_json_writer_finish(w, &text, &len));
+    part[0].data = text; part[0].len = len;
+    part[1].data = "\n"; part[1].len = 1;
+    s = sft_file_write_atomic(ctx, path, part, 2);
+    sft__free(ctx, text);
+    return s;
+}
+
+/* --- what the run trains ----------------------------------------------------- */
+
+/* sft__adapter_names: the distinct adapter names on the model's projections */
+static int sft__adapter_names(const sft_model *m, const char **names, int cap) {
+    int layer, p, i, k, n = 0;
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            const sft_linear *l = m->blocks[layer].proj[p];
+            for (i = 0; i < l->n_ad; i++) {
+                for (k = 0; k < n && strcmp(names[k], l->ad[i].name) != 0; k++) {}
+                if (k == n && n < cap) names[n++] = l->ad[i].name;
+            }
+        }
+    return n;
+}
+
+static const sft__adapter *sft__adapter_first(const sft_model *m, const char *name) {
+    int layer, p, i;
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++)
+            if ((i = sft__lin_find(m->blocks[layer].proj[p], name)) >= 0) return &m->blocks[layer].proj[p]->ad[i];
+    return NULL;
+}
+
+/* sft__run_fingerprint: the model's shape and what is trained, as one line a
+   resume compares (a different model or LoRA config is refused with both lines) */
+static void sft__run_fingerprint(const sft_trainer *tr, char *out, size_t cap) {
+    const sft_model *m = tr->model;
+    const sft_model_config *c = &m->cfg;
+    const char *names[16];
+    int n = sft__adapter_names(m, names, 16), i;
+    size_t len = (size_t)snprintf(out, cap, "model hidden %d layers %d heads %d/%d intermediate %d vocab %d; ", c->hidden_size,
+                                  c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads, c->intermediate_size, c->vocab_size);
+    if (tr->cfg.full_finetuning && len < cap) len += (size_t)snprintf(out + len, cap - len, "full fine-tuning; ");
+    for (i = 0; i < n && len < cap; i++) {
+        const sft__adapter *a = sft__adapter_first(m, names[i]);
+        len += (size_t)snprintf(out + len, cap - len, "adapter %s r %d alpha %g dora %d rslora %d; ", names[i], a->desc.r,
+                                (double)a->desc.alpha, a->m != NULL, a->desc.use_rslora);
+    }
+    if (tr->cfg.prompt_embeddings && len < cap)
+        len += (size_t)snprintf(out + len, cap - len, "prompt tuning %lld tokens; ", (long long)tr->cfg.prompt_embeddings->shape[0]);
+    if (len < cap) snprintf(out + len, cap - len, "%d trained tensors", sft_optimizer_count(tr->opt));
+}
+
+/* --- the weights ------------------------------------------------------------- */
+
+static sft_status sft__prompt_save(sft_trainer *tr, const char *dir) {
+    char path[4096];
+    const char *mk = "format", *mv = "pt";
+    sft_st_entry e = sft_st_entry_from_tensor("prompt_embeddings", tr->cfg.prompt_embeddings);
+    sft_json_writer w;
+    const sft_model_config *c = &tr->model->cfg;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sft__fail(SFT_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors"));
+    SFT__TRY(sft_st_save(tr->ctx, path, &e, 1, &mk, &mv, 1));
+    memset(&w, 0, sizeof w);
+    w.ctx = tr->ctx; w.indent = 2;
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "base_model_name_or_path"); sft_json_write_string(&w, tr->model->dir);
+    sft_json_write_key(&w, "inference_mode"); sft_json_write_bool(&w, 1);
+    sft_json_write_key(&w, "num_attention_heads"); sft_json_write_int(&w, c->num_attention_heads);
+    sft_json_write_key(&w, "num_layers"); sft_json_write_int(&w, c->num_hidden_layers);
+    sft_json_write_key(&w, "num_transformer_submodules"); sft_json_write_int(&w, 1);
+    sft_json_write_key(&w, "num_virtual_tokens"); sft_json_write_int(&w, tr->cfg.prompt_embeddings->shape[0]);
+    sft_json_write_key(&w, "peft_type"); sft_json_write_string(&w, "PROMPT_TUNING");
+    sft_json_write_key(&w, "prompt_tuning_init"); sft_json_write_string(&w, "RANDOM");
+    sft_json_write_key(&w, "task_type"); sft_json_write_string(&w, "CAUSAL_LM");
+    sft_json_write_key(&w, "token_dim"); sft_json_write_int(&w, c->hidden_size);
+    sft_json_write_object_end(&w);
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_config.json"));
+    return sft__write_json(tr->ctx, &w, path);
+}
+
+/* sft__full_save: a transformers model folder: every weight, config.json copied */
+static sft_status sft__full_save(sft_trainer *tr, const char *dir) {
+    sft_st_entry *e;
+    char *keys, path[4096], *cfg = NULL;
+    const char *mk = "format", *mv = "pt";
+    char name[SFT_WEIGHT_NAME_MAX];
+    sft_tensor *t;
+    size_t len = 0;
+    int i, n = 0, count;
+    sft_status s;
+    sft_buf part;
+    for (count = 0; sft_model_weight_at(tr->model, count, NULL, NULL); count++) {}
+    e = (sft_st_entry *)sft__calloc(tr->ctx, (size_t)count + 1, sizeof *e);
+    keys = (char *)sft__alloc(tr->ctx, (size_t)(count + 1) * SFT_WEIGHT_NAME_MAX);
+    if (!e || !keys) { sft__free(tr->ctx, e); sft__free(tr->ctx, keys); return sft__fail(SFT_ERR_NOMEM, "save: model weights"); }
+    for (i = 0; sft_model_weight_at(tr->model, i, name, &t); i++) {
+        if (!t) continue;
+        memcpy(keys + (size_t)n * SFT_WEIGHT_NAME_MAX, name, SFT_WEIGHT_NAME_MAX);
+        e[n] = sft_st_entry_from_tensor(keys + (size_t)n * SFT_WEIGHT_NAME_MAX, t);
+        n++;
+    }
+    s = sft__path_join(path, sizeof path, dir, strlen(dir), "model.safetensors");
+    if (s == SFT_OK) s = sft_st_save(tr->ctx, path, e, n, &mk, &mv, 1);
+    sft__free(tr->ctx, keys);
+    sft__free(tr->ctx, e);
+    SFT__TRY(s);
+    SFT__TRY(sft__path_join(path, sizeof path, tr->model->dir, strlen(tr->model->dir), "config.json"));
+    SFT__TRY(sft_file_read(tr->ctx, path, 0, &cfg, &len));
+    part.data = cfg; part.len = len;
+    s = sft__path_join(path, sizeof path, dir, strlen(dir), "config.json");
+    if (s == SFT_OK) s = sft_file_write_atomic(tr->ctx, path, &part, 1);
+    sft__free(tr->ctx, cfg);
+    return s;
+}
+
+static sft_status sft__weights_save(sft_trainer *tr, const char *dir) {
+    const char *names[16];
+    char sub[4096];
+    int n, i;
+    if (tr->cfg.full_finetuning) return sft__full_save(tr, dir);
+    n = sft__adapter_names(tr->model, names, 16);
+    for (i = 0; i < n; i++) {     /* PEFT: "default" at the top, others in a folder of their name */
+        if (strcmp(names[i], "default") == 0) snprintf(sub, sizeof sub, "%s", dir);
+        else SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), names[i]));
+        SFT__TRY(sft_model_save_adapter(tr->model, names[i], sub));
+    }
+    if (tr->cfg.prompt_embeddings) {
+        if (n) SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), "prompt_tuning"));
+        else snprintf(sub, sizeof sub, "%s", dir);
+        SFT__TRY(sft__prompt_save(tr, sub));
+    }
+    return SFT_OK;
+}
+
+/* sft__read_into: tensor key of a safetensors file into t (same shape, f32) */
+static sft_status sft__read_into(sft_context *ctx, const sft_st_file *f, const char *path, const char *key, sft_tensor *t) {
+    const sft_st_tensor *e = sft_st_find(f, key);
+    sft_tensor *v = NULL;
+    sft_status s;
+    if (!e) return sft__fail(SFT_ERR_NOT_FOUND, "%s: '%s' is missing", path, key);
+    SFT__TRY(sft_st_load(ctx, f, key, &v));
+    if (v->dtype != SFT_F32 || sft_tensor_numel(v) != sft_tensor_numel(t))
+        s = sft__fail(SFT_ERR_SHAPE, "%s: '%s' has %lld %s values, the run's tensor %lld f32 (a checkpoint of another run?)", path, key,
+                      (long long)sft_tensor_numel(v), sft_dtype_name(v->dtype), (long long)sft_tensor_numel(t));
+    else { memcpy(t->data, v->data, sft_tensor_nbytes(t)); s = SFT_OK; }
+    sft_tensor_destroy(v);
+    return s;
+}
+
+static sft_status sft__adapter_read(sft_trainer *tr, const char *name, const char *dir) {
+    char path[4096], key[256];
+    sft_st_file *f = NULL;
+    sft_status s = SFT_OK;
+    int layer, p, i, part;
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors"));
+    SFT__TRY(sft_st_open(tr->ctx, path, &f));
+    for (layer = 0; s == SFT_OK && layer < tr->model->cfg.num_hidden_layers; layer++)
+        for (p = 0; s == SFT_OK && p < SFT__N_PROJ; p++) {
+            const sft__adapter *a;
+            if ((i = sft__lin_find(tr->model->blocks[layer].proj[p], name)) < 0) continue;
+            a = &tr->model->blocks[layer].proj[p]->ad[i];
+            for (part = 0; s == SFT_OK && part < (a->m ? 3 : 2); part++) {
+                sft__peft_key(key, sizeof key, layer, p, part == 0 ? "lora_A.weight" : part == 1 ? "lora_B.weight" : "lora_magnitude_vector");
+                s = sft__read_into(tr->ctx, f, path, key, part == 0 ? a->A : part == 1 ? a->B : a->m);
+            }
+        }
+    sft_st_close(f);
+    return s;
+}
+
+/* sft__weights_read: a checkpoint's weights into the run's tensors */
+static sft_status sft__weights_read(sft_trainer *tr, const char *dir) {
+    const char *names[16];
+    char sub[4096];
+    int n, i;
+    if (tr->cfg.full_finetuning) {
+        sft_st_file *f = NULL;
+        char name[SFT_WEIGHT_NAME_MAX];
+        sft_tensor *t;
+        sft_status s = SFT_OK;
+        SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), "model.safetensors"));
+        SFT__TRY(sft_st_open(tr->ctx, sub, &f));
+        for (i = 0; s == SFT_OK && sft_model_weight_at(tr->model, i, name, &t); i++)
+            if (t) s = sft__read_into(tr->ctx, f, sub, name, t);
+        sft_st_close(f);
+        return s;
+    }
+    n = sft__adapter_names(tr->model, names, 16);
+    for (i = 0; i < n; i++) {
+        if (strcmp(names[i], "default") == 0) snprintf(sub, sizeof sub, "%s", dir);
+        else SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), names[i]));
+        SFT__TRY(sft__adapter_read(tr, names[i], sub));
+    }
+    if (tr->cfg.prompt_embeddings) {
+        sft_st_file *f = NULL;
+        sft_status s;
+        snprintf(sub, sizeof sub, n ? "%s/prompt_tuning/adapter_model.safetensors" : "%s/adapter_model.safetensors", dir);
+        SFT__TRY(sft_st_open(tr->ctx, sub, &f));
+        s = sft__read_into(tr->ctx, f, sub, "prompt_embeddings", tr->cfg.prompt_embeddings);
+        sft_st_close(f);
+        SFT__TRY(s);
+    }
+    return SFT_OK;
+}
+
+/* --- the optimizer ------------------------------------------------------------ */
+
+/* optimizer.safetensors: per parameter i "i.exp_avg", "i.exp_avg_sq" (f32) or
+   "i.state1", "i.state2" (u8) and "i.absmax1", "i.absmax2" (f32); "step" (i64 [n]) */
+static sft_status sft__optimizer_save(sft_trainer *tr, const char *dir) {
+    int n = sft_optimizer_count(tr->opt), i, k = 0;
+    sft_st_entry *e = (sft_st_entry *)sft__calloc(tr->ctx, (size_t)(4 * n + 1), sizeof *e);
+    char *keys = (char *)sft__alloc(tr->ctx, (size_t)(4 * n + 1) * 32), path[4096];
+    int64_t *steps = (int64_t *)sft__calloc(tr->ctx, (size_t)n + 1, sizeof(int64_t));
+    const char *mk = "format", *mv = "sft.h AdamW state";
+    sft_status s = SFT_OK;
+    if (!e || !keys || !steps) s = sft__fail(SFT_ERR_NOMEM, "save: optimizer state");
+    for (i = 0; s == SFT_OK && i < n; i++) {
+        sft_optimizer_state st;
+        int part;
+        sft_optimizer_param_state(tr->opt, i, &st);
+        steps[i] = st.step;
+        for (part = 0; part < (st.state1 ? 4 : 2); part++) {
+            static const char *const f32_names[2] = {"exp_avg", "exp_avg_sq"};
+            static const char *const q8_names[4] = {"state1", "state2", "absmax1", "absmax2"};
+            char *key = keys + (size_t)k * 32;
+            snprintf(key, 32, "%d.%s", i, st.state1 ? q8_names[part] : f32_names[part]);
+            memset(&e[k], 0, sizeof e[k]);
+            e[k].name = key; e[k].ndim = 1;
+            if (!st.state1) { e[k].dtype = SFT_F32; e[k].shape[0] = st.numel; e[k].data = part ? st.exp_avg_sq : st.exp_avg; }
+            else if (part < 2) { e[k].dtype = SFT_U8; e[k].shape[0] = st.numel; e[k].data = part ? st.state2 : st.state1; }
+            else { e[k].dtype = SFT_F32; e[k].shape[0] = st.blocks; e[k].data = part == 3 ? st.absmax2 : st.absmax1; }
+            k++;
+        }
+    }
+    if (s == SFT_OK) {
+        memset(&e[k], 0, sizeof e[k]);
+        e[k].name = "step"; e[k].dtype = SFT_I64; e[k].ndim = 1; e[k].shape[0] = n; e[k].data = steps;
+        k++;
+        s = sft__path_join(path, sizeof path, dir, strlen(dir), "optimizer.safetensors");
+        if (s == SFT_OK) s = sft_st_save(tr->ctx, path, e, k, &mk, &mv, 1);
+    }
+    sft__free(tr->ctx, e); sft__free(tr->ctx, keys); sft__free(tr->ctx, steps);
+    return s;
+}
+
+/* sft__bytes_into: a tensor of the file, exactly dtype and count, into dst */
+static sft_status sft__bytes_into(sft_context *ctx, const sft_st_file *f, const char *path, const char *key, sft_dtype dtype,
+                                  int64_t count, void *dst) {
+    sft_tensor *v = NULL;
+    sft_status s = SFT_OK;
+    if (!sft_st_find(f, key)) return sft__fail(SFT_ERR_NOT_FOUND, "%s: '%s' is missing", path, key);
+    SFT__TRY(sft_st_load(ctx, f, key, &v));
+    if (v->dtype != dtype || sft_tensor_numel(v) != count)
+        s = sft__fail(SFT_ERR_SHAPE, "%s: '%s' is %s x %lld, want %s x %lld (a checkpoint of another run?)", path, key,
+                      sft_dtype_name(v->dtype), (long long)sft_tensor_numel(v), sft_dtype_name(dtype), (long long)count);
+    else memcpy(dst, v->data, sft_tensor_nbytes(v));
+    sft_tensor_destroy(v);
+    return s;
+}
+
+static sft_status sft__optimizer_read(sft_trainer *tr, const char *dir) {
+    char path[4096], key[32];
+    int n = sft_optimizer_count(tr->opt), i;
+    int64_t *steps = (int64_t *)sft__calloc(tr->ctx, (size_t)n + 1, sizeof(int64_t));
+    sft_st_file *f = NULL;
+    sft_status s;
+    if (!steps) return sft__fail(SFT_ERR_NOMEM, "resume: optimizer state");
+    s = sft__path_join(path, sizeof path, dir, strlen(dir), "optimizer.safetensors");
+    if (s == SFT_OK) s = sft_st_open(tr->ctx, path, &f);
+    if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, "step", SFT_I64, n, steps);
+    for (i = 0; s == SFT_OK && i < n; i++) {
+        sft_optimizer_state st;
+        sft_optimizer_param_state(tr->opt, i, &st);
+        tr->opt->step[i] = steps[i];
+        if (st.state1) {
+            snprintf(key, sizeof key, "%d.state1", i);  s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state1);
+            snprintf(key, sizeof key, "%d.state2", i);  if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state2);
+            snprintf(key, sizeof key, "%d.absmax1", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax1);
+            snprintf(key, sizeof key, "%d.absmax2", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax2);
+        } else {
+            snprintf(key, sizeof key, "%d.exp_avg", i);    s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg);
+            snprintf(key, sizeof key, "%d.exp_avg_sq", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg_sq);
+        }
+    }
+    sft_st_close(f);
+    sft__free(tr->ctx, steps);
+    return s;
+}
+
+/* --- trainer_state.json and sft_state.json ------------------------------------ */
+
+static double sft__round4(double v) { return fabs(v) < 1e15 ? floor(v * 1e4 + 0.5) / 1e4 : v; }
+
+/* a log entry as Hugging Face's log_history holds it (keys sorted, as its
+   json.dumps(sort_keys=True); the train loss rounded to 4 decimals) */
+static void sft__log_entry_write(sft_json_writer *w, const sft_log_entry *e) {
+    int metrics = e->mean_token_accuracy == e->mean_token_accuracy;
+    sft_json_write_object_begin(w);
+    if (e->is_eval) {
+        if (metrics) { sft_json_write_key(w, "eval_entropy"); sft_json_write_number(w, e->entropy); }
+        sft_json_write_key(w, "epoch"); sft_json_write_number(w, e->epoch);
+        sft_json_write_key(w, "eval_loss"); sft_json_write_number(w, e->loss);
+        if (metrics) { sft_json_write_key(w, "eval_mean_token_accuracy"); sft_json_write_number(w, e->mean_token_accuracy); }
+        sft_json_write_key(w, "eval_num_tokens"); sft_json_write_int(w, e->num_tokens);
+    } else {
+        if (metrics) { sft_json_write_key(w, "entropy"); sft_json_write_number(w, e->entropy); }
+        sft_json_write_key(w, "epoch"); sft_json_write_number(w, e->epoch);
+        sft_json_write_key(w, "grad_norm"); sft_json_write_number(w, e->grad_norm);
+        sft_json_write_key(w, "learning_rate"); sft_json_write_number(w, e->learning_rate);
+        sft_json_write_key(w, "loss"); sft_json_write_number(w, sft__round4(e->loss));
+        if (metrics) { sft_json_write_key(w, "mean_token_accuracy"); sft_json_write_number(w, e->mean_token_accuracy); }
+        sft_json_write_key(w, "num_tokens"); sft_json_write_int(w, e->num_tokens);
+    }
+    sft_json_write_key(w, "step"); sft_json_write_int(w, e->global_step);
+    sft_json_write_object_end(w);
+}
+
+static double sft__jnum(const sft_json *o, const char *key, double dflt) {
+    const sft_json *v = sft_json_get(o, key);
+    return v && v->type == SFT_JSON_NUMBER ? v->number : dflt;
+}
+
+static void sft__log_entry_read(const sft_json *o, sft_log_entry *e) {
+    memset(e, 0, sizeof *e);
+    e->is_eval = sft_json_get(o, "eval_loss") != NULL;
+    e->global_step = (int64_t)sft__jnum(o, "step", 0);
+    e->epoch = sft__jnum(o, "epoch", 0);
+    e->loss = sft__jnum(o, e->is_eval ? "eval_loss" : "loss", NAN);
+    e->grad_norm = sft__jnum(o, "grad_norm", NAN);
+    e->learning_rate = sft__jnum(o, "learning_rate", NAN);
+    e->num_tokens = (int64_t)sft__jnum(o, e->is_eval ? "eval_num_tokens" : "num_tokens", 0);
+    e->mean_token_accuracy = sft__jnum(o, e->is_eval ? "eval_mean_token_accuracy" : "mean_token_accuracy", NAN);
+    e->entropy = sft__jnum(o, e->is_eval ? "eval_entropy" : "entropy", NAN);
+}
+
+static sft_status sft__trainer_state_save(sft_trainer *tr, const char *dir) {
+    sft_json_writer w;
+    char path[4096];
+    size_t i;
+    double epochs = ceil((double)tr->max_steps / (double)tr->updates_per_epoch);
+    memset(&w, 0, sizeof w);
+    w.ctx = tr->ctx; w.indent = 2; w.allow_nonfinite = 1;
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "best_global_step");
+    if (tr->best_step) sft_json_write_int(&w, tr->best_step); else sft_json_write_null(&w);
+    sft_json_write_key(&w, "best_metric");
+    if (tr->best_step) sft_json_write_number(&w, tr->best_metric); else sft_json_write_null(&w);
+    sft_json_write_key(&w, "best_model_checkpoint");
+    if (tr->best_ckpt[0]) sft_json_write_string(&w, tr->best_ckpt); else sft_json_write_null(&w);
+    sft_json_write_key(&w, "epoch"); sft_json_write_number(&w, (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch);
+    sft_json_write_key(&w, "eval_steps"); sft_json_write_int(&w, tr->cfg.eval_steps);
+    sft_json_write_key(&w, "global_step"); sft_json_write_int(&w, tr->global_step);
+    sft_json_write_key(&w, "is_hyper_param_search"); sft_json_write_bool(&w, 0);
+    sft_json_write_key(&w, "is_local_process_zero"); sft_json_write_bool(&w, 1);
+    sft_json_write_key(&w, "is_world_process_zero"); sft_json_write_bool(&w, 1);
+    sft_json_write_key(&w, "log_history");
+    sft_json_write_array_begin(&w);
+    for (i = 0; i < tr->history.len; i++) sft__log_entry_write(&w, (const sft_log_entry *)tr->history.p + i);
+    sft_json_write_array_end(&w);
+    sft_json_write_key(&w, "logging_steps"); sft_json_write_int(&w, tr->cfg.logging_steps);
+    sft_json_write_key(&w, "max_steps"); sft_json_write_int(&w, tr->max_steps);
+    sft_json_write_key(&w, "num_input_tokens_seen"); sft_json_write_int(&w, tr->num_tokens);
+    sft_json_write_key(&w, "num_train_epochs"); sft_json_write_int(&w, (int64_t)epochs);
+    sft_json_write_key(&w, "save_steps"); sft_json_write_int(&w, tr->cfg.save_steps);
+    sft_json_write_key(&w, "stateful_callbacks");
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "TrainerControl");
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "args");
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "should_epoch_stop"); sft_json_write_bool(&w, 0);
+    sft_json_write_key(&w, "should_evaluate"); sft_json_write_bool(&w, 0);
+    sft_json_write_key(&w, "should_log"); sft_json_write_bool(&w, 0);
+    sft_json_write_key(&w, "should_save"); sft_json_write_bool(&w, 1);
+    sft_json_write_key(&w, "should_training_stop"); sft_json_write_bool(&w, tr->global_step >= tr->max_steps);
+    sft_json_write_object_end(&w);
+    sft_json_write_key(&w, "attributes"); sft_json_write_object_begin(&w); sft_json_write_object_end(&w);
+    sft_json_write_object_end(&w);
+    sft_json_write_object_end(&w);
+    sft_json_write_key(&w, "total_flos"); sft_json_write_number(&w, tr->total_flos);
+    sft_json_write_key(&w, "train_batch_size"); sft_json_write_int(&w, tr->cfg.per_device_train_batch_size);
+    sft_json_write_key(&w, "trial_name"); sft_json_write_null(&w);
+    sft_json_write_key(&w, "trial_params"); sft_json_write_null(&w);
+    sft_json_write_object_end(&w);
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "trainer_state.json"));
+    return sft__write_json(tr->ctx, &w, path);
+}
+
+/* the numbers sft_state.json carries, by name (doubles round-trip exactly) */
+#define SFT__STATE_INTS(X) X(global_step) X(epoch) X(micro) X(num_tokens) X(steps_since_log) X(last_logged) \
+    X(acc_tokens) X(best_step)
+#define SFT__STATE_REALS(X) X(total_flos) X(total_loss) X(loss_since_log) X(acc_sum) X(ent_sum) X(last_grad_norm) \
+    X(last_lr) X(best_metric)
+
+static sft_status sft__sft_state_save(sft_trainer *tr, const char *dir) {
+    sft_json_writer w;
+    char path[4096], fp[1024];
+    memset(&w, 0, sizeof w);
+    w.ctx = tr->ctx; w.indent = 2; w.allow_nonfinite = 1;
+    sft__run_fingerprint(tr, fp, sizeof fp);
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "format"); sft_json_write_string(&w, "sft.h trainer state 1");
+    sft_json_write_key(&w, "run"); sft_json_write_string(&w, fp);
+#define SFT__W_INT(f) sft_json_write_key(&w, #f); sft_json_write_int(&w, tr->f);
+#define SFT__W_REAL(f) sft_json_write_key(&w, #f); sft_json_write_number(&w, tr->f);
+    SFT__STATE_INTS(SFT__W_INT)
+    SFT__STATE_REALS(SFT__W_REAL)
+#undef SFT__W_INT
+#undef SFT__W_REAL
+    sft_json_write_key(&w, "plateau_lr"); sft_json_write_number(&w, tr->plateau.lr);
+    sft_json_write_key(&w, "plateau_best"); sft_json_write_number(&w, tr->plateau.best);
+    sft_json_write_key(&w, "plateau_bad"); sft_json_write_int(&w, tr->plateau.bad);
+    sft_json_write_key(&w, "plateau_started"); sft_json_write_int(&w, tr->plateau.started);
+    sft_json_write_key(&w, "seed"); sft_json_write_int(&w, (int64_t)tr->cfg.seed);
+    sft_json_write_key(&w, "sequential"); sft_json_write_int(&w, tr->cfg.sequential);
+    sft_json_write_key(&w, "per_device_train_batch_size"); sft_json_write_int(&w, tr->cfg.per_device_train_batch_size);
+    sft_json_write_key(&w, "gradient_accumulation_steps"); sft_json_write_int(&w, tr->cfg.gradient_accumulation_steps);
+    sft_json_write_key(&w, "train_rows"); sft_json_write_int(&w, tr->rows);
+    sft_json_write_object_end(&w);
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "sft_state.json"));
+    return sft__write_json(tr->ctx, &w, path);
+}
+
+static sft_status sft__json_file(sft_context *ctx, const char *path, sft_json **out) {
+    char *text = NULL;
+    size_t len = 0;
+    sft_json_desc d;
+    sft_status s;
+    memset(&d, 0, sizeof d);
+    d.allow_nonfinite = 1;
+    SFT__TRY(sft_file_read(ctx, path, 0, &text, &len));
+    s = sft_json_parse(ctx, text, len, path, &d, out);
+    sft__free(ctx, text);
+    return s;
+}
+
+/* sft__sft_state_read: the counters, after checking the checkpoint is of this run */
+static sft_status sft__sft_state_read(sft_trainer *tr, const char *dir) {
+    char path[4096], fp[1024];
+    sft_json *j = NULL;
+    const sft_json *v;
+    sft_status s = SFT_OK;
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "sft_state.json"));
+    SFT__TRY(sft__json_file(tr->ctx, path, &j));
+    sft__run_fingerprint(tr, fp, sizeof fp);
+    v = sft_json_get(j, "run");
+    if (!v || v->type != SFT_JSON_STRING || !sft_json_get(j, "global_step"))
+        s = sft__fail(SFT_ERR_FORMAT, "%s: not a trainer state (no \"run\" or \"global_step\")", path);
+    else if (strcmp(v->string, fp) != 0)
+        s = sft__fail(SFT_ERR_ARG, "resume: %s was saved by another run.\n  checkpoint: %s\n  this run:   %s", path, v->string, fp);
+    if (s == SFT_OK) {
+#define SFT__R_INT(f) tr->f = (int64_t)sft__jnum(j, #f, 0);
+#define SFT__R_REAL(f) tr->f = sft__jnum(j, #f, 0);
+        SFT__STATE_INTS(SFT__R_INT)
+        SFT__STATE_REALS(SFT__R_REAL)
+#undef SFT__R_INT
+#undef SFT__R_REAL
+        tr->plateau.lr = sft__jnum(j, "plateau_lr", tr->cfg.learning_rate);
+        tr->plateau.best = sft__jnum(j, "plateau_best", INFINITY);
+        tr->plateau.bad = (int)sft__jnum(j, "plateau_bad", 0);
+        tr->plateau.started = (int)sft__jnum(j, "plateau_started", 0);
+        if ((int64_t)sft__jnum(j, "per_device_train_batch_size", 0) != tr->cfg.per_device_train_batch_size ||
+            (int64_t)sft__jnum(j, "gradient_accumulation_steps", 0) != tr->cfg.gradient_accumulation_steps)
+            sft__log(tr->ctx, SFT_LOG_WARN, "resume: the checkpoint was trained with a batch size of %g x %g accumulation, this run "
+                     "uses %d x %d: the rest of the run will not match the interrupted one", sft__jnum(j, "per_device_train_batch_size", 0),
+                     sft__jnum(j, "gradient_accumulation_steps", 0), tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps);
+        if ((uint64_t)sft__jnum(j, "seed", 0) != tr->cfg.seed || (int64_t)sft__jnum(j, "train_rows", 0) != tr->rows)
+            sft__log(tr->ctx, SFT_LOG_WARN, "resume: the seed or the dataset's size changed since the checkpoint");
+        if (tr->epoch < 0 || tr->micro < 0 || tr->micro > tr->micro_per_epoch || tr->global_step < 0)
+            s = sft__fail(SFT_ERR_FORMAT, "%s: data position epoch %lld micro-batch %lld does not fit this dataset", path,
+                          (long long)tr->epoch, (long long)tr->micro);
+    }
+    sft_json_free(j);
+    return s;
+}
+
+static sft_status sft__history_read(sft_trainer *tr, const char *dir) {
+    char path[4096];
+    sft_json *j = NULL;
+    const sft_json *h;
+    size_t i;
+    sft_status s = SFT_OK;
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "trainer_state.json"));
+    SFT__TRY(sft__json_file(tr->ctx, path, &j));
+    h = sft_json_get(j, "log_history");
+    if (!h || h->type != SFT_JSON_ARRAY) s = sft__fail(SFT_ERR_FORMAT, "%s: no log_history", path);
+    tr->history.len = 0;
+    for (i = 0; s == SFT_OK && i < h->length; i++) {
+        sft_log_entry e;
+        sft__log_entry_read(&h->items[i], &e);
+        s = sft__vec_push(tr->ctx, &tr->history, &e, 1);
+    }
+    h = sft_json_get(j, "best_model_checkpoint");
+    if (s == SFT_OK && h && h->type == SFT_JSON_STRING) snprintf(tr->best_ckpt, sizeof tr->best_ckpt, "%s", h->string);
+    sft_json_free(j);
+    return s;
+}
+
+/* --- saving ------------------------------------------------------------------- */
+
+/* sft__rotate: transformers' _rotate_checkpoints: the oldest beyond
+   save_total_limit go, but the best is treated as the newest but one (kept) */
+static void sft__rotate(sft_trainer *tr) {
+    sft__vec v;
+    int64_t *st, best = -1;
+    size_t n, i, del, limit = (size_t)tr->cfg.save_total_limit;
+    char path[4096];
+    if (tr->cfg.save_total_limit <= 0) return;
+    memset(&v, 0, sizeof v);
+    if (sft__checkpoints(tr->ctx, tr->cfg.output_dir, &v) != SFT_OK) { sft_clear_error(); return; }
+    st = (int64_t *)v.p; n = v.len;
+    if (tr->best_ckpt[0]) for (i = 0; i < n; i++) { sft__ckpt_path(tr, st[i], path, sizeof path); if (strcmp(path, tr->best_ckpt) == 0) best = (int64_t)i; }
+    if (best >= 0)
+        for (i = (size_t)best; i + 2 < n; i++) { int64_t t = st[i]; st[i] = st[i + 1]; st[i + 1] = t; }
+    if (best >= 0 && limit == 1 && n > 0) {      /* keep the newest too, to resume from */
+        sft__ckpt_path(tr, st[n - 1], path, sizeof path);
+        if (strcmp(path, tr->best_ckpt) != 0) limit = 2;
+    }
+    del = n > limit ? n - limit : 0;
+    for (i = 0; i < del; i++) { sft__ckpt_path(tr, st[i], path, sizeof path); sft__rmtree(path); }
+    sft__free(tr->ctx, v.p);
+}
+
+static sft_status sft__ckpt_write(sft_trainer *tr, const char *dir) {
+    SFT__TRY(sft__weights_save(tr, dir));
+    SFT__TRY(sft__optimizer_save(tr, dir));
+    SFT__TRY(sft__trainer_state_save(tr, dir));
+    return sft__sft_state_save(tr, dir);
+}
+
+SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
+    char final[4096], tmp[4096], old[4200];
+    sft_status s;
+    if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_save: NULL trainer");
+    if (!tr->cfg.output_dir) return sft__fail(SFT_ERR_ARG, "save: no output_dir");
+    if (strlen(tr->cfg.output_dir) > 3500) return sft__fail(SFT_ERR_ARG, "save: output_dir is too long");
+    SFT__TRY(sft__mkdirs(tr->cfg.output_dir));
+    sft__ckpt_path(tr, tr->global_step, final, sizeof final);
+    snprintf(tmp, sizeof tmp, "%s/tmp-checkpoint-%lld", tr->cfg.output_dir, (long long)tr->global_step);
+    snprintf(old, sizeof old, "%s.old", final);
+    /* which checkpoint holds the best metric, as it will stand after this save */
+    if (tr->best_step) sft__ckpt_path(tr, tr->best_step, tr->best_ckpt, sizeof tr->best_ckpt);
+    sft__rmtree(tmp);                             /* the leftovers of a crash */
+    if (mkdir(tmp, 0777) != 0) return sft__fail(SFT_ERR_IO, "save: cannot create %s: %s", tmp, strerror(errno));
+    s = sft__ckpt_write(tr, tmp);
+    if (s == SFT_OK) {
+        sft__fsync_dir(tmp);                      /* the folder's entries, then the rename */
+        if (sft__is_dir(final) && rename(final, old) != 0)
+            s = sft__fail(SFT_ERR_IO, "save: cannot move the existing %s aside: %s", final, strerror(errno));
+        else if (rename(tmp, final) != 0) {
+            s = sft__fail(SFT_ERR_IO, "save: cannot rename %s into place: %s", tmp, strerror(errno));
+            if (sft__is_dir(old)) rename(old, final);
+        }
+    }
+    if (s != SFT_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sft_last_error());
+        sft__rmtree(tmp);
+        if (tr->best_step && !sft__is_dir(tr->best_ckpt)) tr->best_ckpt[0] = 0;
+        return sft__fail(s, "%s (checkpoint-%lld not written; the earlier checkpoints are untouched)", msg, (long long)tr->global_step);
+    }
+    sft__fsync_dir(final);
+    sft__rmtree(old);
+    if (tr->best_step && !sft__is_dir(tr->best_ckpt)) tr->best_ckpt[0] = 0;
+    tr->last_saved = tr->global_step;
+    sft__rotate(tr);
+    if (tr->cfg.on_save) tr->cfg.on_save(final, tr->cfg.user);
+    return SFT_OK;
+}
+
+/* --- the best metric ---------------------------------------------------------- */
+
+/* sft__metric_of: metric_for_best_model's value in an evaluation */
+static double sft__metric_of(const sft_trainer *tr, const sft_log_entry *e) {
+    const char *m = tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "loss";
+    if (strncmp(m, "eval_", 5) == 0) m += 5;
+    if (strcmp(m, "mean_token_accuracy") == 0) return e->mean_token_accuracy;
+    if (strcmp(m, "entropy") == 0) return e->entropy;
+    return e->loss;
+}
+
+static int sft__greater_is_better(const sft_trainer *tr) {
+    const char *m = tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "loss";
+    if (tr->cfg.greater_is_better) return tr->cfg.greater_is_better > 0;
+    return !(strcmp(m, "loss") == 0 || strcmp(m, "eval_loss") == 0);
+}
+
+/* sft__track_best: transformers' _determine_best_metric after an evaluation */
+static void sft__track_best(sft_trainer *tr, const sft_log_entry *e) {
+    double v = sft__metric_of(tr, e);
+    if (!tr->cfg.metric_for_best_model && !tr->cfg.load_best_model_at_end) return;
+    if (v != v) return;
+    if (!tr->best_step || (sft__greater_is_better(tr) ? v > tr->best_metric : v < tr->best_metric)) {
+        tr->best_metric = v;
+        tr->best_step = tr->global_step;
+    }
+}
+
+/* --- resuming -------------------------------------------------------------------- */
+
+/* sft__resume_dir: resume_from_checkpoint as a folder ("last": the newest) */
+static sft_status sft__resume_dir(sft_trainer *tr, char *dir, size_t cap) {
+    const char *r = tr->cfg.resume_from_checkpoint;
+    if (strcmp(r, "last") == 0) {
+        sft__vec v;
+        memset(&v, 0, sizeof v);
+        if (!tr->cfg.output_dir) return sft__fail(SFT_ERR_ARG, "resume_from_checkpoint \"last\" needs output_dir");
+        SFT__TRY(sft__checkpoints(tr->ctx, tr->cfg.output_dir, &v));
+        if (!v.len) return sft__fail(SFT_ERR_NOT_FOUND, "resume_from_checkpoint: no checkpoint-N folder in %s", tr->cfg.output_dir);
+        sft__ckpt_path(tr, ((int64_t *)v.p)[v.len - 1], dir, cap);
+        sft__free(tr->ctx, v.p);
+        return SFT_OK;
+    }
+    if (!sft__is_dir(r)) return sft__fail(SFT_ERR_NOT_FOUND, "resume_from_checkpoint: %s is not a folder", r);
+    snprintf(dir, cap, "%s", r);
+    return SFT_OK;
+}
+
+/* sft__resume: everything a checkpoint holds, into the run (weights last: a
+   refused checkpoint leaves the model as it was) */
+static sft_status sft__resume(sft_trainer *tr) {
+    char dir[4096];
+    SFT__TRY(sft__resume_dir(tr, dir, sizeof dir));
+    SFT__TRY(sft__sft_state_read(tr, dir));
+    SFT__TRY(sft__history_read(tr, dir));
+    SFT__TRY(sft__optimizer_read(tr, dir));
+    SFT__TRY(sft__weights_read(tr, dir));
+    tr->started = 1;                 /* no eval_on_start, as transformers on resume */
+    tr->last_saved = tr->global_step;
+    sft__log(tr->ctx, SFT_LOG_INFO, "resumed from %s at step %lld (epoch %lld, micro-batch %lld)", dir, (long long)tr->global_step,
+             (long long)tr->epoch, (long long)tr->micro);
+    return SFT_OK;
 }
 
 /* ============================================================================

@@ -22,6 +22,7 @@ void suite_lora(void);
 void suite_model(void);
 void suite_data(void);
 void suite_trainer(void);
+void suite_checkpoint(void);
 
 /* Internal kernels the public API cannot reach on their own; this file is the one
    that compiles the implementation, so it can call them. */
@@ -181,6 +182,7 @@ int main(int argc, char **argv) {
     printf("model\n");       suite_model();
     printf("data\n");        suite_data();
     printf("trainer\n");     suite_trainer();
+    printf("checkpoint\n");  suite_checkpoint();
     /* the kernel and op suites run once on every CPU path this machine has */
     for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
         if (!t_cpu_path_runnable((sft_cpu_path)path)) {

@@ -483,10 +483,10 @@ static void t_trl_run(const t_trl_case *tc) {
                    fabs(e->loss - wl) / wl, e->grad_norm, wg, fabs(e->grad_norm - wg) / wg);
     }
     if (tc->full) {              /* every weight, by its transformers name */
-        const char *name;
+        char name[SFT_WEIGHT_NAME_MAX];
         sft_tensor *w;
         int n = 0;
-        for (i = 0; sft_model_weight_at(m, (int)i, &name, &w); i++) {
+        for (i = 0; sft_model_weight_at(m, (int)i, name, &w); i++) {
             const float *want = (const float *)t_st_data(fin, name, NULL);
             if (w && want) { CHECK_REL(name, (const float *)w->data, want, sft_tensor_numel(w), 1e-4); n++; }
         }
