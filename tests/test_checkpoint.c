@@ -653,6 +653,132 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* ---- PEFT opens our checkpoints --------------------------------------------------------- */
+
+#define T_INTEROP "tests/fixtures/interop/"
+
+static uint64_t t_fnv_file(const char *path) {
+    char *data = NULL;
+    size_t len = 0, k;
+    uint64_t h = 1469598103934665603ull;
+    if (sft_file_read(NULL, path, 0, &data, &len) != SFT_OK) { sft_clear_error(); return 0; }
+    for (k = 0; k < len; k++) h = (h ^ (unsigned char)data[k]) * 1099511628211ull;
+    sft_free(NULL, data);
+    return h;
+}
+
+static int t_copy_file(const char *from, const char *to) {
+    char *data = NULL;
+    size_t len = 0;
+    sft_buf b;
+    if (sft_file_read(NULL, from, 0, &data, &len) != SFT_OK) return 0;
+    b.data = data; b.len = len;
+    if (sft_file_write_atomic(NULL, to, &b, 1) != SFT_OK) { sft_free(NULL, data); return 0; }
+    sft_free(NULL, data);
+    return 1;
+}
+
+/* The checkpoint of a LoRA and a DoRA run (deterministic weights, no arithmetic
+   in them) must equal the files committed under tests/fixtures/interop/, which
+   tools/check_peft_interop.py loaded with PeftModel.from_pretrained: its
+   result.json must name these very files (their hashes) and find PEFT's logits
+   within 1e-5 of ours; and our logits now must match PEFT's it recorded.
+   SFT_WRITE_FIXTURES=1 rewrites the committed files (then rerun the script). */
+static void our_checkpoint_opens_in_peft(void) {
+    static const char *const variants[2] = {"lora", "dora"};
+    static const int32_t rows[2][8] = {{5, 17, 42, 99, 7, 250, 3, 64}, {12, 8, 200, 33, 1, 9, 77, 150}};
+    const char *write = getenv("SFT_WRITE_FIXTURES");
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_dataset *ds = NULL;
+    sft_json *result = NULL;
+    sft_st_file *peft = NULL;
+    int v;
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    if (tok) ds = t_ck_rows(ctx, tok, 12);
+    if (!write) {
+        result = t_json_file(ctx, T_INTEROP "result.json");
+        CHECK_OK(sft_st_open(ctx, T_INTEROP "peft_logits.safetensors", &peft));
+    }
+    for (v = 0; ds && v < 2; v++) {
+        sft_model *m = NULL;
+        sft_lora_desc d;
+        sft_trainer *tr = NULL;
+        sft_train_config c;
+        sft_tensor *ids = NULL;
+        int64_t shape[2] = {2, 8};
+        char dir[600], ck[700], from[800], to[800], key[64];
+        int layer, p, f;
+        static const char *const files[2] = {"adapter_model.safetensors", "adapter_config.json"};
+        CHECK_OK(sft_model_load(ctx, T_LLAMA, NULL, &m));
+        if (!m) break;
+        memset(&d, 0, sizeof d);
+        d.r = 4; d.alpha = 8; d.use_dora = v == 1; d.seed = 11;
+        CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
+        for (layer = 0; layer < 2; layer++)
+            for (p = 0; p < 7; p++) {
+                sft_lora_weights w;
+                uint64_t seed = (uint64_t)(200 + layer * 7 + p);
+                int64_t i;
+                if (sft_linear_adapter_weights(sft_model_linear(m, layer, t_projs[p]), "default", &w) != SFT_OK) continue;
+                for (i = 0; i < sft_tensor_numel(w.B); i++) ((float *)w.B->data)[i] = t_rand(&seed, -0.2f, 0.2f);
+                for (i = 0; w.magnitude && i < sft_tensor_numel(w.magnitude); i++) ((float *)w.magnitude->data)[i] *= t_rand(&seed, 0.8f, 1.2f);
+            }
+        snprintf(dir, sizeof dir, "%s/interop-%s", t_tmpdir(), variants[v]);
+        t_ck_config(&c, dir, 0);
+        CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+        if (tr) CHECK_OK(sft_trainer_save(tr));
+        sft_trainer_destroy(tr);
+        snprintf(ck, sizeof ck, "%s/checkpoint-0", dir);
+        for (f = 0; f < 2; f++) {
+            snprintf(from, sizeof from, "%s/%s", ck, files[f]);
+            snprintf(to, sizeof to, T_INTEROP "%s/%s", variants[v], files[f]);
+            if (write) { mkdir(T_INTEROP, 0777); snprintf(key, sizeof key, T_INTEROP "%s", variants[v]); mkdir(key, 0777); CHECK(t_copy_file(from, to)); }
+            else CHECK_MSG(t_fnv_file(from) == t_fnv_file(to), "%s is not what sft.h writes now: run SFT_WRITE_FIXTURES=1 ./build/test_sft "
+                           "our_checkpoint_opens_in_peft, then tools/check_peft_interop.py", to);
+            if (result) {   /* the PEFT check ran on these very files */
+                const sft_json *h = sft_json_get(sft_json_get(sft_json_get(result, variants[v]), "fnv1a64"), files[f]);
+                char hex[32];
+                snprintf(hex, sizeof hex, "%016llx", (unsigned long long)t_fnv_file(to));
+                CHECK_MSG(h && h->type == SFT_JSON_STRING && strcmp(h->string, hex) == 0, "result.json was made from another %s/%s: rerun "
+                          "tools/check_peft_interop.py", variants[v], files[f]);
+            }
+        }
+        CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, shape, &ids));
+        if (ids) {
+            sft_model_batch b;
+            sft_model_output o;
+            memcpy(ids->data, rows, sizeof rows);
+            memset(&b, 0, sizeof b);
+            b.input_ids = ids;
+            sft_step_begin(ctx);
+            CHECK_OK(sft_model_forward(m, &b, NULL, &o));
+            snprintf(key, sizeof key, "%s/ours", variants[v]);
+            if (write && o.logits) {
+                sft_st_entry e = sft_st_entry_from_tensor(key, o.logits);
+                snprintf(to, sizeof to, T_INTEROP "%s/ours_logits.safetensors", variants[v]);
+                CHECK_OK(sft_st_save(ctx, to, &e, 1, NULL, NULL, 0));
+            } else if (peft && o.logits) {
+                snprintf(key, sizeof key, "%s/peft", variants[v]);
+                CHECK_REL(key, (const float *)o.logits->data, (const float *)t_st_data(peft, key, NULL), 2 * 8 * 256, 1e-5);
+            }
+            if (result) {
+                const sft_json *r = sft_json_get(sft_json_get(result, variants[v]), "max_diff_relative_to_max");
+                CHECK_MSG(r && r->type == SFT_JSON_NUMBER && r->number <= 1e-5, "PEFT's logits of our %s checkpoint differ by %g of the largest",
+                          variants[v], r ? r->number : -1.0);
+            }
+            sft_step_begin(ctx);
+        }
+        sft_tensor_destroy(ids);
+        sft_model_destroy(m);
+    }
+    sft_st_close(peft);
+    sft_json_free(result);
+    sft_dataset_destroy(ds);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_checkpoint(void) {
     RUN(a_checkpoint_holds_the_adapter_and_trainer_state);
     RUN(a_resumed_run_is_bit_identical);
@@ -662,4 +788,5 @@ void suite_checkpoint(void) {
     RUN(a_cancelled_run_stops_at_a_step_and_resumes);
     RUN(full_and_prompt_tuning_checkpoints);
     RUN(training_continues_from_an_adapter_peft_saved);
+    RUN(our_checkpoint_opens_in_peft);
 }
