@@ -1,0 +1,168 @@
+/* test_cli.c - the sft command's flags (examples/sft.c, compiled in without its
+   main): every flag reaches the library's configuration, --config equals the
+   same flags, bad values and unknown flags are refused naming the flag, and
+   sft merge writes a model whose logits are base + adapter's. */
+#include "test.h"
+
+#define SFT_CLI_NO_MAIN
+#include "../examples/sft.c"
+
+/* the flags a flag needs beside it to be valid (or to matter) for a command */
+static int t_needs(const char *flag, int command, const char **extra) {
+    int n = 0, peft = command & (C_TRAIN | C_MEMORY);
+    if (!strncmp(flag, "lora_", 5) || !strncmp(flag, "bnb_", 4) || !strcmp(flag, "load_in_4bit") || !strcmp(flag, "use_dora") ||
+        !strcmp(flag, "use_rslora"))
+        if (peft) extra[n++] = "--use_peft";
+    if (!strncmp(flag, "bnb_", 4)) extra[n++] = "--load_in_4bit";
+    if (!strcmp(flag, "eval_steps")) { extra[n++] = "--eval_strategy"; extra[n++] = "steps"; }
+    return n;
+}
+
+static int t_cli(int command, const char **args, int n, cli_built *b, cli_error *e) {
+    cli_opts o;
+    char *cfg = NULL;
+    int ok;
+    memset(b, 0, sizeof *b);
+    ok = cli_parse(n, (char **)(uintptr_t)args, command, &o, &cfg, e) == 1 && cli_build(&o, command, b, e);
+    sft_free(NULL, cfg);
+    return ok;
+}
+
+/* every flag of every command, set to a value other than its default, changes
+   what the command hands the library (train config, data, LoRA, load or
+   generation settings), compared with the same command line without it */
+static void every_flag_reaches_the_configuration(void) {
+    static const int commands[] = {C_TRAIN, C_GENERATE, C_MERGE, C_STATS, C_MEMORY};
+    int i, c, covered = 0;
+    for (i = 0; i < CLI_N_FLAGS; i++) {
+        const cli_flag *f = &cli_flags[i];
+        for (c = 0; c < 5; c++) {
+            const char *base[16], *with[18];
+            char flag[80];
+            int n = 0, k, data = commands[c] & (C_TRAIN | C_STATS);
+            cli_built b0, b1;
+            cli_error e;
+            if (!(f->commands & commands[c])) continue;
+            /* the command line without the flag: what the command requires */
+            if (strcmp(f->name, "model_name_or_path")) { base[n++] = "--model_name_or_path"; base[n++] = "m"; }
+            if (data && strcmp(f->name, "dataset_name")) { base[n++] = "--dataset_name"; base[n++] = "d.jsonl"; }
+            if (data && strcmp(f->name, "eval_fraction")) { base[n++] = "--eval_fraction"; base[n++] = "0.2"; }
+            n += t_needs(f->name, commands[c], base + n);
+            for (k = 0; k < n; k++) with[k] = base[k];
+            snprintf(flag, sizeof flag, "--%s", f->name);
+            with[n] = flag; with[n + 1] = f->test_value;
+            if (!strcmp(f->name, "model_name_or_path") || (!strcmp(f->name, "dataset_name") && data)) {
+                /* required: the baseline gives it another value */
+                base[n] = flag; base[n + 1] = f->name[0] == 'm' ? "m" : "d.jsonl";
+                CHECK_MSG(t_cli(commands[c], base, n + 2, &b0, &e), "sft %s %s: %s", cli_commands[c], flag, e.msg);
+            } else if (!t_cli(commands[c], base, n, &b0, &e)) { CHECK_MSG(0, "sft %s without %s: %s", cli_commands[c], flag, e.msg); continue; }
+            if (!t_cli(commands[c], with, n + 2, &b1, &e)) { CHECK_MSG(0, "sft %s %s %s: %s", cli_commands[c], flag, f->test_value, e.msg); continue; }
+            CHECK_MSG(memcmp(&b0, &b1, sizeof b0) != 0, "sft %s %s %s changes nothing in the configuration", cli_commands[c], flag, f->test_value);
+            covered++;
+        }
+    }
+    CHECK_MSG(covered >= CLI_N_FLAGS, "%d flag/command pairs checked for %d flags", covered, CLI_N_FLAGS);
+}
+
+/* --config FILE.json with keys equal to flags gives what the flags give; the
+   command line wins over the file */
+static void a_config_file_equals_the_flags(void) {
+    char path[600];
+    const char *flags[] = {"--model_name_or_path", "m", "--dataset_name", "d.jsonl", "--learning_rate", "0.001", "--packing", "true",
+                           "--lr_scheduler_kwargs", "{\"num_cycles\": 2}", "--lr_scheduler_type", "cosine_with_restarts", "--use_peft", "true",
+                           "--lora_r", "4", "--greater_is_better", "false", "--save_strategy", "epoch"};
+    const char *with_cfg[] = {"--config", path, "--lora_r", "4"};
+    cli_built a, b;
+    cli_error e;
+    FILE *f;
+    snprintf(path, sizeof path, "%s/cli.json", t_tmpdir());
+    f = fopen(path, "w");
+    if (!f) { CHECK(0); return; }
+    fprintf(f, "{\"model_name_or_path\": \"m\", \"dataset_name\": \"d.jsonl\", \"learning_rate\": 1e-3, \"packing\": true, "
+               "\"lr_scheduler_kwargs\": \"{\\\"num_cycles\\\": 2}\", \"lr_scheduler_type\": \"cosine_with_restarts\", \"use_peft\": true, "
+               "\"lora_r\": 64, \"greater_is_better\": false, \"save_strategy\": \"epoch\"}\n");
+    fclose(f);
+    CHECK_MSG(t_cli(C_TRAIN, flags, 20, &a, &e), "flags: %s", e.msg);
+    CHECK_MSG(t_cli(C_TRAIN, with_cfg, 4, &b, &e), "config: %s", e.msg);
+    CHECK(b.lora.r == 4 && b.train.learning_rate == 1e-3 && b.data.packing == 1 && b.train.lr_scheduler_kwargs.num_cycles == 2);
+    CHECK(a.train.save_each_epoch == b.train.save_each_epoch && a.train.greater_is_better == b.train.greater_is_better && b.train.greater_is_better == -1);
+    CHECK(a.train.lr_scheduler_type == b.train.lr_scheduler_type && strcmp(a.model, b.model) == 0 && strcmp(a.dataset, b.dataset) == 0);
+    CHECK(memcmp(&a.lora, &b.lora, sizeof a.lora) == 0 && memcmp(&a.data, &b.data, sizeof a.data) == 0);
+}
+
+/* wrong types, out-of-range values, unknown names (with the nearest one) and
+   conflicting flags: refused with the flag named */
+static void bad_flags_are_refused_naming_the_flag(void) {
+    static const struct { const char *args[6]; int n; const char *mention; } cases[] = {
+        {{"--learning_rat", "1"}, 2, "did you mean --learning_rate"},
+        {{"--lora_r", "x"}, 2, "--lora_r: expected an integer"},
+        {{"--learning_rate", "-1"}, 2, "--learning_rate"},
+        {{"--packing", "maybe"}, 2, "--packing"},
+        {{"--lr_scheduler_type", "cosine_decay"}, 2, "cosine_decay"},
+        {{"--optim", "sgd"}, 2, "optim \"sgd\""},
+        {{"--load_in_4bit"}, 1, "--use_peft"},
+        {{"--eval_strategy", "steps"}, 2, "--eval_dataset_name or --eval_fraction"},
+        {{"--lr_scheduler_kwargs", "{\"cycles\": 2}"}, 2, "\"cycles\""},
+        {{"--warmup_ratio", "2"}, 2, "--warmup_ratio"},
+        {{"--max_length", "0"}, 2, "--max_length"},
+        {{"--bnb_4bit_quant_type", "int8", "--use_peft"}, 3, "--bnb_4bit_quant_type"},
+        {{"--prompt", "hi"}, 2, "--prompt is not a flag of this command"},   /* a generate flag given to train */
+        {{"--save_strategy", "often"}, 2, "--save_strategy"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *args[10] = {"--model_name_or_path", "m", "--dataset_name", "d.jsonl"};
+        cli_built b;
+        cli_error e;
+        int k;
+        for (k = 0; k < cases[i].n; k++) args[4 + k] = cases[i].args[k];
+        memset(&e, 0, sizeof e);
+        CHECK_MSG(!t_cli(C_TRAIN, args, 4 + cases[i].n, &b, &e), "%s was accepted", cases[i].args[0]);
+        CHECK_MSG(strstr(e.msg, cases[i].mention) != NULL, "%s: \"%s\" does not mention \"%s\"", cases[i].args[0], e.msg, cases[i].mention);
+    }
+}
+
+/* sft merge: base + the adapter PEFT saved, written as a model folder in f32:
+   its logits equal the base with the adapter applied, within 1e-5 */
+static void merge_writes_base_plus_adapter(void) {
+    sft_context *ctx = t_context(1);
+    cli_opts o;
+    char out[600];
+    sft_model *a = NULL, *merged = NULL;
+    sft_tensor *ids = NULL;
+    int64_t shape[2] = {1, 7}, i;
+    cli_defaults(&o);
+    snprintf(out, sizeof out, "%s/merged", t_tmpdir());
+    o.model_name_or_path = "tests/fixtures/models/llama"; o.adapter = "tests/fixtures/models/llama/adapter"; o.output_dir = out;
+    CHECK_OK(cli_merge(ctx, &o));
+    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, &a));
+    if (a) CHECK_OK(sft_model_load_adapter(a, "tests/fixtures/models/llama/adapter", "default"));
+    CHECK_OK(sft_model_load(ctx, out, NULL, &merged));
+    CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, shape, &ids));
+    for (i = 0; ids && i < 7; i++) ((int32_t *)ids->data)[i] = (int32_t)(3 + 31 * i);
+    if (a && merged && ids) {
+        sft_model_batch b;
+        sft_model_output oa, om;
+        float *la;
+        memset(&b, 0, sizeof b);
+        b.input_ids = ids;
+        CHECK_OK(sft_model_forward(a, &b, NULL, &oa));
+        la = (float *)malloc(sft_tensor_nbytes(oa.logits));
+        memcpy(la, oa.logits->data, sft_tensor_nbytes(oa.logits));
+        CHECK_OK(sft_model_forward(merged, &b, NULL, &om));
+        CHECK_REL("merged logits", (const float *)om.logits->data, la, 7 * 256, 1e-5);
+        CHECK(sft_model_get_config(merged)->dtype == SFT_F32);
+        free(la);
+        sft_step_begin(ctx);
+    }
+    sft_tensor_destroy(ids);
+    sft_model_destroy(a); sft_model_destroy(merged);
+    sft_context_destroy(ctx);
+}
+
+void suite_cli(void) {
+    RUN(every_flag_reaches_the_configuration);
+    RUN(a_config_file_equals_the_flags);
+    RUN(bad_flags_are_refused_naming_the_flag);
+    RUN(merge_writes_base_plus_adapter);
+}
