@@ -61,7 +61,7 @@ test-cblas: $(DEPS) | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
 sanitize: build/test_sft_san
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_sft_san
 
-warnings: $(DEPS) examples/mlp.c examples/generate.c examples/embed.c | build $(STB_DS)
+warnings: $(DEPS) examples/mlp.c examples/generate.c examples/embed.c examples/sft.c | build $(STB_DS)
 	gcc   $(STD) -O2 $(WARN) $(TEST_SRC) -o build/test_sft_gcc $(LDLIBS)
 	clang $(STD) -O2 $(WARN) $(TEST_SRC) -o build/test_sft_clang $(LDLIBS)
 	g++ -x c++ -std=c++11 -O2 $(WARN) $(TEST_SRC) -o build/test_sft_cxx $(LDLIBS)
@@ -74,6 +74,9 @@ warnings: $(DEPS) examples/mlp.c examples/generate.c examples/embed.c | build $(
 	gcc   -std=c99 -O2 $(WARN) examples/embed.c -o build/embed_gcc $(LDLIBS)
 	clang -std=c99 -O2 $(WARN) examples/embed.c -o build/embed_clang $(LDLIBS)
 	g++ -x c++ -O2 $(WARN) examples/embed.c -o build/embed_cxx $(LDLIBS)
+	gcc   -std=c99 -O2 $(WARN) examples/sft.c -o build/sft_gcc $(LDLIBS)
+	clang -std=c99 -O2 $(WARN) examples/sft.c -o build/sft_clang $(LDLIBS)
+	g++ -x c++ -O2 $(WARN) examples/sft.c -o build/sft_cxx $(LDLIBS)
 	@if [ -f $(OPENBLAS_INC)/cblas.h ]; then \
 	    gcc -std=c99 -O2 $(WARN) tools/bench.c -o build/bench_gcc -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
 	    clang -std=c99 -O2 $(WARN) tools/bench.c -o build/bench_clang -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
@@ -102,13 +105,15 @@ $(OPENBLAS_INC)/cblas.h:
 	    echo "make bench needs OpenBLAS: run 'sudo apt-get install libopenblas-dev' (or make as root)"; exit 1; \
 	fi
 
-examples: build/mlp build/generate build/embed
+examples: build/mlp build/generate build/embed build/sft
 build/mlp: examples/mlp.c sft.h | build $(STB_DS)
 	$(CC) -O2 examples/mlp.c -o $@ $(LDLIBS)
 build/generate: examples/generate.c sft.h | build $(STB_DS)
 	$(CC) -O2 examples/generate.c -o $@ $(LDLIBS)
 build/embed: examples/embed.c sft.h | build $(STB_DS)
 	$(CC) -O2 examples/embed.c -o $@ $(LDLIBS)
+build/sft: examples/sft.c sft.h | build $(STB_DS)
+	$(CC) -O2 examples/sft.c -o $@ $(LDLIBS)
 
 clean:
 	rm -rf build

@@ -12150,6 +12150,7 @@ static float sft__q8_block(const float *x, int64_t n, const uint8_t *lut, uint8_
     inv = 1.0f / absmax;
     for (k = 0; k < n; k++) {
         float t = x[k] * inv;
+        if (t != t) { code[k] = 0; continue; }      /* NaN (or a subnormal scale): bitsandbytes' bytes are undefined too */
         t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
         t = ((t + 1.0f) * 0.5f) * 65535.0f + 0.5f;
         code[k] = lut[(uint16_t)t];
@@ -12394,6 +12395,7 @@ SFTDEF const char *sft_schedule_name(sft_schedule type) {
 
 SFTDEF sft_status sft_schedule_from_name(const char *name, sft_schedule *out) {
     int i;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_schedule_from_name: NULL out");
     for (i = 0; name && i < SFT_SCHEDULE_COUNT; i++)
         if (strcmp(name, sft__schedule_names[i]) == 0) { *out = (sft_schedule)i; return SFT_OK; }
     return sft__fail(SFT_ERR_ARG, "lr_scheduler_type \"%s\" is not one of linear, cosine, cosine_with_restarts, polynomial, "
@@ -12402,6 +12404,7 @@ SFTDEF sft_status sft_schedule_from_name(const char *name, sft_schedule *out) {
 }
 
 SFTDEF sft_status sft_curve_from_name(const char *name, sft_curve *out) {
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_curve_from_name: NULL out");
     if (name && strcmp(name, "linear") == 0) *out = SFT_CURVE_LINEAR;
     else if (name && strcmp(name, "cosine") == 0) *out = SFT_CURVE_COSINE;
     else if (name && strcmp(name, "1-sqrt") == 0) *out = SFT_CURVE_1_SQRT;
@@ -12493,6 +12496,7 @@ SFTDEF sft_status sft_schedule_lr(const sft_schedule_desc *d, double base_lr, in
 }
 
 SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *d, double metric) {
+    if (!p) return 0.0;
     double factor = d && d->factor ? d->factor : 0.1, threshold = d && d->threshold ? d->threshold : 1e-4;
     int patience = d && d->patience < 0 ? 0 : d && d->patience ? d->patience : 10;
     if (!p->started) { p->best = INFINITY; p->bad = 0; p->started = 1; }
@@ -12521,7 +12525,7 @@ struct sft_trainer {
     int64_t           num_tokens, steps_since_log, last_logged;
     double            loss_since_log, total_loss, acc_sum, ent_sum;
     int64_t           acc_tokens;
-    double            last_grad_norm, last_lr, start_time;
+    double            last_loss, last_grad_norm, last_lr, start_time;
     sft_dataset      *eval;
     int               eval_split, started;
     sft_plateau       plateau;          /* reduce_lr_on_plateau: fed by each evaluation */
@@ -12536,6 +12540,8 @@ struct sft_trainer {
 /* from "trainer: checkpoints" below */
 static sft_status sft__mkdirs(const char *dir);
 static void       sft__track_best(sft_trainer *tr, const sft_log_entry *e);
+static double     sft__metric_of(const sft_trainer *tr, const sft_log_entry *e);
+static void       sft__keep_only_best(sft_trainer *tr);
 static sft_status sft__resume(sft_trainer *tr);
 static sft_status sft__weights_read(sft_trainer *tr, const char *dir);
 
@@ -12562,6 +12568,8 @@ static sft_status sft__save_settings(const sft_train_config *c) {
         return sft__fail(SFT_ERR_ARG, "train: save_steps %d, save_total_limit %d", c->save_steps, c->save_total_limit);
     if ((c->save_steps || c->save_each_epoch || c->load_best_model_at_end) && !c->output_dir)
         return sft__fail(SFT_ERR_ARG, "train: save_steps / save_each_epoch / load_best_model_at_end need output_dir");
+    if (c->output_dir && (strlen(c->output_dir) == 0 || strlen(c->output_dir) > 3500))
+        return sft__fail(SFT_ERR_ARG, "train: output_dir is empty or longer than 3500 bytes");
     if (c->metric_for_best_model) {
         for (i = 0; i < sizeof metrics / sizeof *metrics && strcmp(c->metric_for_best_model, metrics[i]) != 0; i++) {}
         if (i == sizeof metrics / sizeof *metrics)
@@ -12595,7 +12603,8 @@ static sft_status sft__train_defaults(sft_train_config *c) {
     if (c->per_device_train_batch_size < 0) return sft__fail(SFT_ERR_ARG, "train: per_device_train_batch_size %d", c->per_device_train_batch_size);
     if (c->gradient_accumulation_steps < 0) return sft__fail(SFT_ERR_ARG, "train: gradient_accumulation_steps %d", c->gradient_accumulation_steps);
     if (!(c->learning_rate > 0.0)) return sft__fail(SFT_ERR_ARG, "train: learning_rate %g", c->learning_rate);
-    if (!(c->num_train_epochs > 0.0) && c->max_steps <= 0) return sft__fail(SFT_ERR_ARG, "train: num_train_epochs %g", c->num_train_epochs);
+    if ((!(c->num_train_epochs > 0.0) && c->max_steps <= 0) || !(c->num_train_epochs < 1e9))
+        return sft__fail(SFT_ERR_ARG, "train: num_train_epochs %g (want a positive number below 1e9)", c->num_train_epochs);
     if (c->max_steps < 0) return sft__fail(SFT_ERR_ARG, "train: max_steps %lld", (long long)c->max_steps);
     if (c->warmup_steps < 0 || !(c->warmup_ratio >= 0.0 && c->warmup_ratio <= 1.0))
         return sft__fail(SFT_ERR_ARG, "train: warmup_steps %lld, warmup_ratio %g", (long long)c->warmup_steps, c->warmup_ratio);
@@ -12619,6 +12628,7 @@ SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out) {
     static const char *const torch_names[] = {"adamw_torch", "adamw_torch_fused"};
     static const char *const bnb_names[] = {"adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit"};
     size_t i;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_optim_from_name: NULL out");
     for (i = 0; name && i < sizeof torch_names / sizeof *torch_names; i++)
         if (strcmp(name, torch_names[i]) == 0) { *out = SFT_OPTIM_ADAMW_TORCH; return SFT_OK; }
     for (i = 0; name && i < sizeof bnb_names / sizeof *bnb_names; i++)
@@ -12845,7 +12855,7 @@ static void sft__emit(sft_trainer *tr, const sft_log_entry *e) {
 /* sft__evaluate: the eval set in order, without gradients: eval_loss is the
    batches' mean losses weighted by their rows (transformers repeats each batch's
    loss batch-size times); accuracy and entropy as in training. */
-static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry) {
+static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_scheduler) {
     int64_t rows = sft_dataset_rows(tr->eval, tr->eval_split), first, bs = tr->cfg.per_device_eval_batch_size, n = 0;
     double loss_sum = 0.0, acc = 0.0, ent = 0.0;
     int64_t batches = 0;
@@ -12888,8 +12898,9 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry) {
     e.entropy = batches ? ent / (double)batches : NAN;
     e.grad_norm = NAN; e.learning_rate = NAN; e.num_tokens = tr->num_tokens;
     sft__emit(tr, &e);
-    /* transformers steps ReduceLROnPlateau here, with eval_loss, and only here */
-    if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) sft_plateau_step(&tr->plateau, &tr->sched, e.loss);
+    /* transformers steps ReduceLROnPlateau here, with metric_for_best_model, and
+       only here (not on eval_on_start, not on an evaluation asked for outside the loop) */
+    if (step_scheduler && tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) sft_plateau_step(&tr->plateau, &tr->sched, sft__metric_of(tr, &e));
     sft__track_best(tr, &e);
     if (tr->cfg.on_evaluate) tr->cfg.on_evaluate(&e, tr->cfg.user);
     if (entry) *entry = e;
@@ -12922,10 +12933,14 @@ static sft_status sft__micro_loss(sft_trainer *tr, sft_model_batch *mb, sft_mode
     return sft_model_forward(tr->model, mb, run, out);
 }
 
+/* what a window adds to the trainer's running sums: kept apart until the
+   window completes, so a dropped window (an error, a NaN stop) leaves no trace */
+typedef struct sft__window { double loss, acc, ent, flos; int64_t metric_batches, tokens; } sft__window;
+
 /* sft__train_micro: micro-batch k of the window: forward, the token metrics,
    the logged loss value (transformers' NaN/Inf filter: a NaN/Inf loss counts
    as the mean since the last log), backward, the token and flos counts. */
-static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int64_t items, double *loss_value) {
+static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int64_t items, sft__window *w) {
     sft_model_batch mb;
     sft_model_run run;
     sft_model_output out;
@@ -12944,41 +12959,42 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
         double correct = 0.0, ent = 0.0;
         int64_t count = 0;
         sft__token_metrics(out.logits, b, &correct, &ent, &count);
-        tr->acc_sum += count ? correct / (double)count : 0.0;
-        tr->ent_sum += count ? ent / (double)count : 0.0;
-        tr->acc_tokens++;
+        w->acc += count ? correct / (double)count : 0.0;
+        w->ent += count ? ent / (double)count : 0.0;
+        w->metric_batches++;
     }
     l = *SFT__CF(out.loss);
     if (!(fabs(l) < INFINITY)) {
         if (tr->cfg.stop_on_nonfinite_loss)
             return sft__fail(SFT_ERR_NUMERIC, "train: the loss of step %lld (micro-batch %lld) is %g; stopped (stop_on_nonfinite_loss)",
                              (long long)tr->global_step + 1, (long long)k, l);
-        if (tr->cfg.logging_nan_inf_filter >= 0) l = tr->loss_since_log / (double)(1 + tr->global_step - tr->last_logged);
+        if (tr->cfg.logging_nan_inf_filter >= 0) l = (tr->loss_since_log + w->loss) / (double)(1 + tr->global_step - tr->last_logged);
     }
     SFT__TRY(sft_backward(tr->ctx, out.loss));
     for (t = 0; t < sft_tensor_numel(b->attention_mask); t++) am += ((const int32_t *)b->attention_mask->data)[t];
-    tr->num_tokens += am;                          /* TRL counts the attention mask */
-    tr->total_flos += 6.0 * (double)sft_tensor_numel(b->input_ids) * tr->flos_params;
-    *loss_value = l;
+    w->tokens += am;                               /* TRL counts the attention mask */
+    w->flos += 6.0 * (double)sft_tensor_numel(b->input_ids) * tr->flos_params;
+    w->loss += l;
     return SFT_OK;
 }
 
-SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
+/* sft__trainer_step: sft_trainer_step with info always there */
+static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     int64_t window, first, k, items = 0;
     double loss = 0.0, lr;
-    if (info) memset(info, 0, sizeof *info);
-    if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_step: NULL trainer");
+    sft__window w;
+    memset(info, 0, sizeof *info);
     if (tr->global_step >= tr->max_steps || __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE)) { sft_trainer_progress(tr, info); return SFT_OK; }
     if (!tr->started) {
-        tr->started = 1;
         int64_t trainable = 0;
         int i;
+        tr->started = 1;
         for (i = 0; i < tr->opt->n; i++) trainable += sft_tensor_numel(tr->opt->params[i]);
         sft__log(tr->ctx, SFT_LOG_INFO, "***** Running training ***** examples %lld, epochs %g, batch %d, accumulation %d, total "
                  "batch %d, optimization steps %lld, trainable parameters %lld", (long long)tr->rows, tr->cfg.num_train_epochs,
                  tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps,
                  tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps, (long long)tr->max_steps, (long long)trainable);
-        if (tr->cfg.eval_on_start) SFT__TRY(sft__evaluate(tr, NULL));
+        if (tr->cfg.eval_on_start) SFT__TRY(sft__evaluate(tr, NULL, 0));
     }
     if (tr->micro >= tr->micro_per_epoch) { tr->epoch++; tr->micro = 0; }
     first = tr->micro;
@@ -12991,18 +13007,20 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
                                    tr->cfg.per_device_train_batch_size, &b));
         items += b.trained_tokens;      /* transformers counts labels != -100 before the shift */
     }
+    memset(&w, 0, sizeof w);
     for (k = 0; k < window; k++) {
         sft_batch b;
-        double l = 0.0;
         sft_status st;
         sft_step_begin(tr->ctx);
-        SFT__TRY(sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, (first + k) * tr->cfg.per_device_train_batch_size,
-                                   tr->cfg.per_device_train_batch_size, &b));
-        st = sft__train_micro(tr, &b, k, items, &l);
+        st = sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, (first + k) * tr->cfg.per_device_train_batch_size,
+                               tr->cfg.per_device_train_batch_size, &b);
+        if (st == SFT_OK) st = sft__train_micro(tr, &b, k, items, &w);
         if (st != SFT_OK) { sft_optimizer_zero_grad(tr->opt); return st; }    /* the window is dropped */
-        tr->loss_since_log += l;
-        loss += l;
     }
+    loss = w.loss;
+    tr->loss_since_log += w.loss;
+    tr->acc_sum += w.acc; tr->ent_sum += w.ent; tr->acc_tokens += w.metric_batches;
+    tr->num_tokens += w.tokens; tr->total_flos += w.flos;
     tr->micro += window;
     tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.max_grad_norm > 0.0 ? tr->cfg.max_grad_norm : 0.0);
     if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) lr = tr->plateau.lr;
@@ -13012,12 +13030,9 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
     tr->last_lr = lr;
     tr->global_step++;
     tr->steps_since_log++;
-    if (info) {
-        info->global_step = tr->global_step; info->max_steps = tr->max_steps;
-        info->epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
-        info->loss = loss; info->grad_norm = tr->last_grad_norm; info->learning_rate = lr;
-        info->num_items_in_batch = items; info->micro_batches = window; info->done = tr->global_step >= tr->max_steps;
-    }
+    tr->last_loss = loss;
+    sft_trainer_progress(tr, info);
+    info->num_items_in_batch = items; info->micro_batches = window;
     if (tr->global_step % tr->cfg.logging_steps == 0 || tr->global_step == tr->max_steps) {
         sft_log_entry e;
         e.global_step = tr->global_step;
@@ -13032,19 +13047,26 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
         sft__emit(tr, &e);
         tr->loss_since_log = 0.0; tr->steps_since_log = 0; tr->acc_sum = tr->ent_sum = 0.0; tr->acc_tokens = 0;
     }
-    if ((tr->cfg.eval_steps && tr->global_step % tr->cfg.eval_steps == 0) || (tr->cfg.eval_each_epoch && tr->micro >= tr->micro_per_epoch))
-        SFT__TRY(sft__evaluate(tr, NULL));
+    /* per epoch: also when max_steps ends the run mid-epoch (transformers' on_epoch_end runs then too) */
+    if ((tr->cfg.eval_steps && tr->global_step % tr->cfg.eval_steps == 0) ||
+        (tr->cfg.eval_each_epoch && (tr->micro >= tr->micro_per_epoch || tr->global_step == tr->max_steps)))
+        SFT__TRY(sft__evaluate(tr, NULL, 1));
     if (tr->cfg.output_dir && tr->last_saved != tr->global_step &&
         ((tr->cfg.save_steps && (tr->global_step % tr->cfg.save_steps == 0 || tr->global_step == tr->max_steps)) ||
          (tr->cfg.save_each_epoch && (tr->micro >= tr->micro_per_epoch || tr->global_step == tr->max_steps))))
         SFT__TRY(sft_trainer_save(tr));
-    if (tr->cfg.on_step_end && info && tr->cfg.on_step_end(info, tr->cfg.user)) sft_trainer_cancel(tr);
-    if (tr->cfg.on_step_end && !info) {
-        sft_step_info own;
-        sft_trainer_progress(tr, &own);
-        if (tr->cfg.on_step_end(&own, tr->cfg.user)) sft_trainer_cancel(tr);
-    }
+    if (tr->cfg.on_step_end && tr->cfg.on_step_end(info, tr->cfg.user) && tr->global_step < tr->max_steps) sft_trainer_cancel(tr);
     return SFT_OK;
+}
+
+SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
+    sft_step_info own;
+    sft_status s;
+    if (info) memset(info, 0, sizeof *info);
+    if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_step: NULL trainer");
+    s = sft__trainer_step(tr, &own);
+    if (info) *info = own;
+    return s;
 }
 
 SFTDEF void sft_trainer_cancel(sft_trainer *tr) {
@@ -13057,7 +13079,7 @@ SFTDEF void sft_trainer_progress(const sft_trainer *tr, sft_step_info *info) {
     if (!tr) return;
     info->global_step = tr->global_step; info->max_steps = tr->max_steps;
     info->epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
-    info->grad_norm = tr->last_grad_norm; info->learning_rate = tr->last_lr;
+    info->loss = tr->last_loss; info->grad_norm = tr->last_grad_norm; info->learning_rate = tr->last_lr;
     info->cancelled = __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE);
     info->done = tr->global_step >= tr->max_steps || info->cancelled;
 }
@@ -13065,7 +13087,7 @@ SFTDEF void sft_trainer_progress(const sft_trainer *tr, sft_step_info *info) {
 SFTDEF sft_status sft_trainer_evaluate(sft_trainer *tr, sft_log_entry *entry) {
     if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_evaluate: NULL trainer");
     if (sft_dataset_rows(tr->eval, tr->eval_split) == 0) return sft__fail(SFT_ERR_STATE, "evaluate: there is no eval set");
-    return sft__evaluate(tr, entry);
+    return sft__evaluate(tr, entry, 0);
 }
 
 SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_train_output *out) {
@@ -13083,6 +13105,7 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
                  tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "eval_loss", tr->best_metric);
         s = sft__weights_read(tr, tr->best_ckpt);
     }
+    if (s == SFT_OK && !info.cancelled && tr->cfg.save_total_limit == 1) sft__keep_only_best(tr);
     if (s == SFT_OK && out) {
         out->cancelled = info.cancelled;
         double t = sft__seconds() - tr->start_time;
@@ -13121,10 +13144,13 @@ static sft_status sft__mkdirs(const char *dir) {
 
 /* sft__rmtree: remove a folder the trainer wrote (files and folders in it) */
 static void sft__rmtree(const char *dir) {
-    DIR *d = opendir(dir);
+    DIR *d;
     struct dirent *e;
     char path[4096];
-    if (!d) { remove(dir); return; }
+    struct stat top;
+    if (lstat(dir, &top) != 0) return;
+    if (!S_ISDIR(top.st_mode)) { remove(dir); return; }   /* a file or a link: never what it points to */
+    if (!(d = opendir(dir))) return;
     while ((e = readdir(d)) != NULL) {
         struct stat st;
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
@@ -13216,8 +13242,8 @@ static const sft__adapter *sft__adapter_first(const sft_model *m, const char *na
 static void sft__run_fingerprint(const sft_trainer *tr, char *out, size_t cap) {
     const sft_model *m = tr->model;
     const sft_model_config *c = &m->cfg;
-    const char *names[16];
-    int n = sft__adapter_names(m, names, 16), i;
+    const char *names[SFT__LINEAR_MAX_ADAPTERS];
+    int n = sft__adapter_names(m, names, SFT__LINEAR_MAX_ADAPTERS), i;
     size_t len = (size_t)snprintf(out, cap, "model hidden %d layers %d heads %d/%d intermediate %d vocab %d; ", c->hidden_size,
                                   c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads, c->intermediate_size, c->vocab_size);
     if (tr->cfg.full_finetuning && len < cap) len += (size_t)snprintf(out + len, cap - len, "full fine-tuning; ");
@@ -13296,11 +13322,11 @@ static sft_status sft__full_save(sft_trainer *tr, const char *dir) {
 }
 
 static sft_status sft__weights_save(sft_trainer *tr, const char *dir) {
-    const char *names[16];
+    const char *names[SFT__LINEAR_MAX_ADAPTERS];
     char sub[4096];
     int n, i;
     if (tr->cfg.full_finetuning) return sft__full_save(tr, dir);
-    n = sft__adapter_names(tr->model, names, 16);
+    n = sft__adapter_names(tr->model, names, SFT__LINEAR_MAX_ADAPTERS);
     for (i = 0; i < n; i++) {     /* PEFT: "default" at the top, others in a folder of their name */
         if (strcmp(names[i], "default") == 0) snprintf(sub, sizeof sub, "%s", dir);
         else SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), names[i]));
@@ -13314,12 +13340,22 @@ static sft_status sft__weights_save(sft_trainer *tr, const char *dir) {
     return SFT_OK;
 }
 
-/* sft__read_into: tensor key of a safetensors file into t (same shape, f32) */
-static sft_status sft__read_into(sft_context *ctx, const sft_st_file *f, const char *path, const char *key, sft_tensor *t) {
+/* sft__read_into: tensor key of a safetensors file into t (same shape, f32);
+   with copy 0 it only checks that it would fit */
+static sft_status sft__read_into(sft_context *ctx, const sft_st_file *f, const char *path, const char *key, sft_tensor *t, int copy) {
     const sft_st_tensor *e = sft_st_find(f, key);
     sft_tensor *v = NULL;
     sft_status s;
     if (!e) return sft__fail(SFT_ERR_NOT_FOUND, "%s: '%s' is missing", path, key);
+    if (!copy) {
+        int64_t n = 1;
+        int d;
+        for (d = 0; d < e->ndim; d++) n *= e->shape[d];
+        if (e->dtype != SFT_F32 || n != sft_tensor_numel(t))
+            return sft__fail(SFT_ERR_SHAPE, "%s: '%s' has %lld %s values, the run's tensor %lld f32 (a checkpoint of another run?)", path,
+                             key, (long long)n, sft_dtype_name(e->dtype), (long long)sft_tensor_numel(t));
+        return SFT_OK;
+    }
     SFT__TRY(sft_st_load(ctx, f, key, &v));
     if (v->dtype != SFT_F32 || sft_tensor_numel(v) != sft_tensor_numel(t))
         s = sft__fail(SFT_ERR_SHAPE, "%s: '%s' has %lld %s values, the run's tensor %lld f32 (a checkpoint of another run?)", path, key,
@@ -13329,7 +13365,7 @@ static sft_status sft__read_into(sft_context *ctx, const sft_st_file *f, const c
     return s;
 }
 
-static sft_status sft__adapter_read(sft_trainer *tr, const char *name, const char *dir) {
+static sft_status sft__adapter_read(sft_trainer *tr, const char *name, const char *dir, int copy) {
     char path[4096], key[256];
     sft_st_file *f = NULL;
     sft_status s = SFT_OK;
@@ -13343,16 +13379,16 @@ static sft_status sft__adapter_read(sft_trainer *tr, const char *name, const cha
             a = &tr->model->blocks[layer].proj[p]->ad[i];
             for (part = 0; s == SFT_OK && part < (a->m ? 3 : 2); part++) {
                 sft__peft_key(key, sizeof key, layer, p, part == 0 ? "lora_A.weight" : part == 1 ? "lora_B.weight" : "lora_magnitude_vector");
-                s = sft__read_into(tr->ctx, f, path, key, part == 0 ? a->A : part == 1 ? a->B : a->m);
+                s = sft__read_into(tr->ctx, f, path, key, part == 0 ? a->A : part == 1 ? a->B : a->m, copy);
             }
         }
     sft_st_close(f);
     return s;
 }
 
-/* sft__weights_read: a checkpoint's weights into the run's tensors */
-static sft_status sft__weights_read(sft_trainer *tr, const char *dir) {
-    const char *names[16];
+/* a pass of sft__weights_read: check everything (copy 0) or copy it (1) */
+static sft_status sft__weights_pass(sft_trainer *tr, const char *dir, int copy) {
+    const char *names[SFT__LINEAR_MAX_ADAPTERS];
     char sub[4096];
     int n, i;
     if (tr->cfg.full_finetuning) {
@@ -13363,26 +13399,33 @@ static sft_status sft__weights_read(sft_trainer *tr, const char *dir) {
         SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), "model.safetensors"));
         SFT__TRY(sft_st_open(tr->ctx, sub, &f));
         for (i = 0; s == SFT_OK && sft_model_weight_at(tr->model, i, name, &t); i++)
-            if (t) s = sft__read_into(tr->ctx, f, sub, name, t);
+            if (t) s = sft__read_into(tr->ctx, f, sub, name, t, copy);
         sft_st_close(f);
         return s;
     }
-    n = sft__adapter_names(tr->model, names, 16);
+    n = sft__adapter_names(tr->model, names, SFT__LINEAR_MAX_ADAPTERS);
     for (i = 0; i < n; i++) {
         if (strcmp(names[i], "default") == 0) snprintf(sub, sizeof sub, "%s", dir);
         else SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), names[i]));
-        SFT__TRY(sft__adapter_read(tr, names[i], sub));
+        SFT__TRY(sft__adapter_read(tr, names[i], sub, copy));
     }
     if (tr->cfg.prompt_embeddings) {
         sft_st_file *f = NULL;
         sft_status s;
         snprintf(sub, sizeof sub, n ? "%s/prompt_tuning/adapter_model.safetensors" : "%s/adapter_model.safetensors", dir);
         SFT__TRY(sft_st_open(tr->ctx, sub, &f));
-        s = sft__read_into(tr->ctx, f, sub, "prompt_embeddings", tr->cfg.prompt_embeddings);
+        s = sft__read_into(tr->ctx, f, sub, "prompt_embeddings", tr->cfg.prompt_embeddings, copy);
         sft_st_close(f);
         SFT__TRY(s);
     }
     return SFT_OK;
+}
+
+/* sft__weights_read: a checkpoint's weights into the run's tensors, all checked
+   before any is copied (a bad checkpoint leaves the model as it was) */
+static sft_status sft__weights_read(sft_trainer *tr, const char *dir) {
+    SFT__TRY(sft__weights_pass(tr, dir, 0));
+    return sft__weights_pass(tr, dir, 1);
 }
 
 /* --- the optimizer ------------------------------------------------------------ */
@@ -13531,7 +13574,7 @@ static sft_status sft__trainer_state_save(sft_trainer *tr, const char *dir) {
     sft_json_write_key(&w, "best_model_checkpoint");
     if (tr->best_ckpt[0]) sft_json_write_string(&w, tr->best_ckpt); else sft_json_write_null(&w);
     sft_json_write_key(&w, "epoch"); sft_json_write_number(&w, (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch);
-    sft_json_write_key(&w, "eval_steps"); sft_json_write_int(&w, tr->cfg.eval_steps);
+    sft_json_write_key(&w, "eval_steps"); sft_json_write_int(&w, tr->cfg.eval_steps ? tr->cfg.eval_steps : 500);
     sft_json_write_key(&w, "global_step"); sft_json_write_int(&w, tr->global_step);
     sft_json_write_key(&w, "is_hyper_param_search"); sft_json_write_bool(&w, 0);
     sft_json_write_key(&w, "is_local_process_zero"); sft_json_write_bool(&w, 1);
@@ -13544,7 +13587,7 @@ static sft_status sft__trainer_state_save(sft_trainer *tr, const char *dir) {
     sft_json_write_key(&w, "max_steps"); sft_json_write_int(&w, tr->max_steps);
     sft_json_write_key(&w, "num_input_tokens_seen"); sft_json_write_int(&w, tr->num_tokens);
     sft_json_write_key(&w, "num_train_epochs"); sft_json_write_int(&w, (int64_t)epochs);
-    sft_json_write_key(&w, "save_steps"); sft_json_write_int(&w, tr->cfg.save_steps);
+    sft_json_write_key(&w, "save_steps"); sft_json_write_int(&w, tr->cfg.save_steps ? tr->cfg.save_steps : 500);
     sft_json_write_key(&w, "stateful_callbacks");
     sft_json_write_object_begin(&w);
     sft_json_write_key(&w, "TrainerControl");
@@ -13594,7 +13637,11 @@ static sft_status sft__sft_state_save(sft_trainer *tr, const char *dir) {
     sft_json_write_key(&w, "plateau_best"); sft_json_write_number(&w, tr->plateau.best);
     sft_json_write_key(&w, "plateau_bad"); sft_json_write_int(&w, tr->plateau.bad);
     sft_json_write_key(&w, "plateau_started"); sft_json_write_int(&w, tr->plateau.started);
-    sft_json_write_key(&w, "seed"); sft_json_write_int(&w, (int64_t)tr->cfg.seed);
+    {
+        char seed[32];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)tr->cfg.seed);
+        sft_json_write_key(&w, "seed"); sft_json_write_string(&w, seed);     /* all 64 bits */
+    }
     sft_json_write_key(&w, "sequential"); sft_json_write_int(&w, tr->cfg.sequential);
     sft_json_write_key(&w, "per_device_train_batch_size"); sft_json_write_int(&w, tr->cfg.per_device_train_batch_size);
     sft_json_write_key(&w, "gradient_accumulation_steps"); sft_json_write_int(&w, tr->cfg.gradient_accumulation_steps);
@@ -13647,7 +13694,8 @@ static sft_status sft__sft_state_read(sft_trainer *tr, const char *dir) {
             sft__log(tr->ctx, SFT_LOG_WARN, "resume: the checkpoint was trained with a batch size of %g x %g accumulation, this run "
                      "uses %d x %d: the rest of the run will not match the interrupted one", sft__jnum(j, "per_device_train_batch_size", 0),
                      sft__jnum(j, "gradient_accumulation_steps", 0), tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps);
-        if ((uint64_t)sft__jnum(j, "seed", 0) != tr->cfg.seed || (int64_t)sft__jnum(j, "train_rows", 0) != tr->rows)
+        v = sft_json_get(j, "seed");
+        if (!v || v->type != SFT_JSON_STRING || strtoull(v->string, NULL, 10) != tr->cfg.seed || (int64_t)sft__jnum(j, "train_rows", 0) != tr->rows)
             sft__log(tr->ctx, SFT_LOG_WARN, "resume: the seed or the dataset's size changed since the checkpoint");
         if (tr->epoch < 0 || tr->micro < 0 || tr->micro > tr->micro_per_epoch || tr->global_step < 0)
             s = sft__fail(SFT_ERR_FORMAT, "%s: data position epoch %lld micro-batch %lld does not fit this dataset", path,
@@ -13721,9 +13769,15 @@ SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
     sft__ckpt_path(tr, tr->global_step, final, sizeof final);
     snprintf(tmp, sizeof tmp, "%s/tmp-checkpoint-%lld", tr->cfg.output_dir, (long long)tr->global_step);
     snprintf(old, sizeof old, "%s.old", final);
-    /* which checkpoint holds the best metric, as it will stand after this save */
-    if (tr->best_step) sft__ckpt_path(tr, tr->best_step, tr->best_ckpt, sizeof tr->best_ckpt);
+    /* transformers: best_model_checkpoint is checkpoint-<best step> when that
+       folder exists (this save's included), else it stays what it was */
+    if (tr->best_step) {
+        char best[4096];
+        sft__ckpt_path(tr, tr->best_step, best, sizeof best);
+        if (tr->best_step == tr->global_step || sft__is_dir(best)) memcpy(tr->best_ckpt, best, sizeof best);
+    }
     sft__rmtree(tmp);                             /* the leftovers of a crash */
+    sft__rmtree(old);
     if (mkdir(tmp, 0777) != 0) return sft__fail(SFT_ERR_IO, "save: cannot create %s: %s", tmp, strerror(errno));
     s = sft__ckpt_write(tr, tmp);
     if (s == SFT_OK) {
@@ -13739,16 +13793,31 @@ SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", sft_last_error());
         sft__rmtree(tmp);
-        if (tr->best_step && !sft__is_dir(tr->best_ckpt)) tr->best_ckpt[0] = 0;
+        if (tr->best_ckpt[0] && !sft__is_dir(tr->best_ckpt)) tr->best_ckpt[0] = 0;
         return sft__fail(s, "%s (checkpoint-%lld not written; the earlier checkpoints are untouched)", msg, (long long)tr->global_step);
     }
     sft__fsync_dir(final);
     sft__rmtree(old);
-    if (tr->best_step && !sft__is_dir(tr->best_ckpt)) tr->best_ckpt[0] = 0;
     tr->last_saved = tr->global_step;
     sft__rotate(tr);
     if (tr->cfg.on_save) tr->cfg.on_save(final, tr->cfg.user);
     return SFT_OK;
+}
+
+/* sft__keep_only_best: transformers at the end of a run with save_total_limit 1
+   and a best checkpoint: every other checkpoint goes */
+static void sft__keep_only_best(sft_trainer *tr) {
+    sft__vec v;
+    size_t i;
+    char path[4096];
+    if (!tr->best_ckpt[0] || !tr->cfg.output_dir) return;
+    memset(&v, 0, sizeof v);
+    if (sft__checkpoints(tr->ctx, tr->cfg.output_dir, &v) == SFT_OK)
+        for (i = 0; i < v.len; i++) {
+            sft__ckpt_path(tr, ((int64_t *)v.p)[i], path, sizeof path);
+            if (strcmp(path, tr->best_ckpt) != 0) sft__rmtree(path);
+        }
+    sft__free(tr->ctx, v.p);
 }
 
 /* --- the best metric ---------------------------------------------------------- */
@@ -13771,7 +13840,7 @@ static int sft__greater_is_better(const sft_trainer *tr) {
 /* sft__track_best: transformers' _determine_best_metric after an evaluation */
 static void sft__track_best(sft_trainer *tr, const sft_log_entry *e) {
     double v = sft__metric_of(tr, e);
-    if (!tr->cfg.metric_for_best_model && !tr->cfg.load_best_model_at_end) return;
+    if (!tr->cfg.metric_for_best_model && !tr->cfg.load_best_model_at_end && tr->sched.type != SFT_SCHEDULE_REDUCE_ON_PLATEAU) return;
     if (v != v) return;
     if (!tr->best_step || (sft__greater_is_better(tr) ? v > tr->best_metric : v < tr->best_metric)) {
         tr->best_metric = v;
@@ -13808,6 +13877,14 @@ static sft_status sft__resume(sft_trainer *tr) {
     SFT__TRY(sft__history_read(tr, dir));
     SFT__TRY(sft__optimizer_read(tr, dir));
     SFT__TRY(sft__weights_read(tr, dir));
+    if (tr->cfg.output_dir) {        /* checkpoints of the abandoned continuation */
+        sft__vec v;
+        memset(&v, 0, sizeof v);
+        if (sft__checkpoints(tr->ctx, tr->cfg.output_dir, &v) == SFT_OK && v.len && ((int64_t *)v.p)[v.len - 1] > tr->global_step)
+            sft__log(tr->ctx, SFT_LOG_WARN, "resume: %s holds checkpoint-%lld, newer than step %lld; saves from here on may replace or "
+                     "outlive it", tr->cfg.output_dir, (long long)((int64_t *)v.p)[v.len - 1], (long long)tr->global_step);
+        sft__free(tr->ctx, v.p);
+    }
     tr->started = 1;                 /* no eval_on_start, as transformers on resume */
     tr->last_saved = tr->global_step;
     sft__log(tr->ctx, SFT_LOG_INFO, "resumed from %s at step %lld (epoch %lld, micro-batch %lld)", dir, (long long)tr->global_step,
