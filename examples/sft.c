@@ -270,17 +270,21 @@ static void cli_defaults(cli_opts *o) {
     }
 }
 
-/* cli_apply_config: the keys of a --config JSON file; the text stays allocated */
-static int cli_apply_config(cli_opts *o, const char *path, int command, char **keep, cli_error *e) {
+/* cli_apply_config: the keys of a --config JSON file; its tree (*keep) holds
+   the strings the options point to, so the caller frees it after use */
+static int cli_apply_config(cli_opts *o, const char *path, int command, sft_json **keep, cli_error *e) {
     char *text = NULL;
     size_t len = 0, i;
     sft_json *j = NULL;
     sft_json_desc d;
+    sft_status s;
     memset(&d, 0, sizeof d);
     if (sft_file_read(NULL, path, 0, &text, &len) != SFT_OK) return cli_fail(e, "--config: %s", sft_last_error());
-    *keep = text;
-    if (sft_json_parse(NULL, text, len, path, &d, &j) != SFT_OK) return cli_fail(e, "--config: %s", sft_last_error());
-    if (j->type != SFT_JSON_OBJECT) { sft_json_free(j); return cli_fail(e, "--config: %s is not a JSON object", path); }
+    s = sft_json_parse(NULL, text, len, path, &d, &j);
+    sft_free(NULL, text);
+    if (s != SFT_OK) return cli_fail(e, "--config: %s", sft_last_error());
+    *keep = j;
+    if (j->type != SFT_JSON_OBJECT) return cli_fail(e, "--config: %s is not a JSON object", path);
     for (i = 0; i < j->length; i++) {
         const sft_json *v = &j->items[i];
         const cli_flag *f = cli_find(j->keys[i]);
@@ -290,7 +294,6 @@ static int cli_apply_config(cli_opts *o, const char *path, int command, char **k
             const char *near = cli_nearest(j->keys[i]);
             snprintf(e->msg, sizeof e->msg, "--config %s: unknown key \"%s\"%s%s%s", path, j->keys[i], near ? " (did you mean \"" : "",
                      near ? near : "", near ? "\"?)" : "");
-            sft_json_free(j);
             return 0;
         }
         if (v->type == SFT_JSON_STRING) value = v->string;
@@ -299,34 +302,25 @@ static int cli_apply_config(cli_opts *o, const char *path, int command, char **k
         else if (v->type == SFT_JSON_NULL && f->type == CLI_TRISTATE) value = "None";
         else {
             snprintf(num, sizeof num, "%s", j->keys[i]);
-            sft_json_free(j);
             return cli_fail(e, "--config: \"%s\" must be a string, number or boolean", num);
         }
-        /* strings inside the parsed tree die with it: copy them into the kept text's tree */
-        if (f->type == CLI_STR) {
-            size_t n = strlen(value);
-            char *copy = (char *)malloc(n + 1);
-            if (!copy) { sft_json_free(j); return cli_fail(e, "--config: out of memory"); }
-            memcpy(copy, value, n + 1);
-            value = copy;                   /* freed at exit with the process */
-        }
-        if (!cli_set(o, f, value, e)) { sft_json_free(j); return 0; }
+        if (!cli_set(o, f, value, e)) return 0;
     }
-    sft_json_free(j);
     return 1;
 }
 
 /* cli_parse: argv (after the command) into o. Returns 1, 0 on an error (e), or
    2 when --help was asked for. */
-static int cli_parse(int argc, char **argv, int command, cli_opts *o, char **config_text, cli_error *e) {
+static int cli_parse(int argc, char **argv, int command, cli_opts *o, sft_json **config, cli_error *e) {
     int i;
     cli_defaults(o);
-    *config_text = NULL;
+    *config = NULL;
     for (i = 0; i < argc; i++)            /* --config first: the command line wins */
         if (!strcmp(argv[i], "--config") || !strncmp(argv[i], "--config=", 9)) {
             const char *path = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[i + 1] : NULL;
             if (!path) return cli_fail(e, "--config: expected a JSON file");
-            if (!cli_apply_config(o, path, command, config_text, e)) return 0;
+            if (*config) return cli_fail(e, "--config: given twice");
+            if (!cli_apply_config(o, path, command, config, e)) return 0;
         }
     for (i = 0; i < argc; i++) {
         const char *arg = argv[i], *eq, *value = NULL;
@@ -945,7 +939,7 @@ int sft_cli_main(int argc, char **argv) {
     cli_opts o;
     cli_built b;
     cli_error e;
-    char *config_text = NULL;
+    sft_json *config = NULL;
     int c, command = -1, rc;
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         printf("usage: sft COMMAND [flags]   (sft COMMAND --help lists the flags)\n"
@@ -958,10 +952,11 @@ int sft_cli_main(int argc, char **argv) {
     }
     for (c = 0; c < 5; c++) if (!strcmp(argv[1], cli_commands[c])) command = c;
     if (command < 0) { fprintf(stderr, "sft: unknown command '%s' (train, generate, merge, stats, memory)\n", argv[1]); return 2; }
-    rc = cli_parse(argc - 2, argv + 2, masks[command], &o, &config_text, &e);
-    if (rc == 2) { cli_help(masks[command], cli_commands[command]); return 0; }
+    rc = cli_parse(argc - 2, argv + 2, masks[command], &o, &config, &e);
+    if (rc == 2) { cli_help(masks[command], cli_commands[command]); sft_json_free(config); return 0; }
     if (!rc || !cli_build(&o, masks[command], &b, &e) || !cli_check_paths(&o, masks[command], &e)) {
         fprintf(stderr, "sft %s: %s\n", cli_commands[command], e.msg);
+        sft_json_free(config);
         return 2;
     }
     switch (command) {
@@ -971,7 +966,7 @@ int sft_cli_main(int argc, char **argv) {
     case 3: rc = cli_stats(&o, &b); break;
     default: rc = cli_memory(&o, &b); break;
     }
-    sft_free(NULL, config_text);
+    sft_json_free(config);
     return rc;
 }
 

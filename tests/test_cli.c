@@ -18,13 +18,18 @@ static int t_needs(const char *flag, int command, const char **extra) {
     return n;
 }
 
-static int t_cli(int command, const char **args, int n, cli_built *b, cli_error *e) {
+/* t_cli_keep: parse and build; *cfg holds a --config file's strings (free it
+   after using b) */
+static int t_cli_keep(int command, const char **args, int n, cli_built *b, cli_error *e, sft_json **cfg) {
     cli_opts o;
-    char *cfg = NULL;
-    int ok;
     memset(b, 0, sizeof *b);
-    ok = cli_parse(n, (char **)(uintptr_t)args, command, &o, &cfg, e) == 1 && cli_build(&o, command, b, e);
-    sft_free(NULL, cfg);
+    return cli_parse(n, (char **)(uintptr_t)args, command, &o, cfg, e) == 1 && cli_build(&o, command, b, e);
+}
+
+static int t_cli(int command, const char **args, int n, cli_built *b, cli_error *e) {
+    sft_json *cfg = NULL;
+    int ok = t_cli_keep(command, args, n, b, e, &cfg);
+    sft_json_free(cfg);
     return ok;
 }
 
@@ -74,6 +79,7 @@ static void a_config_file_equals_the_flags(void) {
     const char *with_cfg[] = {"--config", path, "--lora_r", "4"};
     cli_built a, b;
     cli_error e;
+    sft_json *cfg = NULL;
     FILE *f;
     snprintf(path, sizeof path, "%s/cli.json", t_tmpdir());
     f = fopen(path, "w");
@@ -83,11 +89,12 @@ static void a_config_file_equals_the_flags(void) {
                "\"lora_r\": 64, \"greater_is_better\": false, \"save_strategy\": \"epoch\"}\n");
     fclose(f);
     CHECK_MSG(t_cli(C_TRAIN, flags, 20, &a, &e), "flags: %s", e.msg);
-    CHECK_MSG(t_cli(C_TRAIN, with_cfg, 4, &b, &e), "config: %s", e.msg);
+    CHECK_MSG(t_cli_keep(C_TRAIN, with_cfg, 4, &b, &e, &cfg), "config: %s", e.msg);
     CHECK(b.lora.r == 4 && b.train.learning_rate == 1e-3 && b.data.packing == 1 && b.train.lr_scheduler_kwargs.num_cycles == 2);
     CHECK(a.train.save_each_epoch == b.train.save_each_epoch && a.train.greater_is_better == b.train.greater_is_better && b.train.greater_is_better == -1);
     CHECK(a.train.lr_scheduler_type == b.train.lr_scheduler_type && strcmp(a.model, b.model) == 0 && strcmp(a.dataset, b.dataset) == 0);
     CHECK(memcmp(&a.lora, &b.lora, sizeof a.lora) == 0 && memcmp(&a.data, &b.data, sizeof a.data) == 0);
+    sft_json_free(cfg);
 }
 
 /* wrong types, out-of-range values, unknown names (with the nearest one) and
