@@ -63,31 +63,32 @@ test-cblas: $(DEPS) | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
 sanitize: build/test_sft_san
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_sft_san
 
-warnings: $(DEPS) examples/mlp.c examples/generate.c examples/embed.c examples/sft.c examples/demo.c | build $(STB_DS)
-	gcc   $(STD) -O2 $(WARN) $(TEST_SRC) -o build/test_sft_gcc $(LDLIBS)
-	clang $(STD) -O2 $(WARN) $(TEST_SRC) -o build/test_sft_clang $(LDLIBS)
-	g++ -x c++ -std=c++11 -O2 $(WARN) $(TEST_SRC) -o build/test_sft_cxx $(LDLIBS)
-	gcc   -std=c99 -O2 $(WARN) examples/mlp.c -o build/mlp_gcc $(LDLIBS)
-	clang -std=c99 -O2 $(WARN) examples/mlp.c -o build/mlp_clang $(LDLIBS)
-	g++ -x c++ -O2 $(WARN) examples/mlp.c -o build/mlp_cxx $(LDLIBS)
-	gcc   -std=c99 -O2 $(WARN) examples/generate.c -o build/generate_gcc $(LDLIBS)
-	clang -std=c99 -O2 $(WARN) examples/generate.c -o build/generate_clang $(LDLIBS)
-	g++ -x c++ -O2 $(WARN) examples/generate.c -o build/generate_cxx $(LDLIBS)
-	gcc   -std=c99 -O2 $(WARN) examples/embed.c -o build/embed_gcc $(LDLIBS)
-	clang -std=c99 -O2 $(WARN) examples/embed.c -o build/embed_clang $(LDLIBS)
-	g++ -x c++ -O2 $(WARN) examples/embed.c -o build/embed_cxx $(LDLIBS)
-	gcc   -std=c99 -O2 $(WARN) examples/sft.c -o build/sft_gcc $(LDLIBS)
-	clang -std=c99 -O2 $(WARN) examples/sft.c -o build/sft_clang $(LDLIBS)
-	g++ -x c++ -O2 $(WARN) examples/sft.c -o build/sft_cxx $(LDLIBS)
-	gcc   -std=c99 -O2 $(WARN) examples/demo.c -o build/demo_gcc $(LDLIBS)
-	clang -std=c99 -O2 $(WARN) examples/demo.c -o build/demo_clang $(LDLIBS)
-	g++ -x c++ -O2 $(WARN) examples/demo.c -o build/demo_cxx $(LDLIBS)
-	@if [ -f $(OPENBLAS_INC)/cblas.h ]; then \
-	    gcc -std=c99 -O2 $(WARN) tools/bench.c -o build/bench_gcc -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
-	    clang -std=c99 -O2 $(WARN) tools/bench.c -o build/bench_clang -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
-	    g++ -x c++ -O2 $(WARN) tools/bench.c -o build/bench_cxx -I$(OPENBLAS_INC) -lopenblas $(LDLIBS); \
-	else echo "(tools/bench.c not compiled: no OpenBLAS headers)"; fi
+# every program with gcc and clang (C99) and g++ (C++), -Werror; one target per
+# build so `make -j2 warnings` runs them side by side
+EXAMPLES  = mlp generate embed sft demo
+WARN_BINS = $(foreach c,gcc clang cxx,build/warn/test_sft_$(c) $(foreach e,$(EXAMPLES),build/warn/$(e)_$(c)))
+warnings: $(WARN_BINS) build/warn/bench
 	@echo "warnings: none (gcc, clang, g++)"
+build/warn:
+	mkdir -p build/warn
+build/warn/test_sft_gcc: $(DEPS) | build/warn $(STB_DS)
+	gcc   $(STD) -O2 $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
+build/warn/test_sft_clang: $(DEPS) | build/warn $(STB_DS)
+	clang $(STD) -O2 $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
+build/warn/test_sft_cxx: $(DEPS) | build/warn $(STB_DS)
+	g++ -x c++ -std=c++11 -O2 $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
+build/warn/%_gcc: examples/%.c sft.h | build/warn $(STB_DS)
+	gcc   -std=c99 -O2 $(WARN) $< -o $@ $(LDLIBS)
+build/warn/%_clang: examples/%.c sft.h | build/warn $(STB_DS)
+	clang -std=c99 -O2 $(WARN) $< -o $@ $(LDLIBS)
+build/warn/%_cxx: examples/%.c sft.h | build/warn $(STB_DS)
+	g++ -x c++ -O2 $(WARN) $< -o $@ $(LDLIBS)
+build/warn/bench: tools/bench.c sft.h | build/warn $(STB_DS)
+	@if [ -f $(OPENBLAS_INC)/cblas.h ]; then \
+	    gcc -std=c99 -O2 $(WARN) tools/bench.c -o build/warn/bench_gcc -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
+	    clang -std=c99 -O2 $(WARN) tools/bench.c -o build/warn/bench_clang -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
+	    g++ -x c++ -O2 $(WARN) tools/bench.c -o build/warn/bench_cxx -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && touch $@; \
+	else echo "(tools/bench.c not compiled: no OpenBLAS headers)"; fi
 
 cuda: sft.h sft_cuda.cuh tests/test_cuda.cu tests/runner.c tests/test.h | build $(STB_DS)
 	$(NVCC) -std=c++17 -O2 -Xcompiler -Wall,-Wextra $(CUDA_ARCH) -I. tests/test_cuda.cu -o build/test_cuda -lcublasLt -lpthread
