@@ -1632,7 +1632,13 @@ static char *sft__strdup(sft_context *ctx, const char *s) {
    afford. So a worker that finishes a job spins for a while (SFT__POOL_SPIN
    pause instructions, about half a millisecond) watching for the next one before
    it sleeps on a condition variable; the caller likewise spins, then sleeps,
-   while waiting for the workers to finish. */
+   while waiting for the workers to finish.
+
+   The caller never waits for a worker that has not started: when another
+   program holds a core, a worker may not run for milliseconds. A job's state
+   word counts the workers that joined and that finished; once the caller has
+   run out of tasks it closes the job (a late worker skips it) and waits only for
+   those that joined. */
 
 #define SFT__POOL_SPIN 20000
 
@@ -1651,7 +1657,8 @@ struct sft__pool {
     int             sleeping;   /* workers blocked on wake (under mu)          */
     int             waiting;    /* the caller is blocked on done (under mu)    */
     uint64_t        generation; /* atomic: bumped for every job                */
-    int             busy;       /* atomic: workers still in the current job    */
+    uint64_t        state;      /* atomic: the job's generation, closed bit,
+                                   joined and finished counts (SFT__JOB_*)      */
     int             quit;       /* atomic                                      */
     sft__task_fn    fn;
     void           *arg;
@@ -1664,6 +1671,14 @@ static void sft__cpu_relax(void) {
     __builtin_ia32_pause();
 #endif
 }
+
+/* the job state word: finished (bits 0-15), joined (16-31), closed (32), the
+   job's generation (33-63) */
+#define SFT__JOB_FINISHED     ((uint64_t)1)
+#define SFT__JOB_JOINED       ((uint64_t)1 << 16)
+#define SFT__JOB_CLOSED       ((uint64_t)1 << 32)
+#define SFT__JOB_GEN(s)       ((uint32_t)((s) >> 33))
+#define SFT__JOB_ALL_DONE(s)  ((((s) >> 16) & 0xffff) == ((s) & 0xffff))
 
 static void sft__pool_drain(sft__pool *p, int thread) {
     for (;;) {
@@ -1691,6 +1706,22 @@ static uint64_t sft__pool_await_job(sft__pool *p, uint64_t seen) {
     return g;
 }
 
+/* sft__pool_join: take part in job gen unless it is over or closed */
+static void sft__pool_join(sft__pool *p, uint64_t gen, int thread) {
+    uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE), after;
+    for (;;) {
+        if (SFT__JOB_GEN(st) != (uint32_t)gen || (st & SFT__JOB_CLOSED)) return;
+        if (__atomic_compare_exchange_n(&p->state, &st, st + SFT__JOB_JOINED, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) break;
+    }
+    sft__pool_drain(p, thread);
+    after = __atomic_add_fetch(&p->state, SFT__JOB_FINISHED, __ATOMIC_ACQ_REL);
+    if ((after & SFT__JOB_CLOSED) && SFT__JOB_ALL_DONE(after)) {
+        pthread_mutex_lock(&p->mu);                 /* the caller may be asleep */
+        if (p->waiting) pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
 static void *sft__pool_worker(void *arg) {
     const sft__worker *w = (const sft__worker *)arg;
     sft__pool *p = w->pool;
@@ -1698,12 +1729,7 @@ static void *sft__pool_worker(void *arg) {
     for (;;) {
         seen = sft__pool_await_job(p, seen);
         if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) break;
-        sft__pool_drain(p, w->index);
-        if (__atomic_sub_fetch(&p->busy, 1, __ATOMIC_ACQ_REL) == 0) {
-            pthread_mutex_lock(&p->mu);             /* the caller may be asleep */
-            if (p->waiting) pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        sft__pool_join(p, seen, w->index);
     }
     return NULL;
 }
@@ -1757,6 +1783,7 @@ static sft_status sft__pool_create(sft_context *ctx, int n_workers, sft__pool **
 static void sft__parallel(sft_context *ctx, int64_t n_tasks, sft__task_fn fn, void *arg) {
     sft__pool *p = ctx->pool;
     int64_t t;
+    uint64_t gen, st;
     int spin;
     if (n_tasks <= 0) return;
     if (!p || n_tasks == 1) {
@@ -1764,18 +1791,23 @@ static void sft__parallel(sft_context *ctx, int64_t n_tasks, sft__task_fn fn, vo
         return;
     }
     p->fn = fn; p->arg = arg; p->n_tasks = n_tasks;
+    gen = __atomic_load_n(&p->generation, __ATOMIC_RELAXED) + 1;
     __atomic_store_n(&p->next, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&p->busy, p->n_workers, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&p->generation, 1, __ATOMIC_RELEASE);   /* publishes the job */
+    __atomic_store_n(&p->state, (uint64_t)(uint32_t)gen << 33, __ATOMIC_RELEASE);   /* open, nobody joined */
+    __atomic_store_n(&p->generation, gen, __ATOMIC_RELEASE);                       /* publishes the job */
     pthread_mutex_lock(&p->mu);
     if (p->sleeping) pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     sft__pool_drain(p, 0);
-    for (spin = 0; spin < SFT__POOL_SPIN && __atomic_load_n(&p->busy, __ATOMIC_ACQUIRE) > 0; spin++) sft__cpu_relax();
-    if (__atomic_load_n(&p->busy, __ATOMIC_ACQUIRE) > 0) {
+    st = __atomic_or_fetch(&p->state, SFT__JOB_CLOSED, __ATOMIC_ACQ_REL);   /* no tasks left: late workers skip it */
+    for (spin = 0; spin < SFT__POOL_SPIN && !SFT__JOB_ALL_DONE(st); spin++) {
+        sft__cpu_relax();
+        st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+    }
+    if (!SFT__JOB_ALL_DONE(st)) {
         pthread_mutex_lock(&p->mu);
         p->waiting = 1;
-        while (__atomic_load_n(&p->busy, __ATOMIC_ACQUIRE) > 0) pthread_cond_wait(&p->done, &p->mu);
+        while (!SFT__JOB_ALL_DONE(__atomic_load_n(&p->state, __ATOMIC_ACQUIRE))) pthread_cond_wait(&p->done, &p->mu);
         p->waiting = 0;
         pthread_mutex_unlock(&p->mu);
     }
