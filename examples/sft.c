@@ -834,7 +834,7 @@ static int cli_train(const cli_opts *o, cli_built *b) {
 static int cli_chat_prompt(cli_env *v, const char *prompt, char **text) {
     sft_json_writer w;
     char *rec = NULL, *full = NULL;
-    size_t len = 0, flen = 0;
+    size_t len = 0;
     sft_data_desc d;
     int ok;
     memset(&w, 0, sizeof w);
@@ -855,7 +855,6 @@ static int cli_chat_prompt(cli_env *v, const char *prompt, char **text) {
         ok = sft_dataset_from_records(v->ctx, v->tok, &one, 1, &d, &v->train) == SFT_OK &&
              sft_dataset_render(v->train, rec, 1, &full) == SFT_OK;
     }
-    (void)flen;
     sft_free(NULL, rec);
     *text = full;
     return ok;
@@ -910,7 +909,11 @@ static int cli_memory(const cli_opts *o, cli_built *b) {
         cli_env_free(&v);
         return cli_lib_fail("memory", "plan");
     }
-    if (b->train.optim == SFT_OPTIM_ADAMW_8BIT) plan.total -= plan.optimizer - plan.optimizer / 4, plan.optimizer /= 4;
+    if (b->train.optim == SFT_OPTIM_ADAMW_8BIT) {      /* 2 bytes of state per value instead of 8 */
+        size_t saved = plan.optimizer - plan.optimizer / 4;
+        plan.optimizer -= saved;
+        plan.total -= saved;
+    }
     printf("{\"weights_mib\": %.2f, \"adapters_mib\": %.2f, \"gradients_mib\": %.2f, \"optimizer_mib\": %.2f, \"activations_mib\": %.2f, "
            "\"workspace_mib\": %.2f, \"total_mib\": %.2f}\n", plan.weights / mib, plan.adapters / mib, plan.gradients / mib, plan.optimizer / mib,
            plan.activations / mib, plan.workspace / mib, plan.total / mib);
