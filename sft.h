@@ -3976,6 +3976,129 @@ SFTDEF uint64_t sft_rng_key(uint64_t seed, uint64_t purpose, uint64_t a, uint64_
     return sft__splitmix(sft__splitmix(sft__splitmix(sft__splitmix(seed) ^ purpose) ^ a) ^ b);
 }
 
+/* Dropout masks: one bit per element (1 = kept), element i in bit i % 64 of
+   word i / 64. Element i takes word (i % 64) / 16 of the Philox block at counter
+   (i / 64) * 16 + i % 16, so every Philox call serves four elements and the 16
+   calls of one mask word sit side by side: a SIMD path computes them in 16
+   lanes and its four compare masks are the word's four 16-bit quarters. An
+   element is kept when (word >> 8) >= ceil(p * 2^24), which is exactly "its
+   uniform (word >> 8) / 2^24 is >= p" (the 24-bit uniform of sft_rng_uniform).
+   A mask depends on (key, p, i) alone: any thread, any order, CPU or CUDA. */
+
+static uint32_t sft__dropout_threshold(float p) {
+    if (!(p > 0.0f)) return 0;
+    if (p >= 1.0f) return (uint32_t)1 << 24;         /* no 24-bit value reaches it: all dropped */
+    return (uint32_t)ceil((double)p * 16777216.0);
+}
+
+/* sft__dropout_word: mask word w (elements 64w .. 64w + 63). The reference for
+   the SIMD versions below. */
+static uint64_t sft__dropout_word(uint64_t key, uint32_t threshold, uint64_t w) {
+    uint64_t m = 0;
+    int lane, q;
+    for (lane = 0; lane < 16; lane++) {
+        uint32_t r[4];
+        sft_philox(key, 0, w * 16 + (uint64_t)lane, r);
+        for (q = 0; q < 4; q++) m |= (uint64_t)((r[q] >> 8) >= threshold) << (16 * q + lane);
+    }
+    return m;
+}
+
+static void sft__dropout_words_portable(uint64_t key, uint32_t threshold, int64_t w0, int64_t w1, uint64_t *bits) {
+    int64_t w;
+    for (w = w0; w < w1; w++) bits[w] = sft__dropout_word(key, threshold, (uint64_t)w);
+}
+
+#ifdef SFT__SIMD_X86
+/* The Philox round constants, shared by the vector versions. */
+#define SFT__PHILOX_M0 0xD2511F53u
+#define SFT__PHILOX_M1 0xCD9E8D57u
+#define SFT__PHILOX_W0 0x9E3779B9u
+#define SFT__PHILOX_W1 0xBB67AE85u
+
+SFT__AVX512_WARNINGS_OFF
+/* lo and hi halves of the 32 x 32-bit products a * m in 16 lanes */
+SFT__TARGET_AVX512 static void sft__mul_hilo_avx512(__m512i a, __m512i m, __m512i *lo, __m512i *hi) {
+    __m512i even = _mm512_mul_epu32(a, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+    *lo = _mm512_mullo_epi32(a, m);
+    *hi = _mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(even, 32), odd);
+}
+
+/* 16 Philox blocks at once: the counters of one mask word (w * 16 is a multiple
+   of 16, so the low counter words never carry inside a word). */
+SFT__TARGET_AVX512 static void sft__dropout_words_avx512(uint64_t key, uint32_t threshold, int64_t w0, int64_t w1,
+                                                          uint64_t *bits) {
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i m0 = _mm512_set1_epi32((int)SFT__PHILOX_M0), m1 = _mm512_set1_epi32((int)SFT__PHILOX_M1);
+    const __m512i thr = _mm512_set1_epi32((int)threshold);
+    int64_t w;
+    for (w = w0; w < w1; w++) {
+        uint64_t ctr = (uint64_t)w * 16;
+        uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+        __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)ctr), lanes);
+        __m512i c1 = _mm512_set1_epi32((int)(uint32_t)(ctr >> 32)), c2 = _mm512_setzero_si512(), c3 = c2;
+        uint64_t q0, q1, q2, q3;
+        int r;
+        for (r = 0; r < 10; r++) {
+            __m512i lo0, hi0, lo1, hi1;
+            sft__mul_hilo_avx512(c0, m0, &lo0, &hi0);
+            sft__mul_hilo_avx512(c2, m1, &lo1, &hi1);
+            c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32((int)k0));
+            c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)k1));
+            c1 = lo1; c3 = lo0;
+            k0 += SFT__PHILOX_W0; k1 += SFT__PHILOX_W1;
+        }
+        q0 = _mm512_cmpge_epu32_mask(_mm512_srli_epi32(c0, 8), thr);
+        q1 = _mm512_cmpge_epu32_mask(_mm512_srli_epi32(c1, 8), thr);
+        q2 = _mm512_cmpge_epu32_mask(_mm512_srli_epi32(c2, 8), thr);
+        q3 = _mm512_cmpge_epu32_mask(_mm512_srli_epi32(c3, 8), thr);
+        bits[w] = q0 | q1 << 16 | q2 << 32 | q3 << 48;
+    }
+}
+SFT__AVX512_WARNINGS_ON
+
+/* The AVX2 version: the word's 16 blocks as two halves of 8 lanes. */
+SFT__TARGET_AVX2 static void sft__mul_hilo_avx2(__m256i a, __m256i m, __m256i *lo, __m256i *hi) {
+    __m256i even = _mm256_mul_epu32(a, m), odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+    *lo = _mm256_mullo_epi32(a, m);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+
+SFT__TARGET_AVX2 static void sft__dropout_words_avx2(uint64_t key, uint32_t threshold, int64_t w0, int64_t w1,
+                                                      uint64_t *bits) {
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i m0 = _mm256_set1_epi32((int)SFT__PHILOX_M0), m1 = _mm256_set1_epi32((int)SFT__PHILOX_M1);
+    const __m256i below = _mm256_set1_epi32((int)threshold - 1);   /* values are < 2^24: signed compare is exact */
+    int64_t w;
+    int half;
+    for (w = w0; w < w1; w++) {
+        uint64_t m = 0;
+        for (half = 0; half < 2; half++) {
+            uint64_t ctr = (uint64_t)w * 16 + (uint64_t)(8 * half);
+            uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+            __m256i c[4];
+            int r, q;
+            c[0] = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)ctr), lanes);
+            c[1] = _mm256_set1_epi32((int)(uint32_t)(ctr >> 32)); c[2] = _mm256_setzero_si256(); c[3] = c[2];
+            for (r = 0; r < 10; r++) {
+                __m256i lo0, hi0, lo1, hi1;
+                sft__mul_hilo_avx2(c[0], m0, &lo0, &hi0);
+                sft__mul_hilo_avx2(c[2], m1, &lo1, &hi1);
+                c[0] = _mm256_xor_si256(_mm256_xor_si256(hi1, c[1]), _mm256_set1_epi32((int)k0));
+                c[2] = _mm256_xor_si256(_mm256_xor_si256(hi0, c[3]), _mm256_set1_epi32((int)k1));
+                c[1] = lo1; c[3] = lo0;
+                k0 += SFT__PHILOX_W0; k1 += SFT__PHILOX_W1;
+            }
+            for (q = 0; q < 4; q++) {
+                __m256i keep = _mm256_cmpgt_epi32(_mm256_srli_epi32(c[q], 8), below);
+                m |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(keep)) << (16 * q + 8 * half);
+            }
+        }
+        bits[w] = m;
+    }
+}
+#endif
+
 /* ============================================================================
    === autograd: nodes and the tape
    An operator is one node: its inputs, its output, what it saved, a few scalar
@@ -4878,17 +5001,32 @@ typedef struct sft__cpu_kernels {
     int           mr, nr;
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*exp_shift)(float *x, int64_t n, float shift);   /* x = exp(x - shift) */
+    void (*dropout_words)(uint64_t key, uint32_t threshold, int64_t w0, int64_t w1, uint64_t *bits);
+    void (*mask_mul)(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out, int accumulate);
 } sft__cpu_kernels;
 
-static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL},                                                      /* SFT_CPU_AUTO */
-    {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable},      /* SFT_CPU_PORTABLE */
+/* kernels defined with the operators below */
+static void sft__mask_mul_portable(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out,
+                                   int accumulate);
 #ifdef SFT__SIMD_X86
-    {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2},                  /* SFT_CPU_AVX2 */
-    {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512}};         /* SFT_CPU_AVX512 */
+static void sft__mask_mul_avx2(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out,
+                               int accumulate);
+static void sft__mask_mul_avx512(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out,
+                                 int accumulate);
+#endif
+#define SFT__PORTABLE_EXTRA sft__dropout_words_portable, sft__mask_mul_portable
+#define SFT__AVX2_EXTRA     sft__dropout_words_avx2, sft__mask_mul_avx2
+#define SFT__AVX512_EXTRA   sft__dropout_words_avx512, sft__mask_mul_avx512
+
+static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
+    {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
+#ifdef SFT__SIMD_X86
+    {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
+    {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL}};
 #endif
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
@@ -4913,14 +5051,14 @@ static sft_status sft__gemm_cblas(sft_context *ctx, int64_t M, int64_t N, int64_
 }
 
 static const sft__cpu_kernels sft__cpu_kernel_table_cblas[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL},
-    {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+    {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
-    {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2},
-    {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512}};
+    {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
+    {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL}};
 #endif
 #endif
 
@@ -5154,33 +5292,121 @@ static sft_status sft__cpu_silu_fwd(sft_context *ctx, sft__node *n) { return sft
 
 static sft_status sft__cpu_silu_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__silu_bwd_range); }
 
-/* dropout node: in[0] = x; f[0] = p; i[0] = seed. The keep mask is recomputed
-   from (seed, index) in backward, never stored. */
-static float sft__dropout_factor(const sft__node *n, int64_t i) {
-    float p = n->f[0];
-    if (p >= 1.0f) return 0.0f;
-    return sft_rng_uniform((uint64_t)n->i[0], (uint64_t)i) >= p ? 1.0f / (1.0f - p) : 0.0f;
+/* Dropout masks (see "random numbers" for which bit is which): the mask is
+   made once, in forward, on the pool in fixed chunks of words, and kept as bits;
+   backward reads it. sft__mask_mul applies one: out[i] = x[i] * factor(e0 + i),
+   or out[i] += ..., where factor is 1 / (1 - p) for a kept element and 0 for a
+   dropped one (x * 0, as torch's dropout multiplies). */
+typedef struct sft__mask_job {
+    void (*words)(uint64_t key, uint32_t threshold, int64_t w0, int64_t w1, uint64_t *bits);
+    uint64_t  key;
+    uint32_t  threshold;
+    int64_t   w0;           /* the first word; tasks count from it */
+    uint64_t *bits;
+} sft__mask_job;
+
+static void sft__mask_range(void *arg, int64_t b, int64_t e) {
+    const sft__mask_job *j = (const sft__mask_job *)arg;
+    j->words(j->key, j->threshold, j->w0 + b, j->w0 + e, j->bits);
 }
 
-static void sft__dropout_fwd_range(void *arg, int64_t b, int64_t e) {
-    const sft__node *n = (const sft__node *)arg;
-    const float *x = SFT__CF(n->in[0]);
-    float *o = SFT__F(n->out);
+/* sft__dropout_mask: the words covering elements [e0, e1) of the mask under (key,
+   p); bits is the whole mask (word w = elements 64w ..). */
+static void sft__dropout_mask(sft_context *ctx, uint64_t key, float p, int64_t e0, int64_t e1, uint64_t *bits) {
+    sft__mask_job j;
+    int64_t w0 = e0 / 64, w1 = (e1 + 63) / 64;
+    if (ctx->plan_only || e1 <= e0) return;
+    j.words = sft__cpu_kernels_of(ctx)->dropout_words;
+    j.key = key; j.threshold = sft__dropout_threshold(p); j.w0 = w0; j.bits = bits;
+    sft__parallel_rows(ctx, w1 - w0, 256, sft__mask_range, &j);
+}
+
+static float sft__dropout_scale(float p) { return p >= 1.0f ? 0.0f : 1.0f / (1.0f - p); }
+
+static void sft__mask_mul_portable(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out,
+                                   int accumulate) {
     int64_t i;
-    for (i = b; i < e; i++) o[i] = x[i] * sft__dropout_factor(n, i);
+    for (i = 0; i < n; i++) {
+        int64_t e = e0 + i;
+        float f = (bits[e >> 6] >> (e & 63)) & 1 ? scale : 0.0f;
+        if (accumulate) out[i] += x[i] * f;
+        else out[i] = x[i] * f;
+    }
 }
 
-static void sft__dropout_bwd_range(void *arg, int64_t b, int64_t e) {
-    const sft__node *n = (const sft__node *)arg;
-    const float *g = SFT__CF(n->out->grad);
-    float *dx = SFT__F(n->in[0]->grad);
-    int64_t i;
-    for (i = b; i < e; i++) dx[i] += g[i] * sft__dropout_factor(n, i);
+#ifdef SFT__SIMD_X86
+SFT__AVX512_WARNINGS_OFF
+SFT__TARGET_AVX512 static void sft__mask_mul_avx512(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale,
+                                                    float *out, int accumulate) {
+    const __m512 s = _mm512_set1_ps(scale);
+    int64_t i = 0, head = (16 - e0 % 16) % 16;
+    if (head > n) head = n;
+    sft__mask_mul_portable(x, bits, e0, head, scale, out, accumulate);
+    for (i = head; i + 16 <= n; i += 16) {
+        int64_t e = e0 + i;
+        __m512 f = _mm512_maskz_mov_ps((__mmask16)(bits[e >> 6] >> (e & 63)), s);
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), f);
+        if (accumulate) v = _mm512_add_ps(_mm512_loadu_ps(out + i), v);
+        _mm512_storeu_ps(out + i, v);
+    }
+    sft__mask_mul_portable(x + i, bits, e0 + i, n - i, scale, out + i, accumulate);
+}
+SFT__AVX512_WARNINGS_ON
+
+SFT__TARGET_AVX2 static void sft__mask_mul_avx2(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale,
+                                                float *out, int accumulate) {
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256 s = _mm256_set1_ps(scale);
+    int64_t i = 0, head = (8 - e0 % 8) % 8;
+    if (head > n) head = n;
+    sft__mask_mul_portable(x, bits, e0, head, scale, out, accumulate);
+    for (i = head; i + 8 <= n; i += 8) {
+        int64_t e = e0 + i;
+        __m256i m = _mm256_and_si256(_mm256_set1_epi32((int)((bits[e >> 6] >> (e & 63)) & 0xFF)), lane_bit);
+        __m256 f = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m, lane_bit)), s);
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), f);
+        if (accumulate) v = _mm256_add_ps(_mm256_loadu_ps(out + i), v);
+        _mm256_storeu_ps(out + i, v);
+    }
+    sft__mask_mul_portable(x + i, bits, e0 + i, n - i, scale, out + i, accumulate);
+}
+#endif
+
+/* sft__mask_mul: the path's kernel over [0, n) in fixed chunks on the pool. */
+typedef struct sft__mask_mul_job {
+    const float *x; const uint64_t *bits; float *out; int64_t e0; float scale; int accumulate;
+    void (*fn)(const float *, const uint64_t *, int64_t, int64_t, float, float *, int);
+} sft__mask_mul_job;
+
+static void sft__mask_mul_range(void *arg, int64_t b, int64_t e) {
+    const sft__mask_mul_job *j = (const sft__mask_mul_job *)arg;
+    j->fn(j->x + b, j->bits, j->e0 + b, e - b, j->scale, j->out + b, j->accumulate);
 }
 
-static sft_status sft__cpu_dropout_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__dropout_fwd_range); }
+static void sft__mask_mul(sft_context *ctx, const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out,
+                          int accumulate) {
+    sft__mask_mul_job j;
+    if (ctx->plan_only) return;
+    j.x = x; j.bits = bits; j.out = out; j.e0 = e0; j.scale = scale; j.accumulate = accumulate;
+    j.fn = sft__cpu_kernels_of(ctx)->mask_mul;
+    sft__parallel_rows(ctx, n, SFT__ELEM_CHUNK, sft__mask_mul_range, &j);
+}
 
-static sft_status sft__cpu_dropout_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__dropout_bwd_range); }
+/* dropout node: in[0] = x; f[0] = p; i[0] = seed (the mask's key); saved = the
+   mask's bits. */
+static sft_status sft__cpu_dropout_fwd(sft_context *ctx, sft__node *n) {
+    int64_t numel = sft_tensor_numel(n->out);
+    uint64_t *bits = (uint64_t *)n->saved->data;
+    sft__dropout_mask(ctx, (uint64_t)n->i[0], n->f[0], 0, numel, bits);
+    sft__mask_mul(ctx, SFT__CF(n->in[0]), bits, 0, numel, sft__dropout_scale(n->f[0]), SFT__F(n->out), 0);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_dropout_bwd(sft_context *ctx, sft__node *n) {
+    sft__mask_mul(ctx, SFT__CF(n->out->grad), (const uint64_t *)n->saved->data, 0, sft_tensor_numel(n->out),
+                  sft__dropout_scale(n->f[0]), SFT__F(n->in[0]->grad), 1);
+    return SFT_OK;
+}
 
 /* ============================================================================
    === kernels: embedding
@@ -6183,6 +6409,7 @@ typedef struct sft__lin_term {
     const sft__adapter *ad;
     float       p;                /* dropout in effect, 0 = none               */
     uint64_t    key;              /* the dropout mask's RNG key                */
+    uint64_t   *bits;             /* its mask over x's elements, made in forward (NULL: p = 0 or replayed) */
     sft_tensor *t;                /* [M, r]                                    */
     sft_tensor *base_nb, *lora, *norm;   /* DoRA: [M, N], [M, N], [N]          */
 } sft__lin_term;
@@ -6213,10 +6440,17 @@ static int sft__lin_run(const sft__lin_plan *p, int ti, int64_t *cursor, int64_t
     return 1;
 }
 
-static float sft__lin_drop_factor(const sft__lin_plan *p, const sft__lin_term *t, int64_t i) {
-    if (p->mask) return SFT__CF(p->mask)[i];
-    if (t->p >= 1.0f) return 0.0f;
-    return sft_rng_uniform(t->key, (uint64_t)i) >= t->p ? 1.0f / (1.0f - t->p) : 0.0f;
+/* sft__lin_drop: out[i] (+)= v[i] * the dropout factor of element e0 + i of x,
+   for i in [0, n): from the term's mask, or a replayed mask of factors. */
+static void sft__lin_drop(sft_context *ctx, const sft__lin_plan *p, const sft__lin_term *t, const float *v, int64_t e0, int64_t n,
+                          float *out, int accumulate) {
+    int64_t i;
+    if (t->bits) { sft__mask_mul(ctx, v, t->bits, e0, n, sft__dropout_scale(t->p), out, accumulate); return; }
+    if (ctx->plan_only) return;
+    for (i = 0; i < n; i++) {
+        float f = v[i] * SFT__CF(p->mask)[e0 + i];
+        out[i] = accumulate ? out[i] + f : f;
+    }
 }
 
 /* sft__lin_input: the adapter's input rows [r0, r1): x itself, or dropout(x) in
@@ -6226,12 +6460,12 @@ static sft_status sft__lin_input(sft_context *ctx, const sft__node *n, const sft
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
     const float *x = SFT__CF(n->in[0]);
     sft_tensor *xd;
-    int64_t shape[2], i, base = r0 * p->K, count = (r1 - r0) * p->K;
+    int64_t shape[2], base = r0 * p->K, count = (r1 - r0) * p->K;
     *xr = x + base;
     if (t->p <= 0.0f) return SFT_OK;
     shape[0] = r1 - r0; shape[1] = p->K;
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &xd));
-    for (i = 0; i < count && !ctx->plan_only; i++) SFT__F(xd)[i] = x[base + i] * sft__lin_drop_factor(p, t, base + i);
+    sft__lin_drop(ctx, p, t, x + base, base, count, SFT__F(xd), 0);
     *xr = SFT__CF(xd);
     return SFT_OK;
 }
@@ -6269,6 +6503,7 @@ static sft_status sft__lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_ter
     int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, i, o;
     float *tr = SFT__F(t->t) + r0 * r, *y = SFT__F(n->out) + r0 * N, s = ad->scaling;
     const float *xr;
+    if (t->bits) sft__dropout_mask(ctx, t->key, t->p, r0 * p->K, r1 * p->K, t->bits);
     SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr));
     SFT__TRY(sft__gemm(ctx, rows, r, p->K, sft__mat_of(xr, p->K, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->A), p->K, 1)), tr, r, 0));
     for (i = 0; i < rows * r; i++) tr[i] *= s;
@@ -6364,7 +6599,7 @@ static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_ter
             for (o = 0; o < N; o++) SFT__F(gt)[i * N + o] = g[i * N + o] * (m[o] / norm[o] - 1.0f);
         SFT__TRY(sft__gemm_w(ctx, rows, sft__mat_of(SFT__CF(gt), N, 1), &p->w, 0, SFT__F(dxd), K, 1));
     }
-    for (i = 0; i < rows * K; i++) SFT__F(x->grad)[r0 * K + i] += SFT__CF(dxd)[i] * sft__lin_drop_factor(p, t, r0 * K + i);
+    sft__lin_drop(ctx, p, t, SFT__CF(dxd), r0 * K, rows * K, SFT__F(x->grad) + r0 * K, 1);
     return SFT_OK;
 }
 
@@ -6844,12 +7079,15 @@ SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden,
 
 SFTDEF sft_status sft_dropout(sft_context *ctx, sft_tensor *x, float p, uint64_t seed, sft_tensor **out) {
     sft__node n;
+    int64_t words;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_DROPOUT, 1, &x, out));
     SFT__TRY(sft__check_in("dropout", "x", x, SFT_F32));
     if (!(p >= 0.0f && p <= 1.0f)) return sft__fail(SFT_ERR_ARG, "dropout: p = %g (want [0, 1])", p);
     if (p == 0.0f) { *out = x; return SFT_OK; }
     n.f[0] = p;
     n.i[0] = (int64_t)seed;
+    words = (sft_tensor_numel(x) + 63) / 64 * 8;
+    SFT__TRY(sft__tensor_step(ctx, x->device, SFT_U8, 1, &words, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
     return sft__op_run(ctx, &n, out);
 }
@@ -7111,6 +7349,12 @@ static sft_status sft__lin_add_term(sft_context *ctx, sft_linear *lin, sft__lin_
     t->key = sft_rng_key(call ? call->dropout_seed : 0, SFT__RNG_LORA_DROPOUT, (uint64_t)ai, 0);
     shape[0] = p->M; shape[1] = ad->desc.r;
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->t));
+    if (t->p > 0.0f && !p->mask) {
+        int64_t bytes = (p->M * p->K + 63) / 64 * 8;
+        sft_tensor *bits;
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_U8, 1, &bytes, &bits));
+        t->bits = (uint64_t *)bits->data;
+    }
     if (!ad->m) return SFT_OK;
     shape[1] = p->N;
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 1, &p->N, &t->norm));

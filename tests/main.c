@@ -57,6 +57,70 @@ static void exp_shift_is_within_2_ulp_of_expf_on_every_path(void) {
     }
 }
 
+/* Dropout masks: each element's bit is its Philox uniform tested against p (the
+   definition), every path's word generator gives the reference's words, the
+   mask does not depend on the thread count or on where a range starts, and the
+   paths' mask multiplications equal the portable one bit for bit. */
+static void dropout_masks_follow_the_definition_on_every_path(void) {
+    static const float ps[5] = {0.0f, 0.05f, 0.5f, 0.999f, 1.0f};
+    enum { WORDS = 37 };
+    uint64_t ref[WORDS], got[WORDS], key = sft_rng_key(7, 1, 2, 3);
+    int pi, path, w, lane, q;
+    for (pi = 0; pi < 5; pi++) {
+        uint32_t thr = sft__dropout_threshold(ps[pi]);
+        int64_t kept = 0;
+        for (w = 0; w < WORDS; w++) ref[w] = sft__dropout_word(key, thr, (uint64_t)w);
+        for (w = 0; w < WORDS; w++)              /* element 64w + 16q + lane: word q of counter 16w + lane */
+            for (lane = 0; lane < 16; lane++) {
+                uint32_t r[4];
+                sft_philox(key, 0, (uint64_t)w * 16 + (uint64_t)lane, r);
+                for (q = 0; q < 4; q++) {
+                    int want = (float)(r[q] >> 8) * (1.0f / 16777216.0f) >= ps[pi];
+                    int bit = (int)((ref[w] >> (16 * q + lane)) & 1);
+                    kept += bit;
+                    CHECK_MSG(bit == want, "p %g: element %d: bit %d, uniform test %d", ps[pi], 64 * w + 16 * q + lane, bit, want);
+                }
+            }
+        if (ps[pi] == 0.5f) CHECK_MSG(kept > 64 * WORDS * 45 / 100 && kept < 64 * WORDS * 55 / 100, "p 0.5 kept %lld", (long long)kept);
+        for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
+            if (!t_cpu_path_runnable((sft_cpu_path)path)) continue;
+            memset(got, 0xAB, sizeof got);
+            sft__cpu_kernel_table[path].dropout_words(key, thr, 0, 20, got);
+            sft__cpu_kernel_table[path].dropout_words(key, thr, 20, WORDS, got);
+            CHECK_MSG(memcmp(got, ref, sizeof ref) == 0, "%s: p %g: words differ from the reference",
+                      sft_cpu_path_name((sft_cpu_path)path), ps[pi]);
+        }
+    }
+    {   /* through the pool: 1 and 3 threads, and a range starting inside a word */
+        static uint64_t a[3000], b[3000];
+        sft_context *c1 = t_context(1), *c3 = t_context(3);
+        int64_t n = 64 * 3000 - 5;
+        sft__dropout_mask(c1, key, 0.05f, 0, n, a);
+        sft__dropout_mask(c3, key, 0.05f, 0, 1000, b);
+        sft__dropout_mask(c3, key, 0.05f, 1000, n, b);
+        CHECK(memcmp(a, b, sizeof a) == 0);
+        for (w = 0; w < 3000; w += 997) CHECK(a[w] == sft__dropout_word(key, sft__dropout_threshold(0.05f), (uint64_t)w));
+        sft_context_destroy(c1); sft_context_destroy(c3);
+    }
+    {   /* mask_mul: every path equals the portable kernel, at any start and length */
+        static float x[300], want[300], have[300];
+        static const int64_t starts[4] = {0, 1, 17, 63}, lens[4] = {0, 7, 64, 250};
+        int s, l, acc;
+        for (w = 0; w < 300; w++) x[w] = (float)w * 0.37f - 40.0f;
+        for (path = SFT_CPU_AVX2; path < SFT_CPU_PATH_COUNT; path++) {
+            if (!t_cpu_path_runnable((sft_cpu_path)path)) continue;
+            for (s = 0; s < 4; s++)
+                for (l = 0; l < 4; l++)
+                    for (acc = 0; acc < 2; acc++) {
+                        for (w = 0; w < 300; w++) want[w] = have[w] = (float)w;
+                        sft__mask_mul_portable(x, ref, starts[s], lens[l], 2.5f, want, acc);
+                        sft__cpu_kernel_table[path].mask_mul(x, ref, starts[s], lens[l], 2.5f, have, acc);
+                        CHECK_SAME(sft_cpu_path_name((sft_cpu_path)path), have, want, 300);
+                    }
+        }
+    }
+}
+
 /* NFC against Python's unicodedata (Unicode 15.0 and 16.0 agree on these): composition, Hangul,
    reordering of marks, singletons, composition exclusions, leading marks. */
 static void nfc_matches_unicodedata(void) {
@@ -167,6 +231,7 @@ static void suite_internals(void) {
     RUN(double_quantization_codes_match_the_cuda_rule);
     RUN(bpe_heap_merge_equals_scan_merge);
     RUN(exp_shift_is_within_2_ulp_of_expf_on_every_path);
+    RUN(dropout_masks_follow_the_definition_on_every_path);
     RUN(nfc_matches_unicodedata);
 }
 
