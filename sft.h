@@ -229,12 +229,40 @@ typedef struct sft_mem_stats {
     size_t peak_bytes;       /* high-water mark since create / last reset */
     uint64_t allocs;         /* calls to the allocator so far            */
     uint64_t frees;
-    size_t arena_capacity;   /* bytes the step arenas hold (host)         */
+    size_t arena_capacity;   /* bytes the step arenas and step heap hold (host) */
 } sft_mem_stats;
 
 SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx);
 /* sft_context_mem_reset_peak: set peak_bytes to bytes_in_use. */
 SFTDEF void          sft_context_mem_reset_peak(sft_context *ctx);
+
+/* ============================================================================
+   === profiling
+   With profiling on, every operator's forward and backward kernel is timed
+   (wall clock) and its floating-point work counted, per operator: where a
+   training step's time goes. The linear layer is two rows: "linear" (the base
+   weight's GEMMs, 4-bit decoding included) and "adapters" (the LoRA/DoRA
+   terms). The trainer adds "optimizer" (clipping and the update). Costs a
+   clock read per kernel. */
+
+typedef struct sft_profile_entry {
+    const char *name;              /* the operator ("linear", "attention", ...)           */
+    int64_t     calls;             /* forward calls                                       */
+    double      forward_s, backward_s;
+    double      forward_flop, backward_flop;   /* the work done (0 where not counted)     */
+} sft_profile_entry;
+
+/* sft_profile_enable: turn profiling on (counters reset) or off. */
+SFTDEF void sft_profile_enable(sft_context *ctx, int on);
+/* sft_profile_read: the rows with any time, up to cap of them, into out;
+   returns how many there are. */
+SFTDEF int  sft_profile_read(const sft_context *ctx, sft_profile_entry *out, int cap);
+/* sft_profile_report: the rows as a table for people, per step over `steps`
+   steps that took `seconds` in all (forward and backward milliseconds per step,
+   GFLOP/s, share of the step; "other" is the time no row holds: data, metrics,
+   logging). Writes at most cap bytes (NUL-terminated) into buf; returns the
+   length the whole table needs. */
+SFTDEF size_t sft_profile_report(const sft_context *ctx, int64_t steps, double seconds, char *buf, size_t cap);
 
 /* ============================================================================
    === CPU code path
@@ -1526,6 +1554,7 @@ static void sft__cpu_probe(void) {
 /* Blocks double in size, so a few dozen cover any machine's memory. */
 #define SFT__ARENA_MAX_BLOCKS 40
 typedef struct sft__arena_block { unsigned char *base; size_t cap, used; } sft__arena_block;
+typedef struct sft__hblock sft__hblock;
 typedef struct sft__arena {
     sft_context      *ctx;
     sft_device        device;
@@ -1534,11 +1563,27 @@ typedef struct sft__arena {
     int               cur;      /* the block allocations come from                   */
     size_t            offset;   /* bytes before blocks[cur] (their capacities summed) */
     size_t            high_water; /* most bytes in use at once since the last reset  */
+    sft__hblock      *live_head, *live_tail;  /* its heap blocks, oldest first (CPU)  */
 } sft__arena;
-typedef struct sft__arena_mark { int cur; size_t used, offset; } sft__arena_mark;
+typedef struct sft__arena_mark { int cur; size_t used, offset; uint64_t heap_seq; } sft__arena_mark;
+
+/* The step heap's cache: free blocks by size class (see "memory: the step heap"). */
+#define SFT__HEAP_CLASSES 512
+typedef struct sft__heap {
+    sft__hblock *free[SFT__HEAP_CLASSES];
+    size_t       live, cached;        /* bytes handed out now; bytes waiting in the cache  */
+    uint64_t     seq, step;           /* allocation counter; steps begun                   */
+    int32_t      live_n[SFT__HEAP_CLASSES], peak_n[SFT__HEAP_CLASSES];  /* blocks per class:
+                                         alive now, most alive at once this step          */
+} sft__heap;
 
 typedef struct sft__pool sft__pool;
 typedef struct sft__node sft__node;
+
+/* profile rows: one per operator, then these */
+#define SFT__PROF_ADAPTERS 16
+#define SFT__PROF_OPTIMIZER 17
+#define SFT__PROF_ROWS 18
 
 struct sft_context {
     sft_context_desc desc;
@@ -1552,7 +1597,9 @@ struct sft_context {
        arena holds a checkpointed segment's insides while it runs. */
     sft__arena  arena[SFT_DEVICE_COUNT];
     sft__arena  scratch[SFT_DEVICE_COUNT];
+    sft__heap   heap;            /* large CPU step tensors, given back as soon as they die */
     int         in_scratch;      /* operators allocate from scratch (inside a segment) */
+    int         transient;       /* step tensors made now die with their producer's backward */
     sft__node  *tape;            /* the newest recorded node; each links to the one before */
     int         grad_enabled;
     int         in_segment;
@@ -1563,6 +1610,10 @@ struct sft_context {
     /* a memory plan's dry run: every allocation happens, the costly arithmetic
        (GEMMs, attention, cross-entropy) does not */
     int         plan_only;
+    /* profiling (see sft_profile_enable): per row, calls, seconds and flops */
+    int         profiling;
+    double      prof_s[2][SFT__PROF_ROWS], prof_flop[2][SFT__PROF_ROWS];
+    int64_t     prof_calls[SFT__PROF_ROWS];
 };
 
 static void *sft__raw_alloc(sft_context *ctx, size_t size) {
@@ -1813,6 +1864,13 @@ static void sft__parallel(sft_context *ctx, int64_t n_tasks, sft__task_fn fn, vo
     }
 }
 
+/* sft__seconds: a monotonic clock, for timings */
+static double sft__seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ============================================================================
    === platform: files */
 
@@ -1915,7 +1973,7 @@ SFTDEF sft_status sft_file_read(sft_context *ctx, const char *path, size_t max_b
    step on a steady training step allocates nothing. Marks let a checkpointed
    segment give back what it used. */
 
-#define SFT__ARENA_MIN_BLOCK ((size_t)1 << 20)
+#define SFT__ARENA_MIN_BLOCK ((size_t)256 << 10)
 
 static sft_status sft__device_alloc(sft_context *ctx, sft_device device, size_t size, void **out);
 static void       sft__device_free(sft_context *ctx, sft_device device, void *ptr);
@@ -1987,21 +2045,167 @@ static sft_status sft__arena_alloc(sft__arena *a, size_t size, void **out) {
     }
 }
 
+/* ============================================================================
+   === memory: the step heap
+   Large step tensors on the CPU (activations, gradients, kernels' temporaries:
+   at least SFT__HEAP_MIN bytes) come from a heap of cached blocks instead of
+   the bump arena, so they can be given back the moment they die: a kernel's
+   temporaries when it returns, an activation and its gradient once the
+   backward of the node that made it has run. A block given back goes to a
+   cache kept by size class (eight classes per power of two, so a block is at
+   most 1/8 larger than asked) and is handed out again by the next request of
+   its class. Blocks the cache kept through a whole step unused are returned to
+   the allocator when the next step begins. So a steady step allocates nothing,
+   and its peak is the most it had alive at once, not all it ever made.
+
+   Each block belongs to the arena that handed it out (step or scratch) while
+   alive: resetting an arena, or releasing it to a mark, gives back its blocks
+   made since, as it does with its own memory. */
+
+#define SFT__HEAP_MIN ((size_t)64 << 10)
+
+struct sft__hblock {                  /* the header in front of a block's data */
+    sft__hblock *prev, *next;         /* the owner's live list, or its class's free list */
+    sft__arena  *owner;               /* NULL while cached                             */
+    size_t       size;                /* usable bytes: the class's size                */
+    uint64_t     seq, step;           /* when it was last handed out                   */
+    int          cls;
+};
+#define SFT__HBLOCK_HEADER (((sizeof(sft__hblock) + SFT__ALIGN - 1) / SFT__ALIGN) * SFT__ALIGN)
+
+/* class c covers sizes up to (8 + c % 8) * 2^(c / 8 + 13): 64 KiB and up */
+static int sft__heap_class(size_t size) {
+    int c = 0;
+    while (c < SFT__HEAP_CLASSES - 1 && ((size_t)(8 + c % 8) << (c / 8 + 13)) < size) c++;
+    return c;
+}
+
+static size_t sft__heap_class_size(int c) { return (size_t)(8 + c % 8) << (c / 8 + 13); }
+
+/* sft__heap_footprint: what the heap holds after a step from an empty cache,
+   the most blocks of each class alive at once: the memory a steady step of
+   the same shape keeps (the memory plan's measure). */
+static size_t sft__heap_footprint(const sft__heap *h) {
+    size_t total = 0;
+    int c;
+    for (c = 0; c < SFT__HEAP_CLASSES; c++) total += (size_t)h->peak_n[c] * sft__heap_class_size(c);
+    return total;
+}
+
+static void sft__hblock_unlink(sft__hblock **head, sft__hblock **tail, sft__hblock *b) {
+    if (b->prev) b->prev->next = b->next; else *head = b->next;
+    if (b->next) b->next->prev = b->prev; else if (tail) *tail = b->prev;
+    b->prev = b->next = NULL;
+}
+
+/* sft__heap_alloc: a block of at least size bytes owned by arena a */
+static sft_status sft__heap_alloc(sft__arena *a, size_t size, void **out) {
+    sft_context *ctx = a->ctx;
+    sft__heap *h = &ctx->heap;
+    int c = sft__heap_class(size);
+    sft__hblock *b = h->free[c];
+    *out = NULL;
+    if (sft__heap_class_size(c) < size)
+        return sft__fail(SFT_ERR_NOMEM, "step heap: request of %zu bytes", size);
+    if (b) {
+        sft__hblock_unlink(&h->free[c], NULL, b);
+        h->cached -= b->size;
+    } else {
+        b = (sft__hblock *)sft__alloc(ctx, SFT__HBLOCK_HEADER + sft__heap_class_size(c));
+        if (!b) return sft__fail(SFT_ERR_NOMEM, "step heap: cannot allocate %zu bytes", sft__heap_class_size(c));
+        b->size = sft__heap_class_size(c);
+        b->cls = c;
+    }
+    b->owner = a;
+    b->seq = h->seq++;
+    b->step = h->step;
+    b->prev = a->live_tail; b->next = NULL;
+    if (a->live_tail) a->live_tail->next = b; else a->live_head = b;
+    a->live_tail = b;
+    h->live += b->size;
+    if (++h->live_n[c] > h->peak_n[c]) h->peak_n[c] = h->live_n[c];
+    *out = (unsigned char *)b + SFT__HBLOCK_HEADER;
+    return SFT_OK;
+}
+
+/* sft__heap_give_back: data (from sft__heap_alloc) goes back to the cache */
+static void sft__heap_give_back(sft_context *ctx, void *data) {
+    sft__hblock *b = (sft__hblock *)(void *)((unsigned char *)data - SFT__HBLOCK_HEADER);
+    sft__heap *h = &ctx->heap;
+    sft__hblock_unlink(&b->owner->live_head, &b->owner->live_tail, b);
+    b->owner = NULL;
+    h->live -= b->size;
+    h->live_n[b->cls]--;
+    h->cached += b->size;
+    b->next = h->free[b->cls];
+    if (b->next) b->next->prev = b;
+    h->free[b->cls] = b;
+}
+
+/* the arena's blocks handed out at or after seq go back to the cache */
+static void sft__heap_release_since(sft__arena *a, uint64_t seq) {
+    while (a->live_tail && a->live_tail->seq >= seq)
+        sft__heap_give_back(a->ctx, (unsigned char *)a->live_tail + SFT__HBLOCK_HEADER);
+}
+
+/* sft__heap_trim: free the cached blocks no request took during the last step */
+static void sft__heap_trim(sft_context *ctx) {
+    sft__heap *h = &ctx->heap;
+    int c;
+    for (c = 0; c < SFT__HEAP_CLASSES; c++) {
+        sft__hblock *b = h->free[c], *next;
+        for (; b; b = next) {
+            next = b->next;
+            if (b->step == h->step) continue;
+            sft__hblock_unlink(&h->free[c], NULL, b);
+            h->cached -= b->size;
+            sft__free(ctx, b);
+        }
+    }
+}
+
+static void sft__heap_free_all(sft_context *ctx) {
+    int dev;
+    for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
+        sft__heap_release_since(&ctx->arena[dev], 0);
+        sft__heap_release_since(&ctx->scratch[dev], 0);
+    }
+    ctx->heap.step += 2;               /* nothing counts as used in the last step */
+    sft__heap_trim(ctx);
+}
+
+/* sft__arena_alloc_big: large CPU requests from the heap, the rest from the arena */
+static sft_status sft__arena_alloc_big(sft__arena *a, size_t size, int *from_heap, void **out) {
+    *from_heap = a->device == SFT_DEVICE_CPU && size >= SFT__HEAP_MIN;
+    if (*from_heap) return sft__heap_alloc(a, size, out);
+    return sft__arena_alloc(a, size, out);
+}
+
+/* sft__arena_footprint: what the arena keeps for steady steps like the last one:
+   one block of its high-water mark, or of the smallest block size */
+static size_t sft__arena_footprint(const sft__arena *a) {
+    if (!a->high_water) return 0;
+    return a->high_water > SFT__ARENA_MIN_BLOCK ? a->high_water : SFT__ARENA_MIN_BLOCK;
+}
+
 static sft__arena_mark sft__arena_get_mark(const sft__arena *a) {
     sft__arena_mark m;
     m.cur = a->cur; m.offset = a->offset;
     m.used = a->cur < a->n_blocks ? a->blocks[a->cur].used : 0;
+    m.heap_seq = a->ctx->heap.seq;
     return m;
 }
 
 static void sft__arena_release(sft__arena *a, sft__arena_mark m) {
     a->cur = m.cur; a->offset = m.offset;
     if (m.cur < a->n_blocks) a->blocks[m.cur].used = m.used;
+    sft__heap_release_since(a, m.heap_seq);
 }
 
 /* sft__arena_reset: empty the arena; merge several blocks into one of the
    high-water size so the next step of the same shape fits without allocating. */
 static void sft__arena_reset(sft__arena *a) {
+    sft__heap_release_since(a, 0);
     if (a->n_blocks > 1) {
         size_t want = (a->high_water + SFT__ALIGN - 1) & ~(size_t)(SFT__ALIGN - 1);
         sft__log(a->ctx, SFT_LOG_DEBUG, "arena: the last step used %d blocks; merged into one of %zu bytes", a->n_blocks,
@@ -2077,6 +2281,7 @@ SFTDEF void sft_context_destroy(sft_context *ctx) {
     sft__pool_destroy(ctx, ctx->pool);
     sft__free(ctx, ctx->gemm_pack);
     sft__free(ctx, ctx->attn_scratch);
+    sft__heap_free_all(ctx);
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
         sft__arena_free_blocks(&ctx->arena[dev]);
         sft__arena_free_blocks(&ctx->scratch[dev]);
@@ -2093,7 +2298,8 @@ SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx) {
     if (!ctx) return s;
     s.bytes_in_use = ctx->bytes_in_use; s.peak_bytes = ctx->peak_bytes;
     s.allocs = ctx->allocs; s.frees = ctx->frees;
-    s.arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CPU]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CPU]);
+    s.arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CPU]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CPU]) +
+                       ctx->heap.live + ctx->heap.cached;
     return s;
 }
 
@@ -2225,6 +2431,8 @@ static sft_status sft__device_zero(void *dst, sft_device dev, size_t n) {
 #define SFT__T_ARENA 1u  /* struct and data live in a step arena            */
 #define SFT__T_VIEW  2u  /* data belongs to another tensor                  */
 #define SFT__T_ALIAS_GRAD 4u /* grad belongs to another tensor (segments)   */
+#define SFT__T_HEAP  8u  /* data is a step-heap block                         */
+#define SFT__T_TRANSIENT 16u /* data and grad die with the producer's backward  */
 
 SFTDEF const char *sft_dtype_name(sft_dtype dt) {
     static const char *const names[SFT_DTYPE_COUNT] = {"F32", "BF16", "F16", "I32", "U8", "I8", "I64", "BOOL"};
@@ -2340,15 +2548,27 @@ static sft_status sft__tensor_step(sft_context *ctx, sft_device device, sft_dtyp
                                    sft_tensor **out) {
     void *mem;
     sft_tensor *t;
+    int from_heap;
     *out = NULL;
     SFT__TRY(sft__check_new_shape("step tensor", dtype, ndim, shape));
     SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof(sft_tensor), &mem));
     t = (sft_tensor *)mem;
     sft__tensor_init(t, ctx, device, dtype, ndim, shape);
-    t->flags = SFT__T_ARENA;
-    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, device), sft_tensor_nbytes(t), &t->data));
+    t->flags = SFT__T_ARENA | (ctx->transient ? SFT__T_TRANSIENT : 0u);
+    SFT__TRY(sft__arena_alloc_big(sft__cur_arena(ctx, device), sft_tensor_nbytes(t), &from_heap, &t->data));
+    if (from_heap) t->flags |= SFT__T_HEAP;
     *out = t;
     return SFT_OK;
+}
+
+/* sft__tensor_release: a step tensor's data goes back to the step heap now (a
+   no-op for data in an arena, which lives until the step ends); t must not be
+   read again. */
+static void sft__tensor_release(sft_context *ctx, sft_tensor *t) {
+    if (!t || !(t->flags & SFT__T_HEAP)) return;
+    sft__heap_give_back(ctx, t->data);
+    t->data = NULL;
+    t->flags &= ~SFT__T_HEAP;
 }
 
 /* sft__ensure_grad: give t a zeroed f32 gradient if it has none: persistent for a
@@ -4136,6 +4356,7 @@ typedef struct sft__segment {
     void          *user;
     int            n_in, n_out;
     sft_tensor   **in, **out;
+    int            transient;     /* made with ctx->transient on: so is its recomputation */
 } sft__segment;
 
 typedef sft_status (*sft__kernel)(sft_context *ctx, sft__node *n);
@@ -4153,6 +4374,92 @@ static const sft__backend *sft__backend_cpu(void);
 static const sft__backend *sft__backend_cuda(void);
 #endif
 
+/* --- profiling (see sft_profile_enable) ------------------------------------ */
+
+static void sft__prof_add(sft_context *ctx, int row, int backward, double seconds, double flop) {
+    ctx->prof_s[backward][row] += seconds;
+    ctx->prof_flop[backward][row] += flop;
+}
+
+static double sft__linear_flops(const sft__node *n, int backward, double *adapters);   /* with the kernel */
+
+/* sft__node_flops: the arithmetic a kernel does, counted for the GEMM-like ops
+   (2 per multiply-add); 0 for the elementwise ones. */
+static double sft__node_flops(const sft__node *n, int backward) {
+    const sft_tensor *a = n->in[0];
+    double adapters;
+    switch (n->op) {
+    case SFT__OP_MATMUL: {
+        const sft_tensor *b = n->in[1];
+        double M = (double)(n->i[0] ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2]);
+        double K = (double)(n->i[0] ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1]);
+        double N = (double)(n->i[1] ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1]);
+        double f = 2.0 * (double)n->i[2] * M * N * K;
+        return backward ? f * ((a->requires_grad != 0) + (b->requires_grad != 0)) : f;
+    }
+    case SFT__OP_LINEAR: return sft__linear_flops(n, backward, &adapters);
+    case SFT__OP_ATTENTION: {     /* causal pairs; backward: dS, dP, dQ, dK, dV */
+        double T = (double)a->shape[1], pairs = (double)a->shape[0] * (double)a->shape[2] * T * (T + 1) / 2;
+        return (backward ? 8.0 : 4.0) * pairs * (double)a->shape[3];
+    }
+    case SFT__OP_LINEAR_CE: {     /* backward recomputes the logits, then d hidden (and d weight) */
+        double NV = (double)sft_tensor_numel(n->in[2]) * (double)n->in[1]->shape[0], D = (double)n->in[1]->shape[1];
+        return 2.0 * NV * D * (backward ? 1.0 + (n->in[0]->requires_grad != 0) + (n->in[1]->requires_grad != 0) : 1.0);
+    }
+    default: return 0.0;
+    }
+}
+
+SFTDEF void sft_profile_enable(sft_context *ctx, int on) {
+    if (!ctx) return;
+    ctx->profiling = on != 0;
+    memset(ctx->prof_s, 0, sizeof ctx->prof_s);
+    memset(ctx->prof_flop, 0, sizeof ctx->prof_flop);
+    memset(ctx->prof_calls, 0, sizeof ctx->prof_calls);
+}
+
+SFTDEF int sft_profile_read(const sft_context *ctx, sft_profile_entry *out, int cap) {
+    int row, n = 0;
+    if (!ctx) return 0;
+    for (row = 0; row < SFT__PROF_ROWS; row++) {
+        sft_profile_entry e;
+        if (ctx->prof_s[0][row] <= 0.0 && ctx->prof_s[1][row] <= 0.0) continue;
+        e.name = row < SFT__OP_COUNT ? sft__op_names[row] : row == SFT__PROF_ADAPTERS ? "adapters" : "optimizer";
+        e.calls = ctx->prof_calls[row];
+        e.forward_s = ctx->prof_s[0][row]; e.backward_s = ctx->prof_s[1][row];
+        e.forward_flop = ctx->prof_flop[0][row]; e.backward_flop = ctx->prof_flop[1][row];
+        if (out && n < cap) out[n] = e;
+        n++;
+    }
+    return n;
+}
+
+SFTDEF size_t sft_profile_report(const sft_context *ctx, int64_t steps, double seconds, char *buf, size_t cap) {
+    sft_profile_entry e[SFT__PROF_ROWS];
+    int n = sft_profile_read(ctx, e, SFT__PROF_ROWS), i;
+    double per = steps > 0 ? 1.0 / (double)steps : 0.0, held = 0.0;
+    size_t len = 0;
+    char line[160];
+#define SFT__REPORT(...) do { int k_ = snprintf(line, sizeof line, __VA_ARGS__); \
+        if (k_ > 0) { if (len + (size_t)k_ < cap) memcpy(buf + len, line, (size_t)k_ + 1); len += (size_t)k_; } } while (0)
+    if (buf && cap) buf[0] = 0;
+    SFT__REPORT("%-22s %10s %12s %12s %9s %7s\n", "op", "calls/step", "forward ms", "backward ms", "GFLOP/s", "share");
+    for (i = 0; i < n; i++) {
+        double t = e[i].forward_s + e[i].backward_s, flop = e[i].forward_flop + e[i].backward_flop;
+        char gf[16];
+        held += t;
+        if (flop > 0.0 && t > 0.0) snprintf(gf, sizeof gf, "%.1f", flop / t / 1e9);
+        else snprintf(gf, sizeof gf, "-");
+        SFT__REPORT("%-22s %10.1f %12.1f %12.1f %9s %6.1f%%\n", e[i].name, (double)e[i].calls * per, 1e3 * e[i].forward_s * per,
+                    1e3 * e[i].backward_s * per, gf, seconds > 0.0 ? 100.0 * t / seconds : 0.0);
+    }
+    SFT__REPORT("%-22s %10s %12.1f %12s %9s %6.1f%%\n", "other", "", 1e3 * (seconds - held) * per, "", "-",
+                seconds > 0.0 ? 100.0 * (seconds - held) / seconds : 0.0);
+    SFT__REPORT("%-22s %10s %12.1f %12s %9s %7s\n", "step", "", 1e3 * seconds * per, "", "", "");
+#undef SFT__REPORT
+    return len;
+}
+
 /* sft__dispatch: the one place an op picks its kernel, by its inputs' device. */
 static sft_status sft__dispatch(sft_context *ctx, sft__node *n, int backward) {
     const sft__backend *be = NULL;
@@ -4163,12 +4470,18 @@ static sft_status sft__dispatch(sft_context *ctx, sft__node *n, int backward) {
     else if (dev == SFT_DEVICE_CUDA) be = sft__backend_cuda();
 #endif
     if (!be) return sft__no_cuda(sft__op_names[n->op]);
-    if (ctx->plan_only && (n->op == SFT__OP_MATMUL || n->op == SFT__OP_ATTENTION || n->op == SFT__OP_CROSS_ENTROPY ||
-                           n->op == SFT__OP_LINEAR_CE))
+    if (ctx->plan_only && (n->op == SFT__OP_MATMUL || n->op == SFT__OP_CROSS_ENTROPY || n->op == SFT__OP_LINEAR_CE))
         return SFT_OK;
     k = backward ? be->backward[n->op] : be->forward[n->op];
     if (!k) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: the %s backend has no %s kernel yet", sft__op_names[n->op], be->name,
                              backward ? "backward" : "forward");
+    if (ctx->profiling && !ctx->plan_only) {
+        double t0 = sft__seconds();
+        sft_status s = k(ctx, n);
+        sft__prof_add(ctx, (int)n->op, backward, sft__seconds() - t0, sft__node_flops(n, backward));
+        if (!backward) ctx->prof_calls[n->op]++;
+        return s;
+    }
     return k(ctx, n);
 }
 
@@ -4219,25 +4532,48 @@ SFTDEF void sft_step_begin(sft_context *ctx) {
         sft__arena_reset(&ctx->arena[dev]);
         sft__arena_reset(&ctx->scratch[dev]);
     }
+    sft__heap_trim(ctx);
+    ctx->heap.step++;
+    memset(ctx->heap.peak_n, 0, sizeof ctx->heap.peak_n);
 }
 
 static sft_status sft__segment_backward(sft_context *ctx, sft__node *n);
 
+/* sft__release_transient: a transient tensor dies with its producer's backward:
+   every node that read it was recorded later, so its backward has already run.
+   Its gradient goes too (unless borrowed), and its data (unless a view). */
+static void sft__release_transient(sft_context *ctx, sft_tensor *t) {
+    if (!(t->flags & SFT__T_TRANSIENT)) return;
+    if (t->grad && !(t->flags & SFT__T_ALIAS_GRAD) && (t->grad->flags & SFT__T_HEAP)) {
+        sft__tensor_release(ctx, t->grad);
+        t->grad = NULL;
+    }
+    if (!(t->flags & SFT__T_VIEW)) sft__tensor_release(ctx, t);
+}
+
 /* sft__backward_node: give the inputs that need one a gradient buffer, then run
-   the node's backward (a kernel, or a segment's recomputation). */
+   the node's backward (a kernel, or a segment's recomputation); then what only
+   this backward needed is given back. */
 static sft_status sft__backward_node(sft_context *ctx, sft__node *n) {
     int i, any = 0;
     if (n->segment) {
         for (i = 0; i < n->segment->n_out; i++) any |= n->segment->out[i]->grad != NULL;
-        if (!any) return SFT_OK;
-        for (i = 0; i < n->segment->n_in; i++)
-            if (n->segment->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->segment->in[i]));
-        return sft__segment_backward(ctx, n);
+        if (any) {
+            for (i = 0; i < n->segment->n_in; i++)
+                if (n->segment->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->segment->in[i]));
+            SFT__TRY(sft__segment_backward(ctx, n));
+        }
+        for (i = 0; i < n->segment->n_out; i++) sft__release_transient(ctx, n->segment->out[i]);
+        return SFT_OK;
     }
-    if (!n->out->grad) return SFT_OK;           /* nothing flowed back through it */
-    for (i = 0; i < n->n_in; i++)
-        if (n->in[i] && n->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->in[i]));
-    return sft__dispatch(ctx, n, 1);
+    if (n->out->grad) {                         /* else nothing flowed back through it */
+        for (i = 0; i < n->n_in; i++)
+            if (n->in[i] && n->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->in[i]));
+        SFT__TRY(sft__dispatch(ctx, n, 1));
+    }
+    sft__tensor_release(ctx, n->saved);
+    sft__release_transient(ctx, n->out);
+    return SFT_OK;
 }
 
 /* sft__run_tape_backward: the nodes recorded after stop (NULL: all), newest first. */
@@ -4319,7 +4655,7 @@ SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user
         return sft__fail(SFT_ERR_ARG, "sft_checkpoint: NULL function/arrays or n_out <= 0");
     if (ctx->in_scratch) return sft__fail(SFT_ERR_STATE, "sft_checkpoint: segments do not nest");
     for (i = 0; i < n_in; i++) if (!in[i]) return sft__fail(SFT_ERR_ARG, "sft_checkpoint: input %d is NULL", i);
-    seg.fn = fn; seg.user = user; seg.n_in = n_in; seg.n_out = n_out;
+    seg.fn = fn; seg.user = user; seg.n_in = n_in; seg.n_out = n_out; seg.transient = ctx->transient;
     /* the record of the segment (its input/output lists) lives in the step arena */
     SFT__TRY(sft__arena_alloc(&ctx->arena[SFT_DEVICE_CPU], sizeof(sft__segment) + (size_t)(n_in + n_out) * sizeof(sft_tensor *), &mem));
     rec_seg = (sft__segment *)mem;
@@ -4364,11 +4700,12 @@ static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
     sft__node *tape_mark = ctx->tape;
     sft_tensor **alias = NULL, **inner = NULL;
     sft_status s;
-    int i, dev, prev_grad = ctx->grad_enabled;
+    int i, dev, prev_grad = ctx->grad_enabled, prev_transient = ctx->transient;
     void *mem;
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) marks[dev] = sft__arena_get_mark(&ctx->scratch[dev]);
     ctx->in_scratch = 1;
     ctx->grad_enabled = 1;
+    ctx->transient = seg->transient;
     s = sft__arena_alloc(&ctx->scratch[SFT_DEVICE_CPU], (size_t)(seg->n_in + seg->n_out) * sizeof(sft_tensor *), &mem);
     if (s == SFT_OK) {
         alias = (sft_tensor **)mem;
@@ -4395,6 +4732,7 @@ static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
     ctx->tape = tape_mark;
     ctx->in_scratch = 0;
     ctx->grad_enabled = prev_grad;
+    ctx->transient = prev_transient;
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) sft__arena_release(&ctx->scratch[dev], marks[dev]);
     return s;
 }
@@ -4769,34 +5107,6 @@ static void sft__micro_portable_4x16(int64_t kc, const float *a, int64_t a_rs, i
         for (j = 0; j < 16; j++) c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
 }
 
-/* sft__gemm_small: C (+)= op(A) . op(B) on the calling thread alone, with a
-   path's micro-kernel and the caller's packing buffers (apack: (M rounded up to
-   mr) x KC floats, bpack: KC x (N rounded up to nr)). For the small tiles inside
-   other kernels' tasks; the same k-slice order as the blocked GEMM. */
-static void sft__gemm_small(sft__micro_fn micro, int mr, int nr, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b,
-                            float *c, int64_t ldc, int add, float *apack, float *bpack) {
-    float edge[16 * 32];
-    int64_t k0, ir, jr, r, q;
-    for (k0 = 0; k0 < K || k0 == 0; k0 += SFT__BLK_KC) {
-        int64_t kc = K - k0 < SFT__BLK_KC ? K - k0 : SFT__BLK_KC;
-        int slice_add = add || k0 > 0;
-        sft__mat as = a, bs = b;
-        as.p += k0 * a.cs; bs.p += k0 * b.rs;
-        sft__pack_a(&as, M, kc, mr, apack);
-        sft__pack_b(&bs, kc, N, nr, 0, (N + nr - 1) / nr, bpack);
-        for (jr = 0; jr < N; jr += nr)
-            for (ir = 0; ir < M; ir += mr) {
-                int64_t rows = M - ir < mr ? M - ir : mr, cols = N - jr < nr ? N - jr : nr;
-                float *cc = c + ir * ldc + jr;
-                if (rows == mr && cols == nr) { micro(kc, apack + ir * kc, 1, mr, bpack + jr * kc, cc, ldc, slice_add); continue; }
-                micro(kc, apack + ir * kc, 1, mr, bpack + jr * kc, edge, nr, 0);
-                for (r = 0; r < rows; r++)
-                    for (q = 0; q < cols; q++) cc[r * ldc + q] = slice_add ? cc[r * ldc + q] + edge[r * nr + q] : edge[r * nr + q];
-            }
-        if (K == 0) break;
-    }
-}
-
 #ifdef SFT__SIMD_X86
 SFT__TARGET_AVX2 static void sft__micro_avx2_6x16(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b,
                                                   float *c, int64_t ldc, int add) {
@@ -4883,6 +5193,29 @@ static float sft__dot_portable(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+/* SiLU and SwiGLU: out = x sigmoid(x) (* up); backward dx += g (up) dsilu,
+   dup += g silu(x) where dsilu = s (1 + x (1 - s)), s = sigmoid(x). One
+   element at a time, the reference for the vector versions (which use the
+   vector exp). up, dx, dup may be NULL. */
+static float sft__sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static void sft__silu_fwd_portable(const float *x, const float *up, float *out, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float s = x[i] * sft__sigmoid(x[i]);
+        out[i] = up ? s * up[i] : s;
+    }
+}
+
+static void sft__silu_bwd_portable(const float *x, const float *up, const float *g, float *dx, float *dup, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float sg = sft__sigmoid(x[i]), dsilu = sg * (1.0f + x[i] * (1.0f - sg));
+        if (dx) dx[i] += g[i] * (up ? up[i] : 1.0f) * dsilu;
+        if (dup) dup[i] += g[i] * x[i] * sg;
+    }
+}
+
 #ifdef SFT__SIMD_X86
 #define SFT__EXP_LO (-87.33654f)
 #define SFT__EXP_HI 88.3762626647949f
@@ -4918,6 +5251,38 @@ SFT__TARGET_AVX2 static void sft__exp_shift_avx2(float *x, int64_t n, float shif
         _mm256_storeu_ps(buf, sft__exp_avx2(_mm256_loadu_ps(buf)));
         for (k = 0; i + k < n; k++) x[i + k] = buf[k];
     }
+}
+
+/* sigmoid with the vector exp: 1 / (1 + exp(-x)), 0 where exp(-x) overflows */
+SFT__TARGET_AVX2 static __m256 sft__sigmoid_avx2(__m256 x) {
+    __m256 nx = _mm256_sub_ps(_mm256_setzero_ps(), x), one = _mm256_set1_ps(1.0f);
+    __m256 big = _mm256_cmp_ps(nx, _mm256_set1_ps(SFT__EXP_HI), _CMP_GT_OQ);
+    return _mm256_andnot_ps(big, _mm256_div_ps(one, _mm256_add_ps(one, sft__exp_avx2(nx))));
+}
+
+SFT__TARGET_AVX2 static void sft__silu_fwd_avx2(const float *x, const float *up, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), s = _mm256_mul_ps(v, sft__sigmoid_avx2(v));
+        if (up) s = _mm256_mul_ps(s, _mm256_loadu_ps(up + i));
+        _mm256_storeu_ps(out + i, s);
+    }
+    sft__silu_fwd_portable(x + i, up ? up + i : NULL, out + i, n - i);
+}
+
+SFT__TARGET_AVX2 static void sft__silu_bwd_avx2(const float *x, const float *up, const float *g, float *dx, float *dup, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), sg = sft__sigmoid_avx2(v), gv = _mm256_loadu_ps(g + i);
+        __m256 dsilu = _mm256_mul_ps(sg, _mm256_add_ps(one, _mm256_mul_ps(v, _mm256_sub_ps(one, sg))));
+        if (dx) {
+            __m256 gu = up ? _mm256_mul_ps(gv, _mm256_loadu_ps(up + i)) : gv;
+            _mm256_storeu_ps(dx + i, _mm256_add_ps(_mm256_loadu_ps(dx + i), _mm256_mul_ps(gu, dsilu)));
+        }
+        if (dup) _mm256_storeu_ps(dup + i, _mm256_add_ps(_mm256_loadu_ps(dup + i), _mm256_mul_ps(_mm256_mul_ps(gv, v), sg)));
+    }
+    sft__silu_bwd_portable(x + i, up ? up + i : NULL, g + i, dx ? dx + i : NULL, dup ? dup + i : NULL, n - i);
 }
 
 SFT__TARGET_AVX2 static float sft__dot_avx2(const float *a, const float *b, int64_t n) {
@@ -4971,6 +5336,38 @@ SFT__TARGET_AVX512 static void sft__exp_shift_avx512(float *x, int64_t n, float 
     }
 }
 
+SFT__TARGET_AVX512 static __m512 sft__sigmoid_avx512(__m512 x) {
+    __m512 nx = _mm512_sub_ps(_mm512_setzero_ps(), x), one = _mm512_set1_ps(1.0f);
+    __mmask16 ok = _mm512_cmp_ps_mask(nx, _mm512_set1_ps(SFT__EXP_HI), _CMP_LE_OQ);
+    return _mm512_maskz_div_ps(ok, one, _mm512_add_ps(one, sft__exp_avx512(nx)));
+}
+
+SFT__TARGET_AVX512 static void sft__silu_fwd_avx512(const float *x, const float *up, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i), s = _mm512_mul_ps(v, sft__sigmoid_avx512(v));
+        if (up) s = _mm512_mul_ps(s, _mm512_loadu_ps(up + i));
+        _mm512_storeu_ps(out + i, s);
+    }
+    sft__silu_fwd_portable(x + i, up ? up + i : NULL, out + i, n - i);
+}
+
+SFT__TARGET_AVX512 static void sft__silu_bwd_avx512(const float *x, const float *up, const float *g, float *dx, float *dup,
+                                                    int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i), sg = sft__sigmoid_avx512(v), gv = _mm512_loadu_ps(g + i);
+        __m512 dsilu = _mm512_mul_ps(sg, _mm512_add_ps(one, _mm512_mul_ps(v, _mm512_sub_ps(one, sg))));
+        if (dx) {
+            __m512 gu = up ? _mm512_mul_ps(gv, _mm512_loadu_ps(up + i)) : gv;
+            _mm512_storeu_ps(dx + i, _mm512_add_ps(_mm512_loadu_ps(dx + i), _mm512_mul_ps(gu, dsilu)));
+        }
+        if (dup) _mm512_storeu_ps(dup + i, _mm512_add_ps(_mm512_loadu_ps(dup + i), _mm512_mul_ps(_mm512_mul_ps(gv, v), sg)));
+    }
+    sft__silu_bwd_portable(x + i, up ? up + i : NULL, g + i, dx ? dx + i : NULL, dup ? dup + i : NULL, n - i);
+}
+
 SFT__TARGET_AVX512 static float sft__dot_avx512(const float *a, const float *b, int64_t n) {
     __m512 s0 = _mm512_setzero_ps();
     float s, lanes[16];
@@ -5003,6 +5400,8 @@ typedef struct sft__cpu_kernels {
     void (*exp_shift)(float *x, int64_t n, float shift);   /* x = exp(x - shift) */
     void (*dropout_words)(uint64_t key, uint32_t threshold, int64_t w0, int64_t w1, uint64_t *bits);
     void (*mask_mul)(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out, int accumulate);
+    void (*silu_fwd)(const float *x, const float *up, float *out, int64_t n);
+    void (*silu_bwd)(const float *x, const float *up, const float *g, float *dx, float *dup, int64_t n);
 } sft__cpu_kernels;
 
 /* kernels defined with the operators below */
@@ -5014,19 +5413,19 @@ static void sft__mask_mul_avx2(const float *x, const uint64_t *bits, int64_t e0,
 static void sft__mask_mul_avx512(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out,
                                  int accumulate);
 #endif
-#define SFT__PORTABLE_EXTRA sft__dropout_words_portable, sft__mask_mul_portable
-#define SFT__AVX2_EXTRA     sft__dropout_words_avx2, sft__mask_mul_avx2
-#define SFT__AVX512_EXTRA   sft__dropout_words_avx512, sft__mask_mul_avx512
+#define SFT__PORTABLE_EXTRA sft__dropout_words_portable, sft__mask_mul_portable, sft__silu_fwd_portable, sft__silu_bwd_portable
+#define SFT__AVX2_EXTRA     sft__dropout_words_avx2, sft__mask_mul_avx2, sft__silu_fwd_avx2, sft__silu_bwd_avx2
+#define SFT__AVX512_EXTRA   sft__dropout_words_avx512, sft__mask_mul_avx512, sft__silu_fwd_avx512, sft__silu_bwd_avx512
 
 static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
     {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
     {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
     {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
@@ -5051,14 +5450,14 @@ static sft_status sft__gemm_cblas(sft_context *ctx, int64_t M, int64_t N, int64_
 }
 
 static const sft__cpu_kernels sft__cpu_kernel_table_cblas[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL},
     {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
     {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
     {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 #endif
 
@@ -5162,22 +5561,32 @@ static sft_status sft__cpu_matmul_bwd(sft_context *ctx, sft__node *n) {
    broadcast); scale node: f[0] = s. Broadcast gradients are summed over the
    leading rows in order by whoever owns each column chunk. */
 
-typedef struct sft__ew_job { sft__node *n; int64_t nb; } sft__ew_job;
+typedef struct sft__ew_job { sft__node *n; int64_t nb; const struct sft__cpu_kernels *k; } sft__ew_job;
+
+/* sft__ew_span: run body over [b, e) as spans that stay inside one repeat of
+   the broadcast operand: within a span, y's index is i - base. */
+#define SFT__EW_SPANS(b, e, nb, body)                                                       \
+    do {                                                                                    \
+        int64_t i_ = (b);                                                                   \
+        while (i_ < (e)) {                                                                  \
+            int64_t base = i_ - i_ % (nb), end = base + (nb) < (e) ? base + (nb) : (e), i;  \
+            for (i = i_; i < end; i++) { body; }                                            \
+            i_ = end;                                                                       \
+        }                                                                                   \
+    } while (0)
 
 static void sft__add_fwd_range(void *arg, int64_t b, int64_t e) {
     const sft__ew_job *j = (const sft__ew_job *)arg;
     const float *x = SFT__CF(j->n->in[0]), *y = SFT__CF(j->n->in[1]);
     float *o = SFT__F(j->n->out);
-    int64_t i;
-    for (i = b; i < e; i++) o[i] = x[i] + y[i % j->nb];
+    SFT__EW_SPANS(b, e, j->nb, o[i] = x[i] + y[i - base]);
 }
 
 static void sft__mul_fwd_range(void *arg, int64_t b, int64_t e) {
     const sft__ew_job *j = (const sft__ew_job *)arg;
     const float *x = SFT__CF(j->n->in[0]), *y = SFT__CF(j->n->in[1]);
     float *o = SFT__F(j->n->out);
-    int64_t i;
-    for (i = b; i < e; i++) o[i] = x[i] * y[i % j->nb];
+    SFT__EW_SPANS(b, e, j->nb, o[i] = x[i] * y[i - base]);
 }
 
 static sft_status sft__cpu_add_fwd(sft_context *ctx, sft__node *n) {
@@ -5201,7 +5610,7 @@ static void sft__ew_grad_a_range(void *arg, int64_t b, int64_t e) {
     float *da = SFT__F(j->n->in[0]->grad);
     int64_t i;
     if (j->n->op == SFT__OP_ADD) for (i = b; i < e; i++) da[i] += g[i];
-    else for (i = b; i < e; i++) da[i] += g[i] * y[i % j->nb];
+    else SFT__EW_SPANS(b, e, j->nb, da[i] += g[i] * y[i - base]);
 }
 
 /* The gradient of the broadcast operand: db[c] += sum over rows of g (or g * a). */
@@ -5260,37 +5669,34 @@ static void sft__reshape_bwd_range(void *arg, int64_t b, int64_t e) {
 
 static sft_status sft__cpu_reshape_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__reshape_bwd_range); }
 
-/* silu node: in[0] = x.  swiglu node: in[0] = gate, in[1] = up. */
-static float sft__sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
+/* silu node: in[0] = x.  swiglu node: in[0] = gate, in[1] = up. The path's
+   kernels (see "vector helpers") do the arithmetic over chunks. */
 static void sft__silu_fwd_range(void *arg, int64_t b, int64_t e) {
-    const sft__node *n = (const sft__node *)arg;
-    const float *x = SFT__CF(n->in[0]), *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) : NULL;
-    float *o = SFT__F(n->out);
-    int64_t i;
-    for (i = b; i < e; i++) {
-        float s = x[i] * sft__sigmoid(x[i]);
-        o[i] = up ? s * up[i] : s;
-    }
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const sft__node *n = j->n;
+    const float *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) + b : NULL;
+    j->k->silu_fwd(SFT__CF(n->in[0]) + b, up, SFT__F(n->out) + b, e - b);
 }
 
 static void sft__silu_bwd_range(void *arg, int64_t b, int64_t e) {
-    const sft__node *n = (const sft__node *)arg;
-    const float *x = SFT__CF(n->in[0]), *g = SFT__CF(n->out->grad);
-    const float *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) : NULL;
-    float *dx = n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : NULL;
-    float *dup = up && n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : NULL;
-    int64_t i;
-    for (i = b; i < e; i++) {
-        float sg = sft__sigmoid(x[i]), dsilu = sg * (1.0f + x[i] * (1.0f - sg));
-        if (dx) dx[i] += g[i] * (up ? up[i] : 1.0f) * dsilu;
-        if (dup) dup[i] += g[i] * x[i] * sg;
-    }
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const sft__node *n = j->n;
+    const float *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) + b : NULL;
+    float *dx = n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) + b : NULL;
+    float *dup = up && n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) + b : NULL;
+    j->k->silu_bwd(SFT__CF(n->in[0]) + b, up, SFT__CF(n->out->grad) + b, dx, dup, e - b);
 }
 
-static sft_status sft__cpu_silu_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__silu_fwd_range); }
+static sft_status sft__cpu_silu_run(sft_context *ctx, sft__node *n, sft__range_fn fn) {
+    sft__ew_job j;
+    j.n = n; j.nb = 0; j.k = sft__cpu_kernels_of(ctx);
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, fn, &j);
+    return SFT_OK;
+}
 
-static sft_status sft__cpu_silu_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__silu_bwd_range); }
+static sft_status sft__cpu_silu_fwd(sft_context *ctx, sft__node *n) { return sft__cpu_silu_run(ctx, n, sft__silu_fwd_range); }
+
+static sft_status sft__cpu_silu_bwd(sft_context *ctx, sft__node *n) { return sft__cpu_silu_run(ctx, n, sft__silu_bwd_range); }
 
 /* Dropout masks (see "random numbers" for which bit is which): the mask is
    made once, in forward, on the pool in fixed chunks of words, and kept as bits;
@@ -5542,153 +5948,341 @@ static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft
    f[0] = scale; saved = [2, B, Hq, T]: the log-sum-exp of each score row (made by
    forward) and dO . O of each row (made at the start of backward).
 
-   Flash-style, in tiles of ATTN_B query rows x ATTN_B keys. A forward task takes
-   one block of query rows of one head and walks the key blocks up to the
-   diagonal: S = Q K^T is one small GEMM, the tile is masked (causal, sequence
-   ids), each row keeps a running maximum and sum of exponentials (the online
-   softmax) and rescales its running output before O += P V, a second small GEMM.
-   Scores exist one tile at a time per thread; no T x T matrix is ever made. A
-   key/value head serves its group of query heads in place, never copied.
+   Flash-style, in tiles of ATTN_QB query rows x ATTN_KB keys. A forward task
+   takes one block of query rows of one head and walks the key blocks it can
+   see: S = Q K^T is one tile GEMM, the tile is masked (causal, sequence ids),
+   each row keeps a running maximum and sum of exponentials (the online softmax)
+   and rescales its running output before O += P V, a second tile GEMM. Scores
+   exist one tile at a time per thread; no T x T matrix is ever made. A key/value
+   head serves its group of query heads in place, never copied.
 
    Backward recomputes P from the saved log-sum-exp and runs in two passes so
    that every gradient element has one owner that sums in a fixed order: tasks
    of (key/value head, key block) accumulate dV += P^T dO and dK += dS^T Q over
    every query row that sees the block; tasks of (query head, query block)
-   accumulate dQ += dS K; here dP = dO V^T and dS = P (dP - delta) scale. The
-   small GEMMs use the path's micro-kernel, so results depend on the path but
-   never on the thread count. */
+   accumulate dQ += dS K; here dP = dO V^T and dS = P (dP - delta) scale.
+
+   The tile GEMMs run the path's micro-kernel on operands packed once per call:
+   each B operand (K and V as the keys' side of S and dP; V, K, Q and dO as the
+   right side of P V, dS K, dS^T Q and P^T dO) is packed into the micro-kernel's
+   panels before the tasks start, and the A side (Q and dO rows, the P and dS
+   tiles, transposed or not) is read in place. Visibility is a range of keys
+   per query row when every sequence id forms one run (as packing makes them):
+   a tile nobody in it can see is skipped, and only the tiles a range cuts are
+   masked. Other sequence ids are tested key by key. Results depend on the path
+   (its micro-kernel) but never on the thread count. */
 
 #define SFT__ATTN_MAX_D 512
-#define SFT__ATTN_B 64
-/* per-thread scratch: S and dP tiles, the running output, packing buffers */
-#define SFT__ATTN_APACK ((size_t)(SFT__ATTN_B + 16) * SFT__BLK_KC)
-#define SFT__ATTN_BPACK ((size_t)SFT__ATTN_B * (SFT__ATTN_MAX_D + 32) > (size_t)SFT__BLK_KC * (SFT__ATTN_B + 32) \
-                             ? (size_t)SFT__ATTN_B * (SFT__ATTN_MAX_D + 32) : (size_t)SFT__BLK_KC * (SFT__ATTN_B + 32))
-#define SFT__ATTN_SCRATCH (2 * (size_t)SFT__ATTN_B * SFT__ATTN_B + (size_t)SFT__ATTN_B * SFT__ATTN_MAX_D + \
-                           SFT__ATTN_APACK + SFT__ATTN_BPACK)
+#define SFT__ATTN_QB 48        /* query rows per tile: a multiple of every path's MR */
+#define SFT__ATTN_KB 64        /* keys per tile: a multiple of every path's NR       */
+/* per-thread scratch: S and dP tiles, the running output, two row blocks copied
+   out of Q / dO (a partial block at the end of the tensor) */
+#define SFT__ATTN_SCRATCH (2 * (size_t)SFT__ATTN_QB * SFT__ATTN_KB + 3 * (size_t)SFT__ATTN_QB * SFT__ATTN_MAX_D)
 
-typedef struct sft__attn_dims { int64_t B, T, Hq, Hkv, D, group, nb; } sft__attn_dims;
+typedef struct sft__attn_dims { int64_t B, T, Hq, Hkv, D, group, nqb, nkb, Dp; } sft__attn_dims;
 
-static sft__attn_dims sft__attn_dims_of(const sft__node *n) {
+static sft__attn_dims sft__attn_dims_of(const sft__node *n, int nr) {
     sft__attn_dims d;
     d.B = n->in[0]->shape[0]; d.T = n->in[0]->shape[1]; d.Hq = n->in[0]->shape[2]; d.D = n->in[0]->shape[3];
     d.Hkv = n->in[1]->shape[2]; d.group = d.Hq / d.Hkv;
-    d.nb = (d.T + SFT__ATTN_B - 1) / SFT__ATTN_B;
+    d.nqb = (d.T + SFT__ATTN_QB - 1) / SFT__ATTN_QB;
+    d.nkb = (d.T + SFT__ATTN_KB - 1) / SFT__ATTN_KB;
+    d.Dp = (d.D + nr - 1) / nr * nr;          /* D rounded up to whole panels */
     return d;
 }
+
+/* Packed operands, each [B, H, blocks] of panels:
+   keys_t  a block of KB keys as the columns of B (depth D): S = Q K^T, dP = dO V^T
+   rows_n  a block of rows as the depth of B (columns = D): P V, dS K, dS^T Q, P^T dO */
+static size_t sft__attn_keys_t_size(const sft__attn_dims *d) { return (size_t)SFT__ATTN_KB * (size_t)d->D; }
+static size_t sft__attn_rows_n_size(const sft__attn_dims *d, int64_t rows) { return (size_t)rows * (size_t)d->Dp; }
 
 typedef struct sft__attn_job {
     sft_context *ctx;
     const sft__node *n;
     const sft__cpu_kernels *k;
     sft__attn_dims d;
+    const int32_t *lo;          /* [B, T] the first key each query sees, or NULL: test key by key */
+    float *kt, *vt, *vn, *kn, *qn, *don;   /* packed operands (see above), NULL if unused */
 } sft__attn_job;
 
 /* One thread's tiles and buffers. */
-typedef struct sft__attn_tiles { float *s, *dp, *acc, *apack, *bpack; } sft__attn_tiles;
+typedef struct sft__attn_tiles { float *s, *dp, *acc, *qrows, *grows; } sft__attn_tiles;
 
 static sft__attn_tiles sft__attn_tiles_of(const sft__attn_job *job, int thread) {
     sft__attn_tiles t;
     t.s = job->ctx->attn_scratch + (size_t)thread * SFT__ATTN_SCRATCH;
-    t.dp = t.s + SFT__ATTN_B * SFT__ATTN_B;
-    t.acc = t.dp + SFT__ATTN_B * SFT__ATTN_B;
-    t.apack = t.acc + SFT__ATTN_B * SFT__ATTN_MAX_D;
-    t.bpack = t.apack + SFT__ATTN_APACK;
+    t.dp = t.s + SFT__ATTN_QB * SFT__ATTN_KB;
+    t.acc = t.dp + SFT__ATTN_QB * SFT__ATTN_KB;
+    t.qrows = t.acc + SFT__ATTN_QB * SFT__ATTN_MAX_D;
+    t.grows = t.qrows + SFT__ATTN_QB * SFT__ATTN_MAX_D;
     return t;
 }
 
-/* The rows of a head as a matrix view: row t of head h of a [B, T, H, D] tensor. */
-static sft__mat sft__attn_rows(const float *base, int64_t b, int64_t t0, int64_t h, int64_t T, int64_t H, int64_t D) {
-    return sft__mat_of(base + ((b * T + t0) * H + h) * D, H * D, 1);
+/* row t of head h of a [B, T, H, D] tensor */
+static const float *sft__attn_row(const float *base, const sft__attn_dims *d, int64_t b, int64_t t, int64_t h, int64_t H) {
+    return base + ((b * d->T + t) * H + h) * d->D;
 }
 
-/* sft__attn_gemm: C[M x N] (+)= A . B on this thread with the path's micro-kernel. */
-static void sft__attn_gemm(const sft__attn_job *job, const sft__attn_tiles *t, int64_t M, int64_t N, int64_t K, sft__mat a,
-                           sft__mat b, float *c, int64_t ldc, int add) {
-    sft__gemm_small(job->k->micro, job->k->mr, job->k->nr, M, N, K, a, b, c, ldc, add, t->apack, t->bpack);
+/* --- packing --------------------------------------------------------------- */
+
+/* sft__attn_pack_keys_t: rows [r0, r0 + KB) of head h as B's columns, depth D:
+   dst[(p * D + c) * nr + j] = X[r0 + p * nr + j][c]; rows past T are zero. */
+static void sft__attn_pack_keys_t(const sft__attn_dims *d, const float *x, int64_t H, int64_t b, int64_t h, int64_t r0, int nr,
+                                  float *dst) {
+    int64_t p, j, c;
+    for (p = 0; p < SFT__ATTN_KB / nr; p++)
+        for (j = 0; j < nr; j++) {
+            int64_t r = r0 + p * nr + j;
+            const float *src = r < d->T ? sft__attn_row(x, d, b, r, h, H) : NULL;
+            for (c = 0; c < d->D; c++) dst[(p * d->D + c) * nr + j] = src ? src[c] : 0.0f;
+        }
 }
 
-/* sft__attn_scores: s[rows x cols] = Q[t0..] K[j0..]^T * scale, invisible pairs
-   (later keys, other sequences) set to -inf. */
+/* sft__attn_pack_rows_n: rows [r0, r0 + rows) of head h as B's depth, columns
+   D: dst[(p * rows + r) * nr + j] = X[r0 + r][p * nr + j]; rows past T and
+   columns past D are zero. */
+static void sft__attn_pack_rows_n(const sft__attn_dims *d, const float *x, int64_t H, int64_t b, int64_t h, int64_t r0,
+                                  int64_t rows, int nr, float *dst) {
+    int64_t p, r, j;
+    for (r = 0; r < rows; r++) {
+        const float *src = r0 + r < d->T ? sft__attn_row(x, d, b, r0 + r, h, H) : NULL;
+        for (p = 0; p < d->Dp / nr; p++)
+            for (j = 0; j < nr; j++) {
+                int64_t c = p * nr + j;
+                dst[(p * rows + r) * nr + j] = src && c < d->D ? src[c] : 0.0f;
+            }
+    }
+}
+
+/* What a packing task packs: one (tensor, batch, head, block). */
+typedef struct sft__attn_pack_job {
+    const sft__attn_job *job;
+    const float *src[6];
+    float       *dst[6];
+    int64_t      H[6];
+    int          keys_t[6];     /* 1: keys_t (KB rows), 0: rows_n (block rows) */
+    int64_t      block[6];      /* rows per block */
+    int          n;
+} sft__attn_pack_job;
+
+static void sft__attn_pack_task(void *arg, int64_t task, int thread) {
+    const sft__attn_pack_job *pj = (const sft__attn_pack_job *)arg;
+    const sft__attn_dims *d = &pj->job->d;
+    int nr = pj->job->k->nr;
+    int64_t per = 0, i, t = task;
+    (void)thread;
+    for (i = 0; i < pj->n; i++) {                /* task = (operand, b, h, block) in order */
+        int64_t nb = (d->T + pj->block[i] - 1) / pj->block[i];
+        per = d->B * pj->H[i] * nb;
+        if (t < per) {
+            int64_t b = t / (pj->H[i] * nb), h = (t / nb) % pj->H[i], blk = t % nb;
+            size_t size = pj->keys_t[i] ? sft__attn_keys_t_size(d) : sft__attn_rows_n_size(d, pj->block[i]);
+            float *dst = pj->dst[i] + (size_t)((b * pj->H[i] + h) * nb + blk) * size;
+            if (pj->keys_t[i]) sft__attn_pack_keys_t(d, pj->src[i], pj->H[i], b, h, blk * pj->block[i], nr, dst);
+            else sft__attn_pack_rows_n(d, pj->src[i], pj->H[i], b, h, blk * pj->block[i], pj->block[i], nr, dst);
+            return;
+        }
+        t -= per;
+    }
+}
+
+static void sft__attn_pack_add(sft__attn_pack_job *pj, const float *src, int64_t H, int keys_t, int64_t block, float *dst) {
+    int i = pj->n++;
+    pj->src[i] = src; pj->H[i] = H; pj->keys_t[i] = keys_t; pj->block[i] = block; pj->dst[i] = dst;
+}
+
+static void sft__attn_pack_run(sft_context *ctx, sft__attn_pack_job *pj) {
+    const sft__attn_dims *d = &pj->job->d;
+    int64_t tasks = 0;
+    int i;
+    for (i = 0; i < pj->n; i++) tasks += d->B * pj->H[i] * ((d->T + pj->block[i] - 1) / pj->block[i]);
+    sft__parallel(ctx, tasks, sft__attn_pack_task, pj);
+}
+
+/* the packed block blk of (b, h) of an operand */
+static const float *sft__attn_keys_t_at(const sft__attn_job *job, const float *base, int64_t H, int64_t b, int64_t h, int64_t blk) {
+    return base + (size_t)((b * H + h) * job->d.nkb + blk) * sft__attn_keys_t_size(&job->d);
+}
+
+static const float *sft__attn_rows_n_at(const sft__attn_job *job, const float *base, int64_t H, int64_t b, int64_t h, int64_t blk,
+                                        int64_t rows, int64_t nblocks) {
+    return base + (size_t)((b * H + h) * nblocks + blk) * sft__attn_rows_n_size(&job->d, rows);
+}
+
+/* --- tile GEMMs ---------------------------------------------------------------- */
+
+/* sft__attn_tile_gemm: C[M x N] (+)= A . B over depth K, A read in place
+   (element (r, k) at a[r * a_rs + k * a_ks], M rows readable in whole MR
+   panels), B packed in panels of nr columns that start depth floats apart
+   (the packed depth, K or more). */
+static void sft__attn_tile_gemm(const sft__cpu_kernels *k, int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                                int64_t a_ks, const float *bp, int64_t depth, float *c, int64_t ldc, int add) {
+    float edge[16 * 32];
+    int64_t ir, jr, r, q;
+    for (jr = 0; jr < N; jr += k->nr)
+        for (ir = 0; ir < M; ir += k->mr) {
+            int64_t rows = M - ir < k->mr ? M - ir : k->mr, cols = N - jr < k->nr ? N - jr : k->nr;
+            const float *ap = a + ir * a_rs, *b = bp + (jr / k->nr) * depth * k->nr;
+            float *cc = c + ir * ldc + jr;
+            if (rows == k->mr && cols == k->nr) { k->micro(K, ap, a_rs, a_ks, b, cc, ldc, add); continue; }
+            k->micro(K, ap, a_rs, a_ks, b, edge, k->nr, 0);
+            for (r = 0; r < rows; r++)
+                for (q = 0; q < cols; q++) cc[r * ldc + q] = add ? cc[r * ldc + q] + edge[r * k->nr + q] : edge[r * k->nr + q];
+        }
+}
+
+/* sft__attn_a_rows: rows [t0, t0 + rows) of head h as an A operand: in place
+   when a whole block of rows exists, else copied into buf, zero-padded to QB
+   rows (the micro-kernel reads whole MR panels). *rs gets the row stride. */
+static const float *sft__attn_a_rows(const sft__attn_dims *d, const float *x, int64_t H, int64_t b, int64_t h, int64_t t0,
+                                     int64_t rows, float *buf, int64_t *rs) {
+    int64_t r;
+    if (t0 + SFT__ATTN_QB <= d->T) { *rs = H * d->D; return sft__attn_row(x, d, b, t0, h, H); }
+    for (r = 0; r < SFT__ATTN_QB; r++) {
+        if (r < rows) memcpy(buf + r * d->D, sft__attn_row(x, d, b, t0 + r, h, H), (size_t)d->D * sizeof(float));
+        else memset(buf + r * d->D, 0, (size_t)d->D * sizeof(float));
+    }
+    *rs = d->D;
+    return buf;
+}
+
+/* --- visibility ----------------------------------------------------------------- */
+
+static int sft__attn_cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* sft__attn_ranges: lo[b, t] = the first key query t sees (keys lo..t), when
+   every sequence id of each batch row forms a single run; 0 (test key by key)
+   when some id comes back after another. */
+static int sft__attn_ranges(const int32_t *ids, int64_t B, int64_t T, int32_t *lo, int32_t *runs) {
+    int64_t b, t;
+    for (b = 0; b < B; b++) {
+        const int32_t *id = ids ? ids + b * T : NULL;
+        int64_t n = 0;
+        for (t = 0; t < T; t++) {
+            int start = t == 0 || (id && id[t] != id[t - 1]);
+            lo[b * T + t] = start ? (int32_t)t : lo[b * T + t - 1];
+            if (start && id) runs[n++] = id[t];
+        }
+        if (!id) continue;
+        qsort(runs, (size_t)n, sizeof *runs, sft__attn_cmp_i32);
+        for (t = 1; t < n; t++) if (runs[t] == runs[t - 1]) return 0;
+    }
+    return 1;
+}
+
+/* sft__attn_tile_visible: does any query of [t0, t0 + rows) see a key of [j0, j0 + cols)? */
+static int sft__attn_tile_visible(const sft__attn_job *job, int64_t b, int64_t t0, int64_t rows, int64_t j0, int64_t cols) {
+    int64_t i;
+    if (j0 > t0 + rows - 1) return 0;
+    if (!job->lo) return 1;
+    for (i = 0; i < rows; i++)
+        if (job->lo[b * job->d.T + t0 + i] < j0 + cols && t0 + i >= j0) return 1;
+    return 0;
+}
+
+/* sft__attn_scores: s[rows x KB] = Q[t0..] K[j0..]^T * scale for the visible
+   pairs, -inf for the others (and for the columns past cols). */
 static void sft__attn_scores(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
                              int64_t rows, int64_t j0, int64_t cols) {
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
-    int64_t hk = h / d.group, i, j;
-    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data + b * d.T : NULL;
-    sft__mat q = sft__attn_rows(SFT__CF(n->in[0]), b, t0, h, d.T, d.Hq, d.D);
-    sft__mat k = sft__attn_rows(SFT__CF(n->in[1]), b, j0, hk, d.T, d.Hkv, d.D);
-    sft__attn_gemm(job, tl, rows, cols, d.D, q, sft__mat_t(k), tl->s, SFT__ATTN_B, 0);
-    for (i = 0; i < rows; i++)
-        for (j = 0; j < cols; j++) {
-            float *sv = &tl->s[i * SFT__ATTN_B + j];
-            int visible = j0 + j <= t0 + i && (!ids || ids[t0 + i] == ids[j0 + j]);
-            *sv = visible ? *sv * n->f[0] : -INFINITY;
+    const sft__attn_dims *d = &job->d;
+    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data + b * d->T : NULL;
+    float scale = n->f[0];
+    int64_t i, j, rs;
+    const float *q = sft__attn_a_rows(d, SFT__CF(n->in[0]), d->Hq, b, h, t0, rows, tl->qrows, &rs);
+    sft__attn_tile_gemm(job->k, rows, SFT__ATTN_KB, d->D, q, rs, 1,
+                        sft__attn_keys_t_at(job, job->kt, d->Hkv, b, h / d->group, j0 / SFT__ATTN_KB), d->D, tl->s, SFT__ATTN_KB, 0);
+    for (i = 0; i < rows; i++) {
+        float *sr = tl->s + i * SFT__ATTN_KB;
+        int64_t from = 0, to = t0 + i - j0 + 1;           /* visible columns [from, to) */
+        if (job->lo) { from = job->lo[b * d->T + t0 + i] - j0; if (from < 0) from = 0; }
+        if (to > cols) to = cols;
+        if (!job->lo && ids)
+            for (j = 0; j < to; j++) sr[j] = ids[t0 + i] == ids[j0 + j] ? sr[j] * scale : -INFINITY;
+        else {
+            for (j = 0; j < from && j < SFT__ATTN_KB; j++) sr[j] = -INFINITY;
+            for (j = from; j < to; j++) sr[j] *= scale;
         }
+        for (j = to > from ? to : from; j < SFT__ATTN_KB; j++) sr[j] = -INFINITY;
+    }
 }
+
+/* --- forward ---------------------------------------------------------------- */
 
 static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
+    const sft__attn_dims *d = &job->d;
     sft__attn_tiles tl = sft__attn_tiles_of(job, thread);
-    int64_t b = task / (d.Hq * d.nb), h = (task / d.nb) % d.Hq, hk = h / d.group;
-    int64_t t0 = (task % d.nb) * SFT__ATTN_B, rows = d.T - t0 < SFT__ATTN_B ? d.T - t0 : SFT__ATTN_B, j0, i, j, c;
-    float m[SFT__ATTN_B], l[SFT__ATTN_B];
+    int64_t b = task / (d->Hq * d->nqb), h = (task / d->nqb) % d->Hq, hk = h / d->group;
+    int64_t t0 = (task % d->nqb) * SFT__ATTN_QB, rows = d->T - t0 < SFT__ATTN_QB ? d->T - t0 : SFT__ATTN_QB, j0, i, j, c;
+    float m[SFT__ATTN_QB], l[SFT__ATTN_QB];
     for (i = 0; i < rows; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
-    memset(tl.acc, 0, (size_t)(rows * d.D) * sizeof(float));
-    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_B) {
-        int64_t cols = t0 + rows - j0 < SFT__ATTN_B ? t0 + rows - j0 : SFT__ATTN_B;
+    memset(tl.acc, 0, (size_t)(rows * d->Dp) * sizeof(float));
+    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_KB) {
+        int64_t cols = d->T - j0 < SFT__ATTN_KB ? d->T - j0 : SFT__ATTN_KB;
+        if (!sft__attn_tile_visible(job, b, t0, rows, j0, cols)) continue;
         sft__attn_scores(job, &tl, b, h, t0, rows, j0, cols);
         for (i = 0; i < rows; i++) {            /* online softmax, row by row */
-            float *sr = tl.s + i * SFT__ATTN_B, mx = m[i], corr;
+            float *sr = tl.s + i * SFT__ATTN_KB, mx = m[i], corr;
             for (j = 0; j < cols; j++) if (sr[j] > mx) mx = sr[j];
-            if (mx == -INFINITY) { for (j = 0; j < cols; j++) sr[j] = 0.0f; continue; }
+            if (mx == -INFINITY) { for (j = 0; j < SFT__ATTN_KB; j++) sr[j] = 0.0f; continue; }
             corr = expf(m[i] - mx);             /* 0 on the first visible tile */
             m[i] = mx;
             l[i] *= corr;
-            for (c = 0; c < d.D; c++) tl.acc[i * d.D + c] *= corr;
-            job->k->exp_shift(sr, cols, mx);
+            for (c = 0; c < d->D; c++) tl.acc[i * d->Dp + c] *= corr;
+            job->k->exp_shift(sr, SFT__ATTN_KB, mx);
             for (j = 0; j < cols; j++) l[i] += sr[j];
         }
-        sft__attn_gemm(job, &tl, rows, d.D, cols, sft__mat_of(tl.s, SFT__ATTN_B, 1),
-                       sft__attn_rows(SFT__CF(n->in[2]), b, j0, hk, d.T, d.Hkv, d.D), tl.acc, d.D, 1);
+        sft__attn_tile_gemm(job->k, rows, d->D, cols, tl.s, SFT__ATTN_KB, 1,
+                            sft__attn_rows_n_at(job, job->vn, d->Hkv, b, hk, j0 / SFT__ATTN_KB, SFT__ATTN_KB, d->nkb), SFT__ATTN_KB,
+                            tl.acc, d->Dp, 1);
     }
     for (i = 0; i < rows; i++) {
-        float *o = SFT__F(n->out) + ((b * d.T + t0 + i) * d.Hq + h) * d.D, inv = 1.0f / l[i];
-        for (c = 0; c < d.D; c++) o[c] = tl.acc[i * d.D + c] * inv;
-        SFT__F(n->saved)[(b * d.Hq + h) * d.T + t0 + i] = m[i] + logf(l[i]);
+        float *o = SFT__F(n->out) + ((b * d->T + t0 + i) * d->Hq + h) * d->D, inv = 1.0f / l[i];
+        for (c = 0; c < d->D; c++) o[c] = tl.acc[i * d->Dp + c] * inv;
+        SFT__F(n->saved)[(b * d->Hq + h) * d->T + t0 + i] = m[i] + logf(l[i]);
     }
 }
+
+/* --- backward --------------------------------------------------------------- */
 
 /* Backward pass 0: delta = dO . O for every row (saved row 1). */
 static void sft__attn_delta_rows(void *arg, int64_t r0, int64_t r1) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
+    const sft__attn_dims *d = &job->d;
     int64_t r;
     for (r = r0; r < r1; r++) {               /* r = (b * Hq + h) * T + t */
-        int64_t b = r / (d.Hq * d.T), h = (r / d.T) % d.Hq, t = r % d.T, row = ((b * d.T + t) * d.Hq + h) * d.D;
-        SFT__F(n->saved)[d.B * d.Hq * d.T + r] = job->k->dot(SFT__CF(n->out->grad) + row, SFT__CF(n->out) + row, d.D);
+        int64_t b = r / (d->Hq * d->T), h = (r / d->T) % d->Hq, t = r % d->T, row = ((b * d->T + t) * d->Hq + h) * d->D;
+        SFT__F(n->saved)[d->B * d->Hq * d->T + r] = job->k->dot(SFT__CF(n->out->grad) + row, SFT__CF(n->out) + row, d->D);
     }
 }
 
 /* sft__attn_p_ds: for the tile (query rows t0.., keys j0..) leave P in s and
-   dS = P (dO V^T - delta) scale in dp. */
+   dS = P (dO V^T - delta) scale in dp (zero outside the tile). */
 static void sft__attn_p_ds(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
                            int64_t rows, int64_t j0, int64_t cols) {
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
-    const float *lse = SFT__CF(n->saved) + (b * d.Hq + h) * d.T, *delta = lse + d.B * d.Hq * d.T;
-    int64_t i, j;
+    const sft__attn_dims *d = &job->d;
+    const float *lse = SFT__CF(n->saved) + (b * d->Hq + h) * d->T, *delta = lse + d->B * d->Hq * d->T, *go;
+    int64_t i, j, rs;
     sft__attn_scores(job, tl, b, h, t0, rows, j0, cols);
-    sft__attn_gemm(job, tl, rows, cols, d.D, sft__attn_rows(SFT__CF(n->out->grad), b, t0, h, d.T, d.Hq, d.D),
-                   sft__mat_t(sft__attn_rows(SFT__CF(n->in[2]), b, j0, h / d.group, d.T, d.Hkv, d.D)), tl->dp,
-                   SFT__ATTN_B, 0);
+    go = sft__attn_a_rows(d, SFT__CF(n->out->grad), d->Hq, b, h, t0, rows, tl->grows, &rs);
+    sft__attn_tile_gemm(job->k, rows, SFT__ATTN_KB, d->D, go, rs, 1,
+                        sft__attn_keys_t_at(job, job->vt, d->Hkv, b, h / d->group, j0 / SFT__ATTN_KB), d->D, tl->dp, SFT__ATTN_KB, 0);
     for (i = 0; i < rows; i++) {
-        float *p = tl->s + i * SFT__ATTN_B, *g = tl->dp + i * SFT__ATTN_B;
-        job->k->exp_shift(p, cols, lse[t0 + i]);                         /* 0 where masked */
-        for (j = 0; j < cols; j++) g[j] = p[j] * (g[j] - delta[t0 + i]) * n->f[0];
+        float *p = tl->s + i * SFT__ATTN_KB, *g = tl->dp + i * SFT__ATTN_KB;
+        job->k->exp_shift(p, SFT__ATTN_KB, lse[t0 + i]);               /* 0 where masked */
+        for (j = 0; j < SFT__ATTN_KB; j++) g[j] = p[j] * (g[j] - delta[t0 + i]) * n->f[0];
+    }
+    for (i = rows; i < SFT__ATTN_QB; i++) {       /* the rows a transposed tile reads as padding */
+        memset(tl->s + i * SFT__ATTN_KB, 0, SFT__ATTN_KB * sizeof(float));
+        memset(tl->dp + i * SFT__ATTN_KB, 0, SFT__ATTN_KB * sizeof(float));
     }
 }
 
@@ -5696,23 +6290,26 @@ static void sft__attn_p_ds(const sft__attn_job *job, const sft__attn_tiles *tl, 
 static void sft__attn_dkv_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
+    const sft__attn_dims *d = &job->d;
     sft__attn_tiles tl = sft__attn_tiles_of(job, thread);
-    int64_t b = task / (d.Hkv * d.nb), hk = (task / d.nb) % d.Hkv, j0 = (task % d.nb) * SFT__ATTN_B;
-    int64_t cols = d.T - j0 < SFT__ATTN_B ? d.T - j0 : SFT__ATTN_B, h, t0;
+    int64_t b = task / (d->Hkv * d->nkb), hk = (task / d->nkb) % d->Hkv, kb = task % d->nkb, j0 = kb * SFT__ATTN_KB;
+    int64_t cols = d->T - j0 < SFT__ATTN_KB ? d->T - j0 : SFT__ATTN_KB, h, t0;
     int dk = n->in[1]->requires_grad, dv = n->in[2]->requires_grad;
-    float *dK = dk ? SFT__F(n->in[1]->grad) + ((b * d.T + j0) * d.Hkv + hk) * d.D : NULL;
-    float *dV = dv ? SFT__F(n->in[2]->grad) + ((b * d.T + j0) * d.Hkv + hk) * d.D : NULL;
-    for (h = hk * d.group; h < (hk + 1) * d.group; h++)
-        for (t0 = j0 - j0 % SFT__ATTN_B; t0 < d.T; t0 += SFT__ATTN_B) {   /* query blocks that see these keys */
-            int64_t rows = d.T - t0 < SFT__ATTN_B ? d.T - t0 : SFT__ATTN_B;
+    float *dK = dk ? SFT__F(n->in[1]->grad) + ((b * d->T + j0) * d->Hkv + hk) * d->D : NULL;
+    float *dV = dv ? SFT__F(n->in[2]->grad) + ((b * d->T + j0) * d->Hkv + hk) * d->D : NULL;
+    for (h = hk * d->group; h < (hk + 1) * d->group; h++)
+        for (t0 = j0 / SFT__ATTN_QB * SFT__ATTN_QB; t0 < d->T; t0 += SFT__ATTN_QB) {   /* query blocks that may see these keys */
+            int64_t rows = d->T - t0 < SFT__ATTN_QB ? d->T - t0 : SFT__ATTN_QB, qb = t0 / SFT__ATTN_QB;
+            if (!sft__attn_tile_visible(job, b, t0, rows, j0, cols)) continue;
             sft__attn_p_ds(job, &tl, b, h, t0, rows, j0, cols);
             if (dv)   /* dV += P^T dO */
-                sft__attn_gemm(job, &tl, cols, d.D, rows, sft__mat_t(sft__mat_of(tl.s, SFT__ATTN_B, 1)),
-                               sft__attn_rows(SFT__CF(n->out->grad), b, t0, h, d.T, d.Hq, d.D), dV, d.Hkv * d.D, 1);
+                sft__attn_tile_gemm(job->k, cols, d->D, rows, tl.s, 1, SFT__ATTN_KB,
+                                    sft__attn_rows_n_at(job, job->don, d->Hq, b, h, qb, SFT__ATTN_QB, d->nqb), SFT__ATTN_QB, dV,
+                                    d->Hkv * d->D, 1);
             if (dk)   /* dK += dS^T Q */
-                sft__attn_gemm(job, &tl, cols, d.D, rows, sft__mat_t(sft__mat_of(tl.dp, SFT__ATTN_B, 1)),
-                               sft__attn_rows(SFT__CF(n->in[0]), b, t0, h, d.T, d.Hq, d.D), dK, d.Hkv * d.D, 1);
+                sft__attn_tile_gemm(job->k, cols, d->D, rows, tl.dp, 1, SFT__ATTN_KB,
+                                    sft__attn_rows_n_at(job, job->qn, d->Hq, b, h, qb, SFT__ATTN_QB, d->nqb), SFT__ATTN_QB, dK,
+                                    d->Hkv * d->D, 1);
         }
 }
 
@@ -5720,43 +6317,117 @@ static void sft__attn_dkv_task(void *arg, int64_t task, int thread) {
 static void sft__attn_dq_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
+    const sft__attn_dims *d = &job->d;
     sft__attn_tiles tl = sft__attn_tiles_of(job, thread);
-    int64_t b = task / (d.Hq * d.nb), h = (task / d.nb) % d.Hq, hk = h / d.group;
-    int64_t t0 = (task % d.nb) * SFT__ATTN_B, rows = d.T - t0 < SFT__ATTN_B ? d.T - t0 : SFT__ATTN_B, j0;
-    float *dQ = SFT__F(n->in[0]->grad) + ((b * d.T + t0) * d.Hq + h) * d.D;
-    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_B) {
-        int64_t cols = t0 + rows - j0 < SFT__ATTN_B ? t0 + rows - j0 : SFT__ATTN_B;
+    int64_t b = task / (d->Hq * d->nqb), h = (task / d->nqb) % d->Hq, hk = h / d->group;
+    int64_t t0 = (task % d->nqb) * SFT__ATTN_QB, rows = d->T - t0 < SFT__ATTN_QB ? d->T - t0 : SFT__ATTN_QB, j0;
+    float *dQ = SFT__F(n->in[0]->grad) + ((b * d->T + t0) * d->Hq + h) * d->D;
+    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_KB) {
+        int64_t cols = d->T - j0 < SFT__ATTN_KB ? d->T - j0 : SFT__ATTN_KB;
+        if (!sft__attn_tile_visible(job, b, t0, rows, j0, cols)) continue;
         sft__attn_p_ds(job, &tl, b, h, t0, rows, j0, cols);
-        sft__attn_gemm(job, &tl, rows, d.D, cols, sft__mat_of(tl.dp, SFT__ATTN_B, 1),
-                       sft__attn_rows(SFT__CF(n->in[1]), b, j0, hk, d.T, d.Hkv, d.D), dQ, d.Hq * d.D, 1);
+        sft__attn_tile_gemm(job->k, rows, d->D, cols, tl.dp, SFT__ATTN_KB, 1,
+                            sft__attn_rows_n_at(job, job->kn, d->Hkv, b, hk, j0 / SFT__ATTN_KB, SFT__ATTN_KB, d->nkb), SFT__ATTN_KB,
+                            dQ, d->Hq * d->D, 1);
     }
 }
 
-static sft_status sft__attn_job_init(sft_context *ctx, sft__node *n, sft__attn_job *job) {
-    job->ctx = ctx; job->n = n; job->k = sft__cpu_kernels_of(ctx); job->d = sft__attn_dims_of(n);
+/* --- the op ---------------------------------------------------------------------- */
+
+/* The call's temporaries (step tensors given back when the kernel returns). */
+typedef struct sft__attn_temps { sft_tensor *t[7]; int n; } sft__attn_temps;
+
+static sft_status sft__attn_temp(sft_context *ctx, sft__attn_temps *tmp, sft_dtype dtype, int64_t count, void **out) {
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, dtype, 1, &count, &tmp->t[tmp->n]));
+    *out = tmp->t[tmp->n++]->data;
+    return SFT_OK;
+}
+
+static void sft__attn_temps_release(sft_context *ctx, sft__attn_temps *tmp) {
+    while (tmp->n > 0) sft__tensor_release(ctx, tmp->t[--tmp->n]);
+}
+
+/* sft__attn_job_init: the dimensions, visibility ranges and per-thread tiles */
+static sft_status sft__attn_job_init(sft_context *ctx, sft__node *n, sft__attn_job *job, sft__attn_temps *tmp) {
+    int32_t *lo, *runs;
+    memset(job, 0, sizeof *job);
+    memset(tmp, 0, sizeof *tmp);
+    job->ctx = ctx; job->n = n; job->k = sft__cpu_kernels_of(ctx); job->d = sft__attn_dims_of(n, job->k->nr);
     if (!ctx->attn_scratch) {
         ctx->attn_scratch = (float *)sft__alloc(ctx, (size_t)ctx->threads * SFT__ATTN_SCRATCH * sizeof(float));
         if (!ctx->attn_scratch) return sft__fail(SFT_ERR_NOMEM, "attention: cannot allocate the per-thread tiles");
     }
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_I32, 2 * job->d.B * job->d.T, (void **)&lo));
+    runs = lo + job->d.B * job->d.T;
+    if (!ctx->plan_only && sft__attn_ranges(n->in[3] ? (const int32_t *)n->in[3]->data : NULL, job->d.B, job->d.T, lo, runs))
+        job->lo = lo;
+    return SFT_OK;
+}
+
+/* the packed size of an operand over all (b, h, blocks) */
+static int64_t sft__attn_packed_floats(const sft__attn_dims *d, int64_t H, int keys_t, int64_t block) {
+    int64_t nb = (d->T + block - 1) / block;
+    return d->B * H * nb * (int64_t)(keys_t ? sft__attn_keys_t_size(d) : sft__attn_rows_n_size(d, block));
+}
+
+static sft_status sft__attn_fwd_run(sft_context *ctx, sft__node *n, sft__attn_temps *tmp) {
+    sft__attn_job job;
+    sft__attn_pack_job pj;
+    SFT__TRY(sft__attn_job_init(ctx, n, &job, tmp));
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(&job.d, job.d.Hkv, 1, SFT__ATTN_KB), (void **)&job.kt));
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(&job.d, job.d.Hkv, 0, SFT__ATTN_KB), (void **)&job.vn));
+    if (ctx->plan_only) return SFT_OK;
+    memset(&pj, 0, sizeof pj);
+    pj.job = &job;
+    sft__attn_pack_add(&pj, SFT__CF(n->in[1]), job.d.Hkv, 1, SFT__ATTN_KB, job.kt);
+    sft__attn_pack_add(&pj, SFT__CF(n->in[2]), job.d.Hkv, 0, SFT__ATTN_KB, job.vn);
+    sft__attn_pack_run(ctx, &pj);
+    sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nqb, sft__attn_fwd_task, &job);
+    return SFT_OK;
+}
+
+static sft_status sft__attn_bwd_run(sft_context *ctx, sft__node *n, sft__attn_temps *tmp) {
+    sft__attn_job job;
+    sft__attn_pack_job pj;
+    const sft__attn_dims *d = &job.d;
+    int dkv = n->in[1]->requires_grad || n->in[2]->requires_grad, dq = n->in[0]->requires_grad;
+    SFT__TRY(sft__attn_job_init(ctx, n, &job, tmp));
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hkv, 1, SFT__ATTN_KB), (void **)&job.kt));
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hkv, 1, SFT__ATTN_KB), (void **)&job.vt));
+    if (dkv) {
+        SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hq, 0, SFT__ATTN_QB), (void **)&job.qn));
+        SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hq, 0, SFT__ATTN_QB), (void **)&job.don));
+    }
+    if (dq) SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hkv, 0, SFT__ATTN_KB), (void **)&job.kn));
+    if (ctx->plan_only) return SFT_OK;
+    memset(&pj, 0, sizeof pj);
+    pj.job = &job;
+    sft__attn_pack_add(&pj, SFT__CF(n->in[1]), d->Hkv, 1, SFT__ATTN_KB, job.kt);
+    sft__attn_pack_add(&pj, SFT__CF(n->in[2]), d->Hkv, 1, SFT__ATTN_KB, job.vt);
+    if (dkv) {
+        sft__attn_pack_add(&pj, SFT__CF(n->in[0]), d->Hq, 0, SFT__ATTN_QB, job.qn);
+        sft__attn_pack_add(&pj, SFT__CF(n->out->grad), d->Hq, 0, SFT__ATTN_QB, job.don);
+    }
+    if (dq) sft__attn_pack_add(&pj, SFT__CF(n->in[1]), d->Hkv, 0, SFT__ATTN_KB, job.kn);
+    sft__attn_pack_run(ctx, &pj);
+    sft__parallel_rows(ctx, d->B * d->Hq * d->T, 256, sft__attn_delta_rows, &job);
+    if (dkv) sft__parallel(ctx, d->B * d->Hkv * d->nkb, sft__attn_dkv_task, &job);
+    if (dq) sft__parallel(ctx, d->B * d->Hq * d->nqb, sft__attn_dq_task, &job);
     return SFT_OK;
 }
 
 static sft_status sft__cpu_attention_fwd(sft_context *ctx, sft__node *n) {
-    sft__attn_job job;
-    SFT__TRY(sft__attn_job_init(ctx, n, &job));
-    sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nb, sft__attn_fwd_task, &job);
-    return SFT_OK;
+    sft__attn_temps tmp;
+    sft_status s = sft__attn_fwd_run(ctx, n, &tmp);
+    sft__attn_temps_release(ctx, &tmp);
+    return s;
 }
 
 static sft_status sft__cpu_attention_bwd(sft_context *ctx, sft__node *n) {
-    sft__attn_job job;
-    SFT__TRY(sft__attn_job_init(ctx, n, &job));
-    sft__parallel_rows(ctx, job.d.B * job.d.Hq * job.d.T, 256, sft__attn_delta_rows, &job);
-    if (n->in[1]->requires_grad || n->in[2]->requires_grad)
-        sft__parallel(ctx, job.d.B * job.d.Hkv * job.d.nb, sft__attn_dkv_task, &job);
-    if (n->in[0]->requires_grad) sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nb, sft__attn_dq_task, &job);
-    return SFT_OK;
+    sft__attn_temps tmp;
+    sft_status s = sft__attn_bwd_run(ctx, n, &tmp);
+    sft__attn_temps_release(ctx, &tmp);
+    return s;
 }
 
 /* ============================================================================
@@ -6410,6 +7081,7 @@ typedef struct sft__lin_term {
     float       p;                /* dropout in effect, 0 = none               */
     uint64_t    key;              /* the dropout mask's RNG key                */
     uint64_t   *bits;             /* its mask over x's elements, made in forward (NULL: p = 0 or replayed) */
+    sft_tensor *bits_t;           /* the tensor holding bits                   */
     sft_tensor *t;                /* [M, r]                                    */
     sft_tensor *base_nb, *lora, *norm;   /* DoRA: [M, N], [M, N], [N]          */
 } sft__lin_term;
@@ -6454,19 +7126,19 @@ static void sft__lin_drop(sft_context *ctx, const sft__lin_plan *p, const sft__l
 }
 
 /* sft__lin_input: the adapter's input rows [r0, r1): x itself, or dropout(x) in
-   a new step tensor. */
+   a new step tensor *xd the caller gives back (NULL when x is used as it is). */
 static sft_status sft__lin_input(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1,
-                                 const float **xr) {
+                                 const float **xr, sft_tensor **xd) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
     const float *x = SFT__CF(n->in[0]);
-    sft_tensor *xd;
     int64_t shape[2], base = r0 * p->K, count = (r1 - r0) * p->K;
     *xr = x + base;
+    *xd = NULL;
     if (t->p <= 0.0f) return SFT_OK;
     shape[0] = r1 - r0; shape[1] = p->K;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &xd));
-    sft__lin_drop(ctx, p, t, x + base, base, count, SFT__F(xd), 0);
-    *xr = SFT__CF(xd);
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, xd));
+    sft__lin_drop(ctx, p, t, x + base, base, count, SFT__F(*xd), 0);
+    *xr = SFT__CF(*xd);
     return SFT_OK;
 }
 
@@ -6493,6 +7165,8 @@ static sft_status sft__dora_norm(sft_context *ctx, const sft__wref *w, const sft
             norm[o0 + i] = (float)sqrt(ss);
         }
     }
+    sft__tensor_release(ctx, ba);
+    sft__tensor_release(ctx, wt);
     return SFT_OK;
 }
 
@@ -6503,11 +7177,15 @@ static sft_status sft__lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_ter
     int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, i, o;
     float *tr = SFT__F(t->t) + r0 * r, *y = SFT__F(n->out) + r0 * N, s = ad->scaling;
     const float *xr;
+    sft_tensor *xd;
     if (t->bits) sft__dropout_mask(ctx, t->key, t->p, r0 * p->K, r1 * p->K, t->bits);
-    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr));
+    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr, &xd));
     SFT__TRY(sft__gemm(ctx, rows, r, p->K, sft__mat_of(xr, p->K, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->A), p->K, 1)), tr, r, 0));
-    for (i = 0; i < rows * r; i++) tr[i] *= s;
-    if (!ad->m) return sft__gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), y, N, 1);
+    for (i = 0; i < rows * r && !ctx->plan_only; i++) tr[i] *= s;
+    if (!ad->m) {
+        sft__tensor_release(ctx, xd);
+        return sft__gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), y, N, 1);
+    }
     {
         float *lora = SFT__F(t->lora) + r0 * N, *base_nb = SFT__F(t->base_nb) + r0 * N;
         const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
@@ -6515,7 +7193,8 @@ static sft_status sft__lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_ter
         /* without dropout base_nb is the layer's own product (the plan's base_out);
            with it PEFT recomputes the base product on the dropped-out input */
         if (t->p > 0.0f) SFT__TRY(sft__gemm_w(ctx, rows, sft__mat_of(xr, p->K, 1), &p->w, 1, base_nb, N, 0));
-        for (i = 0; i < rows; i++)
+        sft__tensor_release(ctx, xd);
+        for (i = 0; i < rows && !ctx->plan_only; i++)
             for (o = 0; o < N; o++) {
                 float scale = m[o] / norm[o];
                 y[i * N + o] += (scale - 1.0f) * base_nb[i * N + o] + scale * lora[i * N + o];
@@ -6534,36 +7213,75 @@ static void sft__lin_bias_rows(void *arg, int64_t b, int64_t e) {
         for (o = 0; o < p->N; o++) y[i * p->N + o] += bias[o];
 }
 
+/* the rows term ti covers */
+static int64_t sft__lin_term_rows(const sft__lin_plan *p, int ti) {
+    int64_t cursor = 0, r0, r1, rows = 0;
+    while (sft__lin_run(p, ti, &cursor, &r0, &r1)) rows += r1 - r0;
+    return rows;
+}
+
+static double sft__linear_flops(const sft__node *n, int backward, double *adapters) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    double mnk = 2.0 * (double)p->M * (double)p->N * (double)p->K;
+    int ti;
+    *adapters = 0.0;
+    for (ti = 0; ti < p->n_terms; ti++)   /* forward x A^T, t B^T; backward dB, dt, dA, dx */
+        *adapters += (backward ? 4.0 : 2.0) * (double)sft__lin_term_rows(p, ti) * (double)p->term[ti].ad->desc.r *
+                     (double)(p->N + p->K);
+    if (!backward) return mnk;
+    return mnk * ((n->in[0]->requires_grad != 0) + (p->w.w && p->w.w->requires_grad));
+}
+
+/* sft__lin_prof_adapters: profiling moves the adapters' share of a linear
+   kernel's time (since t0) to their own row */
+static void sft__lin_prof_adapters(sft_context *ctx, const sft__node *n, int backward, double t0) {
+    double adapters, dt;
+    if (!ctx->profiling || ctx->plan_only) return;
+    dt = sft__seconds() - t0;
+    (void)sft__linear_flops(n, backward, &adapters);
+    sft__prof_add(ctx, SFT__PROF_ADAPTERS, backward, dt, adapters);
+    ctx->prof_s[backward][SFT__OP_LINEAR] -= dt;
+    if (!backward) ctx->prof_calls[SFT__PROF_ADAPTERS]++;
+}
+
 static sft_status sft__cpu_linear_fwd(sft_context *ctx, sft__node *n) {
     sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
+    double t0;
     int ti;
     SFT__TRY(sft__gemm_w(ctx, p->M, sft__mat_of(SFT__CF(n->in[0]), p->K, 1), &p->w, 1, SFT__F(n->out), p->N, 0));
     if (p->base_out) memcpy(SFT__F(p->base_out), SFT__CF(n->out), sft_tensor_nbytes(p->base_out));
     if (n->in[1]) sft__parallel_rows(ctx, p->M, 64, sft__lin_bias_rows, n);
+    t0 = ctx->profiling ? sft__seconds() : 0.0;
     for (ti = 0; ti < p->n_terms; ti++) {
         sft__lin_term *t = &p->term[ti];
         int64_t cursor = 0, r0, r1;
         if (t->ad->m) SFT__TRY(sft__dora_norm(ctx, &p->w, t->ad->A, t->ad->B, t->ad->scaling, SFT__F(t->norm)));
         while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__lin_term_fwd(ctx, n, t, r0, r1));
     }
+    if (p->n_terms) sft__lin_prof_adapters(ctx, n, 0, t0);
     return SFT_OK;
 }
 
+/* The temporaries of a term's backward, given back when it returns. */
+typedef struct sft__lin_temps { sft_tensor *xd, *gt, *dt, *dxd; } sft__lin_temps;
+
 /* One term's backward over rows [r0, r1): gradients of B, A, x (and m). */
-static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+static sft_status sft__lin_term_bwd_rows(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1,
+                                         sft__lin_temps *tmp) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
     const sft__adapter *ad = t->ad;
     int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, K = p->K, i, o, shape[2];
     const float *g = SFT__CF(n->out->grad) + r0 * N, *gl = g, *xr, *tr = SFT__CF(t->t) + r0 * r;
     float s = ad->scaling;
-    sft_tensor *gt, *dt, *dxd;
+    sft_tensor *gt = NULL, *dt, *dxd;
     sft_tensor *x = n->in[0];
-    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr));
+    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr, &tmp->xd));
     if (ad->m) {                  /* the adapter's path is scaled by m / norm */
         const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
         shape[0] = rows; shape[1] = N;
-        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &gt));
-        for (i = 0; i < rows; i++)
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &tmp->gt));
+        gt = tmp->gt;
+        for (i = 0; i < rows && !ctx->plan_only; i++)
             for (o = 0; o < N; o++) SFT__F(gt)[i * N + o] = g[i * N + o] * (m[o] / norm[o]);
         gl = SFT__CF(gt);
         if (ad->m->requires_grad) {
@@ -6580,9 +7298,10 @@ static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_ter
         SFT__TRY(sft__gemm(ctx, N, r, rows, sft__mat_t(sft__mat_of(gl, N, 1)), sft__mat_of(tr, r, 1), SFT__F(ad->B->grad), r, 1));
     if (!ad->A->requires_grad && !x->requires_grad) return SFT_OK;
     shape[0] = rows; shape[1] = r;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &dt));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &tmp->dt));
+    dt = tmp->dt;
     SFT__TRY(sft__gemm(ctx, rows, r, N, sft__mat_of(gl, N, 1), sft__mat_of(SFT__CF(ad->B), r, 1), SFT__F(dt), r, 0));
-    for (i = 0; i < rows * r; i++) SFT__F(dt)[i] *= s;
+    for (i = 0; i < rows * r && !ctx->plan_only; i++) SFT__F(dt)[i] *= s;
     if (ad->A->requires_grad)
         SFT__TRY(sft__gemm(ctx, r, K, rows, sft__mat_t(sft__mat_of(SFT__CF(dt), r, 1)), sft__mat_of(xr, K, 1), SFT__F(ad->A->grad),
                            K, 1));
@@ -6591,16 +7310,27 @@ static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_ter
         return sft__gemm(ctx, rows, K, r, sft__mat_of(SFT__CF(dt), r, 1), sft__mat_of(SFT__CF(ad->A), K, 1), SFT__F(x->grad) + r0 * K,
                          K, 1);
     shape[0] = rows; shape[1] = K;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &dxd));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &tmp->dxd));
+    dxd = tmp->dxd;
     SFT__TRY(sft__gemm(ctx, rows, K, r, sft__mat_of(SFT__CF(dt), r, 1), sft__mat_of(SFT__CF(ad->A), K, 1), SFT__F(dxd), K, 0));
     if (ad->m) {                  /* DoRA's base term on the dropped-out input */
         const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
-        for (i = 0; i < rows; i++)
+        for (i = 0; i < rows && !ctx->plan_only; i++)
             for (o = 0; o < N; o++) SFT__F(gt)[i * N + o] = g[i * N + o] * (m[o] / norm[o] - 1.0f);
         SFT__TRY(sft__gemm_w(ctx, rows, sft__mat_of(SFT__CF(gt), N, 1), &p->w, 0, SFT__F(dxd), K, 1));
     }
     sft__lin_drop(ctx, p, t, SFT__CF(dxd), r0 * K, rows * K, SFT__F(x->grad) + r0 * K, 1);
     return SFT_OK;
+}
+
+static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+    sft__lin_temps tmp;
+    sft_status s;
+    memset(&tmp, 0, sizeof tmp);
+    s = sft__lin_term_bwd_rows(ctx, n, t, r0, r1, &tmp);
+    sft__tensor_release(ctx, tmp.dxd); sft__tensor_release(ctx, tmp.dt);
+    sft__tensor_release(ctx, tmp.gt); sft__tensor_release(ctx, tmp.xd);
+    return s;
 }
 
 /* The base path's gradient dy' W, where dy' adds (m / norm - 1) dy on the rows of
@@ -6625,11 +7355,29 @@ static sft_status sft__lin_base_bwd(sft_context *ctx, sft__node *n) {
                 for (o = 0; o < p->N; o++)
                     SFT__F(gb)[i * p->N + o] += g[i * p->N + o] * (SFT__CF(t->ad->m)[o] / SFT__CF(t->norm)[o] - 1.0f);
     }
-    return sft__gemm_w(ctx, p->M, sft__mat_of(gb ? SFT__CF(gb) : g, p->N, 1), &p->w, 0, SFT__F(n->in[0]->grad), p->K, 1);
+    {
+        sft_status s = sft__gemm_w(ctx, p->M, sft__mat_of(gb ? SFT__CF(gb) : g, p->N, 1), &p->w, 0, SFT__F(n->in[0]->grad), p->K, 1);
+        sft__tensor_release(ctx, gb);
+        return s;
+    }
+}
+
+/* sft__lin_plan_release: what the call kept for its backward, given back after it */
+static void sft__lin_plan_release(sft_context *ctx, sft__lin_plan *p) {
+    int ti;
+    for (ti = 0; ti < p->n_terms; ti++) {
+        sft__lin_term *t = &p->term[ti];
+        sft__tensor_release(ctx, t->t);
+        sft__tensor_release(ctx, t->lora);
+        if (t->base_nb != p->base_out) sft__tensor_release(ctx, t->base_nb);
+        if (t->bits_t) { sft__tensor_release(ctx, t->bits_t); t->bits = NULL; }
+    }
+    sft__tensor_release(ctx, p->base_out);
 }
 
 static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
     sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
+    double t0;
     int ti;
     if (n->in[0]->requires_grad) SFT__TRY(sft__lin_base_bwd(ctx, n));
     if (p->w.w && p->w.w->requires_grad) {       /* full fine-tuning: dW += dy^T x */
@@ -6648,6 +7396,7 @@ static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
             db[o] += acc;
         }
     }
+    t0 = ctx->profiling ? sft__seconds() : 0.0;
     for (ti = 0; ti < p->n_terms; ti++) {
         sft__lin_term *t = &p->term[ti];
         int64_t cursor = 0, r0, r1;
@@ -6656,6 +7405,8 @@ static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
         if (t->ad->m && t->ad->m->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->m));
         while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__lin_term_bwd(ctx, n, t, r0, r1));
     }
+    if (p->n_terms) sft__lin_prof_adapters(ctx, n, 1, t0);
+    sft__lin_plan_release(ctx, p);
     return SFT_OK;
 }
 
@@ -7354,6 +8105,7 @@ static sft_status sft__lin_add_term(sft_context *ctx, sft_linear *lin, sft__lin_
         sft_tensor *bits;
         SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_U8, 1, &bytes, &bits));
         t->bits = (uint64_t *)bits->data;
+        t->bits_t = bits;
     }
     if (!ad->m) return SFT_OK;
     shape[1] = p->N;
@@ -10782,13 +11534,40 @@ static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_
     return sft_add(ctx, x, noise, out);
 }
 
+/* sft__decoder_forward: the embeddings and every block. What they make is
+   transient: the caller never sees it, so each tensor is given back as soon as
+   the backward of the node that made it has run (see sft__release_transient). */
+static sft_status sft__decoder_run(sft_context *ctx, sft__fwd *f, const sft_model_batch *batch, const sft_model_run *run,
+                                   sft_tensor **x) {
+    const sft_model *m = f[0].m;
+    int i;
+    if (batch->inputs_embeds) *x = batch->inputs_embeds;
+    else SFT__TRY(sft_embedding(ctx, m->embed, batch->input_ids, x));
+    if (run && run->training && run->neftune_noise_alpha > 0.0f) SFT__TRY(sft__neftune(ctx, *x, run, x));
+    for (i = 0; i < m->cfg.num_hidden_layers; i++) {
+        f[i] = f[0]; f[i].layer = i;
+        if (run && run->gradient_checkpointing) SFT__TRY(sft_checkpoint(ctx, sft__block_forward, &f[i], 1, x, 1, x));
+        else SFT__TRY(sft__block_forward(ctx, &f[i], x, x));
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__decoder_forward(sft_context *ctx, sft__fwd *f, const sft_model_batch *batch, const sft_model_run *run,
+                                       sft_tensor **x) {
+    int prev = ctx->transient;
+    sft_status s;
+    ctx->transient = 1;
+    s = sft__decoder_run(ctx, f, batch, run, x);
+    ctx->transient = prev;
+    return s;
+}
+
 SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, const sft_model_run *run,
                                     sft_model_output *out) {
     sft_context *ctx;
     sft__fwd *f;
     sft_tensor *x, *shifted;
     int64_t B, T;
-    int i;
     void *mem;
     if (out) memset(out, 0, sizeof *out);
     if (!m || !batch || !out) return sft__fail(SFT_ERR_ARG, "sft_model_forward: NULL argument");
@@ -10824,14 +11603,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     f[0].m = m;
     if (run) f[0].run = *run;
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
-    if (batch->inputs_embeds) x = batch->inputs_embeds;
-    else SFT__TRY(sft_embedding(ctx, m->embed, batch->input_ids, &x));
-    if (run && run->training && run->neftune_noise_alpha > 0.0f) SFT__TRY(sft__neftune(ctx, x, run, &x));
-    for (i = 0; i < m->cfg.num_hidden_layers; i++) {
-        f[i] = f[0]; f[i].layer = i;
-        if (run && run->gradient_checkpointing) SFT__TRY(sft_checkpoint(ctx, sft__block_forward, &f[i], 1, &x, 1, &x));
-        else SFT__TRY(sft__block_forward(ctx, &f[i], &x, &x));
-    }
+    SFT__TRY(sft__decoder_forward(ctx, f, batch, run, &x));
     SFT__TRY(sft_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps, &out->hidden));
     if (!run || run->want_logits || !batch->labels) SFT__TRY(sft_matmul(ctx, out->hidden, m->lm_head, 0, 1, &out->logits));
     if (!batch->labels) return SFT_OK;
@@ -11251,7 +12023,8 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
     }
     if (s == SFT_OK && o.loss && o.loss->requires_grad) s = sft_backward(ctx, o.loss);
     ctx->plan_only = 0;
-    out->activations = ctx->arena[SFT_DEVICE_CPU].high_water + ctx->scratch[SFT_DEVICE_CPU].high_water;
+    out->activations = sft__arena_footprint(&ctx->arena[SFT_DEVICE_CPU]) + sft__arena_footprint(&ctx->scratch[SFT_DEVICE_CPU]) +
+                       sft__heap_footprint(&ctx->heap);
     sft_step_begin(ctx);
     SFT__TRY(s);
     sft__model_bytes(m, &out->weights, &out->adapters, &trainable);
@@ -12821,12 +13594,6 @@ static void       sft__keep_only_best(sft_trainer *tr);
 static sft_status sft__resume(sft_trainer *tr);
 static sft_status sft__weights_read(sft_trainer *tr, const char *dir);
 
-static double sft__seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr) { return tr ? tr->opt : NULL; }
 
 SFTDEF void sft_trainer_destroy(sft_trainer *tr) {
@@ -13257,7 +14024,7 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
 /* sft__trainer_step: sft_trainer_step with info always there */
 static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     int64_t window, first, k, items = 0;
-    double loss = 0.0, lr;
+    double loss = 0.0, lr, t_opt;
     sft__window w;
     memset(info, 0, sizeof *info);
     if (tr->global_step >= tr->max_steps || __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE)) { sft_trainer_progress(tr, info); return SFT_OK; }
@@ -13298,11 +14065,16 @@ static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     tr->acc_sum += w.acc; tr->ent_sum += w.ent; tr->acc_tokens += w.metric_batches;
     tr->num_tokens += w.tokens; tr->total_flos += w.flos;
     tr->micro += window;
+    t_opt = sft__seconds();
     tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.max_grad_norm > 0.0 ? tr->cfg.max_grad_norm : 0.0);
     if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) lr = tr->plateau.lr;
     else SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->global_step, &lr));
     SFT__TRY(sft_optimizer_step(tr->opt, lr));
     sft_optimizer_zero_grad(tr->opt);
+    if (tr->ctx->profiling) {
+        sft__prof_add(tr->ctx, SFT__PROF_OPTIMIZER, 0, sft__seconds() - t_opt, 0.0);
+        tr->ctx->prof_calls[SFT__PROF_OPTIMIZER]++;
+    }
     tr->last_lr = lr;
     tr->global_step++;
     tr->steps_since_log++;

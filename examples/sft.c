@@ -62,7 +62,7 @@ typedef struct cli_opts {
     int         max_new_tokens, top_k, chat;
     double      temperature, top_p;
     /* the run */
-    int         threads;
+    int         threads, profile;
 } cli_opts;
 
 typedef enum cli_type { CLI_STR, CLI_INT, CLI_REAL, CLI_BOOL, CLI_TRISTATE } cli_type;
@@ -164,6 +164,7 @@ static const cli_flag cli_flags[] = {
     {"dtype", CLI_STR, O(dtype), C_MERGE, "float32", "auto", "merged weights: float32, or auto (the base's dtype)"},
     /* the run */
     {"threads", CLI_INT, O(threads), C_ALL, "2", "1", "CPU threads"},
+    {"profile", CLI_BOOL, O(profile), C_TRAIN, "false", "true", "at the end, print where the steps' time went, per operator"},
 };
 #define CLI_N_FLAGS ((int)(sizeof cli_flags / sizeof *cli_flags))
 
@@ -366,6 +367,7 @@ typedef struct cli_built {
     sft_generate_desc gen;
     const char      *adapter, *prompt;        /* generate and merge */
     int              chat, keep_dtype;
+    int              profile;
 } cli_built;
 
 static int cli_kwargs(const char *text, sft_schedule_desc *k, cli_error *e) {
@@ -419,6 +421,7 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     b->model = o->model_name_or_path; b->dataset = o->dataset_name; b->eval_dataset = o->eval_dataset_name;
     b->threads = o->threads; b->use_peft = o->use_peft; b->target_modules = o->lora_target_modules;
     b->adapter = o->adapter; b->prompt = o->prompt; b->chat = o->chat; b->keep_dtype = !strcmp(o->dtype, "auto");
+    b->profile = o->profile;
     if (!o->model_name_or_path) return cli_fail(e, "--model_name_or_path: required (a local model folder)");
     if ((command & (C_TRAIN | C_STATS)) && !o->dataset_name) return cli_fail(e, "--dataset_name: required (a JSONL file or folder)");
     if (o->threads < 1 || o->threads > 256) return cli_fail(e, "--threads: expected 1..256");
@@ -744,6 +747,17 @@ static int cli_on_step_end(const sft_step_info *info, void *user) {
     return cli_interrupted != 0;          /* Ctrl-C: stop at this step, save, say how to resume */
 }
 
+/* cli_print_profile: --profile's table, per step of the run */
+static void cli_print_profile(const sft_context *ctx, const sft_train_output *out) {
+    size_t need = sft_profile_report(ctx, out->global_step, out->train_runtime, NULL, 0);
+    char *text = (char *)malloc(need + 1);
+    if (!text) return;
+    sft_profile_report(ctx, out->global_step, out->train_runtime, text, need + 1);
+    printf("profile: %lld steps, %d threads (per step; evaluation and checkpoints count as other)\n%s",
+           (long long)out->global_step, sft_context_threads(ctx), text);
+    free(text);
+}
+
 /* ============================================================================
    The commands */
 
@@ -809,8 +823,10 @@ static int cli_train(const cli_opts *o, cli_built *b) {
     b->train.on_step_end = cli_on_step_end;
     b->train.user = &r;
     signal(SIGINT, cli_on_sigint);
+    if (b->profile) sft_profile_enable(v.ctx, 1);
     s = sft_train(v.model, v.train, &b->train, &out);
     if (r.tty) printf("\n");
+    if (s == SFT_OK && b->profile) cli_print_profile(v.ctx, &out);
     if (s != SFT_OK) {
         rc = s == SFT_ERR_ARG ? 2 : 1;
         fprintf(stderr, "sft train: %s\n", sft_last_error());
