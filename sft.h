@@ -7178,7 +7178,6 @@ static sft_status sft__lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_ter
     float *tr = SFT__F(t->t) + r0 * r, *y = SFT__F(n->out) + r0 * N, s = ad->scaling;
     const float *xr;
     sft_tensor *xd;
-    if (t->bits) sft__dropout_mask(ctx, t->key, t->p, r0 * p->K, r1 * p->K, t->bits);
     SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr, &xd));
     SFT__TRY(sft__gemm(ctx, rows, r, p->K, sft__mat_of(xr, p->K, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->A), p->K, 1)), tr, r, 0));
     for (i = 0; i < rows * r && !ctx->plan_only; i++) tr[i] *= s;
@@ -7211,6 +7210,213 @@ static void sft__lin_bias_rows(void *arg, int64_t b, int64_t e) {
     int64_t i, o;
     for (i = b; i < e; i++)
         for (o = 0; o < p->N; o++) y[i * p->N + o] += bias[o];
+}
+
+/* --- LoRA terms, fused --------------------------------------------------------
+   A term without DoRA runs in one pass over its rows, in tasks of
+   SFT__LORA_TASK_ROWS rows taken SFT__LORA_RB at a time, so a block's rows stay
+   in cache from its first product to its last:
+     forward   xd = x (.) mask, t = s xd A^T (kept for backward), y += t B^T
+     backward  dt = s g B, dx += (dt A) (.) mask, and the task's share of
+               dB = g^T t and dA = dt^T xd
+   A, B and their transposes are packed once per call into the micro-kernel's
+   panels; the blocks' own operands (x, g, t, dt) are copied into per-thread
+   buffers padded to whole panels. The shares of dB and dA are added to the
+   gradients task by task in order, so the result does not depend on the thread
+   count. */
+
+#define SFT__LORA_RB 32
+#define SFT__LORA_TASK_ROWS 256
+
+typedef struct sft__lora_job {
+    const sft__cpu_kernels *k;
+    const sft__node *n;
+    const sft__lin_plan *p;
+    const sft__lin_term *t;
+    int64_t r0, r1, r, rp, Kp, Np;    /* rows; rank, rank padded; K and N padded to whole MR panels */
+    const float *at, *bt, *bn, *an;   /* packed: A^T [K x r], B^T [r x N], B [N x r], A [r x K] */
+    float *scratch;                   /* per thread, SFT__LORA_SCRATCH floats each */
+    float *dB, *dA;                   /* per task: its share of dB [N x r] and dA [r x K] */
+    int want_dx, want_dA, want_dB;
+} sft__lora_job;
+
+static int64_t sft__round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* per-thread buffers: xd and dxd [RB x Kp], g [RB x Np], t and dt [RB x rp],
+   and the packed block operands (t and xd as the depth side, RB deep) */
+static int64_t sft__lora_scratch_floats(const sft__lora_job *j) {
+    return 2 * SFT__LORA_RB * j->Kp + SFT__LORA_RB * j->Np + 2 * SFT__LORA_RB * j->rp + SFT__LORA_RB * (j->Kp + j->rp);
+}
+
+/* sft__lora_pack: op(B) [depth x cols] of a view into whole panels, zero-padded */
+static void sft__lora_pack(const sft__cpu_kernels *k, sft__mat b, int64_t depth, int64_t cols, float *dst) {
+    sft__pack_b(&b, depth, cols, k->nr, 0, (cols + k->nr - 1) / k->nr, dst);
+}
+
+/* rows [i0, i0 + rows) of a [M, cols] matrix into buf [RB x ld], zero-padded */
+static void sft__lora_rows(const float *src, int64_t cols, int64_t i0, int64_t rows, float *buf, int64_t ld) {
+    int64_t i;
+    for (i = 0; i < SFT__LORA_RB; i++) {
+        if (i < rows) {
+            memcpy(buf + i * ld, src + (i0 + i) * cols, (size_t)cols * sizeof(float));
+            if (ld > cols) memset(buf + i * ld + cols, 0, (size_t)(ld - cols) * sizeof(float));
+        } else memset(buf + i * ld, 0, (size_t)ld * sizeof(float));
+    }
+}
+
+/* the term's dropout on rows [i0, i0 + rows) of x (or of a gradient), serial */
+static void sft__lora_drop_rows(const sft__lora_job *j, const float *v, int64_t ldv, int64_t i0, int64_t rows, float *out,
+                                int64_t ldo, int accumulate) {
+    int64_t i, c, K = j->p->K;
+    for (i = 0; i < rows; i++) {
+        const float *vi = v + i * ldv;
+        float *oi = out + i * ldo;
+        int64_t e0 = (i0 + i) * K;
+        if (j->t->bits) { j->k->mask_mul(vi, j->t->bits, e0, K, sft__dropout_scale(j->t->p), oi, accumulate); continue; }
+        for (c = 0; c < K; c++) {
+            float f = vi[c] * SFT__CF(j->p->mask)[e0 + c];
+            oi[c] = accumulate ? oi[c] + f : f;
+        }
+    }
+}
+
+/* C[M x N] (+)= A . B through sft__attn_tile_gemm (A in place, B packed) */
+#define SFT__LORA_GEMM(j, M, N, K, a, a_rs, a_ks, bp, c, ldc, add) \
+    sft__attn_tile_gemm((j)->k, M, N, K, a, a_rs, a_ks, bp, K, c, ldc, add)
+
+static void sft__lora_fwd_task(void *arg, int64_t task, int thread) {
+    const sft__lora_job *j = (const sft__lora_job *)arg;
+    const sft__lin_plan *p = j->p;
+    int64_t K = p->K, N = p->N, r = j->r, b0, i;
+    float *xd = j->scratch + (size_t)thread * (size_t)sft__lora_scratch_floats(j), *tl = xd + 2 * SFT__LORA_RB * j->Kp + SFT__LORA_RB * j->Np;
+    float *y = SFT__F(j->n->out), s = j->t->ad->scaling;
+    int64_t t0 = j->r0 + task * SFT__LORA_TASK_ROWS, t1 = t0 + SFT__LORA_TASK_ROWS < j->r1 ? t0 + SFT__LORA_TASK_ROWS : j->r1;
+    for (b0 = t0; b0 < t1; b0 += SFT__LORA_RB) {
+        int64_t rows = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
+        sft__lora_rows(SFT__CF(j->n->in[0]), K, b0, rows, xd, j->Kp);
+        if (j->t->p > 0.0f) sft__lora_drop_rows(j, xd, j->Kp, b0, rows, xd, j->Kp, 0);
+        SFT__LORA_GEMM(j, SFT__LORA_RB, r, K, xd, j->Kp, 1, j->at, tl, j->rp, 0);       /* xd A^T */
+        for (i = 0; i < rows * j->rp; i++) tl[i] *= s;
+        for (i = 0; i < rows; i++) memcpy(SFT__F(j->t->t) + (b0 + i) * r, tl + i * j->rp, (size_t)r * sizeof(float));
+        SFT__LORA_GEMM(j, rows, N, r, tl, j->rp, 1, j->bt, y + b0 * N, N, 1);             /* y += t B^T */
+    }
+}
+
+static void sft__lora_bwd_task(void *arg, int64_t task, int thread) {
+    const sft__lora_job *j = (const sft__lora_job *)arg;
+    const sft__lin_plan *p = j->p;
+    int64_t K = p->K, N = p->N, r = j->r, b0, i;
+    float *xd = j->scratch + (size_t)thread * (size_t)sft__lora_scratch_floats(j), *dxd = xd + SFT__LORA_RB * j->Kp;
+    float *g = dxd + SFT__LORA_RB * j->Kp, *tl = g + SFT__LORA_RB * j->Np, *dt = tl + SFT__LORA_RB * j->rp;
+    float *tpack = dt + SFT__LORA_RB * j->rp, *xpack = tpack + SFT__LORA_RB * j->rp, s = j->t->ad->scaling;
+    float *dB = j->dB + (size_t)task * (size_t)(N * r), *dA = j->dA + (size_t)task * (size_t)(r * K);
+    int64_t t0 = j->r0 + task * SFT__LORA_TASK_ROWS, t1 = t0 + SFT__LORA_TASK_ROWS < j->r1 ? t0 + SFT__LORA_TASK_ROWS : j->r1;
+    int first = 1;
+    for (b0 = t0; b0 < t1; b0 += SFT__LORA_RB, first = 0) {
+        int64_t rows = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
+        sft__lora_rows(SFT__CF(j->n->out->grad), N, b0, rows, g, j->Np);
+        SFT__LORA_GEMM(j, SFT__LORA_RB, r, N, g, j->Np, 1, j->bn, dt, j->rp, 0);        /* dt = s g B */
+        for (i = 0; i < SFT__LORA_RB * j->rp; i++) dt[i] *= s;
+        if (j->want_dB) {                                                                  /* dB += g^T t */
+            sft__lora_rows(SFT__CF(j->t->t), r, b0, rows, tl, j->rp);
+            sft__lora_pack(j->k, sft__mat_of(tl, j->rp, 1), rows, r, tpack);
+            SFT__LORA_GEMM(j, N, r, rows, g, 1, j->Np, tpack, dB, r, !first);
+        }
+        if (j->want_dA) {                                                                  /* dA += dt^T xd */
+            sft__lora_rows(SFT__CF(j->n->in[0]), K, b0, rows, xd, j->Kp);
+            if (j->t->p > 0.0f) sft__lora_drop_rows(j, xd, j->Kp, b0, rows, xd, j->Kp, 0);
+            sft__lora_pack(j->k, sft__mat_of(xd, j->Kp, 1), rows, K, xpack);
+            SFT__LORA_GEMM(j, r, K, rows, dt, 1, j->rp, xpack, dA, K, !first);
+        }
+        if (j->want_dx) {                                                                  /* dx += (dt A) (.) mask */
+            float *dx = SFT__F(j->n->in[0]->grad) + b0 * K;
+            SFT__LORA_GEMM(j, rows, K, r, dt, j->rp, 1, j->an, dxd, j->Kp, 0);
+            if (j->t->p > 0.0f) sft__lora_drop_rows(j, dxd, j->Kp, b0, rows, dx, K, 1);
+            else for (i = 0; i < rows; i++) {
+                int64_t c;
+                for (c = 0; c < K; c++) dx[i * K + c] += dxd[i * j->Kp + c];
+            }
+        }
+    }
+}
+
+/* sft__lora_sum_shares: gradient += the tasks' shares, in task order */
+typedef struct sft__lora_sum { float *grad; const float *shares; int64_t size, tasks; } sft__lora_sum;
+
+static void sft__lora_sum_range(void *arg, int64_t b, int64_t e) {
+    const sft__lora_sum *u = (const sft__lora_sum *)arg;
+    int64_t i, t;
+    for (i = b; i < e; i++) {
+        float acc = u->grad[i];
+        for (t = 0; t < u->tasks; t++) acc += u->shares[t * u->size + i];
+        u->grad[i] = acc;
+    }
+}
+
+/* The call's temporaries, given back when it returns. */
+typedef struct sft__lora_temps { sft_tensor *t[6]; int n; } sft__lora_temps;
+
+static sft_status sft__lora_temp(sft_context *ctx, sft__lora_temps *tmp, int64_t floats, float **out) {
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 1, &floats, &tmp->t[tmp->n]));
+    *out = SFT__F(tmp->t[tmp->n++]);
+    return SFT_OK;
+}
+
+static sft_status sft__lora_prepare(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1,
+                                    int backward, sft__lora_job *j, sft__lora_temps *tmp) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const sft__adapter *ad = t->ad;
+    int64_t K = p->K, N = p->N, r = ad->desc.r, tasks = (r1 - r0 + SFT__LORA_TASK_ROWS - 1) / SFT__LORA_TASK_ROWS;
+    float *a, *b;
+    memset(j, 0, sizeof *j);
+    j->k = sft__cpu_kernels_of(ctx); j->n = n; j->p = p; j->t = t; j->r0 = r0; j->r1 = r1; j->r = r;
+    j->rp = sft__round_up(sft__round_up(r, j->k->nr), j->k->mr);
+    j->Kp = sft__round_up(sft__round_up(K, j->k->nr), j->k->mr);
+    j->Np = sft__round_up(sft__round_up(N, j->k->nr), j->k->mr);
+    SFT__TRY(sft__lora_temp(ctx, tmp, (int64_t)ctx->threads * sft__lora_scratch_floats(j), &j->scratch));
+    /* forward: A^T (depth K) then B^T (depth r, Np columns); backward: B (depth N) then A (depth r, Kp columns) */
+    SFT__TRY(sft__lora_temp(ctx, tmp, (K > N ? K : N) * j->rp + j->rp * (j->Kp > j->Np ? j->Kp : j->Np), &a));
+    b = a + (K > N ? K : N) * j->rp;
+    if (!backward) { j->at = a; j->bt = b; }
+    else {
+        j->bn = a; j->an = b;
+        j->want_dx = n->in[0]->requires_grad; j->want_dA = ad->A->requires_grad; j->want_dB = ad->B->requires_grad;
+        if (j->want_dB) SFT__TRY(sft__lora_temp(ctx, tmp, tasks * N * r, &j->dB));
+        if (j->want_dA) SFT__TRY(sft__lora_temp(ctx, tmp, tasks * r * K, &j->dA));
+    }
+    if (ctx->plan_only) return SFT_OK;
+    if (!backward) {
+        sft__lora_pack(j->k, sft__mat_t(sft__mat_of(SFT__CF(ad->A), K, 1)), K, r, a);   /* A^T: depth K, r columns */
+        sft__lora_pack(j->k, sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), r, N, b);   /* B^T: depth r, N columns */
+    } else {
+        sft__lora_pack(j->k, sft__mat_of(SFT__CF(ad->B), r, 1), N, r, a);               /* B: depth N, r columns */
+        sft__lora_pack(j->k, sft__mat_of(SFT__CF(ad->A), K, 1), r, K, b);               /* A: depth r, K columns */
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__lora_run(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1, int backward) {
+    sft__lora_job j;
+    sft__lora_temps tmp;
+    int64_t tasks = (r1 - r0 + SFT__LORA_TASK_ROWS - 1) / SFT__LORA_TASK_ROWS;
+    sft_status s;
+    memset(&tmp, 0, sizeof tmp);
+    s = sft__lora_prepare(ctx, n, t, r0, r1, backward, &j, &tmp);
+    if (s == SFT_OK && !ctx->plan_only) {
+        sft__parallel(ctx, tasks, backward ? sft__lora_bwd_task : sft__lora_fwd_task, &j);
+        if (backward && j.want_dB) {
+            sft__lora_sum u;
+            u.grad = SFT__F(t->ad->B->grad); u.shares = j.dB; u.size = j.p->N * j.r; u.tasks = tasks;
+            sft__parallel_rows(ctx, u.size, 4096, sft__lora_sum_range, &u);
+        }
+        if (backward && j.want_dA) {
+            sft__lora_sum u;
+            u.grad = SFT__F(t->ad->A->grad); u.shares = j.dA; u.size = j.r * j.p->K; u.tasks = tasks;
+            sft__parallel_rows(ctx, u.size, 4096, sft__lora_sum_range, &u);
+        }
+    }
+    while (tmp.n > 0) sft__tensor_release(ctx, tmp.t[--tmp.n]);
+    return s;
 }
 
 /* the rows term ti covers */
@@ -7256,7 +7462,11 @@ static sft_status sft__cpu_linear_fwd(sft_context *ctx, sft__node *n) {
         sft__lin_term *t = &p->term[ti];
         int64_t cursor = 0, r0, r1;
         if (t->ad->m) SFT__TRY(sft__dora_norm(ctx, &p->w, t->ad->A, t->ad->B, t->ad->scaling, SFT__F(t->norm)));
-        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__lin_term_fwd(ctx, n, t, r0, r1));
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) {
+            if (t->bits) sft__dropout_mask(ctx, t->key, t->p, r0 * p->K, r1 * p->K, t->bits);
+            if (t->ad->m) SFT__TRY(sft__lin_term_fwd(ctx, n, t, r0, r1));
+            else SFT__TRY(sft__lora_run(ctx, n, t, r0, r1, 0));
+        }
     }
     if (p->n_terms) sft__lin_prof_adapters(ctx, n, 0, t0);
     return SFT_OK;
@@ -7403,7 +7613,10 @@ static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
         if (t->ad->A->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->A));
         if (t->ad->B->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->B));
         if (t->ad->m && t->ad->m->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->m));
-        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__lin_term_bwd(ctx, n, t, r0, r1));
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) {
+            if (t->ad->m) SFT__TRY(sft__lin_term_bwd(ctx, n, t, r0, r1));
+            else SFT__TRY(sft__lora_run(ctx, n, t, r0, r1, 1));
+        }
     }
     if (p->n_terms) sft__lin_prof_adapters(ctx, n, 1, t0);
     sft__lin_plan_release(ctx, p);
