@@ -708,6 +708,11 @@ typedef struct sft_linear_desc {
     sft_tensor  *weight;
     sft_qweight *qweight;
     sft_tensor  *bias;            /* f32 [out] or NULL; frozen                       */
+    sft_dtype    compute_dtype;   /* bnb_4bit_compute_dtype for the frozen base's GEMMs:
+                                     SFT_F32 (0) or SFT_BF16 (inputs and weight rounded
+                                     to bf16, products summed in f32: vdpbf16ps where
+                                     the CPU has AVX512-BF16). The adapters, x, y and
+                                     every gradient stay f32. */
 } sft_linear_desc;
 
 typedef struct sft_linear sft_linear;
@@ -765,6 +770,8 @@ SFTDEF sft_status sft_linear_unmerge(sft_linear *lin);
 /* sft_linear_base: the base weight as it is now (one of the two is NULL). */
 SFTDEF const sft_tensor  *sft_linear_base_weight(const sft_linear *lin);
 SFTDEF const sft_qweight *sft_linear_base_qweight(const sft_linear *lin);
+/* sft_linear_set_compute_dtype: as desc->compute_dtype, from now on. */
+SFTDEF sft_status         sft_linear_set_compute_dtype(sft_linear *lin, sft_dtype compute_dtype);
 
 /* ============================================================================
    === prompt tuning
@@ -865,6 +872,11 @@ typedef struct sft_load_desc {
                                      A pre-quantized checkpoint loads as stored.   */
     int            blocksize;     /* 0 = 64                                         */
     int            double_quant;  /* bnb_4bit_use_double_quant                      */
+    sft_dtype      compute_dtype; /* bnb_4bit_compute_dtype: SFT_F32 (0) or SFT_BF16:
+                                     the frozen base's GEMMs (the decoder's linears
+                                     and the output projection) multiply in bf16 and
+                                     sum in f32 (see sft_linear_desc); activations,
+                                     adapters, gradients and optimizer state stay f32 */
 } sft_load_desc;
 
 typedef struct sft_model sft_model;
@@ -874,6 +886,8 @@ typedef struct sft_model sft_model;
 SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_load_desc *desc, sft_model **out);
 SFTDEF void       sft_model_destroy(sft_model *m);
 SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m);
+/* sft_model_set_compute_dtype: as sft_load_desc.compute_dtype, from now on. */
+SFTDEF sft_status sft_model_set_compute_dtype(sft_model *m, sft_dtype compute_dtype);
 /* sft_model_linear: the layer's projection named as in transformers ("q_proj",
    "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), or NULL. */
 SFTDEF sft_linear *sft_model_linear(sft_model *m, int layer, const char *module);
@@ -1416,6 +1430,7 @@ SFTDEF int sft_cuda_available(void);
 #  define SFT__SIMD_X86 1
 #  define SFT__TARGET_AVX2 __attribute__((target("avx2,fma")))
 #  define SFT__TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+#  define SFT__TARGET_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
 /* g++ 12 warns that AVX-512 intrinsics read an uninitialised "undefined" vector
    (GCC bug 105593); the warning is about the compiler's own headers. */
 #  if defined(__GNUC__) && !defined(__clang__)
@@ -1513,7 +1528,7 @@ static void sft__log(const sft_context *ctx, sft_log_level level, const char *fm
 /* ============================================================================
    === platform: CPU probe */
 
-typedef struct sft__cpu_features { int probed, avx2_fma, avx512; } sft__cpu_features;
+typedef struct sft__cpu_features { int probed, avx2_fma, avx512, avx512_bf16; } sft__cpu_features;
 static sft__cpu_features sft__cpu; /* the one process-wide cache: facts about the machine */
 
 static void sft__cpu_probe(void) {
@@ -1538,6 +1553,7 @@ static void sft__cpu_probe(void) {
             sft__cpu.avx2_fma = ymm_os && avx && fma && avx2;
             sft__cpu.avx512 = sft__cpu.avx2_fma && zmm_os && avx512f && avx512bw && avx512vl;
         }
+        if (sft__cpu.avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) sft__cpu.avx512_bf16 = (a >> 5) & 1;   /* vdpbf16ps */
     }
 #endif
     sft__cpu.probed = 1;
@@ -1610,6 +1626,9 @@ struct sft_context {
     /* a memory plan's dry run: every allocation happens, the costly arithmetic
        (GEMMs, attention, cross-entropy) does not */
     int         plan_only;
+    /* bf16 GEMMs round to bf16 and multiply in f32 even where the CPU has
+       vdpbf16ps (the tests compare the two) */
+    int         bf16_emulated;
     /* profiling (see sft_profile_enable): per row, calls, seconds and flops */
     int         profiling;
     double      prof_s[2][SFT__PROF_ROWS], prof_flop[2][SFT__PROF_ROWS];
@@ -4804,9 +4823,34 @@ struct sft__bsrc {
                  float *dst);
     const struct sft_qweight *q;
     const uint16_t *bf16;
+    const float *f32;
     int64_t rows, cols;
     int trans, simd;
+    int compute_bf16;   /* the GEMM multiplies in bf16 (A and B rounded to bf16), summing in f32 */
 };
+
+/* Packed panels in bf16. In bf16 mode the GEMMs pack as usual (f32) and then
+   round what they packed: on a CPU with AVX512-BF16, into pairs of bf16 for
+   vdpbf16ps (sft__panel_to_bf16_pairs: k rows 2p and 2p + 1 of each column in
+   one 32-bit word, low half first, in place: a panel of depth kc keeps its
+   place and stride, its first half holding the pairs); elsewhere, into f32
+   values that are exact bf16 numbers, multiplied by the f32 kernels (the same
+   products; the sums are rounded in another order). */
+static void sft__panel_round_bf16(float *panel, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) panel[i] = sft_bf16_to_f32(sft_f32_to_bf16(panel[i]));
+}
+
+static void sft__panel_to_bf16_pairs(float *panel, int64_t kc, int64_t width) {
+    int64_t kp, j;
+    for (kp = 0; kp < (kc + 1) / 2; kp++)
+        for (j = 0; j < width; j++) {      /* reads rows 2kp, 2kp + 1 before writing row kp's place */
+            uint32_t lo = sft_f32_to_bf16(panel[2 * kp * width + j]);
+            uint32_t hi = 2 * kp + 1 < kc ? sft_f32_to_bf16(panel[(2 * kp + 1) * width + j]) : 0;
+            uint32_t pair = lo | hi << 16;
+            memcpy(&panel[kp * width + j], &pair, sizeof pair);
+        }
+}
 
 typedef struct sft__gemm_job {
     sft__mat a, b;
@@ -4831,6 +4875,7 @@ static void sft__gemm_tile(void *arg, int64_t task, int thread) {
     int64_t nt = j->N - n0 < SFT__GEMM_TN ? j->N - n0 : SFT__GEMM_TN;
     float acc[SFT__GEMM_MB][SFT__GEMM_TN], panel[SFT__GEMM_KC][SFT__GEMM_TN];
     int64_t i, jn, k0, kk;
+    int bf16 = j->src && j->src->compute_bf16;
     (void)thread;
     memset(acc, 0, sizeof acc);
     for (k0 = 0; k0 < j->K; k0 += SFT__GEMM_KC) {
@@ -4841,11 +4886,12 @@ static void sft__gemm_tile(void *arg, int64_t task, int thread) {
                 const float *bk = j->b.p + (k0 + kk) * j->b.rs + n0 * j->b.cs;
                 for (jn = 0; jn < SFT__GEMM_TN; jn++) panel[kk][jn] = jn < nt ? bk[jn * j->b.cs] : 0.0f;
             }
+        if (bf16) sft__panel_round_bf16(&panel[0][0], kc * SFT__GEMM_TN);
         for (i = 0; i < mt; i++) {
             const float *ap = j->a.p + (m0 + i) * j->a.rs + k0 * j->a.cs;
             float *ac = acc[i];
             for (kk = 0; kk < kc; kk++) {
-                float av = ap[kk * j->a.cs];
+                float av = bf16 ? sft_bf16_to_f32(sft_f32_to_bf16(ap[kk * j->a.cs])) : ap[kk * j->a.cs];
                 for (jn = 0; jn < SFT__GEMM_TN; jn++) ac[jn] += av * panel[kk][jn];
             }
         }
@@ -4957,8 +5003,30 @@ typedef struct sft__blocked_job {
     int64_t       ldc, M, K, nc, mc, group, n_groups, panels_per_pack_task;
     int64_t       k0, n_slices, slice_stride;   /* the k slices this step covers   */
     int           accumulate, mr, nr;
+    int           bf16;         /* 0: f32; 1: bf16 pairs (bf16k's kernels); 2: rounded to bf16 */
+    const struct sft__bf16_kernels *bf16k;
     sft__micro_fn micro;
 } sft__blocked_job;
+
+/* A path's bf16 kernels for the blocked GEMM (AVX512-BF16): the micro-kernel
+   on pairs, B's packed panels of width NR made pairs in place, and A's rows
+   [0, mc) x k [0, kc) of a view as row-major pairs, (kc + 1) / 2 a row, rows up
+   to rows_out zero. */
+typedef struct sft__bf16_kernels {
+    sft__micro_fn micro;
+    void (*panel_pairs)(float *panel, int64_t kc, int64_t width);
+    void (*rows_pairs)(const sft__mat *a, int64_t mc, int64_t kc, int64_t rows_out, float *dst);
+} sft__bf16_kernels;
+
+/* the packed panels [q0, q1) of depth kc, width w, made bf16 as job j computes */
+static void sft__blocked_to_bf16(const sft__blocked_job *j, float *panels, int64_t q0, int64_t q1, int64_t kc, int w) {
+    int64_t q;
+    for (q = q0; q < q1; q++) {
+        float *panel = panels + q * kc * w;
+        if (j->bf16 == 1) j->bf16k->panel_pairs(panel, kc, w);
+        else sft__panel_round_bf16(panel, kc * w);
+    }
+}
 
 /* B is packed by k rows (a row-major f32 B) or by panels (anything else). */
 static int sft__blocked_by_rows(const sft__blocked_job *j) { return !j->src && j->b.cs == 1; }
@@ -4985,6 +5053,7 @@ static void sft__blocked_pack_task(void *arg, int64_t task, int thread) {
     if (j->src) {
         int64_t q0 = sub * j->panels_per_pack_task, q1 = q0 + j->panels_per_pack_task < panels ? q0 + j->panels_per_pack_task : panels;
         if (q0 < q1) j->src->pack(j->src, j->kb + slice * SFT__BLK_KC, kc, j->nb, j->nc, j->nr, q0, q1, dst);
+        if (q0 < q1 && j->bf16) sft__blocked_to_bf16(j, dst, q0, q1, kc, j->nr);
     } else if (j->b.cs == 1) {
         int64_t k0 = sub * SFT__PACK_ROWS, k1 = k0 + SFT__PACK_ROWS < kc ? k0 + SFT__PACK_ROWS : kc;
         if (k0 < kc) sft__pack_b_rows(&b, kc, j->nc, j->nr, k0, k1, dst);
@@ -5001,28 +5070,32 @@ static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
     int64_t full = mc - mc % j->mr;             /* rows in whole panels */
     float *apack = j->ctx->gemm_pack + (size_t)thread * SFT__BLK_MC * SFT__BLK_KC;
     float edge[16 * 32];                        /* an edge tile: at most MR x NR of any path */
-    int direct = j->a.cs == 1;                  /* row-major A: whole panels are read in place */
+    int direct = j->a.cs == 1 && !j->bf16;      /* row-major A: whole panels are read in place */
     for (sl = 0; sl < j->n_slices; sl++) {      /* k slices in order; this task's C stays in cache */
-        int64_t kc = sft__slice_kc(j, sl);
+        int64_t kc = sft__slice_kc(j, sl), depth = j->bf16 == 1 ? (kc + 1) / 2 : kc;
         int add = j->accumulate || j->k0 + sl > 0;
         const float *bslice = j->bpack + sl * j->slice_stride;
         sft__mat a = j->a;
         a.p += i0 * a.rs + sl * SFT__BLK_KC * a.cs;
-        if (!direct) sft__pack_a(&a, mc, kc, j->mr, apack);
-        else if (full < mc) {                   /* only the last, partial panel is packed */
+        if (j->bf16 == 1)                       /* A's rows as pairs, row-major: read with a_rs = depth */
+            j->bf16k->rows_pairs(&a, mc, kc, (mc + j->mr - 1) / j->mr * j->mr, apack);
+        else if (!direct) {
+            sft__pack_a(&a, mc, kc, j->mr, apack);
+            if (j->bf16) sft__blocked_to_bf16(j, apack, 0, (mc + j->mr - 1) / j->mr, kc, j->mr);
+        } else if (full < mc) {                 /* only the last, partial panel is packed */
             sft__mat tail = a;
             tail.p += full * a.rs;
             sft__pack_a(&tail, mc - full, kc, j->mr, apack + full * kc);
         }
         for (jr = jr0; jr < jr1; jr += j->nr)
             for (ir = 0; ir < mc; ir += j->mr) {
-                int in_place = direct && ir < full;
-                const float *ap = in_place ? a.p + ir * a.rs : apack + ir * kc, *bp = bslice + jr * kc;
-                int64_t a_rs = in_place ? a.rs : 1, a_ks = in_place ? 1 : j->mr;
+                int in_place = direct && ir < full, pairs = j->bf16 == 1;
+                const float *ap = in_place ? a.p + ir * a.rs : pairs ? apack + ir * depth : apack + ir * kc, *bp = bslice + jr * kc;
+                int64_t a_rs = in_place ? a.rs : pairs ? depth : 1, a_ks = in_place || pairs ? 1 : j->mr;
                 float *c = j->c + (i0 + ir) * j->ldc + jr;
                 int64_t rows = mc - ir < j->mr ? mc - ir : j->mr, cols = jr1 - jr < j->nr ? jr1 - jr : j->nr, r, q;
-                if (rows == j->mr && cols == j->nr) { j->micro(kc, ap, a_rs, a_ks, bp, c, j->ldc, add); continue; }
-                j->micro(kc, ap, a_rs, a_ks, bp, edge, j->nr, 0);
+                if (rows == j->mr && cols == j->nr) { j->micro(depth, ap, a_rs, a_ks, bp, c, j->ldc, add); continue; }
+                j->micro(depth, ap, a_rs, a_ks, bp, edge, j->nr, 0);
                 for (r = 0; r < rows; r++)
                     for (q = 0; q < cols; q++)
                         c[r * j->ldc + q] = add ? c[r * j->ldc + q] + edge[r * j->nr + q] : edge[r * j->nr + q];
@@ -5034,7 +5107,8 @@ static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
    and its MR x NR differ. Rows are cut into blocks of at most MC and, when that
    gives the threads too little to share, the column panels into groups. */
 static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                                    int64_t ldc, int accumulate, const sft__bsrc *src, int mr, int nr, sft__micro_fn micro) {
+                                    int64_t ldc, int accumulate, const sft__bsrc *src, int mr, int nr, sft__micro_fn micro,
+                                    const sft__bf16_kernels *bf16k) {
     sft__blocked_job j;
     int64_t jc, pc, want = 4 * (int64_t)ctx->threads, n_rows, nc_max, step;
     /* A wide C with short k (an output projection): all k slices of a column
@@ -5051,6 +5125,11 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
     }
     memset(&j, 0, sizeof j);
     j.ctx = ctx; j.ldc = ldc; j.M = M; j.K = K; j.mr = mr; j.nr = nr; j.micro = micro; j.accumulate = accumulate; j.src = src;
+    if (src && src->compute_bf16) {             /* vdpbf16ps where the CPU has it (same MR x NR) */
+        j.bf16 = bf16k ? 1 : 2;
+        j.bf16k = bf16k;
+        if (bf16k) j.micro = bf16k->micro;
+    }
     j.bpack = ctx->gemm_pack + (size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC;
     j.mc = SFT__BLK_MC;
     n_rows = (M + j.mc - 1) / j.mc;
@@ -5136,7 +5215,7 @@ SFT__TARGET_AVX2 static void sft__micro_avx2_6x16(int64_t kc, const float *a, in
 
 static sft_status sft__gemm_avx2(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                  int64_t ldc, int accumulate, const sft__bsrc *src) {
-    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 6, 16, sft__micro_avx2_6x16);
+    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 6, 16, sft__micro_avx2_6x16, NULL);
 }
 
 SFT__AVX512_WARNINGS_OFF
@@ -5166,9 +5245,78 @@ SFT__TARGET_AVX512 static void sft__micro_avx512_12x32(int64_t kc, const float *
 }
 
 SFT__AVX512_WARNINGS_ON
+SFT__AVX512_WARNINGS_OFF
+/* The bf16 micro-kernel: the same 12 x 32 block of C, fed by vdpbf16ps: each
+   step takes a pair of k (B: 32 columns x 2 bf16 in two zmm; A: one 32-bit
+   pair per row, broadcast) and adds both products into the f32 sums. kc counts
+   pairs; A and B are packed pairs (see sft__panel_to_bf16_pairs). */
+SFT__TARGET_AVX512BF16 static void sft__micro_bf16_12x32(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
+                                                         const float *b, float *c, int64_t ldc, int add) {
+#define SFT__DECL(r) __m512 lo##r = _mm512_setzero_ps(), hi##r = _mm512_setzero_ps();
+#define SFT__DOT(r) av = (__m512bh)_mm512_castps_si512(_mm512_set1_ps(a[(r) * a_rs]));                         \
+    lo##r = _mm512_dpbf16_ps(lo##r, av, b0); hi##r = _mm512_dpbf16_ps(hi##r, av, b1);
+#define SFT__STORE(r)                                                                                         \
+    if (add) { lo##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc), lo##r);                                  \
+               hi##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc + 16), hi##r); }                           \
+    _mm512_storeu_ps(c + (r) * ldc, lo##r); _mm512_storeu_ps(c + (r) * ldc + 16, hi##r);
+    int64_t k;
+    SFT__AVX512_ROWS(SFT__DECL)
+    for (k = 0; k < kc; k++, a += a_ks, b += 32) {
+        __m512bh b0 = (__m512bh)_mm512_castps_si512(_mm512_loadu_ps(b)), b1 = (__m512bh)_mm512_castps_si512(_mm512_loadu_ps(b + 16)), av;
+        SFT__AVX512_ROWS(SFT__DOT)
+    }
+    SFT__AVX512_ROWS(SFT__STORE)
+#undef SFT__DECL
+#undef SFT__DOT
+#undef SFT__STORE
+}
+
+/* bf16 bits of 16 floats in 32-bit lanes, rounded as sft_f32_to_bf16 (nearest
+   even; a NaN stays a quiet NaN with its sign) */
+SFT__TARGET_AVX512 static __m512i sft__bf16_bits16(__m512 v) {
+    __m512i u = _mm512_castps_si512(v), top = _mm512_srli_epi32(u, 16);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                                                   _mm512_and_si512(top, _mm512_set1_epi32(1))), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_or_epi32(r, nan, top, _mm512_set1_epi32(0x40));
+}
+
+/* a B panel of width 32 as pairs, in place (see sft__panel_to_bf16_pairs) */
+SFT__TARGET_AVX512 static void sft__panel_pairs_avx512(float *panel, int64_t kc, int64_t width) {
+    int64_t kp, j;
+    if (width % 16) { sft__panel_to_bf16_pairs(panel, kc, width); return; }
+    for (kp = 0; kp < (kc + 1) / 2; kp++)
+        for (j = 0; j < width; j += 16) {       /* both rows are read before the pairs are stored over the first */
+            __m512i lo = sft__bf16_bits16(_mm512_loadu_ps(panel + 2 * kp * width + j));
+            __m512i hi = 2 * kp + 1 < kc ? sft__bf16_bits16(_mm512_loadu_ps(panel + (2 * kp + 1) * width + j)) : _mm512_setzero_si512();
+            _mm512_storeu_si512((void *)(panel + kp * width + j), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+}
+
+/* rows of A as row-major pairs: a row's bf16 values in order are its pairs */
+SFT__TARGET_AVX512 static void sft__rows_pairs_avx512(const sft__mat *a, int64_t mc, int64_t kc, int64_t rows_out, float *dst) {
+    int64_t kp = (kc + 1) / 2, r, k;
+    for (r = 0; r < rows_out; r++) {
+        uint16_t *d = (uint16_t *)(void *)(dst + r * kp);
+        const float *src = a->p + r * a->rs;
+        if (r >= mc) { memset(d, 0, (size_t)kp * 4); continue; }
+        k = 0;
+        if (a->cs == 1)
+            for (; k + 16 <= kc; k += 16)
+                _mm256_storeu_si256((__m256i *)(void *)(d + k), _mm512_cvtepi32_epi16(sft__bf16_bits16(_mm512_loadu_ps(src + k))));
+        for (; k < kc; k++) d[k] = sft_f32_to_bf16(src[k * a->cs]);
+        if (kc % 2) d[kc] = 0;
+    }
+}
+
+SFT__AVX512_WARNINGS_ON
+
+static const sft__bf16_kernels sft__bf16_avx512 = {sft__micro_bf16_12x32, sft__panel_pairs_avx512, sft__rows_pairs_avx512};
+
 static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                    int64_t ldc, int accumulate, const sft__bsrc *src) {
-    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 12, 32, sft__micro_avx512_12x32);
+    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 12, 32, sft__micro_avx512_12x32,
+                             sft__cpu.avx512_bf16 && !ctx->bf16_emulated ? &sft__bf16_avx512 : NULL);
 }
 #endif
 
@@ -5485,8 +5633,13 @@ static sft_status sft__gemm_src(sft_context *ctx, int64_t M, int64_t N, int64_t 
     return sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, sft__mat_of(&unused, 0, 0), c, ldc, accumulate, src);
 }
 
+/* with the weights' GEMMs ("kernels: weights decoded into GEMM panels") */
+static sft_status sft__gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int bf16,
+                                 float *c, int64_t ldc, int accumulate);
+
 /* Matmul node: in[0] = A, in[1] = B; i[0] = trans_a, i[1] = trans_b, i[2] = batch,
-   i[3] = 1 when B is shared by every batch. M, N, K follow from the shapes. */
+   i[3] = 1 when B is shared by every batch; f[0] = 1: B is a frozen weight
+   multiplied in bf16. M, N, K follow from the shapes. */
 typedef struct sft__mm_dims { int64_t M, N, K, batch; int ta, tb, b_shared; } sft__mm_dims;
 
 static sft__mm_dims sft__mm_dims_of(const sft__node *n) {
@@ -5510,6 +5663,9 @@ static sft_status sft__cpu_matmul_fwd(sft_context *ctx, sft__node *n) {
     int64_t bi;
     const float *A = SFT__CF(n->in[0]), *B = SFT__CF(n->in[1]);
     float *C = SFT__F(n->out);
+    if (n->f[0] != 0.0f && !d.ta)   /* a frozen weight in bf16: B stored [N, K] (tb) or [K, N] */
+        return d.tb ? sft__gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.N, d.K, 1, 1, C, d.N, 0)
+                    : sft__gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.K, d.N, 0, 1, C, d.N, 0);
     if (d.b_shared && !d.ta) {   /* the batch is just more rows of A */
         SFT__TRY(sft__gemm(ctx, d.batch * d.M, d.N, d.K, sft__mm_op(A, d.K, 0), sft__mm_op(B, d.tb ? d.K : d.N, d.tb), C, d.N, 0));
         return SFT_OK;
@@ -5529,7 +5685,10 @@ static sft_status sft__cpu_matmul_bwd(sft_context *ctx, sft__node *n) {
     if (d.b_shared && !d.ta) {
         sft__mat g = sft__mat_of(G, d.N, 1), opa = sft__mm_op(A, d.K, 0), opb = sft__mm_op(B, d.tb ? d.K : d.N, d.tb);
         int64_t rows = d.batch * d.M;
-        if (a->requires_grad) SFT__TRY(sft__gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1));
+        if (a->requires_grad && n->f[0] != 0.0f)   /* dA = dC op(B)^T through the bf16 packing */
+            SFT__TRY(d.tb ? sft__gemm_f32w(ctx, rows, g, B, d.N, d.K, 0, 1, SFT__F(a->grad), d.K, 1)
+                          : sft__gemm_f32w(ctx, rows, g, B, d.K, d.N, 1, 1, SFT__F(a->grad), d.K, 1));
+        else if (a->requires_grad) SFT__TRY(sft__gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1));
         if (b->requires_grad) {
             if (d.tb) SFT__TRY(sft__gemm(ctx, d.N, d.K, rows, sft__mat_t(g), opa, SFT__F(b->grad), d.K, 1));
             else SFT__TRY(sft__gemm(ctx, d.K, d.N, rows, sft__mat_t(opa), g, SFT__F(b->grad), d.N, 1));
@@ -6486,6 +6645,7 @@ static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
    === kernels: cross-entropy fused with the output projection
    node: in[0] = hidden [N, D], in[1] = weight [V, D], in[2] = labels [N];
    f[0] = label smoothing, f[1] = the per-row factor (as sft_cross_entropy),
+   f[2] = 1: the weight is frozen and multiplied in bf16,
    i[0] = ignore_index, i[1] = the vocabulary chunk Vc; saved = [4, N] per-row
    running max, running sum of exp, label logit, sum of logits (after forward:
    row 0 holds the log-sum-exp and row 1 the row's loss), followed by the chunk
@@ -6495,11 +6655,14 @@ static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
 
 typedef struct sft__lce_job { sft__node *n; int64_t v0, vc, N, V; float *buf, *st; } sft__lce_job;
 
+/* f[2] = 1: the weight is frozen and multiplied in bf16 */
+static int sft__lce_bf16(const sft__node *n) { return n->f[2] != 0.0f && !n->in[1]->requires_grad; }
+
 /* sft__lce_chunk_logits: buf[N, vc] = hidden . weight[v0 : v0+vc]^T */
 static sft_status sft__lce_chunk_logits(sft_context *ctx, const sft__lce_job *j) {
     int64_t D = j->n->in[0]->shape[j->n->in[0]->ndim - 1];
-    sft__mat h = sft__mat_of(SFT__CF(j->n->in[0]), D, 1), w = sft__mat_of(SFT__CF(j->n->in[1]) + j->v0 * D, D, 1);
-    return sft__gemm(ctx, j->N, j->vc, D, h, sft__mat_t(w), j->buf, j->vc, 0);
+    sft__mat h = sft__mat_of(SFT__CF(j->n->in[0]), D, 1);
+    return sft__gemm_f32w(ctx, j->N, h, SFT__CF(j->n->in[1]) + j->v0 * D, j->vc, D, 1, sft__lce_bf16(j->n), j->buf, j->vc, 0);
 }
 
 static void sft__lce_fwd_rows(void *arg, int64_t b, int64_t e) {
@@ -6577,7 +6740,7 @@ static sft_status sft__cpu_lce_bwd(sft_context *ctx, sft__node *n) {
         sft__parallel_rows(ctx, j.N, 8, sft__lce_dlogits_rows, &j);
         g = sft__mat_of(j.buf, j.vc, 1);
         if (h->requires_grad)   /* d hidden += g . weight[v0 : v0+vc] */
-            SFT__TRY(sft__gemm(ctx, j.N, D, j.vc, g, sft__mat_of(SFT__CF(w) + j.v0 * D, D, 1), SFT__F(h->grad), D, 1));
+            SFT__TRY(sft__gemm_f32w(ctx, j.N, g, SFT__CF(w) + j.v0 * D, j.vc, D, 0, sft__lce_bf16(n), SFT__F(h->grad), D, 1));
         if (w->requires_grad)   /* d weight[v0 : v0+vc] += g^T . hidden */
             SFT__TRY(sft__gemm(ctx, j.vc, D, j.N, sft__mat_t(g), sft__mat_of(SFT__CF(h), D, 1), SFT__F(w->grad) + j.v0 * D, D, 1));
     }
@@ -7005,11 +7168,14 @@ SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_ten
    holds it). Decoding is exact (code * scale, or the bf16 bits widened), so a
    4-bit layer gives the same bits as a dense GEMM on the dequantized weight. */
 
-typedef struct sft__wref { const sft_qweight *q; const sft_tensor *w; int64_t N, K; } sft__wref;
+/* A base weight as a GEMM operand; bf16: its GEMMs multiply in bf16 (a frozen
+   weight only: a trainable one keeps f32). */
+typedef struct sft__wref { const sft_qweight *q; const sft_tensor *w; int64_t N, K; int bf16; } sft__wref;
 
 static void sft__wsrc_decode(const sft__bsrc *s, int64_t e0, int64_t count, float *out, int64_t stride) {
     int64_t i;
     if (s->q) { sft__q4_decode(s->q, e0, count, out, stride, s->simd); return; }
+    if (s->f32) { for (i = 0; i < count; i++) out[i * stride] = s->f32[e0 + i]; return; }
     for (i = 0; i < count; i++) out[i * stride] = sft_bf16_to_f32(s->bf16[e0 + i]);
 }
 
@@ -7032,20 +7198,38 @@ static void sft__wsrc_pack(const sft__bsrc *s, int64_t k0, int64_t kc, int64_t n
     }
 }
 
+/* sft__gemm_wsrc: C (+)= A . op(W) with W [N, K] decoded from src's source by
+   the GEMM's packing (op = transpose when trans). */
+static sft_status sft__gemm_wsrc(sft_context *ctx, int64_t M, sft__mat a, sft__bsrc *src, int64_t N, int64_t K, int trans,
+                                 float *c, int64_t ldc, int accumulate) {
+    src->pack = sft__wsrc_pack; src->rows = N; src->cols = K; src->trans = trans;
+    src->simd = sft_cpu_path_get(ctx) >= SFT_CPU_AVX2;
+    return trans ? sft__gemm_src(ctx, M, N, K, a, src, c, ldc, accumulate) : sft__gemm_src(ctx, M, K, N, a, src, c, ldc, accumulate);
+}
+
+/* sft__gemm_f32w: the same for an f32 weight at w [N, K]: a plain GEMM, or in
+   bf16 through the packing */
+static sft_status sft__gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int bf16,
+                                 float *c, int64_t ldc, int accumulate) {
+    sft__bsrc src;
+    if (!bf16) {
+        sft__mat b = sft__mat_of(w, K, 1);
+        return trans ? sft__gemm(ctx, M, N, K, a, sft__mat_t(b), c, ldc, accumulate) : sft__gemm(ctx, M, K, N, a, b, c, ldc, accumulate);
+    }
+    memset(&src, 0, sizeof src);
+    src.f32 = w; src.compute_bf16 = 1;
+    return sft__gemm_wsrc(ctx, M, a, &src, N, K, trans, c, ldc, accumulate);
+}
+
 /* sft__gemm_w: C (+)= A . W^T (trans) or A . W, for A [M, K] (or [M, N]). */
 static sft_status sft__gemm_w(sft_context *ctx, int64_t M, sft__mat a, const sft__wref *w, int trans, float *c, int64_t ldc,
                               int accumulate) {
     sft__bsrc src;
-    if (w->w && w->w->dtype == SFT_F32) {
-        sft__mat b = sft__mat_of(SFT__CF(w->w), w->K, 1);
-        return trans ? sft__gemm(ctx, M, w->N, w->K, a, sft__mat_t(b), c, ldc, accumulate)
-                     : sft__gemm(ctx, M, w->K, w->N, a, b, c, ldc, accumulate);
-    }
+    int bf16 = w->bf16 && !(w->w && w->w->requires_grad);
+    if (w->w && w->w->dtype == SFT_F32) return sft__gemm_f32w(ctx, M, a, SFT__CF(w->w), w->N, w->K, trans, bf16, c, ldc, accumulate);
     memset(&src, 0, sizeof src);
-    src.pack = sft__wsrc_pack; src.q = w->q; src.bf16 = w->w ? (const uint16_t *)w->w->data : NULL;
-    src.rows = w->N; src.cols = w->K; src.trans = trans; src.simd = sft_cpu_path_get(ctx) >= SFT_CPU_AVX2;
-    return trans ? sft__gemm_src(ctx, M, w->N, w->K, a, &src, c, ldc, accumulate)
-                 : sft__gemm_src(ctx, M, w->K, w->N, a, &src, c, ldc, accumulate);
+    src.q = w->q; src.bf16 = w->w ? (const uint16_t *)w->w->data : NULL; src.compute_bf16 = bf16;
+    return sft__gemm_wsrc(ctx, M, a, &src, w->N, w->K, trans, c, ldc, accumulate);
 }
 
 /* sft__w_rows: rows [r0, r1) of W as f32 into out [r1 - r0, K]. */
@@ -7715,7 +7899,17 @@ static sft_status sft__shape_mismatch(const char *op, const char *why, const sft
 /* ============================================================================
    === ops: the public operators */
 
+/* sft__matmul_ex: sft_matmul; bf16: a frozen 2-D b (the output projection) is
+   multiplied in bf16 (node f[0] = 1) */
+static sft_status sft__matmul_ex(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, int bf16,
+                                 sft_tensor **out);
+
 SFTDEF sft_status sft_matmul(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, sft_tensor **out) {
+    return sft__matmul_ex(ctx, a, b, trans_a, trans_b, 0, out);
+}
+
+static sft_status sft__matmul_ex(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, int bf16,
+                                 sft_tensor **out) {
     sft__node n;
     sft_tensor *in[2];
     int64_t shape[SFT_MAX_DIMS], batch = 1, K_a, K_b;
@@ -7741,6 +7935,7 @@ SFTDEF sft_status sft_matmul(sft_context *ctx, sft_tensor *a, sft_tensor *b, int
     shape[a->ndim - 2] = trans_a ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2];
     shape[a->ndim - 1] = trans_b ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
     n.i[0] = trans_a != 0; n.i[1] = trans_b != 0; n.i[2] = batch; n.i[3] = b->ndim == 2;
+    n.f[0] = bf16 && b->ndim == 2 && !b->requires_grad ? 1.0f : 0.0f;
     SFT__TRY(sft__node_out(ctx, &n, a->ndim, shape));
     return sft__op_run(ctx, &n, out);
 }
@@ -8014,8 +8209,17 @@ SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_te
     return sft__op_run(ctx, &n, out);
 }
 
+static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
+                                               const sft_ce_desc *desc, int bf16, sft_tensor **out);
+
 SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
                                            const sft_ce_desc *desc, sft_tensor **out) {
+    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, out);
+}
+
+/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16 */
+static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
+                                               const sft_ce_desc *desc, int bf16, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[3];
     int64_t D, N, V, vc, saved;
@@ -8035,6 +8239,7 @@ SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden,
     if (vc < 64) vc = 64;
     if (vc > V) vc = V;
     n.i[1] = vc;
+    n.f[2] = bf16 ? 1.0f : 0.0f;
     saved = 4 * N + N * vc;
     SFT__TRY(sft__tensor_step(ctx, hidden->device, SFT_F32, 1, &saved, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
@@ -8128,7 +8333,7 @@ SFTDEF sft_status sft_linear4bit(sft_context *ctx, sft_tensor *x, const sft_qwei
     if (!ctx || !out || !w) return sft__fail(SFT_ERR_ARG, "linear4bit: NULL argument");
     SFT__TRY(sft__lin_check_x("linear4bit", x, w->cols));
     SFT__TRY(sft__lin_check_bias("linear4bit", bias, w->rows));
-    ref.q = w; ref.w = NULL; ref.N = w->rows; ref.K = w->cols;
+    ref.q = w; ref.w = NULL; ref.N = w->rows; ref.K = w->cols; ref.bf16 = 0;
     SFT__TRY(sft__lin_plan_new(ctx, ref, x, &p));
     return sft__lin_node_run(ctx, p, x, bias, out);
 }
@@ -8145,12 +8350,26 @@ struct sft_linear {
     int           active[SFT__LINEAR_MAX_ADAPTERS], n_active;
     int           merged[SFT__LINEAR_MAX_ADAPTERS], n_merged;   /* in merge order */
     int           disabled;
+    int           compute_bf16;
 };
 
 static sft__wref sft__lin_wref(const sft_linear *l) {
     sft__wref w;
-    w.q = l->qweight; w.w = l->weight; w.N = l->out; w.K = l->in;
+    w.q = l->qweight; w.w = l->weight; w.N = l->out; w.K = l->in; w.bf16 = l->compute_bf16;
     return w;
+}
+
+static sft_status sft__compute_dtype_check(const char *op, sft_dtype d) {
+    if (d != SFT_F32 && d != SFT_BF16)
+        return sft__fail(SFT_ERR_ARG, "%s: compute_dtype %s (want f32 or bf16)", op, sft_dtype_name(d));
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_linear_set_compute_dtype(sft_linear *lin, sft_dtype compute_dtype) {
+    if (!lin) return sft__fail(SFT_ERR_ARG, "linear: NULL layer");
+    SFT__TRY(sft__compute_dtype_check("linear", compute_dtype));
+    lin->compute_bf16 = compute_dtype == SFT_BF16;
+    return SFT_OK;
 }
 
 SFTDEF int64_t sft_linear_in_features(const sft_linear *lin) { return lin ? lin->in : 0; }
@@ -8172,11 +8391,13 @@ SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *des
             return sft__fail(SFT_ERR_SHAPE, "linear: weight %s must be [out, in], neither empty", SFT__SHAPE(w, sb));
     }
     SFT__TRY(sft__lin_check_bias("linear", desc->bias, desc->weight ? desc->weight->shape[0] : desc->qweight->rows));
+    SFT__TRY(sft__compute_dtype_check("linear", desc->compute_dtype));
     l = (sft_linear *)sft__calloc(ctx, 1, sizeof *l);
     if (!l) return sft__fail(SFT_ERR_NOMEM, "linear: cannot allocate the layer");
     l->ctx = ctx; l->weight = desc->weight; l->qweight = desc->qweight; l->bias = desc->bias;
     l->out = desc->weight ? desc->weight->shape[0] : desc->qweight->rows;
     l->in = desc->weight ? desc->weight->shape[1] : desc->qweight->cols;
+    l->compute_bf16 = desc->compute_dtype == SFT_BF16;
     *out = l;
     return SFT_OK;
 }
@@ -11102,6 +11323,7 @@ struct sft_model {
     sft_model_config cfg;
     sft_tensor      *embed, *norm, *lm_head;   /* lm_head == embed when tied */
     sft__block      *blocks;
+    int              compute_bf16;      /* the output projection in bf16 (the linears hold their own) */
 };
 
 /* sft__cfg_int: an integer field (dflt when absent or null); *bad set when it is
@@ -11437,6 +11659,7 @@ static sft_status sft__model_linear_load(const sft__weights *w, const sft_load_d
     const sft_st_tensor *t;
     sft_status s = SFT_OK;
     memset(&ld, 0, sizeof ld);
+    ld.compute_dtype = desc->compute_dtype;
     shape[0] = rows; shape[1] = cols;
     snprintf(name, sizeof name, "%s.weight", prefix);
     t = sft__weights_find(w, name, NULL);
@@ -11540,9 +11763,11 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     if (d.blocksize == 0) d.blocksize = 64;
     if ((int)d.quant < 0 || d.quant > SFT_QUANT_FP4) return sft__fail(SFT_ERR_ARG, "sft_model_load: quant %d", (int)d.quant);
     if (!sft__quant_blocksize_ok(d.blocksize)) return sft__fail(SFT_ERR_ARG, "sft_model_load: blocksize %d", d.blocksize);
+    SFT__TRY(sft__compute_dtype_check("sft_model_load", d.compute_dtype));
     m = (sft_model *)sft__calloc(ctx, 1, sizeof *m);
     if (!m) return sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     m->ctx = ctx;
+    m->compute_bf16 = d.compute_dtype == SFT_BF16;
     m->dir = sft__strdup(ctx, dir);
     s = m->dir ? sft__model_read_config(ctx, dir, &m->cfg) : sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     if (s == SFT_OK) s = sft__weights_open(ctx, dir, &w);
@@ -11555,6 +11780,16 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
 }
 
 SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m) { return m ? &m->cfg : NULL; }
+
+SFTDEF sft_status sft_model_set_compute_dtype(sft_model *m, sft_dtype compute_dtype) {
+    int i, p;
+    if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_set_compute_dtype: NULL model");
+    SFT__TRY(sft__compute_dtype_check("sft_model_set_compute_dtype", compute_dtype));
+    for (i = 0; i < m->cfg.num_hidden_layers; i++)
+        for (p = 0; p < SFT__N_PROJ; p++) SFT__TRY(sft_linear_set_compute_dtype(m->blocks[i].proj[p], compute_dtype));
+    m->compute_bf16 = compute_dtype == SFT_BF16;
+    return SFT_OK;
+}
 
 static int sft__proj_index(const char *module, size_t len) {
     int p;
@@ -11818,11 +12053,12 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
     SFT__TRY(sft__decoder_forward(ctx, f, batch, run, &x));
     SFT__TRY(sft_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps, &out->hidden));
-    if (!run || run->want_logits || !batch->labels) SFT__TRY(sft_matmul(ctx, out->hidden, m->lm_head, 0, 1, &out->logits));
+    if (!run || run->want_logits || !batch->labels)
+        SFT__TRY(sft__matmul_ex(ctx, out->hidden, m->lm_head, 0, 1, m->compute_bf16, &out->logits));
     if (!batch->labels) return SFT_OK;
     SFT__TRY(sft_shift_labels(ctx, batch->labels, &shifted));
     if (out->logits) return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
-    return sft_linear_cross_entropy(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, &out->loss);
+    return sft__linear_cross_entropy_ex(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, m->compute_bf16, &out->loss);
 }
 
 
@@ -12335,7 +12571,7 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
         ls[0] = 1; ls[1] = c->hidden_size;
         SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, ls, &last));
         memcpy(last->data, SFT__CF(h) + (n - 1) * c->hidden_size, (size_t)c->hidden_size * sizeof(float));
-        return sft_matmul(ctx, last, m->lm_head, 0, 1, logits);
+        return sft__matmul_ex(ctx, last, m->lm_head, 0, 1, m->compute_bf16, logits);
     }
 }
 
