@@ -916,6 +916,11 @@ typedef struct sft_model_run {
     int              gradient_checkpointing;   /* recompute each block in backward */
     int              want_logits;      /* also return logits [B, T, V] (otherwise the
                                           loss is fused and no logits exist)     */
+    int              token_metrics;    /* with labels: count the trained tokens whose
+                                          argmax is the label and sum their
+                                          next-token entropy (in the fused loss, a
+                                          vocabulary chunk at a time; from the
+                                          logits when want_logits)               */
     sft_ce_desc      loss;             /* reduction, num_items_in_batch divisor... */
     const char *const *adapter_names;  /* mixed batch, one per row (see sft_linear_call);
                                           with gradient checkpointing the array must
@@ -932,6 +937,10 @@ typedef struct sft_model_output {
     sft_tensor *logits;                /* step tensor or NULL                   */
     sft_tensor *loss;                  /* step tensor (scalar) when labels were given */
     sft_tensor *hidden;                /* the final norm's output [B, T, D]     */
+    /* run->token_metrics: over the trained tokens (shifted labels != -100) */
+    int64_t     metric_tokens;         /* how many                              */
+    double      metric_correct;        /* argmax == label                       */
+    double      metric_entropy;        /* the sum of their entropies (nats)     */
 } sft_model_output;
 
 /* sft_model_forward: the decoder on a batch; gradients flow to whatever requires
@@ -1298,7 +1307,7 @@ typedef struct sft_train_config {
     float          label_smoothing_factor;      /* as transformers' LabelSmoother: each
                                                    micro-batch's mean over its targets    */
     float          neftune_noise_alpha;         /* NEFTune, training only (0 = off)       */
-    int            token_metrics;               /* compute mean_token_accuracy (needs logits) */
+    int            token_metrics;               /* log mean_token_accuracy and entropy (counted in the fused loss) */
     sft_dataset   *eval_dataset;                /* NULL: the train dataset's eval split, if any */
     int            eval_steps;                  /* evaluate every N steps (0 = never)    */
     int            eval_each_epoch;             /* evaluate at the end of every epoch    */
@@ -6651,9 +6660,36 @@ static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
    row 0 holds the log-sum-exp and row 1 the row's loss), followed by the chunk
    buffer [N, Vc]. The logits exist one vocabulary chunk at a time: forward keeps
    an online log-sum-exp across chunks; backward recomputes each chunk, turns it
-   into d logits in place and feeds it to the two gradient GEMMs. */
+   into d logits in place and feeds it to the two gradient GEMMs.
 
-typedef struct sft__lce_job { sft__node *n; int64_t v0, vc, N, V; float *buf, *st; } sft__lce_job;
+   ptr = an sft__lce_metrics or NULL: then forward also counts, over the rows
+   with a label, the argmax (the first largest logit) against the label and the
+   entropy log Z - E[logit], kept online as the log-sum-exp is: the running sums
+   S = sum exp(l - m) and W = sum exp(l - m) (l - m) are rescaled when the
+   running maximum m grows (W' = e^(m - m') (W + (m - m') S)). */
+
+typedef struct sft__lce_metrics {
+    int64_t tokens;
+    double  correct, entropy;
+    double *S, *W;              /* per row, during forward */
+    float  *best_v;
+    int64_t *best_i;
+} sft__lce_metrics;
+
+typedef struct sft__lce_job { sft__node *n; int64_t v0, vc, N, V; float *buf, *st; sft__lce_metrics *mt; } sft__lce_job;
+
+/* one row's chunk x [vc] for the metrics: first argmax, then S and W at max m */
+static void sft__lce_row_metrics(sft__lce_metrics *mt, int64_t r, const float *x, int64_t vc, int64_t v0, float old_m, float m) {
+    double S = mt->S[r], W = mt->W[r], scale = exp((double)old_m - (double)m);
+    int64_t c;
+    if (S > 0.0) { W = scale * (W + ((double)old_m - (double)m) * S); S *= scale; }
+    for (c = 0; c < vc; c++) {
+        double e = (double)expf(x[c] - m);
+        if (x[c] > mt->best_v[r]) { mt->best_v[r] = x[c]; mt->best_i[r] = v0 + c; }
+        S += e; W += e * ((double)x[c] - (double)m);
+    }
+    mt->S[r] = S; mt->W[r] = W;
+}
 
 /* f[2] = 1: the weight is frozen and multiplied in bf16 */
 static int sft__lce_bf16(const sft__node *n) { return n->f[2] != 0.0f && !n->in[1]->requires_grad; }
@@ -6674,6 +6710,7 @@ static void sft__lce_fwd_rows(void *arg, int64_t b, int64_t e) {
         const float *x = j->buf + r * j->vc;
         float cm = m[r], s = sum[r], t = 0.0f;
         for (c = 0; c < j->vc; c++) if (x[c] > cm) cm = x[c];
+        if (j->mt && labels[r] != (int32_t)j->n->i[0]) sft__lce_row_metrics(j->mt, r, x, j->vc, j->v0, m[r], cm);
         s = s == 0.0f ? 0.0f : s * expf(m[r] - cm);             /* rescale what earlier chunks summed */
         for (c = 0; c < j->vc; c++) { s += expf(x[c] - cm); t += x[c]; }
         m[r] = cm; sum[r] = s; tot[r] += t;
@@ -6694,11 +6731,11 @@ static void sft__lce_finish_rows(void *arg, int64_t b, int64_t e) {
     }
 }
 
-static sft_status sft__cpu_lce_fwd(sft_context *ctx, sft__node *n) {
+static sft_status sft__lce_fwd_run(sft_context *ctx, sft__node *n, sft__lce_metrics *mt) {
     sft__lce_job j;
     int64_t r;
     double total = 0.0;
-    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = n->in[1]->shape[0];
+    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = n->in[1]->shape[0]; j.mt = mt;
     j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N;
     for (r = 0; r < j.N; r++) { j.st[r] = -INFINITY; j.st[j.N + r] = 0.0f; j.st[2 * j.N + r] = 0.0f; j.st[3 * j.N + r] = 0.0f; }
     for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
@@ -6709,7 +6746,32 @@ static sft_status sft__cpu_lce_fwd(sft_context *ctx, sft__node *n) {
     sft__parallel_rows(ctx, j.N, 64, sft__lce_finish_rows, &j);
     for (r = 0; r < j.N; r++) total += j.st[j.N + r];          /* fixed order, in double */
     SFT__F(n->out)[0] = (float)(total * n->f[1]);
+    if (mt)
+        for (r = 0; r < j.N; r++) {                             /* fixed order too */
+            int32_t y = ((const int32_t *)n->in[2]->data)[r];
+            if (y == (int32_t)n->i[0]) continue;
+            mt->tokens++;
+            mt->correct += mt->best_i[r] == y;
+            mt->entropy += log(mt->S[r]) - mt->W[r] / mt->S[r];
+        }
     return SFT_OK;
+}
+
+static sft_status sft__cpu_lce_fwd(sft_context *ctx, sft__node *n) {
+    sft__lce_metrics *mt = (sft__lce_metrics *)(uintptr_t)n->ptr;
+    sft_tensor *rows = NULL;
+    sft_status s;
+    int64_t N = sft_tensor_numel(n->in[2]), r;
+    if (mt) {                                    /* per row: S, W (double), the best value and index */
+        int64_t bytes = N * (int64_t)(2 * sizeof(double) + sizeof(float) + sizeof(int64_t));
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_U8, 1, &bytes, &rows));
+        mt->S = (double *)rows->data; mt->W = mt->S + N; mt->best_i = (int64_t *)(void *)(mt->W + N);
+        mt->best_v = (float *)(void *)(mt->best_i + N);
+        for (r = 0; r < N; r++) { mt->S[r] = 0.0; mt->W[r] = 0.0; mt->best_v[r] = -INFINITY; mt->best_i[r] = 0; }
+    }
+    s = sft__lce_fwd_run(ctx, n, mt);
+    sft__tensor_release(ctx, rows);
+    return s;
 }
 
 /* d logits of a chunk, in place: k * (softmax - e/V - (1-e)[c == label]) on counted rows */
@@ -8210,16 +8272,17 @@ SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_te
 }
 
 static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
-                                               const sft_ce_desc *desc, int bf16, sft_tensor **out);
+                                               const sft_ce_desc *desc, int bf16, sft__lce_metrics *mt, sft_tensor **out);
 
 SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
                                            const sft_ce_desc *desc, sft_tensor **out) {
-    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, out);
+    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, NULL, out);
 }
 
-/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16 */
+/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16; mt
+   (may be NULL) gets the token metrics of forward */
 static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
-                                               const sft_ce_desc *desc, int bf16, sft_tensor **out) {
+                                               const sft_ce_desc *desc, int bf16, sft__lce_metrics *mt, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[3];
     int64_t D, N, V, vc, saved;
@@ -8240,6 +8303,7 @@ static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hid
     if (vc > V) vc = V;
     n.i[1] = vc;
     n.f[2] = bf16 ? 1.0f : 0.0f;
+    n.ptr = mt;
     saved = 4 * N + N * vc;
     SFT__TRY(sft__tensor_step(ctx, hidden->device, SFT_F32, 1, &saved, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
@@ -11969,6 +12033,25 @@ SFTDEF sft_status sft_shift_labels(sft_context *ctx, const sft_tensor *labels, s
     return SFT_OK;
 }
 
+/* sft__logit_metrics: from whole logits [B, T, V] and shifted labels, over the
+   trained tokens: argmax (the first largest) == label, and the entropy of the
+   next-token distribution (what the fused loss counts a chunk at a time) */
+static void sft__logit_metrics(const sft_tensor *logits, const sft_tensor *shifted, sft_model_output *out) {
+    int64_t rows = sft_tensor_numel(shifted), V = logits->shape[logits->ndim - 1], r, k;
+    for (r = 0; r < rows; r++) {
+        int32_t y = ((const int32_t *)shifted->data)[r];
+        const float *l = SFT__CF(logits) + r * V;
+        int64_t best = 0;
+        double sum = 0.0, wsum = 0.0;
+        if (y == -100) continue;
+        for (k = 1; k < V; k++) if (l[k] > l[best]) best = k;
+        for (k = 0; k < V; k++) { double e = exp((double)l[k] - l[best]); sum += e; wsum += e * ((double)l[k] - l[best]); }
+        out->metric_entropy += log(sum) - wsum / sum;          /* H = log Z - E[logit - max] */
+        out->metric_correct += best == y;
+        out->metric_tokens++;
+    }
+}
+
 /* sft__neftune: x + U(-mag, mag), mag = alpha / sqrt(T * D) (the noise is a
    constant for backward: the gradient passes through unchanged) */
 static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_run *run, sft_tensor **out) {
@@ -12057,8 +12140,18 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
         SFT__TRY(sft__matmul_ex(ctx, out->hidden, m->lm_head, 0, 1, m->compute_bf16, &out->logits));
     if (!batch->labels) return SFT_OK;
     SFT__TRY(sft_shift_labels(ctx, batch->labels, &shifted));
-    if (out->logits) return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
-    return sft__linear_cross_entropy_ex(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, m->compute_bf16, &out->loss);
+    if (out->logits) {
+        if (run && run->token_metrics) sft__logit_metrics(out->logits, shifted, out);
+        return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
+    }
+    {
+        sft__lce_metrics mt;
+        memset(&mt, 0, sizeof mt);
+        SFT__TRY(sft__linear_cross_entropy_ex(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, m->compute_bf16,
+                                              run && run->token_metrics ? &mt : NULL, &out->loss));
+        out->metric_tokens = mt.tokens; out->metric_correct = mt.correct; out->metric_entropy = mt.entropy;
+        return SFT_OK;
+    }
 }
 
 
@@ -14264,26 +14357,6 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     return SFT_OK;
 }
 
-/* over the trained tokens (shifted labels): argmax == label (TRL's
-   mean_token_accuracy) and the next-token distribution's entropy */
-static void sft__token_metrics(const sft_tensor *logits, const sft_batch *b, double *correct, double *entropy, int64_t *count) {
-    int64_t B = b->labels->shape[0], T = b->labels->shape[1], V = logits->shape[2], r, t, k;
-    for (r = 0; r < B; r++)
-        for (t = 0; t + 1 < T; t++) {
-            int32_t y = ((const int32_t *)b->labels->data)[r * T + t + 1];
-            const float *l = SFT__CF(logits) + (r * T + t) * V;
-            int64_t best = 0;
-            double sum = 0.0, wsum = 0.0, lse;
-            if (y == -100) continue;
-            for (k = 1; k < V; k++) if (l[k] > l[best]) best = k;
-            for (k = 0; k < V; k++) { double e = exp((double)l[k] - l[best]); sum += e; wsum += e * ((double)l[k] - l[best]); }
-            lse = log(sum);
-            *entropy += lse - wsum / sum;          /* H = log Z - E[logit - max] */
-            *correct += best == y;
-            (*count)++;
-        }
-}
-
 /* sft__trainer_inputs: a dataset batch as the model's inputs: packed rows by
    sequence ids, padded ones by their mask; with prompt tuning the virtual tokens
    go in front (PeftModelForCausalLM) and b->labels becomes the extended labels */
@@ -14365,17 +14438,14 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_
         memset(&run, 0, sizeof run);
         s = sft__trainer_inputs(tr, tr->eval, &b, &mb);
         if (s != SFT_OK) break;
-        run.want_logits = tr->cfg.token_metrics;
+        run.token_metrics = tr->cfg.token_metrics;
         s = sft_model_forward(tr->model, &mb, &run, &out);
         if (s != SFT_OK) break;
         loss_sum += (double)*SFT__CF(out.loss) * (double)b.n_examples;
         n += b.n_examples;
-        if (out.logits) {
-            double correct = 0.0, en = 0.0;
-            int64_t count = 0;
-            sft__token_metrics(out.logits, &b, &correct, &en, &count);
-            acc += count ? correct / (double)count : 0.0;
-            ent += count ? en / (double)count : 0.0;
+        if (tr->cfg.token_metrics) {
+            acc += out.metric_tokens ? out.metric_correct / (double)out.metric_tokens : 0.0;
+            ent += out.metric_tokens ? out.metric_entropy / (double)out.metric_tokens : 0.0;
             batches++;
         }
     }
@@ -14410,6 +14480,11 @@ static sft_status sft__micro_loss(sft_trainer *tr, sft_model_batch *mb, sft_mode
         mb->labels = NULL;
         run->want_logits = 1;
         SFT__TRY(sft_model_forward(tr->model, mb, run, out));
+        if (run->token_metrics) {       /* the model saw no labels: count from its logits */
+            sft_tensor *shifted;
+            SFT__TRY(sft_shift_labels(tr->ctx, labels, &shifted));
+            sft__logit_metrics(out->logits, shifted, out);
+        }
         SFT__TRY(tr->cfg.compute_loss(tr->ctx, out->logits, labels, items, tr->cfg.user, &loss));
         if (!loss || sft_tensor_numel(loss) != 1 || loss->dtype != SFT_F32 || loss->device != SFT_DEVICE_CPU)
             return sft__fail(SFT_ERR_ARG, "train: compute_loss must return one f32 CPU value as *loss");
@@ -14443,16 +14518,13 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
     run.training = 1;
     run.dropout_seed = sft_rng_key(tr->cfg.seed, 0x44726f70ull, (uint64_t)tr->global_step, (uint64_t)k);
     run.gradient_checkpointing = tr->cfg.gradient_checkpointing;
-    run.want_logits = tr->cfg.token_metrics;
+    run.token_metrics = tr->cfg.token_metrics;
     run.neftune_noise_alpha = tr->cfg.neftune_noise_alpha;
     run.neftune_seed = sft_rng_key(tr->cfg.seed, 0x4e4546ull, (uint64_t)tr->global_step, (uint64_t)k);
     SFT__TRY(sft__micro_loss(tr, &mb, &run, b->labels, items, &out));
-    if (out.logits && tr->cfg.token_metrics) {     /* TRL: plain means of the micro-batches' values */
-        double correct = 0.0, ent = 0.0;
-        int64_t count = 0;
-        sft__token_metrics(out.logits, b, &correct, &ent, &count);
-        w->acc += count ? correct / (double)count : 0.0;
-        w->ent += count ? ent / (double)count : 0.0;
+    if (tr->cfg.token_metrics) {                   /* TRL: plain means of the micro-batches' values */
+        w->acc += out.metric_tokens ? out.metric_correct / (double)out.metric_tokens : 0.0;
+        w->ent += out.metric_tokens ? out.metric_entropy / (double)out.metric_tokens : 0.0;
         w->metric_batches++;
     }
     l = *SFT__CF(out.loss);

@@ -128,7 +128,7 @@ static const cli_flag cli_flags[] = {
     {"neftune_noise_alpha", CLI_REAL, O(neftune_noise_alpha), C_TRAIN, "0", "5", "NEFTune noise on the input embeddings; 0 = off"},
     {"logging_steps", CLI_INT, O(logging_steps), C_TRAIN, "10", "3", "log every N steps"},
     {"logging_nan_inf_filter", CLI_BOOL, O(logging_nan_inf_filter), C_TRAIN, "true", "false", "a NaN/Inf loss counts as the mean in the log"},
-    {"token_metrics", CLI_BOOL, O(token_metrics), C_TRAIN, "true", "false", "log mean_token_accuracy and entropy (needs the logits)"},
+    {"token_metrics", CLI_BOOL, O(token_metrics), C_TRAIN, "true", "false", "log mean_token_accuracy and entropy"},
     /* evaluation and checkpoints */
     {"eval_strategy", CLI_STR, O(eval_strategy), C_TRAIN, "no", "epoch", "no, steps, epoch"},
     {"eval_steps", CLI_INT, O(eval_steps), C_TRAIN, "0", "9", "evaluate every N steps (eval_strategy steps; 0 = logging_steps)"},
