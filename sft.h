@@ -5350,6 +5350,19 @@ static float sft__dot_portable(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+/* exp_stats: over a row of logits x against its maximum m, S += sum exp(x - m)
+   and W += sum exp(x - m) (x - m), summed in double (the softmax's normaliser
+   and the numerator of its mean logit, for the entropy log S - W / S). */
+static void sft__exp_stats_portable(const float *x, int64_t n, float m, double *S, double *W) {
+    double s = 0.0, w = 0.0;
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        double e = (double)expf(x[i] - m);
+        s += e; w += e * ((double)x[i] - (double)m);
+    }
+    *S += s; *W += w;
+}
+
 /* SiLU and SwiGLU: out = x sigmoid(x) (* up); backward dx += g (up) dsilu,
    dup += g silu(x) where dsilu = s (1 + x (1 - s)), s = sigmoid(x). One
    element at a time, the reference for the vector versions (which use the
@@ -5442,6 +5455,26 @@ SFT__TARGET_AVX2 static void sft__silu_bwd_avx2(const float *x, const float *up,
     sft__silu_bwd_portable(x + i, up ? up + i : NULL, g + i, dx ? dx + i : NULL, dup ? dup + i : NULL, n - i);
 }
 
+SFT__TARGET_AVX2 static void sft__exp_stats_avx2(const float *x, int64_t n, float m, double *S, double *W) {
+    __m256 mv = _mm256_set1_ps(m);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, w0 = s0, w1 = s0;
+    double lanes[4], s, w;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv), e = sft__exp_avx2(d), ed = _mm256_mul_ps(e, d);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        w0 = _mm256_add_pd(w0, _mm256_cvtps_pd(_mm256_castps256_ps128(ed)));
+        w1 = _mm256_add_pd(w1, _mm256_cvtps_pd(_mm256_extractf128_ps(ed, 1)));
+    }
+    _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
+    s = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(w0, w1));
+    w = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    *S += s; *W += w;
+    sft__exp_stats_portable(x + i, n - i, m, S, W);
+}
+
 SFT__TARGET_AVX2 static float sft__dot_avx2(const float *a, const float *b, int64_t n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     __m128 h;
@@ -5525,6 +5558,27 @@ SFT__TARGET_AVX512 static void sft__silu_bwd_avx512(const float *x, const float 
     sft__silu_bwd_portable(x + i, up ? up + i : NULL, g + i, dx ? dx + i : NULL, dup ? dup + i : NULL, n - i);
 }
 
+SFT__TARGET_AVX512 static void sft__exp_stats_avx512(const float *x, int64_t n, float m, double *S, double *W) {
+    __m512 mv = _mm512_set1_ps(m);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, w0 = s0, w1 = s0;
+    double lanes[8], s = 0.0, w = 0.0;
+    int64_t i = 0;
+    int l;
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), mv), e = sft__exp_avx512(d), ed = _mm512_mul_ps(e, d);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+        w0 = _mm512_add_pd(w0, _mm512_cvtps_pd(_mm512_castps512_ps256(ed)));
+        w1 = _mm512_add_pd(w1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ed), 1))));
+    }
+    _mm512_storeu_pd(lanes, _mm512_add_pd(s0, s1));
+    for (l = 0; l < 8; l++) s += lanes[l];
+    _mm512_storeu_pd(lanes, _mm512_add_pd(w0, w1));
+    for (l = 0; l < 8; l++) w += lanes[l];
+    *S += s; *W += w;
+    sft__exp_stats_portable(x + i, n - i, m, S, W);
+}
+
 SFT__TARGET_AVX512 static float sft__dot_avx512(const float *a, const float *b, int64_t n) {
     __m512 s0 = _mm512_setzero_ps();
     float s, lanes[16];
@@ -5559,6 +5613,7 @@ typedef struct sft__cpu_kernels {
     void (*mask_mul)(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out, int accumulate);
     void (*silu_fwd)(const float *x, const float *up, float *out, int64_t n);
     void (*silu_bwd)(const float *x, const float *up, const float *g, float *dx, float *dup, int64_t n);
+    void (*exp_stats)(const float *x, int64_t n, float m, double *S, double *W);
 } sft__cpu_kernels;
 
 /* kernels defined with the operators below */
@@ -5570,19 +5625,21 @@ static void sft__mask_mul_avx2(const float *x, const uint64_t *bits, int64_t e0,
 static void sft__mask_mul_avx512(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out,
                                  int accumulate);
 #endif
-#define SFT__PORTABLE_EXTRA sft__dropout_words_portable, sft__mask_mul_portable, sft__silu_fwd_portable, sft__silu_bwd_portable
-#define SFT__AVX2_EXTRA     sft__dropout_words_avx2, sft__mask_mul_avx2, sft__silu_fwd_avx2, sft__silu_bwd_avx2
-#define SFT__AVX512_EXTRA   sft__dropout_words_avx512, sft__mask_mul_avx512, sft__silu_fwd_avx512, sft__silu_bwd_avx512
+#define SFT__PORTABLE_EXTRA sft__dropout_words_portable, sft__mask_mul_portable, sft__silu_fwd_portable, sft__silu_bwd_portable, \
+                            sft__exp_stats_portable
+#define SFT__AVX2_EXTRA     sft__dropout_words_avx2, sft__mask_mul_avx2, sft__silu_fwd_avx2, sft__silu_bwd_avx2, sft__exp_stats_avx2
+#define SFT__AVX512_EXTRA   sft__dropout_words_avx512, sft__mask_mul_avx512, sft__silu_fwd_avx512, sft__silu_bwd_avx512, \
+                            sft__exp_stats_avx512
 
 static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
     {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
     {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
     {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
@@ -5607,14 +5664,14 @@ static sft_status sft__gemm_cblas(sft_context *ctx, int64_t M, int64_t N, int64_
 }
 
 static const sft__cpu_kernels sft__cpu_kernel_table_cblas[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
     {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
     {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
     {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 #endif
 
@@ -6656,9 +6713,9 @@ static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
    f[0] = label smoothing, f[1] = the per-row factor (as sft_cross_entropy),
    f[2] = 1: the weight is frozen and multiplied in bf16,
    i[0] = ignore_index, i[1] = the vocabulary chunk Vc; saved = [4, N] per-row
-   running max, running sum of exp, label logit, sum of logits (after forward:
-   row 0 holds the log-sum-exp and row 1 the row's loss), followed by the chunk
-   buffer [N, Vc]. The logits exist one vocabulary chunk at a time: forward keeps
+   running max, (unused), label logit, sum of logits (after forward: row 0 holds
+   the log-sum-exp and row 1 the row's loss), followed by the chunk buffer [N,
+   Vc]. The logits exist one vocabulary chunk at a time: forward keeps
    an online log-sum-exp across chunks; backward recomputes each chunk, turns it
    into d logits in place and feeds it to the two gradient GEMMs.
 
@@ -6671,25 +6728,20 @@ static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
 typedef struct sft__lce_metrics {
     int64_t tokens;
     double  correct, entropy;
-    double *S, *W;              /* per row, during forward */
-    float  *best_v;
-    int64_t *best_i;
 } sft__lce_metrics;
 
-typedef struct sft__lce_job { sft__node *n; int64_t v0, vc, N, V; float *buf, *st; sft__lce_metrics *mt; } sft__lce_job;
+/* forward's running state per row: the maximum (saved row 0), S and W (see
+   above), and with metrics the first largest logit's value and index */
+typedef struct sft__lce_rows { double *S, *W; float *best_v; int64_t *best_i; } sft__lce_rows;
 
-/* one row's chunk x [vc] for the metrics: first argmax, then S and W at max m */
-static void sft__lce_row_metrics(sft__lce_metrics *mt, int64_t r, const float *x, int64_t vc, int64_t v0, float old_m, float m) {
-    double S = mt->S[r], W = mt->W[r], scale = exp((double)old_m - (double)m);
-    int64_t c;
-    if (S > 0.0) { W = scale * (W + ((double)old_m - (double)m) * S); S *= scale; }
-    for (c = 0; c < vc; c++) {
-        double e = (double)expf(x[c] - m);
-        if (x[c] > mt->best_v[r]) { mt->best_v[r] = x[c]; mt->best_i[r] = v0 + c; }
-        S += e; W += e * ((double)x[c] - (double)m);
-    }
-    mt->S[r] = S; mt->W[r] = W;
-}
+typedef struct sft__lce_job {
+    sft__node *n;
+    int64_t v0, vc, N, V;
+    float *buf, *st;
+    sft__lce_rows rows;
+    sft__lce_metrics *mt;
+    const sft__cpu_kernels *k;
+} sft__lce_job;
 
 /* f[2] = 1: the weight is frozen and multiplied in bf16 */
 static int sft__lce_bf16(const sft__node *n) { return n->f[2] != 0.0f && !n->in[1]->requires_grad; }
@@ -6701,20 +6753,34 @@ static sft_status sft__lce_chunk_logits(sft_context *ctx, const sft__lce_job *j)
     return sft__gemm_f32w(ctx, j->N, h, SFT__CF(j->n->in[1]) + j->v0 * D, j->vc, D, 1, sft__lce_bf16(j->n), j->buf, j->vc, 0);
 }
 
+/* One chunk into each row's running state: the new maximum m rescales S and W
+   (W' = e^(old - m) (W + (old - m) S), S' = e^(old - m) S), then the chunk's
+   exponentials are added; the label's logit, the logits' sum (for label
+   smoothing) and the first largest logit (for the metrics) are picked up. */
 static void sft__lce_fwd_rows(void *arg, int64_t b, int64_t e) {
     const sft__lce_job *j = (const sft__lce_job *)arg;
     const int32_t *labels = (const int32_t *)j->n->in[2]->data;
-    float *m = j->st, *sum = j->st + j->N, *lab = j->st + 2 * j->N, *tot = j->st + 3 * j->N;
+    float *m = j->st, *lab = j->st + 2 * j->N, *tot = j->st + 3 * j->N;
+    int smoothing = j->n->f[0] > 0.0f;
     int64_t r, c;
     for (r = b; r < e; r++) {
         const float *x = j->buf + r * j->vc;
-        float cm = m[r], s = sum[r], t = 0.0f;
-        for (c = 0; c < j->vc; c++) if (x[c] > cm) cm = x[c];
-        if (j->mt && labels[r] != (int32_t)j->n->i[0]) sft__lce_row_metrics(j->mt, r, x, j->vc, j->v0, m[r], cm);
-        s = s == 0.0f ? 0.0f : s * expf(m[r] - cm);             /* rescale what earlier chunks summed */
-        for (c = 0; c < j->vc; c++) { s += expf(x[c] - cm); t += x[c]; }
-        m[r] = cm; sum[r] = s; tot[r] += t;
+        float cm = m[r], chunk_max = -INFINITY;
+        double *S = &j->rows.S[r], *W = &j->rows.W[r];
+        for (c = 0; c < j->vc; c++) if (x[c] > chunk_max) chunk_max = x[c];
+        if (chunk_max > cm) cm = chunk_max;
+        if (*S > 0.0) {
+            double scale = exp((double)m[r] - (double)cm);
+            *W = scale * (*W + ((double)m[r] - (double)cm) * *S);
+            *S *= scale;
+        }
+        j->k->exp_stats(x, j->vc, cm, S, W);
+        m[r] = cm;
+        if (smoothing) { float t = 0.0f; for (c = 0; c < j->vc; c++) t += x[c]; tot[r] += t; }
         if (labels[r] >= j->v0 && labels[r] < j->v0 + j->vc) lab[r] = x[labels[r] - j->v0];
+        if (j->mt && chunk_max > j->rows.best_v[r])      /* the first index holding the largest logit */
+            for (c = 0; c < j->vc; c++)
+                if (x[c] == chunk_max) { j->rows.best_v[r] = chunk_max; j->rows.best_i[r] = j->v0 + c; break; }
     }
 }
 
@@ -6725,52 +6791,51 @@ static void sft__lce_finish_rows(void *arg, int64_t b, int64_t e) {
     float *lse = j->st, *loss = j->st + j->N, eps = n->f[0];
     int64_t r;
     for (r = b; r < e; r++) {
-        float l = lse[r] + logf(loss[r]), label_logit = j->st[2 * j->N + r], mean = j->st[3 * j->N + r] / (float)j->V;
+        float l = (float)((double)lse[r] + log(j->rows.S[r])), label_logit = j->st[2 * j->N + r], mean = j->st[3 * j->N + r] / (float)j->V;
         lse[r] = l;
         loss[r] = labels[r] == (int32_t)n->i[0] ? 0.0f : (1.0f - eps) * (l - label_logit) + eps * (l - mean);
     }
 }
 
-static sft_status sft__lce_fwd_run(sft_context *ctx, sft__node *n, sft__lce_metrics *mt) {
-    sft__lce_job j;
+static sft_status sft__lce_fwd_run(sft_context *ctx, sft__node *n, sft__lce_job *j) {
     int64_t r;
     double total = 0.0;
-    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = n->in[1]->shape[0]; j.mt = mt;
-    j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N;
-    for (r = 0; r < j.N; r++) { j.st[r] = -INFINITY; j.st[j.N + r] = 0.0f; j.st[2 * j.N + r] = 0.0f; j.st[3 * j.N + r] = 0.0f; }
-    for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
-        j.vc = j.V - j.v0 < n->i[1] ? j.V - j.v0 : n->i[1];
-        SFT__TRY(sft__lce_chunk_logits(ctx, &j));
-        sft__parallel_rows(ctx, j.N, 8, sft__lce_fwd_rows, &j);
+    for (r = 0; r < j->N; r++) { j->st[r] = -INFINITY; j->st[j->N + r] = 0.0f; j->st[2 * j->N + r] = 0.0f; j->st[3 * j->N + r] = 0.0f; }
+    for (j->v0 = 0; j->v0 < j->V; j->v0 += n->i[1]) {
+        j->vc = j->V - j->v0 < n->i[1] ? j->V - j->v0 : n->i[1];
+        SFT__TRY(sft__lce_chunk_logits(ctx, j));
+        sft__parallel_rows(ctx, j->N, 8, sft__lce_fwd_rows, j);
     }
-    sft__parallel_rows(ctx, j.N, 64, sft__lce_finish_rows, &j);
-    for (r = 0; r < j.N; r++) total += j.st[j.N + r];          /* fixed order, in double */
+    sft__parallel_rows(ctx, j->N, 64, sft__lce_finish_rows, j);
+    for (r = 0; r < j->N; r++) total += j->st[j->N + r];          /* fixed order, in double */
     SFT__F(n->out)[0] = (float)(total * n->f[1]);
-    if (mt)
-        for (r = 0; r < j.N; r++) {                             /* fixed order too */
+    if (j->mt)
+        for (r = 0; r < j->N; r++) {                               /* fixed order too */
             int32_t y = ((const int32_t *)n->in[2]->data)[r];
             if (y == (int32_t)n->i[0]) continue;
-            mt->tokens++;
-            mt->correct += mt->best_i[r] == y;
-            mt->entropy += log(mt->S[r]) - mt->W[r] / mt->S[r];
+            j->mt->tokens++;
+            j->mt->correct += j->rows.best_i[r] == y;
+            j->mt->entropy += log(j->rows.S[r]) - j->rows.W[r] / j->rows.S[r];
         }
     return SFT_OK;
 }
 
 static sft_status sft__cpu_lce_fwd(sft_context *ctx, sft__node *n) {
-    sft__lce_metrics *mt = (sft__lce_metrics *)(uintptr_t)n->ptr;
-    sft_tensor *rows = NULL;
+    sft__lce_job j;
+    sft_tensor *state = NULL;
     sft_status s;
-    int64_t N = sft_tensor_numel(n->in[2]), r;
-    if (mt) {                                    /* per row: S, W (double), the best value and index */
-        int64_t bytes = N * (int64_t)(2 * sizeof(double) + sizeof(float) + sizeof(int64_t));
-        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_U8, 1, &bytes, &rows));
-        mt->S = (double *)rows->data; mt->W = mt->S + N; mt->best_i = (int64_t *)(void *)(mt->W + N);
-        mt->best_v = (float *)(void *)(mt->best_i + N);
-        for (r = 0; r < N; r++) { mt->S[r] = 0.0; mt->W[r] = 0.0; mt->best_v[r] = -INFINITY; mt->best_i[r] = 0; }
-    }
-    s = sft__lce_fwd_run(ctx, n, mt);
-    sft__tensor_release(ctx, rows);
+    int64_t r, bytes;
+    memset(&j, 0, sizeof j);
+    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = n->in[1]->shape[0]; j.k = sft__cpu_kernels_of(ctx);
+    j.mt = (sft__lce_metrics *)(uintptr_t)n->ptr;
+    j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N;
+    bytes = j.N * (int64_t)(2 * sizeof(double) + sizeof(float) + sizeof(int64_t));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_U8, 1, &bytes, &state));
+    j.rows.S = (double *)state->data; j.rows.W = j.rows.S + j.N;
+    j.rows.best_i = (int64_t *)(void *)(j.rows.W + j.N); j.rows.best_v = (float *)(void *)(j.rows.best_i + j.N);
+    for (r = 0; r < j.N; r++) { j.rows.S[r] = 0.0; j.rows.W[r] = 0.0; j.rows.best_v[r] = -INFINITY; j.rows.best_i[r] = 0; }
+    s = ctx->plan_only ? SFT_OK : sft__lce_fwd_run(ctx, n, &j);
+    sft__tensor_release(ctx, state);
     return s;
 }
 
@@ -6782,9 +6847,10 @@ static void sft__lce_dlogits_rows(void *arg, int64_t b, int64_t e) {
     float eps = n->f[0], k = SFT__CF(n->out->grad)[0] * n->f[1];
     int64_t r, c;
     for (r = b; r < e; r++) {
-        float *x = j->buf + r * j->vc, lse = j->st[r];
+        float *x = j->buf + r * j->vc, lse = j->st[r], off = eps / (float)j->V;
         if (labels[r] == (int32_t)n->i[0]) { memset(x, 0, (size_t)j->vc * sizeof(float)); continue; }
-        for (c = 0; c < j->vc; c++) x[c] = k * (expf(x[c] - lse) - eps / (float)j->V);
+        j->k->exp_shift(x, j->vc, lse);                            /* the softmax */
+        for (c = 0; c < j->vc; c++) x[c] = k * (x[c] - off);
         if (labels[r] >= j->v0 && labels[r] < j->v0 + j->vc) x[labels[r] - j->v0] -= k * (1.0f - eps);
     }
 }
@@ -6793,7 +6859,8 @@ static sft_status sft__cpu_lce_bwd(sft_context *ctx, sft__node *n) {
     sft__lce_job j;
     sft_tensor *h = n->in[0], *w = n->in[1];
     int64_t D = h->shape[h->ndim - 1];
-    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = w->shape[0];
+    memset(&j, 0, sizeof j);
+    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = w->shape[0]; j.k = sft__cpu_kernels_of(ctx);
     j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N;
     for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
         sft__mat g;
