@@ -5280,6 +5280,26 @@ SFT__TARGET_AVX512BF16 static void sft__micro_bf16_12x32(int64_t kc, const float
 #undef SFT__STORE
 }
 
+/* A narrow AVX-512 micro-kernel, 24 x 16, for products 16 columns wide (an
+   adapter's rank): one zmm of B per k, 24 rows broadcast into 24 sums. */
+#define SFT__AVX512_ROWS24(X) SFT__AVX512_ROWS(X) X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
+SFT__TARGET_AVX512 static void sft__micro_avx512_24x16(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
+                                                     const float *b, float *c, int64_t ldc, int add) {
+#define SFT__DECL(r) __m512 s##r = _mm512_setzero_ps();
+#define SFT__FMA(r) s##r = _mm512_fmadd_ps(_mm512_set1_ps(a[(r) * a_rs]), b0, s##r);
+#define SFT__STORE(r) if (add) s##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc), s##r); _mm512_storeu_ps(c + (r) * ldc, s##r);
+    int64_t k;
+    SFT__AVX512_ROWS24(SFT__DECL)
+    for (k = 0; k < kc; k++, a += a_ks, b += 16) {
+        __m512 b0 = _mm512_loadu_ps(b);
+        SFT__AVX512_ROWS24(SFT__FMA)
+    }
+    SFT__AVX512_ROWS24(SFT__STORE)
+#undef SFT__DECL
+#undef SFT__FMA
+#undef SFT__STORE
+}
+
 /* bf16 bits of 16 floats in 32-bit lanes, rounded as sft_f32_to_bf16 (nearest
    even; a NaN stays a quiet NaN with its sign) */
 SFT__TARGET_AVX512 static __m512i sft__bf16_bits16(__m512 v) {
@@ -5328,6 +5348,27 @@ static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64
                              sft__cpu.avx512_bf16 && !ctx->bf16_emulated ? &sft__bf16_avx512 : NULL);
 }
 #endif
+
+/* sft__tile_gemm: C[M x N] (+)= A . B over depth K on the calling thread, for
+   the small products inside other kernels' tasks: A read in place (element
+   (r, k) at a[r * a_rs + k * a_ks], M rows readable in whole MR panels), B
+   packed in panels of nr columns that start depth floats apart (the packed
+   depth, K or more), each panel summed k by k from zero. */
+static void sft__tile_gemm(sft__micro_fn micro, int mr, int nr, int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                           int64_t a_ks, const float *bp, int64_t depth, float *c, int64_t ldc, int add) {
+    float edge[24 * 32];                        /* an edge tile: at most MR x NR of any kernel */
+    int64_t ir, jr, r, q;
+    for (jr = 0; jr < N; jr += nr)
+        for (ir = 0; ir < M; ir += mr) {
+            int64_t rows = M - ir < mr ? M - ir : mr, cols = N - jr < nr ? N - jr : nr;
+            const float *ap = a + ir * a_rs, *b = bp + (jr / nr) * depth * nr;
+            float *cc = c + ir * ldc + jr;
+            if (rows == mr && cols == nr) { micro(K, ap, a_rs, a_ks, b, cc, ldc, add); continue; }
+            micro(K, ap, a_rs, a_ks, b, edge, nr, 0);
+            for (r = 0; r < rows; r++)
+                for (q = 0; q < cols; q++) cc[r * ldc + q] = add ? cc[r * ldc + q] + edge[r * nr + q] : edge[r * nr + q];
+        }
+}
 
 /* ============================================================================
    === kernels: vector helpers
@@ -5607,6 +5648,8 @@ typedef struct sft__cpu_kernels {
     sft__gemm_fn  gemm;                     /* threaded, any size */
     sft__micro_fn micro;                    /* the mr x nr micro-kernel, for tiles */
     int           mr, nr;
+    sft__micro_fn micro16;                  /* mr16 x 16, for products 16 columns wide */
+    int           mr16;
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*exp_shift)(float *x, int64_t n, float shift);   /* x = exp(x - shift) */
     void (*dropout_words)(uint64_t key, uint32_t threshold, int64_t w0, int64_t w1, uint64_t *bits);
@@ -5632,14 +5675,14 @@ static void sft__mask_mul_avx512(const float *x, const uint64_t *bits, int64_t e
                             sft__exp_stats_avx512
 
 static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
-    {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
+    {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__micro_portable_4x16, 4, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
-    {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
-    {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
+    {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__micro_avx2_6x16, 6, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
+    {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__micro_avx512_24x16, 24, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
@@ -5664,14 +5707,14 @@ static sft_status sft__gemm_cblas(sft_context *ctx, int64_t M, int64_t N, int64_
 }
 
 static const sft__cpu_kernels sft__cpu_kernel_table_cblas[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
-    {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__micro_portable_4x16, 4, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
-    {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
-    {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
+    {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__micro_avx2_6x16, 6, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
+    {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__micro_avx512_24x16, 24, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 #endif
 
@@ -6337,25 +6380,9 @@ static const float *sft__attn_rows_n_at(const sft__attn_job *job, const float *b
 
 /* --- tile GEMMs ---------------------------------------------------------------- */
 
-/* sft__attn_tile_gemm: C[M x N] (+)= A . B over depth K, A read in place
-   (element (r, k) at a[r * a_rs + k * a_ks], M rows readable in whole MR
-   panels), B packed in panels of nr columns that start depth floats apart
-   (the packed depth, K or more). */
-static void sft__attn_tile_gemm(const sft__cpu_kernels *k, int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
-                                int64_t a_ks, const float *bp, int64_t depth, float *c, int64_t ldc, int add) {
-    float edge[16 * 32];
-    int64_t ir, jr, r, q;
-    for (jr = 0; jr < N; jr += k->nr)
-        for (ir = 0; ir < M; ir += k->mr) {
-            int64_t rows = M - ir < k->mr ? M - ir : k->mr, cols = N - jr < k->nr ? N - jr : k->nr;
-            const float *ap = a + ir * a_rs, *b = bp + (jr / k->nr) * depth * k->nr;
-            float *cc = c + ir * ldc + jr;
-            if (rows == k->mr && cols == k->nr) { k->micro(K, ap, a_rs, a_ks, b, cc, ldc, add); continue; }
-            k->micro(K, ap, a_rs, a_ks, b, edge, k->nr, 0);
-            for (r = 0; r < rows; r++)
-                for (q = 0; q < cols; q++) cc[r * ldc + q] = add ? cc[r * ldc + q] + edge[r * k->nr + q] : edge[r * k->nr + q];
-        }
-}
+/* C[M x N] (+)= A . B with the path's micro-kernel (see sft__tile_gemm) */
+#define sft__attn_tile_gemm(k, M, N, K, a, a_rs, a_ks, bp, depth, c, ldc, add) \
+    sft__tile_gemm((k)->micro, (k)->mr, (k)->nr, M, N, K, a, a_rs, a_ks, bp, depth, c, ldc, add)
 
 /* sft__attn_a_rows: rows [t0, t0 + rows) of head h as an A operand: in place
    when a whole block of rows exists, else copied into buf, zero-padded to QB
@@ -7538,8 +7565,8 @@ static void sft__lin_bias_rows(void *arg, int64_t b, int64_t e) {
    gradients task by task in order, so the result does not depend on the thread
    count. */
 
-#define SFT__LORA_RB 32
-#define SFT__LORA_TASK_ROWS 256
+#define SFT__LORA_RB 48              /* a multiple of every path's MR and MR16 */
+#define SFT__LORA_TASK_ROWS 288
 
 typedef struct sft__lora_job {
     const sft__cpu_kernels *k;
@@ -7547,6 +7574,8 @@ typedef struct sft__lora_job {
     const sft__lin_plan *p;
     const sft__lin_term *t;
     int64_t r0, r1, r, rp, Kp, Np;    /* rows; rank, rank padded; K and N padded to whole MR panels */
+    sft__micro_fn rmicro;             /* for the products r columns wide: the narrow kernel when r <= 16 */
+    int rmr, rnr;
     const float *at, *bt, *bn, *an;   /* packed: A^T [K x r], B^T [r x N], B [N x r], A [r x K] */
     float *scratch;                   /* per thread, SFT__LORA_SCRATCH floats each */
     float *dB, *dA;                   /* per task: its share of dB [N x r] and dA [r x K] */
@@ -7561,9 +7590,10 @@ static int64_t sft__lora_scratch_floats(const sft__lora_job *j) {
     return 2 * SFT__LORA_RB * j->Kp + SFT__LORA_RB * j->Np + 2 * SFT__LORA_RB * j->rp + SFT__LORA_RB * (j->Kp + j->rp);
 }
 
-/* sft__lora_pack: op(B) [depth x cols] of a view into whole panels, zero-padded */
-static void sft__lora_pack(const sft__cpu_kernels *k, sft__mat b, int64_t depth, int64_t cols, float *dst) {
-    sft__pack_b(&b, depth, cols, k->nr, 0, (cols + k->nr - 1) / k->nr, dst);
+/* sft__lora_pack: op(B) [depth x cols] of a view into whole panels of nr
+   columns, zero-padded */
+static void sft__lora_pack(int nr, sft__mat b, int64_t depth, int64_t cols, float *dst) {
+    sft__pack_b(&b, depth, cols, nr, 0, (cols + nr - 1) / nr, dst);
 }
 
 /* rows [i0, i0 + rows) of a [M, cols] matrix into buf [RB x ld], zero-padded */
@@ -7593,9 +7623,12 @@ static void sft__lora_drop_rows(const sft__lora_job *j, const float *v, int64_t 
     }
 }
 
-/* C[M x N] (+)= A . B through sft__attn_tile_gemm (A in place, B packed) */
+/* C[M x N] (+)= A . B (A in place, B packed to depth K): SFT__LORA_GEMM for
+   products as wide as the layer, SFT__LORA_RGEMM for those r columns wide */
 #define SFT__LORA_GEMM(j, M, N, K, a, a_rs, a_ks, bp, c, ldc, add) \
-    sft__attn_tile_gemm((j)->k, M, N, K, a, a_rs, a_ks, bp, K, c, ldc, add)
+    sft__tile_gemm((j)->k->micro, (j)->k->mr, (j)->k->nr, M, N, K, a, a_rs, a_ks, bp, K, c, ldc, add)
+#define SFT__LORA_RGEMM(j, M, K, a, a_rs, a_ks, bp, c, ldc, add) \
+    sft__tile_gemm((j)->rmicro, (j)->rmr, (j)->rnr, M, (j)->r, K, a, a_rs, a_ks, bp, K, c, ldc, add)
 
 static void sft__lora_fwd_task(void *arg, int64_t task, int thread) {
     const sft__lora_job *j = (const sft__lora_job *)arg;
@@ -7608,7 +7641,7 @@ static void sft__lora_fwd_task(void *arg, int64_t task, int thread) {
         int64_t rows = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
         sft__lora_rows(SFT__CF(j->n->in[0]), K, b0, rows, xd, j->Kp);
         if (j->t->p > 0.0f) sft__lora_drop_rows(j, xd, j->Kp, b0, rows, xd, j->Kp, 0);
-        SFT__LORA_GEMM(j, SFT__LORA_RB, r, K, xd, j->Kp, 1, j->at, tl, j->rp, 0);       /* xd A^T */
+        SFT__LORA_RGEMM(j, SFT__LORA_RB, K, xd, j->Kp, 1, j->at, tl, j->rp, 0);          /* xd A^T */
         for (i = 0; i < rows * j->rp; i++) tl[i] *= s;
         for (i = 0; i < rows; i++) memcpy(SFT__F(j->t->t) + (b0 + i) * r, tl + i * j->rp, (size_t)r * sizeof(float));
         SFT__LORA_GEMM(j, rows, N, r, tl, j->rp, 1, j->bt, y + b0 * N, N, 1);             /* y += t B^T */
@@ -7628,17 +7661,17 @@ static void sft__lora_bwd_task(void *arg, int64_t task, int thread) {
     for (b0 = t0; b0 < t1; b0 += SFT__LORA_RB, first = 0) {
         int64_t rows = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
         sft__lora_rows(SFT__CF(j->n->out->grad), N, b0, rows, g, j->Np);
-        SFT__LORA_GEMM(j, SFT__LORA_RB, r, N, g, j->Np, 1, j->bn, dt, j->rp, 0);        /* dt = s g B */
+        SFT__LORA_RGEMM(j, SFT__LORA_RB, N, g, j->Np, 1, j->bn, dt, j->rp, 0);           /* dt = s g B */
         for (i = 0; i < SFT__LORA_RB * j->rp; i++) dt[i] *= s;
         if (j->want_dB) {                                                                  /* dB += g^T t */
             sft__lora_rows(SFT__CF(j->t->t), r, b0, rows, tl, j->rp);
-            sft__lora_pack(j->k, sft__mat_of(tl, j->rp, 1), rows, r, tpack);
-            SFT__LORA_GEMM(j, N, r, rows, g, 1, j->Np, tpack, dB, r, !first);
+            sft__lora_pack(j->rnr, sft__mat_of(tl, j->rp, 1), rows, r, tpack);
+            SFT__LORA_RGEMM(j, N, rows, g, 1, j->Np, tpack, dB, r, !first);
         }
         if (j->want_dA) {                                                                  /* dA += dt^T xd */
             sft__lora_rows(SFT__CF(j->n->in[0]), K, b0, rows, xd, j->Kp);
             if (j->t->p > 0.0f) sft__lora_drop_rows(j, xd, j->Kp, b0, rows, xd, j->Kp, 0);
-            sft__lora_pack(j->k, sft__mat_of(xd, j->Kp, 1), rows, K, xpack);
+            sft__lora_pack(j->k->nr, sft__mat_of(xd, j->Kp, 1), rows, K, xpack);
             SFT__LORA_GEMM(j, r, K, rows, dt, 1, j->rp, xpack, dA, K, !first);
         }
         if (j->want_dx) {                                                                  /* dx += (dt A) (.) mask */
@@ -7683,9 +7716,11 @@ static sft_status sft__lora_prepare(sft_context *ctx, const sft__node *n, const 
     float *a, *b;
     memset(j, 0, sizeof *j);
     j->k = sft__cpu_kernels_of(ctx); j->n = n; j->p = p; j->t = t; j->r0 = r0; j->r1 = r1; j->r = r;
-    j->rp = sft__round_up(sft__round_up(r, j->k->nr), j->k->mr);
-    j->Kp = sft__round_up(sft__round_up(K, j->k->nr), j->k->mr);
-    j->Np = sft__round_up(sft__round_up(N, j->k->nr), j->k->mr);
+    if (r <= 16) { j->rmicro = j->k->micro16; j->rmr = j->k->mr16; j->rnr = 16; }
+    else { j->rmicro = j->k->micro; j->rmr = j->k->mr; j->rnr = j->k->nr; }
+    j->rp = sft__round_up(sft__round_up(r, j->k->nr > j->rnr ? j->k->nr : j->rnr), j->k->mr);
+    j->Kp = sft__round_up(sft__round_up(K, j->k->nr), j->k->mr > j->rmr ? j->k->mr : j->rmr);
+    j->Np = sft__round_up(sft__round_up(N, j->k->nr), j->k->mr > j->rmr ? j->k->mr : j->rmr);
     SFT__TRY(sft__lora_temp(ctx, tmp, (int64_t)ctx->threads * sft__lora_scratch_floats(j), &j->scratch));
     /* forward: A^T (depth K) then B^T (depth r, Np columns); backward: B (depth N) then A (depth r, Kp columns) */
     SFT__TRY(sft__lora_temp(ctx, tmp, (K > N ? K : N) * j->rp + j->rp * (j->Kp > j->Np ? j->Kp : j->Np), &a));
@@ -7699,11 +7734,11 @@ static sft_status sft__lora_prepare(sft_context *ctx, const sft__node *n, const 
     }
     if (ctx->plan_only) return SFT_OK;
     if (!backward) {
-        sft__lora_pack(j->k, sft__mat_t(sft__mat_of(SFT__CF(ad->A), K, 1)), K, r, a);   /* A^T: depth K, r columns */
-        sft__lora_pack(j->k, sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), r, N, b);   /* B^T: depth r, N columns */
+        sft__lora_pack(j->rnr, sft__mat_t(sft__mat_of(SFT__CF(ad->A), K, 1)), K, r, a);   /* A^T: depth K, r columns */
+        sft__lora_pack(j->k->nr, sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), r, N, b); /* B^T: depth r, N columns */
     } else {
-        sft__lora_pack(j->k, sft__mat_of(SFT__CF(ad->B), r, 1), N, r, a);               /* B: depth N, r columns */
-        sft__lora_pack(j->k, sft__mat_of(SFT__CF(ad->A), K, 1), r, K, b);               /* A: depth r, K columns */
+        sft__lora_pack(j->rnr, sft__mat_of(SFT__CF(ad->B), r, 1), N, r, a);               /* B: depth N, r columns */
+        sft__lora_pack(j->k->nr, sft__mat_of(SFT__CF(ad->A), K, 1), r, K, b);             /* A: depth r, K columns */
     }
     return SFT_OK;
 }
