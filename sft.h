@@ -1593,7 +1593,7 @@ typedef struct sft__arena {
 typedef struct sft__arena_mark { int cur; size_t used, offset; uint64_t heap_seq; } sft__arena_mark;
 
 /* The step heap's cache: free blocks by size class (see "memory: the step heap"). */
-#define SFT__HEAP_CLASSES 512
+#define SFT__HEAP_CLASSES 352   /* class sizes up to 15 x 2^56 bytes */
 typedef struct sft__heap {
     sft__hblock *free[SFT__HEAP_CLASSES];
     size_t       live, cached;        /* bytes handed out now; bytes waiting in the cache  */
@@ -6173,31 +6173,69 @@ static sft_status sft__cpu_rmsnorm_bwd(sft_context *ctx, sft__node *n) {
 
 /* ============================================================================
    === kernels: rotary position embedding
-   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; saved = inv_freq [D/2].
-   For i < D/2 the pair (x_i, x_{i+D/2}) turns by angle pos * inv_freq[i]; the
-   backward turns the gradient back by the same angle. */
+   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; saved = inv_freq [D/2];
+   ptr = the angles' cosines and sines [2, B*T, D/2] (shared by every rope node
+   of a model's forward) or NULL (computed per token here). For i < D/2 the pair
+   (x_i, x_{i+D/2}) turns by angle pos * inv_freq[i]; the backward turns the
+   gradient back by the same angle. */
+
+#define SFT__ATTN_MAX_D 512    /* the largest head_dim (rope and attention) */
 
 typedef struct sft__rope_job { sft__node *n; int backward; } sft__rope_job;
+
+/* the cosines and sines of token bt's angles into cs, sn [D/2] */
+static void sft__rope_angles(const int32_t *pos, const float *inv, int64_t half, int64_t bt, float *cs, float *sn) {
+    int64_t i;
+    for (i = 0; i < half; i++) {
+        float ang = (float)pos[bt] * inv[i];
+        cs[i] = cosf(ang); sn[i] = sinf(ang);
+    }
+}
 
 static void sft__rope_range(void *arg, int64_t b, int64_t e) {
     const sft__rope_job *j = (const sft__rope_job *)arg;
     const sft__node *n = j->n;
     const sft_tensor *x = n->in[0];
-    int64_t H = x->shape[2], D = x->shape[3], half = D / 2, bt, h, i;
-    const int32_t *pos = (const int32_t *)n->in[1]->data;
-    const float *inv = SFT__CF(n->saved);
+    int64_t H = x->shape[2], D = x->shape[3], half = D / 2, BT = x->shape[0] * x->shape[1], bt, h, i;
+    const float *table = (const float *)n->ptr;
     const float *src = j->backward ? SFT__CF(n->out->grad) : SFT__CF(x);
     float *dst = j->backward ? SFT__F(x->grad) : SFT__F(n->out), sgn = j->backward ? -1.0f : 1.0f;
-    for (bt = b; bt < e; bt++)
-        for (i = 0; i < half; i++) {
-            float ang = (float)pos[bt] * inv[i], cs = cosf(ang), sn = sgn * sinf(ang);
-            for (h = 0; h < H; h++) {
-                const float *s = src + (bt * H + h) * D;
-                float *d = dst + (bt * H + h) * D, x1 = s[i], x2 = s[i + half];
-                if (j->backward) { d[i] += x1 * cs - x2 * sn; d[i + half] += x2 * cs + x1 * sn; }
-                else { d[i] = x1 * cs - x2 * sn; d[i + half] = x2 * cs + x1 * sn; }
-            }
+    float cbuf[SFT__ATTN_MAX_D / 2], sbuf[SFT__ATTN_MAX_D / 2];
+    for (bt = b; bt < e; bt++) {
+        const float *cs = cbuf, *sn = sbuf;
+        if (table) { cs = table + bt * half; sn = table + (BT + bt) * half; }
+        else sft__rope_angles((const int32_t *)n->in[1]->data, SFT__CF(n->saved), half, bt, cbuf, sbuf);
+        for (h = 0; h < H; h++) {
+            const float *s = src + (bt * H + h) * D;
+            float *d = dst + (bt * H + h) * D;
+            if (j->backward)
+                for (i = 0; i < half; i++) {
+                    float x1 = s[i], x2 = s[i + half], c = cs[i], sg = sgn * sn[i];
+                    d[i] += x1 * c - x2 * sg; d[i + half] += x2 * c + x1 * sg;
+                }
+            else
+                for (i = 0; i < half; i++) {
+                    float x1 = s[i], x2 = s[i + half], c = cs[i], sg = sn[i];
+                    d[i] = x1 * c - x2 * sg; d[i + half] = x2 * c + x1 * sg;
+                }
         }
+    }
+}
+
+/* sft__rope_table: the cosines and sines of every token's angles for a head
+   dim of the desc, [2, B*T, D/2] in a step tensor, for sft__rope_ex */
+static sft_status sft__rope_table(sft_context *ctx, const sft_tensor *positions, const sft_rope_desc *desc, int64_t head_dim,
+                                  sft_tensor **out) {
+    float inv[SFT__ATTN_MAX_D / 2];
+    int64_t half = head_dim / 2, BT = sft_tensor_numel(positions), shape[2], bt;
+    *out = NULL;
+    if (head_dim % 2 || head_dim > SFT__ATTN_MAX_D || half == 0) return SFT_OK;   /* sft_rope says what is wrong */
+    SFT__TRY(sft_rope_inv_freq(desc, (int)head_dim, inv));
+    shape[0] = 2; shape[1] = BT * half;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, out));
+    for (bt = 0; bt < BT; bt++)
+        sft__rope_angles((const int32_t *)positions->data, inv, half, bt, SFT__F(*out) + bt * half, SFT__F(*out) + (BT + bt) * half);
+    return SFT_OK;
 }
 
 static sft_status sft__rope_run(sft_context *ctx, sft__node *n, int backward) {
@@ -6240,7 +6278,6 @@ static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft
    masked. Other sequence ids are tested key by key. Results depend on the path
    (its micro-kernel) but never on the thread count. */
 
-#define SFT__ATTN_MAX_D 512
 #define SFT__ATTN_QB 48        /* query rows per tile: a multiple of every path's MR */
 #define SFT__ATTN_KB 64        /* keys per tile: a multiple of every path's NR       */
 /* per-thread scratch: S and dP tiles, the running output, two row blocks copied
@@ -8264,8 +8301,18 @@ SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, flo
     return SFT_OK;
 }
 
+static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
+                               const sft_tensor *table, sft_tensor **out);
+
 SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
                            sft_tensor **out) {
+    return sft__rope_ex(ctx, x, positions, desc, NULL, out);
+}
+
+/* sft__rope_ex: sft_rope with the angles' cosines and sines from table (made by
+   sft__rope_table for these positions and desc) when it is not NULL */
+static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
+                               const sft_tensor *table, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[2];
     float inv[SFT__ATTN_MAX_D / 2];
@@ -8284,6 +8331,7 @@ SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *position
     if (half > 0) SFT__TRY(sft_rope_inv_freq(desc, (int)x->shape[3], inv));
     SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &half, &n.saved));
     SFT__TRY(sft__device_copy(n.saved->data, x->device, inv, SFT_DEVICE_CPU, (size_t)half * sizeof(float)));
+    if (table && x->device == SFT_DEVICE_CPU && sft_tensor_numel(table) == 2 * sft_tensor_numel(positions) * half) n.ptr = table->data;
     SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
     return sft__op_run(ctx, &n, out);
 }
@@ -12047,6 +12095,7 @@ SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, i
 typedef struct sft__fwd {
     sft_model     *m;
     sft_tensor    *positions, *seq_ids;
+    sft_tensor    *rope;            /* the angles' cosines and sines (sft__rope_table) */
     sft_model_run  run;             /* a copy: checkpointed blocks read it in backward */
     int            layer;
 } sft__fwd;
@@ -12081,8 +12130,8 @@ static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *c
     SFT__TRY(sft__heads(ctx, q, c->num_attention_heads, c->head_dim, &q));
     SFT__TRY(sft__heads(ctx, k, c->num_key_value_heads, c->head_dim, &k));
     SFT__TRY(sft__heads(ctx, v, c->num_key_value_heads, c->head_dim, &v));
-    SFT__TRY(sft_rope(ctx, q, f->positions, &c->rope, &q));
-    SFT__TRY(sft_rope(ctx, k, f->positions, &c->rope, &k));
+    SFT__TRY(sft__rope_ex(ctx, q, f->positions, &c->rope, f->rope, &q));
+    SFT__TRY(sft__rope_ex(ctx, k, f->positions, &c->rope, f->rope, &k));
     SFT__TRY(sft_attention(ctx, q, k, v, f->seq_ids, 0.0f, &a));
     flat[0] = x->shape[0]; flat[1] = x->shape[1]; flat[2] = (int64_t)c->num_attention_heads * c->head_dim;
     SFT__TRY(sft_reshape(ctx, a, 3, flat, &a));
@@ -12236,6 +12285,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     f[0].m = m;
     if (run) f[0].run = *run;
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
+    SFT__TRY(sft__rope_table(ctx, f[0].positions, &m->cfg.rope, m->cfg.head_dim, &f[0].rope));
     SFT__TRY(sft__decoder_forward(ctx, f, batch, run, &x));
     SFT__TRY(sft_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps, &out->hidden));
     if (!run || run->want_logits || !batch->labels)
