@@ -21,6 +21,7 @@ void suite_quant(void);
 void suite_lora(void);
 void suite_model(void);
 void suite_data(void);
+void suite_templates(void);
 void suite_trainer(void);
 void suite_checkpoint(void);
 void suite_cli(void);
@@ -182,6 +183,7 @@ int main(int argc, char **argv) {
     printf("lora\n");        suite_lora();
     printf("model\n");       suite_model();
     printf("data\n");        suite_data();
+    printf("templates\n");   suite_templates();
     printf("trainer\n");     suite_trainer();
     printf("checkpoint\n");  suite_checkpoint();
     printf("cli\n");         suite_cli();
