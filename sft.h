@@ -9117,6 +9117,21 @@ static sft_status sft__tok_config_templates(sft_tokenizer *t, const sft_json *cf
 
 static int sft__cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* sft__read_text: a file as Python's text mode reads it (\r\n and \r become \n),
+   as transformers reads .jinja files */
+static sft_status sft__read_text(sft_context *ctx, const char *path, char **text, size_t *len) {
+    size_t i, w = 0;
+    SFT__TRY(sft_file_read(ctx, path, 0, text, len));
+    for (i = 0; i < *len; i++) {
+        char c = (*text)[i];
+        if (c == '\r') { (*text)[w++] = '\n'; if (i + 1 < *len && (*text)[i + 1] == '\n') i++; }
+        else (*text)[w++] = c;
+    }
+    (*text)[w] = 0;
+    *len = w;
+    return SFT_OK;
+}
+
 /* chat_template.jinja (the default) and additional_chat_templates/NAME.jinja
    beside tokenizer_config.json; where they exist they replace the config's
    templates, as transformers 4.57 loads them */
@@ -9129,7 +9144,7 @@ static sft_status sft__tok_load_template_files(sft_tokenizer *t, const char *dir
     SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "chat_template.jinja"));
     SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), "additional_chat_templates"));
     if (access(path, F_OK) == 0) {
-        SFT__TRY(sft_file_read(t->ctx, path, 0, &text, &len));
+        SFT__TRY(sft__read_text(t->ctx, path, &text, &len));
         sft__tok_clear_templates(t);
         found = 1;
         s = sft__tok_add_template(t, "default", 7, text, len, path);
@@ -9152,7 +9167,7 @@ static sft_status sft__tok_load_template_files(sft_tokenizer *t, const char *dir
         for (k = 0; k < n; k++) {
             char file[4096];
             if (s == SFT_OK) s = sft__path_join(file, sizeof file, sub, strlen(sub), names[k]);
-            if (s == SFT_OK) s = sft_file_read(t->ctx, file, 0, &text, &len);
+            if (s == SFT_OK) s = sft__read_text(t->ctx, file, &text, &len);
             if (s == SFT_OK) { s = sft__tok_add_template(t, names[k], strlen(names[k]) - 6, text, len, file); sft__free(t->ctx, text); }
             sft__free(t->ctx, names[k]);
         }
@@ -15761,11 +15776,11 @@ static sft_status sft__trl_training_template(sft_context *ctx, const char *text,
             size_t l = strlen(de->d_name), len = 0;
             if (l <= 6 || strcmp(de->d_name + l - 6, ".jinja") != 0 || (l > 15 && strcmp(de->d_name + l - 15, "_training.jinja") == 0)) continue;
             s = sft__path_join(path, sizeof path, dir, strlen(dir), de->d_name);
-            if (s == SFT_OK) s = sft_file_read(ctx, path, 0, &body, &len);
+            if (s == SFT_OK) s = sft__read_text(ctx, path, &body, &len);      /* as TRL reads it */
             if (s == SFT_OK && len == strlen(text) && memcmp(body, text, len) == 0) {
                 snprintf(train, sizeof train, "%.*s_training.jinja", (int)(l - 6), de->d_name);
                 s = sft__path_join(path, sizeof path, dir, strlen(dir), train);
-                if (s == SFT_OK && access(path, F_OK) == 0) s = sft_file_read(ctx, path, 0, out, &len);
+                if (s == SFT_OK && access(path, F_OK) == 0) s = sft__read_text(ctx, path, out, &len);
                 else if (s == SFT_OK) s = sft__fail(SFT_ERR_UNSUPPORTED, SFT__TRL_REFUSES " (it is TRL's %.*s.jinja, which has no training "
                                                     "version in %s)", (int)(l - 6), de->d_name, dir);
             }

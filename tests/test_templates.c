@@ -293,7 +293,202 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* Small templates for the language itself (scoping, loops, macros, filters,
+   tests, methods, whitespace control, errors), each against what transformers'
+   Jinja environment renders; "unsupported" ones are refused on purpose. */
+static void engine_matches_jinja_on_small_templates(void) {
+    sft_context *ctx = t_context(1);
+    sft_json *j = t_json_file(ctx, T_TFIX "cases.json");
+    const sft_json *cases = j ? sft_json_get(j, "engine") : NULL;
+    sft_template_desc d;
+    size_t i, k;
+    int same = 0, errors = 0, refused = 0;
+    memset(&d, 0, sizeof d);
+    d.now = 1768478400;
+    CHECK(cases && cases->length >= 80);
+    for (i = 0; cases && i < cases->length; i++) {
+        const sft_json *c = &cases->items[i], *src = sft_json_get(c, "template"), *want = sft_json_get(c, "text");
+        sft_template *t = NULL;
+        char *text = NULL;
+        size_t len = 0, *spans = NULL, n_spans = 0;
+        sft_status s = sft_template_parse(ctx, src->string, src->length, "t", &t);
+        if (s == SFT_OK) s = sft_template_render(t, sft_json_get(c, "variables"), &d, &text, &len, &spans, &n_spans);
+        if (sft_json_get(c, "unsupported")->type == SFT_JSON_TRUE) {
+            CHECK_MSG(s == SFT_ERR_UNSUPPORTED, "%s: expected SFT_ERR_UNSUPPORTED, got %s", src->string, sft_status_str(s));
+            refused += s == SFT_ERR_UNSUPPORTED;
+        } else if (!want) {
+            CHECK_MSG(s != SFT_OK, "%s: Jinja raises %s, sft.h renders", src->string, sft_json_get(sft_json_get(c, "error"), "message")->string);
+            errors += s != SFT_OK;
+        } else if (s != SFT_OK)
+            t_failf(__FILE__, __LINE__, "%s: %s", src->string, sft_last_error());
+        else {
+            const sft_json *ws = sft_json_get(c, "spans");
+            int ok = len == want->length && memcmp(text, want->string, len) == 0 && n_spans == ws->length;
+            for (k = 0; ok && k < n_spans; k++)
+                ok = spans[2 * k] == (size_t)ws->items[k].items[0].number && spans[2 * k + 1] == (size_t)ws->items[k].items[1].number;
+            CHECK_MSG(ok, "%s:\n  sft.h  %s\n  Jinja  %s", src->string, text, want->string);
+            same += ok;
+        }
+        sft_free(ctx, text); sft_free(ctx, spans);
+        sft_template_destroy(t);
+    }
+    printf("    %d the same text and generation spans, %d errors where Jinja raises, %d refused on purpose\n", same, errors, refused);
+    sft_json_free(j);
+    sft_context_destroy(ctx);
+}
+
+static void t_bad_template(sft_context *ctx, const char *src, const sft_template_desc *d, sft_status want, const char *mention) {
+    sft_template *t = NULL;
+    char *text = NULL;
+    sft_status s = sft_template_parse(ctx, src, strlen(src), "bad.jinja", &t);
+    if (s == SFT_OK) s = sft_template_render(t, NULL, d, &text, NULL, NULL, NULL);
+    CHECK_MSG(s == want, "%s: %s, want %s (%s)", src, sft_status_str(s), sft_status_str(want), sft_last_error());
+    CHECK_ERROR_MENTIONS(mention);
+    sft_free(ctx, text);
+    sft_template_destroy(t);
+}
+
+/* Templates that cannot be rendered say why and where: the file and the line. */
+static void malformed_templates_name_the_line(void) {
+    sft_context *ctx = t_context(1);
+    sft_template_desc d;
+    memset(&d, 0, sizeof d);
+    t_bad_template(ctx, "a\n{% for m in messages %}\n{{ m }}\n", NULL, SFT_ERR_FORMAT, "bad.jinja:3: the template ends before {% endfor %}");
+    t_bad_template(ctx, "a\n{% if x %}\nb{% endfor %}", NULL, SFT_ERR_FORMAT, "bad.jinja:3: unexpected {% endfor %}");
+    t_bad_template(ctx, "{{ 1 }}\n\n{{ x | bogus }}", NULL, SFT_ERR_FORMAT, "bad.jinja:3: no filter named 'bogus'");
+    t_bad_template(ctx, "\n{% if x is bogus %}{% endif %}", NULL, SFT_ERR_FORMAT, "bad.jinja:2: no test named 'bogus'");
+    t_bad_template(ctx, "{{ 'unterminated }}", NULL, SFT_ERR_FORMAT, "bad.jinja:1: unterminated string");
+    t_bad_template(ctx, "x\n{# never closed", NULL, SFT_ERR_FORMAT, "bad.jinja:2: missing end of comment tag");
+    t_bad_template(ctx, "{{ (1 }}", NULL, SFT_ERR_FORMAT, "bad.jinja:1");
+    t_bad_template(ctx, "\n\n{% include 'other.jinja' %}", NULL, SFT_ERR_UNSUPPORTED, "bad.jinja:3: the 'include' statement is not supported");
+    t_bad_template(ctx, "{% break %}", NULL, SFT_ERR_FORMAT, "'break' outside a loop");
+    t_bad_template(ctx, "{{ lipsum() }}", NULL, SFT_ERR_UNSUPPORTED, "lipsum");
+    t_bad_template(ctx, "{{ raise_exception('No system role') }}", NULL, SFT_ERR_FORMAT, "bad.jinja:1: raise_exception: No system role");
+    /* runaway loops, unbounded recursion, output beyond the limit */
+    d.max_steps = 100000;
+    t_bad_template(ctx, "\n{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}", &d, SFT_ERR_LIMIT, "bad.jinja:2: more than 100000 loop iterations");
+    t_bad_template(ctx, "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}\n{{ f(0) }}", NULL, SFT_ERR_LIMIT, "nested more than");
+    d.max_steps = 0; d.max_output = 1 << 20;
+    t_bad_template(ctx, "{% set s = 'x' * 100000 %}{% for i in range(100) %}{{ s }}{% endfor %}", &d, SFT_ERR_LIMIT, "output limit");
+    t_bad_template(ctx, "{{ 'x' * 10000000 }}", &d, SFT_ERR_LIMIT, "repeated");
+    t_bad_template(ctx, "{{ range(1000000) | length }}", NULL, SFT_ERR_LIMIT, "a range of 1000000 items");
+    {   /* nesting beyond the parser's depth */
+        char deep[2200];
+        int i, n = 0;
+        for (i = 0; i < 300; i++) n += snprintf(deep + n, sizeof deep - (size_t)n, "(");
+        n += snprintf(deep + n, sizeof deep - (size_t)n, "1");
+        for (i = 0; i < 300; i++) n += snprintf(deep + n, sizeof deep - (size_t)n, ")");
+        {
+            char src[2400];
+            snprintf(src, sizeof src, "{{ %s }}", deep);
+            t_bad_template(ctx, src, NULL, SFT_ERR_FORMAT, "nested");
+        }
+    }
+    sft_context_destroy(ctx);
+}
+
+/* a tokenizer folder: the template fixture's tokenizer.json and the given config */
+static void t_tokenizer_dir(const char *dir, const char *config) {
+    char path[1400], *tj = t_read(T_TFIX "tokenizer/tokenizer.json");
+    FILE *f;
+    mkdir(dir, 0777);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    f = fopen(path, "wb");
+    if (f && tj) fputs(tj, f);
+    if (f) fclose(f);
+    free(tj);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    f = fopen(path, "wb");
+    if (f) { fputs(config, f); fclose(f); }
+}
+
+static void t_write_file(const char *dir, const char *name, const char *text) {
+    char path[1400];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "wb");
+    if (f) { fputs(text, f); fclose(f); }
+}
+
+static void t_expect_render(sft_tokenizer *tok, const char *name, const char *tools, const char *want) {
+    sft_chat_desc d;
+    char *text = NULL;
+    memset(&d, 0, sizeof d);
+    d.chat_template = name; d.tools = tools;
+    CHECK_OK(sft_tokenizer_apply_chat_template(tok, "[{\"role\": \"user\", \"content\": \"hi\"}]", &d, &text, NULL, NULL, NULL));
+    if (text) CHECK_MSG(strcmp(text, want) == 0, "rendered '%s', want '%s'", text, want);
+    sft_free(tok ? NULL : NULL, text);
+}
+
+/* Where templates come from, as transformers 4.57 loads them: chat_template.jinja
+   (newlines as Python's text mode reads them) over tokenizer_config.json's
+   string; additional_chat_templates/NAME.jinja; a list of named templates in
+   the config; "tool_use" for conversations with tools; a name the caller gives;
+   several templates and no "default": an error naming them. */
+static void templates_come_from_files_and_config(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    char dir[600], sub[700];
+    memset(sub, 0, sizeof sub);
+    const char *text = NULL;
+    /* a config string, then chat_template.jinja beside it wins */
+    snprintf(dir, sizeof dir, "%s/tmpl_a", t_tmpdir());
+    t_tokenizer_dir(dir, "{\"eos_token\": \"<|im_end|>\", \"chat_template\": \"config:{{ messages[0].content }}\"}");
+    CHECK_OK(sft_tokenizer_load(ctx, dir, &tok));
+    if (tok) t_expect_render(tok, NULL, NULL, "config:hi");
+    sft_tokenizer_destroy(tok); tok = NULL;
+    t_write_file(dir, "chat_template.jinja", "file:{{ messages[0].content }}\r\n{{ eos_token }}\r\n");
+    CHECK_OK(sft_tokenizer_load(ctx, dir, &tok));
+    if (tok) {
+        CHECK(sft_tokenizer_get_info(tok).chat_template && strcmp(sft_tokenizer_get_info(tok).chat_template, "file:{{ messages[0].content }}\n{{ eos_token }}\n") == 0);
+        t_expect_render(tok, NULL, NULL, "file:hi\n<|im_end|>");
+    }
+    sft_tokenizer_destroy(tok); tok = NULL;
+    /* additional_chat_templates/: named ones beside the default */
+    snprintf(sub, sizeof sub, "%s/additional_chat_templates", dir);
+    mkdir(sub, 0777);
+    t_write_file(sub, "tool_use.jinja", "tools:{{ tools | length }}");
+    t_write_file(sub, "rag.jinja", "rag:{{ messages | length }}");
+    CHECK_OK(sft_tokenizer_load(ctx, dir, &tok));
+    if (tok) {
+        t_expect_render(tok, NULL, NULL, "file:hi\n<|im_end|>");
+        t_expect_render(tok, NULL, "[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]", "tools:1");
+        t_expect_render(tok, "rag", NULL, "rag:1");
+        t_expect_render(tok, "literal {{ 1 + 1 }}", NULL, "literal 2");
+        CHECK(sft_tokenizer_chat_template_name(tok, 0) && !sft_tokenizer_chat_template_name(tok, 3));
+    }
+    sft_tokenizer_destroy(tok); tok = NULL;
+    /* a list of named templates in tokenizer_config.json, without a default */
+    snprintf(dir, sizeof dir, "%s/tmpl_b", t_tmpdir());
+    t_tokenizer_dir(dir, "{\"chat_template\": [{\"name\": \"rag\", \"template\": \"R\"}, {\"name\": \"tool_use\", \"template\": \"T\"}]}");
+    CHECK_OK(sft_tokenizer_load(ctx, dir, &tok));
+    if (tok) {
+        CHECK(sft_tokenizer_get_info(tok).chat_template == NULL);
+        CHECK_STATUS(sft_tokenizer_chat_template(tok, NULL, 0, &text), SFT_ERR_NOT_FOUND);
+        CHECK_ERROR_MENTIONS("rag, tool_use");
+        CHECK_OK(sft_tokenizer_chat_template(tok, NULL, 1, &text));
+        CHECK(text && strcmp(text, "T") == 0);
+        t_expect_render(tok, "rag", NULL, "R");
+    }
+    sft_tokenizer_destroy(tok); tok = NULL;
+    /* a malformed list, and a folder with no template at all */
+    snprintf(dir, sizeof dir, "%s/tmpl_c", t_tmpdir());
+    t_tokenizer_dir(dir, "{\"chat_template\": [{\"name\": \"rag\"}]}");
+    CHECK_STATUS(sft_tokenizer_load(ctx, dir, &tok), SFT_ERR_FORMAT);
+    CHECK_ERROR_MENTIONS("chat_template[0]");
+    snprintf(dir, sizeof dir, "%s/tmpl_d", t_tmpdir());
+    t_tokenizer_dir(dir, "{}");
+    CHECK_OK(sft_tokenizer_load(ctx, dir, &tok));
+    if (tok) CHECK_STATUS(sft_tokenizer_chat_template(tok, NULL, 0, &text), SFT_ERR_NOT_FOUND);
+    CHECK_ERROR_MENTIONS("no chat template");
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_templates(void) {
     RUN(trl_templates_render_as_transformers_does);
     RUN(templates_without_markers_follow_trls_rule);
+    RUN(engine_matches_jinja_on_small_templates);
+    RUN(malformed_templates_name_the_line);
+    RUN(templates_come_from_files_and_config);
 }

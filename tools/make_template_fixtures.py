@@ -57,6 +57,7 @@ import tokenizers  # noqa: E402
 import transformers  # noqa: E402
 import trl  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
+from transformers.utils.chat_template_utils import _compile_jinja_template as ctu_compile  # noqa: E402
 from trl import chat_template_utils as ctu  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -131,6 +132,124 @@ CONVERSATIONS = [
     ("thinking_off_gen", [U1], True, None, {"enable_thinking": False}),
     ("content_blocks", [blocks(SYS), blocks(U1), blocks(A1)], False, None, {}),
 ]
+
+
+# Engine cases: small templates, each rendered by transformers' Jinja environment
+# (the compiled template's render with these variables). "unsupported": Python
+# renders it, sft.h refuses it on purpose (SFT_ERR_UNSUPPORTED: Python's
+# final-sigma rule, the repr of characters outside the ranges sft.h knows
+# Python prints as they are).
+EM = [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hi  there\n"},
+      {"role": "assistant", "content": " Hello! ß é 日本"}]
+ENGINE = [
+("{% set x = 1 %}{% for m in [1,2] %}{{ x }}{% set x = x + 1 %}{{ x }}{% endfor %}{{ x }}", {}),
+("{% macro f() %}{{ y }}{% endmacro %}{% set y = 1 %}{{ f() }}{% set y = 2 %}{{ f() }}", {}),
+("{% if true %}{% set z = 5 %}{% endif %}{{ z }}", {}),
+("{% for a in [1] %}{% for b in [2] %}{% set c = 3 %}{% endfor %}{{ c }}{% endfor %}", {}),
+("{% set x = 1 %}{% generation %}{% set x = 2 %}{{ x }}{% endgeneration %}{{ x }}", {}),
+("a{% set x = 1 %}{% generation %}{% set x = 2 %}{{ x }}{% endgeneration %}{{ x }}", {}),
+("{% for a in [1,2] %}{{ loop.previtem }}|{{ loop.nextitem }};{% endfor %}", {}),
+("{{ [1,'a',None,True,1.5,{'k':'v'}] }}", {}),
+("{{ 'a' ~ 1.0 ~ None }}", {}),
+("{{ x.y }}", {}),
+("{{ x is sequence }}{{ x is iterable }}{{ x|length }}", {}),
+("{{ messages[5] }}|{{ {'a':1}['b'] }}|{{ 'abc'['x'] }}", {"messages":[1]}),
+("{{ 1/2 }} {{ 4/2 }} {{ 7//2 }} {{ -7 % 3 }} {{ 2**10 }} {{ 1e16 }} {{ 0.00001 }} {{ 1e15 }} {{ 7 % -3 }} {{ -7 // 2 }} {{ 7.5 // 2 }} {{ -7.5 % 2 }}", {}),
+("{% set a, b = [1, 2] %}{{ a }}{{ b }}", {}),
+("{% for k, v in {'b':1,'A':2}|dictsort %}{{k}}{% endfor %}", {}),
+("{{ 'a b  c'.split() }}{{ ' x '.strip() }}{{ 'a,b,,c'.split(',') }}{{ 'a,b,c'.split(',', 1) }}{{ '  a b '.split(None, 1) }}{{ 'a,b,c'.rsplit(',', 1) }}", {}),
+("{% macro f(a, b=2) %}{{a}}{{b}}{{ varargs }}{{ kwargs }}{% endmacro %}{{ f(1) }}{{ f(1, 3, 4) }}{{ f(1, c=5) }}", {}),
+("{% macro f(a, b=2) %}{{a}}{{b}}{% endmacro %}{{ f(1, 3, 4) }}", {}),
+("{% for m in messages %}{{ m.role | upper }}: {{ m['content'] | trim }}|{% endfor %}", {"messages": EM}),
+("{% for m in messages %}{{ loop.index }}/{{ loop.length }} {{ loop.first }} {{ loop.last }} {{ loop.revindex }}{% endfor %}", {"messages": EM}),
+("{% for m in messages if m.role != 'system' %}{{ loop.index0 }}{{ m.role }}{% else %}none{% endfor %}", {"messages": EM}),
+("{% for m in [] %}x{% else %}empty{% endfor %}", {}),
+("{{ messages | tojson }}\n{{ messages[1] | tojson(indent=2) }}\n{{ {'b': 1, 'a': [1, 2.5, None, True]} | tojson(sort_keys=True) }}", {"messages": EM}),
+("{{ 'é\"\\\\\n\t' | tojson }} {{ 'é😀' | tojson(ensure_ascii=True) }}", {}),
+("  {% if true %}\n    x\n  {% endif %}\n  {{ 'y' }}\n{# c #}\n  z {%- if true -%}  w  {%- endif %} \n", {}),
+("{%- for m in messages -%}\n  <{{ m.role }}>\n{%- endfor %}\n\n", {"messages": EM}),
+("{% raw %}{{ not }}{% endraw %} {%+ if true %}a{% endif %}", {}),
+("{{ raise_exception('Boom: ' ~ 3) }}", {}),
+("{% set ns = namespace(a=1, b=[]) %}{% for i in range(3) %}{% set ns.a = ns.a + i %}{% endfor %}{{ ns.a }}", {}),
+("{{ range(5) | list }}{{ range(1, 10, 3) | list }}{{ range(5, 0, -2) | list }}", {}),
+("{{ x | default('d') }}{{ '' | default('e', true) }}{{ none | default('f') }}", {}),
+("{{ [3,1,2] | sort }}{{ ['b','A','c'] | sort }}{{ [3,1,2] | sort(reverse=true) }}{{ [1,2,2,1] | unique | list }}", {}),
+("{{ messages | map(attribute='role') | join(', ') }}|{{ messages | selectattr('role', 'equalto', 'user') | list | length }}|{{ messages | rejectattr('role', 'in', ['user']) | map(attribute='role') | list }}", {"messages": EM}),
+("{{ ['a','b'] | map('upper') | list }}{{ [1,None,2] | select | list }}{{ [1,2,3,4] | reject('odd') | list }}", {}),
+("{{ 'Hello World'.lower() }}{{ 'hello'.capitalize() }}{{ 'ab'.upper() }}{{ 'ßx'.upper() }}{{ 'ÄÖ'.lower() }}", {}),
+("{{ 'abc'.startswith('a') }}{{ 'abc'.endswith(('x','c')) }}{{ 'a-b'.replace('-', '+') }}{{ 'aaa'.replace('a', 'b', 2) }}", {}),
+("{{ '{} and {name}'.format(1, name='x') }}", {}),
+("{{ 'abcdef'[1:4] }}{{ 'abcdef'[::-1] }}{{ 'abcdef'[-2:] }}{{ [1,2,3][::2] }}{{ 'é日本'[1] }}{{ 'é日本'|length }}", {}),
+("{{ messages[-1].content }}{{ messages[::-1] | map(attribute='role') | list }}", {"messages": EM}),
+("{{ 1 if x else 2 }}{{ 'a' if false }}{{ (1, 2) }}{{ (1,) }}{{ () }}", {}),
+("{{ 1 < 2 < 3 }}{{ 'a' in 'cat' }}{{ 3 not in [1,2] }}{{ 'k' in {'k': 1} }}{{ 1 == 1.0 }}{{ true == 1 }}", {}),
+("{{ x > 1 }}", {}),
+("{{ 'a' + 1 }}", {}),
+("{{ none + 1 }}", {}),
+("{{ [1] + [2] }}{{ 'ab' * 3 }}", {}),
+("{{ x.y.z }}", {}),
+("{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }};{% endfor %}{{ {'a':1}.get('a') }}{{ {'a':1}.get('b', 'no') }}{{ {'a':1}.get('b') }}", {}),
+("{{ 'x' is string }}{{ 1 is number }}{{ {} is mapping }}{{ [] is sequence }}{{ 'a' is iterable }}{{ none is none }}{{ true is boolean }}{{ 1 is integer }}{{ 1.0 is float }}{{ x is undefined }}{{ 3 is divisibleby 3 }}{{ 2 is even }}", {}),
+("{{ tools | length if tools else 0 }}{{ tools is none }}", {"tools": None}),
+("{% set x %}inner {{ 1 + 1 }}{% endset %}[{{ x }}]{% set y | upper %}abc{% endset %}{{ y }}", {}),
+("{% filter upper %}hello {{ 'x' }}{% endfilter %}", {}),
+("{% with a = 1, b = 2 %}{{ a + b }}{% endwith %}{{ a }}", {}),
+("{% for i in range(10) %}{% if i == 3 %}{% break %}{% endif %}{% if i is odd %}{% continue %}{% endif %}{{ i }}{% endfor %}", {}),
+("{{ strftime_now('%Y-%m-%d %d %b %Y') }}", {}),
+("{{ 'a\\u00e9\\x41\\101' }} {{ \"q'\" }} {{ 'it''s' }}", {}),
+("{{ 0x1F }} {{ 1_000 }} {{ 1.5e3 }} {{ 0.1 + 0.2 }} {{ 10 / 3 }} {{ 2 ** -1 }} {{ -0.0 }} {{ 1e100 }}", {}),
+("{{ [1, 2] == [1, 2] }}{{ {'a': 1} == {'a': 1} }}{{ (1,) == [1] }}{{ x == y }}", {}),
+("{{ 'a' | tojson }}{{ 1.0 | tojson }}{{ 10**20 if false else 5 }}", {}),
+("{%- generation %}X{% endgeneration -%}Y{% generation %}Z{% endgeneration %}", {}),
+("{{ 'ab' }}{% generation %}X{% endgeneration %}{% macro m() %}{% generation %}in{% endgeneration %}{% endmacro %}{{ m() }}Q", {}),
+("{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}", {"messages": EM}),
+("{{ x | items | list }}{{ {'a': 1} | items | list }}", {}),
+("{{ messages | length }}{{ messages[0] | length }}{{ 'abc' | list }}{{ {'a':1,'b':2} | list }}{{ [1,[2]] | first }}{{ [1,2] | last }}", {"messages": EM}),
+("{{ 'a b' | replace(' ', '_') }}{{ 1.9 | int }}{{ '3' | int }}{{ '3.5' | int }}{{ 'x' | int(7) }}{{ '2.5' | float }}{{ 3 | float }}{{ -3 | abs }}", {}),
+("{{ '  a\n\n b\n' | indent(2) }}|{{ 'a\nb' | indent(2, true) }}|{{ 'a\n\nb' | indent('>', blank=true) }}", {}),
+("{{ [1,2,3] | sum }}{{ [3,1,2] | min }}{{ [3,1,2] | max }}{{ ['a','B'] | max }}", {}),
+("{{ 'x' | e }}{{ '<a>' | e }}{{ '<b>' | safe }}{{ ('<b>' | safe) + '<i>' }}{{ '<i>' + ('<b>' | safe) }}", {}),
+("{% set s = 'a' | safe %}{{ s ~ '<' }}{{ [s, '<'] | join }}", {}),
+("{{ 'hello world' | title }}", {}),
+("{{ x | tojson }}", {}),
+("{% for x in 5 %}{% endfor %}", {}),
+("{% include 'x' %}", {}),
+("{{ 'a' | nosuchfilter }}", {}),
+("{% if x %}", {}),
+("{% for x in y %}{% endif %}", {}),
+("{{ (1 }}", {}),
+("{% set x = [] %}{{ x.append(1) }}", {}),
+("{{ messages[0].get('role') }}{{ messages[0].items() | list | length }}{{ messages[0].keys() | list }}", {"messages": EM}),
+("{{ {'a': 1}.items() }}", {}),
+("{% set g = [1,2] | select %}{{ g | list }}{{ g | list }}{% if g %}T{% endif %}", {}),
+("{{ ['a','b'] | reverse | list }}{{ 'abc' | reverse }}", {}),
+("{{ [1,2] | select | length }}", {}),
+("{% for i in range(200000) %}{% endfor %}", {}),
+("{{ 'a' is lower }}{{ 'A' is upper }}{{ 'é'.upper() }}", {}),
+("{{ 'Σa'.lower() }}", {}),
+("{{ 1 is sameas 1 }}{{ none is sameas none }}{{ true is sameas true }}", {}),
+("{{ loop.index }}", {}),
+("{{ x }}", {"x": [1, "a\nb", {"k": None}, 2.5, True]}),
+("{{ x }}", {"x": "日本"}),
+("{{ [x] }}", {"x": "日本"}),
+("{{ [x] }}", {"x": "\u2028"}),
+]
+UNSUPPORTED = {"{{ 'Σa'.lower() }}"}
+
+
+def engine_case(template, variables):
+    blocks, spans = [], []
+    try:
+        ct = ctu_compile(template)
+        with ct.environment.activate_tracker(blocks, spans):
+            for b in ct.generate(**dict(variables, strftime_now=strftime_now)):
+                blocks.append(b)
+        text = "".join(blocks)
+        out = {"text": text, "spans": [[len(text[:a].encode()), len(text[:b].encode())] for a, b in spans]}
+    except Exception as e:  # noqa: BLE001
+        out = {"error": error_of(e)}
+    unsupported = template in UNSUPPORTED or ("[x]" in template and variables.get("x") == "\u2028")
+    return dict({"template": template, "variables": variables, "unsupported": unsupported}, **out)
 
 
 # --------------------------------------------------------------------------------
@@ -253,9 +372,10 @@ def main():
         "conversations": [{"name": c[0], "messages": c[1], "add_generation_prompt": c[2], "tools": c[3], "kwargs": c[4]}
                           for c in CONVERSATIONS],
         "templates": templates,
+        "engine": [engine_case(t, v) for t, v in ENGINE],
     }
     text = json.dumps(doc, ensure_ascii=False, indent=None, separators=(",", ":"), allow_nan=False)
-    text = text.replace('{"name":"', '\n{"name":"').replace('{"conversation":"', '\n {"conversation":"') + "\n"
+    text = text.replace('{"name":"', '\n{"name":"').replace('{"conversation":"', '\n {"conversation":"').replace('{"template":"', '\n {"template":"') + "\n"
     with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
         f.write(text)
     size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
