@@ -13442,7 +13442,8 @@ static sft_status sft__jr_json(sft__jr *r, int line, sft__jbuf *b, const sft__jv
 /* the items a for loop (or list()) sees: a sequence's items, a dict's keys, a
    string's characters; Undefined is empty */
 static sft_status sft__jr_iter(sft__jr *r, int line, const sft__jv *v, sft__jseq **out) {
-    static sft__jseq empty = {0, NULL, 0};
+    static sft__jv nothing;
+    static sft__jseq empty = {0, &nothing, 0};     /* a valid pointer: callers may memcpy 0 items */
     size_t i, k, len;
     switch (v->t) {
     case SFT__V_UNDEF: *out = &empty; return SFT_OK;
