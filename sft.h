@@ -1004,7 +1004,25 @@ typedef struct sft_generate_desc {
     int            no_eos_stop;     /* 1 = do not stop at the config's eos_token_id    */
     sft_tokenizer *tokenizer;       /* with stop_string: stop once the decoded new     */
     const char    *stop_string;     /*   text contains it                              */
+    const int32_t *eos_token_ids;   /* stop at any of these instead of config.json's   */
+    int            n_eos_token_ids; /*   eos_token_id (e.g. generation_config.json's)   */
 } sft_generate_desc;
+
+/* What a model folder's generation_config.json asks of generation, as
+   transformers' GenerationConfig reads it; a field the file does not set
+   keeps transformers' default. */
+typedef struct sft_generation_config {
+    int     found;                   /* the file exists                                 */
+    int32_t eos_token_ids[16];       /* eos_token_id: one id or a list                  */
+    int     n_eos;                   /* 0 when the file has none                        */
+    int     do_sample;               /* default 0 (greedy)                              */
+    float   temperature, top_p;      /* defaults 1.0                                    */
+    int     top_k;                   /* default 50                                      */
+    int     max_new_tokens;          /* 0 when unset                                    */
+} sft_generation_config;
+/* sft_generation_config_load: dir's generation_config.json into *out (all
+   defaults and found 0 when there is none; a malformed file fails naming it). */
+SFTDEF sft_status sft_generation_config_load(const char *dir, sft_generation_config *out);
 /* sft_model_generate: the prompt's continuation (the new ids only, eos included
    when reached; free *ids with sft_free). Runs without recording gradients; it
    calls sft_step_begin (the step's tensors are gone afterwards). The active
@@ -1145,6 +1163,13 @@ SFTDEF sft_status sft_dataset_row(const sft_dataset *ds, int split, int64_t i, c
    record's prompt + completion, with EOS appended where TRL appends it.
    Free with sft_free. */
 SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int add_generation_prompt, char **text);
+
+/* sft_dataset_prepare: one more record (JSON text) through the dataset's
+   preparation (format, chat template, tokens, labels, truncation) without
+   adding it: *ids and *labels (-100 where not trained; free both with
+   sft_free), *n tokens; *dropped 1 (and no ids) when TRL would drop the row
+   (nothing left to train, or empty). What `sft render` prints. */
+SFTDEF sft_status sft_dataset_prepare(sft_dataset *ds, const char *record, int32_t **ids, int32_t **labels, int64_t *n, int *dropped);
 
 /* A batch as the model takes it (step tensors). Unpacked: [B, T] right-padded
    (pad = the tokenizer's pad, else eos) with attention_mask and labels -100 on
@@ -11448,7 +11473,10 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
         if (s != SFT_OK) break;
         next = sft__sample(SFT__CF(logits), m->cfg.vocab_size, &d, n, cand);
         out[n++] = next;
-        for (i = 0, eos = 0; !d.no_eos_stop && i < m->cfg.n_eos; i++) eos |= next == m->cfg.eos_token_ids[i];
+        if (d.n_eos_token_ids > 0 && d.eos_token_ids)
+            for (i = 0, eos = 0; !d.no_eos_stop && i < d.n_eos_token_ids; i++) eos |= next == d.eos_token_ids[i];
+        else
+            for (i = 0, eos = 0; !d.no_eos_stop && i < m->cfg.n_eos; i++) eos |= next == m->cfg.eos_token_ids[i];
         if (eos || sft__stop_string_seen(&d, out, n)) break;
     }
     sft_grad_enabled_set(ctx, was_on);
@@ -11457,6 +11485,47 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
     if (s != SFT_OK) { sft__free(ctx, out); return s; }
     *ids = out; *n_ids = n;
     return SFT_OK;
+}
+
+SFTDEF sft_status sft_generation_config_load(const char *dir, sft_generation_config *out) {
+    char path[4096], *text = NULL;
+    size_t len = 0, k;
+    sft_json *j = NULL;
+    const sft_json *v;
+    sft_status s;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_generation_config_load: NULL argument");
+    memset(out, 0, sizeof *out);
+    out->temperature = 1.0f; out->top_p = 1.0f; out->top_k = 50;
+    if (!dir) return sft__fail(SFT_ERR_ARG, "sft_generation_config_load: NULL argument");
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "generation_config.json"));
+    if (access(path, F_OK) != 0) return SFT_OK;
+    SFT__TRY(sft_file_read(NULL, path, 0, &text, &len));
+    s = sft_json_parse(NULL, text, len, path, NULL, &j);
+    sft__free(NULL, text);
+    if (s == SFT_OK && j->type != SFT_JSON_OBJECT) s = sft__fail(SFT_ERR_FORMAT, "%s: not a JSON object", path);
+    if (s == SFT_OK && (v = sft_json_get(j, "eos_token_id")) != NULL && v->type != SFT_JSON_NULL) {
+        const sft_json *one = v->type == SFT_JSON_ARRAY ? v->items : v;
+        size_t n = v->type == SFT_JSON_ARRAY ? v->length : 1;
+        for (k = 0; s == SFT_OK && k < n; k++) {
+            if (one[k].type != SFT_JSON_NUMBER || one[k].number < 0 || one[k].number != floor(one[k].number) || one[k].number > 2147483647.0)
+                s = sft__fail(SFT_ERR_FORMAT, "%s: eos_token_id must be a token id or a list of them", path);
+            else if (out->n_eos == 16) s = sft__fail(SFT_ERR_LIMIT, "%s: more than 16 eos_token_id", path);
+            else out->eos_token_ids[out->n_eos++] = (int32_t)one[k].number;
+        }
+    }
+#define SFT__GC_NUM(key, field, T) \
+    if (s == SFT_OK && (v = sft_json_get(j, key)) != NULL && v->type != SFT_JSON_NULL) { \
+        if (v->type != SFT_JSON_NUMBER) s = sft__fail(SFT_ERR_FORMAT, "%s: %s must be a number", path, key); \
+        else out->field = (T)v->number; }
+    SFT__GC_NUM("temperature", temperature, float)
+    SFT__GC_NUM("top_p", top_p, float)
+    SFT__GC_NUM("top_k", top_k, int)
+    SFT__GC_NUM("max_new_tokens", max_new_tokens, int)
+#undef SFT__GC_NUM
+    if (s == SFT_OK && (v = sft_json_get(j, "do_sample")) != NULL) out->do_sample = v->type == SFT_JSON_TRUE;
+    sft_json_free(j);
+    if (s == SFT_OK) out->found = 1;
+    return s;
 }
 
 /* ============================================================================
@@ -16127,6 +16196,38 @@ static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len,
                                                                                    : sft__fail(s, "%s: %.600s", where, msg);
     sft__log(ds->ctx, SFT_LOG_WARN, "%s: skipped: %.600s", where, msg);
     return SFT_OK;
+}
+
+SFTDEF sft_status sft_dataset_prepare(sft_dataset *ds, const char *record, int32_t **ids, int32_t **labels, int64_t *n, int *dropped) {
+    sft_data_stats saved;
+    size_t n_ids, n_ex;
+    int skip;
+    sft_status s;
+    if (ids) *ids = NULL;
+    if (labels) *labels = NULL;
+    if (n) *n = 0;
+    if (dropped) *dropped = 0;
+    if (!ds || !record || !ids || !labels || !n || !dropped) return sft__fail(SFT_ERR_ARG, "sft_dataset_prepare: NULL argument");
+    saved = ds->stats; n_ids = ds->ids.len; n_ex = ds->ex.len; skip = ds->desc.skip_bad_records;
+    ds->desc.skip_bad_records = 0;
+    s = sft__add_record(ds, record, strlen(record), "record");
+    ds->desc.skip_bad_records = skip;
+    if (s == SFT_OK && ds->ex.len > n_ex) {
+        size_t k = ds->ids.len - n_ids;
+        *ids = (int32_t *)sft__alloc(ds->ctx, (k + 1) * sizeof(int32_t));
+        *labels = (int32_t *)sft__alloc(ds->ctx, (k + 1) * sizeof(int32_t));
+        if (!*ids || !*labels) {
+            sft__free(ds->ctx, *ids); sft__free(ds->ctx, *labels); *ids = *labels = NULL;
+            s = sft__fail(SFT_ERR_NOMEM, "sft_dataset_prepare: %zu tokens", k);
+        } else {
+            memcpy(*ids, (const int32_t *)ds->ids.p + n_ids, k * sizeof(int32_t));
+            memcpy(*labels, (const int32_t *)ds->labels.p + n_ids, k * sizeof(int32_t));
+            *n = (int64_t)k;
+        }
+    } else if (s == SFT_OK)
+        *dropped = 1;
+    ds->ids.len = ds->labels.len = n_ids; ds->ex.len = n_ex; ds->stats = saved;
+    return s;
 }
 
 /* ============================================================================
