@@ -12,7 +12,8 @@
    quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
    PEFT's semantics), Llama/Mistral/Qwen2 models from Hugging Face
    directories (forward and backward as transformers computes them, PEFT adapter
-   files, a memory plan, generation with a KV cache), SFT datasets prepared token
+   files, a memory plan, generation with a KV cache), chat templates run by a
+   Jinja engine as transformers renders them, SFT datasets prepared token
    for token as TRL's SFTTrainer prepares them, and its training loop (AdamW,
    schedules, accumulation, evaluation, metrics), step by step or to the end.
 
@@ -76,8 +77,8 @@
        public API
          status and errors, context, memory accounting, CPU code path, files,
          JSON, tensors, safetensors, autograd, operators, quantization, LoRA
-         layers, prompt tuning, tokenizer, models, data, optimizer and
-         schedules, trainer, random numbers, CUDA seam
+         layers, prompt tuning, tokenizer, chat templates, models, data,
+         optimizer and schedules, trainer, random numbers, CUDA seam
        implementation
          errors                      the thread-local message, sft__fail
          platform: CPU probe         cpuid, the one process-wide cache
@@ -107,8 +108,12 @@
                   alphabet, loading tokenizer.json, NFC, encode, decode
          model: config.json, weights (shards, bitsandbytes 4-bit), forward,
                   PEFT adapter files, prompt tuning
-         generate                    KV-cache decoding, sampling
-         data: chat templates, records, splits, packing, batches, loading
+         generate                    KV-cache decoding, sampling, generation_config.json
+         templates: Jinja for chat templates: lexer, parser, values,
+                  rendering, built-in functions/methods/filters/tests, the
+                  public calls
+         data: chat templates (choice, variables, assistant masks, TRL's
+                  rule), records, splits, packing, batches, loading
          optim: AdamW, clipping, schedules
          trainer: the loop
          cuda seam                   sft_cuda.cuh when SFT_CUDA
@@ -11552,18 +11557,10 @@ SFTDEF sft_status sft_generation_config_load(const char *dir, sft_generation_con
 #define SFT__TM_MAX_OUTPUT ((size_t)64 << 20)
 #define SFT__TM_MAX_STEPS  ((int64_t)10000000)
 
-/* ---- the template's own memory: nodes and constants live as long as it does */
-
-typedef struct sft__tm_pool { sft__arena arena; } sft__tm_pool;
-
-static void *sft__tm_palloc(sft__arena *a, size_t size) {
-    void *p = NULL;
-    /* the arena aligns to 64 bytes; small pieces share a chunk (see sft__tm_chunk) */
-    if (sft__arena_alloc(a, size ? size : 1, &p) != SFT_OK) return NULL;
-    return p;
-}
-
-/* A bump allocator over arena chunks, 8-byte aligned: values and nodes are small. */
+/* ---- memory: a template's nodes and constants live as long as it does, a
+   render's values until the render ends. A bump allocator, 8-byte aligned,
+   over chunks of a step arena (which aligns each piece to 64 bytes: values
+   and nodes are small, so they share chunks). limit: bytes at most (0 = any). */
 typedef struct sft__tm_mem { sft__arena arena; char *chunk; size_t used, cap; size_t total, limit; } sft__tm_mem;
 
 static void *sft__tm_alloc(sft__tm_mem *m, size_t size) {
@@ -11572,9 +11569,9 @@ static void *sft__tm_alloc(sft__tm_mem *m, size_t size) {
     if (m->limit && m->total + need > m->limit) return NULL;
     if (m->used + need > m->cap) {
         size_t cap = need > ((size_t)64 << 10) ? need : ((size_t)64 << 10);
-        char *c = (char *)sft__tm_palloc(&m->arena, cap);
-        if (!c) return NULL;
-        m->chunk = c; m->used = 0; m->cap = cap;
+        void *c = NULL;
+        if (sft__arena_alloc(&m->arena, cap, &c) != SFT_OK) { sft_clear_error(); return NULL; }
+        m->chunk = (char *)c; m->used = 0; m->cap = cap;
     }
     m->total += need;
     m->used += need;
@@ -11864,7 +11861,7 @@ static sft_status sft__lx_tag(sft__lexer *lx, int is_var) {
         if (i >= n) return sft__tm_syntax(lx->t, lx->line, "the template ends inside a %s tag", is_var ? "{{ }}" : "{% %}");
         if (lx->depth == 0) {     /* the end of the tag, with its whitespace control */
             const char *end = is_var ? "}}" : "%}";
-            int minus = s[i] == '-' && i + 2 < n + 0 && i + 3 <= n && memcmp(s + i + 1, end, 2) == 0;
+            int minus = s[i] == '-' && i + 3 <= n && memcmp(s + i + 1, end, 2) == 0;
             int plus = !is_var && s[i] == '+' && i + 3 <= n && memcmp(s + i + 1, end, 2) == 0;
             if (minus || plus || (i + 2 <= n && memcmp(s + i, end, 2) == 0)) {
                 size_t k = i + 2 + (size_t)(minus || plus);
@@ -11963,14 +11960,11 @@ static sft_status sft__lx_run(sft__lexer *lx) {
         if (kind == '%') {         /* {% raw %} */
             size_t r = sft__lx_skip_ws(s, n, k);
             if (r + 3 <= n && memcmp(s + r, "raw", 3) == 0 && (r + 3 == n || !(isalnum((unsigned char)s[r + 3]) || s[r + 3] == '_'))) {
-                size_t a;
                 r = sft__lx_skip_ws(s, n, r + 3);
-                a = r;
                 if (r + 3 <= n && s[r] == '-' && memcmp(s + r + 1, "%}", 2) == 0) r = sft__lx_skip_ws(s, n, r + 3);
                 else if (r + 2 <= n && memcmp(s + r, "%}", 2) == 0) r += 2;
                 else return sft__tm_syntax(lx->t, lx->line + sft__lx_lines(s + lx->pos, i - lx->pos), "a malformed {%% raw %%} tag");
                 SFT__TRY(sft__lx_data(lx, lx->pos, i, sign, 0));
-                (void)a;
                 lx->line += sft__lx_lines(s + lx->pos, r - lx->pos);
                 lx->line_starting = 0;
                 lx->pos = r;

@@ -95,7 +95,7 @@ static int t_check_mask(sft_context *ctx, sft_tokenizer *tok, const char *tmpl, 
     sft_dataset *ds = NULL;
     const sft_json *mask = sft_json_get(want, "mask");
     const int32_t *ids, *labels;
-    int64_t n, i, k = 0;
+    int64_t n, i;
     int ok = 1;
     sft_status s;
     memset(&d, 0, sizeof d);
@@ -135,7 +135,6 @@ static int t_check_mask(sft_context *ctx, sft_tokenizer *tok, const char *tmpl, 
                     labels[i] != -100 ? "trained" : "masked");
             ok = 0;
         }
-        k += in;
     }
     sft_dataset_destroy(ds);
     return ok;
@@ -410,14 +409,14 @@ static void t_write_file(const char *dir, const char *name, const char *text) {
     if (f) { fputs(text, f); fclose(f); }
 }
 
-static void t_expect_render(sft_tokenizer *tok, const char *name, const char *tools, const char *want) {
+static void t_expect_render(sft_context *ctx, sft_tokenizer *tok, const char *name, const char *tools, const char *want) {
     sft_chat_desc d;
     char *text = NULL;
     memset(&d, 0, sizeof d);
     d.chat_template = name; d.tools = tools;
     CHECK_OK(sft_tokenizer_apply_chat_template(tok, "[{\"role\": \"user\", \"content\": \"hi\"}]", &d, &text, NULL, NULL, NULL));
     if (text) CHECK_MSG(strcmp(text, want) == 0, "rendered '%s', want '%s'", text, want);
-    sft_free(tok ? NULL : NULL, text);
+    sft_free(ctx, text);
 }
 
 /* Where templates come from, as transformers 4.57 loads them: chat_template.jinja
@@ -435,13 +434,13 @@ static void templates_come_from_files_and_config(void) {
     snprintf(dir, sizeof dir, "%s/tmpl_a", t_tmpdir());
     t_tokenizer_dir(dir, "{\"eos_token\": \"<|im_end|>\", \"chat_template\": \"config:{{ messages[0].content }}\"}");
     CHECK_OK(sft_tokenizer_load(ctx, dir, &tok));
-    if (tok) t_expect_render(tok, NULL, NULL, "config:hi");
+    if (tok) t_expect_render(ctx, tok, NULL, NULL, "config:hi");
     sft_tokenizer_destroy(tok); tok = NULL;
     t_write_file(dir, "chat_template.jinja", "file:{{ messages[0].content }}\r\n{{ eos_token }}\r\n");
     CHECK_OK(sft_tokenizer_load(ctx, dir, &tok));
     if (tok) {
         CHECK(sft_tokenizer_get_info(tok).chat_template && strcmp(sft_tokenizer_get_info(tok).chat_template, "file:{{ messages[0].content }}\n{{ eos_token }}\n") == 0);
-        t_expect_render(tok, NULL, NULL, "file:hi\n<|im_end|>");
+        t_expect_render(ctx, tok, NULL, NULL, "file:hi\n<|im_end|>");
     }
     sft_tokenizer_destroy(tok); tok = NULL;
     /* additional_chat_templates/: named ones beside the default */
@@ -451,10 +450,10 @@ static void templates_come_from_files_and_config(void) {
     t_write_file(sub, "rag.jinja", "rag:{{ messages | length }}");
     CHECK_OK(sft_tokenizer_load(ctx, dir, &tok));
     if (tok) {
-        t_expect_render(tok, NULL, NULL, "file:hi\n<|im_end|>");
-        t_expect_render(tok, NULL, "[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]", "tools:1");
-        t_expect_render(tok, "rag", NULL, "rag:1");
-        t_expect_render(tok, "literal {{ 1 + 1 }}", NULL, "literal 2");
+        t_expect_render(ctx, tok, NULL, NULL, "file:hi\n<|im_end|>");
+        t_expect_render(ctx, tok, NULL, "[{\"type\": \"function\", \"function\": {\"name\": \"f\"}}]", "tools:1");
+        t_expect_render(ctx, tok, "rag", NULL, "rag:1");
+        t_expect_render(ctx, tok, "literal {{ 1 + 1 }}", NULL, "literal 2");
         CHECK(sft_tokenizer_chat_template_name(tok, 0) && !sft_tokenizer_chat_template_name(tok, 3));
     }
     sft_tokenizer_destroy(tok); tok = NULL;
@@ -468,7 +467,7 @@ static void templates_come_from_files_and_config(void) {
         CHECK_ERROR_MENTIONS("rag, tool_use");
         CHECK_OK(sft_tokenizer_chat_template(tok, NULL, 1, &text));
         CHECK(text && strcmp(text, "T") == 0);
-        t_expect_render(tok, "rag", NULL, "R");
+        t_expect_render(ctx, tok, "rag", NULL, "R");
     }
     sft_tokenizer_destroy(tok); tok = NULL;
     /* a malformed list, and a folder with no template at all */
