@@ -893,11 +893,13 @@ SFTDEF sft_status sft_tokenizer_apply_chat_template(sft_tokenizer *tok, const ch
 
 /* ============================================================================
    === models
-   Llama-family decoders (LlamaForCausalLM, MistralForCausalLM,
-   Qwen2ForCausalLM; SmolLM2 and TinyLlama are Llamas) read from a Hugging Face
-   model directory: config.json and model.safetensors, or the shards named by
-   model.safetensors.index.json. The forward pass computes what transformers'
-   eager implementation computes, in f32. */
+   Llama-family decoders read from a Hugging Face model directory: config.json
+   and model.safetensors, or the shards named by model.safetensors.index.json.
+   The architectures (config.json "architectures"): LlamaForCausalLM (SmolLM2,
+   TinyLlama, Llama 3.x), MistralForCausalLM, Qwen2ForCausalLM,
+   Qwen3ForCausalLM (per-head RMSNorm of q and k) and SmolLM3ForCausalLM
+   (layers without RoPE). The forward pass computes what transformers' eager
+   implementation computes, in f32. */
 
 typedef struct sft_model_config {
     char          architecture[48];   /* e.g. "LlamaForCausalLM"               */
@@ -913,6 +915,9 @@ typedef struct sft_model_config {
     int           eos_token_ids[8], n_eos;   /* every id of a list-valued eos_token_id  */
     /* a pre-quantized bitsandbytes checkpoint (quantization_config) */
     sft_quant_type prequantized;
+    int           qk_norm;             /* RMSNorm of each head of q and k before RoPE (Qwen3) */
+    uint32_t      no_rope_layers[32];  /* bit l set: layer l applies no RoPE (SmolLM3's
+                                          no_rope_layers entries that are 0)            */
 } sft_model_config;
 
 typedef struct sft_load_desc {
@@ -10160,6 +10165,7 @@ enum { SFT__Q, SFT__K, SFT__V, SFT__O, SFT__GATE, SFT__UP, SFT__DOWN, SFT__N_PRO
 
 typedef struct sft__block {
     sft_tensor *attn_norm, *mlp_norm;
+    sft_tensor *q_norm, *k_norm;       /* [head_dim], with qk_norm (Qwen3); else NULL */
     sft_linear *proj[SFT__N_PROJ];
 } sft__block;
 
@@ -10236,17 +10242,80 @@ static sft_status sft__cfg_quant(const char *path, const sft_json *cfg, sft_mode
     return SFT_OK;
 }
 
+/* ---- architectures
+   What sets the decoders apart, as data: one row per transformers model class.
+   They share the Llama block (RMSNorm, q/k/v/o, RoPE, grouped-query causal
+   attention, SwiGLU gate/up/down, the weight names model.layers.N.self_attn.
+   {q,k,v,o}_proj, mlp.{gate,up,down}_proj, input_layernorm,
+   post_attention_layernorm, which are also PEFT's target names); a row says
+   which biases there are, where sliding windows apply and what a layer adds.
+   A new decoder of this kind is one more row. */
+
+enum {
+    SFT__ARCH_ATTN_BIAS = 1 << 0,   /* config's attention_bias: q, k, v and o have biases        */
+    SFT__ARCH_QKV_BIAS  = 1 << 1,   /* q, k and v always have biases, o never (Qwen2)            */
+    SFT__ARCH_MLP_BIAS  = 1 << 2,   /* config's mlp_bias: gate, up and down have biases          */
+    SFT__ARCH_WINDOW    = 1 << 3,   /* config's sliding_window applies (Mistral)                 */
+    SFT__ARCH_WINDOW_IF = 1 << 4,   /* ... only with use_sliding_window (Qwen2, Qwen3, SmolLM3) */
+    SFT__ARCH_QK_NORM   = 1 << 5,   /* self_attn.q_norm / k_norm [head_dim]: each head of q and k
+                                       RMS-normalised before RoPE (Qwen3)                      */
+    SFT__ARCH_NOPE      = 1 << 6    /* no_rope_layers: a 0 entry means that layer has no RoPE
+                                       (SmolLM3; default: every no_rope_layer_interval-th)    */
+};
+
+static const struct sft__arch { const char *name; unsigned flags; } sft__archs[] = {
+    {"LlamaForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS},
+    {"MistralForCausalLM", SFT__ARCH_WINDOW},
+    {"Qwen2ForCausalLM", SFT__ARCH_QKV_BIAS | SFT__ARCH_WINDOW_IF},
+    {"Qwen3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_QK_NORM},
+    {"SmolLM3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_NOPE},
+};
+
+static const struct sft__arch *sft__arch_of(const char *name) {
+    size_t k;
+    for (k = 0; k < SFT__COUNT(sft__archs); k++) if (strcmp(sft__archs[k].name, name) == 0) return &sft__archs[k];
+    return NULL;
+}
+
+/* sft__cfg_no_rope: SmolLM3's no_rope_layers (1 = RoPE, 0 = none), or its default
+   from no_rope_layer_interval: every interval-th layer without RoPE */
+static sft_status sft__cfg_no_rope(const char *path, const sft_json *cfg, sft_model_config *c, const char **bad) {
+    const sft_json *l = sft_json_get(cfg, "no_rope_layers");
+    int i, interval = sft__cfg_int(cfg, "no_rope_layer_interval", 4, bad);
+    if (c->num_hidden_layers > 1024) return SFT_OK;      /* refused with the sizes below */
+    if (l && l->type != SFT_JSON_NULL) {
+        if (l->type != SFT_JSON_ARRAY || (int)l->length != c->num_hidden_layers)
+            return sft__fail(SFT_ERR_FORMAT, "%s: no_rope_layers must list one 0/1 per layer (%d)", path, c->num_hidden_layers);
+        for (i = 0; i < c->num_hidden_layers; i++) {
+            const sft_json *v = &l->items[i];
+            if (v->type != SFT_JSON_NUMBER || (v->number != 0 && v->number != 1)) { *bad = "no_rope_layers"; return SFT_OK; }
+            if (v->number == 0) c->no_rope_layers[i / 32] |= 1u << (i % 32);
+        }
+        return SFT_OK;
+    }
+    if (interval < 1) { *bad = "no_rope_layer_interval"; return SFT_OK; }
+    for (i = 0; i < c->num_hidden_layers; i++)
+        if ((i + 1) % interval == 0) c->no_rope_layers[i / 32] |= 1u << (i % 32);
+    return SFT_OK;
+}
+
+static int sft__layer_has_rope(const sft_model_config *c, int layer) { return !((c->no_rope_layers[layer / 32] >> (layer % 32)) & 1u); }
+
 static sft_status sft__model_config_parse(const char *path, const sft_json *cfg, sft_model_config *c) {
     const sft_json *arch = sft_json_get(cfg, "architectures");
     const char *bad = NULL, *act, *dt;
+    const struct sft__arch *a;
+    char known[256];
+    size_t k, w = 0;
     memset(c, 0, sizeof *c);
     if (!cfg || cfg->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "%s: not a JSON object", path);
     if (!arch || arch->type != SFT_JSON_ARRAY || arch->length != 1 || arch->items[0].type != SFT_JSON_STRING)
         return sft__fail(SFT_ERR_FORMAT, "%s: architectures must name one model class", path);
-    if (strcmp(arch->items[0].string, "LlamaForCausalLM") != 0 && strcmp(arch->items[0].string, "MistralForCausalLM") != 0 &&
-        strcmp(arch->items[0].string, "Qwen2ForCausalLM") != 0)
-        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: architecture '%.40s' is not supported (LlamaForCausalLM, MistralForCausalLM, "
-                         "Qwen2ForCausalLM)", path, arch->items[0].string);
+    for (k = 0; k < SFT__COUNT(sft__archs) && w + 1 < sizeof known; k++)
+        w += (size_t)snprintf(known + w, sizeof known - w, "%s%s", k ? ", " : "", sft__archs[k].name);
+    a = sft__arch_of(arch->items[0].string);
+    if (!a || strlen(arch->items[0].string) >= sizeof c->architecture)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: architecture '%.40s' is not supported (%s)", path, arch->items[0].string, known);
     memcpy(c->architecture, arch->items[0].string, strlen(arch->items[0].string) + 1);
     act = sft__json_str(cfg, "hidden_act");
     if (act && strcmp(act, "silu") != 0) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu)", path, act);
@@ -10260,11 +10329,12 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
     c->max_position_embeddings = sft__cfg_int(cfg, "max_position_embeddings", 0, &bad);
     c->rms_norm_eps = sft__cfg_float(cfg, "rms_norm_eps", 1e-6f, &bad);
     c->tie_word_embeddings = sft__json_bool(cfg, "tie_word_embeddings", 0);
-    c->attention_bias = strcmp(c->architecture, "Qwen2ForCausalLM") == 0 ? 1 : sft__json_bool(cfg, "attention_bias", 0);
-    c->mlp_bias = sft__json_bool(cfg, "mlp_bias", 0);
-    if (strcmp(c->architecture, "LlamaForCausalLM") != 0 && (strcmp(c->architecture, "Qwen2ForCausalLM") != 0 ||
-                                                             sft__json_bool(cfg, "use_sliding_window", 0)))
+    c->attention_bias = (a->flags & SFT__ARCH_QKV_BIAS) ? 1 : (a->flags & SFT__ARCH_ATTN_BIAS) ? sft__json_bool(cfg, "attention_bias", 0) : 0;
+    c->mlp_bias = (a->flags & SFT__ARCH_MLP_BIAS) ? sft__json_bool(cfg, "mlp_bias", 0) : 0;
+    if ((a->flags & SFT__ARCH_WINDOW) || ((a->flags & SFT__ARCH_WINDOW_IF) && sft__json_bool(cfg, "use_sliding_window", 0)))
         c->sliding_window = sft__cfg_int(cfg, "sliding_window", 0, &bad);
+    c->qk_norm = (a->flags & SFT__ARCH_QK_NORM) != 0;
+    if (a->flags & SFT__ARCH_NOPE) SFT__TRY(sft__cfg_no_rope(path, cfg, c, &bad));
     c->bos_token_id = sft__cfg_id(cfg, "bos_token_id");
     c->eos_token_id = sft__cfg_id(cfg, "eos_token_id");
     {
@@ -10541,9 +10611,16 @@ static sft_status sft__model_block_load(sft_model *m, const sft__weights *w, con
     SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->attn_norm));
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
     SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->mlp_norm));
+    if (c->qk_norm) {
+        int64_t hd = c->head_dim;
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", i);
+        SFT__TRY(sft__weights_load(w, name, 1, &hd, 0, &b->q_norm));
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", i);
+        SFT__TRY(sft__weights_load(w, name, 1, &hd, 0, &b->k_norm));
+    }
     for (p = 0; p < SFT__N_PROJ; p++) {
-        int bias = p < SFT__O ? c->attention_bias : p == SFT__O ? (c->attention_bias && strcmp(c->architecture, "Qwen2ForCausalLM") != 0)
-                                                                : c->mlp_bias;
+        int bias = p < SFT__O ? c->attention_bias
+                 : p == SFT__O ? c->attention_bias && !(sft__arch_of(c->architecture)->flags & SFT__ARCH_QKV_BIAS) : c->mlp_bias;
         snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", i, p < 4 ? "self_attn" : "mlp", sft__proj_names[p]);
         SFT__TRY(sft__model_linear_load(w, desc, prefix, rows[p], cols[p], bias, &b->proj[p]));
     }
@@ -10556,6 +10633,8 @@ SFTDEF void sft_model_destroy(sft_model *m) {
     for (i = 0; m->blocks && i < m->cfg.num_hidden_layers; i++) {
         sft_tensor_destroy(m->blocks[i].attn_norm);
         sft_tensor_destroy(m->blocks[i].mlp_norm);
+        sft_tensor_destroy(m->blocks[i].q_norm);
+        sft_tensor_destroy(m->blocks[i].k_norm);
         for (p = 0; p < SFT__N_PROJ; p++) sft_linear_destroy(m->blocks[i].proj[p]);
     }
     sft__free(m->ctx, m->blocks);
@@ -10734,6 +10813,29 @@ static sft_status sft__heads(sft_context *ctx, sft_tensor *x, int64_t heads, int
     return sft_reshape(ctx, x, 4, shape, out);
 }
 
+/* sft__qkv: a block's attention inputs from the normed hidden state h: the
+   projections as heads [B, T, H, head_dim], q and k RMS-normalised per head
+   (qk_norm) and rotated (unless the layer has no RoPE). Training and the
+   KV-cache decoding both use it. */
+static sft_status sft__qkv(sft_context *ctx, const sft__fwd *f, sft_tensor *h, sft_tensor *positions, sft_tensor **q, sft_tensor **k,
+                           sft_tensor **v) {
+    const sft_model_config *c = &f->m->cfg;
+    const sft__block *b = &f->m->blocks[f->layer];
+    SFT__TRY(sft__proj(ctx, f, SFT__Q, h, q));
+    SFT__TRY(sft__proj(ctx, f, SFT__K, h, k));
+    SFT__TRY(sft__proj(ctx, f, SFT__V, h, v));
+    SFT__TRY(sft__heads(ctx, *q, c->num_attention_heads, c->head_dim, q));
+    SFT__TRY(sft__heads(ctx, *k, c->num_key_value_heads, c->head_dim, k));
+    SFT__TRY(sft__heads(ctx, *v, c->num_key_value_heads, c->head_dim, v));
+    if (b->q_norm) {
+        SFT__TRY(sft_rmsnorm(ctx, *q, b->q_norm, c->rms_norm_eps, q));
+        SFT__TRY(sft_rmsnorm(ctx, *k, b->k_norm, c->rms_norm_eps, k));
+    }
+    if (!sft__layer_has_rope(c, f->layer)) return SFT_OK;
+    SFT__TRY(sft_rope(ctx, *q, positions, &c->rope, q));
+    return sft_rope(ctx, *k, positions, &c->rope, k);
+}
+
 static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *const *in, sft_tensor **out) {
     const sft__fwd *f = (const sft__fwd *)user;
     const sft_model_config *c = &f->m->cfg;
@@ -10741,14 +10843,7 @@ static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *c
     sft_tensor *x = in[0], *h, *q, *k, *v, *a, *o, *g, *u;
     int64_t flat[3];
     SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
-    SFT__TRY(sft__proj(ctx, f, SFT__Q, h, &q));
-    SFT__TRY(sft__proj(ctx, f, SFT__K, h, &k));
-    SFT__TRY(sft__proj(ctx, f, SFT__V, h, &v));
-    SFT__TRY(sft__heads(ctx, q, c->num_attention_heads, c->head_dim, &q));
-    SFT__TRY(sft__heads(ctx, k, c->num_key_value_heads, c->head_dim, &k));
-    SFT__TRY(sft__heads(ctx, v, c->num_key_value_heads, c->head_dim, &v));
-    SFT__TRY(sft_rope(ctx, q, f->positions, &c->rope, &q));
-    SFT__TRY(sft_rope(ctx, k, f->positions, &c->rope, &k));
+    SFT__TRY(sft__qkv(ctx, f, h, f->positions, &q, &k, &v));
     SFT__TRY(sft_attention(ctx, q, k, v, f->seq_ids, 0.0f, &a));
     flat[0] = x->shape[0]; flat[1] = x->shape[1]; flat[2] = (int64_t)c->num_attention_heads * c->head_dim;
     SFT__TRY(sft_reshape(ctx, a, 3, flat, &a));
@@ -11129,31 +11224,33 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
 /* ============================================================================
    === model: weights by name */
 
-/* weights per layer: the two norms, then each projection's weight and bias */
-#define SFT__LAYER_WEIGHTS (2 + 2 * SFT__N_PROJ)
-
+/* weights per layer: the norms (two, four with qk_norm), then each
+   projection's weight and bias */
 SFTDEF int sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MAX], sft_tensor **weight) {
     char buf[SFT_WEIGHT_NAME_MAX];
-    int L = m ? m->cfg.num_hidden_layers : 0, k;
+    int L = m ? m->cfg.num_hidden_layers : 0, k, n_norms = m && m->cfg.qk_norm ? 4 : 2;
+    int per_layer = n_norms + 2 * SFT__N_PROJ;
     sft_tensor *t = NULL;
     if (!m || i < 0) return 0;
     if (i == 0) { t = m->embed; snprintf(buf, sizeof buf, "model.embed_tokens.weight"); }
-    else if (i - 1 < L * SFT__LAYER_WEIGHTS) {
-        int layer = (i - 1) / SFT__LAYER_WEIGHTS, p;
-        k = (i - 1) % SFT__LAYER_WEIGHTS;
-        if (k < 2) {
-            t = k == 0 ? m->blocks[layer].attn_norm : m->blocks[layer].mlp_norm;
-            snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, k == 0 ? "input_layernorm" : "post_attention_layernorm");
+    else if (i - 1 < L * per_layer) {
+        int layer = (i - 1) / per_layer, p;
+        k = (i - 1) % per_layer;
+        if (k < n_norms) {
+            static const char *const norms[4] = {"input_layernorm", "post_attention_layernorm", "self_attn.q_norm", "self_attn.k_norm"};
+            const sft__block *b = &m->blocks[layer];
+            t = k == 0 ? b->attn_norm : k == 1 ? b->mlp_norm : k == 2 ? b->q_norm : b->k_norm;
+            snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, norms[k]);
         } else {
             const sft_linear *l;
-            p = (k - 2) / 2;
+            p = (k - n_norms) / 2;
             l = m->blocks[layer].proj[p];
-            t = (k - 2) % 2 == 0 ? l->weight : l->bias;
+            t = (k - n_norms) % 2 == 0 ? l->weight : l->bias;
             snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", layer, p < 4 ? "self_attn" : "mlp", sft__proj_names[p],
-                     (k - 2) % 2 == 0 ? "weight" : "bias");
+                     (k - n_norms) % 2 == 0 ? "weight" : "bias");
         }
-    } else if (i - 1 == L * SFT__LAYER_WEIGHTS) { t = m->norm; snprintf(buf, sizeof buf, "model.norm.weight"); }
-    else if (i - 1 == L * SFT__LAYER_WEIGHTS + 1 && m->lm_head != m->embed) { t = m->lm_head; snprintf(buf, sizeof buf, "lm_head.weight"); }
+    } else if (i - 1 == L * per_layer) { t = m->norm; snprintf(buf, sizeof buf, "model.norm.weight"); }
+    else if (i - 1 == L * per_layer + 1 && m->lm_head != m->embed) { t = m->lm_head; snprintf(buf, sizeof buf, "lm_head.weight"); }
     else return 0;
     if (name) memcpy(name, buf, sizeof buf);
     if (weight) *weight = t;
@@ -11222,7 +11319,7 @@ static void sft__model_bytes(const sft_model *m, size_t *weights, size_t *adapte
     *adapters = *trainable = 0;
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
-        *weights += sft__tensor_bytes(b->attn_norm) + sft__tensor_bytes(b->mlp_norm);
+        *weights += sft__tensor_bytes(b->attn_norm) + sft__tensor_bytes(b->mlp_norm) + sft__tensor_bytes(b->q_norm) + sft__tensor_bytes(b->k_norm);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
             *weights += sizeof *l + sft__tensor_bytes(l->weight) + sft__tensor_bytes(l->bias) + sft__qweight_bytes(l->qweight);
@@ -11352,14 +11449,7 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
         const sft__block *b = &m->blocks[layer];
         f.layer = layer;
         SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
-        SFT__TRY(sft__proj(ctx, &f, SFT__Q, h, &q));
-        SFT__TRY(sft__proj(ctx, &f, SFT__K, h, &k));
-        SFT__TRY(sft__proj(ctx, &f, SFT__V, h, &v));
-        SFT__TRY(sft__heads(ctx, q, Hq, D, &q));
-        SFT__TRY(sft__heads(ctx, k, Hkv, D, &k));
-        SFT__TRY(sft__heads(ctx, v, Hkv, D, &v));
-        SFT__TRY(sft_rope(ctx, q, pos, &c->rope, &q));
-        SFT__TRY(sft_rope(ctx, k, pos, &c->rope, &k));
+        SFT__TRY(sft__qkv(ctx, &f, h, pos, &q, &k, &v));
         memcpy(cache[layer].k + pos0 * Hkv * D, k->data, (size_t)(n * Hkv * D) * sizeof(float));
         memcpy(cache[layer].v + pos0 * Hkv * D, v->data, (size_t)(n * Hkv * D) * sizeof(float));
         shape[0] = 1; shape[1] = n; shape[2] = Hq * D;
@@ -17214,6 +17304,7 @@ static sft_status sft__full_params(sft_model *m, sft__vec *params, sft__vec *no_
         sft__block *b = &m->blocks[layer];
         SFT__TRY(sft__push_param(m, params, no_decay, b->attn_norm, 0));
         SFT__TRY(sft__push_param(m, params, no_decay, b->mlp_norm, 0));
+        if (b->q_norm) { SFT__TRY(sft__push_param(m, params, no_decay, b->q_norm, 0)); SFT__TRY(sft__push_param(m, params, no_decay, b->k_norm, 0)); }
         for (p = 0; p < SFT__N_PROJ; p++) {
             SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->weight, 1));
             if (b->proj[p]->bias) SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->bias, 0));
@@ -17233,7 +17324,7 @@ static int64_t sft__flos_params(const sft_model *m) {
     int layer, p, i;
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
-        n += sft_tensor_numel(b->attn_norm) + sft_tensor_numel(b->mlp_norm);
+        n += sft_tensor_numel(b->attn_norm) + sft_tensor_numel(b->mlp_norm) + (b->q_norm ? 2 * sft_tensor_numel(b->q_norm) : 0);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
             n += l->in * l->out + (l->bias ? l->out : 0);

@@ -20,6 +20,7 @@ void suite_tokenizer(void);
 void suite_quant(void);
 void suite_lora(void);
 void suite_model(void);
+void suite_archs(void);
 void suite_data(void);
 void suite_templates(void);
 void suite_trainer(void);
@@ -182,6 +183,7 @@ int main(int argc, char **argv) {
     printf("quant\n");       suite_quant();
     printf("lora\n");        suite_lora();
     printf("model\n");       suite_model();
+    printf("archs\n");       suite_archs();
     printf("data\n");        suite_data();
     printf("templates\n");   suite_templates();
     printf("trainer\n");     suite_trainer();
