@@ -82,6 +82,16 @@ static void t_arch_check(const char *arch, const t_fix *x, const char *logits_na
     free(a); free(b);
 }
 
+/* what a run logs, step by step */
+typedef struct t_steps { int n, step[32]; double loss[32], grad_norm[32]; } t_steps;
+
+static void t_on_step_log(const sft_log_entry *e, void *user) {
+    t_steps *s = (t_steps *)user;
+    if (e->is_eval || s->n == 32) return;
+    s->step[s->n] = (int)e->global_step; s->loss[s->n] = e->loss; s->grad_norm[s->n] = e->grad_norm;
+    s->n++;
+}
+
 static void t_key(char *buf, size_t cap, int layer, int p, const char *what) {
     snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s.weight", layer, p < 4 ? "self_attn" : "mlp", t_proj[p], what);
 }
@@ -343,6 +353,87 @@ static void architecture_settings_are_read_and_checked(void) {
     sft_context_destroy(ctx);
 }
 
+/* A short TRL SFTTrainer run (LoRA from the fixture's values, 18 pre-tokenized
+   rows, batch 4 x accumulation 2, linear warmup, sequential order): every
+   step's loss and grad_norm */
+static void short_trl_runs_match_step_by_step(void) {
+    size_t a;
+    for (a = 0; a < T_COUNT(t_archs); a++) {
+        sft_context *ctx = t_context(2);
+        char path[256], key[256];
+        sft_json *j;
+        sft_tokenizer *tok = NULL;
+        sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE);
+        t_fix x;
+        sft_dataset *ds = NULL;
+        sft_lora_desc ld;
+        sft_train_config c;
+        sft_train_output out;
+        const sft_json *rows, *steps;
+        char **recs = NULL;
+        size_t i, k;
+        int layer, p, n_logged = 0;
+        t_steps got;
+        snprintf(path, sizeof path, T_AFIX "%s/trl.json", t_archs[a]);
+        j = t_json_file(ctx, path);
+        rows = j ? sft_json_get(j, "rows") : NULL;
+        steps = j ? sft_json_get(j, "steps") : NULL;
+        memset(&got, 0, sizeof got);
+        CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+        if (!rows || !steps || !tok || !m || !t_fix_open(ctx, t_archs[a], &x)) goto next;
+        memset(&ld, 0, sizeof ld);
+        ld.r = 4; ld.alpha = 8;
+        CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
+        for (layer = 0; layer < sft_model_get_config(m)->num_hidden_layers; layer++)
+            for (p = 0; p < 7; p++) {
+                sft_lora_weights w;
+                if (sft_linear_adapter_weights(sft_model_linear(m, layer, t_proj[p]), "default", &w) != SFT_OK) continue;
+                t_key(key, sizeof key, layer, p, "lora_A");
+                if (t_st_data(x.f, key, NULL)) memcpy(w.A->data, t_st_data(x.f, key, NULL), sft_tensor_nbytes(w.A));
+                t_key(key, sizeof key, layer, p, "lora_B");
+                if (t_st_data(x.f, key, NULL)) memcpy(w.B->data, t_st_data(x.f, key, NULL), sft_tensor_nbytes(w.B));
+            }
+        recs = (char **)calloc(rows->length, sizeof *recs);
+        for (i = 0; recs && i < rows->length; i++) {       /* pre-tokenized rows: TRL leaves them as they are */
+            char buf[600];
+            int len = snprintf(buf, sizeof buf, "{\"input_ids\": [");
+            for (k = 0; k < rows->items[i].length; k++) len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%d", k ? "," : "", (int)rows->items[i].items[k].number);
+            snprintf(buf + len, sizeof buf - (size_t)len, "]}");
+            recs[i] = strdup(buf);
+        }
+        {
+            sft_data_desc dd;
+            memset(&dd, 0, sizeof dd);
+            dd.max_length = 64; dd.pad_token = "!";       /* id 0, TRL's pad */
+            CHECK_OK(sft_dataset_from_records(ctx, tok, (const char *const *)recs, (int)rows->length, &dd, &ds));
+        }
+        if (!ds) goto next;
+        memset(&c, 0, sizeof c);
+        c.per_device_train_batch_size = 4; c.gradient_accumulation_steps = 2; c.learning_rate = 1e-3;
+        c.lr_scheduler_type = SFT_SCHEDULE_LINEAR; c.warmup_steps = 2; c.max_steps = (int64_t)steps->length; c.logging_steps = 1;
+        c.sequential = 1; c.max_grad_norm = 1.0; c.optim = SFT_OPTIM_ADAMW_TORCH; c.on_log = t_on_step_log; c.user = &got;
+        CHECK_OK(sft_train(m, ds, &c, &out));
+        for (i = 0; i < (size_t)got.n; i++) {
+            const sft_json *st = &steps->items[got.step[i] - 1];
+            double wl = sft_json_get(st, "loss_unrounded")->number, wg = sft_json_get(st, "grad_norm")->number;
+            CHECK_MSG(fabs(got.loss[i] - wl) <= 1e-5 * fabs(wl), "%s step %d: loss %.9g, TRL %.9g", t_archs[a], got.step[i], got.loss[i], wl);
+            CHECK_MSG(fabs(got.grad_norm[i] - wg) <= 1e-4 * fabs(wg), "%s step %d: grad_norm %.9g, TRL %.9g", t_archs[a], got.step[i],
+                      got.grad_norm[i], wg);
+            n_logged++;
+        }
+        CHECK_MSG(n_logged == (int)steps->length, "%s: %d steps logged, TRL %zu", t_archs[a], n_logged, steps->length);
+        t_fix_close(&x);
+    next:
+        for (i = 0; recs && i < rows->length; i++) free(recs[i]);
+        free(recs);
+        sft_dataset_destroy(ds);
+        sft_tokenizer_destroy(tok);
+        sft_model_destroy(m);
+        sft_json_free(j);
+        sft_context_destroy(ctx);
+    }
+}
+
 void suite_archs(void) {
     RUN(logits_and_loss_match_transformers);
     RUN(lora_gradients_match_peft);
@@ -351,5 +442,6 @@ void suite_archs(void) {
     RUN(peft_adapters_load_and_save_back);
     RUN(kv_cache_decoding_equals_the_full_forward);
     RUN(the_memory_plan_is_within_10_percent);
+    RUN(short_trl_runs_match_step_by_step);
     RUN(architecture_settings_are_read_and_checked);
 }

@@ -27,6 +27,13 @@ codes the down projection differently from its CUDA kernels (an error three
 times the NF4 step: 0.079 against 0.024 for this script's weights), and the
 CUDA rule is what users' checkpoints hold and what sft.h writes.
 
+trl.json records a short TRL SFTTrainer run on the model: the 18
+pre-tokenized rows of make_trainer_fixtures.py's trl_loop, LoRA (r 4, alpha
+8, all-linear) starting from the values above, batch 4 x accumulation 2,
+AdamW lr 1e-3 with 2 linear warmup steps, 6 steps, the sequential sampler;
+per step the loss (unrounded, the window's sum of micro-batch losses) and
+grad_norm.
+
 The model weights are drawn as make_model_fixtures.py draws them (every
 parameter from one seeded generator; norms 1 + 0.1 randn), so the recipe is
 the one the older fixtures document; this script imports its helpers.
@@ -73,6 +80,47 @@ def configs():
                                  no_rope_layers=[1, 0, 1], attention_bias=True, mlp_bias=True, rope_theta=5000000.0,
                                  rms_norm_eps=1e-6, pad_token_id=None)),
     }
+
+
+def trl_run(d, lora_vals, steps=6):
+    """TRL's SFTTrainer on the model, as make_trainer_fixtures.py's trl_loop (see the header)"""
+    import tempfile
+    import datasets
+    import transformers
+    from torch.utils.data import SequentialSampler
+    from trl import SFTConfig, SFTTrainer
+    import make_trainer_fixtures as mtf
+    datasets.disable_progress_bars()
+    rows = mtf.make_rows()
+    ds = datasets.Dataset.from_dict({"input_ids": rows})
+    model = mmf.load(d)
+    log = []
+
+    class Trainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+        def _maybe_log_save_evaluate(self, tr_loss, grad_norm, *args, **kwargs):
+            if self.control.should_log and self.state.global_step > self._globalstep_last_logged:
+                log.append({"step": self.state.global_step, "loss_unrounded": float(tr_loss.item()),
+                            "grad_norm": float(grad_norm), "learning_rate": self._get_learning_rate()})
+            return super()._maybe_log_save_evaluate(tr_loss, grad_norm, *args, **kwargs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = SFTConfig(output_dir=tmp, per_device_train_batch_size=4, gradient_accumulation_steps=2, learning_rate=1e-3,
+                        lr_scheduler_type="linear", warmup_steps=2, max_steps=steps, logging_steps=1, seed=42, packing=False,
+                        max_length=64, bf16=False, fp16=False, gradient_checkpointing=False, report_to="none", weight_decay=0.0,
+                        use_cpu=True, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
+        tr = Trainer(model=model, args=cfg, train_dataset=ds, processing_class=mtf.make_tokenizer(),
+                     peft_config=LoraConfig(**mmf.LORA))
+        tr.remove_callback(transformers.trainer_callback.PrinterCallback)
+        mmf.set_lora(tr.model, lora_vals)
+        tr.train()
+    assert [e["step"] for e in log] == list(range(1, steps + 1)), log
+    return {"rows": rows, "steps": log,
+            "settings": "SFTConfig(per_device_train_batch_size=4, gradient_accumulation_steps=2, learning_rate=1e-3, "
+                        "lr_scheduler_type='linear', warmup_steps=2, max_steps=%d, max_length=64, weight_decay=0, fp32, "
+                        "SequentialSampler); LoRA r 4 alpha 8 all-linear from the fixture's values; pad id 0" % steps}
 
 
 def make(name, spec, ids, mask, labels):
@@ -138,6 +186,11 @@ def make(name, spec, ids, mask, labels):
     }
     with open(os.path.join(d, "expected.json"), "w", encoding="utf-8") as f:
         f.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    trl = trl_run(d, lora_vals)
+    trl.update({"writer": WRITER, "versions": mmf.versions()})
+    with open(os.path.join(d, "trl.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(trl, separators=(",", ":")).replace("},{", "},\n{") + "\n")
+    doc["trl_losses"] = [e["loss_unrounded"] for e in trl["steps"]]
     mmf.normalise_dir(d)
     return doc
 
@@ -152,7 +205,8 @@ def main():
         doc = make(name, spec, ids, mask, labels)
         l = doc["loss"]
         print(f"{name}: loss {l['value']:.6f}, lora {l['lora']:.6f}, nf4 {l['nf4']:.6f}, nf4 lora {l['nf4_lora']:.6f}, "
-              f"{len(doc['lora']['target_modules'])} target modules, {doc['nf4']['linear4bit_modules']} Linear4bit")
+              f"{len(doc['lora']['target_modules'])} target modules, {doc['nf4']['linear4bit_modules']} Linear4bit; "
+              f"TRL steps {['%.5f' % x for x in doc['trl_losses']]}")
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print(f"total {total} bytes")
     print("versions:", json.dumps(mmf.versions()))
