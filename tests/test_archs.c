@@ -434,12 +434,68 @@ static void short_trl_runs_match_step_by_step(void) {
     }
 }
 
+static uint64_t t_fnv_file(const char *path) {
+    char *data = NULL;
+    size_t len = 0, k;
+    uint64_t h = 1469598103934665603ull;
+    if (sft_file_read(NULL, path, 0, &data, &len) != SFT_OK) { sft_clear_error(); return 0; }
+    for (k = 0; k < len; k++) h = (h ^ (unsigned char)data[k]) * 1099511628211ull;
+    sft_free(NULL, data);
+    return h;
+}
+
+/* PEFT opens what sft.h saves: PEFT's adapter loaded and saved by sft.h must be
+   the files committed under archs/<name>/ours/, which tools/check_arch_interop.py
+   loaded with PeftModel.from_pretrained: its peft_opens_ours.json names these
+   very files (their hashes) and found PEFT's logits with them within 1e-5 of
+   PEFT's with its own adapter. SFT_WRITE_FIXTURES=1 rewrites ours/ (then rerun
+   the script). */
+static void our_adapters_open_in_peft(void) {
+    const char *write = getenv("SFT_WRITE_FIXTURES");
+    sft_context *ctx = t_context(1);
+    sft_json *result = write ? NULL : t_json_file(ctx, T_AFIX "peft_opens_ours.json");
+    size_t a;
+    int f;
+    static const char *const files[2] = {"adapter_model.safetensors", "adapter_config.json"};
+    for (a = 0; a < T_COUNT(t_archs); a++) {
+        sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE);
+        char src[256], dir[600], from[700], to[300];
+        const sft_json *r = result ? sft_json_get(result, t_archs[a]) : NULL;
+        if (!m) continue;
+        snprintf(src, sizeof src, T_AFIX "%s/adapter", t_archs[a]);
+        CHECK_OK(sft_model_load_adapter(m, src, "default"));
+        if (write) snprintf(dir, sizeof dir, T_AFIX "%s/ours", t_archs[a]);
+        else snprintf(dir, sizeof dir, "%s/ours_%s", t_tmpdir(), t_archs[a]);
+        CHECK_OK(sft_model_save_adapter(m, "default", dir));
+        for (f = 0; !write && f < 2; f++) {
+            char hex[32];
+            const sft_json *h = r ? sft_json_get(sft_json_get(r, "fnv1a64"), files[f]) : NULL;
+            snprintf(from, sizeof from, "%s/%s", dir, files[f]);
+            snprintf(to, sizeof to, T_AFIX "%s/ours/%s", t_archs[a], files[f]);
+            CHECK_MSG(t_fnv_file(from) == t_fnv_file(to), "%s is not what sft.h writes now: run SFT_WRITE_FIXTURES=1 ./build/test_sft "
+                      "our_adapters_open_in_peft, then tools/check_arch_interop.py", to);
+            snprintf(hex, sizeof hex, "%016llx", (unsigned long long)t_fnv_file(to));
+            CHECK_MSG(h && h->type == SFT_JSON_STRING && strcmp(h->string, hex) == 0, "peft_opens_ours.json was made from another %s/%s: rerun "
+                      "tools/check_arch_interop.py", t_archs[a], files[f]);
+        }
+        if (!write) {
+            const sft_json *d = r ? sft_json_get(r, "max_diff_relative_to_max") : NULL;
+            CHECK_MSG(d && d->type == SFT_JSON_NUMBER && d->number <= 1e-5, "%s: PEFT's logits with our adapter differ by %g of the largest",
+                      t_archs[a], d ? d->number : -1.0);
+        }
+        sft_model_destroy(m);
+    }
+    sft_json_free(result);
+    sft_context_destroy(ctx);
+}
+
 void suite_archs(void) {
     RUN(logits_and_loss_match_transformers);
     RUN(lora_gradients_match_peft);
     RUN(nf4_bases_match_bitsandbytes_and_peft);
     RUN(checkpointed_blocks_give_the_same_gradients);
     RUN(peft_adapters_load_and_save_back);
+    RUN(our_adapters_open_in_peft);
     RUN(kv_cache_decoding_equals_the_full_forward);
     RUN(the_memory_plan_is_within_10_percent);
     RUN(short_trl_runs_match_step_by_step);
