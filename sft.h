@@ -6022,11 +6022,23 @@ static void sft__ew_grad_b_range(void *arg, int64_t b, int64_t e) {
     }
 }
 
+/* The gradient of b when it is as big as a: db += g (or g * a), element-wise. */
+static void sft__ew_grad_b_full_range(void *arg, int64_t b, int64_t e) {
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const float *g = SFT__CF(j->n->out->grad), *x = SFT__CF(j->n->in[0]);
+    float *db = SFT__F(j->n->in[1]->grad);
+    int64_t i;
+    if (j->n->op == SFT__OP_ADD) for (i = b; i < e; i++) db[i] += g[i];
+    else for (i = b; i < e; i++) db[i] += g[i] * x[i];
+}
+
 static sft_status sft__cpu_ew_bwd(sft_context *ctx, sft__node *n) {
     sft__ew_job j;
+    int64_t numel = sft_tensor_numel(n->out);
     j.n = n; j.nb = sft_tensor_numel(n->in[1]);
-    if (n->in[0]->requires_grad) sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__ew_grad_a_range, &j);
-    if (n->in[1]->requires_grad) sft__parallel_rows(ctx, j.nb, 256, sft__ew_grad_b_range, &j);
+    if (n->in[0]->requires_grad) sft__parallel_rows(ctx, numel, SFT__ELEM_CHUNK, sft__ew_grad_a_range, &j);
+    if (n->in[1]->requires_grad && j.nb == numel) sft__parallel_rows(ctx, numel, SFT__ELEM_CHUNK, sft__ew_grad_b_full_range, &j);
+    else if (n->in[1]->requires_grad) sft__parallel_rows(ctx, j.nb, 256, sft__ew_grad_b_range, &j);
     return SFT_OK;
 }
 
@@ -6248,14 +6260,28 @@ static sft_status sft__cpu_embedding_bwd(sft_context *ctx, sft__node *n) {
    node: in[0] = x [.., D], in[1] = weight [D]; f[0] = eps; saved = 1/rms per row.
    y = (x * r) * w as transformers' LlamaRMSNorm computes it in f32. */
 
+/* sft__sum16: sum of f(c) over c in [0, n) in 16 interleaved partial sums
+   added pairwise at the end: independent chains a compiler can keep in one
+   vector register, in the same order on every path and thread count */
+#define SFT__SUM16(n, expr, out)                                                  \
+    do {                                                                          \
+        float p_[16] = {0};                                                       \
+        int64_t c, w_;                                                            \
+        for (c = 0; c + 16 <= (n); c += 16)                                       \
+            for (w_ = 0; w_ < 16; w_++) { int64_t i_ = c + w_; p_[w_] += (expr); } \
+        for (; c < (n); c++) { int64_t i_ = c; p_[c % 16] += (expr); }            \
+        for (w_ = 8; w_ >= 1; w_ /= 2) { int64_t k_; for (k_ = 0; k_ < w_; k_++) p_[k_] += p_[k_ + w_]; } \
+        (out) = p_[0];                                                            \
+    } while (0)
+
 static void sft__rmsnorm_fwd_range(void *arg, int64_t b, int64_t e) {
     const sft__node *n = (const sft__node *)arg;
     int64_t D = sft__last_dim(n->in[0]), r, c;
     const float *w = SFT__CF(n->in[1]);
     for (r = b; r < e; r++) {
         const float *x = SFT__CF(n->in[0]) + r * D;
-        float *y = SFT__F(n->out) + r * D, ss = 0.0f, inv;
-        for (c = 0; c < D; c++) ss += x[c] * x[c];
+        float *y = SFT__F(n->out) + r * D, ss, inv;
+        SFT__SUM16(D, x[i_] * x[i_], ss);
         inv = 1.0f / sqrtf(ss / (float)D + n->f[0]);
         SFT__F(n->saved)[r] = inv;
         for (c = 0; c < D; c++) y[c] = w[c] * (x[c] * inv);
@@ -6269,8 +6295,8 @@ static void sft__rmsnorm_bwd_x_range(void *arg, int64_t b, int64_t e) {
     const float *w = SFT__CF(n->in[1]);
     for (r = b; r < e; r++) {
         const float *x = SFT__CF(n->in[0]) + r * D, *g = SFT__CF(n->out->grad) + r * D;
-        float *dx = SFT__F(n->in[0]->grad) + r * D, inv = SFT__CF(n->saved)[r], dot = 0.0f, m;
-        for (c = 0; c < D; c++) dot += g[c] * w[c] * (x[c] * inv);
+        float *dx = SFT__F(n->in[0]->grad) + r * D, inv = SFT__CF(n->saved)[r], dot, m;
+        SFT__SUM16(D, g[i_] * w[i_] * (x[i_] * inv), dot);
         m = dot / (float)D;
         for (c = 0; c < D; c++) dx[c] += inv * (g[c] * w[c] - (x[c] * inv) * m);
     }
