@@ -10,6 +10,9 @@
 #   make test-cblas the suite built with SFT_USE_CBLAS (GEMM through OpenBLAS)
 #   make bench      speed against OpenBLAS and the machine's FMA peak, in the same run
 #                   (JSON lines; `make bench BENCH_ARGS="1 avx2 --quick"` for other runs)
+#   make bench-e2e  whole QLoRA training steps of a SmolLM2-135M-shaped model, sft.h
+#                   against TRL + PEFT + bitsandbytes and a plain torch loop (tools/.venv)
+#                   in the same run (`make bench-e2e BENCH_E2E_ARGS="--cases 512:bf16"`)
 #
 # The library needs stb_ds.h (Debian: libstb-dev). When it is missing, make installs
 # it with apt-get if run as root, and otherwise says how.
@@ -31,7 +34,7 @@ STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
 BENCH_ARGS ?=
 
-.PHONY: all demo test test-cblas sanitize warnings cuda examples bench clean deps
+.PHONY: all demo test test-cblas sanitize warnings cuda examples bench bench-e2e clean deps
 all: build/test_sft examples
 
 deps: $(STB_DS)
@@ -67,7 +70,7 @@ sanitize: build/test_sft_san
 # build so `make -j2 warnings` runs them side by side
 EXAMPLES  = mlp generate embed sft demo
 WARN_BINS = $(foreach c,gcc clang cxx,build/warn/test_sft_$(c) $(foreach e,$(EXAMPLES),build/warn/$(e)_$(c)))
-warnings: $(WARN_BINS) build/warn/bench
+warnings: $(WARN_BINS) build/warn/bench build/warn/bench_e2e
 	@echo "warnings: none (gcc, clang, g++)"
 build/warn:
 	mkdir -p build/warn
@@ -83,7 +86,11 @@ build/warn/%_clang: examples/%.c sft.h | build/warn $(STB_DS)
 	clang -std=c99 -O2 $(WARN) $< -o $@ $(LDLIBS)
 build/warn/%_cxx: examples/%.c sft.h | build/warn $(STB_DS)
 	g++ -x c++ -O2 $(WARN) $< -o $@ $(LDLIBS)
-build/warn/bench: tools/bench.c sft.h | build/warn $(STB_DS)
+build/warn/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
+	gcc -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@ $(LDLIBS)
+	clang -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@_clang $(LDLIBS)
+	g++ -x c++ -O2 $(WARN) tools/bench_e2e.c -o $@_cxx $(LDLIBS)
+build/warn/bench: tools/bench.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
 	@if [ -f $(OPENBLAS_INC)/cblas.h ]; then \
 	    gcc -std=c99 -O2 $(WARN) tools/bench.c -o build/warn/bench_gcc -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
 	    clang -std=c99 -O2 $(WARN) tools/bench.c -o build/warn/bench_clang -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
@@ -100,7 +107,14 @@ bench: build/bench
 	@if [ -x tools/.venv/bin/python ]; then tools/.venv/bin/python tools/bench_tokenizer.py; \
 	else echo "(Python tokenizers reference skipped: no tools/.venv, see tools/README.md)" >&2; fi
 
-build/bench: tools/bench.c sft.h | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
+BENCH_E2E_ARGS ?=
+bench-e2e: build/bench_e2e
+	./build/bench_e2e $(BENCH_E2E_ARGS)
+
+build/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build $(STB_DS)
+	$(CC) -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@ -lm -lpthread
+
+build/bench: tools/bench.c tools/bench_peak.h sft.h | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
 	$(CC) -std=c99 -O2 $(WARN) tools/bench.c -o $@ -I$(OPENBLAS_INC) -lopenblas -lm -lpthread
 
 $(OPENBLAS_INC)/cblas.h:

@@ -3839,6 +3839,7 @@ struct sft_st_file {
     unsigned char        *base;       /* the whole file, mapped or read       */
     size_t                size;
     int                   mapped;
+    int                   fd;         /* kept open while mapped (sft__st_forget) */
 };
 
 /* The reference library orders dtypes by alignment (enum Dtype: BOOL < U8 < I8 <
@@ -4031,7 +4032,7 @@ SFTDEF void sft_st_close(sft_st_file *f) {
     if (!f) return;
     ctx = f->ctx;
 #ifndef SFT_NO_MMAP
-    if (f->mapped) munmap(f->base, f->size);
+    if (f->mapped) { munmap(f->base, f->size); close(f->fd); }
     else
 #endif
         sft__free(ctx, f->base);
@@ -4104,6 +4105,7 @@ SFTDEF sft_status sft_st_open(sft_context *ctx, const char *path, sft_st_file **
         }
         f->base = (unsigned char *)m;
         f->mapped = 1;
+        f->fd = fd;
     }
 #else
     f->base = (unsigned char *)sft__alloc(ctx, f->size);
@@ -4118,12 +4120,30 @@ SFTDEF sft_status sft_st_open(sft_context *ctx, const char *path, sft_st_file **
         sft_st_close(f);
         return sft__fail(SFT_ERR_IO, "%s: short read", path);
     }
-#endif
     close(fd);
+#endif
     s = sft__st_parse(f, hlen);
     if (s != SFT_OK) { sft_st_close(f); return s; }
     *out = f;
     return SFT_OK;
+}
+
+/* sft__st_forget: the mapped pages that lie wholly inside tensor t are mapped
+   afresh from the file, which drops the ones already read from memory: a
+   loader that copied t out calls this, so loading a model holds about one
+   tensor's worth of the file at a time, not the whole file. t stays readable
+   (its pages come back from the file). */
+static void sft__st_forget(const sft_st_file *f, const sft_st_tensor *t) {
+#ifndef SFT_NO_MMAP
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), b, e;
+    if (!f || !f->mapped || !t || t->nbytes == 0 || page == 0 || (page & (page - 1))) return;
+    b = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+    e = ((uintptr_t)t->data + (uintptr_t)t->nbytes) & ~(page - 1);
+    if (e > b && mmap((void *)b, e - b, PROT_READ, MAP_PRIVATE | MAP_FIXED, f->fd, (off_t)(b - (uintptr_t)f->base)) == MAP_FAILED)
+        return;   /* the old pages stay: only memory is at stake */
+#else
+    (void)f; (void)t;
+#endif
 }
 
 SFTDEF int sft_st_count(const sft_st_file *f) { return f ? f->n : 0; }
@@ -12137,6 +12157,7 @@ static sft_status sft__weights_load(const sft__weights *w, const char *name, int
     if (t->dtype != SFT_F32 && t->dtype != SFT_BF16 && t->dtype != SFT_F16)
         return sft__fail(SFT_ERR_DTYPE, "%s: tensor '%s' is %s (want f32, bf16 or f16)", w->dir, name, sft_dtype_name(t->dtype));
     SFT__TRY(sft_st_load(w->ctx, f, name, &raw));
+    sft__st_forget(f, t);
     if (raw->dtype == SFT_F32 || (keep_bf16 && raw->dtype == SFT_BF16)) { *out = raw; return SFT_OK; }
     {
         sft_status s = sft_tensor_convert(w->ctx, raw, SFT_F32, out);

@@ -548,6 +548,7 @@ int main(int argc, char **argv) {
     isa = best_isa();
     if (st.threads > 1) bench_peak(isa, 1);
     st.peak = bench_peak(isa, st.threads);
+    if (peak_has_bf16()) bench_peak(ISA_AVX512_BF16, st.threads);   /* the bf16 GEMMs' ceiling */
 
 #define RUNS(family) (!st.only || strcmp(st.only, family) == 0)
     n_tokens = st.quick ? 1 : (int)(sizeof token_counts / sizeof token_counts[0]);

@@ -117,7 +117,7 @@ typedef struct run_result {
     int    ok, steps;
     double s[64];                  /* wall time of each step                               */
     long   tokens[64];             /* tokens of each step                                  */
-    double peak_rss_mb;
+    double peak_rss_mb, plan_mb;       /* plan_mb: sft.h's memory plan (sft runs) */
     char   note[160];
 } run_result;
 
@@ -395,11 +395,19 @@ static void sft_child(const bench_opts *o, const bench_case *c, const char *mode
     if (sft_dataset_load(ctx, tok, data_path, &dd, &data) != SFT_OK) child_fail("dataset");
     memset(&ld, 0, sizeof ld);
     ld.quant = SFT_QUANT_NF4;
-    if (c->bf16) { child_say("{\"error\": \"bf16 compute is not built yet\"}\n"); _exit(2); }
+    ld.compute_dtype = c->bf16 ? SFT_BF16 : SFT_F32;
     if (sft_model_load(ctx, model_dir, &ld, &model) != SFT_OK) child_fail("model");
     memset(&lora, 0, sizeof lora);
     lora.r = LORA_R; lora.alpha = LORA_ALPHA; lora.dropout = LORA_DROPOUT;
     if (sft_model_add_lora(model, "default", &lora, "all-linear") != SFT_OK) child_fail("lora");
+    {   /* what `sft memory` says for these settings, to set beside the measured peak */
+        sft_model_run run;
+        sft_memory_plan plan;
+        memset(&run, 0, sizeof run);
+        run.training = 1; run.gradient_checkpointing = c->gc; run.token_metrics = 1;
+        if (sft_model_memory_plan(model, c->batch, c->max_length, &run, &plan) != SFT_OK) child_fail("memory plan");
+        child_say("{\"plan_mb\": %.1f}\n", (double)plan.total / 1048576.0);
+    }
     memset(&tc, 0, sizeof tc);
     tc.max_steps = o->steps; tc.per_device_train_batch_size = c->batch; tc.learning_rate = LR;
     tc.logging_steps = 1; tc.token_metrics = 1; tc.gradient_checkpointing = c->gc; tc.on_log = child_on_log;
@@ -448,6 +456,7 @@ static void read_child(int fd, run_result *r) {
     while (fgets(line, sizeof line, f)) {
         double s, tok;
         if (strstr(line, "\"error\"")) { snprintf(r->note, sizeof r->note, "%.150s", line); continue; }
+        if (json_number(line, "plan_mb", &s)) { r->plan_mb = s; continue; }
         if (json_number(line, "s", &s) && json_number(line, "num_tokens", &tok) && r->steps < 64) {
             r->s[r->steps] = s; r->tokens[r->steps] = (long)tok; r->steps++;
         }
@@ -541,9 +550,11 @@ static void print_run(const char *impl, const bench_case *c, const bench_opts *o
     }
     printf("{\"bench\":\"e2e\",\"impl\":\"%s\",\"case\":\"%s\",\"max_length\":%d,\"batch\":%d,\"gradient_checkpointing\":%d,"
            "\"dtype\":\"%s\",\"threads\":%d,\"steps\":%d,\"s_per_step\":%.3f,\"tokens_per_s\":%.1f,\"peak_rss_mb\":%.0f,"
-           "\"gflops\":%.1f,\"peak_gflops\":%.1f}\n",
+           "\"gflops\":%.1f,\"peak_gflops\":%.1f",
            impl, c->name, c->max_length, c->batch, c->gc, c->bf16 ? "bf16" : "f32", o->threads, r->steps - 1, m.s_per_step,
            m.tokens_per_s, m.rss_mb, flops / m.s_per_step / 1e9, c->bf16 && peak_bf16 > 0 ? peak_bf16 : peak);
+    if (r->plan_mb > 0) printf(",\"plan_mb\":%.0f", r->plan_mb);
+    printf("}\n");
     fflush(stdout);
 }
 
@@ -568,14 +579,6 @@ static int parse_case(const char *s, bench_case *c) {
     return 1;
 }
 
-static int cpu_has_bf16(void) {
-#if BENCH_X86
-    unsigned a, b, c, d;
-    if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) return (a >> 5) & 1;   /* AVX512_BF16 */
-#endif
-    return 0;
-}
-
 static void model_config(const char *dir, sft_model_config *out) {
     sft_context *ctx;
     sft_model *m;
@@ -596,7 +599,7 @@ static void run_cases(const bench_opts *o, const char *model_dir, double peak, d
     model_config(model_dir, &cfg);
     if (o->cases) snprintf(list, sizeof list, "%s", o->cases);
     else snprintf(list, sizeof list, "512:f32,512-gc:f32,2048:f32,2048-gc:f32%s",
-                  cpu_has_bf16() ? ",512:bf16,512-gc:bf16,2048:bf16,2048-gc:bf16" : "");
+                  peak_has_bf16() ? ",512:bf16,512-gc:bf16,2048:bf16,2048-gc:bf16" : "");
     if (!have_py && (!o->only || strcmp(o->only, "sft") != 0))
         fprintf(stderr, "bench_e2e: %s not found: measuring sft.h only (see tools/README.md for the venv)\n", o->python);
     for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -721,6 +724,11 @@ int main(int argc, char **argv) {
     isa = best_isa();
     peak = peak_gflops(isa, o.threads);
     printf("{\"bench\":\"peak\",\"isa\":\"%s\",\"threads\":%d,\"gflops\":%.2f}\n", isa_names[isa], o.threads, peak);
+    if (peak_has_bf16()) {
+        peak_bf16 = peak_gflops(ISA_AVX512_BF16, o.threads);
+        printf("{\"bench\":\"peak\",\"isa\":\"%s\",\"threads\":%d,\"gflops\":%.2f}\n", isa_names[ISA_AVX512_BF16], o.threads,
+               peak_bf16);
+    }
     fflush(stdout);
     if (o.memory) run_memory(&o, model_dir);
     else run_cases(&o, model_dir, peak, peak_bf16);

@@ -7,6 +7,7 @@
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #  define BENCH_X86 1
+#  include <cpuid.h>
 #  include <immintrin.h>
 #else
 #  define BENCH_X86 0
@@ -58,6 +59,27 @@ __attribute__((target("avx512f"))) static float peak_avx512(long iters) {
     _mm512_storeu_ps(out, a0);
     return out[0] + out[15];
 }
+/* bf16 dot products (vdpbf16ps: 32 multiply-adds into 16 f32 sums), the peak of
+   the bf16 GEMMs; each chain starts elsewhere so none can be merged */
+#define PEAK_BF16_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+__attribute__((target("avx512f,avx512bf16"))) static float peak_avx512_bf16(long iters) {
+#define PEAK_DECL(i) __m512 a##i = _mm512_set1_ps(0.01f * (float)(i + 1));
+#define PEAK_DOT(i) a##i = _mm512_dpbf16_ps(a##i, x, y);
+#define PEAK_SUM(i) s = _mm512_add_ps(s, a##i);
+    __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80), y = (__m512bh)_mm512_set1_epi32(0x38003800);
+    __m512 s = _mm512_setzero_ps();
+    float out[16];
+    long i;
+    PEAK_BF16_CHAINS(PEAK_DECL)
+    for (i = 0; i < iters; i++) { PEAK_BF16_CHAINS(PEAK_DOT) }
+    PEAK_BF16_CHAINS(PEAK_SUM)
+    _mm512_storeu_ps(out, s);
+    return out[0] + out[15];
+#undef PEAK_DECL
+#undef PEAK_DOT
+#undef PEAK_SUM
+}
+
 #endif
 
 /* Scalar chains (a * b + c: two flops each, whether or not the compiler fuses). */
@@ -74,9 +96,9 @@ static float peak_scalar(long iters) {
     return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
 }
 
-typedef enum { ISA_SCALAR, ISA_AVX2, ISA_AVX512 } peak_isa;
-static const char *const isa_names[] = {"scalar", "avx2", "avx512"};
-static const int isa_lanes[] = {1, 8, 16};
+typedef enum { ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_AVX512_BF16 } peak_isa;
+static const char *const isa_names[] = {"scalar", "avx2", "avx512", "avx512_bf16"};
+static const int isa_lanes[] = {1, 8, 16, 32};   /* multiply-adds per instruction */
 
 typedef struct { peak_isa isa; long iters; float result; } peak_job;
 
@@ -85,6 +107,7 @@ static void *peak_thread(void *arg) {
     switch (j->isa) {
 #if BENCH_X86
     case ISA_AVX512: j->result = peak_avx512(j->iters); break;
+    case ISA_AVX512_BF16: j->result = peak_avx512_bf16(j->iters); break;
     case ISA_AVX2: j->result = peak_avx2(j->iters); break;
 #endif
     default: j->result = peak_scalar(j->iters); break;
@@ -125,6 +148,15 @@ static peak_isa best_isa(void) {
 }
 
 
+/* peak_has_bf16: the CPU runs vdpbf16ps (cpuid 7.1 eax bit 5) */
+static int peak_has_bf16(void) {
+#if BENCH_X86
+    unsigned a, b, c, d;
+    if (best_isa() == ISA_AVX512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) return (a >> 5) & 1;
+#endif
+    return 0;
+}
+
 static double peak_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -137,7 +169,7 @@ static double peak_gflops(peak_isa isa, int threads) {
     double flops, best = 1e300;
     int rep;
     a.isa = isa; a.threads = threads;
-    a.iters = isa == ISA_SCALAR ? 4000000L : isa == ISA_AVX2 ? 20000000L : 10000000L;
+    a.iters = isa == ISA_SCALAR ? 4000000L : isa == ISA_AVX2 ? 20000000L : isa == ISA_AVX512 ? 10000000L : 5000000L;
     flops = 2.0 * PEAK_CHAINS * isa_lanes[isa] * (double)a.iters * threads;
     peak_run(&a);
     for (rep = 0; rep < 5; rep++) {
