@@ -5,7 +5,13 @@
 #   make test       build and run the test suite (ends with "N passed, M failed")
 #   make sanitize   the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make warnings   compile everything with gcc, clang (C99) and g++ (C++) with -Werror
-#   make cuda       build the CUDA test program with nvcc (sm_80, sm_89, sm_90a)
+#   make cuda       nvcc (sm_80, sm_89, sm_90a): the library object, the CUDA tests
+#                   and a CUDA build of the sft command (no GPU needed to build)
+#   make cuda-emu   the CUDA tests built with g++ on the CPU emulator (tests/cuda_emu)
+#                   and run under three thread schedules that must agree
+#   make cuda-emu-san  the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-cuda  on a machine with a GPU: the CUDA tests on the device, compared
+#                   with the emulator's checksums, and compute-sanitizer
 #   make examples   build the examples (examples/mlp.c also builds with one cc line)
 #   make test-cblas the suite built with SFT_USE_CBLAS (GEMM through OpenBLAS)
 #   make bench      speed against OpenBLAS and the machine's FMA peak, in the same run
@@ -31,7 +37,7 @@ STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
 BENCH_ARGS ?=
 
-.PHONY: all demo test test-cblas sanitize warnings cuda examples bench clean deps
+.PHONY: all demo test test-cblas sanitize warnings cuda cuda-emu cuda-emu-san test-cuda examples bench clean deps
 all: build/test_sft examples
 
 deps: $(STB_DS)
@@ -90,8 +96,33 @@ build/warn/bench: tools/bench.c sft.h | build/warn $(STB_DS)
 	    g++ -x c++ -O2 $(WARN) tools/bench.c -o build/warn/bench_cxx -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && touch $@; \
 	else echo "(tools/bench.c not compiled: no OpenBLAS headers)"; fi
 
+# The CUDA tests: one source for nvcc and for the emulator (tests/cuda_emu), where
+# g++ builds the kernels as plain C++ and runs each CUDA thread as a fiber.
+CUDA_TEST_SRC = tests/test_cuda.cu tests/test_cuda_ops.cu tests/test_cuda_layers.cu
+CUDA_DEPS = sft.h sft_cuda.cuh $(CUDA_TEST_SRC) tests/test_cuda.h tests/runner.c tests/test.h
+EMU_DEPS  = tests/cuda_emu/cuda_emu.h tests/cuda_emu/include/cuda_runtime.h
+EMU_FLAGS = -x c++ -std=c++17 -ffp-contract=off -DCUDA_EMU -Itests/cuda_emu/include -I. -Wall -Wextra -Werror
+EMU_SAN   = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+build/test_emu: tests/cuda_emu/test_emu.cu $(EMU_DEPS) | build
+	$(CXX) $(EMU_FLAGS) -O2 -g tests/cuda_emu/test_emu.cu -o $@
+build/test_emu_san: tests/cuda_emu/test_emu.cu $(EMU_DEPS) | build
+	$(CXX) $(EMU_FLAGS) $(EMU_SAN) tests/cuda_emu/test_emu.cu -o $@
+build/test_cuda_emu: $(CUDA_DEPS) $(EMU_DEPS) | build $(STB_DS)
+	$(CXX) $(EMU_FLAGS) -O2 -g $(CUDA_TEST_SRC) -o $@ $(LDLIBS)
+build/test_cuda_emu_san: $(CUDA_DEPS) $(EMU_DEPS) | build $(STB_DS)
+	$(CXX) $(EMU_FLAGS) $(EMU_SAN) $(CUDA_TEST_SRC) -o $@ $(LDLIBS)
+
+cuda-emu: build/test_emu build/test_cuda_emu
+	./build/test_emu
+	sh tests/cuda_emu/schedules.sh ./build/test_cuda_emu
+
+cuda-emu-san: build/test_emu_san build/test_cuda_emu_san
+	ASAN_OPTIONS=detect_leaks=1 ./build/test_emu_san
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/cuda_emu/schedules.sh ./build/test_cuda_emu_san
+
 cuda: sft.h sft_cuda.cuh tests/test_cuda.cu tests/runner.c tests/test.h | build $(STB_DS)
-	$(NVCC) -std=c++17 -O2 -Xcompiler -Wall,-Wextra $(CUDA_ARCH) -I. tests/test_cuda.cu -o build/test_cuda -lcublasLt -lpthread
+	$(NVCC) -std=c++17 -O2 -Xcompiler -Wall,-Wextra $(CUDA_ARCH) -I. $(CUDA_TEST_SRC) -o build/test_cuda -lcublasLt -lpthread
 
 # The benchmark links OpenBLAS as its reference (the library never does). Its
 # CPU-type overrides slow it on these machines, so the run clears them.

@@ -230,10 +230,12 @@ typedef struct sft_mem_stats {
     uint64_t allocs;         /* calls to the allocator so far            */
     uint64_t frees;
     size_t arena_capacity;   /* bytes the step arenas hold (host)         */
+    size_t device_bytes_in_use, device_peak_bytes;  /* CUDA memory, likewise */
+    size_t device_arena_capacity;                    /* of which step arenas  */
 } sft_mem_stats;
 
 SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx);
-/* sft_context_mem_reset_peak: set peak_bytes to bytes_in_use. */
+/* sft_context_mem_reset_peak: set peak_bytes to bytes_in_use (both kinds). */
 SFTDEF void          sft_context_mem_reset_peak(sft_context *ctx);
 
 /* ============================================================================
@@ -599,8 +601,11 @@ typedef struct sft_qweight {
     float   *nested_absmax;       /* ... ceil(n_blocks / 256) scales of those codes  */
     float    nested_offset;       /* ... and the mean that was subtracted            */
     float    nested_code[256];    /* ... on this map (the checkpoint's nested_quant_map) */
+    sft_device device;            /* where data, absmax, absmax_q and nested_absmax are
+                                     (code and nested_code stay here in the struct)  */
     /* private */
     sft_context *ctx;
+    float   *device_code;         /* on a device: code (16) then nested_code (256) there */
 } sft_qweight;
 
 /* The arrays of a 4-bit matrix as a checkpoint stores them, each with its length
@@ -633,9 +638,14 @@ SFTDEF sft_status sft_qweight_from_data(sft_context *ctx, const sft_qweight_data
    if double-quantized: nested_code[q] * nested_absmax[i / 256] + nested_offset,
    as bitsandbytes). */
 SFTDEF float      sft_qweight_block_scale(const sft_qweight *q, int64_t block);
-/* sft_dequantize: a new persistent f32 [rows, cols] tensor, element = code[q] *
-   block scale. (The layers below never make one; this is for export and tests.) */
+/* sft_dequantize: a new persistent f32 [rows, cols] tensor on q's device,
+   element = code[q] * block scale, the same bits on every device. (The layers
+   below never make one; this is for export and tests.) */
 SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_tensor **out);
+/* sft_qweight_to_device: a new copy of q on device (SFT_DEVICE_CUDA needs the
+   CUDA build). The block scales of a device copy are read with sft_dequantize
+   or after copying back; sft_qweight_block_scale needs a CPU qweight. */
+SFTDEF sft_status sft_qweight_to_device(sft_context *ctx, const sft_qweight *q, sft_device device, sft_qweight **out);
 SFTDEF void       sft_qweight_destroy(sft_qweight *q);
 /* The code tables: 16 values for NF4/FP4 (index = the 4-bit pattern), and the 256
    sorted values of bitsandbytes' signed dynamic 8-bit map. */
@@ -1442,6 +1452,24 @@ SFTDEF int sft_cuda_available(void);
 #  define SFT__PRINTF(a, b)
 #endif
 
+/* Helpers the CUDA kernels share (sft_cuda.cuh calls them on the device, so the
+   CPU tests cover the same code) are marked SFT__HD: __host__ __device__ under
+   nvcc, nothing otherwise. Inside them SFT__MUL/SFT__ADD round each operation
+   on its own on both sides: nvcc would fuse a * b + c into one FMA in device
+   code, which C99 compilers here never do. */
+#if defined(__CUDACC__)
+#  define SFT__HD __host__ __device__
+#else
+#  define SFT__HD
+#endif
+#if defined(__CUDA_ARCH__)
+#  define SFT__MUL(a, b) __fmul_rn(a, b)
+#  define SFT__ADD(a, b) __fadd_rn(a, b)
+#else
+#  define SFT__MUL(a, b) ((a) * (b))
+#  define SFT__ADD(a, b) ((a) + (b))
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -1563,6 +1591,10 @@ struct sft_context {
     /* a memory plan's dry run: every allocation happens, the costly arithmetic
        (GEMMs, attention, cross-entropy) does not */
     int         plan_only;
+    /* the CUDA backend's state (sft_cuda.cuh: block sizes, cuBLASLt) and its
+       accounting of device bytes */
+    void       *cuda;
+    size_t      device_bytes_in_use, device_peak_bytes;
 };
 
 static void *sft__raw_alloc(sft_context *ctx, size_t size) {
@@ -2017,6 +2049,9 @@ static void sft__arena_reset(sft__arena *a) {
    === context */
 
 static sft_status sft__cpu_path_check(sft_cpu_path path);
+#ifdef SFT_CUDA
+static void sft__cuda_context_free(sft_context *ctx);   /* sft_cuda.cuh: its state, cuBLASLt */
+#endif
 
 SFTDEF sft_status sft_context_create(const sft_context_desc *desc, sft_context **out) {
     sft_context_desc d;
@@ -2081,6 +2116,9 @@ SFTDEF void sft_context_destroy(sft_context *ctx) {
         sft__arena_free_blocks(&ctx->arena[dev]);
         sft__arena_free_blocks(&ctx->scratch[dev]);
     }
+#ifdef SFT_CUDA
+    sft__cuda_context_free(ctx);
+#endif
     tmp = *ctx;
     sft__free(&tmp, ctx);
 }
@@ -2094,10 +2132,16 @@ SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx) {
     s.bytes_in_use = ctx->bytes_in_use; s.peak_bytes = ctx->peak_bytes;
     s.allocs = ctx->allocs; s.frees = ctx->frees;
     s.arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CPU]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CPU]);
+    s.device_bytes_in_use = ctx->device_bytes_in_use; s.device_peak_bytes = ctx->device_peak_bytes;
+    s.device_arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CUDA]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CUDA]);
     return s;
 }
 
-SFTDEF void sft_context_mem_reset_peak(sft_context *ctx) { if (ctx) ctx->peak_bytes = ctx->bytes_in_use; }
+SFTDEF void sft_context_mem_reset_peak(sft_context *ctx) {
+    if (!ctx) return;
+    ctx->peak_bytes = ctx->bytes_in_use;
+    ctx->device_peak_bytes = ctx->device_bytes_in_use;
+}
 
 static void sft__log(const sft_context *ctx, sft_log_level level, const char *fmt, ...) {
     char msg[1024];
@@ -2171,6 +2215,10 @@ static sft_status sft__cuda_alloc(sft_context *ctx, size_t size, void **out);
 static void       sft__cuda_free(sft_context *ctx, void *ptr);
 static sft_status sft__cuda_copy(void *dst, sft_device dst_dev, const void *src, sft_device src_dev, size_t n);
 static sft_status sft__cuda_memset0(void *dst, size_t n);
+/* the CUDA work sft.h's sections start outside the operators (sft_cuda.cuh) */
+static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, float *out);
+static sft_status sft__cuda_dora_norm(sft_context *ctx, const struct sft__wref *w, const sft_tensor *A, const sft_tensor *B, float s,
+                                      float *norm);
 #endif
 
 static sft_status sft__no_cuda(const char *what) {
@@ -3945,7 +3993,8 @@ done:
    a keyed bijection of a 128-bit counter, so any element's random number is
    computed directly from (key, index), on any thread, in any order. */
 
-SFTDEF void sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
+/* sft__philox: the ten rounds (sft_philox's body, shared with the CUDA kernels) */
+static SFT__HD void sft__philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
     uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
     uint32_t c0 = (uint32_t)counter_lo, c1 = (uint32_t)(counter_lo >> 32);
     uint32_t c2 = (uint32_t)counter_hi, c3 = (uint32_t)(counter_hi >> 32);
@@ -3957,6 +4006,10 @@ SFTDEF void sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, u
         k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
     }
     out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+SFTDEF void sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
+    sft__philox(key, counter_hi, counter_lo, out);
 }
 
 SFTDEF float sft_rng_uniform(uint64_t key, uint64_t index) {
@@ -3992,13 +4045,13 @@ static uint32_t sft__dropout_threshold(float p) {
 }
 
 /* sft__dropout_word: mask word w (elements 64w .. 64w + 63). The reference for
-   the SIMD versions below. */
-static uint64_t sft__dropout_word(uint64_t key, uint32_t threshold, uint64_t w) {
+   the SIMD versions below; the CUDA kernel calls it too. */
+static SFT__HD uint64_t sft__dropout_word(uint64_t key, uint32_t threshold, uint64_t w) {
     uint64_t m = 0;
     int lane, q;
     for (lane = 0; lane < 16; lane++) {
         uint32_t r[4];
-        sft_philox(key, 0, w * 16 + (uint64_t)lane, r);
+        sft__philox(key, 0, w * 16 + (uint64_t)lane, r);
         for (q = 0; q < 4; q++) m |= (uint64_t)((r[q] >> 8) >= threshold) << (16 * q + lane);
     }
     return m;
@@ -6019,20 +6072,89 @@ static int sft__quant_blocksize_ok(int bs) { return bs >= 32 && bs <= 4096 && (b
 
 static int64_t sft__ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-SFTDEF float sft_qweight_block_scale(const sft_qweight *q, int64_t block) {
-    if (!q->double_quant) return q->absmax[block];
-    return q->nested_code[q->absmax_q[block]] * q->nested_absmax[block / SFT_QUANT_NESTED_BLOCKSIZE] + q->nested_offset;
+/* sft__q4_scale: block b's scale from a 4-bit weight's arrays: absmax[b], or its
+   8-bit code decoded (shared with the CUDA kernels, which pass device arrays) */
+static SFT__HD float sft__q4_scale(const float *absmax, const uint8_t *absmax_q, const float *nested_absmax,
+                                   const float *nested_code, float offset, int64_t b) {
+    if (absmax) return absmax[b];
+    return SFT__ADD(SFT__MUL(nested_code[absmax_q[b]], nested_absmax[b / SFT_QUANT_NESTED_BLOCKSIZE]), offset);
 }
 
-static unsigned sft__q4_nibble(const uint8_t *data, int64_t e) { return (data[e >> 1] >> ((e & 1) ? 0 : 4)) & 15u; }
+SFTDEF float sft_qweight_block_scale(const sft_qweight *q, int64_t block) {
+    return sft__q4_scale(q->double_quant ? NULL : q->absmax, q->absmax_q, q->nested_absmax, q->nested_code, q->nested_offset,
+                         block);
+}
+
+static SFT__HD unsigned sft__q4_nibble(const uint8_t *data, int64_t e) { return (data[e >> 1] >> ((e & 1) ? 0 : 4)) & 15u; }
 
 SFTDEF void sft_qweight_destroy(sft_qweight *q) {
     if (!q) return;
+    if (q->device != SFT_DEVICE_CPU) {
+        sft__device_free(q->ctx, q->device, q->data);
+        sft__device_free(q->ctx, q->device, q->absmax);
+        sft__device_free(q->ctx, q->device, q->absmax_q);
+        sft__device_free(q->ctx, q->device, q->nested_absmax);
+        sft__device_free(q->ctx, q->device, q->device_code);
+        sft__free(q->ctx, q);
+        return;
+    }
     sft__free(q->ctx, q->data);
     sft__free(q->ctx, q->absmax);
     sft__free(q->ctx, q->absmax_q);
     sft__free(q->ctx, q->nested_absmax);
     sft__free(q->ctx, q);
+}
+
+/* sft__qweight_upload: a device array of n bytes holding src (src may be NULL:
+   then nothing, *dst stays NULL) */
+static sft_status sft__qweight_upload(sft_context *ctx, sft_device device, const void *src, size_t n, void **dst) {
+    *dst = NULL;
+    if (!src) return SFT_OK;
+    SFT__TRY(sft__device_alloc(ctx, device, n, dst));
+    return sft__device_copy(*dst, device, src, SFT_DEVICE_CPU, n);
+}
+
+SFTDEF sft_status sft_qweight_to_device(sft_context *ctx, const sft_qweight *q, sft_device device, sft_qweight **out) {
+    sft_qweight *d;
+    sft_status s;
+    float tables[16 + 256];
+    size_t nested;
+    if (out) *out = NULL;
+    if (!ctx || !q || !out) return sft__fail(SFT_ERR_ARG, "qweight_to_device: NULL argument");
+    if (q->device != SFT_DEVICE_CPU || (int)device < 0 || device >= SFT_DEVICE_COUNT)
+        return sft__fail(SFT_ERR_DEVICE, "qweight_to_device: copies a CPU 4-bit weight to a device (device %d)", (int)device);
+    d = (sft_qweight *)sft__alloc(ctx, sizeof *d);
+    if (!d) return sft__fail(SFT_ERR_NOMEM, "qweight_to_device: the struct");
+    *d = *q;
+    d->ctx = ctx; d->device = device;
+    d->data = NULL; d->absmax = NULL; d->absmax_q = NULL; d->nested_absmax = NULL; d->device_code = NULL;
+    if (device == SFT_DEVICE_CPU) {   /* a plain copy */
+        sft_qweight_data qd;
+        sft__free(ctx, d);
+        memset(&qd, 0, sizeof qd);
+        qd.type = q->type; qd.rows = q->rows; qd.cols = q->cols; qd.blocksize = q->blocksize;
+        qd.data = q->data; qd.data_bytes = (size_t)((q->rows * q->cols + 1) / 2);
+        qd.code = q->code; qd.code_len = 16;
+        qd.absmax = q->absmax; qd.n_absmax = q->n_blocks;
+        qd.absmax_q = q->absmax_q; qd.n_absmax_q = q->n_blocks;
+        qd.nested_absmax = q->nested_absmax; qd.n_nested_absmax = sft__ceil_div(q->n_blocks, SFT_QUANT_NESTED_BLOCKSIZE);
+        qd.nested_offset = q->nested_offset; qd.nested_code = q->nested_code; qd.nested_code_len = 256;
+        return sft_qweight_from_data(ctx, &qd, out);
+    }
+    nested = (size_t)sft__ceil_div(q->n_blocks, SFT_QUANT_NESTED_BLOCKSIZE);
+    memcpy(tables, q->code, sizeof q->code);
+    memcpy(tables + 16, q->nested_code, sizeof q->nested_code);
+    s = sft__qweight_upload(ctx, device, q->data, (size_t)((q->rows * q->cols + 1) / 2), (void **)&d->data);
+    if (s == SFT_OK) s = sft__qweight_upload(ctx, device, q->absmax, (size_t)q->n_blocks * sizeof(float), (void **)&d->absmax);
+    if (s == SFT_OK) s = sft__qweight_upload(ctx, device, q->absmax_q, (size_t)q->n_blocks, (void **)&d->absmax_q);
+    if (s == SFT_OK) s = sft__qweight_upload(ctx, device, q->nested_absmax, nested * sizeof(float), (void **)&d->nested_absmax);
+    if (s == SFT_OK) s = sft__qweight_upload(ctx, device, tables, sizeof tables, (void **)&d->device_code);
+    if (s != SFT_OK) {
+        sft_qweight_destroy(d);
+        return sft__fail(s, "qweight_to_device: [%lld, %lld]: %s", (long long)q->rows, (long long)q->cols, sft_last_error());
+    }
+    *out = d;
+    return SFT_OK;
 }
 
 /* sft__qweight_alloc: a zeroed qweight with its arrays for the given layout. */
@@ -6320,6 +6442,16 @@ SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_ten
     if (out) *out = NULL;
     if (!ctx || !q || !out) return sft__fail(SFT_ERR_ARG, "dequantize: NULL argument");
     shape[0] = q->rows; shape[1] = q->cols;
+    if (q->device != SFT_DEVICE_CPU) {
+#ifdef SFT_CUDA
+        sft_status s;
+        SFT__TRY(sft_tensor_create_on(ctx, q->device, SFT_F32, 2, shape, out));
+        if ((s = sft__cuda_dequantize(ctx, q, SFT__F(*out))) != SFT_OK) { sft_tensor_destroy(*out); *out = NULL; }
+        return s;
+#else
+        return sft__no_cuda("dequantize");
+#endif
+    }
     SFT__TRY(sft_tensor_create(ctx, SFT_F32, 2, shape, out));
     j.q = q; j.out = SFT__F(*out); j.simd = sft_cpu_path_get(ctx) >= SFT_CPU_AVX2;
     sft__parallel_rows(ctx, q->rows, 16, sft__dequant_range, &j);
@@ -6335,6 +6467,8 @@ SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_ten
    4-bit layer gives the same bits as a dense GEMM on the dequantized weight. */
 
 typedef struct sft__wref { const sft_qweight *q; const sft_tensor *w; int64_t N, K; } sft__wref;
+
+static sft_device sft__wref_device(const sft__wref *w) { return w->q ? w->q->device : w->w->device; }
 
 static void sft__wsrc_decode(const sft__bsrc *s, int64_t e0, int64_t count, float *out, int64_t stride) {
     int64_t i;
@@ -6748,6 +6882,19 @@ static sft_status sft__shape_mismatch(const char *op, const char *why, const sft
     return sft__fail(SFT_ERR_SHAPE, "%s: %s (%s vs %s)", op, why, SFT__SHAPE(a, sa), SFT__SHAPE(b, sb));
 }
 
+/* sft__i32_host: an i32 tensor's values where the host can read them: its own
+   data on the CPU, else a copy in the step arena (ids and labels on a device are
+   checked and counted on the host before the kernel runs). */
+static sft_status sft__i32_host(sft_context *ctx, const sft_tensor *t, const int32_t **out) {
+    void *mem;
+    *out = (const int32_t *)t->data;
+    if (t->device == SFT_DEVICE_CPU) return SFT_OK;
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sft_tensor_nbytes(t), &mem));
+    SFT__TRY(sft__device_copy(mem, SFT_DEVICE_CPU, t->data, t->device, sft_tensor_nbytes(t)));
+    *out = (const int32_t *)mem;
+    return SFT_OK;
+}
+
 /* ============================================================================
    === ops: the public operators */
 
@@ -6848,6 +6995,7 @@ SFTDEF sft_status sft_embedding(sft_context *ctx, sft_tensor *weight, sft_tensor
     sft__node n;
     sft_tensor *in[2];
     int64_t shape[SFT_MAX_DIMS], i, count;
+    const int32_t *id_values;
     char sb[96];
     in[0] = weight; in[1] = ids;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_EMBEDDING, 2, in, out));
@@ -6856,13 +7004,13 @@ SFTDEF sft_status sft_embedding(sft_context *ctx, sft_tensor *weight, sft_tensor
     if (weight->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "embedding: weight must be [V, D], got %s", SFT__SHAPE(weight, sb));
     if (ids->ndim >= SFT_MAX_DIMS) return sft__fail(SFT_ERR_SHAPE, "embedding: ids %s has too many dims", SFT__SHAPE(ids, sb));
     count = sft_tensor_numel(ids);
-    if (ids->device == SFT_DEVICE_CPU)
-        for (i = 0; i < count; i++) {
-            int32_t id = ((const int32_t *)ids->data)[i];
-            if (id < 0 || id >= weight->shape[0])
-                return sft__fail(SFT_ERR_ARG, "embedding: ids[%lld] = %d is outside the vocabulary [0, %lld)", (long long)i, id,
-                                 (long long)weight->shape[0]);
-        }
+    SFT__TRY(sft__i32_host(ctx, ids, &id_values));
+    for (i = 0; i < count; i++) {
+        int32_t id = id_values[i];
+        if (id < 0 || id >= weight->shape[0])
+            return sft__fail(SFT_ERR_ARG, "embedding: ids[%lld] = %d is outside the vocabulary [0, %lld)", (long long)i, id,
+                             (long long)weight->shape[0]);
+    }
     for (i = 0; i < ids->ndim; i++) shape[i] = ids->shape[i];
     shape[ids->ndim] = weight->shape[1];
     SFT__TRY(sft__node_out(ctx, &n, ids->ndim + 1, shape));
@@ -7000,10 +7148,11 @@ SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, 
 
 /* sft__ce_prepare: the checks and node settings cross_entropy and
    linear_cross_entropy share (labels against V, reduction, divisor). */
-static sft_status sft__ce_prepare(const char *op, const sft_ce_desc *desc, const sft_tensor *labels, int64_t N, int64_t V,
-                                  sft__node *n) {
+static sft_status sft__ce_prepare(sft_context *ctx, const char *op, const sft_ce_desc *desc, const sft_tensor *labels, int64_t N,
+                                  int64_t V, sft__node *n) {
     sft_ce_desc d;
     int64_t i, counted = 0;
+    const int32_t *values;
     memset(&d, 0, sizeof d);
     if (desc) d = *desc;
     if (d.ignore_index == 0) d.ignore_index = -100;
@@ -7013,15 +7162,15 @@ static sft_status sft__ce_prepare(const char *op, const sft_ce_desc *desc, const
         return sft__fail(SFT_ERR_ARG, "%s: reduction %d does not exist", op, (int)d.reduction);
     if (d.reduction == SFT_CE_SUM_DIV && !(d.divisor > 0.0f && d.divisor < INFINITY))
         return sft__fail(SFT_ERR_ARG, "%s: divisor = %g (want > 0, e.g. num_items_in_batch)", op, d.divisor);
-    if (labels->device == SFT_DEVICE_CPU)
-        for (i = 0; i < N; i++) {
-            int32_t y = ((const int32_t *)labels->data)[i];
-            if (y == d.ignore_index) continue;
-            if (y < 0 || y >= V)
-                return sft__fail(SFT_ERR_ARG, "%s: labels[%lld] = %d is outside [0, %lld) and not ignore_index %d", op,
-                                 (long long)i, y, (long long)V, d.ignore_index);
-            counted++;
-        }
+    SFT__TRY(sft__i32_host(ctx, labels, &values));
+    for (i = 0; i < N; i++) {
+        int32_t y = values[i];
+        if (y == d.ignore_index) continue;
+        if (y < 0 || y >= V)
+            return sft__fail(SFT_ERR_ARG, "%s: labels[%lld] = %d is outside [0, %lld) and not ignore_index %d", op,
+                             (long long)i, y, (long long)V, d.ignore_index);
+        counted++;
+    }
     n->f[0] = d.label_smoothing;
     n->f[1] = d.reduction == SFT_CE_SUM ? 1.0f : d.reduction == SFT_CE_SUM_DIV ? 1.0f / d.divisor : 1.0f / (float)counted;
     n->i[0] = d.ignore_index;
@@ -7043,7 +7192,7 @@ SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_te
     N = sft_tensor_numel(logits) / V;
     if (labels->ndim != logits->ndim - 1 || sft_tensor_numel(labels) != N)
         return sft__shape_mismatch("cross_entropy", "labels must have the logits' shape without the last dim", logits, labels);
-    SFT__TRY(sft__ce_prepare("cross_entropy", desc, labels, N, V, &n));
+    SFT__TRY(sft__ce_prepare(ctx, "cross_entropy", desc, labels, N, V, &n));
     saved_shape[0] = 2; saved_shape[1] = N;
     SFT__TRY(sft__tensor_step(ctx, logits->device, SFT_F32, 2, saved_shape, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
@@ -7066,7 +7215,7 @@ SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden,
     N = D ? sft_tensor_numel(hidden) / D : 0;
     if (labels->ndim != hidden->ndim - 1 || sft_tensor_numel(labels) != N)
         return sft__shape_mismatch("linear_cross_entropy", "labels must have hidden's shape without the last dim", hidden, labels);
-    SFT__TRY(sft__ce_prepare("linear_cross_entropy", desc, labels, N, V, &n));
+    SFT__TRY(sft__ce_prepare(ctx, "linear_cross_entropy", desc, labels, N, V, &n));
     vc = N ? (SFT__LCE_CHUNK_BYTES / 4 / N) & ~(int64_t)63 : V;
     if (vc < 64) vc = 64;
     if (vc > V) vc = V;
@@ -7111,6 +7260,15 @@ static sft_status sft__lin_check_x(const char *op, const sft_tensor *x, int64_t 
     SFT__TRY(sft__check_in(op, "x", x, SFT_F32));
     if (x->ndim < 1 || x->shape[x->ndim - 1] != K)
         return sft__fail(SFT_ERR_SHAPE, "%s: x %s must end in in_features = %lld", op, SFT__SHAPE(x, sb), (long long)K);
+    return SFT_OK;
+}
+
+/* x must be where the layer's weight is (a CUDA layer takes CUDA inputs) */
+static sft_status sft__lin_check_device(const char *op, const sft_tensor *x, sft__wref w) {
+    sft_device wd = sft__wref_device(&w);
+    if (x->device != wd)
+        return sft__fail(SFT_ERR_DEVICE, "%s: x is on %s, the weight on %s", op, x->device == SFT_DEVICE_CPU ? "cpu" : "cuda",
+                         wd == SFT_DEVICE_CPU ? "cpu" : "cuda");
     return SFT_OK;
 }
 
@@ -7165,6 +7323,7 @@ SFTDEF sft_status sft_linear4bit(sft_context *ctx, sft_tensor *x, const sft_qwei
     SFT__TRY(sft__lin_check_x("linear4bit", x, w->cols));
     SFT__TRY(sft__lin_check_bias("linear4bit", bias, w->rows));
     ref.q = w; ref.w = NULL; ref.N = w->rows; ref.K = w->cols;
+    SFT__TRY(sft__lin_check_device("linear4bit", x, ref));
     SFT__TRY(sft__lin_plan_new(ctx, ref, x, &p));
     return sft__lin_node_run(ctx, p, x, bias, out);
 }
@@ -7202,12 +7361,14 @@ SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *des
     if (!desc->weight == !desc->qweight) return sft__fail(SFT_ERR_ARG, "linear: give exactly one of weight and qweight");
     if (desc->weight) {
         const sft_tensor *w = desc->weight;
-        if ((w->dtype != SFT_F32 && w->dtype != SFT_BF16) || w->device != SFT_DEVICE_CPU)
-            return sft__fail(SFT_ERR_DTYPE, "linear: weight is %s (want an f32 or bf16 CPU tensor)", sft_dtype_name(w->dtype));
+        if (w->dtype != SFT_F32 && w->dtype != SFT_BF16)
+            return sft__fail(SFT_ERR_DTYPE, "linear: weight is %s (want f32 or bf16)", sft_dtype_name(w->dtype));
         if (w->ndim != 2 || w->shape[0] < 1 || w->shape[1] < 1)
             return sft__fail(SFT_ERR_SHAPE, "linear: weight %s must be [out, in], neither empty", SFT__SHAPE(w, sb));
     }
     SFT__TRY(sft__lin_check_bias("linear", desc->bias, desc->weight ? desc->weight->shape[0] : desc->qweight->rows));
+    if (desc->bias && desc->bias->device != (desc->weight ? desc->weight->device : desc->qweight->device))
+        return sft__fail(SFT_ERR_DEVICE, "linear: the bias is on another device than the weight");
     l = (sft_linear *)sft__calloc(ctx, 1, sizeof *l);
     if (!l) return sft__fail(SFT_ERR_NOMEM, "linear: cannot allocate the layer");
     l->ctx = ctx; l->weight = desc->weight; l->qweight = desc->qweight; l->bias = desc->bias;
@@ -7261,6 +7422,32 @@ static sft_status sft__lora_defaults(const sft_lora_desc *desc, sft_lora_desc *d
     return SFT_OK;
 }
 
+/* sft__adapter_to_device: an adapter made on the CPU moves to its layer's device */
+static sft_status sft__adapter_to_device(sft_context *ctx, sft__adapter *a, sft_device device) {
+    sft_tensor **t[3];
+    int i;
+    t[0] = &a->A; t[1] = &a->B; t[2] = &a->m;
+    for (i = 0; i < 3; i++) {
+        sft_tensor *moved = NULL;
+        if (!*t[i]) continue;
+        SFT__TRY(sft_tensor_to_device(ctx, *t[i], device, &moved));
+        sft_tensor_destroy(*t[i]);
+        *t[i] = moved;
+    }
+    return SFT_OK;
+}
+
+/* sft__lin_dora_norm: |W + s B A| per row (sft__dora_norm) where the layer is */
+static sft_status sft__lin_dora_norm(sft_context *ctx, const sft__wref *w, const sft_tensor *A, const sft_tensor *B, float s,
+                                     float *norm) {
+    if (sft__wref_device(w) == SFT_DEVICE_CPU) return sft__dora_norm(ctx, w, A, B, s, norm);
+#ifdef SFT_CUDA
+    return sft__cuda_dora_norm(ctx, w, A, B, s, norm);
+#else
+    return sft__no_cuda("DoRA norm");
+#endif
+}
+
 /* A's first values: kaiming-uniform with a = sqrt(5) is U(-1/sqrt(in), 1/sqrt(in));
    "gaussian" is N(0, (1/r)^2) (PEFT: std = 1 / r). */
 static void sft__lora_init_A(sft_tensor *A, const sft_lora_desc *d) {
@@ -7298,8 +7485,9 @@ SFTDEF sft_status sft_linear_add_adapter(sft_linear *lin, const char *name, cons
     if (s == SFT_OK) {
         sft__lora_init_A(a->A, &d);
         w = sft__lin_wref(lin);
-        if (a->m) s = sft__dora_norm(lin->ctx, &w, a->A, a->B, a->scaling, SFT__F(a->m));   /* B = 0: |W| */
+        if (sft__wref_device(&w) != SFT_DEVICE_CPU) s = sft__adapter_to_device(lin->ctx, a, sft__wref_device(&w));
     }
+    if (s == SFT_OK && a->m) s = sft__lin_dora_norm(lin->ctx, &w, a->A, a->B, a->scaling, SFT__F(a->m));   /* B = 0: |W| */
     if (s != SFT_OK) { sft__adapter_free(lin->ctx, a); return s; }
     sft_tensor_set_requires_grad(a->A, 1);
     sft_tensor_set_requires_grad(a->B, 1);
@@ -7343,24 +7531,25 @@ SFTDEF sft_status sft_linear_adapter_weights(sft_linear *lin, const char *name, 
 static sft_status sft__lin_add_term(sft_context *ctx, sft_linear *lin, sft__lin_plan *p, int ai, const sft_linear_call *call) {
     const sft__adapter *ad = &lin->ad[ai];
     sft__lin_term *t = &p->term[p->n_terms++];
+    sft_device dev = sft__wref_device(&p->w);   /* the layer's: its intermediates live there */
     int64_t shape[2];
     t->ad = ad;
     t->p = call && call->training ? ad->desc.dropout : 0.0f;
     t->key = sft_rng_key(call ? call->dropout_seed : 0, SFT__RNG_LORA_DROPOUT, (uint64_t)ai, 0);
     shape[0] = p->M; shape[1] = ad->desc.r;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->t));
+    SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &t->t));
     if (t->p > 0.0f && !p->mask) {
         int64_t bytes = (p->M * p->K + 63) / 64 * 8;
         sft_tensor *bits;
-        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_U8, 1, &bytes, &bits));
+        SFT__TRY(sft__tensor_step(ctx, dev, SFT_U8, 1, &bytes, &bits));
         t->bits = (uint64_t *)bits->data;
     }
     if (!ad->m) return SFT_OK;
     shape[1] = p->N;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 1, &p->N, &t->norm));
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->lora));
-    if (t->p > 0.0f) return sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->base_nb);
-    if (!p->base_out) SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &p->base_out));
+    SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 1, &p->N, &t->norm));
+    SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &t->lora));
+    if (t->p > 0.0f) return sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &t->base_nb);
+    if (!p->base_out) SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &p->base_out));
     t->base_nb = p->base_out;
     return SFT_OK;
 }
@@ -7406,12 +7595,13 @@ SFTDEF sft_status sft_linear_forward(sft_context *ctx, sft_linear *lin, sft_tens
     if (out) *out = NULL;
     if (!ctx || !lin || !out) return sft__fail(SFT_ERR_ARG, "linear: NULL argument");
     SFT__TRY(sft__lin_check_x("linear", x, lin->in));
+    SFT__TRY(sft__lin_check_device("linear", x, sft__lin_wref(lin)));
     SFT__TRY(sft__lin_plan_new(ctx, sft__lin_wref(lin), x, &p));
     if (call && call->dropout_mask) {
         const sft_tensor *mk = call->dropout_mask;
-        if (mk->dtype != SFT_F32 || sft_tensor_numel(mk) != sft_tensor_numel(x) || mk->device != SFT_DEVICE_CPU)
-            return sft__fail(SFT_ERR_SHAPE, "linear: dropout_mask %s %s must be f32 with x's %s elements", sft_dtype_name(mk->dtype),
-                             SFT__SHAPE(mk, sa), SFT__SHAPE(x, sb));
+        if (mk->dtype != SFT_F32 || sft_tensor_numel(mk) != sft_tensor_numel(x) || mk->device != x->device)
+            return sft__fail(SFT_ERR_SHAPE, "linear: dropout_mask %s %s must be f32 with x's %s elements, on x's device",
+                             sft_dtype_name(mk->dtype), SFT__SHAPE(mk, sa), SFT__SHAPE(x, sb));
         p->mask = mk;
     }
     if (lin->disabled && lin->n_merged) SFT__TRY(sft_linear_unmerge(lin));   /* as PEFT: disabled means the base */
@@ -7524,6 +7714,8 @@ SFTDEF sft_status sft_linear_merge(sft_linear *lin, const char *const *names, in
     int i, idx[SFT__LINEAR_MAX_ADAPTERS], count = 0;
     if (!lin || n < 0 || (n > 0 && !names)) return sft__fail(SFT_ERR_ARG, "merge: NULL layer or names");
     if (n > SFT__LINEAR_MAX_ADAPTERS) return sft__fail(SFT_ERR_ARG, "merge: %d names", n);
+    if ((lin->qweight ? lin->qweight->device : lin->weight->device) != SFT_DEVICE_CPU)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "merge: the layer is on cuda; merging runs on the CPU (load the model there)");
     for (i = 0; i < (n ? n : lin->n_active); i++) {
         int ai = n ? sft__lin_find(lin, names[i]) : lin->active[i];
         if (ai < 0) return sft__lin_unknown("merge", names[i]);
