@@ -1105,7 +1105,10 @@ typedef struct sft_optimizer sft_optimizer;
    dynamic map, exp_avg_sq on the unsigned one); a step decodes them, updates in
    f32 and codes them again through bitsandbytes' 65,536-bin table. Smaller
    tensors keep f32 moments with bitsandbytes' 32-bit update (torch's AdamW with
-   the bias corrections folded differently). 2 bytes per value instead of 8. */
+   the bias corrections folded differently). 2 bytes per value instead of 8.
+
+   A parameter's state lives on its device; on CUDA its update runs there,
+   giving the CPU's bits (the same per-element functions, see sft_cuda.cuh). */
 SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
                                        const sft_adamw_desc *desc, sft_optimizer **out);
 SFTDEF void       sft_optimizer_destroy(sft_optimizer *opt);
@@ -1114,14 +1117,19 @@ SFTDEF void       sft_optimizer_destroy(sft_optimizer *opt);
 SFTDEF sft_status sft_optimizer_step(sft_optimizer *opt, double lr);
 SFTDEF void       sft_optimizer_zero_grad(sft_optimizer *opt);
 /* sft_optimizer_clip_grad_norm: the global L2 norm of the gradients (computed in
-   double over fixed chunks: the same on any thread count); when max_norm > 0 and
-   the norm exceeds it, every gradient is scaled by max_norm / (norm + 1e-6), as
-   torch.nn.utils.clip_grad_norm_. Returns the norm before clipping. */
+   double over fixed chunks of 4096 values, added in order: the same on any
+   thread count and device); when max_norm > 0 and the norm exceeds it, every
+   gradient is scaled by max_norm / (norm + 1e-6), as
+   torch.nn.utils.clip_grad_norm_. Returns the norm before clipping (NaN, with
+   sft_last_error() set, if a device could not compute it). */
 SFTDEF double     sft_optimizer_clip_grad_norm(sft_optimizer *opt, double max_norm);
 /* sft_optimizer_state: parameter i's state, writable (a checkpoint restores it
    in place): f32 moments, or for an 8-bit tensor its codes and block scales
-   (blocks = ceil(numel / 256)); the others are NULL. */
+   (blocks = ceil(numel / 256)); the others are NULL. On a device (device !=
+   SFT_DEVICE_CPU) the arrays are device memory: copy them with the device's
+   copies (sft_tensor_copy_from between tensors, or cudaMemcpy). */
 typedef struct sft_optimizer_state {
+    sft_device device;
     int64_t  step, numel, blocks;
     float   *exp_avg, *exp_avg_sq;
     uint8_t *state1, *state2;          /* 8-bit codes of exp_avg, exp_avg_sq    */
@@ -1455,8 +1463,8 @@ SFTDEF int sft_cuda_available(void);
 /* Helpers the CUDA kernels share (sft_cuda.cuh calls them on the device, so the
    CPU tests cover the same code) are marked SFT__HD: __host__ __device__ under
    nvcc, nothing otherwise. Inside them SFT__MUL/SFT__ADD round each operation
-   on its own on both sides: nvcc would fuse a * b + c into one FMA in device
-   code, which C99 compilers here never do. */
+   on its own on both sides (SFT__DMUL/SFT__DADD in double): nvcc would fuse
+   a * b + c into one FMA in device code, which C99 compilers here never do. */
 #if defined(__CUDACC__)
 #  define SFT__HD __host__ __device__
 #else
@@ -1465,9 +1473,13 @@ SFTDEF int sft_cuda_available(void);
 #if defined(__CUDA_ARCH__)
 #  define SFT__MUL(a, b) __fmul_rn(a, b)
 #  define SFT__ADD(a, b) __fadd_rn(a, b)
+#  define SFT__DMUL(a, b) __dmul_rn(a, b)
+#  define SFT__DADD(a, b) __dadd_rn(a, b)
 #else
 #  define SFT__MUL(a, b) ((a) * (b))
 #  define SFT__ADD(a, b) ((a) + (b))
+#  define SFT__DMUL(a, b) ((a) * (b))
+#  define SFT__DADD(a, b) ((a) + (b))
 #endif
 
 #ifdef __cplusplus
@@ -2216,9 +2228,14 @@ static void       sft__cuda_free(sft_context *ctx, void *ptr);
 static sft_status sft__cuda_copy(void *dst, sft_device dst_dev, const void *src, sft_device src_dev, size_t n);
 static sft_status sft__cuda_memset0(void *dst, size_t n);
 /* the CUDA work sft.h's sections start outside the operators (sft_cuda.cuh) */
+struct sft__wref;
+struct sft__adam_k;
 static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, float *out);
 static sft_status sft__cuda_dora_norm(sft_context *ctx, const struct sft__wref *w, const sft_tensor *A, const sft_tensor *B, float s,
                                       float *norm);
+static sft_status sft__cuda_adamw(sft_optimizer *o, int i, struct sft__adam_k k, int kind);
+static sft_status sft__cuda_grad_sq(sft_context *ctx, const float *g, int64_t n, double *out);
+static sft_status sft__cuda_scale_inplace(float *x, int64_t n, float s);
 #endif
 
 static sft_status sft__no_cuda(const char *what) {
@@ -12558,6 +12575,8 @@ struct sft_optimizer {
     int64_t        *step;
     float           map1[256], map2[256];       /* eight_bit: the dynamic maps         */
     uint8_t        *lut1, *lut2;                /* and their 65,536-bin code tables    */
+    void           *device_tables;              /* eight_bit with CUDA parameters: map1,
+                                                   map2, lut1, lut2 copied to the device */
 };
 
 /* --- bitsandbytes' 8-bit state: the dynamic maps and the blockwise quantizer --- */
@@ -12609,6 +12628,16 @@ static void sft__q8_lut(const float map[256], uint8_t *lut) {
     }
 }
 
+/* sft__q8_code: the code of x in a block scaled by inv = 1/absmax (shared with
+   the CUDA kernel) */
+static SFT__HD uint8_t sft__q8_code(float x, float inv, const uint8_t *lut) {
+    float t = SFT__MUL(x, inv);
+    if (t != t) return 0;                          /* NaN (or a subnormal scale): bitsandbytes' bytes are undefined too */
+    t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
+    t = SFT__ADD(SFT__MUL(SFT__MUL(SFT__ADD(t, 1.0f), 0.5f), 65535.0f), 0.5f);
+    return lut[(uint16_t)t];
+}
+
 /* one block of n <= 256 values to codes; returns the block's scale */
 static float sft__q8_block(const float *x, int64_t n, const uint8_t *lut, uint8_t *code) {
     float absmax = 0.0f, inv;
@@ -12616,32 +12645,33 @@ static float sft__q8_block(const float *x, int64_t n, const uint8_t *lut, uint8_
     for (k = 0; k < n; k++) if (fabsf(x[k]) > absmax) absmax = fabsf(x[k]);
     if (absmax == 0.0f) { memset(code, 0, (size_t)n); return 0.0f; }
     inv = 1.0f / absmax;
-    for (k = 0; k < n; k++) {
-        float t = x[k] * inv;
-        if (t != t) { code[k] = 0; continue; }      /* NaN (or a subnormal scale): bitsandbytes' bytes are undefined too */
-        t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
-        t = ((t + 1.0f) * 0.5f) * 65535.0f + 0.5f;
-        code[k] = lut[(uint16_t)t];
-    }
+    for (k = 0; k < n; k++) code[k] = sft__q8_code(x[k], inv, lut);
     return absmax;
 }
 
 /* torch's CPU kernels as bitsandbytes' update calls them: add(a, b, alpha) and
    addcmul(a, b, c, value) are each one fused multiply-add */
-static float sft__torch_add_alpha(float a, float b, float alpha) { return fmaf(b, alpha, a); }
-static float sft__torch_addcmul(float a, float b, float c, float value) { return fmaf(value * b, c, a); }
+static SFT__HD float sft__torch_add_alpha(float a, float b, float alpha) { return fmaf(b, alpha, a); }
+static SFT__HD float sft__torch_addcmul(float a, float b, float c, float value) { return fmaf(SFT__MUL(value, b), c, a); }
+
+/* where parameter i's state lives: its device */
+static sft_device sft__opt_device(const sft_optimizer *o, int i) {
+    return o->params && o->params[i] ? o->params[i]->device : SFT_DEVICE_CPU;
+}
 
 SFTDEF void sft_optimizer_destroy(sft_optimizer *o) {
     int i;
     if (!o) return;
     for (i = 0; i < o->n; i++) {
-        if (o->m) sft__free(o->ctx, o->m[i]);
-        if (o->v) sft__free(o->ctx, o->v[i]);
-        if (o->q1) sft__free(o->ctx, o->q1[i]);
-        if (o->q2) sft__free(o->ctx, o->q2[i]);
-        if (o->a1) sft__free(o->ctx, o->a1[i]);
-        if (o->a2) sft__free(o->ctx, o->a2[i]);
+        sft_device dev = sft__opt_device(o, i);
+        if (o->m) sft__device_free(o->ctx, dev, o->m[i]);
+        if (o->v) sft__device_free(o->ctx, dev, o->v[i]);
+        if (o->q1) sft__device_free(o->ctx, dev, o->q1[i]);
+        if (o->q2) sft__device_free(o->ctx, dev, o->q2[i]);
+        if (o->a1) sft__device_free(o->ctx, dev, o->a1[i]);
+        if (o->a2) sft__device_free(o->ctx, dev, o->a2[i]);
     }
+    if (o->device_tables) sft__device_free(o->ctx, SFT_DEVICE_CUDA, o->device_tables);
     sft__free(o->ctx, o->m); sft__free(o->ctx, o->v); sft__free(o->ctx, o->q1); sft__free(o->ctx, o->q2);
     sft__free(o->ctx, o->a1); sft__free(o->ctx, o->a2); sft__free(o->ctx, o->params); sft__free(o->ctx, o->no_decay);
     sft__free(o->ctx, o->step); sft__free(o->ctx, o->lut1); sft__free(o->ctx, o->lut2);
@@ -12652,9 +12682,34 @@ static int sft__is_8bit(const sft_optimizer *o, int i) {
     return o->d.eight_bit && sft_tensor_numel(o->params[i]) >= o->d.min_8bit_size;
 }
 
+/* sft__state_alloc: n zeroed bytes of parameter i's state on its device */
+static void *sft__state_alloc(sft_optimizer *o, int i, size_t n) {
+    void *p = NULL;
+    sft_device dev = sft__opt_device(o, i);
+    if (dev == SFT_DEVICE_CPU) return sft__calloc(o->ctx, n ? n : 1, 1);
+    if (sft__device_alloc(o->ctx, dev, n, &p) != SFT_OK) return NULL;
+    if (sft__device_zero(p, dev, n) != SFT_OK) { sft__device_free(o->ctx, dev, p); return NULL; }
+    return p;
+}
+
 /* sft__optimizer_alloc: parameter i's state (all zero) */
 static sft_status sft__optimizer_alloc(sft_optimizer *o, int i) {
     int64_t n = sft_tensor_numel(o->params[i]), blocks = (n + SFT__Q8_BLOCK - 1) / SFT__Q8_BLOCK;
+    if (o->params[i]->device != SFT_DEVICE_CPU) {
+        if (sft__is_8bit(o, i)) {
+            o->q1[i] = (uint8_t *)sft__state_alloc(o, i, (size_t)n);
+            o->q2[i] = (uint8_t *)sft__state_alloc(o, i, (size_t)n);
+            o->a1[i] = (float *)sft__state_alloc(o, i, (size_t)blocks * sizeof(float));
+            o->a2[i] = (float *)sft__state_alloc(o, i, (size_t)blocks * sizeof(float));
+            if (!o->q1[i] || !o->q2[i] || !o->a1[i] || !o->a2[i])
+                return sft__fail(SFT_ERR_NOMEM, "optimizer: 8-bit state of %lld values on cuda: %s", (long long)n, sft_last_error());
+            return SFT_OK;
+        }
+        o->m[i] = (float *)sft__state_alloc(o, i, (size_t)n * sizeof(float));
+        o->v[i] = (float *)sft__state_alloc(o, i, (size_t)n * sizeof(float));
+        if (!o->m[i] || !o->v[i]) return sft__fail(SFT_ERR_NOMEM, "optimizer: moments of %lld values on cuda: %s", (long long)n, sft_last_error());
+        return SFT_OK;
+    }
     if (sft__is_8bit(o, i)) {
         o->q1[i] = (uint8_t *)sft__calloc(o->ctx, (size_t)n, 1);
         o->q2[i] = (uint8_t *)sft__calloc(o->ctx, (size_t)n, 1);
@@ -12669,6 +12724,16 @@ static sft_status sft__optimizer_alloc(sft_optimizer *o, int i) {
     return SFT_OK;
 }
 
+/* sft__optimizer_tables_to_device: map1, map2, lut1, lut2 in one device block */
+static sft_status sft__optimizer_tables_to_device(sft_optimizer *o, sft_device dev) {
+    size_t maps = 2 * 256 * sizeof(float);
+    SFT__TRY(sft__device_alloc(o->ctx, dev, maps + 2 * 65536, &o->device_tables));
+    SFT__TRY(sft__device_copy(o->device_tables, dev, o->map1, SFT_DEVICE_CPU, sizeof o->map1));
+    SFT__TRY(sft__device_copy((char *)o->device_tables + sizeof o->map1, dev, o->map2, SFT_DEVICE_CPU, sizeof o->map2));
+    SFT__TRY(sft__device_copy((char *)o->device_tables + maps, dev, o->lut1, SFT_DEVICE_CPU, 65536));
+    return sft__device_copy((char *)o->device_tables + maps + 65536, dev, o->lut2, SFT_DEVICE_CPU, 65536);
+}
+
 SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
                                        const sft_adamw_desc *desc, sft_optimizer **out) {
     sft_optimizer *o;
@@ -12676,8 +12741,8 @@ SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *para
     if (out) *out = NULL;
     if (!ctx || !out || n < 0 || (n && !params)) return sft__fail(SFT_ERR_ARG, "optimizer: NULL argument");
     for (i = 0; i < n; i++)
-        if (!params[i] || params[i]->dtype != SFT_F32 || params[i]->device != SFT_DEVICE_CPU)
-            return sft__fail(SFT_ERR_DTYPE, "optimizer: parameter %d is not an f32 CPU tensor", i);
+        if (!params[i] || params[i]->dtype != SFT_F32)
+            return sft__fail(SFT_ERR_DTYPE, "optimizer: parameter %d is not an f32 tensor", i);
     o = (sft_optimizer *)sft__calloc(ctx, 1, sizeof *o);
     if (!o) return sft__fail(SFT_ERR_NOMEM, "optimizer");
     o->ctx = ctx; o->n = n;
@@ -12714,6 +12779,11 @@ SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *para
     if (o->d.eight_bit) {
         sft_dynamic_map(1, o->map1); sft_dynamic_map(0, o->map2);
         sft__q8_lut(o->map1, o->lut1); sft__q8_lut(o->map2, o->lut2);
+        for (i = 0; i < n && params[i]->device == SFT_DEVICE_CPU; i++) {}
+        if (i < n) {   /* a device parameter: the tables go there too */
+            sft_status s = sft__optimizer_tables_to_device(o, params[i]->device);
+            if (s != SFT_OK) { sft_optimizer_destroy(o); return s; }
+        }
     }
     for (i = 0; i < n; i++) {
         sft_status s;
@@ -12726,7 +12796,61 @@ SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *para
 }
 
 /* torch.lerp for f32: a + w (b - a) below w = 0.5, else b - (b - a)(1 - w) */
-static float sft__lerp(float a, float b, float w) { return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w); }
+static SFT__HD float sft__lerp(float a, float b, float w) {
+    return w < 0.5f ? SFT__ADD(a, SFT__MUL(w, b - a)) : b - SFT__MUL(b - a, 1.0f - w);
+}
+
+/* The f32 constants of one parameter's update at its step (the scalars in
+   double first, as torch and bitsandbytes compute them); kind is the update. */
+enum { SFT__ADAM_TORCH, SFT__ADAM_BNB32, SFT__ADAM_BNB8 };
+typedef struct sft__adam_k {
+    float b1, w1, b2, w2;          /* beta1, 1 - beta1, beta2, 1 - beta2          */
+    float decay;                   /* 1 - lr * weight_decay                       */
+    float step_size, bc2, eps;     /* torch, bnb8: -lr / bc1, sqrt(bc2), eps;
+                                      bnb32: -lr sqrt(bc2) / bc1, -, eps sqrt(bc2) */
+    int   decay_on;
+} sft__adam_k;
+
+static sft__adam_k sft__adam_consts(const sft_optimizer *o, int i, double lr, int kind) {
+    sft__adam_k k;
+    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay;
+    double c1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), c2 = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
+    k.b1 = (float)o->d.beta1; k.w1 = (float)(1.0 - o->d.beta1); k.b2 = (float)o->d.beta2; k.w2 = (float)(1.0 - o->d.beta2);
+    k.decay = (float)(1.0 - lr * wd);
+    k.decay_on = kind == SFT__ADAM_TORCH ? wd != 0.0 : wd > 0.0;
+    k.bc2 = (float)c2;
+    k.step_size = kind == SFT__ADAM_BNB32 ? (float)(-lr * c2 / c1) : (float)(-(lr / c1));
+    k.eps = kind == SFT__ADAM_BNB32 ? (float)(o->d.eps * c2) : (float)o->d.eps;
+    return k;
+}
+
+/* One element of torch.optim.AdamW's single-tensor step (shared with the CUDA kernel). */
+static SFT__HD void sft__adamw_torch_elem(float *w, float *m, float *v, float g, const sft__adam_k *k) {
+    float denom;
+    if (k->decay_on) *w = SFT__MUL(*w, k->decay);
+    *m = sft__lerp(*m, g, k->w1);
+    *v = SFT__ADD(SFT__MUL(*v, k->b2), SFT__MUL(SFT__MUL(k->w2, g), g));
+    denom = SFT__ADD(sqrtf(*v) / k->bc2, k->eps);
+    *w = SFT__ADD(*w, SFT__MUL(k->step_size, *m) / denom);
+}
+
+/* One element of bitsandbytes' 32-bit CPU update. */
+static SFT__HD void sft__adamw_bnb32_elem(float *w, float *m, float *v, float g, const sft__adam_k *k) {
+    *m = sft__torch_add_alpha(SFT__MUL(*m, k->b1), g, k->w1);
+    *v = sft__torch_addcmul(SFT__MUL(*v, k->b2), g, g, k->w2);
+    if (k->decay_on) *w = SFT__MUL(*w, k->decay);
+    *w = sft__torch_add_alpha(*w, *m / SFT__ADD(sqrtf(*v), k->eps), k->step_size);
+}
+
+/* One element of bitsandbytes' 8-bit update on the decoded moments. */
+static SFT__HD void sft__adamw_bnb8_elem(float *w, float *m, float *v, float g, const sft__adam_k *k) {
+    float denom;
+    *m = sft__torch_add_alpha(SFT__MUL(*m, k->b1), g, k->w1);
+    *v = sft__torch_addcmul(SFT__MUL(*v, k->b2), g, g, k->w2);
+    denom = SFT__ADD(sqrtf(*v) / k->bc2, k->eps);
+    if (k->decay_on) *w = SFT__MUL(*w, k->decay);
+    *w = SFT__ADD(*w, SFT__MUL(k->step_size, *m) / denom);
+}
 
 /* torch.optim.AdamW's single-tensor step on parameter i */
 static void sft__adamw_torch(sft_optimizer *o, int i, double lr) {
@@ -12734,18 +12858,8 @@ static void sft__adamw_torch(sft_optimizer *o, int i, double lr) {
     float *w = SFT__F(p), *m = o->m[i], *v = o->v[i];
     const float *g = SFT__CF(p->grad);
     int64_t k, n = sft_tensor_numel(p);
-    double bc1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), bc2_sqrt = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
-    float decay = (float)(1.0 - lr * (o->no_decay[i] ? 0.0 : o->d.weight_decay));
-    float w1 = (float)(1.0 - o->d.beta1), b2 = (float)o->d.beta2, w2 = (float)(1.0 - o->d.beta2);
-    float step_size = (float)(-(lr / bc1)), bc2f = (float)bc2_sqrt, epsf = (float)o->d.eps;
-    for (k = 0; k < n; k++) {
-        float denom;
-        if (!o->no_decay[i] && o->d.weight_decay != 0.0) w[k] *= decay;
-        m[k] = sft__lerp(m[k], g[k], w1);
-        v[k] = v[k] * b2 + w2 * g[k] * g[k];
-        denom = sqrtf(v[k]) / bc2f + epsf;
-        w[k] = w[k] + step_size * m[k] / denom;
-    }
+    sft__adam_k c = sft__adam_consts(o, i, lr, SFT__ADAM_TORCH);
+    for (k = 0; k < n; k++) sft__adamw_torch_elem(&w[k], &m[k], &v[k], g[k], &c);
 }
 
 /* bitsandbytes' 32-bit CPU update (a small tensor under eight_bit) */
@@ -12754,16 +12868,8 @@ static void sft__adamw_bnb32(sft_optimizer *o, int i, double lr) {
     float *w = SFT__F(p), *m = o->m[i], *v = o->v[i];
     const float *g = SFT__CF(p->grad);
     int64_t k, n = sft_tensor_numel(p);
-    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay;
-    double c1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), c2 = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
-    float b1 = (float)o->d.beta1, w1 = (float)(1.0 - o->d.beta1), b2 = (float)o->d.beta2, w2 = (float)(1.0 - o->d.beta2);
-    float step_size = (float)(-lr * c2 / c1), eps_c2 = (float)(o->d.eps * c2), decay = (float)(1.0 - lr * wd);
-    for (k = 0; k < n; k++) {
-        m[k] = sft__torch_add_alpha(m[k] * b1, g[k], w1);
-        v[k] = sft__torch_addcmul(v[k] * b2, g[k], g[k], w2);
-        if (wd > 0.0) w[k] *= decay;
-        w[k] = sft__torch_add_alpha(w[k], m[k] / (sqrtf(v[k]) + eps_c2), step_size);
-    }
+    sft__adam_k c = sft__adam_consts(o, i, lr, SFT__ADAM_BNB32);
+    for (k = 0; k < n; k++) sft__adamw_bnb32_elem(&w[k], &m[k], &v[k], g[k], &c);
 }
 
 /* bitsandbytes' 8-bit blockwise CPU update: decode, the f32 update, code again */
@@ -12772,22 +12878,14 @@ static void sft__adamw_bnb8(sft_optimizer *o, int i, double lr) {
     float *w = SFT__F(p), m[SFT__Q8_BLOCK], v[SFT__Q8_BLOCK];
     const float *g = SFT__CF(p->grad);
     int64_t n = sft_tensor_numel(p), b, k;
-    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay;
-    double c1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), c2 = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
-    float b1 = (float)o->d.beta1, w1 = (float)(1.0 - o->d.beta1), b2 = (float)o->d.beta2, w2 = (float)(1.0 - o->d.beta2);
-    float c2f = (float)c2, epsf = (float)o->d.eps, decay = (float)(1.0 - lr * wd), step_size = (float)(-lr / c1);
+    sft__adam_k c = sft__adam_consts(o, i, lr, SFT__ADAM_BNB8);
     for (b = 0; b * SFT__Q8_BLOCK < n; b++) {
         int64_t first = b * SFT__Q8_BLOCK, len = n - first < SFT__Q8_BLOCK ? n - first : SFT__Q8_BLOCK;
         for (k = 0; k < len; k++) {
             int64_t at = first + k;
-            float denom;
             m[k] = o->map1[o->q1[i][at]] * o->a1[i][b];
             v[k] = o->map2[o->q2[i][at]] * o->a2[i][b];
-            m[k] = sft__torch_add_alpha(m[k] * b1, g[at], w1);
-            v[k] = sft__torch_addcmul(v[k] * b2, g[at], g[at], w2);
-            denom = sqrtf(v[k]) / c2f + epsf;
-            if (wd > 0.0) w[at] *= decay;
-            w[at] = w[at] + step_size * m[k] / denom;
+            sft__adamw_bnb8_elem(&w[at], &m[k], &v[k], g[at], &c);
         }
         o->a1[i][b] = sft__q8_block(m, len, o->lut1, o->q1[i] + first);
         o->a2[i][b] = sft__q8_block(v, len, o->lut2, o->q2[i] + first);
@@ -12799,10 +12897,19 @@ SFTDEF sft_status sft_optimizer_step(sft_optimizer *o, double lr) {
     if (!o) return sft__fail(SFT_ERR_ARG, "optimizer_step: NULL optimizer");
     if (!(lr >= 0.0) || !(lr < INFINITY)) return sft__fail(SFT_ERR_ARG, "optimizer_step: learning rate %g", lr);
     for (i = 0; i < o->n; i++) {
+        int kind = sft__is_8bit(o, i) ? SFT__ADAM_BNB8 : o->d.eight_bit ? SFT__ADAM_BNB32 : SFT__ADAM_TORCH;
         if (!o->params[i]->grad) continue;      /* torch leaves a parameter without a gradient alone */
         o->step[i]++;
-        if (sft__is_8bit(o, i)) sft__adamw_bnb8(o, i, lr);
-        else if (o->d.eight_bit) sft__adamw_bnb32(o, i, lr);
+        if (o->params[i]->device != SFT_DEVICE_CPU) {
+#ifdef SFT_CUDA
+            SFT__TRY(sft__cuda_adamw(o, i, sft__adam_consts(o, i, lr, kind), kind));
+            continue;
+#else
+            return sft__no_cuda("optimizer_step");
+#endif
+        }
+        if (kind == SFT__ADAM_BNB8) sft__adamw_bnb8(o, i, lr);
+        else if (kind == SFT__ADAM_BNB32) sft__adamw_bnb32(o, i, lr);
         else sft__adamw_torch(o, i, lr);
     }
     return SFT_OK;
@@ -12813,16 +12920,42 @@ SFTDEF void sft_optimizer_zero_grad(sft_optimizer *o) {
     for (i = 0; o && i < o->n; i++) sft_tensor_zero_grad(o->params[i]);
 }
 
+/* sft__sq_chunk: the squares of g[0..n) added in double, in order: one chunk
+   of the gradient norm (shared with the CUDA kernel) */
+#define SFT__NORM_CHUNK 4096
+static SFT__HD double sft__sq_chunk(const float *g, int64_t n) {
+    double s = 0.0;
+    int64_t k;
+    for (k = 0; k < n; k++) s = SFT__DADD(s, SFT__DMUL((double)g[k], (double)g[k]));
+    return s;
+}
+
+/* sft__grad_sq: parameter i's sum of squared gradients: its chunks' sums added
+   in order */
+static sft_status sft__grad_sq(const sft_optimizer *o, int i, double *out) {
+    const sft_tensor *g = o->params[i]->grad;
+    int64_t n = sft_tensor_numel(g), c;
+    *out = 0.0;
+    if (g->device != SFT_DEVICE_CPU) {
+#ifdef SFT_CUDA
+        return sft__cuda_grad_sq(o->ctx, SFT__CF(g), n, out);
+#else
+        return sft__no_cuda("clip_grad_norm");
+#endif
+    }
+    for (c = 0; c < n; c += SFT__NORM_CHUNK) *out += sft__sq_chunk(SFT__CF(g) + c, n - c < SFT__NORM_CHUNK ? n - c : SFT__NORM_CHUNK);
+    return SFT_OK;
+}
+
 SFTDEF double sft_optimizer_clip_grad_norm(sft_optimizer *o, double max_norm) {
     double total = 0.0, norm, coef;
     int i;
     int64_t k;
     if (!o) return 0.0;
     for (i = 0; i < o->n; i++) {
-        const sft_tensor *g = o->params[i]->grad;
-        double s = 0.0;
-        if (!g) continue;
-        for (k = 0; k < sft_tensor_numel(g); k++) s += (double)SFT__CF(g)[k] * SFT__CF(g)[k];
+        double s;
+        if (!o->params[i]->grad) continue;
+        if (sft__grad_sq(o, i, &s) != SFT_OK) return NAN;
         total += s;
     }
     norm = sqrt(total);
@@ -12832,6 +12965,12 @@ SFTDEF double sft_optimizer_clip_grad_norm(sft_optimizer *o, double max_norm) {
             for (i = 0; i < o->n; i++) {
                 sft_tensor *g = o->params[i]->grad;
                 float c = (float)coef;
+                if (g && g->device != SFT_DEVICE_CPU) {
+#ifdef SFT_CUDA
+                    if (sft__cuda_scale_inplace(SFT__F(g), sft_tensor_numel(g), c) != SFT_OK) return NAN;
+#endif
+                    continue;
+                }
                 for (k = 0; g && k < sft_tensor_numel(g); k++) SFT__F(g)[k] *= c;
             }
     }
@@ -12843,6 +12982,7 @@ SFTDEF int sft_optimizer_count(const sft_optimizer *o) { return o ? o->n : 0; }
 SFTDEF sft_status sft_optimizer_param_state(sft_optimizer *o, int i, sft_optimizer_state *out) {
     if (!o || !out || i < 0 || i >= o->n) return sft__fail(SFT_ERR_ARG, "optimizer_state: parameter %d", i);
     memset(out, 0, sizeof *out);
+    out->device = o->params[i]->device;
     out->step = o->step[i];
     out->numel = sft_tensor_numel(o->params[i]);
     out->exp_avg = o->m[i]; out->exp_avg_sq = o->v[i];

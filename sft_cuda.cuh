@@ -60,6 +60,7 @@
        attention     flash-style, one warp per row, online softmax
        cross-entropy and the output projection fused with it
        prompt tuning
+       optimizer     AdamW (torch, bitsandbytes 32- and 8-bit), the gradient norm
        backend       the table sft__dispatch reads
        available     sft_cuda_available */
 
@@ -1622,6 +1623,101 @@ static sft_status sft__cuda_prompt_bwd(sft_context *ctx, sft__node *n) {
                 n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : (float *)NULL,
                 n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : (float *)NULL, SFT__CF(n->out->grad), B, P, T, D);
     return sft__cuda_launched(n, "prompt_tuning_bwd");
+}
+
+/* ============================================================================
+   === cuda: optimizer
+   AdamW (torch's, and bitsandbytes' 32-bit and 8-bit updates) on parameters
+   that live on the device, with their state there: each element goes through
+   sft.h's own update function (sft__adamw_*_elem, SFT__HD), with the constants
+   sft.h computes in double on the host, so a step gives the CPU's bits. The
+   8-bit update gives a block of 256 values to a block of 256 threads: decode,
+   update, the block's largest magnitude (a maximum: exact in any order), code
+   again through the same table. The gradient norm adds each parameter's squares
+   in double over chunks of 4096 in order (sft.h's sft__sq_chunk), as the CPU. */
+
+static __global__ void sft__cuda_adamw_kernel(float *w, float *m, float *v, const float *g, int64_t n, sft__adam_k k, int kind) {
+    SFT__CUDA_FOR(i, n) {
+        if (kind == SFT__ADAM_TORCH) sft__adamw_torch_elem(&w[i], &m[i], &v[i], g[i], &k);
+        else sft__adamw_bnb32_elem(&w[i], &m[i], &v[i], g[i], &k);
+    }
+}
+
+static __global__ void __launch_bounds__(256) sft__cuda_adamw8_kernel(float *w, uint8_t *q1, uint8_t *q2, float *a1, float *a2, const float *g,
+                                                                     int64_t n, sft__adam_k k, const float *map1, const float *map2,
+                                                                     const uint8_t *lut1, const uint8_t *lut2) {
+    __shared__ float sh[SFT__Q8_BLOCK];
+    const int64_t b = blockIdx.x, at = b * SFT__Q8_BLOCK + threadIdx.x;
+    const int in = at < n;
+    float m = 0.0f, v = 0.0f, amax1, amax2;
+    if (in) {
+        m = __fmul_rn(map1[q1[at]], a1[b]);
+        v = __fmul_rn(map2[q2[at]], a2[b]);
+        sft__adamw_bnb8_elem(&w[at], &m, &v, g[at], &k);
+    }
+    amax1 = sft__cuda_block_max(in ? fmaxf(0.0f, fabsf(m)) : 0.0f, sh);   /* a NaN counts as 0, as on the CPU */
+    amax2 = sft__cuda_block_max(in ? fmaxf(0.0f, fabsf(v)) : 0.0f, sh);
+    if (in) {
+        q1[at] = amax1 == 0.0f ? 0 : sft__q8_code(m, __fdiv_rn(1.0f, amax1), lut1);
+        q2[at] = amax2 == 0.0f ? 0 : sft__q8_code(v, __fdiv_rn(1.0f, amax2), lut2);
+    }
+    if (threadIdx.x == 0) { a1[b] = amax1; a2[b] = amax2; }
+}
+
+static sft_status sft__cuda_adamw(sft_optimizer *o, int i, sft__adam_k k, int kind) {
+    sft_tensor *p = o->params[i];
+    int64_t n = sft_tensor_numel(p);
+    if (n == 0) return SFT_OK;
+    if (kind == SFT__ADAM_BNB8) {
+        const char *t = (const char *)o->device_tables;
+        size_t maps = 2 * 256 * sizeof(float);
+        SFT__LAUNCH(sft__cuda_adamw8_kernel, (unsigned)((n + SFT__Q8_BLOCK - 1) / SFT__Q8_BLOCK), SFT__Q8_BLOCK, 0, SFT__F(p), o->q1[i], o->q2[i],
+                    o->a1[i], o->a2[i], SFT__CF(p->grad), n, k, (const float *)t, (const float *)(t + 256 * sizeof(float)),
+                    (const uint8_t *)(t + maps), (const uint8_t *)(t + maps + 65536));
+        return sft__cuda_check("optimizer_step", "adamw8");
+    }
+    SFT__LAUNCH(sft__cuda_adamw_kernel, sft__cuda_grid(n), SFT__CUDA_BLOCK, 0, SFT__F(p), o->m[i], o->v[i], SFT__CF(p->grad), n, k, kind);
+    return sft__cuda_check("optimizer_step", kind == SFT__ADAM_TORCH ? "adamw" : "adamw32");
+}
+
+/* part[c] = chunk c's sum of squares; then one thread adds the chunks in order */
+static __global__ void sft__cuda_sq_chunks_kernel(double *part, const float *g, int64_t n) {
+    int64_t chunks = (n + SFT__NORM_CHUNK - 1) / SFT__NORM_CHUNK;
+    SFT__CUDA_FOR(c, chunks) {
+        int64_t b = c * SFT__NORM_CHUNK;
+        part[c] = sft__sq_chunk(g + b, n - b < SFT__NORM_CHUNK ? n - b : SFT__NORM_CHUNK);
+    }
+}
+
+static __global__ void sft__cuda_sq_total_kernel(double *out, const double *part, int64_t chunks) {
+    double total = 0.0;
+    if (threadIdx.x || blockIdx.x) return;
+    for (int64_t c = 0; c < chunks; c++) total = total + part[c];
+    *out = total;
+}
+
+static sft_status sft__cuda_grad_sq(sft_context *ctx, const float *g, int64_t n, double *out) {
+    int64_t chunks = (n + SFT__NORM_CHUNK - 1) / SFT__NORM_CHUNK;
+    double *part = NULL;
+    sft_status s;
+    *out = 0.0;
+    if (n == 0) return SFT_OK;
+    SFT__TRY(sft__cuda_alloc(ctx, (size_t)(chunks + 1) * sizeof(double), (void **)&part));
+    SFT__LAUNCH(sft__cuda_sq_chunks_kernel, sft__cuda_grid(chunks), SFT__CUDA_BLOCK, 0, part, g, n);
+    s = sft__cuda_check("clip_grad_norm", "sum of squares");
+    if (s == SFT_OK) {
+        SFT__LAUNCH(sft__cuda_sq_total_kernel, 1, 1, 0, part + chunks, (const double *)part, chunks);
+        s = sft__cuda_check("clip_grad_norm", "sum of squares");
+    }
+    if (s == SFT_OK) s = sft__cuda_copy(out, SFT_DEVICE_CPU, part + chunks, SFT_DEVICE_CUDA, sizeof(double));
+    sft__cuda_free(ctx, part);
+    return s;
+}
+
+static sft_status sft__cuda_scale_inplace(float *x, int64_t n, float s) {
+    if (n == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_scale_kernel, sft__cuda_grid(n), SFT__CUDA_BLOCK, 0, x, (const float *)x, s, n);
+    return sft__cuda_check("clip_grad_norm", "scale");
 }
 
 /* ============================================================================

@@ -12,9 +12,13 @@
                                          the largest value (two chained GEMMs)
      DoRA                                the row norms add their squares in
                                          double in another order: within
-                                         8 (K + r) u of the largest value */
+                                         8 (K + r) u of the largest value
+     AdamW (torch, bitsandbytes 32-bit   bit for bit: weights, moments, 8-bit
+     and 8-bit), gradient norm,          codes and scales, the norm (the same
+     clipping                            chunks of 4096 added in order) */
 #include "../sft.h"
 #include "test_cuda.h"
+#include <cuda_runtime.h>   /* to read optimizer state on the device */
 
 /* a layer of [N, K] on device dev from the CPU weight w (f32, or quantized per q;
    bf16 when bf16): the same base on both devices */
@@ -269,10 +273,85 @@ static void layer_refuses_inputs_on_another_device_and_merging_on_cuda(void) {
     sft_context_destroy(ctx);
 }
 
+/* ---------------------------------------------------------------------------
+   The optimizer */
+
+/* bytes of device memory into a fresh host buffer, hashed */
+static void *cu_state_bytes(const void *dev, size_t n) {
+    void *h = calloc(1, n ? n : 1);
+    if (h && cudaMemcpy(h, dev, n, cudaMemcpyDeviceToHost) != cudaSuccess) { free(h); return NULL; }
+    if (h) cu_hash(h, n);
+    return h;
+}
+
+static void cu_same_state(const char *what, const void *cpu, const void *dev, size_t n) {
+    void *h = cu_state_bytes(dev, n);
+    CHECK_MSG(h && memcmp(h, cpu, n) == 0, "%s: the device state differs from the CPU's", what);
+    free(h);
+}
+
+static void adamw_steps_match_cpu_bitwise_with_clipping(void) {
+    static const int64_t sizes[4] = {5000, 300, 7, 4097};   /* 8-bit from 4096 values, 32-bit below */
+    sft_context *ctx = cu_context();
+    int eight, i, step;
+    for (eight = 0; eight < 2; eight++) {
+        sft_tensor *pc[4], *pd[4];
+        unsigned char nd[4] = {0, 1, 0, 0};
+        sft_adamw_desc d;
+        sft_optimizer *oc = NULL, *od = NULL;
+        memset(&d, 0, sizeof d);
+        d.lr = 1e-2; d.weight_decay = 0.05; d.eight_bit = eight;
+        for (i = 0; i < 4; i++) {
+            pc[i] = cu_random(ctx, 1, &sizes[i], 400 + i, -1, 1);
+            pd[i] = cu_on(ctx, pc[i], CU);
+            if (pc[i]) CHECK_OK(sft_tensor_create(ctx, SFT_F32, 1, &sizes[i], &pc[i]->grad));
+            if (pd[i]) CHECK_OK(sft_tensor_create_on(ctx, CU, SFT_F32, 1, &sizes[i], &pd[i]->grad));
+        }
+        CHECK_OK(sft_optimizer_create(ctx, pc, 4, nd, &d, &oc));
+        CHECK_OK(sft_optimizer_create(ctx, pd, 4, nd, &d, &od));
+        for (step = 0; oc && od && step < 3; step++) {
+            double nc, ndv;
+            for (i = 0; i < 4; i++) {   /* new gradients, large enough to clip on the second step */
+                sft_tensor *g = cu_random(ctx, 1, &sizes[i], 500 + 10 * step + i, step == 1 ? -3.0f : -0.01f, step == 1 ? 3.0f : 0.01f);
+                if (g && pc[i]->grad && pd[i]->grad) { CHECK_OK(sft_tensor_copy_from(pc[i]->grad, g)); CHECK_OK(sft_tensor_copy_from(pd[i]->grad, g)); }
+                sft_tensor_destroy(g);
+            }
+            nc = sft_optimizer_clip_grad_norm(oc, 1.0);
+            ndv = sft_optimizer_clip_grad_norm(od, 1.0);
+            cu_hash(&ndv, sizeof ndv);
+            CHECK_MSG(nc == ndv, "eight_bit %d step %d: grad norm %.17g on cuda, %.17g on the cpu", eight, step, ndv, nc);
+            CHECK_OK(sft_optimizer_step(oc, 1e-2));
+            CHECK_OK(sft_optimizer_step(od, 1e-2));
+            for (i = 0; i < 4; i++) {
+                sft_optimizer_state sc, sd;
+                char what[96];
+                snprintf(what, sizeof what, "eight_bit %d step %d parameter %d", eight, step, i);
+                cu_same(what, ctx, pd[i], pc[i]);
+                CHECK_OK(sft_optimizer_param_state(oc, i, &sc));
+                CHECK_OK(sft_optimizer_param_state(od, i, &sd));
+                CHECK(sd.device == CU && sc.device == SFT_DEVICE_CPU && sd.step == sc.step);
+                if (sc.state1) {
+                    cu_same_state("8-bit exp_avg codes", sc.state1, sd.state1, (size_t)sc.numel);
+                    cu_same_state("8-bit exp_avg_sq codes", sc.state2, sd.state2, (size_t)sc.numel);
+                    cu_same_state("8-bit exp_avg scales", sc.absmax1, sd.absmax1, (size_t)sc.blocks * sizeof(float));
+                    cu_same_state("8-bit exp_avg_sq scales", sc.absmax2, sd.absmax2, (size_t)sc.blocks * sizeof(float));
+                } else {
+                    cu_same_state("exp_avg", sc.exp_avg, sd.exp_avg, (size_t)sc.numel * sizeof(float));
+                    cu_same_state("exp_avg_sq", sc.exp_avg_sq, sd.exp_avg_sq, (size_t)sc.numel * sizeof(float));
+                }
+            }
+        }
+        sft_optimizer_destroy(oc); sft_optimizer_destroy(od);
+        for (i = 0; i < 4; i++) { sft_tensor_destroy(pc[i]); sft_tensor_destroy(pd[i]); }
+    }
+    sft_context_destroy(ctx);
+}
+
 void cuda_layer_tests(void) {
     printf("cuda: layers against the CPU\n");
     CU_RUN(linear4bit_matches_cpu_bitwise_in_both_directions);
     CU_RUN(lora_layers_match_cpu_on_every_base);
     CU_RUN(dora_layers_match_cpu_within_the_norm_bound);
     CU_RUN(layer_refuses_inputs_on_another_device_and_merging_on_cuda);
+    CU_RUN(adamw_steps_match_cpu_bitwise_with_clipping);
 }
