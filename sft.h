@@ -847,6 +847,11 @@ typedef struct sft_load_desc {
                                      A pre-quantized checkpoint loads as stored.   */
     int            blocksize;     /* 0 = 64                                         */
     int            double_quant;  /* bnb_4bit_use_double_quant                      */
+    sft_device     device;        /* where the model lives: SFT_DEVICE_CPU (0), or
+                                     SFT_DEVICE_CUDA (the CUDA build and a device):
+                                     weights, adapters, their gradients, optimizer
+                                     state and activations all stay there; batches
+                                     are given on the CPU and copied over        */
 } sft_load_desc;
 
 typedef struct sft_model sft_model;
@@ -908,8 +913,8 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
                                     sft_model_output *out);
 
 /* sft_shift_labels: transformers' causal-LM shift: out[b, t] = labels[b, t + 1],
-   -100 at the end of each row (a step tensor): position t predicts token t + 1.
-   For a compute_loss of one's own on the logits. */
+   -100 at the end of each row (a step tensor on labels' device): position t
+   predicts token t + 1. For a compute_loss of one's own on the logits. */
 SFTDEF sft_status sft_shift_labels(sft_context *ctx, const sft_tensor *labels, sft_tensor **out);
 
 /* PEFT adapter directories: adapter_config.json (peft_type LORA) and
@@ -950,7 +955,9 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
    (allocated by the optimizer, not by a step). total is their sum; a steady
    step's allocator high-water mark (sft_context_mem_stats) is total -
    optimizer, plus whatever else the host allocated. Weights are copied on load,
-   so mmapped is 0. */
+   so mmapped is 0. For a model on a device every figure is device memory
+   (sft_mem_stats' device_ fields; the tape's small records stay on the host),
+   and workspace is cuBLASLt's. */
 typedef struct sft_memory_plan {
     size_t weights, adapters, gradients, optimizer, activations, workspace, total, mmapped;
 } sft_memory_plan;
@@ -976,7 +983,8 @@ SFTDEF int         sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT
 SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name);
 /* sft_model_prompt_init_text: prompt-tuning embeddings [P, D] initialised as PEFT's
    TEXT init: the embeddings of the ids (the tokenized init text), repeated to
-   fill P rows or cut to P. A persistent tensor with requires_grad set. */
+   fill P rows or cut to P. A persistent tensor on the model's device with
+   requires_grad set. */
 SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, int n_ids, int num_virtual_tokens,
                                              sft_tensor **out);
 
@@ -1237,7 +1245,7 @@ SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out);
 
 /* A loss of the host's own (transformers' compute_loss_func): logits [B, T, V]
    (a step tensor in the graph), labels [B, T] unshifted as the model takes them
-   (-100 = ignored), num_items_in_batch the accumulation window's label count.
+   (-100 = ignored; both on the model's device), num_items_in_batch the accumulation window's label count.
    Build *loss, a scalar, from sft ops on logits so backward reaches the
    weights; it is used as is (not divided by the accumulation steps). */
 typedef sft_status (*sft_compute_loss_fn)(sft_context *ctx, sft_tensor *logits, sft_tensor *labels,
@@ -2236,6 +2244,9 @@ static sft_status sft__cuda_dora_norm(sft_context *ctx, const struct sft__wref *
 static sft_status sft__cuda_adamw(sft_optimizer *o, int i, struct sft__adam_k k, int kind);
 static sft_status sft__cuda_grad_sq(sft_context *ctx, const float *g, int64_t n, double *out);
 static sft_status sft__cuda_scale_inplace(float *x, int64_t n, float s);
+static size_t     sft__cuda_workspace_bytes(void);
+static sft_status sft__cuda_attn_cached(sft_context *ctx, const sft_model_config *c, const float *q, const float *kc, const float *vc,
+                                        int64_t pos0, int64_t n, float *out);
 #endif
 
 static sft_status sft__no_cuda(const char *what) {
@@ -3869,6 +3880,20 @@ SFTDEF sft_st_entry sft_st_entry_from_tensor(const char *name, const sft_tensor 
     for (i = 0; i < t->ndim && i < SFT_MAX_DIMS; i++) e.shape[i] = t->shape[i];
     e.data = t->device == SFT_DEVICE_CPU ? t->data : NULL;   /* device memory cannot be written directly */
     return e;
+}
+
+/* sft__st_entry_staged: an entry for a tensor on any device; one on a device is
+   copied to the host first, into *copy (free it with sft__free after saving) */
+static sft_status sft__st_entry_staged(sft_context *ctx, const char *name, const sft_tensor *t, sft_st_entry *e, void **copy) {
+    size_t n = sft_tensor_nbytes(t);
+    sft_status s;
+    *e = sft_st_entry_from_tensor(name, t);
+    *copy = NULL;
+    if (t->device == SFT_DEVICE_CPU) return SFT_OK;
+    if (!(*copy = sft__alloc(ctx, n ? n : 1))) return sft__fail(SFT_ERR_NOMEM, "save: '%s': %zu bytes to copy off the device", name, n);
+    if ((s = sft__device_copy(*copy, SFT_DEVICE_CPU, t->data, t->device, n)) != SFT_OK) { sft__free(ctx, *copy); *copy = NULL; return s; }
+    e->data = *copy;
+    return SFT_OK;
 }
 
 static int sft__st_save_cmp(const void *a, const void *b) {
@@ -10343,6 +10368,7 @@ typedef struct sft__block {
 struct sft_model {
     sft_context     *ctx;
     char            *dir;               /* where it was loaded from (base_model_name_or_path) */
+    sft_device       device;            /* where its tensors live (sft_load_desc.device) */
     sft_model_config cfg;
     sft_tensor      *embed, *norm, *lm_head;   /* lm_head == embed when tied */
     sft__block      *blocks;
@@ -10757,18 +10783,62 @@ static sft_status sft__model_read_config(sft_context *ctx, const char *dir, sft_
     return s;
 }
 
+/* sft__tensor_move: *t replaced by a copy on device (the CPU original freed) */
+static sft_status sft__tensor_move(sft_context *ctx, sft_tensor **t, sft_device device) {
+    sft_tensor *moved = NULL;
+    if (!*t || (*t)->device == device) return SFT_OK;
+    SFT__TRY(sft_tensor_to_device(ctx, *t, device, &moved));
+    moved->requires_grad = (*t)->requires_grad;
+    sft_tensor_destroy(*t);
+    *t = moved;
+    return SFT_OK;
+}
+
+/* sft__linear_move: a layer's base (and bias) to device */
+static sft_status sft__linear_move(sft_linear *l, sft_device device) {
+    if (l->n_ad) return sft__fail(SFT_ERR_STATE, "linear: moves to a device before its adapters are added");
+    if (l->qweight && l->qweight->device != device) {
+        sft_qweight *q = NULL;
+        SFT__TRY(sft_qweight_to_device(l->ctx, l->qweight, device, &q));
+        sft_qweight_destroy(l->qweight);
+        l->qweight = q;
+    }
+    SFT__TRY(sft__tensor_move(l->ctx, &l->weight, device));
+    return sft__tensor_move(l->ctx, &l->bias, device);
+}
+
+/* sft__block_move: decoder block i to the model's device (as soon as it is
+   loaded, so the host never holds more than one block) */
+static sft_status sft__block_move(sft_model *m, int i) {
+    sft__block *b = &m->blocks[i];
+    int p;
+    if (m->device == SFT_DEVICE_CPU) return SFT_OK;
+    SFT__TRY(sft__tensor_move(m->ctx, &b->attn_norm, m->device));
+    SFT__TRY(sft__tensor_move(m->ctx, &b->mlp_norm, m->device));
+    for (p = 0; p < SFT__N_PROJ; p++) SFT__TRY(sft__linear_move(b->proj[p], m->device));
+    return SFT_OK;
+}
+
 static sft_status sft__model_load_weights(sft_model *m, const sft__weights *w, const sft_load_desc *desc) {
     const sft_model_config *c = &m->cfg;
     int64_t ev[2], D = c->hidden_size;
     int i;
     ev[0] = c->vocab_size; ev[1] = D;
     SFT__TRY(sft__weights_load(w, "model.embed_tokens.weight", 2, ev, 0, &m->embed));
+    SFT__TRY(sft__tensor_move(m->ctx, &m->embed, m->device));
     SFT__TRY(sft__weights_load(w, "model.norm.weight", 1, &D, 0, &m->norm));
+    SFT__TRY(sft__tensor_move(m->ctx, &m->norm, m->device));
     if (c->tie_word_embeddings) m->lm_head = m->embed;
-    else SFT__TRY(sft__weights_load(w, "lm_head.weight", 2, ev, 0, &m->lm_head));
+    else {
+        SFT__TRY(sft__weights_load(w, "lm_head.weight", 2, ev, 0, &m->lm_head));
+        SFT__TRY(sft__tensor_move(m->ctx, &m->lm_head, m->device));
+    }
     m->blocks = (sft__block *)sft__calloc(m->ctx, (size_t)c->num_hidden_layers, sizeof(sft__block));
     if (!m->blocks) return sft__fail(SFT_ERR_NOMEM, "%s: %d decoder blocks", w->dir, c->num_hidden_layers);
-    for (i = 0; i < c->num_hidden_layers; i++) SFT__TRY(sft__model_block_load(m, w, desc, i));
+    for (i = 0; i < c->num_hidden_layers; i++) {
+        SFT__TRY(sft__model_block_load(m, w, desc, i));
+        SFT__TRY(sft__block_move(m, i));
+    }
     return SFT_OK;
 }
 
@@ -10784,9 +10854,18 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     if (d.blocksize == 0) d.blocksize = 64;
     if ((int)d.quant < 0 || d.quant > SFT_QUANT_FP4) return sft__fail(SFT_ERR_ARG, "sft_model_load: quant %d", (int)d.quant);
     if (!sft__quant_blocksize_ok(d.blocksize)) return sft__fail(SFT_ERR_ARG, "sft_model_load: blocksize %d", d.blocksize);
+    if ((int)d.device < 0 || d.device >= SFT_DEVICE_COUNT) return sft__fail(SFT_ERR_DEVICE, "sft_model_load: device %d", (int)d.device);
+    if (d.device == SFT_DEVICE_CUDA && !sft_cuda_available()) {
+#ifdef SFT_CUDA
+        return sft__fail(SFT_ERR_DEVICE, "sft_model_load: device cuda: no CUDA device answers (driver, CUDA_VISIBLE_DEVICES?)");
+#else
+        return sft__no_cuda("sft_model_load: device cuda");
+#endif
+    }
     m = (sft_model *)sft__calloc(ctx, 1, sizeof *m);
     if (!m) return sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     m->ctx = ctx;
+    m->device = d.device;
     m->dir = sft__strdup(ctx, dir);
     s = m->dir ? sft__model_read_config(ctx, dir, &m->cfg) : sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     if (s == SFT_OK) s = sft__weights_open(ctx, dir, &w);
@@ -10939,6 +11018,20 @@ static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *c
     return sft_add(ctx, x, o, &out[0]);
 }
 
+/* sft__on_device: src as a step tensor on device (src itself when it is there
+   already): a batch given on the CPU goes to the model's device */
+static sft_status sft__on_device(sft_context *ctx, sft_tensor *src, sft_device device, sft_tensor **out) {
+    *out = src;
+    if (!src || src->device == device) return SFT_OK;
+    SFT__TRY(sft__tensor_step(ctx, device, src->dtype, src->ndim, src->shape, out));
+    return sft_tensor_copy_from(*out, src);
+}
+
+/* sft__scalar: the value of a one-element f32 tensor on any device */
+static sft_status sft__scalar(const sft_tensor *t, float *v) {
+    return sft__device_copy(v, SFT_DEVICE_CPU, t->data, t->device, sizeof *v);
+}
+
 static sft_status sft__batch_i32(const char *what, const sft_tensor *t, int64_t B, int64_t T) {
     char sb[96];
     if (!t) return SFT_OK;
@@ -10967,15 +11060,17 @@ static sft_status sft__model_inputs(sft_context *ctx, const sft_model_batch *b, 
 
 SFTDEF sft_status sft_shift_labels(sft_context *ctx, const sft_tensor *labels, sft_tensor **out) {
     int64_t B, T, b, t;
+    const int32_t *values;
     if (!ctx || !labels || !out) return sft__fail(SFT_ERR_ARG, "shift_labels: NULL argument");
-    if (labels->dtype != SFT_I32 || labels->ndim != 2 || labels->device != SFT_DEVICE_CPU)
-        return sft__fail(SFT_ERR_SHAPE, "shift_labels: labels must be i32 [B, T] on the CPU");
+    if (labels->dtype != SFT_I32 || labels->ndim != 2)
+        return sft__fail(SFT_ERR_SHAPE, "shift_labels: labels must be i32 [B, T]");
     B = labels->shape[0]; T = labels->shape[1];
+    SFT__TRY(sft__i32_host(ctx, labels, &values));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, labels->shape, out));
     for (b = 0; b < B; b++)
         for (t = 0; t < T; t++)
-            ((int32_t *)(*out)->data)[b * T + t] = t + 1 < T ? ((const int32_t *)labels->data)[b * T + t + 1] : -100;
-    return SFT_OK;
+            ((int32_t *)(*out)->data)[b * T + t] = t + 1 < T ? values[b * T + t + 1] : -100;
+    return sft__on_device(ctx, *out, labels->device, out);   /* where the labels were */
 }
 
 /* sft__neftune: x + U(-mag, mag), mag = alpha / sqrt(T * D) (the noise is a
@@ -10988,6 +11083,7 @@ static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, x->ndim, x->shape, &noise));
     for (i = 0; i < n; i++)
         SFT__F(noise)[i] = (run->neftune_uniform ? run->neftune_uniform[i] : 2.0f * sft_rng_uniform(key, (uint64_t)i) - 1.0f) * mag;
+    SFT__TRY(sft__on_device(ctx, noise, x->device, &noise));
     return sft_add(ctx, x, noise, out);
 }
 
@@ -11007,6 +11103,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
         char sb[96];
         if (e->dtype != SFT_F32 || e->ndim != 3 || e->shape[2] != m->cfg.hidden_size)
             return sft__fail(SFT_ERR_SHAPE, "model: inputs_embeds %s must be f32 [B, T, %d]", SFT__SHAPE(e, sb), m->cfg.hidden_size);
+        if (e->device != m->device) return sft__fail(SFT_ERR_DEVICE, "model: inputs_embeds must be on the model's device");
         B = e->shape[0]; T = e->shape[1];
     } else {
         if (!batch->input_ids || batch->input_ids->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "model: input_ids must be i32 [B, T]");
@@ -11033,8 +11130,14 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     f[0].m = m;
     if (run) f[0].run = *run;
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
+    SFT__TRY(sft__on_device(ctx, f[0].positions, m->device, &f[0].positions));
+    SFT__TRY(sft__on_device(ctx, f[0].seq_ids, m->device, &f[0].seq_ids));
     if (batch->inputs_embeds) x = batch->inputs_embeds;
-    else SFT__TRY(sft_embedding(ctx, m->embed, batch->input_ids, &x));
+    else {
+        sft_tensor *ids;
+        SFT__TRY(sft__on_device(ctx, batch->input_ids, m->device, &ids));
+        SFT__TRY(sft_embedding(ctx, m->embed, ids, &x));
+    }
     if (run && run->training && run->neftune_noise_alpha > 0.0f) SFT__TRY(sft__neftune(ctx, x, run, &x));
     for (i = 0; i < m->cfg.num_hidden_layers; i++) {
         f[i] = f[0]; f[i].layer = i;
@@ -11045,6 +11148,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     if (!run || run->want_logits || !batch->labels) SFT__TRY(sft_matmul(ctx, out->hidden, m->lm_head, 0, 1, &out->logits));
     if (!batch->labels) return SFT_OK;
     SFT__TRY(sft_shift_labels(ctx, batch->labels, &shifted));
+    SFT__TRY(sft__on_device(ctx, shifted, m->device, &shifted));
     if (out->logits) return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
     return sft_linear_cross_entropy(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, &out->loss);
 }
@@ -11136,7 +11240,7 @@ static sft_status sft__adapter_copy(sft_context *ctx, const sft_st_file *f, cons
         return sft__fail(SFT_ERR_DTYPE, "%s: '%s' is %s", path, t->name, sft_dtype_name(t->dtype));
     SFT__TRY(sft_st_load(ctx, f, t->name, &src));
     s = src->dtype == SFT_F32 ? SFT_OK : sft_tensor_convert(ctx, src, SFT_F32, &f32);
-    if (s == SFT_OK) memcpy(dst->data, (f32 ? f32 : src)->data, sft_tensor_nbytes(dst));
+    if (s == SFT_OK) s = sft__device_copy(dst->data, dst->device, (f32 ? f32 : src)->data, SFT_DEVICE_CPU, sft_tensor_nbytes(dst));
     sft_tensor_destroy(src); sft_tensor_destroy(f32);
     return s;
 }
@@ -11263,6 +11367,7 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
     int layer, p, n = 0, max = 0;
     unsigned targets = 0;
     sft_st_entry *e;
+    void **copies;
     char *keys, path[4096];
     const sft__adapter *first = NULL;
     const char *mk = "format", *mv = "pt";
@@ -11280,26 +11385,33 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sft__fail(SFT_ERR_IO, "%s: cannot create the directory (%s)", dir, strerror(errno));
     e = (sft_st_entry *)sft__calloc(m->ctx, (size_t)max, sizeof *e);
     keys = (char *)sft__alloc(m->ctx, (size_t)max * 160);
-    if (!e || !keys) { sft__free(m->ctx, e); sft__free(m->ctx, keys); return sft__fail(SFT_ERR_NOMEM, "save adapter '%s'", name); }
-    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
-        for (p = 0; p < SFT__N_PROJ; p++) {
+    copies = (void **)sft__calloc(m->ctx, (size_t)max, sizeof *copies);   /* host copies of device tensors */
+    if (!e || !keys || !copies) {
+        sft__free(m->ctx, e); sft__free(m->ctx, keys); sft__free(m->ctx, copies);
+        return sft__fail(SFT_ERR_NOMEM, "save adapter '%s'", name);
+    }
+    s = SFT_OK;
+    for (layer = 0; s == SFT_OK && layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; s == SFT_OK && p < SFT__N_PROJ; p++) {
             int i = sft__lin_find(m->blocks[layer].proj[p], name), part;
             const sft__adapter *a;
             if (i < 0) continue;
             a = &m->blocks[layer].proj[p]->ad[i];
-            for (part = 0; part < (a->m ? 3 : 2); part++) {
+            for (part = 0; s == SFT_OK && part < (a->m ? 3 : 2); part++) {
                 char *k = keys + (size_t)n * 160;
                 sft__peft_key(k, 160, layer, p, part == 0 ? "lora_A.weight" : part == 1 ? "lora_B.weight" : "lora_magnitude_vector");
-                e[n] = sft_st_entry_from_tensor(k, part == 0 ? a->A : part == 1 ? a->B : a->m);
+                s = sft__st_entry_staged(m->ctx, k, part == 0 ? a->A : part == 1 ? a->B : a->m, &e[n], &copies[n]);
                 n++;
             }
         }
-    s = sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors");
+    if (s == SFT_OK) s = sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors");
     if (s == SFT_OK) s = sft_st_save(m->ctx, path, e, n, &mk, &mv, 1);
     if (s == SFT_OK) s = sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_config.json");
     if (s == SFT_OK) s = sft__adapter_config_write(m, first, targets, path);
+    while (n > 0) sft__free(m->ctx, copies[--n]);
     sft__free(m->ctx, e);
     sft__free(m->ctx, keys);
+    sft__free(m->ctx, copies);
     return s;
 }
 
@@ -11352,6 +11464,7 @@ SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name) {
 SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **out) {
     if (out) *out = NULL;
     if (!m || !ids || !out) return sft__fail(SFT_ERR_ARG, "sft_model_embed: NULL argument");
+    SFT__TRY(sft__on_device(m->ctx, ids, m->device, &ids));
     return sft_embedding(m->ctx, m->embed, ids, out);
 }
 
@@ -11366,9 +11479,12 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
             return sft__fail(SFT_ERR_ARG, "prompt tuning: init id %d is outside the vocabulary", ids[i]);
     D = m->cfg.hidden_size;
     shape[0] = num_virtual_tokens; shape[1] = D;
-    SFT__TRY(sft_tensor_create(m->ctx, SFT_F32, 2, shape, out));
-    for (i = 0; i < num_virtual_tokens; i++)     /* PEFT: the ids repeated to length, then cut */
-        memcpy(SFT__F(*out) + i * D, SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D, (size_t)D * sizeof(float));
+    SFT__TRY(sft_tensor_create_on(m->ctx, m->device, SFT_F32, 2, shape, out));
+    for (i = 0; i < num_virtual_tokens; i++) {   /* PEFT: the ids repeated to length, then cut */
+        sft_status s = sft__device_copy(SFT__F(*out) + i * D, m->device, SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D, m->device,
+                                        (size_t)D * sizeof(float));
+        if (s != SFT_OK) { sft_tensor_destroy(*out); *out = NULL; return s; }
+    }
     sft_tensor_set_requires_grad(*out, 1);
     return SFT_OK;
 }
@@ -11460,13 +11576,16 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
     }
     if (s == SFT_OK && o.loss && o.loss->requires_grad) s = sft_backward(ctx, o.loss);
     ctx->plan_only = 0;
-    out->activations = ctx->arena[SFT_DEVICE_CPU].high_water + ctx->scratch[SFT_DEVICE_CPU].high_water;
+    out->activations = ctx->arena[m->device].high_water + ctx->scratch[m->device].high_water;   /* where the model computes */
     sft_step_begin(ctx);
     SFT__TRY(s);
     sft__model_bytes(m, &out->weights, &out->adapters, &trainable);
     out->gradients = trainable;
     out->optimizer = 2 * trainable;
     out->workspace = sft__workspace_bytes(m);
+#ifdef SFT_CUDA
+    if (m->device == SFT_DEVICE_CUDA) out->workspace = sft__cuda_workspace_bytes();
+#endif
     out->total = out->weights + out->adapters + out->gradients + out->optimizer + out->activations + out->workspace;
     return SFT_OK;
 }
@@ -11478,7 +11597,7 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
    The same projections, norms and RoPE as training; attention over the cache is
    a plain loop (one query row per head). */
 
-typedef struct sft__kv { float *k, *v; } sft__kv;    /* [max_T, Hkv, D] per layer */
+typedef struct sft__kv { float *k, *v; } sft__kv;    /* [max_T, Hkv, D] per layer, on the model's device */
 
 /* sft__attn_cached: out[i] for n new queries at positions pos0.. over the cache
    (keys 0 .. pos0 + i). q [n, Hq, D], out [n, Hq, D]. */
@@ -11524,6 +11643,8 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &ids));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &pos));
     for (i = 0; i < n; i++) { ((int32_t *)ids->data)[i] = tokens[i]; ((int32_t *)pos->data)[i] = (int32_t)(pos0 + i); }
+    SFT__TRY(sft__on_device(ctx, ids, m->device, &ids));
+    SFT__TRY(sft__on_device(ctx, pos, m->device, &pos));
     SFT__TRY(sft_embedding(ctx, m->embed, ids, &x));
     for (layer = 0; layer < c->num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
@@ -11537,11 +11658,14 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
         SFT__TRY(sft__heads(ctx, v, Hkv, D, &v));
         SFT__TRY(sft_rope(ctx, q, pos, &c->rope, &q));
         SFT__TRY(sft_rope(ctx, k, pos, &c->rope, &k));
-        memcpy(cache[layer].k + pos0 * Hkv * D, k->data, (size_t)(n * Hkv * D) * sizeof(float));
-        memcpy(cache[layer].v + pos0 * Hkv * D, v->data, (size_t)(n * Hkv * D) * sizeof(float));
+        SFT__TRY(sft__device_copy(cache[layer].k + pos0 * Hkv * D, m->device, k->data, m->device, (size_t)(n * Hkv * D) * sizeof(float)));
+        SFT__TRY(sft__device_copy(cache[layer].v + pos0 * Hkv * D, m->device, v->data, m->device, (size_t)(n * Hkv * D) * sizeof(float)));
         shape[0] = 1; shape[1] = n; shape[2] = Hq * D;
-        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 3, shape, &a));
-        sft__attn_cached(c, SFT__CF(q), &cache[layer], pos0, n, SFT__F(a), scores);
+        SFT__TRY(sft__tensor_step(ctx, m->device, SFT_F32, 3, shape, &a));
+        if (m->device == SFT_DEVICE_CPU) sft__attn_cached(c, SFT__CF(q), &cache[layer], pos0, n, SFT__F(a), scores);
+#ifdef SFT_CUDA
+        else SFT__TRY(sft__cuda_attn_cached(ctx, c, SFT__CF(q), cache[layer].k, cache[layer].v, pos0, n, SFT__F(a)));
+#endif
         SFT__TRY(sft__proj(ctx, &f, SFT__O, a, &o));
         SFT__TRY(sft_add(ctx, x, o, &x));
         SFT__TRY(sft_rmsnorm(ctx, x, b->mlp_norm, c->rms_norm_eps, &h));
@@ -11556,9 +11680,11 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
         sft_tensor *last;
         int64_t ls[2];
         ls[0] = 1; ls[1] = c->hidden_size;
-        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, ls, &last));
-        memcpy(last->data, SFT__CF(h) + (n - 1) * c->hidden_size, (size_t)c->hidden_size * sizeof(float));
-        return sft_matmul(ctx, last, m->lm_head, 0, 1, logits);
+        SFT__TRY(sft__tensor_step(ctx, m->device, SFT_F32, 2, ls, &last));
+        SFT__TRY(sft__device_copy(last->data, m->device, SFT__CF(h) + (n - 1) * c->hidden_size, m->device,
+                                  (size_t)c->hidden_size * sizeof(float)));
+        SFT__TRY(sft_matmul(ctx, last, m->lm_head, 0, 1, logits));
+        return sft__on_device(ctx, *logits, SFT_DEVICE_CPU, logits);   /* sampling reads them on the host */
     }
 }
 
@@ -11636,7 +11762,8 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
         return sft__fail(SFT_ERR_UNSUPPORTED, "generate: %lld positions exceed the sliding window of %d", (long long)max_t, m->cfg.sliding_window);
     per_layer = max_t * m->cfg.num_key_value_heads * m->cfg.head_dim;
     cache = (sft__kv *)sft__calloc(ctx, (size_t)m->cfg.num_hidden_layers, sizeof *cache);
-    kvmem = (float *)sft__alloc(ctx, (size_t)(2 * per_layer * m->cfg.num_hidden_layers) * sizeof(float));
+    if (sft__device_alloc(ctx, m->device, (size_t)(2 * per_layer * m->cfg.num_hidden_layers) * sizeof(float), (void **)&kvmem) != SFT_OK)
+        kvmem = NULL;
     scores = (float *)sft__alloc(ctx, (size_t)max_t * sizeof(float));
     cand = (sft__cand *)sft__alloc(ctx, (size_t)m->cfg.vocab_size * sizeof *cand);
     out = (int32_t *)sft__alloc(ctx, (size_t)(d.max_new_tokens + 1) * sizeof(int32_t));
@@ -11660,7 +11787,7 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
     }
     sft_grad_enabled_set(ctx, was_on);
     sft_step_begin(ctx);
-    sft__free(ctx, cache); sft__free(ctx, kvmem); sft__free(ctx, scores); sft__free(ctx, cand);
+    sft__free(ctx, cache); sft__device_free(ctx, m->device, kvmem); sft__free(ctx, scores); sft__free(ctx, cand);
     if (s != SFT_OK) { sft__free(ctx, out); return s; }
     *ids = out; *n_ids = n;
     return SFT_OK;
@@ -13354,6 +13481,8 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
         sft_tensor *pe = tr->cfg.prompt_embeddings;
         if (pe->dtype != SFT_F32 || pe->ndim != 2 || pe->shape[1] != model->cfg.hidden_size)
             s = sft__fail(SFT_ERR_SHAPE, "train: prompt_embeddings must be f32 [P, %d]", model->cfg.hidden_size);
+        else if (pe->device != model->device)
+            s = sft__fail(SFT_ERR_DEVICE, "train: prompt_embeddings must be on the model's device (sft_tensor_to_device)");
         else {
             sft_tensor_set_requires_grad(pe, 1);
             s = sft__vec_push(model->ctx, &params, &pe, 1);
@@ -13475,6 +13604,7 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_
         sft_model_batch mb;
         sft_model_run run;
         sft_model_output out;
+        float lv = 0.0f;
         sft_step_begin(tr->ctx);
         s = sft_dataset_batch(tr->eval, tr->eval_split, 0, 0, first, bs, &b);
         if (s != SFT_OK) break;
@@ -13483,8 +13613,10 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_
         if (s != SFT_OK) break;
         run.want_logits = tr->cfg.token_metrics;
         s = sft_model_forward(tr->model, &mb, &run, &out);
+        if (s == SFT_OK) s = sft__scalar(out.loss, &lv);
+        if (s == SFT_OK && out.logits) s = sft__on_device(tr->ctx, out.logits, SFT_DEVICE_CPU, &out.logits);
         if (s != SFT_OK) break;
-        loss_sum += (double)*SFT__CF(out.loss) * (double)b.n_examples;
+        loss_sum += (double)lv * (double)b.n_examples;
         n += b.n_examples;
         if (out.logits) {
             double correct = 0.0, en = 0.0;
@@ -13526,9 +13658,10 @@ static sft_status sft__micro_loss(sft_trainer *tr, sft_model_batch *mb, sft_mode
         mb->labels = NULL;
         run->want_logits = 1;
         SFT__TRY(sft_model_forward(tr->model, mb, run, out));
+        SFT__TRY(sft__on_device(tr->ctx, labels, tr->model->device, &labels));   /* beside the logits */
         SFT__TRY(tr->cfg.compute_loss(tr->ctx, out->logits, labels, items, tr->cfg.user, &loss));
-        if (!loss || sft_tensor_numel(loss) != 1 || loss->dtype != SFT_F32 || loss->device != SFT_DEVICE_CPU)
-            return sft__fail(SFT_ERR_ARG, "train: compute_loss must return one f32 CPU value as *loss");
+        if (!loss || sft_tensor_numel(loss) != 1 || loss->dtype != SFT_F32 || loss->device != tr->model->device)
+            return sft__fail(SFT_ERR_ARG, "train: compute_loss must return one f32 value on the model's device as *loss");
         if (!loss->requires_grad)
             return sft__fail(SFT_ERR_ARG, "train: the loss compute_loss returned does not depend on the trained weights");
         out->loss = loss;
@@ -13554,6 +13687,7 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
     sft_model_output out;
     int64_t t, am = 0;
     double l;
+    float lf = 0.0f;
     memset(&run, 0, sizeof run);
     SFT__TRY(sft__trainer_inputs(tr, tr->train, b, &mb));
     run.training = 1;
@@ -13566,12 +13700,15 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
     if (out.logits && tr->cfg.token_metrics) {     /* TRL: plain means of the micro-batches' values */
         double correct = 0.0, ent = 0.0;
         int64_t count = 0;
-        sft__token_metrics(out.logits, b, &correct, &ent, &count);
+        sft_tensor *host;
+        SFT__TRY(sft__on_device(tr->ctx, out.logits, SFT_DEVICE_CPU, &host));
+        sft__token_metrics(host, b, &correct, &ent, &count);
         w->acc += count ? correct / (double)count : 0.0;
         w->ent += count ? ent / (double)count : 0.0;
         w->metric_batches++;
     }
-    l = *SFT__CF(out.loss);
+    SFT__TRY(sft__scalar(out.loss, &lf));
+    l = lf;
     if (!(fabs(l) < INFINITY)) {
         if (tr->cfg.stop_on_nonfinite_loss)
             return sft__fail(SFT_ERR_NUMERIC, "train: the loss of step %lld (micro-batch %lld) is %g; stopped (stop_on_nonfinite_loss)",
@@ -13870,12 +14007,17 @@ static void sft__run_fingerprint(const sft_trainer *tr, char *out, size_t cap) {
 static sft_status sft__prompt_save(sft_trainer *tr, const char *dir) {
     char path[4096];
     const char *mk = "format", *mv = "pt";
-    sft_st_entry e = sft_st_entry_from_tensor("prompt_embeddings", tr->cfg.prompt_embeddings);
+    sft_st_entry e;
+    void *copy = NULL;
     sft_json_writer w;
     const sft_model_config *c = &tr->model->cfg;
+    sft_status s;
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sft__fail(SFT_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
     SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors"));
-    SFT__TRY(sft_st_save(tr->ctx, path, &e, 1, &mk, &mv, 1));
+    SFT__TRY(sft__st_entry_staged(tr->ctx, "prompt_embeddings", tr->cfg.prompt_embeddings, &e, &copy));
+    s = sft_st_save(tr->ctx, path, &e, 1, &mk, &mv, 1);
+    sft__free(tr->ctx, copy);
+    SFT__TRY(s);
     memset(&w, 0, sizeof w);
     w.ctx = tr->ctx; w.indent = 2;
     sft_json_write_object_begin(&w);
@@ -13897,28 +14039,35 @@ static sft_status sft__prompt_save(sft_trainer *tr, const char *dir) {
 /* sft__full_save: a transformers model folder: every weight, config.json copied */
 static sft_status sft__full_save(sft_trainer *tr, const char *dir) {
     sft_st_entry *e;
+    void **copies;
     char *keys, path[4096], *cfg = NULL;
     const char *mk = "format", *mv = "pt";
     char name[SFT_WEIGHT_NAME_MAX];
     sft_tensor *t;
     size_t len = 0;
     int i, n = 0, count;
-    sft_status s;
+    sft_status s = SFT_OK;
     sft_buf part;
     for (count = 0; sft_model_weight_at(tr->model, count, NULL, NULL); count++) {}
     e = (sft_st_entry *)sft__calloc(tr->ctx, (size_t)count + 1, sizeof *e);
     keys = (char *)sft__alloc(tr->ctx, (size_t)(count + 1) * SFT_WEIGHT_NAME_MAX);
-    if (!e || !keys) { sft__free(tr->ctx, e); sft__free(tr->ctx, keys); return sft__fail(SFT_ERR_NOMEM, "save: model weights"); }
-    for (i = 0; sft_model_weight_at(tr->model, i, name, &t); i++) {
+    copies = (void **)sft__calloc(tr->ctx, (size_t)count + 1, sizeof *copies);   /* host copies of device weights */
+    if (!e || !keys || !copies) {
+        sft__free(tr->ctx, e); sft__free(tr->ctx, keys); sft__free(tr->ctx, copies);
+        return sft__fail(SFT_ERR_NOMEM, "save: model weights");
+    }
+    for (i = 0; s == SFT_OK && sft_model_weight_at(tr->model, i, name, &t); i++) {
         if (!t) continue;
         memcpy(keys + (size_t)n * SFT_WEIGHT_NAME_MAX, name, SFT_WEIGHT_NAME_MAX);
-        e[n] = sft_st_entry_from_tensor(keys + (size_t)n * SFT_WEIGHT_NAME_MAX, t);
+        s = sft__st_entry_staged(tr->ctx, keys + (size_t)n * SFT_WEIGHT_NAME_MAX, t, &e[n], &copies[n]);
         n++;
     }
-    s = sft__path_join(path, sizeof path, dir, strlen(dir), "model.safetensors");
+    if (s == SFT_OK) s = sft__path_join(path, sizeof path, dir, strlen(dir), "model.safetensors");
     if (s == SFT_OK) s = sft_st_save(tr->ctx, path, e, n, &mk, &mv, 1);
+    while (n > 0) sft__free(tr->ctx, copies[--n]);
     sft__free(tr->ctx, keys);
     sft__free(tr->ctx, e);
+    sft__free(tr->ctx, copies);
     SFT__TRY(s);
     SFT__TRY(sft__path_join(path, sizeof path, tr->model->dir, strlen(tr->model->dir), "config.json"));
     SFT__TRY(sft_file_read(tr->ctx, path, 0, &cfg, &len));
@@ -13968,7 +14117,7 @@ static sft_status sft__read_into(sft_context *ctx, const sft_st_file *f, const c
     if (v->dtype != SFT_F32 || sft_tensor_numel(v) != sft_tensor_numel(t))
         s = sft__fail(SFT_ERR_SHAPE, "%s: '%s' has %lld %s values, the run's tensor %lld f32 (a checkpoint of another run?)", path, key,
                       (long long)sft_tensor_numel(v), sft_dtype_name(v->dtype), (long long)sft_tensor_numel(t));
-    else { memcpy(t->data, v->data, sft_tensor_nbytes(t)); s = SFT_OK; }
+    else s = sft__device_copy(t->data, t->device, v->data, SFT_DEVICE_CPU, sft_tensor_nbytes(t));
     sft_tensor_destroy(v);
     return s;
 }
@@ -14043,11 +14192,12 @@ static sft_status sft__weights_read(sft_trainer *tr, const char *dir) {
 static sft_status sft__optimizer_save(sft_trainer *tr, const char *dir) {
     int n = sft_optimizer_count(tr->opt), i, k = 0;
     sft_st_entry *e = (sft_st_entry *)sft__calloc(tr->ctx, (size_t)(4 * n + 1), sizeof *e);
+    void **copies = (void **)sft__calloc(tr->ctx, (size_t)(4 * n + 1), sizeof(void *));   /* state copied off a device */
     char *keys = (char *)sft__alloc(tr->ctx, (size_t)(4 * n + 1) * 32), path[4096];
     int64_t *steps = (int64_t *)sft__calloc(tr->ctx, (size_t)n + 1, sizeof(int64_t));
     const char *mk = "format", *mv = "sft.h AdamW state";
     sft_status s = SFT_OK;
-    if (!e || !keys || !steps) s = sft__fail(SFT_ERR_NOMEM, "save: optimizer state");
+    if (!e || !keys || !steps || !copies) s = sft__fail(SFT_ERR_NOMEM, "save: optimizer state");
     for (i = 0; s == SFT_OK && i < n; i++) {
         sft_optimizer_state st;
         int part;
@@ -14063,7 +14213,14 @@ static sft_status sft__optimizer_save(sft_trainer *tr, const char *dir) {
             if (!st.state1) { e[k].dtype = SFT_F32; e[k].shape[0] = st.numel; e[k].data = part ? st.exp_avg_sq : st.exp_avg; }
             else if (part < 2) { e[k].dtype = SFT_U8; e[k].shape[0] = st.numel; e[k].data = part ? st.state2 : st.state1; }
             else { e[k].dtype = SFT_F32; e[k].shape[0] = st.blocks; e[k].data = part == 3 ? st.absmax2 : st.absmax1; }
+            if (st.device != SFT_DEVICE_CPU) {
+                size_t bytes = (size_t)e[k].shape[0] * sft_dtype_size(e[k].dtype);
+                if (!(copies[k] = sft__alloc(tr->ctx, bytes ? bytes : 1))) s = sft__fail(SFT_ERR_NOMEM, "save: optimizer state %s", key);
+                else s = sft__device_copy(copies[k], SFT_DEVICE_CPU, e[k].data, st.device, bytes);
+                e[k].data = copies[k];
+            }
             k++;
+            if (s != SFT_OK) break;
         }
     }
     if (s == SFT_OK) {
@@ -14073,13 +14230,14 @@ static sft_status sft__optimizer_save(sft_trainer *tr, const char *dir) {
         s = sft__path_join(path, sizeof path, dir, strlen(dir), "optimizer.safetensors");
         if (s == SFT_OK) s = sft_st_save(tr->ctx, path, e, k, &mk, &mv, 1);
     }
-    sft__free(tr->ctx, e); sft__free(tr->ctx, keys); sft__free(tr->ctx, steps);
+    for (i = 0; copies && i < 4 * n; i++) sft__free(tr->ctx, copies[i]);
+    sft__free(tr->ctx, e); sft__free(tr->ctx, keys); sft__free(tr->ctx, steps); sft__free(tr->ctx, copies);
     return s;
 }
 
-/* sft__bytes_into: a tensor of the file, exactly dtype and count, into dst */
+/* sft__bytes_into: a tensor of the file, exactly dtype and count, into dst (on dev) */
 static sft_status sft__bytes_into(sft_context *ctx, const sft_st_file *f, const char *path, const char *key, sft_dtype dtype,
-                                  int64_t count, void *dst) {
+                                  int64_t count, void *dst, sft_device dev) {
     sft_tensor *v = NULL;
     sft_status s = SFT_OK;
     if (!sft_st_find(f, key)) return sft__fail(SFT_ERR_NOT_FOUND, "%s: '%s' is missing", path, key);
@@ -14087,7 +14245,7 @@ static sft_status sft__bytes_into(sft_context *ctx, const sft_st_file *f, const 
     if (v->dtype != dtype || sft_tensor_numel(v) != count)
         s = sft__fail(SFT_ERR_SHAPE, "%s: '%s' is %s x %lld, want %s x %lld (a checkpoint of another run?)", path, key,
                       sft_dtype_name(v->dtype), (long long)sft_tensor_numel(v), sft_dtype_name(dtype), (long long)count);
-    else memcpy(dst, v->data, sft_tensor_nbytes(v));
+    else s = sft__device_copy(dst, dev, v->data, SFT_DEVICE_CPU, sft_tensor_nbytes(v));
     sft_tensor_destroy(v);
     return s;
 }
@@ -14101,19 +14259,19 @@ static sft_status sft__optimizer_read(sft_trainer *tr, const char *dir) {
     if (!steps) return sft__fail(SFT_ERR_NOMEM, "resume: optimizer state");
     s = sft__path_join(path, sizeof path, dir, strlen(dir), "optimizer.safetensors");
     if (s == SFT_OK) s = sft_st_open(tr->ctx, path, &f);
-    if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, "step", SFT_I64, n, steps);
+    if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, "step", SFT_I64, n, steps, SFT_DEVICE_CPU);
     for (i = 0; s == SFT_OK && i < n; i++) {
         sft_optimizer_state st;
         sft_optimizer_param_state(tr->opt, i, &st);
         tr->opt->step[i] = steps[i];
         if (st.state1) {
-            snprintf(key, sizeof key, "%d.state1", i);  s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state1);
-            snprintf(key, sizeof key, "%d.state2", i);  if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state2);
-            snprintf(key, sizeof key, "%d.absmax1", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax1);
-            snprintf(key, sizeof key, "%d.absmax2", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax2);
+            snprintf(key, sizeof key, "%d.state1", i);  s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state1, st.device);
+            snprintf(key, sizeof key, "%d.state2", i);  if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state2, st.device);
+            snprintf(key, sizeof key, "%d.absmax1", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax1, st.device);
+            snprintf(key, sizeof key, "%d.absmax2", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax2, st.device);
         } else {
-            snprintf(key, sizeof key, "%d.exp_avg", i);    s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg);
-            snprintf(key, sizeof key, "%d.exp_avg_sq", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg_sq);
+            snprintf(key, sizeof key, "%d.exp_avg", i);    s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg, st.device);
+            snprintf(key, sizeof key, "%d.exp_avg_sq", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg_sq, st.device);
         }
     }
     sft_st_close(f);

@@ -137,7 +137,7 @@ static void sft__cuda_context_free(sft_context *ctx) {
     if (!st) return;
 #ifndef CUDA_EMU
     if (st->lt) cublasLtDestroy(st->lt);
-    if (st->lt_work) cudaFree(st->lt_work);
+    sft__cuda_free(ctx, st->lt_work);
 #endif
     hmfree(st->sizes);
     sft__free(ctx, st);
@@ -728,6 +728,16 @@ static sft_status sft__cuda_gemm_tiled(int64_t M, int64_t N, int64_t K, sft__mat
     return sft__cuda_check(op, "gemm");
 }
 
+/* the cuBLASLt workspace a context keeps once it has run a dense GEMM */
+#define SFT__CUDA_LT_WORKSPACE ((size_t)32 << 20)
+static size_t sft__cuda_workspace_bytes(void) {
+#ifdef CUDA_EMU
+    return 0;   /* the reference kernel needs none */
+#else
+    return SFT__CUDA_LT_WORKSPACE;
+#endif
+}
+
 #ifndef CUDA_EMU
 /* cuBLASLt works in column-major order. A [rows, cols] view with cs == 1 (row-
    major) is the transpose of a stored column-major [cols, rows] matrix with
@@ -746,7 +756,7 @@ static int sft__cuda_lt_operand(sft__mat v, int64_t rows, int64_t cols, cublasOp
     return 0;
 }
 
-static sft_status sft__cuda_gemm_lt(sft__cuda_state *st, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+static sft_status sft__cuda_gemm_lt(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                     int64_t ldc, int accumulate, const char *op, int *done) {
     cublasLtMatmulDesc_t desc = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
@@ -764,8 +774,8 @@ static sft_status sft__cuda_gemm_lt(sft__cuda_state *st, int64_t M, int64_t N, i
         return SFT_OK;   /* not a plain matrix: the reference kernel takes it */
     if (!st->lt) {
         if (cublasLtCreate(&st->lt) != CUBLAS_STATUS_SUCCESS) return sft__fail(SFT_ERR_DEVICE, "%s: cublasLtCreate failed", op);
-        st->lt_work_bytes = (size_t)32 << 20;
-        if (cudaMalloc(&st->lt_work, st->lt_work_bytes) != cudaSuccess) { (void)cudaGetLastError(); st->lt_work = NULL; st->lt_work_bytes = 0; }
+        st->lt_work_bytes = SFT__CUDA_LT_WORKSPACE;
+        if (sft__cuda_alloc(ctx, st->lt_work_bytes, &st->lt_work) != SFT_OK) { sft_clear_error(); st->lt_work = NULL; st->lt_work_bytes = 0; }
     }
     e = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opb, sizeof opb);
@@ -802,7 +812,7 @@ static sft_status sft__cuda_gemm(sft_context *ctx, int64_t M, int64_t N, int64_t
         sft__cuda_state *st = NULL;
         int done = 0;
         SFT__TRY(sft__cuda_state_of(ctx, &st));
-        if (!st->gemm_reference && K > 0) SFT__TRY(sft__cuda_gemm_lt(st, M, N, K, a, b, c, ldc, accumulate, op, &done));
+        if (!st->gemm_reference && K > 0) SFT__TRY(sft__cuda_gemm_lt(ctx, st, M, N, K, a, b, c, ldc, accumulate, op, &done));
         if (done) return sft__cuda_check(op, "cublasLtMatmul");
     }
 #endif
@@ -1400,6 +1410,46 @@ static sft_status sft__cuda_attention_bwd(sft_context *ctx, sft__node *n) {
         SFT__TRY(sft__cuda_launched(n, "attention_dq"));
     }
     return SFT_OK;
+}
+
+/* --- generation: attention over the KV cache ------------------------------------
+   sft.h's sft__attn_cached, one thread per (new query, head): the scores of
+   every cached key in order, their maximum, the exponentials and their sum, the
+   weighted values. Generation runs one token at a time, so this is latency,
+   not throughput; it gives the CPU's bits under the emulator. scores holds
+   max_T floats per thread. */
+static __global__ void sft__cuda_attn_cached_kernel(float *out, float *scores, const float *q, const float *kc, const float *vc, int64_t pos0,
+                                                    int64_t n, int64_t Hq, int64_t Hkv, int64_t D, int64_t max_t, float scale) {
+    SFT__CUDA_FOR(r, n * Hq) {
+        int64_t i = r / Hq, h = r % Hq, g = h / (Hq / Hkv), last = pos0 + i, j, d;
+        const float *qi = q + (i * Hq + h) * D;
+        float *sc = scores + r * max_t, *o = out + (i * Hq + h) * D, mx = -INFINITY, sum = 0.0f;
+        for (j = 0; j <= last; j++) {
+            const float *kj = kc + (j * Hkv + g) * D;
+            float dot = 0.0f;
+            for (d = 0; d < D; d++) dot = __fadd_rn(dot, __fmul_rn(qi[d], kj[d]));
+            sc[j] = __fmul_rn(dot, scale);
+            if (sc[j] > mx) mx = sc[j];
+        }
+        for (j = 0; j <= last; j++) { sc[j] = expf(__fsub_rn(sc[j], mx)); sum = __fadd_rn(sum, sc[j]); }
+        for (d = 0; d < D; d++) o[d] = 0.0f;
+        for (j = 0; j <= last; j++) {
+            const float *vj = vc + (j * Hkv + g) * D;
+            float w = __fdiv_rn(sc[j], sum);
+            for (d = 0; d < D; d++) o[d] = __fadd_rn(o[d], __fmul_rn(w, vj[d]));
+        }
+    }
+}
+
+static sft_status sft__cuda_attn_cached(sft_context *ctx, const sft_model_config *c, const float *q, const float *kc, const float *vc,
+                                        int64_t pos0, int64_t n, float *out) {
+    int64_t Hq = c->num_attention_heads, rows = n * Hq, max_t = pos0 + n;
+    void *scores;
+    if (rows == 0) return SFT_OK;
+    SFT__TRY(sft__cuda_scratch(ctx, (size_t)(rows * max_t) * sizeof(float), &scores));
+    SFT__LAUNCH(sft__cuda_attn_cached_kernel, sft__cuda_grid(rows), SFT__CUDA_BLOCK, 0, out, (float *)scores, q, kc, vc, pos0, n, Hq,
+                (int64_t)c->num_key_value_heads, (int64_t)c->head_dim, max_t, 1.0f / sqrtf((float)c->head_dim));
+    return sft__cuda_check("generate", "attention over the cache");
 }
 
 /* ============================================================================

@@ -1,12 +1,10 @@
 /* test_cuda.cu - sft.h's CUDA backend against its CPU backend, through the
-   public API.
+   public API: the shared helpers (tests/test_cuda.h), the tests of the seam
+   itself (memory, copies, devices, errors) and main. The other test_cuda_*.cu
+   files hold the operators, the layers and the whole model.
 
-   The one translation unit that compiles sft.h's implementation with SFT_CUDA
-   (so sft_cuda.cuh is built into it); the other test_cuda_*.cu files include
-   sft.h's declarations only. It holds the shared helpers (tests/test_cuda.h),
-   the tests of the seam itself (memory, copies, devices, errors) and main.
-
-   Two ways to build it:
+   The program links against sft.h's implementation compiled with SFT_CUDA
+   (sft.h itself compiled as the translation unit, see the Makefile):
      make cuda-emu   g++ on the CPU emulator (tests/cuda_emu), run under three
                      schedules that must give one checksum
      make cuda       nvcc for sm_80, sm_89, sm_90a; build/test_cuda needs a GPU
@@ -15,10 +13,9 @@
 
    It ends with one line per test, "checksum <test> <hex>", the hash of every
    device result the test read back, and "checksum all <hex>". */
-#define SFT_IMPLEMENTATION
-#define SFT_CUDA
 #include "../sft.h"
 #include "test_cuda.h"
+#include <cuda_runtime.h>   /* the emulator's fault injection and accounting */
 
 #include "runner.c"   /* the runner behind test.h, shared with tests/main.c */
 
@@ -306,6 +303,7 @@ int main(int argc, char **argv) {
     CU_RUN(inputs_on_different_devices_are_rejected);
     cuda_ops_tests();
     cuda_layer_tests();
+    cuda_model_tests();
     for (i = 0; i < cu_n_sums; i++) {
         printf("checksum %s %016llx\n", cu_sums[i].name, (unsigned long long)cu_sums[i].hash);
         all = (all ^ cu_sums[i].hash) * 1099511628211ull;

@@ -55,6 +55,7 @@ int cu_fail_malloc_after(long long n);
 /* the suites in other files */
 void cuda_ops_tests(void);
 void cuda_layer_tests(void);
+void cuda_model_tests(void);
 /* CU_RUN: run a test and record its checksum */
 void cu_run(const char *name, void (*fn)(void));
 #define CU_RUN(fn) cu_run(#fn, fn)

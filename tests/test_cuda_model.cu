@@ -1,0 +1,325 @@
+/* test_cuda_model.cu - a whole model on the CUDA device against the same model
+   on the CPU: the tiny Llama fixture (tests/fixtures/models/llama: 2 layers,
+   hidden 64, GQA 4/2 heads, llama3 RoPE scaling, vocabulary 256) loaded in NF4
+   with double quantization, LoRA on all linear layers with dropout.
+
+     forward (logits, fused loss)  every reduction of the decoder (RMSNorm sums,
+                                   attention softmax, the vocabulary's log-sum-
+                                   exp) adds in another order than the CPU:
+                                   within 1e-5 of the largest logit, the loss
+                                   within 1e-5 relative
+     QLoRA training, 5 steps of    losses and gradient norms within 1e-5
+     2 x 2 accumulated rows        relative at every step, the final adapters
+                                   within 2e-5 of their largest value (the
+                                   forward's differences, carried through 5
+                                   AdamW updates that divide by the gradients'
+                                   own size). Under the emulator the run shows
+                                   5e-8 (losses), 1e-7 (norms) and 5e-7
+                                   (adapters): the bounds leave room for a
+                                   GPU's cuBLASLt order and libdevice expf
+     resume on the device          bit for bit: the run stopped at step 3 and
+                                   resumed from its checkpoint ends with the
+                                   uninterrupted run's adapters and losses
+     adapter files                 saved from the device, loaded on the CPU:
+                                   the same bits
+     generation                    the same greedy tokens as the CPU */
+#include "../sft.h"
+#include "test_cuda.h"
+
+#define CM_MODEL "tests/fixtures/models/llama"
+
+static const char *const cm_proj[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+/* the fixture in NF4 on dev with a LoRA adapter on every projection; B gets
+   random values (the same on every device) so the adapters matter from step 0 */
+static sft_model *cm_model(sft_context *ctx, sft_device dev) {
+    sft_model *m = NULL;
+    sft_load_desc ld;
+    sft_lora_desc d;
+    int layer, p;
+    memset(&ld, 0, sizeof ld);
+    ld.quant = SFT_QUANT_NF4; ld.double_quant = 1; ld.device = dev;
+    CHECK_OK(sft_model_load(ctx, CM_MODEL, &ld, &m));
+    if (!m) return NULL;
+    memset(&d, 0, sizeof d);
+    d.r = 8; d.alpha = 16; d.dropout = 0.1f; d.seed = 1;
+    CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
+    for (layer = 0; layer < 2; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            sft_tensor *r;
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, cm_proj[p]), "default", &w) != SFT_OK) { CHECK(0); continue; }
+            r = cu_random(ctx, 2, w.B->shape, (uint64_t)(10 + layer * 7 + p), -0.05f, 0.05f);
+            if (r) CHECK_OK(sft_tensor_copy_from(w.B, r));
+            sft_tensor_destroy(r);
+        }
+    return m;
+}
+
+/* every adapter value (A then B, layer and projection order) as one CPU array */
+static float *cm_adapters(sft_context *ctx, sft_model *m, int64_t *n) {
+    float *out = (float *)calloc(200000, sizeof(float));
+    int layer, p, ab;
+    *n = 0;
+    for (layer = 0; out && layer < 2; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, cm_proj[p]), "default", &w) != SFT_OK) continue;
+            for (ab = 0; ab < 2; ab++) {
+                sft_tensor *t = ab ? w.B : w.A, *h = t->device == SFT_DEVICE_CPU ? NULL : cu_fetch(ctx, t);
+                memcpy(out + *n, (h ? h : t)->data, sft_tensor_nbytes(t));
+                *n += sft_tensor_numel(t);
+                sft_tensor_destroy(h);
+            }
+        }
+    return out;
+}
+
+/* pre-tokenized rows of unequal length (5..20) inside the vocabulary */
+static sft_dataset *cm_rows(sft_context *ctx, sft_tokenizer *tok, int n) {
+    char buf[64][400];
+    const char *recs[64];
+    sft_dataset *ds = NULL;
+    sft_data_desc d;
+    int i, k;
+    for (i = 0; i < n && i < 64; i++) {
+        int len = snprintf(buf[i], sizeof buf[i], "{\"input_ids\": [");
+        int count = 5 + (i * 7) % 16;
+        for (k = 0; k < count; k++) len += snprintf(buf[i] + len, sizeof buf[i] - (size_t)len, "%s%d", k ? ", " : "", 3 + (i * 31 + k * 17) % 250);
+        snprintf(buf[i] + len, sizeof buf[i] - (size_t)len, "]}");
+        recs[i] = buf[i];
+    }
+    memset(&d, 0, sizeof d);
+    d.max_length = 64;
+    d.pad_token = "!";        /* id 0: inside the model's vocabulary */
+    CHECK_OK(sft_dataset_from_records(ctx, tok, recs, n, &d, &ds));
+    return ds;
+}
+
+/* ---------------------------------------------------------------------------
+   Forward */
+
+static void model_forward_on_cuda_matches_cpu(void) {
+    sft_context *cc = cu_context(), *cd = cu_context();
+    sft_model *mc = cm_model(cc, SFT_DEVICE_CPU), *md = cm_model(cd, CU);
+    int64_t shape[2] = {2, 13}, i;
+    sft_tensor *ids = cu_ids(cc, 2, shape, 5, 256), *labels = cu_ids(cc, 2, shape, 6, 256);
+    sft_model_batch b;
+    sft_model_run run;
+    sft_model_output oc, od;
+    float lc = 0.0f, ld = 1.0f;
+    sft_tensor *hl = NULL;
+    if (!mc || !md || !ids || !labels) goto done;
+    for (i = 0; i < 4; i++) ((int32_t *)labels->data)[i] = -100;     /* a prompt that is not trained */
+    memset(&b, 0, sizeof b);
+    b.input_ids = ids; b.labels = labels;
+    memset(&run, 0, sizeof run);
+    run.training = 1; run.dropout_seed = 77; run.want_logits = 1;
+    CHECK_OK(sft_model_forward(mc, &b, &run, &oc));
+    CHECK_OK(sft_model_forward(md, &b, &run, &od));
+    if (oc.logits && od.logits) {
+        CHECK(od.logits->device == CU);
+        cu_rel("logits", cd, od.logits, oc.logits, 1e-5);
+    }
+    if (oc.loss && od.loss) {
+        lc = *(const float *)oc.loss->data;
+        hl = cu_fetch(cd, od.loss);
+        if (hl) ld = *(const float *)hl->data;
+        CHECK_MSG(fabs((double)ld - lc) <= 1e-5 * fabs((double)lc), "loss %.9g on cuda, %.9g on the cpu", ld, lc);
+    }
+    run.want_logits = 0;                                               /* the fused projection + loss */
+    sft_step_begin(cc); sft_step_begin(cd);
+    CHECK_OK(sft_model_forward(mc, &b, &run, &oc));
+    CHECK_OK(sft_model_forward(md, &b, &run, &od));
+    if (oc.loss && od.loss && !od.logits) {
+        sft_tensor *h = cu_fetch(cd, od.loss);
+        if (h) CHECK_MSG(fabs((double)*(const float *)h->data - lc) <= 1e-5 * fabs((double)lc), "fused loss %.9g on cuda, %.9g unfused on the cpu",
+                         *(const float *)h->data, lc);
+        sft_tensor_destroy(h);
+    }
+done:
+    sft_tensor_destroy(hl); sft_tensor_destroy(ids); sft_tensor_destroy(labels);
+    sft_model_destroy(mc); sft_model_destroy(md);
+    sft_context_destroy(cc); sft_context_destroy(cd);
+}
+
+static void model_lives_on_the_device_and_is_counted_there(void) {
+    sft_context *ctx = cu_context();
+    sft_mem_stats before = sft_context_mem_stats(ctx), after;
+    sft_model *m = cm_model(ctx, CU);
+    sft_memory_plan plan;
+    after = sft_context_mem_stats(ctx);
+    CHECK(m != NULL);
+    CHECK_MSG(after.device_bytes_in_use > before.device_bytes_in_use + 100000, "device bytes %zu after loading",
+              after.device_bytes_in_use);
+    if (m) {
+        CHECK_OK(sft_model_memory_plan(m, 2, 16, NULL, &plan));
+        CHECK_MSG(plan.activations > 0 && plan.weights > 0 && plan.adapters > 0, "plan: activations %zu weights %zu adapters %zu",
+                  plan.activations, plan.weights, plan.adapters);
+    }
+    sft_model_destroy(m);
+    after = sft_context_mem_stats(ctx);
+    CHECK_MSG(after.device_bytes_in_use == after.device_arena_capacity, "after destroying the model %zu device bytes remain beyond the arenas",
+              after.device_bytes_in_use - after.device_arena_capacity);
+    sft_context_destroy(ctx);
+}
+
+/* ---------------------------------------------------------------------------
+   Training, resume, adapter files */
+
+typedef struct cm_run { double loss[5], norm[5]; float *adapter; int64_t n; } cm_run;
+
+static void cm_config(sft_train_config *c, const char *out_dir) {
+    memset(c, 0, sizeof *c);
+    c->per_device_train_batch_size = 2; c->gradient_accumulation_steps = 2; c->max_steps = 5;
+    c->learning_rate = 2e-3; c->lr_scheduler_type = SFT_SCHEDULE_COSINE; c->warmup_steps = 1; c->seed = 7;
+    c->logging_steps = 1;
+    if (out_dir) { c->output_dir = out_dir; c->save_steps = 3; }
+}
+
+/* steps [from, 5) of a run (from > 0: resumed from checkpoint-from of out_dir) */
+static void cm_train(sft_device dev, const char *out_dir, int from, cm_run *r) {
+    sft_context *ctx = cu_context();
+    sft_tokenizer *tok = NULL;
+    sft_model *m = cm_model(ctx, dev);
+    sft_dataset *ds = NULL;
+    sft_trainer *tr = NULL;
+    sft_train_config c;
+    char ckpt[512];
+    int k;
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    if (tok) ds = cm_rows(ctx, tok, 12);
+    cm_config(&c, out_dir);
+    if (from) { snprintf(ckpt, sizeof ckpt, "%s/checkpoint-%d", out_dir, from); c.resume_from_checkpoint = ckpt; }
+    if (m && ds) CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+    for (k = from; tr && k < 5; k++) {
+        sft_step_info info;
+        CHECK_OK(sft_trainer_step(tr, &info));
+        r->loss[k] = info.loss; r->norm[k] = info.grad_norm;
+        cu_hash(&info.loss, sizeof info.loss);
+    }
+    if (tr && m) r->adapter = cm_adapters(ctx, m, &r->n);
+    sft_trainer_destroy(tr);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+static void qlora_training_on_cuda_matches_the_cpu_run(void) {
+    cm_run cpu, dev;
+    int k;
+    memset(&cpu, 0, sizeof cpu); memset(&dev, 0, sizeof dev);
+    cm_train(SFT_DEVICE_CPU, NULL, 0, &cpu);
+    cm_train(CU, NULL, 0, &dev);
+    for (k = 0; k < 5; k++) {
+        CHECK_MSG(fabs(dev.loss[k] - cpu.loss[k]) <= 1e-5 * fabs(cpu.loss[k]) && cpu.loss[k] > 0, "step %d: loss %.9g on cuda, %.9g on the cpu", k + 1,
+                  dev.loss[k], cpu.loss[k]);
+        CHECK_MSG(fabs(dev.norm[k] - cpu.norm[k]) <= 1e-5 * fabs(cpu.norm[k]), "step %d: grad norm %.9g on cuda, %.9g on the cpu", k + 1,
+                  dev.norm[k], cpu.norm[k]);
+    }
+    if (cpu.adapter && dev.adapter && cpu.n == dev.n && cpu.n > 0) CHECK_REL("adapters after 5 steps", dev.adapter, cpu.adapter, cpu.n, 2e-5);
+    else CHECK_MSG(0, "adapters: %lld values on cuda, %lld on the cpu", (long long)dev.n, (long long)cpu.n);
+    free(cpu.adapter); free(dev.adapter);
+}
+
+static void resume_on_cuda_is_bit_identical(void) {
+    char dir_a[400], dir_b[400];
+    cm_run whole, first, rest;
+    int k;
+    memset(&whole, 0, sizeof whole); memset(&first, 0, sizeof first); memset(&rest, 0, sizeof rest);
+    snprintf(dir_a, sizeof dir_a, "%s/cuda_resume_a", t_tmpdir());
+    snprintf(dir_b, sizeof dir_b, "%s/cuda_resume_b", t_tmpdir());
+    cm_train(CU, dir_a, 0, &whole);                 /* saves checkpoint-3 and checkpoint-5 on the way */
+    cm_train(CU, dir_a, 3, &rest);                  /* a new process would start here */
+    for (k = 3; k < 5; k++) CHECK_MSG(rest.loss[k] == whole.loss[k], "step %d: resumed loss %.9g, uninterrupted %.9g", k + 1, rest.loss[k], whole.loss[k]);
+    if (rest.adapter && whole.adapter && rest.n == whole.n) CHECK_SAME("adapters after resuming", rest.adapter, whole.adapter, whole.n);
+    else CHECK(0);
+    (void)first; (void)dir_b;
+    free(whole.adapter); free(rest.adapter);
+}
+
+static void adapter_saved_from_cuda_loads_on_the_cpu_bit_for_bit(void) {
+    sft_context *cc = cu_context(), *cd = cu_context();
+    sft_model *md = cm_model(cd, CU), *mc = NULL;
+    sft_load_desc ld;
+    char dir[400];
+    float *a = NULL, *b = NULL;
+    int64_t na = 0, nb = 0;
+    snprintf(dir, sizeof dir, "%s/cuda_adapter", t_tmpdir());
+    memset(&ld, 0, sizeof ld);
+    ld.quant = SFT_QUANT_NF4; ld.double_quant = 1;
+    CHECK_OK(sft_model_load(cc, CM_MODEL, &ld, &mc));
+    if (md && mc) {
+        CHECK_OK(sft_model_save_adapter(md, "default", dir));
+        CHECK_OK(sft_model_load_adapter(mc, dir, "default"));
+        a = cm_adapters(cd, md, &na);
+        b = cm_adapters(cc, mc, &nb);
+        if (a && b && na == nb && na > 0) CHECK_SAME("adapter through its files", b, a, na);
+        else CHECK(0);
+        sft_model_destroy(md);                     /* and back onto a device model */
+        md = NULL;
+        ld.device = CU;
+        CHECK_OK(sft_model_load(cd, CM_MODEL, &ld, &md));
+        if (md) CHECK_OK(sft_model_load_adapter(md, dir, "default"));
+        free(a);
+        a = md ? cm_adapters(cd, md, &na) : NULL;
+        if (a && b && na == nb) CHECK_SAME("adapter loaded onto the device", a, b, na);
+    }
+    free(a); free(b);
+    sft_model_destroy(md); sft_model_destroy(mc);
+    sft_context_destroy(cc); sft_context_destroy(cd);
+}
+
+static void greedy_generation_on_cuda_gives_the_cpu_tokens(void) {
+    sft_context *cc = cu_context(), *cd = cu_context();
+    sft_model *mc = NULL, *md = NULL;
+    sft_load_desc ld;
+    sft_generate_desc gd;
+    const int32_t prompt[4] = {58, 23, 77, 227};
+    int32_t *ic = NULL, *id = NULL;
+    int nc = 0, nd = 0;
+    memset(&ld, 0, sizeof ld);
+    CHECK_OK(sft_model_load(cc, CM_MODEL, &ld, &mc));
+    ld.device = CU;
+    CHECK_OK(sft_model_load(cd, CM_MODEL, &ld, &md));
+    memset(&gd, 0, sizeof gd);
+    gd.max_new_tokens = 8; gd.no_eos_stop = 1;
+    if (mc && md) {
+        CHECK_OK(sft_model_generate(mc, prompt, 4, &gd, &ic, &nc));
+        CHECK_OK(sft_model_generate(md, prompt, 4, &gd, &id, &nd));
+        CHECK_MSG(nc == nd && nc == 8 && ic && id && memcmp(ic, id, (size_t)nc * sizeof *ic) == 0, "generated %d tokens on cuda, %d on the cpu, "
+                  "first %d vs %d", nd, nc, id ? id[0] : -1, ic ? ic[0] : -1);
+        if (id) cu_hash(id, (size_t)nd * sizeof *id);
+    }
+    sft_free(cc, ic); sft_free(cd, id);
+    sft_model_destroy(mc); sft_model_destroy(md);
+    sft_context_destroy(cc); sft_context_destroy(cd);
+}
+
+static void loading_on_cuda_without_a_device_says_so(void) {
+#ifdef CUDA_EMU
+    sft_context *ctx = cu_context();
+    sft_model *m = NULL;
+    sft_load_desc ld;
+    memset(&ld, 0, sizeof ld);
+    ld.device = CU;
+    setenv("CUDA_EMU_NO_DEVICE", "1", 1);
+    CHECK_STATUS(sft_model_load(ctx, CM_MODEL, &ld, &m), SFT_ERR_DEVICE);
+    CHECK_ERROR_MENTIONS("no CUDA device");
+    unsetenv("CUDA_EMU_NO_DEVICE");
+    CHECK(m == NULL);
+    sft_context_destroy(ctx);
+#endif
+}
+
+void cuda_model_tests(void) {
+    printf("cuda: the tiny Llama against the CPU\n");
+    CU_RUN(model_forward_on_cuda_matches_cpu);
+    CU_RUN(model_lives_on_the_device_and_is_counted_there);
+    CU_RUN(qlora_training_on_cuda_matches_the_cpu_run);
+    CU_RUN(resume_on_cuda_is_bit_identical);
+    CU_RUN(adapter_saved_from_cuda_loads_on_the_cpu_bit_for_bit);
+    CU_RUN(greedy_generation_on_cuda_gives_the_cpu_tokens);
+    CU_RUN(loading_on_cuda_without_a_device_says_so);
+}
