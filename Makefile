@@ -10,6 +10,7 @@
 #   make cuda-emu   the CUDA tests built with g++ on the CPU emulator (tests/cuda_emu)
 #                   and run under three thread schedules that must agree
 #   make cuda-emu-san  the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make cuda-emu-cli  sft train --device cuda on the emulator against the CPU (after make demo)
 #   make test-cuda  on a machine with a GPU: the CUDA tests on the device, compared
 #                   with the emulator's checksums, and compute-sanitizer
 #   make examples   build the examples (examples/mlp.c also builds with one cc line)
@@ -38,7 +39,7 @@ STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
 BENCH_ARGS ?=
 
-.PHONY: all demo test test-cblas sanitize warnings cuda cuda-emu cuda-emu-san test-cuda examples bench clean deps
+.PHONY: all demo test test-cblas sanitize warnings cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda examples bench clean deps
 all: build/test_sft examples
 
 deps: $(STB_DS)
@@ -140,6 +141,14 @@ cuda-emu: build/test_emu build/test_cuda_emu
 cuda-emu-san: build/test_emu_san build/test_cuda_emu_san
 	ASAN_OPTIONS=detect_leaks=1 ./build/test_emu_san
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_cuda_emu_san | tail -n 2
+
+# make cuda-emu-cli: the sft command built on the emulator trains on the CPU and on
+# the emulated device (after make demo, whose model and data it takes)
+build/sft_emu: examples/sft.c $(CUDA_HDRS) $(EMU_HDRS) | build $(STB_DS)
+	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -DSFT_CUDA examples/sft.c -o $@ $(LDLIBS)
+cuda-emu-cli: build/sft_emu
+	@[ -f $(DEMO_DIR)/base/config.json ] || { echo "make cuda-emu-cli needs make demo first ($(DEMO_DIR))"; exit 1; }
+	sh tests/cuda_emu/cli_check.sh ./build/sft_emu $(DEMO_DIR)/base $(DEMO_DIR)/train.jsonl
 
 # make cuda: the library object, the CUDA tests and the sft command linked against
 # it (a C program: cc, not nvcc); no GPU needed to build

@@ -65,7 +65,12 @@
                                      its threads and rounding are then the BLAS's,
                                      so bit-identity across thread counts is the
                                      BLAS's to keep
-       SFT_CUDA                      compile the CUDA backend (sft_cuda.cuh; nvcc)
+       SFT_CUDA                      compile the CUDA backend (sft_cuda.cuh): the
+                                     implementation unit is built by nvcc, e.g.
+                                     nvcc -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA
+                                     -c sft.h; C programs link its object with
+                                     -lcublasLt -lcudart -lstdc++. Models then
+                                     load onto the GPU (sft_load_desc.device)
 
    ENVIRONMENT
        SFT_CPU_PATH=portable|avx2|avx512
@@ -1367,7 +1372,10 @@ SFTDEF uint64_t sft_rng_key(uint64_t seed, uint64_t purpose, uint64_t a, uint64_
 
 /* ============================================================================
    === CUDA seam
-   sft_cuda_available: 1 if this build has the CUDA backend and a device answers. */
+   With SFT_CUDA, tensors, 4-bit weights, layers, models and optimizers can live
+   on SFT_DEVICE_CUDA and every operator runs there (sft_cuda.cuh says how each
+   compares with the CPU). sft_cuda_available: 1 if this build has the CUDA
+   backend and a device answers. */
 SFTDEF int sft_cuda_available(void);
 
 #ifdef __cplusplus
@@ -2228,7 +2236,10 @@ SFTDEF sft_cpu_path sft_cpu_path_get(const sft_context *ctx) {
 /* ============================================================================
    === devices
    CPU memory comes from the context allocator; CUDA memory from the backend in
-   sft_cuda.cuh, present only when the implementation is compiled with SFT_CUDA. */
+   sft_cuda.cuh, present only when the implementation is compiled with SFT_CUDA.
+   The host never reads device memory directly: it copies (sft__device_copy),
+   and everything else on a device runs as a kernel (the CUDA emulator under
+   tests/cuda_emu faults on a host access, as a GPU would). */
 
 #ifdef SFT_CUDA
 static sft_status sft__cuda_alloc(sft_context *ctx, size_t size, void **out);

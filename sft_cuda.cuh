@@ -5,7 +5,10 @@
    output allocation, autograd tape and step arenas; for tensors on SFT_CUDA it
    asks this file for memory (sft__cuda_alloc/free/copy/memset0) and for kernels
    (sft__backend_cuda(): a forward and a backward kernel for every op), and for
-   the device side of the layers, the optimizer and generation.
+   the device side of 4-bit weights, the layers, the optimizer and generation.
+   A model loaded onto the device (sft_load_desc.device) keeps everything there;
+   the host holds the tape's small records and copies batches in and each
+   step's loss out.
 
    Every result is deterministic: each output element has one owner that sums in
    a fixed order (no floating-point atomics; block reductions are fixed trees),
@@ -25,8 +28,9 @@
        #define SFT_CUDA
        #include "sft.h"
 
-   and C programs link against its object (-lcublasLt -lcudart). `make cuda`
-   builds it for sm_80, sm_89 and sm_90a. The same source also builds with a
+   (or compiles sft.h itself that way: nvcc -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA
+   -c sft.h), and C programs link against its object (-lcublasLt -lcudart
+   -lstdc++). `make cuda` builds it for sm_80, sm_89 and sm_90a. The same source also builds with a
    host C++17 compiler on tests/cuda_emu (the CPU emulator behind `make
    cuda-emu`): there the dense GEMMs run the reference kernel instead of
    cuBLASLt. Work goes to the current CUDA device (cudaSetDevice before creating
@@ -57,7 +61,8 @@
        matmul
        linear        a linear layer with its adapters (LoRA, rsLoRA, DoRA, dropout,
                      mixed batches) as one node, the CPU's plan on device GEMMs
-       attention     flash-style, one warp per row, online softmax
+       attention     flash-style, one warp per row, online softmax; generation's
+                     attention over the KV cache
        cross-entropy and the output projection fused with it
        prompt tuning
        optimizer     AdamW (torch, bitsandbytes 32- and 8-bit), the gradient norm

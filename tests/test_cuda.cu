@@ -11,8 +11,9 @@
                      (without one it prints "no CUDA device: skipped")
    usage: test_cuda [substring]   runs only the tests whose name contains it
 
-   It ends with one line per test, "checksum <test> <hex>", the hash of every
-   device result the test read back, and "checksum all <hex>". */
+   It ends with one line per test, "checksum exact|libm <test> <hex>", the hash
+   of every device result the test read back (see CU_RUN in test_cuda.h), and
+   "checksum all <hex>". */
 #include "../sft.h"
 #include "test_cuda.h"
 #include <cuda_runtime.h>   /* the emulator's fault injection and accounting */
@@ -23,7 +24,7 @@
    Helpers (declared in test_cuda.h) */
 
 #define CU_MAX_TESTS 256
-static struct { const char *name; uint64_t hash; } cu_sums[CU_MAX_TESTS];
+static struct { const char *name; uint64_t hash; int libm; } cu_sums[CU_MAX_TESTS];
 static int cu_n_sums;
 static uint64_t cu_cur_hash;
 
@@ -33,12 +34,13 @@ void cu_hash(const void *p, size_t n) {
     for (i = 0; i < n; i++) cu_cur_hash = (cu_cur_hash ^ b[i]) * 1099511628211ull;   /* FNV-1a */
 }
 
-void cu_run(const char *name, void (*fn)(void)) {
+void cu_run(const char *name, void (*fn)(void), int libm) {
     cu_cur_hash = 1469598103934665603ull;
     t_run(name, fn);
     if (cu_n_sums < CU_MAX_TESTS && (!t_filter || strstr(name, t_filter))) {
         cu_sums[cu_n_sums].name = name;
         cu_sums[cu_n_sums].hash = cu_cur_hash;
+        cu_sums[cu_n_sums].libm = libm;
         cu_n_sums++;
     }
 }
@@ -305,7 +307,7 @@ int main(int argc, char **argv) {
     cuda_layer_tests();
     cuda_model_tests();
     for (i = 0; i < cu_n_sums; i++) {
-        printf("checksum %s %016llx\n", cu_sums[i].name, (unsigned long long)cu_sums[i].hash);
+        printf("checksum %s %s %016llx\n", cu_sums[i].libm ? "libm" : "exact", cu_sums[i].name, (unsigned long long)cu_sums[i].hash);
         all = (all ^ cu_sums[i].hash) * 1099511628211ull;
     }
     printf("checksum all %016llx\n", (unsigned long long)all);

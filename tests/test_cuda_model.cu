@@ -315,11 +315,11 @@ static void loading_on_cuda_without_a_device_says_so(void) {
 
 void cuda_model_tests(void) {
     printf("cuda: the tiny Llama against the CPU\n");
-    CU_RUN(model_forward_on_cuda_matches_cpu);
-    CU_RUN(model_lives_on_the_device_and_is_counted_there);
-    CU_RUN(qlora_training_on_cuda_matches_the_cpu_run);
-    CU_RUN(resume_on_cuda_is_bit_identical);
-    CU_RUN(adapter_saved_from_cuda_loads_on_the_cpu_bit_for_bit);
-    CU_RUN(greedy_generation_on_cuda_gives_the_cpu_tokens);
+    CU_RUN_LIBM(model_forward_on_cuda_matches_cpu);
+    CU_RUN_LIBM(model_lives_on_the_device_and_is_counted_there);
+    CU_RUN_LIBM(qlora_training_on_cuda_matches_the_cpu_run);
+    CU_RUN_LIBM(resume_on_cuda_is_bit_identical);
+    CU_RUN_LIBM(adapter_saved_from_cuda_loads_on_the_cpu_bit_for_bit);
+    CU_RUN_LIBM(greedy_generation_on_cuda_gives_the_cpu_tokens);
     CU_RUN(loading_on_cuda_without_a_device_says_so);
 }
