@@ -20,9 +20,16 @@
      resume on the device          bit for bit: the run stopped at step 3 and
                                    resumed from its checkpoint ends with the
                                    uninterrupted run's adapters and losses
+                                   (f32 and 8-bit optimizer state)
      adapter files                 saved from the device, loaded on the CPU:
                                    the same bits
-     generation                    the same greedy tokens as the CPU */
+     generation                    the same greedy tokens as the CPU
+     prompt tuning, NEFTune, label  losses, norms and eval_loss within 1e-5
+     smoothing, checkpointing,     relative, adapters and prompts within 2e-5 of
+     evaluation                    their largest value (as the run above)
+     allocation failures           every cudaMalloc of a load, an adapter, a
+                                   trainer and a step failing in turn: a status,
+                                   and no device byte left */
 #include "../sft.h"
 #include "test_cuda.h"
 
@@ -169,11 +176,14 @@ static void model_lives_on_the_device_and_is_counted_there(void) {
 
 typedef struct cm_run { double loss[5], norm[5]; float *adapter; int64_t n; } cm_run;
 
+static int cm_eight_bit;   /* cm_config gives 8-bit AdamW (every adapter keeps 8-bit state) */
+
 static void cm_config(sft_train_config *c, const char *out_dir) {
     memset(c, 0, sizeof *c);
     c->per_device_train_batch_size = 2; c->gradient_accumulation_steps = 2; c->max_steps = 5;
     c->learning_rate = 2e-3; c->lr_scheduler_type = SFT_SCHEDULE_COSINE; c->warmup_steps = 1; c->seed = 7;
     c->logging_steps = 1;
+    if (cm_eight_bit) { c->optim = SFT_OPTIM_ADAMW_8BIT; c->optim_min_8bit_size = 1; }
     if (out_dir) { c->output_dir = out_dir; c->save_steps = 3; }
 }
 
@@ -223,20 +233,26 @@ static void qlora_training_on_cuda_matches_the_cpu_run(void) {
     free(cpu.adapter); free(dev.adapter);
 }
 
+/* with f32 and with 8-bit optimizer state (its codes and scales saved from
+   and restored onto the device) */
 static void resume_on_cuda_is_bit_identical(void) {
-    char dir_a[400], dir_b[400];
-    cm_run whole, first, rest;
-    int k;
-    memset(&whole, 0, sizeof whole); memset(&first, 0, sizeof first); memset(&rest, 0, sizeof rest);
-    snprintf(dir_a, sizeof dir_a, "%s/cuda_resume_a", t_tmpdir());
-    snprintf(dir_b, sizeof dir_b, "%s/cuda_resume_b", t_tmpdir());
-    cm_train(CU, dir_a, 0, &whole);                 /* saves checkpoint-3 and checkpoint-5 on the way */
-    cm_train(CU, dir_a, 3, &rest);                  /* a new process would start here */
-    for (k = 3; k < 5; k++) CHECK_MSG(rest.loss[k] == whole.loss[k], "step %d: resumed loss %.9g, uninterrupted %.9g", k + 1, rest.loss[k], whole.loss[k]);
-    if (rest.adapter && whole.adapter && rest.n == whole.n) CHECK_SAME("adapters after resuming", rest.adapter, whole.adapter, whole.n);
-    else CHECK(0);
-    (void)first; (void)dir_b;
-    free(whole.adapter); free(rest.adapter);
+    int eight, k;
+    for (eight = 0; eight < 2; eight++) {
+        char dir[400];
+        cm_run whole, rest;
+        memset(&whole, 0, sizeof whole); memset(&rest, 0, sizeof rest);
+        snprintf(dir, sizeof dir, "%s/cuda_resume_%d", t_tmpdir(), eight);
+        cm_eight_bit = eight;
+        cm_train(CU, dir, 0, &whole);                 /* saves checkpoint-3 and checkpoint-5 on the way */
+        cm_train(CU, dir, 3, &rest);                  /* a new process would start here */
+        cm_eight_bit = 0;
+        for (k = 3; k < 5; k++)
+            CHECK_MSG(rest.loss[k] == whole.loss[k], "eight_bit %d step %d: resumed loss %.9g, uninterrupted %.9g", eight, k + 1, rest.loss[k],
+                      whole.loss[k]);
+        if (rest.adapter && whole.adapter && rest.n == whole.n) CHECK_SAME("adapters after resuming", rest.adapter, whole.adapter, whole.n);
+        else CHECK(0);
+        free(whole.adapter); free(rest.adapter);
+    }
 }
 
 static void adapter_saved_from_cuda_loads_on_the_cpu_bit_for_bit(void) {
@@ -297,6 +313,129 @@ static void greedy_generation_on_cuda_gives_the_cpu_tokens(void) {
     sft_context_destroy(cc); sft_context_destroy(cd);
 }
 
+/* The trainer's other paths on the device: prompt tuning (virtual tokens
+   prepended), NEFTune noise, label smoothing, gradient checkpointing,
+   evaluation and the token metrics (the logits come back to the host), 3 steps
+   against the CPU. (8-bit AdamW is bit for bit in the optimizer's test and in
+   the resume test; here a moment one rounding away from an 8-bit code boundary
+   would move an adapter value by a whole code step.) */
+typedef struct cm_feat { double loss[3], norm[3], eval_loss; float *adapter, *prompt; int64_t n, np; } cm_feat;
+
+static void cm_eval_loss(const sft_log_entry *e, void *user) { if (e->is_eval) ((cm_feat *)user)->eval_loss = e->loss; }
+
+static void cm_train_features(sft_device dev, cm_feat *r) {
+    sft_context *ctx = cu_context();
+    sft_tokenizer *tok = NULL;
+    sft_model *m = cm_model(ctx, dev);
+    sft_dataset *ds = NULL;
+    sft_trainer *tr = NULL;
+    sft_tensor *prompts = NULL, *pd = NULL;
+    sft_train_config c;
+    sft_data_desc dd;
+    int k;
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    if (tok) ds = cm_rows(ctx, tok, 12);
+    CHECK_OK(sft_prompt_embeddings_create(ctx, 3, 64, 5, &prompts));
+    pd = prompts && dev != SFT_DEVICE_CPU ? cu_on(ctx, prompts, dev) : prompts;
+    if (pd) sft_tensor_set_requires_grad(pd, 1);
+    (void)dd;
+    cm_config(&c, NULL);
+    c.max_steps = 3; c.prompt_embeddings = pd; c.neftune_noise_alpha = 5.0f; c.label_smoothing_factor = 0.1f;
+    c.gradient_checkpointing = 1; c.token_metrics = 1;
+    c.eval_dataset = ds; c.eval_steps = 3; c.on_evaluate = cm_eval_loss; c.user = r;
+    if (m && ds && pd) CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+    for (k = 0; tr && k < 3; k++) {
+        sft_step_info info;
+        CHECK_OK(sft_trainer_step(tr, &info));
+        r->loss[k] = info.loss; r->norm[k] = info.grad_norm;
+        cu_hash(&info.loss, sizeof info.loss);
+    }
+    if (tr && m) r->adapter = cm_adapters(ctx, m, &r->n);
+    if (tr && pd) {
+        sft_tensor *h = pd->device == SFT_DEVICE_CPU ? NULL : cu_fetch(ctx, pd);
+        r->np = sft_tensor_numel(pd);
+        r->prompt = (float *)malloc((size_t)r->np * sizeof(float));
+        if (r->prompt) memcpy(r->prompt, (h ? h : pd)->data, (size_t)r->np * sizeof(float));
+        sft_tensor_destroy(h);
+    }
+    sft_trainer_destroy(tr);
+    if (pd != prompts) sft_tensor_destroy(pd);
+    sft_tensor_destroy(prompts);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+static void prompt_tuning_neftune_smoothing_and_checkpointing_on_cuda_match_the_cpu(void) {
+    cm_feat cpu, dev;
+    int k;
+    memset(&cpu, 0, sizeof cpu); memset(&dev, 0, sizeof dev);
+    cm_train_features(SFT_DEVICE_CPU, &cpu);
+    cm_train_features(CU, &dev);
+    for (k = 0; k < 3; k++) {
+        CHECK_MSG(fabs(dev.loss[k] - cpu.loss[k]) <= 1e-5 * fabs(cpu.loss[k]) && cpu.loss[k] > 0, "step %d: loss %.9g on cuda, %.9g on the cpu", k + 1,
+                  dev.loss[k], cpu.loss[k]);
+        CHECK_MSG(fabs(dev.norm[k] - cpu.norm[k]) <= 1e-5 * fabs(cpu.norm[k]), "step %d: grad norm %.9g on cuda, %.9g", k + 1, dev.norm[k], cpu.norm[k]);
+    }
+    CHECK_MSG(fabs(dev.eval_loss - cpu.eval_loss) <= 1e-5 * fabs(cpu.eval_loss) && cpu.eval_loss > 0, "eval_loss %.9g on cuda, %.9g on the cpu",
+              dev.eval_loss, cpu.eval_loss);
+    if (cpu.adapter && dev.adapter && cpu.n == dev.n && cpu.n > 0) CHECK_REL("adapters", dev.adapter, cpu.adapter, cpu.n, 2e-5);
+    else CHECK(0);
+    if (cpu.prompt && dev.prompt && cpu.np == dev.np) CHECK_REL("prompt embeddings", dev.prompt, cpu.prompt, cpu.np, 2e-5);
+    else CHECK(0);
+    free(cpu.adapter); free(dev.adapter); free(cpu.prompt); free(dev.prompt);
+}
+
+/* Every cudaMalloc of loading the model onto the device, adding its adapter,
+   creating the trainer and one training step fails in turn: each failure is a
+   status (never a crash), and once everything made is destroyed no device byte
+   is left. */
+static void every_device_allocation_failure_in_a_run_leaks_nothing(void) {
+    size_t base = cu_device_bytes();
+    long long k;
+    int done = 0;
+    if (!cu_fail_malloc_after(-1)) return;   /* needs the emulator */
+    for (k = 0; !done && k < 400; k++) {
+        sft_context *ctx = cu_context();
+        sft_tokenizer *tok = NULL;
+        sft_dataset *ds = NULL;
+        sft_model *m = NULL;
+        sft_trainer *tr = NULL;
+        sft_load_desc ld;
+        sft_lora_desc d;
+        sft_train_config c;
+        sft_step_info info;
+        sft_status s;
+        CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+        if (tok) ds = cm_rows(ctx, tok, 4);
+        memset(&ld, 0, sizeof ld);
+        ld.quant = SFT_QUANT_NF4; ld.double_quant = 1; ld.device = CU;
+        memset(&d, 0, sizeof d);
+        d.r = 4; d.alpha = 8; d.dropout = 0.1f; d.use_dora = (int)(k & 1);
+        cm_config(&c, NULL);
+        c.max_steps = 1;
+        cu_fail_malloc_after(k);
+        s = sft_model_load(ctx, CM_MODEL, &ld, &m);
+        if (s == SFT_OK) s = sft_model_add_lora(m, "default", &d, "all-linear");
+        if (s == SFT_OK) s = sft_trainer_create(m, ds, &c, &tr);
+        if (s == SFT_OK) s = sft_trainer_step(tr, &info);
+        cu_fail_malloc_after(-1);
+        if (s == SFT_OK) done = 1;
+        else CHECK_MSG(s == SFT_ERR_NOMEM, "allocation %lld: %s (%s), want SFT_ERR_NOMEM", k, sft_status_str(s), sft_last_error());
+        sft_trainer_destroy(tr);
+        sft_model_destroy(m);
+        sft_dataset_destroy(ds);
+        sft_tokenizer_destroy(tok);
+        sft_context_destroy(ctx);
+        if (cu_device_bytes() != base) {
+            CHECK_MSG(0, "allocation %lld failing: %zu device bytes left after destroying everything", k, cu_device_bytes() - base);
+            break;
+        }
+    }
+    CHECK_MSG(done && k > 100, "%s after %lld failed allocations", done ? "success" : "no success", k);   /* 179 today */
+}
+
 static void loading_on_cuda_without_a_device_says_so(void) {
 #ifdef CUDA_EMU
     sft_context *ctx = cu_context();
@@ -321,5 +460,7 @@ void cuda_model_tests(void) {
     CU_RUN_LIBM(resume_on_cuda_is_bit_identical);
     CU_RUN_LIBM(adapter_saved_from_cuda_loads_on_the_cpu_bit_for_bit);
     CU_RUN_LIBM(greedy_generation_on_cuda_gives_the_cpu_tokens);
+    CU_RUN_LIBM(prompt_tuning_neftune_smoothing_and_checkpointing_on_cuda_match_the_cpu);
+    CU_RUN(every_device_allocation_failure_in_a_run_leaks_nothing);
     CU_RUN(loading_on_cuda_without_a_device_says_so);
 }

@@ -494,6 +494,39 @@ static void linear_cross_entropy_matches_cpu_over_vocabulary_chunks(void) {
     sft_context_destroy(ctx);
 }
 
+/* A tied lm_head: the embedding and the output projection share one weight,
+   whose gradient gathers the embedding's scatter and the projection's GEMM. */
+static sft_status b_tied(sft_context *ctx, sft_tensor *const *in, const void *user, sft_tensor **out) {
+    sft_tensor *x, *h;
+    CU_TRY(sft_embedding(ctx, in[0], in[1], &x));
+    CU_TRY(sft_rmsnorm(ctx, x, in[3], 1e-6f, &h));
+    return sft_linear_cross_entropy(ctx, h, in[0], in[2], (const sft_ce_desc *)user, out);
+}
+
+static void tied_embedding_and_output_projection_match_cpu(void) {
+    sft_context *ctx = cu_context();
+    int64_t ws[2] = {97, 24}, is[2] = {3, 11}, ns[1] = {24}, one = 1, t;
+    sft_tensor *in[4], *G = cu_random(ctx, 1, &one, 160, 0.5f, 1.5f), *yc, *yd, *gc, *gd;
+    const int grad[4] = {1, 0, 0, 1};
+    double tol = 4.0 * (double)(97 + 24 + 16) * CU_U;
+    sft_ce_desc d;
+    cu_case c;
+    memset(&d, 0, sizeof d);
+    d.reduction = SFT_CE_SUM_DIV; d.divisor = 29.0f;   /* num_items_in_batch */
+    in[0] = cu_random(ctx, 2, ws, 161, -1, 1); in[1] = cu_ids(ctx, 2, is, 162, 97);
+    in[2] = cu_ids(ctx, 2, is, 163, 97); in[3] = cu_random(ctx, 1, ns, 164, 0.5f, 1.5f);
+    for (t = 0; in[2] && t < 33; t += 4) ((int32_t *)in[2]->data)[t] = -100;
+    cu_case_init(&c, ctx, 4, in, grad);
+    yc = cu_graph(ctx, b_tied, &d, c.cpu, G);
+    yd = cu_graph(ctx, b_tied, &d, c.dev, G);
+    cu_close("tied loss", ctx, yd, yc, 0.0, tol);
+    if (cu_grads(&c, 0, &gc, &gd)) cu_rel("tied weight: embedding scatter + projection", ctx, gd, gc, tol);
+    if (cu_grads(&c, 3, &gc, &gd)) cu_rel("norm weight", ctx, gd, gc, tol);
+    sft_tensor_destroy(yc); sft_tensor_destroy(yd); sft_tensor_destroy(G);
+    cu_case_free(&c);
+    sft_context_destroy(ctx);
+}
+
 static void cross_entropy_label_out_of_range_on_the_device_fails(void) {
     sft_context *ctx = cu_context();
     int64_t ls[2] = {4, 9}, n = 4;
@@ -582,6 +615,7 @@ void cuda_ops_tests(void) {
     CU_RUN_LIBM(attention_matches_cpu_within_the_softmax_bound);
     CU_RUN_LIBM(cross_entropy_matches_cpu_within_the_sum_bound);
     CU_RUN_LIBM(linear_cross_entropy_matches_cpu_over_vocabulary_chunks);
+    CU_RUN_LIBM(tied_embedding_and_output_projection_match_cpu);
     CU_RUN(cross_entropy_label_out_of_range_on_the_device_fails);
     CU_RUN(prompt_prepend_matches_cpu_bitwise);
     CU_RUN(dequantization_matches_cpu_bitwise_in_every_format);
