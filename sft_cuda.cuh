@@ -761,6 +761,14 @@ static int sft__cuda_lt_operand(sft__mat v, int64_t rows, int64_t cols, cublasOp
     return 0;
 }
 
+/* the alignment a pointer has, as cuBLASLt's heuristic wants it told (views
+   start anywhere in a tensor: 4 bytes at least, 256 at most) */
+static uint32_t sft__cuda_align_of(const void *p) {
+    uint32_t a = 4;
+    while (a < 256 && (uintptr_t)p % (2 * a) == 0) a *= 2;
+    return a;
+}
+
 static sft_status sft__cuda_gemm_lt(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                     int64_t ldc, int accumulate, const char *op, int *done) {
     cublasLtMatmulDesc_t desc = NULL;
@@ -772,6 +780,7 @@ static sft_status sft__cuda_gemm_lt(sft_context *ctx, sft__cuda_state *st, int64
     int64_t lda, ldb;
     int found = 0;
     float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    uint32_t align_a = sft__cuda_align_of(a.p), align_b = sft__cuda_align_of(b.p), align_c = sft__cuda_align_of(c);
     cublasStatus_t e = CUBLAS_STATUS_SUCCESS;
     *done = 0;
     /* the first operand is op(B)^T (N x K), the second op(A)^T (K x M) */
@@ -791,6 +800,14 @@ static sft_status sft__cuda_gemm_lt(sft_context *ctx, sft__cuda_state *st, int64
     if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceCreate(&pref);
     if (e == CUBLAS_STATUS_SUCCESS)
         e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &st->lt_work_bytes, sizeof st->lt_work_bytes);
+    if (e == CUBLAS_STATUS_SUCCESS)   /* the first operand is B's view, the second A's */
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_b, sizeof align_b);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_a, sizeof align_a);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c);
     if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulAlgoGetHeuristic(st->lt, desc, lb, la, lc, lc, pref, 1, &heur, &found);
     if (e == CUBLAS_STATUS_SUCCESS && found > 0)
         e = cublasLtMatmul(st->lt, desc, &alpha, b.p, lb, a.p, la, &beta, c, lc, c, lc, &heur.algo, st->lt_work, st->lt_work_bytes, 0);

@@ -27,6 +27,9 @@
      prompt tuning, NEFTune, label  losses, norms and eval_loss within 1e-5
      smoothing, checkpointing,     relative, adapters and prompts within 2e-5 of
      evaluation                    their largest value (as the run above)
+     full fine-tuning (f32)        losses within 1e-5 relative, a trained weight
+                                   within 2e-5 of its largest value; the
+                                   checkpoint saved from the device holds it
      allocation failures           every cudaMalloc of a load, an adapter, a
                                    trainer and a step failing in turn: a status,
                                    and no device byte left */
@@ -387,6 +390,76 @@ static void prompt_tuning_neftune_smoothing_and_checkpointing_on_cuda_match_the_
     free(cpu.adapter); free(dev.adapter); free(cpu.prompt); free(dev.prompt);
 }
 
+/* Full fine-tuning of the f32 fixture on the device: every weight trained
+   (embedding scatter, RMSNorm weights, dense GEMMs' weight gradients, AdamW
+   with weight decay skipping norms), saved as a model folder from the device. */
+typedef struct cm_full { double loss[3]; float *w; int64_t n; } cm_full;
+
+static void cm_train_full(sft_device dev, const char *out_dir, cm_full *r) {
+    sft_context *ctx = cu_context();
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL;
+    sft_trainer *tr = NULL;
+    sft_load_desc ld;
+    sft_train_config c;
+    sft_tensor *w;
+    int k;
+    memset(&ld, 0, sizeof ld);
+    ld.device = dev;
+    CHECK_OK(sft_model_load(ctx, CM_MODEL, &ld, &m));
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    if (tok) ds = cm_rows(ctx, tok, 8);
+    cm_config(&c, NULL);
+    c.max_steps = 3; c.full_finetuning = 1; c.weight_decay = 0.01; c.learning_rate = 1e-3;
+    if (out_dir) { c.output_dir = out_dir; c.save_steps = 3; }
+    if (m && ds) CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+    for (k = 0; tr && k < 3; k++) {
+        sft_step_info info;
+        CHECK_OK(sft_trainer_step(tr, &info));
+        r->loss[k] = info.loss;
+        cu_hash(&info.loss, sizeof info.loss);
+    }
+    w = m ? sft_model_weight(m, "model.layers.1.mlp.down_proj.weight") : NULL;
+    if (tr && w) {
+        sft_tensor *h = w->device == SFT_DEVICE_CPU ? NULL : cu_fetch(ctx, w);
+        r->n = sft_tensor_numel(w);
+        r->w = (float *)malloc((size_t)r->n * sizeof(float));
+        if (r->w) memcpy(r->w, (h ? h : w)->data, (size_t)r->n * sizeof(float));
+        sft_tensor_destroy(h);
+    }
+    sft_trainer_destroy(tr);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+static void full_finetuning_on_cuda_matches_the_cpu_run_and_saves_from_the_device(void) {
+    cm_full cpu, dev;
+    char dir[400], path[500];
+    sft_st_file *f = NULL;
+    int k;
+    memset(&cpu, 0, sizeof cpu); memset(&dev, 0, sizeof dev);
+    snprintf(dir, sizeof dir, "%s/cuda_full", t_tmpdir());
+    cm_train_full(SFT_DEVICE_CPU, NULL, &cpu);
+    cm_train_full(CU, dir, &dev);
+    for (k = 0; k < 3; k++)
+        CHECK_MSG(fabs(dev.loss[k] - cpu.loss[k]) <= 1e-5 * fabs(cpu.loss[k]) && cpu.loss[k] > 0, "step %d: loss %.9g on cuda, %.9g on the cpu", k + 1,
+                  dev.loss[k], cpu.loss[k]);
+    if (cpu.w && dev.w && cpu.n == dev.n) CHECK_REL("down_proj weight after 3 steps", dev.w, cpu.w, cpu.n, 2e-5);
+    else CHECK(0);
+    snprintf(path, sizeof path, "%s/checkpoint-3/model.safetensors", dir);
+    CHECK_OK(sft_st_open(NULL, path, &f));
+    if (f && dev.w) {
+        const sft_st_tensor *t = sft_st_find(f, "model.layers.1.mlp.down_proj.weight");
+        CHECK_MSG(t && t->nbytes == (uint64_t)dev.n * 4 && memcmp(t->data, dev.w, (size_t)t->nbytes) == 0,
+                  "the checkpoint's down_proj is not the device's weight");
+    }
+    sft_st_close(f);
+    free(cpu.w); free(dev.w);
+}
+
 /* Every cudaMalloc of loading the model onto the device, adding its adapter,
    creating the trainer and one training step fails in turn: each failure is a
    status (never a crash), and once everything made is destroyed no device byte
@@ -461,6 +534,7 @@ void cuda_model_tests(void) {
     CU_RUN_LIBM(adapter_saved_from_cuda_loads_on_the_cpu_bit_for_bit);
     CU_RUN_LIBM(greedy_generation_on_cuda_gives_the_cpu_tokens);
     CU_RUN_LIBM(prompt_tuning_neftune_smoothing_and_checkpointing_on_cuda_match_the_cpu);
+    CU_RUN_LIBM(full_finetuning_on_cuda_matches_the_cpu_run_and_saves_from_the_device);
     CU_RUN(every_device_allocation_failure_in_a_run_leaks_nothing);
     CU_RUN(loading_on_cuda_without_a_device_says_so);
 }
