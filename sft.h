@@ -234,7 +234,7 @@ typedef struct sft_mem_stats {
     size_t peak_bytes;       /* high-water mark since create / last reset */
     uint64_t allocs;         /* calls to the allocator so far            */
     uint64_t frees;
-    size_t arena_capacity;   /* bytes the step arenas hold (host)         */
+    size_t arena_capacity;   /* bytes the step arenas and step heap hold (host) */
     size_t device_bytes_in_use, device_peak_bytes;  /* CUDA memory, likewise */
     size_t device_arena_capacity;                    /* of which step arenas  */
 } sft_mem_stats;
@@ -242,6 +242,34 @@ typedef struct sft_mem_stats {
 SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx);
 /* sft_context_mem_reset_peak: set peak_bytes to bytes_in_use (both kinds). */
 SFTDEF void          sft_context_mem_reset_peak(sft_context *ctx);
+
+/* ============================================================================
+   === profiling
+   With profiling on, every operator's forward and backward kernel is timed
+   (wall clock) and its floating-point work counted, per operator: where a
+   training step's time goes. The linear layer is two rows: "linear" (the base
+   weight's GEMMs, 4-bit decoding included) and "adapters" (the LoRA/DoRA
+   terms). The trainer adds "optimizer" (clipping and the update). Costs a
+   clock read per kernel. */
+
+typedef struct sft_profile_entry {
+    const char *name;              /* the operator ("linear", "attention", ...)           */
+    int64_t     calls;             /* forward calls                                       */
+    double      forward_s, backward_s;
+    double      forward_flop, backward_flop;   /* the work done (0 where not counted)     */
+} sft_profile_entry;
+
+/* sft_profile_enable: turn profiling on (counters reset) or off. */
+SFTDEF void sft_profile_enable(sft_context *ctx, int on);
+/* sft_profile_read: the rows with any time, up to cap of them, into out;
+   returns how many there are. */
+SFTDEF int  sft_profile_read(const sft_context *ctx, sft_profile_entry *out, int cap);
+/* sft_profile_report: the rows as a table for people, per step over `steps`
+   steps that took `seconds` in all (forward and backward milliseconds per step,
+   GFLOP/s, share of the step; "other" is the time no row holds: data, metrics,
+   logging). Writes at most cap bytes (NUL-terminated) into buf; returns the
+   length the whole table needs. */
+SFTDEF size_t sft_profile_report(const sft_context *ctx, int64_t steps, double seconds, char *buf, size_t cap);
 
 /* ============================================================================
    === CPU code path
@@ -695,6 +723,11 @@ typedef struct sft_linear_desc {
     sft_tensor  *weight;
     sft_qweight *qweight;
     sft_tensor  *bias;            /* f32 [out] or NULL; frozen                       */
+    sft_dtype    compute_dtype;   /* bnb_4bit_compute_dtype for the frozen base's GEMMs:
+                                     SFT_F32 (0) or SFT_BF16 (inputs and weight rounded
+                                     to bf16, products summed in f32: vdpbf16ps where
+                                     the CPU has AVX512-BF16). The adapters, x, y and
+                                     every gradient stay f32. */
 } sft_linear_desc;
 
 typedef struct sft_linear sft_linear;
@@ -752,6 +785,8 @@ SFTDEF sft_status sft_linear_unmerge(sft_linear *lin);
 /* sft_linear_base: the base weight as it is now (one of the two is NULL). */
 SFTDEF const sft_tensor  *sft_linear_base_weight(const sft_linear *lin);
 SFTDEF const sft_qweight *sft_linear_base_qweight(const sft_linear *lin);
+/* sft_linear_set_compute_dtype: as desc->compute_dtype, from now on. */
+SFTDEF sft_status         sft_linear_set_compute_dtype(sft_linear *lin, sft_dtype compute_dtype);
 
 /* ============================================================================
    === prompt tuning
@@ -857,6 +892,11 @@ typedef struct sft_load_desc {
                                      weights, adapters, their gradients, optimizer
                                      state and activations all stay there; batches
                                      are given on the CPU and copied over        */
+    sft_dtype      compute_dtype; /* bnb_4bit_compute_dtype: SFT_F32 (0) or SFT_BF16:
+                                     the frozen base's GEMMs (the decoder's linears
+                                     and the output projection) multiply in bf16 and
+                                     sum in f32 (see sft_linear_desc); activations,
+                                     adapters, gradients and optimizer state stay f32 */
 } sft_load_desc;
 
 typedef struct sft_model sft_model;
@@ -866,6 +906,8 @@ typedef struct sft_model sft_model;
 SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_load_desc *desc, sft_model **out);
 SFTDEF void       sft_model_destroy(sft_model *m);
 SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m);
+/* sft_model_set_compute_dtype: as sft_load_desc.compute_dtype, from now on. */
+SFTDEF sft_status sft_model_set_compute_dtype(sft_model *m, sft_dtype compute_dtype);
 /* sft_model_linear: the layer's projection named as in transformers ("q_proj",
    "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), or NULL. */
 SFTDEF sft_linear *sft_model_linear(sft_model *m, int layer, const char *module);
@@ -894,6 +936,11 @@ typedef struct sft_model_run {
     int              gradient_checkpointing;   /* recompute each block in backward */
     int              want_logits;      /* also return logits [B, T, V] (otherwise the
                                           loss is fused and no logits exist)     */
+    int              token_metrics;    /* with labels: count the trained tokens whose
+                                          argmax is the label and sum their
+                                          next-token entropy (in the fused loss, a
+                                          vocabulary chunk at a time; from the
+                                          logits when want_logits)               */
     sft_ce_desc      loss;             /* reduction, num_items_in_batch divisor... */
     const char *const *adapter_names;  /* mixed batch, one per row (see sft_linear_call);
                                           with gradient checkpointing the array must
@@ -910,6 +957,10 @@ typedef struct sft_model_output {
     sft_tensor *logits;                /* step tensor or NULL                   */
     sft_tensor *loss;                  /* step tensor (scalar) when labels were given */
     sft_tensor *hidden;                /* the final norm's output [B, T, D]     */
+    /* run->token_metrics: over the trained tokens (shifted labels != -100) */
+    int64_t     metric_tokens;         /* how many                              */
+    double      metric_correct;        /* argmax == label                       */
+    double      metric_entropy;        /* the sum of their entropies (nats)     */
 } sft_model_output;
 
 /* sft_model_forward: the decoder on a batch; gradients flow to whatever requires
@@ -1287,7 +1338,7 @@ typedef struct sft_train_config {
     float          label_smoothing_factor;      /* as transformers' LabelSmoother: each
                                                    micro-batch's mean over its targets    */
     float          neftune_noise_alpha;         /* NEFTune, training only (0 = off)       */
-    int            token_metrics;               /* compute mean_token_accuracy (needs logits) */
+    int            token_metrics;               /* log mean_token_accuracy and entropy (counted in the fused loss) */
     sft_dataset   *eval_dataset;                /* NULL: the train dataset's eval split, if any */
     int            eval_steps;                  /* evaluate every N steps (0 = never)    */
     int            eval_each_epoch;             /* evaluate at the end of every epoch    */
@@ -1422,6 +1473,7 @@ SFTDEF int sft_cuda_available(void);
 #  define SFT__SIMD_X86 1
 #  define SFT__TARGET_AVX2 __attribute__((target("avx2,fma")))
 #  define SFT__TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+#  define SFT__TARGET_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")))
 /* g++ 12 warns that AVX-512 intrinsics read an uninitialised "undefined" vector
    (GCC bug 105593); the warning is about the compiler's own headers. */
 #  if defined(__GNUC__) && !defined(__clang__)
@@ -1541,7 +1593,7 @@ static void sft__log(const sft_context *ctx, sft_log_level level, const char *fm
 /* ============================================================================
    === platform: CPU probe */
 
-typedef struct sft__cpu_features { int probed, avx2_fma, avx512; } sft__cpu_features;
+typedef struct sft__cpu_features { int probed, avx2_fma, avx512, avx512_bf16; } sft__cpu_features;
 static sft__cpu_features sft__cpu; /* the one process-wide cache: facts about the machine */
 
 static void sft__cpu_probe(void) {
@@ -1566,6 +1618,7 @@ static void sft__cpu_probe(void) {
             sft__cpu.avx2_fma = ymm_os && avx && fma && avx2;
             sft__cpu.avx512 = sft__cpu.avx2_fma && zmm_os && avx512f && avx512bw && avx512vl;
         }
+        if (sft__cpu.avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) sft__cpu.avx512_bf16 = (a >> 5) & 1;   /* vdpbf16ps */
     }
 #endif
     sft__cpu.probed = 1;
@@ -1582,6 +1635,7 @@ static void sft__cpu_probe(void) {
 /* Blocks double in size, so a few dozen cover any machine's memory. */
 #define SFT__ARENA_MAX_BLOCKS 40
 typedef struct sft__arena_block { unsigned char *base; size_t cap, used; } sft__arena_block;
+typedef struct sft__hblock sft__hblock;
 typedef struct sft__arena {
     sft_context      *ctx;
     sft_device        device;
@@ -1590,11 +1644,27 @@ typedef struct sft__arena {
     int               cur;      /* the block allocations come from                   */
     size_t            offset;   /* bytes before blocks[cur] (their capacities summed) */
     size_t            high_water; /* most bytes in use at once since the last reset  */
+    sft__hblock      *live_head, *live_tail;  /* its heap blocks, oldest first (CPU)  */
 } sft__arena;
-typedef struct sft__arena_mark { int cur; size_t used, offset; } sft__arena_mark;
+typedef struct sft__arena_mark { int cur; size_t used, offset; uint64_t heap_seq; } sft__arena_mark;
+
+/* The step heap's cache: free blocks by size class (see "memory: the step heap"). */
+#define SFT__HEAP_CLASSES 512
+typedef struct sft__heap {
+    sft__hblock *free[SFT__HEAP_CLASSES];
+    size_t       live, cached;        /* bytes handed out now; bytes waiting in the cache  */
+    uint64_t     seq, step;           /* allocation counter; steps begun                   */
+    int32_t      live_n[SFT__HEAP_CLASSES], peak_n[SFT__HEAP_CLASSES];  /* blocks per class:
+                                         alive now, most alive at once this step          */
+} sft__heap;
 
 typedef struct sft__pool sft__pool;
 typedef struct sft__node sft__node;
+
+/* profile rows: one per operator, then these */
+#define SFT__PROF_ADAPTERS 16
+#define SFT__PROF_OPTIMIZER 17
+#define SFT__PROF_ROWS 18
 
 struct sft_context {
     sft_context_desc desc;
@@ -1608,7 +1678,9 @@ struct sft_context {
        arena holds a checkpointed segment's insides while it runs. */
     sft__arena  arena[SFT_DEVICE_COUNT];
     sft__arena  scratch[SFT_DEVICE_COUNT];
+    sft__heap   heap;            /* large CPU step tensors, given back as soon as they die */
     int         in_scratch;      /* operators allocate from scratch (inside a segment) */
+    int         transient;       /* step tensors made now die with their producer's backward */
     sft__node  *tape;            /* the newest recorded node; each links to the one before */
     int         grad_enabled;
     int         in_segment;
@@ -1619,6 +1691,13 @@ struct sft_context {
     /* a memory plan's dry run: every allocation happens, the costly arithmetic
        (GEMMs, attention, cross-entropy) does not */
     int         plan_only;
+    /* bf16 GEMMs round to bf16 and multiply in f32 even where the CPU has
+       vdpbf16ps (the tests compare the two) */
+    int         bf16_emulated;
+    /* profiling (see sft_profile_enable): per row, calls, seconds and flops */
+    int         profiling;
+    double      prof_s[2][SFT__PROF_ROWS], prof_flop[2][SFT__PROF_ROWS];
+    int64_t     prof_calls[SFT__PROF_ROWS];
     /* the CUDA backend's state (sft_cuda.cuh: block sizes, cuBLASLt) and its
        accounting of device bytes */
     void       *cuda;
@@ -1873,6 +1952,13 @@ static void sft__parallel(sft_context *ctx, int64_t n_tasks, sft__task_fn fn, vo
     }
 }
 
+/* sft__seconds: a monotonic clock, for timings */
+static double sft__seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ============================================================================
    === platform: files */
 
@@ -1975,7 +2061,7 @@ SFTDEF sft_status sft_file_read(sft_context *ctx, const char *path, size_t max_b
    step on a steady training step allocates nothing. Marks let a checkpointed
    segment give back what it used. */
 
-#define SFT__ARENA_MIN_BLOCK ((size_t)1 << 20)
+#define SFT__ARENA_MIN_BLOCK ((size_t)256 << 10)
 
 static sft_status sft__device_alloc(sft_context *ctx, sft_device device, size_t size, void **out);
 static void       sft__device_free(sft_context *ctx, sft_device device, void *ptr);
@@ -2047,21 +2133,167 @@ static sft_status sft__arena_alloc(sft__arena *a, size_t size, void **out) {
     }
 }
 
+/* ============================================================================
+   === memory: the step heap
+   Large step tensors on the CPU (activations, gradients, kernels' temporaries:
+   at least SFT__HEAP_MIN bytes) come from a heap of cached blocks instead of
+   the bump arena, so they can be given back the moment they die: a kernel's
+   temporaries when it returns, an activation and its gradient once the
+   backward of the node that made it has run. A block given back goes to a
+   cache kept by size class (eight classes per power of two, so a block is at
+   most 1/8 larger than asked) and is handed out again by the next request of
+   its class. Blocks the cache kept through a whole step unused are returned to
+   the allocator when the next step begins. So a steady step allocates nothing,
+   and its peak is the most it had alive at once, not all it ever made.
+
+   Each block belongs to the arena that handed it out (step or scratch) while
+   alive: resetting an arena, or releasing it to a mark, gives back its blocks
+   made since, as it does with its own memory. */
+
+#define SFT__HEAP_MIN ((size_t)64 << 10)
+
+struct sft__hblock {                  /* the header in front of a block's data */
+    sft__hblock *prev, *next;         /* the owner's live list, or its class's free list */
+    sft__arena  *owner;               /* NULL while cached                             */
+    size_t       size;                /* usable bytes: the class's size                */
+    uint64_t     seq, step;           /* when it was last handed out                   */
+    int          cls;
+};
+#define SFT__HBLOCK_HEADER (((sizeof(sft__hblock) + SFT__ALIGN - 1) / SFT__ALIGN) * SFT__ALIGN)
+
+/* class c covers sizes up to (8 + c % 8) * 2^(c / 8 + 13): 64 KiB and up */
+static int sft__heap_class(size_t size) {
+    int c = 0;
+    while (c < SFT__HEAP_CLASSES - 1 && ((size_t)(8 + c % 8) << (c / 8 + 13)) < size) c++;
+    return c;
+}
+
+static size_t sft__heap_class_size(int c) { return (size_t)(8 + c % 8) << (c / 8 + 13); }
+
+/* sft__heap_footprint: what the heap holds after a step from an empty cache,
+   the most blocks of each class alive at once: the memory a steady step of
+   the same shape keeps (the memory plan's measure). */
+static size_t sft__heap_footprint(const sft__heap *h) {
+    size_t total = 0;
+    int c;
+    for (c = 0; c < SFT__HEAP_CLASSES; c++) total += (size_t)h->peak_n[c] * sft__heap_class_size(c);
+    return total;
+}
+
+static void sft__hblock_unlink(sft__hblock **head, sft__hblock **tail, sft__hblock *b) {
+    if (b->prev) b->prev->next = b->next; else *head = b->next;
+    if (b->next) b->next->prev = b->prev; else if (tail) *tail = b->prev;
+    b->prev = b->next = NULL;
+}
+
+/* sft__heap_alloc: a block of at least size bytes owned by arena a */
+static sft_status sft__heap_alloc(sft__arena *a, size_t size, void **out) {
+    sft_context *ctx = a->ctx;
+    sft__heap *h = &ctx->heap;
+    int c = sft__heap_class(size);
+    sft__hblock *b = h->free[c];
+    *out = NULL;
+    if (sft__heap_class_size(c) < size)
+        return sft__fail(SFT_ERR_NOMEM, "step heap: request of %zu bytes", size);
+    if (b) {
+        sft__hblock_unlink(&h->free[c], NULL, b);
+        h->cached -= b->size;
+    } else {
+        b = (sft__hblock *)sft__alloc(ctx, SFT__HBLOCK_HEADER + sft__heap_class_size(c));
+        if (!b) return sft__fail(SFT_ERR_NOMEM, "step heap: cannot allocate %zu bytes", sft__heap_class_size(c));
+        b->size = sft__heap_class_size(c);
+        b->cls = c;
+    }
+    b->owner = a;
+    b->seq = h->seq++;
+    b->step = h->step;
+    b->prev = a->live_tail; b->next = NULL;
+    if (a->live_tail) a->live_tail->next = b; else a->live_head = b;
+    a->live_tail = b;
+    h->live += b->size;
+    if (++h->live_n[c] > h->peak_n[c]) h->peak_n[c] = h->live_n[c];
+    *out = (unsigned char *)b + SFT__HBLOCK_HEADER;
+    return SFT_OK;
+}
+
+/* sft__heap_give_back: data (from sft__heap_alloc) goes back to the cache */
+static void sft__heap_give_back(sft_context *ctx, void *data) {
+    sft__hblock *b = (sft__hblock *)(void *)((unsigned char *)data - SFT__HBLOCK_HEADER);
+    sft__heap *h = &ctx->heap;
+    sft__hblock_unlink(&b->owner->live_head, &b->owner->live_tail, b);
+    b->owner = NULL;
+    h->live -= b->size;
+    h->live_n[b->cls]--;
+    h->cached += b->size;
+    b->next = h->free[b->cls];
+    if (b->next) b->next->prev = b;
+    h->free[b->cls] = b;
+}
+
+/* the arena's blocks handed out at or after seq go back to the cache */
+static void sft__heap_release_since(sft__arena *a, uint64_t seq) {
+    while (a->live_tail && a->live_tail->seq >= seq)
+        sft__heap_give_back(a->ctx, (unsigned char *)a->live_tail + SFT__HBLOCK_HEADER);
+}
+
+/* sft__heap_trim: free the cached blocks no request took during the last step */
+static void sft__heap_trim(sft_context *ctx) {
+    sft__heap *h = &ctx->heap;
+    int c;
+    for (c = 0; c < SFT__HEAP_CLASSES; c++) {
+        sft__hblock *b = h->free[c], *next;
+        for (; b; b = next) {
+            next = b->next;
+            if (b->step == h->step) continue;
+            sft__hblock_unlink(&h->free[c], NULL, b);
+            h->cached -= b->size;
+            sft__free(ctx, b);
+        }
+    }
+}
+
+static void sft__heap_free_all(sft_context *ctx) {
+    int dev;
+    for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
+        sft__heap_release_since(&ctx->arena[dev], 0);
+        sft__heap_release_since(&ctx->scratch[dev], 0);
+    }
+    ctx->heap.step += 2;               /* nothing counts as used in the last step */
+    sft__heap_trim(ctx);
+}
+
+/* sft__arena_alloc_big: large CPU requests from the heap, the rest from the arena */
+static sft_status sft__arena_alloc_big(sft__arena *a, size_t size, int *from_heap, void **out) {
+    *from_heap = a->device == SFT_DEVICE_CPU && size >= SFT__HEAP_MIN;
+    if (*from_heap) return sft__heap_alloc(a, size, out);
+    return sft__arena_alloc(a, size, out);
+}
+
+/* sft__arena_footprint: what the arena keeps for steady steps like the last one:
+   one block of its high-water mark, or of the smallest block size */
+static size_t sft__arena_footprint(const sft__arena *a) {
+    if (!a->high_water) return 0;
+    return a->high_water > SFT__ARENA_MIN_BLOCK ? a->high_water : SFT__ARENA_MIN_BLOCK;
+}
+
 static sft__arena_mark sft__arena_get_mark(const sft__arena *a) {
     sft__arena_mark m;
     m.cur = a->cur; m.offset = a->offset;
     m.used = a->cur < a->n_blocks ? a->blocks[a->cur].used : 0;
+    m.heap_seq = a->ctx->heap.seq;
     return m;
 }
 
 static void sft__arena_release(sft__arena *a, sft__arena_mark m) {
     a->cur = m.cur; a->offset = m.offset;
     if (m.cur < a->n_blocks) a->blocks[m.cur].used = m.used;
+    sft__heap_release_since(a, m.heap_seq);
 }
 
 /* sft__arena_reset: empty the arena; merge several blocks into one of the
    high-water size so the next step of the same shape fits without allocating. */
 static void sft__arena_reset(sft__arena *a) {
+    sft__heap_release_since(a, 0);
     if (a->n_blocks > 1) {
         size_t want = (a->high_water + SFT__ALIGN - 1) & ~(size_t)(SFT__ALIGN - 1);
         sft__log(a->ctx, SFT_LOG_DEBUG, "arena: the last step used %d blocks; merged into one of %zu bytes", a->n_blocks,
@@ -2140,6 +2372,7 @@ SFTDEF void sft_context_destroy(sft_context *ctx) {
     sft__pool_destroy(ctx, ctx->pool);
     sft__free(ctx, ctx->gemm_pack);
     sft__free(ctx, ctx->attn_scratch);
+    sft__heap_free_all(ctx);
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) {
         sft__arena_free_blocks(&ctx->arena[dev]);
         sft__arena_free_blocks(&ctx->scratch[dev]);
@@ -2159,7 +2392,8 @@ SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx) {
     if (!ctx) return s;
     s.bytes_in_use = ctx->bytes_in_use; s.peak_bytes = ctx->peak_bytes;
     s.allocs = ctx->allocs; s.frees = ctx->frees;
-    s.arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CPU]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CPU]);
+    s.arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CPU]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CPU]) +
+                       ctx->heap.live + ctx->heap.cached;
     s.device_bytes_in_use = ctx->device_bytes_in_use; s.device_peak_bytes = ctx->device_peak_bytes;
     s.device_arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CUDA]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CUDA]);
     return s;
@@ -2312,6 +2546,8 @@ static sft_status sft__device_zero(void *dst, sft_device dev, size_t n) {
 #define SFT__T_ARENA 1u  /* struct and data live in a step arena            */
 #define SFT__T_VIEW  2u  /* data belongs to another tensor                  */
 #define SFT__T_ALIAS_GRAD 4u /* grad belongs to another tensor (segments)   */
+#define SFT__T_HEAP  8u  /* data is a step-heap block                         */
+#define SFT__T_TRANSIENT 16u /* data and grad die with the producer's backward  */
 
 SFTDEF const char *sft_dtype_name(sft_dtype dt) {
     static const char *const names[SFT_DTYPE_COUNT] = {"F32", "BF16", "F16", "I32", "U8", "I8", "I64", "BOOL"};
@@ -2427,15 +2663,27 @@ static sft_status sft__tensor_step(sft_context *ctx, sft_device device, sft_dtyp
                                    sft_tensor **out) {
     void *mem;
     sft_tensor *t;
+    int from_heap;
     *out = NULL;
     SFT__TRY(sft__check_new_shape("step tensor", dtype, ndim, shape));
     SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof(sft_tensor), &mem));
     t = (sft_tensor *)mem;
     sft__tensor_init(t, ctx, device, dtype, ndim, shape);
-    t->flags = SFT__T_ARENA;
-    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, device), sft_tensor_nbytes(t), &t->data));
+    t->flags = SFT__T_ARENA | (ctx->transient ? SFT__T_TRANSIENT : 0u);
+    SFT__TRY(sft__arena_alloc_big(sft__cur_arena(ctx, device), sft_tensor_nbytes(t), &from_heap, &t->data));
+    if (from_heap) t->flags |= SFT__T_HEAP;
     *out = t;
     return SFT_OK;
+}
+
+/* sft__tensor_release: a step tensor's data goes back to the step heap now (a
+   no-op for data in an arena, which lives until the step ends); t must not be
+   read again. */
+static void sft__tensor_release(sft_context *ctx, sft_tensor *t) {
+    if (!t || !(t->flags & SFT__T_HEAP)) return;
+    sft__heap_give_back(ctx, t->data);
+    t->data = NULL;
+    t->flags &= ~SFT__T_HEAP;
 }
 
 /* sft__ensure_grad: give t a zeroed f32 gradient if it has none: persistent for a
@@ -2456,13 +2704,17 @@ SFTDEF float sft_bf16_to_f32(uint16_t h) {
     return f;
 }
 
-SFTDEF uint16_t sft_f32_to_bf16(float f) {
+/* sft__bf16_bits: f rounded to bf16 (nearest even, NaN kept quiet with its
+   sign); shared with the CUDA kernels, which round GEMM operands the same way */
+static SFT__HD uint16_t sft__bf16_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN, sign kept */
     u += 0x7fffu + ((u >> 16) & 1);                                            /* round to nearest even */
     return (uint16_t)(u >> 16);
 }
+
+SFTDEF uint16_t sft_f32_to_bf16(float f) { return sft__bf16_bits(f); }
 
 SFTDEF float sft_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
@@ -4242,6 +4494,7 @@ typedef struct sft__segment {
     void          *user;
     int            n_in, n_out;
     sft_tensor   **in, **out;
+    int            transient;     /* made with ctx->transient on: so is its recomputation */
 } sft__segment;
 
 typedef sft_status (*sft__kernel)(sft_context *ctx, sft__node *n);
@@ -4259,6 +4512,92 @@ static const sft__backend *sft__backend_cpu(void);
 static const sft__backend *sft__backend_cuda(void);
 #endif
 
+/* --- profiling (see sft_profile_enable) ------------------------------------ */
+
+static void sft__prof_add(sft_context *ctx, int row, int backward, double seconds, double flop) {
+    ctx->prof_s[backward][row] += seconds;
+    ctx->prof_flop[backward][row] += flop;
+}
+
+static double sft__linear_flops(const sft__node *n, int backward, double *adapters);   /* with the kernel */
+
+/* sft__node_flops: the arithmetic a kernel does, counted for the GEMM-like ops
+   (2 per multiply-add); 0 for the elementwise ones. */
+static double sft__node_flops(const sft__node *n, int backward) {
+    const sft_tensor *a = n->in[0];
+    double adapters;
+    switch (n->op) {
+    case SFT__OP_MATMUL: {
+        const sft_tensor *b = n->in[1];
+        double M = (double)(n->i[0] ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2]);
+        double K = (double)(n->i[0] ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1]);
+        double N = (double)(n->i[1] ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1]);
+        double f = 2.0 * (double)n->i[2] * M * N * K;
+        return backward ? f * ((a->requires_grad != 0) + (b->requires_grad != 0)) : f;
+    }
+    case SFT__OP_LINEAR: return sft__linear_flops(n, backward, &adapters);
+    case SFT__OP_ATTENTION: {     /* causal pairs; backward: dS, dP, dQ, dK, dV */
+        double T = (double)a->shape[1], pairs = (double)a->shape[0] * (double)a->shape[2] * T * (T + 1) / 2;
+        return (backward ? 8.0 : 4.0) * pairs * (double)a->shape[3];
+    }
+    case SFT__OP_LINEAR_CE: {     /* backward recomputes the logits, then d hidden (and d weight) */
+        double NV = (double)sft_tensor_numel(n->in[2]) * (double)n->in[1]->shape[0], D = (double)n->in[1]->shape[1];
+        return 2.0 * NV * D * (backward ? 1.0 + (n->in[0]->requires_grad != 0) + (n->in[1]->requires_grad != 0) : 1.0);
+    }
+    default: return 0.0;
+    }
+}
+
+SFTDEF void sft_profile_enable(sft_context *ctx, int on) {
+    if (!ctx) return;
+    ctx->profiling = on != 0;
+    memset(ctx->prof_s, 0, sizeof ctx->prof_s);
+    memset(ctx->prof_flop, 0, sizeof ctx->prof_flop);
+    memset(ctx->prof_calls, 0, sizeof ctx->prof_calls);
+}
+
+SFTDEF int sft_profile_read(const sft_context *ctx, sft_profile_entry *out, int cap) {
+    int row, n = 0;
+    if (!ctx) return 0;
+    for (row = 0; row < SFT__PROF_ROWS; row++) {
+        sft_profile_entry e;
+        if (ctx->prof_s[0][row] <= 0.0 && ctx->prof_s[1][row] <= 0.0) continue;
+        e.name = row < SFT__OP_COUNT ? sft__op_names[row] : row == SFT__PROF_ADAPTERS ? "adapters" : "optimizer";
+        e.calls = ctx->prof_calls[row];
+        e.forward_s = ctx->prof_s[0][row]; e.backward_s = ctx->prof_s[1][row];
+        e.forward_flop = ctx->prof_flop[0][row]; e.backward_flop = ctx->prof_flop[1][row];
+        if (out && n < cap) out[n] = e;
+        n++;
+    }
+    return n;
+}
+
+SFTDEF size_t sft_profile_report(const sft_context *ctx, int64_t steps, double seconds, char *buf, size_t cap) {
+    sft_profile_entry e[SFT__PROF_ROWS];
+    int n = sft_profile_read(ctx, e, SFT__PROF_ROWS), i;
+    double per = steps > 0 ? 1.0 / (double)steps : 0.0, held = 0.0;
+    size_t len = 0;
+    char line[160];
+#define SFT__REPORT(...) do { int k_ = snprintf(line, sizeof line, __VA_ARGS__); \
+        if (k_ > 0) { if (len + (size_t)k_ < cap) memcpy(buf + len, line, (size_t)k_ + 1); len += (size_t)k_; } } while (0)
+    if (buf && cap) buf[0] = 0;
+    SFT__REPORT("%-22s %10s %12s %12s %9s %7s\n", "op", "calls/step", "forward ms", "backward ms", "GFLOP/s", "share");
+    for (i = 0; i < n; i++) {
+        double t = e[i].forward_s + e[i].backward_s, flop = e[i].forward_flop + e[i].backward_flop;
+        char gf[16];
+        held += t;
+        if (flop > 0.0 && t > 0.0) snprintf(gf, sizeof gf, "%.1f", flop / t / 1e9);
+        else snprintf(gf, sizeof gf, "-");
+        SFT__REPORT("%-22s %10.1f %12.1f %12.1f %9s %6.1f%%\n", e[i].name, (double)e[i].calls * per, 1e3 * e[i].forward_s * per,
+                    1e3 * e[i].backward_s * per, gf, seconds > 0.0 ? 100.0 * t / seconds : 0.0);
+    }
+    SFT__REPORT("%-22s %10s %12.1f %12s %9s %6.1f%%\n", "other", "", 1e3 * (seconds - held) * per, "", "-",
+                seconds > 0.0 ? 100.0 * (seconds - held) / seconds : 0.0);
+    SFT__REPORT("%-22s %10s %12.1f %12s %9s %7s\n", "step", "", 1e3 * seconds * per, "", "", "");
+#undef SFT__REPORT
+    return len;
+}
+
 /* sft__dispatch: the one place an op picks its kernel, by its inputs' device. */
 static sft_status sft__dispatch(sft_context *ctx, sft__node *n, int backward) {
     const sft__backend *be = NULL;
@@ -4269,12 +4608,18 @@ static sft_status sft__dispatch(sft_context *ctx, sft__node *n, int backward) {
     else if (dev == SFT_DEVICE_CUDA) be = sft__backend_cuda();
 #endif
     if (!be) return sft__no_cuda(sft__op_names[n->op]);
-    if (ctx->plan_only && (n->op == SFT__OP_MATMUL || n->op == SFT__OP_ATTENTION || n->op == SFT__OP_CROSS_ENTROPY ||
-                           n->op == SFT__OP_LINEAR_CE))
+    if (ctx->plan_only && (n->op == SFT__OP_MATMUL || n->op == SFT__OP_CROSS_ENTROPY || n->op == SFT__OP_LINEAR_CE))
         return SFT_OK;
     k = backward ? be->backward[n->op] : be->forward[n->op];
     if (!k) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: the %s backend has no %s kernel yet", sft__op_names[n->op], be->name,
                              backward ? "backward" : "forward");
+    if (ctx->profiling && !ctx->plan_only) {
+        double t0 = sft__seconds();
+        sft_status s = k(ctx, n);
+        sft__prof_add(ctx, (int)n->op, backward, sft__seconds() - t0, sft__node_flops(n, backward));
+        if (!backward) ctx->prof_calls[n->op]++;
+        return s;
+    }
     return k(ctx, n);
 }
 
@@ -4325,25 +4670,48 @@ SFTDEF void sft_step_begin(sft_context *ctx) {
         sft__arena_reset(&ctx->arena[dev]);
         sft__arena_reset(&ctx->scratch[dev]);
     }
+    sft__heap_trim(ctx);
+    ctx->heap.step++;
+    memset(ctx->heap.peak_n, 0, sizeof ctx->heap.peak_n);
 }
 
 static sft_status sft__segment_backward(sft_context *ctx, sft__node *n);
 
+/* sft__release_transient: a transient tensor dies with its producer's backward:
+   every node that read it was recorded later, so its backward has already run.
+   Its gradient goes too (unless borrowed), and its data (unless a view). */
+static void sft__release_transient(sft_context *ctx, sft_tensor *t) {
+    if (!(t->flags & SFT__T_TRANSIENT)) return;
+    if (t->grad && !(t->flags & SFT__T_ALIAS_GRAD) && (t->grad->flags & SFT__T_HEAP)) {
+        sft__tensor_release(ctx, t->grad);
+        t->grad = NULL;
+    }
+    if (!(t->flags & SFT__T_VIEW)) sft__tensor_release(ctx, t);
+}
+
 /* sft__backward_node: give the inputs that need one a gradient buffer, then run
-   the node's backward (a kernel, or a segment's recomputation). */
+   the node's backward (a kernel, or a segment's recomputation); then what only
+   this backward needed is given back. */
 static sft_status sft__backward_node(sft_context *ctx, sft__node *n) {
     int i, any = 0;
     if (n->segment) {
         for (i = 0; i < n->segment->n_out; i++) any |= n->segment->out[i]->grad != NULL;
-        if (!any) return SFT_OK;
-        for (i = 0; i < n->segment->n_in; i++)
-            if (n->segment->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->segment->in[i]));
-        return sft__segment_backward(ctx, n);
+        if (any) {
+            for (i = 0; i < n->segment->n_in; i++)
+                if (n->segment->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->segment->in[i]));
+            SFT__TRY(sft__segment_backward(ctx, n));
+        }
+        for (i = 0; i < n->segment->n_out; i++) sft__release_transient(ctx, n->segment->out[i]);
+        return SFT_OK;
     }
-    if (!n->out->grad) return SFT_OK;           /* nothing flowed back through it */
-    for (i = 0; i < n->n_in; i++)
-        if (n->in[i] && n->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->in[i]));
-    return sft__dispatch(ctx, n, 1);
+    if (n->out->grad) {                         /* else nothing flowed back through it */
+        for (i = 0; i < n->n_in; i++)
+            if (n->in[i] && n->in[i]->requires_grad) SFT__TRY(sft__ensure_grad(ctx, n->in[i]));
+        SFT__TRY(sft__dispatch(ctx, n, 1));
+    }
+    sft__tensor_release(ctx, n->saved);
+    sft__release_transient(ctx, n->out);
+    return SFT_OK;
 }
 
 /* sft__run_tape_backward: the nodes recorded after stop (NULL: all), newest first. */
@@ -4425,7 +4793,7 @@ SFTDEF sft_status sft_checkpoint(sft_context *ctx, sft_segment_fn fn, void *user
         return sft__fail(SFT_ERR_ARG, "sft_checkpoint: NULL function/arrays or n_out <= 0");
     if (ctx->in_scratch) return sft__fail(SFT_ERR_STATE, "sft_checkpoint: segments do not nest");
     for (i = 0; i < n_in; i++) if (!in[i]) return sft__fail(SFT_ERR_ARG, "sft_checkpoint: input %d is NULL", i);
-    seg.fn = fn; seg.user = user; seg.n_in = n_in; seg.n_out = n_out;
+    seg.fn = fn; seg.user = user; seg.n_in = n_in; seg.n_out = n_out; seg.transient = ctx->transient;
     /* the record of the segment (its input/output lists) lives in the step arena */
     SFT__TRY(sft__arena_alloc(&ctx->arena[SFT_DEVICE_CPU], sizeof(sft__segment) + (size_t)(n_in + n_out) * sizeof(sft_tensor *), &mem));
     rec_seg = (sft__segment *)mem;
@@ -4470,11 +4838,12 @@ static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
     sft__node *tape_mark = ctx->tape;
     sft_tensor **alias = NULL, **inner = NULL;
     sft_status s;
-    int i, dev, prev_grad = ctx->grad_enabled;
+    int i, dev, prev_grad = ctx->grad_enabled, prev_transient = ctx->transient;
     void *mem;
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) marks[dev] = sft__arena_get_mark(&ctx->scratch[dev]);
     ctx->in_scratch = 1;
     ctx->grad_enabled = 1;
+    ctx->transient = seg->transient;
     s = sft__arena_alloc(&ctx->scratch[SFT_DEVICE_CPU], (size_t)(seg->n_in + seg->n_out) * sizeof(sft_tensor *), &mem);
     if (s == SFT_OK) {
         alias = (sft_tensor **)mem;
@@ -4501,6 +4870,7 @@ static sft_status sft__segment_backward(sft_context *ctx, sft__node *n) {
     ctx->tape = tape_mark;
     ctx->in_scratch = 0;
     ctx->grad_enabled = prev_grad;
+    ctx->transient = prev_transient;
     for (dev = 0; dev < SFT_DEVICE_COUNT; dev++) sft__arena_release(&ctx->scratch[dev], marks[dev]);
     return s;
 }
@@ -4572,9 +4942,34 @@ struct sft__bsrc {
                  float *dst);
     const struct sft_qweight *q;
     const uint16_t *bf16;
+    const float *f32;
     int64_t rows, cols;
     int trans, simd;
+    int compute_bf16;   /* the GEMM multiplies in bf16 (A and B rounded to bf16), summing in f32 */
 };
+
+/* Packed panels in bf16. In bf16 mode the GEMMs pack as usual (f32) and then
+   round what they packed: on a CPU with AVX512-BF16, into pairs of bf16 for
+   vdpbf16ps (sft__panel_to_bf16_pairs: k rows 2p and 2p + 1 of each column in
+   one 32-bit word, low half first, in place: a panel of depth kc keeps its
+   place and stride, its first half holding the pairs); elsewhere, into f32
+   values that are exact bf16 numbers, multiplied by the f32 kernels (the same
+   products; the sums are rounded in another order). */
+static void sft__panel_round_bf16(float *panel, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) panel[i] = sft_bf16_to_f32(sft_f32_to_bf16(panel[i]));
+}
+
+static void sft__panel_to_bf16_pairs(float *panel, int64_t kc, int64_t width) {
+    int64_t kp, j;
+    for (kp = 0; kp < (kc + 1) / 2; kp++)
+        for (j = 0; j < width; j++) {      /* reads rows 2kp, 2kp + 1 before writing row kp's place */
+            uint32_t lo = sft_f32_to_bf16(panel[2 * kp * width + j]);
+            uint32_t hi = 2 * kp + 1 < kc ? sft_f32_to_bf16(panel[(2 * kp + 1) * width + j]) : 0;
+            uint32_t pair = lo | hi << 16;
+            memcpy(&panel[kp * width + j], &pair, sizeof pair);
+        }
+}
 
 typedef struct sft__gemm_job {
     sft__mat a, b;
@@ -4599,6 +4994,7 @@ static void sft__gemm_tile(void *arg, int64_t task, int thread) {
     int64_t nt = j->N - n0 < SFT__GEMM_TN ? j->N - n0 : SFT__GEMM_TN;
     float acc[SFT__GEMM_MB][SFT__GEMM_TN], panel[SFT__GEMM_KC][SFT__GEMM_TN];
     int64_t i, jn, k0, kk;
+    int bf16 = j->src && j->src->compute_bf16;
     (void)thread;
     memset(acc, 0, sizeof acc);
     for (k0 = 0; k0 < j->K; k0 += SFT__GEMM_KC) {
@@ -4609,11 +5005,12 @@ static void sft__gemm_tile(void *arg, int64_t task, int thread) {
                 const float *bk = j->b.p + (k0 + kk) * j->b.rs + n0 * j->b.cs;
                 for (jn = 0; jn < SFT__GEMM_TN; jn++) panel[kk][jn] = jn < nt ? bk[jn * j->b.cs] : 0.0f;
             }
+        if (bf16) sft__panel_round_bf16(&panel[0][0], kc * SFT__GEMM_TN);
         for (i = 0; i < mt; i++) {
             const float *ap = j->a.p + (m0 + i) * j->a.rs + k0 * j->a.cs;
             float *ac = acc[i];
             for (kk = 0; kk < kc; kk++) {
-                float av = ap[kk * j->a.cs];
+                float av = bf16 ? sft_bf16_to_f32(sft_f32_to_bf16(ap[kk * j->a.cs])) : ap[kk * j->a.cs];
                 for (jn = 0; jn < SFT__GEMM_TN; jn++) ac[jn] += av * panel[kk][jn];
             }
         }
@@ -4725,8 +5122,30 @@ typedef struct sft__blocked_job {
     int64_t       ldc, M, K, nc, mc, group, n_groups, panels_per_pack_task;
     int64_t       k0, n_slices, slice_stride;   /* the k slices this step covers   */
     int           accumulate, mr, nr;
+    int           bf16;         /* 0: f32; 1: bf16 pairs (bf16k's kernels); 2: rounded to bf16 */
+    const struct sft__bf16_kernels *bf16k;
     sft__micro_fn micro;
 } sft__blocked_job;
+
+/* A path's bf16 kernels for the blocked GEMM (AVX512-BF16): the micro-kernel
+   on pairs, B's packed panels of width NR made pairs in place, and A's rows
+   [0, mc) x k [0, kc) of a view as row-major pairs, (kc + 1) / 2 a row, rows up
+   to rows_out zero. */
+typedef struct sft__bf16_kernels {
+    sft__micro_fn micro;
+    void (*panel_pairs)(float *panel, int64_t kc, int64_t width);
+    void (*rows_pairs)(const sft__mat *a, int64_t mc, int64_t kc, int64_t rows_out, float *dst);
+} sft__bf16_kernels;
+
+/* the packed panels [q0, q1) of depth kc, width w, made bf16 as job j computes */
+static void sft__blocked_to_bf16(const sft__blocked_job *j, float *panels, int64_t q0, int64_t q1, int64_t kc, int w) {
+    int64_t q;
+    for (q = q0; q < q1; q++) {
+        float *panel = panels + q * kc * w;
+        if (j->bf16 == 1) j->bf16k->panel_pairs(panel, kc, w);
+        else sft__panel_round_bf16(panel, kc * w);
+    }
+}
 
 /* B is packed by k rows (a row-major f32 B) or by panels (anything else). */
 static int sft__blocked_by_rows(const sft__blocked_job *j) { return !j->src && j->b.cs == 1; }
@@ -4753,6 +5172,7 @@ static void sft__blocked_pack_task(void *arg, int64_t task, int thread) {
     if (j->src) {
         int64_t q0 = sub * j->panels_per_pack_task, q1 = q0 + j->panels_per_pack_task < panels ? q0 + j->panels_per_pack_task : panels;
         if (q0 < q1) j->src->pack(j->src, j->kb + slice * SFT__BLK_KC, kc, j->nb, j->nc, j->nr, q0, q1, dst);
+        if (q0 < q1 && j->bf16) sft__blocked_to_bf16(j, dst, q0, q1, kc, j->nr);
     } else if (j->b.cs == 1) {
         int64_t k0 = sub * SFT__PACK_ROWS, k1 = k0 + SFT__PACK_ROWS < kc ? k0 + SFT__PACK_ROWS : kc;
         if (k0 < kc) sft__pack_b_rows(&b, kc, j->nc, j->nr, k0, k1, dst);
@@ -4769,28 +5189,32 @@ static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
     int64_t full = mc - mc % j->mr;             /* rows in whole panels */
     float *apack = j->ctx->gemm_pack + (size_t)thread * SFT__BLK_MC * SFT__BLK_KC;
     float edge[16 * 32];                        /* an edge tile: at most MR x NR of any path */
-    int direct = j->a.cs == 1;                  /* row-major A: whole panels are read in place */
+    int direct = j->a.cs == 1 && !j->bf16;      /* row-major A: whole panels are read in place */
     for (sl = 0; sl < j->n_slices; sl++) {      /* k slices in order; this task's C stays in cache */
-        int64_t kc = sft__slice_kc(j, sl);
+        int64_t kc = sft__slice_kc(j, sl), depth = j->bf16 == 1 ? (kc + 1) / 2 : kc;
         int add = j->accumulate || j->k0 + sl > 0;
         const float *bslice = j->bpack + sl * j->slice_stride;
         sft__mat a = j->a;
         a.p += i0 * a.rs + sl * SFT__BLK_KC * a.cs;
-        if (!direct) sft__pack_a(&a, mc, kc, j->mr, apack);
-        else if (full < mc) {                   /* only the last, partial panel is packed */
+        if (j->bf16 == 1)                       /* A's rows as pairs, row-major: read with a_rs = depth */
+            j->bf16k->rows_pairs(&a, mc, kc, (mc + j->mr - 1) / j->mr * j->mr, apack);
+        else if (!direct) {
+            sft__pack_a(&a, mc, kc, j->mr, apack);
+            if (j->bf16) sft__blocked_to_bf16(j, apack, 0, (mc + j->mr - 1) / j->mr, kc, j->mr);
+        } else if (full < mc) {                 /* only the last, partial panel is packed */
             sft__mat tail = a;
             tail.p += full * a.rs;
             sft__pack_a(&tail, mc - full, kc, j->mr, apack + full * kc);
         }
         for (jr = jr0; jr < jr1; jr += j->nr)
             for (ir = 0; ir < mc; ir += j->mr) {
-                int in_place = direct && ir < full;
-                const float *ap = in_place ? a.p + ir * a.rs : apack + ir * kc, *bp = bslice + jr * kc;
-                int64_t a_rs = in_place ? a.rs : 1, a_ks = in_place ? 1 : j->mr;
+                int in_place = direct && ir < full, pairs = j->bf16 == 1;
+                const float *ap = in_place ? a.p + ir * a.rs : pairs ? apack + ir * depth : apack + ir * kc, *bp = bslice + jr * kc;
+                int64_t a_rs = in_place ? a.rs : pairs ? depth : 1, a_ks = in_place || pairs ? 1 : j->mr;
                 float *c = j->c + (i0 + ir) * j->ldc + jr;
                 int64_t rows = mc - ir < j->mr ? mc - ir : j->mr, cols = jr1 - jr < j->nr ? jr1 - jr : j->nr, r, q;
-                if (rows == j->mr && cols == j->nr) { j->micro(kc, ap, a_rs, a_ks, bp, c, j->ldc, add); continue; }
-                j->micro(kc, ap, a_rs, a_ks, bp, edge, j->nr, 0);
+                if (rows == j->mr && cols == j->nr) { j->micro(depth, ap, a_rs, a_ks, bp, c, j->ldc, add); continue; }
+                j->micro(depth, ap, a_rs, a_ks, bp, edge, j->nr, 0);
                 for (r = 0; r < rows; r++)
                     for (q = 0; q < cols; q++)
                         c[r * j->ldc + q] = add ? c[r * j->ldc + q] + edge[r * j->nr + q] : edge[r * j->nr + q];
@@ -4802,7 +5226,8 @@ static void sft__blocked_compute_task(void *arg, int64_t task, int thread) {
    and its MR x NR differ. Rows are cut into blocks of at most MC and, when that
    gives the threads too little to share, the column panels into groups. */
 static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
-                                    int64_t ldc, int accumulate, const sft__bsrc *src, int mr, int nr, sft__micro_fn micro) {
+                                    int64_t ldc, int accumulate, const sft__bsrc *src, int mr, int nr, sft__micro_fn micro,
+                                    const sft__bf16_kernels *bf16k) {
     sft__blocked_job j;
     int64_t jc, pc, want = 4 * (int64_t)ctx->threads, n_rows, nc_max, step;
     /* A wide C with short k (an output projection): all k slices of a column
@@ -4819,6 +5244,11 @@ static sft_status sft__gemm_blocked(sft_context *ctx, int64_t M, int64_t N, int6
     }
     memset(&j, 0, sizeof j);
     j.ctx = ctx; j.ldc = ldc; j.M = M; j.K = K; j.mr = mr; j.nr = nr; j.micro = micro; j.accumulate = accumulate; j.src = src;
+    if (src && src->compute_bf16) {             /* vdpbf16ps where the CPU has it (same MR x NR) */
+        j.bf16 = bf16k ? 1 : 2;
+        j.bf16k = bf16k;
+        if (bf16k) j.micro = bf16k->micro;
+    }
     j.bpack = ctx->gemm_pack + (size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC;
     j.mc = SFT__BLK_MC;
     n_rows = (M + j.mc - 1) / j.mc;
@@ -4875,34 +5305,6 @@ static void sft__micro_portable_4x16(int64_t kc, const float *a, int64_t a_rs, i
         for (j = 0; j < 16; j++) c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
 }
 
-/* sft__gemm_small: C (+)= op(A) . op(B) on the calling thread alone, with a
-   path's micro-kernel and the caller's packing buffers (apack: (M rounded up to
-   mr) x KC floats, bpack: KC x (N rounded up to nr)). For the small tiles inside
-   other kernels' tasks; the same k-slice order as the blocked GEMM. */
-static void sft__gemm_small(sft__micro_fn micro, int mr, int nr, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b,
-                            float *c, int64_t ldc, int add, float *apack, float *bpack) {
-    float edge[16 * 32];
-    int64_t k0, ir, jr, r, q;
-    for (k0 = 0; k0 < K || k0 == 0; k0 += SFT__BLK_KC) {
-        int64_t kc = K - k0 < SFT__BLK_KC ? K - k0 : SFT__BLK_KC;
-        int slice_add = add || k0 > 0;
-        sft__mat as = a, bs = b;
-        as.p += k0 * a.cs; bs.p += k0 * b.rs;
-        sft__pack_a(&as, M, kc, mr, apack);
-        sft__pack_b(&bs, kc, N, nr, 0, (N + nr - 1) / nr, bpack);
-        for (jr = 0; jr < N; jr += nr)
-            for (ir = 0; ir < M; ir += mr) {
-                int64_t rows = M - ir < mr ? M - ir : mr, cols = N - jr < nr ? N - jr : nr;
-                float *cc = c + ir * ldc + jr;
-                if (rows == mr && cols == nr) { micro(kc, apack + ir * kc, 1, mr, bpack + jr * kc, cc, ldc, slice_add); continue; }
-                micro(kc, apack + ir * kc, 1, mr, bpack + jr * kc, edge, nr, 0);
-                for (r = 0; r < rows; r++)
-                    for (q = 0; q < cols; q++) cc[r * ldc + q] = slice_add ? cc[r * ldc + q] + edge[r * nr + q] : edge[r * nr + q];
-            }
-        if (K == 0) break;
-    }
-}
-
 #ifdef SFT__SIMD_X86
 SFT__TARGET_AVX2 static void sft__micro_avx2_6x16(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks, const float *b,
                                                   float *c, int64_t ldc, int add) {
@@ -4932,7 +5334,7 @@ SFT__TARGET_AVX2 static void sft__micro_avx2_6x16(int64_t kc, const float *a, in
 
 static sft_status sft__gemm_avx2(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                  int64_t ldc, int accumulate, const sft__bsrc *src) {
-    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 6, 16, sft__micro_avx2_6x16);
+    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 6, 16, sft__micro_avx2_6x16, NULL);
 }
 
 SFT__AVX512_WARNINGS_OFF
@@ -4962,9 +5364,78 @@ SFT__TARGET_AVX512 static void sft__micro_avx512_12x32(int64_t kc, const float *
 }
 
 SFT__AVX512_WARNINGS_ON
+SFT__AVX512_WARNINGS_OFF
+/* The bf16 micro-kernel: the same 12 x 32 block of C, fed by vdpbf16ps: each
+   step takes a pair of k (B: 32 columns x 2 bf16 in two zmm; A: one 32-bit
+   pair per row, broadcast) and adds both products into the f32 sums. kc counts
+   pairs; A and B are packed pairs (see sft__panel_to_bf16_pairs). */
+SFT__TARGET_AVX512BF16 static void sft__micro_bf16_12x32(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
+                                                         const float *b, float *c, int64_t ldc, int add) {
+#define SFT__DECL(r) __m512 lo##r = _mm512_setzero_ps(), hi##r = _mm512_setzero_ps();
+#define SFT__DOT(r) av = (__m512bh)_mm512_castps_si512(_mm512_set1_ps(a[(r) * a_rs]));                         \
+    lo##r = _mm512_dpbf16_ps(lo##r, av, b0); hi##r = _mm512_dpbf16_ps(hi##r, av, b1);
+#define SFT__STORE(r)                                                                                         \
+    if (add) { lo##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc), lo##r);                                  \
+               hi##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc + 16), hi##r); }                           \
+    _mm512_storeu_ps(c + (r) * ldc, lo##r); _mm512_storeu_ps(c + (r) * ldc + 16, hi##r);
+    int64_t k;
+    SFT__AVX512_ROWS(SFT__DECL)
+    for (k = 0; k < kc; k++, a += a_ks, b += 32) {
+        __m512bh b0 = (__m512bh)_mm512_castps_si512(_mm512_loadu_ps(b)), b1 = (__m512bh)_mm512_castps_si512(_mm512_loadu_ps(b + 16)), av;
+        SFT__AVX512_ROWS(SFT__DOT)
+    }
+    SFT__AVX512_ROWS(SFT__STORE)
+#undef SFT__DECL
+#undef SFT__DOT
+#undef SFT__STORE
+}
+
+/* bf16 bits of 16 floats in 32-bit lanes, rounded as sft_f32_to_bf16 (nearest
+   even; a NaN stays a quiet NaN with its sign) */
+SFT__TARGET_AVX512 static __m512i sft__bf16_bits16(__m512 v) {
+    __m512i u = _mm512_castps_si512(v), top = _mm512_srli_epi32(u, 16);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)),
+                                                   _mm512_and_si512(top, _mm512_set1_epi32(1))), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_or_epi32(r, nan, top, _mm512_set1_epi32(0x40));
+}
+
+/* a B panel of width 32 as pairs, in place (see sft__panel_to_bf16_pairs) */
+SFT__TARGET_AVX512 static void sft__panel_pairs_avx512(float *panel, int64_t kc, int64_t width) {
+    int64_t kp, j;
+    if (width % 16) { sft__panel_to_bf16_pairs(panel, kc, width); return; }
+    for (kp = 0; kp < (kc + 1) / 2; kp++)
+        for (j = 0; j < width; j += 16) {       /* both rows are read before the pairs are stored over the first */
+            __m512i lo = sft__bf16_bits16(_mm512_loadu_ps(panel + 2 * kp * width + j));
+            __m512i hi = 2 * kp + 1 < kc ? sft__bf16_bits16(_mm512_loadu_ps(panel + (2 * kp + 1) * width + j)) : _mm512_setzero_si512();
+            _mm512_storeu_si512((void *)(panel + kp * width + j), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+}
+
+/* rows of A as row-major pairs: a row's bf16 values in order are its pairs */
+SFT__TARGET_AVX512 static void sft__rows_pairs_avx512(const sft__mat *a, int64_t mc, int64_t kc, int64_t rows_out, float *dst) {
+    int64_t kp = (kc + 1) / 2, r, k;
+    for (r = 0; r < rows_out; r++) {
+        uint16_t *d = (uint16_t *)(void *)(dst + r * kp);
+        const float *src = a->p + r * a->rs;
+        if (r >= mc) { memset(d, 0, (size_t)kp * 4); continue; }
+        k = 0;
+        if (a->cs == 1)
+            for (; k + 16 <= kc; k += 16)
+                _mm256_storeu_si256((__m256i *)(void *)(d + k), _mm512_cvtepi32_epi16(sft__bf16_bits16(_mm512_loadu_ps(src + k))));
+        for (; k < kc; k++) d[k] = sft_f32_to_bf16(src[k * a->cs]);
+        if (kc % 2) d[kc] = 0;
+    }
+}
+
+SFT__AVX512_WARNINGS_ON
+
+static const sft__bf16_kernels sft__bf16_avx512 = {sft__micro_bf16_12x32, sft__panel_pairs_avx512, sft__rows_pairs_avx512};
+
 static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                    int64_t ldc, int accumulate, const sft__bsrc *src) {
-    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 12, 32, sft__micro_avx512_12x32);
+    return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 12, 32, sft__micro_avx512_12x32,
+                             sft__cpu.avx512_bf16 && !ctx->bf16_emulated ? &sft__bf16_avx512 : NULL);
 }
 #endif
 
@@ -4987,6 +5458,42 @@ static float sft__dot_portable(const float *a, const float *b, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) s += a[i] * b[i];
     return s;
+}
+
+/* exp_stats: over a row of logits x against its maximum m, S += sum exp(x - m)
+   and W += sum exp(x - m) (x - m), summed in double (the softmax's normaliser
+   and the numerator of its mean logit, for the entropy log S - W / S). */
+static void sft__exp_stats_portable(const float *x, int64_t n, float m, double *S, double *W) {
+    double s = 0.0, w = 0.0;
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        double e = (double)expf(x[i] - m);
+        s += e; w += e * ((double)x[i] - (double)m);
+    }
+    *S += s; *W += w;
+}
+
+/* SiLU and SwiGLU: out = x sigmoid(x) (* up); backward dx += g (up) dsilu,
+   dup += g silu(x) where dsilu = s (1 + x (1 - s)), s = sigmoid(x). One
+   element at a time, the reference for the vector versions (which use the
+   vector exp). up, dx, dup may be NULL. */
+static float sft__sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static void sft__silu_fwd_portable(const float *x, const float *up, float *out, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float s = x[i] * sft__sigmoid(x[i]);
+        out[i] = up ? s * up[i] : s;
+    }
+}
+
+static void sft__silu_bwd_portable(const float *x, const float *up, const float *g, float *dx, float *dup, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float sg = sft__sigmoid(x[i]), dsilu = sg * (1.0f + x[i] * (1.0f - sg));
+        if (dx) dx[i] += g[i] * (up ? up[i] : 1.0f) * dsilu;
+        if (dup) dup[i] += g[i] * x[i] * sg;
+    }
 }
 
 #ifdef SFT__SIMD_X86
@@ -5024,6 +5531,58 @@ SFT__TARGET_AVX2 static void sft__exp_shift_avx2(float *x, int64_t n, float shif
         _mm256_storeu_ps(buf, sft__exp_avx2(_mm256_loadu_ps(buf)));
         for (k = 0; i + k < n; k++) x[i + k] = buf[k];
     }
+}
+
+/* sigmoid with the vector exp: 1 / (1 + exp(-x)), 0 where exp(-x) overflows */
+SFT__TARGET_AVX2 static __m256 sft__sigmoid_avx2(__m256 x) {
+    __m256 nx = _mm256_sub_ps(_mm256_setzero_ps(), x), one = _mm256_set1_ps(1.0f);
+    __m256 big = _mm256_cmp_ps(nx, _mm256_set1_ps(SFT__EXP_HI), _CMP_GT_OQ);
+    return _mm256_andnot_ps(big, _mm256_div_ps(one, _mm256_add_ps(one, sft__exp_avx2(nx))));
+}
+
+SFT__TARGET_AVX2 static void sft__silu_fwd_avx2(const float *x, const float *up, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), s = _mm256_mul_ps(v, sft__sigmoid_avx2(v));
+        if (up) s = _mm256_mul_ps(s, _mm256_loadu_ps(up + i));
+        _mm256_storeu_ps(out + i, s);
+    }
+    sft__silu_fwd_portable(x + i, up ? up + i : NULL, out + i, n - i);
+}
+
+SFT__TARGET_AVX2 static void sft__silu_bwd_avx2(const float *x, const float *up, const float *g, float *dx, float *dup, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), sg = sft__sigmoid_avx2(v), gv = _mm256_loadu_ps(g + i);
+        __m256 dsilu = _mm256_mul_ps(sg, _mm256_add_ps(one, _mm256_mul_ps(v, _mm256_sub_ps(one, sg))));
+        if (dx) {
+            __m256 gu = up ? _mm256_mul_ps(gv, _mm256_loadu_ps(up + i)) : gv;
+            _mm256_storeu_ps(dx + i, _mm256_add_ps(_mm256_loadu_ps(dx + i), _mm256_mul_ps(gu, dsilu)));
+        }
+        if (dup) _mm256_storeu_ps(dup + i, _mm256_add_ps(_mm256_loadu_ps(dup + i), _mm256_mul_ps(_mm256_mul_ps(gv, v), sg)));
+    }
+    sft__silu_bwd_portable(x + i, up ? up + i : NULL, g + i, dx ? dx + i : NULL, dup ? dup + i : NULL, n - i);
+}
+
+SFT__TARGET_AVX2 static void sft__exp_stats_avx2(const float *x, int64_t n, float m, double *S, double *W) {
+    __m256 mv = _mm256_set1_ps(m);
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, w0 = s0, w1 = s0;
+    double lanes[4], s, w;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), mv), e = sft__exp_avx2(d), ed = _mm256_mul_ps(e, d);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+        w0 = _mm256_add_pd(w0, _mm256_cvtps_pd(_mm256_castps256_ps128(ed)));
+        w1 = _mm256_add_pd(w1, _mm256_cvtps_pd(_mm256_extractf128_ps(ed, 1)));
+    }
+    _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
+    s = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(w0, w1));
+    w = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+    *S += s; *W += w;
+    sft__exp_stats_portable(x + i, n - i, m, S, W);
 }
 
 SFT__TARGET_AVX2 static float sft__dot_avx2(const float *a, const float *b, int64_t n) {
@@ -5077,6 +5636,59 @@ SFT__TARGET_AVX512 static void sft__exp_shift_avx512(float *x, int64_t n, float 
     }
 }
 
+SFT__TARGET_AVX512 static __m512 sft__sigmoid_avx512(__m512 x) {
+    __m512 nx = _mm512_sub_ps(_mm512_setzero_ps(), x), one = _mm512_set1_ps(1.0f);
+    __mmask16 ok = _mm512_cmp_ps_mask(nx, _mm512_set1_ps(SFT__EXP_HI), _CMP_LE_OQ);
+    return _mm512_maskz_div_ps(ok, one, _mm512_add_ps(one, sft__exp_avx512(nx)));
+}
+
+SFT__TARGET_AVX512 static void sft__silu_fwd_avx512(const float *x, const float *up, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i), s = _mm512_mul_ps(v, sft__sigmoid_avx512(v));
+        if (up) s = _mm512_mul_ps(s, _mm512_loadu_ps(up + i));
+        _mm512_storeu_ps(out + i, s);
+    }
+    sft__silu_fwd_portable(x + i, up ? up + i : NULL, out + i, n - i);
+}
+
+SFT__TARGET_AVX512 static void sft__silu_bwd_avx512(const float *x, const float *up, const float *g, float *dx, float *dup,
+                                                    int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i), sg = sft__sigmoid_avx512(v), gv = _mm512_loadu_ps(g + i);
+        __m512 dsilu = _mm512_mul_ps(sg, _mm512_add_ps(one, _mm512_mul_ps(v, _mm512_sub_ps(one, sg))));
+        if (dx) {
+            __m512 gu = up ? _mm512_mul_ps(gv, _mm512_loadu_ps(up + i)) : gv;
+            _mm512_storeu_ps(dx + i, _mm512_add_ps(_mm512_loadu_ps(dx + i), _mm512_mul_ps(gu, dsilu)));
+        }
+        if (dup) _mm512_storeu_ps(dup + i, _mm512_add_ps(_mm512_loadu_ps(dup + i), _mm512_mul_ps(_mm512_mul_ps(gv, v), sg)));
+    }
+    sft__silu_bwd_portable(x + i, up ? up + i : NULL, g + i, dx ? dx + i : NULL, dup ? dup + i : NULL, n - i);
+}
+
+SFT__TARGET_AVX512 static void sft__exp_stats_avx512(const float *x, int64_t n, float m, double *S, double *W) {
+    __m512 mv = _mm512_set1_ps(m);
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0, w0 = s0, w1 = s0;
+    double lanes[8], s = 0.0, w = 0.0;
+    int64_t i = 0;
+    int l;
+    for (; i + 16 <= n; i += 16) {
+        __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), mv), e = sft__exp_avx512(d), ed = _mm512_mul_ps(e, d);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+        w0 = _mm512_add_pd(w0, _mm512_cvtps_pd(_mm512_castps512_ps256(ed)));
+        w1 = _mm512_add_pd(w1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ed), 1))));
+    }
+    _mm512_storeu_pd(lanes, _mm512_add_pd(s0, s1));
+    for (l = 0; l < 8; l++) s += lanes[l];
+    _mm512_storeu_pd(lanes, _mm512_add_pd(w0, w1));
+    for (l = 0; l < 8; l++) w += lanes[l];
+    *S += s; *W += w;
+    sft__exp_stats_portable(x + i, n - i, m, S, W);
+}
+
 SFT__TARGET_AVX512 static float sft__dot_avx512(const float *a, const float *b, int64_t n) {
     __m512 s0 = _mm512_setzero_ps();
     float s, lanes[16];
@@ -5109,6 +5721,9 @@ typedef struct sft__cpu_kernels {
     void (*exp_shift)(float *x, int64_t n, float shift);   /* x = exp(x - shift) */
     void (*dropout_words)(uint64_t key, uint32_t threshold, int64_t w0, int64_t w1, uint64_t *bits);
     void (*mask_mul)(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out, int accumulate);
+    void (*silu_fwd)(const float *x, const float *up, float *out, int64_t n);
+    void (*silu_bwd)(const float *x, const float *up, const float *g, float *dx, float *dup, int64_t n);
+    void (*exp_stats)(const float *x, int64_t n, float m, double *S, double *W);
 } sft__cpu_kernels;
 
 /* kernels defined with the operators below */
@@ -5120,19 +5735,21 @@ static void sft__mask_mul_avx2(const float *x, const uint64_t *bits, int64_t e0,
 static void sft__mask_mul_avx512(const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale, float *out,
                                  int accumulate);
 #endif
-#define SFT__PORTABLE_EXTRA sft__dropout_words_portable, sft__mask_mul_portable
-#define SFT__AVX2_EXTRA     sft__dropout_words_avx2, sft__mask_mul_avx2
-#define SFT__AVX512_EXTRA   sft__dropout_words_avx512, sft__mask_mul_avx512
+#define SFT__PORTABLE_EXTRA sft__dropout_words_portable, sft__mask_mul_portable, sft__silu_fwd_portable, sft__silu_bwd_portable, \
+                            sft__exp_stats_portable
+#define SFT__AVX2_EXTRA     sft__dropout_words_avx2, sft__mask_mul_avx2, sft__silu_fwd_avx2, sft__silu_bwd_avx2, sft__exp_stats_avx2
+#define SFT__AVX512_EXTRA   sft__dropout_words_avx512, sft__mask_mul_avx512, sft__silu_fwd_avx512, sft__silu_bwd_avx512, \
+                            sft__exp_stats_avx512
 
 static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
     {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
     {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
     {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
@@ -5157,14 +5774,14 @@ static sft_status sft__gemm_cblas(sft_context *ctx, int64_t M, int64_t N, int64_
 }
 
 static const sft__cpu_kernels sft__cpu_kernel_table_cblas[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
     {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
     {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
     {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 #endif
 
@@ -5192,8 +5809,13 @@ static sft_status sft__gemm_src(sft_context *ctx, int64_t M, int64_t N, int64_t 
     return sft__cpu_kernels_of(ctx)->gemm(ctx, M, N, K, a, sft__mat_of(&unused, 0, 0), c, ldc, accumulate, src);
 }
 
+/* with the weights' GEMMs ("kernels: weights decoded into GEMM panels") */
+static sft_status sft__gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int bf16,
+                                 float *c, int64_t ldc, int accumulate);
+
 /* Matmul node: in[0] = A, in[1] = B; i[0] = trans_a, i[1] = trans_b, i[2] = batch,
-   i[3] = 1 when B is shared by every batch. M, N, K follow from the shapes. */
+   i[3] = 1 when B is shared by every batch; f[0] = 1: B is a frozen weight
+   multiplied in bf16. M, N, K follow from the shapes. */
 typedef struct sft__mm_dims { int64_t M, N, K, batch; int ta, tb, b_shared; } sft__mm_dims;
 
 static sft__mm_dims sft__mm_dims_of(const sft__node *n) {
@@ -5217,6 +5839,9 @@ static sft_status sft__cpu_matmul_fwd(sft_context *ctx, sft__node *n) {
     int64_t bi;
     const float *A = SFT__CF(n->in[0]), *B = SFT__CF(n->in[1]);
     float *C = SFT__F(n->out);
+    if (n->f[0] != 0.0f && !d.ta)   /* a frozen weight in bf16: B stored [N, K] (tb) or [K, N] */
+        return d.tb ? sft__gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.N, d.K, 1, 1, C, d.N, 0)
+                    : sft__gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.K, d.N, 0, 1, C, d.N, 0);
     if (d.b_shared && !d.ta) {   /* the batch is just more rows of A */
         SFT__TRY(sft__gemm(ctx, d.batch * d.M, d.N, d.K, sft__mm_op(A, d.K, 0), sft__mm_op(B, d.tb ? d.K : d.N, d.tb), C, d.N, 0));
         return SFT_OK;
@@ -5236,7 +5861,10 @@ static sft_status sft__cpu_matmul_bwd(sft_context *ctx, sft__node *n) {
     if (d.b_shared && !d.ta) {
         sft__mat g = sft__mat_of(G, d.N, 1), opa = sft__mm_op(A, d.K, 0), opb = sft__mm_op(B, d.tb ? d.K : d.N, d.tb);
         int64_t rows = d.batch * d.M;
-        if (a->requires_grad) SFT__TRY(sft__gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1));
+        if (a->requires_grad && n->f[0] != 0.0f)   /* dA = dC op(B)^T through the bf16 packing */
+            SFT__TRY(d.tb ? sft__gemm_f32w(ctx, rows, g, B, d.N, d.K, 0, 1, SFT__F(a->grad), d.K, 1)
+                          : sft__gemm_f32w(ctx, rows, g, B, d.K, d.N, 1, 1, SFT__F(a->grad), d.K, 1));
+        else if (a->requires_grad) SFT__TRY(sft__gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1));
         if (b->requires_grad) {
             if (d.tb) SFT__TRY(sft__gemm(ctx, d.N, d.K, rows, sft__mat_t(g), opa, SFT__F(b->grad), d.K, 1));
             else SFT__TRY(sft__gemm(ctx, d.K, d.N, rows, sft__mat_t(opa), g, SFT__F(b->grad), d.N, 1));
@@ -5268,22 +5896,32 @@ static sft_status sft__cpu_matmul_bwd(sft_context *ctx, sft__node *n) {
    broadcast); scale node: f[0] = s. Broadcast gradients are summed over the
    leading rows in order by whoever owns each column chunk. */
 
-typedef struct sft__ew_job { sft__node *n; int64_t nb; } sft__ew_job;
+typedef struct sft__ew_job { sft__node *n; int64_t nb; const struct sft__cpu_kernels *k; } sft__ew_job;
+
+/* sft__ew_span: run body over [b, e) as spans that stay inside one repeat of
+   the broadcast operand: within a span, y's index is i - base. */
+#define SFT__EW_SPANS(b, e, nb, body)                                                       \
+    do {                                                                                    \
+        int64_t i_ = (b);                                                                   \
+        while (i_ < (e)) {                                                                  \
+            int64_t base = i_ - i_ % (nb), end = base + (nb) < (e) ? base + (nb) : (e), i;  \
+            for (i = i_; i < end; i++) { body; }                                            \
+            i_ = end;                                                                       \
+        }                                                                                   \
+    } while (0)
 
 static void sft__add_fwd_range(void *arg, int64_t b, int64_t e) {
     const sft__ew_job *j = (const sft__ew_job *)arg;
     const float *x = SFT__CF(j->n->in[0]), *y = SFT__CF(j->n->in[1]);
     float *o = SFT__F(j->n->out);
-    int64_t i;
-    for (i = b; i < e; i++) o[i] = x[i] + y[i % j->nb];
+    SFT__EW_SPANS(b, e, j->nb, o[i] = x[i] + y[i - base]);
 }
 
 static void sft__mul_fwd_range(void *arg, int64_t b, int64_t e) {
     const sft__ew_job *j = (const sft__ew_job *)arg;
     const float *x = SFT__CF(j->n->in[0]), *y = SFT__CF(j->n->in[1]);
     float *o = SFT__F(j->n->out);
-    int64_t i;
-    for (i = b; i < e; i++) o[i] = x[i] * y[i % j->nb];
+    SFT__EW_SPANS(b, e, j->nb, o[i] = x[i] * y[i - base]);
 }
 
 static sft_status sft__cpu_add_fwd(sft_context *ctx, sft__node *n) {
@@ -5307,7 +5945,7 @@ static void sft__ew_grad_a_range(void *arg, int64_t b, int64_t e) {
     float *da = SFT__F(j->n->in[0]->grad);
     int64_t i;
     if (j->n->op == SFT__OP_ADD) for (i = b; i < e; i++) da[i] += g[i];
-    else for (i = b; i < e; i++) da[i] += g[i] * y[i % j->nb];
+    else SFT__EW_SPANS(b, e, j->nb, da[i] += g[i] * y[i - base]);
 }
 
 /* The gradient of the broadcast operand: db[c] += sum over rows of g (or g * a). */
@@ -5366,37 +6004,34 @@ static void sft__reshape_bwd_range(void *arg, int64_t b, int64_t e) {
 
 static sft_status sft__cpu_reshape_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__reshape_bwd_range); }
 
-/* silu node: in[0] = x.  swiglu node: in[0] = gate, in[1] = up. */
-static float sft__sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
+/* silu node: in[0] = x.  swiglu node: in[0] = gate, in[1] = up. The path's
+   kernels (see "vector helpers") do the arithmetic over chunks. */
 static void sft__silu_fwd_range(void *arg, int64_t b, int64_t e) {
-    const sft__node *n = (const sft__node *)arg;
-    const float *x = SFT__CF(n->in[0]), *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) : NULL;
-    float *o = SFT__F(n->out);
-    int64_t i;
-    for (i = b; i < e; i++) {
-        float s = x[i] * sft__sigmoid(x[i]);
-        o[i] = up ? s * up[i] : s;
-    }
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const sft__node *n = j->n;
+    const float *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) + b : NULL;
+    j->k->silu_fwd(SFT__CF(n->in[0]) + b, up, SFT__F(n->out) + b, e - b);
 }
 
 static void sft__silu_bwd_range(void *arg, int64_t b, int64_t e) {
-    const sft__node *n = (const sft__node *)arg;
-    const float *x = SFT__CF(n->in[0]), *g = SFT__CF(n->out->grad);
-    const float *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) : NULL;
-    float *dx = n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : NULL;
-    float *dup = up && n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : NULL;
-    int64_t i;
-    for (i = b; i < e; i++) {
-        float sg = sft__sigmoid(x[i]), dsilu = sg * (1.0f + x[i] * (1.0f - sg));
-        if (dx) dx[i] += g[i] * (up ? up[i] : 1.0f) * dsilu;
-        if (dup) dup[i] += g[i] * x[i] * sg;
-    }
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const sft__node *n = j->n;
+    const float *up = n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) + b : NULL;
+    float *dx = n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) + b : NULL;
+    float *dup = up && n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) + b : NULL;
+    j->k->silu_bwd(SFT__CF(n->in[0]) + b, up, SFT__CF(n->out->grad) + b, dx, dup, e - b);
 }
 
-static sft_status sft__cpu_silu_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__silu_fwd_range); }
+static sft_status sft__cpu_silu_run(sft_context *ctx, sft__node *n, sft__range_fn fn) {
+    sft__ew_job j;
+    j.n = n; j.nb = 0; j.k = sft__cpu_kernels_of(ctx);
+    sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, fn, &j);
+    return SFT_OK;
+}
 
-static sft_status sft__cpu_silu_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__silu_bwd_range); }
+static sft_status sft__cpu_silu_fwd(sft_context *ctx, sft__node *n) { return sft__cpu_silu_run(ctx, n, sft__silu_fwd_range); }
+
+static sft_status sft__cpu_silu_bwd(sft_context *ctx, sft__node *n) { return sft__cpu_silu_run(ctx, n, sft__silu_bwd_range); }
 
 /* Dropout masks (see "random numbers" for which bit is which): the mask is
    made once, in forward, on the pool in fixed chunks of words, and kept as bits;
@@ -5648,153 +6283,341 @@ static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft
    f[0] = scale; saved = [2, B, Hq, T]: the log-sum-exp of each score row (made by
    forward) and dO . O of each row (made at the start of backward).
 
-   Flash-style, in tiles of ATTN_B query rows x ATTN_B keys. A forward task takes
-   one block of query rows of one head and walks the key blocks up to the
-   diagonal: S = Q K^T is one small GEMM, the tile is masked (causal, sequence
-   ids), each row keeps a running maximum and sum of exponentials (the online
-   softmax) and rescales its running output before O += P V, a second small GEMM.
-   Scores exist one tile at a time per thread; no T x T matrix is ever made. A
-   key/value head serves its group of query heads in place, never copied.
+   Flash-style, in tiles of ATTN_QB query rows x ATTN_KB keys. A forward task
+   takes one block of query rows of one head and walks the key blocks it can
+   see: S = Q K^T is one tile GEMM, the tile is masked (causal, sequence ids),
+   each row keeps a running maximum and sum of exponentials (the online softmax)
+   and rescales its running output before O += P V, a second tile GEMM. Scores
+   exist one tile at a time per thread; no T x T matrix is ever made. A key/value
+   head serves its group of query heads in place, never copied.
 
    Backward recomputes P from the saved log-sum-exp and runs in two passes so
    that every gradient element has one owner that sums in a fixed order: tasks
    of (key/value head, key block) accumulate dV += P^T dO and dK += dS^T Q over
    every query row that sees the block; tasks of (query head, query block)
-   accumulate dQ += dS K; here dP = dO V^T and dS = P (dP - delta) scale. The
-   small GEMMs use the path's micro-kernel, so results depend on the path but
-   never on the thread count. */
+   accumulate dQ += dS K; here dP = dO V^T and dS = P (dP - delta) scale.
+
+   The tile GEMMs run the path's micro-kernel on operands packed once per call:
+   each B operand (K and V as the keys' side of S and dP; V, K, Q and dO as the
+   right side of P V, dS K, dS^T Q and P^T dO) is packed into the micro-kernel's
+   panels before the tasks start, and the A side (Q and dO rows, the P and dS
+   tiles, transposed or not) is read in place. Visibility is a range of keys
+   per query row when every sequence id forms one run (as packing makes them):
+   a tile nobody in it can see is skipped, and only the tiles a range cuts are
+   masked. Other sequence ids are tested key by key. Results depend on the path
+   (its micro-kernel) but never on the thread count. */
 
 #define SFT__ATTN_MAX_D 512
-#define SFT__ATTN_B 64
-/* per-thread scratch: S and dP tiles, the running output, packing buffers */
-#define SFT__ATTN_APACK ((size_t)(SFT__ATTN_B + 16) * SFT__BLK_KC)
-#define SFT__ATTN_BPACK ((size_t)SFT__ATTN_B * (SFT__ATTN_MAX_D + 32) > (size_t)SFT__BLK_KC * (SFT__ATTN_B + 32) \
-                             ? (size_t)SFT__ATTN_B * (SFT__ATTN_MAX_D + 32) : (size_t)SFT__BLK_KC * (SFT__ATTN_B + 32))
-#define SFT__ATTN_SCRATCH (2 * (size_t)SFT__ATTN_B * SFT__ATTN_B + (size_t)SFT__ATTN_B * SFT__ATTN_MAX_D + \
-                           SFT__ATTN_APACK + SFT__ATTN_BPACK)
+#define SFT__ATTN_QB 48        /* query rows per tile: a multiple of every path's MR */
+#define SFT__ATTN_KB 64        /* keys per tile: a multiple of every path's NR       */
+/* per-thread scratch: S and dP tiles, the running output, two row blocks copied
+   out of Q / dO (a partial block at the end of the tensor) */
+#define SFT__ATTN_SCRATCH (2 * (size_t)SFT__ATTN_QB * SFT__ATTN_KB + 3 * (size_t)SFT__ATTN_QB * SFT__ATTN_MAX_D)
 
-typedef struct sft__attn_dims { int64_t B, T, Hq, Hkv, D, group, nb; } sft__attn_dims;
+typedef struct sft__attn_dims { int64_t B, T, Hq, Hkv, D, group, nqb, nkb, Dp; } sft__attn_dims;
 
-static sft__attn_dims sft__attn_dims_of(const sft__node *n) {
+static sft__attn_dims sft__attn_dims_of(const sft__node *n, int nr) {
     sft__attn_dims d;
     d.B = n->in[0]->shape[0]; d.T = n->in[0]->shape[1]; d.Hq = n->in[0]->shape[2]; d.D = n->in[0]->shape[3];
     d.Hkv = n->in[1]->shape[2]; d.group = d.Hq / d.Hkv;
-    d.nb = (d.T + SFT__ATTN_B - 1) / SFT__ATTN_B;
+    d.nqb = (d.T + SFT__ATTN_QB - 1) / SFT__ATTN_QB;
+    d.nkb = (d.T + SFT__ATTN_KB - 1) / SFT__ATTN_KB;
+    d.Dp = (d.D + nr - 1) / nr * nr;          /* D rounded up to whole panels */
     return d;
 }
+
+/* Packed operands, each [B, H, blocks] of panels:
+   keys_t  a block of KB keys as the columns of B (depth D): S = Q K^T, dP = dO V^T
+   rows_n  a block of rows as the depth of B (columns = D): P V, dS K, dS^T Q, P^T dO */
+static size_t sft__attn_keys_t_size(const sft__attn_dims *d) { return (size_t)SFT__ATTN_KB * (size_t)d->D; }
+static size_t sft__attn_rows_n_size(const sft__attn_dims *d, int64_t rows) { return (size_t)rows * (size_t)d->Dp; }
 
 typedef struct sft__attn_job {
     sft_context *ctx;
     const sft__node *n;
     const sft__cpu_kernels *k;
     sft__attn_dims d;
+    const int32_t *lo;          /* [B, T] the first key each query sees, or NULL: test key by key */
+    float *kt, *vt, *vn, *kn, *qn, *don;   /* packed operands (see above), NULL if unused */
 } sft__attn_job;
 
 /* One thread's tiles and buffers. */
-typedef struct sft__attn_tiles { float *s, *dp, *acc, *apack, *bpack; } sft__attn_tiles;
+typedef struct sft__attn_tiles { float *s, *dp, *acc, *qrows, *grows; } sft__attn_tiles;
 
 static sft__attn_tiles sft__attn_tiles_of(const sft__attn_job *job, int thread) {
     sft__attn_tiles t;
     t.s = job->ctx->attn_scratch + (size_t)thread * SFT__ATTN_SCRATCH;
-    t.dp = t.s + SFT__ATTN_B * SFT__ATTN_B;
-    t.acc = t.dp + SFT__ATTN_B * SFT__ATTN_B;
-    t.apack = t.acc + SFT__ATTN_B * SFT__ATTN_MAX_D;
-    t.bpack = t.apack + SFT__ATTN_APACK;
+    t.dp = t.s + SFT__ATTN_QB * SFT__ATTN_KB;
+    t.acc = t.dp + SFT__ATTN_QB * SFT__ATTN_KB;
+    t.qrows = t.acc + SFT__ATTN_QB * SFT__ATTN_MAX_D;
+    t.grows = t.qrows + SFT__ATTN_QB * SFT__ATTN_MAX_D;
     return t;
 }
 
-/* The rows of a head as a matrix view: row t of head h of a [B, T, H, D] tensor. */
-static sft__mat sft__attn_rows(const float *base, int64_t b, int64_t t0, int64_t h, int64_t T, int64_t H, int64_t D) {
-    return sft__mat_of(base + ((b * T + t0) * H + h) * D, H * D, 1);
+/* row t of head h of a [B, T, H, D] tensor */
+static const float *sft__attn_row(const float *base, const sft__attn_dims *d, int64_t b, int64_t t, int64_t h, int64_t H) {
+    return base + ((b * d->T + t) * H + h) * d->D;
 }
 
-/* sft__attn_gemm: C[M x N] (+)= A . B on this thread with the path's micro-kernel. */
-static void sft__attn_gemm(const sft__attn_job *job, const sft__attn_tiles *t, int64_t M, int64_t N, int64_t K, sft__mat a,
-                           sft__mat b, float *c, int64_t ldc, int add) {
-    sft__gemm_small(job->k->micro, job->k->mr, job->k->nr, M, N, K, a, b, c, ldc, add, t->apack, t->bpack);
+/* --- packing --------------------------------------------------------------- */
+
+/* sft__attn_pack_keys_t: rows [r0, r0 + KB) of head h as B's columns, depth D:
+   dst[(p * D + c) * nr + j] = X[r0 + p * nr + j][c]; rows past T are zero. */
+static void sft__attn_pack_keys_t(const sft__attn_dims *d, const float *x, int64_t H, int64_t b, int64_t h, int64_t r0, int nr,
+                                  float *dst) {
+    int64_t p, j, c;
+    for (p = 0; p < SFT__ATTN_KB / nr; p++)
+        for (j = 0; j < nr; j++) {
+            int64_t r = r0 + p * nr + j;
+            const float *src = r < d->T ? sft__attn_row(x, d, b, r, h, H) : NULL;
+            for (c = 0; c < d->D; c++) dst[(p * d->D + c) * nr + j] = src ? src[c] : 0.0f;
+        }
 }
 
-/* sft__attn_scores: s[rows x cols] = Q[t0..] K[j0..]^T * scale, invisible pairs
-   (later keys, other sequences) set to -inf. */
+/* sft__attn_pack_rows_n: rows [r0, r0 + rows) of head h as B's depth, columns
+   D: dst[(p * rows + r) * nr + j] = X[r0 + r][p * nr + j]; rows past T and
+   columns past D are zero. */
+static void sft__attn_pack_rows_n(const sft__attn_dims *d, const float *x, int64_t H, int64_t b, int64_t h, int64_t r0,
+                                  int64_t rows, int nr, float *dst) {
+    int64_t p, r, j;
+    for (r = 0; r < rows; r++) {
+        const float *src = r0 + r < d->T ? sft__attn_row(x, d, b, r0 + r, h, H) : NULL;
+        for (p = 0; p < d->Dp / nr; p++)
+            for (j = 0; j < nr; j++) {
+                int64_t c = p * nr + j;
+                dst[(p * rows + r) * nr + j] = src && c < d->D ? src[c] : 0.0f;
+            }
+    }
+}
+
+/* What a packing task packs: one (tensor, batch, head, block). */
+typedef struct sft__attn_pack_job {
+    const sft__attn_job *job;
+    const float *src[6];
+    float       *dst[6];
+    int64_t      H[6];
+    int          keys_t[6];     /* 1: keys_t (KB rows), 0: rows_n (block rows) */
+    int64_t      block[6];      /* rows per block */
+    int          n;
+} sft__attn_pack_job;
+
+static void sft__attn_pack_task(void *arg, int64_t task, int thread) {
+    const sft__attn_pack_job *pj = (const sft__attn_pack_job *)arg;
+    const sft__attn_dims *d = &pj->job->d;
+    int nr = pj->job->k->nr;
+    int64_t per = 0, i, t = task;
+    (void)thread;
+    for (i = 0; i < pj->n; i++) {                /* task = (operand, b, h, block) in order */
+        int64_t nb = (d->T + pj->block[i] - 1) / pj->block[i];
+        per = d->B * pj->H[i] * nb;
+        if (t < per) {
+            int64_t b = t / (pj->H[i] * nb), h = (t / nb) % pj->H[i], blk = t % nb;
+            size_t size = pj->keys_t[i] ? sft__attn_keys_t_size(d) : sft__attn_rows_n_size(d, pj->block[i]);
+            float *dst = pj->dst[i] + (size_t)((b * pj->H[i] + h) * nb + blk) * size;
+            if (pj->keys_t[i]) sft__attn_pack_keys_t(d, pj->src[i], pj->H[i], b, h, blk * pj->block[i], nr, dst);
+            else sft__attn_pack_rows_n(d, pj->src[i], pj->H[i], b, h, blk * pj->block[i], pj->block[i], nr, dst);
+            return;
+        }
+        t -= per;
+    }
+}
+
+static void sft__attn_pack_add(sft__attn_pack_job *pj, const float *src, int64_t H, int keys_t, int64_t block, float *dst) {
+    int i = pj->n++;
+    pj->src[i] = src; pj->H[i] = H; pj->keys_t[i] = keys_t; pj->block[i] = block; pj->dst[i] = dst;
+}
+
+static void sft__attn_pack_run(sft_context *ctx, sft__attn_pack_job *pj) {
+    const sft__attn_dims *d = &pj->job->d;
+    int64_t tasks = 0;
+    int i;
+    for (i = 0; i < pj->n; i++) tasks += d->B * pj->H[i] * ((d->T + pj->block[i] - 1) / pj->block[i]);
+    sft__parallel(ctx, tasks, sft__attn_pack_task, pj);
+}
+
+/* the packed block blk of (b, h) of an operand */
+static const float *sft__attn_keys_t_at(const sft__attn_job *job, const float *base, int64_t H, int64_t b, int64_t h, int64_t blk) {
+    return base + (size_t)((b * H + h) * job->d.nkb + blk) * sft__attn_keys_t_size(&job->d);
+}
+
+static const float *sft__attn_rows_n_at(const sft__attn_job *job, const float *base, int64_t H, int64_t b, int64_t h, int64_t blk,
+                                        int64_t rows, int64_t nblocks) {
+    return base + (size_t)((b * H + h) * nblocks + blk) * sft__attn_rows_n_size(&job->d, rows);
+}
+
+/* --- tile GEMMs ---------------------------------------------------------------- */
+
+/* sft__attn_tile_gemm: C[M x N] (+)= A . B over depth K, A read in place
+   (element (r, k) at a[r * a_rs + k * a_ks], M rows readable in whole MR
+   panels), B packed in panels of nr columns that start depth floats apart
+   (the packed depth, K or more). */
+static void sft__attn_tile_gemm(const sft__cpu_kernels *k, int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                                int64_t a_ks, const float *bp, int64_t depth, float *c, int64_t ldc, int add) {
+    float edge[16 * 32];
+    int64_t ir, jr, r, q;
+    for (jr = 0; jr < N; jr += k->nr)
+        for (ir = 0; ir < M; ir += k->mr) {
+            int64_t rows = M - ir < k->mr ? M - ir : k->mr, cols = N - jr < k->nr ? N - jr : k->nr;
+            const float *ap = a + ir * a_rs, *b = bp + (jr / k->nr) * depth * k->nr;
+            float *cc = c + ir * ldc + jr;
+            if (rows == k->mr && cols == k->nr) { k->micro(K, ap, a_rs, a_ks, b, cc, ldc, add); continue; }
+            k->micro(K, ap, a_rs, a_ks, b, edge, k->nr, 0);
+            for (r = 0; r < rows; r++)
+                for (q = 0; q < cols; q++) cc[r * ldc + q] = add ? cc[r * ldc + q] + edge[r * k->nr + q] : edge[r * k->nr + q];
+        }
+}
+
+/* sft__attn_a_rows: rows [t0, t0 + rows) of head h as an A operand: in place
+   when a whole block of rows exists, else copied into buf, zero-padded to QB
+   rows (the micro-kernel reads whole MR panels). *rs gets the row stride. */
+static const float *sft__attn_a_rows(const sft__attn_dims *d, const float *x, int64_t H, int64_t b, int64_t h, int64_t t0,
+                                     int64_t rows, float *buf, int64_t *rs) {
+    int64_t r;
+    if (t0 + SFT__ATTN_QB <= d->T) { *rs = H * d->D; return sft__attn_row(x, d, b, t0, h, H); }
+    for (r = 0; r < SFT__ATTN_QB; r++) {
+        if (r < rows) memcpy(buf + r * d->D, sft__attn_row(x, d, b, t0 + r, h, H), (size_t)d->D * sizeof(float));
+        else memset(buf + r * d->D, 0, (size_t)d->D * sizeof(float));
+    }
+    *rs = d->D;
+    return buf;
+}
+
+/* --- visibility ----------------------------------------------------------------- */
+
+static int sft__attn_cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* sft__attn_ranges: lo[b, t] = the first key query t sees (keys lo..t), when
+   every sequence id of each batch row forms a single run; 0 (test key by key)
+   when some id comes back after another. */
+static int sft__attn_ranges(const int32_t *ids, int64_t B, int64_t T, int32_t *lo, int32_t *runs) {
+    int64_t b, t;
+    for (b = 0; b < B; b++) {
+        const int32_t *id = ids ? ids + b * T : NULL;
+        int64_t n = 0;
+        for (t = 0; t < T; t++) {
+            int start = t == 0 || (id && id[t] != id[t - 1]);
+            lo[b * T + t] = start ? (int32_t)t : lo[b * T + t - 1];
+            if (start && id) runs[n++] = id[t];
+        }
+        if (!id) continue;
+        qsort(runs, (size_t)n, sizeof *runs, sft__attn_cmp_i32);
+        for (t = 1; t < n; t++) if (runs[t] == runs[t - 1]) return 0;
+    }
+    return 1;
+}
+
+/* sft__attn_tile_visible: does any query of [t0, t0 + rows) see a key of [j0, j0 + cols)? */
+static int sft__attn_tile_visible(const sft__attn_job *job, int64_t b, int64_t t0, int64_t rows, int64_t j0, int64_t cols) {
+    int64_t i;
+    if (j0 > t0 + rows - 1) return 0;
+    if (!job->lo) return 1;
+    for (i = 0; i < rows; i++)
+        if (job->lo[b * job->d.T + t0 + i] < j0 + cols && t0 + i >= j0) return 1;
+    return 0;
+}
+
+/* sft__attn_scores: s[rows x KB] = Q[t0..] K[j0..]^T * scale for the visible
+   pairs, -inf for the others (and for the columns past cols). */
 static void sft__attn_scores(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
                              int64_t rows, int64_t j0, int64_t cols) {
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
-    int64_t hk = h / d.group, i, j;
-    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data + b * d.T : NULL;
-    sft__mat q = sft__attn_rows(SFT__CF(n->in[0]), b, t0, h, d.T, d.Hq, d.D);
-    sft__mat k = sft__attn_rows(SFT__CF(n->in[1]), b, j0, hk, d.T, d.Hkv, d.D);
-    sft__attn_gemm(job, tl, rows, cols, d.D, q, sft__mat_t(k), tl->s, SFT__ATTN_B, 0);
-    for (i = 0; i < rows; i++)
-        for (j = 0; j < cols; j++) {
-            float *sv = &tl->s[i * SFT__ATTN_B + j];
-            int visible = j0 + j <= t0 + i && (!ids || ids[t0 + i] == ids[j0 + j]);
-            *sv = visible ? *sv * n->f[0] : -INFINITY;
+    const sft__attn_dims *d = &job->d;
+    const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data + b * d->T : NULL;
+    float scale = n->f[0];
+    int64_t i, j, rs;
+    const float *q = sft__attn_a_rows(d, SFT__CF(n->in[0]), d->Hq, b, h, t0, rows, tl->qrows, &rs);
+    sft__attn_tile_gemm(job->k, rows, SFT__ATTN_KB, d->D, q, rs, 1,
+                        sft__attn_keys_t_at(job, job->kt, d->Hkv, b, h / d->group, j0 / SFT__ATTN_KB), d->D, tl->s, SFT__ATTN_KB, 0);
+    for (i = 0; i < rows; i++) {
+        float *sr = tl->s + i * SFT__ATTN_KB;
+        int64_t from = 0, to = t0 + i - j0 + 1;           /* visible columns [from, to) */
+        if (job->lo) { from = job->lo[b * d->T + t0 + i] - j0; if (from < 0) from = 0; }
+        if (to > cols) to = cols;
+        if (!job->lo && ids)
+            for (j = 0; j < to; j++) sr[j] = ids[t0 + i] == ids[j0 + j] ? sr[j] * scale : -INFINITY;
+        else {
+            for (j = 0; j < from && j < SFT__ATTN_KB; j++) sr[j] = -INFINITY;
+            for (j = from; j < to; j++) sr[j] *= scale;
         }
+        for (j = to > from ? to : from; j < SFT__ATTN_KB; j++) sr[j] = -INFINITY;
+    }
 }
+
+/* --- forward ---------------------------------------------------------------- */
 
 static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
+    const sft__attn_dims *d = &job->d;
     sft__attn_tiles tl = sft__attn_tiles_of(job, thread);
-    int64_t b = task / (d.Hq * d.nb), h = (task / d.nb) % d.Hq, hk = h / d.group;
-    int64_t t0 = (task % d.nb) * SFT__ATTN_B, rows = d.T - t0 < SFT__ATTN_B ? d.T - t0 : SFT__ATTN_B, j0, i, j, c;
-    float m[SFT__ATTN_B], l[SFT__ATTN_B];
+    int64_t b = task / (d->Hq * d->nqb), h = (task / d->nqb) % d->Hq, hk = h / d->group;
+    int64_t t0 = (task % d->nqb) * SFT__ATTN_QB, rows = d->T - t0 < SFT__ATTN_QB ? d->T - t0 : SFT__ATTN_QB, j0, i, j, c;
+    float m[SFT__ATTN_QB], l[SFT__ATTN_QB];
     for (i = 0; i < rows; i++) { m[i] = -INFINITY; l[i] = 0.0f; }
-    memset(tl.acc, 0, (size_t)(rows * d.D) * sizeof(float));
-    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_B) {
-        int64_t cols = t0 + rows - j0 < SFT__ATTN_B ? t0 + rows - j0 : SFT__ATTN_B;
+    memset(tl.acc, 0, (size_t)(rows * d->Dp) * sizeof(float));
+    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_KB) {
+        int64_t cols = d->T - j0 < SFT__ATTN_KB ? d->T - j0 : SFT__ATTN_KB;
+        if (!sft__attn_tile_visible(job, b, t0, rows, j0, cols)) continue;
         sft__attn_scores(job, &tl, b, h, t0, rows, j0, cols);
         for (i = 0; i < rows; i++) {            /* online softmax, row by row */
-            float *sr = tl.s + i * SFT__ATTN_B, mx = m[i], corr;
+            float *sr = tl.s + i * SFT__ATTN_KB, mx = m[i], corr;
             for (j = 0; j < cols; j++) if (sr[j] > mx) mx = sr[j];
-            if (mx == -INFINITY) { for (j = 0; j < cols; j++) sr[j] = 0.0f; continue; }
+            if (mx == -INFINITY) { for (j = 0; j < SFT__ATTN_KB; j++) sr[j] = 0.0f; continue; }
             corr = expf(m[i] - mx);             /* 0 on the first visible tile */
             m[i] = mx;
             l[i] *= corr;
-            for (c = 0; c < d.D; c++) tl.acc[i * d.D + c] *= corr;
-            job->k->exp_shift(sr, cols, mx);
+            for (c = 0; c < d->D; c++) tl.acc[i * d->Dp + c] *= corr;
+            job->k->exp_shift(sr, SFT__ATTN_KB, mx);
             for (j = 0; j < cols; j++) l[i] += sr[j];
         }
-        sft__attn_gemm(job, &tl, rows, d.D, cols, sft__mat_of(tl.s, SFT__ATTN_B, 1),
-                       sft__attn_rows(SFT__CF(n->in[2]), b, j0, hk, d.T, d.Hkv, d.D), tl.acc, d.D, 1);
+        sft__attn_tile_gemm(job->k, rows, d->D, cols, tl.s, SFT__ATTN_KB, 1,
+                            sft__attn_rows_n_at(job, job->vn, d->Hkv, b, hk, j0 / SFT__ATTN_KB, SFT__ATTN_KB, d->nkb), SFT__ATTN_KB,
+                            tl.acc, d->Dp, 1);
     }
     for (i = 0; i < rows; i++) {
-        float *o = SFT__F(n->out) + ((b * d.T + t0 + i) * d.Hq + h) * d.D, inv = 1.0f / l[i];
-        for (c = 0; c < d.D; c++) o[c] = tl.acc[i * d.D + c] * inv;
-        SFT__F(n->saved)[(b * d.Hq + h) * d.T + t0 + i] = m[i] + logf(l[i]);
+        float *o = SFT__F(n->out) + ((b * d->T + t0 + i) * d->Hq + h) * d->D, inv = 1.0f / l[i];
+        for (c = 0; c < d->D; c++) o[c] = tl.acc[i * d->Dp + c] * inv;
+        SFT__F(n->saved)[(b * d->Hq + h) * d->T + t0 + i] = m[i] + logf(l[i]);
     }
 }
+
+/* --- backward --------------------------------------------------------------- */
 
 /* Backward pass 0: delta = dO . O for every row (saved row 1). */
 static void sft__attn_delta_rows(void *arg, int64_t r0, int64_t r1) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
+    const sft__attn_dims *d = &job->d;
     int64_t r;
     for (r = r0; r < r1; r++) {               /* r = (b * Hq + h) * T + t */
-        int64_t b = r / (d.Hq * d.T), h = (r / d.T) % d.Hq, t = r % d.T, row = ((b * d.T + t) * d.Hq + h) * d.D;
-        SFT__F(n->saved)[d.B * d.Hq * d.T + r] = job->k->dot(SFT__CF(n->out->grad) + row, SFT__CF(n->out) + row, d.D);
+        int64_t b = r / (d->Hq * d->T), h = (r / d->T) % d->Hq, t = r % d->T, row = ((b * d->T + t) * d->Hq + h) * d->D;
+        SFT__F(n->saved)[d->B * d->Hq * d->T + r] = job->k->dot(SFT__CF(n->out->grad) + row, SFT__CF(n->out) + row, d->D);
     }
 }
 
 /* sft__attn_p_ds: for the tile (query rows t0.., keys j0..) leave P in s and
-   dS = P (dO V^T - delta) scale in dp. */
+   dS = P (dO V^T - delta) scale in dp (zero outside the tile). */
 static void sft__attn_p_ds(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
                            int64_t rows, int64_t j0, int64_t cols) {
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
-    const float *lse = SFT__CF(n->saved) + (b * d.Hq + h) * d.T, *delta = lse + d.B * d.Hq * d.T;
-    int64_t i, j;
+    const sft__attn_dims *d = &job->d;
+    const float *lse = SFT__CF(n->saved) + (b * d->Hq + h) * d->T, *delta = lse + d->B * d->Hq * d->T, *go;
+    int64_t i, j, rs;
     sft__attn_scores(job, tl, b, h, t0, rows, j0, cols);
-    sft__attn_gemm(job, tl, rows, cols, d.D, sft__attn_rows(SFT__CF(n->out->grad), b, t0, h, d.T, d.Hq, d.D),
-                   sft__mat_t(sft__attn_rows(SFT__CF(n->in[2]), b, j0, h / d.group, d.T, d.Hkv, d.D)), tl->dp,
-                   SFT__ATTN_B, 0);
+    go = sft__attn_a_rows(d, SFT__CF(n->out->grad), d->Hq, b, h, t0, rows, tl->grows, &rs);
+    sft__attn_tile_gemm(job->k, rows, SFT__ATTN_KB, d->D, go, rs, 1,
+                        sft__attn_keys_t_at(job, job->vt, d->Hkv, b, h / d->group, j0 / SFT__ATTN_KB), d->D, tl->dp, SFT__ATTN_KB, 0);
     for (i = 0; i < rows; i++) {
-        float *p = tl->s + i * SFT__ATTN_B, *g = tl->dp + i * SFT__ATTN_B;
-        job->k->exp_shift(p, cols, lse[t0 + i]);                         /* 0 where masked */
-        for (j = 0; j < cols; j++) g[j] = p[j] * (g[j] - delta[t0 + i]) * n->f[0];
+        float *p = tl->s + i * SFT__ATTN_KB, *g = tl->dp + i * SFT__ATTN_KB;
+        job->k->exp_shift(p, SFT__ATTN_KB, lse[t0 + i]);               /* 0 where masked */
+        for (j = 0; j < SFT__ATTN_KB; j++) g[j] = p[j] * (g[j] - delta[t0 + i]) * n->f[0];
+    }
+    for (i = rows; i < SFT__ATTN_QB; i++) {       /* the rows a transposed tile reads as padding */
+        memset(tl->s + i * SFT__ATTN_KB, 0, SFT__ATTN_KB * sizeof(float));
+        memset(tl->dp + i * SFT__ATTN_KB, 0, SFT__ATTN_KB * sizeof(float));
     }
 }
 
@@ -5802,23 +6625,26 @@ static void sft__attn_p_ds(const sft__attn_job *job, const sft__attn_tiles *tl, 
 static void sft__attn_dkv_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
+    const sft__attn_dims *d = &job->d;
     sft__attn_tiles tl = sft__attn_tiles_of(job, thread);
-    int64_t b = task / (d.Hkv * d.nb), hk = (task / d.nb) % d.Hkv, j0 = (task % d.nb) * SFT__ATTN_B;
-    int64_t cols = d.T - j0 < SFT__ATTN_B ? d.T - j0 : SFT__ATTN_B, h, t0;
+    int64_t b = task / (d->Hkv * d->nkb), hk = (task / d->nkb) % d->Hkv, kb = task % d->nkb, j0 = kb * SFT__ATTN_KB;
+    int64_t cols = d->T - j0 < SFT__ATTN_KB ? d->T - j0 : SFT__ATTN_KB, h, t0;
     int dk = n->in[1]->requires_grad, dv = n->in[2]->requires_grad;
-    float *dK = dk ? SFT__F(n->in[1]->grad) + ((b * d.T + j0) * d.Hkv + hk) * d.D : NULL;
-    float *dV = dv ? SFT__F(n->in[2]->grad) + ((b * d.T + j0) * d.Hkv + hk) * d.D : NULL;
-    for (h = hk * d.group; h < (hk + 1) * d.group; h++)
-        for (t0 = j0 - j0 % SFT__ATTN_B; t0 < d.T; t0 += SFT__ATTN_B) {   /* query blocks that see these keys */
-            int64_t rows = d.T - t0 < SFT__ATTN_B ? d.T - t0 : SFT__ATTN_B;
+    float *dK = dk ? SFT__F(n->in[1]->grad) + ((b * d->T + j0) * d->Hkv + hk) * d->D : NULL;
+    float *dV = dv ? SFT__F(n->in[2]->grad) + ((b * d->T + j0) * d->Hkv + hk) * d->D : NULL;
+    for (h = hk * d->group; h < (hk + 1) * d->group; h++)
+        for (t0 = j0 / SFT__ATTN_QB * SFT__ATTN_QB; t0 < d->T; t0 += SFT__ATTN_QB) {   /* query blocks that may see these keys */
+            int64_t rows = d->T - t0 < SFT__ATTN_QB ? d->T - t0 : SFT__ATTN_QB, qb = t0 / SFT__ATTN_QB;
+            if (!sft__attn_tile_visible(job, b, t0, rows, j0, cols)) continue;
             sft__attn_p_ds(job, &tl, b, h, t0, rows, j0, cols);
             if (dv)   /* dV += P^T dO */
-                sft__attn_gemm(job, &tl, cols, d.D, rows, sft__mat_t(sft__mat_of(tl.s, SFT__ATTN_B, 1)),
-                               sft__attn_rows(SFT__CF(n->out->grad), b, t0, h, d.T, d.Hq, d.D), dV, d.Hkv * d.D, 1);
+                sft__attn_tile_gemm(job->k, cols, d->D, rows, tl.s, 1, SFT__ATTN_KB,
+                                    sft__attn_rows_n_at(job, job->don, d->Hq, b, h, qb, SFT__ATTN_QB, d->nqb), SFT__ATTN_QB, dV,
+                                    d->Hkv * d->D, 1);
             if (dk)   /* dK += dS^T Q */
-                sft__attn_gemm(job, &tl, cols, d.D, rows, sft__mat_t(sft__mat_of(tl.dp, SFT__ATTN_B, 1)),
-                               sft__attn_rows(SFT__CF(n->in[0]), b, t0, h, d.T, d.Hq, d.D), dK, d.Hkv * d.D, 1);
+                sft__attn_tile_gemm(job->k, cols, d->D, rows, tl.dp, 1, SFT__ATTN_KB,
+                                    sft__attn_rows_n_at(job, job->qn, d->Hq, b, h, qb, SFT__ATTN_QB, d->nqb), SFT__ATTN_QB, dK,
+                                    d->Hkv * d->D, 1);
         }
 }
 
@@ -5826,43 +6652,117 @@ static void sft__attn_dkv_task(void *arg, int64_t task, int thread) {
 static void sft__attn_dq_task(void *arg, int64_t task, int thread) {
     const sft__attn_job *job = (const sft__attn_job *)arg;
     const sft__node *n = job->n;
-    sft__attn_dims d = job->d;
+    const sft__attn_dims *d = &job->d;
     sft__attn_tiles tl = sft__attn_tiles_of(job, thread);
-    int64_t b = task / (d.Hq * d.nb), h = (task / d.nb) % d.Hq, hk = h / d.group;
-    int64_t t0 = (task % d.nb) * SFT__ATTN_B, rows = d.T - t0 < SFT__ATTN_B ? d.T - t0 : SFT__ATTN_B, j0;
-    float *dQ = SFT__F(n->in[0]->grad) + ((b * d.T + t0) * d.Hq + h) * d.D;
-    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_B) {
-        int64_t cols = t0 + rows - j0 < SFT__ATTN_B ? t0 + rows - j0 : SFT__ATTN_B;
+    int64_t b = task / (d->Hq * d->nqb), h = (task / d->nqb) % d->Hq, hk = h / d->group;
+    int64_t t0 = (task % d->nqb) * SFT__ATTN_QB, rows = d->T - t0 < SFT__ATTN_QB ? d->T - t0 : SFT__ATTN_QB, j0;
+    float *dQ = SFT__F(n->in[0]->grad) + ((b * d->T + t0) * d->Hq + h) * d->D;
+    for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_KB) {
+        int64_t cols = d->T - j0 < SFT__ATTN_KB ? d->T - j0 : SFT__ATTN_KB;
+        if (!sft__attn_tile_visible(job, b, t0, rows, j0, cols)) continue;
         sft__attn_p_ds(job, &tl, b, h, t0, rows, j0, cols);
-        sft__attn_gemm(job, &tl, rows, d.D, cols, sft__mat_of(tl.dp, SFT__ATTN_B, 1),
-                       sft__attn_rows(SFT__CF(n->in[1]), b, j0, hk, d.T, d.Hkv, d.D), dQ, d.Hq * d.D, 1);
+        sft__attn_tile_gemm(job->k, rows, d->D, cols, tl.dp, SFT__ATTN_KB, 1,
+                            sft__attn_rows_n_at(job, job->kn, d->Hkv, b, hk, j0 / SFT__ATTN_KB, SFT__ATTN_KB, d->nkb), SFT__ATTN_KB,
+                            dQ, d->Hq * d->D, 1);
     }
 }
 
-static sft_status sft__attn_job_init(sft_context *ctx, sft__node *n, sft__attn_job *job) {
-    job->ctx = ctx; job->n = n; job->k = sft__cpu_kernels_of(ctx); job->d = sft__attn_dims_of(n);
+/* --- the op ---------------------------------------------------------------------- */
+
+/* The call's temporaries (step tensors given back when the kernel returns). */
+typedef struct sft__attn_temps { sft_tensor *t[7]; int n; } sft__attn_temps;
+
+static sft_status sft__attn_temp(sft_context *ctx, sft__attn_temps *tmp, sft_dtype dtype, int64_t count, void **out) {
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, dtype, 1, &count, &tmp->t[tmp->n]));
+    *out = tmp->t[tmp->n++]->data;
+    return SFT_OK;
+}
+
+static void sft__attn_temps_release(sft_context *ctx, sft__attn_temps *tmp) {
+    while (tmp->n > 0) sft__tensor_release(ctx, tmp->t[--tmp->n]);
+}
+
+/* sft__attn_job_init: the dimensions, visibility ranges and per-thread tiles */
+static sft_status sft__attn_job_init(sft_context *ctx, sft__node *n, sft__attn_job *job, sft__attn_temps *tmp) {
+    int32_t *lo, *runs;
+    memset(job, 0, sizeof *job);
+    memset(tmp, 0, sizeof *tmp);
+    job->ctx = ctx; job->n = n; job->k = sft__cpu_kernels_of(ctx); job->d = sft__attn_dims_of(n, job->k->nr);
     if (!ctx->attn_scratch) {
         ctx->attn_scratch = (float *)sft__alloc(ctx, (size_t)ctx->threads * SFT__ATTN_SCRATCH * sizeof(float));
         if (!ctx->attn_scratch) return sft__fail(SFT_ERR_NOMEM, "attention: cannot allocate the per-thread tiles");
     }
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_I32, 2 * job->d.B * job->d.T, (void **)&lo));
+    runs = lo + job->d.B * job->d.T;
+    if (!ctx->plan_only && sft__attn_ranges(n->in[3] ? (const int32_t *)n->in[3]->data : NULL, job->d.B, job->d.T, lo, runs))
+        job->lo = lo;
+    return SFT_OK;
+}
+
+/* the packed size of an operand over all (b, h, blocks) */
+static int64_t sft__attn_packed_floats(const sft__attn_dims *d, int64_t H, int keys_t, int64_t block) {
+    int64_t nb = (d->T + block - 1) / block;
+    return d->B * H * nb * (int64_t)(keys_t ? sft__attn_keys_t_size(d) : sft__attn_rows_n_size(d, block));
+}
+
+static sft_status sft__attn_fwd_run(sft_context *ctx, sft__node *n, sft__attn_temps *tmp) {
+    sft__attn_job job;
+    sft__attn_pack_job pj;
+    SFT__TRY(sft__attn_job_init(ctx, n, &job, tmp));
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(&job.d, job.d.Hkv, 1, SFT__ATTN_KB), (void **)&job.kt));
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(&job.d, job.d.Hkv, 0, SFT__ATTN_KB), (void **)&job.vn));
+    if (ctx->plan_only) return SFT_OK;
+    memset(&pj, 0, sizeof pj);
+    pj.job = &job;
+    sft__attn_pack_add(&pj, SFT__CF(n->in[1]), job.d.Hkv, 1, SFT__ATTN_KB, job.kt);
+    sft__attn_pack_add(&pj, SFT__CF(n->in[2]), job.d.Hkv, 0, SFT__ATTN_KB, job.vn);
+    sft__attn_pack_run(ctx, &pj);
+    sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nqb, sft__attn_fwd_task, &job);
+    return SFT_OK;
+}
+
+static sft_status sft__attn_bwd_run(sft_context *ctx, sft__node *n, sft__attn_temps *tmp) {
+    sft__attn_job job;
+    sft__attn_pack_job pj;
+    const sft__attn_dims *d = &job.d;
+    int dkv = n->in[1]->requires_grad || n->in[2]->requires_grad, dq = n->in[0]->requires_grad;
+    SFT__TRY(sft__attn_job_init(ctx, n, &job, tmp));
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hkv, 1, SFT__ATTN_KB), (void **)&job.kt));
+    SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hkv, 1, SFT__ATTN_KB), (void **)&job.vt));
+    if (dkv) {
+        SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hq, 0, SFT__ATTN_QB), (void **)&job.qn));
+        SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hq, 0, SFT__ATTN_QB), (void **)&job.don));
+    }
+    if (dq) SFT__TRY(sft__attn_temp(ctx, tmp, SFT_F32, sft__attn_packed_floats(d, d->Hkv, 0, SFT__ATTN_KB), (void **)&job.kn));
+    if (ctx->plan_only) return SFT_OK;
+    memset(&pj, 0, sizeof pj);
+    pj.job = &job;
+    sft__attn_pack_add(&pj, SFT__CF(n->in[1]), d->Hkv, 1, SFT__ATTN_KB, job.kt);
+    sft__attn_pack_add(&pj, SFT__CF(n->in[2]), d->Hkv, 1, SFT__ATTN_KB, job.vt);
+    if (dkv) {
+        sft__attn_pack_add(&pj, SFT__CF(n->in[0]), d->Hq, 0, SFT__ATTN_QB, job.qn);
+        sft__attn_pack_add(&pj, SFT__CF(n->out->grad), d->Hq, 0, SFT__ATTN_QB, job.don);
+    }
+    if (dq) sft__attn_pack_add(&pj, SFT__CF(n->in[1]), d->Hkv, 0, SFT__ATTN_KB, job.kn);
+    sft__attn_pack_run(ctx, &pj);
+    sft__parallel_rows(ctx, d->B * d->Hq * d->T, 256, sft__attn_delta_rows, &job);
+    if (dkv) sft__parallel(ctx, d->B * d->Hkv * d->nkb, sft__attn_dkv_task, &job);
+    if (dq) sft__parallel(ctx, d->B * d->Hq * d->nqb, sft__attn_dq_task, &job);
     return SFT_OK;
 }
 
 static sft_status sft__cpu_attention_fwd(sft_context *ctx, sft__node *n) {
-    sft__attn_job job;
-    SFT__TRY(sft__attn_job_init(ctx, n, &job));
-    sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nb, sft__attn_fwd_task, &job);
-    return SFT_OK;
+    sft__attn_temps tmp;
+    sft_status s = sft__attn_fwd_run(ctx, n, &tmp);
+    sft__attn_temps_release(ctx, &tmp);
+    return s;
 }
 
 static sft_status sft__cpu_attention_bwd(sft_context *ctx, sft__node *n) {
-    sft__attn_job job;
-    SFT__TRY(sft__attn_job_init(ctx, n, &job));
-    sft__parallel_rows(ctx, job.d.B * job.d.Hq * job.d.T, 256, sft__attn_delta_rows, &job);
-    if (n->in[1]->requires_grad || n->in[2]->requires_grad)
-        sft__parallel(ctx, job.d.B * job.d.Hkv * job.d.nb, sft__attn_dkv_task, &job);
-    if (n->in[0]->requires_grad) sft__parallel(ctx, job.d.B * job.d.Hq * job.d.nb, sft__attn_dq_task, &job);
-    return SFT_OK;
+    sft__attn_temps tmp;
+    sft_status s = sft__attn_bwd_run(ctx, n, &tmp);
+    sft__attn_temps_release(ctx, &tmp);
+    return s;
 }
 
 /* ============================================================================
@@ -5921,35 +6821,76 @@ static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
    === kernels: cross-entropy fused with the output projection
    node: in[0] = hidden [N, D], in[1] = weight [V, D], in[2] = labels [N];
    f[0] = label smoothing, f[1] = the per-row factor (as sft_cross_entropy),
+   f[2] = 1: the weight is frozen and multiplied in bf16,
    i[0] = ignore_index, i[1] = the vocabulary chunk Vc; saved = [4, N] per-row
-   running max, running sum of exp, label logit, sum of logits (after forward:
-   row 0 holds the log-sum-exp and row 1 the row's loss), followed by the chunk
-   buffer [N, Vc]. The logits exist one vocabulary chunk at a time: forward keeps
+   running max, (unused), label logit, sum of logits (after forward: row 0 holds
+   the log-sum-exp and row 1 the row's loss), followed by the chunk buffer [N,
+   Vc]. The logits exist one vocabulary chunk at a time: forward keeps
    an online log-sum-exp across chunks; backward recomputes each chunk, turns it
-   into d logits in place and feeds it to the two gradient GEMMs. */
+   into d logits in place and feeds it to the two gradient GEMMs.
 
-typedef struct sft__lce_job { sft__node *n; int64_t v0, vc, N, V; float *buf, *st; } sft__lce_job;
+   ptr = an sft__lce_metrics or NULL: then forward also counts, over the rows
+   with a label, the argmax (the first largest logit) against the label and the
+   entropy log Z - E[logit], kept online as the log-sum-exp is: the running sums
+   S = sum exp(l - m) and W = sum exp(l - m) (l - m) are rescaled when the
+   running maximum m grows (W' = e^(m - m') (W + (m - m') S)). */
+
+typedef struct sft__lce_metrics {
+    int64_t tokens;
+    double  correct, entropy;
+} sft__lce_metrics;
+
+/* forward's running state per row: the maximum (saved row 0), S and W (see
+   above), and with metrics the first largest logit's value and index */
+typedef struct sft__lce_rows { double *S, *W; float *best_v; int64_t *best_i; } sft__lce_rows;
+
+typedef struct sft__lce_job {
+    sft__node *n;
+    int64_t v0, vc, N, V;
+    float *buf, *st;
+    sft__lce_rows rows;
+    sft__lce_metrics *mt;
+    const sft__cpu_kernels *k;
+} sft__lce_job;
+
+/* f[2] = 1: the weight is frozen and multiplied in bf16 */
+static int sft__lce_bf16(const sft__node *n) { return n->f[2] != 0.0f && !n->in[1]->requires_grad; }
 
 /* sft__lce_chunk_logits: buf[N, vc] = hidden . weight[v0 : v0+vc]^T */
 static sft_status sft__lce_chunk_logits(sft_context *ctx, const sft__lce_job *j) {
     int64_t D = j->n->in[0]->shape[j->n->in[0]->ndim - 1];
-    sft__mat h = sft__mat_of(SFT__CF(j->n->in[0]), D, 1), w = sft__mat_of(SFT__CF(j->n->in[1]) + j->v0 * D, D, 1);
-    return sft__gemm(ctx, j->N, j->vc, D, h, sft__mat_t(w), j->buf, j->vc, 0);
+    sft__mat h = sft__mat_of(SFT__CF(j->n->in[0]), D, 1);
+    return sft__gemm_f32w(ctx, j->N, h, SFT__CF(j->n->in[1]) + j->v0 * D, j->vc, D, 1, sft__lce_bf16(j->n), j->buf, j->vc, 0);
 }
 
+/* One chunk into each row's running state: the new maximum m rescales S and W
+   (W' = e^(old - m) (W + (old - m) S), S' = e^(old - m) S), then the chunk's
+   exponentials are added; the label's logit, the logits' sum (for label
+   smoothing) and the first largest logit (for the metrics) are picked up. */
 static void sft__lce_fwd_rows(void *arg, int64_t b, int64_t e) {
     const sft__lce_job *j = (const sft__lce_job *)arg;
     const int32_t *labels = (const int32_t *)j->n->in[2]->data;
-    float *m = j->st, *sum = j->st + j->N, *lab = j->st + 2 * j->N, *tot = j->st + 3 * j->N;
+    float *m = j->st, *lab = j->st + 2 * j->N, *tot = j->st + 3 * j->N;
+    int smoothing = j->n->f[0] > 0.0f;
     int64_t r, c;
     for (r = b; r < e; r++) {
         const float *x = j->buf + r * j->vc;
-        float cm = m[r], s = sum[r], t = 0.0f;
-        for (c = 0; c < j->vc; c++) if (x[c] > cm) cm = x[c];
-        s = s == 0.0f ? 0.0f : s * expf(m[r] - cm);             /* rescale what earlier chunks summed */
-        for (c = 0; c < j->vc; c++) { s += expf(x[c] - cm); t += x[c]; }
-        m[r] = cm; sum[r] = s; tot[r] += t;
+        float cm = m[r], chunk_max = -INFINITY;
+        double *S = &j->rows.S[r], *W = &j->rows.W[r];
+        for (c = 0; c < j->vc; c++) if (x[c] > chunk_max) chunk_max = x[c];
+        if (chunk_max > cm) cm = chunk_max;
+        if (*S > 0.0) {
+            double scale = exp((double)m[r] - (double)cm);
+            *W = scale * (*W + ((double)m[r] - (double)cm) * *S);
+            *S *= scale;
+        }
+        j->k->exp_stats(x, j->vc, cm, S, W);
+        m[r] = cm;
+        if (smoothing) { float t = 0.0f; for (c = 0; c < j->vc; c++) t += x[c]; tot[r] += t; }
         if (labels[r] >= j->v0 && labels[r] < j->v0 + j->vc) lab[r] = x[labels[r] - j->v0];
+        if (j->mt && chunk_max > j->rows.best_v[r])      /* the first index holding the largest logit */
+            for (c = 0; c < j->vc; c++)
+                if (x[c] == chunk_max) { j->rows.best_v[r] = chunk_max; j->rows.best_i[r] = j->v0 + c; break; }
     }
 }
 
@@ -5960,28 +6901,52 @@ static void sft__lce_finish_rows(void *arg, int64_t b, int64_t e) {
     float *lse = j->st, *loss = j->st + j->N, eps = n->f[0];
     int64_t r;
     for (r = b; r < e; r++) {
-        float l = lse[r] + logf(loss[r]), label_logit = j->st[2 * j->N + r], mean = j->st[3 * j->N + r] / (float)j->V;
+        float l = (float)((double)lse[r] + log(j->rows.S[r])), label_logit = j->st[2 * j->N + r], mean = j->st[3 * j->N + r] / (float)j->V;
         lse[r] = l;
         loss[r] = labels[r] == (int32_t)n->i[0] ? 0.0f : (1.0f - eps) * (l - label_logit) + eps * (l - mean);
     }
 }
 
-static sft_status sft__cpu_lce_fwd(sft_context *ctx, sft__node *n) {
-    sft__lce_job j;
+static sft_status sft__lce_fwd_run(sft_context *ctx, sft__node *n, sft__lce_job *j) {
     int64_t r;
     double total = 0.0;
-    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = n->in[1]->shape[0];
-    j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N;
-    for (r = 0; r < j.N; r++) { j.st[r] = -INFINITY; j.st[j.N + r] = 0.0f; j.st[2 * j.N + r] = 0.0f; j.st[3 * j.N + r] = 0.0f; }
-    for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
-        j.vc = j.V - j.v0 < n->i[1] ? j.V - j.v0 : n->i[1];
-        SFT__TRY(sft__lce_chunk_logits(ctx, &j));
-        sft__parallel_rows(ctx, j.N, 8, sft__lce_fwd_rows, &j);
+    for (r = 0; r < j->N; r++) { j->st[r] = -INFINITY; j->st[j->N + r] = 0.0f; j->st[2 * j->N + r] = 0.0f; j->st[3 * j->N + r] = 0.0f; }
+    for (j->v0 = 0; j->v0 < j->V; j->v0 += n->i[1]) {
+        j->vc = j->V - j->v0 < n->i[1] ? j->V - j->v0 : n->i[1];
+        SFT__TRY(sft__lce_chunk_logits(ctx, j));
+        sft__parallel_rows(ctx, j->N, 8, sft__lce_fwd_rows, j);
     }
-    sft__parallel_rows(ctx, j.N, 64, sft__lce_finish_rows, &j);
-    for (r = 0; r < j.N; r++) total += j.st[j.N + r];          /* fixed order, in double */
+    sft__parallel_rows(ctx, j->N, 64, sft__lce_finish_rows, j);
+    for (r = 0; r < j->N; r++) total += j->st[j->N + r];          /* fixed order, in double */
     SFT__F(n->out)[0] = (float)(total * n->f[1]);
+    if (j->mt)
+        for (r = 0; r < j->N; r++) {                               /* fixed order too */
+            int32_t y = ((const int32_t *)n->in[2]->data)[r];
+            if (y == (int32_t)n->i[0]) continue;
+            j->mt->tokens++;
+            j->mt->correct += j->rows.best_i[r] == y;
+            j->mt->entropy += log(j->rows.S[r]) - j->rows.W[r] / j->rows.S[r];
+        }
     return SFT_OK;
+}
+
+static sft_status sft__cpu_lce_fwd(sft_context *ctx, sft__node *n) {
+    sft__lce_job j;
+    sft_tensor *state = NULL;
+    sft_status s;
+    int64_t r, bytes;
+    memset(&j, 0, sizeof j);
+    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = n->in[1]->shape[0]; j.k = sft__cpu_kernels_of(ctx);
+    j.mt = (sft__lce_metrics *)(uintptr_t)n->ptr;
+    j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N;
+    bytes = j.N * (int64_t)(2 * sizeof(double) + sizeof(float) + sizeof(int64_t));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_U8, 1, &bytes, &state));
+    j.rows.S = (double *)state->data; j.rows.W = j.rows.S + j.N;
+    j.rows.best_i = (int64_t *)(void *)(j.rows.W + j.N); j.rows.best_v = (float *)(void *)(j.rows.best_i + j.N);
+    for (r = 0; r < j.N; r++) { j.rows.S[r] = 0.0; j.rows.W[r] = 0.0; j.rows.best_v[r] = -INFINITY; j.rows.best_i[r] = 0; }
+    s = ctx->plan_only ? SFT_OK : sft__lce_fwd_run(ctx, n, &j);
+    sft__tensor_release(ctx, state);
+    return s;
 }
 
 /* d logits of a chunk, in place: k * (softmax - e/V - (1-e)[c == label]) on counted rows */
@@ -5992,9 +6957,10 @@ static void sft__lce_dlogits_rows(void *arg, int64_t b, int64_t e) {
     float eps = n->f[0], k = SFT__CF(n->out->grad)[0] * n->f[1];
     int64_t r, c;
     for (r = b; r < e; r++) {
-        float *x = j->buf + r * j->vc, lse = j->st[r];
+        float *x = j->buf + r * j->vc, lse = j->st[r], off = eps / (float)j->V;
         if (labels[r] == (int32_t)n->i[0]) { memset(x, 0, (size_t)j->vc * sizeof(float)); continue; }
-        for (c = 0; c < j->vc; c++) x[c] = k * (expf(x[c] - lse) - eps / (float)j->V);
+        j->k->exp_shift(x, j->vc, lse);                            /* the softmax */
+        for (c = 0; c < j->vc; c++) x[c] = k * (x[c] - off);
         if (labels[r] >= j->v0 && labels[r] < j->v0 + j->vc) x[labels[r] - j->v0] -= k * (1.0f - eps);
     }
 }
@@ -6003,7 +6969,8 @@ static sft_status sft__cpu_lce_bwd(sft_context *ctx, sft__node *n) {
     sft__lce_job j;
     sft_tensor *h = n->in[0], *w = n->in[1];
     int64_t D = h->shape[h->ndim - 1];
-    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = w->shape[0];
+    memset(&j, 0, sizeof j);
+    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = w->shape[0]; j.k = sft__cpu_kernels_of(ctx);
     j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N;
     for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
         sft__mat g;
@@ -6012,7 +6979,7 @@ static sft_status sft__cpu_lce_bwd(sft_context *ctx, sft__node *n) {
         sft__parallel_rows(ctx, j.N, 8, sft__lce_dlogits_rows, &j);
         g = sft__mat_of(j.buf, j.vc, 1);
         if (h->requires_grad)   /* d hidden += g . weight[v0 : v0+vc] */
-            SFT__TRY(sft__gemm(ctx, j.N, D, j.vc, g, sft__mat_of(SFT__CF(w) + j.v0 * D, D, 1), SFT__F(h->grad), D, 1));
+            SFT__TRY(sft__gemm_f32w(ctx, j.N, g, SFT__CF(w) + j.v0 * D, j.vc, D, 0, sft__lce_bf16(n), SFT__F(h->grad), D, 1));
         if (w->requires_grad)   /* d weight[v0 : v0+vc] += g^T . hidden */
             SFT__TRY(sft__gemm(ctx, j.vc, D, j.N, sft__mat_t(g), sft__mat_of(SFT__CF(h), D, 1), SFT__F(w->grad) + j.v0 * D, D, 1));
     }
@@ -6519,13 +7486,16 @@ SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_ten
    holds it). Decoding is exact (code * scale, or the bf16 bits widened), so a
    4-bit layer gives the same bits as a dense GEMM on the dequantized weight. */
 
-typedef struct sft__wref { const sft_qweight *q; const sft_tensor *w; int64_t N, K; } sft__wref;
+/* A base weight as a GEMM operand; bf16: its GEMMs multiply in bf16 (a frozen
+   weight only: a trainable one keeps f32). */
+typedef struct sft__wref { const sft_qweight *q; const sft_tensor *w; int64_t N, K; int bf16; } sft__wref;
 
 static sft_device sft__wref_device(const sft__wref *w) { return w->q ? w->q->device : w->w->device; }
 
 static void sft__wsrc_decode(const sft__bsrc *s, int64_t e0, int64_t count, float *out, int64_t stride) {
     int64_t i;
     if (s->q) { sft__q4_decode(s->q, e0, count, out, stride, s->simd); return; }
+    if (s->f32) { for (i = 0; i < count; i++) out[i * stride] = s->f32[e0 + i]; return; }
     for (i = 0; i < count; i++) out[i * stride] = sft_bf16_to_f32(s->bf16[e0 + i]);
 }
 
@@ -6548,20 +7518,38 @@ static void sft__wsrc_pack(const sft__bsrc *s, int64_t k0, int64_t kc, int64_t n
     }
 }
 
+/* sft__gemm_wsrc: C (+)= A . op(W) with W [N, K] decoded from src's source by
+   the GEMM's packing (op = transpose when trans). */
+static sft_status sft__gemm_wsrc(sft_context *ctx, int64_t M, sft__mat a, sft__bsrc *src, int64_t N, int64_t K, int trans,
+                                 float *c, int64_t ldc, int accumulate) {
+    src->pack = sft__wsrc_pack; src->rows = N; src->cols = K; src->trans = trans;
+    src->simd = sft_cpu_path_get(ctx) >= SFT_CPU_AVX2;
+    return trans ? sft__gemm_src(ctx, M, N, K, a, src, c, ldc, accumulate) : sft__gemm_src(ctx, M, K, N, a, src, c, ldc, accumulate);
+}
+
+/* sft__gemm_f32w: the same for an f32 weight at w [N, K]: a plain GEMM, or in
+   bf16 through the packing */
+static sft_status sft__gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int bf16,
+                                 float *c, int64_t ldc, int accumulate) {
+    sft__bsrc src;
+    if (!bf16) {
+        sft__mat b = sft__mat_of(w, K, 1);
+        return trans ? sft__gemm(ctx, M, N, K, a, sft__mat_t(b), c, ldc, accumulate) : sft__gemm(ctx, M, K, N, a, b, c, ldc, accumulate);
+    }
+    memset(&src, 0, sizeof src);
+    src.f32 = w; src.compute_bf16 = 1;
+    return sft__gemm_wsrc(ctx, M, a, &src, N, K, trans, c, ldc, accumulate);
+}
+
 /* sft__gemm_w: C (+)= A . W^T (trans) or A . W, for A [M, K] (or [M, N]). */
 static sft_status sft__gemm_w(sft_context *ctx, int64_t M, sft__mat a, const sft__wref *w, int trans, float *c, int64_t ldc,
                               int accumulate) {
     sft__bsrc src;
-    if (w->w && w->w->dtype == SFT_F32) {
-        sft__mat b = sft__mat_of(SFT__CF(w->w), w->K, 1);
-        return trans ? sft__gemm(ctx, M, w->N, w->K, a, sft__mat_t(b), c, ldc, accumulate)
-                     : sft__gemm(ctx, M, w->K, w->N, a, b, c, ldc, accumulate);
-    }
+    int bf16 = w->bf16 && !(w->w && w->w->requires_grad);
+    if (w->w && w->w->dtype == SFT_F32) return sft__gemm_f32w(ctx, M, a, SFT__CF(w->w), w->N, w->K, trans, bf16, c, ldc, accumulate);
     memset(&src, 0, sizeof src);
-    src.pack = sft__wsrc_pack; src.q = w->q; src.bf16 = w->w ? (const uint16_t *)w->w->data : NULL;
-    src.rows = w->N; src.cols = w->K; src.trans = trans; src.simd = sft_cpu_path_get(ctx) >= SFT_CPU_AVX2;
-    return trans ? sft__gemm_src(ctx, M, w->N, w->K, a, &src, c, ldc, accumulate)
-                 : sft__gemm_src(ctx, M, w->K, w->N, a, &src, c, ldc, accumulate);
+    src.q = w->q; src.bf16 = w->w ? (const uint16_t *)w->w->data : NULL; src.compute_bf16 = bf16;
+    return sft__gemm_wsrc(ctx, M, a, &src, w->N, w->K, trans, c, ldc, accumulate);
 }
 
 /* sft__w_rows: rows [r0, r1) of W as f32 into out [r1 - r0, K]. */
@@ -6597,6 +7585,7 @@ typedef struct sft__lin_term {
     float       p;                /* dropout in effect, 0 = none               */
     uint64_t    key;              /* the dropout mask's RNG key                */
     uint64_t   *bits;             /* its mask over x's elements, made in forward (NULL: p = 0 or replayed) */
+    sft_tensor *bits_t;           /* the tensor holding bits                   */
     sft_tensor *t;                /* [M, r]                                    */
     sft_tensor *base_nb, *lora, *norm;   /* DoRA: [M, N], [M, N], [N]          */
 } sft__lin_term;
@@ -6641,19 +7630,19 @@ static void sft__lin_drop(sft_context *ctx, const sft__lin_plan *p, const sft__l
 }
 
 /* sft__lin_input: the adapter's input rows [r0, r1): x itself, or dropout(x) in
-   a new step tensor. */
+   a new step tensor *xd the caller gives back (NULL when x is used as it is). */
 static sft_status sft__lin_input(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1,
-                                 const float **xr) {
+                                 const float **xr, sft_tensor **xd) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
     const float *x = SFT__CF(n->in[0]);
-    sft_tensor *xd;
     int64_t shape[2], base = r0 * p->K, count = (r1 - r0) * p->K;
     *xr = x + base;
+    *xd = NULL;
     if (t->p <= 0.0f) return SFT_OK;
     shape[0] = r1 - r0; shape[1] = p->K;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &xd));
-    sft__lin_drop(ctx, p, t, x + base, base, count, SFT__F(xd), 0);
-    *xr = SFT__CF(xd);
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, xd));
+    sft__lin_drop(ctx, p, t, x + base, base, count, SFT__F(*xd), 0);
+    *xr = SFT__CF(*xd);
     return SFT_OK;
 }
 
@@ -6680,6 +7669,8 @@ static sft_status sft__dora_norm(sft_context *ctx, const sft__wref *w, const sft
             norm[o0 + i] = (float)sqrt(ss);
         }
     }
+    sft__tensor_release(ctx, ba);
+    sft__tensor_release(ctx, wt);
     return SFT_OK;
 }
 
@@ -6690,11 +7681,14 @@ static sft_status sft__lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_ter
     int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, i, o;
     float *tr = SFT__F(t->t) + r0 * r, *y = SFT__F(n->out) + r0 * N, s = ad->scaling;
     const float *xr;
-    if (t->bits) sft__dropout_mask(ctx, t->key, t->p, r0 * p->K, r1 * p->K, t->bits);
-    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr));
+    sft_tensor *xd;
+    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr, &xd));
     SFT__TRY(sft__gemm(ctx, rows, r, p->K, sft__mat_of(xr, p->K, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->A), p->K, 1)), tr, r, 0));
-    for (i = 0; i < rows * r; i++) tr[i] *= s;
-    if (!ad->m) return sft__gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), y, N, 1);
+    for (i = 0; i < rows * r && !ctx->plan_only; i++) tr[i] *= s;
+    if (!ad->m) {
+        sft__tensor_release(ctx, xd);
+        return sft__gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), y, N, 1);
+    }
     {
         float *lora = SFT__F(t->lora) + r0 * N, *base_nb = SFT__F(t->base_nb) + r0 * N;
         const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
@@ -6702,7 +7696,8 @@ static sft_status sft__lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_ter
         /* without dropout base_nb is the layer's own product (the plan's base_out);
            with it PEFT recomputes the base product on the dropped-out input */
         if (t->p > 0.0f) SFT__TRY(sft__gemm_w(ctx, rows, sft__mat_of(xr, p->K, 1), &p->w, 1, base_nb, N, 0));
-        for (i = 0; i < rows; i++)
+        sft__tensor_release(ctx, xd);
+        for (i = 0; i < rows && !ctx->plan_only; i++)
             for (o = 0; o < N; o++) {
                 float scale = m[o] / norm[o];
                 y[i * N + o] += (scale - 1.0f) * base_nb[i * N + o] + scale * lora[i * N + o];
@@ -6721,36 +7716,286 @@ static void sft__lin_bias_rows(void *arg, int64_t b, int64_t e) {
         for (o = 0; o < p->N; o++) y[i * p->N + o] += bias[o];
 }
 
-static sft_status sft__cpu_linear_fwd(sft_context *ctx, sft__node *n) {
-    sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
-    int ti;
-    SFT__TRY(sft__gemm_w(ctx, p->M, sft__mat_of(SFT__CF(n->in[0]), p->K, 1), &p->w, 1, SFT__F(n->out), p->N, 0));
-    if (p->base_out) memcpy(SFT__F(p->base_out), SFT__CF(n->out), sft_tensor_nbytes(p->base_out));
-    if (n->in[1]) sft__parallel_rows(ctx, p->M, 64, sft__lin_bias_rows, n);
-    for (ti = 0; ti < p->n_terms; ti++) {
-        sft__lin_term *t = &p->term[ti];
-        int64_t cursor = 0, r0, r1;
-        if (t->ad->m) SFT__TRY(sft__dora_norm(ctx, &p->w, t->ad->A, t->ad->B, t->ad->scaling, SFT__F(t->norm)));
-        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__lin_term_fwd(ctx, n, t, r0, r1));
+/* --- LoRA terms, fused --------------------------------------------------------
+   A term without DoRA runs in one pass over its rows, in tasks of
+   SFT__LORA_TASK_ROWS rows taken SFT__LORA_RB at a time, so a block's rows stay
+   in cache from its first product to its last:
+     forward   xd = x (.) mask, t = s xd A^T (kept for backward), y += t B^T
+     backward  dt = s g B, dx += (dt A) (.) mask, and the task's share of
+               dB = g^T t and dA = dt^T xd
+   A, B and their transposes are packed once per call into the micro-kernel's
+   panels; the blocks' own operands (x, g, t, dt) are copied into per-thread
+   buffers padded to whole panels. The shares of dB and dA are added to the
+   gradients task by task in order, so the result does not depend on the thread
+   count. */
+
+#define SFT__LORA_RB 32
+#define SFT__LORA_TASK_ROWS 256
+
+typedef struct sft__lora_job {
+    const sft__cpu_kernels *k;
+    const sft__node *n;
+    const sft__lin_plan *p;
+    const sft__lin_term *t;
+    int64_t r0, r1, r, rp, Kp, Np;    /* rows; rank, rank padded; K and N padded to whole MR panels */
+    const float *at, *bt, *bn, *an;   /* packed: A^T [K x r], B^T [r x N], B [N x r], A [r x K] */
+    float *scratch;                   /* per thread, SFT__LORA_SCRATCH floats each */
+    float *dB, *dA;                   /* per task: its share of dB [N x r] and dA [r x K] */
+    int want_dx, want_dA, want_dB;
+} sft__lora_job;
+
+static int64_t sft__round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+/* per-thread buffers: xd and dxd [RB x Kp], g [RB x Np], t and dt [RB x rp],
+   and the packed block operands (t and xd as the depth side, RB deep) */
+static int64_t sft__lora_scratch_floats(const sft__lora_job *j) {
+    return 2 * SFT__LORA_RB * j->Kp + SFT__LORA_RB * j->Np + 2 * SFT__LORA_RB * j->rp + SFT__LORA_RB * (j->Kp + j->rp);
+}
+
+/* sft__lora_pack: op(B) [depth x cols] of a view into whole panels, zero-padded */
+static void sft__lora_pack(const sft__cpu_kernels *k, sft__mat b, int64_t depth, int64_t cols, float *dst) {
+    sft__pack_b(&b, depth, cols, k->nr, 0, (cols + k->nr - 1) / k->nr, dst);
+}
+
+/* rows [i0, i0 + rows) of a [M, cols] matrix into buf [RB x ld], zero-padded */
+static void sft__lora_rows(const float *src, int64_t cols, int64_t i0, int64_t rows, float *buf, int64_t ld) {
+    int64_t i;
+    for (i = 0; i < SFT__LORA_RB; i++) {
+        if (i < rows) {
+            memcpy(buf + i * ld, src + (i0 + i) * cols, (size_t)cols * sizeof(float));
+            if (ld > cols) memset(buf + i * ld + cols, 0, (size_t)(ld - cols) * sizeof(float));
+        } else memset(buf + i * ld, 0, (size_t)ld * sizeof(float));
+    }
+}
+
+/* the term's dropout on rows [i0, i0 + rows) of x (or of a gradient), serial */
+static void sft__lora_drop_rows(const sft__lora_job *j, const float *v, int64_t ldv, int64_t i0, int64_t rows, float *out,
+                                int64_t ldo, int accumulate) {
+    int64_t i, c, K = j->p->K;
+    for (i = 0; i < rows; i++) {
+        const float *vi = v + i * ldv;
+        float *oi = out + i * ldo;
+        int64_t e0 = (i0 + i) * K;
+        if (j->t->bits) { j->k->mask_mul(vi, j->t->bits, e0, K, sft__dropout_scale(j->t->p), oi, accumulate); continue; }
+        for (c = 0; c < K; c++) {
+            float f = vi[c] * SFT__CF(j->p->mask)[e0 + c];
+            oi[c] = accumulate ? oi[c] + f : f;
+        }
+    }
+}
+
+/* C[M x N] (+)= A . B through sft__attn_tile_gemm (A in place, B packed) */
+#define SFT__LORA_GEMM(j, M, N, K, a, a_rs, a_ks, bp, c, ldc, add) \
+    sft__attn_tile_gemm((j)->k, M, N, K, a, a_rs, a_ks, bp, K, c, ldc, add)
+
+static void sft__lora_fwd_task(void *arg, int64_t task, int thread) {
+    const sft__lora_job *j = (const sft__lora_job *)arg;
+    const sft__lin_plan *p = j->p;
+    int64_t K = p->K, N = p->N, r = j->r, b0, i;
+    float *xd = j->scratch + (size_t)thread * (size_t)sft__lora_scratch_floats(j), *tl = xd + 2 * SFT__LORA_RB * j->Kp + SFT__LORA_RB * j->Np;
+    float *y = SFT__F(j->n->out), s = j->t->ad->scaling;
+    int64_t t0 = j->r0 + task * SFT__LORA_TASK_ROWS, t1 = t0 + SFT__LORA_TASK_ROWS < j->r1 ? t0 + SFT__LORA_TASK_ROWS : j->r1;
+    for (b0 = t0; b0 < t1; b0 += SFT__LORA_RB) {
+        int64_t rows = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
+        sft__lora_rows(SFT__CF(j->n->in[0]), K, b0, rows, xd, j->Kp);
+        if (j->t->p > 0.0f) sft__lora_drop_rows(j, xd, j->Kp, b0, rows, xd, j->Kp, 0);
+        SFT__LORA_GEMM(j, SFT__LORA_RB, r, K, xd, j->Kp, 1, j->at, tl, j->rp, 0);       /* xd A^T */
+        for (i = 0; i < rows * j->rp; i++) tl[i] *= s;
+        for (i = 0; i < rows; i++) memcpy(SFT__F(j->t->t) + (b0 + i) * r, tl + i * j->rp, (size_t)r * sizeof(float));
+        SFT__LORA_GEMM(j, rows, N, r, tl, j->rp, 1, j->bt, y + b0 * N, N, 1);             /* y += t B^T */
+    }
+}
+
+static void sft__lora_bwd_task(void *arg, int64_t task, int thread) {
+    const sft__lora_job *j = (const sft__lora_job *)arg;
+    const sft__lin_plan *p = j->p;
+    int64_t K = p->K, N = p->N, r = j->r, b0, i;
+    float *xd = j->scratch + (size_t)thread * (size_t)sft__lora_scratch_floats(j), *dxd = xd + SFT__LORA_RB * j->Kp;
+    float *g = dxd + SFT__LORA_RB * j->Kp, *tl = g + SFT__LORA_RB * j->Np, *dt = tl + SFT__LORA_RB * j->rp;
+    float *tpack = dt + SFT__LORA_RB * j->rp, *xpack = tpack + SFT__LORA_RB * j->rp, s = j->t->ad->scaling;
+    float *dB = j->dB + (size_t)task * (size_t)(N * r), *dA = j->dA + (size_t)task * (size_t)(r * K);
+    int64_t t0 = j->r0 + task * SFT__LORA_TASK_ROWS, t1 = t0 + SFT__LORA_TASK_ROWS < j->r1 ? t0 + SFT__LORA_TASK_ROWS : j->r1;
+    int first = 1;
+    for (b0 = t0; b0 < t1; b0 += SFT__LORA_RB, first = 0) {
+        int64_t rows = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
+        sft__lora_rows(SFT__CF(j->n->out->grad), N, b0, rows, g, j->Np);
+        SFT__LORA_GEMM(j, SFT__LORA_RB, r, N, g, j->Np, 1, j->bn, dt, j->rp, 0);        /* dt = s g B */
+        for (i = 0; i < SFT__LORA_RB * j->rp; i++) dt[i] *= s;
+        if (j->want_dB) {                                                                  /* dB += g^T t */
+            sft__lora_rows(SFT__CF(j->t->t), r, b0, rows, tl, j->rp);
+            sft__lora_pack(j->k, sft__mat_of(tl, j->rp, 1), rows, r, tpack);
+            SFT__LORA_GEMM(j, N, r, rows, g, 1, j->Np, tpack, dB, r, !first);
+        }
+        if (j->want_dA) {                                                                  /* dA += dt^T xd */
+            sft__lora_rows(SFT__CF(j->n->in[0]), K, b0, rows, xd, j->Kp);
+            if (j->t->p > 0.0f) sft__lora_drop_rows(j, xd, j->Kp, b0, rows, xd, j->Kp, 0);
+            sft__lora_pack(j->k, sft__mat_of(xd, j->Kp, 1), rows, K, xpack);
+            SFT__LORA_GEMM(j, r, K, rows, dt, 1, j->rp, xpack, dA, K, !first);
+        }
+        if (j->want_dx) {                                                                  /* dx += (dt A) (.) mask */
+            float *dx = SFT__F(j->n->in[0]->grad) + b0 * K;
+            SFT__LORA_GEMM(j, rows, K, r, dt, j->rp, 1, j->an, dxd, j->Kp, 0);
+            if (j->t->p > 0.0f) sft__lora_drop_rows(j, dxd, j->Kp, b0, rows, dx, K, 1);
+            else for (i = 0; i < rows; i++) {
+                int64_t c;
+                for (c = 0; c < K; c++) dx[i * K + c] += dxd[i * j->Kp + c];
+            }
+        }
+    }
+}
+
+/* sft__lora_sum_shares: gradient += the tasks' shares, in task order */
+typedef struct sft__lora_sum { float *grad; const float *shares; int64_t size, tasks; } sft__lora_sum;
+
+static void sft__lora_sum_range(void *arg, int64_t b, int64_t e) {
+    const sft__lora_sum *u = (const sft__lora_sum *)arg;
+    int64_t i, t;
+    for (i = b; i < e; i++) {
+        float acc = u->grad[i];
+        for (t = 0; t < u->tasks; t++) acc += u->shares[t * u->size + i];
+        u->grad[i] = acc;
+    }
+}
+
+/* The call's temporaries, given back when it returns. */
+typedef struct sft__lora_temps { sft_tensor *t[6]; int n; } sft__lora_temps;
+
+static sft_status sft__lora_temp(sft_context *ctx, sft__lora_temps *tmp, int64_t floats, float **out) {
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 1, &floats, &tmp->t[tmp->n]));
+    *out = SFT__F(tmp->t[tmp->n++]);
+    return SFT_OK;
+}
+
+static sft_status sft__lora_prepare(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1,
+                                    int backward, sft__lora_job *j, sft__lora_temps *tmp) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const sft__adapter *ad = t->ad;
+    int64_t K = p->K, N = p->N, r = ad->desc.r, tasks = (r1 - r0 + SFT__LORA_TASK_ROWS - 1) / SFT__LORA_TASK_ROWS;
+    float *a, *b;
+    memset(j, 0, sizeof *j);
+    j->k = sft__cpu_kernels_of(ctx); j->n = n; j->p = p; j->t = t; j->r0 = r0; j->r1 = r1; j->r = r;
+    j->rp = sft__round_up(sft__round_up(r, j->k->nr), j->k->mr);
+    j->Kp = sft__round_up(sft__round_up(K, j->k->nr), j->k->mr);
+    j->Np = sft__round_up(sft__round_up(N, j->k->nr), j->k->mr);
+    SFT__TRY(sft__lora_temp(ctx, tmp, (int64_t)ctx->threads * sft__lora_scratch_floats(j), &j->scratch));
+    /* forward: A^T (depth K) then B^T (depth r, Np columns); backward: B (depth N) then A (depth r, Kp columns) */
+    SFT__TRY(sft__lora_temp(ctx, tmp, (K > N ? K : N) * j->rp + j->rp * (j->Kp > j->Np ? j->Kp : j->Np), &a));
+    b = a + (K > N ? K : N) * j->rp;
+    if (!backward) { j->at = a; j->bt = b; }
+    else {
+        j->bn = a; j->an = b;
+        j->want_dx = n->in[0]->requires_grad; j->want_dA = ad->A->requires_grad; j->want_dB = ad->B->requires_grad;
+        if (j->want_dB) SFT__TRY(sft__lora_temp(ctx, tmp, tasks * N * r, &j->dB));
+        if (j->want_dA) SFT__TRY(sft__lora_temp(ctx, tmp, tasks * r * K, &j->dA));
+    }
+    if (ctx->plan_only) return SFT_OK;
+    if (!backward) {
+        sft__lora_pack(j->k, sft__mat_t(sft__mat_of(SFT__CF(ad->A), K, 1)), K, r, a);   /* A^T: depth K, r columns */
+        sft__lora_pack(j->k, sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), r, N, b);   /* B^T: depth r, N columns */
+    } else {
+        sft__lora_pack(j->k, sft__mat_of(SFT__CF(ad->B), r, 1), N, r, a);               /* B: depth N, r columns */
+        sft__lora_pack(j->k, sft__mat_of(SFT__CF(ad->A), K, 1), r, K, b);               /* A: depth r, K columns */
     }
     return SFT_OK;
 }
 
+static sft_status sft__lora_run(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1, int backward) {
+    sft__lora_job j;
+    sft__lora_temps tmp;
+    int64_t tasks = (r1 - r0 + SFT__LORA_TASK_ROWS - 1) / SFT__LORA_TASK_ROWS;
+    sft_status s;
+    memset(&tmp, 0, sizeof tmp);
+    s = sft__lora_prepare(ctx, n, t, r0, r1, backward, &j, &tmp);
+    if (s == SFT_OK && !ctx->plan_only) {
+        sft__parallel(ctx, tasks, backward ? sft__lora_bwd_task : sft__lora_fwd_task, &j);
+        if (backward && j.want_dB) {
+            sft__lora_sum u;
+            u.grad = SFT__F(t->ad->B->grad); u.shares = j.dB; u.size = j.p->N * j.r; u.tasks = tasks;
+            sft__parallel_rows(ctx, u.size, 4096, sft__lora_sum_range, &u);
+        }
+        if (backward && j.want_dA) {
+            sft__lora_sum u;
+            u.grad = SFT__F(t->ad->A->grad); u.shares = j.dA; u.size = j.r * j.p->K; u.tasks = tasks;
+            sft__parallel_rows(ctx, u.size, 4096, sft__lora_sum_range, &u);
+        }
+    }
+    while (tmp.n > 0) sft__tensor_release(ctx, tmp.t[--tmp.n]);
+    return s;
+}
+
+/* the rows term ti covers */
+static int64_t sft__lin_term_rows(const sft__lin_plan *p, int ti) {
+    int64_t cursor = 0, r0, r1, rows = 0;
+    while (sft__lin_run(p, ti, &cursor, &r0, &r1)) rows += r1 - r0;
+    return rows;
+}
+
+static double sft__linear_flops(const sft__node *n, int backward, double *adapters) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    double mnk = 2.0 * (double)p->M * (double)p->N * (double)p->K;
+    int ti;
+    *adapters = 0.0;
+    for (ti = 0; ti < p->n_terms; ti++)   /* forward x A^T, t B^T; backward dB, dt, dA, dx */
+        *adapters += (backward ? 4.0 : 2.0) * (double)sft__lin_term_rows(p, ti) * (double)p->term[ti].ad->desc.r *
+                     (double)(p->N + p->K);
+    if (!backward) return mnk;
+    return mnk * ((n->in[0]->requires_grad != 0) + (p->w.w && p->w.w->requires_grad));
+}
+
+/* sft__lin_prof_adapters: profiling moves the adapters' share of a linear
+   kernel's time (since t0) to their own row */
+static void sft__lin_prof_adapters(sft_context *ctx, const sft__node *n, int backward, double t0) {
+    double adapters, dt;
+    if (!ctx->profiling || ctx->plan_only) return;
+    dt = sft__seconds() - t0;
+    (void)sft__linear_flops(n, backward, &adapters);
+    sft__prof_add(ctx, SFT__PROF_ADAPTERS, backward, dt, adapters);
+    ctx->prof_s[backward][SFT__OP_LINEAR] -= dt;
+    if (!backward) ctx->prof_calls[SFT__PROF_ADAPTERS]++;
+}
+
+static sft_status sft__cpu_linear_fwd(sft_context *ctx, sft__node *n) {
+    sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
+    double t0;
+    int ti;
+    SFT__TRY(sft__gemm_w(ctx, p->M, sft__mat_of(SFT__CF(n->in[0]), p->K, 1), &p->w, 1, SFT__F(n->out), p->N, 0));
+    if (p->base_out) memcpy(SFT__F(p->base_out), SFT__CF(n->out), sft_tensor_nbytes(p->base_out));
+    if (n->in[1]) sft__parallel_rows(ctx, p->M, 64, sft__lin_bias_rows, n);
+    t0 = ctx->profiling ? sft__seconds() : 0.0;
+    for (ti = 0; ti < p->n_terms; ti++) {
+        sft__lin_term *t = &p->term[ti];
+        int64_t cursor = 0, r0, r1;
+        if (t->ad->m) SFT__TRY(sft__dora_norm(ctx, &p->w, t->ad->A, t->ad->B, t->ad->scaling, SFT__F(t->norm)));
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) {
+            if (t->bits) sft__dropout_mask(ctx, t->key, t->p, r0 * p->K, r1 * p->K, t->bits);
+            if (t->ad->m) SFT__TRY(sft__lin_term_fwd(ctx, n, t, r0, r1));
+            else SFT__TRY(sft__lora_run(ctx, n, t, r0, r1, 0));
+        }
+    }
+    if (p->n_terms) sft__lin_prof_adapters(ctx, n, 0, t0);
+    return SFT_OK;
+}
+
+/* The temporaries of a term's backward, given back when it returns. */
+typedef struct sft__lin_temps { sft_tensor *xd, *gt, *dt, *dxd; } sft__lin_temps;
+
 /* One term's backward over rows [r0, r1): gradients of B, A, x (and m). */
-static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+static sft_status sft__lin_term_bwd_rows(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1,
+                                         sft__lin_temps *tmp) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
     const sft__adapter *ad = t->ad;
     int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, K = p->K, i, o, shape[2];
     const float *g = SFT__CF(n->out->grad) + r0 * N, *gl = g, *xr, *tr = SFT__CF(t->t) + r0 * r;
     float s = ad->scaling;
-    sft_tensor *gt, *dt, *dxd;
+    sft_tensor *gt = NULL, *dt, *dxd;
     sft_tensor *x = n->in[0];
-    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr));
+    SFT__TRY(sft__lin_input(ctx, n, t, r0, r1, &xr, &tmp->xd));
     if (ad->m) {                  /* the adapter's path is scaled by m / norm */
         const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
         shape[0] = rows; shape[1] = N;
-        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &gt));
-        for (i = 0; i < rows; i++)
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &tmp->gt));
+        gt = tmp->gt;
+        for (i = 0; i < rows && !ctx->plan_only; i++)
             for (o = 0; o < N; o++) SFT__F(gt)[i * N + o] = g[i * N + o] * (m[o] / norm[o]);
         gl = SFT__CF(gt);
         if (ad->m->requires_grad) {
@@ -6767,9 +8012,10 @@ static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_ter
         SFT__TRY(sft__gemm(ctx, N, r, rows, sft__mat_t(sft__mat_of(gl, N, 1)), sft__mat_of(tr, r, 1), SFT__F(ad->B->grad), r, 1));
     if (!ad->A->requires_grad && !x->requires_grad) return SFT_OK;
     shape[0] = rows; shape[1] = r;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &dt));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &tmp->dt));
+    dt = tmp->dt;
     SFT__TRY(sft__gemm(ctx, rows, r, N, sft__mat_of(gl, N, 1), sft__mat_of(SFT__CF(ad->B), r, 1), SFT__F(dt), r, 0));
-    for (i = 0; i < rows * r; i++) SFT__F(dt)[i] *= s;
+    for (i = 0; i < rows * r && !ctx->plan_only; i++) SFT__F(dt)[i] *= s;
     if (ad->A->requires_grad)
         SFT__TRY(sft__gemm(ctx, r, K, rows, sft__mat_t(sft__mat_of(SFT__CF(dt), r, 1)), sft__mat_of(xr, K, 1), SFT__F(ad->A->grad),
                            K, 1));
@@ -6778,16 +8024,27 @@ static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_ter
         return sft__gemm(ctx, rows, K, r, sft__mat_of(SFT__CF(dt), r, 1), sft__mat_of(SFT__CF(ad->A), K, 1), SFT__F(x->grad) + r0 * K,
                          K, 1);
     shape[0] = rows; shape[1] = K;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &dxd));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &tmp->dxd));
+    dxd = tmp->dxd;
     SFT__TRY(sft__gemm(ctx, rows, K, r, sft__mat_of(SFT__CF(dt), r, 1), sft__mat_of(SFT__CF(ad->A), K, 1), SFT__F(dxd), K, 0));
     if (ad->m) {                  /* DoRA's base term on the dropped-out input */
         const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
-        for (i = 0; i < rows; i++)
+        for (i = 0; i < rows && !ctx->plan_only; i++)
             for (o = 0; o < N; o++) SFT__F(gt)[i * N + o] = g[i * N + o] * (m[o] / norm[o] - 1.0f);
         SFT__TRY(sft__gemm_w(ctx, rows, sft__mat_of(SFT__CF(gt), N, 1), &p->w, 0, SFT__F(dxd), K, 1));
     }
     sft__lin_drop(ctx, p, t, SFT__CF(dxd), r0 * K, rows * K, SFT__F(x->grad) + r0 * K, 1);
     return SFT_OK;
+}
+
+static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+    sft__lin_temps tmp;
+    sft_status s;
+    memset(&tmp, 0, sizeof tmp);
+    s = sft__lin_term_bwd_rows(ctx, n, t, r0, r1, &tmp);
+    sft__tensor_release(ctx, tmp.dxd); sft__tensor_release(ctx, tmp.dt);
+    sft__tensor_release(ctx, tmp.gt); sft__tensor_release(ctx, tmp.xd);
+    return s;
 }
 
 /* The base path's gradient dy' W, where dy' adds (m / norm - 1) dy on the rows of
@@ -6812,11 +8069,29 @@ static sft_status sft__lin_base_bwd(sft_context *ctx, sft__node *n) {
                 for (o = 0; o < p->N; o++)
                     SFT__F(gb)[i * p->N + o] += g[i * p->N + o] * (SFT__CF(t->ad->m)[o] / SFT__CF(t->norm)[o] - 1.0f);
     }
-    return sft__gemm_w(ctx, p->M, sft__mat_of(gb ? SFT__CF(gb) : g, p->N, 1), &p->w, 0, SFT__F(n->in[0]->grad), p->K, 1);
+    {
+        sft_status s = sft__gemm_w(ctx, p->M, sft__mat_of(gb ? SFT__CF(gb) : g, p->N, 1), &p->w, 0, SFT__F(n->in[0]->grad), p->K, 1);
+        sft__tensor_release(ctx, gb);
+        return s;
+    }
+}
+
+/* sft__lin_plan_release: what the call kept for its backward, given back after it */
+static void sft__lin_plan_release(sft_context *ctx, sft__lin_plan *p) {
+    int ti;
+    for (ti = 0; ti < p->n_terms; ti++) {
+        sft__lin_term *t = &p->term[ti];
+        sft__tensor_release(ctx, t->t);
+        sft__tensor_release(ctx, t->lora);
+        if (t->base_nb != p->base_out) sft__tensor_release(ctx, t->base_nb);
+        if (t->bits_t) { sft__tensor_release(ctx, t->bits_t); t->bits = NULL; }
+    }
+    sft__tensor_release(ctx, p->base_out);
 }
 
 static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
     sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
+    double t0;
     int ti;
     if (n->in[0]->requires_grad) SFT__TRY(sft__lin_base_bwd(ctx, n));
     if (p->w.w && p->w.w->requires_grad) {       /* full fine-tuning: dW += dy^T x */
@@ -6835,14 +8110,20 @@ static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
             db[o] += acc;
         }
     }
+    t0 = ctx->profiling ? sft__seconds() : 0.0;
     for (ti = 0; ti < p->n_terms; ti++) {
         sft__lin_term *t = &p->term[ti];
         int64_t cursor = 0, r0, r1;
         if (t->ad->A->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->A));
         if (t->ad->B->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->B));
         if (t->ad->m && t->ad->m->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->m));
-        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__lin_term_bwd(ctx, n, t, r0, r1));
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) {
+            if (t->ad->m) SFT__TRY(sft__lin_term_bwd(ctx, n, t, r0, r1));
+            else SFT__TRY(sft__lora_run(ctx, n, t, r0, r1, 1));
+        }
     }
+    if (p->n_terms) sft__lin_prof_adapters(ctx, n, 1, t0);
+    sft__lin_plan_release(ctx, p);
     return SFT_OK;
 }
 
@@ -6951,7 +8232,17 @@ static sft_status sft__i32_host(sft_context *ctx, const sft_tensor *t, const int
 /* ============================================================================
    === ops: the public operators */
 
+/* sft__matmul_ex: sft_matmul; bf16: a frozen 2-D b (the output projection) is
+   multiplied in bf16 (node f[0] = 1) */
+static sft_status sft__matmul_ex(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, int bf16,
+                                 sft_tensor **out);
+
 SFTDEF sft_status sft_matmul(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, sft_tensor **out) {
+    return sft__matmul_ex(ctx, a, b, trans_a, trans_b, 0, out);
+}
+
+static sft_status sft__matmul_ex(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, int bf16,
+                                 sft_tensor **out) {
     sft__node n;
     sft_tensor *in[2];
     int64_t shape[SFT_MAX_DIMS], batch = 1, K_a, K_b;
@@ -6977,6 +8268,7 @@ SFTDEF sft_status sft_matmul(sft_context *ctx, sft_tensor *a, sft_tensor *b, int
     shape[a->ndim - 2] = trans_a ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2];
     shape[a->ndim - 1] = trans_b ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
     n.i[0] = trans_a != 0; n.i[1] = trans_b != 0; n.i[2] = batch; n.i[3] = b->ndim == 2;
+    n.f[0] = bf16 && b->ndim == 2 && !b->requires_grad ? 1.0f : 0.0f;
     SFT__TRY(sft__node_out(ctx, &n, a->ndim, shape));
     return sft__op_run(ctx, &n, out);
 }
@@ -7252,8 +8544,18 @@ SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_te
     return sft__op_run(ctx, &n, out);
 }
 
+static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
+                                               const sft_ce_desc *desc, int bf16, sft__lce_metrics *mt, sft_tensor **out);
+
 SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
                                            const sft_ce_desc *desc, sft_tensor **out) {
+    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, NULL, out);
+}
+
+/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16; mt
+   (may be NULL) gets the token metrics of forward */
+static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
+                                               const sft_ce_desc *desc, int bf16, sft__lce_metrics *mt, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[3];
     int64_t D, N, V, vc, saved;
@@ -7273,6 +8575,8 @@ SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden,
     if (vc < 64) vc = 64;
     if (vc > V) vc = V;
     n.i[1] = vc;
+    n.f[2] = bf16 ? 1.0f : 0.0f;
+    n.ptr = mt;
     saved = 4 * N + N * vc;
     SFT__TRY(sft__tensor_step(ctx, hidden->device, SFT_F32, 1, &saved, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
@@ -7375,7 +8679,7 @@ SFTDEF sft_status sft_linear4bit(sft_context *ctx, sft_tensor *x, const sft_qwei
     if (!ctx || !out || !w) return sft__fail(SFT_ERR_ARG, "linear4bit: NULL argument");
     SFT__TRY(sft__lin_check_x("linear4bit", x, w->cols));
     SFT__TRY(sft__lin_check_bias("linear4bit", bias, w->rows));
-    ref.q = w; ref.w = NULL; ref.N = w->rows; ref.K = w->cols;
+    ref.q = w; ref.w = NULL; ref.N = w->rows; ref.K = w->cols; ref.bf16 = 0;
     SFT__TRY(sft__lin_check_device("linear4bit", x, ref));
     SFT__TRY(sft__lin_plan_new(ctx, ref, x, &p));
     return sft__lin_node_run(ctx, p, x, bias, out);
@@ -7393,12 +8697,26 @@ struct sft_linear {
     int           active[SFT__LINEAR_MAX_ADAPTERS], n_active;
     int           merged[SFT__LINEAR_MAX_ADAPTERS], n_merged;   /* in merge order */
     int           disabled;
+    int           compute_bf16;
 };
 
 static sft__wref sft__lin_wref(const sft_linear *l) {
     sft__wref w;
-    w.q = l->qweight; w.w = l->weight; w.N = l->out; w.K = l->in;
+    w.q = l->qweight; w.w = l->weight; w.N = l->out; w.K = l->in; w.bf16 = l->compute_bf16;
     return w;
+}
+
+static sft_status sft__compute_dtype_check(const char *op, sft_dtype d) {
+    if (d != SFT_F32 && d != SFT_BF16)
+        return sft__fail(SFT_ERR_ARG, "%s: compute_dtype %s (want f32 or bf16)", op, sft_dtype_name(d));
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_linear_set_compute_dtype(sft_linear *lin, sft_dtype compute_dtype) {
+    if (!lin) return sft__fail(SFT_ERR_ARG, "linear: NULL layer");
+    SFT__TRY(sft__compute_dtype_check("linear", compute_dtype));
+    lin->compute_bf16 = compute_dtype == SFT_BF16;
+    return SFT_OK;
 }
 
 SFTDEF int64_t sft_linear_in_features(const sft_linear *lin) { return lin ? lin->in : 0; }
@@ -7420,6 +8738,7 @@ SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *des
             return sft__fail(SFT_ERR_SHAPE, "linear: weight %s must be [out, in], neither empty", SFT__SHAPE(w, sb));
     }
     SFT__TRY(sft__lin_check_bias("linear", desc->bias, desc->weight ? desc->weight->shape[0] : desc->qweight->rows));
+    SFT__TRY(sft__compute_dtype_check("linear", desc->compute_dtype));
     if (desc->bias && desc->bias->device != (desc->weight ? desc->weight->device : desc->qweight->device))
         return sft__fail(SFT_ERR_DEVICE, "linear: the bias is on another device than the weight");
     l = (sft_linear *)sft__calloc(ctx, 1, sizeof *l);
@@ -7427,6 +8746,7 @@ SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *des
     l->ctx = ctx; l->weight = desc->weight; l->qweight = desc->qweight; l->bias = desc->bias;
     l->out = desc->weight ? desc->weight->shape[0] : desc->qweight->rows;
     l->in = desc->weight ? desc->weight->shape[1] : desc->qweight->cols;
+    l->compute_bf16 = desc->compute_dtype == SFT_BF16;
     *out = l;
     return SFT_OK;
 }
@@ -7596,6 +8916,7 @@ static sft_status sft__lin_add_term(sft_context *ctx, sft_linear *lin, sft__lin_
         sft_tensor *bits;
         SFT__TRY(sft__tensor_step(ctx, dev, SFT_U8, 1, &bytes, &bits));
         t->bits = (uint64_t *)bits->data;
+        t->bits_t = bits;
     }
     if (!ad->m) return SFT_OK;
     shape[1] = p->N;
@@ -10383,6 +11704,7 @@ struct sft_model {
     sft_model_config cfg;
     sft_tensor      *embed, *norm, *lm_head;   /* lm_head == embed when tied */
     sft__block      *blocks;
+    int              compute_bf16;      /* the output projection in bf16 (the linears hold their own) */
 };
 
 /* sft__cfg_int: an integer field (dflt when absent or null); *bad set when it is
@@ -10718,6 +12040,7 @@ static sft_status sft__model_linear_load(const sft__weights *w, const sft_load_d
     const sft_st_tensor *t;
     sft_status s = SFT_OK;
     memset(&ld, 0, sizeof ld);
+    ld.compute_dtype = desc->compute_dtype;
     shape[0] = rows; shape[1] = cols;
     snprintf(name, sizeof name, "%s.weight", prefix);
     t = sft__weights_find(w, name, NULL);
@@ -10865,6 +12188,7 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     if (d.blocksize == 0) d.blocksize = 64;
     if ((int)d.quant < 0 || d.quant > SFT_QUANT_FP4) return sft__fail(SFT_ERR_ARG, "sft_model_load: quant %d", (int)d.quant);
     if (!sft__quant_blocksize_ok(d.blocksize)) return sft__fail(SFT_ERR_ARG, "sft_model_load: blocksize %d", d.blocksize);
+    SFT__TRY(sft__compute_dtype_check("sft_model_load", d.compute_dtype));
     if ((int)d.device < 0 || d.device >= SFT_DEVICE_COUNT) return sft__fail(SFT_ERR_DEVICE, "sft_model_load: device %d", (int)d.device);
     if (d.device == SFT_DEVICE_CUDA && !sft_cuda_available()) {
 #ifdef SFT_CUDA
@@ -10877,6 +12201,7 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     if (!m) return sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     m->ctx = ctx;
     m->device = d.device;
+    m->compute_bf16 = d.compute_dtype == SFT_BF16;
     m->dir = sft__strdup(ctx, dir);
     s = m->dir ? sft__model_read_config(ctx, dir, &m->cfg) : sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     if (s == SFT_OK) s = sft__weights_open(ctx, dir, &w);
@@ -10889,6 +12214,16 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
 }
 
 SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m) { return m ? &m->cfg : NULL; }
+
+SFTDEF sft_status sft_model_set_compute_dtype(sft_model *m, sft_dtype compute_dtype) {
+    int i, p;
+    if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_set_compute_dtype: NULL model");
+    SFT__TRY(sft__compute_dtype_check("sft_model_set_compute_dtype", compute_dtype));
+    for (i = 0; i < m->cfg.num_hidden_layers; i++)
+        for (p = 0; p < SFT__N_PROJ; p++) SFT__TRY(sft_linear_set_compute_dtype(m->blocks[i].proj[p], compute_dtype));
+    m->compute_bf16 = compute_dtype == SFT_BF16;
+    return SFT_OK;
+}
 
 static int sft__proj_index(const char *module, size_t len) {
     int p;
@@ -11084,6 +12419,29 @@ SFTDEF sft_status sft_shift_labels(sft_context *ctx, const sft_tensor *labels, s
     return sft__on_device(ctx, *out, labels->device, out);   /* where the labels were */
 }
 
+/* sft__logit_metrics: from whole logits [B, T, V] and shifted labels, over the
+   trained tokens: argmax (the first largest) == label, and the entropy of the
+   next-token distribution (what the fused loss counts a chunk at a time). On a
+   device both are copied to the host first. */
+static sft_status sft__logit_metrics(sft_context *ctx, sft_tensor *logits, sft_tensor *shifted, sft_model_output *out) {
+    int64_t rows = sft_tensor_numel(shifted), V = logits->shape[logits->ndim - 1], r, k;
+    SFT__TRY(sft__on_device(ctx, logits, SFT_DEVICE_CPU, &logits));
+    SFT__TRY(sft__on_device(ctx, shifted, SFT_DEVICE_CPU, &shifted));
+    for (r = 0; r < rows; r++) {
+        int32_t y = ((const int32_t *)shifted->data)[r];
+        const float *l = SFT__CF(logits) + r * V;
+        int64_t best = 0;
+        double sum = 0.0, wsum = 0.0;
+        if (y == -100) continue;
+        for (k = 1; k < V; k++) if (l[k] > l[best]) best = k;
+        for (k = 0; k < V; k++) { double e = exp((double)l[k] - l[best]); sum += e; wsum += e * ((double)l[k] - l[best]); }
+        out->metric_entropy += log(sum) - wsum / sum;          /* H = log Z - E[logit - max] */
+        out->metric_correct += best == y;
+        out->metric_tokens++;
+    }
+    return SFT_OK;
+}
+
 /* sft__neftune: x + U(-mag, mag), mag = alpha / sqrt(T * D) (the noise is a
    constant for backward: the gradient passes through unchanged) */
 static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_run *run, sft_tensor **out) {
@@ -11098,13 +12456,44 @@ static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_
     return sft_add(ctx, x, noise, out);
 }
 
+/* sft__decoder_forward: the embeddings and every block. What they make is
+   transient: the caller never sees it, so each tensor is given back as soon as
+   the backward of the node that made it has run (see sft__release_transient). */
+static sft_status sft__decoder_run(sft_context *ctx, sft__fwd *f, const sft_model_batch *batch, const sft_model_run *run,
+                                   sft_tensor **x) {
+    const sft_model *m = f[0].m;
+    int i;
+    if (batch->inputs_embeds) *x = batch->inputs_embeds;
+    else {
+        sft_tensor *ids;
+        SFT__TRY(sft__on_device(ctx, batch->input_ids, m->device, &ids));
+        SFT__TRY(sft_embedding(ctx, m->embed, ids, x));
+    }
+    if (run && run->training && run->neftune_noise_alpha > 0.0f) SFT__TRY(sft__neftune(ctx, *x, run, x));
+    for (i = 0; i < m->cfg.num_hidden_layers; i++) {
+        f[i] = f[0]; f[i].layer = i;
+        if (run && run->gradient_checkpointing) SFT__TRY(sft_checkpoint(ctx, sft__block_forward, &f[i], 1, x, 1, x));
+        else SFT__TRY(sft__block_forward(ctx, &f[i], x, x));
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__decoder_forward(sft_context *ctx, sft__fwd *f, const sft_model_batch *batch, const sft_model_run *run,
+                                       sft_tensor **x) {
+    int prev = ctx->transient;
+    sft_status s;
+    ctx->transient = 1;
+    s = sft__decoder_run(ctx, f, batch, run, x);
+    ctx->transient = prev;
+    return s;
+}
+
 SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, const sft_model_run *run,
                                     sft_model_output *out) {
     sft_context *ctx;
     sft__fwd *f;
     sft_tensor *x, *shifted;
     int64_t B, T;
-    int i;
     void *mem;
     if (out) memset(out, 0, sizeof *out);
     if (!m || !batch || !out) return sft__fail(SFT_ERR_ARG, "sft_model_forward: NULL argument");
@@ -11143,25 +12532,25 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
     SFT__TRY(sft__on_device(ctx, f[0].positions, m->device, &f[0].positions));
     SFT__TRY(sft__on_device(ctx, f[0].seq_ids, m->device, &f[0].seq_ids));
-    if (batch->inputs_embeds) x = batch->inputs_embeds;
-    else {
-        sft_tensor *ids;
-        SFT__TRY(sft__on_device(ctx, batch->input_ids, m->device, &ids));
-        SFT__TRY(sft_embedding(ctx, m->embed, ids, &x));
-    }
-    if (run && run->training && run->neftune_noise_alpha > 0.0f) SFT__TRY(sft__neftune(ctx, x, run, &x));
-    for (i = 0; i < m->cfg.num_hidden_layers; i++) {
-        f[i] = f[0]; f[i].layer = i;
-        if (run && run->gradient_checkpointing) SFT__TRY(sft_checkpoint(ctx, sft__block_forward, &f[i], 1, &x, 1, &x));
-        else SFT__TRY(sft__block_forward(ctx, &f[i], &x, &x));
-    }
+    SFT__TRY(sft__decoder_forward(ctx, f, batch, run, &x));
     SFT__TRY(sft_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps, &out->hidden));
-    if (!run || run->want_logits || !batch->labels) SFT__TRY(sft_matmul(ctx, out->hidden, m->lm_head, 0, 1, &out->logits));
+    if (!run || run->want_logits || !batch->labels)
+        SFT__TRY(sft__matmul_ex(ctx, out->hidden, m->lm_head, 0, 1, m->compute_bf16, &out->logits));
     if (!batch->labels) return SFT_OK;
     SFT__TRY(sft_shift_labels(ctx, batch->labels, &shifted));
     SFT__TRY(sft__on_device(ctx, shifted, m->device, &shifted));
-    if (out->logits) return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
-    return sft_linear_cross_entropy(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, &out->loss);
+    if (out->logits) {
+        if (run && run->token_metrics) SFT__TRY(sft__logit_metrics(ctx, out->logits, shifted, out));
+        return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
+    }
+    {
+        sft__lce_metrics mt;
+        memset(&mt, 0, sizeof mt);
+        SFT__TRY(sft__linear_cross_entropy_ex(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, m->compute_bf16,
+                                              run && run->token_metrics ? &mt : NULL, &out->loss));
+        out->metric_tokens = mt.tokens; out->metric_correct = mt.correct; out->metric_entropy = mt.entropy;
+        return SFT_OK;
+    }
 }
 
 
@@ -11587,7 +12976,8 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
     }
     if (s == SFT_OK && o.loss && o.loss->requires_grad) s = sft_backward(ctx, o.loss);
     ctx->plan_only = 0;
-    out->activations = ctx->arena[m->device].high_water + ctx->scratch[m->device].high_water;   /* where the model computes */
+    out->activations = sft__arena_footprint(&ctx->arena[m->device]) + sft__arena_footprint(&ctx->scratch[m->device]) +
+                       (m->device == SFT_DEVICE_CPU ? sft__heap_footprint(&ctx->heap) : 0);   /* where the model computes */
     sft_step_begin(ctx);
     SFT__TRY(s);
     sft__model_bytes(m, &out->weights, &out->adapters, &trainable);
@@ -11694,7 +13084,7 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
         SFT__TRY(sft__tensor_step(ctx, m->device, SFT_F32, 2, ls, &last));
         SFT__TRY(sft__device_copy(last->data, m->device, SFT__CF(h) + (n - 1) * c->hidden_size, m->device,
                                   (size_t)c->hidden_size * sizeof(float)));
-        SFT__TRY(sft_matmul(ctx, last, m->lm_head, 0, 1, logits));
+        SFT__TRY(sft__matmul_ex(ctx, last, m->lm_head, 0, 1, m->compute_bf16, logits));
         return sft__on_device(ctx, *logits, SFT_DEVICE_CPU, logits);   /* sampling reads them on the host */
     }
 }
@@ -13291,12 +14681,6 @@ static void       sft__keep_only_best(sft_trainer *tr);
 static sft_status sft__resume(sft_trainer *tr);
 static sft_status sft__weights_read(sft_trainer *tr, const char *dir);
 
-static double sft__seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr) { return tr ? tr->opt : NULL; }
 
 SFTDEF void sft_trainer_destroy(sft_trainer *tr) {
@@ -13520,26 +14904,6 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     return SFT_OK;
 }
 
-/* over the trained tokens (shifted labels): argmax == label (TRL's
-   mean_token_accuracy) and the next-token distribution's entropy */
-static void sft__token_metrics(const sft_tensor *logits, const sft_batch *b, double *correct, double *entropy, int64_t *count) {
-    int64_t B = b->labels->shape[0], T = b->labels->shape[1], V = logits->shape[2], r, t, k;
-    for (r = 0; r < B; r++)
-        for (t = 0; t + 1 < T; t++) {
-            int32_t y = ((const int32_t *)b->labels->data)[r * T + t + 1];
-            const float *l = SFT__CF(logits) + (r * T + t) * V;
-            int64_t best = 0;
-            double sum = 0.0, wsum = 0.0, lse;
-            if (y == -100) continue;
-            for (k = 1; k < V; k++) if (l[k] > l[best]) best = k;
-            for (k = 0; k < V; k++) { double e = exp((double)l[k] - l[best]); sum += e; wsum += e * ((double)l[k] - l[best]); }
-            lse = log(sum);
-            *entropy += lse - wsum / sum;          /* H = log Z - E[logit - max] */
-            *correct += best == y;
-            (*count)++;
-        }
-}
-
 /* sft__trainer_inputs: a dataset batch as the model's inputs: packed rows by
    sequence ids, padded ones by their mask; with prompt tuning the virtual tokens
    go in front (PeftModelForCausalLM) and b->labels becomes the extended labels */
@@ -13622,19 +14986,16 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_
         memset(&run, 0, sizeof run);
         s = sft__trainer_inputs(tr, tr->eval, &b, &mb);
         if (s != SFT_OK) break;
-        run.want_logits = tr->cfg.token_metrics;
+        run.token_metrics = tr->cfg.token_metrics;
         s = sft_model_forward(tr->model, &mb, &run, &out);
         if (s == SFT_OK) s = sft__scalar(out.loss, &lv);
         if (s == SFT_OK && out.logits) s = sft__on_device(tr->ctx, out.logits, SFT_DEVICE_CPU, &out.logits);
         if (s != SFT_OK) break;
         loss_sum += (double)lv * (double)b.n_examples;
         n += b.n_examples;
-        if (out.logits) {
-            double correct = 0.0, en = 0.0;
-            int64_t count = 0;
-            sft__token_metrics(out.logits, &b, &correct, &en, &count);
-            acc += count ? correct / (double)count : 0.0;
-            ent += count ? en / (double)count : 0.0;
+        if (tr->cfg.token_metrics) {
+            acc += out.metric_tokens ? out.metric_correct / (double)out.metric_tokens : 0.0;
+            ent += out.metric_tokens ? out.metric_entropy / (double)out.metric_tokens : 0.0;
             batches++;
         }
     }
@@ -13670,6 +15031,11 @@ static sft_status sft__micro_loss(sft_trainer *tr, sft_model_batch *mb, sft_mode
         run->want_logits = 1;
         SFT__TRY(sft_model_forward(tr->model, mb, run, out));
         SFT__TRY(sft__on_device(tr->ctx, labels, tr->model->device, &labels));   /* beside the logits */
+        if (run->token_metrics) {       /* the model saw no labels: count from its logits */
+            sft_tensor *shifted;
+            SFT__TRY(sft_shift_labels(tr->ctx, labels, &shifted));
+            SFT__TRY(sft__logit_metrics(tr->ctx, out->logits, shifted, out));
+        }
         SFT__TRY(tr->cfg.compute_loss(tr->ctx, out->logits, labels, items, tr->cfg.user, &loss));
         if (!loss || sft_tensor_numel(loss) != 1 || loss->dtype != SFT_F32 || loss->device != tr->model->device)
             return sft__fail(SFT_ERR_ARG, "train: compute_loss must return one f32 value on the model's device as *loss");
@@ -13704,18 +15070,13 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
     run.training = 1;
     run.dropout_seed = sft_rng_key(tr->cfg.seed, 0x44726f70ull, (uint64_t)tr->global_step, (uint64_t)k);
     run.gradient_checkpointing = tr->cfg.gradient_checkpointing;
-    run.want_logits = tr->cfg.token_metrics;
+    run.token_metrics = tr->cfg.token_metrics;
     run.neftune_noise_alpha = tr->cfg.neftune_noise_alpha;
     run.neftune_seed = sft_rng_key(tr->cfg.seed, 0x4e4546ull, (uint64_t)tr->global_step, (uint64_t)k);
     SFT__TRY(sft__micro_loss(tr, &mb, &run, b->labels, items, &out));
-    if (out.logits && tr->cfg.token_metrics) {     /* TRL: plain means of the micro-batches' values */
-        double correct = 0.0, ent = 0.0;
-        int64_t count = 0;
-        sft_tensor *host;
-        SFT__TRY(sft__on_device(tr->ctx, out.logits, SFT_DEVICE_CPU, &host));
-        sft__token_metrics(host, b, &correct, &ent, &count);
-        w->acc += count ? correct / (double)count : 0.0;
-        w->ent += count ? ent / (double)count : 0.0;
+    if (tr->cfg.token_metrics) {                   /* TRL: plain means of the micro-batches' values */
+        w->acc += out.metric_tokens ? out.metric_correct / (double)out.metric_tokens : 0.0;
+        w->ent += out.metric_tokens ? out.metric_entropy / (double)out.metric_tokens : 0.0;
         w->metric_batches++;
     }
     SFT__TRY(sft__scalar(out.loss, &lf));
@@ -13737,7 +15098,7 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
 /* sft__trainer_step: sft_trainer_step with info always there */
 static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     int64_t window, first, k, items = 0;
-    double loss = 0.0, lr;
+    double loss = 0.0, lr, t_opt;
     sft__window w;
     memset(info, 0, sizeof *info);
     if (tr->global_step >= tr->max_steps || __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE)) { sft_trainer_progress(tr, info); return SFT_OK; }
@@ -13778,11 +15139,16 @@ static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     tr->acc_sum += w.acc; tr->ent_sum += w.ent; tr->acc_tokens += w.metric_batches;
     tr->num_tokens += w.tokens; tr->total_flos += w.flos;
     tr->micro += window;
+    t_opt = sft__seconds();
     tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.max_grad_norm > 0.0 ? tr->cfg.max_grad_norm : 0.0);
     if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) lr = tr->plateau.lr;
     else SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->global_step, &lr));
     SFT__TRY(sft_optimizer_step(tr->opt, lr));
     sft_optimizer_zero_grad(tr->opt);
+    if (tr->ctx->profiling) {
+        sft__prof_add(tr->ctx, SFT__PROF_OPTIMIZER, 0, sft__seconds() - t_opt, 0.0);
+        tr->ctx->prof_calls[SFT__PROF_OPTIMIZER]++;
+    }
     tr->last_lr = lr;
     tr->global_step++;
     tr->steps_since_log++;

@@ -676,7 +676,10 @@ static sft_status sft__cuda_rope_bwd(sft_context *ctx, sft__node *n) { (void)ctx
    CPU GEMM's arithmetic exactly, so it gives the same bits. op(B) comes from a
    source type with at(k, n): a dense view here, a 4-bit or bf16 weight decoded
    on the fly in "4-bit" below (the tile in shared memory is the only decoded
-   copy there is). */
+   copy there is). With bf16 set both operands are rounded to bf16 as they are
+   loaded and the sums stay f32: a frozen weight's bnb_4bit_compute_dtype
+   bfloat16, as the CPU's portable path computes it (on a GPU these products go
+   to the reference kernel, not cuBLASLt). */
 
 #define SFT__GEMM_T 32
 
@@ -687,9 +690,12 @@ typedef struct sft__cuda_bview {
     __device__ float at(int64_t k, int64_t n) const { return p[k * rs + n * cs]; }
 } sft__cuda_bview;
 
+/* v rounded to bf16 and widened again (sft.h's sft__bf16_bits) */
+static __device__ float sft__cuda_round_bf16(float v) { return __uint_as_float((uint32_t)sft__bf16_bits(v) << 16); }
+
 template <typename BSrc>
 static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, int64_t ldc, sft__mat a, BSrc b, int64_t M, int64_t N,
-                                                                    int64_t K, int accumulate) {
+                                                                    int64_t K, int accumulate, int bf16) {
     __shared__ float As[SFT__GEMM_T][SFT__GEMM_T + 1];
     __shared__ float Bs[SFT__GEMM_T][SFT__GEMM_T + 1];   /* Bs[n][k] */
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;
@@ -699,8 +705,9 @@ static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, in
         for (int r = 0; r < (SFT__GEMM_T * SFT__GEMM_T) / 256; r++) {
             int idx = tid + r * 256, row = idx / SFT__GEMM_T, col = idx % SFT__GEMM_T;
             int64_t m = m0 + row, n = n0 + row, k = k0 + col;
-            As[row][col] = m < M && k < K ? a.p[m * a.rs + k * a.cs] : 0.0f;
-            Bs[row][col] = n < N && k < K ? b.at(k, n) : 0.0f;
+            float av = m < M && k < K ? a.p[m * a.rs + k * a.cs] : 0.0f, bv = n < N && k < K ? b.at(k, n) : 0.0f;
+            As[row][col] = bf16 ? sft__cuda_round_bf16(av) : av;
+            Bs[row][col] = bf16 ? sft__cuda_round_bf16(bv) : bv;
         }
         __syncthreads();
         int kend = K - k0 < SFT__GEMM_T ? (int)(K - k0) : SFT__GEMM_T;
@@ -723,13 +730,13 @@ static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, in
 /* sft__cuda_gemm_tiled: the reference kernel on any op(B) source */
 template <typename BSrc>
 static sft_status sft__cuda_gemm_tiled(int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, float *c, int64_t ldc, int accumulate,
-                                       const char *op) {
+                                       int bf16, const char *op) {
     int64_t gx = (N + SFT__GEMM_T - 1) / SFT__GEMM_T, gy = (M + SFT__GEMM_T - 1) / SFT__GEMM_T;
     if (M <= 0 || N <= 0) return SFT_OK;
     if (gy > 65535 || gx > 0x7fffffff)
         return sft__fail(SFT_ERR_LIMIT, "%s: a GEMM of %lld x %lld is beyond one launch of the tiled kernel", op, (long long)M,
                          (long long)N);
-    SFT__LAUNCH(sft__cuda_gemm_kernel<BSrc>, dim3((unsigned)gx, (unsigned)gy), dim3(16, 16), 0, c, ldc, a, b, M, N, K, accumulate);
+    SFT__LAUNCH(sft__cuda_gemm_kernel<BSrc>, dim3((unsigned)gx, (unsigned)gy), dim3(16, 16), 0, c, ldc, a, b, M, N, K, accumulate, bf16);
     return sft__cuda_check(op, "gemm");
 }
 
@@ -839,7 +846,20 @@ static sft_status sft__cuda_gemm(sft_context *ctx, int64_t M, int64_t N, int64_t
     }
 #endif
     bv.p = b.p; bv.rs = b.rs; bv.cs = b.cs;
-    return sft__cuda_gemm_tiled(M, N, K, a, bv, c, ldc, accumulate, op);
+    return sft__cuda_gemm_tiled(M, N, K, a, bv, c, ldc, accumulate, 0, op);
+}
+
+/* sft__cuda_gemm_f32w: C (+)= A . W^T (trans) or A . W for an f32 weight at w
+   [N, K]; bf16: a frozen weight multiplied in bf16 (sft.h's sft__gemm_f32w) */
+static sft_status sft__cuda_gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int bf16,
+                                      float *c, int64_t ldc, int accumulate, const char *op) {
+    sft__mat b = sft__mat_of(w, K, 1);
+    sft__cuda_bview bv;
+    if (ctx->plan_only) return SFT_OK;
+    if (trans) b = sft__mat_t(b);
+    if (!bf16) return trans ? sft__cuda_gemm(ctx, M, N, K, a, b, c, ldc, accumulate, op) : sft__cuda_gemm(ctx, M, K, N, a, b, c, ldc, accumulate, op);
+    bv.p = b.p; bv.rs = b.rs; bv.cs = b.cs;
+    return trans ? sft__cuda_gemm_tiled(M, N, K, a, bv, c, ldc, accumulate, 1, op) : sft__cuda_gemm_tiled(M, K, N, a, bv, c, ldc, accumulate, 1, op);
 }
 
 /* ============================================================================
@@ -899,16 +919,14 @@ static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, f
 static sft_status sft__cuda_gemm_w(sft_context *ctx, int64_t M, sft__mat a, const sft__wref *w, int trans, float *c, int64_t ldc,
                                    int accumulate, const char *op) {
     int64_t N = trans ? w->N : w->K, K = trans ? w->K : w->N;
+    int bf16 = w->bf16 && !(w->w && w->w->requires_grad);   /* as sft__gemm_w: a frozen base only */
     if (ctx->plan_only) return SFT_OK;
-    if (w->q) return sft__cuda_gemm_tiled(M, N, K, a, sft__cuda_q4_of(w->q, trans), c, ldc, accumulate, op);
-    if (w->w->dtype == SFT_F32) {
-        sft__mat b = sft__mat_of(SFT__CF(w->w), w->K, 1);
-        return sft__cuda_gemm(ctx, M, N, K, a, trans ? sft__mat_t(b) : b, c, ldc, accumulate, op);
-    }
+    if (w->q) return sft__cuda_gemm_tiled(M, N, K, a, sft__cuda_q4_of(w->q, trans), c, ldc, accumulate, bf16, op);
+    if (w->w->dtype == SFT_F32) return sft__cuda_gemm_f32w(ctx, M, a, SFT__CF(w->w), w->N, w->K, trans, bf16, c, ldc, accumulate, op);
     {
         sft__cuda_bf16w b;
         b.p = (const uint16_t *)w->w->data; b.cols = w->K; b.trans = trans;
-        return sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, op);
+        return sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, bf16, op);
     }
 }
 
@@ -922,6 +940,9 @@ static sft_status sft__cuda_matmul_fwd(sft_context *ctx, sft__node *n) {
     const float *A = SFT__CF(n->in[0]), *B = SFT__CF(n->in[1]);
     float *C = SFT__F(n->out);
     int64_t bi;
+    if (n->f[0] != 0.0f && !d.ta)   /* a frozen weight in bf16: B stored [N, K] (tb) or [K, N] */
+        return d.tb ? sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.N, d.K, 1, 1, C, d.N, 0, "matmul")
+                    : sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.K, d.N, 0, 1, C, d.N, 0, "matmul");
     if (d.b_shared && !d.ta)
         return sft__cuda_gemm(ctx, d.batch * d.M, d.N, d.K, sft__mm_op(A, d.K, 0), sft__mm_op(B, d.tb ? d.K : d.N, d.tb), C, d.N, 0,
                               "matmul");
@@ -940,7 +961,10 @@ static sft_status sft__cuda_matmul_bwd(sft_context *ctx, sft__node *n) {
     if (d.b_shared && !d.ta) {
         sft__mat g = sft__mat_of(G, d.N, 1), opa = sft__mm_op(A, d.K, 0), opb = sft__mm_op(B, d.tb ? d.K : d.N, d.tb);
         int64_t rows = d.batch * d.M;
-        if (a->requires_grad) SFT__TRY(sft__cuda_gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1, "matmul"));
+        if (a->requires_grad && n->f[0] != 0.0f)   /* dA = dC op(B)^T through the bf16 rounding */
+            SFT__TRY(d.tb ? sft__cuda_gemm_f32w(ctx, rows, g, B, d.N, d.K, 0, 1, SFT__F(a->grad), d.K, 1, "matmul")
+                          : sft__cuda_gemm_f32w(ctx, rows, g, B, d.K, d.N, 1, 1, SFT__F(a->grad), d.K, 1, "matmul"));
+        else if (a->requires_grad) SFT__TRY(sft__cuda_gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1, "matmul"));
         if (b->requires_grad) {
             if (d.tb) SFT__TRY(sft__cuda_gemm(ctx, d.N, d.K, rows, sft__mat_t(g), opa, SFT__F(b->grad), d.K, 1, "matmul"));
             else SFT__TRY(sft__cuda_gemm(ctx, d.K, d.N, rows, sft__mat_t(opa), g, SFT__F(b->grad), d.N, 1, "matmul"));
@@ -1117,7 +1141,40 @@ static sft_status sft__cuda_linear_fwd(sft_context *ctx, sft__node *n) {
     return SFT_OK;
 }
 
-/* one term's backward over rows [r0, r1): gradients of B, A, x (and m) */
+/* G[a][b] += sum over rows of L[row][a] R[row][b], added up as the CPU's fused
+   LoRA backward adds a term's dA and dB (sft.h, "LoRA terms, fused"): rows in
+   blocks of SFT__LORA_RB each summed from zero in order, a task's blocks (of
+   SFT__LORA_TASK_ROWS rows) into its share in order, the shares onto G in task
+   order. A thread owns an element of G. */
+static __global__ void sft__cuda_lora_grad_kernel(float *G, const float *L, int64_t ldl, const float *R, int64_t ldr, int64_t rows, int64_t na,
+                                                  int64_t nb) {
+    SFT__CUDA_FOR(e, na * nb) {
+        int64_t a = e / nb, b = e % nb, t0, b0, i;
+        float acc = G[e];
+        for (t0 = 0; t0 < rows; t0 += SFT__LORA_TASK_ROWS) {
+            int64_t t1 = rows - t0 < SFT__LORA_TASK_ROWS ? rows : t0 + SFT__LORA_TASK_ROWS;
+            float share = 0.0f;
+            for (b0 = t0; b0 < t1; b0 += SFT__LORA_RB) {
+                int64_t n = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
+                float part = 0.0f;
+                for (i = 0; i < n; i++) part = __fadd_rn(part, __fmul_rn(L[(b0 + i) * ldl + a], R[(b0 + i) * ldr + b]));
+                share = b0 == t0 ? part : __fadd_rn(share, part);
+            }
+            acc = __fadd_rn(acc, share);
+        }
+        G[e] = acc;
+    }
+}
+
+static sft_status sft__cuda_lora_grad(float *G, const float *L, int64_t ldl, const float *R, int64_t ldr, int64_t rows, int64_t na, int64_t nb) {
+    if (na * nb == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_lora_grad_kernel, sft__cuda_grid(na * nb), SFT__CUDA_BLOCK, 0, G, L, ldl, R, ldr, rows, na, nb);
+    return sft__cuda_check("linear", "lora_grad");
+}
+
+/* one term's backward over rows [r0, r1): gradients of B, A, x (and m). A DoRA
+   term's dA and dB are GEMMs over all its rows; a LoRA term's are summed in the
+   CPU's blocks (sft__cuda_lora_grad). */
 static sft_status sft__cuda_lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
     const sft__adapter *ad = t->ad;
@@ -1139,8 +1196,9 @@ static sft_status sft__cuda_lin_term_bwd(sft_context *ctx, sft__node *n, sft__li
             SFT__TRY(sft__cuda_check("linear", "dora_dm"));
         }
     }
-    if (ad->B->requires_grad)
+    if (ad->B->requires_grad && ad->m)
         SFT__TRY(sft__cuda_gemm(ctx, N, r, rows, sft__mat_t(sft__mat_of(gl, N, 1)), sft__mat_of(tr, r, 1), SFT__F(ad->B->grad), r, 1, "linear"));
+    else if (ad->B->requires_grad && !ctx->plan_only) SFT__TRY(sft__cuda_lora_grad(SFT__F(ad->B->grad), gl, N, tr, r, rows, N, r));
     if (!ad->A->requires_grad && !x->requires_grad) return SFT_OK;
     SFT__TRY(sft__cuda_scratch(ctx, (size_t)(rows * r) * sizeof(float), &mem));
     dt = (float *)mem;
@@ -1149,8 +1207,9 @@ static sft_status sft__cuda_lin_term_bwd(sft_context *ctx, sft__node *n, sft__li
         SFT__LAUNCH(sft__cuda_scale_kernel, sft__cuda_grid(rows * r), SFT__CUDA_BLOCK, 0, dt, (const float *)dt, ad->scaling, rows * r);
         SFT__TRY(sft__cuda_check("linear", "scale"));
     }
-    if (ad->A->requires_grad)
+    if (ad->A->requires_grad && ad->m)
         SFT__TRY(sft__cuda_gemm(ctx, r, K, rows, sft__mat_t(sft__mat_of(dt, r, 1)), sft__mat_of(xr, K, 1), SFT__F(ad->A->grad), K, 1, "linear"));
+    else if (ad->A->requires_grad && !ctx->plan_only) SFT__TRY(sft__cuda_lora_grad(SFT__F(ad->A->grad), dt, r, xr, K, rows, r, K));
     if (!x->requires_grad) return SFT_OK;
     if (t->p <= 0.0f)
         return sft__cuda_gemm(ctx, rows, K, r, sft__mat_of(dt, r, 1), sft__mat_of(SFT__CF(ad->A), K, 1), SFT__F(x->grad) + r0 * K, K, 1, "linear");
@@ -1215,6 +1274,7 @@ static sft_status sft__cuda_linear_bwd(sft_context *ctx, sft__node *n) {
         if (t->ad->m && t->ad->m->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->m));
         while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__cuda_lin_term_bwd(ctx, n, t, r0, r1));
     }
+    sft__lin_plan_release(ctx, p);   /* as the CPU kernel: what the call kept is done with */
     return SFT_OK;
 }
 
@@ -1403,8 +1463,7 @@ static dim3 sft__cuda_attn_grid(int64_t T, int64_t H, int64_t B) {
 
 static sft_status sft__cuda_attention_fwd(sft_context *ctx, sft__node *n) {
     sft__cuda_attn a = sft__cuda_attn_of(n);
-    (void)ctx;
-    if (a.B * a.T * a.Hq == 0) return SFT_OK;
+    if (ctx->plan_only || a.B * a.T * a.Hq == 0) return SFT_OK;
     if (a.B > 65535 || a.Hq > 65535) return sft__fail(SFT_ERR_LIMIT, "attention: batch %lld or heads %lld above 65535 on cuda", (long long)a.B, (long long)a.Hq);
     a.out = SFT__F(n->out); a.lse_out = SFT__F(n->saved);
     SFT__LAUNCH(sft__cuda_attn_fwd_kernel, sft__cuda_attn_grid(a.T, a.Hq, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
@@ -1414,8 +1473,7 @@ static sft_status sft__cuda_attention_fwd(sft_context *ctx, sft__node *n) {
 static sft_status sft__cuda_attention_bwd(sft_context *ctx, sft__node *n) {
     sft__cuda_attn a = sft__cuda_attn_of(n);
     int64_t rows = a.B * a.Hq * a.T;
-    (void)ctx;
-    if (rows == 0) return SFT_OK;
+    if (ctx->plan_only || rows == 0) return SFT_OK;
     a.o = SFT__CF(n->out); a.dout = SFT__CF(n->out->grad);
     SFT__LAUNCH(sft__cuda_attn_delta_kernel, (unsigned)((rows + SFT__CUDA_ATTN_WARPS - 1) / SFT__CUDA_ATTN_WARPS), 32 * SFT__CUDA_ATTN_WARPS,
                 0, a, SFT__F(n->saved) + rows);
@@ -1539,40 +1597,72 @@ static sft_status sft__cuda_ce_bwd(sft_context *ctx, sft__node *n) {
 
 /* --- the output projection fused with cross-entropy ----------------------------
    node: in[0] = hidden [N, D], in[1] = weight [V, D], in[2] = labels [N];
-   f[0], f[1], i[0] as above, i[1] = the vocabulary chunk Vc; saved = [4, N]
-   running max, running sum, label logit, sum of logits (then log-sum-exp and
-   row loss in rows 0 and 1), followed by the chunk buffer [N, Vc]. The CPU's
-   plan: each chunk's logits from one GEMM, an online log-sum-exp across chunks,
-   the chunks recomputed in backward and turned into d logits in place. */
+   f[0], f[1], i[0] as above, f[2] = 1: a frozen weight multiplied in bf16,
+   i[1] = the vocabulary chunk Vc; saved = [4, N] (running max, -, label logit,
+   sum of logits; then the log-sum-exp and the row loss in rows 0 and 1) and the
+   chunk buffer [N, Vc]; ptr = an sft__lce_metrics to fill, or NULL. The CPU's
+   plan: each chunk's logits from one GEMM, an online log-sum-exp across chunks
+   with S = sum exp(l - m) and W = sum exp(l - m) (l - m) kept in double (the
+   entropy is log S - W / S), the chunks recomputed in backward and turned into
+   d logits in place. A block owns a row; its chunk sums are fixed trees. */
 
-static __global__ void sft__cuda_lce_init_kernel(float *st, int64_t N) {
-    SFT__CUDA_FOR(r, N) { st[r] = -INFINITY; st[N + r] = 0.0f; st[2 * N + r] = 0.0f; st[3 * N + r] = 0.0f; }
+/* forward's running state per row (device step memory) */
+typedef struct sft__cuda_lce_rows { double *S, *W; float *best_v; int64_t *best_i; } sft__cuda_lce_rows;
+
+static __global__ void sft__cuda_lce_init_kernel(float *st, sft__cuda_lce_rows rs, int64_t N) {
+    SFT__CUDA_FOR(r, N) {
+        st[r] = -INFINITY; st[N + r] = 0.0f; st[2 * N + r] = 0.0f; st[3 * N + r] = 0.0f;
+        rs.S[r] = 0.0; rs.W[r] = 0.0; rs.best_v[r] = -INFINITY; rs.best_i[r] = 0;
+    }
 }
 
-static __global__ void sft__cuda_lce_rows_kernel(float *st, const float *buf, const int32_t *labels, int64_t N, int64_t v0, int64_t vc) {
+/* one chunk into row blockIdx.x's running state */
+static __global__ void sft__cuda_lce_rows_kernel(float *st, sft__cuda_lce_rows rs, const float *buf, const int32_t *labels, int64_t N,
+                                                 int64_t v0, int64_t vc, int smoothing, int metrics) {
+    __shared__ double shd[256];
     __shared__ float sh[256];
+    __shared__ int64_t first;
     const int64_t r = blockIdx.x;
     const float *x = buf + r * vc;
-    float cm = -INFINITY, s = 0.0f, t = 0.0f, old = st[r];
-    for (int64_t c = threadIdx.x; c < vc; c += blockDim.x) cm = fmaxf(cm, x[c]);
-    cm = fmaxf(old, sft__cuda_block_max(cm, sh));
+    float chunk_max = -INFINITY, cm, m = st[r], t = 0.0f;
+    double s = 0.0, w = 0.0;
+    for (int64_t c = threadIdx.x; c < vc; c += blockDim.x) chunk_max = fmaxf(chunk_max, x[c]);
+    chunk_max = sft__cuda_block_max(chunk_max, sh);
+    cm = chunk_max > m ? chunk_max : m;
     for (int64_t c = threadIdx.x; c < vc; c += blockDim.x) {
-        s = __fadd_rn(s, expf(__fsub_rn(x[c], cm)));
-        t = __fadd_rn(t, x[c]);
+        double e = (double)expf(__fsub_rn(x[c], cm));
+        s = __dadd_rn(s, e);
+        w = __dadd_rn(w, __dmul_rn(e, (double)x[c] - (double)cm));
+        if (smoothing) t = __fadd_rn(t, x[c]);
     }
-    s = sft__cuda_block_sum(s, sh);
-    t = sft__cuda_block_sum(t, sh);
+    s = sft__cuda_block_sum(s, shd);
+    w = sft__cuda_block_sum(w, shd);
+    if (smoothing) t = sft__cuda_block_sum(t, sh);
+    if (metrics) {                  /* the first index holding the chunk's largest logit */
+        if (threadIdx.x == 0) first = vc;
+        __syncthreads();
+        for (int64_t c = threadIdx.x; c < vc; c += blockDim.x)
+            if (x[c] == chunk_max) { atomicMin((long long *)&first, (long long)c); break; }   /* integer: order-free */
+        __syncthreads();
+    }
     if (threadIdx.x) return;
-    float prev = st[N + r];
-    st[N + r] = __fadd_rn(prev == 0.0f ? 0.0f : __fmul_rn(prev, expf(__fsub_rn(old, cm))), s);   /* earlier chunks rescaled */
+    if (rs.S[r] > 0.0) {            /* what earlier chunks summed, rescaled to the new maximum */
+        double d = (double)m - (double)cm, scale = exp(d);
+        rs.W[r] = __dmul_rn(scale, __dadd_rn(rs.W[r], __dmul_rn(d, rs.S[r])));
+        rs.S[r] = __dmul_rn(rs.S[r], scale);
+    }
+    rs.S[r] = __dadd_rn(rs.S[r], s);
+    rs.W[r] = __dadd_rn(rs.W[r], w);
     st[r] = cm;
-    st[3 * N + r] = __fadd_rn(st[3 * N + r], t);
+    if (smoothing) st[3 * N + r] = __fadd_rn(st[3 * N + r], t);
     if (labels[r] >= v0 && labels[r] < v0 + vc) st[2 * N + r] = x[labels[r] - v0];
+    if (metrics && chunk_max > rs.best_v[r] && first < vc) { rs.best_v[r] = chunk_max; rs.best_i[r] = v0 + first; }
 }
 
-static __global__ void sft__cuda_lce_finish_kernel(float *st, const int32_t *labels, int64_t N, int64_t V, float eps, int32_t ignore) {
+static __global__ void sft__cuda_lce_finish_kernel(float *st, const double *S, const int32_t *labels, int64_t N, int64_t V, float eps,
+                                                   int32_t ignore) {
     SFT__CUDA_FOR(r, N) {
-        float l = __fadd_rn(st[r], logf(st[N + r])), mean = __fdiv_rn(st[3 * N + r], (float)V);
+        float l = (float)__dadd_rn((double)st[r], log(S[r])), mean = __fdiv_rn(st[3 * N + r], (float)V);
         st[r] = l;
         st[N + r] = labels[r] == ignore ? 0.0f
                                         : __fadd_rn(__fmul_rn(__fsub_rn(1.0f, eps), __fsub_rn(l, st[2 * N + r])), __fmul_rn(eps, __fsub_rn(l, mean)));
@@ -1593,37 +1683,69 @@ static __global__ void sft__cuda_lce_dlogits_kernel(float *buf, const float *lse
     }
 }
 
-typedef struct sft__cuda_lce { const sft__node *n; int64_t N, V, D, v0, vc; float *st, *buf; } sft__cuda_lce;
+typedef struct sft__cuda_lce { const sft__node *n; int64_t N, V, D, v0, vc; float *st, *buf; int bf16; } sft__cuda_lce;
 
 static sft__cuda_lce sft__cuda_lce_of(const sft__node *n) {
     sft__cuda_lce j;
     j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = n->in[1]->shape[0]; j.D = n->in[1]->shape[1];
     j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N; j.v0 = 0; j.vc = 0;
+    j.bf16 = sft__lce_bf16(n);
     return j;
 }
 
 /* buf[N, vc] = hidden . weight[v0 : v0 + vc]^T */
 static sft_status sft__cuda_lce_chunk(sft_context *ctx, const sft__cuda_lce *j) {
-    sft__mat h = sft__mat_of(SFT__CF(j->n->in[0]), j->D, 1), w = sft__mat_of(SFT__CF(j->n->in[1]) + j->v0 * j->D, j->D, 1);
-    return sft__cuda_gemm(ctx, j->N, j->vc, j->D, h, sft__mat_t(w), j->buf, j->vc, 0, "linear_cross_entropy");
+    return sft__cuda_gemm_f32w(ctx, j->N, sft__mat_of(SFT__CF(j->n->in[0]), j->D, 1), SFT__CF(j->n->in[1]) + j->v0 * j->D, j->vc, j->D, 1,
+                               j->bf16, j->buf, j->vc, 0, "linear_cross_entropy");
+}
+
+/* the token metrics from the rows' state, added on the host in row order as
+   the CPU adds them */
+static sft_status sft__cuda_lce_metrics(sft_context *ctx, const sft__node *n, const sft__cuda_lce_rows *rs, int64_t N, sft__lce_metrics *mt) {
+    size_t bytes = (size_t)N * (2 * sizeof(double) + sizeof(int64_t));
+    unsigned char *h = (unsigned char *)sft__alloc(ctx, bytes ? bytes : 1);
+    const int32_t *labels;
+    double *S, *W;
+    int64_t *best, r;
+    sft_status s = h ? SFT_OK : sft__fail(SFT_ERR_NOMEM, "linear_cross_entropy: the metrics of %lld rows", (long long)N);
+    S = (double *)(void *)h; W = S + N; best = (int64_t *)(void *)(W + N);
+    if (s == SFT_OK) s = sft__cuda_copy(S, SFT_DEVICE_CPU, rs->S, SFT_DEVICE_CUDA, (size_t)N * sizeof(double));
+    if (s == SFT_OK) s = sft__cuda_copy(W, SFT_DEVICE_CPU, rs->W, SFT_DEVICE_CUDA, (size_t)N * sizeof(double));
+    if (s == SFT_OK) s = sft__cuda_copy(best, SFT_DEVICE_CPU, rs->best_i, SFT_DEVICE_CUDA, (size_t)N * sizeof(int64_t));
+    if (s == SFT_OK) s = sft__i32_host(ctx, n->in[2], &labels);
+    for (r = 0; s == SFT_OK && r < N; r++) {
+        if (labels[r] == (int32_t)n->i[0]) continue;
+        mt->tokens++;
+        mt->correct += best[r] == labels[r];
+        mt->entropy += log(S[r]) - W[r] / S[r];
+    }
+    sft__free(ctx, h);
+    return s;
 }
 
 static sft_status sft__cuda_lce_fwd(sft_context *ctx, sft__node *n) {
     sft__cuda_lce j = sft__cuda_lce_of(n);
+    sft__lce_metrics *mt = (sft__lce_metrics *)(uintptr_t)n->ptr;
     const int32_t *labels = (const int32_t *)n->in[2]->data;
+    sft__cuda_lce_rows rs;
+    void *mem;
     if (ctx->plan_only) return SFT_OK;
     if (j.N > 0) {
-        SFT__LAUNCH(sft__cuda_lce_init_kernel, sft__cuda_grid(j.N), SFT__CUDA_BLOCK, 0, j.st, j.N);
+        SFT__TRY(sft__cuda_scratch(ctx, (size_t)j.N * (2 * sizeof(double) + sizeof(int64_t) + sizeof(float)), &mem));
+        rs.S = (double *)mem; rs.W = rs.S + j.N; rs.best_i = (int64_t *)(void *)(rs.W + j.N); rs.best_v = (float *)(void *)(rs.best_i + j.N);
+        SFT__LAUNCH(sft__cuda_lce_init_kernel, sft__cuda_grid(j.N), SFT__CUDA_BLOCK, 0, j.st, rs, j.N);
         SFT__TRY(sft__cuda_launched(n, "lce_init"));
         for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
             j.vc = j.V - j.v0 < n->i[1] ? j.V - j.v0 : n->i[1];
             SFT__TRY(sft__cuda_lce_chunk(ctx, &j));
-            SFT__LAUNCH(sft__cuda_lce_rows_kernel, (unsigned)j.N, sft__cuda_row_threads(j.vc), 0, j.st, (const float *)j.buf, labels, j.N,
-                        j.v0, j.vc);
+            SFT__LAUNCH(sft__cuda_lce_rows_kernel, (unsigned)j.N, sft__cuda_row_threads(j.vc), 0, j.st, rs, (const float *)j.buf, labels, j.N,
+                        j.v0, j.vc, n->f[0] > 0.0f, mt != NULL);
             SFT__TRY(sft__cuda_launched(n, "lce_rows"));
         }
-        SFT__LAUNCH(sft__cuda_lce_finish_kernel, sft__cuda_grid(j.N), SFT__CUDA_BLOCK, 0, j.st, labels, j.N, j.V, n->f[0], (int32_t)n->i[0]);
+        SFT__LAUNCH(sft__cuda_lce_finish_kernel, sft__cuda_grid(j.N), SFT__CUDA_BLOCK, 0, j.st, (const double *)rs.S, labels, j.N, j.V, n->f[0],
+                    (int32_t)n->i[0]);
         SFT__TRY(sft__cuda_launched(n, "lce_finish"));
+        if (mt) SFT__TRY(sft__cuda_lce_metrics(ctx, n, &rs, j.N, mt));
     }
     SFT__LAUNCH(sft__cuda_total_kernel, 1, 1, 0, SFT__F(n->out), (const float *)j.st + j.N, j.N, n->f[1]);
     return sft__cuda_launched(n, "total");
@@ -1642,8 +1764,8 @@ static sft_status sft__cuda_lce_bwd(sft_context *ctx, sft__node *n) {
         SFT__TRY(sft__cuda_launched(n, "lce_dlogits"));
         g = sft__mat_of(j.buf, j.vc, 1);
         if (h->requires_grad)   /* d hidden += g . weight[v0 : v0+vc] */
-            SFT__TRY(sft__cuda_gemm(ctx, j.N, j.D, j.vc, g, sft__mat_of(SFT__CF(w) + j.v0 * j.D, j.D, 1), SFT__F(h->grad), j.D, 1,
-                                    "linear_cross_entropy"));
+            SFT__TRY(sft__cuda_gemm_f32w(ctx, j.N, g, SFT__CF(w) + j.v0 * j.D, j.vc, j.D, 0, j.bf16, SFT__F(h->grad), j.D, 1,
+                                         "linear_cross_entropy"));
         if (w->requires_grad)   /* d weight[v0 : v0+vc] += g^T . hidden */
             SFT__TRY(sft__cuda_gemm(ctx, j.vc, j.D, j.N, sft__mat_t(g), sft__mat_of(SFT__CF(h), j.D, 1), SFT__F(w->grad) + j.v0 * j.D, j.D,
                                     1, "linear_cross_entropy"));

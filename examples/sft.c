@@ -65,7 +65,7 @@ typedef struct cli_opts {
     int         max_new_tokens, top_k, chat;
     double      temperature, top_p;
     /* the run */
-    int         threads;
+    int         threads, profile;
     const char *device;
 } cli_opts;
 
@@ -132,7 +132,7 @@ static const cli_flag cli_flags[] = {
     {"neftune_noise_alpha", CLI_REAL, O(neftune_noise_alpha), C_TRAIN, "0", "5", "NEFTune noise on the input embeddings; 0 = off"},
     {"logging_steps", CLI_INT, O(logging_steps), C_TRAIN, "10", "3", "log every N steps"},
     {"logging_nan_inf_filter", CLI_BOOL, O(logging_nan_inf_filter), C_TRAIN, "true", "false", "a NaN/Inf loss counts as the mean in the log"},
-    {"token_metrics", CLI_BOOL, O(token_metrics), C_TRAIN, "true", "false", "log mean_token_accuracy and entropy (needs the logits)"},
+    {"token_metrics", CLI_BOOL, O(token_metrics), C_TRAIN, "true", "false", "log mean_token_accuracy and entropy"},
     /* evaluation and checkpoints */
     {"eval_strategy", CLI_STR, O(eval_strategy), C_TRAIN, "no", "epoch", "no, steps, epoch"},
     {"eval_steps", CLI_INT, O(eval_steps), C_TRAIN, "0", "9", "evaluate every N steps (eval_strategy steps; 0 = logging_steps)"},
@@ -168,6 +168,7 @@ static const cli_flag cli_flags[] = {
     {"dtype", CLI_STR, O(dtype), C_MERGE, "float32", "auto", "merged weights: float32, or auto (the base's dtype)"},
     /* the run */
     {"threads", CLI_INT, O(threads), C_ALL, "2", "1", "CPU threads"},
+    {"profile", CLI_BOOL, O(profile), C_TRAIN, "false", "true", "at the end, print where the steps' time went, per operator"},
     {"device", CLI_STR, O(device), C_TRAIN | C_GENERATE | C_MEMORY, "cpu", "cuda",
      "cpu, or cuda (a CUDA build of sft and a GPU): where the model, adapters, optimizer and activations live"},
 };
@@ -372,6 +373,7 @@ typedef struct cli_built {
     sft_generate_desc gen;
     const char      *adapter, *prompt;        /* generate and merge */
     int              chat, keep_dtype;
+    int              profile;
 } cli_built;
 
 static int cli_kwargs(const char *text, sft_schedule_desc *k, cli_error *e) {
@@ -425,6 +427,7 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     b->model = o->model_name_or_path; b->dataset = o->dataset_name; b->eval_dataset = o->eval_dataset_name;
     b->threads = o->threads; b->use_peft = o->use_peft; b->target_modules = o->lora_target_modules;
     b->adapter = o->adapter; b->prompt = o->prompt; b->chat = o->chat; b->keep_dtype = !strcmp(o->dtype, "auto");
+    b->profile = o->profile;
     if (!o->model_name_or_path) return cli_fail(e, "--model_name_or_path: required (a local model folder)");
     if ((command & (C_TRAIN | C_STATS)) && !o->dataset_name) return cli_fail(e, "--dataset_name: required (a JSONL file or folder)");
     if (o->threads < 1 || o->threads > 256) return cli_fail(e, "--threads: expected 1..256");
@@ -763,6 +766,17 @@ static int cli_on_step_end(const sft_step_info *info, void *user) {
     return cli_interrupted != 0;          /* Ctrl-C: stop at this step, save, say how to resume */
 }
 
+/* cli_print_profile: --profile's table, per step of the run */
+static void cli_print_profile(const sft_context *ctx, const sft_train_output *out) {
+    size_t need = sft_profile_report(ctx, out->global_step, out->train_runtime, NULL, 0);
+    char *text = (char *)malloc(need + 1);
+    if (!text) return;
+    sft_profile_report(ctx, out->global_step, out->train_runtime, text, need + 1);
+    printf("profile: %lld steps, %d threads (per step; evaluation and checkpoints count as other)\n%s",
+           (long long)out->global_step, sft_context_threads(ctx), text);
+    free(text);
+}
+
 /* ============================================================================
    The commands */
 
@@ -828,8 +842,10 @@ static int cli_train(const cli_opts *o, cli_built *b) {
     b->train.on_step_end = cli_on_step_end;
     b->train.user = &r;
     signal(SIGINT, cli_on_sigint);
+    if (b->profile) sft_profile_enable(v.ctx, 1);
     s = sft_train(v.model, v.train, &b->train, &out);
     if (r.tty) printf("\n");
+    if (s == SFT_OK && b->profile) cli_print_profile(v.ctx, &out);
     if (s != SFT_OK) {
         rc = s == SFT_ERR_ARG ? 2 : 1;
         fprintf(stderr, "sft train: %s\n", sft_last_error());

@@ -121,6 +121,90 @@ static void dropout_masks_follow_the_definition_on_every_path(void) {
     }
 }
 
+/* bf16 GEMMs (compute_dtype bf16): each product is of the operands rounded to
+   bf16, summed in f32. Against a double sum of the rounded products the error
+   is the f32 summation's, at most K * 2^-24 of sum |a b| (bound used: K * 2^-23);
+   against the f32 GEMM it is the rounding of each operand (relative 2^-9 each,
+   so 2^-8 a product: bound used 2^-7 of sum |a b|). The vdpbf16ps kernel and the
+   rounded-f32 one (every other path, or forced) agree to the summation bound;
+   every result is the same on 1 and 3 threads; a 4-bit weight decoded to bf16
+   gives the bits of its dequantized dense weight. */
+static double t_bf16(float x) { return (double)sft_bf16_to_f32(sft_f32_to_bf16(x)); }
+
+static void t_bf16_case(sft_cpu_path path, int emulated, int64_t M, int64_t N, int64_t K, int trans) {
+    float *a = (float *)malloc((size_t)(M * K) * 4), *w = (float *)malloc((size_t)(N * K) * 4);
+    float *c1 = (float *)malloc((size_t)(M * N) * 4), *c3 = (float *)malloc((size_t)(M * N) * 4), *cf = (float *)malloc((size_t)(M * N) * 4);
+    sft_context *t1, *t3;
+    uint64_t seed = (uint64_t)(M * 7 + N * 3 + K + trans);
+    int64_t i, n, k, worst_sum = 0, worst_f32 = 0;
+    double e_sum = 0, e_f32 = 0;
+    for (i = 0; i < M * K; i++) a[i] = t_rand(&seed, -2.0f, 2.0f);
+    for (i = 0; i < N * K; i++) w[i] = t_rand(&seed, -1.0f, 1.0f);
+    t_set_cpu_path(path);
+    t1 = t_context(1); t3 = t_context(3);
+    t1->bf16_emulated = t3->bf16_emulated = emulated;
+    /* trans: C = A W^T with W [N, K]; else C = A W with W [K, N] (same numbers, read as [K, N]) */
+    CHECK_OK(sft__gemm_f32w(t1, M, sft__mat_of(a, K, 1), w, trans ? N : K, trans ? K : N, trans, 1, c1, N, 0));
+    CHECK_OK(sft__gemm_f32w(t3, M, sft__mat_of(a, K, 1), w, trans ? N : K, trans ? K : N, trans, 1, c3, N, 0));
+    CHECK_OK(sft__gemm_f32w(t1, M, sft__mat_of(a, K, 1), w, trans ? N : K, trans ? K : N, trans, 0, cf, N, 0));
+    CHECK_SAME("bf16 GEMM, 1 vs 3 threads", c1, c3, M * N);
+    for (i = 0; i < M; i++)
+        for (n = 0; n < N; n++) {
+            double ref = 0, mag = 0, d;
+            for (k = 0; k < K; k++) {
+                double p = t_bf16(a[i * K + k]) * t_bf16(trans ? w[n * K + k] : w[k * N + n]);
+                ref += p; mag += fabs(p);
+            }
+            d = fabs((double)c1[i * N + n] - ref) / (mag * (double)K * ldexp(1.0, -23));
+            if (d > e_sum) { e_sum = d; worst_sum = i * N + n; }
+            d = fabs((double)c1[i * N + n] - (double)cf[i * N + n]) / (mag * ldexp(1.0, -7));
+            if (d > e_f32) { e_f32 = d; worst_f32 = i * N + n; }
+        }
+    CHECK_MSG(e_sum <= 1.0, "%s%s %lldx%lldx%lld trans %d: element %lld is %.2f x the summation bound from the rounded products",
+              sft_cpu_path_name(path), emulated ? " (rounded f32)" : "", (long long)M, (long long)N, (long long)K, trans,
+              (long long)worst_sum, e_sum);
+    CHECK_MSG(e_f32 <= 1.0, "%s: element %lld is %.2f x the bf16 bound from the f32 GEMM", sft_cpu_path_name(path),
+              (long long)worst_f32, e_f32);
+    sft_context_destroy(t1); sft_context_destroy(t3);
+    t_set_cpu_path(SFT_CPU_AUTO);
+    free(a); free(w); free(c1); free(c3); free(cf);
+}
+
+static void bf16_gemms_multiply_operands_rounded_to_bf16(void) {
+    int path, emulated;
+    for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
+        if (!t_cpu_path_runnable((sft_cpu_path)path)) continue;
+        for (emulated = 0; emulated < 2; emulated++) {
+            if (emulated && !(path == SFT_CPU_AVX512 && sft__cpu.avx512_bf16)) continue;   /* only there it differs */
+            t_bf16_case((sft_cpu_path)path, emulated, 37, 70, 301, 1);
+            t_bf16_case((sft_cpu_path)path, emulated, 130, 45, 64, 0);
+            t_bf16_case((sft_cpu_path)path, emulated, 13, 33, 7, 1);
+        }
+    }
+    {   /* a 4-bit weight in bf16 = its dequantized dense weight in bf16, bit for bit */
+        sft_context *ctx = t_context(2);
+        int64_t shape[2] = {50, 96}, i;
+        uint64_t seed = 5;
+        sft_tensor *w = NULL, *deq = NULL;
+        sft_qweight *q = NULL;
+        float x[7 * 96], c4[7 * 50], cd[7 * 50];
+        sft__wref ref;
+        CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, shape, &w));
+        for (i = 0; w && i < 50 * 96; i++) ((float *)w->data)[i] = t_rand(&seed, -1.0f, 1.0f);
+        for (i = 0; i < 7 * 96; i++) x[i] = t_rand(&seed, -1.0f, 1.0f);
+        if (w && sft_quantize(ctx, w, NULL, &q) == SFT_OK && sft_dequantize(ctx, q, &deq) == SFT_OK) {
+            memset(&ref, 0, sizeof ref);
+            ref.q = q; ref.N = 50; ref.K = 96; ref.bf16 = 1;
+            CHECK_OK(sft__gemm_w(ctx, 7, sft__mat_of(x, 96, 1), &ref, 1, c4, 50, 0));
+            CHECK_OK(sft__gemm_f32w(ctx, 7, sft__mat_of(x, 96, 1), (const float *)deq->data, 50, 96, 1, 1, cd, 50, 0));
+            CHECK_SAME("nf4 in bf16 vs its dequantized weight in bf16", c4, cd, 7 * 50);
+        } else CHECK_MSG(0, "quantize: %s", sft_last_error());
+        sft_qweight_destroy(q);
+        sft_tensor_destroy(w); sft_tensor_destroy(deq);
+        sft_context_destroy(ctx);
+    }
+}
+
 /* NFC against Python's unicodedata (Unicode 15.0 and 16.0 agree on these): composition, Hangul,
    reordering of marks, singletons, composition exclusions, leading marks. */
 static void nfc_matches_unicodedata(void) {
@@ -232,6 +316,7 @@ static void suite_internals(void) {
     RUN(bpe_heap_merge_equals_scan_merge);
     RUN(exp_shift_is_within_2_ulp_of_expf_on_every_path);
     RUN(dropout_masks_follow_the_definition_on_every_path);
+    RUN(bf16_gemms_multiply_operands_rounded_to_bf16);
     RUN(nfc_matches_unicodedata);
 }
 

@@ -7,8 +7,9 @@
                                          too (tiles decoded in shared memory,
                                          k in order)
      LoRA, rsLoRA, mixed batches,        bit for bit with the reference GEMM
-     replayed masks                      (emulator, SFT_CUDA_GEMM=reference);
-                                         with cuBLASLt within 8 (K + r) u of
+     replayed masks, 440 rows (dA and    (emulator, SFT_CUDA_GEMM=reference):
+     dB summed in the CPU's blocks),     the same products in the same order;
+     the base in bf16                    with cuBLASLt within 8 (K + r) u of
                                          the largest value (two chained GEMMs)
      DoRA                                the row norms add their squares in
                                          double in another order: within
@@ -22,12 +23,13 @@
 
 /* a layer of [N, K] on device dev from the CPU weight w (f32, or quantized per q;
    bf16 when bf16): the same base on both devices */
-typedef struct cu_base { sft_quant_type quant; int double_quant, bf16; } cu_base;
+typedef struct cu_base { sft_quant_type quant; int double_quant, bf16, compute_bf16; } cu_base;
 
 static sft_linear *cu_layer(sft_context *ctx, const sft_tensor *w, const sft_tensor *bias, const cu_base *b, sft_device dev) {
     sft_linear_desc d;
     sft_linear *l = NULL;
     memset(&d, 0, sizeof d);
+    d.compute_dtype = b->compute_bf16 ? SFT_BF16 : SFT_F32;
     if (b->quant != SFT_QUANT_NONE) {
         sft_quant_desc qd;
         sft_qweight *q = NULL;
@@ -182,10 +184,11 @@ typedef struct cu_lora_case {
     float dropout;
     int mixed;          /* two adapters routed per sample */
     int replay;         /* a replayed dropout mask */
+    int64_t T;          /* rows per sample (4 samples); 0 = 5 */
 } cu_lora_case;
 
 static void cu_lora_case_run(sft_context *ctx, const cu_lora_case *c, uint64_t seed) {
-    int64_t B = 4, T = 5, K = 70, N = 37, xs[3] = {B, T, K}, ws[2] = {N, K}, ys[3] = {B, T, N}, bs[1] = {N};
+    int64_t B = 4, T = c->T ? c->T : 5, K = 70, N = 37, xs[3] = {B, T, K}, ws[2] = {N, K}, ys[3] = {B, T, N}, bs[1] = {N};
     static const char *const names[2] = {"a", "b"}, *const route[4] = {"a", "__base__", "b", "a"};
     sft_tensor *w = cu_random(ctx, 2, ws, seed, -0.3f, 0.3f), *bias = cu_random(ctx, 1, bs, seed + 1, -0.5f, 0.5f);
     sft_tensor *x = cu_random(ctx, 3, xs, seed + 2, -1, 1), *G = cu_random(ctx, 3, ys, seed + 3, -1, 1), *mask = NULL;
@@ -233,12 +236,18 @@ static void cu_lora_case_run(sft_context *ctx, const cu_lora_case *c, uint64_t s
 
 static void lora_layers_match_cpu_on_every_base(void) {
     static const cu_lora_case cases[] = {
-        {"lora on nf4 with dropout", {SFT_QUANT_NF4, 1, 0}, 0, 0, 0.1f, 0, 0},
-        {"rslora on fp4", {SFT_QUANT_FP4, 0, 0}, 1, 0, 0.0f, 0, 0},
-        {"lora on f32 with dropout", {SFT_QUANT_NONE, 0, 0}, 0, 0, 0.25f, 0, 0},
-        {"lora on bf16", {SFT_QUANT_NONE, 0, 1}, 0, 0, 0.0f, 0, 0},
-        {"two adapters routed per sample, dropout", {SFT_QUANT_NF4, 0, 0}, 0, 0, 0.2f, 1, 0},
-        {"a replayed dropout mask", {SFT_QUANT_NF4, 1, 0}, 0, 0, 0.3f, 0, 1}};
+        {"lora on nf4 with dropout", {SFT_QUANT_NF4, 1, 0, 0}, 0, 0, 0.1f, 0, 0, 0},
+        {"rslora on fp4", {SFT_QUANT_FP4, 0, 0, 0}, 1, 0, 0.0f, 0, 0, 0},
+        {"lora on f32 with dropout", {SFT_QUANT_NONE, 0, 0, 0}, 0, 0, 0.25f, 0, 0, 0},
+        {"lora on bf16", {SFT_QUANT_NONE, 0, 1, 0}, 0, 0, 0.0f, 0, 0, 0},
+        {"two adapters routed per sample, dropout", {SFT_QUANT_NF4, 0, 0, 0}, 0, 0, 0.2f, 1, 0, 0},
+        {"a replayed dropout mask", {SFT_QUANT_NF4, 1, 0, 0}, 0, 0, 0.3f, 0, 1, 0},
+        /* 440 rows: dA and dB in the CPU's blocks of 32 rows and tasks of 256 */
+        {"lora on nf4 over 440 rows with dropout", {SFT_QUANT_NF4, 1, 0, 0}, 0, 0, 0.1f, 0, 0, 110},
+        {"two adapters routed over 440 rows", {SFT_QUANT_NF4, 0, 0, 0}, 0, 0, 0.0f, 1, 0, 110},
+        /* bnb_4bit_compute_dtype bfloat16: the frozen base multiplied in bf16 */
+        {"lora on nf4, base in bf16", {SFT_QUANT_NF4, 1, 0, 1}, 0, 0, 0.1f, 0, 0, 0},
+        {"lora on f32, base in bf16", {SFT_QUANT_NONE, 0, 0, 1}, 0, 0, 0.0f, 0, 0, 70}};
     sft_context *ctx = cu_context();
     size_t k;
     for (k = 0; k < sizeof cases / sizeof *cases; k++) cu_lora_case_run(ctx, &cases[k], 300 + 50 * k);
@@ -247,10 +256,11 @@ static void lora_layers_match_cpu_on_every_base(void) {
 
 static void dora_layers_match_cpu_within_the_norm_bound(void) {
     static const cu_lora_case cases[] = {
-        {"dora on nf4", {SFT_QUANT_NF4, 1, 0}, 0, 1, 0.0f, 0, 0},
-        {"dora on nf4 with dropout", {SFT_QUANT_NF4, 0, 0}, 0, 1, 0.15f, 0, 0},
-        {"dora on f32", {SFT_QUANT_NONE, 0, 0}, 0, 1, 0.0f, 0, 0},
-        {"dora on bf16 with dropout", {SFT_QUANT_NONE, 0, 1}, 1, 1, 0.1f, 0, 0}};
+        {"dora on nf4", {SFT_QUANT_NF4, 1, 0, 0}, 0, 1, 0.0f, 0, 0, 0},
+        {"dora on nf4 with dropout", {SFT_QUANT_NF4, 0, 0, 0}, 0, 1, 0.15f, 0, 0, 0},
+        {"dora on f32", {SFT_QUANT_NONE, 0, 0, 0}, 0, 1, 0.0f, 0, 0, 0},
+        {"dora on bf16 with dropout", {SFT_QUANT_NONE, 0, 1, 0}, 1, 1, 0.1f, 0, 0, 0},
+        {"dora on nf4 over 440 rows, base in bf16", {SFT_QUANT_NF4, 1, 0, 1}, 0, 1, 0.1f, 0, 0, 110}};
     sft_context *ctx = cu_context();
     size_t k;
     for (k = 0; k < sizeof cases / sizeof *cases; k++) cu_lora_case_run(ctx, &cases[k], 700 + 50 * k);
@@ -260,7 +270,7 @@ static void dora_layers_match_cpu_within_the_norm_bound(void) {
 static void layer_refuses_inputs_on_another_device_and_merging_on_cuda(void) {
     sft_context *ctx = cu_context();
     int64_t ws[2] = {8, 16}, xs[2] = {3, 16};
-    cu_base b = {SFT_QUANT_NF4, 0, 0};
+    cu_base b = {SFT_QUANT_NF4, 0, 0, 0};
     sft_tensor *w = cu_random(ctx, 2, ws, 1, -1, 1), *x = cu_random(ctx, 2, xs, 2, -1, 1), *y = NULL;
     sft_linear *ld = cu_layer(ctx, w, NULL, &b, CU);
     CHECK_OK(sft_linear_add_adapter(ld, "a", NULL));

@@ -3,11 +3,12 @@
    hidden 64, GQA 4/2 heads, llama3 RoPE scaling, vocabulary 256) loaded in NF4
    with double quantization, LoRA on all linear layers with dropout.
 
-     forward (logits, fused loss)  every reduction of the decoder (RMSNorm sums,
-                                   attention softmax, the vocabulary's log-sum-
-                                   exp) adds in another order than the CPU:
-                                   within 1e-5 of the largest logit, the loss
-                                   within 1e-5 relative
+     forward (logits, fused loss,  every reduction of the decoder (RMSNorm sums,
+     token metrics; f32 and the    attention softmax, the vocabulary's log-sum-
+     base in bf16)                 exp) adds in another order than the CPU:
+                                   within 1e-5 of the largest logit, the loss and
+                                   the entropy within 1e-5 relative, the same
+                                   token counts and argmax hits
      QLoRA training, 5 steps of    losses and gradient norms within 1e-5
      2 x 2 accumulated rows        relative at every step, the final adapters
                                    within 2e-5 of their largest value (the
@@ -41,14 +42,17 @@
 static const char *const cm_proj[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 /* the fixture in NF4 on dev with a LoRA adapter on every projection; B gets
-   random values (the same on every device) so the adapters matter from step 0 */
+   random values (the same on every device) so the adapters matter from step 0.
+   cm_compute_bf16: the frozen base (and the output projection) in bf16. */
+static int cm_compute_bf16;
+
 static sft_model *cm_model(sft_context *ctx, sft_device dev) {
     sft_model *m = NULL;
     sft_load_desc ld;
     sft_lora_desc d;
     int layer, p;
     memset(&ld, 0, sizeof ld);
-    ld.quant = SFT_QUANT_NF4; ld.double_quant = 1; ld.device = dev;
+    ld.quant = SFT_QUANT_NF4; ld.double_quant = 1; ld.device = dev; ld.compute_dtype = cm_compute_bf16 ? SFT_BF16 : SFT_F32;
     CHECK_OK(sft_model_load(ctx, CM_MODEL, &ld, &m));
     if (!m) return NULL;
     memset(&d, 0, sizeof d);
@@ -109,9 +113,20 @@ static sft_dataset *cm_rows(sft_context *ctx, sft_tokenizer *tok, int n) {
 /* ---------------------------------------------------------------------------
    Forward */
 
-static void model_forward_on_cuda_matches_cpu(void) {
+/* the fused loss's token metrics on both devices: the same counts, the entropy
+   within the loss's bound */
+static void cm_same_metrics(const char *what, const sft_model_output *c, const sft_model_output *d) {
+    CHECK_MSG(d->metric_tokens == c->metric_tokens && d->metric_tokens > 0 && d->metric_correct == c->metric_correct,
+              "%s: %lld tokens, %g correct on cuda; %lld, %g on the cpu", what, (long long)d->metric_tokens, d->metric_correct,
+              (long long)c->metric_tokens, c->metric_correct);
+    CHECK_MSG(fabs(d->metric_entropy - c->metric_entropy) <= 1e-5 * fabs(c->metric_entropy), "%s: entropy %.9g on cuda, %.9g on the cpu", what,
+              d->metric_entropy, c->metric_entropy);
+}
+
+/* one forward pass on both devices: the base in f32, or in bf16 (bf16 = 1) */
+static void cm_forward_case(int bf16) {
     sft_context *cc = cu_context(), *cd = cu_context();
-    sft_model *mc = cm_model(cc, SFT_DEVICE_CPU), *md = cm_model(cd, CU);
+    sft_model *mc = (cm_compute_bf16 = bf16, cm_model(cc, SFT_DEVICE_CPU)), *md = cm_model(cd, CU);
     int64_t shape[2] = {2, 13}, i;
     sft_tensor *ids = cu_ids(cc, 2, shape, 5, 256), *labels = cu_ids(cc, 2, shape, 6, 256);
     sft_model_batch b;
@@ -119,6 +134,7 @@ static void model_forward_on_cuda_matches_cpu(void) {
     sft_model_output oc, od;
     float lc = 0.0f, ld = 1.0f;
     sft_tensor *hl = NULL;
+    cm_compute_bf16 = 0;
     if (!mc || !md || !ids || !labels) goto done;
     for (i = 0; i < 4; i++) ((int32_t *)labels->data)[i] = -100;     /* a prompt that is not trained */
     memset(&b, 0, sizeof b);
@@ -137,7 +153,7 @@ static void model_forward_on_cuda_matches_cpu(void) {
         if (hl) ld = *(const float *)hl->data;
         CHECK_MSG(fabs((double)ld - lc) <= 1e-5 * fabs((double)lc), "loss %.9g on cuda, %.9g on the cpu", ld, lc);
     }
-    run.want_logits = 0;                                               /* the fused projection + loss */
+    run.want_logits = 0; run.token_metrics = 1;                        /* the fused projection + loss, metrics too */
     sft_step_begin(cc); sft_step_begin(cd);
     CHECK_OK(sft_model_forward(mc, &b, &run, &oc));
     CHECK_OK(sft_model_forward(md, &b, &run, &od));
@@ -146,11 +162,18 @@ static void model_forward_on_cuda_matches_cpu(void) {
         if (h) CHECK_MSG(fabs((double)*(const float *)h->data - lc) <= 1e-5 * fabs((double)lc), "fused loss %.9g on cuda, %.9g unfused on the cpu",
                          *(const float *)h->data, lc);
         sft_tensor_destroy(h);
+        cm_same_metrics(bf16 ? "fused metrics, bf16 base" : "fused metrics", &oc, &od);
+        cu_hash(&od.metric_entropy, sizeof od.metric_entropy);
     }
 done:
     sft_tensor_destroy(hl); sft_tensor_destroy(ids); sft_tensor_destroy(labels);
     sft_model_destroy(mc); sft_model_destroy(md);
     sft_context_destroy(cc); sft_context_destroy(cd);
+}
+
+static void model_forward_on_cuda_matches_cpu(void) {
+    cm_forward_case(0);
+    cm_forward_case(1);
 }
 
 static void model_lives_on_the_device_and_is_counted_there(void) {

@@ -587,6 +587,104 @@ static void t_train_call(int threads, int dora, float **out, int64_t *sizes) {
     sft_context_destroy(ctx);
 }
 
+/* A LoRA layer over many rows (several row blocks and tasks of the fused
+   adapter kernel, a partial last block), wider and narrower than it is deep,
+   with a replayed dropout mask: y, dx, dA and dB against a plain double
+   reference, on every CPU path. */
+static void t_lora_reference_case(int64_t M, int64_t N, int64_t K, int64_t r) {
+    sft_context *ctx = t_context(2);
+    sft_linear *lin = t_random_layer(ctx, N, K, 0, 0);
+    sft_tensor *x = t_random_x(ctx, 1, M, K, 21), *g = t_random_x(ctx, 1, M, N, 22), *mask = NULL, *y = NULL, *loss = NULL;
+    sft_lora_desc d;
+    sft_lora_weights w;
+    sft_linear_call call;
+    int64_t shape[2], i, o, k, c;
+    uint64_t seed = 23;
+    double *ry = (double *)calloc((size_t)(M * N), sizeof(double)), *rdx = (double *)calloc((size_t)(M * K), sizeof(double));
+    double *rdA = (double *)calloc((size_t)(r * K), sizeof(double)), *rdB = (double *)calloc((size_t)(N * r), sizeof(double));
+    double *t = (double *)calloc((size_t)(M * r), sizeof(double)), *dt = (double *)calloc((size_t)(M * r), sizeof(double));
+    float *got = NULL, *want = NULL;
+    memset(&d, 0, sizeof d);
+    d.r = (int)r; d.alpha = 2.0f * (float)r; d.dropout = 0.25f; d.seed = 3;
+    CHECK_OK(sft_linear_add_adapter(lin, "a", &d));
+    t_randomise_B(lin, "a", 24);
+    shape[0] = M; shape[1] = K;
+    CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, shape, &mask));
+    if (!lin || !x || !g || !mask || sft_linear_adapter_weights(lin, "a", &w) != SFT_OK) goto done;
+    for (i = 0; i < M * K; i++) ((float *)mask->data)[i] = t_rand(&seed, 0.0f, 1.0f) < 0.25f ? 0.0f : 1.0f / 0.75f;
+    {   /* the reference: y = x W^T + s (x m) A^T B^T; loss = sum(y g) */
+        const float *X = (const float *)x->data, *G = (const float *)g->data, *A = (const float *)w.A->data;
+        const float *B = (const float *)w.B->data, *Mk = (const float *)mask->data;
+        const float *W = (const float *)sft_linear_base_weight(lin)->data;
+        for (i = 0; i < M; i++) {
+            for (c = 0; c < r; c++) {
+                double acc = 0;
+                for (k = 0; k < K; k++) acc += (double)X[i * K + k] * Mk[i * K + k] * A[c * K + k];
+                t[i * r + c] = acc * w.scaling;
+            }
+            for (o = 0; o < N; o++) {
+                double acc = 0;
+                for (k = 0; k < K; k++) acc += (double)X[i * K + k] * W[o * K + k];
+                for (c = 0; c < r; c++) acc += t[i * r + c] * B[o * r + c];
+                ry[i * N + o] = acc;
+            }
+            for (c = 0; c < r; c++) {
+                double acc = 0;
+                for (o = 0; o < N; o++) acc += (double)G[i * N + o] * B[o * r + c];
+                dt[i * r + c] = acc * w.scaling;
+            }
+            for (k = 0; k < K; k++) {
+                double base = 0, lora = 0;
+                for (o = 0; o < N; o++) base += (double)G[i * N + o] * W[o * K + k];
+                for (c = 0; c < r; c++) lora += dt[i * r + c] * A[c * K + k];
+                rdx[i * K + k] = base + lora * Mk[i * K + k];
+            }
+            for (o = 0; o < N; o++)
+                for (c = 0; c < r; c++) rdB[o * r + c] += (double)G[i * N + o] * t[i * r + c];
+            for (c = 0; c < r; c++)
+                for (k = 0; k < K; k++) rdA[c * K + k] += dt[i * r + c] * X[i * K + k] * Mk[i * K + k];
+        }
+    }
+    memset(&call, 0, sizeof call);
+    call.training = 1; call.dropout_mask = mask;
+    sft_tensor_set_requires_grad(x, 1);
+    sft_step_begin(ctx);
+    CHECK_OK(sft_linear_forward(ctx, lin, x, &call, &y));
+    if (y) loss = t_sum_product(ctx, y, g);
+    if (loss) CHECK_OK(sft_backward(ctx, loss));
+    if (!y || !x->grad || !w.A->grad || !w.B->grad) { CHECK_MSG(0, "no output or gradients"); goto done; }
+    {
+        struct { const char *what; const float *have; const double *ref; int64_t n; } out[4];
+        int q;
+        out[0].what = "y"; out[0].have = (const float *)y->data; out[0].ref = ry; out[0].n = M * N;
+        out[1].what = "dx"; out[1].have = (const float *)x->grad->data; out[1].ref = rdx; out[1].n = M * K;
+        out[2].what = "dA"; out[2].have = (const float *)w.A->grad->data; out[2].ref = rdA; out[2].n = r * K;
+        out[3].what = "dB"; out[3].have = (const float *)w.B->grad->data; out[3].ref = rdB; out[3].n = N * r;
+        for (q = 0; q < 4; q++) {
+            got = (float *)malloc((size_t)out[q].n * sizeof(float)); want = (float *)malloc((size_t)out[q].n * sizeof(float));
+            for (i = 0; i < out[q].n; i++) { got[i] = out[q].have[i]; want[i] = (float)out[q].ref[i]; }
+            CHECK_REL(out[q].what, got, want, out[q].n, 2e-5);
+            free(got); free(want); got = want = NULL;
+        }
+    }
+done:
+    free(ry); free(rdx); free(rdA); free(rdB); free(t); free(dt);
+    sft_tensor_destroy(x); sft_tensor_destroy(g); sft_tensor_destroy(mask);
+    sft_linear_destroy(lin);
+    sft_context_destroy(ctx);
+}
+
+static void lora_layer_matches_a_plain_reference_over_many_rows(void) {
+    int path;
+    for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
+        if (!t_cpu_path_runnable((sft_cpu_path)path)) continue;
+        t_set_cpu_path((sft_cpu_path)path);
+        t_lora_reference_case(300, 130, 70, 8);     /* out > in: two tasks, a partial block */
+        t_lora_reference_case(70, 37, 150, 16);     /* in > out */
+    }
+    t_set_cpu_path(SFT_CPU_AUTO);
+}
+
 static void linear_layers_are_bit_identical_across_thread_counts(void) {
     int dora, i;
     for (dora = 0; dora < 2; dora++) {
@@ -613,4 +711,5 @@ void suite_lora(void) {
     RUN(bad_adapter_input_is_refused);
     RUN(prompt_tuning_prepends_virtual_tokens);
     RUN(linear_layers_are_bit_identical_across_thread_counts);
+    RUN(lora_layer_matches_a_plain_reference_over_many_rows);
 }
