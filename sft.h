@@ -12,7 +12,8 @@
    quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
    PEFT's semantics), Llama/Mistral/Qwen2 models from Hugging Face
    directories (forward and backward as transformers computes them, PEFT adapter
-   files, a memory plan, generation with a KV cache), SFT datasets prepared token
+   files, a memory plan, generation with a KV cache), chat templates run by a
+   Jinja engine as transformers renders them, SFT datasets prepared token
    for token as TRL's SFTTrainer prepares them, and its training loop (AdamW,
    schedules, accumulation, evaluation, metrics), step by step or to the end.
 
@@ -81,8 +82,8 @@
        public API
          status and errors, context, memory accounting, CPU code path, files,
          JSON, tensors, safetensors, autograd, operators, quantization, LoRA
-         layers, prompt tuning, tokenizer, models, data, optimizer and
-         schedules, trainer, random numbers, CUDA seam
+         layers, prompt tuning, tokenizer, chat templates, models, data,
+         optimizer and schedules, trainer, random numbers, CUDA seam
        implementation
          errors                      the thread-local message, sft__fail
          platform: CPU probe         cpuid, the one process-wide cache
@@ -112,8 +113,12 @@
                   alphabet, loading tokenizer.json, NFC, encode, decode
          model: config.json, weights (shards, bitsandbytes 4-bit), forward,
                   PEFT adapter files, prompt tuning
-         generate                    KV-cache decoding, sampling
-         data: chat templates, records, splits, packing, batches, loading
+         generate                    KV-cache decoding, sampling, generation_config.json
+         templates: Jinja for chat templates: lexer, parser, values,
+                  rendering, built-in functions/methods/filters/tests, the
+                  public calls
+         data: chat templates (choice, variables, assistant masks, TRL's
+                  rule), records, splits, packing, batches, loading
          optim: AdamW, clipping, schedules
          trainer: the loop
          cuda seam                   sft_cuda.cuh when SFT_CUDA
@@ -823,8 +828,9 @@ SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_
 typedef struct sft_tokenizer sft_tokenizer;
 
 /* sft_tokenizer_load: path is a directory holding tokenizer.json (and, if
-   present, tokenizer_config.json for bos/eos/pad/unk, add_bos_token/
-   add_eos_token and chat_template) or the tokenizer.json file itself. A model
+   present, tokenizer_config.json for the special tokens, add_bos_token/
+   add_eos_token and chat_template, and the chat template files, see "chat
+   templates") or the tokenizer.json file itself. A model
    type, normalizer, pre-tokenizer, decoder or post-processor this engine does
    not know fails with SFT_ERR_UNSUPPORTED naming it. */
 SFTDEF sft_status sft_tokenizer_load(sft_context *ctx, const char *path, sft_tokenizer **out);
@@ -851,17 +857,99 @@ SFTDEF int32_t     sft_tokenizer_token_to_id(const sft_tokenizer *tok, const cha
 typedef struct sft_tokenizer_info {
     int32_t     bos_id, eos_id, pad_id, unk_id;
     int         add_bos_token, add_eos_token;
-    const char *chat_template;   /* NULL when absent; owned by the tokenizer */
+    const char *chat_template;   /* the "default" chat template, NULL when there is none;
+                                    owned by the tokenizer */
 } sft_tokenizer_info;
 SFTDEF sft_tokenizer_info sft_tokenizer_get_info(const sft_tokenizer *tok);
 
 /* ============================================================================
+   === chat templates
+   Hugging Face chat templates are Jinja programs. sft.h runs them with its own
+   Jinja engine, so a conversation renders byte for byte as transformers'
+   apply_chat_template renders it, for any model's template (tool calls,
+   reasoning blocks, dates, system prompts included). The engine implements
+   the part of Jinja 3.1 that templates use, with transformers' settings
+   (trim_blocks, lstrip_blocks, loop controls, its tojson, raise_exception,
+   strftime_now and the {% generation %} tag); a construct outside it fails
+   with SFT_ERR_UNSUPPORTED naming the template line, never renders wrong.
+
+   Where a tokenizer's templates come from, as transformers 4.57 loads them:
+   chat_template.jinja beside tokenizer_config.json (the template "default")
+   and additional_chat_templates/NAME.jinja (named ones); where neither file
+   exists, tokenizer_config.json's "chat_template", a string ("default") or a
+   list of {"name", "template"}. Which one a conversation uses: the one the
+   caller names (or a Jinja text the caller gives), else "tool_use" when the
+   conversation has tools and the tokenizer has that template, else "default". */
+
+typedef struct sft_template sft_template;
+
+/* sft_template_parse: compile a Jinja template (len bytes of UTF-8; name labels
+   error messages, e.g. the file name). Syntax errors and unknown statements,
+   filters or tests fail with SFT_ERR_FORMAT (or SFT_ERR_UNSUPPORTED for Jinja
+   that chat templates do not use: include, extends, call, ...) naming the
+   line. Free with sft_template_destroy. */
+SFTDEF sft_status sft_template_parse(sft_context *ctx, const char *source, size_t len, const char *name, sft_template **out);
+SFTDEF void       sft_template_destroy(sft_template *t);
+/* sft_template_has_generation: whether the template has {% generation %} blocks. */
+SFTDEF int        sft_template_has_generation(const sft_template *t);
+
+typedef struct sft_template_desc {
+    int64_t now;          /* strftime_now's clock: seconds since 1970, shown in local time; 0 = now */
+    size_t  max_output;   /* bytes of output (and of any string made on the way); 0 = 64 MiB */
+    int64_t max_steps;    /* loop iterations plus macro calls; 0 = 10,000,000 */
+} sft_template_desc;
+
+/* sft_template_render: run the template with variables (a JSON object: each key
+   is a template variable, e.g. {"messages": [...], "add_generation_prompt":
+   true, "bos_token": "<s>"}; NULL = none). *text is NUL-terminated (free with
+   sft_free), *len its length (may be NULL). spans (may be NULL) receives the
+   byte ranges {% generation %} blocks wrote, as (start, end) pairs, n_spans
+   pairs (free with sft_free). raise_exception("...") fails with SFT_ERR_FORMAT
+   and the template's message; limits with SFT_ERR_LIMIT. One render at a time
+   per template. */
+SFTDEF sft_status sft_template_render(sft_template *t, const sft_json *variables, const sft_template_desc *desc, char **text,
+                                      size_t *len, size_t **spans, size_t *n_spans);
+
+/* sft_tokenizer_chat_template: the text of the template a conversation uses.
+   name_or_text NULL: the tokenizer's ("tool_use" when with_tools and it has
+   one, else "default"); a name of one of the tokenizer's templates; anything
+   else is taken as a Jinja text and returned as is. SFT_ERR_NOT_FOUND when the
+   tokenizer has no template to use (the message lists the names it has). */
+SFTDEF sft_status sft_tokenizer_chat_template(const sft_tokenizer *tok, const char *name_or_text, int with_tools, const char **text);
+/* sft_tokenizer_chat_template_name: the name of the tokenizer's template i (0, 1, ...;
+   NULL past the last). */
+SFTDEF const char *sft_tokenizer_chat_template_name(const sft_tokenizer *tok, int i);
+
+typedef struct sft_chat_desc {
+    const char *chat_template;        /* NULL: the tokenizer's; a template name; or a Jinja text */
+    int         add_generation_prompt;
+    const char *tools;                /* JSON: a list of tool schemas, or NULL */
+    const char *documents;            /* JSON: a list of documents, or NULL */
+    const char *kwargs;               /* JSON: an object of more template variables, e.g.
+                                         {"enable_thinking": false}; or NULL */
+    int64_t     now;                  /* strftime_now's clock (see sft_template_desc); 0 = now */
+} sft_chat_desc;
+
+/* sft_tokenizer_apply_chat_template: messages (JSON text: a list of {"role",
+   "content", ...}) rendered as transformers' apply_chat_template(tokenize=False)
+   renders them, with the variables it passes: messages, tools, documents,
+   add_generation_prompt, the tokenizer's special tokens (bos_token, eos_token,
+   unk_token, sep_token, pad_token, cls_token, mask_token,
+   additional_special_tokens, where set) and desc->kwargs. *text (free with
+   sft_free), *len, and (may be NULL) the {% generation %} spans as in
+   sft_template_render. desc NULL = all defaults. */
+SFTDEF sft_status sft_tokenizer_apply_chat_template(sft_tokenizer *tok, const char *messages, const sft_chat_desc *desc, char **text,
+                                                    size_t *len, size_t **spans, size_t *n_spans);
+
+/* ============================================================================
    === models
-   Llama-family decoders (LlamaForCausalLM, MistralForCausalLM,
-   Qwen2ForCausalLM; SmolLM2 and TinyLlama are Llamas) read from a Hugging Face
-   model directory: config.json and model.safetensors, or the shards named by
-   model.safetensors.index.json. The forward pass computes what transformers'
-   eager implementation computes, in f32. */
+   Llama-family decoders read from a Hugging Face model directory: config.json
+   and model.safetensors, or the shards named by model.safetensors.index.json.
+   The architectures (config.json "architectures"): LlamaForCausalLM (SmolLM2,
+   TinyLlama, Llama 3.x), MistralForCausalLM, Qwen2ForCausalLM,
+   Qwen3ForCausalLM (per-head RMSNorm of q and k) and SmolLM3ForCausalLM
+   (layers without RoPE). The forward pass computes what transformers' eager
+   implementation computes, in f32. */
 
 typedef struct sft_model_config {
     char          architecture[48];   /* e.g. "LlamaForCausalLM"               */
@@ -877,6 +965,9 @@ typedef struct sft_model_config {
     int           eos_token_ids[8], n_eos;   /* every id of a list-valued eos_token_id  */
     /* a pre-quantized bitsandbytes checkpoint (quantization_config) */
     sft_quant_type prequantized;
+    int           qk_norm;             /* RMSNorm of each head of q and k before RoPE (Qwen3) */
+    uint32_t      no_rope_layers[32];  /* bit l set: layer l applies no RoPE (SmolLM3's
+                                          no_rope_layers entries that are 0)            */
 } sft_model_config;
 
 typedef struct sft_load_desc {
@@ -994,7 +1085,25 @@ typedef struct sft_generate_desc {
     int            no_eos_stop;     /* 1 = do not stop at the config's eos_token_id    */
     sft_tokenizer *tokenizer;       /* with stop_string: stop once the decoded new     */
     const char    *stop_string;     /*   text contains it                              */
+    const int32_t *eos_token_ids;   /* stop at any of these instead of config.json's   */
+    int            n_eos_token_ids; /*   eos_token_id (e.g. generation_config.json's)   */
 } sft_generate_desc;
+
+/* What a model folder's generation_config.json asks of generation, as
+   transformers' GenerationConfig reads it; a field the file does not set
+   keeps transformers' default. */
+typedef struct sft_generation_config {
+    int     found;                   /* the file exists                                 */
+    int32_t eos_token_ids[16];       /* eos_token_id: one id or a list                  */
+    int     n_eos;                   /* 0 when the file has none                        */
+    int     do_sample;               /* default 0 (greedy)                              */
+    float   temperature, top_p;      /* defaults 1.0                                    */
+    int     top_k;                   /* default 50                                      */
+    int     max_new_tokens;          /* 0 when unset                                    */
+} sft_generation_config;
+/* sft_generation_config_load: dir's generation_config.json into *out (all
+   defaults and found 0 when there is none; a malformed file fails naming it). */
+SFTDEF sft_status sft_generation_config_load(const char *dir, sft_generation_config *out);
 /* sft_model_generate: the prompt's continuation (the new ids only, eos included
    when reached; free *ids with sft_free). Runs without recording gradients; it
    calls sft_step_begin (the step's tensors are gone afterwards). The active
@@ -1049,8 +1158,8 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
    SFT datasets as TRL's SFTTrainer prepares them: JSONL records in the
    formats {"text"}, {"prompt", "completion"} (strings or message lists),
    {"messages": [{"role", "content"}]} and ShareGPT {"conversations":
-   [{"from", "value"}]}; chat templates rendered by built-in renderers of the
-   common families; EOS appended to plain text; tokenized, truncated to
+   [{"from", "value"}]}; conversations rendered by the model's chat template
+   (see "chat templates"); EOS appended to plain text; tokenized, truncated to
    max_length (keeping the start), labels -100 where not trained; packed into
    bins of max_length (best fit decreasing) or padded on the right. */
 
@@ -1061,26 +1170,33 @@ typedef enum sft_data_format {
                                preparation for such rows, and so do we)            */
 } sft_data_format;
 
-typedef enum sft_chat_template {
-    SFT_TEMPLATE_AUTO = 0,  /* recognised from tokenizer_config.json's chat_template */
-    SFT_TEMPLATE_CHATML,    /* <|im_start|>role\ncontent<|im_end|>\n (Qwen2, SmolLM2)   */
-    SFT_TEMPLATE_LLAMA3,    /* <|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|> */
-    SFT_TEMPLATE_LLAMA2,    /* <s>[INST] <<SYS>>...<</SYS>> user [/INST] answer </s>     */
-    SFT_TEMPLATE_MISTRAL,   /* <s>[INST] user[/INST] answer</s>                          */
-    SFT_TEMPLATE_ZEPHYR,    /* <|role|>\ncontent</s>\n                                   */
-    SFT_TEMPLATE_GEMMA      /* <bos><start_of_turn>user\n...<end_of_turn>\n (model)      */
-} sft_chat_template;
-
 typedef struct sft_data_desc {
     int               max_length;          /* 0 = 1024 (TRL's default); -1 = no limit   */
     int               packing;             /* best-fit-decreasing bins of max_length    */
     const char       *dataset_text_field;  /* NULL = "text"                             */
     sft_data_format   format;              /* AUTO: from the first record's keys        */
     int               completion_only_loss;/* 0 = on for prompt-completion, -1 = off    */
-    int               assistant_only_loss; /* conversations: train on assistant turns   */
-    sft_chat_template chat_template;
+    int               assistant_only_loss; /* conversations: train on the text the chat
+                                              template's {% generation %} blocks write;
+                                              a template without them is swapped for
+                                              TRL's training version as TRL does (see
+                                              trl_chat_templates), else refused         */
     const char       *chat_template_text;  /* a Jinja template to use instead of the
-                                              tokenizer's (recognised the same way)    */
+                                              tokenizer's, or the name of one of the
+                                              tokenizer's templates (TRL's
+                                              chat_template_path reads a file into it)  */
+    const char       *chat_template_kwargs;/* JSON object: more template variables for
+                                              every record, e.g. {"enable_thinking":
+                                              false} (a record's own
+                                              "chat_template_kwargs" adds to them)       */
+    const char       *trl_chat_templates;  /* a copy of TRL's trl/chat_templates folder:
+                                              with assistant_only_loss, a template
+                                              without {% generation %} that equals one
+                                              of TRL's X.jinja trains with its
+                                              X_training.jinja, as TRL's SFTTrainer
+                                              swaps it                                  */
+    int64_t           template_now;        /* strftime_now's clock for templates that
+                                              print the date (seconds since 1970); 0 = now */
     int               padding_free;        /* flatten unpacked batches too (TRL's padding_free) */
     int               sharegpt_map_roles;  /* ShareGPT human/gpt -> user/assistant (TRL
                                               keeps the role names as they are)         */
@@ -1123,10 +1239,21 @@ SFTDEF int64_t    sft_dataset_rows(const sft_dataset *ds, int split);
    (this returns SFT_ERR_ARG). seq_starts / n_seqs (may be NULL) give 0 / 1. */
 SFTDEF sft_status sft_dataset_row(const sft_dataset *ds, int split, int64_t i, const int32_t **ids, const int32_t **labels,
                                   int64_t *n, const int32_t **seq_starts, int *n_seqs);
-/* sft_dataset_render: the text a chat template gives for a conversation record
-   (JSON text), as transformers' apply_chat_template(add_generation_prompt) would
-   render it. Free with sft_free. */
+/* sft_dataset_render: the text TRL tokenizes for a record (JSON text): a
+   conversation as transformers' apply_chat_template(add_generation_prompt)
+   renders it with the dataset's template (a prompt-completion conversation:
+   prompt and completion together, or the prompt alone with
+   add_generation_prompt); a text record's text and a prompt-completion
+   record's prompt + completion, with EOS appended where TRL appends it.
+   Free with sft_free. */
 SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int add_generation_prompt, char **text);
+
+/* sft_dataset_prepare: one more record (JSON text) through the dataset's
+   preparation (format, chat template, tokens, labels, truncation) without
+   adding it: *ids and *labels (-100 where not trained; free both with
+   sft_free), *n tokens; *dropped 1 (and no ids) when TRL would drop the row
+   (nothing left to train, or empty). What `sft render` prints. */
+SFTDEF sft_status sft_dataset_prepare(sft_dataset *ds, const char *record, int32_t **ids, int32_t **labels, int64_t *n, int *dropped);
 
 /* A batch as the model takes it (step tensors). Unpacked: [B, T] right-padded
    (pad = the tokenizer's pad, else eos) with attention_mask and labels -100 on
@@ -1649,7 +1776,7 @@ typedef struct sft__arena {
 typedef struct sft__arena_mark { int cur; size_t used, offset; uint64_t heap_seq; } sft__arena_mark;
 
 /* The step heap's cache: free blocks by size class (see "memory: the step heap"). */
-#define SFT__HEAP_CLASSES 512
+#define SFT__HEAP_CLASSES 352   /* class sizes up to 15 x 2^56 bytes */
 typedef struct sft__heap {
     sft__hblock *free[SFT__HEAP_CLASSES];
     size_t       live, cached;        /* bytes handed out now; bytes waiting in the cache  */
@@ -5390,6 +5517,26 @@ SFT__TARGET_AVX512BF16 static void sft__micro_bf16_12x32(int64_t kc, const float
 #undef SFT__STORE
 }
 
+/* A narrow AVX-512 micro-kernel, 24 x 16, for products 16 columns wide (an
+   adapter's rank): one zmm of B per k, 24 rows broadcast into 24 sums. */
+#define SFT__AVX512_ROWS24(X) SFT__AVX512_ROWS(X) X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
+SFT__TARGET_AVX512 static void sft__micro_avx512_24x16(int64_t kc, const float *a, int64_t a_rs, int64_t a_ks,
+                                                     const float *b, float *c, int64_t ldc, int add) {
+#define SFT__DECL(r) __m512 s##r = _mm512_setzero_ps();
+#define SFT__FMA(r) s##r = _mm512_fmadd_ps(_mm512_set1_ps(a[(r) * a_rs]), b0, s##r);
+#define SFT__STORE(r) if (add) s##r = _mm512_add_ps(_mm512_loadu_ps(c + (r) * ldc), s##r); _mm512_storeu_ps(c + (r) * ldc, s##r);
+    int64_t k;
+    SFT__AVX512_ROWS24(SFT__DECL)
+    for (k = 0; k < kc; k++, a += a_ks, b += 16) {
+        __m512 b0 = _mm512_loadu_ps(b);
+        SFT__AVX512_ROWS24(SFT__FMA)
+    }
+    SFT__AVX512_ROWS24(SFT__STORE)
+#undef SFT__DECL
+#undef SFT__FMA
+#undef SFT__STORE
+}
+
 /* bf16 bits of 16 floats in 32-bit lanes, rounded as sft_f32_to_bf16 (nearest
    even; a NaN stays a quiet NaN with its sign) */
 SFT__TARGET_AVX512 static __m512i sft__bf16_bits16(__m512 v) {
@@ -5438,6 +5585,27 @@ static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64
                              sft__cpu.avx512_bf16 && !ctx->bf16_emulated ? &sft__bf16_avx512 : NULL);
 }
 #endif
+
+/* sft__tile_gemm: C[M x N] (+)= A . B over depth K on the calling thread, for
+   the small products inside other kernels' tasks: A read in place (element
+   (r, k) at a[r * a_rs + k * a_ks], M rows readable in whole MR panels), B
+   packed in panels of nr columns that start depth floats apart (the packed
+   depth, K or more), each panel summed k by k from zero. */
+static void sft__tile_gemm(sft__micro_fn micro, int mr, int nr, int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
+                           int64_t a_ks, const float *bp, int64_t depth, float *c, int64_t ldc, int add) {
+    float edge[24 * 32];                        /* an edge tile: at most MR x NR of any kernel */
+    int64_t ir, jr, r, q;
+    for (jr = 0; jr < N; jr += nr)
+        for (ir = 0; ir < M; ir += mr) {
+            int64_t rows = M - ir < mr ? M - ir : mr, cols = N - jr < nr ? N - jr : nr;
+            const float *ap = a + ir * a_rs, *b = bp + (jr / nr) * depth * nr;
+            float *cc = c + ir * ldc + jr;
+            if (rows == mr && cols == nr) { micro(K, ap, a_rs, a_ks, b, cc, ldc, add); continue; }
+            micro(K, ap, a_rs, a_ks, b, edge, nr, 0);
+            for (r = 0; r < rows; r++)
+                for (q = 0; q < cols; q++) cc[r * ldc + q] = add ? cc[r * ldc + q] + edge[r * nr + q] : edge[r * nr + q];
+        }
+}
 
 /* ============================================================================
    === kernels: vector helpers
@@ -5717,6 +5885,8 @@ typedef struct sft__cpu_kernels {
     sft__gemm_fn  gemm;                     /* threaded, any size */
     sft__micro_fn micro;                    /* the mr x nr micro-kernel, for tiles */
     int           mr, nr;
+    sft__micro_fn micro16;                  /* mr16 x 16, for products 16 columns wide */
+    int           mr16;
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*exp_shift)(float *x, int64_t n, float shift);   /* x = exp(x - shift) */
     void (*dropout_words)(uint64_t key, uint32_t threshold, int64_t w0, int64_t w1, uint64_t *bits);
@@ -5742,14 +5912,14 @@ static void sft__mask_mul_avx512(const float *x, const uint64_t *bits, int64_t e
                             sft__exp_stats_avx512
 
 static const sft__cpu_kernels sft__cpu_kernel_table[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
-    {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},                                          /* SFT_CPU_AUTO */
+    {sft__gemm_portable, sft__micro_portable_4x16, 4, 16, sft__micro_portable_4x16, 4, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
-    {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
-    {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
+    {sft__gemm_avx2, sft__micro_avx2_6x16, 6, 16, sft__micro_avx2_6x16, 6, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
+    {sft__gemm_avx512, sft__micro_avx512_12x32, 12, 32, sft__micro_avx512_24x16, 24, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 
 static int sft__cpu_path_has_kernels(sft_cpu_path path) {
@@ -5774,14 +5944,14 @@ static sft_status sft__gemm_cblas(sft_context *ctx, int64_t M, int64_t N, int64_
 }
 
 static const sft__cpu_kernels sft__cpu_kernel_table_cblas[SFT_CPU_PATH_COUNT] = {
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
-    {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {sft__gemm_cblas, sft__micro_portable_4x16, 4, 16, sft__micro_portable_4x16, 4, sft__dot_portable, sft__exp_shift_portable, SFT__PORTABLE_EXTRA},
 #ifdef SFT__SIMD_X86
-    {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
-    {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
+    {sft__gemm_cblas, sft__micro_avx2_6x16, 6, 16, sft__micro_avx2_6x16, 6, sft__dot_avx2, sft__exp_shift_avx2, SFT__AVX2_EXTRA},
+    {sft__gemm_cblas, sft__micro_avx512_12x32, 12, 32, sft__micro_avx512_24x16, 24, sft__dot_avx512, sft__exp_shift_avx512, SFT__AVX512_EXTRA}};
 #else
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
-    {NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL}};
 #endif
 #endif
 
@@ -5962,11 +6132,23 @@ static void sft__ew_grad_b_range(void *arg, int64_t b, int64_t e) {
     }
 }
 
+/* The gradient of b when it is as big as a: db += g (or g * a), element-wise. */
+static void sft__ew_grad_b_full_range(void *arg, int64_t b, int64_t e) {
+    const sft__ew_job *j = (const sft__ew_job *)arg;
+    const float *g = SFT__CF(j->n->out->grad), *x = SFT__CF(j->n->in[0]);
+    float *db = SFT__F(j->n->in[1]->grad);
+    int64_t i;
+    if (j->n->op == SFT__OP_ADD) for (i = b; i < e; i++) db[i] += g[i];
+    else for (i = b; i < e; i++) db[i] += g[i] * x[i];
+}
+
 static sft_status sft__cpu_ew_bwd(sft_context *ctx, sft__node *n) {
     sft__ew_job j;
+    int64_t numel = sft_tensor_numel(n->out);
     j.n = n; j.nb = sft_tensor_numel(n->in[1]);
-    if (n->in[0]->requires_grad) sft__parallel_rows(ctx, sft_tensor_numel(n->out), SFT__ELEM_CHUNK, sft__ew_grad_a_range, &j);
-    if (n->in[1]->requires_grad) sft__parallel_rows(ctx, j.nb, 256, sft__ew_grad_b_range, &j);
+    if (n->in[0]->requires_grad) sft__parallel_rows(ctx, numel, SFT__ELEM_CHUNK, sft__ew_grad_a_range, &j);
+    if (n->in[1]->requires_grad && j.nb == numel) sft__parallel_rows(ctx, numel, SFT__ELEM_CHUNK, sft__ew_grad_b_full_range, &j);
+    else if (n->in[1]->requires_grad) sft__parallel_rows(ctx, j.nb, 256, sft__ew_grad_b_range, &j);
     return SFT_OK;
 }
 
@@ -6188,14 +6370,28 @@ static sft_status sft__cpu_embedding_bwd(sft_context *ctx, sft__node *n) {
    node: in[0] = x [.., D], in[1] = weight [D]; f[0] = eps; saved = 1/rms per row.
    y = (x * r) * w as transformers' LlamaRMSNorm computes it in f32. */
 
+/* sft__sum16: sum of f(c) over c in [0, n) in 16 interleaved partial sums
+   added pairwise at the end: independent chains a compiler can keep in one
+   vector register, in the same order on every path and thread count */
+#define SFT__SUM16(n, expr, out)                                                  \
+    do {                                                                          \
+        float p_[16] = {0};                                                       \
+        int64_t c, w_;                                                            \
+        for (c = 0; c + 16 <= (n); c += 16)                                       \
+            for (w_ = 0; w_ < 16; w_++) { int64_t i_ = c + w_; p_[w_] += (expr); } \
+        for (; c < (n); c++) { int64_t i_ = c; p_[c % 16] += (expr); }            \
+        for (w_ = 8; w_ >= 1; w_ /= 2) { int64_t k_; for (k_ = 0; k_ < w_; k_++) p_[k_] += p_[k_ + w_]; } \
+        (out) = p_[0];                                                            \
+    } while (0)
+
 static void sft__rmsnorm_fwd_range(void *arg, int64_t b, int64_t e) {
     const sft__node *n = (const sft__node *)arg;
     int64_t D = sft__last_dim(n->in[0]), r, c;
     const float *w = SFT__CF(n->in[1]);
     for (r = b; r < e; r++) {
         const float *x = SFT__CF(n->in[0]) + r * D;
-        float *y = SFT__F(n->out) + r * D, ss = 0.0f, inv;
-        for (c = 0; c < D; c++) ss += x[c] * x[c];
+        float *y = SFT__F(n->out) + r * D, ss, inv;
+        SFT__SUM16(D, x[i_] * x[i_], ss);
         inv = 1.0f / sqrtf(ss / (float)D + n->f[0]);
         SFT__F(n->saved)[r] = inv;
         for (c = 0; c < D; c++) y[c] = w[c] * (x[c] * inv);
@@ -6209,8 +6405,8 @@ static void sft__rmsnorm_bwd_x_range(void *arg, int64_t b, int64_t e) {
     const float *w = SFT__CF(n->in[1]);
     for (r = b; r < e; r++) {
         const float *x = SFT__CF(n->in[0]) + r * D, *g = SFT__CF(n->out->grad) + r * D;
-        float *dx = SFT__F(n->in[0]->grad) + r * D, inv = SFT__CF(n->saved)[r], dot = 0.0f, m;
-        for (c = 0; c < D; c++) dot += g[c] * w[c] * (x[c] * inv);
+        float *dx = SFT__F(n->in[0]->grad) + r * D, inv = SFT__CF(n->saved)[r], dot, m;
+        SFT__SUM16(D, g[i_] * w[i_] * (x[i_] * inv), dot);
         m = dot / (float)D;
         for (c = 0; c < D; c++) dx[c] += inv * (g[c] * w[c] - (x[c] * inv) * m);
     }
@@ -6240,31 +6436,69 @@ static sft_status sft__cpu_rmsnorm_bwd(sft_context *ctx, sft__node *n) {
 
 /* ============================================================================
    === kernels: rotary position embedding
-   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; saved = inv_freq [D/2].
-   For i < D/2 the pair (x_i, x_{i+D/2}) turns by angle pos * inv_freq[i]; the
-   backward turns the gradient back by the same angle. */
+   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; saved = inv_freq [D/2];
+   ptr = the angles' cosines and sines [2, B*T, D/2] (shared by every rope node
+   of a model's forward) or NULL (computed per token here). For i < D/2 the pair
+   (x_i, x_{i+D/2}) turns by angle pos * inv_freq[i]; the backward turns the
+   gradient back by the same angle. */
+
+#define SFT__ATTN_MAX_D 512    /* the largest head_dim (rope and attention) */
 
 typedef struct sft__rope_job { sft__node *n; int backward; } sft__rope_job;
+
+/* the cosines and sines of token bt's angles into cs, sn [D/2] */
+static void sft__rope_angles(const int32_t *pos, const float *inv, int64_t half, int64_t bt, float *cs, float *sn) {
+    int64_t i;
+    for (i = 0; i < half; i++) {
+        float ang = (float)pos[bt] * inv[i];
+        cs[i] = cosf(ang); sn[i] = sinf(ang);
+    }
+}
 
 static void sft__rope_range(void *arg, int64_t b, int64_t e) {
     const sft__rope_job *j = (const sft__rope_job *)arg;
     const sft__node *n = j->n;
     const sft_tensor *x = n->in[0];
-    int64_t H = x->shape[2], D = x->shape[3], half = D / 2, bt, h, i;
-    const int32_t *pos = (const int32_t *)n->in[1]->data;
-    const float *inv = SFT__CF(n->saved);
+    int64_t H = x->shape[2], D = x->shape[3], half = D / 2, BT = x->shape[0] * x->shape[1], bt, h, i;
+    const float *table = (const float *)n->ptr;
     const float *src = j->backward ? SFT__CF(n->out->grad) : SFT__CF(x);
     float *dst = j->backward ? SFT__F(x->grad) : SFT__F(n->out), sgn = j->backward ? -1.0f : 1.0f;
-    for (bt = b; bt < e; bt++)
-        for (i = 0; i < half; i++) {
-            float ang = (float)pos[bt] * inv[i], cs = cosf(ang), sn = sgn * sinf(ang);
-            for (h = 0; h < H; h++) {
-                const float *s = src + (bt * H + h) * D;
-                float *d = dst + (bt * H + h) * D, x1 = s[i], x2 = s[i + half];
-                if (j->backward) { d[i] += x1 * cs - x2 * sn; d[i + half] += x2 * cs + x1 * sn; }
-                else { d[i] = x1 * cs - x2 * sn; d[i + half] = x2 * cs + x1 * sn; }
-            }
+    float cbuf[SFT__ATTN_MAX_D / 2], sbuf[SFT__ATTN_MAX_D / 2];
+    for (bt = b; bt < e; bt++) {
+        const float *cs = cbuf, *sn = sbuf;
+        if (table) { cs = table + bt * half; sn = table + (BT + bt) * half; }
+        else sft__rope_angles((const int32_t *)n->in[1]->data, SFT__CF(n->saved), half, bt, cbuf, sbuf);
+        for (h = 0; h < H; h++) {
+            const float *s = src + (bt * H + h) * D;
+            float *d = dst + (bt * H + h) * D;
+            if (j->backward)
+                for (i = 0; i < half; i++) {
+                    float x1 = s[i], x2 = s[i + half], c = cs[i], sg = sgn * sn[i];
+                    d[i] += x1 * c - x2 * sg; d[i + half] += x2 * c + x1 * sg;
+                }
+            else
+                for (i = 0; i < half; i++) {
+                    float x1 = s[i], x2 = s[i + half], c = cs[i], sg = sn[i];
+                    d[i] = x1 * c - x2 * sg; d[i + half] = x2 * c + x1 * sg;
+                }
         }
+    }
+}
+
+/* sft__rope_table: the cosines and sines of every token's angles for a head
+   dim of the desc, [2, B*T, D/2] in a step tensor, for sft__rope_ex */
+static sft_status sft__rope_table(sft_context *ctx, const sft_tensor *positions, const sft_rope_desc *desc, int64_t head_dim,
+                                  sft_tensor **out) {
+    float inv[SFT__ATTN_MAX_D / 2];
+    int64_t half = head_dim / 2, BT = sft_tensor_numel(positions), shape[2], bt;
+    *out = NULL;
+    if (head_dim % 2 || head_dim > SFT__ATTN_MAX_D || half == 0) return SFT_OK;   /* sft_rope says what is wrong */
+    SFT__TRY(sft_rope_inv_freq(desc, (int)head_dim, inv));
+    shape[0] = 2; shape[1] = BT * half;
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, out));
+    for (bt = 0; bt < BT; bt++)
+        sft__rope_angles((const int32_t *)positions->data, inv, half, bt, SFT__F(*out) + bt * half, SFT__F(*out) + (BT + bt) * half);
+    return SFT_OK;
 }
 
 static sft_status sft__rope_run(sft_context *ctx, sft__node *n, int backward) {
@@ -6307,7 +6541,6 @@ static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft
    masked. Other sequence ids are tested key by key. Results depend on the path
    (its micro-kernel) but never on the thread count. */
 
-#define SFT__ATTN_MAX_D 512
 #define SFT__ATTN_QB 48        /* query rows per tile: a multiple of every path's MR */
 #define SFT__ATTN_KB 64        /* keys per tile: a multiple of every path's NR       */
 /* per-thread scratch: S and dP tiles, the running output, two row blocks copied
@@ -6447,25 +6680,9 @@ static const float *sft__attn_rows_n_at(const sft__attn_job *job, const float *b
 
 /* --- tile GEMMs ---------------------------------------------------------------- */
 
-/* sft__attn_tile_gemm: C[M x N] (+)= A . B over depth K, A read in place
-   (element (r, k) at a[r * a_rs + k * a_ks], M rows readable in whole MR
-   panels), B packed in panels of nr columns that start depth floats apart
-   (the packed depth, K or more). */
-static void sft__attn_tile_gemm(const sft__cpu_kernels *k, int64_t M, int64_t N, int64_t K, const float *a, int64_t a_rs,
-                                int64_t a_ks, const float *bp, int64_t depth, float *c, int64_t ldc, int add) {
-    float edge[16 * 32];
-    int64_t ir, jr, r, q;
-    for (jr = 0; jr < N; jr += k->nr)
-        for (ir = 0; ir < M; ir += k->mr) {
-            int64_t rows = M - ir < k->mr ? M - ir : k->mr, cols = N - jr < k->nr ? N - jr : k->nr;
-            const float *ap = a + ir * a_rs, *b = bp + (jr / k->nr) * depth * k->nr;
-            float *cc = c + ir * ldc + jr;
-            if (rows == k->mr && cols == k->nr) { k->micro(K, ap, a_rs, a_ks, b, cc, ldc, add); continue; }
-            k->micro(K, ap, a_rs, a_ks, b, edge, k->nr, 0);
-            for (r = 0; r < rows; r++)
-                for (q = 0; q < cols; q++) cc[r * ldc + q] = add ? cc[r * ldc + q] + edge[r * k->nr + q] : edge[r * k->nr + q];
-        }
-}
+/* C[M x N] (+)= A . B with the path's micro-kernel (see sft__tile_gemm) */
+#define sft__attn_tile_gemm(k, M, N, K, a, a_rs, a_ks, bp, depth, c, ldc, add) \
+    sft__tile_gemm((k)->micro, (k)->mr, (k)->nr, M, N, K, a, a_rs, a_ks, bp, depth, c, ldc, add)
 
 /* sft__attn_a_rows: rows [t0, t0 + rows) of head h as an A operand: in place
    when a whole block of rows exists, else copied into buf, zero-padded to QB
@@ -7729,8 +7946,8 @@ static void sft__lin_bias_rows(void *arg, int64_t b, int64_t e) {
    gradients task by task in order, so the result does not depend on the thread
    count. */
 
-#define SFT__LORA_RB 32
-#define SFT__LORA_TASK_ROWS 256
+#define SFT__LORA_RB 48              /* a multiple of every path's MR and MR16 */
+#define SFT__LORA_TASK_ROWS 288
 
 typedef struct sft__lora_job {
     const sft__cpu_kernels *k;
@@ -7738,6 +7955,8 @@ typedef struct sft__lora_job {
     const sft__lin_plan *p;
     const sft__lin_term *t;
     int64_t r0, r1, r, rp, Kp, Np;    /* rows; rank, rank padded; K and N padded to whole MR panels */
+    sft__micro_fn rmicro;             /* for the products r columns wide: the narrow kernel when r <= 16 */
+    int rmr, rnr;
     const float *at, *bt, *bn, *an;   /* packed: A^T [K x r], B^T [r x N], B [N x r], A [r x K] */
     float *scratch;                   /* per thread, SFT__LORA_SCRATCH floats each */
     float *dB, *dA;                   /* per task: its share of dB [N x r] and dA [r x K] */
@@ -7752,9 +7971,10 @@ static int64_t sft__lora_scratch_floats(const sft__lora_job *j) {
     return 2 * SFT__LORA_RB * j->Kp + SFT__LORA_RB * j->Np + 2 * SFT__LORA_RB * j->rp + SFT__LORA_RB * (j->Kp + j->rp);
 }
 
-/* sft__lora_pack: op(B) [depth x cols] of a view into whole panels, zero-padded */
-static void sft__lora_pack(const sft__cpu_kernels *k, sft__mat b, int64_t depth, int64_t cols, float *dst) {
-    sft__pack_b(&b, depth, cols, k->nr, 0, (cols + k->nr - 1) / k->nr, dst);
+/* sft__lora_pack: op(B) [depth x cols] of a view into whole panels of nr
+   columns, zero-padded */
+static void sft__lora_pack(int nr, sft__mat b, int64_t depth, int64_t cols, float *dst) {
+    sft__pack_b(&b, depth, cols, nr, 0, (cols + nr - 1) / nr, dst);
 }
 
 /* rows [i0, i0 + rows) of a [M, cols] matrix into buf [RB x ld], zero-padded */
@@ -7784,9 +8004,12 @@ static void sft__lora_drop_rows(const sft__lora_job *j, const float *v, int64_t 
     }
 }
 
-/* C[M x N] (+)= A . B through sft__attn_tile_gemm (A in place, B packed) */
+/* C[M x N] (+)= A . B (A in place, B packed to depth K): SFT__LORA_GEMM for
+   products as wide as the layer, SFT__LORA_RGEMM for those r columns wide */
 #define SFT__LORA_GEMM(j, M, N, K, a, a_rs, a_ks, bp, c, ldc, add) \
-    sft__attn_tile_gemm((j)->k, M, N, K, a, a_rs, a_ks, bp, K, c, ldc, add)
+    sft__tile_gemm((j)->k->micro, (j)->k->mr, (j)->k->nr, M, N, K, a, a_rs, a_ks, bp, K, c, ldc, add)
+#define SFT__LORA_RGEMM(j, M, K, a, a_rs, a_ks, bp, c, ldc, add) \
+    sft__tile_gemm((j)->rmicro, (j)->rmr, (j)->rnr, M, (j)->r, K, a, a_rs, a_ks, bp, K, c, ldc, add)
 
 static void sft__lora_fwd_task(void *arg, int64_t task, int thread) {
     const sft__lora_job *j = (const sft__lora_job *)arg;
@@ -7799,7 +8022,7 @@ static void sft__lora_fwd_task(void *arg, int64_t task, int thread) {
         int64_t rows = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
         sft__lora_rows(SFT__CF(j->n->in[0]), K, b0, rows, xd, j->Kp);
         if (j->t->p > 0.0f) sft__lora_drop_rows(j, xd, j->Kp, b0, rows, xd, j->Kp, 0);
-        SFT__LORA_GEMM(j, SFT__LORA_RB, r, K, xd, j->Kp, 1, j->at, tl, j->rp, 0);       /* xd A^T */
+        SFT__LORA_RGEMM(j, SFT__LORA_RB, K, xd, j->Kp, 1, j->at, tl, j->rp, 0);          /* xd A^T */
         for (i = 0; i < rows * j->rp; i++) tl[i] *= s;
         for (i = 0; i < rows; i++) memcpy(SFT__F(j->t->t) + (b0 + i) * r, tl + i * j->rp, (size_t)r * sizeof(float));
         SFT__LORA_GEMM(j, rows, N, r, tl, j->rp, 1, j->bt, y + b0 * N, N, 1);             /* y += t B^T */
@@ -7819,17 +8042,17 @@ static void sft__lora_bwd_task(void *arg, int64_t task, int thread) {
     for (b0 = t0; b0 < t1; b0 += SFT__LORA_RB, first = 0) {
         int64_t rows = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
         sft__lora_rows(SFT__CF(j->n->out->grad), N, b0, rows, g, j->Np);
-        SFT__LORA_GEMM(j, SFT__LORA_RB, r, N, g, j->Np, 1, j->bn, dt, j->rp, 0);        /* dt = s g B */
+        SFT__LORA_RGEMM(j, SFT__LORA_RB, N, g, j->Np, 1, j->bn, dt, j->rp, 0);           /* dt = s g B */
         for (i = 0; i < SFT__LORA_RB * j->rp; i++) dt[i] *= s;
         if (j->want_dB) {                                                                  /* dB += g^T t */
             sft__lora_rows(SFT__CF(j->t->t), r, b0, rows, tl, j->rp);
-            sft__lora_pack(j->k, sft__mat_of(tl, j->rp, 1), rows, r, tpack);
-            SFT__LORA_GEMM(j, N, r, rows, g, 1, j->Np, tpack, dB, r, !first);
+            sft__lora_pack(j->rnr, sft__mat_of(tl, j->rp, 1), rows, r, tpack);
+            SFT__LORA_RGEMM(j, N, rows, g, 1, j->Np, tpack, dB, r, !first);
         }
         if (j->want_dA) {                                                                  /* dA += dt^T xd */
             sft__lora_rows(SFT__CF(j->n->in[0]), K, b0, rows, xd, j->Kp);
             if (j->t->p > 0.0f) sft__lora_drop_rows(j, xd, j->Kp, b0, rows, xd, j->Kp, 0);
-            sft__lora_pack(j->k, sft__mat_of(xd, j->Kp, 1), rows, K, xpack);
+            sft__lora_pack(j->k->nr, sft__mat_of(xd, j->Kp, 1), rows, K, xpack);
             SFT__LORA_GEMM(j, r, K, rows, dt, 1, j->rp, xpack, dA, K, !first);
         }
         if (j->want_dx) {                                                                  /* dx += (dt A) (.) mask */
@@ -7874,9 +8097,11 @@ static sft_status sft__lora_prepare(sft_context *ctx, const sft__node *n, const 
     float *a, *b;
     memset(j, 0, sizeof *j);
     j->k = sft__cpu_kernels_of(ctx); j->n = n; j->p = p; j->t = t; j->r0 = r0; j->r1 = r1; j->r = r;
-    j->rp = sft__round_up(sft__round_up(r, j->k->nr), j->k->mr);
-    j->Kp = sft__round_up(sft__round_up(K, j->k->nr), j->k->mr);
-    j->Np = sft__round_up(sft__round_up(N, j->k->nr), j->k->mr);
+    if (r <= 16) { j->rmicro = j->k->micro16; j->rmr = j->k->mr16; j->rnr = 16; }
+    else { j->rmicro = j->k->micro; j->rmr = j->k->mr; j->rnr = j->k->nr; }
+    j->rp = sft__round_up(sft__round_up(r, j->k->nr > j->rnr ? j->k->nr : j->rnr), j->k->mr);
+    j->Kp = sft__round_up(sft__round_up(K, j->k->nr), j->k->mr > j->rmr ? j->k->mr : j->rmr);
+    j->Np = sft__round_up(sft__round_up(N, j->k->nr), j->k->mr > j->rmr ? j->k->mr : j->rmr);
     SFT__TRY(sft__lora_temp(ctx, tmp, (int64_t)ctx->threads * sft__lora_scratch_floats(j), &j->scratch));
     /* forward: A^T (depth K) then B^T (depth r, Np columns); backward: B (depth N) then A (depth r, Kp columns) */
     SFT__TRY(sft__lora_temp(ctx, tmp, (K > N ? K : N) * j->rp + j->rp * (j->Kp > j->Np ? j->Kp : j->Np), &a));
@@ -7890,11 +8115,11 @@ static sft_status sft__lora_prepare(sft_context *ctx, const sft__node *n, const 
     }
     if (ctx->plan_only) return SFT_OK;
     if (!backward) {
-        sft__lora_pack(j->k, sft__mat_t(sft__mat_of(SFT__CF(ad->A), K, 1)), K, r, a);   /* A^T: depth K, r columns */
-        sft__lora_pack(j->k, sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), r, N, b);   /* B^T: depth r, N columns */
+        sft__lora_pack(j->rnr, sft__mat_t(sft__mat_of(SFT__CF(ad->A), K, 1)), K, r, a);   /* A^T: depth K, r columns */
+        sft__lora_pack(j->k->nr, sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), r, N, b); /* B^T: depth r, N columns */
     } else {
-        sft__lora_pack(j->k, sft__mat_of(SFT__CF(ad->B), r, 1), N, r, a);               /* B: depth N, r columns */
-        sft__lora_pack(j->k, sft__mat_of(SFT__CF(ad->A), K, 1), r, K, b);               /* A: depth r, K columns */
+        sft__lora_pack(j->rnr, sft__mat_of(SFT__CF(ad->B), r, 1), N, r, a);               /* B: depth N, r columns */
+        sft__lora_pack(j->k->nr, sft__mat_of(SFT__CF(ad->A), K, 1), r, K, b);             /* A: depth r, K columns */
     }
     return SFT_OK;
 }
@@ -8434,8 +8659,18 @@ SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, flo
     return SFT_OK;
 }
 
+static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
+                               const sft_tensor *table, sft_tensor **out);
+
 SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
                            sft_tensor **out) {
+    return sft__rope_ex(ctx, x, positions, desc, NULL, out);
+}
+
+/* sft__rope_ex: sft_rope with the angles' cosines and sines from table (made by
+   sft__rope_table for these positions and desc) when it is not NULL */
+static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
+                               const sft_tensor *table, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[2];
     float inv[SFT__ATTN_MAX_D / 2];
@@ -8454,6 +8689,7 @@ SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *position
     if (half > 0) SFT__TRY(sft_rope_inv_freq(desc, (int)x->shape[3], inv));
     SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &half, &n.saved));
     SFT__TRY(sft__device_copy(n.saved->data, x->device, inv, SFT_DEVICE_CPU, (size_t)half * sizeof(float)));
+    if (table && x->device == SFT_DEVICE_CPU && sft_tensor_numel(table) == 2 * sft_tensor_numel(positions) * half) n.ptr = table->data;
     SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
     return sft__op_run(ctx, &n, out);
 }
@@ -10443,7 +10679,12 @@ struct sft_tokenizer {
     int32_t        tmpl_before[4], tmpl_after[4];   /* post-processor ids around a sequence */
     int            n_before, n_after;
     sft_tokenizer_info info;
-    char          *chat_template;
+    /* what templates see (transformers' special_tokens_map) and the chat templates by name */
+    char          *special_text[7];        /* bos, eos, unk, sep, pad, cls, mask token texts (NULL: unset) */
+    char         **extra_special;           /* additional_special_tokens */
+    int            n_extra_special;
+    char         **tmpl_name, **tmpl_text;  /* "default" and named templates */
+    int            n_tmpl;
     sft__bytemap   bytes;
     /* encode scratch, reused */
     sft__strmap    cache;          /* pre-token -> offset in cache_ids */
@@ -10739,11 +10980,160 @@ static sft_status sft__path_join(char *out, size_t cap, const char *dir, size_t 
     return SFT_OK;
 }
 
+/* A special token's text in tokenizer_config.json: a string or {"content": ...}. */
+static const char *sft__tok_token_text(const sft_json *v) {
+    return !v ? NULL : v->type == SFT_JSON_STRING ? v->string : sft__json_str(v, "content");
+}
+
+/* The special tokens' texts, as transformers' special_tokens_map gives them to
+   chat templates (bos_token, eos_token, ... and additional_special_tokens). */
+static sft_status sft__tok_config_specials(sft_tokenizer *t, const sft_json *cfg, const char *path) {
+    static const char *const keys[7] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
+    const sft_json *extra = sft_json_get(cfg, "additional_special_tokens");
+    size_t i;
+    int k;
+    for (k = 0; k < 7; k++) {
+        const char *s = sft__tok_token_text(sft_json_get(cfg, keys[k]));
+        if (s && !(t->special_text[k] = sft__strdup(t->ctx, s))) return sft__fail(SFT_ERR_NOMEM, "%s: %s", path, keys[k]);
+    }
+    if (!extra || extra->type != SFT_JSON_ARRAY || extra->length == 0) return SFT_OK;
+    t->extra_special = (char **)sft__calloc(t->ctx, extra->length, sizeof(char *));
+    if (!t->extra_special) return sft__fail(SFT_ERR_NOMEM, "%s: additional_special_tokens", path);
+    for (i = 0; i < extra->length; i++) {
+        const char *s = sft__tok_token_text(&extra->items[i]);
+        if (!s) return sft__fail(SFT_ERR_FORMAT, "%s: additional_special_tokens[%zu] is not a token", path, i);
+        if (!(t->extra_special[t->n_extra_special] = sft__strdup(t->ctx, s))) return sft__fail(SFT_ERR_NOMEM, "%s: additional_special_tokens", path);
+        t->n_extra_special++;
+    }
+    return SFT_OK;
+}
+
+/* sft__tok_add_template: a chat template named name (replacing one of that name) */
+static sft_status sft__tok_add_template(sft_tokenizer *t, const char *name, size_t name_len, const char *text, size_t len, const char *where) {
+    char **names, **texts, *nm, *tx;
+    int k;
+    nm = sft__tok_strdup(t->ctx, name, name_len);
+    tx = sft__tok_strdup(t->ctx, text, len);
+    if (!nm || !tx) { sft__free(t->ctx, nm); sft__free(t->ctx, tx); return sft__fail(SFT_ERR_NOMEM, "%s: a chat template", where); }
+    for (k = 0; k < t->n_tmpl; k++)
+        if (strcmp(t->tmpl_name[k], nm) == 0) {
+            sft__free(t->ctx, t->tmpl_name[k]); sft__free(t->ctx, t->tmpl_text[k]);
+            t->tmpl_name[k] = nm; t->tmpl_text[k] = tx;
+            return SFT_OK;
+        }
+    if (t->n_tmpl == 256) { sft__free(t->ctx, nm); sft__free(t->ctx, tx); return sft__fail(SFT_ERR_LIMIT, "%s: more than 256 chat templates", where); }
+    names = (char **)sft__alloc(t->ctx, (size_t)(t->n_tmpl + 1) * sizeof(char *));
+    texts = (char **)sft__alloc(t->ctx, (size_t)(t->n_tmpl + 1) * sizeof(char *));
+    if (!names || !texts) {
+        sft__free(t->ctx, names); sft__free(t->ctx, texts); sft__free(t->ctx, nm); sft__free(t->ctx, tx);
+        return sft__fail(SFT_ERR_NOMEM, "%s: a chat template", where);
+    }
+    if (t->n_tmpl) { memcpy(names, t->tmpl_name, (size_t)t->n_tmpl * sizeof(char *)); memcpy(texts, t->tmpl_text, (size_t)t->n_tmpl * sizeof(char *)); }
+    sft__free(t->ctx, t->tmpl_name); sft__free(t->ctx, t->tmpl_text);
+    t->tmpl_name = names; t->tmpl_text = texts;
+    t->tmpl_name[t->n_tmpl] = nm; t->tmpl_text[t->n_tmpl] = tx;
+    t->n_tmpl++;
+    return SFT_OK;
+}
+
+static void sft__tok_clear_templates(sft_tokenizer *t) {
+    int k;
+    for (k = 0; k < t->n_tmpl; k++) { sft__free(t->ctx, t->tmpl_name[k]); sft__free(t->ctx, t->tmpl_text[k]); }
+    t->n_tmpl = 0;
+    t->info.chat_template = NULL;
+}
+
+/* the template named "default" becomes info.chat_template */
+static void sft__tok_set_default_template(sft_tokenizer *t) {
+    int k;
+    t->info.chat_template = NULL;
+    for (k = 0; k < t->n_tmpl; k++) if (strcmp(t->tmpl_name[k], "default") == 0) t->info.chat_template = t->tmpl_text[k];
+}
+
+/* tokenizer_config.json's chat_template: a string, or a list of {"name", "template"} */
+static sft_status sft__tok_config_templates(sft_tokenizer *t, const sft_json *cfg, const char *path) {
+    const sft_json *ct = sft_json_get(cfg, "chat_template");
+    size_t i;
+    if (!ct || ct->type == SFT_JSON_NULL) return SFT_OK;
+    if (ct->type == SFT_JSON_STRING) SFT__TRY(sft__tok_add_template(t, "default", 7, ct->string, ct->length, path));
+    else if (ct->type == SFT_JSON_ARRAY) {
+        for (i = 0; i < ct->length; i++) {
+            const sft_json *name = sft_json_get(&ct->items[i], "name"), *text = sft_json_get(&ct->items[i], "template");
+            if (!name || name->type != SFT_JSON_STRING || !text || text->type != SFT_JSON_STRING)
+                return sft__fail(SFT_ERR_FORMAT, "%s: chat_template[%zu] needs a string \"name\" and \"template\"", path, i);
+            SFT__TRY(sft__tok_add_template(t, name->string, name->length, text->string, text->length, path));
+        }
+    } else
+        return sft__fail(SFT_ERR_FORMAT, "%s: chat_template must be a string or a list of {\"name\", \"template\"}", path);
+    sft__tok_set_default_template(t);
+    return SFT_OK;
+}
+
+static int sft__cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* sft__read_text: a file as Python's text mode reads it (\r\n and \r become \n),
+   as transformers reads .jinja files */
+static sft_status sft__read_text(sft_context *ctx, const char *path, char **text, size_t *len) {
+    size_t i, w = 0;
+    SFT__TRY(sft_file_read(ctx, path, 0, text, len));
+    for (i = 0; i < *len; i++) {
+        char c = (*text)[i];
+        if (c == '\r') { (*text)[w++] = '\n'; if (i + 1 < *len && (*text)[i + 1] == '\n') i++; }
+        else (*text)[w++] = c;
+    }
+    (*text)[w] = 0;
+    *len = w;
+    return SFT_OK;
+}
+
+/* chat_template.jinja (the default) and additional_chat_templates/NAME.jinja
+   beside tokenizer_config.json; where they exist they replace the config's
+   templates, as transformers 4.57 loads them */
+static sft_status sft__tok_load_template_files(sft_tokenizer *t, const char *dir) {
+    char path[4096], sub[4096], *text = NULL, *names[256];
+    size_t len;
+    int n = 0, k, found = 0;
+    sft_status s = SFT_OK;
+    DIR *d;
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "chat_template.jinja"));
+    SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), "additional_chat_templates"));
+    if (access(path, F_OK) == 0) {
+        SFT__TRY(sft__read_text(t->ctx, path, &text, &len));
+        sft__tok_clear_templates(t);
+        found = 1;
+        s = sft__tok_add_template(t, "default", 7, text, len, path);
+        sft__free(t->ctx, text);
+        SFT__TRY(s);
+    }
+    d = opendir(sub);
+    if (d) {
+        struct dirent *de;
+        while (s == SFT_OK && (de = readdir(d)) != NULL) {
+            size_t l = strlen(de->d_name);
+            if (l <= 6 || strcmp(de->d_name + l - 6, ".jinja") != 0) continue;
+            if (n == 256) { s = sft__fail(SFT_ERR_LIMIT, "%s: more than 256 templates", sub); break; }
+            if (!(names[n] = sft__strdup(t->ctx, de->d_name))) s = sft__fail(SFT_ERR_NOMEM, "%s", sub);
+            else n++;
+        }
+        closedir(d);
+        qsort(names, (size_t)n, sizeof names[0], sft__cmp_cstr);
+        if (s == SFT_OK && n && !found) sft__tok_clear_templates(t);
+        for (k = 0; k < n; k++) {
+            char file[4096];
+            if (s == SFT_OK) s = sft__path_join(file, sizeof file, sub, strlen(sub), names[k]);
+            if (s == SFT_OK) s = sft__read_text(t->ctx, file, &text, &len);
+            if (s == SFT_OK) { s = sft__tok_add_template(t, names[k], strlen(names[k]) - 6, text, len, file); sft__free(t->ctx, text); }
+            sft__free(t->ctx, names[k]);
+        }
+    }
+    sft__tok_set_default_template(t);
+    return s;
+}
+
 static sft_status sft__tok_load_config(sft_tokenizer *t, const char *dir) {
     char path[4096], *text = NULL;
     size_t len;
     sft_json *cfg = NULL;
-    const char *tmpl;
     sft_status s;
     SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "tokenizer_config.json"));
     if (access(path, F_OK) != 0) return SFT_OK;
@@ -10757,14 +11147,10 @@ static sft_status sft__tok_load_config(sft_tokenizer *t, const char *dir) {
     if (sft_json_get(cfg, "unk_token")) t->info.unk_id = sft__tok_config_id(t, cfg, "unk_token");
     t->info.add_bos_token = sft__json_bool(cfg, "add_bos_token", 0);
     t->info.add_eos_token = sft__json_bool(cfg, "add_eos_token", 0);
-    tmpl = sft__json_str(cfg, "chat_template");
-    if (tmpl) {
-        t->chat_template = sft__tok_strdup(t->ctx, tmpl, strlen(tmpl));
-        if (!t->chat_template) { sft_json_free(cfg); return sft__fail(SFT_ERR_NOMEM, "%s: chat_template", path); }
-        t->info.chat_template = t->chat_template;
-    }
+    s = sft__tok_config_specials(t, cfg, path);
+    if (s == SFT_OK) s = sft__tok_config_templates(t, cfg, path);
     sft_json_free(cfg);
-    return SFT_OK;
+    return s;
 }
 
 static sft_status sft__tok_normalize(sft_tokenizer *t, const char *s, size_t n, sft__vec *out);
@@ -10875,7 +11261,10 @@ SFTDEF void sft_tokenizer_destroy(sft_tokenizer *t) {
     sft__strmap_free(ctx, &t->vocab); sft__pairmap_free(ctx, &t->merges); sft__strmap_free(ctx, &t->cache);
     sft__pairmap_free(ctx, &t->nfc_pairs);
     sft__free(ctx, t->cache_keys.p); sft__free(ctx, t->cache_ids.p); sft__free(ctx, t->sym.p); sft__free(ctx, t->buf.p);
-    sft__free(ctx, t->chat_template);
+    for (k = 0; k < 7; k++) sft__free(ctx, t->special_text[k]);
+    for (k = 0; k < t->n_extra_special; k++) sft__free(ctx, t->extra_special[k]);
+    for (k = 0; k < t->n_tmpl; k++) { sft__free(ctx, t->tmpl_name[k]); sft__free(ctx, t->tmpl_text[k]); }
+    sft__free(ctx, t->extra_special); sft__free(ctx, t->tmpl_name); sft__free(ctx, t->tmpl_text);
     sft__free(ctx, t);
 }
 
@@ -10912,6 +11301,7 @@ SFTDEF sft_status sft_tokenizer_load(sft_context *ctx, const char *path, sft_tok
     s = sft__tok_build(t, file, root);
     sft_json_free(root);
     if (s == SFT_OK) s = sft__tok_load_config(t, dir);
+    if (s == SFT_OK) s = sft__tok_load_template_files(t, dir);
     if (s != SFT_OK) { sft_tokenizer_destroy(t); return s; }
     *out = t;
     return SFT_OK;
@@ -11694,6 +12084,7 @@ enum { SFT__Q, SFT__K, SFT__V, SFT__O, SFT__GATE, SFT__UP, SFT__DOWN, SFT__N_PRO
 
 typedef struct sft__block {
     sft_tensor *attn_norm, *mlp_norm;
+    sft_tensor *q_norm, *k_norm;       /* [head_dim], with qk_norm (Qwen3); else NULL */
     sft_linear *proj[SFT__N_PROJ];
 } sft__block;
 
@@ -11772,17 +12163,80 @@ static sft_status sft__cfg_quant(const char *path, const sft_json *cfg, sft_mode
     return SFT_OK;
 }
 
+/* ---- architectures
+   What sets the decoders apart, as data: one row per transformers model class.
+   They share the Llama block (RMSNorm, q/k/v/o, RoPE, grouped-query causal
+   attention, SwiGLU gate/up/down, the weight names model.layers.N.self_attn.
+   {q,k,v,o}_proj, mlp.{gate,up,down}_proj, input_layernorm,
+   post_attention_layernorm, which are also PEFT's target names); a row says
+   which biases there are, where sliding windows apply and what a layer adds.
+   A new decoder of this kind is one more row. */
+
+enum {
+    SFT__ARCH_ATTN_BIAS = 1 << 0,   /* config's attention_bias: q, k, v and o have biases        */
+    SFT__ARCH_QKV_BIAS  = 1 << 1,   /* q, k and v always have biases, o never (Qwen2)            */
+    SFT__ARCH_MLP_BIAS  = 1 << 2,   /* config's mlp_bias: gate, up and down have biases          */
+    SFT__ARCH_WINDOW    = 1 << 3,   /* config's sliding_window applies (Mistral)                 */
+    SFT__ARCH_WINDOW_IF = 1 << 4,   /* ... only with use_sliding_window (Qwen2, Qwen3, SmolLM3) */
+    SFT__ARCH_QK_NORM   = 1 << 5,   /* self_attn.q_norm / k_norm [head_dim]: each head of q and k
+                                       RMS-normalised before RoPE (Qwen3)                      */
+    SFT__ARCH_NOPE      = 1 << 6    /* no_rope_layers: a 0 entry means that layer has no RoPE
+                                       (SmolLM3; default: every no_rope_layer_interval-th)    */
+};
+
+static const struct sft__arch { const char *name; unsigned flags; } sft__archs[] = {
+    {"LlamaForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS},
+    {"MistralForCausalLM", SFT__ARCH_WINDOW},
+    {"Qwen2ForCausalLM", SFT__ARCH_QKV_BIAS | SFT__ARCH_WINDOW_IF},
+    {"Qwen3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_QK_NORM},
+    {"SmolLM3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_NOPE},
+};
+
+static const struct sft__arch *sft__arch_of(const char *name) {
+    size_t k;
+    for (k = 0; k < SFT__COUNT(sft__archs); k++) if (strcmp(sft__archs[k].name, name) == 0) return &sft__archs[k];
+    return NULL;
+}
+
+/* sft__cfg_no_rope: SmolLM3's no_rope_layers (1 = RoPE, 0 = none), or its default
+   from no_rope_layer_interval: every interval-th layer without RoPE */
+static sft_status sft__cfg_no_rope(const char *path, const sft_json *cfg, sft_model_config *c, const char **bad) {
+    const sft_json *l = sft_json_get(cfg, "no_rope_layers");
+    int i, interval = sft__cfg_int(cfg, "no_rope_layer_interval", 4, bad);
+    if (c->num_hidden_layers > 1024) return SFT_OK;      /* refused with the sizes below */
+    if (l && l->type != SFT_JSON_NULL) {
+        if (l->type != SFT_JSON_ARRAY || (int)l->length != c->num_hidden_layers)
+            return sft__fail(SFT_ERR_FORMAT, "%s: no_rope_layers must list one 0/1 per layer (%d)", path, c->num_hidden_layers);
+        for (i = 0; i < c->num_hidden_layers; i++) {
+            const sft_json *v = &l->items[i];
+            if (v->type != SFT_JSON_NUMBER || (v->number != 0 && v->number != 1)) { *bad = "no_rope_layers"; return SFT_OK; }
+            if (v->number == 0) c->no_rope_layers[i / 32] |= 1u << (i % 32);
+        }
+        return SFT_OK;
+    }
+    if (interval < 1) { *bad = "no_rope_layer_interval"; return SFT_OK; }
+    for (i = 0; i < c->num_hidden_layers; i++)
+        if ((i + 1) % interval == 0) c->no_rope_layers[i / 32] |= 1u << (i % 32);
+    return SFT_OK;
+}
+
+static int sft__layer_has_rope(const sft_model_config *c, int layer) { return !((c->no_rope_layers[layer / 32] >> (layer % 32)) & 1u); }
+
 static sft_status sft__model_config_parse(const char *path, const sft_json *cfg, sft_model_config *c) {
     const sft_json *arch = sft_json_get(cfg, "architectures");
     const char *bad = NULL, *act, *dt;
+    const struct sft__arch *a;
+    char known[256];
+    size_t k, w = 0;
     memset(c, 0, sizeof *c);
     if (!cfg || cfg->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "%s: not a JSON object", path);
     if (!arch || arch->type != SFT_JSON_ARRAY || arch->length != 1 || arch->items[0].type != SFT_JSON_STRING)
         return sft__fail(SFT_ERR_FORMAT, "%s: architectures must name one model class", path);
-    if (strcmp(arch->items[0].string, "LlamaForCausalLM") != 0 && strcmp(arch->items[0].string, "MistralForCausalLM") != 0 &&
-        strcmp(arch->items[0].string, "Qwen2ForCausalLM") != 0)
-        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: architecture '%.40s' is not supported (LlamaForCausalLM, MistralForCausalLM, "
-                         "Qwen2ForCausalLM)", path, arch->items[0].string);
+    for (k = 0; k < SFT__COUNT(sft__archs) && w + 1 < sizeof known; k++)
+        w += (size_t)snprintf(known + w, sizeof known - w, "%s%s", k ? ", " : "", sft__archs[k].name);
+    a = sft__arch_of(arch->items[0].string);
+    if (!a || strlen(arch->items[0].string) >= sizeof c->architecture)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: architecture '%.40s' is not supported (%s)", path, arch->items[0].string, known);
     memcpy(c->architecture, arch->items[0].string, strlen(arch->items[0].string) + 1);
     act = sft__json_str(cfg, "hidden_act");
     if (act && strcmp(act, "silu") != 0) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu)", path, act);
@@ -11796,11 +12250,12 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
     c->max_position_embeddings = sft__cfg_int(cfg, "max_position_embeddings", 0, &bad);
     c->rms_norm_eps = sft__cfg_float(cfg, "rms_norm_eps", 1e-6f, &bad);
     c->tie_word_embeddings = sft__json_bool(cfg, "tie_word_embeddings", 0);
-    c->attention_bias = strcmp(c->architecture, "Qwen2ForCausalLM") == 0 ? 1 : sft__json_bool(cfg, "attention_bias", 0);
-    c->mlp_bias = sft__json_bool(cfg, "mlp_bias", 0);
-    if (strcmp(c->architecture, "LlamaForCausalLM") != 0 && (strcmp(c->architecture, "Qwen2ForCausalLM") != 0 ||
-                                                             sft__json_bool(cfg, "use_sliding_window", 0)))
+    c->attention_bias = (a->flags & SFT__ARCH_QKV_BIAS) ? 1 : (a->flags & SFT__ARCH_ATTN_BIAS) ? sft__json_bool(cfg, "attention_bias", 0) : 0;
+    c->mlp_bias = (a->flags & SFT__ARCH_MLP_BIAS) ? sft__json_bool(cfg, "mlp_bias", 0) : 0;
+    if ((a->flags & SFT__ARCH_WINDOW) || ((a->flags & SFT__ARCH_WINDOW_IF) && sft__json_bool(cfg, "use_sliding_window", 0)))
         c->sliding_window = sft__cfg_int(cfg, "sliding_window", 0, &bad);
+    c->qk_norm = (a->flags & SFT__ARCH_QK_NORM) != 0;
+    if (a->flags & SFT__ARCH_NOPE) SFT__TRY(sft__cfg_no_rope(path, cfg, c, &bad));
     c->bos_token_id = sft__cfg_id(cfg, "bos_token_id");
     c->eos_token_id = sft__cfg_id(cfg, "eos_token_id");
     {
@@ -12078,9 +12533,16 @@ static sft_status sft__model_block_load(sft_model *m, const sft__weights *w, con
     SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->attn_norm));
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
     SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->mlp_norm));
+    if (c->qk_norm) {
+        int64_t hd = c->head_dim;
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", i);
+        SFT__TRY(sft__weights_load(w, name, 1, &hd, 0, &b->q_norm));
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", i);
+        SFT__TRY(sft__weights_load(w, name, 1, &hd, 0, &b->k_norm));
+    }
     for (p = 0; p < SFT__N_PROJ; p++) {
-        int bias = p < SFT__O ? c->attention_bias : p == SFT__O ? (c->attention_bias && strcmp(c->architecture, "Qwen2ForCausalLM") != 0)
-                                                                : c->mlp_bias;
+        int bias = p < SFT__O ? c->attention_bias
+                 : p == SFT__O ? c->attention_bias && !(sft__arch_of(c->architecture)->flags & SFT__ARCH_QKV_BIAS) : c->mlp_bias;
         snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", i, p < 4 ? "self_attn" : "mlp", sft__proj_names[p]);
         SFT__TRY(sft__model_linear_load(w, desc, prefix, rows[p], cols[p], bias, &b->proj[p]));
     }
@@ -12093,6 +12555,8 @@ SFTDEF void sft_model_destroy(sft_model *m) {
     for (i = 0; m->blocks && i < m->cfg.num_hidden_layers; i++) {
         sft_tensor_destroy(m->blocks[i].attn_norm);
         sft_tensor_destroy(m->blocks[i].mlp_norm);
+        sft_tensor_destroy(m->blocks[i].q_norm);
+        sft_tensor_destroy(m->blocks[i].k_norm);
         for (p = 0; p < SFT__N_PROJ; p++) sft_linear_destroy(m->blocks[i].proj[p]);
     }
     sft__free(m->ctx, m->blocks);
@@ -12149,6 +12613,8 @@ static sft_status sft__block_move(sft_model *m, int i) {
     if (m->device == SFT_DEVICE_CPU) return SFT_OK;
     SFT__TRY(sft__tensor_move(m->ctx, &b->attn_norm, m->device));
     SFT__TRY(sft__tensor_move(m->ctx, &b->mlp_norm, m->device));
+    SFT__TRY(sft__tensor_move(m->ctx, &b->q_norm, m->device));
+    SFT__TRY(sft__tensor_move(m->ctx, &b->k_norm, m->device));
     for (p = 0; p < SFT__N_PROJ; p++) SFT__TRY(sft__linear_move(b->proj[p], m->device));
     return SFT_OK;
 }
@@ -12315,6 +12781,7 @@ SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, i
 typedef struct sft__fwd {
     sft_model     *m;
     sft_tensor    *positions, *seq_ids;
+    sft_tensor    *rope;            /* the angles' cosines and sines (sft__rope_table) */
     sft_model_run  run;             /* a copy: checkpointed blocks read it in backward */
     int            layer;
 } sft__fwd;
@@ -12336,6 +12803,32 @@ static sft_status sft__heads(sft_context *ctx, sft_tensor *x, int64_t heads, int
     return sft_reshape(ctx, x, 4, shape, out);
 }
 
+/* sft__qkv: a block's attention inputs from the normed hidden state h: the
+   projections as heads [B, T, H, head_dim], q and k RMS-normalised per head
+   (qk_norm) and rotated (unless the layer has no RoPE). Training and the
+   KV-cache decoding both use it. */
+static sft_status sft__qkv(sft_context *ctx, const sft__fwd *f, sft_tensor *h, sft_tensor *positions, sft_tensor **q, sft_tensor **k,
+                           sft_tensor **v) {
+    const sft_model_config *c = &f->m->cfg;
+    const sft__block *b = &f->m->blocks[f->layer];
+    SFT__TRY(sft__proj(ctx, f, SFT__Q, h, q));
+    SFT__TRY(sft__proj(ctx, f, SFT__K, h, k));
+    SFT__TRY(sft__proj(ctx, f, SFT__V, h, v));
+    SFT__TRY(sft__heads(ctx, *q, c->num_attention_heads, c->head_dim, q));
+    SFT__TRY(sft__heads(ctx, *k, c->num_key_value_heads, c->head_dim, k));
+    SFT__TRY(sft__heads(ctx, *v, c->num_key_value_heads, c->head_dim, v));
+    if (b->q_norm) {
+        SFT__TRY(sft_rmsnorm(ctx, *q, b->q_norm, c->rms_norm_eps, q));
+        SFT__TRY(sft_rmsnorm(ctx, *k, b->k_norm, c->rms_norm_eps, k));
+    }
+    if (!sft__layer_has_rope(c, f->layer)) return SFT_OK;
+    {   /* the forward's shared table of angles, for its own positions */
+        const sft_tensor *table = positions == f->positions ? f->rope : NULL;
+        SFT__TRY(sft__rope_ex(ctx, *q, positions, &c->rope, table, q));
+        return sft__rope_ex(ctx, *k, positions, &c->rope, table, k);
+    }
+}
+
 static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *const *in, sft_tensor **out) {
     const sft__fwd *f = (const sft__fwd *)user;
     const sft_model_config *c = &f->m->cfg;
@@ -12343,14 +12836,7 @@ static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *c
     sft_tensor *x = in[0], *h, *q, *k, *v, *a, *o, *g, *u;
     int64_t flat[3];
     SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
-    SFT__TRY(sft__proj(ctx, f, SFT__Q, h, &q));
-    SFT__TRY(sft__proj(ctx, f, SFT__K, h, &k));
-    SFT__TRY(sft__proj(ctx, f, SFT__V, h, &v));
-    SFT__TRY(sft__heads(ctx, q, c->num_attention_heads, c->head_dim, &q));
-    SFT__TRY(sft__heads(ctx, k, c->num_key_value_heads, c->head_dim, &k));
-    SFT__TRY(sft__heads(ctx, v, c->num_key_value_heads, c->head_dim, &v));
-    SFT__TRY(sft_rope(ctx, q, f->positions, &c->rope, &q));
-    SFT__TRY(sft_rope(ctx, k, f->positions, &c->rope, &k));
+    SFT__TRY(sft__qkv(ctx, f, h, f->positions, &q, &k, &v));
     SFT__TRY(sft_attention(ctx, q, k, v, f->seq_ids, 0.0f, &a));
     flat[0] = x->shape[0]; flat[1] = x->shape[1]; flat[2] = (int64_t)c->num_attention_heads * c->head_dim;
     SFT__TRY(sft_reshape(ctx, a, 3, flat, &a));
@@ -12530,6 +13016,8 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     f[0].m = m;
     if (run) f[0].run = *run;
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
+    if (m->device == SFT_DEVICE_CPU)   /* a device's rope kernel makes its own angles */
+        SFT__TRY(sft__rope_table(ctx, f[0].positions, &m->cfg.rope, m->cfg.head_dim, &f[0].rope));
     SFT__TRY(sft__on_device(ctx, f[0].positions, m->device, &f[0].positions));
     SFT__TRY(sft__on_device(ctx, f[0].seq_ids, m->device, &f[0].seq_ids));
     SFT__TRY(sft__decoder_forward(ctx, f, batch, run, &x));
@@ -12818,31 +13306,33 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
 /* ============================================================================
    === model: weights by name */
 
-/* weights per layer: the two norms, then each projection's weight and bias */
-#define SFT__LAYER_WEIGHTS (2 + 2 * SFT__N_PROJ)
-
+/* weights per layer: the norms (two, four with qk_norm), then each
+   projection's weight and bias */
 SFTDEF int sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MAX], sft_tensor **weight) {
     char buf[SFT_WEIGHT_NAME_MAX];
-    int L = m ? m->cfg.num_hidden_layers : 0, k;
+    int L = m ? m->cfg.num_hidden_layers : 0, k, n_norms = m && m->cfg.qk_norm ? 4 : 2;
+    int per_layer = n_norms + 2 * SFT__N_PROJ;
     sft_tensor *t = NULL;
     if (!m || i < 0) return 0;
     if (i == 0) { t = m->embed; snprintf(buf, sizeof buf, "model.embed_tokens.weight"); }
-    else if (i - 1 < L * SFT__LAYER_WEIGHTS) {
-        int layer = (i - 1) / SFT__LAYER_WEIGHTS, p;
-        k = (i - 1) % SFT__LAYER_WEIGHTS;
-        if (k < 2) {
-            t = k == 0 ? m->blocks[layer].attn_norm : m->blocks[layer].mlp_norm;
-            snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, k == 0 ? "input_layernorm" : "post_attention_layernorm");
+    else if (i - 1 < L * per_layer) {
+        int layer = (i - 1) / per_layer, p;
+        k = (i - 1) % per_layer;
+        if (k < n_norms) {
+            static const char *const norms[4] = {"input_layernorm", "post_attention_layernorm", "self_attn.q_norm", "self_attn.k_norm"};
+            const sft__block *b = &m->blocks[layer];
+            t = k == 0 ? b->attn_norm : k == 1 ? b->mlp_norm : k == 2 ? b->q_norm : b->k_norm;
+            snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, norms[k]);
         } else {
             const sft_linear *l;
-            p = (k - 2) / 2;
+            p = (k - n_norms) / 2;
             l = m->blocks[layer].proj[p];
-            t = (k - 2) % 2 == 0 ? l->weight : l->bias;
+            t = (k - n_norms) % 2 == 0 ? l->weight : l->bias;
             snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", layer, p < 4 ? "self_attn" : "mlp", sft__proj_names[p],
-                     (k - 2) % 2 == 0 ? "weight" : "bias");
+                     (k - n_norms) % 2 == 0 ? "weight" : "bias");
         }
-    } else if (i - 1 == L * SFT__LAYER_WEIGHTS) { t = m->norm; snprintf(buf, sizeof buf, "model.norm.weight"); }
-    else if (i - 1 == L * SFT__LAYER_WEIGHTS + 1 && m->lm_head != m->embed) { t = m->lm_head; snprintf(buf, sizeof buf, "lm_head.weight"); }
+    } else if (i - 1 == L * per_layer) { t = m->norm; snprintf(buf, sizeof buf, "model.norm.weight"); }
+    else if (i - 1 == L * per_layer + 1 && m->lm_head != m->embed) { t = m->lm_head; snprintf(buf, sizeof buf, "lm_head.weight"); }
     else return 0;
     if (name) memcpy(name, buf, sizeof buf);
     if (weight) *weight = t;
@@ -12915,7 +13405,7 @@ static void sft__model_bytes(const sft_model *m, size_t *weights, size_t *adapte
     *adapters = *trainable = 0;
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
-        *weights += sft__tensor_bytes(b->attn_norm) + sft__tensor_bytes(b->mlp_norm);
+        *weights += sft__tensor_bytes(b->attn_norm) + sft__tensor_bytes(b->mlp_norm) + sft__tensor_bytes(b->q_norm) + sft__tensor_bytes(b->k_norm);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
             *weights += sizeof *l + sft__tensor_bytes(l->weight) + sft__tensor_bytes(l->bias) + sft__qweight_bytes(l->qweight);
@@ -13051,14 +13541,7 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
         const sft__block *b = &m->blocks[layer];
         f.layer = layer;
         SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
-        SFT__TRY(sft__proj(ctx, &f, SFT__Q, h, &q));
-        SFT__TRY(sft__proj(ctx, &f, SFT__K, h, &k));
-        SFT__TRY(sft__proj(ctx, &f, SFT__V, h, &v));
-        SFT__TRY(sft__heads(ctx, q, Hq, D, &q));
-        SFT__TRY(sft__heads(ctx, k, Hkv, D, &k));
-        SFT__TRY(sft__heads(ctx, v, Hkv, D, &v));
-        SFT__TRY(sft_rope(ctx, q, pos, &c->rope, &q));
-        SFT__TRY(sft_rope(ctx, k, pos, &c->rope, &k));
+        SFT__TRY(sft__qkv(ctx, &f, h, pos, &q, &k, &v));
         SFT__TRY(sft__device_copy(cache[layer].k + pos0 * Hkv * D, m->device, k->data, m->device, (size_t)(n * Hkv * D) * sizeof(float)));
         SFT__TRY(sft__device_copy(cache[layer].v + pos0 * Hkv * D, m->device, v->data, m->device, (size_t)(n * Hkv * D) * sizeof(float)));
         shape[0] = 1; shape[1] = n; shape[2] = Hq * D;
@@ -13183,7 +13666,10 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
         if (s != SFT_OK) break;
         next = sft__sample(SFT__CF(logits), m->cfg.vocab_size, &d, n, cand);
         out[n++] = next;
-        for (i = 0, eos = 0; !d.no_eos_stop && i < m->cfg.n_eos; i++) eos |= next == m->cfg.eos_token_ids[i];
+        if (d.n_eos_token_ids > 0 && d.eos_token_ids)
+            for (i = 0, eos = 0; !d.no_eos_stop && i < d.n_eos_token_ids; i++) eos |= next == d.eos_token_ids[i];
+        else
+            for (i = 0, eos = 0; !d.no_eos_stop && i < m->cfg.n_eos; i++) eos |= next == m->cfg.eos_token_ids[i];
         if (eos || sft__stop_string_seen(&d, out, n)) break;
     }
     sft_grad_enabled_set(ctx, was_on);
@@ -13194,200 +13680,4372 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
     return SFT_OK;
 }
 
-/* ============================================================================
-   === data: chat templates
-   A template is recognised by its marker tokens and rendered in C; the parts a
-   family's variants differ in (a default system prompt, trimming) are read off
-   the template text. While rendering, the spans TRL's generation-marked
-   templates mark (an assistant turn's content and its end-of-turn token) are
-   recorded for assistant_only_loss. */
-
-typedef struct sft__msg { const char *role, *content; } sft__msg;
-
-typedef struct sft__tmpl {
-    sft_chat_template kind;
-    int               trim;              /* content | trim / .strip()            */
-    char              default_system[512];   /* ChatML: the system turn used when none is given */
-    /* [INST] variants, read off the template's literals */
-    int               inst_close_space;  /* ' [/INST]' rather than '[/INST]'      */
-    int               inst_lead_space;   /* ' ' + the answer                      */
-    int               inst_tail_space;   /* the answer + ' ' + eos                */
-    int               inst_bos_per_turn; /* bos_token + '[INST] ' on every turn   */
-    int               inst_system;       /* 0: <<SYS>> folded into the first turn; 1: any
-                                            non-user turn takes the answer branch; 2: refused */
-    const char       *bos, *eos;         /* token texts                          */
-} sft__tmpl;
-
-typedef struct sft__render { sft_context *ctx; sft__vec text, spans; } sft__render;   /* spans: (start, end) byte pairs */
-
-static sft_status sft__r_put(sft__render *r, const char *s, size_t n) { return sft__vec_push(r->ctx, &r->text, s, n); }
-static sft_status sft__r_str(sft__render *r, const char *s) { return s ? sft__r_put(r, s, strlen(s)) : SFT_OK; }
-
-static sft_status sft__r_content(sft__render *r, const sft__tmpl *t, const char *s) {
-    size_t n = strlen(s);
-    if (t->trim) {
-        while (n && isspace((unsigned char)*s)) { s++; n--; }
-        while (n && isspace((unsigned char)s[n - 1])) n--;
-    }
-    return sft__r_put(r, s, n);
-}
-
-/* an assistant turn: pre, then inside a generation span lead + content + end */
-static sft_status sft__r_assistant(sft__render *r, const sft__tmpl *t, const char *pre, const char *lead, const char *content,
-                                   const char *end) {
-    size_t se[2];
-    SFT__TRY(sft__r_str(r, pre));
-    se[0] = r->text.len;
-    SFT__TRY(sft__r_str(r, lead));
-    SFT__TRY(sft__r_content(r, t, content));
-    SFT__TRY(sft__r_str(r, end));
-    se[1] = r->text.len;
-    return sft__vec_push(r->ctx, &r->spans, se, 2);
-}
-
-/* sft__tmpl_detect: the family of a chat_template text and its details */
-static sft_status sft__tmpl_detect(const char *src, sft_chat_template kind, sft__tmpl *t) {
-    const char *sys;
-    memset(t, 0, sizeof *t);
-    t->kind = kind;
-    if (kind == SFT_TEMPLATE_AUTO) {
-        if (!src) return sft__fail(SFT_ERR_ARG, "data: the tokenizer has no chat_template; name one in sft_data_desc.chat_template");
-        if (strstr(src, "<|im_start|>")) t->kind = SFT_TEMPLATE_CHATML;
-        else if (strstr(src, "<|start_header_id|>")) t->kind = SFT_TEMPLATE_LLAMA3;
-        else if (strstr(src, "<start_of_turn>")) t->kind = SFT_TEMPLATE_GEMMA;
-        else if (strstr(src, "<|user|>")) t->kind = SFT_TEMPLATE_ZEPHYR;
-        else if (strstr(src, "[INST]")) t->kind = strstr(src, "<<SYS>>") || strstr(src, "bos_token + '[INST]") ? SFT_TEMPLATE_LLAMA2 : SFT_TEMPLATE_MISTRAL;
-        else return sft__fail(SFT_ERR_UNSUPPORTED, "data: the tokenizer's chat_template is not one sft.h renders (ChatML, Llama-3, "
-                              "Llama-2/Mistral [INST], Zephyr, Gemma): %.80s", src);
-        if (strstr(src, "Cutting Knowledge Date"))
-            return sft__fail(SFT_ERR_UNSUPPORTED, "data: the Llama-3.1 chat_template (its date preamble) is not rendered yet");
-    }
-    t->trim = t->kind == SFT_TEMPLATE_LLAMA3 || t->kind == SFT_TEMPLATE_GEMMA ||
-              (src && (strstr(src, "| trim") || strstr(src, ".strip()")));
-    if (t->kind == SFT_TEMPLATE_LLAMA2 || t->kind == SFT_TEMPLATE_MISTRAL) {
-        int known = src != NULL;       /* no text: the family's published template */
-        t->inst_close_space = known ? strstr(src, "' [/INST]'") != NULL : t->kind == SFT_TEMPLATE_LLAMA2;
-        t->inst_lead_space = known ? strstr(src, "' ' + message['content']") != NULL || strstr(src, "' '  + content") != NULL ||
-                                         strstr(src, "' ' + content") != NULL
-                                   : 1;
-        t->inst_tail_space = known ? strstr(src, "' ' + eos_token") != NULL : t->kind == SFT_TEMPLATE_LLAMA2;
-        t->inst_bos_per_turn = known ? strstr(src, "bos_token + '[INST]") != NULL : t->kind == SFT_TEMPLATE_LLAMA2;
-        t->inst_system = !known ? (t->kind == SFT_TEMPLATE_LLAMA2 ? 0 : 2)
-                         : strstr(src, "<<SYS>>") ? 0 : strstr(src, "raise_exception") ? 2 : 1;
-    }
-    /* ChatML: a literal default system turn ('<|im_start|>system\n...<|im_end|>' with
-       no expression inside) is used when the conversation has none */
-    for (sys = src; t->kind == SFT_TEMPLATE_CHATML && sys && (sys = strstr(sys, "<|im_start|>system")) != NULL; sys += 18) {
-        const char *b = sys + 18, *e = strstr(b, "<|im_end|>");
-        size_t n, k, w = 0;
-        if (strncmp(b, "\\n", 2) == 0) b += 2;          /* the newline written as \n ... */
-        else if (*b == '\n') b += 1;                      /* ... or as itself */
-        else continue;
-        n = e ? (size_t)(e - b) : 0;
-        if (!e || n >= sizeof t->default_system || memchr(b, '\'', n) || memchr(b, '+', n) || memchr(b, '{', n)) continue;
-        for (k = 0; k < n; k++) {                         /* Jinja string escapes */
-            if (b[k] == '\\' && k + 1 < n) { k++; t->default_system[w++] = b[k] == 'n' ? '\n' : b[k] == 't' ? '\t' : b[k]; }
-            else t->default_system[w++] = b[k];
+SFTDEF sft_status sft_generation_config_load(const char *dir, sft_generation_config *out) {
+    char path[4096], *text = NULL;
+    size_t len = 0, k;
+    sft_json *j = NULL;
+    const sft_json *v;
+    sft_status s;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_generation_config_load: NULL argument");
+    memset(out, 0, sizeof *out);
+    out->temperature = 1.0f; out->top_p = 1.0f; out->top_k = 50;
+    if (!dir) return sft__fail(SFT_ERR_ARG, "sft_generation_config_load: NULL argument");
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "generation_config.json"));
+    if (access(path, F_OK) != 0) return SFT_OK;
+    SFT__TRY(sft_file_read(NULL, path, 0, &text, &len));
+    s = sft_json_parse(NULL, text, len, path, NULL, &j);
+    sft__free(NULL, text);
+    if (s == SFT_OK && j->type != SFT_JSON_OBJECT) s = sft__fail(SFT_ERR_FORMAT, "%s: not a JSON object", path);
+    if (s == SFT_OK && (v = sft_json_get(j, "eos_token_id")) != NULL && v->type != SFT_JSON_NULL) {
+        const sft_json *one = v->type == SFT_JSON_ARRAY ? v->items : v;
+        size_t n = v->type == SFT_JSON_ARRAY ? v->length : 1;
+        for (k = 0; s == SFT_OK && k < n; k++) {
+            if (one[k].type != SFT_JSON_NUMBER || one[k].number < 0 || one[k].number != floor(one[k].number) || one[k].number > 2147483647.0)
+                s = sft__fail(SFT_ERR_FORMAT, "%s: eos_token_id must be a token id or a list of them", path);
+            else if (out->n_eos == 16) s = sft__fail(SFT_ERR_LIMIT, "%s: more than 16 eos_token_id", path);
+            else out->eos_token_ids[out->n_eos++] = (int32_t)one[k].number;
         }
-        t->default_system[w] = 0;
+    }
+#define SFT__GC_NUM(key, field, T) \
+    if (s == SFT_OK && (v = sft_json_get(j, key)) != NULL && v->type != SFT_JSON_NULL) { \
+        if (v->type != SFT_JSON_NUMBER) s = sft__fail(SFT_ERR_FORMAT, "%s: %s must be a number", path, key); \
+        else out->field = (T)v->number; }
+    SFT__GC_NUM("temperature", temperature, float)
+    SFT__GC_NUM("top_p", top_p, float)
+    SFT__GC_NUM("top_k", top_k, int)
+    SFT__GC_NUM("max_new_tokens", max_new_tokens, int)
+#undef SFT__GC_NUM
+    if (s == SFT_OK && (v = sft_json_get(j, "do_sample")) != NULL) out->do_sample = v->type == SFT_JSON_TRUE;
+    sft_json_free(j);
+    if (s == SFT_OK) out->found = 1;
+    return s;
+}
+
+/* ============================================================================
+   === templates: Jinja for chat templates
+   Hugging Face chat templates are Jinja programs that transformers runs in a
+   sandbox with trim_blocks and lstrip_blocks on, the loop controls extension,
+   its own tojson filter, raise_exception and strftime_now, and a {% generation %}
+   tag that marks the text an assistant wrote. This engine implements that
+   language as Jinja 3.1 defines it: a lexer with Jinja's whitespace rules, a
+   parser to a tree of nodes, and an interpreter whose values behave as the
+   Python objects behind a template do (str, int, float, bool, None, list,
+   tuple, dict, Jinja's Undefined and namespace). A construct outside the
+   supported set is an error naming the template line, never a guess.
+
+   Strings are UTF-8 byte ranges; everything Python counts in characters
+   (length, indexing, slicing, strip) counts code points here. Each render has
+   limits: output size, loop iterations plus macro calls, nesting depth.
+
+   The pieces, in order: lexer (source to tokens), parser (tokens to nodes),
+   values, rendering (statements and expressions), and the built-in filters,
+   tests, methods and functions. */
+
+#define SFT__TM_MAX_DEPTH 200          /* nested expressions/statements while parsing, and calls while rendering */
+#define SFT__TM_MAX_OUTPUT ((size_t)64 << 20)
+#define SFT__TM_MAX_STEPS  ((int64_t)10000000)
+
+/* ---- memory: a template's nodes and constants live as long as it does, a
+   render's values until the render ends. A bump allocator, 8-byte aligned,
+   over chunks of a step arena (which aligns each piece to 64 bytes: values
+   and nodes are small, so they share chunks). limit: bytes at most (0 = any). */
+typedef struct sft__tm_mem { sft__arena arena; char *chunk; size_t used, cap; size_t total, limit; } sft__tm_mem;
+
+static void *sft__tm_alloc(sft__tm_mem *m, size_t size) {
+    size_t need = (size + 7) & ~(size_t)7;
+    if (need == 0) need = 8;
+    if (m->limit && m->total + need > m->limit) return NULL;
+    if (m->used + need > m->cap) {
+        size_t cap = need > ((size_t)64 << 10) ? need : ((size_t)64 << 10);
+        void *c = NULL;
+        if (sft__arena_alloc(&m->arena, cap, &c) != SFT_OK) { sft_clear_error(); return NULL; }
+        m->chunk = (char *)c; m->used = 0; m->cap = cap;
+    }
+    m->total += need;
+    m->used += need;
+    return m->chunk + m->used - need;
+}
+
+static void sft__tm_mem_init(sft__tm_mem *m, sft_context *ctx, size_t limit) {
+    memset(m, 0, sizeof *m);
+    sft__arena_init(&m->arena, ctx, SFT_DEVICE_CPU);
+    m->limit = limit;
+}
+
+/* sft__tm_mem_reset: forget everything allocated, keep the blocks for the next render */
+static void sft__tm_mem_reset(sft__tm_mem *m) {
+    sft__arena_reset(&m->arena);
+    m->chunk = NULL; m->used = m->cap = 0; m->total = 0;
+}
+
+static void sft__tm_mem_free(sft__tm_mem *m) { sft__arena_free_blocks(&m->arena); m->chunk = NULL; m->used = m->cap = 0; }
+
+/* ---- Unicode helpers: Python's notion of whitespace (str.isspace, the regex \s) */
+
+static int sft__py_isspace(uint32_t c) {
+    if (c < 128) return c == ' ' || (c >= 9 && c <= 13) || (c >= 28 && c <= 31);
+    return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* the code point at s[i] of valid UTF-8 and its byte length */
+static uint32_t sft__u8(const char *s, size_t n, size_t i, size_t *len) { return sft__cp_at(s, n, i, len); }
+
+/* the start of the code point that ends at s[i] (i > 0) */
+static size_t sft__u8_back(const char *s, size_t i) {
+    do i--; while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80);
+    return i;
+}
+
+static size_t sft__u8_put(char *out, uint32_t cp) {
+    if (cp < 0x80) { out[0] = (char)cp; return 1; }
+    if (cp < 0x800) { out[0] = (char)(0xC0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 63)); return 2; }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12)); out[1] = (char)(0x80 | ((cp >> 6) & 63)); out[2] = (char)(0x80 | (cp & 63));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18)); out[1] = (char)(0x80 | ((cp >> 12) & 63));
+    out[2] = (char)(0x80 | ((cp >> 6) & 63)); out[3] = (char)(0x80 | (cp & 63));
+    return 4;
+}
+
+/* ============================================================================
+   === templates: lexer
+   Jinja's lexer, as transformers configures it: newlines normalised to \n and
+   one trailing newline dropped; text, {{ expressions }}, {% statements %} and
+   {# comments #}; '-' in a tag strips the whitespace on that side, '+' keeps
+   it; trim_blocks drops the newline after a statement or comment tag and
+   lstrip_blocks the spaces before one at the start of a line. */
+
+typedef enum sft__tk_type {
+    SFT__TK_EOF, SFT__TK_DATA, SFT__TK_VAR_BEGIN, SFT__TK_VAR_END, SFT__TK_BLOCK_BEGIN, SFT__TK_BLOCK_END,
+    SFT__TK_NAME, SFT__TK_STRING, SFT__TK_INT, SFT__TK_FLOAT, SFT__TK_OP
+} sft__tk_type;
+
+typedef struct sft__tk {
+    sft__tk_type type;
+    int          line;
+    const char  *s;       /* DATA, NAME, OP: the source text; STRING: the decoded value */
+    size_t       n;
+    int64_t      i;       /* INT */
+    double       f;       /* FLOAT */
+} sft__tk;
+
+struct sft_template {
+    sft_context *ctx;
+    char        *name;        /* for messages */
+    char        *source;      /* normalised source (tokens point into it) */
+    size_t       len;
+    sft__tm_mem  mem;         /* nodes and decoded constants */
+    struct sft__tn *body;     /* the statements */
+    int          has_generation;
+    sft__tm_mem  run;         /* a render's values, reset after each render */
+};
+
+typedef struct sft__lexer {
+    sft_template *t;
+    const char   *src;
+    size_t        n, pos;
+    int           line;
+    int           line_starting;
+    sft__vec      toks;       /* sft__tk */
+    char          stack[SFT__TM_MAX_DEPTH]; /* open brackets inside a tag */
+    int           depth;
+} sft__lexer;
+
+static sft_status sft__tm_syntax(const sft_template *t, int line, const char *fmt, ...) SFT__PRINTF(3, 4);
+static sft_status sft__tm_syntax(const sft_template *t, int line, const char *fmt, ...) {
+    char msg[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return sft__fail(SFT_ERR_FORMAT, "%s:%d: %s", t->name, line, msg);
+}
+
+static int sft__lx_lines(const char *s, size_t n) {
+    int k = 0;
+    size_t i;
+    for (i = 0; i < n; i++) k += s[i] == '\n';
+    return k;
+}
+
+static sft_status sft__lx_push(sft__lexer *lx, sft__tk_type type, const char *s, size_t n, int line) {
+    sft__tk tk;
+    memset(&tk, 0, sizeof tk);
+    tk.type = type; tk.s = s; tk.n = n; tk.line = line;
+    return sft__vec_push(lx->t->ctx, &lx->toks, &tk, 1);
+}
+
+/* whitespace (Python's \s) from s[i]; returns the end */
+static size_t sft__lx_skip_ws(const char *s, size_t n, size_t i) {
+    size_t len;
+    while (i < n && sft__py_isspace(sft__u8(s, n, i, &len))) i += len;
+    return i;
+}
+
+/* text before a tag, with the tag's whitespace control applied */
+static sft_status sft__lx_data(sft__lexer *lx, size_t a, size_t b, char sign, int is_var) {
+    const char *s = lx->src;
+    int line = lx->line;
+    if (sign == '-') {
+        while (b > a) {                    /* str.rstrip() */
+            size_t k = sft__u8_back(s, b), len;
+            if (k < a || !sft__py_isspace(sft__u8(s, lx->n, k, &len))) break;
+            b = k;
+        }
+    } else if (sign != '+' && !is_var) {   /* lstrip_blocks */
+        size_t l = b, k;
+        while (l > a && s[l - 1] != '\n') l--;
+        if ((l > a || lx->line_starting) && l < b) {
+            k = sft__lx_skip_ws(s, b, l);
+            if (k == b) b = l;
+        }
+    }
+    if (b > a) SFT__TRY(sft__lx_push(lx, SFT__TK_DATA, s + a, b - a, line));
+    return SFT_OK;
+}
+
+/* a string literal at s[i] (the quote): Python's escapes, as Jinja decodes them */
+static sft_status sft__lx_string(sft__lexer *lx, size_t i, size_t *end, sft__tk *tk) {
+    const char *s = lx->src;
+    char q = s[i], *out;
+    size_t j = i + 1, w = 0;
+    while (j < lx->n && s[j] != q) j += s[j] == '\\' && j + 1 < lx->n ? 2 : 1;
+    if (j >= lx->n) return sft__tm_syntax(lx->t, lx->line, "unterminated string");
+    *end = j + 1;
+    out = (char *)sft__tm_alloc(&lx->t->mem, j - i + 1);
+    if (!out) return sft__fail(SFT_ERR_NOMEM, "%s: a string constant", lx->t->name);
+    for (i = i + 1; i < j;) {
+        uint32_t cp = 0;
+        int k, nd = 0;
+        char c;
+        if (s[i] != '\\') { out[w++] = s[i++]; continue; }
+        c = s[i + 1];
+        i += 2;
+        switch (c) {
+        case '\n': continue;            /* a line continuation */
+        case '\\': out[w++] = '\\'; continue;
+        case '\'': out[w++] = '\''; continue;
+        case '"': out[w++] = '"'; continue;
+        case 'a': out[w++] = 7; continue;
+        case 'b': out[w++] = 8; continue;
+        case 'f': out[w++] = 12; continue;
+        case 'n': out[w++] = '\n'; continue;
+        case 'r': out[w++] = '\r'; continue;
+        case 't': out[w++] = '\t'; continue;
+        case 'v': out[w++] = 11; continue;
+        case 'x': nd = 2; break;
+        case 'u': nd = 4; break;
+        case 'U': nd = 8; break;
+        default:
+            if (c >= '0' && c <= '7') {     /* up to three octal digits */
+                cp = (uint32_t)(c - '0');
+                for (k = 0; k < 2 && i < j && s[i] >= '0' && s[i] <= '7'; k++) cp = cp * 8 + (uint32_t)(s[i++] - '0');
+                w += sft__u8_put(out + w, cp);
+                continue;
+            }
+            if ((unsigned char)c >= 0x80)
+                return sft__tm_syntax(lx->t, lx->line, "a backslash before a non-ASCII character in a string");
+            out[w++] = '\\'; out[w++] = c;   /* Python keeps unknown escapes */
+            continue;
+        }
+        for (k = 0; k < nd; k++) {
+            char h = i < j ? s[i] : 0;
+            int v = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+            if (v < 0) return sft__tm_syntax(lx->t, lx->line, "a truncated \\%c escape in a string", c);
+            cp = cp * 16 + (uint32_t)v;
+            i++;
+        }
+        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return sft__tm_syntax(lx->t, lx->line, "the escape \\%c%0*X is not a Unicode scalar value", c, nd, (unsigned)cp);
+        w += sft__u8_put(out + w, cp);
+    }
+    out[w] = 0;
+    tk->type = SFT__TK_STRING; tk->s = out; tk->n = w;
+    return SFT_OK;
+}
+
+static int sft__lx_digits(const char *s, size_t n, size_t *i, int hex) {
+    /* digits with single underscores between them, as Python's literals */
+    size_t k = *i;
+    int any = 0;
+    while (k < n) {
+        char c = s[k];
+        if ((c >= '0' && c <= '9') || (hex && ((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))) { k++; any = 1; }
+        else if (c == '_' && any && k + 1 < n && (isdigit((unsigned char)s[k + 1]) || (hex && isxdigit((unsigned char)s[k + 1])))) k++;
+        else break;
+    }
+    *i = k;
+    return any;
+}
+
+/* a number at s[i]: Jinja's float rule first, then integers (0x, 0o, 0b too) */
+static sft_status sft__lx_number(sft__lexer *lx, size_t i, size_t *end, sft__tk *tk) {
+    const char *s = lx->src;
+    size_t k = i, e;
+    char buf[128];
+    size_t w = 0;
+    int is_float = 0;
+    if (s[i] == '0' && i + 1 < lx->n && strchr("xXoObB", s[i + 1])) {
+        int base = s[i + 1] == 'x' || s[i + 1] == 'X' ? 16 : s[i + 1] == 'o' || s[i + 1] == 'O' ? 8 : 2;
+        uint64_t v = 0;
+        k = i + 2;
+        if (k < lx->n && s[k] == '_') k++;
+        e = k;
+        if (!sft__lx_digits(s, lx->n, &e, base == 16)) return sft__tm_syntax(lx->t, lx->line, "a malformed number");
+        for (; k < e; k++) {
+            int d;
+            if (s[k] == '_') continue;
+            d = isdigit((unsigned char)s[k]) ? s[k] - '0' : (s[k] | 32) - 'a' + 10;
+            if (d >= base) return sft__tm_syntax(lx->t, lx->line, "a malformed number");
+            if (v > (uint64_t)INT64_MAX / (uint64_t)base) return sft__tm_syntax(lx->t, lx->line, "an integer beyond 64 bits");
+            v = v * (uint64_t)base + (uint64_t)d;
+        }
+        if (v > (uint64_t)INT64_MAX) return sft__tm_syntax(lx->t, lx->line, "an integer beyond 64 bits");
+        tk->type = SFT__TK_INT; tk->i = (int64_t)v; *end = e;
+        return SFT_OK;
+    }
+    sft__lx_digits(s, lx->n, &k, 0);
+    if (k + 1 < lx->n && s[k] == '.' && isdigit((unsigned char)s[k + 1])) { k++; sft__lx_digits(s, lx->n, &k, 0); is_float = 1; }
+    if (k < lx->n && (s[k] == 'e' || s[k] == 'E')) {
+        size_t m = k + 1;
+        if (m < lx->n && (s[m] == '+' || s[m] == '-')) m++;
+        if (m < lx->n && isdigit((unsigned char)s[m])) { sft__lx_digits(s, lx->n, &m, 0); k = m; is_float = 1; }
+    }
+    for (e = i; e < k && w + 1 < sizeof buf; e++) if (s[e] != '_') buf[w++] = s[e];
+    buf[w] = 0;
+    if (w + 1 >= sizeof buf) return sft__tm_syntax(lx->t, lx->line, "a number of more than 120 digits");
+    *end = k;
+    if (is_float) {
+        char dp[8], *p;
+        sft__locale_point(dp, sizeof dp);   /* strtod reads the locale's decimal point */
+        if (dp[0] != '.' && (p = strchr(buf, '.')) != NULL) {
+            char tmp[160];
+            snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(p - buf), buf, dp, p + 1);
+            tk->f = strtod(tmp, NULL);
+        } else
+            tk->f = strtod(buf, NULL);
+        tk->type = SFT__TK_FLOAT;
+        return SFT_OK;
+    }
+    if (buf[0] == '0' && buf[1] && strspn(buf, "0") != w) return sft__tm_syntax(lx->t, lx->line, "a decimal integer with a leading zero");
+    errno = 0;
+    tk->i = (int64_t)strtoll(buf, NULL, 10);
+    if (errno) return sft__tm_syntax(lx->t, lx->line, "an integer beyond 64 bits");
+    tk->type = SFT__TK_INT;
+    return SFT_OK;
+}
+
+/* the inside of a {{ }} or {% %} tag, up to and including its end */
+static sft_status sft__lx_tag(sft__lexer *lx, int is_var) {
+    const char *s = lx->src;
+    static const char *const ops[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "/", "*", "%", "~", "[", "]", "(", ")",
+                                      "{", "}", ">", "<", "=", ".", ":", "|", ",", ";"};
+    size_t n = lx->n;
+    for (;;) {
+        size_t i = lx->pos, e;
+        sft__tk tk;
+        if (i >= n) return sft__tm_syntax(lx->t, lx->line, "the template ends inside a %s tag", is_var ? "{{ }}" : "{% %}");
+        if (lx->depth == 0) {     /* the end of the tag, with its whitespace control */
+            const char *end = is_var ? "}}" : "%}";
+            int minus = s[i] == '-' && i + 3 <= n && memcmp(s + i + 1, end, 2) == 0;
+            int plus = !is_var && s[i] == '+' && i + 3 <= n && memcmp(s + i + 1, end, 2) == 0;
+            if (minus || plus || (i + 2 <= n && memcmp(s + i, end, 2) == 0)) {
+                size_t k = i + 2 + (size_t)(minus || plus);
+                if (minus) k = sft__lx_skip_ws(s, n, k);
+                else if (!plus && !is_var && k < n && s[k] == '\n') k++;      /* trim_blocks */
+                SFT__TRY(sft__lx_push(lx, is_var ? SFT__TK_VAR_END : SFT__TK_BLOCK_END, s + i, 0, lx->line));
+                lx->line += sft__lx_lines(s + i, k - i);
+                lx->line_starting = s[k - 1] == '\n';
+                lx->pos = k;
+                return SFT_OK;
+            }
+        }
+        memset(&tk, 0, sizeof tk);
+        tk.line = lx->line;
+        e = sft__lx_skip_ws(s, n, i);
+        if (e > i) { lx->line += sft__lx_lines(s + i, e - i); lx->pos = e; continue; }
+        if (isdigit((unsigned char)s[i])) SFT__TRY(sft__lx_number(lx, i, &e, &tk));
+        else if (isalpha((unsigned char)s[i]) || s[i] == '_') {
+            e = i;
+            while (e < n && (isalnum((unsigned char)s[e]) || s[e] == '_')) e++;
+            tk.type = SFT__TK_NAME; tk.s = s + i; tk.n = e - i;
+        } else if (s[i] == '\'' || s[i] == '"') SFT__TRY(sft__lx_string(lx, i, &e, &tk));
+        else {
+            size_t k;
+            for (k = 0; k < sizeof ops / sizeof *ops; k++)
+                if (strncmp(s + i, ops[k], strlen(ops[k])) == 0) break;
+            if (k == sizeof ops / sizeof *ops) {
+                size_t len;
+                uint32_t cp = sft__u8(s, n, i, &len);
+                return sft__tm_syntax(lx->t, lx->line, "unexpected character U+%04X '%.*s'", (unsigned)cp, (int)len, s + i);
+            }
+            e = i + strlen(ops[k]);
+            tk.type = SFT__TK_OP; tk.s = s + i; tk.n = e - i;
+            if (tk.n == 1 && strchr("([{", s[i])) {
+                if (lx->depth == SFT__TM_MAX_DEPTH) return sft__tm_syntax(lx->t, lx->line, "brackets nested too deeply");
+                lx->stack[lx->depth++] = s[i] == '(' ? ')' : s[i] == '[' ? ']' : '}';
+            } else if (tk.n == 1 && strchr(")]}", s[i])) {
+                if (lx->depth == 0) return sft__tm_syntax(lx->t, lx->line, "unexpected '%c'", s[i]);
+                if (lx->stack[lx->depth - 1] != s[i])
+                    return sft__tm_syntax(lx->t, lx->line, "unexpected '%c', expected '%c'", s[i], lx->stack[lx->depth - 1]);
+                lx->depth--;
+            }
+        }
+        lx->line += sft__lx_lines(s + i, e - i);
+        lx->pos = e;
+        SFT__TRY(sft__vec_push(lx->t->ctx, &lx->toks, &tk, 1));
+    }
+}
+
+/* {% raw %}...{% endraw %}: the text between, as it is */
+static sft_status sft__lx_raw(sft__lexer *lx) {
+    const char *s = lx->src;
+    size_t i = lx->pos, n = lx->n;
+    for (; i + 1 < n; i++) {
+        size_t k, a;
+        char sign = 0;
+        if (s[i] != '{' || s[i + 1] != '%') continue;
+        k = i + 2;
+        if (k < n && (s[k] == '-' || s[k] == '+')) sign = s[k++];
+        k = sft__lx_skip_ws(s, n, k);
+        if (k + 6 > n || memcmp(s + k, "endraw", 6) != 0) continue;
+        k = sft__lx_skip_ws(s, n, k + 6);
+        a = k;
+        if (k + 3 <= n && (s[k] == '-' || s[k] == '+') && memcmp(s + k + 1, "%}", 2) == 0) k += 3;
+        else if (k + 2 <= n && memcmp(s + k, "%}", 2) == 0) k += 2;
+        else continue;
+        SFT__TRY(sft__lx_data(lx, lx->pos, i, sign, 0));
+        if (s[a] == '-') k = sft__lx_skip_ws(s, n, k);
+        else if (s[a] != '+' && k < n && s[k] == '\n') k++;
+        lx->line += sft__lx_lines(s + lx->pos, k - lx->pos);
+        lx->line_starting = s[k - 1] == '\n';
+        lx->pos = k;
+        return SFT_OK;
+    }
+    return sft__tm_syntax(lx->t, lx->line, "missing {%% endraw %%}");
+}
+
+/* sft__lx_run: the whole source into lx->toks */
+static sft_status sft__lx_run(sft__lexer *lx) {
+    const char *s = lx->src;
+    size_t n = lx->n;
+    lx->line = 1;
+    lx->line_starting = 1;
+    while (lx->pos < n) {
+        size_t i = lx->pos, k;
+        char kind = 0, sign = 0;
+        while (i + 1 < n && !(s[i] == '{' && (s[i + 1] == '{' || s[i + 1] == '%' || s[i + 1] == '#'))) i++;
+        if (i + 1 >= n) {          /* text to the end */
+            SFT__TRY(sft__lx_push(lx, SFT__TK_DATA, s + lx->pos, n - lx->pos, lx->line));
+            lx->pos = n;
+            break;
+        }
+        kind = s[i + 1];
+        k = i + 2;
+        if (k < n && (s[k] == '-' || s[k] == '+')) sign = s[k++];
+        if (kind == '%') {         /* {% raw %} */
+            size_t r = sft__lx_skip_ws(s, n, k);
+            if (r + 3 <= n && memcmp(s + r, "raw", 3) == 0 && (r + 3 == n || !(isalnum((unsigned char)s[r + 3]) || s[r + 3] == '_'))) {
+                r = sft__lx_skip_ws(s, n, r + 3);
+                if (r + 3 <= n && s[r] == '-' && memcmp(s + r + 1, "%}", 2) == 0) r = sft__lx_skip_ws(s, n, r + 3);
+                else if (r + 2 <= n && memcmp(s + r, "%}", 2) == 0) r += 2;
+                else return sft__tm_syntax(lx->t, lx->line + sft__lx_lines(s + lx->pos, i - lx->pos), "a malformed {%% raw %%} tag");
+                SFT__TRY(sft__lx_data(lx, lx->pos, i, sign, 0));
+                lx->line += sft__lx_lines(s + lx->pos, r - lx->pos);
+                lx->line_starting = 0;
+                lx->pos = r;
+                SFT__TRY(sft__lx_raw(lx));
+                continue;
+            }
+        }
+        SFT__TRY(sft__lx_data(lx, lx->pos, i, sign, kind == '{'));
+        lx->line += sft__lx_lines(s + lx->pos, i - lx->pos);
+        lx->pos = k;
+        if (kind == '#') {         /* a comment: up to the first +#}, -#} or #} */
+            size_t j = k, e;
+            while (j + 1 < n && !(s[j] == '#' && s[j + 1] == '}') &&
+                   !((s[j] == '-' || s[j] == '+') && j + 2 < n && s[j + 1] == '#' && s[j + 2] == '}'))
+                j++;
+            if (j + 1 >= n) return sft__tm_syntax(lx->t, lx->line, "missing end of comment tag");
+            if (s[j] == '-') e = sft__lx_skip_ws(s, n, j + 3);
+            else if (s[j] == '+') e = j + 3;
+            else e = j + 2 + (j + 2 < n && s[j + 2] == '\n');
+            lx->line += sft__lx_lines(s + k, e - k);
+            lx->line_starting = s[e - 1] == '\n';
+            lx->pos = e;
+            continue;
+        }
+        lx->line_starting = 0;
+        SFT__TRY(sft__lx_push(lx, kind == '{' ? SFT__TK_VAR_BEGIN : SFT__TK_BLOCK_BEGIN, s + i, 0, lx->line));
+        SFT__TRY(sft__lx_tag(lx, kind == '{'));
+    }
+    return sft__lx_push(lx, SFT__TK_EOF, s + n, 0, lx->line);
+}
+/* ============================================================================
+   === templates: parser
+   Tokens to a tree, by Jinja's grammar and precedence (loosest first):
+   "a if c else b", or, and, not, comparisons (==, !=, <, <=, >, >=, in, not
+   in), + and -, ~, *, /, //, %, **, unary - and +, then postfix .name,
+   [index], [a:b:c], (call), | filter and "is" test. Filter and test names are
+   checked here, so an unknown one fails at parse time with its line, as
+   Jinja's compiler does. */
+
+typedef enum sft__tn_kind {
+    /* statements */
+    SFT__N_TEXT, SFT__N_OUTPUT, SFT__N_IF, SFT__N_FOR, SFT__N_SET, SFT__N_SET_BLOCK, SFT__N_MACRO, SFT__N_GENERATION,
+    SFT__N_BREAK, SFT__N_CONTINUE, SFT__N_WITH, SFT__N_FILTER_BLOCK,
+    /* expressions */
+    SFT__N_CONST, SFT__N_LIST, SFT__N_TUPLE, SFT__N_DICT, SFT__N_PAIR, SFT__N_NAME, SFT__N_NSREF, SFT__N_GETATTR,
+    SFT__N_GETITEM, SFT__N_SLICE, SFT__N_CALL, SFT__N_KWARG, SFT__N_FILTER, SFT__N_TEST, SFT__N_NEG, SFT__N_POS,
+    SFT__N_NOT, SFT__N_BINOP, SFT__N_CONCAT, SFT__N_COMPARE, SFT__N_OPERAND, SFT__N_AND, SFT__N_OR, SFT__N_COND
+} sft__tn_kind;
+
+/* binary and comparison operators */
+enum { SFT__JO_ADD = 1, SFT__JO_SUB, SFT__JO_MUL, SFT__JO_DIV, SFT__JO_FLOORDIV, SFT__JO_MOD, SFT__JO_POW,
+       SFT__JO_EQ, SFT__JO_NE, SFT__JO_LT, SFT__JO_LE, SFT__JO_GT, SFT__JO_GE, SFT__JO_IN, SFT__JO_NOTIN };
+
+typedef struct sft__jv sft__jv;
+
+/* A value (see "templates: values"). */
+struct sft__jv {
+    unsigned char t;        /* SFT__V_* */
+    unsigned char markup;   /* a str marked safe (| safe): + escapes the other side, as markupsafe.Markup */
+    unsigned char it;       /* LIST: 0 a list; SFT__IT_GEN an iterator (what map, select, | items give in
+                               Jinja: always true, no len(), iterates once); SFT__IT_ITEMS/KEYS/VALUES a
+                               dict view (len() but no indexing) */
+    union {
+        int64_t i;                              /* BOOL, INT */
+        double  f;                              /* FLOAT */
+        struct { const char *p; size_t n; } s;  /* STR; UNDEF: the name for messages */
+        struct sft__jseq *seq;                  /* LIST, TUPLE */
+        struct sft__jmap *map;                  /* DICT, NAMESPACE */
+        struct sft__jobj *obj;                  /* MACRO, METHOD, LOOP */
+        int     fn;                             /* FUNC: a built-in global */
+    } u;
+};
+
+/* A node. Children a..e (FOR: a target, b iterable, c body, d else body, e
+   loop filter; IF: a condition, b body, c the elif chain, d else body); lists
+   (statements, arguments, items) are chained through next. */
+typedef struct sft__tn {
+    unsigned char   kind;     /* sft__tn_kind */
+    unsigned char   op;       /* BINOP/OPERAND: SFT__OP_*; TEST: negated; FOR: has a loop filter */
+    short           id;       /* FILTER/TEST: the built-in's index */
+    int             line;
+    struct sft__tn *a, *b, *c, *d, *e, *next;
+    const char     *s;        /* TEXT, NAME, GETATTR, KWARG, MACRO: text or name */
+    size_t          n;
+    sft__jv         v;        /* CONST */
+    int             uses_varargs, uses_kwargs;   /* MACRO */
+} sft__tn;
+
+typedef struct sft__parser {
+    sft_template  *t;
+    const sft__tk *tk;
+    size_t         pos, count;
+    int            depth;
+    int            loops;     /* enclosing for loops (break/continue are valid inside one) */
+    sft__tn       *macro;     /* the macro being parsed (records varargs/kwargs use) */
+} sft__parser;
+
+enum { SFT__IT_GEN = 1, SFT__IT_ITEMS, SFT__IT_KEYS, SFT__IT_VALUES };
+enum { SFT__V_UNDEF, SFT__V_NONE, SFT__V_BOOL, SFT__V_INT, SFT__V_FLOAT, SFT__V_STR, SFT__V_LIST, SFT__V_TUPLE, SFT__V_DICT,
+       SFT__V_NS, SFT__V_MACRO, SFT__V_FUNC, SFT__V_METHOD, SFT__V_LOOP };
+
+static int sft__tm_filter_id(const char *name, size_t n);
+static int sft__tm_test_id(const char *name, size_t n);
+
+static const sft__tk *sft__p_cur(sft__parser *p) { return &p->tk[p->pos]; }
+static const sft__tk *sft__p_look(sft__parser *p) { return &p->tk[p->pos + (p->pos + 1 < p->count)]; }
+static void sft__p_next(sft__parser *p) { if (p->pos + 1 < p->count) p->pos++; }
+
+static int sft__p_is_name(const sft__tk *t, const char *name) {
+    return t->type == SFT__TK_NAME && t->n == strlen(name) && memcmp(t->s, name, t->n) == 0;
+}
+static int sft__p_is_op(const sft__tk *t, const char *op) {
+    return t->type == SFT__TK_OP && t->n == strlen(op) && memcmp(t->s, op, t->n) == 0;
+}
+
+static const char *sft__p_describe(const sft__tk *t, char *buf, size_t cap) {
+    switch (t->type) {
+    case SFT__TK_EOF: return "the end of the template";
+    case SFT__TK_DATA: return "text";
+    case SFT__TK_VAR_BEGIN: return "'{{'";
+    case SFT__TK_VAR_END: return "'}}'";
+    case SFT__TK_BLOCK_BEGIN: return "'{%'";
+    case SFT__TK_BLOCK_END: return "'%}'";
+    case SFT__TK_STRING: return "a string";
+    case SFT__TK_INT: case SFT__TK_FLOAT: return "a number";
+    default: snprintf(buf, cap, "'%.*s'", (int)(t->n > 40 ? 40 : t->n), t->s); return buf;
+    }
+}
+
+static sft_status sft__p_fail(sft__parser *p, const char *what) {
+    char b[64];
+    return sft__tm_syntax(p->t, sft__p_cur(p)->line, "expected %s, got %s", what, sft__p_describe(sft__p_cur(p), b, sizeof b));
+}
+
+static sft_status sft__p_expect_op(sft__parser *p, const char *op) {
+    char want[16];
+    if (!sft__p_is_op(sft__p_cur(p), op)) { snprintf(want, sizeof want, "'%s'", op); return sft__p_fail(p, want); }
+    sft__p_next(p);
+    return SFT_OK;
+}
+
+static sft_status sft__p_expect_name(sft__parser *p, const char *name) {
+    char want[48];
+    if (!sft__p_is_name(sft__p_cur(p), name)) { snprintf(want, sizeof want, "'%s'", name); return sft__p_fail(p, want); }
+    sft__p_next(p);
+    return SFT_OK;
+}
+
+static sft_status sft__p_new(sft__parser *p, sft__tn_kind kind, int line, sft__tn **out) {
+    sft__tn *n = (sft__tn *)sft__tm_alloc(&p->t->mem, sizeof *n);
+    if (!n) return sft__fail(SFT_ERR_NOMEM, "%s: a template node", p->t->name);
+    memset(n, 0, sizeof *n);
+    n->kind = (unsigned char)kind;
+    n->line = line;
+    *out = n;
+    return SFT_OK;
+}
+
+static sft_status sft__p_expr(sft__parser *p, int with_cond, sft__tn **out);
+static sft_status sft__p_tuple(sft__parser *p, int with_cond, const char *extra_end, int parens, int simplified, sft__tn **out);
+static sft_status sft__p_unary(sft__parser *p, int with_filter, sft__tn **out);
+
+/* (args): positional, then name=value; *args and **kwargs are refused */
+static sft_status sft__p_call_args(sft__parser *p, sft__tn **args) {
+    sft__tn **tail = args;
+    *args = NULL;
+    SFT__TRY(sft__p_expect_op(p, "("));
+    while (!sft__p_is_op(sft__p_cur(p), ")")) {
+        sft__tn *a;
+        if (*args) {
+            SFT__TRY(sft__p_expect_op(p, ","));
+            if (sft__p_is_op(sft__p_cur(p), ")")) break;
+        }
+        if (sft__p_is_op(sft__p_cur(p), "*") || sft__p_is_op(sft__p_cur(p), "**"))
+            return sft__tm_syntax(p->t, sft__p_cur(p)->line, "*args and **kwargs in calls are not supported");
+        if (sft__p_cur(p)->type == SFT__TK_NAME && sft__p_is_op(sft__p_look(p), "=")) {
+            const sft__tk *name = sft__p_cur(p);
+            SFT__TRY(sft__p_new(p, SFT__N_KWARG, name->line, &a));
+            a->s = name->s; a->n = name->n;
+            sft__p_next(p); sft__p_next(p);
+            SFT__TRY(sft__p_expr(p, 1, &a->a));
+        } else {
+            const sft__tn *k;
+            for (k = *args; k; k = k->next)
+                if (k->kind == SFT__N_KWARG) return sft__tm_syntax(p->t, sft__p_cur(p)->line, "a positional argument after a keyword argument");
+            SFT__TRY(sft__p_expr(p, 1, &a));
+        }
+        *tail = a; tail = &a->next;
+    }
+    sft__p_next(p);
+    return SFT_OK;
+}
+
+/* [index], [a:b:c], .name, .0 */
+static sft_status sft__p_subscript(sft__parser *p, sft__tn **node) {
+    const sft__tk *t = sft__p_cur(p);
+    sft__tn *n;
+    if (sft__p_is_op(t, ".")) {
+        sft__p_next(p);
+        t = sft__p_cur(p);
+        if (t->type == SFT__TK_NAME) {
+            SFT__TRY(sft__p_new(p, SFT__N_GETATTR, t->line, &n));
+            n->a = *node; n->s = t->s; n->n = t->n;
+        } else if (t->type == SFT__TK_INT) {
+            SFT__TRY(sft__p_new(p, SFT__N_GETITEM, t->line, &n));
+            n->a = *node;
+            SFT__TRY(sft__p_new(p, SFT__N_CONST, t->line, &n->b));
+            n->b->v.t = SFT__V_INT; n->b->v.u.i = t->i;
+        } else
+            return sft__p_fail(p, "a name after '.'");
+        sft__p_next(p);
+        *node = n;
+        return SFT_OK;
+    }
+    sft__p_next(p);     /* '[' */
+    SFT__TRY(sft__p_new(p, SFT__N_GETITEM, t->line, &n));
+    n->a = *node;
+    {
+        sft__tn *parts[3] = {NULL, NULL, NULL};
+        int k = 0, is_slice = 0;
+        for (;;) {
+            if (sft__p_is_op(sft__p_cur(p), ":")) {
+                if (k == 2) return sft__p_fail(p, "']'");
+                is_slice = 1; k++;
+                sft__p_next(p);
+                continue;
+            }
+            if (sft__p_is_op(sft__p_cur(p), "]")) break;
+            if (parts[k]) return sft__p_fail(p, "':' or ']'");
+            SFT__TRY(sft__p_expr(p, 1, &parts[k]));
+            if (sft__p_is_op(sft__p_cur(p), ",")) return sft__tm_syntax(p->t, t->line, "tuple subscripts are not supported");
+        }
+        sft__p_next(p);
+        if (is_slice) {
+            SFT__TRY(sft__p_new(p, SFT__N_SLICE, t->line, &n->b));
+            n->b->a = parts[0]; n->b->b = parts[1]; n->b->c = parts[2];
+        } else {
+            if (!parts[0]) return sft__tm_syntax(p->t, t->line, "an empty subscript []");
+            n->b = parts[0];
+        }
+    }
+    *node = n;
+    return SFT_OK;
+}
+
+static sft_status sft__p_postfix(sft__parser *p, sft__tn **node) {
+    for (;;) {
+        const sft__tk *t = sft__p_cur(p);
+        if (sft__p_is_op(t, ".") || sft__p_is_op(t, "[")) SFT__TRY(sft__p_subscript(p, node));
+        else if (sft__p_is_op(t, "(")) {
+            sft__tn *c;
+            SFT__TRY(sft__p_new(p, SFT__N_CALL, t->line, &c));
+            c->a = *node;
+            SFT__TRY(sft__p_call_args(p, &c->b));
+            *node = c;
+        } else
+            return SFT_OK;
+    }
+}
+
+/* name(.name)* as a filter or test name */
+static sft_status sft__p_dotted(sft__parser *p, char *buf, size_t cap, size_t *len) {
+    size_t w = 0;
+    for (;;) {
+        const sft__tk *t = sft__p_cur(p);
+        if (t->type != SFT__TK_NAME) return sft__p_fail(p, "a name");
+        if (w + t->n + 2 > cap) return sft__tm_syntax(p->t, t->line, "a name too long");
+        memcpy(buf + w, t->s, t->n); w += t->n;
+        sft__p_next(p);
+        if (!sft__p_is_op(sft__p_cur(p), ".")) break;
+        buf[w++] = '.';
+        sft__p_next(p);
+    }
+    buf[w] = 0;
+    *len = w;
+    return SFT_OK;
+}
+
+static sft_status sft__p_filter_expr(sft__parser *p, sft__tn **node) {
+    for (;;) {
+        const sft__tk *t = sft__p_cur(p);
+        char name[64];
+        size_t len;
+        sft__tn *f;
+        if (sft__p_is_op(t, "|")) {
+            int line = t->line;
+            sft__p_next(p);
+            SFT__TRY(sft__p_dotted(p, name, sizeof name, &len));
+            SFT__TRY(sft__p_new(p, SFT__N_FILTER, line, &f));
+            f->id = (short)sft__tm_filter_id(name, len);
+            if (f->id < 0) return sft__tm_syntax(p->t, line, "no filter named '%s'", name);
+            f->a = *node;
+            if (sft__p_is_op(sft__p_cur(p), "(")) SFT__TRY(sft__p_call_args(p, &f->b));
+            *node = f;
+        } else if (sft__p_is_name(t, "is")) {
+            int line = t->line, neg = 0;
+            sft__p_next(p);
+            if (sft__p_is_name(sft__p_cur(p), "not")) { neg = 1; sft__p_next(p); }
+            SFT__TRY(sft__p_dotted(p, name, sizeof name, &len));
+            SFT__TRY(sft__p_new(p, SFT__N_TEST, line, &f));
+            f->id = (short)sft__tm_test_id(name, len);
+            if (f->id < 0) return sft__tm_syntax(p->t, line, "no test named '%s'", name);
+            f->a = *node; f->op = (unsigned char)neg;
+            t = sft__p_cur(p);
+            if (sft__p_is_op(t, "(")) SFT__TRY(sft__p_call_args(p, &f->b));
+            else if ((t->type == SFT__TK_NAME || t->type == SFT__TK_STRING || t->type == SFT__TK_INT || t->type == SFT__TK_FLOAT ||
+                      sft__p_is_op(t, "[") || sft__p_is_op(t, "{")) &&
+                     !sft__p_is_name(t, "else") && !sft__p_is_name(t, "or") && !sft__p_is_name(t, "and")) {
+                if (sft__p_is_name(t, "is")) return sft__tm_syntax(p->t, t->line, "tests cannot be chained with 'is'");
+                SFT__TRY(sft__p_unary(p, 0, &f->b));     /* one argument without parentheses */
+            }
+            *node = f;
+        } else if (sft__p_is_op(t, "(")) {
+            sft__tn *c;
+            SFT__TRY(sft__p_new(p, SFT__N_CALL, t->line, &c));
+            c->a = *node;
+            SFT__TRY(sft__p_call_args(p, &c->b));
+            *node = c;
+        } else
+            return SFT_OK;
+    }
+}
+
+/* a list [...] or dict {...} literal (the opening bracket is current) */
+static sft_status sft__p_collection(sft__parser *p, int dict, sft__tn **out) {
+    const sft__tk *t = sft__p_cur(p);
+    sft__tn *n, **tail;
+    const char *close = dict ? "}" : "]";
+    SFT__TRY(sft__p_new(p, dict ? SFT__N_DICT : SFT__N_LIST, t->line, &n));
+    tail = &n->a;
+    sft__p_next(p);
+    while (!sft__p_is_op(sft__p_cur(p), close)) {
+        sft__tn *item;
+        if (n->a) {
+            SFT__TRY(sft__p_expect_op(p, ","));
+            if (sft__p_is_op(sft__p_cur(p), close)) break;
+        }
+        if (dict) {
+            SFT__TRY(sft__p_new(p, SFT__N_PAIR, sft__p_cur(p)->line, &item));
+            SFT__TRY(sft__p_expr(p, 1, &item->a));
+            SFT__TRY(sft__p_expect_op(p, ":"));
+            SFT__TRY(sft__p_expr(p, 1, &item->b));
+        } else
+            SFT__TRY(sft__p_expr(p, 1, &item));
+        *tail = item; tail = &item->next;
+    }
+    sft__p_next(p);
+    *out = n;
+    return SFT_OK;
+}
+
+static sft_status sft__p_primary(sft__parser *p, sft__tn **out) {
+    const sft__tk *t = sft__p_cur(p);
+    sft__tn *n;
+    if (t->type == SFT__TK_NAME) {
+        SFT__TRY(sft__p_new(p, SFT__N_CONST, t->line, &n));
+        if (sft__p_is_name(t, "true") || sft__p_is_name(t, "True")) { n->v.t = SFT__V_BOOL; n->v.u.i = 1; }
+        else if (sft__p_is_name(t, "false") || sft__p_is_name(t, "False")) { n->v.t = SFT__V_BOOL; n->v.u.i = 0; }
+        else if (sft__p_is_name(t, "none") || sft__p_is_name(t, "None")) n->v.t = SFT__V_NONE;
+        else {
+            n->kind = SFT__N_NAME; n->s = t->s; n->n = t->n;
+            if (p->macro && t->n == 7 && memcmp(t->s, "varargs", 7) == 0) p->macro->uses_varargs = 1;
+            if (p->macro && t->n == 6 && memcmp(t->s, "kwargs", 6) == 0) p->macro->uses_kwargs = 1;
+        }
+        sft__p_next(p);
+    } else if (t->type == SFT__TK_STRING) {     /* adjacent strings join */
+        size_t total = 0, k = p->pos, w = 0;
+        char *buf;
+        while (p->tk[k].type == SFT__TK_STRING) total += p->tk[k++].n;
+        SFT__TRY(sft__p_new(p, SFT__N_CONST, t->line, &n));
+        if (k == p->pos + 1) buf = (char *)t->s;
+        else {
+            buf = (char *)sft__tm_alloc(&p->t->mem, total + 1);
+            if (!buf) return sft__fail(SFT_ERR_NOMEM, "%s: a string constant", p->t->name);
+            while (sft__p_cur(p)->type == SFT__TK_STRING) { memcpy(buf + w, sft__p_cur(p)->s, sft__p_cur(p)->n); w += sft__p_cur(p)->n; sft__p_next(p); }
+            buf[w] = 0;
+        }
+        if (k == p->pos + 1) sft__p_next(p);
+        n->v.t = SFT__V_STR; n->v.u.s.p = buf; n->v.u.s.n = total;
+    } else if (t->type == SFT__TK_INT || t->type == SFT__TK_FLOAT) {
+        SFT__TRY(sft__p_new(p, SFT__N_CONST, t->line, &n));
+        if (t->type == SFT__TK_INT) { n->v.t = SFT__V_INT; n->v.u.i = t->i; }
+        else { n->v.t = SFT__V_FLOAT; n->v.u.f = t->f; }
+        sft__p_next(p);
+    } else if (sft__p_is_op(t, "(")) {
+        sft__p_next(p);
+        SFT__TRY(sft__p_tuple(p, 1, NULL, 1, 0, &n));
+        SFT__TRY(sft__p_expect_op(p, ")"));
+    } else if (sft__p_is_op(t, "[")) SFT__TRY(sft__p_collection(p, 0, &n));
+    else if (sft__p_is_op(t, "{")) SFT__TRY(sft__p_collection(p, 1, &n));
+    else return sft__p_fail(p, "an expression");
+    *out = n;
+    return SFT_OK;
+}
+
+static sft_status sft__p_unary(sft__parser *p, int with_filter, sft__tn **out) {
+    const sft__tk *t = sft__p_cur(p);
+    sft__tn *n;
+    if (++p->depth > SFT__TM_MAX_DEPTH) return sft__tm_syntax(p->t, t->line, "expressions nested more than %d deep", SFT__TM_MAX_DEPTH);
+    if (sft__p_is_op(t, "-") || sft__p_is_op(t, "+")) {
+        SFT__TRY(sft__p_new(p, sft__p_is_op(t, "-") ? SFT__N_NEG : SFT__N_POS, t->line, &n));
+        sft__p_next(p);
+        SFT__TRY(sft__p_unary(p, 0, &n->a));
+    } else
+        SFT__TRY(sft__p_primary(p, &n));
+    SFT__TRY(sft__p_postfix(p, &n));
+    if (with_filter) SFT__TRY(sft__p_filter_expr(p, &n));
+    p->depth--;
+    *out = n;
+    return SFT_OK;
+}
+
+static sft_status sft__p_binary(sft__parser *p, int level, sft__tn **out);
+
+/* levels: 0 math1 (+ -), 1 concat (~), 2 math2 (* / // %), 3 pow (**) */
+static sft_status sft__p_binary(sft__parser *p, int level, sft__tn **out) {
+    static const char *const ops[4][4] = {{"+", "-", NULL, NULL}, {"~", NULL, NULL, NULL}, {"*", "/", "//", "%"}, {"**", NULL, NULL, NULL}};
+    static const int codes[4][4] = {{SFT__JO_ADD, SFT__JO_SUB, 0, 0}, {0, 0, 0, 0}, {SFT__JO_MUL, SFT__JO_DIV, SFT__JO_FLOORDIV, SFT__JO_MOD},
+                                    {SFT__JO_POW, 0, 0, 0}};
+    sft__tn *left;
+    if (level == 4) return sft__p_unary(p, 1, out);
+    SFT__TRY(sft__p_binary(p, level + 1, &left));
+    if (level == 1 && sft__p_is_op(sft__p_cur(p), "~")) {     /* a ~ b ~ c: one node, its parts chained */
+        sft__tn *c, *tail = left;
+        SFT__TRY(sft__p_new(p, SFT__N_CONCAT, sft__p_cur(p)->line, &c));
+        c->a = left;
+        while (sft__p_is_op(sft__p_cur(p), "~")) {
+            sft__tn *r;
+            sft__p_next(p);
+            SFT__TRY(sft__p_binary(p, level + 1, &r));
+            tail->next = r; tail = r;
+        }
+        *out = c;
+        return SFT_OK;
+    }
+    for (;;) {
+        int k, hit = -1;
+        sft__tn *b;
+        for (k = 0; k < 4 && ops[level][k]; k++) if (sft__p_is_op(sft__p_cur(p), ops[level][k])) hit = k;
+        if (hit < 0 || level == 1) break;
+        SFT__TRY(sft__p_new(p, SFT__N_BINOP, sft__p_cur(p)->line, &b));
+        b->op = (unsigned char)codes[level][hit];
+        sft__p_next(p);
+        b->a = left;
+        SFT__TRY(sft__p_binary(p, level + 1, &b->b));
+        left = b;
+    }
+    *out = left;
+    return SFT_OK;
+}
+
+static sft_status sft__p_compare(sft__parser *p, sft__tn **out) {
+    static const char *const ops[6] = {"==", "!=", "<", "<=", ">", ">="};
+    static const int codes[6] = {SFT__JO_EQ, SFT__JO_NE, SFT__JO_LT, SFT__JO_LE, SFT__JO_GT, SFT__JO_GE};
+    sft__tn *first, *c = NULL, **tail = NULL;
+    SFT__TRY(sft__p_binary(p, 0, &first));
+    for (;;) {
+        const sft__tk *t = sft__p_cur(p);
+        int code = 0, k;
+        sft__tn *o;
+        for (k = 0; k < 6; k++) if (sft__p_is_op(t, ops[k])) code = codes[k];
+        if (code) sft__p_next(p);
+        else if (sft__p_is_name(t, "in")) { code = SFT__JO_IN; sft__p_next(p); }
+        else if (sft__p_is_name(t, "not") && sft__p_is_name(sft__p_look(p), "in")) { code = SFT__JO_NOTIN; sft__p_next(p); sft__p_next(p); }
+        else break;
+        if (!c) {
+            SFT__TRY(sft__p_new(p, SFT__N_COMPARE, t->line, &c));
+            c->a = first; tail = &c->b;
+        }
+        SFT__TRY(sft__p_new(p, SFT__N_OPERAND, t->line, &o));
+        o->op = (unsigned char)code;
+        SFT__TRY(sft__p_binary(p, 0, &o->a));
+        *tail = o; tail = &o->next;
+    }
+    *out = c ? c : first;
+    return SFT_OK;
+}
+
+static sft_status sft__p_not(sft__parser *p, sft__tn **out) {
+    if (sft__p_is_name(sft__p_cur(p), "not")) {
+        sft__tn *n;
+        SFT__TRY(sft__p_new(p, SFT__N_NOT, sft__p_cur(p)->line, &n));
+        sft__p_next(p);
+        if (++p->depth > SFT__TM_MAX_DEPTH) return sft__tm_syntax(p->t, n->line, "expressions nested too deeply");
+        SFT__TRY(sft__p_not(p, &n->a));
+        p->depth--;
+        *out = n;
+        return SFT_OK;
+    }
+    return sft__p_compare(p, out);
+}
+
+static sft_status sft__p_logic(sft__parser *p, int is_or, sft__tn **out) {
+    sft__tn *left;
+    const char *word = is_or ? "or" : "and";
+    SFT__TRY(is_or ? sft__p_logic(p, 0, &left) : sft__p_not(p, &left));
+    while (sft__p_is_name(sft__p_cur(p), word)) {
+        sft__tn *n;
+        SFT__TRY(sft__p_new(p, is_or ? SFT__N_OR : SFT__N_AND, sft__p_cur(p)->line, &n));
+        sft__p_next(p);
+        n->a = left;
+        SFT__TRY(is_or ? sft__p_logic(p, 0, &n->b) : sft__p_not(p, &n->b));
+        left = n;
+    }
+    *out = left;
+    return SFT_OK;
+}
+
+/* an expression; with_cond: "a if c else b" too */
+static sft_status sft__p_expr(sft__parser *p, int with_cond, sft__tn **out) {
+    sft__tn *e;
+    if (++p->depth > SFT__TM_MAX_DEPTH) return sft__tm_syntax(p->t, sft__p_cur(p)->line, "expressions nested more than %d deep", SFT__TM_MAX_DEPTH);
+    SFT__TRY(sft__p_logic(p, 1, &e));
+    while (with_cond && sft__p_is_name(sft__p_cur(p), "if")) {
+        sft__tn *c;
+        SFT__TRY(sft__p_new(p, SFT__N_COND, sft__p_cur(p)->line, &c));
+        sft__p_next(p);
+        c->a = e;
+        SFT__TRY(sft__p_logic(p, 1, &c->b));
+        if (sft__p_is_name(sft__p_cur(p), "else")) {
+            sft__p_next(p);
+            SFT__TRY(sft__p_expr(p, 1, &c->c));
+        }
+        e = c;
+    }
+    p->depth--;
+    *out = e;
+    return SFT_OK;
+}
+
+static int sft__p_tuple_end(sft__parser *p, const char *extra_end) {
+    const sft__tk *t = sft__p_cur(p);
+    return t->type == SFT__TK_VAR_END || t->type == SFT__TK_BLOCK_END || sft__p_is_op(t, ")") ||
+           (extra_end && sft__p_is_name(t, extra_end));
+}
+
+/* expressions separated by commas: one expression, or a tuple if there is a comma */
+static sft_status sft__p_tuple(sft__parser *p, int with_cond, const char *extra_end, int parens, int simplified, sft__tn **out) {
+    sft__tn *first = NULL, **tail = &first, *tup;
+    int line = sft__p_cur(p)->line, is_tuple = 0;
+    for (;;) {
+        sft__tn *e;
+        if (first) SFT__TRY(sft__p_expect_op(p, ","));
+        if (sft__p_tuple_end(p, extra_end)) break;
+        if (simplified) {
+            const sft__tk *t = sft__p_cur(p);
+            if (t->type != SFT__TK_NAME) return sft__p_fail(p, "a name");
+            SFT__TRY(sft__p_primary(p, &e));
+        } else
+            SFT__TRY(sft__p_expr(p, with_cond, &e));
+        *tail = e; tail = &e->next;
+        if (sft__p_is_op(sft__p_cur(p), ",")) is_tuple = 1;
+        else break;
+    }
+    if (!is_tuple) {
+        if (first) { *out = first; return SFT_OK; }
+        if (!parens) return sft__p_fail(p, "an expression");
+    }
+    SFT__TRY(sft__p_new(p, SFT__N_TUPLE, line, &tup));
+    tup->a = first;
+    *out = tup;
+    return SFT_OK;
+}
+
+/* an assignment target: a name, a tuple of names, or namespace.attribute */
+static sft_status sft__p_target(sft__parser *p, const char *extra_end, int allow_ns, sft__tn **out) {
+    const sft__tk *t = sft__p_cur(p);
+    if (allow_ns && t->type == SFT__TK_NAME && sft__p_is_op(sft__p_look(p), ".")) {
+        sft__tn *n;
+        SFT__TRY(sft__p_new(p, SFT__N_NSREF, t->line, &n));
+        n->s = t->s; n->n = t->n;
+        sft__p_next(p); sft__p_next(p);
+        t = sft__p_cur(p);
+        if (t->type != SFT__TK_NAME) return sft__p_fail(p, "an attribute name");
+        SFT__TRY(sft__p_new(p, SFT__N_CONST, t->line, &n->a));
+        n->a->s = t->s; n->a->n = t->n;
+        sft__p_next(p);
+        *out = n;
+        return SFT_OK;
+    }
+    SFT__TRY(sft__p_tuple(p, 1, extra_end, 0, 1, out));
+    if ((*out)->kind == SFT__N_NAME) return SFT_OK;
+    if ((*out)->kind == SFT__N_TUPLE) {
+        const sft__tn *k;
+        for (k = (*out)->a; k; k = k->next)
+            if (k->kind != SFT__N_NAME) return sft__tm_syntax(p->t, (*out)->line, "can only assign to names");
+        return SFT_OK;
+    }
+    return sft__tm_syntax(p->t, (*out)->line, "can only assign to names");
+}
+
+static sft_status sft__p_body(sft__parser *p, const char *const *ends, sft__tn **out);
+
+/* the tag's end %} */
+static sft_status sft__p_block_end(sft__parser *p) {
+    if (sft__p_cur(p)->type != SFT__TK_BLOCK_END) return sft__p_fail(p, "the end of the statement '%}'");
+    sft__p_next(p);
+    return SFT_OK;
+}
+
+static sft_status sft__p_for(sft__parser *p, int line, sft__tn **out) {
+    static const char *const ends[] = {"endfor", "else", NULL};
+    static const char *const end2[] = {"endfor", NULL};
+    sft__tn *n;
+    SFT__TRY(sft__p_new(p, SFT__N_FOR, line, &n));
+    SFT__TRY(sft__p_target(p, "in", 0, &n->a));
+    SFT__TRY(sft__p_expect_name(p, "in"));
+    SFT__TRY(sft__p_tuple(p, 0, "recursive", 0, 0, &n->b));
+    if (sft__p_is_name(sft__p_cur(p), "if")) { sft__p_next(p); SFT__TRY(sft__p_expr(p, 1, &n->e)); }
+    if (sft__p_is_name(sft__p_cur(p), "recursive")) return sft__fail(SFT_ERR_UNSUPPORTED, "%s:%d: recursive loops are not supported", p->t->name, line);
+    SFT__TRY(sft__p_block_end(p));
+    p->loops++;
+    SFT__TRY(sft__p_body(p, ends, &n->c));
+    p->loops--;
+    if (sft__p_is_name(sft__p_cur(p), "else")) {
+        sft__p_next(p);
+        SFT__TRY(sft__p_block_end(p));
+        SFT__TRY(sft__p_body(p, end2, &n->d));
+    }
+    sft__p_next(p);      /* endfor */
+    *out = n;
+    return sft__p_block_end(p);
+}
+
+static sft_status sft__p_if(sft__parser *p, int line, sft__tn **out) {
+    static const char *const ends[] = {"elif", "else", "endif", NULL};
+    static const char *const end2[] = {"endif", NULL};
+    sft__tn *n;
+    SFT__TRY(sft__p_new(p, SFT__N_IF, line, &n));
+    SFT__TRY(sft__p_tuple(p, 0, NULL, 0, 0, &n->a));
+    SFT__TRY(sft__p_block_end(p));
+    SFT__TRY(sft__p_body(p, ends, &n->b));
+    if (sft__p_is_name(sft__p_cur(p), "elif")) {
+        int l2 = sft__p_cur(p)->line;
+        sft__p_next(p);
+        SFT__TRY(sft__p_if(p, l2, &n->c));     /* consumes through endif */
+        *out = n;
+        return SFT_OK;
+    }
+    if (sft__p_is_name(sft__p_cur(p), "else")) {
+        sft__p_next(p);
+        SFT__TRY(sft__p_block_end(p));
+        SFT__TRY(sft__p_body(p, end2, &n->d));
+        n->op = 1;      /* has an else */
+    }
+    sft__p_next(p);     /* endif */
+    return (*out = n, sft__p_block_end(p));
+}
+
+static sft_status sft__p_set(sft__parser *p, int line, sft__tn **out) {
+    static const char *const ends[] = {"endset", NULL};
+    sft__tn *n;
+    SFT__TRY(sft__p_new(p, SFT__N_SET, line, &n));
+    SFT__TRY(sft__p_target(p, NULL, 1, &n->a));
+    if (sft__p_is_op(sft__p_cur(p), "=")) {
+        sft__p_next(p);
+        SFT__TRY(sft__p_tuple(p, 1, NULL, 0, 0, &n->b));
+        *out = n;
+        return sft__p_block_end(p);
+    }
+    /* {% set x %}...{% endset %}, optionally with filters: {% set x | trim %} */
+    n->kind = SFT__N_SET_BLOCK;
+    if (n->a->kind == SFT__N_TUPLE) return sft__tm_syntax(p->t, line, "a block assignment takes one name");
+    if (sft__p_is_op(sft__p_cur(p), "|")) {
+        SFT__TRY(sft__p_new(p, SFT__N_CONST, line, &n->c));    /* placeholder value the filters apply to */
+        n->c->v.t = SFT__V_UNDEF;
+        SFT__TRY(sft__p_filter_expr(p, &n->c));
+    }
+    SFT__TRY(sft__p_block_end(p));
+    SFT__TRY(sft__p_body(p, ends, &n->b));
+    sft__p_next(p);
+    *out = n;
+    return sft__p_block_end(p);
+}
+
+static sft_status sft__p_macro(sft__parser *p, int line, sft__tn **out) {
+    static const char *const ends[] = {"endmacro", NULL};
+    sft__tn *n, **tail, *saved = p->macro;
+    const sft__tk *t = sft__p_cur(p);
+    int loops = p->loops, defaults = 0;
+    SFT__TRY(sft__p_new(p, SFT__N_MACRO, line, &n));
+    if (t->type != SFT__TK_NAME) return sft__p_fail(p, "a macro name");
+    n->s = t->s; n->n = t->n;
+    sft__p_next(p);
+    SFT__TRY(sft__p_expect_op(p, "("));
+    tail = &n->a;
+    while (!sft__p_is_op(sft__p_cur(p), ")")) {
+        sft__tn *arg;
+        if (n->a) SFT__TRY(sft__p_expect_op(p, ","));
+        t = sft__p_cur(p);
+        if (t->type != SFT__TK_NAME) return sft__p_fail(p, "a parameter name");
+        SFT__TRY(sft__p_new(p, SFT__N_NAME, t->line, &arg));
+        arg->s = t->s; arg->n = t->n;
+        sft__p_next(p);
+        if (sft__p_is_op(sft__p_cur(p), "=")) { sft__p_next(p); SFT__TRY(sft__p_expr(p, 1, &arg->a)); defaults = 1; }
+        else if (defaults) return sft__tm_syntax(p->t, t->line, "a parameter without a default after one with a default");
+        *tail = arg; tail = &arg->next;
+    }
+    sft__p_next(p);
+    SFT__TRY(sft__p_block_end(p));
+    p->macro = n; p->loops = 0;
+    SFT__TRY(sft__p_body(p, ends, &n->b));
+    p->macro = saved; p->loops = loops;
+    sft__p_next(p);
+    *out = n;
+    return sft__p_block_end(p);
+}
+
+/* {% with a = 1, b = 2 %}...{% endwith %} */
+static sft_status sft__p_with(sft__parser *p, int line, sft__tn **out) {
+    static const char *const ends[] = {"endwith", NULL};
+    sft__tn *n, **tail;
+    SFT__TRY(sft__p_new(p, SFT__N_WITH, line, &n));
+    tail = &n->a;
+    while (sft__p_cur(p)->type != SFT__TK_BLOCK_END) {
+        sft__tn *s;
+        if (n->a) SFT__TRY(sft__p_expect_op(p, ","));
+        SFT__TRY(sft__p_new(p, SFT__N_SET, sft__p_cur(p)->line, &s));
+        SFT__TRY(sft__p_target(p, NULL, 0, &s->a));
+        SFT__TRY(sft__p_expect_op(p, "="));
+        SFT__TRY(sft__p_expr(p, 1, &s->b));
+        *tail = s; tail = &s->next;
+    }
+    sft__p_next(p);
+    SFT__TRY(sft__p_body(p, ends, &n->b));
+    sft__p_next(p);
+    *out = n;
+    return sft__p_block_end(p);
+}
+
+/* {% filter upper %}...{% endfilter %} */
+static sft_status sft__p_filter_block(sft__parser *p, int line, sft__tn **out) {
+    static const char *const ends[] = {"endfilter", NULL};
+    sft__tn *n;
+    SFT__TRY(sft__p_new(p, SFT__N_FILTER_BLOCK, line, &n));
+    SFT__TRY(sft__p_new(p, SFT__N_CONST, line, &n->a));
+    n->a->v.t = SFT__V_UNDEF;
+    {   /* the filters, as after a '|' */
+        sft__tn *f = n->a;
+        char name[64];
+        size_t len;
+        for (;;) {
+            sft__tn *g;
+            SFT__TRY(sft__p_dotted(p, name, sizeof name, &len));
+            SFT__TRY(sft__p_new(p, SFT__N_FILTER, line, &g));
+            g->id = (short)sft__tm_filter_id(name, len);
+            if (g->id < 0) return sft__tm_syntax(p->t, line, "no filter named '%s'", name);
+            g->a = f;
+            if (sft__p_is_op(sft__p_cur(p), "(")) SFT__TRY(sft__p_call_args(p, &g->b));
+            f = g;
+            if (!sft__p_is_op(sft__p_cur(p), "|")) break;
+            sft__p_next(p);
+        }
+        n->a = f;
+    }
+    SFT__TRY(sft__p_block_end(p));
+    SFT__TRY(sft__p_body(p, ends, &n->b));
+    sft__p_next(p);
+    *out = n;
+    return sft__p_block_end(p);
+}
+
+/* one {% statement %} (the name is current) */
+static sft_status sft__p_statement(sft__parser *p, sft__tn **out) {
+    const sft__tk *t = sft__p_cur(p);
+    int line = t->line;
+    char b[64];
+    if (t->type != SFT__TK_NAME) return sft__p_fail(p, "a statement name");
+    sft__p_next(p);
+    if (sft__p_is_name(t, "for")) return sft__p_for(p, line, out);
+    if (sft__p_is_name(t, "if")) return sft__p_if(p, line, out);
+    if (sft__p_is_name(t, "set")) return sft__p_set(p, line, out);
+    if (sft__p_is_name(t, "macro")) return sft__p_macro(p, line, out);
+    if (sft__p_is_name(t, "with")) return sft__p_with(p, line, out);
+    if (sft__p_is_name(t, "filter")) return sft__p_filter_block(p, line, out);
+    if (sft__p_is_name(t, "generation")) {
+        static const char *const ends[] = {"endgeneration", NULL};
+        SFT__TRY(sft__p_new(p, SFT__N_GENERATION, line, out));
+        SFT__TRY(sft__p_block_end(p));
+        SFT__TRY(sft__p_body(p, ends, &(*out)->b));
+        p->t->has_generation = 1;
+        sft__p_next(p);
+        return sft__p_block_end(p);
+    }
+    if (sft__p_is_name(t, "break") || sft__p_is_name(t, "continue")) {
+        if (!p->loops) return sft__tm_syntax(p->t, line, "'%.*s' outside a loop", (int)t->n, t->s);
+        SFT__TRY(sft__p_new(p, sft__p_is_name(t, "break") ? SFT__N_BREAK : SFT__N_CONTINUE, line, out));
+        return sft__p_block_end(p);
+    }
+    if (sft__p_is_name(t, "include") || sft__p_is_name(t, "import") || sft__p_is_name(t, "from") || sft__p_is_name(t, "extends") ||
+        sft__p_is_name(t, "block") || sft__p_is_name(t, "call") || sft__p_is_name(t, "do") || sft__p_is_name(t, "autoescape"))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s:%d: the '%.*s' statement is not supported in chat templates", p->t->name, line,
+                         (int)t->n, t->s);
+    return sft__tm_syntax(p->t, line, "unknown statement %s", sft__p_describe(t, b, sizeof b));
+}
+
+/* statements until one of ends (a {% name %} left current) or the end */
+static sft_status sft__p_body(sft__parser *p, const char *const *ends, sft__tn **out) {
+    sft__tn **tail = out;
+    *out = NULL;
+    if (++p->depth > SFT__TM_MAX_DEPTH) return sft__tm_syntax(p->t, sft__p_cur(p)->line, "statements nested more than %d deep", SFT__TM_MAX_DEPTH);
+    for (;;) {
+        const sft__tk *t = sft__p_cur(p);
+        sft__tn *n = NULL;
+        if (t->type == SFT__TK_EOF) {
+            if (ends) return sft__tm_syntax(p->t, t->line, "the template ends before {%% %s %%}", ends[0]);
+            break;
+        }
+        if (t->type == SFT__TK_DATA) {
+            SFT__TRY(sft__p_new(p, SFT__N_TEXT, t->line, &n));
+            n->s = t->s; n->n = t->n;
+            sft__p_next(p);
+        } else if (t->type == SFT__TK_VAR_BEGIN) {
+            SFT__TRY(sft__p_new(p, SFT__N_OUTPUT, t->line, &n));
+            sft__p_next(p);
+            SFT__TRY(sft__p_tuple(p, 1, NULL, 0, 0, &n->a));
+            if (sft__p_cur(p)->type != SFT__TK_VAR_END) return sft__p_fail(p, "'}}'");
+            sft__p_next(p);
+        } else if (t->type == SFT__TK_BLOCK_BEGIN) {
+            const sft__tk *name = sft__p_look(p);
+            int k;
+            for (k = 0; ends && ends[k]; k++)
+                if (sft__p_is_name(name, ends[k])) { sft__p_next(p); p->depth--; return SFT_OK; }
+            if (name->type == SFT__TK_NAME && name->n > 3 && memcmp(name->s, "end", 3) == 0)
+                return sft__tm_syntax(p->t, name->line, "unexpected {%% %.*s %%}%s%s", (int)name->n, name->s,
+                                      ends ? ", expected {% " : "", ends ? ends[0] : "");
+            if (sft__p_is_name(name, "else") || sft__p_is_name(name, "elif"))
+                return sft__tm_syntax(p->t, name->line, "unexpected {%% %.*s %%}", (int)name->n, name->s);
+            sft__p_next(p);
+            SFT__TRY(sft__p_statement(p, &n));
+        } else
+            return sft__p_fail(p, "text or a tag");
+        *tail = n;
+        while (n->next) n = n->next;
+        tail = &n->next;
+    }
+    p->depth--;
+    return SFT_OK;
+}
+/* ============================================================================
+   === templates: values
+   A value is what a Python object behind a template would be: None, bool,
+   int (64-bit here; beyond is an error), float, str, list, tuple, dict (in
+   insertion order), Jinja's Undefined (prints as "", iterates as empty, is
+   false; anything else done with it is an error) and namespace (the one
+   mutable object). Values live in the render's memory and are never freed one
+   by one. */
+
+typedef struct sft__jseq { size_t n; sft__jv *v; int spent; } sft__jseq;   /* spent: an iterator already run */
+typedef struct sft__jmap { size_t n, cap; sft__jv *k, *v; } sft__jmap;
+
+typedef struct sft__jscope sft__jscope;
+
+/* MACRO: node + the scope it was defined in; METHOD: self + name; LOOP: the loop's state */
+typedef struct sft__jobj {
+    const sft__tn *node;
+    sft__jscope   *scope;
+    sft__jv        self;
+    const char    *name;
+    size_t         name_n;
+    const sft__jseq *items;
+    size_t         index;
+} sft__jobj;
+
+typedef struct sft__jvar { const char *name; size_t n; sft__jv v; struct sft__jvar *next; } sft__jvar;
+struct sft__jscope { sft__jscope *parent; sft__jvar *vars; };
+
+/* a growing string in the render's memory */
+typedef struct sft__jbuf { char *p; size_t n, cap; } sft__jbuf;
+
+typedef struct sft__jr {
+    sft_template *t;
+    sft__tm_mem  *m;
+    sft__jbuf     root, *out;     /* the template's output, and where output goes now */
+    int           root_writes;    /* outputs written to the root (transformers' tracker starts once there is one) */
+    int           jump;           /* 1 break, 2 continue */
+    int           depth;
+    int64_t       steps, max_steps;
+    size_t        max_output;
+    time_t        now;
+    sft__vec      spans;          /* size_t pairs: {% generation %} output in the root */
+    const sft__tn *macro_stack[SFT__TM_MAX_DEPTH];
+} sft__jr;
+
+enum { SFT__F_RANGE = 1, SFT__F_NAMESPACE, SFT__F_DICT, SFT__F_RAISE, SFT__F_STRFTIME };
+
+static sft_status sft__jr_err(sft__jr *r, int line, sft_status s, const char *fmt, ...) SFT__PRINTF(4, 5);
+static sft_status sft__jr_err(sft__jr *r, int line, sft_status s, const char *fmt, ...) {
+    char msg[800];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return sft__fail(s, "%s:%d: %s", r->t->name, line, msg);
+}
+
+static sft_status sft__jr_nomem(sft__jr *r, int line) {
+    return sft__jr_err(r, line, SFT_ERR_NOMEM, "out of memory while rendering (the render may use at most %zu MiB)",
+                       r->m->limit >> 20);
+}
+
+static void *sft__jr_alloc(sft__jr *r, size_t size) { return sft__tm_alloc(r->m, size); }
+
+static sft__jv sft__jv_make(int t) { sft__jv v; memset(&v, 0, sizeof v); v.t = (unsigned char)t; return v; }
+static sft__jv sft__jv_int(int64_t i) { sft__jv v = sft__jv_make(SFT__V_INT); v.u.i = i; return v; }
+static sft__jv sft__jv_bool(int b) { sft__jv v = sft__jv_make(SFT__V_BOOL); v.u.i = b != 0; return v; }
+static sft__jv sft__jv_float(double f) { sft__jv v = sft__jv_make(SFT__V_FLOAT); v.u.f = f; return v; }
+static sft__jv sft__jv_str(const char *p, size_t n) { sft__jv v = sft__jv_make(SFT__V_STR); v.u.s.p = p; v.u.s.n = n; return v; }
+static sft__jv sft__jv_undef(const char *name, size_t n) { sft__jv v = sft__jv_make(SFT__V_UNDEF); v.u.s.p = name; v.u.s.n = n; return v; }
+
+static int sft__jv_is_num(const sft__jv *v) { return v->t == SFT__V_BOOL || v->t == SFT__V_INT || v->t == SFT__V_FLOAT; }
+static int sft__jv_is_seq(const sft__jv *v) { return (v->t == SFT__V_LIST || v->t == SFT__V_TUPLE) && !v->it; }
+static double sft__jv_num(const sft__jv *v) { return v->t == SFT__V_FLOAT ? v->u.f : (double)v->u.i; }
+static int sft__jv_is(const sft__jv *v, const char *s) {
+    return v->t == SFT__V_STR && v->u.s.n == strlen(s) && memcmp(v->u.s.p, s, v->u.s.n) == 0;
+}
+
+static const char *sft__jv_type_name(const sft__jv *v) {
+    static const char *const views[] = {"list", "generator", "dict_items", "dict_keys", "dict_values"};
+    static const char *const names[] = {"Undefined", "NoneType", "bool", "int", "float", "str", "list", "tuple", "dict",
+                                        "Namespace", "Macro", "builtin_function", "method", "LoopContext"};
+    return v->t == SFT__V_LIST && v->it ? views[v->it] : names[v->t];
+}
+
+static sft_status sft__jr_seq(sft__jr *r, int line, size_t n, sft__jseq **out) {
+    sft__jseq *s = (sft__jseq *)sft__jr_alloc(r, sizeof *s);
+    sft__jv *v = (sft__jv *)sft__jr_alloc(r, (n ? n : 1) * sizeof *v);
+    if (!s || !v) return sft__jr_nomem(r, line);
+    s->n = n; s->v = v; s->spent = 0;
+    *out = s;
+    return SFT_OK;
+}
+
+static sft_status sft__jr_list(sft__jr *r, int line, size_t n, int tuple, sft__jv *out) {
+    *out = sft__jv_make(tuple ? SFT__V_TUPLE : SFT__V_LIST);
+    return sft__jr_seq(r, line, n, &out->u.seq);
+}
+
+static sft_status sft__jr_map(sft__jr *r, int line, size_t cap, int ns, sft__jv *out) {
+    sft__jmap *m = (sft__jmap *)sft__jr_alloc(r, sizeof *m);
+    if (!m) return sft__jr_nomem(r, line);
+    if (cap < 4) cap = 4;
+    m->n = 0; m->cap = cap;
+    m->k = (sft__jv *)sft__jr_alloc(r, cap * sizeof *m->k);
+    m->v = (sft__jv *)sft__jr_alloc(r, cap * sizeof *m->v);
+    if (!m->k || !m->v) return sft__jr_nomem(r, line);
+    *out = sft__jv_make(ns ? SFT__V_NS : SFT__V_DICT);
+    out->u.map = m;
+    return SFT_OK;
+}
+
+static int sft__jv_eq(const sft__jv *a, const sft__jv *b);
+
+/* the index of key k in m, or -1 (Python's dict lookup: 1 == 1.0 == True) */
+static long sft__jmap_find(const sft__jmap *m, const sft__jv *k) {
+    size_t i;
+    for (i = 0; i < m->n; i++) if (sft__jv_eq(&m->k[i], k)) return (long)i;
+    return -1;
+}
+
+static sft_status sft__jmap_set(sft__jr *r, int line, sft__jmap *m, sft__jv k, sft__jv v) {
+    long at = sft__jmap_find(m, &k);
+    if (at >= 0) { m->v[at] = v; return SFT_OK; }
+    if (m->n == m->cap) {
+        size_t cap = m->cap * 2;
+        sft__jv *nk = (sft__jv *)sft__jr_alloc(r, cap * sizeof *nk), *nv = (sft__jv *)sft__jr_alloc(r, cap * sizeof *nv);
+        if (!nk || !nv) return sft__jr_nomem(r, line);
+        memcpy(nk, m->k, m->n * sizeof *nk); memcpy(nv, m->v, m->n * sizeof *nv);
+        m->k = nk; m->v = nv; m->cap = cap;
+    }
+    m->k[m->n] = k; m->v[m->n] = v; m->n++;
+    return SFT_OK;
+}
+
+/* ---- strings */
+
+static sft_status sft__jbuf_put(sft__jr *r, int line, sft__jbuf *b, const char *s, size_t n) {
+    if (n == 0) return SFT_OK;
+    if (b->n + n > r->max_output)
+        return sft__jr_err(r, line, SFT_ERR_LIMIT, "a text of more than %zu bytes (the output limit)", r->max_output);
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        char *p;
+        while (cap < b->n + n) cap *= 2;
+        p = (char *)sft__jr_alloc(r, cap);
+        if (!p) return sft__jr_nomem(r, line);
+        if (b->n) memcpy(p, b->p, b->n);
+        b->p = p; b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return SFT_OK;
+}
+
+static sft_status sft__jbuf_puts(sft__jr *r, int line, sft__jbuf *b, const char *s) { return sft__jbuf_put(r, line, b, s, strlen(s)); }
+
+static sft__jv sft__jbuf_value(const sft__jbuf *b) { return sft__jv_str(b->p ? b->p : "", b->n); }
+
+/* a copy of s[0..n) in the render's memory */
+static sft_status sft__jr_strdup(sft__jr *r, int line, const char *s, size_t n, sft__jv *out) {
+    char *p = (char *)sft__jr_alloc(r, n + 1);
+    if (!p) return sft__jr_nomem(r, line);
+    if (n) memcpy(p, s, n);
+    p[n] = 0;
+    *out = sft__jv_str(p, n);
+    return SFT_OK;
+}
+
+static size_t sft__u8_count(const char *s, size_t n) {
+    size_t i, k = 0;
+    for (i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
+/* the byte offset of code point index k (k <= count) */
+static size_t sft__u8_offset(const char *s, size_t n, size_t k) {
+    size_t i = 0;
+    while (k > 0 && i < n) { i++; while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80) i++; k--; }
+    return i;
+}
+
+/* ---- case mapping: Python's str.lower and str.upper */
+
+/* Python 3.11.7 str.lower/str.upper (Unicode 14.0.0), tools/gen_case_tables.py */
+static const int32_t sft__case_lower_runs[][4] = {
+    {0x41, 0x5A, 0x20, 0x1}, {0xC0, 0xD6, 0x20, 0x1}, {0xD8, 0xDE, 0x20, 0x1}, {0x100, 0x12E, 0x1, 0x2},
+    {0x132, 0x136, 0x1, 0x2}, {0x139, 0x147, 0x1, 0x2}, {0x14A, 0x176, 0x1, 0x2}, {0x178, 0x178, -121, 0x1},
+    {0x179, 0x17D, 0x1, 0x2}, {0x181, 0x181, 0xD2, 0x1}, {0x182, 0x184, 0x1, 0x2}, {0x186, 0x186, 0xCE, 0x1},
+    {0x187, 0x187, 0x1, 0x1}, {0x189, 0x18A, 0xCD, 0x1}, {0x18B, 0x18B, 0x1, 0x1}, {0x18E, 0x18E, 0x4F, 0x1},
+    {0x18F, 0x18F, 0xCA, 0x1}, {0x190, 0x190, 0xCB, 0x1}, {0x191, 0x191, 0x1, 0x1}, {0x193, 0x193, 0xCD, 0x1},
+    {0x194, 0x194, 0xCF, 0x1}, {0x196, 0x196, 0xD3, 0x1}, {0x197, 0x197, 0xD1, 0x1}, {0x198, 0x198, 0x1, 0x1},
+    {0x19C, 0x19C, 0xD3, 0x1}, {0x19D, 0x19D, 0xD5, 0x1}, {0x19F, 0x19F, 0xD6, 0x1}, {0x1A0, 0x1A4, 0x1, 0x2},
+    {0x1A6, 0x1A6, 0xDA, 0x1}, {0x1A7, 0x1A7, 0x1, 0x1}, {0x1A9, 0x1A9, 0xDA, 0x1}, {0x1AC, 0x1AC, 0x1, 0x1},
+    {0x1AE, 0x1AE, 0xDA, 0x1}, {0x1AF, 0x1AF, 0x1, 0x1}, {0x1B1, 0x1B2, 0xD9, 0x1}, {0x1B3, 0x1B5, 0x1, 0x2},
+    {0x1B7, 0x1B7, 0xDB, 0x1}, {0x1B8, 0x1B8, 0x1, 0x1}, {0x1BC, 0x1BC, 0x1, 0x1}, {0x1C4, 0x1C4, 0x2, 0x1},
+    {0x1C5, 0x1C5, 0x1, 0x1}, {0x1C7, 0x1C7, 0x2, 0x1}, {0x1C8, 0x1C8, 0x1, 0x1}, {0x1CA, 0x1CA, 0x2, 0x1},
+    {0x1CB, 0x1DB, 0x1, 0x2}, {0x1DE, 0x1EE, 0x1, 0x2}, {0x1F1, 0x1F1, 0x2, 0x1}, {0x1F2, 0x1F4, 0x1, 0x2},
+    {0x1F6, 0x1F6, -97, 0x1}, {0x1F7, 0x1F7, -56, 0x1}, {0x1F8, 0x21E, 0x1, 0x2}, {0x220, 0x220, -130, 0x1},
+    {0x222, 0x232, 0x1, 0x2}, {0x23A, 0x23A, 0x2A2B, 0x1}, {0x23B, 0x23B, 0x1, 0x1}, {0x23D, 0x23D, -163, 0x1},
+    {0x23E, 0x23E, 0x2A28, 0x1}, {0x241, 0x241, 0x1, 0x1}, {0x243, 0x243, -195, 0x1}, {0x244, 0x244, 0x45, 0x1},
+    {0x245, 0x245, 0x47, 0x1}, {0x246, 0x24E, 0x1, 0x2}, {0x370, 0x372, 0x1, 0x2}, {0x376, 0x376, 0x1, 0x1},
+    {0x37F, 0x37F, 0x74, 0x1}, {0x386, 0x386, 0x26, 0x1}, {0x388, 0x38A, 0x25, 0x1}, {0x38C, 0x38C, 0x40, 0x1},
+    {0x38E, 0x38F, 0x3F, 0x1}, {0x391, 0x3A1, 0x20, 0x1}, {0x3A3, 0x3AB, 0x20, 0x1}, {0x3CF, 0x3CF, 0x8, 0x1},
+    {0x3D8, 0x3EE, 0x1, 0x2}, {0x3F4, 0x3F4, -60, 0x1}, {0x3F7, 0x3F7, 0x1, 0x1}, {0x3F9, 0x3F9, -7, 0x1},
+    {0x3FA, 0x3FA, 0x1, 0x1}, {0x3FD, 0x3FF, -130, 0x1}, {0x400, 0x40F, 0x50, 0x1}, {0x410, 0x42F, 0x20, 0x1},
+    {0x460, 0x480, 0x1, 0x2}, {0x48A, 0x4BE, 0x1, 0x2}, {0x4C0, 0x4C0, 0xF, 0x1}, {0x4C1, 0x4CD, 0x1, 0x2},
+    {0x4D0, 0x52E, 0x1, 0x2}, {0x531, 0x556, 0x30, 0x1}, {0x10A0, 0x10C5, 0x1C60, 0x1}, {0x10C7, 0x10C7, 0x1C60, 0x1},
+    {0x10CD, 0x10CD, 0x1C60, 0x1}, {0x13A0, 0x13EF, 0x97D0, 0x1}, {0x13F0, 0x13F5, 0x8, 0x1},
+    {0x1C90, 0x1CBA, -3008, 0x1}, {0x1CBD, 0x1CBF, -3008, 0x1}, {0x1E00, 0x1E94, 0x1, 0x2},
+    {0x1E9E, 0x1E9E, -7615, 0x1}, {0x1EA0, 0x1EFE, 0x1, 0x2}, {0x1F08, 0x1F0F, -8, 0x1}, {0x1F18, 0x1F1D, -8, 0x1},
+    {0x1F28, 0x1F2F, -8, 0x1}, {0x1F38, 0x1F3F, -8, 0x1}, {0x1F48, 0x1F4D, -8, 0x1}, {0x1F59, 0x1F5F, -8, 0x2},
+    {0x1F68, 0x1F6F, -8, 0x1}, {0x1F88, 0x1F8F, -8, 0x1}, {0x1F98, 0x1F9F, -8, 0x1}, {0x1FA8, 0x1FAF, -8, 0x1},
+    {0x1FB8, 0x1FB9, -8, 0x1}, {0x1FBA, 0x1FBB, -74, 0x1}, {0x1FBC, 0x1FBC, -9, 0x1}, {0x1FC8, 0x1FCB, -86, 0x1},
+    {0x1FCC, 0x1FCC, -9, 0x1}, {0x1FD8, 0x1FD9, -8, 0x1}, {0x1FDA, 0x1FDB, -100, 0x1}, {0x1FE8, 0x1FE9, -8, 0x1},
+    {0x1FEA, 0x1FEB, -112, 0x1}, {0x1FEC, 0x1FEC, -7, 0x1}, {0x1FF8, 0x1FF9, -128, 0x1}, {0x1FFA, 0x1FFB, -126, 0x1},
+    {0x1FFC, 0x1FFC, -9, 0x1}, {0x2126, 0x2126, -7517, 0x1}, {0x212A, 0x212A, -8383, 0x1},
+    {0x212B, 0x212B, -8262, 0x1}, {0x2132, 0x2132, 0x1C, 0x1}, {0x2160, 0x216F, 0x10, 0x1},
+    {0x2183, 0x2183, 0x1, 0x1}, {0x24B6, 0x24CF, 0x1A, 0x1}, {0x2C00, 0x2C2F, 0x30, 0x1}, {0x2C60, 0x2C60, 0x1, 0x1},
+    {0x2C62, 0x2C62, -10743, 0x1}, {0x2C63, 0x2C63, -3814, 0x1}, {0x2C64, 0x2C64, -10727, 0x1},
+    {0x2C67, 0x2C6B, 0x1, 0x2}, {0x2C6D, 0x2C6D, -10780, 0x1}, {0x2C6E, 0x2C6E, -10749, 0x1},
+    {0x2C6F, 0x2C6F, -10783, 0x1}, {0x2C70, 0x2C70, -10782, 0x1}, {0x2C72, 0x2C72, 0x1, 0x1},
+    {0x2C75, 0x2C75, 0x1, 0x1}, {0x2C7E, 0x2C7F, -10815, 0x1}, {0x2C80, 0x2CE2, 0x1, 0x2}, {0x2CEB, 0x2CED, 0x1, 0x2},
+    {0x2CF2, 0x2CF2, 0x1, 0x1}, {0xA640, 0xA66C, 0x1, 0x2}, {0xA680, 0xA69A, 0x1, 0x2}, {0xA722, 0xA72E, 0x1, 0x2},
+    {0xA732, 0xA76E, 0x1, 0x2}, {0xA779, 0xA77B, 0x1, 0x2}, {0xA77D, 0xA77D, -35332, 0x1}, {0xA77E, 0xA786, 0x1, 0x2},
+    {0xA78B, 0xA78B, 0x1, 0x1}, {0xA78D, 0xA78D, -42280, 0x1}, {0xA790, 0xA792, 0x1, 0x2}, {0xA796, 0xA7A8, 0x1, 0x2},
+    {0xA7AA, 0xA7AA, -42308, 0x1}, {0xA7AB, 0xA7AB, -42319, 0x1}, {0xA7AC, 0xA7AC, -42315, 0x1},
+    {0xA7AD, 0xA7AD, -42305, 0x1}, {0xA7AE, 0xA7AE, -42308, 0x1}, {0xA7B0, 0xA7B0, -42258, 0x1},
+    {0xA7B1, 0xA7B1, -42282, 0x1}, {0xA7B2, 0xA7B2, -42261, 0x1}, {0xA7B3, 0xA7B3, 0x3A0, 0x1},
+    {0xA7B4, 0xA7C2, 0x1, 0x2}, {0xA7C4, 0xA7C4, -48, 0x1}, {0xA7C5, 0xA7C5, -42307, 0x1},
+    {0xA7C6, 0xA7C6, -35384, 0x1}, {0xA7C7, 0xA7C9, 0x1, 0x2}, {0xA7D0, 0xA7D0, 0x1, 0x1}, {0xA7D6, 0xA7D8, 0x1, 0x2},
+    {0xA7F5, 0xA7F5, 0x1, 0x1}, {0xFF21, 0xFF3A, 0x20, 0x1}, {0x10400, 0x10427, 0x28, 0x1},
+    {0x104B0, 0x104D3, 0x28, 0x1}, {0x10570, 0x1057A, 0x27, 0x1}, {0x1057C, 0x1058A, 0x27, 0x1},
+    {0x1058C, 0x10592, 0x27, 0x1}, {0x10594, 0x10595, 0x27, 0x1}, {0x10C80, 0x10CB2, 0x40, 0x1},
+    {0x118A0, 0x118BF, 0x20, 0x1}, {0x16E40, 0x16E5F, 0x20, 0x1}, {0x1E900, 0x1E921, 0x22, 0x1},
+};
+static const int32_t sft__case_lower_multi[][4] = {
+    {0x130, 0x69, 0x307, 0x0},
+};
+static const int32_t sft__case_upper_runs[][4] = {
+    {0x61, 0x7A, -32, 0x1}, {0xB5, 0xB5, 0x2E7, 0x1}, {0xE0, 0xF6, -32, 0x1}, {0xF8, 0xFE, -32, 0x1},
+    {0xFF, 0xFF, 0x79, 0x1}, {0x101, 0x12F, -1, 0x2}, {0x131, 0x131, -232, 0x1}, {0x133, 0x137, -1, 0x2},
+    {0x13A, 0x148, -1, 0x2}, {0x14B, 0x177, -1, 0x2}, {0x17A, 0x17E, -1, 0x2}, {0x17F, 0x17F, -300, 0x1},
+    {0x180, 0x180, 0xC3, 0x1}, {0x183, 0x185, -1, 0x2}, {0x188, 0x188, -1, 0x1}, {0x18C, 0x18C, -1, 0x1},
+    {0x192, 0x192, -1, 0x1}, {0x195, 0x195, 0x61, 0x1}, {0x199, 0x199, -1, 0x1}, {0x19A, 0x19A, 0xA3, 0x1},
+    {0x19E, 0x19E, 0x82, 0x1}, {0x1A1, 0x1A5, -1, 0x2}, {0x1A8, 0x1A8, -1, 0x1}, {0x1AD, 0x1AD, -1, 0x1},
+    {0x1B0, 0x1B0, -1, 0x1}, {0x1B4, 0x1B6, -1, 0x2}, {0x1B9, 0x1B9, -1, 0x1}, {0x1BD, 0x1BD, -1, 0x1},
+    {0x1BF, 0x1BF, 0x38, 0x1}, {0x1C5, 0x1C5, -1, 0x1}, {0x1C6, 0x1C6, -2, 0x1}, {0x1C8, 0x1C8, -1, 0x1},
+    {0x1C9, 0x1C9, -2, 0x1}, {0x1CB, 0x1CB, -1, 0x1}, {0x1CC, 0x1CC, -2, 0x1}, {0x1CE, 0x1DC, -1, 0x2},
+    {0x1DD, 0x1DD, -79, 0x1}, {0x1DF, 0x1EF, -1, 0x2}, {0x1F2, 0x1F2, -1, 0x1}, {0x1F3, 0x1F3, -2, 0x1},
+    {0x1F5, 0x1F5, -1, 0x1}, {0x1F9, 0x21F, -1, 0x2}, {0x223, 0x233, -1, 0x2}, {0x23C, 0x23C, -1, 0x1},
+    {0x23F, 0x240, 0x2A3F, 0x1}, {0x242, 0x242, -1, 0x1}, {0x247, 0x24F, -1, 0x2}, {0x250, 0x250, 0x2A1F, 0x1},
+    {0x251, 0x251, 0x2A1C, 0x1}, {0x252, 0x252, 0x2A1E, 0x1}, {0x253, 0x253, -210, 0x1}, {0x254, 0x254, -206, 0x1},
+    {0x256, 0x257, -205, 0x1}, {0x259, 0x259, -202, 0x1}, {0x25B, 0x25B, -203, 0x1}, {0x25C, 0x25C, 0xA54F, 0x1},
+    {0x260, 0x260, -205, 0x1}, {0x261, 0x261, 0xA54B, 0x1}, {0x263, 0x263, -207, 0x1}, {0x265, 0x265, 0xA528, 0x1},
+    {0x266, 0x266, 0xA544, 0x1}, {0x268, 0x268, -209, 0x1}, {0x269, 0x269, -211, 0x1}, {0x26A, 0x26A, 0xA544, 0x1},
+    {0x26B, 0x26B, 0x29F7, 0x1}, {0x26C, 0x26C, 0xA541, 0x1}, {0x26F, 0x26F, -211, 0x1}, {0x271, 0x271, 0x29FD, 0x1},
+    {0x272, 0x272, -213, 0x1}, {0x275, 0x275, -214, 0x1}, {0x27D, 0x27D, 0x29E7, 0x1}, {0x280, 0x280, -218, 0x1},
+    {0x282, 0x282, 0xA543, 0x1}, {0x283, 0x283, -218, 0x1}, {0x287, 0x287, 0xA52A, 0x1}, {0x288, 0x288, -218, 0x1},
+    {0x289, 0x289, -69, 0x1}, {0x28A, 0x28B, -217, 0x1}, {0x28C, 0x28C, -71, 0x1}, {0x292, 0x292, -219, 0x1},
+    {0x29D, 0x29D, 0xA515, 0x1}, {0x29E, 0x29E, 0xA512, 0x1}, {0x345, 0x345, 0x54, 0x1}, {0x371, 0x373, -1, 0x2},
+    {0x377, 0x377, -1, 0x1}, {0x37B, 0x37D, 0x82, 0x1}, {0x3AC, 0x3AC, -38, 0x1}, {0x3AD, 0x3AF, -37, 0x1},
+    {0x3B1, 0x3C1, -32, 0x1}, {0x3C2, 0x3C2, -31, 0x1}, {0x3C3, 0x3CB, -32, 0x1}, {0x3CC, 0x3CC, -64, 0x1},
+    {0x3CD, 0x3CE, -63, 0x1}, {0x3D0, 0x3D0, -62, 0x1}, {0x3D1, 0x3D1, -57, 0x1}, {0x3D5, 0x3D5, -47, 0x1},
+    {0x3D6, 0x3D6, -54, 0x1}, {0x3D7, 0x3D7, -8, 0x1}, {0x3D9, 0x3EF, -1, 0x2}, {0x3F0, 0x3F0, -86, 0x1},
+    {0x3F1, 0x3F1, -80, 0x1}, {0x3F2, 0x3F2, 0x7, 0x1}, {0x3F3, 0x3F3, -116, 0x1}, {0x3F5, 0x3F5, -96, 0x1},
+    {0x3F8, 0x3F8, -1, 0x1}, {0x3FB, 0x3FB, -1, 0x1}, {0x430, 0x44F, -32, 0x1}, {0x450, 0x45F, -80, 0x1},
+    {0x461, 0x481, -1, 0x2}, {0x48B, 0x4BF, -1, 0x2}, {0x4C2, 0x4CE, -1, 0x2}, {0x4CF, 0x4CF, -15, 0x1},
+    {0x4D1, 0x52F, -1, 0x2}, {0x561, 0x586, -48, 0x1}, {0x10D0, 0x10FA, 0xBC0, 0x1}, {0x10FD, 0x10FF, 0xBC0, 0x1},
+    {0x13F8, 0x13FD, -8, 0x1}, {0x1C80, 0x1C80, -6254, 0x1}, {0x1C81, 0x1C81, -6253, 0x1},
+    {0x1C82, 0x1C82, -6244, 0x1}, {0x1C83, 0x1C84, -6242, 0x1}, {0x1C85, 0x1C85, -6243, 0x1},
+    {0x1C86, 0x1C86, -6236, 0x1}, {0x1C87, 0x1C87, -6181, 0x1}, {0x1C88, 0x1C88, 0x89C2, 0x1},
+    {0x1D79, 0x1D79, 0x8A04, 0x1}, {0x1D7D, 0x1D7D, 0xEE6, 0x1}, {0x1D8E, 0x1D8E, 0x8A38, 0x1},
+    {0x1E01, 0x1E95, -1, 0x2}, {0x1E9B, 0x1E9B, -59, 0x1}, {0x1EA1, 0x1EFF, -1, 0x2}, {0x1F00, 0x1F07, 0x8, 0x1},
+    {0x1F10, 0x1F15, 0x8, 0x1}, {0x1F20, 0x1F27, 0x8, 0x1}, {0x1F30, 0x1F37, 0x8, 0x1}, {0x1F40, 0x1F45, 0x8, 0x1},
+    {0x1F51, 0x1F57, 0x8, 0x2}, {0x1F60, 0x1F67, 0x8, 0x1}, {0x1F70, 0x1F71, 0x4A, 0x1}, {0x1F72, 0x1F75, 0x56, 0x1},
+    {0x1F76, 0x1F77, 0x64, 0x1}, {0x1F78, 0x1F79, 0x80, 0x1}, {0x1F7A, 0x1F7B, 0x70, 0x1},
+    {0x1F7C, 0x1F7D, 0x7E, 0x1}, {0x1FB0, 0x1FB1, 0x8, 0x1}, {0x1FBE, 0x1FBE, -7205, 0x1}, {0x1FD0, 0x1FD1, 0x8, 0x1},
+    {0x1FE0, 0x1FE1, 0x8, 0x1}, {0x1FE5, 0x1FE5, 0x7, 0x1}, {0x214E, 0x214E, -28, 0x1}, {0x2170, 0x217F, -16, 0x1},
+    {0x2184, 0x2184, -1, 0x1}, {0x24D0, 0x24E9, -26, 0x1}, {0x2C30, 0x2C5F, -48, 0x1}, {0x2C61, 0x2C61, -1, 0x1},
+    {0x2C65, 0x2C65, -10795, 0x1}, {0x2C66, 0x2C66, -10792, 0x1}, {0x2C68, 0x2C6C, -1, 0x2},
+    {0x2C73, 0x2C73, -1, 0x1}, {0x2C76, 0x2C76, -1, 0x1}, {0x2C81, 0x2CE3, -1, 0x2}, {0x2CEC, 0x2CEE, -1, 0x2},
+    {0x2CF3, 0x2CF3, -1, 0x1}, {0x2D00, 0x2D25, -7264, 0x1}, {0x2D27, 0x2D27, -7264, 0x1},
+    {0x2D2D, 0x2D2D, -7264, 0x1}, {0xA641, 0xA66D, -1, 0x2}, {0xA681, 0xA69B, -1, 0x2}, {0xA723, 0xA72F, -1, 0x2},
+    {0xA733, 0xA76F, -1, 0x2}, {0xA77A, 0xA77C, -1, 0x2}, {0xA77F, 0xA787, -1, 0x2}, {0xA78C, 0xA78C, -1, 0x1},
+    {0xA791, 0xA793, -1, 0x2}, {0xA794, 0xA794, 0x30, 0x1}, {0xA797, 0xA7A9, -1, 0x2}, {0xA7B5, 0xA7C3, -1, 0x2},
+    {0xA7C8, 0xA7CA, -1, 0x2}, {0xA7D1, 0xA7D1, -1, 0x1}, {0xA7D7, 0xA7D9, -1, 0x2}, {0xA7F6, 0xA7F6, -1, 0x1},
+    {0xAB53, 0xAB53, -928, 0x1}, {0xAB70, 0xABBF, -38864, 0x1}, {0xFF41, 0xFF5A, -32, 0x1},
+    {0x10428, 0x1044F, -40, 0x1}, {0x104D8, 0x104FB, -40, 0x1}, {0x10597, 0x105A1, -39, 0x1},
+    {0x105A3, 0x105B1, -39, 0x1}, {0x105B3, 0x105B9, -39, 0x1}, {0x105BB, 0x105BC, -39, 0x1},
+    {0x10CC0, 0x10CF2, -64, 0x1}, {0x118C0, 0x118DF, -32, 0x1}, {0x16E60, 0x16E7F, -32, 0x1},
+    {0x1E922, 0x1E943, -34, 0x1},
+};
+static const int32_t sft__case_upper_multi[][4] = {
+    {0xDF, 0x53, 0x53, 0x0}, {0x149, 0x2BC, 0x4E, 0x0}, {0x1F0, 0x4A, 0x30C, 0x0}, {0x390, 0x399, 0x308, 0x301},
+    {0x3B0, 0x3A5, 0x308, 0x301}, {0x587, 0x535, 0x552, 0x0}, {0x1E96, 0x48, 0x331, 0x0}, {0x1E97, 0x54, 0x308, 0x0},
+    {0x1E98, 0x57, 0x30A, 0x0}, {0x1E99, 0x59, 0x30A, 0x0}, {0x1E9A, 0x41, 0x2BE, 0x0}, {0x1F50, 0x3A5, 0x313, 0x0},
+    {0x1F52, 0x3A5, 0x313, 0x300}, {0x1F54, 0x3A5, 0x313, 0x301}, {0x1F56, 0x3A5, 0x313, 0x342},
+    {0x1F80, 0x1F08, 0x399, 0x0}, {0x1F81, 0x1F09, 0x399, 0x0}, {0x1F82, 0x1F0A, 0x399, 0x0},
+    {0x1F83, 0x1F0B, 0x399, 0x0}, {0x1F84, 0x1F0C, 0x399, 0x0}, {0x1F85, 0x1F0D, 0x399, 0x0},
+    {0x1F86, 0x1F0E, 0x399, 0x0}, {0x1F87, 0x1F0F, 0x399, 0x0}, {0x1F88, 0x1F08, 0x399, 0x0},
+    {0x1F89, 0x1F09, 0x399, 0x0}, {0x1F8A, 0x1F0A, 0x399, 0x0}, {0x1F8B, 0x1F0B, 0x399, 0x0},
+    {0x1F8C, 0x1F0C, 0x399, 0x0}, {0x1F8D, 0x1F0D, 0x399, 0x0}, {0x1F8E, 0x1F0E, 0x399, 0x0},
+    {0x1F8F, 0x1F0F, 0x399, 0x0}, {0x1F90, 0x1F28, 0x399, 0x0}, {0x1F91, 0x1F29, 0x399, 0x0},
+    {0x1F92, 0x1F2A, 0x399, 0x0}, {0x1F93, 0x1F2B, 0x399, 0x0}, {0x1F94, 0x1F2C, 0x399, 0x0},
+    {0x1F95, 0x1F2D, 0x399, 0x0}, {0x1F96, 0x1F2E, 0x399, 0x0}, {0x1F97, 0x1F2F, 0x399, 0x0},
+    {0x1F98, 0x1F28, 0x399, 0x0}, {0x1F99, 0x1F29, 0x399, 0x0}, {0x1F9A, 0x1F2A, 0x399, 0x0},
+    {0x1F9B, 0x1F2B, 0x399, 0x0}, {0x1F9C, 0x1F2C, 0x399, 0x0}, {0x1F9D, 0x1F2D, 0x399, 0x0},
+    {0x1F9E, 0x1F2E, 0x399, 0x0}, {0x1F9F, 0x1F2F, 0x399, 0x0}, {0x1FA0, 0x1F68, 0x399, 0x0},
+    {0x1FA1, 0x1F69, 0x399, 0x0}, {0x1FA2, 0x1F6A, 0x399, 0x0}, {0x1FA3, 0x1F6B, 0x399, 0x0},
+    {0x1FA4, 0x1F6C, 0x399, 0x0}, {0x1FA5, 0x1F6D, 0x399, 0x0}, {0x1FA6, 0x1F6E, 0x399, 0x0},
+    {0x1FA7, 0x1F6F, 0x399, 0x0}, {0x1FA8, 0x1F68, 0x399, 0x0}, {0x1FA9, 0x1F69, 0x399, 0x0},
+    {0x1FAA, 0x1F6A, 0x399, 0x0}, {0x1FAB, 0x1F6B, 0x399, 0x0}, {0x1FAC, 0x1F6C, 0x399, 0x0},
+    {0x1FAD, 0x1F6D, 0x399, 0x0}, {0x1FAE, 0x1F6E, 0x399, 0x0}, {0x1FAF, 0x1F6F, 0x399, 0x0},
+    {0x1FB2, 0x1FBA, 0x399, 0x0}, {0x1FB3, 0x391, 0x399, 0x0}, {0x1FB4, 0x386, 0x399, 0x0},
+    {0x1FB6, 0x391, 0x342, 0x0}, {0x1FB7, 0x391, 0x342, 0x399}, {0x1FBC, 0x391, 0x399, 0x0},
+    {0x1FC2, 0x1FCA, 0x399, 0x0}, {0x1FC3, 0x397, 0x399, 0x0}, {0x1FC4, 0x389, 0x399, 0x0},
+    {0x1FC6, 0x397, 0x342, 0x0}, {0x1FC7, 0x397, 0x342, 0x399}, {0x1FCC, 0x397, 0x399, 0x0},
+    {0x1FD2, 0x399, 0x308, 0x300}, {0x1FD3, 0x399, 0x308, 0x301}, {0x1FD6, 0x399, 0x342, 0x0},
+    {0x1FD7, 0x399, 0x308, 0x342}, {0x1FE2, 0x3A5, 0x308, 0x300}, {0x1FE3, 0x3A5, 0x308, 0x301},
+    {0x1FE4, 0x3A1, 0x313, 0x0}, {0x1FE6, 0x3A5, 0x342, 0x0}, {0x1FE7, 0x3A5, 0x308, 0x342},
+    {0x1FF2, 0x1FFA, 0x399, 0x0}, {0x1FF3, 0x3A9, 0x399, 0x0}, {0x1FF4, 0x38F, 0x399, 0x0},
+    {0x1FF6, 0x3A9, 0x342, 0x0}, {0x1FF7, 0x3A9, 0x342, 0x399}, {0x1FFC, 0x3A9, 0x399, 0x0},
+    {0xFB00, 0x46, 0x46, 0x0}, {0xFB01, 0x46, 0x49, 0x0}, {0xFB02, 0x46, 0x4C, 0x0}, {0xFB03, 0x46, 0x46, 0x49},
+    {0xFB04, 0x46, 0x46, 0x4C}, {0xFB05, 0x53, 0x54, 0x0}, {0xFB06, 0x53, 0x54, 0x0}, {0xFB13, 0x544, 0x546, 0x0},
+    {0xFB14, 0x544, 0x535, 0x0}, {0xFB15, 0x544, 0x53B, 0x0}, {0xFB16, 0x54E, 0x546, 0x0},
+    {0xFB17, 0x544, 0x53D, 0x0},
+};
+
+static int sft__case_run(const int32_t (*runs)[4], size_t n, uint32_t cp) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((int32_t)cp < runs[mid][0]) hi = mid;
+        else if ((int32_t)cp > runs[mid][1]) lo = mid + 1;
+        else return ((int32_t)cp - runs[mid][0]) % runs[mid][3] == 0 ? (int)mid : -1;
+    }
+    return -1;
+}
+
+/* the case mapping of one code point into out (1-3 code points); returns the count */
+static int sft__case_map(int upper, uint32_t cp, uint32_t out[3]) {
+    const int32_t (*multi)[4] = upper ? sft__case_upper_multi : sft__case_lower_multi;
+    size_t n_multi = upper ? SFT__COUNT(sft__case_upper_multi) : SFT__COUNT(sft__case_lower_multi), i;
+    int k;
+    if (cp < 128) {
+        out[0] = upper ? (cp >= 'a' && cp <= 'z' ? cp - 32 : cp) : (cp >= 'A' && cp <= 'Z' ? cp + 32 : cp);
+        return 1;
+    }
+    for (i = 0; i < n_multi; i++)
+        if (multi[i][0] == (int32_t)cp) {
+            for (k = 0; k < 3 && multi[i][k + 1]; k++) out[k] = (uint32_t)multi[i][k + 1];
+            return k;
+        }
+    k = upper ? sft__case_run(sft__case_upper_runs, SFT__COUNT(sft__case_upper_runs), cp)
+              : sft__case_run(sft__case_lower_runs, SFT__COUNT(sft__case_lower_runs), cp);
+    out[0] = k < 0 ? cp : (uint32_t)((int32_t)cp + (upper ? sft__case_upper_runs : sft__case_lower_runs)[k][2]);
+    return 1;
+}
+
+static int sft__case_has(uint32_t cp) {
+    uint32_t m[3];
+    return sft__case_map(1, cp, m) != 1 || m[0] != cp || sft__case_map(0, cp, m) != 1 || m[0] != cp;
+}
+
+/* mode: 0 lower, 1 upper, 2 capitalize (first upper, rest lower) */
+static sft_status sft__jr_case(sft__jr *r, int line, const sft__jv *s, int mode, sft__jv *out) {
+    sft__jbuf b;
+    size_t i, len;
+    int first = 1;
+    memset(&b, 0, sizeof b);
+    for (i = 0; i < s->u.s.n; i += len, first = 0) {
+        uint32_t cp = sft__u8(s->u.s.p, s->u.s.n, i, &len), m[3];
+        int k, n, up = mode == 1 || (mode == 2 && first);
+        char enc[4];
+        if (cp == 0x3A3 && !up)     /* Python lowers a word-final sigma to U+03C2 */
+            return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "lowercasing the Greek capital sigma (Python's final-sigma rule) is not supported");
+        if (mode == 2 && first && cp >= 128 && sft__case_has(cp))   /* capitalize title-cases it */
+            return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "capitalize of a text starting with U+%04X is not supported", (unsigned)cp);
+        n = sft__case_map(up, cp, m);
+        for (k = 0; k < n; k++) SFT__TRY(sft__jbuf_put(r, line, &b, enc, sft__u8_put(enc, m[k])));
+    }
+    *out = sft__jbuf_value(&b);
+    return SFT_OK;
+}
+
+/* ---- Python's str() and repr() */
+
+static sft_status sft__jr_repr(sft__jr *r, int line, sft__jbuf *b, const sft__jv *v);
+
+static size_t sft__jr_format_float(double f, char *buf, size_t cap) {
+    if (f != f) return (size_t)snprintf(buf, cap, "nan");
+    if (f == HUGE_VAL || f == -HUGE_VAL) return (size_t)snprintf(buf, cap, "%sinf", f < 0 ? "-" : "");
+    return sft__json_format_double(f, buf, cap);
+}
+
+/* str(v) appended to b (str() of a container is its repr) */
+static sft_status sft__jr_str_into(sft__jr *r, int line, sft__jbuf *b, const sft__jv *v) {
+    char num[64];
+    switch (v->t) {
+    case SFT__V_UNDEF: return SFT_OK;
+    case SFT__V_NONE: return sft__jbuf_puts(r, line, b, "None");
+    case SFT__V_BOOL: return sft__jbuf_puts(r, line, b, v->u.i ? "True" : "False");
+    case SFT__V_INT: snprintf(num, sizeof num, "%lld", (long long)v->u.i); return sft__jbuf_puts(r, line, b, num);
+    case SFT__V_FLOAT: sft__jr_format_float(v->u.f, num, sizeof num); return sft__jbuf_puts(r, line, b, num);
+    case SFT__V_STR: return sft__jbuf_put(r, line, b, v->u.s.p, v->u.s.n);
+    default: return sft__jr_repr(r, line, b, v);
+    }
+}
+
+static sft_status sft__jr_to_str(sft__jr *r, int line, const sft__jv *v, sft__jv *out) {
+    sft__jbuf b;
+    if (v->t == SFT__V_STR) { *out = *v; out->markup = 0; return SFT_OK; }
+    memset(&b, 0, sizeof b);
+    SFT__TRY(sft__jr_str_into(r, line, &b, v));
+    *out = sft__jbuf_value(&b);
+    return SFT_OK;
+}
+
+/* code points Python's str.isprintable() is sure to call printable (all assigned, no
+   separators or controls): others in a repr would need Unicode's tables */
+static int sft__py_printable_known(uint32_t c) {
+    return (c >= 0xA1 && c <= 0x377 && c != 0xAD) || (c >= 0x400 && c <= 0x52F) || (c >= 0x3041 && c <= 0x3096) ||
+           (c >= 0x30A1 && c <= 0x30FA) || (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xAC00 && c <= 0xD7A3);
+}
+
+static sft_status sft__jr_repr_str(sft__jr *r, int line, sft__jbuf *b, const char *s, size_t n) {
+    size_t i, len;
+    char q = memchr(s, '\'', n) && !memchr(s, '"', n) ? '"' : '\'';
+    SFT__TRY(sft__jbuf_put(r, line, b, &q, 1));
+    for (i = 0; i < n; i += len) {
+        uint32_t c = sft__u8(s, n, i, &len);
+        char e[16];
+        if (c == (uint32_t)q || c == '\\') { e[0] = '\\'; e[1] = (char)c; SFT__TRY(sft__jbuf_put(r, line, b, e, 2)); }
+        else if (c == '\n') SFT__TRY(sft__jbuf_puts(r, line, b, "\\n"));
+        else if (c == '\r') SFT__TRY(sft__jbuf_puts(r, line, b, "\\r"));
+        else if (c == '\t') SFT__TRY(sft__jbuf_puts(r, line, b, "\\t"));
+        else if (c < 0x20 || c == 0x7F || (c >= 0x80 && c <= 0xA0) || c == 0xAD) {
+            snprintf(e, sizeof e, "\\x%02x", (unsigned)c);
+            SFT__TRY(sft__jbuf_puts(r, line, b, e));
+        } else if (c < 0x80 || sft__py_printable_known(c)) SFT__TRY(sft__jbuf_put(r, line, b, s + i, len));
+        else
+            return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED,
+                               "printing a list or dict holding U+%04X (Python's repr needs Unicode's printable table)", (unsigned)c);
+    }
+    return sft__jbuf_put(r, line, b, &q, 1);
+}
+
+static sft_status sft__jr_repr(sft__jr *r, int line, sft__jbuf *b, const sft__jv *v) {
+    size_t i;
+    switch (v->t) {
+    case SFT__V_UNDEF: return sft__jbuf_puts(r, line, b, "Undefined");
+    case SFT__V_STR: return sft__jr_repr_str(r, line, b, v->u.s.p, v->u.s.n);
+    case SFT__V_LIST:
+    case SFT__V_TUPLE:
+        if (v->it == SFT__IT_GEN) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "printing a generator (Python prints its address)");
+        if (v->it) SFT__TRY(sft__jbuf_puts(r, line, b, v->it == SFT__IT_ITEMS ? "dict_items(" : v->it == SFT__IT_KEYS ? "dict_keys(" : "dict_values("));
+        SFT__TRY(sft__jbuf_puts(r, line, b, v->t == SFT__V_LIST ? "[" : "("));
+        for (i = 0; i < v->u.seq->n; i++) {
+            if (i) SFT__TRY(sft__jbuf_puts(r, line, b, ", "));
+            SFT__TRY(sft__jr_repr(r, line, b, &v->u.seq->v[i]));
+        }
+        if (v->t == SFT__V_TUPLE && v->u.seq->n == 1) SFT__TRY(sft__jbuf_puts(r, line, b, ","));
+        SFT__TRY(sft__jbuf_puts(r, line, b, v->t == SFT__V_LIST ? "]" : ")"));
+        return v->it ? sft__jbuf_puts(r, line, b, ")") : SFT_OK;
+    case SFT__V_DICT:
+    case SFT__V_NS:
+        SFT__TRY(sft__jbuf_puts(r, line, b, v->t == SFT__V_DICT ? "{" : "<Namespace {"));
+        for (i = 0; i < v->u.map->n; i++) {
+            if (i) SFT__TRY(sft__jbuf_puts(r, line, b, ", "));
+            SFT__TRY(sft__jr_repr(r, line, b, &v->u.map->k[i]));
+            SFT__TRY(sft__jbuf_puts(r, line, b, ": "));
+            SFT__TRY(sft__jr_repr(r, line, b, &v->u.map->v[i]));
+        }
+        return sft__jbuf_puts(r, line, b, v->t == SFT__V_DICT ? "}" : "}>");
+    case SFT__V_NONE: case SFT__V_BOOL: case SFT__V_INT: case SFT__V_FLOAT:
+        return sft__jr_str_into(r, line, b, v);
+    default:
+        return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "printing a %s is not supported", sft__jv_type_name(v));
+    }
+}
+
+/* ---- truth, equality, order */
+
+static int sft__jv_truthy(const sft__jv *v) {
+    switch (v->t) {
+    case SFT__V_UNDEF: case SFT__V_NONE: return 0;
+    case SFT__V_BOOL: case SFT__V_INT: return v->u.i != 0;
+    case SFT__V_FLOAT: return v->u.f != 0.0;
+    case SFT__V_STR: return v->u.s.n != 0;
+    case SFT__V_LIST: case SFT__V_TUPLE: return v->it == SFT__IT_GEN || v->u.seq->n != 0;
+    case SFT__V_DICT: return v->u.map->n != 0;
+    default: return 1;
+    }
+}
+
+/* Python's == */
+static int sft__jv_eq(const sft__jv *a, const sft__jv *b) {
+    size_t i;
+    if (sft__jv_is_num(a) && sft__jv_is_num(b)) {
+        if (a->t != SFT__V_FLOAT && b->t != SFT__V_FLOAT) return a->u.i == b->u.i;
+        return sft__jv_num(a) == sft__jv_num(b);
+    }
+    if (a->t != b->t || a->it != b->it) return 0;
+    if (a->it) return a->u.seq == b->u.seq;     /* iterators and views: identity */
+    switch (a->t) {
+    case SFT__V_UNDEF: case SFT__V_NONE: return 1;
+    case SFT__V_STR: return a->u.s.n == b->u.s.n && memcmp(a->u.s.p, b->u.s.p, a->u.s.n) == 0;
+    case SFT__V_LIST: case SFT__V_TUPLE:
+        if (a->u.seq->n != b->u.seq->n) return 0;
+        for (i = 0; i < a->u.seq->n; i++) if (!sft__jv_eq(&a->u.seq->v[i], &b->u.seq->v[i])) return 0;
+        return 1;
+    case SFT__V_DICT:
+        if (a->u.map->n != b->u.map->n) return 0;
+        for (i = 0; i < a->u.map->n; i++) {
+            long j = sft__jmap_find(b->u.map, &a->u.map->k[i]);
+            if (j < 0 || !sft__jv_eq(&a->u.map->v[i], &b->u.map->v[j])) return 0;
+        }
+        return 1;
+    case SFT__V_FUNC: return a->u.fn == b->u.fn;
+    default: return a->u.obj == b->u.obj;
+    }
+}
+
+/* Python's ordering of a and b into *c (<0, 0, >0); a TypeError for other pairs */
+static sft_status sft__jv_cmp(sft__jr *r, int line, const sft__jv *a, const sft__jv *b, int *c) {
+    if (sft__jv_is_num(a) && sft__jv_is_num(b)) {
+        if (a->t != SFT__V_FLOAT && b->t != SFT__V_FLOAT) *c = (a->u.i > b->u.i) - (a->u.i < b->u.i);
+        else {
+            double x = sft__jv_num(a), y = sft__jv_num(b);
+            *c = (x > y) - (x < y);
+            if (x != x || y != y) *c = 2;     /* NaN: every comparison false */
+        }
+        return SFT_OK;
+    }
+    if (a->t == SFT__V_STR && b->t == SFT__V_STR) {     /* UTF-8 byte order is code point order */
+        size_t n = a->u.s.n < b->u.s.n ? a->u.s.n : b->u.s.n;
+        int k = memcmp(a->u.s.p, b->u.s.p, n);
+        *c = k ? (k > 0 ? 1 : -1) : (a->u.s.n > b->u.s.n) - (a->u.s.n < b->u.s.n);
+        return SFT_OK;
+    }
+    if (sft__jv_is_seq(a) && a->t == b->t) {
+        size_t i;
+        for (i = 0; i < a->u.seq->n && i < b->u.seq->n; i++)
+            if (!sft__jv_eq(&a->u.seq->v[i], &b->u.seq->v[i])) return sft__jv_cmp(r, line, &a->u.seq->v[i], &b->u.seq->v[i], c);
+        *c = (a->u.seq->n > b->u.seq->n) - (a->u.seq->n < b->u.seq->n);
+        return SFT_OK;
+    }
+    if (a->t == SFT__V_UNDEF || b->t == SFT__V_UNDEF)
+        return sft__jr_err(r, line, SFT_ERR_FORMAT, "'%.*s' is undefined", (int)(a->t == SFT__V_UNDEF ? a : b)->u.s.n,
+                           (a->t == SFT__V_UNDEF ? a : b)->u.s.p);
+    return sft__jr_err(r, line, SFT_ERR_FORMAT, "'<' not supported between instances of '%s' and '%s'", sft__jv_type_name(a),
+                       sft__jv_type_name(b));
+}
+
+static sft_status sft__jr_undefined(sft__jr *r, int line, const sft__jv *v) {
+    return sft__jr_err(r, line, SFT_ERR_FORMAT, "'%.*s' is undefined", (int)v->u.s.n, v->u.s.p ? v->u.s.p : "");
+}
+
+/* ---- JSON into values, values into JSON (transformers' tojson: json.dumps) */
+
+static sft_status sft__jr_from_json(sft__jr *r, int line, const sft_json *j, sft__jv *out) {
+    size_t i;
+    switch (j->type) {
+    case SFT_JSON_NULL: *out = sft__jv_make(SFT__V_NONE); return SFT_OK;
+    case SFT_JSON_TRUE: case SFT_JSON_FALSE: *out = sft__jv_bool(j->type == SFT_JSON_TRUE); return SFT_OK;
+    case SFT_JSON_STRING: *out = sft__jv_str(j->string, j->length); return SFT_OK;
+    case SFT_JSON_NUMBER:
+        if (j->string && !strpbrk(j->string, ".eE")) {      /* an integer, as Python's json reads it */
+            errno = 0;
+            *out = sft__jv_int((int64_t)strtoll(j->string, NULL, 10));
+            if (errno) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "the integer %s is beyond 64 bits", j->string);
+        } else
+            *out = sft__jv_float(j->number);
+        return SFT_OK;
+    case SFT_JSON_ARRAY:
+        SFT__TRY(sft__jr_list(r, line, j->length, 0, out));
+        for (i = 0; i < j->length; i++) SFT__TRY(sft__jr_from_json(r, line, &j->items[i], &out->u.seq->v[i]));
+        return SFT_OK;
+    case SFT_JSON_OBJECT:
+        SFT__TRY(sft__jr_map(r, line, j->length, 0, out));
+        for (i = 0; i < j->length; i++) {
+            sft__jv v;
+            SFT__TRY(sft__jr_from_json(r, line, &j->items[i], &v));
+            SFT__TRY(sft__jmap_set(r, line, out->u.map, sft__jv_str(j->keys[i], j->key_lengths[i]), v));
+        }
+        return SFT_OK;
+    }
+    return sft__jr_err(r, line, SFT_ERR_FORMAT, "a JSON value of unknown type");
+}
+
+typedef struct sft__jjson { const char *indent; size_t indent_n; int has_indent, ensure_ascii, sort_keys; const char *item_sep, *key_sep; } sft__jjson;
+
+static sft_status sft__jr_json_str(sft__jr *r, int line, sft__jbuf *b, const char *s, size_t n, int ensure_ascii) {
+    size_t i, len;
+    SFT__TRY(sft__jbuf_puts(r, line, b, "\""));
+    for (i = 0; i < n; i += len) {
+        uint32_t c = sft__u8(s, n, i, &len);
+        char e[16];
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
+                        : c == 8 ? "\\b" : c == 12 ? "\\f" : NULL;
+        if (esc) SFT__TRY(sft__jbuf_puts(r, line, b, esc));
+        else if (c < 0x20 || (ensure_ascii && c > 0x7E && c != 0x7F)) {
+            if (c > 0xFFFF) {
+                uint32_t v = c - 0x10000;
+                snprintf(e, sizeof e, "\\u%04x\\u%04x", (unsigned)(0xD800 + (v >> 10)), (unsigned)(0xDC00 + (v & 0x3FF)));
+            } else
+                snprintf(e, sizeof e, "\\u%04x", (unsigned)c);
+            SFT__TRY(sft__jbuf_puts(r, line, b, e));
+        } else
+            SFT__TRY(sft__jbuf_put(r, line, b, s + i, len));
+    }
+    return sft__jbuf_puts(r, line, b, "\"");
+}
+
+static sft_status sft__jr_json_newline(sft__jr *r, int line, sft__jbuf *b, const sft__jjson *o, int level) {
+    int k;
+    SFT__TRY(sft__jbuf_puts(r, line, b, "\n"));
+    for (k = 0; k < level; k++) SFT__TRY(sft__jbuf_put(r, line, b, o->indent, o->indent_n));
+    return SFT_OK;
+}
+
+static sft_status sft__jr_json(sft__jr *r, int line, sft__jbuf *b, const sft__jv *v, const sft__jjson *o, int level);
+
+/* a dict key as json.dumps writes it: str as is; int, float, bool, None as text */
+static sft_status sft__jr_json_key(sft__jr *r, int line, sft__jbuf *b, const sft__jv *k, const sft__jjson *o) {
+    char num[64];
+    if (k->t == SFT__V_STR) return sft__jr_json_str(r, line, b, k->u.s.p, k->u.s.n, o->ensure_ascii);
+    if (k->t == SFT__V_BOOL) snprintf(num, sizeof num, "\"%s\"", k->u.i ? "true" : "false");
+    else if (k->t == SFT__V_NONE) snprintf(num, sizeof num, "\"null\"");
+    else if (k->t == SFT__V_INT) snprintf(num, sizeof num, "\"%lld\"", (long long)k->u.i);
+    else if (k->t == SFT__V_FLOAT) { num[0] = '"'; sft__jr_format_float(k->u.f, num + 1, sizeof num - 2); strcat(num, "\""); }
+    else return sft__jr_err(r, line, SFT_ERR_FORMAT, "keys must be str, int, float, bool or None, not %s", sft__jv_type_name(k));
+    return sft__jbuf_puts(r, line, b, num);
+}
+
+static sft_status sft__jr_json(sft__jr *r, int line, sft__jbuf *b, const sft__jv *v, const sft__jjson *o, int level) {
+    char num[64];
+    size_t i;
+    if (++r->depth > SFT__TM_MAX_DEPTH) return sft__jr_err(r, line, SFT_ERR_LIMIT, "tojson: a value nested too deeply");
+    switch (v->t) {
+    case SFT__V_NONE: SFT__TRY(sft__jbuf_puts(r, line, b, "null")); break;
+    case SFT__V_BOOL: SFT__TRY(sft__jbuf_puts(r, line, b, v->u.i ? "true" : "false")); break;
+    case SFT__V_INT: snprintf(num, sizeof num, "%lld", (long long)v->u.i); SFT__TRY(sft__jbuf_puts(r, line, b, num)); break;
+    case SFT__V_FLOAT:
+        if (v->u.f != v->u.f) SFT__TRY(sft__jbuf_puts(r, line, b, "NaN"));
+        else if (v->u.f == HUGE_VAL || v->u.f == -HUGE_VAL) SFT__TRY(sft__jbuf_puts(r, line, b, v->u.f < 0 ? "-Infinity" : "Infinity"));
+        else { sft__json_format_double(v->u.f, num, sizeof num); SFT__TRY(sft__jbuf_puts(r, line, b, num)); }
         break;
+    case SFT__V_STR: SFT__TRY(sft__jr_json_str(r, line, b, v->u.s.p, v->u.s.n, o->ensure_ascii)); break;
+    case SFT__V_LIST:
+    case SFT__V_TUPLE:
+        if (v->it) return sft__jr_err(r, line, SFT_ERR_FORMAT, "Object of type %s is not JSON serializable", sft__jv_type_name(v));
+        SFT__TRY(sft__jbuf_puts(r, line, b, "["));
+        for (i = 0; i < v->u.seq->n; i++) {
+            if (i) SFT__TRY(sft__jbuf_puts(r, line, b, o->item_sep));
+            if (o->has_indent) SFT__TRY(sft__jr_json_newline(r, line, b, o, level + 1));
+            SFT__TRY(sft__jr_json(r, line, b, &v->u.seq->v[i], o, level + 1));
+        }
+        if (o->has_indent && v->u.seq->n) SFT__TRY(sft__jr_json_newline(r, line, b, o, level));
+        SFT__TRY(sft__jbuf_puts(r, line, b, "]"));
+        break;
+    case SFT__V_DICT: {
+        size_t n = v->u.map->n, *order = (size_t *)sft__jr_alloc(r, (n + 1) * sizeof(size_t)), k;
+        if (!order) return sft__jr_nomem(r, line);
+        for (i = 0; i < n; i++) order[i] = i;
+        if (o->sort_keys)     /* insertion sort: dicts in templates are small */
+            for (i = 1; i < n; i++)
+                for (k = i; k > 0; k--) {
+                    int c = 0;
+                    size_t t;
+                    if (v->u.map->k[order[k]].t != SFT__V_STR || v->u.map->k[order[k - 1]].t != SFT__V_STR)
+                        return sft__jr_err(r, line, SFT_ERR_FORMAT, "tojson(sort_keys=True) needs every key to be a str");
+                    SFT__TRY(sft__jv_cmp(r, line, &v->u.map->k[order[k - 1]], &v->u.map->k[order[k]], &c));
+                    if (c <= 0) break;
+                    t = order[k]; order[k] = order[k - 1]; order[k - 1] = t;
+                }
+        SFT__TRY(sft__jbuf_puts(r, line, b, "{"));
+        for (i = 0; i < n; i++) {
+            if (i) SFT__TRY(sft__jbuf_puts(r, line, b, o->item_sep));
+            if (o->has_indent) SFT__TRY(sft__jr_json_newline(r, line, b, o, level + 1));
+            SFT__TRY(sft__jr_json_key(r, line, b, &v->u.map->k[order[i]], o));
+            SFT__TRY(sft__jbuf_puts(r, line, b, o->key_sep));
+            SFT__TRY(sft__jr_json(r, line, b, &v->u.map->v[order[i]], o, level + 1));
+        }
+        if (o->has_indent && n) SFT__TRY(sft__jr_json_newline(r, line, b, o, level));
+        SFT__TRY(sft__jbuf_puts(r, line, b, "}"));
+        break;
+    }
+    default:
+        return sft__jr_err(r, line, SFT_ERR_FORMAT, "Object of type %s is not JSON serializable", sft__jv_type_name(v));
+    }
+    r->depth--;
+    return SFT_OK;
+}
+
+/* ---- iteration and length */
+
+/* the items a for loop (or list()) sees: a sequence's items, a dict's keys, a
+   string's characters; Undefined is empty */
+static sft_status sft__jr_iter(sft__jr *r, int line, const sft__jv *v, sft__jseq **out) {
+    static sft__jv nothing;
+    static sft__jseq empty = {0, &nothing, 0};     /* a valid pointer: callers may memcpy 0 items */
+    size_t i, k, len;
+    switch (v->t) {
+    case SFT__V_UNDEF: *out = &empty; return SFT_OK;
+    case SFT__V_LIST: case SFT__V_TUPLE:
+        if (v->it == SFT__IT_GEN) {         /* an iterator runs once */
+            if (v->u.seq->spent) { *out = &empty; return SFT_OK; }
+            v->u.seq->spent = 1;
+        }
+        *out = v->u.seq;
+        return SFT_OK;
+    case SFT__V_DICT:
+        SFT__TRY(sft__jr_seq(r, line, v->u.map->n, out));
+        for (i = 0; i < v->u.map->n; i++) (*out)->v[i] = v->u.map->k[i];
+        return SFT_OK;
+    case SFT__V_STR:
+        SFT__TRY(sft__jr_seq(r, line, sft__u8_count(v->u.s.p, v->u.s.n), out));
+        for (i = 0, k = 0; i < v->u.s.n; i += len, k++) {
+            sft__u8(v->u.s.p, v->u.s.n, i, &len);
+            (*out)->v[k] = sft__jv_str(v->u.s.p + i, len);
+        }
+        return SFT_OK;
+    default:
+        return sft__jr_err(r, line, SFT_ERR_FORMAT, "'%s' object is not iterable", sft__jv_type_name(v));
+    }
+}
+
+static sft_status sft__jr_len(sft__jr *r, int line, const sft__jv *v, int64_t *n) {
+    switch (v->t) {
+    case SFT__V_UNDEF: *n = 0; return SFT_OK;
+    case SFT__V_STR: *n = (int64_t)sft__u8_count(v->u.s.p, v->u.s.n); return SFT_OK;
+    case SFT__V_LIST: case SFT__V_TUPLE:
+        if (v->it == SFT__IT_GEN) break;
+        *n = (int64_t)v->u.seq->n;
+        return SFT_OK;
+    case SFT__V_DICT: case SFT__V_NS: *n = (int64_t)v->u.map->n; return SFT_OK;
+    default: break;
+    }
+    return sft__jr_err(r, line, SFT_ERR_FORMAT, "object of type '%s' has no len()", sft__jv_type_name(v));
+}
+
+/* ---- attributes and items (Jinja's environment.getattr / getitem) */
+
+static int sft__jv_is_method(const sft__jv *obj, const char *name, size_t n) {
+    static const char *const str_m[] = {"strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "startswith", "endswith",
+                                        "lower", "upper", "capitalize", "title", "replace", "find", "rfind", "count", "join",
+                                        "format", "isdigit", "isalpha", "isalnum", "isspace", "islower", "isupper", "index",
+                                        "rindex", "partition", "rpartition", "center", "ljust", "rjust", "zfill", "casefold",
+                                        "swapcase", "encode", "expandtabs", "format_map", "isascii", "isdecimal", "isidentifier",
+                                        "isnumeric", "isprintable", "istitle", "maketrans", "removeprefix", "removesuffix", "translate",
+                                        NULL};
+    static const char *const dict_m[] = {"get", "items", "keys", "values", "copy", "pop", "popitem", "setdefault", "update",
+                                         "clear", "fromkeys", NULL};
+    static const char *const list_m[] = {"index", "count", "append", "extend", "insert", "pop", "remove", "reverse", "sort",
+                                         "clear", "copy", NULL};
+    const char *const *m = obj->t == SFT__V_STR ? str_m : obj->t == SFT__V_DICT ? dict_m : sft__jv_is_seq(obj) ? list_m : NULL;
+    for (; m && *m; m++) if (strlen(*m) == n && memcmp(*m, name, n) == 0) return 1;
+    return 0;
+}
+
+static sft_status sft__jr_method(sft__jr *r, int line, const sft__jv *obj, const char *name, size_t n, sft__jv *out) {
+    sft__jobj *o = (sft__jobj *)sft__jr_alloc(r, sizeof *o);
+    if (!o) return sft__jr_nomem(r, line);
+    memset(o, 0, sizeof *o);
+    o->self = *obj; o->name = name; o->name_n = n;
+    *out = sft__jv_make(SFT__V_METHOD);
+    out->u.obj = o;
+    return SFT_OK;
+}
+
+static sft_status sft__jr_loop_attr(sft__jr *r, int line, const sft__jobj *l, const char *name, size_t n, sft__jv *out) {
+    int64_t len = (int64_t)l->items->n, i = (int64_t)l->index;
+#define SFT__IS(x) (n == sizeof(x) - 1 && memcmp(name, x, n) == 0)
+    if (SFT__IS("index")) *out = sft__jv_int(i + 1);
+    else if (SFT__IS("index0")) *out = sft__jv_int(i);
+    else if (SFT__IS("revindex")) *out = sft__jv_int(len - i);
+    else if (SFT__IS("revindex0")) *out = sft__jv_int(len - i - 1);
+    else if (SFT__IS("first")) *out = sft__jv_bool(i == 0);
+    else if (SFT__IS("last")) *out = sft__jv_bool(i == len - 1);
+    else if (SFT__IS("length")) *out = sft__jv_int(len);
+    else if (SFT__IS("depth")) *out = sft__jv_int(1);
+    else if (SFT__IS("depth0")) *out = sft__jv_int(0);
+    else if (SFT__IS("previtem")) *out = i > 0 ? l->items->v[i - 1] : sft__jv_undef("there is no previous item", 25);
+    else if (SFT__IS("nextitem")) *out = i + 1 < len ? l->items->v[i + 1] : sft__jv_undef("there is no next item", 21);
+    else if (SFT__IS("cycle")) {
+        sft__jv self = sft__jv_make(SFT__V_LOOP);
+        self.u.obj = (sft__jobj *)l;
+        return sft__jr_method(r, line, &self, name, n, out);
+    } else if (SFT__IS("changed"))
+        return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "loop.changed is not supported");
+    else *out = sft__jv_undef(name, n);
+#undef SFT__IS
+    return SFT_OK;
+}
+
+static sft_status sft__jr_getattr(sft__jr *r, int line, const sft__jv *obj, const char *name, size_t n, sft__jv *out) {
+    if (obj->t == SFT__V_UNDEF) return sft__jr_undefined(r, line, obj);
+    if (obj->t == SFT__V_LOOP) return sft__jr_loop_attr(r, line, obj->u.obj, name, n, out);
+    if (sft__jv_is_method(obj, name, n)) return sft__jr_method(r, line, obj, name, n, out);
+    if (obj->t == SFT__V_DICT || obj->t == SFT__V_NS) {
+        sft__jv key = sft__jv_str(name, n);
+        long at = sft__jmap_find(obj->u.map, &key);
+        if (at >= 0) { *out = obj->u.map->v[at]; return SFT_OK; }
+    }
+    *out = sft__jv_undef(name, n);
+    return SFT_OK;
+}
+
+/* Python's slice.indices: start, stop, step normalised for a length */
+static sft_status sft__jr_slice_idx(sft__jr *r, int line, const sft__jv *sl, int64_t len, int64_t *start, int64_t *stop, int64_t *step) {
+    int k;
+    int64_t v[3] = {0, 0, 1};
+    for (k = 0; k < 3; k++) {
+        const sft__jv *x = &sl[k];
+        if (x->t == SFT__V_NONE || x->t == SFT__V_UNDEF) continue;
+        if (x->t != SFT__V_INT && x->t != SFT__V_BOOL) return sft__jr_err(r, line, SFT_ERR_FORMAT, "slice indices must be integers or None");
+        v[k] = x->u.i;
+    }
+    *step = v[2];
+    if (*step == 0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "slice step cannot be zero");
+    if (sl[0].t == SFT__V_NONE || sl[0].t == SFT__V_UNDEF) *start = *step < 0 ? len - 1 : 0;
+    else {
+        *start = v[0] < 0 ? v[0] + len : v[0];
+        if (*start < 0) *start = *step < 0 ? -1 : 0;
+        if (*start >= len) *start = *step < 0 ? len - 1 : len;
+    }
+    if (sl[1].t == SFT__V_NONE || sl[1].t == SFT__V_UNDEF) *stop = *step < 0 ? -1 : len;
+    else {
+        *stop = v[1] < 0 ? v[1] + len : v[1];
+        if (*stop < 0) *stop = *step < 0 ? -1 : 0;
+        if (*stop >= len) *stop = *step < 0 ? len - 1 : len;
     }
     return SFT_OK;
 }
 
-static int sft__role_is(const sft__msg *m, const char *role) { return strcmp(m->role, role) == 0; }
+static sft_status sft__jr_slice(sft__jr *r, int line, const sft__jv *obj, const sft__jv *sl, sft__jv *out) {
+    int64_t len, start, stop, step, i, k = 0, count = 0;
+    if (obj->t == SFT__V_STR) {
+        sft__jseq *cps;
+        sft__jbuf b;
+        SFT__TRY(sft__jr_iter(r, line, obj, &cps));
+        len = (int64_t)cps->n;
+        SFT__TRY(sft__jr_slice_idx(r, line, sl, len, &start, &stop, &step));
+        memset(&b, 0, sizeof b);
+        for (i = start; step > 0 ? i < stop : i > stop; i += step)
+            SFT__TRY(sft__jbuf_put(r, line, &b, cps->v[i].u.s.p, cps->v[i].u.s.n));
+        *out = sft__jbuf_value(&b);
+        return SFT_OK;
+    }
+    if (obj->t == SFT__V_LIST && obj->it) return sft__jr_err(r, line, SFT_ERR_FORMAT, "'%s' object is not subscriptable", sft__jv_type_name(obj));
+    if (!sft__jv_is_seq(obj)) { *out = sft__jv_undef("slice", 5); return SFT_OK; }
+    len = (int64_t)obj->u.seq->n;
+    SFT__TRY(sft__jr_slice_idx(r, line, sl, len, &start, &stop, &step));
+    for (i = start; step > 0 ? i < stop : i > stop; i += step) count++;
+    SFT__TRY(sft__jr_list(r, line, (size_t)count, obj->t == SFT__V_TUPLE, out));
+    for (i = start; step > 0 ? i < stop : i > stop; i += step) out->u.seq->v[k++] = obj->u.seq->v[i];
+    return SFT_OK;
+}
 
-static sft_status sft__render_conv(sft__render *r, const sft__tmpl *t, const sft__msg *msgs, int n, int add_generation_prompt) {
-    int i, first = 0;
-    const char *system = NULL;
-    for (i = 0; i < n; i++)     /* human/gpt: ShareGPT's names, which TRL passes through */
-        if (!sft__role_is(&msgs[i], "system") && !sft__role_is(&msgs[i], "user") && !sft__role_is(&msgs[i], "assistant") &&
-            !sft__role_is(&msgs[i], "tool") && !sft__role_is(&msgs[i], "human") && !sft__role_is(&msgs[i], "gpt"))
-            return sft__fail(SFT_ERR_FORMAT, "data: unknown role '%s'", msgs[i].role);
-    switch (t->kind) {
-    case SFT_TEMPLATE_CHATML:
-        if (t->default_system[0] && (n == 0 || !sft__role_is(&msgs[0], "system"))) {
-            SFT__TRY(sft__r_str(r, "<|im_start|>system\n")); SFT__TRY(sft__r_str(r, t->default_system)); SFT__TRY(sft__r_str(r, "<|im_end|>\n"));
+static sft_status sft__jr_getitem(sft__jr *r, int line, const sft__jv *obj, const sft__jv *key, sft__jv *out) {
+    if (obj->t == SFT__V_UNDEF) return sft__jr_undefined(r, line, obj);
+    if (obj->t == SFT__V_LIST && obj->it) return sft__jr_err(r, line, SFT_ERR_FORMAT, "'%s' object is not subscriptable", sft__jv_type_name(obj));
+    if (obj->t == SFT__V_DICT) {
+        long at = sft__jmap_find(obj->u.map, key);
+        if (at >= 0) { *out = obj->u.map->v[at]; return SFT_OK; }
+    } else if ((sft__jv_is_seq(obj) || obj->t == SFT__V_STR) && (key->t == SFT__V_INT || key->t == SFT__V_BOOL)) {
+        int64_t len, i = key->u.i;
+        SFT__TRY(sft__jr_len(r, line, obj, &len));
+        if (i < 0) i += len;
+        if (i < 0 || i >= len) { *out = sft__jv_undef("index out of range", 18); return SFT_OK; }
+        if (obj->t == SFT__V_STR) {
+            size_t a = sft__u8_offset(obj->u.s.p, obj->u.s.n, (size_t)i), len8;
+            sft__u8(obj->u.s.p, obj->u.s.n, a, &len8);
+            *out = sft__jv_str(obj->u.s.p + a, len8);
+        } else
+            *out = obj->u.seq->v[i];
+        return SFT_OK;
+    }
+    if (key->t == SFT__V_STR) return sft__jr_getattr(r, line, obj, key->u.s.p, key->u.s.n, out);
+    *out = sft__jv_undef("item", 4);
+    return SFT_OK;
+}
+/* ============================================================================
+   === templates: rendering
+   Statements run against a chain of scopes: each for-loop iteration, macro
+   call, {% generation %} body and {% with %} block gets its own (assignments
+   there do not leak out; reads fall through to the enclosing scopes, as in
+   Jinja, so a macro sees the variables of the scope it was defined in as they
+   are when it is called). */
+
+static sft_status sft__jr_eval(sft__jr *r, sft__jscope *sc, const sft__tn *n, sft__jv *out);
+static sft_status sft__jr_exec(sft__jr *r, sft__jscope *sc, const sft__tn *body);
+static sft_status sft__jr_filter(sft__jr *r, sft__jscope *sc, const sft__tn *n, const sft__jv *value, sft__jv *out);
+static sft_status sft__jr_test(sft__jr *r, sft__jscope *sc, const sft__tn *n, const sft__jv *value, int *out);
+static sft_status sft__jr_call_method(sft__jr *r, int line, const sft__jobj *m, const sft__jv *args, int nargs,
+                                      const sft__jv *kw, const sft__jv *kwv, int nkw, sft__jv *out);
+static sft_status sft__jr_call_builtin(sft__jr *r, int line, int fn, const sft__jv *args, int nargs, const sft__jv *kw,
+                                       const sft__jv *kwv, int nkw, sft__jv *out);
+static sft_status sft__jr_attr_path(sft__jr *r, int line, const sft__jv *v, const sft__jv *path, sft__jv *out);
+
+static sft_status sft__jr_step(sft__jr *r, int line) {
+    if (++r->steps > r->max_steps)
+        return sft__jr_err(r, line, SFT_ERR_LIMIT, "more than %lld loop iterations and calls (a runaway loop?)", (long long)r->max_steps);
+    return SFT_OK;
+}
+
+static sft_status sft__jr_scope(sft__jr *r, int line, sft__jscope *parent, sft__jscope **out) {
+    sft__jscope *s = (sft__jscope *)sft__jr_alloc(r, sizeof *s);
+    if (!s) return sft__jr_nomem(r, line);
+    s->parent = parent; s->vars = NULL;
+    *out = s;
+    return SFT_OK;
+}
+
+static sft_status sft__jr_set_var(sft__jr *r, int line, sft__jscope *sc, const char *name, size_t n, sft__jv v) {
+    sft__jvar *x;
+    for (x = sc->vars; x; x = x->next)
+        if (x->n == n && memcmp(x->name, name, n) == 0) { x->v = v; return SFT_OK; }
+    x = (sft__jvar *)sft__jr_alloc(r, sizeof *x);
+    if (!x) return sft__jr_nomem(r, line);
+    x->name = name; x->n = n; x->v = v; x->next = sc->vars;
+    sc->vars = x;
+    return SFT_OK;
+}
+
+static int sft__jr_builtin_id(const char *name, size_t n) {
+    static const char *const names[] = {"range", "namespace", "dict", "raise_exception", "strftime_now"};
+    int k;
+    for (k = 0; k < 5; k++) if (strlen(names[k]) == n && memcmp(names[k], name, n) == 0) return k + 1;
+    return 0;
+}
+
+static sft_status sft__jr_lookup(sft__jr *r, int line, sft__jscope *sc, const char *name, size_t n, sft__jv *out) {
+    int fn;
+    for (; sc; sc = sc->parent) {
+        const sft__jvar *x;
+        for (x = sc->vars; x; x = x->next)
+            if (x->n == n && memcmp(x->name, name, n) == 0) { *out = x->v; return SFT_OK; }
+    }
+    if ((fn = sft__jr_builtin_id(name, n)) != 0) { *out = sft__jv_make(SFT__V_FUNC); out->u.fn = fn; return SFT_OK; }
+    if ((n == 6 && (memcmp(name, "cycler", 6) == 0 || memcmp(name, "joiner", 6) == 0)) || (n == 6 && memcmp(name, "lipsum", 6) == 0))
+        return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "the global '%.*s' is not supported", (int)n, name);
+    *out = sft__jv_undef(name, n);
+    return SFT_OK;
+}
+
+/* assign v to a target: a name, a tuple of names (unpacking), or ns.attr */
+static sft_status sft__jr_assign(sft__jr *r, sft__jscope *sc, const sft__tn *target, const sft__jv *v) {
+    if (target->kind == SFT__N_NAME) return sft__jr_set_var(r, target->line, sc, target->s, target->n, *v);
+    if (target->kind == SFT__N_NSREF) {
+        sft__jv ns;
+        SFT__TRY(sft__jr_lookup(r, target->line, sc, target->s, target->n, &ns));
+        if (ns.t != SFT__V_NS) return sft__jr_err(r, target->line, SFT_ERR_FORMAT, "can only assign attributes of a namespace, '%.*s' is a %s",
+                                                   (int)target->n, target->s, sft__jv_type_name(&ns));
+        return sft__jmap_set(r, target->line, ns.u.map, sft__jv_str(target->a->s, target->a->n), *v);
+    }
+    {   /* a tuple of names */
+        sft__jseq *items;
+        const sft__tn *k;
+        size_t i = 0, count = 0;
+        for (k = target->a; k; k = k->next) count++;
+        SFT__TRY(sft__jr_iter(r, target->line, v, &items));
+        if (items->n != count)
+            return sft__jr_err(r, target->line, SFT_ERR_FORMAT, "cannot unpack %zu values into %zu names", items->n, count);
+        for (k = target->a; k; k = k->next, i++) SFT__TRY(sft__jr_set_var(r, target->line, sc, k->s, k->n, items->v[i]));
+        return SFT_OK;
+    }
+}
+
+/* ---- expressions */
+
+static sft_status sft__jr_html_escape(sft__jr *r, int line, const sft__jv *s, sft__jv *out) {
+    sft__jbuf b;
+    size_t i;
+    memset(&b, 0, sizeof b);
+    for (i = 0; i < s->u.s.n; i++) {
+        char c = s->u.s.p[i];
+        const char *e = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '\'' ? "&#39;" : c == '"' ? "&#34;" : NULL;
+        SFT__TRY(e ? sft__jbuf_puts(r, line, &b, e) : sft__jbuf_put(r, line, &b, &c, 1));
+    }
+    *out = sft__jbuf_value(&b);
+    out->markup = 1;
+    return SFT_OK;
+}
+
+static sft_status sft__jr_concat2(sft__jr *r, int line, const sft__jv *a, const sft__jv *b, sft__jv *out) {
+    sft__jbuf buf;
+    memset(&buf, 0, sizeof buf);
+    SFT__TRY(sft__jbuf_put(r, line, &buf, a->u.s.p, a->u.s.n));
+    SFT__TRY(sft__jbuf_put(r, line, &buf, b->u.s.p, b->u.s.n));
+    *out = sft__jbuf_value(&buf);
+    return SFT_OK;
+}
+
+static sft_status sft__jr_arith(sft__jr *r, int line, int op, const sft__jv *a, const sft__jv *b, sft__jv *out) {
+    static const char *const sym[] = {"", "+", "-", "*", "/", "//", "%", "**"};
+    if (a->t == SFT__V_UNDEF || b->t == SFT__V_UNDEF) return sft__jr_undefined(r, line, a->t == SFT__V_UNDEF ? a : b);
+    if (op == SFT__JO_ADD && a->t == SFT__V_STR && b->t == SFT__V_STR) {
+        sft__jv x = *a, y = *b;
+        if (a->markup && !b->markup) SFT__TRY(sft__jr_html_escape(r, line, b, &y));     /* Markup + str escapes the str */
+        if (b->markup && !a->markup) SFT__TRY(sft__jr_html_escape(r, line, a, &x));
+        SFT__TRY(sft__jr_concat2(r, line, &x, &y, out));
+        out->markup = a->markup || b->markup;
+        return SFT_OK;
+    }
+    if (op == SFT__JO_ADD && sft__jv_is_seq(a) && a->t == b->t) {
+        size_t na = a->u.seq->n, nb = b->u.seq->n;
+        SFT__TRY(sft__jr_list(r, line, na + nb, a->t == SFT__V_TUPLE, out));
+        memcpy(out->u.seq->v, a->u.seq->v, na * sizeof(sft__jv));
+        memcpy(out->u.seq->v + na, b->u.seq->v, nb * sizeof(sft__jv));
+        return SFT_OK;
+    }
+    if (op == SFT__JO_MUL && ((a->t == SFT__V_STR && (b->t == SFT__V_INT || b->t == SFT__V_BOOL)) ||
+                              (b->t == SFT__V_STR && (a->t == SFT__V_INT || a->t == SFT__V_BOOL)))) {
+        const sft__jv *s = a->t == SFT__V_STR ? a : b;
+        int64_t k, times = (a->t == SFT__V_STR ? b : a)->u.i;
+        sft__jbuf buf;
+        memset(&buf, 0, sizeof buf);
+        if (times > 0 && s->u.s.n && (uint64_t)times > r->max_output / s->u.s.n)
+            return sft__jr_err(r, line, SFT_ERR_LIMIT, "a string repeated %lld times", (long long)times);
+        for (k = 0; k < times; k++) SFT__TRY(sft__jbuf_put(r, line, &buf, s->u.s.p, s->u.s.n));
+        *out = sft__jbuf_value(&buf);
+        return SFT_OK;
+    }
+    if (op == SFT__JO_MOD && a->t == SFT__V_STR)
+        return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "printf-style formatting ('...' %% args) is not supported");
+    if (!sft__jv_is_num(a) || !sft__jv_is_num(b))
+        return sft__jr_err(r, line, SFT_ERR_FORMAT, "unsupported operand type(s) for %s: '%s' and '%s'", sym[op], sft__jv_type_name(a),
+                           sft__jv_type_name(b));
+    if (a->t != SFT__V_FLOAT && b->t != SFT__V_FLOAT && op != SFT__JO_DIV) {
+        int64_t x = a->u.i, y = b->u.i, z = 0;
+        int over = 0;
+        switch (op) {
+        case SFT__JO_ADD: over = (y > 0 && x > INT64_MAX - y) || (y < 0 && x < INT64_MIN - y); z = over ? 0 : x + y; break;
+        case SFT__JO_SUB: over = (y < 0 && x > INT64_MAX + y) || (y > 0 && x < INT64_MIN + y); z = over ? 0 : x - y; break;
+        case SFT__JO_MUL:
+            over = x != 0 && y != 0 && ((x == -1 && y == INT64_MIN) || (y == -1 && x == INT64_MIN) ||
+                                        (x > 0 ? (y > 0 ? x > INT64_MAX / y : y < INT64_MIN / x) : (y > 0 ? x < INT64_MIN / y : x < INT64_MAX / y)));
+            z = over ? 0 : x * y;
+            break;
+        case SFT__JO_FLOORDIV:
+        case SFT__JO_MOD:
+            if (y == 0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "integer division or modulo by zero");
+            if (x == INT64_MIN && y == -1) { over = 1; break; }
+            z = op == SFT__JO_FLOORDIV ? x / y - ((x % y != 0) && ((x < 0) != (y < 0))) : ((x % y) + y) % y;
+            if (op == SFT__JO_MOD && y < 0 && x % y == 0) z = 0;
+            break;
+        case SFT__JO_POW: {
+            int64_t e = y;
+            if (e < 0) { *out = sft__jv_float(pow((double)x, (double)y)); return SFT_OK; }
+            z = 1;
+            while (e-- > 0 && !over) { over = z != 0 && (z > INT64_MAX / (x < 0 ? -x : x ? x : 1)); z *= x; }
+            break;
         }
-        for (i = 0; i < n; i++) {
-            SFT__TRY(sft__r_str(r, "<|im_start|>")); SFT__TRY(sft__r_str(r, msgs[i].role));
-            /* TRL's generation-marked ChatML templates train "\n" + content + "<|im_end|>\n" */
-            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, "", "\n", msgs[i].content, "<|im_end|>\n"));
-            else { SFT__TRY(sft__r_str(r, "\n")); SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<|im_end|>\n")); }
         }
-        return add_generation_prompt ? sft__r_str(r, "<|im_start|>assistant\n") : SFT_OK;
-    case SFT_TEMPLATE_LLAMA3:
-        SFT__TRY(sft__r_str(r, t->bos));
-        for (i = 0; i < n; i++) {
-            SFT__TRY(sft__r_str(r, "<|start_header_id|>")); SFT__TRY(sft__r_str(r, msgs[i].role)); SFT__TRY(sft__r_str(r, "<|end_header_id|>\n\n"));
-            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, NULL, msgs[i].content, "<|eot_id|>"));
-            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<|eot_id|>")); }
+        if (over) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "an integer beyond 64 bits");
+        *out = sft__jv_int(z);
+        return SFT_OK;
+    }
+    {
+        double x = sft__jv_num(a), y = sft__jv_num(b), z;
+        if ((op == SFT__JO_DIV || op == SFT__JO_FLOORDIV || op == SFT__JO_MOD) && y == 0)
+            return sft__jr_err(r, line, SFT_ERR_FORMAT, "division by zero");
+        switch (op) {
+        case SFT__JO_ADD: z = x + y; break;
+        case SFT__JO_SUB: z = x - y; break;
+        case SFT__JO_MUL: z = x * y; break;
+        case SFT__JO_DIV: z = x / y; break;
+        case SFT__JO_FLOORDIV: z = floor(x / y); break;
+        case SFT__JO_MOD: z = fmod(x, y); if (z != 0 && ((z < 0) != (y < 0))) z += y; break;
+        default: z = pow(x, y); break;
         }
-        return add_generation_prompt ? sft__r_str(r, "<|start_header_id|>assistant<|end_header_id|>\n\n") : SFT_OK;
-    case SFT_TEMPLATE_ZEPHYR:
-        for (i = 0; i < n; i++) {
-            SFT__TRY(sft__r_str(r, "<|")); SFT__TRY(sft__r_str(r, msgs[i].role)); SFT__TRY(sft__r_str(r, "|>\n"));
-            if (sft__role_is(&msgs[i], "assistant")) SFT__TRY(sft__r_assistant(r, t, NULL, NULL, msgs[i].content, t->eos));
-            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, t->eos)); }
-            SFT__TRY(sft__r_str(r, "\n"));
+        *out = sft__jv_float(z);
+        return SFT_OK;
+    }
+}
+
+/* x in container */
+static sft_status sft__jr_contains(sft__jr *r, int line, const sft__jv *x, const sft__jv *c, int *out) {
+    size_t i;
+    *out = 0;
+    switch (c->t) {
+    case SFT__V_UNDEF: return SFT_OK;
+    case SFT__V_STR: {
+        size_t k;
+        if (x->t != SFT__V_STR)
+            return sft__jr_err(r, line, SFT_ERR_FORMAT, "'in <string>' requires string as left operand, not %s", sft__jv_type_name(x));
+        if (x->u.s.n == 0) { *out = 1; return SFT_OK; }
+        for (k = 0; k + x->u.s.n <= c->u.s.n; k++)
+            if (memcmp(c->u.s.p + k, x->u.s.p, x->u.s.n) == 0) { *out = 1; break; }
+        return SFT_OK;
+    }
+    case SFT__V_LIST: case SFT__V_TUPLE: {
+        sft__jseq *items;
+        SFT__TRY(sft__jr_iter(r, line, c, &items));
+        for (i = 0; i < items->n; i++) if (sft__jv_eq(x, &items->v[i])) { *out = 1; break; }
+        return SFT_OK;
+    }
+    case SFT__V_DICT: *out = sft__jmap_find(c->u.map, x) >= 0; return SFT_OK;
+    default:
+        return sft__jr_err(r, line, SFT_ERR_FORMAT, "argument of type '%s' is not iterable", sft__jv_type_name(c));
+    }
+}
+
+static sft_status sft__jr_compare(sft__jr *r, sft__jscope *sc, const sft__tn *n, sft__jv *out) {
+    sft__jv left, right;
+    const sft__tn *o;
+    SFT__TRY(sft__jr_eval(r, sc, n->a, &left));
+    for (o = n->b; o; o = o->next) {
+        int ok = 0, c = 0;
+        SFT__TRY(sft__jr_eval(r, sc, o->a, &right));
+        switch (o->op) {
+        case SFT__JO_EQ: ok = sft__jv_eq(&left, &right); break;
+        case SFT__JO_NE: ok = !sft__jv_eq(&left, &right); break;
+        case SFT__JO_IN: SFT__TRY(sft__jr_contains(r, o->line, &left, &right, &ok)); break;
+        case SFT__JO_NOTIN: SFT__TRY(sft__jr_contains(r, o->line, &left, &right, &ok)); ok = !ok; break;
+        default:
+            SFT__TRY(sft__jv_cmp(r, o->line, &left, &right, &c));
+            ok = c == 2 ? 0 : o->op == SFT__JO_LT ? c < 0 : o->op == SFT__JO_LE ? c <= 0 : o->op == SFT__JO_GT ? c > 0 : c >= 0;
         }
-        return add_generation_prompt ? sft__r_str(r, "<|assistant|>\n") : SFT_OK;
-    case SFT_TEMPLATE_GEMMA:
-        if (n && sft__role_is(&msgs[0], "system")) return sft__fail(SFT_ERR_FORMAT, "data: the Gemma template has no system role");
-        SFT__TRY(sft__r_str(r, t->bos));
-        for (i = 0; i < n; i++) {
-            int asst = sft__role_is(&msgs[i], "assistant");
-            if (asst != (i % 2 == 1)) return sft__fail(SFT_ERR_FORMAT, "data: Gemma needs user and assistant turns to alternate");
-            SFT__TRY(sft__r_str(r, "<start_of_turn>")); SFT__TRY(sft__r_str(r, asst ? "model" : "user")); SFT__TRY(sft__r_str(r, "\n"));
-            if (asst) SFT__TRY(sft__r_assistant(r, t, NULL, NULL, msgs[i].content, "<end_of_turn>\n"));
-            else { SFT__TRY(sft__r_content(r, t, msgs[i].content)); SFT__TRY(sft__r_str(r, "<end_of_turn>\n")); }
+        if (!ok) { *out = sft__jv_bool(0); return SFT_OK; }
+        left = right;
+    }
+    *out = sft__jv_bool(1);
+    return SFT_OK;
+}
+
+/* call arguments: positional values and keyword (name, value) pairs */
+typedef struct sft__jargs { sft__jv *pos, *kw, *kwv; int n, nkw; } sft__jargs;
+
+static sft_status sft__jr_args(sft__jr *r, sft__jscope *sc, const sft__tn *list, const sft__jv *first, sft__jargs *a) {
+    const sft__tn *k;
+    int count = first != NULL, i = 0, j = 0;
+    for (k = list; k; k = k->next) count++;
+    a->pos = (sft__jv *)sft__jr_alloc(r, (size_t)(count + 1) * sizeof(sft__jv));
+    a->kw = (sft__jv *)sft__jr_alloc(r, (size_t)(count + 1) * sizeof(sft__jv));
+    a->kwv = (sft__jv *)sft__jr_alloc(r, (size_t)(count + 1) * sizeof(sft__jv));
+    if (!a->pos || !a->kw || !a->kwv) return sft__jr_nomem(r, list ? list->line : 0);
+    if (first) a->pos[i++] = *first;
+    for (k = list; k; k = k->next) {
+        if (k->kind == SFT__N_KWARG) {
+            a->kw[j] = sft__jv_str(k->s, k->n);
+            SFT__TRY(sft__jr_eval(r, sc, k->a, &a->kwv[j]));
+            j++;
+        } else
+            SFT__TRY(sft__jr_eval(r, sc, k, &a->pos[i++]));
+    }
+    a->n = i; a->nkw = j;
+    return SFT_OK;
+}
+
+/* a macro call: arguments bound to parameters (defaults evaluated in the macro's
+   scope), the body rendered into a string */
+static sft_status sft__jr_call_macro(sft__jr *r, int line, const sft__jobj *m, const sft__jargs *a, sft__jv *out) {
+    const sft__tn *node = m->node, *p;
+    sft__jscope *sc = NULL;
+    sft__jbuf buf, *saved = r->out;
+    int np = 0, i, k;
+    sft_status s;
+    sft__jv varargs, kwargs;
+    for (p = node->a; p; p = p->next) np++;
+    if (a->n > np && !node->uses_varargs)
+        return sft__jr_err(r, line, SFT_ERR_FORMAT, "macro '%.*s' takes not more than %d argument(s)", (int)node->n, node->s, np);
+    if (r->depth + 1 >= SFT__TM_MAX_DEPTH) return sft__jr_err(r, line, SFT_ERR_LIMIT, "macro calls nested more than %d deep", SFT__TM_MAX_DEPTH);
+    SFT__TRY(sft__jr_step(r, line));
+    SFT__TRY(sft__jr_scope(r, line, m->scope, &sc));
+    SFT__TRY(sft__jr_map(r, line, (size_t)a->nkw, 0, &kwargs));
+    for (k = 0; k < a->nkw; k++) {
+        int found = 0;
+        for (p = node->a, i = 0; p; p = p->next, i++)
+            if (a->kw[k].u.s.n == p->n && memcmp(a->kw[k].u.s.p, p->s, p->n) == 0) found = 1 + (i < a->n);
+        if (found == 2) return sft__jr_err(r, line, SFT_ERR_FORMAT, "macro '%.*s' got multiple values for argument '%.*s'",
+                                           (int)node->n, node->s, (int)a->kw[k].u.s.n, a->kw[k].u.s.p);
+        if (!found) {
+            if (!node->uses_kwargs)
+                return sft__jr_err(r, line, SFT_ERR_FORMAT, "macro '%.*s' takes no keyword argument '%.*s'", (int)node->n, node->s,
+                                   (int)a->kw[k].u.s.n, a->kw[k].u.s.p);
+            SFT__TRY(sft__jmap_set(r, line, kwargs.u.map, a->kw[k], a->kwv[k]));
         }
-        return add_generation_prompt ? sft__r_str(r, "<start_of_turn>model\n") : SFT_OK;
-    case SFT_TEMPLATE_LLAMA2:
-    case SFT_TEMPLATE_MISTRAL:
-        if (n && sft__role_is(&msgs[0], "system") && t->inst_system != 1) {
-            if (t->inst_system == 2) return sft__fail(SFT_ERR_FORMAT, "data: this [INST] template has no system role");
-            system = msgs[0].content; first = 1;
+    }
+    for (p = node->a, i = 0; p; p = p->next, i++) {
+        sft__jv v = sft__jv_undef(p->s, p->n);
+        int got = 0;
+        if (i < a->n) { v = a->pos[i]; got = 1; }
+        for (k = 0; k < a->nkw && !got; k++)
+            if (a->kw[k].u.s.n == p->n && memcmp(a->kw[k].u.s.p, p->s, p->n) == 0) { v = a->kwv[k]; got = 1; }
+        if (!got && p->a) SFT__TRY(sft__jr_eval(r, sc, p->a, &v));
+        SFT__TRY(sft__jr_set_var(r, line, sc, p->s, p->n, v));
+    }
+    SFT__TRY(sft__jr_list(r, line, a->n > np ? (size_t)(a->n - np) : 0, 1, &varargs));
+    for (i = np; i < a->n; i++) varargs.u.seq->v[i - np] = a->pos[i];
+    SFT__TRY(sft__jr_set_var(r, line, sc, "varargs", 7, varargs));
+    SFT__TRY(sft__jr_set_var(r, line, sc, "kwargs", 6, kwargs));
+    memset(&buf, 0, sizeof buf);
+    r->out = &buf;
+    r->depth++;
+    s = sft__jr_exec(r, sc, node->b);
+    r->depth--;
+    r->out = saved;
+    if (s != SFT_OK) return s;
+    r->jump = 0;
+    *out = sft__jbuf_value(&buf);
+    return SFT_OK;
+}
+
+static sft_status sft__jr_call(sft__jr *r, sft__jscope *sc, const sft__tn *n, sft__jv *out) {
+    sft__jv callee;
+    sft__jargs a;
+    SFT__TRY(sft__jr_eval(r, sc, n->a, &callee));
+    SFT__TRY(sft__jr_args(r, sc, n->b, NULL, &a));
+    switch (callee.t) {
+    case SFT__V_MACRO: return sft__jr_call_macro(r, n->line, callee.u.obj, &a, out);
+    case SFT__V_METHOD: return sft__jr_call_method(r, n->line, callee.u.obj, a.pos, a.n, a.kw, a.kwv, a.nkw, out);
+    case SFT__V_FUNC: return sft__jr_call_builtin(r, n->line, callee.u.fn, a.pos, a.n, a.kw, a.kwv, a.nkw, out);
+    case SFT__V_UNDEF: return sft__jr_undefined(r, n->line, &callee);
+    default: return sft__jr_err(r, n->line, SFT_ERR_FORMAT, "'%s' object is not callable", sft__jv_type_name(&callee));
+    }
+}
+
+static sft_status sft__jr_eval(sft__jr *r, sft__jscope *sc, const sft__tn *n, sft__jv *out) {
+    sft__jv a, b;
+    const sft__tn *k;
+    size_t i;
+    switch (n->kind) {
+    case SFT__N_CONST: *out = n->v; return SFT_OK;
+    case SFT__N_NAME: return sft__jr_lookup(r, n->line, sc, n->s, n->n, out);
+    case SFT__N_LIST:
+    case SFT__N_TUPLE:
+        for (i = 0, k = n->a; k; k = k->next) i++;
+        SFT__TRY(sft__jr_list(r, n->line, i, n->kind == SFT__N_TUPLE, out));
+        for (i = 0, k = n->a; k; k = k->next, i++) SFT__TRY(sft__jr_eval(r, sc, k, &out->u.seq->v[i]));
+        return SFT_OK;
+    case SFT__N_DICT:
+        SFT__TRY(sft__jr_map(r, n->line, 4, 0, out));
+        for (k = n->a; k; k = k->next) {
+            SFT__TRY(sft__jr_eval(r, sc, k->a, &a));
+            SFT__TRY(sft__jr_eval(r, sc, k->b, &b));
+            if (a.t != SFT__V_STR && a.t != SFT__V_INT && a.t != SFT__V_FLOAT && a.t != SFT__V_BOOL && a.t != SFT__V_NONE && a.t != SFT__V_TUPLE)
+                return sft__jr_err(r, k->line, SFT_ERR_FORMAT, "unhashable type: '%s'", sft__jv_type_name(&a));
+            SFT__TRY(sft__jmap_set(r, k->line, out->u.map, a, b));
         }
-        if (!t->inst_bos_per_turn) SFT__TRY(sft__r_str(r, t->bos));
-        for (i = first; i < n; i++) {
-            if (t->inst_system == 0 && !sft__role_is(&msgs[i], "user") && !sft__role_is(&msgs[i], "assistant")) continue;   /* dropped */
-            if (!sft__role_is(&msgs[i], "user")) {   /* the answer branch */
-                if (t->inst_system != 1 && (i - first) % 2 != 1)
-                    return sft__fail(SFT_ERR_FORMAT, "data: [INST] templates need user and assistant turns to alternate");
-                if (t->inst_lead_space) SFT__TRY(sft__r_str(r, " "));
-                SFT__TRY(sft__r_assistant(r, t, NULL, NULL, msgs[i].content, t->inst_tail_space ? " " : NULL));
-                if (t->eos) SFT__TRY(sft__r_str(r, t->eos));
-                ((size_t *)r->spans.p)[r->spans.len - 1] = r->text.len;
+        return SFT_OK;
+    case SFT__N_GETATTR:
+        SFT__TRY(sft__jr_eval(r, sc, n->a, &a));
+        return sft__jr_getattr(r, n->line, &a, n->s, n->n, out);
+    case SFT__N_GETITEM:
+        SFT__TRY(sft__jr_eval(r, sc, n->a, &a));
+        if (n->b->kind == SFT__N_SLICE) {
+            sft__jv sl[3];
+            const sft__tn *parts[3];
+            int j;
+            parts[0] = n->b->a; parts[1] = n->b->b; parts[2] = n->b->c;
+            if (a.t == SFT__V_UNDEF) return sft__jr_undefined(r, n->line, &a);
+            for (j = 0; j < 3; j++) {
+                if (parts[j]) SFT__TRY(sft__jr_eval(r, sc, parts[j], &sl[j]));
+                else sl[j] = sft__jv_make(SFT__V_NONE);
+            }
+            return sft__jr_slice(r, n->line, &a, sl, out);
+        }
+        SFT__TRY(sft__jr_eval(r, sc, n->b, &b));
+        return sft__jr_getitem(r, n->line, &a, &b, out);
+    case SFT__N_CALL: return sft__jr_call(r, sc, n, out);
+    case SFT__N_FILTER:
+        SFT__TRY(sft__jr_eval(r, sc, n->a, &a));
+        return sft__jr_filter(r, sc, n, &a, out);
+    case SFT__N_TEST: {
+        int ok = 0;
+        SFT__TRY(sft__jr_eval(r, sc, n->a, &a));
+        SFT__TRY(sft__jr_test(r, sc, n, &a, &ok));
+        *out = sft__jv_bool(n->op ? !ok : ok);
+        return SFT_OK;
+    }
+    case SFT__N_NEG:
+    case SFT__N_POS:
+        SFT__TRY(sft__jr_eval(r, sc, n->a, &a));
+        if (a.t == SFT__V_UNDEF) return sft__jr_undefined(r, n->line, &a);
+        if (!sft__jv_is_num(&a))
+            return sft__jr_err(r, n->line, SFT_ERR_FORMAT, "bad operand type for unary %c: '%s'", n->kind == SFT__N_NEG ? '-' : '+',
+                               sft__jv_type_name(&a));
+        if (n->kind == SFT__N_POS) *out = a.t == SFT__V_BOOL ? sft__jv_int(a.u.i) : a;
+        else if (a.t == SFT__V_FLOAT) *out = sft__jv_float(-a.u.f);
+        else if (a.u.i == INT64_MIN) return sft__jr_err(r, n->line, SFT_ERR_UNSUPPORTED, "an integer beyond 64 bits");
+        else *out = sft__jv_int(-a.u.i);
+        return SFT_OK;
+    case SFT__N_NOT:
+        SFT__TRY(sft__jr_eval(r, sc, n->a, &a));
+        *out = sft__jv_bool(!sft__jv_truthy(&a));
+        return SFT_OK;
+    case SFT__N_AND:
+    case SFT__N_OR:      /* Python's: the deciding operand itself */
+        SFT__TRY(sft__jr_eval(r, sc, n->a, &a));
+        if (sft__jv_truthy(&a) == (n->kind == SFT__N_OR)) { *out = a; return SFT_OK; }
+        return sft__jr_eval(r, sc, n->b, out);
+    case SFT__N_COND:
+        SFT__TRY(sft__jr_eval(r, sc, n->b, &a));
+        if (sft__jv_truthy(&a)) return sft__jr_eval(r, sc, n->a, out);
+        if (n->c) return sft__jr_eval(r, sc, n->c, out);
+        *out = sft__jv_undef("the conditional expression's else", 33);
+        return SFT_OK;
+    case SFT__N_BINOP:
+        SFT__TRY(sft__jr_eval(r, sc, n->a, &a));
+        SFT__TRY(sft__jr_eval(r, sc, n->b, &b));
+        return sft__jr_arith(r, n->line, n->op, &a, &b, out);
+    case SFT__N_CONCAT: {      /* ~: str() of each part, joined */
+        sft__jbuf buf;
+        memset(&buf, 0, sizeof buf);
+        for (k = n->a; k; k = k->next) {
+            SFT__TRY(sft__jr_eval(r, sc, k, &a));
+            SFT__TRY(sft__jr_str_into(r, n->line, &buf, &a));
+        }
+        *out = sft__jbuf_value(&buf);
+        return SFT_OK;
+    }
+    case SFT__N_COMPARE: return sft__jr_compare(r, sc, n, out);
+    default:
+        return sft__jr_err(r, n->line, SFT_ERR_STATE, "node %d is not an expression", (int)n->kind);
+    }
+}
+
+/* ---- statements */
+
+static sft_status sft__jr_write(sft__jr *r, int line, const char *s, size_t n) {
+    if (r->out == &r->root) r->root_writes++;
+    return sft__jbuf_put(r, line, r->out, s, n);
+}
+
+static sft_status sft__jr_for(sft__jr *r, sft__jscope *sc, const sft__tn *n) {
+    sft__jv it, loopv;
+    sft__jseq *items, *kept;
+    sft__jobj *lo;
+    size_t i, count = 0;
+    int ran = 0;
+    SFT__TRY(sft__jr_eval(r, sc, n->b, &it));
+    SFT__TRY(sft__jr_iter(r, n->line, &it, &items));
+    kept = items;
+    if (n->e) {     /* {% for x in xs if cond %}: loop over the items that pass */
+        SFT__TRY(sft__jr_seq(r, n->line, items->n, &kept));
+        for (i = 0; i < items->n; i++) {
+            sft__jscope *fs = NULL;
+            sft__jv c;
+            SFT__TRY(sft__jr_step(r, n->line));
+            SFT__TRY(sft__jr_scope(r, n->line, sc, &fs));
+            SFT__TRY(sft__jr_assign(r, fs, n->a, &items->v[i]));
+            SFT__TRY(sft__jr_eval(r, fs, n->e, &c));
+            if (sft__jv_truthy(&c)) kept->v[count++] = items->v[i];
+        }
+        kept->n = count;
+    }
+    lo = (sft__jobj *)sft__jr_alloc(r, sizeof *lo);
+    if (!lo) return sft__jr_nomem(r, n->line);
+    memset(lo, 0, sizeof *lo);
+    lo->items = kept;
+    loopv = sft__jv_make(SFT__V_LOOP);
+    loopv.u.obj = lo;
+    for (i = 0; i < kept->n; i++) {
+        sft__jscope *body = NULL;
+        SFT__TRY(sft__jr_step(r, n->line));
+        SFT__TRY(sft__jr_scope(r, n->line, sc, &body));
+        lo->index = i;
+        SFT__TRY(sft__jr_set_var(r, n->line, body, "loop", 4, loopv));
+        SFT__TRY(sft__jr_assign(r, body, n->a, &kept->v[i]));
+        SFT__TRY(sft__jr_exec(r, body, n->c));
+        ran = 1;
+        if (r->jump == 1) { r->jump = 0; break; }
+        r->jump = 0;
+    }
+    if (!ran && n->d) {
+        sft__jscope *es = NULL;
+        SFT__TRY(sft__jr_scope(r, n->line, sc, &es));
+        SFT__TRY(sft__jr_exec(r, es, n->d));
+    }
+    return SFT_OK;
+}
+
+/* {% generation %}: its body renders as a macro's would; the span it fills is
+   counted in the root output, where transformers' tracker counts it (and only
+   once the root has had some output or a span, as that tracker does) */
+static sft_status sft__jr_generation(sft__jr *r, sft__jscope *sc, const sft__tn *n) {
+    sft__jscope *gs = NULL;
+    sft__jbuf buf, *saved = r->out;
+    sft_status s;
+    SFT__TRY(sft__jr_scope(r, n->line, sc, &gs));
+    memset(&buf, 0, sizeof buf);
+    r->out = &buf;
+    s = sft__jr_exec(r, gs, n->b);
+    r->out = saved;
+    if (s != SFT_OK) return s;
+    if (r->root_writes > 0 || r->spans.len > 0) {
+        size_t se[2];
+        se[0] = r->root.n; se[1] = r->root.n + buf.n;
+        SFT__TRY(sft__vec_push(r->t->ctx, &r->spans, se, 2));
+    }
+    return sft__jr_write(r, n->line, buf.p, buf.n);
+}
+
+static sft_status sft__jr_exec(sft__jr *r, sft__jscope *sc, const sft__tn *n) {
+    sft__jv v;
+    if (++r->depth > SFT__TM_MAX_DEPTH) return sft__jr_err(r, n ? n->line : 0, SFT_ERR_LIMIT, "statements nested too deeply");
+    for (; n && !r->jump; n = n->next) {
+        switch (n->kind) {
+        case SFT__N_TEXT: SFT__TRY(sft__jr_write(r, n->line, n->s, n->n)); break;
+        case SFT__N_OUTPUT:
+            SFT__TRY(sft__jr_eval(r, sc, n->a, &v));
+            if (v.t == SFT__V_STR) SFT__TRY(sft__jr_write(r, n->line, v.u.s.p, v.u.s.n));
+            else {
+                sft__jv s;
+                SFT__TRY(sft__jr_to_str(r, n->line, &v, &s));
+                SFT__TRY(sft__jr_write(r, n->line, s.u.s.p, s.u.s.n));
+            }
+            break;
+        case SFT__N_IF: {
+            const sft__tn *c = n;
+            for (;;) {      /* if / elif chain */
+                SFT__TRY(sft__jr_eval(r, sc, c->a, &v));
+                if (sft__jv_truthy(&v)) { SFT__TRY(sft__jr_exec(r, sc, c->b)); break; }
+                if (c->c) { c = c->c; continue; }
+                if (c->d) SFT__TRY(sft__jr_exec(r, sc, c->d));
+                break;
+            }
+            break;
+        }
+        case SFT__N_FOR: SFT__TRY(sft__jr_for(r, sc, n)); break;
+        case SFT__N_SET:
+            SFT__TRY(sft__jr_eval(r, sc, n->b, &v));
+            SFT__TRY(sft__jr_assign(r, sc, n->a, &v));
+            break;
+        case SFT__N_SET_BLOCK:
+        case SFT__N_FILTER_BLOCK: {
+            sft__jbuf buf, *saved = r->out;
+            sft_status s;
+            const sft__tn *filters = n->kind == SFT__N_SET_BLOCK ? n->c : n->a;
+            memset(&buf, 0, sizeof buf);
+            r->out = &buf;
+            s = sft__jr_exec(r, sc, n->b);
+            r->out = saved;
+            SFT__TRY(s);
+            v = sft__jbuf_value(&buf);
+            if (filters) {      /* the filter chain, applied to the block's text */
+                const sft__tn *chain[64];
+                int k = 0;
+                const sft__tn *f;
+                for (f = filters; f && f->kind == SFT__N_FILTER && k < 64; f = f->a) chain[k++] = f;
+                while (k-- > 0) SFT__TRY(sft__jr_filter(r, sc, chain[k], &v, &v));
+            }
+            if (n->kind == SFT__N_SET_BLOCK) SFT__TRY(sft__jr_assign(r, sc, n->a, &v));
+            else {
+                sft__jv s2;
+                SFT__TRY(sft__jr_to_str(r, n->line, &v, &s2));
+                SFT__TRY(sft__jr_write(r, n->line, s2.u.s.p, s2.u.s.n));
+            }
+            break;
+        }
+        case SFT__N_MACRO: {
+            sft__jobj *o = (sft__jobj *)sft__jr_alloc(r, sizeof *o);
+            if (!o) return sft__jr_nomem(r, n->line);
+            memset(o, 0, sizeof *o);
+            o->node = n; o->scope = sc;
+            v = sft__jv_make(SFT__V_MACRO);
+            v.u.obj = o;
+            SFT__TRY(sft__jr_set_var(r, n->line, sc, n->s, n->n, v));
+            break;
+        }
+        case SFT__N_GENERATION: SFT__TRY(sft__jr_generation(r, sc, n)); break;
+        case SFT__N_WITH: {
+            sft__jscope *ws = NULL;
+            const sft__tn *a;
+            SFT__TRY(sft__jr_scope(r, n->line, sc, &ws));
+            for (a = n->a; a; a = a->next) {       /* values from the outer scope, names in the new one */
+                SFT__TRY(sft__jr_eval(r, sc, a->b, &v));
+                SFT__TRY(sft__jr_assign(r, ws, a->a, &v));
+            }
+            SFT__TRY(sft__jr_exec(r, ws, n->b));
+            break;
+        }
+        case SFT__N_BREAK: r->jump = 1; break;
+        case SFT__N_CONTINUE: r->jump = 2; break;
+        default: return sft__jr_err(r, n->line, SFT_ERR_STATE, "node %d is not a statement", (int)n->kind);
+        }
+    }
+    r->depth--;
+    return SFT_OK;
+}
+/* ============================================================================
+   === templates: built-in functions, methods, filters and tests
+   The globals transformers' environment has (range, namespace, dict,
+   raise_exception, strftime_now), Python's str/dict/list methods that are
+   safe in Jinja's sandbox, and Jinja's filters and tests, each with Python's
+   behaviour. Arguments are read positionally or by keyword through one
+   helper. */
+
+/* argument k of a call: positional index k, else the keyword name, else NULL */
+static const sft__jv *sft__jr_arg(const sft__jv *args, int nargs, const sft__jv *kw, const sft__jv *kwv, int nkw, int k,
+                                  const char *name) {
+    int i;
+    if (k >= 0 && k < nargs) return &args[k];
+    for (i = 0; name && i < nkw; i++) if (sft__jv_is(&kw[i], name)) return &kwv[i];
+    return NULL;
+}
+
+/* Python's TypeError for a call with more positional arguments than max_pos, or a
+   keyword not in names (NULL-terminated; NULL = none) */
+static sft_status sft__jr_sig(sft__jr *r, int line, const sft__jargs *a, const char *what, int max_pos, const char *const *names) {
+    int i, k;
+    if (max_pos >= 0 && a->n > max_pos)
+        return sft__jr_err(r, line, SFT_ERR_FORMAT, "%s takes at most %d positional argument(s) (%d given)", what, max_pos, a->n);
+    for (i = 0; i < a->nkw; i++) {
+        int ok = 0;
+        for (k = 0; names && names[k]; k++) if (sft__jv_is(&a->kw[i], names[k])) ok = 1;
+        if (!ok) return sft__jr_err(r, line, SFT_ERR_FORMAT, "%s got an unexpected keyword argument '%.*s'", what, (int)a->kw[i].u.s.n, a->kw[i].u.s.p);
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__jr_want_str(sft__jr *r, int line, const sft__jv *v, const char *what) {
+    if (v && v->t == SFT__V_STR) return SFT_OK;
+    if (v && v->t == SFT__V_UNDEF) return sft__jr_undefined(r, line, v);
+    return sft__jr_err(r, line, SFT_ERR_FORMAT, "%s must be a str, not %s", what, v ? sft__jv_type_name(v) : "missing");
+}
+
+static sft_status sft__jr_want_int(sft__jr *r, int line, const sft__jv *v, const char *what, int64_t *out) {
+    if (v && (v->t == SFT__V_INT || v->t == SFT__V_BOOL)) { *out = v->u.i; return SFT_OK; }
+    if (v && v->t == SFT__V_UNDEF) return sft__jr_undefined(r, line, v);
+    return sft__jr_err(r, line, SFT_ERR_FORMAT, "%s must be an int, not %s", what, v ? sft__jv_type_name(v) : "missing");
+}
+
+/* ---- str helpers */
+
+static int sft__jr_has_cp(const sft__jv *set, uint32_t cp) {
+    size_t i, len;
+    for (i = 0; i < set->u.s.n; i += len) if (sft__u8(set->u.s.p, set->u.s.n, i, &len) == cp) return 1;
+    return 0;
+}
+
+/* strip: which 1 left, 2 right, 3 both; chars NULL = whitespace */
+static sft__jv sft__jr_strip(const sft__jv *s, const sft__jv *chars, int which) {
+    const char *p = s->u.s.p;
+    size_t a = 0, b = s->u.s.n, len;
+#define SFT__STRIPS(cp) (chars ? sft__jr_has_cp(chars, cp) : sft__py_isspace(cp))
+    if (which & 1)
+        while (a < b) { uint32_t cp = sft__u8(p, b, a, &len); if (!SFT__STRIPS(cp)) break; a += len; }
+    if (which & 2)
+        while (b > a) { size_t k = sft__u8_back(p, b); uint32_t cp = sft__u8(p, s->u.s.n, k, &len); if (!SFT__STRIPS(cp)) break; b = k; }
+#undef SFT__STRIPS
+    return sft__jv_str(p + a, b - a);
+}
+
+/* the byte offset of the first (or last) occurrence of needle in hay at or after from, or -1 */
+static long sft__jr_find(const sft__jv *hay, const sft__jv *needle, size_t from, int last) {
+    long found = -1;
+    size_t k;
+    if (needle->u.s.n > hay->u.s.n) return -1;
+    for (k = from; k + needle->u.s.n <= hay->u.s.n; k++)
+        if (memcmp(hay->u.s.p + k, needle->u.s.p, needle->u.s.n) == 0) {
+            found = (long)k;
+            if (!last) break;
+        }
+    return found;
+}
+
+/* str.split / str.rsplit (sep NULL: runs of whitespace) */
+static sft_status sft__jr_split(sft__jr *r, int line, const sft__jv *s, const sft__jv *sep, int64_t maxsplit, int from_right, sft__jv *out) {
+    sft__jv parts[4096];
+    size_t np = 0, i, len;
+    const char *p = s->u.s.p;
+    size_t n = s->u.s.n;
+    if (sep && sep->u.s.n == 0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "empty separator");
+    if (!sep) {
+        if (!from_right) {
+            i = 0;
+            for (;;) {
+                size_t a;
+                while (i < n && sft__py_isspace(sft__u8(p, n, i, &len))) i += len;
+                if (i >= n) break;
+                if (maxsplit >= 0 && (int64_t)np == maxsplit) { parts[np++] = sft__jv_str(p + i, n - i); break; }   /* the rest, as it is */
+                a = i;
+                while (i < n && !sft__py_isspace(sft__u8(p, n, i, &len))) i += len;
+                if (np == sizeof parts / sizeof *parts) return sft__jr_err(r, line, SFT_ERR_LIMIT, "split into more than 4096 parts");
+                parts[np++] = sft__jv_str(p + a, i - a);
+            }
+        } else {
+            size_t e = n;
+            for (;;) {
+                size_t b;
+                while (e > 0) { size_t k = sft__u8_back(p, e); if (!sft__py_isspace(sft__u8(p, n, k, &len))) break; e = k; }
+                if (e == 0) break;
+                if (maxsplit >= 0 && (int64_t)np == maxsplit) { parts[np++] = sft__jv_str(p, e); break; }
+                b = e;
+                while (b > 0) { size_t k = sft__u8_back(p, b); if (sft__py_isspace(sft__u8(p, n, k, &len))) break; b = k; }
+                if (np == sizeof parts / sizeof *parts) return sft__jr_err(r, line, SFT_ERR_LIMIT, "split into more than 4096 parts");
+                parts[np++] = sft__jv_str(p + b, e - b);
+                e = b;
+            }
+        }
+    } else if (!from_right) {
+        size_t a = 0;
+        for (;;) {
+            long k = (maxsplit < 0 || (int64_t)np < maxsplit) ? sft__jr_find(s, sep, a, 0) : -1;
+            if (np + 1 >= sizeof parts / sizeof *parts) return sft__jr_err(r, line, SFT_ERR_LIMIT, "split into more than 4096 parts");
+            if (k < 0) { parts[np++] = sft__jv_str(p + a, n - a); break; }
+            parts[np++] = sft__jv_str(p + a, (size_t)k - a);
+            a = (size_t)k + sep->u.s.n;
+        }
+    } else {
+        size_t e = n;
+        for (;;) {
+            long k = -1;
+            if (maxsplit < 0 || (int64_t)np < maxsplit) {
+                sft__jv head = sft__jv_str(p, e);
+                k = sft__jr_find(&head, sep, 0, 1);
+            }
+            if (np + 1 >= sizeof parts / sizeof *parts) return sft__jr_err(r, line, SFT_ERR_LIMIT, "split into more than 4096 parts");
+            if (k < 0) { parts[np++] = sft__jv_str(p, e); break; }
+            parts[np++] = sft__jv_str(p + k + sep->u.s.n, e - (size_t)k - sep->u.s.n);
+            e = (size_t)k;
+        }
+    }
+    SFT__TRY(sft__jr_list(r, line, np, 0, out));
+    for (i = 0; i < np; i++) out->u.seq->v[i] = parts[from_right ? np - 1 - i : i];
+    return SFT_OK;
+}
+
+static sft_status sft__jr_replace(sft__jr *r, int line, const sft__jv *s, const sft__jv *old, const sft__jv *repl, int64_t count, sft__jv *out) {
+    sft__jbuf b;
+    size_t a = 0, i, len;
+    int64_t done = 0;
+    memset(&b, 0, sizeof b);
+    if (old->u.s.n == 0) {       /* Python inserts repl between every character */
+        for (i = 0; i <= s->u.s.n; i += len) {
+            if (count < 0 || done < count) { SFT__TRY(sft__jbuf_put(r, line, &b, repl->u.s.p, repl->u.s.n)); done++; }
+            if (i == s->u.s.n) break;
+            sft__u8(s->u.s.p, s->u.s.n, i, &len);
+            SFT__TRY(sft__jbuf_put(r, line, &b, s->u.s.p + i, len));
+        }
+        *out = sft__jbuf_value(&b);
+        return SFT_OK;
+    }
+    for (;;) {
+        long k = (count < 0 || done < count) ? sft__jr_find(s, old, a, 0) : -1;
+        if (k < 0) break;
+        SFT__TRY(sft__jbuf_put(r, line, &b, s->u.s.p + a, (size_t)k - a));
+        SFT__TRY(sft__jbuf_put(r, line, &b, repl->u.s.p, repl->u.s.n));
+        a = (size_t)k + old->u.s.n;
+        done++;
+    }
+    SFT__TRY(sft__jbuf_put(r, line, &b, s->u.s.p + a, s->u.s.n - a));
+    *out = sft__jbuf_value(&b);
+    return SFT_OK;
+}
+
+/* a str predicate on every character, as Python's isdigit/isalpha/...; ASCII only */
+static sft_status sft__jr_str_is(sft__jr *r, int line, const sft__jv *s, const char *what, sft__jv *out) {
+    size_t i;
+    int ok = s->u.s.n > 0, cased = 0;
+    for (i = 0; i < s->u.s.n; i++) {
+        unsigned char c = (unsigned char)s->u.s.p[i];
+        if (c >= 0x80)
+            return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "str.%s() of non-ASCII text is not supported", what);
+        if (!strcmp(what, "isdigit")) ok &= isdigit(c) != 0;
+        else if (!strcmp(what, "isalpha")) ok &= isalpha(c) != 0;
+        else if (!strcmp(what, "isalnum")) ok &= isalnum(c) != 0;
+        else if (!strcmp(what, "islower")) { ok &= !isupper(c); cased |= islower(c) != 0; }
+        else if (!strcmp(what, "isupper")) { ok &= !islower(c); cased |= isupper(c) != 0; }
+    }
+    if (!strcmp(what, "islower") || !strcmp(what, "isupper")) ok = ok && cased;
+    *out = sft__jv_bool(ok);
+    return SFT_OK;
+}
+
+/* str.format: {} {0} {name} fields with optional !s / !r, {{ and }} */
+static sft_status sft__jr_format(sft__jr *r, int line, const sft__jv *s, const sft__jv *args, int nargs, const sft__jv *kw,
+                                 const sft__jv *kwv, int nkw, sft__jv *out) {
+    sft__jbuf b;
+    size_t i = 0, n = s->u.s.n;
+    const char *p = s->u.s.p;
+    int auto_idx = 0;
+    memset(&b, 0, sizeof b);
+    while (i < n) {
+        size_t j, e;
+        const sft__jv *v = NULL;
+        char conv = 's';
+        if (p[i] == '}') {
+            if (i + 1 < n && p[i + 1] == '}') { SFT__TRY(sft__jbuf_put(r, line, &b, "}", 1)); i += 2; continue; }
+            return sft__jr_err(r, line, SFT_ERR_FORMAT, "str.format: single '}' encountered in format string");
+        }
+        if (p[i] != '{') { SFT__TRY(sft__jbuf_put(r, line, &b, p + i, 1)); i++; continue; }
+        if (i + 1 < n && p[i + 1] == '{') { SFT__TRY(sft__jbuf_put(r, line, &b, "{", 1)); i += 2; continue; }
+        for (e = i + 1; e < n && p[e] != '}'; e++) {}
+        if (e >= n) return sft__jr_err(r, line, SFT_ERR_FORMAT, "str.format: single '{' encountered in format string");
+        j = i + 1;
+        {
+            size_t f = j;
+            while (f < e && p[f] != '!' && p[f] != ':') f++;
+            if (f < e && p[f] == ':') return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "str.format with a format spec is not supported");
+            if (f < e) { if (f + 2 != e || (p[f + 1] != 's' && p[f + 1] != 'r')) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "str.format: conversion other than !s or !r"); conv = p[f + 1]; }
+            if (f == j) { v = auto_idx < nargs ? &args[auto_idx] : NULL; auto_idx++; }
+            else if (isdigit((unsigned char)p[j])) {
+                int64_t k = 0;
+                size_t q;
+                for (q = j; q < f; q++) {
+                    if (!isdigit((unsigned char)p[q])) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "str.format: field '%.*s'", (int)(f - j), p + j);
+                    k = k * 10 + (p[q] - '0');
+                    if (k > 100000) break;
+                }
+                v = k < nargs ? &args[k] : NULL;
+            } else {
+                int k;
+                for (k = 0; k < nkw; k++) if (kw[k].u.s.n == f - j && memcmp(kw[k].u.s.p, p + j, f - j) == 0) v = &kwv[k];
+                if (!v) {
+                    size_t q;
+                    for (q = j; q < f; q++) if (p[q] == '.' || p[q] == '[') return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "str.format: field '%.*s'", (int)(f - j), p + j);
+                    return sft__jr_err(r, line, SFT_ERR_FORMAT, "str.format: KeyError '%.*s'", (int)(f - j), p + j);
+                }
+            }
+        }
+        if (!v) return sft__jr_err(r, line, SFT_ERR_FORMAT, "str.format: replacement index out of range");
+        SFT__TRY(conv == 'r' ? sft__jr_repr(r, line, &b, v) : sft__jr_str_into(r, line, &b, v));
+        i = e + 1;
+    }
+    *out = sft__jbuf_value(&b);
+    return SFT_OK;
+}
+
+/* sep.join(items): str.join wants str items (strict); the join filter takes str() of
+   each, optionally of an attribute (transformers renders without autoescape, so
+   the filter never escapes) */
+static sft_status sft__jr_join(sft__jr *r, int line, const sft__jv *seq, const sft__jv *sep, const sft__jv *attr, int strict, sft__jv *out) {
+    sft__jseq *items;
+    sft__jbuf b;
+    size_t i;
+    SFT__TRY(sft__jr_iter(r, line, seq, &items));
+    memset(&b, 0, sizeof b);
+    for (i = 0; i < items->n; i++) {
+        sft__jv x = items->v[i];
+        if (attr && attr->t != SFT__V_NONE && attr->t != SFT__V_UNDEF) SFT__TRY(sft__jr_attr_path(r, line, &items->v[i], attr, &x));
+        if (strict && x.t != SFT__V_STR)
+            return sft__jr_err(r, line, SFT_ERR_FORMAT, "sequence item %zu: expected str instance, %s found", i, sft__jv_type_name(&x));
+        if (i) SFT__TRY(sft__jbuf_put(r, line, &b, sep->u.s.p, sep->u.s.n));
+        SFT__TRY(sft__jr_str_into(r, line, &b, &x));
+    }
+    *out = sft__jbuf_value(&b);
+    return SFT_OK;
+}
+
+/* dict.items() / the items filter: a list of (key, value) tuples */
+static sft_status sft__jr_items(sft__jr *r, int line, const sft__jv *d, sft__jv *out) {
+    size_t i;
+    if (d->t == SFT__V_UNDEF) return sft__jr_list(r, line, 0, 0, out);
+    if (d->t != SFT__V_DICT) return sft__jr_err(r, line, SFT_ERR_FORMAT, "items: can only get item pairs from a mapping, not %s", sft__jv_type_name(d));
+    SFT__TRY(sft__jr_list(r, line, d->u.map->n, 0, out));
+    for (i = 0; i < d->u.map->n; i++) {
+        sft__jv t;
+        SFT__TRY(sft__jr_list(r, line, 2, 1, &t));
+        t.u.seq->v[0] = d->u.map->k[i]; t.u.seq->v[1] = d->u.map->v[i];
+        out->u.seq->v[i] = t;
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__jr_call_method(sft__jr *r, int line, const sft__jobj *m, const sft__jv *args, int nargs,
+                                      const sft__jv *kw, const sft__jv *kwv, int nkw, sft__jv *out) {
+    const sft__jv *self = &m->self;
+    const char *name = m->name;
+    size_t nn = m->name_n;
+    const sft__jv *a0 = sft__jr_arg(args, nargs, kw, kwv, nkw, 0, NULL), *a1 = sft__jr_arg(args, nargs, kw, kwv, nkw, 1, NULL);
+#define SFT__M(x) (nn == sizeof(x) - 1 && memcmp(name, x, nn) == 0)
+    if (self->t == SFT__V_LOOP) {           /* loop.cycle(a, b, ...) */
+        if (nargs == 0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "no items for cycling given");
+        *out = args[self->u.obj->index % (size_t)nargs];
+        return SFT_OK;
+    }
+    if (nkw && !(self->t == SFT__V_STR && (SFT__M("split") || SFT__M("rsplit") || SFT__M("format"))))
+        return sft__jr_err(r, line, SFT_ERR_FORMAT, "%s.%.*s() takes no keyword arguments", sft__jv_type_name(self), (int)nn, name);
+    {   /* most positional arguments per method (Python's TypeError beyond) */
+        int most = SFT__M("lower") || SFT__M("upper") || SFT__M("capitalize") || SFT__M("items") || SFT__M("keys") || SFT__M("values") ||
+                   SFT__M("isspace") || SFT__M("isdigit") || SFT__M("isalpha") || SFT__M("isalnum") || SFT__M("islower") ||
+                   SFT__M("isupper") || SFT__M("copy") || SFT__M("splitlines") ? 0
+                   : SFT__M("strip") || SFT__M("lstrip") || SFT__M("rstrip") || SFT__M("join") || SFT__M("removeprefix") ||
+                     SFT__M("removesuffix") ? 1
+                   : SFT__M("split") || SFT__M("rsplit") || SFT__M("get") ? 2 : SFT__M("replace") ? 3 : 1000;
+        if (self->t != SFT__V_LOOP && nargs > most)
+            return sft__jr_err(r, line, SFT_ERR_FORMAT, "%s.%.*s() takes at most %d argument(s) (%d given)", sft__jv_type_name(self), (int)nn,
+                               name, most, nargs);
+    }
+    if (self->t == SFT__V_STR) {
+        if (self->markup) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "str.%.*s() of a value marked | safe is not supported", (int)nn, name);
+        if (SFT__M("strip") || SFT__M("lstrip") || SFT__M("rstrip")) {
+            const sft__jv *chars = a0 && a0->t != SFT__V_NONE ? a0 : NULL;
+            if (chars) SFT__TRY(sft__jr_want_str(r, line, chars, "strip's argument"));
+            *out = sft__jr_strip(self, chars, SFT__M("strip") ? 3 : SFT__M("lstrip") ? 1 : 2);
+            return SFT_OK;
+        }
+        if (SFT__M("split") || SFT__M("rsplit")) {
+            const sft__jv *sep = sft__jr_arg(args, nargs, kw, kwv, nkw, 0, "sep"), *ms = sft__jr_arg(args, nargs, kw, kwv, nkw, 1, "maxsplit");
+            int64_t maxsplit = -1;
+            if (sep && sep->t == SFT__V_NONE) sep = NULL;
+            if (sep) SFT__TRY(sft__jr_want_str(r, line, sep, "split's separator"));
+            if (ms) SFT__TRY(sft__jr_want_int(r, line, ms, "maxsplit", &maxsplit));
+            return sft__jr_split(r, line, self, sep, maxsplit, SFT__M("rsplit"), out);
+        }
+        if (SFT__M("splitlines")) {
+            sft__jv nl = sft__jv_str("\n", 1), t;
+            if (nargs || nkw || memchr(self->u.s.p, '\r', self->u.s.n) || memchr(self->u.s.p, 11, self->u.s.n) || memchr(self->u.s.p, 12, self->u.s.n))
+                return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "splitlines beyond \\n line ends is not supported");
+            SFT__TRY(sft__jr_split(r, line, self, &nl, -1, 0, &t));
+            if (t.u.seq->n && t.u.seq->v[t.u.seq->n - 1].u.s.n == 0) t.u.seq->n--;
+            *out = t;
+            return SFT_OK;
+        }
+        if (SFT__M("startswith") || SFT__M("endswith")) {
+            size_t i, count = 1;
+            const sft__jv *cands = a0;
+            int ok = 0;
+            if (!a0 || nargs > 1) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "str.%.*s takes one argument here", (int)nn, name);
+            if (sft__jv_is_seq(a0) && a0->t == SFT__V_TUPLE) { count = a0->u.seq->n; cands = a0->u.seq->v; }
+            for (i = 0; i < count; i++) {
+                const sft__jv *c = &cands[i];
+                SFT__TRY(sft__jr_want_str(r, line, c, "startswith/endswith's argument"));
+                if (c->u.s.n <= self->u.s.n &&
+                    memcmp(self->u.s.p + (SFT__M("endswith") ? self->u.s.n - c->u.s.n : 0), c->u.s.p, c->u.s.n) == 0) ok = 1;
+            }
+            *out = sft__jv_bool(ok);
+            return SFT_OK;
+        }
+        if (SFT__M("lower") || SFT__M("upper") || SFT__M("capitalize"))
+            return sft__jr_case(r, line, self, SFT__M("lower") ? 0 : SFT__M("upper") ? 1 : 2, out);
+        if (SFT__M("replace")) {
+            int64_t count = -1;
+            const sft__jv *c = sft__jr_arg(args, nargs, kw, kwv, nkw, 2, "count");
+            SFT__TRY(sft__jr_want_str(r, line, a0, "replace's first argument"));
+            SFT__TRY(sft__jr_want_str(r, line, a1, "replace's second argument"));
+            if (c) SFT__TRY(sft__jr_want_int(r, line, c, "replace's count", &count));
+            return sft__jr_replace(r, line, self, a0, a1, count, out);
+        }
+        if (SFT__M("find") || SFT__M("rfind") || SFT__M("index") || SFT__M("rindex") || SFT__M("count")) {
+            long k;
+            if (nargs != 1) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "str.%.*s takes one argument here", (int)nn, name);
+            SFT__TRY(sft__jr_want_str(r, line, a0, "the substring"));
+            if (SFT__M("count")) {
+                int64_t c = 0;
+                size_t at = 0;
+                if (a0->u.s.n == 0) { *out = sft__jv_int((int64_t)sft__u8_count(self->u.s.p, self->u.s.n) + 1); return SFT_OK; }
+                while ((k = sft__jr_find(self, a0, at, 0)) >= 0) { c++; at = (size_t)k + a0->u.s.n; }
+                *out = sft__jv_int(c);
+                return SFT_OK;
+            }
+            k = sft__jr_find(self, a0, 0, name[0] == 'r');
+            if (k < 0 && (SFT__M("index") || SFT__M("rindex"))) return sft__jr_err(r, line, SFT_ERR_FORMAT, "substring not found");
+            *out = sft__jv_int(k < 0 ? -1 : (int64_t)sft__u8_count(self->u.s.p, (size_t)k));
+            return SFT_OK;
+        }
+        if (SFT__M("join")) {
+            sft__jv sep = *self;
+            if (!a0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "str.join takes exactly one argument");
+            return sft__jr_join(r, line, a0, &sep, NULL, 1, out);
+        }
+        if (SFT__M("format")) return sft__jr_format(r, line, self, args, nargs, kw, kwv, nkw, out);
+        if (SFT__M("isspace")) {
+            size_t i, len;
+            int ok = self->u.s.n > 0;
+            for (i = 0; i < self->u.s.n; i += len) ok &= sft__py_isspace(sft__u8(self->u.s.p, self->u.s.n, i, &len));
+            *out = sft__jv_bool(ok);
+            return SFT_OK;
+        }
+        if (SFT__M("isdigit") || SFT__M("isalpha") || SFT__M("isalnum") || SFT__M("islower") || SFT__M("isupper")) {
+            char what[16];
+            snprintf(what, sizeof what, "%.*s", (int)nn, name);
+            return sft__jr_str_is(r, line, self, what, out);
+        }
+        if (SFT__M("removeprefix") || SFT__M("removesuffix")) {
+            int pre = SFT__M("removeprefix");
+            SFT__TRY(sft__jr_want_str(r, line, a0, "the affix"));
+            *out = *self;
+            if (a0->u.s.n <= self->u.s.n && memcmp(self->u.s.p + (pre ? 0 : self->u.s.n - a0->u.s.n), a0->u.s.p, a0->u.s.n) == 0) {
+                out->u.s.n -= a0->u.s.n;
+                if (pre) out->u.s.p += a0->u.s.n;
+            }
+            return SFT_OK;
+        }
+    } else if (self->t == SFT__V_DICT) {
+        if (SFT__M("get")) {
+            long at;
+            if (!a0 || nargs > 2) return sft__jr_err(r, line, SFT_ERR_FORMAT, "get expected 1 or 2 arguments, got %d", nargs);
+            at = sft__jmap_find(self->u.map, a0);
+            *out = at >= 0 ? self->u.map->v[at] : a1 ? *a1 : sft__jv_make(SFT__V_NONE);
+            return SFT_OK;
+        }
+        if (SFT__M("items")) { SFT__TRY(sft__jr_items(r, line, self, out)); out->it = SFT__IT_ITEMS; return SFT_OK; }
+        if (SFT__M("keys") || SFT__M("values")) {
+            size_t i;
+            SFT__TRY(sft__jr_list(r, line, self->u.map->n, 0, out));
+            for (i = 0; i < self->u.map->n; i++) out->u.seq->v[i] = SFT__M("keys") ? self->u.map->k[i] : self->u.map->v[i];
+            out->it = SFT__M("keys") ? SFT__IT_KEYS : SFT__IT_VALUES;
+            return SFT_OK;
+        }
+        if (SFT__M("copy")) { *out = *self; return SFT_OK; }
+    } else if (sft__jv_is_seq(self)) {
+        if (SFT__M("count") || SFT__M("index")) {
+            size_t i;
+            int64_t c = 0;
+            if (!a0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "%.*s takes exactly one argument", (int)nn, name);
+            for (i = 0; i < self->u.seq->n; i++)
+                if (sft__jv_eq(&self->u.seq->v[i], a0)) {
+                    if (SFT__M("index")) { *out = sft__jv_int((int64_t)i); return SFT_OK; }
+                    c++;
+                }
+            if (SFT__M("index")) return sft__jr_err(r, line, SFT_ERR_FORMAT, "the value is not in the list");
+            *out = sft__jv_int(c);
+            return SFT_OK;
+        }
+    }
+    if ((self->t == SFT__V_DICT && (SFT__M("pop") || SFT__M("popitem") || SFT__M("setdefault") || SFT__M("update") || SFT__M("clear"))) ||
+        (sft__jv_is_seq(self) && !SFT__M("copy")))
+        return sft__jr_err(r, line, SFT_ERR_FORMAT, "access to attribute '%.*s' of '%s' object is unsafe (the sandbox forbids changing values)",
+                           (int)nn, name, sft__jv_type_name(self));
+    return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "the method %s.%.*s() is not supported", sft__jv_type_name(self), (int)nn, name);
+#undef SFT__M
+}
+
+static sft_status sft__jr_call_builtin(sft__jr *r, int line, int fn, const sft__jv *args, int nargs, const sft__jv *kw,
+                                       const sft__jv *kwv, int nkw, sft__jv *out) {
+    int i;
+    switch (fn) {
+    case SFT__F_RANGE: {
+        int64_t v[3] = {0, 0, 1}, start, stop, step, n, k;
+        if (nargs < 1 || nargs > 3 || nkw) return sft__jr_err(r, line, SFT_ERR_FORMAT, "range expected 1 to 3 arguments, got %d", nargs);
+        for (i = 0; i < nargs; i++) SFT__TRY(sft__jr_want_int(r, line, &args[i], "range's argument", &v[i]));
+        if (nargs == 1) { start = 0; stop = v[0]; step = 1; }
+        else { start = v[0]; stop = v[1]; step = nargs == 3 ? v[2] : 1; }
+        if (step == 0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "range() arg 3 must not be zero");
+        n = step > 0 ? (stop > start ? (stop - start + step - 1) / step : 0) : (start > stop ? (start - stop - step - 1) / -step : 0);
+        if (n > 100000) return sft__jr_err(r, line, SFT_ERR_LIMIT, "a range of %lld items (Jinja's sandbox allows 100000)", (long long)n);
+        SFT__TRY(sft__jr_list(r, line, (size_t)n, 0, out));
+        for (k = 0; k < n; k++) out->u.seq->v[k] = sft__jv_int(start + k * step);
+        return SFT_OK;
+    }
+    case SFT__F_NAMESPACE:
+    case SFT__F_DICT:
+        SFT__TRY(sft__jr_map(r, line, (size_t)nkw + 4, fn == SFT__F_NAMESPACE, out));
+        for (i = 0; i < nargs; i++) {      /* namespace(mapping) / dict(mapping) */
+            size_t j;
+            if (args[i].t != SFT__V_DICT && args[i].t != SFT__V_NS)
+                return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "%s() with a positional argument other than a mapping",
+                                   fn == SFT__F_DICT ? "dict" : "namespace");
+            for (j = 0; j < args[i].u.map->n; j++) SFT__TRY(sft__jmap_set(r, line, out->u.map, args[i].u.map->k[j], args[i].u.map->v[j]));
+        }
+        for (i = 0; i < nkw; i++) SFT__TRY(sft__jmap_set(r, line, out->u.map, kw[i], kwv[i]));
+        return SFT_OK;
+    case SFT__F_RAISE: {
+        sft__jv msg;
+        if (nargs != 1) return sft__jr_err(r, line, SFT_ERR_FORMAT, "raise_exception takes one argument");
+        SFT__TRY(sft__jr_to_str(r, line, &args[0], &msg));
+        return sft__fail(SFT_ERR_FORMAT, "%s:%d: raise_exception: %.*s", r->t->name, line, (int)(msg.u.s.n > 600 ? 600 : msg.u.s.n), msg.u.s.p);
+    }
+    case SFT__F_STRFTIME: {
+        char fmt[256], buf[512];
+        struct tm tmv;
+        size_t n;
+        time_t now = r->now ? r->now : time(NULL);
+        if (nargs != 1 || args[0].t != SFT__V_STR) return sft__jr_err(r, line, SFT_ERR_FORMAT, "strftime_now takes one format string");
+        if (args[0].u.s.n >= sizeof fmt) return sft__jr_err(r, line, SFT_ERR_LIMIT, "a strftime format of more than 255 bytes");
+        memcpy(fmt, args[0].u.s.p, args[0].u.s.n);
+        fmt[args[0].u.s.n] = 0;
+        if (!localtime_r(&now, &tmv)) return sft__jr_err(r, line, SFT_ERR_FORMAT, "strftime_now: the clock is out of range");
+        n = strftime(buf, sizeof buf, fmt, &tmv);
+        if (n == 0 && fmt[0]) return sft__jr_err(r, line, SFT_ERR_LIMIT, "strftime_now('%s') is empty or longer than 511 bytes", fmt);
+        return sft__jr_strdup(r, line, buf, n, out);
+    }
+    default:
+        return sft__jr_err(r, line, SFT_ERR_STATE, "built-in %d", fn);
+    }
+}
+
+/* ---- filters */
+
+enum {
+    SFT__FL_ABS, SFT__FL_ATTR, SFT__FL_CAPITALIZE, SFT__FL_COUNT, SFT__FL_DEFAULT, SFT__FL_D, SFT__FL_DICTSORT, SFT__FL_E,
+    SFT__FL_ESCAPE, SFT__FL_FIRST, SFT__FL_FLOAT, SFT__FL_FORMAT, SFT__FL_INDENT, SFT__FL_INT, SFT__FL_ITEMS, SFT__FL_JOIN,
+    SFT__FL_LAST, SFT__FL_LENGTH, SFT__FL_LIST, SFT__FL_LOWER, SFT__FL_MAP, SFT__FL_MAX, SFT__FL_MIN, SFT__FL_REJECT,
+    SFT__FL_REJECTATTR, SFT__FL_REPLACE, SFT__FL_REVERSE, SFT__FL_SAFE, SFT__FL_SELECT, SFT__FL_SELECTATTR, SFT__FL_SORT,
+    SFT__FL_STRING, SFT__FL_SUM, SFT__FL_TOJSON, SFT__FL_TRIM, SFT__FL_UNIQUE, SFT__FL_UPPER, SFT__FL_TITLE, SFT__FL_COUNT_
+};
+static const char *const sft__tm_filters[] = {
+    "abs", "attr", "capitalize", "count", "default", "d", "dictsort", "e", "escape", "first", "float", "format", "indent",
+    "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr", "replace",
+    "reverse", "safe", "select", "selectattr", "sort", "string", "sum", "tojson", "trim", "unique", "upper", "title"};
+
+static int sft__tm_filter_id(const char *name, size_t n) {
+    int k;
+    for (k = 0; k < SFT__FL_COUNT_; k++) if (strlen(sft__tm_filters[k]) == n && memcmp(sft__tm_filters[k], name, n) == 0) return k;
+    return -1;
+}
+
+enum {
+    SFT__TS_DEFINED, SFT__TS_UNDEFINED, SFT__TS_NONE, SFT__TS_BOOLEAN, SFT__TS_TRUE, SFT__TS_FALSE, SFT__TS_INTEGER,
+    SFT__TS_FLOAT, SFT__TS_NUMBER, SFT__TS_STRING, SFT__TS_MAPPING, SFT__TS_ITERABLE, SFT__TS_SEQUENCE, SFT__TS_CALLABLE,
+    SFT__TS_SAMEAS, SFT__TS_EQ, SFT__TS_EQUALTO, SFT__TS_EQ2, SFT__TS_NE, SFT__TS_NE2, SFT__TS_LT, SFT__TS_LESSTHAN,
+    SFT__TS_LT2, SFT__TS_LE, SFT__TS_LE2, SFT__TS_GT, SFT__TS_GREATERTHAN, SFT__TS_GT2, SFT__TS_GE, SFT__TS_GE2, SFT__TS_IN,
+    SFT__TS_ODD, SFT__TS_EVEN, SFT__TS_DIVISIBLEBY, SFT__TS_LOWER, SFT__TS_UPPER, SFT__TS_ESCAPED, SFT__TS_COUNT_
+};
+static const char *const sft__tm_tests[] = {
+    "defined", "undefined", "none", "boolean", "true", "false", "integer", "float", "number", "string", "mapping", "iterable",
+    "sequence", "callable", "sameas", "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le", "<=", "gt",
+    "greaterthan", ">", "ge", ">=", "in", "odd", "even", "divisibleby", "lower", "upper", "escaped"};
+
+static int sft__tm_test_id(const char *name, size_t n) {
+    int k;
+    for (k = 0; k < SFT__TS_COUNT_; k++) if (strlen(sft__tm_tests[k]) == n && memcmp(sft__tm_tests[k], name, n) == 0) return k;
+    return -1;
+}
+
+/* run test id on v with args (select/reject use it too) */
+static sft_status sft__jr_run_test(sft__jr *r, int line, int id, const sft__jv *v, const sft__jv *args, int nargs, int *out) {
+    const sft__jv *a = nargs > 0 ? &args[0] : NULL;
+    int c = 0;
+    switch (id) {
+    case SFT__TS_DEFINED: *out = v->t != SFT__V_UNDEF; return SFT_OK;
+    case SFT__TS_UNDEFINED: *out = v->t == SFT__V_UNDEF; return SFT_OK;
+    case SFT__TS_NONE: *out = v->t == SFT__V_NONE; return SFT_OK;
+    case SFT__TS_BOOLEAN: *out = v->t == SFT__V_BOOL; return SFT_OK;
+    case SFT__TS_TRUE: *out = v->t == SFT__V_BOOL && v->u.i; return SFT_OK;
+    case SFT__TS_FALSE: *out = v->t == SFT__V_BOOL && !v->u.i; return SFT_OK;
+    case SFT__TS_INTEGER: *out = v->t == SFT__V_INT; return SFT_OK;
+    case SFT__TS_FLOAT: *out = v->t == SFT__V_FLOAT; return SFT_OK;
+    case SFT__TS_NUMBER: *out = sft__jv_is_num(v); return SFT_OK;
+    case SFT__TS_STRING: *out = v->t == SFT__V_STR; return SFT_OK;
+    case SFT__TS_MAPPING: *out = v->t == SFT__V_DICT; return SFT_OK;
+    case SFT__TS_ITERABLE: *out = v->t == SFT__V_UNDEF || v->t == SFT__V_STR || sft__jv_is_seq(v) || v->t == SFT__V_DICT; return SFT_OK;
+    case SFT__TS_SEQUENCE: *out = v->t == SFT__V_UNDEF || v->t == SFT__V_STR || sft__jv_is_seq(v) || v->t == SFT__V_DICT; return SFT_OK;
+    case SFT__TS_CALLABLE: *out = v->t == SFT__V_MACRO || v->t == SFT__V_FUNC || v->t == SFT__V_METHOD || v->t == SFT__V_UNDEF; return SFT_OK;
+    case SFT__TS_ESCAPED: *out = v->t == SFT__V_STR && v->markup; return SFT_OK;
+    case SFT__TS_LOWER: case SFT__TS_UPPER: {
+        sft__jv s, res;
+        if (v->t != SFT__V_STR) SFT__TRY(sft__jr_to_str(r, line, v, &s)); else s = *v;
+        SFT__TRY(sft__jr_str_is(r, line, &s, id == SFT__TS_LOWER ? "islower" : "isupper", &res));
+        *out = (int)res.u.i;
+        return SFT_OK;
+    }
+    case SFT__TS_ODD: case SFT__TS_EVEN: case SFT__TS_DIVISIBLEBY: {
+        int64_t x, d = 2;
+        SFT__TRY(sft__jr_want_int(r, line, v, "the tested value", &x));
+        if (id == SFT__TS_DIVISIBLEBY) SFT__TRY(sft__jr_want_int(r, line, a, "divisibleby's argument", &d));
+        if (d == 0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "integer division or modulo by zero");
+        *out = id == SFT__TS_ODD ? (x % 2 != 0) : (x % d == 0);
+        return SFT_OK;
+    }
+    case SFT__TS_SAMEAS:      /* Python's "is": exact for None, bools and small ints; objects by identity */
+        if (!a) return sft__jr_err(r, line, SFT_ERR_FORMAT, "sameas needs an argument");
+        if (v->t == SFT__V_INT && a->t == SFT__V_INT && v->u.i >= -5 && v->u.i <= 256) { *out = v->u.i == a->u.i; return SFT_OK; }
+        if ((v->t == SFT__V_STR || v->t == SFT__V_INT || v->t == SFT__V_FLOAT) && v->t == a->t)
+            return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "'is sameas' on two %ss (Python's object identity)", sft__jv_type_name(v));
+        *out = v->t == a->t && (v->t == SFT__V_NONE || (v->t == SFT__V_BOOL && v->u.i == a->u.i) ||
+                                (v->t != SFT__V_UNDEF && v->t != SFT__V_BOOL && v->t != SFT__V_INT && v->t != SFT__V_FLOAT && v->t != SFT__V_STR &&
+                                 v->u.obj == a->u.obj));
+        return SFT_OK;
+    case SFT__TS_IN:
+        if (!a) return sft__jr_err(r, line, SFT_ERR_FORMAT, "in needs an argument");
+        return sft__jr_contains(r, line, v, a, out);
+    default:
+        if (!a) return sft__jr_err(r, line, SFT_ERR_FORMAT, "the test needs an argument");
+        if (id == SFT__TS_EQ || id == SFT__TS_EQUALTO || id == SFT__TS_EQ2) { *out = sft__jv_eq(v, a); return SFT_OK; }
+        if (id == SFT__TS_NE || id == SFT__TS_NE2) { *out = !sft__jv_eq(v, a); return SFT_OK; }
+        SFT__TRY(sft__jv_cmp(r, line, v, a, &c));
+        if (c == 2) { *out = 0; return SFT_OK; }
+        *out = id == SFT__TS_LT || id == SFT__TS_LESSTHAN || id == SFT__TS_LT2 ? c < 0 : id == SFT__TS_LE || id == SFT__TS_LE2 ? c <= 0
+             : id == SFT__TS_GT || id == SFT__TS_GREATERTHAN || id == SFT__TS_GT2 ? c > 0 : c >= 0;
+        return SFT_OK;
+    }
+}
+
+static sft_status sft__jr_test(sft__jr *r, sft__jscope *sc, const sft__tn *n, const sft__jv *value, int *out) {
+    sft__jargs a;
+    SFT__TRY(sft__jr_args(r, sc, n->b, NULL, &a));
+    if (a.nkw) return sft__jr_err(r, n->line, SFT_ERR_UNSUPPORTED, "keyword arguments to a test");
+    return sft__jr_run_test(r, n->line, n->id, value, a.pos, a.n, out);
+}
+
+/* attribute path "a.b.0" of v, as Jinja's make_attrgetter */
+static sft_status sft__jr_attr_path(sft__jr *r, int line, const sft__jv *v, const sft__jv *path, sft__jv *out) {
+    size_t a = 0;
+    *out = *v;
+    if (path->t == SFT__V_INT) return sft__jr_getitem(r, line, v, path, out);
+    SFT__TRY(sft__jr_want_str(r, line, path, "attribute"));
+    while (a <= path->u.s.n) {
+        size_t b = a;
+        sft__jv key;
+        while (b < path->u.s.n && path->u.s.p[b] != '.') b++;
+        key = sft__jv_str(path->u.s.p + a, b - a);
+        if (b > a && strspn(key.u.s.p, "0123456789") >= key.u.s.n) {
+            int64_t k = 0;
+            size_t i;
+            for (i = 0; i < key.u.s.n; i++) k = k * 10 + (key.u.s.p[i] - '0');
+            key = sft__jv_int(k);
+        }
+        SFT__TRY(sft__jr_getitem(r, line, out, &key, out));
+        a = b + 1;
+    }
+    return SFT_OK;
+}
+
+/* a sort key for sort/dictsort/unique/min/max: lowercased strings unless case_sensitive */
+static sft_status sft__jr_sort_key(sft__jr *r, int line, const sft__jv *v, int case_sensitive, sft__jv *out) {
+    if (v->t == SFT__V_STR && !case_sensitive) return sft__jr_case(r, line, v, 0, out);
+    *out = *v;
+    return SFT_OK;
+}
+
+/* stable sort of items by keys (insertion sort; Python's sort is stable too) */
+static sft_status sft__jr_sort(sft__jr *r, int line, sft__jv *items, sft__jv *keys, size_t n, int reverse) {
+    size_t i, k;
+    for (i = 1; i < n; i++)
+        for (k = i; k > 0; k--) {
+            int c = 0;
+            sft__jv t;
+            SFT__TRY(sft__jv_cmp(r, line, &keys[k - 1], &keys[k], &c));
+            if (reverse ? c >= 0 : c <= 0) break;
+            t = items[k]; items[k] = items[k - 1]; items[k - 1] = t;
+            t = keys[k]; keys[k] = keys[k - 1]; keys[k - 1] = t;
+        }
+    return SFT_OK;
+}
+
+static sft_status sft__jr_filter(sft__jr *r, sft__jscope *sc, const sft__tn *n, const sft__jv *value, sft__jv *out) {
+    sft__jargs a;
+    int line = n->line;
+    const sft__jv *v = value;
+    const sft__jv *p0, *p1, *p2;
+    sft__jseq *items;
+    size_t i;
+    SFT__TRY(sft__jr_args(r, sc, n->b, NULL, &a));
+    {   /* each filter's signature: "most positional arguments (* = any) | keywords" */
+        static const char *const sig[SFT__FL_COUNT_] = {
+            "0|", "1|name", "0|", "0|", "2|default_value,boolean", "2|default_value,boolean", "3|case_sensitive,by,reverse", "0|",
+            "0|", "0|", "1|default", "*|", "3|width,first,blank", "2|default,base", "0|", "2|d,attribute", "0|", "0|", "0|", "0|",
+            "*|attribute,default", "2|case_sensitive,attribute", "2|case_sensitive,attribute", "*|", "*|", "3|old,new,count", "0|",
+            "0|", "*|", "*|", "3|reverse,case_sensitive,attribute", "0|", "2|attribute,start",
+            "4|ensure_ascii,indent,separators,sort_keys", "1|chars", "2|case_sensitive,attribute", "0|", "0|"};
+        const char *s = sig[n->id], *names[8];
+        char kwbuf[64];
+        int nn = 0;
+        char *q;
+        snprintf(kwbuf, sizeof kwbuf, "%s", strchr(s, '|') + 1);
+        for (q = kwbuf; *q && nn < 7;) {
+            names[nn++] = q;
+            q = strchr(q, ',');
+            if (!q) break;
+            *q++ = 0;
+        }
+        names[nn] = NULL;
+        SFT__TRY(sft__jr_sig(r, line, &a, sft__tm_filters[n->id], s[0] == '*' ? -1 : s[0] - '0', names));
+    }
+#define SFT__ARG(k, name) sft__jr_arg(a.pos, a.n, a.kw, a.kwv, a.nkw, k, name)
+    switch (n->id) {
+    case SFT__FL_SAFE: {
+        sft__jv s;
+        SFT__TRY(sft__jr_to_str(r, line, v, &s));
+        *out = s; out->markup = 1;
+        return SFT_OK;
+    }
+    case SFT__FL_E:
+    case SFT__FL_ESCAPE: {
+        sft__jv s;
+        if (v->t == SFT__V_STR && v->markup) { *out = *v; return SFT_OK; }
+        SFT__TRY(sft__jr_to_str(r, line, v, &s));
+        return sft__jr_html_escape(r, line, &s, out);
+    }
+    case SFT__FL_STRING:
+        if (v->t == SFT__V_STR) { *out = *v; return SFT_OK; }
+        return sft__jr_to_str(r, line, v, out);
+    case SFT__FL_TRIM:
+    case SFT__FL_UPPER:
+    case SFT__FL_LOWER:
+    case SFT__FL_CAPITALIZE: {
+        sft__jv s;
+        SFT__TRY(sft__jr_to_str(r, line, v, &s));
+        if (v->t == SFT__V_STR && v->markup) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "| %s of a value marked | safe is not supported", sft__tm_filters[n->id]);
+        if (n->id == SFT__FL_TRIM) {
+            p0 = SFT__ARG(0, "chars");
+            if (p0 && p0->t != SFT__V_NONE) SFT__TRY(sft__jr_want_str(r, line, p0, "trim's chars"));
+            *out = sft__jr_strip(&s, p0 && p0->t != SFT__V_NONE ? p0 : NULL, 3);
+            return SFT_OK;
+        }
+        return sft__jr_case(r, line, &s, n->id == SFT__FL_LOWER ? 0 : n->id == SFT__FL_UPPER ? 1 : 2, out);
+    }
+    case SFT__FL_TITLE: {      /* Jinja's: each piece between runs of [-\s({[<] gets its first character
+                                  upper-cased and the rest lower-cased */
+        sft__jv s, piece;
+        sft__jbuf b;
+        size_t k = 0, len;
+        SFT__TRY(sft__jr_to_str(r, line, v, &s));
+        memset(&b, 0, sizeof b);
+        while (k < s.u.s.n) {
+            size_t j = k;
+            int sep = 0;
+            uint32_t cp = sft__u8(s.u.s.p, s.u.s.n, k, &len);
+            sep = cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || sft__py_isspace(cp);
+            while (j < s.u.s.n) {
+                uint32_t c2 = sft__u8(s.u.s.p, s.u.s.n, j, &len);
+                int is_sep = c2 == '-' || c2 == '(' || c2 == '{' || c2 == '[' || c2 == '<' || sft__py_isspace(c2);
+                if (is_sep != sep) break;
+                j += len;
+            }
+            if (sep) SFT__TRY(sft__jbuf_put(r, line, &b, s.u.s.p + k, j - k));
+            else {
+                sft__jv first = sft__jv_str(s.u.s.p + k, 0), rest;
+                sft__u8(s.u.s.p, s.u.s.n, k, &len);
+                first.u.s.n = len;
+                rest = sft__jv_str(s.u.s.p + k + len, j - k - len);
+                SFT__TRY(sft__jr_case(r, line, &first, 1, &piece));
+                SFT__TRY(sft__jbuf_put(r, line, &b, piece.u.s.p, piece.u.s.n));
+                SFT__TRY(sft__jr_case(r, line, &rest, 0, &piece));
+                SFT__TRY(sft__jbuf_put(r, line, &b, piece.u.s.p, piece.u.s.n));
+            }
+            k = j;
+        }
+        *out = sft__jbuf_value(&b);
+        return SFT_OK;
+    }
+    case SFT__FL_LENGTH:
+    case SFT__FL_COUNT: {
+        int64_t len;
+        SFT__TRY(sft__jr_len(r, line, v, &len));
+        *out = sft__jv_int(len);
+        return SFT_OK;
+    }
+    case SFT__FL_DEFAULT:
+    case SFT__FL_D:
+        p0 = SFT__ARG(0, "default_value"); p1 = SFT__ARG(1, "boolean");
+        if (v->t == SFT__V_UNDEF || (p1 && sft__jv_truthy(p1) && !sft__jv_truthy(v))) *out = p0 ? *p0 : sft__jv_str("", 0);
+        else *out = *v;
+        return SFT_OK;
+    case SFT__FL_TOJSON: {
+        sft__jjson o;
+        sft__jbuf b;
+        const sft__jv *ind = SFT__ARG(1, "indent"), *seps = SFT__ARG(2, "separators");
+        char spaces[64];
+        p0 = SFT__ARG(0, "ensure_ascii"); p2 = SFT__ARG(3, "sort_keys");
+        memset(&o, 0, sizeof o);
+        o.ensure_ascii = p0 && sft__jv_truthy(p0);
+        o.sort_keys = p2 && sft__jv_truthy(p2);
+        o.item_sep = ", "; o.key_sep = ": ";
+        if (ind && ind->t != SFT__V_NONE) {
+            o.has_indent = 1;
+            o.item_sep = ",";
+            if (ind->t == SFT__V_STR) { o.indent = ind->u.s.p; o.indent_n = ind->u.s.n; }
+            else {
+                int64_t k;
+                SFT__TRY(sft__jr_want_int(r, line, ind, "tojson's indent", &k));
+                if (k < 0) k = 0;
+                if (k > 60) return sft__jr_err(r, line, SFT_ERR_LIMIT, "tojson: an indent of more than 60");
+                memset(spaces, ' ', (size_t)k);
+                o.indent = spaces; o.indent_n = (size_t)k;
+            }
+        }
+        if (seps && seps->t != SFT__V_NONE) {
+            char *is, *ks;
+            if (!sft__jv_is_seq(seps) || seps->u.seq->n != 2 || seps->u.seq->v[0].t != SFT__V_STR || seps->u.seq->v[1].t != SFT__V_STR)
+                return sft__jr_err(r, line, SFT_ERR_FORMAT, "tojson's separators must be two strings");
+            is = (char *)sft__jr_alloc(r, seps->u.seq->v[0].u.s.n + 1); ks = (char *)sft__jr_alloc(r, seps->u.seq->v[1].u.s.n + 1);
+            if (!is || !ks) return sft__jr_nomem(r, line);
+            memcpy(is, seps->u.seq->v[0].u.s.p, seps->u.seq->v[0].u.s.n); is[seps->u.seq->v[0].u.s.n] = 0;
+            memcpy(ks, seps->u.seq->v[1].u.s.p, seps->u.seq->v[1].u.s.n); ks[seps->u.seq->v[1].u.s.n] = 0;
+            o.item_sep = is; o.key_sep = ks;
+        }
+        memset(&b, 0, sizeof b);
+        SFT__TRY(sft__jr_json(r, line, &b, v, &o, 0));
+        *out = sft__jbuf_value(&b);
+        return SFT_OK;
+    }
+    case SFT__FL_ITEMS:      /* a generator in Jinja */
+        SFT__TRY(sft__jr_items(r, line, v, out));
+        out->it = SFT__IT_GEN;
+        return SFT_OK;
+    case SFT__FL_JOIN: {
+        sft__jv sep = sft__jv_str("", 0);
+        p0 = SFT__ARG(0, "d"); p1 = SFT__ARG(1, "attribute");
+        if (p0) SFT__TRY(sft__jr_to_str(r, line, p0, &sep));
+        return sft__jr_join(r, line, v, &sep, p1, 0, out);
+    }
+    case SFT__FL_LIST:
+        SFT__TRY(sft__jr_iter(r, line, v, &items));
+        SFT__TRY(sft__jr_list(r, line, items->n, 0, out));
+        memcpy(out->u.seq->v, items->v, items->n * sizeof(sft__jv));
+        return SFT_OK;
+    case SFT__FL_FIRST:
+    case SFT__FL_LAST:
+        SFT__TRY(sft__jr_iter(r, line, v, &items));
+        if (!items->n) { *out = sft__jv_undef("the sequence is empty", 21); return SFT_OK; }
+        *out = items->v[n->id == SFT__FL_FIRST ? 0 : items->n - 1];
+        return SFT_OK;
+    case SFT__FL_REVERSE:
+        if (v->t == SFT__V_STR) {
+            sft__jv sl[3];
+            sl[0] = sft__jv_make(SFT__V_NONE); sl[1] = sl[0]; sl[2] = sft__jv_int(-1);
+            return sft__jr_slice(r, line, v, sl, out);
+        }
+        SFT__TRY(sft__jr_iter(r, line, v, &items));
+        SFT__TRY(sft__jr_list(r, line, items->n, 0, out));
+        for (i = 0; i < items->n; i++) out->u.seq->v[i] = items->v[items->n - 1 - i];
+        out->it = SFT__IT_GEN;      /* reversed() is an iterator */
+        return SFT_OK;
+    case SFT__FL_REPLACE: {
+        sft__jv s, olds, news;
+        int64_t count = -1;
+        p0 = SFT__ARG(0, "old"); p1 = SFT__ARG(1, "new"); p2 = SFT__ARG(2, "count");
+        if (!p0 || !p1) return sft__jr_err(r, line, SFT_ERR_FORMAT, "replace needs old and new");
+        SFT__TRY(sft__jr_to_str(r, line, v, &s));
+        SFT__TRY(sft__jr_to_str(r, line, p0, &olds));
+        SFT__TRY(sft__jr_to_str(r, line, p1, &news));
+        if (p2 && p2->t != SFT__V_NONE) SFT__TRY(sft__jr_want_int(r, line, p2, "replace's count", &count));
+        if (v->t == SFT__V_STR && v->markup) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "| replace of a value marked | safe is not supported");
+        return sft__jr_replace(r, line, &s, &olds, &news, count, out);
+    }
+    case SFT__FL_INT:
+    case SFT__FL_FLOAT: {
+        int is_int = n->id == SFT__FL_INT;
+        p0 = SFT__ARG(0, "default");
+        if (!is_int || !SFT__ARG(1, "base")) {
+            if (v->t == SFT__V_BOOL || v->t == SFT__V_INT) { *out = is_int ? sft__jv_int(v->u.i) : sft__jv_float((double)v->u.i); return SFT_OK; }
+            if (v->t == SFT__V_FLOAT) {
+                if (!is_int) { *out = *v; return SFT_OK; }
+                if (v->u.f == v->u.f && fabs(v->u.f) < 9.2e18) { *out = sft__jv_int((int64_t)v->u.f); return SFT_OK; }
+            }
+            if (v->t == SFT__V_STR) {      /* int('12'), else int(float('1.5')); float('1.5') */
+                char buf[128], *end, dp[8], *pt;
+                sft__jv t = sft__jr_strip(v, NULL, 3);
+                if (t.u.s.n > 0 && t.u.s.n < 64 && !memchr(t.u.s.p, '_', t.u.s.n)) {
+                    memcpy(buf, t.u.s.p, t.u.s.n); buf[t.u.s.n] = 0;
+                    if (is_int) {
+                        long long x;
+                        errno = 0;
+                        x = strtoll(buf, &end, 10);
+                        if (!*end && !errno) { *out = sft__jv_int((int64_t)x); return SFT_OK; }
+                    }
+                    sft__locale_point(dp, sizeof dp);
+                    if (dp[0] != '.' && (pt = strchr(buf, '.')) != NULL) *pt = dp[0];
+                    if (strspn(buf, "0123456789+-.eE,") == strlen(buf) || !strcmp(buf, "inf") || !strcmp(buf, "nan")) {
+                        double f = strtod(buf, &end);
+                        if (!*end) {
+                            if (!is_int) { *out = sft__jv_float(f); return SFT_OK; }
+                            if (f == f && fabs(f) < 9.2e18) { *out = sft__jv_int((int64_t)f); return SFT_OK; }
+                        }
+                    }
+                }
+            }
+            *out = p0 ? *p0 : is_int ? sft__jv_int(0) : sft__jv_float(0.0);
+            return SFT_OK;
+        }
+        return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "| int with a base is not supported");
+    }
+    case SFT__FL_ABS:
+        if (!sft__jv_is_num(v)) return sft__jr_err(r, line, SFT_ERR_FORMAT, "bad operand type for abs(): '%s'", sft__jv_type_name(v));
+        *out = v->t == SFT__V_FLOAT ? sft__jv_float(fabs(v->u.f)) : sft__jv_int(v->u.i < 0 ? -v->u.i : v->u.i);
+        return SFT_OK;
+    case SFT__FL_ATTR:
+        p0 = SFT__ARG(0, "name");
+        SFT__TRY(sft__jr_want_str(r, line, p0, "attr's name"));
+        return sft__jr_getattr(r, line, v, p0->u.s.p, p0->u.s.n, out);
+    case SFT__FL_FORMAT: {
+        sft__jv s;
+        SFT__TRY(sft__jr_to_str(r, line, v, &s));
+        if (!memchr(s.u.s.p, '%', s.u.s.n) && a.n == 0) { *out = s; return SFT_OK; }
+        return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "printf-style | format is not supported");
+    }
+    case SFT__FL_INDENT: {      /* Jinja: the lines after the first get the pad (empty ones only with blank) */
+        sft__jv s, pad;
+        sft__jbuf b;
+        size_t k = 0;
+        int64_t w = 4;
+        int first, blank, line_no = 0;
+        p0 = SFT__ARG(0, "width"); p1 = SFT__ARG(1, "first"); p2 = SFT__ARG(2, "blank");
+        SFT__TRY(sft__jr_to_str(r, line, v, &s));
+        for (i = 0; i < s.u.s.n; i++) {
+            unsigned char c = (unsigned char)s.u.s.p[i];
+            if (c == '\r' || c == 11 || c == 12 || (c >= 28 && c <= 30) ||
+                (c == 0xC2 && i + 1 < s.u.s.n && (unsigned char)s.u.s.p[i + 1] == 0x85) ||
+                (c == 0xE2 && i + 2 < s.u.s.n && (unsigned char)s.u.s.p[i + 1] == 0x80 && ((unsigned char)s.u.s.p[i + 2] | 1) == 0xA9))
+                return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "| indent of text with line breaks other than \\n");
+        }
+        if (p0 && p0->t == SFT__V_STR) pad = *p0;
+        else {
+            char *sp;
+            if (p0) SFT__TRY(sft__jr_want_int(r, line, p0, "indent's width", &w));
+            if (w < 0) w = 0;
+            if (w > 256) return sft__jr_err(r, line, SFT_ERR_LIMIT, "indent width %lld", (long long)w);
+            sp = (char *)sft__jr_alloc(r, (size_t)w + 1);
+            if (!sp) return sft__jr_nomem(r, line);
+            memset(sp, ' ', (size_t)w);
+            pad = sft__jv_str(sp, (size_t)w);
+        }
+        first = p1 && sft__jv_truthy(p1); blank = p2 && sft__jv_truthy(p2);
+        memset(&b, 0, sizeof b);
+        if (first) SFT__TRY(sft__jbuf_put(r, line, &b, pad.u.s.p, pad.u.s.n));
+        for (i = 0; i <= s.u.s.n; i++) {
+            if (i < s.u.s.n && s.u.s.p[i] != '\n') continue;
+            if (line_no > 0) {
+                SFT__TRY(sft__jbuf_put(r, line, &b, "\n", 1));
+                if (blank || i > k) SFT__TRY(sft__jbuf_put(r, line, &b, pad.u.s.p, pad.u.s.n));
+            }
+            SFT__TRY(sft__jbuf_put(r, line, &b, s.u.s.p + k, i - k));
+            k = i + 1; line_no++;
+        }
+        *out = sft__jbuf_value(&b);
+        return SFT_OK;
+    }
+    case SFT__FL_DICTSORT: {
+        sft__jv *keys;
+        int cs, by_value, rev;
+        p0 = SFT__ARG(0, "case_sensitive"); p1 = SFT__ARG(1, "by"); p2 = SFT__ARG(2, "reverse");
+        cs = p0 && sft__jv_truthy(p0); rev = p2 && sft__jv_truthy(p2);
+        by_value = p1 && sft__jv_is(p1, "value");
+        if (p1 && !by_value && !sft__jv_is(p1, "key")) return sft__jr_err(r, line, SFT_ERR_FORMAT, "You can only sort by either \"key\" or \"value\"");
+        SFT__TRY(sft__jr_items(r, line, v, out));
+        keys = (sft__jv *)sft__jr_alloc(r, (out->u.seq->n + 1) * sizeof *keys);
+        if (!keys) return sft__jr_nomem(r, line);
+        for (i = 0; i < out->u.seq->n; i++) SFT__TRY(sft__jr_sort_key(r, line, &out->u.seq->v[i].u.seq->v[by_value], cs, &keys[i]));
+        return sft__jr_sort(r, line, out->u.seq->v, keys, out->u.seq->n, rev);
+    }
+    case SFT__FL_SORT:
+    case SFT__FL_UNIQUE:
+    case SFT__FL_MIN:
+    case SFT__FL_MAX: {
+        sft__jv *keys;
+        int cs, rev = 0;
+        const sft__jv *attr;
+        if (n->id == SFT__FL_SORT) { p0 = SFT__ARG(0, "reverse"); p1 = SFT__ARG(1, "case_sensitive"); attr = SFT__ARG(2, "attribute"); rev = p0 && sft__jv_truthy(p0); }
+        else { p1 = SFT__ARG(0, "case_sensitive"); attr = SFT__ARG(1, "attribute"); }
+        cs = p1 && sft__jv_truthy(p1);
+        SFT__TRY(sft__jr_iter(r, line, v, &items));
+        SFT__TRY(sft__jr_list(r, line, items->n, 0, out));
+        memcpy(out->u.seq->v, items->v, items->n * sizeof(sft__jv));
+        keys = (sft__jv *)sft__jr_alloc(r, (items->n + 1) * sizeof *keys);
+        if (!keys) return sft__jr_nomem(r, line);
+        for (i = 0; i < items->n; i++) {
+            sft__jv x = items->v[i];
+            if (attr && attr->t != SFT__V_NONE) SFT__TRY(sft__jr_attr_path(r, line, &x, attr, &x));
+            SFT__TRY(sft__jr_sort_key(r, line, &x, cs, &keys[i]));
+        }
+        if (n->id == SFT__FL_UNIQUE) {      /* first occurrence of each key, in order */
+            size_t w = 0, j;
+            for (i = 0; i < items->n; i++) {
+                for (j = 0; j < w; j++) if (sft__jv_eq(&keys[j], &keys[i])) break;
+                if (j == w) { keys[w] = keys[i]; out->u.seq->v[w++] = out->u.seq->v[i]; }
+            }
+            out->u.seq->n = w;
+            return SFT_OK;
+        }
+        if (n->id == SFT__FL_MIN || n->id == SFT__FL_MAX) {
+            size_t best = 0;
+            if (!items->n) { *out = sft__jv_undef("No aggregated item, sequence was empty.", 39); return SFT_OK; }
+            for (i = 1; i < items->n; i++) {
+                int c = 0;
+                SFT__TRY(sft__jv_cmp(r, line, &keys[i], &keys[best], &c));
+                if (n->id == SFT__FL_MIN ? c < 0 : c > 0) best = i;
+            }
+            *out = items->v[best];
+            return SFT_OK;
+        }
+        return sft__jr_sort(r, line, out->u.seq->v, keys, items->n, rev);
+    }
+    case SFT__FL_SUM: {
+        sft__jv acc;
+        const sft__jv *attr = SFT__ARG(0, "attribute");
+        p1 = SFT__ARG(1, "start");
+        acc = p1 ? *p1 : sft__jv_int(0);
+        SFT__TRY(sft__jr_iter(r, line, v, &items));
+        for (i = 0; i < items->n; i++) {
+            sft__jv x = items->v[i];
+            if (attr && attr->t != SFT__V_NONE) SFT__TRY(sft__jr_attr_path(r, line, &x, attr, &x));
+            SFT__TRY(sft__jr_arith(r, line, SFT__JO_ADD, &acc, &x, &acc));
+        }
+        *out = acc;
+        return SFT_OK;
+    }
+    case SFT__FL_MAP:
+    case SFT__FL_SELECT:
+    case SFT__FL_REJECT:
+    case SFT__FL_SELECTATTR:
+    case SFT__FL_REJECTATTR: {
+        int is_map = n->id == SFT__FL_MAP, attr_form = n->id == SFT__FL_SELECTATTR || n->id == SFT__FL_REJECTATTR;
+        int want = n->id == SFT__FL_SELECT || n->id == SFT__FL_SELECTATTR, fid = -1, test = -1;
+        const sft__jv *attr = NULL, *dflt = NULL;
+        const sft__jv *rest;
+        int nrest, k;
+        size_t w = 0;
+        SFT__TRY(sft__jr_iter(r, line, v, &items));
+        if (is_map) {
+            attr = SFT__ARG(-1, "attribute");
+            dflt = SFT__ARG(-1, "default");
+            if (!attr) {
+                if (a.n < 1 || a.pos[0].t != SFT__V_STR) return sft__jr_err(r, line, SFT_ERR_FORMAT, "map needs a filter name or attribute=");
+                fid = sft__tm_filter_id(a.pos[0].u.s.p, a.pos[0].u.s.n);
+                if (fid < 0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "no filter named '%.*s'", (int)a.pos[0].u.s.n, a.pos[0].u.s.p);
+            }
+        } else {
+            int off = attr_form;
+            if (attr_form) { if (a.n < 1) return sft__jr_err(r, line, SFT_ERR_FORMAT, "%s needs an attribute", sft__tm_filters[n->id]); attr = &a.pos[0]; }
+            if (a.n > off) {
+                SFT__TRY(sft__jr_want_str(r, line, &a.pos[off], "the test name"));
+                test = sft__tm_test_id(a.pos[off].u.s.p, a.pos[off].u.s.n);
+                if (test < 0) return sft__jr_err(r, line, SFT_ERR_FORMAT, "no test named '%.*s'", (int)a.pos[off].u.s.n, a.pos[off].u.s.p);
+            }
+        }
+        rest = a.pos + (is_map ? 1 : attr_form + 1);
+        nrest = a.n - (is_map ? 1 : attr_form + 1);
+        if (nrest < 0) nrest = 0;
+        SFT__TRY(sft__jr_list(r, line, items->n, 0, out));
+        for (i = 0; i < items->n; i++) {
+            sft__jv x = items->v[i];
+            int ok = 1;
+            if (attr) SFT__TRY(sft__jr_attr_path(r, line, &x, attr, &x));
+            if (is_map) {
+                if (fid >= 0) {     /* the filter by name, with the remaining arguments */
+                    sft__tn fake;
+                    sft__jv y;
+                    memset(&fake, 0, sizeof fake);
+                    fake.kind = SFT__N_FILTER; fake.id = (short)fid; fake.line = line;
+                    if (nrest) return sft__jr_err(r, line, SFT_ERR_UNSUPPORTED, "map with a filter that takes arguments");
+                    SFT__TRY(sft__jr_filter(r, sc, &fake, &x, &y));
+                    x = y;
+                } else if (x.t == SFT__V_UNDEF && dflt)
+                    x = *dflt;
+                out->u.seq->v[w++] = x;
                 continue;
             }
-            if (t->inst_system != 1 && (i - first) % 2 != 0)
-                return sft__fail(SFT_ERR_FORMAT, "data: [INST] templates need user and assistant turns to alternate");
-            if (t->inst_bos_per_turn) SFT__TRY(sft__r_str(r, t->bos));
-            SFT__TRY(sft__r_str(r, "[INST] "));
-            if (system && i == first) {     /* the system text folded in, the whole trimmed once (.strip()) */
-                sft__render tmp;
-                sft_status st;
-                sft__tmpl raw = *t;
-                memset(&tmp, 0, sizeof tmp);
-                tmp.ctx = r->ctx; tmp.text.elem = 1; tmp.spans.elem = sizeof(size_t);
-                raw.trim = 0;
-                st = sft__r_str(&tmp, "<<SYS>>\n");
-                if (st == SFT_OK) st = sft__r_content(&tmp, &raw, system);
-                if (st == SFT_OK) st = sft__r_str(&tmp, "\n<</SYS>>\n\n");
-                if (st == SFT_OK) st = sft__r_content(&tmp, &raw, msgs[i].content);
-                if (st == SFT_OK) st = sft__vec_push(r->ctx, &tmp.text, "", 1);
-                if (st == SFT_OK) st = sft__r_content(r, t, (const char *)tmp.text.p);
-                sft__free(r->ctx, tmp.text.p); sft__free(r->ctx, tmp.spans.p);
-                SFT__TRY(st);
-            } else
-                SFT__TRY(sft__r_content(r, t, msgs[i].content));
-            SFT__TRY(sft__r_str(r, t->inst_close_space ? " [/INST]" : "[/INST]"));
+            if (test >= 0) SFT__TRY(sft__jr_run_test(r, line, test, &x, rest, nrest, &ok));
+            else ok = sft__jv_truthy(&x);
+            if (ok == want) out->u.seq->v[w++] = items->v[i];
+        }
+        out->u.seq->n = w;
+        out->it = SFT__IT_GEN;      /* Jinja's map/select/reject are generators */
+        (void)k;
+        return SFT_OK;
+    }
+    default:
+        return sft__jr_err(r, line, SFT_ERR_STATE, "filter %d", (int)n->id);
+    }
+#undef SFT__ARG
+}
+/* ============================================================================
+   === templates: the public calls */
+
+/* the source as Jinja's lexer sees it: valid UTF-8, \r\n and \r as \n, one
+   trailing newline dropped (keep_trailing_newline is off) */
+static sft_status sft__tm_normalize(sft_template *t, const char *src, size_t len) {
+    size_t i = 0, w = 0;
+    t->source = (char *)sft__alloc(t->ctx, len + 1);
+    if (!t->source) return sft__fail(SFT_ERR_NOMEM, "%s: %zu bytes", t->name, len);
+    while (i < len) {
+        uint32_t cp = 0;
+        const char *why = NULL;
+        int k;
+        if (src[i] == '\r') { t->source[w++] = '\n'; i += 1 + (i + 1 < len && src[i + 1] == '\n'); continue; }
+        if ((unsigned char)src[i] < 0x80) {
+            if (src[i] == 0) return sft__tm_syntax(t, 1 + sft__lx_lines(t->source, w), "a NUL byte in the template");
+            t->source[w++] = src[i++];
+            continue;
+        }
+        k = sft__utf8_next((const unsigned char *)src + i, len - i, &cp, &why);
+        if (k <= 0) return sft__tm_syntax(t, 1 + sft__lx_lines(t->source, w), "invalid UTF-8 at byte %zu (%s)", i, why ? why : "?");
+        memcpy(t->source + w, src + i, (size_t)k);
+        w += (size_t)k; i += (size_t)k;
+    }
+    if (w && t->source[w - 1] == '\n') w--;
+    t->source[w] = 0;
+    t->len = w;
+    return SFT_OK;
+}
+
+SFTDEF void sft_template_destroy(sft_template *t) {
+    if (!t) return;
+    sft__tm_mem_free(&t->mem);
+    sft__tm_mem_free(&t->run);
+    sft__free(t->ctx, t->source);
+    sft__free(t->ctx, t->name);
+    sft__free(t->ctx, t);
+}
+
+SFTDEF sft_status sft_template_parse(sft_context *ctx, const char *source, size_t len, const char *name, sft_template **out) {
+    sft_template *t;
+    sft__lexer lx;
+    sft__parser p;
+    sft_status s;
+    if (out) *out = NULL;
+    if (!source || !out) return sft__fail(SFT_ERR_ARG, "sft_template_parse: NULL argument");
+    if (len > ((size_t)16 << 20)) return sft__fail(SFT_ERR_LIMIT, "%s: a template of %zu bytes (at most 16 MiB)", name ? name : "template", len);
+    t = (sft_template *)sft__calloc(ctx, 1, sizeof *t);
+    if (!t) return sft__fail(SFT_ERR_NOMEM, "sft_template_parse");
+    t->ctx = ctx;
+    t->name = sft__strdup(ctx, name ? name : "chat template");
+    sft__tm_mem_init(&t->mem, ctx, 0);
+    sft__tm_mem_init(&t->run, ctx, (size_t)512 << 20);
+    if (!t->name) { sft_template_destroy(t); return sft__fail(SFT_ERR_NOMEM, "sft_template_parse"); }
+    s = sft__tm_normalize(t, source, len);
+    memset(&lx, 0, sizeof lx);
+    lx.t = t; lx.src = t->source; lx.n = t->len;
+    lx.toks.elem = sizeof(sft__tk);
+    if (s == SFT_OK) s = sft__lx_run(&lx);
+    if (s == SFT_OK) {
+        memset(&p, 0, sizeof p);
+        p.t = t; p.tk = (const sft__tk *)lx.toks.p; p.count = lx.toks.len;
+        s = sft__p_body(&p, NULL, &t->body);
+    }
+    sft__free(ctx, lx.toks.p);
+    if (s != SFT_OK) { sft_template_destroy(t); return s; }
+    *out = t;
+    return SFT_OK;
+}
+
+/* A variable for a render. */
+enum {
+    SFT__TV_JSON,       /* json                                                        */
+    SFT__TV_STR,        /* str                                                         */
+    SFT__TV_BOOL,       /* b                                                           */
+    SFT__TV_NONE,
+    SFT__TV_CONCAT,     /* the JSON lists json and json2, one after the other            */
+    SFT__TV_SHAREGPT,   /* json, a ShareGPT list, as TRL converts it: "from" becomes
+                           "role" and "value" "content" (moved to the end of each
+                           message); b: human/gpt mapped to user/assistant too          */
+    SFT__TV_STRS        /* strs[0..n_strs) as a list of str                            */
+};
+typedef struct sft__tm_var {
+    const char        *name;
+    int                type;
+    const sft_json    *json, *json2;
+    const char        *str;
+    const char *const *strs;
+    int                n_strs, b;
+} sft__tm_var;
+
+static sft_status sft__jmap_rename(sft__jr *r, sft__jmap *m, const char *from, const char *to) {
+    sft__jv key = sft__jv_str(from, strlen(from)), v;
+    long at = sft__jmap_find(m, &key);
+    if (at < 0) return SFT_OK;
+    v = m->v[at];
+    memmove(m->k + at, m->k + at + 1, (m->n - (size_t)at - 1) * sizeof(sft__jv));
+    memmove(m->v + at, m->v + at + 1, (m->n - (size_t)at - 1) * sizeof(sft__jv));
+    m->n--;
+    return sft__jmap_set(r, 0, m, sft__jv_str(to, strlen(to)), v);
+}
+
+static sft_status sft__tm_var_value(sft__jr *r, const sft__tm_var *x, sft__jv *v) {
+    size_t i, n1, n2;
+    sft__jv a, b;
+    switch (x->type) {
+    case SFT__TV_JSON: return sft__jr_from_json(r, 0, x->json, v);
+    case SFT__TV_STR: *v = sft__jv_str(x->str, strlen(x->str)); return SFT_OK;
+    case SFT__TV_BOOL: *v = sft__jv_bool(x->b); return SFT_OK;
+    case SFT__TV_NONE: *v = sft__jv_make(SFT__V_NONE); return SFT_OK;
+    case SFT__TV_CONCAT:
+        SFT__TRY(sft__jr_from_json(r, 0, x->json, &a));
+        SFT__TRY(sft__jr_from_json(r, 0, x->json2, &b));
+        if (a.t != SFT__V_LIST || b.t != SFT__V_LIST) return sft__fail(SFT_ERR_FORMAT, "%s: expected two lists", x->name);
+        n1 = a.u.seq->n; n2 = b.u.seq->n;
+        SFT__TRY(sft__jr_list(r, 0, n1 + n2, 0, v));
+        for (i = 0; i < n1; i++) v->u.seq->v[i] = a.u.seq->v[i];
+        for (i = 0; i < n2; i++) v->u.seq->v[n1 + i] = b.u.seq->v[i];
+        return SFT_OK;
+    case SFT__TV_SHAREGPT:
+        SFT__TRY(sft__jr_from_json(r, 0, x->json, v));
+        for (i = 0; v->t == SFT__V_LIST && i < v->u.seq->n; i++) {
+            sft__jv *m = &v->u.seq->v[i];
+            if (m->t != SFT__V_DICT) continue;
+            SFT__TRY(sft__jmap_rename(r, m->u.map, "from", "role"));
+            SFT__TRY(sft__jmap_rename(r, m->u.map, "value", "content"));
+            if (x->b) {
+                sft__jv key = sft__jv_str("role", 4);
+                long at = sft__jmap_find(m->u.map, &key);
+                if (at >= 0 && (sft__jv_is(&m->u.map->v[at], "human"))) m->u.map->v[at] = sft__jv_str("user", 4);
+                if (at >= 0 && (sft__jv_is(&m->u.map->v[at], "gpt"))) m->u.map->v[at] = sft__jv_str("assistant", 9);
+            }
         }
         return SFT_OK;
     default:
-        return sft__fail(SFT_ERR_ARG, "data: chat template %d does not exist", (int)t->kind);
+        SFT__TRY(sft__jr_list(r, 0, (size_t)x->n_strs, 0, v));
+        for (i = 0; i < (size_t)x->n_strs; i++) v->u.seq->v[i] = sft__jv_str(x->strs[i], strlen(x->strs[i]));
+        return SFT_OK;
     }
+}
+
+/* sft__tm_render: the template on vars (a later one of the same name wins) into
+   text (bytes, NUL-terminated; text->elem 1) and spans (size_t pairs) */
+static sft_status sft__tm_render(sft_template *t, const sft__tm_var *vars, int n_vars, const sft_template_desc *desc,
+                                 sft__vec *text, sft__vec *spans) {
+    sft__jr r;
+    sft__jscope *root = NULL;
+    sft_status s = SFT_OK;
+    int i;
+    memset(&r, 0, sizeof r);
+    r.t = t; r.m = &t->run;
+    r.out = &r.root;
+    r.max_output = desc && desc->max_output ? desc->max_output : SFT__TM_MAX_OUTPUT;
+    r.max_steps = desc && desc->max_steps > 0 ? desc->max_steps : SFT__TM_MAX_STEPS;
+    r.now = desc ? (time_t)desc->now : 0;
+    r.spans.elem = sizeof(size_t);
+    s = sft__jr_scope(&r, 0, NULL, &root);
+    for (i = 0; s == SFT_OK && i < n_vars; i++) {
+        sft__jv v;
+        s = sft__tm_var_value(&r, &vars[i], &v);
+        if (s == SFT_OK) s = sft__jr_set_var(&r, 0, root, vars[i].name, strlen(vars[i].name), v);
+    }
+    if (s == SFT_OK) s = sft__jr_exec(&r, root, t->body);
+    if (s == SFT_OK) s = sft__vec_push(t->ctx, text, r.root.p ? r.root.p : "", r.root.n);
+    if (s == SFT_OK) { s = sft__vec_push(t->ctx, text, "", 1); text->len--; }
+    if (s == SFT_OK && spans && r.spans.len) s = sft__vec_push(t->ctx, spans, r.spans.p, r.spans.len);
+    sft__free(t->ctx, r.spans.p);
+    sft__tm_mem_reset(&t->run);
+    return s;
+}
+
+SFTDEF sft_status sft_template_render(sft_template *t, const sft_json *variables, const sft_template_desc *desc, char **text,
+                                      size_t *len, size_t **spans, size_t *n_spans) {
+    sft__tm_var *vars;
+    sft__vec out, sp;
+    size_t i, n;
+    sft_status s;
+    if (text) *text = NULL;
+    if (len) *len = 0;
+    if (spans) *spans = NULL;
+    if (n_spans) *n_spans = 0;
+    if (!t || !text) return sft__fail(SFT_ERR_ARG, "sft_template_render: NULL argument");
+    if (variables && variables->type != SFT_JSON_OBJECT)
+        return sft__fail(SFT_ERR_ARG, "sft_template_render: the variables must be a JSON object");
+    n = variables ? variables->length : 0;
+    vars = (sft__tm_var *)sft__calloc(t->ctx, n + 1, sizeof *vars);
+    if (!vars) return sft__fail(SFT_ERR_NOMEM, "sft_template_render");
+    for (i = 0; i < n; i++) { vars[i].name = variables->keys[i]; vars[i].json = &variables->items[i]; }
+    memset(&out, 0, sizeof out); memset(&sp, 0, sizeof sp);
+    out.elem = 1; sp.elem = sizeof(size_t);
+    s = sft__tm_render(t, vars, (int)n, desc, &out, &sp);
+    sft__free(t->ctx, vars);
+    if (s != SFT_OK) { sft__free(t->ctx, out.p); sft__free(t->ctx, sp.p); return s; }
+    *text = (char *)out.p;
+    if (len) *len = out.len;
+    if (spans && n_spans) { *spans = (size_t *)sp.p; *n_spans = sp.len / 2; }
+    else sft__free(t->ctx, sp.p);
+    return SFT_OK;
+}
+
+SFTDEF int sft_template_has_generation(const sft_template *t) { return t ? t->has_generation : 0; }
+typedef struct sft__render { sft_context *ctx; sft__vec text, spans; } sft__render;   /* spans: (start, end) byte pairs */
+
+static void sft__render_free(sft__render *r) { sft__free(r->ctx, r->text.p); sft__free(r->ctx, r->spans.p); }
+
+/* ============================================================================
+   === data: chat templates
+   Conversations become text as transformers' apply_chat_template makes them:
+   the template get_chat_template picks, run by the Jinja engine with the
+   variables transformers passes (messages, tools, documents,
+   add_generation_prompt, the special tokens, extra keyword arguments). For
+   assistant_only_loss the {% generation %} spans become a token mask as
+   transformers computes it, and a template without those blocks is handled
+   by TRL's rule: its own training version of the same template, else TRL's
+   error. */
+
+SFTDEF const char *sft_tokenizer_chat_template_name(const sft_tokenizer *tok, int i) {
+    return tok && i >= 0 && i < tok->n_tmpl ? tok->tmpl_name[i] : NULL;
+}
+
+static const char *sft__tok_template_named(const sft_tokenizer *tok, const char *name) {
+    int k;
+    for (k = 0; tok && k < tok->n_tmpl; k++) if (strcmp(tok->tmpl_name[k], name) == 0) return tok->tmpl_text[k];
+    return NULL;
+}
+
+SFTDEF sft_status sft_tokenizer_chat_template(const sft_tokenizer *tok, const char *name_or_text, int with_tools, const char **text) {
+    const char *t;
+    char names[512];
+    size_t w = 0;
+    int k;
+    if (text) *text = NULL;
+    if (!tok || !text) return sft__fail(SFT_ERR_ARG, "sft_tokenizer_chat_template: NULL argument");
+    if (name_or_text) {     /* a name of the tokenizer's, else a template text */
+        t = sft__tok_template_named(tok, name_or_text);
+        *text = t ? t : name_or_text;
+        return SFT_OK;
+    }
+    if (with_tools && (t = sft__tok_template_named(tok, "tool_use")) != NULL) { *text = t; return SFT_OK; }
+    if ((t = sft__tok_template_named(tok, "default")) != NULL) { *text = t; return SFT_OK; }
+    if (tok->n_tmpl == 0)
+        return sft__fail(SFT_ERR_NOT_FOUND, "the tokenizer has no chat template (no chat_template.jinja, and none in "
+                         "tokenizer_config.json); give one (chat_template_text / --chat_template_path)");
+    names[0] = 0;
+    for (k = 0; k < tok->n_tmpl && w + 1 < sizeof names; k++)
+        w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", k ? ", " : "", tok->tmpl_name[k]);
+    return sft__fail(SFT_ERR_NOT_FOUND, "the tokenizer has several chat templates and none named \"default\" (%s): name one", names);
+}
+
+/* One conversation to render. */
+typedef struct sft__chat_in {
+    const sft_json *messages, *more;   /* more: a second list rendered after messages (a completion) */
+    int             sharegpt, map_roles;
+    const sft_json *tools, *documents; /* NULL: None */
+    const sft_json *kwargs[2];         /* objects of extra variables (the dataset's, the record's) or NULL */
+    int             add_generation_prompt;
+} sft__chat_in;
+
+/* sft__chat_render: in through template tm into r (text and spans), with the
+   variables transformers passes */
+static sft_status sft__chat_render(sft_tokenizer *tok, sft_template *tm, const sft__chat_in *in, int64_t now, sft__render *r) {
+    static const char *const special[7] = {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"};
+    sft__tm_var vars[64];
+    sft_template_desc d;
+    int n = 0, k;
+    size_t i;
+    memset(vars, 0, sizeof vars);
+    for (k = 0; k < 7; k++)
+        if (tok->special_text[k]) { vars[n].name = special[k]; vars[n].type = SFT__TV_STR; vars[n].str = tok->special_text[k]; n++; }
+    if (tok->n_extra_special) {
+        vars[n].name = "additional_special_tokens"; vars[n].type = SFT__TV_STRS;
+        vars[n].strs = (const char *const *)tok->extra_special; vars[n].n_strs = tok->n_extra_special;
+        n++;
+    }
+    for (k = 0; k < 2; k++) {
+        const sft_json *kw = in->kwargs[k];
+        if (!kw) continue;
+        if (kw->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "chat_template_kwargs must be a JSON object");
+        if (n + (int)kw->length + 5 > (int)(sizeof vars / sizeof *vars))
+            return sft__fail(SFT_ERR_LIMIT, "chat_template_kwargs: more than %d variables", (int)(sizeof vars / sizeof *vars) - 13);
+        for (i = 0; i < kw->length; i++) {
+            const char *key = kw->keys[i];
+            if (!strcmp(key, "messages") || !strcmp(key, "tools") || !strcmp(key, "documents") || !strcmp(key, "add_generation_prompt"))
+                return sft__fail(SFT_ERR_FORMAT, "chat_template_kwargs: \"%s\" is given by the conversation itself", key);
+            vars[n].name = key; vars[n].type = SFT__TV_JSON; vars[n].json = &kw->items[i];
+            n++;
+        }
+    }
+    vars[n].name = "messages";
+    vars[n].type = in->sharegpt ? SFT__TV_SHAREGPT : in->more ? SFT__TV_CONCAT : SFT__TV_JSON;
+    vars[n].json = in->messages; vars[n].json2 = in->more; vars[n].b = in->map_roles;
+    n++;
+    vars[n].name = "tools"; vars[n].type = in->tools ? SFT__TV_JSON : SFT__TV_NONE; vars[n].json = in->tools; n++;
+    vars[n].name = "documents"; vars[n].type = in->documents ? SFT__TV_JSON : SFT__TV_NONE; vars[n].json = in->documents; n++;
+    vars[n].name = "add_generation_prompt"; vars[n].type = SFT__TV_BOOL; vars[n].b = in->add_generation_prompt; n++;
+    memset(&d, 0, sizeof d);
+    d.now = now;
+    r->text.len = 0; r->spans.len = 0;
+    return sft__tm_render(tm, vars, n, &d, &r->text, &r->spans);
+}
+
+/* a JSON text parsed, or NULL for NULL */
+static sft_status sft__json_opt(sft_context *ctx, const char *text, const char *what, sft_json **out) {
+    *out = NULL;
+    if (!text) return SFT_OK;
+    return sft_json_parse(ctx, text, strlen(text), what, NULL, out);
+}
+
+SFTDEF sft_status sft_tokenizer_apply_chat_template(sft_tokenizer *tok, const char *messages, const sft_chat_desc *desc, char **text,
+                                                    size_t *len, size_t **spans, size_t *n_spans) {
+    sft_chat_desc none;
+    sft_json *msgs = NULL, *tools = NULL, *docs = NULL, *kwargs = NULL;
+    sft_template *tm = NULL;
+    const char *src = NULL;
+    sft__render r;
+    sft__chat_in in;
+    sft_status s;
+    if (text) *text = NULL;
+    if (len) *len = 0;
+    if (spans) *spans = NULL;
+    if (n_spans) *n_spans = 0;
+    if (!tok || !messages || !text) return sft__fail(SFT_ERR_ARG, "sft_tokenizer_apply_chat_template: NULL argument");
+    if (!desc) { memset(&none, 0, sizeof none); desc = &none; }
+    memset(&r, 0, sizeof r);
+    r.ctx = tok->ctx; r.text.elem = 1; r.spans.elem = sizeof(size_t);
+    s = sft__json_opt(tok->ctx, messages, "messages", &msgs);
+    if (s == SFT_OK) s = sft__json_opt(tok->ctx, desc->tools, "tools", &tools);
+    if (s == SFT_OK) s = sft__json_opt(tok->ctx, desc->documents, "documents", &docs);
+    if (s == SFT_OK) s = sft__json_opt(tok->ctx, desc->kwargs, "kwargs", &kwargs);
+    if (s == SFT_OK && msgs->type != SFT_JSON_ARRAY) s = sft__fail(SFT_ERR_FORMAT, "messages: expected a JSON list of messages");
+    if (s == SFT_OK) s = sft_tokenizer_chat_template(tok, desc->chat_template, tools != NULL, &src);
+    if (s == SFT_OK) s = sft_template_parse(tok->ctx, src, strlen(src), desc->chat_template ? "chat template" : "the tokenizer's chat template", &tm);
+    if (s == SFT_OK) {
+        memset(&in, 0, sizeof in);
+        in.messages = msgs; in.tools = tools; in.documents = docs; in.kwargs[0] = kwargs;
+        in.add_generation_prompt = desc->add_generation_prompt;
+        s = sft__chat_render(tok, tm, &in, desc->now, &r);
+    }
+    sft_template_destroy(tm);
+    sft_json_free(msgs); sft_json_free(tools); sft_json_free(docs); sft_json_free(kwargs);
+    if (s != SFT_OK) { sft__render_free(&r); return s; }
+    *text = (char *)r.text.p;
+    if (len) *len = r.text.len;
+    if (spans && n_spans) { *spans = (size_t *)r.spans.p; *n_spans = r.spans.len / 2; }
+    else sft__free(tok->ctx, r.spans.p);
+    return SFT_OK;
+}
+
+/* ---- assistant masks */
+
+/* sft__tok_piece_len: bytes of text token id stands for (byte-level tokens: one
+   byte per character; added tokens: their text) */
+static size_t sft__tok_piece_len(const sft_tokenizer *t, int32_t id) {
+    const char *s = t->token[id];
+    size_t n = t->token_len[id], j, len, count = 0;
+    if (!s) return 0;
+    if (t->is_added[id]) return n;
+    for (j = 0; j < n; j += len, count++) {
+        uint32_t cp = sft__cp_at(s, n, j, &len);
+        if (!(cp < 512 && t->bytes.back[cp] >= 0)) return n;
+    }
+    return count;
+}
+
+/* sft__generation_mask: transformers' assistant mask of a rendered text's
+   tokens. Each token covers the characters its bytes touch (the offsets
+   tokenizers reports); char_to_token(c) is the first token covering c. For
+   each span: the tokens from char_to_token(start) to char_to_token(end - 1);
+   a span starting past the text stops the scan, and an end that maps to no
+   token or to token 0 marks to the end of the row (transformers' code does
+   both). */
+static sft_status sft__generation_mask(sft_context *ctx, const sft_tokenizer *tok, const char *text, size_t text_len, const size_t *sp,
+                                       size_t n_spans, const int32_t *ids, size_t n, unsigned char *mask) {
+    size_t *tok_start, i, s, pos = 0;
+    sft_status st = SFT_OK;
+    if (!tok->byte_level)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "data: assistant_only_loss needs a byte-level tokenizer (token offsets)");
+    memset(mask, 0, n);
+    tok_start = (size_t *)sft__alloc(ctx, (n + 1) * sizeof(size_t));
+    if (!tok_start) return sft__fail(SFT_ERR_NOMEM, "data: token offsets");
+    for (i = 0; i < n; i++) { tok_start[i] = pos; pos += sft__tok_piece_len(tok, ids[i]); }
+    tok_start[n] = pos;
+    if (pos != text_len) st = sft__fail(SFT_ERR_UNSUPPORTED, "data: the tokens do not spell the rendered text byte for byte "
+                                        "(%zu bytes, tokens %zu): assistant masks need exact offsets", text_len, pos);
+    for (s = 0; st == SFT_OK && s < n_spans; s++) {
+        size_t a = sp[2 * s], b = sp[2 * s + 1], t0, t1, k;
+        long first = -1, last = -1;
+        if (a >= text_len) break;       /* char_to_token(start) is None */
+        /* the characters' first bytes: a token covers [first byte of the character at
+           its start, end); tokens are found by their start */
+        while (a > 0 && ((unsigned char)text[a] & 0xC0) == 0x80) a--;
+        for (t0 = 0; t0 < n; t0++) if (tok_start[t0 + 1] > a) { first = (long)t0; break; }
+        if (b > 0) {
+            size_t c = b - 1;
+            while (c > 0 && ((unsigned char)text[c] & 0xC0) == 0x80) c--;
+            for (t1 = 0; t1 < n; t1++) if (tok_start[t1 + 1] > c) { last = (long)t1; break; }
+        }
+        if (first < 0) break;
+        if (last <= 0) last = (long)n - 1;
+        for (k = (size_t)first; (long)k <= last; k++) mask[k] = 1;
+    }
+    sft__free(ctx, tok_start);
+    return st;
+}
+
+/* ---- TRL's rule for templates without {% generation %} */
+
+/* has_generation_markers: TRL's regex \{%-?\s*generation\s*-?%\} */
+static int sft__has_generation_markers(const char *t) {
+    for (; (t = strstr(t, "{%")) != NULL; t += 2) {
+        const char *p = t + 2;
+        if (*p == '-') p++;
+        while (*p && isspace((unsigned char)*p)) p++;
+        if (strncmp(p, "generation", 10) != 0) continue;
+        p += 10;
+        while (*p && isspace((unsigned char)*p)) p++;
+        if (*p == '-') p++;
+        if (p[0] == '%' && p[1] == '}') return 1;
+    }
+    return 0;
+}
+
+/* 64-bit FNV-1a */
+static uint64_t sft__fnv1a(const char *s, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t i;
+    for (i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 0x100000001b3ull; }
+    return h;
+}
+
+/* TRL 1.16's templates that its SFTTrainer swaps for a training version (the
+   names in trl/chat_templates/), by their FNV-1a hash and length (written by
+   tools/make_template_fixtures.py) */
+static const struct { uint64_t hash; size_t len; const char *name; } sft__trl_originals[] = {
+    {0x16913247e5fddff9ull, 1318, "cohere"},
+    {0xf555a55beeb28eeeull, 3239, "cohere2"},
+    {0x845fdf813c637ee2ull, 2246, "deepseek_r1_distill"},
+    {0x4526f885d718fa95ull, 2765, "deepseekv3"},
+    {0x99f17d41517c751bull, 18575, "diffusion_gemma"},
+    {0x5c10ee65212d93b3ull, 591, "gemma"},
+    {0xc90dea00b85c935dull, 1532, "gemma3"},
+    {0x5f4dd018f4521bc9ull, 3242, "glm4moe"},
+    {0x5da66262d54a9064ull, 16738, "gptoss"},
+    {0x2750467898fc405aull, 408, "idefics3"},
+    {0x7faef5d8e49cf520ull, 1379, "lfm2"},
+    {0x8f22102d7794bb85ull, 3099, "lfm2_v2"},
+    {0x0e60067a5537498eull, 389, "llama3"},
+    {0xce7749786d3ffecdull, 663, "llava_next"},
+    {0x67bbcd170ca4388eull, 9992, "muse_glimmer"},
+    {0xe024b304c346f44dull, 9867, "nemotron_3_5_lightning"},
+    {0x43b445dc85f1b759ull, 10504, "nemotron_3_nano"},
+    {0x4fd9cf68c291e866ull, 10771, "nemotron_3_super"},
+    {0x30fa1947e9ca3dabull, 10152, "nemotron_3_ultra"},
+    {0xecebdb26677c663dull, 407, "phi3"},
+    {0xcf278cde387a54c8ull, 430, "phi3_5"},
+    {0xc2b27ee60f1b8775ull, 2507, "qwen2_5"},
+    {0x71242f76359e71e8ull, 1017, "qwen2_5_vl"},
+    {0x959a4551391a6549ull, 4168, "qwen3"},
+    {0x407bbcdeb62737b7ull, 7755, "qwen3_5_nothink"},
+    {0xf07c510f47fbaca0ull, 7756, "qwen3_5_think"},
+    {0x8ae3a8bc6e68f114ull, 7764, "qwen3_6"},
+    {0x8b6b0871c5db260bull, 8952, "qwen3_8"},
+    {0x3751fe8ea48448abull, 2630, "qwen3_instruct_2507"},
+    {0xf67afe266c470df1ull, 5292, "qwen3_vl"},
+    {0x92cf2b51e627e013ull, 403, "smolvlm"},
+};
+
+static const char *sft__trl_original_name(const char *text) {
+    size_t n = strlen(text), k;
+    uint64_t h = sft__fnv1a(text, n);
+    for (k = 0; k < SFT__COUNT(sft__trl_originals); k++)
+        if (sft__trl_originals[k].hash == h && sft__trl_originals[k].len == n) return sft__trl_originals[k].name;
+    return NULL;
+}
+
+/* TRL's ValueError for a template it cannot patch */
+#define SFT__TRL_REFUSES "assistant_only_loss: the chat template is not training-compatible (missing prefix-preservation or " \
+    "`{%% generation %%}` markers) and patching is not supported for this template. Please manually modify the chat template " \
+    "for training (TRL's words: put {%% generation %%} / {%% endgeneration %%} around what the assistant writes)"
+
+/* sft__trl_training_template: the template TRL trains with for text (which has no
+   {% generation %}): X_training.jinja of the X.jinja in dir equal to it.
+   *out (owned by the caller) or TRL's error. */
+static sft_status sft__trl_training_template(sft_context *ctx, const char *text, const char *dir, char **out) {
+    const char *known = sft__trl_original_name(text);
+    *out = NULL;
+    if (dir) {
+        DIR *d = opendir(dir);
+        struct dirent *de;
+        sft_status s = SFT_OK;
+        if (!d) return sft__fail(SFT_ERR_IO, "trl_chat_templates %s: %s", dir, strerror(errno));
+        while (s == SFT_OK && !*out && (de = readdir(d)) != NULL) {
+            char path[4096], train[4096], *body = NULL;
+            size_t l = strlen(de->d_name), len = 0;
+            if (l <= 6 || strcmp(de->d_name + l - 6, ".jinja") != 0 || (l > 15 && strcmp(de->d_name + l - 15, "_training.jinja") == 0)) continue;
+            s = sft__path_join(path, sizeof path, dir, strlen(dir), de->d_name);
+            if (s == SFT_OK) s = sft__read_text(ctx, path, &body, &len);      /* as TRL reads it */
+            if (s == SFT_OK && len == strlen(text) && memcmp(body, text, len) == 0) {
+                snprintf(train, sizeof train, "%.*s_training.jinja", (int)(l - 6), de->d_name);
+                s = sft__path_join(path, sizeof path, dir, strlen(dir), train);
+                if (s == SFT_OK && access(path, F_OK) == 0) s = sft__read_text(ctx, path, out, &len);
+                else if (s == SFT_OK) s = sft__fail(SFT_ERR_UNSUPPORTED, SFT__TRL_REFUSES " (it is TRL's %.*s.jinja, which has no training "
+                                                    "version in %s)", (int)(l - 6), de->d_name, dir);
+            }
+            sft__free(ctx, body);
+        }
+        closedir(d);
+        if (s != SFT_OK || *out) return s;
+    }
+    if (known)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "assistant_only_loss: the chat template has no {%% generation %%} markers; it is TRL's %s.jinja, "
+                         "which TRL's SFTTrainer trains with %s_training.jinja: give TRL's chat_templates folder (trl_chat_templates, "
+                         "--trl_chat_templates) or that file as the chat template (--chat_template_path)", known, known);
+    return sft__fail(SFT_ERR_UNSUPPORTED, SFT__TRL_REFUSES);
 }
 
 /* ============================================================================
@@ -13401,8 +18059,11 @@ struct sft_dataset {
     sft_context     *ctx;
     sft_tokenizer   *tok;
     sft_data_desc    desc;
-    sft__tmpl        tmpl;
-    int              have_tmpl;
+    sft_json        *kwargs;       /* desc.chat_template_kwargs, parsed              */
+    char            *aol_template; /* assistant_only_loss: TRL's training version of the
+                                      template, when the template had no markers     */
+    int              aol_checked;
+    struct { const char *src; sft_template *t; } tmpl[4];   /* parsed templates, by text */
     sft_data_format  format;       /* fixed by the first record                     */
     sft__vec         ids, labels;  /* all examples' tokens, back to back (int32)    */
     sft__vec         ex;           /* sft__example                                  */
@@ -13428,69 +18089,36 @@ static sft_data_format sft__record_format(const sft_json *rec, const char *text_
     return SFT_FORMAT_AUTO;
 }
 
-/* sft__messages: a message list (or ShareGPT's) into role/content pairs. */
-static sft_status sft__messages(const sft_json *list, int sharegpt, int map_roles, sft__msg *out, int cap, int *n) {
+/* sft__check_messages: a non-empty list of objects, each with a role ("from" in
+   ShareGPT), as TRL's is_conversational expects; the template decides the rest */
+static sft_status sft__check_messages(const sft_json *list, int sharegpt) {
     size_t i;
-    *n = 0;
+    const char *key = sharegpt ? "from" : "role";
     if (!list || list->type != SFT_JSON_ARRAY || list->length == 0) return sft__fail(SFT_ERR_FORMAT, "an empty or missing message list");
-    if (list->length > (size_t)cap) return sft__fail(SFT_ERR_LIMIT, "%zu messages (at most %d)", list->length, cap);
+    if (list->length > 100000) return sft__fail(SFT_ERR_LIMIT, "%zu messages (at most 100000)", list->length);
     for (i = 0; i < list->length; i++) {
-        const char *role = sft__json_str(&list->items[i], sharegpt ? "from" : "role");
-        const char *content = sft__json_str(&list->items[i], sharegpt ? "value" : "content");
-        if (!role || !content) return sft__fail(SFT_ERR_FORMAT, "message %zu lacks %s", i, !role ? (sharegpt ? "\"from\"" : "\"role\"") : (sharegpt ? "\"value\"" : "\"content\""));
-        if (sharegpt && map_roles) {
-            if (strcmp(role, "human") == 0 || strcmp(role, "user") == 0) role = "user";
-            else if (strcmp(role, "gpt") == 0 || strcmp(role, "assistant") == 0) role = "assistant";
-            else if (strcmp(role, "system") != 0) return sft__fail(SFT_ERR_FORMAT, "message %zu: unknown ShareGPT role '%s'", i, role);
-        }
-        out[i].role = role; out[i].content = content;
-    }
-    *n = (int)list->length;
-    return SFT_OK;
-}
-
-/* sft__tok_piece_len: bytes of text token id stands for (byte-level tokens: one
-   byte per character; added tokens: their text) */
-static size_t sft__tok_piece_len(const sft_tokenizer *t, int32_t id) {
-    const char *s = t->token[id];
-    size_t n = t->token_len[id], j, len, count = 0;
-    if (!s) return 0;
-    if (t->is_added[id]) return n;
-    for (j = 0; j < n; j += len, count++) {
-        uint32_t cp = sft__cp_at(s, n, j, &len);
-        if (!(cp < 512 && t->bytes.back[cp] >= 0)) return n;
-    }
-    return count;
-}
-
-/* sft__assistant_mask: 1 for tokens covering a generation span's bytes (HF's
-   char_to_token at the span's first and last byte, everything between). */
-static sft_status sft__assistant_mask(sft_dataset *ds, const sft__render *r, const int32_t *ids, size_t n, unsigned char *mask) {
-    size_t i, s, pos = 0, nspans = r->spans.len / 2;
-    const size_t *sp = (const size_t *)r->spans.p;
-    if (!ds->tok->byte_level)
-        return sft__fail(SFT_ERR_UNSUPPORTED, "data: assistant_only_loss needs a byte-level tokenizer (token offsets)");
-    memset(mask, 0, n);
-    for (i = 0; i < n; i++) {
-        size_t len = sft__tok_piece_len(ds->tok, ids[i]), end = pos + len;
-        for (s = 0; s < nspans; s++)
-            if (pos < sp[2 * s + 1] && end > sp[2 * s] && len) mask[i] = 1;
-        pos = end;
+        const sft_json *m = &list->items[i];
+        if (m->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "message %zu is not a JSON object", i);
+        if (!sft__json_str(m, key)) return sft__fail(SFT_ERR_FORMAT, "message %zu lacks a string \"%s\"", i, key);
     }
     return SFT_OK;
 }
 
-/* sft__assistant_and: mask &= the assistant tokens (TRL ANDs its masks) */
+/* sft__assistant_and: mask &= transformers' assistant mask of a render (TRL ANDs
+   its masks); TRL refuses a row whose assistant mask is all zero */
 static sft_status sft__assistant_and(sft_dataset *ds, const sft__render *r, const int32_t *ids, size_t n, unsigned char *mask) {
     unsigned char *a;
-    size_t i;
-    if (r->spans.len == 0) return sft__fail(SFT_ERR_FORMAT, "assistant_only_loss: the conversation has no assistant turn");
+    size_t i, any = 0;
+    sft_status s;
     a = (unsigned char *)sft__alloc(ds->ctx, n + 1);
     if (!a) return sft__fail(SFT_ERR_NOMEM, "data: a mask");
-    if (sft__assistant_mask(ds, r, ids, n, a) != SFT_OK) { sft__free(ds->ctx, a); return SFT_ERR_UNSUPPORTED; }
-    for (i = 0; i < n; i++) mask[i] &= a[i];
+    s = sft__generation_mask(ds->ctx, ds->tok, (const char *)r->text.p, r->text.len, (const size_t *)r->spans.p, r->spans.len / 2, ids, n, a);
+    for (i = 0; s == SFT_OK && i < n; i++) { any |= a[i]; mask[i] &= a[i]; }
     sft__free(ds->ctx, a);
-    return SFT_OK;
+    if (s == SFT_OK && !any)
+        s = sft__fail(SFT_ERR_FORMAT, "assistant_only_loss: the conversation has no assistant tokens (the chat template's "
+                      "{%% generation %%} blocks wrote nothing)");
+    return s;
 }
 
 /* sft__add_example: tokens and their trained flags as one example (truncated to
@@ -13544,31 +18172,55 @@ static sft_status sft__encode_plain(sft_dataset *ds, const char *text, int appen
     return s;
 }
 
-static sft_status sft__need_template(sft_dataset *ds) {
-    if (ds->have_tmpl) return SFT_OK;
-    SFT__TRY(sft__tmpl_detect(ds->desc.chat_template_text ? ds->desc.chat_template_text : sft_tokenizer_get_info(ds->tok).chat_template,
-                              ds->desc.chat_template, &ds->tmpl));
-    ds->tmpl.bos = ds->bos_text ? ds->bos_text : "";
-    ds->tmpl.eos = ds->eos_text ? ds->eos_text : "";
-    ds->have_tmpl = 1;
+/* sft__ds_template: the parsed template for a record (with_tools: it has tools).
+   assistant_only_loss with a template lacking {% generation %} uses TRL's
+   training version (decided once, on the default template, as TRL does). */
+static sft_status sft__ds_template(sft_dataset *ds, int with_tools, sft_template **out) {
+    const char *src = NULL;
+    int k;
+    if (ds->desc.assistant_only_loss && !ds->aol_checked) {
+        SFT__TRY(sft_tokenizer_chat_template(ds->tok, ds->desc.chat_template_text, 0, &src));
+        if (!sft__has_generation_markers(src)) SFT__TRY(sft__trl_training_template(ds->ctx, src, ds->desc.trl_chat_templates, &ds->aol_template));
+        ds->aol_checked = 1;
+    }
+    if (ds->aol_template) src = ds->aol_template;
+    else SFT__TRY(sft_tokenizer_chat_template(ds->tok, ds->desc.chat_template_text, with_tools, &src));
+    for (k = 0; k < 4 && ds->tmpl[k].src; k++)
+        if (ds->tmpl[k].src == src) { *out = ds->tmpl[k].t; return SFT_OK; }
+    if (k == 4) return sft__fail(SFT_ERR_LIMIT, "data: more than 4 chat templates in one dataset");
+    SFT__TRY(sft_template_parse(ds->ctx, src, strlen(src), ds->aol_template ? "TRL's training chat template" : ds->desc.chat_template_text
+                                ? "the given chat template" : "the tokenizer's chat template", &ds->tmpl[k].t));
+    ds->tmpl[k].src = src;
+    *out = ds->tmpl[k].t;
+    return SFT_OK;
+}
+
+/* sft__record_chat: what a record adds to its conversation: its tools (a list, or
+   a JSON string of one, as TRL reads them) and chat_template_kwargs. *tools_tree
+   holds a parsed string (free it). */
+static sft_status sft__record_chat(sft_dataset *ds, const sft_json *rec, sft__chat_in *in, sft_json **tools_tree) {
+    const sft_json *tools = sft_json_get(rec, "tools"), *kw = sft_json_get(rec, "chat_template_kwargs");
+    *tools_tree = NULL;
+    in->kwargs[0] = ds->kwargs;
+    in->kwargs[1] = kw && kw->type != SFT_JSON_NULL ? kw : NULL;
+    if (tools && tools->type == SFT_JSON_STRING) {
+        SFT__TRY(sft_json_parse(ds->ctx, tools->string, tools->length, "the record's \"tools\"", NULL, tools_tree));
+        tools = *tools_tree;
+    }
+    in->tools = tools && tools->type != SFT_JSON_NULL ? tools : NULL;
     return SFT_OK;
 }
 
 /* sft__render_tokens: a conversation rendered and tokenized as apply_chat_template
    does (no special tokens added: the template writes them) */
-static sft_status sft__render_tokens(sft_dataset *ds, const sft__msg *msgs, int n, int gen, sft__render *r, int32_t **ids, size_t *count) {
+static sft_status sft__render_tokens(sft_dataset *ds, const sft__chat_in *in, sft__render *r, int32_t **ids, size_t *count) {
+    sft_template *tm;
     memset(r, 0, sizeof *r);
     r->ctx = ds->ctx; r->text.elem = 1; r->spans.elem = sizeof(size_t);
-    SFT__TRY(sft__need_template(ds));
-    SFT__TRY(sft__render_conv(r, &ds->tmpl, msgs, n, gen));
-    SFT__TRY(sft__vec_push(ds->ctx, &r->text, "", 1));
-    r->text.len--;
+    SFT__TRY(sft__ds_template(ds, in->tools != NULL, &tm));
+    SFT__TRY(sft__chat_render(ds->tok, tm, in, ds->desc.template_now, r));
     return sft_tokenizer_encode(ds->tok, (const char *)r->text.p, r->text.len, 0, ids, count);
 }
-
-static void sft__render_free(sft__render *r) { sft__free(r->ctx, r->text.p); sft__free(r->ctx, r->spans.p); }
-
-#define SFT__MAX_MESSAGES 1024
 
 /* prompt + completion: the prompt's tokens alone and the whole, the completion
    being the tokens past the prompt's (TRL's completion_mask) */
@@ -13590,15 +18242,21 @@ static sft_status sft__example_pc(sft_dataset *ds, const sft_json *rec) {
         if (s == SFT_OK) s = sft__encode_plain(ds, full, 1, &e.b, &nf);
         sft__free(ds->ctx, full);
     } else if (p->type == SFT_JSON_ARRAY && c->type == SFT_JSON_ARRAY) {
-        sft__msg msgs[SFT__MAX_MESSAGES];
-        int n1 = 0, n2 = 0;
+        /* TRL: the prompt alone with add_generation_prompt, then prompt + completion */
         sft__render r1;
+        sft__chat_in in;
+        sft_json *tools = NULL;
         memset(&r1, 0, sizeof r1);
-        s = sft__messages(p, 0, 0, msgs, SFT__MAX_MESSAGES, &n1);
-        if (s == SFT_OK) s = sft__messages(c, 0, 0, msgs + n1, SFT__MAX_MESSAGES - n1, &n2);
-        if (s == SFT_OK) s = sft__render_tokens(ds, msgs, n1, 1, &r1, &e.a, &np);
+        memset(&in, 0, sizeof in);
+        s = sft__check_messages(p, 0);
+        if (s == SFT_OK && c->length) s = sft__check_messages(c, 0);
+        if (s == SFT_OK) s = sft__record_chat(ds, rec, &in, &tools);
+        in.messages = p; in.add_generation_prompt = 1;
+        if (s == SFT_OK) s = sft__render_tokens(ds, &in, &r1, &e.a, &np);
         sft__render_free(&r1);
-        if (s == SFT_OK) s = sft__render_tokens(ds, msgs, n1 + n2, 0, &r2, &e.b, &nf);
+        in.more = c; in.add_generation_prompt = 0;
+        if (s == SFT_OK) s = sft__render_tokens(ds, &in, &r2, &e.b, &nf);
+        sft_json_free(tools);
         conv = 1;
     } else
         s = sft__fail(SFT_ERR_FORMAT, "prompt and completion must both be strings or both message lists");
@@ -13617,17 +18275,22 @@ static sft_status sft__example_pc(sft_dataset *ds, const sft_json *rec) {
     return s;
 }
 
-static sft_status sft__example_conv(sft_dataset *ds, const sft_json *list, int sharegpt) {
-    sft__msg msgs[SFT__MAX_MESSAGES];
+static sft_status sft__example_conv(sft_dataset *ds, const sft_json *rec, int sharegpt) {
     sft__render r;
     sft__enc e;
+    sft__chat_in in;
+    sft_json *tools = NULL;
     size_t n = 0;
-    int nm = 0;
     sft_status s;
     memset(&e, 0, sizeof e);
     memset(&r, 0, sizeof r);
-    s = sft__messages(list, sharegpt, ds->desc.sharegpt_map_roles, msgs, SFT__MAX_MESSAGES, &nm);
-    if (s == SFT_OK) s = sft__render_tokens(ds, msgs, nm, 0, &r, &e.a, &n);
+    memset(&in, 0, sizeof in);
+    in.messages = sft_json_get(rec, sharegpt ? "conversations" : "messages");
+    in.sharegpt = sharegpt; in.map_roles = ds->desc.sharegpt_map_roles;
+    s = sft__check_messages(in.messages, sharegpt);
+    if (s == SFT_OK) s = sft__record_chat(ds, rec, &in, &tools);
+    if (s == SFT_OK) s = sft__render_tokens(ds, &in, &r, &e.a, &n);
+    sft_json_free(tools);
     if (s == SFT_OK) s = sft__enc_mask(ds->ctx, &e, n, 1);
     if (s == SFT_OK && ds->desc.assistant_only_loss) s = sft__assistant_and(ds, &r, e.a, n, e.mask);
     if (s == SFT_OK) s = sft__add_example(ds, e.a, n, e.mask);
@@ -13703,7 +18366,7 @@ static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len,
         else if (f == SFT_FORMAT_TEXT) s = sft__example_text(ds, rec);
         else if (f == SFT_FORMAT_TOKENS) s = sft__example_tokens(ds, rec);
         else if (f == SFT_FORMAT_PROMPT_COMPLETION) s = sft__example_pc(ds, rec);
-        else s = sft__example_conv(ds, sft_json_get(rec, f == SFT_FORMAT_MESSAGES ? "messages" : "conversations"), f == SFT_FORMAT_SHAREGPT);
+        else s = sft__example_conv(ds, rec, f == SFT_FORMAT_SHAREGPT);
     }
     sft_json_free(rec);
     if (s == SFT_OK || s == SFT_ERR_NOMEM) return s;
@@ -13715,6 +18378,38 @@ static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len,
                                                                                    : sft__fail(s, "%s: %.600s", where, msg);
     sft__log(ds->ctx, SFT_LOG_WARN, "%s: skipped: %.600s", where, msg);
     return SFT_OK;
+}
+
+SFTDEF sft_status sft_dataset_prepare(sft_dataset *ds, const char *record, int32_t **ids, int32_t **labels, int64_t *n, int *dropped) {
+    sft_data_stats saved;
+    size_t n_ids, n_ex;
+    int skip;
+    sft_status s;
+    if (ids) *ids = NULL;
+    if (labels) *labels = NULL;
+    if (n) *n = 0;
+    if (dropped) *dropped = 0;
+    if (!ds || !record || !ids || !labels || !n || !dropped) return sft__fail(SFT_ERR_ARG, "sft_dataset_prepare: NULL argument");
+    saved = ds->stats; n_ids = ds->ids.len; n_ex = ds->ex.len; skip = ds->desc.skip_bad_records;
+    ds->desc.skip_bad_records = 0;
+    s = sft__add_record(ds, record, strlen(record), "record");
+    ds->desc.skip_bad_records = skip;
+    if (s == SFT_OK && ds->ex.len > n_ex) {
+        size_t k = ds->ids.len - n_ids;
+        *ids = (int32_t *)sft__alloc(ds->ctx, (k + 1) * sizeof(int32_t));
+        *labels = (int32_t *)sft__alloc(ds->ctx, (k + 1) * sizeof(int32_t));
+        if (!*ids || !*labels) {
+            sft__free(ds->ctx, *ids); sft__free(ds->ctx, *labels); *ids = *labels = NULL;
+            s = sft__fail(SFT_ERR_NOMEM, "sft_dataset_prepare: %zu tokens", k);
+        } else {
+            memcpy(*ids, (const int32_t *)ds->ids.p + n_ids, k * sizeof(int32_t));
+            memcpy(*labels, (const int32_t *)ds->labels.p + n_ids, k * sizeof(int32_t));
+            *n = (int64_t)k;
+        }
+    } else if (s == SFT_OK)
+        *dropped = 1;
+    ds->ids.len = ds->labels.len = n_ids; ds->ex.len = n_ex; ds->stats = saved;
+    return s;
 }
 
 /* ============================================================================
@@ -13928,6 +18623,9 @@ SFTDEF void sft_dataset_destroy(sft_dataset *ds) {
     sft__free(ds->ctx, ds->ids.p); sft__free(ds->ctx, ds->labels.p); sft__free(ds->ctx, ds->ex.p);
     for (i = 0; i < 2; i++) { sft__free(ds->ctx, ds->split_ex[i].p); sft__free(ds->ctx, ds->bins[i].p); sft__free(ds->ctx, ds->bin_items[i].p); }
     sft__free(ds->ctx, ds->row_starts.p); sft__free(ds->ctx, ds->order.p);
+    for (i = 0; i < 4; i++) sft_template_destroy(ds->tmpl[i].t);
+    sft_json_free(ds->kwargs);
+    sft__free(ds->ctx, ds->aol_template);
     sft__free(ds->ctx, ds);
 }
 
@@ -13962,6 +18660,11 @@ static sft_status sft__dataset_new(sft_context *ctx, sft_tokenizer *tok, const s
     }
     ds->eos_text = info.eos_id >= 0 ? sft_tokenizer_id_to_token(tok, info.eos_id) : NULL;
     ds->bos_text = info.bos_id >= 0 ? sft_tokenizer_id_to_token(tok, info.bos_id) : NULL;
+    if (ds->desc.chat_template_kwargs) {
+        sft_status s = sft_json_parse(ctx, ds->desc.chat_template_kwargs, strlen(ds->desc.chat_template_kwargs), "chat_template_kwargs", NULL, &ds->kwargs);
+        if (s == SFT_OK && ds->kwargs->type != SFT_JSON_OBJECT) s = sft__fail(SFT_ERR_ARG, "chat_template_kwargs: expected a JSON object");
+        if (s != SFT_OK) { sft_dataset_destroy(ds); return s; }
+    }
     if ((ds->desc.max_length < 1 && ds->desc.max_length != -1) || (ds->desc.packing && ds->desc.max_length < 1) || !(ds->desc.eval_fraction >= 0.0f && ds->desc.eval_fraction < 1.0f) ||
         ds->desc.completion_only_loss < -1 || ds->desc.completion_only_loss > 1) {
         sft_dataset_destroy(ds);
@@ -14022,8 +18725,6 @@ static sft_status sft__load_jsonl(sft_dataset *ds, const char *path) {
     return s;
 }
 
-static int sft__cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 SFTDEF sft_status sft_dataset_load(sft_context *ctx, sft_tokenizer *tok, const char *path, const sft_data_desc *desc,
                                    sft_dataset **out) {
     sft_dataset *ds;
@@ -14047,7 +18748,7 @@ SFTDEF sft_status sft_dataset_load(sft_context *ctx, sft_tokenizer *tok, const c
             else n++;
         }
         if (d) closedir(d);
-        qsort(names, (size_t)n, sizeof names[0], sft__cmp_str);
+        qsort(names, (size_t)n, sizeof names[0], sft__cmp_cstr);
         for (i = 0; i < n; i++) {
             char file[4096];
             if (s == SFT_OK) s = sft__path_join(file, sizeof file, path, strlen(path), names[i]);
@@ -14063,26 +18764,52 @@ SFTDEF sft_status sft_dataset_load(sft_context *ctx, sft_tokenizer *tok, const c
     return SFT_OK;
 }
 
+/* the text TRL tokenizes for a plain record: text (+ EOS), or prompt + completion (+ EOS) */
+static sft_status sft__plain_text(sft_dataset *ds, const sft_json *rec, sft_data_format f, sft__vec *out) {
+    const char *a = f == SFT_FORMAT_TEXT ? sft__json_str(rec, ds->desc.dataset_text_field) : sft__json_str(rec, "prompt");
+    const char *b = f == SFT_FORMAT_TEXT ? "" : sft__json_str(rec, "completion");
+    size_t el = ds->eos_text ? strlen(ds->eos_text) : 0;
+    if (!a || !b) return sft__fail(SFT_ERR_FORMAT, "the record's text fields are not strings");
+    SFT__TRY(sft__vec_push(ds->ctx, out, a, strlen(a)));
+    SFT__TRY(sft__vec_push(ds->ctx, out, b, strlen(b)));
+    if (el && (out->len < el || memcmp((char *)out->p + out->len - el, ds->eos_text, el) != 0)) SFT__TRY(sft__vec_push(ds->ctx, out, ds->eos_text, el));
+    SFT__TRY(sft__vec_push(ds->ctx, out, "", 1));
+    out->len--;
+    return SFT_OK;
+}
+
 SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int add_generation_prompt, char **text) {
-    sft_json *rec = NULL;
-    sft__msg msgs[SFT__MAX_MESSAGES];
+    sft_json *rec = NULL, *tools = NULL;
     sft__render r;
-    int n = 0, sharegpt;
+    sft__chat_in in;
+    sft_data_format f;
     sft_status s;
-    const sft_json *list;
+    sft_template *tm = NULL;
     if (text) *text = NULL;
     if (!ds || !record || !text) return sft__fail(SFT_ERR_ARG, "sft_dataset_render: NULL argument");
     SFT__TRY(sft_json_parse(ds->ctx, record, strlen(record), "record", NULL, &rec));
-    sharegpt = sft_json_get(rec, "conversations") != NULL;
-    list = sft_json_get(rec, sharegpt ? "conversations" : "messages");
     memset(&r, 0, sizeof r);
+    memset(&in, 0, sizeof in);
     r.ctx = ds->ctx; r.text.elem = 1; r.spans.elem = sizeof(size_t);
-    s = sft__messages(list, sharegpt, ds->desc.sharegpt_map_roles, msgs, SFT__MAX_MESSAGES, &n);
-    if (s == SFT_OK) s = sft__need_template(ds);
-    if (s == SFT_OK) s = sft__render_conv(&r, &ds->tmpl, msgs, n, add_generation_prompt);
-    if (s == SFT_OK) s = sft__vec_push(ds->ctx, &r.text, "", 1);
-    sft_json_free(rec);
+    f = rec->type == SFT_JSON_OBJECT ? sft__record_format(rec, ds->desc.dataset_text_field) : SFT_FORMAT_AUTO;
+    if (f == SFT_FORMAT_AUTO || f == SFT_FORMAT_TOKENS) s = sft__fail(SFT_ERR_FORMAT, "record: not a text, prompt-completion or conversation record");
+    else if (f == SFT_FORMAT_TEXT || (f == SFT_FORMAT_PROMPT_COMPLETION && sft_json_get(rec, "prompt")->type == SFT_JSON_STRING))
+        s = sft__plain_text(ds, rec, f, &r.text);
+    else {
+        int pc = f == SFT_FORMAT_PROMPT_COMPLETION;
+        in.sharegpt = f == SFT_FORMAT_SHAREGPT; in.map_roles = ds->desc.sharegpt_map_roles;
+        in.messages = sft_json_get(rec, pc ? "prompt" : in.sharegpt ? "conversations" : "messages");
+        in.more = pc && !add_generation_prompt ? sft_json_get(rec, "completion") : NULL;
+        in.add_generation_prompt = add_generation_prompt;
+        s = sft__check_messages(in.messages, in.sharegpt);
+        if (s == SFT_OK && in.more && in.more->type != SFT_JSON_ARRAY) s = sft__fail(SFT_ERR_FORMAT, "record: the completion is not a message list");
+        if (s == SFT_OK) s = sft__record_chat(ds, rec, &in, &tools);
+        if (s == SFT_OK) s = sft__ds_template(ds, in.tools != NULL, &tm);
+        if (s == SFT_OK) s = sft__chat_render(ds->tok, tm, &in, ds->desc.template_now, &r);
+    }
+    sft_json_free(rec); sft_json_free(tools);
     sft__free(ds->ctx, r.spans.p);
+    if (s == SFT_OK && !r.text.p) s = sft__vec_push(ds->ctx, &r.text, "", 1);
     if (s != SFT_OK) { sft__free(ds->ctx, r.text.p); return s; }
     *text = (char *)r.text.p;
     return SFT_OK;
@@ -14792,6 +19519,7 @@ static sft_status sft__full_params(sft_model *m, sft__vec *params, sft__vec *no_
         sft__block *b = &m->blocks[layer];
         SFT__TRY(sft__push_param(m, params, no_decay, b->attn_norm, 0));
         SFT__TRY(sft__push_param(m, params, no_decay, b->mlp_norm, 0));
+        if (b->q_norm) { SFT__TRY(sft__push_param(m, params, no_decay, b->q_norm, 0)); SFT__TRY(sft__push_param(m, params, no_decay, b->k_norm, 0)); }
         for (p = 0; p < SFT__N_PROJ; p++) {
             SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->weight, 1));
             if (b->proj[p]->bias) SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->bias, 0));
@@ -14811,7 +19539,7 @@ static int64_t sft__flos_params(const sft_model *m) {
     int layer, p, i;
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
-        n += sft_tensor_numel(b->attn_norm) + sft_tensor_numel(b->mlp_norm);
+        n += sft_tensor_numel(b->attn_norm) + sft_tensor_numel(b->mlp_norm) + (b->q_norm ? 2 * sft_tensor_numel(b->q_norm) : 0);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
             n += l->in * l->out + (l->bias ? l->out : 0);

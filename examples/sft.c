@@ -5,6 +5,7 @@
        sft merge    --model_name_or_path DIR --adapter DIR --output_dir OUT [--dtype float32|auto]
        sft stats    --model_name_or_path DIR --dataset_name FILE.jsonl [data flags]
        sft memory   --model_name_or_path DIR [model, LoRA and batch flags]
+       sft render   --model_name_or_path DIR --dataset_name FILE.jsonl [data flags]
        sft COMMAND --help     every flag of the command with its default
 
    Flags are named as TRL's `trl sft` and transformers' TrainingArguments name
@@ -36,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
+#include <ctype.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +49,7 @@ typedef struct cli_opts {
     /* model, data, output */
     const char *model_name_or_path, *dataset_name, *eval_dataset_name, *dataset_text_field, *output_dir;
     int         max_length, packing, padding_free, completion_only_loss, assistant_only_loss, skip_bad_records;
+    const char *chat_template_path, *chat_template_kwargs, *trl_chat_templates;
     double      eval_fraction;
     /* training */
     double      num_train_epochs, learning_rate, warmup_ratio, weight_decay, adam_beta1, adam_beta2, adam_epsilon;
@@ -72,7 +76,8 @@ typedef struct cli_opts {
 typedef enum cli_type { CLI_STR, CLI_INT, CLI_REAL, CLI_BOOL, CLI_TRISTATE } cli_type;
 
 /* which commands a flag belongs to */
-enum { C_TRAIN = 1, C_GENERATE = 2, C_MERGE = 4, C_STATS = 8, C_MEMORY = 16, C_ALL = 31 };
+enum { C_TRAIN = 1, C_GENERATE = 2, C_MERGE = 4, C_STATS = 8, C_MEMORY = 16, C_RENDER = 32, C_ALL = 63 };
+#define C_DATA (C_TRAIN | C_STATS | C_RENDER)
 
 typedef struct cli_flag {
     const char *name;
@@ -92,16 +97,24 @@ static const cli_flag cli_flags[] = {
     /* model and data */
     {"model_name_or_path", CLI_STR, O(model_name_or_path), C_ALL, "", "tests/fixtures/models/qwen2",
      "a local Hugging Face model folder (config.json, safetensors, tokenizer.json)"},
-    {"dataset_name", CLI_STR, O(dataset_name), C_TRAIN | C_STATS, "", "other.jsonl", "a JSONL file or a folder of them"},
+    {"dataset_name", CLI_STR, O(dataset_name), C_DATA, "", "other.jsonl", "a JSONL file or a folder of them"},
     {"eval_dataset_name", CLI_STR, O(eval_dataset_name), C_TRAIN | C_STATS, "", "eval.jsonl", "a JSONL file or folder to evaluate on"},
     {"eval_fraction", CLI_REAL, O(eval_fraction), C_TRAIN | C_STATS, "0", "0.1", "else this fraction of the dataset, set aside (seeded)"},
-    {"dataset_text_field", CLI_STR, O(dataset_text_field), C_TRAIN | C_STATS, "text", "content", "the field of plain-text records"},
-    {"max_length", CLI_INT, O(max_length), C_TRAIN | C_STATS | C_MEMORY, "1024", "77", "truncate (or pack) to this many tokens; -1 = no limit"},
+    {"dataset_text_field", CLI_STR, O(dataset_text_field), C_DATA, "text", "content", "the field of plain-text records"},
+    {"max_length", CLI_INT, O(max_length), C_DATA | C_MEMORY, "1024", "77", "truncate (or pack) to this many tokens; -1 = no limit"},
     {"packing", CLI_BOOL, O(packing), C_TRAIN | C_STATS, "false", "true", "pack rows into max_length bins (padding-free)"},
     {"padding_free", CLI_BOOL, O(padding_free), C_TRAIN | C_STATS, "false", "true", "flatten batches without padding"},
-    {"completion_only_loss", CLI_TRISTATE, O(completion_only_loss), C_TRAIN | C_STATS, "None", "false",
+    {"completion_only_loss", CLI_TRISTATE, O(completion_only_loss), C_DATA, "None", "false",
      "prompt-completion data: train on the completion only (None = true)"},
-    {"assistant_only_loss", CLI_BOOL, O(assistant_only_loss), C_TRAIN | C_STATS, "false", "true", "conversations: train on assistant turns only"},
+    {"assistant_only_loss", CLI_BOOL, O(assistant_only_loss), C_DATA, "false", "true",
+     "conversations: train on what the chat template's {% generation %} blocks write"},
+    {"chat_template_path", CLI_STR, O(chat_template_path), C_DATA | C_GENERATE, "", "t.jinja",
+     "a Jinja file: the chat template to use instead of the tokenizer's"},
+    {"chat_template_kwargs", CLI_STR, O(chat_template_kwargs), C_DATA | C_GENERATE, "", "{\"enable_thinking\": false}",
+     "JSON object: more chat template variables for every conversation (sft's own; a record's own chat_template_kwargs add to it)"},
+    {"trl_chat_templates", CLI_STR, O(trl_chat_templates), C_DATA, "", "templates",
+     "TRL's trl/chat_templates folder (sft's own): with assistant_only_loss, a template without {% generation %} trains with "
+     "its TRL training version, as TRL swaps it"},
     {"skip_bad_records", CLI_BOOL, O(skip_bad_records), C_TRAIN | C_STATS, "false", "true", "skip (and count) malformed records instead of stopping"},
     {"output_dir", CLI_STR, O(output_dir), C_TRAIN | C_MERGE, "sft-output", "out2", "where checkpoints, metrics and the chart go"},
     /* training */
@@ -161,10 +174,11 @@ static const cli_flag cli_flags[] = {
     {"adapter", CLI_STR, O(adapter), C_GENERATE | C_MERGE, "", "adapter2", "a PEFT adapter folder (or a checkpoint-N folder)"},
     {"prompt", CLI_STR, O(prompt), C_GENERATE, "", "Hello", "the prompt"},
     {"chat", CLI_BOOL, O(chat), C_GENERATE, "false", "true", "wrap the prompt in the chat template as a user turn"},
-    {"max_new_tokens", CLI_INT, O(max_new_tokens), C_GENERATE, "64", "9", "tokens to generate at most"},
-    {"temperature", CLI_REAL, O(temperature), C_GENERATE, "0", "0.7", "0 = greedy"},
-    {"top_k", CLI_INT, O(top_k), C_GENERATE, "0", "40", "sample from the k likeliest (0 = off)"},
-    {"top_p", CLI_REAL, O(top_p), C_GENERATE, "1", "0.9", "nucleus sampling (1 = off)"},
+    {"max_new_tokens", CLI_INT, O(max_new_tokens), C_GENERATE, "0", "9", "tokens to generate at most (0 = generation_config.json's, else 64)"},
+    {"temperature", CLI_REAL, O(temperature), C_GENERATE, "-1", "0.7",
+     "0 = greedy; -1 = as generation_config.json says (do_sample, temperature, top_k, top_p), else greedy"},
+    {"top_k", CLI_INT, O(top_k), C_GENERATE, "-1", "40", "sample from the k likeliest (0 = off; -1 = generation_config.json's)"},
+    {"top_p", CLI_REAL, O(top_p), C_GENERATE, "-1", "0.9", "nucleus sampling (1 = off; -1 = generation_config.json's)"},
     {"dtype", CLI_STR, O(dtype), C_MERGE, "float32", "auto", "merged weights: float32, or auto (the base's dtype)"},
     /* the run */
     {"threads", CLI_INT, O(threads), C_ALL, "2", "1", "CPU threads"},
@@ -174,7 +188,8 @@ static const cli_flag cli_flags[] = {
 };
 #define CLI_N_FLAGS ((int)(sizeof cli_flags / sizeof *cli_flags))
 
-static const char *const cli_commands[] = {"train", "generate", "merge", "stats", "memory"};
+static const char *const cli_commands[] = {"train", "generate", "merge", "stats", "memory", "render"};
+#define CLI_N_COMMANDS 6
 
 /* ============================================================================
    Parsing */
@@ -374,6 +389,7 @@ typedef struct cli_built {
     const char      *adapter, *prompt;        /* generate and merge */
     int              chat, keep_dtype;
     int              profile;
+    const char      *chat_template_path;      /* read when the command runs */
 } cli_built;
 
 static int cli_kwargs(const char *text, sft_schedule_desc *k, cli_error *e) {
@@ -429,7 +445,7 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     b->adapter = o->adapter; b->prompt = o->prompt; b->chat = o->chat; b->keep_dtype = !strcmp(o->dtype, "auto");
     b->profile = o->profile;
     if (!o->model_name_or_path) return cli_fail(e, "--model_name_or_path: required (a local model folder)");
-    if ((command & (C_TRAIN | C_STATS)) && !o->dataset_name) return cli_fail(e, "--dataset_name: required (a JSONL file or folder)");
+    if ((command & C_DATA) && !o->dataset_name) return cli_fail(e, "--dataset_name: required (a JSONL file or folder)");
     if (o->threads < 1 || o->threads > 256) return cli_fail(e, "--threads: expected 1..256");
     if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda")) return cli_fail(e, "--device: expected cpu or cuda, got '%s'", o->device);
     b->load.device = o->device[1] == 'u' ? SFT_DEVICE_CUDA : SFT_DEVICE_CPU;
@@ -441,6 +457,16 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     b->data.completion_only_loss = o->completion_only_loss == 0 ? -1 : 0;
     b->data.assistant_only_loss = o->assistant_only_loss; b->data.skip_bad_records = o->skip_bad_records;
     b->data.eval_fraction = (float)o->eval_fraction; b->data.seed = (uint64_t)o->seed;
+    b->chat_template_path = o->chat_template_path;
+    b->data.trl_chat_templates = o->trl_chat_templates;
+    if (o->chat_template_kwargs) {
+        sft_json *j = NULL;
+        int ok = sft_json_parse(NULL, o->chat_template_kwargs, strlen(o->chat_template_kwargs), "--chat_template_kwargs", NULL, &j) == SFT_OK &&
+                 j->type == SFT_JSON_OBJECT;
+        sft_json_free(j);
+        if (!ok) return cli_fail(e, "--chat_template_kwargs: expected a JSON object such as {\"enable_thinking\": false}, got '%s'", o->chat_template_kwargs);
+        b->data.chat_template_kwargs = o->chat_template_kwargs;
+    }
     /* LoRA and quantization */
     if (o->lora_r < 1) return cli_fail(e, "--lora_r: expected a positive rank");
     if (!(o->lora_alpha > 0.0)) return cli_fail(e, "--lora_alpha: expected a positive number");
@@ -454,9 +480,9 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     if ((command & (C_TRAIN | C_MEMORY)) && o->load_in_4bit && !o->use_peft)
         return cli_fail(e, "--load_in_4bit: a 4-bit base cannot be fine-tuned whole; add --use_peft");
     /* generation */
-    if (o->max_new_tokens < 1) return cli_fail(e, "--max_new_tokens: expected a positive number");
-    if (!(o->temperature >= 0.0) || o->top_k < 0 || !(o->top_p > 0.0 && o->top_p <= 1.0))
-        return cli_fail(e, "--temperature/--top_k/--top_p: expected temperature >= 0, top_k >= 0, 0 < top_p <= 1");
+    if (o->max_new_tokens < 0) return cli_fail(e, "--max_new_tokens: expected a positive number (0 = generation_config.json's)");
+    if (!(o->temperature >= 0.0 || o->temperature == -1.0) || o->top_k < -1 || !((o->top_p > 0.0 && o->top_p <= 1.0) || o->top_p == -1.0))
+        return cli_fail(e, "--temperature/--top_k/--top_p: expected temperature >= 0, top_k >= 0, 0 < top_p <= 1 (-1: generation_config.json's)");
     b->gen.max_new_tokens = o->max_new_tokens; b->gen.temperature = (float)o->temperature; b->gen.top_k = o->top_k;
     b->gen.top_p = (float)o->top_p; b->gen.seed = (uint64_t)o->seed;
     if (strcmp(o->dtype, "float32") && strcmp(o->dtype, "auto")) return cli_fail(e, "--dtype: expected float32 or auto, got '%s'", o->dtype);
@@ -547,7 +573,11 @@ static int cli_check_paths(const cli_opts *o, int command, cli_error *e) {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", o->model_name_or_path);
     if (!cli_is_file(path)) return cli_fail(e, "--model_name_or_path: %s has no config.json (a Hugging Face model folder is expected)", o->model_name_or_path);
-    if ((command & (C_TRAIN | C_STATS)) && !cli_exists(o->dataset_name)) return cli_fail(e, "--dataset_name: %s does not exist", o->dataset_name);
+    if ((command & C_DATA) && !cli_exists(o->dataset_name)) return cli_fail(e, "--dataset_name: %s does not exist", o->dataset_name);
+    if (o->chat_template_path && !cli_is_file(o->chat_template_path))
+        return cli_fail(e, "--chat_template_path: %s is not a file (a Jinja template is expected)", o->chat_template_path);
+    if (o->trl_chat_templates && !cli_exists(o->trl_chat_templates))
+        return cli_fail(e, "--trl_chat_templates: %s does not exist", o->trl_chat_templates);
     if (o->eval_dataset_name && !cli_exists(o->eval_dataset_name)) return cli_fail(e, "--eval_dataset_name: %s does not exist", o->eval_dataset_name);
     if (o->adapter) {
         snprintf(path, sizeof path, "%s/adapter_config.json", o->adapter);
@@ -785,12 +815,15 @@ typedef struct cli_env {
     sft_tokenizer *tok;
     sft_model     *model;
     sft_dataset   *train, *eval;
+    char          *chat_template;   /* --chat_template_path's text */
+    sft_data_desc  data;            /* the data settings, with that text */
 } cli_env;
 
 static void cli_env_free(cli_env *v) {
     sft_dataset_destroy(v->train); sft_dataset_destroy(v->eval);
     sft_model_destroy(v->model);
     sft_tokenizer_destroy(v->tok);
+    sft_free(v->ctx, v->chat_template);
     sft_context_destroy(v->ctx);
 }
 
@@ -807,10 +840,17 @@ static int cli_open(const cli_built *b, int command, int want_model, cli_env *v,
     cd.threads = b->threads;
     if (sft_context_create(&cd, &v->ctx) != SFT_OK) return cli_lib_fail(cmd, "context");
     if (sft_tokenizer_load(v->ctx, b->model, &v->tok) != SFT_OK) return cli_lib_fail(cmd, b->model);
-    if ((command & (C_TRAIN | C_STATS)) && sft_dataset_load(v->ctx, v->tok, b->dataset, &b->data, &v->train) != SFT_OK)
+    v->data = b->data;
+    if (b->chat_template_path) {     /* TRL's chat_template_path: the file's text is the template */
+        size_t len;
+        if (sft_file_read(v->ctx, b->chat_template_path, 0, &v->chat_template, &len) != SFT_OK) return cli_lib_fail(cmd, "--chat_template_path");
+        v->data.chat_template_text = v->chat_template;
+    }
+    if (command & C_RENDER) { v->data.packing = 0; v->data.eval_fraction = 0; v->data.skip_bad_records = 1; }
+    if ((command & C_DATA) && sft_dataset_load(v->ctx, v->tok, b->dataset, &v->data, &v->train) != SFT_OK)
         return cli_lib_fail(cmd, b->dataset);
     if ((command & (C_TRAIN | C_STATS)) && b->eval_dataset) {
-        sft_data_desc d = b->data;
+        sft_data_desc d = v->data;
         d.eval_fraction = 0;
         if (sft_dataset_load(v->ctx, v->tok, b->eval_dataset, &d, &v->eval) != SFT_OK) return cli_lib_fail(cmd, b->eval_dataset);
     }
@@ -865,34 +905,41 @@ static int cli_train(const cli_opts *o, cli_built *b) {
     return rc;
 }
 
-/* cli_chat_prompt: the prompt as a user turn of the model's chat template */
+/* cli_chat_prompt: the prompt as a user turn of the model's chat template, with
+   the generation prompt, as apply_chat_template(add_generation_prompt=True) */
 static int cli_chat_prompt(cli_env *v, const char *prompt, char **text) {
     sft_json_writer w;
-    char *rec = NULL, *full = NULL;
+    sft_chat_desc d;
+    char *msgs = NULL;
     size_t len = 0;
-    sft_data_desc d;
     int ok;
     memset(&w, 0, sizeof w);
-    sft_json_write_object_begin(&w);
-    sft_json_write_key(&w, "messages");
     sft_json_write_array_begin(&w);
     sft_json_write_object_begin(&w);
     sft_json_write_key(&w, "role"); sft_json_write_string(&w, "user");
     sft_json_write_key(&w, "content"); sft_json_write_string(&w, prompt);
     sft_json_write_object_end(&w);
     sft_json_write_array_end(&w);
-    sft_json_write_object_end(&w);
-    if (sft_json_writer_finish(&w, &rec, &len) != SFT_OK) return 0;
-    /* a dataset only to hold the template: one record with an answer turn */
-    {
-        const char *one = "{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}]}";
-        memset(&d, 0, sizeof d);
-        ok = sft_dataset_from_records(v->ctx, v->tok, &one, 1, &d, &v->train) == SFT_OK &&
-             sft_dataset_render(v->train, rec, 1, &full) == SFT_OK;
-    }
-    sft_free(NULL, rec);
-    *text = full;
+    if (sft_json_writer_finish(&w, &msgs, &len) != SFT_OK) return 0;
+    memset(&d, 0, sizeof d);
+    d.chat_template = v->data.chat_template_text; d.kwargs = v->data.chat_template_kwargs; d.add_generation_prompt = 1;
+    ok = sft_tokenizer_apply_chat_template(v->tok, msgs, &d, text, &len, NULL, NULL) == SFT_OK;
+    sft_free(NULL, msgs);
     return ok;
+}
+
+/* cli_generation_settings: the flags where given, else what generation_config.json
+   asks (do_sample with its temperature, top_k and top_p; its eos_token_id list) */
+static int cli_generation_settings(const cli_opts *o, cli_built *b, const sft_generation_config *gc) {
+    sft_generate_desc *g = &b->gen;
+    g->max_new_tokens = o->max_new_tokens > 0 ? o->max_new_tokens : gc->max_new_tokens > 0 ? gc->max_new_tokens : 64;
+    g->temperature = o->temperature >= 0 ? (float)o->temperature : gc->do_sample ? gc->temperature : 0.0f;
+    g->top_k = o->top_k >= 0 ? o->top_k : gc->do_sample ? gc->top_k : 0;
+    g->top_p = o->top_p > 0 ? (float)o->top_p : gc->do_sample ? gc->top_p : 1.0f;
+    if (g->temperature < 0 || g->top_k < 0 || !(g->top_p > 0 && g->top_p <= 1)) return 0;
+    g->eos_token_ids = gc->n_eos ? gc->eos_token_ids : NULL;
+    g->n_eos_token_ids = gc->n_eos;
+    return 1;
 }
 
 static int cli_generate(const cli_opts *o, cli_built *b) {
@@ -901,7 +948,14 @@ static int cli_generate(const cli_opts *o, cli_built *b) {
     int32_t *ids = NULL, *out = NULL;
     size_t n_ids = 0, n_text = 0;
     int n_out = 0, rc;
+    sft_generation_config gc;
     if ((rc = cli_open(b, C_GENERATE, 1, &v, "generate")) != 0) { cli_env_free(&v); return rc; }
+    if (sft_generation_config_load(o->model_name_or_path, &gc) != SFT_OK) { cli_env_free(&v); return cli_lib_fail("generate", "generation_config.json"); }
+    if (!cli_generation_settings(o, b, &gc)) {
+        fprintf(stderr, "sft generate: generation_config.json: temperature %g, top_k %d, top_p %g are out of range\n", gc.temperature, gc.top_k, gc.top_p);
+        cli_env_free(&v);
+        return 2;
+    }
     if (o->adapter && sft_model_load_adapter(v.model, o->adapter, "default") != SFT_OK) { cli_env_free(&v); return cli_lib_fail("generate", o->adapter); }
     if (o->chat && !cli_chat_prompt(&v, o->prompt, &prompt_text)) { cli_env_free(&v); return cli_lib_fail("generate", "--chat"); }
     if (sft_tokenizer_encode(v.tok, prompt_text ? prompt_text : o->prompt, strlen(prompt_text ? prompt_text : o->prompt), !o->chat, &ids, &n_ids) != SFT_OK ||
@@ -909,9 +963,94 @@ static int cli_generate(const cli_opts *o, cli_built *b) {
         sft_tokenizer_decode(v.tok, out, (size_t)n_out, 1, &text, &n_text) != SFT_OK)
         rc = cli_lib_fail("generate", "generation");
     else printf("%s\n", text);
-    sft_free(v.ctx, ids); sft_free(v.ctx, out); sft_free(v.ctx, text); sft_free(NULL, prompt_text);
+    sft_free(v.ctx, ids); sft_free(v.ctx, out); sft_free(v.ctx, text); sft_free(v.ctx, prompt_text);
     cli_env_free(&v);
     return rc;
+}
+
+/* cli_render_record: one record as training sees it, one JSON line: the text
+   TRL tokenizes, the ids, and the labels (-100 where not trained) */
+static int cli_render_record(cli_env *v, const char *record, const char *where) {
+    sft_json_writer w;
+    char *text = NULL, *line = NULL;
+    int32_t *ids = NULL, *labels = NULL;
+    int64_t n = 0, i;
+    int dropped = 0, ok = 1;
+    size_t len;
+    memset(&w, 0, sizeof w);
+    sft_json_write_object_begin(&w);
+    if (sft_dataset_render(v->train, record, 0, &text) != SFT_OK ||
+        sft_dataset_prepare(v->train, record, &ids, &labels, &n, &dropped) != SFT_OK) {
+        sft_json_write_key(&w, "record"); sft_json_write_string(&w, where);
+        sft_json_write_key(&w, "error"); sft_json_write_string(&w, sft_last_error());
+        ok = 0;
+    } else {
+        sft_json_write_key(&w, "text"); sft_json_write_string(&w, text);
+        sft_json_write_key(&w, "input_ids"); sft_json_write_array_begin(&w);
+        for (i = 0; i < n; i++) sft_json_write_int(&w, ids[i]);
+        sft_json_write_array_end(&w);
+        sft_json_write_key(&w, "labels"); sft_json_write_array_begin(&w);
+        for (i = 0; i < n; i++) sft_json_write_int(&w, labels[i]);
+        sft_json_write_array_end(&w);
+        if (dropped) { sft_json_write_key(&w, "dropped"); sft_json_write_string(&w, "nothing left to train (TRL drops the row)"); }
+    }
+    sft_json_write_object_end(&w);
+    if (sft_json_writer_finish(&w, &line, &len) == SFT_OK) printf("%s\n", line);
+    sft_free(NULL, line); sft_free(v->ctx, text); sft_free(v->ctx, ids); sft_free(v->ctx, labels);
+    return ok;
+}
+
+/* cli_render_file: every non-blank line of a JSONL file */
+static int cli_render_file(cli_env *v, const char *path, int *bad) {
+    char *data = NULL, where[4300];
+    size_t len = 0, i = 0, line = 1;
+    if (sft_file_read(v->ctx, path, 0, &data, &len) != SFT_OK) return 0;
+    while (i < len) {
+        size_t e = i, j;
+        int blank = 1;
+        while (e < len && data[e] != '\n') e++;
+        for (j = i; j < e; j++) if (!isspace((unsigned char)data[j])) { blank = 0; break; }
+        if (!blank) {
+            char save = data[e < len ? e : len];
+            data[e < len ? e : len] = 0;
+            snprintf(where, sizeof where, "%s:%zu", path, line);
+            *bad += !cli_render_record(v, data + i, where);
+            data[e < len ? e : len] = save;
+        }
+        i = e + 1; line++;
+    }
+    sft_free(v->ctx, data);
+    return 1;
+}
+
+static int cli_cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* sft render: what training sees, record by record */
+static int cli_render(const cli_opts *o, cli_built *b) {
+    cli_env v;
+    int rc, bad = 0;
+    struct stat st;
+    if ((rc = cli_open(b, C_RENDER, 0, &v, "render")) != 0) { cli_env_free(&v); return rc; }
+    if (stat(o->dataset_name, &st) == 0 && S_ISDIR(st.st_mode)) {      /* a folder: its .jsonl files in name order */
+        DIR *d = opendir(o->dataset_name);
+        struct dirent *de;
+        char *names[4096], path[4200];
+        int n = 0, i;
+        while (d && (de = readdir(d)) != NULL && n < 4096) {
+            size_t l = strlen(de->d_name);
+            if (l >= 6 && !strcmp(de->d_name + l - 6, ".jsonl") && (names[n] = (char *)malloc(l + 1)) != NULL) memcpy(names[n++], de->d_name, l + 1);
+        }
+        if (d) closedir(d);
+        qsort(names, (size_t)n, sizeof *names, cli_cmp_name);
+        for (i = 0; i < n; i++) {
+            snprintf(path, sizeof path, "%s/%s", o->dataset_name, names[i]);
+            if (!cli_render_file(&v, path, &bad)) rc = cli_lib_fail("render", path);
+            free(names[i]);
+        }
+    } else if (!cli_render_file(&v, o->dataset_name, &bad))
+        rc = cli_lib_fail("render", o->dataset_name);
+    cli_env_free(&v);
+    return rc ? rc : bad ? 1 : 0;
 }
 
 static int cli_stats(const cli_opts *o, cli_built *b) {
@@ -973,7 +1112,7 @@ static int cli_run_merge(const cli_opts *o, cli_built *b) {
 /* sft_cli_main: the whole command (main's argv); returns the exit status */
 int sft_cli_main(int argc, char **argv);
 int sft_cli_main(int argc, char **argv) {
-    static const int masks[] = {C_TRAIN, C_GENERATE, C_MERGE, C_STATS, C_MEMORY};
+    static const int masks[] = {C_TRAIN, C_GENERATE, C_MERGE, C_STATS, C_MEMORY, C_RENDER};
     cli_opts o;
     cli_built b;
     cli_error e;
@@ -985,11 +1124,12 @@ int sft_cli_main(int argc, char **argv) {
                "  generate  complete a prompt, with or without an adapter\n"
                "  merge     write base + adapter merged as a model folder\n"
                "  stats     what a dataset turns into (rows, tokens, truncation, packing)\n"
-               "  memory    the memory a training step will need, before anything runs\n");
+               "  memory    the memory a training step will need, before anything runs\n"
+               "  render    what training sees: each record's text, ids and labels, as JSON lines\n");
         return argc < 2 ? 2 : 0;
     }
-    for (c = 0; c < 5; c++) if (!strcmp(argv[1], cli_commands[c])) command = c;
-    if (command < 0) { fprintf(stderr, "sft: unknown command '%s' (train, generate, merge, stats, memory)\n", argv[1]); return 2; }
+    for (c = 0; c < CLI_N_COMMANDS; c++) if (!strcmp(argv[1], cli_commands[c])) command = c;
+    if (command < 0) { fprintf(stderr, "sft: unknown command '%s' (train, generate, merge, stats, memory, render)\n", argv[1]); return 2; }
     rc = cli_parse(argc - 2, argv + 2, masks[command], &o, &config, &e);
     if (rc == 2) { cli_help(masks[command], cli_commands[command]); sft_json_free(config); return 0; }
     if (!rc || !cli_build(&o, masks[command], &b, &e) || !cli_check_paths(&o, masks[command], &e) || !cli_check_device(&b, &e)) {
@@ -1002,7 +1142,8 @@ int sft_cli_main(int argc, char **argv) {
     case 1: rc = cli_generate(&o, &b); break;
     case 2: rc = cli_run_merge(&o, &b); break;
     case 3: rc = cli_stats(&o, &b); break;
-    default: rc = cli_memory(&o, &b); break;
+    case 4: rc = cli_memory(&o, &b); break;
+    default: rc = cli_render(&o, &b); break;
     }
     sft_json_free(config);
     return rc;

@@ -3,6 +3,9 @@
    same flags, bad values and unknown flags are refused naming the flag, and
    sft merge writes a model whose logits are base + adapter's. */
 #include "test.h"
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define SFT_CLI_NO_MAIN
 #include "../examples/sft.c"
@@ -37,21 +40,21 @@ static int t_cli(int command, const char **args, int n, cli_built *b, cli_error 
    what the command hands the library (train config, data, LoRA, load or
    generation settings), compared with the same command line without it */
 static void every_flag_reaches_the_configuration(void) {
-    static const int commands[] = {C_TRAIN, C_GENERATE, C_MERGE, C_STATS, C_MEMORY};
+    static const int commands[] = {C_TRAIN, C_GENERATE, C_MERGE, C_STATS, C_MEMORY, C_RENDER};
     int i, c, covered = 0;
     for (i = 0; i < CLI_N_FLAGS; i++) {
         const cli_flag *f = &cli_flags[i];
-        for (c = 0; c < 5; c++) {
+        for (c = 0; c < CLI_N_COMMANDS; c++) {
             const char *base[16], *with[18];
             char flag[80];
-            int n = 0, k, data = commands[c] & (C_TRAIN | C_STATS);
+            int n = 0, k, data = commands[c] & C_DATA;
             cli_built b0, b1;
             cli_error e;
             if (!(f->commands & commands[c])) continue;
             /* the command line without the flag: what the command requires */
             if (strcmp(f->name, "model_name_or_path")) { base[n++] = "--model_name_or_path"; base[n++] = "m"; }
             if (data && strcmp(f->name, "dataset_name")) { base[n++] = "--dataset_name"; base[n++] = "d.jsonl"; }
-            if (data && strcmp(f->name, "eval_fraction")) { base[n++] = "--eval_fraction"; base[n++] = "0.2"; }
+            if (data && commands[c] != C_RENDER && strcmp(f->name, "eval_fraction")) { base[n++] = "--eval_fraction"; base[n++] = "0.2"; }
             n += t_needs(f->name, commands[c], base + n);
             for (k = 0; k < n; k++) with[k] = base[k];
             snprintf(flag, sizeof flag, "--%s", f->name);
@@ -167,9 +170,118 @@ static void merge_writes_base_plus_adapter(void) {
     sft_context_destroy(ctx);
 }
 
+static void t_put(const char *dir, const char *name, const char *text, size_t len) {
+    char path[1400];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "wb");
+    if (f) { fwrite(text, 1, len, f); fclose(f); }
+}
+
+static void t_puts(const char *dir, const char *name, const char *text) { t_put(dir, name, text, strlen(text)); }
+
+static void t_copy(const char *from, const char *dir, const char *name) {
+    char *text = NULL;
+    size_t len = 0;
+    if (sft_file_read(NULL, from, 0, &text, &len) == SFT_OK) t_put(dir, name, text, len);
+    sft_free(NULL, text);
+}
+
+/* A model folder as transformers 4.57 saves it: the template only in
+   chat_template.jinja (the tiny llama fixture with a byte-level tokenizer of
+   its 256 ids: printable ASCII, space and newline, and ChatML's three special
+   tokens). sft render shows the masks, sft train trains it on assistant turns
+   and sft generate --chat answers; generation_config.json's eos list stops
+   generation. */
+static void a_folder_with_only_chat_template_jinja_trains_and_generates(void) {
+    char dir[600], out[700], data[700], vocab[8192], tok[12000];
+    memset(vocab, 0, sizeof vocab);
+    size_t n = 0;
+    int c, id = 0, rc;
+    static const char tmpl[] = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' }}{% if m.role == 'assistant' %}{% generation %}"
+                               "{{ m.content + '<|im_end|>\\n' }}{% endgeneration %}{% else %}{{ m.content + '<|im_end|>\\n' }}{% endif %}"
+                               "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}\n";
+    static const char records[] = "{\"messages\": [{\"role\": \"user\", \"content\": \"Sort: 3 1 2\"}, {\"role\": \"assistant\", \"content\": \"1 2 3\"}]}\n"
+                                  "{\"messages\": [{\"role\": \"user\", \"content\": \"Sort: 9 8\"}, {\"role\": \"assistant\", \"content\": \"8 9\"}]}\n";
+    snprintf(dir, sizeof dir, "%s/jinja_only", t_tmpdir());
+    mkdir(dir, 0777);
+    t_copy("tests/fixtures/models/llama/config.json", dir, "config.json");
+    t_copy("tests/fixtures/models/llama/model.safetensors", dir, "model.safetensors");
+    for (c = 0; c < 253; c++) {          /* bytes 0..252 as GPT-2's byte-level alphabet writes them; ids 253-255 are specials */
+        int printable = (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174;
+        int cp = printable ? c : 256 + id;
+        if (!printable) id++;
+        n += (size_t)snprintf(vocab + n, sizeof vocab - n, "%s\"\\u%04x\": %d", c ? ", " : "", cp, c);
+    }
+    snprintf(tok, sizeof tok, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": 253, \"content\": \"<|endoftext|>\", \"special\": true, "
+             "\"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false}, {\"id\": 254, \"content\": \"<|im_start|>\", "
+             "\"special\": true, \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false}, {\"id\": 255, \"content\": "
+             "\"<|im_end|>\", \"special\": true, \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false}], "
+             "\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, "
+             "\"use_regex\": true}, \"post_processor\": null, \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+             "\"trim_offsets\": true, \"use_regex\": true}, \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, "
+             "\"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, \"fuse_unk\": false, \"byte_fallback\": false, "
+             "\"ignore_merges\": false, \"vocab\": {%s}, \"merges\": []}}", vocab);
+    CHECK(id == 68);    /* the non-printable bytes below 253 */
+    t_put(dir, "tokenizer.json", tok, strlen(tok));
+    t_puts(dir, "tokenizer_config.json", "{\"eos_token\": \"<|im_end|>\", \"pad_token\": \"<|endoftext|>\"}");
+    t_put(dir, "chat_template.jinja", tmpl, strlen(tmpl));
+    t_puts(dir, "generation_config.json", "{\"eos_token_id\": [255, 253], \"do_sample\": false}");
+    snprintf(data, sizeof data, "%s/data.jsonl", dir);
+    t_put(dir, "data.jsonl", records, strlen(records));
+    snprintf(out, sizeof out, "%s/out", dir);
+    {
+        const char *render[] = {"sft", "render", "--model_name_or_path", dir, "--dataset_name", data, "--assistant_only_loss", "--threads", "1"};
+        const char *train[] = {"sft", "train", "--model_name_or_path", dir, "--dataset_name", data, "--output_dir", out, "--use_peft",
+                               "--lora_target_modules", "all-linear", "--assistant_only_loss", "--max_steps", "2", "--per_device_train_batch_size",
+                               "2", "--threads", "1", "--logging_steps", "1"};
+        const char *gen[] = {"sft", "generate", "--model_name_or_path", dir, "--adapter", out, "--chat", "--prompt", "Sort: 2 1",
+                             "--max_new_tokens", "4", "--threads", "1"};
+        int saved = dup(1), null = open("/dev/null", O_WRONLY);     /* the commands' own output is not the test's */
+        fflush(stdout);
+        if (saved >= 0 && null >= 0) dup2(null, 1);
+        rc = sft_cli_main(9, (char **)(uintptr_t)render);
+        if (rc != 0) t_failf(__FILE__, __LINE__, "sft render: exit %d", rc);
+        rc = sft_cli_main(20, (char **)(uintptr_t)train);
+        if (rc != 0) t_failf(__FILE__, __LINE__, "sft train: exit %d", rc);
+        rc = sft_cli_main(13, (char **)(uintptr_t)gen);
+        fflush(stdout);
+        if (saved >= 0 && null >= 0) dup2(saved, 1);
+        if (saved >= 0) close(saved);
+        if (null >= 0) close(null);
+        CHECK_MSG(rc == 0, "sft generate --chat: exit %d", rc);
+    }
+    {   /* the generation_config.json eos list stops generation at its first id */
+        sft_context *ctx = t_context(1);
+        sft_model *m = NULL;
+        sft_generation_config gc;
+        sft_generate_desc g;
+        int32_t prompt[3] = {254, 40, 41}, *ids = NULL, *ids2 = NULL;
+        int n1 = 0, n2 = 0;
+        CHECK_OK(sft_generation_config_load(dir, &gc));
+        CHECK(gc.found && gc.n_eos == 2 && gc.eos_token_ids[0] == 255 && gc.eos_token_ids[1] == 253 && gc.top_k == 50 && !gc.do_sample);
+        CHECK_OK(sft_model_load(ctx, dir, NULL, &m));
+        memset(&g, 0, sizeof g);
+        g.max_new_tokens = 12; g.no_eos_stop = 1;
+        if (m) CHECK_OK(sft_model_generate(m, prompt, 3, &g, &ids, &n1));
+        if (ids && n1 == 12) {       /* stop at the third token the unstopped run gave */
+            g.no_eos_stop = 0; g.eos_token_ids = &ids[2]; g.n_eos_token_ids = 1;
+            CHECK_OK(sft_model_generate(m, prompt, 3, &g, &ids2, &n2));
+            CHECK_MSG(n2 <= 3 && ids2 && ids2[n2 - 1] == ids[2], "stopped after %d tokens", n2);
+        }
+        sft_free(ctx, ids); sft_free(ctx, ids2);
+        t_puts(dir, "generation_config.json", "{\"eos_token_id\": \"x\"}");
+        CHECK_STATUS(sft_generation_config_load(dir, &gc), SFT_ERR_FORMAT);
+        CHECK_ERROR_MENTIONS("generation_config.json: eos_token_id");
+        sft_model_destroy(m);
+        sft_context_destroy(ctx);
+    }
+}
+
 void suite_cli(void) {
     RUN(every_flag_reaches_the_configuration);
     RUN(a_config_file_equals_the_flags);
     RUN(bad_flags_are_refused_naming_the_flag);
     RUN(merge_writes_base_plus_adapter);
+    RUN(a_folder_with_only_chat_template_jinja_trains_and_generates);
 }

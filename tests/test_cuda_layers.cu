@@ -242,7 +242,7 @@ static void lora_layers_match_cpu_on_every_base(void) {
         {"lora on bf16", {SFT_QUANT_NONE, 0, 1, 0}, 0, 0, 0.0f, 0, 0, 0},
         {"two adapters routed per sample, dropout", {SFT_QUANT_NF4, 0, 0, 0}, 0, 0, 0.2f, 1, 0, 0},
         {"a replayed dropout mask", {SFT_QUANT_NF4, 1, 0, 0}, 0, 0, 0.3f, 0, 1, 0},
-        /* 440 rows: dA and dB in the CPU's blocks of 32 rows and tasks of 256 */
+        /* 440 rows: dA and dB in the CPU's row blocks (SFT__LORA_RB) and more than one task (SFT__LORA_TASK_ROWS) */
         {"lora on nf4 over 440 rows with dropout", {SFT_QUANT_NF4, 1, 0, 0}, 0, 0, 0.1f, 0, 0, 110},
         {"two adapters routed over 440 rows", {SFT_QUANT_NF4, 0, 0, 0}, 0, 0, 0.0f, 1, 0, 110},
         /* bnb_4bit_compute_dtype bfloat16: the frozen base multiplied in bf16 */

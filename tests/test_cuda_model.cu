@@ -9,6 +9,10 @@
                                    within 1e-5 of the largest logit, the loss and
                                    the entropy within 1e-5 relative, the same
                                    token counts and argmax hits
+     Qwen2, Qwen3, SmolLM3         biases, per-head q/k norms, layers without
+     (forward, backward, greedy    RoPE: logits, loss and adapter gradients
+     decoding)                     within 1e-5 of their largest value, the same
+                                   tokens
      QLoRA training, 5 steps of    losses and gradient norms within 1e-5
      2 x 2 accumulated rows        relative at every step, the final adapters
                                    within 2e-5 of their largest value (the
@@ -195,6 +199,93 @@ static void model_lives_on_the_device_and_is_counted_there(void) {
     CHECK_MSG(after.device_bytes_in_use == after.device_arena_capacity, "after destroying the model %zu device bytes remain beyond the arenas",
               after.device_bytes_in_use - after.device_arena_capacity);
     sft_context_destroy(ctx);
+}
+
+/* The architectures' own pieces on the device: Qwen2's q/k/v biases, Qwen3's
+   per-head q/k RMSNorm, SmolLM3's biases everywhere and its layers without
+   RoPE. Each in NF4 with LoRA on every projection: the logits, the loss and
+   every adapter's gradients within the forward's bound above, and 6 greedy
+   tokens through the KV cache the same as the CPU's. */
+static sft_model *cm_arch_model(sft_context *ctx, const char *dir, sft_device dev) {
+    sft_model *m = NULL;
+    sft_load_desc ld;
+    sft_lora_desc d;
+    int layer, p;
+    memset(&ld, 0, sizeof ld);
+    ld.quant = SFT_QUANT_NF4; ld.device = dev;
+    CHECK_OK(sft_model_load(ctx, dir, &ld, &m));
+    if (!m) return NULL;
+    memset(&d, 0, sizeof d);
+    d.r = 4; d.alpha = 8; d.seed = 3;
+    CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
+    for (layer = 0; sft_model_linear(m, layer, cm_proj[0]); layer++)
+        for (p = 0; p < 7; p++) {      /* B != 0: A's gradients are not all zero */
+            sft_lora_weights w;
+            sft_tensor *r;
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, cm_proj[p]), "default", &w) != SFT_OK) { CHECK(0); continue; }
+            r = cu_random(ctx, 2, w.B->shape, (uint64_t)(40 + layer * 7 + p), -0.05f, 0.05f);
+            if (r) CHECK_OK(sft_tensor_copy_from(w.B, r));
+            sft_tensor_destroy(r);
+        }
+    return m;
+}
+
+static void cm_arch_case(const char *dir) {
+    sft_context *ctx[2] = {cu_context(), cu_context()};
+    sft_model *m[2] = {NULL, NULL};
+    int64_t shape[2] = {2, 11};
+    sft_tensor *ids = cu_ids(ctx[0], 2, shape, 21, 256), *labels = cu_ids(ctx[0], 2, shape, 22, 256);
+    sft_model_output o[2];
+    const int32_t prompt[3] = {17, 99, 203};
+    int32_t *gen[2] = {NULL, NULL};
+    int ngen[2] = {0, 0}, k, layer, p;
+    memset(o, 0, sizeof o);
+    for (k = 0; k < 2; k++) {
+        sft_model_batch b;
+        sft_model_run run;
+        m[k] = cm_arch_model(ctx[k], dir, k ? CU : SFT_DEVICE_CPU);
+        if (!m[k] || !ids || !labels) goto done;
+        memset(&b, 0, sizeof b);
+        b.input_ids = ids; b.labels = labels;
+        memset(&run, 0, sizeof run);
+        run.training = 1; run.want_logits = 1;
+        CHECK_OK(sft_model_forward(m[k], &b, &run, &o[k]));
+        if (o[k].loss) CHECK_OK(sft_backward(ctx[k], o[k].loss));
+    }
+    if (!o[0].logits || !o[1].logits || !o[0].loss || !o[1].loss) { CHECK(0); goto done; }
+    cu_rel(dir, ctx[1], o[1].logits, o[0].logits, 1e-5);
+    cu_rel(dir, ctx[1], o[1].loss, o[0].loss, 1e-5);
+    for (layer = 0; sft_model_linear(m[0], layer, cm_proj[0]); layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights wc, wd;
+            char what[160];
+            if (sft_linear_adapter_weights(sft_model_linear(m[0], layer, cm_proj[p]), "default", &wc) != SFT_OK ||
+                sft_linear_adapter_weights(sft_model_linear(m[1], layer, cm_proj[p]), "default", &wd) != SFT_OK) { CHECK(0); continue; }
+            snprintf(what, sizeof what, "%s layer %d %s dA", dir, layer, cm_proj[p]);
+            if (wc.A->grad && wd.A->grad) cu_rel(what, ctx[1], wd.A->grad, wc.A->grad, 1e-5); else CHECK_MSG(0, "%s: no gradient", what);
+            snprintf(what, sizeof what, "%s layer %d %s dB", dir, layer, cm_proj[p]);
+            if (wc.B->grad && wd.B->grad) cu_rel(what, ctx[1], wd.B->grad, wc.B->grad, 1e-5); else CHECK_MSG(0, "%s: no gradient", what);
+        }
+    for (k = 0; k < 2; k++) {     /* decoding through the KV cache (a new step: the outputs above are gone) */
+        sft_generate_desc gd;
+        memset(&gd, 0, sizeof gd);
+        gd.max_new_tokens = 6; gd.no_eos_stop = 1;
+        CHECK_OK(sft_model_generate(m[k], prompt, 3, &gd, &gen[k], &ngen[k]));
+    }
+    CHECK_MSG(ngen[0] == 6 && ngen[1] == 6 && gen[0] && gen[1] && memcmp(gen[0], gen[1], 6 * sizeof(int32_t)) == 0,
+              "%s: %d tokens generated on cuda, %d on the cpu, the first %d vs %d", dir, ngen[1], ngen[0], gen[1] ? gen[1][0] : -1,
+              gen[0] ? gen[0][0] : -1);
+    if (gen[1]) cu_hash(gen[1], (size_t)ngen[1] * sizeof(int32_t));
+done:
+    for (k = 0; k < 2; k++) { sft_free(ctx[k], gen[k]); sft_model_destroy(m[k]); }
+    sft_tensor_destroy(ids); sft_tensor_destroy(labels);
+    sft_context_destroy(ctx[0]); sft_context_destroy(ctx[1]);
+}
+
+static void qwen2_qwen3_and_smollm3_on_cuda_match_the_cpu(void) {
+    cm_arch_case("tests/fixtures/models/qwen2");
+    cm_arch_case("tests/fixtures/archs/qwen3");
+    cm_arch_case("tests/fixtures/archs/smollm3");
 }
 
 /* ---------------------------------------------------------------------------
@@ -552,6 +643,7 @@ void cuda_model_tests(void) {
     printf("cuda: the tiny Llama against the CPU\n");
     CU_RUN_LIBM(model_forward_on_cuda_matches_cpu);
     CU_RUN_LIBM(model_lives_on_the_device_and_is_counted_there);
+    CU_RUN_LIBM(qwen2_qwen3_and_smollm3_on_cuda_match_the_cpu);
     CU_RUN_LIBM(qlora_training_on_cuda_matches_the_cpu_run);
     CU_RUN_LIBM(resume_on_cuda_is_bit_identical);
     CU_RUN_LIBM(adapter_saved_from_cuda_loads_on_the_cpu_bit_for_bit);

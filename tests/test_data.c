@@ -161,7 +161,7 @@ static void malformed_records_are_refused_or_counted(void) {
     static const char *const not_json[] = {"{\"text\": \"fine\"}", "{\"text\": oops}"};
     static const char *const no_field[] = {"{\"body\": \"x\"}"};
     static const char *const mixed[] = {"{\"text\": \"a\"}", "{\"prompt\": \"a\", \"completion\": \"b\"}"};
-    static const char *const role[] = {"{\"messages\": [{\"role\": \"robot\", \"content\": \"hi\"}]}"};
+    static const char *const role[] = {"{\"messages\": [{\"speaker\": \"robot\", \"content\": \"hi\"}]}"};
     static const char *const no_asst[] = {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}"};
     static const char *const bad_utf8[] = {"{\"text\": \"ok\"}", "{\"text\": \"\\ud800\"}"};
     static const char *const long_prompt[] = {"{\"prompt\": \"one two three four five six seven eight nine ten eleven twelve\", \"completion\": \" end\"}",
@@ -172,9 +172,13 @@ static void malformed_records_are_refused_or_counted(void) {
     t_bad_records(ctx, tok, not_json, 2, &d, SFT_ERR_FORMAT, "record 1");
     t_bad_records(ctx, tok, no_field, 1, &d, SFT_ERR_FORMAT, "\"text\"");
     t_bad_records(ctx, tok, mixed, 2, &d, SFT_ERR_FORMAT, "mixed formats");
-    t_bad_records(ctx, tok, role, 1, &d, SFT_ERR_FORMAT, "unknown role 'robot'");
-    d.assistant_only_loss = 1;
-    t_bad_records(ctx, tok, no_asst, 1, &d, SFT_ERR_FORMAT, "no assistant turn");
+    t_bad_records(ctx, tok, role, 1, &d, SFT_ERR_FORMAT, "lacks a string \"role\"");
+    d.assistant_only_loss = 1;       /* ChatML with {% generation %}: nothing to train without an assistant turn */
+    d.chat_template_text = "{% for m in messages %}{{ '<|im_start|>' + m.role + '\\n' }}{% if m.role == 'assistant' %}{% generation %}"
+                           "{{ m.content + '<|im_end|>\\n' }}{% endgeneration %}{% else %}{{ m.content + '<|im_end|>\\n' }}{% endif %}{% endfor %}";
+    t_bad_records(ctx, tok, no_asst, 1, &d, SFT_ERR_FORMAT, "no assistant tokens");
+    d.chat_template_text = NULL;     /* the qwen2 fixture's ChatML has no markers and is not TRL's: TRL's error */
+    t_bad_records(ctx, tok, no_asst, 1, &d, SFT_ERR_UNSUPPORTED, "not training-compatible");
     d.assistant_only_loss = 0;
     t_bad_records(ctx, tok, bad_utf8, 2, &d, SFT_ERR_FORMAT, "record 1");
     d.skip_bad_records = 1;
@@ -374,11 +378,12 @@ static void folders_splits_shuffles_and_statistics(void) {
 }
 
 /* Template details the fixture templates do not show: a default system prompt
-   written with a real newline (SmolLM2's), and Llama-2's .strip() of the
-   folded system + user text as one string. */
+   written with a real newline (SmolLM2's), Llama-2's .strip() of the folded
+   system + user text as one string, and its raise_exception on roles that do
+   not alternate (expected texts from transformers 4.57.6). */
 static void template_variants_render_as_jinja_does(void) {
     sft_context *ctx = t_context(1);
-    sft_tokenizer *tok = t_tok(ctx, "qwen2");
+    sft_tokenizer *tok = t_tok(ctx, "qwen2"), *l2tok = t_tok(ctx, "llama2");
     sft_data_desc d;
     sft_dataset *ds = NULL;
     char *text = NULL;
@@ -386,13 +391,17 @@ static void template_variants_render_as_jinja_does(void) {
     static const char smol[] = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
         "{{ '<|im_start|>system\nYou are SmolLM.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
         "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}";
-    static const char llama2[] = "{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] %}{% endif %}"
-        "{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + "
-        "message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-        "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}";
+    static const char llama2[] = "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = "
+        "messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}{% for message in "
+        "loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must "
+        "alternate user/assistant/user/assistant/...') }}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = "
+        "'<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}"
+        "{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}{% elif message['role'] == "
+        "'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+    static const char *const twice[] = {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": \"b\"}]}"};
     static const char *const sys[] = {"{\"messages\": [{\"role\": \"system\", \"content\": \"Be terse.\\n\"}, {\"role\": \"user\", "
                                       "\"content\": \"  What?\"}, {\"role\": \"assistant\", \"content\": \"This.\"}]}"};
-    if (!tok) goto done;
+    if (!tok || !l2tok) goto done;
     memset(&d, 0, sizeof d);
     d.chat_template_text = smol;
     CHECK_OK(sft_dataset_from_records(ctx, tok, rec, 1, &d, &ds));
@@ -402,13 +411,17 @@ static void template_variants_render_as_jinja_does(void) {
     sft_free(ctx, text); text = NULL;
     sft_dataset_destroy(ds); ds = NULL;
     d.chat_template_text = llama2;
-    CHECK_OK(sft_dataset_from_records(ctx, tok, sys, 1, &d, &ds));
+    CHECK_OK(sft_dataset_from_records(ctx, l2tok, sys, 1, &d, &ds));
     if (ds) CHECK_OK(sft_dataset_render(ds, sys[0], 0, &text));
-    if (text) CHECK_MSG(strcmp(text, "[INST] <<SYS>>\nBe terse.\n\n<</SYS>>\n\n  What? [/INST] This. <|im_end|>") == 0, "rendered: %s", text);
+    if (text) CHECK_MSG(strcmp(text, "<s>[INST] <<SYS>>\nBe terse.\n\n<</SYS>>\n\n  What? [/INST] This. </s>") == 0, "rendered: %s", text);
     sft_free(ctx, text);
+    sft_dataset_destroy(ds); ds = NULL;
+    CHECK_STATUS(sft_dataset_from_records(ctx, l2tok, twice, 1, &d, &ds), SFT_ERR_FORMAT);
+    CHECK_ERROR_MENTIONS("Conversation roles must alternate user/assistant/user/assistant/...");
 done:
     sft_dataset_destroy(ds);
     sft_tokenizer_destroy(tok);
+    sft_tokenizer_destroy(l2tok);
     sft_context_destroy(ctx);
 }
 

@@ -681,6 +681,7 @@ static void lora_layer_matches_a_plain_reference_over_many_rows(void) {
         t_set_cpu_path((sft_cpu_path)path);
         t_lora_reference_case(300, 130, 70, 8);     /* out > in: two tasks, a partial block */
         t_lora_reference_case(70, 37, 150, 16);     /* in > out */
+        t_lora_reference_case(50, 61, 40, 32);      /* a rank past the narrow kernels */
     }
     t_set_cpu_path(SFT_CPU_AUTO);
 }
