@@ -140,7 +140,9 @@ cuda-emu: build/test_emu build/test_cuda_emu
 
 cuda-emu-san: build/test_emu_san build/test_cuda_emu_san
 	ASAN_OPTIONS=detect_leaks=1 ./build/test_emu_san
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_cuda_emu_san | tail -n 2
+	@echo "ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_cuda_emu_san > build/emu-san.log"
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_cuda_emu_san > build/emu-san.log 2>&1; rc=$$?; \
+	    grep -B1 -A12 "FAIL\|ERROR\|runtime error\|cuda_emu:" build/emu-san.log | head -80; tail -n 2 build/emu-san.log; exit $$rc
 
 # make cuda-emu-cli: the sft command built on the emulator trains on the CPU and on
 # the emulated device (after make demo, whose model and data it takes)

@@ -1,17 +1,24 @@
 #!/bin/sh
 # schedules.sh PROGRAM [ARGS...] - run a CUDA test program built on the emulator
 # under three thread schedules (forward, reverse, random) and require that each
-# passes and that all three print the same checksum lines. A missing
+# passes and that all three print the same checksum lines (the three run at
+# the same time). A missing
 # __syncthreads or __syncwarp shows as a difference here. Used by `make cuda-emu`
 # and `make cuda-emu-san`; the logs stay in build/emu-<schedule>.log.
 set -u
 prog=$1; shift
 mkdir -p build
-status=0
-for s in forward reverse random:7; do
+schedules="forward reverse random:7"
+for s in $schedules; do    # at once: the runs share nothing but the CPUs
     log=build/emu-$(echo "$s" | tr ':' '-').log
-    if ! CUDA_EMU_SCHEDULE=$s "$prog" "$@" > "$log" 2>&1; then
-        echo "schedule $s: the tests failed (build of $prog):"
+    ( CUDA_EMU_SCHEDULE=$s "$prog" "$@" > "$log" 2>&1; echo $? > "$log.rc" ) &
+done
+wait
+status=0
+for s in $schedules; do
+    log=build/emu-$(echo "$s" | tr ':' '-').log
+    if [ "$(cat "$log.rc")" != 0 ]; then
+        echo "schedule $s: the tests failed ($prog):"
         grep -B1 -A4 "FAIL\|cuda_emu:\|ERROR" "$log" | head -40
         tail -n 1 "$log"
         status=1
