@@ -5,7 +5,14 @@
 #   make test       build and run the test suite (ends with "N passed, M failed")
 #   make sanitize   the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make warnings   compile everything with gcc, clang (C99) and g++ (C++) with -Werror
-#   make cuda       build the CUDA test program with nvcc (sm_80, sm_89, sm_90a)
+#   make cuda       nvcc (sm_80, sm_89, sm_90a): the library object, the CUDA tests
+#                   and a CUDA build of the sft command (no GPU needed to build)
+#   make cuda-emu   the CUDA tests built with g++ on the CPU emulator (tests/cuda_emu)
+#                   and run under three thread schedules that must agree
+#   make cuda-emu-san  the same under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make cuda-emu-cli  sft train --device cuda on the emulator against the CPU (after make demo)
+#   make test-cuda  on a machine with a GPU: the CUDA tests on the device, compared
+#                   with the emulator's checksums, and compute-sanitizer
 #   make examples   build the examples (examples/mlp.c also builds with one cc line)
 #   make test-cblas the suite built with SFT_USE_CBLAS (GEMM through OpenBLAS)
 #   make bench      speed against OpenBLAS and the machine's FMA peak, in the same run
@@ -23,6 +30,7 @@ WARN     = -Wall -Wextra -Wpedantic -Werror
 STD      = -std=c99 -D_POSIX_C_SOURCE=200809L
 LDLIBS   = -lm -lpthread
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm_89 \
             -gencode arch=compute_90a,code=sm_90a
 
@@ -34,7 +42,7 @@ STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
 BENCH_ARGS ?=
 
-.PHONY: all demo test test-cblas sanitize warnings cuda examples bench bench-e2e clean deps
+.PHONY: all demo test test-cblas sanitize warnings cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda examples bench bench-e2e clean deps
 all: build/test_sft examples
 
 deps: $(STB_DS)
@@ -97,8 +105,77 @@ build/warn/bench: tools/bench.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
 	    g++ -x c++ -O2 $(WARN) tools/bench.c -o build/warn/bench_cxx -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && touch $@; \
 	else echo "(tools/bench.c not compiled: no OpenBLAS headers)"; fi
 
-cuda: sft.h sft_cuda.cuh tests/test_cuda.cu tests/runner.c tests/test.h | build $(STB_DS)
-	$(NVCC) -std=c++17 -O2 -Xcompiler -Wall,-Wextra $(CUDA_ARCH) -I. tests/test_cuda.cu -o build/test_cuda -lcublasLt -lpthread
+# The CUDA build: sft.h's implementation with SFT_CUDA is one object (sft.h itself
+# compiled as the translation unit), which the CUDA tests and C programs link
+# against. The same sources build with g++ on the CPU emulator (tests/cuda_emu),
+# which runs each CUDA thread as a fiber.
+CUDA_TESTS = test_cuda test_cuda_ops test_cuda_layers test_cuda_model
+CUDA_HDRS  = sft.h sft_cuda.cuh tests/test_cuda.h tests/runner.c tests/test.h
+EMU_HDRS   = tests/cuda_emu/cuda_emu.h tests/cuda_emu/include/cuda_runtime.h
+EMU_FLAGS  = -x c++ -std=c++17 -ffp-contract=off -DCUDA_EMU -Itests/cuda_emu/include -I. -Wall -Wextra -Werror
+EMU_OPT    = -O2 -g
+EMU_SAN    = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+NVCC_FLAGS = -std=c++17 -O2 -Xcompiler -Wall,-Wextra -Werror all-warnings --threads 2 $(CUDA_ARCH) -I.
+CUDA_LIBS  = -lcublasLt -lcudart -lpthread
+
+build/emu build/emu-san build/cuda:
+	mkdir -p $@
+
+build/emu/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu $(STB_DS)
+	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
+build/emu/%.o: tests/%.cu $(CUDA_HDRS) $(EMU_HDRS) | build/emu
+	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -c $< -o $@
+build/test_cuda_emu: build/emu/sft_cuda.o $(CUDA_TESTS:%=build/emu/%.o)
+	$(CXX) $(EMU_OPT) $^ -o $@ $(LDLIBS)
+build/emu-san/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san $(STB_DS)
+	$(CXX) $(EMU_FLAGS) $(EMU_SAN) -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
+build/emu-san/%.o: tests/%.cu $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san
+	$(CXX) $(EMU_FLAGS) $(EMU_SAN) -c $< -o $@
+build/test_cuda_emu_san: build/emu-san/sft_cuda.o $(CUDA_TESTS:%=build/emu-san/%.o)
+	$(CXX) $(EMU_SAN) $^ -o $@ $(LDLIBS)
+build/test_emu: tests/cuda_emu/test_emu.cu $(EMU_HDRS) | build
+	$(CXX) $(EMU_FLAGS) $(EMU_OPT) tests/cuda_emu/test_emu.cu -o $@
+build/test_emu_san: tests/cuda_emu/test_emu.cu $(EMU_HDRS) | build
+	$(CXX) $(EMU_FLAGS) $(EMU_SAN) tests/cuda_emu/test_emu.cu -o $@
+
+# make cuda-emu: the emulator's own tests, then the CUDA tests under three
+# schedules; make cuda-emu-san: the same under the sanitizers, one schedule (the
+# schedules' agreement is cuda-emu's check; this one looks for memory errors)
+cuda-emu: build/test_emu build/test_cuda_emu
+	./build/test_emu
+	sh tests/cuda_emu/schedules.sh ./build/test_cuda_emu
+
+cuda-emu-san: build/test_emu_san build/test_cuda_emu_san
+	ASAN_OPTIONS=detect_leaks=1 ./build/test_emu_san
+	@echo "ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_cuda_emu_san > build/emu-san.log"
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_cuda_emu_san > build/emu-san.log 2>&1; rc=$$?; \
+	    grep -B1 -A12 "FAIL\|ERROR\|runtime error\|cuda_emu:" build/emu-san.log | head -80; tail -n 2 build/emu-san.log; exit $$rc
+
+# make cuda-emu-cli: the sft command built on the emulator trains on the CPU and on
+# the emulated device (after make demo, whose model and data it takes)
+build/sft_emu: examples/sft.c $(CUDA_HDRS) $(EMU_HDRS) | build $(STB_DS)
+	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -DSFT_CUDA examples/sft.c -o $@ $(LDLIBS)
+cuda-emu-cli: build/sft_emu
+	@[ -f $(DEMO_DIR)/base/config.json ] || { echo "make cuda-emu-cli needs make demo first ($(DEMO_DIR))"; exit 1; }
+	sh tests/cuda_emu/cli_check.sh ./build/sft_emu $(DEMO_DIR)/base $(DEMO_DIR)/train.jsonl
+
+# make cuda: the library object, the CUDA tests and the sft command linked against
+# it (a C program: cc, not nvcc); no GPU needed to build
+build/sft_cuda.o: $(CUDA_HDRS) | build $(STB_DS)
+	$(NVCC) $(NVCC_FLAGS) -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
+build/cuda/%.o: tests/%.cu $(CUDA_HDRS) | build/cuda
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+build/test_cuda: build/sft_cuda.o $(CUDA_TESTS:%=build/cuda/%.o)
+	$(NVCC) $(CUDA_ARCH) $^ -o $@ $(CUDA_LIBS)
+build/sft_cuda: examples/sft.c build/sft_cuda.o
+	$(CC) -O2 $(WARN) -DSFT_CLI_LINKED -DSFT_CUDA examples/sft.c build/sft_cuda.o -o $@ -L$(CUDA_HOME)/lib64 $(CUDA_LIBS) -lstdc++ -lm
+cuda: build/sft_cuda.o build/test_cuda build/sft_cuda
+	@echo "cuda: build/sft_cuda.o, build/test_cuda, build/sft_cuda (sm_80, sm_89, sm_90a)"
+
+# make test-cuda: on a machine with a GPU, the whole device check in one bounded
+# run (tests/cuda_emu/gpu_check.sh: builds, runs, compares with the emulator)
+test-cuda:
+	sh tests/cuda_emu/gpu_check.sh
 
 # The benchmark links OpenBLAS as its reference (the library never does). Its
 # CPU-type overrides slow it on these machines, so the run clears them.

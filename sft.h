@@ -66,7 +66,12 @@
                                      its threads and rounding are then the BLAS's,
                                      so bit-identity across thread counts is the
                                      BLAS's to keep
-       SFT_CUDA                      compile the CUDA backend (sft_cuda.cuh; nvcc)
+       SFT_CUDA                      compile the CUDA backend (sft_cuda.cuh): the
+                                     implementation unit is built by nvcc, e.g.
+                                     nvcc -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA
+                                     -c sft.h; C programs link its object with
+                                     -lcublasLt -lcudart -lstdc++. Models then
+                                     load onto the GPU (sft_load_desc.device)
 
    ENVIRONMENT
        SFT_CPU_PATH=portable|avx2|avx512
@@ -235,10 +240,12 @@ typedef struct sft_mem_stats {
     uint64_t allocs;         /* calls to the allocator so far            */
     uint64_t frees;
     size_t arena_capacity;   /* bytes the step arenas and step heap hold (host) */
+    size_t device_bytes_in_use, device_peak_bytes;  /* CUDA memory, likewise */
+    size_t device_arena_capacity;                    /* of which step arenas  */
 } sft_mem_stats;
 
 SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx);
-/* sft_context_mem_reset_peak: set peak_bytes to bytes_in_use. */
+/* sft_context_mem_reset_peak: set peak_bytes to bytes_in_use (both kinds). */
 SFTDEF void          sft_context_mem_reset_peak(sft_context *ctx);
 
 /* ============================================================================
@@ -632,8 +639,11 @@ typedef struct sft_qweight {
     float   *nested_absmax;       /* ... ceil(n_blocks / 256) scales of those codes  */
     float    nested_offset;       /* ... and the mean that was subtracted            */
     float    nested_code[256];    /* ... on this map (the checkpoint's nested_quant_map) */
+    sft_device device;            /* where data, absmax, absmax_q and nested_absmax are
+                                     (code and nested_code stay here in the struct)  */
     /* private */
     sft_context *ctx;
+    float   *device_code;         /* on a device: code (16) then nested_code (256) there */
 } sft_qweight;
 
 /* The arrays of a 4-bit matrix as a checkpoint stores them, each with its length
@@ -666,9 +676,14 @@ SFTDEF sft_status sft_qweight_from_data(sft_context *ctx, const sft_qweight_data
    if double-quantized: nested_code[q] * nested_absmax[i / 256] + nested_offset,
    as bitsandbytes). */
 SFTDEF float      sft_qweight_block_scale(const sft_qweight *q, int64_t block);
-/* sft_dequantize: a new persistent f32 [rows, cols] tensor, element = code[q] *
-   block scale. (The layers below never make one; this is for export and tests.) */
+/* sft_dequantize: a new persistent f32 [rows, cols] tensor on q's device,
+   element = code[q] * block scale, the same bits on every device. (The layers
+   below never make one; this is for export and tests.) */
 SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_tensor **out);
+/* sft_qweight_to_device: a new copy of q on device (SFT_DEVICE_CUDA needs the
+   CUDA build). The block scales of a device copy are read with sft_dequantize
+   or after copying back; sft_qweight_block_scale needs a CPU qweight. */
+SFTDEF sft_status sft_qweight_to_device(sft_context *ctx, const sft_qweight *q, sft_device device, sft_qweight **out);
 SFTDEF void       sft_qweight_destroy(sft_qweight *q);
 /* The code tables: 16 values for NF4/FP4 (index = the 4-bit pattern), and the 256
    sorted values of bitsandbytes' signed dynamic 8-bit map. */
@@ -963,6 +978,11 @@ typedef struct sft_load_desc {
                                      A pre-quantized checkpoint loads as stored.   */
     int            blocksize;     /* 0 = 64                                         */
     int            double_quant;  /* bnb_4bit_use_double_quant                      */
+    sft_device     device;        /* where the model lives: SFT_DEVICE_CPU (0), or
+                                     SFT_DEVICE_CUDA (the CUDA build and a device):
+                                     weights, adapters, their gradients, optimizer
+                                     state and activations all stay there; batches
+                                     are given on the CPU and copied over        */
     sft_dtype      compute_dtype; /* bnb_4bit_compute_dtype: SFT_F32 (0) or SFT_BF16:
                                      the frozen base's GEMMs (the decoder's linears
                                      and the output projection) multiply in bf16 and
@@ -1040,8 +1060,8 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
                                     sft_model_output *out);
 
 /* sft_shift_labels: transformers' causal-LM shift: out[b, t] = labels[b, t + 1],
-   -100 at the end of each row (a step tensor): position t predicts token t + 1.
-   For a compute_loss of one's own on the logits. */
+   -100 at the end of each row (a step tensor on labels' device): position t
+   predicts token t + 1. For a compute_loss of one's own on the logits. */
 SFTDEF sft_status sft_shift_labels(sft_context *ctx, const sft_tensor *labels, sft_tensor **out);
 
 /* PEFT adapter directories: adapter_config.json (peft_type LORA) and
@@ -1100,7 +1120,9 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
    (allocated by the optimizer, not by a step). total is their sum; a steady
    step's allocator high-water mark (sft_context_mem_stats) is total -
    optimizer, plus whatever else the host allocated. Weights are copied on load,
-   so mmapped is 0. */
+   so mmapped is 0. For a model on a device every figure is device memory
+   (sft_mem_stats' device_ fields; the tape's small records stay on the host),
+   and workspace is cuBLASLt's. */
 typedef struct sft_memory_plan {
     size_t weights, adapters, gradients, optimizer, activations, workspace, total, mmapped;
 } sft_memory_plan;
@@ -1126,7 +1148,8 @@ SFTDEF int         sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT
 SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name);
 /* sft_model_prompt_init_text: prompt-tuning embeddings [P, D] initialised as PEFT's
    TEXT init: the embeddings of the ids (the tokenized init text), repeated to
-   fill P rows or cut to P. A persistent tensor with requires_grad set. */
+   fill P rows or cut to P. A persistent tensor on the model's device with
+   requires_grad set. */
 SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, int n_ids, int num_virtual_tokens,
                                              sft_tensor **out);
 
@@ -1273,7 +1296,10 @@ typedef struct sft_optimizer sft_optimizer;
    dynamic map, exp_avg_sq on the unsigned one); a step decodes them, updates in
    f32 and codes them again through bitsandbytes' 65,536-bin table. Smaller
    tensors keep f32 moments with bitsandbytes' 32-bit update (torch's AdamW with
-   the bias corrections folded differently). 2 bytes per value instead of 8. */
+   the bias corrections folded differently). 2 bytes per value instead of 8.
+
+   A parameter's state lives on its device; on CUDA its update runs there,
+   giving the CPU's bits (the same per-element functions, see sft_cuda.cuh). */
 SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
                                        const sft_adamw_desc *desc, sft_optimizer **out);
 SFTDEF void       sft_optimizer_destroy(sft_optimizer *opt);
@@ -1282,14 +1308,19 @@ SFTDEF void       sft_optimizer_destroy(sft_optimizer *opt);
 SFTDEF sft_status sft_optimizer_step(sft_optimizer *opt, double lr);
 SFTDEF void       sft_optimizer_zero_grad(sft_optimizer *opt);
 /* sft_optimizer_clip_grad_norm: the global L2 norm of the gradients (computed in
-   double over fixed chunks: the same on any thread count); when max_norm > 0 and
-   the norm exceeds it, every gradient is scaled by max_norm / (norm + 1e-6), as
-   torch.nn.utils.clip_grad_norm_. Returns the norm before clipping. */
+   double over fixed chunks of 4096 values, added in order: the same on any
+   thread count and device); when max_norm > 0 and the norm exceeds it, every
+   gradient is scaled by max_norm / (norm + 1e-6), as
+   torch.nn.utils.clip_grad_norm_. Returns the norm before clipping (NaN, with
+   sft_last_error() set, if a device could not compute it). */
 SFTDEF double     sft_optimizer_clip_grad_norm(sft_optimizer *opt, double max_norm);
 /* sft_optimizer_state: parameter i's state, writable (a checkpoint restores it
    in place): f32 moments, or for an 8-bit tensor its codes and block scales
-   (blocks = ceil(numel / 256)); the others are NULL. */
+   (blocks = ceil(numel / 256)); the others are NULL. On a device (device !=
+   SFT_DEVICE_CPU) the arrays are device memory: copy them with the device's
+   copies (sft_tensor_copy_from between tensors, or cudaMemcpy). */
 typedef struct sft_optimizer_state {
+    sft_device device;
     int64_t  step, numel, blocks;
     float   *exp_avg, *exp_avg_sq;
     uint8_t *state1, *state2;          /* 8-bit codes of exp_avg, exp_avg_sq    */
@@ -1397,7 +1428,7 @@ SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out);
 
 /* A loss of the host's own (transformers' compute_loss_func): logits [B, T, V]
    (a step tensor in the graph), labels [B, T] unshifted as the model takes them
-   (-100 = ignored), num_items_in_batch the accumulation window's label count.
+   (-100 = ignored; both on the model's device), num_items_in_batch the accumulation window's label count.
    Build *loss, a scalar, from sft ops on logits so backward reaches the
    weights; it is used as is (not divided by the accumulation steps). */
 typedef sft_status (*sft_compute_loss_fn)(sft_context *ctx, sft_tensor *logits, sft_tensor *labels,
@@ -1519,7 +1550,10 @@ SFTDEF uint64_t sft_rng_key(uint64_t seed, uint64_t purpose, uint64_t a, uint64_
 
 /* ============================================================================
    === CUDA seam
-   sft_cuda_available: 1 if this build has the CUDA backend and a device answers. */
+   With SFT_CUDA, tensors, 4-bit weights, layers, models and optimizers can live
+   on SFT_DEVICE_CUDA and every operator runs there (sft_cuda.cuh says how each
+   compares with the CPU). sft_cuda_available: 1 if this build has the CUDA
+   backend and a device answers. */
 SFTDEF int sft_cuda_available(void);
 
 #ifdef __cplusplus
@@ -1619,6 +1653,28 @@ SFTDEF int sft_cuda_available(void);
 #  define SFT__PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #  define SFT__PRINTF(a, b)
+#endif
+
+/* Helpers the CUDA kernels share (sft_cuda.cuh calls them on the device, so the
+   CPU tests cover the same code) are marked SFT__HD: __host__ __device__ under
+   nvcc, nothing otherwise. Inside them SFT__MUL/SFT__ADD round each operation
+   on its own on both sides (SFT__DMUL/SFT__DADD in double): nvcc would fuse
+   a * b + c into one FMA in device code, which C99 compilers here never do. */
+#if defined(__CUDACC__)
+#  define SFT__HD __host__ __device__
+#else
+#  define SFT__HD
+#endif
+#if defined(__CUDA_ARCH__)
+#  define SFT__MUL(a, b) __fmul_rn(a, b)
+#  define SFT__ADD(a, b) __fadd_rn(a, b)
+#  define SFT__DMUL(a, b) __dmul_rn(a, b)
+#  define SFT__DADD(a, b) __dadd_rn(a, b)
+#else
+#  define SFT__MUL(a, b) ((a) * (b))
+#  define SFT__ADD(a, b) ((a) + (b))
+#  define SFT__DMUL(a, b) ((a) * (b))
+#  define SFT__DADD(a, b) ((a) + (b))
 #endif
 
 #ifdef __cplusplus
@@ -1769,6 +1825,10 @@ struct sft_context {
     int         profiling;
     double      prof_s[2][SFT__PROF_ROWS], prof_flop[2][SFT__PROF_ROWS];
     int64_t     prof_calls[SFT__PROF_ROWS];
+    /* the CUDA backend's state (sft_cuda.cuh: block sizes, cuBLASLt) and its
+       accounting of device bytes */
+    void       *cuda;
+    size_t      device_bytes_in_use, device_peak_bytes;
 };
 
 static void *sft__raw_alloc(sft_context *ctx, size_t size) {
@@ -2376,6 +2436,9 @@ static void sft__arena_reset(sft__arena *a) {
    === context */
 
 static sft_status sft__cpu_path_check(sft_cpu_path path);
+#ifdef SFT_CUDA
+static void sft__cuda_context_free(sft_context *ctx);   /* sft_cuda.cuh: its state, cuBLASLt */
+#endif
 
 SFTDEF sft_status sft_context_create(const sft_context_desc *desc, sft_context **out) {
     sft_context_desc d;
@@ -2441,6 +2504,9 @@ SFTDEF void sft_context_destroy(sft_context *ctx) {
         sft__arena_free_blocks(&ctx->arena[dev]);
         sft__arena_free_blocks(&ctx->scratch[dev]);
     }
+#ifdef SFT_CUDA
+    sft__cuda_context_free(ctx);
+#endif
     tmp = *ctx;
     sft__free(&tmp, ctx);
 }
@@ -2455,10 +2521,16 @@ SFTDEF sft_mem_stats sft_context_mem_stats(const sft_context *ctx) {
     s.allocs = ctx->allocs; s.frees = ctx->frees;
     s.arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CPU]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CPU]) +
                        ctx->heap.live + ctx->heap.cached;
+    s.device_bytes_in_use = ctx->device_bytes_in_use; s.device_peak_bytes = ctx->device_peak_bytes;
+    s.device_arena_capacity = sft__arena_capacity(&ctx->arena[SFT_DEVICE_CUDA]) + sft__arena_capacity(&ctx->scratch[SFT_DEVICE_CUDA]);
     return s;
 }
 
-SFTDEF void sft_context_mem_reset_peak(sft_context *ctx) { if (ctx) ctx->peak_bytes = ctx->bytes_in_use; }
+SFTDEF void sft_context_mem_reset_peak(sft_context *ctx) {
+    if (!ctx) return;
+    ctx->peak_bytes = ctx->bytes_in_use;
+    ctx->device_peak_bytes = ctx->device_bytes_in_use;
+}
 
 static void sft__log(const sft_context *ctx, sft_log_level level, const char *fmt, ...) {
     char msg[1024];
@@ -2525,13 +2597,28 @@ SFTDEF sft_cpu_path sft_cpu_path_get(const sft_context *ctx) {
 /* ============================================================================
    === devices
    CPU memory comes from the context allocator; CUDA memory from the backend in
-   sft_cuda.cuh, present only when the implementation is compiled with SFT_CUDA. */
+   sft_cuda.cuh, present only when the implementation is compiled with SFT_CUDA.
+   The host never reads device memory directly: it copies (sft__device_copy),
+   and everything else on a device runs as a kernel (the CUDA emulator under
+   tests/cuda_emu faults on a host access, as a GPU would). */
 
 #ifdef SFT_CUDA
 static sft_status sft__cuda_alloc(sft_context *ctx, size_t size, void **out);
 static void       sft__cuda_free(sft_context *ctx, void *ptr);
 static sft_status sft__cuda_copy(void *dst, sft_device dst_dev, const void *src, sft_device src_dev, size_t n);
 static sft_status sft__cuda_memset0(void *dst, size_t n);
+/* the CUDA work sft.h's sections start outside the operators (sft_cuda.cuh) */
+struct sft__wref;
+struct sft__adam_k;
+static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, float *out);
+static sft_status sft__cuda_dora_norm(sft_context *ctx, const struct sft__wref *w, const sft_tensor *A, const sft_tensor *B, float s,
+                                      float *norm);
+static sft_status sft__cuda_adamw(sft_optimizer *o, int i, struct sft__adam_k k, int kind);
+static sft_status sft__cuda_grad_sq(sft_context *ctx, const float *g, int64_t n, double *out);
+static sft_status sft__cuda_scale_inplace(float *x, int64_t n, float s);
+static size_t     sft__cuda_workspace_bytes(void);
+static sft_status sft__cuda_attn_cached(sft_context *ctx, const sft_model_config *c, const float *q, const float *kc, const float *vc,
+                                        int64_t pos0, int64_t n, float *out);
 #endif
 
 static sft_status sft__no_cuda(const char *what) {
@@ -2744,13 +2831,17 @@ SFTDEF float sft_bf16_to_f32(uint16_t h) {
     return f;
 }
 
-SFTDEF uint16_t sft_f32_to_bf16(float f) {
+/* sft__bf16_bits: f rounded to bf16 (nearest even, NaN kept quiet with its
+   sign); shared with the CUDA kernels, which round GEMM operands the same way */
+static SFT__HD uint16_t sft__bf16_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN, sign kept */
     u += 0x7fffu + ((u >> 16) & 1);                                            /* round to nearest even */
     return (uint16_t)(u >> 16);
 }
+
+SFTDEF uint16_t sft_f32_to_bf16(float f) { return sft__bf16_bits(f); }
 
 SFTDEF float sft_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, u;
@@ -4201,6 +4292,20 @@ SFTDEF sft_st_entry sft_st_entry_from_tensor(const char *name, const sft_tensor 
     return e;
 }
 
+/* sft__st_entry_staged: an entry for a tensor on any device; one on a device is
+   copied to the host first, into *copy (free it with sft__free after saving) */
+static sft_status sft__st_entry_staged(sft_context *ctx, const char *name, const sft_tensor *t, sft_st_entry *e, void **copy) {
+    size_t n = sft_tensor_nbytes(t);
+    sft_status s;
+    *e = sft_st_entry_from_tensor(name, t);
+    *copy = NULL;
+    if (t->device == SFT_DEVICE_CPU) return SFT_OK;
+    if (!(*copy = sft__alloc(ctx, n ? n : 1))) return sft__fail(SFT_ERR_NOMEM, "save: '%s': %zu bytes to copy off the device", name, n);
+    if ((s = sft__device_copy(*copy, SFT_DEVICE_CPU, t->data, t->device, n)) != SFT_OK) { sft__free(ctx, *copy); *copy = NULL; return s; }
+    e->data = *copy;
+    return SFT_OK;
+}
+
 static int sft__st_save_cmp(const void *a, const void *b) {
     const sft_st_entry *x = *(const sft_st_entry *const *)a, *y = *(const sft_st_entry *const *)b;
     int rx = sft__st_rank(x->dtype), ry = sft__st_rank(y->dtype);
@@ -4340,7 +4445,8 @@ done:
    a keyed bijection of a 128-bit counter, so any element's random number is
    computed directly from (key, index), on any thread, in any order. */
 
-SFTDEF void sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
+/* sft__philox: the ten rounds (sft_philox's body, shared with the CUDA kernels) */
+static SFT__HD void sft__philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
     uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
     uint32_t c0 = (uint32_t)counter_lo, c1 = (uint32_t)(counter_lo >> 32);
     uint32_t c2 = (uint32_t)counter_hi, c3 = (uint32_t)(counter_hi >> 32);
@@ -4352,6 +4458,10 @@ SFTDEF void sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, u
         k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
     }
     out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+SFTDEF void sft_philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
+    sft__philox(key, counter_hi, counter_lo, out);
 }
 
 SFTDEF float sft_rng_uniform(uint64_t key, uint64_t index) {
@@ -4387,13 +4497,13 @@ static uint32_t sft__dropout_threshold(float p) {
 }
 
 /* sft__dropout_word: mask word w (elements 64w .. 64w + 63). The reference for
-   the SIMD versions below. */
-static uint64_t sft__dropout_word(uint64_t key, uint32_t threshold, uint64_t w) {
+   the SIMD versions below; the CUDA kernel calls it too. */
+static SFT__HD uint64_t sft__dropout_word(uint64_t key, uint32_t threshold, uint64_t w) {
     uint64_t m = 0;
     int lane, q;
     for (lane = 0; lane < 16; lane++) {
         uint32_t r[4];
-        sft_philox(key, 0, w * 16 + (uint64_t)lane, r);
+        sft__philox(key, 0, w * 16 + (uint64_t)lane, r);
         for (q = 0; q < 4; q++) m |= (uint64_t)((r[q] >> 8) >= threshold) << (16 * q + lane);
     }
     return m;
@@ -7219,20 +7329,89 @@ static int sft__quant_blocksize_ok(int bs) { return bs >= 32 && bs <= 4096 && (b
 
 static int64_t sft__ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-SFTDEF float sft_qweight_block_scale(const sft_qweight *q, int64_t block) {
-    if (!q->double_quant) return q->absmax[block];
-    return q->nested_code[q->absmax_q[block]] * q->nested_absmax[block / SFT_QUANT_NESTED_BLOCKSIZE] + q->nested_offset;
+/* sft__q4_scale: block b's scale from a 4-bit weight's arrays: absmax[b], or its
+   8-bit code decoded (shared with the CUDA kernels, which pass device arrays) */
+static SFT__HD float sft__q4_scale(const float *absmax, const uint8_t *absmax_q, const float *nested_absmax,
+                                   const float *nested_code, float offset, int64_t b) {
+    if (absmax) return absmax[b];
+    return SFT__ADD(SFT__MUL(nested_code[absmax_q[b]], nested_absmax[b / SFT_QUANT_NESTED_BLOCKSIZE]), offset);
 }
 
-static unsigned sft__q4_nibble(const uint8_t *data, int64_t e) { return (data[e >> 1] >> ((e & 1) ? 0 : 4)) & 15u; }
+SFTDEF float sft_qweight_block_scale(const sft_qweight *q, int64_t block) {
+    return sft__q4_scale(q->double_quant ? NULL : q->absmax, q->absmax_q, q->nested_absmax, q->nested_code, q->nested_offset,
+                         block);
+}
+
+static SFT__HD unsigned sft__q4_nibble(const uint8_t *data, int64_t e) { return (data[e >> 1] >> ((e & 1) ? 0 : 4)) & 15u; }
 
 SFTDEF void sft_qweight_destroy(sft_qweight *q) {
     if (!q) return;
+    if (q->device != SFT_DEVICE_CPU) {
+        sft__device_free(q->ctx, q->device, q->data);
+        sft__device_free(q->ctx, q->device, q->absmax);
+        sft__device_free(q->ctx, q->device, q->absmax_q);
+        sft__device_free(q->ctx, q->device, q->nested_absmax);
+        sft__device_free(q->ctx, q->device, q->device_code);
+        sft__free(q->ctx, q);
+        return;
+    }
     sft__free(q->ctx, q->data);
     sft__free(q->ctx, q->absmax);
     sft__free(q->ctx, q->absmax_q);
     sft__free(q->ctx, q->nested_absmax);
     sft__free(q->ctx, q);
+}
+
+/* sft__qweight_upload: a device array of n bytes holding src (src may be NULL:
+   then nothing, *dst stays NULL) */
+static sft_status sft__qweight_upload(sft_context *ctx, sft_device device, const void *src, size_t n, void **dst) {
+    *dst = NULL;
+    if (!src) return SFT_OK;
+    SFT__TRY(sft__device_alloc(ctx, device, n, dst));
+    return sft__device_copy(*dst, device, src, SFT_DEVICE_CPU, n);
+}
+
+SFTDEF sft_status sft_qweight_to_device(sft_context *ctx, const sft_qweight *q, sft_device device, sft_qweight **out) {
+    sft_qweight *d;
+    sft_status s;
+    float tables[16 + 256];
+    size_t nested;
+    if (out) *out = NULL;
+    if (!ctx || !q || !out) return sft__fail(SFT_ERR_ARG, "qweight_to_device: NULL argument");
+    if (q->device != SFT_DEVICE_CPU || (int)device < 0 || device >= SFT_DEVICE_COUNT)
+        return sft__fail(SFT_ERR_DEVICE, "qweight_to_device: copies a CPU 4-bit weight to a device (device %d)", (int)device);
+    d = (sft_qweight *)sft__alloc(ctx, sizeof *d);
+    if (!d) return sft__fail(SFT_ERR_NOMEM, "qweight_to_device: the struct");
+    *d = *q;
+    d->ctx = ctx; d->device = device;
+    d->data = NULL; d->absmax = NULL; d->absmax_q = NULL; d->nested_absmax = NULL; d->device_code = NULL;
+    if (device == SFT_DEVICE_CPU) {   /* a plain copy */
+        sft_qweight_data qd;
+        sft__free(ctx, d);
+        memset(&qd, 0, sizeof qd);
+        qd.type = q->type; qd.rows = q->rows; qd.cols = q->cols; qd.blocksize = q->blocksize;
+        qd.data = q->data; qd.data_bytes = (size_t)((q->rows * q->cols + 1) / 2);
+        qd.code = q->code; qd.code_len = 16;
+        qd.absmax = q->absmax; qd.n_absmax = q->n_blocks;
+        qd.absmax_q = q->absmax_q; qd.n_absmax_q = q->n_blocks;
+        qd.nested_absmax = q->nested_absmax; qd.n_nested_absmax = sft__ceil_div(q->n_blocks, SFT_QUANT_NESTED_BLOCKSIZE);
+        qd.nested_offset = q->nested_offset; qd.nested_code = q->nested_code; qd.nested_code_len = 256;
+        return sft_qweight_from_data(ctx, &qd, out);
+    }
+    nested = (size_t)sft__ceil_div(q->n_blocks, SFT_QUANT_NESTED_BLOCKSIZE);
+    memcpy(tables, q->code, sizeof q->code);
+    memcpy(tables + 16, q->nested_code, sizeof q->nested_code);
+    s = sft__qweight_upload(ctx, device, q->data, (size_t)((q->rows * q->cols + 1) / 2), (void **)&d->data);
+    if (s == SFT_OK) s = sft__qweight_upload(ctx, device, q->absmax, (size_t)q->n_blocks * sizeof(float), (void **)&d->absmax);
+    if (s == SFT_OK) s = sft__qweight_upload(ctx, device, q->absmax_q, (size_t)q->n_blocks, (void **)&d->absmax_q);
+    if (s == SFT_OK) s = sft__qweight_upload(ctx, device, q->nested_absmax, nested * sizeof(float), (void **)&d->nested_absmax);
+    if (s == SFT_OK) s = sft__qweight_upload(ctx, device, tables, sizeof tables, (void **)&d->device_code);
+    if (s != SFT_OK) {
+        sft_qweight_destroy(d);
+        return sft__fail(s, "qweight_to_device: [%lld, %lld]: %s", (long long)q->rows, (long long)q->cols, sft_last_error());
+    }
+    *out = d;
+    return SFT_OK;
 }
 
 /* sft__qweight_alloc: a zeroed qweight with its arrays for the given layout. */
@@ -7520,6 +7699,16 @@ SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_ten
     if (out) *out = NULL;
     if (!ctx || !q || !out) return sft__fail(SFT_ERR_ARG, "dequantize: NULL argument");
     shape[0] = q->rows; shape[1] = q->cols;
+    if (q->device != SFT_DEVICE_CPU) {
+#ifdef SFT_CUDA
+        sft_status s;
+        SFT__TRY(sft_tensor_create_on(ctx, q->device, SFT_F32, 2, shape, out));
+        if ((s = sft__cuda_dequantize(ctx, q, SFT__F(*out))) != SFT_OK) { sft_tensor_destroy(*out); *out = NULL; }
+        return s;
+#else
+        return sft__no_cuda("dequantize");
+#endif
+    }
     SFT__TRY(sft_tensor_create(ctx, SFT_F32, 2, shape, out));
     j.q = q; j.out = SFT__F(*out); j.simd = sft_cpu_path_get(ctx) >= SFT_CPU_AVX2;
     sft__parallel_rows(ctx, q->rows, 16, sft__dequant_range, &j);
@@ -7537,6 +7726,8 @@ SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_ten
 /* A base weight as a GEMM operand; bf16: its GEMMs multiply in bf16 (a frozen
    weight only: a trainable one keeps f32). */
 typedef struct sft__wref { const sft_qweight *q; const sft_tensor *w; int64_t N, K; int bf16; } sft__wref;
+
+static sft_device sft__wref_device(const sft__wref *w) { return w->q ? w->q->device : w->w->device; }
 
 static void sft__wsrc_decode(const sft__bsrc *s, int64_t e0, int64_t count, float *out, int64_t stride) {
     int64_t i;
@@ -8270,6 +8461,19 @@ static sft_status sft__shape_mismatch(const char *op, const char *why, const sft
     return sft__fail(SFT_ERR_SHAPE, "%s: %s (%s vs %s)", op, why, SFT__SHAPE(a, sa), SFT__SHAPE(b, sb));
 }
 
+/* sft__i32_host: an i32 tensor's values where the host can read them: its own
+   data on the CPU, else a copy in the step arena (ids and labels on a device are
+   checked and counted on the host before the kernel runs). */
+static sft_status sft__i32_host(sft_context *ctx, const sft_tensor *t, const int32_t **out) {
+    void *mem;
+    *out = (const int32_t *)t->data;
+    if (t->device == SFT_DEVICE_CPU) return SFT_OK;
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sft_tensor_nbytes(t), &mem));
+    SFT__TRY(sft__device_copy(mem, SFT_DEVICE_CPU, t->data, t->device, sft_tensor_nbytes(t)));
+    *out = (const int32_t *)mem;
+    return SFT_OK;
+}
+
 /* ============================================================================
    === ops: the public operators */
 
@@ -8381,6 +8585,7 @@ SFTDEF sft_status sft_embedding(sft_context *ctx, sft_tensor *weight, sft_tensor
     sft__node n;
     sft_tensor *in[2];
     int64_t shape[SFT_MAX_DIMS], i, count;
+    const int32_t *id_values;
     char sb[96];
     in[0] = weight; in[1] = ids;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_EMBEDDING, 2, in, out));
@@ -8389,13 +8594,13 @@ SFTDEF sft_status sft_embedding(sft_context *ctx, sft_tensor *weight, sft_tensor
     if (weight->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "embedding: weight must be [V, D], got %s", SFT__SHAPE(weight, sb));
     if (ids->ndim >= SFT_MAX_DIMS) return sft__fail(SFT_ERR_SHAPE, "embedding: ids %s has too many dims", SFT__SHAPE(ids, sb));
     count = sft_tensor_numel(ids);
-    if (ids->device == SFT_DEVICE_CPU)
-        for (i = 0; i < count; i++) {
-            int32_t id = ((const int32_t *)ids->data)[i];
-            if (id < 0 || id >= weight->shape[0])
-                return sft__fail(SFT_ERR_ARG, "embedding: ids[%lld] = %d is outside the vocabulary [0, %lld)", (long long)i, id,
-                                 (long long)weight->shape[0]);
-        }
+    SFT__TRY(sft__i32_host(ctx, ids, &id_values));
+    for (i = 0; i < count; i++) {
+        int32_t id = id_values[i];
+        if (id < 0 || id >= weight->shape[0])
+            return sft__fail(SFT_ERR_ARG, "embedding: ids[%lld] = %d is outside the vocabulary [0, %lld)", (long long)i, id,
+                             (long long)weight->shape[0]);
+    }
     for (i = 0; i < ids->ndim; i++) shape[i] = ids->shape[i];
     shape[ids->ndim] = weight->shape[1];
     SFT__TRY(sft__node_out(ctx, &n, ids->ndim + 1, shape));
@@ -8544,10 +8749,11 @@ SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, 
 
 /* sft__ce_prepare: the checks and node settings cross_entropy and
    linear_cross_entropy share (labels against V, reduction, divisor). */
-static sft_status sft__ce_prepare(const char *op, const sft_ce_desc *desc, const sft_tensor *labels, int64_t N, int64_t V,
-                                  sft__node *n) {
+static sft_status sft__ce_prepare(sft_context *ctx, const char *op, const sft_ce_desc *desc, const sft_tensor *labels, int64_t N,
+                                  int64_t V, sft__node *n) {
     sft_ce_desc d;
     int64_t i, counted = 0;
+    const int32_t *values;
     memset(&d, 0, sizeof d);
     if (desc) d = *desc;
     if (d.ignore_index == 0) d.ignore_index = -100;
@@ -8557,15 +8763,15 @@ static sft_status sft__ce_prepare(const char *op, const sft_ce_desc *desc, const
         return sft__fail(SFT_ERR_ARG, "%s: reduction %d does not exist", op, (int)d.reduction);
     if (d.reduction == SFT_CE_SUM_DIV && !(d.divisor > 0.0f && d.divisor < INFINITY))
         return sft__fail(SFT_ERR_ARG, "%s: divisor = %g (want > 0, e.g. num_items_in_batch)", op, d.divisor);
-    if (labels->device == SFT_DEVICE_CPU)
-        for (i = 0; i < N; i++) {
-            int32_t y = ((const int32_t *)labels->data)[i];
-            if (y == d.ignore_index) continue;
-            if (y < 0 || y >= V)
-                return sft__fail(SFT_ERR_ARG, "%s: labels[%lld] = %d is outside [0, %lld) and not ignore_index %d", op,
-                                 (long long)i, y, (long long)V, d.ignore_index);
-            counted++;
-        }
+    SFT__TRY(sft__i32_host(ctx, labels, &values));
+    for (i = 0; i < N; i++) {
+        int32_t y = values[i];
+        if (y == d.ignore_index) continue;
+        if (y < 0 || y >= V)
+            return sft__fail(SFT_ERR_ARG, "%s: labels[%lld] = %d is outside [0, %lld) and not ignore_index %d", op,
+                             (long long)i, y, (long long)V, d.ignore_index);
+        counted++;
+    }
     n->f[0] = d.label_smoothing;
     n->f[1] = d.reduction == SFT_CE_SUM ? 1.0f : d.reduction == SFT_CE_SUM_DIV ? 1.0f / d.divisor : 1.0f / (float)counted;
     n->i[0] = d.ignore_index;
@@ -8587,7 +8793,7 @@ SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_te
     N = sft_tensor_numel(logits) / V;
     if (labels->ndim != logits->ndim - 1 || sft_tensor_numel(labels) != N)
         return sft__shape_mismatch("cross_entropy", "labels must have the logits' shape without the last dim", logits, labels);
-    SFT__TRY(sft__ce_prepare("cross_entropy", desc, labels, N, V, &n));
+    SFT__TRY(sft__ce_prepare(ctx, "cross_entropy", desc, labels, N, V, &n));
     saved_shape[0] = 2; saved_shape[1] = N;
     SFT__TRY(sft__tensor_step(ctx, logits->device, SFT_F32, 2, saved_shape, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
@@ -8620,7 +8826,7 @@ static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hid
     N = D ? sft_tensor_numel(hidden) / D : 0;
     if (labels->ndim != hidden->ndim - 1 || sft_tensor_numel(labels) != N)
         return sft__shape_mismatch("linear_cross_entropy", "labels must have hidden's shape without the last dim", hidden, labels);
-    SFT__TRY(sft__ce_prepare("linear_cross_entropy", desc, labels, N, V, &n));
+    SFT__TRY(sft__ce_prepare(ctx, "linear_cross_entropy", desc, labels, N, V, &n));
     vc = N ? (SFT__LCE_CHUNK_BYTES / 4 / N) & ~(int64_t)63 : V;
     if (vc < 64) vc = 64;
     if (vc > V) vc = V;
@@ -8667,6 +8873,15 @@ static sft_status sft__lin_check_x(const char *op, const sft_tensor *x, int64_t 
     SFT__TRY(sft__check_in(op, "x", x, SFT_F32));
     if (x->ndim < 1 || x->shape[x->ndim - 1] != K)
         return sft__fail(SFT_ERR_SHAPE, "%s: x %s must end in in_features = %lld", op, SFT__SHAPE(x, sb), (long long)K);
+    return SFT_OK;
+}
+
+/* x must be where the layer's weight is (a CUDA layer takes CUDA inputs) */
+static sft_status sft__lin_check_device(const char *op, const sft_tensor *x, sft__wref w) {
+    sft_device wd = sft__wref_device(&w);
+    if (x->device != wd)
+        return sft__fail(SFT_ERR_DEVICE, "%s: x is on %s, the weight on %s", op, x->device == SFT_DEVICE_CPU ? "cpu" : "cuda",
+                         wd == SFT_DEVICE_CPU ? "cpu" : "cuda");
     return SFT_OK;
 }
 
@@ -8721,6 +8936,7 @@ SFTDEF sft_status sft_linear4bit(sft_context *ctx, sft_tensor *x, const sft_qwei
     SFT__TRY(sft__lin_check_x("linear4bit", x, w->cols));
     SFT__TRY(sft__lin_check_bias("linear4bit", bias, w->rows));
     ref.q = w; ref.w = NULL; ref.N = w->rows; ref.K = w->cols; ref.bf16 = 0;
+    SFT__TRY(sft__lin_check_device("linear4bit", x, ref));
     SFT__TRY(sft__lin_plan_new(ctx, ref, x, &p));
     return sft__lin_node_run(ctx, p, x, bias, out);
 }
@@ -8772,13 +8988,15 @@ SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *des
     if (!desc->weight == !desc->qweight) return sft__fail(SFT_ERR_ARG, "linear: give exactly one of weight and qweight");
     if (desc->weight) {
         const sft_tensor *w = desc->weight;
-        if ((w->dtype != SFT_F32 && w->dtype != SFT_BF16) || w->device != SFT_DEVICE_CPU)
-            return sft__fail(SFT_ERR_DTYPE, "linear: weight is %s (want an f32 or bf16 CPU tensor)", sft_dtype_name(w->dtype));
+        if (w->dtype != SFT_F32 && w->dtype != SFT_BF16)
+            return sft__fail(SFT_ERR_DTYPE, "linear: weight is %s (want f32 or bf16)", sft_dtype_name(w->dtype));
         if (w->ndim != 2 || w->shape[0] < 1 || w->shape[1] < 1)
             return sft__fail(SFT_ERR_SHAPE, "linear: weight %s must be [out, in], neither empty", SFT__SHAPE(w, sb));
     }
     SFT__TRY(sft__lin_check_bias("linear", desc->bias, desc->weight ? desc->weight->shape[0] : desc->qweight->rows));
     SFT__TRY(sft__compute_dtype_check("linear", desc->compute_dtype));
+    if (desc->bias && desc->bias->device != (desc->weight ? desc->weight->device : desc->qweight->device))
+        return sft__fail(SFT_ERR_DEVICE, "linear: the bias is on another device than the weight");
     l = (sft_linear *)sft__calloc(ctx, 1, sizeof *l);
     if (!l) return sft__fail(SFT_ERR_NOMEM, "linear: cannot allocate the layer");
     l->ctx = ctx; l->weight = desc->weight; l->qweight = desc->qweight; l->bias = desc->bias;
@@ -8833,6 +9051,32 @@ static sft_status sft__lora_defaults(const sft_lora_desc *desc, sft_lora_desc *d
     return SFT_OK;
 }
 
+/* sft__adapter_to_device: an adapter made on the CPU moves to its layer's device */
+static sft_status sft__adapter_to_device(sft_context *ctx, sft__adapter *a, sft_device device) {
+    sft_tensor **t[3];
+    int i;
+    t[0] = &a->A; t[1] = &a->B; t[2] = &a->m;
+    for (i = 0; i < 3; i++) {
+        sft_tensor *moved = NULL;
+        if (!*t[i]) continue;
+        SFT__TRY(sft_tensor_to_device(ctx, *t[i], device, &moved));
+        sft_tensor_destroy(*t[i]);
+        *t[i] = moved;
+    }
+    return SFT_OK;
+}
+
+/* sft__lin_dora_norm: |W + s B A| per row (sft__dora_norm) where the layer is */
+static sft_status sft__lin_dora_norm(sft_context *ctx, const sft__wref *w, const sft_tensor *A, const sft_tensor *B, float s,
+                                     float *norm) {
+    if (sft__wref_device(w) == SFT_DEVICE_CPU) return sft__dora_norm(ctx, w, A, B, s, norm);
+#ifdef SFT_CUDA
+    return sft__cuda_dora_norm(ctx, w, A, B, s, norm);
+#else
+    return sft__no_cuda("DoRA norm");
+#endif
+}
+
 /* A's first values: kaiming-uniform with a = sqrt(5) is U(-1/sqrt(in), 1/sqrt(in));
    "gaussian" is N(0, (1/r)^2) (PEFT: std = 1 / r). */
 static void sft__lora_init_A(sft_tensor *A, const sft_lora_desc *d) {
@@ -8870,8 +9114,9 @@ SFTDEF sft_status sft_linear_add_adapter(sft_linear *lin, const char *name, cons
     if (s == SFT_OK) {
         sft__lora_init_A(a->A, &d);
         w = sft__lin_wref(lin);
-        if (a->m) s = sft__dora_norm(lin->ctx, &w, a->A, a->B, a->scaling, SFT__F(a->m));   /* B = 0: |W| */
+        if (sft__wref_device(&w) != SFT_DEVICE_CPU) s = sft__adapter_to_device(lin->ctx, a, sft__wref_device(&w));
     }
+    if (s == SFT_OK && a->m) s = sft__lin_dora_norm(lin->ctx, &w, a->A, a->B, a->scaling, SFT__F(a->m));   /* B = 0: |W| */
     if (s != SFT_OK) { sft__adapter_free(lin->ctx, a); return s; }
     sft_tensor_set_requires_grad(a->A, 1);
     sft_tensor_set_requires_grad(a->B, 1);
@@ -8915,25 +9160,26 @@ SFTDEF sft_status sft_linear_adapter_weights(sft_linear *lin, const char *name, 
 static sft_status sft__lin_add_term(sft_context *ctx, sft_linear *lin, sft__lin_plan *p, int ai, const sft_linear_call *call) {
     const sft__adapter *ad = &lin->ad[ai];
     sft__lin_term *t = &p->term[p->n_terms++];
+    sft_device dev = sft__wref_device(&p->w);   /* the layer's: its intermediates live there */
     int64_t shape[2];
     t->ad = ad;
     t->p = call && call->training ? ad->desc.dropout : 0.0f;
     t->key = sft_rng_key(call ? call->dropout_seed : 0, SFT__RNG_LORA_DROPOUT, (uint64_t)ai, 0);
     shape[0] = p->M; shape[1] = ad->desc.r;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->t));
+    SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &t->t));
     if (t->p > 0.0f && !p->mask) {
         int64_t bytes = (p->M * p->K + 63) / 64 * 8;
         sft_tensor *bits;
-        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_U8, 1, &bytes, &bits));
+        SFT__TRY(sft__tensor_step(ctx, dev, SFT_U8, 1, &bytes, &bits));
         t->bits = (uint64_t *)bits->data;
         t->bits_t = bits;
     }
     if (!ad->m) return SFT_OK;
     shape[1] = p->N;
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 1, &p->N, &t->norm));
-    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->lora));
-    if (t->p > 0.0f) return sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &t->base_nb);
-    if (!p->base_out) SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &p->base_out));
+    SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 1, &p->N, &t->norm));
+    SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &t->lora));
+    if (t->p > 0.0f) return sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &t->base_nb);
+    if (!p->base_out) SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &p->base_out));
     t->base_nb = p->base_out;
     return SFT_OK;
 }
@@ -8979,12 +9225,13 @@ SFTDEF sft_status sft_linear_forward(sft_context *ctx, sft_linear *lin, sft_tens
     if (out) *out = NULL;
     if (!ctx || !lin || !out) return sft__fail(SFT_ERR_ARG, "linear: NULL argument");
     SFT__TRY(sft__lin_check_x("linear", x, lin->in));
+    SFT__TRY(sft__lin_check_device("linear", x, sft__lin_wref(lin)));
     SFT__TRY(sft__lin_plan_new(ctx, sft__lin_wref(lin), x, &p));
     if (call && call->dropout_mask) {
         const sft_tensor *mk = call->dropout_mask;
-        if (mk->dtype != SFT_F32 || sft_tensor_numel(mk) != sft_tensor_numel(x) || mk->device != SFT_DEVICE_CPU)
-            return sft__fail(SFT_ERR_SHAPE, "linear: dropout_mask %s %s must be f32 with x's %s elements", sft_dtype_name(mk->dtype),
-                             SFT__SHAPE(mk, sa), SFT__SHAPE(x, sb));
+        if (mk->dtype != SFT_F32 || sft_tensor_numel(mk) != sft_tensor_numel(x) || mk->device != x->device)
+            return sft__fail(SFT_ERR_SHAPE, "linear: dropout_mask %s %s must be f32 with x's %s elements, on x's device",
+                             sft_dtype_name(mk->dtype), SFT__SHAPE(mk, sa), SFT__SHAPE(x, sb));
         p->mask = mk;
     }
     if (lin->disabled && lin->n_merged) SFT__TRY(sft_linear_unmerge(lin));   /* as PEFT: disabled means the base */
@@ -9097,6 +9344,8 @@ SFTDEF sft_status sft_linear_merge(sft_linear *lin, const char *const *names, in
     int i, idx[SFT__LINEAR_MAX_ADAPTERS], count = 0;
     if (!lin || n < 0 || (n > 0 && !names)) return sft__fail(SFT_ERR_ARG, "merge: NULL layer or names");
     if (n > SFT__LINEAR_MAX_ADAPTERS) return sft__fail(SFT_ERR_ARG, "merge: %d names", n);
+    if ((lin->qweight ? lin->qweight->device : lin->weight->device) != SFT_DEVICE_CPU)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "merge: the layer is on cuda; merging runs on the CPU (load the model there)");
     for (i = 0; i < (n ? n : lin->n_active); i++) {
         int ai = n ? sft__lin_find(lin, names[i]) : lin->active[i];
         if (ai < 0) return sft__lin_unknown("merge", names[i]);
@@ -11862,6 +12111,7 @@ typedef struct sft__block {
 struct sft_model {
     sft_context     *ctx;
     char            *dir;               /* where it was loaded from (base_model_name_or_path) */
+    sft_device       device;            /* where its tensors live (sft_load_desc.device) */
     sft_model_config cfg;
     sft_tensor      *embed, *norm, *lm_head;   /* lm_head == embed when tied */
     sft__block      *blocks;
@@ -12352,18 +12602,64 @@ static sft_status sft__model_read_config(sft_context *ctx, const char *dir, sft_
     return s;
 }
 
+/* sft__tensor_move: *t replaced by a copy on device (the CPU original freed) */
+static sft_status sft__tensor_move(sft_context *ctx, sft_tensor **t, sft_device device) {
+    sft_tensor *moved = NULL;
+    if (!*t || (*t)->device == device) return SFT_OK;
+    SFT__TRY(sft_tensor_to_device(ctx, *t, device, &moved));
+    moved->requires_grad = (*t)->requires_grad;
+    sft_tensor_destroy(*t);
+    *t = moved;
+    return SFT_OK;
+}
+
+/* sft__linear_move: a layer's base (and bias) to device */
+static sft_status sft__linear_move(sft_linear *l, sft_device device) {
+    if (l->n_ad) return sft__fail(SFT_ERR_STATE, "linear: moves to a device before its adapters are added");
+    if (l->qweight && l->qweight->device != device) {
+        sft_qweight *q = NULL;
+        SFT__TRY(sft_qweight_to_device(l->ctx, l->qweight, device, &q));
+        sft_qweight_destroy(l->qweight);
+        l->qweight = q;
+    }
+    SFT__TRY(sft__tensor_move(l->ctx, &l->weight, device));
+    return sft__tensor_move(l->ctx, &l->bias, device);
+}
+
+/* sft__block_move: decoder block i to the model's device (as soon as it is
+   loaded, so the host never holds more than one block) */
+static sft_status sft__block_move(sft_model *m, int i) {
+    sft__block *b = &m->blocks[i];
+    int p;
+    if (m->device == SFT_DEVICE_CPU) return SFT_OK;
+    SFT__TRY(sft__tensor_move(m->ctx, &b->attn_norm, m->device));
+    SFT__TRY(sft__tensor_move(m->ctx, &b->mlp_norm, m->device));
+    SFT__TRY(sft__tensor_move(m->ctx, &b->q_norm, m->device));
+    SFT__TRY(sft__tensor_move(m->ctx, &b->k_norm, m->device));
+    for (p = 0; p < SFT__N_PROJ; p++) SFT__TRY(sft__linear_move(b->proj[p], m->device));
+    return SFT_OK;
+}
+
 static sft_status sft__model_load_weights(sft_model *m, const sft__weights *w, const sft_load_desc *desc) {
     const sft_model_config *c = &m->cfg;
     int64_t ev[2], D = c->hidden_size;
     int i;
     ev[0] = c->vocab_size; ev[1] = D;
     SFT__TRY(sft__weights_load(w, "model.embed_tokens.weight", 2, ev, 0, &m->embed));
+    SFT__TRY(sft__tensor_move(m->ctx, &m->embed, m->device));
     SFT__TRY(sft__weights_load(w, "model.norm.weight", 1, &D, 0, &m->norm));
+    SFT__TRY(sft__tensor_move(m->ctx, &m->norm, m->device));
     if (c->tie_word_embeddings) m->lm_head = m->embed;
-    else SFT__TRY(sft__weights_load(w, "lm_head.weight", 2, ev, 0, &m->lm_head));
+    else {
+        SFT__TRY(sft__weights_load(w, "lm_head.weight", 2, ev, 0, &m->lm_head));
+        SFT__TRY(sft__tensor_move(m->ctx, &m->lm_head, m->device));
+    }
     m->blocks = (sft__block *)sft__calloc(m->ctx, (size_t)c->num_hidden_layers, sizeof(sft__block));
     if (!m->blocks) return sft__fail(SFT_ERR_NOMEM, "%s: %d decoder blocks", w->dir, c->num_hidden_layers);
-    for (i = 0; i < c->num_hidden_layers; i++) SFT__TRY(sft__model_block_load(m, w, desc, i));
+    for (i = 0; i < c->num_hidden_layers; i++) {
+        SFT__TRY(sft__model_block_load(m, w, desc, i));
+        SFT__TRY(sft__block_move(m, i));
+    }
     return SFT_OK;
 }
 
@@ -12380,9 +12676,18 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     if ((int)d.quant < 0 || d.quant > SFT_QUANT_FP4) return sft__fail(SFT_ERR_ARG, "sft_model_load: quant %d", (int)d.quant);
     if (!sft__quant_blocksize_ok(d.blocksize)) return sft__fail(SFT_ERR_ARG, "sft_model_load: blocksize %d", d.blocksize);
     SFT__TRY(sft__compute_dtype_check("sft_model_load", d.compute_dtype));
+    if ((int)d.device < 0 || d.device >= SFT_DEVICE_COUNT) return sft__fail(SFT_ERR_DEVICE, "sft_model_load: device %d", (int)d.device);
+    if (d.device == SFT_DEVICE_CUDA && !sft_cuda_available()) {
+#ifdef SFT_CUDA
+        return sft__fail(SFT_ERR_DEVICE, "sft_model_load: device cuda: no CUDA device answers (driver, CUDA_VISIBLE_DEVICES?)");
+#else
+        return sft__no_cuda("sft_model_load: device cuda");
+#endif
+    }
     m = (sft_model *)sft__calloc(ctx, 1, sizeof *m);
     if (!m) return sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     m->ctx = ctx;
+    m->device = d.device;
     m->compute_bf16 = d.compute_dtype == SFT_BF16;
     m->dir = sft__strdup(ctx, dir);
     s = m->dir ? sft__model_read_config(ctx, dir, &m->cfg) : sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
@@ -12566,6 +12871,20 @@ static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *c
     return sft_add(ctx, x, o, &out[0]);
 }
 
+/* sft__on_device: src as a step tensor on device (src itself when it is there
+   already): a batch given on the CPU goes to the model's device */
+static sft_status sft__on_device(sft_context *ctx, sft_tensor *src, sft_device device, sft_tensor **out) {
+    *out = src;
+    if (!src || src->device == device) return SFT_OK;
+    SFT__TRY(sft__tensor_step(ctx, device, src->dtype, src->ndim, src->shape, out));
+    return sft_tensor_copy_from(*out, src);
+}
+
+/* sft__scalar: the value of a one-element f32 tensor on any device */
+static sft_status sft__scalar(const sft_tensor *t, float *v) {
+    return sft__device_copy(v, SFT_DEVICE_CPU, t->data, t->device, sizeof *v);
+}
+
 static sft_status sft__batch_i32(const char *what, const sft_tensor *t, int64_t B, int64_t T) {
     char sb[96];
     if (!t) return SFT_OK;
@@ -12594,22 +12913,27 @@ static sft_status sft__model_inputs(sft_context *ctx, const sft_model_batch *b, 
 
 SFTDEF sft_status sft_shift_labels(sft_context *ctx, const sft_tensor *labels, sft_tensor **out) {
     int64_t B, T, b, t;
+    const int32_t *values;
     if (!ctx || !labels || !out) return sft__fail(SFT_ERR_ARG, "shift_labels: NULL argument");
-    if (labels->dtype != SFT_I32 || labels->ndim != 2 || labels->device != SFT_DEVICE_CPU)
-        return sft__fail(SFT_ERR_SHAPE, "shift_labels: labels must be i32 [B, T] on the CPU");
+    if (labels->dtype != SFT_I32 || labels->ndim != 2)
+        return sft__fail(SFT_ERR_SHAPE, "shift_labels: labels must be i32 [B, T]");
     B = labels->shape[0]; T = labels->shape[1];
+    SFT__TRY(sft__i32_host(ctx, labels, &values));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, labels->shape, out));
     for (b = 0; b < B; b++)
         for (t = 0; t < T; t++)
-            ((int32_t *)(*out)->data)[b * T + t] = t + 1 < T ? ((const int32_t *)labels->data)[b * T + t + 1] : -100;
-    return SFT_OK;
+            ((int32_t *)(*out)->data)[b * T + t] = t + 1 < T ? values[b * T + t + 1] : -100;
+    return sft__on_device(ctx, *out, labels->device, out);   /* where the labels were */
 }
 
 /* sft__logit_metrics: from whole logits [B, T, V] and shifted labels, over the
    trained tokens: argmax (the first largest) == label, and the entropy of the
-   next-token distribution (what the fused loss counts a chunk at a time) */
-static void sft__logit_metrics(const sft_tensor *logits, const sft_tensor *shifted, sft_model_output *out) {
+   next-token distribution (what the fused loss counts a chunk at a time). On a
+   device both are copied to the host first. */
+static sft_status sft__logit_metrics(sft_context *ctx, sft_tensor *logits, sft_tensor *shifted, sft_model_output *out) {
     int64_t rows = sft_tensor_numel(shifted), V = logits->shape[logits->ndim - 1], r, k;
+    SFT__TRY(sft__on_device(ctx, logits, SFT_DEVICE_CPU, &logits));
+    SFT__TRY(sft__on_device(ctx, shifted, SFT_DEVICE_CPU, &shifted));
     for (r = 0; r < rows; r++) {
         int32_t y = ((const int32_t *)shifted->data)[r];
         const float *l = SFT__CF(logits) + r * V;
@@ -12622,6 +12946,7 @@ static void sft__logit_metrics(const sft_tensor *logits, const sft_tensor *shift
         out->metric_correct += best == y;
         out->metric_tokens++;
     }
+    return SFT_OK;
 }
 
 /* sft__neftune: x + U(-mag, mag), mag = alpha / sqrt(T * D) (the noise is a
@@ -12634,6 +12959,7 @@ static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, x->ndim, x->shape, &noise));
     for (i = 0; i < n; i++)
         SFT__F(noise)[i] = (run->neftune_uniform ? run->neftune_uniform[i] : 2.0f * sft_rng_uniform(key, (uint64_t)i) - 1.0f) * mag;
+    SFT__TRY(sft__on_device(ctx, noise, x->device, &noise));
     return sft_add(ctx, x, noise, out);
 }
 
@@ -12645,7 +12971,11 @@ static sft_status sft__decoder_run(sft_context *ctx, sft__fwd *f, const sft_mode
     const sft_model *m = f[0].m;
     int i;
     if (batch->inputs_embeds) *x = batch->inputs_embeds;
-    else SFT__TRY(sft_embedding(ctx, m->embed, batch->input_ids, x));
+    else {
+        sft_tensor *ids;
+        SFT__TRY(sft__on_device(ctx, batch->input_ids, m->device, &ids));
+        SFT__TRY(sft_embedding(ctx, m->embed, ids, x));
+    }
     if (run && run->training && run->neftune_noise_alpha > 0.0f) SFT__TRY(sft__neftune(ctx, *x, run, x));
     for (i = 0; i < m->cfg.num_hidden_layers; i++) {
         f[i] = f[0]; f[i].layer = i;
@@ -12680,6 +13010,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
         char sb[96];
         if (e->dtype != SFT_F32 || e->ndim != 3 || e->shape[2] != m->cfg.hidden_size)
             return sft__fail(SFT_ERR_SHAPE, "model: inputs_embeds %s must be f32 [B, T, %d]", SFT__SHAPE(e, sb), m->cfg.hidden_size);
+        if (e->device != m->device) return sft__fail(SFT_ERR_DEVICE, "model: inputs_embeds must be on the model's device");
         B = e->shape[0]; T = e->shape[1];
     } else {
         if (!batch->input_ids || batch->input_ids->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "model: input_ids must be i32 [B, T]");
@@ -12706,15 +13037,19 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     f[0].m = m;
     if (run) f[0].run = *run;
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
-    SFT__TRY(sft__rope_table(ctx, f[0].positions, &m->cfg.rope, m->cfg.head_dim, &f[0].rope));
+    if (m->device == SFT_DEVICE_CPU)   /* a device's rope kernel makes its own angles */
+        SFT__TRY(sft__rope_table(ctx, f[0].positions, &m->cfg.rope, m->cfg.head_dim, &f[0].rope));
+    SFT__TRY(sft__on_device(ctx, f[0].positions, m->device, &f[0].positions));
+    SFT__TRY(sft__on_device(ctx, f[0].seq_ids, m->device, &f[0].seq_ids));
     SFT__TRY(sft__decoder_forward(ctx, f, batch, run, &x));
     SFT__TRY(sft_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps, &out->hidden));
     if (!run || run->want_logits || !batch->labels)
         SFT__TRY(sft__matmul_ex(ctx, out->hidden, m->lm_head, 0, 1, m->compute_bf16, &out->logits));
     if (!batch->labels) return SFT_OK;
     SFT__TRY(sft_shift_labels(ctx, batch->labels, &shifted));
+    SFT__TRY(sft__on_device(ctx, shifted, m->device, &shifted));
     if (out->logits) {
-        if (run && run->token_metrics) sft__logit_metrics(out->logits, shifted, out);
+        if (run && run->token_metrics) SFT__TRY(sft__logit_metrics(ctx, out->logits, shifted, out));
         return sft_cross_entropy(ctx, out->logits, shifted, run ? &run->loss : NULL, &out->loss);
     }
     {
@@ -12814,7 +13149,7 @@ static sft_status sft__adapter_copy(sft_context *ctx, const sft_st_file *f, cons
         return sft__fail(SFT_ERR_DTYPE, "%s: '%s' is %s", path, t->name, sft_dtype_name(t->dtype));
     SFT__TRY(sft_st_load(ctx, f, t->name, &src));
     s = src->dtype == SFT_F32 ? SFT_OK : sft_tensor_convert(ctx, src, SFT_F32, &f32);
-    if (s == SFT_OK) memcpy(dst->data, (f32 ? f32 : src)->data, sft_tensor_nbytes(dst));
+    if (s == SFT_OK) s = sft__device_copy(dst->data, dst->device, (f32 ? f32 : src)->data, SFT_DEVICE_CPU, sft_tensor_nbytes(dst));
     sft_tensor_destroy(src); sft_tensor_destroy(f32);
     return s;
 }
@@ -12941,6 +13276,7 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
     int layer, p, n = 0, max = 0;
     unsigned targets = 0;
     sft_st_entry *e;
+    void **copies;
     char *keys, path[4096];
     const sft__adapter *first = NULL;
     const char *mk = "format", *mv = "pt";
@@ -12958,26 +13294,33 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sft__fail(SFT_ERR_IO, "%s: cannot create the directory (%s)", dir, strerror(errno));
     e = (sft_st_entry *)sft__calloc(m->ctx, (size_t)max, sizeof *e);
     keys = (char *)sft__alloc(m->ctx, (size_t)max * 160);
-    if (!e || !keys) { sft__free(m->ctx, e); sft__free(m->ctx, keys); return sft__fail(SFT_ERR_NOMEM, "save adapter '%s'", name); }
-    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
-        for (p = 0; p < SFT__N_PROJ; p++) {
+    copies = (void **)sft__calloc(m->ctx, (size_t)max, sizeof *copies);   /* host copies of device tensors */
+    if (!e || !keys || !copies) {
+        sft__free(m->ctx, e); sft__free(m->ctx, keys); sft__free(m->ctx, copies);
+        return sft__fail(SFT_ERR_NOMEM, "save adapter '%s'", name);
+    }
+    s = SFT_OK;
+    for (layer = 0; s == SFT_OK && layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; s == SFT_OK && p < SFT__N_PROJ; p++) {
             int i = sft__lin_find(m->blocks[layer].proj[p], name), part;
             const sft__adapter *a;
             if (i < 0) continue;
             a = &m->blocks[layer].proj[p]->ad[i];
-            for (part = 0; part < (a->m ? 3 : 2); part++) {
+            for (part = 0; s == SFT_OK && part < (a->m ? 3 : 2); part++) {
                 char *k = keys + (size_t)n * 160;
                 sft__peft_key(k, 160, layer, p, part == 0 ? "lora_A.weight" : part == 1 ? "lora_B.weight" : "lora_magnitude_vector");
-                e[n] = sft_st_entry_from_tensor(k, part == 0 ? a->A : part == 1 ? a->B : a->m);
+                s = sft__st_entry_staged(m->ctx, k, part == 0 ? a->A : part == 1 ? a->B : a->m, &e[n], &copies[n]);
                 n++;
             }
         }
-    s = sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors");
+    if (s == SFT_OK) s = sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors");
     if (s == SFT_OK) s = sft_st_save(m->ctx, path, e, n, &mk, &mv, 1);
     if (s == SFT_OK) s = sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_config.json");
     if (s == SFT_OK) s = sft__adapter_config_write(m, first, targets, path);
+    while (n > 0) sft__free(m->ctx, copies[--n]);
     sft__free(m->ctx, e);
     sft__free(m->ctx, keys);
+    sft__free(m->ctx, copies);
     return s;
 }
 
@@ -13032,6 +13375,7 @@ SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name) {
 SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **out) {
     if (out) *out = NULL;
     if (!m || !ids || !out) return sft__fail(SFT_ERR_ARG, "sft_model_embed: NULL argument");
+    SFT__TRY(sft__on_device(m->ctx, ids, m->device, &ids));
     return sft_embedding(m->ctx, m->embed, ids, out);
 }
 
@@ -13046,9 +13390,12 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
             return sft__fail(SFT_ERR_ARG, "prompt tuning: init id %d is outside the vocabulary", ids[i]);
     D = m->cfg.hidden_size;
     shape[0] = num_virtual_tokens; shape[1] = D;
-    SFT__TRY(sft_tensor_create(m->ctx, SFT_F32, 2, shape, out));
-    for (i = 0; i < num_virtual_tokens; i++)     /* PEFT: the ids repeated to length, then cut */
-        memcpy(SFT__F(*out) + i * D, SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D, (size_t)D * sizeof(float));
+    SFT__TRY(sft_tensor_create_on(m->ctx, m->device, SFT_F32, 2, shape, out));
+    for (i = 0; i < num_virtual_tokens; i++) {   /* PEFT: the ids repeated to length, then cut */
+        sft_status s = sft__device_copy(SFT__F(*out) + i * D, m->device, SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D, m->device,
+                                        (size_t)D * sizeof(float));
+        if (s != SFT_OK) { sft_tensor_destroy(*out); *out = NULL; return s; }
+    }
     sft_tensor_set_requires_grad(*out, 1);
     return SFT_OK;
 }
@@ -13140,14 +13487,17 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
     }
     if (s == SFT_OK && o.loss && o.loss->requires_grad) s = sft_backward(ctx, o.loss);
     ctx->plan_only = 0;
-    out->activations = sft__arena_footprint(&ctx->arena[SFT_DEVICE_CPU]) + sft__arena_footprint(&ctx->scratch[SFT_DEVICE_CPU]) +
-                       sft__heap_footprint(&ctx->heap);
+    out->activations = sft__arena_footprint(&ctx->arena[m->device]) + sft__arena_footprint(&ctx->scratch[m->device]) +
+                       (m->device == SFT_DEVICE_CPU ? sft__heap_footprint(&ctx->heap) : 0);   /* where the model computes */
     sft_step_begin(ctx);
     SFT__TRY(s);
     sft__model_bytes(m, &out->weights, &out->adapters, &trainable);
     out->gradients = trainable;
     out->optimizer = 2 * trainable;
     out->workspace = sft__workspace_bytes(m);
+#ifdef SFT_CUDA
+    if (m->device == SFT_DEVICE_CUDA) out->workspace = sft__cuda_workspace_bytes();
+#endif
     out->total = out->weights + out->adapters + out->gradients + out->optimizer + out->activations + out->workspace;
     return SFT_OK;
 }
@@ -13159,7 +13509,7 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
    The same projections, norms and RoPE as training; attention over the cache is
    a plain loop (one query row per head). */
 
-typedef struct sft__kv { float *k, *v; } sft__kv;    /* [max_T, Hkv, D] per layer */
+typedef struct sft__kv { float *k, *v; } sft__kv;    /* [max_T, Hkv, D] per layer, on the model's device */
 
 /* sft__attn_cached: out[i] for n new queries at positions pos0.. over the cache
    (keys 0 .. pos0 + i). q [n, Hq, D], out [n, Hq, D]. */
@@ -13205,17 +13555,22 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &ids));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &pos));
     for (i = 0; i < n; i++) { ((int32_t *)ids->data)[i] = tokens[i]; ((int32_t *)pos->data)[i] = (int32_t)(pos0 + i); }
+    SFT__TRY(sft__on_device(ctx, ids, m->device, &ids));
+    SFT__TRY(sft__on_device(ctx, pos, m->device, &pos));
     SFT__TRY(sft_embedding(ctx, m->embed, ids, &x));
     for (layer = 0; layer < c->num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
         f.layer = layer;
         SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
         SFT__TRY(sft__qkv(ctx, &f, h, pos, &q, &k, &v));
-        memcpy(cache[layer].k + pos0 * Hkv * D, k->data, (size_t)(n * Hkv * D) * sizeof(float));
-        memcpy(cache[layer].v + pos0 * Hkv * D, v->data, (size_t)(n * Hkv * D) * sizeof(float));
+        SFT__TRY(sft__device_copy(cache[layer].k + pos0 * Hkv * D, m->device, k->data, m->device, (size_t)(n * Hkv * D) * sizeof(float)));
+        SFT__TRY(sft__device_copy(cache[layer].v + pos0 * Hkv * D, m->device, v->data, m->device, (size_t)(n * Hkv * D) * sizeof(float)));
         shape[0] = 1; shape[1] = n; shape[2] = Hq * D;
-        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 3, shape, &a));
-        sft__attn_cached(c, SFT__CF(q), &cache[layer], pos0, n, SFT__F(a), scores);
+        SFT__TRY(sft__tensor_step(ctx, m->device, SFT_F32, 3, shape, &a));
+        if (m->device == SFT_DEVICE_CPU) sft__attn_cached(c, SFT__CF(q), &cache[layer], pos0, n, SFT__F(a), scores);
+#ifdef SFT_CUDA
+        else SFT__TRY(sft__cuda_attn_cached(ctx, c, SFT__CF(q), cache[layer].k, cache[layer].v, pos0, n, SFT__F(a)));
+#endif
         SFT__TRY(sft__proj(ctx, &f, SFT__O, a, &o));
         SFT__TRY(sft_add(ctx, x, o, &x));
         SFT__TRY(sft_rmsnorm(ctx, x, b->mlp_norm, c->rms_norm_eps, &h));
@@ -13230,9 +13585,11 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
         sft_tensor *last;
         int64_t ls[2];
         ls[0] = 1; ls[1] = c->hidden_size;
-        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, ls, &last));
-        memcpy(last->data, SFT__CF(h) + (n - 1) * c->hidden_size, (size_t)c->hidden_size * sizeof(float));
-        return sft__matmul_ex(ctx, last, m->lm_head, 0, 1, m->compute_bf16, logits);
+        SFT__TRY(sft__tensor_step(ctx, m->device, SFT_F32, 2, ls, &last));
+        SFT__TRY(sft__device_copy(last->data, m->device, SFT__CF(h) + (n - 1) * c->hidden_size, m->device,
+                                  (size_t)c->hidden_size * sizeof(float)));
+        SFT__TRY(sft__matmul_ex(ctx, last, m->lm_head, 0, 1, m->compute_bf16, logits));
+        return sft__on_device(ctx, *logits, SFT_DEVICE_CPU, logits);   /* sampling reads them on the host */
     }
 }
 
@@ -13310,7 +13667,8 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
         return sft__fail(SFT_ERR_UNSUPPORTED, "generate: %lld positions exceed the sliding window of %d", (long long)max_t, m->cfg.sliding_window);
     per_layer = max_t * m->cfg.num_key_value_heads * m->cfg.head_dim;
     cache = (sft__kv *)sft__calloc(ctx, (size_t)m->cfg.num_hidden_layers, sizeof *cache);
-    kvmem = (float *)sft__alloc(ctx, (size_t)(2 * per_layer * m->cfg.num_hidden_layers) * sizeof(float));
+    if (sft__device_alloc(ctx, m->device, (size_t)(2 * per_layer * m->cfg.num_hidden_layers) * sizeof(float), (void **)&kvmem) != SFT_OK)
+        kvmem = NULL;
     scores = (float *)sft__alloc(ctx, (size_t)max_t * sizeof(float));
     cand = (sft__cand *)sft__alloc(ctx, (size_t)m->cfg.vocab_size * sizeof *cand);
     out = (int32_t *)sft__alloc(ctx, (size_t)(d.max_new_tokens + 1) * sizeof(int32_t));
@@ -13337,7 +13695,7 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
     }
     sft_grad_enabled_set(ctx, was_on);
     sft_step_begin(ctx);
-    sft__free(ctx, cache); sft__free(ctx, kvmem); sft__free(ctx, scores); sft__free(ctx, cand);
+    sft__free(ctx, cache); sft__device_free(ctx, m->device, kvmem); sft__free(ctx, scores); sft__free(ctx, cand);
     if (s != SFT_OK) { sft__free(ctx, out); return s; }
     *ids = out; *n_ids = n;
     return SFT_OK;
@@ -18493,6 +18851,8 @@ struct sft_optimizer {
     int64_t        *step;
     float           map1[256], map2[256];       /* eight_bit: the dynamic maps         */
     uint8_t        *lut1, *lut2;                /* and their 65,536-bin code tables    */
+    void           *device_tables;              /* eight_bit with CUDA parameters: map1,
+                                                   map2, lut1, lut2 copied to the device */
 };
 
 /* --- bitsandbytes' 8-bit state: the dynamic maps and the blockwise quantizer --- */
@@ -18544,6 +18904,16 @@ static void sft__q8_lut(const float map[256], uint8_t *lut) {
     }
 }
 
+/* sft__q8_code: the code of x in a block scaled by inv = 1/absmax (shared with
+   the CUDA kernel) */
+static SFT__HD uint8_t sft__q8_code(float x, float inv, const uint8_t *lut) {
+    float t = SFT__MUL(x, inv);
+    if (t != t) return 0;                          /* NaN (or a subnormal scale): bitsandbytes' bytes are undefined too */
+    t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
+    t = SFT__ADD(SFT__MUL(SFT__MUL(SFT__ADD(t, 1.0f), 0.5f), 65535.0f), 0.5f);
+    return lut[(uint16_t)t];
+}
+
 /* one block of n <= 256 values to codes; returns the block's scale */
 static float sft__q8_block(const float *x, int64_t n, const uint8_t *lut, uint8_t *code) {
     float absmax = 0.0f, inv;
@@ -18551,32 +18921,33 @@ static float sft__q8_block(const float *x, int64_t n, const uint8_t *lut, uint8_
     for (k = 0; k < n; k++) if (fabsf(x[k]) > absmax) absmax = fabsf(x[k]);
     if (absmax == 0.0f) { memset(code, 0, (size_t)n); return 0.0f; }
     inv = 1.0f / absmax;
-    for (k = 0; k < n; k++) {
-        float t = x[k] * inv;
-        if (t != t) { code[k] = 0; continue; }      /* NaN (or a subnormal scale): bitsandbytes' bytes are undefined too */
-        t = t < -1.0f ? -1.0f : t > 1.0f ? 1.0f : t;
-        t = ((t + 1.0f) * 0.5f) * 65535.0f + 0.5f;
-        code[k] = lut[(uint16_t)t];
-    }
+    for (k = 0; k < n; k++) code[k] = sft__q8_code(x[k], inv, lut);
     return absmax;
 }
 
 /* torch's CPU kernels as bitsandbytes' update calls them: add(a, b, alpha) and
    addcmul(a, b, c, value) are each one fused multiply-add */
-static float sft__torch_add_alpha(float a, float b, float alpha) { return fmaf(b, alpha, a); }
-static float sft__torch_addcmul(float a, float b, float c, float value) { return fmaf(value * b, c, a); }
+static SFT__HD float sft__torch_add_alpha(float a, float b, float alpha) { return fmaf(b, alpha, a); }
+static SFT__HD float sft__torch_addcmul(float a, float b, float c, float value) { return fmaf(SFT__MUL(value, b), c, a); }
+
+/* where parameter i's state lives: its device */
+static sft_device sft__opt_device(const sft_optimizer *o, int i) {
+    return o->params && o->params[i] ? o->params[i]->device : SFT_DEVICE_CPU;
+}
 
 SFTDEF void sft_optimizer_destroy(sft_optimizer *o) {
     int i;
     if (!o) return;
     for (i = 0; i < o->n; i++) {
-        if (o->m) sft__free(o->ctx, o->m[i]);
-        if (o->v) sft__free(o->ctx, o->v[i]);
-        if (o->q1) sft__free(o->ctx, o->q1[i]);
-        if (o->q2) sft__free(o->ctx, o->q2[i]);
-        if (o->a1) sft__free(o->ctx, o->a1[i]);
-        if (o->a2) sft__free(o->ctx, o->a2[i]);
+        sft_device dev = sft__opt_device(o, i);
+        if (o->m) sft__device_free(o->ctx, dev, o->m[i]);
+        if (o->v) sft__device_free(o->ctx, dev, o->v[i]);
+        if (o->q1) sft__device_free(o->ctx, dev, o->q1[i]);
+        if (o->q2) sft__device_free(o->ctx, dev, o->q2[i]);
+        if (o->a1) sft__device_free(o->ctx, dev, o->a1[i]);
+        if (o->a2) sft__device_free(o->ctx, dev, o->a2[i]);
     }
+    if (o->device_tables) sft__device_free(o->ctx, SFT_DEVICE_CUDA, o->device_tables);
     sft__free(o->ctx, o->m); sft__free(o->ctx, o->v); sft__free(o->ctx, o->q1); sft__free(o->ctx, o->q2);
     sft__free(o->ctx, o->a1); sft__free(o->ctx, o->a2); sft__free(o->ctx, o->params); sft__free(o->ctx, o->no_decay);
     sft__free(o->ctx, o->step); sft__free(o->ctx, o->lut1); sft__free(o->ctx, o->lut2);
@@ -18587,9 +18958,34 @@ static int sft__is_8bit(const sft_optimizer *o, int i) {
     return o->d.eight_bit && sft_tensor_numel(o->params[i]) >= o->d.min_8bit_size;
 }
 
+/* sft__state_alloc: n zeroed bytes of parameter i's state on its device */
+static void *sft__state_alloc(sft_optimizer *o, int i, size_t n) {
+    void *p = NULL;
+    sft_device dev = sft__opt_device(o, i);
+    if (dev == SFT_DEVICE_CPU) return sft__calloc(o->ctx, n ? n : 1, 1);
+    if (sft__device_alloc(o->ctx, dev, n, &p) != SFT_OK) return NULL;
+    if (sft__device_zero(p, dev, n) != SFT_OK) { sft__device_free(o->ctx, dev, p); return NULL; }
+    return p;
+}
+
 /* sft__optimizer_alloc: parameter i's state (all zero) */
 static sft_status sft__optimizer_alloc(sft_optimizer *o, int i) {
     int64_t n = sft_tensor_numel(o->params[i]), blocks = (n + SFT__Q8_BLOCK - 1) / SFT__Q8_BLOCK;
+    if (o->params[i]->device != SFT_DEVICE_CPU) {
+        if (sft__is_8bit(o, i)) {
+            o->q1[i] = (uint8_t *)sft__state_alloc(o, i, (size_t)n);
+            o->q2[i] = (uint8_t *)sft__state_alloc(o, i, (size_t)n);
+            o->a1[i] = (float *)sft__state_alloc(o, i, (size_t)blocks * sizeof(float));
+            o->a2[i] = (float *)sft__state_alloc(o, i, (size_t)blocks * sizeof(float));
+            if (!o->q1[i] || !o->q2[i] || !o->a1[i] || !o->a2[i])
+                return sft__fail(SFT_ERR_NOMEM, "optimizer: 8-bit state of %lld values on cuda: %s", (long long)n, sft_last_error());
+            return SFT_OK;
+        }
+        o->m[i] = (float *)sft__state_alloc(o, i, (size_t)n * sizeof(float));
+        o->v[i] = (float *)sft__state_alloc(o, i, (size_t)n * sizeof(float));
+        if (!o->m[i] || !o->v[i]) return sft__fail(SFT_ERR_NOMEM, "optimizer: moments of %lld values on cuda: %s", (long long)n, sft_last_error());
+        return SFT_OK;
+    }
     if (sft__is_8bit(o, i)) {
         o->q1[i] = (uint8_t *)sft__calloc(o->ctx, (size_t)n, 1);
         o->q2[i] = (uint8_t *)sft__calloc(o->ctx, (size_t)n, 1);
@@ -18604,6 +19000,16 @@ static sft_status sft__optimizer_alloc(sft_optimizer *o, int i) {
     return SFT_OK;
 }
 
+/* sft__optimizer_tables_to_device: map1, map2, lut1, lut2 in one device block */
+static sft_status sft__optimizer_tables_to_device(sft_optimizer *o, sft_device dev) {
+    size_t maps = 2 * 256 * sizeof(float);
+    SFT__TRY(sft__device_alloc(o->ctx, dev, maps + 2 * 65536, &o->device_tables));
+    SFT__TRY(sft__device_copy(o->device_tables, dev, o->map1, SFT_DEVICE_CPU, sizeof o->map1));
+    SFT__TRY(sft__device_copy((char *)o->device_tables + sizeof o->map1, dev, o->map2, SFT_DEVICE_CPU, sizeof o->map2));
+    SFT__TRY(sft__device_copy((char *)o->device_tables + maps, dev, o->lut1, SFT_DEVICE_CPU, 65536));
+    return sft__device_copy((char *)o->device_tables + maps + 65536, dev, o->lut2, SFT_DEVICE_CPU, 65536);
+}
+
 SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
                                        const sft_adamw_desc *desc, sft_optimizer **out) {
     sft_optimizer *o;
@@ -18611,8 +19017,8 @@ SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *para
     if (out) *out = NULL;
     if (!ctx || !out || n < 0 || (n && !params)) return sft__fail(SFT_ERR_ARG, "optimizer: NULL argument");
     for (i = 0; i < n; i++)
-        if (!params[i] || params[i]->dtype != SFT_F32 || params[i]->device != SFT_DEVICE_CPU)
-            return sft__fail(SFT_ERR_DTYPE, "optimizer: parameter %d is not an f32 CPU tensor", i);
+        if (!params[i] || params[i]->dtype != SFT_F32)
+            return sft__fail(SFT_ERR_DTYPE, "optimizer: parameter %d is not an f32 tensor", i);
     o = (sft_optimizer *)sft__calloc(ctx, 1, sizeof *o);
     if (!o) return sft__fail(SFT_ERR_NOMEM, "optimizer");
     o->ctx = ctx; o->n = n;
@@ -18649,6 +19055,11 @@ SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *para
     if (o->d.eight_bit) {
         sft_dynamic_map(1, o->map1); sft_dynamic_map(0, o->map2);
         sft__q8_lut(o->map1, o->lut1); sft__q8_lut(o->map2, o->lut2);
+        for (i = 0; i < n && params[i]->device == SFT_DEVICE_CPU; i++) {}
+        if (i < n) {   /* a device parameter: the tables go there too */
+            sft_status s = sft__optimizer_tables_to_device(o, params[i]->device);
+            if (s != SFT_OK) { sft_optimizer_destroy(o); return s; }
+        }
     }
     for (i = 0; i < n; i++) {
         sft_status s;
@@ -18661,7 +19072,61 @@ SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *para
 }
 
 /* torch.lerp for f32: a + w (b - a) below w = 0.5, else b - (b - a)(1 - w) */
-static float sft__lerp(float a, float b, float w) { return w < 0.5f ? a + w * (b - a) : b - (b - a) * (1.0f - w); }
+static SFT__HD float sft__lerp(float a, float b, float w) {
+    return w < 0.5f ? SFT__ADD(a, SFT__MUL(w, b - a)) : b - SFT__MUL(b - a, 1.0f - w);
+}
+
+/* The f32 constants of one parameter's update at its step (the scalars in
+   double first, as torch and bitsandbytes compute them); kind is the update. */
+enum { SFT__ADAM_TORCH, SFT__ADAM_BNB32, SFT__ADAM_BNB8 };
+typedef struct sft__adam_k {
+    float b1, w1, b2, w2;          /* beta1, 1 - beta1, beta2, 1 - beta2          */
+    float decay;                   /* 1 - lr * weight_decay                       */
+    float step_size, bc2, eps;     /* torch, bnb8: -lr / bc1, sqrt(bc2), eps;
+                                      bnb32: -lr sqrt(bc2) / bc1, -, eps sqrt(bc2) */
+    int   decay_on;
+} sft__adam_k;
+
+static sft__adam_k sft__adam_consts(const sft_optimizer *o, int i, double lr, int kind) {
+    sft__adam_k k;
+    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay;
+    double c1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), c2 = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
+    k.b1 = (float)o->d.beta1; k.w1 = (float)(1.0 - o->d.beta1); k.b2 = (float)o->d.beta2; k.w2 = (float)(1.0 - o->d.beta2);
+    k.decay = (float)(1.0 - lr * wd);
+    k.decay_on = kind == SFT__ADAM_TORCH ? wd != 0.0 : wd > 0.0;
+    k.bc2 = (float)c2;
+    k.step_size = kind == SFT__ADAM_BNB32 ? (float)(-lr * c2 / c1) : (float)(-(lr / c1));
+    k.eps = kind == SFT__ADAM_BNB32 ? (float)(o->d.eps * c2) : (float)o->d.eps;
+    return k;
+}
+
+/* One element of torch.optim.AdamW's single-tensor step (shared with the CUDA kernel). */
+static SFT__HD void sft__adamw_torch_elem(float *w, float *m, float *v, float g, const sft__adam_k *k) {
+    float denom;
+    if (k->decay_on) *w = SFT__MUL(*w, k->decay);
+    *m = sft__lerp(*m, g, k->w1);
+    *v = SFT__ADD(SFT__MUL(*v, k->b2), SFT__MUL(SFT__MUL(k->w2, g), g));
+    denom = SFT__ADD(sqrtf(*v) / k->bc2, k->eps);
+    *w = SFT__ADD(*w, SFT__MUL(k->step_size, *m) / denom);
+}
+
+/* One element of bitsandbytes' 32-bit CPU update. */
+static SFT__HD void sft__adamw_bnb32_elem(float *w, float *m, float *v, float g, const sft__adam_k *k) {
+    *m = sft__torch_add_alpha(SFT__MUL(*m, k->b1), g, k->w1);
+    *v = sft__torch_addcmul(SFT__MUL(*v, k->b2), g, g, k->w2);
+    if (k->decay_on) *w = SFT__MUL(*w, k->decay);
+    *w = sft__torch_add_alpha(*w, *m / SFT__ADD(sqrtf(*v), k->eps), k->step_size);
+}
+
+/* One element of bitsandbytes' 8-bit update on the decoded moments. */
+static SFT__HD void sft__adamw_bnb8_elem(float *w, float *m, float *v, float g, const sft__adam_k *k) {
+    float denom;
+    *m = sft__torch_add_alpha(SFT__MUL(*m, k->b1), g, k->w1);
+    *v = sft__torch_addcmul(SFT__MUL(*v, k->b2), g, g, k->w2);
+    denom = SFT__ADD(sqrtf(*v) / k->bc2, k->eps);
+    if (k->decay_on) *w = SFT__MUL(*w, k->decay);
+    *w = SFT__ADD(*w, SFT__MUL(k->step_size, *m) / denom);
+}
 
 /* torch.optim.AdamW's single-tensor step on parameter i */
 static void sft__adamw_torch(sft_optimizer *o, int i, double lr) {
@@ -18669,18 +19134,8 @@ static void sft__adamw_torch(sft_optimizer *o, int i, double lr) {
     float *w = SFT__F(p), *m = o->m[i], *v = o->v[i];
     const float *g = SFT__CF(p->grad);
     int64_t k, n = sft_tensor_numel(p);
-    double bc1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), bc2_sqrt = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
-    float decay = (float)(1.0 - lr * (o->no_decay[i] ? 0.0 : o->d.weight_decay));
-    float w1 = (float)(1.0 - o->d.beta1), b2 = (float)o->d.beta2, w2 = (float)(1.0 - o->d.beta2);
-    float step_size = (float)(-(lr / bc1)), bc2f = (float)bc2_sqrt, epsf = (float)o->d.eps;
-    for (k = 0; k < n; k++) {
-        float denom;
-        if (!o->no_decay[i] && o->d.weight_decay != 0.0) w[k] *= decay;
-        m[k] = sft__lerp(m[k], g[k], w1);
-        v[k] = v[k] * b2 + w2 * g[k] * g[k];
-        denom = sqrtf(v[k]) / bc2f + epsf;
-        w[k] = w[k] + step_size * m[k] / denom;
-    }
+    sft__adam_k c = sft__adam_consts(o, i, lr, SFT__ADAM_TORCH);
+    for (k = 0; k < n; k++) sft__adamw_torch_elem(&w[k], &m[k], &v[k], g[k], &c);
 }
 
 /* bitsandbytes' 32-bit CPU update (a small tensor under eight_bit) */
@@ -18689,16 +19144,8 @@ static void sft__adamw_bnb32(sft_optimizer *o, int i, double lr) {
     float *w = SFT__F(p), *m = o->m[i], *v = o->v[i];
     const float *g = SFT__CF(p->grad);
     int64_t k, n = sft_tensor_numel(p);
-    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay;
-    double c1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), c2 = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
-    float b1 = (float)o->d.beta1, w1 = (float)(1.0 - o->d.beta1), b2 = (float)o->d.beta2, w2 = (float)(1.0 - o->d.beta2);
-    float step_size = (float)(-lr * c2 / c1), eps_c2 = (float)(o->d.eps * c2), decay = (float)(1.0 - lr * wd);
-    for (k = 0; k < n; k++) {
-        m[k] = sft__torch_add_alpha(m[k] * b1, g[k], w1);
-        v[k] = sft__torch_addcmul(v[k] * b2, g[k], g[k], w2);
-        if (wd > 0.0) w[k] *= decay;
-        w[k] = sft__torch_add_alpha(w[k], m[k] / (sqrtf(v[k]) + eps_c2), step_size);
-    }
+    sft__adam_k c = sft__adam_consts(o, i, lr, SFT__ADAM_BNB32);
+    for (k = 0; k < n; k++) sft__adamw_bnb32_elem(&w[k], &m[k], &v[k], g[k], &c);
 }
 
 /* bitsandbytes' 8-bit blockwise CPU update: decode, the f32 update, code again */
@@ -18707,22 +19154,14 @@ static void sft__adamw_bnb8(sft_optimizer *o, int i, double lr) {
     float *w = SFT__F(p), m[SFT__Q8_BLOCK], v[SFT__Q8_BLOCK];
     const float *g = SFT__CF(p->grad);
     int64_t n = sft_tensor_numel(p), b, k;
-    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay;
-    double c1 = 1.0 - pow(o->d.beta1, (double)o->step[i]), c2 = sqrt(1.0 - pow(o->d.beta2, (double)o->step[i]));
-    float b1 = (float)o->d.beta1, w1 = (float)(1.0 - o->d.beta1), b2 = (float)o->d.beta2, w2 = (float)(1.0 - o->d.beta2);
-    float c2f = (float)c2, epsf = (float)o->d.eps, decay = (float)(1.0 - lr * wd), step_size = (float)(-lr / c1);
+    sft__adam_k c = sft__adam_consts(o, i, lr, SFT__ADAM_BNB8);
     for (b = 0; b * SFT__Q8_BLOCK < n; b++) {
         int64_t first = b * SFT__Q8_BLOCK, len = n - first < SFT__Q8_BLOCK ? n - first : SFT__Q8_BLOCK;
         for (k = 0; k < len; k++) {
             int64_t at = first + k;
-            float denom;
             m[k] = o->map1[o->q1[i][at]] * o->a1[i][b];
             v[k] = o->map2[o->q2[i][at]] * o->a2[i][b];
-            m[k] = sft__torch_add_alpha(m[k] * b1, g[at], w1);
-            v[k] = sft__torch_addcmul(v[k] * b2, g[at], g[at], w2);
-            denom = sqrtf(v[k]) / c2f + epsf;
-            if (wd > 0.0) w[at] *= decay;
-            w[at] = w[at] + step_size * m[k] / denom;
+            sft__adamw_bnb8_elem(&w[at], &m[k], &v[k], g[at], &c);
         }
         o->a1[i][b] = sft__q8_block(m, len, o->lut1, o->q1[i] + first);
         o->a2[i][b] = sft__q8_block(v, len, o->lut2, o->q2[i] + first);
@@ -18734,10 +19173,19 @@ SFTDEF sft_status sft_optimizer_step(sft_optimizer *o, double lr) {
     if (!o) return sft__fail(SFT_ERR_ARG, "optimizer_step: NULL optimizer");
     if (!(lr >= 0.0) || !(lr < INFINITY)) return sft__fail(SFT_ERR_ARG, "optimizer_step: learning rate %g", lr);
     for (i = 0; i < o->n; i++) {
+        int kind = sft__is_8bit(o, i) ? SFT__ADAM_BNB8 : o->d.eight_bit ? SFT__ADAM_BNB32 : SFT__ADAM_TORCH;
         if (!o->params[i]->grad) continue;      /* torch leaves a parameter without a gradient alone */
         o->step[i]++;
-        if (sft__is_8bit(o, i)) sft__adamw_bnb8(o, i, lr);
-        else if (o->d.eight_bit) sft__adamw_bnb32(o, i, lr);
+        if (o->params[i]->device != SFT_DEVICE_CPU) {
+#ifdef SFT_CUDA
+            SFT__TRY(sft__cuda_adamw(o, i, sft__adam_consts(o, i, lr, kind), kind));
+            continue;
+#else
+            return sft__no_cuda("optimizer_step");
+#endif
+        }
+        if (kind == SFT__ADAM_BNB8) sft__adamw_bnb8(o, i, lr);
+        else if (kind == SFT__ADAM_BNB32) sft__adamw_bnb32(o, i, lr);
         else sft__adamw_torch(o, i, lr);
     }
     return SFT_OK;
@@ -18748,16 +19196,42 @@ SFTDEF void sft_optimizer_zero_grad(sft_optimizer *o) {
     for (i = 0; o && i < o->n; i++) sft_tensor_zero_grad(o->params[i]);
 }
 
+/* sft__sq_chunk: the squares of g[0..n) added in double, in order: one chunk
+   of the gradient norm (shared with the CUDA kernel) */
+#define SFT__NORM_CHUNK 4096
+static SFT__HD double sft__sq_chunk(const float *g, int64_t n) {
+    double s = 0.0;
+    int64_t k;
+    for (k = 0; k < n; k++) s = SFT__DADD(s, SFT__DMUL((double)g[k], (double)g[k]));
+    return s;
+}
+
+/* sft__grad_sq: parameter i's sum of squared gradients: its chunks' sums added
+   in order */
+static sft_status sft__grad_sq(const sft_optimizer *o, int i, double *out) {
+    const sft_tensor *g = o->params[i]->grad;
+    int64_t n = sft_tensor_numel(g), c;
+    *out = 0.0;
+    if (g->device != SFT_DEVICE_CPU) {
+#ifdef SFT_CUDA
+        return sft__cuda_grad_sq(o->ctx, SFT__CF(g), n, out);
+#else
+        return sft__no_cuda("clip_grad_norm");
+#endif
+    }
+    for (c = 0; c < n; c += SFT__NORM_CHUNK) *out += sft__sq_chunk(SFT__CF(g) + c, n - c < SFT__NORM_CHUNK ? n - c : SFT__NORM_CHUNK);
+    return SFT_OK;
+}
+
 SFTDEF double sft_optimizer_clip_grad_norm(sft_optimizer *o, double max_norm) {
     double total = 0.0, norm, coef;
     int i;
     int64_t k;
     if (!o) return 0.0;
     for (i = 0; i < o->n; i++) {
-        const sft_tensor *g = o->params[i]->grad;
-        double s = 0.0;
-        if (!g) continue;
-        for (k = 0; k < sft_tensor_numel(g); k++) s += (double)SFT__CF(g)[k] * SFT__CF(g)[k];
+        double s;
+        if (!o->params[i]->grad) continue;
+        if (sft__grad_sq(o, i, &s) != SFT_OK) return NAN;
         total += s;
     }
     norm = sqrt(total);
@@ -18767,6 +19241,12 @@ SFTDEF double sft_optimizer_clip_grad_norm(sft_optimizer *o, double max_norm) {
             for (i = 0; i < o->n; i++) {
                 sft_tensor *g = o->params[i]->grad;
                 float c = (float)coef;
+                if (g && g->device != SFT_DEVICE_CPU) {
+#ifdef SFT_CUDA
+                    if (sft__cuda_scale_inplace(SFT__F(g), sft_tensor_numel(g), c) != SFT_OK) return NAN;
+#endif
+                    continue;
+                }
                 for (k = 0; g && k < sft_tensor_numel(g); k++) SFT__F(g)[k] *= c;
             }
     }
@@ -18778,6 +19258,7 @@ SFTDEF int sft_optimizer_count(const sft_optimizer *o) { return o ? o->n : 0; }
 SFTDEF sft_status sft_optimizer_param_state(sft_optimizer *o, int i, sft_optimizer_state *out) {
     if (!o || !out || i < 0 || i >= o->n) return sft__fail(SFT_ERR_ARG, "optimizer_state: parameter %d", i);
     memset(out, 0, sizeof *out);
+    out->device = o->params[i]->device;
     out->step = o->step[i];
     out->numel = sft_tensor_numel(o->params[i]);
     out->exp_avg = o->m[i]; out->exp_avg_sq = o->v[i];
@@ -19144,6 +19625,8 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
         sft_tensor *pe = tr->cfg.prompt_embeddings;
         if (pe->dtype != SFT_F32 || pe->ndim != 2 || pe->shape[1] != model->cfg.hidden_size)
             s = sft__fail(SFT_ERR_SHAPE, "train: prompt_embeddings must be f32 [P, %d]", model->cfg.hidden_size);
+        else if (pe->device != model->device)
+            s = sft__fail(SFT_ERR_DEVICE, "train: prompt_embeddings must be on the model's device (sft_tensor_to_device)");
         else {
             sft_tensor_set_requires_grad(pe, 1);
             s = sft__vec_push(model->ctx, &params, &pe, 1);
@@ -19245,6 +19728,7 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_
         sft_model_batch mb;
         sft_model_run run;
         sft_model_output out;
+        float lv = 0.0f;
         sft_step_begin(tr->ctx);
         s = sft_dataset_batch(tr->eval, tr->eval_split, 0, 0, first, bs, &b);
         if (s != SFT_OK) break;
@@ -19253,8 +19737,10 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_
         if (s != SFT_OK) break;
         run.token_metrics = tr->cfg.token_metrics;
         s = sft_model_forward(tr->model, &mb, &run, &out);
+        if (s == SFT_OK) s = sft__scalar(out.loss, &lv);
+        if (s == SFT_OK && out.logits) s = sft__on_device(tr->ctx, out.logits, SFT_DEVICE_CPU, &out.logits);
         if (s != SFT_OK) break;
-        loss_sum += (double)*SFT__CF(out.loss) * (double)b.n_examples;
+        loss_sum += (double)lv * (double)b.n_examples;
         n += b.n_examples;
         if (tr->cfg.token_metrics) {
             acc += out.metric_tokens ? out.metric_correct / (double)out.metric_tokens : 0.0;
@@ -19293,14 +19779,15 @@ static sft_status sft__micro_loss(sft_trainer *tr, sft_model_batch *mb, sft_mode
         mb->labels = NULL;
         run->want_logits = 1;
         SFT__TRY(sft_model_forward(tr->model, mb, run, out));
+        SFT__TRY(sft__on_device(tr->ctx, labels, tr->model->device, &labels));   /* beside the logits */
         if (run->token_metrics) {       /* the model saw no labels: count from its logits */
             sft_tensor *shifted;
             SFT__TRY(sft_shift_labels(tr->ctx, labels, &shifted));
-            sft__logit_metrics(out->logits, shifted, out);
+            SFT__TRY(sft__logit_metrics(tr->ctx, out->logits, shifted, out));
         }
         SFT__TRY(tr->cfg.compute_loss(tr->ctx, out->logits, labels, items, tr->cfg.user, &loss));
-        if (!loss || sft_tensor_numel(loss) != 1 || loss->dtype != SFT_F32 || loss->device != SFT_DEVICE_CPU)
-            return sft__fail(SFT_ERR_ARG, "train: compute_loss must return one f32 CPU value as *loss");
+        if (!loss || sft_tensor_numel(loss) != 1 || loss->dtype != SFT_F32 || loss->device != tr->model->device)
+            return sft__fail(SFT_ERR_ARG, "train: compute_loss must return one f32 value on the model's device as *loss");
         if (!loss->requires_grad)
             return sft__fail(SFT_ERR_ARG, "train: the loss compute_loss returned does not depend on the trained weights");
         out->loss = loss;
@@ -19326,6 +19813,7 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
     sft_model_output out;
     int64_t t, am = 0;
     double l;
+    float lf = 0.0f;
     memset(&run, 0, sizeof run);
     SFT__TRY(sft__trainer_inputs(tr, tr->train, b, &mb));
     run.training = 1;
@@ -19340,7 +19828,8 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
         w->ent += out.metric_tokens ? out.metric_entropy / (double)out.metric_tokens : 0.0;
         w->metric_batches++;
     }
-    l = *SFT__CF(out.loss);
+    SFT__TRY(sft__scalar(out.loss, &lf));
+    l = lf;
     if (!(fabs(l) < INFINITY)) {
         if (tr->cfg.stop_on_nonfinite_loss)
             return sft__fail(SFT_ERR_NUMERIC, "train: the loss of step %lld (micro-batch %lld) is %g; stopped (stop_on_nonfinite_loss)",
@@ -19644,12 +20133,17 @@ static void sft__run_fingerprint(const sft_trainer *tr, char *out, size_t cap) {
 static sft_status sft__prompt_save(sft_trainer *tr, const char *dir) {
     char path[4096];
     const char *mk = "format", *mv = "pt";
-    sft_st_entry e = sft_st_entry_from_tensor("prompt_embeddings", tr->cfg.prompt_embeddings);
+    sft_st_entry e;
+    void *copy = NULL;
     sft_json_writer w;
     const sft_model_config *c = &tr->model->cfg;
+    sft_status s;
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sft__fail(SFT_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
     SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors"));
-    SFT__TRY(sft_st_save(tr->ctx, path, &e, 1, &mk, &mv, 1));
+    SFT__TRY(sft__st_entry_staged(tr->ctx, "prompt_embeddings", tr->cfg.prompt_embeddings, &e, &copy));
+    s = sft_st_save(tr->ctx, path, &e, 1, &mk, &mv, 1);
+    sft__free(tr->ctx, copy);
+    SFT__TRY(s);
     memset(&w, 0, sizeof w);
     w.ctx = tr->ctx; w.indent = 2;
     sft_json_write_object_begin(&w);
@@ -19671,28 +20165,35 @@ static sft_status sft__prompt_save(sft_trainer *tr, const char *dir) {
 /* sft__full_save: a transformers model folder: every weight, config.json copied */
 static sft_status sft__full_save(sft_trainer *tr, const char *dir) {
     sft_st_entry *e;
+    void **copies;
     char *keys, path[4096], *cfg = NULL;
     const char *mk = "format", *mv = "pt";
     char name[SFT_WEIGHT_NAME_MAX];
     sft_tensor *t;
     size_t len = 0;
     int i, n = 0, count;
-    sft_status s;
+    sft_status s = SFT_OK;
     sft_buf part;
     for (count = 0; sft_model_weight_at(tr->model, count, NULL, NULL); count++) {}
     e = (sft_st_entry *)sft__calloc(tr->ctx, (size_t)count + 1, sizeof *e);
     keys = (char *)sft__alloc(tr->ctx, (size_t)(count + 1) * SFT_WEIGHT_NAME_MAX);
-    if (!e || !keys) { sft__free(tr->ctx, e); sft__free(tr->ctx, keys); return sft__fail(SFT_ERR_NOMEM, "save: model weights"); }
-    for (i = 0; sft_model_weight_at(tr->model, i, name, &t); i++) {
+    copies = (void **)sft__calloc(tr->ctx, (size_t)count + 1, sizeof *copies);   /* host copies of device weights */
+    if (!e || !keys || !copies) {
+        sft__free(tr->ctx, e); sft__free(tr->ctx, keys); sft__free(tr->ctx, copies);
+        return sft__fail(SFT_ERR_NOMEM, "save: model weights");
+    }
+    for (i = 0; s == SFT_OK && sft_model_weight_at(tr->model, i, name, &t); i++) {
         if (!t) continue;
         memcpy(keys + (size_t)n * SFT_WEIGHT_NAME_MAX, name, SFT_WEIGHT_NAME_MAX);
-        e[n] = sft_st_entry_from_tensor(keys + (size_t)n * SFT_WEIGHT_NAME_MAX, t);
+        s = sft__st_entry_staged(tr->ctx, keys + (size_t)n * SFT_WEIGHT_NAME_MAX, t, &e[n], &copies[n]);
         n++;
     }
-    s = sft__path_join(path, sizeof path, dir, strlen(dir), "model.safetensors");
+    if (s == SFT_OK) s = sft__path_join(path, sizeof path, dir, strlen(dir), "model.safetensors");
     if (s == SFT_OK) s = sft_st_save(tr->ctx, path, e, n, &mk, &mv, 1);
+    while (n > 0) sft__free(tr->ctx, copies[--n]);
     sft__free(tr->ctx, keys);
     sft__free(tr->ctx, e);
+    sft__free(tr->ctx, copies);
     SFT__TRY(s);
     SFT__TRY(sft__path_join(path, sizeof path, tr->model->dir, strlen(tr->model->dir), "config.json"));
     SFT__TRY(sft_file_read(tr->ctx, path, 0, &cfg, &len));
@@ -19742,7 +20243,7 @@ static sft_status sft__read_into(sft_context *ctx, const sft_st_file *f, const c
     if (v->dtype != SFT_F32 || sft_tensor_numel(v) != sft_tensor_numel(t))
         s = sft__fail(SFT_ERR_SHAPE, "%s: '%s' has %lld %s values, the run's tensor %lld f32 (a checkpoint of another run?)", path, key,
                       (long long)sft_tensor_numel(v), sft_dtype_name(v->dtype), (long long)sft_tensor_numel(t));
-    else { memcpy(t->data, v->data, sft_tensor_nbytes(t)); s = SFT_OK; }
+    else s = sft__device_copy(t->data, t->device, v->data, SFT_DEVICE_CPU, sft_tensor_nbytes(t));
     sft_tensor_destroy(v);
     return s;
 }
@@ -19817,11 +20318,12 @@ static sft_status sft__weights_read(sft_trainer *tr, const char *dir) {
 static sft_status sft__optimizer_save(sft_trainer *tr, const char *dir) {
     int n = sft_optimizer_count(tr->opt), i, k = 0;
     sft_st_entry *e = (sft_st_entry *)sft__calloc(tr->ctx, (size_t)(4 * n + 1), sizeof *e);
+    void **copies = (void **)sft__calloc(tr->ctx, (size_t)(4 * n + 1), sizeof(void *));   /* state copied off a device */
     char *keys = (char *)sft__alloc(tr->ctx, (size_t)(4 * n + 1) * 32), path[4096];
     int64_t *steps = (int64_t *)sft__calloc(tr->ctx, (size_t)n + 1, sizeof(int64_t));
     const char *mk = "format", *mv = "sft.h AdamW state";
     sft_status s = SFT_OK;
-    if (!e || !keys || !steps) s = sft__fail(SFT_ERR_NOMEM, "save: optimizer state");
+    if (!e || !keys || !steps || !copies) s = sft__fail(SFT_ERR_NOMEM, "save: optimizer state");
     for (i = 0; s == SFT_OK && i < n; i++) {
         sft_optimizer_state st;
         int part;
@@ -19837,7 +20339,14 @@ static sft_status sft__optimizer_save(sft_trainer *tr, const char *dir) {
             if (!st.state1) { e[k].dtype = SFT_F32; e[k].shape[0] = st.numel; e[k].data = part ? st.exp_avg_sq : st.exp_avg; }
             else if (part < 2) { e[k].dtype = SFT_U8; e[k].shape[0] = st.numel; e[k].data = part ? st.state2 : st.state1; }
             else { e[k].dtype = SFT_F32; e[k].shape[0] = st.blocks; e[k].data = part == 3 ? st.absmax2 : st.absmax1; }
+            if (st.device != SFT_DEVICE_CPU) {
+                size_t bytes = (size_t)e[k].shape[0] * sft_dtype_size(e[k].dtype);
+                if (!(copies[k] = sft__alloc(tr->ctx, bytes ? bytes : 1))) s = sft__fail(SFT_ERR_NOMEM, "save: optimizer state %s", key);
+                else s = sft__device_copy(copies[k], SFT_DEVICE_CPU, e[k].data, st.device, bytes);
+                e[k].data = copies[k];
+            }
             k++;
+            if (s != SFT_OK) break;
         }
     }
     if (s == SFT_OK) {
@@ -19847,13 +20356,14 @@ static sft_status sft__optimizer_save(sft_trainer *tr, const char *dir) {
         s = sft__path_join(path, sizeof path, dir, strlen(dir), "optimizer.safetensors");
         if (s == SFT_OK) s = sft_st_save(tr->ctx, path, e, k, &mk, &mv, 1);
     }
-    sft__free(tr->ctx, e); sft__free(tr->ctx, keys); sft__free(tr->ctx, steps);
+    for (i = 0; copies && i < 4 * n; i++) sft__free(tr->ctx, copies[i]);
+    sft__free(tr->ctx, e); sft__free(tr->ctx, keys); sft__free(tr->ctx, steps); sft__free(tr->ctx, copies);
     return s;
 }
 
-/* sft__bytes_into: a tensor of the file, exactly dtype and count, into dst */
+/* sft__bytes_into: a tensor of the file, exactly dtype and count, into dst (on dev) */
 static sft_status sft__bytes_into(sft_context *ctx, const sft_st_file *f, const char *path, const char *key, sft_dtype dtype,
-                                  int64_t count, void *dst) {
+                                  int64_t count, void *dst, sft_device dev) {
     sft_tensor *v = NULL;
     sft_status s = SFT_OK;
     if (!sft_st_find(f, key)) return sft__fail(SFT_ERR_NOT_FOUND, "%s: '%s' is missing", path, key);
@@ -19861,7 +20371,7 @@ static sft_status sft__bytes_into(sft_context *ctx, const sft_st_file *f, const 
     if (v->dtype != dtype || sft_tensor_numel(v) != count)
         s = sft__fail(SFT_ERR_SHAPE, "%s: '%s' is %s x %lld, want %s x %lld (a checkpoint of another run?)", path, key,
                       sft_dtype_name(v->dtype), (long long)sft_tensor_numel(v), sft_dtype_name(dtype), (long long)count);
-    else memcpy(dst, v->data, sft_tensor_nbytes(v));
+    else s = sft__device_copy(dst, dev, v->data, SFT_DEVICE_CPU, sft_tensor_nbytes(v));
     sft_tensor_destroy(v);
     return s;
 }
@@ -19875,19 +20385,19 @@ static sft_status sft__optimizer_read(sft_trainer *tr, const char *dir) {
     if (!steps) return sft__fail(SFT_ERR_NOMEM, "resume: optimizer state");
     s = sft__path_join(path, sizeof path, dir, strlen(dir), "optimizer.safetensors");
     if (s == SFT_OK) s = sft_st_open(tr->ctx, path, &f);
-    if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, "step", SFT_I64, n, steps);
+    if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, "step", SFT_I64, n, steps, SFT_DEVICE_CPU);
     for (i = 0; s == SFT_OK && i < n; i++) {
         sft_optimizer_state st;
         sft_optimizer_param_state(tr->opt, i, &st);
         tr->opt->step[i] = steps[i];
         if (st.state1) {
-            snprintf(key, sizeof key, "%d.state1", i);  s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state1);
-            snprintf(key, sizeof key, "%d.state2", i);  if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state2);
-            snprintf(key, sizeof key, "%d.absmax1", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax1);
-            snprintf(key, sizeof key, "%d.absmax2", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax2);
+            snprintf(key, sizeof key, "%d.state1", i);  s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state1, st.device);
+            snprintf(key, sizeof key, "%d.state2", i);  if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state2, st.device);
+            snprintf(key, sizeof key, "%d.absmax1", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax1, st.device);
+            snprintf(key, sizeof key, "%d.absmax2", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax2, st.device);
         } else {
-            snprintf(key, sizeof key, "%d.exp_avg", i);    s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg);
-            snprintf(key, sizeof key, "%d.exp_avg_sq", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg_sq);
+            snprintf(key, sizeof key, "%d.exp_avg", i);    s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg, st.device);
+            snprintf(key, sizeof key, "%d.exp_avg_sq", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg_sq, st.device);
         }
     }
     sft_st_close(f);

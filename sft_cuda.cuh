@@ -4,21 +4,21 @@
    The device half of sft.h's backend seam. sft.h keeps every operator's checks,
    output allocation, autograd tape and step arenas; for tensors on SFT_CUDA it
    asks this file for memory (sft__cuda_alloc/free/copy/memset0) and for kernels
-   (sft__backend_cuda(): one forward and one backward kernel per op, NULL where
-   there is none yet, which sft__dispatch reports as SFT_ERR_UNSUPPORTED naming the
-   op and "cuda").
+   (sft__backend_cuda(): a forward and a backward kernel for every op), and for
+   the device side of 4-bit weights, the layers, the optimizer and generation.
+   A model loaded onto the device (sft_load_desc.device) keeps everything there;
+   the host holds the tape's small records and copies batches in and each
+   step's loss out.
 
-   WHAT IS HERE NOW
-   The seam itself, end to end: device memory for persistent tensors, gradients
-   and the device step arenas; copies host<->device and device<->device; and the
-   elementwise kernels, forward and backward:
-       add, mul    out[i] = a[i] op b[i % numel(b)]   (b a suffix of a's shape)
-       scale       out = x * s
-       reshape     forward: nothing (a view); backward: dx += g
-   They reproduce sft.h's CPU kernels bit for bit: every product and sum is
-   rounded as the CPU rounds it (__fmul_rn/__fadd_rn, which nvcc never contracts
-   into an FMA), and the broadcast operand's gradient sums the rows of each column
-   in order, one thread per column, so results are deterministic.
+   Every result is deterministic: each output element has one owner that sums in
+   a fixed order (no floating-point atomics; block reductions are fixed trees),
+   so a run gives the same bits every time, as on the CPU. Where this file does
+   the same arithmetic as sft.h's portable CPU path it gives the same bits: every
+   product and sum is rounded on its own (__fmul_rn/__fadd_rn, which nvcc never
+   fuses into an FMA), the GEMMs add k in increasing order, and the math both
+   sides need (Philox and the dropout masks, 4-bit decoding, the AdamW updates)
+   is one SFT__HD helper in sft.h compiled for both. How each op compares with
+   the CPU is listed in tests/test_cuda*.cu and README.md.
 
    BUILD
    Not a header a user includes: sft.h pulls it into its implementation when that
@@ -28,29 +28,46 @@
        #define SFT_CUDA
        #include "sft.h"
 
-   and C programs link against its object (-lcublasLt -lpthread; cudart is linked
-   statically by nvcc). `make cuda` builds build/test_cuda from tests/test_cuda.cu
-   that way, for sm_80, sm_89 and sm_90a; without a device it reports a skip. Work
-   goes to the current CUDA device (cudaSetDevice before creating the context) on
-   the default stream, in issue order.
+   (or compiles sft.h itself that way: nvcc -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA
+   -c sft.h), and C programs link against its object (-lcublasLt -lcudart
+   -lstdc++). `make cuda` builds it for sm_80, sm_89 and sm_90a. The same source also builds with a
+   host C++17 compiler on tests/cuda_emu (the CPU emulator behind `make
+   cuda-emu`): there the dense GEMMs run the reference kernel instead of
+   cuBLASLt. Work goes to the current CUDA device (cudaSetDevice before creating
+   the context) on the default stream, in issue order.
 
    OPTIONS (define before including sft.h)
        SFT_CUDA_SYNC   synchronise after every kernel, so an asynchronous fault is
                        reported by the op that caused it (slow; for debugging)
+   ENVIRONMENT
+       SFT_CUDA_GEMM=reference   the dense GEMMs run the reference tiled kernel on a
+                                 GPU too (the same bits as the emulator and the
+                                 portable CPU path; for checks, slower)
 
    CONTENTS (search for the banner "=== cuda: name")
-       errors      one way a CUDA error becomes an sft_status
-       memory      alloc, free, copy, memset
-       launch      grid sizes and the after-launch check
-       elementwise add, mul, scale, reshape: kernels, then the node wrappers
-       backend     the table sft__dispatch reads
-       available   sft_cuda_available
-
-   LATER
-   The model's kernels (matmul through cuBLASLt, fused NF4 dequant + GEMM,
-   embedding, RMSNorm, SiLU/SwiGLU, RoPE, attention, cross-entropy, dropout) in
-   bf16 with f32 accumulation, each beside a naive reference kernel; device bytes
-   in the memory statistics; streams. */
+       errors        one way a CUDA error becomes an sft_status
+       state         per-context state: device byte accounting, cuBLASLt
+       memory        alloc, free, copy, memset
+       launch        the launch macro, grid sizes, the after-launch check
+       reductions    block sums and maxima in a fixed order
+       elementwise   add, mul, scale, reshape, silu, swiglu
+       dropout       masks as bits (sft.h's sft__dropout_word), applying them
+       embedding     rows by id; the scatter back, column by column
+       rmsnorm
+       rope
+       gemm          the one dense GEMM function: reference tiled kernel, cuBLASLt
+       4-bit         dequantization, the fused 4-bit GEMM (tiles decoded in shared
+                     memory), bf16 bases
+       matmul
+       linear        a linear layer with its adapters (LoRA, rsLoRA, DoRA, dropout,
+                     mixed batches) as one node, the CPU's plan on device GEMMs
+       attention     flash-style, one warp per row, online softmax; generation's
+                     attention over the KV cache
+       cross-entropy and the output projection fused with it
+       prompt tuning
+       optimizer     AdamW (torch, bitsandbytes 32- and 8-bit), the gradient norm
+       backend       the table sft__dispatch reads
+       available     sft_cuda_available */
 
 #ifndef SFT_CUDA_CUH
 #define SFT_CUDA_CUH
@@ -60,6 +77,19 @@
 #endif
 
 #include <cuda_runtime.h>
+#ifndef CUDA_EMU
+#  include <cublasLt.h>
+#endif
+
+/* SFT__LAUNCH(kernel, grid, block, shared_bytes, args...): k<<<grid, block,
+   shared_bytes>>>(args) under nvcc; a function call under the CPU emulator
+   (tests/cuda_emu: a host compiler cannot parse <<< >>>). Every launch in this
+   file goes through it. */
+#ifdef CUDA_EMU
+#  define SFT__LAUNCH(kernel, grid, block, smem, ...) cuda_emu::launch(kernel, grid, block, smem, 0, __VA_ARGS__)
+#else
+#  define SFT__LAUNCH(kernel, grid, block, smem, ...) kernel<<<grid, block, smem>>>(__VA_ARGS__)
+#endif
 
 /* ============================================================================
    === cuda: errors
@@ -75,28 +105,84 @@ static sft_status sft__cuda_fail(cudaError_t err, const char *what) {
 }
 
 /* ============================================================================
+   === cuda: state
+   A context's CUDA state is made on its first device allocation: the size of
+   every live device block (cudaFree takes none, and the memory statistics count
+   device bytes), and the cuBLASLt handle and workspace, made on the first dense
+   GEMM. */
+
+typedef struct sft__cuda_size { void *key; size_t value; } sft__cuda_size;
+
+typedef struct sft__cuda_state {
+    sft__cuda_size *sizes;       /* stb_ds hash map: live device block -> bytes  */
+    int             gemm_reference;   /* SFT_CUDA_GEMM=reference                 */
+#ifndef CUDA_EMU
+    cublasLtHandle_t lt;
+    void            *lt_work;
+    size_t           lt_work_bytes;
+#endif
+} sft__cuda_state;
+
+static sft_status sft__cuda_state_of(sft_context *ctx, sft__cuda_state **out) {
+    sft__cuda_state *st = (sft__cuda_state *)ctx->cuda;
+    const char *env;
+    if (!st) {
+        st = (sft__cuda_state *)sft__calloc(ctx, 1, sizeof *st);
+        if (!st) return sft__fail(SFT_ERR_NOMEM, "cuda: cannot allocate the context's CUDA state");
+        env = getenv("SFT_CUDA_GEMM");
+        st->gemm_reference = env && strcmp(env, "reference") == 0;
+        ctx->cuda = st;
+    }
+    *out = st;
+    return SFT_OK;
+}
+
+static void sft__cuda_context_free(sft_context *ctx) {
+    sft__cuda_state *st = (sft__cuda_state *)ctx->cuda;
+    if (!st) return;
+#ifndef CUDA_EMU
+    if (st->lt) cublasLtDestroy(st->lt);
+    sft__cuda_free(ctx, st->lt_work);
+#endif
+    hmfree(st->sizes);
+    sft__free(ctx, st);
+    ctx->cuda = NULL;
+}
+
+/* ============================================================================
    === cuda: memory
    Device memory comes straight from cudaMalloc (256-byte aligned, so the arenas'
-   64-byte alignment holds). It is not added to the context's sft_mem_stats,
-   which count host bytes: the free side has no size to subtract. */
+   64-byte alignment holds), counted in the context's device statistics. */
 
 static sft_status sft__cuda_alloc(sft_context *ctx, size_t size, void **out) {
     char what[96];
+    sft__cuda_state *st;
     cudaError_t err;
-    (void)ctx;
     *out = NULL;
+    SFT__TRY(sft__cuda_state_of(ctx, &st));
     err = cudaMalloc(out, size ? size : 1);   /* size 0: a valid block, as on the CPU */
-    if (err == cudaSuccess) return SFT_OK;
-    *out = NULL;
-    snprintf(what, sizeof what, "cuda: cudaMalloc of %zu bytes", size);
-    return sft__cuda_fail(err, what);
+    if (err != cudaSuccess) {
+        *out = NULL;
+        snprintf(what, sizeof what, "cuda: cudaMalloc of %zu bytes", size);
+        return sft__cuda_fail(err, what);
+    }
+    hmput(st->sizes, *out, size);
+    ctx->device_bytes_in_use += size;
+    if (ctx->device_bytes_in_use > ctx->device_peak_bytes) ctx->device_peak_bytes = ctx->device_bytes_in_use;
+    return SFT_OK;
 }
 
 /* sft__cuda_free: cudaFree waits for the work queued before it; a failure here
    (a device that has gone away) is forgotten, there is no one to tell. */
 static void sft__cuda_free(sft_context *ctx, void *ptr) {
-    (void)ctx;
-    if (ptr && cudaFree(ptr) != cudaSuccess) (void)cudaGetLastError();
+    sft__cuda_state *st = (sft__cuda_state *)ctx->cuda;
+    ptrdiff_t i;
+    if (!ptr) return;
+    if (st && (i = hmgeti(st->sizes, ptr)) >= 0) {
+        ctx->device_bytes_in_use -= st->sizes[i].value;
+        (void)hmdel(st->sizes, ptr);
+    }
+    if (cudaFree(ptr) != cudaSuccess) (void)cudaGetLastError();
 }
 
 /* sft__cuda_copy: n bytes in any direction. A copy to or from the host returns
@@ -128,11 +214,18 @@ static sft_status sft__cuda_memset0(void *dst, size_t n) {
     return sft__cuda_fail(err, what);
 }
 
+/* sft__cuda_scratch: n bytes of device memory for this step (the current step
+   arena: gone at the next sft_step_begin, or with a checkpointed segment). */
+static sft_status sft__cuda_scratch(sft_context *ctx, size_t n, void **out) {
+    return sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CUDA), n ? n : 1, out);
+}
+
 /* ============================================================================
    === cuda: launch
    Elementwise kernels run 256 threads a block on at most 65535 blocks and walk
    their 64-bit range with a grid-stride loop, so any size fits one launch. An
-   empty range launches nothing (a zero grid is an error). */
+   empty range launches nothing (a zero grid is an error). Kernels that give a
+   block one row use grid.x for the rows (up to 2^31 - 1). */
 
 #define SFT__CUDA_BLOCK    256u
 #define SFT__CUDA_MAX_GRID 65535u
@@ -142,67 +235,126 @@ static unsigned sft__cuda_grid(int64_t n) {
     return blocks > (int64_t)SFT__CUDA_MAX_GRID ? SFT__CUDA_MAX_GRID : (unsigned)blocks;
 }
 
-/* sft__cuda_launched: the check after every launch, naming the op and kernel. */
-static sft_status sft__cuda_launched(const sft__node *n, const char *kernel) {
-    char what[96];
+#define SFT__CUDA_FOR(i, n) for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+/* sft__cuda_check: the check after every launch, naming the op and kernel. */
+static sft_status sft__cuda_check(const char *op, const char *kernel) {
+    char what[128];
     cudaError_t err = cudaGetLastError();
 #ifdef SFT_CUDA_SYNC
     if (err == cudaSuccess) err = cudaDeviceSynchronize();
 #endif
     if (err == cudaSuccess) return SFT_OK;
-    snprintf(what, sizeof what, "%s: cuda kernel %s", sft__op_names[n->op], kernel);
+    snprintf(what, sizeof what, "%s: cuda kernel %s", op, kernel);
     return sft__cuda_fail(err, what);
+}
+
+static sft_status sft__cuda_launched(const sft__node *n, const char *kernel) { return sft__cuda_check(sft__op_names[n->op], kernel); }
+
+/* ============================================================================
+   === cuda: reductions
+   A block's sum (or maximum) of one value per thread, every thread getting the
+   result: a tree over shared memory with a fixed pairing, so the order of the
+   additions depends only on blockDim.x (a power of two, at most 1024). The
+   callers give each thread a strided partial sum first, in increasing index. */
+
+template <typename T> static __device__ T sft__cuda_block_sum(T v, T *sh) {
+    unsigned t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (t < s) sh[t] = sh[t] + sh[t + s];
+        __syncthreads();
+    }
+    v = sh[0];
+    __syncthreads();   /* sh is free again when the caller goes on */
+    return v;
+}
+
+static __device__ float sft__cuda_block_max(float v, float *sh) {
+    unsigned t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (t < s) sh[t] = fmaxf(sh[t], sh[t + s]);
+        __syncthreads();
+    }
+    v = sh[0];
+    __syncthreads();
+    return v;
+}
+
+/* the threads a row kernel uses: a power of two from 32 to 256 covering n */
+static unsigned sft__cuda_row_threads(int64_t n) {
+    unsigned t = 32;
+    while (t < 256 && (int64_t)t < n) t <<= 1;
+    return t;
+}
+
+/* a warp's sum by the xor butterfly: every lane ends with the same bits */
+static __device__ float sft__cuda_warp_sum(float v) {
+    for (int off = 16; off > 0; off >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+static __device__ float sft__cuda_warp_max(float v) {
+    for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+}
+
+/* sft__cuda_total: out[0] = (float)(sum of x[0..n) in double, in order, times
+   factor): the losses' reduction, done as the CPU does it (one thread: n is a
+   batch's rows) */
+static __global__ void sft__cuda_total_kernel(float *out, const float *x, int64_t n, float factor) {
+    double total = 0.0;
+    if (threadIdx.x || blockIdx.x) return;
+    for (int64_t i = 0; i < n; i++) total += (double)x[i];
+    out[0] = (float)(total * (double)factor);
 }
 
 /* ============================================================================
    === cuda: elementwise
    The same nodes as the CPU kernels: add/mul in[0] = a, in[1] = b with numel(b)
    dividing numel(a) (suffix broadcast); scale f[0] = s; reshape out is a view of
-   in[0]. Gradient buffers are allocated and zeroed by sft.h before a backward
-   kernel runs; kernels add into them. */
+   in[0]; silu in[0] = x; swiglu in[0] = gate, in[1] = up. Gradient buffers are
+   allocated and zeroed by sft.h before a backward kernel runs; kernels add into
+   them. Each expression is the CPU's, operation for operation. */
 
 /* out[i] = a[i] + b[i % nb] */
 static __global__ void sft__cuda_add_kernel(float *out, const float *a, const float *b, int64_t n, int64_t nb) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = __fadd_rn(a[i], b[i % nb]);
+    SFT__CUDA_FOR(i, n) out[i] = __fadd_rn(a[i], b[i % nb]);
 }
 
 /* out[i] = a[i] * b[i % nb] */
 static __global__ void sft__cuda_mul_kernel(float *out, const float *a, const float *b, int64_t n, int64_t nb) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = __fmul_rn(a[i], b[i % nb]);
+    SFT__CUDA_FOR(i, n) out[i] = __fmul_rn(a[i], b[i % nb]);
 }
 
 /* out[i] = x[i] * s */
 static __global__ void sft__cuda_scale_kernel(float *out, const float *x, float s, int64_t n) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        out[i] = __fmul_rn(x[i], s);
+    SFT__CUDA_FOR(i, n) out[i] = __fmul_rn(x[i], s);
 }
 
 /* dst[i] += g[i]: add's full-size gradient, reshape's gradient */
 static __global__ void sft__cuda_acc_kernel(float *dst, const float *g, int64_t n) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __fadd_rn(dst[i], g[i]);
+    SFT__CUDA_FOR(i, n) dst[i] = __fadd_rn(dst[i], g[i]);
 }
 
 /* dst[i] += g[i] * y[i % ny]: mul's full-size gradient */
 static __global__ void sft__cuda_acc_mul_kernel(float *dst, const float *g, const float *y, int64_t n, int64_t ny) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __fadd_rn(dst[i], __fmul_rn(g[i], y[i % ny]));
+    SFT__CUDA_FOR(i, n) dst[i] = __fadd_rn(dst[i], __fmul_rn(g[i], y[i % ny]));
 }
 
 /* dst[i] += g[i] * s: scale's gradient */
 static __global__ void sft__cuda_acc_scaled_kernel(float *dst, const float *g, float s, int64_t n) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __fadd_rn(dst[i], __fmul_rn(g[i], s));
+    SFT__CUDA_FOR(i, n) dst[i] = __fadd_rn(dst[i], __fmul_rn(g[i], s));
 }
 
 /* db[c] += sum over rows r, in order, of g[r*nb + c] (x NULL: add) or
    g[r*nb + c] * x[r*nb + c] (mul): the broadcast operand's gradient. One thread
-   owns a column, so the order of the sum is fixed. Adjacent threads read
-   adjacent columns of a row, so the loads coalesce. */
+   owns a column; adjacent threads read adjacent columns, so loads coalesce. */
 static __global__ void sft__cuda_colsum_kernel(float *db, const float *g, const float *x, int64_t rows, int64_t nb) {
-    for (int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; c < nb; c += (int64_t)gridDim.x * blockDim.x) {
+    SFT__CUDA_FOR(c, nb) {
         float acc = 0.0f;
         for (int64_t r = 0; r < rows; r++)
             acc = __fadd_rn(acc, x ? __fmul_rn(g[r * nb + c], x[r * nb + c]) : g[r * nb + c]);
@@ -210,12 +362,33 @@ static __global__ void sft__cuda_colsum_kernel(float *db, const float *g, const 
     }
 }
 
+/* sigmoid as the CPU's 1 / (1 + expf(-x)) */
+static __device__ float sft__cuda_sigmoid(float x) { return __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-x))); }
+
+/* out = silu(x) (* up for swiglu) */
+static __global__ void sft__cuda_silu_kernel(float *out, const float *x, const float *up, int64_t n) {
+    SFT__CUDA_FOR(i, n) {
+        float s = __fmul_rn(x[i], sft__cuda_sigmoid(x[i]));
+        out[i] = up ? __fmul_rn(s, up[i]) : s;
+    }
+}
+
+/* dx += g * up * silu'(x), dup += g * x * sigmoid(x) (either may be NULL) */
+static __global__ void sft__cuda_silu_bwd_kernel(float *dx, float *dup, const float *g, const float *x, const float *up, int64_t n) {
+    SFT__CUDA_FOR(i, n) {
+        float sg = sft__cuda_sigmoid(x[i]);
+        float dsilu = __fmul_rn(sg, __fadd_rn(1.0f, __fmul_rn(x[i], __fsub_rn(1.0f, sg))));
+        if (dx) dx[i] = __fadd_rn(dx[i], __fmul_rn(__fmul_rn(g[i], up ? up[i] : 1.0f), dsilu));
+        if (dup) dup[i] = __fadd_rn(dup[i], __fmul_rn(__fmul_rn(g[i], x[i]), sg));
+    }
+}
+
 static sft_status sft__cuda_add_fwd(sft_context *ctx, sft__node *n) {
     int64_t count = sft_tensor_numel(n->out);
     (void)ctx;
     if (count == 0) return SFT_OK;
-    sft__cuda_add_kernel<<<sft__cuda_grid(count), SFT__CUDA_BLOCK>>>(SFT__F(n->out), SFT__CF(n->in[0]), SFT__CF(n->in[1]),
-                                                                     count, sft_tensor_numel(n->in[1]));
+    SFT__LAUNCH(sft__cuda_add_kernel, sft__cuda_grid(count), SFT__CUDA_BLOCK, 0, SFT__F(n->out), SFT__CF(n->in[0]),
+                SFT__CF(n->in[1]), count, sft_tensor_numel(n->in[1]));
     return sft__cuda_launched(n, "add");
 }
 
@@ -223,8 +396,8 @@ static sft_status sft__cuda_mul_fwd(sft_context *ctx, sft__node *n) {
     int64_t count = sft_tensor_numel(n->out);
     (void)ctx;
     if (count == 0) return SFT_OK;
-    sft__cuda_mul_kernel<<<sft__cuda_grid(count), SFT__CUDA_BLOCK>>>(SFT__F(n->out), SFT__CF(n->in[0]), SFT__CF(n->in[1]),
-                                                                     count, sft_tensor_numel(n->in[1]));
+    SFT__LAUNCH(sft__cuda_mul_kernel, sft__cuda_grid(count), SFT__CUDA_BLOCK, 0, SFT__F(n->out), SFT__CF(n->in[0]),
+                SFT__CF(n->in[1]), count, sft_tensor_numel(n->in[1]));
     return sft__cuda_launched(n, "mul");
 }
 
@@ -236,15 +409,15 @@ static sft_status sft__cuda_ew_bwd(sft_context *ctx, sft__node *n) {
     int is_add = n->op == SFT__OP_ADD;
     (void)ctx;
     if (n->in[0]->requires_grad && count > 0) {
-        if (is_add) sft__cuda_acc_kernel<<<sft__cuda_grid(count), SFT__CUDA_BLOCK>>>(SFT__F(n->in[0]->grad), g, count);
+        if (is_add) SFT__LAUNCH(sft__cuda_acc_kernel, sft__cuda_grid(count), SFT__CUDA_BLOCK, 0, SFT__F(n->in[0]->grad), g, count);
         else
-            sft__cuda_acc_mul_kernel<<<sft__cuda_grid(count), SFT__CUDA_BLOCK>>>(SFT__F(n->in[0]->grad), g, SFT__CF(n->in[1]),
-                                                                                 count, nb);
+            SFT__LAUNCH(sft__cuda_acc_mul_kernel, sft__cuda_grid(count), SFT__CUDA_BLOCK, 0, SFT__F(n->in[0]->grad), g,
+                        SFT__CF(n->in[1]), count, nb);
         SFT__TRY(sft__cuda_launched(n, is_add ? "acc" : "acc_mul"));
     }
     if (n->in[1]->requires_grad && nb > 0) {
-        sft__cuda_colsum_kernel<<<sft__cuda_grid(nb), SFT__CUDA_BLOCK>>>(SFT__F(n->in[1]->grad), g,
-                                                                         is_add ? NULL : SFT__CF(n->in[0]), count / nb, nb);
+        SFT__LAUNCH(sft__cuda_colsum_kernel, sft__cuda_grid(nb), SFT__CUDA_BLOCK, 0, SFT__F(n->in[1]->grad), g,
+                    is_add ? (const float *)NULL : SFT__CF(n->in[0]), count / nb, nb);
         SFT__TRY(sft__cuda_launched(n, "colsum"));
     }
     return SFT_OK;
@@ -254,7 +427,8 @@ static sft_status sft__cuda_scale_fwd(sft_context *ctx, sft__node *n) {
     int64_t count = sft_tensor_numel(n->out);
     (void)ctx;
     if (count == 0) return SFT_OK;
-    sft__cuda_scale_kernel<<<sft__cuda_grid(count), SFT__CUDA_BLOCK>>>(SFT__F(n->out), SFT__CF(n->in[0]), n->f[0], count);
+    SFT__LAUNCH(sft__cuda_scale_kernel, sft__cuda_grid(count), SFT__CUDA_BLOCK, 0, SFT__F(n->out), SFT__CF(n->in[0]), n->f[0],
+                count);
     return sft__cuda_launched(n, "scale");
 }
 
@@ -262,8 +436,8 @@ static sft_status sft__cuda_scale_bwd(sft_context *ctx, sft__node *n) {
     int64_t count = sft_tensor_numel(n->out);
     (void)ctx;
     if (count == 0) return SFT_OK;
-    sft__cuda_acc_scaled_kernel<<<sft__cuda_grid(count), SFT__CUDA_BLOCK>>>(SFT__F(n->in[0]->grad), SFT__CF(n->out->grad),
-                                                                            n->f[0], count);
+    SFT__LAUNCH(sft__cuda_acc_scaled_kernel, sft__cuda_grid(count), SFT__CUDA_BLOCK, 0, SFT__F(n->in[0]->grad),
+                SFT__CF(n->out->grad), n->f[0], count);
     return sft__cuda_launched(n, "acc_scaled");
 }
 
@@ -275,23 +449,1495 @@ static sft_status sft__cuda_reshape_bwd(sft_context *ctx, sft__node *n) {
     int64_t count = sft_tensor_numel(n->out);
     (void)ctx;
     if (count == 0) return SFT_OK;
-    sft__cuda_acc_kernel<<<sft__cuda_grid(count), SFT__CUDA_BLOCK>>>(SFT__F(n->in[0]->grad), SFT__CF(n->out->grad), count);
+    SFT__LAUNCH(sft__cuda_acc_kernel, sft__cuda_grid(count), SFT__CUDA_BLOCK, 0, SFT__F(n->in[0]->grad), SFT__CF(n->out->grad),
+                count);
     return sft__cuda_launched(n, "acc");
+}
+
+static sft_status sft__cuda_silu_fwd(sft_context *ctx, sft__node *n) {
+    int64_t count = sft_tensor_numel(n->out);
+    (void)ctx;
+    if (count == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_silu_kernel, sft__cuda_grid(count), SFT__CUDA_BLOCK, 0, SFT__F(n->out), SFT__CF(n->in[0]),
+                n->op == SFT__OP_SWIGLU ? SFT__CF(n->in[1]) : (const float *)NULL, count);
+    return sft__cuda_launched(n, "silu");
+}
+
+static sft_status sft__cuda_silu_bwd(sft_context *ctx, sft__node *n) {
+    int64_t count = sft_tensor_numel(n->out);
+    int swiglu = n->op == SFT__OP_SWIGLU;
+    (void)ctx;
+    if (count == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_silu_bwd_kernel, sft__cuda_grid(count), SFT__CUDA_BLOCK, 0,
+                n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : (float *)NULL,
+                swiglu && n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : (float *)NULL, SFT__CF(n->out->grad),
+                SFT__CF(n->in[0]), swiglu ? SFT__CF(n->in[1]) : (const float *)NULL, count);
+    return sft__cuda_launched(n, "silu_bwd");
+}
+
+/* ============================================================================
+   === cuda: dropout
+   The CPU's masks, bit for bit: a thread makes mask word w with sft.h's own
+   sft__dropout_word (16 Philox blocks, element i kept iff its 24-bit uniform
+   is >= p), and applying a mask is x * (kept ? 1/(1-p) : 0). Words [w0, w1)
+   cover elements [e0, e1) of a longer mask (a linear layer's runs of rows). */
+
+static __global__ void sft__cuda_mask_kernel(uint64_t *bits, uint64_t key, uint32_t threshold, int64_t w0, int64_t w1) {
+    SFT__CUDA_FOR(i, w1 - w0) bits[w0 + i] = sft__dropout_word(key, threshold, (uint64_t)(w0 + i));
+}
+
+/* out[i] (+)= x[i] * factor(e0 + i), i in [0, n) */
+static __global__ void sft__cuda_mask_mul_kernel(float *out, const float *x, const uint64_t *bits, int64_t e0, int64_t n,
+                                                 float scale, int accumulate) {
+    SFT__CUDA_FOR(i, n) {
+        int64_t e = e0 + i;
+        float f = (bits[e >> 6] >> (e & 63)) & 1 ? scale : 0.0f, v = __fmul_rn(x[i], f);
+        out[i] = accumulate ? __fadd_rn(out[i], v) : v;
+    }
+}
+
+static sft_status sft__cuda_dropout_mask(sft_context *ctx, uint64_t key, float p, int64_t e0, int64_t e1, uint64_t *bits) {
+    int64_t w0 = e0 / 64, w1 = (e1 + 63) / 64;
+    if (ctx->plan_only || e1 <= e0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_mask_kernel, sft__cuda_grid(w1 - w0), SFT__CUDA_BLOCK, 0, bits, key, sft__dropout_threshold(p), w0, w1);
+    return sft__cuda_check("dropout", "mask");
+}
+
+static sft_status sft__cuda_mask_mul(sft_context *ctx, const float *x, const uint64_t *bits, int64_t e0, int64_t n, float scale,
+                                     float *out, int accumulate) {
+    if (ctx->plan_only || n <= 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_mask_mul_kernel, sft__cuda_grid(n), SFT__CUDA_BLOCK, 0, out, x, bits, e0, n, scale, accumulate);
+    return sft__cuda_check("dropout", "mask_mul");
+}
+
+/* dropout node: in[0] = x; f[0] = p; i[0] = the mask's key; saved = its bits */
+static sft_status sft__cuda_dropout_fwd(sft_context *ctx, sft__node *n) {
+    int64_t numel = sft_tensor_numel(n->out);
+    uint64_t *bits = (uint64_t *)n->saved->data;
+    SFT__TRY(sft__cuda_dropout_mask(ctx, (uint64_t)n->i[0], n->f[0], 0, numel, bits));
+    return sft__cuda_mask_mul(ctx, SFT__CF(n->in[0]), bits, 0, numel, sft__dropout_scale(n->f[0]), SFT__F(n->out), 0);
+}
+
+static sft_status sft__cuda_dropout_bwd(sft_context *ctx, sft__node *n) {
+    return sft__cuda_mask_mul(ctx, SFT__CF(n->out->grad), (const uint64_t *)n->saved->data, 0, sft_tensor_numel(n->out),
+                              sft__dropout_scale(n->f[0]), SFT__F(n->in[0]->grad), 1);
+}
+
+/* ============================================================================
+   === cuda: embedding
+   node: in[0] = weight [V, D], in[1] = ids (i32). Forward copies rows; backward
+   gives each thread a column and walks the ids in order, adding into the
+   weight's gradient as the CPU does (the same bits, no atomics). */
+
+static __global__ void sft__cuda_embedding_kernel(float *out, const float *w, const int32_t *ids, int64_t T, int64_t D) {
+    SFT__CUDA_FOR(i, T * D) out[i] = w[(int64_t)ids[i / D] * D + i % D];
+}
+
+static __global__ void sft__cuda_embedding_bwd_kernel(float *dw, const float *g, const int32_t *ids, int64_t T, int64_t D) {
+    SFT__CUDA_FOR(c, D)
+        for (int64_t t = 0; t < T; t++) dw[(int64_t)ids[t] * D + c] = __fadd_rn(dw[(int64_t)ids[t] * D + c], g[t * D + c]);
+}
+
+static sft_status sft__cuda_embedding_fwd(sft_context *ctx, sft__node *n) {
+    int64_t T = sft_tensor_numel(n->in[1]), D = n->in[0]->shape[1];
+    (void)ctx;
+    if (T * D == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_embedding_kernel, sft__cuda_grid(T * D), SFT__CUDA_BLOCK, 0, SFT__F(n->out), SFT__CF(n->in[0]),
+                (const int32_t *)n->in[1]->data, T, D);
+    return sft__cuda_launched(n, "embedding");
+}
+
+static sft_status sft__cuda_embedding_bwd(sft_context *ctx, sft__node *n) {
+    int64_t T = sft_tensor_numel(n->in[1]), D = n->in[0]->shape[1];
+    (void)ctx;
+    if (T * D == 0 || !n->in[0]->requires_grad) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_embedding_bwd_kernel, sft__cuda_grid(D), SFT__CUDA_BLOCK, 0, SFT__F(n->in[0]->grad),
+                SFT__CF(n->out->grad), (const int32_t *)n->in[1]->data, T, D);
+    return sft__cuda_launched(n, "embedding_bwd");
+}
+
+/* ============================================================================
+   === cuda: rmsnorm
+   node: in[0] = x [.., D], in[1] = weight [D]; f[0] = eps; saved = 1/rms per row.
+   A block per row sums x^2 (strided partial sums, then the fixed tree); the
+   rest is the CPU's expression. The weight's gradient gives a thread a column
+   and adds the rows in order, as the CPU does. */
+
+static __global__ void sft__cuda_rmsnorm_kernel(float *y, float *inv_out, const float *x, const float *w, int64_t D, float eps) {
+    __shared__ float sh[256];
+    const float *xr = x + (int64_t)blockIdx.x * D;
+    float *yr = y + (int64_t)blockIdx.x * D, ss = 0.0f, inv;
+    for (int64_t c = threadIdx.x; c < D; c += blockDim.x) ss = __fadd_rn(ss, __fmul_rn(xr[c], xr[c]));
+    ss = sft__cuda_block_sum(ss, sh);
+    inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)D), eps)));
+    if (threadIdx.x == 0) inv_out[blockIdx.x] = inv;
+    for (int64_t c = threadIdx.x; c < D; c += blockDim.x) yr[c] = __fmul_rn(w[c], __fmul_rn(xr[c], inv));
+}
+
+/* dx = r * (g w - xh * mean(g w xh)), xh = x r */
+static __global__ void sft__cuda_rmsnorm_bwd_x_kernel(float *dx, const float *g, const float *x, const float *w, const float *inv_in,
+                                                      int64_t D) {
+    __shared__ float sh[256];
+    int64_t off = (int64_t)blockIdx.x * D;
+    float inv = inv_in[blockIdx.x], dot = 0.0f, m;
+    for (int64_t c = threadIdx.x; c < D; c += blockDim.x)
+        dot = __fadd_rn(dot, __fmul_rn(__fmul_rn(g[off + c], w[c]), __fmul_rn(x[off + c], inv)));
+    dot = sft__cuda_block_sum(dot, sh);
+    m = __fdiv_rn(dot, (float)D);
+    for (int64_t c = threadIdx.x; c < D; c += blockDim.x)
+        dx[off + c] = __fadd_rn(dx[off + c], __fmul_rn(inv, __fsub_rn(__fmul_rn(g[off + c], w[c]),
+                                                                      __fmul_rn(__fmul_rn(x[off + c], inv), m))));
+}
+
+static __global__ void sft__cuda_rmsnorm_bwd_w_kernel(float *dw, const float *g, const float *x, const float *inv, int64_t rows,
+                                                      int64_t D) {
+    SFT__CUDA_FOR(c, D) {
+        float acc = 0.0f;
+        for (int64_t r = 0; r < rows; r++) acc = __fadd_rn(acc, __fmul_rn(g[r * D + c], __fmul_rn(x[r * D + c], inv[r])));
+        dw[c] = __fadd_rn(dw[c], acc);
+    }
+}
+
+static sft_status sft__cuda_rmsnorm_fwd(sft_context *ctx, sft__node *n) {
+    int64_t rows = sft_tensor_numel(n->saved), D = sft__last_dim(n->in[0]);
+    (void)ctx;
+    if (rows == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_rmsnorm_kernel, (unsigned)rows, sft__cuda_row_threads(D), 0, SFT__F(n->out), SFT__F(n->saved),
+                SFT__CF(n->in[0]), SFT__CF(n->in[1]), D, n->f[0]);
+    return sft__cuda_launched(n, "rmsnorm");
+}
+
+static sft_status sft__cuda_rmsnorm_bwd(sft_context *ctx, sft__node *n) {
+    int64_t rows = sft_tensor_numel(n->saved), D = sft__last_dim(n->in[0]);
+    (void)ctx;
+    if (rows == 0 || D == 0) return SFT_OK;
+    if (n->in[0]->requires_grad) {
+        SFT__LAUNCH(sft__cuda_rmsnorm_bwd_x_kernel, (unsigned)rows, sft__cuda_row_threads(D), 0, SFT__F(n->in[0]->grad),
+                    SFT__CF(n->out->grad), SFT__CF(n->in[0]), SFT__CF(n->in[1]), SFT__CF(n->saved), D);
+        SFT__TRY(sft__cuda_launched(n, "rmsnorm_bwd_x"));
+    }
+    if (n->in[1]->requires_grad) {
+        SFT__LAUNCH(sft__cuda_rmsnorm_bwd_w_kernel, sft__cuda_grid(D), SFT__CUDA_BLOCK, 0, SFT__F(n->in[1]->grad),
+                    SFT__CF(n->out->grad), SFT__CF(n->in[0]), SFT__CF(n->saved), rows, D);
+        SFT__TRY(sft__cuda_launched(n, "rmsnorm_bwd_w"));
+    }
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === cuda: rope
+   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; saved = inv_freq [D/2]
+   (made on the host by sft_rope_inv_freq, llama3 scaling included). A thread
+   owns one (position, pair) and turns it in every head; backward turns the
+   gradient back by the same angle. */
+
+static __global__ void sft__cuda_rope_kernel(float *dst, const float *src, const int32_t *pos, const float *inv, int64_t BT,
+                                             int64_t H, int64_t D, int backward) {
+    int64_t half = D / 2;
+    SFT__CUDA_FOR(k, BT * half) {
+        int64_t bt = k / half, i = k % half;
+        float ang = __fmul_rn((float)pos[bt], inv[i]), cs = cosf(ang), sn = sinf(ang);
+        if (backward) sn = -sn;
+        for (int64_t h = 0; h < H; h++) {
+            const float *s = src + (bt * H + h) * D;
+            float *d = dst + (bt * H + h) * D, x1 = s[i], x2 = s[i + half];
+            float a = __fsub_rn(__fmul_rn(x1, cs), __fmul_rn(x2, sn)), b = __fadd_rn(__fmul_rn(x2, cs), __fmul_rn(x1, sn));
+            if (backward) { d[i] = __fadd_rn(d[i], a); d[i + half] = __fadd_rn(d[i + half], b); }
+            else { d[i] = a; d[i + half] = b; }
+        }
+    }
+}
+
+static sft_status sft__cuda_rope_run(sft__node *n, int backward) {
+    const sft_tensor *x = n->in[0];
+    int64_t BT = x->shape[0] * x->shape[1], H = x->shape[2], D = x->shape[3];
+    if (BT * (D / 2) == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_rope_kernel, sft__cuda_grid(BT * (D / 2)), SFT__CUDA_BLOCK, 0,
+                backward ? SFT__F(n->in[0]->grad) : SFT__F(n->out), backward ? SFT__CF(n->out->grad) : SFT__CF(x),
+                (const int32_t *)n->in[1]->data, SFT__CF(n->saved), BT, H, D, backward);
+    return sft__cuda_launched(n, backward ? "rope_bwd" : "rope");
+}
+
+static sft_status sft__cuda_rope_fwd(sft_context *ctx, sft__node *n) { (void)ctx; return sft__cuda_rope_run(n, 0); }
+static sft_status sft__cuda_rope_bwd(sft_context *ctx, sft__node *n) { (void)ctx; return sft__cuda_rope_run(n, 1); }
+
+/* ============================================================================
+   === cuda: gemm
+   C (+)= op(A) . op(B) for the strided views sft.h's CPU GEMM takes (element
+   (r, c) of a view is p[r*rs + c*cs]; a transposed view swaps the strides).
+   One function, sft__cuda_gemm, does every dense product: under nvcc it calls
+   cuBLASLt (f32 in, f32 compute, f32 out), under the emulator (or with
+   SFT_CUDA_GEMM=reference) it runs the reference kernel below.
+
+   The reference kernel: a block of 16 x 16 threads owns a 32 x 32 tile of C (2 x
+   2 elements a thread) and walks k in steps of 32, loading op(A)'s and op(B)'s
+   tiles into shared memory; each element adds its products in increasing k,
+   each rounded (acc = acc + a*b), then C = acc or C + acc. That is the portable
+   CPU GEMM's arithmetic exactly, so it gives the same bits. op(B) comes from a
+   source type with at(k, n): a dense view here, a 4-bit or bf16 weight decoded
+   on the fly in "4-bit" below (the tile in shared memory is the only decoded
+   copy there is). With bf16 set both operands are rounded to bf16 as they are
+   loaded and the sums stay f32: a frozen weight's bnb_4bit_compute_dtype
+   bfloat16, as the CPU's portable path computes it (on a GPU these products go
+   to the reference kernel, not cuBLASLt). */
+
+#define SFT__GEMM_T 32
+
+/* op(B) of a dense view */
+typedef struct sft__cuda_bview {
+    const float *p;
+    int64_t rs, cs;
+    __device__ float at(int64_t k, int64_t n) const { return p[k * rs + n * cs]; }
+} sft__cuda_bview;
+
+/* v rounded to bf16 and widened again (sft.h's sft__bf16_bits) */
+static __device__ float sft__cuda_round_bf16(float v) { return __uint_as_float((uint32_t)sft__bf16_bits(v) << 16); }
+
+template <typename BSrc>
+static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, int64_t ldc, sft__mat a, BSrc b, int64_t M, int64_t N,
+                                                                    int64_t K, int accumulate, int bf16) {
+    __shared__ float As[SFT__GEMM_T][SFT__GEMM_T + 1];
+    __shared__ float Bs[SFT__GEMM_T][SFT__GEMM_T + 1];   /* Bs[n][k] */
+    const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;
+    const int64_t m0 = (int64_t)blockIdx.y * SFT__GEMM_T, n0 = (int64_t)blockIdx.x * SFT__GEMM_T;
+    float acc[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+    for (int64_t k0 = 0; k0 < K; k0 += SFT__GEMM_T) {
+        for (int r = 0; r < (SFT__GEMM_T * SFT__GEMM_T) / 256; r++) {
+            int idx = tid + r * 256, row = idx / SFT__GEMM_T, col = idx % SFT__GEMM_T;
+            int64_t m = m0 + row, n = n0 + row, k = k0 + col;
+            float av = m < M && k < K ? a.p[m * a.rs + k * a.cs] : 0.0f, bv = n < N && k < K ? b.at(k, n) : 0.0f;
+            As[row][col] = bf16 ? sft__cuda_round_bf16(av) : av;
+            Bs[row][col] = bf16 ? sft__cuda_round_bf16(bv) : bv;
+        }
+        __syncthreads();
+        int kend = K - k0 < SFT__GEMM_T ? (int)(K - k0) : SFT__GEMM_T;
+        for (int kk = 0; kk < kend; kk++) {
+            float a0 = As[ty][kk], a1 = As[ty + 16][kk], b0 = Bs[tx][kk], b1 = Bs[tx + 16][kk];
+            acc[0][0] = __fadd_rn(acc[0][0], __fmul_rn(a0, b0));
+            acc[0][1] = __fadd_rn(acc[0][1], __fmul_rn(a0, b1));
+            acc[1][0] = __fadd_rn(acc[1][0], __fmul_rn(a1, b0));
+            acc[1][1] = __fadd_rn(acc[1][1], __fmul_rn(a1, b1));
+        }
+        __syncthreads();   /* the next tiles overwrite these */
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            int64_t m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+            if (m < M && n < N) C[m * ldc + n] = accumulate ? __fadd_rn(C[m * ldc + n], acc[i][j]) : acc[i][j];
+        }
+}
+
+/* sft__cuda_gemm_tiled: the reference kernel on any op(B) source */
+template <typename BSrc>
+static sft_status sft__cuda_gemm_tiled(int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, float *c, int64_t ldc, int accumulate,
+                                       int bf16, const char *op) {
+    int64_t gx = (N + SFT__GEMM_T - 1) / SFT__GEMM_T, gy = (M + SFT__GEMM_T - 1) / SFT__GEMM_T;
+    if (M <= 0 || N <= 0) return SFT_OK;
+    if (gy > 65535 || gx > 0x7fffffff)
+        return sft__fail(SFT_ERR_LIMIT, "%s: a GEMM of %lld x %lld is beyond one launch of the tiled kernel", op, (long long)M,
+                         (long long)N);
+    SFT__LAUNCH(sft__cuda_gemm_kernel<BSrc>, dim3((unsigned)gx, (unsigned)gy), dim3(16, 16), 0, c, ldc, a, b, M, N, K, accumulate, bf16);
+    return sft__cuda_check(op, "gemm");
+}
+
+/* the cuBLASLt workspace a context keeps once it has run a dense GEMM */
+#define SFT__CUDA_LT_WORKSPACE ((size_t)32 << 20)
+static size_t sft__cuda_workspace_bytes(void) {
+#ifdef CUDA_EMU
+    return 0;   /* the reference kernel needs none */
+#else
+    return SFT__CUDA_LT_WORKSPACE;
+#endif
+}
+
+#ifndef CUDA_EMU
+/* cuBLASLt works in column-major order. A [rows, cols] view with cs == 1 (row-
+   major) is the transpose of a stored column-major [cols, rows] matrix with
+   leading dimension rs; one with rs == 1 is a column-major [rows, cols] matrix
+   as it is (ld = cs). C [M, N] row-major is C^T column-major, so C^T =
+   op(B)^T op(A)^T is computed with B's view as the first operand. */
+static int sft__cuda_lt_operand(sft__mat v, int64_t rows, int64_t cols, cublasOperation_t *op, uint64_t *r, uint64_t *c, int64_t *ld) {
+    if (v.cs == 1) {
+        *op = CUBLAS_OP_T; *r = (uint64_t)cols; *c = (uint64_t)rows; *ld = v.rs > cols ? v.rs : cols;
+        return 1;
+    }
+    if (v.rs == 1) {
+        *op = CUBLAS_OP_N; *r = (uint64_t)rows; *c = (uint64_t)cols; *ld = v.cs > rows ? v.cs : rows;
+        return 1;
+    }
+    return 0;
+}
+
+/* the alignment a pointer has, as cuBLASLt's heuristic wants it told (views
+   start anywhere in a tensor: 4 bytes at least, 256 at most) */
+static uint32_t sft__cuda_align_of(const void *p) {
+    uint32_t a = 4;
+    while (a < 256 && (uintptr_t)p % (2 * a) == 0) a *= 2;
+    return a;
+}
+
+static sft_status sft__cuda_gemm_lt(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
+                                    int64_t ldc, int accumulate, const char *op, int *done) {
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t heur;
+    cublasOperation_t opa, opb;
+    uint64_t ar, ac, br, bc;
+    int64_t lda, ldb;
+    int found = 0;
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    uint32_t align_a = sft__cuda_align_of(a.p), align_b = sft__cuda_align_of(b.p), align_c = sft__cuda_align_of(c);
+    cublasStatus_t e = CUBLAS_STATUS_SUCCESS;
+    *done = 0;
+    /* the first operand is op(B)^T (N x K), the second op(A)^T (K x M) */
+    if (!sft__cuda_lt_operand(sft__mat_t(b), N, K, &opb, &br, &bc, &ldb) || !sft__cuda_lt_operand(sft__mat_t(a), K, M, &opa, &ar, &ac, &lda))
+        return SFT_OK;   /* not a plain matrix: the reference kernel takes it */
+    if (!st->lt) {
+        if (cublasLtCreate(&st->lt) != CUBLAS_STATUS_SUCCESS) return sft__fail(SFT_ERR_DEVICE, "%s: cublasLtCreate failed", op);
+        st->lt_work_bytes = SFT__CUDA_LT_WORKSPACE;
+        if (sft__cuda_alloc(ctx, st->lt_work_bytes, &st->lt_work) != SFT_OK) { sft_clear_error(); st->lt_work = NULL; st->lt_work_bytes = 0; }
+    }
+    e = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opb, sizeof opb);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opa, sizeof opa);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, br, bc, ldb);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, ar, ac, lda);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, (uint64_t)N, (uint64_t)M, ldc);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceCreate(&pref);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &st->lt_work_bytes, sizeof st->lt_work_bytes);
+    if (e == CUBLAS_STATUS_SUCCESS)   /* the first operand is B's view, the second A's */
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_b, sizeof align_b);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_a, sizeof align_a);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulAlgoGetHeuristic(st->lt, desc, lb, la, lc, lc, pref, 1, &heur, &found);
+    if (e == CUBLAS_STATUS_SUCCESS && found > 0)
+        e = cublasLtMatmul(st->lt, desc, &alpha, b.p, lb, a.p, la, &beta, c, lc, c, lc, &heur.algo, st->lt_work, st->lt_work_bytes, 0);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    if (e != CUBLAS_STATUS_SUCCESS)
+        return sft__fail(SFT_ERR_DEVICE, "%s: cublasLtMatmul (%lld x %lld x %lld) failed with status %d", op, (long long)M, (long long)N,
+                         (long long)K, (int)e);
+    *done = found > 0;
+    return SFT_OK;
+}
+#endif
+
+/* sft__cuda_gemm: C (+)= op(A) . op(B), every operand on the device */
+static sft_status sft__cuda_gemm(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c, int64_t ldc,
+                                 int accumulate, const char *op) {
+    sft__cuda_bview bv;
+    if (ctx->plan_only || M <= 0 || N <= 0) return SFT_OK;
+#ifndef CUDA_EMU
+    {
+        sft__cuda_state *st = NULL;
+        int done = 0;
+        SFT__TRY(sft__cuda_state_of(ctx, &st));
+        if (!st->gemm_reference && K > 0) SFT__TRY(sft__cuda_gemm_lt(ctx, st, M, N, K, a, b, c, ldc, accumulate, op, &done));
+        if (done) return sft__cuda_check(op, "cublasLtMatmul");
+    }
+#endif
+    bv.p = b.p; bv.rs = b.rs; bv.cs = b.cs;
+    return sft__cuda_gemm_tiled(M, N, K, a, bv, c, ldc, accumulate, 0, op);
+}
+
+/* sft__cuda_gemm_f32w: C (+)= A . W^T (trans) or A . W for an f32 weight at w
+   [N, K]; bf16: a frozen weight multiplied in bf16 (sft.h's sft__gemm_f32w) */
+static sft_status sft__cuda_gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int bf16,
+                                      float *c, int64_t ldc, int accumulate, const char *op) {
+    sft__mat b = sft__mat_of(w, K, 1);
+    sft__cuda_bview bv;
+    if (ctx->plan_only) return SFT_OK;
+    if (trans) b = sft__mat_t(b);
+    if (!bf16) return trans ? sft__cuda_gemm(ctx, M, N, K, a, b, c, ldc, accumulate, op) : sft__cuda_gemm(ctx, M, K, N, a, b, c, ldc, accumulate, op);
+    bv.p = b.p; bv.rs = b.rs; bv.cs = b.cs;
+    return trans ? sft__cuda_gemm_tiled(M, N, K, a, bv, c, ldc, accumulate, 1, op) : sft__cuda_gemm_tiled(M, K, N, a, bv, c, ldc, accumulate, 1, op);
+}
+
+/* ============================================================================
+   === cuda: 4-bit
+   A 4-bit weight on the device (sft_qweight_to_device): packed codes, block
+   scales (or their 8-bit codes with the nested scales) and a device copy of
+   the code tables. Decoding is sft.h's own (sft__q4_nibble, sft__q4_scale):
+   code[q] * scale, one f32 multiply, so a dequantized element and a product
+   with it have the CPU's bits. The fused GEMM decodes W one 32 x 32 tile at a
+   time into the shared-memory tile of the reference kernel: for y = x W^T
+   (trans, op(B)(k, n) = W[n][k]) and for dx = dy W (op(B)(k, n) = W[k][n]). */
+
+typedef struct sft__cuda_q4 {
+    const uint8_t *data, *absmax_q;
+    const float   *absmax, *nested_absmax, *code, *nested_code;
+    float          offset;
+    int64_t        cols;
+    int            blocksize, trans;
+    __device__ float elem(int64_t e) const {
+        return __fmul_rn(code[sft__q4_nibble(data, e)], sft__q4_scale(absmax, absmax_q, nested_absmax, nested_code, offset, e / blocksize));
+    }
+    __device__ float at(int64_t k, int64_t n) const { return elem(trans ? n * cols + k : k * cols + n); }
+} sft__cuda_q4;
+
+/* a bf16 weight [rows, cols], widened */
+typedef struct sft__cuda_bf16w {
+    const uint16_t *p;
+    int64_t cols;
+    int trans;
+    __device__ float elem(int64_t e) const { return __uint_as_float((uint32_t)p[e] << 16); }
+    __device__ float at(int64_t k, int64_t n) const { return elem(trans ? n * cols + k : k * cols + n); }
+} sft__cuda_bf16w;
+
+static sft__cuda_q4 sft__cuda_q4_of(const sft_qweight *q, int trans) {
+    sft__cuda_q4 s;
+    s.data = q->data; s.absmax_q = q->double_quant ? q->absmax_q : NULL;
+    s.absmax = q->double_quant ? NULL : q->absmax; s.nested_absmax = q->nested_absmax;
+    s.code = q->device_code; s.nested_code = q->device_code + 16;
+    s.offset = q->nested_offset; s.cols = q->cols; s.blocksize = q->blocksize; s.trans = trans;
+    return s;
+}
+
+static __global__ void sft__cuda_dequant_kernel(float *out, sft__cuda_q4 w, int64_t n) {
+    SFT__CUDA_FOR(e, n) out[e] = w.elem(e);
+}
+
+static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, float *out) {
+    int64_t n = q->rows * q->cols;
+    (void)ctx;
+    if (q->device != SFT_DEVICE_CUDA) return sft__fail(SFT_ERR_DEVICE, "dequantize: the 4-bit weight is not on the CUDA device");
+    SFT__LAUNCH(sft__cuda_dequant_kernel, sft__cuda_grid(n), SFT__CUDA_BLOCK, 0, out, sft__cuda_q4_of(q, 0), n);
+    return sft__cuda_check("dequantize", "dequant");
+}
+
+/* sft__cuda_gemm_w: C (+)= A . W^T (trans) or A . W for a layer's base W [N, K]
+   (sft__wref: 4-bit, f32 or bf16), every operand on the device */
+static sft_status sft__cuda_gemm_w(sft_context *ctx, int64_t M, sft__mat a, const sft__wref *w, int trans, float *c, int64_t ldc,
+                                   int accumulate, const char *op) {
+    int64_t N = trans ? w->N : w->K, K = trans ? w->K : w->N;
+    int bf16 = w->bf16 && !(w->w && w->w->requires_grad);   /* as sft__gemm_w: a frozen base only */
+    if (ctx->plan_only) return SFT_OK;
+    if (w->q) return sft__cuda_gemm_tiled(M, N, K, a, sft__cuda_q4_of(w->q, trans), c, ldc, accumulate, bf16, op);
+    if (w->w->dtype == SFT_F32) return sft__cuda_gemm_f32w(ctx, M, a, SFT__CF(w->w), w->N, w->K, trans, bf16, c, ldc, accumulate, op);
+    {
+        sft__cuda_bf16w b;
+        b.p = (const uint16_t *)w->w->data; b.cols = w->K; b.trans = trans;
+        return sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, bf16, op);
+    }
+}
+
+/* ============================================================================
+   === cuda: matmul
+   The CPU's node (in[0] = A, in[1] = B; i[0..3] = trans_a, trans_b, batch, B
+   shared) with its loops, the products going to sft__cuda_gemm. */
+
+static sft_status sft__cuda_matmul_fwd(sft_context *ctx, sft__node *n) {
+    sft__mm_dims d = sft__mm_dims_of(n);
+    const float *A = SFT__CF(n->in[0]), *B = SFT__CF(n->in[1]);
+    float *C = SFT__F(n->out);
+    int64_t bi;
+    if (n->f[0] != 0.0f && !d.ta)   /* a frozen weight in bf16: B stored [N, K] (tb) or [K, N] */
+        return d.tb ? sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.N, d.K, 1, 1, C, d.N, 0, "matmul")
+                    : sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.K, d.N, 0, 1, C, d.N, 0, "matmul");
+    if (d.b_shared && !d.ta)
+        return sft__cuda_gemm(ctx, d.batch * d.M, d.N, d.K, sft__mm_op(A, d.K, 0), sft__mm_op(B, d.tb ? d.K : d.N, d.tb), C, d.N, 0,
+                              "matmul");
+    for (bi = 0; bi < d.batch; bi++)
+        SFT__TRY(sft__cuda_gemm(ctx, d.M, d.N, d.K, sft__mm_op(A + bi * d.M * d.K, d.ta ? d.M : d.K, d.ta),
+                                sft__mm_op(B + (d.b_shared ? 0 : bi * d.K * d.N), d.tb ? d.K : d.N, d.tb), C + bi * d.M * d.N, d.N, 0,
+                                "matmul"));
+    return SFT_OK;
+}
+
+static sft_status sft__cuda_matmul_bwd(sft_context *ctx, sft__node *n) {
+    sft__mm_dims d = sft__mm_dims_of(n);
+    sft_tensor *a = n->in[0], *b = n->in[1];
+    const float *G = SFT__CF(n->out->grad), *A = SFT__CF(a), *B = SFT__CF(b);
+    int64_t bi;
+    if (d.b_shared && !d.ta) {
+        sft__mat g = sft__mat_of(G, d.N, 1), opa = sft__mm_op(A, d.K, 0), opb = sft__mm_op(B, d.tb ? d.K : d.N, d.tb);
+        int64_t rows = d.batch * d.M;
+        if (a->requires_grad && n->f[0] != 0.0f)   /* dA = dC op(B)^T through the bf16 rounding */
+            SFT__TRY(d.tb ? sft__cuda_gemm_f32w(ctx, rows, g, B, d.N, d.K, 0, 1, SFT__F(a->grad), d.K, 1, "matmul")
+                          : sft__cuda_gemm_f32w(ctx, rows, g, B, d.K, d.N, 1, 1, SFT__F(a->grad), d.K, 1, "matmul"));
+        else if (a->requires_grad) SFT__TRY(sft__cuda_gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1, "matmul"));
+        if (b->requires_grad) {
+            if (d.tb) SFT__TRY(sft__cuda_gemm(ctx, d.N, d.K, rows, sft__mat_t(g), opa, SFT__F(b->grad), d.K, 1, "matmul"));
+            else SFT__TRY(sft__cuda_gemm(ctx, d.K, d.N, rows, sft__mat_t(opa), g, SFT__F(b->grad), d.N, 1, "matmul"));
+        }
+        return SFT_OK;
+    }
+    for (bi = 0; bi < d.batch; bi++) {
+        sft__mat g = sft__mat_of(G + bi * d.M * d.N, d.N, 1);
+        sft__mat opa = sft__mm_op(A + bi * d.M * d.K, d.ta ? d.M : d.K, d.ta);
+        int64_t boff = d.b_shared ? 0 : bi * d.K * d.N;
+        sft__mat opb = sft__mm_op(B + boff, d.tb ? d.K : d.N, d.tb);
+        if (a->requires_grad) {
+            float *ga = SFT__F(a->grad) + bi * d.M * d.K;
+            if (d.ta) SFT__TRY(sft__cuda_gemm(ctx, d.K, d.M, d.N, opb, sft__mat_t(g), ga, d.M, 1, "matmul"));
+            else SFT__TRY(sft__cuda_gemm(ctx, d.M, d.K, d.N, g, sft__mat_t(opb), ga, d.K, 1, "matmul"));
+        }
+        if (b->requires_grad) {
+            float *gb = SFT__F(b->grad) + boff;
+            if (d.tb) SFT__TRY(sft__cuda_gemm(ctx, d.N, d.K, d.M, sft__mat_t(g), opa, gb, d.K, 1, "matmul"));
+            else SFT__TRY(sft__cuda_gemm(ctx, d.K, d.N, d.M, sft__mat_t(opa), g, gb, d.N, 1, "matmul"));
+        }
+    }
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === cuda: linear
+   A linear layer with its adapters as one node, sft.h's plan (sft__lin_plan:
+   the base weight, the adapter terms with their dropout and DoRA tensors, the
+   mixed-batch runs of rows) carried out with the device GEMMs, step by step as
+   the CPU kernels do it (sft__cpu_linear_fwd / _bwd), so a LoRA layer on the
+   reference GEMMs gives the CPU portable path's bits. */
+
+/* y[i, o] += bias[o] */
+static __global__ void sft__cuda_bias_kernel(float *y, const float *bias, int64_t M, int64_t N) {
+    SFT__CUDA_FOR(i, M * N) y[i] = __fadd_rn(y[i], bias[i % N]);
+}
+
+/* DoRA's output: y += (m/norm - 1) base + (m/norm) lora, rows of [rows, N] */
+static __global__ void sft__cuda_dora_out_kernel(float *y, const float *base, const float *lora, const float *m, const float *norm,
+                                                 int64_t rows, int64_t N) {
+    SFT__CUDA_FOR(i, rows * N) {
+        int64_t o = i % N;
+        float scale = __fdiv_rn(m[o], norm[o]);
+        y[i] = __fadd_rn(y[i], __fadd_rn(__fmul_rn(__fsub_rn(scale, 1.0f), base[i]), __fmul_rn(scale, lora[i])));
+    }
+}
+
+/* out = g * (m/norm) (minus1 = 0), out = g * (m/norm - 1) (minus1 = 1) or
+   out += that (minus1 = 2: the base path's gradient of a DoRA term) */
+static __global__ void sft__cuda_dora_grad_kernel(float *out, const float *g, const float *m, const float *norm, int64_t rows, int64_t N,
+                                                  int minus1) {
+    SFT__CUDA_FOR(i, rows * N) {
+        int64_t o = i % N;
+        float scale = __fdiv_rn(m[o], norm[o]);
+        if (minus1 == 0) out[i] = __fmul_rn(g[i], scale);
+        else if (minus1 == 1) out[i] = __fmul_rn(g[i], __fsub_rn(scale, 1.0f));
+        else out[i] = __fadd_rn(out[i], __fmul_rn(g[i], __fsub_rn(scale, 1.0f)));
+    }
+}
+
+/* dm[o] += (sum over rows, in order, of g (base + lora)) / norm[o] */
+static __global__ void sft__cuda_dora_dm_kernel(float *dm, const float *g, const float *base, const float *lora, const float *norm,
+                                                int64_t rows, int64_t N) {
+    SFT__CUDA_FOR(o, N) {
+        float acc = 0.0f;
+        for (int64_t i = 0; i < rows; i++) acc = __fadd_rn(acc, __fmul_rn(g[i * N + o], __fadd_rn(base[i * N + o], lora[i * N + o])));
+        dm[o] = __fadd_rn(dm[o], __fdiv_rn(acc, norm[o]));
+    }
+}
+
+/* norm[o] = |W[o] + s (B A)[o]|: a block per row o; (B A)[o, k] adds its r
+   products in order as the CPU's GEMM does, the squares add up in double */
+template <typename W>
+static __global__ void sft__cuda_dora_norm_kernel(float *norm, W w, const float *A, const float *B, float s, int64_t r, int64_t K) {
+    __shared__ double sh[256];
+    const int64_t o = blockIdx.x;
+    double ss = 0.0;
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+        float ba = 0.0f, v;
+        for (int64_t j = 0; j < r; j++) ba = __fadd_rn(ba, __fmul_rn(B[o * r + j], A[j * K + k]));
+        v = __fadd_rn(w.at(k, o), __fmul_rn(s, ba));
+        ss = __dadd_rn(ss, __dmul_rn((double)v, (double)v));
+    }
+    ss = sft__cuda_block_sum(ss, sh);
+    if (threadIdx.x == 0) norm[o] = (float)sqrt(ss);
+}
+
+static sft_status sft__cuda_dora_norm(sft_context *ctx, const sft__wref *w, const sft_tensor *A, const sft_tensor *B, float s, float *norm) {
+    int64_t r = A->shape[0];
+    unsigned threads = sft__cuda_row_threads(w->K);
+    if (ctx->plan_only || w->N == 0) return SFT_OK;
+    if (w->q) SFT__LAUNCH(sft__cuda_dora_norm_kernel<sft__cuda_q4>, (unsigned)w->N, threads, 0, norm, sft__cuda_q4_of(w->q, 1), SFT__CF(A),
+                          SFT__CF(B), s, r, w->K);
+    else if (w->w->dtype == SFT_F32) {
+        sft__cuda_bview v;
+        v.p = SFT__CF(w->w); v.rs = 1; v.cs = w->K;   /* op(B)(k, n) = W[n][k] */
+        SFT__LAUNCH(sft__cuda_dora_norm_kernel<sft__cuda_bview>, (unsigned)w->N, threads, 0, norm, v, SFT__CF(A), SFT__CF(B), s, r, w->K);
+    } else {
+        sft__cuda_bf16w v;
+        v.p = (const uint16_t *)w->w->data; v.cols = w->K; v.trans = 1;
+        SFT__LAUNCH(sft__cuda_dora_norm_kernel<sft__cuda_bf16w>, (unsigned)w->N, threads, 0, norm, v, SFT__CF(A), SFT__CF(B), s, r, w->K);
+    }
+    return sft__cuda_check("linear", "dora_norm");
+}
+
+/* out[i] (+)= v[i] * the dropout factor of x's element e0 + i (the term's mask,
+   or a replayed mask of factors) */
+static sft_status sft__cuda_lin_drop(sft_context *ctx, const sft__lin_plan *p, const sft__lin_term *t, const float *v, int64_t e0, int64_t n,
+                                     float *out, int accumulate) {
+    if (t->bits) return sft__cuda_mask_mul(ctx, v, t->bits, e0, n, sft__dropout_scale(t->p), out, accumulate);
+    if (ctx->plan_only || n <= 0) return SFT_OK;
+    if (accumulate) SFT__LAUNCH(sft__cuda_acc_mul_kernel, sft__cuda_grid(n), SFT__CUDA_BLOCK, 0, out, v, SFT__CF(p->mask) + e0, n, n);
+    else SFT__LAUNCH(sft__cuda_mul_kernel, sft__cuda_grid(n), SFT__CUDA_BLOCK, 0, out, v, SFT__CF(p->mask) + e0, n, n);
+    return sft__cuda_check("linear", "replayed dropout");
+}
+
+/* the adapter's input rows [r0, r1): x itself, or dropout(x) in step memory */
+static sft_status sft__cuda_lin_input(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1,
+                                      const float **xr) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    int64_t base = r0 * p->K, count = (r1 - r0) * p->K;
+    void *mem;
+    *xr = SFT__CF(n->in[0]) + base;
+    if (t->p <= 0.0f) return SFT_OK;
+    SFT__TRY(sft__cuda_scratch(ctx, (size_t)count * sizeof(float), &mem));
+    SFT__TRY(sft__cuda_lin_drop(ctx, p, t, SFT__CF(n->in[0]) + base, base, count, (float *)mem, 0));
+    *xr = (const float *)mem;
+    return SFT_OK;
+}
+
+/* one term's forward over rows [r0, r1) */
+static sft_status sft__cuda_lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const sft__adapter *ad = t->ad;
+    int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, K = p->K;
+    float *tr = SFT__F(t->t) + r0 * r, *y = SFT__F(n->out) + r0 * N;
+    const float *xr;
+    if (t->bits) SFT__TRY(sft__cuda_dropout_mask(ctx, t->key, t->p, r0 * K, r1 * K, t->bits));
+    SFT__TRY(sft__cuda_lin_input(ctx, n, t, r0, r1, &xr));
+    SFT__TRY(sft__cuda_gemm(ctx, rows, r, K, sft__mat_of(xr, K, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->A), K, 1)), tr, r, 0, "linear"));
+    if (rows * r > 0) {
+        SFT__LAUNCH(sft__cuda_scale_kernel, sft__cuda_grid(rows * r), SFT__CUDA_BLOCK, 0, tr, (const float *)tr, ad->scaling, rows * r);
+        SFT__TRY(sft__cuda_check("linear", "scale"));
+    }
+    if (!ad->m) return sft__cuda_gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), y, N, 1, "linear");
+    {
+        float *lora = SFT__F(t->lora) + r0 * N, *base_nb = SFT__F(t->base_nb) + r0 * N;
+        SFT__TRY(sft__cuda_gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), lora, N, 0, "linear"));
+        /* with dropout PEFT recomputes the base product on the dropped-out input */
+        if (t->p > 0.0f) SFT__TRY(sft__cuda_gemm_w(ctx, rows, sft__mat_of(xr, K, 1), &p->w, 1, base_nb, N, 0, "linear"));
+        if (rows * N == 0 || ctx->plan_only) return SFT_OK;
+        SFT__LAUNCH(sft__cuda_dora_out_kernel, sft__cuda_grid(rows * N), SFT__CUDA_BLOCK, 0, y, (const float *)base_nb, (const float *)lora,
+                    SFT__CF(ad->m), SFT__CF(t->norm), rows, N);
+        return sft__cuda_check("linear", "dora_out");
+    }
+}
+
+static sft_status sft__cuda_linear_fwd(sft_context *ctx, sft__node *n) {
+    sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
+    int ti;
+    SFT__TRY(sft__cuda_gemm_w(ctx, p->M, sft__mat_of(SFT__CF(n->in[0]), p->K, 1), &p->w, 1, SFT__F(n->out), p->N, 0, "linear"));
+    if (p->base_out) SFT__TRY(sft__cuda_copy(p->base_out->data, SFT_DEVICE_CUDA, n->out->data, SFT_DEVICE_CUDA, sft_tensor_nbytes(p->base_out)));
+    if (n->in[1] && p->M * p->N > 0 && !ctx->plan_only) {
+        SFT__LAUNCH(sft__cuda_bias_kernel, sft__cuda_grid(p->M * p->N), SFT__CUDA_BLOCK, 0, SFT__F(n->out), SFT__CF(n->in[1]), p->M, p->N);
+        SFT__TRY(sft__cuda_launched(n, "bias"));
+    }
+    for (ti = 0; ti < p->n_terms; ti++) {
+        sft__lin_term *t = &p->term[ti];
+        int64_t cursor = 0, r0, r1;
+        if (t->ad->m) SFT__TRY(sft__cuda_dora_norm(ctx, &p->w, t->ad->A, t->ad->B, t->ad->scaling, SFT__F(t->norm)));
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__cuda_lin_term_fwd(ctx, n, t, r0, r1));
+    }
+    return SFT_OK;
+}
+
+/* G[a][b] += sum over rows of L[row][a] R[row][b], added up as the CPU's fused
+   LoRA backward adds a term's dA and dB (sft.h, "LoRA terms, fused"): rows in
+   blocks of SFT__LORA_RB each summed from zero in order, a task's blocks (of
+   SFT__LORA_TASK_ROWS rows) into its share in order, the shares onto G in task
+   order. A thread owns an element of G. */
+static __global__ void sft__cuda_lora_grad_kernel(float *G, const float *L, int64_t ldl, const float *R, int64_t ldr, int64_t rows, int64_t na,
+                                                  int64_t nb) {
+    SFT__CUDA_FOR(e, na * nb) {
+        int64_t a = e / nb, b = e % nb, t0, b0, i;
+        float acc = G[e];
+        for (t0 = 0; t0 < rows; t0 += SFT__LORA_TASK_ROWS) {
+            int64_t t1 = rows - t0 < SFT__LORA_TASK_ROWS ? rows : t0 + SFT__LORA_TASK_ROWS;
+            float share = 0.0f;
+            for (b0 = t0; b0 < t1; b0 += SFT__LORA_RB) {
+                int64_t n = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
+                float part = 0.0f;
+                for (i = 0; i < n; i++) part = __fadd_rn(part, __fmul_rn(L[(b0 + i) * ldl + a], R[(b0 + i) * ldr + b]));
+                share = b0 == t0 ? part : __fadd_rn(share, part);
+            }
+            acc = __fadd_rn(acc, share);
+        }
+        G[e] = acc;
+    }
+}
+
+static sft_status sft__cuda_lora_grad(float *G, const float *L, int64_t ldl, const float *R, int64_t ldr, int64_t rows, int64_t na, int64_t nb) {
+    if (na * nb == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_lora_grad_kernel, sft__cuda_grid(na * nb), SFT__CUDA_BLOCK, 0, G, L, ldl, R, ldr, rows, na, nb);
+    return sft__cuda_check("linear", "lora_grad");
+}
+
+/* one term's backward over rows [r0, r1): gradients of B, A, x (and m). A DoRA
+   term's dA and dB are GEMMs over all its rows; a LoRA term's are summed in the
+   CPU's blocks (sft__cuda_lora_grad). */
+static sft_status sft__cuda_lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const sft__adapter *ad = t->ad;
+    int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, K = p->K;
+    const float *g = SFT__CF(n->out->grad) + r0 * N, *gl = g, *xr, *tr = SFT__CF(t->t) + r0 * r;
+    float *gt = NULL, *dt, *dxd;
+    sft_tensor *x = n->in[0];
+    void *mem;
+    SFT__TRY(sft__cuda_lin_input(ctx, n, t, r0, r1, &xr));
+    if (ad->m && rows * N > 0) {     /* the adapter's path is scaled by m / norm */
+        SFT__TRY(sft__cuda_scratch(ctx, (size_t)(rows * N) * sizeof(float), &mem));
+        gt = (float *)mem;
+        SFT__LAUNCH(sft__cuda_dora_grad_kernel, sft__cuda_grid(rows * N), SFT__CUDA_BLOCK, 0, gt, g, SFT__CF(ad->m), SFT__CF(t->norm), rows, N, 0);
+        SFT__TRY(sft__cuda_check("linear", "dora_grad"));
+        gl = gt;
+        if (ad->m->requires_grad) {
+            SFT__LAUNCH(sft__cuda_dora_dm_kernel, sft__cuda_grid(N), SFT__CUDA_BLOCK, 0, SFT__F(ad->m->grad), g, SFT__CF(t->base_nb) + r0 * N,
+                        SFT__CF(t->lora) + r0 * N, SFT__CF(t->norm), rows, N);
+            SFT__TRY(sft__cuda_check("linear", "dora_dm"));
+        }
+    }
+    if (ad->B->requires_grad && ad->m)
+        SFT__TRY(sft__cuda_gemm(ctx, N, r, rows, sft__mat_t(sft__mat_of(gl, N, 1)), sft__mat_of(tr, r, 1), SFT__F(ad->B->grad), r, 1, "linear"));
+    else if (ad->B->requires_grad && !ctx->plan_only) SFT__TRY(sft__cuda_lora_grad(SFT__F(ad->B->grad), gl, N, tr, r, rows, N, r));
+    if (!ad->A->requires_grad && !x->requires_grad) return SFT_OK;
+    SFT__TRY(sft__cuda_scratch(ctx, (size_t)(rows * r) * sizeof(float), &mem));
+    dt = (float *)mem;
+    SFT__TRY(sft__cuda_gemm(ctx, rows, r, N, sft__mat_of(gl, N, 1), sft__mat_of(SFT__CF(ad->B), r, 1), dt, r, 0, "linear"));
+    if (rows * r > 0) {
+        SFT__LAUNCH(sft__cuda_scale_kernel, sft__cuda_grid(rows * r), SFT__CUDA_BLOCK, 0, dt, (const float *)dt, ad->scaling, rows * r);
+        SFT__TRY(sft__cuda_check("linear", "scale"));
+    }
+    if (ad->A->requires_grad && ad->m)
+        SFT__TRY(sft__cuda_gemm(ctx, r, K, rows, sft__mat_t(sft__mat_of(dt, r, 1)), sft__mat_of(xr, K, 1), SFT__F(ad->A->grad), K, 1, "linear"));
+    else if (ad->A->requires_grad && !ctx->plan_only) SFT__TRY(sft__cuda_lora_grad(SFT__F(ad->A->grad), dt, r, xr, K, rows, r, K));
+    if (!x->requires_grad) return SFT_OK;
+    if (t->p <= 0.0f)
+        return sft__cuda_gemm(ctx, rows, K, r, sft__mat_of(dt, r, 1), sft__mat_of(SFT__CF(ad->A), K, 1), SFT__F(x->grad) + r0 * K, K, 1, "linear");
+    SFT__TRY(sft__cuda_scratch(ctx, (size_t)(rows * K) * sizeof(float), &mem));
+    dxd = (float *)mem;
+    SFT__TRY(sft__cuda_gemm(ctx, rows, K, r, sft__mat_of(dt, r, 1), sft__mat_of(SFT__CF(ad->A), K, 1), dxd, K, 0, "linear"));
+    if (ad->m && gt) {               /* DoRA's base term on the dropped-out input */
+        SFT__LAUNCH(sft__cuda_dora_grad_kernel, sft__cuda_grid(rows * N), SFT__CUDA_BLOCK, 0, gt, g, SFT__CF(ad->m), SFT__CF(t->norm), rows, N, 1);
+        SFT__TRY(sft__cuda_check("linear", "dora_grad"));
+        SFT__TRY(sft__cuda_gemm_w(ctx, rows, sft__mat_of(gt, N, 1), &p->w, 0, dxd, K, 1, "linear"));
+    }
+    return sft__cuda_lin_drop(ctx, p, t, dxd, r0 * K, rows * K, SFT__F(x->grad) + r0 * K, 1);
+}
+
+/* the base path's gradient dy' W, where dy' adds (m/norm - 1) dy on the rows of
+   a DoRA term without dropout (its base product is the layer's own) */
+static sft_status sft__cuda_lin_base_bwd(sft_context *ctx, sft__node *n) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const float *g = SFT__CF(n->out->grad);
+    float *gb = NULL;
+    int ti;
+    for (ti = 0; ti < p->n_terms; ti++) {
+        const sft__lin_term *t = &p->term[ti];
+        int64_t cursor = 0, r0, r1;
+        if (!t->ad->m || t->p > 0.0f) continue;
+        if (!gb) {
+            void *mem;
+            SFT__TRY(sft__cuda_scratch(ctx, (size_t)(p->M * p->N) * sizeof(float), &mem));
+            gb = (float *)mem;
+            SFT__TRY(sft__cuda_copy(gb, SFT_DEVICE_CUDA, g, SFT_DEVICE_CUDA, (size_t)(p->M * p->N) * sizeof(float)));
+        }
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) {
+            if ((r1 - r0) * p->N == 0) continue;
+            SFT__LAUNCH(sft__cuda_dora_grad_kernel, sft__cuda_grid((r1 - r0) * p->N), SFT__CUDA_BLOCK, 0, gb + r0 * p->N, g + r0 * p->N,
+                        SFT__CF(t->ad->m), SFT__CF(t->norm), r1 - r0, p->N, 2);
+            SFT__TRY(sft__cuda_check("linear", "dora_grad"));
+        }
+    }
+    return sft__cuda_gemm_w(ctx, p->M, sft__mat_of(gb ? gb : g, p->N, 1), &p->w, 0, SFT__F(n->in[0]->grad), p->K, 1, "linear");
+}
+
+static sft_status sft__cuda_linear_bwd(sft_context *ctx, sft__node *n) {
+    sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
+    int ti;
+    if (n->in[0]->requires_grad) SFT__TRY(sft__cuda_lin_base_bwd(ctx, n));
+    if (p->w.w && p->w.w->requires_grad) {       /* full fine-tuning: dW += dy^T x */
+        sft_tensor *w = (sft_tensor *)(uintptr_t)p->w.w;
+        SFT__TRY(sft__ensure_grad(ctx, w));
+        SFT__TRY(sft__cuda_gemm(ctx, p->N, p->K, p->M, sft__mat_t(sft__mat_of(SFT__CF(n->out->grad), p->N, 1)),
+                                sft__mat_of(SFT__CF(n->in[0]), p->K, 1), SFT__F(w->grad), p->K, 1, "linear"));
+    }
+    if (n->in[1] && n->in[1]->requires_grad && p->N > 0) {   /* d bias: each column's rows in order */
+        SFT__LAUNCH(sft__cuda_colsum_kernel, sft__cuda_grid(p->N), SFT__CUDA_BLOCK, 0, SFT__F(n->in[1]->grad), SFT__CF(n->out->grad),
+                    (const float *)NULL, p->M, p->N);
+        SFT__TRY(sft__cuda_launched(n, "bias_grad"));
+    }
+    for (ti = 0; ti < p->n_terms; ti++) {
+        sft__lin_term *t = &p->term[ti];
+        int64_t cursor = 0, r0, r1;
+        if (t->ad->A->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->A));
+        if (t->ad->B->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->B));
+        if (t->ad->m && t->ad->m->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->m));
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__cuda_lin_term_bwd(ctx, n, t, r0, r1));
+    }
+    sft__lin_plan_release(ctx, p);   /* as the CPU kernel: what the call kept is done with */
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === cuda: attention
+   node: in[0..2] = q [B,T,Hq,D], k, v [B,T,Hkv,D], in[3] = seq_ids [B,T] or NULL;
+   f[0] = scale; saved = [2, B, Hq, T]: each row's log-sum-exp (forward) and
+   dO . O (start of backward), as on the CPU.
+
+   One warp owns one row: a query row in forward and for dQ, a key row for dK
+   and dV. Lanes split the head dimension (lane l holds elements l, l + 32, ...
+   of the row's vectors in registers); the other side is walked in tiles of 32
+   rows, lane j taking row j of the tile for the dot products (the warp's own
+   vector sits in shared memory for them). Forward keeps the running maximum
+   and sum of exponentials per tile (the online softmax) and rescales its
+   output before adding P V, so no T x T matrix exists; backward recomputes P
+   from the log-sum-exp. A row's sums run in a fixed order, and every gradient
+   element has one owning warp: dK and dV are summed by the key's warp over the
+   query heads of its group and the query rows after it. */
+
+#define SFT__CUDA_ATTN_WARPS 4
+#define SFT__CUDA_ATTN_REGS (SFT__ATTN_MAX_D / 32)
+
+typedef struct sft__cuda_attn {
+    const float *q, *k, *v, *o, *dout, *lse, *delta;
+    const int32_t *ids;
+    float *out, *lse_out, *dq, *dk, *dv;
+    int64_t B, T, Hq, Hkv, D, group;
+    float scale;
+} sft__cuda_attn;
+
+/* row t of head h of a [B, T, H, D] tensor */
+static __device__ int64_t sft__cuda_attn_row(const sft__cuda_attn &a, int64_t b, int64_t t, int64_t h, int64_t H) {
+    return ((b * a.T + t) * H + h) * a.D;
+}
+
+static __device__ int sft__cuda_attn_visible(const sft__cuda_attn &a, int64_t b, int64_t i, int64_t j) {
+    return j <= i && (!a.ids || a.ids[b * a.T + i] == a.ids[b * a.T + j]);
+}
+
+/* dot of a shared-memory vector with a row in global memory, in order */
+static __device__ float sft__cuda_dot(const float *x, const float *y, int64_t D) {
+    float s = 0.0f;
+    for (int64_t d = 0; d < D; d++) s = __fadd_rn(s, __fmul_rn(x[d], y[d]));
+    return s;
+}
+
+/* forward: a warp per query row t of (b, h); grid (ceil(T / 4), Hq, B) */
+static __global__ void sft__cuda_attn_fwd_kernel(sft__cuda_attn a) {
+    __shared__ float qs[SFT__CUDA_ATTN_WARPS][SFT__ATTN_MAX_D];
+    const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / a.group, t = (int64_t)blockIdx.x * SFT__CUDA_ATTN_WARPS + w;
+    float acc[SFT__CUDA_ATTN_REGS], m = -INFINITY, l = 0.0f;
+    if (t >= a.T) return;   /* uniform across the warp; no block barrier follows */
+    for (int64_t d = lane; d < a.D; d += 32) qs[w][d] = a.q[sft__cuda_attn_row(a, b, t, h, a.Hq) + d];
+    for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++) acc[r] = 0.0f;
+    __syncwarp();
+    for (int64_t j0 = 0; j0 <= t; j0 += 32) {
+        int64_t j = j0 + lane;
+        float s = -INFINITY, mx, corr, p;
+        if (j <= t && sft__cuda_attn_visible(a, b, t, j))
+            s = __fmul_rn(sft__cuda_dot(qs[w], a.k + sft__cuda_attn_row(a, b, j, hk, a.Hkv), a.D), a.scale);
+        mx = fmaxf(m, sft__cuda_warp_max(s));
+        if (mx == -INFINITY) continue;          /* nothing visible yet (uniform) */
+        corr = expf(__fsub_rn(m, mx));          /* 0 on the first visible tile */
+        p = s == -INFINITY ? 0.0f : expf(__fsub_rn(s, mx));
+        l = __fadd_rn(__fmul_rn(l, corr), sft__cuda_warp_sum(p));
+        for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++) acc[r] = __fmul_rn(acc[r], corr);
+        for (int jj = 0; jj < 32 && j0 + jj <= t; jj++) {
+            float pj = __shfl_sync(0xffffffffu, p, jj);
+            const float *vr = a.v + sft__cuda_attn_row(a, b, j0 + jj, hk, a.Hkv);
+            if (pj == 0.0f) continue;           /* invisible (uniform: pj is the warp's) */
+            for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++)
+                if (lane + 32 * r < a.D) acc[r] = __fadd_rn(acc[r], __fmul_rn(pj, vr[lane + 32 * r]));
+        }
+        m = mx;
+    }
+    float inv = __fdiv_rn(1.0f, l);
+    for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++)
+        if (lane + 32 * r < a.D) a.out[sft__cuda_attn_row(a, b, t, h, a.Hq) + lane + 32 * r] = __fmul_rn(acc[r], inv);
+    if (lane == 0) a.lse_out[(b * a.Hq + h) * a.T + t] = __fadd_rn(m, logf(l));
+}
+
+/* delta = dO . O per row: a warp per row r = (b * Hq + h) * T + t */
+static __global__ void sft__cuda_attn_delta_kernel(sft__cuda_attn a, float *delta) {
+    const int lane = threadIdx.x % 32;
+    const int64_t r = (int64_t)blockIdx.x * SFT__CUDA_ATTN_WARPS + threadIdx.x / 32;
+    if (r >= a.B * a.Hq * a.T) return;
+    int64_t b = r / (a.Hq * a.T), h = (r / a.T) % a.Hq, t = r % a.T, row = sft__cuda_attn_row(a, b, t, h, a.Hq);
+    float s = 0.0f;
+    for (int64_t d = lane; d < a.D; d += 32) s = __fadd_rn(s, __fmul_rn(a.dout[row + d], a.o[row + d]));
+    s = sft__cuda_warp_sum(s);
+    if (lane == 0) delta[r] = s;
+}
+
+/* P and dS of query row i (vectors qi, doi) and a visible key (kj, vj) */
+static __device__ void sft__cuda_attn_p_ds(const sft__cuda_attn &a, int64_t b, int64_t h, int64_t i, const float *qi,
+                                           const float *doi, const float *kj, const float *vj, float *p, float *ds) {
+    int64_t r = (b * a.Hq + h) * a.T + i;
+    float s = __fmul_rn(sft__cuda_dot(qi, kj, a.D), a.scale), dp = sft__cuda_dot(doi, vj, a.D);
+    *p = expf(__fsub_rn(s, a.lse[r]));
+    *ds = __fmul_rn(__fmul_rn(*p, __fsub_rn(dp, a.delta[r])), a.scale);
+}
+
+/* dQ: a warp per query row t of (b, h), walking the keys up to it */
+static __global__ void sft__cuda_attn_dq_kernel(sft__cuda_attn a) {
+    __shared__ float qs[SFT__CUDA_ATTN_WARPS][SFT__ATTN_MAX_D], dos[SFT__CUDA_ATTN_WARPS][SFT__ATTN_MAX_D];
+    const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / a.group, t = (int64_t)blockIdx.x * SFT__CUDA_ATTN_WARPS + w;
+    float acc[SFT__CUDA_ATTN_REGS];
+    if (t >= a.T) return;
+    int64_t row = sft__cuda_attn_row(a, b, t, h, a.Hq);
+    for (int64_t d = lane; d < a.D; d += 32) { qs[w][d] = a.q[row + d]; dos[w][d] = a.dout[row + d]; }
+    for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++) acc[r] = 0.0f;
+    __syncwarp();
+    for (int64_t j0 = 0; j0 <= t; j0 += 32) {
+        int64_t j = j0 + lane;
+        float p = 0.0f, ds = 0.0f;
+        if (j <= t && sft__cuda_attn_visible(a, b, t, j))
+            sft__cuda_attn_p_ds(a, b, h, t, qs[w], dos[w], a.k + sft__cuda_attn_row(a, b, j, hk, a.Hkv),
+                                a.v + sft__cuda_attn_row(a, b, j, hk, a.Hkv), &p, &ds);
+        for (int jj = 0; jj < 32 && j0 + jj <= t; jj++) {
+            float dsj = __shfl_sync(0xffffffffu, ds, jj);
+            const float *kr = a.k + sft__cuda_attn_row(a, b, j0 + jj, hk, a.Hkv);
+            if (dsj == 0.0f) continue;
+            for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++)
+                if (lane + 32 * r < a.D) acc[r] = __fadd_rn(acc[r], __fmul_rn(dsj, kr[lane + 32 * r]));
+        }
+        (void)p;
+    }
+    for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++)
+        if (lane + 32 * r < a.D) a.dq[row + lane + 32 * r] = __fadd_rn(a.dq[row + lane + 32 * r], acc[r]);
+}
+
+/* dK, dV: a warp per key row j of (b, hk), walking the query heads of its
+   group and the query rows from j on */
+static __global__ void sft__cuda_attn_dkv_kernel(sft__cuda_attn a) {
+    __shared__ float ks[SFT__CUDA_ATTN_WARPS][SFT__ATTN_MAX_D], vs[SFT__CUDA_ATTN_WARPS][SFT__ATTN_MAX_D];
+    const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t b = blockIdx.z, hk = blockIdx.y, j = (int64_t)blockIdx.x * SFT__CUDA_ATTN_WARPS + w;
+    float dk[SFT__CUDA_ATTN_REGS], dv[SFT__CUDA_ATTN_REGS];
+    if (j >= a.T) return;
+    int64_t row = sft__cuda_attn_row(a, b, j, hk, a.Hkv);
+    for (int64_t d = lane; d < a.D; d += 32) { ks[w][d] = a.k[row + d]; vs[w][d] = a.v[row + d]; }
+    for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++) dk[r] = dv[r] = 0.0f;
+    __syncwarp();
+    for (int64_t h = hk * a.group; h < (hk + 1) * a.group; h++)
+        for (int64_t i0 = j; i0 < a.T; i0 += 32) {
+            int64_t i = i0 + lane;
+            float p = 0.0f, ds = 0.0f;
+            if (i < a.T && sft__cuda_attn_visible(a, b, i, j))
+                sft__cuda_attn_p_ds(a, b, h, i, a.q + sft__cuda_attn_row(a, b, i, h, a.Hq), a.dout + sft__cuda_attn_row(a, b, i, h, a.Hq),
+                                    ks[w], vs[w], &p, &ds);
+            for (int ii = 0; ii < 32 && i0 + ii < a.T; ii++) {
+                float pi = __shfl_sync(0xffffffffu, p, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
+                int64_t qrow = sft__cuda_attn_row(a, b, i0 + ii, h, a.Hq);
+                if (pi == 0.0f && dsi == 0.0f) continue;
+                for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++)
+                    if (lane + 32 * r < a.D) {
+                        dv[r] = __fadd_rn(dv[r], __fmul_rn(pi, a.dout[qrow + lane + 32 * r]));
+                        dk[r] = __fadd_rn(dk[r], __fmul_rn(dsi, a.q[qrow + lane + 32 * r]));
+                    }
+            }
+        }
+    for (int r = 0; r < SFT__CUDA_ATTN_REGS; r++)
+        if (lane + 32 * r < a.D) {
+            if (a.dk) a.dk[row + lane + 32 * r] = __fadd_rn(a.dk[row + lane + 32 * r], dk[r]);
+            if (a.dv) a.dv[row + lane + 32 * r] = __fadd_rn(a.dv[row + lane + 32 * r], dv[r]);
+        }
+}
+
+static sft__cuda_attn sft__cuda_attn_of(const sft__node *n) {
+    sft__cuda_attn a;
+    memset(&a, 0, sizeof a);
+    a.B = n->in[0]->shape[0]; a.T = n->in[0]->shape[1]; a.Hq = n->in[0]->shape[2]; a.D = n->in[0]->shape[3];
+    a.Hkv = n->in[1]->shape[2]; a.group = a.Hq / a.Hkv; a.scale = n->f[0];
+    a.q = SFT__CF(n->in[0]); a.k = SFT__CF(n->in[1]); a.v = SFT__CF(n->in[2]);
+    a.ids = n->in[3] ? (const int32_t *)n->in[3]->data : NULL;
+    a.lse = SFT__CF(n->saved); a.delta = a.lse + a.B * a.Hq * a.T;
+    return a;
+}
+
+static dim3 sft__cuda_attn_grid(int64_t T, int64_t H, int64_t B) {
+    return dim3((unsigned)((T + SFT__CUDA_ATTN_WARPS - 1) / SFT__CUDA_ATTN_WARPS), (unsigned)H, (unsigned)B);
+}
+
+static sft_status sft__cuda_attention_fwd(sft_context *ctx, sft__node *n) {
+    sft__cuda_attn a = sft__cuda_attn_of(n);
+    if (ctx->plan_only || a.B * a.T * a.Hq == 0) return SFT_OK;
+    if (a.B > 65535 || a.Hq > 65535) return sft__fail(SFT_ERR_LIMIT, "attention: batch %lld or heads %lld above 65535 on cuda", (long long)a.B, (long long)a.Hq);
+    a.out = SFT__F(n->out); a.lse_out = SFT__F(n->saved);
+    SFT__LAUNCH(sft__cuda_attn_fwd_kernel, sft__cuda_attn_grid(a.T, a.Hq, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
+    return sft__cuda_launched(n, "attention");
+}
+
+static sft_status sft__cuda_attention_bwd(sft_context *ctx, sft__node *n) {
+    sft__cuda_attn a = sft__cuda_attn_of(n);
+    int64_t rows = a.B * a.Hq * a.T;
+    if (ctx->plan_only || rows == 0) return SFT_OK;
+    a.o = SFT__CF(n->out); a.dout = SFT__CF(n->out->grad);
+    SFT__LAUNCH(sft__cuda_attn_delta_kernel, (unsigned)((rows + SFT__CUDA_ATTN_WARPS - 1) / SFT__CUDA_ATTN_WARPS), 32 * SFT__CUDA_ATTN_WARPS,
+                0, a, SFT__F(n->saved) + rows);
+    SFT__TRY(sft__cuda_launched(n, "attention_delta"));
+    if (n->in[1]->requires_grad || n->in[2]->requires_grad) {
+        a.dk = n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : NULL;
+        a.dv = n->in[2]->requires_grad ? SFT__F(n->in[2]->grad) : NULL;
+        SFT__LAUNCH(sft__cuda_attn_dkv_kernel, sft__cuda_attn_grid(a.T, a.Hkv, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
+        SFT__TRY(sft__cuda_launched(n, "attention_dkv"));
+    }
+    if (n->in[0]->requires_grad) {
+        a.dq = SFT__F(n->in[0]->grad);
+        SFT__LAUNCH(sft__cuda_attn_dq_kernel, sft__cuda_attn_grid(a.T, a.Hq, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
+        SFT__TRY(sft__cuda_launched(n, "attention_dq"));
+    }
+    return SFT_OK;
+}
+
+/* --- generation: attention over the KV cache ------------------------------------
+   sft.h's sft__attn_cached, one thread per (new query, head): the scores of
+   every cached key in order, their maximum, the exponentials and their sum, the
+   weighted values. Generation runs one token at a time, so this is latency,
+   not throughput; it gives the CPU's bits under the emulator. scores holds
+   max_T floats per thread. */
+static __global__ void sft__cuda_attn_cached_kernel(float *out, float *scores, const float *q, const float *kc, const float *vc, int64_t pos0,
+                                                    int64_t n, int64_t Hq, int64_t Hkv, int64_t D, int64_t max_t, float scale) {
+    SFT__CUDA_FOR(r, n * Hq) {
+        int64_t i = r / Hq, h = r % Hq, g = h / (Hq / Hkv), last = pos0 + i, j, d;
+        const float *qi = q + (i * Hq + h) * D;
+        float *sc = scores + r * max_t, *o = out + (i * Hq + h) * D, mx = -INFINITY, sum = 0.0f;
+        for (j = 0; j <= last; j++) {
+            const float *kj = kc + (j * Hkv + g) * D;
+            float dot = 0.0f;
+            for (d = 0; d < D; d++) dot = __fadd_rn(dot, __fmul_rn(qi[d], kj[d]));
+            sc[j] = __fmul_rn(dot, scale);
+            if (sc[j] > mx) mx = sc[j];
+        }
+        for (j = 0; j <= last; j++) { sc[j] = expf(__fsub_rn(sc[j], mx)); sum = __fadd_rn(sum, sc[j]); }
+        for (d = 0; d < D; d++) o[d] = 0.0f;
+        for (j = 0; j <= last; j++) {
+            const float *vj = vc + (j * Hkv + g) * D;
+            float w = __fdiv_rn(sc[j], sum);
+            for (d = 0; d < D; d++) o[d] = __fadd_rn(o[d], __fmul_rn(w, vj[d]));
+        }
+    }
+}
+
+static sft_status sft__cuda_attn_cached(sft_context *ctx, const sft_model_config *c, const float *q, const float *kc, const float *vc,
+                                        int64_t pos0, int64_t n, float *out) {
+    int64_t Hq = c->num_attention_heads, rows = n * Hq, max_t = pos0 + n;
+    void *scores;
+    if (rows == 0) return SFT_OK;
+    SFT__TRY(sft__cuda_scratch(ctx, (size_t)(rows * max_t) * sizeof(float), &scores));
+    SFT__LAUNCH(sft__cuda_attn_cached_kernel, sft__cuda_grid(rows), SFT__CUDA_BLOCK, 0, out, (float *)scores, q, kc, vc, pos0, n, Hq,
+                (int64_t)c->num_key_value_heads, (int64_t)c->head_dim, max_t, 1.0f / sqrtf((float)c->head_dim));
+    return sft__cuda_check("generate", "attention over the cache");
+}
+
+/* ============================================================================
+   === cuda: cross-entropy
+   node: in[0] = logits [N, V], in[1] = labels [N]; f[0] = label smoothing, f[1] =
+   the per-row factor; i[0] = ignore_index; saved = [2, N] (log-sum-exp, row
+   loss). A block per row: the maximum, the sum of exponentials and (with
+   smoothing) the sum of logits over fixed trees; the loss is the rows' sum in
+   double, in order, as on the CPU. Backward reads the loss's gradient on the
+   device. */
+
+static __global__ void sft__cuda_ce_kernel(float *saved, const float *logits, const int32_t *labels, int64_t N, int64_t V, float eps,
+                                           int32_t ignore) {
+    __shared__ float sh[256];
+    const int64_t r = blockIdx.x;
+    const float *x = logits + r * V;
+    float m = -INFINITY, sum = 0.0f, tot = 0.0f, lse;
+    for (int64_t c = threadIdx.x; c < V; c += blockDim.x) m = fmaxf(m, x[c]);
+    m = sft__cuda_block_max(m, sh);
+    for (int64_t c = threadIdx.x; c < V; c += blockDim.x) {
+        sum = __fadd_rn(sum, expf(__fsub_rn(x[c], m)));
+        tot = __fadd_rn(tot, x[c]);
+    }
+    sum = sft__cuda_block_sum(sum, sh);
+    if (eps > 0.0f) tot = sft__cuda_block_sum(tot, sh);
+    if (threadIdx.x) return;
+    lse = __fadd_rn(m, logf(sum));
+    saved[r] = lse;
+    if (labels[r] == ignore) { saved[N + r] = 0.0f; return; }
+    saved[N + r] = __fadd_rn(__fmul_rn(__fsub_rn(1.0f, eps), __fsub_rn(lse, x[labels[r]])),
+                             __fmul_rn(eps, __fsub_rn(lse, eps > 0.0f ? __fdiv_rn(tot, (float)V) : 0.0f)));
+}
+
+/* dx += k (softmax - e/V - (1-e)[c == label]) on counted rows, k = dloss * factor */
+static __global__ void sft__cuda_ce_bwd_kernel(float *dx, const float *x, const float *lse, const int32_t *labels, const float *dloss,
+                                               int64_t N, int64_t V, float eps, float factor, int32_t ignore) {
+    float k = __fmul_rn(dloss[0], factor);
+    SFT__CUDA_FOR(i, N * V) {
+        int64_t r = i / V, c = i % V;
+        if (labels[r] == ignore) continue;
+        float t = __fsub_rn(__fsub_rn(expf(__fsub_rn(x[i], lse[r])), __fdiv_rn(eps, (float)V)), c == labels[r] ? __fsub_rn(1.0f, eps) : 0.0f);
+        dx[i] = __fadd_rn(dx[i], __fmul_rn(k, t));
+    }
+}
+
+static sft_status sft__cuda_ce_fwd(sft_context *ctx, sft__node *n) {
+    int64_t V = sft__last_dim(n->in[0]), N = sft_tensor_numel(n->in[1]);
+    if (ctx->plan_only) return SFT_OK;
+    if (N > 0) {
+        SFT__LAUNCH(sft__cuda_ce_kernel, (unsigned)N, sft__cuda_row_threads(V), 0, SFT__F(n->saved), SFT__CF(n->in[0]),
+                    (const int32_t *)n->in[1]->data, N, V, n->f[0], (int32_t)n->i[0]);
+        SFT__TRY(sft__cuda_launched(n, "cross_entropy"));
+    }
+    SFT__LAUNCH(sft__cuda_total_kernel, 1, 1, 0, SFT__F(n->out), SFT__CF(n->saved) + N, N, n->f[1]);
+    return sft__cuda_launched(n, "total");
+}
+
+static sft_status sft__cuda_ce_bwd(sft_context *ctx, sft__node *n) {
+    int64_t V = sft__last_dim(n->in[0]), N = sft_tensor_numel(n->in[1]);
+    if (ctx->plan_only || N * V == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_ce_bwd_kernel, sft__cuda_grid(N * V), SFT__CUDA_BLOCK, 0, SFT__F(n->in[0]->grad), SFT__CF(n->in[0]),
+                SFT__CF(n->saved), (const int32_t *)n->in[1]->data, SFT__CF(n->out->grad), N, V, n->f[0], n->f[1], (int32_t)n->i[0]);
+    return sft__cuda_launched(n, "cross_entropy_bwd");
+}
+
+/* --- the output projection fused with cross-entropy ----------------------------
+   node: in[0] = hidden [N, D], in[1] = weight [V, D], in[2] = labels [N];
+   f[0], f[1], i[0] as above, f[2] = 1: a frozen weight multiplied in bf16,
+   i[1] = the vocabulary chunk Vc; saved = [4, N] (running max, -, label logit,
+   sum of logits; then the log-sum-exp and the row loss in rows 0 and 1) and the
+   chunk buffer [N, Vc]; ptr = an sft__lce_metrics to fill, or NULL. The CPU's
+   plan: each chunk's logits from one GEMM, an online log-sum-exp across chunks
+   with S = sum exp(l - m) and W = sum exp(l - m) (l - m) kept in double (the
+   entropy is log S - W / S), the chunks recomputed in backward and turned into
+   d logits in place. A block owns a row; its chunk sums are fixed trees. */
+
+/* forward's running state per row (device step memory) */
+typedef struct sft__cuda_lce_rows { double *S, *W; float *best_v; int64_t *best_i; } sft__cuda_lce_rows;
+
+static __global__ void sft__cuda_lce_init_kernel(float *st, sft__cuda_lce_rows rs, int64_t N) {
+    SFT__CUDA_FOR(r, N) {
+        st[r] = -INFINITY; st[N + r] = 0.0f; st[2 * N + r] = 0.0f; st[3 * N + r] = 0.0f;
+        rs.S[r] = 0.0; rs.W[r] = 0.0; rs.best_v[r] = -INFINITY; rs.best_i[r] = 0;
+    }
+}
+
+/* one chunk into row blockIdx.x's running state */
+static __global__ void sft__cuda_lce_rows_kernel(float *st, sft__cuda_lce_rows rs, const float *buf, const int32_t *labels, int64_t N,
+                                                 int64_t v0, int64_t vc, int smoothing, int metrics) {
+    __shared__ double shd[256];
+    __shared__ float sh[256];
+    __shared__ int64_t first;
+    const int64_t r = blockIdx.x;
+    const float *x = buf + r * vc;
+    float chunk_max = -INFINITY, cm, m = st[r], t = 0.0f;
+    double s = 0.0, w = 0.0;
+    for (int64_t c = threadIdx.x; c < vc; c += blockDim.x) chunk_max = fmaxf(chunk_max, x[c]);
+    chunk_max = sft__cuda_block_max(chunk_max, sh);
+    cm = chunk_max > m ? chunk_max : m;
+    for (int64_t c = threadIdx.x; c < vc; c += blockDim.x) {
+        double e = (double)expf(__fsub_rn(x[c], cm));
+        s = __dadd_rn(s, e);
+        w = __dadd_rn(w, __dmul_rn(e, (double)x[c] - (double)cm));
+        if (smoothing) t = __fadd_rn(t, x[c]);
+    }
+    s = sft__cuda_block_sum(s, shd);
+    w = sft__cuda_block_sum(w, shd);
+    if (smoothing) t = sft__cuda_block_sum(t, sh);
+    if (metrics) {                  /* the first index holding the chunk's largest logit */
+        if (threadIdx.x == 0) first = vc;
+        __syncthreads();
+        for (int64_t c = threadIdx.x; c < vc; c += blockDim.x)
+            if (x[c] == chunk_max) { atomicMin((long long *)&first, (long long)c); break; }   /* integer: order-free */
+        __syncthreads();
+    }
+    if (threadIdx.x) return;
+    if (rs.S[r] > 0.0) {            /* what earlier chunks summed, rescaled to the new maximum */
+        double d = (double)m - (double)cm, scale = exp(d);
+        rs.W[r] = __dmul_rn(scale, __dadd_rn(rs.W[r], __dmul_rn(d, rs.S[r])));
+        rs.S[r] = __dmul_rn(rs.S[r], scale);
+    }
+    rs.S[r] = __dadd_rn(rs.S[r], s);
+    rs.W[r] = __dadd_rn(rs.W[r], w);
+    st[r] = cm;
+    if (smoothing) st[3 * N + r] = __fadd_rn(st[3 * N + r], t);
+    if (labels[r] >= v0 && labels[r] < v0 + vc) st[2 * N + r] = x[labels[r] - v0];
+    if (metrics && chunk_max > rs.best_v[r] && first < vc) { rs.best_v[r] = chunk_max; rs.best_i[r] = v0 + first; }
+}
+
+static __global__ void sft__cuda_lce_finish_kernel(float *st, const double *S, const int32_t *labels, int64_t N, int64_t V, float eps,
+                                                   int32_t ignore) {
+    SFT__CUDA_FOR(r, N) {
+        float l = (float)__dadd_rn((double)st[r], log(S[r])), mean = __fdiv_rn(st[3 * N + r], (float)V);
+        st[r] = l;
+        st[N + r] = labels[r] == ignore ? 0.0f
+                                        : __fadd_rn(__fmul_rn(__fsub_rn(1.0f, eps), __fsub_rn(l, st[2 * N + r])), __fmul_rn(eps, __fsub_rn(l, mean)));
+    }
+}
+
+/* d logits of a chunk, in place */
+static __global__ void sft__cuda_lce_dlogits_kernel(float *buf, const float *lse, const int32_t *labels, const float *dloss, int64_t N,
+                                                    int64_t V, int64_t v0, int64_t vc, float eps, float factor, int32_t ignore) {
+    float k = __fmul_rn(dloss[0], factor);
+    SFT__CUDA_FOR(i, N * vc) {
+        int64_t r = i / vc, c = i % vc;
+        float v;
+        if (labels[r] == ignore) { buf[i] = 0.0f; continue; }
+        v = __fmul_rn(k, __fsub_rn(expf(__fsub_rn(buf[i], lse[r])), __fdiv_rn(eps, (float)V)));
+        if (labels[r] == v0 + c) v = __fsub_rn(v, __fmul_rn(k, __fsub_rn(1.0f, eps)));
+        buf[i] = v;
+    }
+}
+
+typedef struct sft__cuda_lce { const sft__node *n; int64_t N, V, D, v0, vc; float *st, *buf; int bf16; } sft__cuda_lce;
+
+static sft__cuda_lce sft__cuda_lce_of(const sft__node *n) {
+    sft__cuda_lce j;
+    j.n = n; j.N = sft_tensor_numel(n->in[2]); j.V = n->in[1]->shape[0]; j.D = n->in[1]->shape[1];
+    j.st = SFT__F(n->saved); j.buf = j.st + 4 * j.N; j.v0 = 0; j.vc = 0;
+    j.bf16 = sft__lce_bf16(n);
+    return j;
+}
+
+/* buf[N, vc] = hidden . weight[v0 : v0 + vc]^T */
+static sft_status sft__cuda_lce_chunk(sft_context *ctx, const sft__cuda_lce *j) {
+    return sft__cuda_gemm_f32w(ctx, j->N, sft__mat_of(SFT__CF(j->n->in[0]), j->D, 1), SFT__CF(j->n->in[1]) + j->v0 * j->D, j->vc, j->D, 1,
+                               j->bf16, j->buf, j->vc, 0, "linear_cross_entropy");
+}
+
+/* the token metrics from the rows' state, added on the host in row order as
+   the CPU adds them */
+static sft_status sft__cuda_lce_metrics(sft_context *ctx, const sft__node *n, const sft__cuda_lce_rows *rs, int64_t N, sft__lce_metrics *mt) {
+    size_t bytes = (size_t)N * (2 * sizeof(double) + sizeof(int64_t));
+    unsigned char *h = (unsigned char *)sft__alloc(ctx, bytes ? bytes : 1);
+    const int32_t *labels;
+    double *S, *W;
+    int64_t *best, r;
+    sft_status s = h ? SFT_OK : sft__fail(SFT_ERR_NOMEM, "linear_cross_entropy: the metrics of %lld rows", (long long)N);
+    S = (double *)(void *)h; W = S + N; best = (int64_t *)(void *)(W + N);
+    if (s == SFT_OK) s = sft__cuda_copy(S, SFT_DEVICE_CPU, rs->S, SFT_DEVICE_CUDA, (size_t)N * sizeof(double));
+    if (s == SFT_OK) s = sft__cuda_copy(W, SFT_DEVICE_CPU, rs->W, SFT_DEVICE_CUDA, (size_t)N * sizeof(double));
+    if (s == SFT_OK) s = sft__cuda_copy(best, SFT_DEVICE_CPU, rs->best_i, SFT_DEVICE_CUDA, (size_t)N * sizeof(int64_t));
+    if (s == SFT_OK) s = sft__i32_host(ctx, n->in[2], &labels);
+    for (r = 0; s == SFT_OK && r < N; r++) {
+        if (labels[r] == (int32_t)n->i[0]) continue;
+        mt->tokens++;
+        mt->correct += best[r] == labels[r];
+        mt->entropy += log(S[r]) - W[r] / S[r];
+    }
+    sft__free(ctx, h);
+    return s;
+}
+
+static sft_status sft__cuda_lce_fwd(sft_context *ctx, sft__node *n) {
+    sft__cuda_lce j = sft__cuda_lce_of(n);
+    sft__lce_metrics *mt = (sft__lce_metrics *)(uintptr_t)n->ptr;
+    const int32_t *labels = (const int32_t *)n->in[2]->data;
+    sft__cuda_lce_rows rs;
+    void *mem;
+    if (ctx->plan_only) return SFT_OK;
+    if (j.N > 0) {
+        SFT__TRY(sft__cuda_scratch(ctx, (size_t)j.N * (2 * sizeof(double) + sizeof(int64_t) + sizeof(float)), &mem));
+        rs.S = (double *)mem; rs.W = rs.S + j.N; rs.best_i = (int64_t *)(void *)(rs.W + j.N); rs.best_v = (float *)(void *)(rs.best_i + j.N);
+        SFT__LAUNCH(sft__cuda_lce_init_kernel, sft__cuda_grid(j.N), SFT__CUDA_BLOCK, 0, j.st, rs, j.N);
+        SFT__TRY(sft__cuda_launched(n, "lce_init"));
+        for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
+            j.vc = j.V - j.v0 < n->i[1] ? j.V - j.v0 : n->i[1];
+            SFT__TRY(sft__cuda_lce_chunk(ctx, &j));
+            SFT__LAUNCH(sft__cuda_lce_rows_kernel, (unsigned)j.N, sft__cuda_row_threads(j.vc), 0, j.st, rs, (const float *)j.buf, labels, j.N,
+                        j.v0, j.vc, n->f[0] > 0.0f, mt != NULL);
+            SFT__TRY(sft__cuda_launched(n, "lce_rows"));
+        }
+        SFT__LAUNCH(sft__cuda_lce_finish_kernel, sft__cuda_grid(j.N), SFT__CUDA_BLOCK, 0, j.st, (const double *)rs.S, labels, j.N, j.V, n->f[0],
+                    (int32_t)n->i[0]);
+        SFT__TRY(sft__cuda_launched(n, "lce_finish"));
+        if (mt) SFT__TRY(sft__cuda_lce_metrics(ctx, n, &rs, j.N, mt));
+    }
+    SFT__LAUNCH(sft__cuda_total_kernel, 1, 1, 0, SFT__F(n->out), (const float *)j.st + j.N, j.N, n->f[1]);
+    return sft__cuda_launched(n, "total");
+}
+
+static sft_status sft__cuda_lce_bwd(sft_context *ctx, sft__node *n) {
+    sft__cuda_lce j = sft__cuda_lce_of(n);
+    sft_tensor *h = n->in[0], *w = n->in[1];
+    if (ctx->plan_only || j.N == 0) return SFT_OK;
+    for (j.v0 = 0; j.v0 < j.V; j.v0 += n->i[1]) {
+        sft__mat g;
+        j.vc = j.V - j.v0 < n->i[1] ? j.V - j.v0 : n->i[1];
+        SFT__TRY(sft__cuda_lce_chunk(ctx, &j));
+        SFT__LAUNCH(sft__cuda_lce_dlogits_kernel, sft__cuda_grid(j.N * j.vc), SFT__CUDA_BLOCK, 0, j.buf, (const float *)j.st,
+                    (const int32_t *)n->in[2]->data, SFT__CF(n->out->grad), j.N, j.V, j.v0, j.vc, n->f[0], n->f[1], (int32_t)n->i[0]);
+        SFT__TRY(sft__cuda_launched(n, "lce_dlogits"));
+        g = sft__mat_of(j.buf, j.vc, 1);
+        if (h->requires_grad)   /* d hidden += g . weight[v0 : v0+vc] */
+            SFT__TRY(sft__cuda_gemm_f32w(ctx, j.N, g, SFT__CF(w) + j.v0 * j.D, j.vc, j.D, 0, j.bf16, SFT__F(h->grad), j.D, 1,
+                                         "linear_cross_entropy"));
+        if (w->requires_grad)   /* d weight[v0 : v0+vc] += g^T . hidden */
+            SFT__TRY(sft__cuda_gemm(ctx, j.vc, j.D, j.N, sft__mat_t(g), sft__mat_of(SFT__CF(h), j.D, 1), SFT__F(w->grad) + j.v0 * j.D, j.D,
+                                    1, "linear_cross_entropy"));
+    }
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === cuda: prompt tuning
+   node: in[0] = embeds [B, T, D], in[1] = prompts [P, D]; out [B, P + T, D]. The
+   prompts' gradient gives a thread an element and adds the batch rows in order. */
+
+static __global__ void sft__cuda_prompt_kernel(float *out, const float *embeds, const float *prompts, int64_t B, int64_t P, int64_t T,
+                                               int64_t D) {
+    SFT__CUDA_FOR(i, B * (P + T) * D) {
+        int64_t b = i / ((P + T) * D), rest = i % ((P + T) * D), p = rest / D, c = rest % D;
+        out[i] = p < P ? prompts[p * D + c] : embeds[(b * T + p - P) * D + c];
+    }
+}
+
+static __global__ void sft__cuda_prompt_bwd_kernel(float *dprompts, float *dembeds, const float *g, int64_t B, int64_t P, int64_t T,
+                                                   int64_t D) {
+    SFT__CUDA_FOR(i, (P + T) * D) {
+        if (i < P * D) {
+            if (dprompts)
+                for (int64_t b = 0; b < B; b++) dprompts[i] = __fadd_rn(dprompts[i], g[b * (P + T) * D + i]);
+        } else if (dembeds)
+            for (int64_t b = 0; b < B; b++) {
+                float *d = dembeds + b * T * D + (i - P * D);
+                *d = __fadd_rn(*d, g[b * (P + T) * D + i]);
+            }
+    }
+}
+
+static sft_status sft__cuda_prompt_fwd(sft_context *ctx, sft__node *n) {
+    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[0];
+    (void)ctx;
+    if (B * (P + T) * D == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_prompt_kernel, sft__cuda_grid(B * (P + T) * D), SFT__CUDA_BLOCK, 0, SFT__F(n->out), SFT__CF(n->in[0]),
+                SFT__CF(n->in[1]), B, P, T, D);
+    return sft__cuda_launched(n, "prompt_tuning");
+}
+
+static sft_status sft__cuda_prompt_bwd(sft_context *ctx, sft__node *n) {
+    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[0];
+    (void)ctx;
+    if ((P + T) * D == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_prompt_bwd_kernel, sft__cuda_grid((P + T) * D), SFT__CUDA_BLOCK, 0,
+                n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : (float *)NULL,
+                n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : (float *)NULL, SFT__CF(n->out->grad), B, P, T, D);
+    return sft__cuda_launched(n, "prompt_tuning_bwd");
+}
+
+/* ============================================================================
+   === cuda: optimizer
+   AdamW (torch's, and bitsandbytes' 32-bit and 8-bit updates) on parameters
+   that live on the device, with their state there: each element goes through
+   sft.h's own update function (sft__adamw_*_elem, SFT__HD), with the constants
+   sft.h computes in double on the host, so a step gives the CPU's bits. The
+   8-bit update gives a block of 256 values to a block of 256 threads: decode,
+   update, the block's largest magnitude (a maximum: exact in any order), code
+   again through the same table. The gradient norm adds each parameter's squares
+   in double over chunks of 4096 in order (sft.h's sft__sq_chunk), as the CPU. */
+
+static __global__ void sft__cuda_adamw_kernel(float *w, float *m, float *v, const float *g, int64_t n, sft__adam_k k, int kind) {
+    SFT__CUDA_FOR(i, n) {
+        if (kind == SFT__ADAM_TORCH) sft__adamw_torch_elem(&w[i], &m[i], &v[i], g[i], &k);
+        else sft__adamw_bnb32_elem(&w[i], &m[i], &v[i], g[i], &k);
+    }
+}
+
+static __global__ void __launch_bounds__(256) sft__cuda_adamw8_kernel(float *w, uint8_t *q1, uint8_t *q2, float *a1, float *a2, const float *g,
+                                                                     int64_t n, sft__adam_k k, const float *map1, const float *map2,
+                                                                     const uint8_t *lut1, const uint8_t *lut2) {
+    __shared__ float sh[SFT__Q8_BLOCK];
+    const int64_t b = blockIdx.x, at = b * SFT__Q8_BLOCK + threadIdx.x;
+    const int in = at < n;
+    float m = 0.0f, v = 0.0f, amax1, amax2;
+    if (in) {
+        m = __fmul_rn(map1[q1[at]], a1[b]);
+        v = __fmul_rn(map2[q2[at]], a2[b]);
+        sft__adamw_bnb8_elem(&w[at], &m, &v, g[at], &k);
+    }
+    amax1 = sft__cuda_block_max(in ? fmaxf(0.0f, fabsf(m)) : 0.0f, sh);   /* a NaN counts as 0, as on the CPU */
+    amax2 = sft__cuda_block_max(in ? fmaxf(0.0f, fabsf(v)) : 0.0f, sh);
+    if (in) {
+        q1[at] = amax1 == 0.0f ? 0 : sft__q8_code(m, __fdiv_rn(1.0f, amax1), lut1);
+        q2[at] = amax2 == 0.0f ? 0 : sft__q8_code(v, __fdiv_rn(1.0f, amax2), lut2);
+    }
+    if (threadIdx.x == 0) { a1[b] = amax1; a2[b] = amax2; }
+}
+
+static sft_status sft__cuda_adamw(sft_optimizer *o, int i, sft__adam_k k, int kind) {
+    sft_tensor *p = o->params[i];
+    int64_t n = sft_tensor_numel(p);
+    if (n == 0) return SFT_OK;
+    if (kind == SFT__ADAM_BNB8) {
+        const char *t = (const char *)o->device_tables;
+        size_t maps = 2 * 256 * sizeof(float);
+        SFT__LAUNCH(sft__cuda_adamw8_kernel, (unsigned)((n + SFT__Q8_BLOCK - 1) / SFT__Q8_BLOCK), SFT__Q8_BLOCK, 0, SFT__F(p), o->q1[i], o->q2[i],
+                    o->a1[i], o->a2[i], SFT__CF(p->grad), n, k, (const float *)t, (const float *)(t + 256 * sizeof(float)),
+                    (const uint8_t *)(t + maps), (const uint8_t *)(t + maps + 65536));
+        return sft__cuda_check("optimizer_step", "adamw8");
+    }
+    SFT__LAUNCH(sft__cuda_adamw_kernel, sft__cuda_grid(n), SFT__CUDA_BLOCK, 0, SFT__F(p), o->m[i], o->v[i], SFT__CF(p->grad), n, k, kind);
+    return sft__cuda_check("optimizer_step", kind == SFT__ADAM_TORCH ? "adamw" : "adamw32");
+}
+
+/* part[c] = chunk c's sum of squares; then one thread adds the chunks in order */
+static __global__ void sft__cuda_sq_chunks_kernel(double *part, const float *g, int64_t n) {
+    int64_t chunks = (n + SFT__NORM_CHUNK - 1) / SFT__NORM_CHUNK;
+    SFT__CUDA_FOR(c, chunks) {
+        int64_t b = c * SFT__NORM_CHUNK;
+        part[c] = sft__sq_chunk(g + b, n - b < SFT__NORM_CHUNK ? n - b : SFT__NORM_CHUNK);
+    }
+}
+
+static __global__ void sft__cuda_sq_total_kernel(double *out, const double *part, int64_t chunks) {
+    double total = 0.0;
+    if (threadIdx.x || blockIdx.x) return;
+    for (int64_t c = 0; c < chunks; c++) total = total + part[c];
+    *out = total;
+}
+
+static sft_status sft__cuda_grad_sq(sft_context *ctx, const float *g, int64_t n, double *out) {
+    int64_t chunks = (n + SFT__NORM_CHUNK - 1) / SFT__NORM_CHUNK;
+    double *part = NULL;
+    sft_status s;
+    *out = 0.0;
+    if (n == 0) return SFT_OK;
+    SFT__TRY(sft__cuda_alloc(ctx, (size_t)(chunks + 1) * sizeof(double), (void **)&part));
+    SFT__LAUNCH(sft__cuda_sq_chunks_kernel, sft__cuda_grid(chunks), SFT__CUDA_BLOCK, 0, part, g, n);
+    s = sft__cuda_check("clip_grad_norm", "sum of squares");
+    if (s == SFT_OK) {
+        SFT__LAUNCH(sft__cuda_sq_total_kernel, 1, 1, 0, part + chunks, (const double *)part, chunks);
+        s = sft__cuda_check("clip_grad_norm", "sum of squares");
+    }
+    if (s == SFT_OK) s = sft__cuda_copy(out, SFT_DEVICE_CPU, part + chunks, SFT_DEVICE_CUDA, sizeof(double));
+    sft__cuda_free(ctx, part);
+    return s;
+}
+
+static sft_status sft__cuda_scale_inplace(float *x, int64_t n, float s) {
+    if (n == 0) return SFT_OK;
+    SFT__LAUNCH(sft__cuda_scale_kernel, sft__cuda_grid(n), SFT__CUDA_BLOCK, 0, x, (const float *)x, s, n);
+    return sft__cuda_check("clip_grad_norm", "scale");
 }
 
 /* ============================================================================
    === cuda: backend
-   Filled by op id, so the table cannot drift from the sft__op order; every op
-   not listed stays NULL ("the cuda backend has no ... kernel yet"). */
+   Filled by op id, so the table cannot drift from the sft__op order. */
 
 static sft__backend sft__cuda_backend_make(void) {
     sft__backend be;
     memset(&be, 0, sizeof be);
     be.name = "cuda";
-    be.forward[SFT__OP_ADD] = sft__cuda_add_fwd;         be.backward[SFT__OP_ADD] = sft__cuda_ew_bwd;
-    be.forward[SFT__OP_MUL] = sft__cuda_mul_fwd;         be.backward[SFT__OP_MUL] = sft__cuda_ew_bwd;
-    be.forward[SFT__OP_SCALE] = sft__cuda_scale_fwd;     be.backward[SFT__OP_SCALE] = sft__cuda_scale_bwd;
-    be.forward[SFT__OP_RESHAPE] = sft__cuda_reshape_fwd; be.backward[SFT__OP_RESHAPE] = sft__cuda_reshape_bwd;
+    be.forward[SFT__OP_MATMUL] = sft__cuda_matmul_fwd;       be.backward[SFT__OP_MATMUL] = sft__cuda_matmul_bwd;
+    be.forward[SFT__OP_ADD] = sft__cuda_add_fwd;             be.backward[SFT__OP_ADD] = sft__cuda_ew_bwd;
+    be.forward[SFT__OP_MUL] = sft__cuda_mul_fwd;             be.backward[SFT__OP_MUL] = sft__cuda_ew_bwd;
+    be.forward[SFT__OP_SCALE] = sft__cuda_scale_fwd;         be.backward[SFT__OP_SCALE] = sft__cuda_scale_bwd;
+    be.forward[SFT__OP_RESHAPE] = sft__cuda_reshape_fwd;     be.backward[SFT__OP_RESHAPE] = sft__cuda_reshape_bwd;
+    be.forward[SFT__OP_EMBEDDING] = sft__cuda_embedding_fwd; be.backward[SFT__OP_EMBEDDING] = sft__cuda_embedding_bwd;
+    be.forward[SFT__OP_RMSNORM] = sft__cuda_rmsnorm_fwd;     be.backward[SFT__OP_RMSNORM] = sft__cuda_rmsnorm_bwd;
+    be.forward[SFT__OP_SILU] = sft__cuda_silu_fwd;           be.backward[SFT__OP_SILU] = sft__cuda_silu_bwd;
+    be.forward[SFT__OP_SWIGLU] = sft__cuda_silu_fwd;         be.backward[SFT__OP_SWIGLU] = sft__cuda_silu_bwd;
+    be.forward[SFT__OP_ROPE] = sft__cuda_rope_fwd;           be.backward[SFT__OP_ROPE] = sft__cuda_rope_bwd;
+    be.forward[SFT__OP_ATTENTION] = sft__cuda_attention_fwd; be.backward[SFT__OP_ATTENTION] = sft__cuda_attention_bwd;
+    be.forward[SFT__OP_CROSS_ENTROPY] = sft__cuda_ce_fwd;    be.backward[SFT__OP_CROSS_ENTROPY] = sft__cuda_ce_bwd;
+    be.forward[SFT__OP_DROPOUT] = sft__cuda_dropout_fwd;     be.backward[SFT__OP_DROPOUT] = sft__cuda_dropout_bwd;
+    be.forward[SFT__OP_LINEAR_CE] = sft__cuda_lce_fwd;       be.backward[SFT__OP_LINEAR_CE] = sft__cuda_lce_bwd;
+    be.forward[SFT__OP_LINEAR] = sft__cuda_linear_fwd;       be.backward[SFT__OP_LINEAR] = sft__cuda_linear_bwd;
+    be.forward[SFT__OP_PROMPT] = sft__cuda_prompt_fwd;       be.backward[SFT__OP_PROMPT] = sft__cuda_prompt_bwd;
     return be;
 }
 

@@ -16,11 +16,14 @@
 
    Build (needs stb_ds.h: apt-get install libstb-dev):
        cc -O2 examples/sft.c -o sft -lm -lpthread
+   With CUDA (--device cuda), linked against sft.h's CUDA object (make cuda):
+       cc -O2 -DSFT_CLI_LINKED -DSFT_CUDA examples/sft.c build/sft_cuda.o -o sft
+          -L/usr/local/cuda/lib64 -lcublasLt -lcudart -lstdc++ -lm -lpthread   (one line)
 
    With -DSFT_CLI_NO_MAIN the file is a library of its own parts (the flag
    table, parsing, building the library's configurations): tests/test_cli.c
    checks every flag reaches the trainer's configuration. */
-#ifndef SFT_CLI_NO_MAIN
+#if !defined(SFT_CLI_NO_MAIN) && !defined(SFT_CLI_LINKED)   /* SFT_CLI_LINKED: the implementation is in another object */
 #define SFT_IMPLEMENTATION
 #endif
 #include "../sft.h"
@@ -67,6 +70,7 @@ typedef struct cli_opts {
     double      temperature, top_p;
     /* the run */
     int         threads, profile;
+    const char *device;
 } cli_opts;
 
 typedef enum cli_type { CLI_STR, CLI_INT, CLI_REAL, CLI_BOOL, CLI_TRISTATE } cli_type;
@@ -179,6 +183,8 @@ static const cli_flag cli_flags[] = {
     /* the run */
     {"threads", CLI_INT, O(threads), C_ALL, "2", "1", "CPU threads"},
     {"profile", CLI_BOOL, O(profile), C_TRAIN, "false", "true", "at the end, print where the steps' time went, per operator"},
+    {"device", CLI_STR, O(device), C_TRAIN | C_GENERATE | C_MEMORY, "cpu", "cuda",
+     "cpu, or cuda (a CUDA build of sft and a GPU): where the model, adapters, optimizer and activations live"},
 };
 #define CLI_N_FLAGS ((int)(sizeof cli_flags / sizeof *cli_flags))
 
@@ -441,6 +447,8 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     if (!o->model_name_or_path) return cli_fail(e, "--model_name_or_path: required (a local model folder)");
     if ((command & C_DATA) && !o->dataset_name) return cli_fail(e, "--dataset_name: required (a JSONL file or folder)");
     if (o->threads < 1 || o->threads > 256) return cli_fail(e, "--threads: expected 1..256");
+    if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda")) return cli_fail(e, "--device: expected cpu or cuda, got '%s'", o->device);
+    b->load.device = o->device[1] == 'u' ? SFT_DEVICE_CUDA : SFT_DEVICE_CPU;
     /* data */
     if (o->max_length < 1 && o->max_length != -1) return cli_fail(e, "--max_length: expected a positive number or -1");
     if (!(o->eval_fraction >= 0.0 && o->eval_fraction < 1.0)) return cli_fail(e, "--eval_fraction: expected [0, 1)");
@@ -548,6 +556,17 @@ static void cli_help(int command, const char *name) {
 
 static int cli_is_file(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISREG(st.st_mode); }
 static int cli_exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
+
+/* cli_check_device: --device cuda needs a CUDA build and a device (checked
+   before anything runs, like the paths) */
+static int cli_check_device(const cli_built *b, cli_error *e) {
+    if (b->load.device != SFT_DEVICE_CUDA || sft_cuda_available()) return 1;
+#ifdef SFT_CUDA
+    return cli_fail(e, "--device cuda: no CUDA device answers (check the driver and CUDA_VISIBLE_DEVICES)");
+#else
+    return cli_fail(e, "--device cuda: this sft has no CUDA backend; build it with make cuda (build/sft_cuda)");
+#endif
+}
 
 /* cli_check_paths: the inputs exist, before anything runs or is written */
 static int cli_check_paths(const cli_opts *o, int command, cli_error *e) {
@@ -1069,9 +1088,9 @@ static int cli_memory(const cli_opts *o, cli_built *b) {
         plan.optimizer -= saved;
         plan.total -= saved;
     }
-    printf("{\"weights_mib\": %.2f, \"adapters_mib\": %.2f, \"gradients_mib\": %.2f, \"optimizer_mib\": %.2f, \"activations_mib\": %.2f, "
-           "\"workspace_mib\": %.2f, \"total_mib\": %.2f}\n", plan.weights / mib, plan.adapters / mib, plan.gradients / mib, plan.optimizer / mib,
-           plan.activations / mib, plan.workspace / mib, plan.total / mib);
+    printf("{\"device\": \"%s\", \"weights_mib\": %.2f, \"adapters_mib\": %.2f, \"gradients_mib\": %.2f, \"optimizer_mib\": %.2f, "
+           "\"activations_mib\": %.2f, \"workspace_mib\": %.2f, \"total_mib\": %.2f}\n", o->device, plan.weights / mib, plan.adapters / mib,
+           plan.gradients / mib, plan.optimizer / mib, plan.activations / mib, plan.workspace / mib, plan.total / mib);
     cli_env_free(&v);
     return 0;
 }
@@ -1113,7 +1132,7 @@ int sft_cli_main(int argc, char **argv) {
     if (command < 0) { fprintf(stderr, "sft: unknown command '%s' (train, generate, merge, stats, memory, render)\n", argv[1]); return 2; }
     rc = cli_parse(argc - 2, argv + 2, masks[command], &o, &config, &e);
     if (rc == 2) { cli_help(masks[command], cli_commands[command]); sft_json_free(config); return 0; }
-    if (!rc || !cli_build(&o, masks[command], &b, &e) || !cli_check_paths(&o, masks[command], &e)) {
+    if (!rc || !cli_build(&o, masks[command], &b, &e) || !cli_check_paths(&o, masks[command], &e) || !cli_check_device(&b, &e)) {
         fprintf(stderr, "sft %s: %s\n", cli_commands[command], e.msg);
         sft_json_free(config);
         return 2;
