@@ -290,6 +290,10 @@ SFTDEF int          sft_cpu_path_supported(sft_cpu_path path);
 SFTDEF sft_status   sft_cpu_path_set(sft_context *ctx, sft_cpu_path path);
 SFTDEF sft_cpu_path sft_cpu_path_get(const sft_context *ctx);
 SFTDEF const char  *sft_cpu_path_name(sft_cpu_path path);
+/* sft_cpu_has_bf16: 1 when the CPU multiplies bf16 in hardware (AVX512-BF16's
+   vdpbf16ps), where compute_dtype bf16 runs at twice the f32 rate; elsewhere a
+   bf16 compute dtype gives the same numbers more slowly. */
+SFTDEF int          sft_cpu_has_bf16(void);
 
 /* ============================================================================
    === files
@@ -2544,6 +2548,11 @@ static void sft__log(const sft_context *ctx, sft_log_level level, const char *fm
 
 /* ============================================================================
    === platform: CPU code path selection */
+
+SFTDEF int sft_cpu_has_bf16(void) {
+    sft__cpu_probe();
+    return sft__cpu.avx512_bf16;
+}
 
 SFTDEF const char *sft_cpu_path_name(sft_cpu_path path) {
     switch (path) {
@@ -5220,7 +5229,11 @@ static void sft__pack_b(const sft__mat *b, int64_t kc, int64_t nc, int nr, int64
         if (b->cs == 1 && cols == nr)           /* row-major B: the nr values of a k are adjacent */
             for (k = 0; k < kc; k++)
                 for (j = 0; j < nr; j++) dst[k * nr + j] = src[k * b->rs + j];
-        else {                                  /* nr streams along k, written interleaved */
+        else if (b->rs == 1) {                  /* a transposed one: each column is read along k */
+            if (cols < nr) memset(dst, 0, (size_t)(kc * nr) * sizeof(float));
+            for (j = 0; j < cols; j++)
+                for (k = 0; k < kc; k++) dst[k * nr + j] = src[j * b->cs + k];
+        } else {                                /* nr streams along k, written interleaved */
             if (cols < nr) memset(dst, 0, (size_t)(kc * nr) * sizeof(float));
             for (k = 0; k < kc; k++)
                 for (j = 0; j < cols; j++) dst[k * nr + j] = src[k * b->rs + j * b->cs];

@@ -63,7 +63,7 @@ typedef struct cli_opts {
     /* PEFT and quantization */
     int         use_peft, lora_r, use_dora, use_rslora, load_in_4bit, bnb_4bit_use_double_quant;
     double      lora_alpha, lora_dropout;
-    const char *lora_target_modules, *bnb_4bit_quant_type;
+    const char *lora_target_modules, *bnb_4bit_quant_type, *bnb_4bit_compute_dtype;
     /* generate and merge */
     const char *adapter, *prompt, *dtype;
     int         max_new_tokens, top_k, chat;
@@ -168,6 +168,8 @@ static const cli_flag cli_flags[] = {
     {"use_rslora", CLI_BOOL, O(use_rslora), C_TRAIN | C_MEMORY, "false", "true", "rsLoRA scaling alpha / sqrt(r)"},
     {"load_in_4bit", CLI_BOOL, O(load_in_4bit), C_TRAIN | C_MEMORY | C_GENERATE, "false", "true", "quantize the decoder's linears to 4 bits (QLoRA)"},
     {"bnb_4bit_quant_type", CLI_STR, O(bnb_4bit_quant_type), C_TRAIN | C_MEMORY | C_GENERATE, "nf4", "fp4", "nf4 or fp4"},
+    {"bnb_4bit_compute_dtype", CLI_STR, O(bnb_4bit_compute_dtype), C_TRAIN | C_GENERATE, "auto", "float32",
+     "the frozen base's GEMMs: float32, bfloat16, or auto (bfloat16 where the CPU has AVX512-BF16)"},
     {"bnb_4bit_use_double_quant", CLI_BOOL, O(bnb_4bit_use_double_quant), C_TRAIN | C_MEMORY | C_GENERATE, "false", "true",
      "quantize the block scales too"},
     /* generate and merge */
@@ -390,6 +392,7 @@ typedef struct cli_built {
     int              chat, keep_dtype;
     int              profile;
     const char      *chat_template_path;      /* read when the command runs */
+    int              compute_dtype_flag;      /* --bnb_4bit_compute_dtype: 0 auto, 1 float32, 2 bfloat16 */
 } cli_built;
 
 static int cli_kwargs(const char *text, sft_schedule_desc *k, cli_error *e) {
@@ -477,6 +480,11 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
         return cli_fail(e, "--bnb_4bit_quant_type: expected nf4 or fp4, got '%s'", o->bnb_4bit_quant_type);
     b->load.quant = !o->load_in_4bit ? SFT_QUANT_NONE : o->bnb_4bit_quant_type[0] == 'n' ? SFT_QUANT_NF4 : SFT_QUANT_FP4;
     b->load.double_quant = o->bnb_4bit_use_double_quant;
+    if (!strcmp(o->bnb_4bit_compute_dtype, "auto")) b->compute_dtype_flag = 0;
+    else if (!strcmp(o->bnb_4bit_compute_dtype, "float32")) b->compute_dtype_flag = 1;
+    else if (!strcmp(o->bnb_4bit_compute_dtype, "bfloat16")) b->compute_dtype_flag = 2;
+    else return cli_fail(e, "--bnb_4bit_compute_dtype: expected float32, bfloat16 or auto, got '%s'", o->bnb_4bit_compute_dtype);
+    b->load.compute_dtype = b->compute_dtype_flag == 2 || (b->compute_dtype_flag == 0 && sft_cpu_has_bf16()) ? SFT_BF16 : SFT_F32;
     if ((command & (C_TRAIN | C_MEMORY)) && o->load_in_4bit && !o->use_peft)
         return cli_fail(e, "--load_in_4bit: a 4-bit base cannot be fine-tuned whole; add --use_peft");
     /* generation */
