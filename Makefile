@@ -75,7 +75,9 @@ sanitize: build/test_sft_san
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ./build/test_sft_san
 
 # every program with gcc and clang (C99) and g++ (C++), -Werror; one target per
-# build so `make -j2 warnings` runs them side by side
+# build so `make -j2 warnings` runs them side by side. The library's own code is
+# compiled and optimised by all three in the test program; the other programs
+# (which compile it again) are checked by clang and g++ with -fsyntax-only.
 EXAMPLES  = mlp generate embed sft demo
 WARN_BINS = $(foreach c,gcc clang cxx,build/warn/test_sft_$(c) $(foreach e,$(EXAMPLES),build/warn/$(e)_$(c)))
 warnings: $(WARN_BINS) build/warn/bench build/warn/bench_e2e
@@ -91,18 +93,18 @@ build/warn/test_sft_cxx: $(DEPS) | build/warn $(STB_DS)
 build/warn/%_gcc: examples/%.c sft.h | build/warn $(STB_DS)
 	gcc   -std=c99 -O2 $(WARN) $< -o $@ $(LDLIBS)
 build/warn/%_clang: examples/%.c sft.h | build/warn $(STB_DS)
-	clang -std=c99 -O2 $(WARN) $< -o $@ $(LDLIBS)
+	clang -std=c99 -fsyntax-only $(WARN) $< && touch $@
 build/warn/%_cxx: examples/%.c sft.h | build/warn $(STB_DS)
-	g++ -x c++ -O2 $(WARN) $< -o $@ $(LDLIBS)
+	g++ -x c++ -fsyntax-only $(WARN) $< && touch $@
 build/warn/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
 	gcc -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@ $(LDLIBS)
-	clang -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@_clang $(LDLIBS)
-	g++ -x c++ -O2 $(WARN) tools/bench_e2e.c -o $@_cxx $(LDLIBS)
+	clang -std=c99 -fsyntax-only $(WARN) tools/bench_e2e.c
+	g++ -x c++ -fsyntax-only $(WARN) tools/bench_e2e.c
 build/warn/bench: tools/bench.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
 	@if [ -f $(OPENBLAS_INC)/cblas.h ]; then \
 	    gcc -std=c99 -O2 $(WARN) tools/bench.c -o build/warn/bench_gcc -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
-	    clang -std=c99 -O2 $(WARN) tools/bench.c -o build/warn/bench_clang -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
-	    g++ -x c++ -O2 $(WARN) tools/bench.c -o build/warn/bench_cxx -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && touch $@; \
+	    clang -std=c99 -fsyntax-only $(WARN) tools/bench.c -I$(OPENBLAS_INC) && \
+	    g++ -x c++ -fsyntax-only $(WARN) tools/bench.c -I$(OPENBLAS_INC) && touch $@; \
 	else echo "(tools/bench.c not compiled: no OpenBLAS headers)"; fi
 
 # The CUDA build: sft.h's implementation with SFT_CUDA is one object (sft.h itself
