@@ -16,6 +16,10 @@
    Jinja engine as transformers renders them, SFT datasets prepared token
    for token as TRL's SFTTrainer prepares them, and its training loop (AdamW,
    schedules, accumulation, evaluation, metrics), step by step or to the end.
+   A step keeps only what its backward needs (large tensors go back to a step
+   heap as soon as they die), the frozen base can multiply in bf16
+   (compute_dtype; vdpbf16ps on AVX512-BF16), and profiling tells where a
+   step's time goes.
 
    QUICK START - train a linear classifier (examples/mlp.c does more)
 
@@ -80,7 +84,8 @@
 
    CONTENTS (search for the banner "=== name")
        public API
-         status and errors, context, memory accounting, CPU code path, files,
+         status and errors, context, memory accounting, profiling, CPU code
+         path, files,
          JSON, tensors, safetensors, autograd, operators, quantization, LoRA
          layers, prompt tuning, tokenizer, chat templates, models, data,
          optimizer and schedules, trainer, random numbers, CUDA seam
@@ -91,6 +96,7 @@
          platform: the thread pool   persistent workers, sft__parallel
          platform: files             atomic writes through one hook, reads
          memory: arenas              per-step scratch that stops growing
+         memory: the step heap       large step tensors, given back when they die
          context                     create/destroy, statistics, logging
          platform: CPU code path selection
          devices                     CPU or CUDA memory, copies
@@ -98,15 +104,18 @@
          json                        strict parser, shortest-round-trip writer
          safetensors                 checked reader (mmap), writer
          random numbers              Philox-4x32-10, keys
-         autograd: nodes and the tape, checkpointed segments
-         kernels: GEMM (portable), blocked GEMM (AVX2, AVX-512), vector
-                  helpers, the CPU path table, elementwise, embedding, RMSNorm,
-                  rotary position embedding, causal attention (flash-style
-                  tiles), cross-entropy, cross-entropy fused with the output
-                  projection
+         autograd: nodes and the tape (profiling, what dies after backward),
+                  checkpointed segments
+         kernels: GEMM (portable), blocked GEMM (AVX2, AVX-512, bf16 on
+                  AVX512-BF16), tile GEMMs, vector helpers, the CPU path table,
+                  elementwise, dropout masks, embedding, RMSNorm, rotary
+                  position embedding, causal attention (flash-style tiles),
+                  cross-entropy, cross-entropy fused with the output projection
+                  (and the token metrics)
          peft: 4-bit quantization    NF4/FP4 codes, double quantization, decoding
          kernels: weights decoded into GEMM panels, a linear layer with its
-                  adapters, prompt tuning, the CPU backend table
+                  adapters (LoRA terms fused), prompt tuning, the CPU backend
+                  table
          ops                         the public operators: checks, dispatch
          peft: Linear4bit, LoRA layers, prompt tuning (the public calls)
          tokenizer: Unicode tables, hash maps, split patterns, the byte-level
@@ -1117,9 +1126,11 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
 
 /* The memory a training step needs, in bytes, known before it runs. weights,
    adapters and their gradients are counted from the model as it is;
-   activations is the step arena's high-water mark (forward, backward, and the
-   recomputation space of checkpointed blocks) found by a dry run of the step's
-   graph with the arithmetic switched off; workspace is the GEMM packing buffers
+   activations is what the step's memory holds at its fullest (the step arenas'
+   high-water marks and the step heap's blocks: forward, backward, and the
+   recomputation space of checkpointed blocks, each tensor counted while it is
+   alive) found by a dry run of the step's graph with the arithmetic switched
+   off; workspace is the GEMM packing buffers
    and attention tiles. optimizer is AdamW's two f32 moments per trainable value
    (allocated by the optimizer, not by a step). total is their sum; a steady
    step's allocator high-water mark (sft_context_mem_stats) is total -
