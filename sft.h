@@ -10,7 +10,7 @@
    in portable C, AVX2/FMA and AVX-512 chosen at run time), the tokenizer of
    Hugging Face tokenizer.json files, QLoRA's layers (bitsandbytes' NF4/FP4
    quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
-   PEFT's semantics), Llama/Mistral/Qwen2 models from Hugging Face
+   PEFT's semantics), Llama-family and Gemma 2 models from Hugging Face
    directories (forward and backward as transformers computes them, PEFT adapter
    files, a memory plan, generation with a KV cache), chat templates run by a
    Jinja engine as transformers renders them, SFT datasets prepared token
@@ -96,8 +96,9 @@
          autograd: nodes and the tape, checkpointed segments
          kernels: GEMM (portable), blocked GEMM (AVX2, AVX-512), vector
                   helpers, the CPU path table, elementwise, embedding, RMSNorm,
-                  rotary position embedding, causal attention (flash-style
-                  tiles), cross-entropy, cross-entropy fused with the output
+                  rotary position embedding, GELU-tanh GLU and soft-capping,
+                  causal attention (flash-style tiles, windows, soft caps),
+                  cross-entropy, cross-entropy fused with the output
                   projection
          peft: 4-bit quantization    NF4/FP4 codes, double quantization, decoding
          kernels: weights decoded into GEMM panels, a linear layer with its
@@ -543,6 +544,11 @@ SFTDEF sft_status sft_rmsnorm(sft_context *ctx, sft_tensor *x, sft_tensor *weigh
 /* sft_silu: x * sigmoid(x).  sft_swiglu: silu(gate) * up. */
 SFTDEF sft_status sft_silu(sft_context *ctx, sft_tensor *x, sft_tensor **out);
 SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out);
+/* sft_geglu: gelu(gate) * up with GELU's tanh form, as PyTorch's
+   gelu(approximate="tanh") (transformers' gelu_pytorch_tanh; Gemma's MLP). */
+SFTDEF sft_status sft_geglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out);
+/* sft_softcap: cap * tanh(x / cap), cap > 0 (Gemma's logit soft-capping). */
+SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_tensor **out);
 
 /* Rotary position embedding as transformers' Llama applies it (rotate_half: the
    first and second halves of each head are the pair). */
@@ -567,6 +573,17 @@ SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, flo
    same id (packed sequences). Holds no T x T matrix. Output [B, T, Hq, D]. */
 SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
                                 float scale, sft_tensor **out);
+/* sft_attention_ex: sft_attention with what some models add. A sliding window
+   W: query t sees only keys j > t - W (itself and the W - 1 before it, as
+   transformers' sliding-window mask). A soft cap c: each score s = q.k * scale
+   becomes c * tanh(s / c) before the softmax (Gemma 2). desc NULL = plain. */
+typedef struct sft_attention_desc {
+    float scale;            /* 0 = 1/sqrt(head_dim)                              */
+    int   sliding_window;   /* 0 = none                                          */
+    float softcap;          /* 0 = none                                          */
+} sft_attention_desc;
+SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
+                                   const sft_attention_desc *desc, sft_tensor **out);
 
 /* Cross-entropy over the last dim of logits [.., V] against labels (i32, logits'
    leading shape; -100 = ignored). Labels are already aligned with the logits (the
@@ -932,16 +949,21 @@ SFTDEF sft_status sft_tokenizer_apply_chat_template(sft_tokenizer *tok, const ch
    and model.safetensors, or the shards named by model.safetensors.index.json.
    The architectures (config.json "architectures"): LlamaForCausalLM (SmolLM2,
    TinyLlama, Llama 3.x), MistralForCausalLM, Qwen2ForCausalLM,
-   Qwen3ForCausalLM (per-head RMSNorm of q and k) and SmolLM3ForCausalLM
-   (layers without RoPE). The forward pass computes what transformers' eager
-   implementation computes, in f32. */
+   Qwen3ForCausalLM (per-head RMSNorm of q and k), SmolLM3ForCausalLM (layers
+   without RoPE) and Gemma2ForCausalLM ((1 + w) norms around attention and the
+   MLP, GeGLU, scaled embeddings, soft-capped attention scores and logits,
+   alternating sliding windows). Sliding windows are masks: a layer that has
+   one sees the sliding_window latest keys, whatever the sequence length. The
+   forward pass computes what transformers' eager implementation computes, in
+   f32. */
 
 typedef struct sft_model_config {
     char          architecture[48];   /* e.g. "LlamaForCausalLM"               */
     int           vocab_size, hidden_size, intermediate_size, num_hidden_layers;
     int           num_attention_heads, num_key_value_heads, head_dim;
     int           max_position_embeddings;
-    int           sliding_window;      /* 0 = none                              */
+    int           sliding_window;      /* 0 = none; the layers in sliding_layers see
+                                          only the sliding_window latest keys   */
     float         rms_norm_eps;
     sft_rope_desc rope;                /* rope_theta and rope_scaling           */
     int           tie_word_embeddings, attention_bias, mlp_bias;
@@ -953,6 +975,10 @@ typedef struct sft_model_config {
     int           qk_norm;             /* RMSNorm of each head of q and k before RoPE (Qwen3) */
     uint32_t      no_rope_layers[32];  /* bit l set: layer l applies no RoPE (SmolLM3's
                                           no_rope_layers entries that are 0)            */
+    uint32_t      sliding_layers[32];  /* bit l set: layer l attends within sliding_window
+                                          (layer_types "sliding_attention", or the class's rule) */
+    float         attn_scale;          /* 0 = 1/sqrt(head_dim); query_pre_attn_scalar^-1/2 (Gemma) */
+    float         attn_logit_softcapping, final_logit_softcapping;   /* 0 = none (Gemma)  */
 } sft_model_config;
 
 typedef struct sft_load_desc {
@@ -1733,9 +1759,9 @@ typedef struct sft__pool sft__pool;
 typedef struct sft__node sft__node;
 
 /* profile rows: one per operator, then these */
-#define SFT__PROF_ADAPTERS 16
-#define SFT__PROF_OPTIMIZER 17
-#define SFT__PROF_ROWS 18
+#define SFT__PROF_ADAPTERS 18
+#define SFT__PROF_OPTIMIZER 19
+#define SFT__PROF_ROWS 20
 
 struct sft_context {
     sft_context_desc desc;
@@ -4483,12 +4509,12 @@ SFT__TARGET_AVX2 static void sft__dropout_words_avx2(uint64_t key, uint32_t thre
 typedef enum sft__op {
     SFT__OP_MATMUL, SFT__OP_ADD, SFT__OP_MUL, SFT__OP_SCALE, SFT__OP_RESHAPE, SFT__OP_EMBEDDING,
     SFT__OP_RMSNORM, SFT__OP_SILU, SFT__OP_SWIGLU, SFT__OP_ROPE, SFT__OP_ATTENTION, SFT__OP_CROSS_ENTROPY,
-    SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_LINEAR, SFT__OP_PROMPT, SFT__OP_COUNT
+    SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_LINEAR, SFT__OP_PROMPT, SFT__OP_GEGLU, SFT__OP_SOFTCAP, SFT__OP_COUNT
 } sft__op;
 
 static const char *const sft__op_names[SFT__OP_COUNT] = {
     "matmul", "add", "mul", "scale", "reshape", "embedding", "rmsnorm", "silu", "swiglu", "rope", "attention",
-    "cross_entropy", "dropout", "linear_cross_entropy", "linear", "prompt_tuning"};
+    "cross_entropy", "dropout", "linear_cross_entropy", "linear", "prompt_tuning", "geglu", "softcap"};
 
 #define SFT__MAX_IN 4
 
@@ -6376,10 +6402,77 @@ static sft_status sft__cpu_rope_fwd(sft_context *ctx, sft__node *n) { return sft
 static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft__rope_run(ctx, n, 1); }
 
 /* ============================================================================
+   === kernels: GELU-tanh GLU, soft-capping
+   geglu node: in[0] = gate, in[1] = up; out = gelu(gate) * up, GELU in its
+   tanh form as PyTorch's gelu(approximate="tanh") computes it (transformers'
+   gelu_pytorch_tanh, Gemma's MLP): gelu(x) = x/2 (1 + tanh(b (x + k x^3))),
+   b = sqrt(2/pi), k = 0.044715. softcap node: in[0] = x, f[0] = c; out =
+   c tanh(x / c) (Gemma's logit soft-capping). Plain loops, the same on every
+   path, over fixed chunks. */
+
+#define SFT__GELU_BETA 0.7978845608028654f   /* sqrt(2 / pi) */
+#define SFT__GELU_KAPPA 0.044715f
+
+/* gelu(x), and its derivative into *d when d is not NULL */
+static float sft__gelu_tanh(float x, float *d) {
+    float x2 = x * x, inner = SFT__GELU_BETA * (x + SFT__GELU_KAPPA * x2 * x), t = tanhf(inner);
+    if (d) *d = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * SFT__GELU_BETA * (1.0f + 3.0f * SFT__GELU_KAPPA * x2);
+    return 0.5f * x * (1.0f + t);
+}
+
+static void sft__geglu_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *g = SFT__CF(n->in[0]), *u = SFT__CF(n->in[1]);
+    float *o = SFT__F(n->out);
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = sft__gelu_tanh(g[i], NULL) * u[i];
+}
+
+static void sft__geglu_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *g = SFT__CF(n->in[0]), *u = SFT__CF(n->in[1]), *dy = SFT__CF(n->out->grad);
+    float *dg = n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : NULL, *du = n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : NULL;
+    int64_t i;
+    for (i = b; i < e; i++) {
+        float d, a = sft__gelu_tanh(g[i], &d);
+        if (dg) dg[i] += dy[i] * u[i] * d;
+        if (du) du[i] += dy[i] * a;
+    }
+}
+
+static sft_status sft__cpu_geglu_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__geglu_fwd_range); }
+static sft_status sft__cpu_geglu_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__geglu_bwd_range); }
+
+static void sft__softcap_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]);
+    float *o = SFT__F(n->out), c = n->f[0];
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = tanhf(x[i] / c) * c;
+}
+
+static void sft__softcap_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]), *g = SFT__CF(n->out->grad);
+    float *dx = SFT__F(n->in[0]->grad), c = n->f[0];
+    int64_t i;
+    for (i = b; i < e; i++) { float y = tanhf(x[i] / c); dx[i] += g[i] * (1.0f - y * y); }
+}
+
+static sft_status sft__cpu_softcap_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__softcap_fwd_range); }
+static sft_status sft__cpu_softcap_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__softcap_bwd_range); }
+
+/* ============================================================================
    === kernels: causal attention
    node: in[0..2] = q [B,T,Hq,D], k, v [B,T,Hkv,D], in[3] = seq_ids [B,T] or NULL;
-   f[0] = scale; saved = [2, B, Hq, T]: the log-sum-exp of each score row (made by
-   forward) and dO . O of each row (made at the start of backward).
+   f[0] = scale, f[1] = softcap (0 = none), i[0] = sliding window (0 = none);
+   saved = [2, B, Hq, T]: the log-sum-exp of each score row (made by forward)
+   and dO . O of each row (made at the start of backward).
+
+   Query t sees key j <= t of its sequence, and with a window W only j > t - W
+   (transformers' sliding_window_overlay). A soft cap c turns each visible
+   score s = q.k * scale into c tanh(s / c) before the softmax (Gemma 2's
+   attn_logit_softcapping); backward multiplies dS by 1 - tanh^2.
 
    Flash-style, in tiles of ATTN_QB query rows x ATTN_KB keys. A forward task
    takes one block of query rows of one head and walks the key blocks it can
@@ -6400,10 +6493,11 @@ static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft
    right side of P V, dS K, dS^T Q and P^T dO) is packed into the micro-kernel's
    panels before the tasks start, and the A side (Q and dO rows, the P and dS
    tiles, transposed or not) is read in place. Visibility is a range of keys
-   per query row when every sequence id forms one run (as packing makes them):
-   a tile nobody in it can see is skipped, and only the tiles a range cuts are
-   masked. Other sequence ids are tested key by key. Results depend on the path
-   (its micro-kernel) but never on the thread count. */
+   per query row when every sequence id forms one run (as packing makes them;
+   a window only raises each range's start): a tile nobody in it can see is
+   skipped, and only the tiles a range cuts are masked. Other sequence ids are
+   tested key by key. Results depend on the path (its micro-kernel) but never
+   on the thread count. */
 
 #define SFT__ATTN_QB 48        /* query rows per tile: a multiple of every path's MR */
 #define SFT__ATTN_KB 64        /* keys per tile: a multiple of every path's NR       */
@@ -6570,10 +6664,10 @@ static int sft__attn_cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* sft__attn_ranges: lo[b, t] = the first key query t sees (keys lo..t), when
-   every sequence id of each batch row forms a single run; 0 (test key by key)
-   when some id comes back after another. */
-static int sft__attn_ranges(const int32_t *ids, int64_t B, int64_t T, int32_t *lo, int32_t *runs) {
+/* sft__attn_ranges: lo[b, t] = the first key query t sees (keys lo..t; with a
+   window W at least t - W + 1), when every sequence id of each batch row forms
+   a single run; 0 (test key by key) when some id comes back after another. */
+static int sft__attn_ranges(const int32_t *ids, int64_t B, int64_t T, int64_t window, int32_t *lo, int32_t *runs) {
     int64_t b, t;
     for (b = 0; b < B; b++) {
         const int32_t *id = ids ? ids + b * T : NULL;
@@ -6583,11 +6677,19 @@ static int sft__attn_ranges(const int32_t *ids, int64_t B, int64_t T, int32_t *l
             lo[b * T + t] = start ? (int32_t)t : lo[b * T + t - 1];
             if (start && id) runs[n++] = id[t];
         }
+        if (window > 0)
+            for (t = window; t < T; t++)
+                if (lo[b * T + t] < t - window + 1) lo[b * T + t] = (int32_t)(t - window + 1);
         if (!id) continue;
         qsort(runs, (size_t)n, sizeof *runs, sft__attn_cmp_i32);
         for (t = 1; t < n; t++) if (runs[t] == runs[t - 1]) return 0;
     }
     return 1;
+}
+
+/* sft__attn_sees: query t sees key j (j <= t) by the ids and the window */
+static int sft__attn_sees(const int32_t *ids, int64_t window, int64_t t, int64_t j) {
+    return (!ids || ids[t] == ids[j]) && (window <= 0 || j > t - window);
 }
 
 /* sft__attn_tile_visible: does any query of [t0, t0 + rows) see a key of [j0, j0 + cols)? */
@@ -6600,10 +6702,22 @@ static int sft__attn_tile_visible(const sft__attn_job *job, int64_t b, int64_t t
     return 0;
 }
 
+/* sft__attn_softcap: row[0..n) = c tanh(row / c) where visible; fac (NULL in
+   forward) gets the derivative 1 - tanh^2 there and 0 where masked */
+static void sft__attn_softcap(float *row, int64_t n, float c, float *fac) {
+    int64_t j;
+    for (j = 0; j < n; j++) {
+        float y = row[j] == -INFINITY ? 0.0f : tanhf(row[j] / c);
+        if (fac) fac[j] = row[j] == -INFINITY ? 0.0f : 1.0f - y * y;
+        if (row[j] != -INFINITY) row[j] = y * c;
+    }
+}
+
 /* sft__attn_scores: s[rows x KB] = Q[t0..] K[j0..]^T * scale for the visible
-   pairs, -inf for the others (and for the columns past cols). */
+   pairs (soft-capped), -inf for the others (and for the columns past cols);
+   with a soft cap, fac (may be NULL) gets each score's 1 - tanh^2. */
 static void sft__attn_scores(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
-                             int64_t rows, int64_t j0, int64_t cols) {
+                             int64_t rows, int64_t j0, int64_t cols, float *fac) {
     const sft__node *n = job->n;
     const sft__attn_dims *d = &job->d;
     const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data + b * d->T : NULL;
@@ -6617,13 +6731,14 @@ static void sft__attn_scores(const sft__attn_job *job, const sft__attn_tiles *tl
         int64_t from = 0, to = t0 + i - j0 + 1;           /* visible columns [from, to) */
         if (job->lo) { from = job->lo[b * d->T + t0 + i] - j0; if (from < 0) from = 0; }
         if (to > cols) to = cols;
-        if (!job->lo && ids)
-            for (j = 0; j < to; j++) sr[j] = ids[t0 + i] == ids[j0 + j] ? sr[j] * scale : -INFINITY;
+        if (!job->lo && (ids || n->i[0] > 0))
+            for (j = 0; j < to; j++) sr[j] = sft__attn_sees(ids, n->i[0], t0 + i, j0 + j) ? sr[j] * scale : -INFINITY;
         else {
             for (j = 0; j < from && j < SFT__ATTN_KB; j++) sr[j] = -INFINITY;
             for (j = from; j < to; j++) sr[j] *= scale;
         }
         for (j = to > from ? to : from; j < SFT__ATTN_KB; j++) sr[j] = -INFINITY;
+        if (n->f[1] > 0.0f) sft__attn_softcap(sr, SFT__ATTN_KB, n->f[1], fac ? fac + i * SFT__ATTN_KB : NULL);
     }
 }
 
@@ -6642,7 +6757,7 @@ static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
     for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_KB) {
         int64_t cols = d->T - j0 < SFT__ATTN_KB ? d->T - j0 : SFT__ATTN_KB;
         if (!sft__attn_tile_visible(job, b, t0, rows, j0, cols)) continue;
-        sft__attn_scores(job, &tl, b, h, t0, rows, j0, cols);
+        sft__attn_scores(job, &tl, b, h, t0, rows, j0, cols, NULL);
         for (i = 0; i < rows; i++) {            /* online softmax, row by row */
             float *sr = tl.s + i * SFT__ATTN_KB, mx = m[i], corr;
             for (j = 0; j < cols; j++) if (sr[j] > mx) mx = sr[j];
@@ -6680,14 +6795,16 @@ static void sft__attn_delta_rows(void *arg, int64_t r0, int64_t r1) {
 }
 
 /* sft__attn_p_ds: for the tile (query rows t0.., keys j0..) leave P in s and
-   dS = P (dO V^T - delta) scale in dp (zero outside the tile). */
+   dS = P (dO V^T - delta) scale in dp (zero outside the tile), times 1 - tanh^2
+   with a soft cap (the factors go to the forward's acc tile, free in backward). */
 static void sft__attn_p_ds(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
                            int64_t rows, int64_t j0, int64_t cols) {
     const sft__node *n = job->n;
     const sft__attn_dims *d = &job->d;
     const float *lse = SFT__CF(n->saved) + (b * d->Hq + h) * d->T, *delta = lse + d->B * d->Hq * d->T, *go;
+    float *fac = n->f[1] > 0.0f ? tl->acc : NULL;
     int64_t i, j, rs;
-    sft__attn_scores(job, tl, b, h, t0, rows, j0, cols);
+    sft__attn_scores(job, tl, b, h, t0, rows, j0, cols, fac);
     go = sft__attn_a_rows(d, SFT__CF(n->out->grad), d->Hq, b, h, t0, rows, tl->grows, &rs);
     sft__attn_tile_gemm(job->k, rows, SFT__ATTN_KB, d->D, go, rs, 1,
                         sft__attn_keys_t_at(job, job->vt, d->Hkv, b, h / d->group, j0 / SFT__ATTN_KB), d->D, tl->dp, SFT__ATTN_KB, 0);
@@ -6695,6 +6812,7 @@ static void sft__attn_p_ds(const sft__attn_job *job, const sft__attn_tiles *tl, 
         float *p = tl->s + i * SFT__ATTN_KB, *g = tl->dp + i * SFT__ATTN_KB;
         job->k->exp_shift(p, SFT__ATTN_KB, lse[t0 + i]);               /* 0 where masked */
         for (j = 0; j < SFT__ATTN_KB; j++) g[j] = p[j] * (g[j] - delta[t0 + i]) * n->f[0];
+        if (fac) for (j = 0; j < SFT__ATTN_KB; j++) g[j] *= fac[i * SFT__ATTN_KB + j];
     }
     for (i = rows; i < SFT__ATTN_QB; i++) {       /* the rows a transposed tile reads as padding */
         memset(tl->s + i * SFT__ATTN_KB, 0, SFT__ATTN_KB * sizeof(float));
@@ -6775,7 +6893,7 @@ static sft_status sft__attn_job_init(sft_context *ctx, sft__node *n, sft__attn_j
     }
     SFT__TRY(sft__attn_temp(ctx, tmp, SFT_I32, 2 * job->d.B * job->d.T, (void **)&lo));
     runs = lo + job->d.B * job->d.T;
-    if (!ctx->plan_only && sft__attn_ranges(n->in[3] ? (const int32_t *)n->in[3]->data : NULL, job->d.B, job->d.T, lo, runs))
+    if (!ctx->plan_only && sft__attn_ranges(n->in[3] ? (const int32_t *)n->in[3]->data : NULL, job->d.B, job->d.T, n->i[0], lo, runs))
         job->lo = lo;
     return SFT_OK;
 }
@@ -6902,8 +7020,9 @@ static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
    === kernels: cross-entropy fused with the output projection
    node: in[0] = hidden [N, D], in[1] = weight [V, D], in[2] = labels [N];
    f[0] = label smoothing, f[1] = the per-row factor (as sft_cross_entropy),
-   f[2] = 1: the weight is frozen and multiplied in bf16,
-   i[0] = ignore_index, i[1] = the vocabulary chunk Vc; saved = [4, N] per-row
+   f[2] = 1: the weight is frozen and multiplied in bf16, f[3] = c > 0: each
+   logit l becomes c tanh(l / c) first (Gemma's final_logit_softcapping; its
+   d logit is multiplied by 1 - tanh^2), i[0] = ignore_index, i[1] = the vocabulary chunk Vc; saved = [4, N] per-row
    running max, (unused), label logit, sum of logits (after forward: row 0 holds
    the log-sum-exp and row 1 the row's loss), followed by the chunk buffer [N,
    Vc]. The logits exist one vocabulary chunk at a time: forward keeps
@@ -6944,6 +7063,16 @@ static sft_status sft__lce_chunk_logits(sft_context *ctx, const sft__lce_job *j)
     return sft__gemm_f32w(ctx, j->N, h, SFT__CF(j->n->in[1]) + j->v0 * D, j->vc, D, 1, sft__lce_bf16(j->n), j->buf, j->vc, 0);
 }
 
+/* sft__lce_softcap: x[0..n) = c tanh(x / c); fac (may be NULL) = 1 - tanh^2 */
+static void sft__lce_softcap(float *x, int64_t n, float c, float *fac) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float y = tanhf(x[i] / c);
+        if (fac) fac[i] = 1.0f - y * y;
+        x[i] = y * c;
+    }
+}
+
 /* One chunk into each row's running state: the new maximum m rescales S and W
    (W' = e^(old - m) (W + (old - m) S), S' = e^(old - m) S), then the chunk's
    exponentials are added; the label's logit, the logits' sum (for label
@@ -6955,8 +7084,9 @@ static void sft__lce_fwd_rows(void *arg, int64_t b, int64_t e) {
     int smoothing = j->n->f[0] > 0.0f;
     int64_t r, c;
     for (r = b; r < e; r++) {
-        const float *x = j->buf + r * j->vc;
+        float *x = j->buf + r * j->vc;
         float cm = m[r], chunk_max = -INFINITY;
+        if (j->n->f[3] > 0.0f) sft__lce_softcap(x, j->vc, j->n->f[3], NULL);
         double *S = &j->rows.S[r], *W = &j->rows.W[r];
         for (c = 0; c < j->vc; c++) if (x[c] > chunk_max) chunk_max = x[c];
         if (chunk_max > cm) cm = chunk_max;
@@ -7030,19 +7160,29 @@ static sft_status sft__cpu_lce_fwd(sft_context *ctx, sft__node *n) {
     return s;
 }
 
-/* d logits of a chunk, in place: k * (softmax - e/V - (1-e)[c == label]) on counted rows */
+/* d logits of a chunk, in place: k * (softmax - e/V - (1-e)[c == label]) on
+   counted rows; soft-capped logits go a block of columns at a time, so each
+   block's 1 - tanh^2 can wait on the stack for the product. */
+#define SFT__LCE_CAP_BLOCK 256
+
 static void sft__lce_dlogits_rows(void *arg, int64_t b, int64_t e) {
     const sft__lce_job *j = (const sft__lce_job *)arg;
     const sft__node *n = j->n;
     const int32_t *labels = (const int32_t *)n->in[2]->data;
-    float eps = n->f[0], k = SFT__CF(n->out->grad)[0] * n->f[1];
-    int64_t r, c;
+    float eps = n->f[0], k = SFT__CF(n->out->grad)[0] * n->f[1], cap = n->f[3], fac[SFT__LCE_CAP_BLOCK];
+    int64_t r, c, c0, block = cap > 0.0f ? SFT__LCE_CAP_BLOCK : j->vc;
     for (r = b; r < e; r++) {
-        float *x = j->buf + r * j->vc, lse = j->st[r], off = eps / (float)j->V;
-        if (labels[r] == (int32_t)n->i[0]) { memset(x, 0, (size_t)j->vc * sizeof(float)); continue; }
-        j->k->exp_shift(x, j->vc, lse);                            /* the softmax */
-        for (c = 0; c < j->vc; c++) x[c] = k * (x[c] - off);
-        if (labels[r] >= j->v0 && labels[r] < j->v0 + j->vc) x[labels[r] - j->v0] -= k * (1.0f - eps);
+        float *row = j->buf + r * j->vc, lse = j->st[r], off = eps / (float)j->V;
+        if (labels[r] == (int32_t)n->i[0]) { memset(row, 0, (size_t)j->vc * sizeof(float)); continue; }
+        for (c0 = 0; c0 < j->vc; c0 += block) {
+            float *x = row + c0;
+            int64_t w = j->vc - c0 < block ? j->vc - c0 : block, y = labels[r] - j->v0 - c0;
+            if (cap > 0.0f) sft__lce_softcap(x, w, cap, fac);
+            j->k->exp_shift(x, w, lse);                            /* the softmax */
+            for (c = 0; c < w; c++) x[c] = k * (x[c] - off);
+            if (y >= 0 && y < w) x[y] -= k * (1.0f - eps);
+            if (cap > 0.0f) for (c = 0; c < w; c++) x[c] *= fac[c];
+        }
     }
 }
 
@@ -8171,10 +8311,12 @@ static const sft__backend sft__cpu_backend = {
     "cpu",
     {sft__cpu_matmul_fwd, sft__cpu_add_fwd, sft__cpu_mul_fwd, sft__cpu_scale_fwd, sft__cpu_reshape_fwd,
      sft__cpu_embedding_fwd, sft__cpu_rmsnorm_fwd, sft__cpu_silu_fwd, sft__cpu_silu_fwd, sft__cpu_rope_fwd,
-     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd, sft__cpu_linear_fwd, sft__cpu_prompt_fwd},
+     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd, sft__cpu_linear_fwd, sft__cpu_prompt_fwd,
+     sft__cpu_geglu_fwd, sft__cpu_softcap_fwd},
     {sft__cpu_matmul_bwd, sft__cpu_ew_bwd, sft__cpu_ew_bwd, sft__cpu_scale_bwd, sft__cpu_reshape_bwd,
      sft__cpu_embedding_bwd, sft__cpu_rmsnorm_bwd, sft__cpu_silu_bwd, sft__cpu_silu_bwd, sft__cpu_rope_bwd,
-     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd, sft__cpu_linear_bwd, sft__cpu_prompt_bwd}};
+     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd, sft__cpu_linear_bwd, sft__cpu_prompt_bwd,
+     sft__cpu_geglu_bwd, sft__cpu_softcap_bwd}};
 
 static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
 
@@ -8382,15 +8524,34 @@ SFTDEF sft_status sft_silu(sft_context *ctx, sft_tensor *x, sft_tensor **out) {
     return sft__op_run(ctx, &n, out);
 }
 
-SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+/* swiglu and geglu: gate and up of one shape */
+static sft_status sft__glu(sft_context *ctx, sft__op op, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[2];
     in[0] = gate; in[1] = up;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SWIGLU, 2, in, out));
-    SFT__TRY(sft__check_in("swiglu", "gate", gate, SFT_F32));
-    SFT__TRY(sft__check_in("swiglu", "up", up, SFT_F32));
-    if (!sft__same_shape(gate, up)) return sft__shape_mismatch("swiglu", "gate and up differ", gate, up);
+    SFT__TRY(sft__node_begin(ctx, &n, op, 2, in, out));
+    SFT__TRY(sft__check_in(sft__op_names[op], "gate", gate, SFT_F32));
+    SFT__TRY(sft__check_in(sft__op_names[op], "up", up, SFT_F32));
+    if (!sft__same_shape(gate, up)) return sft__shape_mismatch(sft__op_names[op], "gate and up differ", gate, up);
     SFT__TRY(sft__node_out(ctx, &n, gate->ndim, gate->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+    return sft__glu(ctx, SFT__OP_SWIGLU, gate, up, out);
+}
+
+SFTDEF sft_status sft_geglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+    return sft__glu(ctx, SFT__OP_GEGLU, gate, up, out);
+}
+
+SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_tensor **out) {
+    sft__node n;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SOFTCAP, 1, &x, out));
+    SFT__TRY(sft__check_in("softcap", "x", x, SFT_F32));
+    if (!(cap > 0.0f && cap < INFINITY)) return sft__fail(SFT_ERR_ARG, "softcap: cap = %g (want > 0)", cap);
+    n.f[0] = cap;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
     return sft__op_run(ctx, &n, out);
 }
 
@@ -8465,9 +8626,20 @@ static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *posi
 
 SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
                                 float scale, sft_tensor **out) {
+    sft_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.scale = scale;
+    return sft_attention_ex(ctx, q, k, v, seq_ids, &d, out);
+}
+
+SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
+                                   const sft_attention_desc *desc, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[4];
     int64_t lse_shape[4];
+    sft_attention_desc d;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
     in[0] = q; in[1] = k; in[2] = v; in[3] = seq_ids;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ATTENTION, 4, in, out));
     SFT__TRY(sft__check_in("attention", "q", q, SFT_F32));
@@ -8484,8 +8656,12 @@ SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, 
         return sft__fail(SFT_ERR_SHAPE, "attention: head_dim %lld (want 1..%d)", (long long)q->shape[3], SFT__ATTN_MAX_D);
     if (seq_ids && sft_tensor_numel(seq_ids) != q->shape[0] * q->shape[1])
         return sft__shape_mismatch("attention", "seq_ids must be [B, T]", q, seq_ids);
-    if (!(scale >= 0.0f)) return sft__fail(SFT_ERR_ARG, "attention: scale = %g", scale);
-    n.f[0] = scale > 0.0f ? scale : 1.0f / sqrtf((float)q->shape[3]);
+    if (!(d.scale >= 0.0f && d.scale < INFINITY)) return sft__fail(SFT_ERR_ARG, "attention: scale = %g", d.scale);
+    if (!(d.softcap >= 0.0f && d.softcap < INFINITY)) return sft__fail(SFT_ERR_ARG, "attention: softcap = %g (want >= 0)", d.softcap);
+    if (d.sliding_window < 0) return sft__fail(SFT_ERR_ARG, "attention: sliding_window = %d (want >= 0)", d.sliding_window);
+    n.f[0] = d.scale > 0.0f ? d.scale : 1.0f / sqrtf((float)q->shape[3]);
+    n.f[1] = d.softcap;
+    n.i[0] = d.sliding_window;
     lse_shape[0] = 2; lse_shape[1] = q->shape[0]; lse_shape[2] = q->shape[2]; lse_shape[3] = q->shape[1];
     SFT__TRY(sft__tensor_step(ctx, q->device, SFT_F32, 4, lse_shape, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 4, q->shape));
@@ -8549,17 +8725,20 @@ SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_te
 }
 
 static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
-                                               const sft_ce_desc *desc, int bf16, sft__lce_metrics *mt, sft_tensor **out);
+                                               const sft_ce_desc *desc, int bf16, float softcap, sft__lce_metrics *mt,
+                                               sft_tensor **out);
 
 SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
                                            const sft_ce_desc *desc, sft_tensor **out) {
-    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, NULL, out);
+    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, 0.0f, NULL, out);
 }
 
-/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16; mt
-   (may be NULL) gets the token metrics of forward */
+/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16;
+   softcap > 0: the logits soft-capped first (sft_softcap); mt (may be NULL)
+   gets the token metrics of forward */
 static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
-                                               const sft_ce_desc *desc, int bf16, sft__lce_metrics *mt, sft_tensor **out) {
+                                               const sft_ce_desc *desc, int bf16, float softcap, sft__lce_metrics *mt,
+                                               sft_tensor **out) {
     sft__node n;
     sft_tensor *in[3];
     int64_t D, N, V, vc, saved;
@@ -8580,6 +8759,8 @@ static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hid
     if (vc > V) vc = V;
     n.i[1] = vc;
     n.f[2] = bf16 ? 1.0f : 0.0f;
+    if (!(softcap >= 0.0f && softcap < INFINITY)) return sft__fail(SFT_ERR_ARG, "linear_cross_entropy: softcap = %g", softcap);
+    n.f[3] = softcap;
     n.ptr = mt;
     saved = 4 * N + N * vc;
     SFT__TRY(sft__tensor_step(ctx, hidden->device, SFT_F32, 1, &saved, &n.saved));
@@ -11808,7 +11989,8 @@ static const char *const sft__proj_names[7] = {"q_proj", "k_proj", "v_proj", "o_
 enum { SFT__Q, SFT__K, SFT__V, SFT__O, SFT__GATE, SFT__UP, SFT__DOWN, SFT__N_PROJ };
 
 typedef struct sft__block {
-    sft_tensor *attn_norm, *mlp_norm;
+    sft_tensor *attn_norm, *mlp_norm;  /* before attention, before the MLP          */
+    sft_tensor *post_attn_norm, *post_mlp_norm;   /* on their outputs (Gemma); else NULL */
     sft_tensor *q_norm, *k_norm;       /* [head_dim], with qk_norm (Qwen3); else NULL */
     sft_linear *proj[SFT__N_PROJ];
 } sft__block;
@@ -11817,6 +11999,7 @@ struct sft_model {
     sft_context     *ctx;
     char            *dir;               /* where it was loaded from (base_model_name_or_path) */
     sft_model_config cfg;
+    const struct sft__arch *arch;       /* cfg.architecture's row of sft__archs */
     sft_tensor      *embed, *norm, *lm_head;   /* lm_head == embed when tied */
     sft__block      *blocks;
     int              compute_bf16;      /* the output projection in bf16 (the linears hold their own) */
@@ -11893,27 +12076,55 @@ static sft_status sft__cfg_quant(const char *path, const sft_json *cfg, sft_mode
    attention, SwiGLU gate/up/down, the weight names model.layers.N.self_attn.
    {q,k,v,o}_proj, mlp.{gate,up,down}_proj, input_layernorm,
    post_attention_layernorm, which are also PEFT's target names); a row says
-   which biases there are, where sliding windows apply and what a layer adds.
-   A new decoder of this kind is one more row. */
+   which biases there are, which layers attend within a sliding window and
+   what a layer adds or does otherwise. A new decoder of this kind is one more
+   row plus what is new in it. */
 
 enum {
     SFT__ARCH_ATTN_BIAS = 1 << 0,   /* config's attention_bias: q, k, v and o have biases        */
     SFT__ARCH_QKV_BIAS  = 1 << 1,   /* q, k and v always have biases, o never (Qwen2)            */
     SFT__ARCH_MLP_BIAS  = 1 << 2,   /* config's mlp_bias: gate, up and down have biases          */
-    SFT__ARCH_WINDOW    = 1 << 3,   /* config's sliding_window applies (Mistral)                 */
+    SFT__ARCH_WINDOW    = 1 << 3,   /* config's sliding_window applies (Mistral, Gemma)          */
     SFT__ARCH_WINDOW_IF = 1 << 4,   /* ... only with use_sliding_window (Qwen2, Qwen3, SmolLM3) */
     SFT__ARCH_QK_NORM   = 1 << 5,   /* self_attn.q_norm / k_norm [head_dim]: each head of q and k
-                                       RMS-normalised before RoPE (Qwen3)                      */
-    SFT__ARCH_NOPE      = 1 << 6    /* no_rope_layers: a 0 entry means that layer has no RoPE
+                                       RMS-normalised before RoPE (Qwen3, Gemma 3)             */
+    SFT__ARCH_NOPE      = 1 << 6,   /* no_rope_layers: a 0 entry means that layer has no RoPE
                                        (SmolLM3; default: every no_rope_layer_interval-th)    */
+    SFT__ARCH_GEMMA     = 1 << 7,   /* Gemma's block: every norm scales by 1 + weight; the
+                                       attention output and the MLP output are normed too
+                                       (post_attention_layernorm, post_feedforward_layernorm;
+                                       pre_feedforward_layernorm before the MLP); GeGLU MLP
+                                       (hidden_activation gelu_pytorch_tanh); attention scale
+                                       query_pre_attn_scalar^-1/2; final_logit_softcapping */
+    SFT__ARCH_ATTN_CAP  = 1 << 8,   /* attn_logit_softcapping (Gemma 2)                         */
+    SFT__ARCH_SCALE_IN  = 1 << 9,   /* the decoder's input times sqrt(hidden_size), inputs_embeds
+                                       included (Gemma 2)                                      */
+    SFT__ARCH_SCALE_EMB = 1 << 10,  /* the embeddings times sqrt(hidden_size), in the embedding
+                                       itself (Gemma 3: inputs_embeds are taken as they are)   */
+    SFT__ARCH_TIED      = 1 << 11   /* tie_word_embeddings is true when config.json omits it
+                                       (the class's default; transformers writes only values
+                                       that differ from it)                                    */
 };
 
-static const struct sft__arch { const char *name; unsigned flags; } sft__archs[] = {
-    {"LlamaForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS},
-    {"MistralForCausalLM", SFT__ARCH_WINDOW},
-    {"Qwen2ForCausalLM", SFT__ARCH_QKV_BIAS | SFT__ARCH_WINDOW_IF},
-    {"Qwen3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_QK_NORM},
-    {"SmolLM3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_NOPE},
+/* Which layers attend within the window (when the model has one): config.json's
+   layer_types when the class reads it, else the class's default. */
+enum {
+    SFT__WIN_ALL,          /* every layer; layer_types is not read (Mistral)                  */
+    SFT__WIN_FROM,         /* layers from max_window_layers on (Qwen2, Qwen3)                 */
+    SFT__WIN_NOPE,         /* the layers without RoPE (SmolLM3)                               */
+    SFT__WIN_PATTERN       /* all but every pattern-th: sliding_window_pattern (Gemma 3: 6;
+                              Gemma 2: 2)                                                       */
+};
+
+static const struct sft__arch { const char *name; unsigned flags; int window_rule, pattern; } sft__archs[] = {
+    {"LlamaForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS, SFT__WIN_ALL, 0},
+    {"MistralForCausalLM", SFT__ARCH_WINDOW, SFT__WIN_ALL, 0},
+    {"Qwen2ForCausalLM", SFT__ARCH_QKV_BIAS | SFT__ARCH_WINDOW_IF, SFT__WIN_FROM, 0},
+    {"Qwen3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_QK_NORM, SFT__WIN_FROM, 0},
+    {"SmolLM3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_NOPE | SFT__ARCH_TIED,
+     SFT__WIN_NOPE, 0},
+    {"Gemma2ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW | SFT__ARCH_GEMMA | SFT__ARCH_ATTN_CAP | SFT__ARCH_SCALE_IN |
+     SFT__ARCH_TIED, SFT__WIN_PATTERN, 2},
 };
 
 static const struct sft__arch *sft__arch_of(const char *name) {
@@ -11944,11 +12155,82 @@ static sft_status sft__cfg_no_rope(const char *path, const sft_json *cfg, sft_mo
     return SFT_OK;
 }
 
-static int sft__layer_has_rope(const sft_model_config *c, int layer) { return !((c->no_rope_layers[layer / 32] >> (layer % 32)) & 1u); }
+static int sft__layer_bit(const uint32_t *bits, int layer) { return (bits[layer / 32] >> (layer % 32)) & 1u; }
+static int sft__layer_has_rope(const sft_model_config *c, int layer) { return !sft__layer_bit(c->no_rope_layers, layer); }
+/* the window layer attends within (0: the whole causal past) */
+static int sft__layer_window(const sft_model_config *c, int layer) {
+    return sft__layer_bit(c->sliding_layers, layer) ? c->sliding_window : 0;
+}
+
+/* sft__cfg_windows: sliding_window and the layers it applies to (see the
+   window rules above); layer_types entries are "sliding_attention" or
+   "full_attention". */
+static sft_status sft__cfg_windows(const char *path, const sft_json *cfg, const struct sft__arch *a, sft_model_config *c,
+                                   const char **bad) {
+    const sft_json *types = sft_json_get(cfg, "layer_types");
+    int i, L = c->num_hidden_layers, from = sft__cfg_int(cfg, "max_window_layers", 28, bad);
+    int pattern = a->pattern > 2 ? sft__cfg_int(cfg, "sliding_window_pattern", a->pattern, bad) : a->pattern;
+    if ((a->flags & SFT__ARCH_WINDOW) || ((a->flags & SFT__ARCH_WINDOW_IF) && sft__json_bool(cfg, "use_sliding_window", 0)))
+        c->sliding_window = sft__cfg_int(cfg, "sliding_window", (a->flags & SFT__ARCH_GEMMA) ? 4096 : 0, bad);
+    if (c->sliding_window == 0 || L > 1024) return SFT_OK;  /* too many layers: refused with the sizes */
+    if (a->window_rule != SFT__WIN_ALL && types && types->type != SFT_JSON_NULL) {
+        if (types->type != SFT_JSON_ARRAY || (int)types->length != L)
+            return sft__fail(SFT_ERR_FORMAT, "%s: layer_types must name one attention type per layer (%d)", path, L);
+        for (i = 0; i < L; i++) {
+            const char *t = types->items[i].type == SFT_JSON_STRING ? types->items[i].string : "";
+            if (strcmp(t, "sliding_attention") == 0) c->sliding_layers[i / 32] |= 1u << (i % 32);
+            else if (strcmp(t, "full_attention") != 0)
+                return sft__fail(SFT_ERR_UNSUPPORTED, "%s: layer_types[%d] '%.40s' is not supported (sliding_attention, "
+                                 "full_attention)", path, i, t);
+        }
+        return SFT_OK;
+    }
+    if (pattern < 0 || (a->window_rule == SFT__WIN_PATTERN && pattern < 1)) { *bad = "sliding_window_pattern"; return SFT_OK; }
+    for (i = 0; i < L; i++) {
+        int on = a->window_rule == SFT__WIN_ALL || (a->window_rule == SFT__WIN_FROM && i >= from) ||
+                 (a->window_rule == SFT__WIN_NOPE && !sft__layer_has_rope(c, i)) ||
+                 (a->window_rule == SFT__WIN_PATTERN && (i + 1) % pattern != 0);
+        if (on) c->sliding_layers[i / 32] |= 1u << (i % 32);
+    }
+    return SFT_OK;
+}
+
+/* sft__cfg_activation: the MLP's activation: silu (SwiGLU), or for Gemma
+   hidden_activation gelu_pytorch_tanh (GeGLU) */
+static sft_status sft__cfg_activation(const char *path, const sft_json *cfg, const struct sft__arch *a) {
+    const char *key = (a->flags & SFT__ARCH_GEMMA) ? "hidden_activation" : "hidden_act";
+    const char *want = (a->flags & SFT__ARCH_GEMMA) ? "gelu_pytorch_tanh" : "silu", *act = sft__json_str(cfg, key);
+    if (act && strcmp(act, want) != 0) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (%s)", path, key, act, want);
+    return SFT_OK;
+}
+
+/* sft__cfg_cap: a soft cap: dflt when absent, none (0) when null */
+static float sft__cfg_cap(const sft_json *cfg, const char *key, float dflt, const char **bad) {
+    const sft_json *j = sft_json_get(cfg, key);
+    float v = j && j->type == SFT_JSON_NULL ? 0.0f : sft__cfg_float(cfg, key, dflt, bad);
+    if (v < 0.0f) *bad = key;
+    return v > 0.0f ? v : 0.0f;
+}
+
+/* sft__cfg_gemma: the attention scale and soft caps of the Gemma rows (their
+   configs' defaults where absent) */
+static sft_status sft__cfg_gemma(const char *path, const sft_json *cfg, const struct sft__arch *a, sft_model_config *c,
+                                 const char **bad) {
+    float scalar;
+    if (!(a->flags & SFT__ARCH_GEMMA)) return SFT_OK;
+    if (sft__json_bool(cfg, "use_bidirectional_attention", 0))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: use_bidirectional_attention is not supported (causal attention only)", path);
+    scalar = sft__cfg_float(cfg, "query_pre_attn_scalar", 256.0f, bad);
+    if (!(scalar > 0.0f)) *bad = "query_pre_attn_scalar";
+    else c->attn_scale = (float)pow((double)scalar, -0.5);
+    c->final_logit_softcapping = sft__cfg_cap(cfg, "final_logit_softcapping", (a->flags & SFT__ARCH_ATTN_CAP) ? 30.0f : 0.0f, bad);
+    if (a->flags & SFT__ARCH_ATTN_CAP) c->attn_logit_softcapping = sft__cfg_cap(cfg, "attn_logit_softcapping", 50.0f, bad);
+    return SFT_OK;
+}
 
 static sft_status sft__model_config_parse(const char *path, const sft_json *cfg, sft_model_config *c) {
     const sft_json *arch = sft_json_get(cfg, "architectures");
-    const char *bad = NULL, *act, *dt;
+    const char *bad = NULL, *dt;
     const struct sft__arch *a;
     char known[256];
     size_t k, w = 0;
@@ -11962,8 +12244,7 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
     if (!a || strlen(arch->items[0].string) >= sizeof c->architecture)
         return sft__fail(SFT_ERR_UNSUPPORTED, "%s: architecture '%.40s' is not supported (%s)", path, arch->items[0].string, known);
     memcpy(c->architecture, arch->items[0].string, strlen(arch->items[0].string) + 1);
-    act = sft__json_str(cfg, "hidden_act");
-    if (act && strcmp(act, "silu") != 0) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu)", path, act);
+    SFT__TRY(sft__cfg_activation(path, cfg, a));
     c->vocab_size = sft__cfg_int(cfg, "vocab_size", 0, &bad);
     c->hidden_size = sft__cfg_int(cfg, "hidden_size", 0, &bad);
     c->intermediate_size = sft__cfg_int(cfg, "intermediate_size", 0, &bad);
@@ -11973,13 +12254,13 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
     c->head_dim = sft__cfg_int(cfg, "head_dim", c->num_attention_heads ? c->hidden_size / c->num_attention_heads : 0, &bad);
     c->max_position_embeddings = sft__cfg_int(cfg, "max_position_embeddings", 0, &bad);
     c->rms_norm_eps = sft__cfg_float(cfg, "rms_norm_eps", 1e-6f, &bad);
-    c->tie_word_embeddings = sft__json_bool(cfg, "tie_word_embeddings", 0);
+    c->tie_word_embeddings = sft__json_bool(cfg, "tie_word_embeddings", (a->flags & SFT__ARCH_TIED) != 0);
     c->attention_bias = (a->flags & SFT__ARCH_QKV_BIAS) ? 1 : (a->flags & SFT__ARCH_ATTN_BIAS) ? sft__json_bool(cfg, "attention_bias", 0) : 0;
     c->mlp_bias = (a->flags & SFT__ARCH_MLP_BIAS) ? sft__json_bool(cfg, "mlp_bias", 0) : 0;
-    if ((a->flags & SFT__ARCH_WINDOW) || ((a->flags & SFT__ARCH_WINDOW_IF) && sft__json_bool(cfg, "use_sliding_window", 0)))
-        c->sliding_window = sft__cfg_int(cfg, "sliding_window", 0, &bad);
     c->qk_norm = (a->flags & SFT__ARCH_QK_NORM) != 0;
     if (a->flags & SFT__ARCH_NOPE) SFT__TRY(sft__cfg_no_rope(path, cfg, c, &bad));
+    SFT__TRY(sft__cfg_windows(path, cfg, a, c, &bad));
+    SFT__TRY(sft__cfg_gemma(path, cfg, a, c, &bad));
     c->bos_token_id = sft__cfg_id(cfg, "bos_token_id");
     c->eos_token_id = sft__cfg_id(cfg, "eos_token_id");
     {
@@ -12243,6 +12524,31 @@ static sft_status sft__model_linear_load(const sft__weights *w, const sft_load_d
     return s;
 }
 
+/* A block's norms as the checkpoint names them, in the order sft_model_weight_at
+   lists them: input_layernorm (before attention), post_attention_layernorm
+   (before the MLP; Gemma: on the attention output, with pre_feedforward_layernorm
+   before the MLP and post_feedforward_layernorm on its output), then q_norm and
+   k_norm (per head). */
+#define SFT__MAX_NORMS 6
+typedef struct sft__norm_slot { const char *name; sft_tensor **t; int head; } sft__norm_slot;
+
+static int sft__block_norms(const sft_model *m, sft__block *b, sft__norm_slot *out) {
+    int n = 0, gemma = (m->arch->flags & SFT__ARCH_GEMMA) != 0;
+#define SFT__NORM(nm, slot, hd) do { out[n].name = nm; out[n].t = slot; out[n].head = hd; n++; } while (0)
+    SFT__NORM("input_layernorm", &b->attn_norm, 0);
+    SFT__NORM("post_attention_layernorm", gemma ? &b->post_attn_norm : &b->mlp_norm, 0);
+    if (gemma) {
+        SFT__NORM("pre_feedforward_layernorm", &b->mlp_norm, 0);
+        SFT__NORM("post_feedforward_layernorm", &b->post_mlp_norm, 0);
+    }
+    if (m->cfg.qk_norm) {
+        SFT__NORM("self_attn.q_norm", &b->q_norm, 1);
+        SFT__NORM("self_attn.k_norm", &b->k_norm, 1);
+    }
+#undef SFT__NORM
+    return n;
+}
+
 static sft_status sft__model_block_load(sft_model *m, const sft__weights *w, const sft_load_desc *desc, int i) {
     const sft_model_config *c = &m->cfg;
     sft__block *b = &m->blocks[i];
@@ -12250,23 +12556,18 @@ static sft_status sft__model_block_load(sft_model *m, const sft__weights *w, con
     int64_t D = c->hidden_size, F = c->intermediate_size, q = (int64_t)c->num_attention_heads * c->head_dim,
             kv = (int64_t)c->num_key_value_heads * c->head_dim;
     int64_t rows[SFT__N_PROJ], cols[SFT__N_PROJ];
-    int p;
+    sft__norm_slot norms[SFT__MAX_NORMS];
+    int p, k, n_norms = sft__block_norms(m, b, norms);
     rows[SFT__Q] = q; rows[SFT__K] = kv; rows[SFT__V] = kv; rows[SFT__O] = D; rows[SFT__GATE] = F; rows[SFT__UP] = F; rows[SFT__DOWN] = D;
     cols[SFT__Q] = D; cols[SFT__K] = D; cols[SFT__V] = D; cols[SFT__O] = q; cols[SFT__GATE] = D; cols[SFT__UP] = D; cols[SFT__DOWN] = F;
-    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
-    SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->attn_norm));
-    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
-    SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->mlp_norm));
-    if (c->qk_norm) {
-        int64_t hd = c->head_dim;
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", i);
-        SFT__TRY(sft__weights_load(w, name, 1, &hd, 0, &b->q_norm));
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", i);
-        SFT__TRY(sft__weights_load(w, name, 1, &hd, 0, &b->k_norm));
+    for (k = 0; k < n_norms; k++) {
+        int64_t dim = norms[k].head ? c->head_dim : D;
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", i, norms[k].name);
+        SFT__TRY(sft__weights_load(w, name, 1, &dim, 0, norms[k].t));
     }
     for (p = 0; p < SFT__N_PROJ; p++) {
         int bias = p < SFT__O ? c->attention_bias
-                 : p == SFT__O ? c->attention_bias && !(sft__arch_of(c->architecture)->flags & SFT__ARCH_QKV_BIAS) : c->mlp_bias;
+                 : p == SFT__O ? c->attention_bias && !(m->arch->flags & SFT__ARCH_QKV_BIAS) : c->mlp_bias;
         snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", i, p < 4 ? "self_attn" : "mlp", sft__proj_names[p]);
         SFT__TRY(sft__model_linear_load(w, desc, prefix, rows[p], cols[p], bias, &b->proj[p]));
     }
@@ -12279,6 +12580,8 @@ SFTDEF void sft_model_destroy(sft_model *m) {
     for (i = 0; m->blocks && i < m->cfg.num_hidden_layers; i++) {
         sft_tensor_destroy(m->blocks[i].attn_norm);
         sft_tensor_destroy(m->blocks[i].mlp_norm);
+        sft_tensor_destroy(m->blocks[i].post_attn_norm);
+        sft_tensor_destroy(m->blocks[i].post_mlp_norm);
         sft_tensor_destroy(m->blocks[i].q_norm);
         sft_tensor_destroy(m->blocks[i].k_norm);
         for (p = 0; p < SFT__N_PROJ; p++) sft_linear_destroy(m->blocks[i].proj[p]);
@@ -12339,7 +12642,7 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     m->compute_bf16 = d.compute_dtype == SFT_BF16;
     m->dir = sft__strdup(ctx, dir);
     s = m->dir ? sft__model_read_config(ctx, dir, &m->cfg) : sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
-    if (s == SFT_OK) s = sft__weights_open(ctx, dir, &w);
+    if (s == SFT_OK) { m->arch = sft__arch_of(m->cfg.architecture); s = sft__weights_open(ctx, dir, &w); }
     else memset(&w, 0, sizeof w);
     if (s == SFT_OK) s = sft__model_load_weights(m, &w, &d);
     sft__weights_close(&w);
@@ -12472,6 +12775,20 @@ static sft_status sft__heads(sft_context *ctx, sft_tensor *x, int64_t heads, int
     return sft_reshape(ctx, x, 4, shape, out);
 }
 
+/* sft__norm: the model's RMSNorm of x by weight w, times w or, for Gemma,
+   times 1 + w (the 1 is added here, a few values per norm and forward, so the
+   weight keeps its checkpoint value and name) */
+static sft_status sft__norm(sft_context *ctx, const sft_model *m, sft_tensor *x, sft_tensor *w, sft_tensor **out) {
+    if (m->arch->flags & SFT__ARCH_GEMMA) {
+        sft_tensor *one;
+        int64_t i, n = sft_tensor_numel(w);
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 1, &n, &one));
+        for (i = 0; i < n; i++) SFT__F(one)[i] = 1.0f;
+        SFT__TRY(sft_add(ctx, w, one, &w));
+    }
+    return sft_rmsnorm(ctx, x, w, m->cfg.rms_norm_eps, out);
+}
+
 /* sft__qkv: a block's attention inputs from the normed hidden state h: the
    projections as heads [B, T, H, head_dim], q and k RMS-normalised per head
    (qk_norm) and rotated (unless the layer has no RoPE). Training and the
@@ -12487,8 +12804,8 @@ static sft_status sft__qkv(sft_context *ctx, const sft__fwd *f, sft_tensor *h, s
     SFT__TRY(sft__heads(ctx, *k, c->num_key_value_heads, c->head_dim, k));
     SFT__TRY(sft__heads(ctx, *v, c->num_key_value_heads, c->head_dim, v));
     if (b->q_norm) {
-        SFT__TRY(sft_rmsnorm(ctx, *q, b->q_norm, c->rms_norm_eps, q));
-        SFT__TRY(sft_rmsnorm(ctx, *k, b->k_norm, c->rms_norm_eps, k));
+        SFT__TRY(sft__norm(ctx, f->m, *q, b->q_norm, q));
+        SFT__TRY(sft__norm(ctx, f->m, *k, b->k_norm, k));
     }
     if (!sft__layer_has_rope(c, f->layer)) return SFT_OK;
     {   /* the forward's shared table of angles, for its own positions */
@@ -12498,25 +12815,55 @@ static sft_status sft__qkv(sft_context *ctx, const sft__fwd *f, sft_tensor *h, s
     }
 }
 
+/* the layer's attention: scale, window, soft cap */
+static sft_attention_desc sft__attn_desc(const sft_model_config *c, int layer) {
+    sft_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.scale = c->attn_scale;
+    d.sliding_window = sft__layer_window(c, layer);
+    d.softcap = c->attn_logit_softcapping;
+    return d;
+}
+
+/* sft__attn_residual: x + o_proj(a) (the projection normed first for Gemma);
+   a is the attention output [B, T, Hq * head_dim] */
+static sft_status sft__attn_residual(sft_context *ctx, const sft__fwd *f, sft_tensor *x, sft_tensor *a, sft_tensor **out) {
+    const sft__block *b = &f->m->blocks[f->layer];
+    sft_tensor *o;
+    SFT__TRY(sft__proj(ctx, f, SFT__O, a, &o));
+    if (b->post_attn_norm) SFT__TRY(sft__norm(ctx, f->m, o, b->post_attn_norm, &o));
+    return sft_add(ctx, x, o, out);
+}
+
+/* sft__mlp_residual: x + down(act(gate(h)) * up(h)) with h the normed x, act
+   SiLU (SwiGLU) or GELU-tanh (GeGLU, Gemma; its output normed too) */
+static sft_status sft__mlp_residual(sft_context *ctx, const sft__fwd *f, sft_tensor *x, sft_tensor **out) {
+    const sft_model *m = f->m;
+    const sft__block *b = &m->blocks[f->layer];
+    sft_tensor *h, *g, *u, *o;
+    SFT__TRY(sft__norm(ctx, m, x, b->mlp_norm, &h));
+    SFT__TRY(sft__proj(ctx, f, SFT__GATE, h, &g));
+    SFT__TRY(sft__proj(ctx, f, SFT__UP, h, &u));
+    if (m->arch->flags & SFT__ARCH_GEMMA) SFT__TRY(sft_geglu(ctx, g, u, &g));
+    else SFT__TRY(sft_swiglu(ctx, g, u, &g));
+    SFT__TRY(sft__proj(ctx, f, SFT__DOWN, g, &o));
+    if (b->post_mlp_norm) SFT__TRY(sft__norm(ctx, m, o, b->post_mlp_norm, &o));
+    return sft_add(ctx, x, o, out);
+}
+
 static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *const *in, sft_tensor **out) {
     const sft__fwd *f = (const sft__fwd *)user;
     const sft_model_config *c = &f->m->cfg;
-    const sft__block *b = &f->m->blocks[f->layer];
-    sft_tensor *x = in[0], *h, *q, *k, *v, *a, *o, *g, *u;
+    sft_tensor *x = in[0], *h, *q, *k, *v, *a;
+    sft_attention_desc d = sft__attn_desc(c, f->layer);
     int64_t flat[3];
-    SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
+    SFT__TRY(sft__norm(ctx, f->m, x, f->m->blocks[f->layer].attn_norm, &h));
     SFT__TRY(sft__qkv(ctx, f, h, f->positions, &q, &k, &v));
-    SFT__TRY(sft_attention(ctx, q, k, v, f->seq_ids, 0.0f, &a));
+    SFT__TRY(sft_attention_ex(ctx, q, k, v, f->seq_ids, &d, &a));
     flat[0] = x->shape[0]; flat[1] = x->shape[1]; flat[2] = (int64_t)c->num_attention_heads * c->head_dim;
     SFT__TRY(sft_reshape(ctx, a, 3, flat, &a));
-    SFT__TRY(sft__proj(ctx, f, SFT__O, a, &o));
-    SFT__TRY(sft_add(ctx, x, o, &x));
-    SFT__TRY(sft_rmsnorm(ctx, x, b->mlp_norm, c->rms_norm_eps, &h));
-    SFT__TRY(sft__proj(ctx, f, SFT__GATE, h, &g));
-    SFT__TRY(sft__proj(ctx, f, SFT__UP, h, &u));
-    SFT__TRY(sft_swiglu(ctx, g, u, &g));
-    SFT__TRY(sft__proj(ctx, f, SFT__DOWN, g, &o));
-    return sft_add(ctx, x, o, &out[0]);
+    SFT__TRY(sft__attn_residual(ctx, f, x, a, &x));
+    return sft__mlp_residual(ctx, f, x, &out[0]);
 }
 
 static sft_status sft__batch_i32(const char *what, const sft_tensor *t, int64_t B, int64_t T) {
@@ -12590,6 +12937,25 @@ static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_
     return sft_add(ctx, x, noise, out);
 }
 
+/* sqrt(hidden_size) in f32, the factor Gemma's embeddings get */
+static float sft__embed_scale(const sft_model *m) { return (float)sqrt((double)m->cfg.hidden_size); }
+
+/* sft__embed: the input embeddings of ids, scaled where the model's embedding
+   scales them (Gemma 3) */
+static sft_status sft__embed(sft_context *ctx, const sft_model *m, sft_tensor *ids, sft_tensor **out) {
+    SFT__TRY(sft_embedding(ctx, m->embed, ids, out));
+    if (m->arch->flags & SFT__ARCH_SCALE_EMB) SFT__TRY(sft_scale(ctx, *out, sft__embed_scale(m), out));
+    return SFT_OK;
+}
+
+/* sft__logits: the output projection of hidden, soft-capped where the model
+   caps them (Gemma) */
+static sft_status sft__logits(sft_context *ctx, const sft_model *m, sft_tensor *hidden, sft_tensor **out) {
+    SFT__TRY(sft__matmul_ex(ctx, hidden, m->lm_head, 0, 1, m->compute_bf16, out));
+    if (m->cfg.final_logit_softcapping > 0.0f) SFT__TRY(sft_softcap(ctx, *out, m->cfg.final_logit_softcapping, out));
+    return SFT_OK;
+}
+
 /* sft__decoder_forward: the embeddings and every block. What they make is
    transient: the caller never sees it, so each tensor is given back as soon as
    the backward of the node that made it has run (see sft__release_transient). */
@@ -12598,8 +12964,9 @@ static sft_status sft__decoder_run(sft_context *ctx, sft__fwd *f, const sft_mode
     const sft_model *m = f[0].m;
     int i;
     if (batch->inputs_embeds) *x = batch->inputs_embeds;
-    else SFT__TRY(sft_embedding(ctx, m->embed, batch->input_ids, x));
+    else SFT__TRY(sft__embed(ctx, m, batch->input_ids, x));
     if (run && run->training && run->neftune_noise_alpha > 0.0f) SFT__TRY(sft__neftune(ctx, *x, run, x));
+    if (m->arch->flags & SFT__ARCH_SCALE_IN) SFT__TRY(sft_scale(ctx, *x, sft__embed_scale(m), x));
     for (i = 0; i < m->cfg.num_hidden_layers; i++) {
         f[i] = f[0]; f[i].layer = i;
         if (run && run->gradient_checkpointing) SFT__TRY(sft_checkpoint(ctx, sft__block_forward, &f[i], 1, x, 1, x));
@@ -12650,8 +13017,6 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     SFT__TRY(sft__batch_i32("labels", batch->labels, B, T));
     SFT__TRY(sft__batch_i32("seq_ids", batch->seq_ids, B, T));
     SFT__TRY(sft__batch_i32("positions", batch->positions, B, T));
-    if (m->cfg.sliding_window > 0 && T > m->cfg.sliding_window)
-        return sft__fail(SFT_ERR_UNSUPPORTED, "model: %lld tokens exceed the sliding window of %d", (long long)T, m->cfg.sliding_window);
     /* the call's state lives in the step arena: checkpointed blocks read it again in backward */
     SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), (size_t)m->cfg.num_hidden_layers * sizeof(sft__fwd), &mem));
     f = (sft__fwd *)mem;
@@ -12661,9 +13026,8 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
     SFT__TRY(sft__rope_table(ctx, f[0].positions, &m->cfg.rope, m->cfg.head_dim, &f[0].rope));
     SFT__TRY(sft__decoder_forward(ctx, f, batch, run, &x));
-    SFT__TRY(sft_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps, &out->hidden));
-    if (!run || run->want_logits || !batch->labels)
-        SFT__TRY(sft__matmul_ex(ctx, out->hidden, m->lm_head, 0, 1, m->compute_bf16, &out->logits));
+    SFT__TRY(sft__norm(ctx, m, x, m->norm, &out->hidden));
+    if (!run || run->want_logits || !batch->labels) SFT__TRY(sft__logits(ctx, m, out->hidden, &out->logits));
     if (!batch->labels) return SFT_OK;
     SFT__TRY(sft_shift_labels(ctx, batch->labels, &shifted));
     if (out->logits) {
@@ -12674,6 +13038,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
         sft__lce_metrics mt;
         memset(&mt, 0, sizeof mt);
         SFT__TRY(sft__linear_cross_entropy_ex(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, m->compute_bf16,
+                                              m->cfg.final_logit_softcapping,
                                               run && run->token_metrics ? &mt : NULL, &out->loss));
         out->metric_tokens = mt.tokens; out->metric_correct = mt.correct; out->metric_entropy = mt.entropy;
         return SFT_OK;
@@ -12937,11 +13302,12 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
 /* ============================================================================
    === model: weights by name */
 
-/* weights per layer: the norms (two, four with qk_norm), then each
-   projection's weight and bias */
+/* weights per layer: the norms (sft__block_norms), then each projection's
+   weight and bias */
 SFTDEF int sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MAX], sft_tensor **weight) {
     char buf[SFT_WEIGHT_NAME_MAX];
-    int L = m ? m->cfg.num_hidden_layers : 0, k, n_norms = m && m->cfg.qk_norm ? 4 : 2;
+    sft__norm_slot norms[SFT__MAX_NORMS];
+    int L = m ? m->cfg.num_hidden_layers : 0, k, n_norms = m ? sft__block_norms(m, &m->blocks[0], norms) : 0;
     int per_layer = n_norms + 2 * SFT__N_PROJ;
     sft_tensor *t = NULL;
     if (!m || i < 0) return 0;
@@ -12950,10 +13316,9 @@ SFTDEF int sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MA
         int layer = (i - 1) / per_layer, p;
         k = (i - 1) % per_layer;
         if (k < n_norms) {
-            static const char *const norms[4] = {"input_layernorm", "post_attention_layernorm", "self_attn.q_norm", "self_attn.k_norm"};
-            const sft__block *b = &m->blocks[layer];
-            t = k == 0 ? b->attn_norm : k == 1 ? b->mlp_norm : k == 2 ? b->q_norm : b->k_norm;
-            snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, norms[k]);
+            sft__block_norms(m, &m->blocks[layer], norms);
+            t = *norms[k].t;
+            snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, norms[k].name);
         } else {
             const sft_linear *l;
             p = (k - n_norms) / 2;
@@ -12985,7 +13350,7 @@ SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name) {
 SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **out) {
     if (out) *out = NULL;
     if (!m || !ids || !out) return sft__fail(SFT_ERR_ARG, "sft_model_embed: NULL argument");
-    return sft_embedding(m->ctx, m->embed, ids, out);
+    return sft__embed(m->ctx, m, ids, out);
 }
 
 SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, int n_ids, int num_virtual_tokens,
@@ -13000,8 +13365,12 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
     D = m->cfg.hidden_size;
     shape[0] = num_virtual_tokens; shape[1] = D;
     SFT__TRY(sft_tensor_create(m->ctx, SFT_F32, 2, shape, out));
-    for (i = 0; i < num_virtual_tokens; i++)     /* PEFT: the ids repeated to length, then cut */
-        memcpy(SFT__F(*out) + i * D, SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D, (size_t)D * sizeof(float));
+    for (i = 0; i < num_virtual_tokens; i++) {   /* PEFT: the ids' embeddings repeated to length, then cut */
+        int64_t c;
+        const float *row = SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D;
+        float scale = (m->arch->flags & SFT__ARCH_SCALE_EMB) ? sft__embed_scale(m) : 1.0f;
+        for (c = 0; c < D; c++) SFT__F(*out)[i * D + c] = row[c] * scale;
+    }
     sft_tensor_set_requires_grad(*out, 1);
     return SFT_OK;
 }
@@ -13032,7 +13401,8 @@ static void sft__model_bytes(const sft_model *m, size_t *weights, size_t *adapte
     *adapters = *trainable = 0;
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
-        *weights += sft__tensor_bytes(b->attn_norm) + sft__tensor_bytes(b->mlp_norm) + sft__tensor_bytes(b->q_norm) + sft__tensor_bytes(b->k_norm);
+        *weights += sft__tensor_bytes(b->attn_norm) + sft__tensor_bytes(b->mlp_norm) + sft__tensor_bytes(b->q_norm) + sft__tensor_bytes(b->k_norm) +
+                    sft__tensor_bytes(b->post_attn_norm) + sft__tensor_bytes(b->post_mlp_norm);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
             *weights += sizeof *l + sft__tensor_bytes(l->weight) + sft__tensor_bytes(l->bias) + sft__qweight_bytes(l->qweight);
@@ -13108,33 +13478,37 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
 /* ============================================================================
    === generate: KV-cache decoding and sampling
    The prompt runs through the decoder once (its keys and values go to the
-   cache), then each new token alone: its query attends to every cached key.
-   The same projections, norms and RoPE as training; attention over the cache is
-   a plain loop (one query row per head). */
+   cache), then each new token alone: its query attends to every cached key it
+   sees (the latest sliding_window of them in a sliding layer). The same
+   projections, norms, RoPE and MLP as training; attention over the cache is a
+   plain loop (one query row per head). */
 
 typedef struct sft__kv { float *k, *v; } sft__kv;    /* [max_T, Hkv, D] per layer */
 
 /* sft__attn_cached: out[i] for n new queries at positions pos0.. over the cache
-   (keys 0 .. pos0 + i). q [n, Hq, D], out [n, Hq, D]. */
-static void sft__attn_cached(const sft_model_config *c, const float *q, const sft__kv *kv, int64_t pos0, int64_t n, float *out,
-                             float *scores) {
+   (keys 0 .. pos0 + i, the last d->sliding_window of them with a window), the
+   scores scaled and soft-capped as d says. q [n, Hq, D], out [n, Hq, D]. */
+static void sft__attn_cached(const sft_model_config *c, const sft_attention_desc *ad, const float *q, const sft__kv *kv,
+                             int64_t pos0, int64_t n, float *out, float *scores) {
     int64_t Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, D = c->head_dim, i, h, j, d;
-    float scale = 1.0f / sqrtf((float)D);
+    float scale = ad->scale > 0.0f ? ad->scale : 1.0f / sqrtf((float)D);
     for (i = 0; i < n; i++)
         for (h = 0; h < Hq; h++) {
             const float *qi = q + (i * Hq + h) * D;
-            int64_t g = h / (Hq / Hkv), last = pos0 + i;
+            int64_t g = h / (Hq / Hkv), last = pos0 + i, first = ad->sliding_window > 0 ? last - ad->sliding_window + 1 : 0;
             float mx = -INFINITY, sum = 0.0f, *o = out + (i * Hq + h) * D;
-            for (j = 0; j <= last; j++) {
+            if (first < 0) first = 0;
+            for (j = first; j <= last; j++) {
                 const float *kj = kv->k + (j * Hkv + g) * D;
                 float dot = 0.0f;
                 for (d = 0; d < D; d++) dot += qi[d] * kj[d];
                 scores[j] = dot * scale;
+                if (ad->softcap > 0.0f) scores[j] = tanhf(scores[j] / ad->softcap) * ad->softcap;
                 if (scores[j] > mx) mx = scores[j];
             }
-            for (j = 0; j <= last; j++) { scores[j] = expf(scores[j] - mx); sum += scores[j]; }
+            for (j = first; j <= last; j++) { scores[j] = expf(scores[j] - mx); sum += scores[j]; }
             for (d = 0; d < D; d++) o[d] = 0.0f;
-            for (j = 0; j <= last; j++) {
+            for (j = first; j <= last; j++) {
                 const float *vj = kv->v + (j * Hkv + g) * D;
                 float w = scores[j] / sum;
                 for (d = 0; d < D; d++) o[d] += w * vj[d];
@@ -13149,7 +13523,7 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
     sft_context *ctx = m->ctx;
     const sft_model_config *c = &m->cfg;
     int64_t shape[3], i, Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, D = c->head_dim;
-    sft_tensor *ids, *pos, *x, *h, *q, *k, *v, *a, *o, *g, *u;
+    sft_tensor *ids, *pos, *x, *h, *q, *k, *v, *a;
     sft__fwd f;
     int layer;
     memset(&f, 0, sizeof f);
@@ -13158,34 +13532,29 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &ids));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &pos));
     for (i = 0; i < n; i++) { ((int32_t *)ids->data)[i] = tokens[i]; ((int32_t *)pos->data)[i] = (int32_t)(pos0 + i); }
-    SFT__TRY(sft_embedding(ctx, m->embed, ids, &x));
+    SFT__TRY(sft__embed(ctx, m, ids, &x));
+    if (m->arch->flags & SFT__ARCH_SCALE_IN) SFT__TRY(sft_scale(ctx, x, sft__embed_scale(m), &x));
     for (layer = 0; layer < c->num_hidden_layers; layer++) {
-        const sft__block *b = &m->blocks[layer];
+        sft_attention_desc ad = sft__attn_desc(c, layer);
         f.layer = layer;
-        SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
+        SFT__TRY(sft__norm(ctx, m, x, m->blocks[layer].attn_norm, &h));
         SFT__TRY(sft__qkv(ctx, &f, h, pos, &q, &k, &v));
         memcpy(cache[layer].k + pos0 * Hkv * D, k->data, (size_t)(n * Hkv * D) * sizeof(float));
         memcpy(cache[layer].v + pos0 * Hkv * D, v->data, (size_t)(n * Hkv * D) * sizeof(float));
         shape[0] = 1; shape[1] = n; shape[2] = Hq * D;
         SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 3, shape, &a));
-        sft__attn_cached(c, SFT__CF(q), &cache[layer], pos0, n, SFT__F(a), scores);
-        SFT__TRY(sft__proj(ctx, &f, SFT__O, a, &o));
-        SFT__TRY(sft_add(ctx, x, o, &x));
-        SFT__TRY(sft_rmsnorm(ctx, x, b->mlp_norm, c->rms_norm_eps, &h));
-        SFT__TRY(sft__proj(ctx, &f, SFT__GATE, h, &g));
-        SFT__TRY(sft__proj(ctx, &f, SFT__UP, h, &u));
-        SFT__TRY(sft_swiglu(ctx, g, u, &g));
-        SFT__TRY(sft__proj(ctx, &f, SFT__DOWN, g, &o));
-        SFT__TRY(sft_add(ctx, x, o, &x));
+        sft__attn_cached(c, &ad, SFT__CF(q), &cache[layer], pos0, n, SFT__F(a), scores);
+        SFT__TRY(sft__attn_residual(ctx, &f, x, a, &x));
+        SFT__TRY(sft__mlp_residual(ctx, &f, x, &x));
     }
-    SFT__TRY(sft_rmsnorm(ctx, x, m->norm, c->rms_norm_eps, &h));
+    SFT__TRY(sft__norm(ctx, m, x, m->norm, &h));
     {
         sft_tensor *last;
         int64_t ls[2];
         ls[0] = 1; ls[1] = c->hidden_size;
         SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, ls, &last));
         memcpy(last->data, SFT__CF(h) + (n - 1) * c->hidden_size, (size_t)c->hidden_size * sizeof(float));
-        return sft__matmul_ex(ctx, last, m->lm_head, 0, 1, m->compute_bf16, logits);
+        return sft__logits(ctx, m, last, logits);
     }
 }
 
@@ -13259,8 +13628,6 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
             return sft__fail(SFT_ERR_ARG, "generate: prompt[%d] = %d is outside the vocabulary", i, prompt[i]);
     ctx = m->ctx;
     max_t = (int64_t)n_prompt + d.max_new_tokens;
-    if (m->cfg.sliding_window > 0 && max_t > m->cfg.sliding_window)
-        return sft__fail(SFT_ERR_UNSUPPORTED, "generate: %lld positions exceed the sliding window of %d", (long long)max_t, m->cfg.sliding_window);
     per_layer = max_t * m->cfg.num_key_value_heads * m->cfg.head_dim;
     cache = (sft__kv *)sft__calloc(ctx, (size_t)m->cfg.num_hidden_layers, sizeof *cache);
     kvmem = (float *)sft__alloc(ctx, (size_t)(2 * per_layer * m->cfg.num_hidden_layers) * sizeof(float));
@@ -19010,9 +19377,9 @@ static sft_status sft__full_params(sft_model *m, sft__vec *params, sft__vec *no_
     SFT__TRY(sft__push_param(m, params, no_decay, m->embed, 1));
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         sft__block *b = &m->blocks[layer];
-        SFT__TRY(sft__push_param(m, params, no_decay, b->attn_norm, 0));
-        SFT__TRY(sft__push_param(m, params, no_decay, b->mlp_norm, 0));
-        if (b->q_norm) { SFT__TRY(sft__push_param(m, params, no_decay, b->q_norm, 0)); SFT__TRY(sft__push_param(m, params, no_decay, b->k_norm, 0)); }
+        sft__norm_slot norms[SFT__MAX_NORMS];
+        int k, n_norms = sft__block_norms(m, b, norms);
+        for (k = 0; k < n_norms; k++) SFT__TRY(sft__push_param(m, params, no_decay, *norms[k].t, 0));
         for (p = 0; p < SFT__N_PROJ; p++) {
             SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->weight, 1));
             if (b->proj[p]->bias) SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->bias, 0));
@@ -19032,7 +19399,8 @@ static int64_t sft__flos_params(const sft_model *m) {
     int layer, p, i;
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
-        n += sft_tensor_numel(b->attn_norm) + sft_tensor_numel(b->mlp_norm) + (b->q_norm ? 2 * sft_tensor_numel(b->q_norm) : 0);
+        n += sft_tensor_numel(b->attn_norm) + sft_tensor_numel(b->mlp_norm) + (b->q_norm ? 2 * sft_tensor_numel(b->q_norm) : 0) +
+             (b->post_attn_norm ? sft_tensor_numel(b->post_attn_norm) + sft_tensor_numel(b->post_mlp_norm) : 0);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
             n += l->in * l->out + (l->bias ? l->out : 0);

@@ -14,7 +14,7 @@
 #define T_ARCH_TOL 1e-5
 #endif
 
-static const char *const t_archs[] = {"qwen3", "smollm3"};
+static const char *const t_archs[] = {"qwen3", "smollm3", "gemma2"};
 static const char *const t_proj[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 typedef struct t_fix { sft_st_file *f; sft_tensor *ids, *mask, *labels; } t_fix;
@@ -29,6 +29,13 @@ static int t_fix_open(sft_context *ctx, const char *arch, t_fix *x) {
     CHECK_OK(sft_st_load(ctx, x->f, "attention_mask", &x->mask));
     CHECK_OK(sft_st_load(ctx, x->f, "labels", &x->labels));
     return x->ids && x->mask && x->labels;
+}
+
+/* a fixture not opened yet (closing it does nothing) */
+static t_fix t_fix_zero(void) {
+    t_fix x;
+    memset(&x, 0, sizeof x);
+    return x;
 }
 
 static void t_fix_close(t_fix *x) {
@@ -98,7 +105,7 @@ static void t_key(char *buf, size_t cap, int layer, int p, const char *what) {
 
 static void t_plain(const char *arch) {
     sft_context *ctx = t_context(2);
-    t_fix x;
+    t_fix x = t_fix_zero();
     sft_model *m = t_arch_load(ctx, arch, SFT_QUANT_NONE);
     sft_model_output out;
     if (m && t_fix_open(ctx, arch, &x)) {
@@ -114,7 +121,7 @@ static void t_plain(const char *arch) {
 /* LoRA with the fixture's A and B: logits, loss, every gradient of A and B */
 static void t_lora(const char *arch, sft_quant_type quant, const char *prefix, int checkpointing) {
     sft_context *ctx = t_context(2);
-    t_fix x;
+    t_fix x = t_fix_zero();
     sft_model *m = t_arch_load(ctx, arch, quant);
     sft_model_output out;
     sft_lora_desc d;
@@ -177,7 +184,7 @@ static void nf4_bases_match_bitsandbytes_and_peft(void) {
     size_t a;
     for (a = 0; a < T_COUNT(t_archs); a++) {
         sft_context *ctx = t_context(2);
-        t_fix x;
+        t_fix x = t_fix_zero();
         sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NF4);
         sft_model_output out;
         if (m && t_fix_open(ctx, t_archs[a], &x)) {
@@ -202,7 +209,7 @@ static void peft_adapters_load_and_save_back(void) {
     size_t a;
     for (a = 0; a < T_COUNT(t_archs); a++) {
         sft_context *ctx = t_context(2);
-        t_fix x;
+        t_fix x = t_fix_zero();
         sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE), *m2 = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE);
         sft_model_output out;
         char dir[600], src[256];
@@ -353,6 +360,103 @@ static void architecture_settings_are_read_and_checked(void) {
     sft_context_destroy(ctx);
 }
 
+/* t_variant: tmp/<name>/, a copy of fixture arch whose config.json has each
+   edits[2i] replaced by edits[2i + 1] (n pairs); the directory into dir */
+static void t_variant(const char *arch, const char *name, const char *const *edits, int n, char *dir, size_t cap) {
+    static const char *const files[2] = {"config.json", "model.safetensors"};
+    int f, i;
+    snprintf(dir, cap, "%s/%s", t_tmpdir(), name);
+    mkdir(dir, 0777);
+    for (f = 0; f < 2; f++) {
+        char from[600], to[700], *text = NULL, *edited;
+        size_t len = 0;
+        FILE *out;
+        snprintf(from, sizeof from, T_AFIX "%s/%s", arch, files[f]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[f]);
+        CHECK_OK(sft_file_read(NULL, from, 0, &text, &len));
+        if (!text) return;
+        edited = (char *)malloc(len + 4096);
+        memcpy(edited, text, len + 1);
+        for (i = 0; f == 0 && i < n; i++) {
+            char *at = strstr(edited, edits[2 * i]);
+            size_t a = strlen(edits[2 * i]), b = strlen(edits[2 * i + 1]);
+            CHECK_MSG(at != NULL, "%s/config.json has no '%s'", arch, edits[2 * i]);
+            if (!at) continue;
+            memmove(at + b, at + a, strlen(at + a) + 1);
+            memcpy(at, edits[2 * i + 1], b);
+            len = len + b - a;
+        }
+        out = fopen(to, "wb");
+        if (out) { fwrite(edited, 1, len, out); fclose(out); }
+        free(edited);
+        sft_free(NULL, text);
+    }
+}
+
+/* t_variant_config: the variant's config as loaded (*ok = 0 if it fails to load) */
+static sft_model_config t_variant_config(sft_context *ctx, const char *arch, const char *const *edits, int n, int *ok) {
+    char dir[600];
+    sft_model *m = NULL;
+    sft_model_config c;
+    memset(&c, 0, sizeof c);
+    t_variant(arch, "variant", edits, n, dir, sizeof dir);
+    *ok = sft_model_load(ctx, dir, NULL, &m) == SFT_OK;
+    if (m) c = *sft_model_get_config(m);
+    sft_model_destroy(m);
+    return c;
+}
+
+/* Which layers attend within sliding_window: layer_types where the class reads
+   it, else the class's rule (Qwen: from max_window_layers on, only with
+   use_sliding_window; Gemma 2: every other layer); Gemma 2's settings and their
+   checks */
+static void sliding_layers_and_gemma_settings_follow_the_config(void) {
+    static const char *const qwen_rule[] = {"\"use_sliding_window\": false", "\"use_sliding_window\": true",
+        "\"sliding_window\": null", "\"sliding_window\": 3", "\"max_window_layers\": 28", "\"max_window_layers\": 1",
+        "\"layer_types\": [\n    \"full_attention\",\n    \"full_attention\"\n  ],", ""};
+    static const char *const qwen_types[] = {"\"use_sliding_window\": false", "\"use_sliding_window\": true",
+        "\"sliding_window\": null", "\"sliding_window\": 3", "[\n    \"full_attention\",", "[\n    \"sliding_attention\","};
+    static const char *const qwen_off[] = {"\"sliding_window\": null", "\"sliding_window\": 3"};
+    static const char gemma_types_json[] = "\"layer_types\": [\n    \"sliding_attention\",\n    \"full_attention\",\n    "
+                                           "\"sliding_attention\"\n  ],";
+    static const char *const gemma_rule[] = {gemma_types_json, "", "\"sliding_window\": 4", "\"sliding_window\": 5",
+        "\"attn_logit_softcapping\": 0.3", "\"attn_logit_softcapping\": null"};
+    static const char *const gemma_types[] = {"\"sliding_attention\",\n    \"full_attention\"", "\"full_attention\",\n    \"full_attention\""};
+    static const char *const bad_act[] = {"gelu_pytorch_tanh", "gelu"};
+    static const char *const bad_type[] = {"\"full_attention\"", "\"chunked_attention\""};
+    static const char *const bidirectional[] = {"\"use_cache\"", "\"use_bidirectional_attention\": true, \"use_cache\""};
+    static const char *const bad_cap[] = {"\"final_logit_softcapping\": 0.6", "\"final_logit_softcapping\": -1"};
+    sft_context *ctx = t_context(1);
+    sft_model_config c;
+    int ok;
+    c = t_variant_config(ctx, "qwen3", qwen_rule, 4, &ok);
+    CHECK(ok && c.sliding_window == 3 && c.sliding_layers[0] == 2u);
+    c = t_variant_config(ctx, "qwen3", qwen_types, 3, &ok);
+    CHECK(ok && c.sliding_window == 3 && c.sliding_layers[0] == 1u);
+    c = t_variant_config(ctx, "qwen3", qwen_off, 1, &ok);           /* no use_sliding_window: no window */
+    CHECK(ok && c.sliding_window == 0 && c.sliding_layers[0] == 0u);
+    c = t_variant_config(ctx, "gemma2", NULL, 0, &ok);
+    CHECK(ok && c.sliding_window == 4 && c.sliding_layers[0] == 5u && c.tie_word_embeddings);
+    CHECK(c.attn_scale == (float)pow(24.0, -0.5) && c.attn_logit_softcapping == 0.3f && c.final_logit_softcapping == 0.6f);
+    c = t_variant_config(ctx, "gemma2", gemma_rule, 3, &ok);        /* the class's defaults */
+    CHECK(ok && c.sliding_window == 5 && c.sliding_layers[0] == 5u && c.attn_logit_softcapping == 0.0f);
+    c = t_variant_config(ctx, "gemma2", gemma_types, 1, &ok);
+    CHECK(ok && c.sliding_layers[0] == 4u);
+    t_variant_config(ctx, "gemma2", bad_act, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("hidden_activation 'gelu'");
+    t_variant_config(ctx, "gemma2", bad_type, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("layer_types[1] 'chunked_attention'");
+    t_variant_config(ctx, "gemma2", bidirectional, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("use_bidirectional_attention");
+    t_variant_config(ctx, "gemma2", bad_cap, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("final_logit_softcapping");
+    sft_context_destroy(ctx);
+}
+
 /* A short TRL SFTTrainer run (LoRA from the fixture's values, 18 pre-tokenized
    rows, batch 4 x accumulation 2, linear warmup, sequential order): every
    step's loss and grad_norm */
@@ -364,7 +468,7 @@ static void short_trl_runs_match_step_by_step(void) {
         sft_json *j;
         sft_tokenizer *tok = NULL;
         sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE);
-        t_fix x;
+        t_fix x = t_fix_zero();
         sft_dataset *ds = NULL;
         sft_lora_desc ld;
         sft_train_config c;
@@ -500,4 +604,5 @@ void suite_archs(void) {
     RUN(the_memory_plan_is_within_10_percent);
     RUN(short_trl_runs_match_step_by_step);
     RUN(architecture_settings_are_read_and_checked);
+    RUN(sliding_layers_and_gemma_settings_follow_the_config);
 }

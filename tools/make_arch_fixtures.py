@@ -38,13 +38,22 @@ The model weights are drawn as make_model_fixtures.py draws them (every
 parameter from one seeded generator; norms 1 + 0.1 randn), so the recipe is
 the one the older fixtures document; this script imports its helpers.
 
-    tools/.venv/bin/python tools/make_arch_fixtures.py
+    tools/.venv/bin/python tools/make_arch_fixtures.py [name ...]
+
+(with names, only those models' folders are rewritten)
 
 The architectures and what each adds to the Llama block:
   qwen3    Qwen3ForCausalLM: q_norm / k_norm, an RMSNorm over each head of q and
            k before RoPE (weights [head_dim]); head_dim 32 > hidden / heads
   smollm3  SmolLM3ForCausalLM: no_rope_layers, a layer with 0 applies no RoPE
            (3 layers, the middle one without); attention and MLP biases on
+  gemma2   Gemma2ForCausalLM: (1 + w) RMSNorms before and after attention and
+           the MLP, GeGLU (gelu_pytorch_tanh), embeddings times sqrt(hidden),
+           attention scale query_pre_attn_scalar^-1/2 (24, not head_dim 32),
+           layers 0 and 2 sliding with a window of 4 (the batch has 7 tokens,
+           TRL's rows up to 21), soft caps small enough to bend these weights'
+           scores and logits (attention 0.3, output 0.6; Gemma 2 ships 50 and
+           30), tied embeddings as Gemma ships them
 """
 
 import json
@@ -58,7 +67,8 @@ import make_model_fixtures as mmf  # noqa: E402  (the shared recipe: weights, in
 import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
-from transformers import BitsAndBytesConfig, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM  # noqa: E402
+from transformers import (BitsAndBytesConfig, Gemma2Config, Gemma2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,  # noqa: E402
+                          SmolLM3Config, SmolLM3ForCausalLM)
 
 from fixture_io import save_safetensors  # noqa: E402
 
@@ -79,6 +89,12 @@ def configs():
             config=SmolLM3Config(**common, num_hidden_layers=3, intermediate_size=128, num_key_value_heads=2,
                                  no_rope_layers=[1, 0, 1], attention_bias=True, mlp_bias=True, rope_theta=5000000.0,
                                  rms_norm_eps=1e-6, pad_token_id=None)),
+        "gemma2": dict(
+            cls=Gemma2ForCausalLM, dtype=torch.float32, shard=None, seed=mmf.SEED + 13,
+            config=Gemma2Config(**dict(common, tie_word_embeddings=True), num_hidden_layers=3, intermediate_size=128,
+                                num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=24, sliding_window=4,
+                                attn_logit_softcapping=0.3, final_logit_softcapping=0.6, rope_theta=10000.0,
+                                rms_norm_eps=1e-6, hidden_activation="gelu_pytorch_tanh")),
     }
 
 
@@ -195,13 +211,22 @@ def make(name, spec, ids, mask, labels):
     return doc
 
 
-def main():
+def main(argv):
     torch.set_num_threads(1)
-    if os.path.isdir(OUT):
+    specs = configs()
+    names = argv or list(specs)
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        print("unknown model(s) %s; the models are %s" % (unknown, list(specs)))
+        return 2
+    if not argv and os.path.isdir(OUT):
         shutil.rmtree(OUT)
-    os.makedirs(OUT)
+    os.makedirs(OUT, exist_ok=True)
     ids, mask, labels = mmf.inputs()
-    for name, spec in configs().items():
+    for name in names:
+        spec = specs[name]
+        if os.path.isdir(os.path.join(OUT, name)):
+            shutil.rmtree(os.path.join(OUT, name))
         doc = make(name, spec, ids, mask, labels)
         l = doc["loss"]
         print(f"{name}: loss {l['value']:.6f}, lora {l['lora']:.6f}, nf4 {l['nf4']:.6f}, nf4 lora {l['nf4_lora']:.6f}, "
@@ -214,4 +239,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
