@@ -10,7 +10,7 @@
    in portable C, AVX2/FMA and AVX-512 chosen at run time), the tokenizer of
    Hugging Face tokenizer.json files, QLoRA's layers (bitsandbytes' NF4/FP4
    quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
-   PEFT's semantics), Llama-family and Gemma 2 models from Hugging Face
+   PEFT's semantics), Llama-family and Gemma 2/3 models from Hugging Face
    directories (forward and backward as transformers computes them, PEFT adapter
    files, a memory plan, generation with a KV cache), chat templates run by a
    Jinja engine as transformers renders them, SFT datasets prepared token
@@ -950,9 +950,11 @@ SFTDEF sft_status sft_tokenizer_apply_chat_template(sft_tokenizer *tok, const ch
    The architectures (config.json "architectures"): LlamaForCausalLM (SmolLM2,
    TinyLlama, Llama 3.x), MistralForCausalLM, Qwen2ForCausalLM,
    Qwen3ForCausalLM (per-head RMSNorm of q and k), SmolLM3ForCausalLM (layers
-   without RoPE) and Gemma2ForCausalLM ((1 + w) norms around attention and the
+   without RoPE), Gemma2ForCausalLM ((1 + w) norms around attention and the
    MLP, GeGLU, scaled embeddings, soft-capped attention scores and logits,
-   alternating sliding windows). Sliding windows are masks: a layer that has
+   alternating sliding windows) and Gemma3ForCausalLM (Gemma 3's text
+   decoder: Gemma 2's block with (1 + w) q/k norms, five sliding layers to a
+   global one, local and global RoPE). Sliding windows are masks: a layer that has
    one sees the sliding_window latest keys, whatever the sequence length. The
    forward pass computes what transformers' eager implementation computes, in
    f32. */
@@ -966,6 +968,8 @@ typedef struct sft_model_config {
                                           only the sliding_window latest keys   */
     float         rms_norm_eps;
     sft_rope_desc rope;                /* rope_theta and rope_scaling           */
+    sft_rope_desc rope_local;          /* theta > 0: the sliding layers' RoPE instead
+                                          (Gemma 3's rope_local_base_freq)     */
     int           tie_word_embeddings, attention_bias, mlp_bias;
     sft_dtype     dtype;               /* torch_dtype / dtype of the checkpoint */
     int           bos_token_id, eos_token_id, pad_token_id;   /* -1 if absent  */
@@ -12101,9 +12105,12 @@ enum {
                                        included (Gemma 2)                                      */
     SFT__ARCH_SCALE_EMB = 1 << 10,  /* the embeddings times sqrt(hidden_size), in the embedding
                                        itself (Gemma 3: inputs_embeds are taken as they are)   */
-    SFT__ARCH_TIED      = 1 << 11   /* tie_word_embeddings is true when config.json omits it
+    SFT__ARCH_TIED      = 1 << 11,  /* tie_word_embeddings is true when config.json omits it
                                        (the class's default; transformers writes only values
                                        that differ from it)                                    */
+    SFT__ARCH_LOCAL_ROPE = 1 << 12  /* sliding layers rotate with rope_local_base_freq and no
+                                       scaling, the others with rope_theta (default 1e6) and
+                                       rope_scaling (Gemma 3)                                  */
 };
 
 /* Which layers attend within the window (when the model has one): config.json's
@@ -12125,6 +12132,8 @@ static const struct sft__arch { const char *name; unsigned flags; int window_rul
      SFT__WIN_NOPE, 0},
     {"Gemma2ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW | SFT__ARCH_GEMMA | SFT__ARCH_ATTN_CAP | SFT__ARCH_SCALE_IN |
      SFT__ARCH_TIED, SFT__WIN_PATTERN, 2},
+    {"Gemma3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW | SFT__ARCH_QK_NORM | SFT__ARCH_GEMMA | SFT__ARCH_SCALE_EMB |
+     SFT__ARCH_TIED | SFT__ARCH_LOCAL_ROPE, SFT__WIN_PATTERN, 6},
 };
 
 static const struct sft__arch *sft__arch_of(const char *name) {
@@ -12157,6 +12166,10 @@ static sft_status sft__cfg_no_rope(const char *path, const sft_json *cfg, sft_mo
 
 static int sft__layer_bit(const uint32_t *bits, int layer) { return (bits[layer / 32] >> (layer % 32)) & 1u; }
 static int sft__layer_has_rope(const sft_model_config *c, int layer) { return !sft__layer_bit(c->no_rope_layers, layer); }
+/* the layer rotates with cfg.rope_local (a sliding layer of Gemma 3) */
+static int sft__layer_rope_local(const sft_model_config *c, int layer) {
+    return c->rope_local.theta > 0.0f && sft__layer_bit(c->sliding_layers, layer);
+}
 /* the window layer attends within (0: the whole causal past) */
 static int sft__layer_window(const sft_model_config *c, int layer) {
     return sft__layer_bit(c->sliding_layers, layer) ? c->sliding_window : 0;
@@ -12225,6 +12238,11 @@ static sft_status sft__cfg_gemma(const char *path, const sft_json *cfg, const st
     else c->attn_scale = (float)pow((double)scalar, -0.5);
     c->final_logit_softcapping = sft__cfg_cap(cfg, "final_logit_softcapping", (a->flags & SFT__ARCH_ATTN_CAP) ? 30.0f : 0.0f, bad);
     if (a->flags & SFT__ARCH_ATTN_CAP) c->attn_logit_softcapping = sft__cfg_cap(cfg, "attn_logit_softcapping", 50.0f, bad);
+    if (a->flags & SFT__ARCH_LOCAL_ROPE) {
+        if (!sft_json_get(cfg, "rope_theta")) c->rope.theta = 1000000.0f;
+        c->rope_local.theta = sft__cfg_float(cfg, "rope_local_base_freq", 10000.0f, bad);
+        if (!(c->rope_local.theta > 1.0f)) *bad = "rope_local_base_freq";
+    }
     return SFT_OK;
 }
 
@@ -12260,7 +12278,6 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
     c->qk_norm = (a->flags & SFT__ARCH_QK_NORM) != 0;
     if (a->flags & SFT__ARCH_NOPE) SFT__TRY(sft__cfg_no_rope(path, cfg, c, &bad));
     SFT__TRY(sft__cfg_windows(path, cfg, a, c, &bad));
-    SFT__TRY(sft__cfg_gemma(path, cfg, a, c, &bad));
     c->bos_token_id = sft__cfg_id(cfg, "bos_token_id");
     c->eos_token_id = sft__cfg_id(cfg, "eos_token_id");
     {
@@ -12275,6 +12292,7 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
     }
     c->pad_token_id = sft__cfg_id(cfg, "pad_token_id");
     SFT__TRY(sft__cfg_rope(path, cfg, c, &bad));
+    SFT__TRY(sft__cfg_gemma(path, cfg, a, c, &bad));
     if (bad) return sft__fail(SFT_ERR_FORMAT, "%s: field '%s' has an impossible value", path, bad);
     dt = sft__json_str(cfg, "torch_dtype");
     if (!dt) dt = sft__json_str(cfg, "dtype");
@@ -12754,6 +12772,7 @@ typedef struct sft__fwd {
     sft_model     *m;
     sft_tensor    *positions, *seq_ids;
     sft_tensor    *rope;            /* the angles' cosines and sines (sft__rope_table) */
+    sft_tensor    *rope_local;      /* the same for cfg.rope_local, or NULL            */
     sft_model_run  run;             /* a copy: checkpointed blocks read it in backward */
     int            layer;
 } sft__fwd;
@@ -12809,9 +12828,11 @@ static sft_status sft__qkv(sft_context *ctx, const sft__fwd *f, sft_tensor *h, s
     }
     if (!sft__layer_has_rope(c, f->layer)) return SFT_OK;
     {   /* the forward's shared table of angles, for its own positions */
-        const sft_tensor *table = positions == f->positions ? f->rope : NULL;
-        SFT__TRY(sft__rope_ex(ctx, *q, positions, &c->rope, table, q));
-        return sft__rope_ex(ctx, *k, positions, &c->rope, table, k);
+        int local = sft__layer_rope_local(c, f->layer);
+        const sft_rope_desc *rope = local ? &c->rope_local : &c->rope;
+        const sft_tensor *table = positions == f->positions ? (local ? f->rope_local : f->rope) : NULL;
+        SFT__TRY(sft__rope_ex(ctx, *q, positions, rope, table, q));
+        return sft__rope_ex(ctx, *k, positions, rope, table, k);
     }
 }
 
@@ -13025,6 +13046,8 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     if (run) f[0].run = *run;
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
     SFT__TRY(sft__rope_table(ctx, f[0].positions, &m->cfg.rope, m->cfg.head_dim, &f[0].rope));
+    if (m->cfg.rope_local.theta > 0.0f)
+        SFT__TRY(sft__rope_table(ctx, f[0].positions, &m->cfg.rope_local, m->cfg.head_dim, &f[0].rope_local));
     SFT__TRY(sft__decoder_forward(ctx, f, batch, run, &x));
     SFT__TRY(sft__norm(ctx, m, x, m->norm, &out->hidden));
     if (!run || run->want_logits || !batch->labels) SFT__TRY(sft__logits(ctx, m, out->hidden, &out->logits));

@@ -14,7 +14,7 @@
 #define T_ARCH_TOL 1e-5
 #endif
 
-static const char *const t_archs[] = {"qwen3", "smollm3", "gemma2"};
+static const char *const t_archs[] = {"qwen3", "smollm3", "gemma2", "gemma3"};
 static const char *const t_proj[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 typedef struct t_fix { sft_st_file *f; sft_tensor *ids, *mask, *labels; } t_fix;
@@ -408,8 +408,8 @@ static sft_model_config t_variant_config(sft_context *ctx, const char *arch, con
 
 /* Which layers attend within sliding_window: layer_types where the class reads
    it, else the class's rule (Qwen: from max_window_layers on, only with
-   use_sliding_window; Gemma 2: every other layer); Gemma 2's settings and their
-   checks */
+   use_sliding_window; Gemma 2: every other layer; Gemma 3: all but every
+   sliding_window_pattern-th, 6 by default); Gemma's settings and their checks */
 static void sliding_layers_and_gemma_settings_follow_the_config(void) {
     static const char *const qwen_rule[] = {"\"use_sliding_window\": false", "\"use_sliding_window\": true",
         "\"sliding_window\": null", "\"sliding_window\": 3", "\"max_window_layers\": 28", "\"max_window_layers\": 1",
@@ -454,6 +454,22 @@ static void sliding_layers_and_gemma_settings_follow_the_config(void) {
     t_variant_config(ctx, "gemma2", bad_cap, 1, &ok);
     CHECK(!ok);
     CHECK_ERROR_MENTIONS("final_logit_softcapping");
+    {   /* Gemma 3: the 5:1 default, sliding_window_pattern, local and global RoPE, no attention cap */
+        static const char *const g3_default[] = {"\"layer_types\"", "\"old_layer_types\"", "\"rope_local_base_freq\": 10000.0,", "",
+                                                 "\"rope_theta\": 1000000.0,", ""};
+        static const char *const g3_pattern[] = {"\"layer_types\"", "\"old_layer_types\"", "\"_sliding_window_pattern\": 6",
+                                                 "\"sliding_window_pattern\": 3", "\"attn_logit_softcapping\": null",
+                                                 "\"attn_logit_softcapping\": 20.0"};
+        c = t_variant_config(ctx, "gemma3", NULL, 0, &ok);
+        CHECK(ok && c.sliding_window == 3 && c.sliding_layers[0] == 31u && c.qk_norm && c.tie_word_embeddings);
+        CHECK(c.rope.theta == 1e6f && c.rope.scaling == SFT_ROPE_LINEAR && c.rope.factor == 8.0f);
+        CHECK(c.rope_local.theta == 1e4f && c.rope_local.scaling == SFT_ROPE_DEFAULT && c.attn_scale == (float)pow(48.0, -0.5));
+        CHECK(c.attn_logit_softcapping == 0.0f && c.final_logit_softcapping == 0.0f);
+        c = t_variant_config(ctx, "gemma3", g3_default, 3, &ok);   /* no layer_types: every 6th layer global; the thetas' defaults */
+        CHECK(ok && c.sliding_layers[0] == 31u && c.rope.theta == 1e6f && c.rope_local.theta == 1e4f);
+        c = t_variant_config(ctx, "gemma3", g3_pattern, 3, &ok);   /* transformers' Gemma 3 ignores attn_logit_softcapping */
+        CHECK(ok && c.sliding_layers[0] == 27u && c.attn_logit_softcapping == 0.0f);
+    }
     sft_context_destroy(ctx);
 }
 

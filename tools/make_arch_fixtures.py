@@ -32,11 +32,21 @@ pre-tokenized rows of make_trainer_fixtures.py's trl_loop, LoRA (r 4, alpha
 8, all-linear) starting from the values above, batch 4 x accumulation 2,
 AdamW lr 1e-3 with 2 linear warmup steps, 6 steps, the sequential sampler;
 per step the loss (unrounded, the window's sum of micro-batch losses) and
-grad_norm.
+grad_norm. TRL 1.16's SFTTrainer scores with its fused LM head, which finds the
+decoder as model.base_model (base_model_prefix); transformers 4.57.6's
+Gemma3ForCausalLM names "language_model", which it does not have, so
+base_model is the whole causal LM and TRL fails ('CausalLMOutputWithPast' object has no attribute
+'last_hidden_state'): for that run the script sets the instance's prefix to
+"model", the Gemma3TextModel inside, which is what TRL means to call.
 
 The model weights are drawn as make_model_fixtures.py draws them (every
 parameter from one seeded generator; norms 1 + 0.1 randn), so the recipe is
-the one the older fixtures document; this script imports its helpers.
+the one the older fixtures document; this script imports its helpers. Gemma's
+norms multiply by 1 + weight, so their weights are drawn 1 + 0.1 randn and
+then lowered by 1: the same scale 1 + 0.1 randn as the other models'. (Left
+at 2 + 0.1 randn, Gemma 3's q/k norms double q and k and sharpen the scores
+so much that transformers' own f32 gradients are 1.7e-5 of the largest from
+its float64 ones; with scales near 1 they are 2.3e-6.)
 
     tools/.venv/bin/python tools/make_arch_fixtures.py [name ...]
 
@@ -54,6 +64,13 @@ The architectures and what each adds to the Llama block:
            TRL's rows up to 21), soft caps small enough to bend these weights'
            scores and logits (attention 0.3, output 0.6; Gemma 2 ships 50 and
            30), tied embeddings as Gemma ships them
+  gemma3   Gemma3ForCausalLM (text): Gemma 2's block without the attention
+           soft cap, q_norm / k_norm with (1 + w), the embedding itself scaled
+           by sqrt(hidden), six layers in Gemma 3's default 5:1 pattern (five
+           sliding with a window of 3, the last global), the sliding layers
+           rotating with rope_local_base_freq 1e4 unscaled and the global one
+           with rope_theta 1e6 and linear scaling 8 (as Gemma 3 4B+ ship);
+           2 heads on 1 key/value head of 32, intermediate 64 (small: six layers)
 """
 
 import json
@@ -67,8 +84,8 @@ import make_model_fixtures as mmf  # noqa: E402  (the shared recipe: weights, in
 import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
-from transformers import (BitsAndBytesConfig, Gemma2Config, Gemma2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,  # noqa: E402
-                          SmolLM3Config, SmolLM3ForCausalLM)
+from transformers import (BitsAndBytesConfig, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,  # noqa: E402
+                          Gemma3TextConfig, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
 
 from fixture_io import save_safetensors  # noqa: E402
 
@@ -90,11 +107,18 @@ def configs():
                                  no_rope_layers=[1, 0, 1], attention_bias=True, mlp_bias=True, rope_theta=5000000.0,
                                  rms_norm_eps=1e-6, pad_token_id=None)),
         "gemma2": dict(
-            cls=Gemma2ForCausalLM, dtype=torch.float32, shard=None, seed=mmf.SEED + 13,
+            cls=Gemma2ForCausalLM, dtype=torch.float32, shard=None, seed=mmf.SEED + 13, norms_as_offsets=True,
             config=Gemma2Config(**dict(common, tie_word_embeddings=True), num_hidden_layers=3, intermediate_size=128,
                                 num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=24, sliding_window=4,
                                 attn_logit_softcapping=0.3, final_logit_softcapping=0.6, rope_theta=10000.0,
                                 rms_norm_eps=1e-6, hidden_activation="gelu_pytorch_tanh")),
+        "gemma3": dict(
+            cls=Gemma3ForCausalLM, dtype=torch.float32, shard=None, seed=mmf.SEED + 14, norms_as_offsets=True,
+            config=Gemma3TextConfig(**dict(common, tie_word_embeddings=True, num_attention_heads=2), num_hidden_layers=6,
+                                    intermediate_size=64, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=48,
+                                    sliding_window=3, rope_theta=1000000.0, rope_local_base_freq=10000.0,
+                                    rope_scaling={"rope_type": "linear", "factor": 8.0}, rms_norm_eps=1e-6,
+                                    hidden_activation="gelu_pytorch_tanh")),
     }
 
 
@@ -110,6 +134,8 @@ def trl_run(d, lora_vals, steps=6):
     rows = mtf.make_rows()
     ds = datasets.Dataset.from_dict({"input_ids": rows})
     model = mmf.load(d)
+    if model.base_model is model:
+        model.base_model_prefix = "model"     # Gemma3ForCausalLM: see the header (TRL's fused LM head)
     log = []
 
     class Trainer(SFTTrainer):
@@ -143,6 +169,11 @@ def make(name, spec, ids, mask, labels):
     d = os.path.join(OUT, name)
     os.makedirs(d)
     model = mmf.build(spec)
+    if spec.get("norms_as_offsets"):          # Gemma: the norms scale by 1 + weight (see the header)
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if pname.endswith("norm.weight"):
+                    p.sub_(1.0)
     model.save_pretrained(d, safe_serialization=True)
     del model
     cfg = json.load(open(os.path.join(d, "config.json")))
