@@ -10,7 +10,7 @@
    in portable C, AVX2/FMA and AVX-512 chosen at run time), the tokenizer of
    Hugging Face tokenizer.json files, QLoRA's layers (bitsandbytes' NF4/FP4
    quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
-   PEFT's semantics), Llama-family and Gemma 2/3 models from Hugging Face
+   PEFT's semantics), Llama-family, Gemma 2/3 and Phi-3 models from Hugging Face
    directories (forward and backward as transformers computes them, PEFT adapter
    files, a memory plan, generation with a KV cache), chat templates run by a
    Jinja engine as transformers renders them, SFT datasets prepared token
@@ -96,7 +96,8 @@
          autograd: nodes and the tape, checkpointed segments
          kernels: GEMM (portable), blocked GEMM (AVX2, AVX-512), vector
                   helpers, the CPU path table, elementwise, embedding, RMSNorm,
-                  rotary position embedding, GELU-tanh GLU and soft-capping,
+                  rotary position embedding, GELU-tanh GLU, soft-capping and
+                  narrowing,
                   causal attention (flash-style tiles, windows, soft caps),
                   cross-entropy, cross-entropy fused with the output
                   projection
@@ -549,22 +550,36 @@ SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up,
 SFTDEF sft_status sft_geglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out);
 /* sft_softcap: cap * tanh(x / cap), cap > 0 (Gemma's logit soft-capping). */
 SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_tensor **out);
+/* sft_narrow: columns [offset, offset + length) of x's last dim, as a new
+   tensor (e.g. q, k and v out of a fused qkv projection). */
+SFTDEF sft_status sft_narrow(sft_context *ctx, sft_tensor *x, int64_t offset, int64_t length, sft_tensor **out);
 
 /* Rotary position embedding as transformers' Llama applies it (rotate_half: the
-   first and second halves of each head are the pair). */
-typedef enum sft_rope_scaling { SFT_ROPE_DEFAULT = 0, SFT_ROPE_LINEAR, SFT_ROPE_LLAMA3 } sft_rope_scaling;
+   first and second halves of each head are the pair). With a partial rotary
+   factor f only the leading R = int(head_dim * f) dims of each head turn (the
+   halves of those R are the pair) and the rest pass unchanged (Phi-4-mini).
+   LONGROPE (Phi-3's longrope, once "su"): inv_freq[i] = 1 / (ext[i] *
+   theta^(2i/R)) with ext the long factors when the largest position + 1
+   exceeds original_max_position_embeddings, else the short ones; cos and sin
+   are multiplied by attention_factor. */
+#define SFT_ROPE_MAX_FREQS 256
+typedef enum sft_rope_scaling { SFT_ROPE_DEFAULT = 0, SFT_ROPE_LINEAR, SFT_ROPE_LLAMA3, SFT_ROPE_LONGROPE } sft_rope_scaling;
 typedef struct sft_rope_desc {
     float            theta;            /* rope_theta; 0 = 10000               */
     sft_rope_scaling scaling;
     float            factor;           /* LINEAR / LLAMA3                      */
     float            low_freq_factor;  /* LLAMA3                               */
     float            high_freq_factor; /* LLAMA3                               */
-    int              original_max_position_embeddings; /* LLAMA3              */
+    int              original_max_position_embeddings; /* LLAMA3, LONGROPE   */
+    float            partial_rotary_factor;  /* 0 = 1: every dim turns         */
+    float            attention_factor; /* cos and sin times it; 0 = 1          */
+    float            short_factor[SFT_ROPE_MAX_FREQS], long_factor[SFT_ROPE_MAX_FREQS];  /* LONGROPE, R/2 each */
 } sft_rope_desc;
-/* sft_rope: x [B, T, H, head_dim] (head_dim even) rotated by positions (i32 [B, T]). */
+/* sft_rope: x [B, T, H, head_dim] (the rotated dims even) rotated by positions (i32 [B, T]). */
 SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
                            sft_tensor **out);
-/* sft_rope_inv_freq: the head_dim/2 inverse frequencies desc gives (for tests/hosts). */
+/* sft_rope_inv_freq: the R/2 inverse frequencies desc gives for head_dim (for
+   tests/hosts; LONGROPE: the short factors'). */
 SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq);
 
 /* sft_attention: causal softmax(q k^T * scale) v with grouped-query heads.
@@ -952,9 +967,11 @@ SFTDEF sft_status sft_tokenizer_apply_chat_template(sft_tokenizer *tok, const ch
    Qwen3ForCausalLM (per-head RMSNorm of q and k), SmolLM3ForCausalLM (layers
    without RoPE), Gemma2ForCausalLM ((1 + w) norms around attention and the
    MLP, GeGLU, scaled embeddings, soft-capped attention scores and logits,
-   alternating sliding windows) and Gemma3ForCausalLM (Gemma 3's text
-   decoder: Gemma 2's block with (1 + w) q/k norms, five sliding layers to a
-   global one, local and global RoPE). Sliding windows are masks: a layer that has
+   alternating sliding windows), Gemma3ForCausalLM (Gemma 3's text decoder:
+   Gemma 2's block with (1 + w) q/k norms, five sliding layers to a global
+   one, local and global RoPE) and Phi3ForCausalLM (Phi-3, Phi-4-mini: fused
+   qkv_proj and gate_up_proj, partial rotary, longrope). Sliding windows are
+   masks: a layer that has
    one sees the sliding_window latest keys, whatever the sequence length. The
    forward pass computes what transformers' eager implementation computes, in
    f32. */
@@ -1010,7 +1027,9 @@ SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m);
 /* sft_model_set_compute_dtype: as sft_load_desc.compute_dtype, from now on. */
 SFTDEF sft_status sft_model_set_compute_dtype(sft_model *m, sft_dtype compute_dtype);
 /* sft_model_linear: the layer's projection named as in transformers ("q_proj",
-   "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), or NULL. */
+   "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"; Phi-3:
+   "qkv_proj", "o_proj", "gate_up_proj", "down_proj"), or NULL when the model
+   has none of that name. */
 SFTDEF sft_linear *sft_model_linear(sft_model *m, int layer, const char *module);
 /* sft_model_add_lora: an adapter on every projection target_modules names:
    "all-linear" (every projection of every block, never lm_head) or a comma-
@@ -1763,9 +1782,9 @@ typedef struct sft__pool sft__pool;
 typedef struct sft__node sft__node;
 
 /* profile rows: one per operator, then these */
-#define SFT__PROF_ADAPTERS 18
-#define SFT__PROF_OPTIMIZER 19
-#define SFT__PROF_ROWS 20
+#define SFT__PROF_ADAPTERS 19
+#define SFT__PROF_OPTIMIZER 20
+#define SFT__PROF_ROWS 21
 
 struct sft_context {
     sft_context_desc desc;
@@ -4513,12 +4532,13 @@ SFT__TARGET_AVX2 static void sft__dropout_words_avx2(uint64_t key, uint32_t thre
 typedef enum sft__op {
     SFT__OP_MATMUL, SFT__OP_ADD, SFT__OP_MUL, SFT__OP_SCALE, SFT__OP_RESHAPE, SFT__OP_EMBEDDING,
     SFT__OP_RMSNORM, SFT__OP_SILU, SFT__OP_SWIGLU, SFT__OP_ROPE, SFT__OP_ATTENTION, SFT__OP_CROSS_ENTROPY,
-    SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_LINEAR, SFT__OP_PROMPT, SFT__OP_GEGLU, SFT__OP_SOFTCAP, SFT__OP_COUNT
+    SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_LINEAR, SFT__OP_PROMPT, SFT__OP_GEGLU, SFT__OP_SOFTCAP, SFT__OP_NARROW,
+    SFT__OP_COUNT
 } sft__op;
 
 static const char *const sft__op_names[SFT__OP_COUNT] = {
     "matmul", "add", "mul", "scale", "reshape", "embedding", "rmsnorm", "silu", "swiglu", "rope", "attention",
-    "cross_entropy", "dropout", "linear_cross_entropy", "linear", "prompt_tuning", "geglu", "softcap"};
+    "cross_entropy", "dropout", "linear_cross_entropy", "linear", "prompt_tuning", "geglu", "softcap", "narrow"};
 
 #define SFT__MAX_IN 4
 
@@ -6330,22 +6350,25 @@ static sft_status sft__cpu_rmsnorm_bwd(sft_context *ctx, sft__node *n) {
 
 /* ============================================================================
    === kernels: rotary position embedding
-   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; saved = inv_freq [D/2];
-   ptr = the angles' cosines and sines [2, B*T, D/2] (shared by every rope node
-   of a model's forward) or NULL (computed per token here). For i < D/2 the pair
-   (x_i, x_{i+D/2}) turns by angle pos * inv_freq[i]; the backward turns the
-   gradient back by the same angle. */
+   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; i[0] = h, half the
+   dims that turn (D/2, less with a partial rotary factor); f[0] = the
+   attention factor cos and sin are scaled by; saved = inv_freq [h]; ptr = the
+   angles' scaled cosines and sines [2, B*T, h] (shared by every rope node of a
+   model's forward that uses the same RoPE) or NULL (computed per token here).
+   For i < h the pair (x_i, x_{i+h}) turns by angle pos * inv_freq[i]; dims
+   from 2h on pass unchanged; the backward turns the gradient back by the same
+   angle. */
 
 #define SFT__ATTN_MAX_D 512    /* the largest head_dim (rope and attention) */
 
 typedef struct sft__rope_job { sft__node *n; int backward; } sft__rope_job;
 
-/* the cosines and sines of token bt's angles into cs, sn [D/2] */
-static void sft__rope_angles(const int32_t *pos, const float *inv, int64_t half, int64_t bt, float *cs, float *sn) {
+/* the cosines and sines of token bt's angles, times af, into cs, sn [h] */
+static void sft__rope_angles(const int32_t *pos, const float *inv, int64_t h, float af, int64_t bt, float *cs, float *sn) {
     int64_t i;
-    for (i = 0; i < half; i++) {
+    for (i = 0; i < h; i++) {
         float ang = (float)pos[bt] * inv[i];
-        cs[i] = cosf(ang); sn[i] = sinf(ang);
+        cs[i] = cosf(ang) * af; sn[i] = sinf(ang) * af;
     }
 }
 
@@ -6353,7 +6376,7 @@ static void sft__rope_range(void *arg, int64_t b, int64_t e) {
     const sft__rope_job *j = (const sft__rope_job *)arg;
     const sft__node *n = j->n;
     const sft_tensor *x = n->in[0];
-    int64_t H = x->shape[2], D = x->shape[3], half = D / 2, BT = x->shape[0] * x->shape[1], bt, h, i;
+    int64_t H = x->shape[2], D = x->shape[3], half = n->i[0], BT = x->shape[0] * x->shape[1], bt, h, i;
     const float *table = (const float *)n->ptr;
     const float *src = j->backward ? SFT__CF(n->out->grad) : SFT__CF(x);
     float *dst = j->backward ? SFT__F(x->grad) : SFT__F(n->out), sgn = j->backward ? -1.0f : 1.0f;
@@ -6361,37 +6384,45 @@ static void sft__rope_range(void *arg, int64_t b, int64_t e) {
     for (bt = b; bt < e; bt++) {
         const float *cs = cbuf, *sn = sbuf;
         if (table) { cs = table + bt * half; sn = table + (BT + bt) * half; }
-        else sft__rope_angles((const int32_t *)n->in[1]->data, SFT__CF(n->saved), half, bt, cbuf, sbuf);
+        else sft__rope_angles((const int32_t *)n->in[1]->data, SFT__CF(n->saved), half, n->f[0], bt, cbuf, sbuf);
         for (h = 0; h < H; h++) {
             const float *s = src + (bt * H + h) * D;
             float *d = dst + (bt * H + h) * D;
-            if (j->backward)
+            if (j->backward) {
                 for (i = 0; i < half; i++) {
                     float x1 = s[i], x2 = s[i + half], c = cs[i], sg = sgn * sn[i];
                     d[i] += x1 * c - x2 * sg; d[i + half] += x2 * c + x1 * sg;
                 }
-            else
+                for (i = 2 * half; i < D; i++) d[i] += s[i];
+            } else {
                 for (i = 0; i < half; i++) {
                     float x1 = s[i], x2 = s[i + half], c = cs[i], sg = sn[i];
                     d[i] = x1 * c - x2 * sg; d[i + half] = x2 * c + x1 * sg;
                 }
+                for (i = 2 * half; i < D; i++) d[i] = s[i];
+            }
         }
     }
 }
 
-/* sft__rope_table: the cosines and sines of every token's angles for a head
-   dim of the desc, [2, B*T, D/2] in a step tensor, for sft__rope_ex */
+/* sft__rope_freqs: the inverse frequencies for positions up to max_pos, how
+   many (*half) and the attention factor; fails as sft_rope_inv_freq does */
+static sft_status sft__rope_freqs(const sft_rope_desc *desc, int head_dim, int64_t max_pos, float *inv, int64_t *half, float *af);
+
+/* sft__rope_table: the scaled cosines and sines of every token's angles for a
+   head dim of the desc, [2, B*T, h] in a step tensor, for sft__rope_ex */
 static sft_status sft__rope_table(sft_context *ctx, const sft_tensor *positions, const sft_rope_desc *desc, int64_t head_dim,
                                   sft_tensor **out) {
-    float inv[SFT__ATTN_MAX_D / 2];
-    int64_t half = head_dim / 2, BT = sft_tensor_numel(positions), shape[2], bt;
+    float inv[SFT__ATTN_MAX_D / 2], af;
+    int64_t half, BT = sft_tensor_numel(positions), shape[2], bt, max_pos = 0;
     *out = NULL;
-    if (head_dim % 2 || head_dim > SFT__ATTN_MAX_D || half == 0) return SFT_OK;   /* sft_rope says what is wrong */
-    SFT__TRY(sft_rope_inv_freq(desc, (int)head_dim, inv));
+    if (head_dim < 2 || head_dim > SFT__ATTN_MAX_D) return SFT_OK;   /* sft_rope says what is wrong */
+    for (bt = 0; bt < BT; bt++) if (((const int32_t *)positions->data)[bt] > max_pos) max_pos = ((const int32_t *)positions->data)[bt];
+    if (sft__rope_freqs(desc, (int)head_dim, max_pos, inv, &half, &af) != SFT_OK) { sft_clear_error(); return SFT_OK; }
     shape[0] = 2; shape[1] = BT * half;
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, out));
     for (bt = 0; bt < BT; bt++)
-        sft__rope_angles((const int32_t *)positions->data, inv, half, bt, SFT__F(*out) + bt * half, SFT__F(*out) + (BT + bt) * half);
+        sft__rope_angles((const int32_t *)positions->data, inv, half, af, bt, SFT__F(*out) + bt * half, SFT__F(*out) + (BT + bt) * half);
     return SFT_OK;
 }
 
@@ -6406,13 +6437,15 @@ static sft_status sft__cpu_rope_fwd(sft_context *ctx, sft__node *n) { return sft
 static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft__rope_run(ctx, n, 1); }
 
 /* ============================================================================
-   === kernels: GELU-tanh GLU, soft-capping
+   === kernels: GELU-tanh GLU, soft-capping, narrowing
    geglu node: in[0] = gate, in[1] = up; out = gelu(gate) * up, GELU in its
    tanh form as PyTorch's gelu(approximate="tanh") computes it (transformers'
    gelu_pytorch_tanh, Gemma's MLP): gelu(x) = x/2 (1 + tanh(b (x + k x^3))),
    b = sqrt(2/pi), k = 0.044715. softcap node: in[0] = x, f[0] = c; out =
-   c tanh(x / c) (Gemma's logit soft-capping). Plain loops, the same on every
-   path, over fixed chunks. */
+   c tanh(x / c) (Gemma's logit soft-capping). narrow node: in[0] = x [.., N],
+   i[0] = offset, i[1] = width; out = x[.., offset : offset + width] (Phi-3's
+   fused projections split into their parts); backward adds the gradient into
+   those columns. Plain loops, the same on every path, over fixed chunks. */
 
 #define SFT__GELU_BETA 0.7978845608028654f   /* sqrt(2 / pi) */
 #define SFT__GELU_KAPPA 0.044715f
@@ -6465,6 +6498,31 @@ static void sft__softcap_bwd_range(void *arg, int64_t b, int64_t e) {
 
 static sft_status sft__cpu_softcap_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__softcap_fwd_range); }
 static sft_status sft__cpu_softcap_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__softcap_bwd_range); }
+
+static void sft__narrow_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t N = sft__last_dim(n->in[0]), w = n->i[1], r;
+    for (r = b; r < e; r++) memcpy(SFT__F(n->out) + r * w, SFT__CF(n->in[0]) + r * N + n->i[0], (size_t)w * sizeof(float));
+}
+
+static void sft__narrow_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t N = sft__last_dim(n->in[0]), w = n->i[1], r, c;
+    for (r = b; r < e; r++) {
+        const float *g = SFT__CF(n->out->grad) + r * w;
+        float *dx = SFT__F(n->in[0]->grad) + r * N + n->i[0];
+        for (c = 0; c < w; c++) dx[c] += g[c];
+    }
+}
+
+static sft_status sft__narrow_run(sft_context *ctx, sft__node *n, sft__range_fn fn) {
+    int64_t w = n->i[1];
+    sft__parallel_rows(ctx, w ? sft_tensor_numel(n->out) / w : 0, 64, fn, n);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_narrow_fwd(sft_context *ctx, sft__node *n) { return sft__narrow_run(ctx, n, sft__narrow_fwd_range); }
+static sft_status sft__cpu_narrow_bwd(sft_context *ctx, sft__node *n) { return sft__narrow_run(ctx, n, sft__narrow_bwd_range); }
 
 /* ============================================================================
    === kernels: causal attention
@@ -8316,11 +8374,11 @@ static const sft__backend sft__cpu_backend = {
     {sft__cpu_matmul_fwd, sft__cpu_add_fwd, sft__cpu_mul_fwd, sft__cpu_scale_fwd, sft__cpu_reshape_fwd,
      sft__cpu_embedding_fwd, sft__cpu_rmsnorm_fwd, sft__cpu_silu_fwd, sft__cpu_silu_fwd, sft__cpu_rope_fwd,
      sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd, sft__cpu_linear_fwd, sft__cpu_prompt_fwd,
-     sft__cpu_geglu_fwd, sft__cpu_softcap_fwd},
+     sft__cpu_geglu_fwd, sft__cpu_softcap_fwd, sft__cpu_narrow_fwd},
     {sft__cpu_matmul_bwd, sft__cpu_ew_bwd, sft__cpu_ew_bwd, sft__cpu_scale_bwd, sft__cpu_reshape_bwd,
      sft__cpu_embedding_bwd, sft__cpu_rmsnorm_bwd, sft__cpu_silu_bwd, sft__cpu_silu_bwd, sft__cpu_rope_bwd,
      sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd, sft__cpu_linear_bwd, sft__cpu_prompt_bwd,
-     sft__cpu_geglu_bwd, sft__cpu_softcap_bwd}};
+     sft__cpu_geglu_bwd, sft__cpu_softcap_bwd, sft__cpu_narrow_bwd}};
 
 static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
 
@@ -8549,6 +8607,23 @@ SFTDEF sft_status sft_geglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, 
     return sft__glu(ctx, SFT__OP_GEGLU, gate, up, out);
 }
 
+SFTDEF sft_status sft_narrow(sft_context *ctx, sft_tensor *x, int64_t offset, int64_t length, sft_tensor **out) {
+    sft__node n;
+    int64_t shape[SFT_MAX_DIMS], N;
+    char sb[96];
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_NARROW, 1, &x, out));
+    SFT__TRY(sft__check_in("narrow", "x", x, SFT_F32));
+    N = x->ndim ? x->shape[x->ndim - 1] : 0;
+    if (x->ndim < 1 || offset < 0 || length < 1 || offset > N - length)
+        return sft__fail(SFT_ERR_SHAPE, "narrow: columns [%lld, %lld) of x %s", (long long)offset, (long long)(offset + length),
+                         SFT__SHAPE(x, sb));
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = length;
+    n.i[0] = offset; n.i[1] = length;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, shape));
+    return sft__op_run(ctx, &n, out);
+}
+
 SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_tensor **out) {
     sft__node n;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SOFTCAP, 1, &x, out));
@@ -8560,24 +8635,36 @@ SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_te
 }
 
 /* The inverse frequencies, computed in f32 the way transformers does
-   (1 / theta^(2i/D)), then rescaled per the desc. */
-SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq) {
+   (1 / theta^(2i/R)), then rescaled per the desc. */
+static sft_status sft__rope_freqs(const sft_rope_desc *desc, int head_dim, int64_t max_pos, float *inv_freq, int64_t *half,
+                                  float *af) {
     sft_rope_desc d;
-    int i;
+    int i, R;
     memset(&d, 0, sizeof d);
     if (desc) d = *desc;
     if (d.theta == 0.0f) d.theta = 10000.0f;
-    if (!inv_freq || head_dim <= 0 || head_dim % 2)
-        return sft__fail(SFT_ERR_ARG, "rope: head_dim %d must be even and positive", head_dim);
+    if (d.partial_rotary_factor == 0.0f) d.partial_rotary_factor = 1.0f;
+    if (!inv_freq || head_dim <= 0) return sft__fail(SFT_ERR_ARG, "rope: head_dim %d must be positive", head_dim);
+    if (!(d.partial_rotary_factor > 0.0f && d.partial_rotary_factor <= 1.0f))
+        return sft__fail(SFT_ERR_ARG, "rope: partial_rotary_factor = %g (want (0, 1])", d.partial_rotary_factor);
+    R = (int)((double)head_dim * (double)d.partial_rotary_factor);
+    if (R < 2 || R % 2 || R / 2 > SFT_ROPE_MAX_FREQS)
+        return sft__fail(SFT_ERR_ARG, "rope: %d rotated dims of head_dim %d (partial_rotary_factor %g) must be even and "
+                         "in [2, %d]", R, head_dim, d.partial_rotary_factor, 2 * SFT_ROPE_MAX_FREQS);
     if (!(d.theta > 1.0f)) return sft__fail(SFT_ERR_ARG, "rope: rope_theta = %g (want > 1)", d.theta);
-    if (d.scaling != SFT_ROPE_DEFAULT && !(d.factor > 0.0f))
+    if ((int)d.scaling < 0 || d.scaling > SFT_ROPE_LONGROPE) return sft__fail(SFT_ERR_ARG, "rope: scaling %d", (int)d.scaling);
+    if ((d.scaling == SFT_ROPE_LINEAR || d.scaling == SFT_ROPE_LLAMA3) && !(d.factor > 0.0f))
         return sft__fail(SFT_ERR_ARG, "rope: rope_scaling factor = %g (want > 0)", d.factor);
     if (d.scaling == SFT_ROPE_LLAMA3 &&
         (d.original_max_position_embeddings <= 0 || !(d.high_freq_factor > d.low_freq_factor) || !(d.low_freq_factor > 0.0f)))
         return sft__fail(SFT_ERR_ARG, "rope: llama3 scaling needs original_max_position_embeddings > 0 and "
                          "high_freq_factor (%g) > low_freq_factor (%g) > 0", d.high_freq_factor, d.low_freq_factor);
-    for (i = 0; i < head_dim / 2; i++) {
-        float inv = 1.0f / powf(d.theta, (float)(2 * i) / (float)head_dim);
+    if (d.scaling == SFT_ROPE_LONGROPE && d.original_max_position_embeddings <= 0)
+        return sft__fail(SFT_ERR_ARG, "rope: longrope needs original_max_position_embeddings > 0");
+    if (!(d.attention_factor >= 0.0f && d.attention_factor < INFINITY))
+        return sft__fail(SFT_ERR_ARG, "rope: attention_factor = %g", d.attention_factor);
+    for (i = 0; i < R / 2; i++) {
+        float inv = 1.0f / powf(d.theta, (float)(2 * i) / (float)R);
         if (d.scaling == SFT_ROPE_LINEAR) inv /= d.factor;
         if (d.scaling == SFT_ROPE_LLAMA3) {
             float old = (float)d.original_max_position_embeddings, wavelen = 2.0f * 3.14159265358979f / inv;
@@ -8588,9 +8675,22 @@ SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, flo
                 inv = (1.0f - smooth) * inv / d.factor + smooth * inv;
             }
         }
+        if (d.scaling == SFT_ROPE_LONGROPE) {       /* long factors once a position reaches the original length */
+            float ext = max_pos + 1 > d.original_max_position_embeddings ? d.long_factor[i] : d.short_factor[i];
+            if (!(ext > 0.0f && ext < INFINITY)) return sft__fail(SFT_ERR_ARG, "rope: longrope factor %d = %g (want > 0)", i, ext);
+            inv = 1.0f / (ext * powf(d.theta, (float)(2 * i) / (float)R));
+        }
         inv_freq[i] = inv;
     }
+    *half = R / 2;
+    *af = d.attention_factor > 0.0f ? d.attention_factor : 1.0f;
     return SFT_OK;
+}
+
+SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq) {
+    int64_t half;
+    float af;
+    return sft__rope_freqs(desc, head_dim, 0, inv_freq, &half, &af);
 }
 
 static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
@@ -8607,20 +8707,23 @@ static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *posi
                                const sft_tensor *table, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[2];
-    float inv[SFT__ATTN_MAX_D / 2];
-    int64_t half;
+    float inv[SFT__ATTN_MAX_D / 2], af;
+    int64_t half, i, max_pos = 0;
     char sb[96];
     in[0] = x; in[1] = positions;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ROPE, 2, in, out));
     SFT__TRY(sft__check_in("rope", "x", x, SFT_F32));
     SFT__TRY(sft__check_in("rope", "positions", positions, SFT_I32));
-    if (x->ndim != 4 || x->shape[3] % 2 || x->shape[3] > SFT__ATTN_MAX_D)
-        return sft__fail(SFT_ERR_SHAPE, "rope: x must be [B, T, H, head_dim] with head_dim even and <= %d, got %s",
-                         SFT__ATTN_MAX_D, SFT__SHAPE(x, sb));
+    if (x->ndim != 4 || x->shape[3] < 2 || x->shape[3] > SFT__ATTN_MAX_D)
+        return sft__fail(SFT_ERR_SHAPE, "rope: x must be [B, T, H, head_dim] with head_dim in [2, %d], got %s", SFT__ATTN_MAX_D,
+                         SFT__SHAPE(x, sb));
     if (sft_tensor_numel(positions) != x->shape[0] * x->shape[1])
         return sft__shape_mismatch("rope", "positions must be [B, T]", x, positions);
-    half = x->shape[3] / 2;
-    if (half > 0) SFT__TRY(sft_rope_inv_freq(desc, (int)x->shape[3], inv));
+    for (i = 0; positions->device == SFT_DEVICE_CPU && i < sft_tensor_numel(positions); i++)
+        if (((const int32_t *)positions->data)[i] > max_pos) max_pos = ((const int32_t *)positions->data)[i];
+    SFT__TRY(sft__rope_freqs(desc, (int)x->shape[3], max_pos, inv, &half, &af));
+    n.i[0] = half;
+    n.f[0] = af;
     SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &half, &n.saved));
     SFT__TRY(sft__device_copy(n.saved->data, x->device, inv, SFT_DEVICE_CPU, (size_t)half * sizeof(float)));
     if (table && x->device == SFT_DEVICE_CPU && sft_tensor_numel(table) == 2 * sft_tensor_numel(positions) * half) n.ptr = table->data;
@@ -8947,9 +9050,9 @@ SFTDEF void sft_linear_destroy(sft_linear *lin) {
     sft__free(lin->ctx, lin);
 }
 
-static int sft__lin_find(const sft_linear *l, const char *name) {
+static int sft__lin_find(const sft_linear *l, const char *name) {   /* l NULL: -1 */
     int i;
-    for (i = 0; name && i < l->n_ad; i++)
+    for (i = 0; l && name && i < l->n_ad; i++)
         if (strcmp(l->ad[i].name, name) == 0) return i;
     return -1;
 }
@@ -11989,8 +12092,19 @@ SFTDEF sft_status sft_tokenizer_decode(sft_tokenizer *t, const int32_t *ids, siz
 
 #define SFT__MODEL_MAX_SHARDS 256
 
-static const char *const sft__proj_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-enum { SFT__Q, SFT__K, SFT__V, SFT__O, SFT__GATE, SFT__UP, SFT__DOWN, SFT__N_PROJ };
+/* A block's projections by role, named as transformers and PEFT name them. A
+   model has q, k, v and gate, up (the Llama layout) or their fused forms
+   qkv_proj and gate_up_proj (Phi-3: q, k, v and gate, up are column ranges of
+   one output); the roles it lacks stay NULL. */
+enum { SFT__Q, SFT__K, SFT__V, SFT__O, SFT__GATE, SFT__UP, SFT__DOWN, SFT__QKV, SFT__GATE_UP, SFT__N_PROJ };
+static const char *const sft__proj_names[SFT__N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                         "down_proj", "qkv_proj", "gate_up_proj"};
+
+/* the roles in the order a model lists them (weights, messages, adapter_config.json) */
+static const int sft__proj_order[SFT__N_PROJ] = {SFT__Q, SFT__K, SFT__V, SFT__QKV, SFT__O, SFT__GATE, SFT__UP, SFT__GATE_UP, SFT__DOWN};
+
+/* the module a projection sits in: "self_attn" or "mlp" */
+static const char *sft__proj_parent(int p) { return p <= SFT__O || p == SFT__QKV ? "self_attn" : "mlp"; }
 
 typedef struct sft__block {
     sft_tensor *attn_norm, *mlp_norm;  /* before attention, before the MLP          */
@@ -12040,6 +12154,53 @@ static sft_status sft__cfg_dtype(const char *path, const char *name, sft_dtype *
     return SFT_OK;
 }
 
+/* sft__cfg_factors: a list of n positive numbers, rope_scaling[key] */
+static sft_status sft__cfg_factors(const char *path, const sft_json *rs, const char *key, int n, float *out) {
+    const sft_json *l = sft_json_get(rs, key);
+    int i;
+    if (!l || l->type != SFT_JSON_ARRAY || (int)l->length != n)
+        return sft__fail(SFT_ERR_FORMAT, "%s: rope_scaling.%s must list %d numbers (one per rotated pair)", path, key, n);
+    for (i = 0; i < n; i++) {
+        if (l->items[i].type != SFT_JSON_NUMBER || !(l->items[i].number > 0.0 && l->items[i].number < 1e30))
+            return sft__fail(SFT_ERR_FORMAT, "%s: rope_scaling.%s[%d] must be a positive number", path, key, i);
+        out[i] = (float)l->items[i].number;
+    }
+    return SFT_OK;
+}
+
+/* sft__cfg_longrope: longrope's factors and attention factor as transformers
+   computes them: the original length is the config's
+   original_max_position_embeddings (Phi-3's field; else max_position_embeddings,
+   with rope_scaling.factor), the factor max_position_embeddings over it, and
+   without rope_scaling.attention_factor sqrt(1 + ln factor / ln original) when
+   the factor exceeds 1. Needs head_dim and partial_rotary_factor parsed. */
+static sft_status sft__cfg_longrope(const char *path, const sft_json *cfg, const sft_json *rs, sft_model_config *c,
+                                    const char **bad) {
+    sft_rope_desc *r = &c->rope;
+    int R = (int)((double)c->head_dim * (double)(r->partial_rotary_factor > 0.0f ? r->partial_rotary_factor : 1.0f));
+    double factor, orig;
+    r->scaling = SFT_ROPE_LONGROPE;
+    if (R < 2 || R / 2 > SFT_ROPE_MAX_FREQS) return SFT_OK;            /* refused with the sizes */
+    SFT__TRY(sft__cfg_factors(path, rs, "short_factor", R / 2, r->short_factor));
+    SFT__TRY(sft__cfg_factors(path, rs, "long_factor", R / 2, r->long_factor));
+    if (sft_json_get(cfg, "original_max_position_embeddings")) {
+        orig = sft__cfg_int(cfg, "original_max_position_embeddings", 0, bad);
+        factor = orig > 0 ? (double)c->max_position_embeddings / orig : 0.0;
+    } else {
+        orig = c->max_position_embeddings;
+        factor = r->factor;
+    }
+    if (!(orig > 0)) { *bad = "original_max_position_embeddings"; return SFT_OK; }
+    r->original_max_position_embeddings = (int)orig;
+    r->attention_factor = sft__cfg_float(rs, "attention_factor", 0.0f, bad);
+    if (!sft_json_get(rs, "attention_factor") || sft_json_get(rs, "attention_factor")->type == SFT_JSON_NULL) {
+        if (!(factor > 0.0)) { *bad = "rope_scaling.factor"; return SFT_OK; }
+        r->attention_factor = factor <= 1.0 ? 1.0f : (float)sqrt(1.0 + log(factor) / log(orig));
+    }
+    if (!(r->attention_factor > 0.0f)) *bad = "rope_scaling.attention_factor";
+    return SFT_OK;
+}
+
 static sft_status sft__cfg_rope(const char *path, const sft_json *cfg, sft_model_config *c, const char **bad) {
     const sft_json *rs = sft_json_get(cfg, "rope_scaling");
     const char *type;
@@ -12058,7 +12219,9 @@ static sft_status sft__cfg_rope(const char *path, const sft_json *cfg, sft_model
         c->rope.original_max_position_embeddings = sft__cfg_int(rs, "original_max_position_embeddings", 8192, bad);
         return SFT_OK;
     }
-    return sft__fail(SFT_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported (default, linear, llama3)", path, type);
+    if (strcmp(type, "longrope") == 0 || strcmp(type, "su") == 0) return sft__cfg_longrope(path, cfg, rs, c, bad);
+    return sft__fail(SFT_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported (default, linear, llama3, longrope)", path,
+                     type);
 }
 
 /* sft__cfg_quant: a quantization_config of bitsandbytes 4-bit. */
@@ -12108,9 +12271,13 @@ enum {
     SFT__ARCH_TIED      = 1 << 11,  /* tie_word_embeddings is true when config.json omits it
                                        (the class's default; transformers writes only values
                                        that differ from it)                                    */
-    SFT__ARCH_LOCAL_ROPE = 1 << 12  /* sliding layers rotate with rope_local_base_freq and no
+    SFT__ARCH_LOCAL_ROPE = 1 << 12, /* sliding layers rotate with rope_local_base_freq and no
                                        scaling, the others with rope_theta (default 1e6) and
                                        rope_scaling (Gemma 3)                                  */
+    SFT__ARCH_FUSED     = 1 << 13,  /* self_attn.qkv_proj and mlp.gate_up_proj instead of q, k, v
+                                       and gate, up (Phi-3; PEFT targets them by these names)  */
+    SFT__ARCH_PARTIAL   = 1 << 14   /* partial_rotary_factor: RoPE turns only the leading
+                                       fraction of each head (Phi-4-mini)                      */
 };
 
 /* Which layers attend within the window (when the model has one): config.json's
@@ -12134,6 +12301,7 @@ static const struct sft__arch { const char *name; unsigned flags; int window_rul
      SFT__ARCH_TIED, SFT__WIN_PATTERN, 2},
     {"Gemma3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW | SFT__ARCH_QK_NORM | SFT__ARCH_GEMMA | SFT__ARCH_SCALE_EMB |
      SFT__ARCH_TIED | SFT__ARCH_LOCAL_ROPE, SFT__WIN_PATTERN, 6},
+    {"Phi3ForCausalLM", SFT__ARCH_WINDOW | SFT__ARCH_FUSED | SFT__ARCH_PARTIAL, SFT__WIN_ALL, 0},
 };
 
 static const struct sft__arch *sft__arch_of(const char *name) {
@@ -12246,6 +12414,23 @@ static sft_status sft__cfg_gemma(const char *path, const sft_json *cfg, const st
     return SFT_OK;
 }
 
+/* sft__cfg_phi3: partial_rotary_factor (before the RoPE is read); residual
+   dropout, which sft.h does not apply, must be off */
+static sft_status sft__cfg_phi3(const char *path, const sft_json *cfg, const struct sft__arch *a, sft_model_config *c,
+                                const char **bad) {
+    float drop;
+    if (a->flags & SFT__ARCH_PARTIAL) {
+        c->rope.partial_rotary_factor = sft__cfg_float(cfg, "partial_rotary_factor", 1.0f, bad);
+        if (!(c->rope.partial_rotary_factor > 0.0f && c->rope.partial_rotary_factor <= 1.0f)) *bad = "partial_rotary_factor";
+    }
+    if (!(a->flags & SFT__ARCH_FUSED)) return SFT_OK;
+    drop = sft__cfg_float(cfg, "resid_pdrop", 0.0f, bad);
+    if (drop != 0.0f)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: resid_pdrop %g is not supported (sft.h applies no residual dropout; set it to 0)",
+                         path, drop);
+    return SFT_OK;
+}
+
 static sft_status sft__model_config_parse(const char *path, const sft_json *cfg, sft_model_config *c) {
     const sft_json *arch = sft_json_get(cfg, "architectures");
     const char *bad = NULL, *dt;
@@ -12291,6 +12476,7 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
         else if (c->eos_token_id >= 0) c->eos_token_ids[c->n_eos++] = c->eos_token_id;
     }
     c->pad_token_id = sft__cfg_id(cfg, "pad_token_id");
+    SFT__TRY(sft__cfg_phi3(path, cfg, a, c, &bad));
     SFT__TRY(sft__cfg_rope(path, cfg, c, &bad));
     SFT__TRY(sft__cfg_gemma(path, cfg, a, c, &bad));
     if (bad) return sft__fail(SFT_ERR_FORMAT, "%s: field '%s' has an impossible value", path, bad);
@@ -12542,6 +12728,20 @@ static sft_status sft__model_linear_load(const sft__weights *w, const sft_load_d
     return s;
 }
 
+/* sft__proj_mask: the roles the model's blocks have (a bit each) */
+static unsigned sft__proj_mask(const sft_model *m) {
+    if (m->arch->flags & SFT__ARCH_FUSED) return 1u << SFT__QKV | 1u << SFT__O | 1u << SFT__GATE_UP | 1u << SFT__DOWN;
+    return (1u << SFT__QKV) - 1;
+}
+
+/* how many projections the model's blocks have */
+static int sft__proj_count(const sft_model *m) {
+    unsigned have = sft__proj_mask(m);
+    int p, n = 0;
+    for (p = 0; p < SFT__N_PROJ; p++) n += (have >> p) & 1u;
+    return n;
+}
+
 /* A block's norms as the checkpoint names them, in the order sft_model_weight_at
    lists them: input_layernorm (before attention), post_attention_layernorm
    (before the MLP; Gemma: on the attention output, with pre_feedforward_layernorm
@@ -12578,15 +12778,17 @@ static sft_status sft__model_block_load(sft_model *m, const sft__weights *w, con
     int p, k, n_norms = sft__block_norms(m, b, norms);
     rows[SFT__Q] = q; rows[SFT__K] = kv; rows[SFT__V] = kv; rows[SFT__O] = D; rows[SFT__GATE] = F; rows[SFT__UP] = F; rows[SFT__DOWN] = D;
     cols[SFT__Q] = D; cols[SFT__K] = D; cols[SFT__V] = D; cols[SFT__O] = q; cols[SFT__GATE] = D; cols[SFT__UP] = D; cols[SFT__DOWN] = F;
+    rows[SFT__QKV] = q + 2 * kv; rows[SFT__GATE_UP] = 2 * F; cols[SFT__QKV] = D; cols[SFT__GATE_UP] = D;
     for (k = 0; k < n_norms; k++) {
         int64_t dim = norms[k].head ? c->head_dim : D;
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", i, norms[k].name);
         SFT__TRY(sft__weights_load(w, name, 1, &dim, 0, norms[k].t));
     }
     for (p = 0; p < SFT__N_PROJ; p++) {
-        int bias = p < SFT__O ? c->attention_bias
-                 : p == SFT__O ? c->attention_bias && !(m->arch->flags & SFT__ARCH_QKV_BIAS) : c->mlp_bias;
-        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", i, p < 4 ? "self_attn" : "mlp", sft__proj_names[p]);
+        int bias = p == SFT__O ? c->attention_bias && !(m->arch->flags & SFT__ARCH_QKV_BIAS)
+                 : sft__proj_parent(p)[0] == 's' ? c->attention_bias : c->mlp_bias;
+        if (!(sft__proj_mask(m) & (1u << p))) continue;
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", i, sft__proj_parent(p), sft__proj_names[p]);
         SFT__TRY(sft__model_linear_load(w, desc, prefix, rows[p], cols[p], bias, &b->proj[p]));
     }
     return SFT_OK;
@@ -12676,7 +12878,8 @@ SFTDEF sft_status sft_model_set_compute_dtype(sft_model *m, sft_dtype compute_dt
     if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_set_compute_dtype: NULL model");
     SFT__TRY(sft__compute_dtype_check("sft_model_set_compute_dtype", compute_dtype));
     for (i = 0; i < m->cfg.num_hidden_layers; i++)
-        for (p = 0; p < SFT__N_PROJ; p++) SFT__TRY(sft_linear_set_compute_dtype(m->blocks[i].proj[p], compute_dtype));
+        for (p = 0; p < SFT__N_PROJ; p++)
+            if (m->blocks[i].proj[p]) SFT__TRY(sft_linear_set_compute_dtype(m->blocks[i].proj[p], compute_dtype));
     m->compute_bf16 = compute_dtype == SFT_BF16;
     return SFT_OK;
 }
@@ -12694,12 +12897,13 @@ SFTDEF sft_linear *sft_model_linear(sft_model *m, int layer, const char *module)
     return m->blocks[layer].proj[p];
 }
 
-/* sft__parse_targets: which projections target_modules names (a bit each). A
-   full module path names its last component. */
-static sft_status sft__parse_targets(const char *targets, unsigned *mask) {
+/* sft__parse_targets: which of the model's projections target_modules names
+   (a bit each). A full module path names its last component. */
+static sft_status sft__parse_targets(const sft_model *m, const char *targets, unsigned *mask) {
     const char *s = targets;
+    unsigned have = sft__proj_mask(m);
     *mask = 0;
-    if (!targets || strcmp(targets, "all-linear") == 0) { *mask = (1u << SFT__N_PROJ) - 1; return SFT_OK; }
+    if (!targets || strcmp(targets, "all-linear") == 0) { *mask = have; return SFT_OK; }
     while (*s) {
         const char *e = s, *last;
         int p;
@@ -12708,8 +12912,15 @@ static sft_status sft__parse_targets(const char *targets, unsigned *mask) {
         while (s < e && *s == ' ') s++;
         if (last < s) last = s;
         p = sft__proj_index(last, (size_t)(e - last));
-        if (p < 0) return sft__fail(SFT_ERR_ARG, "lora: target module '%.*s' is not a projection of this model (q_proj, k_proj, "
-                                    "v_proj, o_proj, gate_proj, up_proj, down_proj, or all-linear)", (int)(e - s), s);
+        if (p < 0 || !(have & (1u << p))) {
+            char list[160];
+            size_t w = 0;
+            for (p = 0; p < SFT__N_PROJ && w + 1 < sizeof list; p++)
+                if (have & (1u << sft__proj_order[p]))
+                    w += (size_t)snprintf(list + w, sizeof list - w, "%s, ", sft__proj_names[sft__proj_order[p]]);
+            return sft__fail(SFT_ERR_ARG, "lora: target module '%.*s' is not a projection of this model (%sor all-linear)",
+                             (int)(e - s), s, list);
+        }
         *mask |= 1u << p;
         s = *e ? e + 1 : e;
     }
@@ -12722,7 +12933,7 @@ SFTDEF sft_status sft_model_add_lora(sft_model *m, const char *name, const sft_l
     unsigned mask;
     int i, p;
     if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_add_lora: NULL model");
-    SFT__TRY(sft__parse_targets(target_modules, &mask));
+    SFT__TRY(sft__parse_targets(m, target_modules, &mask));
     SFT__TRY(sft__lora_defaults(desc, &d));
     for (i = 0; i < m->cfg.num_hidden_layers; i++)
         for (p = 0; p < SFT__N_PROJ; p++) {
@@ -12755,6 +12966,7 @@ SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, i
             sft_linear *l = m->blocks[i].proj[p];
             const char *here[SFT__LINEAR_MAX_ADAPTERS];
             int c = 0;
+            if (!l) continue;
             for (k = 0; k < n; k++) if (sft__lin_find(l, names[k]) >= 0) here[c++] = names[k];
             if (l->n_ad) SFT__TRY(sft_linear_set_active(l, here, c));
         }
@@ -12816,9 +13028,18 @@ static sft_status sft__qkv(sft_context *ctx, const sft__fwd *f, sft_tensor *h, s
                            sft_tensor **v) {
     const sft_model_config *c = &f->m->cfg;
     const sft__block *b = &f->m->blocks[f->layer];
-    SFT__TRY(sft__proj(ctx, f, SFT__Q, h, q));
-    SFT__TRY(sft__proj(ctx, f, SFT__K, h, k));
-    SFT__TRY(sft__proj(ctx, f, SFT__V, h, v));
+    if (b->proj[SFT__QKV]) {   /* Phi-3: q, k, v are the fused output's column ranges */
+        int64_t nq = (int64_t)c->num_attention_heads * c->head_dim, nkv = (int64_t)c->num_key_value_heads * c->head_dim;
+        sft_tensor *qkv;
+        SFT__TRY(sft__proj(ctx, f, SFT__QKV, h, &qkv));
+        SFT__TRY(sft_narrow(ctx, qkv, 0, nq, q));
+        SFT__TRY(sft_narrow(ctx, qkv, nq, nkv, k));
+        SFT__TRY(sft_narrow(ctx, qkv, nq + nkv, nkv, v));
+    } else {
+        SFT__TRY(sft__proj(ctx, f, SFT__Q, h, q));
+        SFT__TRY(sft__proj(ctx, f, SFT__K, h, k));
+        SFT__TRY(sft__proj(ctx, f, SFT__V, h, v));
+    }
     SFT__TRY(sft__heads(ctx, *q, c->num_attention_heads, c->head_dim, q));
     SFT__TRY(sft__heads(ctx, *k, c->num_key_value_heads, c->head_dim, k));
     SFT__TRY(sft__heads(ctx, *v, c->num_key_value_heads, c->head_dim, v));
@@ -12857,14 +13078,23 @@ static sft_status sft__attn_residual(sft_context *ctx, const sft__fwd *f, sft_te
 }
 
 /* sft__mlp_residual: x + down(act(gate(h)) * up(h)) with h the normed x, act
-   SiLU (SwiGLU) or GELU-tanh (GeGLU, Gemma; its output normed too) */
+   SiLU (SwiGLU) or GELU-tanh (GeGLU, Gemma; its output normed too); gate and
+   up may be the halves of one fused projection (Phi-3) */
 static sft_status sft__mlp_residual(sft_context *ctx, const sft__fwd *f, sft_tensor *x, sft_tensor **out) {
     const sft_model *m = f->m;
     const sft__block *b = &m->blocks[f->layer];
     sft_tensor *h, *g, *u, *o;
     SFT__TRY(sft__norm(ctx, m, x, b->mlp_norm, &h));
-    SFT__TRY(sft__proj(ctx, f, SFT__GATE, h, &g));
-    SFT__TRY(sft__proj(ctx, f, SFT__UP, h, &u));
+    if (b->proj[SFT__GATE_UP]) {   /* Phi-3: gate and up are the fused output's halves */
+        sft_tensor *gu;
+        int64_t F = m->cfg.intermediate_size;
+        SFT__TRY(sft__proj(ctx, f, SFT__GATE_UP, h, &gu));
+        SFT__TRY(sft_narrow(ctx, gu, 0, F, &g));
+        SFT__TRY(sft_narrow(ctx, gu, F, F, &u));
+    } else {
+        SFT__TRY(sft__proj(ctx, f, SFT__GATE, h, &g));
+        SFT__TRY(sft__proj(ctx, f, SFT__UP, h, &u));
+    }
     if (m->arch->flags & SFT__ARCH_GEMMA) SFT__TRY(sft_geglu(ctx, g, u, &g));
     else SFT__TRY(sft_swiglu(ctx, g, u, &g));
     SFT__TRY(sft__proj(ctx, f, SFT__DOWN, g, &o));
@@ -13075,7 +13305,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
 /* sft__peft_key: the PEFT state-dict key of projection (layer, p)'s tensor what
    ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector"). */
 static void sft__peft_key(char *buf, size_t cap, int layer, int p, const char *what) {
-    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s", layer, p < 4 ? "self_attn" : "mlp", sft__proj_names[p], what);
+    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s", layer, sft__proj_parent(p), sft__proj_names[p], what);
 }
 
 /* sft__peft_parse_key: (layer, projection, part: 0 A, 1 B, 2 magnitude) of a key,
@@ -13096,7 +13326,7 @@ static int sft__peft_parse_key(const char *key, int *layer, int *p, int *part) {
     else return 0;
     proj = s;
     rest = strchr(s, '.');
-    if (!rest || (*p = sft__proj_index(proj, (size_t)(rest - proj))) < 0 || (*p < SFT__GATE) != attn) return 0;
+    if (!rest || (*p = sft__proj_index(proj, (size_t)(rest - proj))) < 0 || (sft__proj_parent(*p)[0] == 's') != attn) return 0;
     rest++;
     if (strcmp(rest, "lora_A.weight") == 0) *part = 0;
     else if (strcmp(rest, "lora_B.weight") == 0) *part = 1;
@@ -13175,6 +13405,9 @@ static sft_status sft__adapter_load_weights(sft_model *m, const sft_st_file *f, 
                 return sft__fail(SFT_ERR_SHAPE, "%s: '%s' names layer %d, the model has %d (an adapter for another model?)", path,
                                  t->name, layer, m->cfg.num_hidden_layers);
             lin = m->blocks[layer].proj[p];
+            if (!lin)
+                return sft__fail(SFT_ERR_FORMAT, "%s: '%s' is for a %s, which this %s model does not have (an adapter for "
+                                 "another model?)", path, t->name, sft__proj_names[p], m->cfg.architecture);
             if (pass == 0) {
                 if (sft__lin_find(lin, name) < 0) {
                     sft_lora_desc dl = *d;
@@ -13265,7 +13498,7 @@ static sft_status sft__adapter_config_write(sft_model *m, const sft__adapter *a,
     sft_json_write_key(&w, "target_modules");
     sft_json_write_array_begin(&w);
     for (p = 0; p < SFT__N_PROJ; p++)
-        if (targets & (1u << p)) sft_json_write_string(&w, sft__proj_names[p]);
+        if (targets & (1u << sft__proj_order[p])) sft_json_write_string(&w, sft__proj_names[sft__proj_order[p]]);
     sft_json_write_array_end(&w);
     sft_json_write_key(&w, "task_type"); sft_json_write_string(&w, "CAUSAL_LM");
     sft_json_write_key(&w, "use_dora"); sft_json_write_bool(&w, a->m != NULL);
@@ -13325,13 +13558,22 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
 /* ============================================================================
    === model: weights by name */
 
+/* sft__proj_nth: the role of the model's j-th projection (sft__proj_order) */
+static int sft__proj_nth(const sft_model *m, int j) {
+    unsigned have = sft__proj_mask(m);
+    int p;
+    for (p = 0; p < SFT__N_PROJ; p++)
+        if ((have & (1u << sft__proj_order[p])) && j-- == 0) return sft__proj_order[p];
+    return -1;
+}
+
 /* weights per layer: the norms (sft__block_norms), then each projection's
    weight and bias */
 SFTDEF int sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MAX], sft_tensor **weight) {
     char buf[SFT_WEIGHT_NAME_MAX];
     sft__norm_slot norms[SFT__MAX_NORMS];
     int L = m ? m->cfg.num_hidden_layers : 0, k, n_norms = m ? sft__block_norms(m, &m->blocks[0], norms) : 0;
-    int per_layer = n_norms + 2 * SFT__N_PROJ;
+    int per_layer = n_norms + 2 * (m ? sft__proj_count(m) : 0);
     sft_tensor *t = NULL;
     if (!m || i < 0) return 0;
     if (i == 0) { t = m->embed; snprintf(buf, sizeof buf, "model.embed_tokens.weight"); }
@@ -13344,10 +13586,10 @@ SFTDEF int sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MA
             snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, norms[k].name);
         } else {
             const sft_linear *l;
-            p = (k - n_norms) / 2;
+            p = sft__proj_nth(m, (k - n_norms) / 2);
             l = m->blocks[layer].proj[p];
             t = (k - n_norms) % 2 == 0 ? l->weight : l->bias;
-            snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", layer, p < 4 ? "self_attn" : "mlp", sft__proj_names[p],
+            snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", layer, sft__proj_parent(p), sft__proj_names[p],
                      (k - n_norms) % 2 == 0 ? "weight" : "bias");
         }
     } else if (i - 1 == L * per_layer) { t = m->norm; snprintf(buf, sizeof buf, "model.norm.weight"); }
@@ -13428,6 +13670,7 @@ static void sft__model_bytes(const sft_model *m, size_t *weights, size_t *adapte
                     sft__tensor_bytes(b->post_attn_norm) + sft__tensor_bytes(b->post_mlp_norm);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
+            if (!l) continue;
             *weights += sizeof *l + sft__tensor_bytes(l->weight) + sft__tensor_bytes(l->bias) + sft__qweight_bytes(l->qweight);
             for (i = 0; i < l->n_ad; i++) {
                 const sft__adapter *a = &l->ad[i];
@@ -13449,7 +13692,8 @@ static size_t sft__workspace_bytes(const sft_model *m) {
     packs = ctx->gemm_pack != NULL || ctx->cpu_path != SFT_CPU_AUTO;
     for (layer = 0; !packs && layer < m->cfg.num_hidden_layers; layer++)
         for (p = 0; p < SFT__N_PROJ; p++)
-            packs |= m->blocks[layer].proj[p]->qweight != NULL || m->blocks[layer].proj[p]->weight->dtype != SFT_F32;
+            packs |= m->blocks[layer].proj[p] &&
+                     (m->blocks[layer].proj[p]->qweight != NULL || m->blocks[layer].proj[p]->weight->dtype != SFT_F32);
 #endif
     return (packs ? ((size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC + (size_t)SFT__BLK_KC * SFT__BLK_NC) * sizeof(float) : 0) +
            (size_t)ctx->threads * SFT__ATTN_SCRATCH * sizeof(float);
@@ -19390,6 +19634,7 @@ static sft_status sft__full_params(sft_model *m, sft__vec *params, sft__vec *no_
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = m->blocks[layer].proj[p];
+            if (!l) continue;
             if (l->n_ad) return sft__fail(SFT_ERR_STATE, "train: full_finetuning on a model with adapters (layer %d); train one or the other", layer);
             if (!l->weight || l->weight->dtype != SFT_F32)
                 return sft__fail(SFT_ERR_DTYPE, "train: full_finetuning needs f32 weights; layer %d has a %s base (load the model "
@@ -19404,6 +19649,7 @@ static sft_status sft__full_params(sft_model *m, sft__vec *params, sft__vec *no_
         int k, n_norms = sft__block_norms(m, b, norms);
         for (k = 0; k < n_norms; k++) SFT__TRY(sft__push_param(m, params, no_decay, *norms[k].t, 0));
         for (p = 0; p < SFT__N_PROJ; p++) {
+            if (!b->proj[p]) continue;
             SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->weight, 1));
             if (b->proj[p]->bias) SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->bias, 0));
         }
@@ -19426,6 +19672,7 @@ static int64_t sft__flos_params(const sft_model *m) {
              (b->post_attn_norm ? sft_tensor_numel(b->post_attn_norm) + sft_tensor_numel(b->post_mlp_norm) : 0);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
+            if (!l) continue;
             n += l->in * l->out + (l->bias ? l->out : 0);
             for (i = 0; i < l->n_ad; i++)
                 n += sft_tensor_numel(l->ad[i].A) + sft_tensor_numel(l->ad[i].B) + (l->ad[i].m ? sft_tensor_numel(l->ad[i].m) : 0);
@@ -19440,7 +19687,7 @@ static sft_status sft__trainable(sft_model *m, sft__vec *params, sft__vec *no_de
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = m->blocks[layer].proj[p];
-            for (i = 0; i < l->n_ad; i++) {
+            for (i = 0; l && i < l->n_ad; i++) {
                 sft_tensor *t[3];
                 unsigned char nd[3] = {0, 0, 1};          /* no weight decay on a DoRA magnitude */
                 int k;
@@ -19947,7 +20194,7 @@ static int sft__adapter_names(const sft_model *m, const char **names, int cap) {
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = m->blocks[layer].proj[p];
-            for (i = 0; i < l->n_ad; i++) {
+            for (i = 0; l && i < l->n_ad; i++) {
                 for (k = 0; k < n && strcmp(names[k], l->ad[i].name) != 0; k++) {}
                 if (k == n && n < cap) names[n++] = l->ad[i].name;
             }

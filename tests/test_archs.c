@@ -14,8 +14,13 @@
 #define T_ARCH_TOL 1e-5
 #endif
 
-static const char *const t_archs[] = {"qwen3", "smollm3", "gemma2", "gemma3"};
-static const char *const t_proj[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static const char *const t_archs[] = {"qwen3", "smollm3", "gemma2", "gemma3", "phi3"};
+/* every projection name a model may have (Phi-3 fuses q, k, v and gate, up) */
+enum { T_NPROJ = 9 };
+static const char *const t_proj[T_NPROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                                            "qkv_proj", "gate_up_proj"};
+static const char *const t_parent[T_NPROJ] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp",
+                                              "self_attn", "mlp"};
 
 typedef struct t_fix { sft_st_file *f; sft_tensor *ids, *mask, *labels; } t_fix;
 
@@ -100,7 +105,7 @@ static void t_on_step_log(const sft_log_entry *e, void *user) {
 }
 
 static void t_key(char *buf, size_t cap, int layer, int p, const char *what) {
-    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s.weight", layer, p < 4 ? "self_attn" : "mlp", t_proj[p], what);
+    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s.weight", layer, t_parent[p], t_proj[p], what);
 }
 
 static void t_plain(const char *arch) {
@@ -132,7 +137,7 @@ static void t_lora(const char *arch, sft_quant_type quant, const char *prefix, i
     if (!m || !t_fix_open(ctx, arch, &x)) goto done;
     CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
     for (layer = 0; layer < sft_model_get_config(m)->num_hidden_layers; layer++)
-        for (p = 0; p < 7; p++) {
+        for (p = 0; p < T_NPROJ; p++) {
             sft_lora_weights w;
             if (sft_linear_adapter_weights(sft_model_linear(m, layer, t_proj[p]), "default", &w) != SFT_OK) continue;
             t_key(key, sizeof key, layer, p, "lora_A");
@@ -147,7 +152,7 @@ static void t_lora(const char *arch, sft_quant_type quant, const char *prefix, i
     t_arch_check(arch, &x, name, out.logits, name2, out.loss);
     if (out.loss) CHECK_OK(sft_backward(ctx, out.loss));
     for (layer = 0; layer < sft_model_get_config(m)->num_hidden_layers; layer++)
-        for (p = 0; p < 7; p++) {
+        for (p = 0; p < T_NPROJ; p++) {
             sft_lora_weights w;
             if (sft_linear_adapter_weights(sft_model_linear(m, layer, t_proj[p]), "default", &w) != SFT_OK) continue;
             for (ab = 0; ab < 2; ab++) {
@@ -163,7 +168,8 @@ static void t_lora(const char *arch, sft_quant_type quant, const char *prefix, i
                 n_grads++;
             }
         }
-    CHECK_MSG(n_grads == 14 * sft_model_get_config(m)->num_hidden_layers, "%s: %d gradients compared", arch, n_grads);
+    for (p = 0, ab = 0; p < T_NPROJ; p++) ab += sft_model_linear(m, 0, t_proj[p]) != NULL;
+    CHECK_MSG(n_grads == 2 * ab * sft_model_get_config(m)->num_hidden_layers && ab > 0, "%s: %d gradients compared", arch, n_grads);
 done:
     t_fix_close(&x);
     sft_model_destroy(m);
@@ -173,6 +179,40 @@ done:
 static void logits_and_loss_match_transformers(void) {
     size_t a;
     for (a = 0; a < T_COUNT(t_archs); a++) t_plain(t_archs[a]);
+}
+
+/* one unpadded row of 24 tokens: past every sliding window (the far keys
+   masked) and past phi3's original_max_position_embeddings (longrope's long
+   factors and attention factor) */
+static void logits_of_a_long_row_match_transformers(void) {
+    size_t a;
+    for (a = 0; a < T_COUNT(t_archs); a++) {
+        sft_context *ctx = t_context(2);
+        t_fix x = t_fix_zero();
+        sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE);
+        sft_tensor *ids = NULL;
+        sft_model_batch b;
+        sft_model_output out;
+        int64_t n = 0;
+        const float *want;
+        char what[96];
+        if (m && t_fix_open(ctx, t_archs[a], &x)) {
+            CHECK_OK(sft_st_load(ctx, x.f, "long.input_ids", &ids));
+            want = (const float *)t_st_data(x.f, "long.logits", &n);
+            memset(&b, 0, sizeof b);
+            b.input_ids = ids;
+            sft_step_begin(ctx);
+            if (ids) CHECK_OK(sft_model_forward(m, &b, NULL, &out));
+            snprintf(what, sizeof what, "%s long.logits", t_archs[a]);
+            if (ids && want && out.logits && n == sft_tensor_numel(out.logits) && ids->shape[1] == 24)
+                CHECK_REL(what, (const float *)out.logits->data, want, n, T_ARCH_TOL);
+            else CHECK_MSG(0, "%s: long.input_ids / long.logits missing or misshapen", t_archs[a]);
+        }
+        sft_tensor_destroy(ids);
+        t_fix_close(&x);
+        sft_model_destroy(m);
+        sft_context_destroy(ctx);
+    }
 }
 
 static void lora_gradients_match_peft(void) {
@@ -473,6 +513,59 @@ static void sliding_layers_and_gemma_settings_follow_the_config(void) {
     sft_context_destroy(ctx);
 }
 
+/* Phi-3: the fused projections under their own names (LoRA targets, weights,
+   adapters of another layout refused), partial rotary, longrope's factors and
+   attention factor from the config, and what is refused by name */
+static void phi3_fused_projections_and_longrope_follow_the_config(void) {
+    static const char *const no_orig[] = {"\"original_max_position_embeddings\": 16,", ""};
+    static const char *const af[] = {"\"type\": \"longrope\"", "\"type\": \"su\", \"attention_factor\": 1.25"};
+    static const char *const short_list[] = {"1.7000000000000002\n    ]", "1.7000000000000002, 1.8\n    ]"};
+    static const char *const dropout[] = {"\"resid_pdrop\": 0.0", "\"resid_pdrop\": 0.1"};
+    static const char *const odd[] = {"\"partial_rotary_factor\": 0.5", "\"partial_rotary_factor\": 0.25"};
+    sft_context *ctx = t_context(1);
+    sft_model *m = t_arch_load(ctx, "phi3", SFT_QUANT_NONE), *q = t_arch_load(ctx, "qwen3", SFT_QUANT_NONE);
+    sft_model_config c;
+    sft_lora_weights w;
+    char dir[600];
+    int ok;
+    if (m) {
+        const sft_model_config *mc = sft_model_get_config(m);
+        CHECK(sft_model_linear(m, 1, "qkv_proj") && sft_model_linear(m, 1, "gate_up_proj") && !sft_model_linear(m, 1, "q_proj") &&
+              !sft_model_linear(m, 1, "up_proj"));
+        CHECK(sft_model_weight(m, "model.layers.1.self_attn.qkv_proj.weight") != NULL && !sft_model_weight(m, "model.layers.1.mlp.up_proj.weight"));
+        CHECK(mc->rope.scaling == SFT_ROPE_LONGROPE && mc->rope.partial_rotary_factor == 0.5f &&
+              mc->rope.original_max_position_embeddings == 16 && mc->rope.short_factor[7] == 1.7f && mc->rope.long_factor[1] == 2.2f);
+        CHECK(fabsf(mc->rope.attention_factor - (float)sqrt(1.0 + log(4.0) / log(16.0))) <= 1e-7f);
+        CHECK(mc->sliding_window == 5 && mc->sliding_layers[0] == 3u && !mc->tie_word_embeddings);
+        CHECK_STATUS(sft_model_add_lora(m, "x", NULL, "q_proj,v_proj"), SFT_ERR_ARG);
+        CHECK_ERROR_MENTIONS("qkv_proj, o_proj, gate_up_proj, down_proj");
+        CHECK_OK(sft_model_add_lora(m, "y", NULL, "qkv_proj"));
+        CHECK(sft_linear_adapter_weights(sft_model_linear(m, 0, "qkv_proj"), "y", &w) == SFT_OK && w.B && w.B->shape[0] == 128 &&
+              sft_linear_adapter_weights(sft_model_linear(m, 0, "o_proj"), "y", &w) != SFT_OK);
+        sft_clear_error();
+    }
+    if (q) {   /* an adapter for q_proj ... does not fit a fused model */
+        CHECK_STATUS(sft_model_load_adapter(m, T_AFIX "qwen3/adapter", "z"), SFT_ERR_FORMAT);
+        CHECK_ERROR_MENTIONS("which this Phi3ForCausalLM model does not have");
+    }
+    sft_model_destroy(m); sft_model_destroy(q);
+    c = t_variant_config(ctx, "phi3", no_orig, 1, &ok);     /* no original length: max_position_embeddings, no factor -> refused */
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("rope_scaling.factor");
+    c = t_variant_config(ctx, "phi3", af, 1, &ok);           /* "su", and an attention_factor given */
+    CHECK(ok && c.rope.scaling == SFT_ROPE_LONGROPE && c.rope.attention_factor == 1.25f);
+    t_variant_config(ctx, "phi3", short_list, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("rope_scaling.short_factor must list 8 numbers");
+    t_variant_config(ctx, "phi3", dropout, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("resid_pdrop 0.1");
+    t_variant("phi3", "variant", odd, 1, dir, sizeof dir);   /* head 32 * 0.25 = 8 dims: 4 factors, the file has 8 */
+    CHECK_STATUS(sft_model_load(ctx, dir, NULL, &m), SFT_ERR_FORMAT);
+    CHECK_ERROR_MENTIONS("must list 4 numbers");
+    sft_context_destroy(ctx);
+}
+
 /* A short TRL SFTTrainer run (LoRA from the fixture's values, 18 pre-tokenized
    rows, batch 4 x accumulation 2, linear warmup, sequential order): every
    step's loss and grad_norm */
@@ -505,7 +598,7 @@ static void short_trl_runs_match_step_by_step(void) {
         ld.r = 4; ld.alpha = 8;
         CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
         for (layer = 0; layer < sft_model_get_config(m)->num_hidden_layers; layer++)
-            for (p = 0; p < 7; p++) {
+            for (p = 0; p < T_NPROJ; p++) {
                 sft_lora_weights w;
                 if (sft_linear_adapter_weights(sft_model_linear(m, layer, t_proj[p]), "default", &w) != SFT_OK) continue;
                 t_key(key, sizeof key, layer, p, "lora_A");
@@ -611,6 +704,7 @@ static void our_adapters_open_in_peft(void) {
 
 void suite_archs(void) {
     RUN(logits_and_loss_match_transformers);
+    RUN(logits_of_a_long_row_match_transformers);
     RUN(lora_gradients_match_peft);
     RUN(nf4_bases_match_bitsandbytes_and_peft);
     RUN(checkpointed_blocks_give_the_same_gradients);
@@ -621,4 +715,5 @@ void suite_archs(void) {
     RUN(short_trl_runs_match_step_by_step);
     RUN(architecture_settings_are_read_and_checked);
     RUN(sliding_layers_and_gemma_settings_follow_the_config);
+    RUN(phi3_fused_projections_and_longrope_follow_the_config);
 }

@@ -208,6 +208,12 @@ static sft_status t_fwd_geglu(sft_context *ctx, sft_tensor **in, const void *p, 
 static sft_status t_fwd_softcap(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
     (void)p; return sft_softcap(ctx, in[0], 0.6f, out);
 }
+static sft_status t_fwd_narrow(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
+    sft_tensor *a, *b;
+    (void)p;    /* two overlapping ranges, so backward adds into shared columns */
+    if (sft_narrow(ctx, in[0], 1, 3, &a) != SFT_OK || sft_narrow(ctx, in[0], 2, 3, &b) != SFT_OK) return SFT_ERR_SHAPE;
+    return sft_mul(ctx, a, b, out);
+}
 static sft_status t_fwd_rope(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
     return sft_rope(ctx, in[0], in[1], (const sft_rope_desc *)p, out);
 }
@@ -414,6 +420,26 @@ static void elementwise_gradients_match_finite_differences(void) {
     t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
     c = t_case_2("softcap", t_fwd_softcap, 3, s3, 0, NULL);
     t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
+    c = t_case_2("narrow", t_fwd_narrow, 3, s3, 0, NULL);
+    t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
+}
+
+/* narrow copies a range of the last dim; ranges outside it are refused */
+static void narrow_takes_columns_of_the_last_dim(void) {
+    sft_context *ctx = t_context(1);
+    uint64_t st = 9;
+    int64_t s[3] = {2, 3, 10}, i, j;
+    sft_tensor *x = t_random(ctx, 3, s, &st, -1, 1), *y = NULL;
+    CHECK_OK(sft_narrow(ctx, x, 6, 4, &y));
+    CHECK(y && y->ndim == 3 && y->shape[0] == 2 && y->shape[1] == 3 && y->shape[2] == 4);
+    for (i = 0; y && i < 6; i++)
+        for (j = 0; j < 4; j++) CHECK(((float *)y->data)[i * 4 + j] == ((float *)x->data)[i * 10 + 6 + j]);
+    CHECK_STATUS(sft_narrow(ctx, x, 7, 4, &y), SFT_ERR_SHAPE);
+    CHECK_ERROR_MENTIONS("columns [7, 11) of x [2, 3, 10]");
+    CHECK_STATUS(sft_narrow(ctx, x, 0, 0, &y), SFT_ERR_SHAPE);
+    CHECK_STATUS(sft_narrow(ctx, x, -1, 2, &y), SFT_ERR_SHAPE);
+    sft_tensor_destroy(x);
+    sft_context_destroy(ctx);
 }
 
 /* GELU's tanh form (PyTorch's gelu(approximate="tanh")) times up, and the soft
@@ -596,6 +622,61 @@ static void rope_llama3_scaling_follows_transformers(void) {
     d.high_freq_factor = 0.5f;
     CHECK_STATUS(sft_rope_inv_freq(&d, 128, scaled), SFT_ERR_ARG);
     CHECK_ERROR_MENTIONS("llama3");
+}
+
+/* Partial rotary (Phi-4-mini: the leading R of head_dim turn, the rest pass)
+   and longrope (Phi-3: per-frequency factors, short below the original
+   length and long from it, cos and sin times attention_factor): against the
+   definition in double, gradients by finite differences. */
+static void rope_partial_and_longrope_follow_the_definition(void) {
+    static sft_rope_desc ds[3];
+    int k;
+    memset(ds, 0, sizeof ds);
+    ds[0].theta = 700.0f; ds[0].partial_rotary_factor = 0.6f;              /* head 10: 6 dims turn, 4 pass */
+    for (k = 1; k < 3; k++) {
+        int i;
+        ds[k].theta = 10000.0f; ds[k].scaling = SFT_ROPE_LONGROPE; ds[k].partial_rotary_factor = 0.8f; ds[k].attention_factor = 1.2f;
+        for (i = 0; i < 4; i++) { ds[k].short_factor[i] = 1.0f + 0.5f * (float)i; ds[k].long_factor[i] = 2.0f + 3.0f * (float)i; }
+    }
+    ds[1].original_max_position_embeddings = 20;    /* positions reach 19: short factors */
+    ds[2].original_max_position_embeddings = 19;    /* 19 + 1 > 19: long factors */
+    for (k = 0; k < 3; k++) {
+        t_case c = t_case_rope(&ds[k]);
+        sft_context *ctx = t_context(2);
+        sft_tensor *in[4] = {0}, *out = NULL;
+        int64_t bt, h, i, R = k ? 8 : 6;
+        double af = k ? 1.2 : 1.0;
+        t_make_inputs(ctx, &c, 12 + (uint64_t)k, in);
+        CHECK_OK(sft_rope(ctx, in[0], in[1], &ds[k], &out));
+        for (bt = 0; out && bt < 14; bt++)
+            for (h = 0; h < 3; h++) {
+                const float *x = (float *)in[0]->data + (bt * 3 + h) * 10;
+                double ref[10];
+                for (i = 0; i < R / 2; i++) {
+                    double ext = k == 0 ? 1.0 : k == 1 ? ds[k].short_factor[i] : ds[k].long_factor[i];
+                    double inv = 1.0 / (ext * pow(k ? 10000.0 : 700.0, 2.0 * (double)i / (double)R));
+                    double a = ((int32_t *)in[1]->data)[bt] * inv;
+                    ref[i] = af * (x[i] * cos(a) - x[i + R / 2] * sin(a));
+                    ref[i + R / 2] = af * (x[i + R / 2] * cos(a) + x[i] * sin(a));
+                }
+                for (i = R; i < 10; i++) ref[i] = x[i];
+                t_close_d("rope (partial, longrope)", (float *)out->data + (bt * 3 + h) * 10, ref, 10, 2e-5, 1e-5);
+            }
+        t_free_inputs(in, 2);
+        sft_context_destroy(ctx);
+        t_gradcheck(&c, 1e-3, 1e-2);
+        t_thread_identity(&c);
+    }
+    {   /* settings that make no rotation are refused by name */
+        sft_rope_desc d = ds[0];
+        float inv[8];
+        d.partial_rotary_factor = 0.5f;                  /* head 10: 5 dims, odd */
+        CHECK_STATUS(sft_rope_inv_freq(&d, 10, inv), SFT_ERR_ARG);
+        CHECK_ERROR_MENTIONS("5 rotated dims");
+        d = ds[1]; d.short_factor[2] = 0.0f;
+        CHECK_STATUS(sft_rope_inv_freq(&d, 10, inv), SFT_ERR_ARG);
+        CHECK_ERROR_MENTIONS("longrope factor 2");
+    }
 }
 
 /* the plain definition; c->p may hold an sft_attention_desc (window, soft cap) */
@@ -1009,6 +1090,7 @@ void suite_ops(void) {
     RUN(elementwise_gradients_match_finite_differences);
     RUN(silu_and_swiglu_match_reference);
     RUN(geglu_and_softcap_match_reference);
+    RUN(narrow_takes_columns_of_the_last_dim);
     RUN(reshape_is_a_view_and_infers_one_dim);
     RUN(embedding_picks_rows_and_scatters_gradients);
     RUN(embedding_refuses_ids_outside_the_vocabulary);
@@ -1017,6 +1099,7 @@ void suite_ops(void) {
     RUN(rope_matches_the_rotate_half_formula);
     RUN(rope_gradients_match_finite_differences);
     RUN(rope_llama3_scaling_follows_transformers);
+    RUN(rope_partial_and_longrope_follow_the_definition);
     RUN(attention_matches_reference_with_gqa_and_sequence_ids);
     RUN(attention_gradients_match_finite_differences);
     RUN(attention_matches_reference_for_wide_heads_and_many_tiles);

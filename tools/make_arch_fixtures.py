@@ -10,6 +10,9 @@ bitsandbytes compute on it:
   logits, loss                 eager attention, f32, the right-padded batch of
                                make_model_fixtures.py (the same input_ids,
                                attention_mask and -100 labels)
+  long.input_ids, long.logits  one unpadded row of 24 seeded ids: far past
+                               every sliding window, and past phi3's original
+                               length (longrope's long factors)
   <peft key>, lora.logits,     a LoRA (r 4, alpha 8, all-linear, every A and B
   lora.loss, grad.<peft key>   set to seeded values) in train mode: logits, loss
                                and every gradient of A and B after backward
@@ -71,6 +74,13 @@ The architectures and what each adds to the Llama block:
            rotating with rope_local_base_freq 1e4 unscaled and the global one
            with rope_theta 1e6 and linear scaling 8 (as Gemma 3 4B+ ship);
            2 heads on 1 key/value head of 32, intermediate 64 (small: six layers)
+  phi3     Phi3ForCausalLM (Phi-3, Phi-4-mini): fused qkv_proj and gate_up_proj
+           (PEFT's targets by those names), partial_rotary_factor 0.5 (16 of 32
+           head dims turn, as Phi-4-mini turns 96 of 128), longrope with 8 short
+           and 8 long factors, original_max_position_embeddings 16 of 64 (the
+           batch's 7 positions use the short factors; TRL's batches, up to 21
+           long, the long ones; attention factor sqrt(1 + ln 4 / ln 16)), a
+           sliding window of 5 on every layer
 """
 
 import json
@@ -85,11 +95,13 @@ import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import (BitsAndBytesConfig, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,  # noqa: E402
-                          Gemma3TextConfig, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
+                          Gemma3TextConfig, Phi3Config, Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
+                          SmolLM3ForCausalLM)
 
 from fixture_io import save_safetensors  # noqa: E402
 
 OUT = os.path.join(mmf.ROOT, "tests", "fixtures", "archs")
+LONG_T = 24     # long.logits: one row past every window and phi3's original length (16)
 WRITER = "tools/make_arch_fixtures.py"
 
 
@@ -119,6 +131,14 @@ def configs():
                                     sliding_window=3, rope_theta=1000000.0, rope_local_base_freq=10000.0,
                                     rope_scaling={"rope_type": "linear", "factor": 8.0}, rms_norm_eps=1e-6,
                                     hidden_activation="gelu_pytorch_tanh")),
+        "phi3": dict(
+            cls=Phi3ForCausalLM, dtype=torch.float32, shard=None, seed=mmf.SEED + 15,
+            config=Phi3Config(**dict(common, num_attention_heads=2), num_hidden_layers=2, intermediate_size=128,
+                              num_key_value_heads=1, partial_rotary_factor=0.5, rope_theta=10000.0,
+                              original_max_position_embeddings=16, sliding_window=5, rms_norm_eps=1e-5,
+                              rope_scaling={"type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(8)],
+                                            "long_factor": [1.5 + 0.7 * i for i in range(8)]},
+                              pad_token_id=0, bos_token_id=1, eos_token_id=2)),
     }
 
 
@@ -182,6 +202,10 @@ def make(name, spec, ids, mask, labels):
     m = mmf.load(d)
     t, n_targets = mmf.base_pass(m, ids, mask, labels)
     tensors.update({k: v for k, v in t.items() if k in ("logits", "loss")})
+    long_ids = torch.randint(3, 256, (1, LONG_T), generator=mmf.gen(mmf.SEED + 77))
+    with torch.no_grad():
+        tensors["long.input_ids"] = long_ids.int()
+        tensors["long.logits"] = m(input_ids=long_ids).logits.float().clone()
 
     pm = get_peft_model(m, LoraConfig(**mmf.LORA))
     lora_vals = mmf.lora_values(pm)
