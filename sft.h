@@ -12349,8 +12349,7 @@ static int sft__layer_window(const sft_model_config *c, int layer) {
 static sft_status sft__cfg_windows(const char *path, const sft_json *cfg, const struct sft__arch *a, sft_model_config *c,
                                    const char **bad) {
     const sft_json *types = sft_json_get(cfg, "layer_types");
-    int i, L = c->num_hidden_layers, from = sft__cfg_int(cfg, "max_window_layers", 28, bad);
-    int pattern = a->pattern > 2 ? sft__cfg_int(cfg, "sliding_window_pattern", a->pattern, bad) : a->pattern;
+    int i, L = c->num_hidden_layers, from = 0, pattern = a->pattern;
     if ((a->flags & SFT__ARCH_WINDOW) || ((a->flags & SFT__ARCH_WINDOW_IF) && sft__json_bool(cfg, "use_sliding_window", 0)))
         c->sliding_window = sft__cfg_int(cfg, "sliding_window", (a->flags & SFT__ARCH_GEMMA) ? 4096 : 0, bad);
     if (c->sliding_window == 0 || L > 1024) return SFT_OK;  /* too many layers: refused with the sizes */
@@ -12366,7 +12365,9 @@ static sft_status sft__cfg_windows(const char *path, const sft_json *cfg, const 
         }
         return SFT_OK;
     }
-    if (pattern < 0 || (a->window_rule == SFT__WIN_PATTERN && pattern < 1)) { *bad = "sliding_window_pattern"; return SFT_OK; }
+    if (a->window_rule == SFT__WIN_FROM) from = sft__cfg_int(cfg, "max_window_layers", 28, bad);
+    if (a->window_rule == SFT__WIN_PATTERN && a->pattern > 2) pattern = sft__cfg_int(cfg, "sliding_window_pattern", a->pattern, bad);
+    if (a->window_rule == SFT__WIN_PATTERN && pattern < 1) { *bad = "sliding_window_pattern"; return SFT_OK; }
     for (i = 0; i < L; i++) {
         int on = a->window_rule == SFT__WIN_ALL || (a->window_rule == SFT__WIN_FROM && i >= from) ||
                  (a->window_rule == SFT__WIN_NOPE && !sft__layer_has_rope(c, i)) ||
@@ -12977,8 +12978,12 @@ SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, i
    === model: forward
    One decoder block is RMSNorm -> q, k, v projections -> RoPE -> causal GQA
    attention -> o projection -> residual, then RMSNorm -> gate, up -> SwiGLU ->
-   down -> residual: about twenty nodes. With gradient checkpointing each block
-   is an sft_checkpoint segment. */
+   down -> residual: about twenty nodes. What the architecture row changes:
+   Gemma norms the attention and MLP outputs too (every norm times 1 + w),
+   uses GeGLU, scales the embeddings and soft-caps scores and logits; Phi-3
+   narrows q, k, v and gate, up out of fused projections; a layer may attend
+   within a sliding window or rotate with its own RoPE. With gradient
+   checkpointing each block is an sft_checkpoint segment. */
 
 typedef struct sft__fwd {
     sft_model     *m;
