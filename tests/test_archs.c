@@ -1,9 +1,13 @@
 /* test_archs.c - the newer architectures (Qwen3: per-head q/k RMSNorm; SmolLM3:
-   layers without RoPE) from directories transformers saved: logits and loss
-   against transformers, every LoRA gradient against PEFT, the same on an NF4
-   base bitsandbytes quantized, PEFT's saved adapter, the KV cache against the
-   full forward, gradient checkpointing, and the memory plan against the
-   allocator. Fixtures: tools/make_arch_fixtures.py. */
+   layers without RoPE; Gemma 2: (1 + w) sandwich norms, GeGLU, soft caps,
+   alternating windows; Gemma 3: q/k norms, local and global RoPE, 5:1
+   windows; Phi-3: fused projections, partial rotary, longrope) from
+   directories transformers saved: logits and loss against transformers (also
+   on a row past every window), every LoRA gradient against PEFT, the same on
+   an NF4 base bitsandbytes quantized, PEFT's saved adapter both ways, a TRL
+   run step by step, the KV cache against the full forward, gradient
+   checkpointing, the memory plan against the allocator, and the config fields
+   each class reads. Fixtures: tools/make_arch_fixtures.py. */
 #include "test.h"
 #include <sys/stat.h>
 
