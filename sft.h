@@ -10,7 +10,7 @@
    in portable C, AVX2/FMA and AVX-512 chosen at run time), the tokenizer of
    Hugging Face tokenizer.json files, QLoRA's layers (bitsandbytes' NF4/FP4
    quantization, Linear4bit, LoRA/rsLoRA/DoRA adapters and prompt tuning with
-   PEFT's semantics), Llama/Mistral/Qwen2 models from Hugging Face
+   PEFT's semantics), Llama-family, Gemma 2/3 and Phi-3 models from Hugging Face
    directories (forward and backward as transformers computes them, PEFT adapter
    files, a memory plan, generation with a KV cache), chat templates run by a
    Jinja engine as transformers renders them, SFT datasets prepared token
@@ -109,9 +109,10 @@
          kernels: GEMM (portable), blocked GEMM (AVX2, AVX-512, bf16 on
                   AVX512-BF16), tile GEMMs, vector helpers, the CPU path table,
                   elementwise, dropout masks, embedding, RMSNorm, rotary
-                  position embedding, causal attention (flash-style tiles),
-                  cross-entropy, cross-entropy fused with the output projection
-                  (and the token metrics)
+                  position embedding, GELU-tanh GLU, soft-capping and
+                  narrowing, causal attention (flash-style tiles, windows,
+                  soft caps), cross-entropy, cross-entropy fused with the
+                  output projection (and the token metrics)
          peft: 4-bit quantization    NF4/FP4 codes, double quantization, decoding
          kernels: weights decoded into GEMM panels, a linear layer with its
                   adapters (LoRA terms fused), prompt tuning, the CPU backend
@@ -563,22 +564,41 @@ SFTDEF sft_status sft_rmsnorm(sft_context *ctx, sft_tensor *x, sft_tensor *weigh
 /* sft_silu: x * sigmoid(x).  sft_swiglu: silu(gate) * up. */
 SFTDEF sft_status sft_silu(sft_context *ctx, sft_tensor *x, sft_tensor **out);
 SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out);
+/* sft_geglu: gelu(gate) * up with GELU's tanh form, as PyTorch's
+   gelu(approximate="tanh") (transformers' gelu_pytorch_tanh; Gemma's MLP). */
+SFTDEF sft_status sft_geglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out);
+/* sft_softcap: cap * tanh(x / cap), cap > 0 (Gemma's logit soft-capping). */
+SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_tensor **out);
+/* sft_narrow: columns [offset, offset + length) of x's last dim, as a new
+   tensor (e.g. q, k and v out of a fused qkv projection). */
+SFTDEF sft_status sft_narrow(sft_context *ctx, sft_tensor *x, int64_t offset, int64_t length, sft_tensor **out);
 
 /* Rotary position embedding as transformers' Llama applies it (rotate_half: the
-   first and second halves of each head are the pair). */
-typedef enum sft_rope_scaling { SFT_ROPE_DEFAULT = 0, SFT_ROPE_LINEAR, SFT_ROPE_LLAMA3 } sft_rope_scaling;
+   first and second halves of each head are the pair). With a partial rotary
+   factor f only the leading R = int(head_dim * f) dims of each head turn (the
+   halves of those R are the pair) and the rest pass unchanged (Phi-4-mini).
+   LONGROPE (Phi-3's longrope, once "su"): inv_freq[i] = 1 / (ext[i] *
+   theta^(2i/R)) with ext the long factors when the largest position + 1
+   exceeds original_max_position_embeddings, else the short ones; cos and sin
+   are multiplied by attention_factor. */
+#define SFT_ROPE_MAX_FREQS 256
+typedef enum sft_rope_scaling { SFT_ROPE_DEFAULT = 0, SFT_ROPE_LINEAR, SFT_ROPE_LLAMA3, SFT_ROPE_LONGROPE } sft_rope_scaling;
 typedef struct sft_rope_desc {
     float            theta;            /* rope_theta; 0 = 10000               */
     sft_rope_scaling scaling;
     float            factor;           /* LINEAR / LLAMA3                      */
     float            low_freq_factor;  /* LLAMA3                               */
     float            high_freq_factor; /* LLAMA3                               */
-    int              original_max_position_embeddings; /* LLAMA3              */
+    int              original_max_position_embeddings; /* LLAMA3, LONGROPE   */
+    float            partial_rotary_factor;  /* 0 = 1: every dim turns         */
+    float            attention_factor; /* cos and sin times it; 0 = 1          */
+    float            short_factor[SFT_ROPE_MAX_FREQS], long_factor[SFT_ROPE_MAX_FREQS];  /* LONGROPE, R/2 each */
 } sft_rope_desc;
-/* sft_rope: x [B, T, H, head_dim] (head_dim even) rotated by positions (i32 [B, T]). */
+/* sft_rope: x [B, T, H, head_dim] (the rotated dims even) rotated by positions (i32 [B, T]). */
 SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
                            sft_tensor **out);
-/* sft_rope_inv_freq: the head_dim/2 inverse frequencies desc gives (for tests/hosts). */
+/* sft_rope_inv_freq: the R/2 inverse frequencies desc gives for head_dim (for
+   tests/hosts; LONGROPE: the short factors'). */
 SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq);
 
 /* sft_attention: causal softmax(q k^T * scale) v with grouped-query heads.
@@ -587,6 +607,17 @@ SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, flo
    same id (packed sequences). Holds no T x T matrix. Output [B, T, Hq, D]. */
 SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
                                 float scale, sft_tensor **out);
+/* sft_attention_ex: sft_attention with what some models add. A sliding window
+   W: query t sees only keys j > t - W (itself and the W - 1 before it, as
+   transformers' sliding-window mask). A soft cap c: each score s = q.k * scale
+   becomes c * tanh(s / c) before the softmax (Gemma 2). desc NULL = plain. */
+typedef struct sft_attention_desc {
+    float scale;            /* 0 = 1/sqrt(head_dim)                              */
+    int   sliding_window;   /* 0 = none                                          */
+    float softcap;          /* 0 = none                                          */
+} sft_attention_desc;
+SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
+                                   const sft_attention_desc *desc, sft_tensor **out);
 
 /* Cross-entropy over the last dim of logits [.., V] against labels (i32, logits'
    leading shape; -100 = ignored). Labels are already aligned with the logits (the
@@ -960,18 +991,29 @@ SFTDEF sft_status sft_tokenizer_apply_chat_template(sft_tokenizer *tok, const ch
    and model.safetensors, or the shards named by model.safetensors.index.json.
    The architectures (config.json "architectures"): LlamaForCausalLM (SmolLM2,
    TinyLlama, Llama 3.x), MistralForCausalLM, Qwen2ForCausalLM,
-   Qwen3ForCausalLM (per-head RMSNorm of q and k) and SmolLM3ForCausalLM
-   (layers without RoPE). The forward pass computes what transformers' eager
-   implementation computes, in f32. */
+   Qwen3ForCausalLM (per-head RMSNorm of q and k), SmolLM3ForCausalLM (layers
+   without RoPE), Gemma2ForCausalLM ((1 + w) norms around attention and the
+   MLP, GeGLU, scaled embeddings, soft-capped attention scores and logits,
+   alternating sliding windows), Gemma3ForCausalLM (Gemma 3's text decoder:
+   Gemma 2's block with (1 + w) q/k norms, five sliding layers to a global
+   one, local and global RoPE) and Phi3ForCausalLM (Phi-3, Phi-4-mini: fused
+   qkv_proj and gate_up_proj, partial rotary, longrope). Sliding windows are
+   masks: a layer that has
+   one sees the sliding_window latest keys, whatever the sequence length. The
+   forward pass computes what transformers' eager implementation computes, in
+   f32. */
 
 typedef struct sft_model_config {
     char          architecture[48];   /* e.g. "LlamaForCausalLM"               */
     int           vocab_size, hidden_size, intermediate_size, num_hidden_layers;
     int           num_attention_heads, num_key_value_heads, head_dim;
     int           max_position_embeddings;
-    int           sliding_window;      /* 0 = none                              */
+    int           sliding_window;      /* 0 = none; the layers in sliding_layers see
+                                          only the sliding_window latest keys   */
     float         rms_norm_eps;
     sft_rope_desc rope;                /* rope_theta and rope_scaling           */
+    sft_rope_desc rope_local;          /* theta > 0: the sliding layers' RoPE instead
+                                          (Gemma 3's rope_local_base_freq)     */
     int           tie_word_embeddings, attention_bias, mlp_bias;
     sft_dtype     dtype;               /* torch_dtype / dtype of the checkpoint */
     int           bos_token_id, eos_token_id, pad_token_id;   /* -1 if absent  */
@@ -981,6 +1023,10 @@ typedef struct sft_model_config {
     int           qk_norm;             /* RMSNorm of each head of q and k before RoPE (Qwen3) */
     uint32_t      no_rope_layers[32];  /* bit l set: layer l applies no RoPE (SmolLM3's
                                           no_rope_layers entries that are 0)            */
+    uint32_t      sliding_layers[32];  /* bit l set: layer l attends within sliding_window
+                                          (layer_types "sliding_attention", or the class's rule) */
+    float         attn_scale;          /* 0 = 1/sqrt(head_dim); query_pre_attn_scalar^-1/2 (Gemma) */
+    float         attn_logit_softcapping, final_logit_softcapping;   /* 0 = none (Gemma)  */
 } sft_model_config;
 
 typedef struct sft_load_desc {
@@ -1013,7 +1059,9 @@ SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m);
 /* sft_model_set_compute_dtype: as sft_load_desc.compute_dtype, from now on. */
 SFTDEF sft_status sft_model_set_compute_dtype(sft_model *m, sft_dtype compute_dtype);
 /* sft_model_linear: the layer's projection named as in transformers ("q_proj",
-   "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"), or NULL. */
+   "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"; Phi-3:
+   "qkv_proj", "o_proj", "gate_up_proj", "down_proj"), or NULL when the model
+   has none of that name. */
 SFTDEF sft_linear *sft_model_linear(sft_model *m, int layer, const char *module);
 /* sft_model_add_lora: an adapter on every projection target_modules names:
    "all-linear" (every projection of every block, never lm_head) or a comma-
@@ -1804,9 +1852,9 @@ typedef struct sft__pool sft__pool;
 typedef struct sft__node sft__node;
 
 /* profile rows: one per operator, then these */
-#define SFT__PROF_ADAPTERS 16
-#define SFT__PROF_OPTIMIZER 17
-#define SFT__PROF_ROWS 18
+#define SFT__PROF_ADAPTERS 19
+#define SFT__PROF_OPTIMIZER 20
+#define SFT__PROF_ROWS 21
 
 struct sft_context {
     sft_context_desc desc;
@@ -4633,12 +4681,13 @@ SFT__TARGET_AVX2 static void sft__dropout_words_avx2(uint64_t key, uint32_t thre
 typedef enum sft__op {
     SFT__OP_MATMUL, SFT__OP_ADD, SFT__OP_MUL, SFT__OP_SCALE, SFT__OP_RESHAPE, SFT__OP_EMBEDDING,
     SFT__OP_RMSNORM, SFT__OP_SILU, SFT__OP_SWIGLU, SFT__OP_ROPE, SFT__OP_ATTENTION, SFT__OP_CROSS_ENTROPY,
-    SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_LINEAR, SFT__OP_PROMPT, SFT__OP_COUNT
+    SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_LINEAR, SFT__OP_PROMPT, SFT__OP_GEGLU, SFT__OP_SOFTCAP, SFT__OP_NARROW,
+    SFT__OP_COUNT
 } sft__op;
 
 static const char *const sft__op_names[SFT__OP_COUNT] = {
     "matmul", "add", "mul", "scale", "reshape", "embedding", "rmsnorm", "silu", "swiglu", "rope", "attention",
-    "cross_entropy", "dropout", "linear_cross_entropy", "linear", "prompt_tuning"};
+    "cross_entropy", "dropout", "linear_cross_entropy", "linear", "prompt_tuning", "geglu", "softcap", "narrow"};
 
 #define SFT__MAX_IN 4
 
@@ -6480,22 +6529,25 @@ static sft_status sft__cpu_rmsnorm_bwd(sft_context *ctx, sft__node *n) {
 
 /* ============================================================================
    === kernels: rotary position embedding
-   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; saved = inv_freq [D/2];
-   ptr = the angles' cosines and sines [2, B*T, D/2] (shared by every rope node
-   of a model's forward) or NULL (computed per token here). For i < D/2 the pair
-   (x_i, x_{i+D/2}) turns by angle pos * inv_freq[i]; the backward turns the
-   gradient back by the same angle. */
+   node: in[0] = x [B, T, H, D], in[1] = positions [B, T]; i[0] = h, half the
+   dims that turn (D/2, less with a partial rotary factor); f[0] = the
+   attention factor cos and sin are scaled by; saved = inv_freq [h]; ptr = the
+   angles' scaled cosines and sines [2, B*T, h] (shared by every rope node of a
+   model's forward that uses the same RoPE) or NULL (computed per token here).
+   For i < h the pair (x_i, x_{i+h}) turns by angle pos * inv_freq[i]; dims
+   from 2h on pass unchanged; the backward turns the gradient back by the same
+   angle. */
 
 #define SFT__ATTN_MAX_D 512    /* the largest head_dim (rope and attention) */
 
 typedef struct sft__rope_job { sft__node *n; int backward; } sft__rope_job;
 
-/* the cosines and sines of token bt's angles into cs, sn [D/2] */
-static void sft__rope_angles(const int32_t *pos, const float *inv, int64_t half, int64_t bt, float *cs, float *sn) {
+/* the cosines and sines of token bt's angles, times af, into cs, sn [h] */
+static void sft__rope_angles(const int32_t *pos, const float *inv, int64_t h, float af, int64_t bt, float *cs, float *sn) {
     int64_t i;
-    for (i = 0; i < half; i++) {
+    for (i = 0; i < h; i++) {
         float ang = (float)pos[bt] * inv[i];
-        cs[i] = cosf(ang); sn[i] = sinf(ang);
+        cs[i] = cosf(ang) * af; sn[i] = sinf(ang) * af;
     }
 }
 
@@ -6503,7 +6555,7 @@ static void sft__rope_range(void *arg, int64_t b, int64_t e) {
     const sft__rope_job *j = (const sft__rope_job *)arg;
     const sft__node *n = j->n;
     const sft_tensor *x = n->in[0];
-    int64_t H = x->shape[2], D = x->shape[3], half = D / 2, BT = x->shape[0] * x->shape[1], bt, h, i;
+    int64_t H = x->shape[2], D = x->shape[3], half = n->i[0], BT = x->shape[0] * x->shape[1], bt, h, i;
     const float *table = (const float *)n->ptr;
     const float *src = j->backward ? SFT__CF(n->out->grad) : SFT__CF(x);
     float *dst = j->backward ? SFT__F(x->grad) : SFT__F(n->out), sgn = j->backward ? -1.0f : 1.0f;
@@ -6511,37 +6563,45 @@ static void sft__rope_range(void *arg, int64_t b, int64_t e) {
     for (bt = b; bt < e; bt++) {
         const float *cs = cbuf, *sn = sbuf;
         if (table) { cs = table + bt * half; sn = table + (BT + bt) * half; }
-        else sft__rope_angles((const int32_t *)n->in[1]->data, SFT__CF(n->saved), half, bt, cbuf, sbuf);
+        else sft__rope_angles((const int32_t *)n->in[1]->data, SFT__CF(n->saved), half, n->f[0], bt, cbuf, sbuf);
         for (h = 0; h < H; h++) {
             const float *s = src + (bt * H + h) * D;
             float *d = dst + (bt * H + h) * D;
-            if (j->backward)
+            if (j->backward) {
                 for (i = 0; i < half; i++) {
                     float x1 = s[i], x2 = s[i + half], c = cs[i], sg = sgn * sn[i];
                     d[i] += x1 * c - x2 * sg; d[i + half] += x2 * c + x1 * sg;
                 }
-            else
+                for (i = 2 * half; i < D; i++) d[i] += s[i];
+            } else {
                 for (i = 0; i < half; i++) {
                     float x1 = s[i], x2 = s[i + half], c = cs[i], sg = sn[i];
                     d[i] = x1 * c - x2 * sg; d[i + half] = x2 * c + x1 * sg;
                 }
+                for (i = 2 * half; i < D; i++) d[i] = s[i];
+            }
         }
     }
 }
 
-/* sft__rope_table: the cosines and sines of every token's angles for a head
-   dim of the desc, [2, B*T, D/2] in a step tensor, for sft__rope_ex */
+/* sft__rope_freqs: the inverse frequencies for positions up to max_pos, how
+   many (*half) and the attention factor; fails as sft_rope_inv_freq does */
+static sft_status sft__rope_freqs(const sft_rope_desc *desc, int head_dim, int64_t max_pos, float *inv, int64_t *half, float *af);
+
+/* sft__rope_table: the scaled cosines and sines of every token's angles for a
+   head dim of the desc, [2, B*T, h] in a step tensor, for sft__rope_ex */
 static sft_status sft__rope_table(sft_context *ctx, const sft_tensor *positions, const sft_rope_desc *desc, int64_t head_dim,
                                   sft_tensor **out) {
-    float inv[SFT__ATTN_MAX_D / 2];
-    int64_t half = head_dim / 2, BT = sft_tensor_numel(positions), shape[2], bt;
+    float inv[SFT__ATTN_MAX_D / 2], af;
+    int64_t half, BT = sft_tensor_numel(positions), shape[2], bt, max_pos = 0;
     *out = NULL;
-    if (head_dim % 2 || head_dim > SFT__ATTN_MAX_D || half == 0) return SFT_OK;   /* sft_rope says what is wrong */
-    SFT__TRY(sft_rope_inv_freq(desc, (int)head_dim, inv));
+    if (head_dim < 2 || head_dim > SFT__ATTN_MAX_D) return SFT_OK;   /* sft_rope says what is wrong */
+    for (bt = 0; bt < BT; bt++) if (((const int32_t *)positions->data)[bt] > max_pos) max_pos = ((const int32_t *)positions->data)[bt];
+    if (sft__rope_freqs(desc, (int)head_dim, max_pos, inv, &half, &af) != SFT_OK) { sft_clear_error(); return SFT_OK; }
     shape[0] = 2; shape[1] = BT * half;
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, out));
     for (bt = 0; bt < BT; bt++)
-        sft__rope_angles((const int32_t *)positions->data, inv, half, bt, SFT__F(*out) + bt * half, SFT__F(*out) + (BT + bt) * half);
+        sft__rope_angles((const int32_t *)positions->data, inv, half, af, bt, SFT__F(*out) + bt * half, SFT__F(*out) + (BT + bt) * half);
     return SFT_OK;
 }
 
@@ -6556,10 +6616,104 @@ static sft_status sft__cpu_rope_fwd(sft_context *ctx, sft__node *n) { return sft
 static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft__rope_run(ctx, n, 1); }
 
 /* ============================================================================
+   === kernels: GELU-tanh GLU, soft-capping, narrowing
+   geglu node: in[0] = gate, in[1] = up; out = gelu(gate) * up, GELU in its
+   tanh form as PyTorch's gelu(approximate="tanh") computes it (transformers'
+   gelu_pytorch_tanh, Gemma's MLP): gelu(x) = x/2 (1 + tanh(b (x + k x^3))),
+   b = sqrt(2/pi), k = 0.044715. softcap node: in[0] = x, f[0] = c; out =
+   c tanh(x / c) (Gemma's logit soft-capping). narrow node: in[0] = x [.., N],
+   i[0] = offset, i[1] = width; out = x[.., offset : offset + width] (Phi-3's
+   fused projections split into their parts); backward adds the gradient into
+   those columns. Plain loops, the same on every path, over fixed chunks. */
+
+#define SFT__GELU_BETA 0.7978845608028654f   /* sqrt(2 / pi) */
+#define SFT__GELU_KAPPA 0.044715f
+
+/* gelu(x), and its derivative into *d when d is not NULL */
+static float sft__gelu_tanh(float x, float *d) {
+    float x2 = x * x, inner = SFT__GELU_BETA * (x + SFT__GELU_KAPPA * x2 * x), t = tanhf(inner);
+    if (d) *d = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * SFT__GELU_BETA * (1.0f + 3.0f * SFT__GELU_KAPPA * x2);
+    return 0.5f * x * (1.0f + t);
+}
+
+static void sft__geglu_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *g = SFT__CF(n->in[0]), *u = SFT__CF(n->in[1]);
+    float *o = SFT__F(n->out);
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = sft__gelu_tanh(g[i], NULL) * u[i];
+}
+
+static void sft__geglu_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *g = SFT__CF(n->in[0]), *u = SFT__CF(n->in[1]), *dy = SFT__CF(n->out->grad);
+    float *dg = n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : NULL, *du = n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : NULL;
+    int64_t i;
+    for (i = b; i < e; i++) {
+        float d, a = sft__gelu_tanh(g[i], &d);
+        if (dg) dg[i] += dy[i] * u[i] * d;
+        if (du) du[i] += dy[i] * a;
+    }
+}
+
+static sft_status sft__cpu_geglu_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__geglu_fwd_range); }
+static sft_status sft__cpu_geglu_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__geglu_bwd_range); }
+
+static void sft__softcap_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]);
+    float *o = SFT__F(n->out), c = n->f[0];
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = tanhf(x[i] / c) * c;
+}
+
+static void sft__softcap_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]), *g = SFT__CF(n->out->grad);
+    float *dx = SFT__F(n->in[0]->grad), c = n->f[0];
+    int64_t i;
+    for (i = b; i < e; i++) { float y = tanhf(x[i] / c); dx[i] += g[i] * (1.0f - y * y); }
+}
+
+static sft_status sft__cpu_softcap_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__softcap_fwd_range); }
+static sft_status sft__cpu_softcap_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__softcap_bwd_range); }
+
+static void sft__narrow_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t N = sft__last_dim(n->in[0]), w = n->i[1], r;
+    for (r = b; r < e; r++) memcpy(SFT__F(n->out) + r * w, SFT__CF(n->in[0]) + r * N + n->i[0], (size_t)w * sizeof(float));
+}
+
+static void sft__narrow_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t N = sft__last_dim(n->in[0]), w = n->i[1], r, c;
+    for (r = b; r < e; r++) {
+        const float *g = SFT__CF(n->out->grad) + r * w;
+        float *dx = SFT__F(n->in[0]->grad) + r * N + n->i[0];
+        for (c = 0; c < w; c++) dx[c] += g[c];
+    }
+}
+
+static sft_status sft__narrow_run(sft_context *ctx, sft__node *n, sft__range_fn fn) {
+    int64_t w = n->i[1];
+    sft__parallel_rows(ctx, w ? sft_tensor_numel(n->out) / w : 0, 64, fn, n);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_narrow_fwd(sft_context *ctx, sft__node *n) { return sft__narrow_run(ctx, n, sft__narrow_fwd_range); }
+static sft_status sft__cpu_narrow_bwd(sft_context *ctx, sft__node *n) { return sft__narrow_run(ctx, n, sft__narrow_bwd_range); }
+
+/* ============================================================================
    === kernels: causal attention
    node: in[0..2] = q [B,T,Hq,D], k, v [B,T,Hkv,D], in[3] = seq_ids [B,T] or NULL;
-   f[0] = scale; saved = [2, B, Hq, T]: the log-sum-exp of each score row (made by
-   forward) and dO . O of each row (made at the start of backward).
+   f[0] = scale, f[1] = softcap (0 = none), i[0] = sliding window (0 = none);
+   saved = [2, B, Hq, T]: the log-sum-exp of each score row (made by forward)
+   and dO . O of each row (made at the start of backward).
+
+   Query t sees key j <= t of its sequence, and with a window W only j > t - W
+   (transformers' sliding_window_overlay). A soft cap c turns each visible
+   score s = q.k * scale into c tanh(s / c) before the softmax (Gemma 2's
+   attn_logit_softcapping); backward multiplies dS by 1 - tanh^2.
 
    Flash-style, in tiles of ATTN_QB query rows x ATTN_KB keys. A forward task
    takes one block of query rows of one head and walks the key blocks it can
@@ -6580,10 +6734,11 @@ static sft_status sft__cpu_rope_bwd(sft_context *ctx, sft__node *n) { return sft
    right side of P V, dS K, dS^T Q and P^T dO) is packed into the micro-kernel's
    panels before the tasks start, and the A side (Q and dO rows, the P and dS
    tiles, transposed or not) is read in place. Visibility is a range of keys
-   per query row when every sequence id forms one run (as packing makes them):
-   a tile nobody in it can see is skipped, and only the tiles a range cuts are
-   masked. Other sequence ids are tested key by key. Results depend on the path
-   (its micro-kernel) but never on the thread count. */
+   per query row when every sequence id forms one run (as packing makes them;
+   a window only raises each range's start): a tile nobody in it can see is
+   skipped, and only the tiles a range cuts are masked. Other sequence ids are
+   tested key by key. Results depend on the path (its micro-kernel) but never
+   on the thread count. */
 
 #define SFT__ATTN_QB 48        /* query rows per tile: a multiple of every path's MR */
 #define SFT__ATTN_KB 64        /* keys per tile: a multiple of every path's NR       */
@@ -6750,10 +6905,10 @@ static int sft__attn_cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* sft__attn_ranges: lo[b, t] = the first key query t sees (keys lo..t), when
-   every sequence id of each batch row forms a single run; 0 (test key by key)
-   when some id comes back after another. */
-static int sft__attn_ranges(const int32_t *ids, int64_t B, int64_t T, int32_t *lo, int32_t *runs) {
+/* sft__attn_ranges: lo[b, t] = the first key query t sees (keys lo..t; with a
+   window W at least t - W + 1), when every sequence id of each batch row forms
+   a single run; 0 (test key by key) when some id comes back after another. */
+static int sft__attn_ranges(const int32_t *ids, int64_t B, int64_t T, int64_t window, int32_t *lo, int32_t *runs) {
     int64_t b, t;
     for (b = 0; b < B; b++) {
         const int32_t *id = ids ? ids + b * T : NULL;
@@ -6763,11 +6918,19 @@ static int sft__attn_ranges(const int32_t *ids, int64_t B, int64_t T, int32_t *l
             lo[b * T + t] = start ? (int32_t)t : lo[b * T + t - 1];
             if (start && id) runs[n++] = id[t];
         }
+        if (window > 0)
+            for (t = window; t < T; t++)
+                if (lo[b * T + t] < t - window + 1) lo[b * T + t] = (int32_t)(t - window + 1);
         if (!id) continue;
         qsort(runs, (size_t)n, sizeof *runs, sft__attn_cmp_i32);
         for (t = 1; t < n; t++) if (runs[t] == runs[t - 1]) return 0;
     }
     return 1;
+}
+
+/* sft__attn_sees: query t sees key j (j <= t) by the ids and the window */
+static int sft__attn_sees(const int32_t *ids, int64_t window, int64_t t, int64_t j) {
+    return (!ids || ids[t] == ids[j]) && (window <= 0 || j > t - window);
 }
 
 /* sft__attn_tile_visible: does any query of [t0, t0 + rows) see a key of [j0, j0 + cols)? */
@@ -6780,10 +6943,22 @@ static int sft__attn_tile_visible(const sft__attn_job *job, int64_t b, int64_t t
     return 0;
 }
 
+/* sft__attn_softcap: row[0..n) = c tanh(row / c) where visible; fac (NULL in
+   forward) gets the derivative 1 - tanh^2 there and 0 where masked */
+static void sft__attn_softcap(float *row, int64_t n, float c, float *fac) {
+    int64_t j;
+    for (j = 0; j < n; j++) {
+        float y = row[j] == -INFINITY ? 0.0f : tanhf(row[j] / c);
+        if (fac) fac[j] = row[j] == -INFINITY ? 0.0f : 1.0f - y * y;
+        if (row[j] != -INFINITY) row[j] = y * c;
+    }
+}
+
 /* sft__attn_scores: s[rows x KB] = Q[t0..] K[j0..]^T * scale for the visible
-   pairs, -inf for the others (and for the columns past cols). */
+   pairs (soft-capped), -inf for the others (and for the columns past cols);
+   with a soft cap, fac (may be NULL) gets each score's 1 - tanh^2. */
 static void sft__attn_scores(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
-                             int64_t rows, int64_t j0, int64_t cols) {
+                             int64_t rows, int64_t j0, int64_t cols, float *fac) {
     const sft__node *n = job->n;
     const sft__attn_dims *d = &job->d;
     const int32_t *ids = n->in[3] ? (const int32_t *)n->in[3]->data + b * d->T : NULL;
@@ -6797,13 +6972,14 @@ static void sft__attn_scores(const sft__attn_job *job, const sft__attn_tiles *tl
         int64_t from = 0, to = t0 + i - j0 + 1;           /* visible columns [from, to) */
         if (job->lo) { from = job->lo[b * d->T + t0 + i] - j0; if (from < 0) from = 0; }
         if (to > cols) to = cols;
-        if (!job->lo && ids)
-            for (j = 0; j < to; j++) sr[j] = ids[t0 + i] == ids[j0 + j] ? sr[j] * scale : -INFINITY;
+        if (!job->lo && (ids || n->i[0] > 0))
+            for (j = 0; j < to; j++) sr[j] = sft__attn_sees(ids, n->i[0], t0 + i, j0 + j) ? sr[j] * scale : -INFINITY;
         else {
             for (j = 0; j < from && j < SFT__ATTN_KB; j++) sr[j] = -INFINITY;
             for (j = from; j < to; j++) sr[j] *= scale;
         }
         for (j = to > from ? to : from; j < SFT__ATTN_KB; j++) sr[j] = -INFINITY;
+        if (n->f[1] > 0.0f) sft__attn_softcap(sr, SFT__ATTN_KB, n->f[1], fac ? fac + i * SFT__ATTN_KB : NULL);
     }
 }
 
@@ -6822,7 +6998,7 @@ static void sft__attn_fwd_task(void *arg, int64_t task, int thread) {
     for (j0 = 0; j0 < t0 + rows; j0 += SFT__ATTN_KB) {
         int64_t cols = d->T - j0 < SFT__ATTN_KB ? d->T - j0 : SFT__ATTN_KB;
         if (!sft__attn_tile_visible(job, b, t0, rows, j0, cols)) continue;
-        sft__attn_scores(job, &tl, b, h, t0, rows, j0, cols);
+        sft__attn_scores(job, &tl, b, h, t0, rows, j0, cols, NULL);
         for (i = 0; i < rows; i++) {            /* online softmax, row by row */
             float *sr = tl.s + i * SFT__ATTN_KB, mx = m[i], corr;
             for (j = 0; j < cols; j++) if (sr[j] > mx) mx = sr[j];
@@ -6860,14 +7036,16 @@ static void sft__attn_delta_rows(void *arg, int64_t r0, int64_t r1) {
 }
 
 /* sft__attn_p_ds: for the tile (query rows t0.., keys j0..) leave P in s and
-   dS = P (dO V^T - delta) scale in dp (zero outside the tile). */
+   dS = P (dO V^T - delta) scale in dp (zero outside the tile), times 1 - tanh^2
+   with a soft cap (the factors go to the forward's acc tile, free in backward). */
 static void sft__attn_p_ds(const sft__attn_job *job, const sft__attn_tiles *tl, int64_t b, int64_t h, int64_t t0,
                            int64_t rows, int64_t j0, int64_t cols) {
     const sft__node *n = job->n;
     const sft__attn_dims *d = &job->d;
     const float *lse = SFT__CF(n->saved) + (b * d->Hq + h) * d->T, *delta = lse + d->B * d->Hq * d->T, *go;
+    float *fac = n->f[1] > 0.0f ? tl->acc : NULL;
     int64_t i, j, rs;
-    sft__attn_scores(job, tl, b, h, t0, rows, j0, cols);
+    sft__attn_scores(job, tl, b, h, t0, rows, j0, cols, fac);
     go = sft__attn_a_rows(d, SFT__CF(n->out->grad), d->Hq, b, h, t0, rows, tl->grows, &rs);
     sft__attn_tile_gemm(job->k, rows, SFT__ATTN_KB, d->D, go, rs, 1,
                         sft__attn_keys_t_at(job, job->vt, d->Hkv, b, h / d->group, j0 / SFT__ATTN_KB), d->D, tl->dp, SFT__ATTN_KB, 0);
@@ -6875,6 +7053,7 @@ static void sft__attn_p_ds(const sft__attn_job *job, const sft__attn_tiles *tl, 
         float *p = tl->s + i * SFT__ATTN_KB, *g = tl->dp + i * SFT__ATTN_KB;
         job->k->exp_shift(p, SFT__ATTN_KB, lse[t0 + i]);               /* 0 where masked */
         for (j = 0; j < SFT__ATTN_KB; j++) g[j] = p[j] * (g[j] - delta[t0 + i]) * n->f[0];
+        if (fac) for (j = 0; j < SFT__ATTN_KB; j++) g[j] *= fac[i * SFT__ATTN_KB + j];
     }
     for (i = rows; i < SFT__ATTN_QB; i++) {       /* the rows a transposed tile reads as padding */
         memset(tl->s + i * SFT__ATTN_KB, 0, SFT__ATTN_KB * sizeof(float));
@@ -6955,7 +7134,7 @@ static sft_status sft__attn_job_init(sft_context *ctx, sft__node *n, sft__attn_j
     }
     SFT__TRY(sft__attn_temp(ctx, tmp, SFT_I32, 2 * job->d.B * job->d.T, (void **)&lo));
     runs = lo + job->d.B * job->d.T;
-    if (!ctx->plan_only && sft__attn_ranges(n->in[3] ? (const int32_t *)n->in[3]->data : NULL, job->d.B, job->d.T, lo, runs))
+    if (!ctx->plan_only && sft__attn_ranges(n->in[3] ? (const int32_t *)n->in[3]->data : NULL, job->d.B, job->d.T, n->i[0], lo, runs))
         job->lo = lo;
     return SFT_OK;
 }
@@ -7082,8 +7261,9 @@ static sft_status sft__cpu_ce_bwd(sft_context *ctx, sft__node *n) {
    === kernels: cross-entropy fused with the output projection
    node: in[0] = hidden [N, D], in[1] = weight [V, D], in[2] = labels [N];
    f[0] = label smoothing, f[1] = the per-row factor (as sft_cross_entropy),
-   f[2] = 1: the weight is frozen and multiplied in bf16,
-   i[0] = ignore_index, i[1] = the vocabulary chunk Vc; saved = [4, N] per-row
+   f[2] = 1: the weight is frozen and multiplied in bf16, f[3] = c > 0: each
+   logit l becomes c tanh(l / c) first (Gemma's final_logit_softcapping; its
+   d logit is multiplied by 1 - tanh^2), i[0] = ignore_index, i[1] = the vocabulary chunk Vc; saved = [4, N] per-row
    running max, (unused), label logit, sum of logits (after forward: row 0 holds
    the log-sum-exp and row 1 the row's loss), followed by the chunk buffer [N,
    Vc]. The logits exist one vocabulary chunk at a time: forward keeps
@@ -7124,6 +7304,16 @@ static sft_status sft__lce_chunk_logits(sft_context *ctx, const sft__lce_job *j)
     return sft__gemm_f32w(ctx, j->N, h, SFT__CF(j->n->in[1]) + j->v0 * D, j->vc, D, 1, sft__lce_bf16(j->n), j->buf, j->vc, 0);
 }
 
+/* sft__lce_softcap: x[0..n) = c tanh(x / c); fac (may be NULL) = 1 - tanh^2 */
+static void sft__lce_softcap(float *x, int64_t n, float c, float *fac) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float y = tanhf(x[i] / c);
+        if (fac) fac[i] = 1.0f - y * y;
+        x[i] = y * c;
+    }
+}
+
 /* One chunk into each row's running state: the new maximum m rescales S and W
    (W' = e^(old - m) (W + (old - m) S), S' = e^(old - m) S), then the chunk's
    exponentials are added; the label's logit, the logits' sum (for label
@@ -7135,8 +7325,9 @@ static void sft__lce_fwd_rows(void *arg, int64_t b, int64_t e) {
     int smoothing = j->n->f[0] > 0.0f;
     int64_t r, c;
     for (r = b; r < e; r++) {
-        const float *x = j->buf + r * j->vc;
+        float *x = j->buf + r * j->vc;
         float cm = m[r], chunk_max = -INFINITY;
+        if (j->n->f[3] > 0.0f) sft__lce_softcap(x, j->vc, j->n->f[3], NULL);
         double *S = &j->rows.S[r], *W = &j->rows.W[r];
         for (c = 0; c < j->vc; c++) if (x[c] > chunk_max) chunk_max = x[c];
         if (chunk_max > cm) cm = chunk_max;
@@ -7210,19 +7401,29 @@ static sft_status sft__cpu_lce_fwd(sft_context *ctx, sft__node *n) {
     return s;
 }
 
-/* d logits of a chunk, in place: k * (softmax - e/V - (1-e)[c == label]) on counted rows */
+/* d logits of a chunk, in place: k * (softmax - e/V - (1-e)[c == label]) on
+   counted rows; soft-capped logits go a block of columns at a time, so each
+   block's 1 - tanh^2 can wait on the stack for the product. */
+#define SFT__LCE_CAP_BLOCK 256
+
 static void sft__lce_dlogits_rows(void *arg, int64_t b, int64_t e) {
     const sft__lce_job *j = (const sft__lce_job *)arg;
     const sft__node *n = j->n;
     const int32_t *labels = (const int32_t *)n->in[2]->data;
-    float eps = n->f[0], k = SFT__CF(n->out->grad)[0] * n->f[1];
-    int64_t r, c;
+    float eps = n->f[0], k = SFT__CF(n->out->grad)[0] * n->f[1], cap = n->f[3], fac[SFT__LCE_CAP_BLOCK];
+    int64_t r, c, c0, block = cap > 0.0f ? SFT__LCE_CAP_BLOCK : j->vc;
     for (r = b; r < e; r++) {
-        float *x = j->buf + r * j->vc, lse = j->st[r], off = eps / (float)j->V;
-        if (labels[r] == (int32_t)n->i[0]) { memset(x, 0, (size_t)j->vc * sizeof(float)); continue; }
-        j->k->exp_shift(x, j->vc, lse);                            /* the softmax */
-        for (c = 0; c < j->vc; c++) x[c] = k * (x[c] - off);
-        if (labels[r] >= j->v0 && labels[r] < j->v0 + j->vc) x[labels[r] - j->v0] -= k * (1.0f - eps);
+        float *row = j->buf + r * j->vc, lse = j->st[r], off = eps / (float)j->V;
+        if (labels[r] == (int32_t)n->i[0]) { memset(row, 0, (size_t)j->vc * sizeof(float)); continue; }
+        for (c0 = 0; c0 < j->vc; c0 += block) {
+            float *x = row + c0;
+            int64_t w = j->vc - c0 < block ? j->vc - c0 : block, y = labels[r] - j->v0 - c0;
+            if (cap > 0.0f) sft__lce_softcap(x, w, cap, fac);
+            j->k->exp_shift(x, w, lse);                            /* the softmax */
+            for (c = 0; c < w; c++) x[c] = k * (x[c] - off);
+            if (y >= 0 && y < w) x[y] -= k * (1.0f - eps);
+            if (cap > 0.0f) for (c = 0; c < w; c++) x[c] *= fac[c];
+        }
     }
 }
 
@@ -8432,10 +8633,12 @@ static const sft__backend sft__cpu_backend = {
     "cpu",
     {sft__cpu_matmul_fwd, sft__cpu_add_fwd, sft__cpu_mul_fwd, sft__cpu_scale_fwd, sft__cpu_reshape_fwd,
      sft__cpu_embedding_fwd, sft__cpu_rmsnorm_fwd, sft__cpu_silu_fwd, sft__cpu_silu_fwd, sft__cpu_rope_fwd,
-     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd, sft__cpu_linear_fwd, sft__cpu_prompt_fwd},
+     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd, sft__cpu_linear_fwd, sft__cpu_prompt_fwd,
+     sft__cpu_geglu_fwd, sft__cpu_softcap_fwd, sft__cpu_narrow_fwd},
     {sft__cpu_matmul_bwd, sft__cpu_ew_bwd, sft__cpu_ew_bwd, sft__cpu_scale_bwd, sft__cpu_reshape_bwd,
      sft__cpu_embedding_bwd, sft__cpu_rmsnorm_bwd, sft__cpu_silu_bwd, sft__cpu_silu_bwd, sft__cpu_rope_bwd,
-     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd, sft__cpu_linear_bwd, sft__cpu_prompt_bwd}};
+     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd, sft__cpu_linear_bwd, sft__cpu_prompt_bwd,
+     sft__cpu_geglu_bwd, sft__cpu_softcap_bwd, sft__cpu_narrow_bwd}};
 
 static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
 
@@ -8657,37 +8860,85 @@ SFTDEF sft_status sft_silu(sft_context *ctx, sft_tensor *x, sft_tensor **out) {
     return sft__op_run(ctx, &n, out);
 }
 
-SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+/* swiglu and geglu: gate and up of one shape */
+static sft_status sft__glu(sft_context *ctx, sft__op op, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[2];
     in[0] = gate; in[1] = up;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SWIGLU, 2, in, out));
-    SFT__TRY(sft__check_in("swiglu", "gate", gate, SFT_F32));
-    SFT__TRY(sft__check_in("swiglu", "up", up, SFT_F32));
-    if (!sft__same_shape(gate, up)) return sft__shape_mismatch("swiglu", "gate and up differ", gate, up);
+    SFT__TRY(sft__node_begin(ctx, &n, op, 2, in, out));
+    SFT__TRY(sft__check_in(sft__op_names[op], "gate", gate, SFT_F32));
+    SFT__TRY(sft__check_in(sft__op_names[op], "up", up, SFT_F32));
+    if (!sft__same_shape(gate, up)) return sft__shape_mismatch(sft__op_names[op], "gate and up differ", gate, up);
     SFT__TRY(sft__node_out(ctx, &n, gate->ndim, gate->shape));
     return sft__op_run(ctx, &n, out);
 }
 
+SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+    return sft__glu(ctx, SFT__OP_SWIGLU, gate, up, out);
+}
+
+SFTDEF sft_status sft_geglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+    return sft__glu(ctx, SFT__OP_GEGLU, gate, up, out);
+}
+
+SFTDEF sft_status sft_narrow(sft_context *ctx, sft_tensor *x, int64_t offset, int64_t length, sft_tensor **out) {
+    sft__node n;
+    int64_t shape[SFT_MAX_DIMS], N;
+    char sb[96];
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_NARROW, 1, &x, out));
+    SFT__TRY(sft__check_in("narrow", "x", x, SFT_F32));
+    N = x->ndim ? x->shape[x->ndim - 1] : 0;
+    if (x->ndim < 1 || offset < 0 || length < 1 || offset > N - length)
+        return sft__fail(SFT_ERR_SHAPE, "narrow: columns [%lld, %lld) of x %s", (long long)offset, (long long)(offset + length),
+                         SFT__SHAPE(x, sb));
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = length;
+    n.i[0] = offset; n.i[1] = length;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_tensor **out) {
+    sft__node n;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SOFTCAP, 1, &x, out));
+    SFT__TRY(sft__check_in("softcap", "x", x, SFT_F32));
+    if (!(cap > 0.0f && cap < INFINITY)) return sft__fail(SFT_ERR_ARG, "softcap: cap = %g (want > 0)", cap);
+    n.f[0] = cap;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
 /* The inverse frequencies, computed in f32 the way transformers does
-   (1 / theta^(2i/D)), then rescaled per the desc. */
-SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq) {
+   (1 / theta^(2i/R)), then rescaled per the desc. */
+static sft_status sft__rope_freqs(const sft_rope_desc *desc, int head_dim, int64_t max_pos, float *inv_freq, int64_t *half,
+                                  float *af) {
     sft_rope_desc d;
-    int i;
+    int i, R;
     memset(&d, 0, sizeof d);
     if (desc) d = *desc;
     if (d.theta == 0.0f) d.theta = 10000.0f;
-    if (!inv_freq || head_dim <= 0 || head_dim % 2)
-        return sft__fail(SFT_ERR_ARG, "rope: head_dim %d must be even and positive", head_dim);
+    if (d.partial_rotary_factor == 0.0f) d.partial_rotary_factor = 1.0f;
+    if (!inv_freq || head_dim <= 0) return sft__fail(SFT_ERR_ARG, "rope: head_dim %d must be positive", head_dim);
+    if (!(d.partial_rotary_factor > 0.0f && d.partial_rotary_factor <= 1.0f))
+        return sft__fail(SFT_ERR_ARG, "rope: partial_rotary_factor = %g (want (0, 1])", d.partial_rotary_factor);
+    R = (int)((double)head_dim * (double)d.partial_rotary_factor);
+    if (R < 2 || R % 2 || R / 2 > SFT_ROPE_MAX_FREQS)
+        return sft__fail(SFT_ERR_ARG, "rope: %d rotated dims of head_dim %d (partial_rotary_factor %g) must be even and "
+                         "in [2, %d]", R, head_dim, d.partial_rotary_factor, 2 * SFT_ROPE_MAX_FREQS);
     if (!(d.theta > 1.0f)) return sft__fail(SFT_ERR_ARG, "rope: rope_theta = %g (want > 1)", d.theta);
-    if (d.scaling != SFT_ROPE_DEFAULT && !(d.factor > 0.0f))
+    if ((int)d.scaling < 0 || d.scaling > SFT_ROPE_LONGROPE) return sft__fail(SFT_ERR_ARG, "rope: scaling %d", (int)d.scaling);
+    if ((d.scaling == SFT_ROPE_LINEAR || d.scaling == SFT_ROPE_LLAMA3) && !(d.factor > 0.0f))
         return sft__fail(SFT_ERR_ARG, "rope: rope_scaling factor = %g (want > 0)", d.factor);
     if (d.scaling == SFT_ROPE_LLAMA3 &&
         (d.original_max_position_embeddings <= 0 || !(d.high_freq_factor > d.low_freq_factor) || !(d.low_freq_factor > 0.0f)))
         return sft__fail(SFT_ERR_ARG, "rope: llama3 scaling needs original_max_position_embeddings > 0 and "
                          "high_freq_factor (%g) > low_freq_factor (%g) > 0", d.high_freq_factor, d.low_freq_factor);
-    for (i = 0; i < head_dim / 2; i++) {
-        float inv = 1.0f / powf(d.theta, (float)(2 * i) / (float)head_dim);
+    if (d.scaling == SFT_ROPE_LONGROPE && d.original_max_position_embeddings <= 0)
+        return sft__fail(SFT_ERR_ARG, "rope: longrope needs original_max_position_embeddings > 0");
+    if (!(d.attention_factor >= 0.0f && d.attention_factor < INFINITY))
+        return sft__fail(SFT_ERR_ARG, "rope: attention_factor = %g", d.attention_factor);
+    for (i = 0; i < R / 2; i++) {
+        float inv = 1.0f / powf(d.theta, (float)(2 * i) / (float)R);
         if (d.scaling == SFT_ROPE_LINEAR) inv /= d.factor;
         if (d.scaling == SFT_ROPE_LLAMA3) {
             float old = (float)d.original_max_position_embeddings, wavelen = 2.0f * 3.14159265358979f / inv;
@@ -8698,9 +8949,22 @@ SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, flo
                 inv = (1.0f - smooth) * inv / d.factor + smooth * inv;
             }
         }
+        if (d.scaling == SFT_ROPE_LONGROPE) {       /* long factors once a position reaches the original length */
+            float ext = max_pos + 1 > d.original_max_position_embeddings ? d.long_factor[i] : d.short_factor[i];
+            if (!(ext > 0.0f && ext < INFINITY)) return sft__fail(SFT_ERR_ARG, "rope: longrope factor %d = %g (want > 0)", i, ext);
+            inv = 1.0f / (ext * powf(d.theta, (float)(2 * i) / (float)R));
+        }
         inv_freq[i] = inv;
     }
+    *half = R / 2;
+    *af = d.attention_factor > 0.0f ? d.attention_factor : 1.0f;
     return SFT_OK;
+}
+
+SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq) {
+    int64_t half;
+    float af;
+    return sft__rope_freqs(desc, head_dim, 0, inv_freq, &half, &af);
 }
 
 static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
@@ -8717,20 +8981,23 @@ static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *posi
                                const sft_tensor *table, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[2];
-    float inv[SFT__ATTN_MAX_D / 2];
-    int64_t half;
+    float inv[SFT__ATTN_MAX_D / 2], af;
+    int64_t half, i, max_pos = 0;
     char sb[96];
     in[0] = x; in[1] = positions;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ROPE, 2, in, out));
     SFT__TRY(sft__check_in("rope", "x", x, SFT_F32));
     SFT__TRY(sft__check_in("rope", "positions", positions, SFT_I32));
-    if (x->ndim != 4 || x->shape[3] % 2 || x->shape[3] > SFT__ATTN_MAX_D)
-        return sft__fail(SFT_ERR_SHAPE, "rope: x must be [B, T, H, head_dim] with head_dim even and <= %d, got %s",
-                         SFT__ATTN_MAX_D, SFT__SHAPE(x, sb));
+    if (x->ndim != 4 || x->shape[3] < 2 || x->shape[3] > SFT__ATTN_MAX_D)
+        return sft__fail(SFT_ERR_SHAPE, "rope: x must be [B, T, H, head_dim] with head_dim in [2, %d], got %s", SFT__ATTN_MAX_D,
+                         SFT__SHAPE(x, sb));
     if (sft_tensor_numel(positions) != x->shape[0] * x->shape[1])
         return sft__shape_mismatch("rope", "positions must be [B, T]", x, positions);
-    half = x->shape[3] / 2;
-    if (half > 0) SFT__TRY(sft_rope_inv_freq(desc, (int)x->shape[3], inv));
+    for (i = 0; positions->device == SFT_DEVICE_CPU && i < sft_tensor_numel(positions); i++)
+        if (((const int32_t *)positions->data)[i] > max_pos) max_pos = ((const int32_t *)positions->data)[i];
+    SFT__TRY(sft__rope_freqs(desc, (int)x->shape[3], max_pos, inv, &half, &af));
+    n.i[0] = half;
+    n.f[0] = af;
     SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &half, &n.saved));
     SFT__TRY(sft__device_copy(n.saved->data, x->device, inv, SFT_DEVICE_CPU, (size_t)half * sizeof(float)));
     if (table && x->device == SFT_DEVICE_CPU && sft_tensor_numel(table) == 2 * sft_tensor_numel(positions) * half) n.ptr = table->data;
@@ -8740,9 +9007,20 @@ static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *posi
 
 SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
                                 float scale, sft_tensor **out) {
+    sft_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.scale = scale;
+    return sft_attention_ex(ctx, q, k, v, seq_ids, &d, out);
+}
+
+SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
+                                   const sft_attention_desc *desc, sft_tensor **out) {
     sft__node n;
     sft_tensor *in[4];
     int64_t lse_shape[4];
+    sft_attention_desc d;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
     in[0] = q; in[1] = k; in[2] = v; in[3] = seq_ids;
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ATTENTION, 4, in, out));
     SFT__TRY(sft__check_in("attention", "q", q, SFT_F32));
@@ -8759,8 +9037,12 @@ SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, 
         return sft__fail(SFT_ERR_SHAPE, "attention: head_dim %lld (want 1..%d)", (long long)q->shape[3], SFT__ATTN_MAX_D);
     if (seq_ids && sft_tensor_numel(seq_ids) != q->shape[0] * q->shape[1])
         return sft__shape_mismatch("attention", "seq_ids must be [B, T]", q, seq_ids);
-    if (!(scale >= 0.0f)) return sft__fail(SFT_ERR_ARG, "attention: scale = %g", scale);
-    n.f[0] = scale > 0.0f ? scale : 1.0f / sqrtf((float)q->shape[3]);
+    if (!(d.scale >= 0.0f && d.scale < INFINITY)) return sft__fail(SFT_ERR_ARG, "attention: scale = %g", d.scale);
+    if (!(d.softcap >= 0.0f && d.softcap < INFINITY)) return sft__fail(SFT_ERR_ARG, "attention: softcap = %g (want >= 0)", d.softcap);
+    if (d.sliding_window < 0) return sft__fail(SFT_ERR_ARG, "attention: sliding_window = %d (want >= 0)", d.sliding_window);
+    n.f[0] = d.scale > 0.0f ? d.scale : 1.0f / sqrtf((float)q->shape[3]);
+    n.f[1] = d.softcap;
+    n.i[0] = d.sliding_window;
     lse_shape[0] = 2; lse_shape[1] = q->shape[0]; lse_shape[2] = q->shape[2]; lse_shape[3] = q->shape[1];
     SFT__TRY(sft__tensor_step(ctx, q->device, SFT_F32, 4, lse_shape, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 4, q->shape));
@@ -8825,17 +9107,20 @@ SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_te
 }
 
 static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
-                                               const sft_ce_desc *desc, int bf16, sft__lce_metrics *mt, sft_tensor **out);
+                                               const sft_ce_desc *desc, int bf16, float softcap, sft__lce_metrics *mt,
+                                               sft_tensor **out);
 
 SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
                                            const sft_ce_desc *desc, sft_tensor **out) {
-    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, NULL, out);
+    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, 0.0f, NULL, out);
 }
 
-/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16; mt
-   (may be NULL) gets the token metrics of forward */
+/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16;
+   softcap > 0: the logits soft-capped first (sft_softcap); mt (may be NULL)
+   gets the token metrics of forward */
 static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
-                                               const sft_ce_desc *desc, int bf16, sft__lce_metrics *mt, sft_tensor **out) {
+                                               const sft_ce_desc *desc, int bf16, float softcap, sft__lce_metrics *mt,
+                                               sft_tensor **out) {
     sft__node n;
     sft_tensor *in[3];
     int64_t D, N, V, vc, saved;
@@ -8856,6 +9141,8 @@ static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hid
     if (vc > V) vc = V;
     n.i[1] = vc;
     n.f[2] = bf16 ? 1.0f : 0.0f;
+    if (!(softcap >= 0.0f && softcap < INFINITY)) return sft__fail(SFT_ERR_ARG, "linear_cross_entropy: softcap = %g", softcap);
+    n.f[3] = softcap;
     n.ptr = mt;
     saved = 4 * N + N * vc;
     SFT__TRY(sft__tensor_step(ctx, hidden->device, SFT_F32, 1, &saved, &n.saved));
@@ -9050,9 +9337,9 @@ SFTDEF void sft_linear_destroy(sft_linear *lin) {
     sft__free(lin->ctx, lin);
 }
 
-static int sft__lin_find(const sft_linear *l, const char *name) {
+static int sft__lin_find(const sft_linear *l, const char *name) {   /* l NULL: -1 */
     int i;
-    for (i = 0; name && i < l->n_ad; i++)
+    for (i = 0; l && name && i < l->n_ad; i++)
         if (strcmp(l->ad[i].name, name) == 0) return i;
     return -1;
 }
@@ -12123,11 +12410,23 @@ SFTDEF sft_status sft_tokenizer_decode(sft_tokenizer *t, const int32_t *ids, siz
 
 #define SFT__MODEL_MAX_SHARDS 256
 
-static const char *const sft__proj_names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-enum { SFT__Q, SFT__K, SFT__V, SFT__O, SFT__GATE, SFT__UP, SFT__DOWN, SFT__N_PROJ };
+/* A block's projections by role, named as transformers and PEFT name them. A
+   model has q, k, v and gate, up (the Llama layout) or their fused forms
+   qkv_proj and gate_up_proj (Phi-3: q, k, v and gate, up are column ranges of
+   one output); the roles it lacks stay NULL. */
+enum { SFT__Q, SFT__K, SFT__V, SFT__O, SFT__GATE, SFT__UP, SFT__DOWN, SFT__QKV, SFT__GATE_UP, SFT__N_PROJ };
+static const char *const sft__proj_names[SFT__N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                         "down_proj", "qkv_proj", "gate_up_proj"};
+
+/* the roles in the order a model lists them (weights, messages, adapter_config.json) */
+static const int sft__proj_order[SFT__N_PROJ] = {SFT__Q, SFT__K, SFT__V, SFT__QKV, SFT__O, SFT__GATE, SFT__UP, SFT__GATE_UP, SFT__DOWN};
+
+/* the module a projection sits in: "self_attn" or "mlp" */
+static const char *sft__proj_parent(int p) { return p <= SFT__O || p == SFT__QKV ? "self_attn" : "mlp"; }
 
 typedef struct sft__block {
-    sft_tensor *attn_norm, *mlp_norm;
+    sft_tensor *attn_norm, *mlp_norm;  /* before attention, before the MLP          */
+    sft_tensor *post_attn_norm, *post_mlp_norm;   /* on their outputs (Gemma); else NULL */
     sft_tensor *q_norm, *k_norm;       /* [head_dim], with qk_norm (Qwen3); else NULL */
     sft_linear *proj[SFT__N_PROJ];
 } sft__block;
@@ -12137,6 +12436,7 @@ struct sft_model {
     char            *dir;               /* where it was loaded from (base_model_name_or_path) */
     sft_device       device;            /* where its tensors live (sft_load_desc.device) */
     sft_model_config cfg;
+    const struct sft__arch *arch;       /* cfg.architecture's row of sft__archs */
     sft_tensor      *embed, *norm, *lm_head;   /* lm_head == embed when tied */
     sft__block      *blocks;
     int              compute_bf16;      /* the output projection in bf16 (the linears hold their own) */
@@ -12173,6 +12473,53 @@ static sft_status sft__cfg_dtype(const char *path, const char *name, sft_dtype *
     return SFT_OK;
 }
 
+/* sft__cfg_factors: a list of n positive numbers, rope_scaling[key] */
+static sft_status sft__cfg_factors(const char *path, const sft_json *rs, const char *key, int n, float *out) {
+    const sft_json *l = sft_json_get(rs, key);
+    int i;
+    if (!l || l->type != SFT_JSON_ARRAY || (int)l->length != n)
+        return sft__fail(SFT_ERR_FORMAT, "%s: rope_scaling.%s must list %d numbers (one per rotated pair)", path, key, n);
+    for (i = 0; i < n; i++) {
+        if (l->items[i].type != SFT_JSON_NUMBER || !(l->items[i].number > 0.0 && l->items[i].number < 1e30))
+            return sft__fail(SFT_ERR_FORMAT, "%s: rope_scaling.%s[%d] must be a positive number", path, key, i);
+        out[i] = (float)l->items[i].number;
+    }
+    return SFT_OK;
+}
+
+/* sft__cfg_longrope: longrope's factors and attention factor as transformers
+   computes them: the original length is the config's
+   original_max_position_embeddings (Phi-3's field; else max_position_embeddings,
+   with rope_scaling.factor), the factor max_position_embeddings over it, and
+   without rope_scaling.attention_factor sqrt(1 + ln factor / ln original) when
+   the factor exceeds 1. Needs head_dim and partial_rotary_factor parsed. */
+static sft_status sft__cfg_longrope(const char *path, const sft_json *cfg, const sft_json *rs, sft_model_config *c,
+                                    const char **bad) {
+    sft_rope_desc *r = &c->rope;
+    int R = (int)((double)c->head_dim * (double)(r->partial_rotary_factor > 0.0f ? r->partial_rotary_factor : 1.0f));
+    double factor, orig;
+    r->scaling = SFT_ROPE_LONGROPE;
+    if (R < 2 || R / 2 > SFT_ROPE_MAX_FREQS) return SFT_OK;            /* refused with the sizes */
+    SFT__TRY(sft__cfg_factors(path, rs, "short_factor", R / 2, r->short_factor));
+    SFT__TRY(sft__cfg_factors(path, rs, "long_factor", R / 2, r->long_factor));
+    if (sft_json_get(cfg, "original_max_position_embeddings")) {
+        orig = sft__cfg_int(cfg, "original_max_position_embeddings", 0, bad);
+        factor = orig > 0 ? (double)c->max_position_embeddings / orig : 0.0;
+    } else {
+        orig = c->max_position_embeddings;
+        factor = r->factor;
+    }
+    if (!(orig > 0)) { *bad = "original_max_position_embeddings"; return SFT_OK; }
+    r->original_max_position_embeddings = (int)orig;
+    r->attention_factor = sft__cfg_float(rs, "attention_factor", 0.0f, bad);
+    if (!sft_json_get(rs, "attention_factor") || sft_json_get(rs, "attention_factor")->type == SFT_JSON_NULL) {
+        if (!(factor > 0.0)) { *bad = "rope_scaling.factor"; return SFT_OK; }
+        r->attention_factor = factor <= 1.0 ? 1.0f : (float)sqrt(1.0 + log(factor) / log(orig));
+    }
+    if (!(r->attention_factor > 0.0f)) *bad = "rope_scaling.attention_factor";
+    return SFT_OK;
+}
+
 static sft_status sft__cfg_rope(const char *path, const sft_json *cfg, sft_model_config *c, const char **bad) {
     const sft_json *rs = sft_json_get(cfg, "rope_scaling");
     const char *type;
@@ -12191,7 +12538,9 @@ static sft_status sft__cfg_rope(const char *path, const sft_json *cfg, sft_model
         c->rope.original_max_position_embeddings = sft__cfg_int(rs, "original_max_position_embeddings", 8192, bad);
         return SFT_OK;
     }
-    return sft__fail(SFT_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported (default, linear, llama3)", path, type);
+    if (strcmp(type, "longrope") == 0 || strcmp(type, "su") == 0) return sft__cfg_longrope(path, cfg, rs, c, bad);
+    return sft__fail(SFT_ERR_UNSUPPORTED, "%s: rope_scaling type '%s' is not supported (default, linear, llama3, longrope)", path,
+                     type);
 }
 
 /* sft__cfg_quant: a quantization_config of bitsandbytes 4-bit. */
@@ -12213,27 +12562,65 @@ static sft_status sft__cfg_quant(const char *path, const sft_json *cfg, sft_mode
    attention, SwiGLU gate/up/down, the weight names model.layers.N.self_attn.
    {q,k,v,o}_proj, mlp.{gate,up,down}_proj, input_layernorm,
    post_attention_layernorm, which are also PEFT's target names); a row says
-   which biases there are, where sliding windows apply and what a layer adds.
-   A new decoder of this kind is one more row. */
+   which biases there are, which layers attend within a sliding window and
+   what a layer adds or does otherwise. A new decoder of this kind is one more
+   row plus what is new in it. */
 
 enum {
     SFT__ARCH_ATTN_BIAS = 1 << 0,   /* config's attention_bias: q, k, v and o have biases        */
     SFT__ARCH_QKV_BIAS  = 1 << 1,   /* q, k and v always have biases, o never (Qwen2)            */
     SFT__ARCH_MLP_BIAS  = 1 << 2,   /* config's mlp_bias: gate, up and down have biases          */
-    SFT__ARCH_WINDOW    = 1 << 3,   /* config's sliding_window applies (Mistral)                 */
+    SFT__ARCH_WINDOW    = 1 << 3,   /* config's sliding_window applies (Mistral, Gemma)          */
     SFT__ARCH_WINDOW_IF = 1 << 4,   /* ... only with use_sliding_window (Qwen2, Qwen3, SmolLM3) */
     SFT__ARCH_QK_NORM   = 1 << 5,   /* self_attn.q_norm / k_norm [head_dim]: each head of q and k
-                                       RMS-normalised before RoPE (Qwen3)                      */
-    SFT__ARCH_NOPE      = 1 << 6    /* no_rope_layers: a 0 entry means that layer has no RoPE
+                                       RMS-normalised before RoPE (Qwen3, Gemma 3)             */
+    SFT__ARCH_NOPE      = 1 << 6,   /* no_rope_layers: a 0 entry means that layer has no RoPE
                                        (SmolLM3; default: every no_rope_layer_interval-th)    */
+    SFT__ARCH_GEMMA     = 1 << 7,   /* Gemma's block: every norm scales by 1 + weight; the
+                                       attention output and the MLP output are normed too
+                                       (post_attention_layernorm, post_feedforward_layernorm;
+                                       pre_feedforward_layernorm before the MLP); GeGLU MLP
+                                       (hidden_activation gelu_pytorch_tanh); attention scale
+                                       query_pre_attn_scalar^-1/2; final_logit_softcapping */
+    SFT__ARCH_ATTN_CAP  = 1 << 8,   /* attn_logit_softcapping (Gemma 2)                         */
+    SFT__ARCH_SCALE_IN  = 1 << 9,   /* the decoder's input times sqrt(hidden_size), inputs_embeds
+                                       included (Gemma 2)                                      */
+    SFT__ARCH_SCALE_EMB = 1 << 10,  /* the embeddings times sqrt(hidden_size), in the embedding
+                                       itself (Gemma 3: inputs_embeds are taken as they are)   */
+    SFT__ARCH_TIED      = 1 << 11,  /* tie_word_embeddings is true when config.json omits it
+                                       (the class's default; transformers writes only values
+                                       that differ from it)                                    */
+    SFT__ARCH_LOCAL_ROPE = 1 << 12, /* sliding layers rotate with rope_local_base_freq and no
+                                       scaling, the others with rope_theta (default 1e6) and
+                                       rope_scaling (Gemma 3)                                  */
+    SFT__ARCH_FUSED     = 1 << 13,  /* self_attn.qkv_proj and mlp.gate_up_proj instead of q, k, v
+                                       and gate, up (Phi-3; PEFT targets them by these names)  */
+    SFT__ARCH_PARTIAL   = 1 << 14   /* partial_rotary_factor: RoPE turns only the leading
+                                       fraction of each head (Phi-4-mini)                      */
 };
 
-static const struct sft__arch { const char *name; unsigned flags; } sft__archs[] = {
-    {"LlamaForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS},
-    {"MistralForCausalLM", SFT__ARCH_WINDOW},
-    {"Qwen2ForCausalLM", SFT__ARCH_QKV_BIAS | SFT__ARCH_WINDOW_IF},
-    {"Qwen3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_QK_NORM},
-    {"SmolLM3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_NOPE},
+/* Which layers attend within the window (when the model has one): config.json's
+   layer_types when the class reads it, else the class's default. */
+enum {
+    SFT__WIN_ALL,          /* every layer; layer_types is not read (Mistral)                  */
+    SFT__WIN_FROM,         /* layers from max_window_layers on (Qwen2, Qwen3)                 */
+    SFT__WIN_NOPE,         /* the layers without RoPE (SmolLM3)                               */
+    SFT__WIN_PATTERN       /* all but every pattern-th: sliding_window_pattern (Gemma 3: 6;
+                              Gemma 2: 2)                                                       */
+};
+
+static const struct sft__arch { const char *name; unsigned flags; int window_rule, pattern; } sft__archs[] = {
+    {"LlamaForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS, SFT__WIN_ALL, 0},
+    {"MistralForCausalLM", SFT__ARCH_WINDOW, SFT__WIN_ALL, 0},
+    {"Qwen2ForCausalLM", SFT__ARCH_QKV_BIAS | SFT__ARCH_WINDOW_IF, SFT__WIN_FROM, 0},
+    {"Qwen3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_QK_NORM, SFT__WIN_FROM, 0},
+    {"SmolLM3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_MLP_BIAS | SFT__ARCH_WINDOW_IF | SFT__ARCH_NOPE | SFT__ARCH_TIED,
+     SFT__WIN_NOPE, 0},
+    {"Gemma2ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW | SFT__ARCH_GEMMA | SFT__ARCH_ATTN_CAP | SFT__ARCH_SCALE_IN |
+     SFT__ARCH_TIED, SFT__WIN_PATTERN, 2},
+    {"Gemma3ForCausalLM", SFT__ARCH_ATTN_BIAS | SFT__ARCH_WINDOW | SFT__ARCH_QK_NORM | SFT__ARCH_GEMMA | SFT__ARCH_SCALE_EMB |
+     SFT__ARCH_TIED | SFT__ARCH_LOCAL_ROPE, SFT__WIN_PATTERN, 6},
+    {"Phi3ForCausalLM", SFT__ARCH_WINDOW | SFT__ARCH_FUSED | SFT__ARCH_PARTIAL, SFT__WIN_ALL, 0},
 };
 
 static const struct sft__arch *sft__arch_of(const char *name) {
@@ -12264,11 +12651,109 @@ static sft_status sft__cfg_no_rope(const char *path, const sft_json *cfg, sft_mo
     return SFT_OK;
 }
 
-static int sft__layer_has_rope(const sft_model_config *c, int layer) { return !((c->no_rope_layers[layer / 32] >> (layer % 32)) & 1u); }
+static int sft__layer_bit(const uint32_t *bits, int layer) { return (bits[layer / 32] >> (layer % 32)) & 1u; }
+static int sft__layer_has_rope(const sft_model_config *c, int layer) { return !sft__layer_bit(c->no_rope_layers, layer); }
+/* the layer rotates with cfg.rope_local (a sliding layer of Gemma 3) */
+static int sft__layer_rope_local(const sft_model_config *c, int layer) {
+    return c->rope_local.theta > 0.0f && sft__layer_bit(c->sliding_layers, layer);
+}
+/* the window layer attends within (0: the whole causal past) */
+static int sft__layer_window(const sft_model_config *c, int layer) {
+    return sft__layer_bit(c->sliding_layers, layer) ? c->sliding_window : 0;
+}
+
+/* sft__cfg_windows: sliding_window and the layers it applies to (see the
+   window rules above); layer_types entries are "sliding_attention" or
+   "full_attention". */
+static sft_status sft__cfg_windows(const char *path, const sft_json *cfg, const struct sft__arch *a, sft_model_config *c,
+                                   const char **bad) {
+    const sft_json *types = sft_json_get(cfg, "layer_types");
+    int i, L = c->num_hidden_layers, from = 0, pattern = a->pattern;
+    if ((a->flags & SFT__ARCH_WINDOW) || ((a->flags & SFT__ARCH_WINDOW_IF) && sft__json_bool(cfg, "use_sliding_window", 0)))
+        c->sliding_window = sft__cfg_int(cfg, "sliding_window", (a->flags & SFT__ARCH_GEMMA) ? 4096 : 0, bad);
+    if (c->sliding_window == 0 || L > 1024) return SFT_OK;  /* too many layers: refused with the sizes */
+    if (a->window_rule != SFT__WIN_ALL && types && types->type != SFT_JSON_NULL) {
+        if (types->type != SFT_JSON_ARRAY || (int)types->length != L)
+            return sft__fail(SFT_ERR_FORMAT, "%s: layer_types must name one attention type per layer (%d)", path, L);
+        for (i = 0; i < L; i++) {
+            const char *t = types->items[i].type == SFT_JSON_STRING ? types->items[i].string : "";
+            if (strcmp(t, "sliding_attention") == 0) c->sliding_layers[i / 32] |= 1u << (i % 32);
+            else if (strcmp(t, "full_attention") != 0)
+                return sft__fail(SFT_ERR_UNSUPPORTED, "%s: layer_types[%d] '%.40s' is not supported (sliding_attention, "
+                                 "full_attention)", path, i, t);
+        }
+        return SFT_OK;
+    }
+    if (a->window_rule == SFT__WIN_FROM) from = sft__cfg_int(cfg, "max_window_layers", 28, bad);
+    if (a->window_rule == SFT__WIN_PATTERN && a->pattern > 2) pattern = sft__cfg_int(cfg, "sliding_window_pattern", a->pattern, bad);
+    if (a->window_rule == SFT__WIN_PATTERN && pattern < 1) { *bad = "sliding_window_pattern"; return SFT_OK; }
+    for (i = 0; i < L; i++) {
+        int on = a->window_rule == SFT__WIN_ALL || (a->window_rule == SFT__WIN_FROM && i >= from) ||
+                 (a->window_rule == SFT__WIN_NOPE && !sft__layer_has_rope(c, i)) ||
+                 (a->window_rule == SFT__WIN_PATTERN && (i + 1) % pattern != 0);
+        if (on) c->sliding_layers[i / 32] |= 1u << (i % 32);
+    }
+    return SFT_OK;
+}
+
+/* sft__cfg_activation: the MLP's activation: silu (SwiGLU), or for Gemma
+   hidden_activation gelu_pytorch_tanh (GeGLU) */
+static sft_status sft__cfg_activation(const char *path, const sft_json *cfg, const struct sft__arch *a) {
+    const char *key = (a->flags & SFT__ARCH_GEMMA) ? "hidden_activation" : "hidden_act";
+    const char *want = (a->flags & SFT__ARCH_GEMMA) ? "gelu_pytorch_tanh" : "silu", *act = sft__json_str(cfg, key);
+    if (act && strcmp(act, want) != 0) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (%s)", path, key, act, want);
+    return SFT_OK;
+}
+
+/* sft__cfg_cap: a soft cap: dflt when absent, none (0) when null */
+static float sft__cfg_cap(const sft_json *cfg, const char *key, float dflt, const char **bad) {
+    const sft_json *j = sft_json_get(cfg, key);
+    float v = j && j->type == SFT_JSON_NULL ? 0.0f : sft__cfg_float(cfg, key, dflt, bad);
+    if (v < 0.0f) *bad = key;
+    return v > 0.0f ? v : 0.0f;
+}
+
+/* sft__cfg_gemma: the attention scale and soft caps of the Gemma rows (their
+   configs' defaults where absent) */
+static sft_status sft__cfg_gemma(const char *path, const sft_json *cfg, const struct sft__arch *a, sft_model_config *c,
+                                 const char **bad) {
+    float scalar;
+    if (!(a->flags & SFT__ARCH_GEMMA)) return SFT_OK;
+    if (sft__json_bool(cfg, "use_bidirectional_attention", 0))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: use_bidirectional_attention is not supported (causal attention only)", path);
+    scalar = sft__cfg_float(cfg, "query_pre_attn_scalar", 256.0f, bad);
+    if (!(scalar > 0.0f)) *bad = "query_pre_attn_scalar";
+    else c->attn_scale = (float)pow((double)scalar, -0.5);
+    c->final_logit_softcapping = sft__cfg_cap(cfg, "final_logit_softcapping", (a->flags & SFT__ARCH_ATTN_CAP) ? 30.0f : 0.0f, bad);
+    if (a->flags & SFT__ARCH_ATTN_CAP) c->attn_logit_softcapping = sft__cfg_cap(cfg, "attn_logit_softcapping", 50.0f, bad);
+    if (a->flags & SFT__ARCH_LOCAL_ROPE) {
+        if (!sft_json_get(cfg, "rope_theta")) c->rope.theta = 1000000.0f;
+        c->rope_local.theta = sft__cfg_float(cfg, "rope_local_base_freq", 10000.0f, bad);
+        if (!(c->rope_local.theta > 1.0f)) *bad = "rope_local_base_freq";
+    }
+    return SFT_OK;
+}
+
+/* sft__cfg_phi3: partial_rotary_factor (before the RoPE is read); residual
+   dropout, which sft.h does not apply, must be off */
+static sft_status sft__cfg_phi3(const char *path, const sft_json *cfg, const struct sft__arch *a, sft_model_config *c,
+                                const char **bad) {
+    float drop;
+    if (a->flags & SFT__ARCH_PARTIAL) {
+        c->rope.partial_rotary_factor = sft__cfg_float(cfg, "partial_rotary_factor", 1.0f, bad);
+        if (!(c->rope.partial_rotary_factor > 0.0f && c->rope.partial_rotary_factor <= 1.0f)) *bad = "partial_rotary_factor";
+    }
+    if (!(a->flags & SFT__ARCH_FUSED)) return SFT_OK;
+    drop = sft__cfg_float(cfg, "resid_pdrop", 0.0f, bad);
+    if (drop != 0.0f)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: resid_pdrop %g is not supported (sft.h applies no residual dropout; set it to 0)",
+                         path, drop);
+    return SFT_OK;
+}
 
 static sft_status sft__model_config_parse(const char *path, const sft_json *cfg, sft_model_config *c) {
     const sft_json *arch = sft_json_get(cfg, "architectures");
-    const char *bad = NULL, *act, *dt;
+    const char *bad = NULL, *dt;
     const struct sft__arch *a;
     char known[256];
     size_t k, w = 0;
@@ -12282,8 +12767,7 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
     if (!a || strlen(arch->items[0].string) >= sizeof c->architecture)
         return sft__fail(SFT_ERR_UNSUPPORTED, "%s: architecture '%.40s' is not supported (%s)", path, arch->items[0].string, known);
     memcpy(c->architecture, arch->items[0].string, strlen(arch->items[0].string) + 1);
-    act = sft__json_str(cfg, "hidden_act");
-    if (act && strcmp(act, "silu") != 0) return sft__fail(SFT_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (silu)", path, act);
+    SFT__TRY(sft__cfg_activation(path, cfg, a));
     c->vocab_size = sft__cfg_int(cfg, "vocab_size", 0, &bad);
     c->hidden_size = sft__cfg_int(cfg, "hidden_size", 0, &bad);
     c->intermediate_size = sft__cfg_int(cfg, "intermediate_size", 0, &bad);
@@ -12293,13 +12777,12 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
     c->head_dim = sft__cfg_int(cfg, "head_dim", c->num_attention_heads ? c->hidden_size / c->num_attention_heads : 0, &bad);
     c->max_position_embeddings = sft__cfg_int(cfg, "max_position_embeddings", 0, &bad);
     c->rms_norm_eps = sft__cfg_float(cfg, "rms_norm_eps", 1e-6f, &bad);
-    c->tie_word_embeddings = sft__json_bool(cfg, "tie_word_embeddings", 0);
+    c->tie_word_embeddings = sft__json_bool(cfg, "tie_word_embeddings", (a->flags & SFT__ARCH_TIED) != 0);
     c->attention_bias = (a->flags & SFT__ARCH_QKV_BIAS) ? 1 : (a->flags & SFT__ARCH_ATTN_BIAS) ? sft__json_bool(cfg, "attention_bias", 0) : 0;
     c->mlp_bias = (a->flags & SFT__ARCH_MLP_BIAS) ? sft__json_bool(cfg, "mlp_bias", 0) : 0;
-    if ((a->flags & SFT__ARCH_WINDOW) || ((a->flags & SFT__ARCH_WINDOW_IF) && sft__json_bool(cfg, "use_sliding_window", 0)))
-        c->sliding_window = sft__cfg_int(cfg, "sliding_window", 0, &bad);
     c->qk_norm = (a->flags & SFT__ARCH_QK_NORM) != 0;
     if (a->flags & SFT__ARCH_NOPE) SFT__TRY(sft__cfg_no_rope(path, cfg, c, &bad));
+    SFT__TRY(sft__cfg_windows(path, cfg, a, c, &bad));
     c->bos_token_id = sft__cfg_id(cfg, "bos_token_id");
     c->eos_token_id = sft__cfg_id(cfg, "eos_token_id");
     {
@@ -12313,7 +12796,9 @@ static sft_status sft__model_config_parse(const char *path, const sft_json *cfg,
         else if (c->eos_token_id >= 0) c->eos_token_ids[c->n_eos++] = c->eos_token_id;
     }
     c->pad_token_id = sft__cfg_id(cfg, "pad_token_id");
+    SFT__TRY(sft__cfg_phi3(path, cfg, a, c, &bad));
     SFT__TRY(sft__cfg_rope(path, cfg, c, &bad));
+    SFT__TRY(sft__cfg_gemma(path, cfg, a, c, &bad));
     if (bad) return sft__fail(SFT_ERR_FORMAT, "%s: field '%s' has an impossible value", path, bad);
     dt = sft__json_str(cfg, "torch_dtype");
     if (!dt) dt = sft__json_str(cfg, "dtype");
@@ -12564,6 +13049,45 @@ static sft_status sft__model_linear_load(const sft__weights *w, const sft_load_d
     return s;
 }
 
+/* sft__proj_mask: the roles the model's blocks have (a bit each) */
+static unsigned sft__proj_mask(const sft_model *m) {
+    if (m->arch->flags & SFT__ARCH_FUSED) return 1u << SFT__QKV | 1u << SFT__O | 1u << SFT__GATE_UP | 1u << SFT__DOWN;
+    return (1u << SFT__QKV) - 1;
+}
+
+/* how many projections the model's blocks have */
+static int sft__proj_count(const sft_model *m) {
+    unsigned have = sft__proj_mask(m);
+    int p, n = 0;
+    for (p = 0; p < SFT__N_PROJ; p++) n += (have >> p) & 1u;
+    return n;
+}
+
+/* A block's norms as the checkpoint names them, in the order sft_model_weight_at
+   lists them: input_layernorm (before attention), post_attention_layernorm
+   (before the MLP; Gemma: on the attention output, with pre_feedforward_layernorm
+   before the MLP and post_feedforward_layernorm on its output), then q_norm and
+   k_norm (per head). */
+#define SFT__MAX_NORMS 6
+typedef struct sft__norm_slot { const char *name; sft_tensor **t; int head; } sft__norm_slot;
+
+static int sft__block_norms(const sft_model *m, sft__block *b, sft__norm_slot *out) {
+    int n = 0, gemma = (m->arch->flags & SFT__ARCH_GEMMA) != 0;
+#define SFT__NORM(nm, slot, hd) do { out[n].name = nm; out[n].t = slot; out[n].head = hd; n++; } while (0)
+    SFT__NORM("input_layernorm", &b->attn_norm, 0);
+    SFT__NORM("post_attention_layernorm", gemma ? &b->post_attn_norm : &b->mlp_norm, 0);
+    if (gemma) {
+        SFT__NORM("pre_feedforward_layernorm", &b->mlp_norm, 0);
+        SFT__NORM("post_feedforward_layernorm", &b->post_mlp_norm, 0);
+    }
+    if (m->cfg.qk_norm) {
+        SFT__NORM("self_attn.q_norm", &b->q_norm, 1);
+        SFT__NORM("self_attn.k_norm", &b->k_norm, 1);
+    }
+#undef SFT__NORM
+    return n;
+}
+
 static sft_status sft__model_block_load(sft_model *m, const sft__weights *w, const sft_load_desc *desc, int i) {
     const sft_model_config *c = &m->cfg;
     sft__block *b = &m->blocks[i];
@@ -12571,24 +13095,21 @@ static sft_status sft__model_block_load(sft_model *m, const sft__weights *w, con
     int64_t D = c->hidden_size, F = c->intermediate_size, q = (int64_t)c->num_attention_heads * c->head_dim,
             kv = (int64_t)c->num_key_value_heads * c->head_dim;
     int64_t rows[SFT__N_PROJ], cols[SFT__N_PROJ];
-    int p;
+    sft__norm_slot norms[SFT__MAX_NORMS];
+    int p, k, n_norms = sft__block_norms(m, b, norms);
     rows[SFT__Q] = q; rows[SFT__K] = kv; rows[SFT__V] = kv; rows[SFT__O] = D; rows[SFT__GATE] = F; rows[SFT__UP] = F; rows[SFT__DOWN] = D;
     cols[SFT__Q] = D; cols[SFT__K] = D; cols[SFT__V] = D; cols[SFT__O] = q; cols[SFT__GATE] = D; cols[SFT__UP] = D; cols[SFT__DOWN] = F;
-    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
-    SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->attn_norm));
-    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
-    SFT__TRY(sft__weights_load(w, name, 1, &D, 0, &b->mlp_norm));
-    if (c->qk_norm) {
-        int64_t hd = c->head_dim;
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", i);
-        SFT__TRY(sft__weights_load(w, name, 1, &hd, 0, &b->q_norm));
-        snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", i);
-        SFT__TRY(sft__weights_load(w, name, 1, &hd, 0, &b->k_norm));
+    rows[SFT__QKV] = q + 2 * kv; rows[SFT__GATE_UP] = 2 * F; cols[SFT__QKV] = D; cols[SFT__GATE_UP] = D;
+    for (k = 0; k < n_norms; k++) {
+        int64_t dim = norms[k].head ? c->head_dim : D;
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", i, norms[k].name);
+        SFT__TRY(sft__weights_load(w, name, 1, &dim, 0, norms[k].t));
     }
     for (p = 0; p < SFT__N_PROJ; p++) {
-        int bias = p < SFT__O ? c->attention_bias
-                 : p == SFT__O ? c->attention_bias && !(sft__arch_of(c->architecture)->flags & SFT__ARCH_QKV_BIAS) : c->mlp_bias;
-        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", i, p < 4 ? "self_attn" : "mlp", sft__proj_names[p]);
+        int bias = p == SFT__O ? c->attention_bias && !(m->arch->flags & SFT__ARCH_QKV_BIAS)
+                 : sft__proj_parent(p)[0] == 's' ? c->attention_bias : c->mlp_bias;
+        if (!(sft__proj_mask(m) & (1u << p))) continue;
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s.%s", i, sft__proj_parent(p), sft__proj_names[p]);
         SFT__TRY(sft__model_linear_load(w, desc, prefix, rows[p], cols[p], bias, &b->proj[p]));
     }
     return SFT_OK;
@@ -12600,6 +13121,8 @@ SFTDEF void sft_model_destroy(sft_model *m) {
     for (i = 0; m->blocks && i < m->cfg.num_hidden_layers; i++) {
         sft_tensor_destroy(m->blocks[i].attn_norm);
         sft_tensor_destroy(m->blocks[i].mlp_norm);
+        sft_tensor_destroy(m->blocks[i].post_attn_norm);
+        sft_tensor_destroy(m->blocks[i].post_mlp_norm);
         sft_tensor_destroy(m->blocks[i].q_norm);
         sft_tensor_destroy(m->blocks[i].k_norm);
         for (p = 0; p < SFT__N_PROJ; p++) sft_linear_destroy(m->blocks[i].proj[p]);
@@ -12658,9 +13181,12 @@ static sft_status sft__block_move(sft_model *m, int i) {
     if (m->device == SFT_DEVICE_CPU) return SFT_OK;
     SFT__TRY(sft__tensor_move(m->ctx, &b->attn_norm, m->device));
     SFT__TRY(sft__tensor_move(m->ctx, &b->mlp_norm, m->device));
+    SFT__TRY(sft__tensor_move(m->ctx, &b->post_attn_norm, m->device));
+    SFT__TRY(sft__tensor_move(m->ctx, &b->post_mlp_norm, m->device));
     SFT__TRY(sft__tensor_move(m->ctx, &b->q_norm, m->device));
     SFT__TRY(sft__tensor_move(m->ctx, &b->k_norm, m->device));
-    for (p = 0; p < SFT__N_PROJ; p++) SFT__TRY(sft__linear_move(b->proj[p], m->device));
+    for (p = 0; p < SFT__N_PROJ; p++)
+        if (b->proj[p]) SFT__TRY(sft__linear_move(b->proj[p], m->device));   /* a model has some of the roles */
     return SFT_OK;
 }
 
@@ -12715,7 +13241,7 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     m->compute_bf16 = d.compute_dtype == SFT_BF16;
     m->dir = sft__strdup(ctx, dir);
     s = m->dir ? sft__model_read_config(ctx, dir, &m->cfg) : sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
-    if (s == SFT_OK) s = sft__weights_open(ctx, dir, &w);
+    if (s == SFT_OK) { m->arch = sft__arch_of(m->cfg.architecture); s = sft__weights_open(ctx, dir, &w); }
     else memset(&w, 0, sizeof w);
     if (s == SFT_OK) s = sft__model_load_weights(m, &w, &d);
     sft__weights_close(&w);
@@ -12731,7 +13257,8 @@ SFTDEF sft_status sft_model_set_compute_dtype(sft_model *m, sft_dtype compute_dt
     if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_set_compute_dtype: NULL model");
     SFT__TRY(sft__compute_dtype_check("sft_model_set_compute_dtype", compute_dtype));
     for (i = 0; i < m->cfg.num_hidden_layers; i++)
-        for (p = 0; p < SFT__N_PROJ; p++) SFT__TRY(sft_linear_set_compute_dtype(m->blocks[i].proj[p], compute_dtype));
+        for (p = 0; p < SFT__N_PROJ; p++)
+            if (m->blocks[i].proj[p]) SFT__TRY(sft_linear_set_compute_dtype(m->blocks[i].proj[p], compute_dtype));
     m->compute_bf16 = compute_dtype == SFT_BF16;
     return SFT_OK;
 }
@@ -12749,12 +13276,13 @@ SFTDEF sft_linear *sft_model_linear(sft_model *m, int layer, const char *module)
     return m->blocks[layer].proj[p];
 }
 
-/* sft__parse_targets: which projections target_modules names (a bit each). A
-   full module path names its last component. */
-static sft_status sft__parse_targets(const char *targets, unsigned *mask) {
+/* sft__parse_targets: which of the model's projections target_modules names
+   (a bit each). A full module path names its last component. */
+static sft_status sft__parse_targets(const sft_model *m, const char *targets, unsigned *mask) {
     const char *s = targets;
+    unsigned have = sft__proj_mask(m);
     *mask = 0;
-    if (!targets || strcmp(targets, "all-linear") == 0) { *mask = (1u << SFT__N_PROJ) - 1; return SFT_OK; }
+    if (!targets || strcmp(targets, "all-linear") == 0) { *mask = have; return SFT_OK; }
     while (*s) {
         const char *e = s, *last;
         int p;
@@ -12763,8 +13291,15 @@ static sft_status sft__parse_targets(const char *targets, unsigned *mask) {
         while (s < e && *s == ' ') s++;
         if (last < s) last = s;
         p = sft__proj_index(last, (size_t)(e - last));
-        if (p < 0) return sft__fail(SFT_ERR_ARG, "lora: target module '%.*s' is not a projection of this model (q_proj, k_proj, "
-                                    "v_proj, o_proj, gate_proj, up_proj, down_proj, or all-linear)", (int)(e - s), s);
+        if (p < 0 || !(have & (1u << p))) {
+            char list[160];
+            size_t w = 0;
+            for (p = 0; p < SFT__N_PROJ && w + 1 < sizeof list; p++)
+                if (have & (1u << sft__proj_order[p]))
+                    w += (size_t)snprintf(list + w, sizeof list - w, "%s, ", sft__proj_names[sft__proj_order[p]]);
+            return sft__fail(SFT_ERR_ARG, "lora: target module '%.*s' is not a projection of this model (%sor all-linear)",
+                             (int)(e - s), s, list);
+        }
         *mask |= 1u << p;
         s = *e ? e + 1 : e;
     }
@@ -12777,7 +13312,7 @@ SFTDEF sft_status sft_model_add_lora(sft_model *m, const char *name, const sft_l
     unsigned mask;
     int i, p;
     if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_add_lora: NULL model");
-    SFT__TRY(sft__parse_targets(target_modules, &mask));
+    SFT__TRY(sft__parse_targets(m, target_modules, &mask));
     SFT__TRY(sft__lora_defaults(desc, &d));
     for (i = 0; i < m->cfg.num_hidden_layers; i++)
         for (p = 0; p < SFT__N_PROJ; p++) {
@@ -12810,6 +13345,7 @@ SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, i
             sft_linear *l = m->blocks[i].proj[p];
             const char *here[SFT__LINEAR_MAX_ADAPTERS];
             int c = 0;
+            if (!l) continue;
             for (k = 0; k < n; k++) if (sft__lin_find(l, names[k]) >= 0) here[c++] = names[k];
             if (l->n_ad) SFT__TRY(sft_linear_set_active(l, here, c));
         }
@@ -12820,13 +13356,18 @@ SFTDEF sft_status sft_model_set_active(sft_model *m, const char *const *names, i
    === model: forward
    One decoder block is RMSNorm -> q, k, v projections -> RoPE -> causal GQA
    attention -> o projection -> residual, then RMSNorm -> gate, up -> SwiGLU ->
-   down -> residual: about twenty nodes. With gradient checkpointing each block
-   is an sft_checkpoint segment. */
+   down -> residual: about twenty nodes. What the architecture row changes:
+   Gemma norms the attention and MLP outputs too (every norm times 1 + w),
+   uses GeGLU, scales the embeddings and soft-caps scores and logits; Phi-3
+   narrows q, k, v and gate, up out of fused projections; a layer may attend
+   within a sliding window or rotate with its own RoPE. With gradient
+   checkpointing each block is an sft_checkpoint segment. */
 
 typedef struct sft__fwd {
     sft_model     *m;
     sft_tensor    *positions, *seq_ids;
     sft_tensor    *rope;            /* the angles' cosines and sines (sft__rope_table) */
+    sft_tensor    *rope_local;      /* the same for cfg.rope_local, or NULL            */
     sft_model_run  run;             /* a copy: checkpointed blocks read it in backward */
     int            layer;
 } sft__fwd;
@@ -12848,6 +13389,20 @@ static sft_status sft__heads(sft_context *ctx, sft_tensor *x, int64_t heads, int
     return sft_reshape(ctx, x, 4, shape, out);
 }
 
+/* sft__norm: the model's RMSNorm of x by weight w, times w or, for Gemma,
+   times 1 + w (the 1 is added here, a few values per norm and forward, so the
+   weight keeps its checkpoint value and name) */
+static sft_status sft__norm(sft_context *ctx, const sft_model *m, sft_tensor *x, sft_tensor *w, sft_tensor **out) {
+    if (m->arch->flags & SFT__ARCH_GEMMA) {
+        sft_tensor *one;
+        int64_t i, n = sft_tensor_numel(w);
+        SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 1, &n, &one));
+        for (i = 0; i < n; i++) SFT__F(one)[i] = 1.0f;
+        SFT__TRY(sft_add(ctx, w, one, &w));
+    }
+    return sft_rmsnorm(ctx, x, w, m->cfg.rms_norm_eps, out);
+}
+
 /* sft__qkv: a block's attention inputs from the normed hidden state h: the
    projections as heads [B, T, H, head_dim], q and k RMS-normalised per head
    (qk_norm) and rotated (unless the layer has no RoPE). Training and the
@@ -12856,43 +13411,93 @@ static sft_status sft__qkv(sft_context *ctx, const sft__fwd *f, sft_tensor *h, s
                            sft_tensor **v) {
     const sft_model_config *c = &f->m->cfg;
     const sft__block *b = &f->m->blocks[f->layer];
-    SFT__TRY(sft__proj(ctx, f, SFT__Q, h, q));
-    SFT__TRY(sft__proj(ctx, f, SFT__K, h, k));
-    SFT__TRY(sft__proj(ctx, f, SFT__V, h, v));
+    if (b->proj[SFT__QKV]) {   /* Phi-3: q, k, v are the fused output's column ranges */
+        int64_t nq = (int64_t)c->num_attention_heads * c->head_dim, nkv = (int64_t)c->num_key_value_heads * c->head_dim;
+        sft_tensor *qkv;
+        SFT__TRY(sft__proj(ctx, f, SFT__QKV, h, &qkv));
+        SFT__TRY(sft_narrow(ctx, qkv, 0, nq, q));
+        SFT__TRY(sft_narrow(ctx, qkv, nq, nkv, k));
+        SFT__TRY(sft_narrow(ctx, qkv, nq + nkv, nkv, v));
+    } else {
+        SFT__TRY(sft__proj(ctx, f, SFT__Q, h, q));
+        SFT__TRY(sft__proj(ctx, f, SFT__K, h, k));
+        SFT__TRY(sft__proj(ctx, f, SFT__V, h, v));
+    }
     SFT__TRY(sft__heads(ctx, *q, c->num_attention_heads, c->head_dim, q));
     SFT__TRY(sft__heads(ctx, *k, c->num_key_value_heads, c->head_dim, k));
     SFT__TRY(sft__heads(ctx, *v, c->num_key_value_heads, c->head_dim, v));
     if (b->q_norm) {
-        SFT__TRY(sft_rmsnorm(ctx, *q, b->q_norm, c->rms_norm_eps, q));
-        SFT__TRY(sft_rmsnorm(ctx, *k, b->k_norm, c->rms_norm_eps, k));
+        SFT__TRY(sft__norm(ctx, f->m, *q, b->q_norm, q));
+        SFT__TRY(sft__norm(ctx, f->m, *k, b->k_norm, k));
     }
     if (!sft__layer_has_rope(c, f->layer)) return SFT_OK;
     {   /* the forward's shared table of angles, for its own positions */
-        const sft_tensor *table = positions == f->positions ? f->rope : NULL;
-        SFT__TRY(sft__rope_ex(ctx, *q, positions, &c->rope, table, q));
-        return sft__rope_ex(ctx, *k, positions, &c->rope, table, k);
+        int local = sft__layer_rope_local(c, f->layer);
+        const sft_rope_desc *rope = local ? &c->rope_local : &c->rope;
+        const sft_tensor *table = positions == f->positions ? (local ? f->rope_local : f->rope) : NULL;
+        SFT__TRY(sft__rope_ex(ctx, *q, positions, rope, table, q));
+        return sft__rope_ex(ctx, *k, positions, rope, table, k);
     }
+}
+
+/* the layer's attention: scale, window, soft cap */
+static sft_attention_desc sft__attn_desc(const sft_model_config *c, int layer) {
+    sft_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.scale = c->attn_scale;
+    d.sliding_window = sft__layer_window(c, layer);
+    d.softcap = c->attn_logit_softcapping;
+    return d;
+}
+
+/* sft__attn_residual: x + o_proj(a) (the projection normed first for Gemma);
+   a is the attention output [B, T, Hq * head_dim] */
+static sft_status sft__attn_residual(sft_context *ctx, const sft__fwd *f, sft_tensor *x, sft_tensor *a, sft_tensor **out) {
+    const sft__block *b = &f->m->blocks[f->layer];
+    sft_tensor *o;
+    SFT__TRY(sft__proj(ctx, f, SFT__O, a, &o));
+    if (b->post_attn_norm) SFT__TRY(sft__norm(ctx, f->m, o, b->post_attn_norm, &o));
+    return sft_add(ctx, x, o, out);
+}
+
+/* sft__mlp_residual: x + down(act(gate(h)) * up(h)) with h the normed x, act
+   SiLU (SwiGLU) or GELU-tanh (GeGLU, Gemma; its output normed too); gate and
+   up may be the halves of one fused projection (Phi-3) */
+static sft_status sft__mlp_residual(sft_context *ctx, const sft__fwd *f, sft_tensor *x, sft_tensor **out) {
+    const sft_model *m = f->m;
+    const sft__block *b = &m->blocks[f->layer];
+    sft_tensor *h, *g, *u, *o;
+    SFT__TRY(sft__norm(ctx, m, x, b->mlp_norm, &h));
+    if (b->proj[SFT__GATE_UP]) {   /* Phi-3: gate and up are the fused output's halves */
+        sft_tensor *gu;
+        int64_t F = m->cfg.intermediate_size;
+        SFT__TRY(sft__proj(ctx, f, SFT__GATE_UP, h, &gu));
+        SFT__TRY(sft_narrow(ctx, gu, 0, F, &g));
+        SFT__TRY(sft_narrow(ctx, gu, F, F, &u));
+    } else {
+        SFT__TRY(sft__proj(ctx, f, SFT__GATE, h, &g));
+        SFT__TRY(sft__proj(ctx, f, SFT__UP, h, &u));
+    }
+    if (m->arch->flags & SFT__ARCH_GEMMA) SFT__TRY(sft_geglu(ctx, g, u, &g));
+    else SFT__TRY(sft_swiglu(ctx, g, u, &g));
+    SFT__TRY(sft__proj(ctx, f, SFT__DOWN, g, &o));
+    if (b->post_mlp_norm) SFT__TRY(sft__norm(ctx, m, o, b->post_mlp_norm, &o));
+    return sft_add(ctx, x, o, out);
 }
 
 static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *const *in, sft_tensor **out) {
     const sft__fwd *f = (const sft__fwd *)user;
     const sft_model_config *c = &f->m->cfg;
-    const sft__block *b = &f->m->blocks[f->layer];
-    sft_tensor *x = in[0], *h, *q, *k, *v, *a, *o, *g, *u;
+    sft_tensor *x = in[0], *h, *q, *k, *v, *a;
+    sft_attention_desc d = sft__attn_desc(c, f->layer);
     int64_t flat[3];
-    SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
+    SFT__TRY(sft__norm(ctx, f->m, x, f->m->blocks[f->layer].attn_norm, &h));
     SFT__TRY(sft__qkv(ctx, f, h, f->positions, &q, &k, &v));
-    SFT__TRY(sft_attention(ctx, q, k, v, f->seq_ids, 0.0f, &a));
+    SFT__TRY(sft_attention_ex(ctx, q, k, v, f->seq_ids, &d, &a));
     flat[0] = x->shape[0]; flat[1] = x->shape[1]; flat[2] = (int64_t)c->num_attention_heads * c->head_dim;
     SFT__TRY(sft_reshape(ctx, a, 3, flat, &a));
-    SFT__TRY(sft__proj(ctx, f, SFT__O, a, &o));
-    SFT__TRY(sft_add(ctx, x, o, &x));
-    SFT__TRY(sft_rmsnorm(ctx, x, b->mlp_norm, c->rms_norm_eps, &h));
-    SFT__TRY(sft__proj(ctx, f, SFT__GATE, h, &g));
-    SFT__TRY(sft__proj(ctx, f, SFT__UP, h, &u));
-    SFT__TRY(sft_swiglu(ctx, g, u, &g));
-    SFT__TRY(sft__proj(ctx, f, SFT__DOWN, g, &o));
-    return sft_add(ctx, x, o, &out[0]);
+    SFT__TRY(sft__attn_residual(ctx, f, x, a, &x));
+    return sft__mlp_residual(ctx, f, x, &out[0]);
 }
 
 /* sft__on_device: src as a step tensor on device (src itself when it is there
@@ -12987,6 +13592,26 @@ static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_
     return sft_add(ctx, x, noise, out);
 }
 
+/* sqrt(hidden_size) in f32, the factor Gemma's embeddings get */
+static float sft__embed_scale(const sft_model *m) { return (float)sqrt((double)m->cfg.hidden_size); }
+
+/* sft__embed: the input embeddings of ids, scaled where the model's embedding
+   scales them (Gemma 3) */
+static sft_status sft__embed(sft_context *ctx, const sft_model *m, sft_tensor *ids, sft_tensor **out) {
+    SFT__TRY(sft__on_device(ctx, ids, m->device, &ids));
+    SFT__TRY(sft_embedding(ctx, m->embed, ids, out));
+    if (m->arch->flags & SFT__ARCH_SCALE_EMB) SFT__TRY(sft_scale(ctx, *out, sft__embed_scale(m), out));
+    return SFT_OK;
+}
+
+/* sft__logits: the output projection of hidden, soft-capped where the model
+   caps them (Gemma) */
+static sft_status sft__logits(sft_context *ctx, const sft_model *m, sft_tensor *hidden, sft_tensor **out) {
+    SFT__TRY(sft__matmul_ex(ctx, hidden, m->lm_head, 0, 1, m->compute_bf16, out));
+    if (m->cfg.final_logit_softcapping > 0.0f) SFT__TRY(sft_softcap(ctx, *out, m->cfg.final_logit_softcapping, out));
+    return SFT_OK;
+}
+
 /* sft__decoder_forward: the embeddings and every block. What they make is
    transient: the caller never sees it, so each tensor is given back as soon as
    the backward of the node that made it has run (see sft__release_transient). */
@@ -12995,12 +13620,9 @@ static sft_status sft__decoder_run(sft_context *ctx, sft__fwd *f, const sft_mode
     const sft_model *m = f[0].m;
     int i;
     if (batch->inputs_embeds) *x = batch->inputs_embeds;
-    else {
-        sft_tensor *ids;
-        SFT__TRY(sft__on_device(ctx, batch->input_ids, m->device, &ids));
-        SFT__TRY(sft_embedding(ctx, m->embed, ids, x));
-    }
+    else SFT__TRY(sft__embed(ctx, m, batch->input_ids, x));
     if (run && run->training && run->neftune_noise_alpha > 0.0f) SFT__TRY(sft__neftune(ctx, *x, run, x));
+    if (m->arch->flags & SFT__ARCH_SCALE_IN) SFT__TRY(sft_scale(ctx, *x, sft__embed_scale(m), x));
     for (i = 0; i < m->cfg.num_hidden_layers; i++) {
         f[i] = f[0]; f[i].layer = i;
         if (run && run->gradient_checkpointing) SFT__TRY(sft_checkpoint(ctx, sft__block_forward, &f[i], 1, x, 1, x));
@@ -13052,8 +13674,6 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     SFT__TRY(sft__batch_i32("labels", batch->labels, B, T));
     SFT__TRY(sft__batch_i32("seq_ids", batch->seq_ids, B, T));
     SFT__TRY(sft__batch_i32("positions", batch->positions, B, T));
-    if (m->cfg.sliding_window > 0 && T > m->cfg.sliding_window)
-        return sft__fail(SFT_ERR_UNSUPPORTED, "model: %lld tokens exceed the sliding window of %d", (long long)T, m->cfg.sliding_window);
     /* the call's state lives in the step arena: checkpointed blocks read it again in backward */
     SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), (size_t)m->cfg.num_hidden_layers * sizeof(sft__fwd), &mem));
     f = (sft__fwd *)mem;
@@ -13061,14 +13681,16 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     f[0].m = m;
     if (run) f[0].run = *run;
     SFT__TRY(sft__model_inputs(ctx, batch, B, T, &f[0]));
-    if (m->device == SFT_DEVICE_CPU)   /* a device's rope kernel makes its own angles */
+    if (m->device == SFT_DEVICE_CPU) {   /* a device's rope kernel makes its own angles */
         SFT__TRY(sft__rope_table(ctx, f[0].positions, &m->cfg.rope, m->cfg.head_dim, &f[0].rope));
+        if (m->cfg.rope_local.theta > 0.0f)
+            SFT__TRY(sft__rope_table(ctx, f[0].positions, &m->cfg.rope_local, m->cfg.head_dim, &f[0].rope_local));
+    }
     SFT__TRY(sft__on_device(ctx, f[0].positions, m->device, &f[0].positions));
     SFT__TRY(sft__on_device(ctx, f[0].seq_ids, m->device, &f[0].seq_ids));
     SFT__TRY(sft__decoder_forward(ctx, f, batch, run, &x));
-    SFT__TRY(sft_rmsnorm(ctx, x, m->norm, m->cfg.rms_norm_eps, &out->hidden));
-    if (!run || run->want_logits || !batch->labels)
-        SFT__TRY(sft__matmul_ex(ctx, out->hidden, m->lm_head, 0, 1, m->compute_bf16, &out->logits));
+    SFT__TRY(sft__norm(ctx, m, x, m->norm, &out->hidden));
+    if (!run || run->want_logits || !batch->labels) SFT__TRY(sft__logits(ctx, m, out->hidden, &out->logits));
     if (!batch->labels) return SFT_OK;
     SFT__TRY(sft_shift_labels(ctx, batch->labels, &shifted));
     SFT__TRY(sft__on_device(ctx, shifted, m->device, &shifted));
@@ -13080,6 +13702,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
         sft__lce_metrics mt;
         memset(&mt, 0, sizeof mt);
         SFT__TRY(sft__linear_cross_entropy_ex(ctx, out->hidden, m->lm_head, shifted, run ? &run->loss : NULL, m->compute_bf16,
+                                              m->cfg.final_logit_softcapping,
                                               run && run->token_metrics ? &mt : NULL, &out->loss));
         out->metric_tokens = mt.tokens; out->metric_correct = mt.correct; out->metric_entropy = mt.entropy;
         return SFT_OK;
@@ -13093,7 +13716,7 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
 /* sft__peft_key: the PEFT state-dict key of projection (layer, p)'s tensor what
    ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector"). */
 static void sft__peft_key(char *buf, size_t cap, int layer, int p, const char *what) {
-    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s", layer, p < 4 ? "self_attn" : "mlp", sft__proj_names[p], what);
+    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s", layer, sft__proj_parent(p), sft__proj_names[p], what);
 }
 
 /* sft__peft_parse_key: (layer, projection, part: 0 A, 1 B, 2 magnitude) of a key,
@@ -13114,7 +13737,7 @@ static int sft__peft_parse_key(const char *key, int *layer, int *p, int *part) {
     else return 0;
     proj = s;
     rest = strchr(s, '.');
-    if (!rest || (*p = sft__proj_index(proj, (size_t)(rest - proj))) < 0 || (*p < SFT__GATE) != attn) return 0;
+    if (!rest || (*p = sft__proj_index(proj, (size_t)(rest - proj))) < 0 || (sft__proj_parent(*p)[0] == 's') != attn) return 0;
     rest++;
     if (strcmp(rest, "lora_A.weight") == 0) *part = 0;
     else if (strcmp(rest, "lora_B.weight") == 0) *part = 1;
@@ -13193,6 +13816,9 @@ static sft_status sft__adapter_load_weights(sft_model *m, const sft_st_file *f, 
                 return sft__fail(SFT_ERR_SHAPE, "%s: '%s' names layer %d, the model has %d (an adapter for another model?)", path,
                                  t->name, layer, m->cfg.num_hidden_layers);
             lin = m->blocks[layer].proj[p];
+            if (!lin)
+                return sft__fail(SFT_ERR_FORMAT, "%s: '%s' is for a %s, which this %s model does not have (an adapter for "
+                                 "another model?)", path, t->name, sft__proj_names[p], m->cfg.architecture);
             if (pass == 0) {
                 if (sft__lin_find(lin, name) < 0) {
                     sft_lora_desc dl = *d;
@@ -13283,7 +13909,7 @@ static sft_status sft__adapter_config_write(sft_model *m, const sft__adapter *a,
     sft_json_write_key(&w, "target_modules");
     sft_json_write_array_begin(&w);
     for (p = 0; p < SFT__N_PROJ; p++)
-        if (targets & (1u << p)) sft_json_write_string(&w, sft__proj_names[p]);
+        if (targets & (1u << sft__proj_order[p])) sft_json_write_string(&w, sft__proj_names[sft__proj_order[p]]);
     sft_json_write_array_end(&w);
     sft_json_write_key(&w, "task_type"); sft_json_write_string(&w, "CAUSAL_LM");
     sft_json_write_key(&w, "use_dora"); sft_json_write_bool(&w, a->m != NULL);
@@ -13351,12 +13977,22 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
 /* ============================================================================
    === model: weights by name */
 
-/* weights per layer: the norms (two, four with qk_norm), then each
-   projection's weight and bias */
+/* sft__proj_nth: the role of the model's j-th projection (sft__proj_order) */
+static int sft__proj_nth(const sft_model *m, int j) {
+    unsigned have = sft__proj_mask(m);
+    int p;
+    for (p = 0; p < SFT__N_PROJ; p++)
+        if ((have & (1u << sft__proj_order[p])) && j-- == 0) return sft__proj_order[p];
+    return -1;
+}
+
+/* weights per layer: the norms (sft__block_norms), then each projection's
+   weight and bias */
 SFTDEF int sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MAX], sft_tensor **weight) {
     char buf[SFT_WEIGHT_NAME_MAX];
-    int L = m ? m->cfg.num_hidden_layers : 0, k, n_norms = m && m->cfg.qk_norm ? 4 : 2;
-    int per_layer = n_norms + 2 * SFT__N_PROJ;
+    sft__norm_slot norms[SFT__MAX_NORMS];
+    int L = m ? m->cfg.num_hidden_layers : 0, k, n_norms = m ? sft__block_norms(m, &m->blocks[0], norms) : 0;
+    int per_layer = n_norms + 2 * (m ? sft__proj_count(m) : 0);
     sft_tensor *t = NULL;
     if (!m || i < 0) return 0;
     if (i == 0) { t = m->embed; snprintf(buf, sizeof buf, "model.embed_tokens.weight"); }
@@ -13364,16 +14000,15 @@ SFTDEF int sft_model_weight_at(sft_model *m, int i, char name[SFT_WEIGHT_NAME_MA
         int layer = (i - 1) / per_layer, p;
         k = (i - 1) % per_layer;
         if (k < n_norms) {
-            static const char *const norms[4] = {"input_layernorm", "post_attention_layernorm", "self_attn.q_norm", "self_attn.k_norm"};
-            const sft__block *b = &m->blocks[layer];
-            t = k == 0 ? b->attn_norm : k == 1 ? b->mlp_norm : k == 2 ? b->q_norm : b->k_norm;
-            snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, norms[k]);
+            sft__block_norms(m, &m->blocks[layer], norms);
+            t = *norms[k].t;
+            snprintf(buf, sizeof buf, "model.layers.%d.%s.weight", layer, norms[k].name);
         } else {
             const sft_linear *l;
-            p = (k - n_norms) / 2;
+            p = sft__proj_nth(m, (k - n_norms) / 2);
             l = m->blocks[layer].proj[p];
             t = (k - n_norms) % 2 == 0 ? l->weight : l->bias;
-            snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", layer, p < 4 ? "self_attn" : "mlp", sft__proj_names[p],
+            snprintf(buf, sizeof buf, "model.layers.%d.%s.%s.%s", layer, sft__proj_parent(p), sft__proj_names[p],
                      (k - n_norms) % 2 == 0 ? "weight" : "bias");
         }
     } else if (i - 1 == L * per_layer) { t = m->norm; snprintf(buf, sizeof buf, "model.norm.weight"); }
@@ -13399,8 +14034,7 @@ SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name) {
 SFTDEF sft_status sft_model_embed(sft_model *m, sft_tensor *ids, sft_tensor **out) {
     if (out) *out = NULL;
     if (!m || !ids || !out) return sft__fail(SFT_ERR_ARG, "sft_model_embed: NULL argument");
-    SFT__TRY(sft__on_device(m->ctx, ids, m->device, &ids));
-    return sft_embedding(m->ctx, m->embed, ids, out);
+    return sft__embed(m->ctx, m, ids, out);
 }
 
 SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, int n_ids, int num_virtual_tokens,
@@ -13414,14 +14048,21 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
             return sft__fail(SFT_ERR_ARG, "prompt tuning: init id %d is outside the vocabulary", ids[i]);
     D = m->cfg.hidden_size;
     shape[0] = num_virtual_tokens; shape[1] = D;
-    SFT__TRY(sft_tensor_create_on(m->ctx, m->device, SFT_F32, 2, shape, out));
-    for (i = 0; i < num_virtual_tokens; i++) {   /* PEFT: the ids repeated to length, then cut */
-        sft_status s = sft__device_copy(SFT__F(*out) + i * D, m->device, SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D, m->device,
+    SFT__TRY(sft_tensor_create(m->ctx, SFT_F32, 2, shape, out));
+    for (i = 0; i < num_virtual_tokens; i++) {   /* PEFT: the ids' embeddings repeated to length, then cut */
+        int64_t c;
+        float scale = (m->arch->flags & SFT__ARCH_SCALE_EMB) ? sft__embed_scale(m) : 1.0f;
+        sft_status s = sft__device_copy(SFT__F(*out) + i * D, SFT_DEVICE_CPU, SFT__CF(m->embed) + (int64_t)ids[i % n_ids] * D, m->device,
                                         (size_t)D * sizeof(float));
         if (s != SFT_OK) { sft_tensor_destroy(*out); *out = NULL; return s; }
+        for (c = 0; c < D; c++) SFT__F(*out)[i * D + c] *= scale;
     }
     sft_tensor_set_requires_grad(*out, 1);
-    return SFT_OK;
+    {   /* made on the host, kept where the model is */
+        sft_status s = sft__tensor_move(m->ctx, out, m->device);
+        if (s != SFT_OK) { sft_tensor_destroy(*out); *out = NULL; }
+        return s;
+    }
 }
 
 
@@ -13450,9 +14091,11 @@ static void sft__model_bytes(const sft_model *m, size_t *weights, size_t *adapte
     *adapters = *trainable = 0;
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
-        *weights += sft__tensor_bytes(b->attn_norm) + sft__tensor_bytes(b->mlp_norm) + sft__tensor_bytes(b->q_norm) + sft__tensor_bytes(b->k_norm);
+        *weights += sft__tensor_bytes(b->attn_norm) + sft__tensor_bytes(b->mlp_norm) + sft__tensor_bytes(b->q_norm) + sft__tensor_bytes(b->k_norm) +
+                    sft__tensor_bytes(b->post_attn_norm) + sft__tensor_bytes(b->post_mlp_norm);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
+            if (!l) continue;
             *weights += sizeof *l + sft__tensor_bytes(l->weight) + sft__tensor_bytes(l->bias) + sft__qweight_bytes(l->qweight);
             for (i = 0; i < l->n_ad; i++) {
                 const sft__adapter *a = &l->ad[i];
@@ -13474,7 +14117,8 @@ static size_t sft__workspace_bytes(const sft_model *m) {
     packs = ctx->gemm_pack != NULL || ctx->cpu_path != SFT_CPU_AUTO;
     for (layer = 0; !packs && layer < m->cfg.num_hidden_layers; layer++)
         for (p = 0; p < SFT__N_PROJ; p++)
-            packs |= m->blocks[layer].proj[p]->qweight != NULL || m->blocks[layer].proj[p]->weight->dtype != SFT_F32;
+            packs |= m->blocks[layer].proj[p] &&
+                     (m->blocks[layer].proj[p]->qweight != NULL || m->blocks[layer].proj[p]->weight->dtype != SFT_F32);
 #endif
     return (packs ? ((size_t)ctx->threads * SFT__BLK_MC * SFT__BLK_KC + (size_t)SFT__BLK_KC * SFT__BLK_NC) * sizeof(float) : 0) +
            (size_t)ctx->threads * SFT__ATTN_SCRATCH * sizeof(float);
@@ -13529,33 +14173,37 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
 /* ============================================================================
    === generate: KV-cache decoding and sampling
    The prompt runs through the decoder once (its keys and values go to the
-   cache), then each new token alone: its query attends to every cached key.
-   The same projections, norms and RoPE as training; attention over the cache is
-   a plain loop (one query row per head). */
+   cache), then each new token alone: its query attends to every cached key it
+   sees (the latest sliding_window of them in a sliding layer). The same
+   projections, norms, RoPE and MLP as training; attention over the cache is a
+   plain loop (one query row per head). */
 
 typedef struct sft__kv { float *k, *v; } sft__kv;    /* [max_T, Hkv, D] per layer, on the model's device */
 
 /* sft__attn_cached: out[i] for n new queries at positions pos0.. over the cache
-   (keys 0 .. pos0 + i). q [n, Hq, D], out [n, Hq, D]. */
-static void sft__attn_cached(const sft_model_config *c, const float *q, const sft__kv *kv, int64_t pos0, int64_t n, float *out,
-                             float *scores) {
+   (keys 0 .. pos0 + i, the last d->sliding_window of them with a window), the
+   scores scaled and soft-capped as d says. q [n, Hq, D], out [n, Hq, D]. */
+static void sft__attn_cached(const sft_model_config *c, const sft_attention_desc *ad, const float *q, const sft__kv *kv,
+                             int64_t pos0, int64_t n, float *out, float *scores) {
     int64_t Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, D = c->head_dim, i, h, j, d;
-    float scale = 1.0f / sqrtf((float)D);
+    float scale = ad->scale > 0.0f ? ad->scale : 1.0f / sqrtf((float)D);
     for (i = 0; i < n; i++)
         for (h = 0; h < Hq; h++) {
             const float *qi = q + (i * Hq + h) * D;
-            int64_t g = h / (Hq / Hkv), last = pos0 + i;
+            int64_t g = h / (Hq / Hkv), last = pos0 + i, first = ad->sliding_window > 0 ? last - ad->sliding_window + 1 : 0;
             float mx = -INFINITY, sum = 0.0f, *o = out + (i * Hq + h) * D;
-            for (j = 0; j <= last; j++) {
+            if (first < 0) first = 0;
+            for (j = first; j <= last; j++) {
                 const float *kj = kv->k + (j * Hkv + g) * D;
                 float dot = 0.0f;
                 for (d = 0; d < D; d++) dot += qi[d] * kj[d];
                 scores[j] = dot * scale;
+                if (ad->softcap > 0.0f) scores[j] = tanhf(scores[j] / ad->softcap) * ad->softcap;
                 if (scores[j] > mx) mx = scores[j];
             }
-            for (j = 0; j <= last; j++) { scores[j] = expf(scores[j] - mx); sum += scores[j]; }
+            for (j = first; j <= last; j++) { scores[j] = expf(scores[j] - mx); sum += scores[j]; }
             for (d = 0; d < D; d++) o[d] = 0.0f;
-            for (j = 0; j <= last; j++) {
+            for (j = first; j <= last; j++) {
                 const float *vj = kv->v + (j * Hkv + g) * D;
                 float w = scores[j] / sum;
                 for (d = 0; d < D; d++) o[d] += w * vj[d];
@@ -13570,7 +14218,7 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
     sft_context *ctx = m->ctx;
     const sft_model_config *c = &m->cfg;
     int64_t shape[3], i, Hq = c->num_attention_heads, Hkv = c->num_key_value_heads, D = c->head_dim;
-    sft_tensor *ids, *pos, *x, *h, *q, *k, *v, *a, *o, *g, *u;
+    sft_tensor *ids, *pos, *x, *h, *q, *k, *v, *a;
     sft__fwd f;
     int layer;
     memset(&f, 0, sizeof f);
@@ -13579,32 +14227,29 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &ids));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &pos));
     for (i = 0; i < n; i++) { ((int32_t *)ids->data)[i] = tokens[i]; ((int32_t *)pos->data)[i] = (int32_t)(pos0 + i); }
-    SFT__TRY(sft__on_device(ctx, ids, m->device, &ids));
     SFT__TRY(sft__on_device(ctx, pos, m->device, &pos));
-    SFT__TRY(sft_embedding(ctx, m->embed, ids, &x));
+    SFT__TRY(sft__embed(ctx, m, ids, &x));
+    if (m->arch->flags & SFT__ARCH_SCALE_IN) SFT__TRY(sft_scale(ctx, x, sft__embed_scale(m), &x));
     for (layer = 0; layer < c->num_hidden_layers; layer++) {
-        const sft__block *b = &m->blocks[layer];
+        sft_attention_desc ad = sft__attn_desc(c, layer);
         f.layer = layer;
-        SFT__TRY(sft_rmsnorm(ctx, x, b->attn_norm, c->rms_norm_eps, &h));
+        SFT__TRY(sft__norm(ctx, m, x, m->blocks[layer].attn_norm, &h));
         SFT__TRY(sft__qkv(ctx, &f, h, pos, &q, &k, &v));
         SFT__TRY(sft__device_copy(cache[layer].k + pos0 * Hkv * D, m->device, k->data, m->device, (size_t)(n * Hkv * D) * sizeof(float)));
         SFT__TRY(sft__device_copy(cache[layer].v + pos0 * Hkv * D, m->device, v->data, m->device, (size_t)(n * Hkv * D) * sizeof(float)));
         shape[0] = 1; shape[1] = n; shape[2] = Hq * D;
         SFT__TRY(sft__tensor_step(ctx, m->device, SFT_F32, 3, shape, &a));
-        if (m->device == SFT_DEVICE_CPU) sft__attn_cached(c, SFT__CF(q), &cache[layer], pos0, n, SFT__F(a), scores);
+        if (m->device == SFT_DEVICE_CPU) sft__attn_cached(c, &ad, SFT__CF(q), &cache[layer], pos0, n, SFT__F(a), scores);
 #ifdef SFT_CUDA
+        else if (ad.sliding_window > 0 || ad.softcap > 0.0f || (ad.scale > 0.0f && ad.scale != 1.0f / sqrtf((float)D)))
+            return sft__fail(SFT_ERR_UNSUPPORTED, "generate: layer %d's attention (a window, a soft cap or a scale) has no CUDA kernel yet",
+                             layer);
         else SFT__TRY(sft__cuda_attn_cached(ctx, c, SFT__CF(q), cache[layer].k, cache[layer].v, pos0, n, SFT__F(a)));
 #endif
-        SFT__TRY(sft__proj(ctx, &f, SFT__O, a, &o));
-        SFT__TRY(sft_add(ctx, x, o, &x));
-        SFT__TRY(sft_rmsnorm(ctx, x, b->mlp_norm, c->rms_norm_eps, &h));
-        SFT__TRY(sft__proj(ctx, &f, SFT__GATE, h, &g));
-        SFT__TRY(sft__proj(ctx, &f, SFT__UP, h, &u));
-        SFT__TRY(sft_swiglu(ctx, g, u, &g));
-        SFT__TRY(sft__proj(ctx, &f, SFT__DOWN, g, &o));
-        SFT__TRY(sft_add(ctx, x, o, &x));
+        SFT__TRY(sft__attn_residual(ctx, &f, x, a, &x));
+        SFT__TRY(sft__mlp_residual(ctx, &f, x, &x));
     }
-    SFT__TRY(sft_rmsnorm(ctx, x, m->norm, c->rms_norm_eps, &h));
+    SFT__TRY(sft__norm(ctx, m, x, m->norm, &h));
     {
         sft_tensor *last;
         int64_t ls[2];
@@ -13612,7 +14257,7 @@ static sft_status sft__decode(sft_model *m, sft__kv *cache, const int32_t *token
         SFT__TRY(sft__tensor_step(ctx, m->device, SFT_F32, 2, ls, &last));
         SFT__TRY(sft__device_copy(last->data, m->device, SFT__CF(h) + (n - 1) * c->hidden_size, m->device,
                                   (size_t)c->hidden_size * sizeof(float)));
-        SFT__TRY(sft__matmul_ex(ctx, last, m->lm_head, 0, 1, m->compute_bf16, logits));
+        SFT__TRY(sft__logits(ctx, m, last, logits));
         return sft__on_device(ctx, *logits, SFT_DEVICE_CPU, logits);   /* sampling reads them on the host */
     }
 }
@@ -13687,8 +14332,6 @@ SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_
             return sft__fail(SFT_ERR_ARG, "generate: prompt[%d] = %d is outside the vocabulary", i, prompt[i]);
     ctx = m->ctx;
     max_t = (int64_t)n_prompt + d.max_new_tokens;
-    if (m->cfg.sliding_window > 0 && max_t > m->cfg.sliding_window)
-        return sft__fail(SFT_ERR_UNSUPPORTED, "generate: %lld positions exceed the sliding window of %d", (long long)max_t, m->cfg.sliding_window);
     per_layer = max_t * m->cfg.num_key_value_heads * m->cfg.head_dim;
     cache = (sft__kv *)sft__calloc(ctx, (size_t)m->cfg.num_hidden_layers, sizeof *cache);
     if (sft__device_alloc(ctx, m->device, (size_t)(2 * per_layer * m->cfg.num_hidden_layers) * sizeof(float), (void **)&kvmem) != SFT_OK)
@@ -19552,6 +20195,7 @@ static sft_status sft__full_params(sft_model *m, sft__vec *params, sft__vec *no_
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = m->blocks[layer].proj[p];
+            if (!l) continue;
             if (l->n_ad) return sft__fail(SFT_ERR_STATE, "train: full_finetuning on a model with adapters (layer %d); train one or the other", layer);
             if (!l->weight || l->weight->dtype != SFT_F32)
                 return sft__fail(SFT_ERR_DTYPE, "train: full_finetuning needs f32 weights; layer %d has a %s base (load the model "
@@ -19562,10 +20206,11 @@ static sft_status sft__full_params(sft_model *m, sft__vec *params, sft__vec *no_
     SFT__TRY(sft__push_param(m, params, no_decay, m->embed, 1));
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         sft__block *b = &m->blocks[layer];
-        SFT__TRY(sft__push_param(m, params, no_decay, b->attn_norm, 0));
-        SFT__TRY(sft__push_param(m, params, no_decay, b->mlp_norm, 0));
-        if (b->q_norm) { SFT__TRY(sft__push_param(m, params, no_decay, b->q_norm, 0)); SFT__TRY(sft__push_param(m, params, no_decay, b->k_norm, 0)); }
+        sft__norm_slot norms[SFT__MAX_NORMS];
+        int k, n_norms = sft__block_norms(m, b, norms);
+        for (k = 0; k < n_norms; k++) SFT__TRY(sft__push_param(m, params, no_decay, *norms[k].t, 0));
         for (p = 0; p < SFT__N_PROJ; p++) {
+            if (!b->proj[p]) continue;
             SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->weight, 1));
             if (b->proj[p]->bias) SFT__TRY(sft__push_param(m, params, no_decay, b->proj[p]->bias, 0));
         }
@@ -19584,9 +20229,11 @@ static int64_t sft__flos_params(const sft_model *m) {
     int layer, p, i;
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++) {
         const sft__block *b = &m->blocks[layer];
-        n += sft_tensor_numel(b->attn_norm) + sft_tensor_numel(b->mlp_norm) + (b->q_norm ? 2 * sft_tensor_numel(b->q_norm) : 0);
+        n += sft_tensor_numel(b->attn_norm) + sft_tensor_numel(b->mlp_norm) + (b->q_norm ? 2 * sft_tensor_numel(b->q_norm) : 0) +
+             (b->post_attn_norm ? sft_tensor_numel(b->post_attn_norm) + sft_tensor_numel(b->post_mlp_norm) : 0);
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = b->proj[p];
+            if (!l) continue;
             n += l->in * l->out + (l->bias ? l->out : 0);
             for (i = 0; i < l->n_ad; i++)
                 n += sft_tensor_numel(l->ad[i].A) + sft_tensor_numel(l->ad[i].B) + (l->ad[i].m ? sft_tensor_numel(l->ad[i].m) : 0);
@@ -19601,7 +20248,7 @@ static sft_status sft__trainable(sft_model *m, sft__vec *params, sft__vec *no_de
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = m->blocks[layer].proj[p];
-            for (i = 0; i < l->n_ad; i++) {
+            for (i = 0; l && i < l->n_ad; i++) {
                 sft_tensor *t[3];
                 unsigned char nd[3] = {0, 0, 1};          /* no weight decay on a DoRA magnitude */
                 int k;
@@ -20116,7 +20763,7 @@ static int sft__adapter_names(const sft_model *m, const char **names, int cap) {
     for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
         for (p = 0; p < SFT__N_PROJ; p++) {
             const sft_linear *l = m->blocks[layer].proj[p];
-            for (i = 0; i < l->n_ad; i++) {
+            for (i = 0; l && i < l->n_ad; i++) {
                 for (k = 0; k < n && strcmp(names[k], l->ad[i].name) != 0; k++) {}
                 if (k == n && n < cap) names[n++] = l->ad[i].name;
             }

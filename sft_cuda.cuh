@@ -651,6 +651,8 @@ static __global__ void sft__cuda_rope_kernel(float *dst, const float *src, const
 static sft_status sft__cuda_rope_run(sft__node *n, int backward) {
     const sft_tensor *x = n->in[0];
     int64_t BT = x->shape[0] * x->shape[1], H = x->shape[2], D = x->shape[3];
+    if (n->i[0] != D / 2 || n->f[0] != 1.0f)   /* the kernel turns every pair, unscaled */
+        return sft__fail(SFT_ERR_UNSUPPORTED, "rope: partial rotary or an attention factor (longrope) has no CUDA kernel yet");
     if (BT * (D / 2) == 0) return SFT_OK;
     SFT__LAUNCH(sft__cuda_rope_kernel, sft__cuda_grid(BT * (D / 2)), SFT__CUDA_BLOCK, 0,
                 backward ? SFT__F(n->in[0]->grad) : SFT__F(n->out), backward ? SFT__CF(n->out->grad) : SFT__CF(x),
@@ -1461,8 +1463,16 @@ static dim3 sft__cuda_attn_grid(int64_t T, int64_t H, int64_t B) {
     return dim3((unsigned)((T + SFT__CUDA_ATTN_WARPS - 1) / SFT__CUDA_ATTN_WARPS), (unsigned)H, (unsigned)B);
 }
 
+/* what the CUDA attention kernels do not do yet: sliding windows, soft caps */
+static sft_status sft__cuda_attn_check(const sft__node *n) {
+    if (n->i[0] > 0 || n->f[1] > 0.0f)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "attention: a sliding window or a logit soft cap has no CUDA kernel yet");
+    return SFT_OK;
+}
+
 static sft_status sft__cuda_attention_fwd(sft_context *ctx, sft__node *n) {
     sft__cuda_attn a = sft__cuda_attn_of(n);
+    SFT__TRY(sft__cuda_attn_check(n));
     if (ctx->plan_only || a.B * a.T * a.Hq == 0) return SFT_OK;
     if (a.B > 65535 || a.Hq > 65535) return sft__fail(SFT_ERR_LIMIT, "attention: batch %lld or heads %lld above 65535 on cuda", (long long)a.B, (long long)a.Hq);
     a.out = SFT__F(n->out); a.lse_out = SFT__F(n->saved);
@@ -1473,6 +1483,7 @@ static sft_status sft__cuda_attention_fwd(sft_context *ctx, sft__node *n) {
 static sft_status sft__cuda_attention_bwd(sft_context *ctx, sft__node *n) {
     sft__cuda_attn a = sft__cuda_attn_of(n);
     int64_t rows = a.B * a.Hq * a.T;
+    SFT__TRY(sft__cuda_attn_check(n));
     if (ctx->plan_only || rows == 0) return SFT_OK;
     a.o = SFT__CF(n->out); a.dout = SFT__CF(n->out->grad);
     SFT__LAUNCH(sft__cuda_attn_delta_kernel, (unsigned)((rows + SFT__CUDA_ATTN_WARPS - 1) / SFT__CUDA_ATTN_WARPS), 32 * SFT__CUDA_ATTN_WARPS,
@@ -1729,6 +1740,7 @@ static sft_status sft__cuda_lce_fwd(sft_context *ctx, sft__node *n) {
     const int32_t *labels = (const int32_t *)n->in[2]->data;
     sft__cuda_lce_rows rs;
     void *mem;
+    if (n->f[3] > 0.0f) return sft__fail(SFT_ERR_UNSUPPORTED, "linear_cross_entropy: a final logit soft cap has no CUDA kernel yet");
     if (ctx->plan_only) return SFT_OK;
     if (j.N > 0) {
         SFT__TRY(sft__cuda_scratch(ctx, (size_t)j.N * (2 * sizeof(double) + sizeof(int64_t) + sizeof(float)), &mem));

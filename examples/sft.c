@@ -163,7 +163,8 @@ static const cli_flag cli_flags[] = {
     {"lora_alpha", CLI_REAL, O(lora_alpha), C_TRAIN | C_MEMORY, "32", "16", "LoRA alpha (scaling alpha / r)"},
     {"lora_dropout", CLI_REAL, O(lora_dropout), C_TRAIN | C_MEMORY, "0.05", "0.1", "dropout on the adapters' input"},
     {"lora_target_modules", CLI_STR, O(lora_target_modules), C_TRAIN | C_MEMORY, "q_proj,v_proj", "all-linear",
-     "all-linear or a comma list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"},
+     "all-linear or a comma list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Phi-3: qkv_proj, "
+     "o_proj, gate_up_proj, down_proj)"},
     {"use_dora", CLI_BOOL, O(use_dora), C_TRAIN | C_MEMORY, "false", "true", "DoRA adapters"},
     {"use_rslora", CLI_BOOL, O(use_rslora), C_TRAIN | C_MEMORY, "false", "true", "rsLoRA scaling alpha / sqrt(r)"},
     {"load_in_4bit", CLI_BOOL, O(load_in_4bit), C_TRAIN | C_MEMORY | C_GENERATE, "false", "true", "quantize the decoder's linears to 4 bits (QLoRA)"},
@@ -667,7 +668,8 @@ static sft_status cli_write_model(sft_model *m, const char *src, const char *dst
 
 /* cli_merge: base + adapter merged into dense weights, written as a model folder */
 static sft_status cli_merge(sft_context *ctx, const cli_opts *o) {
-    static const char *const projs[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    static const char *const projs[9] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                                         "qkv_proj", "gate_up_proj"};
     sft_model *m = NULL;
     const char *name = "default";
     sft_status s;
@@ -680,7 +682,7 @@ static sft_status cli_merge(sft_context *ctx, const cli_opts *o) {
     }
     s = sft_model_load_adapter(m, o->adapter, name);
     for (layer = 0; s == SFT_OK && layer < sft_model_get_config(m)->num_hidden_layers; layer++)
-        for (p = 0; s == SFT_OK && p < 7; p++) {
+        for (p = 0; s == SFT_OK && p < 9; p++) {
             sft_linear *l = sft_model_linear(m, layer, projs[p]);
             sft_lora_weights w;
             if (l && sft_linear_adapter_weights(l, name, &w) == SFT_OK) s = sft_linear_merge(l, &name, 1);

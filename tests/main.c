@@ -313,12 +313,66 @@ static void double_quantization_codes_match_the_cuda_rule(void) {
     sft_context_destroy(ctx);
 }
 
+/* The fused loss with Gemma's final soft cap equals logits -> sft_softcap ->
+   sft_cross_entropy (whose pieces test_ops.c checks against finite
+   differences): loss and both gradients, over two vocabulary chunks and many
+   blocks of capped columns, with label smoothing, on every path. */
+static void linear_cross_entropy_soft_caps_the_logits_on_every_path(void) {
+    enum { N = 6500, V = 700, D = 16 };
+    int path, fused, i;
+    for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
+        float loss[2] = {0, 0}, *dh[2], *dw[2];
+        if (!t_cpu_path_runnable((sft_cpu_path)path)) continue;
+        t_set_cpu_path((sft_cpu_path)path);
+        for (fused = 0; fused < 2; fused++) {
+            sft_context *ctx = t_context(2);
+            int64_t hs[2] = {N, D}, ws[2] = {V, D}, ls[1] = {N};
+            sft_tensor *h = NULL, *w = NULL, *y = NULL, *logits, *capped, *out = NULL;
+            sft_ce_desc d;
+            uint64_t seed = 41;
+            memset(&d, 0, sizeof d);
+            d.label_smoothing = 0.1f;
+            CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, hs, &h));
+            CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, ws, &w));
+            CHECK_OK(sft_tensor_create(ctx, SFT_I32, 1, ls, &y));
+            dh[fused] = (float *)calloc(N * D, sizeof(float)); dw[fused] = (float *)calloc(V * D, sizeof(float));
+            if (!h || !w || !y) { sft_context_destroy(ctx); continue; }
+            for (i = 0; i < N * D; i++) ((float *)h->data)[i] = t_rand(&seed, -1.0f, 1.0f);
+            for (i = 0; i < V * D; i++) ((float *)w->data)[i] = t_rand(&seed, -1.0f, 1.0f);
+            for (i = 0; i < N; i++) ((int32_t *)y->data)[i] = i % 7 == 0 ? -100 : (int32_t)((i * 7919) % V);
+            sft_tensor_set_requires_grad(h, 1); sft_tensor_set_requires_grad(w, 1);
+            sft_step_begin(ctx);
+            if (fused) CHECK_OK(sft__linear_cross_entropy_ex(ctx, h, w, y, &d, 0, 1.5f, NULL, &out));
+            else {
+                CHECK_OK(sft_matmul(ctx, h, w, 0, 1, &logits));
+                CHECK_OK(sft_softcap(ctx, logits, 1.5f, &capped));
+                CHECK_OK(sft_cross_entropy(ctx, capped, y, &d, &out));
+            }
+            if (out) {
+                CHECK_OK(sft_backward(ctx, out));
+                loss[fused] = ((float *)out->data)[0];
+                memcpy(dh[fused], h->grad->data, N * D * sizeof(float));
+                memcpy(dw[fused], w->grad->data, V * D * sizeof(float));
+            }
+            sft_tensor_destroy(h); sft_tensor_destroy(w); sft_tensor_destroy(y);
+            sft_context_destroy(ctx);
+        }
+        CHECK_MSG(fabsf(loss[1] - loss[0]) <= 1e-5f * fabsf(loss[0]) && loss[0] > 0.0f, "%s: fused %.9g, unfused %.9g",
+                  sft_cpu_path_name((sft_cpu_path)path), loss[1], loss[0]);
+        CHECK_REL("d hidden, fused vs unfused", dh[1], dh[0], N * D, 1e-4);
+        CHECK_REL("d weight, fused vs unfused", dw[1], dw[0], V * D, 1e-4);
+        free(dh[0]); free(dh[1]); free(dw[0]); free(dw[1]);
+    }
+    t_set_cpu_path(SFT_CPU_AUTO);
+}
+
 static void suite_internals(void) {
     RUN(double_quantization_codes_match_the_cuda_rule);
     RUN(bpe_heap_merge_equals_scan_merge);
     RUN(exp_shift_is_within_2_ulp_of_expf_on_every_path);
     RUN(dropout_masks_follow_the_definition_on_every_path);
     RUN(bf16_gemms_multiply_operands_rounded_to_bf16);
+    RUN(linear_cross_entropy_soft_caps_the_logits_on_every_path);
     RUN(nfc_matches_unicodedata);
 }
 

@@ -1,9 +1,13 @@
 /* test_archs.c - the newer architectures (Qwen3: per-head q/k RMSNorm; SmolLM3:
-   layers without RoPE) from directories transformers saved: logits and loss
-   against transformers, every LoRA gradient against PEFT, the same on an NF4
-   base bitsandbytes quantized, PEFT's saved adapter, the KV cache against the
-   full forward, gradient checkpointing, and the memory plan against the
-   allocator. Fixtures: tools/make_arch_fixtures.py. */
+   layers without RoPE; Gemma 2: (1 + w) sandwich norms, GeGLU, soft caps,
+   alternating windows; Gemma 3: q/k norms, local and global RoPE, 5:1
+   windows; Phi-3: fused projections, partial rotary, longrope) from
+   directories transformers saved: logits and loss against transformers (also
+   on a row past every window), every LoRA gradient against PEFT, the same on
+   an NF4 base bitsandbytes quantized, PEFT's saved adapter both ways, a TRL
+   run step by step, the KV cache against the full forward, gradient
+   checkpointing, the memory plan against the allocator, and the config fields
+   each class reads. Fixtures: tools/make_arch_fixtures.py. */
 #include "test.h"
 #include <sys/stat.h>
 
@@ -14,8 +18,13 @@
 #define T_ARCH_TOL 1e-5
 #endif
 
-static const char *const t_archs[] = {"qwen3", "smollm3"};
-static const char *const t_proj[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static const char *const t_archs[] = {"qwen3", "smollm3", "gemma2", "gemma3", "phi3"};
+/* every projection name a model may have (Phi-3 fuses q, k, v and gate, up) */
+enum { T_NPROJ = 9 };
+static const char *const t_proj[T_NPROJ] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+                                            "qkv_proj", "gate_up_proj"};
+static const char *const t_parent[T_NPROJ] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp",
+                                              "self_attn", "mlp"};
 
 typedef struct t_fix { sft_st_file *f; sft_tensor *ids, *mask, *labels; } t_fix;
 
@@ -29,6 +38,13 @@ static int t_fix_open(sft_context *ctx, const char *arch, t_fix *x) {
     CHECK_OK(sft_st_load(ctx, x->f, "attention_mask", &x->mask));
     CHECK_OK(sft_st_load(ctx, x->f, "labels", &x->labels));
     return x->ids && x->mask && x->labels;
+}
+
+/* a fixture not opened yet (closing it does nothing) */
+static t_fix t_fix_zero(void) {
+    t_fix x;
+    memset(&x, 0, sizeof x);
+    return x;
 }
 
 static void t_fix_close(t_fix *x) {
@@ -93,12 +109,12 @@ static void t_on_step_log(const sft_log_entry *e, void *user) {
 }
 
 static void t_key(char *buf, size_t cap, int layer, int p, const char *what) {
-    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s.weight", layer, p < 4 ? "self_attn" : "mlp", t_proj[p], what);
+    snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.%s.weight", layer, t_parent[p], t_proj[p], what);
 }
 
 static void t_plain(const char *arch) {
     sft_context *ctx = t_context(2);
-    t_fix x;
+    t_fix x = t_fix_zero();
     sft_model *m = t_arch_load(ctx, arch, SFT_QUANT_NONE);
     sft_model_output out;
     if (m && t_fix_open(ctx, arch, &x)) {
@@ -114,7 +130,7 @@ static void t_plain(const char *arch) {
 /* LoRA with the fixture's A and B: logits, loss, every gradient of A and B */
 static void t_lora(const char *arch, sft_quant_type quant, const char *prefix, int checkpointing) {
     sft_context *ctx = t_context(2);
-    t_fix x;
+    t_fix x = t_fix_zero();
     sft_model *m = t_arch_load(ctx, arch, quant);
     sft_model_output out;
     sft_lora_desc d;
@@ -125,7 +141,7 @@ static void t_lora(const char *arch, sft_quant_type quant, const char *prefix, i
     if (!m || !t_fix_open(ctx, arch, &x)) goto done;
     CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
     for (layer = 0; layer < sft_model_get_config(m)->num_hidden_layers; layer++)
-        for (p = 0; p < 7; p++) {
+        for (p = 0; p < T_NPROJ; p++) {
             sft_lora_weights w;
             if (sft_linear_adapter_weights(sft_model_linear(m, layer, t_proj[p]), "default", &w) != SFT_OK) continue;
             t_key(key, sizeof key, layer, p, "lora_A");
@@ -140,7 +156,7 @@ static void t_lora(const char *arch, sft_quant_type quant, const char *prefix, i
     t_arch_check(arch, &x, name, out.logits, name2, out.loss);
     if (out.loss) CHECK_OK(sft_backward(ctx, out.loss));
     for (layer = 0; layer < sft_model_get_config(m)->num_hidden_layers; layer++)
-        for (p = 0; p < 7; p++) {
+        for (p = 0; p < T_NPROJ; p++) {
             sft_lora_weights w;
             if (sft_linear_adapter_weights(sft_model_linear(m, layer, t_proj[p]), "default", &w) != SFT_OK) continue;
             for (ab = 0; ab < 2; ab++) {
@@ -156,7 +172,8 @@ static void t_lora(const char *arch, sft_quant_type quant, const char *prefix, i
                 n_grads++;
             }
         }
-    CHECK_MSG(n_grads == 14 * sft_model_get_config(m)->num_hidden_layers, "%s: %d gradients compared", arch, n_grads);
+    for (p = 0, ab = 0; p < T_NPROJ; p++) ab += sft_model_linear(m, 0, t_proj[p]) != NULL;
+    CHECK_MSG(n_grads == 2 * ab * sft_model_get_config(m)->num_hidden_layers && ab > 0, "%s: %d gradients compared", arch, n_grads);
 done:
     t_fix_close(&x);
     sft_model_destroy(m);
@@ -168,6 +185,40 @@ static void logits_and_loss_match_transformers(void) {
     for (a = 0; a < T_COUNT(t_archs); a++) t_plain(t_archs[a]);
 }
 
+/* one unpadded row of 24 tokens: past every sliding window (the far keys
+   masked) and past phi3's original_max_position_embeddings (longrope's long
+   factors and attention factor) */
+static void logits_of_a_long_row_match_transformers(void) {
+    size_t a;
+    for (a = 0; a < T_COUNT(t_archs); a++) {
+        sft_context *ctx = t_context(2);
+        t_fix x = t_fix_zero();
+        sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE);
+        sft_tensor *ids = NULL;
+        sft_model_batch b;
+        sft_model_output out;
+        int64_t n = 0;
+        const float *want;
+        char what[96];
+        if (m && t_fix_open(ctx, t_archs[a], &x)) {
+            CHECK_OK(sft_st_load(ctx, x.f, "long.input_ids", &ids));
+            want = (const float *)t_st_data(x.f, "long.logits", &n);
+            memset(&b, 0, sizeof b);
+            b.input_ids = ids;
+            sft_step_begin(ctx);
+            if (ids) CHECK_OK(sft_model_forward(m, &b, NULL, &out));
+            snprintf(what, sizeof what, "%s long.logits", t_archs[a]);
+            if (ids && want && out.logits && n == sft_tensor_numel(out.logits) && ids->shape[1] == 24)
+                CHECK_REL(what, (const float *)out.logits->data, want, n, T_ARCH_TOL);
+            else CHECK_MSG(0, "%s: long.input_ids / long.logits missing or misshapen", t_archs[a]);
+        }
+        sft_tensor_destroy(ids);
+        t_fix_close(&x);
+        sft_model_destroy(m);
+        sft_context_destroy(ctx);
+    }
+}
+
 static void lora_gradients_match_peft(void) {
     size_t a;
     for (a = 0; a < T_COUNT(t_archs); a++) t_lora(t_archs[a], SFT_QUANT_NONE, "", 0);
@@ -177,7 +228,7 @@ static void nf4_bases_match_bitsandbytes_and_peft(void) {
     size_t a;
     for (a = 0; a < T_COUNT(t_archs); a++) {
         sft_context *ctx = t_context(2);
-        t_fix x;
+        t_fix x = t_fix_zero();
         sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NF4);
         sft_model_output out;
         if (m && t_fix_open(ctx, t_archs[a], &x)) {
@@ -202,7 +253,7 @@ static void peft_adapters_load_and_save_back(void) {
     size_t a;
     for (a = 0; a < T_COUNT(t_archs); a++) {
         sft_context *ctx = t_context(2);
-        t_fix x;
+        t_fix x = t_fix_zero();
         sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE), *m2 = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE);
         sft_model_output out;
         char dir[600], src[256];
@@ -353,6 +404,172 @@ static void architecture_settings_are_read_and_checked(void) {
     sft_context_destroy(ctx);
 }
 
+/* t_variant: tmp/<name>/, a copy of fixture arch whose config.json has each
+   edits[2i] replaced by edits[2i + 1] (n pairs); the directory into dir */
+static void t_variant(const char *arch, const char *name, const char *const *edits, int n, char *dir, size_t cap) {
+    static const char *const files[2] = {"config.json", "model.safetensors"};
+    int f, i;
+    snprintf(dir, cap, "%s/%s", t_tmpdir(), name);
+    mkdir(dir, 0777);
+    for (f = 0; f < 2; f++) {
+        char from[600], to[700], *text = NULL, *edited;
+        size_t len = 0;
+        FILE *out;
+        snprintf(from, sizeof from, T_AFIX "%s/%s", arch, files[f]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[f]);
+        CHECK_OK(sft_file_read(NULL, from, 0, &text, &len));
+        if (!text) return;
+        edited = (char *)malloc(len + 4096);
+        memcpy(edited, text, len + 1);
+        for (i = 0; f == 0 && i < n; i++) {
+            char *at = strstr(edited, edits[2 * i]);
+            size_t a = strlen(edits[2 * i]), b = strlen(edits[2 * i + 1]);
+            CHECK_MSG(at != NULL, "%s/config.json has no '%s'", arch, edits[2 * i]);
+            if (!at) continue;
+            memmove(at + b, at + a, strlen(at + a) + 1);
+            memcpy(at, edits[2 * i + 1], b);
+            len = len + b - a;
+        }
+        out = fopen(to, "wb");
+        if (out) { fwrite(edited, 1, len, out); fclose(out); }
+        free(edited);
+        sft_free(NULL, text);
+    }
+}
+
+/* t_variant_config: the variant's config as loaded (*ok = 0 if it fails to load) */
+static sft_model_config t_variant_config(sft_context *ctx, const char *arch, const char *const *edits, int n, int *ok) {
+    char dir[600];
+    sft_model *m = NULL;
+    sft_model_config c;
+    memset(&c, 0, sizeof c);
+    t_variant(arch, "variant", edits, n, dir, sizeof dir);
+    *ok = sft_model_load(ctx, dir, NULL, &m) == SFT_OK;
+    if (m) c = *sft_model_get_config(m);
+    sft_model_destroy(m);
+    return c;
+}
+
+/* Which layers attend within sliding_window: layer_types where the class reads
+   it, else the class's rule (Qwen: from max_window_layers on, only with
+   use_sliding_window; Gemma 2: every other layer; Gemma 3: all but every
+   sliding_window_pattern-th, 6 by default); Gemma's settings and their checks */
+static void sliding_layers_and_gemma_settings_follow_the_config(void) {
+    static const char *const qwen_rule[] = {"\"use_sliding_window\": false", "\"use_sliding_window\": true",
+        "\"sliding_window\": null", "\"sliding_window\": 3", "\"max_window_layers\": 28", "\"max_window_layers\": 1",
+        "\"layer_types\": [\n    \"full_attention\",\n    \"full_attention\"\n  ],", ""};
+    static const char *const qwen_types[] = {"\"use_sliding_window\": false", "\"use_sliding_window\": true",
+        "\"sliding_window\": null", "\"sliding_window\": 3", "[\n    \"full_attention\",", "[\n    \"sliding_attention\","};
+    static const char *const qwen_off[] = {"\"sliding_window\": null", "\"sliding_window\": 3"};
+    static const char gemma_types_json[] = "\"layer_types\": [\n    \"sliding_attention\",\n    \"full_attention\",\n    "
+                                           "\"sliding_attention\"\n  ],";
+    static const char *const gemma_rule[] = {gemma_types_json, "", "\"sliding_window\": 4", "\"sliding_window\": 5",
+        "\"attn_logit_softcapping\": 0.3", "\"attn_logit_softcapping\": null"};
+    static const char *const gemma_types[] = {"\"sliding_attention\",\n    \"full_attention\"", "\"full_attention\",\n    \"full_attention\""};
+    static const char *const bad_act[] = {"gelu_pytorch_tanh", "gelu"};
+    static const char *const bad_type[] = {"\"full_attention\"", "\"chunked_attention\""};
+    static const char *const bidirectional[] = {"\"use_cache\"", "\"use_bidirectional_attention\": true, \"use_cache\""};
+    static const char *const bad_cap[] = {"\"final_logit_softcapping\": 0.6", "\"final_logit_softcapping\": -1"};
+    sft_context *ctx = t_context(1);
+    sft_model_config c;
+    int ok;
+    c = t_variant_config(ctx, "qwen3", qwen_rule, 4, &ok);
+    CHECK(ok && c.sliding_window == 3 && c.sliding_layers[0] == 2u);
+    c = t_variant_config(ctx, "qwen3", qwen_types, 3, &ok);
+    CHECK(ok && c.sliding_window == 3 && c.sliding_layers[0] == 1u);
+    c = t_variant_config(ctx, "qwen3", qwen_off, 1, &ok);           /* no use_sliding_window: no window */
+    CHECK(ok && c.sliding_window == 0 && c.sliding_layers[0] == 0u);
+    c = t_variant_config(ctx, "gemma2", NULL, 0, &ok);
+    CHECK(ok && c.sliding_window == 4 && c.sliding_layers[0] == 5u && c.tie_word_embeddings);
+    CHECK(c.attn_scale == (float)pow(24.0, -0.5) && c.attn_logit_softcapping == 0.3f && c.final_logit_softcapping == 0.6f);
+    c = t_variant_config(ctx, "gemma2", gemma_rule, 3, &ok);        /* the class's defaults */
+    CHECK(ok && c.sliding_window == 5 && c.sliding_layers[0] == 5u && c.attn_logit_softcapping == 0.0f);
+    c = t_variant_config(ctx, "gemma2", gemma_types, 1, &ok);
+    CHECK(ok && c.sliding_layers[0] == 4u);
+    t_variant_config(ctx, "gemma2", bad_act, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("hidden_activation 'gelu'");
+    t_variant_config(ctx, "gemma2", bad_type, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("layer_types[1] 'chunked_attention'");
+    t_variant_config(ctx, "gemma2", bidirectional, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("use_bidirectional_attention");
+    t_variant_config(ctx, "gemma2", bad_cap, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("final_logit_softcapping");
+    {   /* Gemma 3: the 5:1 default, sliding_window_pattern, local and global RoPE, no attention cap */
+        static const char *const g3_default[] = {"\"layer_types\"", "\"old_layer_types\"", "\"rope_local_base_freq\": 10000.0,", "",
+                                                 "\"rope_theta\": 1000000.0,", ""};
+        static const char *const g3_pattern[] = {"\"layer_types\"", "\"old_layer_types\"", "\"_sliding_window_pattern\": 6",
+                                                 "\"sliding_window_pattern\": 3", "\"attn_logit_softcapping\": null",
+                                                 "\"attn_logit_softcapping\": 20.0"};
+        c = t_variant_config(ctx, "gemma3", NULL, 0, &ok);
+        CHECK(ok && c.sliding_window == 3 && c.sliding_layers[0] == 31u && c.qk_norm && c.tie_word_embeddings);
+        CHECK(c.rope.theta == 1e6f && c.rope.scaling == SFT_ROPE_LINEAR && c.rope.factor == 8.0f);
+        CHECK(c.rope_local.theta == 1e4f && c.rope_local.scaling == SFT_ROPE_DEFAULT && c.attn_scale == (float)pow(48.0, -0.5));
+        CHECK(c.attn_logit_softcapping == 0.0f && c.final_logit_softcapping == 0.0f);
+        c = t_variant_config(ctx, "gemma3", g3_default, 3, &ok);   /* no layer_types: every 6th layer global; the thetas' defaults */
+        CHECK(ok && c.sliding_layers[0] == 31u && c.rope.theta == 1e6f && c.rope_local.theta == 1e4f);
+        c = t_variant_config(ctx, "gemma3", g3_pattern, 3, &ok);   /* transformers' Gemma 3 ignores attn_logit_softcapping */
+        CHECK(ok && c.sliding_layers[0] == 27u && c.attn_logit_softcapping == 0.0f);
+    }
+    sft_context_destroy(ctx);
+}
+
+/* Phi-3: the fused projections under their own names (LoRA targets, weights,
+   adapters of another layout refused), partial rotary, longrope's factors and
+   attention factor from the config, and what is refused by name */
+static void phi3_fused_projections_and_longrope_follow_the_config(void) {
+    static const char *const no_orig[] = {"\"original_max_position_embeddings\": 16,", ""};
+    static const char *const af[] = {"\"type\": \"longrope\"", "\"type\": \"su\", \"attention_factor\": 1.25"};
+    static const char *const short_list[] = {"1.7000000000000002\n    ]", "1.7000000000000002, 1.8\n    ]"};
+    static const char *const dropout[] = {"\"resid_pdrop\": 0.0", "\"resid_pdrop\": 0.1"};
+    static const char *const odd[] = {"\"partial_rotary_factor\": 0.5", "\"partial_rotary_factor\": 0.25"};
+    sft_context *ctx = t_context(1);
+    sft_model *m = t_arch_load(ctx, "phi3", SFT_QUANT_NONE), *q = t_arch_load(ctx, "qwen3", SFT_QUANT_NONE);
+    sft_model_config c;
+    sft_lora_weights w;
+    char dir[600];
+    int ok;
+    if (m) {
+        const sft_model_config *mc = sft_model_get_config(m);
+        CHECK(sft_model_linear(m, 1, "qkv_proj") && sft_model_linear(m, 1, "gate_up_proj") && !sft_model_linear(m, 1, "q_proj") &&
+              !sft_model_linear(m, 1, "up_proj"));
+        CHECK(sft_model_weight(m, "model.layers.1.self_attn.qkv_proj.weight") != NULL && !sft_model_weight(m, "model.layers.1.mlp.up_proj.weight"));
+        CHECK(mc->rope.scaling == SFT_ROPE_LONGROPE && mc->rope.partial_rotary_factor == 0.5f &&
+              mc->rope.original_max_position_embeddings == 16 && mc->rope.short_factor[7] == 1.7f && mc->rope.long_factor[1] == 2.2f);
+        CHECK(fabsf(mc->rope.attention_factor - (float)sqrt(1.0 + log(4.0) / log(16.0))) <= 1e-7f);
+        CHECK(mc->sliding_window == 5 && mc->sliding_layers[0] == 3u && !mc->tie_word_embeddings);
+        CHECK_STATUS(sft_model_add_lora(m, "x", NULL, "q_proj,v_proj"), SFT_ERR_ARG);
+        CHECK_ERROR_MENTIONS("qkv_proj, o_proj, gate_up_proj, down_proj");
+        CHECK_OK(sft_model_add_lora(m, "y", NULL, "qkv_proj"));
+        CHECK(sft_linear_adapter_weights(sft_model_linear(m, 0, "qkv_proj"), "y", &w) == SFT_OK && w.B && w.B->shape[0] == 128 &&
+              sft_linear_adapter_weights(sft_model_linear(m, 0, "o_proj"), "y", &w) != SFT_OK);
+        sft_clear_error();
+    }
+    if (q) {   /* an adapter for q_proj ... does not fit a fused model */
+        CHECK_STATUS(sft_model_load_adapter(m, T_AFIX "qwen3/adapter", "z"), SFT_ERR_FORMAT);
+        CHECK_ERROR_MENTIONS("which this Phi3ForCausalLM model does not have");
+    }
+    sft_model_destroy(m); sft_model_destroy(q);
+    c = t_variant_config(ctx, "phi3", no_orig, 1, &ok);     /* no original length: max_position_embeddings, no factor -> refused */
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("rope_scaling.factor");
+    c = t_variant_config(ctx, "phi3", af, 1, &ok);           /* "su", and an attention_factor given */
+    CHECK(ok && c.rope.scaling == SFT_ROPE_LONGROPE && c.rope.attention_factor == 1.25f);
+    t_variant_config(ctx, "phi3", short_list, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("rope_scaling.short_factor must list 8 numbers");
+    t_variant_config(ctx, "phi3", dropout, 1, &ok);
+    CHECK(!ok);
+    CHECK_ERROR_MENTIONS("resid_pdrop 0.1");
+    t_variant("phi3", "variant", odd, 1, dir, sizeof dir);   /* head 32 * 0.25 = 8 dims: 4 factors, the file has 8 */
+    CHECK_STATUS(sft_model_load(ctx, dir, NULL, &m), SFT_ERR_FORMAT);
+    CHECK_ERROR_MENTIONS("must list 4 numbers");
+    sft_context_destroy(ctx);
+}
+
 /* A short TRL SFTTrainer run (LoRA from the fixture's values, 18 pre-tokenized
    rows, batch 4 x accumulation 2, linear warmup, sequential order): every
    step's loss and grad_norm */
@@ -364,7 +581,7 @@ static void short_trl_runs_match_step_by_step(void) {
         sft_json *j;
         sft_tokenizer *tok = NULL;
         sft_model *m = t_arch_load(ctx, t_archs[a], SFT_QUANT_NONE);
-        t_fix x;
+        t_fix x = t_fix_zero();
         sft_dataset *ds = NULL;
         sft_lora_desc ld;
         sft_train_config c;
@@ -385,7 +602,7 @@ static void short_trl_runs_match_step_by_step(void) {
         ld.r = 4; ld.alpha = 8;
         CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
         for (layer = 0; layer < sft_model_get_config(m)->num_hidden_layers; layer++)
-            for (p = 0; p < 7; p++) {
+            for (p = 0; p < T_NPROJ; p++) {
                 sft_lora_weights w;
                 if (sft_linear_adapter_weights(sft_model_linear(m, layer, t_proj[p]), "default", &w) != SFT_OK) continue;
                 t_key(key, sizeof key, layer, p, "lora_A");
@@ -491,6 +708,7 @@ static void our_adapters_open_in_peft(void) {
 
 void suite_archs(void) {
     RUN(logits_and_loss_match_transformers);
+    RUN(logits_of_a_long_row_match_transformers);
     RUN(lora_gradients_match_peft);
     RUN(nf4_bases_match_bitsandbytes_and_peft);
     RUN(checkpointed_blocks_give_the_same_gradients);
@@ -500,4 +718,6 @@ void suite_archs(void) {
     RUN(the_memory_plan_is_within_10_percent);
     RUN(short_trl_runs_match_step_by_step);
     RUN(architecture_settings_are_read_and_checked);
+    RUN(sliding_layers_and_gemma_settings_follow_the_config);
+    RUN(phi3_fused_projections_and_longrope_follow_the_config);
 }

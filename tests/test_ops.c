@@ -6,7 +6,7 @@
 
 /* ---- making inputs ---- */
 
-enum { T_F32, T_F32_FROZEN, T_IDS, T_LABELS, T_POS, T_SEQ };
+enum { T_F32, T_F32_FROZEN, T_IDS, T_LABELS, T_POS, T_SEQ, T_SEQ3 };
 
 /* A case: an op applied to inputs described by kind and shape. */
 typedef sft_status (*t_fwd_fn)(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out);
@@ -54,6 +54,7 @@ static void t_make_inputs(sft_context *ctx, const t_case *c, uint64_t seed, sft_
             case T_IDS: v[i] = (int32_t)t_rand(&st, 0.0f, (float)c->range[k]); break;
             case T_LABELS: v[i] = t_rand(&st, 0.0f, 1.0f) < 0.2f ? -100 : (int32_t)t_rand(&st, 0.0f, (float)c->range[k]); break;
             case T_POS: v[i] = (int32_t)(i % T) * 3 + 1; break;               /* positions, spaced out */
+            case T_SEQ3: v[i] = (int32_t)((i % T) % 3); break;                 /* ids that come back: 0,1,2,0,.. */
             default: v[i] = (int32_t)((i % T) / 5); break;                    /* T_SEQ: runs of 5 */
             }
         }
@@ -201,11 +202,23 @@ static sft_status t_fwd_silu(sft_context *ctx, sft_tensor **in, const void *p, s
 static sft_status t_fwd_swiglu(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
     (void)p; return sft_swiglu(ctx, in[0], in[1], out);
 }
+static sft_status t_fwd_geglu(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
+    (void)p; return sft_geglu(ctx, in[0], in[1], out);
+}
+static sft_status t_fwd_softcap(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
+    (void)p; return sft_softcap(ctx, in[0], 0.6f, out);
+}
+static sft_status t_fwd_narrow(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
+    sft_tensor *a, *b;
+    (void)p;    /* two overlapping ranges, so backward adds into shared columns */
+    if (sft_narrow(ctx, in[0], 1, 3, &a) != SFT_OK || sft_narrow(ctx, in[0], 2, 3, &b) != SFT_OK) return SFT_ERR_SHAPE;
+    return sft_mul(ctx, a, b, out);
+}
 static sft_status t_fwd_rope(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
     return sft_rope(ctx, in[0], in[1], (const sft_rope_desc *)p, out);
 }
 static sft_status t_fwd_attention(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
-    (void)p; return sft_attention(ctx, in[0], in[1], in[2], in[3], 0.0f, out);
+    return sft_attention_ex(ctx, in[0], in[1], in[2], in[3], (const sft_attention_desc *)p, out);
 }
 static sft_status t_fwd_ce(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
     return sft_cross_entropy(ctx, in[0], in[1], (const sft_ce_desc *)p, out);
@@ -257,7 +270,8 @@ static t_case t_case_attention(int with_seq, int64_t Hq, int64_t Hkv) {
 }
 
 static sft_status t_fwd_attention3(sft_context *ctx, sft_tensor **in, const void *p, sft_tensor **out) {
-    (void)p; return sft_attention(ctx, in[0], in[1], in[2], NULL, 0.0f, out);
+    if (p) return sft_attention_ex(ctx, in[0], in[1], in[2], NULL, (const sft_attention_desc *)p, out);
+    return sft_attention(ctx, in[0], in[1], in[2], NULL, 0.0f, out);
 }
 
 static t_case t_case_ce(const sft_ce_desc *d) {
@@ -402,6 +416,54 @@ static void elementwise_gradients_match_finite_differences(void) {
     t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
     c = t_case_2("swiglu", t_fwd_swiglu, 3, s3, 3, s3);
     t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
+    c = t_case_2("geglu", t_fwd_geglu, 3, s3, 3, s3);
+    t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
+    c = t_case_2("softcap", t_fwd_softcap, 3, s3, 0, NULL);
+    t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
+    c = t_case_2("narrow", t_fwd_narrow, 3, s3, 0, NULL);
+    t_gradcheck(&c, 1e-3, 1e-2); t_thread_identity(&c);
+}
+
+/* narrow copies a range of the last dim; ranges outside it are refused */
+static void narrow_takes_columns_of_the_last_dim(void) {
+    sft_context *ctx = t_context(1);
+    uint64_t st = 9;
+    int64_t s[3] = {2, 3, 10}, i, j;
+    sft_tensor *x = t_random(ctx, 3, s, &st, -1, 1), *y = NULL;
+    CHECK_OK(sft_narrow(ctx, x, 6, 4, &y));
+    CHECK(y && y->ndim == 3 && y->shape[0] == 2 && y->shape[1] == 3 && y->shape[2] == 4);
+    for (i = 0; y && i < 6; i++)
+        for (j = 0; j < 4; j++) CHECK(((float *)y->data)[i * 4 + j] == ((float *)x->data)[i * 10 + 6 + j]);
+    CHECK_STATUS(sft_narrow(ctx, x, 7, 4, &y), SFT_ERR_SHAPE);
+    CHECK_ERROR_MENTIONS("columns [7, 11) of x [2, 3, 10]");
+    CHECK_STATUS(sft_narrow(ctx, x, 0, 0, &y), SFT_ERR_SHAPE);
+    CHECK_STATUS(sft_narrow(ctx, x, -1, 2, &y), SFT_ERR_SHAPE);
+    sft_tensor_destroy(x);
+    sft_context_destroy(ctx);
+}
+
+/* GELU's tanh form (PyTorch's gelu(approximate="tanh")) times up, and the soft
+   cap c tanh(x / c), against the formulas in double; bad caps are refused */
+static void geglu_and_softcap_match_reference(void) {
+    sft_context *ctx = t_context(1);
+    uint64_t st = 8;
+    int64_t s[1] = {101}, i;
+    sft_tensor *g = t_random(ctx, 1, s, &st, -6, 6), *u = t_random(ctx, 1, s, &st, -2, 2), *y, *z;
+    double ry[101], rz[101];
+    CHECK_OK(sft_geglu(ctx, g, u, &y));
+    CHECK_OK(sft_softcap(ctx, g, 2.5f, &z));
+    for (i = 0; i < 101; i++) {
+        double x = ((float *)g->data)[i];
+        ry[i] = 0.5 * x * (1.0 + tanh(sqrt(2.0 / 3.141592653589793) * (x + 0.044715 * x * x * x))) * ((float *)u->data)[i];
+        rz[i] = 2.5 * tanh(x / 2.5);
+    }
+    t_close_d("geglu", (float *)y->data, ry, 101, 1e-6, 1e-5);
+    t_close_d("softcap", (float *)z->data, rz, 101, 1e-6, 1e-5);
+    CHECK_STATUS(sft_softcap(ctx, g, 0.0f, &z), SFT_ERR_ARG);
+    CHECK_ERROR_MENTIONS("softcap: cap = 0");
+    CHECK_STATUS(sft_geglu(ctx, g, g, NULL), SFT_ERR_ARG);
+    sft_tensor_destroy(g); sft_tensor_destroy(u);
+    sft_context_destroy(ctx);
 }
 
 static void silu_and_swiglu_match_reference(void) {
@@ -562,11 +624,70 @@ static void rope_llama3_scaling_follows_transformers(void) {
     CHECK_ERROR_MENTIONS("llama3");
 }
 
+/* Partial rotary (Phi-4-mini: the leading R of head_dim turn, the rest pass)
+   and longrope (Phi-3: per-frequency factors, short below the original
+   length and long from it, cos and sin times attention_factor): against the
+   definition in double, gradients by finite differences. */
+static void rope_partial_and_longrope_follow_the_definition(void) {
+    static sft_rope_desc ds[3];
+    int k;
+    memset(ds, 0, sizeof ds);
+    ds[0].theta = 700.0f; ds[0].partial_rotary_factor = 0.6f;              /* head 10: 6 dims turn, 4 pass */
+    for (k = 1; k < 3; k++) {
+        int i;
+        ds[k].theta = 10000.0f; ds[k].scaling = SFT_ROPE_LONGROPE; ds[k].partial_rotary_factor = 0.8f; ds[k].attention_factor = 1.2f;
+        for (i = 0; i < 4; i++) { ds[k].short_factor[i] = 1.0f + 0.5f * (float)i; ds[k].long_factor[i] = 2.0f + 3.0f * (float)i; }
+    }
+    ds[1].original_max_position_embeddings = 20;    /* positions reach 19: short factors */
+    ds[2].original_max_position_embeddings = 19;    /* 19 + 1 > 19: long factors */
+    for (k = 0; k < 3; k++) {
+        t_case c = t_case_rope(&ds[k]);
+        sft_context *ctx = t_context(2);
+        sft_tensor *in[4] = {0}, *out = NULL;
+        int64_t bt, h, i, R = k ? 8 : 6;
+        double af = k ? 1.2 : 1.0;
+        t_make_inputs(ctx, &c, 12 + (uint64_t)k, in);
+        CHECK_OK(sft_rope(ctx, in[0], in[1], &ds[k], &out));
+        for (bt = 0; out && bt < 14; bt++)
+            for (h = 0; h < 3; h++) {
+                const float *x = (float *)in[0]->data + (bt * 3 + h) * 10;
+                double ref[10];
+                for (i = 0; i < R / 2; i++) {
+                    double ext = k == 0 ? 1.0 : k == 1 ? ds[k].short_factor[i] : ds[k].long_factor[i];
+                    double inv = 1.0 / (ext * pow(k ? 10000.0 : 700.0, 2.0 * (double)i / (double)R));
+                    double a = ((int32_t *)in[1]->data)[bt] * inv;
+                    ref[i] = af * (x[i] * cos(a) - x[i + R / 2] * sin(a));
+                    ref[i + R / 2] = af * (x[i + R / 2] * cos(a) + x[i] * sin(a));
+                }
+                for (i = R; i < 10; i++) ref[i] = x[i];
+                t_close_d("rope (partial, longrope)", (float *)out->data + (bt * 3 + h) * 10, ref, 10, 2e-5, 1e-5);
+            }
+        t_free_inputs(in, 2);
+        sft_context_destroy(ctx);
+        t_gradcheck(&c, 1e-3, 1e-2);
+        t_thread_identity(&c);
+    }
+    {   /* settings that make no rotation are refused by name */
+        sft_rope_desc d = ds[0];
+        float inv[8];
+        d.partial_rotary_factor = 0.5f;                  /* head 10: 5 dims, odd */
+        CHECK_STATUS(sft_rope_inv_freq(&d, 10, inv), SFT_ERR_ARG);
+        CHECK_ERROR_MENTIONS("5 rotated dims");
+        d = ds[1]; d.short_factor[2] = 0.0f;
+        CHECK_STATUS(sft_rope_inv_freq(&d, 10, inv), SFT_ERR_ARG);
+        CHECK_ERROR_MENTIONS("longrope factor 2");
+    }
+}
+
+/* the plain definition; c->p may hold an sft_attention_desc (window, soft cap) */
 static void t_ref_attention(const t_case *c, sft_tensor **in, double *ref) {
     int64_t B = c->shape[0][0], T = c->shape[0][1], Hq = c->shape[0][2], D = c->shape[0][3], Hkv = c->shape[1][2];
     int64_t b, h, t, j, d;
     const float *q = (float *)in[0]->data, *k = (float *)in[1]->data, *v = (float *)in[2]->data;
     const int32_t *ids = c->n_in > 3 ? (int32_t *)in[3]->data : NULL;
+    const sft_attention_desc *desc = (const sft_attention_desc *)c->p;
+    int64_t window = desc ? desc->sliding_window : 0;
+    double cap = desc ? desc->softcap : 0.0, scale = desc && desc->scale > 0.0f ? desc->scale : 1.0 / sqrt((double)D);
     double *p = (double *)malloc((size_t)T * sizeof(double));   /* one score row: the reference may */
     for (b = 0; b < B; b++)
         for (h = 0; h < Hq; h++)
@@ -575,9 +696,10 @@ static void t_ref_attention(const t_case *c, sft_tensor **in, double *ref) {
                 double m = -1e300, sum = 0.0;
                 for (j = 0; j <= t; j++) {
                     double s = 0.0;
-                    if (ids && ids[b * T + j] != ids[b * T + t]) { p[j] = -1e300; continue; }
+                    if ((ids && ids[b * T + j] != ids[b * T + t]) || (window > 0 && j <= t - window)) { p[j] = -1e300; continue; }
                     for (d = 0; d < D; d++) s += (double)q[((b * T + t) * Hq + h) * D + d] * k[((b * T + j) * Hkv + hk) * D + d];
-                    p[j] = s / sqrt((double)D);
+                    p[j] = s * scale;
+                    if (cap > 0.0) p[j] = cap * tanh(p[j] / cap);
                     if (p[j] > m) m = p[j];
                 }
                 for (j = 0; j <= t; j++) { p[j] = p[j] <= -1e299 ? 0.0 : exp(p[j] - m); sum += p[j]; }
@@ -651,6 +773,40 @@ static void attention_gradients_match_finite_differences(void) {
     c.fwd = t_fwd_attention3;
     t_gradcheck(&c, 2e-3, 1e-2);
     t_thread_identity(&c);
+}
+
+/* sliding windows and soft caps: against the definition for windows that cut
+   within a tile, across tiles (skipped tiles) and over sequence ids that come
+   back (tested key by key); gradients by finite differences, any thread count */
+static void attention_windows_and_soft_caps_match_reference(void) {
+    static sft_attention_desc ds[4] = {{0.0f, 3, 0.0f}, {0.0f, 0, 0.8f}, {0.7f, 4, 0.9f}, {0.0f, 70, 1.5f}};
+    int variant;
+    for (variant = 0; variant < 6; variant++) {
+        t_case c = t_case_attention(variant != 1, variant & 2 ? 6 : 2, 2);
+        sft_context *ctx = t_context(2);
+        sft_tensor *in[4] = {0}, *out;
+        int64_t n;
+        double *ref;
+        int k;
+        c.p = &ds[variant < 4 ? variant : variant - 2];
+        if (variant == 1) c.fwd = t_fwd_attention3;
+        if (variant >= 4)          /* T 150 over three key tiles, a window of 70; variant 5: ids 0,1,2,0,1,2... */
+            for (k = 0; k < 4; k++) { c.shape[k][0] = 1; c.shape[k][1] = 150; }
+        if (variant == 5) c.kind[3] = T_SEQ3;
+        t_make_inputs(ctx, &c, 31 + (uint64_t)variant, in);
+        CHECK_OK(c.fwd(ctx, in, c.p, &out));
+        if (out) {
+            n = sft_tensor_numel(out);
+            ref = (double *)malloc((size_t)n * sizeof(double));
+            t_ref_attention(&c, in, ref);
+            t_close_d("attention with a window / soft cap", (float *)out->data, ref, n, 1e-5, 1e-5);
+            free(ref);
+        }
+        t_free_inputs(in, c.n_in);
+        sft_context_destroy(ctx);
+        t_gradcheck(&c, 2e-3, 1e-2);
+        t_thread_identity(&c);
+    }
 }
 
 static void attention_holds_no_score_matrix(void) {
@@ -933,6 +1089,8 @@ void suite_ops(void) {
     RUN(add_and_mul_broadcast_a_suffix);
     RUN(elementwise_gradients_match_finite_differences);
     RUN(silu_and_swiglu_match_reference);
+    RUN(geglu_and_softcap_match_reference);
+    RUN(narrow_takes_columns_of_the_last_dim);
     RUN(reshape_is_a_view_and_infers_one_dim);
     RUN(embedding_picks_rows_and_scatters_gradients);
     RUN(embedding_refuses_ids_outside_the_vocabulary);
@@ -941,9 +1099,11 @@ void suite_ops(void) {
     RUN(rope_matches_the_rotate_half_formula);
     RUN(rope_gradients_match_finite_differences);
     RUN(rope_llama3_scaling_follows_transformers);
+    RUN(rope_partial_and_longrope_follow_the_definition);
     RUN(attention_matches_reference_with_gqa_and_sequence_ids);
     RUN(attention_gradients_match_finite_differences);
     RUN(attention_matches_reference_for_wide_heads_and_many_tiles);
+    RUN(attention_windows_and_soft_caps_match_reference);
     RUN(attention_holds_no_score_matrix);
     RUN(cross_entropy_matches_reference_for_each_reduction);
     RUN(cross_entropy_of_only_ignored_labels_is_nan_for_mean);

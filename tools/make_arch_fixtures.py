@@ -10,6 +10,9 @@ bitsandbytes compute on it:
   logits, loss                 eager attention, f32, the right-padded batch of
                                make_model_fixtures.py (the same input_ids,
                                attention_mask and -100 labels)
+  long.input_ids, long.logits  one unpadded row of 24 seeded ids: far past
+                               every sliding window, and past phi3's original
+                               length (longrope's long factors)
   <peft key>, lora.logits,     a LoRA (r 4, alpha 8, all-linear, every A and B
   lora.loss, grad.<peft key>   set to seeded values) in train mode: logits, loss
                                and every gradient of A and B after backward
@@ -32,19 +35,52 @@ pre-tokenized rows of make_trainer_fixtures.py's trl_loop, LoRA (r 4, alpha
 8, all-linear) starting from the values above, batch 4 x accumulation 2,
 AdamW lr 1e-3 with 2 linear warmup steps, 6 steps, the sequential sampler;
 per step the loss (unrounded, the window's sum of micro-batch losses) and
-grad_norm.
+grad_norm. TRL 1.16's SFTTrainer scores with its fused LM head, which finds the
+decoder as model.base_model (base_model_prefix); transformers 4.57.6's
+Gemma3ForCausalLM names "language_model", which it does not have, so
+base_model is the whole causal LM and TRL fails ('CausalLMOutputWithPast' object has no attribute
+'last_hidden_state'): for that run the script sets the instance's prefix to
+"model", the Gemma3TextModel inside, which is what TRL means to call.
 
 The model weights are drawn as make_model_fixtures.py draws them (every
 parameter from one seeded generator; norms 1 + 0.1 randn), so the recipe is
-the one the older fixtures document; this script imports its helpers.
+the one the older fixtures document; this script imports its helpers. Gemma's
+norms multiply by 1 + weight, so their weights are drawn 1 + 0.1 randn and
+then lowered by 1: the same scale 1 + 0.1 randn as the other models'. (Left
+at 2 + 0.1 randn, Gemma 3's q/k norms double q and k and sharpen the scores
+so much that transformers' own f32 gradients are 1.7e-5 of the largest from
+its float64 ones; with scales near 1 they are 2.3e-6.)
 
-    tools/.venv/bin/python tools/make_arch_fixtures.py
+    tools/.venv/bin/python tools/make_arch_fixtures.py [name ...]
+
+(with names, only those models' folders are rewritten)
 
 The architectures and what each adds to the Llama block:
   qwen3    Qwen3ForCausalLM: q_norm / k_norm, an RMSNorm over each head of q and
            k before RoPE (weights [head_dim]); head_dim 32 > hidden / heads
   smollm3  SmolLM3ForCausalLM: no_rope_layers, a layer with 0 applies no RoPE
            (3 layers, the middle one without); attention and MLP biases on
+  gemma2   Gemma2ForCausalLM: (1 + w) RMSNorms before and after attention and
+           the MLP, GeGLU (gelu_pytorch_tanh), embeddings times sqrt(hidden),
+           attention scale query_pre_attn_scalar^-1/2 (24, not head_dim 32),
+           layers 0 and 2 sliding with a window of 4 (the batch has 7 tokens,
+           TRL's rows up to 21), soft caps small enough to bend these weights'
+           scores and logits (attention 0.3, output 0.6; Gemma 2 ships 50 and
+           30), tied embeddings as Gemma ships them
+  gemma3   Gemma3ForCausalLM (text): Gemma 2's block without the attention
+           soft cap, q_norm / k_norm with (1 + w), the embedding itself scaled
+           by sqrt(hidden), six layers in Gemma 3's default 5:1 pattern (five
+           sliding with a window of 3, the last global), the sliding layers
+           rotating with rope_local_base_freq 1e4 unscaled and the global one
+           with rope_theta 1e6 and linear scaling 8 (as Gemma 3 4B+ ship);
+           2 heads on 1 key/value head of 32, intermediate 64 (small: six layers)
+  phi3     Phi3ForCausalLM (Phi-3, Phi-4-mini): fused qkv_proj and gate_up_proj
+           (PEFT's targets by those names), partial_rotary_factor 0.5 (16 of 32
+           head dims turn, as Phi-4-mini turns 96 of 128), longrope with 8 short
+           and 8 long factors, original_max_position_embeddings 16 of 64 (the
+           batch's 7 positions use the short factors; TRL's batches, up to 21
+           long, the long ones; attention factor sqrt(1 + ln 4 / ln 16)), a
+           sliding window of 5 on every layer
 """
 
 import json
@@ -58,11 +94,14 @@ import make_model_fixtures as mmf  # noqa: E402  (the shared recipe: weights, in
 import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
-from transformers import BitsAndBytesConfig, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM  # noqa: E402
+from transformers import (BitsAndBytesConfig, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM,  # noqa: E402
+                          Gemma3TextConfig, Phi3Config, Phi3ForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
+                          SmolLM3ForCausalLM)
 
 from fixture_io import save_safetensors  # noqa: E402
 
 OUT = os.path.join(mmf.ROOT, "tests", "fixtures", "archs")
+LONG_T = 24     # long.logits: one row past every window and phi3's original length (16)
 WRITER = "tools/make_arch_fixtures.py"
 
 
@@ -79,6 +118,27 @@ def configs():
             config=SmolLM3Config(**common, num_hidden_layers=3, intermediate_size=128, num_key_value_heads=2,
                                  no_rope_layers=[1, 0, 1], attention_bias=True, mlp_bias=True, rope_theta=5000000.0,
                                  rms_norm_eps=1e-6, pad_token_id=None)),
+        "gemma2": dict(
+            cls=Gemma2ForCausalLM, dtype=torch.float32, shard=None, seed=mmf.SEED + 13, norms_as_offsets=True,
+            config=Gemma2Config(**dict(common, tie_word_embeddings=True), num_hidden_layers=3, intermediate_size=128,
+                                num_key_value_heads=2, head_dim=32, query_pre_attn_scalar=24, sliding_window=4,
+                                attn_logit_softcapping=0.3, final_logit_softcapping=0.6, rope_theta=10000.0,
+                                rms_norm_eps=1e-6, hidden_activation="gelu_pytorch_tanh")),
+        "gemma3": dict(
+            cls=Gemma3ForCausalLM, dtype=torch.float32, shard=None, seed=mmf.SEED + 14, norms_as_offsets=True,
+            config=Gemma3TextConfig(**dict(common, tie_word_embeddings=True, num_attention_heads=2), num_hidden_layers=6,
+                                    intermediate_size=64, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=48,
+                                    sliding_window=3, rope_theta=1000000.0, rope_local_base_freq=10000.0,
+                                    rope_scaling={"rope_type": "linear", "factor": 8.0}, rms_norm_eps=1e-6,
+                                    hidden_activation="gelu_pytorch_tanh")),
+        "phi3": dict(
+            cls=Phi3ForCausalLM, dtype=torch.float32, shard=None, seed=mmf.SEED + 15,
+            config=Phi3Config(**dict(common, num_attention_heads=2), num_hidden_layers=2, intermediate_size=128,
+                              num_key_value_heads=1, partial_rotary_factor=0.5, rope_theta=10000.0,
+                              original_max_position_embeddings=16, sliding_window=5, rms_norm_eps=1e-5,
+                              rope_scaling={"type": "longrope", "short_factor": [1.0 + 0.1 * i for i in range(8)],
+                                            "long_factor": [1.5 + 0.7 * i for i in range(8)]},
+                              pad_token_id=0, bos_token_id=1, eos_token_id=2)),
     }
 
 
@@ -94,6 +154,8 @@ def trl_run(d, lora_vals, steps=6):
     rows = mtf.make_rows()
     ds = datasets.Dataset.from_dict({"input_ids": rows})
     model = mmf.load(d)
+    if model.base_model is model:
+        model.base_model_prefix = "model"     # Gemma3ForCausalLM: see the header (TRL's fused LM head)
     log = []
 
     class Trainer(SFTTrainer):
@@ -127,6 +189,11 @@ def make(name, spec, ids, mask, labels):
     d = os.path.join(OUT, name)
     os.makedirs(d)
     model = mmf.build(spec)
+    if spec.get("norms_as_offsets"):          # Gemma: the norms scale by 1 + weight (see the header)
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                if pname.endswith("norm.weight"):
+                    p.sub_(1.0)
     model.save_pretrained(d, safe_serialization=True)
     del model
     cfg = json.load(open(os.path.join(d, "config.json")))
@@ -135,6 +202,10 @@ def make(name, spec, ids, mask, labels):
     m = mmf.load(d)
     t, n_targets = mmf.base_pass(m, ids, mask, labels)
     tensors.update({k: v for k, v in t.items() if k in ("logits", "loss")})
+    long_ids = torch.randint(3, 256, (1, LONG_T), generator=mmf.gen(mmf.SEED + 77))
+    with torch.no_grad():
+        tensors["long.input_ids"] = long_ids.int()
+        tensors["long.logits"] = m(input_ids=long_ids).logits.float().clone()
 
     pm = get_peft_model(m, LoraConfig(**mmf.LORA))
     lora_vals = mmf.lora_values(pm)
@@ -195,13 +266,22 @@ def make(name, spec, ids, mask, labels):
     return doc
 
 
-def main():
+def main(argv):
     torch.set_num_threads(1)
-    if os.path.isdir(OUT):
+    specs = configs()
+    names = argv or list(specs)
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        print("unknown model(s) %s; the models are %s" % (unknown, list(specs)))
+        return 2
+    if not argv and os.path.isdir(OUT):
         shutil.rmtree(OUT)
-    os.makedirs(OUT)
+    os.makedirs(OUT, exist_ok=True)
     ids, mask, labels = mmf.inputs()
-    for name, spec in configs().items():
+    for name in names:
+        spec = specs[name]
+        if os.path.isdir(os.path.join(OUT, name)):
+            shutil.rmtree(os.path.join(OUT, name))
         doc = make(name, spec, ids, mask, labels)
         l = doc["loss"]
         print(f"{name}: loss {l['value']:.6f}, lora {l['lora']:.6f}, nf4 {l['nf4']:.6f}, nf4 lora {l['nf4_lora']:.6f}, "
@@ -214,4 +294,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
