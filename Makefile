@@ -255,19 +255,21 @@ FUZZ_CC      ?= clang
 FUZZ_FLAGS    = -std=c99 -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer \
                 -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OPTS    ?=
+# where the harnesses write their input files (a tmpfs when there is one)
+FUZZ_TMP     ?= $(if $(wildcard /dev/shm),/dev/shm,build/fuzz/tmp)
 
 .PHONY: fuzz fuzz-build tsan valgrind soak
-build/fuzz build/fuzz/findings build/fuzz/tmp:
+build/fuzz build/fuzz/findings:
 	mkdir -p $@
 build/fuzz/sft.o: sft.h | build/fuzz $(STB_DS)
 	$(FUZZ_CC) -x c $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -DSFT_IMPLEMENTATION -c sft.h -o $@
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/sft.o
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< build/fuzz/sft.o -o $@ -lm -lpthread
 fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
-fuzz-run-%: build/fuzz/fuzz_% | build/fuzz/findings build/fuzz/tmp
-	@mkdir -p build/fuzz/corpus/$*
+fuzz-run-%: build/fuzz/fuzz_% | build/fuzz/findings
+	@mkdir -p build/fuzz/corpus/$* $(FUZZ_TMP)/sft-fuzz-$*
 	@echo "fuzz $*: $(FUZZ_SECONDS) s"
-	@TMPDIR=build/fuzz/tmp ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@trap 'rm -rf $(FUZZ_TMP)/sft-fuzz-$*' EXIT; TMPDIR=$(FUZZ_TMP)/sft-fuzz-$* ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ./build/fuzz/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=2560 -max_len=65536 \
 	    -print_final_stats=1 -artifact_prefix=build/fuzz/findings/$*- $(FUZZ_OPTS) \
 	    build/fuzz/corpus/$* tests/fuzz/corpus/$* > build/fuzz/$*.log 2>&1 \
@@ -293,4 +295,4 @@ valgrind: build/test_sft_vg
 	    ./build/test_sft_vg $(VALGRIND_FILTER)
 
 soak: build/sft
-	sh tests/soak.sh ./build/sft
+	bash tests/soak.sh ./build/sft

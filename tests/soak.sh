@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # soak.sh - kill -9 a training run again and again, resuming after each kill.
 #
-#   tests/soak.sh ./build/sft        (make soak; SOAK_KILLS=50, SOAK_STEPS=200)
+#   tests/soak.sh ./build/sft        (make soak; SOAK_KILLS=50, SOAK_STEPS=2000)
 #
 # A LoRA run of the tiny Llama fixture (pre-tokenized rows, packing) saves a
 # checkpoint every step and keeps 2 (save_total_limit), so most kills land in a
@@ -12,7 +12,7 @@
 set -euo pipefail
 sft=${1:-./build/sft}
 kills=${SOAK_KILLS:-50}
-steps=${SOAK_STEPS:-200}
+steps=${SOAK_STEPS:-2000}
 root=$(pwd)
 work=build/soak
 rm -rf "$work"
