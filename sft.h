@@ -2958,6 +2958,10 @@ static sft_status sft__tensor_step(sft_context *ctx, sft_device device, sft_dtyp
     t->flags = SFT__T_ARENA | (ctx->transient ? SFT__T_TRANSIENT : 0u);
     SFT__TRY(sft__arena_alloc_big(sft__cur_arena(ctx, device), sft_tensor_nbytes(t), &from_heap, &t->data));
     if (from_heap) t->flags |= SFT__T_HEAP;
+    /* a memory plan's step skips the heavy kernels, so their outputs would stay
+       unwritten for the light ones that read them: zeros keep that defined (the
+       values do not matter there; Valgrind's memcheck sees no uninitialised read) */
+    if (ctx->plan_only && device == SFT_DEVICE_CPU) memset(t->data, 0, sft_tensor_nbytes(t));
     *out = t;
     return SFT_OK;
 }
