@@ -10940,7 +10940,7 @@ static sft_status sft__vec_reserve(sft_context *ctx, sft__vec *v, size_t need) {
 
 static sft_status sft__vec_push(sft_context *ctx, sft__vec *v, const void *x, size_t n) {
     SFT__TRY(sft__vec_reserve(ctx, v, v->len + n + 1));
-    memcpy((char *)v->p + v->len * v->elem, x, n * v->elem);
+    if (n) memcpy((char *)v->p + v->len * v->elem, x, n * v->elem);   /* x may be NULL when n is 0 (a word of dropped characters) */
     v->len += n;
     return SFT_OK;
 }

@@ -574,6 +574,37 @@ static void whitespace_runs_encode_in_n_log_n(void) {
     sft_context_destroy(ctx);
 }
 
+/* ---- fuzzing's findings, replayed --------------------------------------------------------- */
+
+/* fuzz_tokenizer's finding: a tokenizer.json whose vocabulary lacks the
+   characters of a word and has no unk token, so the word becomes no symbols at
+   all: encoding it handed a NULL buffer of 0 symbols to memcpy (undefined
+   behaviour under make sanitize). It encodes to nothing, as Hugging Face drops
+   such characters. The texts are the harness's. */
+static void fuzz_finding_a_word_of_no_symbols_encodes(void) {
+    static const char *const texts[] = {
+        "Hello world!  How are you?\n\n", "na\xc3\xafve caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80", "   \t\t\n  x",
+        "<s>[INST] hi [/INST]</s><|im_start|>user<|im_end|>", "12345 3.14 don't I'll", "",
+    };
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    size_t k;
+    CHECK_OK(sft_tokenizer_load(ctx, H_FIX "/tokenizer_empty_word", &tok));
+    for (k = 0; tok && k < sizeof texts / sizeof *texts; k++) {
+        int special;
+        for (special = 0; special < 2; special++) {
+            int32_t *ids = NULL;
+            size_t n = 0, tl = 0;
+            char *text = NULL;
+            CHECK_OK(sft_tokenizer_encode(tok, texts[k], strlen(texts[k]), special, &ids, &n));
+            CHECK_OK(sft_tokenizer_decode(tok, ids, n, special, &text, &tl));
+            sft_free(ctx, ids); sft_free(ctx, text);
+        }
+    }
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_harden(void) {
     RUN(planted_links_are_never_written_through);
     RUN(a_planted_metrics_link_stops_the_run);
@@ -587,4 +618,5 @@ void suite_harden(void) {
     RUN(a_failed_allocation_never_drops_a_log_entry);
     RUN(the_command_refuses_bad_input_with_status_2);
     RUN(whitespace_runs_encode_in_n_log_n);
+    RUN(fuzz_finding_a_word_of_no_symbols_encodes);
 }
