@@ -94,7 +94,8 @@
          platform: CPU probe         cpuid, the one process-wide cache
          memory: the context allocator   aligned, counted allocations
          platform: the thread pool   persistent workers, sft__parallel
-         platform: files             atomic writes through one hook, reads
+         platform: files             atomic writes through one hook (O_NOFOLLOW |
+                                    O_EXCL, relative to the folder), appends, reads
          memory: arenas              per-step scratch that stops growing
          memory: the step heap       large step tensors, given back when they die
          context                     create/destroy, statistics, logging
