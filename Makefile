@@ -36,7 +36,8 @@ CUDA_ARCH = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm
 
 TEST_SRC = tests/main.c tests/runner.c tests/test_core.c tests/test_json.c tests/test_safetensors.c \
            tests/test_tensor.c tests/test_ops.c tests/test_autograd.c \
-           tests/test_paths.c tests/test_tokenizer.c tests/test_quant.c tests/test_lora.c tests/test_model.c tests/test_archs.c tests/test_data.c tests/test_templates.c tests/test_trainer.c tests/test_checkpoint.c tests/test_cli.c
+           tests/test_paths.c tests/test_tokenizer.c tests/test_quant.c tests/test_lora.c tests/test_model.c tests/test_archs.c tests/test_data.c tests/test_templates.c tests/test_trainer.c tests/test_checkpoint.c tests/test_cli.c \
+           tests/test_harden.c
 DEPS     = sft.h tests/test.h $(TEST_SRC) examples/sft.c
 STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
@@ -237,3 +238,61 @@ demo: build/sft build/demo
 
 clean:
 	rm -rf build
+
+# ---- hardening: fuzzing, ThreadSanitizer, Valgrind, the kill -9 soak ---------------
+#   make fuzz       every libFuzzer harness of tests/fuzz (clang, ASan + UBSan) for
+#                   FUZZ_SECONDS each (default 20), from its committed seed corpus
+#                   (tests/fuzz/corpus/NAME) plus what earlier runs found
+#                   (build/fuzz/corpus/NAME); a finding is left in build/fuzz/findings
+#                   and fails the target. `make -j2 fuzz` runs two at a time.
+#   make tsan       the suite and a 2- and 4-thread training run under ThreadSanitizer
+#   make valgrind   the suite under Valgrind's memcheck (VALGRIND_FILTER picks tests)
+#   make soak       50 kill -9 of a training run with frequent saves and a save limit,
+#                   each followed by a resume (tests/soak.sh; minutes, not in CI)
+FUZZ_TARGETS = json safetensors tokenizer encode dataset config adapter resume template
+FUZZ_SECONDS ?= 20
+FUZZ_CC      ?= clang
+FUZZ_FLAGS    = -std=c99 -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer \
+                -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OPTS    ?=
+# where the harnesses write their input files (a tmpfs when there is one)
+FUZZ_TMP     ?= $(if $(wildcard /dev/shm),/dev/shm,build/fuzz/tmp)
+
+.PHONY: fuzz fuzz-build tsan valgrind soak
+build/fuzz build/fuzz/findings:
+	mkdir -p $@
+build/fuzz/sft.o: sft.h | build/fuzz $(STB_DS)
+	$(FUZZ_CC) -x c $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -DSFT_IMPLEMENTATION -c sft.h -o $@
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/sft.o
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< build/fuzz/sft.o -o $@ -lm -lpthread
+fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+fuzz-run-%: build/fuzz/fuzz_% | build/fuzz/findings
+	@mkdir -p build/fuzz/corpus/$* $(FUZZ_TMP)/sft-fuzz-$*
+	@echo "fuzz $*: $(FUZZ_SECONDS) s"
+	@trap 'rm -rf $(FUZZ_TMP)/sft-fuzz-$*' EXIT; TMPDIR=$(FUZZ_TMP)/sft-fuzz-$* ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    ./build/fuzz/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=2560 -max_len=65536 \
+	    -print_final_stats=1 -artifact_prefix=build/fuzz/findings/$*- $(FUZZ_OPTS) \
+	    build/fuzz/corpus/$* tests/fuzz/corpus/$* > build/fuzz/$*.log 2>&1 \
+	    || { tail -n 60 build/fuzz/$*.log; echo "fuzz $*: FINDING (build/fuzz/findings)"; exit 1; }
+	@awk '/^stat::number_of_executed_units/ {n=$$2} /cov: / {c=$$0} END {sub(/.*cov: /, "", c); sub(/ ft:.*/, "", c); \
+	    print "fuzz $*: " n " executions, coverage " c " edges"}' build/fuzz/$*.log
+fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
+
+TSAN_FLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -O1 -g -fsanitize=thread
+build/test_sft_tsan: $(DEPS) | build $(STB_DS)
+	$(CC) $(TSAN_FLAGS) $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
+build/tsan_train: tests/tsan_train.c sft.h | build $(STB_DS)
+	$(CC) $(TSAN_FLAGS) $(WARN) tests/tsan_train.c -o $@ $(LDLIBS)
+tsan: build/test_sft_tsan build/tsan_train
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan_train 2 4
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/test_sft_tsan $(TSAN_FILTER)
+
+VALGRIND_FILTER ?=
+build/test_sft_vg: $(DEPS) | build $(STB_DS)
+	$(CC) $(STD) -O1 -g $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
+valgrind: build/test_sft_vg
+	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+	    ./build/test_sft_vg $(VALGRIND_FILTER)
+
+soak: build/sft
+	bash tests/soak.sh ./build/sft

@@ -94,7 +94,8 @@
          platform: CPU probe         cpuid, the one process-wide cache
          memory: the context allocator   aligned, counted allocations
          platform: the thread pool   persistent workers, sft__parallel
-         platform: files             atomic writes through one hook, reads
+         platform: files             atomic writes through one hook (O_NOFOLLOW |
+                                    O_EXCL, relative to the folder), appends, reads
          memory: arenas              per-step scratch that stops growing
          memory: the step heap       large step tensors, given back when they die
          context                     create/destroy, statistics, logging
@@ -310,7 +311,11 @@ SFTDEF int          sft_cpu_has_bf16(void);
    sft_file_write_atomic writes a whole file so that a reader sees either the old
    content or the new, never a mix: it writes "<path>.tmp", flushes it to disk and
    renames it over path. On any failure the temporary is removed and path is
-   untouched. ctx may be NULL (plain fwrite). */
+   untouched. ctx may be NULL (plain write). Files are created relative to their
+   folder's descriptor with O_NOFOLLOW | O_EXCL: a symbolic link at path or at
+   "<path>.tmp" is replaced, never written through. Every file the library writes
+   (checkpoints, adapters, safetensors, metrics) goes through this one path and
+   the context's write hook (sft_context_desc.write). */
 
 typedef struct sft_buf { const void *data; size_t len; } sft_buf;
 
@@ -2150,7 +2155,23 @@ static double sft__seconds(void) {
 }
 
 /* ============================================================================
-   === platform: files */
+   === platform: files
+   Every file the library writes goes through sft_file_write_atomic (whole files)
+   or sft__file_append (metrics lines). Both open the folder that holds the path
+   once and create or open the file relative to that folder's descriptor with
+   O_NOFOLLOW: a symbolic link planted where a file will be written is never
+   followed, so a run cannot be made to overwrite or append to a file outside its
+   folders. The temporary is created with O_EXCL (a leftover of a crash, or a
+   link, is unlinked first: unlinking a link removes the link, never its target),
+   synced, renamed over the final name (a rename replaces a link, it does not
+   write through it) and the folder synced. */
+
+#ifndef O_CLOEXEC
+#  define O_CLOEXEC 0
+#endif
+#ifndef O_DIRECTORY
+#  define O_DIRECTORY 0
+#endif
 
 static size_t sft__default_write(int fd, const void *data, size_t len, void *user) {
     const char *p = (const char *)data;
@@ -2165,29 +2186,48 @@ static size_t sft__default_write(int fd, const void *data, size_t len, void *use
     return done;
 }
 
-/* sft__fsync_dir: make a rename durable by syncing the directory that holds path. */
-static void sft__fsync_dir(const char *path) {
+/* sft__open_parent: the folder that holds path, opened as a descriptor, and
+   *base pointed at the last component; -1 (errno set) when it cannot be opened */
+static int sft__open_parent(const char *path, const char **base) {
     char dir[4096];
     const char *slash = strrchr(path, '/');
     size_t n = slash ? (size_t)(slash - path) : 0;
-    int fd;
+    *base = slash ? slash + 1 : path;
     if (n == 0) { dir[0] = slash ? '/' : '.'; dir[1] = 0; }
     else if (n < sizeof dir) { memcpy(dir, path, n); dir[n] = 0; }
-    else return;
-    fd = open(dir, O_RDONLY);
+    else { errno = ENAMETOOLONG; return -1; }
+    return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* sft__fsync_dir: make a rename durable by syncing the directory that holds path. */
+static void sft__fsync_dir(const char *path) {
+    const char *base;
+    int fd = sft__open_parent(path, &base);
     if (fd >= 0) { (void)fsync(fd); close(fd); }
+}
+
+static int sft__bad_leaf(const char *base) {
+    return !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0;
 }
 
 SFTDEF sft_status sft_file_write_atomic(sft_context *ctx, const char *path, const sft_buf *parts, int n_parts) {
     sft_write_fn write_fn = (ctx && ctx->desc.write) ? ctx->desc.write : sft__default_write;
     void *user = ctx ? ctx->desc.write_user : NULL;
     char tmp[4096];
-    int fd, i, ok = 1, err = 0;
+    const char *base;
+    int dfd, fd, i, ok = 1, err = 0;
     if (!path || (n_parts > 0 && !parts) || n_parts < 0) return sft__fail(SFT_ERR_ARG, "file write: NULL path or parts");
     if (strlen(path) + 5 > sizeof tmp) return sft__fail(SFT_ERR_ARG, "file write: path too long: %.200s...", path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    dfd = sft__open_parent(path, &base);
+    if (dfd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot open the folder that holds it: %s", path, strerror(errno));
+    if (sft__bad_leaf(base)) { close(dfd); return sft__fail(SFT_ERR_ARG, "file write: %s does not name a file", path); }
+    snprintf(tmp, sizeof tmp, "%s.tmp", base);
+    if (unlinkat(dfd, tmp, 0) != 0 && errno != ENOENT) {        /* a leftover or a planted link; a folder stays and fails below */
+        err = errno;
+        if (err != EISDIR && err != EPERM) { close(dfd); return sft__fail(SFT_ERR_IO, "%s.tmp: cannot remove: %s", path, strerror(err)); }
+    }
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) { err = errno; close(dfd); return sft__fail(SFT_ERR_IO, "%s.tmp: cannot create: %s", path, strerror(err)); }
     for (i = 0; i < n_parts && ok; i++) {
         errno = 0;
         if (parts[i].len && write_fn(fd, parts[i].data, parts[i].len, user) != parts[i].len) { ok = 0; err = errno; }
@@ -2195,16 +2235,68 @@ SFTDEF sft_status sft_file_write_atomic(sft_context *ctx, const char *path, cons
     if (ok && fsync(fd) != 0) { ok = 0; err = errno; }
     if (close(fd) != 0 && ok) { ok = 0; err = errno; }
     if (!ok) {
-        remove(tmp);
-        return sft__fail(SFT_ERR_IO, "%s: write failed (%s); %s left unchanged", tmp, err ? strerror(err) : "short write",
+        unlinkat(dfd, tmp, 0);
+        close(dfd);
+        return sft__fail(SFT_ERR_IO, "%s.tmp: write failed (%s); %s left unchanged", path, err ? strerror(err) : "short write",
                          path);
     }
-    if (rename(tmp, path) != 0) {
+    if (renameat(dfd, tmp, dfd, base) != 0) {
         err = errno;
-        remove(tmp);
+        unlinkat(dfd, tmp, 0);
+        close(dfd);
         return sft__fail(SFT_ERR_IO, "%s: cannot rename into place: %s", path, strerror(err));
     }
-    sft__fsync_dir(path);
+    (void)fsync(dfd);
+    close(dfd);
+    return SFT_OK;
+}
+
+/* sft__file_append: len bytes at the end of path (created if missing) through the
+   context's write hook. Only a regular file with one link is appended to: a link,
+   a FIFO or a hard link to a file elsewhere planted at path is refused. */
+static sft_status sft__file_append(sft_context *ctx, const char *path, const void *data, size_t len) {
+    sft_write_fn write_fn = (ctx && ctx->desc.write) ? ctx->desc.write : sft__default_write;
+    void *user = ctx ? ctx->desc.write_user : NULL;
+    const char *base;
+    struct stat st;
+    int dfd, fd, err = 0;
+    size_t done;
+    dfd = sft__open_parent(path, &base);
+    if (dfd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot open the folder that holds it: %s", path, strerror(errno));
+    if (sft__bad_leaf(base)) { close(dfd); return sft__fail(SFT_ERR_ARG, "file append: %s does not name a file", path); }
+    fd = openat(dfd, base, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    err = errno;
+    close(dfd);
+    if (fd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot open for appending: %s", path, err == ELOOP ? "it is a symbolic link" : strerror(err));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        close(fd);
+        return sft__fail(SFT_ERR_IO, "%s: not appended to: not a regular file of one link", path);
+    }
+    errno = 0;
+    done = len ? write_fn(fd, data, len, user) : 0;
+    err = errno;
+    if (close(fd) != 0 && done == len) { done = 0; err = errno; }
+    if (done != len) return sft__fail(SFT_ERR_IO, "%s: append failed: %s", path, err ? strerror(err) : "short write");
+    return SFT_OK;
+}
+
+/* sft__probe_dir: dir is a folder this process can create files in (a probe file
+   written through sft_file_write_atomic, then removed) */
+static sft_status sft__probe_dir(sft_context *ctx, const char *dir, const char *what) {
+    char path[4096];
+    struct stat st;
+    sft_buf part;
+    if (stat(dir, &st) != 0) return sft__fail(SFT_ERR_IO, "%s: %s: %s", what, dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return sft__fail(SFT_ERR_IO, "%s: %s is not a folder", what, dir);
+    if (snprintf(path, sizeof path, "%s/.sft-write-probe-%ld", dir, (long)getpid()) >= (int)sizeof path - 8)
+        return sft__fail(SFT_ERR_ARG, "%s: %s is too long", what, dir);
+    part.data = "probe\n"; part.len = 6;
+    if (sft_file_write_atomic(ctx, path, &part, 1) != SFT_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sft_last_error());
+        return sft__fail(SFT_ERR_IO, "%s: %s is not writable (%s)", what, dir, msg);
+    }
+    if (unlink(path) != 0) return sft__fail(SFT_ERR_IO, "%s: cannot remove the probe file %s: %s", what, path, strerror(errno));
     return SFT_OK;
 }
 
@@ -2216,7 +2308,7 @@ SFTDEF sft_status sft_file_read(sft_context *ctx, const char *path, size_t max_b
     if (!path || !data || !len) return sft__fail(SFT_ERR_ARG, "file read: NULL argument");
     *data = NULL; *len = 0;
     if (max_bytes == 0) max_bytes = (size_t)1 << 30;
-    fd = open(path, O_RDONLY);
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);      /* O_NONBLOCK: a FIFO is refused below, not waited on */
     if (fd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -2757,11 +2849,11 @@ SFTDEF size_t sft_dtype_size(sft_dtype dt) {
 /* sft__numel_checked: the element count of a shape, or -1 when a dim is negative
    or the product (in bytes of elem_size) would overflow. */
 static int64_t sft__numel_checked(int ndim, const int64_t *shape, size_t elem_size) {
-    int64_t n = 1;
+    int64_t n = 1, limit = (INT64_MAX / 8) / (int64_t)(elem_size ? elem_size : 1);   /* bytes below 2^60 */
     int i;
-    for (i = 0; i < ndim; i++) {
-        if (shape[i] < 0) return -1;
-        if (shape[i] && n > (INT64_MAX / 8) / (shape[i] * (int64_t)(elem_size ? elem_size : 1))) return -1;
+    for (i = 0; i < ndim; i++) {     /* every dim checked alone too: [0, 2^63-1] is refused, not 0 */
+        if (shape[i] < 0 || shape[i] > limit) return -1;
+        if (shape[i] && n > limit / shape[i]) return -1;
         n *= shape[i];
     }
     return n;
@@ -2867,6 +2959,10 @@ static sft_status sft__tensor_step(sft_context *ctx, sft_device device, sft_dtyp
     t->flags = SFT__T_ARENA | (ctx->transient ? SFT__T_TRANSIENT : 0u);
     SFT__TRY(sft__arena_alloc_big(sft__cur_arena(ctx, device), sft_tensor_nbytes(t), &from_heap, &t->data));
     if (from_heap) t->flags |= SFT__T_HEAP;
+    /* a memory plan's step skips the heavy kernels, so their outputs would stay
+       unwritten for the light ones that read them: zeros keep that defined (the
+       values do not matter there; Valgrind's memcheck sees no uninitialised read) */
+    if (ctx->plan_only && device == SFT_DEVICE_CPU) memset(t->data, 0, sft_tensor_nbytes(t));
     *out = t;
     return SFT_OK;
 }
@@ -3141,6 +3237,7 @@ typedef struct sft__json_frame { int is_object; size_t count, vbase, kbase, at; 
 typedef struct sft__json_parser {
     const unsigned char *s;
     size_t len, pos, base;       /* base: added to offsets in messages */
+    int one_line;                /* name is "file:line" of a one-line record: messages say name:col */
     const char *name;
     int max_depth, allow_nonfinite;
     char dp[8];                  /* the locale's decimal point, for strtod */
@@ -3173,6 +3270,7 @@ static sft_status sft__json_error(const sft__json_parser *p, sft_status s, size_
         if (p->s[i] == '\n') { line++; col = 1; }
         else col++;
     }
+    if (p->one_line) return sft__fail(s, "%s:%zu: %s", p->name, col, what);
     return sft__fail(s, "%s: byte %zu (line %zu, col %zu): %s", p->name, p->base + at, line, col, what);
 }
 
@@ -3568,7 +3666,7 @@ static int sft__size_mul_add(size_t *acc, size_t n, size_t size) {
 /* sft__json_parse_at: sft_json_parse with message offsets shifted by base (the
    safetensors reader reports offsets in the file, not in the header). */
 static sft_status sft__json_parse_at(sft_context *ctx, const char *text, size_t len, const char *name,
-                                     const sft_json_desc *desc, size_t base, sft_json **out) {
+                                     const sft_json_desc *desc, size_t base, int one_line, sft_json **out) {
     sft__json_parser p;
     size_t max_bytes, n_frames, total = SFT__JSON_HDR, scratch_size = 0;
     unsigned char *block = NULL, *scratch = NULL;
@@ -3579,7 +3677,7 @@ static sft_status sft__json_parse_at(sft_context *ctx, const char *text, size_t 
     if (!text && len) return sft__fail(SFT_ERR_ARG, "%s: sft_json_parse: text is NULL", name);
     memset(&p, 0, sizeof p);
     p.s = (const unsigned char *)(text ? text : "");
-    p.len = len; p.base = base; p.name = name;
+    p.len = len; p.base = base; p.name = name; p.one_line = one_line;
     p.max_depth = desc && desc->max_depth > 0 ? desc->max_depth : SFT__JSON_DEFAULT_DEPTH;
     p.allow_nonfinite = desc ? desc->allow_nonfinite : 0;
     max_bytes = desc && desc->max_bytes ? desc->max_bytes : SFT__JSON_DEFAULT_BYTES;
@@ -3626,7 +3724,7 @@ static sft_status sft__json_parse_at(sft_context *ctx, const char *text, size_t 
 
 SFTDEF sft_status sft_json_parse(sft_context *ctx, const char *text, size_t len, const char *name,
                                  const sft_json_desc *desc, sft_json **out) {
-    return sft__json_parse_at(ctx, text, len, name, desc, 0, out);
+    return sft__json_parse_at(ctx, text, len, name, desc, 0, 0, out);
 }
 
 SFTDEF void sft_json_free(sft_json *root) {
@@ -4084,13 +4182,14 @@ static sft_status sft__st_entry(sft_st_file *f, const char *name, const sft_json
         uint64_t d;
         SFT__TRY(sft__st_uint(f, name, "shape", &shape->items[i], (uint64_t)INT64_MAX, &d));
         t->shape[i] = (int64_t)d;
-        if (d && numel > UINT64_MAX / d) overflow = 1;   /* checked in order, as the reference does */
+        if (d && numel > (uint64_t)INT64_MAX / d) overflow = 1;   /* checked in order, as the reference does (sft.h's
+                                                                      counts are signed: 63 bits, not 64) */
         numel *= d;
     }
     t->ndim = (int)shape->length;
     sft__shape_str(sb, sizeof sb, t->ndim, t->shape);
-    if (overflow || numel > UINT64_MAX / sft_dtype_size((sft_dtype)dt))
-        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': shape %s of %s overflows 64 bits", f->path, name, sb,
+    if (overflow || numel > (uint64_t)INT64_MAX / sft_dtype_size((sft_dtype)dt))
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': shape %s of %s overflows 63 bits", f->path, name, sb,
                          sft_dtype_name((sft_dtype)dt));
     nbytes = numel * sft_dtype_size((sft_dtype)dt);
     if (offs->type != SFT_JSON_ARRAY || offs->length != 2)
@@ -4131,7 +4230,7 @@ static sft_status sft__st_parse(sft_st_file *f, uint64_t hlen) {
     const sft_json *root;
     size_t i;
     int k = 0;
-    SFT__TRY(sft__json_parse_at(f->ctx, (const char *)f->base + 8, (size_t)hlen, f->path, NULL, 8, &f->header));
+    SFT__TRY(sft__json_parse_at(f->ctx, (const char *)f->base + 8, (size_t)hlen, f->path, NULL, 8, 0, &f->header));
     root = f->header;
     if (root->type != SFT_JSON_OBJECT) return sft__fail(SFT_ERR_FORMAT, "%s: the header is not a JSON object", f->path);
     if (root->length > (size_t)INT_MAX - 1) return sft__fail(SFT_ERR_LIMIT, "%s: too many tensors", f->path);
@@ -4224,7 +4323,7 @@ SFTDEF sft_status sft_st_open(sft_context *ctx, const char *path, sft_st_file **
     if (!out) return sft__fail(SFT_ERR_ARG, "sft_st_open: out is NULL");
     *out = NULL;
     if (!path) return sft__fail(SFT_ERR_ARG, "sft_st_open: path is NULL");
-    fd = open(path, O_RDONLY);
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);   /* a FIFO: refused by the regular-file check, not waited on */
     if (fd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return sft__fail(SFT_ERR_IO, "%s: not a regular file", path); }
     size = (uint64_t)st.st_size;
@@ -10842,7 +10941,7 @@ static sft_status sft__vec_reserve(sft_context *ctx, sft__vec *v, size_t need) {
 
 static sft_status sft__vec_push(sft_context *ctx, sft__vec *v, const void *x, size_t n) {
     SFT__TRY(sft__vec_reserve(ctx, v, v->len + n + 1));
-    memcpy((char *)v->p + v->len * v->elem, x, n * v->elem);
+    if (n) memcpy((char *)v->p + v->len * v->elem, x, n * v->elem);   /* x may be NULL when n is 0 (a word of dropped characters) */
     v->len += n;
     return SFT_OK;
 }
@@ -13801,11 +13900,32 @@ static sft_status sft__adapter_copy(sft_context *ctx, const sft_st_file *f, cons
     return s;
 }
 
+/* sft__adapter_tensor_check: a file tensor has the shape and dtype the adapter of
+   rank r on lin will have (A [r, in], B [out, r], magnitude [out]) */
+static sft_status sft__adapter_tensor_check(const char *path, const sft_st_tensor *t, const sft_linear *lin, int part, int r) {
+    int64_t want[2];
+    int nd = part == 2 ? 1 : 2, i, ok;
+    char sa[96], sb[96];
+    want[0] = part == 0 ? r : lin->out;
+    want[1] = part == 0 ? lin->in : r;
+    ok = t->ndim == nd;
+    for (i = 0; ok && i < nd; i++) ok = t->shape[i] == want[i];
+    if (!ok)
+        return sft__fail(SFT_ERR_SHAPE, "%s: '%s' is %s, the model with r %d needs %s (an adapter for another model?)", path, t->name,
+                         sft__shape_str(sa, sizeof sa, t->ndim > 4 ? 4 : t->ndim, t->shape), r, sft__shape_str(sb, sizeof sb, nd, want));
+    if (t->dtype != SFT_F32 && t->dtype != SFT_BF16 && t->dtype != SFT_F16)
+        return sft__fail(SFT_ERR_DTYPE, "%s: '%s' is %s", path, t->name, sft_dtype_name(t->dtype));
+    return SFT_OK;
+}
+
 static sft_status sft__adapter_load_weights(sft_model *m, const sft_st_file *f, const char *path, const char *name,
                                             const sft_lora_desc *d) {
     int n = sft_st_count(f), i, layer, p, part, pass;
-    /* pass 0 creates the adapter on every projection the file names; pass 1 fills it */
-    for (pass = 0; pass < 2; pass++)
+    /* pass 0 checks every tensor against the model and the config (nothing is
+       allocated for a number the file gives until the file's tensors agree with
+       it: a crafted r cannot cost memory); pass 1 creates the adapter on every
+       projection the file names; pass 2 fills it */
+    for (pass = 0; pass < 3; pass++)
         for (i = 0; i < n; i++) {
             const sft_st_tensor *t = sft_st_tensor_at(f, i);
             sft_lora_weights w;
@@ -13820,6 +13940,11 @@ static sft_status sft__adapter_load_weights(sft_model *m, const sft_st_file *f, 
                 return sft__fail(SFT_ERR_FORMAT, "%s: '%s' is for a %s, which this %s model does not have (an adapter for "
                                  "another model?)", path, t->name, sft__proj_names[p], m->cfg.architecture);
             if (pass == 0) {
+                if (part == 2 && !d->use_dora) return sft__fail(SFT_ERR_FORMAT, "%s: '%s' is a DoRA magnitude but use_dora is false", path, t->name);
+                SFT__TRY(sft__adapter_tensor_check(path, t, lin, part, d->r));
+                continue;
+            }
+            if (pass == 1) {
                 if (sft__lin_find(lin, name) < 0) {
                     sft_lora_desc dl = *d;
                     dl.seed = sft_rng_key(0, SFT__RNG_LORA_INIT, (uint64_t)layer, (uint64_t)p);
@@ -18753,6 +18878,7 @@ struct sft_dataset {
     int              aol_checked;
     struct { const char *src; sft_template *t; } tmpl[4];   /* parsed templates, by text */
     sft_data_format  format;       /* fixed by the first record                     */
+    char             format_where[256];  /* where that record was (file:line)         */
     sft__vec         ids, labels;  /* all examples' tokens, back to back (int32)    */
     sft__vec         ex;           /* sft__example                                  */
     /* splits: example indices; with packing, bins of examples */
@@ -19032,21 +19158,35 @@ static sft_status sft__example_tokens(sft_dataset *ds, const sft_json *rec) {
     return s;
 }
 
-/* sft__add_record: one JSON record (where names it in messages: file:line) */
+static const char *sft__format_name(sft_data_format f) {
+    switch (f) {
+    case SFT_FORMAT_TEXT: return "text";
+    case SFT_FORMAT_PROMPT_COMPLETION: return "prompt-completion";
+    case SFT_FORMAT_MESSAGES: return "messages";
+    case SFT_FORMAT_SHAREGPT: return "ShareGPT conversations";
+    case SFT_FORMAT_TOKENS: return "pre-tokenized (input_ids)";
+    default: return "unknown";
+    }
+}
+
+/* sft__add_record: one JSON record (where names it in messages: file:line; a
+   JSON error in it says file:line:column) */
 static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len, const char *where) {
     sft_json *rec = NULL;
     sft_data_format f;
     sft_status s;
     char msg[1024];
     ds->stats.rows_read++;
-    s = sft_json_parse(ds->ctx, json, len, where, NULL, &rec);
+    s = sft__json_parse_at(ds->ctx, json, len, where, NULL, 0, 1, &rec);
     if (s == SFT_OK && rec->type != SFT_JSON_OBJECT) s = sft__fail(SFT_ERR_FORMAT, "not a JSON object");
     if (s == SFT_OK) {
         f = sft__record_format(rec, ds->desc.dataset_text_field);
         if (f == SFT_FORMAT_AUTO) s = sft__fail(SFT_ERR_FORMAT, "no \"%s\", \"prompt\"/\"completion\", \"messages\" or \"conversations\"",
                                                 ds->desc.dataset_text_field);
-        else if (ds->format == SFT_FORMAT_AUTO) ds->format = f;
-        else if (f != ds->format) s = sft__fail(SFT_ERR_FORMAT, "a record of another format than the first (mixed formats)");
+        else if (ds->format == SFT_FORMAT_AUTO) { ds->format = f; snprintf(ds->format_where, sizeof ds->format_where, "%s", where); }
+        else if (f != ds->format)
+            s = sft__fail(SFT_ERR_FORMAT, "a %s record, but the first record (%s) is %s: a dataset holds one format (mixed formats)", sft__format_name(f),
+                          ds->format_where[0] ? ds->format_where : "desc.format", sft__format_name(ds->format));
     }
     if (s == SFT_OK) {
         if (ds->desc.assistant_only_loss && (f == SFT_FORMAT_TEXT || f == SFT_FORMAT_TOKENS))
@@ -19064,7 +19204,8 @@ static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len,
     /* a JSON error already names the place */
     if (!ds->desc.skip_bad_records) return strncmp(msg, where, strlen(where)) == 0 ? sft__fail(s, "%.600s", msg)
                                                                                    : sft__fail(s, "%s: %.600s", where, msg);
-    sft__log(ds->ctx, SFT_LOG_WARN, "%s: skipped: %.600s", where, msg);
+    if (strncmp(msg, where, strlen(where)) == 0) sft__log(ds->ctx, SFT_LOG_WARN, "skipped %.600s", msg);
+    else sft__log(ds->ctx, SFT_LOG_WARN, "skipped %s: %.600s", where, msg);
     return SFT_OK;
 }
 
@@ -20078,7 +20219,7 @@ struct sft_trainer {
     int64_t           acc_tokens;
     double            last_loss, last_grad_norm, last_lr, start_time;
     sft_dataset      *eval;
-    int               eval_split, started;
+    int               eval_split, started, resumed;
     sft_plateau       plateau;          /* reduce_lr_on_plateau: fed by each evaluation */
     double            flos_params, total_flos;
     sft__vec          history;          /* every log entry (trainer_state.json's log_history) */
@@ -20089,11 +20230,12 @@ struct sft_trainer {
 };
 
 /* from "trainer: checkpoints" below */
-static sft_status sft__mkdirs(const char *dir);
+static sft_status sft__mkdirs(const char *dir, size_t *created);
 static void       sft__track_best(sft_trainer *tr, const sft_log_entry *e);
 static double     sft__metric_of(const sft_trainer *tr, const sft_log_entry *e);
-static void       sft__keep_only_best(sft_trainer *tr);
+static sft_status sft__keep_only_best(sft_trainer *tr);
 static sft_status sft__resume(sft_trainer *tr);
+static sft_status sft__output_ready(sft_trainer *tr);
 static sft_status sft__weights_read(sft_trainer *tr, const char *dir);
 
 SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr) { return tr ? tr->opt : NULL; }
@@ -20314,10 +20456,10 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     tr->plateau.lr = tr->cfg.learning_rate;
     tr->flos_params = (double)sft__flos_params(model);
     tr->history.elem = sizeof(sft_log_entry);
-    if (s == SFT_OK && tr->cfg.output_dir) s = sft__mkdirs(tr->cfg.output_dir);
     if (s == SFT_OK) s = sft_optimizer_create(model->ctx, (sft_tensor *const *)params.p, (int)params.len, (const unsigned char *)nd.p, &ad, &tr->opt);
     sft__free(model->ctx, params.p); sft__free(model->ctx, nd.p);
-    if (s == SFT_OK && tr->cfg.resume_from_checkpoint) s = sft__resume(tr);
+    if (s == SFT_OK && tr->cfg.resume_from_checkpoint) s = sft__resume(tr);   /* reads only: a refused resume leaves no trace */
+    if (s == SFT_OK) s = sft__output_ready(tr);
     if (s != SFT_OK) { sft_trainer_destroy(tr); return s; }
     tr->start_time = sft__seconds();
     *out = tr;
@@ -20345,15 +20487,16 @@ static sft_status sft__trainer_inputs(sft_trainer *tr, const sft_dataset *ds, sf
     return SFT_OK;
 }
 
-/* sft__metrics_line: a log entry as one JSON line in metrics_path (TRL's names) */
-static void sft__metrics_line(sft_trainer *tr, const sft_log_entry *e) {
+/* sft__metrics_line: a log entry as one JSON line appended to metrics_path (TRL's
+   names), through the one file-writing path (a link planted there is refused) */
+static sft_status sft__metrics_line(sft_trainer *tr, const sft_log_entry *e) {
     sft_json_writer w;
     char *text = NULL;
     size_t len = 0;
-    FILE *f;
+    sft_status s;
     const char *pre = e->is_eval ? "eval_" : "";
     char key[64];
-    if (!tr->cfg.metrics_path) return;
+    if (!tr->cfg.metrics_path) return SFT_OK;
     memset(&w, 0, sizeof w);
     w.ctx = tr->ctx; w.allow_nonfinite = 1;
     sft_json_write_object_begin(&w);
@@ -20370,18 +20513,21 @@ static void sft__metrics_line(sft_trainer *tr, const sft_log_entry *e) {
     sft_json_write_key(&w, "epoch"); sft_json_write_number(&w, e->epoch);
     sft_json_write_key(&w, "step"); sft_json_write_int(&w, e->global_step);
     sft_json_write_object_end(&w);
-    if (sft_json_writer_finish(&w, &text, &len) != SFT_OK) { sft_clear_error(); return; }
-    f = fopen(tr->cfg.metrics_path, "ab");
-    if (f) { fwrite(text, 1, len, f); fputc('\n', f); fclose(f); }
-    else sft__log(tr->ctx, SFT_LOG_WARN, "train: cannot append to %s: %s", tr->cfg.metrics_path, strerror(errno));
+    SFT__TRY(sft_json_writer_finish(&w, &text, &len));
+    text[len] = '\n';           /* the writer leaves room for a terminator: the line goes out in one write */
+    s = sft__file_append(tr->ctx, tr->cfg.metrics_path, text, len + 1);
     sft__free(tr->ctx, text);
+    return s;
 }
 
-static void sft__emit(sft_trainer *tr, const sft_log_entry *e) {
+/* sft__emit: a log entry into the history, the callback and metrics_path; a
+   failure (no memory for the history, the metrics file not writable) stops the
+   run with its status rather than losing the entry */
+static sft_status sft__emit(sft_trainer *tr, const sft_log_entry *e) {
     if (sft__vec_push(tr->ctx, &tr->history, e, 1) != SFT_OK)
-        sft__log(tr->ctx, SFT_LOG_WARN, "train: the log history could not grow (out of memory)");
+        return sft__fail(SFT_ERR_NOMEM, "train: the log history could not grow for step %lld", (long long)e->global_step);
     if (tr->cfg.on_log) tr->cfg.on_log(e, tr->cfg.user);
-    sft__metrics_line(tr, e);
+    return sft__metrics_line(tr, e);
 }
 
 /* sft__evaluate: the eval set in order, without gradients: eval_loss is the
@@ -20429,7 +20575,7 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_
     e.mean_token_accuracy = batches ? acc / (double)batches : NAN;
     e.entropy = batches ? ent / (double)batches : NAN;
     e.grad_norm = NAN; e.learning_rate = NAN; e.num_tokens = tr->num_tokens;
-    sft__emit(tr, &e);
+    SFT__TRY(sft__emit(tr, &e));
     /* transformers steps ReduceLROnPlateau here, with metric_for_best_model, and
        only here (not on eval_on_start, not on an evaluation asked for outside the loop) */
     if (step_scheduler && tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) sft_plateau_step(&tr->plateau, &tr->sched, sft__metric_of(tr, &e));
@@ -20586,7 +20732,7 @@ static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
         e.mean_token_accuracy = tr->acc_tokens ? tr->acc_sum / (double)tr->acc_tokens : NAN;
         e.entropy = tr->acc_tokens ? tr->ent_sum / (double)tr->acc_tokens : NAN;
         e.is_eval = 0;
-        sft__emit(tr, &e);
+        SFT__TRY(sft__emit(tr, &e));
         tr->loss_since_log = 0.0; tr->steps_since_log = 0; tr->acc_sum = tr->ent_sum = 0.0; tr->acc_tokens = 0;
     }
     /* per epoch: also when max_steps ends the run mid-epoch (transformers' on_epoch_end runs then too) */
@@ -20647,7 +20793,7 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
                  tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "eval_loss", tr->best_metric);
         s = sft__weights_read(tr, tr->best_ckpt);
     }
-    if (s == SFT_OK && !info.cancelled && tr->cfg.save_total_limit == 1) sft__keep_only_best(tr);
+    if (s == SFT_OK && !info.cancelled && tr->cfg.save_total_limit == 1) s = sft__keep_only_best(tr);
     if (s == SFT_OK && out) {
         out->cancelled = info.cancelled;
         double t = sft__seconds() - tr->start_time;
@@ -20667,21 +20813,43 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
 
 /* --- folders ----------------------------------------------------------------- */
 
-/* sft__mkdirs: create dir and its missing parents */
-static sft_status sft__mkdirs(const char *dir) {
+static int sft__is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* sft__mkdirs: create dir and its missing parents; *created (if given) is the
+   length of the shortest prefix of dir this call created (0: none), for
+   sft__mkdirs_undo. A path that exists and is not a folder is refused. */
+static sft_status sft__mkdirs(const char *dir, size_t *created) {
     char buf[4096];
     size_t n = strlen(dir), i;
+    if (created) *created = 0;
     if (n == 0 || n >= sizeof buf) return sft__fail(SFT_ERR_ARG, "output_dir: empty or too long");
     memcpy(buf, dir, n + 1);
     for (i = 1; i <= n; i++)
         if (buf[i] == '/' || buf[i] == 0) {
             char c = buf[i];
             buf[i] = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return sft__fail(SFT_ERR_IO, "output_dir: cannot create %s: %s", buf, strerror(errno));
+            if (mkdir(buf, 0777) == 0) { if (created && !*created) *created = i; }
+            else if (errno != EEXIST) return sft__fail(SFT_ERR_IO, "output_dir: cannot create %s: %s", buf, strerror(errno));
             buf[i] = c;
         }
+    if (!sft__is_dir(dir)) return sft__fail(SFT_ERR_IO, "output_dir: %s exists and is not a folder", dir);
     return SFT_OK;
+}
+
+/* sft__mkdirs_undo: remove the (empty) folders an sft__mkdirs call created */
+static void sft__mkdirs_undo(const char *dir, size_t created) {
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (!created || n >= sizeof buf) return;
+    memcpy(buf, dir, n + 1);
+    while (n >= created) {
+        if (rmdir(buf) != 0) return;
+        while (n > 0 && buf[n] != '/') n--;
+        buf[n] = 0;
+    }
 }
 
 /* sft__rmtree: remove a folder the trainer wrote (files and folders in it) */
@@ -20704,9 +20872,30 @@ static void sft__rmtree(const char *dir) {
     rmdir(dir);
 }
 
-static int sft__is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+/* sft__retire: take a checkpoint folder away in one step (renamed to the hidden
+   output_dir/.deleting-<name>, the rename made durable), then delete it: a kill
+   at any point leaves either the whole folder under its name or none of it;
+   sft__sweep removes what a kill left behind */
+static void sft__retire(const char *out_dir, const char *name) {
+    char from[4096], to[4096];
+    if (snprintf(from, sizeof from, "%s/%s", out_dir, name) >= (int)sizeof from ||
+        snprintf(to, sizeof to, "%s/.deleting-%s", out_dir, name) >= (int)sizeof to) return;
+    sft__rmtree(to);
+    if (rename(from, to) != 0) return;
+    sft__fsync_dir(from);
+    sft__rmtree(to);
+}
+
+/* sft__sweep: the leftovers of a killed save or rotation in output_dir */
+static void sft__sweep(const char *out_dir) {
+    DIR *d = opendir(out_dir);
+    struct dirent *e;
+    char path[4096];
+    if (!d) return;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, ".deleting-", 10) == 0 && snprintf(path, sizeof path, "%s/%s", out_dir, e->d_name) < (int)sizeof path)
+            sft__rmtree(path);
+    closedir(d);
 }
 
 /* sft__checkpoints: the steps of output_dir's checkpoint-N folders, ascending */
@@ -20725,7 +20914,11 @@ static sft_status sft__checkpoints(sft_context *ctx, const char *dir, sft__vec *
         if (*p) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (!sft__is_dir(path)) continue;
-        if (sft__vec_push(ctx, steps, &step, 1) != SFT_OK) { closedir(d); return sft__fail(SFT_ERR_NOMEM, "checkpoints"); }
+        if (sft__vec_push(ctx, steps, &step, 1) != SFT_OK) {
+            closedir(d);
+            sft__free(ctx, steps->p); steps->p = NULL; steps->len = 0;
+            return sft__fail(SFT_ERR_NOMEM, "%s: the list of checkpoints", dir);
+        }
     }
     closedir(d);
     for (i = 1; i < steps->len; i++)           /* a handful: insertion sort */
@@ -21109,15 +21302,31 @@ static double sft__jnum(const sft_json *o, const char *key, double dflt) {
     return v && v->type == SFT_JSON_NUMBER ? v->number : dflt;
 }
 
-static void sft__log_entry_read(const sft_json *o, sft_log_entry *e) {
+/* sft__jint: an integral number of a state file in [lo, hi] (|hi|, |lo| <= 2^53,
+   so the double converts exactly); otherwise dflt, and *bad names the first key
+   that was out of range (a crafted number never reaches a float-to-int cast) */
+#define SFT__JINT_MAX ((int64_t)1 << 53)
+static int64_t sft__jint(const sft_json *o, const char *key, int64_t dflt, int64_t lo, int64_t hi, const char **bad) {
+    const sft_json *v = sft_json_get(o, key);
+    double x;
+    if (!v) return dflt;
+    x = v->type == SFT_JSON_NUMBER ? v->number : NAN;
+    if (!(x >= (double)lo && x <= (double)hi) || x != floor(x)) {
+        if (!*bad) *bad = key;
+        return dflt;
+    }
+    return (int64_t)x;
+}
+
+static void sft__log_entry_read(const sft_json *o, sft_log_entry *e, const char **bad) {
     memset(e, 0, sizeof *e);
     e->is_eval = sft_json_get(o, "eval_loss") != NULL;
-    e->global_step = (int64_t)sft__jnum(o, "step", 0);
+    e->global_step = sft__jint(o, "step", 0, 0, SFT__JINT_MAX, bad);
     e->epoch = sft__jnum(o, "epoch", 0);
     e->loss = sft__jnum(o, e->is_eval ? "eval_loss" : "loss", NAN);
     e->grad_norm = sft__jnum(o, "grad_norm", NAN);
     e->learning_rate = sft__jnum(o, "learning_rate", NAN);
-    e->num_tokens = (int64_t)sft__jnum(o, e->is_eval ? "eval_num_tokens" : "num_tokens", 0);
+    e->num_tokens = sft__jint(o, e->is_eval ? "eval_num_tokens" : "num_tokens", 0, 0, SFT__JINT_MAX, bad);
     e->mean_token_accuracy = sft__jnum(o, e->is_eval ? "eval_mean_token_accuracy" : "mean_token_accuracy", NAN);
     e->entropy = sft__jnum(o, e->is_eval ? "eval_entropy" : "entropy", NAN);
 }
@@ -21242,7 +21451,9 @@ static sft_status sft__sft_state_read(sft_trainer *tr, const char *dir) {
     else if (strcmp(v->string, fp) != 0)
         s = sft__fail(SFT_ERR_ARG, "resume: %s was saved by another run.\n  checkpoint: %s\n  this run:   %s", path, v->string, fp);
     if (s == SFT_OK) {
-#define SFT__R_INT(f) tr->f = (int64_t)sft__jnum(j, #f, 0);
+        const char *bad = NULL;
+        int64_t bs, ga, rows;
+#define SFT__R_INT(f) tr->f = sft__jint(j, #f, 0, 0, SFT__JINT_MAX, &bad);
 #define SFT__R_REAL(f) tr->f = sft__jnum(j, #f, 0);
         SFT__STATE_INTS(SFT__R_INT)
         SFT__STATE_REALS(SFT__R_REAL)
@@ -21250,15 +21461,21 @@ static sft_status sft__sft_state_read(sft_trainer *tr, const char *dir) {
 #undef SFT__R_REAL
         tr->plateau.lr = sft__jnum(j, "plateau_lr", tr->cfg.learning_rate);
         tr->plateau.best = sft__jnum(j, "plateau_best", INFINITY);
-        tr->plateau.bad = (int)sft__jnum(j, "plateau_bad", 0);
-        tr->plateau.started = (int)sft__jnum(j, "plateau_started", 0);
-        if ((int64_t)sft__jnum(j, "per_device_train_batch_size", 0) != tr->cfg.per_device_train_batch_size ||
-            (int64_t)sft__jnum(j, "gradient_accumulation_steps", 0) != tr->cfg.gradient_accumulation_steps)
-            sft__log(tr->ctx, SFT_LOG_WARN, "resume: the checkpoint was trained with a batch size of %g x %g accumulation, this run "
-                     "uses %d x %d: the rest of the run will not match the interrupted one", sft__jnum(j, "per_device_train_batch_size", 0),
-                     sft__jnum(j, "gradient_accumulation_steps", 0), tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps);
+        tr->plateau.bad = (int)sft__jint(j, "plateau_bad", 0, 0, INT_MAX, &bad);
+        tr->plateau.started = (int)sft__jint(j, "plateau_started", 0, 0, 1, &bad);
+        bs = sft__jint(j, "per_device_train_batch_size", 0, 0, SFT__JINT_MAX, &bad);
+        ga = sft__jint(j, "gradient_accumulation_steps", 0, 0, SFT__JINT_MAX, &bad);
+        rows = sft__jint(j, "train_rows", 0, 0, SFT__JINT_MAX, &bad);
+        if (bad) {
+            sft_json_free(j);
+            return sft__fail(SFT_ERR_FORMAT, "%s: \"%s\" is not a whole number in range", path, bad);
+        }
+        if (bs != tr->cfg.per_device_train_batch_size || ga != tr->cfg.gradient_accumulation_steps)
+            sft__log(tr->ctx, SFT_LOG_WARN, "resume: the checkpoint was trained with a batch size of %lld x %lld accumulation, this run "
+                     "uses %d x %d: the rest of the run will not match the interrupted one", (long long)bs, (long long)ga,
+                     tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps);
         v = sft_json_get(j, "seed");
-        if (!v || v->type != SFT_JSON_STRING || strtoull(v->string, NULL, 10) != tr->cfg.seed || (int64_t)sft__jnum(j, "train_rows", 0) != tr->rows)
+        if (!v || v->type != SFT_JSON_STRING || strtoull(v->string, NULL, 10) != tr->cfg.seed || rows != tr->rows)
             sft__log(tr->ctx, SFT_LOG_WARN, "resume: the seed or the dataset's size changed since the checkpoint");
         if (tr->epoch < 0 || tr->micro < 0 || tr->micro > tr->micro_per_epoch || tr->global_step < 0)
             s = sft__fail(SFT_ERR_FORMAT, "%s: data position epoch %lld micro-batch %lld does not fit this dataset", path,
@@ -21281,8 +21498,11 @@ static sft_status sft__history_read(sft_trainer *tr, const char *dir) {
     tr->history.len = 0;
     for (i = 0; s == SFT_OK && i < h->length; i++) {
         sft_log_entry e;
-        sft__log_entry_read(&h->items[i], &e);
-        s = sft__vec_push(tr->ctx, &tr->history, &e, 1);
+        const char *bad = NULL;
+        if (h->items[i].type != SFT_JSON_OBJECT) { s = sft__fail(SFT_ERR_FORMAT, "%s: log_history[%zu] is not an object", path, i); break; }
+        sft__log_entry_read(&h->items[i], &e, &bad);
+        if (bad) s = sft__fail(SFT_ERR_FORMAT, "%s: log_history[%zu]: \"%s\" is not a whole number in range", path, i, bad);
+        else s = sft__vec_push(tr->ctx, &tr->history, &e, 1);
     }
     h = sft_json_get(j, "best_model_checkpoint");
     if (s == SFT_OK && h && h->type == SFT_JSON_STRING) snprintf(tr->best_ckpt, sizeof tr->best_ckpt, "%s", h->string);
@@ -21294,14 +21514,14 @@ static sft_status sft__history_read(sft_trainer *tr, const char *dir) {
 
 /* sft__rotate: transformers' _rotate_checkpoints: the oldest beyond
    save_total_limit go, but the best is treated as the newest but one (kept) */
-static void sft__rotate(sft_trainer *tr) {
+static sft_status sft__rotate(sft_trainer *tr) {
     sft__vec v;
     int64_t *st, best = -1;
     size_t n, i, del, limit = (size_t)tr->cfg.save_total_limit;
-    char path[4096];
-    if (tr->cfg.save_total_limit <= 0) return;
+    char path[4096], name[64];
+    if (tr->cfg.save_total_limit <= 0) return SFT_OK;
     memset(&v, 0, sizeof v);
-    if (sft__checkpoints(tr->ctx, tr->cfg.output_dir, &v) != SFT_OK) { sft_clear_error(); return; }
+    SFT__TRY(sft__checkpoints(tr->ctx, tr->cfg.output_dir, &v));
     st = (int64_t *)v.p; n = v.len;
     if (tr->best_ckpt[0]) for (i = 0; i < n; i++) { sft__ckpt_path(tr, st[i], path, sizeof path); if (strcmp(path, tr->best_ckpt) == 0) best = (int64_t)i; }
     if (best >= 0)
@@ -21311,8 +21531,12 @@ static void sft__rotate(sft_trainer *tr) {
         if (strcmp(path, tr->best_ckpt) != 0) limit = 2;
     }
     del = n > limit ? n - limit : 0;
-    for (i = 0; i < del; i++) { sft__ckpt_path(tr, st[i], path, sizeof path); sft__rmtree(path); }
+    for (i = 0; i < del; i++) {
+        snprintf(name, sizeof name, "checkpoint-%lld", (long long)st[i]);
+        sft__retire(tr->cfg.output_dir, name);
+    }
     sft__free(tr->ctx, v.p);
+    return SFT_OK;
 }
 
 static sft_status sft__ckpt_write(sft_trainer *tr, const char *dir) {
@@ -21328,7 +21552,8 @@ SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
     if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_save: NULL trainer");
     if (!tr->cfg.output_dir) return sft__fail(SFT_ERR_ARG, "save: no output_dir");
     if (strlen(tr->cfg.output_dir) > 3500) return sft__fail(SFT_ERR_ARG, "save: output_dir is too long");
-    SFT__TRY(sft__mkdirs(tr->cfg.output_dir));
+    SFT__TRY(sft__mkdirs(tr->cfg.output_dir, NULL));
+    sft__sweep(tr->cfg.output_dir);
     sft__ckpt_path(tr, tr->global_step, final, sizeof final);
     snprintf(tmp, sizeof tmp, "%s/tmp-checkpoint-%lld", tr->cfg.output_dir, (long long)tr->global_step);
     snprintf(old, sizeof old, "%s.old", final);
@@ -21362,25 +21587,27 @@ SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
     sft__fsync_dir(final);
     sft__rmtree(old);
     tr->last_saved = tr->global_step;
-    sft__rotate(tr);
+    SFT__TRY(sft__rotate(tr));
     if (tr->cfg.on_save) tr->cfg.on_save(final, tr->cfg.user);
     return SFT_OK;
 }
 
 /* sft__keep_only_best: transformers at the end of a run with save_total_limit 1
    and a best checkpoint: every other checkpoint goes */
-static void sft__keep_only_best(sft_trainer *tr) {
+static sft_status sft__keep_only_best(sft_trainer *tr) {
     sft__vec v;
     size_t i;
-    char path[4096];
-    if (!tr->best_ckpt[0] || !tr->cfg.output_dir) return;
+    char path[4096], name[64];
+    if (!tr->best_ckpt[0] || !tr->cfg.output_dir) return SFT_OK;
     memset(&v, 0, sizeof v);
-    if (sft__checkpoints(tr->ctx, tr->cfg.output_dir, &v) == SFT_OK)
-        for (i = 0; i < v.len; i++) {
-            sft__ckpt_path(tr, ((int64_t *)v.p)[i], path, sizeof path);
-            if (strcmp(path, tr->best_ckpt) != 0) sft__rmtree(path);
-        }
+    SFT__TRY(sft__checkpoints(tr->ctx, tr->cfg.output_dir, &v));
+    for (i = 0; i < v.len; i++) {
+        sft__ckpt_path(tr, ((int64_t *)v.p)[i], path, sizeof path);
+        snprintf(name, sizeof name, "checkpoint-%lld", (long long)((int64_t *)v.p)[i]);
+        if (strcmp(path, tr->best_ckpt) != 0) sft__retire(tr->cfg.output_dir, name);
+    }
     sft__free(tr->ctx, v.p);
+    return SFT_OK;
 }
 
 /* --- the best metric ---------------------------------------------------------- */
@@ -21449,10 +21676,69 @@ static sft_status sft__resume(sft_trainer *tr) {
         sft__free(tr->ctx, v.p);
     }
     tr->started = 1;                 /* no eval_on_start, as transformers on resume */
+    tr->resumed = 1;
     tr->last_saved = tr->global_step;
     sft__log(tr->ctx, SFT_LOG_INFO, "resumed from %s at step %lld (epoch %lld, micro-batch %lld)", dir, (long long)tr->global_step,
              (long long)tr->epoch, (long long)tr->micro);
     return SFT_OK;
+}
+
+/* --- the output folder ----------------------------------------------------------- */
+
+/* sft__metrics_trim: after a resume, metrics_path keeps the lines of the steps
+   up to the resumed global_step (all written before that checkpoint was); the
+   lines a killed run appended after its last checkpoint, and a line the kill
+   cut short, go, so the file reads as one uninterrupted run */
+static sft_status sft__metrics_trim(sft_trainer *tr) {
+    const char *path = tr->cfg.metrics_path;
+    char *text = NULL, *keep;
+    size_t len = 0, i = 0, n = 0;
+    struct stat st;
+    sft_json_desc d;
+    sft_buf part;
+    sft_status s;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? SFT_OK : sft__fail(SFT_ERR_IO, "%s: %s", path, strerror(errno));
+    SFT__TRY(sft_file_read(tr->ctx, path, 0, &text, &len));
+    if (!(keep = (char *)sft__alloc(tr->ctx, len + 1))) { sft__free(tr->ctx, text); return sft__fail(SFT_ERR_NOMEM, "%s: trimming", path); }
+    memset(&d, 0, sizeof d);
+    d.allow_nonfinite = 1;
+    while (i < len) {
+        size_t e = i;
+        sft_json *j = NULL;
+        while (e < len && text[e] != '\n') e++;
+        if (e < len && sft_json_parse(tr->ctx, text + i, e - i, path, &d, &j) == SFT_OK) {
+            const char *bad = NULL;
+            int64_t step = sft__jint(j, "step", -1, 0, SFT__JINT_MAX, &bad);
+            if (!bad && step >= 0 && step <= tr->global_step) { memcpy(keep + n, text + i, e - i + 1); n += e - i + 1; }
+        }
+        sft_json_free(j);
+        i = e + 1;
+    }
+    sft_clear_error();
+    part.data = keep; part.len = n;
+    s = n == len ? SFT_OK : sft_file_write_atomic(tr->ctx, path, &part, 1);
+    if (n != len && s == SFT_OK)
+        sft__log(tr->ctx, SFT_LOG_INFO, "resume: %s: %zu bytes of lines after step %lld removed", path, len - n, (long long)tr->global_step);
+    sft__free(tr->ctx, text); sft__free(tr->ctx, keep);
+    return s;
+}
+
+/* sft__output_ready: before anything trains, output_dir exists (created with
+   its parents if missing), is a folder, and takes files (a probe file is
+   written and removed), so a run that cannot save is refused at once rather
+   than after its training; what a killed save or rotation left is swept. A
+   refusal removes the folders it created. */
+static sft_status sft__output_ready(sft_trainer *tr) {
+    size_t created = 0;
+    sft_status s = SFT_OK;
+    if (tr->cfg.output_dir) {
+        s = sft__mkdirs(tr->cfg.output_dir, &created);
+        if (s == SFT_OK) s = sft__probe_dir(tr->ctx, tr->cfg.output_dir, "output_dir");
+        if (s == SFT_OK) sft__sweep(tr->cfg.output_dir);
+    }
+    if (s == SFT_OK && tr->resumed && tr->cfg.metrics_path) s = sft__metrics_trim(tr);
+    if (s != SFT_OK && tr->cfg.output_dir) sft__mkdirs_undo(tr->cfg.output_dir, created);
+    return s;
 }
 
 /* ============================================================================

@@ -500,6 +500,7 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     if (o->per_device_train_batch_size < 1 || o->per_device_eval_batch_size < 1)
         return cli_fail(e, "--per_device_train_batch_size/--per_device_eval_batch_size: expected a positive number");
     if (o->gradient_accumulation_steps < 1) return cli_fail(e, "--gradient_accumulation_steps: expected a positive number");
+    if (o->max_steps < -1 || o->max_steps == 0) return cli_fail(e, "--max_steps: expected a positive number of steps, or -1 (use --num_train_epochs), got %d", o->max_steps);
     if (!(o->num_train_epochs > 0.0) && o->max_steps <= 0) return cli_fail(e, "--num_train_epochs: expected a positive number (or --max_steps)");
     if (!(o->warmup_ratio >= 0.0 && o->warmup_ratio <= 1.0)) return cli_fail(e, "--warmup_ratio: expected [0, 1]");
     if (o->warmup_steps < 0 || o->logging_steps < 1 || o->save_steps < 1 || o->eval_steps < 0 || o->save_total_limit < 0)
@@ -566,6 +567,34 @@ static void cli_help(int command, const char *name) {
 static int cli_is_file(const char *path) { struct stat st; return stat(path, &st) == 0 && S_ISREG(st.st_mode); }
 static int cli_exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
 
+/* cli_check_output: --output_dir is a folder this user can write in, or can be
+   created (its nearest existing parent is one), before anything loads */
+static int cli_check_output(const char *dir, cli_error *e) {
+    char path[4200];
+    struct stat st;
+    size_t n;
+    if (!*dir) return cli_fail(e, "--output_dir: empty");
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return cli_fail(e, "--output_dir: %s exists and is not a folder", dir);
+        if (access(dir, W_OK | X_OK) != 0) return cli_fail(e, "--output_dir: %s is not writable (%s)", dir, strerror(errno));
+        return 1;
+    }
+    if (errno != ENOENT) return cli_fail(e, "--output_dir: %s: %s", dir, strerror(errno));
+    snprintf(path, sizeof path, "%s", dir);
+    for (n = strlen(path); n > 0; ) {            /* the nearest parent that exists */
+        while (n > 0 && path[n - 1] == '/') n--;
+        while (n > 0 && path[n - 1] != '/') n--;
+        path[n] = 0;
+        if (n == 0) snprintf(path, sizeof path, ".");
+        if (stat(path, &st) == 0) {
+            if (!S_ISDIR(st.st_mode)) return cli_fail(e, "--output_dir: %s cannot be created: %s is not a folder", dir, path);
+            if (access(path, W_OK | X_OK) != 0) return cli_fail(e, "--output_dir: %s cannot be created in %s (%s)", dir, path, strerror(errno));
+            return 1;
+        }
+    }
+    return 1;
+}
+
 /* cli_check_device: --device cuda needs a CUDA build and a device (checked
    before anything runs, like the paths) */
 static int cli_check_device(const cli_built *b, cli_error *e) {
@@ -594,6 +623,7 @@ static int cli_check_paths(const cli_opts *o, int command, cli_error *e) {
     }
     if ((command & C_MERGE) && !o->adapter) return cli_fail(e, "--adapter: required (the PEFT adapter to merge)");
     if ((command & C_GENERATE) && !o->prompt) return cli_fail(e, "--prompt: required");
+    if ((command & (C_TRAIN | C_MERGE)) && !cli_check_output(o->output_dir, e)) return 0;
     return 1;
 }
 
@@ -837,17 +867,46 @@ static void cli_env_free(cli_env *v) {
     sft_context_destroy(v->ctx);
 }
 
-static int cli_lib_fail(const char *command, const char *what) {
-    fprintf(stderr, "sft %s: %s: %s\n", command, what, sft_last_error());
-    return 1;
+/* cli_lib_fail: a library call failed on what (a flag or a file). The status
+   says whose fault: bad input (a malformed or missing file, an impossible
+   setting: exit 2) or the machine (memory, the disk: exit 1). A message that
+   already begins with the file's name is not prefixed with it again. */
+static int cli_lib_fail_status(const char *command, const char *what, sft_status s) {
+    const char *msg = sft_last_error();
+    size_t n = strlen(what);
+    if (strncmp(msg, what, n) == 0 && (msg[n] == ':' || msg[n] == 0)) fprintf(stderr, "sft %s: %s\n", command, msg);
+    else fprintf(stderr, "sft %s: %s: %s\n", command, what, msg);
+    return s == SFT_ERR_FORMAT || s == SFT_ERR_ARG || s == SFT_ERR_NOT_FOUND || s == SFT_ERR_LIMIT || s == SFT_ERR_DTYPE ||
+           s == SFT_ERR_SHAPE || s == SFT_ERR_UNSUPPORTED ? 2 : 1;
+}
+static int cli_lib_fail(const char *command, const char *what) { return cli_lib_fail_status(command, what, SFT_ERR_IO); }
+
+/* cli_log: the library's warnings (a skipped record, a resume that will not
+   match) on stderr; after 20, only a count at the end */
+static int cli_warnings;
+static void cli_log(sft_log_level level, const char *msg, void *user) {
+    (void)user;
+    if (level < SFT_LOG_WARN) return;
+    if (++cli_warnings <= 20) fprintf(stderr, "sft: warning: %s\n", msg);
+    else if (cli_warnings == 21) fprintf(stderr, "sft: warning: further warnings are counted, not shown\n");
+}
+
+/* cli_skipped: --skip_bad_records said how many it skipped (each one was a warning) */
+static void cli_skipped(const char *path, const sft_dataset *ds) {
+    sft_data_stats st = sft_dataset_stats(ds);
+    if (st.dropped_malformed)
+        fprintf(stderr, "sft: %s: skipped %lld malformed record%s of %lld (--skip_bad_records)\n", path, (long long)st.dropped_malformed,
+                st.dropped_malformed == 1 ? "" : "s", (long long)st.rows_read);
 }
 
 /* cli_open: the context, tokenizer, datasets and model a command needs */
 static int cli_open(const cli_built *b, int command, int want_model, cli_env *v, const char *cmd) {
     sft_context_desc cd;
+    sft_status s;
     memset(v, 0, sizeof *v);
     memset(&cd, 0, sizeof cd);
     cd.threads = b->threads;
+    if (!(command & C_RENDER)) cd.log = cli_log;     /* render reports each skipped record in its output */
     if (sft_context_create(&cd, &v->ctx) != SFT_OK) return cli_lib_fail(cmd, "context");
     if (sft_tokenizer_load(v->ctx, b->model, &v->tok) != SFT_OK) return cli_lib_fail(cmd, b->model);
     v->data = b->data;
@@ -857,12 +916,14 @@ static int cli_open(const cli_built *b, int command, int want_model, cli_env *v,
         v->data.chat_template_text = v->chat_template;
     }
     if (command & C_RENDER) { v->data.packing = 0; v->data.eval_fraction = 0; v->data.skip_bad_records = 1; }
-    if ((command & C_DATA) && sft_dataset_load(v->ctx, v->tok, b->dataset, &v->data, &v->train) != SFT_OK)
-        return cli_lib_fail(cmd, b->dataset);
+    if ((command & C_DATA) && (s = sft_dataset_load(v->ctx, v->tok, b->dataset, &v->data, &v->train)) != SFT_OK)
+        return cli_lib_fail_status(cmd, b->dataset, s);
+    if ((command & C_DATA) && !(command & C_RENDER)) cli_skipped(b->dataset, v->train);
     if ((command & (C_TRAIN | C_STATS)) && b->eval_dataset) {
         sft_data_desc d = v->data;
         d.eval_fraction = 0;
-        if (sft_dataset_load(v->ctx, v->tok, b->eval_dataset, &d, &v->eval) != SFT_OK) return cli_lib_fail(cmd, b->eval_dataset);
+        if ((s = sft_dataset_load(v->ctx, v->tok, b->eval_dataset, &d, &v->eval)) != SFT_OK) return cli_lib_fail_status(cmd, b->eval_dataset, s);
+        cli_skipped(b->eval_dataset, v->eval);
     }
     if (want_model) {
         if (sft_model_load(v->ctx, b->model, &b->load, &v->model) != SFT_OK) return cli_lib_fail(cmd, b->model);
