@@ -58,6 +58,9 @@
        gemm          the one dense GEMM function: reference tiled kernel, cuBLASLt
        4-bit         dequantization, the fused 4-bit GEMM (tiles decoded in shared
                      memory), bf16 bases
+       tensor cores  bf16/f16 products of the frozen base on mma.sync: the seam
+                     (mma, ldmatrix, cp.async), the fused 4-bit kernel, the
+                     dequantize path (workspace + cuBLASLt), the dispatcher
        matmul
        linear        a linear layer with its adapters (LoRA, rsLoRA, DoRA, dropout,
                      mixed batches) as one node, the CPU's plan on device GEMMs
@@ -77,6 +80,7 @@
 #endif
 
 #include <cuda_runtime.h>
+#include <cuda_fp16.h>
 #ifndef CUDA_EMU
 #  include <cublasLt.h>
 #endif
@@ -113,15 +117,38 @@ static sft_status sft__cuda_fail(cudaError_t err, const char *what) {
 
 typedef struct sft__cuda_size { void *key; size_t value; } sft__cuda_size;
 
+/* SFT_CUDA_GEMM: how the GEMMs run (see "tensor cores" for the dispatcher) */
+enum { SFT__GEMM_AUTO, SFT__GEMM_REFERENCE, SFT__GEMM_FUSED, SFT__GEMM_DEQUANT };
+
 typedef struct sft__cuda_state {
     sft__cuda_size *sizes;       /* stb_ds hash map: live device block -> bytes  */
     int             gemm_reference;   /* SFT_CUDA_GEMM=reference                 */
+    int             gemm_mode;        /* SFT__GEMM_*                             */
+    int             sm;               /* compute capability, 10 major + minor    */
+    void           *work16;           /* the dequantize path's 16-bit operands   */
+    size_t          work16_bytes;
 #ifndef CUDA_EMU
     cublasLtHandle_t lt;
     void            *lt_work;
     size_t           lt_work_bytes;
 #endif
 } sft__cuda_state;
+
+/* the current device's compute capability (80 under the emulator, which models
+   an sm_80 part's instructions; 0 when no device answers) */
+static int sft__cuda_sm(void) {
+#ifdef CUDA_EMU
+    return 80;
+#else
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return 10 * major + minor;
+#endif
+}
 
 static sft_status sft__cuda_state_of(sft_context *ctx, sft__cuda_state **out) {
     sft__cuda_state *st = (sft__cuda_state *)ctx->cuda;
@@ -131,6 +158,10 @@ static sft_status sft__cuda_state_of(sft_context *ctx, sft__cuda_state **out) {
         if (!st) return sft__fail(SFT_ERR_NOMEM, "cuda: cannot allocate the context's CUDA state");
         env = getenv("SFT_CUDA_GEMM");
         st->gemm_reference = env && strcmp(env, "reference") == 0;
+        st->gemm_mode = st->gemm_reference ? SFT__GEMM_REFERENCE
+                      : env && strcmp(env, "fused") == 0 ? SFT__GEMM_FUSED
+                      : env && strcmp(env, "dequant") == 0 ? SFT__GEMM_DEQUANT : SFT__GEMM_AUTO;
+        st->sm = sft__cuda_sm();
         ctx->cuda = st;
     }
     *out = st;
@@ -144,6 +175,7 @@ static void sft__cuda_context_free(sft_context *ctx) {
     if (st->lt) cublasLtDestroy(st->lt);
     sft__cuda_free(ctx, st->lt_work);
 #endif
+    sft__cuda_free(ctx, st->work16);
     hmfree(st->sizes);
     sft__free(ctx, st);
     ctx->cuda = NULL;
@@ -678,10 +710,11 @@ static sft_status sft__cuda_rope_bwd(sft_context *ctx, sft__node *n) { (void)ctx
    CPU GEMM's arithmetic exactly, so it gives the same bits. op(B) comes from a
    source type with at(k, n): a dense view here, a 4-bit or bf16 weight decoded
    on the fly in "4-bit" below (the tile in shared memory is the only decoded
-   copy there is). With bf16 set both operands are rounded to bf16 as they are
-   loaded and the sums stay f32: a frozen weight's bnb_4bit_compute_dtype
-   bfloat16, as the CPU's portable path computes it (on a GPU these products go
-   to the reference kernel, not cuBLASLt). */
+   copy there is). With a compute kind (1 bf16, 2 f16) both operands are
+   rounded to it as they are loaded and the sums stay f32: a frozen weight's
+   bnb_4bit_compute_dtype, as the CPU's portable path computes bf16. These
+   low-precision products normally go to the tensor cores ("tensor cores"
+   below); SFT_CUDA_GEMM=reference keeps them here, on CUDA cores. */
 
 #define SFT__GEMM_T 32
 
@@ -694,10 +727,14 @@ typedef struct sft__cuda_bview {
 
 /* v rounded to bf16 and widened again (sft.h's sft__bf16_bits) */
 static __device__ float sft__cuda_round_bf16(float v) { return __uint_as_float((uint32_t)sft__bf16_bits(v) << 16); }
+/* v rounded to the compute kind (1 bf16, 2 f16: IEEE binary16, overflow to inf) */
+static __device__ float sft__cuda_round_kind(float v, int kind) {
+    return kind == 2 ? __half2float(__float2half_rn(v)) : kind ? sft__cuda_round_bf16(v) : v;
+}
 
 template <typename BSrc>
 static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, int64_t ldc, sft__mat a, BSrc b, int64_t M, int64_t N,
-                                                                    int64_t K, int accumulate, int bf16) {
+                                                                    int64_t K, int accumulate, int kind) {
     __shared__ float As[SFT__GEMM_T][SFT__GEMM_T + 1];
     __shared__ float Bs[SFT__GEMM_T][SFT__GEMM_T + 1];   /* Bs[n][k] */
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;
@@ -708,8 +745,8 @@ static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, in
             int idx = tid + r * 256, row = idx / SFT__GEMM_T, col = idx % SFT__GEMM_T;
             int64_t m = m0 + row, n = n0 + row, k = k0 + col;
             float av = m < M && k < K ? a.p[m * a.rs + k * a.cs] : 0.0f, bv = n < N && k < K ? b.at(k, n) : 0.0f;
-            As[row][col] = bf16 ? sft__cuda_round_bf16(av) : av;
-            Bs[row][col] = bf16 ? sft__cuda_round_bf16(bv) : bv;
+            As[row][col] = sft__cuda_round_kind(av, kind);
+            Bs[row][col] = sft__cuda_round_kind(bv, kind);
         }
         __syncthreads();
         int kend = K - k0 < SFT__GEMM_T ? (int)(K - k0) : SFT__GEMM_T;
@@ -729,16 +766,17 @@ static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, in
         }
 }
 
-/* sft__cuda_gemm_tiled: the reference kernel on any op(B) source */
+/* sft__cuda_gemm_tiled: the reference kernel on any op(B) source (kind: 0 f32,
+   1 bf16, 2 f16 operands) */
 template <typename BSrc>
 static sft_status sft__cuda_gemm_tiled(int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, float *c, int64_t ldc, int accumulate,
-                                       int bf16, const char *op) {
+                                       int kind, const char *op) {
     int64_t gx = (N + SFT__GEMM_T - 1) / SFT__GEMM_T, gy = (M + SFT__GEMM_T - 1) / SFT__GEMM_T;
     if (M <= 0 || N <= 0) return SFT_OK;
     if (gy > 65535 || gx > 0x7fffffff)
         return sft__fail(SFT_ERR_LIMIT, "%s: a GEMM of %lld x %lld is beyond one launch of the tiled kernel", op, (long long)M,
                          (long long)N);
-    SFT__LAUNCH(sft__cuda_gemm_kernel<BSrc>, dim3((unsigned)gx, (unsigned)gy), dim3(16, 16), 0, c, ldc, a, b, M, N, K, accumulate, bf16);
+    SFT__LAUNCH(sft__cuda_gemm_kernel<BSrc>, dim3((unsigned)gx, (unsigned)gy), dim3(16, 16), 0, c, ldc, a, b, M, N, K, accumulate, kind);
     return sft__cuda_check(op, "gemm");
 }
 
@@ -778,6 +816,16 @@ static uint32_t sft__cuda_align_of(const void *p) {
     return a;
 }
 
+/* the cuBLASLt handle and workspace, made on the first dense GEMM (no workspace
+   if it cannot be had: cuBLASLt then picks algorithms that need none) */
+static sft_status sft__cuda_lt_init(sft_context *ctx, sft__cuda_state *st, const char *op) {
+    if (st->lt) return SFT_OK;
+    if (cublasLtCreate(&st->lt) != CUBLAS_STATUS_SUCCESS) return sft__fail(SFT_ERR_DEVICE, "%s: cublasLtCreate failed", op);
+    st->lt_work_bytes = SFT__CUDA_LT_WORKSPACE;
+    if (sft__cuda_alloc(ctx, st->lt_work_bytes, &st->lt_work) != SFT_OK) { sft_clear_error(); st->lt_work = NULL; st->lt_work_bytes = 0; }
+    return SFT_OK;
+}
+
 static sft_status sft__cuda_gemm_lt(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                     int64_t ldc, int accumulate, const char *op, int *done) {
     cublasLtMatmulDesc_t desc = NULL;
@@ -795,11 +843,7 @@ static sft_status sft__cuda_gemm_lt(sft_context *ctx, sft__cuda_state *st, int64
     /* the first operand is op(B)^T (N x K), the second op(A)^T (K x M) */
     if (!sft__cuda_lt_operand(sft__mat_t(b), N, K, &opb, &br, &bc, &ldb) || !sft__cuda_lt_operand(sft__mat_t(a), K, M, &opa, &ar, &ac, &lda))
         return SFT_OK;   /* not a plain matrix: the reference kernel takes it */
-    if (!st->lt) {
-        if (cublasLtCreate(&st->lt) != CUBLAS_STATUS_SUCCESS) return sft__fail(SFT_ERR_DEVICE, "%s: cublasLtCreate failed", op);
-        st->lt_work_bytes = SFT__CUDA_LT_WORKSPACE;
-        if (sft__cuda_alloc(ctx, st->lt_work_bytes, &st->lt_work) != SFT_OK) { sft_clear_error(); st->lt_work = NULL; st->lt_work_bytes = 0; }
-    }
+    SFT__TRY(sft__cuda_lt_init(ctx, st, op));
     e = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opb, sizeof opb);
     if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opa, sizeof opa);
@@ -851,17 +895,24 @@ static sft_status sft__cuda_gemm(sft_context *ctx, int64_t M, int64_t N, int64_t
     return sft__cuda_gemm_tiled(M, N, K, a, bv, c, ldc, accumulate, 0, op);
 }
 
+/* from "tensor cores" below: a frozen weight's product in a low compute kind */
+template <typename BSrc>
+static sft_status sft__cuda_gemm_lowp(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, int kind, float *c, int64_t ldc,
+                                      int accumulate, const char *op);
+
 /* sft__cuda_gemm_f32w: C (+)= A . W^T (trans) or A . W for an f32 weight at w
-   [N, K]; bf16: a frozen weight multiplied in bf16 (sft.h's sft__gemm_f32w) */
-static sft_status sft__cuda_gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int bf16,
+   [N, K]; kind 1 (bf16) or 2 (f16): a frozen weight multiplied in that type
+   (sft.h's sft__gemm_f32w does bf16) */
+static sft_status sft__cuda_gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int kind,
                                       float *c, int64_t ldc, int accumulate, const char *op) {
     sft__mat b = sft__mat_of(w, K, 1);
     sft__cuda_bview bv;
     if (ctx->plan_only) return SFT_OK;
     if (trans) b = sft__mat_t(b);
-    if (!bf16) return trans ? sft__cuda_gemm(ctx, M, N, K, a, b, c, ldc, accumulate, op) : sft__cuda_gemm(ctx, M, K, N, a, b, c, ldc, accumulate, op);
+    if (!kind) return trans ? sft__cuda_gemm(ctx, M, N, K, a, b, c, ldc, accumulate, op) : sft__cuda_gemm(ctx, M, K, N, a, b, c, ldc, accumulate, op);
     bv.p = b.p; bv.rs = b.rs; bv.cs = b.cs;
-    return trans ? sft__cuda_gemm_tiled(M, N, K, a, bv, c, ldc, accumulate, 1, op) : sft__cuda_gemm_tiled(M, K, N, a, bv, c, ldc, accumulate, 1, op);
+    return trans ? sft__cuda_gemm_lowp(ctx, M, N, K, a, bv, kind, c, ldc, accumulate, op)
+                 : sft__cuda_gemm_lowp(ctx, M, K, N, a, bv, kind, c, ldc, accumulate, op);
 }
 
 /* ============================================================================
@@ -916,19 +967,347 @@ static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, f
     return sft__cuda_check("dequantize", "dequant");
 }
 
+/* ============================================================================
+   === cuda: tensor cores
+   The frozen base's products in a low compute kind (bnb_4bit_compute_dtype
+   bfloat16, or float16 with --fp16): y = x W^T forward and dx = dy W backward
+   for a 4-bit, bf16 or f32 base, and the output projection. Both operands are
+   rounded to the kind (round to nearest even; f16 overflows to inf, which is
+   what loss scaling watches for), products summed in f32.
+
+   THE SEAM. Every tensor-core instruction goes through four device wrappers:
+       sft__tc_mma<F16>      mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}
+       sft__tc_ldmatrix_x4   ldmatrix.sync.aligned.m8n8.x4.shared.b16
+       sft__tc_cp_async16    cp.async.cg.shared.global, 16 bytes
+       sft__tc_cp_wait_all   cp.async.commit_group + wait_group 0
+   inline PTX under nvcc (sm_80 and later), tests/cuda_emu's functional models
+   under the emulator. An sm_90a wgmma/TMA kernel would go behind these same
+   functions, only once a GPU can check it; there is none yet.
+
+   TWO PATHS, one dispatcher (sft__cuda_lowp_fused):
+     fused     sft__cuda_tc_gemm_kernel: a block of 4 warps owns a 64 x 64 tile
+               of C; for every 32 columns of k it rounds x's tile and decodes
+               W's tile (4-bit codes -> code * absmax -> bf16/f16) into shared
+               memory, then each warp multiplies its 32 x 32 quarter with 2 x 2
+               ldmatrix.x4 and 8 mma per 16 k. W is never whole in memory.
+     dequant   x and W are written once as 16-bit matrices into a workspace the
+               context keeps (grown, never shrunk: every kernel runs in stream
+               order, so one buffer serves every GEMM), then cuBLASLt multiplies
+               them (bf16/f16 in, f32 compute and out). Under the emulator, or
+               with SFT_CUDA_GEMM=reference on a GPU, the same kernel as the
+               fused path reads the workspace instead, its tiles loaded by
+               cp.async.
+   The fused path reads 0.5 byte a weight but decodes W again for every 64
+   rows of x, on CUDA cores; the dequant path moves 4.5 bytes a weight (read
+   0.5, write 2, read 2) once and then runs at cuBLASLt's speed. With P the
+   dense bf16 rate, B the memory bandwidth and f the fused kernel's fraction of
+   P, dequant wins for M > 4.5 f P / (2 B (1 - f)); taking f = 1/3 (no
+   software pipelining, decode on CUDA cores) that is M* = 1.125 P / B. The
+   table below holds M* per architecture from the published P and B; `make
+   bench-cuda` measures the crossing and prints the row to put here.
+   SFT_CUDA_GEMM=fused or dequant forces one path (tests, benchmarks);
+   SFT_CUDA_GEMM=reference sends these products to the CUDA-core kernel above.
+
+   ACCURACY. Both paths round the same inputs as the CUDA-core kernel does and
+   sum in f32; only the order of the additions differs (the emulator's mma
+   adds its 16 products in k order with fmaf, a GPU in its own order). Against
+   the exact product of the f32 inputs the error is at most
+   (2 u_kind + gamma_K) sum |x w| with u_bf16 = 2^-8, u_f16 = 2^-11: the tests
+   hold every element to (2^-7 + 2 gamma_K) sum |x w| for bf16 and
+   (2^-10 + 2 gamma_K) sum |x w| for f16 against the f32 CUDA-core kernel. */
+
+#define SFT__TC_THREADS 128          /* 4 warps, 2 x 2 over the tile              */
+#define SFT__TC_BR      64           /* rows of x and of W^T a block owns         */
+#define SFT__TC_BK      32           /* k per shared tile                         */
+#define SFT__TC_LD      40           /* 16-bit values per shared row: 32 + 8 of padding
+                                        (80 bytes: rows stay 16-byte aligned and the
+                                        8 rows an ldmatrix reads hit distinct banks) */
+
+/* --- the seam ----------------------------------------------------------------- */
+
+template <int F16> static __device__ __forceinline__ void sft__tc_mma(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+#ifdef CUDA_EMU
+    if (F16) cuda_emu::mma_m16n8k16_f16(d, a, b, d, __FILE__, __LINE__);
+    else cuda_emu::mma_m16n8k16_bf16(d, a, b, d, __FILE__, __LINE__);
+#else
+    if (F16)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+static __device__ __forceinline__ void sft__tc_ldmatrix_x4(uint32_t r[4], const uint16_t *row) {
+#ifdef CUDA_EMU
+    cuda_emu::ldmatrix(r, row, 4, 0, __FILE__, __LINE__);
+#else
+    unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#endif
+}
+
+static __device__ __forceinline__ void sft__tc_cp_async16(uint16_t *dst, const uint16_t *src) {
+#ifdef CUDA_EMU
+    cuda_emu::cp_async(dst, src, 16, 16, __FILE__, __LINE__);
+#else
+    unsigned addr = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(src));
+#endif
+}
+
+static __device__ __forceinline__ void sft__tc_cp_wait_all(void) {
+#ifdef CUDA_EMU
+    cuda_emu::cp_async_wait_all();
+#else
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+/* v as the kind's 16 bits (bf16 as sft.h rounds it on the CPU) */
+template <int F16> static __device__ __forceinline__ uint16_t sft__tc_bits(float v) {
+    return F16 ? (uint16_t)__half_as_ushort(__float2half_rn(v)) : sft__bf16_bits(v);
+}
+
+/* --- operands: [rows, K] views a tile is filled from --------------------------- */
+
+/* x (an f32 view, element (r, k)) */
+typedef struct sft__tc_rows { sft__mat a; __device__ float rk(int64_t r, int64_t k) const { return a.p[r * a.rs + k * a.cs]; } } sft__tc_rows;
+/* op(B)^T of a weight source (element (n, k) = at(k, n)) */
+template <typename BSrc> struct sft__tc_cols { BSrc b; __device__ float rk(int64_t n, int64_t k) const { return b.at(k, n); } };
+/* a 16-bit [rows, ld] matrix in the workspace, already in the kind */
+typedef struct sft__tc_h16 { const uint16_t *p; int64_t ld; int vec; } sft__tc_h16;
+
+/* fill the 64 x 32 tile at (r0, k0) of a [rows, K] operand, zeros outside */
+template <int F16, typename Src>
+static __device__ void sft__tc_fill(uint16_t *tile, const Src &s, int64_t r0, int64_t rows, int64_t k0, int64_t K) {
+    for (int i = (int)threadIdx.x; i < SFT__TC_BR * SFT__TC_BK; i += SFT__TC_THREADS) {
+        int r = i / SFT__TC_BK, k = i % SFT__TC_BK;
+        tile[r * SFT__TC_LD + k] = r0 + r < rows && k0 + k < K ? sft__tc_bits<F16>(s.rk(r0 + r, k0 + k)) : (uint16_t)0;
+    }
+}
+/* the workspace's rows: 16 bytes at a time by cp.async where whole and aligned */
+template <int F16>
+static __device__ void sft__tc_fill(uint16_t *tile, const sft__tc_h16 &s, int64_t r0, int64_t rows, int64_t k0, int64_t K) {
+    for (int i = (int)threadIdx.x; i < SFT__TC_BR * SFT__TC_BK / 8; i += SFT__TC_THREADS) {
+        int r = i / (SFT__TC_BK / 8), c = i % (SFT__TC_BK / 8) * 8, j;
+        int64_t row = r0 + r, k = k0 + c;
+        uint16_t *dst = tile + r * SFT__TC_LD + c;
+        if (s.vec && row < rows && k + 8 <= K) sft__tc_cp_async16(dst, s.p + row * s.ld + k);
+        else
+            for (j = 0; j < 8; j++) dst[j] = row < rows && k + j < K ? s.p[row * s.ld + k + j] : (uint16_t)0;
+    }
+}
+
+/* C (+)= A B^T for A [M, K] and B [N, K] operand views: see the section's top */
+template <int F16, typename ASrc, typename BSrc>
+static __global__ void __launch_bounds__(SFT__TC_THREADS) sft__cuda_tc_gemm_kernel(float *C, int64_t ldc, ASrc a, BSrc b, int64_t M, int64_t N,
+                                                                                   int64_t K, int accumulate) {
+    __shared__ __align__(16) uint16_t As[SFT__TC_BR * SFT__TC_LD];
+    __shared__ __align__(16) uint16_t Bs[SFT__TC_BR * SFT__TC_LD];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5, wm = warp >> 1, wn = warp & 1;
+    const int64_t m0 = (int64_t)blockIdx.y * SFT__TC_BR, n0 = (int64_t)blockIdx.x * SFT__TC_BR;
+    float acc[2][4][4];
+    int i, j, e;
+    for (i = 0; i < 2; i++)
+        for (j = 0; j < 4; j++)
+            for (e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    for (int64_t k0 = 0; k0 < K; k0 += SFT__TC_BK) {
+        sft__tc_fill<F16>(As, a, m0, M, k0, K);
+        sft__tc_fill<F16>(Bs, b, n0, N, k0, K);
+        sft__tc_cp_wait_all();
+        __syncthreads();
+        for (int ks = 0; ks < SFT__TC_BK; ks += 16) {
+            uint32_t af[2][4], bq[2][4];
+            /* A: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15), lane l gives row l % 16 of k half l / 16 */
+            for (i = 0; i < 2; i++) sft__tc_ldmatrix_x4(af[i], &As[(wm * 32 + i * 16 + (lane & 15)) * SFT__TC_LD + ks + (lane >> 4) * 8]);
+            /* B^T rows are n: matrices (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15) */
+            for (j = 0; j < 2; j++)
+                sft__tc_ldmatrix_x4(bq[j], &Bs[(wn * 32 + j * 16 + (lane >> 4) * 8 + (lane & 7)) * SFT__TC_LD + ks + ((lane >> 3) & 1) * 8]);
+            for (i = 0; i < 2; i++)
+                for (j = 0; j < 4; j++) sft__tc_mma<F16>(acc[i][j], af[i], &bq[j >> 1][(j & 1) * 2]);
+        }
+        __syncthreads();   /* the next tiles overwrite these */
+    }
+    for (i = 0; i < 2; i++)   /* c_e at row gid + 8 (e >> 1), column 2 tig + (e & 1) */
+        for (j = 0; j < 4; j++)
+            for (e = 0; e < 4; e++) {
+                int64_t m = m0 + wm * 32 + i * 16 + (lane >> 2) + 8 * (e >> 1), n = n0 + wn * 32 + j * 8 + 2 * (lane & 3) + (e & 1);
+                if (m < M && n < N) C[m * ldc + n] = accumulate ? __fadd_rn(C[m * ldc + n], acc[i][j][e]) : acc[i][j][e];
+            }
+}
+
+template <int F16, typename ASrc, typename BSrc>
+static sft_status sft__cuda_tc_launch(int64_t M, int64_t N, int64_t K, ASrc a, BSrc b, float *c, int64_t ldc, int accumulate, const char *op) {
+    int64_t gx = (N + SFT__TC_BR - 1) / SFT__TC_BR, gy = (M + SFT__TC_BR - 1) / SFT__TC_BR;
+    if (M <= 0 || N <= 0) return SFT_OK;
+    if (gy > 65535 || gx > 0x7fffffff)
+        return sft__fail(SFT_ERR_LIMIT, "%s: a GEMM of %lld x %lld is beyond one launch of the tensor-core kernel", op, (long long)M,
+                         (long long)N);
+    SFT__LAUNCH((sft__cuda_tc_gemm_kernel<F16, ASrc, BSrc>), dim3((unsigned)gx, (unsigned)gy), SFT__TC_THREADS, 0, c, ldc, a, b, M, N, K,
+                accumulate);
+    return sft__cuda_check(op, "tc_gemm");
+}
+
+/* --- the dequantize path --------------------------------------------------------- */
+
+/* out[r, k] = the kind's bits of s's element (r, k) */
+template <int F16, typename Src>
+static __global__ void sft__cuda_to16_kernel(uint16_t *out, Src s, int64_t rows, int64_t K) {
+    SFT__CUDA_FOR(e, rows * K) out[e] = sft__tc_bits<F16>(s.rk(e / K, e % K));
+}
+
+#ifndef CUDA_EMU
+/* cuBLASLt on the workspace: C [M, N] (+)= X [M, K] . W^T for X, W row-major
+   16-bit; column-major that is C^T = W (as K x N, transposed) . X (K x M) */
+static sft_status sft__cuda_gemm_lt16(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, const uint16_t *x16,
+                                      const uint16_t *w16, int f16, float *c, int64_t ldc, int accumulate, const char *op, int *done);
+#endif
+
+/* grow the context's 16-bit workspace to hold n bytes */
+static sft_status sft__cuda_work16(sft_context *ctx, sft__cuda_state *st, size_t n) {
+    if (st->work16_bytes >= n) return SFT_OK;
+    sft__cuda_free(ctx, st->work16);
+    st->work16 = NULL; st->work16_bytes = 0;
+    SFT__TRY(sft__cuda_alloc(ctx, n, &st->work16));
+    st->work16_bytes = n;
+    return SFT_OK;
+}
+
+template <int F16, typename BSrc>
+static sft_status sft__cuda_lowp_dequant(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, float *c,
+                                         int64_t ldc, int accumulate, const char *op) {
+    size_t xb = ((size_t)(M * K) * 2 + 255) / 256 * 256, wb = (size_t)(N * K) * 2;
+    uint16_t *x16, *w16;
+    sft__tc_rows ar;
+    sft__tc_cols<BSrc> bc;
+    sft__tc_h16 hx, hw;
+    SFT__TRY(sft__cuda_work16(ctx, st, xb + wb));
+    x16 = (uint16_t *)st->work16; w16 = (uint16_t *)((char *)st->work16 + xb);
+    ar.a = a; bc.b = b;
+    if (M * K > 0) SFT__LAUNCH((sft__cuda_to16_kernel<F16, sft__tc_rows>), sft__cuda_grid(M * K), SFT__CUDA_BLOCK, 0, x16, ar, M, K);
+    SFT__TRY(sft__cuda_check(op, "to16 (x)"));
+    if (N * K > 0) SFT__LAUNCH((sft__cuda_to16_kernel<F16, sft__tc_cols<BSrc> >), sft__cuda_grid(N * K), SFT__CUDA_BLOCK, 0, w16, bc, N, K);
+    SFT__TRY(sft__cuda_check(op, "to16 (W)"));
+#ifndef CUDA_EMU
+    if (st->gemm_mode != SFT__GEMM_REFERENCE) {
+        int done = 0;
+        SFT__TRY(sft__cuda_gemm_lt16(ctx, st, M, N, K, x16, w16, F16, c, ldc, accumulate, op, &done));
+        if (done) return sft__cuda_check(op, "cublasLtMatmul (16-bit)");
+    }
+#endif
+    hx.p = x16; hx.ld = K; hx.vec = K % 8 == 0;    /* rows 16-byte aligned: the workspace and w16 start on 256 */
+    hw.p = w16; hw.ld = K; hw.vec = K % 8 == 0;
+    return sft__cuda_tc_launch<F16>(M, N, K, hx, hw, c, ldc, accumulate, op);
+}
+
+/* --- the dispatcher ----------------------------------------------------------------
+   M* per architecture, from M* = 1.125 P / B (see the section's top) with the
+   vendors' dense bf16 rate P and memory bandwidth B. Not yet measured: `make
+   bench-cuda` prints the measured crossing as a row of this table. */
+typedef struct sft__tc_row { int sm; int64_t m_star; const char *part; } sft__tc_row;
+static const sft__tc_row sft__tc_table[] = {
+    {80, 176, "A100 SXM: P 312 TFLOP/s, B 2.0 TB/s"},
+    {86, 160, "RTX A6000 / 3090: P ~ 150 TFLOP/s (f32 accumulate), B 0.77-0.94 TB/s"},
+    {89, 470, "L40S: P 362 TFLOP/s, B 0.86 TB/s"},
+    {90, 332, "H100 SXM: P 989 TFLOP/s, B 3.35 TB/s"},
+};
+
+/* sft__cuda_lowp_fused: 1 when the fused kernel is to run an M x N x K product */
+static int sft__cuda_lowp_fused(const sft__cuda_state *st, int64_t M, int64_t N, int64_t K) {
+    int64_t m_star = 256;   /* an unknown part: between the rows above */
+    size_t i;
+    (void)N; (void)K;       /* M* depends on the part only: both paths scale with N K */
+    if (st->gemm_mode == SFT__GEMM_FUSED) return 1;
+    if (st->gemm_mode == SFT__GEMM_DEQUANT) return 0;
+    for (i = 0; i < sizeof sft__tc_table / sizeof *sft__tc_table; i++)
+        if (sft__tc_table[i].sm <= st->sm) m_star = sft__tc_table[i].m_star;
+    return M <= m_star;
+}
+
+/* sft__cuda_gemm_lowp: C (+)= op(A) . op(B) for a frozen weight source in kind
+   1 (bf16) or 2 (f16): reference, fused or dequantize (above) */
+template <typename BSrc>
+static sft_status sft__cuda_gemm_lowp(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, int kind, float *c, int64_t ldc,
+                                      int accumulate, const char *op) {
+    sft__cuda_state *st = NULL;
+    sft__tc_rows ar;
+    sft__tc_cols<BSrc> bc;
+    if (ctx->plan_only || M <= 0 || N <= 0) return SFT_OK;
+    SFT__TRY(sft__cuda_state_of(ctx, &st));
+    if (st->gemm_mode == SFT__GEMM_REFERENCE) return sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, kind, op);
+    if (!sft__cuda_lowp_fused(st, M, N, K))
+        return kind == 2 ? sft__cuda_lowp_dequant<1>(ctx, st, M, N, K, a, b, c, ldc, accumulate, op)
+                         : sft__cuda_lowp_dequant<0>(ctx, st, M, N, K, a, b, c, ldc, accumulate, op);
+    ar.a = a; bc.b = b;
+    return kind == 2 ? sft__cuda_tc_launch<1>(M, N, K, ar, bc, c, ldc, accumulate, op)
+                     : sft__cuda_tc_launch<0>(M, N, K, ar, bc, c, ldc, accumulate, op);
+}
+
+#ifndef CUDA_EMU
+static sft_status sft__cuda_gemm_lt16(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, const uint16_t *x16,
+                                      const uint16_t *w16, int f16, float *c, int64_t ldc, int accumulate, const char *op, int *done) {
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t lw = NULL, lx = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t heur;
+    cublasOperation_t opw = CUBLAS_OP_T, opx = CUBLAS_OP_N;
+    cudaDataType_t t16 = f16 ? CUDA_R_16F : CUDA_R_16BF;
+    uint32_t align_c = sft__cuda_align_of(c), align16 = K % 8 == 0 ? 16 : 2;
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    int found = 0;
+    cublasStatus_t e;
+    *done = 0;
+    SFT__TRY(sft__cuda_lt_init(ctx, st, op));
+    e = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opw, sizeof opw);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opx, sizeof opx);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatrixLayoutCreate(&lw, t16, (uint64_t)K, (uint64_t)N, K);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatrixLayoutCreate(&lx, t16, (uint64_t)K, (uint64_t)M, K);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, (uint64_t)N, (uint64_t)M, ldc);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceCreate(&pref);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &st->lt_work_bytes, sizeof st->lt_work_bytes);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align16, sizeof align16);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align16, sizeof align16);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulAlgoGetHeuristic(st->lt, desc, lw, lx, lc, lc, pref, 1, &heur, &found);
+    if (e == CUBLAS_STATUS_SUCCESS && found > 0)
+        e = cublasLtMatmul(st->lt, desc, &alpha, w16, lw, x16, lx, &beta, c, lc, c, lc, &heur.algo, st->lt_work, st->lt_work_bytes, 0);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lx) cublasLtMatrixLayoutDestroy(lx);
+    if (lw) cublasLtMatrixLayoutDestroy(lw);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    if (e != CUBLAS_STATUS_SUCCESS)
+        return sft__fail(SFT_ERR_DEVICE, "%s: cublasLtMatmul (%s, %lld x %lld x %lld) failed with status %d", op, f16 ? "f16" : "bf16",
+                         (long long)M, (long long)N, (long long)K, (int)e);
+    *done = found > 0;
+    return SFT_OK;
+}
+#endif
+
 /* sft__cuda_gemm_w: C (+)= A . W^T (trans) or A . W for a layer's base W [N, K]
    (sft__wref: 4-bit, f32 or bf16), every operand on the device */
 static sft_status sft__cuda_gemm_w(sft_context *ctx, int64_t M, sft__mat a, const sft__wref *w, int trans, float *c, int64_t ldc,
                                    int accumulate, const char *op) {
     int64_t N = trans ? w->N : w->K, K = trans ? w->K : w->N;
-    int bf16 = w->bf16 && !(w->w && w->w->requires_grad);   /* as sft__gemm_w: a frozen base only */
+    int kind = w->w && w->w->requires_grad ? 0 : w->bf16;   /* as sft__gemm_w: a frozen base only (1 bf16, 2 f16) */
     if (ctx->plan_only) return SFT_OK;
-    if (w->q) return sft__cuda_gemm_tiled(M, N, K, a, sft__cuda_q4_of(w->q, trans), c, ldc, accumulate, bf16, op);
-    if (w->w->dtype == SFT_F32) return sft__cuda_gemm_f32w(ctx, M, a, SFT__CF(w->w), w->N, w->K, trans, bf16, c, ldc, accumulate, op);
+    if (w->q)
+        return kind ? sft__cuda_gemm_lowp(ctx, M, N, K, a, sft__cuda_q4_of(w->q, trans), kind, c, ldc, accumulate, op)
+                    : sft__cuda_gemm_tiled(M, N, K, a, sft__cuda_q4_of(w->q, trans), c, ldc, accumulate, 0, op);
+    if (w->w->dtype == SFT_F32) return sft__cuda_gemm_f32w(ctx, M, a, SFT__CF(w->w), w->N, w->K, trans, kind, c, ldc, accumulate, op);
     {
         sft__cuda_bf16w b;
         b.p = (const uint16_t *)w->w->data; b.cols = w->K; b.trans = trans;
-        return sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, bf16, op);
+        return kind ? sft__cuda_gemm_lowp(ctx, M, N, K, a, b, kind, c, ldc, accumulate, op)
+                    : sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, 0, op);
     }
 }
 
@@ -942,9 +1321,10 @@ static sft_status sft__cuda_matmul_fwd(sft_context *ctx, sft__node *n) {
     const float *A = SFT__CF(n->in[0]), *B = SFT__CF(n->in[1]);
     float *C = SFT__F(n->out);
     int64_t bi;
-    if (n->f[0] != 0.0f && !d.ta)   /* a frozen weight in bf16: B stored [N, K] (tb) or [K, N] */
-        return d.tb ? sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.N, d.K, 1, 1, C, d.N, 0, "matmul")
-                    : sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.K, d.N, 0, 1, C, d.N, 0, "matmul");
+    int kind = (int)n->f[0];        /* a frozen weight in bf16 (1) or f16 (2): B stored [N, K] (tb) or [K, N] */
+    if (kind && !d.ta)
+        return d.tb ? sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.N, d.K, 1, kind, C, d.N, 0, "matmul")
+                    : sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.K, d.N, 0, kind, C, d.N, 0, "matmul");
     if (d.b_shared && !d.ta)
         return sft__cuda_gemm(ctx, d.batch * d.M, d.N, d.K, sft__mm_op(A, d.K, 0), sft__mm_op(B, d.tb ? d.K : d.N, d.tb), C, d.N, 0,
                               "matmul");
@@ -963,9 +1343,10 @@ static sft_status sft__cuda_matmul_bwd(sft_context *ctx, sft__node *n) {
     if (d.b_shared && !d.ta) {
         sft__mat g = sft__mat_of(G, d.N, 1), opa = sft__mm_op(A, d.K, 0), opb = sft__mm_op(B, d.tb ? d.K : d.N, d.tb);
         int64_t rows = d.batch * d.M;
-        if (a->requires_grad && n->f[0] != 0.0f)   /* dA = dC op(B)^T through the bf16 rounding */
-            SFT__TRY(d.tb ? sft__cuda_gemm_f32w(ctx, rows, g, B, d.N, d.K, 0, 1, SFT__F(a->grad), d.K, 1, "matmul")
-                          : sft__cuda_gemm_f32w(ctx, rows, g, B, d.K, d.N, 1, 1, SFT__F(a->grad), d.K, 1, "matmul"));
+        int kind = (int)n->f[0];
+        if (a->requires_grad && kind)   /* dA = dC op(B)^T through the bf16 / f16 rounding */
+            SFT__TRY(d.tb ? sft__cuda_gemm_f32w(ctx, rows, g, B, d.N, d.K, 0, kind, SFT__F(a->grad), d.K, 1, "matmul")
+                          : sft__cuda_gemm_f32w(ctx, rows, g, B, d.K, d.N, 1, kind, SFT__F(a->grad), d.K, 1, "matmul"));
         else if (a->requires_grad) SFT__TRY(sft__cuda_gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1, "matmul"));
         if (b->requires_grad) {
             if (d.tb) SFT__TRY(sft__cuda_gemm(ctx, d.N, d.K, rows, sft__mat_t(g), opa, SFT__F(b->grad), d.K, 1, "matmul"));
