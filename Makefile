@@ -111,7 +111,7 @@ build/warn/bench: tools/bench.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
 # compiled as the translation unit), which the CUDA tests and C programs link
 # against. The same sources build with g++ on the CPU emulator (tests/cuda_emu),
 # which runs each CUDA thread as a fiber.
-CUDA_TESTS = test_cuda test_cuda_ops test_cuda_layers test_cuda_model
+CUDA_TESTS = test_cuda test_cuda_ops test_cuda_layers test_cuda_model test_cuda_tc
 CUDA_HDRS  = sft.h sft_cuda.cuh tests/test_cuda.h tests/runner.c tests/test.h
 EMU_HDRS   = tests/cuda_emu/cuda_emu.h tests/cuda_emu/include/cuda_runtime.h
 EMU_FLAGS  = -x c++ -std=c++17 -ffp-contract=off -DCUDA_EMU -Itests/cuda_emu/include -I. -Wall -Wextra -Werror
