@@ -1217,16 +1217,22 @@ static const sft__tc_row sft__tc_table[] = {
     {90, 332, "H100 SXM: P 989 TFLOP/s, B 3.35 TB/s"},
 };
 
-/* sft__cuda_lowp_fused: 1 when the fused kernel is to run an M x N x K product */
-static int sft__cuda_lowp_fused(const sft__cuda_state *st, int64_t M, int64_t N, int64_t K) {
+/* M* of this device: the table's row for the newest architecture at or below it */
+static int64_t sft__cuda_m_star(const sft__cuda_state *st) {
     int64_t m_star = 256;   /* an unknown part: between the rows above */
     size_t i;
-    (void)N; (void)K;       /* M* depends on the part only: both paths scale with N K */
-    if (st->gemm_mode == SFT__GEMM_FUSED) return 1;
-    if (st->gemm_mode == SFT__GEMM_DEQUANT) return 0;
     for (i = 0; i < sizeof sft__tc_table / sizeof *sft__tc_table; i++)
         if (sft__tc_table[i].sm <= st->sm) m_star = sft__tc_table[i].m_star;
-    return M <= m_star;
+    return m_star;
+}
+
+/* sft__cuda_lowp_fused: 1 when the fused kernel is to run an M x N x K product
+   (M* depends on the part only: both paths' costs scale with N K) */
+static int sft__cuda_lowp_fused(const sft__cuda_state *st, int64_t M, int64_t N, int64_t K) {
+    (void)N; (void)K;
+    if (st->gemm_mode == SFT__GEMM_FUSED) return 1;
+    if (st->gemm_mode == SFT__GEMM_DEQUANT) return 0;
+    return M <= sft__cuda_m_star(st);
 }
 
 /* sft__cuda_gemm_lowp: C (+)= op(A) . op(B) for a frozen weight source in kind
