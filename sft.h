@@ -130,7 +130,7 @@
          data: chat templates (choice, variables, assistant masks, TRL's
                   rule), records, splits, packing, batches, loading
          optim: AdamW, clipping, schedules
-         trainer: the loop
+         trainer: the loop, fp16's dynamic loss scaling
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
@@ -20193,8 +20193,8 @@ static sft_status sft__scaler_setup(sft_trainer *tr) {
 /* sft__scaler_unscale: every gradient times 1/scale (a power of two: exact
    unless it underflows, as torch's multiply); *found_inf when one holds inf or
    NaN. The check is the squared norm, summed in double: a sum of squares is
-   finite exactly when every value is (no cancellation, no overflow below 1e10
-   values of f32's largest). */
+   finite exactly when every value is (no cancellation; f32's largest value
+   squared is 1e77, far from double's overflow). */
 static sft_status sft__scaler_unscale(sft_trainer *tr, int *found_inf) {
     sft_optimizer *o = tr->opt;
     float inv = (float)(1.0 / (double)tr->scaler.scale);

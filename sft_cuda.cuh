@@ -1103,6 +1103,27 @@ static __device__ void sft__tc_fill(uint16_t *tile, const sft__tc_h16 &s, int64_
     }
 }
 
+/* a 4-bit W^T for y = x W^T: 8 consecutive k of a row share one block scale
+   (blocksizes are multiples of 64, and the 8 start on a multiple of 8 when
+   W's rows are), so the scale (with double quantization, two table lookups
+   and a multiply) is decoded once for 8 values; the same products as elem() */
+template <int F16>
+static __device__ void sft__tc_fill(uint16_t *tile, const sft__tc_cols<sft__cuda_q4> &s, int64_t r0, int64_t rows, int64_t k0, int64_t K) {
+    const sft__cuda_q4 &q = s.b;
+    const int fast = q.trans && q.cols % 8 == 0;
+    for (int i = (int)threadIdx.x; i < SFT__TC_BR * SFT__TC_BK / 8; i += SFT__TC_THREADS) {
+        int r = i / (SFT__TC_BK / 8), c = i % (SFT__TC_BK / 8) * 8, j;
+        int64_t n = r0 + r, k = k0 + c;
+        uint16_t *dst = tile + r * SFT__TC_LD + c;
+        if (fast && n < rows && k + 8 <= K) {
+            int64_t e0 = n * q.cols + k;
+            float sc = sft__q4_scale(q.absmax, q.absmax_q, q.nested_absmax, q.nested_code, q.offset, e0 / q.blocksize);
+            for (j = 0; j < 8; j++) dst[j] = sft__tc_bits<F16>(__fmul_rn(q.code[sft__q4_nibble(q.data, e0 + j)], sc));
+        } else
+            for (j = 0; j < 8; j++) dst[j] = n < rows && k + j < K ? sft__tc_bits<F16>(s.rk(n, k + j)) : (uint16_t)0;
+    }
+}
+
 /* C (+)= A B^T for A [M, K] and B [N, K] operand views: see the section's top */
 template <int F16, typename ASrc, typename BSrc>
 static __global__ void __launch_bounds__(SFT__TC_THREADS) sft__cuda_tc_gemm_kernel(float *C, int64_t ldc, ASrc a, BSrc b, int64_t M, int64_t N,
