@@ -2718,7 +2718,7 @@ static sft_status sft__cuda_dora_norm(sft_context *ctx, const struct sft__wref *
 static sft_status sft__cuda_adamw(sft_optimizer *o, int i, struct sft__adam_k k, int kind);
 static sft_status sft__cuda_grad_sq(sft_context *ctx, const float *g, int64_t n, double *out);
 static sft_status sft__cuda_scale_inplace(float *x, int64_t n, float s);
-static size_t     sft__cuda_workspace_bytes(void);
+static size_t     sft__cuda_workspace_bytes(const sft_context *ctx);
 static sft_status sft__cuda_attn_cached(sft_context *ctx, const sft_model_config *c, const float *q, const float *kc, const float *vc,
                                         int64_t pos0, int64_t n, float *out);
 #endif
@@ -14211,7 +14211,7 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
     out->optimizer = 2 * trainable;
     out->workspace = sft__workspace_bytes(m);
 #ifdef SFT_CUDA
-    if (m->device == SFT_DEVICE_CUDA) out->workspace = sft__cuda_workspace_bytes();
+    if (m->device == SFT_DEVICE_CUDA) out->workspace = sft__cuda_workspace_bytes(ctx);
 #endif
     out->total = out->weights + out->adapters + out->gradients + out->optimizer + out->activations + out->workspace;
     return SFT_OK;

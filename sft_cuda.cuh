@@ -127,6 +127,7 @@ typedef struct sft__cuda_state {
     int             sm;               /* compute capability, 10 major + minor    */
     void           *work16;           /* the dequantize path's 16-bit operands   */
     size_t          work16_bytes;
+    size_t          plan_work16;      /* what memory plans found it would need  */
 #ifndef CUDA_EMU
     cublasLtHandle_t lt;
     void            *lt_work;
@@ -780,13 +781,18 @@ static sft_status sft__cuda_gemm_tiled(int64_t M, int64_t N, int64_t K, sft__mat
     return sft__cuda_check(op, "gemm");
 }
 
-/* the cuBLASLt workspace a context keeps once it has run a dense GEMM */
+/* the workspaces a context keeps once used: cuBLASLt's (after a dense GEMM; the
+   emulator's reference kernel needs none) and the 16-bit operands of the
+   tensor cores' dequantize path, as large as the largest product a memory
+   plan has routed there (see "tensor cores") */
 #define SFT__CUDA_LT_WORKSPACE ((size_t)32 << 20)
-static size_t sft__cuda_workspace_bytes(void) {
+static size_t sft__cuda_workspace_bytes(const sft_context *ctx) {
+    const sft__cuda_state *st = (const sft__cuda_state *)ctx->cuda;
+    size_t work16 = st ? (st->plan_work16 > st->work16_bytes ? st->plan_work16 : st->work16_bytes) : 0;
 #ifdef CUDA_EMU
-    return 0;   /* the reference kernel needs none */
+    return work16;
 #else
-    return SFT__CUDA_LT_WORKSPACE;
+    return SFT__CUDA_LT_WORKSPACE + work16;
 #endif
 }
 
@@ -907,7 +913,7 @@ static sft_status sft__cuda_gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, c
                                       float *c, int64_t ldc, int accumulate, const char *op) {
     sft__mat b = sft__mat_of(w, K, 1);
     sft__cuda_bview bv;
-    if (ctx->plan_only) return SFT_OK;
+    if (ctx->plan_only && !kind) return SFT_OK;   /* a low kind's plan counts its workspace (sft__cuda_gemm_lowp) */
     if (trans) b = sft__mat_t(b);
     if (!kind) return trans ? sft__cuda_gemm(ctx, M, N, K, a, b, c, ldc, accumulate, op) : sft__cuda_gemm(ctx, M, K, N, a, b, c, ldc, accumulate, op);
     bv.p = b.p; bv.rs = b.rs; bv.cs = b.cs;
@@ -1189,6 +1195,9 @@ static sft_status sft__cuda_gemm_lt16(sft_context *ctx, sft__cuda_state *st, int
                                       const uint16_t *w16, int f16, float *c, int64_t ldc, int accumulate, const char *op, int *done);
 #endif
 
+/* x's 16-bit copy, rounded up so that W's starts 256-byte aligned after it */
+static size_t sft__cuda_x16_bytes(int64_t M, int64_t K) { return ((size_t)(M * K) * 2 + 255) / 256 * 256; }
+
 /* grow the context's 16-bit workspace to hold n bytes */
 static sft_status sft__cuda_work16(sft_context *ctx, sft__cuda_state *st, size_t n) {
     if (st->work16_bytes >= n) return SFT_OK;
@@ -1202,7 +1211,7 @@ static sft_status sft__cuda_work16(sft_context *ctx, sft__cuda_state *st, size_t
 template <int F16, typename BSrc>
 static sft_status sft__cuda_lowp_dequant(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, float *c,
                                          int64_t ldc, int accumulate, const char *op) {
-    size_t xb = ((size_t)(M * K) * 2 + 255) / 256 * 256, wb = (size_t)(N * K) * 2;
+    size_t xb = sft__cuda_x16_bytes(M, K), wb = (size_t)(N * K) * 2;
     uint16_t *x16, *w16;
     sft__tc_rows ar;
     sft__tc_cols<BSrc> bc;
@@ -1264,8 +1273,13 @@ static sft_status sft__cuda_gemm_lowp(sft_context *ctx, int64_t M, int64_t N, in
     sft__cuda_state *st = NULL;
     sft__tc_rows ar;
     sft__tc_cols<BSrc> bc;
-    if (ctx->plan_only || M <= 0 || N <= 0) return SFT_OK;
+    if (M <= 0 || N <= 0) return SFT_OK;
     SFT__TRY(sft__cuda_state_of(ctx, &st));
+    if (ctx->plan_only) {   /* a memory plan: the workspace this product would need */
+        size_t need = sft__cuda_x16_bytes(M, K) + (size_t)(N * K) * 2;
+        if (st->gemm_mode != SFT__GEMM_REFERENCE && !sft__cuda_lowp_fused(st, M, N, K) && need > st->plan_work16) st->plan_work16 = need;
+        return SFT_OK;
+    }
     if (st->gemm_mode == SFT__GEMM_REFERENCE) return sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, kind, op);
     if (!sft__cuda_lowp_fused(st, M, N, K))
         return kind == 2 ? sft__cuda_lowp_dequant<1>(ctx, st, M, N, K, a, b, c, ldc, accumulate, op)
@@ -1325,7 +1339,7 @@ static sft_status sft__cuda_gemm_w(sft_context *ctx, int64_t M, sft__mat a, cons
                                    int accumulate, const char *op) {
     int64_t N = trans ? w->N : w->K, K = trans ? w->K : w->N;
     int kind = w->w && w->w->requires_grad ? 0 : w->bf16;   /* as sft__gemm_w: a frozen base only (1 bf16, 2 f16) */
-    if (ctx->plan_only) return SFT_OK;
+    if (ctx->plan_only && !kind) return SFT_OK;   /* a low kind's plan counts its workspace (sft__cuda_gemm_lowp) */
     if (w->q)
         return kind ? sft__cuda_gemm_lowp(ctx, M, N, K, a, sft__cuda_q4_of(w->q, trans), kind, c, ldc, accumulate, op)
                     : sft__cuda_gemm_tiled(M, N, K, a, sft__cuda_q4_of(w->q, trans), c, ldc, accumulate, 0, op);

@@ -259,9 +259,41 @@ static void the_dispatcher_picks_fused_for_few_rows_and_dequant_for_many(void) {
     }
 }
 
+/* a memory plan of a bf16 model on the device counts the dequantize path's
+   workspace for the products the dispatcher sends there: with every product
+   forced fused the plan's workspace is smaller by at least the largest
+   product's 16-bit operands (here the output projection over 2 x 300 rows) */
+static void a_memory_plan_counts_the_dequantize_workspace(void) {
+    size_t ws[2] = {0, 0};
+    int i;
+    for (i = 0; i < 2; i++) {
+        sft_context *ctx;
+        sft_model *m = NULL;
+        sft_load_desc ld;
+        sft_lora_desc d;
+        sft_memory_plan plan;
+        tc_mode(i ? "dequant" : "fused");
+        ctx = cu_context();
+        memset(&ld, 0, sizeof ld);
+        ld.quant = SFT_QUANT_NF4; ld.device = CU; ld.compute_dtype = SFT_BF16;
+        CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", &ld, &m));
+        memset(&d, 0, sizeof d);
+        d.r = 4; d.alpha = 8;
+        if (m) CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
+        if (m) CHECK_OK(sft_model_memory_plan(m, 2, 300, NULL, &plan));
+        if (m) ws[i] = plan.workspace;
+        sft_model_destroy(m);
+        sft_context_destroy(ctx);
+        tc_mode_restore();
+    }
+    /* the output projection: x [600, 64] and W [256, 64] in 16 bits */
+    CHECK_MSG(ws[1] >= ws[0] + (size_t)(600 * 64 + 256 * 64) * 2, "plan workspace %zu (dequantize) vs %zu (fused)", ws[1], ws[0]);
+}
+
 void cuda_tc_tests(void) {
     printf("cuda: tensor cores\n");
     CU_RUN_LIBM(tensor_core_products_hold_the_bound_against_cuda_cores);
     CU_RUN(reference_mode_keeps_bf16_on_cuda_cores_bit_for_bit);
     CU_RUN_LIBM(the_dispatcher_picks_fused_for_few_rows_and_dequant_for_many);
+    CU_RUN(a_memory_plan_counts_the_dequantize_workspace);
 }
