@@ -615,6 +615,10 @@ typedef struct sft_attention_desc {
     float scale;            /* 0 = 1/sqrt(head_dim)                              */
     int   sliding_window;   /* 0 = none                                          */
     float softcap;          /* 0 = none                                          */
+    sft_dtype compute_dtype;/* SFT_BF16 / SFT_F16 on CUDA: QK^T, PV and the backward's
+                               products on tensor cores (inputs and P rounded to that
+                               type, sums and the softmax in f32; head_dim a multiple
+                               of 16 up to 64, else f32); 0 / SFT_F32 and the CPU: f32 */
 } sft_attention_desc;
 SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
                                    const sft_attention_desc *desc, sft_tensor **out);
@@ -9079,6 +9083,7 @@ SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *
     n.f[0] = d.scale > 0.0f ? d.scale : 1.0f / sqrtf((float)q->shape[3]);
     n.f[1] = d.softcap;
     n.i[0] = d.sliding_window;
+    n.i[1] = d.compute_dtype == SFT_BF16 ? 1 : d.compute_dtype == SFT_F16 ? 2 : 0;   /* CUDA's compute kind */
     lse_shape[0] = 2; lse_shape[1] = q->shape[0]; lse_shape[2] = q->shape[2]; lse_shape[3] = q->shape[1];
     SFT__TRY(sft__tensor_step(ctx, q->device, SFT_F32, 4, lse_shape, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 4, q->shape));
@@ -13538,6 +13543,7 @@ static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *c
     sft_tensor *x = in[0], *h, *q, *k, *v, *a;
     sft_attention_desc d = sft__attn_desc(c, f->layer);
     int64_t flat[3];
+    d.compute_dtype = f->m->compute_bf16 == 2 ? SFT_F16 : f->m->compute_bf16 ? SFT_BF16 : SFT_F32;   /* the device's tensor cores */
     SFT__TRY(sft__norm(ctx, f->m, x, f->m->blocks[f->layer].attn_norm, &h));
     SFT__TRY(sft__qkv(ctx, f, h, f->positions, &q, &k, &v));
     SFT__TRY(sft_attention_ex(ctx, q, k, v, f->seq_ids, &d, &a));

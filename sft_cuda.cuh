@@ -1892,12 +1892,269 @@ static sft_status sft__cuda_attn_check(const sft__node *n) {
     return SFT_OK;
 }
 
+/* --- on tensor cores ---------------------------------------------------------------
+   With a compute kind (the node's i[1]: 1 bf16, 2 f16; the model's compute_dtype)
+   and a head_dim that is a multiple of 16 up to 64, the products run on mma.sync:
+   a block of 4 warps owns 64 rows (16 a warp) and walks the other side in tiles
+   of 32 rows held in shared memory as the kind's 16-bit values.
+     forward   S = Q K^T (ldmatrix of Q's and K's rows), the online softmax in
+               f32 on the accumulators (a row's 4 lanes combine by shuffles),
+               P rounded to the kind and fed back as mma's A operand (the
+               accumulator layout of two n8 tiles is the A layout of one k16),
+               O += P V (V's rows through ldmatrix.trans)
+     dQ        per query block: S and P again from the log-sum-exp, dP = dO V^T,
+               dS = P (dP - delta) scale, dQ += dS K (K through ldmatrix.trans)
+     dK, dV    per key block, over the group's query heads and the query tiles
+               from the block on: S^T = K Q^T, P^T, dP^T = V dO^T,
+               dV += P^T dO, dK += dS^T Q
+   Every output element still has one owning warp and a fixed order of sums:
+   the results are deterministic. The rounding is flash attention's usual one
+   (Q, K, V, dO, P and dS to the kind; f32 accumulation and softmax statistics);
+   test_cuda_tc.cu holds them to the f32 kernels above within a stated bound.
+   head_dim 128 (Llama-3-8B) needs more than the 48 KB of static shared memory
+   the backward's four tiles would take; it stays on the f32 kernels for now. */
+
+#define SFT__FA_ROWS 64      /* rows a block owns                                 */
+#define SFT__FA_TILE 32      /* rows of the other side per shared tile            */
+#define SFT__FA_MAXD 64
+#define SFT__FA_LD   (SFT__FA_MAXD + 8)   /* 16-bit values per shared row (144 bytes) */
+
+static int sft__cuda_fa_ok(const sft__node *n) {
+    int64_t D = n->in[0]->shape[3];
+    return n->i[1] != 0 && D % 16 == 0 && D <= SFT__FA_MAXD;
+}
+
+static __device__ __forceinline__ void sft__tc_ldmatrix_x4_trans(uint32_t r[4], const uint16_t *row) {
+#ifdef CUDA_EMU
+    cuda_emu::ldmatrix(r, row, 4, 1, __FILE__, __LINE__);
+#else
+    unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#endif
+}
+
+/* two f32 values as the kind's 16-bit pair (the first in the low half) */
+template <int F16> static __device__ __forceinline__ uint32_t sft__tc_pack(float lo, float hi) {
+    return (uint32_t)sft__tc_bits<F16>(lo) | ((uint32_t)sft__tc_bits<F16>(hi) << 16);
+}
+
+/* rows r0 .. r0 + n - 1 (t < T) of head h of a [B, T, H, D] tensor into a shared
+   tile of n rows, zeros past T and past D up to Dp */
+template <int F16>
+static __device__ void sft__fa_load(uint16_t *tile, int n, const float *x, const sft__cuda_attn &a, int64_t b, int64_t r0, int64_t h,
+                                    int64_t H, int Dp) {
+    for (int idx = (int)threadIdx.x; idx < n * Dp; idx += SFT__TC_THREADS) {
+        int r = idx / Dp, d = idx % Dp;
+        int64_t t = r0 + r;
+        tile[r * SFT__FA_LD + d] = t < a.T && d < a.D ? sft__tc_bits<F16>(x[sft__cuda_attn_row(a, b, t, h, H) + d]) : (uint16_t)0;
+    }
+}
+
+/* acc[16 x (8 n)] += A (16 rows of a tile, k over Dp) . B^T (rows n0.. of a tile, k over Dp): the S = Q K^T shape */
+template <int F16, int NT>
+static __device__ void sft__fa_rows_dot(float acc[][4], const uint16_t *A, int a0, const uint16_t *Bt, int b0, int Dp) {
+    const int lane = (int)threadIdx.x & 31;
+    for (int ks = 0; ks < Dp; ks += 16) {
+        uint32_t af[4];
+        sft__tc_ldmatrix_x4(af, &A[(a0 + (lane & 15)) * SFT__FA_LD + ks + (lane >> 4) * 8]);
+        for (int jt = 0; jt < NT / 2; jt++) {
+            uint32_t bq[4];
+            sft__tc_ldmatrix_x4(bq, &Bt[(b0 + jt * 16 + (lane >> 4) * 8 + (lane & 7)) * SFT__FA_LD + ks + ((lane >> 3) & 1) * 8]);
+            sft__tc_mma<F16>(acc[2 * jt], af, &bq[0]);
+            sft__tc_mma<F16>(acc[2 * jt + 1], af, &bq[2]);
+        }
+    }
+}
+
+/* out[16 x Dp] += P (16 x 32, accumulator layout, rounded here) . V (32 rows of a tile) */
+template <int F16>
+static __device__ void sft__fa_p_v(float out[][4], const float p[4][4], const uint16_t *V, int Dp) {
+    const int lane = (int)threadIdx.x & 31;
+    for (int kc = 0; kc < 2; kc++) {
+        uint32_t pa[4] = {sft__tc_pack<F16>(p[2 * kc][0], p[2 * kc][1]), sft__tc_pack<F16>(p[2 * kc][2], p[2 * kc][3]),
+                          sft__tc_pack<F16>(p[2 * kc + 1][0], p[2 * kc + 1][1]), sft__tc_pack<F16>(p[2 * kc + 1][2], p[2 * kc + 1][3])};
+        for (int dt = 0; dt < Dp / 16; dt++) {
+            uint32_t vb[4];
+            sft__tc_ldmatrix_x4_trans(vb, &V[(kc * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * SFT__FA_LD + dt * 16 + (lane >> 4) * 8]);
+            sft__tc_mma<F16>(out[2 * dt], pa, &vb[0]);
+            sft__tc_mma<F16>(out[2 * dt + 1], pa, &vb[2]);
+        }
+    }
+}
+
+/* the quad's combined value for each of a lane's two rows */
+static __device__ __forceinline__ float sft__fa_quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+static __device__ __forceinline__ float sft__fa_quad_sum(float v) {
+    v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+/* forward: a block per 64 query rows of (b, h); grid (ceil(T / 64), Hq, B) */
+template <int F16>
+static __global__ void __launch_bounds__(SFT__TC_THREADS) sft__cuda_fa_fwd_kernel(sft__cuda_attn a) {
+    __shared__ __align__(16) uint16_t Qs[SFT__FA_ROWS * SFT__FA_LD];
+    __shared__ __align__(16) uint16_t Ks[SFT__FA_TILE * SFT__FA_LD];
+    __shared__ __align__(16) uint16_t Vs[SFT__FA_TILE * SFT__FA_LD];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3, Dp = (int)a.D;
+    const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / a.group, i0 = (int64_t)blockIdx.x * SFT__FA_ROWS, wr = i0 + warp * 16;
+    const int64_t last = i0 + SFT__FA_ROWS - 1 < a.T - 1 ? i0 + SFT__FA_ROWS - 1 : a.T - 1;
+    float o[SFT__FA_MAXD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    int dt, nt, e, rr;
+    for (dt = 0; dt < SFT__FA_MAXD / 8; dt++)
+        for (e = 0; e < 4; e++) o[dt][e] = 0.0f;
+    sft__fa_load<F16>(Qs, SFT__FA_ROWS, a.q, a, b, i0, h, a.Hq, Dp);
+    for (int64_t j0 = 0; j0 <= last; j0 += SFT__FA_TILE) {
+        float s[4][4], mx[2], corr[2], sum[2] = {0.0f, 0.0f};
+        __syncthreads();   /* Q's tile is written; the last tile's readers are done */
+        sft__fa_load<F16>(Ks, SFT__FA_TILE, a.k, a, b, j0, hk, a.Hkv, Dp);
+        sft__fa_load<F16>(Vs, SFT__FA_TILE, a.v, a, b, j0, hk, a.Hkv, Dp);
+        __syncthreads();
+        for (nt = 0; nt < 4; nt++)
+            for (e = 0; e < 4; e++) s[nt][e] = 0.0f;
+        sft__fa_rows_dot<F16, 4>(s, Qs, warp * 16, Ks, 0, Dp);
+        mx[0] = mx[1] = -INFINITY;
+        for (nt = 0; nt < 4; nt++)
+            for (e = 0; e < 4; e++) {
+                int64_t i = wr + gid + 8 * (e >> 1), j = j0 + nt * 8 + 2 * tig + (e & 1);
+                s[nt][e] = i < a.T && j <= i && sft__cuda_attn_visible(a, b, i, j) ? __fmul_rn(s[nt][e], a.scale) : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+            }
+        for (rr = 0; rr < 2; rr++) {
+            float nm = fmaxf(m[rr], sft__fa_quad_max(mx[rr]));
+            corr[rr] = nm == -INFINITY ? 1.0f : expf(__fsub_rn(m[rr], nm));   /* 0 on the first visible tile */
+            m[rr] = nm;
+        }
+        for (nt = 0; nt < 4; nt++)
+            for (e = 0; e < 4; e++) {
+                s[nt][e] = s[nt][e] == -INFINITY ? 0.0f : expf(__fsub_rn(s[nt][e], m[e >> 1]));
+                sum[e >> 1] = __fadd_rn(sum[e >> 1], s[nt][e]);
+            }
+        for (rr = 0; rr < 2; rr++) l[rr] = __fadd_rn(__fmul_rn(l[rr], corr[rr]), sft__fa_quad_sum(sum[rr]));
+        for (dt = 0; dt < Dp / 8; dt++)
+            for (e = 0; e < 4; e++) o[dt][e] = __fmul_rn(o[dt][e], corr[e >> 1]);
+        sft__fa_p_v<F16>(o, s, Vs, Dp);
+    }
+    for (dt = 0; dt < Dp / 8; dt++)
+        for (e = 0; e < 4; e++) {
+            int64_t i = wr + gid + 8 * (e >> 1);
+            if (i < a.T) a.out[sft__cuda_attn_row(a, b, i, h, a.Hq) + dt * 8 + 2 * tig + (e & 1)] = __fdiv_rn(o[dt][e], l[e >> 1]);
+        }
+    for (rr = 0; rr < 2; rr++) {
+        int64_t i = wr + gid + 8 * rr;
+        if (tig == 0 && i < a.T) a.lse_out[(b * a.Hq + h) * a.T + i] = __fadd_rn(m[rr], logf(l[rr]));
+    }
+}
+
+/* P and dS for the 16 x 32 accumulators s (scores unscaled) and dp of rows
+   ri (query rows: by_query) or columns (key rows: transposed) */
+static __device__ void sft__fa_p_ds(const sft__cuda_attn &a, int64_t b, int64_t h, int64_t r0, int64_t c0, int by_query, float s[4][4],
+                                    float dp[4][4]) {
+    const int lane = (int)threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
+    for (int nt = 0; nt < 4; nt++)
+        for (int e = 0; e < 4; e++) {
+            int64_t r = r0 + gid + 8 * (e >> 1), c = c0 + nt * 8 + 2 * tig + (e & 1), i = by_query ? r : c, j = by_query ? c : r;
+            float p = 0.0f, ds = 0.0f;
+            if (i < a.T && j < a.T && j <= i && sft__cuda_attn_visible(a, b, i, j)) {
+                int64_t q = (b * a.Hq + h) * a.T + i;
+                p = expf(__fsub_rn(__fmul_rn(s[nt][e], a.scale), a.lse[q]));
+                ds = __fmul_rn(__fmul_rn(p, __fsub_rn(dp[nt][e], a.delta[q])), a.scale);
+            }
+            s[nt][e] = p; dp[nt][e] = ds;
+        }
+}
+
+/* dQ: a block per 64 query rows of (b, h) */
+template <int F16>
+static __global__ void __launch_bounds__(SFT__TC_THREADS) sft__cuda_fa_dq_kernel(sft__cuda_attn a) {
+    __shared__ __align__(16) uint16_t Qs[SFT__FA_ROWS * SFT__FA_LD], Os[SFT__FA_ROWS * SFT__FA_LD];
+    __shared__ __align__(16) uint16_t Ks[SFT__FA_TILE * SFT__FA_LD], Vs[SFT__FA_TILE * SFT__FA_LD];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3, Dp = (int)a.D;
+    const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / a.group, i0 = (int64_t)blockIdx.x * SFT__FA_ROWS, wr = i0 + warp * 16;
+    const int64_t last = i0 + SFT__FA_ROWS - 1 < a.T - 1 ? i0 + SFT__FA_ROWS - 1 : a.T - 1;
+    float acc[SFT__FA_MAXD / 8][4];
+    int dt, nt, e;
+    for (dt = 0; dt < SFT__FA_MAXD / 8; dt++)
+        for (e = 0; e < 4; e++) acc[dt][e] = 0.0f;
+    sft__fa_load<F16>(Qs, SFT__FA_ROWS, a.q, a, b, i0, h, a.Hq, Dp);
+    sft__fa_load<F16>(Os, SFT__FA_ROWS, a.dout, a, b, i0, h, a.Hq, Dp);
+    for (int64_t j0 = 0; j0 <= last; j0 += SFT__FA_TILE) {
+        float s[4][4], dp[4][4];
+        __syncthreads();
+        sft__fa_load<F16>(Ks, SFT__FA_TILE, a.k, a, b, j0, hk, a.Hkv, Dp);
+        sft__fa_load<F16>(Vs, SFT__FA_TILE, a.v, a, b, j0, hk, a.Hkv, Dp);
+        __syncthreads();
+        for (nt = 0; nt < 4; nt++)
+            for (e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
+        sft__fa_rows_dot<F16, 4>(s, Qs, warp * 16, Ks, 0, Dp);
+        sft__fa_rows_dot<F16, 4>(dp, Os, warp * 16, Vs, 0, Dp);
+        sft__fa_p_ds(a, b, h, wr, j0, 1, s, dp);
+        sft__fa_p_v<F16>(acc, dp, Ks, Dp);   /* dQ += dS K */
+    }
+    for (dt = 0; dt < Dp / 8; dt++)
+        for (e = 0; e < 4; e++) {
+            int64_t i = wr + gid + 8 * (e >> 1);
+            float *dst = a.dq + (i < a.T ? sft__cuda_attn_row(a, b, i, h, a.Hq) : 0) + dt * 8 + 2 * tig + (e & 1);
+            if (i < a.T) *dst = __fadd_rn(*dst, acc[dt][e]);
+        }
+}
+
+/* dK, dV: a block per 64 key rows of (b, hk), over the group's query heads */
+template <int F16>
+static __global__ void __launch_bounds__(SFT__TC_THREADS) sft__cuda_fa_dkv_kernel(sft__cuda_attn a) {
+    __shared__ __align__(16) uint16_t Ks[SFT__FA_ROWS * SFT__FA_LD], Vs[SFT__FA_ROWS * SFT__FA_LD];
+    __shared__ __align__(16) uint16_t Qs[SFT__FA_TILE * SFT__FA_LD], Os[SFT__FA_TILE * SFT__FA_LD];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3, Dp = (int)a.D;
+    const int64_t b = blockIdx.z, hk = blockIdx.y, j0 = (int64_t)blockIdx.x * SFT__FA_ROWS, wr = j0 + warp * 16;
+    float dk[SFT__FA_MAXD / 8][4], dv[SFT__FA_MAXD / 8][4];
+    int dt, nt, e;
+    for (dt = 0; dt < SFT__FA_MAXD / 8; dt++)
+        for (e = 0; e < 4; e++) dk[dt][e] = dv[dt][e] = 0.0f;
+    sft__fa_load<F16>(Ks, SFT__FA_ROWS, a.k, a, b, j0, hk, a.Hkv, Dp);
+    sft__fa_load<F16>(Vs, SFT__FA_ROWS, a.v, a, b, j0, hk, a.Hkv, Dp);
+    for (int64_t h = hk * a.group; h < (hk + 1) * a.group; h++)
+        for (int64_t q0 = j0 / SFT__FA_TILE * SFT__FA_TILE; q0 < a.T; q0 += SFT__FA_TILE) {
+            float s[4][4], dp[4][4];
+            __syncthreads();
+            sft__fa_load<F16>(Qs, SFT__FA_TILE, a.q, a, b, q0, h, a.Hq, Dp);
+            sft__fa_load<F16>(Os, SFT__FA_TILE, a.dout, a, b, q0, h, a.Hq, Dp);
+            __syncthreads();
+            for (nt = 0; nt < 4; nt++)
+                for (e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
+            sft__fa_rows_dot<F16, 4>(s, Ks, warp * 16, Qs, 0, Dp);    /* S^T = K Q^T */
+            sft__fa_rows_dot<F16, 4>(dp, Vs, warp * 16, Os, 0, Dp);   /* dP^T = V dO^T */
+            sft__fa_p_ds(a, b, h, wr, q0, 0, s, dp);
+            sft__fa_p_v<F16>(dv, s, Os, Dp);    /* dV += P^T dO */
+            sft__fa_p_v<F16>(dk, dp, Qs, Dp);   /* dK += dS^T Q */
+        }
+    for (dt = 0; dt < Dp / 8; dt++)
+        for (e = 0; e < 4; e++) {
+            int64_t j = wr + gid + 8 * (e >> 1), off;
+            if (j >= a.T) continue;
+            off = sft__cuda_attn_row(a, b, j, hk, a.Hkv) + dt * 8 + 2 * tig + (e & 1);
+            if (a.dk) a.dk[off] = __fadd_rn(a.dk[off], dk[dt][e]);
+            if (a.dv) a.dv[off] = __fadd_rn(a.dv[off], dv[dt][e]);
+        }
+}
+
+static dim3 sft__cuda_fa_grid(int64_t T, int64_t H, int64_t B) {
+    return dim3((unsigned)((T + SFT__FA_ROWS - 1) / SFT__FA_ROWS), (unsigned)H, (unsigned)B);
+}
+
 static sft_status sft__cuda_attention_fwd(sft_context *ctx, sft__node *n) {
     sft__cuda_attn a = sft__cuda_attn_of(n);
     SFT__TRY(sft__cuda_attn_check(n));
     if (ctx->plan_only || a.B * a.T * a.Hq == 0) return SFT_OK;
     if (a.B > 65535 || a.Hq > 65535) return sft__fail(SFT_ERR_LIMIT, "attention: batch %lld or heads %lld above 65535 on cuda", (long long)a.B, (long long)a.Hq);
     a.out = SFT__F(n->out); a.lse_out = SFT__F(n->saved);
+    if (sft__cuda_fa_ok(n)) {
+        if (n->i[1] == 2) SFT__LAUNCH(sft__cuda_fa_fwd_kernel<1>, sft__cuda_fa_grid(a.T, a.Hq, a.B), SFT__TC_THREADS, 0, a);
+        else SFT__LAUNCH(sft__cuda_fa_fwd_kernel<0>, sft__cuda_fa_grid(a.T, a.Hq, a.B), SFT__TC_THREADS, 0, a);
+        return sft__cuda_launched(n, "attention (tensor cores)");
+    }
     SFT__LAUNCH(sft__cuda_attn_fwd_kernel, sft__cuda_attn_grid(a.T, a.Hq, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
     return sft__cuda_launched(n, "attention");
 }
@@ -1914,12 +2171,16 @@ static sft_status sft__cuda_attention_bwd(sft_context *ctx, sft__node *n) {
     if (n->in[1]->requires_grad || n->in[2]->requires_grad) {
         a.dk = n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : NULL;
         a.dv = n->in[2]->requires_grad ? SFT__F(n->in[2]->grad) : NULL;
-        SFT__LAUNCH(sft__cuda_attn_dkv_kernel, sft__cuda_attn_grid(a.T, a.Hkv, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
+        if (sft__cuda_fa_ok(n) && n->i[1] == 2) SFT__LAUNCH(sft__cuda_fa_dkv_kernel<1>, sft__cuda_fa_grid(a.T, a.Hkv, a.B), SFT__TC_THREADS, 0, a);
+        else if (sft__cuda_fa_ok(n)) SFT__LAUNCH(sft__cuda_fa_dkv_kernel<0>, sft__cuda_fa_grid(a.T, a.Hkv, a.B), SFT__TC_THREADS, 0, a);
+        else SFT__LAUNCH(sft__cuda_attn_dkv_kernel, sft__cuda_attn_grid(a.T, a.Hkv, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
         SFT__TRY(sft__cuda_launched(n, "attention_dkv"));
     }
     if (n->in[0]->requires_grad) {
         a.dq = SFT__F(n->in[0]->grad);
-        SFT__LAUNCH(sft__cuda_attn_dq_kernel, sft__cuda_attn_grid(a.T, a.Hq, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
+        if (sft__cuda_fa_ok(n) && n->i[1] == 2) SFT__LAUNCH(sft__cuda_fa_dq_kernel<1>, sft__cuda_fa_grid(a.T, a.Hq, a.B), SFT__TC_THREADS, 0, a);
+        else if (sft__cuda_fa_ok(n)) SFT__LAUNCH(sft__cuda_fa_dq_kernel<0>, sft__cuda_fa_grid(a.T, a.Hq, a.B), SFT__TC_THREADS, 0, a);
+        else SFT__LAUNCH(sft__cuda_attn_dq_kernel, sft__cuda_attn_grid(a.T, a.Hq, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
         SFT__TRY(sft__cuda_launched(n, "attention_dq"));
     }
     return SFT_OK;

@@ -8,7 +8,9 @@
      base in bf16)                 exp) adds in another order than the CPU:
                                    within 1e-5 of the largest logit, the loss and
                                    the entropy within 1e-5 relative, the same
-                                   token counts and argmax hits
+                                   token counts and argmax hits; bf16 (attention
+                                   on tensor cores, the CPU's in f32): 1e-2 and
+                                   1e-3, one argmax hit either way
      Qwen2, Qwen3, SmolLM3         biases, per-head q/k norms, layers without
      (forward, backward, greedy    RoPE: logits, loss and adapter gradients
      decoding)                     within 1e-5 of their largest value, the same
@@ -32,6 +34,12 @@
      prompt tuning, NEFTune, label  losses, norms and eval_loss within 1e-5
      smoothing, checkpointing,     relative, adapters and prompts within 2e-5 of
      evaluation                    their largest value (as the run above)
+     bf16 QLoRA training (tensor   losses within 2e-3, gradient norms within 1e-2
+     cores) vs the f32 CPU run     relative of the f32 CPU run
+     fp16 with loss scaling        overflows forced by a large first scale skip
+                                   the optimizer and the schedule, are logged,
+                                   and the scale follows GradScaler's rule;
+                                   resume restores the scale bit for bit
      full fine-tuning (f32)        losses within 1e-5 relative, a trained weight
                                    within 2e-5 of its largest value; the
                                    checkpoint saved from the device holds it
@@ -119,16 +127,21 @@ static sft_dataset *cm_rows(sft_context *ctx, sft_tokenizer *tok, int n) {
    Forward */
 
 /* the fused loss's token metrics on both devices: the same counts, the entropy
-   within the loss's bound */
-static void cm_same_metrics(const char *what, const sft_model_output *c, const sft_model_output *d) {
-    CHECK_MSG(d->metric_tokens == c->metric_tokens && d->metric_tokens > 0 && d->metric_correct == c->metric_correct,
+   within the loss's bound tol (and with tol above 1e-5, an argmax may flip
+   where two logits are closer than the rounding: one hit either way) */
+static void cm_same_metrics(const char *what, const sft_model_output *c, const sft_model_output *d, double tol) {
+    CHECK_MSG(d->metric_tokens == c->metric_tokens && d->metric_tokens > 0 &&
+                  fabs(d->metric_correct - c->metric_correct) <= (tol > 1e-5 ? 1.0 : 0.0),
               "%s: %lld tokens, %g correct on cuda; %lld, %g on the cpu", what, (long long)d->metric_tokens, d->metric_correct,
               (long long)c->metric_tokens, c->metric_correct);
-    CHECK_MSG(fabs(d->metric_entropy - c->metric_entropy) <= 1e-5 * fabs(c->metric_entropy), "%s: entropy %.9g on cuda, %.9g on the cpu", what,
+    CHECK_MSG(fabs(d->metric_entropy - c->metric_entropy) <= tol * fabs(c->metric_entropy), "%s: entropy %.9g on cuda, %.9g on the cpu", what,
               d->metric_entropy, c->metric_entropy);
 }
 
-/* one forward pass on both devices: the base in f32, or in bf16 (bf16 = 1) */
+/* one forward pass on both devices: the base in f32, or in bf16 (bf16 = 1).
+   In bf16 the device's attention runs on tensor cores too (Q, K, V and P
+   rounded to bf16) while the CPU's stays f32: logits within 1e-2 of the
+   largest (4e-3 seen), the loss and entropy within 1e-3 relative (4e-5 seen) */
 static void cm_forward_case(int bf16) {
     sft_context *cc = cu_context(), *cd = cu_context();
     sft_model *mc = (cm_compute_bf16 = bf16, cm_model(cc, SFT_DEVICE_CPU)), *md = cm_model(cd, CU);
@@ -150,13 +163,13 @@ static void cm_forward_case(int bf16) {
     CHECK_OK(sft_model_forward(md, &b, &run, &od));
     if (oc.logits && od.logits) {
         CHECK(od.logits->device == CU);
-        cu_rel("logits", cd, od.logits, oc.logits, 1e-5);
+        cu_rel("logits", cd, od.logits, oc.logits, bf16 ? 1e-2 : 1e-5);
     }
     if (oc.loss && od.loss) {
         lc = *(const float *)oc.loss->data;
         hl = cu_fetch(cd, od.loss);
         if (hl) ld = *(const float *)hl->data;
-        CHECK_MSG(fabs((double)ld - lc) <= 1e-5 * fabs((double)lc), "loss %.9g on cuda, %.9g on the cpu", ld, lc);
+        CHECK_MSG(fabs((double)ld - lc) <= (bf16 ? 1e-3 : 1e-5) * fabs((double)lc), "loss %.9g on cuda, %.9g on the cpu", ld, lc);
     }
     run.want_logits = 0; run.token_metrics = 1;                        /* the fused projection + loss, metrics too */
     sft_step_begin(cc); sft_step_begin(cd);
@@ -164,10 +177,10 @@ static void cm_forward_case(int bf16) {
     CHECK_OK(sft_model_forward(md, &b, &run, &od));
     if (oc.loss && od.loss && !od.logits) {
         sft_tensor *h = cu_fetch(cd, od.loss);
-        if (h) CHECK_MSG(fabs((double)*(const float *)h->data - lc) <= 1e-5 * fabs((double)lc), "fused loss %.9g on cuda, %.9g unfused on the cpu",
+        if (h) CHECK_MSG(fabs((double)*(const float *)h->data - lc) <= (bf16 ? 1e-3 : 1e-5) * fabs((double)lc), "fused loss %.9g on cuda, %.9g unfused on the cpu",
                          *(const float *)h->data, lc);
         sft_tensor_destroy(h);
-        cm_same_metrics(bf16 ? "fused metrics, bf16 base" : "fused metrics", &oc, &od);
+        cm_same_metrics(bf16 ? "fused metrics, bf16 base" : "fused metrics", &oc, &od, bf16 ? 1e-3 : 1e-5);
         cu_hash(&od.metric_entropy, sizeof od.metric_entropy);
     }
 done:
@@ -651,8 +664,8 @@ static void loading_on_cuda_without_a_device_says_so(void) {
    logits, and so the losses, by about 2^-8 of their spread; the bound is 2e-3
    relative per loss and 1e-2 per gradient norm (the norms feel the rounding
    through two GEMMs and the softmax's differences). Measured under the
-   emulator: 1.2e-4 and 5.4e-4 (printed after the test's name); the bounds
-   leave room for a GPU's tensor-core summation order. */
+   emulator: 6.5e-5 and 6.8e-4 (printed after the test's name; attention on
+   tensor cores too); the bounds leave room for a GPU's summation order. */
 static void bf16_qlora_training_on_cuda_follows_the_f32_cpu_run(void) {
     cm_run cpu, dev;
     double worst_loss = 0.0, worst_norm = 0.0;

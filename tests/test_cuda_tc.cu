@@ -290,10 +290,90 @@ static void a_memory_plan_counts_the_dequantize_workspace(void) {
     CHECK_MSG(ws[1] >= ws[0] + (size_t)(600 * 64 + 256 * 64) * 2, "plan workspace %zu (dequantize) vs %zu (fused)", ws[1], ws[0]);
 }
 
+/* ---------------------------------------------------------------------------
+   Flash attention on tensor cores against the f32 CUDA-core kernels: the same
+   device inputs through sft_attention_ex with compute_dtype bf16 / f16 and
+   f32; out, dq, dk, dv compared relative to each tensor's largest value.
+   Rounding q and k to the kind moves a score by up to 2u sum|q k| scale, P
+   and dS are rounded too (u = 2^-8 bf16, 2^-11 f16); over T <= 70 keys the
+   softmax averages these. Bounds: 2^-6 (bf16) and 2^-9 (f16) of the largest
+   value, about 3 times what the emulator shows (printed: 5.8e-3 and 6.2e-4);
+   and a difference must show, or the f32 kernels ran instead. Shapes cross the
+   64-row blocks and 32-row tiles (T = 70), GQA 4/2 heads, head_dim 16 and 64,
+   with and without packed sequence ids. */
+
+static double tc_max_rel(const sft_tensor *got, const sft_tensor *want) {
+    double mx = 0.0, worst = 0.0;
+    int64_t i, n = sft_tensor_numel(want);
+    for (i = 0; i < n; i++) if (fabs(((const float *)want->data)[i]) > mx) mx = fabs(((const float *)want->data)[i]);
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)((const float *)got->data)[i] - ((const float *)want->data)[i]) / (mx > 0 ? mx : 1.0);
+        if (!(d <= worst)) worst = d;
+    }
+    return worst;
+}
+
+/* out and the three gradients of attention on the device in dtype, fetched */
+static void tc_attention(sft_context *ctx, sft_dtype dtype, sft_tensor *const *cpu_in, const sft_tensor *ids, const sft_tensor *G,
+                         sft_tensor **res) {
+    sft_tensor *dev[3] = {NULL, NULL, NULL}, *did = ids ? cu_on(ctx, ids, CU) : NULL, *o = NULL, *loss;
+    sft_attention_desc d;
+    int i;
+    memset(&d, 0, sizeof d);
+    d.compute_dtype = dtype;
+    for (i = 0; i < 4; i++) res[i] = NULL;
+    for (i = 0; i < 3; i++) { dev[i] = cu_on(ctx, cpu_in[i], CU); if (dev[i]) sft_tensor_set_requires_grad(dev[i], 1); }
+    sft_step_begin(ctx);
+    if (dev[0] && dev[1] && dev[2]) CHECK_OK(sft_attention_ex(ctx, dev[0], dev[1], dev[2], did, &d, &o));
+    if (o) {
+        res[0] = cu_fetch(ctx, o);
+        if ((loss = cu_sum_product(ctx, o, G)) != NULL) CHECK_OK(sft_backward(ctx, loss));
+        for (i = 0; i < 3; i++) if (dev[i]->grad) res[1 + i] = cu_fetch(ctx, dev[i]->grad);
+    }
+    for (i = 0; i < 3; i++) sft_tensor_destroy(dev[i]);
+    sft_tensor_destroy(did);
+}
+
+static void flash_attention_on_tensor_cores_follows_the_f32_kernels(void) {
+    static const struct { int64_t D; int ids; } cases[3] = {{16, 0}, {64, 1}, {32, 0}};
+    static const char *const names[4] = {"out", "dq", "dk", "dv"};
+    double worst[2] = {0.0, 0.0};
+    sft_context *ctx = cu_context();
+    int c, t, i;
+    for (c = 0; c < 3; c++) {
+        int64_t B = 2, T = 70, Hq = 4, Hkv = 2, D = cases[c].D, qs[4] = {B, T, Hq, D}, ks[4] = {B, T, Hkv, D}, is[2] = {B, T};
+        sft_tensor *in[3] = {cu_random(ctx, 4, qs, 300 + c, -1, 1), cu_random(ctx, 4, ks, 301 + c, -1, 1), cu_random(ctx, 4, ks, 302 + c, -1, 1)};
+        sft_tensor *G = cu_random(ctx, 4, qs, 303 + c, -1, 1), *ids = NULL, *ref[4], *got[4];
+        if (cases[c].ids) {   /* three packed sequences a row */
+            ids = cu_ids(ctx, 2, is, 1, 1);
+            for (i = 0; ids && i < B * T; i++) ((int32_t *)ids->data)[i] = (int32_t)((i % T) / 25);
+        }
+        tc_attention(ctx, SFT_F32, in, ids, G, ref);
+        for (t = 0; t < 2; t++) {
+            double bound = t ? 1.0 / 512.0 : 1.0 / 64.0;
+            tc_attention(ctx, t ? SFT_F16 : SFT_BF16, in, ids, G, got);
+            for (i = 0; i < 4; i++) {
+                double r = got[i] && ref[i] ? tc_max_rel(got[i], ref[i]) : INFINITY;
+                CHECK_MSG(r <= bound, "attention D %lld%s %s %s: %.3g of the largest value (bound %.3g)", (long long)D, ids ? " packed" : "",
+                          t ? "f16" : "bf16", names[i], r, bound);
+                if (r > worst[t]) worst[t] = r;
+                sft_tensor_destroy(got[i]);
+            }
+        }
+        for (i = 0; i < 4; i++) sft_tensor_destroy(ref[i]);
+        for (i = 0; i < 3; i++) sft_tensor_destroy(in[i]);
+        sft_tensor_destroy(G); sft_tensor_destroy(ids);
+    }
+    CHECK_MSG(worst[0] > 0.0 && worst[1] > 0.0, "no rounding showed (bf16 %g, f16 %g): the tensor-core kernels did not run", worst[0], worst[1]);
+    printf("\n    largest difference / largest value: bf16 %.3g, f16 %.3g ", worst[0], worst[1]);
+    sft_context_destroy(ctx);
+}
+
 void cuda_tc_tests(void) {
     printf("cuda: tensor cores\n");
     CU_RUN_LIBM(tensor_core_products_hold_the_bound_against_cuda_cores);
     CU_RUN(reference_mode_keeps_bf16_on_cuda_cores_bit_for_bit);
     CU_RUN_LIBM(the_dispatcher_picks_fused_for_few_rows_and_dequant_for_many);
     CU_RUN(a_memory_plan_counts_the_dequantize_workspace);
+    CU_RUN_LIBM(flash_attention_on_tensor_cores_follows_the_f32_kernels);
 }
