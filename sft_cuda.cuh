@@ -64,7 +64,8 @@
        matmul
        linear        a linear layer with its adapters (LoRA, rsLoRA, DoRA, dropout,
                      mixed batches) as one node, the CPU's plan on device GEMMs
-       attention     flash-style, one warp per row, online softmax; generation's
+       attention     flash-style, one warp per row, online softmax; on tensor
+                     cores for bf16/f16 (head_dim <= 64); generation's
                      attention over the KV cache
        cross-entropy and the output projection fused with it
        prompt tuning
