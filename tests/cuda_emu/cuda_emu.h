@@ -332,6 +332,11 @@ inline void stacks_reserve(int n) {
 inline void fiber_init(thread_t *t, int i) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     t->stack_lo = g.stacks + (size_t)i * g.stack_stride + page;
+#ifdef CUDA_EMU_ASAN
+    /* a fiber that ended left its frames' redzones poisoned on this reused
+       stack (it never returns through them); start clean */
+    __asan_unpoison_memory_region(t->stack_lo, g.stack_size);
+#endif
 #ifdef CUDA_EMU_ASM_SWITCH
     /* the frame cuda_emu_switch pops: control words, r15..rbp, then the return
        address (fiber_main), above it a zero return address for fiber_main (which
