@@ -4,7 +4,8 @@
 # for 3 steps (NF4 + LoRA on every linear layer, dropout) on the CPU and on the
 # emulated device; every logged loss must agree within 1e-4 relative (the
 # device's reductions add in other orders; the CPU path here is the machine's
-# fastest, so more than rounding order would show). Then `sft generate` and
+# fastest, so more than rounding order would show; f32 compute on both, as
+# auto would pick bf16 where the CPU has AVX512-BF16). Then `sft generate` and
 # `sft memory` run with --device cuda. Used by `make cuda-emu-cli` after
 # `make demo` (whose model and data it takes). Also --bf16 and --fp16 on the
 # device against the same f32 CPU run, and --fp16 on the CPU refused.
@@ -14,7 +15,7 @@ out=build/cli-check
 rm -rf "$out"
 for dev in cpu cuda; do
     "$sft" train --model_name_or_path "$model" --dataset_name "$data" --output_dir "$out/$dev" --device "$dev" \
-        --load_in_4bit --bnb_4bit_quant_type nf4 --use_peft --lora_r 8 --lora_alpha 16 --lora_dropout 0.1 \
+        --bnb_4bit_compute_dtype float32 --load_in_4bit --bnb_4bit_quant_type nf4 --use_peft --lora_r 8 --lora_alpha 16 --lora_dropout 0.1 \
         --lora_target_modules all-linear --per_device_train_batch_size 4 --gradient_accumulation_steps 2 --max_length 64 \
         --max_steps 3 --logging_steps 1 --learning_rate 1e-3 --save_strategy no --token_metrics true --seed 7 \
         > "$out-$dev.log" 2>&1 || { cat "$out-$dev.log"; exit 1; }
