@@ -15,6 +15,8 @@
 #                   with the emulator's checksums, and compute-sanitizer
 #   make examples   build the examples (examples/mlp.c also builds with one cc line)
 #   make test-cblas the suite built with SFT_USE_CBLAS (GEMM through OpenBLAS)
+#   make bench-cuda on a machine with a GPU: the NF4 linear's paths against dense bf16
+#                   cuBLASLt, end-to-end QLoRA against PEFT + bitsandbytes (JSON lines)
 #   make bench      speed against OpenBLAS and the machine's FMA peak, in the same run
 #                   (JSON lines; `make bench BENCH_ARGS="1 avx2 --quick"` for other runs)
 #   make bench-e2e  whole QLoRA training steps of a SmolLM2-135M-shaped model, sft.h
@@ -43,7 +45,7 @@ STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
 BENCH_ARGS ?=
 
-.PHONY: all demo test test-cblas sanitize warnings cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda examples bench bench-e2e clean deps
+.PHONY: all demo test test-cblas sanitize warnings cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda bench-cuda examples bench bench-e2e clean deps
 all: build/test_sft examples
 
 deps: $(STB_DS)
@@ -112,7 +114,7 @@ build/warn/bench: tools/bench.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
 # compiled as the translation unit), which the CUDA tests and C programs link
 # against. The same sources build with g++ on the CPU emulator (tests/cuda_emu),
 # which runs each CUDA thread as a fiber.
-CUDA_TESTS = test_cuda test_cuda_ops test_cuda_layers test_cuda_model
+CUDA_TESTS = test_cuda test_cuda_ops test_cuda_layers test_cuda_model test_cuda_tc
 CUDA_HDRS  = sft.h sft_cuda.cuh tests/test_cuda.h tests/runner.c tests/test.h
 EMU_HDRS   = tests/cuda_emu/cuda_emu.h tests/cuda_emu/include/cuda_runtime.h
 EMU_FLAGS  = -x c++ -std=c++17 -ffp-contract=off -DCUDA_EMU -Itests/cuda_emu/include -I. -Wall -Wextra -Werror
@@ -130,6 +132,8 @@ build/emu/%.o: tests/%.cu $(CUDA_HDRS) $(EMU_HDRS) | build/emu
 	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -c $< -o $@
 build/test_cuda_emu: build/emu/sft_cuda.o $(CUDA_TESTS:%=build/emu/%.o)
 	$(CXX) $(EMU_OPT) $^ -o $@ $(LDLIBS)
+build/bench_cuda_emu: tools/bench_cuda.cu $(CUDA_HDRS) $(EMU_HDRS) | build $(STB_DS)
+	$(CXX) $(EMU_FLAGS) $(EMU_OPT) tools/bench_cuda.cu -o $@ $(LDLIBS)
 build/emu-san/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san $(STB_DS)
 	$(CXX) $(EMU_FLAGS) $(EMU_SAN) -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
 build/emu-san/%.o: tests/%.cu $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san
@@ -144,9 +148,10 @@ build/test_emu_san: tests/cuda_emu/test_emu.cu $(EMU_HDRS) | build
 # make cuda-emu: the emulator's own tests, then the CUDA tests under three
 # schedules; make cuda-emu-san: the same under the sanitizers, one schedule (the
 # schedules' agreement is cuda-emu's check; this one looks for memory errors)
-cuda-emu: build/test_emu build/test_cuda_emu
+cuda-emu: build/test_emu build/test_cuda_emu build/bench_cuda_emu
 	./build/test_emu
 	sh tests/cuda_emu/schedules.sh ./build/test_cuda_emu
+	./build/bench_cuda_emu --smoke > build/bench-cuda-smoke.jsonl   # every path of make bench-cuda, tiny shapes
 
 cuda-emu-san: build/test_emu_san build/test_cuda_emu_san
 	ASAN_OPTIONS=detect_leaks=1 ./build/test_emu_san
@@ -172,13 +177,23 @@ build/test_cuda: build/sft_cuda.o $(CUDA_TESTS:%=build/cuda/%.o)
 	$(NVCC) $(CUDA_ARCH) $^ -o $@ $(CUDA_LIBS)
 build/sft_cuda: examples/sft.c build/sft_cuda.o
 	$(CC) -O2 $(WARN) -DSFT_CLI_LINKED -DSFT_CUDA examples/sft.c build/sft_cuda.o -o $@ -L$(CUDA_HOME)/lib64 $(CUDA_LIBS) -lstdc++ -lm
-cuda: build/sft_cuda.o build/test_cuda build/sft_cuda
-	@echo "cuda: build/sft_cuda.o, build/test_cuda, build/sft_cuda (sm_80, sm_89, sm_90a)"
+build/bench_cuda: tools/bench_cuda.cu $(CUDA_HDRS) | build $(STB_DS)
+	$(NVCC) $(NVCC_FLAGS) tools/bench_cuda.cu -o $@ $(CUDA_LIBS)
+cuda: build/sft_cuda.o build/test_cuda build/sft_cuda build/bench_cuda
+	@echo "cuda: build/sft_cuda.o, build/test_cuda, build/sft_cuda, build/bench_cuda (sm_80, sm_89, sm_90a)"
 
 # make test-cuda: on a machine with a GPU, the whole device check in one bounded
 # run (tests/cuda_emu/gpu_check.sh: builds, runs, compares with the emulator)
 test-cuda:
 	sh tests/cuda_emu/gpu_check.sh
+
+# make bench-cuda: on a machine with a GPU, the NF4 linear's paths against dense
+# bf16 cuBLASLt and end-to-end QLoRA against PEFT + bitsandbytes (tools/bench_cuda.cu;
+# JSON lines, about 5 minutes); built for this GPU's architecture only
+bench-cuda:
+	@cc=$$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d '. '); \
+	    arch=$$([ "$$cc" = 90 ] && echo sm_90a || echo sm_$$cc); \
+	    $(MAKE) -s build/bench_cuda CUDA_ARCH="-arch=$$arch" && timeout 600 ./build/bench_cuda $(BENCH_CUDA_ARGS)
 
 # The benchmark links OpenBLAS as its reference (the library never does). Its
 # CPU-type overrides slow it on these machines, so the run clears them.

@@ -131,7 +131,7 @@
          data: chat templates (choice, variables, assistant masks, TRL's
                   rule), records, splits, packing, batches, loading
          optim: AdamW, clipping, schedules
-         trainer: the loop
+         trainer: the loop, fp16's dynamic loss scaling
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
@@ -620,6 +620,10 @@ typedef struct sft_attention_desc {
     float scale;            /* 0 = 1/sqrt(head_dim)                              */
     int   sliding_window;   /* 0 = none                                          */
     float softcap;          /* 0 = none                                          */
+    sft_dtype compute_dtype;/* SFT_BF16 / SFT_F16 on CUDA: QK^T, PV and the backward's
+                               products on tensor cores (inputs and P rounded to that
+                               type, sums and the softmax in f32; head_dim a multiple
+                               of 16 up to 64, else f32); 0 / SFT_F32 and the CPU: f32 */
 } sft_attention_desc;
 SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
                                    const sft_attention_desc *desc, sft_tensor **out);
@@ -780,7 +784,9 @@ typedef struct sft_linear_desc {
     sft_dtype    compute_dtype;   /* bnb_4bit_compute_dtype for the frozen base's GEMMs:
                                      SFT_F32 (0) or SFT_BF16 (inputs and weight rounded
                                      to bf16, products summed in f32: vdpbf16ps where
-                                     the CPU has AVX512-BF16). The adapters, x, y and
+                                     the CPU has AVX512-BF16; tensor cores on CUDA), or
+                                     SFT_F16 (the same in IEEE half: CUDA only, a CPU
+                                     forward refuses it). The adapters, x, y and
                                      every gradient stay f32. */
 } sft_linear_desc;
 
@@ -1047,11 +1053,13 @@ typedef struct sft_load_desc {
                                      weights, adapters, their gradients, optimizer
                                      state and activations all stay there; batches
                                      are given on the CPU and copied over        */
-    sft_dtype      compute_dtype; /* bnb_4bit_compute_dtype: SFT_F32 (0) or SFT_BF16:
-                                     the frozen base's GEMMs (the decoder's linears
-                                     and the output projection) multiply in bf16 and
-                                     sum in f32 (see sft_linear_desc); activations,
-                                     adapters, gradients and optimizer state stay f32 */
+    sft_dtype      compute_dtype; /* bnb_4bit_compute_dtype: SFT_F32 (0), SFT_BF16, or
+                                     SFT_F16 (device SFT_DEVICE_CUDA only; train with
+                                     sft_train_config.fp16's loss scaling): the frozen
+                                     base's GEMMs (the decoder's linears and the output
+                                     projection) multiply in that type and sum in f32
+                                     (see sft_linear_desc); activations, adapters,
+                                     gradients and optimizer state stay f32 */
 } sft_load_desc;
 
 typedef struct sft_model sft_model;
@@ -1515,6 +1523,11 @@ typedef struct sft_train_config {
     double         weight_decay;
     double         adam_beta1, adam_beta2, adam_epsilon;  /* 0 = 0.9, 0.999, 1e-8       */
     double         max_grad_norm;               /* 0 = 1.0; negative = no clipping       */
+    int            fp16;                        /* --fp16: dynamic loss scaling (sft_grad_scaler
+                                                   below); the model must be on the CUDA
+                                                   device (use compute_dtype SFT_F16)     */
+    double         loss_scale_init;             /* fp16: the first scale (0 = 65536)      */
+    int64_t        loss_scale_growth_interval;  /* fp16: clean steps per doubling (0 = 2000) */
     sft_optim      optim;                       /* 0 = AdamW (torch)                     */
     int64_t        optim_min_8bit_size;         /* 8-bit: smaller tensors keep f32 state;
                                                    0 = 4096 (bitsandbytes' min_8bit_size) */
@@ -1570,7 +1583,32 @@ struct sft_step_info {
     int64_t num_items_in_batch, micro_batches;
     int     done;                /* max_steps reached, or cancelled */
     int     cancelled;           /* sft_trainer_cancel or on_step_end asked to stop */
+    int     optimizer_step_skipped;  /* fp16: this step's gradients overflowed; neither the
+                                        optimizer nor the schedule stepped          */
+    double  loss_scale;          /* fp16: the scale the next step multiplies its loss by (else 1) */
 };
+
+/* Dynamic loss scaling as torch.amp.GradScaler (what transformers uses with
+   --fp16): the loss is multiplied by scale before backward; before clipping the
+   gradients are multiplied by 1/scale and checked for inf/NaN. A step with
+   any skips the optimizer and the learning-rate schedule (transformers'
+   optimizer_step_was_skipped) and halves the scale; growth_interval clean
+   steps in a row double it (unless that would overflow f32). scale is f32, as
+   torch keeps it. Checkpoints keep scale and growth_tracker (transformers'
+   scaler.pt), so a resumed run goes on bit-identically. */
+typedef struct sft_grad_scaler {
+    float   scale;               /* 65536 at the start                                 */
+    int64_t growth_tracker;      /* clean steps since the scale last changed           */
+    float   growth_factor;       /* 2                                                  */
+    float   backoff_factor;      /* 0.5                                                */
+    int64_t growth_interval;     /* 2000                                               */
+} sft_grad_scaler;
+
+/* sft_grad_scaler_init: torch's defaults; init_scale 0 = 65536, growth_interval 0 = 2000 */
+SFTDEF void sft_grad_scaler_init(sft_grad_scaler *s, double init_scale, int64_t growth_interval);
+/* sft_grad_scaler_update: after a step, found_inf: its gradients had inf/NaN
+   (torch's GradScaler.update) */
+SFTDEF void sft_grad_scaler_update(sft_grad_scaler *s, int found_inf);
 
 typedef struct sft_train_output {
     int64_t global_step;
@@ -2776,7 +2814,7 @@ static sft_status sft__cuda_dora_norm(sft_context *ctx, const struct sft__wref *
 static sft_status sft__cuda_adamw(sft_optimizer *o, int i, struct sft__adam_k k, int kind);
 static sft_status sft__cuda_grad_sq(sft_context *ctx, const float *g, int64_t n, double *out);
 static sft_status sft__cuda_scale_inplace(float *x, int64_t n, float s);
-static size_t     sft__cuda_workspace_bytes(void);
+static size_t     sft__cuda_workspace_bytes(const sft_context *ctx);
 static sft_status sft__cuda_attn_cached(sft_context *ctx, const sft_model_config *c, const float *q, const float *kc, const float *vc,
                                         int64_t pos0, int64_t n, float *out);
 #endif
@@ -7394,7 +7432,7 @@ typedef struct sft__lce_job {
 } sft__lce_job;
 
 /* f[2] = 1: the weight is frozen and multiplied in bf16 */
-static int sft__lce_bf16(const sft__node *n) { return n->f[2] != 0.0f && !n->in[1]->requires_grad; }
+static int sft__lce_bf16(const sft__node *n) { return n->in[1]->requires_grad ? 0 : (int)n->f[2]; }   /* 1 bf16, 2 f16 (CUDA only) */
 
 /* sft__lce_chunk_logits: buf[N, vc] = hidden . weight[v0 : v0+vc]^T */
 static sft_status sft__lce_chunk_logits(sft_context *ctx, const sft__lce_job *j) {
@@ -8107,6 +8145,8 @@ static sft_status sft__gemm_w(sft_context *ctx, int64_t M, sft__mat a, const sft
                               int accumulate) {
     sft__bsrc src;
     int bf16 = w->bf16 && !(w->w && w->w->requires_grad);
+    if (bf16 == 2)   /* a layer made with compute_dtype float16 whose forward came to the CPU */
+        return sft__fail(SFT_ERR_UNSUPPORTED, "linear: compute_dtype float16 runs on the CUDA device only (the CPU path has bf16)");
     if (w->w && w->w->dtype == SFT_F32) return sft__gemm_f32w(ctx, M, a, SFT__CF(w->w), w->N, w->K, trans, bf16, c, ldc, accumulate);
     memset(&src, 0, sizeof src);
     src.q = w->q; src.bf16 = w->w ? (const uint16_t *)w->w->data : NULL; src.compute_bf16 = bf16;
@@ -8839,7 +8879,7 @@ static sft_status sft__matmul_ex(sft_context *ctx, sft_tensor *a, sft_tensor *b,
     shape[a->ndim - 2] = trans_a ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2];
     shape[a->ndim - 1] = trans_b ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
     n.i[0] = trans_a != 0; n.i[1] = trans_b != 0; n.i[2] = batch; n.i[3] = b->ndim == 2;
-    n.f[0] = bf16 && b->ndim == 2 && !b->requires_grad ? 1.0f : 0.0f;
+    n.f[0] = bf16 && b->ndim == 2 && !b->requires_grad ? (float)bf16 : 0.0f;   /* 1 bf16, 2 f16 (CUDA only) */
     SFT__TRY(sft__node_out(ctx, &n, a->ndim, shape));
     return sft__op_run(ctx, &n, out);
 }
@@ -9142,6 +9182,7 @@ SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *
     n.f[0] = d.scale > 0.0f ? d.scale : 1.0f / sqrtf((float)q->shape[3]);
     n.f[1] = d.softcap;
     n.i[0] = d.sliding_window;
+    n.i[1] = d.compute_dtype == SFT_BF16 ? 1 : d.compute_dtype == SFT_F16 ? 2 : 0;   /* CUDA's compute kind */
     lse_shape[0] = 2; lse_shape[1] = q->shape[0]; lse_shape[2] = q->shape[2]; lse_shape[3] = q->shape[1];
     SFT__TRY(sft__tensor_step(ctx, q->device, SFT_F32, 4, lse_shape, &n.saved));
     SFT__TRY(sft__node_out(ctx, &n, 4, q->shape));
@@ -9239,7 +9280,7 @@ static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hid
     if (vc < 64) vc = 64;
     if (vc > V) vc = V;
     n.i[1] = vc;
-    n.f[2] = bf16 ? 1.0f : 0.0f;
+    n.f[2] = (float)bf16;            /* 0 f32, 1 bf16, 2 f16 (CUDA only) */
     if (!(softcap >= 0.0f && softcap < INFINITY)) return sft__fail(SFT_ERR_ARG, "linear_cross_entropy: softcap = %g", softcap);
     n.f[3] = softcap;
     n.ptr = mt;
@@ -9363,7 +9404,7 @@ struct sft_linear {
     int           active[SFT__LINEAR_MAX_ADAPTERS], n_active;
     int           merged[SFT__LINEAR_MAX_ADAPTERS], n_merged;   /* in merge order */
     int           disabled;
-    int           compute_bf16;
+    int           compute_bf16;      /* the compute kind: 0 f32, 1 bf16, 2 f16 (CUDA only) */
 };
 
 static sft__wref sft__lin_wref(const sft_linear *l) {
@@ -9372,16 +9413,25 @@ static sft__wref sft__lin_wref(const sft_linear *l) {
     return w;
 }
 
-static sft_status sft__compute_dtype_check(const char *op, sft_dtype d) {
-    if (d != SFT_F32 && d != SFT_BF16)
-        return sft__fail(SFT_ERR_ARG, "%s: compute_dtype %s (want f32 or bf16)", op, sft_dtype_name(d));
+/* compute_dtype f16 (transformers' --fp16) multiplies on the CUDA device only:
+   like transformers, which refuses fp16 mixed precision without a GPU, the
+   CPU path refuses it rather than emulate a type it has no hardware for.
+   device: where the layer or model lives (SFT_DEVICE_COUNT: not known yet) */
+static sft_status sft__compute_dtype_check(const char *op, sft_dtype d, sft_device device) {
+    if (d != SFT_F32 && d != SFT_BF16 && d != SFT_F16)
+        return sft__fail(SFT_ERR_ARG, "%s: compute_dtype %s (want f32, bf16 or f16)", op, sft_dtype_name(d));
+    if (d == SFT_F16 && device == SFT_DEVICE_CPU)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: compute_dtype f16 (--fp16) needs the CUDA device; on the CPU use bf16 or f32", op);
     return SFT_OK;
 }
 
+/* the compute kind layers, nodes and the CUDA GEMMs carry: 0 f32, 1 bf16, 2 f16 */
+static int sft__compute_kind(sft_dtype d) { return d == SFT_BF16 ? 1 : d == SFT_F16 ? 2 : 0; }
+
 SFTDEF sft_status sft_linear_set_compute_dtype(sft_linear *lin, sft_dtype compute_dtype) {
     if (!lin) return sft__fail(SFT_ERR_ARG, "linear: NULL layer");
-    SFT__TRY(sft__compute_dtype_check("linear", compute_dtype));
-    lin->compute_bf16 = compute_dtype == SFT_BF16;
+    SFT__TRY(sft__compute_dtype_check("linear", compute_dtype, lin->qweight ? lin->qweight->device : lin->weight->device));
+    lin->compute_bf16 = sft__compute_kind(compute_dtype);
     return SFT_OK;
 }
 
@@ -9404,7 +9454,7 @@ SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *des
             return sft__fail(SFT_ERR_SHAPE, "linear: weight %s must be [out, in], neither empty", SFT__SHAPE(w, sb));
     }
     SFT__TRY(sft__lin_check_bias("linear", desc->bias, desc->weight ? desc->weight->shape[0] : desc->qweight->rows));
-    SFT__TRY(sft__compute_dtype_check("linear", desc->compute_dtype));
+    SFT__TRY(sft__compute_dtype_check("linear", desc->compute_dtype, SFT_DEVICE_COUNT));   /* f16: refused by a CPU forward */
     if (desc->bias && desc->bias->device != (desc->weight ? desc->weight->device : desc->qweight->device))
         return sft__fail(SFT_ERR_DEVICE, "linear: the bias is on another device than the weight");
     l = (sft_linear *)sft__calloc(ctx, 1, sizeof *l);
@@ -9412,7 +9462,7 @@ SFTDEF sft_status sft_linear_create(sft_context *ctx, const sft_linear_desc *des
     l->ctx = ctx; l->weight = desc->weight; l->qweight = desc->qweight; l->bias = desc->bias;
     l->out = desc->weight ? desc->weight->shape[0] : desc->qweight->rows;
     l->in = desc->weight ? desc->weight->shape[1] : desc->qweight->cols;
-    l->compute_bf16 = desc->compute_dtype == SFT_BF16;
+    l->compute_bf16 = sft__compute_kind(desc->compute_dtype);
     *out = l;
     return SFT_OK;
 }
@@ -9636,6 +9686,8 @@ SFTDEF sft_status sft_linear_forward(sft_context *ctx, sft_linear *lin, sft_tens
     if (!ctx || !lin || !out) return sft__fail(SFT_ERR_ARG, "linear: NULL argument");
     SFT__TRY(sft__lin_check_x("linear", x, lin->in));
     SFT__TRY(sft__lin_check_device("linear", x, sft__lin_wref(lin)));
+    if (lin->compute_bf16 == 2 && x->device == SFT_DEVICE_CPU)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "linear: compute_dtype float16 runs on the CUDA device only (the CPU path has bf16)");
     SFT__TRY(sft__lin_plan_new(ctx, sft__lin_wref(lin), x, &p));
     if (call && call->dropout_mask) {
         const sft_tensor *mk = call->dropout_mask;
@@ -13324,7 +13376,7 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     if (d.blocksize == 0) d.blocksize = 64;
     if ((int)d.quant < 0 || d.quant > SFT_QUANT_FP4) return sft__fail(SFT_ERR_ARG, "sft_model_load: quant %d", (int)d.quant);
     if (!sft__quant_blocksize_ok(d.blocksize)) return sft__fail(SFT_ERR_ARG, "sft_model_load: blocksize %d", d.blocksize);
-    SFT__TRY(sft__compute_dtype_check("sft_model_load", d.compute_dtype));
+    SFT__TRY(sft__compute_dtype_check("sft_model_load", d.compute_dtype, d.device));
     if ((int)d.device < 0 || d.device >= SFT_DEVICE_COUNT) return sft__fail(SFT_ERR_DEVICE, "sft_model_load: device %d", (int)d.device);
     if (d.device == SFT_DEVICE_CUDA && !sft_cuda_available()) {
 #ifdef SFT_CUDA
@@ -13337,7 +13389,7 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     if (!m) return sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     m->ctx = ctx;
     m->device = d.device;
-    m->compute_bf16 = d.compute_dtype == SFT_BF16;
+    m->compute_bf16 = sft__compute_kind(d.compute_dtype);
     m->dir = sft__strdup(ctx, dir);
     s = m->dir ? sft__model_read_config(ctx, dir, &m->cfg) : sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
     if (s == SFT_OK) { m->arch = sft__arch_of(m->cfg.architecture); s = sft__weights_open(ctx, dir, &w); }
@@ -13354,11 +13406,11 @@ SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m) { return
 SFTDEF sft_status sft_model_set_compute_dtype(sft_model *m, sft_dtype compute_dtype) {
     int i, p;
     if (!m) return sft__fail(SFT_ERR_ARG, "sft_model_set_compute_dtype: NULL model");
-    SFT__TRY(sft__compute_dtype_check("sft_model_set_compute_dtype", compute_dtype));
+    SFT__TRY(sft__compute_dtype_check("sft_model_set_compute_dtype", compute_dtype, m->device));
     for (i = 0; i < m->cfg.num_hidden_layers; i++)
         for (p = 0; p < SFT__N_PROJ; p++)
             if (m->blocks[i].proj[p]) SFT__TRY(sft_linear_set_compute_dtype(m->blocks[i].proj[p], compute_dtype));
-    m->compute_bf16 = compute_dtype == SFT_BF16;
+    m->compute_bf16 = sft__compute_kind(compute_dtype);
     return SFT_OK;
 }
 
@@ -13590,6 +13642,7 @@ static sft_status sft__block_forward(sft_context *ctx, void *user, sft_tensor *c
     sft_tensor *x = in[0], *h, *q, *k, *v, *a;
     sft_attention_desc d = sft__attn_desc(c, f->layer);
     int64_t flat[3];
+    d.compute_dtype = f->m->compute_bf16 == 2 ? SFT_F16 : f->m->compute_bf16 ? SFT_BF16 : SFT_F32;   /* the device's tensor cores */
     SFT__TRY(sft__norm(ctx, f->m, x, f->m->blocks[f->layer].attn_norm, &h));
     SFT__TRY(sft__qkv(ctx, f, h, f->positions, &q, &k, &v));
     SFT__TRY(sft_attention_ex(ctx, q, k, v, f->seq_ids, &d, &a));
@@ -14289,7 +14342,7 @@ SFTDEF sft_status sft_model_memory_plan(sft_model *m, int64_t batch, int64_t seq
     out->optimizer = 2 * trainable;
     out->workspace = sft__workspace_bytes(m);
 #ifdef SFT_CUDA
-    if (m->device == SFT_DEVICE_CUDA) out->workspace = sft__cuda_workspace_bytes();
+    if (m->device == SFT_DEVICE_CUDA) out->workspace = sft__cuda_workspace_bytes(ctx);
 #endif
     out->total = out->weights + out->adapters + out->gradients + out->optimizer + out->activations + out->workspace;
     return SFT_OK;
@@ -20227,6 +20280,9 @@ struct sft_trainer {
     double            best_metric;
     char              best_ckpt[4096];  /* best_model_checkpoint, "" if none        */
     int               cancel;           /* atomic: stop at the next step boundary    */
+    int64_t           sched_steps;      /* steps the schedule has taken (fp16 skips some) */
+    sft_grad_scaler   scaler;           /* fp16's loss scale                          */
+    int               last_skipped;     /* the last step's gradients overflowed       */
 };
 
 /* from "trainer: checkpoints" below */
@@ -20239,6 +20295,77 @@ static sft_status sft__output_ready(sft_trainer *tr);
 static sft_status sft__weights_read(sft_trainer *tr, const char *dir);
 
 SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr) { return tr ? tr->opt : NULL; }
+
+/* --- fp16: dynamic loss scaling ------------------------------------------------
+   torch.amp.GradScaler's arithmetic (_amp_update_scale_ and
+   _amp_foreach_non_finite_check_and_unscale_), in f32 as torch keeps it. The
+   trainer's hooks: the micro-batch loss is scaled before backward
+   (sft__train_micro), and between the window and clipping the gradients are
+   unscaled and checked (sft__scaler_unscale); a step with inf/NaN skips the
+   optimizer and the schedule (sft__trainer_step). */
+
+SFTDEF void sft_grad_scaler_init(sft_grad_scaler *s, double init_scale, int64_t growth_interval) {
+    if (!s) return;
+    s->scale = init_scale > 0.0 ? (float)init_scale : 65536.0f;
+    s->growth_tracker = 0;
+    s->growth_factor = 2.0f;
+    s->backoff_factor = 0.5f;
+    s->growth_interval = growth_interval > 0 ? growth_interval : 2000;
+}
+
+SFTDEF void sft_grad_scaler_update(sft_grad_scaler *s, int found_inf) {
+    if (!s) return;
+    if (found_inf) {
+        s->scale = s->scale * s->backoff_factor;
+        s->growth_tracker = 0;
+    } else if (s->growth_tracker + 1 == s->growth_interval) {
+        float grown = s->scale * s->growth_factor;
+        if (fabsf(grown) < INFINITY) s->scale = grown;   /* torch keeps the old scale rather than overflow */
+        s->growth_tracker = 0;
+    } else s->growth_tracker++;
+}
+
+/* the fp16 settings, and the scaler's start */
+static sft_status sft__scaler_setup(sft_trainer *tr) {
+    const sft_train_config *c = &tr->cfg;
+    if (!(c->loss_scale_init >= 0.0 && c->loss_scale_init < 3.4e38) || c->loss_scale_growth_interval < 0)
+        return sft__fail(SFT_ERR_ARG, "train: loss_scale_init %g, loss_scale_growth_interval %lld", c->loss_scale_init,
+                         (long long)c->loss_scale_growth_interval);
+    if (c->fp16 && tr->model->device != SFT_DEVICE_CUDA)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "train: fp16 (loss scaling for f16 compute) needs the model on the CUDA device; "
+                         "transformers refuses --fp16 without a GPU too (use bf16 or f32 on the CPU)");
+    sft_grad_scaler_init(&tr->scaler, c->loss_scale_init, c->loss_scale_growth_interval);
+    return SFT_OK;
+}
+
+/* sft__scaler_unscale: every gradient times 1/scale (a power of two: exact
+   unless it underflows, as torch's multiply); *found_inf when one holds inf or
+   NaN. The check is the squared norm, summed in double: a sum of squares is
+   finite exactly when every value is (no cancellation; f32's largest value
+   squared is 1e77, far from double's overflow). */
+static sft_status sft__scaler_unscale(sft_trainer *tr, int *found_inf) {
+    sft_optimizer *o = tr->opt;
+    float inv = (float)(1.0 / (double)tr->scaler.scale);
+    double total = 0.0;
+    int i;
+    for (i = 0; i < o->n; i++) {
+        sft_tensor *g = o->params[i]->grad;
+        int64_t k, n;
+        double sq;
+        if (!g) continue;
+        n = sft_tensor_numel(g);
+        if (g->device != SFT_DEVICE_CPU) {
+#ifdef SFT_CUDA
+            SFT__TRY(sft__cuda_scale_inplace(SFT__F(g), n, inv));
+#endif
+        } else
+            for (k = 0; k < n; k++) SFT__F(g)[k] *= inv;
+        SFT__TRY(sft__grad_sq(o, i, &sq));
+        total += sq;
+    }
+    *found_inf = !(total < INFINITY);
+    return SFT_OK;
+}
 
 SFTDEF void sft_trainer_destroy(sft_trainer *tr) {
     if (!tr) return;
@@ -20430,6 +20557,7 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     tr->sched.type = tr->cfg.lr_scheduler_type;
     tr->sched.total_steps = tr->max_steps;
     tr->sched.warmup_steps = tr->cfg.warmup_steps > 0 ? tr->cfg.warmup_steps : (int64_t)ceil(tr->cfg.warmup_ratio * (double)tr->max_steps);
+    if (s == SFT_OK) s = sft__scaler_setup(tr);
     memset(&params, 0, sizeof params); memset(&nd, 0, sizeof nd);
     params.elem = sizeof(sft_tensor *); nd.elem = 1;
     if (s == SFT_OK) s = tr->cfg.full_finetuning ? sft__full_params(model, &params, &nd) : sft__trainable(model, &params, &nd);
@@ -20653,7 +20781,12 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
                              (long long)tr->global_step + 1, (long long)k, l);
         if (tr->cfg.logging_nan_inf_filter >= 0) l = (tr->loss_since_log + w->loss) / (double)(1 + tr->global_step - tr->last_logged);
     }
-    SFT__TRY(sft_backward(tr->ctx, out.loss));
+    if (tr->cfg.fp16) {                            /* scaler.scale(loss).backward() */
+        sft_tensor *scaled = NULL;
+        SFT__TRY(sft_scale(tr->ctx, out.loss, tr->scaler.scale, &scaled));
+        SFT__TRY(sft_backward(tr->ctx, scaled));
+    } else
+        SFT__TRY(sft_backward(tr->ctx, out.loss));
     for (t = 0; t < sft_tensor_numel(b->attention_mask); t++) am += ((const int32_t *)b->attention_mask->data)[t];
     w->tokens += am;                               /* TRL counts the attention mask */
     w->flos += 6.0 * (double)sft_tensor_numel(b->input_ids) * tr->flos_params;
@@ -20665,6 +20798,7 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
 static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     int64_t window, first, k, items = 0;
     double loss = 0.0, lr, t_opt;
+    int found_inf = 0;
     sft__window w;
     memset(info, 0, sizeof *info);
     if (tr->global_step >= tr->max_steps || __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE)) { sft_trainer_progress(tr, info); return SFT_OK; }
@@ -20706,10 +20840,20 @@ static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     tr->num_tokens += w.tokens; tr->total_flos += w.flos;
     tr->micro += window;
     t_opt = sft__seconds();
+    if (tr->cfg.fp16) SFT__TRY(sft__scaler_unscale(tr, &found_inf));   /* before clipping, as transformers */
     tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.max_grad_norm > 0.0 ? tr->cfg.max_grad_norm : 0.0);
     if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) lr = tr->plateau.lr;
-    else SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->global_step, &lr));
-    SFT__TRY(sft_optimizer_step(tr->opt, lr));
+    else SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->sched_steps, &lr));
+    if (found_inf)                                 /* optimizer_step_was_skipped: no scheduler step either */
+        sft__log(tr->ctx, SFT_LOG_INFO, "step %lld: the gradients overflowed (inf/NaN) at loss scale %g; the optimizer and the "
+                 "schedule skip this step, the scale becomes %g", (long long)tr->global_step + 1, (double)tr->scaler.scale,
+                 (double)(tr->scaler.scale * tr->scaler.backoff_factor));
+    else {
+        SFT__TRY(sft_optimizer_step(tr->opt, lr));
+        tr->sched_steps++;
+    }
+    if (tr->cfg.fp16) sft_grad_scaler_update(&tr->scaler, found_inf);
+    tr->last_skipped = found_inf;
     sft_optimizer_zero_grad(tr->opt);
     if (tr->ctx->profiling) {
         sft__prof_add(tr->ctx, SFT__PROF_OPTIMIZER, 0, sft__seconds() - t_opt, 0.0);
@@ -20770,6 +20914,8 @@ SFTDEF void sft_trainer_progress(const sft_trainer *tr, sft_step_info *info) {
     info->loss = tr->last_loss; info->grad_norm = tr->last_grad_norm; info->learning_rate = tr->last_lr;
     info->cancelled = __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE);
     info->done = tr->global_step >= tr->max_steps || info->cancelled;
+    info->optimizer_step_skipped = tr->last_skipped;
+    info->loss_scale = tr->cfg.fp16 ? (double)tr->scaler.scale : 1.0;
 }
 
 SFTDEF sft_status sft_trainer_evaluate(sft_trainer *tr, sft_log_entry *entry) {
@@ -21409,6 +21555,11 @@ static sft_status sft__sft_state_save(sft_trainer *tr, const char *dir) {
     sft_json_write_key(&w, "plateau_best"); sft_json_write_number(&w, tr->plateau.best);
     sft_json_write_key(&w, "plateau_bad"); sft_json_write_int(&w, tr->plateau.bad);
     sft_json_write_key(&w, "plateau_started"); sft_json_write_int(&w, tr->plateau.started);
+    sft_json_write_key(&w, "sched_steps"); sft_json_write_int(&w, tr->sched_steps);
+    if (tr->cfg.fp16) {                              /* transformers' scaler.pt */
+        sft_json_write_key(&w, "loss_scale"); sft_json_write_number(&w, (double)tr->scaler.scale);
+        sft_json_write_key(&w, "loss_scale_growth_tracker"); sft_json_write_int(&w, tr->scaler.growth_tracker);
+    }
     {
         char seed[32];
         snprintf(seed, sizeof seed, "%llu", (unsigned long long)tr->cfg.seed);
@@ -21463,12 +21614,19 @@ static sft_status sft__sft_state_read(sft_trainer *tr, const char *dir) {
         tr->plateau.best = sft__jnum(j, "plateau_best", INFINITY);
         tr->plateau.bad = (int)sft__jint(j, "plateau_bad", 0, 0, INT_MAX, &bad);
         tr->plateau.started = (int)sft__jint(j, "plateau_started", 0, 0, 1, &bad);
+        tr->sched_steps = sft__jint(j, "sched_steps", tr->global_step, 0, SFT__JINT_MAX, &bad);
+        tr->scaler.scale = (float)sft__jnum(j, "loss_scale", (double)tr->scaler.scale);
+        tr->scaler.growth_tracker = sft__jint(j, "loss_scale_growth_tracker", 0, 0, SFT__JINT_MAX, &bad);
         bs = sft__jint(j, "per_device_train_batch_size", 0, 0, SFT__JINT_MAX, &bad);
         ga = sft__jint(j, "gradient_accumulation_steps", 0, 0, SFT__JINT_MAX, &bad);
         rows = sft__jint(j, "train_rows", 0, 0, SFT__JINT_MAX, &bad);
         if (bad) {
             sft_json_free(j);
             return sft__fail(SFT_ERR_FORMAT, "%s: \"%s\" is not a whole number in range", path, bad);
+        }
+        if (!(tr->scaler.scale >= 0.0f && tr->scaler.scale <= FLT_MAX)) {   /* torch's scale may fall to 0, never below */
+            sft_json_free(j);
+            return sft__fail(SFT_ERR_FORMAT, "%s: \"loss_scale\" is not a finite scale >= 0", path);
         }
         if (bs != tr->cfg.per_device_train_batch_size || ga != tr->cfg.gradient_accumulation_steps)
             sft__log(tr->ctx, SFT_LOG_WARN, "resume: the checkpoint was trained with a batch size of %lld x %lld accumulation, this run "

@@ -58,10 +58,14 @@
        gemm          the one dense GEMM function: reference tiled kernel, cuBLASLt
        4-bit         dequantization, the fused 4-bit GEMM (tiles decoded in shared
                      memory), bf16 bases
+       tensor cores  bf16/f16 products of the frozen base on mma.sync: the seam
+                     (mma, ldmatrix, cp.async), the fused 4-bit kernel, the
+                     dequantize path (workspace + cuBLASLt), the dispatcher
        matmul
        linear        a linear layer with its adapters (LoRA, rsLoRA, DoRA, dropout,
                      mixed batches) as one node, the CPU's plan on device GEMMs
-       attention     flash-style, one warp per row, online softmax; generation's
+       attention     flash-style, one warp per row, online softmax; on tensor
+                     cores for bf16/f16 (head_dim <= 64); generation's
                      attention over the KV cache
        cross-entropy and the output projection fused with it
        prompt tuning
@@ -77,6 +81,7 @@
 #endif
 
 #include <cuda_runtime.h>
+#include <cuda_fp16.h>
 #ifndef CUDA_EMU
 #  include <cublasLt.h>
 #endif
@@ -113,15 +118,39 @@ static sft_status sft__cuda_fail(cudaError_t err, const char *what) {
 
 typedef struct sft__cuda_size { void *key; size_t value; } sft__cuda_size;
 
+/* SFT_CUDA_GEMM: how the GEMMs run (see "tensor cores" for the dispatcher) */
+enum { SFT__GEMM_AUTO, SFT__GEMM_REFERENCE, SFT__GEMM_FUSED, SFT__GEMM_DEQUANT };
+
 typedef struct sft__cuda_state {
     sft__cuda_size *sizes;       /* stb_ds hash map: live device block -> bytes  */
     int             gemm_reference;   /* SFT_CUDA_GEMM=reference                 */
+    int             gemm_mode;        /* SFT__GEMM_*                             */
+    int             sm;               /* compute capability, 10 major + minor    */
+    void           *work16;           /* the dequantize path's 16-bit operands   */
+    size_t          work16_bytes;
+    size_t          plan_work16;      /* what memory plans found it would need  */
 #ifndef CUDA_EMU
     cublasLtHandle_t lt;
     void            *lt_work;
     size_t           lt_work_bytes;
 #endif
 } sft__cuda_state;
+
+/* the current device's compute capability (80 under the emulator, which models
+   an sm_80 part's instructions; 0 when no device answers) */
+static int sft__cuda_sm(void) {
+#ifdef CUDA_EMU
+    return 80;
+#else
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return 10 * major + minor;
+#endif
+}
 
 static sft_status sft__cuda_state_of(sft_context *ctx, sft__cuda_state **out) {
     sft__cuda_state *st = (sft__cuda_state *)ctx->cuda;
@@ -131,6 +160,10 @@ static sft_status sft__cuda_state_of(sft_context *ctx, sft__cuda_state **out) {
         if (!st) return sft__fail(SFT_ERR_NOMEM, "cuda: cannot allocate the context's CUDA state");
         env = getenv("SFT_CUDA_GEMM");
         st->gemm_reference = env && strcmp(env, "reference") == 0;
+        st->gemm_mode = st->gemm_reference ? SFT__GEMM_REFERENCE
+                      : env && strcmp(env, "fused") == 0 ? SFT__GEMM_FUSED
+                      : env && strcmp(env, "dequant") == 0 ? SFT__GEMM_DEQUANT : SFT__GEMM_AUTO;
+        st->sm = sft__cuda_sm();
         ctx->cuda = st;
     }
     *out = st;
@@ -144,6 +177,7 @@ static void sft__cuda_context_free(sft_context *ctx) {
     if (st->lt) cublasLtDestroy(st->lt);
     sft__cuda_free(ctx, st->lt_work);
 #endif
+    sft__cuda_free(ctx, st->work16);
     hmfree(st->sizes);
     sft__free(ctx, st);
     ctx->cuda = NULL;
@@ -678,10 +712,11 @@ static sft_status sft__cuda_rope_bwd(sft_context *ctx, sft__node *n) { (void)ctx
    CPU GEMM's arithmetic exactly, so it gives the same bits. op(B) comes from a
    source type with at(k, n): a dense view here, a 4-bit or bf16 weight decoded
    on the fly in "4-bit" below (the tile in shared memory is the only decoded
-   copy there is). With bf16 set both operands are rounded to bf16 as they are
-   loaded and the sums stay f32: a frozen weight's bnb_4bit_compute_dtype
-   bfloat16, as the CPU's portable path computes it (on a GPU these products go
-   to the reference kernel, not cuBLASLt). */
+   copy there is). With a compute kind (1 bf16, 2 f16) both operands are
+   rounded to it as they are loaded and the sums stay f32: a frozen weight's
+   bnb_4bit_compute_dtype, as the CPU's portable path computes bf16. These
+   low-precision products normally go to the tensor cores ("tensor cores"
+   below); SFT_CUDA_GEMM=reference keeps them here, on CUDA cores. */
 
 #define SFT__GEMM_T 32
 
@@ -694,10 +729,14 @@ typedef struct sft__cuda_bview {
 
 /* v rounded to bf16 and widened again (sft.h's sft__bf16_bits) */
 static __device__ float sft__cuda_round_bf16(float v) { return __uint_as_float((uint32_t)sft__bf16_bits(v) << 16); }
+/* v rounded to the compute kind (1 bf16, 2 f16: IEEE binary16, overflow to inf) */
+static __device__ float sft__cuda_round_kind(float v, int kind) {
+    return kind == 2 ? __half2float(__float2half_rn(v)) : kind ? sft__cuda_round_bf16(v) : v;
+}
 
 template <typename BSrc>
 static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, int64_t ldc, sft__mat a, BSrc b, int64_t M, int64_t N,
-                                                                    int64_t K, int accumulate, int bf16) {
+                                                                    int64_t K, int accumulate, int kind) {
     __shared__ float As[SFT__GEMM_T][SFT__GEMM_T + 1];
     __shared__ float Bs[SFT__GEMM_T][SFT__GEMM_T + 1];   /* Bs[n][k] */
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 16 + tx;
@@ -708,8 +747,8 @@ static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, in
             int idx = tid + r * 256, row = idx / SFT__GEMM_T, col = idx % SFT__GEMM_T;
             int64_t m = m0 + row, n = n0 + row, k = k0 + col;
             float av = m < M && k < K ? a.p[m * a.rs + k * a.cs] : 0.0f, bv = n < N && k < K ? b.at(k, n) : 0.0f;
-            As[row][col] = bf16 ? sft__cuda_round_bf16(av) : av;
-            Bs[row][col] = bf16 ? sft__cuda_round_bf16(bv) : bv;
+            As[row][col] = sft__cuda_round_kind(av, kind);
+            Bs[row][col] = sft__cuda_round_kind(bv, kind);
         }
         __syncthreads();
         int kend = K - k0 < SFT__GEMM_T ? (int)(K - k0) : SFT__GEMM_T;
@@ -729,26 +768,32 @@ static __global__ void __launch_bounds__(256) sft__cuda_gemm_kernel(float *C, in
         }
 }
 
-/* sft__cuda_gemm_tiled: the reference kernel on any op(B) source */
+/* sft__cuda_gemm_tiled: the reference kernel on any op(B) source (kind: 0 f32,
+   1 bf16, 2 f16 operands) */
 template <typename BSrc>
 static sft_status sft__cuda_gemm_tiled(int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, float *c, int64_t ldc, int accumulate,
-                                       int bf16, const char *op) {
+                                       int kind, const char *op) {
     int64_t gx = (N + SFT__GEMM_T - 1) / SFT__GEMM_T, gy = (M + SFT__GEMM_T - 1) / SFT__GEMM_T;
     if (M <= 0 || N <= 0) return SFT_OK;
     if (gy > 65535 || gx > 0x7fffffff)
         return sft__fail(SFT_ERR_LIMIT, "%s: a GEMM of %lld x %lld is beyond one launch of the tiled kernel", op, (long long)M,
                          (long long)N);
-    SFT__LAUNCH(sft__cuda_gemm_kernel<BSrc>, dim3((unsigned)gx, (unsigned)gy), dim3(16, 16), 0, c, ldc, a, b, M, N, K, accumulate, bf16);
+    SFT__LAUNCH(sft__cuda_gemm_kernel<BSrc>, dim3((unsigned)gx, (unsigned)gy), dim3(16, 16), 0, c, ldc, a, b, M, N, K, accumulate, kind);
     return sft__cuda_check(op, "gemm");
 }
 
-/* the cuBLASLt workspace a context keeps once it has run a dense GEMM */
+/* the workspaces a context keeps once used: cuBLASLt's (after a dense GEMM; the
+   emulator's reference kernel needs none) and the 16-bit operands of the
+   tensor cores' dequantize path, as large as the largest product a memory
+   plan has routed there (see "tensor cores") */
 #define SFT__CUDA_LT_WORKSPACE ((size_t)32 << 20)
-static size_t sft__cuda_workspace_bytes(void) {
+static size_t sft__cuda_workspace_bytes(const sft_context *ctx) {
+    const sft__cuda_state *st = (const sft__cuda_state *)ctx->cuda;
+    size_t work16 = st ? (st->plan_work16 > st->work16_bytes ? st->plan_work16 : st->work16_bytes) : 0;
 #ifdef CUDA_EMU
-    return 0;   /* the reference kernel needs none */
+    return work16;
 #else
-    return SFT__CUDA_LT_WORKSPACE;
+    return SFT__CUDA_LT_WORKSPACE + work16;
 #endif
 }
 
@@ -778,6 +823,16 @@ static uint32_t sft__cuda_align_of(const void *p) {
     return a;
 }
 
+/* the cuBLASLt handle and workspace, made on the first dense GEMM (no workspace
+   if it cannot be had: cuBLASLt then picks algorithms that need none) */
+static sft_status sft__cuda_lt_init(sft_context *ctx, sft__cuda_state *st, const char *op) {
+    if (st->lt) return SFT_OK;
+    if (cublasLtCreate(&st->lt) != CUBLAS_STATUS_SUCCESS) return sft__fail(SFT_ERR_DEVICE, "%s: cublasLtCreate failed", op);
+    st->lt_work_bytes = SFT__CUDA_LT_WORKSPACE;
+    if (sft__cuda_alloc(ctx, st->lt_work_bytes, &st->lt_work) != SFT_OK) { sft_clear_error(); st->lt_work = NULL; st->lt_work_bytes = 0; }
+    return SFT_OK;
+}
+
 static sft_status sft__cuda_gemm_lt(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                     int64_t ldc, int accumulate, const char *op, int *done) {
     cublasLtMatmulDesc_t desc = NULL;
@@ -795,11 +850,7 @@ static sft_status sft__cuda_gemm_lt(sft_context *ctx, sft__cuda_state *st, int64
     /* the first operand is op(B)^T (N x K), the second op(A)^T (K x M) */
     if (!sft__cuda_lt_operand(sft__mat_t(b), N, K, &opb, &br, &bc, &ldb) || !sft__cuda_lt_operand(sft__mat_t(a), K, M, &opa, &ar, &ac, &lda))
         return SFT_OK;   /* not a plain matrix: the reference kernel takes it */
-    if (!st->lt) {
-        if (cublasLtCreate(&st->lt) != CUBLAS_STATUS_SUCCESS) return sft__fail(SFT_ERR_DEVICE, "%s: cublasLtCreate failed", op);
-        st->lt_work_bytes = SFT__CUDA_LT_WORKSPACE;
-        if (sft__cuda_alloc(ctx, st->lt_work_bytes, &st->lt_work) != SFT_OK) { sft_clear_error(); st->lt_work = NULL; st->lt_work_bytes = 0; }
-    }
+    SFT__TRY(sft__cuda_lt_init(ctx, st, op));
     e = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opb, sizeof opb);
     if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opa, sizeof opa);
@@ -851,17 +902,24 @@ static sft_status sft__cuda_gemm(sft_context *ctx, int64_t M, int64_t N, int64_t
     return sft__cuda_gemm_tiled(M, N, K, a, bv, c, ldc, accumulate, 0, op);
 }
 
+/* from "tensor cores" below: a frozen weight's product in a low compute kind */
+template <typename BSrc>
+static sft_status sft__cuda_gemm_lowp(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, int kind, float *c, int64_t ldc,
+                                      int accumulate, const char *op);
+
 /* sft__cuda_gemm_f32w: C (+)= A . W^T (trans) or A . W for an f32 weight at w
-   [N, K]; bf16: a frozen weight multiplied in bf16 (sft.h's sft__gemm_f32w) */
-static sft_status sft__cuda_gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int bf16,
+   [N, K]; kind 1 (bf16) or 2 (f16): a frozen weight multiplied in that type
+   (sft.h's sft__gemm_f32w does bf16) */
+static sft_status sft__cuda_gemm_f32w(sft_context *ctx, int64_t M, sft__mat a, const float *w, int64_t N, int64_t K, int trans, int kind,
                                       float *c, int64_t ldc, int accumulate, const char *op) {
     sft__mat b = sft__mat_of(w, K, 1);
     sft__cuda_bview bv;
-    if (ctx->plan_only) return SFT_OK;
+    if (ctx->plan_only && !kind) return SFT_OK;   /* a low kind's plan counts its workspace (sft__cuda_gemm_lowp) */
     if (trans) b = sft__mat_t(b);
-    if (!bf16) return trans ? sft__cuda_gemm(ctx, M, N, K, a, b, c, ldc, accumulate, op) : sft__cuda_gemm(ctx, M, K, N, a, b, c, ldc, accumulate, op);
+    if (!kind) return trans ? sft__cuda_gemm(ctx, M, N, K, a, b, c, ldc, accumulate, op) : sft__cuda_gemm(ctx, M, K, N, a, b, c, ldc, accumulate, op);
     bv.p = b.p; bv.rs = b.rs; bv.cs = b.cs;
-    return trans ? sft__cuda_gemm_tiled(M, N, K, a, bv, c, ldc, accumulate, 1, op) : sft__cuda_gemm_tiled(M, K, N, a, bv, c, ldc, accumulate, 1, op);
+    return trans ? sft__cuda_gemm_lowp(ctx, M, N, K, a, bv, kind, c, ldc, accumulate, op)
+                 : sft__cuda_gemm_lowp(ctx, M, K, N, a, bv, kind, c, ldc, accumulate, op);
 }
 
 /* ============================================================================
@@ -916,19 +974,382 @@ static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, f
     return sft__cuda_check("dequantize", "dequant");
 }
 
+/* ============================================================================
+   === cuda: tensor cores
+   The frozen base's products in a low compute kind (bnb_4bit_compute_dtype
+   bfloat16, or float16 with --fp16): y = x W^T forward and dx = dy W backward
+   for a 4-bit, bf16 or f32 base, and the output projection. Both operands are
+   rounded to the kind (round to nearest even; f16 overflows to inf, which is
+   what loss scaling watches for), products summed in f32.
+
+   THE SEAM. Every tensor-core instruction goes through four device wrappers:
+       sft__tc_mma<F16>      mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}
+       sft__tc_ldmatrix_x4   ldmatrix.sync.aligned.m8n8.x4.shared.b16
+       sft__tc_cp_async16    cp.async.cg.shared.global, 16 bytes
+       sft__tc_cp_wait_all   cp.async.commit_group + wait_group 0
+   inline PTX under nvcc (sm_80 and later), tests/cuda_emu's functional models
+   under the emulator. An sm_90a wgmma/TMA kernel would go behind these same
+   functions, only once a GPU can check it; there is none yet.
+
+   TWO PATHS, one dispatcher (sft__cuda_lowp_fused):
+     fused     sft__cuda_tc_gemm_kernel: a block of 4 warps owns a 64 x 64 tile
+               of C; for every 32 columns of k it rounds x's tile and decodes
+               W's tile (4-bit codes -> code * absmax -> bf16/f16) into shared
+               memory, then each warp multiplies its 32 x 32 quarter with 2 x 2
+               ldmatrix.x4 and 8 mma per 16 k. W is never whole in memory.
+     dequant   x and W are written once as 16-bit matrices into a workspace the
+               context keeps (grown, never shrunk: every kernel runs in stream
+               order, so one buffer serves every GEMM), then cuBLASLt multiplies
+               them (bf16/f16 in, f32 compute and out). Under the emulator, or
+               with SFT_CUDA_GEMM=reference on a GPU, the same kernel as the
+               fused path reads the workspace instead, its tiles loaded by
+               cp.async.
+   The fused path reads 0.5 byte a weight but decodes W again for every 64
+   rows of x, on CUDA cores; the dequant path moves 4.5 bytes a weight (read
+   0.5, write 2, read 2) once and then runs at cuBLASLt's speed. With P the
+   dense bf16 rate, B the memory bandwidth and f the fused kernel's fraction of
+   P, dequant wins for M > 4.5 f P / (2 B (1 - f)); taking f = 1/3 (no
+   software pipelining, decode on CUDA cores) that is M* = 1.125 P / B. The
+   table below holds M* per architecture from the published P and B; `make
+   bench-cuda` measures the crossing and prints the row to put here.
+   SFT_CUDA_GEMM=fused or dequant forces one path (tests, benchmarks);
+   SFT_CUDA_GEMM=reference sends these products to the CUDA-core kernel above.
+
+   ACCURACY. Both paths round the same inputs as the CUDA-core kernel does and
+   sum in f32; only the order of the additions differs (the emulator's mma
+   adds its 16 products in k order with fmaf, a GPU in its own order). Against
+   the exact product of the f32 inputs the error is at most
+   (2 u_kind + gamma_K) sum |x w| with u_bf16 = 2^-8, u_f16 = 2^-11: the tests
+   hold every element to (2^-7 + 2 gamma_K) sum |x w| for bf16 and
+   (2^-10 + 2 gamma_K) sum |x w| for f16 against the f32 CUDA-core kernel. */
+
+#define SFT__TC_THREADS 128          /* 4 warps, 2 x 2 over the tile              */
+#define SFT__TC_BR      64           /* rows of x and of W^T a block owns         */
+#define SFT__TC_BK      32           /* k per shared tile                         */
+#define SFT__TC_LD      40           /* 16-bit values per shared row: 32 + 8 of padding
+                                        (80 bytes: rows stay 16-byte aligned and the
+                                        8 rows an ldmatrix reads hit distinct banks) */
+
+/* --- the seam ----------------------------------------------------------------- */
+
+template <int F16> static __device__ __forceinline__ void sft__tc_mma(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+#ifdef CUDA_EMU
+    if (F16) cuda_emu::mma_m16n8k16_f16(d, a, b, d, __FILE__, __LINE__);
+    else cuda_emu::mma_m16n8k16_bf16(d, a, b, d, __FILE__, __LINE__);
+#else
+    if (F16)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+static __device__ __forceinline__ void sft__tc_ldmatrix_x4(uint32_t r[4], const uint16_t *row) {
+#ifdef CUDA_EMU
+    cuda_emu::ldmatrix(r, row, 4, 0, __FILE__, __LINE__);
+#else
+    unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#endif
+}
+
+static __device__ __forceinline__ void sft__tc_cp_async16(uint16_t *dst, const uint16_t *src) {
+#ifdef CUDA_EMU
+    cuda_emu::cp_async(dst, src, 16, 16, __FILE__, __LINE__);
+#else
+    unsigned addr = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(src));
+#endif
+}
+
+static __device__ __forceinline__ void sft__tc_cp_wait_all(void) {
+#ifdef CUDA_EMU
+    cuda_emu::cp_async_wait_all();
+#else
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+/* v as the kind's 16 bits (bf16 as sft.h rounds it on the CPU) */
+template <int F16> static __device__ __forceinline__ uint16_t sft__tc_bits(float v) {
+    return F16 ? (uint16_t)__half_as_ushort(__float2half_rn(v)) : sft__bf16_bits(v);
+}
+
+/* --- operands: [rows, K] views a tile is filled from --------------------------- */
+
+/* x (an f32 view, element (r, k)) */
+typedef struct sft__tc_rows { sft__mat a; __device__ float rk(int64_t r, int64_t k) const { return a.p[r * a.rs + k * a.cs]; } } sft__tc_rows;
+/* op(B)^T of a weight source (element (n, k) = at(k, n)) */
+template <typename BSrc> struct sft__tc_cols { BSrc b; __device__ float rk(int64_t n, int64_t k) const { return b.at(k, n); } };
+/* a 16-bit [rows, ld] matrix in the workspace, already in the kind */
+typedef struct sft__tc_h16 { const uint16_t *p; int64_t ld; int vec; } sft__tc_h16;
+
+/* fill the 64 x 32 tile at (r0, k0) of a [rows, K] operand, zeros outside */
+template <int F16, typename Src>
+static __device__ void sft__tc_fill(uint16_t *tile, const Src &s, int64_t r0, int64_t rows, int64_t k0, int64_t K) {
+    for (int i = (int)threadIdx.x; i < SFT__TC_BR * SFT__TC_BK; i += SFT__TC_THREADS) {
+        int r = i / SFT__TC_BK, k = i % SFT__TC_BK;
+        tile[r * SFT__TC_LD + k] = r0 + r < rows && k0 + k < K ? sft__tc_bits<F16>(s.rk(r0 + r, k0 + k)) : (uint16_t)0;
+    }
+}
+/* the workspace's rows: 16 bytes at a time by cp.async where whole and aligned */
+template <int F16>
+static __device__ void sft__tc_fill(uint16_t *tile, const sft__tc_h16 &s, int64_t r0, int64_t rows, int64_t k0, int64_t K) {
+    for (int i = (int)threadIdx.x; i < SFT__TC_BR * SFT__TC_BK / 8; i += SFT__TC_THREADS) {
+        int r = i / (SFT__TC_BK / 8), c = i % (SFT__TC_BK / 8) * 8, j;
+        int64_t row = r0 + r, k = k0 + c;
+        uint16_t *dst = tile + r * SFT__TC_LD + c;
+        if (s.vec && row < rows && k + 8 <= K) sft__tc_cp_async16(dst, s.p + row * s.ld + k);
+        else
+            for (j = 0; j < 8; j++) dst[j] = row < rows && k + j < K ? s.p[row * s.ld + k + j] : (uint16_t)0;
+    }
+}
+
+/* a 4-bit W^T for y = x W^T: 8 consecutive k of a row share one block scale
+   (blocksizes are multiples of 64, and the 8 start on a multiple of 8 when
+   W's rows are), so the scale (with double quantization, two table lookups
+   and a multiply) is decoded once for 8 values; the same products as elem() */
+template <int F16>
+static __device__ void sft__tc_fill(uint16_t *tile, const sft__tc_cols<sft__cuda_q4> &s, int64_t r0, int64_t rows, int64_t k0, int64_t K) {
+    const sft__cuda_q4 &q = s.b;
+    const int fast = q.trans && q.cols % 8 == 0;
+    for (int i = (int)threadIdx.x; i < SFT__TC_BR * SFT__TC_BK / 8; i += SFT__TC_THREADS) {
+        int r = i / (SFT__TC_BK / 8), c = i % (SFT__TC_BK / 8) * 8, j;
+        int64_t n = r0 + r, k = k0 + c;
+        uint16_t *dst = tile + r * SFT__TC_LD + c;
+        if (fast && n < rows && k + 8 <= K) {
+            int64_t e0 = n * q.cols + k;
+            float sc = sft__q4_scale(q.absmax, q.absmax_q, q.nested_absmax, q.nested_code, q.offset, e0 / q.blocksize);
+            for (j = 0; j < 8; j++) dst[j] = sft__tc_bits<F16>(__fmul_rn(q.code[sft__q4_nibble(q.data, e0 + j)], sc));
+        } else
+            for (j = 0; j < 8; j++) dst[j] = n < rows && k + j < K ? sft__tc_bits<F16>(s.rk(n, k + j)) : (uint16_t)0;
+    }
+}
+
+/* C (+)= A B^T for A [M, K] and B [N, K] operand views: see the section's top */
+template <int F16, typename ASrc, typename BSrc>
+static __global__ void __launch_bounds__(SFT__TC_THREADS) sft__cuda_tc_gemm_kernel(float *C, int64_t ldc, ASrc a, BSrc b, int64_t M, int64_t N,
+                                                                                   int64_t K, int accumulate) {
+    __shared__ __align__(16) uint16_t As[SFT__TC_BR * SFT__TC_LD];
+    __shared__ __align__(16) uint16_t Bs[SFT__TC_BR * SFT__TC_LD];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5, wm = warp >> 1, wn = warp & 1;
+    const int64_t m0 = (int64_t)blockIdx.y * SFT__TC_BR, n0 = (int64_t)blockIdx.x * SFT__TC_BR;
+    float acc[2][4][4];
+    int i, j, e;
+    for (i = 0; i < 2; i++)
+        for (j = 0; j < 4; j++)
+            for (e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    for (int64_t k0 = 0; k0 < K; k0 += SFT__TC_BK) {
+        sft__tc_fill<F16>(As, a, m0, M, k0, K);
+        sft__tc_fill<F16>(Bs, b, n0, N, k0, K);
+        sft__tc_cp_wait_all();
+        __syncthreads();
+        for (int ks = 0; ks < SFT__TC_BK; ks += 16) {
+            uint32_t af[2][4], bq[2][4];
+            /* A: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15), lane l gives row l % 16 of k half l / 16 */
+            for (i = 0; i < 2; i++) sft__tc_ldmatrix_x4(af[i], &As[(wm * 32 + i * 16 + (lane & 15)) * SFT__TC_LD + ks + (lane >> 4) * 8]);
+            /* B^T rows are n: matrices (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15, k 8-15) */
+            for (j = 0; j < 2; j++)
+                sft__tc_ldmatrix_x4(bq[j], &Bs[(wn * 32 + j * 16 + (lane >> 4) * 8 + (lane & 7)) * SFT__TC_LD + ks + ((lane >> 3) & 1) * 8]);
+            for (i = 0; i < 2; i++)
+                for (j = 0; j < 4; j++) sft__tc_mma<F16>(acc[i][j], af[i], &bq[j >> 1][(j & 1) * 2]);
+        }
+        __syncthreads();   /* the next tiles overwrite these */
+    }
+    for (i = 0; i < 2; i++)   /* c_e at row gid + 8 (e >> 1), column 2 tig + (e & 1) */
+        for (j = 0; j < 4; j++)
+            for (e = 0; e < 4; e++) {
+                int64_t m = m0 + wm * 32 + i * 16 + (lane >> 2) + 8 * (e >> 1), n = n0 + wn * 32 + j * 8 + 2 * (lane & 3) + (e & 1);
+                if (m < M && n < N) C[m * ldc + n] = accumulate ? __fadd_rn(C[m * ldc + n], acc[i][j][e]) : acc[i][j][e];
+            }
+}
+
+template <int F16, typename ASrc, typename BSrc>
+static sft_status sft__cuda_tc_launch(int64_t M, int64_t N, int64_t K, ASrc a, BSrc b, float *c, int64_t ldc, int accumulate, const char *op) {
+    int64_t gx = (N + SFT__TC_BR - 1) / SFT__TC_BR, gy = (M + SFT__TC_BR - 1) / SFT__TC_BR;
+    if (M <= 0 || N <= 0) return SFT_OK;
+    if (gy > 65535 || gx > 0x7fffffff)
+        return sft__fail(SFT_ERR_LIMIT, "%s: a GEMM of %lld x %lld is beyond one launch of the tensor-core kernel", op, (long long)M,
+                         (long long)N);
+    SFT__LAUNCH((sft__cuda_tc_gemm_kernel<F16, ASrc, BSrc>), dim3((unsigned)gx, (unsigned)gy), SFT__TC_THREADS, 0, c, ldc, a, b, M, N, K,
+                accumulate);
+    return sft__cuda_check(op, "tc_gemm");
+}
+
+/* --- the dequantize path --------------------------------------------------------- */
+
+/* out[r, k] = the kind's bits of s's element (r, k) */
+template <int F16, typename Src>
+static __global__ void sft__cuda_to16_kernel(uint16_t *out, Src s, int64_t rows, int64_t K) {
+    SFT__CUDA_FOR(e, rows * K) out[e] = sft__tc_bits<F16>(s.rk(e / K, e % K));
+}
+
+#ifndef CUDA_EMU
+/* cuBLASLt on the workspace: C [M, N] (+)= X [M, K] . W^T for X, W row-major
+   16-bit; column-major that is C^T = W (as K x N, transposed) . X (K x M) */
+static sft_status sft__cuda_gemm_lt16(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, const uint16_t *x16,
+                                      const uint16_t *w16, int f16, float *c, int64_t ldc, int accumulate, const char *op, int *done);
+#endif
+
+/* x's 16-bit copy, rounded up so that W's starts 256-byte aligned after it */
+static size_t sft__cuda_x16_bytes(int64_t M, int64_t K) { return ((size_t)(M * K) * 2 + 255) / 256 * 256; }
+
+/* grow the context's 16-bit workspace to hold n bytes */
+static sft_status sft__cuda_work16(sft_context *ctx, sft__cuda_state *st, size_t n) {
+    if (st->work16_bytes >= n) return SFT_OK;
+    sft__cuda_free(ctx, st->work16);
+    st->work16 = NULL; st->work16_bytes = 0;
+    SFT__TRY(sft__cuda_alloc(ctx, n, &st->work16));
+    st->work16_bytes = n;
+    return SFT_OK;
+}
+
+template <int F16, typename BSrc>
+static sft_status sft__cuda_lowp_dequant(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, float *c,
+                                         int64_t ldc, int accumulate, const char *op) {
+    size_t xb = sft__cuda_x16_bytes(M, K), wb = (size_t)(N * K) * 2;
+    uint16_t *x16, *w16;
+    sft__tc_rows ar;
+    sft__tc_cols<BSrc> bc;
+    sft__tc_h16 hx, hw;
+    SFT__TRY(sft__cuda_work16(ctx, st, xb + wb));
+    x16 = (uint16_t *)st->work16; w16 = (uint16_t *)((char *)st->work16 + xb);
+    ar.a = a; bc.b = b;
+    if (M * K > 0) SFT__LAUNCH((sft__cuda_to16_kernel<F16, sft__tc_rows>), sft__cuda_grid(M * K), SFT__CUDA_BLOCK, 0, x16, ar, M, K);
+    SFT__TRY(sft__cuda_check(op, "to16 (x)"));
+    if (N * K > 0) SFT__LAUNCH((sft__cuda_to16_kernel<F16, sft__tc_cols<BSrc> >), sft__cuda_grid(N * K), SFT__CUDA_BLOCK, 0, w16, bc, N, K);
+    SFT__TRY(sft__cuda_check(op, "to16 (W)"));
+#ifndef CUDA_EMU
+    if (st->gemm_mode != SFT__GEMM_REFERENCE) {
+        int done = 0;
+        SFT__TRY(sft__cuda_gemm_lt16(ctx, st, M, N, K, x16, w16, F16, c, ldc, accumulate, op, &done));
+        if (done) return sft__cuda_check(op, "cublasLtMatmul (16-bit)");
+    }
+#endif
+    hx.p = x16; hx.ld = K; hx.vec = K % 8 == 0;    /* rows 16-byte aligned: the workspace and w16 start on 256 */
+    hw.p = w16; hw.ld = K; hw.vec = K % 8 == 0;
+    return sft__cuda_tc_launch<F16>(M, N, K, hx, hw, c, ldc, accumulate, op);
+}
+
+/* --- the dispatcher ----------------------------------------------------------------
+   M* per architecture, from M* = 1.125 P / B (see the section's top) with the
+   vendors' dense bf16 rate P and memory bandwidth B. Not yet measured: `make
+   bench-cuda` prints the measured crossing as a row of this table. */
+typedef struct sft__tc_row { int sm; int64_t m_star; const char *part; } sft__tc_row;
+static const sft__tc_row sft__tc_table[] = {
+    {80, 176, "A100 SXM: P 312 TFLOP/s, B 2.0 TB/s"},
+    {86, 160, "RTX A6000 / 3090: P ~ 150 TFLOP/s (f32 accumulate), B 0.77-0.94 TB/s"},
+    {89, 470, "L40S: P 362 TFLOP/s, B 0.86 TB/s"},
+    {90, 332, "H100 SXM: P 989 TFLOP/s, B 3.35 TB/s"},
+};
+
+/* M* of this device: the table's row for the newest architecture at or below it */
+static int64_t sft__cuda_m_star(const sft__cuda_state *st) {
+    int64_t m_star = 256;   /* an unknown part: between the rows above */
+    size_t i;
+    for (i = 0; i < sizeof sft__tc_table / sizeof *sft__tc_table; i++)
+        if (sft__tc_table[i].sm <= st->sm) m_star = sft__tc_table[i].m_star;
+    return m_star;
+}
+
+/* sft__cuda_lowp_fused: 1 when the fused kernel is to run an M x N x K product
+   (M* depends on the part only: both paths' costs scale with N K) */
+static int sft__cuda_lowp_fused(const sft__cuda_state *st, int64_t M, int64_t N, int64_t K) {
+    (void)N; (void)K;
+    if (st->gemm_mode == SFT__GEMM_FUSED) return 1;
+    if (st->gemm_mode == SFT__GEMM_DEQUANT) return 0;
+    return M <= sft__cuda_m_star(st);
+}
+
+/* sft__cuda_gemm_lowp: C (+)= op(A) . op(B) for a frozen weight source in kind
+   1 (bf16) or 2 (f16): reference, fused or dequantize (above) */
+template <typename BSrc>
+static sft_status sft__cuda_gemm_lowp(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, BSrc b, int kind, float *c, int64_t ldc,
+                                      int accumulate, const char *op) {
+    sft__cuda_state *st = NULL;
+    sft__tc_rows ar;
+    sft__tc_cols<BSrc> bc;
+    if (M <= 0 || N <= 0) return SFT_OK;
+    SFT__TRY(sft__cuda_state_of(ctx, &st));
+    if (ctx->plan_only) {   /* a memory plan: the workspace this product would need */
+        size_t need = sft__cuda_x16_bytes(M, K) + (size_t)(N * K) * 2;
+        if (st->gemm_mode != SFT__GEMM_REFERENCE && !sft__cuda_lowp_fused(st, M, N, K) && need > st->plan_work16) st->plan_work16 = need;
+        return SFT_OK;
+    }
+    if (st->gemm_mode == SFT__GEMM_REFERENCE) return sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, kind, op);
+    if (!sft__cuda_lowp_fused(st, M, N, K))
+        return kind == 2 ? sft__cuda_lowp_dequant<1>(ctx, st, M, N, K, a, b, c, ldc, accumulate, op)
+                         : sft__cuda_lowp_dequant<0>(ctx, st, M, N, K, a, b, c, ldc, accumulate, op);
+    ar.a = a; bc.b = b;
+    return kind == 2 ? sft__cuda_tc_launch<1>(M, N, K, ar, bc, c, ldc, accumulate, op)
+                     : sft__cuda_tc_launch<0>(M, N, K, ar, bc, c, ldc, accumulate, op);
+}
+
+#ifndef CUDA_EMU
+static sft_status sft__cuda_gemm_lt16(sft_context *ctx, sft__cuda_state *st, int64_t M, int64_t N, int64_t K, const uint16_t *x16,
+                                      const uint16_t *w16, int f16, float *c, int64_t ldc, int accumulate, const char *op, int *done) {
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t lw = NULL, lx = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t heur;
+    cublasOperation_t opw = CUBLAS_OP_T, opx = CUBLAS_OP_N;
+    cudaDataType_t t16 = f16 ? CUDA_R_16F : CUDA_R_16BF;
+    uint32_t align_c = sft__cuda_align_of(c), align16 = K % 8 == 0 ? 16 : 2;
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    int found = 0;
+    cublasStatus_t e;
+    *done = 0;
+    SFT__TRY(sft__cuda_lt_init(ctx, st, op));
+    e = cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opw, sizeof opw);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opx, sizeof opx);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatrixLayoutCreate(&lw, t16, (uint64_t)K, (uint64_t)N, K);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatrixLayoutCreate(&lx, t16, (uint64_t)K, (uint64_t)M, K);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, (uint64_t)N, (uint64_t)M, ldc);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceCreate(&pref);
+    if (e == CUBLAS_STATUS_SUCCESS)
+        e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &st->lt_work_bytes, sizeof st->lt_work_bytes);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align16, sizeof align16);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align16, sizeof align16);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c);
+    if (e == CUBLAS_STATUS_SUCCESS) e = cublasLtMatmulAlgoGetHeuristic(st->lt, desc, lw, lx, lc, lc, pref, 1, &heur, &found);
+    if (e == CUBLAS_STATUS_SUCCESS && found > 0)
+        e = cublasLtMatmul(st->lt, desc, &alpha, w16, lw, x16, lx, &beta, c, lc, c, lc, &heur.algo, st->lt_work, st->lt_work_bytes, 0);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lx) cublasLtMatrixLayoutDestroy(lx);
+    if (lw) cublasLtMatrixLayoutDestroy(lw);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    if (e != CUBLAS_STATUS_SUCCESS)
+        return sft__fail(SFT_ERR_DEVICE, "%s: cublasLtMatmul (%s, %lld x %lld x %lld) failed with status %d", op, f16 ? "f16" : "bf16",
+                         (long long)M, (long long)N, (long long)K, (int)e);
+    *done = found > 0;
+    return SFT_OK;
+}
+#endif
+
 /* sft__cuda_gemm_w: C (+)= A . W^T (trans) or A . W for a layer's base W [N, K]
    (sft__wref: 4-bit, f32 or bf16), every operand on the device */
 static sft_status sft__cuda_gemm_w(sft_context *ctx, int64_t M, sft__mat a, const sft__wref *w, int trans, float *c, int64_t ldc,
                                    int accumulate, const char *op) {
     int64_t N = trans ? w->N : w->K, K = trans ? w->K : w->N;
-    int bf16 = w->bf16 && !(w->w && w->w->requires_grad);   /* as sft__gemm_w: a frozen base only */
-    if (ctx->plan_only) return SFT_OK;
-    if (w->q) return sft__cuda_gemm_tiled(M, N, K, a, sft__cuda_q4_of(w->q, trans), c, ldc, accumulate, bf16, op);
-    if (w->w->dtype == SFT_F32) return sft__cuda_gemm_f32w(ctx, M, a, SFT__CF(w->w), w->N, w->K, trans, bf16, c, ldc, accumulate, op);
+    int kind = w->w && w->w->requires_grad ? 0 : w->bf16;   /* as sft__gemm_w: a frozen base only (1 bf16, 2 f16) */
+    if (ctx->plan_only && !kind) return SFT_OK;   /* a low kind's plan counts its workspace (sft__cuda_gemm_lowp) */
+    if (w->q)
+        return kind ? sft__cuda_gemm_lowp(ctx, M, N, K, a, sft__cuda_q4_of(w->q, trans), kind, c, ldc, accumulate, op)
+                    : sft__cuda_gemm_tiled(M, N, K, a, sft__cuda_q4_of(w->q, trans), c, ldc, accumulate, 0, op);
+    if (w->w->dtype == SFT_F32) return sft__cuda_gemm_f32w(ctx, M, a, SFT__CF(w->w), w->N, w->K, trans, kind, c, ldc, accumulate, op);
     {
         sft__cuda_bf16w b;
         b.p = (const uint16_t *)w->w->data; b.cols = w->K; b.trans = trans;
-        return sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, bf16, op);
+        return kind ? sft__cuda_gemm_lowp(ctx, M, N, K, a, b, kind, c, ldc, accumulate, op)
+                    : sft__cuda_gemm_tiled(M, N, K, a, b, c, ldc, accumulate, 0, op);
     }
 }
 
@@ -942,9 +1363,10 @@ static sft_status sft__cuda_matmul_fwd(sft_context *ctx, sft__node *n) {
     const float *A = SFT__CF(n->in[0]), *B = SFT__CF(n->in[1]);
     float *C = SFT__F(n->out);
     int64_t bi;
-    if (n->f[0] != 0.0f && !d.ta)   /* a frozen weight in bf16: B stored [N, K] (tb) or [K, N] */
-        return d.tb ? sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.N, d.K, 1, 1, C, d.N, 0, "matmul")
-                    : sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.K, d.N, 0, 1, C, d.N, 0, "matmul");
+    int kind = (int)n->f[0];        /* a frozen weight in bf16 (1) or f16 (2): B stored [N, K] (tb) or [K, N] */
+    if (kind && !d.ta)
+        return d.tb ? sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.N, d.K, 1, kind, C, d.N, 0, "matmul")
+                    : sft__cuda_gemm_f32w(ctx, d.batch * d.M, sft__mm_op(A, d.K, 0), B, d.K, d.N, 0, kind, C, d.N, 0, "matmul");
     if (d.b_shared && !d.ta)
         return sft__cuda_gemm(ctx, d.batch * d.M, d.N, d.K, sft__mm_op(A, d.K, 0), sft__mm_op(B, d.tb ? d.K : d.N, d.tb), C, d.N, 0,
                               "matmul");
@@ -963,9 +1385,10 @@ static sft_status sft__cuda_matmul_bwd(sft_context *ctx, sft__node *n) {
     if (d.b_shared && !d.ta) {
         sft__mat g = sft__mat_of(G, d.N, 1), opa = sft__mm_op(A, d.K, 0), opb = sft__mm_op(B, d.tb ? d.K : d.N, d.tb);
         int64_t rows = d.batch * d.M;
-        if (a->requires_grad && n->f[0] != 0.0f)   /* dA = dC op(B)^T through the bf16 rounding */
-            SFT__TRY(d.tb ? sft__cuda_gemm_f32w(ctx, rows, g, B, d.N, d.K, 0, 1, SFT__F(a->grad), d.K, 1, "matmul")
-                          : sft__cuda_gemm_f32w(ctx, rows, g, B, d.K, d.N, 1, 1, SFT__F(a->grad), d.K, 1, "matmul"));
+        int kind = (int)n->f[0];
+        if (a->requires_grad && kind)   /* dA = dC op(B)^T through the bf16 / f16 rounding */
+            SFT__TRY(d.tb ? sft__cuda_gemm_f32w(ctx, rows, g, B, d.N, d.K, 0, kind, SFT__F(a->grad), d.K, 1, "matmul")
+                          : sft__cuda_gemm_f32w(ctx, rows, g, B, d.K, d.N, 1, kind, SFT__F(a->grad), d.K, 1, "matmul"));
         else if (a->requires_grad) SFT__TRY(sft__cuda_gemm(ctx, rows, d.K, d.N, g, sft__mat_t(opb), SFT__F(a->grad), d.K, 1, "matmul"));
         if (b->requires_grad) {
             if (d.tb) SFT__TRY(sft__cuda_gemm(ctx, d.N, d.K, rows, sft__mat_t(g), opa, SFT__F(b->grad), d.K, 1, "matmul"));
@@ -1470,12 +1893,269 @@ static sft_status sft__cuda_attn_check(const sft__node *n) {
     return SFT_OK;
 }
 
+/* --- on tensor cores ---------------------------------------------------------------
+   With a compute kind (the node's i[1]: 1 bf16, 2 f16; the model's compute_dtype)
+   and a head_dim that is a multiple of 16 up to 64, the products run on mma.sync:
+   a block of 4 warps owns 64 rows (16 a warp) and walks the other side in tiles
+   of 32 rows held in shared memory as the kind's 16-bit values.
+     forward   S = Q K^T (ldmatrix of Q's and K's rows), the online softmax in
+               f32 on the accumulators (a row's 4 lanes combine by shuffles),
+               P rounded to the kind and fed back as mma's A operand (the
+               accumulator layout of two n8 tiles is the A layout of one k16),
+               O += P V (V's rows through ldmatrix.trans)
+     dQ        per query block: S and P again from the log-sum-exp, dP = dO V^T,
+               dS = P (dP - delta) scale, dQ += dS K (K through ldmatrix.trans)
+     dK, dV    per key block, over the group's query heads and the query tiles
+               from the block on: S^T = K Q^T, P^T, dP^T = V dO^T,
+               dV += P^T dO, dK += dS^T Q
+   Every output element still has one owning warp and a fixed order of sums:
+   the results are deterministic. The rounding is flash attention's usual one
+   (Q, K, V, dO, P and dS to the kind; f32 accumulation and softmax statistics);
+   test_cuda_tc.cu holds them to the f32 kernels above within a stated bound.
+   head_dim 128 (Llama-3-8B) needs more than the 48 KB of static shared memory
+   the backward's four tiles would take; it stays on the f32 kernels for now. */
+
+#define SFT__FA_ROWS 64      /* rows a block owns                                 */
+#define SFT__FA_TILE 32      /* rows of the other side per shared tile            */
+#define SFT__FA_MAXD 64
+#define SFT__FA_LD   (SFT__FA_MAXD + 8)   /* 16-bit values per shared row (144 bytes) */
+
+static int sft__cuda_fa_ok(const sft__node *n) {
+    int64_t D = n->in[0]->shape[3];
+    return n->i[1] != 0 && D % 16 == 0 && D <= SFT__FA_MAXD;
+}
+
+static __device__ __forceinline__ void sft__tc_ldmatrix_x4_trans(uint32_t r[4], const uint16_t *row) {
+#ifdef CUDA_EMU
+    cuda_emu::ldmatrix(r, row, 4, 1, __FILE__, __LINE__);
+#else
+    unsigned addr = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#endif
+}
+
+/* two f32 values as the kind's 16-bit pair (the first in the low half) */
+template <int F16> static __device__ __forceinline__ uint32_t sft__tc_pack(float lo, float hi) {
+    return (uint32_t)sft__tc_bits<F16>(lo) | ((uint32_t)sft__tc_bits<F16>(hi) << 16);
+}
+
+/* rows r0 .. r0 + n - 1 (t < T) of head h of a [B, T, H, D] tensor into a shared
+   tile of n rows, zeros past T and past D up to Dp */
+template <int F16>
+static __device__ void sft__fa_load(uint16_t *tile, int n, const float *x, const sft__cuda_attn &a, int64_t b, int64_t r0, int64_t h,
+                                    int64_t H, int Dp) {
+    for (int idx = (int)threadIdx.x; idx < n * Dp; idx += SFT__TC_THREADS) {
+        int r = idx / Dp, d = idx % Dp;
+        int64_t t = r0 + r;
+        tile[r * SFT__FA_LD + d] = t < a.T && d < a.D ? sft__tc_bits<F16>(x[sft__cuda_attn_row(a, b, t, h, H) + d]) : (uint16_t)0;
+    }
+}
+
+/* acc[16 x (8 n)] += A (16 rows of a tile, k over Dp) . B^T (rows n0.. of a tile, k over Dp): the S = Q K^T shape */
+template <int F16, int NT>
+static __device__ void sft__fa_rows_dot(float acc[][4], const uint16_t *A, int a0, const uint16_t *Bt, int b0, int Dp) {
+    const int lane = (int)threadIdx.x & 31;
+    for (int ks = 0; ks < Dp; ks += 16) {
+        uint32_t af[4];
+        sft__tc_ldmatrix_x4(af, &A[(a0 + (lane & 15)) * SFT__FA_LD + ks + (lane >> 4) * 8]);
+        for (int jt = 0; jt < NT / 2; jt++) {
+            uint32_t bq[4];
+            sft__tc_ldmatrix_x4(bq, &Bt[(b0 + jt * 16 + (lane >> 4) * 8 + (lane & 7)) * SFT__FA_LD + ks + ((lane >> 3) & 1) * 8]);
+            sft__tc_mma<F16>(acc[2 * jt], af, &bq[0]);
+            sft__tc_mma<F16>(acc[2 * jt + 1], af, &bq[2]);
+        }
+    }
+}
+
+/* out[16 x Dp] += P (16 x 32, accumulator layout, rounded here) . V (32 rows of a tile) */
+template <int F16>
+static __device__ void sft__fa_p_v(float out[][4], const float p[4][4], const uint16_t *V, int Dp) {
+    const int lane = (int)threadIdx.x & 31;
+    for (int kc = 0; kc < 2; kc++) {
+        uint32_t pa[4] = {sft__tc_pack<F16>(p[2 * kc][0], p[2 * kc][1]), sft__tc_pack<F16>(p[2 * kc][2], p[2 * kc][3]),
+                          sft__tc_pack<F16>(p[2 * kc + 1][0], p[2 * kc + 1][1]), sft__tc_pack<F16>(p[2 * kc + 1][2], p[2 * kc + 1][3])};
+        for (int dt = 0; dt < Dp / 16; dt++) {
+            uint32_t vb[4];
+            sft__tc_ldmatrix_x4_trans(vb, &V[(kc * 16 + ((lane >> 3) & 1) * 8 + (lane & 7)) * SFT__FA_LD + dt * 16 + (lane >> 4) * 8]);
+            sft__tc_mma<F16>(out[2 * dt], pa, &vb[0]);
+            sft__tc_mma<F16>(out[2 * dt + 1], pa, &vb[2]);
+        }
+    }
+}
+
+/* the quad's combined value for each of a lane's two rows */
+static __device__ __forceinline__ float sft__fa_quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+static __device__ __forceinline__ float sft__fa_quad_sum(float v) {
+    v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+
+/* forward: a block per 64 query rows of (b, h); grid (ceil(T / 64), Hq, B) */
+template <int F16>
+static __global__ void __launch_bounds__(SFT__TC_THREADS) sft__cuda_fa_fwd_kernel(sft__cuda_attn a) {
+    __shared__ __align__(16) uint16_t Qs[SFT__FA_ROWS * SFT__FA_LD];
+    __shared__ __align__(16) uint16_t Ks[SFT__FA_TILE * SFT__FA_LD];
+    __shared__ __align__(16) uint16_t Vs[SFT__FA_TILE * SFT__FA_LD];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3, Dp = (int)a.D;
+    const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / a.group, i0 = (int64_t)blockIdx.x * SFT__FA_ROWS, wr = i0 + warp * 16;
+    const int64_t last = i0 + SFT__FA_ROWS - 1 < a.T - 1 ? i0 + SFT__FA_ROWS - 1 : a.T - 1;
+    float o[SFT__FA_MAXD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    int dt, nt, e, rr;
+    for (dt = 0; dt < SFT__FA_MAXD / 8; dt++)
+        for (e = 0; e < 4; e++) o[dt][e] = 0.0f;
+    sft__fa_load<F16>(Qs, SFT__FA_ROWS, a.q, a, b, i0, h, a.Hq, Dp);
+    for (int64_t j0 = 0; j0 <= last; j0 += SFT__FA_TILE) {
+        float s[4][4], mx[2], corr[2], sum[2] = {0.0f, 0.0f};
+        __syncthreads();   /* Q's tile is written; the last tile's readers are done */
+        sft__fa_load<F16>(Ks, SFT__FA_TILE, a.k, a, b, j0, hk, a.Hkv, Dp);
+        sft__fa_load<F16>(Vs, SFT__FA_TILE, a.v, a, b, j0, hk, a.Hkv, Dp);
+        __syncthreads();
+        for (nt = 0; nt < 4; nt++)
+            for (e = 0; e < 4; e++) s[nt][e] = 0.0f;
+        sft__fa_rows_dot<F16, 4>(s, Qs, warp * 16, Ks, 0, Dp);
+        mx[0] = mx[1] = -INFINITY;
+        for (nt = 0; nt < 4; nt++)
+            for (e = 0; e < 4; e++) {
+                int64_t i = wr + gid + 8 * (e >> 1), j = j0 + nt * 8 + 2 * tig + (e & 1);
+                s[nt][e] = i < a.T && j <= i && sft__cuda_attn_visible(a, b, i, j) ? __fmul_rn(s[nt][e], a.scale) : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+            }
+        for (rr = 0; rr < 2; rr++) {
+            float nm = fmaxf(m[rr], sft__fa_quad_max(mx[rr]));
+            corr[rr] = nm == -INFINITY ? 1.0f : expf(__fsub_rn(m[rr], nm));   /* 0 on the first visible tile */
+            m[rr] = nm;
+        }
+        for (nt = 0; nt < 4; nt++)
+            for (e = 0; e < 4; e++) {
+                s[nt][e] = s[nt][e] == -INFINITY ? 0.0f : expf(__fsub_rn(s[nt][e], m[e >> 1]));
+                sum[e >> 1] = __fadd_rn(sum[e >> 1], s[nt][e]);
+            }
+        for (rr = 0; rr < 2; rr++) l[rr] = __fadd_rn(__fmul_rn(l[rr], corr[rr]), sft__fa_quad_sum(sum[rr]));
+        for (dt = 0; dt < Dp / 8; dt++)
+            for (e = 0; e < 4; e++) o[dt][e] = __fmul_rn(o[dt][e], corr[e >> 1]);
+        sft__fa_p_v<F16>(o, s, Vs, Dp);
+    }
+    for (dt = 0; dt < Dp / 8; dt++)
+        for (e = 0; e < 4; e++) {
+            int64_t i = wr + gid + 8 * (e >> 1);
+            if (i < a.T) a.out[sft__cuda_attn_row(a, b, i, h, a.Hq) + dt * 8 + 2 * tig + (e & 1)] = __fdiv_rn(o[dt][e], l[e >> 1]);
+        }
+    for (rr = 0; rr < 2; rr++) {
+        int64_t i = wr + gid + 8 * rr;
+        if (tig == 0 && i < a.T) a.lse_out[(b * a.Hq + h) * a.T + i] = __fadd_rn(m[rr], logf(l[rr]));
+    }
+}
+
+/* P and dS for the 16 x 32 accumulators s (scores unscaled) and dp of rows
+   ri (query rows: by_query) or columns (key rows: transposed) */
+static __device__ void sft__fa_p_ds(const sft__cuda_attn &a, int64_t b, int64_t h, int64_t r0, int64_t c0, int by_query, float s[4][4],
+                                    float dp[4][4]) {
+    const int lane = (int)threadIdx.x & 31, gid = lane >> 2, tig = lane & 3;
+    for (int nt = 0; nt < 4; nt++)
+        for (int e = 0; e < 4; e++) {
+            int64_t r = r0 + gid + 8 * (e >> 1), c = c0 + nt * 8 + 2 * tig + (e & 1), i = by_query ? r : c, j = by_query ? c : r;
+            float p = 0.0f, ds = 0.0f;
+            if (i < a.T && j < a.T && j <= i && sft__cuda_attn_visible(a, b, i, j)) {
+                int64_t q = (b * a.Hq + h) * a.T + i;
+                p = expf(__fsub_rn(__fmul_rn(s[nt][e], a.scale), a.lse[q]));
+                ds = __fmul_rn(__fmul_rn(p, __fsub_rn(dp[nt][e], a.delta[q])), a.scale);
+            }
+            s[nt][e] = p; dp[nt][e] = ds;
+        }
+}
+
+/* dQ: a block per 64 query rows of (b, h) */
+template <int F16>
+static __global__ void __launch_bounds__(SFT__TC_THREADS) sft__cuda_fa_dq_kernel(sft__cuda_attn a) {
+    __shared__ __align__(16) uint16_t Qs[SFT__FA_ROWS * SFT__FA_LD], Os[SFT__FA_ROWS * SFT__FA_LD];
+    __shared__ __align__(16) uint16_t Ks[SFT__FA_TILE * SFT__FA_LD], Vs[SFT__FA_TILE * SFT__FA_LD];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3, Dp = (int)a.D;
+    const int64_t b = blockIdx.z, h = blockIdx.y, hk = h / a.group, i0 = (int64_t)blockIdx.x * SFT__FA_ROWS, wr = i0 + warp * 16;
+    const int64_t last = i0 + SFT__FA_ROWS - 1 < a.T - 1 ? i0 + SFT__FA_ROWS - 1 : a.T - 1;
+    float acc[SFT__FA_MAXD / 8][4];
+    int dt, nt, e;
+    for (dt = 0; dt < SFT__FA_MAXD / 8; dt++)
+        for (e = 0; e < 4; e++) acc[dt][e] = 0.0f;
+    sft__fa_load<F16>(Qs, SFT__FA_ROWS, a.q, a, b, i0, h, a.Hq, Dp);
+    sft__fa_load<F16>(Os, SFT__FA_ROWS, a.dout, a, b, i0, h, a.Hq, Dp);
+    for (int64_t j0 = 0; j0 <= last; j0 += SFT__FA_TILE) {
+        float s[4][4], dp[4][4];
+        __syncthreads();
+        sft__fa_load<F16>(Ks, SFT__FA_TILE, a.k, a, b, j0, hk, a.Hkv, Dp);
+        sft__fa_load<F16>(Vs, SFT__FA_TILE, a.v, a, b, j0, hk, a.Hkv, Dp);
+        __syncthreads();
+        for (nt = 0; nt < 4; nt++)
+            for (e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
+        sft__fa_rows_dot<F16, 4>(s, Qs, warp * 16, Ks, 0, Dp);
+        sft__fa_rows_dot<F16, 4>(dp, Os, warp * 16, Vs, 0, Dp);
+        sft__fa_p_ds(a, b, h, wr, j0, 1, s, dp);
+        sft__fa_p_v<F16>(acc, dp, Ks, Dp);   /* dQ += dS K */
+    }
+    for (dt = 0; dt < Dp / 8; dt++)
+        for (e = 0; e < 4; e++) {
+            int64_t i = wr + gid + 8 * (e >> 1);
+            float *dst = a.dq + (i < a.T ? sft__cuda_attn_row(a, b, i, h, a.Hq) : 0) + dt * 8 + 2 * tig + (e & 1);
+            if (i < a.T) *dst = __fadd_rn(*dst, acc[dt][e]);
+        }
+}
+
+/* dK, dV: a block per 64 key rows of (b, hk), over the group's query heads */
+template <int F16>
+static __global__ void __launch_bounds__(SFT__TC_THREADS) sft__cuda_fa_dkv_kernel(sft__cuda_attn a) {
+    __shared__ __align__(16) uint16_t Ks[SFT__FA_ROWS * SFT__FA_LD], Vs[SFT__FA_ROWS * SFT__FA_LD];
+    __shared__ __align__(16) uint16_t Qs[SFT__FA_TILE * SFT__FA_LD], Os[SFT__FA_TILE * SFT__FA_LD];
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3, Dp = (int)a.D;
+    const int64_t b = blockIdx.z, hk = blockIdx.y, j0 = (int64_t)blockIdx.x * SFT__FA_ROWS, wr = j0 + warp * 16;
+    float dk[SFT__FA_MAXD / 8][4], dv[SFT__FA_MAXD / 8][4];
+    int dt, nt, e;
+    for (dt = 0; dt < SFT__FA_MAXD / 8; dt++)
+        for (e = 0; e < 4; e++) dk[dt][e] = dv[dt][e] = 0.0f;
+    sft__fa_load<F16>(Ks, SFT__FA_ROWS, a.k, a, b, j0, hk, a.Hkv, Dp);
+    sft__fa_load<F16>(Vs, SFT__FA_ROWS, a.v, a, b, j0, hk, a.Hkv, Dp);
+    for (int64_t h = hk * a.group; h < (hk + 1) * a.group; h++)
+        for (int64_t q0 = j0 / SFT__FA_TILE * SFT__FA_TILE; q0 < a.T; q0 += SFT__FA_TILE) {
+            float s[4][4], dp[4][4];
+            __syncthreads();
+            sft__fa_load<F16>(Qs, SFT__FA_TILE, a.q, a, b, q0, h, a.Hq, Dp);
+            sft__fa_load<F16>(Os, SFT__FA_TILE, a.dout, a, b, q0, h, a.Hq, Dp);
+            __syncthreads();
+            for (nt = 0; nt < 4; nt++)
+                for (e = 0; e < 4; e++) s[nt][e] = dp[nt][e] = 0.0f;
+            sft__fa_rows_dot<F16, 4>(s, Ks, warp * 16, Qs, 0, Dp);    /* S^T = K Q^T */
+            sft__fa_rows_dot<F16, 4>(dp, Vs, warp * 16, Os, 0, Dp);   /* dP^T = V dO^T */
+            sft__fa_p_ds(a, b, h, wr, q0, 0, s, dp);
+            sft__fa_p_v<F16>(dv, s, Os, Dp);    /* dV += P^T dO */
+            sft__fa_p_v<F16>(dk, dp, Qs, Dp);   /* dK += dS^T Q */
+        }
+    for (dt = 0; dt < Dp / 8; dt++)
+        for (e = 0; e < 4; e++) {
+            int64_t j = wr + gid + 8 * (e >> 1), off;
+            if (j >= a.T) continue;
+            off = sft__cuda_attn_row(a, b, j, hk, a.Hkv) + dt * 8 + 2 * tig + (e & 1);
+            if (a.dk) a.dk[off] = __fadd_rn(a.dk[off], dk[dt][e]);
+            if (a.dv) a.dv[off] = __fadd_rn(a.dv[off], dv[dt][e]);
+        }
+}
+
+static dim3 sft__cuda_fa_grid(int64_t T, int64_t H, int64_t B) {
+    return dim3((unsigned)((T + SFT__FA_ROWS - 1) / SFT__FA_ROWS), (unsigned)H, (unsigned)B);
+}
+
 static sft_status sft__cuda_attention_fwd(sft_context *ctx, sft__node *n) {
     sft__cuda_attn a = sft__cuda_attn_of(n);
     SFT__TRY(sft__cuda_attn_check(n));
     if (ctx->plan_only || a.B * a.T * a.Hq == 0) return SFT_OK;
     if (a.B > 65535 || a.Hq > 65535) return sft__fail(SFT_ERR_LIMIT, "attention: batch %lld or heads %lld above 65535 on cuda", (long long)a.B, (long long)a.Hq);
     a.out = SFT__F(n->out); a.lse_out = SFT__F(n->saved);
+    if (sft__cuda_fa_ok(n)) {
+        if (n->i[1] == 2) SFT__LAUNCH(sft__cuda_fa_fwd_kernel<1>, sft__cuda_fa_grid(a.T, a.Hq, a.B), SFT__TC_THREADS, 0, a);
+        else SFT__LAUNCH(sft__cuda_fa_fwd_kernel<0>, sft__cuda_fa_grid(a.T, a.Hq, a.B), SFT__TC_THREADS, 0, a);
+        return sft__cuda_launched(n, "attention (tensor cores)");
+    }
     SFT__LAUNCH(sft__cuda_attn_fwd_kernel, sft__cuda_attn_grid(a.T, a.Hq, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
     return sft__cuda_launched(n, "attention");
 }
@@ -1492,12 +2172,16 @@ static sft_status sft__cuda_attention_bwd(sft_context *ctx, sft__node *n) {
     if (n->in[1]->requires_grad || n->in[2]->requires_grad) {
         a.dk = n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : NULL;
         a.dv = n->in[2]->requires_grad ? SFT__F(n->in[2]->grad) : NULL;
-        SFT__LAUNCH(sft__cuda_attn_dkv_kernel, sft__cuda_attn_grid(a.T, a.Hkv, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
+        if (sft__cuda_fa_ok(n) && n->i[1] == 2) SFT__LAUNCH(sft__cuda_fa_dkv_kernel<1>, sft__cuda_fa_grid(a.T, a.Hkv, a.B), SFT__TC_THREADS, 0, a);
+        else if (sft__cuda_fa_ok(n)) SFT__LAUNCH(sft__cuda_fa_dkv_kernel<0>, sft__cuda_fa_grid(a.T, a.Hkv, a.B), SFT__TC_THREADS, 0, a);
+        else SFT__LAUNCH(sft__cuda_attn_dkv_kernel, sft__cuda_attn_grid(a.T, a.Hkv, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
         SFT__TRY(sft__cuda_launched(n, "attention_dkv"));
     }
     if (n->in[0]->requires_grad) {
         a.dq = SFT__F(n->in[0]->grad);
-        SFT__LAUNCH(sft__cuda_attn_dq_kernel, sft__cuda_attn_grid(a.T, a.Hq, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
+        if (sft__cuda_fa_ok(n) && n->i[1] == 2) SFT__LAUNCH(sft__cuda_fa_dq_kernel<1>, sft__cuda_fa_grid(a.T, a.Hq, a.B), SFT__TC_THREADS, 0, a);
+        else if (sft__cuda_fa_ok(n)) SFT__LAUNCH(sft__cuda_fa_dq_kernel<0>, sft__cuda_fa_grid(a.T, a.Hq, a.B), SFT__TC_THREADS, 0, a);
+        else SFT__LAUNCH(sft__cuda_attn_dq_kernel, sft__cuda_attn_grid(a.T, a.Hq, a.B), 32 * SFT__CUDA_ATTN_WARPS, 0, a);
         SFT__TRY(sft__cuda_launched(n, "attention_dq"));
     }
     return SFT_OK;

@@ -54,6 +54,7 @@ typedef struct cli_opts {
     /* training */
     double      num_train_epochs, learning_rate, warmup_ratio, weight_decay, adam_beta1, adam_beta2, adam_epsilon;
     double      max_grad_norm, label_smoothing_factor, neftune_noise_alpha;
+    int         fp16, bf16;
     int         max_steps, per_device_train_batch_size, per_device_eval_batch_size, gradient_accumulation_steps;
     int         warmup_steps, seed, gradient_checkpointing, logging_steps, logging_nan_inf_filter, token_metrics;
     const char *lr_scheduler_type, *lr_scheduler_kwargs, *optim;
@@ -137,6 +138,9 @@ static const cli_flag cli_flags[] = {
     {"adam_beta2", CLI_REAL, O(adam_beta2), C_TRAIN, "0.999", "0.95", "AdamW beta2"},
     {"adam_epsilon", CLI_REAL, O(adam_epsilon), C_TRAIN, "1e-08", "1e-06", "AdamW epsilon"},
     {"max_grad_norm", CLI_REAL, O(max_grad_norm), C_TRAIN, "1", "0.5", "clip the gradient norm to this; 0 = no clipping"},
+    {"bf16", CLI_BOOL, O(bf16), C_TRAIN, "false", "true", "bf16 compute (the frozen base's GEMMs; unless --bnb_4bit_compute_dtype says otherwise)"},
+    {"fp16", CLI_BOOL, O(fp16), C_TRAIN, "false", "true",
+     "f16 compute with dynamic loss scaling as torch's GradScaler (--device cuda only, as transformers needs a GPU)"},
     {"optim", CLI_STR, O(optim), C_TRAIN | C_MEMORY, "adamw_torch_fused", "adamw_bnb_8bit",
      "adamw_torch, adamw_torch_fused, adamw_bnb_8bit, adamw_8bit, paged_adamw_8bit"},
     {"seed", CLI_INT, O(seed), C_TRAIN | C_STATS | C_GENERATE, "42", "7", "seeds shuffling, LoRA init, dropout, sampling"},
@@ -170,7 +174,8 @@ static const cli_flag cli_flags[] = {
     {"load_in_4bit", CLI_BOOL, O(load_in_4bit), C_TRAIN | C_MEMORY | C_GENERATE, "false", "true", "quantize the decoder's linears to 4 bits (QLoRA)"},
     {"bnb_4bit_quant_type", CLI_STR, O(bnb_4bit_quant_type), C_TRAIN | C_MEMORY | C_GENERATE, "nf4", "fp4", "nf4 or fp4"},
     {"bnb_4bit_compute_dtype", CLI_STR, O(bnb_4bit_compute_dtype), C_TRAIN | C_GENERATE, "auto", "float32",
-     "the frozen base's GEMMs: float32, bfloat16, or auto (bfloat16 where the CPU has AVX512-BF16)"},
+     "the frozen base's GEMMs: float32, bfloat16, float16 (--device cuda), or auto (--bf16/--fp16's, else bfloat16 where the CPU has "
+     "AVX512-BF16)"},
     {"bnb_4bit_use_double_quant", CLI_BOOL, O(bnb_4bit_use_double_quant), C_TRAIN | C_MEMORY | C_GENERATE, "false", "true",
      "quantize the block scales too"},
     /* generate and merge */
@@ -393,7 +398,7 @@ typedef struct cli_built {
     int              chat, keep_dtype;
     int              profile;
     const char      *chat_template_path;      /* read when the command runs */
-    int              compute_dtype_flag;      /* --bnb_4bit_compute_dtype: 0 auto, 1 float32, 2 bfloat16 */
+    int              compute_dtype_flag;      /* --bnb_4bit_compute_dtype: 0 auto, 1 float32, 2 bfloat16, 3 float16 */
 } cli_built;
 
 static int cli_kwargs(const char *text, sft_schedule_desc *k, cli_error *e) {
@@ -484,8 +489,12 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     if (!strcmp(o->bnb_4bit_compute_dtype, "auto")) b->compute_dtype_flag = 0;
     else if (!strcmp(o->bnb_4bit_compute_dtype, "float32")) b->compute_dtype_flag = 1;
     else if (!strcmp(o->bnb_4bit_compute_dtype, "bfloat16")) b->compute_dtype_flag = 2;
-    else return cli_fail(e, "--bnb_4bit_compute_dtype: expected float32, bfloat16 or auto, got '%s'", o->bnb_4bit_compute_dtype);
-    b->load.compute_dtype = b->compute_dtype_flag == 2 || (b->compute_dtype_flag == 0 && sft_cpu_has_bf16()) ? SFT_BF16 : SFT_F32;
+    else if (!strcmp(o->bnb_4bit_compute_dtype, "float16")) b->compute_dtype_flag = 3;
+    else return cli_fail(e, "--bnb_4bit_compute_dtype: expected float32, bfloat16, float16 or auto, got '%s'", o->bnb_4bit_compute_dtype);
+    if (o->fp16 && o->bf16) return cli_fail(e, "--fp16 and --bf16: choose one (transformers refuses both too)");
+    if (b->compute_dtype_flag == 0 && (o->fp16 || o->bf16)) b->compute_dtype_flag = o->fp16 ? 3 : 2;   /* mixed precision's type */
+    b->load.compute_dtype = b->compute_dtype_flag == 3 ? SFT_F16
+                          : b->compute_dtype_flag == 2 || (b->compute_dtype_flag == 0 && sft_cpu_has_bf16()) ? SFT_BF16 : SFT_F32;
     if ((command & (C_TRAIN | C_MEMORY)) && o->load_in_4bit && !o->use_peft)
         return cli_fail(e, "--load_in_4bit: a 4-bit base cannot be fine-tuned whole; add --use_peft");
     /* generation */
@@ -519,6 +528,7 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     t->warmup_steps = o->warmup_steps; t->warmup_ratio = o->warmup_ratio; t->weight_decay = o->weight_decay;
     t->adam_beta1 = o->adam_beta1; t->adam_beta2 = o->adam_beta2; t->adam_epsilon = o->adam_epsilon;
     t->max_grad_norm = o->max_grad_norm > 0.0 ? o->max_grad_norm : -1.0;      /* transformers: 0 = no clipping */
+    t->fp16 = o->fp16;                                                        /* GradScaler's loss scaling */
     if (sft_optim_from_name(o->optim, &t->optim) != SFT_OK) return cli_fail(e, "--%s", sft_last_error());
     t->full_finetuning = !o->use_peft;
     t->seed = (uint64_t)o->seed; t->gradient_checkpointing = o->gradient_checkpointing;

@@ -305,6 +305,7 @@ int main(int argc, char **argv) {
     CU_RUN(inputs_on_different_devices_are_rejected);
     cuda_ops_tests();
     cuda_layer_tests();
+    cuda_tc_tests();
     cuda_model_tests();
     for (i = 0; i < cu_n_sums; i++) {
         printf("checksum %s %s %016llx\n", cu_sums[i].libm ? "libm" : "exact", cu_sums[i].name, (unsigned long long)cu_sums[i].hash);

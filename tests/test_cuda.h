@@ -56,6 +56,7 @@ int cu_fail_malloc_after(long long n);
 void cuda_ops_tests(void);
 void cuda_layer_tests(void);
 void cuda_model_tests(void);
+void cuda_tc_tests(void);
 /* CU_RUN: run a test and record its checksum. CU_RUN marks a test whose
    device results are the same bits on a GPU as in the emulator (IEEE
    arithmetic only); CU_RUN_LIBM one that calls expf, logf, cosf or sinf, whose

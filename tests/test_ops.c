@@ -779,7 +779,7 @@ static void attention_gradients_match_finite_differences(void) {
    within a tile, across tiles (skipped tiles) and over sequence ids that come
    back (tested key by key); gradients by finite differences, any thread count */
 static void attention_windows_and_soft_caps_match_reference(void) {
-    static sft_attention_desc ds[4] = {{0.0f, 3, 0.0f}, {0.0f, 0, 0.8f}, {0.7f, 4, 0.9f}, {0.0f, 70, 1.5f}};
+    static sft_attention_desc ds[4] = {{0.0f, 3, 0.0f, SFT_F32}, {0.0f, 0, 0.8f, SFT_F32}, {0.7f, 4, 0.9f, SFT_F32}, {0.0f, 70, 1.5f, SFT_F32}};
     int variant;
     for (variant = 0; variant < 6; variant++) {
         t_case c = t_case_attention(variant != 1, variant & 2 ? 6 : 2, 2);

@@ -879,6 +879,110 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* fp16's loss scaling: sft_grad_scaler against torch.amp.GradScaler driven by
+   real overflowing gradients (tests/fixtures/amp/grad_scaler.json, written by
+   tools/make_grad_scaler_fixture.py): the scale after every step, the growth
+   tracker and which steps were skipped, exactly. */
+static void grad_scaler_follows_torch(void) {
+    sft_context *ctx = t_context(1);
+    sft_json *j = t_json_file(ctx, "tests/fixtures/amp/grad_scaler.json");
+    const sft_json *cases = j ? sft_json_get(j, "cases") : NULL;
+    size_t c;
+    CHECK(cases && cases->length == 4);
+    for (c = 0; cases && c < cases->length; c++) {
+        const sft_json *cs = &cases->items[c], *bad[2], *skipped = sft_json_get(cs, "skipped");
+        const sft_json *scales = sft_json_get(cs, "scales"), *trackers = sft_json_get(cs, "growth_trackers");
+        const sft_json *changes = sft_json_get(cs, "changes");
+        const char *name = sft_json_get(cs, "name")->string;
+        int64_t steps = (int64_t)t_num(cs, "steps", 0), step, b;
+        size_t next_change = 0, next_skip = 0, k;
+        float want = (float)t_num(cs, "init_scale", 0);
+        sft_grad_scaler sc;
+        bad[0] = sft_json_get(cs, "inf_steps"); bad[1] = sft_json_get(cs, "nan_steps");
+        sft_grad_scaler_init(&sc, t_num(cs, "init_scale", 0), (int64_t)t_num(cs, "growth_interval", 0));
+        for (step = 1; step <= steps; step++) {
+            int found_inf = 0;
+            for (b = 0; b < 2; b++)
+                for (k = 0; k < bad[b]->length; k++) found_inf |= (int64_t)bad[b]->items[k].number == step;
+            /* torch skips exactly the steps whose gradients overflowed */
+            if (next_skip < skipped->length && (int64_t)skipped->items[next_skip].number == step) { CHECK(found_inf); next_skip++; }
+            else CHECK(!found_inf);
+            sft_grad_scaler_update(&sc, found_inf);
+            if (scales) {
+                want = (float)scales->items[step - 1].number;
+                if (sc.growth_tracker != (int64_t)trackers->items[step - 1].number) {
+                    CHECK_MSG(0, "%s step %lld: growth tracker %lld, torch %lld", name, (long long)step, (long long)sc.growth_tracker,
+                              (long long)trackers->items[step - 1].number);
+                    break;
+                }
+            } else if (next_change < changes->length && (int64_t)changes->items[next_change].items[0].number == step)
+                want = (float)changes->items[next_change++].items[1].number;
+            if (sc.scale != want) { CHECK_MSG(0, "%s step %lld: scale %.9g, torch %.9g", name, (long long)step, sc.scale, want); break; }
+        }
+        CHECK(next_skip == skipped->length);
+        if (changes) {
+            CHECK(next_change == changes->length);
+            CHECK(sc.scale == (float)t_num(cs, "final_scale", 0));
+            CHECK(sc.growth_tracker == (int64_t)t_num(cs, "final_growth_tracker", -1));
+        }
+    }
+    sft_json_free(j);
+    sft_context_destroy(ctx);
+}
+
+/* fp16 has no CPU path (transformers refuses --fp16 without a GPU too): a CPU
+   model with compute_dtype f16, or a CPU trainer with fp16, gets
+   SFT_ERR_UNSUPPORTED naming the way out; a CPU layer made with f16 refuses its
+   forward. */
+static void fp16_is_refused_on_the_cpu(void) {
+    sft_context *ctx = t_context(1);
+    sft_load_desc ld;
+    sft_model *m = NULL, *lm = t_lora_model(ctx);
+    sft_tokenizer *tok = NULL;
+    sft_dataset *ds = NULL;
+    sft_trainer *tr = NULL;
+    sft_train_config c;
+    sft_linear_desc d;
+    sft_linear *l = NULL;
+    sft_tensor *w = NULL, *x = NULL, *y = NULL;
+    int64_t ws[2] = {4, 3}, xs[2] = {2, 3};
+    memset(&ld, 0, sizeof ld);
+    ld.compute_dtype = SFT_F16;
+    CHECK_STATUS(sft_model_load(ctx, "tests/fixtures/models/qwen2", &ld, &m), SFT_ERR_UNSUPPORTED);
+    CHECK_ERROR_MENTIONS("CUDA device");
+    if (lm) { CHECK_STATUS(sft_model_set_compute_dtype(lm, SFT_F16), SFT_ERR_UNSUPPORTED); }
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    if (tok) ds = t_rows(ctx, tok, 4);
+    if (lm && ds) {
+        memset(&c, 0, sizeof c);
+        c.fp16 = 1;
+        CHECK_STATUS(sft_trainer_create(lm, ds, &c, &tr), SFT_ERR_UNSUPPORTED); CHECK_ERROR_MENTIONS("fp16");
+        memset(&c, 0, sizeof c);
+        c.loss_scale_growth_interval = -1;
+        CHECK_STATUS(sft_trainer_create(lm, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("loss_scale_growth_interval");
+    }
+    CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, ws, &w));
+    CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, xs, &x));
+    if (w && x) {
+        memset(w->data, 0, 48); memset(x->data, 0, 24);
+        memset(&d, 0, sizeof d);
+        d.weight = w; d.compute_dtype = SFT_F16;
+        CHECK_OK(sft_linear_create(ctx, &d, &l));
+        if (l) {
+            CHECK_STATUS(sft_linear_forward(ctx, l, x, NULL, &y), SFT_ERR_UNSUPPORTED); CHECK_ERROR_MENTIONS("float16");
+            CHECK_STATUS(sft_linear_set_compute_dtype(l, SFT_F16), SFT_ERR_UNSUPPORTED);
+            CHECK_OK(sft_linear_set_compute_dtype(l, SFT_BF16));
+            CHECK_OK(sft_linear_forward(ctx, l, x, NULL, &y));
+        } else sft_tensor_destroy(w);
+    }
+    sft_linear_destroy(l);
+    sft_tensor_destroy(x);
+    sft_dataset_destroy(ds);
+    sft_tokenizer_destroy(tok);
+    sft_model_destroy(lm);
+    sft_context_destroy(ctx);
+}
+
 void suite_trainer(void) {
     RUN(prompt_tuning_trains_through_the_loop);
     RUN(neftune_adds_noise_in_training_only_keyed_by_its_seed);
@@ -898,4 +1002,6 @@ void suite_trainer(void) {
     RUN(adamw_8bit_run_matches_trl);
     RUN(gradient_accumulation_equals_one_big_batch);
     RUN(bad_training_settings_are_refused);
+    RUN(grad_scaler_follows_torch);
+    RUN(fp16_is_refused_on_the_cpu);
 }

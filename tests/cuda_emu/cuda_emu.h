@@ -16,8 +16,10 @@
                      their order, and so their rounding, changes run to run)
      intrinsics      __fadd_rn __fmul_rn __fmaf_rn __dadd_rn __dmul_rn __expf rsqrtf
                      __float_as_uint ...
-     bf16            __nv_bfloat16 with round-to-nearest-even conversions
-     tensor cores    mma.sync.m16n8k16 bf16 (a functional model, see mma_tile)
+     bf16, fp16      __nv_bfloat16 and __half with round-to-nearest-even conversions
+     tensor cores    mma.sync.m16n8k16 bf16 and f16 (a functional model, see
+                     mma_tile), ldmatrix.x1/x2/x4 (.trans), cp.async with
+                     commit/wait groups (see "ldmatrix and cp.async" below)
      runtime         cudaMalloc/Free/Memcpy/Memset(+Async), cudaMemGetInfo,
                      cudaGetLastError, ... on an emulated device of
                      CUDA_EMU_MEMORY_MB (default 16384) MiB
@@ -62,8 +64,8 @@
      fmaf, sqrtf, division and conversions are the IEEE operations a GPU does
      (build with -ffp-contract=off so the host compiler fuses nothing).
      Static __shared__ arrays are function statics: not poisoned between blocks.
-     Not emulated: inline PTX other than mma.sync m16n8k16 (ldmatrix, cp.async,
-     wgmma, TMA), nvcuda::wmma, cuBLAS/cuBLASLt (sft_cuda.cuh runs its reference
+     Not emulated: inline PTX other than mma.sync m16n8k16, ldmatrix and
+     cp.async (wgmma, TMA, ...), nvcuda::wmma, cuBLAS/cuBLASLt (sft_cuda.cuh runs its reference
      GEMM kernel instead), concurrent streams, textures, grid-wide sync,
      device-side malloc, printf formatting differences. */
 #ifndef CUDA_EMU_H
@@ -170,10 +172,15 @@ __asm__(".text\n"
 #endif
 
 enum { T_RUN, T_BAR, T_WARP, T_DONE };
-enum { W_SYNC, W_IDX, W_UP, W_DOWN, W_XOR, W_BALLOT, W_ANY, W_ALL, W_RADD, W_RMIN, W_RMAX, W_MMA };
+enum { W_SYNC, W_IDX, W_UP, W_DOWN, W_XOR, W_BALLOT, W_ANY, W_ALL, W_RADD, W_RMIN, W_RMAX, W_MMA, W_LDM };
 
-/* one lane's operands of an emulated mma.sync (see mma_m16n8k16_bf16 below) */
-struct mma_args { const uint32_t *a, *b; const float *c; float *d; };
+/* one lane's operands of an emulated mma.sync (see mma_m16n8k16_bf16 below);
+   f16: the halves are IEEE binary16, else bf16 */
+struct mma_args { const uint32_t *a, *b; const float *c; float *d; int f16; };
+/* one lane's ldmatrix: the row address it supplies, where its registers go */
+struct ldm_args { const void *row; uint32_t *out; int num, trans; };
+/* one cp.async copy, done when its group is waited for */
+struct cp_copy { void *dst; const void *src; int bytes, src_bytes; };
 enum { SCHED_FORWARD, SCHED_REVERSE, SCHED_RANDOM };
 
 struct thread_t {
@@ -187,6 +194,8 @@ struct thread_t {
     int linear, state;
     const char *file; int line;            /* where it waits                      */
     int op; unsigned mask; uint64_t val; int arg, width; uint64_t res;
+    std::vector<cp_copy> cp_open;                  /* cp.async copies not yet committed */
+    std::vector<std::vector<cp_copy>> cp_groups;   /* committed groups, oldest first   */
 };
 
 struct state_t {
@@ -214,6 +223,7 @@ struct state_t {
 };
 inline state_t g;
 inline void host_access(bool on);   /* device memory: see "device memory" below */
+inline bool device_range(const void *p, size_t n);
 
 [[noreturn]] __attribute__((format(printf, 1, 2))) inline void die(const char *fmt, ...) {
     va_list ap;
@@ -279,6 +289,8 @@ inline void fiber_main(void) {
     thread_t *t = g.cur;
     asan_finish(nullptr, &g.main_stack_lo, &g.main_stack_size);
     g.body();
+    if (!t->cp_open.empty() || !t->cp_groups.empty())
+        die("thread %d returned with cp.async copies it never waited for (cp.async.wait_group / wait_all)", t->linear);
     t->state = T_DONE;
     asan_start(nullptr, g.main_stack_lo, g.main_stack_size);   /* this fiber is over */
 #ifdef CUDA_EMU_ASM_SWITCH
@@ -320,6 +332,11 @@ inline void stacks_reserve(int n) {
 inline void fiber_init(thread_t *t, int i) {
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     t->stack_lo = g.stacks + (size_t)i * g.stack_stride + page;
+#ifdef CUDA_EMU_ASAN
+    /* a fiber that ended left its frames' redzones poisoned on this reused
+       stack (it never returns through them); start clean */
+    __asan_unpoison_memory_region(t->stack_lo, g.stack_size);
+#endif
 #ifdef CUDA_EMU_ASM_SWITCH
     /* the frame cuda_emu_switch pops: control words, r15..rbp, then the return
        address (fiber_main), above it a zero return address for fiber_main (which
@@ -382,7 +399,21 @@ inline float bf16_bits_to_float(uint32_t h) {
     return f;
 }
 
-/* mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 for a whole warp, with the
+/* IEEE binary16 bits -> float (exact) */
+inline float f16_bits_to_float(uint32_t h) {
+    uint32_t sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, u;
+    float f;
+    if (e == 0x1f) u = sign | 0x7f800000u | (m << 13);                     /* inf, NaN */
+    else if (e) u = sign | ((e + 112u) << 23) | (m << 13);                 /* normal */
+    else {                                                                  /* zero, subnormal: m 2^-24 */
+        f = (float)m * 5.9604644775390625e-8f;
+        return sign ? -f : f;
+    }
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 for a whole warp, with the
    fragment layout of the PTX ISA (groupID = lane >> 2, tig = lane % 4):
      A 16x16, 4 regs of 2 bf16 (low half first): a_i at row gid + 8*((i>>1)&1),
               col 2*tig + (i&1) + 8*(i>>2)
@@ -396,8 +427,11 @@ inline void mma_tile(thread_t *th, unsigned mask) {
     for (int l = 0; l < 32; l++) {
         const mma_args *m = (const mma_args *)(uintptr_t)th[l].val;
         int gid = l >> 2, tig = l & 3;
-        for (int i = 0; i < 8; i++) A[gid + 8 * ((i >> 1) & 1)][2 * tig + (i & 1) + 8 * (i >> 2)] = bf16_bits_to_float(m->a[i >> 1] >> (16 * (i & 1)));
-        for (int i = 0; i < 4; i++) B[2 * tig + (i & 1) + 8 * (i >> 1)][gid] = bf16_bits_to_float(m->b[i >> 1] >> (16 * (i & 1)));
+        float (*half)(uint32_t) = m->f16 ? f16_bits_to_float : bf16_bits_to_float;
+        if (m->f16 != ((const mma_args *)(uintptr_t)th[0].val)->f16)
+            die("lanes 0 and %d of one mma.sync name different types (bf16 and f16)", l);
+        for (int i = 0; i < 8; i++) A[gid + 8 * ((i >> 1) & 1)][2 * tig + (i & 1) + 8 * (i >> 2)] = half((m->a[i >> 1] >> (16 * (i & 1))) & 0xffffu);
+        for (int i = 0; i < 4; i++) B[2 * tig + (i & 1) + 8 * (i >> 1)][gid] = half((m->b[i >> 1] >> (16 * (i & 1))) & 0xffffu);
         for (int i = 0; i < 4; i++) Cm[gid + 8 * (i >> 1)][2 * tig + (i & 1)] = m->c[i];
     }
     for (int l = 0; l < 32; l++) {
@@ -412,6 +446,33 @@ inline void mma_tile(thread_t *th, unsigned mask) {
     }
 }
 
+/* ldmatrix.sync.aligned.m8n8.x{1,2,4}[.trans].shared.b16 for a whole warp:
+   matrix i (of num) has its 8 rows at the addresses lanes 8i .. 8i+7 supply
+   (16 bytes each, 16-byte aligned). Register i of lane l receives matrix i's
+   row l/4, columns 2 (l%4) and 2 (l%4) + 1 (the first in the low half); with
+   .trans the transposed matrix's, i.e. column l/4, rows 2 (l%4) and 2 (l%4) + 1. */
+inline void ldmatrix_tile(thread_t *th, unsigned mask) {
+    uint16_t Mx[4][8][8];
+    const ldm_args *m0 = (const ldm_args *)(uintptr_t)th[0].val;
+    int num = m0->num, trans = m0->trans;
+    if (mask != 0xffffffffu) die("ldmatrix needs all 32 lanes (mask 0x%08x)", mask);
+    for (int l = 0; l < 32; l++) {
+        const ldm_args *m = (const ldm_args *)(uintptr_t)th[l].val;
+        if (m->num != num || m->trans != trans) die("lanes 0 and %d of one ldmatrix name different shapes", l);
+        if (l >= 8 * num) continue;   /* lanes past the matrices supply no address */
+        if (!m->row || (uintptr_t)m->row % 16)
+            die("thread %d (%s:%d): ldmatrix row address %p is not 16-byte aligned", th[l].linear, th[l].file, th[l].line, m->row);
+        memcpy(Mx[l / 8][l % 8], m->row, 16);
+    }
+    for (int l = 0; l < 32; l++) {
+        const ldm_args *m = (const ldm_args *)(uintptr_t)th[l].val;
+        int r = l / 4, c = 2 * (l % 4);
+        for (int i = 0; i < num; i++)
+            m->out[i] = trans ? (uint32_t)Mx[i][c][r] | ((uint32_t)Mx[i][c + 1][r] << 16)
+                              : (uint32_t)Mx[i][r][c] | ((uint32_t)Mx[i][r][c + 1] << 16);
+    }
+}
+
 inline void complete_warp(int w0, unsigned mask) {
     thread_t *th = &g.threads[(size_t)w0];
     int op = -1;
@@ -422,8 +483,9 @@ inline void complete_warp(int w0, unsigned mask) {
             if (th[j].val) ballot |= 1ull << j;
             sum += (uint32_t)th[j].val;
         }
-    if (op == W_MMA) {
-        mma_tile(th, mask);
+    if (op == W_MMA || op == W_LDM) {
+        if (op == W_MMA) mma_tile(th, mask);
+        else ldmatrix_tile(th, mask);
         for (int j = 0; j < 32; j++) th[j].state = T_RUN;
         return;
     }
@@ -673,8 +735,64 @@ template <typename T> inline T reduce_minmax(int op, unsigned mask, T v, const c
     return (T)(uint32_t)wait(T_WARP, op, mask, (uint32_t)v, std::is_signed<T>::value, 32, f, l);
 }
 inline void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4], const char *f, int l) {
-    mma_args m = {a, b, c, d};
+    mma_args m = {a, b, c, d, 0};
     (void)wait(T_WARP, W_MMA, 0xffffffffu, (uint64_t)(uintptr_t)&m, 0, 32, f, l);
+}
+inline void mma_m16n8k16_f16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4], const char *f, int l) {
+    mma_args m = {a, b, c, d, 1};
+    (void)wait(T_WARP, W_MMA, 0xffffffffu, (uint64_t)(uintptr_t)&m, 0, 32, f, l);
+}
+
+/* ---- ldmatrix and cp.async ------------------------------------------------------
+   ldmatrix (num = 1, 2 or 4 matrices; see ldmatrix_tile) is a warp collective:
+   every lane waits until all 32 arrive, then all registers are filled at once.
+   cp.async copies 4, 8 or 16 bytes from global to shared memory (src_bytes <
+   bytes: the rest zero-filled, as the src-size operand does). The copy is
+   only recorded; commit_group closes the thread's open copies into a group, and
+   wait_group(n) performs every group but the n newest (wait_all: every copy,
+   committed or not). So shared memory read before the wait still holds what
+   was there (0xFF bytes in dynamic shared memory): a missing wait shows as
+   wrong results, a missing __syncthreads after it as a race between schedules.
+   A thread that returns with copies never waited for stops the run. */
+inline void ldmatrix(uint32_t *out, const void *row, int num, int trans, const char *f, int l) {
+    ldm_args m = {row, out, num, trans};
+    (void)wait(T_WARP, W_LDM, 0xffffffffu, (uint64_t)(uintptr_t)&m, 0, 32, f, l);
+}
+inline void cp_async(void *dst, const void *src, int bytes, int src_bytes, const char *f, int l) {
+    require_kernel("cp.async");
+    thread_t *t = g.cur;
+    if (bytes != 4 && bytes != 8 && bytes != 16) die("thread %d (%s:%d): cp.async of %d bytes (4, 8 or 16)", t->linear, f, l, bytes);
+    if (src_bytes < 0 || src_bytes > bytes) die("thread %d (%s:%d): cp.async src-size %d of %d", t->linear, f, l, src_bytes, bytes);
+    if ((uintptr_t)dst % (uintptr_t)bytes || (src_bytes && (uintptr_t)src % (uintptr_t)bytes))
+        die("thread %d (%s:%d): cp.async of %d bytes from %p to %p is not aligned to its size", t->linear, f, l, bytes, src, dst);
+    if (src_bytes && !device_range(src, (size_t)src_bytes))
+        die("thread %d (%s:%d): cp.async reads %p, not %d bytes of one device allocation", t->linear, f, l, src, src_bytes);
+    t->cp_open.push_back(cp_copy{dst, src, bytes, src_bytes});
+}
+inline void cp_perform(const std::vector<cp_copy> &v) {
+    for (const cp_copy &c : v) {
+        if (c.src_bytes) memcpy(c.dst, c.src, (size_t)c.src_bytes);
+        memset((char *)c.dst + c.src_bytes, 0, (size_t)(c.bytes - c.src_bytes));
+    }
+}
+inline void cp_async_commit(void) {
+    require_kernel("cp.async.commit_group");
+    thread_t *t = g.cur;
+    t->cp_groups.push_back(std::move(t->cp_open));   /* an empty group too, as PTX allows */
+    t->cp_open.clear();
+}
+inline void cp_async_wait(int newest_left) {
+    require_kernel("cp.async.wait_group");
+    thread_t *t = g.cur;
+    while ((int)t->cp_groups.size() > newest_left) {
+        cp_perform(t->cp_groups.front());
+        t->cp_groups.erase(t->cp_groups.begin());
+    }
+}
+inline void cp_async_wait_all(void) {
+    require_kernel("cp.async.wait_all");
+    cp_async_commit();
+    cp_async_wait(0);
 }
 } /* namespace cuda_emu */
 
@@ -762,6 +880,31 @@ inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { __nv_bfloat162 r
 inline float __low2float(__nv_bfloat162 v) { return __bfloat162float(v.x); }
 inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.__x; }
 inline float __high2float(__nv_bfloat162 v) { return __bfloat162float(v.y); }
+
+/* ---- fp16: storage type with the CUDA conversion semantics ------------------------
+   __float2half_rn rounds to nearest even, with subnormals, overflow to inf
+   (a value at or past 65520 after rounding) and NaN kept NaN. */
+struct __half { unsigned short __x; };
+inline __half __float2half_rn(float f) {
+    uint32_t u = __float_as_uint(f), sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    __half r;
+    if (a > 0x7f800000u) { r.__x = (unsigned short)(sign | 0x7fffu); return r; }       /* NaN (CUDA's canonical one) */
+    if (a >= 0x477ff000u) { r.__x = (unsigned short)(sign | 0x7c00u); return r; }      /* >= 65520: inf */
+    if (a < 0x38800000u) {                                                              /* below 2^-14: subnormal */
+        float q = fabsf(f) * 16777216.0f;                                               /* in units of 2^-24, exact */
+        r.__x = (unsigned short)(sign | (uint32_t)nearbyintf(q));                       /* ties to even (default mode) */
+        return r;
+    }
+    uint32_t e = (a >> 23) - 112u, m = a & 0x7fffffu, h = (e << 10) | (m >> 13), rest = m & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
+    r.__x = (unsigned short)(sign | h);
+    return r;
+}
+inline __half __float2half(float f) { return __float2half_rn(f); }
+inline float __half2float(__half h) { return cuda_emu::f16_bits_to_float(h.__x); }
+inline unsigned short __half_as_ushort(__half h) { return h.__x; }
+inline __half __ushort_as_half(unsigned short x) { __half h; h.__x = x; return h; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short x) { __nv_bfloat16 b; b.__x = x; return b; }
 
 /* ---- runtime --------------------------------------------------------------------- */
 inline cudaError_t cuda_emu_set(cudaError_t e) { if (e != cudaSuccess) cuda_emu::g.last_error = e; return e; }

@@ -5,9 +5,10 @@
 #
 #   1. build: build/test_cuda and build/sft_cuda for this GPU's architecture only,
 #      and the emulator's build/test_cuda_emu, side by side
-#   2. the CUDA tests on the GPU with cuBLASLt (the bounds hold), then again with
-#      SFT_CUDA_GEMM=reference, whose per-test checksums must equal the
-#      emulator's for every test marked "exact" (no libm function involved:
+#   2. the CUDA tests on the GPU with cuBLASLt and the tensor cores (the bounds
+#      hold), then again with SFT_CUDA_GEMM=reference (CUDA cores only), whose
+#      per-test checksums must equal the emulator's (run the same way) for every
+#      test marked "exact" (no libm function and no tensor core involved:
 #      expf/logf/cosf on a GPU differ from the host's by a few ulp, so tests
 #      marked "libm" are reported, not required)
 #   3. compute-sanitizer memcheck, racecheck and synccheck over the operator and
@@ -52,7 +53,7 @@ wait $emu_pid || status=1
 step run_gpu 120 ./build/test_cuda || status=1
 tail -n 1 "$OUT/run_gpu.log" | tee -a "$OUT/summary.txt"
 step run_gpu_reference 180 env SFT_CUDA_GEMM=reference ./build/test_cuda || status=1
-step run_emu 240 ./build/test_cuda_emu || status=1
+step run_emu 240 env SFT_CUDA_GEMM=reference ./build/test_cuda_emu || status=1
 grep '^checksum exact ' "$OUT/run_gpu_reference.log" > "$OUT/gpu.exact"
 grep '^checksum exact ' "$OUT/run_emu.log" > "$OUT/emu.exact"
 if [ -s "$OUT/emu.exact" ] && cmp -s "$OUT/gpu.exact" "$OUT/emu.exact"; then

@@ -4,11 +4,12 @@
      make cuda-emu      builds it with g++ (-DCUDA_EMU) and runs it first
      build/test_emu [substring]
 
-   Collectives, barriers and the tensor-core model are compared with C code
+   Collectives, barriers, the tensor-core model (mma bf16 and f16, ldmatrix,
+   cp.async) and the f16 conversions are compared with C code
    that computes what the CUDA documentation says they return; the checks the
    emulator makes (a barrier in divergent code, a shuffle with an exited lane,
-   a host pointer given to a kernel, a host read of device memory, a copy past
-   an allocation, an injected cudaMalloc failure) each run in a child process
+   a host pointer given to a kernel, a host read of device memory, a cp.async
+   never waited for, a copy past an allocation, an injected cudaMalloc failure) each run in a child process
    that must stop (or fail) with the expected message. */
 #include <cuda_runtime.h>
 #include <signal.h>
@@ -153,6 +154,144 @@ static void mma_model_computes_the_tile_from_ptx_fragments(void) {
     cudaFree(dA); cudaFree(dB); cudaFree(dC); cudaFree(dD);
 }
 
+/* the same tile with f16 operands (k/16 with |k| < 128 is exact in f16 too) */
+static __device__ unsigned pack2h(float lo, float hi) {
+    return (unsigned)__half_as_ushort(__float2half_rn(lo)) | ((unsigned)__half_as_ushort(__float2half_rn(hi)) << 16);
+}
+
+static __global__ void mma_f16_kernel(float *D, const float *A, const float *B, const float *C) {
+    int lane = threadIdx.x, gid = lane >> 2, tig = lane & 3;
+    uint32_t a[4], b[2];
+    float c[4], d[4];
+    for (int r = 0; r < 4; r++) {
+        int row = gid + 8 * (r & 1), col = 2 * tig + 8 * (r >> 1);
+        a[r] = pack2h(A[row * 16 + col], A[row * 16 + col + 1]);
+    }
+    for (int r = 0; r < 2; r++) {
+        int k = 2 * tig + 8 * r;
+        b[r] = pack2h(B[k * 8 + gid], B[(k + 1) * 8 + gid]);
+    }
+    for (int i = 0; i < 4; i++) c[i] = C[(gid + 8 * (i >> 1)) * 8 + 2 * tig + (i & 1)];
+    cuda_emu::mma_m16n8k16_f16(d, a, b, c, __FILE__, __LINE__);
+    for (int i = 0; i < 4; i++) D[(gid + 8 * (i >> 1)) * 8 + 2 * tig + (i & 1)] = d[i];
+}
+
+static void mma_f16_model_computes_the_tile_from_ptx_fragments(void) {
+    std::vector<float> A(256), B(128), C(128);
+    uint64_t s = 11;
+    for (auto *v : {&A, &B, &C})
+        for (auto &x : *v) { s = s * 6364136223846793005ull + 1442695040888963407ull; x = (float)((int)(s >> 40) % 255 - 127) / 16.0f; }
+    float *dA = to_dev(A), *dB = to_dev(B), *dC = to_dev(C), *dD = to_dev(std::vector<float>(128, 0.0f));
+    cuda_emu::launch(mma_f16_kernel, dim3(1), dim3(32), 0, 0, dD, (const float *)dA, (const float *)dB, (const float *)dC);
+    std::vector<float> got = to_host(dD, 128);
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 8; c++) {
+            float acc = C[r * 8 + c];
+            for (int k = 0; k < 16; k++) acc += A[r * 16 + k] * B[k * 8 + c];
+            EXPECT(got[r * 8 + c] == acc, "D[%d][%d] = %g, want %g", r, c, got[r * 8 + c], acc);
+        }
+    cudaFree(dA); cudaFree(dB); cudaFree(dC); cudaFree(dD);
+}
+
+/* f16 conversions: every finite half survives float and back; the midpoint of
+   two neighbours goes to the even one; 65520 and beyond become inf. */
+static void f16_conversions_round_to_nearest_even(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        if ((h & 0x7c00u) == 0x7c00u) continue;   /* inf and NaN */
+        float f = __half2float(__ushort_as_half((unsigned short)h));
+        if (__half_as_ushort(__float2half_rn(f)) != h && bad++ < 3) EXPECT(0, "half 0x%04x -> %g -> 0x%04x", h, f, __half_as_ushort(__float2half_rn(f)));
+        if ((h & 0x7fffu) < 0x7bffu) {   /* the midpoint to the next half up (in magnitude) */
+            float g = __half2float(__ushort_as_half((unsigned short)(h + 1))), mid = (float)(((double)f + (double)g) / 2.0);
+            uint32_t want = (h & 1u) ? h + 1 : h;
+            if (__half_as_ushort(__float2half_rn(mid)) != want && bad++ < 3)
+                EXPECT(0, "midpoint %g of 0x%04x and 0x%04x -> 0x%04x, want 0x%04x", mid, h, h + 1, __half_as_ushort(__float2half_rn(mid)), want);
+        }
+    }
+    EXPECT(__half_as_ushort(__float2half_rn(65519.0f)) == 0x7bffu, "65519 -> 0x%04x", __half_as_ushort(__float2half_rn(65519.0f)));
+    EXPECT(__half_as_ushort(__float2half_rn(65520.0f)) == 0x7c00u, "65520 -> 0x%04x", __half_as_ushort(__float2half_rn(65520.0f)));
+    EXPECT(__half_as_ushort(__float2half_rn(-1e30f)) == 0xfc00u, "-1e30 -> 0x%04x", __half_as_ushort(__float2half_rn(-1e30f)));
+    EXPECT(__half2float(__float2half_rn(NAN)) != __half2float(__float2half_rn(NAN)), "NaN stays NaN");
+    EXPECT(bad == 0, "%d conversions wrong", bad);
+}
+
+/* ---------------------------------------------------------------------------
+   ldmatrix: a 32 x 8 table of 16-bit values in shared memory; lane l supplies
+   the address of table row perm(l) (any order is allowed); each register of
+   each lane is compared with the documented rule. */
+
+static __global__ void ldmatrix_kernel(uint32_t *out, const uint16_t *table, int num, int trans) {
+    __shared__ __align__(16) uint16_t sh[32 * 8];
+    int lane = threadIdx.x;
+    for (int i = 0; i < 8; i++) sh[lane * 8 + i] = table[lane * 8 + i];
+    __syncwarp();
+    uint32_t r[4] = {0, 0, 0, 0};
+    cuda_emu::ldmatrix(r, &sh[((lane * 13 + 5) % 32) * 8], num, trans, __FILE__, __LINE__);
+    for (int i = 0; i < 4; i++) out[lane * 4 + i] = r[i];
+}
+
+static void ldmatrix_fills_registers_as_documented(void) {
+    std::vector<uint16_t> table(256);
+    for (int i = 0; i < 256; i++) table[i] = (uint16_t)(1000 + i * 7);
+    uint16_t *dt = to_dev(table);
+    for (int num = 1; num <= 4; num *= 2)
+        for (int trans = 0; trans < 2; trans++) {
+            uint32_t *d = to_dev(std::vector<uint32_t>(128, 0));
+            cuda_emu::launch(ldmatrix_kernel, dim3(1), dim3(32), 0, 0, d, (const uint16_t *)dt, num, trans);
+            std::vector<uint32_t> got = to_host(d, 128);
+            for (int l = 0; l < 32; l++)
+                for (int i = 0; i < num; i++) {
+                    /* matrix i, row j: the table row lane 8 i + j pointed at */
+                    auto at = [&](int row, int col) { return (uint32_t)table[(size_t)((((8 * i + row) * 13 + 5) % 32) * 8 + col)]; };
+                    int r = l / 4, c = 2 * (l % 4);
+                    uint32_t want = trans ? at(c, r) | (at(c + 1, r) << 16) : at(r, c) | (at(r, c + 1) << 16);
+                    EXPECT(got[(size_t)(l * 4 + i)] == want, "x%d%s lane %d register %d: 0x%08x, want 0x%08x", num, trans ? ".trans" : "", l, i,
+                           got[(size_t)(l * 4 + i)], want);
+                }
+            cudaFree(d);
+        }
+    cudaFree(dt);
+}
+
+/* ---------------------------------------------------------------------------
+   cp.async: copies land at the wait, not before; wait_group(1) leaves the
+   newest group pending; a short src-size zero-fills the rest. */
+
+static __global__ void cp_async_kernel(float *out, const float *src) {
+    float *sh = cuda_emu::dyn_shared<float>();   /* 3 x 32 x 4 floats of dynamic shared memory, 0xFF bytes (NaN) at the start */
+    int t = threadIdx.x;
+    cuda_emu::cp_async(&sh[t * 4], &src[t * 4], 16, 16, __FILE__, __LINE__);           /* group 0 */
+    cuda_emu::cp_async_commit();
+    cuda_emu::cp_async(&sh[128 + t * 4], &src[128 + t * 4], 16, 16, __FILE__, __LINE__); /* group 1 */
+    cuda_emu::cp_async_commit();
+    cuda_emu::cp_async(&sh[256 + t * 4], &src[256 + t * 4], 16, 8, __FILE__, __LINE__);  /* 8 bytes, then zeros */
+    out[t] = sh[t * 4];                  /* before any wait: still the fill */
+    cuda_emu::cp_async_wait(1);          /* group 0 done; group 1 and the open copy pending */
+    out[32 + t] = sh[t * 4];
+    out[64 + t] = sh[128 + t * 4];
+    cuda_emu::cp_async_wait_all();
+    out[96 + t] = sh[128 + t * 4];
+    out[128 + t] = sh[256 + t * 4 + 1];
+    out[160 + t] = sh[256 + t * 4 + 2];
+}
+
+static void cp_async_copies_land_at_the_wait(void) {
+    std::vector<float> src(384);
+    for (int i = 0; i < 384; i++) src[i] = (float)(i + 1);
+    float *ds = to_dev(src), *d = to_dev(std::vector<float>(192, 0.0f));
+    cuda_emu::launch(cp_async_kernel, dim3(1), dim3(32), 384 * sizeof(float), 0, d, (const float *)ds);
+    std::vector<float> got = to_host(d, 192);
+    for (int t = 0; t < 32; t++) {
+        EXPECT(got[(size_t)t] != got[(size_t)t], "lane %d: read before the wait saw %g (want the NaN fill)", t, got[(size_t)t]);
+        EXPECT(got[(size_t)(32 + t)] == src[(size_t)(t * 4)], "lane %d: group 0 after wait_group 1: %g", t, got[(size_t)(32 + t)]);
+        EXPECT(got[(size_t)(64 + t)] != got[(size_t)(64 + t)], "lane %d: group 1 landed before its wait (%g)", t, got[(size_t)(64 + t)]);
+        EXPECT(got[(size_t)(96 + t)] == src[(size_t)(128 + t * 4)], "lane %d: group 1 after wait_all: %g", t, got[(size_t)(96 + t)]);
+        EXPECT(got[(size_t)(128 + t)] == src[(size_t)(256 + t * 4 + 1)], "lane %d: src-size 8, second float %g", t, got[(size_t)(128 + t)]);
+        EXPECT(got[(size_t)(160 + t)] == 0.0f, "lane %d: src-size 8, third float %g (want 0)", t, got[(size_t)(160 + t)]);
+    }
+    cudaFree(ds); cudaFree(d);
+}
+
 /* ---------------------------------------------------------------------------
    Schedules: a kernel that reads another warp's shared value without a
    barrier gives different results under the forward and reverse schedules;
@@ -243,6 +382,11 @@ static __global__ void shuffle_after_exit_kernel(float *x, int n) {
 
 static __global__ void copy_kernel(float *dst, const float *src) { dst[threadIdx.x] = src[threadIdx.x]; }
 
+static __global__ void unwaited_cp_async_kernel(const float *src) {
+    __shared__ __align__(16) float sh[32 * 4];
+    cuda_emu::cp_async(&sh[threadIdx.x * 4], &src[threadIdx.x * 4], 16, 16, __FILE__, __LINE__);
+}
+
 static void bug(int which) {
     float *d = nullptr, host[64] = {0};
     cudaMalloc((void **)&d, sizeof host);
@@ -252,18 +396,19 @@ static void bug(int which) {
     case 2: cuda_emu::launch(shuffle_after_exit_kernel, dim3(1), dim3(32), 0, 0, d, 20); break;
     case 3: cuda_emu::launch(copy_kernel, dim3(1), dim3(64), 0, 0, d, (const float *)host); break;
     case 4: fprintf(stderr, "read %g\n", (double)d[3]); break;   /* a host read of device memory */
-    case 5: cuda_emu::launch(copy_kernel, dim3(1), dim3(65), 0, 0, d, (const float *)d); break;   /* one past the end */
+    case 5: cuda_emu::launch(unwaited_cp_async_kernel, dim3(1), dim3(16), 0, 0, (const float *)d); break;
+    case 6: cuda_emu::launch(copy_kernel, dim3(1), dim3(65), 0, 0, d, (const float *)d); break;   /* one past the end */
     }
     _exit(0);
 }
 
 static void bugs_stop_with_a_message_naming_them(void) {
-    static const char *const want[6] = {"different __syncthreads", "had exited", "can never join", "not device memory", "signal 11",
-                                        "use-after-poison"};   /* ASan's word for a poisoned gap */
+    static const char *const want[7] = {"different __syncthreads", "had exited", "can never join", "not device memory", "signal 11",
+                                        "never waited for", "use-after-poison"};   /* ASan's word for a poisoned gap */
 #ifdef CUDA_EMU_ASAN
-    const int cases = 6;   /* an overrun needs AddressSanitizer to be seen */
+    const int cases = 7;   /* an overrun needs AddressSanitizer to be seen */
 #else
-    const int cases = 5;
+    const int cases = 6;
 #endif
     for (int which = 0; which < cases; which++) {
         int fd[2], status = 0;
@@ -303,6 +448,10 @@ int main(int argc, char **argv) {
     RUN(warp_collectives_follow_the_documented_rules);
     RUN(block_barriers_count_and_or_and_share_memory);
     RUN(mma_model_computes_the_tile_from_ptx_fragments);
+    RUN(mma_f16_model_computes_the_tile_from_ptx_fragments);
+    RUN(f16_conversions_round_to_nearest_even);
+    RUN(ldmatrix_fills_registers_as_documented);
+    RUN(cp_async_copies_land_at_the_wait);
     RUN(a_missing_barrier_changes_results_between_schedules);
     RUN(device_memory_is_counted_and_failures_can_be_injected);
     RUN(bugs_stop_with_a_message_naming_them);
