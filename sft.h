@@ -86,7 +86,7 @@
        public API
          status and errors, context, memory accounting, profiling, CPU code
          path, files,
-         JSON, tensors, safetensors, autograd, operators, quantization, LoRA
+         JSON, tensors, safetensors, GGUF, autograd, operators, quantization, LoRA
          layers, prompt tuning, tokenizer, chat templates, models, data,
          optimizer and schedules, trainer, random numbers, CUDA seam
        implementation
@@ -103,6 +103,7 @@
          tensor                      creation, dtypes, half floats, conversion
          json                        strict parser, shortest-round-trip writer
          safetensors                 checked reader (mmap), writer
+         GGUF                        checked reader (mmap), ggml's dequantization, writer
          random numbers              Philox-4x32-10, keys
          autograd: nodes and the tape (profiling, what dies after backward),
                   checkpointed segments
@@ -120,8 +121,9 @@
          ops                         the public operators: checks, dispatch
          peft: Linear4bit, LoRA layers, prompt tuning (the public calls)
          tokenizer: Unicode tables, hash maps, split patterns, the byte-level
-                  alphabet, loading tokenizer.json, NFC, encode, decode
-         model: config.json, weights (shards, bitsandbytes 4-bit), forward,
+                  alphabet, GGUF files, loading tokenizer.json, NFC, encode, decode
+         model: config.json, weights (shards, bitsandbytes 4-bit), GGUF files
+                  (config, weights, GGUF LoRA and model export), forward,
                   PEFT adapter files, prompt tuning
          generate                    KV-cache decoding, sampling, generation_config.json
          templates: Jinja for chat templates: lexer, parser, values,
@@ -967,7 +969,9 @@ SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_
 
 typedef struct sft_tokenizer sft_tokenizer;
 
-/* sft_tokenizer_load: path is a directory holding tokenizer.json (and, if
+/* sft_tokenizer_load: path is a llama.cpp .gguf file (the tokenizer of its
+   tokenizer.ggml.* metadata and its tokenizer.chat_template, see "GGUF"), or
+   a directory holding tokenizer.json (and, if
    present, tokenizer_config.json for the special tokens, add_bos_token/
    add_eos_token and chat_template, and the chat template files, see "chat
    templates") or the tokenizer.json file itself. A model
@@ -1147,8 +1151,10 @@ typedef struct sft_load_desc {
 
 typedef struct sft_model sft_model;
 
-/* sft_model_load: read a model directory (see above). On failure *out is NULL
-   and the message names the file and the field or tensor. */
+/* sft_model_load: read a model directory (see above), or a llama.cpp .gguf file
+   (see "GGUF": architectures llama, qwen2, qwen3; desc applies as for a
+   folder). On failure *out is NULL and the message names the file and the
+   field or tensor. */
 SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_load_desc *desc, sft_model **out);
 SFTDEF void       sft_model_destroy(sft_model *m);
 SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m);
@@ -1238,6 +1244,13 @@ SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const c
    = scaling * r since llama.cpp scales by alpha / r), not DoRA. Written through
    sft_file_write_atomic. */
 SFTDEF sft_status sft_model_save_adapter_gguf(sft_model *m, const char *name, const char *path, int ggml_type);
+/* sft_model_save_gguf: the model's dense weights (merge adapters into them first
+   with sft_linear_merge to export a fine-tuned model) as a GGUF model file, each
+   2-dim weight as ggml_type SFT_GGML_F16, SFT_GGML_BF16 or SFT_GGML_Q8_0 (norms
+   and biases F32), with the metadata (tokenizer, chat template, sizes) of the
+   GGUF file the model was loaded from: a model loaded from a .gguf path and
+   dense (quant NONE). */
+SFTDEF sft_status sft_model_save_gguf(sft_model *m, const char *path, int ggml_type);
 
 /* Generation: one sequence, a KV cache per layer, greedy or sampled. */
 typedef struct sft_generate_desc {
@@ -14705,6 +14718,25 @@ static const char *sft__gguf_arch_of_model(const sft_model *m) {
     return NULL;
 }
 
+/* a CPU f32 copy of t, an f32, bf16 or f16 tensor (freed by the caller) */
+static sft_status sft__host_f32_any(sft_context *ctx, const sft_tensor *t, float **out) {
+    sft_tensor *f = NULL;
+    size_t n = (size_t)sft_tensor_numel(t);
+    sft_status s;
+    if (t->dtype == SFT_F32 || t->device != SFT_DEVICE_CPU) {
+        *out = (float *)sft__alloc(ctx, (n ? n : 1) * sizeof(float));
+        if (!*out) return sft__fail(SFT_ERR_NOMEM, "gguf export: %zu values", n);
+        if (t->dtype != SFT_F32) { sft__free(ctx, *out); *out = NULL; return sft__fail(SFT_ERR_DTYPE, "gguf export: not an f32 tensor on the device"); }
+        return sft__device_copy(*out, SFT_DEVICE_CPU, t->data, t->device, n * sizeof(float));
+    }
+    SFT__TRY(sft_tensor_convert(ctx, t, SFT_F32, &f));
+    *out = (float *)sft__alloc(ctx, (n ? n : 1) * sizeof(float));
+    s = *out ? SFT_OK : sft__fail(SFT_ERR_NOMEM, "gguf export: %zu values", n);
+    if (s == SFT_OK) memcpy(*out, f->data, n * sizeof(float));
+    sft_tensor_destroy(f);
+    return s;
+}
+
 /* a CPU f32 copy of t (freed by the caller) */
 static sft_status sft__host_f32(sft_context *ctx, const sft_tensor *t, float **out) {
     size_t n = (size_t)sft_tensor_numel(t);
@@ -14796,6 +14828,100 @@ done:
     sft__free(m->ctx, names);
     return s;
 }
+
+/* --- the model as a GGUF file ----------------------------------------------------
+   Every dense weight under llama.cpp's name (q and k rows interleaved again for
+   the llama architecture), the 2-dim ones as ggml_type and the norms and biases
+   as F32 (as convert_hf_to_gguf.py keeps them), with the metadata of the GGUF
+   file the model was loaded from (its tokenizer, chat template, sizes), less
+   general.alignment, and general.file_type set to the new type. */
+
+/* the source file's metadata as writer entries (strings and string arrays
+   pointing into f); *names holds the string arrays' pointer lists */
+static sft_status sft__gguf_copy_kvs(sft_context *ctx, const sft_gguf *f, sft_gguf_kv *out, int *n_out, const char ***names) {
+    size_t total = 0, used = 0;
+    int i, n = 0;
+    for (i = 0; i < f->n_kv; i++) if (f->kv[i].type == SFT_GGUF_ARRAY && f->kv[i].elem == SFT_GGUF_STRING) total += (size_t)f->kv[i].n;
+    *names = (const char **)sft__alloc(ctx, (total ? total : 1) * sizeof(char *));
+    if (!*names) return sft__fail(SFT_ERR_NOMEM, "gguf export: metadata");
+    for (i = 0; i < f->n_kv; i++) {
+        const sft__gguf_kv *kv = &f->kv[i];
+        sft_gguf_kv *o = &out[n];
+        uint64_t k;
+        if (strcmp(kv->key, "general.alignment") == 0 || strcmp(kv->key, "general.file_type") == 0) continue;
+        o->key = kv->key; o->type = kv->type; o->elem_type = kv->type == SFT_GGUF_ARRAY ? kv->elem : SFT_GGUF_UINT8; o->n = kv->n;
+        if (kv->elem != SFT_GGUF_STRING) o->data = kv->p;
+        else if (kv->type != SFT_GGUF_ARRAY) o->data = f->strings + kv->str[0];
+        else {
+            for (k = 0; k < kv->n; k++) (*names)[used + k] = f->strings + kv->str[2 * k];
+            o->data = *names + used;
+            used += (size_t)kv->n;
+        }
+        n++;
+    }
+    *n_out = n;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_model_save_gguf(sft_model *m, const char *path, int ggml_type) {
+    sft_gguf *src = NULL;
+    sft_gguf_kv *kvs = NULL;
+    sft_gguf_entry *e = NULL;
+    const char **strs = NULL;
+    char *names = NULL, name[SFT_WEIGHT_NAME_MAX];
+    sft_tensor *t;
+    uint32_t file_type = ggml_type == SFT_GGML_F16 ? 1u : ggml_type == SFT_GGML_BF16 ? 32u : 7u;
+    int i, n = 0, n_kv = 0, max = 0, role, permute;
+    sft_status s = SFT_OK;
+    if (!m || !path) return sft__fail(SFT_ERR_ARG, "sft_model_save_gguf: NULL argument");
+    if (ggml_type != SFT_GGML_F16 && ggml_type != SFT_GGML_BF16 && ggml_type != SFT_GGML_Q8_0)
+        return sft__fail(SFT_ERR_ARG, "sft_model_save_gguf: type %d (SFT_GGML_F16, SFT_GGML_BF16 or SFT_GGML_Q8_0)", ggml_type);
+    if (!sft_gguf_is_gguf(m->dir))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_gguf: %s is not a GGUF file (its tokenizer metadata is copied from there)", m->dir);
+    for (i = 0; sft_model_weight_at(m, i, name, &t); i++) {
+        if (!t && strstr(name, ".bias")) continue;
+        if (!t) return sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_gguf: '%s' is 4-bit (load the model dense to export it)", name);
+        if (t->device != SFT_DEVICE_CPU) return sft__fail(SFT_ERR_DEVICE, "sft_model_save_gguf: '%s' is not on the CPU", name);
+        max++;
+    }
+    SFT__TRY(sft_gguf_open(m->ctx, m->dir, &src));
+    permute = sft__gguf_arch_of_model(m) && strcmp(sft__gguf_arch_of_model(m), "llama") == 0;
+    kvs = (sft_gguf_kv *)sft__calloc(m->ctx, (size_t)src->n_kv + 1, sizeof *kvs);
+    e = (sft_gguf_entry *)sft__calloc(m->ctx, (size_t)max + 1, sizeof *e);
+    names = (char *)sft__alloc(m->ctx, (size_t)max * 64 + 1);
+    if (!kvs || !e || !names) s = sft__fail(SFT_ERR_NOMEM, "sft_model_save_gguf: %s", path);
+    if (s == SFT_OK) s = sft__gguf_copy_kvs(m->ctx, src, kvs, &n_kv, &strs);
+    if (s == SFT_OK) {
+        kvs[n_kv].key = "general.file_type"; kvs[n_kv].type = SFT_GGUF_UINT32; kvs[n_kv].data = &file_type;
+        n_kv++;
+    }
+    for (i = 0; s == SFT_OK && sft_model_weight_at(m, i, name, &t); i++) {
+        float *x = NULL;
+        int d;
+        if (!t) continue;
+        sft__gguf_name(name, names + (size_t)n * 64, 64, &role);
+        if (!names[(size_t)n * 64]) { s = sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_gguf: no GGUF name for '%s'", name); break; }
+        if ((s = sft__host_f32_any(m->ctx, t, &x)) != SFT_OK) break;
+        if (role >= 0 && permute)
+            s = sft__gguf_permute(m->ctx, x, t->shape[0], t->ndim == 2 ? t->shape[1] : 1,
+                                  role == SFT__Q ? m->cfg.num_attention_heads : m->cfg.num_key_value_heads);
+        e[n].name = names + (size_t)n * 64;
+        e[n].type = t->ndim == 2 ? ggml_type : SFT_GGML_F32;
+        e[n].ndim = t->ndim;
+        for (d = 0; d < 4; d++) e[n].ne[d] = d < t->ndim ? t->shape[t->ndim - 1 - d] : 1;
+        e[n].data = x;
+        n++;
+    }
+    if (s == SFT_OK) s = sft_gguf_save(m->ctx, path, kvs, n_kv, e, n);
+    for (i = 0; e && i < n; i++) sft__free(m->ctx, (void *)(uintptr_t)e[i].data);
+    sft__free(m->ctx, e);
+    sft__free(m->ctx, names);
+    sft__free(m->ctx, kvs);
+    sft__free(m->ctx, (void *)strs);
+    sft_gguf_close(src);
+    return s;
+}
+
 
 
 

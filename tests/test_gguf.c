@@ -375,6 +375,52 @@ static void gguf_lora_export_is_the_file_gguf_py_read_back(void) {
     sft_context_destroy(ctx);
 }
 
+/* base + adapter merged and written as a GGUF model (F16, BF16, Q8_0): it loads
+   back with its tokenizer and gives the logits of the model with the adapter,
+   within the rounding of the type */
+static void gguf_merged_model_loads_back_with_the_adapter_s_logits(void) {
+    static const int types[3] = {SFT_GGML_F16, SFT_GGML_BF16, SFT_GGML_Q8_0};
+    static const double tols[3] = {2e-3, 2e-2, 5e-2};   /* the tiny model's weights are large: rounding adds up */
+    static const char *const projs[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    sft_context *ctx = t_context(2);
+    sft_model *m = NULL, *back = NULL;
+    sft_tensor *ids = NULL, *want = NULL, *got = NULL;
+    sft_st_file *f = NULL;
+    sft_tokenizer *tok = NULL;
+    const char *name = "default";
+    char path[512];
+    int k, layer, p;
+    CHECK_OK(sft_st_open(ctx, T_GFIX "logits.safetensors", &f));
+    if (f) CHECK_OK(sft_st_load(ctx, f, "ids", &ids));
+    CHECK_OK(sft_model_load(ctx, T_GFIX "tiny_f32.gguf", NULL, &m));
+    if (m) CHECK_OK(sft_model_load_adapter(m, T_GFIX "adapter", name));
+    if (!m || !ids) goto done;
+    sft_step_begin(ctx);
+    t_logits(ctx, m, ids, &want);
+    for (layer = 0; layer < 2; layer++)
+        for (p = 0; p < 7; p++) CHECK_OK(sft_linear_merge(sft_model_linear(m, layer, projs[p]), &name, 1));
+    for (k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/merged_%d.gguf", t_tmpdir(), k);
+        CHECK_OK(sft_model_save_gguf(m, path, types[k]));
+        CHECK_OK(sft_model_load(ctx, path, NULL, &back));
+        if (!back) continue;
+        sft_step_begin(ctx);
+        t_logits(ctx, back, ids, &got);
+        if (got && want) CHECK_REL(sft_gguf_type_name(types[k]), (const float *)got->data, (const float *)want->data, sft_tensor_numel(want), tols[k]);
+        sft_tensor_destroy(got); got = NULL;
+        sft_model_destroy(back); back = NULL;
+    }
+    CHECK_OK(sft_tokenizer_load(ctx, path, &tok));   /* the metadata came along */
+    CHECK(tok && sft_tokenizer_get_info(tok).chat_template != NULL && sft_tokenizer_vocab_size(tok) == sft_model_get_config(m)->vocab_size);
+    sft_tokenizer_destroy(tok);
+    CHECK_STATUS(sft_model_save_gguf(m, path, SFT_GGML_Q4_0), SFT_ERR_ARG);
+done:
+    sft_tensor_destroy(want); sft_tensor_destroy(ids);
+    sft_model_destroy(m);
+    sft_st_close(f);
+    sft_context_destroy(ctx);
+}
+
 /* the GGUF architecture and tokenizer model this build does not read: a clear status */
 static void gguf_refuses_what_it_does_not_read(void) {
     sft_context *ctx = t_context(1);
@@ -409,5 +455,6 @@ void suite_gguf(void) {
     RUN(gguf_tokenizers_give_transformers_ids);
     RUN(gguf_tokenizer_reads_special_ids_and_the_chat_template);
     RUN(gguf_lora_export_is_the_file_gguf_py_read_back);
+    RUN(gguf_merged_model_loads_back_with_the_adapter_s_logits);
     RUN(gguf_refuses_what_it_does_not_read);
 }

@@ -216,9 +216,12 @@ def lora(model):
                 p.normal_(0, 0.05)
     ad = os.path.join(OUT, "adapter")
     pm.save_pretrained(ad)
+    if os.path.exists(os.path.join(ad, "README.md")):
+        os.remove(os.path.join(ad, "README.md"))     # PEFT's model card template
     cfgp = os.path.join(ad, "adapter_config.json")
     c = json.load(open(cfgp))
     c["base_model_name_or_path"] = "tests/fixtures/gguf/tiny"
+    c["target_modules"] = sorted(c["target_modules"])   # PEFT writes a set in hash order
     json.dump(c, open(cfgp, "w"), indent=2, sort_keys=True)
     out = os.path.join(OUT, "lora.gguf")
     subprocess.run([os.path.join(ROOT, "build", "sft"), "export", "--model_name_or_path", os.path.join(OUT, "tiny_f32.gguf"), "--adapter", ad,
