@@ -4908,6 +4908,26 @@ static sft_status sft__gguf_place(sft_gguf *f, size_t data_start) {
     return s;
 }
 
+static int sft__gguf_name_cmp(const void *a, const void *b) {
+    return strcmp((*(const sft_gguf_tensor *const *)a)->name, (*(const sft_gguf_tensor *const *)b)->name);
+}
+
+/* no tensor name twice (sorted, neighbours compared) */
+static sft_status sft__gguf_unique_names(sft_gguf *f) {
+    const sft_gguf_tensor **order;
+    sft_status s = SFT_OK;
+    int i;
+    if (f->n_tensors < 2) return SFT_OK;
+    order = (const sft_gguf_tensor **)sft__alloc(f->ctx, (size_t)f->n_tensors * sizeof *order);
+    if (!order) return sft__fail(SFT_ERR_NOMEM, "%s: tensor names", f->path);
+    for (i = 0; i < f->n_tensors; i++) order[i] = &f->tensors[i];
+    qsort(order, (size_t)f->n_tensors, sizeof *order, sft__gguf_name_cmp);
+    for (i = 1; i < f->n_tensors && s == SFT_OK; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) s = sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s' is listed twice", f->path, order[i]->name);
+    sft__free(f->ctx, order);
+    return s;
+}
+
 static sft_status sft__gguf_parse(sft_gguf *f) {
     sft__gguf_cur c;
     uint64_t n_tensors, n_kv, *name_off = NULL;
@@ -4934,16 +4954,17 @@ static sft_status sft__gguf_parse(sft_gguf *f) {
     for (i = 0; i < (int)n_tensors && s == SFT_OK; i++) { s = sft__gguf_read_tensor(&c, &f->tensors[i], &name_off[i]); f->n_tensors = i + 1; }
     /* the strings are in place now: offsets become pointers */
     for (i = 0; i < f->n_kv; i++) {
-        f->kv[i].key = f->strings + (uintptr_t)f->kv[i].key;
+        f->kv[i].key = f->strings ? f->strings + (uintptr_t)f->kv[i].key : "";
         if (f->kv[i].str) {
             size_t at = (size_t)(uintptr_t)f->kv[i].str - 1;
-            f->kv[i].str = f->offsets + at;   /* pairs (offset, length) */
+            f->kv[i].str = f->offsets && at < f->n_offsets ? f->offsets + at : NULL;   /* pairs (offset, length) */
             f->kv[i].str_len = NULL;
         }
     }
     for (i = 0; i < f->n_tensors; i++) f->tensors[i].name = f->strings ? f->strings + name_off[i] : "";
     sft__free(f->ctx, name_off);
     if (s != SFT_OK) return s;
+    SFT__TRY(sft__gguf_unique_names(f));
     {
         int64_t a;
         f->alignment = 32;
@@ -4952,12 +4973,6 @@ static sft_status sft__gguf_parse(sft_gguf *f) {
                 return sft__fail(SFT_ERR_FORMAT, "%s: general.alignment is %lld (a power of two is needed)", f->path, (long long)a);
             f->alignment = (uint32_t)a;
         }
-    }
-    for (i = 0; i < f->n_tensors; i++) {
-        int j;
-        for (j = 0; j < i; j++)
-            if (strcmp(f->tensors[i].name, f->tensors[j].name) == 0)
-                return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s' is listed twice", f->path, f->tensors[i].name);
     }
     data_start = (c.pos + f->alignment - 1) / f->alignment * f->alignment;
     if (data_start > f->size) data_start = f->size;

@@ -184,6 +184,30 @@ static void gguf_rejects_truncated_and_malformed_files(void) {
         CHECK(sft_gguf_open(ctx, path, &g) != SFT_OK);
         free(copy);
     }
+    {   /* a tensor name listed twice; a tensor's data past the end of the file */
+        const float row[32] = {0};
+        sft_gguf_entry e[2];
+        char *bytes = NULL, *p;
+        size_t n = 0;
+        sft_buf b;
+        memset(e, 0, sizeof e);
+        e[0].name = "xa"; e[1].name = "xb";
+        e[0].type = e[1].type = SFT_GGML_F32; e[0].ndim = e[1].ndim = 1; e[0].ne[0] = e[1].ne[0] = 32; e[0].data = e[1].data = row;
+        CHECK_OK(sft_gguf_save(ctx, path, NULL, 0, e, 2));
+        CHECK_OK(sft_file_read(ctx, path, 0, &bytes, &n));
+        for (p = bytes; bytes && p + 2 < bytes + n && memcmp(p, "xb", 2) != 0; p++) {}
+        if (bytes && p + 2 < bytes + n) {
+            p[1] = 'a';
+            b.data = bytes; b.len = n;
+            CHECK_OK(sft_file_write_atomic(ctx, path, &b, 1));
+            CHECK_STATUS(sft_gguf_open(ctx, path, &g), SFT_ERR_FORMAT); CHECK_ERROR_MENTIONS("twice");
+            p[1] = 'b';
+            b.len = n - 64;   /* the second tensor's data cut off: its range ends past the file */
+            CHECK_OK(sft_file_write_atomic(ctx, path, &b, 1));
+            CHECK_STATUS(sft_gguf_open(ctx, path, &g), SFT_ERR_FORMAT); CHECK_ERROR_MENTIONS("'xb'");
+        } else CHECK_MSG(0, "no tensor name in the file");
+        sft_free(ctx, bytes);
+    }
     CHECK(!sft_gguf_is_gguf(T_GFIX "dequant.safetensors") && sft_gguf_is_gguf(T_GFIX "dequant.gguf"));
     CHECK_STATUS(sft_gguf_open(ctx, T_GFIX "missing.gguf", &g), SFT_ERR_IO);
     sft_free(ctx, data);
