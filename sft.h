@@ -14557,7 +14557,6 @@ static sft_status sft__gguf_config_json(sft_context *ctx, const sft_gguf *f, con
     if (!embd || embd->ndim != 2) return sft__fail(SFT_ERR_FORMAT, "%s: no 2-dim token_embd.weight", path);
     if (sft_gguf_find_tensor(f, "rope_freqs.weight"))
         return sft__fail(SFT_ERR_UNSUPPORTED, "%s: rope_freqs.weight (Llama 3.1-style RoPE scaling) is not supported in GGUF files", path);
-    if (sft_gguf_get_str(f, "llama.rope.scaling.type", &scaling, NULL) != SFT_OK) { sft_clear_error(); scaling = NULL; }
     {
         char key[96];
         snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
