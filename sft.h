@@ -86,7 +86,7 @@
        public API
          status and errors, context, memory accounting, profiling, CPU code
          path, files,
-         JSON, tensors, safetensors, autograd, operators, quantization, LoRA
+         JSON, tensors, safetensors, GGUF, autograd, operators, quantization, LoRA
          layers, prompt tuning, tokenizer, chat templates, models, data,
          optimizer and schedules, trainer, random numbers, CUDA seam
        implementation
@@ -104,6 +104,7 @@
          tensor                      creation, dtypes, half floats, conversion
          json                        strict parser, shortest-round-trip writer
          safetensors                 checked reader (mmap), writer
+         GGUF                        checked reader (mmap), ggml's dequantization, writer
          random numbers              Philox-4x32-10, keys
          autograd: nodes and the tape (profiling, what dies after backward),
                   checkpointed segments
@@ -121,8 +122,9 @@
          ops                         the public operators: checks, dispatch
          peft: Linear4bit, LoRA layers, prompt tuning (the public calls)
          tokenizer: Unicode tables, hash maps, split patterns, the byte-level
-                  alphabet, loading tokenizer.json, NFC, encode, decode
-         model: config.json, weights (shards, bitsandbytes 4-bit), forward,
+                  alphabet, GGUF files, loading tokenizer.json, NFC, encode, decode
+         model: config.json, weights (shards, bitsandbytes 4-bit), GGUF files
+                  (config, weights, GGUF LoRA and model export), forward,
                   PEFT adapter files, prompt tuning
          generate                    KV-cache decoding, sampling, generation_config.json
          templates: Jinja for chat templates: lexer, parser, values,
@@ -516,6 +518,102 @@ SFTDEF sft_status sft_st_save(sft_context *ctx, const char *path, const sft_st_e
 SFTDEF sft_st_entry sft_st_entry_from_tensor(const char *name, const sft_tensor *t);
 
 /* ============================================================================
+   === GGUF
+   llama.cpp's model files (GGUF v2 and v3, little-endian). The reader maps the
+   file and checks everything against it before handing anything out: the
+   counts, every string and array length, each metadata value's type, each
+   tensor's dims, type and byte range (aligned, inside the data area, no two
+   overlapping). Tensors of type F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+   Q4_K, Q5_K and Q6_K dequantize to f32 exactly as ggml's reference code does
+   (same operations in the same order, so bit for bit); other types fail with
+   SFT_ERR_UNSUPPORTED naming the tensor and type. sft_model_load and
+   sft_tokenizer_load take a .gguf path as they take a folder (see "models").
+   The writer lays out files as gguf-py's GGUFWriter does (metadata, tensor
+   infos, data aligned to general.alignment = 32), through
+   sft_file_write_atomic. Shapes are in ggml's order: ne[0] is the length of a
+   row (the last dimension of the PyTorch shape). */
+
+typedef enum sft_gguf_type {       /* metadata value types, as numbered in the file */
+    SFT_GGUF_UINT8 = 0, SFT_GGUF_INT8, SFT_GGUF_UINT16, SFT_GGUF_INT16, SFT_GGUF_UINT32, SFT_GGUF_INT32,
+    SFT_GGUF_FLOAT32, SFT_GGUF_BOOL, SFT_GGUF_STRING, SFT_GGUF_ARRAY, SFT_GGUF_UINT64, SFT_GGUF_INT64,
+    SFT_GGUF_FLOAT64, SFT_GGUF_TYPE_COUNT
+} sft_gguf_type;
+
+/* ggml tensor types this build reads (the numbers are ggml's) */
+enum {
+    SFT_GGML_F32 = 0, SFT_GGML_F16 = 1, SFT_GGML_Q4_0 = 2, SFT_GGML_Q4_1 = 3, SFT_GGML_Q5_0 = 6, SFT_GGML_Q5_1 = 7,
+    SFT_GGML_Q8_0 = 8, SFT_GGML_Q4_K = 12, SFT_GGML_Q5_K = 13, SFT_GGML_Q6_K = 14, SFT_GGML_BF16 = 30
+};
+
+typedef struct sft_gguf sft_gguf;
+
+typedef struct sft_gguf_tensor {
+    const char *name;
+    int         type;       /* a ggml type (SFT_GGML_*; others are listed but do not load) */
+    int         ndim;       /* 1..4 */
+    int64_t     ne[4];      /* ggml order: ne[0] is the row length; unused dims 1 */
+    uint64_t    offset;     /* of the data, from the start of the file */
+    uint64_t    nbytes;
+    const void *data;       /* in the mapping; valid until close */
+} sft_gguf_tensor;
+
+SFTDEF sft_status sft_gguf_open(sft_context *ctx, const char *path, sft_gguf **out);
+SFTDEF void       sft_gguf_close(sft_gguf *f);
+/* sft_gguf_is_gguf: 1 when path is a regular file that starts with "GGUF". */
+SFTDEF int        sft_gguf_is_gguf(const char *path);
+SFTDEF int                    sft_gguf_tensor_count(const sft_gguf *f);
+SFTDEF const sft_gguf_tensor *sft_gguf_tensor_at(const sft_gguf *f, int index);   /* file order */
+SFTDEF const sft_gguf_tensor *sft_gguf_find_tensor(const sft_gguf *f, const char *name);
+/* sft_gguf_type_name: "Q4_K", "F16", ... ("?" for a type this build does not know) */
+SFTDEF const char *sft_gguf_type_name(int ggml_type);
+/* sft_gguf_dequantize: tensor t's ne[0]*ne[1]*ne[2]*ne[3] values as f32 into out. */
+SFTDEF sft_status sft_gguf_dequantize(const sft_gguf_tensor *t, float *out);
+/* sft_gguf_load: tensor name as a new persistent f32 tensor with the PyTorch
+   shape (ggml's ne reversed). */
+SFTDEF sft_status sft_gguf_load(sft_context *ctx, const sft_gguf *f, const char *name, sft_tensor **out);
+
+/* Metadata. sft_gguf_key_count / sft_gguf_key_at enumerate the keys (file
+   order); sft_gguf_kv_type gives a key's type (and an array's element type and
+   length), SFT_ERR_NOT_FOUND when absent. The getters convert: _int takes any
+   integer type or bool, _float any number; a value of another type fails with
+   SFT_ERR_FORMAT naming the key. Strings are NUL-terminated copies owned by f
+   (a string holding a NUL byte reads as its prefix; _str's len says the whole). */
+SFTDEF int         sft_gguf_key_count(const sft_gguf *f);
+SFTDEF const char *sft_gguf_key_at(const sft_gguf *f, int index);
+SFTDEF sft_status  sft_gguf_kv_type(const sft_gguf *f, const char *key, sft_gguf_type *type, sft_gguf_type *elem_type, uint64_t *n);
+SFTDEF sft_status  sft_gguf_get_int(const sft_gguf *f, const char *key, int64_t *out);
+SFTDEF sft_status  sft_gguf_get_float(const sft_gguf *f, const char *key, double *out);
+SFTDEF sft_status  sft_gguf_get_str(const sft_gguf *f, const char *key, const char **out, size_t *len);
+/* array element i (the array's element type must fit the getter) */
+SFTDEF sft_status  sft_gguf_array_int(const sft_gguf *f, const char *key, uint64_t i, int64_t *out);
+SFTDEF sft_status  sft_gguf_array_float(const sft_gguf *f, const char *key, uint64_t i, double *out);
+SFTDEF sft_status  sft_gguf_array_str(const sft_gguf *f, const char *key, uint64_t i, const char **out, size_t *len);
+
+/* Writing. A metadata entry: a scalar (data points at one value of its type;
+   for SFT_GGUF_STRING, data is the NUL-terminated text) or an array (type
+   SFT_GGUF_ARRAY, elem_type and n; data points at n values, or at n const char *
+   for strings). A tensor: f32 values (ne[0]*...*ne[ndim-1] of them, ggml
+   order) stored as type (F32, F16, BF16 or Q8_0: rounded to nearest even,
+   Q8_0 as ggml's reference quantize_row_q8_0 does). */
+typedef struct sft_gguf_kv {
+    const char   *key;
+    sft_gguf_type type, elem_type;
+    uint64_t      n;
+    const void   *data;
+} sft_gguf_kv;
+
+typedef struct sft_gguf_entry {
+    const char  *name;
+    int          type;      /* SFT_GGML_F32, _F16, _BF16 or _Q8_0 */
+    int          ndim;
+    int64_t      ne[4];
+    const float *data;
+} sft_gguf_entry;
+
+SFTDEF sft_status sft_gguf_save(sft_context *ctx, const char *path, const sft_gguf_kv *kvs, int n_kvs,
+                                const sft_gguf_entry *tensors, int n_tensors);
+
+/* ============================================================================
    === autograd
    Operators record themselves on the context's tape while gradient mode is on and
    an input requires a gradient. sft_backward runs the tape in reverse from a
@@ -882,7 +980,9 @@ SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_
 
 typedef struct sft_tokenizer sft_tokenizer;
 
-/* sft_tokenizer_load: path is a directory holding tokenizer.json (and, if
+/* sft_tokenizer_load: path is a llama.cpp .gguf file (the tokenizer of its
+   tokenizer.ggml.* metadata and its tokenizer.chat_template, see "GGUF"), or
+   a directory holding tokenizer.json (and, if
    present, tokenizer_config.json for the special tokens, add_bos_token/
    add_eos_token and chat_template, and the chat template files, see "chat
    templates") or the tokenizer.json file itself. A model
@@ -1064,8 +1164,10 @@ typedef struct sft_load_desc {
 
 typedef struct sft_model sft_model;
 
-/* sft_model_load: read a model directory (see above). On failure *out is NULL
-   and the message names the file and the field or tensor. */
+/* sft_model_load: read a model directory (see above), or a llama.cpp .gguf file
+   (see "GGUF": architectures llama, qwen2, qwen3; desc applies as for a
+   folder). On failure *out is NULL and the message names the file and the
+   field or tensor. */
 SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_load_desc *desc, sft_model **out);
 SFTDEF void       sft_model_destroy(sft_model *m);
 SFTDEF const sft_model_config *sft_model_get_config(const sft_model *m);
@@ -1148,6 +1250,20 @@ SFTDEF sft_status sft_shift_labels(sft_context *ctx, const sft_tensor *labels, s
    loads it (through sft_file_write_atomic; dir is created if missing). */
 SFTDEF sft_status sft_model_load_adapter(sft_model *m, const char *dir, const char *name);
 SFTDEF sft_status sft_model_save_adapter(sft_model *m, const char *name, const char *dir);
+/* sft_model_save_adapter_gguf: adapter name as a GGUF LoRA file llama.cpp loads
+   with --lora (llama-cli -m base.gguf --lora path), in the layout of its
+   convert_lora_to_gguf.py; weights as ggml_type SFT_GGML_F32 or SFT_GGML_F16.
+   Llama, Mistral, Qwen2 and Qwen3 models; LoRA (and rsLoRA, written with alpha
+   = scaling * r since llama.cpp scales by alpha / r), not DoRA. Written through
+   sft_file_write_atomic. */
+SFTDEF sft_status sft_model_save_adapter_gguf(sft_model *m, const char *name, const char *path, int ggml_type);
+/* sft_model_save_gguf: the model's dense weights (merge adapters into them first
+   with sft_linear_merge to export a fine-tuned model) as a GGUF model file, each
+   2-dim weight as ggml_type SFT_GGML_F16, SFT_GGML_BF16 or SFT_GGML_Q8_0 (norms
+   and biases F32), with the metadata (tokenizer, chat template, sizes) of the
+   GGUF file the model was loaded from: a model loaded from a .gguf path and
+   dense (quant NONE). */
+SFTDEF sft_status sft_model_save_gguf(sft_model *m, const char *path, int ggml_type);
 
 /* Generation: one sequence, a KV cache per layer, greedy or sampled. */
 typedef struct sft_generate_desc {
@@ -4641,6 +4757,858 @@ done:
     sft__free(ctx, json);
     sft__free(ctx, parts);
     sft__free(ctx, order);
+    return s;
+}
+
+/* ============================================================================
+   === GGUF
+   The layout (llama.cpp's gguf.cpp and ggml/docs/gguf.md): "GGUF", version,
+   tensor count, metadata count (u64 since v2), the metadata (key string, u32
+   type, value; strings are a u64 length + bytes, arrays a u32 element type + u64
+   count + elements), the tensor infos (name, u32 n_dims, u64 ne[n_dims], u32
+   type, u64 offset from the data area), padding to general.alignment (default
+   32), the data area. The parser walks the mapping with a cursor that refuses to
+   step past the end; metadata strings are copied once into one buffer so every
+   string the API hands out is NUL-terminated. */
+
+#define SFT__GGUF_MAX_TENSORS 65536
+#define SFT__GGUF_MAX_KVS     100000
+#define SFT__GGUF_MAX_ARRAY   ((uint64_t)1 << 28)
+
+typedef struct sft__gguf_kv {
+    const char    *key;
+    sft_gguf_type  type, elem;
+    uint64_t       n;              /* array length; 1 for a scalar              */
+    const unsigned char *p;        /* the raw value (arrays: the first element)  */
+    uint64_t      *str;            /* strings: each one's offset in f->strings   */
+    uint64_t      *str_len;
+} sft__gguf_kv;
+
+struct sft_gguf {
+    sft_context     *ctx;
+    char            *path;
+    unsigned char   *base;
+    size_t           size;
+    int              mapped;
+    uint32_t         version, alignment;
+    sft__gguf_kv    *kv;
+    int              n_kv;
+    sft_gguf_tensor *tensors;
+    int              n_tensors;
+    char            *strings;      /* every string, NUL-terminated, one after another */
+    size_t           strings_len, strings_cap;
+    uint64_t        *offsets;      /* the string offsets of all string arrays   */
+    size_t           n_offsets, offsets_cap;
+};
+
+/* the size of a scalar of type t (0 for strings and arrays) */
+static size_t sft__gguf_scalar_size(sft_gguf_type t) {
+    static const unsigned char sizes[SFT_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return (unsigned)t < SFT_GGUF_TYPE_COUNT ? sizes[t] : 0;
+}
+
+/* ggml's block sizes: values per block and bytes per block (0: not read here) */
+static void sft__ggml_block(int type, int64_t *values, int64_t *bytes) {
+    switch (type) {
+    case SFT_GGML_F32:  *values = 1;   *bytes = 4; return;
+    case SFT_GGML_F16:  *values = 1;   *bytes = 2; return;
+    case SFT_GGML_BF16: *values = 1;   *bytes = 2; return;
+    case SFT_GGML_Q4_0: *values = 32;  *bytes = 18; return;
+    case SFT_GGML_Q4_1: *values = 32;  *bytes = 20; return;
+    case SFT_GGML_Q5_0: *values = 32;  *bytes = 22; return;
+    case SFT_GGML_Q5_1: *values = 32;  *bytes = 24; return;
+    case SFT_GGML_Q8_0: *values = 32;  *bytes = 34; return;
+    case SFT_GGML_Q4_K: *values = 256; *bytes = 144; return;
+    case SFT_GGML_Q5_K: *values = 256; *bytes = 176; return;
+    case SFT_GGML_Q6_K: *values = 256; *bytes = 210; return;
+    default: *values = 0; *bytes = 0; return;
+    }
+}
+
+SFTDEF const char *sft_gguf_type_name(int t) {
+    switch (t) {
+    case SFT_GGML_F32: return "F32";   case SFT_GGML_F16: return "F16";   case SFT_GGML_BF16: return "BF16";
+    case SFT_GGML_Q4_0: return "Q4_0"; case SFT_GGML_Q4_1: return "Q4_1"; case SFT_GGML_Q5_0: return "Q5_0";
+    case SFT_GGML_Q5_1: return "Q5_1"; case SFT_GGML_Q8_0: return "Q8_0"; case SFT_GGML_Q4_K: return "Q4_K";
+    case SFT_GGML_Q5_K: return "Q5_K"; case SFT_GGML_Q6_K: return "Q6_K";
+    case 9: return "Q8_1"; case 10: return "Q2_K"; case 11: return "Q3_K"; case 15: return "Q8_K";
+    default: return "?";
+    }
+}
+
+/* --- the cursor ---------------------------------------------------------------- */
+
+typedef struct sft__gguf_cur { sft_gguf *f; size_t pos; const char *what; } sft__gguf_cur;
+
+static sft_status sft__gguf_short(const sft__gguf_cur *c, size_t need) {
+    return sft__fail(SFT_ERR_FORMAT, "%s: %s at byte %zu needs %zu bytes, the file has %zu", c->f->path, c->what, c->pos, need,
+                     c->f->size);
+}
+
+static uint64_t sft__gguf_le(const unsigned char *p, int n) {
+    uint64_t v = 0;
+    int i;
+    for (i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static sft_status sft__gguf_u32(sft__gguf_cur *c, uint32_t *v) {
+    if (c->f->size - c->pos < 4) return sft__gguf_short(c, 4);
+    *v = (uint32_t)sft__gguf_le(c->f->base + c->pos, 4);
+    c->pos += 4;
+    return SFT_OK;
+}
+
+static sft_status sft__gguf_u64(sft__gguf_cur *c, uint64_t *v) {
+    if (c->f->size - c->pos < 8) return sft__gguf_short(c, 8);
+    *v = sft__gguf_le(c->f->base + c->pos, 8);
+    c->pos += 8;
+    return SFT_OK;
+}
+
+/* sft__gguf_keep: n bytes into f->strings (+ NUL); *off their offset */
+static sft_status sft__gguf_keep(sft_gguf *f, const unsigned char *p, size_t n, uint64_t *off) {
+    if (f->strings_len + n + 1 > f->strings_cap) {
+        size_t cap = f->strings_cap ? f->strings_cap : 4096;
+        char *q;
+        while (cap < f->strings_len + n + 1) cap *= 2;
+        q = (char *)sft__alloc(f->ctx, cap);
+        if (!q) return sft__fail(SFT_ERR_NOMEM, "%s: metadata strings (%zu bytes)", f->path, cap);
+        if (f->strings_len) memcpy(q, f->strings, f->strings_len);
+        sft__free(f->ctx, f->strings);
+        f->strings = q;
+        f->strings_cap = cap;
+    }
+    memcpy(f->strings + f->strings_len, p, n);
+    f->strings[f->strings_len + n] = 0;
+    *off = f->strings_len;
+    f->strings_len += n + 1;
+    return SFT_OK;
+}
+
+/* a string: u64 length + bytes, kept; *off into f->strings */
+static sft_status sft__gguf_str(sft__gguf_cur *c, uint64_t *off, uint64_t *len) {
+    uint64_t n;
+    SFT__TRY(sft__gguf_u64(c, &n));
+    if (n > c->f->size - c->pos)
+        return sft__fail(SFT_ERR_FORMAT, "%s: %s: a string of %llu bytes at byte %zu runs past the end of the file", c->f->path,
+                         c->what, (unsigned long long)n, c->pos);
+    SFT__TRY(sft__gguf_keep(c->f, c->f->base + c->pos, (size_t)n, off));
+    c->pos += (size_t)n;
+    if (len) *len = n;
+    return SFT_OK;
+}
+
+static sft_status sft__gguf_push_offset(sft_gguf *f, uint64_t off) {
+    if (f->n_offsets == f->offsets_cap) {
+        size_t cap = f->offsets_cap ? 2 * f->offsets_cap : 1024;
+        uint64_t *p = (uint64_t *)sft__alloc(f->ctx, cap * sizeof(uint64_t));
+        if (!p) return sft__fail(SFT_ERR_NOMEM, "%s: metadata string arrays", f->path);
+        if (f->n_offsets) memcpy(p, f->offsets, f->n_offsets * sizeof(uint64_t));
+        sft__free(f->ctx, f->offsets);
+        f->offsets = p;
+        f->offsets_cap = cap;
+    }
+    f->offsets[f->n_offsets++] = off;
+    return SFT_OK;
+}
+
+/* one metadata value of type t (not an array) */
+static sft_status sft__gguf_value(sft__gguf_cur *c, sft_gguf_type t, uint64_t *str_off, uint64_t *str_len) {
+    size_t n = sft__gguf_scalar_size(t);
+    if (t == SFT_GGUF_STRING) return sft__gguf_str(c, str_off, str_len);
+    if (n == 0) return sft__fail(SFT_ERR_FORMAT, "%s: %s: unknown value type %u", c->f->path, c->what, (unsigned)t);
+    if (c->f->size - c->pos < n) return sft__gguf_short(c, n);
+    if (t == SFT_GGUF_BOOL && c->f->base[c->pos] > 1)
+        return sft__fail(SFT_ERR_FORMAT, "%s: %s: a bool holds %u", c->f->path, c->what, c->f->base[c->pos]);
+    c->pos += n;
+    return SFT_OK;
+}
+
+static sft_status sft__gguf_read_kv(sft__gguf_cur *c, sft__gguf_kv *kv) {
+    uint64_t key_off, off = 0, len = 0, i;
+    uint32_t t, e;
+    sft_gguf *f = c->f;
+    char what[160];
+    c->what = "a metadata key";
+    SFT__TRY(sft__gguf_str(c, &key_off, NULL));
+    kv->key = (const char *)(uintptr_t)key_off;         /* an offset until the strings stop moving */
+    snprintf(what, sizeof what, "%s", f->strings + key_off);   /* (f->strings moves as it grows) */
+    c->what = what;
+    SFT__TRY(sft__gguf_u32(c, &t));
+    if (t >= SFT_GGUF_TYPE_COUNT) return sft__fail(SFT_ERR_FORMAT, "%s: key '%s': unknown value type %u", f->path, c->what, t);
+    kv->type = (sft_gguf_type)t;
+    kv->n = 1;
+    if (t != SFT_GGUF_ARRAY) {
+        kv->elem = kv->type;
+        kv->p = f->base + c->pos;
+        SFT__TRY(sft__gguf_value(c, kv->type, &off, &len));
+        if (t == SFT_GGUF_STRING) {
+            kv->str = (uint64_t *)(uintptr_t)(f->n_offsets + 1);   /* index + 1 into f->offsets, fixed up later */
+            SFT__TRY(sft__gguf_push_offset(f, off));
+            SFT__TRY(sft__gguf_push_offset(f, len));
+        }
+        return SFT_OK;
+    }
+    SFT__TRY(sft__gguf_u32(c, &e));
+    if (e >= SFT_GGUF_TYPE_COUNT || e == SFT_GGUF_ARRAY)
+        return sft__fail(SFT_ERR_FORMAT, "%s: key '%s': array element type %u is not a scalar type", f->path, c->what, e);
+    SFT__TRY(sft__gguf_u64(c, &kv->n));
+    kv->elem = (sft_gguf_type)e;
+    if (kv->n > SFT__GGUF_MAX_ARRAY)
+        return sft__fail(SFT_ERR_LIMIT, "%s: key '%s': an array of %llu elements (limit %llu)", f->path, c->what,
+                         (unsigned long long)kv->n, (unsigned long long)SFT__GGUF_MAX_ARRAY);
+    kv->p = f->base + c->pos;
+    if (e != SFT_GGUF_STRING) {
+        uint64_t bytes = kv->n * sft__gguf_scalar_size(kv->elem);
+        if (bytes > f->size - c->pos) return sft__gguf_short(c, (size_t)bytes);
+        if (e == SFT_GGUF_BOOL)
+            for (i = 0; i < kv->n; i++)
+                if (kv->p[i] > 1) return sft__fail(SFT_ERR_FORMAT, "%s: key '%s': element %llu is a bool holding %u", f->path, c->what,
+                                                   (unsigned long long)i, kv->p[i]);
+        c->pos += (size_t)bytes;
+        return SFT_OK;
+    }
+    kv->str = (uint64_t *)(uintptr_t)(f->n_offsets + 1);
+    for (i = 0; i < kv->n; i++) {
+        SFT__TRY(sft__gguf_str(c, &off, &len));
+        SFT__TRY(sft__gguf_push_offset(f, off));
+        SFT__TRY(sft__gguf_push_offset(f, len));
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__gguf_read_tensor(sft__gguf_cur *c, sft_gguf_tensor *t, uint64_t *name_off) {
+    uint32_t nd, type;
+    int64_t bv, bb;
+    int d;
+    sft_gguf *f = c->f;
+    char what[160];
+    c->what = "a tensor name";
+    SFT__TRY(sft__gguf_str(c, name_off, NULL));
+    snprintf(what, sizeof what, "%s", f->strings + *name_off);
+    c->what = what;
+    SFT__TRY(sft__gguf_u32(c, &nd));
+    if (nd < 1 || nd > 4) return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s' has %u dims (1 to 4)", f->path, c->what, nd);
+    t->ndim = (int)nd;
+    for (d = 0; d < 4; d++) t->ne[d] = 1;
+    for (d = 0; d < (int)nd; d++) {
+        uint64_t v;
+        SFT__TRY(sft__gguf_u64(c, &v));
+        if (v == 0 || v > ((uint64_t)1 << 40))
+            return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': dim %d is %llu", f->path, c->what, d, (unsigned long long)v);
+        t->ne[d] = (int64_t)v;
+    }
+    SFT__TRY(sft__gguf_u32(c, &type));
+    SFT__TRY(sft__gguf_u64(c, &t->offset));
+    t->type = (int)type;
+    sft__ggml_block(t->type, &bv, &bb);
+    if (bv == 0) { t->nbytes = 0; return SFT_OK; }   /* listed; loading it names the type */
+    if (t->ne[0] % bv)
+        return sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s': a row of %lld values is not a whole number of %s blocks of %lld", f->path,
+                         c->what, (long long)t->ne[0], sft_gguf_type_name(t->type), (long long)bv);
+    if ((double)t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3] > 1e15)
+        return sft__fail(SFT_ERR_LIMIT, "%s: tensor '%s' is too large", f->path, c->what);
+    t->nbytes = (uint64_t)(t->ne[0] / bv * bb) * (uint64_t)(t->ne[1] * t->ne[2] * t->ne[3]);
+    return SFT_OK;
+}
+
+static int sft__gguf_offset_cmp(const void *a, const void *b) {
+    const sft_gguf_tensor *x = *(const sft_gguf_tensor *const *)a, *y = *(const sft_gguf_tensor *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* the data area: every tensor aligned, inside the file, no two overlapping */
+static sft_status sft__gguf_place(sft_gguf *f, size_t data_start) {
+    const sft_gguf_tensor **order;
+    int i;
+    sft_status s = SFT_OK;
+    if (f->n_tensors == 0) return SFT_OK;
+    order = (const sft_gguf_tensor **)sft__alloc(f->ctx, (size_t)f->n_tensors * sizeof *order);
+    if (!order) return sft__fail(SFT_ERR_NOMEM, "%s: tensor index", f->path);
+    for (i = 0; i < f->n_tensors; i++) order[i] = &f->tensors[i];
+    qsort(order, (size_t)f->n_tensors, sizeof *order, sft__gguf_offset_cmp);
+    for (i = 0; i < f->n_tensors && s == SFT_OK; i++) {
+        const sft_gguf_tensor *t = order[i];
+        uint64_t room = f->size - data_start;
+        if (t->offset % f->alignment)
+            s = sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s' starts at %llu, not a multiple of the alignment %u", f->path, t->name,
+                          (unsigned long long)t->offset, f->alignment);
+        else if (t->offset > room || t->nbytes > room - t->offset)
+            s = sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s' (%llu bytes at %llu) ends past the end of the file (data area %llu bytes)",
+                          f->path, t->name, (unsigned long long)t->nbytes, (unsigned long long)t->offset, (unsigned long long)room);
+        else if (i > 0 && order[i - 1]->offset + order[i - 1]->nbytes > t->offset)
+            s = sft__fail(SFT_ERR_FORMAT, "%s: tensors '%s' and '%s' overlap", f->path, order[i - 1]->name, t->name);
+    }
+    for (i = 0; i < f->n_tensors && s == SFT_OK; i++) f->tensors[i].data = f->base + data_start + f->tensors[i].offset;
+    sft__free(f->ctx, order);
+    return s;
+}
+
+static int sft__gguf_name_cmp(const void *a, const void *b) {
+    return strcmp((*(const sft_gguf_tensor *const *)a)->name, (*(const sft_gguf_tensor *const *)b)->name);
+}
+
+/* no tensor name twice (sorted, neighbours compared) */
+static sft_status sft__gguf_unique_names(sft_gguf *f) {
+    const sft_gguf_tensor **order;
+    sft_status s = SFT_OK;
+    int i;
+    if (f->n_tensors < 2) return SFT_OK;
+    order = (const sft_gguf_tensor **)sft__alloc(f->ctx, (size_t)f->n_tensors * sizeof *order);
+    if (!order) return sft__fail(SFT_ERR_NOMEM, "%s: tensor names", f->path);
+    for (i = 0; i < f->n_tensors; i++) order[i] = &f->tensors[i];
+    qsort(order, (size_t)f->n_tensors, sizeof *order, sft__gguf_name_cmp);
+    for (i = 1; i < f->n_tensors && s == SFT_OK; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) s = sft__fail(SFT_ERR_FORMAT, "%s: tensor '%s' is listed twice", f->path, order[i]->name);
+    sft__free(f->ctx, order);
+    return s;
+}
+
+static sft_status sft__gguf_parse(sft_gguf *f) {
+    sft__gguf_cur c;
+    uint64_t n_tensors, n_kv, *name_off = NULL;
+    uint32_t magic;
+    size_t data_start;
+    int i;
+    sft_status s = SFT_OK;
+    c.f = f; c.pos = 0; c.what = "the header";
+    SFT__TRY(sft__gguf_u32(&c, &magic));
+    if (magic != 0x46554747u) return sft__fail(SFT_ERR_FORMAT, "%s: not a GGUF file (no \"GGUF\" magic)", f->path);
+    SFT__TRY(sft__gguf_u32(&c, &f->version));
+    if (f->version != 2 && f->version != 3)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: GGUF version %u (this build reads 2 and 3)", f->path, f->version);
+    SFT__TRY(sft__gguf_u64(&c, &n_tensors));
+    SFT__TRY(sft__gguf_u64(&c, &n_kv));
+    if (n_tensors > SFT__GGUF_MAX_TENSORS || n_kv > SFT__GGUF_MAX_KVS)
+        return sft__fail(SFT_ERR_LIMIT, "%s: %llu tensors and %llu metadata entries (limits %d and %d)", f->path,
+                         (unsigned long long)n_tensors, (unsigned long long)n_kv, SFT__GGUF_MAX_TENSORS, SFT__GGUF_MAX_KVS);
+    f->kv = (sft__gguf_kv *)sft__calloc(f->ctx, (size_t)n_kv + 1, sizeof *f->kv);
+    f->tensors = (sft_gguf_tensor *)sft__calloc(f->ctx, (size_t)n_tensors + 1, sizeof *f->tensors);
+    name_off = (uint64_t *)sft__calloc(f->ctx, (size_t)n_tensors + 1, sizeof *name_off);
+    if (!f->kv || !f->tensors || !name_off) { sft__free(f->ctx, name_off); return sft__fail(SFT_ERR_NOMEM, "%s: the header", f->path); }
+    for (i = 0; i < (int)n_kv && s == SFT_OK; i++) { s = sft__gguf_read_kv(&c, &f->kv[i]); f->n_kv = i + 1; }
+    for (i = 0; i < (int)n_tensors && s == SFT_OK; i++) { s = sft__gguf_read_tensor(&c, &f->tensors[i], &name_off[i]); f->n_tensors = i + 1; }
+    /* the strings are in place now: offsets become pointers */
+    for (i = 0; i < f->n_kv; i++) {
+        f->kv[i].key = f->strings ? f->strings + (uintptr_t)f->kv[i].key : "";
+        if (f->kv[i].str) {
+            size_t at = (size_t)(uintptr_t)f->kv[i].str - 1;
+            f->kv[i].str = f->offsets && at < f->n_offsets ? f->offsets + at : NULL;   /* pairs (offset, length) */
+            f->kv[i].str_len = NULL;
+        }
+    }
+    for (i = 0; i < f->n_tensors; i++) f->tensors[i].name = f->strings ? f->strings + name_off[i] : "";
+    sft__free(f->ctx, name_off);
+    if (s != SFT_OK) return s;
+    SFT__TRY(sft__gguf_unique_names(f));
+    {
+        int64_t a;
+        f->alignment = 32;
+        if (sft_gguf_get_int(f, "general.alignment", &a) == SFT_OK) {
+            if (a < 1 || a > 65536 || (a & (a - 1)))
+                return sft__fail(SFT_ERR_FORMAT, "%s: general.alignment is %lld (a power of two is needed)", f->path, (long long)a);
+            f->alignment = (uint32_t)a;
+        }
+    }
+    data_start = (c.pos + f->alignment - 1) / f->alignment * f->alignment;
+    if (data_start > f->size) data_start = f->size;
+    return sft__gguf_place(f, data_start);
+}
+
+SFTDEF void sft_gguf_close(sft_gguf *f) {
+    if (!f) return;
+#ifndef SFT_NO_MMAP
+    if (f->mapped) munmap(f->base, f->size);
+    else
+#endif
+        sft__free(f->ctx, f->base);
+    sft__free(f->ctx, f->kv);
+    sft__free(f->ctx, f->tensors);
+    sft__free(f->ctx, f->strings);
+    sft__free(f->ctx, f->offsets);
+    sft__free(f->ctx, f->path);
+    sft__free(f->ctx, f);
+}
+
+SFTDEF int sft_gguf_is_gguf(const char *path) {
+    unsigned char m[4];
+    struct stat st;
+    int fd, ok;
+    if (!path || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    if ((fd = open(path, O_RDONLY)) < 0) return 0;
+    ok = sft__read_full(fd, m, 4) == 0 && memcmp(m, "GGUF", 4) == 0;
+    close(fd);
+    return ok;
+}
+
+SFTDEF sft_status sft_gguf_open(sft_context *ctx, const char *path, sft_gguf **out) {
+    sft_gguf *f;
+    struct stat st;
+    sft_status s;
+    int fd;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_gguf_open: out is NULL");
+    *out = NULL;
+    if (!path) return sft__fail(SFT_ERR_ARG, "sft_gguf_open: path is NULL");
+    fd = open(path, O_RDONLY);
+    if (fd < 0) return sft__fail(SFT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return sft__fail(SFT_ERR_IO, "%s: not a regular file", path); }
+    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX / 2) { close(fd); return sft__fail(SFT_ERR_LIMIT, "%s: file too large to map", path); }
+    f = (sft_gguf *)sft__calloc(ctx, 1, sizeof *f);
+    if (!f || !(f->path = sft__strdup(ctx, path))) {
+        sft__free(ctx, f);
+        close(fd);
+        return sft__fail(SFT_ERR_NOMEM, "%s: out of memory", path);
+    }
+    f->ctx = ctx;
+    f->size = (size_t)st.st_size;
+    if (f->size == 0) { close(fd); sft_gguf_close(f); return sft__fail(SFT_ERR_FORMAT, "%s: empty file", path); }
+#ifndef SFT_NO_MMAP
+    {
+        void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        close(fd);
+        if (m == MAP_FAILED) { sft_gguf_close(f); return sft__fail(SFT_ERR_IO, "%s: cannot map: %s", path, strerror(errno)); }
+        f->base = (unsigned char *)m;
+        f->mapped = 1;
+    }
+#else
+    f->base = (unsigned char *)sft__alloc(ctx, f->size);
+    if (!f->base || sft__read_full(fd, f->base, f->size) != 0) {
+        close(fd);
+        sft_gguf_close(f);
+        return sft__fail(SFT_ERR_IO, "%s: cannot read", path);
+    }
+    close(fd);
+#endif
+    s = sft__gguf_parse(f);
+    if (s != SFT_OK) { sft_gguf_close(f); return s; }
+    *out = f;
+    return SFT_OK;
+}
+
+SFTDEF int sft_gguf_tensor_count(const sft_gguf *f) { return f ? f->n_tensors : 0; }
+SFTDEF const sft_gguf_tensor *sft_gguf_tensor_at(const sft_gguf *f, int i) {
+    return f && i >= 0 && i < f->n_tensors ? &f->tensors[i] : NULL;
+}
+SFTDEF const sft_gguf_tensor *sft_gguf_find_tensor(const sft_gguf *f, const char *name) {
+    int i;
+    for (i = 0; f && name && i < f->n_tensors; i++)
+        if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
+    return NULL;
+}
+SFTDEF int sft_gguf_key_count(const sft_gguf *f) { return f ? f->n_kv : 0; }
+SFTDEF const char *sft_gguf_key_at(const sft_gguf *f, int i) { return f && i >= 0 && i < f->n_kv ? f->kv[i].key : NULL; }
+
+static const sft__gguf_kv *sft__gguf_kv_find(const sft_gguf *f, const char *key) {
+    int i;
+    for (i = 0; f && key && i < f->n_kv; i++)
+        if (strcmp(f->kv[i].key, key) == 0) return &f->kv[i];
+    return NULL;
+}
+
+static sft_status sft__gguf_missing(const sft_gguf *f, const char *key) {
+    return sft__fail(SFT_ERR_NOT_FOUND, "%s: no metadata key '%s'", f ? f->path : "gguf", key ? key : "(null)");
+}
+
+SFTDEF sft_status sft_gguf_kv_type(const sft_gguf *f, const char *key, sft_gguf_type *type, sft_gguf_type *elem, uint64_t *n) {
+    const sft__gguf_kv *kv = sft__gguf_kv_find(f, key);
+    if (!kv) return sft__gguf_missing(f, key);
+    if (type) *type = kv->type;
+    if (elem) *elem = kv->elem;
+    if (n) *n = kv->n;
+    return SFT_OK;
+}
+
+/* element i of a numeric value of type t at p, as an integer or a double */
+static int sft__gguf_num(const unsigned char *p, sft_gguf_type t, uint64_t i, int64_t *iv, double *dv) {
+    size_t n = sft__gguf_scalar_size(t);
+    uint64_t u;
+    p += i * n;
+    u = sft__gguf_le(p, (int)n);
+    switch (t) {
+    case SFT_GGUF_UINT8: case SFT_GGUF_UINT16: case SFT_GGUF_UINT32: case SFT_GGUF_BOOL:
+        *iv = (int64_t)u; *dv = (double)u; return 1;
+    case SFT_GGUF_UINT64: *iv = u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)u; *dv = (double)u; return 1;
+    case SFT_GGUF_INT8:  *iv = (int8_t)u; *dv = (double)*iv; return 1;
+    case SFT_GGUF_INT16: *iv = (int16_t)u; *dv = (double)*iv; return 1;
+    case SFT_GGUF_INT32: *iv = (int32_t)(uint32_t)u; *dv = (double)*iv; return 1;
+    case SFT_GGUF_INT64: memcpy(iv, &u, 8); *dv = (double)*iv; return 1;
+    case SFT_GGUF_FLOAT32: { float x; uint32_t w = (uint32_t)u; memcpy(&x, &w, 4); *dv = x; *iv = 0; return 2; }
+    case SFT_GGUF_FLOAT64: { double x; memcpy(&x, &u, 8); *dv = x; *iv = 0; return 2; }
+    default: return 0;
+    }
+}
+
+static sft_status sft__gguf_element(const sft_gguf *f, const char *key, int array, uint64_t i, int want_int, int64_t *iv, double *dv) {
+    const sft__gguf_kv *kv = sft__gguf_kv_find(f, key);
+    int got;
+    if (!kv) return sft__gguf_missing(f, key);
+    if ((kv->type == SFT_GGUF_ARRAY) != array)
+        return sft__fail(SFT_ERR_FORMAT, "%s: metadata '%s' is %s an array", f->path, key, array ? "not" : "");
+    if (i >= kv->n) return sft__fail(SFT_ERR_ARG, "%s: metadata '%s' has %llu elements, not %llu", f->path, key,
+                                     (unsigned long long)kv->n, (unsigned long long)i + 1);
+    got = kv->elem == SFT_GGUF_STRING ? 0 : sft__gguf_num(kv->p, kv->elem, i, iv, dv);
+    if (!got || (want_int && got == 2))
+        return sft__fail(SFT_ERR_FORMAT, "%s: metadata '%s' holds %s, not %s", f->path, key,
+                         kv->elem == SFT_GGUF_STRING ? "strings" : "floats", want_int ? "an integer" : "a number");
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_gguf_get_int(const sft_gguf *f, const char *key, int64_t *out) {
+    double d;
+    return sft__gguf_element(f, key, 0, 0, 1, out, &d);
+}
+SFTDEF sft_status sft_gguf_get_float(const sft_gguf *f, const char *key, double *out) {
+    int64_t v;
+    return sft__gguf_element(f, key, 0, 0, 0, &v, out);
+}
+SFTDEF sft_status sft_gguf_array_int(const sft_gguf *f, const char *key, uint64_t i, int64_t *out) {
+    double d;
+    return sft__gguf_element(f, key, 1, i, 1, out, &d);
+}
+SFTDEF sft_status sft_gguf_array_float(const sft_gguf *f, const char *key, uint64_t i, double *out) {
+    int64_t v;
+    return sft__gguf_element(f, key, 1, i, 0, &v, out);
+}
+
+static sft_status sft__gguf_string(const sft_gguf *f, const char *key, int array, uint64_t i, const char **out, size_t *len) {
+    const sft__gguf_kv *kv = sft__gguf_kv_find(f, key);
+    if (!kv) return sft__gguf_missing(f, key);
+    if ((kv->type == SFT_GGUF_ARRAY) != array || kv->elem != SFT_GGUF_STRING)
+        return sft__fail(SFT_ERR_FORMAT, "%s: metadata '%s' is not a string%s", f->path, key, array ? " array" : "");
+    if (i >= kv->n) return sft__fail(SFT_ERR_ARG, "%s: metadata '%s' has %llu strings, not %llu", f->path, key,
+                                     (unsigned long long)kv->n, (unsigned long long)i + 1);
+    *out = f->strings + kv->str[2 * i];
+    if (len) *len = (size_t)kv->str[2 * i + 1];
+    return SFT_OK;
+}
+SFTDEF sft_status sft_gguf_get_str(const sft_gguf *f, const char *key, const char **out, size_t *len) {
+    return sft__gguf_string(f, key, 0, 0, out, len);
+}
+SFTDEF sft_status sft_gguf_array_str(const sft_gguf *f, const char *key, uint64_t i, const char **out, size_t *len) {
+    return sft__gguf_string(f, key, 1, i, out, len);
+}
+
+/* --- dequantization: ggml's dequantize_row_* (ggml-quants.c), same order of
+   operations so the values are bit for bit ggml's ------------------------------ */
+
+static float sft__ggml_h(const unsigned char *p) { return sft_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+
+static void sft__ggml_q4_0(const unsigned char *b, float *y) {
+    const float d = sft__ggml_h(b);
+    int j;
+    for (j = 0; j < 16; j++) {
+        y[j] = (float)((b[2 + j] & 0x0F) - 8) * d;
+        y[j + 16] = (float)((b[2 + j] >> 4) - 8) * d;
+    }
+}
+
+static void sft__ggml_q4_1(const unsigned char *b, float *y) {
+    const float d = sft__ggml_h(b), m = sft__ggml_h(b + 2);
+    int j;
+    for (j = 0; j < 16; j++) {
+        y[j] = (float)(b[4 + j] & 0x0F) * d + m;
+        y[j + 16] = (float)(b[4 + j] >> 4) * d + m;
+    }
+}
+
+static void sft__ggml_q5_0(const unsigned char *b, float *y) {
+    const float d = sft__ggml_h(b);
+    const uint32_t qh = (uint32_t)sft__gguf_le(b + 2, 4);
+    int j;
+    for (j = 0; j < 16; j++) {
+        const int xh0 = (int)(((qh >> j) << 4) & 0x10), xh1 = (int)((qh >> (j + 12)) & 0x10);
+        y[j] = (float)(((b[6 + j] & 0x0F) | xh0) - 16) * d;
+        y[j + 16] = (float)(((b[6 + j] >> 4) | xh1) - 16) * d;
+    }
+}
+
+static void sft__ggml_q5_1(const unsigned char *b, float *y) {
+    const float d = sft__ggml_h(b), m = sft__ggml_h(b + 2);
+    const uint32_t qh = (uint32_t)sft__gguf_le(b + 4, 4);
+    int j;
+    for (j = 0; j < 16; j++) {
+        const int xh0 = (int)(((qh >> j) << 4) & 0x10), xh1 = (int)((qh >> (j + 12)) & 0x10);
+        y[j] = (float)((b[8 + j] & 0x0F) | xh0) * d + m;
+        y[j + 16] = (float)((b[8 + j] >> 4) | xh1) * d + m;
+    }
+}
+
+static void sft__ggml_q8_0(const unsigned char *b, float *y) {
+    const float d = sft__ggml_h(b);
+    int j;
+    for (j = 0; j < 32; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+}
+
+/* the 6-bit scale and min of sub-block j of a Q4_K/Q5_K block (get_scale_min_k4) */
+static void sft__ggml_scale_min(int j, const unsigned char *q, int *d, int *m) {
+    if (j < 4) { *d = q[j] & 63; *m = q[j + 4] & 63; }
+    else { *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
+}
+
+static void sft__ggml_q4_k(const unsigned char *b, float *y) {
+    const float d = sft__ggml_h(b), min = sft__ggml_h(b + 2);
+    const unsigned char *scales = b + 4, *q = b + 16;
+    int j, l, is = 0, sc, m;
+    for (j = 0; j < 256; j += 64) {
+        float d1, m1, d2, m2;
+        sft__ggml_scale_min(is, scales, &sc, &m); d1 = d * (float)sc; m1 = min * (float)m;
+        sft__ggml_scale_min(is + 1, scales, &sc, &m); d2 = d * (float)sc; m2 = min * (float)m;
+        for (l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0xF) - m1;
+        for (l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
+        q += 32; is += 2;
+    }
+}
+
+static void sft__ggml_q5_k(const unsigned char *b, float *y) {
+    const float d = sft__ggml_h(b), min = sft__ggml_h(b + 2);
+    const unsigned char *scales = b + 4, *qh = b + 16, *ql = b + 48;
+    int j, l, is = 0, sc, m;
+    unsigned u1 = 1, u2 = 2;
+    for (j = 0; j < 256; j += 64) {
+        float d1, m1, d2, m2;
+        sft__ggml_scale_min(is, scales, &sc, &m); d1 = d * (float)sc; m1 = min * (float)m;
+        sft__ggml_scale_min(is + 1, scales, &sc, &m); d2 = d * (float)sc; m2 = min * (float)m;
+        for (l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+        for (l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+        ql += 32; is += 2; u1 <<= 2; u2 <<= 2;
+    }
+}
+
+static void sft__ggml_q6_k(const unsigned char *b, float *y) {
+    const unsigned char *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    const float d = sft__ggml_h(b + 208);
+    int n, l;
+    for (n = 0; n < 256; n += 128) {
+        for (l = 0; l < 32; l++) {
+            int is = l / 16;
+            const int q1 = (int)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            const int q2 = (int)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            const int q3 = (int)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            const int q4 = (int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l] = d * (float)sc[is] * (float)q1;
+            y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+            y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+            y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        }
+        y += 128; ql += 64; qh += 32; sc += 8;
+    }
+}
+
+SFTDEF sft_status sft_gguf_dequantize(const sft_gguf_tensor *t, float *out) {
+    int64_t bv, bb, i, nb;
+    const unsigned char *p;
+    if (!t || !out) return sft__fail(SFT_ERR_ARG, "sft_gguf_dequantize: NULL argument");
+    sft__ggml_block(t->type, &bv, &bb);
+    if (bv == 0)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "gguf: tensor '%s' is of type %s (%d); this build reads F32, F16, BF16, Q8_0, Q4_0, "
+                         "Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K", t->name, sft_gguf_type_name(t->type), t->type);
+    p = (const unsigned char *)t->data;
+    nb = (int64_t)(t->nbytes / (uint64_t)bb);
+    for (i = 0; i < nb; i++, p += bb, out += bv) {
+        switch (t->type) {
+        case SFT_GGML_F32: memcpy(out, p, 4); break;
+        case SFT_GGML_F16: out[0] = sft__ggml_h(p); break;
+        case SFT_GGML_BF16: out[0] = sft_bf16_to_f32((uint16_t)(p[0] | p[1] << 8)); break;
+        case SFT_GGML_Q4_0: sft__ggml_q4_0(p, out); break;
+        case SFT_GGML_Q4_1: sft__ggml_q4_1(p, out); break;
+        case SFT_GGML_Q5_0: sft__ggml_q5_0(p, out); break;
+        case SFT_GGML_Q5_1: sft__ggml_q5_1(p, out); break;
+        case SFT_GGML_Q8_0: sft__ggml_q8_0(p, out); break;
+        case SFT_GGML_Q4_K: sft__ggml_q4_k(p, out); break;
+        case SFT_GGML_Q5_K: sft__ggml_q5_k(p, out); break;
+        default: sft__ggml_q6_k(p, out); break;
+        }
+    }
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_gguf_load(sft_context *ctx, const sft_gguf *f, const char *name, sft_tensor **out) {
+    const sft_gguf_tensor *t = sft_gguf_find_tensor(f, name);
+    int64_t shape[4];
+    int d;
+    sft_status s;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_gguf_load: out is NULL");
+    *out = NULL;
+    if (!t) return sft__fail(SFT_ERR_NOT_FOUND, "%s: no tensor '%s'", f ? f->path : "gguf", name ? name : "(null)");
+    for (d = 0; d < t->ndim; d++) shape[d] = t->ne[t->ndim - 1 - d];
+    SFT__TRY(sft_tensor_create(ctx, SFT_F32, t->ndim, shape, out));
+    s = sft_gguf_dequantize(t, (float *)(*out)->data);
+    if (s != SFT_OK) { sft_tensor_destroy(*out); *out = NULL; return sft__fail(s, "%s: %s", f->path, sft_last_error()); }
+    return SFT_OK;
+}
+
+/* sft__gguf_meta_int: metadata "<arch>.<key>" (arch NULL: key) as an integer, dflt when absent */
+static sft_status sft__gguf_meta_int(const sft_gguf *f, const char *arch, const char *key, int64_t dflt, int64_t *out) {
+    char name[160];
+    sft_gguf_type t;
+    snprintf(name, sizeof name, "%s%s%s", arch ? arch : "", arch ? "." : "", key);
+    *out = dflt;
+    if (sft_gguf_kv_type(f, name, &t, NULL, NULL) != SFT_OK) { sft_clear_error(); return SFT_OK; }
+    return sft_gguf_get_int(f, name, out);
+}
+
+static sft_status sft__gguf_meta_float(const sft_gguf *f, const char *arch, const char *key, double dflt, double *out) {
+    char name[160];
+    sft_gguf_type t;
+    snprintf(name, sizeof name, "%s.%s", arch, key);
+    *out = dflt;
+    if (sft_gguf_kv_type(f, name, &t, NULL, NULL) != SFT_OK) { sft_clear_error(); return SFT_OK; }
+    return sft_gguf_get_float(f, name, out);
+}
+
+/* --- writing ------------------------------------------------------------------- */
+
+typedef struct sft__gguf_out { sft_context *ctx; unsigned char *p; size_t len, cap; int failed; } sft__gguf_out;
+
+static void sft__gguf_put(sft__gguf_out *o, const void *data, size_t n) {
+    if (o->failed) return;
+    if (o->len + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 4096;
+        unsigned char *q;
+        while (cap < o->len + n) cap *= 2;
+        if (!(q = (unsigned char *)sft__alloc(o->ctx, cap))) { o->failed = 1; return; }
+        if (o->len) memcpy(q, o->p, o->len);
+        sft__free(o->ctx, o->p);
+        o->p = q;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, data, n);
+    o->len += n;
+}
+
+static void sft__gguf_put_le(sft__gguf_out *o, uint64_t v, int n) {
+    unsigned char b[8];
+    int i;
+    for (i = 0; i < n; i++) b[i] = (unsigned char)(v >> (8 * i));
+    sft__gguf_put(o, b, (size_t)n);
+}
+
+static void sft__gguf_put_str(sft__gguf_out *o, const char *s) {
+    size_t n = strlen(s);
+    sft__gguf_put_le(o, n, 8);
+    sft__gguf_put(o, s, n);
+}
+
+/* one value of scalar type t at p (strings: p is the const char *) */
+static void sft__gguf_put_value(sft__gguf_out *o, sft_gguf_type t, const void *p) {
+    if (t == SFT_GGUF_STRING) sft__gguf_put_str(o, (const char *)p);
+    else sft__gguf_put(o, p, sft__gguf_scalar_size(t));   /* the host is little-endian (x86-64, arm64) */
+}
+
+/* ggml's quantize_row_q8_0_ref for one block of 32 */
+static void sft__ggml_quant_q8_0(const float *x, unsigned char *b) {
+    float amax = 0.0f, d, id;
+    uint16_t h;
+    int j;
+    for (j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    d = amax / 127.0f;
+    id = d ? 1.0f / d : 0.0f;
+    h = sft_f32_to_f16(d);
+    b[0] = (unsigned char)h; b[1] = (unsigned char)(h >> 8);
+    for (j = 0; j < 32; j++) b[2 + j] = (unsigned char)(int8_t)roundf(x[j] * id);
+}
+
+/* a tensor's data in its file type; *bytes its size */
+static sft_status sft__gguf_encode(sft_context *ctx, const sft_gguf_entry *e, unsigned char **out, size_t *bytes) {
+    int64_t bv, bb, n = 1, i;
+    unsigned char *p;
+    int d;
+    for (d = 0; d < e->ndim; d++) n *= e->ne[d];
+    sft__ggml_block(e->type, &bv, &bb);
+    if (e->type != SFT_GGML_F32 && e->type != SFT_GGML_F16 && e->type != SFT_GGML_BF16 && e->type != SFT_GGML_Q8_0)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "gguf save: tensor '%s': type %s (F32, F16, BF16 or Q8_0 are written)", e->name,
+                         sft_gguf_type_name(e->type));
+    if (e->ne[0] % bv) return sft__fail(SFT_ERR_SHAPE, "gguf save: tensor '%s': rows of %lld values are not whole Q8_0 blocks",
+                                        e->name, (long long)e->ne[0]);
+    *bytes = (size_t)(n / bv * bb);
+    if (!(p = (unsigned char *)sft__alloc(ctx, *bytes ? *bytes : 1))) return sft__fail(SFT_ERR_NOMEM, "gguf save: tensor '%s'", e->name);
+    for (i = 0; i < n; i += bv) {
+        unsigned char *b = p + i / bv * bb;
+        uint16_t h;
+        switch (e->type) {
+        case SFT_GGML_F32: memcpy(b, &e->data[i], 4); break;
+        case SFT_GGML_F16: h = sft_f32_to_f16(e->data[i]); b[0] = (unsigned char)h; b[1] = (unsigned char)(h >> 8); break;
+        case SFT_GGML_BF16: h = sft_f32_to_bf16(e->data[i]); b[0] = (unsigned char)h; b[1] = (unsigned char)(h >> 8); break;
+        default: sft__ggml_quant_q8_0(&e->data[i], b); break;
+        }
+    }
+    *out = p;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_gguf_save(sft_context *ctx, const char *path, const sft_gguf_kv *kvs, int n_kvs, const sft_gguf_entry *tensors,
+                                int n_tensors) {
+    static const unsigned char zeros[32] = {0};
+    sft__gguf_out o;
+    unsigned char **data = NULL;
+    size_t *bytes = NULL, offset = 0;
+    sft_buf *parts = NULL;
+    int i, j, d, n_parts = 0;
+    sft_status s = SFT_OK;
+    if (!path || n_kvs < 0 || n_tensors < 0 || (n_kvs && !kvs) || (n_tensors && !tensors))
+        return sft__fail(SFT_ERR_ARG, "sft_gguf_save: NULL or negative argument");
+    memset(&o, 0, sizeof o);
+    o.ctx = ctx;
+    for (i = 0; i < n_tensors; i++) {
+        if (!tensors[i].name || !tensors[i].data || tensors[i].ndim < 1 || tensors[i].ndim > 4)
+            return sft__fail(SFT_ERR_ARG, "sft_gguf_save: tensor %d has no name, no data or %d dims", i, tensors[i].ndim);
+        for (j = 0; j < i; j++)
+            if (strcmp(tensors[i].name, tensors[j].name) == 0) return sft__fail(SFT_ERR_ARG, "sft_gguf_save: tensor '%s' twice", tensors[i].name);
+    }
+    for (i = 0; i < n_kvs; i++)
+        if (!kvs[i].key || (unsigned)kvs[i].type >= SFT_GGUF_TYPE_COUNT ||
+            (kvs[i].type == SFT_GGUF_ARRAY && ((unsigned)kvs[i].elem_type >= SFT_GGUF_TYPE_COUNT || kvs[i].elem_type == SFT_GGUF_ARRAY)) ||
+            (!kvs[i].data && !(kvs[i].type == SFT_GGUF_ARRAY && kvs[i].n == 0)))
+            return sft__fail(SFT_ERR_ARG, "sft_gguf_save: metadata entry %d ('%s') is malformed", i, kvs[i].key ? kvs[i].key : "");
+    data = (unsigned char **)sft__calloc(ctx, (size_t)n_tensors + 1, sizeof *data);
+    bytes = (size_t *)sft__calloc(ctx, (size_t)n_tensors + 1, sizeof *bytes);
+    parts = (sft_buf *)sft__calloc(ctx, 2 * (size_t)n_tensors + 2, sizeof *parts);
+    if (!data || !bytes || !parts) s = sft__fail(SFT_ERR_NOMEM, "gguf save: %s", path);
+    sft__gguf_put(&o, "GGUF", 4);
+    sft__gguf_put_le(&o, 3, 4);
+    sft__gguf_put_le(&o, (uint64_t)n_tensors, 8);
+    sft__gguf_put_le(&o, (uint64_t)n_kvs, 8);
+    for (i = 0; i < n_kvs && s == SFT_OK; i++) {
+        const sft_gguf_kv *kv = &kvs[i];
+        uint64_t k;
+        sft__gguf_put_str(&o, kv->key);
+        sft__gguf_put_le(&o, (uint64_t)kv->type, 4);
+        if (kv->type != SFT_GGUF_ARRAY) { sft__gguf_put_value(&o, kv->type, kv->data); continue; }
+        sft__gguf_put_le(&o, (uint64_t)kv->elem_type, 4);
+        sft__gguf_put_le(&o, kv->n, 8);
+        for (k = 0; k < kv->n; k++)
+            sft__gguf_put_value(&o, kv->elem_type, kv->elem_type == SFT_GGUF_STRING ? (const void *)((const char *const *)kv->data)[k]
+                                                   : (const void *)((const unsigned char *)kv->data + k * sft__gguf_scalar_size(kv->elem_type)));
+    }
+    for (i = 0; i < n_tensors && s == SFT_OK; i++) {
+        s = sft__gguf_encode(ctx, &tensors[i], &data[i], &bytes[i]);
+        if (s != SFT_OK) break;
+        sft__gguf_put_str(&o, tensors[i].name);
+        sft__gguf_put_le(&o, (uint64_t)tensors[i].ndim, 4);
+        for (d = 0; d < tensors[i].ndim; d++) sft__gguf_put_le(&o, (uint64_t)tensors[i].ne[d], 8);
+        sft__gguf_put_le(&o, (uint64_t)tensors[i].type, 4);
+        sft__gguf_put_le(&o, offset, 8);
+        offset += (bytes[i] + 31) / 32 * 32;
+    }
+    if (s == SFT_OK) {
+        sft__gguf_put(&o, zeros, (32 - o.len % 32) % 32);
+        if (o.failed) s = sft__fail(SFT_ERR_NOMEM, "gguf save: %s: the header", path);
+    }
+    if (s == SFT_OK) {
+        parts[n_parts].data = o.p; parts[n_parts++].len = o.len;
+        for (i = 0; i < n_tensors; i++) {
+            parts[n_parts].data = data[i]; parts[n_parts++].len = bytes[i];
+            parts[n_parts].data = zeros; parts[n_parts++].len = (32 - bytes[i] % 32) % 32;
+        }
+        s = sft_file_write_atomic(ctx, path, parts, n_parts);
+    }
+    for (i = 0; data && i < n_tensors; i++) sft__free(ctx, data[i]);
+    sft__free(ctx, data);
+    sft__free(ctx, bytes);
+    sft__free(ctx, parts);
+    sft__free(ctx, o.p);
     return s;
 }
 
@@ -11750,6 +12718,393 @@ SFTDEF void sft_tokenizer_destroy(sft_tokenizer *t) {
     sft__free(ctx, t);
 }
 
+/* ============================================================================
+   === tokenizer: GGUF files
+   A .gguf path's tokenizer.ggml.* metadata turned into the tokenizer.json that
+   transformers' GGUF loader (integrations/ggml.py) builds from it, then loaded
+   as any tokenizer.json: "gpt2" vocabularies are byte-level BPE with GPT-2's
+   split pattern (Qwen2's pattern and NFC for the qwen2/qwen3 architectures),
+   "llama" vocabularies SentencePiece-style BPE (U+2581, byte fallback; merges
+   from tokenizer.ggml.merges, or built from the scores as transformers builds
+   them). Tokens of type 3 (control) are special added tokens. The ids and
+   flags come from the metadata as llama.cpp reads them: bos/eos/unk/padding
+   ids, add_bos_token (default: on for "llama" vocabularies, off for "gpt2"),
+   add_eos_token, and tokenizer.chat_template as the default template. (Where
+   transformers ignores add_bos_token and always prepends BOS, llama.cpp and
+   this loader follow the file.) */
+
+/* the vocabulary's ids to write: duplicates keep the last id, as a Python dict does */
+typedef struct sft__gguf_tokref { const char *s; size_t len; int64_t id; } sft__gguf_tokref;
+
+static int sft__gguf_tokref_cmp(const void *a, const void *b) {
+    const sft__gguf_tokref *x = (const sft__gguf_tokref *)a, *y = (const sft__gguf_tokref *)b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->s, y->s, n);
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* a merge built from SentencePiece scores (transformers' GGUFTokenizerSkeleton) */
+typedef struct sft__gguf_merge { double score, score_l, score_r; int64_t tok, l, r; int split; } sft__gguf_merge;
+
+static int sft__gguf_merge_cmp(const void *a, const void *b) {
+    const sft__gguf_merge *x = (const sft__gguf_merge *)a, *y = (const sft__gguf_merge *)b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;          /* by the merged token's score  */
+    if (x->tok != y->tok) return x->tok < y->tok ? -1 : 1;                  /* then in vocabulary order     */
+    if (x->score_l != y->score_l) return x->score_l > y->score_l ? -1 : 1;  /* then by the pieces' scores   */
+    if (x->score_r != y->score_r) return x->score_r > y->score_r ? -1 : 1;
+    return x->split - y->split;
+}
+
+typedef struct sft__gguf_vocab {
+    const sft_gguf   *f;
+    int64_t           n;
+    sft__gguf_tokref *sorted;    /* by text, for lookups */
+} sft__gguf_vocab;
+
+static int64_t sft__gguf_vocab_find(const sft__gguf_vocab *v, const char *s, size_t len) {
+    int64_t lo = 0, hi = v->n - 1, found = -1;
+    while (lo <= hi) {                     /* the last entry of the text: its id wins */
+        int64_t mid = (lo + hi) / 2;
+        size_t n = len < v->sorted[mid].len ? len : v->sorted[mid].len;
+        int c = memcmp(v->sorted[mid].s, s, n);
+        if (!c) c = v->sorted[mid].len < len ? -1 : v->sorted[mid].len > len;
+        if (c <= 0) { if (!c) found = mid; lo = mid + 1; } else hi = mid - 1;
+    }
+    return found < 0 ? -1 : v->sorted[found].id;
+}
+
+static double sft__gguf_score(const sft_gguf *f, int64_t id) {
+    double d = 0.0;
+    if (sft_gguf_array_float(f, "tokenizer.ggml.scores", (uint64_t)id, &d) != SFT_OK) { sft_clear_error(); d = 0.0; }
+    return d;
+}
+
+/* write the merges built from the scores as [l, r] pairs */
+static sft_status sft__gguf_write_spm_merges(sft_context *ctx, const sft__gguf_vocab *v, sft_json_writer *w) {
+    sft__gguf_merge *m = NULL;
+    size_t n = 0, cap = 0, k;
+    int64_t i;
+    for (i = 0; i < v->n; i++) {
+        const char *s;
+        size_t len, at;
+        if (i > 0 && v->sorted[i].len == v->sorted[i - 1].len && memcmp(v->sorted[i].s, v->sorted[i - 1].s, v->sorted[i].len) == 0)
+            continue;  /* one entry per text */
+        s = v->sorted[i].s; len = v->sorted[i].len;
+        for (at = 1; at < len; at++) {
+            int64_t l, r;
+            if (((unsigned char)s[at] & 0xC0) == 0x80) continue;   /* split at characters, as Python does */
+            if ((l = sft__gguf_vocab_find(v, s, at)) < 0 || (r = sft__gguf_vocab_find(v, s + at, len - at)) < 0) continue;
+            if (n == cap) {
+                sft__gguf_merge *p;
+                cap = cap ? 2 * cap : 4096;
+                if (!(p = (sft__gguf_merge *)sft__alloc(ctx, cap * sizeof *p))) { sft__free(ctx, m); return sft__fail(SFT_ERR_NOMEM, "gguf: merges"); }
+                if (n) memcpy(p, m, n * sizeof *p);
+                sft__free(ctx, m);
+                m = p;
+            }
+            m[n].tok = sft__gguf_vocab_find(v, s, len);
+            m[n].score = sft__gguf_score(v->f, sft__gguf_vocab_find(v, s, len));
+            m[n].l = l; m[n].r = r;
+            m[n].score_l = sft__gguf_score(v->f, l); m[n].score_r = sft__gguf_score(v->f, r);
+            m[n].split = (int)at;
+            n++;
+        }
+    }
+    if (n) qsort(m, n, sizeof *m, sft__gguf_merge_cmp);
+    for (k = 0; k < n; k++) {
+        const char *a, *b;
+        size_t la, lb;
+        sft_gguf_array_str(v->f, "tokenizer.ggml.tokens", (uint64_t)m[k].l, &a, &la);
+        sft_gguf_array_str(v->f, "tokenizer.ggml.tokens", (uint64_t)m[k].r, &b, &lb);
+        sft_json_write_array_begin(w);
+        sft_json_write_string_n(w, a, la);
+        sft_json_write_string_n(w, b, lb);
+        sft_json_write_array_end(w);
+    }
+    sft__free(ctx, m);
+    return SFT_OK;
+}
+
+static void sft__gguf_w_added(sft_json_writer *w, int64_t id, const char *s, size_t len) {
+    sft_json_write_object_begin(w);
+    sft_json_write_key(w, "id"); sft_json_write_int(w, id);
+    sft_json_write_key(w, "content"); sft_json_write_string_n(w, s, len);
+    sft_json_write_key(w, "single_word"); sft_json_write_bool(w, 0);
+    sft_json_write_key(w, "lstrip"); sft_json_write_bool(w, 0);
+    sft_json_write_key(w, "rstrip"); sft_json_write_bool(w, 0);
+    sft_json_write_key(w, "normalized"); sft_json_write_bool(w, 0);
+    sft_json_write_key(w, "special"); sft_json_write_bool(w, 1);
+    sft_json_write_object_end(w);
+}
+
+static void sft__gguf_w_type(sft_json_writer *w, const char *type) { sft_json_write_key(w, "type"); sft_json_write_string(w, type); }
+
+static void sft__gguf_w_bytelevel(sft_json_writer *w, int add_prefix_space, int trim_offsets, int use_regex) {
+    sft_json_write_object_begin(w);
+    sft__gguf_w_type(w, "ByteLevel");
+    sft_json_write_key(w, "add_prefix_space"); sft_json_write_bool(w, add_prefix_space);
+    sft_json_write_key(w, "trim_offsets"); sft_json_write_bool(w, trim_offsets);
+    sft_json_write_key(w, "use_regex"); sft_json_write_bool(w, use_regex);
+    sft_json_write_object_end(w);
+}
+
+static void sft__gguf_w_replace(sft_json_writer *w, const char *from, const char *to) {
+    sft_json_write_object_begin(w);
+    sft__gguf_w_type(w, "Replace");
+    sft_json_write_key(w, "pattern");
+    sft_json_write_object_begin(w); sft_json_write_key(w, "String"); sft_json_write_string(w, from); sft_json_write_object_end(w);
+    sft_json_write_key(w, "content"); sft_json_write_string(w, to);
+    sft_json_write_object_end(w);
+}
+
+/* TemplateProcessing with the BOS before and/or the EOS after a sequence */
+static void sft__gguf_w_post(sft_json_writer *w, const sft_gguf *f, int64_t bos, int64_t eos) {
+    const char *s[2] = {NULL, NULL};
+    size_t len[2] = {0, 0};
+    int k;
+    if (bos >= 0) sft_gguf_array_str(f, "tokenizer.ggml.tokens", (uint64_t)bos, &s[0], &len[0]);
+    if (eos >= 0) sft_gguf_array_str(f, "tokenizer.ggml.tokens", (uint64_t)eos, &s[1], &len[1]);
+    sft_json_write_object_begin(w);
+    sft__gguf_w_type(w, "TemplateProcessing");
+    sft_json_write_key(w, "single");
+    sft_json_write_array_begin(w);
+    for (k = 0; k < 3; k++) {
+        if (k != 1 && !s[k / 2]) continue;
+        sft_json_write_object_begin(w);
+        if (k == 1) {
+            sft_json_write_key(w, "Sequence");
+            sft_json_write_object_begin(w); sft_json_write_key(w, "id"); sft_json_write_string(w, "A");
+        } else {
+            sft_json_write_key(w, "SpecialToken");
+            sft_json_write_object_begin(w); sft_json_write_key(w, "id"); sft_json_write_string_n(w, s[k / 2], len[k / 2]);
+        }
+        sft_json_write_key(w, "type_id"); sft_json_write_int(w, 0);
+        sft_json_write_object_end(w);
+        sft_json_write_object_end(w);
+    }
+    sft_json_write_array_end(w);
+    sft_json_write_key(w, "special_tokens");
+    sft_json_write_object_begin(w);
+    for (k = 0; k < 2; k++) {
+        if (!s[k] || (k == 1 && s[0] && len[0] == len[1] && memcmp(s[0], s[1], len[0]) == 0)) continue;
+        sft_json_write_key(w, s[k]);
+        sft_json_write_object_begin(w);
+        sft_json_write_key(w, "id"); sft_json_write_string_n(w, s[k], len[k]);
+        sft_json_write_key(w, "ids"); sft_json_write_array_begin(w); sft_json_write_int(w, k ? eos : bos); sft_json_write_array_end(w);
+        sft_json_write_key(w, "tokens"); sft_json_write_array_begin(w); sft_json_write_string_n(w, s[k], len[k]); sft_json_write_array_end(w);
+        sft_json_write_object_end(w);
+    }
+    sft_json_write_object_end(w);
+    sft_json_write_object_end(w);
+}
+
+/* sft__gguf_tokenizer_json: the tokenizer.json text for f */
+static sft_status sft__gguf_tokenizer_json(sft_context *ctx, const sft_gguf *f, const char *path, int64_t bos, int64_t eos,
+                                           int64_t unk, int add_bos, int add_eos, sft_json **out) {
+    const char *model = NULL, *arch = "", *tok;
+    sft_gguf_type type, elem;
+    uint64_t n_tokens = 0, n_types = 0, n_merges = 0, i;
+    sft__gguf_vocab v;
+    sft_json_writer w;
+    char *text = NULL;
+    size_t len = 0;
+    int64_t add_space = -1, ttype;
+    int spm, qwen;
+    sft_status s = SFT_OK;
+    if (sft_gguf_get_str(f, "tokenizer.ggml.model", &model, NULL) != SFT_OK)
+        return sft__fail(SFT_ERR_FORMAT, "%s: no tokenizer.ggml.model string (the file has no tokenizer)", path);
+    if (strcmp(model, "gpt2") != 0 && strcmp(model, "llama") != 0)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: tokenizer.ggml.model '%.40s' is not supported (gpt2, llama)", path, model);
+    if (sft_gguf_kv_type(f, "tokenizer.ggml.tokens", &type, &elem, &n_tokens) != SFT_OK || type != SFT_GGUF_ARRAY || elem != SFT_GGUF_STRING ||
+        n_tokens == 0 || n_tokens > (1u << 24))
+        return sft__fail(SFT_ERR_FORMAT, "%s: tokenizer.ggml.tokens must be a list of 1 to 2^24 strings", path);
+    if (sft_gguf_kv_type(f, "tokenizer.ggml.token_type", &type, &elem, &n_types) == SFT_OK && n_types != n_tokens)
+        return sft__fail(SFT_ERR_FORMAT, "%s: tokenizer.ggml.token_type has %llu entries for %llu tokens", path,
+                         (unsigned long long)n_types, (unsigned long long)n_tokens);
+    if (sft_gguf_kv_type(f, "tokenizer.ggml.merges", &type, &elem, &n_merges) == SFT_OK && (type != SFT_GGUF_ARRAY || elem != SFT_GGUF_STRING))
+        return sft__fail(SFT_ERR_FORMAT, "%s: tokenizer.ggml.merges is not a list of strings", path);
+    sft_clear_error();
+    if (sft_gguf_get_str(f, "general.architecture", &arch, NULL) != SFT_OK) { sft_clear_error(); arch = ""; }
+    SFT__TRY(sft__gguf_meta_int(f, NULL, "tokenizer.ggml.add_space_prefix", -1, &add_space));
+    spm = strcmp(model, "llama") == 0;
+    qwen = !spm && (strcmp(arch, "qwen2") == 0 || strcmp(arch, "qwen3") == 0);
+    if (spm && n_merges == 0 && sft_gguf_kv_type(f, "tokenizer.ggml.scores", &type, &elem, NULL) != SFT_OK)
+        return sft__fail(SFT_ERR_FORMAT, "%s: a llama vocabulary needs tokenizer.ggml.merges or tokenizer.ggml.scores", path);
+    v.f = f; v.n = (int64_t)n_tokens;
+    v.sorted = (sft__gguf_tokref *)sft__alloc(ctx, (size_t)n_tokens * sizeof *v.sorted);
+    if (!v.sorted) return sft__fail(SFT_ERR_NOMEM, "%s: %llu tokens", path, (unsigned long long)n_tokens);
+    for (i = 0; i < n_tokens; i++) {
+        sft_gguf_array_str(f, "tokenizer.ggml.tokens", i, &v.sorted[i].s, &v.sorted[i].len);
+        v.sorted[i].id = (int64_t)i;
+        if (strlen(v.sorted[i].s) != v.sorted[i].len) s = sft__fail(SFT_ERR_FORMAT, "%s: token %llu holds a NUL byte", path, (unsigned long long)i);
+    }
+    if (s != SFT_OK) { sft__free(ctx, v.sorted); return s; }
+    qsort(v.sorted, (size_t)n_tokens, sizeof *v.sorted, sft__gguf_tokref_cmp);
+    memset(&w, 0, sizeof w);
+    w.ctx = ctx;
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "added_tokens");
+    sft_json_write_array_begin(&w);
+    for (i = 0; i < n_tokens; i++) {
+        int special;
+        if (sft_gguf_array_int(f, "tokenizer.ggml.token_type", i, &ttype) != SFT_OK) { sft_clear_error(); ttype = 1; }
+        sft_gguf_array_str(f, "tokenizer.ggml.tokens", i, &tok, &len);
+        special = qwen ? (strcmp(tok, "<|endoftext|>") == 0 || strcmp(tok, "<|im_start|>") == 0 || strcmp(tok, "<|im_end|>") == 0)
+                : n_types ? ttype == 3
+                : ((int64_t)i == unk || (int64_t)i == bos || (int64_t)i == eos);
+        if (special) sft__gguf_w_added(&w, (int64_t)i, tok, len);
+    }
+    sft_json_write_array_end(&w);
+    sft_json_write_key(&w, "normalizer");
+    if (qwen) { sft_json_write_object_begin(&w); sft__gguf_w_type(&w, "NFC"); sft_json_write_object_end(&w); }
+    else {
+        sft_json_write_object_begin(&w);
+        sft__gguf_w_type(&w, "Sequence");
+        sft_json_write_key(&w, "normalizers");
+        sft_json_write_array_begin(&w);
+        if (spm && add_space != 0) {
+            sft_json_write_object_begin(&w); sft__gguf_w_type(&w, "Prepend");
+            sft_json_write_key(&w, "prepend"); sft_json_write_string(&w, "\xe2\x96\x81");
+            sft_json_write_object_end(&w);
+        }
+        if (spm) sft__gguf_w_replace(&w, " ", "\xe2\x96\x81");
+        sft_json_write_array_end(&w);
+        sft_json_write_object_end(&w);
+    }
+    sft_json_write_key(&w, "pre_tokenizer");
+    if (spm) sft_json_write_null(&w);
+    else if (!qwen) sft__gguf_w_bytelevel(&w, 0, 0, 1);
+    else {
+        sft_json_write_object_begin(&w);
+        sft__gguf_w_type(&w, "Sequence");
+        sft_json_write_key(&w, "pretokenizers");
+        sft_json_write_array_begin(&w);
+        sft_json_write_object_begin(&w);
+        sft__gguf_w_type(&w, "Split");
+        sft_json_write_key(&w, "pattern");
+        sft_json_write_object_begin(&w);
+        sft_json_write_key(&w, "Regex");
+        sft_json_write_string(&w, "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+");
+        sft_json_write_object_end(&w);
+        sft_json_write_key(&w, "behavior"); sft_json_write_string(&w, "Isolated");
+        sft_json_write_key(&w, "invert"); sft_json_write_bool(&w, 0);
+        sft_json_write_object_end(&w);
+        sft__gguf_w_bytelevel(&w, add_space > 0, 0, 0);
+        sft_json_write_array_end(&w);
+        sft_json_write_object_end(&w);
+    }
+    sft_json_write_key(&w, "post_processor");
+    if (add_bos || add_eos) sft__gguf_w_post(&w, f, add_bos ? bos : -1, add_eos ? eos : -1);
+    else sft_json_write_null(&w);
+    sft_json_write_key(&w, "decoder");
+    if (qwen) sft__gguf_w_bytelevel(&w, 0, 0, 0);
+    else {
+        sft_json_write_object_begin(&w);
+        sft__gguf_w_type(&w, "Sequence");
+        sft_json_write_key(&w, "decoders");
+        sft_json_write_array_begin(&w);
+        sft_json_write_object_begin(&w); sft__gguf_w_type(&w, "ByteFallback"); sft_json_write_object_end(&w);
+        sft_json_write_object_begin(&w); sft__gguf_w_type(&w, "Fuse"); sft_json_write_object_end(&w);
+        sft__gguf_w_replace(&w, "\xe2\x96\x81", " ");
+        if (!spm) sft__gguf_w_bytelevel(&w, 0, 0, 1);
+        if (spm && add_space != 0) {
+            sft_json_write_object_begin(&w); sft__gguf_w_type(&w, "Strip");
+            sft_json_write_key(&w, "content"); sft_json_write_string(&w, " ");
+            sft_json_write_key(&w, "start"); sft_json_write_int(&w, 1);
+            sft_json_write_key(&w, "stop"); sft_json_write_int(&w, 0);
+            sft_json_write_object_end(&w);
+        }
+        sft_json_write_array_end(&w);
+        sft_json_write_object_end(&w);
+    }
+    sft_json_write_key(&w, "model");
+    sft_json_write_object_begin(&w);
+    sft__gguf_w_type(&w, "BPE");
+    sft_json_write_key(&w, "unk_token");
+    if (!qwen && unk >= 0 && (uint64_t)unk < n_tokens) {
+        sft_gguf_array_str(f, "tokenizer.ggml.tokens", (uint64_t)unk, &tok, &len);
+        sft_json_write_string_n(&w, tok, len);
+    } else sft_json_write_null(&w);
+    sft_json_write_key(&w, "fuse_unk"); sft_json_write_bool(&w, !qwen);
+    sft_json_write_key(&w, "byte_fallback"); sft_json_write_bool(&w, !qwen);
+    sft_json_write_key(&w, "vocab");
+    sft_json_write_object_begin(&w);
+    for (i = 0; i < n_tokens; i++) {
+        if (i + 1 < n_tokens && sft__gguf_tokref_cmp(&v.sorted[i], &v.sorted[i + 1]) != 0 && v.sorted[i].len == v.sorted[i + 1].len &&
+            memcmp(v.sorted[i].s, v.sorted[i + 1].s, v.sorted[i].len) == 0)
+            continue;   /* a text listed twice keeps its last id */
+        sft_json_write_key(&w, v.sorted[i].s);
+        sft_json_write_int(&w, v.sorted[i].id);
+    }
+    sft_json_write_object_end(&w);
+    sft_json_write_key(&w, "merges");
+    sft_json_write_array_begin(&w);
+    if (n_merges) {
+        for (i = 0; i < n_merges; i++) {
+            const char *m, *sp;
+            sft_gguf_array_str(f, "tokenizer.ggml.merges", i, &m, &len);
+            if (!(sp = strchr(m, ' '))) { s = sft__fail(SFT_ERR_FORMAT, "%s: tokenizer.ggml.merges[%llu] '%.60s' has no space", path, (unsigned long long)i, m); break; }
+            sft_json_write_array_begin(&w);
+            sft_json_write_string_n(&w, m, (size_t)(sp - m));
+            sft_json_write_string(&w, sp + 1);
+            sft_json_write_array_end(&w);
+        }
+    } else if (spm)
+        s = sft__gguf_write_spm_merges(ctx, &v, &w);
+    sft_json_write_array_end(&w);
+    sft_json_write_object_end(&w);
+    sft_json_write_object_end(&w);
+    sft__free(ctx, v.sorted);
+    if (s != SFT_OK) { sft_json_writer_reset(&w); return s; }
+    SFT__TRY(sft_json_writer_finish(&w, &text, &len));
+    s = sft_json_parse(ctx, text, len, path, NULL, out);
+    sft__free(ctx, text);
+    return s;
+}
+
+/* sft__gguf_tokenizer: t built from the GGUF file at path */
+static sft_status sft__gguf_tokenizer(sft_tokenizer *t, const char *path) {
+    static const char *const keys[7] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id",
+                                        "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.padding_token_id",
+                                        "tokenizer.ggml.cls_token_id", "tokenizer.ggml.mask_token_id"};
+    sft_gguf *f = NULL;
+    sft_json *root = NULL;
+    int64_t ids[7], add_bos, add_eos;
+    const char *model = "", *tmpl;
+    size_t len;
+    int k;
+    sft_status s;
+    SFT__TRY(sft_gguf_open(t->ctx, path, &f));
+    for (k = 0, s = SFT_OK; k < 7 && s == SFT_OK; k++) s = sft__gguf_meta_int(f, NULL, keys[k], -1, &ids[k]);
+    if (sft_gguf_get_str(f, "tokenizer.ggml.model", &model, NULL) != SFT_OK) { sft_clear_error(); model = ""; }
+    if (s == SFT_OK) s = sft__gguf_meta_int(f, NULL, "tokenizer.ggml.add_bos_token", strcmp(model, "llama") == 0, &add_bos);
+    if (s == SFT_OK) s = sft__gguf_meta_int(f, NULL, "tokenizer.ggml.add_eos_token", 0, &add_eos);
+    if (s == SFT_OK) s = sft__gguf_tokenizer_json(t->ctx, f, path, ids[0], ids[1], ids[2], add_bos != 0, add_eos != 0, &root);
+    if (s == SFT_OK) s = sft__tok_build(t, path, root);
+    sft_json_free(root);
+    for (k = 0; k < 7 && s == SFT_OK; k++) {
+        const char *text = ids[k] >= 0 ? sft_tokenizer_id_to_token(t, (int32_t)ids[k]) : NULL;
+        if (ids[k] >= 0 && !text) s = sft__fail(SFT_ERR_FORMAT, "%s: %s is %lld, outside the vocabulary", path, keys[k], (long long)ids[k]);
+        else if (text && !(t->special_text[k] = sft__strdup(t->ctx, text))) s = sft__fail(SFT_ERR_NOMEM, "%s: special tokens", path);
+    }
+    if (s == SFT_OK) {
+        t->info.bos_id = (int32_t)ids[0]; t->info.eos_id = (int32_t)ids[1]; t->info.pad_id = (int32_t)ids[4];
+        if (ids[2] >= 0) t->info.unk_id = (int32_t)ids[2];
+        t->info.add_bos_token = add_bos != 0;
+        t->info.add_eos_token = add_eos != 0;
+    }
+    if (s == SFT_OK) {
+        if (sft_gguf_get_str(f, "tokenizer.chat_template", &tmpl, &len) == SFT_OK) {
+            s = sft__tok_add_template(t, "default", 7, tmpl, len, path);
+            if (s == SFT_OK) sft__tok_set_default_template(t);
+        } else sft_clear_error();   /* no template */
+    }
+    sft_gguf_close(f);
+    return s;
+}
+
 SFTDEF sft_status sft_tokenizer_load(sft_context *ctx, const char *path, sft_tokenizer **out) {
     char file[4096], dir[4096], *text = NULL;
     size_t len;
@@ -11761,6 +13116,18 @@ SFTDEF sft_status sft_tokenizer_load(sft_context *ctx, const char *path, sft_tok
     *out = NULL;
     if (!ctx || !path) return sft__fail(SFT_ERR_ARG, "sft_tokenizer_load: NULL argument");
     if (strlen(path) + 1 > sizeof file) return sft__fail(SFT_ERR_ARG, "sft_tokenizer_load: path too long: %.200s", path);
+    if (sft_gguf_is_gguf(path)) {           /* a .gguf file: the tokenizer of its metadata */
+        t = (sft_tokenizer *)sft__calloc(ctx, 1, sizeof *t);
+        if (!t) return sft__fail(SFT_ERR_NOMEM, "%s: tokenizer", path);
+        t->ctx = ctx;
+        t->info.bos_id = t->info.eos_id = t->info.pad_id = t->info.unk_id = -1;
+        t->cache_keys.elem = 1; t->cache_ids.elem = sizeof(int32_t); t->sym.elem = sizeof(int32_t); t->buf.elem = 1;
+        sft__bytemap_init(&t->bytes);
+        s = sft__gguf_tokenizer(t, path);
+        if (s != SFT_OK) { sft_tokenizer_destroy(t); return s; }
+        *out = t;
+        return SFT_OK;
+    }
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         memcpy(dir, path, strlen(path) + 1);
         SFT__TRY(sft__path_join(file, sizeof file, path, strlen(path), "tokenizer.json"));
@@ -12980,12 +14347,18 @@ typedef struct sft__weights {
     char        *file_name[SFT__MODEL_MAX_SHARDS];
     int          n_files;
     sft_json    *index;               /* model.safetensors.index.json, or NULL   */
+    sft_gguf    *gguf;                /* a .gguf file instead (see "model: GGUF files") */
+    int          gguf_permute, gguf_heads, gguf_kv_heads;
 } sft__weights;
+
+static sft_status sft__gguf_weights_load(const sft__weights *w, const char *name, int ndim, const int64_t *shape, sft_tensor **out);
+static const sft_gguf_tensor *sft__gguf_weight(const sft__weights *w, const char *hf, int *role);
 
 static void sft__weights_close(sft__weights *w) {
     int i;
     for (i = 0; i < w->n_files; i++) { sft_st_close(w->file[i]); sft__free(w->ctx, w->file_name[i]); }
     sft_json_free(w->index);
+    sft_gguf_close(w->gguf);
     memset(w, 0, sizeof *w);
 }
 
@@ -13056,6 +14429,7 @@ static sft_status sft__weights_load(const sft__weights *w, const char *name, int
     sft_tensor *raw = NULL;
     int i, ok;
     *out = NULL;
+    if (w->gguf) return sft__gguf_weights_load(w, name, ndim, shape, out);
     if (!t) return sft__weights_missing(w, name);
     ok = t->ndim == ndim;
     for (i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
@@ -13175,13 +14549,14 @@ static sft_status sft__model_linear_load(const sft__weights *w, const sft_load_d
     sft_linear_desc ld;
     const sft_st_tensor *t;
     sft_status s = SFT_OK;
+    int role;
     memset(&ld, 0, sizeof ld);
     ld.compute_dtype = desc->compute_dtype;
     shape[0] = rows; shape[1] = cols;
     snprintf(name, sizeof name, "%s.weight", prefix);
     t = sft__weights_find(w, name, NULL);
-    if (!t) return sft__weights_missing(w, name);
-    if (t->dtype == SFT_U8) s = sft__bnb_load(w, prefix, rows, cols, &ld.qweight);
+    if (!t && !(w->gguf && sft__gguf_weight(w, name, &role))) return sft__weights_missing(w, name);
+    if (t && t->dtype == SFT_U8) s = sft__bnb_load(w, prefix, rows, cols, &ld.qweight);
     else if (desc->quant != SFT_QUANT_NONE) {
         sft_tensor *dense = NULL;
         sft_quant_desc qd;
@@ -13285,6 +14660,435 @@ SFTDEF void sft_model_destroy(sft_model *m) {
     sft__free(m->ctx, m->dir);
     sft__free(m->ctx, m);
 }
+
+/* ============================================================================
+   === model: GGUF files
+   A .gguf path loads as a model folder would. The config comes from the
+   metadata as transformers' GGUF loader maps it ("llama.block_count" ->
+   num_hidden_layers, ...; general.architecture llama -> LlamaForCausalLM,
+   qwen2 -> Qwen2ForCausalLM, qwen3 -> Qwen3ForCausalLM), written as a
+   config.json text and read by the same parser; the weights are looked up by
+   their transformers names, renamed to llama.cpp's (model.layers.N.self_attn.
+   q_proj.weight -> blk.N.attn_q.weight, ...), dequantized to f32, and for the
+   llama architecture the rows of q and k put back in Hugging Face's order
+   (convert_hf_to_gguf.py interleaves the two halves of every head for its
+   rotary kernel). Tied embeddings: the file has no output.weight. */
+
+static const struct { const char *gguf, *hf; int permute_qk; } sft__gguf_archs[] = {
+    {"llama", "LlamaForCausalLM", 1},
+    {"qwen2", "Qwen2ForCausalLM", 0},
+    {"qwen3", "Qwen3ForCausalLM", 0},
+};
+
+static int sft__gguf_arch_index(const char *arch) {
+    size_t k;
+    for (k = 0; k < SFT__COUNT(sft__gguf_archs); k++) if (strcmp(sft__gguf_archs[k].gguf, arch) == 0) return (int)k;
+    return -1;
+}
+
+/* sft__gguf_config_json: the config.json transformers writes for the file */
+static sft_status sft__gguf_config_json(sft_context *ctx, const sft_gguf *f, const char *path, int *arch_index, sft_json **out) {
+    static const char *const ints[][2] = {
+        {"block_count", "num_hidden_layers"}, {"embedding_length", "hidden_size"}, {"feed_forward_length", "intermediate_size"},
+        {"attention.head_count", "num_attention_heads"}, {"context_length", "max_position_embeddings"}};
+    const char *arch = NULL, *scaling = NULL;
+    const sft_gguf_tensor *embd = sft_gguf_find_tensor(f, "token_embd.weight");
+    sft_json_writer w;
+    char *text = NULL;
+    size_t len = 0, k;
+    int64_t v, heads, kv_heads, hidden, head_dim, vocab, id;
+    double eps, theta, factor;
+    int a;
+    sft_status s;
+    if (sft_gguf_get_str(f, "general.architecture", &arch, NULL) != SFT_OK)
+        return sft__fail(SFT_ERR_FORMAT, "%s: no general.architecture string", path);
+    if ((a = sft__gguf_arch_index(arch)) < 0)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: GGUF architecture '%.40s' is not supported (llama, qwen2, qwen3)", path, arch);
+    *arch_index = a;
+    if (!embd || embd->ndim != 2) return sft__fail(SFT_ERR_FORMAT, "%s: no 2-dim token_embd.weight", path);
+    if (sft_gguf_find_tensor(f, "rope_freqs.weight"))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "%s: rope_freqs.weight (Llama 3.1-style RoPE scaling) is not supported in GGUF files", path);
+    {
+        char key[96];
+        snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+        if (sft_gguf_get_str(f, key, &scaling, NULL) != SFT_OK) { sft_clear_error(); scaling = NULL; }
+        if (scaling && strcmp(scaling, "none") != 0 && strcmp(scaling, "linear") != 0)
+            return sft__fail(SFT_ERR_UNSUPPORTED, "%s: %s '%.40s' is not supported (none, linear)", path, key, scaling);
+    }
+    memset(&w, 0, sizeof w);
+    w.ctx = ctx;
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "architectures");
+    sft_json_write_array_begin(&w);
+    sft_json_write_string(&w, sft__gguf_archs[a].hf);
+    sft_json_write_array_end(&w);
+    for (k = 0; k < SFT__COUNT(ints); k++) {
+        SFT__TRY(sft__gguf_meta_int(f, arch, ints[k][0], 0, &v));
+        sft_json_write_key(&w, ints[k][1]);
+        sft_json_write_int(&w, v);
+    }
+    SFT__TRY(sft__gguf_meta_int(f, arch, "attention.head_count", 0, &heads));
+    SFT__TRY(sft__gguf_meta_int(f, arch, "attention.head_count_kv", heads, &kv_heads));
+    SFT__TRY(sft__gguf_meta_int(f, arch, "embedding_length", 0, &hidden));
+    SFT__TRY(sft__gguf_meta_int(f, arch, "attention.key_length", heads ? hidden / heads : 0, &head_dim));
+    SFT__TRY(sft__gguf_meta_int(f, arch, "vocab_size", embd->ne[1], &vocab));
+    SFT__TRY(sft__gguf_meta_float(f, arch, "attention.layer_norm_rms_epsilon", 1e-6, &eps));
+    SFT__TRY(sft__gguf_meta_float(f, arch, "rope.freq_base", 10000.0, &theta));
+    sft_json_write_key(&w, "num_key_value_heads"); sft_json_write_int(&w, kv_heads);
+    sft_json_write_key(&w, "head_dim"); sft_json_write_int(&w, head_dim);
+    sft_json_write_key(&w, "vocab_size"); sft_json_write_int(&w, vocab);
+    sft_json_write_key(&w, "rms_norm_eps"); sft_json_write_number(&w, eps);
+    sft_json_write_key(&w, "rope_theta"); sft_json_write_number(&w, theta);
+    if (scaling && strcmp(scaling, "linear") == 0) {
+        SFT__TRY(sft__gguf_meta_float(f, arch, "rope.scaling.factor", 1.0, &factor));
+        sft_json_write_key(&w, "rope_scaling");
+        sft_json_write_object_begin(&w);
+        sft_json_write_key(&w, "rope_type"); sft_json_write_string(&w, "linear");
+        sft_json_write_key(&w, "factor"); sft_json_write_number(&w, factor);
+        sft_json_write_object_end(&w);
+    }
+    sft_json_write_key(&w, "tie_word_embeddings"); sft_json_write_bool(&w, sft_gguf_find_tensor(f, "output.weight") == NULL);
+    sft_json_write_key(&w, "attention_bias"); sft_json_write_bool(&w, sft_gguf_find_tensor(f, "blk.0.attn_q.bias") != NULL);
+    sft_json_write_key(&w, "torch_dtype"); sft_json_write_string(&w, embd->type == SFT_GGML_BF16 ? "bfloat16" : "float32");
+    {
+        static const char *const ids[][2] = {{"tokenizer.ggml.bos_token_id", "bos_token_id"},
+                                             {"tokenizer.ggml.eos_token_id", "eos_token_id"},
+                                             {"tokenizer.ggml.padding_token_id", "pad_token_id"}};
+        for (k = 0; k < SFT__COUNT(ids); k++) {
+            SFT__TRY(sft__gguf_meta_int(f, NULL, ids[k][0], -1, &id));
+            if (id < 0) continue;
+            sft_json_write_key(&w, ids[k][1]);
+            sft_json_write_int(&w, id);
+        }
+    }
+    sft_json_write_object_end(&w);
+    SFT__TRY(sft_json_writer_finish(&w, &text, &len));
+    s = sft_json_parse(ctx, text, len, path, NULL, out);
+    sft__free(ctx, text);
+    return s;
+}
+
+static sft_status sft__gguf_model_config(sft_context *ctx, const sft_gguf *f, const char *path, int *arch_index, sft_model_config *c) {
+    sft_json *cfg = NULL;
+    sft_status s = sft__gguf_config_json(ctx, f, path, arch_index, &cfg);
+    if (s == SFT_OK) s = sft__model_config_parse(path, cfg, c);
+    sft_json_free(cfg);
+    return s;
+}
+
+/* sft__gguf_name: llama.cpp's name for a transformers weight name ("" if none);
+   *role is SFT__Q / SFT__K for the rows to put back in order, else -1 */
+static void sft__gguf_name(const char *hf, char *out, size_t cap, int *role) {
+    static const char *const map[][2] = {
+        {"input_layernorm.weight", "attn_norm.weight"}, {"post_attention_layernorm.weight", "ffn_norm.weight"},
+        {"self_attn.q_norm.weight", "attn_q_norm.weight"}, {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+        {"self_attn.q_proj.weight", "attn_q.weight"}, {"self_attn.k_proj.weight", "attn_k.weight"},
+        {"self_attn.v_proj.weight", "attn_v.weight"}, {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"self_attn.q_proj.bias", "attn_q.bias"}, {"self_attn.k_proj.bias", "attn_k.bias"},
+        {"self_attn.v_proj.bias", "attn_v.bias"}, {"self_attn.o_proj.bias", "attn_output.bias"},
+        {"mlp.gate_proj.weight", "ffn_gate.weight"}, {"mlp.up_proj.weight", "ffn_up.weight"},
+        {"mlp.down_proj.weight", "ffn_down.weight"}};
+    int layer, at = 0;
+    size_t k;
+    *role = -1;
+    out[0] = 0;
+    if (strcmp(hf, "model.embed_tokens.weight") == 0) { snprintf(out, cap, "token_embd.weight"); return; }
+    if (strcmp(hf, "model.norm.weight") == 0) { snprintf(out, cap, "output_norm.weight"); return; }
+    if (strcmp(hf, "lm_head.weight") == 0) { snprintf(out, cap, "output.weight"); return; }
+    if (sscanf(hf, "model.layers.%d.%n", &layer, &at) != 1 || at == 0) return;
+    for (k = 0; k < SFT__COUNT(map); k++)
+        if (strcmp(hf + at, map[k][0]) == 0) {
+            snprintf(out, cap, "blk.%d.%s", layer, map[k][1]);
+            if (strncmp(map[k][1], "attn_q.", 7) == 0) *role = SFT__Q;
+            if (strncmp(map[k][1], "attn_k.", 7) == 0) *role = SFT__K;
+            return;
+        }
+}
+
+static const sft_gguf_tensor *sft__gguf_weight(const sft__weights *w, const char *hf, int *role) {
+    char name[160];
+    sft__gguf_name(hf, name, sizeof name, role);
+    return name[0] ? sft_gguf_find_tensor(w->gguf, name) : NULL;
+}
+
+/* undo convert_hf_to_gguf.py's permute(): within each head, file row 2j + t is
+   Hugging Face row t * hd/2 + j (rows of `cols` values) */
+static sft_status sft__gguf_unpermute(sft_context *ctx, float *x, int64_t rows, int64_t cols, int heads) {
+    int64_t hd = rows / heads, h, j, t;
+    float *tmp;
+    if (heads < 1 || rows % heads || hd % 2) return sft__fail(SFT_ERR_SHAPE, "gguf: %lld rows do not split into %d heads", (long long)rows, heads);
+    tmp = (float *)sft__alloc(ctx, (size_t)(hd * cols) * sizeof(float));
+    if (!tmp) return sft__fail(SFT_ERR_NOMEM, "gguf: a head of %lld x %lld", (long long)hd, (long long)cols);
+    for (h = 0; h < heads; h++) {
+        float *head = x + h * hd * cols;
+        memcpy(tmp, head, (size_t)(hd * cols) * sizeof(float));
+        for (j = 0; j < hd / 2; j++)
+            for (t = 0; t < 2; t++) memcpy(head + (t * hd / 2 + j) * cols, tmp + (2 * j + t) * cols, (size_t)cols * sizeof(float));
+    }
+    sft__free(ctx, tmp);
+    return SFT_OK;
+}
+
+/* sft__gguf_weights_load: as sft__weights_load, from the GGUF file */
+static sft_status sft__gguf_weights_load(const sft__weights *w, const char *name, int ndim, const int64_t *shape, sft_tensor **out) {
+    int role, i, ok;
+    const sft_gguf_tensor *t = sft__gguf_weight(w, name, &role);
+    sft_status s;
+    *out = NULL;
+    if (!t) return sft__weights_missing(w, name);
+    ok = t->ndim == ndim;
+    for (i = 0; ok && i < ndim; i++) ok = t->ne[ndim - 1 - i] == shape[i];
+    if (!ok) {
+        char want[96], got[96];
+        int64_t have[4];
+        for (i = 0; i < t->ndim; i++) have[i] = t->ne[t->ndim - 1 - i];
+        return sft__fail(SFT_ERR_SHAPE, "%s: tensor '%s' (for '%s') is %s, the config needs %s", w->dir, t->name, name,
+                         sft__shape_str(got, sizeof got, t->ndim, have), sft__shape_str(want, sizeof want, ndim, shape));
+    }
+    SFT__TRY(sft_gguf_load(w->ctx, w->gguf, t->name, out));
+    if (role >= 0 && w->gguf_permute) {
+        int heads = role == SFT__Q ? w->gguf_heads : w->gguf_kv_heads;
+        s = sft__gguf_unpermute(w->ctx, (float *)(*out)->data, shape[0], ndim == 2 ? shape[1] : 1, heads);
+        if (s != SFT_OK) { sft_tensor_destroy(*out); *out = NULL; return s; }
+    }
+    return SFT_OK;
+}
+
+/* sft__gguf_model_open: the config and the weights of a .gguf path */
+static sft_status sft__gguf_model_open(sft_context *ctx, const char *path, sft_model_config *c, sft__weights *w) {
+    int a = 0;
+    memset(w, 0, sizeof *w);
+    w->ctx = ctx; w->dir = path;
+    SFT__TRY(sft_gguf_open(ctx, path, &w->gguf));
+    SFT__TRY(sft__gguf_model_config(ctx, w->gguf, path, &a, c));
+    w->gguf_permute = sft__gguf_archs[a].permute_qk;
+    w->gguf_heads = c->num_attention_heads;
+    w->gguf_kv_heads = c->num_key_value_heads;
+    return SFT_OK;
+}
+
+/* --- the adapter as a GGUF LoRA -------------------------------------------------
+   The layout of llama.cpp's convert_lora_to_gguf.py: general.architecture of
+   the base, general.type "adapter", adapter.type "lora", adapter.lora.alpha,
+   and per projection blk.N.<tensor>.weight.lora_a (A, PyTorch [r, in]) and
+   .lora_b (B, [out, r]); for the llama architecture B's rows of q and k are
+   interleaved as the base's are. llama.cpp scales by alpha / r, so an rsLoRA
+   adapter is written with alpha = scaling * r. */
+
+static const char *sft__gguf_arch_of_model(const sft_model *m) {
+    static const char *const map[][2] = {{"LlamaForCausalLM", "llama"}, {"MistralForCausalLM", "llama"},
+                                         {"Qwen2ForCausalLM", "qwen2"}, {"Qwen3ForCausalLM", "qwen3"}};
+    size_t k;
+    for (k = 0; k < SFT__COUNT(map); k++) if (strcmp(m->cfg.architecture, map[k][0]) == 0) return map[k][1];
+    return NULL;
+}
+
+/* a CPU f32 copy of t, an f32, bf16 or f16 tensor (freed by the caller) */
+static sft_status sft__host_f32_any(sft_context *ctx, const sft_tensor *t, float **out) {
+    sft_tensor *f = NULL;
+    size_t n = (size_t)sft_tensor_numel(t);
+    sft_status s;
+    if (t->dtype == SFT_F32 || t->device != SFT_DEVICE_CPU) {
+        *out = (float *)sft__alloc(ctx, (n ? n : 1) * sizeof(float));
+        if (!*out) return sft__fail(SFT_ERR_NOMEM, "gguf export: %zu values", n);
+        if (t->dtype != SFT_F32) { sft__free(ctx, *out); *out = NULL; return sft__fail(SFT_ERR_DTYPE, "gguf export: not an f32 tensor on the device"); }
+        return sft__device_copy(*out, SFT_DEVICE_CPU, t->data, t->device, n * sizeof(float));
+    }
+    SFT__TRY(sft_tensor_convert(ctx, t, SFT_F32, &f));
+    *out = (float *)sft__alloc(ctx, (n ? n : 1) * sizeof(float));
+    s = *out ? SFT_OK : sft__fail(SFT_ERR_NOMEM, "gguf export: %zu values", n);
+    if (s == SFT_OK) memcpy(*out, f->data, n * sizeof(float));
+    sft_tensor_destroy(f);
+    return s;
+}
+
+/* a CPU f32 copy of t (freed by the caller) */
+static sft_status sft__host_f32(sft_context *ctx, const sft_tensor *t, float **out) {
+    size_t n = (size_t)sft_tensor_numel(t);
+    *out = (float *)sft__alloc(ctx, (n ? n : 1) * sizeof(float));
+    if (!*out) return sft__fail(SFT_ERR_NOMEM, "gguf export: %zu values", n);
+    if (t->dtype != SFT_F32) { sft__free(ctx, *out); *out = NULL; return sft__fail(SFT_ERR_DTYPE, "gguf export: adapter weights are not f32"); }
+    return sft__device_copy(*out, SFT_DEVICE_CPU, t->data, t->device, n * sizeof(float));
+}
+
+/* rows of x (rows x cols) interleaved as convert_hf_to_gguf.py's permute() does */
+static sft_status sft__gguf_permute(sft_context *ctx, float *x, int64_t rows, int64_t cols, int heads) {
+    int64_t hd = rows / heads, h, j, t;
+    float *tmp = (float *)sft__alloc(ctx, (size_t)(hd * cols) * sizeof(float));
+    if (!tmp) return sft__fail(SFT_ERR_NOMEM, "gguf export: a head of %lld x %lld", (long long)hd, (long long)cols);
+    for (h = 0; h < heads; h++) {
+        float *head = x + h * hd * cols;
+        memcpy(tmp, head, (size_t)(hd * cols) * sizeof(float));
+        for (j = 0; j < hd / 2; j++)
+            for (t = 0; t < 2; t++) memcpy(head + (2 * j + t) * cols, tmp + (t * hd / 2 + j) * cols, (size_t)cols * sizeof(float));
+    }
+    sft__free(ctx, tmp);
+    return SFT_OK;
+}
+
+static const char *const sft__gguf_proj_tensor[SFT__N_PROJ] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
+                                                                "ffn_down", NULL, NULL};
+
+SFTDEF sft_status sft_model_save_adapter_gguf(sft_model *m, const char *name, const char *path, int ggml_type) {
+    const char *arch, *type_adapter = "adapter", *lora = "lora";
+    sft_gguf_entry *e = NULL;
+    sft_gguf_kv kv[4];
+    char *names = NULL;
+    float alpha = 0.0f;
+    int layer, p, n = 0, max = 0, i;
+    sft_status s = SFT_OK;
+    if (!m || !name || !path) return sft__fail(SFT_ERR_ARG, "sft_model_save_adapter_gguf: NULL argument");
+    if (ggml_type != SFT_GGML_F32 && ggml_type != SFT_GGML_F16)
+        return sft__fail(SFT_ERR_ARG, "sft_model_save_adapter_gguf: type %d (SFT_GGML_F32 or SFT_GGML_F16)", ggml_type);
+    if (!(arch = sft__gguf_arch_of_model(m)))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_adapter_gguf: %s has no GGUF LoRA layout here (Llama, Mistral, Qwen2, Qwen3)",
+                         m->cfg.architecture);
+    for (layer = 0; layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; p < SFT__N_PROJ; p++) {
+            int k = sft__lin_find(m->blocks[layer].proj[p], name);
+            const sft__adapter *a;
+            if (k < 0) continue;
+            a = &m->blocks[layer].proj[p]->ad[k];
+            if (a->m) return sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_adapter_gguf: '%s' is a DoRA adapter (llama.cpp loads LoRA only)", name);
+            if (!sft__gguf_proj_tensor[p]) return sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_adapter_gguf: %s", sft__proj_names[p]);
+            if (max && a->scaling * (float)a->desc.r != alpha)
+                return sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_adapter_gguf: '%s' has layers of different scalings (one alpha per file)", name);
+            alpha = a->scaling * (float)a->desc.r;
+            max += 2;
+        }
+    if (!max) return sft__lin_unknown("sft_model_save_adapter_gguf", name);
+    e = (sft_gguf_entry *)sft__calloc(m->ctx, (size_t)max, sizeof *e);
+    names = (char *)sft__alloc(m->ctx, (size_t)max * 64);
+    if (!e || !names) { s = sft__fail(SFT_ERR_NOMEM, "gguf export '%s'", name); goto done; }
+    for (layer = 0; s == SFT_OK && layer < m->cfg.num_hidden_layers; layer++)
+        for (p = 0; s == SFT_OK && p < SFT__N_PROJ; p++) {
+            int k = sft__lin_find(m->blocks[layer].proj[p], name), part;
+            const sft__adapter *a;
+            if (k < 0) continue;
+            a = &m->blocks[layer].proj[p]->ad[k];
+            for (part = 0; s == SFT_OK && part < 2; part++) {
+                const sft_tensor *t = part ? a->B : a->A;
+                float *x = NULL;
+                snprintf(names + (size_t)n * 64, 64, "blk.%d.%s.weight.lora_%c", layer, sft__gguf_proj_tensor[p], part ? 'b' : 'a');
+                s = sft__host_f32(m->ctx, t, &x);
+                if (s == SFT_OK && part && strcmp(arch, "llama") == 0 && (p == SFT__Q || p == SFT__K))
+                    s = sft__gguf_permute(m->ctx, x, t->shape[0], t->shape[1], p == SFT__Q ? m->cfg.num_attention_heads : m->cfg.num_key_value_heads);
+                e[n].name = names + (size_t)n * 64;
+                e[n].type = ggml_type;
+                e[n].ndim = 2;
+                e[n].ne[0] = t->shape[1]; e[n].ne[1] = t->shape[0]; e[n].ne[2] = e[n].ne[3] = 1;
+                e[n].data = x;
+                n++;
+            }
+        }
+    memset(kv, 0, sizeof kv);
+    kv[0].key = "general.architecture"; kv[0].type = SFT_GGUF_STRING; kv[0].data = arch;
+    kv[1].key = "general.type"; kv[1].type = SFT_GGUF_STRING; kv[1].data = type_adapter;
+    kv[2].key = "adapter.type"; kv[2].type = SFT_GGUF_STRING; kv[2].data = lora;
+    kv[3].key = "adapter.lora.alpha"; kv[3].type = SFT_GGUF_FLOAT32; kv[3].data = &alpha;
+    if (s == SFT_OK) s = sft_gguf_save(m->ctx, path, kv, 4, e, n);
+done:
+    for (i = 0; e && i < n; i++) sft__free(m->ctx, (void *)(uintptr_t)e[i].data);
+    sft__free(m->ctx, e);
+    sft__free(m->ctx, names);
+    return s;
+}
+
+/* --- the model as a GGUF file ----------------------------------------------------
+   Every dense weight under llama.cpp's name (q and k rows interleaved again for
+   the llama architecture), the 2-dim ones as ggml_type and the norms and biases
+   as F32 (as convert_hf_to_gguf.py keeps them), with the metadata of the GGUF
+   file the model was loaded from (its tokenizer, chat template, sizes), less
+   general.alignment, and general.file_type set to the new type. */
+
+/* the source file's metadata as writer entries (strings and string arrays
+   pointing into f); *names holds the string arrays' pointer lists */
+static sft_status sft__gguf_copy_kvs(sft_context *ctx, const sft_gguf *f, sft_gguf_kv *out, int *n_out, const char ***names) {
+    size_t total = 0, used = 0;
+    int i, n = 0;
+    for (i = 0; i < f->n_kv; i++) if (f->kv[i].type == SFT_GGUF_ARRAY && f->kv[i].elem == SFT_GGUF_STRING) total += (size_t)f->kv[i].n;
+    *names = (const char **)sft__alloc(ctx, (total ? total : 1) * sizeof(char *));
+    if (!*names) return sft__fail(SFT_ERR_NOMEM, "gguf export: metadata");
+    for (i = 0; i < f->n_kv; i++) {
+        const sft__gguf_kv *kv = &f->kv[i];
+        sft_gguf_kv *o = &out[n];
+        uint64_t k;
+        if (strcmp(kv->key, "general.alignment") == 0 || strcmp(kv->key, "general.file_type") == 0) continue;
+        o->key = kv->key; o->type = kv->type; o->elem_type = kv->type == SFT_GGUF_ARRAY ? kv->elem : SFT_GGUF_UINT8; o->n = kv->n;
+        if (kv->elem != SFT_GGUF_STRING) o->data = kv->p;
+        else if (kv->type != SFT_GGUF_ARRAY) o->data = f->strings + kv->str[0];
+        else {
+            for (k = 0; k < kv->n; k++) (*names)[used + k] = f->strings + kv->str[2 * k];
+            o->data = *names + used;
+            used += (size_t)kv->n;
+        }
+        n++;
+    }
+    *n_out = n;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_model_save_gguf(sft_model *m, const char *path, int ggml_type) {
+    sft_gguf *src = NULL;
+    sft_gguf_kv *kvs = NULL;
+    sft_gguf_entry *e = NULL;
+    const char **strs = NULL;
+    char *names = NULL, name[SFT_WEIGHT_NAME_MAX];
+    sft_tensor *t;
+    uint32_t file_type = ggml_type == SFT_GGML_F16 ? 1u : ggml_type == SFT_GGML_BF16 ? 32u : 7u;
+    int i, n = 0, n_kv = 0, max = 0, role, permute;
+    sft_status s = SFT_OK;
+    if (!m || !path) return sft__fail(SFT_ERR_ARG, "sft_model_save_gguf: NULL argument");
+    if (ggml_type != SFT_GGML_F16 && ggml_type != SFT_GGML_BF16 && ggml_type != SFT_GGML_Q8_0)
+        return sft__fail(SFT_ERR_ARG, "sft_model_save_gguf: type %d (SFT_GGML_F16, SFT_GGML_BF16 or SFT_GGML_Q8_0)", ggml_type);
+    if (!sft_gguf_is_gguf(m->dir))
+        return sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_gguf: %s is not a GGUF file (its tokenizer metadata is copied from there)", m->dir);
+    for (i = 0; sft_model_weight_at(m, i, name, &t); i++) {
+        if (!t && strstr(name, ".bias")) continue;
+        if (!t) return sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_gguf: '%s' is 4-bit (load the model dense to export it)", name);
+        if (t->device != SFT_DEVICE_CPU) return sft__fail(SFT_ERR_DEVICE, "sft_model_save_gguf: '%s' is not on the CPU", name);
+        max++;
+    }
+    SFT__TRY(sft_gguf_open(m->ctx, m->dir, &src));
+    permute = sft__gguf_arch_of_model(m) && strcmp(sft__gguf_arch_of_model(m), "llama") == 0;
+    kvs = (sft_gguf_kv *)sft__calloc(m->ctx, (size_t)src->n_kv + 1, sizeof *kvs);
+    e = (sft_gguf_entry *)sft__calloc(m->ctx, (size_t)max + 1, sizeof *e);
+    names = (char *)sft__alloc(m->ctx, (size_t)max * 64 + 1);
+    if (!kvs || !e || !names) s = sft__fail(SFT_ERR_NOMEM, "sft_model_save_gguf: %s", path);
+    if (s == SFT_OK) s = sft__gguf_copy_kvs(m->ctx, src, kvs, &n_kv, &strs);
+    if (s == SFT_OK) {
+        kvs[n_kv].key = "general.file_type"; kvs[n_kv].type = SFT_GGUF_UINT32; kvs[n_kv].data = &file_type;
+        n_kv++;
+    }
+    for (i = 0; s == SFT_OK && sft_model_weight_at(m, i, name, &t); i++) {
+        float *x = NULL;
+        int d;
+        if (!t) continue;
+        sft__gguf_name(name, names + (size_t)n * 64, 64, &role);
+        if (!names[(size_t)n * 64]) { s = sft__fail(SFT_ERR_UNSUPPORTED, "sft_model_save_gguf: no GGUF name for '%s'", name); break; }
+        if ((s = sft__host_f32_any(m->ctx, t, &x)) != SFT_OK) break;
+        if (role >= 0 && permute)
+            s = sft__gguf_permute(m->ctx, x, t->shape[0], t->ndim == 2 ? t->shape[1] : 1,
+                                  role == SFT__Q ? m->cfg.num_attention_heads : m->cfg.num_key_value_heads);
+        e[n].name = names + (size_t)n * 64;
+        e[n].type = t->ndim == 2 ? ggml_type : SFT_GGML_F32;
+        e[n].ndim = t->ndim;
+        for (d = 0; d < 4; d++) e[n].ne[d] = d < t->ndim ? t->shape[t->ndim - 1 - d] : 1;
+        e[n].data = x;
+        n++;
+    }
+    if (s == SFT_OK) s = sft_gguf_save(m->ctx, path, kvs, n_kv, e, n);
+    for (i = 0; e && i < n; i++) sft__free(m->ctx, (void *)(uintptr_t)e[i].data);
+    sft__free(m->ctx, e);
+    sft__free(m->ctx, names);
+    sft__free(m->ctx, kvs);
+    sft__free(m->ctx, (void *)strs);
+    sft_gguf_close(src);
+    return s;
+}
+
+
+
 
 static sft_status sft__model_read_config(sft_context *ctx, const char *dir, sft_model_config *c) {
     char path[4096], *text = NULL;
@@ -13391,9 +15195,14 @@ SFTDEF sft_status sft_model_load(sft_context *ctx, const char *dir, const sft_lo
     m->device = d.device;
     m->compute_bf16 = sft__compute_kind(d.compute_dtype);
     m->dir = sft__strdup(ctx, dir);
-    s = m->dir ? sft__model_read_config(ctx, dir, &m->cfg) : sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
-    if (s == SFT_OK) { m->arch = sft__arch_of(m->cfg.architecture); s = sft__weights_open(ctx, dir, &w); }
-    else memset(&w, 0, sizeof w);
+    memset(&w, 0, sizeof w);
+    if (!m->dir) s = sft__fail(SFT_ERR_NOMEM, "sft_model_load: the model");
+    else if (sft_gguf_is_gguf(dir)) s = sft__gguf_model_open(ctx, dir, &m->cfg, &w);   /* a .gguf file */
+    else {
+        s = sft__model_read_config(ctx, dir, &m->cfg);
+        if (s == SFT_OK) s = sft__weights_open(ctx, dir, &w);
+    }
+    if (s == SFT_OK) m->arch = sft__arch_of(m->cfg.architecture);
     if (s == SFT_OK) s = sft__model_load_weights(m, &w, &d);
     sft__weights_close(&w);
     if (s != SFT_OK) { sft_model_destroy(m); return s; }

@@ -6,11 +6,13 @@
        sft stats    --model_name_or_path DIR --dataset_name FILE.jsonl [data flags]
        sft memory   --model_name_or_path DIR [model, LoRA and batch flags]
        sft render   --model_name_or_path DIR --dataset_name FILE.jsonl [data flags]
+       sft export   --model_name_or_path DIR --adapter DIR --gguf OUT.gguf [--merged] [--gguf_dtype TYPE]
        sft COMMAND --help     every flag of the command with its default
 
    Flags are named as TRL's `trl sft` and transformers' TrainingArguments name
    them; `--config FILE.json` gives the same keys (the command line wins).
-   Bad input (a missing file, a value of the wrong type or out of range,
+   DIR may also be a llama.cpp .gguf file (the model, its tokenizer and chat
+   template come from it). Bad input (a missing file, a value of the wrong type or out of range,
    conflicting flags) gets one line naming the flag or file and exit status 2,
    before anything is written.
 
@@ -620,7 +622,9 @@ static int cli_check_device(const cli_built *b, cli_error *e) {
 static int cli_check_paths(const cli_opts *o, int command, cli_error *e) {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", o->model_name_or_path);
-    if (!cli_is_file(path)) return cli_fail(e, "--model_name_or_path: %s has no config.json (a Hugging Face model folder is expected)", o->model_name_or_path);
+    if (!cli_is_file(path) && !sft_gguf_is_gguf(o->model_name_or_path))
+        return cli_fail(e, "--model_name_or_path: %s has no config.json and is not a .gguf file (a Hugging Face model folder or a GGUF "
+                        "file is expected)", o->model_name_or_path);
     if ((command & C_DATA) && !cli_exists(o->dataset_name)) return cli_fail(e, "--dataset_name: %s does not exist", o->dataset_name);
     if (o->chat_template_path && !cli_is_file(o->chat_template_path))
         return cli_fail(e, "--chat_template_path: %s is not a file (a Jinja template is expected)", o->chat_template_path);
@@ -1190,6 +1194,73 @@ static int cli_run_merge(const cli_opts *o, cli_built *b) {
     return s == SFT_OK ? 0 : 1;
 }
 
+/* sft export: a PEFT adapter as a GGUF LoRA llama.cpp loads with --lora, or
+   (--merged) a GGUF base with the adapter merged in as a GGUF model. Its own
+   flags (not TRL's), so it sits beside the flag table:
+       sft export --model_name_or_path MODEL --adapter DIR --gguf OUT.gguf [--gguf_dtype f32|f16]
+       sft export --model_name_or_path BASE.gguf [--adapter DIR] --merged --gguf OUT.gguf [--gguf_dtype f16|bf16|q8_0]
+   MODEL is the base (a folder or a .gguf file): its architecture and head
+   counts decide the tensor names and the q/k row order. */
+static int cli_export(int argc, char **argv) {
+    static const char *const projs[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    const char *model = NULL, *adapter = NULL, *out = NULL, *dtype = NULL, *name = "default";
+    sft_context *ctx = NULL;
+    sft_model *m = NULL;
+    sft_status s;
+    char path[4200];
+    int i, merged = 0, type;
+    for (i = 0; i < argc; i++) {
+        const char **dst = !strcmp(argv[i], "--model_name_or_path") ? &model : !strcmp(argv[i], "--adapter") ? &adapter
+                         : !strcmp(argv[i], "--gguf") ? &out : !strcmp(argv[i], "--gguf_dtype") ? &dtype : NULL;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: sft export --model_name_or_path MODEL --adapter DIR --gguf OUT.gguf [--gguf_dtype f32|f16]\n"
+                   "         the PEFT adapter DIR as a GGUF LoRA (llama.cpp: llama-cli -m BASE.gguf --lora OUT.gguf)\n"
+                   "       sft export --model_name_or_path BASE.gguf [--adapter DIR] --merged --gguf OUT.gguf [--gguf_dtype f16|bf16|q8_0]\n"
+                   "         the base with the adapter merged in, as a GGUF model (default f16)\n");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--merged")) { merged = 1; continue; }
+        if (!dst || i + 1 == argc) { fprintf(stderr, "sft export: unknown flag or missing value: %s\n", argv[i]); return 2; }
+        *dst = argv[++i];
+    }
+    if (!dtype) dtype = merged ? "f16" : "f32";
+    if (!model || !out || (!adapter && !merged)) { fprintf(stderr, "sft export: --model_name_or_path, --gguf and --adapter (or --merged) are required\n"); return 2; }
+    type = !strcmp(dtype, "f32") ? SFT_GGML_F32 : !strcmp(dtype, "f16") ? SFT_GGML_F16 : !strcmp(dtype, "bf16") ? SFT_GGML_BF16
+         : !strcmp(dtype, "q8_0") ? SFT_GGML_Q8_0 : -1;
+    if (merged ? type == SFT_GGML_F32 || type < 0 : type != SFT_GGML_F32 && type != SFT_GGML_F16) {
+        fprintf(stderr, "sft export: --gguf_dtype: %s (%s)\n", dtype, merged ? "f16, bf16 or q8_0" : "f32 or f16");
+        return 2;
+    }
+    if (adapter) {
+        snprintf(path, sizeof path, "%s/adapter_config.json", adapter);
+        if (!cli_is_file(path)) { fprintf(stderr, "sft export: --adapter: %s has no adapter_config.json\n", adapter); return 2; }
+    }
+    snprintf(path, sizeof path, "%s/config.json", model);
+    if (merged ? !sft_gguf_is_gguf(model) : !cli_is_file(path) && !sft_gguf_is_gguf(model)) {
+        fprintf(stderr, "sft export: --model_name_or_path: %s is not a %s\n", model, merged ? ".gguf file" : "model folder or a .gguf file");
+        return 2;
+    }
+    if (sft_context_create(NULL, &ctx) != SFT_OK) return cli_lib_fail("export", "context");
+    s = sft_model_load(ctx, model, NULL, &m);
+    if (s == SFT_OK && adapter) s = sft_model_load_adapter(m, adapter, name);
+    if (s == SFT_OK && merged && adapter) {
+        int layer, p;
+        for (layer = 0; s == SFT_OK && layer < sft_model_get_config(m)->num_hidden_layers; layer++)
+            for (p = 0; s == SFT_OK && p < 7; p++) {
+                sft_linear *l = sft_model_linear(m, layer, projs[p]);
+                sft_lora_weights w;
+                if (l && sft_linear_adapter_weights(l, name, &w) == SFT_OK) s = sft_linear_merge(l, &name, 1);
+                else sft_clear_error();
+            }
+    }
+    if (s == SFT_OK) s = merged ? sft_model_save_gguf(m, out, type) : sft_model_save_adapter_gguf(m, name, out, type);
+    if (s == SFT_OK) printf("exported %s as a GGUF %s: %s (%s)\n", adapter ? adapter : model, merged ? "model" : "LoRA", out, dtype);
+    else fprintf(stderr, "sft export: %s\n", sft_last_error());
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+    return s == SFT_OK ? 0 : 1;
+}
+
 /* sft_cli_main: the whole command (main's argv); returns the exit status */
 int sft_cli_main(int argc, char **argv);
 int sft_cli_main(int argc, char **argv) {
@@ -1206,9 +1277,11 @@ int sft_cli_main(int argc, char **argv) {
                "  merge     write base + adapter merged as a model folder\n"
                "  stats     what a dataset turns into (rows, tokens, truncation, packing)\n"
                "  memory    the memory a training step will need, before anything runs\n"
-               "  render    what training sees: each record's text, ids and labels, as JSON lines\n");
+               "  render    what training sees: each record's text, ids and labels, as JSON lines\n"
+               "  export    a PEFT adapter as a GGUF LoRA for llama.cpp (sft export --help)\n");
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "export")) return cli_export(argc - 2, argv + 2);
     for (c = 0; c < CLI_N_COMMANDS; c++) if (!strcmp(argv[1], cli_commands[c])) command = c;
     if (command < 0) { fprintf(stderr, "sft: unknown command '%s' (train, generate, merge, stats, memory, render)\n", argv[1]); return 2; }
     rc = cli_parse(argc - 2, argv + 2, masks[command], &o, &config, &e);

@@ -27,6 +27,7 @@ void suite_trainer(void);
 void suite_checkpoint(void);
 void suite_cli(void);
 void suite_harden(void);
+void suite_gguf(void);
 
 /* Internal kernels the public API cannot reach on their own; this file is the one
    that compiles the implementation, so it can call them. */
@@ -395,6 +396,7 @@ int main(int argc, char **argv) {
     printf("checkpoint\n");  suite_checkpoint();
     printf("cli\n");         suite_cli();
     printf("harden\n");      suite_harden();
+    printf("gguf\n");        suite_gguf();
     /* the kernel and op suites run once on every CPU path this machine has */
     for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
         if (!t_cpu_path_runnable((sft_cpu_path)path)) {
