@@ -17492,7 +17492,7 @@ static sft_status sft__p_set(sft__parser *p, int line, sft__tn **out) {
     n->kind = SFT__N_SET_BLOCK;
     if (n->a->kind == SFT__N_TUPLE) return sft__tm_syntax(p->t, line, "a block assignment takes one name");
     if (sft__p_is_op(sft__p_cur(p), "|")) {
-        SFT__TRY(sft__p_new(p, SFT__N_CONST, line, &n->c));    /* placeholder value the filters apply to */
+        SFT__TRY(sft__p_new(p, SFT__N_CONST, line, &n->c));    /* the block's rendered text stands here; the filters apply to it */
         n->c->v.t = SFT__V_UNDEF;
         SFT__TRY(sft__p_filter_expr(p, &n->c));
     }
