@@ -42,10 +42,12 @@ CUDA_ARCH = -gencode arch=compute_80,code=sm_80 -gencode arch=compute_89,code=sm
 TEST_SRC = tests/main.c tests/runner.c tests/test_core.c tests/test_json.c tests/test_safetensors.c \
            tests/test_tensor.c tests/test_ops.c tests/test_autograd.c \
            tests/test_paths.c tests/test_tokenizer.c tests/test_quant.c tests/test_lora.c tests/test_model.c tests/test_archs.c tests/test_data.c tests/test_templates.c tests/test_trainer.c tests/test_checkpoint.c tests/test_cli.c \
-           tests/test_harden.c tests/test_gguf.c
-DEPS     = sft.h tests/test.h $(TEST_SRC) examples/sft.c
+           tests/test_harden.c tests/test_gguf.c tests/test_parallel.c
+DEPS     = sft.h tests/test.h tests/parallel.h $(TEST_SRC) examples/sft.c
 STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
+MPICC   ?= mpicc
+MPI_H    = /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h
 BENCH_ARGS ?=
 
 .PHONY: all demo demo-smollm2 test test-cblas sanitize warnings cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda bench-cuda examples bench bench-e2e clean deps
@@ -182,8 +184,16 @@ build/sft_cuda: examples/sft.c build/sft_cuda.o
 	$(CC) -O2 $(WARN) -DSFT_CLI_LINKED -DSFT_CUDA examples/sft.c build/sft_cuda.o -o $@ -L$(CUDA_HOME)/lib64 $(CUDA_LIBS) -lstdc++ -lm
 build/bench_cuda: tools/bench_cuda.cu $(CUDA_HDRS) | build $(STB_DS)
 	$(NVCC) $(NVCC_FLAGS) tools/bench_cuda.cu -o $@ $(CUDA_LIBS)
-cuda: build/sft_cuda.o build/test_cuda build/sft_cuda build/bench_cuda
-	@echo "cuda: build/sft_cuda.o, build/test_cuda, build/sft_cuda, build/bench_cuda (sm_80, sm_89, sm_90a)"
+# data parallel on GPUs: SFT_MPI with SFT_CUDA (gradients summed by NCCL, set up
+# through MPI), compiled for sm_80 and linked: a build check (no GPU runs it here)
+build/sft_cuda_mpi.o: $(CUDA_HDRS) | build $(STB_DS) $(MPI_H)
+	$(NVCC) $(filter-out -gencode arch=%,$(NVCC_FLAGS)) -gencode arch=compute_80,code=sm_80 -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA \
+	    -DSFT_MPI $$($(MPICC) --showme:compile) -c sft.h -o $@
+build/sft_cuda_mpi: examples/sft.c build/sft_cuda_mpi.o
+	$(MPICC) -O2 $(WARN) -DSFT_CLI_LINKED -DSFT_CUDA -DSFT_MPI examples/sft.c build/sft_cuda_mpi.o -o $@ -L$(CUDA_HOME)/lib64 -lnccl \
+	    $(CUDA_LIBS) -lstdc++ -lm
+cuda: build/sft_cuda.o build/test_cuda build/sft_cuda build/bench_cuda build/sft_cuda_mpi
+	@echo "cuda: build/sft_cuda.o, build/test_cuda, build/sft_cuda, build/bench_cuda (sm_80, sm_89, sm_90a), build/sft_cuda_mpi (sm_80, MPI + NCCL)"
 
 # make test-cuda: on a machine with a GPU, the whole device check in one bounded
 # run (tests/cuda_emu/gpu_check.sh: builds, runs, compares with the emulator)
@@ -286,6 +296,34 @@ demo-smollm2: build/sft build/demo_smollm2 $(SMOLLM2_GGUF)
 
 clean:
 	rm -rf build
+
+# ---- data parallelism over MPI -------------------------------------------------
+#   make mpi        the sft command and tests/test_mpi.c built with SFT_MPI (mpicc;
+#                   Debian's libopenmpi-dev and openmpi-bin, installed when run as
+#                   root), then tests/mpi.sh under mpirun with 2 ranks (after make
+#                   demo, whose model and data its CLI checks use)
+#   make bench-mpi  tokens/s of one process with 2 threads against 2 ranks of one
+#                   thread each, the same global batch, in one run (after make demo)
+.PHONY: mpi bench-mpi
+$(MPI_H):
+	@if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing libopenmpi-dev openmpi-bin (MPI)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenmpi-dev openmpi-bin >/dev/null; \
+	else \
+	    echo "make mpi needs MPI: run 'sudo apt-get install libopenmpi-dev openmpi-bin' (or make as root)"; exit 1; \
+	fi
+build/mpi:
+	@mkdir -p $@
+build/mpi/sft: examples/sft.c sft.h | build/mpi $(STB_DS) $(MPI_H)
+	$(MPICC) $(STD) -O2 -g $(WARN) -DSFT_MPI examples/sft.c -o $@ $(LDLIBS)
+build/mpi/test_mpi: tests/test_mpi.c tests/parallel.h tests/runner.c tests/test.h sft.h | build/mpi $(STB_DS) $(MPI_H)
+	$(MPICC) $(STD) -O2 -g $(WARN) -DSFT_MPI tests/test_mpi.c tests/runner.c -o $@ $(LDLIBS)
+mpi: build/mpi/sft build/mpi/test_mpi
+	@[ -f $(DEMO_DIR)/base/config.json ] || { echo "make mpi needs make demo first ($(DEMO_DIR))"; exit 1; }
+	sh tests/mpi.sh $(DEMO_DIR)/base $(DEMO_DIR)/train.jsonl
+bench-mpi: build/mpi/sft
+	@[ -f $(DEMO_DIR)/base/config.json ] || { echo "make bench-mpi needs make demo first ($(DEMO_DIR))"; exit 1; }
+	sh tools/bench_mpi.sh $(DEMO_DIR)/base $(DEMO_DIR)/train.jsonl
 
 # ---- hardening: fuzzing, ThreadSanitizer, Valgrind, the kill -9 soak ---------------
 #   make fuzz       every libFuzzer harness of tests/fuzz (clang, ASan + UBSan) for

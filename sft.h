@@ -70,6 +70,10 @@
                                      its threads and rounding are then the BLAS's,
                                      so bit-identity across thread counts is the
                                      BLAS's to keep
+       SFT_MPI                       data-parallel training over MPI:
+                                     sft_mpi_parallel (include path and
+                                     libraries of mpicc; with SFT_CUDA also
+                                     NCCL, -lnccl)
        SFT_CUDA                      compile the CUDA backend (sft_cuda.cuh): the
                                      implementation unit is built by nvcc, e.g.
                                      nvcc -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA
@@ -133,7 +137,9 @@
          data: chat templates (choice, variables, assistant masks, TRL's
                   rule), records, splits, packing, batches, loading
          optim: AdamW, clipping, schedules
-         trainer: the loop, fp16's dynamic loss scaling
+         trainer: the loop, fp16's dynamic loss scaling, data parallelism
+                  (the ranks' sums), checkpoints
+         trainer: data parallel over MPI (SFT_MPI), NCCL with SFT_CUDA
          cuda seam                   sft_cuda.cuh when SFT_CUDA
 
    LICENSE: MIT (see the end of this file).
@@ -1626,6 +1632,39 @@ SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out);
 typedef sft_status (*sft_compute_loss_fn)(sft_context *ctx, sft_tensor *logits, sft_tensor *labels,
                                           int64_t num_items_in_batch, void *user, sft_tensor **loss);
 
+/* Data parallelism (transformers' multi-process training: DDP under torchrun or
+   accelerate): world_size processes, the ranks, train one model together. Each
+   takes its slice of every global batch: micro-batch k of an epoch is the
+   per_device_train_batch_size x world_size rows one process with that batch
+   would take, in the same order, and rank r takes the r-th
+   per_device_train_batch_size of them (a rank whose slice lies past the end of
+   the epoch computes nothing). The loss is normalised by the window's
+   num_items_in_batch summed over the ranks (transformers'
+   average_tokens_across_devices), the gradients are summed between backward and
+   clipping, and every logged figure is reduced as transformers reduces it. So
+   world_size ranks with batch B train as one process with batch B x world_size,
+   up to float rounding; the ranks stay bit-identical to each other.
+   The transport is the host's: two calls that every rank makes in the same order
+   with the same sizes (MPI_Allreduce with MPI_SUM does both; sft_mpi_parallel
+   below fills them with MPI, and NCCL for CUDA tensors). The trainer calls them
+   at its start (the ranks compare their runs and take rank 0's weights), per
+   step (the token count, the window's figures, the gradients, whether to stop),
+   per evaluation (sharded: rank r takes every world_size-th batch) and after a
+   save. Rank 0 alone writes metrics_path and checkpoints; every rank reads a
+   checkpoint it resumes from or loads at the end, so output_dir must be the same
+   folder for all (a shared file system) when resuming or loading the best model.
+   sft_trainer_step, sft_trainer_evaluate and sft_trainer_save are then called by
+   every rank. */
+typedef struct sft_data_parallel {
+    int   rank, world_size;         /* this process and how many; 0, 0 = one process alone */
+    /* values[0..n) summed over the ranks, in place; every rank gets the same sums */
+    sft_status (*allreduce_f64)(double *values, int64_t n, void *user);
+    /* each f32 tensor's values summed over the ranks, in place (tensors on the
+       model's device; the same tensors in the same order on every rank) */
+    sft_status (*allreduce_f32)(sft_tensor *const *tensors, int n, void *user);
+    void *user;
+} sft_data_parallel;
+
 typedef struct sft_train_config {
     double         num_train_epochs;            /* 0 = 3                                 */
     int64_t        max_steps;                   /* > 0: overrides the epochs             */
@@ -1689,6 +1728,7 @@ typedef struct sft_train_config {
     void         (*on_evaluate)(const sft_log_entry *entry, void *user);
     void         (*on_save)(const char *checkpoint_dir, void *user);
     void          *user;                        /* passed to every callback                */
+    sft_data_parallel parallel;                 /* several processes (above); zero: one    */
 } sft_train_config;
 
 typedef struct sft_trainer sft_trainer;
@@ -1760,6 +1800,20 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
 /* sft_trainer_optimizer: the trainer's optimizer (its parameters in model order: per
    layer and projection, A then B then magnitude). */
 SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr);
+
+#ifdef SFT_MPI
+/* sft_mpi_parallel (build with SFT_MPI, link MPI): data parallelism over
+   MPI_COMM_WORLD for sft_train_config.parallel. Call MPI_Init first. Sums go
+   through MPI_Iallreduce on a communicator of the library's own, and each is
+   waited for at most timeout_s seconds (0 = 1800, transformers' ddp_timeout): a
+   rank that died, hangs or left makes the others fail with SFT_ERR_IO naming
+   the collective, rather than wait forever (and every later call fails too).
+   With SFT_CUDA, device tensors are summed by NCCL, its communicator set up
+   through MPI on first use (each rank's CUDA device chosen by the host first).
+   sft_mpi_parallel_release frees it all; call it before MPI_Finalize. */
+SFTDEF sft_status sft_mpi_parallel(sft_context *ctx, double timeout_s, sft_data_parallel *out);
+SFTDEF void       sft_mpi_parallel_release(sft_data_parallel *p);
+#endif
 
 /* ============================================================================
    === random numbers
@@ -22092,6 +22146,8 @@ struct sft_trainer {
     int64_t           sched_steps;      /* steps the schedule has taken (fp16 skips some) */
     sft_grad_scaler   scaler;           /* fp16's loss scale                          */
     int               last_skipped;     /* the last step's gradients overflowed       */
+    int               rank, world;      /* data parallel: this rank of how many (1: alone) */
+    int               stopping;         /* world > 1: the ranks agreed to stop (sft__dp_agree) */
 };
 
 /* from "trainer: checkpoints" below */
@@ -22174,6 +22230,116 @@ static sft_status sft__scaler_unscale(sft_trainer *tr, int *found_inf) {
     }
     *found_inf = !(total < INFINITY);
     return SFT_OK;
+}
+
+/* --- data parallelism ----------------------------------------------------------
+   The trainer's collective points (sft_data_parallel): each rank reaches them in
+   the same order, so they are made only where every rank is: the start
+   (sft__dp_start), each step (the window's token count, its figures, the
+   gradients, sft__dp_agree at the end), each evaluation. Alone (world 1) each is
+   a no-op and the trainer is what it was. */
+
+/* sft__dp_fail: a collective's failure, with the transport's message */
+static sft_status sft__dp_fail(const sft_trainer *tr, sft_status s, const char *what) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", sft_last_error());
+    return sft__fail(s, "train (rank %d of %d): %s: %s", tr->rank, tr->world, what, msg);
+}
+
+/* sft__dp_sum: v[0..n) summed over the ranks */
+static sft_status sft__dp_sum(sft_trainer *tr, double *v, int64_t n, const char *what) {
+    sft_status s;
+    if (tr->world <= 1 || n == 0) return SFT_OK;
+    s = tr->cfg.parallel.allreduce_f64(v, n, tr->cfg.parallel.user);
+    return s == SFT_OK ? SFT_OK : sft__dp_fail(tr, s, what);
+}
+
+/* sft__dp_sum_tensors: the trained tensors' gradients (grads) or values summed */
+static sft_status sft__dp_sum_tensors(sft_trainer *tr, int grads, const char *what) {
+    sft_optimizer *o = tr->opt;
+    sft_tensor **t;
+    sft_status s = SFT_OK;
+    int i;
+    if (tr->world <= 1) return SFT_OK;
+    if (!(t = (sft_tensor **)sft__calloc(tr->ctx, (size_t)o->n, sizeof *t))) return sft__fail(SFT_ERR_NOMEM, "train: %s", what);
+    for (i = 0; s == SFT_OK && i < o->n; i++) {
+        if (grads) s = sft__ensure_grad(tr->ctx, o->params[i]);     /* a rank with no rows this window has none yet */
+        t[i] = grads ? o->params[i]->grad : o->params[i];
+    }
+    if (s == SFT_OK) s = tr->cfg.parallel.allreduce_f32(t, o->n, tr->cfg.parallel.user);
+    sft__free(tr->ctx, t);
+    return s == SFT_OK ? SFT_OK : sft__dp_fail(tr, s, what);
+}
+
+/* sft__dp_setup: rank and world_size checked (before the epoch's size is known) */
+static sft_status sft__dp_setup(sft_trainer *tr) {
+    const sft_data_parallel *p = &tr->cfg.parallel;
+    tr->world = 1;
+    if (p->world_size < 0 || p->rank < 0 || p->rank >= (p->world_size ? p->world_size : 1))
+        return sft__fail(SFT_ERR_ARG, "train: parallel.rank %d of world_size %d", p->rank, p->world_size);
+    if (p->world_size > 1 && (!p->allreduce_f64 || !p->allreduce_f32))
+        return sft__fail(SFT_ERR_ARG, "train: parallel.world_size %d needs allreduce_f64 and allreduce_f32", p->world_size);
+    tr->world = p->world_size ? p->world_size : 1;
+    tr->rank = p->rank;
+    return SFT_OK;
+}
+
+/* sft__dp_start: the ranks compare what they are about to run (each rank's
+   figures in its own slots of one sum): a rank with other data, settings or
+   checkpoint is refused by every rank, naming both. Then every rank takes rank
+   0's trained weights, as DDP does when it wraps the model. */
+static sft_status sft__dp_start(sft_trainer *tr) {
+    static const char *const what[] = {"the training rows", "max_steps", "the resumed global_step", "the trained parameters"};
+    enum { K = 4 };
+    double mine[K], *all;
+    int64_t trainable = 0;
+    int i, r, k;
+    sft_status s;
+    if (tr->world <= 1) return SFT_OK;
+    for (i = 0; i < tr->opt->n; i++) trainable += sft_tensor_numel(tr->opt->params[i]);
+    mine[0] = (double)tr->rows; mine[1] = (double)tr->max_steps; mine[2] = (double)tr->global_step; mine[3] = (double)trainable;
+    if (!(all = (double *)sft__calloc(tr->ctx, (size_t)tr->world * K, sizeof *all))) return sft__fail(SFT_ERR_NOMEM, "train: the ranks' check");
+    memcpy(all + (size_t)tr->rank * K, mine, sizeof mine);
+    s = sft__dp_sum(tr, all, (int64_t)tr->world * K, "comparing the ranks' runs");
+    for (r = 0; s == SFT_OK && r < tr->world; r++)
+        for (k = 0; s == SFT_OK && k < K; k++)
+            if (all[(size_t)r * K + k] != mine[k])
+                s = sft__fail(SFT_ERR_ARG, "train: rank %d has %.0f for %s, rank %d has %.0f: every rank must load the same model, data, "
+                              "settings and checkpoint", tr->rank, mine[k], what[k], r, all[(size_t)r * K + k]);
+    sft__free(tr->ctx, all);
+    SFT__TRY(s);
+    if (tr->rank != 0)
+        for (i = 0; i < tr->opt->n; i++)
+            SFT__TRY(sft__device_zero(tr->opt->params[i]->data, tr->opt->params[i]->device, sft_tensor_nbytes(tr->opt->params[i])));
+    return sft__dp_sum_tensors(tr, 0, "taking rank 0's weights");
+}
+
+/* sft__dp_agree: the end of every step: the ranks agree to stop when any rank
+   was cancelled (so all stop at the same step), and learn whether rank 0's
+   checkpoint was written (saved: this rank's own result) */
+static sft_status sft__dp_agree(sft_trainer *tr, sft_status saved) {
+    double v[2];
+    if (tr->world <= 1) return saved;
+    v[0] = __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE) ? 1.0 : 0.0;
+    v[1] = saved != SFT_OK ? 1.0 : 0.0;
+    if (saved != SFT_OK) {               /* keep rank 0's message over the sum's */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sft_last_error());
+        (void)sft__dp_sum(tr, v, 2, "agreeing on the step's end");
+        return sft__fail(saved, "%s", msg);
+    }
+    SFT__TRY(sft__dp_sum(tr, v, 2, "agreeing on the step's end"));
+    if (v[0] > 0.0) tr->stopping = 1;
+    if (v[1] > 0.0)
+        return sft__fail(SFT_ERR_IO, "train (rank %d of %d): rank 0 could not write checkpoint-%lld (its message says why); stopping",
+                         tr->rank, tr->world, (long long)tr->global_step);
+    return SFT_OK;
+}
+
+/* sft__cancelled: a cancel takes effect at a step boundary; with several ranks
+   once they agreed on it, so every rank stops at the same step */
+static int sft__cancelled(const sft_trainer *tr) {
+    return tr->world > 1 ? tr->stopping : __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE);
 }
 
 SFTDEF void sft_trainer_destroy(sft_trainer *tr) {
@@ -22353,8 +22519,12 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     tr->ctx = model->ctx; tr->model = model; tr->train = train;
     if (config) tr->cfg = *config;
     s = sft__train_defaults(&tr->cfg);
+    if (s == SFT_OK) s = sft__dp_setup(tr);
+    else tr->world = 1;
     tr->rows = sft_dataset_rows(train, 0);
-    tr->micro_per_epoch = (tr->rows + tr->cfg.per_device_train_batch_size - 1) / tr->cfg.per_device_train_batch_size;
+    /* micro-batches of the global batch: per_device_train_batch_size x world_size rows */
+    tr->micro_per_epoch = (tr->rows + (int64_t)tr->cfg.per_device_train_batch_size * tr->world - 1) /
+                          ((int64_t)tr->cfg.per_device_train_batch_size * tr->world);
     tr->updates_per_epoch = (tr->micro_per_epoch + tr->cfg.gradient_accumulation_steps - 1) / tr->cfg.gradient_accumulation_steps;
     if (s == SFT_OK && tr->updates_per_epoch < 1) s = sft__fail(SFT_ERR_ARG, "train: the dataset has no rows");
     tr->eval = tr->cfg.eval_dataset ? tr->cfg.eval_dataset : train;
@@ -22396,6 +22566,7 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     if (s == SFT_OK) s = sft_optimizer_create(model->ctx, (sft_tensor *const *)params.p, (int)params.len, (const unsigned char *)nd.p, &ad, &tr->opt);
     sft__free(model->ctx, params.p); sft__free(model->ctx, nd.p);
     if (s == SFT_OK && tr->cfg.resume_from_checkpoint) s = sft__resume(tr);   /* reads only: a refused resume leaves no trace */
+    if (s == SFT_OK) s = sft__dp_start(tr);
     if (s == SFT_OK) s = sft__output_ready(tr);
     if (s != SFT_OK) { sft_trainer_destroy(tr); return s; }
     tr->start_time = sft__seconds();
@@ -22433,7 +22604,7 @@ static sft_status sft__metrics_line(sft_trainer *tr, const sft_log_entry *e) {
     sft_status s;
     const char *pre = e->is_eval ? "eval_" : "";
     char key[64];
-    if (!tr->cfg.metrics_path) return SFT_OK;
+    if (!tr->cfg.metrics_path || tr->rank != 0) return SFT_OK;
     memset(&w, 0, sizeof w);
     w.ctx = tr->ctx; w.allow_nonfinite = 1;
     sft_json_write_object_begin(&w);
@@ -22467,48 +22638,66 @@ static sft_status sft__emit(sft_trainer *tr, const sft_log_entry *e) {
     return sft__metrics_line(tr, e);
 }
 
+/* the figures of one evaluation batch, per "eval step" (the world_size batches
+   the ranks evaluate side by side), summed over the ranks in one call */
+enum { SFT__EV_CORRECT, SFT__EV_TOKENS, SFT__EV_ENTROPY, SFT__EV_PRESENT, SFT__EV_N };
+
+/* sft__eval_batch: eval batch `first`'s loss x rows into sums[0..1], its token
+   figures into f[SFT__EV_N] (the rank's mean entropy, as TRL gathers it) */
+static sft_status sft__eval_batch(sft_trainer *tr, int64_t first, double *sums, double *f) {
+    sft_batch b;
+    sft_model_batch mb;
+    sft_model_run run;
+    sft_model_output out;
+    float lv = 0.0f;
+    sft_step_begin(tr->ctx);
+    SFT__TRY(sft_dataset_batch(tr->eval, tr->eval_split, 0, 0, first, tr->cfg.per_device_eval_batch_size, &b));
+    memset(&run, 0, sizeof run);
+    SFT__TRY(sft__trainer_inputs(tr, tr->eval, &b, &mb));
+    run.token_metrics = tr->cfg.token_metrics;
+    SFT__TRY(sft_model_forward(tr->model, &mb, &run, &out));
+    SFT__TRY(sft__scalar(out.loss, &lv));
+    sums[0] += (double)lv * (double)b.n_examples;
+    sums[1] += (double)b.n_examples;
+    f[SFT__EV_CORRECT] = (double)out.metric_correct;
+    f[SFT__EV_TOKENS] = (double)out.metric_tokens;
+    f[SFT__EV_ENTROPY] = out.metric_tokens ? out.metric_entropy / (double)out.metric_tokens : 0.0;
+    f[SFT__EV_PRESENT] = 1.0;
+    return SFT_OK;
+}
+
 /* sft__evaluate: the eval set in order, without gradients: eval_loss is the
    batches' mean losses weighted by their rows (transformers repeats each batch's
-   loss batch-size times); accuracy and entropy as in training. */
+   loss batch-size times); accuracy and entropy as in training, per eval step.
+   With several ranks, rank r evaluates batches r, r + world_size, ... and the
+   sums are reduced: the same eval_loss as one process. */
 static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_scheduler) {
-    int64_t rows = sft_dataset_rows(tr->eval, tr->eval_split), first, bs = tr->cfg.per_device_eval_batch_size, n = 0;
-    double loss_sum = 0.0, acc = 0.0, ent = 0.0;
-    int64_t batches = 0;
-    int was = sft_grad_enabled_set(tr->ctx, 0);
+    int64_t rows = sft_dataset_rows(tr->eval, tr->eval_split), bs = tr->cfg.per_device_eval_batch_size;
+    int64_t n_batches = (rows + bs - 1) / bs, n_steps = (n_batches + tr->world - 1) / tr->world, j, batches = 0;
+    double *f, acc = 0.0, ent = 0.0;
+    int was;
     sft_log_entry e;
     sft_status s = SFT_OK;
-    for (first = 0; s == SFT_OK && first < rows; first += bs) {
-        sft_batch b;
-        sft_model_batch mb;
-        sft_model_run run;
-        sft_model_output out;
-        float lv = 0.0f;
-        sft_step_begin(tr->ctx);
-        s = sft_dataset_batch(tr->eval, tr->eval_split, 0, 0, first, bs, &b);
-        if (s != SFT_OK) break;
-        memset(&run, 0, sizeof run);
-        s = sft__trainer_inputs(tr, tr->eval, &b, &mb);
-        if (s != SFT_OK) break;
-        run.token_metrics = tr->cfg.token_metrics;
-        s = sft_model_forward(tr->model, &mb, &run, &out);
-        if (s == SFT_OK) s = sft__scalar(out.loss, &lv);
-        if (s == SFT_OK && out.logits) s = sft__on_device(tr->ctx, out.logits, SFT_DEVICE_CPU, &out.logits);
-        if (s != SFT_OK) break;
-        loss_sum += (double)lv * (double)b.n_examples;
-        n += b.n_examples;
-        if (tr->cfg.token_metrics) {
-            acc += out.metric_tokens ? out.metric_correct / (double)out.metric_tokens : 0.0;
-            ent += out.metric_tokens ? out.metric_entropy / (double)out.metric_tokens : 0.0;
-            batches++;
-        }
-    }
+    if (!(f = (double *)sft__calloc(tr->ctx, (size_t)(n_steps * SFT__EV_N + 2), sizeof *f)))
+        return sft__fail(SFT_ERR_NOMEM, "evaluate: %lld batches", (long long)n_batches);
+    was = sft_grad_enabled_set(tr->ctx, 0);
+    for (j = tr->rank; s == SFT_OK && j < n_batches; j += tr->world)
+        s = sft__eval_batch(tr, j * bs, f + n_steps * SFT__EV_N, f + (j / tr->world) * SFT__EV_N);
     sft_grad_enabled_set(tr->ctx, was);
     sft_step_begin(tr->ctx);
-    SFT__TRY(s);
+    if (s == SFT_OK) s = sft__dp_sum(tr, f, n_steps * SFT__EV_N + 2, "evaluation");
+    for (j = 0; s == SFT_OK && tr->cfg.token_metrics && j < n_steps; j++) {
+        const double *g = f + j * SFT__EV_N;
+        acc += g[SFT__EV_TOKENS] > 0.0 ? g[SFT__EV_CORRECT] / g[SFT__EV_TOKENS] : 0.0;
+        ent += g[SFT__EV_PRESENT] > 0.0 ? g[SFT__EV_ENTROPY] / g[SFT__EV_PRESENT] : 0.0;
+        batches++;
+    }
     memset(&e, 0, sizeof e);
+    e.loss = f[n_steps * SFT__EV_N + 1] > 0.0 ? f[n_steps * SFT__EV_N] / f[n_steps * SFT__EV_N + 1] : NAN;
+    sft__free(tr->ctx, f);
+    SFT__TRY(s);
     e.is_eval = 1; e.global_step = tr->global_step;
     e.epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
-    e.loss = n ? loss_sum / (double)n : NAN;
     e.mean_token_accuracy = batches ? acc / (double)batches : NAN;
     e.entropy = batches ? ent / (double)batches : NAN;
     e.grad_norm = NAN; e.learning_rate = NAN; e.num_tokens = tr->num_tokens;
@@ -22554,20 +22743,43 @@ static sft_status sft__micro_loss(sft_trainer *tr, sft_model_batch *mb, sft_mode
     return sft_model_forward(tr->model, mb, run, out);
 }
 
-/* what a window adds to the trainer's running sums: kept apart until the
-   window completes, so a dropped window (an error, a NaN stop) leaves no trace */
-typedef struct sft__window { double loss, acc, ent, flos; int64_t metric_batches, tokens; } sft__window;
+/* what a window adds to the trainer's running sums, kept apart until the
+   window completes (so a dropped window, an error or a NaN stop, leaves no
+   trace): per micro-batch its loss value, token-metric figures and whether this
+   rank had rows, then the attention-mask tokens and the flos; summed over the
+   ranks in one call (sft__window_close) */
+enum { SFT__WM_LOSS, SFT__WM_CORRECT, SFT__WM_TOKENS, SFT__WM_ENTROPY, SFT__WM_PRESENT, SFT__WM_N };
+typedef struct sft__window {
+    double  *f;             /* [n x SFT__WM_N] then tokens, flos */
+    int64_t  n;             /* micro-batches */
+    double   loss, acc, ent, flos;           /* what the trainer takes from a completed window */
+    int64_t  metric_batches, tokens, items;
+} sft__window;
+#define SFT__W_TOKENS(w) ((w)->f[(w)->n * SFT__WM_N])
+#define SFT__W_FLOS(w)   ((w)->f[(w)->n * SFT__WM_N + 1])
 
-/* sft__train_micro: micro-batch k of the window: forward, the token metrics,
-   the logged loss value (transformers' NaN/Inf filter: a NaN/Inf loss counts
-   as the mean since the last log), backward, the token and flos counts. */
+/* sft__micro_batch: this rank's slice of micro-batch k of the epoch: the rows
+   [(k x world + rank) x B, + B) of the epoch's order (B =
+   per_device_train_batch_size); *present 0 when the slice lies past the end */
+static sft_status sft__micro_batch(sft_trainer *tr, int64_t k, sft_batch *b, int *present) {
+    int64_t bs = tr->cfg.per_device_train_batch_size, first = (k * tr->world + tr->rank) * bs;
+    memset(b, 0, sizeof *b);
+    sft_step_begin(tr->ctx);
+    *present = first < tr->rows;
+    if (!*present) return SFT_OK;
+    return sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, first, bs, b);
+}
+
+/* sft__train_micro: micro-batch k of the window: forward, backward, and its
+   figures into the window (its raw loss value: the NaN/Inf handling waits for
+   the window's close, where the ranks' values are summed) */
 static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int64_t items, sft__window *w) {
     sft_model_batch mb;
     sft_model_run run;
     sft_model_output out;
     int64_t t, am = 0;
-    double l;
     float lf = 0.0f;
+    double *f = w->f + k * SFT__WM_N;
     memset(&run, 0, sizeof run);
     SFT__TRY(sft__trainer_inputs(tr, tr->train, b, &mb));
     run.training = 1;
@@ -22577,19 +22789,7 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
     run.neftune_noise_alpha = tr->cfg.neftune_noise_alpha;
     run.neftune_seed = sft_rng_key(tr->cfg.seed, 0x4e4546ull, (uint64_t)tr->global_step, (uint64_t)k);
     SFT__TRY(sft__micro_loss(tr, &mb, &run, b->labels, items, &out));
-    if (tr->cfg.token_metrics) {                   /* TRL: plain means of the micro-batches' values */
-        w->acc += out.metric_tokens ? out.metric_correct / (double)out.metric_tokens : 0.0;
-        w->ent += out.metric_tokens ? out.metric_entropy / (double)out.metric_tokens : 0.0;
-        w->metric_batches++;
-    }
     SFT__TRY(sft__scalar(out.loss, &lf));
-    l = lf;
-    if (!(fabs(l) < INFINITY)) {
-        if (tr->cfg.stop_on_nonfinite_loss)
-            return sft__fail(SFT_ERR_NUMERIC, "train: the loss of step %lld (micro-batch %lld) is %g; stopped (stop_on_nonfinite_loss)",
-                             (long long)tr->global_step + 1, (long long)k, l);
-        if (tr->cfg.logging_nan_inf_filter >= 0) l = (tr->loss_since_log + w->loss) / (double)(1 + tr->global_step - tr->last_logged);
-    }
     if (tr->cfg.fp16) {                            /* scaler.scale(loss).backward() */
         sft_tensor *scaled = NULL;
         SFT__TRY(sft_scale(tr->ctx, out.loss, tr->scaler.scale, &scaled));
@@ -22597,52 +22797,113 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
     } else
         SFT__TRY(sft_backward(tr->ctx, out.loss));
     for (t = 0; t < sft_tensor_numel(b->attention_mask); t++) am += ((const int32_t *)b->attention_mask->data)[t];
-    w->tokens += am;                               /* TRL counts the attention mask */
-    w->flos += 6.0 * (double)sft_tensor_numel(b->input_ids) * tr->flos_params;
-    w->loss += l;
+    f[SFT__WM_LOSS] = (double)lf;
+    f[SFT__WM_CORRECT] = (double)out.metric_correct;
+    f[SFT__WM_TOKENS] = (double)out.metric_tokens;
+    f[SFT__WM_ENTROPY] = out.metric_tokens ? out.metric_entropy / (double)out.metric_tokens : 0.0;
+    f[SFT__WM_PRESENT] = 1.0;
+    SFT__W_TOKENS(w) += (double)am;                /* TRL counts the attention mask */
+    SFT__W_FLOS(w) += 6.0 * (double)sft_tensor_numel(b->input_ids) * tr->flos_params;
     return SFT_OK;
+}
+
+/* sft__window_close: the window's figures summed over the ranks, then taken as
+   one process takes each micro-batch's: a NaN/Inf loss stops the step
+   (stop_on_nonfinite_loss) or counts as the mean since the last log
+   (transformers' logging_nan_inf_filter); the token metrics are TRL's plain
+   means over micro-batches (accuracy over the ranks' tokens, entropy the mean of
+   the ranks' means, as TRL gathers them) */
+static sft_status sft__window_close(sft_trainer *tr, sft__window *w) {
+    int64_t k;
+    SFT__TRY(sft__dp_sum(tr, w->f, w->n * SFT__WM_N + 2, "the window's losses and counts"));
+    for (k = 0; k < w->n; k++) {
+        const double *f = w->f + k * SFT__WM_N;
+        double l = f[SFT__WM_LOSS];
+        if (!(fabs(l) < INFINITY)) {
+            if (tr->cfg.stop_on_nonfinite_loss)
+                return sft__fail(SFT_ERR_NUMERIC, "train: the loss of step %lld (micro-batch %lld) is %g; stopped (stop_on_nonfinite_loss)",
+                                 (long long)tr->global_step + 1, (long long)k, l);
+            if (tr->cfg.logging_nan_inf_filter >= 0) l = (tr->loss_since_log + w->loss) / (double)(1 + tr->global_step - tr->last_logged);
+        }
+        w->loss += l;
+        if (tr->cfg.token_metrics) {
+            w->acc += f[SFT__WM_TOKENS] > 0.0 ? f[SFT__WM_CORRECT] / f[SFT__WM_TOKENS] : 0.0;
+            w->ent += f[SFT__WM_PRESENT] > 0.0 ? f[SFT__WM_ENTROPY] / f[SFT__WM_PRESENT] : 0.0;
+            w->metric_batches++;
+        }
+    }
+    return SFT_OK;
+}
+
+/* sft__window_items: num_items_in_batch, the window's trained tokens over all
+   ranks, counted before any forward (transformers counts labels != -100 before
+   the shift, and sums them over the processes) */
+static sft_status sft__window_items(sft_trainer *tr, int64_t first, int64_t window, int64_t *items) {
+    double n = 0.0;
+    int64_t k;
+    for (k = 0; k < window; k++) {
+        sft_batch b;
+        int present;
+        SFT__TRY(sft__micro_batch(tr, first + k, &b, &present));
+        if (present) n += (double)b.trained_tokens;
+    }
+    SFT__TRY(sft__dp_sum(tr, &n, 1, "num_items_in_batch"));
+    *items = (int64_t)n;
+    return SFT_OK;
+}
+
+/* sft__window_run: the window's micro-batches (forward and backward), closed
+   and its gradients summed over the ranks; on failure the gradients are zeroed
+   and w holds nothing the trainer took */
+static sft_status sft__window_run(sft_trainer *tr, int64_t first, int64_t window, sft__window *w) {
+    int64_t items = 0, k;
+    sft_status s;
+    memset(w, 0, sizeof *w);
+    w->n = window;
+    if (!(w->f = (double *)sft__calloc(tr->ctx, (size_t)(window * SFT__WM_N + 2), sizeof *w->f)))
+        return sft__fail(SFT_ERR_NOMEM, "train: a window of %lld micro-batches", (long long)window);
+    s = sft__window_items(tr, first, window, &items);
+    for (k = 0; s == SFT_OK && k < window; k++) {
+        sft_batch b;
+        int present;
+        s = sft__micro_batch(tr, first + k, &b, &present);
+        if (s == SFT_OK && present) s = sft__train_micro(tr, &b, k, items, w);
+    }
+    if (s == SFT_OK) s = sft__window_close(tr, w);
+    if (s == SFT_OK) s = sft__dp_sum_tensors(tr, 1, "summing the gradients");
+    w->tokens = (int64_t)SFT__W_TOKENS(w); w->flos = SFT__W_FLOS(w); w->items = items;
+    if (s != SFT_OK) sft_optimizer_zero_grad(tr->opt);
+    sft__free(tr->ctx, w->f);
+    w->f = NULL;
+    return s;
 }
 
 /* sft__trainer_step: sft_trainer_step with info always there */
 static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
-    int64_t window, first, k, items = 0;
+    int64_t window, first, items;
     double loss = 0.0, lr, t_opt;
     int found_inf = 0;
+    sft_status saved = SFT_OK;
     sft__window w;
     memset(info, 0, sizeof *info);
-    if (tr->global_step >= tr->max_steps || __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE)) { sft_trainer_progress(tr, info); return SFT_OK; }
+    if (tr->global_step >= tr->max_steps || sft__cancelled(tr)) { sft_trainer_progress(tr, info); return SFT_OK; }
     if (!tr->started) {
         int64_t trainable = 0;
         int i;
         tr->started = 1;
         for (i = 0; i < tr->opt->n; i++) trainable += sft_tensor_numel(tr->opt->params[i]);
-        sft__log(tr->ctx, SFT_LOG_INFO, "***** Running training ***** examples %lld, epochs %g, batch %d, accumulation %d, total "
-                 "batch %d, optimization steps %lld, trainable parameters %lld", (long long)tr->rows, tr->cfg.num_train_epochs,
-                 tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps,
-                 tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps, (long long)tr->max_steps, (long long)trainable);
+        sft__log(tr->ctx, SFT_LOG_INFO, "***** Running training ***** examples %lld, epochs %g, batch %d, accumulation %d, world size %d, "
+                 "total batch %lld, optimization steps %lld, trainable parameters %lld", (long long)tr->rows, tr->cfg.num_train_epochs,
+                 tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps, tr->world,
+                 (long long)tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps * tr->world, (long long)tr->max_steps,
+                 (long long)trainable);
         if (tr->cfg.eval_on_start) SFT__TRY(sft__evaluate(tr, NULL, 0));
     }
     if (tr->micro >= tr->micro_per_epoch) { tr->epoch++; tr->micro = 0; }
     first = tr->micro;
     window = tr->micro_per_epoch - first < tr->cfg.gradient_accumulation_steps ? tr->micro_per_epoch - first : tr->cfg.gradient_accumulation_steps;
-    /* num_items_in_batch: the window's trained tokens, counted before any forward */
-    for (k = 0; k < window; k++) {
-        sft_batch b;
-        sft_step_begin(tr->ctx);
-        SFT__TRY(sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, (first + k) * tr->cfg.per_device_train_batch_size,
-                                   tr->cfg.per_device_train_batch_size, &b));
-        items += b.trained_tokens;      /* transformers counts labels != -100 before the shift */
-    }
-    memset(&w, 0, sizeof w);
-    for (k = 0; k < window; k++) {
-        sft_batch b;
-        sft_status st;
-        sft_step_begin(tr->ctx);
-        st = sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, (first + k) * tr->cfg.per_device_train_batch_size,
-                               tr->cfg.per_device_train_batch_size, &b);
-        if (st == SFT_OK) st = sft__train_micro(tr, &b, k, items, &w);
-        if (st != SFT_OK) { sft_optimizer_zero_grad(tr->opt); return st; }    /* the window is dropped */
-    }
+    SFT__TRY(sft__window_run(tr, first, window, &w));
+    items = w.items;
     loss = w.loss;
     tr->loss_since_log += w.loss;
     tr->acc_sum += w.acc; tr->ent_sum += w.ent; tr->acc_tokens += w.metric_batches;
@@ -22695,8 +22956,12 @@ static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     if (tr->cfg.output_dir && tr->last_saved != tr->global_step &&
         ((tr->cfg.save_steps && (tr->global_step % tr->cfg.save_steps == 0 || tr->global_step == tr->max_steps)) ||
          (tr->cfg.save_each_epoch && (tr->micro >= tr->micro_per_epoch || tr->global_step == tr->max_steps))))
-        SFT__TRY(sft_trainer_save(tr));
-    if (tr->cfg.on_step_end && tr->cfg.on_step_end(info, tr->cfg.user) && tr->global_step < tr->max_steps) sft_trainer_cancel(tr);
+        saved = sft_trainer_save(tr);
+    if (saved == SFT_OK && tr->cfg.on_step_end && tr->cfg.on_step_end(info, tr->cfg.user) && tr->global_step < tr->max_steps)
+        sft_trainer_cancel(tr);
+    SFT__TRY(sft__dp_agree(tr, saved));
+    info->cancelled = info->cancelled || sft__cancelled(tr);    /* a stop the ranks agreed on */
+    info->done = info->done || info->cancelled;
     return SFT_OK;
 }
 
@@ -22721,7 +22986,7 @@ SFTDEF void sft_trainer_progress(const sft_trainer *tr, sft_step_info *info) {
     info->global_step = tr->global_step; info->max_steps = tr->max_steps;
     info->epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
     info->loss = tr->last_loss; info->grad_norm = tr->last_grad_norm; info->learning_rate = tr->last_lr;
-    info->cancelled = __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE);
+    info->cancelled = sft__cancelled(tr);
     info->done = tr->global_step >= tr->max_steps || info->cancelled;
     info->optimizer_step_skipped = tr->last_skipped;
     info->loss_scale = tr->cfg.fp16 ? (double)tr->scaler.scale : 1.0;
@@ -22748,7 +23013,7 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
                  tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "eval_loss", tr->best_metric);
         s = sft__weights_read(tr, tr->best_ckpt);
     }
-    if (s == SFT_OK && !info.cancelled && tr->cfg.save_total_limit == 1) s = sft__keep_only_best(tr);
+    if (s == SFT_OK && !info.cancelled && tr->cfg.save_total_limit == 1 && tr->rank == 0) s = sft__keep_only_best(tr);
     if (s == SFT_OK && out) {
         out->cancelled = info.cancelled;
         double t = sft__seconds() - tr->start_time;
@@ -22756,7 +23021,8 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
         out->train_loss = tr->global_step ? (tr->total_loss + tr->loss_since_log) / (double)tr->global_step : 0.0;
         out->train_runtime = t;
         out->train_steps_per_second = t > 0 ? (double)tr->global_step / t : 0.0;
-        out->train_samples_per_second = t > 0 ? (double)(tr->global_step * tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps) / t : 0.0;
+        out->train_samples_per_second = t > 0 ? (double)(tr->global_step * tr->cfg.per_device_train_batch_size *
+                                                          tr->cfg.gradient_accumulation_steps * tr->world) / t : 0.0;
         out->total_flos = tr->total_flos;
     }
     sft_trainer_destroy(tr);
@@ -23377,6 +23643,7 @@ static sft_status sft__sft_state_save(sft_trainer *tr, const char *dir) {
     sft_json_write_key(&w, "sequential"); sft_json_write_int(&w, tr->cfg.sequential);
     sft_json_write_key(&w, "per_device_train_batch_size"); sft_json_write_int(&w, tr->cfg.per_device_train_batch_size);
     sft_json_write_key(&w, "gradient_accumulation_steps"); sft_json_write_int(&w, tr->cfg.gradient_accumulation_steps);
+    sft_json_write_key(&w, "world_size"); sft_json_write_int(&w, tr->world);
     sft_json_write_key(&w, "train_rows"); sft_json_write_int(&w, tr->rows);
     sft_json_write_object_end(&w);
     SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "sft_state.json"));
@@ -23412,7 +23679,7 @@ static sft_status sft__sft_state_read(sft_trainer *tr, const char *dir) {
         s = sft__fail(SFT_ERR_ARG, "resume: %s was saved by another run.\n  checkpoint: %s\n  this run:   %s", path, v->string, fp);
     if (s == SFT_OK) {
         const char *bad = NULL;
-        int64_t bs, ga, rows;
+        int64_t bs, ga, rows, world;
 #define SFT__R_INT(f) tr->f = sft__jint(j, #f, 0, 0, SFT__JINT_MAX, &bad);
 #define SFT__R_REAL(f) tr->f = sft__jnum(j, #f, 0);
         SFT__STATE_INTS(SFT__R_INT)
@@ -23429,6 +23696,7 @@ static sft_status sft__sft_state_read(sft_trainer *tr, const char *dir) {
         bs = sft__jint(j, "per_device_train_batch_size", 0, 0, SFT__JINT_MAX, &bad);
         ga = sft__jint(j, "gradient_accumulation_steps", 0, 0, SFT__JINT_MAX, &bad);
         rows = sft__jint(j, "train_rows", 0, 0, SFT__JINT_MAX, &bad);
+        world = sft__jint(j, "world_size", 1, 1, INT_MAX, &bad);
         if (bad) {
             sft_json_free(j);
             return sft__fail(SFT_ERR_FORMAT, "%s: \"%s\" is not a whole number in range", path, bad);
@@ -23437,10 +23705,10 @@ static sft_status sft__sft_state_read(sft_trainer *tr, const char *dir) {
             sft_json_free(j);
             return sft__fail(SFT_ERR_FORMAT, "%s: \"loss_scale\" is not a finite scale >= 0", path);
         }
-        if (bs != tr->cfg.per_device_train_batch_size || ga != tr->cfg.gradient_accumulation_steps)
-            sft__log(tr->ctx, SFT_LOG_WARN, "resume: the checkpoint was trained with a batch size of %lld x %lld accumulation, this run "
-                     "uses %d x %d: the rest of the run will not match the interrupted one", (long long)bs, (long long)ga,
-                     tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps);
+        if (bs != tr->cfg.per_device_train_batch_size || ga != tr->cfg.gradient_accumulation_steps || world != tr->world)
+            sft__log(tr->ctx, SFT_LOG_WARN, "resume: the checkpoint was trained with a batch size of %lld x %lld accumulation x %lld "
+                     "processes, this run uses %d x %d x %d: the rest of the run will not match the interrupted one", (long long)bs,
+                     (long long)ga, (long long)world, tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps, tr->world);
         v = sft_json_get(j, "seed");
         if (!v || v->type != SFT_JSON_STRING || strtoull(v->string, NULL, 10) != tr->cfg.seed || rows != tr->rows)
             sft__log(tr->ctx, SFT_LOG_WARN, "resume: the seed or the dataset's size changed since the checkpoint");
@@ -23519,11 +23787,6 @@ SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
     if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_save: NULL trainer");
     if (!tr->cfg.output_dir) return sft__fail(SFT_ERR_ARG, "save: no output_dir");
     if (strlen(tr->cfg.output_dir) > 3500) return sft__fail(SFT_ERR_ARG, "save: output_dir is too long");
-    SFT__TRY(sft__mkdirs(tr->cfg.output_dir, NULL));
-    sft__sweep(tr->cfg.output_dir);
-    sft__ckpt_path(tr, tr->global_step, final, sizeof final);
-    snprintf(tmp, sizeof tmp, "%s/tmp-checkpoint-%lld", tr->cfg.output_dir, (long long)tr->global_step);
-    snprintf(old, sizeof old, "%s.old", final);
     /* transformers: best_model_checkpoint is checkpoint-<best step> when that
        folder exists (this save's included), else it stays what it was */
     if (tr->best_step) {
@@ -23531,6 +23794,12 @@ SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
         sft__ckpt_path(tr, tr->best_step, best, sizeof best);
         if (tr->best_step == tr->global_step || sft__is_dir(best)) memcpy(tr->best_ckpt, best, sizeof best);
     }
+    if (tr->rank != 0) { tr->last_saved = tr->global_step; return SFT_OK; }     /* rank 0 writes */
+    SFT__TRY(sft__mkdirs(tr->cfg.output_dir, NULL));
+    sft__sweep(tr->cfg.output_dir);
+    sft__ckpt_path(tr, tr->global_step, final, sizeof final);
+    snprintf(tmp, sizeof tmp, "%s/tmp-checkpoint-%lld", tr->cfg.output_dir, (long long)tr->global_step);
+    snprintf(old, sizeof old, "%s.old", final);
     sft__rmtree(tmp);                             /* the leftovers of a crash */
     sft__rmtree(old);
     if (mkdir(tmp, 0777) != 0) return sft__fail(SFT_ERR_IO, "save: cannot create %s: %s", tmp, strerror(errno));
@@ -23698,6 +23967,7 @@ static sft_status sft__metrics_trim(sft_trainer *tr) {
 static sft_status sft__output_ready(sft_trainer *tr) {
     size_t created = 0;
     sft_status s = SFT_OK;
+    if (tr->rank != 0) return SFT_OK;   /* rank 0 writes the output folder */
     if (tr->cfg.output_dir) {
         s = sft__mkdirs(tr->cfg.output_dir, &created);
         if (s == SFT_OK) s = sft__probe_dir(tr->ctx, tr->cfg.output_dir, "output_dir");
@@ -23722,6 +23992,214 @@ extern "C" {
 #else
 SFTDEF int sft_cuda_available(void) { return 0; }
 #endif
+
+/* ============================================================================
+   === trainer: data parallel over MPI (SFT_MPI)
+   sft_data_parallel's two sums with MPI, on a duplicate of MPI_COMM_WORLD (the
+   library's messages never meet the host's) that returns errors rather than
+   ending the program. A sum is started non-blocking and polled until done or
+   until the timeout: MPI itself would wait forever for a rank that hangs or
+   whose machine went away. CPU tensors are packed into one buffer, one call for
+   all; CUDA tensors go to NCCL (one group of calls on the default stream, where
+   the CUDA backend's kernels run), its communicator set up through MPI the first
+   time. */
+
+#ifdef SFT_MPI
+#  ifdef __cplusplus
+}
+#  endif
+#  define OMPI_SKIP_MPICXX 1      /* the C API only, also from C++ */
+#  define MPICH_SKIP_MPICXX 1
+#  include <mpi.h>
+#  include <sched.h>
+#  ifdef SFT_CUDA
+#    include <nccl.h>
+#  endif
+#  ifdef __cplusplus
+extern "C" {
+#  endif
+
+typedef struct sft__mpi {
+    sft_context *ctx;
+    MPI_Comm     comm;
+    double       timeout;          /* seconds one sum may take                          */
+    int          broken;           /* a sum timed out or failed: the ranks are out of step */
+    float       *pack;             /* the CPU tensors, packed for one call              */
+    int64_t      pack_cap;
+#ifdef SFT_CUDA
+    ncclComm_t   nccl;
+    int          nccl_ready;
+#endif
+} sft__mpi;
+
+/* sft__mpi_wait: a started MPI operation, polled until done or the timeout
+   (yielding the core first, then sleeping up to 100 us: a waiting rank must not
+   take the CPU its slower peers on the same machine need) */
+static sft_status sft__mpi_wait(sft__mpi *m, MPI_Request *req, const char *what) {
+    double start = MPI_Wtime();
+    long pause_ns = 0;
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            m->broken = 1;
+            return sft__fail(SFT_ERR_IO, "MPI: %s failed (a rank ended or the network failed)", what);
+        }
+        if (done) return SFT_OK;
+        if (MPI_Wtime() - start > m->timeout) {
+            m->broken = 1;
+            return sft__fail(SFT_ERR_IO, "MPI: %s: not every rank answered within %g s (ddp_timeout): a rank died, hangs or stopped "
+                             "early; giving up", what, m->timeout);
+        }
+        if (pause_ns == 0 && MPI_Wtime() - start < 1e-3) sched_yield();
+        else {
+            struct timespec ts;
+            pause_ns = pause_ns ? (pause_ns < 100000 ? pause_ns * 2 : 100000) : 1000;
+            ts.tv_sec = 0; ts.tv_nsec = pause_ns;
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* sft__mpi_sum: n values of type t summed over the ranks, in place, in calls of
+   at most 2^30 values (MPI counts are int) */
+static sft_status sft__mpi_sum(sft__mpi *m, void *values, int64_t n, MPI_Datatype t, size_t size, const char *what) {
+    int64_t off;
+    if (m->broken) return sft__fail(SFT_ERR_IO, "MPI: %s: an earlier sum failed or timed out; the ranks cannot go on together", what);
+    for (off = 0; off < n; off += (int64_t)1 << 30) {
+        int count = (int)(n - off < ((int64_t)1 << 30) ? n - off : ((int64_t)1 << 30));
+        MPI_Request req;
+        if (MPI_Iallreduce(MPI_IN_PLACE, (char *)values + (size_t)off * size, count, t, MPI_SUM, m->comm, &req) != MPI_SUCCESS) {
+            m->broken = 1;
+            return sft__fail(SFT_ERR_IO, "MPI: %s: MPI_Iallreduce failed", what);
+        }
+        SFT__TRY(sft__mpi_wait(m, &req, what));
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__mpi_sum_f64(double *values, int64_t n, void *user) {
+    return sft__mpi_sum((sft__mpi *)user, values, n, MPI_DOUBLE, sizeof(double), "summing figures over the ranks");
+}
+
+/* sft__mpi_sum_cpu: the CPU tensors of the list, packed, summed, unpacked */
+static sft_status sft__mpi_sum_cpu(sft__mpi *m, sft_tensor *const *t, int n) {
+    int64_t total = 0, off = 0;
+    int i;
+    for (i = 0; i < n; i++) if (t[i]->device == SFT_DEVICE_CPU) total += sft_tensor_numel(t[i]);
+    if (total == 0) return SFT_OK;
+    if (total > m->pack_cap) {
+        float *p = (float *)sft__alloc(m->ctx, (size_t)total * sizeof(float));
+        if (!p) return sft__fail(SFT_ERR_NOMEM, "MPI: a buffer of %lld values for the sums", (long long)total);
+        sft__free(m->ctx, m->pack);
+        m->pack = p; m->pack_cap = total;
+    }
+    for (i = 0; i < n; i++)
+        if (t[i]->device == SFT_DEVICE_CPU) { memcpy(m->pack + off, t[i]->data, sft_tensor_nbytes(t[i])); off += sft_tensor_numel(t[i]); }
+    SFT__TRY(sft__mpi_sum(m, m->pack, total, MPI_FLOAT, sizeof(float), "summing tensors over the ranks"));
+    for (i = 0, off = 0; i < n; i++)
+        if (t[i]->device == SFT_DEVICE_CPU) { memcpy(t[i]->data, m->pack + off, sft_tensor_nbytes(t[i])); off += sft_tensor_numel(t[i]); }
+    return SFT_OK;
+}
+
+#ifdef SFT_CUDA
+/* sft__nccl_setup: rank 0's NCCL id sent to every rank through MPI, then the
+   communicator (once) */
+static sft_status sft__nccl_setup(sft__mpi *m) {
+    ncclUniqueId id;
+    MPI_Request req;
+    int rank, size;
+    if (m->nccl_ready) return SFT_OK;
+    MPI_Comm_rank(m->comm, &rank);
+    MPI_Comm_size(m->comm, &size);
+    memset(&id, 0, sizeof id);
+    if (rank == 0 && ncclGetUniqueId(&id) != ncclSuccess) return sft__fail(SFT_ERR_DEVICE, "NCCL: ncclGetUniqueId failed");
+    if (MPI_Ibcast(&id, (int)sizeof id, MPI_BYTE, 0, m->comm, &req) != MPI_SUCCESS) return sft__fail(SFT_ERR_IO, "MPI: sending NCCL's id");
+    SFT__TRY(sft__mpi_wait(m, &req, "sending NCCL's id"));
+    if (ncclCommInitRank(&m->nccl, size, id, rank) != ncclSuccess) return sft__fail(SFT_ERR_DEVICE, "NCCL: ncclCommInitRank failed");
+    m->nccl_ready = 1;
+    return SFT_OK;
+}
+
+/* sft__nccl_sum: the CUDA tensors of the list summed by NCCL, waited for with
+   the timeout (the communicator aborted when it passes) */
+static sft_status sft__nccl_sum(sft__mpi *m, sft_tensor *const *t, int n) {
+    double start;
+    int i, any = 0;
+    for (i = 0; i < n; i++) any |= t[i]->device != SFT_DEVICE_CPU;
+    if (!any) return SFT_OK;
+    if (m->broken) return sft__fail(SFT_ERR_IO, "NCCL: an earlier sum failed or timed out; the ranks cannot go on together");
+    SFT__TRY(sft__nccl_setup(m));
+    ncclGroupStart();
+    for (i = 0; i < n; i++)
+        if (t[i]->device != SFT_DEVICE_CPU &&
+            ncclAllReduce(t[i]->data, t[i]->data, (size_t)sft_tensor_numel(t[i]), ncclFloat, ncclSum, m->nccl, 0) != ncclSuccess) {
+            ncclGroupEnd();
+            m->broken = 1;
+            return sft__fail(SFT_ERR_DEVICE, "NCCL: ncclAllReduce failed");
+        }
+    if (ncclGroupEnd() != ncclSuccess) { m->broken = 1; return sft__fail(SFT_ERR_DEVICE, "NCCL: the group of sums failed"); }
+    for (start = MPI_Wtime();;) {
+        ncclResult_t async = ncclSuccess;
+        cudaError_t e = cudaStreamQuery(0);
+        if (e == cudaSuccess) return SFT_OK;
+        ncclCommGetAsyncError(m->nccl, &async);
+        if ((e != cudaErrorNotReady) || async != ncclSuccess || MPI_Wtime() - start > m->timeout) {
+            ncclCommAbort(m->nccl);
+            m->nccl_ready = 0;
+            m->broken = 1;
+            return sft__fail(SFT_ERR_IO, "NCCL: summing tensors over the ranks: %s", async != ncclSuccess ? ncclGetErrorString(async) :
+                             e != cudaErrorNotReady ? cudaGetErrorString(e) : "not every rank answered within the timeout (ddp_timeout)");
+        }
+        sched_yield();
+    }
+}
+#endif
+
+static sft_status sft__mpi_sum_f32(sft_tensor *const *tensors, int n, void *user) {
+    sft__mpi *m = (sft__mpi *)user;
+    int i;
+    for (i = 0; i < n; i++)
+        if (!tensors[i] || tensors[i]->dtype != SFT_F32) return sft__fail(SFT_ERR_DTYPE, "MPI: tensor %d of the sum is not f32", i);
+#ifdef SFT_CUDA
+    SFT__TRY(sft__nccl_sum(m, tensors, n));
+#endif
+    return sft__mpi_sum_cpu(m, tensors, n);
+}
+
+SFTDEF sft_status sft_mpi_parallel(sft_context *ctx, double timeout_s, sft_data_parallel *out) {
+    int init = 0, rank = 0, size = 0;
+    sft__mpi *m;
+    if (out) memset(out, 0, sizeof *out);
+    if (!ctx || !out) return sft__fail(SFT_ERR_ARG, "sft_mpi_parallel: NULL argument");
+    if (!(timeout_s >= 0.0 && timeout_s < 1e9)) return sft__fail(SFT_ERR_ARG, "sft_mpi_parallel: timeout_s %g", timeout_s);
+    if (MPI_Initialized(&init) != MPI_SUCCESS || !init) return sft__fail(SFT_ERR_STATE, "sft_mpi_parallel: call MPI_Init first");
+    if (!(m = (sft__mpi *)sft__calloc(ctx, 1, sizeof *m))) return sft__fail(SFT_ERR_NOMEM, "sft_mpi_parallel");
+    m->ctx = ctx;
+    m->timeout = timeout_s > 0.0 ? timeout_s : 1800.0;
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &m->comm) != MPI_SUCCESS) { sft__free(ctx, m); return sft__fail(SFT_ERR_IO, "MPI: MPI_Comm_dup failed"); }
+    MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(m->comm, &rank);
+    MPI_Comm_size(m->comm, &size);
+    out->rank = rank; out->world_size = size;
+    out->allreduce_f64 = sft__mpi_sum_f64;
+    out->allreduce_f32 = sft__mpi_sum_f32;
+    out->user = m;
+    return SFT_OK;
+}
+
+SFTDEF void sft_mpi_parallel_release(sft_data_parallel *p) {
+    sft__mpi *m;
+    if (!p || p->allreduce_f64 != sft__mpi_sum_f64 || !p->user) return;
+    m = (sft__mpi *)p->user;
+#ifdef SFT_CUDA
+    if (m->nccl_ready) ncclCommDestroy(m->nccl);
+#endif
+    if (!m->broken) MPI_Comm_free(&m->comm);     /* a timed-out sum may still be pending on it */
+    sft__free(m->ctx, m->pack);
+    sft__free(m->ctx, m);
+    memset(p, 0, sizeof *p);
+}
+#endif /* SFT_MPI */
 
 /* === end of implementation */
 #ifdef __cplusplus

@@ -22,6 +22,10 @@
        cc -O2 -DSFT_CLI_LINKED -DSFT_CUDA examples/sft.c build/sft_cuda.o -o sft
           -L/usr/local/cuda/lib64 -lcublasLt -lcudart -lstdc++ -lm -lpthread   (one line)
 
+   With MPI (data-parallel training under mpirun; make mpi):
+       mpicc -O2 -DSFT_MPI examples/sft.c -o sft -lm -lpthread
+       mpirun -np 2 ./sft train ...   (each rank takes its slice of every batch)
+
    With -DSFT_CLI_NO_MAIN the file is a library of its own parts (the flag
    table, parsing, building the library's configurations): tests/test_cli.c
    checks every flag reaches the trainer's configuration. */
@@ -43,6 +47,9 @@
 #include <ctype.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef SFT_MPI
+#  include <mpi.h>
+#endif
 
 /* ============================================================================
    The options, as one struct the flags write into */
@@ -74,6 +81,7 @@ typedef struct cli_opts {
     /* the run */
     int         threads, profile;
     const char *device;
+    double      ddp_timeout;
 } cli_opts;
 
 typedef enum cli_type { CLI_STR, CLI_INT, CLI_REAL, CLI_BOOL, CLI_TRISTATE } cli_type;
@@ -193,6 +201,8 @@ static const cli_flag cli_flags[] = {
     /* the run */
     {"threads", CLI_INT, O(threads), C_ALL, "2", "1", "CPU threads"},
     {"profile", CLI_BOOL, O(profile), C_TRAIN, "false", "true", "at the end, print where the steps' time went, per operator"},
+    {"ddp_timeout", CLI_REAL, O(ddp_timeout), C_TRAIN, "1800", "60",
+     "under mpirun (an SFT_MPI build): seconds a rank waits for the others at each sum before giving up"},
     {"device", CLI_STR, O(device), C_TRAIN | C_GENERATE | C_MEMORY, "cpu", "cuda",
      "cpu, or cuda (a CUDA build of sft and a GPU): where the model, adapters, optimizer and activations live"},
 };
@@ -397,6 +407,7 @@ typedef struct cli_built {
     const char      *model, *dataset, *eval_dataset;
     sft_generate_desc gen;
     const char      *adapter, *prompt;        /* generate and merge */
+    double           ddp_timeout;             /* mpirun: seconds per collective sum */
     int              chat, keep_dtype;
     int              profile;
     const char      *chat_template_path;      /* read when the command runs */
@@ -455,6 +466,8 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     b->threads = o->threads; b->use_peft = o->use_peft; b->target_modules = o->lora_target_modules;
     b->adapter = o->adapter; b->prompt = o->prompt; b->chat = o->chat; b->keep_dtype = !strcmp(o->dtype, "auto");
     b->profile = o->profile;
+    if ((command & C_TRAIN) && !(o->ddp_timeout > 0.0 && o->ddp_timeout < 1e9)) return cli_fail(e, "--ddp_timeout: expected seconds > 0");
+    b->ddp_timeout = o->ddp_timeout;
     if (!o->model_name_or_path) return cli_fail(e, "--model_name_or_path: required (a local model folder)");
     if ((command & C_DATA) && !o->dataset_name) return cli_fail(e, "--dataset_name: required (a JSONL file or folder)");
     if (o->threads < 1 || o->threads > 256) return cli_fail(e, "--threads: expected 1..256");
@@ -743,6 +756,7 @@ static sft_status cli_merge(sft_context *ctx, const cli_opts *o) {
 typedef struct cli_point { double step, value; } cli_point;
 typedef struct cli_run {
     int        tty;
+    int        quiet;              /* a rank other than 0 of an mpirun: rank 0 reports */
     double     start;
     int64_t    tokens;             /* at the last log */
     cli_point *loss, *eval, *lr;
@@ -818,6 +832,7 @@ static void cli_chart(cli_run *r) {
 
 static void cli_on_log(const sft_log_entry *e, void *user) {
     cli_run *r = (cli_run *)user;
+    if (r->quiet) return;
     if (e->is_eval) cli_push(&r->eval, &r->n_eval, &r->cap_eval, (double)e->global_step, e->loss);
     else {
         cli_push(&r->loss, &r->n_loss, &r->cap_loss, (double)e->global_step, e->loss);
@@ -966,14 +981,24 @@ static int cli_train(const cli_opts *o, cli_built *b) {
     b->train.on_log = cli_on_log;
     b->train.on_step_end = cli_on_step_end;
     b->train.user = &r;
+#ifdef SFT_MPI
+    if (sft_mpi_parallel(v.ctx, b->ddp_timeout, &b->train.parallel) != SFT_OK) { cli_env_free(&v); return cli_lib_fail("train", "MPI"); }
+    r.quiet = b->train.parallel.rank != 0;
+    if (r.quiet) r.tty = 0;
+#endif
     signal(SIGINT, cli_on_sigint);
     if (b->profile) sft_profile_enable(v.ctx, 1);
     s = sft_train(v.model, v.train, &b->train, &out);
+#ifdef SFT_MPI
+    sft_mpi_parallel_release(&b->train.parallel);
+#endif
     if (r.tty) printf("\n");
-    if (s == SFT_OK && b->profile) cli_print_profile(v.ctx, &out);
+    if (s == SFT_OK && b->profile && !r.quiet) cli_print_profile(v.ctx, &out);
     if (s != SFT_OK) {
         rc = s == SFT_ERR_ARG ? 2 : 1;
         fprintf(stderr, "sft train: %s\n", sft_last_error());
+    } else if (r.quiet) {
+        rc = 0;                      /* rank 0 saves and reports; every rank holds the same weights */
     } else {
         if (b->use_peft) s = sft_model_save_adapter(v.model, "default", o->output_dir);
         else s = cli_write_model(v.model, o->model_name_or_path, o->output_dir, 0);
@@ -1304,5 +1329,20 @@ int sft_cli_main(int argc, char **argv) {
 }
 
 #ifndef SFT_CLI_NO_MAIN
+#ifdef SFT_MPI
+/* under mpirun: each rank runs the command; a rank that fails ends the whole
+   run at once (MPI_Abort) rather than leave the others waiting on a sum */
+int main(int argc, char **argv) {
+    int rc, size = 1;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    rc = sft_cli_main(argc, argv);
+    fflush(stdout); fflush(stderr);
+    if (rc != 0 && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+    MPI_Finalize();
+    return rc;
+}
+#else
 int main(int argc, char **argv) { return sft_cli_main(argc, argv); }
+#endif
 #endif

@@ -1,0 +1,155 @@
+/* parallel.h - one rank's training run for the data-parallel tests
+   (tests/test_parallel.c: ranks as threads; tests/test_mpi.c: ranks as MPI
+   processes): the tiny Qwen2 with LoRA on pre-tokenized rows, the transport
+   given in t_rank_run.par, the per-step figures and the final adapter kept for
+   the caller to compare. No CHECKs here (a rank may be a thread): the caller
+   checks. */
+#ifndef SFT_TESTS_PARALLEL_H
+#define SFT_TESTS_PARALLEL_H
+
+#include "test.h"
+#include <unistd.h>
+
+#define T_MAX_STEPS 16
+
+typedef struct t_rank_run {
+    sft_data_parallel par;                       /* zero: one process */
+    int         batch, eval_batch, rows, max_steps, stop_at;  /* stop_at: on_step_end asks to stop there */
+    int         stall_at, stall_seconds;         /* on_step_end sleeps there (a rank that hangs) */
+    int         nf4;                             /* the base quantized to NF4 (QLoRA) */
+    const char *output_dir, *metrics_path, *resume;
+    int         save_steps;
+    /* results */
+    sft_status  status;
+    char        msg[1100];
+    int         steps;
+    double      loss[T_MAX_STEPS], grad_norm[T_MAX_STEPS], eval_loss, eval_accuracy, train_accuracy;
+    int64_t     num_tokens, final_step;
+    float      *adapter;
+    int64_t     n_adapter;
+} t_rank_run;
+
+/* pre-tokenized rows of unequal length, ids inside the tiny model's vocabulary */
+static sft_status t_par_rows(sft_context *ctx, sft_tokenizer *tok, int n, int salt, sft_dataset **out) {
+    char **recs = (char **)calloc((size_t)n, sizeof *recs);
+    sft_data_desc d;
+    sft_status s;
+    int i, k;
+    for (i = 0; i < n; i++) {
+        char buf[400];
+        int len = snprintf(buf, sizeof buf, "{\"input_ids\": [");
+        int count = 5 + (i * 7 + salt) % 16;
+        for (k = 0; k < count; k++) len += snprintf(buf + len, sizeof buf - (size_t)len, "%s%d", k ? ", " : "", 3 + (i * 31 + k * 17 + salt) % 250);
+        snprintf(buf + len, sizeof buf - (size_t)len, "]}");
+        recs[i] = strdup(buf);
+    }
+    memset(&d, 0, sizeof d);
+    d.max_length = 64;
+    d.pad_token = "!";
+    s = sft_dataset_from_records(ctx, tok, (const char *const *)recs, n, &d, out);
+    for (i = 0; i < n; i++) free(recs[i]);
+    free(recs);
+    return s;
+}
+
+/* the tiny Qwen2 with LoRA on every linear, B drawn so every A learns */
+static sft_status t_par_model(sft_context *ctx, int nf4, sft_model **out) {
+    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    sft_lora_desc d;
+    sft_load_desc ld;
+    int layer, p;
+    sft_status s;
+    memset(&ld, 0, sizeof ld);
+    ld.quant = nf4 ? SFT_QUANT_NF4 : SFT_QUANT_NONE;
+    s = sft_model_load(ctx, "tests/fixtures/models/qwen2", &ld, out);
+    if (s != SFT_OK) return s;
+    memset(&d, 0, sizeof d);
+    d.r = 4; d.alpha = 8; d.seed = 1;
+    if (sft_model_add_lora(*out, "default", &d, "all-linear") != SFT_OK) return SFT_ERR_ARG;
+    for (layer = 0; layer < 2; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            uint64_t seed = (uint64_t)(10 + layer * 7 + p);
+            int64_t i;
+            if (sft_linear_adapter_weights(sft_model_linear(*out, layer, names[p]), "default", &w) != SFT_OK) continue;
+            for (i = 0; i < sft_tensor_numel(w.B); i++) ((float *)w.B->data)[i] = t_rand(&seed, -0.05f, 0.05f);
+        }
+    return SFT_OK;
+}
+
+/* the adapter's A and B of every linear, in model order, as one array */
+static float *t_par_adapter(sft_model *m, int64_t *n) {
+    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    float *out = (float *)malloc(200000 * sizeof(float));
+    int layer, p, ab;
+    *n = 0;
+    for (layer = 0; out && layer < 2; layer++)
+        for (p = 0; p < 7; p++) {
+            sft_lora_weights w;
+            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
+            for (ab = 0; ab < 2; ab++) {
+                sft_tensor *t = ab ? w.B : w.A;
+                if (*n + sft_tensor_numel(t) > 200000) { free(out); return NULL; }
+                memcpy(out + *n, t->data, sft_tensor_nbytes(t));
+                *n += sft_tensor_numel(t);
+            }
+        }
+    return out;
+}
+
+static int t_par_step_end(const sft_step_info *info, void *user) {
+    t_rank_run *r = (t_rank_run *)user;
+    if (r->steps < T_MAX_STEPS) { r->loss[r->steps] = info->loss; r->grad_norm[r->steps] = info->grad_norm; r->steps++; }
+    if (r->stall_at && info->global_step == r->stall_at) sleep((unsigned)r->stall_seconds);
+    return r->stop_at && info->global_step == r->stop_at;
+}
+
+static void t_par_log(const sft_log_entry *e, void *user) {
+    t_rank_run *r = (t_rank_run *)user;
+    if (e->is_eval) { r->eval_loss = e->loss; r->eval_accuracy = e->mean_token_accuracy; }
+    else { r->num_tokens = e->num_tokens; r->train_accuracy = e->mean_token_accuracy; }
+}
+
+/* t_rank_main: the run (a thread's entry, or called by a process) */
+static void *t_rank_main(void *arg) {
+    t_rank_run *r = (t_rank_run *)arg;
+    sft_context_desc cd;
+    sft_context *ctx = NULL;
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL, *ev = NULL;
+    sft_trainer *tr = NULL;
+    sft_train_config c;
+    sft_step_info info;
+    sft_status s;
+    memset(&cd, 0, sizeof cd);
+    cd.threads = 1;
+    s = sft_context_create(&cd, &ctx);
+    if (s == SFT_OK) s = sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok);
+    if (s == SFT_OK) s = t_par_rows(ctx, tok, r->rows, 0, &ds);
+    if (s == SFT_OK) s = t_par_rows(ctx, tok, 7, 3, &ev);
+    if (s == SFT_OK) s = t_par_model(ctx, r->nf4, &m);
+    memset(&c, 0, sizeof c);
+    c.per_device_train_batch_size = r->batch; c.gradient_accumulation_steps = 2;
+    c.max_steps = r->max_steps ? r->max_steps : 6; c.learning_rate = 2e-3; c.warmup_steps = 2; c.logging_steps = 1; c.token_metrics = 1;
+    c.eval_dataset = ev; c.eval_steps = 3; c.per_device_eval_batch_size = r->eval_batch ? r->eval_batch : r->batch;
+    c.output_dir = r->output_dir; c.save_steps = r->save_steps ? r->save_steps : r->output_dir ? 2 : 0;
+    c.metrics_path = r->metrics_path; c.resume_from_checkpoint = r->resume;
+    c.on_step_end = t_par_step_end; c.on_log = t_par_log; c.user = r;
+    c.parallel = r->par;
+    if (s == SFT_OK) s = sft_trainer_create(m, ds, &c, &tr);
+    do {
+        if (s == SFT_OK) s = sft_trainer_step(tr, &info);
+    } while (s == SFT_OK && !info.done);
+    if (s == SFT_OK) { r->final_step = info.global_step; r->adapter = t_par_adapter(m, &r->n_adapter); }
+    r->status = s;
+    if (s != SFT_OK) snprintf(r->msg, sizeof r->msg, "%s", sft_last_error());
+    sft_trainer_destroy(tr);
+    sft_dataset_destroy(ds); sft_dataset_destroy(ev);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+    return NULL;
+}
+
+#endif
