@@ -26,8 +26,10 @@
 #                   against TRL + PEFT + bitsandbytes and a plain torch loop (tools/.venv)
 #                   in the same run (`make bench-e2e BENCH_E2E_ARGS="--cases 512:bf16"`)
 #
-# The library needs stb_ds.h (Debian: libstb-dev). When it is missing, make installs
-# it with apt-get if run as root, and otherwise says how.
+# The library needs libc, libm and pthreads only. examples/demo.c (make demo) keeps
+# its lists in stb_ds's arrays (Debian: libstb-dev); when stb_ds.h is missing, the
+# targets that build the demo install it with apt-get if run as root, and otherwise
+# say how.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -51,29 +53,30 @@ BENCH_ARGS ?=
 .PHONY: all demo demo-smollm2 test test-cblas sanitize warnings cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda bench-cuda examples bench bench-e2e clean deps
 all: build/test_sft examples
 
+# deps: what make demo needs beyond a C compiler (stb_ds.h, for examples/demo.c)
 deps: $(STB_DS)
 $(STB_DS):
 	@if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing libstb-dev (stb_ds.h)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libstb-dev >/dev/null; \
 	else \
-	    echo "sft.h needs stb_ds.h: run 'sudo apt-get install libstb-dev' (or make as root)"; exit 1; \
+	    echo "examples/demo.c needs stb_ds.h: run 'sudo apt-get install libstb-dev' (or make as root)"; exit 1; \
 	fi
 
 build:
 	@mkdir -p build
 
-build/test_sft: $(DEPS) | build $(STB_DS)
+build/test_sft: $(DEPS) | build
 	$(CC) $(STD) $(CFLAGS) $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
 
-build/test_sft_san: $(DEPS) | build $(STB_DS)
+build/test_sft_san: $(DEPS) | build
 	$(CC) $(STD) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
 	    $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
 
 test: build/test_sft
 	./build/test_sft
 
-test-cblas: $(DEPS) | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
+test-cblas: $(DEPS) | build $(OPENBLAS_INC)/cblas.h
 	$(CC) $(STD) $(CFLAGS) $(WARN) -DSFT_USE_CBLAS -I$(OPENBLAS_INC) $(TEST_SRC) -o build/test_sft_cblas -lopenblas $(LDLIBS)
 	./build/test_sft_cblas
 
@@ -90,23 +93,24 @@ warnings: $(WARN_BINS) build/warn/bench build/warn/bench_e2e
 	@echo "warnings: none (gcc, clang, g++)"
 build/warn:
 	mkdir -p build/warn
-build/warn/test_sft_gcc: $(DEPS) | build/warn $(STB_DS)
+build/warn/test_sft_gcc: $(DEPS) | build/warn
 	gcc   $(STD) -O2 $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
-build/warn/test_sft_clang: $(DEPS) | build/warn $(STB_DS)
+build/warn/test_sft_clang: $(DEPS) | build/warn
 	clang $(STD) -O2 $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
-build/warn/test_sft_cxx: $(DEPS) | build/warn $(STB_DS)
+build/warn/test_sft_cxx: $(DEPS) | build/warn
 	g++ -x c++ -std=c++11 -O2 $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
-build/warn/%_gcc: examples/%.c sft.h | build/warn $(STB_DS)
+build/warn/%_gcc: examples/%.c sft.h | build/warn
 	gcc   -std=c99 -O2 $(WARN) $< -o $@ $(LDLIBS)
-build/warn/%_clang: examples/%.c sft.h | build/warn $(STB_DS)
+build/warn/%_clang: examples/%.c sft.h | build/warn
 	clang -std=c99 -fsyntax-only $(WARN) $< && touch $@
-build/warn/%_cxx: examples/%.c sft.h | build/warn $(STB_DS)
+build/warn/%_cxx: examples/%.c sft.h | build/warn
 	g++ -x c++ -fsyntax-only $(WARN) $< && touch $@
-build/warn/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
+build/warn/demo_gcc build/warn/demo_clang build/warn/demo_cxx: | $(STB_DS)
+build/warn/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build/warn
 	gcc -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@ $(LDLIBS)
 	clang -std=c99 -fsyntax-only $(WARN) tools/bench_e2e.c
 	g++ -x c++ -fsyntax-only $(WARN) tools/bench_e2e.c
-build/warn/bench: tools/bench.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
+build/warn/bench: tools/bench.c tools/bench_peak.h sft.h | build/warn
 	@if [ -f $(OPENBLAS_INC)/cblas.h ]; then \
 	    gcc -std=c99 -O2 $(WARN) tools/bench.c -o build/warn/bench_gcc -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
 	    clang -std=c99 -fsyntax-only $(WARN) tools/bench.c -I$(OPENBLAS_INC) && \
@@ -129,15 +133,15 @@ CUDA_LIBS  = -lcublasLt -lcudart -lpthread
 build/emu build/emu-san build/cuda:
 	mkdir -p $@
 
-build/emu/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu $(STB_DS)
+build/emu/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu
 	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
 build/emu/%.o: tests/%.cu $(CUDA_HDRS) $(EMU_HDRS) | build/emu
 	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -c $< -o $@
 build/test_cuda_emu: build/emu/sft_cuda.o $(CUDA_TESTS:%=build/emu/%.o)
 	$(CXX) $(EMU_OPT) $^ -o $@ $(LDLIBS)
-build/bench_cuda_emu: tools/bench_cuda.cu $(CUDA_HDRS) $(EMU_HDRS) | build $(STB_DS)
+build/bench_cuda_emu: tools/bench_cuda.cu $(CUDA_HDRS) $(EMU_HDRS) | build
 	$(CXX) $(EMU_FLAGS) $(EMU_OPT) tools/bench_cuda.cu -o $@ $(LDLIBS)
-build/emu-san/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san $(STB_DS)
+build/emu-san/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san
 	$(CXX) $(EMU_FLAGS) $(EMU_SAN) -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
 build/emu-san/%.o: tests/%.cu $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san
 	$(CXX) $(EMU_FLAGS) $(EMU_SAN) -c $< -o $@
@@ -164,7 +168,7 @@ cuda-emu-san: build/test_emu_san build/test_cuda_emu_san
 
 # make cuda-emu-cli: the sft command built on the emulator trains on the CPU and on
 # the emulated device (after make demo, whose model and data it takes)
-build/sft_emu: examples/sft.c $(CUDA_HDRS) $(EMU_HDRS) | build $(STB_DS)
+build/sft_emu: examples/sft.c $(CUDA_HDRS) $(EMU_HDRS) | build
 	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -DSFT_CUDA examples/sft.c -o $@ $(LDLIBS)
 cuda-emu-cli: build/sft_emu
 	@[ -f $(DEMO_DIR)/base/config.json ] || { echo "make cuda-emu-cli needs make demo first ($(DEMO_DIR))"; exit 1; }
@@ -172,7 +176,7 @@ cuda-emu-cli: build/sft_emu
 
 # make cuda: the library object, the CUDA tests and the sft command linked against
 # it (a C program: cc, not nvcc); no GPU needed to build
-build/sft_cuda.o: $(CUDA_HDRS) | build $(STB_DS)
+build/sft_cuda.o: $(CUDA_HDRS) | build
 	$(NVCC) $(NVCC_FLAGS) -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
 build/cuda/%.o: tests/%.cu $(CUDA_HDRS) | build/cuda
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
@@ -180,7 +184,7 @@ build/test_cuda: build/sft_cuda.o $(CUDA_TESTS:%=build/cuda/%.o)
 	$(NVCC) $(CUDA_ARCH) $^ -o $@ $(CUDA_LIBS)
 build/sft_cuda: examples/sft.c build/sft_cuda.o
 	$(CC) -O2 $(WARN) -DSFT_CLI_LINKED -DSFT_CUDA examples/sft.c build/sft_cuda.o -o $@ -L$(CUDA_HOME)/lib64 $(CUDA_LIBS) -lstdc++ -lm
-build/bench_cuda: tools/bench_cuda.cu $(CUDA_HDRS) | build $(STB_DS)
+build/bench_cuda: tools/bench_cuda.cu $(CUDA_HDRS) | build
 	$(NVCC) $(NVCC_FLAGS) tools/bench_cuda.cu -o $@ $(CUDA_LIBS)
 cuda: build/sft_cuda.o build/test_cuda build/sft_cuda build/bench_cuda
 	@echo "cuda: build/sft_cuda.o, build/test_cuda, build/sft_cuda, build/bench_cuda (sm_80, sm_89, sm_90a)"
@@ -209,10 +213,10 @@ BENCH_E2E_ARGS ?=
 bench-e2e: build/bench_e2e
 	./build/bench_e2e $(BENCH_E2E_ARGS)
 
-build/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build $(STB_DS)
+build/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build
 	$(CC) -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@ -lm -lpthread
 
-build/bench: tools/bench.c tools/bench_peak.h sft.h | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
+build/bench: tools/bench.c tools/bench_peak.h sft.h | build $(OPENBLAS_INC)/cblas.h
 	$(CC) -std=c99 -O2 $(WARN) tools/bench.c -o $@ -I$(OPENBLAS_INC) -lopenblas -lm -lpthread
 
 $(OPENBLAS_INC)/cblas.h:
@@ -223,19 +227,12 @@ $(OPENBLAS_INC)/cblas.h:
 	    echo "make bench needs OpenBLAS: run 'sudo apt-get install libopenblas-dev' (or make as root)"; exit 1; \
 	fi
 
+# the examples with the project's flags (C99, every warning an error); each also
+# builds with the plain `cc -O2 examples/NAME.c -o NAME -lm -lpthread` its top says
 examples: build/mlp build/generate build/embed build/sft build/demo build/demo_smollm2
-build/mlp: examples/mlp.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/mlp.c -o $@ $(LDLIBS)
-build/generate: examples/generate.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/generate.c -o $@ $(LDLIBS)
-build/embed: examples/embed.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/embed.c -o $@ $(LDLIBS)
-build/sft: examples/sft.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/sft.c -o $@ $(LDLIBS)
-build/demo: examples/demo.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/demo.c -o $@ $(LDLIBS)
-build/demo_smollm2: examples/demo_smollm2.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/demo_smollm2.c -o $@ $(LDLIBS)
+build/%: examples/%.c sft.h | build
+	$(CC) -std=c99 -O2 $(WARN) $< -o $@ $(LDLIBS)
+build/demo: | $(STB_DS)
 
 # make demo: a tiny Llama and its tokenizer made from nothing, pretrained on other
 # chat tasks, then QLoRA-fine-tuned by build/sft to sort digits; exact match on
@@ -309,7 +306,7 @@ FUZZ_TMP     ?= $(if $(wildcard /dev/shm),/dev/shm,build/fuzz/tmp)
 .PHONY: fuzz fuzz-build tsan valgrind soak
 build/fuzz build/fuzz/findings:
 	mkdir -p $@
-build/fuzz/sft.o: sft.h | build/fuzz $(STB_DS)
+build/fuzz/sft.o: sft.h | build/fuzz
 	$(FUZZ_CC) -x c $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -DSFT_IMPLEMENTATION -c sft.h -o $@
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/sft.o
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< build/fuzz/sft.o -o $@ -lm -lpthread
@@ -327,16 +324,16 @@ fuzz-run-%: build/fuzz/fuzz_% | build/fuzz/findings
 fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
 
 TSAN_FLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -O1 -g -fsanitize=thread
-build/test_sft_tsan: $(DEPS) | build $(STB_DS)
+build/test_sft_tsan: $(DEPS) | build
 	$(CC) $(TSAN_FLAGS) $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
-build/tsan_train: tests/tsan_train.c sft.h | build $(STB_DS)
+build/tsan_train: tests/tsan_train.c sft.h | build
 	$(CC) $(TSAN_FLAGS) $(WARN) tests/tsan_train.c -o $@ $(LDLIBS)
 tsan: build/test_sft_tsan build/tsan_train
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan_train 2 4
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/test_sft_tsan $(TSAN_FILTER)
 
 VALGRIND_FILTER ?=
-build/test_sft_vg: $(DEPS) | build $(STB_DS)
+build/test_sft_vg: $(DEPS) | build
 	$(CC) $(STD) -O1 -g $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
 valgrind: build/test_sft_vg
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite,indirect \

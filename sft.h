@@ -53,7 +53,10 @@
        this file; every other one includes it plainly. Link with -lm -lpthread.
        The implementation uses POSIX (pthreads, mmap, fsync): in strict -std=c99
        include sft.h there before any system header (it defines _POSIX_C_SOURCE).
-       Needs stb_ds.h (Debian: libstb-dev, included as <stb/stb_ds.h>).
+       Needs libc, libm and pthreads only. (Earlier versions included
+       stb_ds.h; it never called it: its own arrays and maps report allocation
+       failure, which stb_ds cannot. SFT_STB_DS_PATH and
+       SFT_NO_STB_DS_IMPLEMENTATION are gone and have no effect.)
 
    COMPILE-TIME OPTIONS (define before including the implementation)
        SFT_STATIC                    make every public function static
@@ -61,9 +64,6 @@
                                      the process-wide allocator (define all three or
                                      none); contexts may also carry their own
        SFT_ASSERT(x)                 programmer-error checks (default: assert)
-       SFT_STB_DS_PATH               where to include stb_ds.h from
-                                     (default <stb/stb_ds.h>)
-       SFT_NO_STB_DS_IMPLEMENTATION  the host compiles stb_ds's implementation itself
        SFT_NO_MMAP                   read files into memory instead of mapping them
        SFT_USE_CBLAS                 dense f32 GEMMs of the automatic CPU path go to
                                      cblas_sgemm (include <cblas.h>, link a BLAS);
@@ -1849,16 +1849,6 @@ SFTDEF int sft_cuda_available(void);
 #  define SFT_ASSERT(x) assert(x)
 #endif
 
-/* stb_ds: dynamic arrays and string hash maps, on the library's allocator. */
-#ifndef SFT_STB_DS_PATH
-#  define SFT_STB_DS_PATH <stb/stb_ds.h>
-#endif
-#ifndef SFT_NO_STB_DS_IMPLEMENTATION
-#  define STBDS_REALLOC(c, p, s) SFT_REALLOC(p, s)
-#  define STBDS_FREE(c, p)       SFT_FREE(p)
-#  define STB_DS_IMPLEMENTATION
-#endif
-#include SFT_STB_DS_PATH
 #ifdef SFT_USE_CBLAS
 #  include <cblas.h>
 #endif

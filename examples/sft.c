@@ -16,7 +16,7 @@
    conflicting flags) gets one line naming the flag or file and exit status 2,
    before anything is written.
 
-   Build (needs stb_ds.h: apt-get install libstb-dev):
+   Build:
        cc -O2 examples/sft.c -o sft -lm -lpthread
    With CUDA (--device cuda), linked against sft.h's CUDA object (make cuda):
        cc -O2 -DSFT_CLI_LINKED -DSFT_CUDA examples/sft.c build/sft_cuda.o -o sft
