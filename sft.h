@@ -202,6 +202,12 @@ SFTDEF const char *sft_last_error(void);
 /* sft_clear_error: forget this thread's last message. */
 SFTDEF void sft_clear_error(void);
 
+/* A setting whose default may be "on": zero (SFT_DEFAULT) means the documented
+   default, SFT_ON and SFT_OFF say so explicitly; a config struct stays valid
+   when zeroed. (The integer tri-states of earlier versions, where -1 meant off
+   and 0 the default, are gone: -1 is refused with SFT_ERR_ARG.) */
+typedef enum sft_toggle { SFT_DEFAULT = 0, SFT_ON, SFT_OFF } sft_toggle;
+
 /* ============================================================================
    === context
    A context owns a thread pool, the allocator hooks, the autograd tape and the
@@ -1367,7 +1373,8 @@ typedef struct sft_data_desc {
     int               packing;             /* best-fit-decreasing bins of max_length    */
     const char       *dataset_text_field;  /* NULL = "text"                             */
     sft_data_format   format;              /* AUTO: from the first record's keys        */
-    int               completion_only_loss;/* 0 = on for prompt-completion, -1 = off    */
+    sft_toggle        completion_only_loss;/* prompt-completion data: train on the
+                                              completion only; DEFAULT = ON (TRL)       */
     int               assistant_only_loss; /* conversations: train on the text the chat
                                               template's {% generation %} blocks write;
                                               a template without them is swapped for
@@ -1638,7 +1645,11 @@ typedef struct sft_train_config {
     double         warmup_ratio;                /* used when warmup_steps is 0           */
     double         weight_decay;
     double         adam_beta1, adam_beta2, adam_epsilon;  /* 0 = 0.9, 0.999, 1e-8       */
-    double         max_grad_norm;               /* 0 = 1.0; negative = no clipping       */
+    double         max_grad_norm;               /* 0 = 1.0; negative: refused            */
+    sft_toggle     clip_grad_norm;              /* DEFAULT = ON: clip to max_grad_norm;
+                                                   OFF: no clipping (transformers'
+                                                   max_grad_norm 0; the old negative
+                                                   max_grad_norm is gone)                */
     int            fp16;                        /* --fp16: dynamic loss scaling (sft_grad_scaler
                                                    below); the model must be on the CUDA
                                                    device (use compute_dtype SFT_F16)     */
@@ -1655,7 +1666,7 @@ typedef struct sft_train_config {
                                                    with SFT_ERR_NUMERIC (the window is
                                                    dropped, state stays resumable)        */
     int            logging_steps;               /* 0 = 10 (TRL)                           */
-    int            logging_nan_inf_filter;      /* 0 = on; -1 = off                      */
+    sft_toggle     logging_nan_inf_filter;      /* DEFAULT = ON (see sft_log_entry.loss) */
     int            sequential;                  /* 1: rows in order (no epoch shuffle)   */
     uint64_t       seed;                        /* 0 = 42                                */
     int            gradient_checkpointing;
@@ -1677,8 +1688,8 @@ typedef struct sft_train_config {
     int            load_best_model_at_end;      /* the best checkpoint's weights at the end */
     const char    *metric_for_best_model;       /* "loss" (default), "mean_token_accuracy",
                                                    "entropy"; "eval_" prefix optional     */
-    int            greater_is_better;           /* 0 = transformers' rule (false for loss,
-                                                   true otherwise); 1 true; -1 false       */
+    sft_toggle     greater_is_better;           /* DEFAULT: transformers' rule (false for
+                                                   loss, true otherwise); ON; OFF          */
     const char    *resume_from_checkpoint;      /* a checkpoint folder, or "last": the newest
                                                    checkpoint-N in output_dir             */
     sft_tensor    *prompt_embeddings;           /* prompt tuning: these [P, D] virtual tokens
@@ -1931,14 +1942,20 @@ static void sft__log(const sft_context *ctx, sft_log_level level, const char *fm
 
 #define SFT__TRY(expr) do { sft_status sft__s_ = (expr); if (sft__s_ != SFT_OK) return sft__s_; } while (0)
 
+/* an sft_toggle field holds one of its three values (the old -1 = off is refused) */
+static int sft__toggle_ok(sft_toggle t) { return (int)t >= (int)SFT_DEFAULT && (int)t <= (int)SFT_OFF; }
+
 /* ============================================================================
    === platform: CPU probe */
 
-typedef struct sft__cpu_features { int probed, avx2_fma, avx512, avx512_bf16; } sft__cpu_features;
-static sft__cpu_features sft__cpu; /* the one process-wide cache: facts about the machine */
+typedef struct sft__cpu_features { int avx2_fma, avx512, avx512_bf16; } sft__cpu_features;
+/* the one process-wide cache: facts about the machine, filled once under
+   pthread_once (which also orders the fill before every later read), so any
+   thread may ask first */
+static sft__cpu_features sft__cpu;
+static pthread_once_t sft__cpu_once = PTHREAD_ONCE_INIT;
 
-static void sft__cpu_probe(void) {
-    if (sft__cpu.probed) return;
+static void sft__cpu_fill(void) {
 #ifdef SFT__X86
     {
         unsigned a, b, c, d, xcr0_lo = 0, xcr0_hi = 0;
@@ -1962,7 +1979,10 @@ static void sft__cpu_probe(void) {
         if (sft__cpu.avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) sft__cpu.avx512_bf16 = (a >> 5) & 1;   /* vdpbf16ps */
     }
 #endif
-    sft__cpu.probed = 1;
+}
+
+static void sft__cpu_probe(void) {
+    (void)pthread_once(&sft__cpu_once, sft__cpu_fill);
 }
 
 /* ============================================================================
@@ -5609,6 +5629,20 @@ SFTDEF sft_status sft_gguf_save(sft_context *ctx, const char *path, const sft_gg
    Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"):
    a keyed bijection of a 128-bit counter, so any element's random number is
    computed directly from (key, index), on any thread, in any order. */
+
+/* The purposes the library passes to sft_rng_key, one stream each (the values
+   spell their names in ASCII). They are part of the resume guarantee: a
+   checkpoint replays shuffling, dropout and NEFTune noise from (seed, purpose,
+   step, index), so changing a value breaks bit-identical resume and every
+   saved run's reproducibility. Never change one; add new ones. */
+#define SFT__RNG_LORA_INIT    0x4c6f524141ull   /* "LoRAA": LoRA A (and DoRA) init      */
+#define SFT__RNG_LORA_DROPOUT 0x4c6f524144ull   /* "LoRAD": a LoRA layer's dropout mask */
+#define SFT__RNG_PROMPT_INIT  0x50726f6d70ull   /* "Promp": prompt-tuning init          */
+#define SFT__RNG_DROPOUT      0x44726f70ull     /* "Drop":  a training step's dropout   */
+#define SFT__RNG_NEFTUNE      0x4e4546ull       /* "NEF":   NEFTune embedding noise     */
+#define SFT__RNG_SAMPLE       0x53616d70ull     /* "Samp":  generation's sampling       */
+#define SFT__RNG_SPLIT        0x53706c6974ull   /* "Split": a dataset's eval split      */
+#define SFT__RNG_SHUFFLE      0x53687566ull     /* "Shuf":  each epoch's order          */
 
 /* sft__philox: the ten rounds (sft_philox's body, shared with the CUDA kernels) */
 static SFT__HD void sft__philox(uint64_t key, uint64_t counter_hi, uint64_t counter_lo, uint32_t out[4]) {
@@ -10268,11 +10302,6 @@ SFTDEF sft_status sft_dropout(sft_context *ctx, sft_tensor *x, float p, uint64_t
 /* ============================================================================
    === peft: Linear4bit, LoRA layers, prompt tuning (the public calls) */
 
-/* purposes for sft_rng_key */
-#define SFT__RNG_LORA_INIT    0x4c6f524141ull
-#define SFT__RNG_LORA_DROPOUT 0x4c6f524144ull
-#define SFT__RNG_PROMPT_INIT  0x50726f6d70ull
-
 /* sft__rng_normal: a standard normal value from (key, i) (Box-Muller). */
 static float sft__rng_normal(uint64_t key, uint64_t i) {
     float u1 = sft_rng_uniform(key, 2 * i), u2 = sft_rng_uniform(key, 2 * i + 1);
@@ -14586,7 +14615,7 @@ static sft_status sft__neftune(sft_context *ctx, sft_tensor *x, const sft_model_
     sft_tensor *noise;
     int64_t i, n = sft_tensor_numel(x);
     float mag = run->neftune_noise_alpha / sqrtf((float)(x->shape[1] * x->shape[2]));
-    uint64_t key = sft_rng_key(run->neftune_seed, 0x4e4546ull, 0, 0);
+    uint64_t key = sft_rng_key(run->neftune_seed, SFT__RNG_NEFTUNE, 0, 0);
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, x->ndim, x->shape, &noise));
     for (i = 0; i < n; i++)
         SFT__F(noise)[i] = (run->neftune_uniform ? run->neftune_uniform[i] : 2.0f * sft_rng_uniform(key, (uint64_t)i) - 1.0f) * mag;
@@ -15318,7 +15347,7 @@ static int32_t sft__sample(const float *logits, int V, const sft_generate_desc *
         for (i = 0, sum = 0.0f; i < keep; i++) sum += c[i].p;
         for (i = 0; i < keep; i++) c[i].p /= sum;
     }
-    r = sft_rng_uniform(sft_rng_key(d->seed, 0x53616d70ull, (uint64_t)step, 0), 0);
+    r = sft_rng_uniform(sft_rng_key(d->seed, SFT__RNG_SAMPLE, (uint64_t)step, 0), 0);
     for (i = 0, acc = 0.0f; i < keep - 1; i++) { acc += c[i].p; if (r < acc) break; }
     return c[i].id;
 }
@@ -19776,7 +19805,7 @@ static sft_status sft__example_pc(sft_dataset *ds, const sft_json *rec) {
     sft__render r2;
     size_t np = 0, nf = 0;
     sft_status s;
-    int only = ds->desc.completion_only_loss >= 0, conv = 0, aol;
+    int only = ds->desc.completion_only_loss != SFT_OFF, conv = 0, aol;
     memset(&e, 0, sizeof e);
     memset(&r2, 0, sizeof r2);
     if (p->type == SFT_JSON_STRING && c->type == SFT_JSON_STRING) {
@@ -19979,7 +20008,7 @@ SFTDEF sft_status sft_dataset_prepare(sft_dataset *ds, const char *record, int32
 /* sft__split: a seeded eval fraction; the rest is train, in file order. */
 static sft_status sft__split(sft_dataset *ds) {
     int64_t n = (int64_t)ds->ex.len, i, n_eval = (int64_t)((double)ds->desc.eval_fraction * (double)n + 0.5);
-    uint64_t key = sft_rng_key(ds->desc.seed, 0x53706c6974ull, 0, 0);
+    uint64_t key = sft_rng_key(ds->desc.seed, SFT__RNG_SPLIT, 0, 0);
     unsigned char *is_eval = (unsigned char *)sft__calloc(ds->ctx, (size_t)(n + 1), 1);
     if (!is_eval) return sft__fail(SFT_ERR_NOMEM, "data: split");
     if (n_eval > 0) {      /* the first n_eval of a seeded permutation go to eval */
@@ -20105,7 +20134,7 @@ static int64_t sft__order_at(const sft_dataset *ds, int shuffle, int64_t k) {
 
 static sft_status sft__make_order(sft_dataset *ds, int split, int64_t epoch) {
     int64_t n = sft_dataset_rows(ds, split), i;
-    uint64_t key = sft_rng_key(ds->desc.seed, 0x53687566ull, (uint64_t)epoch, (uint64_t)split);
+    uint64_t key = sft_rng_key(ds->desc.seed, SFT__RNG_SHUFFLE, (uint64_t)epoch, (uint64_t)split);
     if (ds->order.len == (size_t)n && ds->order_epoch == epoch && ds->order_split == split) return SFT_OK;   /* made already */
     ds->order_epoch = epoch; ds->order_split = split;
     ds->order.len = 0;
@@ -20227,10 +20256,10 @@ static sft_status sft__dataset_new(sft_context *ctx, sft_tokenizer *tok, const s
         if (s != SFT_OK) { sft_dataset_destroy(ds); return s; }
     }
     if ((ds->desc.max_length < 1 && ds->desc.max_length != -1) || (ds->desc.packing && ds->desc.max_length < 1) || !(ds->desc.eval_fraction >= 0.0f && ds->desc.eval_fraction < 1.0f) ||
-        ds->desc.completion_only_loss < -1 || ds->desc.completion_only_loss > 1) {
+        !sft__toggle_ok(ds->desc.completion_only_loss)) {
         sft_dataset_destroy(ds);
-        return sft__fail(SFT_ERR_ARG, "dataset: max_length %d, eval_fraction %g, completion_only_loss %d", desc->max_length,
-                         desc->eval_fraction, desc->completion_only_loss);
+        return sft__fail(SFT_ERR_ARG, "dataset: max_length %d, eval_fraction %g, completion_only_loss %d (an sft_toggle)", desc->max_length,
+                         desc->eval_fraction, (int)desc->completion_only_loss);
     }
     *out = ds;
     return SFT_OK;
@@ -21107,6 +21136,11 @@ static sft_status sft__train_defaults(sft_train_config *c) {
         return sft__fail(SFT_ERR_ARG, "train: lr_scheduler_type reduce_lr_on_plateau needs an evaluation strategy (eval_steps or eval_each_epoch)");
     if ((int)c->optim < 0 || c->optim > SFT_OPTIM_ADAMW_8BIT) return sft__fail(SFT_ERR_ARG, "train: optim %d does not exist", (int)c->optim);
     if (c->logging_steps < 0) return sft__fail(SFT_ERR_ARG, "train: logging_steps %d", c->logging_steps);
+    if (!(c->max_grad_norm > 0.0 && c->max_grad_norm < INFINITY))
+        return sft__fail(SFT_ERR_ARG, "train: max_grad_norm %g (for no clipping set clip_grad_norm = SFT_OFF)", c->max_grad_norm);
+    if (!sft__toggle_ok(c->clip_grad_norm) || !sft__toggle_ok(c->logging_nan_inf_filter) || !sft__toggle_ok(c->greater_is_better))
+        return sft__fail(SFT_ERR_ARG, "train: clip_grad_norm %d, logging_nan_inf_filter %d, greater_is_better %d (each an sft_toggle: "
+                         "SFT_DEFAULT, SFT_ON or SFT_OFF)", (int)c->clip_grad_norm, (int)c->logging_nan_inf_filter, (int)c->greater_is_better);
     if (c->per_device_eval_batch_size == 0) c->per_device_eval_batch_size = 8;
     if (c->eval_steps < 0 || c->per_device_eval_batch_size < 0)
         return sft__fail(SFT_ERR_ARG, "train: eval_steps %d, per_device_eval_batch_size %d", c->eval_steps, c->per_device_eval_batch_size);
@@ -21458,7 +21492,7 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
         if (tr->cfg.stop_on_nonfinite_loss)
             return sft__fail(SFT_ERR_NUMERIC, "train: the loss of step %lld (micro-batch %lld) is %g; stopped (stop_on_nonfinite_loss)",
                              (long long)tr->global_step + 1, (long long)k, l);
-        if (tr->cfg.logging_nan_inf_filter >= 0) l = (tr->loss_since_log + w->loss) / (double)(1 + tr->global_step - tr->last_logged);
+        if (tr->cfg.logging_nan_inf_filter != SFT_OFF) l = (tr->loss_since_log + w->loss) / (double)(1 + tr->global_step - tr->last_logged);
     }
     if (tr->cfg.fp16) {                            /* scaler.scale(loss).backward() */
         sft_tensor *scaled = NULL;
@@ -21520,7 +21554,7 @@ static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     tr->micro += window;
     t_opt = sft__seconds();
     if (tr->cfg.fp16) SFT__TRY(sft__scaler_unscale(tr, &found_inf));   /* before clipping, as transformers */
-    tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.max_grad_norm > 0.0 ? tr->cfg.max_grad_norm : 0.0);
+    tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.clip_grad_norm == SFT_OFF ? 0.0 : tr->cfg.max_grad_norm);
     if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) lr = tr->plateau.lr;
     else SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->sched_steps, &lr));
     if (found_inf)                                 /* optimizer_step_was_skipped: no scheduler step either */
@@ -22460,7 +22494,7 @@ static double sft__metric_of(const sft_trainer *tr, const sft_log_entry *e) {
 
 static int sft__greater_is_better(const sft_trainer *tr) {
     const char *m = tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "loss";
-    if (tr->cfg.greater_is_better) return tr->cfg.greater_is_better > 0;
+    if (tr->cfg.greater_is_better != SFT_DEFAULT) return tr->cfg.greater_is_better == SFT_ON;
     return !(strcmp(m, "loss") == 0 || strcmp(m, "eval_loss") == 0);
 }
 
