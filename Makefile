@@ -8,8 +8,9 @@
 #   make test       build and run the test suite (ends with "N passed, M failed")
 #   make sanitize   the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make warnings   compile everything with gcc, clang (C99) and g++ (C++) with -Werror,
-#                   and make check-generated
+#                   make check-generated and make check-contents
 #   make check-generated  the generated tables in sft.h are what tools/ wrote (sha256sum)
+#   make check-contents   the CONTENTS list at the top of sft.h names every banner, in order
 #   make cuda       nvcc (sm_80, sm_89, sm_90a): the library object, the CUDA tests
 #                   and a CUDA build of the sft command (no GPU needed to build)
 #   make cuda-emu   the CUDA tests built with g++ on the CPU emulator (tests/cuda_emu)
@@ -52,7 +53,7 @@ STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
 BENCH_ARGS ?=
 
-.PHONY: all demo demo-smollm2 test test-cblas sanitize warnings check-generated cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda bench-cuda examples bench bench-e2e clean deps
+.PHONY: all demo demo-smollm2 test test-cblas sanitize warnings check-generated check-contents cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda bench-cuda examples bench bench-e2e clean deps
 all: build/test_sft examples
 
 # deps: what make demo needs beyond a C compiler (stb_ds.h, for examples/demo.c)
@@ -91,7 +92,7 @@ sanitize: build/test_sft_san
 # (which compile it again) are checked by clang and g++ with -fsyntax-only.
 EXAMPLES  = mlp generate embed sft demo demo_smollm2
 WARN_BINS = $(foreach c,gcc clang cxx,build/warn/test_sft_$(c) $(foreach e,$(EXAMPLES),build/warn/$(e)_$(c)))
-warnings: $(WARN_BINS) build/warn/bench build/warn/bench_e2e check-generated
+warnings: $(WARN_BINS) build/warn/bench build/warn/bench_e2e check-generated check-contents
 	@echo "warnings: none (gcc, clang, g++)"
 build/warn:
 	mkdir -p build/warn
@@ -134,6 +135,16 @@ check-generated: | build
 	@cd build/generated && sha256sum --quiet --strict -c ../../tools/generated.sha256 || \
 	    { echo "a generated table of sft.h differs from what its tools/ script wrote: run the script (tools/README.md)"; exit 1; }
 	@echo "check-generated: $$(ls build/generated | wc -l) blocks as their scripts wrote them"
+
+# make check-contents: the CONTENTS list at the top of sft.h has one line per
+# "=== name" banner, in the file's order (a line's name ends at two spaces)
+check-contents: | build
+	@grep '^   === ' sft.h | sed 's/^   === //; s/ \*\/$$//' > build/banners.txt
+	@awk '/^   CONTENTS/ { f = 1; next } /^   LICENSE:/ { f = 0 } \
+	    f && /^         [^ ]/ { sub(/^         /, ""); sub(/  .*/, ""); print }' sft.h > build/contents.txt
+	@diff build/contents.txt build/banners.txt > build/contents.diff || \
+	    { echo "sft.h: CONTENTS (<) and the banners (>) differ:"; cat build/contents.diff; exit 1; }
+	@echo "check-contents: $$(wc -l < build/banners.txt) banners, each in CONTENTS in order"
 
 # The CUDA build: sft.h's implementation with SFT_CUDA is one object (sft.h itself
 # compiled as the translation unit), which the CUDA tests and C programs link

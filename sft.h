@@ -82,59 +82,120 @@
                                      force a CPU kernel path (see sft_cpu_path_set);
                                      by default the best one the CPU can run
 
-   CONTENTS (search for the banner "=== name")
+   CONTENTS (one line per banner, in file order: search for "=== name";
+   make check-contents keeps this list and the banners equal)
        public API
-         status and errors, context, memory accounting, profiling, CPU code
-         path, files,
-         JSON, tensors, safetensors, GGUF, autograd, operators, quantization, LoRA
-         layers, prompt tuning, tokenizer, chat templates, models, data,
-         optimizer and schedules, trainer, random numbers, CUDA seam
+         status and errors           sft_status, sft_last_error, sft_toggle
+         context                     threads, allocator and log callbacks, steps
+         memory accounting           what a context holds and held at most
+         profiling                   where a step's time goes, per op
+         CPU code path               portable, AVX2/FMA, AVX-512: which one runs
+         files                       atomic writes, reads, the write hook
+         JSON                        parser, writer
+         tensors                     dtypes, shapes, devices, views
+         safetensors                 checked reader (mmap), writer
+         GGUF                        reader, writer, ggml types
+         autograd                    backward, no_grad, checkpointed segments
+         operators                   matmul ... attention, cross-entropy,
+                                     dropout
+         quantization                NF4/FP4 4-bit weights, double quantization
+         LoRA layers                 Linear4bit, LoRA/rsLoRA/DoRA, merging
+         prompt tuning               virtual tokens
+         tokenizer                   tokenizer.json / GGUF BPE: encode, decode
+         models                      Llama-family models, adapters, generation
+         chat templates              Jinja as transformers renders it
+         data                        SFT datasets as TRL prepares them
+         optimizer and schedules     AdamW (8-bit too), clipping, schedules
+         trainer                     the SFTTrainer loop, checkpoints, resume
+         random numbers              Philox-4x32-10, keys, the RNG purposes
+         CUDA seam                   sft_cuda_available
        implementation
          errors                      the thread-local message, sft__fail
-         platform: CPU probe         cpuid, the one process-wide cache
-         memory: the context allocator   aligned, counted allocations
+         memory: the context allocator
+                                     aligned, counted allocations
          platform: the thread pool   persistent workers, sft__parallel
-         platform: files             atomic writes through one hook (O_NOFOLLOW |
-                                    O_EXCL, relative to the folder), appends, reads
+         platform: files             atomic writes through one hook (O_NOFOLLOW
+                                     | O_EXCL, relative to the folder), appends,
+                                     reads
          memory: arenas              per-step scratch that stops growing
-         memory: the step heap       large step tensors, given back when they die
-         context                     create/destroy, statistics, logging
+         memory: the step heap       large step tensors, given back when they
+                                     die
+         context                     threads, allocator and log callbacks, steps
+         platform: CPU probe         cpuid, the one process-wide cache
+                                     (pthread_once)
          platform: CPU code path selection
          devices                     CPU or CUDA memory, copies
          tensor                      creation, dtypes, half floats, conversion
          json                        strict parser, shortest-round-trip writer
          safetensors                 checked reader (mmap), writer
-         GGUF                        checked reader (mmap), ggml's dequantization, writer
-         random numbers              Philox-4x32-10, keys
-         autograd: nodes and the tape (profiling, what dies after backward),
-                  checkpointed segments
-         kernels: GEMM (portable), blocked GEMM (AVX2, AVX-512, bf16 on
-                  AVX512-BF16), tile GEMMs, vector helpers, the CPU path table,
-                  elementwise, dropout masks, embedding, RMSNorm, rotary
-                  position embedding, GELU-tanh GLU, soft-capping and
-                  narrowing, causal attention (flash-style tiles, windows,
-                  soft caps), cross-entropy, cross-entropy fused with the
-                  output projection (and the token metrics)
-         peft: 4-bit quantization    NF4/FP4 codes, double quantization, decoding
-         kernels: weights decoded into GEMM panels, a linear layer with its
-                  adapters (LoRA terms fused), prompt tuning, the CPU backend
-                  table
-         ops                         the public operators: checks, dispatch
+         GGUF                        reader, writer, ggml types
+         random numbers              Philox-4x32-10, keys, the RNG purposes
+         autograd: nodes and the tape
+                                     profiling, what dies after backward
+         autograd: checkpointed segments
+         kernels: helpers for splitting work
+         kernels: GEMM               portable
+         kernels: blocked GEMM (shared by the SIMD paths)
+                                     AVX2, AVX-512, bf16 on AVX512-BF16, tile
+                                     GEMMs
+         kernels: vector helpers
+         kernels: the CPU path table
+         kernels: elementwise        dropout masks too
+         kernels: embedding
+         kernels: RMSNorm
+         kernels: rotary position embedding
+         kernels: GELU-tanh GLU, soft-capping, narrowing
+         kernels: causal attention   flash-style tiles, windows, soft caps
+         kernels: cross-entropy
+         kernels: cross-entropy fused with the output projection
+                                     and the token metrics
+         ops: checks shared by every operator
+         ops: the public operators   dispatch by the inputs' device
+         peft: 4-bit quantization    NF4/FP4 codes, double quantization,
+                                     decoding
+         peft: 4-bit weights decoded into GEMM panels
+         peft: a linear layer with its adapters, one node
+                                     LoRA terms fused
+         peft: the prompt-tuning kernel
          peft: Linear4bit, LoRA layers, prompt tuning (the public calls)
-         tokenizer: Unicode tables, hash maps, split patterns, the byte-level
-                  alphabet, GGUF files, loading tokenizer.json, NFC, encode, decode
-         model: config.json, weights (shards, bitsandbytes 4-bit), GGUF files
-                  (config, weights, GGUF LoRA and model export), forward,
-                  PEFT adapter files, prompt tuning
-         generate                    KV-cache decoding, sampling, generation_config.json
-         templates: Jinja for chat templates: lexer, parser, values,
-                  rendering, built-in functions/methods/filters/tests, the
-                  public calls
-         data: chat templates (choice, variables, assistant masks, TRL's
-                  rule), records, splits, packing, batches, loading
+         ops: the CPU backend table (in sft__op order)
+         tokenizer: Unicode properties
+                                     lookups in the generated tables
+         tokenizer: hash maps
+         tokenizer: pre-tokenizer split patterns
+         tokenizer: the byte-level alphabet
+         tokenizer: the object and loading tokenizer.json
+         tokenizer: GGUF files
+         tokenizer: NFC
+         tokenizer: encode
+         tokenizer: decode
+         model: config.json
+         model: weights              shards, bitsandbytes 4-bit
+         model: GGUF files           config, weights, GGUF LoRA and model export
+         model: forward
+         model: PEFT adapter files
+         model: weights by name
+         model: prompt tuning
+         model: the memory plan
+         generate: KV-cache decoding and sampling
+                                     generation_config.json
+         templates: Jinja for chat templates
+         templates: lexer
+         templates: parser
+         templates: values
+         templates: rendering
+         templates: built-in functions, methods, filters and tests
+         templates: the public calls
+         data: chat templates        choice, variables, assistant masks, TRL's
+                                     rule
+         data: records
+         data: splits, packing, batches
+         data: loading
          optim: AdamW, clipping, schedules
-         trainer: the loop, fp16's dynamic loss scaling
+         trainer: the loop           fp16's dynamic loss scaling
+         trainer: checkpoints, resume, the best model
          cuda seam                   sft_cuda.cuh when SFT_CUDA
+         generated tables            Unicode and case tables, written by tools/
 
    LICENSE: MIT (see the end of this file).
 */
@@ -1024,85 +1085,6 @@ typedef struct sft_tokenizer_info {
 SFTDEF sft_tokenizer_info sft_tokenizer_get_info(const sft_tokenizer *tok);
 
 /* ============================================================================
-   === chat templates
-   Hugging Face chat templates are Jinja programs. sft.h runs them with its own
-   Jinja engine, so a conversation renders byte for byte as transformers'
-   apply_chat_template renders it, for any model's template (tool calls,
-   reasoning blocks, dates, system prompts included). The engine implements
-   the part of Jinja 3.1 that templates use, with transformers' settings
-   (trim_blocks, lstrip_blocks, loop controls, its tojson, raise_exception,
-   strftime_now and the {% generation %} tag); a construct outside it fails
-   with SFT_ERR_UNSUPPORTED naming the template line, never renders wrong.
-
-   Where a tokenizer's templates come from, as transformers 4.57 loads them:
-   chat_template.jinja beside tokenizer_config.json (the template "default")
-   and additional_chat_templates/NAME.jinja (named ones); where neither file
-   exists, tokenizer_config.json's "chat_template", a string ("default") or a
-   list of {"name", "template"}. Which one a conversation uses: the one the
-   caller names (or a Jinja text the caller gives), else "tool_use" when the
-   conversation has tools and the tokenizer has that template, else "default". */
-
-typedef struct sft_template sft_template;
-
-/* sft_template_parse: compile a Jinja template (len bytes of UTF-8; name labels
-   error messages, e.g. the file name). Syntax errors and unknown statements,
-   filters or tests fail with SFT_ERR_FORMAT (or SFT_ERR_UNSUPPORTED for Jinja
-   that chat templates do not use: include, extends, call, ...) naming the
-   line. Free with sft_template_destroy. */
-SFTDEF sft_status sft_template_parse(sft_context *ctx, const char *source, size_t len, const char *name, sft_template **out);
-SFTDEF void       sft_template_destroy(sft_template *t);
-/* sft_template_has_generation: whether the template has {% generation %} blocks. */
-SFTDEF int        sft_template_has_generation(const sft_template *t);
-
-typedef struct sft_template_desc {
-    int64_t now;          /* strftime_now's clock: seconds since 1970, shown in local time; 0 = now */
-    size_t  max_output;   /* bytes of output (and of any string made on the way); 0 = 64 MiB */
-    int64_t max_steps;    /* loop iterations plus macro calls; 0 = 10,000,000 */
-} sft_template_desc;
-
-/* sft_template_render: run the template with variables (a JSON object: each key
-   is a template variable, e.g. {"messages": [...], "add_generation_prompt":
-   true, "bos_token": "<s>"}; NULL = none). *text is NUL-terminated (free with
-   sft_free), *len its length (may be NULL). spans (may be NULL) receives the
-   byte ranges {% generation %} blocks wrote, as (start, end) pairs, n_spans
-   pairs (free with sft_free). raise_exception("...") fails with SFT_ERR_FORMAT
-   and the template's message; limits with SFT_ERR_LIMIT. One render at a time
-   per template. */
-SFTDEF sft_status sft_template_render(sft_template *t, const sft_json *variables, const sft_template_desc *desc, char **text,
-                                      size_t *len, size_t **spans, size_t *n_spans);
-
-/* sft_tokenizer_chat_template: the text of the template a conversation uses.
-   name_or_text NULL: the tokenizer's ("tool_use" when with_tools and it has
-   one, else "default"); a name of one of the tokenizer's templates; anything
-   else is taken as a Jinja text and returned as is. SFT_ERR_NOT_FOUND when the
-   tokenizer has no template to use (the message lists the names it has). */
-SFTDEF sft_status sft_tokenizer_chat_template(const sft_tokenizer *tok, const char *name_or_text, int with_tools, const char **text);
-/* sft_tokenizer_chat_template_name: the name of the tokenizer's template i (0, 1, ...;
-   NULL past the last). */
-SFTDEF const char *sft_tokenizer_chat_template_name(const sft_tokenizer *tok, int i);
-
-typedef struct sft_chat_desc {
-    const char *chat_template;        /* NULL: the tokenizer's; a template name; or a Jinja text */
-    int         add_generation_prompt;
-    const char *tools;                /* JSON: a list of tool schemas, or NULL */
-    const char *documents;            /* JSON: a list of documents, or NULL */
-    const char *kwargs;               /* JSON: an object of more template variables, e.g.
-                                         {"enable_thinking": false}; or NULL */
-    int64_t     now;                  /* strftime_now's clock (see sft_template_desc); 0 = now */
-} sft_chat_desc;
-
-/* sft_tokenizer_apply_chat_template: messages (JSON text: a list of {"role",
-   "content", ...}) rendered as transformers' apply_chat_template(tokenize=False)
-   renders them, with the variables it passes: messages, tools, documents,
-   add_generation_prompt, the tokenizer's special tokens (bos_token, eos_token,
-   unk_token, sep_token, pad_token, cls_token, mask_token,
-   additional_special_tokens, where set) and desc->kwargs. *text (free with
-   sft_free), *len, and (may be NULL) the {% generation %} spans as in
-   sft_template_render. desc NULL = all defaults. */
-SFTDEF sft_status sft_tokenizer_apply_chat_template(sft_tokenizer *tok, const char *messages, const sft_chat_desc *desc, char **text,
-                                                    size_t *len, size_t **spans, size_t *n_spans);
-
-/* ============================================================================
    === models
    Llama-family decoders read from a Hugging Face model directory: config.json
    and model.safetensors, or the shards named by model.safetensors.index.json.
@@ -1350,6 +1332,85 @@ SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name);
    requires_grad set. */
 SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, int n_ids, int num_virtual_tokens,
                                              sft_tensor **out);
+
+/* ============================================================================
+   === chat templates
+   Hugging Face chat templates are Jinja programs. sft.h runs them with its own
+   Jinja engine, so a conversation renders byte for byte as transformers'
+   apply_chat_template renders it, for any model's template (tool calls,
+   reasoning blocks, dates, system prompts included). The engine implements
+   the part of Jinja 3.1 that templates use, with transformers' settings
+   (trim_blocks, lstrip_blocks, loop controls, its tojson, raise_exception,
+   strftime_now and the {% generation %} tag); a construct outside it fails
+   with SFT_ERR_UNSUPPORTED naming the template line, never renders wrong.
+
+   Where a tokenizer's templates come from, as transformers 4.57 loads them:
+   chat_template.jinja beside tokenizer_config.json (the template "default")
+   and additional_chat_templates/NAME.jinja (named ones); where neither file
+   exists, tokenizer_config.json's "chat_template", a string ("default") or a
+   list of {"name", "template"}. Which one a conversation uses: the one the
+   caller names (or a Jinja text the caller gives), else "tool_use" when the
+   conversation has tools and the tokenizer has that template, else "default". */
+
+typedef struct sft_template sft_template;
+
+/* sft_template_parse: compile a Jinja template (len bytes of UTF-8; name labels
+   error messages, e.g. the file name). Syntax errors and unknown statements,
+   filters or tests fail with SFT_ERR_FORMAT (or SFT_ERR_UNSUPPORTED for Jinja
+   that chat templates do not use: include, extends, call, ...) naming the
+   line. Free with sft_template_destroy. */
+SFTDEF sft_status sft_template_parse(sft_context *ctx, const char *source, size_t len, const char *name, sft_template **out);
+SFTDEF void       sft_template_destroy(sft_template *t);
+/* sft_template_has_generation: whether the template has {% generation %} blocks. */
+SFTDEF int        sft_template_has_generation(const sft_template *t);
+
+typedef struct sft_template_desc {
+    int64_t now;          /* strftime_now's clock: seconds since 1970, shown in local time; 0 = now */
+    size_t  max_output;   /* bytes of output (and of any string made on the way); 0 = 64 MiB */
+    int64_t max_steps;    /* loop iterations plus macro calls; 0 = 10,000,000 */
+} sft_template_desc;
+
+/* sft_template_render: run the template with variables (a JSON object: each key
+   is a template variable, e.g. {"messages": [...], "add_generation_prompt":
+   true, "bos_token": "<s>"}; NULL = none). *text is NUL-terminated (free with
+   sft_free), *len its length (may be NULL). spans (may be NULL) receives the
+   byte ranges {% generation %} blocks wrote, as (start, end) pairs, n_spans
+   pairs (free with sft_free). raise_exception("...") fails with SFT_ERR_FORMAT
+   and the template's message; limits with SFT_ERR_LIMIT. One render at a time
+   per template. */
+SFTDEF sft_status sft_template_render(sft_template *t, const sft_json *variables, const sft_template_desc *desc, char **text,
+                                      size_t *len, size_t **spans, size_t *n_spans);
+
+/* sft_tokenizer_chat_template: the text of the template a conversation uses.
+   name_or_text NULL: the tokenizer's ("tool_use" when with_tools and it has
+   one, else "default"); a name of one of the tokenizer's templates; anything
+   else is taken as a Jinja text and returned as is. SFT_ERR_NOT_FOUND when the
+   tokenizer has no template to use (the message lists the names it has). */
+SFTDEF sft_status sft_tokenizer_chat_template(const sft_tokenizer *tok, const char *name_or_text, int with_tools, const char **text);
+/* sft_tokenizer_chat_template_name: the name of the tokenizer's template i (0, 1, ...;
+   NULL past the last). */
+SFTDEF const char *sft_tokenizer_chat_template_name(const sft_tokenizer *tok, int i);
+
+typedef struct sft_chat_desc {
+    const char *chat_template;        /* NULL: the tokenizer's; a template name; or a Jinja text */
+    int         add_generation_prompt;
+    const char *tools;                /* JSON: a list of tool schemas, or NULL */
+    const char *documents;            /* JSON: a list of documents, or NULL */
+    const char *kwargs;               /* JSON: an object of more template variables, e.g.
+                                         {"enable_thinking": false}; or NULL */
+    int64_t     now;                  /* strftime_now's clock (see sft_template_desc); 0 = now */
+} sft_chat_desc;
+
+/* sft_tokenizer_apply_chat_template: messages (JSON text: a list of {"role",
+   "content", ...}) rendered as transformers' apply_chat_template(tokenize=False)
+   renders them, with the variables it passes: messages, tools, documents,
+   add_generation_prompt, the tokenizer's special tokens (bos_token, eos_token,
+   unk_token, sep_token, pad_token, cls_token, mask_token,
+   additional_special_tokens, where set) and desc->kwargs. *text (free with
+   sft_free), *len, and (may be NULL) the {% generation %} spans as in
+   sft_template_render. desc NULL = all defaults. */
+SFTDEF sft_status sft_tokenizer_apply_chat_template(sft_tokenizer *tok, const char *messages, const sft_chat_desc *desc, char **text,
+                                                    size_t *len, size_t **spans, size_t *n_spans);
 
 /* ============================================================================
    === data
@@ -1944,46 +2005,6 @@ static void sft__log(const sft_context *ctx, sft_log_level level, const char *fm
 
 /* an sft_toggle field holds one of its three values (the old -1 = off is refused) */
 static int sft__toggle_ok(sft_toggle t) { return (int)t >= (int)SFT_DEFAULT && (int)t <= (int)SFT_OFF; }
-
-/* ============================================================================
-   === platform: CPU probe */
-
-typedef struct sft__cpu_features { int avx2_fma, avx512, avx512_bf16; } sft__cpu_features;
-/* the one process-wide cache: facts about the machine, filled once under
-   pthread_once (which also orders the fill before every later read), so any
-   thread may ask first */
-static sft__cpu_features sft__cpu;
-static pthread_once_t sft__cpu_once = PTHREAD_ONCE_INIT;
-
-static void sft__cpu_fill(void) {
-#ifdef SFT__X86
-    {
-        unsigned a, b, c, d, xcr0_lo = 0, xcr0_hi = 0;
-        uint64_t xcr0 = 0;
-        int osxsave = 0, avx = 0, fma = 0, avx2 = 0, avx512f = 0, avx512bw = 0, avx512vl = 0;
-        if (__get_cpuid(1, &a, &b, &c, &d)) {
-            osxsave = (c >> 27) & 1; avx = (c >> 28) & 1; fma = (c >> 12) & 1;
-        }
-        if (osxsave) {
-            __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-            xcr0 = ((uint64_t)xcr0_hi << 32) | xcr0_lo;
-        }
-        if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
-            avx2 = (b >> 5) & 1; avx512f = (b >> 16) & 1; avx512bw = (b >> 30) & 1; avx512vl = (b >> 31) & 1;
-        }
-        {
-            int ymm_os = (xcr0 & 0x6) == 0x6, zmm_os = (xcr0 & 0xe6) == 0xe6;
-            sft__cpu.avx2_fma = ymm_os && avx && fma && avx2;
-            sft__cpu.avx512 = sft__cpu.avx2_fma && zmm_os && avx512f && avx512bw && avx512vl;
-        }
-        if (sft__cpu.avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) sft__cpu.avx512_bf16 = (a >> 5) & 1;   /* vdpbf16ps */
-    }
-#endif
-}
-
-static void sft__cpu_probe(void) {
-    (void)pthread_once(&sft__cpu_once, sft__cpu_fill);
-}
 
 /* ============================================================================
    === memory: the context allocator
@@ -2861,6 +2882,46 @@ static void sft__log(const sft_context *ctx, sft_log_level level, const char *fm
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     ctx->desc.log(level, msg, ctx->desc.log_user);
+}
+
+/* ============================================================================
+   === platform: CPU probe */
+
+typedef struct sft__cpu_features { int avx2_fma, avx512, avx512_bf16; } sft__cpu_features;
+/* the one process-wide cache: facts about the machine, filled once under
+   pthread_once (which also orders the fill before every later read), so any
+   thread may ask first */
+static sft__cpu_features sft__cpu;
+static pthread_once_t sft__cpu_once = PTHREAD_ONCE_INIT;
+
+static void sft__cpu_fill(void) {
+#ifdef SFT__X86
+    {
+        unsigned a, b, c, d, xcr0_lo = 0, xcr0_hi = 0;
+        uint64_t xcr0 = 0;
+        int osxsave = 0, avx = 0, fma = 0, avx2 = 0, avx512f = 0, avx512bw = 0, avx512vl = 0;
+        if (__get_cpuid(1, &a, &b, &c, &d)) {
+            osxsave = (c >> 27) & 1; avx = (c >> 28) & 1; fma = (c >> 12) & 1;
+        }
+        if (osxsave) {
+            __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+            xcr0 = ((uint64_t)xcr0_hi << 32) | xcr0_lo;
+        }
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+            avx2 = (b >> 5) & 1; avx512f = (b >> 16) & 1; avx512bw = (b >> 30) & 1; avx512vl = (b >> 31) & 1;
+        }
+        {
+            int ymm_os = (xcr0 & 0x6) == 0x6, zmm_os = (xcr0 & 0xe6) == 0xe6;
+            sft__cpu.avx2_fma = ymm_os && avx && fma && avx2;
+            sft__cpu.avx512 = sft__cpu.avx2_fma && zmm_os && avx512f && avx512bw && avx512vl;
+        }
+        if (sft__cpu.avx512 && __get_cpuid_count(7, 1, &a, &b, &c, &d)) sft__cpu.avx512_bf16 = (a >> 5) & 1;   /* vdpbf16ps */
+    }
+#endif
+}
+
+static void sft__cpu_probe(void) {
+    (void)pthread_once(&sft__cpu_once, sft__cpu_fill);
 }
 
 /* ============================================================================
@@ -6806,7 +6867,7 @@ static const sft__bf16_kernels sft__bf16_avx512 = {sft__micro_bf16_12x32, sft__p
 static sft_status sft__gemm_avx512(sft_context *ctx, int64_t M, int64_t N, int64_t K, sft__mat a, sft__mat b, float *c,
                                    int64_t ldc, int accumulate, const sft__bsrc *src) {
     return sft__gemm_blocked(ctx, M, N, K, a, b, c, ldc, accumulate, src, 12, 32, sft__micro_avx512_12x32,
-                             sft__cpu.avx512_bf16 && !ctx->bf16_emulated ? &sft__bf16_avx512 : NULL);
+                             sft_cpu_has_bf16() && !ctx->bf16_emulated ? &sft__bf16_avx512 : NULL);
 }
 #endif
 
@@ -8580,6 +8641,530 @@ static sft_status sft__cpu_lce_bwd(sft_context *ctx, sft__node *n) {
 }
 
 /* ============================================================================
+   === ops: checks shared by every operator */
+
+static sft_status sft__check_in(const char *op, const char *what, const sft_tensor *t, sft_dtype want) {
+    char sb[96];
+    if (!t) return sft__fail(SFT_ERR_ARG, "%s: %s is NULL", op, what);
+    if (t->dtype != want)
+        return sft__fail(SFT_ERR_DTYPE, "%s: %s is %s %s, expected %s", op, what, sft_dtype_name(t->dtype), SFT__SHAPE(t, sb),
+                         sft_dtype_name(want));
+    return SFT_OK;
+}
+
+/* sft__node_begin: validate the common arguments and fill the node's inputs
+   (NULL inputs are allowed only after the first). */
+static sft_status sft__node_begin(sft_context *ctx, sft__node *n, sft__op op, int n_in, sft_tensor *const *in,
+                                  sft_tensor **out) {
+    int i;
+    memset(n, 0, sizeof *n);
+    if (out) *out = NULL;
+    if (!ctx || !out) return sft__fail(SFT_ERR_ARG, "%s: NULL ctx or out", sft__op_names[op]);
+    n->op = op; n->n_in = n_in;
+    for (i = 0; i < n_in; i++) {
+        n->in[i] = in[i];
+        if (in[i] && in[0] && in[i]->device != in[0]->device)
+            return sft__fail(SFT_ERR_DEVICE, "%s: input %d is on %s, input 0 on %s", sft__op_names[op], i,
+                             in[i]->device == SFT_DEVICE_CPU ? "cpu" : "cuda", in[0]->device == SFT_DEVICE_CPU ? "cpu" : "cuda");
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__node_out(sft_context *ctx, sft__node *n, int ndim, const int64_t *shape) {
+    return sft__tensor_step(ctx, n->in[0]->device, SFT_F32, ndim, shape, &n->out);
+}
+
+static int sft__same_shape(const sft_tensor *a, const sft_tensor *b) {
+    int i;
+    if (a->ndim != b->ndim) return 0;
+    for (i = 0; i < a->ndim; i++) if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+static sft_status sft__shape_mismatch(const char *op, const char *why, const sft_tensor *a, const sft_tensor *b) {
+    char sa[96], sb[96];
+    return sft__fail(SFT_ERR_SHAPE, "%s: %s (%s vs %s)", op, why, SFT__SHAPE(a, sa), SFT__SHAPE(b, sb));
+}
+
+/* sft__i32_host: an i32 tensor's values where the host can read them: its own
+   data on the CPU, else a copy in the step arena (ids and labels on a device are
+   checked and counted on the host before the kernel runs). */
+static sft_status sft__i32_host(sft_context *ctx, const sft_tensor *t, const int32_t **out) {
+    void *mem;
+    *out = (const int32_t *)t->data;
+    if (t->device == SFT_DEVICE_CPU) return SFT_OK;
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sft_tensor_nbytes(t), &mem));
+    SFT__TRY(sft__device_copy(mem, SFT_DEVICE_CPU, t->data, t->device, sft_tensor_nbytes(t)));
+    *out = (const int32_t *)mem;
+    return SFT_OK;
+}
+
+/* ============================================================================
+   === ops: the public operators */
+
+/* sft__matmul_ex: sft_matmul; bf16: a frozen 2-D b (the output projection) is
+   multiplied in bf16 (node f[0] = 1) */
+static sft_status sft__matmul_ex(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, int bf16,
+                                 sft_tensor **out);
+
+SFTDEF sft_status sft_matmul(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, sft_tensor **out) {
+    return sft__matmul_ex(ctx, a, b, trans_a, trans_b, 0, out);
+}
+
+static sft_status sft__matmul_ex(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, int bf16,
+                                 sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t shape[SFT_MAX_DIMS], batch = 1, K_a, K_b;
+    int i;
+    in[0] = a; in[1] = b;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_MATMUL, 2, in, out));
+    SFT__TRY(sft__check_in("matmul", "a", a, SFT_F32));
+    SFT__TRY(sft__check_in("matmul", "b", b, SFT_F32));
+    if (a->ndim < 2 || b->ndim < 2) return sft__shape_mismatch("matmul", "operands need at least 2 dims", a, b);
+    if (b->ndim > 2) {
+        if (b->ndim != a->ndim) return sft__shape_mismatch("matmul", "a batched b needs a's batch dims", a, b);
+        for (i = 0; i < a->ndim - 2; i++)
+            if (a->shape[i] != b->shape[i]) return sft__shape_mismatch("matmul", "batch dims differ", a, b);
+    }
+    for (i = 0; i < a->ndim - 2; i++) { batch *= a->shape[i]; shape[i] = a->shape[i]; }
+    K_a = trans_a ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
+    K_b = trans_b ? b->shape[b->ndim - 1] : b->shape[b->ndim - 2];
+    if (K_a != K_b) {
+        char sa[96], sb[96];
+        return sft__fail(SFT_ERR_SHAPE, "matmul: inner dims differ: a %s%s has K=%lld, b %s%s has K=%lld", SFT__SHAPE(a, sa),
+                         trans_a ? "^T" : "", (long long)K_a, SFT__SHAPE(b, sb), trans_b ? "^T" : "", (long long)K_b);
+    }
+    shape[a->ndim - 2] = trans_a ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2];
+    shape[a->ndim - 1] = trans_b ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
+    n.i[0] = trans_a != 0; n.i[1] = trans_b != 0; n.i[2] = batch; n.i[3] = b->ndim == 2;
+    n.f[0] = bf16 && b->ndim == 2 && !b->requires_grad ? (float)bf16 : 0.0f;   /* 1 bf16, 2 f16 (CUDA only) */
+    SFT__TRY(sft__node_out(ctx, &n, a->ndim, shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+/* add and mul share their checks: b's shape is a suffix of a's */
+static sft_status sft__binary(sft_context *ctx, sft__op op, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int i;
+    in[0] = a; in[1] = b;
+    SFT__TRY(sft__node_begin(ctx, &n, op, 2, in, out));
+    SFT__TRY(sft__check_in(sft__op_names[op], "a", a, SFT_F32));
+    SFT__TRY(sft__check_in(sft__op_names[op], "b", b, SFT_F32));
+    if (b->ndim > a->ndim) return sft__shape_mismatch(sft__op_names[op], "b must have a's shape or a suffix of it", a, b);
+    for (i = 0; i < b->ndim; i++)
+        if (b->shape[b->ndim - 1 - i] != a->shape[a->ndim - 1 - i])
+            return sft__shape_mismatch(sft__op_names[op], "b must have a's shape or a suffix of it", a, b);
+    SFT__TRY(sft__node_out(ctx, &n, a->ndim, a->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_add(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
+    return sft__binary(ctx, SFT__OP_ADD, a, b, out);
+}
+
+SFTDEF sft_status sft_mul(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
+    return sft__binary(ctx, SFT__OP_MUL, a, b, out);
+}
+
+SFTDEF sft_status sft_scale(sft_context *ctx, sft_tensor *x, float s, sft_tensor **out) {
+    sft__node n;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SCALE, 1, &x, out));
+    SFT__TRY(sft__check_in("scale", "x", x, SFT_F32));
+    n.f[0] = s;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_reshape(sft_context *ctx, sft_tensor *x, int ndim, const int64_t *shape, sft_tensor **out) {
+    sft__node n;
+    int64_t sh[SFT_MAX_DIMS], known = 1, numel;
+    int i, infer = -1;
+    void *mem;
+    char sa[96], sb[96];
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_RESHAPE, 1, &x, out));
+    SFT__TRY(sft__check_in("reshape", "x", x, SFT_F32));
+    if (ndim < 0 || ndim > SFT_MAX_DIMS || (ndim && !shape))
+        return sft__fail(SFT_ERR_SHAPE, "reshape: %d dims (at most %d)", ndim, SFT_MAX_DIMS);
+    numel = sft_tensor_numel(x);
+    for (i = 0; i < ndim; i++) {
+        sh[i] = shape[i];
+        if (shape[i] == -1 && infer < 0) { infer = i; continue; }
+        if (shape[i] < 0) return sft__fail(SFT_ERR_SHAPE, "reshape: dim %d is %lld", i, (long long)shape[i]);
+        known *= shape[i];
+    }
+    if (infer >= 0) sh[infer] = known ? numel / known : 0;
+    if (sft__numel_checked(ndim, sh, 4) != numel || (infer >= 0 && known * sh[infer] != numel))
+        return sft__fail(SFT_ERR_SHAPE, "reshape: %s has %lld elements, %s does not", SFT__SHAPE(x, sa), (long long)numel,
+                         sft__shape_str(sb, sizeof sb, ndim, shape));
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof(sft_tensor), &mem));
+    n.out = (sft_tensor *)mem;
+    sft__tensor_init(n.out, ctx, x->device, x->dtype, ndim, sh);
+    n.out->flags = SFT__T_ARENA | SFT__T_VIEW;
+    n.out->data = x->data;
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_embedding(sft_context *ctx, sft_tensor *weight, sft_tensor *ids, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t shape[SFT_MAX_DIMS], i, count;
+    const int32_t *id_values;
+    char sb[96];
+    in[0] = weight; in[1] = ids;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_EMBEDDING, 2, in, out));
+    SFT__TRY(sft__check_in("embedding", "weight", weight, SFT_F32));
+    SFT__TRY(sft__check_in("embedding", "ids", ids, SFT_I32));
+    if (weight->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "embedding: weight must be [V, D], got %s", SFT__SHAPE(weight, sb));
+    if (ids->ndim >= SFT_MAX_DIMS) return sft__fail(SFT_ERR_SHAPE, "embedding: ids %s has too many dims", SFT__SHAPE(ids, sb));
+    count = sft_tensor_numel(ids);
+    SFT__TRY(sft__i32_host(ctx, ids, &id_values));
+    for (i = 0; i < count; i++) {
+        int32_t id = id_values[i];
+        if (id < 0 || id >= weight->shape[0])
+            return sft__fail(SFT_ERR_ARG, "embedding: ids[%lld] = %d is outside the vocabulary [0, %lld)", (long long)i, id,
+                             (long long)weight->shape[0]);
+    }
+    for (i = 0; i < ids->ndim; i++) shape[i] = ids->shape[i];
+    shape[ids->ndim] = weight->shape[1];
+    SFT__TRY(sft__node_out(ctx, &n, ids->ndim + 1, shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_rmsnorm(sft_context *ctx, sft_tensor *x, sft_tensor *weight, float eps, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t rows;
+    in[0] = x; in[1] = weight;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_RMSNORM, 2, in, out));
+    SFT__TRY(sft__check_in("rmsnorm", "x", x, SFT_F32));
+    SFT__TRY(sft__check_in("rmsnorm", "weight", weight, SFT_F32));
+    if (x->ndim < 1 || weight->ndim != 1 || weight->shape[0] != x->shape[x->ndim - 1])
+        return sft__shape_mismatch("rmsnorm", "weight must be [D] with D the last dim of x", x, weight);
+    if (!(eps >= 0.0f)) return sft__fail(SFT_ERR_ARG, "rmsnorm: eps = %g (want >= 0)", eps);
+    n.f[0] = eps;
+    rows = x->shape[x->ndim - 1] ? sft_tensor_numel(x) / x->shape[x->ndim - 1] : 0;
+    SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &rows, &n.saved));
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_silu(sft_context *ctx, sft_tensor *x, sft_tensor **out) {
+    sft__node n;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SILU, 1, &x, out));
+    SFT__TRY(sft__check_in("silu", "x", x, SFT_F32));
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+/* swiglu and geglu: gate and up of one shape */
+static sft_status sft__glu(sft_context *ctx, sft__op op, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    in[0] = gate; in[1] = up;
+    SFT__TRY(sft__node_begin(ctx, &n, op, 2, in, out));
+    SFT__TRY(sft__check_in(sft__op_names[op], "gate", gate, SFT_F32));
+    SFT__TRY(sft__check_in(sft__op_names[op], "up", up, SFT_F32));
+    if (!sft__same_shape(gate, up)) return sft__shape_mismatch(sft__op_names[op], "gate and up differ", gate, up);
+    SFT__TRY(sft__node_out(ctx, &n, gate->ndim, gate->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+    return sft__glu(ctx, SFT__OP_SWIGLU, gate, up, out);
+}
+
+SFTDEF sft_status sft_geglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
+    return sft__glu(ctx, SFT__OP_GEGLU, gate, up, out);
+}
+
+SFTDEF sft_status sft_narrow(sft_context *ctx, sft_tensor *x, int64_t offset, int64_t length, sft_tensor **out) {
+    sft__node n;
+    int64_t shape[SFT_MAX_DIMS], N;
+    char sb[96];
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_NARROW, 1, &x, out));
+    SFT__TRY(sft__check_in("narrow", "x", x, SFT_F32));
+    N = x->ndim ? x->shape[x->ndim - 1] : 0;
+    if (x->ndim < 1 || offset < 0 || length < 1 || offset > N - length)
+        return sft__fail(SFT_ERR_SHAPE, "narrow: columns [%lld, %lld) of x %s", (long long)offset, (long long)(offset + length),
+                         SFT__SHAPE(x, sb));
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = length;
+    n.i[0] = offset; n.i[1] = length;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_tensor **out) {
+    sft__node n;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SOFTCAP, 1, &x, out));
+    SFT__TRY(sft__check_in("softcap", "x", x, SFT_F32));
+    if (!(cap > 0.0f && cap < INFINITY)) return sft__fail(SFT_ERR_ARG, "softcap: cap = %g (want > 0)", cap);
+    n.f[0] = cap;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+/* The inverse frequencies, computed in f32 the way transformers does
+   (1 / theta^(2i/R)), then rescaled per the desc. */
+static sft_status sft__rope_freqs(const sft_rope_desc *desc, int head_dim, int64_t max_pos, float *inv_freq, int64_t *half,
+                                  float *af) {
+    sft_rope_desc d;
+    int i, R;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.theta == 0.0f) d.theta = 10000.0f;
+    if (d.partial_rotary_factor == 0.0f) d.partial_rotary_factor = 1.0f;
+    if (!inv_freq || head_dim <= 0) return sft__fail(SFT_ERR_ARG, "rope: head_dim %d must be positive", head_dim);
+    if (!(d.partial_rotary_factor > 0.0f && d.partial_rotary_factor <= 1.0f))
+        return sft__fail(SFT_ERR_ARG, "rope: partial_rotary_factor = %g (want (0, 1])", d.partial_rotary_factor);
+    R = (int)((double)head_dim * (double)d.partial_rotary_factor);
+    if (R < 2 || R % 2 || R / 2 > SFT_ROPE_MAX_FREQS)
+        return sft__fail(SFT_ERR_ARG, "rope: %d rotated dims of head_dim %d (partial_rotary_factor %g) must be even and "
+                         "in [2, %d]", R, head_dim, d.partial_rotary_factor, 2 * SFT_ROPE_MAX_FREQS);
+    if (!(d.theta > 1.0f)) return sft__fail(SFT_ERR_ARG, "rope: rope_theta = %g (want > 1)", d.theta);
+    if ((int)d.scaling < 0 || d.scaling > SFT_ROPE_LONGROPE) return sft__fail(SFT_ERR_ARG, "rope: scaling %d", (int)d.scaling);
+    if ((d.scaling == SFT_ROPE_LINEAR || d.scaling == SFT_ROPE_LLAMA3) && !(d.factor > 0.0f))
+        return sft__fail(SFT_ERR_ARG, "rope: rope_scaling factor = %g (want > 0)", d.factor);
+    if (d.scaling == SFT_ROPE_LLAMA3 &&
+        (d.original_max_position_embeddings <= 0 || !(d.high_freq_factor > d.low_freq_factor) || !(d.low_freq_factor > 0.0f)))
+        return sft__fail(SFT_ERR_ARG, "rope: llama3 scaling needs original_max_position_embeddings > 0 and "
+                         "high_freq_factor (%g) > low_freq_factor (%g) > 0", d.high_freq_factor, d.low_freq_factor);
+    if (d.scaling == SFT_ROPE_LONGROPE && d.original_max_position_embeddings <= 0)
+        return sft__fail(SFT_ERR_ARG, "rope: longrope needs original_max_position_embeddings > 0");
+    if (!(d.attention_factor >= 0.0f && d.attention_factor < INFINITY))
+        return sft__fail(SFT_ERR_ARG, "rope: attention_factor = %g", d.attention_factor);
+    for (i = 0; i < R / 2; i++) {
+        float inv = 1.0f / powf(d.theta, (float)(2 * i) / (float)R);
+        if (d.scaling == SFT_ROPE_LINEAR) inv /= d.factor;
+        if (d.scaling == SFT_ROPE_LLAMA3) {
+            float old = (float)d.original_max_position_embeddings, wavelen = 2.0f * 3.14159265358979f / inv;
+            float low_wavelen = old / d.low_freq_factor, high_wavelen = old / d.high_freq_factor;
+            if (wavelen > low_wavelen) inv = inv / d.factor;              /* long waves: fully scaled */
+            else if (!(wavelen < high_wavelen)) {                         /* medium: blend            */
+                float smooth = (old / wavelen - d.low_freq_factor) / (d.high_freq_factor - d.low_freq_factor);
+                inv = (1.0f - smooth) * inv / d.factor + smooth * inv;
+            }
+        }
+        if (d.scaling == SFT_ROPE_LONGROPE) {       /* long factors once a position reaches the original length */
+            float ext = max_pos + 1 > d.original_max_position_embeddings ? d.long_factor[i] : d.short_factor[i];
+            if (!(ext > 0.0f && ext < INFINITY)) return sft__fail(SFT_ERR_ARG, "rope: longrope factor %d = %g (want > 0)", i, ext);
+            inv = 1.0f / (ext * powf(d.theta, (float)(2 * i) / (float)R));
+        }
+        inv_freq[i] = inv;
+    }
+    *half = R / 2;
+    *af = d.attention_factor > 0.0f ? d.attention_factor : 1.0f;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq) {
+    int64_t half;
+    float af;
+    return sft__rope_freqs(desc, head_dim, 0, inv_freq, &half, &af);
+}
+
+static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
+                               const sft_tensor *table, sft_tensor **out);
+
+SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
+                           sft_tensor **out) {
+    return sft__rope_ex(ctx, x, positions, desc, NULL, out);
+}
+
+/* sft__rope_ex: sft_rope with the angles' cosines and sines from table (made by
+   sft__rope_table for these positions and desc) when it is not NULL */
+static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
+                               const sft_tensor *table, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    float inv[SFT__ATTN_MAX_D / 2], af;
+    int64_t half, i, max_pos = 0;
+    char sb[96];
+    in[0] = x; in[1] = positions;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ROPE, 2, in, out));
+    SFT__TRY(sft__check_in("rope", "x", x, SFT_F32));
+    SFT__TRY(sft__check_in("rope", "positions", positions, SFT_I32));
+    if (x->ndim != 4 || x->shape[3] < 2 || x->shape[3] > SFT__ATTN_MAX_D)
+        return sft__fail(SFT_ERR_SHAPE, "rope: x must be [B, T, H, head_dim] with head_dim in [2, %d], got %s", SFT__ATTN_MAX_D,
+                         SFT__SHAPE(x, sb));
+    if (sft_tensor_numel(positions) != x->shape[0] * x->shape[1])
+        return sft__shape_mismatch("rope", "positions must be [B, T]", x, positions);
+    for (i = 0; positions->device == SFT_DEVICE_CPU && i < sft_tensor_numel(positions); i++)
+        if (((const int32_t *)positions->data)[i] > max_pos) max_pos = ((const int32_t *)positions->data)[i];
+    SFT__TRY(sft__rope_freqs(desc, (int)x->shape[3], max_pos, inv, &half, &af));
+    n.i[0] = half;
+    n.f[0] = af;
+    SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &half, &n.saved));
+    SFT__TRY(sft__device_copy(n.saved->data, x->device, inv, SFT_DEVICE_CPU, (size_t)half * sizeof(float)));
+    if (table && x->device == SFT_DEVICE_CPU && sft_tensor_numel(table) == 2 * sft_tensor_numel(positions) * half) n.ptr = table->data;
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
+                                float scale, sft_tensor **out) {
+    sft_attention_desc d;
+    memset(&d, 0, sizeof d);
+    d.scale = scale;
+    return sft_attention_ex(ctx, q, k, v, seq_ids, &d, out);
+}
+
+SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
+                                   const sft_attention_desc *desc, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[4];
+    int64_t lse_shape[4];
+    sft_attention_desc d;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    in[0] = q; in[1] = k; in[2] = v; in[3] = seq_ids;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ATTENTION, 4, in, out));
+    SFT__TRY(sft__check_in("attention", "q", q, SFT_F32));
+    SFT__TRY(sft__check_in("attention", "k", k, SFT_F32));
+    SFT__TRY(sft__check_in("attention", "v", v, SFT_F32));
+    if (seq_ids) SFT__TRY(sft__check_in("attention", "seq_ids", seq_ids, SFT_I32));
+    if (q->ndim != 4 || k->ndim != 4) return sft__shape_mismatch("attention", "q and k must be [B, T, H, D]", q, k);
+    if (!sft__same_shape(k, v)) return sft__shape_mismatch("attention", "k and v differ", k, v);
+    if (k->shape[0] != q->shape[0] || k->shape[1] != q->shape[1] || k->shape[3] != q->shape[3])
+        return sft__shape_mismatch("attention", "q and k differ in B, T or D", q, k);
+    if (k->shape[2] == 0 || q->shape[2] % k->shape[2])
+        return sft__shape_mismatch("attention", "query heads must be a multiple of key/value heads", q, k);
+    if (q->shape[3] > SFT__ATTN_MAX_D || q->shape[3] == 0)
+        return sft__fail(SFT_ERR_SHAPE, "attention: head_dim %lld (want 1..%d)", (long long)q->shape[3], SFT__ATTN_MAX_D);
+    if (seq_ids && sft_tensor_numel(seq_ids) != q->shape[0] * q->shape[1])
+        return sft__shape_mismatch("attention", "seq_ids must be [B, T]", q, seq_ids);
+    if (!(d.scale >= 0.0f && d.scale < INFINITY)) return sft__fail(SFT_ERR_ARG, "attention: scale = %g", d.scale);
+    if (!(d.softcap >= 0.0f && d.softcap < INFINITY)) return sft__fail(SFT_ERR_ARG, "attention: softcap = %g (want >= 0)", d.softcap);
+    if (d.sliding_window < 0) return sft__fail(SFT_ERR_ARG, "attention: sliding_window = %d (want >= 0)", d.sliding_window);
+    n.f[0] = d.scale > 0.0f ? d.scale : 1.0f / sqrtf((float)q->shape[3]);
+    n.f[1] = d.softcap;
+    n.i[0] = d.sliding_window;
+    n.i[1] = d.compute_dtype == SFT_BF16 ? 1 : d.compute_dtype == SFT_F16 ? 2 : 0;   /* CUDA's compute kind */
+    lse_shape[0] = 2; lse_shape[1] = q->shape[0]; lse_shape[2] = q->shape[2]; lse_shape[3] = q->shape[1];
+    SFT__TRY(sft__tensor_step(ctx, q->device, SFT_F32, 4, lse_shape, &n.saved));
+    SFT__TRY(sft__node_out(ctx, &n, 4, q->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+/* The vocabulary chunk of sft_linear_cross_entropy: as many logit columns as fit
+   SFT__LCE_CHUNK_BYTES for all rows, a multiple of 64, at least 64. */
+#define SFT__LCE_CHUNK_BYTES ((int64_t)16 << 20)
+
+/* sft__ce_prepare: the checks and node settings cross_entropy and
+   linear_cross_entropy share (labels against V, reduction, divisor). */
+static sft_status sft__ce_prepare(sft_context *ctx, const char *op, const sft_ce_desc *desc, const sft_tensor *labels, int64_t N,
+                                  int64_t V, sft__node *n) {
+    sft_ce_desc d;
+    int64_t i, counted = 0;
+    const int32_t *values;
+    memset(&d, 0, sizeof d);
+    if (desc) d = *desc;
+    if (d.ignore_index == 0) d.ignore_index = -100;
+    if (!(d.label_smoothing >= 0.0f && d.label_smoothing < 1.0f))
+        return sft__fail(SFT_ERR_ARG, "%s: label_smoothing = %g (want [0, 1))", op, d.label_smoothing);
+    if ((int)d.reduction < 0 || d.reduction > SFT_CE_SUM_DIV)
+        return sft__fail(SFT_ERR_ARG, "%s: reduction %d does not exist", op, (int)d.reduction);
+    if (d.reduction == SFT_CE_SUM_DIV && !(d.divisor > 0.0f && d.divisor < INFINITY))
+        return sft__fail(SFT_ERR_ARG, "%s: divisor = %g (want > 0, e.g. num_items_in_batch)", op, d.divisor);
+    SFT__TRY(sft__i32_host(ctx, labels, &values));
+    for (i = 0; i < N; i++) {
+        int32_t y = values[i];
+        if (y == d.ignore_index) continue;
+        if (y < 0 || y >= V)
+            return sft__fail(SFT_ERR_ARG, "%s: labels[%lld] = %d is outside [0, %lld) and not ignore_index %d", op,
+                             (long long)i, y, (long long)V, d.ignore_index);
+        counted++;
+    }
+    n->f[0] = d.label_smoothing;
+    n->f[1] = d.reduction == SFT_CE_SUM ? 1.0f : d.reduction == SFT_CE_SUM_DIV ? 1.0f / d.divisor : 1.0f / (float)counted;
+    n->i[0] = d.ignore_index;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, const sft_ce_desc *desc,
+                                    sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t V, N, saved_shape[2];
+    in[0] = logits; in[1] = labels;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_CROSS_ENTROPY, 2, in, out));
+    SFT__TRY(sft__check_in("cross_entropy", "logits", logits, SFT_F32));
+    SFT__TRY(sft__check_in("cross_entropy", "labels", labels, SFT_I32));
+    if (logits->ndim < 1 || logits->shape[logits->ndim - 1] < 1)
+        return sft__shape_mismatch("cross_entropy", "logits need a vocabulary dim", logits, labels);
+    V = logits->shape[logits->ndim - 1];
+    N = sft_tensor_numel(logits) / V;
+    if (labels->ndim != logits->ndim - 1 || sft_tensor_numel(labels) != N)
+        return sft__shape_mismatch("cross_entropy", "labels must have the logits' shape without the last dim", logits, labels);
+    SFT__TRY(sft__ce_prepare(ctx, "cross_entropy", desc, labels, N, V, &n));
+    saved_shape[0] = 2; saved_shape[1] = N;
+    SFT__TRY(sft__tensor_step(ctx, logits->device, SFT_F32, 2, saved_shape, &n.saved));
+    SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
+    return sft__op_run(ctx, &n, out);
+}
+
+static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
+                                               const sft_ce_desc *desc, int bf16, float softcap, sft__lce_metrics *mt,
+                                               sft_tensor **out);
+
+SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
+                                           const sft_ce_desc *desc, sft_tensor **out) {
+    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, 0.0f, NULL, out);
+}
+
+/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16;
+   softcap > 0: the logits soft-capped first (sft_softcap); mt (may be NULL)
+   gets the token metrics of forward */
+static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
+                                               const sft_ce_desc *desc, int bf16, float softcap, sft__lce_metrics *mt,
+                                               sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[3];
+    int64_t D, N, V, vc, saved;
+    in[0] = hidden; in[1] = weight; in[2] = labels;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_LINEAR_CE, 3, in, out));
+    SFT__TRY(sft__check_in("linear_cross_entropy", "hidden", hidden, SFT_F32));
+    SFT__TRY(sft__check_in("linear_cross_entropy", "weight", weight, SFT_F32));
+    SFT__TRY(sft__check_in("linear_cross_entropy", "labels", labels, SFT_I32));
+    if (hidden->ndim < 1 || weight->ndim != 2 || weight->shape[1] != hidden->shape[hidden->ndim - 1] || weight->shape[0] < 1)
+        return sft__shape_mismatch("linear_cross_entropy", "weight must be [V, D] with D the last dim of hidden", hidden, weight);
+    D = weight->shape[1]; V = weight->shape[0];
+    N = D ? sft_tensor_numel(hidden) / D : 0;
+    if (labels->ndim != hidden->ndim - 1 || sft_tensor_numel(labels) != N)
+        return sft__shape_mismatch("linear_cross_entropy", "labels must have hidden's shape without the last dim", hidden, labels);
+    SFT__TRY(sft__ce_prepare(ctx, "linear_cross_entropy", desc, labels, N, V, &n));
+    vc = N ? (SFT__LCE_CHUNK_BYTES / 4 / N) & ~(int64_t)63 : V;
+    if (vc < 64) vc = 64;
+    if (vc > V) vc = V;
+    n.i[1] = vc;
+    n.f[2] = (float)bf16;            /* 0 f32, 1 bf16, 2 f16 (CUDA only) */
+    if (!(softcap >= 0.0f && softcap < INFINITY)) return sft__fail(SFT_ERR_ARG, "linear_cross_entropy: softcap = %g", softcap);
+    n.f[3] = softcap;
+    n.ptr = mt;
+    saved = 4 * N + N * vc;
+    SFT__TRY(sft__tensor_step(ctx, hidden->device, SFT_F32, 1, &saved, &n.saved));
+    SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_dropout(sft_context *ctx, sft_tensor *x, float p, uint64_t seed, sft_tensor **out) {
+    sft__node n;
+    int64_t words;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_DROPOUT, 1, &x, out));
+    SFT__TRY(sft__check_in("dropout", "x", x, SFT_F32));
+    if (!(p >= 0.0f && p <= 1.0f)) return sft__fail(SFT_ERR_ARG, "dropout: p = %g (want [0, 1])", p);
+    if (p == 0.0f) { *out = x; return SFT_OK; }
+    n.f[0] = p;
+    n.i[0] = (int64_t)seed;
+    words = (sft_tensor_numel(x) + 63) / 64 * 8;
+    SFT__TRY(sft__tensor_step(ctx, x->device, SFT_U8, 1, &words, &n.saved));
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+/* ============================================================================
    === peft: 4-bit quantization
    bitsandbytes' rules (csrc kQuantizeBlockwise, dQuantizeNF4/FP4, dQuantize):
    per block absmax = max |x| in f32, every value multiplied by 1/absmax (f32),
@@ -9072,7 +9657,7 @@ SFTDEF sft_status sft_dequantize(sft_context *ctx, const sft_qweight *q, sft_ten
 }
 
 /* ============================================================================
-   === kernels: weights decoded into GEMM panels
+   === peft: 4-bit weights decoded into GEMM panels
    A linear layer's base weight W [N, K] may be f32 (used in place), bf16 or
    4-bit. The last two reach the GEMMs as an sft__bsrc: each packing task decodes
    the k x nr tile it packs, so no f32 copy of W ever exists (the allocator test
@@ -9156,7 +9741,7 @@ static void sft__w_rows(const sft__wref *w, int64_t r0, int64_t r1, float *out) 
 }
 
 /* ============================================================================
-   === kernels: a linear layer with its adapters, one node
+   === peft: a linear layer with its adapters, one node
    node: in[0] = x [M, K] (any leading dims), in[1] = bias [N] or NULL,
    ptr = the call's plan. Forward: y = x W^T + bias, then every adapter term
    over its rows. Backward: dx = dy' W through the same decoding, the adapters'
@@ -9731,7 +10316,7 @@ static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
 }
 
 /* ============================================================================
-   === kernels: prompt tuning
+   === peft: the prompt-tuning kernel
    node: in[0] = embeds [B, T, D], in[1] = prompts [P, D]; out [B, P + T, D]. */
 
 static sft_status sft__cpu_prompt_fwd(sft_context *ctx, sft__node *n) {
@@ -9757,546 +10342,6 @@ static sft_status sft__cpu_prompt_bwd(sft_context *ctx, sft__node *n) {
             for (i = 0; i < T * D; i++) SFT__F(n->in[0]->grad)[b * T * D + i] += gb[P * D + i];
     }
     return SFT_OK;
-}
-
-/* ============================================================================
-   === kernels: the CPU backend table (in sft__op order) */
-
-static const sft__backend sft__cpu_backend = {
-    "cpu",
-    {sft__cpu_matmul_fwd, sft__cpu_add_fwd, sft__cpu_mul_fwd, sft__cpu_scale_fwd, sft__cpu_reshape_fwd,
-     sft__cpu_embedding_fwd, sft__cpu_rmsnorm_fwd, sft__cpu_silu_fwd, sft__cpu_silu_fwd, sft__cpu_rope_fwd,
-     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd, sft__cpu_linear_fwd, sft__cpu_prompt_fwd,
-     sft__cpu_geglu_fwd, sft__cpu_softcap_fwd, sft__cpu_narrow_fwd},
-    {sft__cpu_matmul_bwd, sft__cpu_ew_bwd, sft__cpu_ew_bwd, sft__cpu_scale_bwd, sft__cpu_reshape_bwd,
-     sft__cpu_embedding_bwd, sft__cpu_rmsnorm_bwd, sft__cpu_silu_bwd, sft__cpu_silu_bwd, sft__cpu_rope_bwd,
-     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd, sft__cpu_linear_bwd, sft__cpu_prompt_bwd,
-     sft__cpu_geglu_bwd, sft__cpu_softcap_bwd, sft__cpu_narrow_bwd}};
-
-static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
-
-/* ============================================================================
-   === ops: checks shared by every operator */
-
-static sft_status sft__check_in(const char *op, const char *what, const sft_tensor *t, sft_dtype want) {
-    char sb[96];
-    if (!t) return sft__fail(SFT_ERR_ARG, "%s: %s is NULL", op, what);
-    if (t->dtype != want)
-        return sft__fail(SFT_ERR_DTYPE, "%s: %s is %s %s, expected %s", op, what, sft_dtype_name(t->dtype), SFT__SHAPE(t, sb),
-                         sft_dtype_name(want));
-    return SFT_OK;
-}
-
-/* sft__node_begin: validate the common arguments and fill the node's inputs
-   (NULL inputs are allowed only after the first). */
-static sft_status sft__node_begin(sft_context *ctx, sft__node *n, sft__op op, int n_in, sft_tensor *const *in,
-                                  sft_tensor **out) {
-    int i;
-    memset(n, 0, sizeof *n);
-    if (out) *out = NULL;
-    if (!ctx || !out) return sft__fail(SFT_ERR_ARG, "%s: NULL ctx or out", sft__op_names[op]);
-    n->op = op; n->n_in = n_in;
-    for (i = 0; i < n_in; i++) {
-        n->in[i] = in[i];
-        if (in[i] && in[0] && in[i]->device != in[0]->device)
-            return sft__fail(SFT_ERR_DEVICE, "%s: input %d is on %s, input 0 on %s", sft__op_names[op], i,
-                             in[i]->device == SFT_DEVICE_CPU ? "cpu" : "cuda", in[0]->device == SFT_DEVICE_CPU ? "cpu" : "cuda");
-    }
-    return SFT_OK;
-}
-
-static sft_status sft__node_out(sft_context *ctx, sft__node *n, int ndim, const int64_t *shape) {
-    return sft__tensor_step(ctx, n->in[0]->device, SFT_F32, ndim, shape, &n->out);
-}
-
-static int sft__same_shape(const sft_tensor *a, const sft_tensor *b) {
-    int i;
-    if (a->ndim != b->ndim) return 0;
-    for (i = 0; i < a->ndim; i++) if (a->shape[i] != b->shape[i]) return 0;
-    return 1;
-}
-
-static sft_status sft__shape_mismatch(const char *op, const char *why, const sft_tensor *a, const sft_tensor *b) {
-    char sa[96], sb[96];
-    return sft__fail(SFT_ERR_SHAPE, "%s: %s (%s vs %s)", op, why, SFT__SHAPE(a, sa), SFT__SHAPE(b, sb));
-}
-
-/* sft__i32_host: an i32 tensor's values where the host can read them: its own
-   data on the CPU, else a copy in the step arena (ids and labels on a device are
-   checked and counted on the host before the kernel runs). */
-static sft_status sft__i32_host(sft_context *ctx, const sft_tensor *t, const int32_t **out) {
-    void *mem;
-    *out = (const int32_t *)t->data;
-    if (t->device == SFT_DEVICE_CPU) return SFT_OK;
-    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sft_tensor_nbytes(t), &mem));
-    SFT__TRY(sft__device_copy(mem, SFT_DEVICE_CPU, t->data, t->device, sft_tensor_nbytes(t)));
-    *out = (const int32_t *)mem;
-    return SFT_OK;
-}
-
-/* ============================================================================
-   === ops: the public operators */
-
-/* sft__matmul_ex: sft_matmul; bf16: a frozen 2-D b (the output projection) is
-   multiplied in bf16 (node f[0] = 1) */
-static sft_status sft__matmul_ex(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, int bf16,
-                                 sft_tensor **out);
-
-SFTDEF sft_status sft_matmul(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, sft_tensor **out) {
-    return sft__matmul_ex(ctx, a, b, trans_a, trans_b, 0, out);
-}
-
-static sft_status sft__matmul_ex(sft_context *ctx, sft_tensor *a, sft_tensor *b, int trans_a, int trans_b, int bf16,
-                                 sft_tensor **out) {
-    sft__node n;
-    sft_tensor *in[2];
-    int64_t shape[SFT_MAX_DIMS], batch = 1, K_a, K_b;
-    int i;
-    in[0] = a; in[1] = b;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_MATMUL, 2, in, out));
-    SFT__TRY(sft__check_in("matmul", "a", a, SFT_F32));
-    SFT__TRY(sft__check_in("matmul", "b", b, SFT_F32));
-    if (a->ndim < 2 || b->ndim < 2) return sft__shape_mismatch("matmul", "operands need at least 2 dims", a, b);
-    if (b->ndim > 2) {
-        if (b->ndim != a->ndim) return sft__shape_mismatch("matmul", "a batched b needs a's batch dims", a, b);
-        for (i = 0; i < a->ndim - 2; i++)
-            if (a->shape[i] != b->shape[i]) return sft__shape_mismatch("matmul", "batch dims differ", a, b);
-    }
-    for (i = 0; i < a->ndim - 2; i++) { batch *= a->shape[i]; shape[i] = a->shape[i]; }
-    K_a = trans_a ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
-    K_b = trans_b ? b->shape[b->ndim - 1] : b->shape[b->ndim - 2];
-    if (K_a != K_b) {
-        char sa[96], sb[96];
-        return sft__fail(SFT_ERR_SHAPE, "matmul: inner dims differ: a %s%s has K=%lld, b %s%s has K=%lld", SFT__SHAPE(a, sa),
-                         trans_a ? "^T" : "", (long long)K_a, SFT__SHAPE(b, sb), trans_b ? "^T" : "", (long long)K_b);
-    }
-    shape[a->ndim - 2] = trans_a ? a->shape[a->ndim - 1] : a->shape[a->ndim - 2];
-    shape[a->ndim - 1] = trans_b ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
-    n.i[0] = trans_a != 0; n.i[1] = trans_b != 0; n.i[2] = batch; n.i[3] = b->ndim == 2;
-    n.f[0] = bf16 && b->ndim == 2 && !b->requires_grad ? (float)bf16 : 0.0f;   /* 1 bf16, 2 f16 (CUDA only) */
-    SFT__TRY(sft__node_out(ctx, &n, a->ndim, shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-/* add and mul share their checks: b's shape is a suffix of a's */
-static sft_status sft__binary(sft_context *ctx, sft__op op, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
-    sft__node n;
-    sft_tensor *in[2];
-    int i;
-    in[0] = a; in[1] = b;
-    SFT__TRY(sft__node_begin(ctx, &n, op, 2, in, out));
-    SFT__TRY(sft__check_in(sft__op_names[op], "a", a, SFT_F32));
-    SFT__TRY(sft__check_in(sft__op_names[op], "b", b, SFT_F32));
-    if (b->ndim > a->ndim) return sft__shape_mismatch(sft__op_names[op], "b must have a's shape or a suffix of it", a, b);
-    for (i = 0; i < b->ndim; i++)
-        if (b->shape[b->ndim - 1 - i] != a->shape[a->ndim - 1 - i])
-            return sft__shape_mismatch(sft__op_names[op], "b must have a's shape or a suffix of it", a, b);
-    SFT__TRY(sft__node_out(ctx, &n, a->ndim, a->shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-SFTDEF sft_status sft_add(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
-    return sft__binary(ctx, SFT__OP_ADD, a, b, out);
-}
-
-SFTDEF sft_status sft_mul(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
-    return sft__binary(ctx, SFT__OP_MUL, a, b, out);
-}
-
-SFTDEF sft_status sft_scale(sft_context *ctx, sft_tensor *x, float s, sft_tensor **out) {
-    sft__node n;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SCALE, 1, &x, out));
-    SFT__TRY(sft__check_in("scale", "x", x, SFT_F32));
-    n.f[0] = s;
-    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-SFTDEF sft_status sft_reshape(sft_context *ctx, sft_tensor *x, int ndim, const int64_t *shape, sft_tensor **out) {
-    sft__node n;
-    int64_t sh[SFT_MAX_DIMS], known = 1, numel;
-    int i, infer = -1;
-    void *mem;
-    char sa[96], sb[96];
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_RESHAPE, 1, &x, out));
-    SFT__TRY(sft__check_in("reshape", "x", x, SFT_F32));
-    if (ndim < 0 || ndim > SFT_MAX_DIMS || (ndim && !shape))
-        return sft__fail(SFT_ERR_SHAPE, "reshape: %d dims (at most %d)", ndim, SFT_MAX_DIMS);
-    numel = sft_tensor_numel(x);
-    for (i = 0; i < ndim; i++) {
-        sh[i] = shape[i];
-        if (shape[i] == -1 && infer < 0) { infer = i; continue; }
-        if (shape[i] < 0) return sft__fail(SFT_ERR_SHAPE, "reshape: dim %d is %lld", i, (long long)shape[i]);
-        known *= shape[i];
-    }
-    if (infer >= 0) sh[infer] = known ? numel / known : 0;
-    if (sft__numel_checked(ndim, sh, 4) != numel || (infer >= 0 && known * sh[infer] != numel))
-        return sft__fail(SFT_ERR_SHAPE, "reshape: %s has %lld elements, %s does not", SFT__SHAPE(x, sa), (long long)numel,
-                         sft__shape_str(sb, sizeof sb, ndim, shape));
-    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), sizeof(sft_tensor), &mem));
-    n.out = (sft_tensor *)mem;
-    sft__tensor_init(n.out, ctx, x->device, x->dtype, ndim, sh);
-    n.out->flags = SFT__T_ARENA | SFT__T_VIEW;
-    n.out->data = x->data;
-    return sft__op_run(ctx, &n, out);
-}
-
-SFTDEF sft_status sft_embedding(sft_context *ctx, sft_tensor *weight, sft_tensor *ids, sft_tensor **out) {
-    sft__node n;
-    sft_tensor *in[2];
-    int64_t shape[SFT_MAX_DIMS], i, count;
-    const int32_t *id_values;
-    char sb[96];
-    in[0] = weight; in[1] = ids;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_EMBEDDING, 2, in, out));
-    SFT__TRY(sft__check_in("embedding", "weight", weight, SFT_F32));
-    SFT__TRY(sft__check_in("embedding", "ids", ids, SFT_I32));
-    if (weight->ndim != 2) return sft__fail(SFT_ERR_SHAPE, "embedding: weight must be [V, D], got %s", SFT__SHAPE(weight, sb));
-    if (ids->ndim >= SFT_MAX_DIMS) return sft__fail(SFT_ERR_SHAPE, "embedding: ids %s has too many dims", SFT__SHAPE(ids, sb));
-    count = sft_tensor_numel(ids);
-    SFT__TRY(sft__i32_host(ctx, ids, &id_values));
-    for (i = 0; i < count; i++) {
-        int32_t id = id_values[i];
-        if (id < 0 || id >= weight->shape[0])
-            return sft__fail(SFT_ERR_ARG, "embedding: ids[%lld] = %d is outside the vocabulary [0, %lld)", (long long)i, id,
-                             (long long)weight->shape[0]);
-    }
-    for (i = 0; i < ids->ndim; i++) shape[i] = ids->shape[i];
-    shape[ids->ndim] = weight->shape[1];
-    SFT__TRY(sft__node_out(ctx, &n, ids->ndim + 1, shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-SFTDEF sft_status sft_rmsnorm(sft_context *ctx, sft_tensor *x, sft_tensor *weight, float eps, sft_tensor **out) {
-    sft__node n;
-    sft_tensor *in[2];
-    int64_t rows;
-    in[0] = x; in[1] = weight;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_RMSNORM, 2, in, out));
-    SFT__TRY(sft__check_in("rmsnorm", "x", x, SFT_F32));
-    SFT__TRY(sft__check_in("rmsnorm", "weight", weight, SFT_F32));
-    if (x->ndim < 1 || weight->ndim != 1 || weight->shape[0] != x->shape[x->ndim - 1])
-        return sft__shape_mismatch("rmsnorm", "weight must be [D] with D the last dim of x", x, weight);
-    if (!(eps >= 0.0f)) return sft__fail(SFT_ERR_ARG, "rmsnorm: eps = %g (want >= 0)", eps);
-    n.f[0] = eps;
-    rows = x->shape[x->ndim - 1] ? sft_tensor_numel(x) / x->shape[x->ndim - 1] : 0;
-    SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &rows, &n.saved));
-    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-SFTDEF sft_status sft_silu(sft_context *ctx, sft_tensor *x, sft_tensor **out) {
-    sft__node n;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SILU, 1, &x, out));
-    SFT__TRY(sft__check_in("silu", "x", x, SFT_F32));
-    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-/* swiglu and geglu: gate and up of one shape */
-static sft_status sft__glu(sft_context *ctx, sft__op op, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
-    sft__node n;
-    sft_tensor *in[2];
-    in[0] = gate; in[1] = up;
-    SFT__TRY(sft__node_begin(ctx, &n, op, 2, in, out));
-    SFT__TRY(sft__check_in(sft__op_names[op], "gate", gate, SFT_F32));
-    SFT__TRY(sft__check_in(sft__op_names[op], "up", up, SFT_F32));
-    if (!sft__same_shape(gate, up)) return sft__shape_mismatch(sft__op_names[op], "gate and up differ", gate, up);
-    SFT__TRY(sft__node_out(ctx, &n, gate->ndim, gate->shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-SFTDEF sft_status sft_swiglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
-    return sft__glu(ctx, SFT__OP_SWIGLU, gate, up, out);
-}
-
-SFTDEF sft_status sft_geglu(sft_context *ctx, sft_tensor *gate, sft_tensor *up, sft_tensor **out) {
-    return sft__glu(ctx, SFT__OP_GEGLU, gate, up, out);
-}
-
-SFTDEF sft_status sft_narrow(sft_context *ctx, sft_tensor *x, int64_t offset, int64_t length, sft_tensor **out) {
-    sft__node n;
-    int64_t shape[SFT_MAX_DIMS], N;
-    char sb[96];
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_NARROW, 1, &x, out));
-    SFT__TRY(sft__check_in("narrow", "x", x, SFT_F32));
-    N = x->ndim ? x->shape[x->ndim - 1] : 0;
-    if (x->ndim < 1 || offset < 0 || length < 1 || offset > N - length)
-        return sft__fail(SFT_ERR_SHAPE, "narrow: columns [%lld, %lld) of x %s", (long long)offset, (long long)(offset + length),
-                         SFT__SHAPE(x, sb));
-    memcpy(shape, x->shape, sizeof shape);
-    shape[x->ndim - 1] = length;
-    n.i[0] = offset; n.i[1] = length;
-    SFT__TRY(sft__node_out(ctx, &n, x->ndim, shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_tensor **out) {
-    sft__node n;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_SOFTCAP, 1, &x, out));
-    SFT__TRY(sft__check_in("softcap", "x", x, SFT_F32));
-    if (!(cap > 0.0f && cap < INFINITY)) return sft__fail(SFT_ERR_ARG, "softcap: cap = %g (want > 0)", cap);
-    n.f[0] = cap;
-    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-/* The inverse frequencies, computed in f32 the way transformers does
-   (1 / theta^(2i/R)), then rescaled per the desc. */
-static sft_status sft__rope_freqs(const sft_rope_desc *desc, int head_dim, int64_t max_pos, float *inv_freq, int64_t *half,
-                                  float *af) {
-    sft_rope_desc d;
-    int i, R;
-    memset(&d, 0, sizeof d);
-    if (desc) d = *desc;
-    if (d.theta == 0.0f) d.theta = 10000.0f;
-    if (d.partial_rotary_factor == 0.0f) d.partial_rotary_factor = 1.0f;
-    if (!inv_freq || head_dim <= 0) return sft__fail(SFT_ERR_ARG, "rope: head_dim %d must be positive", head_dim);
-    if (!(d.partial_rotary_factor > 0.0f && d.partial_rotary_factor <= 1.0f))
-        return sft__fail(SFT_ERR_ARG, "rope: partial_rotary_factor = %g (want (0, 1])", d.partial_rotary_factor);
-    R = (int)((double)head_dim * (double)d.partial_rotary_factor);
-    if (R < 2 || R % 2 || R / 2 > SFT_ROPE_MAX_FREQS)
-        return sft__fail(SFT_ERR_ARG, "rope: %d rotated dims of head_dim %d (partial_rotary_factor %g) must be even and "
-                         "in [2, %d]", R, head_dim, d.partial_rotary_factor, 2 * SFT_ROPE_MAX_FREQS);
-    if (!(d.theta > 1.0f)) return sft__fail(SFT_ERR_ARG, "rope: rope_theta = %g (want > 1)", d.theta);
-    if ((int)d.scaling < 0 || d.scaling > SFT_ROPE_LONGROPE) return sft__fail(SFT_ERR_ARG, "rope: scaling %d", (int)d.scaling);
-    if ((d.scaling == SFT_ROPE_LINEAR || d.scaling == SFT_ROPE_LLAMA3) && !(d.factor > 0.0f))
-        return sft__fail(SFT_ERR_ARG, "rope: rope_scaling factor = %g (want > 0)", d.factor);
-    if (d.scaling == SFT_ROPE_LLAMA3 &&
-        (d.original_max_position_embeddings <= 0 || !(d.high_freq_factor > d.low_freq_factor) || !(d.low_freq_factor > 0.0f)))
-        return sft__fail(SFT_ERR_ARG, "rope: llama3 scaling needs original_max_position_embeddings > 0 and "
-                         "high_freq_factor (%g) > low_freq_factor (%g) > 0", d.high_freq_factor, d.low_freq_factor);
-    if (d.scaling == SFT_ROPE_LONGROPE && d.original_max_position_embeddings <= 0)
-        return sft__fail(SFT_ERR_ARG, "rope: longrope needs original_max_position_embeddings > 0");
-    if (!(d.attention_factor >= 0.0f && d.attention_factor < INFINITY))
-        return sft__fail(SFT_ERR_ARG, "rope: attention_factor = %g", d.attention_factor);
-    for (i = 0; i < R / 2; i++) {
-        float inv = 1.0f / powf(d.theta, (float)(2 * i) / (float)R);
-        if (d.scaling == SFT_ROPE_LINEAR) inv /= d.factor;
-        if (d.scaling == SFT_ROPE_LLAMA3) {
-            float old = (float)d.original_max_position_embeddings, wavelen = 2.0f * 3.14159265358979f / inv;
-            float low_wavelen = old / d.low_freq_factor, high_wavelen = old / d.high_freq_factor;
-            if (wavelen > low_wavelen) inv = inv / d.factor;              /* long waves: fully scaled */
-            else if (!(wavelen < high_wavelen)) {                         /* medium: blend            */
-                float smooth = (old / wavelen - d.low_freq_factor) / (d.high_freq_factor - d.low_freq_factor);
-                inv = (1.0f - smooth) * inv / d.factor + smooth * inv;
-            }
-        }
-        if (d.scaling == SFT_ROPE_LONGROPE) {       /* long factors once a position reaches the original length */
-            float ext = max_pos + 1 > d.original_max_position_embeddings ? d.long_factor[i] : d.short_factor[i];
-            if (!(ext > 0.0f && ext < INFINITY)) return sft__fail(SFT_ERR_ARG, "rope: longrope factor %d = %g (want > 0)", i, ext);
-            inv = 1.0f / (ext * powf(d.theta, (float)(2 * i) / (float)R));
-        }
-        inv_freq[i] = inv;
-    }
-    *half = R / 2;
-    *af = d.attention_factor > 0.0f ? d.attention_factor : 1.0f;
-    return SFT_OK;
-}
-
-SFTDEF sft_status sft_rope_inv_freq(const sft_rope_desc *desc, int head_dim, float *inv_freq) {
-    int64_t half;
-    float af;
-    return sft__rope_freqs(desc, head_dim, 0, inv_freq, &half, &af);
-}
-
-static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
-                               const sft_tensor *table, sft_tensor **out);
-
-SFTDEF sft_status sft_rope(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
-                           sft_tensor **out) {
-    return sft__rope_ex(ctx, x, positions, desc, NULL, out);
-}
-
-/* sft__rope_ex: sft_rope with the angles' cosines and sines from table (made by
-   sft__rope_table for these positions and desc) when it is not NULL */
-static sft_status sft__rope_ex(sft_context *ctx, sft_tensor *x, sft_tensor *positions, const sft_rope_desc *desc,
-                               const sft_tensor *table, sft_tensor **out) {
-    sft__node n;
-    sft_tensor *in[2];
-    float inv[SFT__ATTN_MAX_D / 2], af;
-    int64_t half, i, max_pos = 0;
-    char sb[96];
-    in[0] = x; in[1] = positions;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ROPE, 2, in, out));
-    SFT__TRY(sft__check_in("rope", "x", x, SFT_F32));
-    SFT__TRY(sft__check_in("rope", "positions", positions, SFT_I32));
-    if (x->ndim != 4 || x->shape[3] < 2 || x->shape[3] > SFT__ATTN_MAX_D)
-        return sft__fail(SFT_ERR_SHAPE, "rope: x must be [B, T, H, head_dim] with head_dim in [2, %d], got %s", SFT__ATTN_MAX_D,
-                         SFT__SHAPE(x, sb));
-    if (sft_tensor_numel(positions) != x->shape[0] * x->shape[1])
-        return sft__shape_mismatch("rope", "positions must be [B, T]", x, positions);
-    for (i = 0; positions->device == SFT_DEVICE_CPU && i < sft_tensor_numel(positions); i++)
-        if (((const int32_t *)positions->data)[i] > max_pos) max_pos = ((const int32_t *)positions->data)[i];
-    SFT__TRY(sft__rope_freqs(desc, (int)x->shape[3], max_pos, inv, &half, &af));
-    n.i[0] = half;
-    n.f[0] = af;
-    SFT__TRY(sft__tensor_step(ctx, x->device, SFT_F32, 1, &half, &n.saved));
-    SFT__TRY(sft__device_copy(n.saved->data, x->device, inv, SFT_DEVICE_CPU, (size_t)half * sizeof(float)));
-    if (table && x->device == SFT_DEVICE_CPU && sft_tensor_numel(table) == 2 * sft_tensor_numel(positions) * half) n.ptr = table->data;
-    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-SFTDEF sft_status sft_attention(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
-                                float scale, sft_tensor **out) {
-    sft_attention_desc d;
-    memset(&d, 0, sizeof d);
-    d.scale = scale;
-    return sft_attention_ex(ctx, q, k, v, seq_ids, &d, out);
-}
-
-SFTDEF sft_status sft_attention_ex(sft_context *ctx, sft_tensor *q, sft_tensor *k, sft_tensor *v, sft_tensor *seq_ids,
-                                   const sft_attention_desc *desc, sft_tensor **out) {
-    sft__node n;
-    sft_tensor *in[4];
-    int64_t lse_shape[4];
-    sft_attention_desc d;
-    memset(&d, 0, sizeof d);
-    if (desc) d = *desc;
-    in[0] = q; in[1] = k; in[2] = v; in[3] = seq_ids;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_ATTENTION, 4, in, out));
-    SFT__TRY(sft__check_in("attention", "q", q, SFT_F32));
-    SFT__TRY(sft__check_in("attention", "k", k, SFT_F32));
-    SFT__TRY(sft__check_in("attention", "v", v, SFT_F32));
-    if (seq_ids) SFT__TRY(sft__check_in("attention", "seq_ids", seq_ids, SFT_I32));
-    if (q->ndim != 4 || k->ndim != 4) return sft__shape_mismatch("attention", "q and k must be [B, T, H, D]", q, k);
-    if (!sft__same_shape(k, v)) return sft__shape_mismatch("attention", "k and v differ", k, v);
-    if (k->shape[0] != q->shape[0] || k->shape[1] != q->shape[1] || k->shape[3] != q->shape[3])
-        return sft__shape_mismatch("attention", "q and k differ in B, T or D", q, k);
-    if (k->shape[2] == 0 || q->shape[2] % k->shape[2])
-        return sft__shape_mismatch("attention", "query heads must be a multiple of key/value heads", q, k);
-    if (q->shape[3] > SFT__ATTN_MAX_D || q->shape[3] == 0)
-        return sft__fail(SFT_ERR_SHAPE, "attention: head_dim %lld (want 1..%d)", (long long)q->shape[3], SFT__ATTN_MAX_D);
-    if (seq_ids && sft_tensor_numel(seq_ids) != q->shape[0] * q->shape[1])
-        return sft__shape_mismatch("attention", "seq_ids must be [B, T]", q, seq_ids);
-    if (!(d.scale >= 0.0f && d.scale < INFINITY)) return sft__fail(SFT_ERR_ARG, "attention: scale = %g", d.scale);
-    if (!(d.softcap >= 0.0f && d.softcap < INFINITY)) return sft__fail(SFT_ERR_ARG, "attention: softcap = %g (want >= 0)", d.softcap);
-    if (d.sliding_window < 0) return sft__fail(SFT_ERR_ARG, "attention: sliding_window = %d (want >= 0)", d.sliding_window);
-    n.f[0] = d.scale > 0.0f ? d.scale : 1.0f / sqrtf((float)q->shape[3]);
-    n.f[1] = d.softcap;
-    n.i[0] = d.sliding_window;
-    n.i[1] = d.compute_dtype == SFT_BF16 ? 1 : d.compute_dtype == SFT_F16 ? 2 : 0;   /* CUDA's compute kind */
-    lse_shape[0] = 2; lse_shape[1] = q->shape[0]; lse_shape[2] = q->shape[2]; lse_shape[3] = q->shape[1];
-    SFT__TRY(sft__tensor_step(ctx, q->device, SFT_F32, 4, lse_shape, &n.saved));
-    SFT__TRY(sft__node_out(ctx, &n, 4, q->shape));
-    return sft__op_run(ctx, &n, out);
-}
-
-/* The vocabulary chunk of sft_linear_cross_entropy: as many logit columns as fit
-   SFT__LCE_CHUNK_BYTES for all rows, a multiple of 64, at least 64. */
-#define SFT__LCE_CHUNK_BYTES ((int64_t)16 << 20)
-
-/* sft__ce_prepare: the checks and node settings cross_entropy and
-   linear_cross_entropy share (labels against V, reduction, divisor). */
-static sft_status sft__ce_prepare(sft_context *ctx, const char *op, const sft_ce_desc *desc, const sft_tensor *labels, int64_t N,
-                                  int64_t V, sft__node *n) {
-    sft_ce_desc d;
-    int64_t i, counted = 0;
-    const int32_t *values;
-    memset(&d, 0, sizeof d);
-    if (desc) d = *desc;
-    if (d.ignore_index == 0) d.ignore_index = -100;
-    if (!(d.label_smoothing >= 0.0f && d.label_smoothing < 1.0f))
-        return sft__fail(SFT_ERR_ARG, "%s: label_smoothing = %g (want [0, 1))", op, d.label_smoothing);
-    if ((int)d.reduction < 0 || d.reduction > SFT_CE_SUM_DIV)
-        return sft__fail(SFT_ERR_ARG, "%s: reduction %d does not exist", op, (int)d.reduction);
-    if (d.reduction == SFT_CE_SUM_DIV && !(d.divisor > 0.0f && d.divisor < INFINITY))
-        return sft__fail(SFT_ERR_ARG, "%s: divisor = %g (want > 0, e.g. num_items_in_batch)", op, d.divisor);
-    SFT__TRY(sft__i32_host(ctx, labels, &values));
-    for (i = 0; i < N; i++) {
-        int32_t y = values[i];
-        if (y == d.ignore_index) continue;
-        if (y < 0 || y >= V)
-            return sft__fail(SFT_ERR_ARG, "%s: labels[%lld] = %d is outside [0, %lld) and not ignore_index %d", op,
-                             (long long)i, y, (long long)V, d.ignore_index);
-        counted++;
-    }
-    n->f[0] = d.label_smoothing;
-    n->f[1] = d.reduction == SFT_CE_SUM ? 1.0f : d.reduction == SFT_CE_SUM_DIV ? 1.0f / d.divisor : 1.0f / (float)counted;
-    n->i[0] = d.ignore_index;
-    return SFT_OK;
-}
-
-SFTDEF sft_status sft_cross_entropy(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, const sft_ce_desc *desc,
-                                    sft_tensor **out) {
-    sft__node n;
-    sft_tensor *in[2];
-    int64_t V, N, saved_shape[2];
-    in[0] = logits; in[1] = labels;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_CROSS_ENTROPY, 2, in, out));
-    SFT__TRY(sft__check_in("cross_entropy", "logits", logits, SFT_F32));
-    SFT__TRY(sft__check_in("cross_entropy", "labels", labels, SFT_I32));
-    if (logits->ndim < 1 || logits->shape[logits->ndim - 1] < 1)
-        return sft__shape_mismatch("cross_entropy", "logits need a vocabulary dim", logits, labels);
-    V = logits->shape[logits->ndim - 1];
-    N = sft_tensor_numel(logits) / V;
-    if (labels->ndim != logits->ndim - 1 || sft_tensor_numel(labels) != N)
-        return sft__shape_mismatch("cross_entropy", "labels must have the logits' shape without the last dim", logits, labels);
-    SFT__TRY(sft__ce_prepare(ctx, "cross_entropy", desc, labels, N, V, &n));
-    saved_shape[0] = 2; saved_shape[1] = N;
-    SFT__TRY(sft__tensor_step(ctx, logits->device, SFT_F32, 2, saved_shape, &n.saved));
-    SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
-    return sft__op_run(ctx, &n, out);
-}
-
-static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
-                                               const sft_ce_desc *desc, int bf16, float softcap, sft__lce_metrics *mt,
-                                               sft_tensor **out);
-
-SFTDEF sft_status sft_linear_cross_entropy(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
-                                           const sft_ce_desc *desc, sft_tensor **out) {
-    return sft__linear_cross_entropy_ex(ctx, hidden, weight, labels, desc, 0, 0.0f, NULL, out);
-}
-
-/* sft__linear_cross_entropy_ex: bf16 = a frozen weight multiplied in bf16;
-   softcap > 0: the logits soft-capped first (sft_softcap); mt (may be NULL)
-   gets the token metrics of forward */
-static sft_status sft__linear_cross_entropy_ex(sft_context *ctx, sft_tensor *hidden, sft_tensor *weight, sft_tensor *labels,
-                                               const sft_ce_desc *desc, int bf16, float softcap, sft__lce_metrics *mt,
-                                               sft_tensor **out) {
-    sft__node n;
-    sft_tensor *in[3];
-    int64_t D, N, V, vc, saved;
-    in[0] = hidden; in[1] = weight; in[2] = labels;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_LINEAR_CE, 3, in, out));
-    SFT__TRY(sft__check_in("linear_cross_entropy", "hidden", hidden, SFT_F32));
-    SFT__TRY(sft__check_in("linear_cross_entropy", "weight", weight, SFT_F32));
-    SFT__TRY(sft__check_in("linear_cross_entropy", "labels", labels, SFT_I32));
-    if (hidden->ndim < 1 || weight->ndim != 2 || weight->shape[1] != hidden->shape[hidden->ndim - 1] || weight->shape[0] < 1)
-        return sft__shape_mismatch("linear_cross_entropy", "weight must be [V, D] with D the last dim of hidden", hidden, weight);
-    D = weight->shape[1]; V = weight->shape[0];
-    N = D ? sft_tensor_numel(hidden) / D : 0;
-    if (labels->ndim != hidden->ndim - 1 || sft_tensor_numel(labels) != N)
-        return sft__shape_mismatch("linear_cross_entropy", "labels must have hidden's shape without the last dim", hidden, labels);
-    SFT__TRY(sft__ce_prepare(ctx, "linear_cross_entropy", desc, labels, N, V, &n));
-    vc = N ? (SFT__LCE_CHUNK_BYTES / 4 / N) & ~(int64_t)63 : V;
-    if (vc < 64) vc = 64;
-    if (vc > V) vc = V;
-    n.i[1] = vc;
-    n.f[2] = (float)bf16;            /* 0 f32, 1 bf16, 2 f16 (CUDA only) */
-    if (!(softcap >= 0.0f && softcap < INFINITY)) return sft__fail(SFT_ERR_ARG, "linear_cross_entropy: softcap = %g", softcap);
-    n.f[3] = softcap;
-    n.ptr = mt;
-    saved = 4 * N + N * vc;
-    SFT__TRY(sft__tensor_step(ctx, hidden->device, SFT_F32, 1, &saved, &n.saved));
-    SFT__TRY(sft__node_out(ctx, &n, 0, NULL));
-    return sft__op_run(ctx, &n, out);
-}
-
-SFTDEF sft_status sft_dropout(sft_context *ctx, sft_tensor *x, float p, uint64_t seed, sft_tensor **out) {
-    sft__node n;
-    int64_t words;
-    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_DROPOUT, 1, &x, out));
-    SFT__TRY(sft__check_in("dropout", "x", x, SFT_F32));
-    if (!(p >= 0.0f && p <= 1.0f)) return sft__fail(SFT_ERR_ARG, "dropout: p = %g (want [0, 1])", p);
-    if (p == 0.0f) { *out = x; return SFT_OK; }
-    n.f[0] = p;
-    n.i[0] = (int64_t)seed;
-    words = (sft_tensor_numel(x) + 63) / 64 * 8;
-    SFT__TRY(sft__tensor_step(ctx, x->device, SFT_U8, 1, &words, &n.saved));
-    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
-    return sft__op_run(ctx, &n, out);
 }
 
 /* ============================================================================
@@ -10882,6 +10927,22 @@ SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_
         for (i = 0; i < P + T; i++) ((int32_t *)out->positions->data)[b * (P + T) + i] = (int32_t)i;
     return SFT_OK;
 }
+
+/* ============================================================================
+   === ops: the CPU backend table (in sft__op order) */
+
+static const sft__backend sft__cpu_backend = {
+    "cpu",
+    {sft__cpu_matmul_fwd, sft__cpu_add_fwd, sft__cpu_mul_fwd, sft__cpu_scale_fwd, sft__cpu_reshape_fwd,
+     sft__cpu_embedding_fwd, sft__cpu_rmsnorm_fwd, sft__cpu_silu_fwd, sft__cpu_silu_fwd, sft__cpu_rope_fwd,
+     sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd, sft__cpu_linear_fwd, sft__cpu_prompt_fwd,
+     sft__cpu_geglu_fwd, sft__cpu_softcap_fwd, sft__cpu_narrow_fwd},
+    {sft__cpu_matmul_bwd, sft__cpu_ew_bwd, sft__cpu_ew_bwd, sft__cpu_scale_bwd, sft__cpu_reshape_bwd,
+     sft__cpu_embedding_bwd, sft__cpu_rmsnorm_bwd, sft__cpu_silu_bwd, sft__cpu_silu_bwd, sft__cpu_rope_bwd,
+     sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd, sft__cpu_linear_bwd, sft__cpu_prompt_bwd,
+     sft__cpu_geglu_bwd, sft__cpu_softcap_bwd, sft__cpu_narrow_bwd}};
+
+static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
 
 /* ============================================================================
    === tokenizer: Unicode properties
