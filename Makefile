@@ -7,7 +7,8 @@
 #                   exact match before and after, the adapter as PEFT files and GGUF LoRA
 #   make test       build and run the test suite (ends with "N passed, M failed")
 #   make sanitize   the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make warnings   compile everything with gcc, clang (C99) and g++ (C++) with -Werror,
+#   make warnings   compile everything with gcc, clang (C99) and g++ (C++) with -Werror
+#                   (tests/switches.c with each SFT_NO_* switch too, and run),
 #                   make check-generated and make check-contents
 #   make check-generated  the generated tables in sft.h are what tools/ wrote (sha256sum)
 #   make check-contents   the CONTENTS list at the top of sft.h names every banner, in order
@@ -91,8 +92,9 @@ sanitize: build/test_sft_san
 # compiled and optimised by all three in the test program; the other programs
 # (which compile it again) are checked by clang and g++ with -fsyntax-only.
 EXAMPLES  = mlp generate embed sft demo demo_smollm2
+SWITCHES  = none NO_TOKENIZER NO_DATA NO_TRAINER
 WARN_BINS = $(foreach c,gcc clang cxx,build/warn/test_sft_$(c) $(foreach e,$(EXAMPLES),build/warn/$(e)_$(c)))
-warnings: $(WARN_BINS) build/warn/bench build/warn/bench_e2e check-generated check-contents
+warnings: $(WARN_BINS) build/warn/bench build/warn/bench_e2e $(SWITCHES:%=build/warn/switch_%) check-generated check-contents
 	@echo "warnings: none (gcc, clang, g++)"
 build/warn:
 	mkdir -p build/warn
@@ -109,6 +111,14 @@ build/warn/%_clang: examples/%.c sft.h | build/warn
 build/warn/%_cxx: examples/%.c sft.h | build/warn
 	g++ -x c++ -fsyntax-only $(WARN) $< && touch $@
 build/warn/demo_gcc build/warn/demo_clang build/warn/demo_cxx: | $(STB_DS)
+# the library with parts compiled out (SFT_NO_TOKENIZER, SFT_NO_DATA,
+# SFT_NO_TRAINER; "none": everything in): tests/switches.c built by gcc (and
+# run: it checks what is left works and what is out is gone), clang and g++
+build/warn/switch_%: tests/switches.c sft.h | build/warn
+	gcc   -std=c99 -O2 $(WARN) $(if $(filter none,$*),,-DSFT_$*) tests/switches.c -o $@.bin $(LDLIBS)
+	clang -std=c99 -fsyntax-only $(WARN) $(if $(filter none,$*),,-DSFT_$*) tests/switches.c
+	g++ -x c++ -fsyntax-only $(WARN) $(if $(filter none,$*),,-DSFT_$*) tests/switches.c
+	./$@.bin && touch $@
 build/warn/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build/warn
 	gcc -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@ $(LDLIBS)
 	clang -std=c99 -fsyntax-only $(WARN) tools/bench_e2e.c

@@ -65,6 +65,25 @@
                                      none); contexts may also carry their own
        SFT_ASSERT(x)                 programmer-error checks (default: assert)
        SFT_NO_MMAP                   read files into memory instead of mapping them
+       SFT_NO_TOKENIZER              leave out the tokenizer (sft_tokenizer_*, the
+                                     Unicode tables); implies SFT_NO_DATA.
+                                     sft_generate_desc then has no tokenizer and
+                                     stop_string: generation works on ids
+       SFT_NO_DATA                   leave out datasets and chat templates
+                                     (sft_dataset_*, sft_template_*, the Jinja
+                                     engine); implies SFT_NO_TRAINER, which reads
+                                     datasets (even pre-tokenized rows become a
+                                     dataset through a tokenizer)
+       SFT_NO_TRAINER                leave out the trainer (sft_train,
+                                     sft_trainer_*, checkpoints, sft_grad_scaler).
+                                     What always remains: contexts, files, JSON,
+                                     safetensors, GGUF, tensors, autograd, the
+                                     operators, NF4/LoRA/prompt-tuning layers,
+                                     models (loading, forward, adapters,
+                                     generation), the optimizer and schedules.
+                                     Each of the three removes its declarations and
+                                     its implementation; every translation unit
+                                     must see the same ones
        SFT_USE_CBLAS                 dense f32 GEMMs of the automatic CPU path go to
                                      cblas_sgemm (include <cblas.h>, link a BLAS);
                                      its threads and rounding are then the BLAS's,
@@ -215,6 +234,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* What SFT_NO_TOKENIZER, SFT_NO_DATA and SFT_NO_TRAINER leave out (see
+   COMPILE-TIME OPTIONS): datasets need a tokenizer, the trainer needs datasets. */
+#if defined(SFT_NO_TOKENIZER) && !defined(SFT_NO_DATA)
+#  define SFT_NO_DATA
+#endif
+#if defined(SFT_NO_DATA) && !defined(SFT_NO_TRAINER)
+#  define SFT_NO_TRAINER
+#endif
 
 #ifndef SFTDEF
 #  ifdef SFT_STATIC
@@ -1033,6 +1061,7 @@ typedef struct sft_prompt_batch {
 SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_tensor *embeds, sft_tensor *attention_mask,
                                      sft_tensor *labels, sft_prompt_batch *out);
 
+#ifndef SFT_NO_TOKENIZER
 /* ============================================================================
    === tokenizer
    Hugging Face tokenizer.json files (BPE models), with the ids the Python
@@ -1083,6 +1112,8 @@ typedef struct sft_tokenizer_info {
                                     owned by the tokenizer */
 } sft_tokenizer_info;
 SFTDEF sft_tokenizer_info sft_tokenizer_get_info(const sft_tokenizer *tok);
+
+#endif /* SFT_NO_TOKENIZER */
 
 /* ============================================================================
    === models
@@ -1261,8 +1292,10 @@ typedef struct sft_generate_desc {
     float          top_p;           /* 0 or 1 = off                                    */
     uint64_t       seed;            /* sampling: the same seed gives the same text     */
     int            no_eos_stop;     /* 1 = do not stop at the config's eos_token_id    */
+#ifndef SFT_NO_TOKENIZER
     sft_tokenizer *tokenizer;       /* with stop_string: stop once the decoded new     */
     const char    *stop_string;     /*   text contains it                              */
+#endif
     const int32_t *eos_token_ids;   /* stop at any of these instead of config.json's   */
     int            n_eos_token_ids; /*   eos_token_id (e.g. generation_config.json's)   */
 } sft_generate_desc;
@@ -1333,6 +1366,7 @@ SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name);
 SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, int n_ids, int num_virtual_tokens,
                                              sft_tensor **out);
 
+#ifndef SFT_NO_DATA
 /* ============================================================================
    === chat templates
    Hugging Face chat templates are Jinja programs. sft.h runs them with its own
@@ -1529,6 +1563,8 @@ typedef struct sft_batch {
 SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, int shuffle, int64_t first, int64_t batch_size,
                                     sft_batch *out);
 
+#endif /* SFT_NO_DATA */
+
 /* ============================================================================
    === optimizer and schedules
    AdamW as torch.optim.AdamW computes it (its single-tensor CPU path: the
@@ -1634,6 +1670,7 @@ SFTDEF sft_status sft_schedule_lr(const sft_schedule_desc *desc, double base_lr,
 typedef struct sft_plateau { double lr, best; int bad, started; } sft_plateau;
 SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *desc, double metric);
 
+#ifndef SFT_NO_TRAINER
 /* ============================================================================
    === trainer
    The SFTTrainer loop: epochs or max_steps, micro-batches of
@@ -1833,6 +1870,8 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
    layer and projection, A then B then magnitude). */
 SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr);
 
+#endif /* SFT_NO_TRAINER */
+
 /* ============================================================================
    === random numbers
    Counter-based (Philox-4x32-10): a value is a pure function of (key, counter). */
@@ -2003,8 +2042,10 @@ static void sft__log(const sft_context *ctx, sft_log_level level, const char *fm
 
 #define SFT__TRY(expr) do { sft_status sft__s_ = (expr); if (sft__s_ != SFT_OK) return sft__s_; } while (0)
 
+#ifndef SFT_NO_DATA
 /* an sft_toggle field holds one of its three values (the old -1 = off is refused) */
 static int sft__toggle_ok(sft_toggle t) { return (int)t >= (int)SFT_DEFAULT && (int)t <= (int)SFT_OFF; }
+#endif
 
 /* ============================================================================
    === memory: the context allocator
@@ -2386,13 +2427,6 @@ static int sft__open_parent(const char *path, const char **base) {
     return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-/* sft__fsync_dir: make a rename durable by syncing the directory that holds path. */
-static void sft__fsync_dir(const char *path) {
-    const char *base;
-    int fd = sft__open_parent(path, &base);
-    if (fd >= 0) { (void)fsync(fd); close(fd); }
-}
-
 static int sft__bad_leaf(const char *base) {
     return !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0;
 }
@@ -2436,6 +2470,16 @@ SFTDEF sft_status sft_file_write_atomic(sft_context *ctx, const char *path, cons
     (void)fsync(dfd);
     close(dfd);
     return SFT_OK;
+}
+
+#ifndef SFT_NO_TRAINER
+/* what checkpoints and the metrics file need (the trainer's) */
+
+/* sft__fsync_dir: make a rename durable by syncing the directory that holds path. */
+static void sft__fsync_dir(const char *path) {
+    const char *base;
+    int fd = sft__open_parent(path, &base);
+    if (fd >= 0) { (void)fsync(fd); close(fd); }
 }
 
 /* sft__file_append: len bytes at the end of path (created if missing) through the
@@ -2486,6 +2530,7 @@ static sft_status sft__probe_dir(sft_context *ctx, const char *dir, const char *
     if (unlink(path) != 0) return sft__fail(SFT_ERR_IO, "%s: cannot remove the probe file %s: %s", what, path, strerror(errno));
     return SFT_OK;
 }
+#endif /* SFT_NO_TRAINER */
 
 SFTDEF sft_status sft_file_read(sft_context *ctx, const char *path, size_t max_bytes, char **data, size_t *len) {
     struct stat st;
@@ -2519,6 +2564,16 @@ SFTDEF sft_status sft_file_read(sft_context *ctx, const char *path, size_t max_b
     if (done != n) { sft__free(ctx, buf); return sft__fail(SFT_ERR_IO, "%s: short read (%zu of %zu bytes)", path, done, n); }
     buf[n] = 0;
     *data = buf; *len = n;
+    return SFT_OK;
+}
+
+/* sft__path_join: dir + "/" + name into out, or a failure naming the path. */
+static sft_status sft__path_join(char *out, size_t cap, const char *dir, size_t dir_len, const char *name) {
+    size_t nl = strlen(name);
+    if (dir_len + 1 + nl + 1 > cap) return sft__fail(SFT_ERR_ARG, "path too long: %.*s/%s", (int)(dir_len > 200 ? 200 : dir_len), dir, name);
+    memcpy(out, dir, dir_len);
+    out[dir_len] = '/';
+    memcpy(out + dir_len + 1, name, nl + 1);
     return SFT_OK;
 }
 
@@ -4297,6 +4352,17 @@ SFTDEF sft_status sft_json_writer_finish(sft_json_writer *w, char **text, size_t
     }
     sft_json_writer_reset(w);
     return s;
+}
+
+/* a string member of obj, or NULL; a boolean member, or dflt when absent */
+static const char *sft__json_str(const sft_json *obj, const char *key) {
+    const sft_json *v = sft_json_get(obj, key);
+    return v && v->type == SFT_JSON_STRING ? v->string : NULL;
+}
+
+static int sft__json_bool(const sft_json *obj, const char *key, int dflt) {
+    const sft_json *v = sft_json_get(obj, key);
+    return v ? v->type == SFT_JSON_TRUE : dflt;
 }
 
 /* ============================================================================
@@ -10944,6 +11010,7 @@ static const sft__backend sft__cpu_backend = {
 
 static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
 
+#ifndef SFT_NO_TOKENIZER
 /* ============================================================================
    === tokenizer: Unicode properties
    Letters, numbers and white space for the split patterns, word characters for
@@ -11299,16 +11366,6 @@ static sft_status sft__tok_fail(const char *file, const char *what, const char *
     return sft__fail(SFT_ERR_UNSUPPORTED, "%s: %s '%s' is not supported", file, what, name ? name : "(missing type)");
 }
 
-static const char *sft__json_str(const sft_json *obj, const char *key) {
-    const sft_json *v = sft_json_get(obj, key);
-    return v && v->type == SFT_JSON_STRING ? v->string : NULL;
-}
-
-static int sft__json_bool(const sft_json *obj, const char *key, int dflt) {
-    const sft_json *v = sft_json_get(obj, key);
-    return v ? v->type == SFT_JSON_TRUE : dflt;
-}
-
 static char *sft__tok_strdup(sft_context *ctx, const char *s, size_t n) {
     char *d = (char *)sft__alloc(ctx, n + 1);
     if (d) { memcpy(d, s, n); d[n] = 0; }
@@ -11572,16 +11629,6 @@ static int32_t sft__tok_config_id(const sft_tokenizer *t, const sft_json *cfg, c
     const sft_json *v = sft_json_get(cfg, key);
     const char *s = !v ? NULL : v->type == SFT_JSON_STRING ? v->string : sft__json_str(v, "content");
     return s ? sft__strmap_get(&t->vocab, s, strlen(s)) : -1;
-}
-
-/* sft__path_join: dir + "/" + name into out, or a failure naming the path. */
-static sft_status sft__path_join(char *out, size_t cap, const char *dir, size_t dir_len, const char *name) {
-    size_t nl = strlen(name);
-    if (dir_len + 1 + nl + 1 > cap) return sft__fail(SFT_ERR_ARG, "path too long: %.*s/%s", (int)(dir_len > 200 ? 200 : dir_len), dir, name);
-    memcpy(out, dir, dir_len);
-    out[dir_len] = '/';
-    memcpy(out + dir_len + 1, name, nl + 1);
-    return SFT_OK;
 }
 
 /* A special token's text in tokenizer_config.json: a string or {"content": ...}. */
@@ -13053,6 +13100,8 @@ SFTDEF sft_status sft_tokenizer_decode(sft_tokenizer *t, const int32_t *ids, siz
     *len = out.len - 1;
     return SFT_OK;
 }
+
+#endif /* SFT_NO_TOKENIZER */
 
 /* ============================================================================
    === model: config.json */
@@ -14601,10 +14650,12 @@ static sft_status sft__on_device(sft_context *ctx, sft_tensor *src, sft_device d
     return sft_tensor_copy_from(*out, src);
 }
 
-/* sft__scalar: the value of a one-element f32 tensor on any device */
+#ifndef SFT_NO_TRAINER
+/* sft__scalar: the value of a one-element f32 tensor on any device (the trainer's losses) */
 static sft_status sft__scalar(const sft_tensor *t, float *v) {
     return sft__device_copy(v, SFT_DEVICE_CPU, t->data, t->device, sizeof *v);
 }
+#endif
 
 static sft_status sft__batch_i32(const char *what, const sft_tensor *t, int64_t B, int64_t T) {
     char sb[96];
@@ -15415,6 +15466,10 @@ static int32_t sft__sample(const float *logits, int V, const sft_generate_desc *
 
 /* sft__stop_string_seen: the decoded new tokens contain d->stop_string */
 static int sft__stop_string_seen(const sft_generate_desc *d, const int32_t *ids, int n) {
+#ifdef SFT_NO_TOKENIZER
+    (void)d; (void)ids; (void)n;
+    return 0;
+#else
     char *text = NULL;
     size_t len = 0;
     int seen;
@@ -15423,6 +15478,7 @@ static int sft__stop_string_seen(const sft_generate_desc *d, const int32_t *ids,
     seen = strstr(text, d->stop_string) != NULL;
     sft_free(d->tokenizer->ctx, text);
     return seen;
+#endif
 }
 
 SFTDEF sft_status sft_model_generate(sft_model *m, const int32_t *prompt, int n_prompt, const sft_generate_desc *desc,
@@ -15527,6 +15583,7 @@ SFTDEF sft_status sft_generation_config_load(const char *dir, sft_generation_con
     return s;
 }
 
+#ifndef SFT_NO_DATA
 /* ============================================================================
    === templates: Jinja for chat templates
    Hugging Face chat templates are Jinja programs that transformers runs in a
@@ -20466,6 +20523,8 @@ SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int ad
     return SFT_OK;
 }
 
+#endif /* SFT_NO_DATA */
+
 /* ============================================================================
    === optim: AdamW, clipping, schedules */
 
@@ -21024,6 +21083,7 @@ SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *d, doubl
     return p->lr;
 }
 
+#ifndef SFT_NO_TRAINER
 /* ============================================================================
    === trainer: the loop */
 
@@ -22672,6 +22732,8 @@ static sft_status sft__output_ready(sft_trainer *tr) {
     if (s != SFT_OK && tr->cfg.output_dir) sft__mkdirs_undo(tr->cfg.output_dir, created);
     return s;
 }
+
+#endif /* SFT_NO_TRAINER */
 
 /* ============================================================================
    === cuda seam */
