@@ -8,6 +8,10 @@
 #   make test       build and run the test suite (ends with "N passed, M failed")
 #   make sanitize   the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make warnings   compile everything with gcc, clang (C99) and g++ (C++) with -Werror
+#                   (tests/switches.c with each SFT_NO_* switch too, and run),
+#                   make check-generated and make check-contents
+#   make check-generated  the generated tables in sft.h are what tools/ wrote (sha256sum)
+#   make check-contents   the CONTENTS list at the top of sft.h names every banner, in order
 #   make cuda       nvcc (sm_80, sm_89, sm_90a): the library object, the CUDA tests
 #                   and a CUDA build of the sft command (no GPU needed to build)
 #   make cuda-emu   the CUDA tests built with g++ on the CPU emulator (tests/cuda_emu)
@@ -26,8 +30,10 @@
 #                   against TRL + PEFT + bitsandbytes and a plain torch loop (tools/.venv)
 #                   in the same run (`make bench-e2e BENCH_E2E_ARGS="--cases 512:bf16"`)
 #
-# The library needs stb_ds.h (Debian: libstb-dev). When it is missing, make installs
-# it with apt-get if run as root, and otherwise says how.
+# The library needs libc, libm and pthreads only. examples/demo.c (make demo) keeps
+# its lists in stb_ds's arrays (Debian: libstb-dev); when stb_ds.h is missing, the
+# targets that build the demo install it with apt-get if run as root, and otherwise
+# say how.
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -50,32 +56,33 @@ MPICC   ?= mpicc
 MPI_H    = /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h
 BENCH_ARGS ?=
 
-.PHONY: all demo demo-smollm2 test test-cblas sanitize warnings cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda bench-cuda examples bench bench-e2e clean deps
+.PHONY: all demo demo-smollm2 test test-cblas sanitize warnings check-generated check-contents cuda cuda-emu cuda-emu-san cuda-emu-cli test-cuda bench-cuda examples bench bench-e2e clean deps
 all: build/test_sft examples
 
+# deps: what make demo needs beyond a C compiler (stb_ds.h, for examples/demo.c)
 deps: $(STB_DS)
 $(STB_DS):
 	@if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing libstb-dev (stb_ds.h)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libstb-dev >/dev/null; \
 	else \
-	    echo "sft.h needs stb_ds.h: run 'sudo apt-get install libstb-dev' (or make as root)"; exit 1; \
+	    echo "examples/demo.c needs stb_ds.h: run 'sudo apt-get install libstb-dev' (or make as root)"; exit 1; \
 	fi
 
 build:
 	@mkdir -p build
 
-build/test_sft: $(DEPS) | build $(STB_DS)
+build/test_sft: $(DEPS) | build
 	$(CC) $(STD) $(CFLAGS) $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
 
-build/test_sft_san: $(DEPS) | build $(STB_DS)
+build/test_sft_san: $(DEPS) | build
 	$(CC) $(STD) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
 	    $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
 
 test: build/test_sft
 	./build/test_sft
 
-test-cblas: $(DEPS) | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
+test-cblas: $(DEPS) | build $(OPENBLAS_INC)/cblas.h
 	$(CC) $(STD) $(CFLAGS) $(WARN) -DSFT_USE_CBLAS -I$(OPENBLAS_INC) $(TEST_SRC) -o build/test_sft_cblas -lopenblas $(LDLIBS)
 	./build/test_sft_cblas
 
@@ -87,33 +94,69 @@ sanitize: build/test_sft_san
 # compiled and optimised by all three in the test program; the other programs
 # (which compile it again) are checked by clang and g++ with -fsyntax-only.
 EXAMPLES  = mlp generate embed sft demo demo_smollm2
+SWITCHES  = none NO_TOKENIZER NO_DATA NO_TRAINER
 WARN_BINS = $(foreach c,gcc clang cxx,build/warn/test_sft_$(c) $(foreach e,$(EXAMPLES),build/warn/$(e)_$(c)))
-warnings: $(WARN_BINS) build/warn/bench build/warn/bench_e2e
+warnings: $(WARN_BINS) build/warn/bench build/warn/bench_e2e $(SWITCHES:%=build/warn/switch_%) check-generated check-contents
 	@echo "warnings: none (gcc, clang, g++)"
 build/warn:
 	mkdir -p build/warn
-build/warn/test_sft_gcc: $(DEPS) | build/warn $(STB_DS)
+build/warn/test_sft_gcc: $(DEPS) | build/warn
 	gcc   $(STD) -O2 $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
-build/warn/test_sft_clang: $(DEPS) | build/warn $(STB_DS)
+build/warn/test_sft_clang: $(DEPS) | build/warn
 	clang $(STD) -O2 $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
-build/warn/test_sft_cxx: $(DEPS) | build/warn $(STB_DS)
+build/warn/test_sft_cxx: $(DEPS) | build/warn
 	g++ -x c++ -std=c++11 -O2 $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
-build/warn/%_gcc: examples/%.c sft.h | build/warn $(STB_DS)
+build/warn/%_gcc: examples/%.c sft.h | build/warn
 	gcc   -std=c99 -O2 $(WARN) $< -o $@ $(LDLIBS)
-build/warn/%_clang: examples/%.c sft.h | build/warn $(STB_DS)
+build/warn/%_clang: examples/%.c sft.h | build/warn
 	clang -std=c99 -fsyntax-only $(WARN) $< && touch $@
-build/warn/%_cxx: examples/%.c sft.h | build/warn $(STB_DS)
+build/warn/%_cxx: examples/%.c sft.h | build/warn
 	g++ -x c++ -fsyntax-only $(WARN) $< && touch $@
-build/warn/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
+build/warn/demo_gcc build/warn/demo_clang build/warn/demo_cxx: | $(STB_DS)
+# the library with parts compiled out (SFT_NO_TOKENIZER, SFT_NO_DATA,
+# SFT_NO_TRAINER; "none": everything in): tests/switches.c built by gcc (and
+# run: it checks what is left works and what is out is gone), clang and g++
+build/warn/switch_%: tests/switches.c sft.h | build/warn
+	gcc   -std=c99 -O2 $(WARN) $(if $(filter none,$*),,-DSFT_$*) tests/switches.c -o $@.bin $(LDLIBS)
+	clang -std=c99 -fsyntax-only $(WARN) $(if $(filter none,$*),,-DSFT_$*) tests/switches.c
+	g++ -x c++ -fsyntax-only $(WARN) $(if $(filter none,$*),,-DSFT_$*) tests/switches.c
+	./$@.bin && touch $@
+build/warn/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build/warn
 	gcc -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@ $(LDLIBS)
 	clang -std=c99 -fsyntax-only $(WARN) tools/bench_e2e.c
 	g++ -x c++ -fsyntax-only $(WARN) tools/bench_e2e.c
-build/warn/bench: tools/bench.c tools/bench_peak.h sft.h | build/warn $(STB_DS)
+build/warn/bench: tools/bench.c tools/bench_peak.h sft.h | build/warn
 	@if [ -f $(OPENBLAS_INC)/cblas.h ]; then \
 	    gcc -std=c99 -O2 $(WARN) tools/bench.c -o build/warn/bench_gcc -I$(OPENBLAS_INC) -lopenblas $(LDLIBS) && \
 	    clang -std=c99 -fsyntax-only $(WARN) tools/bench.c -I$(OPENBLAS_INC) && \
 	    g++ -x c++ -fsyntax-only $(WARN) tools/bench.c -I$(OPENBLAS_INC) && touch $@; \
 	else echo "(tools/bench.c not compiled: no OpenBLAS headers)"; fi
+
+# make check-generated: every generated block of sft.h (between its BEGIN GENERATED
+# and END GENERATED lines) is what its tools/ script wrote: the blocks, cut out with
+# awk, against tools/generated.sha256 (which the scripts write), no Python needed
+check-generated: | build
+	@rm -rf build/generated && mkdir -p build/generated
+	@awk 'BEGIN { d = "build/generated" } \
+	    /^\/\* BEGIN GENERATED by tools\// { if (f != "") bad = "nested BEGIN"; f = d "/" substr($$5, 7); printf "" > f; next } \
+	    /^\/\* END GENERATED by tools\// { if (f != d "/" substr($$5, 7)) bad = "END without its BEGIN"; f = ""; next } \
+	    f != "" { print > f } \
+	    END { if (f != "") bad = "BEGIN without END"; if (bad != "") { print "sft.h: " bad; exit 1 } }' sft.h
+	@[ "$$(LC_ALL=C ls build/generated)" = "$$(cut -c 67- tools/generated.sha256)" ] || \
+	    { echo "sft.h's generated blocks ($$(ls build/generated | tr '\n' ' ')) are not those of tools/generated.sha256"; exit 1; }
+	@cd build/generated && sha256sum --quiet --strict -c ../../tools/generated.sha256 || \
+	    { echo "a generated table of sft.h differs from what its tools/ script wrote: run the script (tools/README.md)"; exit 1; }
+	@echo "check-generated: $$(ls build/generated | wc -l) blocks as their scripts wrote them"
+
+# make check-contents: the CONTENTS list at the top of sft.h has one line per
+# "=== name" banner, in the file's order (a line's name ends at two spaces)
+check-contents: | build
+	@grep '^   === ' sft.h | sed 's/^   === //; s/ \*\/$$//' > build/banners.txt
+	@awk '/^   CONTENTS/ { f = 1; next } /^   LICENSE:/ { f = 0 } \
+	    f && /^         [^ ]/ { sub(/^         /, ""); sub(/  .*/, ""); print }' sft.h > build/contents.txt
+	@diff build/contents.txt build/banners.txt > build/contents.diff || \
+	    { echo "sft.h: CONTENTS (<) and the banners (>) differ:"; cat build/contents.diff; exit 1; }
+	@echo "check-contents: $$(wc -l < build/banners.txt) banners, each in CONTENTS in order"
 
 # The CUDA build: sft.h's implementation with SFT_CUDA is one object (sft.h itself
 # compiled as the translation unit), which the CUDA tests and C programs link
@@ -131,15 +174,15 @@ CUDA_LIBS  = -lcublasLt -lcudart -lpthread
 build/emu build/emu-san build/cuda:
 	mkdir -p $@
 
-build/emu/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu $(STB_DS)
+build/emu/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu
 	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
 build/emu/%.o: tests/%.cu $(CUDA_HDRS) $(EMU_HDRS) | build/emu
 	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -c $< -o $@
 build/test_cuda_emu: build/emu/sft_cuda.o $(CUDA_TESTS:%=build/emu/%.o)
 	$(CXX) $(EMU_OPT) $^ -o $@ $(LDLIBS)
-build/bench_cuda_emu: tools/bench_cuda.cu $(CUDA_HDRS) $(EMU_HDRS) | build $(STB_DS)
+build/bench_cuda_emu: tools/bench_cuda.cu $(CUDA_HDRS) $(EMU_HDRS) | build
 	$(CXX) $(EMU_FLAGS) $(EMU_OPT) tools/bench_cuda.cu -o $@ $(LDLIBS)
-build/emu-san/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san $(STB_DS)
+build/emu-san/sft_cuda.o: $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san
 	$(CXX) $(EMU_FLAGS) $(EMU_SAN) -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
 build/emu-san/%.o: tests/%.cu $(CUDA_HDRS) $(EMU_HDRS) | build/emu-san
 	$(CXX) $(EMU_FLAGS) $(EMU_SAN) -c $< -o $@
@@ -166,7 +209,7 @@ cuda-emu-san: build/test_emu_san build/test_cuda_emu_san
 
 # make cuda-emu-cli: the sft command built on the emulator trains on the CPU and on
 # the emulated device (after make demo, whose model and data it takes)
-build/sft_emu: examples/sft.c $(CUDA_HDRS) $(EMU_HDRS) | build $(STB_DS)
+build/sft_emu: examples/sft.c $(CUDA_HDRS) $(EMU_HDRS) | build
 	$(CXX) $(EMU_FLAGS) $(EMU_OPT) -DSFT_CUDA examples/sft.c -o $@ $(LDLIBS)
 cuda-emu-cli: build/sft_emu
 	@[ -f $(DEMO_DIR)/base/config.json ] || { echo "make cuda-emu-cli needs make demo first ($(DEMO_DIR))"; exit 1; }
@@ -174,7 +217,7 @@ cuda-emu-cli: build/sft_emu
 
 # make cuda: the library object, the CUDA tests and the sft command linked against
 # it (a C program: cc, not nvcc); no GPU needed to build
-build/sft_cuda.o: $(CUDA_HDRS) | build $(STB_DS)
+build/sft_cuda.o: $(CUDA_HDRS) | build
 	$(NVCC) $(NVCC_FLAGS) -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA -c sft.h -o $@
 build/cuda/%.o: tests/%.cu $(CUDA_HDRS) | build/cuda
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
@@ -182,11 +225,11 @@ build/test_cuda: build/sft_cuda.o $(CUDA_TESTS:%=build/cuda/%.o)
 	$(NVCC) $(CUDA_ARCH) $^ -o $@ $(CUDA_LIBS)
 build/sft_cuda: examples/sft.c build/sft_cuda.o
 	$(CC) -O2 $(WARN) -DSFT_CLI_LINKED -DSFT_CUDA examples/sft.c build/sft_cuda.o -o $@ -L$(CUDA_HOME)/lib64 $(CUDA_LIBS) -lstdc++ -lm
-build/bench_cuda: tools/bench_cuda.cu $(CUDA_HDRS) | build $(STB_DS)
+build/bench_cuda: tools/bench_cuda.cu $(CUDA_HDRS) | build
 	$(NVCC) $(NVCC_FLAGS) tools/bench_cuda.cu -o $@ $(CUDA_LIBS)
 # data parallel on GPUs: SFT_MPI with SFT_CUDA (gradients summed by NCCL, set up
 # through MPI), compiled for sm_80 and linked: a build check (no GPU runs it here)
-build/sft_cuda_mpi.o: $(CUDA_HDRS) | build $(STB_DS) $(MPI_H)
+build/sft_cuda_mpi.o: $(CUDA_HDRS) | build $(MPI_H)
 	$(NVCC) $(filter-out -gencode arch=%,$(NVCC_FLAGS)) -gencode arch=compute_80,code=sm_80 -x cu -DSFT_IMPLEMENTATION -DSFT_CUDA \
 	    -DSFT_MPI $$($(MPICC) --showme:compile) -c sft.h -o $@
 build/sft_cuda_mpi: examples/sft.c build/sft_cuda_mpi.o
@@ -219,10 +262,10 @@ BENCH_E2E_ARGS ?=
 bench-e2e: build/bench_e2e
 	./build/bench_e2e $(BENCH_E2E_ARGS)
 
-build/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build $(STB_DS)
+build/bench_e2e: tools/bench_e2e.c tools/bench_peak.h sft.h | build
 	$(CC) -std=c99 -O2 $(WARN) tools/bench_e2e.c -o $@ -lm -lpthread
 
-build/bench: tools/bench.c tools/bench_peak.h sft.h | build $(STB_DS) $(OPENBLAS_INC)/cblas.h
+build/bench: tools/bench.c tools/bench_peak.h sft.h | build $(OPENBLAS_INC)/cblas.h
 	$(CC) -std=c99 -O2 $(WARN) tools/bench.c -o $@ -I$(OPENBLAS_INC) -lopenblas -lm -lpthread
 
 $(OPENBLAS_INC)/cblas.h:
@@ -233,19 +276,12 @@ $(OPENBLAS_INC)/cblas.h:
 	    echo "make bench needs OpenBLAS: run 'sudo apt-get install libopenblas-dev' (or make as root)"; exit 1; \
 	fi
 
+# the examples with the project's flags (C99, every warning an error); each also
+# builds with the plain `cc -O2 examples/NAME.c -o NAME -lm -lpthread` its top says
 examples: build/mlp build/generate build/embed build/sft build/demo build/demo_smollm2
-build/mlp: examples/mlp.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/mlp.c -o $@ $(LDLIBS)
-build/generate: examples/generate.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/generate.c -o $@ $(LDLIBS)
-build/embed: examples/embed.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/embed.c -o $@ $(LDLIBS)
-build/sft: examples/sft.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/sft.c -o $@ $(LDLIBS)
-build/demo: examples/demo.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/demo.c -o $@ $(LDLIBS)
-build/demo_smollm2: examples/demo_smollm2.c sft.h | build $(STB_DS)
-	$(CC) -O2 examples/demo_smollm2.c -o $@ $(LDLIBS)
+build/%: examples/%.c sft.h | build
+	$(CC) -std=c99 -O2 $(WARN) $< -o $@ $(LDLIBS)
+build/demo: | $(STB_DS)
 
 # make demo: a tiny Llama and its tokenizer made from nothing, pretrained on other
 # chat tasks, then QLoRA-fine-tuned by build/sft to sort digits; exact match on
@@ -314,9 +350,9 @@ $(MPI_H):
 	fi
 build/mpi:
 	@mkdir -p $@
-build/mpi/sft: examples/sft.c sft.h | build/mpi $(STB_DS) $(MPI_H)
+build/mpi/sft: examples/sft.c sft.h | build/mpi $(MPI_H)
 	$(MPICC) $(STD) -O2 -g $(WARN) -DSFT_MPI examples/sft.c -o $@ $(LDLIBS)
-build/mpi/test_mpi: tests/test_mpi.c tests/parallel.h tests/runner.c tests/test.h sft.h | build/mpi $(STB_DS) $(MPI_H)
+build/mpi/test_mpi: tests/test_mpi.c tests/parallel.h tests/runner.c tests/test.h sft.h | build/mpi $(MPI_H)
 	$(MPICC) $(STD) -O2 -g $(WARN) -DSFT_MPI tests/test_mpi.c tests/runner.c -o $@ $(LDLIBS)
 mpi: build/mpi/sft build/mpi/test_mpi
 	@[ -f $(DEMO_DIR)/base/config.json ] || { echo "make mpi needs make demo first ($(DEMO_DIR))"; exit 1; }
@@ -347,7 +383,7 @@ FUZZ_TMP     ?= $(if $(wildcard /dev/shm),/dev/shm,build/fuzz/tmp)
 .PHONY: fuzz fuzz-build tsan valgrind soak
 build/fuzz build/fuzz/findings:
 	mkdir -p $@
-build/fuzz/sft.o: sft.h | build/fuzz $(STB_DS)
+build/fuzz/sft.o: sft.h | build/fuzz
 	$(FUZZ_CC) -x c $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -DSFT_IMPLEMENTATION -c sft.h -o $@
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/sft.o
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< build/fuzz/sft.o -o $@ -lm -lpthread
@@ -365,16 +401,16 @@ fuzz-run-%: build/fuzz/fuzz_% | build/fuzz/findings
 fuzz: $(FUZZ_TARGETS:%=fuzz-run-%)
 
 TSAN_FLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -O1 -g -fsanitize=thread
-build/test_sft_tsan: $(DEPS) | build $(STB_DS)
+build/test_sft_tsan: $(DEPS) | build
 	$(CC) $(TSAN_FLAGS) $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
-build/tsan_train: tests/tsan_train.c sft.h | build $(STB_DS)
+build/tsan_train: tests/tsan_train.c sft.h | build
 	$(CC) $(TSAN_FLAGS) $(WARN) tests/tsan_train.c -o $@ $(LDLIBS)
 tsan: build/test_sft_tsan build/tsan_train
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/tsan_train 2 4
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ./build/test_sft_tsan $(TSAN_FILTER)
 
 VALGRIND_FILTER ?=
-build/test_sft_vg: $(DEPS) | build $(STB_DS)
+build/test_sft_vg: $(DEPS) | build
 	$(CC) $(STD) -O1 -g $(WARN) $(TEST_SRC) -o $@ $(LDLIBS)
 valgrind: build/test_sft_vg
 	valgrind -q --error-exitcode=3 --leak-check=full --errors-for-leak-kinds=definite,indirect \

@@ -116,13 +116,74 @@ static sft_status sft__cuda_fail(cudaError_t err, const char *what) {
    device bytes), and the cuBLASLt handle and workspace, made on the first dense
    GEMM. */
 
-typedef struct sft__cuda_size { void *key; size_t value; } sft__cuda_size;
+/* the live device blocks' sizes: open addressing with linear probing, deletion
+   by shifting the run back (no tombstones), every allocation checked */
+typedef struct sft__cuda_sizes { void **key; size_t *bytes; size_t cap, count; } sft__cuda_sizes;
+
+static size_t sft__cuda_slot(const void *p, size_t cap) {
+    return (size_t)(((uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+}
+
+/* the slot holding p, or the empty slot where it would go */
+static size_t sft__cuda_sizes_find(const sft__cuda_sizes *m, const void *p) {
+    size_t i = sft__cuda_slot(p, m->cap);
+    while (m->key[i] && m->key[i] != p) i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static void sft__cuda_sizes_free(sft_context *ctx, sft__cuda_sizes *m) {
+    sft__free(ctx, m->key); sft__free(ctx, m->bytes);
+    memset(m, 0, sizeof *m);
+}
+
+static sft_status sft__cuda_sizes_put(sft_context *ctx, sft__cuda_sizes *m, void *p, size_t bytes) {
+    size_t i;
+    if ((m->count + 1) * 2 > m->cap) {
+        sft__cuda_sizes big;
+        big.cap = m->cap ? 2 * m->cap : 256;
+        big.count = m->count;
+        big.key = (void **)sft__calloc(ctx, big.cap, sizeof(void *));
+        big.bytes = (size_t *)sft__calloc(ctx, big.cap, sizeof(size_t));
+        if (!big.key || !big.bytes) {
+            sft__cuda_sizes_free(ctx, &big);
+            return sft__fail(SFT_ERR_NOMEM, "cuda: cannot grow the table of device blocks to %zu entries", big.cap);
+        }
+        for (i = 0; i < m->cap; i++)
+            if (m->key[i]) {
+                size_t j = sft__cuda_sizes_find(&big, m->key[i]);
+                big.key[j] = m->key[i]; big.bytes[j] = m->bytes[i];
+            }
+        sft__cuda_sizes_free(ctx, m);
+        *m = big;
+    }
+    i = sft__cuda_sizes_find(m, p);
+    if (!m->key[i]) { m->key[i] = p; m->count++; }
+    m->bytes[i] = bytes;
+    return SFT_OK;
+}
+
+/* sft__cuda_sizes_take: p's size, removed from the table; 0 when p is not there */
+static size_t sft__cuda_sizes_take(sft__cuda_sizes *m, const void *p) {
+    size_t i, j, bytes;
+    if (!m->cap || !m->key[i = sft__cuda_sizes_find(m, p)]) return 0;
+    bytes = m->bytes[i];
+    /* shift back every later entry of the run that may not sit past the hole */
+    for (j = (i + 1) & (m->cap - 1); m->key[j]; j = (j + 1) & (m->cap - 1)) {
+        size_t home = sft__cuda_slot(m->key[j], m->cap);
+        if (((j - home) & (m->cap - 1)) >= ((j - i) & (m->cap - 1))) {
+            m->key[i] = m->key[j]; m->bytes[i] = m->bytes[j]; i = j;
+        }
+    }
+    m->key[i] = NULL;
+    m->count--;
+    return bytes;
+}
 
 /* SFT_CUDA_GEMM: how the GEMMs run (see "tensor cores" for the dispatcher) */
 enum { SFT__GEMM_AUTO, SFT__GEMM_REFERENCE, SFT__GEMM_FUSED, SFT__GEMM_DEQUANT };
 
 typedef struct sft__cuda_state {
-    sft__cuda_size *sizes;       /* stb_ds hash map: live device block -> bytes  */
+    sft__cuda_sizes sizes;       /* live device block -> bytes                   */
     int             gemm_reference;   /* SFT_CUDA_GEMM=reference                 */
     int             gemm_mode;        /* SFT__GEMM_*                             */
     int             sm;               /* compute capability, 10 major + minor    */
@@ -178,7 +239,7 @@ static void sft__cuda_context_free(sft_context *ctx) {
     sft__cuda_free(ctx, st->lt_work);
 #endif
     sft__cuda_free(ctx, st->work16);
-    hmfree(st->sizes);
+    sft__cuda_sizes_free(ctx, &st->sizes);
     sft__free(ctx, st);
     ctx->cuda = NULL;
 }
@@ -200,7 +261,11 @@ static sft_status sft__cuda_alloc(sft_context *ctx, size_t size, void **out) {
         snprintf(what, sizeof what, "cuda: cudaMalloc of %zu bytes", size);
         return sft__cuda_fail(err, what);
     }
-    hmput(st->sizes, *out, size);
+    if (sft__cuda_sizes_put(ctx, &st->sizes, *out, size) != SFT_OK) {
+        if (cudaFree(*out) != cudaSuccess) (void)cudaGetLastError();
+        *out = NULL;
+        return SFT_ERR_NOMEM;
+    }
     ctx->device_bytes_in_use += size;
     if (ctx->device_bytes_in_use > ctx->device_peak_bytes) ctx->device_peak_bytes = ctx->device_bytes_in_use;
     return SFT_OK;
@@ -210,12 +275,8 @@ static sft_status sft__cuda_alloc(sft_context *ctx, size_t size, void **out) {
    (a device that has gone away) is forgotten, there is no one to tell. */
 static void sft__cuda_free(sft_context *ctx, void *ptr) {
     sft__cuda_state *st = (sft__cuda_state *)ctx->cuda;
-    ptrdiff_t i;
     if (!ptr) return;
-    if (st && (i = hmgeti(st->sizes, ptr)) >= 0) {
-        ctx->device_bytes_in_use -= st->sizes[i].value;
-        (void)hmdel(st->sizes, ptr);
-    }
+    if (st) ctx->device_bytes_in_use -= sft__cuda_sizes_take(&st->sizes, ptr);
     if (cudaFree(ptr) != cudaSuccess) (void)cudaGetLastError();
 }
 

@@ -20,7 +20,7 @@
    Between the evals, `make demo` fine-tunes with `build/sft train` and the
    flags listed below (NF4 base + LoRA on all linear layers).
 
-   Build (needs stb_ds.h: apt-get install libstb-dev):
+   Build (needs stb_ds.h for its lists: apt-get install libstb-dev):
        cc -O2 examples/demo.c -o build/demo -lm -lpthread
    Threads: every online CPU; DEMO_THREADS=N says otherwise (1 is faster when
    another program keeps a core busy). The results do not depend on it.
@@ -74,6 +74,11 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+/* stb_ds's growing arrays hold the lists read from files; a failed allocation
+   may end a demo (the library itself checks every one) */
+#define STB_DS_IMPLEMENTATION
+#include <stb/stb_ds.h>
 
 /* ============================================================================
    Settings */
@@ -538,13 +543,13 @@ static sft_status message_record(sft_context *ctx, const char *prompt, const cha
 }
 
 /* the conversations of a JSONL file: user prompt and assistant answer of each line */
-typedef struct examples { char **prompt, **answer; int n; } examples;
+typedef struct examples { char **prompt, **answer; int n; } examples;   /* stb_ds arrays */
 
 static void examples_free(examples *ex) {
     int i;
     for (i = 0; i < ex->n; i++) { free(ex->prompt[i]); free(ex->answer[i]); }
-    free(ex->prompt);
-    free(ex->answer);
+    arrfree(ex->prompt);
+    arrfree(ex->answer);
     memset(ex, 0, sizeof *ex);
 }
 
@@ -557,7 +562,6 @@ static char *dup_str(const char *s) {
 static sft_status read_examples(sft_context *ctx, const char *path, examples *ex) {
     char *text = NULL, *line, *end;
     size_t len = 0;
-    int cap = 0;
     sft_status s;
     memset(ex, 0, sizeof *ex);
     if ((s = sft_file_read(ctx, path, 0, &text, &len)) != SFT_OK) return s;
@@ -575,18 +579,10 @@ static sft_status read_examples(sft_context *ctx, const char *path, examples *ex
             fprintf(stderr, "demo: %s: a line is not a user + assistant conversation\n", path);
             s = SFT_ERR_FORMAT;
         } else {
-            if (ex->n == cap) {
-                char **p, **a;
-                cap = cap ? 2 * cap : 256;
-                if ((p = (char **)realloc(ex->prompt, (size_t)cap * sizeof(char *))) != NULL) ex->prompt = p;
-                if ((a = (char **)realloc(ex->answer, (size_t)cap * sizeof(char *))) != NULL) ex->answer = a;
-                if (!p || !a) s = SFT_ERR_NOMEM;
-            }
-            if (s == SFT_OK) {
-                ex->prompt[ex->n] = dup_str(user->string);
-                ex->answer[ex->n] = dup_str(asst->string);
-                ex->n++;
-            }
+            arrput(ex->prompt, dup_str(user->string));
+            arrput(ex->answer, dup_str(asst->string));
+            ex->n++;
+            if (!ex->prompt[ex->n - 1] || !ex->answer[ex->n - 1]) s = SFT_ERR_NOMEM;
         }
         sft_json_free(rec);
     }

@@ -8,7 +8,7 @@
    save a checkpoint; --resume picks the run up again, bit-identical to a run
    that never stopped.
 
-   Build (needs stb_ds.h: apt-get install libstb-dev):
+   Build:
        cc -O2 examples/embed.c -o embed -lm -lpthread
    Run (defaults: the tiny test model and tokenizer in tests/fixtures):
        ./embed [--model DIR] [--tokenizer DIR] [--out DIR] [--frames N] [--resume]

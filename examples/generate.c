@@ -1,7 +1,7 @@
 /* generate.c - complete a prompt with a Hugging Face model directory and, if
    given, a PEFT adapter directory.
 
-   Build (needs stb_ds.h: apt-get install libstb-dev):
+   Build:
        cc -O2 examples/generate.c -o generate -lm -lpthread
    Run:
        ./generate MODEL_DIR [options] "prompt text"

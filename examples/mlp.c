@@ -1,7 +1,7 @@
 /* mlp.c - train a small multi-layer perceptron with nothing but sft.h's tensor
    and autograd API: three interleaved spirals in the plane, one class each.
 
-   Build and run (needs stb_ds.h: apt-get install libstb-dev):
+   Build and run:
        cc -O2 examples/mlp.c -o mlp -lm -lpthread && ./mlp
 
    What it shows: persistent parameters, a per-step arena (sft_step_begin),

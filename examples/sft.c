@@ -16,7 +16,7 @@
    conflicting flags) gets one line naming the flag or file and exit status 2,
    before anything is written.
 
-   Build (needs stb_ds.h: apt-get install libstb-dev):
+   Build:
        cc -O2 examples/sft.c -o sft -lm -lpthread
    With CUDA (--device cuda), linked against sft.h's CUDA object (make cuda):
        cc -O2 -DSFT_CLI_LINKED -DSFT_CUDA examples/sft.c build/sft_cuda.o -o sft
@@ -478,7 +478,7 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     if (!(o->eval_fraction >= 0.0 && o->eval_fraction < 1.0)) return cli_fail(e, "--eval_fraction: expected [0, 1)");
     b->data.max_length = o->max_length; b->data.packing = o->packing; b->data.padding_free = o->padding_free;
     b->data.dataset_text_field = o->dataset_text_field;
-    b->data.completion_only_loss = o->completion_only_loss == 0 ? -1 : 0;
+    b->data.completion_only_loss = o->completion_only_loss < 0 ? SFT_DEFAULT : o->completion_only_loss ? SFT_ON : SFT_OFF;
     b->data.assistant_only_loss = o->assistant_only_loss; b->data.skip_bad_records = o->skip_bad_records;
     b->data.eval_fraction = (float)o->eval_fraction; b->data.seed = (uint64_t)o->seed;
     b->chat_template_path = o->chat_template_path;
@@ -542,13 +542,14 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     if (!cli_kwargs(o->lr_scheduler_kwargs, &t->lr_scheduler_kwargs, e)) return 0;
     t->warmup_steps = o->warmup_steps; t->warmup_ratio = o->warmup_ratio; t->weight_decay = o->weight_decay;
     t->adam_beta1 = o->adam_beta1; t->adam_beta2 = o->adam_beta2; t->adam_epsilon = o->adam_epsilon;
-    t->max_grad_norm = o->max_grad_norm > 0.0 ? o->max_grad_norm : -1.0;      /* transformers: 0 = no clipping */
+    t->max_grad_norm = o->max_grad_norm > 0.0 ? o->max_grad_norm : 1.0;
+    t->clip_grad_norm = o->max_grad_norm > 0.0 ? SFT_ON : SFT_OFF;           /* transformers: 0 = no clipping */
     t->fp16 = o->fp16;                                                        /* GradScaler's loss scaling */
     if (sft_optim_from_name(o->optim, &t->optim) != SFT_OK) return cli_fail(e, "--%s", sft_last_error());
     t->full_finetuning = !o->use_peft;
     t->seed = (uint64_t)o->seed; t->gradient_checkpointing = o->gradient_checkpointing;
     t->label_smoothing_factor = (float)o->label_smoothing_factor; t->neftune_noise_alpha = (float)o->neftune_noise_alpha;
-    t->logging_steps = o->logging_steps; t->logging_nan_inf_filter = o->logging_nan_inf_filter ? 0 : -1;
+    t->logging_steps = o->logging_steps; t->logging_nan_inf_filter = o->logging_nan_inf_filter ? SFT_ON : SFT_OFF;
     t->token_metrics = o->token_metrics;
     if (!strcmp(o->eval_strategy, "steps")) t->eval_steps = o->eval_steps ? o->eval_steps : o->logging_steps;
     else if (!strcmp(o->eval_strategy, "epoch")) t->eval_each_epoch = 1;
@@ -561,7 +562,7 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     else if (strcmp(o->save_strategy, "no")) return cli_fail(e, "--save_strategy: expected no, steps or epoch, got '%s'", o->save_strategy);
     t->save_total_limit = o->save_total_limit; t->load_best_model_at_end = o->load_best_model_at_end;
     t->metric_for_best_model = o->metric_for_best_model;
-    t->greater_is_better = o->greater_is_better < 0 ? 0 : o->greater_is_better ? 1 : -1;
+    t->greater_is_better = o->greater_is_better < 0 ? SFT_DEFAULT : o->greater_is_better ? SFT_ON : SFT_OFF;
     if (o->resume_from_checkpoint && (!strcmp(o->resume_from_checkpoint, "true") || !strcmp(o->resume_from_checkpoint, "True")))
         t->resume_from_checkpoint = "last";
     else if (o->resume_from_checkpoint && (!strcmp(o->resume_from_checkpoint, "false") || !strcmp(o->resume_from_checkpoint, "False")))

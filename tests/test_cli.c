@@ -94,7 +94,7 @@ static void a_config_file_equals_the_flags(void) {
     CHECK_MSG(t_cli(C_TRAIN, flags, 20, &a, &e), "flags: %s", e.msg);
     CHECK_MSG(t_cli_keep(C_TRAIN, with_cfg, 4, &b, &e, &cfg), "config: %s", e.msg);
     CHECK(b.lora.r == 4 && b.train.learning_rate == 1e-3 && b.data.packing == 1 && b.train.lr_scheduler_kwargs.num_cycles == 2);
-    CHECK(a.train.save_each_epoch == b.train.save_each_epoch && a.train.greater_is_better == b.train.greater_is_better && b.train.greater_is_better == -1);
+    CHECK(a.train.save_each_epoch == b.train.save_each_epoch && a.train.greater_is_better == b.train.greater_is_better && b.train.greater_is_better == SFT_OFF);
     CHECK(a.train.lr_scheduler_type == b.train.lr_scheduler_type && strcmp(a.model, b.model) == 0 && strcmp(a.dataset, b.dataset) == 0);
     CHECK(memcmp(&a.lora, &b.lora, sizeof a.lora) == 0 && memcmp(&a.data, &b.data, sizeof a.data) == 0);
     sft_json_free(cfg);

@@ -195,6 +195,9 @@ static void malformed_records_are_refused_or_counted(void) {
     }
     d.max_length = -2;
     t_bad_records(ctx, tok, empty, 2, &d, SFT_ERR_ARG, "max_length");
+    d.max_length = 0;
+    d.completion_only_loss = (sft_toggle)-1;     /* the integer "off" of earlier versions: now SFT_OFF */
+    t_bad_records(ctx, tok, empty, 2, &d, SFT_ERR_ARG, "completion_only_loss -1");
     {   /* a file: the line number is reported */
         char path[600];
         FILE *f;
@@ -273,7 +276,7 @@ static void t_trl_case(sft_context *ctx, const sft_json *top, const sft_json *c)
     d.packing = sft_json_get(opt, "packing")->type == SFT_JSON_TRUE;
     d.padding_free = sft_json_get(opt, "padding_free")->type == SFT_JSON_TRUE;
     d.dataset_text_field = sft_json_get(opt, "dataset_text_field")->string;
-    d.completion_only_loss = sft_json_get(opt, "completion_only_loss_effective")->type == SFT_JSON_TRUE ? 0 : -1;
+    d.completion_only_loss = sft_json_get(opt, "completion_only_loss_effective")->type == SFT_JSON_TRUE ? SFT_ON : SFT_OFF;
     d.assistant_only_loss = sft_json_get(opt, "assistant_only_loss")->type == SFT_JSON_TRUE;
     if (tmpl && tmpl->type == SFT_JSON_STRING && strcmp(tmpl->string, "fixture") != 0)
         d.chat_template_text = sft_json_get(sft_json_get(top, "templates"), tmpl->string)->string;

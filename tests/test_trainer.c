@@ -130,6 +130,14 @@ static void bad_training_settings_are_refused(void) {
     CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("evaluation strategy");
     memset(&c, 0, sizeof c); c.optim = (sft_optim)7;
     CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("optim");
+    /* the integer meanings of earlier versions are refused: max_grad_norm < 0
+       for no clipping (now clip_grad_norm = SFT_OFF), -1 for off */
+    memset(&c, 0, sizeof c); c.max_grad_norm = -1;
+    CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("clip_grad_norm = SFT_OFF");
+    memset(&c, 0, sizeof c); c.logging_nan_inf_filter = (sft_toggle)-1;
+    CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("logging_nan_inf_filter -1");
+    memset(&c, 0, sizeof c); c.greater_is_better = (sft_toggle)-1;
+    CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("greater_is_better -1");
     memset(&c, 0, sizeof c); c.full_finetuning = 1;      /* m has adapters */
     CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_STATE); CHECK_ERROR_MENTIONS("full_finetuning");
     {
@@ -343,6 +351,7 @@ typedef struct t_trl_case {
     int         steps, full, plateau, eight_bit;
     double      lr, max_grad_norm, weight_decay;
     float       label_smoothing;
+    sft_toggle  clip_grad_norm;
 } t_trl_case;
 
 static char **t_id_records(const sft_json *rows) {
@@ -438,7 +447,7 @@ static void t_trl_run(const t_trl_case *tc) {
     memset(&c, 0, sizeof c);
     c.per_device_train_batch_size = 4; c.gradient_accumulation_steps = 2; c.learning_rate = tc->lr;
     c.lr_scheduler_type = SFT_SCHEDULE_LINEAR; c.warmup_steps = 2; c.max_steps = tc->steps; c.logging_steps = 1; c.sequential = 1;
-    c.max_grad_norm = tc->max_grad_norm; c.weight_decay = tc->weight_decay; c.label_smoothing_factor = tc->label_smoothing;
+    c.max_grad_norm = tc->max_grad_norm; c.clip_grad_norm = tc->clip_grad_norm; c.weight_decay = tc->weight_decay; c.label_smoothing_factor = tc->label_smoothing;
     c.full_finetuning = tc->full; c.optim = tc->eight_bit ? SFT_OPTIM_ADAMW_8BIT : SFT_OPTIM_ADAMW_TORCH;
     c.token_metrics = 1; c.on_log = t_on_log; c.user = &logs;
     if (tc->plateau) {
@@ -512,31 +521,37 @@ done:
 }
 
 static void the_loss_curve_matches_trl(void) {
-    t_trl_case c = {"trl_loop", 12, 0, 0, 0, 1e-3, 1.0, 0.0, 0.0f};
+    t_trl_case c = {"trl_loop", 12, 0, 0, 0, 1e-3, 1.0, 0.0, 0.0f, SFT_DEFAULT};
     t_trl_run(&c);
 }
 static void the_loss_curve_matches_trl_with_clipping(void) {
-    t_trl_case c = {"trl_loop_clip", 12, 0, 0, 0, 1e-3, 0.6, 0.0, 0.0f};
+    t_trl_case c = {"trl_loop_clip", 12, 0, 0, 0, 1e-3, 0.6, 0.0, 0.0f, SFT_ON};
+    t_trl_run(&c);
+}
+/* clip_grad_norm SFT_OFF: max_grad_norm 0.6 is ignored, the run is TRL's
+   unclipped one (transformers' max_grad_norm 0) */
+static void clipping_off_ignores_max_grad_norm(void) {
+    t_trl_case c = {"trl_loop", 12, 0, 0, 0, 1e-3, 0.6, 0.0, 0.0f, SFT_OFF};
     t_trl_run(&c);
 }
 /* label smoothing: LabelSmoother's per-micro-batch mean, not divided by GA */
 static void label_smoothing_matches_trl(void) {
-    t_trl_case c = {"trl_smooth", 6, 0, 0, 0, 1e-3, 1.0, 0.0, 0.1f};
+    t_trl_case c = {"trl_smooth", 6, 0, 0, 0, 1e-3, 1.0, 0.0, 0.1f, SFT_DEFAULT};
     t_trl_run(&c);
 }
 /* full fine-tuning: every weight trained, weight decay but on norms */
 static void full_finetuning_matches_trl(void) {
-    t_trl_case c = {"trl_full", 4, 1, 0, 0, 1e-4, 1.0, 0.01, 0.0f};
+    t_trl_case c = {"trl_full", 4, 1, 0, 0, 1e-4, 1.0, 0.01, 0.0f, SFT_DEFAULT};
     t_trl_run(&c);
 }
 /* reduce_lr_on_plateau stepped by each evaluation's eval_loss */
 static void plateau_schedule_follows_evaluations_as_trl(void) {
-    t_trl_case c = {"trl_plateau", 8, 0, 1, 0, 1e-3, 1.0, 0.0, 0.0f};
+    t_trl_case c = {"trl_plateau", 8, 0, 1, 0, 1e-3, 1.0, 0.0, 0.0f, SFT_DEFAULT};
     t_trl_run(&c);
 }
 /* optim adamw_bnb_8bit (LoRA tensors this small keep f32 state) */
 static void adamw_8bit_run_matches_trl(void) {
-    t_trl_case c = {"trl_8bit", 6, 0, 0, 1, 1e-3, 1.0, 0.0, 0.0f};
+    t_trl_case c = {"trl_8bit", 6, 0, 0, 1, 1e-3, 1.0, 0.0, 0.0f, SFT_DEFAULT};
     t_trl_run(&c);
 }
 
@@ -715,8 +730,10 @@ done:
    as the mean since the last log) and training goes on; with the filter off the
    NaN is logged. */
 static void a_nan_loss_is_filtered_from_the_log(void) {
-    int filter;
-    for (filter = 0; filter < 2; filter++) {
+    static const sft_toggle filters[3] = {SFT_DEFAULT, SFT_ON, SFT_OFF};
+    int k;
+    for (k = 0; k < 3; k++) {
+        int filter = filters[k] != SFT_OFF;
         sft_context *ctx = t_context(1);
         sft_tokenizer *tok = NULL;
         sft_model *m = t_lora_model(ctx);
@@ -732,7 +749,7 @@ static void a_nan_loss_is_filtered_from_the_log(void) {
             sft_lora_weights w;
             memset(&c, 0, sizeof c);
             c.per_device_train_batch_size = 4; c.max_steps = 3; c.logging_steps = 1; c.sequential = 1;
-            c.logging_nan_inf_filter = filter ? 0 : -1; c.on_log = t_on_log; c.user = &logs;
+            c.logging_nan_inf_filter = filters[k]; c.on_log = t_on_log; c.user = &logs;
             CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
             if (tr) CHECK_OK(sft_trainer_step(tr, &info));
             if (sft_linear_adapter_weights(sft_model_linear(m, 0, "q_proj"), "default", &w) == SFT_OK) ((float *)w.B->data)[0] = NAN;
@@ -996,6 +1013,7 @@ void suite_trainer(void) {
     RUN(adamw_8bit_matches_bitsandbytes);
     RUN(the_loss_curve_matches_trl);
     RUN(the_loss_curve_matches_trl_with_clipping);
+    RUN(clipping_off_ignores_max_grad_norm);
     RUN(label_smoothing_matches_trl);
     RUN(full_finetuning_matches_trl);
     RUN(plateau_schedule_follows_evaluations_as_trl);

@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     d.max_length = (a >> 3) & 1 ? 16 : (a >> 4) & 1 ? -1 : 0;
     d.packing = (a >> 5) & 1;
     d.padding_free = (a >> 6) & 1;
-    d.completion_only_loss = (a >> 7) ? -1 : 0;
+    d.completion_only_loss = (a >> 7) ? SFT_OFF : SFT_DEFAULT;
     d.assistant_only_loss = b & 1;
     d.trl_chat_templates = (b >> 1) & 1 ? trl : NULL;
     d.sharegpt_map_roles = (b >> 2) & 1;
