@@ -1770,7 +1770,74 @@ typedef struct sft_data_parallel {
     void *user;
 } sft_data_parallel;
 
-typedef struct sft_train_config {
+/* Callbacks that steer, as transformers' TrainerCallback and TrainerControl:
+   each event below reaches every sft_callback of the config in order, with the
+   control flags the run will act on; a callback may set or clear them. The
+   flags start as transformers' DefaultFlowCallback sets them (logging_steps,
+   eval_steps, save_steps, the epoch strategies, the last step) and are reset
+   where transformers resets them (should_training_stop at TRAIN_BEGIN,
+   should_epoch_stop at EPOCH_BEGIN, should_log/evaluate/save at STEP_BEGIN and
+   once acted on). A callback's status other than SFT_OK ends the step with it.
+   With several ranks every rank's callbacks run, and a stop any of them asks
+   for stops all of them at that step. */
+typedef enum sft_event {
+    SFT_EVENT_INIT_END = 0,         /* sft_trainer_create is done (after a resume)          */
+    SFT_EVENT_TRAIN_BEGIN,          /* the first step begins (before eval_on_start)         */
+    SFT_EVENT_EPOCH_BEGIN,
+    SFT_EVENT_STEP_BEGIN,           /* an accumulation window begins                        */
+    SFT_EVENT_SUBSTEP_END,          /* a micro-batch of the window, not its last, is done   */
+    SFT_EVENT_PRE_OPTIMIZER_STEP,   /* gradients complete and clipped                       */
+    SFT_EVENT_OPTIMIZER_STEP,       /* the weights updated, the schedule not yet stepped    */
+    SFT_EVENT_STEP_END,             /* global_step counted; control: what the step will do  */
+    SFT_EVENT_LOG,                  /* args->log: the entry (a training or evaluation log)  */
+    SFT_EVENT_EVALUATE,             /* args->log: the evaluation (before the best metric is
+                                       updated with it, as transformers)                    */
+    SFT_EVENT_PREDICT,              /* args->log: sft_trainer_predict's figures             */
+    SFT_EVENT_SAVE,                 /* args->checkpoint: the folder written                 */
+    SFT_EVENT_EPOCH_END,            /* the epoch is done, or the run stops within it        */
+    SFT_EVENT_TRAIN_END,            /* sft_train's run is done (after the best model loads) */
+    SFT_EVENT_COUNT
+} sft_event;
+/* sft_event_name: transformers' name of the event ("on_step_end", ...) */
+SFTDEF const char *sft_event_name(sft_event e);
+
+typedef struct sft_trainer_control {
+    int should_training_stop, should_epoch_stop, should_save, should_evaluate, should_log;
+} sft_trainer_control;
+
+typedef struct sft_train_config sft_train_config;
+typedef struct sft_trainer sft_trainer;
+typedef struct sft_callback_args {
+    sft_event               event;
+    int64_t                 global_step, max_steps;
+    double                  epoch;              /* as the log entries count it          */
+    const sft_log_entry    *log;                /* LOG, EVALUATE, PREDICT; else NULL      */
+    const char             *checkpoint;         /* SAVE; else NULL                        */
+    int64_t                 best_global_step;   /* 0: none yet                            */
+    double                  best_metric;        /* metric_for_best_model's best so far    */
+    const sft_train_config *config;             /* the settings, defaults filled in       */
+    sft_trainer            *trainer;
+} sft_callback_args;
+
+typedef struct sft_callback {
+    sft_status (*fn)(const sft_callback_args *args, sft_trainer_control *control, void *user);
+    void        *user;
+} sft_callback;
+
+/* EarlyStoppingCallback: stop once early_stopping_patience evaluations in a row
+   did not improve metric_for_best_model on the best so far by more than
+   early_stopping_threshold. As transformers, it needs load_best_model_at_end,
+   an evaluation strategy and the metric (refused at TRAIN_BEGIN otherwise). Use
+   { sft_early_stopping_callback, &state } with a zeroed state's patience and
+   threshold set. */
+typedef struct sft_early_stopping {
+    int    patience;                /* early_stopping_patience (>= 1)                       */
+    double threshold;               /* early_stopping_threshold (>= 0)                      */
+    int    counter;                 /* evaluations without improvement so far              */
+} sft_early_stopping;
+SFTDEF sft_status sft_early_stopping_callback(const sft_callback_args *args, sft_trainer_control *control, void *user);
+
+struct sft_train_config {
     double         num_train_epochs;            /* 0 = 3                                 */
     int64_t        max_steps;                   /* > 0: overrides the epochs             */
     int            per_device_train_batch_size; /* 0 = 8                                 */
@@ -1838,9 +1905,10 @@ typedef struct sft_train_config {
     void         (*on_save)(const char *checkpoint_dir, void *user);
     void          *user;                        /* passed to every callback                */
     sft_data_parallel parallel;                 /* several processes (above); zero: one    */
-} sft_train_config;
+    const sft_callback *callbacks;              /* n_callbacks of them, called in order    */
+    int            n_callbacks;
+};
 
-typedef struct sft_trainer sft_trainer;
 
 struct sft_step_info {
     int64_t global_step, max_steps;
@@ -1893,6 +1961,11 @@ SFTDEF void       sft_trainer_destroy(sft_trainer *tr);
    cancel it does nothing and reports done and cancelled. */
 SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info);
 /* sft_trainer_evaluate: an evaluation now (entry may be NULL). */
+/* sft_trainer_predict: transformers' predict(): ds (its train split, in order,
+   without gradients) measured as an evaluation measures (the figures
+   transformers names test_loss, test_mean_token_accuracy, ...), neither logged
+   nor kept in the history; SFT_EVENT_PREDICT hears it. Every rank calls it. */
+SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_entry *entry);
 SFTDEF sft_status sft_trainer_evaluate(sft_trainer *tr, sft_log_entry *entry);
 /* sft_trainer_save: a checkpoint of the current step in output_dir now. */
 SFTDEF sft_status sft_trainer_save(sft_trainer *tr);
@@ -21167,12 +21240,18 @@ struct sft_trainer {
     int               last_skipped;     /* the last step's gradients overflowed       */
     int               rank, world;      /* data parallel: this rank of how many (1: alone) */
     int               stopping;         /* world > 1: the ranks agreed to stop (sft__dp_agree) */
+    sft_trainer_control control;        /* the callbacks' flags (sft_callback)          */
+    int               began, finished;  /* TRAIN_BEGIN sent; should_training_stop acted on */
+    int64_t           epoch_begun;      /* the epoch EPOCH_BEGIN was sent for (-1: none) */
+    int64_t           epochs_total;     /* transformers' num_train_epochs, whole          */
+    int64_t           last_eval_step;   /* the step of the last evaluation (-1: none)     */
 };
 
 /* from "trainer: checkpoints" below */
 static sft_status sft__mkdirs(const char *dir, size_t *created);
 static void       sft__track_best(sft_trainer *tr, const sft_log_entry *e);
-static double     sft__metric_of(const sft_trainer *tr, const sft_log_entry *e);
+static double     sft__metric_of(const sft_train_config *c, const sft_log_entry *e);
+static int        sft__greater_is_better(const sft_train_config *c);
 static sft_status sft__keep_only_best(sft_trainer *tr);
 static sft_status sft__resume(sft_trainer *tr);
 static sft_status sft__output_ready(sft_trainer *tr);
@@ -21359,6 +21438,114 @@ static sft_status sft__dp_agree(sft_trainer *tr, sft_status saved) {
    once they agreed on it, so every rank stops at the same step */
 static int sft__cancelled(const sft_trainer *tr) {
     return tr->world > 1 ? tr->stopping : __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE);
+}
+
+/* sft__done: the run is over: max_steps reached, a callback's
+   should_training_stop acted on, or a cancel (agreed by the ranks) */
+static int sft__done(const sft_trainer *tr) {
+    return tr->global_step >= tr->max_steps || tr->finished || sft__cancelled(tr);
+}
+
+/* --- callbacks: events and the control flags -------------------------------------- */
+
+SFTDEF const char *sft_event_name(sft_event e) {
+    static const char *const names[SFT_EVENT_COUNT] = {
+        "on_init_end", "on_train_begin", "on_epoch_begin", "on_step_begin", "on_substep_end", "on_pre_optimizer_step",
+        "on_optimizer_step", "on_step_end", "on_log", "on_evaluate", "on_predict", "on_save", "on_epoch_end", "on_train_end"};
+    return (int)e >= 0 && e < SFT_EVENT_COUNT ? names[e] : "(no such event)";
+}
+
+/* sft__event: an event to every callback in order, after the flag transformers'
+   CallbackHandler clears for it; a callback's failure ends the step with its status */
+static sft_status sft__event(sft_trainer *tr, sft_event ev, const sft_log_entry *log, const char *checkpoint) {
+    sft_trainer_control *c = &tr->control;
+    sft_callback_args a;
+    int i;
+    switch (ev) {
+    case SFT_EVENT_TRAIN_BEGIN: c->should_training_stop = 0; break;
+    case SFT_EVENT_EPOCH_BEGIN: c->should_epoch_stop = 0; break;
+    case SFT_EVENT_STEP_BEGIN: c->should_log = c->should_evaluate = c->should_save = 0; break;
+    case SFT_EVENT_LOG: c->should_log = 0; break;
+    case SFT_EVENT_EVALUATE: c->should_evaluate = 0; break;
+    case SFT_EVENT_SAVE: c->should_save = 0; break;
+    default: break;
+    }
+    if (tr->cfg.n_callbacks <= 0) return SFT_OK;
+    memset(&a, 0, sizeof a);
+    a.event = ev; a.global_step = tr->global_step; a.max_steps = tr->max_steps;
+    a.epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
+    a.log = log; a.checkpoint = checkpoint;
+    a.best_global_step = tr->best_step; a.best_metric = tr->best_metric;
+    a.config = &tr->cfg; a.trainer = tr;
+    for (i = 0; i < tr->cfg.n_callbacks; i++) {
+        sft_status s;
+        sft_clear_error();
+        s = tr->cfg.callbacks[i].fn(&a, c, tr->cfg.callbacks[i].user);
+        if (s != SFT_OK) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", sft_last_error());
+            return sft__fail(s, "train: callback %d at %s (step %lld): %s", i, sft_event_name(ev), (long long)tr->global_step,
+                             msg[0] ? msg : sft_status_str(s));
+        }
+    }
+    return SFT_OK;
+}
+
+/* sft__callbacks_check: every callback has its function */
+static sft_status sft__callbacks_check(sft_trainer *tr) {
+    int i;
+    if (tr->cfg.n_callbacks < 0 || (tr->cfg.n_callbacks > 0 && !tr->cfg.callbacks))
+        return sft__fail(SFT_ERR_ARG, "train: n_callbacks %d with callbacks %s", tr->cfg.n_callbacks, tr->cfg.callbacks ? "set" : "NULL");
+    for (i = 0; i < tr->cfg.n_callbacks; i++)
+        if (!tr->cfg.callbacks[i].fn) return sft__fail(SFT_ERR_ARG, "train: callbacks[%d].fn is NULL", i);
+    return SFT_OK;
+}
+
+/* sft__dp_control: the ranks' flags combined (any rank's request holds for
+   all), so every rank logs, evaluates, saves and stops alike */
+static sft_status sft__dp_control(sft_trainer *tr) {
+    sft_trainer_control *c = &tr->control;
+    double v[5];
+    if (tr->world <= 1) return SFT_OK;
+    v[0] = c->should_training_stop != 0; v[1] = c->should_epoch_stop != 0; v[2] = c->should_save != 0;
+    v[3] = c->should_evaluate != 0; v[4] = c->should_log != 0;
+    SFT__TRY(sft__dp_sum(tr, v, 5, "agreeing on the callbacks' flags"));
+    c->should_training_stop = v[0] > 0.0; c->should_epoch_stop = v[1] > 0.0; c->should_save = v[2] > 0.0;
+    c->should_evaluate = v[3] > 0.0; c->should_log = v[4] > 0.0;
+    return SFT_OK;
+}
+
+/* sft_early_stopping_callback: transformers' EarlyStoppingCallback. The metric
+   is metric_for_best_model (eval_ prefixed); an improvement beats the best so far
+   (before this evaluation counts) by more than the threshold. */
+SFTDEF sft_status sft_early_stopping_callback(const sft_callback_args *a, sft_trainer_control *control, void *user) {
+    sft_early_stopping *es = (sft_early_stopping *)user;
+    const sft_train_config *c = a->config;
+    double v;
+    if (!es) return sft__fail(SFT_ERR_ARG, "early stopping: the callback's user must be an sft_early_stopping");
+    if (a->event == SFT_EVENT_TRAIN_BEGIN) {
+        if (es->patience < 1 || !(es->threshold >= 0.0 && es->threshold < INFINITY))
+            return sft__fail(SFT_ERR_ARG, "early stopping: patience %d, threshold %g (want >= 1, >= 0)", es->patience, es->threshold);
+        if (!c->load_best_model_at_end) return sft__fail(SFT_ERR_ARG, "early stopping requires load_best_model_at_end (as transformers)");
+        if (!c->eval_steps && !c->eval_each_epoch)
+            return sft__fail(SFT_ERR_ARG, "early stopping requires an evaluation strategy (eval_steps or eval_each_epoch)");
+        return SFT_OK;
+    }
+    if (a->event != SFT_EVENT_EVALUATE || !a->log) return SFT_OK;
+    v = sft__metric_of(c, a->log);
+    if (v != v) {
+        if (a->trainer)
+            sft__log(a->trainer->ctx, SFT_LOG_WARN, "early stopping: the evaluation has no %s; early stopping is off for it",
+                     c->metric_for_best_model ? c->metric_for_best_model : "eval_loss");
+        return SFT_OK;
+    }
+    if (!a->best_global_step || ((sft__greater_is_better(c) ? v > a->best_metric : v < a->best_metric) &&
+                                 fabs(v - a->best_metric) > es->threshold))
+        es->counter = 0;
+    else
+        es->counter++;
+    if (es->counter >= es->patience) control->should_training_stop = 1;
+    return SFT_OK;
 }
 
 SFTDEF void sft_trainer_destroy(sft_trainer *tr) {
@@ -21556,6 +21743,10 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     if (s == SFT_OK && (tr->cfg.eval_steps || tr->cfg.eval_each_epoch || tr->cfg.eval_on_start) && sft_dataset_rows(tr->eval, tr->eval_split) == 0)
         s = sft__fail(SFT_ERR_ARG, "train: evaluation is asked for (eval_steps / eval_each_epoch / eval_on_start) but there is no eval set");
     tr->max_steps = tr->cfg.max_steps > 0 ? tr->cfg.max_steps : (int64_t)ceil(tr->cfg.num_train_epochs * (double)tr->updates_per_epoch);
+    /* transformers' num_train_epochs: the epochs the run opens (with max_steps: as many as it needs) */
+    tr->epochs_total = tr->cfg.max_steps > 0 && tr->updates_per_epoch > 0
+                           ? (tr->max_steps + tr->updates_per_epoch - 1) / tr->updates_per_epoch : (int64_t)ceil(tr->cfg.num_train_epochs);
+    tr->epoch_begun = -1; tr->last_eval_step = -1;
     tr->sched = tr->cfg.lr_scheduler_kwargs;
     tr->sched.type = tr->cfg.lr_scheduler_type;
     tr->sched.total_steps = tr->max_steps;
@@ -21592,6 +21783,8 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     if (s == SFT_OK && tr->cfg.resume_from_checkpoint) s = sft__resume(tr);   /* reads only: a refused resume leaves no trace */
     if (s == SFT_OK) s = sft__dp_start(tr);
     if (s == SFT_OK) s = sft__output_ready(tr);
+    if (s == SFT_OK) s = sft__callbacks_check(tr);
+    if (s == SFT_OK) s = sft__event(tr, SFT_EVENT_INIT_END, NULL, NULL);
     if (s != SFT_OK) { sft_trainer_destroy(tr); return s; }
     tr->start_time = sft__seconds();
     *out = tr;
@@ -21658,6 +21851,7 @@ static sft_status sft__metrics_line(sft_trainer *tr, const sft_log_entry *e) {
 static sft_status sft__emit(sft_trainer *tr, const sft_log_entry *e) {
     if (sft__vec_push(tr->ctx, &tr->history, e, 1) != SFT_OK)
         return sft__fail(SFT_ERR_NOMEM, "train: the log history could not grow for step %lld", (long long)e->global_step);
+    SFT__TRY(sft__event(tr, SFT_EVENT_LOG, e, NULL));
     if (tr->cfg.on_log) tr->cfg.on_log(e, tr->cfg.user);
     return sft__metrics_line(tr, e);
 }
@@ -21668,16 +21862,16 @@ enum { SFT__EV_CORRECT, SFT__EV_TOKENS, SFT__EV_ENTROPY, SFT__EV_PRESENT, SFT__E
 
 /* sft__eval_batch: eval batch `first`'s loss x rows into sums[0..1], its token
    figures into f[SFT__EV_N] (the rank's mean entropy, as TRL gathers it) */
-static sft_status sft__eval_batch(sft_trainer *tr, int64_t first, double *sums, double *f) {
+static sft_status sft__eval_batch(sft_trainer *tr, sft_dataset *ds, int split, int64_t first, double *sums, double *f) {
     sft_batch b;
     sft_model_batch mb;
     sft_model_run run;
     sft_model_output out;
     float lv = 0.0f;
     sft_step_begin(tr->ctx);
-    SFT__TRY(sft_dataset_batch(tr->eval, tr->eval_split, 0, 0, first, tr->cfg.per_device_eval_batch_size, &b));
+    SFT__TRY(sft_dataset_batch(ds, split, 0, 0, first, tr->cfg.per_device_eval_batch_size, &b));
     memset(&run, 0, sizeof run);
-    SFT__TRY(sft__trainer_inputs(tr, tr->eval, &b, &mb));
+    SFT__TRY(sft__trainer_inputs(tr, ds, &b, &mb));
     run.token_metrics = tr->cfg.token_metrics;
     SFT__TRY(sft_model_forward(tr->model, &mb, &run, &out));
     SFT__TRY(sft__scalar(out.loss, &lv));
@@ -21690,13 +21884,14 @@ static sft_status sft__eval_batch(sft_trainer *tr, int64_t first, double *sums, 
     return SFT_OK;
 }
 
-/* sft__evaluate: the eval set in order, without gradients: eval_loss is the
-   batches' mean losses weighted by their rows (transformers repeats each batch's
-   loss batch-size times); accuracy and entropy as in training, per eval step.
-   With several ranks, rank r evaluates batches r, r + world_size, ... and the
-   sums are reduced: the same eval_loss as one process. */
-static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_scheduler) {
-    int64_t rows = sft_dataset_rows(tr->eval, tr->eval_split), bs = tr->cfg.per_device_eval_batch_size;
+/* sft__measure: a dataset split in order, without gradients, as an evaluation
+   measures it: eval_loss is the batches' mean losses weighted by their rows
+   (transformers repeats each batch's loss batch-size times); accuracy and
+   entropy as in training, per eval step. With several ranks, rank r takes
+   batches r, r + world_size, ... and the sums are reduced: the same eval_loss
+   as one process. */
+static sft_status sft__measure(sft_trainer *tr, sft_dataset *ds, int split, sft_log_entry *out) {
+    int64_t rows = sft_dataset_rows(ds, split), bs = tr->cfg.per_device_eval_batch_size;
     int64_t n_batches = (rows + bs - 1) / bs, n_steps = (n_batches + tr->world - 1) / tr->world, j, batches = 0;
     double *f, acc = 0.0, ent = 0.0;
     int was;
@@ -21706,7 +21901,7 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_
         return sft__fail(SFT_ERR_NOMEM, "evaluate: %lld batches", (long long)n_batches);
     was = sft_grad_enabled_set(tr->ctx, 0);
     for (j = tr->rank; s == SFT_OK && j < n_batches; j += tr->world)
-        s = sft__eval_batch(tr, j * bs, f + n_steps * SFT__EV_N, f + (j / tr->world) * SFT__EV_N);
+        s = sft__eval_batch(tr, ds, split, j * bs, f + n_steps * SFT__EV_N, f + (j / tr->world) * SFT__EV_N);
     sft_grad_enabled_set(tr->ctx, was);
     sft_step_begin(tr->ctx);
     if (s == SFT_OK) s = sft__dp_sum(tr, f, n_steps * SFT__EV_N + 2, "evaluation");
@@ -21725,10 +21920,21 @@ static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_
     e.mean_token_accuracy = batches ? acc / (double)batches : NAN;
     e.entropy = batches ? ent / (double)batches : NAN;
     e.grad_norm = NAN; e.learning_rate = NAN; e.num_tokens = tr->num_tokens;
+    *out = e;
+    return SFT_OK;
+}
+
+/* sft__evaluate: the eval set measured, logged (LOG, then EVALUATE), then the
+   plateau schedule and the best metric take it in */
+static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_scheduler) {
+    sft_log_entry e;
+    SFT__TRY(sft__measure(tr, tr->eval, tr->eval_split, &e));
     SFT__TRY(sft__emit(tr, &e));
+    tr->last_eval_step = tr->global_step;
+    SFT__TRY(sft__event(tr, SFT_EVENT_EVALUATE, &e, NULL));    /* before the best metric takes it in */
     /* transformers steps ReduceLROnPlateau here, with metric_for_best_model, and
        only here (not on eval_on_start, not on an evaluation asked for outside the loop) */
-    if (step_scheduler && tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) sft_plateau_step(&tr->plateau, &tr->sched, sft__metric_of(tr, &e));
+    if (step_scheduler && tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) sft_plateau_step(&tr->plateau, &tr->sched, sft__metric_of(&tr->cfg, &e));
     sft__track_best(tr, &e);
     if (tr->cfg.on_evaluate) tr->cfg.on_evaluate(&e, tr->cfg.user);
     if (entry) *entry = e;
@@ -21892,6 +22098,7 @@ static sft_status sft__window_run(sft_trainer *tr, int64_t first, int64_t window
         int present;
         s = sft__micro_batch(tr, first + k, &b, &present);
         if (s == SFT_OK && present) s = sft__train_micro(tr, &b, k, items, w);
+        if (s == SFT_OK && k + 1 < window) s = sft__event(tr, SFT_EVENT_SUBSTEP_END, NULL, NULL);
     }
     if (s == SFT_OK) s = sft__window_close(tr, w);
     if (s == SFT_OK) s = sft__dp_sum_tensors(tr, 1, "summing the gradients");
@@ -21902,50 +22109,98 @@ static sft_status sft__window_run(sft_trainer *tr, int64_t first, int64_t window
     return s;
 }
 
-/* sft__trainer_step: sft_trainer_step with info always there */
-static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
-    int64_t window, first, items;
-    double loss = 0.0, lr, t_opt;
-    int found_inf = 0;
-    sft_status saved = SFT_OK;
-    sft__window w;
-    memset(info, 0, sizeof *info);
-    if (tr->global_step >= tr->max_steps || sft__cancelled(tr)) { sft_trainer_progress(tr, info); return SFT_OK; }
+/* sft__log_step: the training log entry of the steps since the last one */
+static sft_status sft__log_step(sft_trainer *tr) {
+    sft_log_entry e;
+    memset(&e, 0, sizeof e);
+    e.global_step = tr->global_step;
+    e.epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
+    e.loss = tr->loss_since_log / (double)tr->steps_since_log;
+    tr->total_loss += tr->loss_since_log;
+    tr->last_logged = tr->global_step;
+    e.grad_norm = tr->last_grad_norm; e.learning_rate = tr->last_lr; e.num_tokens = tr->num_tokens;
+    e.mean_token_accuracy = tr->acc_tokens ? tr->acc_sum / (double)tr->acc_tokens : NAN;
+    e.entropy = tr->acc_tokens ? tr->ent_sum / (double)tr->acc_tokens : NAN;
+    SFT__TRY(sft__emit(tr, &e));
+    tr->loss_since_log = 0.0; tr->steps_since_log = 0; tr->acc_sum = tr->ent_sum = 0.0; tr->acc_tokens = 0;
+    return SFT_OK;
+}
+
+/* sft__act: what the control flags ask for now, in transformers' order
+   (_maybe_log_save_evaluate): the log entry, the evaluation, the checkpoint.
+   An evaluation or save already made at this step is not repeated; *saved is
+   the save's status (the ranks agree on it at the step's end). */
+static sft_status sft__act(sft_trainer *tr, sft_status *saved) {
+    sft_trainer_control *c = &tr->control;
+    if (c->should_log && tr->global_step > tr->last_logged) SFT__TRY(sft__log_step(tr));
+    if (c->should_evaluate) {
+        if (tr->last_eval_step == tr->global_step) c->should_evaluate = 0;
+        else SFT__TRY(sft__evaluate(tr, NULL, 1));
+    }
+    if (c->should_save) {
+        if (tr->cfg.output_dir && tr->last_saved != tr->global_step && *saved == SFT_OK) *saved = sft_trainer_save(tr);
+        c->should_save = 0;
+    }
+    return SFT_OK;
+}
+
+/* sft__flow_step_end / sft__flow_epoch_end: the flags transformers'
+   DefaultFlowCallback sets before the callbacks see them */
+static void sft__flow_step_end(sft_trainer *tr) {
+    sft_trainer_control *c = &tr->control;
+    int last = tr->global_step >= tr->max_steps;
+    if (tr->global_step % tr->cfg.logging_steps == 0 || last) c->should_log = 1;
+    if (tr->cfg.eval_steps && tr->global_step % tr->cfg.eval_steps == 0) c->should_evaluate = 1;
+    if (tr->cfg.save_steps && (tr->global_step % tr->cfg.save_steps == 0 || last)) c->should_save = 1;
+    if (last) c->should_training_stop = 1;
+}
+static void sft__flow_epoch_end(sft_trainer *tr) {
+    if (tr->cfg.eval_each_epoch) tr->control.should_evaluate = 1;
+    if (tr->cfg.save_each_epoch) tr->control.should_save = 1;
+}
+
+/* sft__step_begin: the run's and the epoch's first events, then the step's */
+static sft_status sft__step_begin(sft_trainer *tr) {
+    if (!tr->began) {
+        tr->began = 1;
+        SFT__TRY(sft__event(tr, SFT_EVENT_TRAIN_BEGIN, NULL, NULL));
+    }
     if (!tr->started) {
         int64_t trainable = 0;
         int i;
         tr->started = 1;
         for (i = 0; i < tr->opt->n; i++) trainable += sft_tensor_numel(tr->opt->params[i]);
-        sft__log(tr->ctx, SFT_LOG_INFO, "***** Running training ***** examples %lld, epochs %g, batch %d, accumulation %d, world size %d, "
-                 "total batch %lld, optimization steps %lld, trainable parameters %lld", (long long)tr->rows, tr->cfg.num_train_epochs,
+        sft__log(tr->ctx, SFT_LOG_INFO, "***** Running training ***** examples %lld, epochs %lld, batch %d, accumulation %d, world size %d, "
+                 "total batch %lld, optimization steps %lld, trainable parameters %lld", (long long)tr->rows, (long long)tr->epochs_total,
                  tr->cfg.per_device_train_batch_size, tr->cfg.gradient_accumulation_steps, tr->world,
                  (long long)tr->cfg.per_device_train_batch_size * tr->cfg.gradient_accumulation_steps * tr->world, (long long)tr->max_steps,
                  (long long)trainable);
         if (tr->cfg.eval_on_start) SFT__TRY(sft__evaluate(tr, NULL, 0));
     }
     if (tr->micro >= tr->micro_per_epoch) { tr->epoch++; tr->micro = 0; }
-    first = tr->micro;
-    window = tr->micro_per_epoch - first < tr->cfg.gradient_accumulation_steps ? tr->micro_per_epoch - first : tr->cfg.gradient_accumulation_steps;
-    SFT__TRY(sft__window_run(tr, first, window, &w));
-    items = w.items;
-    loss = w.loss;
-    tr->loss_since_log += w.loss;
-    tr->acc_sum += w.acc; tr->ent_sum += w.ent; tr->acc_tokens += w.metric_batches;
-    tr->num_tokens += w.tokens; tr->total_flos += w.flos;
-    tr->micro += window;
-    t_opt = sft__seconds();
+    if (tr->epoch_begun != tr->epoch) {         /* also the epoch a resumed run goes on in */
+        tr->epoch_begun = tr->epoch;
+        SFT__TRY(sft__event(tr, SFT_EVENT_EPOCH_BEGIN, NULL, NULL));
+    }
+    return sft__event(tr, SFT_EVENT_STEP_BEGIN, NULL, NULL);
+}
+
+/* sft__optimize: clipping, the optimizer and the schedule, with their events */
+static sft_status sft__optimize(sft_trainer *tr) {
+    double lr, t_opt = sft__seconds();
+    int found_inf = 0;
     if (tr->cfg.fp16) SFT__TRY(sft__scaler_unscale(tr, &found_inf));   /* before clipping, as transformers */
     tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.clip_grad_norm == SFT_OFF ? 0.0 : tr->cfg.max_grad_norm);
     if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) lr = tr->plateau.lr;
     else SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->sched_steps, &lr));
+    SFT__TRY(sft__event(tr, SFT_EVENT_PRE_OPTIMIZER_STEP, NULL, NULL));
     if (found_inf)                                 /* optimizer_step_was_skipped: no scheduler step either */
         sft__log(tr->ctx, SFT_LOG_INFO, "step %lld: the gradients overflowed (inf/NaN) at loss scale %g; the optimizer and the "
                  "schedule skip this step, the scale becomes %g", (long long)tr->global_step + 1, (double)tr->scaler.scale,
                  (double)(tr->scaler.scale * tr->scaler.backoff_factor));
-    else {
-        SFT__TRY(sft_optimizer_step(tr->opt, lr));
-        tr->sched_steps++;
-    }
+    else SFT__TRY(sft_optimizer_step(tr->opt, lr));
+    SFT__TRY(sft__event(tr, SFT_EVENT_OPTIMIZER_STEP, NULL, NULL));
+    if (!found_inf) tr->sched_steps++;
     if (tr->cfg.fp16) sft_grad_scaler_update(&tr->scaler, found_inf);
     tr->last_skipped = found_inf;
     sft_optimizer_zero_grad(tr->opt);
@@ -21954,38 +22209,57 @@ static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
         tr->ctx->prof_calls[SFT__PROF_OPTIMIZER]++;
     }
     tr->last_lr = lr;
+    return SFT_OK;
+}
+
+/* sft__step_end: STEP_END's flags and callbacks, what they ask for, then the
+   epoch's end when the epoch is done or the run stops within it (EPOCH_END
+   and what it asks for); the ranks agree on the flags before acting */
+static sft_status sft__step_end(sft_trainer *tr, sft_status *saved) {
+    sft_trainer_control *c = &tr->control;
+    sft__flow_step_end(tr);
+    SFT__TRY(sft__event(tr, SFT_EVENT_STEP_END, NULL, NULL));
+    SFT__TRY(sft__dp_control(tr));
+    SFT__TRY(sft__act(tr, saved));
+    if (tr->micro >= tr->micro_per_epoch || c->should_epoch_stop || c->should_training_stop) {
+        sft__flow_epoch_end(tr);
+        SFT__TRY(sft__event(tr, SFT_EVENT_EPOCH_END, NULL, NULL));
+        SFT__TRY(sft__dp_control(tr));
+        SFT__TRY(sft__act(tr, saved));
+        if (c->should_epoch_stop) tr->micro = tr->micro_per_epoch;    /* the next step opens the next epoch */
+        if (tr->micro >= tr->micro_per_epoch && tr->epoch + 1 >= tr->epochs_total) c->should_training_stop = 1;
+    }
+    if (c->should_training_stop) tr->finished = 1;
+    return SFT_OK;
+}
+
+/* sft__trainer_step: sft_trainer_step with info always there */
+static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
+    int64_t window, first;
+    sft_status saved = SFT_OK;
+    sft__window w;
+    memset(info, 0, sizeof *info);
+    if (sft__done(tr)) { sft_trainer_progress(tr, info); return SFT_OK; }
+    SFT__TRY(sft__step_begin(tr));
+    first = tr->micro;
+    window = tr->micro_per_epoch - first < tr->cfg.gradient_accumulation_steps ? tr->micro_per_epoch - first : tr->cfg.gradient_accumulation_steps;
+    SFT__TRY(sft__window_run(tr, first, window, &w));
+    tr->loss_since_log += w.loss;
+    tr->acc_sum += w.acc; tr->ent_sum += w.ent; tr->acc_tokens += w.metric_batches;
+    tr->num_tokens += w.tokens; tr->total_flos += w.flos;
+    tr->micro += window;
+    SFT__TRY(sft__optimize(tr));
     tr->global_step++;
     tr->steps_since_log++;
-    tr->last_loss = loss;
+    tr->last_loss = w.loss;
+    SFT__TRY(sft__step_end(tr, &saved));
     sft_trainer_progress(tr, info);
-    info->num_items_in_batch = items; info->micro_batches = window;
-    if (tr->global_step % tr->cfg.logging_steps == 0 || tr->global_step == tr->max_steps) {
-        sft_log_entry e;
-        e.global_step = tr->global_step;
-        e.epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
-        e.loss = tr->loss_since_log / (double)tr->steps_since_log;
-        tr->total_loss += tr->loss_since_log;
-        tr->last_logged = tr->global_step;
-        e.grad_norm = tr->last_grad_norm; e.learning_rate = lr; e.num_tokens = tr->num_tokens;
-        e.mean_token_accuracy = tr->acc_tokens ? tr->acc_sum / (double)tr->acc_tokens : NAN;
-        e.entropy = tr->acc_tokens ? tr->ent_sum / (double)tr->acc_tokens : NAN;
-        e.is_eval = 0;
-        SFT__TRY(sft__emit(tr, &e));
-        tr->loss_since_log = 0.0; tr->steps_since_log = 0; tr->acc_sum = tr->ent_sum = 0.0; tr->acc_tokens = 0;
-    }
-    /* per epoch: also when max_steps ends the run mid-epoch (transformers' on_epoch_end runs then too) */
-    if ((tr->cfg.eval_steps && tr->global_step % tr->cfg.eval_steps == 0) ||
-        (tr->cfg.eval_each_epoch && (tr->micro >= tr->micro_per_epoch || tr->global_step == tr->max_steps)))
-        SFT__TRY(sft__evaluate(tr, NULL, 1));
-    if (tr->cfg.output_dir && tr->last_saved != tr->global_step &&
-        ((tr->cfg.save_steps && (tr->global_step % tr->cfg.save_steps == 0 || tr->global_step == tr->max_steps)) ||
-         (tr->cfg.save_each_epoch && (tr->micro >= tr->micro_per_epoch || tr->global_step == tr->max_steps))))
-        saved = sft_trainer_save(tr);
-    if (saved == SFT_OK && tr->cfg.on_step_end && tr->cfg.on_step_end(info, tr->cfg.user) && tr->global_step < tr->max_steps)
+    info->num_items_in_batch = w.items; info->micro_batches = window;
+    if (saved == SFT_OK && tr->cfg.on_step_end && tr->cfg.on_step_end(info, tr->cfg.user) && !sft__done(tr))
         sft_trainer_cancel(tr);
     SFT__TRY(sft__dp_agree(tr, saved));
     info->cancelled = info->cancelled || sft__cancelled(tr);    /* a stop the ranks agreed on */
-    info->done = info->done || info->cancelled;
+    info->done = info->done || sft__done(tr);
     return SFT_OK;
 }
 
@@ -22011,9 +22285,20 @@ SFTDEF void sft_trainer_progress(const sft_trainer *tr, sft_step_info *info) {
     info->epoch = (double)tr->epoch + (double)tr->micro / (double)tr->micro_per_epoch;
     info->loss = tr->last_loss; info->grad_norm = tr->last_grad_norm; info->learning_rate = tr->last_lr;
     info->cancelled = sft__cancelled(tr);
-    info->done = tr->global_step >= tr->max_steps || info->cancelled;
+    info->done = sft__done(tr);
     info->optimizer_step_skipped = tr->last_skipped;
     info->loss_scale = tr->cfg.fp16 ? (double)tr->scaler.scale : 1.0;
+}
+
+SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_entry *entry) {
+    sft_log_entry e;
+    if (entry) memset(entry, 0, sizeof *entry);
+    if (!tr || !ds) return sft__fail(SFT_ERR_ARG, "sft_trainer_predict: NULL argument");
+    if (sft_dataset_rows(ds, 0) == 0) return sft__fail(SFT_ERR_ARG, "predict: the dataset has no rows");
+    SFT__TRY(sft__measure(tr, ds, 0, &e));
+    SFT__TRY(sft__event(tr, SFT_EVENT_PREDICT, &e, NULL));
+    if (entry) *entry = e;
+    return SFT_OK;
 }
 
 SFTDEF sft_status sft_trainer_evaluate(sft_trainer *tr, sft_log_entry *entry) {
@@ -22032,12 +22317,15 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
     while (s == SFT_OK && !info.done);
     sft_trainer_progress(tr, &info);
     if (s == SFT_OK && info.cancelled && tr->cfg.output_dir && tr->last_saved != tr->global_step) s = sft_trainer_save(tr);
+    if (s == SFT_OK) sft__log(tr->ctx, SFT_LOG_INFO, "Training completed at step %lld of %lld%s", (long long)tr->global_step,
+                              (long long)tr->max_steps, info.cancelled ? " (cancelled)" : tr->global_step < tr->max_steps ? " (a callback stopped it)" : "");
     if (s == SFT_OK && tr->cfg.load_best_model_at_end && tr->best_ckpt[0] && !info.cancelled) {
         sft__log(tr->ctx, SFT_LOG_INFO, "loading the best model from %s (%s %g)", tr->best_ckpt,
                  tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "eval_loss", tr->best_metric);
         s = sft__weights_read(tr, tr->best_ckpt);
     }
     if (s == SFT_OK && !info.cancelled && tr->cfg.save_total_limit == 1 && tr->rank == 0) s = sft__keep_only_best(tr);
+    if (s == SFT_OK) s = sft__event(tr, SFT_EVENT_TRAIN_END, NULL, NULL);
     if (s == SFT_OK && out) {
         out->cancelled = info.cancelled;
         double t = sft__seconds() - tr->start_time;
@@ -22818,7 +23106,11 @@ SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
         sft__ckpt_path(tr, tr->best_step, best, sizeof best);
         if (tr->best_step == tr->global_step || sft__is_dir(best)) memcpy(tr->best_ckpt, best, sizeof best);
     }
-    if (tr->rank != 0) { tr->last_saved = tr->global_step; return SFT_OK; }     /* rank 0 writes */
+    if (tr->rank != 0) {                          /* rank 0 writes; every rank hears of it */
+        tr->last_saved = tr->global_step;
+        sft__ckpt_path(tr, tr->global_step, final, sizeof final);
+        return sft__event(tr, SFT_EVENT_SAVE, NULL, final);
+    }
     SFT__TRY(sft__mkdirs(tr->cfg.output_dir, NULL));
     sft__sweep(tr->cfg.output_dir);
     sft__ckpt_path(tr, tr->global_step, final, sizeof final);
@@ -22848,6 +23140,7 @@ SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
     sft__rmtree(old);
     tr->last_saved = tr->global_step;
     SFT__TRY(sft__rotate(tr));
+    SFT__TRY(sft__event(tr, SFT_EVENT_SAVE, NULL, final));
     if (tr->cfg.on_save) tr->cfg.on_save(final, tr->cfg.user);
     return SFT_OK;
 }
@@ -22873,26 +23166,26 @@ static sft_status sft__keep_only_best(sft_trainer *tr) {
 /* --- the best metric ---------------------------------------------------------- */
 
 /* sft__metric_of: metric_for_best_model's value in an evaluation */
-static double sft__metric_of(const sft_trainer *tr, const sft_log_entry *e) {
-    const char *m = tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "loss";
+static double sft__metric_of(const sft_train_config *c, const sft_log_entry *e) {
+    const char *m = c->metric_for_best_model ? c->metric_for_best_model : "loss";
     if (strncmp(m, "eval_", 5) == 0) m += 5;
     if (strcmp(m, "mean_token_accuracy") == 0) return e->mean_token_accuracy;
     if (strcmp(m, "entropy") == 0) return e->entropy;
     return e->loss;
 }
 
-static int sft__greater_is_better(const sft_trainer *tr) {
-    const char *m = tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "loss";
-    if (tr->cfg.greater_is_better != SFT_DEFAULT) return tr->cfg.greater_is_better == SFT_ON;
+static int sft__greater_is_better(const sft_train_config *c) {
+    const char *m = c->metric_for_best_model ? c->metric_for_best_model : "loss";
+    if (c->greater_is_better != SFT_DEFAULT) return c->greater_is_better == SFT_ON;
     return !(strcmp(m, "loss") == 0 || strcmp(m, "eval_loss") == 0);
 }
 
 /* sft__track_best: transformers' _determine_best_metric after an evaluation */
 static void sft__track_best(sft_trainer *tr, const sft_log_entry *e) {
-    double v = sft__metric_of(tr, e);
+    double v = sft__metric_of(&tr->cfg, e);
     if (!tr->cfg.metric_for_best_model && !tr->cfg.load_best_model_at_end && tr->sched.type != SFT_SCHEDULE_REDUCE_ON_PLATEAU) return;
     if (v != v) return;
-    if (!tr->best_step || (sft__greater_is_better(tr) ? v > tr->best_metric : v < tr->best_metric)) {
+    if (!tr->best_step || (sft__greater_is_better(&tr->cfg) ? v > tr->best_metric : v < tr->best_metric)) {
         tr->best_metric = v;
         tr->best_step = tr->global_step;
     }

@@ -29,6 +29,7 @@ void suite_cli(void);
 void suite_harden(void);
 void suite_gguf(void);
 void suite_parallel(void);
+void suite_callbacks(void);
 
 /* Internal kernels the public API cannot reach on their own; this file is the one
    that compiles the implementation, so it can call them. */
@@ -399,6 +400,7 @@ int main(int argc, char **argv) {
     printf("harden\n");      suite_harden();
     printf("gguf\n");        suite_gguf();
     printf("parallel\n");    suite_parallel();
+    printf("callbacks\n");   suite_callbacks();
     /* the kernel and op suites run once on every CPU path this machine has */
     for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
         if (!t_cpu_path_runnable((sft_cpu_path)path)) {

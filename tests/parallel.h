@@ -19,6 +19,11 @@ typedef struct t_rank_run {
     int         nf4;                             /* the base quantized to NF4 (QLoRA) */
     const char *output_dir, *metrics_path, *resume;
     int         save_steps;
+    int         epochs, logging_steps;           /* epochs: train by epochs (no max_steps) */
+    int         load_best;                       /* load_best_model_at_end, saving at each evaluation */
+    int         whole_run;                       /* sft_train (TRAIN_END, the best model) instead of steps */
+    const sft_callback *callbacks;
+    int         n_callbacks;
     /* results */
     sft_status  status;
     char        msg[1100];
@@ -131,16 +136,25 @@ static void *t_rank_main(void *arg) {
     if (s == SFT_OK) s = t_par_model(ctx, r->nf4, &m);
     memset(&c, 0, sizeof c);
     c.per_device_train_batch_size = r->batch; c.gradient_accumulation_steps = 2;
-    c.max_steps = r->max_steps ? r->max_steps : 6; c.learning_rate = 2e-3; c.warmup_steps = 2; c.logging_steps = 1; c.token_metrics = 1;
+    c.max_steps = r->epochs ? 0 : r->max_steps ? r->max_steps : 6; c.num_train_epochs = r->epochs;
+    c.learning_rate = 2e-3; c.warmup_steps = 2; c.logging_steps = r->logging_steps ? r->logging_steps : 1; c.token_metrics = 1;
     c.eval_dataset = ev; c.eval_steps = 3; c.per_device_eval_batch_size = r->eval_batch ? r->eval_batch : r->batch;
     c.output_dir = r->output_dir; c.save_steps = r->save_steps ? r->save_steps : r->output_dir ? 2 : 0;
     c.metrics_path = r->metrics_path; c.resume_from_checkpoint = r->resume;
     c.on_step_end = t_par_step_end; c.on_log = t_par_log; c.user = r;
+    c.callbacks = r->callbacks; c.n_callbacks = r->n_callbacks;
+    if (r->load_best) { c.load_best_model_at_end = 1; c.save_steps = c.eval_steps; }
     c.parallel = r->par;
-    if (s == SFT_OK) s = sft_trainer_create(m, ds, &c, &tr);
-    do {
-        if (s == SFT_OK) s = sft_trainer_step(tr, &info);
-    } while (s == SFT_OK && !info.done);
+    if (s == SFT_OK && r->whole_run) {
+        sft_train_output out;
+        s = sft_train(m, ds, &c, &out);
+        info.global_step = out.global_step;
+    } else {
+        if (s == SFT_OK) s = sft_trainer_create(m, ds, &c, &tr);
+        do {
+            if (s == SFT_OK) s = sft_trainer_step(tr, &info);
+        } while (s == SFT_OK && !info.done);
+    }
     if (s == SFT_OK) { r->final_step = info.global_step; r->adapter = t_par_adapter(m, &r->n_adapter); }
     r->status = s;
     if (s != SFT_OK) snprintf(r->msg, sizeof r->msg, "%s", sft_last_error());

@@ -1,0 +1,224 @@
+/* test_callbacks.c - callbacks that steer (sft_callback, sft_trainer_control):
+   the events in the order and at the steps transformers' Trainer sends them,
+   the control flags honoured as it honours them, EarlyStoppingCallback's
+   decisions, a failing callback (fixtures: tools/make_callback_fixtures.py). */
+#include "parallel.h"
+
+#define T_CB_MAX 512
+
+typedef struct t_events {
+    int     n;
+    int     event[T_CB_MAX];
+    int64_t step[T_CB_MAX];
+    int     steer;                 /* the fixture's "steered" case */
+} t_events;
+
+static sft_status t_record(const sft_callback_args *a, sft_trainer_control *c, void *user) {
+    t_events *ev = (t_events *)user;
+    if (ev->n < T_CB_MAX) { ev->event[ev->n] = (int)a->event; ev->step[ev->n] = a->global_step; ev->n++; }
+    if (ev->steer && a->event == SFT_EVENT_STEP_END) {
+        if (a->global_step == 1) c->should_epoch_stop = 1;
+        if (a->global_step == 2) { c->should_evaluate = 1; c->should_save = 1; }
+        if (a->global_step == 4) c->should_log = 0;
+    }
+    return SFT_OK;
+}
+
+/* t_same_events: the recorded events against the fixture's [name, step] list */
+static void t_same_events(const char *name, const t_events *ev, const sft_json *want) {
+    size_t i;
+    int first_diff = -1;
+    if (!want || want->type != SFT_JSON_ARRAY) { CHECK_MSG(0, "%s: no fixture", name); return; }
+    for (i = 0; i < want->length && first_diff < 0; i++) {
+        const sft_json *e = &want->items[i];
+        if ((int)i >= ev->n || strcmp(sft_event_name((sft_event)ev->event[i]), e->items[0].string) != 0 ||
+            ev->step[i] != (int64_t)e->items[1].number)
+            first_diff = (int)i;
+    }
+    if (first_diff < 0 && (size_t)ev->n != want->length) first_diff = (int)want->length;
+    if (first_diff >= 0) {
+        const sft_json *e = (size_t)first_diff < want->length ? &want->items[first_diff] : NULL;
+        CHECK_MSG(0, "%s: event %d is %s at step %lld, transformers sends %s at step %lld (%d events vs %zu)", name, first_diff,
+                  first_diff < ev->n ? sft_event_name((sft_event)ev->event[first_diff]) : "(none)",
+                  first_diff < ev->n ? (long long)ev->step[first_diff] : -1LL, e ? e->items[0].string : "(none)",
+                  e ? (long long)e->items[1].number : -1LL, ev->n, want->length);
+    }
+}
+
+/* 10 rows, batch 2 x accumulation 2 (windows of 2, 2, 1), 2 epochs: every event,
+   and a callback steering at on_step_end (an epoch cut short, an evaluation and
+   a save asked for, a log refused), as transformers 4.57 sends them */
+static void events_come_as_transformers_sends_them(void) {
+    sft_context *ctx = t_context(1);
+    sft_json *fx = t_json_file(ctx, "tests/fixtures/trainer/callbacks.json");
+    const sft_json *runs = fx ? sft_json_get(fx, "runs") : NULL;
+    int steer;
+    for (steer = 0; steer < 2 && runs; steer++) {
+        static t_events ev;
+        t_rank_run r;
+        sft_callback cb;
+        char out[600];
+        memset(&ev, 0, sizeof ev);
+        memset(&r, 0, sizeof r);
+        ev.steer = steer;
+        cb.fn = t_record; cb.user = &ev;
+        snprintf(out, sizeof out, "%s/callbacks-%d", t_tmpdir(), steer);
+        r.batch = 2; r.rows = 10; r.epochs = 2; r.logging_steps = 2; r.save_steps = 4; r.output_dir = out; r.whole_run = 1;
+        r.callbacks = &cb; r.n_callbacks = 1;
+        t_rank_main(&r);
+        CHECK_MSG(r.status == SFT_OK, "%s", r.msg);
+        CHECK(r.final_step == (steer ? 4 : 6));
+        t_same_events(steer ? "steered" : "plain", &ev, sft_json_get(runs, steer ? "steered" : "plain"));
+        free(r.adapter);
+    }
+    sft_json_free(fx);
+    sft_context_destroy(ctx);
+}
+
+/* sft_early_stopping_callback fed transformers' cases evaluation by evaluation
+   (the best metric updated after each, as the trainer does): it stops after the
+   same evaluation */
+static void early_stopping_decides_as_transformers(void) {
+    sft_context *ctx = t_context(1);
+    sft_json *fx = t_json_file(ctx, "tests/fixtures/trainer/callbacks.json");
+    const sft_json *cases = fx ? sft_json_get(fx, "early_stopping") : NULL;
+    size_t k, i;
+    CHECK(cases && cases->length >= 5);
+    for (k = 0; cases && k < cases->length; k++) {
+        const sft_json *cs = &cases->items[k], *metrics = sft_json_get(cs, "metrics");
+        sft_early_stopping es;
+        sft_train_config c;
+        sft_callback_args a;
+        sft_trainer_control ctl;
+        sft_log_entry e;
+        int stop = -1, greater = sft_json_get(cs, "greater_is_better")->type == SFT_JSON_TRUE;
+        memset(&es, 0, sizeof es); memset(&c, 0, sizeof c); memset(&a, 0, sizeof a); memset(&ctl, 0, sizeof ctl);
+        es.patience = (int)sft_json_get(cs, "patience")->number;
+        es.threshold = sft_json_get(cs, "threshold")->number;
+        c.metric_for_best_model = "loss"; c.greater_is_better = greater ? SFT_ON : SFT_OFF;
+        c.load_best_model_at_end = 1; c.eval_steps = 1; c.save_steps = 1;
+        a.config = &c;
+        a.event = SFT_EVENT_TRAIN_BEGIN;
+        CHECK_OK(sft_early_stopping_callback(&a, &ctl, &es));
+        for (i = 0; i < metrics->length; i++) {
+            double m = metrics->items[i].number;
+            memset(&e, 0, sizeof e);
+            e.is_eval = 1; e.loss = m;
+            a.event = SFT_EVENT_EVALUATE; a.log = &e; a.global_step = (int64_t)i + 1;
+            CHECK_OK(sft_early_stopping_callback(&a, &ctl, &es));
+            if (ctl.should_training_stop && stop < 0) stop = (int)i;
+            if (!a.best_global_step || (greater ? m > a.best_metric : m < a.best_metric)) { a.best_metric = m; a.best_global_step = (int64_t)i + 1; }
+        }
+        CHECK_MSG(stop == (int)sft_json_get(cs, "stop")->number, "case %zu: stops after evaluation %d, transformers after %d", k, stop,
+                  (int)sft_json_get(cs, "stop")->number);
+    }
+    sft_json_free(fx);
+    sft_context_destroy(ctx);
+}
+
+/* a real run: patience 1 with a threshold no evaluation can beat stops at the
+   second evaluation (step 6 of 12), then loads the best (step 3's) weights; the
+   same callback without load_best_model_at_end is refused as transformers
+   refuses it */
+static void early_stopping_ends_a_run(void) {
+    sft_early_stopping es;
+    sft_callback cb;
+    t_rank_run r;
+    char out[600];
+    memset(&es, 0, sizeof es);
+    es.patience = 1; es.threshold = 1e9;
+    cb.fn = sft_early_stopping_callback; cb.user = &es;
+    memset(&r, 0, sizeof r);
+    snprintf(out, sizeof out, "%s/early", t_tmpdir());
+    r.batch = 2; r.rows = 10; r.epochs = 4; r.output_dir = out; r.load_best = 1; r.whole_run = 1;
+    r.callbacks = &cb; r.n_callbacks = 1;
+    t_rank_main(&r);
+    CHECK_MSG(r.status == SFT_OK, "%s", r.msg);
+    CHECK_MSG(r.final_step == 6 && es.counter == 1, "stopped at step %lld, counter %d", (long long)r.final_step, es.counter);
+    free(r.adapter);
+    memset(&r, 0, sizeof r);
+    memset(&es, 0, sizeof es);
+    es.patience = 1;
+    r.batch = 2; r.rows = 10; r.max_steps = 4; r.whole_run = 1;
+    r.callbacks = &cb; r.n_callbacks = 1;
+    t_rank_main(&r);
+    CHECK_MSG(r.status == SFT_ERR_ARG && strstr(r.msg, "load_best_model_at_end") && strstr(r.msg, "on_train_begin"), "%s", r.msg);
+    free(r.adapter);
+}
+
+static sft_status t_failing(const sft_callback_args *a, sft_trainer_control *c, void *user) {
+    (void)c; (void)user;
+    return a->event == SFT_EVENT_OPTIMIZER_STEP && a->global_step == 1 ? SFT_ERR_STATE : SFT_OK;   /* the second step's */
+}
+
+/* a callback's failure ends the step with its status, naming the callback and
+   the event; a callback without a function is refused at create */
+static void a_failing_callback_stops_the_run(void) {
+    sft_callback cb[2];
+    t_rank_run r;
+    memset(cb, 0, sizeof cb);
+    cb[0].fn = t_failing;
+    memset(&r, 0, sizeof r);
+    r.batch = 2; r.rows = 10; r.max_steps = 4;
+    r.callbacks = cb; r.n_callbacks = 1;
+    t_rank_main(&r);
+    CHECK_MSG(r.status == SFT_ERR_STATE && strstr(r.msg, "callback 0 at on_optimizer_step (step 1)"), "%s", r.msg);
+    CHECK(r.steps == 1);       /* the first step ended; the second stopped before counting itself */
+    free(r.adapter);
+    memset(&r, 0, sizeof r);
+    r.batch = 2; r.rows = 10; r.max_steps = 4;
+    r.callbacks = cb; r.n_callbacks = 2;
+    t_rank_main(&r);
+    CHECK_MSG(r.status == SFT_ERR_ARG && strstr(r.msg, "callbacks[1].fn"), "%s", r.msg);
+    free(r.adapter);
+}
+
+static int t_logs_heard;
+static void t_count_log(const sft_log_entry *e, void *user) { (void)e; (void)user; t_logs_heard++; }
+
+/* predict measures a dataset as evaluate does (the same figures on the same
+   rows), tells the callbacks (on_predict) and logs nothing */
+static void predict_measures_without_logging(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL, *ev = NULL;
+    sft_trainer *tr = NULL;
+    sft_train_config c;
+    sft_log_entry pe, ee;
+    static t_events heard;
+    sft_callback cb;
+    memset(&heard, 0, sizeof heard);
+    cb.fn = t_record; cb.user = &heard;
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    CHECK_OK(tok ? t_par_rows(ctx, tok, 8, 0, &ds) : SFT_ERR_ARG);
+    CHECK_OK(tok ? t_par_rows(ctx, tok, 5, 2, &ev) : SFT_ERR_ARG);
+    CHECK_OK(t_par_model(ctx, 0, &m));
+    memset(&c, 0, sizeof c);
+    c.max_steps = 2; c.token_metrics = 1; c.eval_dataset = ev; c.per_device_eval_batch_size = 2;
+    c.on_log = t_count_log; c.callbacks = &cb; c.n_callbacks = 1;
+    if (m && ds && ev) CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+    if (tr) {
+        t_logs_heard = 0;
+        CHECK_OK(sft_trainer_predict(tr, ev, &pe));
+        CHECK_MSG(t_logs_heard == 0 && heard.n == 2 && heard.event[1] == SFT_EVENT_PREDICT, "%d logs, %d events", t_logs_heard, heard.n);
+        CHECK_OK(sft_trainer_evaluate(tr, &ee));
+        CHECK_MSG(pe.loss == ee.loss && pe.mean_token_accuracy == ee.mean_token_accuracy && pe.loss > 0,
+                  "predict %.9g / %.9g, evaluate %.9g / %.9g", pe.loss, pe.mean_token_accuracy, ee.loss, ee.mean_token_accuracy);
+        CHECK(t_logs_heard == 1);
+        CHECK(sft_trainer_predict(tr, NULL, &pe) == SFT_ERR_ARG);
+    }
+    sft_trainer_destroy(tr);
+    sft_dataset_destroy(ds); sft_dataset_destroy(ev);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+void suite_callbacks(void) {
+    RUN(predict_measures_without_logging);
+    RUN(events_come_as_transformers_sends_them);
+    RUN(early_stopping_decides_as_transformers);
+    RUN(early_stopping_ends_a_run);
+    RUN(a_failing_callback_stops_the_run);
+}
