@@ -780,12 +780,55 @@ static void our_checkpoint_opens_in_peft(void) {
     sft_context_destroy(ctx);
 }
 
+/* greater_is_better SFT_ON overrides transformers' rule for the loss (lower is
+   better): with save_total_limit 1 the checkpoint that stays is the one of the
+   highest eval_loss, not the lowest */
+static void greater_is_better_on_keeps_the_highest_loss(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_dataset *ds = NULL;
+    sft_model *m = t_ck_model(ctx, 4, 0.0f);
+    sft_train_config c;
+    sft_train_output out;
+    t_evals ev;
+    const char *dir = t_ck_dir("best_high");
+    char name[64];
+    int i, hi = 0, lo = 0;
+    memset(&ev, 0, sizeof ev);
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
+    if (tok) ds = t_ck_rows(ctx, tok, 12);
+    if (!m || !ds) goto done;
+    t_ck_config(&c, dir, 0);
+    c.learning_rate = 0.3; c.lr_scheduler_type = SFT_SCHEDULE_CONSTANT; c.num_train_epochs = 3;
+    c.eval_steps = 2; c.save_steps = 2; c.save_total_limit = 1; c.load_best_model_at_end = 1;
+    c.greater_is_better = SFT_ON;
+    c.on_evaluate = t_on_eval; c.user = &ev;
+    CHECK_OK(sft_train(m, ds, &c, &out));
+    CHECK(ev.n == 4);
+    for (i = 1; i < ev.n; i++) {
+        if (ev.loss[i] > ev.loss[hi]) hi = i;
+        if (ev.loss[i] < ev.loss[lo]) lo = i;
+    }
+    CHECK_MSG(hi != lo, "every evaluation gave loss %g: the test needs them to differ", ev.loss[0]);
+    for (i = 0; i < ev.n; i++) {
+        snprintf(name, sizeof name, "checkpoint-%lld", (long long)ev.step[i]);
+        CHECK_MSG(t_exists(dir, name) == (i == hi), "%s (eval_loss %g, the highest %g) %s", name, ev.loss[i], ev.loss[hi],
+                  i == hi ? "was deleted" : "outlived save_total_limit 1");
+    }
+done:
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_checkpoint(void) {
     RUN(a_checkpoint_holds_the_adapter_and_trainer_state);
     RUN(a_resumed_run_is_bit_identical);
     RUN(a_checkpoint_of_another_run_is_refused);
     RUN(a_failed_save_at_every_write_leaves_earlier_checkpoints);
     RUN(the_best_checkpoint_is_kept_and_loaded_at_the_end);
+    RUN(greater_is_better_on_keeps_the_highest_loss);
     RUN(a_cancelled_run_stops_at_a_step_and_resumes);
     RUN(full_and_prompt_tuning_checkpoints);
     RUN(training_continues_from_an_adapter_peft_saved);
