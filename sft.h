@@ -22013,11 +22013,11 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
     memset(&run, 0, sizeof run);
     SFT__TRY(sft__trainer_inputs(tr, tr->train, b, &mb));
     run.training = 1;
-    run.dropout_seed = sft_rng_key(tr->cfg.seed, 0x44726f70ull, (uint64_t)tr->global_step, (uint64_t)k);
+    run.dropout_seed = sft_rng_key(tr->cfg.seed, SFT__RNG_DROPOUT, (uint64_t)tr->global_step, (uint64_t)k);
     run.gradient_checkpointing = tr->cfg.gradient_checkpointing;
     run.token_metrics = tr->cfg.token_metrics;
     run.neftune_noise_alpha = tr->cfg.neftune_noise_alpha;
-    run.neftune_seed = sft_rng_key(tr->cfg.seed, 0x4e4546ull, (uint64_t)tr->global_step, (uint64_t)k);
+    run.neftune_seed = sft_rng_key(tr->cfg.seed, SFT__RNG_NEFTUNE, (uint64_t)tr->global_step, (uint64_t)k);
     SFT__TRY(sft__micro_loss(tr, &mb, &run, b->labels, items, &out));
     SFT__TRY(sft__scalar(out.loss, &lf));
     if (tr->cfg.fp16) {                            /* scaler.scale(loss).backward() */
