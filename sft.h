@@ -1235,8 +1235,7 @@ typedef struct sft_model_run {
                                           logits when want_logits)               */
     sft_ce_desc      loss;             /* reduction, num_items_in_batch divisor... */
     const char *const *adapter_names;  /* mixed batch, one per row (see sft_linear_call);
-                                          with gradient checkpointing the array must
-                                          stay valid until backward                */
+                                          not with training (PEFT refuses it too) */
     int              n_adapter_names;
     float            neftune_noise_alpha;  /* training: add U(-1, 1) * alpha / sqrt(T * D) to
                                               the input embeddings (transformers' NEFTune) */
@@ -14934,6 +14933,9 @@ SFTDEF sft_status sft_model_forward(sft_model *m, const sft_model_batch *batch, 
     }
     if (run && run->adapter_names) {
         int k;
+        if (run->training)
+            return sft__fail(SFT_ERR_ARG, "model: adapter_names cannot be passed in training mode (PEFT refuses it too): mixed "
+                             "batches are for inference");
         if (run->n_adapter_names != B) return sft__fail(SFT_ERR_SHAPE, "model: %d adapter_names for %lld rows", run->n_adapter_names, (long long)B);
         for (k = 0; k < run->n_adapter_names; k++)
             if (!run->adapter_names[k] || (strcmp(run->adapter_names[k], "__base__") != 0 && !sft__model_has_adapter(m, run->adapter_names[k])))

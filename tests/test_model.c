@@ -661,7 +661,40 @@ done:
     sft_context_destroy(ctx);
 }
 
+/* a mixed batch (one adapter per row) runs in eval mode and is refused in
+   training mode, as PEFT refuses adapter_names when the model is training */
+static void adapter_names_are_for_inference_only(void) {
+    sft_context *ctx = t_context(1);
+    sft_model *m = NULL;
+    sft_lora_desc d;
+    sft_tensor *ids = NULL;
+    int64_t shape[2] = {2, 5};
+    const char *names[2] = {"a", "__base__"};
+    sft_model_batch b;
+    sft_model_run run;
+    sft_model_output out;
+    int k;
+    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/qwen2", NULL, &m));
+    memset(&d, 0, sizeof d);
+    d.r = 4; d.alpha = 8; d.seed = 3;
+    if (m) CHECK_OK(sft_model_add_lora(m, "a", &d, "q_proj,v_proj"));
+    CHECK_OK(sft_tensor_create(ctx, SFT_I32, 2, shape, &ids));
+    if (!m || !ids) goto done;
+    for (k = 0; k < 10; k++) ((int32_t *)ids->data)[k] = 3 + 7 * k;
+    memset(&b, 0, sizeof b); memset(&run, 0, sizeof run);
+    b.input_ids = ids;
+    run.want_logits = 1; run.adapter_names = names; run.n_adapter_names = 2;
+    CHECK_OK(sft_model_forward(m, &b, &run, &out));
+    run.training = 1;
+    CHECK(sft_model_forward(m, &b, &run, &out) == SFT_ERR_ARG && strstr(sft_last_error(), "training mode"));
+done:
+    sft_tensor_destroy(ids);
+    sft_model_destroy(m);
+    sft_context_destroy(ctx);
+}
+
 void suite_model(void) {
+    RUN(adapter_names_are_for_inference_only);
     RUN(llama_logits_and_loss_match_transformers);
     RUN(qwen2_logits_and_loss_match_transformers);
     RUN(mistral_logits_and_loss_match_transformers);
