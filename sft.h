@@ -1836,6 +1836,17 @@ typedef struct sft_early_stopping {
 } sft_early_stopping;
 SFTDEF sft_status sft_early_stopping_callback(const sft_callback_args *args, sft_trainer_control *control, void *user);
 
+/* A batch of the host's own making (transformers' data_collator): rows[0..n)
+   are the micro-batch's rows as the dataset prepared them (token ids, labels,
+   their length). Build out->input_ids, out->labels and out->attention_mask, i32
+   [n, T] each, with sft_tensor_create in ctx (the trainer copies them and
+   destroys them); the rest of *out is the trainer's (positions count from 0 in
+   each row, as transformers' default position ids). Evaluation batches go
+   through it too. Not with packing or padding_free (their batches are one row of
+   many sequences). */
+typedef struct sft_collate_row { const int32_t *input_ids, *labels; int64_t n; } sft_collate_row;
+typedef sft_status (*sft_collate_fn)(sft_context *ctx, const sft_collate_row *rows, int n, sft_batch *out, void *user);
+
 struct sft_train_config {
     double         num_train_epochs;            /* 0 = 3                                 */
     int64_t        max_steps;                   /* > 0: overrides the epochs             */
@@ -1906,6 +1917,7 @@ struct sft_train_config {
     sft_data_parallel parallel;                 /* several processes (above); zero: one    */
     const sft_callback *callbacks;              /* n_callbacks of them, called in order    */
     int            n_callbacks;
+    sft_collate_fn collate;                     /* NULL: the dataset's right padding (above) */
 };
 
 
@@ -21786,6 +21798,8 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     if (s == SFT_OK) s = sft__dp_start(tr);
     if (s == SFT_OK) s = sft__output_ready(tr);
     if (s == SFT_OK) s = sft__callbacks_check(tr);
+    if (s == SFT_OK && tr->cfg.collate && (train->desc.packing || train->desc.padding_free || tr->eval->desc.packing || tr->eval->desc.padding_free))
+        s = sft__fail(SFT_ERR_ARG, "train: a collate function cannot batch packed or padding-free rows (each is many sequences)");
     if (s == SFT_OK) s = sft__event(tr, SFT_EVENT_INIT_END, NULL, NULL);
     if (s != SFT_OK) { sft_trainer_destroy(tr); return s; }
     tr->start_time = sft__seconds();
@@ -21862,6 +21876,81 @@ static sft_status sft__emit(sft_trainer *tr, const sft_log_entry *e) {
    the ranks evaluate side by side), summed over the ranks in one call */
 enum { SFT__EV_CORRECT, SFT__EV_TOKENS, SFT__EV_ENTROPY, SFT__EV_PRESENT, SFT__EV_N };
 
+/* sft__collate_take: one of the host's collated tensors, checked ([n, T] i32)
+   and copied into the step arena (the host's tensor destroyed) */
+static sft_status sft__collate_take(sft_context *ctx, const char *name, sft_tensor **t, int64_t n, int64_t T) {
+    sft_tensor *copy = NULL;
+    sft_status s = SFT_OK;
+    int64_t shape[2];
+    if (!*t) return sft__fail(SFT_ERR_ARG, "train: the collate function left %s NULL", name);
+    if ((*t)->dtype != SFT_I32 || (*t)->ndim != 2 || (*t)->shape[0] != n || (*t)->device != SFT_DEVICE_CPU || (T >= 0 && (*t)->shape[1] != T))
+        s = sft__fail(SFT_ERR_SHAPE, "train: the collate function's %s must be i32 [%lld, T] on the CPU, with T the same for all three",
+                      name, (long long)n);
+    shape[0] = n; shape[1] = (*t)->ndim == 2 ? (*t)->shape[1] : 0;
+    if (s == SFT_OK) s = sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &copy);
+    if (s == SFT_OK) memcpy(copy->data, (*t)->data, sft_tensor_nbytes(copy));
+    sft_tensor_destroy(*t);
+    *t = copy;
+    return s;
+}
+
+/* sft__collate_batch: rows [first, first + count) of the split's epoch order,
+   batched by the host's collate function (sft_train_config.collate) */
+static sft_status sft__collate_batch(sft_trainer *tr, sft_dataset *ds, int split, int64_t epoch, int shuffle, int64_t first,
+                                     int64_t count, sft_batch *b) {
+    int64_t rows = sft_dataset_rows(ds, split), n = first + count <= rows ? count : rows - first, k, t, T;
+    sft_collate_row *r;
+    sft_batch own;
+    sft_status s = SFT_OK;
+    const int32_t *lab, *am;
+    memset(b, 0, sizeof *b);
+    memset(&own, 0, sizeof own);
+    if (shuffle) SFT__TRY(sft__make_order(ds, split, epoch));
+    if (!(r = (sft_collate_row *)sft__calloc(tr->ctx, (size_t)n, sizeof *r))) return sft__fail(SFT_ERR_NOMEM, "train: collate rows");
+    for (k = 0; k < n; k++) {
+        const int64_t *items;
+        int64_t n_items;
+        const sft__example *e;
+        sft__row_items(ds, split, sft__order_at(ds, shuffle, first + k), &items, &n_items);
+        e = sft__ex_at(ds, items[0]);
+        r[k].input_ids = (const int32_t *)ds->ids.p + e->off; r[k].labels = (const int32_t *)ds->labels.p + e->off; r[k].n = e->len;
+    }
+    s = tr->cfg.collate(tr->ctx, r, (int)n, &own, tr->cfg.user);
+    sft__free(tr->ctx, r);
+    if (s != SFT_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sft_last_error());
+        sft_tensor_destroy(own.input_ids); sft_tensor_destroy(own.labels); sft_tensor_destroy(own.attention_mask);
+        return sft__fail(s, "train: the collate function failed (%s)", msg[0] ? msg : sft_status_str(s));
+    }
+    sft_tensor_destroy(own.positions); sft_tensor_destroy(own.seq_ids);
+    T = own.input_ids && own.input_ids->ndim == 2 ? own.input_ids->shape[1] : -1;
+    s = sft__collate_take(tr->ctx, "input_ids", &own.input_ids, n, T);
+    if (s == SFT_OK) s = sft__collate_take(tr->ctx, "labels", &own.labels, n, T);
+    else sft_tensor_destroy(own.labels);
+    if (s == SFT_OK) s = sft__collate_take(tr->ctx, "attention_mask", &own.attention_mask, n, T);
+    else sft_tensor_destroy(own.attention_mask);
+    SFT__TRY(s);
+    b->input_ids = own.input_ids; b->labels = own.labels; b->attention_mask = own.attention_mask;
+    SFT__TRY(sft__tensor_step(tr->ctx, SFT_DEVICE_CPU, SFT_I32, 2, own.input_ids->shape, &b->positions));
+    lab = (const int32_t *)b->labels->data; am = (const int32_t *)b->attention_mask->data;
+    for (t = 0; t < n * T; t++) {
+        ((int32_t *)b->positions->data)[t] = (int32_t)(t % T);
+        b->tokens += am[t] != 0;
+        b->trained_tokens += lab[t] != -100;
+    }
+    b->n_examples = n;
+    return SFT_OK;
+}
+
+/* sft__batch: rows [first, first + count) of the split's epoch order, as the
+   dataset batches them or through the host's collate function */
+static sft_status sft__batch(sft_trainer *tr, sft_dataset *ds, int split, int64_t epoch, int shuffle, int64_t first, int64_t count,
+                             sft_batch *b) {
+    if (tr->cfg.collate) return sft__collate_batch(tr, ds, split, epoch, shuffle, first, count, b);
+    return sft_dataset_batch(ds, split, epoch, shuffle, first, count, b);
+}
+
 /* sft__eval_batch: eval batch `first`'s loss x rows into sums[0..1], its token
    figures into f[SFT__EV_N] (the rank's mean entropy, as TRL gathers it) */
 static sft_status sft__eval_batch(sft_trainer *tr, sft_dataset *ds, int split, int64_t first, double *sums, double *f) {
@@ -21871,7 +21960,7 @@ static sft_status sft__eval_batch(sft_trainer *tr, sft_dataset *ds, int split, i
     sft_model_output out;
     float lv = 0.0f;
     sft_step_begin(tr->ctx);
-    SFT__TRY(sft_dataset_batch(ds, split, 0, 0, first, tr->cfg.per_device_eval_batch_size, &b));
+    SFT__TRY(sft__batch(tr, ds, split, 0, 0, first, tr->cfg.per_device_eval_batch_size, &b));
     memset(&run, 0, sizeof run);
     SFT__TRY(sft__trainer_inputs(tr, ds, &b, &mb));
     run.token_metrics = tr->cfg.token_metrics;
@@ -21999,7 +22088,7 @@ static sft_status sft__micro_batch(sft_trainer *tr, int64_t k, sft_batch *b, int
     sft_step_begin(tr->ctx);
     *present = first < tr->rows;
     if (!*present) return SFT_OK;
-    return sft_dataset_batch(tr->train, 0, tr->epoch, !tr->cfg.sequential, first, bs, b);
+    return sft__batch(tr, tr->train, 0, tr->epoch, !tr->cfg.sequential, first, bs, b);
 }
 
 /* sft__train_micro: micro-batch k of the window: forward, backward, and its

@@ -24,6 +24,7 @@ typedef struct t_rank_run {
     int         whole_run;                       /* sft_train (TRAIN_END, the best model) instead of steps */
     const sft_callback *callbacks;
     int         n_callbacks;
+    sft_collate_fn collate;
     /* results */
     sft_status  status;
     char        msg[1100];
@@ -142,7 +143,7 @@ static void *t_rank_main(void *arg) {
     c.output_dir = r->output_dir; c.save_steps = r->save_steps ? r->save_steps : r->output_dir ? 2 : 0;
     c.metrics_path = r->metrics_path; c.resume_from_checkpoint = r->resume;
     c.on_step_end = t_par_step_end; c.on_log = t_par_log; c.user = r;
-    c.callbacks = r->callbacks; c.n_callbacks = r->n_callbacks;
+    c.callbacks = r->callbacks; c.n_callbacks = r->n_callbacks; c.collate = r->collate;
     if (r->load_best) { c.load_best_model_at_end = 1; c.save_steps = c.eval_steps; }
     c.parallel = r->par;
     if (s == SFT_OK && r->whole_run) {

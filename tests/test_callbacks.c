@@ -146,6 +146,8 @@ static void early_stopping_ends_a_run(void) {
     free(r.adapter);
 }
 
+static double t_reldiff_eval(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-30 ? fabs(b) : 1.0); }
+
 static sft_status t_failing(const sft_callback_args *a, sft_trainer_control *c, void *user) {
     (void)c; (void)user;
     return a->event == SFT_EVENT_OPTIMIZER_STEP && a->global_step == 1 ? SFT_ERR_STATE : SFT_OK;   /* the second step's */
@@ -215,7 +217,66 @@ static void predict_measures_without_logging(void) {
     sft_context_destroy(ctx);
 }
 
+/* a collate function padding every batch to a multiple of 8 with id 0 on the
+   right (T grows, the masked tail changes nothing) */
+static int t_collate_calls, t_collate_fail;
+static sft_status t_pad8(sft_context *ctx, const sft_collate_row *rows, int n, sft_batch *out, void *user) {
+    int64_t T = 0, shape[2];
+    int i, k;
+    (void)user;
+    t_collate_calls++;
+    if (t_collate_fail) return SFT_ERR_STATE;
+    for (i = 0; i < n; i++) if (rows[i].n > T) T = rows[i].n;
+    T = (T + 7) / 8 * 8;
+    shape[0] = n; shape[1] = T;
+    if (sft_tensor_create(ctx, SFT_I32, 2, shape, &out->input_ids) != SFT_OK || sft_tensor_create(ctx, SFT_I32, 2, shape, &out->labels) != SFT_OK ||
+        sft_tensor_create(ctx, SFT_I32, 2, shape, &out->attention_mask) != SFT_OK)
+        return SFT_ERR_NOMEM;
+    for (i = 0; i < n; i++)
+        for (k = 0; k < T; k++) {
+            int in = k < rows[i].n;
+            ((int32_t *)out->input_ids->data)[i * T + k] = in ? rows[i].input_ids[k] : 0;
+            ((int32_t *)out->labels->data)[i * T + k] = in ? rows[i].labels[k] : -100;
+            ((int32_t *)out->attention_mask->data)[i * T + k] = in;
+        }
+    return SFT_OK;
+}
+
+/* a collate function (transformers' data_collator) that pads to a multiple of 8
+   trains as the dataset's own padding does: the same per-step loss and
+   grad_norm within 1e-6, the same tokens; its failure stops the step naming it;
+   packed rows are refused */
+static void a_collate_function_batches_the_rows(void) {
+    t_rank_run plain, own;
+    double worst = 0;
+    int i;
+    memset(&plain, 0, sizeof plain); memset(&own, 0, sizeof own);
+    plain.batch = own.batch = 2; plain.rows = own.rows = 10; plain.max_steps = own.max_steps = 4;
+    own.collate = t_pad8;
+    t_rank_main(&plain);
+    t_collate_calls = 0;
+    t_rank_main(&own);
+    CHECK_MSG(plain.status == SFT_OK && own.status == SFT_OK, "%s / %s", plain.msg, own.msg);
+    CHECK(t_collate_calls > 8 && own.steps == 4 && own.num_tokens == plain.num_tokens);
+    for (i = 0; i < 4 && i < own.steps; i++) {
+        double dl = fabs(own.loss[i] - plain.loss[i]) / plain.loss[i], dn = fabs(own.grad_norm[i] - plain.grad_norm[i]) / plain.grad_norm[i];
+        if (dl > worst) worst = dl;
+        if (dn > worst) worst = dn;
+    }
+    CHECK_MSG(worst <= 1e-6, "collated vs the dataset's padding: %.3g relative", worst);
+    CHECK_MSG(t_reldiff_eval(own.eval_loss, plain.eval_loss) <= 1e-6, "eval_loss %.9g vs %.9g", own.eval_loss, plain.eval_loss);
+    free(plain.adapter); free(own.adapter);
+    memset(&own, 0, sizeof own);
+    own.batch = 2; own.rows = 10; own.max_steps = 4; own.collate = t_pad8;
+    t_collate_fail = 1;
+    t_rank_main(&own);
+    t_collate_fail = 0;
+    CHECK_MSG(own.status == SFT_ERR_STATE && strstr(own.msg, "collate function failed"), "%s", own.msg);
+    free(own.adapter);
+}
+
 void suite_callbacks(void) {
+    RUN(a_collate_function_batches_the_rows);
     RUN(predict_measures_without_logging);
     RUN(events_come_as_transformers_sends_them);
     RUN(early_stopping_decides_as_transformers);
