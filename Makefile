@@ -389,9 +389,9 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/sft.o
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $< build/fuzz/sft.o -o $@ -lm -lpthread
 fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 fuzz-run-%: build/fuzz/fuzz_% | build/fuzz/findings
-	@mkdir -p build/fuzz/corpus/$* $(FUZZ_TMP)/sft-fuzz-$*
+	@mkdir -p build/fuzz/corpus/$* $(FUZZ_TMP)
 	@echo "fuzz $*: $(FUZZ_SECONDS) s"
-	@trap 'rm -rf $(FUZZ_TMP)/sft-fuzz-$*' EXIT; TMPDIR=$(FUZZ_TMP)/sft-fuzz-$* ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	@tmp=$$(mktemp -d $(FUZZ_TMP)/sft-fuzz-$*.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; TMPDIR=$$tmp ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ./build/fuzz/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=2560 -max_len=65536 \
 	    -print_final_stats=1 -artifact_prefix=build/fuzz/findings/$*- $(FUZZ_OPTS) \
 	    build/fuzz/corpus/$* tests/fuzz/corpus/$* > build/fuzz/$*.log 2>&1 \

@@ -17874,10 +17874,20 @@ static sft_status sft__jr_arith(sft__jr *r, int line, int op, const sft__jv *a, 
             if (op == SFT__JO_MOD && y < 0 && x % y == 0) z = 0;
             break;
         case SFT__JO_POW: {
-            int64_t e = y;
-            if (e < 0) { *out = sft__jv_float(pow((double)x, (double)y)); return SFT_OK; }
-            z = 1;
-            while (e-- > 0 && !over) { over = z != 0 && (z > INT64_MAX / (x < 0 ? -x : x ? x : 1)); z *= x; }
+            /* |x|^y in unsigned, checked before each multiply (at most 63 of them
+               before it leaves 64 bits); |x| <= 1 needs no loop (y may be huge) */
+            uint64_t ax = x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x, az = 1;
+            int neg = x < 0 && (y & 1);
+            uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+            int64_t e;
+            if (y < 0) { *out = sft__jv_float(pow((double)x, (double)y)); return SFT_OK; }
+            if (ax <= 1) az = ax == 1 || y == 0 ? 1 : 0;
+            else
+                for (e = 0; e < y && !over; e++) {
+                    if (az > limit / ax) over = 1;
+                    else az *= ax;
+                }
+            if (!over) z = neg ? (az == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)az) : (int64_t)az;
             break;
         }
         }
