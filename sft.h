@@ -21269,6 +21269,7 @@ struct sft_trainer {
     int64_t           epoch_begun;      /* the epoch EPOCH_BEGIN was sent for (-1: none) */
     int64_t           epochs_total;     /* transformers' num_train_epochs, whole          */
     int64_t           last_eval_step;   /* the step of the last evaluation (-1: none)     */
+    int               es_counter;       /* a resumed EarlyStoppingCallback counter (-1: none) */
 };
 
 /* from "trainer: checkpoints" below */
@@ -21770,7 +21771,7 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     /* transformers' num_train_epochs: the epochs the run opens (with max_steps: as many as it needs) */
     tr->epochs_total = tr->cfg.max_steps > 0 && tr->updates_per_epoch > 0
                            ? (tr->max_steps + tr->updates_per_epoch - 1) / tr->updates_per_epoch : (int64_t)ceil(tr->cfg.num_train_epochs);
-    tr->epoch_begun = -1; tr->last_eval_step = -1;
+    tr->epoch_begun = -1; tr->last_eval_step = -1; tr->es_counter = -1;
     tr->sched = tr->cfg.lr_scheduler_kwargs;
     tr->sched.type = tr->cfg.lr_scheduler_type;
     tr->sched.total_steps = tr->max_steps;
@@ -22965,7 +22966,17 @@ static void sft__log_entry_read(const sft_json *o, sft_log_entry *e, const char 
     e->entropy = sft__jnum(o, e->is_eval ? "eval_entropy" : "entropy", NAN);
 }
 
+/* sft__early_stopping_of: the run's EarlyStoppingCallback state, if it has one */
+static sft_early_stopping *sft__early_stopping_of(const sft_trainer *tr) {
+    int i;
+    for (i = 0; i < tr->cfg.n_callbacks; i++)
+        if (tr->cfg.callbacks[i].fn == sft_early_stopping_callback && tr->cfg.callbacks[i].user)
+            return (sft_early_stopping *)tr->cfg.callbacks[i].user;
+    return NULL;
+}
+
 static sft_status sft__trainer_state_save(sft_trainer *tr, const char *dir) {
+    sft_early_stopping *es;
     sft_json_writer w;
     char path[4096];
     size_t i;
@@ -22996,6 +23007,20 @@ static sft_status sft__trainer_state_save(sft_trainer *tr, const char *dir) {
     sft_json_write_key(&w, "save_steps"); sft_json_write_int(&w, tr->cfg.save_steps ? tr->cfg.save_steps : 500);
     sft_json_write_key(&w, "stateful_callbacks");
     sft_json_write_object_begin(&w);
+    if ((es = sft__early_stopping_of(tr)) != NULL) {        /* transformers' ExportableState of the callback */
+        sft_json_write_key(&w, "EarlyStoppingCallback");
+        sft_json_write_object_begin(&w);
+        sft_json_write_key(&w, "args");
+        sft_json_write_object_begin(&w);
+        sft_json_write_key(&w, "early_stopping_patience"); sft_json_write_int(&w, es->patience);
+        sft_json_write_key(&w, "early_stopping_threshold"); sft_json_write_number(&w, es->threshold);
+        sft_json_write_object_end(&w);
+        sft_json_write_key(&w, "attributes");
+        sft_json_write_object_begin(&w);
+        sft_json_write_key(&w, "early_stopping_patience_counter"); sft_json_write_int(&w, es->counter);
+        sft_json_write_object_end(&w);
+        sft_json_write_object_end(&w);
+    }
     sft_json_write_key(&w, "TrainerControl");
     sft_json_write_object_begin(&w);
     sft_json_write_key(&w, "args");
@@ -23154,6 +23179,12 @@ static sft_status sft__history_read(sft_trainer *tr, const char *dir) {
     }
     h = sft_json_get(j, "best_model_checkpoint");
     if (s == SFT_OK && h && h->type == SFT_JSON_STRING) snprintf(tr->best_ckpt, sizeof tr->best_ckpt, "%s", h->string);
+    h = sft_json_get(sft_json_get(sft_json_get(j, "stateful_callbacks"), "EarlyStoppingCallback"), "attributes");
+    if (s == SFT_OK && h && h->type == SFT_JSON_OBJECT) {       /* applied once the whole resume succeeded */
+        const char *bad = NULL;
+        tr->es_counter = (int)sft__jint(h, "early_stopping_patience_counter", -1, 0, INT_MAX, &bad);
+        if (bad) s = sft__fail(SFT_ERR_FORMAT, "%s: \"%s\" is not a whole number in range", path, bad);
+    }
     sft_json_free(j);
     return s;
 }
@@ -23329,6 +23360,7 @@ static sft_status sft__resume(sft_trainer *tr) {
                      "outlive it", tr->cfg.output_dir, (long long)((int64_t *)v.p)[v.len - 1], (long long)tr->global_step);
         sft__free(tr->ctx, v.p);
     }
+    if (tr->es_counter >= 0 && sft__early_stopping_of(tr)) sft__early_stopping_of(tr)->counter = tr->es_counter;
     tr->started = 1;                 /* no eval_on_start, as transformers on resume */
     tr->resumed = 1;
     tr->last_saved = tr->global_step;

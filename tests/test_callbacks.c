@@ -148,6 +148,46 @@ static void early_stopping_ends_a_run(void) {
 
 static double t_reldiff_eval(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-30 ? fabs(b) : 1.0); }
 
+/* EarlyStoppingCallback's counter goes into trainer_state.json as transformers
+   stores it (stateful_callbacks) and comes back on resume: patience 2, a run
+   stopped at step 7 (one evaluation without improvement) and resumed stops at
+   step 9, as the uninterrupted run does */
+static void early_stopping_resumes_with_its_counter(void) {
+    sft_early_stopping es[3];
+    sft_callback cb[3];
+    t_rank_run r[3];
+    char out[3][600], state[700];
+    sft_context *ctx = t_context(1);
+    sft_json *j = NULL;
+    int k;
+    for (k = 0; k < 3; k++) {
+        memset(&es[k], 0, sizeof es[k]); memset(&r[k], 0, sizeof r[k]);
+        es[k].patience = 2; es[k].threshold = 1e9;
+        cb[k].fn = sft_early_stopping_callback; cb[k].user = &es[k];
+        snprintf(out[k], sizeof out[k], "%s/es-resume-%d", t_tmpdir(), k ? 1 : 0);
+        r[k].batch = 2; r[k].rows = 10; r[k].epochs = 4; r[k].output_dir = out[k]; r[k].load_best = 1; r[k].whole_run = 1;
+        r[k].callbacks = &cb[k]; r[k].n_callbacks = 1;
+    }
+    r[1].stop_at = 7;
+    r[2].resume = "last";
+    for (k = 0; k < 3; k++) {
+        t_rank_main(&r[k]);
+        CHECK_MSG(r[k].status == SFT_OK, "run %d: %s", k, r[k].msg);
+        free(r[k].adapter);
+    }
+    CHECK_MSG(r[0].final_step == 9 && r[1].final_step == 7 && r[2].final_step == 9, "stopped at %lld, %lld, %lld",
+              (long long)r[0].final_step, (long long)r[1].final_step, (long long)r[2].final_step);
+    snprintf(state, sizeof state, "%s/checkpoint-7/trainer_state.json", out[1]);
+    j = t_json_file(ctx, state);
+    {
+        const sft_json *a = sft_json_get(sft_json_get(sft_json_get(j, "stateful_callbacks"), "EarlyStoppingCallback"), "attributes");
+        const sft_json *n = sft_json_get(a, "early_stopping_patience_counter");
+        CHECK_MSG(n && n->number == 1, "%s: early_stopping_patience_counter %g", state, n ? n->number : -1.0);
+    }
+    sft_json_free(j);
+    sft_context_destroy(ctx);
+}
+
 static sft_status t_failing(const sft_callback_args *a, sft_trainer_control *c, void *user) {
     (void)c; (void)user;
     return a->event == SFT_EVENT_OPTIMIZER_STEP && a->global_step == 1 ? SFT_ERR_STATE : SFT_OK;   /* the second step's */
@@ -281,5 +321,6 @@ void suite_callbacks(void) {
     RUN(events_come_as_transformers_sends_them);
     RUN(early_stopping_decides_as_transformers);
     RUN(early_stopping_ends_a_run);
+    RUN(early_stopping_resumes_with_its_counter);
     RUN(a_failing_callback_stops_the_run);
 }
