@@ -15,7 +15,9 @@
    files, a memory plan, generation with a KV cache), chat templates run by a
    Jinja engine as transformers renders them, SFT datasets prepared token
    for token as TRL's SFTTrainer prepares them, and its training loop (AdamW,
-   schedules, accumulation, evaluation, metrics), step by step or to the end.
+   schedules, accumulation, evaluation, metrics, transformers' callbacks and
+   early stopping, data parallelism over MPI or a transport of the host's),
+   step by step or to the end.
    A step keeps only what its backward needs (large tensors go back to a step
    heap as soon as they die), the frozen base can multiply in bf16
    (compute_dtype; vdpbf16ps on AVX512-BF16), and profiling tells where a
