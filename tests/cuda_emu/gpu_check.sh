@@ -1,7 +1,7 @@
 #!/bin/sh
 # gpu_check.sh - `make test-cuda`: the whole device check for a machine with a
 # GPU, in one bounded run (under 5 minutes; every step has its own timeout, so
-# one hang cannot eat the rest). Run from the project root.
+# one hang cannot eat the rest; steps that need no GPU, or share it, run side by side). Run from the project root.
 #
 #   1. build: build/test_cuda and build/sft_cuda for this GPU's architecture only,
 #      and the emulator's build/test_cuda_emu, side by side
@@ -49,11 +49,13 @@ wait $gpu_pid || status=1
 wait $emu_pid || status=1
 [ "$status" = 0 ] || { say "build failed: see $OUT/build_*.log"; exit 1; }
 
-# 2. run
+# 2. run (the emulator on the CPU meanwhile: it needs no GPU)
+step run_emu 240 env SFT_CUDA_GEMM=reference ./build/test_cuda_emu &
+emu_pid=$!
 step run_gpu 120 ./build/test_cuda || status=1
 tail -n 1 "$OUT/run_gpu.log" | tee -a "$OUT/summary.txt"
 step run_gpu_reference 180 env SFT_CUDA_GEMM=reference ./build/test_cuda || status=1
-step run_emu 240 env SFT_CUDA_GEMM=reference ./build/test_cuda_emu || status=1
+wait $emu_pid || status=1
 grep '^checksum exact ' "$OUT/run_gpu_reference.log" > "$OUT/gpu.exact"
 grep '^checksum exact ' "$OUT/run_emu.log" > "$OUT/emu.exact"
 if [ -s "$OUT/emu.exact" ] && cmp -s "$OUT/gpu.exact" "$OUT/emu.exact"; then
@@ -68,10 +70,14 @@ grep '^checksum libm ' "$OUT/run_emu.log" > "$OUT/emu.libm"
 say "libm tests equal to the emulator's bits: $(comm -12 "$OUT/gpu.libm" "$OUT/emu.libm" | wc -l) of $(wc -l < "$OUT/emu.libm") (not required)"
 
 # 3. compute-sanitizer over the tests that compare results ("match" in their names)
+# (the three side by side: the GPU has room for all of them)
 if command -v compute-sanitizer > /dev/null; then
+    pids=
     for tool in memcheck racecheck synccheck; do
-        step "sanitize_$tool" 120 compute-sanitizer --tool "$tool" --error-exitcode 9 ./build/test_cuda match || status=1
+        step "sanitize_$tool" 150 compute-sanitizer --tool "$tool" --error-exitcode 9 ./build/test_cuda match &
+        pids="$pids $!"
     done
+    for pid in $pids; do wait "$pid" || status=1; done
 else
     say "compute-sanitizer: not in this toolkit (skipped)"
 fi
