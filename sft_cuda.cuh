@@ -187,6 +187,7 @@ typedef struct sft__cuda_state {
     int             gemm_reference;   /* SFT_CUDA_GEMM=reference                 */
     int             gemm_mode;        /* SFT__GEMM_*                             */
     int             sm;               /* compute capability, 10 major + minor    */
+    int64_t         fused_max_rows;   /* SFT_CUDA_FUSED_MAX_ROWS; -1: the table  */
     void           *work16;           /* the dequantize path's 16-bit operands   */
     size_t          work16_bytes;
     size_t          plan_work16;      /* what memory plans found it would need  */
@@ -225,6 +226,17 @@ static sft_status sft__cuda_state_of(sft_context *ctx, sft__cuda_state **out) {
                       : env && strcmp(env, "fused") == 0 ? SFT__GEMM_FUSED
                       : env && strcmp(env, "dequant") == 0 ? SFT__GEMM_DEQUANT : SFT__GEMM_AUTO;
         st->sm = sft__cuda_sm();
+        st->fused_max_rows = -1;
+        env = getenv("SFT_CUDA_FUSED_MAX_ROWS");
+        if (env) {
+            char *end;
+            long long v = strtoll(env, &end, 10);
+            if (end == env || *end || v < 0) {
+                sft__free(ctx, st);
+                return sft__fail(SFT_ERR_ARG, "cuda: SFT_CUDA_FUSED_MAX_ROWS=\"%s\" is not a row count (0 or more)", env);
+            }
+            st->fused_max_rows = (int64_t)v;
+        }
         ctx->cuda = st;
     }
     *out = st;
@@ -1069,10 +1081,14 @@ static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, f
    rows of x, on CUDA cores; the dequant path moves 4.5 bytes a weight (read
    0.5, write 2, read 2) once and then runs at cuBLASLt's speed. With P the
    dense bf16 rate, B the memory bandwidth and f the fused kernel's fraction of
-   P, dequant wins for M > 4.5 f P / (2 B (1 - f)); taking f = 1/3 (no
-   software pipelining, decode on CUDA cores) that is M* = 1.125 P / B. The
-   table below holds M* per architecture from the published P and B; `make
-   bench-cuda` measures the crossing and prints the row to put here.
+   P, dequant wins for M > 4.5 f P / (2 B (1 - f)). The first H200 run of
+   `make bench-cuda` (2026-12-04) measured f at about 0.03, not the 1/3 this
+   design assumed: the fused kernel ran at 1.3-29 TFLOP/s (one 64-row tile of
+   blocks walks all of k alone, no split over k, no pipelining) and lost to
+   dequant at every M measured, 16 included, by 2.8x there. With f = 0.03,
+   M* = 0.07 P / B. The table below holds the measured M* for sm_90 and that
+   estimate from the published P and B for the parts no one has measured;
+   `make bench-cuda` prints the measured crossing as the row to put here.
    SFT_CUDA_GEMM=fused or dequant forces one path (tests, benchmarks);
    SFT_CUDA_GEMM=reference sends these products to the CUDA-core kernel above.
 
@@ -1298,21 +1314,23 @@ static sft_status sft__cuda_lowp_dequant(sft_context *ctx, sft__cuda_state *st, 
 }
 
 /* --- the dispatcher ----------------------------------------------------------------
-   M* per architecture, from M* = 1.125 P / B (see the section's top) with the
-   vendors' dense bf16 rate P and memory bandwidth B. Not yet measured: `make
-   bench-cuda` prints the measured crossing as a row of this table. */
+   M* per architecture: measured where a GPU ran `make bench-cuda`, else the
+   estimate M* = 0.07 P / B (see the section's top) from the vendors' dense bf16
+   rate P and memory bandwidth B. 0: the fused kernel never runs unforced. */
 typedef struct sft__tc_row { int sm; int64_t m_star; const char *part; } sft__tc_row;
 static const sft__tc_row sft__tc_table[] = {
-    {80, 176, "A100 SXM: P 312 TFLOP/s, B 2.0 TB/s"},
-    {86, 160, "RTX A6000 / 3090: P ~ 150 TFLOP/s (f32 accumulate), B 0.77-0.94 TB/s"},
-    {89, 470, "L40S: P 362 TFLOP/s, B 0.86 TB/s"},
-    {90, 332, "H100 SXM: P 989 TFLOP/s, B 3.35 TB/s"},
+    {80, 11, "A100 SXM: P 312 TFLOP/s, B 2.0 TB/s (estimate)"},
+    {86, 12, "RTX A6000 / 3090: P ~ 150 TFLOP/s (f32 accumulate), B 0.77-0.94 TB/s (estimate)"},
+    {89, 29, "L40S: P 362 TFLOP/s, B 0.86 TB/s (estimate)"},
+    {90, 0, "H200, measured 2026-12-04: dequant won at every M and shape, M = 16 included"},
 };
 
-/* M* of this device: the table's row for the newest architecture at or below it */
+/* M* of this device: SFT_CUDA_FUSED_MAX_ROWS where set (a crossing the user
+   measured), else the table's row for the newest architecture at or below it */
 static int64_t sft__cuda_m_star(const sft__cuda_state *st) {
-    int64_t m_star = 256;   /* an unknown part: between the rows above */
+    int64_t m_star = 0;   /* older than every row: no measurement, dequant */
     size_t i;
+    if (st->fused_max_rows >= 0) return st->fused_max_rows;
     for (i = 0; i < sizeof sft__tc_table / sizeof *sft__tc_table; i++)
         if (sft__tc_table[i].sm <= st->sm) m_star = sft__tc_table[i].m_star;
     return m_star;

@@ -242,21 +242,46 @@ static size_t tc_peak(const char *mode, int64_t M) {
     return peak;
 }
 
-/* the dispatcher: with no override, few rows run fused and many the dequantize
-   path. The two give the same bits here (the same 16-bit inputs into the same
-   mma kernel), so they are told apart by their device peak: the dequantize
-   path keeps a workspace of M K + N K 16-bit values. */
-static void the_dispatcher_picks_fused_for_few_rows_and_dequant_for_many(void) {
+/* the dispatcher: with no override, up to M* rows run fused and more the
+   dequantize path. M* is SFT_CUDA_FUSED_MAX_ROWS where set (here 32), else
+   the part's row of the table (every row below 600; sm_90's is 0). The two
+   paths give the same bits here (the same 16-bit inputs into the same mma
+   kernel), so they are told apart by their device peak: the dequantize path
+   keeps a workspace of M K + N K 16-bit values. */
+static void the_dispatcher_picks_fused_up_to_m_star_rows_and_dequant_beyond(void) {
     static const int64_t ms[2] = {16, 600};
+    int i, table;
+    for (table = 0; table < 2; table++)
+        for (i = 0; i < 2; i++) {
+            size_t fused, dequant, chosen, work = (size_t)(ms[i] * 64 + 40 * 64) * 2;
+            if (!table) setenv("SFT_CUDA_FUSED_MAX_ROWS", "32", 1);
+            fused = tc_peak("fused", ms[i]); dequant = tc_peak("dequant", ms[i]); chosen = tc_peak(NULL, ms[i]);
+            unsetenv("SFT_CUDA_FUSED_MAX_ROWS");
+            CHECK_MSG(fused > 0 && dequant >= fused + work, "M = %lld: device peak %zu fused, %zu dequantize (a workspace of %zu expected)",
+                      (long long)ms[i], fused, dequant, work);
+            if (table && i == 0) continue;   /* the part's own M*: either path may be right */
+            CHECK_MSG(chosen == (i == 0 ? fused : dequant), "M = %lld, M* %s: the dispatcher's run peaked at %zu bytes; fused %zu, dequantize %zu",
+                      (long long)ms[i], table ? "from the table" : "32", chosen, fused, dequant);
+        }
+}
+
+/* SFT_CUDA_FUSED_MAX_ROWS that is not a row count is refused by name */
+static void a_malformed_fused_max_rows_is_refused_by_name(void) {
+    static const char *const bad[3] = {"", "-1", "12rows"};
     int i;
-    for (i = 0; i < 2; i++) {
-        size_t fused = tc_peak("fused", ms[i]), dequant = tc_peak("dequant", ms[i]), chosen = tc_peak(NULL, ms[i]);
-        size_t work = (size_t)(ms[i] * 64 + 40 * 64) * 2;
-        CHECK_MSG(fused > 0 && dequant >= fused + work, "M = %lld: device peak %zu fused, %zu dequantize (a workspace of %zu expected)",
-                  (long long)ms[i], fused, dequant, work);
-        CHECK_MSG(chosen == (i == 0 ? fused : dequant), "M = %lld: the dispatcher's run peaked at %zu bytes; fused %zu, dequantize %zu",
-                  (long long)ms[i], chosen, fused, dequant);
+    for (i = 0; i < 3; i++) {
+        sft_context *ctx = NULL;
+        sft_tensor *t = NULL;
+        int64_t shape[1] = {4};
+        setenv("SFT_CUDA_FUSED_MAX_ROWS", bad[i], 1);
+        CHECK_OK(sft_context_create(NULL, &ctx));
+        CHECK_MSG(ctx && sft_tensor_create_on(ctx, SFT_DEVICE_CUDA, SFT_F32, 1, shape, &t) == SFT_ERR_ARG &&
+                      strstr(sft_last_error(), "SFT_CUDA_FUSED_MAX_ROWS"),
+                  "\"%s\": %s", bad[i], sft_last_error());
+        sft_tensor_destroy(t);
+        sft_context_destroy(ctx);
     }
+    unsetenv("SFT_CUDA_FUSED_MAX_ROWS");
 }
 
 /* a memory plan of a bf16 model on the device counts the dequantize path's
@@ -373,7 +398,8 @@ void cuda_tc_tests(void) {
     printf("cuda: tensor cores\n");
     CU_RUN_LIBM(tensor_core_products_hold_the_bound_against_cuda_cores);
     CU_RUN(reference_mode_keeps_bf16_on_cuda_cores_bit_for_bit);
-    CU_RUN_LIBM(the_dispatcher_picks_fused_for_few_rows_and_dequant_for_many);
+    CU_RUN_LIBM(the_dispatcher_picks_fused_up_to_m_star_rows_and_dequant_beyond);
+    CU_RUN(a_malformed_fused_max_rows_is_refused_by_name);
     CU_RUN(a_memory_plan_counts_the_dequantize_workspace);
     CU_RUN_LIBM(flash_attention_on_tensor_cores_follows_the_f32_kernels);
 }
