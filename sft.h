@@ -130,7 +130,7 @@
          models                      Llama-family models, adapters, generation
          chat templates              Jinja as transformers renders it
          data                        SFT datasets as TRL prepares them
-         optimizer and schedules     AdamW (8-bit too), clipping, schedules
+         optimizer and schedules     AdamW (8-bit too), SGD, Adafactor, schedule-free AdamW, clipping, schedules
          trainer                     the SFTTrainer loop, checkpoints, resume
          random numbers              Philox-4x32-10, keys, the RNG purposes
          CUDA seam                   sft_cuda_available
@@ -216,7 +216,7 @@
          data: records
          data: splits, packing, batches
          data: loading
-         optim: AdamW, clipping, schedules
+         optim: AdamW, SGD, Adafactor, schedule-free AdamW, clipping, schedules
          trainer: the loop           fp16's dynamic loss scaling, data parallelism
                                      (the ranks' sums)
          trainer: checkpoints, resume, the best model
@@ -1574,41 +1574,98 @@ SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, i
 
 /* ============================================================================
    === optimizer and schedules
-   AdamW as torch.optim.AdamW computes it (its single-tensor CPU path: the
-   scalars in double, the tensor arithmetic in f32 in the same order), gradient
-   clipping by the global norm, and transformers' learning-rate schedules. */
+   The optimizers transformers' Trainer builds for --optim: AdamW as
+   torch.optim.AdamW computes it (its single-tensor CPU path: the scalars in
+   double, the tensor arithmetic in f32 in the same order), bitsandbytes' 8-bit
+   AdamW, torch.optim.SGD, transformers' Adafactor and schedulefree's
+   AdamWScheduleFree; gradient clipping by the global norm, and transformers'
+   learning-rate schedules. */
 
-typedef struct sft_adamw_desc {
+/* the optimizer (TrainingArguments.optim) */
+typedef enum sft_optim {
+    SFT_OPTIM_ADAMW_TORCH = 0,  /* "adamw_torch", "adamw_torch_fused" (the same numbers)        */
+    SFT_OPTIM_ADAMW_8BIT,       /* "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit": 8-bit state */
+    SFT_OPTIM_SGD,              /* "sgd": torch.optim.SGD (momentum 0 unless set)               */
+    SFT_OPTIM_ADAFACTOR,        /* "adafactor": transformers' Adafactor as the Trainer builds it */
+    SFT_OPTIM_SCHEDULE_FREE_ADAMW,  /* "schedule_free_adamw": schedulefree's AdamWScheduleFree  */
+    SFT_OPTIM_COUNT
+} sft_optim;
+/* sft_optim_from_name: transformers' --optim names above (SFT_ERR_ARG naming the
+   valid ones otherwise); sft_optim_name: the first name of each. */
+SFTDEF sft_status  sft_optim_from_name(const char *name, sft_optim *out);
+SFTDEF const char *sft_optim_name(sft_optim optim);
+
+typedef struct sft_optimizer_desc {
+    sft_optim kind;         /* the update; ADAMW_TORCH (0) becomes ADAMW_8BIT with eight_bit */
     double lr;              /* the base learning rate; 0 = 2e-5 (TRL's default)     */
-    double beta1, beta2;    /* 0 = 0.9, 0.999                                       */
-    double eps;             /* 0 = 1e-8                                             */
-    double weight_decay;    /* decoupled; not applied to params marked no_decay     */
+    double beta1, beta2;    /* AdamW, schedule-free: 0 = 0.9, 0.999                 */
+    double eps;             /* AdamW, schedule-free: 0 = 1e-8                       */
+    double weight_decay;    /* not applied to params marked no_decay: decoupled in
+                               AdamW, added to the gradient in SGD, Adafactor's
+                               p -= wd lr p, schedule-free's at the y sequence     */
     int    eight_bit;       /* bitsandbytes' AdamW8bit (below)                      */
     int64_t min_8bit_size;  /* eight_bit: tensors smaller keep f32 moments; 0 = 4096 */
-} sft_adamw_desc;
+    double momentum, dampening;   /* SGD: torch's (0, 0)                            */
+    int    nesterov;              /* SGD: Nesterov momentum (needs momentum > 0,
+                                     dampening 0, as torch)                        */
+    int64_t warmup_steps;   /* schedule-free: its own warmup (the Trainer passes
+                               warmup_steps to it as well as to the schedule)      */
+    double r;               /* schedule-free: the averaging weight's power of k; 0   */
+    double weight_lr_power; /* schedule-free: of the largest lr so far; 0 = 2.0     */
+} sft_optimizer_desc;
 
 typedef struct sft_optimizer sft_optimizer;
 
-/* sft_optimizer_create: AdamW over n parameters (their gradients are read at each
-   step). no_decay (may be NULL) marks those weight decay skips (biases, norms,
-   DoRA magnitudes). The optimizer holds two f32 moments per value.
+/* sft_optimizer_create: an optimizer over n f32 parameters (their gradients are
+   read at each step). no_decay (may be NULL) marks those weight decay skips
+   (biases, norms, DoRA magnitudes). Its state per parameter:
 
-   eight_bit is bitsandbytes' AdamW8bit as it runs on the CPU: a tensor of at
-   least min_8bit_size values keeps its moments as 8-bit codes in blocks of 256
-   values, each block scaled by its largest magnitude (exp_avg on the signed
-   dynamic map, exp_avg_sq on the unsigned one); a step decodes them, updates in
-   f32 and codes them again through bitsandbytes' 65,536-bin table. Smaller
-   tensors keep f32 moments with bitsandbytes' 32-bit update (torch's AdamW with
-   the bias corrections folded differently). 2 bytes per value instead of 8.
+     AdamW      exp_avg, exp_avg_sq (two f32 values per value)
+     8-bit      eight_bit is bitsandbytes' AdamW8bit as it runs on the CPU: a
+                tensor of at least min_8bit_size values keeps its moments as
+                8-bit codes in blocks of 256 values, each block scaled by its
+                largest magnitude (exp_avg on the signed dynamic map, exp_avg_sq
+                on the unsigned one); a step decodes them, updates in f32 and
+                codes them again through bitsandbytes' 65,536-bin table. Smaller
+                tensors keep f32 moments with bitsandbytes' 32-bit update (torch's
+                AdamW with the bias corrections folded differently). 2 bytes per
+                value instead of 8.
+     SGD        momentum_buffer when momentum > 0 (torch's first step copies the
+                gradient into it, later ones mix); nothing otherwise
+     Adafactor  transformers' Adafactor with the Trainer's settings
+                (scale_parameter and relative_step off: the learning rate is
+                the schedule's; beta1 None, eps 1e-30, clip_threshold 1,
+                decay_rate -0.8): a 2-D parameter keeps its squared gradients
+                factored as a row and a column mean (exp_avg_sq_row [rows],
+                exp_avg_sq_col [cols]), a 1-D one whole (exp_avg_sq); the update
+                is divided by max(1, its RMS)
+     schedule-free  AdamWScheduleFree: z (the base sequence) and exp_avg_sq; the
+                parameters hold y in train mode and x (the average, what to
+                evaluate and keep) in eval mode: sft_optimizer_train and
+                sft_optimizer_eval move between them, as optimizer.train() and
+                .eval() do, and a step needs train mode
 
-   A parameter's state lives on its device; on CUDA its update runs there,
-   giving the CPU's bits (the same per-element functions, see sft_cuda.cuh). */
+   AdamW's state lives on its parameter's device; on CUDA its update runs there,
+   giving the CPU's bits (the same per-element functions, see sft_cuda.cuh). The
+   other optimizers run on the CPU only: a CUDA parameter is SFT_ERR_UNSUPPORTED. */
 SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
-                                       const sft_adamw_desc *desc, sft_optimizer **out);
+                                       const sft_optimizer_desc *desc, sft_optimizer **out);
 SFTDEF void       sft_optimizer_destroy(sft_optimizer *opt);
 /* sft_optimizer_step: one update with learning rate lr (from a schedule); a
-   parameter without a gradient is left alone, as torch does. */
+   parameter without a gradient is left alone, as torch does. Schedule-free
+   AdamW divides the gradients in place (as it does in torch) and is refused out
+   of train mode. */
 SFTDEF sft_status sft_optimizer_step(sft_optimizer *opt, double lr);
+/* sft_optimizer_train / sft_optimizer_eval: schedule-free AdamW's modes
+   (optimizer.train() / .eval(); each a no-op when already in it, and for a
+   parameter not yet stepped). A new optimizer is in eval mode, as in torch; the
+   Trainer calls train before each micro-batch and eval before an evaluation or
+   prediction. The other optimizers have no modes: both return SFT_OK.
+   sft_optimizer_training: 1 in train mode. */
+SFTDEF sft_status sft_optimizer_train(sft_optimizer *opt);
+SFTDEF sft_status sft_optimizer_eval(sft_optimizer *opt);
+SFTDEF int        sft_optimizer_training(const sft_optimizer *opt);
+SFTDEF sft_optim  sft_optimizer_kind(const sft_optimizer *opt);
 SFTDEF void       sft_optimizer_zero_grad(sft_optimizer *opt);
 /* sft_optimizer_clip_grad_norm: the global L2 norm of the gradients (computed in
    double over fixed chunks of 4096 values, added in order: the same on any
@@ -1618,17 +1675,29 @@ SFTDEF void       sft_optimizer_zero_grad(sft_optimizer *opt);
    sft_last_error() set, if a device could not compute it). */
 SFTDEF double     sft_optimizer_clip_grad_norm(sft_optimizer *opt, double max_norm);
 /* sft_optimizer_state: parameter i's state, writable (a checkpoint restores it
-   in place): f32 moments, or for an 8-bit tensor its codes and block scales
-   (blocks = ceil(numel / 256)); the others are NULL. On a device (device !=
-   SFT_DEVICE_CPU) the arrays are device memory: copy them with the device's
-   copies (sft_tensor_copy_from between tensors, or cudaMemcpy). */
+   in place): its f32 arrays by their torch names (buffer[0..n_buffers), each of
+   buffer_len values: AdamW exp_avg, exp_avg_sq; SGD momentum_buffer; Adafactor
+   exp_avg_sq_row, exp_avg_sq_col or exp_avg_sq; schedule-free z, exp_avg_sq),
+   or for an 8-bit tensor its codes and block scales (blocks = ceil(numel /
+   256)); the others are NULL. exp_avg and exp_avg_sq name AdamW's two. On a
+   device (device != SFT_DEVICE_CPU) the arrays are device memory: copy them
+   with the device's copies (sft_tensor_copy_from between tensors, or cudaMemcpy). */
 typedef struct sft_optimizer_state {
     sft_device device;
     int64_t  step, numel, blocks;
     float   *exp_avg, *exp_avg_sq;
     uint8_t *state1, *state2;          /* 8-bit codes of exp_avg, exp_avg_sq    */
     float   *absmax1, *absmax2;        /* their per-block scales                */
+    int         n_buffers;
+    const char *buffer_name[2];
+    float      *buffer[2];
+    int64_t     buffer_len[2];
 } sft_optimizer_state;
+/* schedule-free AdamW's group scalars (a checkpoint restores them): the steps
+   taken (k), the averaging weights' sum, the largest lr so far (-1 before the
+   first step) and the mode. sft_optimizer_schedule_free: NULL for the others. */
+typedef struct sft_schedule_free_state { int64_t k; double weight_sum, lr_max; int train_mode; } sft_schedule_free_state;
+SFTDEF sft_schedule_free_state *sft_optimizer_schedule_free(sft_optimizer *opt);
 SFTDEF sft_status sft_optimizer_param_state(sft_optimizer *opt, int i, sft_optimizer_state *out);
 /* sft_optimizer_count: the number of parameters it updates. */
 SFTDEF int        sft_optimizer_count(const sft_optimizer *opt);
@@ -1693,7 +1762,9 @@ SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *desc, do
          them ("default" at the top, others in a folder of their name); prompt
          tuning as PEFT's PROMPT_TUNING adapter; full fine-tuning as a
          transformers model folder (model.safetensors, config.json)
-     optimizer.safetensors   AdamW's moments (or 8-bit codes) and step counts
+     optimizer.safetensors   the optimizer's state by torch's names (AdamW's
+                             moments or 8-bit codes, SGD's momentum, ...),
+                             step counts, the optimizer's name
      trainer_state.json      Hugging Face's layout (global_step, epoch,
                              log_history, best_metric, best_model_checkpoint, ...)
      sft_state.json          the data position, running sums and schedule state,
@@ -1723,12 +1794,6 @@ typedef struct sft_log_entry {
 
 typedef struct sft_step_info sft_step_info;   /* one step's figures (below) */
 
-/* the optimizer (TrainingArguments.optim) */
-typedef enum sft_optim {
-    SFT_OPTIM_ADAMW_TORCH = 0,  /* "adamw_torch", "adamw_torch_fused" (the same numbers)        */
-    SFT_OPTIM_ADAMW_8BIT        /* "adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit": 8-bit state */
-} sft_optim;
-SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out);
 
 /* A loss of the host's own (transformers' compute_loss_func): logits [B, T, V]
    (a step tensor in the graph), labels [B, T] unshifted as the model takes them
@@ -1846,6 +1911,10 @@ SFTDEF sft_status sft_early_stopping_callback(const sft_callback_args *args, sft
    each row, as transformers' default position ids). Evaluation batches go
    through it too. Not with packing or padding_free (their batches are one row of
    many sequences). */
+/* a learning-rate schedule of the host's: the factor of learning_rate at
+   optimizer step `step` (0-based), as torch's LambdaLR calls lr_lambda. */
+typedef double (*sft_lr_lambda_fn)(int64_t step, void *user);
+
 typedef struct sft_collate_row { const int32_t *input_ids, *labels; int64_t n; } sft_collate_row;
 typedef sft_status (*sft_collate_fn)(sft_context *ctx, const sft_collate_row *rows, int n, sft_batch *out, void *user);
 
@@ -1857,6 +1926,11 @@ struct sft_train_config {
     double         learning_rate;               /* 0 = 2e-5 (TRL's default)              */
     sft_schedule   lr_scheduler_type;           /* 0 = linear                            */
     sft_schedule_desc lr_scheduler_kwargs;      /* num_cycles, power, ...                */
+    sft_lr_lambda_fn lr_lambda;                 /* the host's own schedule (LambdaLR's
+                                                   lr_lambda): the learning rate of step
+                                                   s (0-based) is learning_rate x
+                                                   lr_lambda(s, user); replaces
+                                                   lr_scheduler_type when set            */
     int64_t        warmup_steps;
     double         warmup_ratio;                /* used when warmup_steps is 0           */
     double         weight_decay;
@@ -1872,6 +1946,12 @@ struct sft_train_config {
     double         loss_scale_init;             /* fp16: the first scale (0 = 65536)      */
     int64_t        loss_scale_growth_interval;  /* fp16: clean steps per doubling (0 = 2000) */
     sft_optim      optim;                       /* 0 = AdamW (torch)                     */
+    const char    *optim_args;                  /* transformers' optim_args, "k=v,k=v":
+                                                   schedule_free_adamw r, weight_lr_power
+                                                   (as transformers reads them); sgd
+                                                   momentum, dampening, nesterov (this
+                                                   library's: transformers' sgd has no
+                                                   momentum); others none               */
     int64_t        optim_min_8bit_size;         /* 8-bit: smaller tensors keep f32 state;
                                                    0 = 4096 (bitsandbytes' min_8bit_size) */
     int            full_finetuning;             /* train every weight of a dense f32 model
@@ -20678,15 +20758,18 @@ SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int ad
 #endif /* SFT_NO_DATA */
 
 /* ============================================================================
-   === optim: AdamW, clipping, schedules */
+   === optim: AdamW, SGD, Adafactor, schedule-free AdamW, clipping, schedules */
 
 struct sft_optimizer {
     sft_context    *ctx;
-    sft_adamw_desc  d;
+    sft_optimizer_desc  d;
     int             n;
     sft_tensor    **params;
     unsigned char  *no_decay;
-    float         **m, **v;        /* exp_avg, exp_avg_sq per parameter (f32 state)    */
+    float         **m, **v;        /* per parameter, f32 (sft__opt_layout): AdamW
+                                      exp_avg, exp_avg_sq; SGD momentum_buffer, -;
+                                      Adafactor exp_avg_sq_row, _col (2-D) or -,
+                                      exp_avg_sq; schedule-free z, exp_avg_sq    */
     uint8_t       **q1, **q2;      /* 8-bit state: codes of exp_avg, exp_avg_sq        */
     float         **a1, **a2;      /*   and their block scales                         */
     int64_t        *step;
@@ -20694,7 +20777,33 @@ struct sft_optimizer {
     uint8_t        *lut1, *lut2;                /* and their 65,536-bin code tables    */
     void           *device_tables;              /* eight_bit with CUDA parameters: map1,
                                                    map2, lut1, lut2 copied to the device */
+    sft_schedule_free_state sf;                 /* schedule-free: the group's scalars  */
 };
+
+/* sft__opt_layout: parameter i's f32 state arrays (not the 8-bit codes): how
+   many, their torch names and lengths. The one place the state's shape is
+   decided: allocation, sft_optimizer_param_state and checkpoints follow it. */
+static int sft__opt_layout(const sft_optimizer *o, int i, const char *name[2], int64_t len[2]) {
+    const sft_tensor *p = o->params[i];
+    int64_t n = sft_tensor_numel(p);
+    name[0] = name[1] = NULL; len[0] = len[1] = 0;
+    switch (o->d.kind) {
+    case SFT_OPTIM_SGD:
+        if (o->d.momentum == 0.0) return 0;
+        name[0] = "momentum_buffer"; len[0] = n;
+        return 1;
+    case SFT_OPTIM_ADAFACTOR:
+        if (p->ndim == 2) { name[0] = "exp_avg_sq_row"; len[0] = p->shape[0]; name[1] = "exp_avg_sq_col"; len[1] = p->shape[1]; }
+        else { name[1] = "exp_avg_sq"; len[1] = n; }
+        return 2;
+    case SFT_OPTIM_SCHEDULE_FREE_ADAMW:
+        name[0] = "z"; len[0] = n; name[1] = "exp_avg_sq"; len[1] = n;
+        return 2;
+    default:
+        name[0] = "exp_avg"; len[0] = n; name[1] = "exp_avg_sq"; len[1] = n;
+        return 2;
+    }
+}
 
 /* --- bitsandbytes' 8-bit state: the dynamic maps and the blockwise quantizer --- */
 
@@ -20835,9 +20944,18 @@ static sft_status sft__optimizer_alloc(sft_optimizer *o, int i) {
         if (!o->q1[i] || !o->q2[i] || !o->a1[i] || !o->a2[i]) return sft__fail(SFT_ERR_NOMEM, "optimizer: 8-bit state of %lld values", (long long)n);
         return SFT_OK;
     }
-    o->m[i] = (float *)sft__calloc(o->ctx, (size_t)(n ? n : 1), sizeof(float));
-    o->v[i] = (float *)sft__calloc(o->ctx, (size_t)(n ? n : 1), sizeof(float));
-    if (!o->m[i] || !o->v[i]) return sft__fail(SFT_ERR_NOMEM, "optimizer: moments of %lld values", (long long)n);
+    {
+        const char *name[2];
+        int64_t len[2];
+        int b, count = sft__opt_layout(o, i, name, len);
+        float **slot[2];
+        slot[0] = &o->m[i]; slot[1] = &o->v[i];
+        for (b = 0; b < count; b++) {
+            if (!name[b]) continue;
+            if (!(*slot[b] = (float *)sft__calloc(o->ctx, (size_t)(len[b] ? len[b] : 1), sizeof(float))))
+                return sft__fail(SFT_ERR_NOMEM, "optimizer: %s of %lld values", name[b], (long long)len[b]);
+        }
+    }
     return SFT_OK;
 }
 
@@ -20851,8 +20969,61 @@ static sft_status sft__optimizer_tables_to_device(sft_optimizer *o, sft_device d
     return sft__device_copy((char *)o->device_tables + maps + 65536, dev, o->lut2, SFT_DEVICE_CPU, 65536);
 }
 
+/* transformers' --optim names for each sft_optim (the first is its name) */
+static const struct { const char *name; sft_optim optim; } sft__optim_names[] = {
+    {"adamw_torch", SFT_OPTIM_ADAMW_TORCH},    {"adamw_torch_fused", SFT_OPTIM_ADAMW_TORCH},
+    {"adamw_bnb_8bit", SFT_OPTIM_ADAMW_8BIT},  {"adamw_8bit", SFT_OPTIM_ADAMW_8BIT}, {"paged_adamw_8bit", SFT_OPTIM_ADAMW_8BIT},
+    {"sgd", SFT_OPTIM_SGD}, {"adafactor", SFT_OPTIM_ADAFACTOR}, {"schedule_free_adamw", SFT_OPTIM_SCHEDULE_FREE_ADAMW},
+};
+
+SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out) {
+    size_t i;
+    if (!out) return sft__fail(SFT_ERR_ARG, "sft_optim_from_name: NULL out");
+    for (i = 0; name && i < sizeof sft__optim_names / sizeof *sft__optim_names; i++)
+        if (strcmp(name, sft__optim_names[i].name) == 0) { *out = sft__optim_names[i].optim; return SFT_OK; }
+    return sft__fail(SFT_ERR_ARG, "optim \"%s\" is not one of adamw_torch, adamw_torch_fused, adamw_bnb_8bit, adamw_8bit, "
+                     "paged_adamw_8bit, sgd, adafactor, schedule_free_adamw", name ? name : "(null)");
+}
+
+SFTDEF const char *sft_optim_name(sft_optim optim) {
+    size_t i;
+    for (i = 0; i < sizeof sft__optim_names / sizeof *sft__optim_names; i++)
+        if (sft__optim_names[i].optim == optim) return sft__optim_names[i].name;
+    return "unknown";
+}
+
+/* sft__optimizer_check: the settings (defaults filled in) against what each
+   optimizer accepts, torch's own refusals included, and the parameters against
+   where each runs */
+static sft_status sft__optimizer_check(const sft_optimizer_desc *d, sft_tensor *const *params, int n) {
+    int i;
+    if ((int)d->kind < 0 || d->kind >= SFT_OPTIM_COUNT) return sft__fail(SFT_ERR_ARG, "optimizer: kind %d", (int)d->kind);
+    if (!(d->lr > 0.0) || !(d->lr < INFINITY) || !(d->weight_decay >= 0.0) || !(d->weight_decay < INFINITY))
+        return sft__fail(SFT_ERR_ARG, "optimizer %s: learning_rate %g, weight_decay %g", sft_optim_name(d->kind), d->lr, d->weight_decay);
+    if (!(d->beta1 > 0.0 && d->beta1 < 1.0) || !(d->beta2 > 0.0 && d->beta2 < 1.0) || !(d->eps > 0.0) || d->min_8bit_size < 0)
+        return sft__fail(SFT_ERR_ARG, "optimizer %s: betas (%g, %g), eps %g, min_8bit_size %lld", sft_optim_name(d->kind), d->beta1,
+                         d->beta2, d->eps, (long long)d->min_8bit_size);
+    if (d->kind == SFT_OPTIM_SGD && (!(d->momentum >= 0.0 && d->momentum < INFINITY) || !(fabs(d->dampening) < INFINITY)))
+        return sft__fail(SFT_ERR_ARG, "optimizer sgd: momentum %g, dampening %g", d->momentum, d->dampening);
+    if (d->kind == SFT_OPTIM_SGD && d->nesterov && (d->momentum <= 0.0 || d->dampening != 0.0))
+        return sft__fail(SFT_ERR_ARG, "optimizer sgd: Nesterov momentum needs momentum > 0 and dampening 0 (momentum %g, dampening %g), "
+                         "as torch.optim.SGD", d->momentum, d->dampening);
+    if (d->kind == SFT_OPTIM_SCHEDULE_FREE_ADAMW && (d->warmup_steps < 0 || !(d->r >= 0.0 && d->r < INFINITY) ||
+                                                     !(d->weight_lr_power >= 0.0 && d->weight_lr_power < INFINITY)))
+        return sft__fail(SFT_ERR_ARG, "optimizer schedule_free_adamw: warmup_steps %lld, r %g, weight_lr_power %g",
+                         (long long)d->warmup_steps, d->r, d->weight_lr_power);
+    for (i = 0; i < n; i++) {
+        if (d->kind >= SFT_OPTIM_SGD && params[i]->device != SFT_DEVICE_CPU)
+            return sft__fail(SFT_ERR_UNSUPPORTED, "optimizer %s: parameter %d is on cuda; this optimizer runs on the CPU only "
+                             "(AdamW and 8-bit AdamW run on CUDA)", sft_optim_name(d->kind), i);
+        if (d->kind == SFT_OPTIM_ADAFACTOR && params[i]->ndim > 2)
+            return sft__fail(SFT_ERR_UNSUPPORTED, "optimizer adafactor: parameter %d has %d dimensions (1 or 2 here)", i, params[i]->ndim);
+    }
+    return SFT_OK;
+}
+
 SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *params, int n, const unsigned char *no_decay,
-                                       const sft_adamw_desc *desc, sft_optimizer **out) {
+                                       const sft_optimizer_desc *desc, sft_optimizer **out) {
     sft_optimizer *o;
     int i;
     if (out) *out = NULL;
@@ -20864,16 +21035,18 @@ SFTDEF sft_status sft_optimizer_create(sft_context *ctx, sft_tensor *const *para
     if (!o) return sft__fail(SFT_ERR_NOMEM, "optimizer");
     o->ctx = ctx; o->n = n;
     if (desc) o->d = *desc;
+    if (o->d.kind == SFT_OPTIM_ADAMW_TORCH && o->d.eight_bit) o->d.kind = SFT_OPTIM_ADAMW_8BIT;
+    o->d.eight_bit = o->d.kind == SFT_OPTIM_ADAMW_8BIT;
     if (o->d.lr == 0.0) o->d.lr = 2e-5;
     if (o->d.beta1 == 0.0) o->d.beta1 = 0.9;
     if (o->d.beta2 == 0.0) o->d.beta2 = 0.999;
     if (o->d.eps == 0.0) o->d.eps = 1e-8;
     if (o->d.min_8bit_size == 0) o->d.min_8bit_size = 4096;
-    if (!(o->d.lr > 0.0) || !(o->d.beta1 > 0.0 && o->d.beta1 < 1.0) || !(o->d.beta2 > 0.0 && o->d.beta2 < 1.0) ||
-        !(o->d.eps > 0.0) || !(o->d.weight_decay >= 0.0) || o->d.min_8bit_size < 0) {
-        sft_optimizer_destroy(o);
-        return sft__fail(SFT_ERR_ARG, "optimizer: learning_rate %g, betas (%g, %g), eps %g, weight_decay %g, min_8bit_size %lld",
-                         desc->lr, desc->beta1, desc->beta2, desc->eps, desc->weight_decay, (long long)desc->min_8bit_size);
+    if (o->d.weight_lr_power == 0.0) o->d.weight_lr_power = 2.0;
+    o->sf.lr_max = -1.0;
+    {
+        sft_status s = sft__optimizer_check(&o->d, params, n);
+        if (s != SFT_OK) { sft_optimizer_destroy(o); return s; }
     }
     o->params = (sft_tensor **)sft__calloc(ctx, (size_t)n + 1, sizeof *o->params);
     o->no_decay = (unsigned char *)sft__calloc(ctx, (size_t)n + 1, 1);
@@ -21009,10 +21182,188 @@ static void sft__adamw_bnb8(sft_optimizer *o, int i, double lr) {
     }
 }
 
+/* --- SGD: torch.optim.SGD's single-tensor step. The scalars are doubles cast
+   to f32 as torch casts an alpha; add(a, b, alpha) is one fused multiply-add. */
+static void sft__sgd(sft_optimizer *o, int i, double lr) {
+    sft_tensor *p = o->params[i];
+    float *w = SFT__F(p), *buf = o->m[i];
+    const float *g = SFT__CF(p->grad);
+    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay;
+    float fwd = (float)wd, mom = (float)o->d.momentum, keep = (float)(1.0 - o->d.dampening), step = (float)-lr;
+    int64_t k, n = sft_tensor_numel(p);
+    for (k = 0; k < n; k++) {
+        float d = wd != 0.0 ? sft__torch_add_alpha(g[k], w[k], fwd) : g[k];
+        if (buf) {
+            buf[k] = o->step[i] == 1 ? d : sft__torch_add_alpha(SFT__MUL(buf[k], mom), d, keep);
+            d = o->d.nesterov ? sft__torch_add_alpha(d, buf[k], mom) : buf[k];
+        }
+        w[k] = sft__torch_add_alpha(w[k], d, step);
+    }
+}
+
+/* --- Adafactor: transformers' step with scale_parameter and relative_step off
+   and beta1 None. The means and the update's RMS are summed in double (torch
+   sums in f32 in its own order: the results agree to an ulp or so). */
+#define SFT__ADAFACTOR_EPS 1e-30f
+
+/* the update u = g / sqrt(second moment) into u, the moments updated with beta2t */
+static void sft__adafactor_update(sft_optimizer *o, int i, double beta2, float *u) {
+    const sft_tensor *p = o->params[i];
+    const float *g = SFT__CF(p->grad);
+    float beta2t = (float)beta2, keep = (float)(1.0 - beta2);
+    int64_t k, n = sft_tensor_numel(p);
+    if (p->ndim == 2) {
+        int64_t rows = p->shape[0], cols = p->shape[1], r, c;
+        float *row = o->m[i], *col = o->v[i];
+        double row_mean = 0.0;
+        for (r = 0; r < rows; r++) {
+            double sum = 0.0;
+            for (c = 0; c < cols; c++) sum += (double)SFT__ADD(SFT__MUL(g[r * cols + c], g[r * cols + c]), SFT__ADAFACTOR_EPS);
+            row[r] = sft__torch_add_alpha(SFT__MUL(row[r], beta2t), (float)(sum / (double)cols), keep);
+        }
+        for (c = 0; c < cols; c++) {
+            double sum = 0.0;
+            for (r = 0; r < rows; r++) sum += (double)SFT__ADD(SFT__MUL(g[r * cols + c], g[r * cols + c]), SFT__ADAFACTOR_EPS);
+            col[c] = sft__torch_add_alpha(SFT__MUL(col[c], beta2t), (float)(sum / (double)rows), keep);
+        }
+        for (r = 0; r < rows; r++) row_mean += (double)row[r];
+        row_mean /= (double)rows;
+        for (r = 0; r < rows; r++) {
+            float rf = 1.0f / sqrtf(row[r] / (float)row_mean);
+            for (c = 0; c < cols; c++) u[r * cols + c] = SFT__MUL(SFT__MUL(rf, 1.0f / sqrtf(col[c])), g[r * cols + c]);
+        }
+        return;
+    }
+    for (k = 0; k < n; k++) {
+        float *v = &o->v[i][k];
+        *v = sft__torch_add_alpha(SFT__MUL(*v, beta2t), SFT__ADD(SFT__MUL(g[k], g[k]), SFT__ADAFACTOR_EPS), keep);
+        u[k] = SFT__MUL(1.0f / sqrtf(*v), g[k]);
+    }
+}
+
+static sft_status sft__adafactor(sft_optimizer *o, int i, double lr) {
+    sft_tensor *p = o->params[i];
+    float *w = SFT__F(p), *u, clip, flr = (float)lr, decay;
+    double wd = o->no_decay[i] ? 0.0 : o->d.weight_decay, sq = 0.0;
+    int64_t k, n = sft_tensor_numel(p);
+    if (!(u = (float *)sft__alloc(o->ctx, (size_t)(n ? n : 1) * sizeof(float))))
+        return sft__fail(SFT_ERR_NOMEM, "optimizer adafactor: the update of %lld values", (long long)n);
+    sft__adafactor_update(o, i, 1.0 - pow((double)o->step[i], -0.8), u);
+    for (k = 0; k < n; k++) sq += (double)u[k] * (double)u[k];
+    clip = (float)(sqrt(sq) / sqrt((double)n));       /* RMS / clip_threshold 1, at least 1 */
+    if (!(clip > 1.0f)) clip = 1.0f;
+    decay = (float)(-wd * lr);
+    for (k = 0; k < n; k++) {
+        float step = SFT__MUL(u[k] / clip, flr);
+        if (wd != 0.0) w[k] = sft__torch_add_alpha(w[k], w[k], decay);
+        w[k] = SFT__ADD(w[k], -step);
+    }
+    sft__free(o->ctx, u);
+    return SFT_OK;
+}
+
+/* --- schedule-free AdamW: AdamWScheduleFree's step (its foreach path, one
+   op after another as there). The group's scalars are shared by every
+   parameter: the Trainer's two groups (decay, no decay) step together. */
+typedef struct sft__sf_k { float beta2, w2, bc2, eps, decay, ckp1, y_lr, z_lr; } sft__sf_k;
+
+static sft__sf_k sft__sf_consts(sft_optimizer *o, double lr) {
+    sft__sf_k c;
+    sft_schedule_free_state *f = &o->sf;
+    double sched = f->k < o->d.warmup_steps ? (double)(f->k + 1) / (double)o->d.warmup_steps : 1.0, weight, ckp1;
+    double l = lr * sched;
+    f->lr_max = l > f->lr_max ? l : f->lr_max;
+    weight = pow((double)(f->k + 1), o->d.r) * pow(f->lr_max, o->d.weight_lr_power);
+    f->weight_sum += weight;
+    ckp1 = f->weight_sum != 0.0 ? weight / f->weight_sum : 0.0;
+    c.beta2 = (float)o->d.beta2; c.w2 = (float)(1.0 - o->d.beta2);
+    c.bc2 = (float)(1.0 - pow(o->d.beta2, (double)(f->k + 1)));
+    c.eps = (float)o->d.eps; c.decay = (float)o->d.weight_decay;
+    c.ckp1 = (float)ckp1; c.y_lr = (float)(l * (o->d.beta1 * (1.0 - ckp1) - 1.0)); c.z_lr = (float)-l;
+    return c;
+}
+
+static void sft__schedule_free(sft_optimizer *o, int i, const sft__sf_k *c) {
+    sft_tensor *p = o->params[i];
+    float *y = SFT__F(p), *z = o->m[i], *v = o->v[i], *g = SFT__F(p->grad);
+    int decay = !o->no_decay[i] && o->d.weight_decay != 0.0;
+    int64_t k, n = sft_tensor_numel(p);
+    if (o->step[i] == 1) memcpy(z, y, (size_t)n * sizeof(float));    /* z starts as the parameter */
+    for (k = 0; k < n; k++) {
+        v[k] = sft__torch_addcmul(SFT__MUL(v[k], c->beta2), g[k], g[k], c->w2);
+        g[k] = g[k] / SFT__ADD(sqrtf(v[k] / c->bc2), c->eps);
+        if (decay) g[k] = sft__torch_add_alpha(g[k], y[k], c->decay);
+        y[k] = sft__lerp(y[k], z[k], c->ckp1);
+        y[k] = sft__torch_add_alpha(y[k], g[k], c->y_lr);
+        z[k] = sft__torch_add_alpha(z[k], g[k], c->z_lr);
+    }
+}
+
+/* the parameters moved toward z by weight: train (1 - beta1) or eval (1 - 1/beta1) */
+static void sft__sf_lerp_all(sft_optimizer *o, double weight) {
+    float w = (float)weight;
+    int i;
+    int64_t k;
+    for (i = 0; i < o->n; i++) {
+        float *x = SFT__F(o->params[i]);
+        if (o->step[i] == 0) continue;          /* no z yet: torch skips it too */
+        for (k = 0; k < sft_tensor_numel(o->params[i]); k++) x[k] = sft__lerp(x[k], o->m[i][k], w);
+    }
+}
+
+SFTDEF sft_status sft_optimizer_train(sft_optimizer *o) {
+    if (!o) return sft__fail(SFT_ERR_ARG, "optimizer_train: NULL optimizer");
+    if (o->d.kind != SFT_OPTIM_SCHEDULE_FREE_ADAMW || o->sf.train_mode) return SFT_OK;
+    sft__sf_lerp_all(o, 1.0 - o->d.beta1);
+    o->sf.train_mode = 1;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_optimizer_eval(sft_optimizer *o) {
+    if (!o) return sft__fail(SFT_ERR_ARG, "optimizer_eval: NULL optimizer");
+    if (o->d.kind != SFT_OPTIM_SCHEDULE_FREE_ADAMW || !o->sf.train_mode) return SFT_OK;
+    sft__sf_lerp_all(o, 1.0 - 1.0 / o->d.beta1);
+    o->sf.train_mode = 0;
+    return SFT_OK;
+}
+
+SFTDEF int sft_optimizer_training(const sft_optimizer *o) {
+    return o && (o->d.kind != SFT_OPTIM_SCHEDULE_FREE_ADAMW || o->sf.train_mode);
+}
+
+SFTDEF sft_optim sft_optimizer_kind(const sft_optimizer *o) { return o ? o->d.kind : SFT_OPTIM_ADAMW_TORCH; }
+
+SFTDEF sft_schedule_free_state *sft_optimizer_schedule_free(sft_optimizer *o) {
+    return o && o->d.kind == SFT_OPTIM_SCHEDULE_FREE_ADAMW ? &o->sf : NULL;
+}
+
+/* sft__step_other: one step of SGD, Adafactor or schedule-free AdamW (CPU) */
+static sft_status sft__step_other(sft_optimizer *o, double lr) {
+    sft__sf_k c;
+    int i;
+    memset(&c, 0, sizeof c);
+    if (o->d.kind == SFT_OPTIM_SCHEDULE_FREE_ADAMW) {
+        if (!o->sf.train_mode)
+            return sft__fail(SFT_ERR_STATE, "optimizer_step: schedule_free_adamw is in eval mode (call sft_optimizer_train first, "
+                             "as torch needs optimizer.train())");
+        c = sft__sf_consts(o, lr);
+    }
+    for (i = 0; i < o->n; i++) {
+        if (!o->params[i]->grad) continue;      /* torch leaves a parameter without a gradient alone */
+        o->step[i]++;
+        if (o->d.kind == SFT_OPTIM_SGD) sft__sgd(o, i, lr);
+        else if (o->d.kind == SFT_OPTIM_ADAFACTOR) SFT__TRY(sft__adafactor(o, i, lr));
+        else sft__schedule_free(o, i, &c);
+    }
+    if (o->d.kind == SFT_OPTIM_SCHEDULE_FREE_ADAMW) o->sf.k++;
+    return SFT_OK;
+}
+
 SFTDEF sft_status sft_optimizer_step(sft_optimizer *o, double lr) {
     int i;
     if (!o) return sft__fail(SFT_ERR_ARG, "optimizer_step: NULL optimizer");
     if (!(lr >= 0.0) || !(lr < INFINITY)) return sft__fail(SFT_ERR_ARG, "optimizer_step: learning rate %g", lr);
+    if (o->d.kind >= SFT_OPTIM_SGD) return sft__step_other(o, lr);
     for (i = 0; i < o->n; i++) {
         int kind = sft__is_8bit(o, i) ? SFT__ADAM_BNB8 : o->d.eight_bit ? SFT__ADAM_BNB32 : SFT__ADAM_TORCH;
         if (!o->params[i]->grad) continue;      /* torch leaves a parameter without a gradient alone */
@@ -21102,7 +21453,18 @@ SFTDEF sft_status sft_optimizer_param_state(sft_optimizer *o, int i, sft_optimiz
     out->device = o->params[i]->device;
     out->step = o->step[i];
     out->numel = sft_tensor_numel(o->params[i]);
-    out->exp_avg = o->m[i]; out->exp_avg_sq = o->v[i];
+    if (o->d.kind <= SFT_OPTIM_ADAMW_8BIT) { out->exp_avg = o->m[i]; out->exp_avg_sq = o->v[i]; }
+    if (!o->q1[i]) {
+        const char *name[2];
+        int64_t len[2];
+        int b, count = sft__opt_layout(o, i, name, len);
+        for (b = 0; b < count; b++) {
+            if (!name[b]) continue;
+            out->buffer_name[out->n_buffers] = name[b];
+            out->buffer[out->n_buffers] = b ? o->v[i] : o->m[i];
+            out->buffer_len[out->n_buffers++] = len[b];
+        }
+    }
     if (o->q1[i]) {
         out->blocks = (out->numel + SFT__Q8_BLOCK - 1) / SFT__Q8_BLOCK;
         out->state1 = o->q1[i]; out->state2 = o->q2[i]; out->absmax1 = o->a1[i]; out->absmax2 = o->a2[i];
@@ -21634,7 +21996,7 @@ static sft_status sft__train_defaults(sft_train_config *c) {
         return sft__fail(SFT_ERR_ARG, "train: lr_scheduler_type %d does not exist", (int)c->lr_scheduler_type);
     if (c->lr_scheduler_type == SFT_SCHEDULE_REDUCE_ON_PLATEAU && !c->eval_steps && !c->eval_each_epoch)
         return sft__fail(SFT_ERR_ARG, "train: lr_scheduler_type reduce_lr_on_plateau needs an evaluation strategy (eval_steps or eval_each_epoch)");
-    if ((int)c->optim < 0 || c->optim > SFT_OPTIM_ADAMW_8BIT) return sft__fail(SFT_ERR_ARG, "train: optim %d does not exist", (int)c->optim);
+    if ((int)c->optim < 0 || c->optim >= SFT_OPTIM_COUNT) return sft__fail(SFT_ERR_ARG, "train: optim %d does not exist", (int)c->optim);
     if (c->logging_steps < 0) return sft__fail(SFT_ERR_ARG, "train: logging_steps %d", c->logging_steps);
     if (!(c->max_grad_norm > 0.0 && c->max_grad_norm < INFINITY))
         return sft__fail(SFT_ERR_ARG, "train: max_grad_norm %g (for no clipping set clip_grad_norm = SFT_OFF)", c->max_grad_norm);
@@ -21651,17 +22013,42 @@ static sft_status sft__train_defaults(sft_train_config *c) {
     return sft__save_settings(c);
 }
 
-SFTDEF sft_status sft_optim_from_name(const char *name, sft_optim *out) {
-    static const char *const torch_names[] = {"adamw_torch", "adamw_torch_fused"};
-    static const char *const bnb_names[] = {"adamw_bnb_8bit", "adamw_8bit", "paged_adamw_8bit"};
-    size_t i;
-    if (!out) return sft__fail(SFT_ERR_ARG, "sft_optim_from_name: NULL out");
-    for (i = 0; name && i < sizeof torch_names / sizeof *torch_names; i++)
-        if (strcmp(name, torch_names[i]) == 0) { *out = SFT_OPTIM_ADAMW_TORCH; return SFT_OK; }
-    for (i = 0; name && i < sizeof bnb_names / sizeof *bnb_names; i++)
-        if (strcmp(name, bnb_names[i]) == 0) { *out = SFT_OPTIM_ADAMW_8BIT; return SFT_OK; }
-    return sft__fail(SFT_ERR_ARG, "optim \"%s\" is not one of adamw_torch, adamw_torch_fused, adamw_bnb_8bit, adamw_8bit, "
-                     "paged_adamw_8bit", name ? name : "(null)");
+
+/* sft__optim_args: optim_args ("k=v,k=v", spaces ignored, as transformers
+   splits it) into d; a key the optimizer does not take is refused by name */
+static sft_status sft__optim_args(sft_optim optim, const char *args, sft_optimizer_desc *d) {
+    const char *p = args;
+    while (p && *p) {
+        char key[32], val[64], *end;
+        size_t kn = 0, vn = 0;
+        double v;
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        while (*p && *p != '=' && *p != ',') { if (*p != ' ' && kn + 1 < sizeof key) key[kn++] = *p; p++; }
+        key[kn] = 0;
+        if (*p != '=') return sft__fail(SFT_ERR_ARG, "train: optim_args \"%s\": \"%s\" has no value (k=v,k=v)", args, key);
+        p++;
+        while (*p && *p != ',') { if (*p != ' ' && vn + 1 < sizeof val) val[vn++] = *p; p++; }
+        val[vn] = 0;
+        if (strcmp(val, "True") == 0 || strcmp(val, "true") == 0) v = 1.0;
+        else if (strcmp(val, "False") == 0 || strcmp(val, "false") == 0) v = 0.0;
+        else {
+            v = strtod(val, &end);
+            if (end == val || *end || !(fabs(v) < INFINITY))
+                return sft__fail(SFT_ERR_ARG, "train: optim_args \"%s\": %s=\"%s\" is not a number", args, key, val);
+        }
+        if (optim == SFT_OPTIM_SGD && strcmp(key, "momentum") == 0) d->momentum = v;
+        else if (optim == SFT_OPTIM_SGD && strcmp(key, "dampening") == 0) d->dampening = v;
+        else if (optim == SFT_OPTIM_SGD && strcmp(key, "nesterov") == 0) d->nesterov = v != 0.0;
+        else if (optim == SFT_OPTIM_SCHEDULE_FREE_ADAMW && strcmp(key, "r") == 0) d->r = v;
+        else if (optim == SFT_OPTIM_SCHEDULE_FREE_ADAMW && strcmp(key, "weight_lr_power") == 0) {
+            if (v == 0.0) return sft__fail(SFT_ERR_ARG, "train: optim_args weight_lr_power 0 is not supported (0 means the default 2 here)");
+            d->weight_lr_power = v;
+        } else
+            return sft__fail(SFT_ERR_ARG, "train: optim_args \"%s\": %s does not take \"%s\" (sgd: momentum, dampening, nesterov; "
+                             "schedule_free_adamw: r, weight_lr_power)", args, sft_optim_name(optim), key);
+    }
+    return SFT_OK;
 }
 
 static sft_status sft__push_param(sft_model *m, sft__vec *params, sft__vec *no_decay, sft_tensor *t, int decay) {
@@ -21748,7 +22135,7 @@ static sft_status sft__trainable(sft_model *m, sft__vec *params, sft__vec *no_de
 SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_trainer **out) {
     sft_trainer *tr;
     sft__vec params, nd;
-    sft_adamw_desc ad;
+    sft_optimizer_desc ad;
     sft_status s;
     if (out) *out = NULL;
     if (!model || !train || !out) return sft__fail(SFT_ERR_ARG, "sft_trainer_create: NULL argument");
@@ -21800,8 +22187,10 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     memset(&ad, 0, sizeof ad);
     ad.lr = tr->cfg.learning_rate; ad.beta1 = tr->cfg.adam_beta1; ad.beta2 = tr->cfg.adam_beta2; ad.eps = tr->cfg.adam_epsilon;
     ad.weight_decay = tr->cfg.weight_decay;
-    ad.eight_bit = tr->cfg.optim == SFT_OPTIM_ADAMW_8BIT;
+    ad.kind = tr->cfg.optim;
     ad.min_8bit_size = tr->cfg.optim_min_8bit_size;
+    ad.warmup_steps = tr->cfg.warmup_steps;      /* schedule-free's own warmup, as the Trainer passes it */
+    if (s == SFT_OK) s = sft__optim_args(tr->cfg.optim, tr->cfg.optim_args, &ad);
     tr->plateau.lr = tr->cfg.learning_rate;
     tr->flos_params = (double)sft__flos_params(model);
     tr->history.elem = sizeof(sft_log_entry);
@@ -22001,6 +22390,7 @@ static sft_status sft__measure(sft_trainer *tr, sft_dataset *ds, int split, sft_
     int was;
     sft_log_entry e;
     sft_status s = SFT_OK;
+    SFT__TRY(sft_optimizer_eval(tr->opt));      /* the Trainer's optimizer.eval() in evaluation_loop */
     if (!(f = (double *)sft__calloc(tr->ctx, (size_t)(n_steps * SFT__EV_N + 2), sizeof *f)))
         return sft__fail(SFT_ERR_NOMEM, "evaluate: %lld batches", (long long)n_batches);
     was = sft_grad_enabled_set(tr->ctx, 0);
@@ -22197,6 +22587,7 @@ static sft_status sft__window_run(sft_trainer *tr, int64_t first, int64_t window
     if (!(w->f = (double *)sft__calloc(tr->ctx, (size_t)(window * SFT__WM_N + 2), sizeof *w->f)))
         return sft__fail(SFT_ERR_NOMEM, "train: a window of %lld micro-batches", (long long)window);
     s = sft__window_items(tr, first, window, &items);
+    if (s == SFT_OK) s = sft_optimizer_train(tr->opt);   /* the Trainer's optimizer.train() in training_step */
     for (k = 0; s == SFT_OK && k < window; k++) {
         sft_batch b;
         int present;
@@ -22295,7 +22686,13 @@ static sft_status sft__optimize(sft_trainer *tr) {
     int found_inf = 0;
     if (tr->cfg.fp16) SFT__TRY(sft__scaler_unscale(tr, &found_inf));   /* before clipping, as transformers */
     tr->last_grad_norm = sft_optimizer_clip_grad_norm(tr->opt, tr->cfg.clip_grad_norm == SFT_OFF ? 0.0 : tr->cfg.max_grad_norm);
-    if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) lr = tr->plateau.lr;
+    if (tr->cfg.lr_lambda) {
+        double f = tr->cfg.lr_lambda(tr->sched_steps, tr->cfg.user);
+        if (!(f >= 0.0 && f < INFINITY))
+            return sft__fail(SFT_ERR_ARG, "train: lr_lambda(%lld) returned %g (a factor of learning_rate: finite, 0 or more)",
+                             (long long)tr->sched_steps, f);
+        lr = tr->cfg.learning_rate * f;
+    } else if (tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) lr = tr->plateau.lr;
     else SFT__TRY(sft_schedule_lr(&tr->sched, tr->cfg.learning_rate, tr->sched_steps, &lr));
     SFT__TRY(sft__event(tr, SFT_EVENT_PRE_OPTIMIZER_STEP, NULL, NULL));
     if (found_inf)                                 /* optimizer_step_was_skipped: no scheduler step either */
@@ -22814,36 +23211,65 @@ static sft_status sft__weights_read(sft_trainer *tr, const char *dir) {
 
 /* --- the optimizer ------------------------------------------------------------ */
 
-/* optimizer.safetensors: per parameter i "i.exp_avg", "i.exp_avg_sq" (f32) or
-   "i.state1", "i.state2" (u8) and "i.absmax1", "i.absmax2" (f32); "step" (i64 [n]) */
+/* optimizer.safetensors: per parameter i its f32 state by torch's names
+   ("i.exp_avg", "i.exp_avg_sq" for AdamW, "i.momentum_buffer", "i.z", ...: see
+   sft_optimizer_state) or "i.state1", "i.state2" (u8) and "i.absmax1",
+   "i.absmax2" (f32); "step" (i64 [n]); for schedule-free AdamW "schedule_free"
+   (i64: k, train_mode, and the bits of the doubles weight_sum and lr_max, which
+   must come back exactly). The metadata's "optim" names the
+   optimizer (a checkpoint without it is AdamW's, from before there were others). */
+enum { SFT__OPT_PARTS = 4 };   /* the most entries one parameter writes */
+
+/* sft__opt_parts: parameter i's entries (names, dtypes, counts, where they are) */
+static int sft__opt_parts(const sft_optimizer_state *st, const char *name[SFT__OPT_PARTS], sft_dtype dtype[SFT__OPT_PARTS],
+                          int64_t count[SFT__OPT_PARTS], void *data[SFT__OPT_PARTS]) {
+    int k;
+    if (st->state1) {
+        static const char *const q8_names[4] = {"state1", "state2", "absmax1", "absmax2"};
+        for (k = 0; k < 4; k++) {
+            name[k] = q8_names[k]; dtype[k] = k < 2 ? SFT_U8 : SFT_F32; count[k] = k < 2 ? st->numel : st->blocks;
+        }
+        data[0] = st->state1; data[1] = st->state2; data[2] = st->absmax1; data[3] = st->absmax2;
+        return 4;
+    }
+    for (k = 0; k < st->n_buffers; k++) {
+        name[k] = st->buffer_name[k]; dtype[k] = SFT_F32; count[k] = st->buffer_len[k]; data[k] = st->buffer[k];
+    }
+    return st->n_buffers;
+}
+
 static sft_status sft__optimizer_save(sft_trainer *tr, const char *dir) {
     int n = sft_optimizer_count(tr->opt), i, k = 0;
-    sft_st_entry *e = (sft_st_entry *)sft__calloc(tr->ctx, (size_t)(4 * n + 1), sizeof *e);
-    void **copies = (void **)sft__calloc(tr->ctx, (size_t)(4 * n + 1), sizeof(void *));   /* state copied off a device */
-    char *keys = (char *)sft__alloc(tr->ctx, (size_t)(4 * n + 1) * 32), path[4096];
+    size_t cap = (size_t)(SFT__OPT_PARTS * n + 2);
+    sft_st_entry *e = (sft_st_entry *)sft__calloc(tr->ctx, cap, sizeof *e);
+    void **copies = (void **)sft__calloc(tr->ctx, cap, sizeof(void *));   /* state copied off a device */
+    char *keys = (char *)sft__alloc(tr->ctx, cap * 40), path[4096];
     int64_t *steps = (int64_t *)sft__calloc(tr->ctx, (size_t)n + 1, sizeof(int64_t));
-    const char *mk = "format", *mv = "sft.h AdamW state";
+    const char *mk[2] = {"format", "optim"}, *mv[2];
+    sft_schedule_free_state *sf = sft_optimizer_schedule_free(tr->opt);
+    int64_t sf_values[4];
     sft_status s = SFT_OK;
+    mv[0] = "sft.h optimizer state"; mv[1] = sft_optim_name(sft_optimizer_kind(tr->opt));
     if (!e || !keys || !steps || !copies) s = sft__fail(SFT_ERR_NOMEM, "save: optimizer state");
     for (i = 0; s == SFT_OK && i < n; i++) {
         sft_optimizer_state st;
-        int part;
+        const char *name[SFT__OPT_PARTS];
+        sft_dtype dtype[SFT__OPT_PARTS];
+        int64_t count[SFT__OPT_PARTS];
+        void *data[SFT__OPT_PARTS];
+        int part, parts;
         sft_optimizer_param_state(tr->opt, i, &st);
         steps[i] = st.step;
-        for (part = 0; part < (st.state1 ? 4 : 2); part++) {
-            static const char *const f32_names[2] = {"exp_avg", "exp_avg_sq"};
-            static const char *const q8_names[4] = {"state1", "state2", "absmax1", "absmax2"};
-            char *key = keys + (size_t)k * 32;
-            snprintf(key, 32, "%d.%s", i, st.state1 ? q8_names[part] : f32_names[part]);
+        parts = sft__opt_parts(&st, name, dtype, count, data);
+        for (part = 0; part < parts; part++) {
+            char *key = keys + (size_t)k * 40;
+            snprintf(key, 40, "%d.%s", i, name[part]);
             memset(&e[k], 0, sizeof e[k]);
-            e[k].name = key; e[k].ndim = 1;
-            if (!st.state1) { e[k].dtype = SFT_F32; e[k].shape[0] = st.numel; e[k].data = part ? st.exp_avg_sq : st.exp_avg; }
-            else if (part < 2) { e[k].dtype = SFT_U8; e[k].shape[0] = st.numel; e[k].data = part ? st.state2 : st.state1; }
-            else { e[k].dtype = SFT_F32; e[k].shape[0] = st.blocks; e[k].data = part == 3 ? st.absmax2 : st.absmax1; }
+            e[k].name = key; e[k].ndim = 1; e[k].dtype = dtype[part]; e[k].shape[0] = count[part]; e[k].data = data[part];
             if (st.device != SFT_DEVICE_CPU) {
-                size_t bytes = (size_t)e[k].shape[0] * sft_dtype_size(e[k].dtype);
+                size_t bytes = (size_t)count[part] * sft_dtype_size(dtype[part]);
                 if (!(copies[k] = sft__alloc(tr->ctx, bytes ? bytes : 1))) s = sft__fail(SFT_ERR_NOMEM, "save: optimizer state %s", key);
-                else s = sft__device_copy(copies[k], SFT_DEVICE_CPU, e[k].data, st.device, bytes);
+                else s = sft__device_copy(copies[k], SFT_DEVICE_CPU, data[part], st.device, bytes);
                 e[k].data = copies[k];
             }
             k++;
@@ -22854,10 +23280,17 @@ static sft_status sft__optimizer_save(sft_trainer *tr, const char *dir) {
         memset(&e[k], 0, sizeof e[k]);
         e[k].name = "step"; e[k].dtype = SFT_I64; e[k].ndim = 1; e[k].shape[0] = n; e[k].data = steps;
         k++;
+        if (sf) {
+            sf_values[0] = sf->k; sf_values[1] = sf->train_mode;
+            memcpy(&sf_values[2], &sf->weight_sum, 8); memcpy(&sf_values[3], &sf->lr_max, 8);
+            memset(&e[k], 0, sizeof e[k]);
+            e[k].name = "schedule_free"; e[k].dtype = SFT_I64; e[k].ndim = 1; e[k].shape[0] = 4; e[k].data = sf_values;
+            k++;
+        }
         s = sft__path_join(path, sizeof path, dir, strlen(dir), "optimizer.safetensors");
-        if (s == SFT_OK) s = sft_st_save(tr->ctx, path, e, k, &mk, &mv, 1);
+        if (s == SFT_OK) s = sft_st_save(tr->ctx, path, e, k, mk, mv, 2);
     }
-    for (i = 0; copies && i < 4 * n; i++) sft__free(tr->ctx, copies[i]);
+    for (i = 0; copies && i < (int)cap; i++) sft__free(tr->ctx, copies[i]);
     sft__free(tr->ctx, e); sft__free(tr->ctx, keys); sft__free(tr->ctx, steps); sft__free(tr->ctx, copies);
     return s;
 }
@@ -22877,28 +23310,54 @@ static sft_status sft__bytes_into(sft_context *ctx, const sft_st_file *f, const 
     return s;
 }
 
+/* sft__optimizer_kind_check: the checkpoint's optimizer is this run's */
+static sft_status sft__optimizer_kind_check(sft_trainer *tr, const sft_st_file *f, const char *path) {
+    const char *saved = sft_st_metadata(f, "optim"), *mine = sft_optim_name(sft_optimizer_kind(tr->opt));
+    sft_optim k;
+    if (!saved) saved = "adamw_torch";          /* written before there were others: AdamW's layout */
+    if (sft_optim_from_name(saved, &k) != SFT_OK) return sft__fail(SFT_ERR_FORMAT, "%s: optim \"%s\" is unknown", path, saved);
+    if ((k >= SFT_OPTIM_SGD || sft_optimizer_kind(tr->opt) >= SFT_OPTIM_SGD) && k != sft_optimizer_kind(tr->opt))
+        return sft__fail(SFT_ERR_ARG, "%s: the checkpoint's optimizer is %s, this run's %s (resume with the same --optim)", path, saved, mine);
+    return SFT_OK;
+}
+
 static sft_status sft__optimizer_read(sft_trainer *tr, const char *dir) {
-    char path[4096], key[32];
-    int n = sft_optimizer_count(tr->opt), i;
+    char path[4096], key[40];
+    int n = sft_optimizer_count(tr->opt), i, part;
     int64_t *steps = (int64_t *)sft__calloc(tr->ctx, (size_t)n + 1, sizeof(int64_t));
+    sft_schedule_free_state *sf = sft_optimizer_schedule_free(tr->opt);
+    int64_t sf_values[4];
     sft_st_file *f = NULL;
     sft_status s;
     if (!steps) return sft__fail(SFT_ERR_NOMEM, "resume: optimizer state");
     s = sft__path_join(path, sizeof path, dir, strlen(dir), "optimizer.safetensors");
     if (s == SFT_OK) s = sft_st_open(tr->ctx, path, &f);
+    if (s == SFT_OK) s = sft__optimizer_kind_check(tr, f, path);
     if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, "step", SFT_I64, n, steps, SFT_DEVICE_CPU);
+    if (s == SFT_OK && sf) {
+        s = sft__bytes_into(tr->ctx, f, path, "schedule_free", SFT_I64, 4, sf_values, SFT_DEVICE_CPU);
+        if (s == SFT_OK && (sf_values[0] < 0 || (sf_values[1] != 0 && sf_values[1] != 1)))
+            s = sft__fail(SFT_ERR_FORMAT, "%s: schedule_free holds k %lld, train_mode %lld", path, (long long)sf_values[0],
+                          (long long)sf_values[1]);
+        if (s == SFT_OK) {
+            sf->k = sf_values[0]; sf->train_mode = (int)sf_values[1];
+            memcpy(&sf->weight_sum, &sf_values[2], 8); memcpy(&sf->lr_max, &sf_values[3], 8);
+        }
+    }
     for (i = 0; s == SFT_OK && i < n; i++) {
         sft_optimizer_state st;
+        const char *name[SFT__OPT_PARTS];
+        sft_dtype dtype[SFT__OPT_PARTS];
+        int64_t count[SFT__OPT_PARTS];
+        void *data[SFT__OPT_PARTS];
+        int parts;
+        if (steps[i] < 0) { s = sft__fail(SFT_ERR_FORMAT, "%s: step of parameter %d is %lld", path, i, (long long)steps[i]); break; }
         sft_optimizer_param_state(tr->opt, i, &st);
         tr->opt->step[i] = steps[i];
-        if (st.state1) {
-            snprintf(key, sizeof key, "%d.state1", i);  s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state1, st.device);
-            snprintf(key, sizeof key, "%d.state2", i);  if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_U8, st.numel, st.state2, st.device);
-            snprintf(key, sizeof key, "%d.absmax1", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax1, st.device);
-            snprintf(key, sizeof key, "%d.absmax2", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.blocks, st.absmax2, st.device);
-        } else {
-            snprintf(key, sizeof key, "%d.exp_avg", i);    s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg, st.device);
-            snprintf(key, sizeof key, "%d.exp_avg_sq", i); if (s == SFT_OK) s = sft__bytes_into(tr->ctx, f, path, key, SFT_F32, st.numel, st.exp_avg_sq, st.device);
+        parts = sft__opt_parts(&st, name, dtype, count, data);
+        for (part = 0; s == SFT_OK && part < parts; part++) {
+            snprintf(key, sizeof key, "%d.%s", i, name[part]);
+            s = sft__bytes_into(tr->ctx, f, path, key, dtype[part], count[part], data[part], st.device);
         }
     }
     sft_st_close(f);

@@ -66,7 +66,7 @@ typedef struct cli_opts {
     int         fp16, bf16;
     int         max_steps, per_device_train_batch_size, per_device_eval_batch_size, gradient_accumulation_steps;
     int         warmup_steps, seed, gradient_checkpointing, logging_steps, logging_nan_inf_filter, token_metrics;
-    const char *lr_scheduler_type, *lr_scheduler_kwargs, *optim;
+    const char *lr_scheduler_type, *lr_scheduler_kwargs, *optim, *optim_args;
     /* evaluation and checkpoints */
     const char *eval_strategy, *save_strategy, *metric_for_best_model, *resume_from_checkpoint;
     int         eval_steps, eval_on_start, save_steps, save_total_limit, load_best_model_at_end, greater_is_better;
@@ -152,7 +152,9 @@ static const cli_flag cli_flags[] = {
     {"fp16", CLI_BOOL, O(fp16), C_TRAIN, "false", "true",
      "f16 compute with dynamic loss scaling as torch's GradScaler (--device cuda only, as transformers needs a GPU)"},
     {"optim", CLI_STR, O(optim), C_TRAIN | C_MEMORY, "adamw_torch_fused", "adamw_bnb_8bit",
-     "adamw_torch, adamw_torch_fused, adamw_bnb_8bit, adamw_8bit, paged_adamw_8bit"},
+     "adamw_torch, adamw_torch_fused, adamw_bnb_8bit, adamw_8bit, paged_adamw_8bit, sgd, adafactor, schedule_free_adamw"},
+    {"optim_args", CLI_STR, O(optim_args), C_TRAIN | C_MEMORY, "", "momentum=0.9",
+     "k=v,k=v: schedule_free_adamw r, weight_lr_power; sgd momentum, dampening, nesterov"},
     {"seed", CLI_INT, O(seed), C_TRAIN | C_STATS | C_GENERATE, "42", "7", "seeds shuffling, LoRA init, dropout, sampling"},
     {"gradient_checkpointing", CLI_BOOL, O(gradient_checkpointing), C_TRAIN | C_MEMORY, "false", "true", "recompute each block in backward"},
     {"label_smoothing_factor", CLI_REAL, O(label_smoothing_factor), C_TRAIN, "0", "0.1", "label smoothing (transformers' LabelSmoother)"},
@@ -546,6 +548,7 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     t->clip_grad_norm = o->max_grad_norm > 0.0 ? SFT_ON : SFT_OFF;           /* transformers: 0 = no clipping */
     t->fp16 = o->fp16;                                                        /* GradScaler's loss scaling */
     if (sft_optim_from_name(o->optim, &t->optim) != SFT_OK) return cli_fail(e, "--%s", sft_last_error());
+    t->optim_args = o->optim_args && *o->optim_args ? o->optim_args : NULL;
     t->full_finetuning = !o->use_peft;
     t->seed = (uint64_t)o->seed; t->gradient_checkpointing = o->gradient_checkpointing;
     t->label_smoothing_factor = (float)o->label_smoothing_factor; t->neftune_noise_alpha = (float)o->neftune_noise_alpha;
@@ -1194,10 +1197,14 @@ static int cli_memory(const cli_opts *o, cli_built *b) {
         cli_env_free(&v);
         return cli_lib_fail("memory", "plan");
     }
-    if (b->train.optim == SFT_OPTIM_ADAMW_8BIT) {      /* 2 bytes of state per value instead of 8 */
-        size_t saved = plan.optimizer - plan.optimizer / 4;
-        plan.optimizer -= saved;
-        plan.total -= saved;
+    {   /* the plan counts AdamW's two f32 values per trained value; the others keep less */
+        size_t kept = plan.optimizer;
+        sft_optim k = b->train.optim;
+        if (k == SFT_OPTIM_ADAMW_8BIT) kept = plan.optimizer / 4;                 /* 2 bytes instead of 8 */
+        else if (k == SFT_OPTIM_SGD) kept = o->optim_args && strstr(o->optim_args, "momentum") ? plan.optimizer / 2 : 0;
+        else if (k == SFT_OPTIM_ADAFACTOR) kept = plan.optimizer / 2;             /* at most: 2-D tensors keep a row and a column */
+        plan.total -= plan.optimizer - kept;
+        plan.optimizer = kept;
     }
     printf("{\"device\": \"%s\", \"weights_mib\": %.2f, \"adapters_mib\": %.2f, \"gradients_mib\": %.2f, \"optimizer_mib\": %.2f, "
            "\"activations_mib\": %.2f, \"workspace_mib\": %.2f, \"total_mib\": %.2f}\n", o->device, plan.weights / mib, plan.adapters / mib,

@@ -25,6 +25,8 @@ typedef struct t_rank_run {
     const sft_callback *callbacks;
     int         n_callbacks;
     sft_collate_fn collate;
+    sft_optim   optim;                           /* the optimizer, with optim_args */
+    const char *optim_args;
     /* results */
     sft_status  status;
     char        msg[1100];
@@ -146,6 +148,7 @@ static void *t_rank_main(void *arg) {
     c.callbacks = r->callbacks; c.n_callbacks = r->n_callbacks; c.collate = r->collate;
     if (r->load_best) { c.load_best_model_at_end = 1; c.save_steps = c.eval_steps; }
     c.parallel = r->par;
+    c.optim = r->optim; c.optim_args = r->optim_args;
     if (s == SFT_OK && r->whole_run) {
         sft_train_output out;
         s = sft_train(m, ds, &c, &out);

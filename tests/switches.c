@@ -83,7 +83,7 @@ static void qlora_steps_lower_the_loss(sft_context *ctx) {
     sft_model *m = NULL;
     sft_load_desc ld;
     sft_lora_desc lora;
-    sft_adamw_desc ad;
+    sft_optimizer_desc ad;
     sft_optimizer *opt = NULL;
     sft_tensor *params[64], *ids = NULL;
     sft_model_batch batch;

@@ -235,7 +235,7 @@ static void adamw_matches_torch_bit_for_bit(void) {
         char name[128];
         sft_tensor *p = NULL;
         sft_optimizer *o = NULL;
-        sft_adamw_desc d;
+        sft_optimizer_desc d;
         int step;
         snprintf(name, sizeof name, "torch/%s/param0", cs);
         CHECK_OK(sft_st_load(ctx, f, name, &p));
@@ -272,7 +272,7 @@ static void adamw_8bit_matches_bitsandbytes(void) {
     sft_st_file *f = NULL;
     sft_tensor *p = NULL, *ps = NULL;
     sft_optimizer *o = NULL, *os = NULL;
-    sft_adamw_desc d;
+    sft_optimizer_desc d;
     float map[256];
     int step;
     CHECK_OK(sft_st_open(ctx, T_TFIX "adamw.safetensors", &f));
