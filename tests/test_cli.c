@@ -109,7 +109,7 @@ static void bad_flags_are_refused_naming_the_flag(void) {
         {{"--learning_rate", "-1"}, 2, "--learning_rate"},
         {{"--packing", "maybe"}, 2, "--packing"},
         {{"--lr_scheduler_type", "cosine_decay"}, 2, "cosine_decay"},
-        {{"--optim", "sgd"}, 2, "optim \"sgd\""},
+        {{"--optim", "adagrad"}, 2, "optim \"adagrad\""},
         {{"--load_in_4bit"}, 1, "--use_peft"},
         {{"--eval_strategy", "steps"}, 2, "--eval_dataset_name or --eval_fraction"},
         {{"--lr_scheduler_kwargs", "{\"cycles\": 2}"}, 2, "\"cycles\""},

@@ -146,7 +146,7 @@ static void bad_training_settings_are_refused(void) {
         sft_curve cu;
         CHECK_STATUS(sft_schedule_from_name("cosine_decay", &sch), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("lr_scheduler_type \"cosine_decay\"");
         CHECK_OK(sft_schedule_from_name("warmup_stable_decay", &sch)); CHECK(sch == SFT_SCHEDULE_WARMUP_STABLE_DECAY);
-        CHECK_STATUS(sft_optim_from_name("sgd", &opt), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("optim \"sgd\"");
+        CHECK_STATUS(sft_optim_from_name("adagrad", &opt), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("optim \"adagrad\"");
         CHECK_OK(sft_optim_from_name("paged_adamw_8bit", &opt)); CHECK(opt == SFT_OPTIM_ADAMW_8BIT);
         CHECK_STATUS(sft_curve_from_name("sqrt", &cu), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("decay_type");
     }
