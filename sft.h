@@ -1027,7 +1027,8 @@ SFTDEF int64_t    sft_linear_out_features(const sft_linear *lin);
    sft_linear_set_active. DoRA's magnitude starts at the row norms of the base
    weight (B is zero). Names are unique; "__base__" is reserved. */
 SFTDEF sft_status sft_linear_add_adapter(sft_linear *lin, const char *name, const sft_lora_desc *desc);
-/* sft_linear_set_active: the adapters whose outputs are summed (n = 0: none). */
+/* sft_linear_set_active: the adapters applied, in this order (n = 0: none):
+   LoRA terms add up; a DoRA term scales the result so far (see above). */
 SFTDEF sft_status sft_linear_set_active(sft_linear *lin, const char *const *names, int n);
 /* sft_linear_set_adapters_enabled: 0 = PEFT's disable_adapters (base only, merged
    adapters are unmerged first); 1 = the active set again. */
