@@ -956,7 +956,10 @@ SFTDEF sft_status sft_linear4bit(sft_context *ctx, sft_tensor *x, const sft_qwei
    B [out, r], y = base(x) + scaling * B(A(dropout(x))), scaling = alpha / r or
    alpha / sqrt(r) (use_rslora). DoRA adds a magnitude vector m [out]:
    y = base(x) + (m / |W + s B A| - 1) * (x W^T) + (m / |W + s B A|) * s B(A(x)),
-   the row norm held constant in backward, as PEFT does. The base product and
+   the row norm held constant in backward, as PEFT does. Several active
+   adapters apply in order, as PEFT's forward loop: a LoRA adds its term, a
+   DoRA takes the result so far (less the bias) as its base term, unless its
+   dropout is on (then x W^T on its dropped-out x). The base product and
    every active adapter run as one autograd node. */
 
 typedef enum sft_lora_init {
@@ -1024,7 +1027,8 @@ SFTDEF int64_t    sft_linear_out_features(const sft_linear *lin);
    sft_linear_set_active. DoRA's magnitude starts at the row norms of the base
    weight (B is zero). Names are unique; "__base__" is reserved. */
 SFTDEF sft_status sft_linear_add_adapter(sft_linear *lin, const char *name, const sft_lora_desc *desc);
-/* sft_linear_set_active: the adapters whose outputs are summed (n = 0: none). */
+/* sft_linear_set_active: the adapters applied, in this order (n = 0: none):
+   LoRA terms add up; a DoRA term scales the result so far (see above). */
 SFTDEF sft_status sft_linear_set_active(sft_linear *lin, const char *const *names, int n);
 /* sft_linear_set_adapters_enabled: 0 = PEFT's disable_adapters (base only, merged
    adapters are unmerged first); 1 = the active set again. */
@@ -10043,8 +10047,9 @@ typedef struct sft__adapter {
 } sft__adapter;
 
 /* One adapter's part in a call. t keeps s * (xd A^T) for the gradient of B;
-   DoRA keeps the base product without bias, its own B(A(x)) * s, and the
-   weight norm it used (a constant for backward, as PEFT detaches it). */
+   DoRA keeps its base term (PEFT's base_result: the result so far less the
+   bias, or x W^T on the dropped-out x), its own B(A(x)) * s, and the weight
+   norm it used (a constant for backward, as PEFT detaches it). */
 typedef struct sft__lin_term {
     const sft__adapter *ad;
     float       p;                /* dropout in effect, 0 = none               */
@@ -10139,6 +10144,21 @@ static sft_status sft__dora_norm(sft_context *ctx, const sft__wref *w, const sft
     return SFT_OK;
 }
 
+/* sft__lin_rescales: a DoRA term without dropout takes the result so far as
+   its base term, so it scales what came before it by m / norm. */
+static int sft__lin_rescales(const sft__lin_term *t) { return t->ad->m && t->p <= 0.0f; }
+
+/* sft__lin_running_base: the base term of a DoRA term after others, rows
+   [r0, r1): the result so far less the bias (PEFT: result - base_layer.bias). */
+static void sft__lin_running_base(const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    const float *y = SFT__CF(n->out), *bias = n->in[1] ? SFT__CF(n->in[1]) : NULL;
+    float *bn = SFT__F(t->base_nb);
+    int64_t i, o, N = p->N;
+    for (i = r0; i < r1; i++)
+        for (o = 0; o < N; o++) bn[i * N + o] = bias ? y[i * N + o] - bias[o] : y[i * N + o];
+}
+
 /* One term's forward over rows [r0, r1). */
 static sft_status sft__lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
@@ -10158,9 +10178,11 @@ static sft_status sft__lin_term_fwd(sft_context *ctx, sft__node *n, sft__lin_ter
         float *lora = SFT__F(t->lora) + r0 * N, *base_nb = SFT__F(t->base_nb) + r0 * N;
         const float *m = SFT__CF(ad->m), *norm = SFT__CF(t->norm);
         SFT__TRY(sft__gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), lora, N, 0));
-        /* without dropout base_nb is the layer's own product (the plan's base_out);
-           with it PEFT recomputes the base product on the dropped-out input */
+        /* without dropout base_nb is the result so far less the bias: the layer's
+           own product (the plan's base_out) for the first term; with it PEFT
+           recomputes the base product on the dropped-out input */
         if (t->p > 0.0f) SFT__TRY(sft__gemm_w(ctx, rows, sft__mat_of(xr, p->K, 1), &p->w, 1, base_nb, N, 0));
+        else if (t->base_nb != p->base_out && !ctx->plan_only) sft__lin_running_base(n, t, r0, r1);
         sft__tensor_release(ctx, xd);
         for (i = 0; i < rows && !ctx->plan_only; i++)
             for (o = 0; o < N; o++) {
@@ -10208,6 +10230,7 @@ typedef struct sft__lora_job {
     const float *at, *bt, *bn, *an;   /* packed: A^T [K x r], B^T [r x N], B [N x r], A [r x K] */
     float *scratch;                   /* per thread, SFT__LORA_SCRATCH floats each */
     float *dB, *dA;                   /* per task: its share of dB [N x r] and dA [r x K] */
+    const float *g;                   /* backward: the gradient at the term's output [M x N] */
     int want_dx, want_dA, want_dB;
 } sft__lora_job;
 
@@ -10289,7 +10312,7 @@ static void sft__lora_bwd_task(void *arg, int64_t task, int thread) {
     int first = 1;
     for (b0 = t0; b0 < t1; b0 += SFT__LORA_RB, first = 0) {
         int64_t rows = t1 - b0 < SFT__LORA_RB ? t1 - b0 : SFT__LORA_RB;
-        sft__lora_rows(SFT__CF(j->n->out->grad), N, b0, rows, g, j->Np);
+        sft__lora_rows(j->g, N, b0, rows, g, j->Np);
         SFT__LORA_RGEMM(j, SFT__LORA_RB, N, g, j->Np, 1, j->bn, dt, j->rp, 0);           /* dt = s g B */
         for (i = 0; i < SFT__LORA_RB * j->rp; i++) dt[i] *= s;
         if (j->want_dB) {                                                                  /* dB += g^T t */
@@ -10338,13 +10361,14 @@ static sft_status sft__lora_temp(sft_context *ctx, sft__lora_temps *tmp, int64_t
 }
 
 static sft_status sft__lora_prepare(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1,
-                                    int backward, sft__lora_job *j, sft__lora_temps *tmp) {
+                                    const float *grad, sft__lora_job *j, sft__lora_temps *tmp) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
     const sft__adapter *ad = t->ad;
     int64_t K = p->K, N = p->N, r = ad->desc.r, tasks = (r1 - r0 + SFT__LORA_TASK_ROWS - 1) / SFT__LORA_TASK_ROWS;
+    int backward = grad != NULL;
     float *a, *b;
     memset(j, 0, sizeof *j);
-    j->k = sft__cpu_kernels_of(ctx); j->n = n; j->p = p; j->t = t; j->r0 = r0; j->r1 = r1; j->r = r;
+    j->k = sft__cpu_kernels_of(ctx); j->n = n; j->p = p; j->t = t; j->r0 = r0; j->r1 = r1; j->r = r; j->g = grad;
     if (r <= 16) { j->rmicro = j->k->micro16; j->rmr = j->k->mr16; j->rnr = 16; }
     else { j->rmicro = j->k->micro; j->rmr = j->k->mr; j->rnr = j->k->nr; }
     j->rp = sft__round_up(sft__round_up(r, j->k->nr > j->rnr ? j->k->nr : j->rnr), j->k->mr);
@@ -10372,13 +10396,17 @@ static sft_status sft__lora_prepare(sft_context *ctx, const sft__node *n, const 
     return SFT_OK;
 }
 
-static sft_status sft__lora_run(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1, int backward) {
+/* sft__lora_run: a LoRA term over rows [r0, r1): forward (grad NULL), or
+   backward from grad, the gradient at the term's output [M, N] */
+static sft_status sft__lora_run(sft_context *ctx, const sft__node *n, const sft__lin_term *t, int64_t r0, int64_t r1,
+                                const float *grad) {
     sft__lora_job j;
     sft__lora_temps tmp;
     int64_t tasks = (r1 - r0 + SFT__LORA_TASK_ROWS - 1) / SFT__LORA_TASK_ROWS;
+    int backward = grad != NULL;
     sft_status s;
     memset(&tmp, 0, sizeof tmp);
-    s = sft__lora_prepare(ctx, n, t, r0, r1, backward, &j, &tmp);
+    s = sft__lora_prepare(ctx, n, t, r0, r1, grad, &j, &tmp);
     if (s == SFT_OK && !ctx->plan_only) {
         sft__parallel(ctx, tasks, backward ? sft__lora_bwd_task : sft__lora_fwd_task, &j);
         if (backward && j.want_dB) {
@@ -10442,7 +10470,7 @@ static sft_status sft__cpu_linear_fwd(sft_context *ctx, sft__node *n) {
         while (sft__lin_run(p, ti, &cursor, &r0, &r1)) {
             if (t->bits) sft__dropout_mask(ctx, t->key, t->p, r0 * p->K, r1 * p->K, t->bits);
             if (t->ad->m) SFT__TRY(sft__lin_term_fwd(ctx, n, t, r0, r1));
-            else SFT__TRY(sft__lora_run(ctx, n, t, r0, r1, 0));
+            else SFT__TRY(sft__lora_run(ctx, n, t, r0, r1, NULL));
         }
     }
     if (p->n_terms) sft__lin_prof_adapters(ctx, n, 0, t0);
@@ -10452,13 +10480,14 @@ static sft_status sft__cpu_linear_fwd(sft_context *ctx, sft__node *n) {
 /* The temporaries of a term's backward, given back when it returns. */
 typedef struct sft__lin_temps { sft_tensor *xd, *gt, *dt, *dxd; } sft__lin_temps;
 
-/* One term's backward over rows [r0, r1): gradients of B, A, x (and m). */
+/* One term's backward over rows [r0, r1) from grad, the gradient at its
+   output [M, N]: gradients of B, A, x (and m). */
 static sft_status sft__lin_term_bwd_rows(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1,
-                                         sft__lin_temps *tmp) {
+                                         const float *grad, sft__lin_temps *tmp) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
     const sft__adapter *ad = t->ad;
     int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, K = p->K, i, o, shape[2];
-    const float *g = SFT__CF(n->out->grad) + r0 * N, *gl = g, *xr, *tr = SFT__CF(t->t) + r0 * r;
+    const float *g = grad + r0 * N, *gl = g, *xr, *tr = SFT__CF(t->t) + r0 * r;
     float s = ad->scaling;
     sft_tensor *gt = NULL, *dt, *dxd;
     sft_tensor *x = n->in[0];
@@ -10510,43 +10539,74 @@ static sft_status sft__lin_term_bwd_rows(sft_context *ctx, sft__node *n, sft__li
     return SFT_OK;
 }
 
-static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+static sft_status sft__lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1, const float *grad) {
     sft__lin_temps tmp;
     sft_status s;
     memset(&tmp, 0, sizeof tmp);
-    s = sft__lin_term_bwd_rows(ctx, n, t, r0, r1, &tmp);
+    s = sft__lin_term_bwd_rows(ctx, n, t, r0, r1, grad, &tmp);
     sft__tensor_release(ctx, tmp.dxd); sft__tensor_release(ctx, tmp.dt);
     sft__tensor_release(ctx, tmp.gt); sft__tensor_release(ctx, tmp.xd);
     return s;
 }
 
-/* The base path's gradient dy' W, where dy' adds (m / norm - 1) dy on the rows of
-   a DoRA term without dropout (its base product is the layer's own). */
-static sft_status sft__lin_base_bwd(sft_context *ctx, sft__node *n) {
+/* sft__lin_grad_at: the gradient of the result as it stood after term ti (ti =
+   -1: the base product alone), in a new step tensor *gt: dy taken back through
+   each later term that rescales it (sft__lin_rescales), last first, adding the
+   two paths as PEFT's autograd does: g + g (m / norm - 1). *gt stays NULL (dy
+   itself) when no such term follows. */
+static sft_status sft__lin_grad_at(sft_context *ctx, const sft__node *n, int ti, sft_tensor **gt) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
-    const float *g = SFT__CF(n->out->grad);
-    sft_tensor *gb = NULL;
-    int ti;
-    for (ti = 0; ti < p->n_terms; ti++) {
-        const sft__lin_term *t = &p->term[ti];
+    int tj;
+    *gt = NULL;
+    for (tj = p->n_terms - 1; tj > ti; tj--) {
+        const sft__lin_term *t = &p->term[tj];
         int64_t cursor = 0, r0, r1, i, o;
-        if (!t->ad->m || t->p > 0.0f) continue;
-        if (!gb) {
+        float *gb;
+        if (!sft__lin_rescales(t)) continue;
+        if (!*gt) {
             int64_t shape[2];
             shape[0] = p->M; shape[1] = p->N;
-            SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, &gb));
-            memcpy(SFT__F(gb), g, (size_t)(p->M * p->N) * sizeof(float));
+            SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_F32, 2, shape, gt));
+            if (ctx->plan_only) return SFT_OK;
+            memcpy(SFT__F(*gt), SFT__CF(n->out->grad), (size_t)(p->M * p->N) * sizeof(float));
         }
-        while (sft__lin_run(p, ti, &cursor, &r0, &r1))
+        gb = SFT__F(*gt);
+        while (sft__lin_run(p, tj, &cursor, &r0, &r1))
             for (i = r0; i < r1; i++)
-                for (o = 0; o < p->N; o++)
-                    SFT__F(gb)[i * p->N + o] += g[i * p->N + o] * (SFT__CF(t->ad->m)[o] / SFT__CF(t->norm)[o] - 1.0f);
+                for (o = 0; o < p->N; o++) gb[i * p->N + o] += gb[i * p->N + o] * (SFT__CF(t->ad->m)[o] / SFT__CF(t->norm)[o] - 1.0f);
     }
-    {
-        sft_status s = sft__gemm_w(ctx, p->M, sft__mat_of(gb ? SFT__CF(gb) : g, p->N, 1), &p->w, 0, SFT__F(n->in[0]->grad), p->K, 1);
-        sft__tensor_release(ctx, gb);
-        return s;
-    }
+    return SFT_OK;
+}
+
+/* The base path's gradient: dx += g W for g the gradient at the base product. */
+static sft_status sft__lin_base_bwd(sft_context *ctx, sft__node *n) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    sft_tensor *gb;
+    sft_status s;
+    SFT__TRY(sft__lin_grad_at(ctx, n, -1, &gb));
+    s = sft__gemm_w(ctx, p->M, sft__mat_of(gb ? SFT__CF(gb) : SFT__CF(n->out->grad), p->N, 1), &p->w, 0, SFT__F(n->in[0]->grad), p->K, 1);
+    sft__tensor_release(ctx, gb);
+    return s;
+}
+
+/* sft__lin_term_bwd_all: term ti's backward over all its rows, from the gradient
+   at its output */
+static sft_status sft__lin_term_bwd_all(sft_context *ctx, sft__node *n, int ti) {
+    sft__lin_plan *p = (sft__lin_plan *)(uintptr_t)n->ptr;
+    sft__lin_term *t = &p->term[ti];
+    sft_tensor *gt;
+    int64_t cursor = 0, r0, r1;
+    const float *grad;
+    sft_status s = SFT_OK;
+    if (t->ad->A->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->A));
+    if (t->ad->B->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->B));
+    if (t->ad->m && t->ad->m->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->m));
+    SFT__TRY(sft__lin_grad_at(ctx, n, ti, &gt));
+    grad = gt ? SFT__CF(gt) : SFT__CF(n->out->grad);
+    while (s == SFT_OK && sft__lin_run(p, ti, &cursor, &r0, &r1))
+        s = t->ad->m ? sft__lin_term_bwd(ctx, n, t, r0, r1, grad) : sft__lora_run(ctx, n, t, r0, r1, grad);
+    sft__tensor_release(ctx, gt);
+    return s;
 }
 
 /* sft__lin_plan_release: what the call kept for its backward, given back after it */
@@ -10584,17 +10644,7 @@ static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
         }
     }
     t0 = ctx->profiling ? sft__seconds() : 0.0;
-    for (ti = 0; ti < p->n_terms; ti++) {
-        sft__lin_term *t = &p->term[ti];
-        int64_t cursor = 0, r0, r1;
-        if (t->ad->A->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->A));
-        if (t->ad->B->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->B));
-        if (t->ad->m && t->ad->m->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->m));
-        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) {
-            if (t->ad->m) SFT__TRY(sft__lin_term_bwd(ctx, n, t, r0, r1));
-            else SFT__TRY(sft__lora_run(ctx, n, t, r0, r1, 1));
-        }
-    }
+    for (ti = 0; ti < p->n_terms; ti++) SFT__TRY(sft__lin_term_bwd_all(ctx, n, ti));
     if (p->n_terms) sft__lin_prof_adapters(ctx, n, 1, t0);
     sft__lin_plan_release(ctx, p);
     return SFT_OK;
@@ -10957,7 +11007,9 @@ static sft_status sft__lin_add_term(sft_context *ctx, sft_linear *lin, sft__lin_
     shape[1] = p->N;
     SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 1, &p->N, &t->norm));
     SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &t->lora));
-    if (t->p > 0.0f) return sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &t->base_nb);
+    /* the base term: the layer's own x W^T (p->base_out) for a first term
+       without dropout; with dropout, or after other terms, its own */
+    if (t->p > 0.0f || p->n_terms > 1) return sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &t->base_nb);
     if (!p->base_out) SFT__TRY(sft__tensor_step(ctx, dev, SFT_F32, 2, shape, &p->base_out));
     t->base_nb = p->base_out;
     return SFT_OK;
@@ -11018,12 +11070,7 @@ SFTDEF sft_status sft_linear_forward(sft_context *ctx, sft_linear *lin, sft_tens
     if (lin->disabled && lin->n_merged) SFT__TRY(sft_linear_unmerge(lin));   /* as PEFT: disabled means the base */
     if (!lin->disabled && call && call->adapter_names) SFT__TRY(sft__lin_route(ctx, lin, p, x, call));
     else if (!lin->disabled && !lin->n_merged)
-        for (i = 0; i < lin->n_active; i++) {
-            if (lin->n_active > 1 && lin->ad[lin->active[i]].m)
-                return sft__fail(SFT_ERR_UNSUPPORTED, "linear: the DoRA adapter '%s' must be the only active one",
-                                 lin->ad[lin->active[i]].name);
-            SFT__TRY(sft__lin_add_term(ctx, lin, p, lin->active[i], call));
-        }
+        for (i = 0; i < lin->n_active; i++) SFT__TRY(sft__lin_add_term(ctx, lin, p, lin->active[i], call));
     return sft__lin_node_run(ctx, p, x, lin->bias, out);
 }
 

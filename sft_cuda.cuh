@@ -1518,7 +1518,7 @@ static __global__ void sft__cuda_dora_out_kernel(float *y, const float *base, co
 }
 
 /* out = g * (m/norm) (minus1 = 0), out = g * (m/norm - 1) (minus1 = 1) or
-   out += that (minus1 = 2: the base path's gradient of a DoRA term) */
+   out += that (minus1 = 2: the gradient before a DoRA term; out may be g) */
 static __global__ void sft__cuda_dora_grad_kernel(float *out, const float *g, const float *m, const float *norm, int64_t rows, int64_t N,
                                                   int minus1) {
     SFT__CUDA_FOR(i, rows * N) {
@@ -1528,6 +1528,12 @@ static __global__ void sft__cuda_dora_grad_kernel(float *out, const float *g, co
         else if (minus1 == 1) out[i] = __fmul_rn(g[i], __fsub_rn(scale, 1.0f));
         else out[i] = __fadd_rn(out[i], __fmul_rn(g[i], __fsub_rn(scale, 1.0f)));
     }
+}
+
+/* a DoRA term's base term after other terms: the result so far less the bias
+   (bias NULL: none) */
+static __global__ void sft__cuda_running_base_kernel(float *out, const float *y, const float *bias, int64_t rows, int64_t N) {
+    SFT__CUDA_FOR(i, rows * N) out[i] = bias ? __fsub_rn(y[i], bias[i % N]) : y[i];
 }
 
 /* dm[o] += (sum over rows, in order, of g (base + lora)) / norm[o] */
@@ -1618,9 +1624,15 @@ static sft_status sft__cuda_lin_term_fwd(sft_context *ctx, sft__node *n, sft__li
     {
         float *lora = SFT__F(t->lora) + r0 * N, *base_nb = SFT__F(t->base_nb) + r0 * N;
         SFT__TRY(sft__cuda_gemm(ctx, rows, N, r, sft__mat_of(tr, r, 1), sft__mat_t(sft__mat_of(SFT__CF(ad->B), r, 1)), lora, N, 0, "linear"));
-        /* with dropout PEFT recomputes the base product on the dropped-out input */
+        /* with dropout PEFT recomputes the base product on the dropped-out input;
+           without, a term after others takes the result so far less the bias */
         if (t->p > 0.0f) SFT__TRY(sft__cuda_gemm_w(ctx, rows, sft__mat_of(xr, K, 1), &p->w, 1, base_nb, N, 0, "linear"));
         if (rows * N == 0 || ctx->plan_only) return SFT_OK;
+        if (t->p <= 0.0f && t->base_nb != p->base_out) {
+            SFT__LAUNCH(sft__cuda_running_base_kernel, sft__cuda_grid(rows * N), SFT__CUDA_BLOCK, 0, base_nb, (const float *)y,
+                        n->in[1] ? SFT__CF(n->in[1]) : (const float *)NULL, rows, N);
+            SFT__TRY(sft__cuda_check("linear", "running_base"));
+        }
         SFT__LAUNCH(sft__cuda_dora_out_kernel, sft__cuda_grid(rows * N), SFT__CUDA_BLOCK, 0, y, (const float *)base_nb, (const float *)lora,
                     SFT__CF(ad->m), SFT__CF(t->norm), rows, N);
         return sft__cuda_check("linear", "dora_out");
@@ -1676,14 +1688,15 @@ static sft_status sft__cuda_lora_grad(float *G, const float *L, int64_t ldl, con
     return sft__cuda_check("linear", "lora_grad");
 }
 
-/* one term's backward over rows [r0, r1): gradients of B, A, x (and m). A DoRA
-   term's dA and dB are GEMMs over all its rows; a LoRA term's are summed in the
-   CPU's blocks (sft__cuda_lora_grad). */
-static sft_status sft__cuda_lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1) {
+/* one term's backward over rows [r0, r1) from grad, the gradient at its output
+   [M, N]: gradients of B, A, x (and m). A DoRA term's dA and dB are GEMMs over
+   all its rows; a LoRA term's are summed in the CPU's blocks
+   (sft__cuda_lora_grad). */
+static sft_status sft__cuda_lin_term_bwd(sft_context *ctx, sft__node *n, sft__lin_term *t, int64_t r0, int64_t r1, const float *grad) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
     const sft__adapter *ad = t->ad;
     int64_t rows = r1 - r0, r = ad->desc.r, N = p->N, K = p->K;
-    const float *g = SFT__CF(n->out->grad) + r0 * N, *gl = g, *xr, *tr = SFT__CF(t->t) + r0 * r;
+    const float *g = grad + r0 * N, *gl = g, *xr, *tr = SFT__CF(t->t) + r0 * r;
     float *gt = NULL, *dt, *dxd;
     sft_tensor *x = n->in[0];
     void *mem;
@@ -1728,31 +1741,40 @@ static sft_status sft__cuda_lin_term_bwd(sft_context *ctx, sft__node *n, sft__li
     return sft__cuda_lin_drop(ctx, p, t, dxd, r0 * K, rows * K, SFT__F(x->grad) + r0 * K, 1);
 }
 
-/* the base path's gradient dy' W, where dy' adds (m/norm - 1) dy on the rows of
-   a DoRA term without dropout (its base product is the layer's own) */
-static sft_status sft__cuda_lin_base_bwd(sft_context *ctx, sft__node *n) {
+/* the gradient of the result as it stood after term ti (ti = -1: the base
+   product alone), as sft__lin_grad_at: dy taken back through each later term
+   that rescales it, last first (g + g (m/norm - 1)); *gt NULL: dy itself */
+static sft_status sft__cuda_lin_grad_at(sft_context *ctx, const sft__node *n, int ti, float **gt) {
     const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
-    const float *g = SFT__CF(n->out->grad);
-    float *gb = NULL;
-    int ti;
-    for (ti = 0; ti < p->n_terms; ti++) {
-        const sft__lin_term *t = &p->term[ti];
+    int tj;
+    *gt = NULL;
+    for (tj = p->n_terms - 1; tj > ti; tj--) {
+        const sft__lin_term *t = &p->term[tj];
         int64_t cursor = 0, r0, r1;
-        if (!t->ad->m || t->p > 0.0f) continue;
-        if (!gb) {
+        if (!sft__lin_rescales(t)) continue;
+        if (!*gt) {
             void *mem;
             SFT__TRY(sft__cuda_scratch(ctx, (size_t)(p->M * p->N) * sizeof(float), &mem));
-            gb = (float *)mem;
-            SFT__TRY(sft__cuda_copy(gb, SFT_DEVICE_CUDA, g, SFT_DEVICE_CUDA, (size_t)(p->M * p->N) * sizeof(float)));
+            *gt = (float *)mem;
+            SFT__TRY(sft__cuda_copy(*gt, SFT_DEVICE_CUDA, n->out->grad->data, SFT_DEVICE_CUDA, (size_t)(p->M * p->N) * sizeof(float)));
         }
-        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) {
-            if ((r1 - r0) * p->N == 0) continue;
-            SFT__LAUNCH(sft__cuda_dora_grad_kernel, sft__cuda_grid((r1 - r0) * p->N), SFT__CUDA_BLOCK, 0, gb + r0 * p->N, g + r0 * p->N,
-                        SFT__CF(t->ad->m), SFT__CF(t->norm), r1 - r0, p->N, 2);
+        while (sft__lin_run(p, tj, &cursor, &r0, &r1)) {
+            if ((r1 - r0) * p->N == 0 || ctx->plan_only) continue;
+            SFT__LAUNCH(sft__cuda_dora_grad_kernel, sft__cuda_grid((r1 - r0) * p->N), SFT__CUDA_BLOCK, 0, *gt + r0 * p->N,
+                        (const float *)(*gt + r0 * p->N), SFT__CF(t->ad->m), SFT__CF(t->norm), r1 - r0, p->N, 2);
             SFT__TRY(sft__cuda_check("linear", "dora_grad"));
         }
     }
-    return sft__cuda_gemm_w(ctx, p->M, sft__mat_of(gb ? gb : g, p->N, 1), &p->w, 0, SFT__F(n->in[0]->grad), p->K, 1, "linear");
+    return SFT_OK;
+}
+
+/* the base path's gradient: dx += g W for g the gradient at the base product */
+static sft_status sft__cuda_lin_base_bwd(sft_context *ctx, sft__node *n) {
+    const sft__lin_plan *p = (const sft__lin_plan *)n->ptr;
+    float *gb;
+    SFT__TRY(sft__cuda_lin_grad_at(ctx, n, -1, &gb));
+    return sft__cuda_gemm_w(ctx, p->M, sft__mat_of(gb ? (const float *)gb : SFT__CF(n->out->grad), p->N, 1), &p->w, 0,
+                            SFT__F(n->in[0]->grad), p->K, 1, "linear");
 }
 
 static sft_status sft__cuda_linear_bwd(sft_context *ctx, sft__node *n) {
@@ -1773,10 +1795,13 @@ static sft_status sft__cuda_linear_bwd(sft_context *ctx, sft__node *n) {
     for (ti = 0; ti < p->n_terms; ti++) {
         sft__lin_term *t = &p->term[ti];
         int64_t cursor = 0, r0, r1;
+        float *gt;
         if (t->ad->A->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->A));
         if (t->ad->B->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->B));
         if (t->ad->m && t->ad->m->requires_grad) SFT__TRY(sft__ensure_grad(ctx, (sft_tensor *)t->ad->m));
-        while (sft__lin_run(p, ti, &cursor, &r0, &r1)) SFT__TRY(sft__cuda_lin_term_bwd(ctx, n, t, r0, r1));
+        SFT__TRY(sft__cuda_lin_grad_at(ctx, n, ti, &gt));
+        while (sft__lin_run(p, ti, &cursor, &r0, &r1))
+            SFT__TRY(sft__cuda_lin_term_bwd(ctx, n, t, r0, r1, gt ? (const float *)gt : SFT__CF(n->out->grad)));
     }
     sft__lin_plan_release(ctx, p);   /* as the CPU kernel: what the call kept is done with */
     return SFT_OK;

@@ -11,8 +11,8 @@
      dB summed in the CPU's blocks),     the same products in the same order;
      the base in bf16                    with cuBLASLt within 8 (K + r) u of
                                          the largest value (two chained GEMMs)
-     DoRA                                the row norms add their squares in
-                                         double in another order: within
+     DoRA, alone or active after         the row norms add their squares in
+     other adapters                      double in another order: within
                                          8 (K + r) u of the largest value
      AdamW (torch, bitsandbytes 32-bit   bit for bit: weights, moments, 8-bit
      and 8-bit), gradient norm,          codes and scales, the norm (the same
@@ -182,39 +182,44 @@ typedef struct cu_lora_case {
     cu_base base;
     int use_rslora, use_dora;
     float dropout;
-    int mixed;          /* two adapters routed per sample */
+    int mixed;          /* 1: two adapters routed per sample; 2: three active together,
+                           a LoRA, a DoRA without dropout, a DoRA with the case's */
     int replay;         /* a replayed dropout mask */
     int64_t T;          /* rows per sample (4 samples); 0 = 5 */
 } cu_lora_case;
 
 static void cu_lora_case_run(sft_context *ctx, const cu_lora_case *c, uint64_t seed) {
     int64_t B = 4, T = c->T ? c->T : 5, K = 70, N = 37, xs[3] = {B, T, K}, ws[2] = {N, K}, ys[3] = {B, T, N}, bs[1] = {N};
-    static const char *const names[2] = {"a", "b"}, *const route[4] = {"a", "__base__", "b", "a"};
+    static const char *const names[3] = {"a", "b", "c"}, *const route[4] = {"a", "__base__", "b", "a"};
     sft_tensor *w = cu_random(ctx, 2, ws, seed, -0.3f, 0.3f), *bias = cu_random(ctx, 1, bs, seed + 1, -0.5f, 0.5f);
     sft_tensor *x = cu_random(ctx, 3, xs, seed + 2, -1, 1), *G = cu_random(ctx, 3, ys, seed + 3, -1, 1), *mask = NULL;
     sft_tensor *dx = cu_on(ctx, x, CU), *yc = NULL, *yd = NULL;
     sft_linear *lc = cu_layer(ctx, w, bias, &c->base, SFT_DEVICE_CPU), *ld = cu_layer(ctx, w, bias, &c->base, CU);
     sft_lora_desc ad;
     sft_linear_call call;
-    int i, n_ad = c->mixed ? 2 : 1, exact = cu_gemm_exact() && !c->use_dora;
+    int i, n_ad = c->mixed == 2 ? 3 : c->mixed ? 2 : 1, exact = cu_gemm_exact() && !c->use_dora;
     memset(&ad, 0, sizeof ad);
     ad.r = 6; ad.alpha = 12.0f; ad.dropout = c->dropout; ad.use_rslora = c->use_rslora; ad.use_dora = c->use_dora;
     for (i = 0; lc && ld && i < n_ad; i++) {
+        sft_lora_weights wc, wd;
         ad.seed = seed + 10 + (uint64_t)i;
+        if (c->mixed == 2) { ad.use_dora = i > 0; ad.dropout = i == 1 ? 0.0f : c->dropout; }
         CHECK_OK(sft_linear_add_adapter(lc, names[i], &ad));
         CHECK_OK(sft_linear_add_adapter(ld, names[i], &ad));
         cu_fill_adapter(ctx, lc, ld, names[i], seed + 20 + (uint64_t)i);
-    }
-    if (c->use_dora && lc && ld) {   /* the magnitudes start as |W| on each device */
-        sft_lora_weights wc, wd;
-        CHECK_OK(sft_linear_adapter_weights(lc, "a", &wc));
-        CHECK_OK(sft_linear_adapter_weights(ld, "a", &wd));
+        if (!ad.use_dora) continue;
+        CHECK_OK(sft_linear_adapter_weights(lc, names[i], &wc));   /* the magnitudes start as |W| on each device */
+        CHECK_OK(sft_linear_adapter_weights(ld, names[i], &wd));
         cu_close("DoRA initial magnitude |W| per row", ctx, wd.magnitude, wc.magnitude, 0.0, 4 * CU_U);
         CHECK_OK(sft_tensor_copy_from(wd.magnitude, wc.magnitude));   /* from here, the same values */
     }
+    if (c->mixed == 2 && lc && ld) {
+        CHECK_OK(sft_linear_set_active(lc, names, 3));
+        CHECK_OK(sft_linear_set_active(ld, names, 3));
+    }
     memset(&call, 0, sizeof call);
     call.training = 1; call.dropout_seed = seed + 30;
-    if (c->mixed) { call.adapter_names = route; call.n_adapter_names = 4; }
+    if (c->mixed == 1) { call.adapter_names = route; call.n_adapter_names = 4; }
     if (c->replay) {   /* factors 0 or 1/(1-p), as a mask from another run */
         int64_t e;
         mask = cu_random(ctx, 3, xs, seed + 40, 0, 1);
@@ -260,7 +265,10 @@ static void dora_layers_match_cpu_within_the_norm_bound(void) {
         {"dora on nf4 with dropout", {SFT_QUANT_NF4, 0, 0, 0}, 0, 1, 0.15f, 0, 0, 0},
         {"dora on f32", {SFT_QUANT_NONE, 0, 0, 0}, 0, 1, 0.0f, 0, 0, 0},
         {"dora on bf16 with dropout", {SFT_QUANT_NONE, 0, 1, 0}, 1, 1, 0.1f, 0, 0, 0},
-        {"dora on nf4 over 440 rows, base in bf16", {SFT_QUANT_NF4, 1, 0, 1}, 0, 1, 0.1f, 0, 0, 110}};
+        {"dora on nf4 over 440 rows, base in bf16", {SFT_QUANT_NF4, 1, 0, 1}, 0, 1, 0.1f, 0, 0, 110},
+        /* PEFT's order: the DoRAs' base terms are the result so far, or x W^T with dropout */
+        {"lora, dora, dora with dropout, active together on nf4", {SFT_QUANT_NF4, 1, 0, 0}, 0, 1, 0.1f, 2, 0, 0},
+        {"the same stack over 440 rows on f32", {SFT_QUANT_NONE, 0, 0, 0}, 0, 1, 0.2f, 2, 0, 110}};
     sft_context *ctx = cu_context();
     size_t k;
     for (k = 0; k < sizeof cases / sizeof *cases; k++) cu_lora_case_run(ctx, &cases[k], 700 + 50 * k);

@@ -40,12 +40,20 @@ bnb}.py and peft/utils/integrations.py)
   where base_result = the running result minus the base bias.  With dropout active
   (training and not Identity) x is replaced by dropout(x) and base_result is
   recomputed as F.linear(dropout(x), W) (no bias) on the dropped-out input.
-- Several active adapters are applied in order, each adding to the running result.
-  For DoRA the running result (minus bias) IS the base_result of the next adapter,
-  so a second DoRA adapter sees the first adapter's output in its base term
-  ((m2/n2 - 1) * (xW^T + delta_1)), unless its dropout is active (then it recomputes
-  x W^T on its own dropped-out x).  Checked numerically at the end of this script
-  (dense base, two DoRA adapters).
+- Several active adapters are applied in order (layer.py Linear.forward, bnb.py
+  Linear4bit.forward: `for active_adapter in self.active_adapters`), each adding
+  to the running result: a LoRA adds lora_B(lora_A(dropout(x))) * scaling; a DoRA
+  (variants.py DoraLinearVariant.forward) is given base_result = the running
+  result, from which DoraLinearLayer.forward subtracts base_layer.bias, so a DoRA
+  adapter sees every earlier adapter's output in its base term
+  ((m2/n2 - 1) * (xW^T + delta_1)), unless its dropout is active (then base_result
+  is None and it recomputes x W^T on its own dropped-out x).  Its weight norm uses
+  the base weight and its own B A only.  Backward is torch's autograd through that
+  chain: a DoRA term without dropout scales the gradient reaching the result
+  before it by m/n (g + g (m/n - 1)), the norm being detached.  Checked
+  numerically at the end of this script (dense base, two DoRA adapters); the
+  cases lora_dora_nf4, dora_lora_nf4, dora_dora_nf4, dora_lora_dora_dense and
+  stack_dropout_nf4 store outputs and gradients of such stacks.
 - Merging into a 4-bit base (lora.bnb.Linear4bit.merge): W = dequantize_4bit(weight,
   quant_state); LoRA: W + scaling * B @ A; DoRA: (m / ||W + s B A||) * (W + s B A),
   the norm taken from the unmerged weight; then bnb.nn.Params4bit(W', **weight.__dict__)
@@ -239,7 +247,7 @@ def run_case(name, kind, specs, W, b, x, g, seed, training=True, adapter_names=N
         if masks is not None and s["lora_dropout"] > 0:
             assert isinstance(layer.lora_dropout[a], nn.Dropout)
             layer.lora_dropout[a] = MaskDropout(masks)
-            t[pre(a) + "dropout_mask"] = masks.clone()
+            t[f"{name}.dropout_mask"] = masks.clone()      # one mask, every adapter with dropout
     pm.train(training)
     for a in names:
         assert layer.lora_A[a].weight.requires_grad and layer.lora_B[a].weight.requires_grad
@@ -349,6 +357,23 @@ def main():
     t["dora_dense.merged_weight"] = layer.get_base_layer().weight.detach().clone()
     layer.unmerge()
     t["dora_dense.unmerged_weight"] = layer.get_base_layer().weight.detach().clone()
+    add(t, rec)
+
+    # several active adapters mixing LoRA and DoRA, applied in order
+    t, rec, _, _ = run_case("lora_dora_nf4", "nf4", [S("a", 8, 16), S("b", 4, 8, dora=True)], W, b, x, g, 1000)
+    add(t, rec)
+    t, rec, _, _ = run_case("dora_lora_nf4", "nf4", [S("a", 4, 8, dora=True), S("b", 8, 16)], W, b, x, g, 1100)
+    add(t, rec)
+    t, rec, _, _ = run_case("dora_dora_nf4", "nf4", [S("a", 4, 8, dora=True), S("b", 6, 12, dora=True)], W, b, x, g, 1200)
+    add(t, rec)
+    t, rec, _, _ = run_case("dora_lora_dora_dense", "dense",
+                            [S("a", 4, 8, dora=True), S("b", 8, 16), S("c", 4, 4, rslora=True, dora=True)], W, b, x, g, 1300)
+    add(t, rec)
+    # dropout: the LoRA and the first DoRA see the dropped-out x (that DoRA recomputes
+    # x W^T on it); the last DoRA has none, so its base term is the running result
+    t, rec, _, _ = run_case("stack_dropout_nf4", "nf4",
+                            [S("a", 8, 16, dropout=0.1), S("b", 4, 8, dropout=0.1, dora=True), S("c", 4, 8, dora=True)],
+                            W, b, x, g, 1400, masks=mask)
     add(t, rec)
 
     # ---- checks of the facts in the comment above (not stored) ----
