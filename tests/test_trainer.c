@@ -399,51 +399,66 @@ static sft_tensor *t_lora_tensor(sft_model *m, int layer, int p, int ab) {
     return ab ? w.B : w.A;
 }
 
-static void t_trl_run(const t_trl_case *tc) {
-    sft_context *ctx = t_context(2);
-    char path[256];
-    sft_json *j, *loop;
-    sft_st_file *init = NULL, *fin = NULL;
-    sft_tokenizer *tok = NULL;
-    sft_model *m = NULL;
-    sft_dataset *ds = NULL, *eval = NULL;
+/* t_trl_job: tools/make_trainer_fixtures.py's TRL job: the llama fixture (with
+   lora, trl_loop_init's adapter), the trl_loop rows and the eval rows if any */
+static int t_trl_job(sft_context *ctx, int lora, const sft_json *eval_rows, sft_tokenizer **tok, sft_model **m, sft_dataset **ds,
+                     sft_dataset **eval) {
+    sft_json *loop = t_json_file(ctx, T_TFIX "trl_loop.json");
+    const sft_json *rows = loop ? sft_json_get(sft_json_get(loop, "dataset"), "rows") : NULL;
+    sft_st_file *init = NULL;
     sft_lora_desc ld;
-    sft_train_config c;
-    sft_train_output out;
-    t_logs logs;
-    const sft_json *rows, *steps, *evals;
-    size_t i;
-    int layer, p, ab, ev = 0;
-    snprintf(path, sizeof path, T_TFIX "%s.json", tc->name);
-    j = t_json_file(ctx, path);
-    loop = t_json_file(ctx, T_TFIX "trl_loop.json");          /* every run trains on trl_loop's rows */
-    rows = loop ? sft_json_get(sft_json_get(loop, "dataset"), "rows") : NULL;
-    steps = j ? sft_json_get(j, "steps") : NULL;
-    evals = j ? sft_json_get(j, "evals") : NULL;
-    memset(&logs, 0, sizeof logs);
-    CHECK_MSG(rows && steps && steps->length == (size_t)tc->steps, "%s: the fixture has no rows or not %d steps", tc->name, tc->steps);
-    if (!rows || !steps) goto done;
-    snprintf(path, sizeof path, T_TFIX "%s.safetensors", tc->name);
+    int layer, p, ab;
+    *tok = NULL; *m = NULL; *ds = *eval = NULL;
     CHECK_OK(sft_st_open(ctx, T_TFIX "trl_loop_init.safetensors", &init));
-    CHECK_OK(sft_st_open(ctx, path, &fin));
-    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
-    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, &m));
-    if (!init || !fin || !tok || !m) goto done;
-    if (!tc->full) {
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", tok));
+    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, m));
+    CHECK_MSG(rows != NULL, "trl_loop.json has no dataset.rows");
+    if (rows && init && *tok && *m && lora) {
         memset(&ld, 0, sizeof ld);
         ld.r = 4; ld.alpha = 8;
-        CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
+        CHECK_OK(sft_model_add_lora(*m, "default", &ld, "all-linear"));
         for (layer = 0; layer < 2; layer++)
             for (p = 0; p < 7; p++)
                 for (ab = 0; ab < 2; ab++) {
-                    sft_tensor *t = t_lora_tensor(m, layer, p, ab);
+                    sft_tensor *t = t_lora_tensor(*m, layer, p, ab);
                     const void *v = t_st_data(init, t_lora_key(layer, p, ab), NULL);
                     if (t && v) memcpy(t->data, v, sft_tensor_nbytes(t));
                 }
     }
-    ds = t_id_dataset(ctx, tok, rows);
-    if (evals) eval = t_id_dataset(ctx, tok, sft_json_get(j, "eval_rows"));
-    if (!ds || (evals && !eval)) goto done;
+    if (rows && init && *tok && *m) {
+        *ds = t_id_dataset(ctx, *tok, rows);
+        if (eval_rows) *eval = t_id_dataset(ctx, *tok, eval_rows);
+    }
+    sft_st_close(init);
+    sft_json_free(loop);
+    return *ds && (*eval || !eval_rows);
+}
+
+static void t_trl_run(const t_trl_case *tc) {
+    sft_context *ctx = t_context(2);
+    char path[256];
+    sft_json *j;
+    sft_st_file *fin = NULL;
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL, *eval = NULL;
+    sft_train_config c;
+    sft_train_output out;
+    t_logs logs;
+    const sft_json *steps, *evals;
+    size_t i;
+    int layer, p, ab, ev = 0;
+    snprintf(path, sizeof path, T_TFIX "%s.json", tc->name);
+    j = t_json_file(ctx, path);
+    steps = j ? sft_json_get(j, "steps") : NULL;
+    evals = j ? sft_json_get(j, "evals") : NULL;
+    memset(&logs, 0, sizeof logs);
+    CHECK_MSG(steps && steps->length == (size_t)tc->steps, "%s: the fixture has not %d steps", tc->name, tc->steps);
+    if (!steps) goto done;
+    snprintf(path, sizeof path, T_TFIX "%s.safetensors", tc->name);
+    CHECK_OK(sft_st_open(ctx, path, &fin));
+    /* every run trains on trl_loop's rows */
+    if (!fin || !t_trl_job(ctx, !tc->full, evals ? sft_json_get(j, "eval_rows") : NULL, &tok, &m, &ds, &eval)) goto done;
     memset(&c, 0, sizeof c);
     c.per_device_train_batch_size = 4; c.gradient_accumulation_steps = 2; c.learning_rate = tc->lr;
     c.lr_scheduler_type = SFT_SCHEDULE_LINEAR; c.warmup_steps = 2; c.max_steps = tc->steps; c.logging_steps = 1; c.sequential = 1;
@@ -515,8 +530,8 @@ done:
     sft_dataset_destroy(eval);
     sft_model_destroy(m);
     sft_tokenizer_destroy(tok);
-    sft_st_close(init); sft_st_close(fin);
-    sft_json_free(j); sft_json_free(loop);
+    sft_st_close(fin);
+    sft_json_free(j);
     sft_context_destroy(ctx);
 }
 
@@ -1082,37 +1097,6 @@ static sft_status t_token_accuracy(sft_context *ctx, const sft_eval_prediction *
     return s;
 }
 
-/* t_trl_job: tools/make_trainer_fixtures.py's TRL job: the llama fixture with
-   trl_loop_init's adapter, the trl_loop rows and the given eval rows */
-static int t_trl_job(sft_context *ctx, const sft_json *eval_rows, sft_tokenizer **tok, sft_model **m, sft_dataset **ds, sft_dataset **eval) {
-    sft_json *loop = t_json_file(ctx, T_TFIX "trl_loop.json");
-    const sft_json *rows = loop ? sft_json_get(sft_json_get(loop, "dataset"), "rows") : NULL;
-    sft_st_file *init = NULL;
-    sft_lora_desc ld;
-    int layer, p, ab;
-    *tok = NULL; *m = NULL; *ds = *eval = NULL;
-    CHECK_OK(sft_st_open(ctx, T_TFIX "trl_loop_init.safetensors", &init));
-    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", tok));
-    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, m));
-    if (rows && init && *tok && *m && eval_rows) {
-        memset(&ld, 0, sizeof ld);
-        ld.r = 4; ld.alpha = 8;
-        CHECK_OK(sft_model_add_lora(*m, "default", &ld, "all-linear"));
-        for (layer = 0; layer < 2; layer++)
-            for (p = 0; p < 7; p++)
-                for (ab = 0; ab < 2; ab++) {
-                    sft_tensor *t = t_lora_tensor(*m, layer, p, ab);
-                    const void *v = t_st_data(init, t_lora_key(layer, p, ab), NULL);
-                    if (t && v) memcpy(t->data, v, sft_tensor_nbytes(t));
-                }
-        *ds = t_id_dataset(ctx, *tok, rows);
-        *eval = t_id_dataset(ctx, *tok, eval_rows);
-    }
-    sft_st_close(init);
-    sft_json_free(loop);
-    return *ds && *eval;
-}
-
 /* the metrics.json job's settings: trl_plateau's with a linear schedule,
    evaluation and a save every 2 steps, the best model by target_nll */
 static void t_metrics_config(sft_train_config *c, sft_dataset *eval, t_acc *acc, const char *out_dir) {
@@ -1148,7 +1132,7 @@ static void compute_metrics_and_the_best_model_match_trl(void) {
     char dir[600], path[700];
     double worst_nll = 0.0, worst_loss = 0.0;
     int i, ev = 0, call = 0;
-    if (!evals || !t_trl_job(ctx, sft_json_get(j, "eval_rows"), &tok, &m, &ds, &eval)) goto done;
+    if (!evals || !t_trl_job(ctx, 1, sft_json_get(j, "eval_rows"), &tok, &m, &ds, &eval)) goto done;
     snprintf(dir, sizeof dir, "%s/metrics_trl", t_tmpdir());
     t_metrics_config(&c, eval, acc, dir);
     CHECK_OK(sft_train(m, ds, &c, &out));
