@@ -1781,6 +1781,21 @@ SFTDEF double sft_plateau_step(sft_plateau *p, const sft_schedule_desc *desc, do
    not drawn in sequence). torch's optimizer.pt/scheduler.pt/rng_state.pth are not
    written (they are pickles); sft_state.json carries their content. */
 
+/* Named figures of the host's own (what transformers' compute_metrics returns):
+   up to SFT_METRICS_MAX of them, each name 1 to SFT_METRIC_NAME_MAX - 1 bytes of
+   printable ASCII, without the "eval_" / "test_" prefix the logs give them. */
+#define SFT_METRICS_MAX 16
+#define SFT_METRIC_NAME_MAX 64
+typedef struct sft_metrics {
+    int    n;
+    char   names[SFT_METRICS_MAX][SFT_METRIC_NAME_MAX];
+    double values[SFT_METRICS_MAX];
+} sft_metrics;
+/* sft_metrics_set: name's value (replacing an earlier one of that name). A name
+   that is empty, too long or not printable ASCII, or a seventeenth name, is
+   refused (SFT_ERR_ARG, the message names it). */
+SFTDEF sft_status sft_metrics_set(sft_metrics *m, const char *name, double value);
+
 typedef struct sft_log_entry {
     int     is_eval;            /* an evaluation: loss etc. are eval_loss, eval_... */
     int64_t global_step;
@@ -1794,7 +1809,12 @@ typedef struct sft_log_entry {
     double  mean_token_accuracy;/* when token_metrics: argmax == label over trained tokens,
                                    averaged over micro-batches as TRL does        */
     double  entropy;            /* when token_metrics: mean next-token entropy, likewise */
+    sft_metrics metrics;        /* evaluations: what compute_metrics returned (n 0 without it) */
 } sft_log_entry;
+/* sft_log_entry_metric: the entry's figure of that name ("loss",
+   "mean_token_accuracy", "entropy" or one of its metrics; an "eval_" prefix is
+   optional) into *value; 0 when the entry has none of that name. */
+SFTDEF int sft_log_entry_metric(const sft_log_entry *e, const char *name, double *value);
 
 typedef struct sft_step_info sft_step_info;   /* one step's figures (below) */
 
@@ -1806,6 +1826,47 @@ typedef struct sft_step_info sft_step_info;   /* one step's figures (below) */
    weights; it is used as is (not divided by the accumulation steps). */
 typedef sft_status (*sft_compute_loss_fn)(sft_context *ctx, sft_tensor *logits, sft_tensor *labels,
                                           int64_t num_items_in_batch, void *user, sft_tensor **loss);
+
+/* Metrics of the host's own over each evaluation: transformers'
+   compute_metrics with batch_eval_metrics=True, and its
+   preprocess_logits_for_metrics. Every evaluation batch (and every batch of
+   sft_trainer_predict) goes, in order, first to preprocess_logits_for_metrics
+   if set, then to compute_metrics, which adds the batch to the host's own
+   state (in user). The last batch comes with compute_result 1: the function
+   then fills *out with the evaluation's metrics (sft_metrics_set) and resets its
+   state; on the other batches *out is ignored. The metrics are logged with the
+   eval_ prefix (metrics_path, trainer_state.json's log_history, on_log and
+   on_evaluate's entry->metrics); sft_trainer_predict returns them (transformers
+   names them test_...). metric_for_best_model may name one of them.
+   This is batch_eval_metrics' call sequence exactly; transformers' default mode
+   (one call on the logits of the whole eval set, concatenated) computes the same
+   figures for any metric that can be summed batch by batch, without holding
+   [rows, T, V] floats.
+   The tensors are the model's: logits f32 [B, T, V] and labels i32 [B, T]
+   unshifted as the model takes them (-100 = ignored; position t's logits
+   predict label t + 1), both on the model's device, step tensors valid for the
+   call. preprocess_logits_for_metrics sets *out to what compute_metrics gets as
+   predictions instead (e.g. the argmax, to keep less): a step tensor made by sft
+   ops, or one made with sft_tensor_create_on for this call (the trainer destroys
+   it after compute_metrics).
+   Data parallelism: rank r evaluates batches r, r + world_size, ... and its
+   functions see only those; a rank that has no batch gets one call with NULL
+   tensors and compute_result 1. The metrics that count (logged, compared for
+   the best model) are rank 0's, given to every rank; every rank's final call
+   must return the same names in the same order (checked; all ranks fail
+   otherwise). For metrics of the whole eval set, reduce the state in the final
+   call with the transport given in sft_data_parallel (e.g. the correct and
+   total counts with allreduce_f64: every rank makes that call). */
+typedef struct sft_eval_prediction {
+    sft_tensor *predictions;        /* the logits, or what preprocess_logits_for_metrics made */
+    sft_tensor *label_ids;          /* the labels, unshifted                                   */
+    int64_t     batch;              /* the batch's index in the evaluation (-1: this rank had none) */
+    const char *metric_key_prefix;  /* "eval" (an evaluation) or "test" (sft_trainer_predict) */
+} sft_eval_prediction;
+typedef sft_status (*sft_preprocess_logits_fn)(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, void *user,
+                                               sft_tensor **out);
+typedef sft_status (*sft_compute_metrics_fn)(sft_context *ctx, const sft_eval_prediction *pred, int compute_result,
+                                             sft_metrics *out, void *user);
 
 /* Data parallelism (transformers' multi-process training: DDP under torchrun or
    accelerate): world_size processes, the ranks, train one model together. Each
@@ -1979,6 +2040,8 @@ struct sft_train_config {
     int            eval_each_epoch;             /* evaluate at the end of every epoch    */
     int            eval_on_start;               /* evaluate before the first step        */
     int            per_device_eval_batch_size;  /* 0 = 8                                 */
+    sft_compute_metrics_fn compute_metrics;     /* metrics of the host's own (above); NULL: none */
+    sft_preprocess_logits_fn preprocess_logits_for_metrics;  /* NULL: compute_metrics gets the logits */
     const char    *metrics_path;                /* append every log entry as a JSON line */
     /* checkpoints (see "trainer: checkpoints" below) */
     const char    *output_dir;                  /* checkpoint-N folders go here            */
@@ -1987,9 +2050,12 @@ struct sft_train_config {
     int            save_total_limit;            /* keep the newest N (and the best); 0 = all */
     int            load_best_model_at_end;      /* the best checkpoint's weights at the end */
     const char    *metric_for_best_model;       /* "loss" (default), "mean_token_accuracy",
-                                                   "entropy"; "eval_" prefix optional     */
-    sft_toggle     greater_is_better;           /* DEFAULT: transformers' rule (false for
-                                                   loss, true otherwise); ON; OFF          */
+                                                   "entropy", or a name compute_metrics
+                                                   returns (checked at the first evaluation,
+                                                   which fails without it, as transformers'
+                                                   KeyError); "eval_" prefix optional     */
+    sft_toggle     greater_is_better;           /* DEFAULT: transformers' rule (false for a
+                                                   name ending in "loss", true otherwise) */
     const char    *resume_from_checkpoint;      /* a checkpoint folder, or "last": the newest
                                                    checkpoint-N in output_dir             */
     sft_tensor    *prompt_embeddings;           /* prompt tuning: these [P, D] virtual tokens
@@ -2060,7 +2126,8 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info);
 /* sft_trainer_evaluate: an evaluation now (entry may be NULL). */
 /* sft_trainer_predict: transformers' predict(): ds (its train split, in order,
    without gradients) measured as an evaluation measures (the figures
-   transformers names test_loss, test_mean_token_accuracy, ...), neither logged
+   transformers names test_loss, test_mean_token_accuracy, ..., and
+   compute_metrics' in entry->metrics, test_ for transformers), neither logged
    nor kept in the history; SFT_EVENT_PREDICT hears it. Every rank calls it. */
 SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_entry *entry);
 SFTDEF sft_status sft_trainer_evaluate(sft_trainer *tr, sft_log_entry *entry);
@@ -21687,6 +21754,7 @@ struct sft_trainer {
 static sft_status sft__mkdirs(const char *dir, size_t *created);
 static void       sft__track_best(sft_trainer *tr, const sft_log_entry *e);
 static double     sft__metric_of(const sft_train_config *c, const sft_log_entry *e);
+static sft_status sft__best_metric_present(const sft_trainer *tr, const sft_log_entry *e);
 static int        sft__greater_is_better(const sft_train_config *c);
 static sft_status sft__keep_only_best(sft_trainer *tr);
 static sft_status sft__resume(sft_trainer *tr);
@@ -21991,6 +22059,62 @@ SFTDEF void sft_trainer_destroy(sft_trainer *tr) {
     sft__free(tr->ctx, tr);
 }
 
+/* --- metrics of the host's own: names and lookup -------------------------------- */
+
+/* the names a metric of the host's may not take: the trainer's own figures
+   (and transformers' eval_runtime and rates), which the logs already hold */
+static int sft__metric_reserved(const char *name) {
+    static const char *const own[] = {"loss", "mean_token_accuracy", "entropy", "num_tokens", "runtime", "samples_per_second",
+                                      "steps_per_second"};
+    size_t i;
+    for (i = 0; i < sizeof own / sizeof *own; i++)
+        if (strcmp(name, own[i]) == 0) return 1;
+    return 0;
+}
+
+/* sft__metric_name_ok: 1 to 63 bytes of printable ASCII, terminated in the slot */
+static int sft__metric_name_ok(const char *name, size_t cap) {
+    size_t i;
+    for (i = 0; i < cap && name[i]; i++)
+        if (name[i] < 0x20 || name[i] > 0x7e) return 0;
+    return i > 0 && i < cap && i < SFT_METRIC_NAME_MAX;
+}
+
+SFTDEF sft_status sft_metrics_set(sft_metrics *m, const char *name, double value) {
+    int i;
+    if (!m || !name) return sft__fail(SFT_ERR_ARG, "sft_metrics_set: NULL argument");
+    if (!sft__metric_name_ok(name, strlen(name) + 1))
+        return sft__fail(SFT_ERR_ARG, "sft_metrics_set: \"%.80s\" is empty, longer than %d bytes or not printable ASCII", name,
+                         SFT_METRIC_NAME_MAX - 1);
+    for (i = 0; i < m->n && i < SFT_METRICS_MAX && strcmp(m->names[i], name) != 0; i++) {}
+    if (i >= SFT_METRICS_MAX || m->n < 0 || m->n > SFT_METRICS_MAX)
+        return sft__fail(SFT_ERR_ARG, "sft_metrics_set: \"%s\" would be metric %d of at most %d", name, m->n + 1, SFT_METRICS_MAX);
+    if (i == m->n) { snprintf(m->names[i], SFT_METRIC_NAME_MAX, "%s", name); m->n++; }
+    m->values[i] = value;
+    return SFT_OK;
+}
+
+SFTDEF int sft_log_entry_metric(const sft_log_entry *e, const char *name, double *value) {
+    double v;
+    int i;
+    if (!e || !name) return 0;
+    if (strncmp(name, "eval_", 5) == 0) name += 5;
+    if (strcmp(name, "loss") == 0) v = e->loss;
+    else if (strcmp(name, "mean_token_accuracy") == 0) v = e->mean_token_accuracy;
+    else if (strcmp(name, "entropy") == 0) v = e->entropy;
+    else {
+        for (i = 0; i < e->metrics.n && i < SFT_METRICS_MAX; i++)
+            if (strcmp(e->metrics.names[i], name) == 0) {
+                if (value) *value = e->metrics.values[i];
+                return 1;
+            }
+        return 0;
+    }
+    if (v != v && e->mean_token_accuracy != e->mean_token_accuracy && strcmp(name, "loss") != 0) return 0;   /* token metrics off */
+    if (value) *value = v;
+    return 1;
+}
+
 /* sft__save_settings: the checkpoint settings, with transformers' rules */
 static sft_status sft__save_settings(const sft_train_config *c) {
     static const char *const metrics[] = {"loss", "eval_loss", "mean_token_accuracy", "eval_mean_token_accuracy", "entropy", "eval_entropy"};
@@ -22002,11 +22126,16 @@ static sft_status sft__save_settings(const sft_train_config *c) {
     if (c->output_dir && (strlen(c->output_dir) == 0 || strlen(c->output_dir) > 3500))
         return sft__fail(SFT_ERR_ARG, "train: output_dir is empty or longer than 3500 bytes");
     if (c->metric_for_best_model) {
-        for (i = 0; i < sizeof metrics / sizeof *metrics && strcmp(c->metric_for_best_model, metrics[i]) != 0; i++) {}
-        if (i == sizeof metrics / sizeof *metrics)
+        const char *m = c->metric_for_best_model;
+        for (i = 0; i < sizeof metrics / sizeof *metrics && strcmp(m, metrics[i]) != 0; i++) {}
+        /* another name can only be compute_metrics', known at the first evaluation */
+        if (i == sizeof metrics / sizeof *metrics && !c->compute_metrics)
             return sft__fail(SFT_ERR_ARG, "train: metric_for_best_model \"%s\" is not one of loss, mean_token_accuracy, entropy "
-                             "(eval_ prefix optional)", c->metric_for_best_model);
-        if (i >= 2 && !c->token_metrics)
+                             "(eval_ prefix optional), and there is no compute_metrics to return it", m);
+        if (i == sizeof metrics / sizeof *metrics && !sft__metric_name_ok(strncmp(m, "eval_", 5) == 0 ? m + 5 : m, SFT_METRIC_NAME_MAX))
+            return sft__fail(SFT_ERR_ARG, "train: metric_for_best_model \"%.80s\" cannot name a metric (1 to %d bytes of printable "
+                             "ASCII, eval_ prefix optional)", m, SFT_METRIC_NAME_MAX - 1);
+        if (i < sizeof metrics / sizeof *metrics && i >= 2 && !c->token_metrics)
             return sft__fail(SFT_ERR_ARG, "train: metric_for_best_model \"%s\" needs token_metrics", c->metric_for_best_model);
     }
     if (c->load_best_model_at_end) {
@@ -22285,7 +22414,8 @@ static sft_status sft__metrics_line(sft_trainer *tr, const sft_log_entry *e) {
     size_t len = 0;
     sft_status s;
     const char *pre = e->is_eval ? "eval_" : "";
-    char key[64];
+    char key[80];
+    int i;
     if (!tr->cfg.metrics_path || tr->rank != 0) return SFT_OK;
     memset(&w, 0, sizeof w);
     w.ctx = tr->ctx; w.allow_nonfinite = 1;
@@ -22299,6 +22429,9 @@ static sft_status sft__metrics_line(sft_trainer *tr, const sft_log_entry *e) {
     if (e->mean_token_accuracy == e->mean_token_accuracy) {
         snprintf(key, sizeof key, "%smean_token_accuracy", pre); sft_json_write_key(&w, key); sft_json_write_number(&w, e->mean_token_accuracy);
         snprintf(key, sizeof key, "%sentropy", pre); sft_json_write_key(&w, key); sft_json_write_number(&w, e->entropy);
+    }
+    for (i = 0; i < e->metrics.n; i++) {
+        snprintf(key, sizeof key, "%s%s", pre, e->metrics.names[i]); sft_json_write_key(&w, key); sft_json_write_number(&w, e->metrics.values[i]);
     }
     sft_json_write_key(&w, "epoch"); sft_json_write_number(&w, e->epoch);
     sft_json_write_key(&w, "step"); sft_json_write_int(&w, e->global_step);
@@ -22400,9 +22533,102 @@ static sft_status sft__batch(sft_trainer *tr, sft_dataset *ds, int split, int64_
     return sft_dataset_batch(ds, split, epoch, shuffle, first, count, b);
 }
 
+/* --- compute_metrics: the host's metrics over an evaluation ------------------- */
+
+/* sft__metrics_call: compute_metrics on one batch (logits NULL: a rank without
+   batches), after preprocess_logits_for_metrics; on the last, compute_result
+   and *mx filled. Its failure names the batch. */
+static sft_status sft__metrics_call(sft_trainer *tr, sft_tensor *logits, sft_tensor *labels, int64_t batch, int last,
+                                    const char *prefix, sft_metrics *mx) {
+    sft_eval_prediction p;
+    sft_metrics ignored;
+    sft_status s = SFT_OK;
+    char msg[1024];
+    const char *who = "compute_metrics";
+    memset(&p, 0, sizeof p);
+    memset(&ignored, 0, sizeof ignored);
+    p.predictions = logits; p.label_ids = labels; p.batch = logits ? batch : -1; p.metric_key_prefix = prefix;
+    sft_clear_error();
+    if (logits && tr->cfg.preprocess_logits_for_metrics) {
+        who = "preprocess_logits_for_metrics";
+        p.predictions = NULL;
+        s = tr->cfg.preprocess_logits_for_metrics(tr->ctx, logits, labels, tr->cfg.user, &p.predictions);
+        if (s == SFT_OK && !p.predictions) s = sft__fail(SFT_ERR_ARG, "it left *out NULL");
+    }
+    if (s == SFT_OK) {
+        who = "compute_metrics";
+        s = tr->cfg.compute_metrics(tr->ctx, &p, last, last ? mx : &ignored, tr->cfg.user);
+    }
+    if (p.predictions != logits) sft_tensor_destroy(p.predictions);      /* a step tensor stays to the step's end */
+    if (s == SFT_OK) return SFT_OK;
+    snprintf(msg, sizeof msg, "%s", sft_last_error());
+    return sft__fail(s, "evaluate: %s failed on batch %lld: %s", who, (long long)p.batch, msg[0] ? msg : sft_status_str(s));
+}
+
+/* sft__metrics_check: what compute_metrics returned, checked; names that
+   already carry the prefix lose it (transformers prefixes only the others) */
+static sft_status sft__metrics_check(sft_metrics *m, const char *prefix) {
+    size_t pl = strlen(prefix);
+    int i, k;
+    if (m->n < 0 || m->n > SFT_METRICS_MAX)
+        return sft__fail(SFT_ERR_ARG, "evaluate: compute_metrics returned %d metrics (at most %d)", m->n, SFT_METRICS_MAX);
+    for (i = 0; i < m->n; i++) {
+        char *name = m->names[i];
+        if (!sft__metric_name_ok(name, SFT_METRIC_NAME_MAX))
+            return sft__fail(SFT_ERR_ARG, "evaluate: compute_metrics' name %d is empty, longer than %d bytes or not printable ASCII", i,
+                             SFT_METRIC_NAME_MAX - 1);
+        if (strncmp(name, prefix, pl) == 0 && name[pl] == '_' && name[pl + 1]) memmove(name, name + pl + 1, strlen(name + pl + 1) + 1);
+        if (sft__metric_reserved(name))
+            return sft__fail(SFT_ERR_ARG, "evaluate: compute_metrics returned \"%s\", a name of the trainer's own figures", name);
+        for (k = 0; k < i; k++)
+            if (strcmp(m->names[k], name) == 0) return sft__fail(SFT_ERR_ARG, "evaluate: compute_metrics returned \"%s\" twice", name);
+    }
+    return SFT_OK;
+}
+
+/* sft__metrics_hash: the names in order, as a number a double holds exactly */
+static double sft__metrics_hash(const sft_metrics *m) {
+    uint32_t h = 2166136261u;
+    int i;
+    const char *c;
+    for (i = 0; i < m->n; i++)
+        for (c = m->names[i];; c++) {
+            h = (h ^ (uint8_t)*c) * 16777619u;
+            if (!*c) break;
+        }
+    return (double)h;
+}
+
+/* sft__metrics_agree: with several ranks, rank 0's metrics on every rank (its
+   values summed with the others' zeros, exactly), once every rank's check
+   passed and its names are rank 0's; otherwise every rank fails */
+static sft_status sft__metrics_agree(sft_trainer *tr, sft_metrics *m, sft_status mine) {
+    double v[SFT_METRICS_MAX + 3], bad;
+    int i;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", mine != SFT_OK ? sft_last_error() : "");
+    memset(v, 0, sizeof v);
+    v[0] = mine != SFT_OK;
+    if (tr->rank == 0 && mine == SFT_OK) {
+        v[1] = m->n; v[2] = sft__metrics_hash(m);
+        for (i = 0; i < m->n; i++) v[3 + i] = m->values[i];
+    }
+    SFT__TRY(sft__dp_sum(tr, v, SFT_METRICS_MAX + 3, "compute_metrics"));
+    bad = mine == SFT_OK && v[0] == 0.0 && (v[1] != m->n || v[2] != sft__metrics_hash(m));
+    SFT__TRY(sft__dp_sum(tr, &bad, 1, "compute_metrics' names"));
+    if (mine != SFT_OK) return sft__fail(mine, "%s", msg);
+    if (v[0] > 0.0) return sft__fail(SFT_ERR_ARG, "evaluate: compute_metrics failed on another rank");
+    if (bad > 0.0) return sft__fail(SFT_ERR_ARG, "evaluate: compute_metrics returned other names on some rank than on rank 0 "
+                                    "(every rank must return the same names in the same order)");
+    for (i = 0; i < m->n; i++) m->values[i] = v[3 + i];
+    return SFT_OK;
+}
+
 /* sft__eval_batch: eval batch `first`'s loss x rows into sums[0..1], its token
-   figures into f[SFT__EV_N] (the rank's mean entropy, as TRL gathers it) */
-static sft_status sft__eval_batch(sft_trainer *tr, sft_dataset *ds, int split, int64_t first, double *sums, double *f) {
+   figures into f[SFT__EV_N] (the rank's mean entropy, as TRL gathers it); with
+   compute_metrics (mx set) the batch goes to it, last: the rank's last */
+static sft_status sft__eval_batch(sft_trainer *tr, sft_dataset *ds, int split, int64_t first, double *sums, double *f,
+                                  sft_metrics *mx, int last, const char *prefix) {
     sft_batch b;
     sft_model_batch mb;
     sft_model_run run;
@@ -22413,7 +22639,13 @@ static sft_status sft__eval_batch(sft_trainer *tr, sft_dataset *ds, int split, i
     memset(&run, 0, sizeof run);
     SFT__TRY(sft__trainer_inputs(tr, ds, &b, &mb));
     run.token_metrics = tr->cfg.token_metrics;
+    run.want_logits = mx != NULL;
     SFT__TRY(sft_model_forward(tr->model, &mb, &run, &out));
+    if (mx) {
+        sft_tensor *labels;
+        SFT__TRY(sft__on_device(tr->ctx, b.labels, tr->model->device, &labels));     /* beside the logits */
+        SFT__TRY(sft__metrics_call(tr, out.logits, labels, first / tr->cfg.per_device_eval_batch_size, last, prefix, mx));
+    }
     SFT__TRY(sft__scalar(out.loss, &lv));
     sums[0] += (double)lv * (double)b.n_examples;
     sums[1] += (double)b.n_examples;
@@ -22430,29 +22662,36 @@ static sft_status sft__eval_batch(sft_trainer *tr, sft_dataset *ds, int split, i
    entropy as in training, per eval step. With several ranks, rank r takes
    batches r, r + world_size, ... and the sums are reduced: the same eval_loss
    as one process. */
-static sft_status sft__measure(sft_trainer *tr, sft_dataset *ds, int split, sft_log_entry *out) {
+static sft_status sft__measure(sft_trainer *tr, sft_dataset *ds, int split, const char *prefix, sft_log_entry *out) {
     int64_t rows = sft_dataset_rows(ds, split), bs = tr->cfg.per_device_eval_batch_size;
     int64_t n_batches = (rows + bs - 1) / bs, n_steps = (n_batches + tr->world - 1) / tr->world, j, batches = 0;
     double *f, acc = 0.0, ent = 0.0;
     int was;
     sft_log_entry e;
+    sft_metrics *mx = tr->cfg.compute_metrics ? &e.metrics : NULL;
     sft_status s = SFT_OK;
+    memset(&e, 0, sizeof e);
     SFT__TRY(sft_optimizer_eval(tr->opt));      /* the Trainer's optimizer.eval() in evaluation_loop */
     if (!(f = (double *)sft__calloc(tr->ctx, (size_t)(n_steps * SFT__EV_N + 2), sizeof *f)))
         return sft__fail(SFT_ERR_NOMEM, "evaluate: %lld batches", (long long)n_batches);
     was = sft_grad_enabled_set(tr->ctx, 0);
     for (j = tr->rank; s == SFT_OK && j < n_batches; j += tr->world)
-        s = sft__eval_batch(tr, ds, split, j * bs, f + n_steps * SFT__EV_N, f + (j / tr->world) * SFT__EV_N);
+        s = sft__eval_batch(tr, ds, split, j * bs, f + n_steps * SFT__EV_N, f + (j / tr->world) * SFT__EV_N, mx, j + tr->world >= n_batches,
+                            prefix);
+    if (s == SFT_OK && mx && tr->rank >= n_batches) s = sft__metrics_call(tr, NULL, NULL, -1, 1, prefix, mx);
     sft_grad_enabled_set(tr->ctx, was);
     sft_step_begin(tr->ctx);
     if (s == SFT_OK) s = sft__dp_sum(tr, f, n_steps * SFT__EV_N + 2, "evaluation");
+    if (s == SFT_OK && mx) {
+        sft_status c = sft__metrics_check(mx, prefix);
+        s = tr->world > 1 ? sft__metrics_agree(tr, mx, c) : c;
+    }
     for (j = 0; s == SFT_OK && tr->cfg.token_metrics && j < n_steps; j++) {
         const double *g = f + j * SFT__EV_N;
         acc += g[SFT__EV_TOKENS] > 0.0 ? g[SFT__EV_CORRECT] / g[SFT__EV_TOKENS] : 0.0;
         ent += g[SFT__EV_PRESENT] > 0.0 ? g[SFT__EV_ENTROPY] / g[SFT__EV_PRESENT] : 0.0;
         batches++;
     }
-    memset(&e, 0, sizeof e);
     e.loss = f[n_steps * SFT__EV_N + 1] > 0.0 ? f[n_steps * SFT__EV_N] / f[n_steps * SFT__EV_N + 1] : NAN;
     sft__free(tr->ctx, f);
     SFT__TRY(s);
@@ -22469,10 +22708,11 @@ static sft_status sft__measure(sft_trainer *tr, sft_dataset *ds, int split, sft_
    plateau schedule and the best metric take it in */
 static sft_status sft__evaluate(sft_trainer *tr, sft_log_entry *entry, int step_scheduler) {
     sft_log_entry e;
-    SFT__TRY(sft__measure(tr, tr->eval, tr->eval_split, &e));
+    SFT__TRY(sft__measure(tr, tr->eval, tr->eval_split, "eval", &e));
     SFT__TRY(sft__emit(tr, &e));
     tr->last_eval_step = tr->global_step;
     SFT__TRY(sft__event(tr, SFT_EVENT_EVALUATE, &e, NULL));    /* before the best metric takes it in */
+    SFT__TRY(sft__best_metric_present(tr, &e));
     /* transformers steps ReduceLROnPlateau here, with metric_for_best_model, and
        only here (not on eval_on_start, not on an evaluation asked for outside the loop) */
     if (step_scheduler && tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU) sft_plateau_step(&tr->plateau, &tr->sched, sft__metric_of(&tr->cfg, &e));
@@ -22843,7 +23083,7 @@ SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_
     if (entry) memset(entry, 0, sizeof *entry);
     if (!tr || !ds) return sft__fail(SFT_ERR_ARG, "sft_trainer_predict: NULL argument");
     if (sft_dataset_rows(ds, 0) == 0) return sft__fail(SFT_ERR_ARG, "predict: the dataset has no rows");
-    SFT__TRY(sft__measure(tr, ds, 0, &e));
+    SFT__TRY(sft__measure(tr, ds, 0, "test", &e));
     SFT__TRY(sft__event(tr, SFT_EVENT_PREDICT, &e, NULL));
     if (entry) *entry = e;
     return SFT_OK;
@@ -23416,27 +23656,44 @@ static sft_status sft__optimizer_read(sft_trainer *tr, const char *dir) {
 
 static double sft__round4(double v) { return fabs(v) < 1e15 ? floor(v * 1e4 + 0.5) / 1e4 : v; }
 
+/* one key of a log_history entry: a number, or an integer (steps, tokens) */
+typedef struct sft__log_kv { char key[80]; double v; int is_int; } sft__log_kv;
+
+static int sft__log_kv_cmp(const void *a, const void *b) { return strcmp(((const sft__log_kv *)a)->key, ((const sft__log_kv *)b)->key); }
+
+static void sft__log_kv_add(sft__log_kv *kv, int *n, const char *pre, const char *key, double v, int is_int) {
+    snprintf(kv[*n].key, sizeof kv[*n].key, "%s%s", pre, key);
+    kv[*n].v = v; kv[*n].is_int = is_int;
+    (*n)++;
+}
+
 /* a log entry as Hugging Face's log_history holds it (keys sorted, as its
-   json.dumps(sort_keys=True); the train loss rounded to 4 decimals) */
+   json.dumps(sort_keys=True), byte order being code-point order; the train loss
+   rounded to 4 decimals; compute_metrics' figures eval_ prefixed) */
 static void sft__log_entry_write(sft_json_writer *w, const sft_log_entry *e) {
-    int metrics = e->mean_token_accuracy == e->mean_token_accuracy;
-    sft_json_write_object_begin(w);
-    if (e->is_eval) {
-        if (metrics) { sft_json_write_key(w, "eval_entropy"); sft_json_write_number(w, e->entropy); }
-        sft_json_write_key(w, "epoch"); sft_json_write_number(w, e->epoch);
-        sft_json_write_key(w, "eval_loss"); sft_json_write_number(w, e->loss);
-        if (metrics) { sft_json_write_key(w, "eval_mean_token_accuracy"); sft_json_write_number(w, e->mean_token_accuracy); }
-        sft_json_write_key(w, "eval_num_tokens"); sft_json_write_int(w, e->num_tokens);
-    } else {
-        if (metrics) { sft_json_write_key(w, "entropy"); sft_json_write_number(w, e->entropy); }
-        sft_json_write_key(w, "epoch"); sft_json_write_number(w, e->epoch);
-        sft_json_write_key(w, "grad_norm"); sft_json_write_number(w, e->grad_norm);
-        sft_json_write_key(w, "learning_rate"); sft_json_write_number(w, e->learning_rate);
-        sft_json_write_key(w, "loss"); sft_json_write_number(w, sft__round4(e->loss));
-        if (metrics) { sft_json_write_key(w, "mean_token_accuracy"); sft_json_write_number(w, e->mean_token_accuracy); }
-        sft_json_write_key(w, "num_tokens"); sft_json_write_int(w, e->num_tokens);
+    sft__log_kv kv[8 + SFT_METRICS_MAX];
+    int metrics = e->mean_token_accuracy == e->mean_token_accuracy, n = 0, i;
+    const char *pre = e->is_eval ? "eval_" : "";
+    sft__log_kv_add(kv, &n, "", "epoch", e->epoch, 0);
+    sft__log_kv_add(kv, &n, "", "step", (double)e->global_step, 1);
+    sft__log_kv_add(kv, &n, pre, "loss", e->is_eval ? e->loss : sft__round4(e->loss), 0);
+    sft__log_kv_add(kv, &n, pre, "num_tokens", (double)e->num_tokens, 1);
+    if (metrics) {
+        sft__log_kv_add(kv, &n, pre, "entropy", e->entropy, 0);
+        sft__log_kv_add(kv, &n, pre, "mean_token_accuracy", e->mean_token_accuracy, 0);
     }
-    sft_json_write_key(w, "step"); sft_json_write_int(w, e->global_step);
+    if (!e->is_eval) {
+        sft__log_kv_add(kv, &n, "", "grad_norm", e->grad_norm, 0);
+        sft__log_kv_add(kv, &n, "", "learning_rate", e->learning_rate, 0);
+    }
+    for (i = 0; e->is_eval && i < e->metrics.n && i < SFT_METRICS_MAX; i++) sft__log_kv_add(kv, &n, pre, e->metrics.names[i], e->metrics.values[i], 0);
+    qsort(kv, (size_t)n, sizeof *kv, sft__log_kv_cmp);
+    sft_json_write_object_begin(w);
+    for (i = 0; i < n; i++) {
+        sft_json_write_key(w, kv[i].key);
+        if (kv[i].is_int) sft_json_write_int(w, (int64_t)kv[i].v);
+        else sft_json_write_number(w, kv[i].v);
+    }
     sft_json_write_object_end(w);
 }
 
@@ -23472,6 +23729,20 @@ static void sft__log_entry_read(const sft_json *o, sft_log_entry *e, const char 
     e->num_tokens = sft__jint(o, e->is_eval ? "eval_num_tokens" : "num_tokens", 0, 0, SFT__JINT_MAX, bad);
     e->mean_token_accuracy = sft__jnum(o, e->is_eval ? "eval_mean_token_accuracy" : "mean_token_accuracy", NAN);
     e->entropy = sft__jnum(o, e->is_eval ? "eval_entropy" : "entropy", NAN);
+}
+
+/* sft__log_entry_read_metrics: an evaluation's other eval_ numbers, as
+   compute_metrics' figures (transformers' eval_runtime and rates are not kept) */
+static sft_status sft__log_entry_read_metrics(const sft_json *o, sft_log_entry *e, const char *path, size_t at) {
+    size_t i;
+    for (i = 0; e->is_eval && i < o->length; i++) {
+        const char *k = o->keys[i];
+        if (strncmp(k, "eval_", 5) != 0 || sft__metric_reserved(k + 5) || o->items[i].type != SFT_JSON_NUMBER) continue;
+        if (strlen(k) != o->key_lengths[i] || sft_metrics_set(&e->metrics, k + 5, o->items[i].number) != SFT_OK)
+            return sft__fail(SFT_ERR_FORMAT, "%s: log_history[%zu]: \"%.80s\" is not a metric sft.h can hold (at most %d names of 1 to %d "
+                             "printable ASCII bytes)", path, at, k, SFT_METRICS_MAX, SFT_METRIC_NAME_MAX - 1);
+    }
+    return SFT_OK;
 }
 
 /* sft__early_stopping_of: the run's EarlyStoppingCallback state, if it has one */
@@ -23683,7 +23954,8 @@ static sft_status sft__history_read(sft_trainer *tr, const char *dir) {
         if (h->items[i].type != SFT_JSON_OBJECT) { s = sft__fail(SFT_ERR_FORMAT, "%s: log_history[%zu] is not an object", path, i); break; }
         sft__log_entry_read(&h->items[i], &e, &bad);
         if (bad) s = sft__fail(SFT_ERR_FORMAT, "%s: log_history[%zu]: \"%s\" is not a whole number in range", path, i, bad);
-        else s = sft__vec_push(tr->ctx, &tr->history, &e, 1);
+        if (s == SFT_OK) s = sft__log_entry_read_metrics(&h->items[i], &e, path, i);
+        if (s == SFT_OK) s = sft__vec_push(tr->ctx, &tr->history, &e, 1);
     }
     h = sft_json_get(j, "best_model_checkpoint");
     if (s == SFT_OK && h && h->type == SFT_JSON_STRING) snprintf(tr->best_ckpt, sizeof tr->best_ckpt, "%s", h->string);
@@ -23805,25 +24077,45 @@ static sft_status sft__keep_only_best(sft_trainer *tr) {
 
 /* --- the best metric ---------------------------------------------------------- */
 
-/* sft__metric_of: metric_for_best_model's value in an evaluation */
+/* sft__metric_of: metric_for_best_model's value in an evaluation (NaN: it has none) */
 static double sft__metric_of(const sft_train_config *c, const sft_log_entry *e) {
-    const char *m = c->metric_for_best_model ? c->metric_for_best_model : "loss";
-    if (strncmp(m, "eval_", 5) == 0) m += 5;
-    if (strcmp(m, "mean_token_accuracy") == 0) return e->mean_token_accuracy;
-    if (strcmp(m, "entropy") == 0) return e->entropy;
-    return e->loss;
+    double v;
+    return sft_log_entry_metric(e, c->metric_for_best_model ? c->metric_for_best_model : "loss", &v) ? v : NAN;
 }
 
+/* sft__greater_is_better: as TrainingArguments: false for a name ending in "loss" */
 static int sft__greater_is_better(const sft_train_config *c) {
     const char *m = c->metric_for_best_model ? c->metric_for_best_model : "loss";
+    size_t n = strlen(m);
     if (c->greater_is_better != SFT_DEFAULT) return c->greater_is_better == SFT_ON;
-    return !(strcmp(m, "loss") == 0 || strcmp(m, "eval_loss") == 0);
+    return !(n >= 4 && strcmp(m + n - 4, "loss") == 0);
+}
+
+/* sft__wants_best: whether evaluations feed a best metric (transformers'
+   metric_for_best_model is set, by the user or for load_best_model_at_end and
+   the plateau schedule) */
+static int sft__wants_best(const sft_trainer *tr) {
+    return tr->cfg.metric_for_best_model || tr->cfg.load_best_model_at_end || tr->sched.type == SFT_SCHEDULE_REDUCE_ON_PLATEAU;
+}
+
+/* sft__best_metric_present: transformers' KeyError: metric_for_best_model names
+   a metric the evaluation does not have (a name compute_metrics never returns) */
+static sft_status sft__best_metric_present(const sft_trainer *tr, const sft_log_entry *e) {
+    const char *m = tr->cfg.metric_for_best_model ? tr->cfg.metric_for_best_model : "loss";
+    char have[1400];
+    size_t len;
+    int i;
+    if (!sft__wants_best(tr) || sft_log_entry_metric(e, m, NULL)) return SFT_OK;
+    len = (size_t)snprintf(have, sizeof have, "eval_loss%s", e->mean_token_accuracy == e->mean_token_accuracy ? ", eval_mean_token_accuracy, eval_entropy" : "");
+    for (i = 0; i < e->metrics.n && len < sizeof have; i++) len += (size_t)snprintf(have + len, sizeof have - len, ", eval_%s", e->metrics.names[i]);
+    return sft__fail(SFT_ERR_NOT_FOUND, "evaluate (step %lld): metric_for_best_model is \"%s%s\", which is not among the evaluation's "
+                     "metrics: %s (compute_metrics must return it)", (long long)e->global_step, strncmp(m, "eval_", 5) ? "eval_" : "", m, have);
 }
 
 /* sft__track_best: transformers' _determine_best_metric after an evaluation */
 static void sft__track_best(sft_trainer *tr, const sft_log_entry *e) {
     double v = sft__metric_of(&tr->cfg, e);
-    if (!tr->cfg.metric_for_best_model && !tr->cfg.load_best_model_at_end && tr->sched.type != SFT_SCHEDULE_REDUCE_ON_PLATEAU) return;
+    if (!sft__wants_best(tr)) return;
     if (v != v) return;
     if (!tr->best_step || (sft__greater_is_better(&tr->cfg) ? v > tr->best_metric : v < tr->best_metric)) {
         tr->best_metric = v;

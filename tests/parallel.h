@@ -27,12 +27,16 @@ typedef struct t_rank_run {
     sft_collate_fn collate;
     sft_optim   optim;                           /* the optimizer, with optim_args */
     const char *optim_args;
+    int         metrics;                         /* compute_metrics "rows" (the eval rows it saw): 1 this
+                                                    rank's, 2 summed over the ranks in its final call,
+                                                    3 as 1 but rank 1 names it "other" */
     /* results */
     sft_status  status;
     char        msg[1100];
     int         steps;
     double      loss[T_MAX_STEPS], grad_norm[T_MAX_STEPS], eval_loss, eval_accuracy, train_accuracy;
     int64_t     num_tokens, final_step;
+    double      metric_rows, eval_rows;          /* compute_metrics' state; the last evaluation's "rows" */
     float      *adapter;
     int64_t     n_adapter;
 } t_rank_run;
@@ -112,9 +116,24 @@ static int t_par_step_end(const sft_step_info *info, void *user) {
     return r->stop_at && info->global_step == r->stop_at;
 }
 
+/* compute_metrics counting the eval rows (see t_rank_run.metrics) */
+static sft_status t_par_metrics(sft_context *ctx, const sft_eval_prediction *p, int compute_result, sft_metrics *out, void *user) {
+    t_rank_run *r = (t_rank_run *)user;
+    double rows;
+    sft_status s = SFT_OK;
+    (void)ctx;
+    if (p->label_ids) r->metric_rows += (double)p->label_ids->shape[0];
+    if (!compute_result) return SFT_OK;
+    rows = r->metric_rows;
+    r->metric_rows = 0.0;
+    if (r->metrics == 2 && r->par.allreduce_f64) s = r->par.allreduce_f64(&rows, 1, r->par.user);
+    if (s == SFT_OK) s = sft_metrics_set(out, r->metrics == 3 && r->par.rank == 1 ? "other" : "rows", rows);
+    return s;
+}
+
 static void t_par_log(const sft_log_entry *e, void *user) {
     t_rank_run *r = (t_rank_run *)user;
-    if (e->is_eval) { r->eval_loss = e->loss; r->eval_accuracy = e->mean_token_accuracy; }
+    if (e->is_eval) { r->eval_loss = e->loss; r->eval_accuracy = e->mean_token_accuracy; (void)sft_log_entry_metric(e, "rows", &r->eval_rows); }
     else { r->num_tokens = e->num_tokens; r->train_accuracy = e->mean_token_accuracy; }
 }
 
@@ -146,6 +165,7 @@ static void *t_rank_main(void *arg) {
     c.metrics_path = r->metrics_path; c.resume_from_checkpoint = r->resume;
     c.on_step_end = t_par_step_end; c.on_log = t_par_log; c.user = r;
     c.callbacks = r->callbacks; c.n_callbacks = r->n_callbacks; c.collate = r->collate;
+    if (r->metrics) c.compute_metrics = t_par_metrics;
     if (r->load_best) { c.load_best_model_at_end = 1; c.save_steps = c.eval_steps; }
     c.parallel = r->par;
     c.optim = r->optim; c.optim_args = r->optim_args;

@@ -125,6 +125,32 @@ done:
     for (r = 0; r < T_RANKS; r++) free(two[r].adapter);
 }
 
+/* compute_metrics under data parallelism: each rank sees its own eval batches
+   (7 rows, batch 2: rank 0 takes 4 rows, rank 1 takes 3); the logged metrics
+   are rank 0's on both ranks, or the whole set's when the final call sums the
+   state over the ranks; a rank without a batch (batch 8) is called once with
+   none; names that differ between the ranks fail both. */
+static void compute_metrics_under_data_parallelism_are_rank_0s(void) {
+    t_rank_run two[T_RANKS];
+    static const struct { int metrics, eval_batch; double want; } cases[] = {{1, 2, 4.0}, {2, 2, 7.0}, {1, 8, 7.0}, {3, 2, -1.0}};
+    size_t k;
+    int r;
+    for (k = 0; k < sizeof cases / sizeof *cases; k++) {
+        memset(two, 0, sizeof two);
+        for (r = 0; r < T_RANKS; r++) { two[r].batch = 2; two[r].rows = 13; two[r].max_steps = 3; two[r].eval_batch = cases[k].eval_batch; two[r].metrics = cases[k].metrics; }
+        t_ranks(two, T_RANKS);
+        for (r = 0; r < T_RANKS; r++) {
+            if (cases[k].want < 0) {
+                CHECK_MSG(two[r].status == SFT_ERR_ARG && strstr(two[r].msg, "other names on some rank"), "case %zu rank %d: %s", k, r, two[r].msg);
+                continue;
+            }
+            CHECK_MSG(two[r].status == SFT_OK, "case %zu rank %d: %s", k, r, two[r].msg);
+            CHECK_MSG(two[r].eval_rows == cases[k].want, "case %zu rank %d: eval_rows %g, want %g", k, r, two[r].eval_rows, cases[k].want);
+        }
+        for (r = 0; r < T_RANKS; r++) free(two[r].adapter);
+    }
+}
+
 /* a rank with other data is refused by both, the message naming the field and
    both ranks; impossible settings are refused before any sum */
 static void ranks_that_disagree_are_refused(void) {
@@ -198,5 +224,6 @@ static void a_stop_on_one_rank_stops_all_and_rank_0_writes(void) {
 void suite_parallel(void) {
     RUN(two_ranks_train_as_one_process_with_twice_the_batch);
     RUN(ranks_that_disagree_are_refused);
+    RUN(compute_metrics_under_data_parallelism_are_rank_0s);
     RUN(a_stop_on_one_rank_stops_all_and_rank_0_writes);
 }

@@ -399,51 +399,66 @@ static sft_tensor *t_lora_tensor(sft_model *m, int layer, int p, int ab) {
     return ab ? w.B : w.A;
 }
 
-static void t_trl_run(const t_trl_case *tc) {
-    sft_context *ctx = t_context(2);
-    char path[256];
-    sft_json *j, *loop;
-    sft_st_file *init = NULL, *fin = NULL;
-    sft_tokenizer *tok = NULL;
-    sft_model *m = NULL;
-    sft_dataset *ds = NULL, *eval = NULL;
+/* t_trl_job: tools/make_trainer_fixtures.py's TRL job: the llama fixture (with
+   lora, trl_loop_init's adapter), the trl_loop rows and the eval rows if any */
+static int t_trl_job(sft_context *ctx, int lora, const sft_json *eval_rows, sft_tokenizer **tok, sft_model **m, sft_dataset **ds,
+                     sft_dataset **eval) {
+    sft_json *loop = t_json_file(ctx, T_TFIX "trl_loop.json");
+    const sft_json *rows = loop ? sft_json_get(sft_json_get(loop, "dataset"), "rows") : NULL;
+    sft_st_file *init = NULL;
     sft_lora_desc ld;
-    sft_train_config c;
-    sft_train_output out;
-    t_logs logs;
-    const sft_json *rows, *steps, *evals;
-    size_t i;
-    int layer, p, ab, ev = 0;
-    snprintf(path, sizeof path, T_TFIX "%s.json", tc->name);
-    j = t_json_file(ctx, path);
-    loop = t_json_file(ctx, T_TFIX "trl_loop.json");          /* every run trains on trl_loop's rows */
-    rows = loop ? sft_json_get(sft_json_get(loop, "dataset"), "rows") : NULL;
-    steps = j ? sft_json_get(j, "steps") : NULL;
-    evals = j ? sft_json_get(j, "evals") : NULL;
-    memset(&logs, 0, sizeof logs);
-    CHECK_MSG(rows && steps && steps->length == (size_t)tc->steps, "%s: the fixture has no rows or not %d steps", tc->name, tc->steps);
-    if (!rows || !steps) goto done;
-    snprintf(path, sizeof path, T_TFIX "%s.safetensors", tc->name);
+    int layer, p, ab;
+    *tok = NULL; *m = NULL; *ds = *eval = NULL;
     CHECK_OK(sft_st_open(ctx, T_TFIX "trl_loop_init.safetensors", &init));
-    CHECK_OK(sft_st_open(ctx, path, &fin));
-    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
-    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, &m));
-    if (!init || !fin || !tok || !m) goto done;
-    if (!tc->full) {
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", tok));
+    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/llama", NULL, m));
+    CHECK_MSG(rows != NULL, "trl_loop.json has no dataset.rows");
+    if (rows && init && *tok && *m && lora) {
         memset(&ld, 0, sizeof ld);
         ld.r = 4; ld.alpha = 8;
-        CHECK_OK(sft_model_add_lora(m, "default", &ld, "all-linear"));
+        CHECK_OK(sft_model_add_lora(*m, "default", &ld, "all-linear"));
         for (layer = 0; layer < 2; layer++)
             for (p = 0; p < 7; p++)
                 for (ab = 0; ab < 2; ab++) {
-                    sft_tensor *t = t_lora_tensor(m, layer, p, ab);
+                    sft_tensor *t = t_lora_tensor(*m, layer, p, ab);
                     const void *v = t_st_data(init, t_lora_key(layer, p, ab), NULL);
                     if (t && v) memcpy(t->data, v, sft_tensor_nbytes(t));
                 }
     }
-    ds = t_id_dataset(ctx, tok, rows);
-    if (evals) eval = t_id_dataset(ctx, tok, sft_json_get(j, "eval_rows"));
-    if (!ds || (evals && !eval)) goto done;
+    if (rows && init && *tok && *m) {
+        *ds = t_id_dataset(ctx, *tok, rows);
+        if (eval_rows) *eval = t_id_dataset(ctx, *tok, eval_rows);
+    }
+    sft_st_close(init);
+    sft_json_free(loop);
+    return *ds && (*eval || !eval_rows);
+}
+
+static void t_trl_run(const t_trl_case *tc) {
+    sft_context *ctx = t_context(2);
+    char path[256];
+    sft_json *j;
+    sft_st_file *fin = NULL;
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL, *eval = NULL;
+    sft_train_config c;
+    sft_train_output out;
+    t_logs logs;
+    const sft_json *steps, *evals;
+    size_t i;
+    int layer, p, ab, ev = 0;
+    snprintf(path, sizeof path, T_TFIX "%s.json", tc->name);
+    j = t_json_file(ctx, path);
+    steps = j ? sft_json_get(j, "steps") : NULL;
+    evals = j ? sft_json_get(j, "evals") : NULL;
+    memset(&logs, 0, sizeof logs);
+    CHECK_MSG(steps && steps->length == (size_t)tc->steps, "%s: the fixture has not %d steps", tc->name, tc->steps);
+    if (!steps) goto done;
+    snprintf(path, sizeof path, T_TFIX "%s.safetensors", tc->name);
+    CHECK_OK(sft_st_open(ctx, path, &fin));
+    /* every run trains on trl_loop's rows */
+    if (!fin || !t_trl_job(ctx, !tc->full, evals ? sft_json_get(j, "eval_rows") : NULL, &tok, &m, &ds, &eval)) goto done;
     memset(&c, 0, sizeof c);
     c.per_device_train_batch_size = 4; c.gradient_accumulation_steps = 2; c.learning_rate = tc->lr;
     c.lr_scheduler_type = SFT_SCHEDULE_LINEAR; c.warmup_steps = 2; c.max_steps = tc->steps; c.logging_steps = 1; c.sequential = 1;
@@ -515,8 +530,8 @@ done:
     sft_dataset_destroy(eval);
     sft_model_destroy(m);
     sft_tokenizer_destroy(tok);
-    sft_st_close(init); sft_st_close(fin);
-    sft_json_free(j); sft_json_free(loop);
+    sft_st_close(fin);
+    sft_json_free(j);
     sft_context_destroy(ctx);
 }
 
@@ -1000,11 +1015,381 @@ static void fp16_is_refused_on_the_cpu(void) {
     sft_context_destroy(ctx);
 }
 
+/* --- compute_metrics and preprocess_logits_for_metrics ------------------------ */
+
+/* the host's state of tools/make_metrics_fixtures.py's TokenAccuracy: per
+   batch the argmax hits, the targets and the next-token NLL sum over the
+   shifted labels; at compute_result the metrics, then a reset */
+typedef struct t_acc {
+    int64_t correct, targets;
+    double  nll;
+    int     calls, results, bad_shape, test_prefix, too_many, reserved, nul_preds;
+    int64_t batch_correct[64], batch_targets[64], batch_T[64];
+    double  batch_nll[64];
+    int     batch_result[64];
+} t_acc;
+
+/* preprocess_logits_for_metrics: [B, T, 2] f32, the argmax (the first largest)
+   and the next label's NLL (0 where there is none) */
+static sft_status t_argmax_nll(sft_context *ctx, sft_tensor *logits, sft_tensor *labels, void *user, sft_tensor **out) {
+    int64_t B = logits->shape[0], T = logits->shape[1], V = logits->shape[2], shape[3], b, t, v;
+    const int32_t *lab = (const int32_t *)labels->data;
+    float *o;
+    if (((t_acc *)user)->nul_preds) { *out = NULL; return SFT_OK; }
+    shape[0] = B; shape[1] = T; shape[2] = 2;
+    if (sft_tensor_create_on(ctx, SFT_DEVICE_CPU, SFT_F32, 3, shape, out) != SFT_OK) return SFT_ERR_NOMEM;
+    o = (float *)(*out)->data;
+    for (b = 0; b < B; b++)
+        for (t = 0; t < T; t++) {
+            const float *l = (const float *)logits->data + (b * T + t) * V;
+            int32_t next = t + 1 < T ? lab[b * T + t + 1] : -100;
+            int64_t best = 0;
+            double mx = l[0], z = 0.0;
+            for (v = 1; v < V; v++) if (l[v] > l[best]) best = v;
+            mx = l[best];
+            for (v = 0; v < V; v++) z += exp((double)l[v] - mx);
+            o[(b * T + t) * 2] = (float)best;
+            o[(b * T + t) * 2 + 1] = next == -100 ? 0.0f : (float)(mx + log(z) - (double)l[next]);
+        }
+    return SFT_OK;
+}
+
+static sft_status t_token_accuracy(sft_context *ctx, const sft_eval_prediction *p, int compute_result, sft_metrics *out, void *user) {
+    t_acc *a = (t_acc *)user;
+    int64_t B, T, b, t, c = 0, n = 0;
+    double nll = 0.0;
+    sft_status s;
+    char name[32];
+    (void)ctx;
+    if (!p->predictions || p->predictions->ndim != 3 || p->predictions->shape[2] != 2 || p->label_ids->ndim != 2 ||
+        p->predictions->shape[0] != p->label_ids->shape[0] || p->predictions->shape[1] != p->label_ids->shape[1]) a->bad_shape++;
+    else {
+        const float *pr = (const float *)p->predictions->data;
+        const int32_t *lab = (const int32_t *)p->label_ids->data;
+        B = p->label_ids->shape[0]; T = p->label_ids->shape[1];
+        for (b = 0; b < B; b++)
+            for (t = 0; t + 1 < T; t++) {
+                int32_t y = lab[b * T + t + 1];
+                if (y == -100) continue;
+                c += (int32_t)pr[(b * T + t) * 2] == y;
+                nll += pr[(b * T + t) * 2 + 1];
+                n++;
+            }
+        if (a->calls < 64) {
+            a->batch_correct[a->calls] = c; a->batch_targets[a->calls] = n; a->batch_nll[a->calls] = nll;
+            a->batch_T[a->calls] = T; a->batch_result[a->calls] = compute_result;
+        }
+    }
+    a->test_prefix += strcmp(p->metric_key_prefix, "test") == 0;
+    a->calls++;
+    a->correct += c; a->targets += n; a->nll += nll;
+    if (!compute_result) return SFT_OK;
+    a->results++;
+    if (a->too_many) {                   /* a host that fills the struct itself, past its end */
+        out->n = SFT_METRICS_MAX + 1;
+        return SFT_OK;
+    }
+    s = sft_metrics_set(out, "accuracy", a->targets ? (double)a->correct / (double)a->targets : 0.0);
+    if (s == SFT_OK) s = sft_metrics_set(out, "target_nll", a->targets ? a->nll / (double)a->targets : 0.0);
+    snprintf(name, sizeof name, "%s_%s", p->metric_key_prefix, a->reserved ? "loss" : "targets");      /* the prefix is optional */
+    if (s == SFT_OK) s = sft_metrics_set(out, name, (double)a->targets);
+    a->correct = a->targets = 0; a->nll = 0.0;
+    return s;
+}
+
+/* the metrics.json job's settings: trl_plateau's with a linear schedule,
+   evaluation and a save every 2 steps, the best model by target_nll */
+static void t_metrics_config(sft_train_config *c, sft_dataset *eval, t_acc *acc, const char *out_dir) {
+    memset(c, 0, sizeof *c);
+    c->per_device_train_batch_size = 4; c->gradient_accumulation_steps = 2; c->learning_rate = 1e-3;
+    c->lr_scheduler_type = SFT_SCHEDULE_LINEAR; c->warmup_steps = 2; c->max_steps = 8; c->logging_steps = 1; c->sequential = 1;
+    c->eval_dataset = eval; c->eval_steps = 2; c->per_device_eval_batch_size = 4; c->save_steps = 2; c->output_dir = out_dir;
+    c->load_best_model_at_end = 1; c->metric_for_best_model = "target_nll";
+    c->compute_metrics = t_token_accuracy; c->preprocess_logits_for_metrics = t_argmax_nll; c->user = acc;
+}
+
+static double t_entry_metric(const sft_log_entry *e, const char *name) {
+    double v = NAN;
+    return sft_log_entry_metric(e, name, &v) ? v : NAN;
+}
+
+/* compute_metrics with batch_eval_metrics' calls (each batch, compute_result on
+   the last), preprocess_logits_for_metrics, and a metric_for_best_model of its
+   names that transformers maximises (not ending in "loss"): the metrics, the
+   per-batch counts, best_metric and best_model_checkpoint of TRL's run
+   (tools/make_metrics_fixtures.py). Measured: eval_target_nll within 1e-8
+   relative, eval_loss within 6e-8, the counts exact (tolerance 1e-5). */
+static void compute_metrics_and_the_best_model_match_trl(void) {
+    sft_context *ctx = t_context(2);
+    sft_json *j = t_json_file(ctx, T_TFIX "metrics.json"), *st = NULL;
+    const sft_json *evals = j ? sft_json_get(j, "evals") : NULL, *hist;
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL, *eval = NULL;
+    sft_train_config c;
+    sft_train_output out;
+    t_acc *acc = (t_acc *)calloc(1, sizeof *acc);
+    char dir[600], path[700];
+    double worst_nll = 0.0, worst_loss = 0.0;
+    int i, ev = 0, call = 0;
+    if (!evals || !t_trl_job(ctx, 1, sft_json_get(j, "eval_rows"), &tok, &m, &ds, &eval)) goto done;
+    snprintf(dir, sizeof dir, "%s/metrics_trl", t_tmpdir());
+    t_metrics_config(&c, eval, acc, dir);
+    CHECK_OK(sft_train(m, ds, &c, &out));
+    CHECK_MSG(acc->bad_shape == 0 && acc->calls == 8 && acc->results == 4 && acc->test_prefix == 0,
+              "%d calls (%d results, %d of a wrong shape), want 8 (4 evaluations of 2 batches)", acc->calls, acc->results, acc->bad_shape);
+    for (i = 0; i < (int)evals->length; i++) {
+        const sft_json *bs = sft_json_get(&evals->items[i], "batches");
+        size_t k;
+        for (k = 0; bs && k < bs->length && call < 64; k++, call++) {
+            const sft_json *b = &bs->items[k], *shape = sft_json_get(b, "batch_shape");
+            int64_t T = shape && shape->length == 2 ? (int64_t)shape->items[1].number : -1;
+            CHECK_MSG(acc->batch_correct[call] == (int64_t)t_num(b, "correct", -1) && acc->batch_targets[call] == (int64_t)t_num(b, "targets", -1) &&
+                      acc->batch_T[call] == T,
+                      "evaluation %d batch %zu: %lld of %lld correct, T %lld", i, k, (long long)acc->batch_correct[call],
+                      (long long)acc->batch_targets[call], (long long)acc->batch_T[call]);
+            CHECK_MSG(acc->batch_result[call] == (k + 1 == bs->length), "evaluation %d batch %zu: compute_result %d", i, k, acc->batch_result[call]);
+            CHECK_MSG(fabs(acc->batch_nll[call] - t_num(b, "nll_sum", 0)) <= 1e-5 * t_num(b, "nll_sum", 0), "evaluation %d batch %zu: NLL sum %.9g, TRL %.9g",
+                      i, k, acc->batch_nll[call], t_num(b, "nll_sum", 0));
+        }
+    }
+    /* the log history as the last checkpoint's trainer_state.json holds it */
+    snprintf(path, sizeof path, "%s/checkpoint-8/trainer_state.json", dir);
+    st = t_json_file(ctx, path);
+    hist = st ? sft_json_get(st, "log_history") : NULL;
+    for (i = 0; hist && i < (int)hist->length; i++) {
+        const sft_json *h = &hist->items[i], *want;
+        double nll, loss;
+        if (!sft_json_get(h, "eval_loss")) continue;
+        want = ev < (int)evals->length ? &evals->items[ev++] : NULL;
+        if (!want) { CHECK_MSG(0, "more evaluations than TRL's"); break; }
+        CHECK_MSG(t_num(h, "step", -1) == t_num(want, "step", -2), "evaluation %d at step %g, TRL %g", ev, t_num(h, "step", -1), t_num(want, "step", -2));
+        CHECK_MSG(t_num(h, "eval_accuracy", -1) == t_num(want, "eval_accuracy", -2) && t_num(h, "eval_targets", -1) == t_num(want, "eval_targets", -2),
+                  "step %g: eval_accuracy %g, eval_targets %g; TRL %g, %g", t_num(h, "step", -1), t_num(h, "eval_accuracy", -1), t_num(h, "eval_targets", -1),
+                  t_num(want, "eval_accuracy", -2), t_num(want, "eval_targets", -2));
+        nll = fabs(t_num(h, "eval_target_nll", 0) - t_num(want, "eval_target_nll", 0)) / t_num(want, "eval_target_nll", 1);
+        loss = fabs(t_num(h, "eval_loss", 0) - t_num(want, "eval_loss", 0)) / t_num(want, "eval_loss", 1);
+        if (nll > worst_nll) worst_nll = nll;
+        if (loss > worst_loss) worst_loss = loss;
+    }
+    CHECK_MSG(ev == (int)evals->length, "%d evaluations in trainer_state.json, TRL %zu", ev, evals->length);
+    CHECK_MSG(worst_nll <= 1e-5 && worst_loss <= 1e-5, "eval_target_nll off by %.2g relative, eval_loss by %.2g (tolerance 1e-5)", worst_nll, worst_loss);
+    if (st) {
+        const sft_json *bmc = sft_json_get(st, "best_model_checkpoint");
+        const char *tail = bmc && bmc->type == SFT_JSON_STRING ? strrchr(bmc->string, '/') : NULL;
+        double bm = t_num(st, "best_metric", 0), want = t_num(j, "best_metric", 1);
+        CHECK_MSG(fabs(bm - want) <= 1e-5 * want, "best_metric %.9g, TRL %.9g", bm, want);
+        CHECK_MSG(t_num(st, "best_global_step", -1) == t_num(j, "best_global_step", -2), "best_global_step %g, TRL %g", t_num(st, "best_global_step", -1),
+                  t_num(j, "best_global_step", -2));
+        CHECK_MSG(tail && strcmp(tail + 1, sft_json_get(j, "best_model_checkpoint")->string) == 0, "best_model_checkpoint %s, TRL %s",
+                  bmc && bmc->string ? bmc->string : "(none)", sft_json_get(j, "best_model_checkpoint")->string);
+    }
+    if (getenv("SFT_TEST_VERBOSE")) printf("    eval_target_nll %.2g, eval_loss %.2g relative to TRL (worst of 4)\n", worst_nll, worst_loss);
+done:
+    free(acc);
+    sft_json_free(st); sft_json_free(j);
+    sft_dataset_destroy(ds); sft_dataset_destroy(eval);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+/* a small run's parts for the compute_metrics checks: the tiny Qwen2 with LoRA,
+   8 rows of which 2 are the eval split */
+static int t_small_job(sft_context *ctx, sft_tokenizer **tok, sft_model **m, sft_dataset **ds) {
+    static const char *const rec[] = {"{\"input_ids\": [5, 6, 7, 8]}", "{\"input_ids\": [9, 10, 11]}", "{\"input_ids\": [12, 13, 14, 15, 16]}",
+                                      "{\"input_ids\": [3, 4, 5, 6, 7, 8]}", "{\"input_ids\": [20, 21, 22]}", "{\"input_ids\": [30, 31, 32, 33]}",
+                                      "{\"input_ids\": [40, 41, 42]}", "{\"input_ids\": [50, 51, 52, 53, 54, 55]}"};
+    sft_data_desc d;
+    *ds = NULL;
+    *m = t_lora_model(ctx);
+    CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", tok));
+    if (!*tok || !*m) return 0;
+    memset(&d, 0, sizeof d);
+    d.max_length = 32; d.pad_token = "!"; d.eval_fraction = 0.25f; d.seed = 3;
+    CHECK_OK(sft_dataset_from_records(ctx, *tok, rec, 8, &d, ds));
+    return *ds != NULL;
+}
+
+static void t_small_config(sft_train_config *c, t_acc *acc) {
+    memset(c, 0, sizeof *c);
+    c->per_device_train_batch_size = 2; c->max_steps = 4; c->logging_steps = 1; c->sequential = 1; c->learning_rate = 1e-3;
+    c->eval_steps = 2; c->per_device_eval_batch_size = 1;
+    c->compute_metrics = t_token_accuracy; c->preprocess_logits_for_metrics = t_argmax_nll; c->user = acc;
+}
+
+/* metric_for_best_model naming a metric compute_metrics never returns: accepted
+   at creation (only an evaluation can tell), the first evaluation fails naming
+   it and what there is (transformers' KeyError); without compute_metrics the
+   name is refused at once. */
+static void a_best_metric_compute_metrics_lacks_fails_the_first_evaluation(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL;
+    sft_trainer *tr = NULL;
+    sft_train_config c;
+    sft_step_info info;
+    t_acc *acc = (t_acc *)calloc(1, sizeof *acc);
+    if (!t_small_job(ctx, &tok, &m, &ds)) goto done;
+    t_small_config(&c, acc);
+    c.metric_for_best_model = "bleu";
+    CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+    CHECK_OK(sft_trainer_step(tr, &info));
+    CHECK_STATUS(sft_trainer_step(tr, &info), SFT_ERR_NOT_FOUND);
+    CHECK_ERROR_MENTIONS("\"eval_bleu\"");
+    CHECK_ERROR_MENTIONS("eval_loss, eval_accuracy, eval_target_nll, eval_targets");
+    sft_trainer_destroy(tr); tr = NULL;
+    c.metric_for_best_model = "eval_accuracy";                /* the eval_ prefix is optional */
+    CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+    CHECK_OK(sft_trainer_step(tr, &info)); CHECK_OK(sft_trainer_step(tr, &info));
+    sft_trainer_destroy(tr); tr = NULL;
+    c.compute_metrics = NULL; c.metric_for_best_model = "bleu";
+    CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG);
+    CHECK_ERROR_MENTIONS("no compute_metrics");
+done:
+    free(acc);
+    sft_trainer_destroy(tr);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+/* the bounds of sft_metrics: 16 names of 1 to 63 printable ASCII bytes; a
+   seventeenth, a longer or empty name, a name of the trainer's own figures, a
+   duplicate and a NULL prediction are refused with a message naming them */
+static void metric_names_past_their_bounds_are_refused(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL;
+    sft_trainer *tr = NULL;
+    sft_train_config c;
+    sft_log_entry e;
+    sft_metrics mx;
+    t_acc *acc = (t_acc *)calloc(1, sizeof *acc);
+    char name[80];
+    int i;
+    memset(&mx, 0, sizeof mx);
+    for (i = 0; i < SFT_METRICS_MAX; i++) { snprintf(name, sizeof name, "m%d", i); CHECK_OK(sft_metrics_set(&mx, name, i)); }
+    CHECK_OK(sft_metrics_set(&mx, "m3", 30.0));               /* a name again replaces its value */
+    CHECK(mx.n == SFT_METRICS_MAX && mx.values[3] == 30.0);
+    CHECK_STATUS(sft_metrics_set(&mx, "one_more", 1.0), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("at most 16");
+    memset(&mx, 0, sizeof mx);
+    memset(name, 'a', 63); name[63] = 0;
+    CHECK_OK(sft_metrics_set(&mx, name, 1.0));
+    name[63] = 'a'; name[64] = 0;
+    CHECK_STATUS(sft_metrics_set(&mx, name, 1.0), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("longer than 63");
+    CHECK_STATUS(sft_metrics_set(&mx, "", 1.0), SFT_ERR_ARG);
+    CHECK_STATUS(sft_metrics_set(&mx, "caf\xc3\xa9", 1.0), SFT_ERR_ARG);
+    if (!t_small_job(ctx, &tok, &m, &ds)) goto done;
+    t_small_config(&c, acc);
+    c.metric_for_best_model = name;                           /* 64 bytes: no metric can have it */
+    CHECK_STATUS(sft_trainer_create(m, ds, &c, &tr), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("cannot name a metric");
+    c.metric_for_best_model = NULL;
+    CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+    if (!tr) goto done;
+    acc->too_many = 1;
+    CHECK_STATUS(sft_trainer_evaluate(tr, &e), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("17 metrics");
+    acc->too_many = 0; acc->reserved = 1;
+    CHECK_STATUS(sft_trainer_evaluate(tr, &e), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("\"loss\", a name of the trainer's own");
+    acc->reserved = 0; acc->nul_preds = 1;
+    CHECK_STATUS(sft_trainer_evaluate(tr, &e), SFT_ERR_ARG); CHECK_ERROR_MENTIONS("preprocess_logits_for_metrics failed on batch 0");
+    acc->nul_preds = 0;
+    CHECK_OK(sft_trainer_evaluate(tr, &e));
+    CHECK(e.metrics.n == 3 && strcmp(e.metrics.names[2], "targets") == 0);
+done:
+    free(acc);
+    sft_trainer_destroy(tr);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
+/* compute_metrics' figures go into metrics_path and trainer_state.json's
+   log_history (eval_ prefixed, keys sorted) and come back on resume: the
+   resumed run's trainer_state.json is the uninterrupted run's, byte for byte.
+   sft_trainer_predict hands its batches (the 6 train rows) over with the
+   "test" prefix. */
+static void compute_metrics_survive_in_trainer_state_and_resume(void) {
+    sft_context *ctx = t_context(1);
+    sft_tokenizer *tok = NULL;
+    sft_model *m = NULL;
+    sft_dataset *ds = NULL;
+    sft_trainer *tr = NULL;
+    sft_train_config c;
+    sft_train_output out;
+    sft_log_entry e;
+    float *start = NULL;
+    int64_t n = 0;
+    t_acc *acc = (t_acc *)calloc(1, sizeof *acc);
+    char dir[600], path[700], lines[700], *whole = NULL, *resumed = NULL, *jsonl = NULL;
+    size_t len = 0;
+    if (!t_small_job(ctx, &tok, &m, &ds)) goto done;
+    start = t_adapter_copy(m, &n);
+    snprintf(dir, sizeof dir, "%s/metrics_resume", t_tmpdir());
+    snprintf(lines, sizeof lines, "%s/metrics_resume.jsonl", t_tmpdir());
+    t_small_config(&c, acc);
+    c.output_dir = dir; c.save_steps = 2; c.metrics_path = lines; c.metric_for_best_model = "target_nll";
+    CHECK_OK(sft_train(m, ds, &c, &out));
+    snprintf(path, sizeof path, "%s/checkpoint-4/trainer_state.json", dir);
+    CHECK_OK(sft_file_read(ctx, path, 0, &whole, &len));
+    CHECK_OK(sft_file_read(ctx, lines, 0, &jsonl, &len));
+    CHECK(whole && strstr(whole, "\"eval_accuracy\": ") && strstr(whole, "\"eval_target_nll\": ") && strstr(whole, "\"eval_targets\": "));
+    CHECK_MSG(whole && strstr(whole, "\"epoch\": ") < strstr(whole, "\"eval_accuracy\": ") && strstr(whole, "\"eval_accuracy\": ") < strstr(whole, "\"eval_loss\": ") &&
+              strstr(whole, "\"eval_loss\": ") < strstr(whole, "\"eval_num_tokens\": ") &&
+              strstr(whole, "\"eval_num_tokens\": ") < strstr(whole, "\"eval_target_nll\": "), "log_history's keys are not sorted");
+    CHECK(jsonl && strstr(jsonl, "\"eval_target_nll\":"));
+    /* the same run resumed at step 2 (the adapter as it started) */
+    {
+        int layer, p, ab;
+        int64_t k = 0;
+        static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+        for (layer = 0; layer < 2; layer++)
+            for (p = 0; p < 7; p++) {
+                sft_lora_weights w;
+                if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
+                for (ab = 0; ab < 2; ab++) {
+                    sft_tensor *t = ab ? w.B : w.A;
+                    memcpy(t->data, start + k, sft_tensor_nbytes(t));
+                    k += sft_tensor_numel(t);
+                }
+            }
+    }
+    snprintf(path, sizeof path, "%s/checkpoint-2", dir);
+    c.resume_from_checkpoint = path; c.metrics_path = NULL;
+    CHECK_OK(sft_trainer_create(m, ds, &c, &tr));
+    if (tr) {
+        sft_step_info info;
+        do CHECK_OK(sft_trainer_step(tr, &info)); while (!info.done && info.global_step < 8);
+        CHECK_OK(sft_trainer_predict(tr, ds, &e));
+        CHECK_MSG(acc->test_prefix == 6 && e.metrics.n == 3 && t_entry_metric(&e, "targets") > 0 && t_entry_metric(&e, "eval_accuracy") >= 0,
+                  "predict: %d calls with \"test\", %d metrics", acc->test_prefix, e.metrics.n);
+    }
+    snprintf(path, sizeof path, "%s/checkpoint-4/trainer_state.json", dir);
+    CHECK_OK(sft_file_read(ctx, path, 0, &resumed, &len));
+    CHECK_MSG(whole && resumed && strcmp(whole, resumed) == 0, "the resumed run's trainer_state.json differs from the uninterrupted run's");
+done:
+    free(acc); free(start);
+    sft_free(ctx, whole); sft_free(ctx, resumed); sft_free(ctx, jsonl);
+    sft_trainer_destroy(tr);
+    sft_dataset_destroy(ds);
+    sft_model_destroy(m);
+    sft_tokenizer_destroy(tok);
+    sft_context_destroy(ctx);
+}
+
 void suite_trainer(void) {
     RUN(prompt_tuning_trains_through_the_loop);
     RUN(neftune_adds_noise_in_training_only_keyed_by_its_seed);
     RUN(neftune_matches_transformers_with_its_noise);
     RUN(evaluation_and_metrics_lines);
+    RUN(compute_metrics_and_the_best_model_match_trl);
+    RUN(a_best_metric_compute_metrics_lacks_fails_the_first_evaluation);
+    RUN(metric_names_past_their_bounds_are_refused);
+    RUN(compute_metrics_survive_in_trainer_state_and_resume);
     RUN(a_nan_loss_is_filtered_from_the_log);
     RUN(a_nan_loss_can_stop_training);
     RUN(compute_loss_callback_replaces_the_loss);

@@ -1610,9 +1610,13 @@ def main(argv=None):
             report_run(n, NEW_FIXTURES[n]())
         print("versions:", json.dumps(versions()))
         return 0
+    others = {"callbacks.json", "metrics.json", "optimizers.json"}   # written by the other make_*_fixtures.py scripts
     if os.path.isdir(OUT):
-        shutil.rmtree(OUT)
-    os.makedirs(OUT)
+        for name in os.listdir(OUT):
+            if name not in others:
+                path = os.path.join(OUT, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    os.makedirs(OUT, exist_ok=True)
     s = schedules()
     print(f"schedules: {len(s['schedules'])} entries")
     a = adamw()
