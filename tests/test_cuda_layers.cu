@@ -315,7 +315,7 @@ static void adamw_steps_match_cpu_bitwise_with_clipping(void) {
     for (eight = 0; eight < 2; eight++) {
         sft_tensor *pc[4], *pd[4];
         unsigned char nd[4] = {0, 1, 0, 0};
-        sft_adamw_desc d;
+        sft_optimizer_desc d;
         sft_optimizer *oc = NULL, *od = NULL;
         memset(&d, 0, sizeof d);
         d.lr = 1e-2; d.weight_decay = 0.05; d.eight_bit = eight;
