@@ -1068,10 +1068,33 @@ typedef struct sft_prompt_batch {
     sft_tensor *labels;           /* i32 [B, P + T]: P times -100, then the labels (NULL if none given) */
     sft_tensor *positions;        /* i32 [B, P + T]: 0, 1, ... as the model counts them */
 } sft_prompt_batch;
-/* sft_prompt_prepend: prompts [P, D] before embeds [B, T, D]; attention_mask and
-   labels (i32 [B, T]) may be NULL. Outputs are step tensors. */
+/* sft_prompt_prepend: prompts [P, D] (the same for every row) or [B, P, D] (a
+   row's own, as sft_prompt_multitask makes them) before embeds [B, T, D];
+   attention_mask and labels (i32 [B, T]) may be NULL. Outputs are step tensors.
+   PEFT ignores position_ids for prompt tuning (it warns and drops them), so the
+   positions always run 0 .. P + T - 1 over the whole row. */
 SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_tensor *embeds, sft_tensor *attention_mask,
                                      sft_tensor *labels, sft_prompt_batch *out);
+
+/* Multitask prompt tuning (PEFT's MULTITASK_PROMPT_TUNING, MultitaskPromptEmbedding):
+   the shared prompt_embeddings [P, D] times, elementwise, a rank-R product
+   learned per task:
+       prompt(task) = prompt_embeddings * (prefix_task_cols[task] @ prefix_task_rows[task])
+   with prefix_task_cols [num_tasks, P, R] and prefix_task_rows [num_tasks, R, D].
+   Each row of a batch names its task (PEFT's task_ids, one per row). */
+
+/* sft_prompt_tasks_create: prefix_task_cols [num_tasks, P, num_ranks] and
+   prefix_task_rows [num_tasks, num_ranks, D], both drawn from N(0, 0.02^2) as
+   PEFT's RANDOM init draws them; persistent, requires_grad set. The shared
+   prompt_embeddings come from sft_prompt_embeddings_create (RANDOM) or
+   sft_model_prompt_init_text (TEXT). */
+SFTDEF sft_status sft_prompt_tasks_create(sft_context *ctx, int num_tasks, int num_ranks, int num_virtual_tokens, int64_t hidden,
+                                          uint64_t seed, sft_tensor **prefix_task_cols, sft_tensor **prefix_task_rows);
+/* sft_prompt_multitask: each row's prompts [B, P, D] for task_ids (i32 [B]),
+   to give sft_prompt_prepend; gradients flow to all three tensors. A task id
+   outside [0, num_tasks) fails with SFT_ERR_ARG naming it. */
+SFTDEF sft_status sft_prompt_multitask(sft_context *ctx, sft_tensor *prompt_embeddings, sft_tensor *prefix_task_cols,
+                                       sft_tensor *prefix_task_rows, sft_tensor *task_ids, sft_tensor **out);
 
 #ifndef SFT_NO_TOKENIZER
 /* ============================================================================
@@ -1376,6 +1399,20 @@ SFTDEF sft_tensor *sft_model_weight(sft_model *m, const char *name);
    requires_grad set. */
 SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, int n_ids, int num_virtual_tokens,
                                              sft_tensor **out);
+/* sft_model_prompt_save: prompt tuning as the adapter folder PEFT's
+   PeftModel.from_pretrained reads: adapter_model.safetensors holding
+   "prompt_embeddings" [P, D] and adapter_config.json, peft_type PROMPT_TUNING;
+   with prefix_task_cols and prefix_task_rows (both or neither) also those two,
+   peft_type MULTITASK_PROMPT_TUNING with num_tasks and num_ranks. */
+SFTDEF sft_status sft_model_prompt_save(sft_model *m, const char *dir, const sft_tensor *prompt_embeddings,
+                                        const sft_tensor *prefix_task_cols, const sft_tensor *prefix_task_rows);
+/* sft_model_prompt_load: such a folder (ours or PEFT's) as new persistent
+   tensors on the model's device, requires_grad set. A MULTITASK_PROMPT_TUNING
+   adapter fills *prefix_task_cols and *prefix_task_rows (give NULL for them to
+   accept PROMPT_TUNING only); a PROMPT_TUNING one leaves them NULL. Shapes are
+   checked against the config and the model (token_dim = hidden_size). */
+SFTDEF sft_status sft_model_prompt_load(sft_model *m, const char *dir, sft_tensor **prompt_embeddings,
+                                        sft_tensor **prefix_task_cols, sft_tensor **prefix_task_rows);
 
 #ifndef SFT_NO_DATA
 /* ============================================================================
@@ -1567,6 +1604,8 @@ SFTDEF sft_status sft_dataset_prepare(sft_dataset *ds, const char *record, int32
    and the first label of every sequence -100 (also with padding_free). */
 typedef struct sft_batch {
     sft_tensor *input_ids, *labels, *attention_mask, *positions, *seq_ids;
+    sft_tensor *task_ids;         /* i32 [n_examples]: each example's record "task_ids" (-1: none),
+                                     in row order (multitask prompt tuning)              */
     int64_t     n_examples, tokens, trained_tokens;   /* trained: labels != -100, before the shift */
 } sft_batch;
 /* sft_dataset_batch: examples [first, first + batch_size) of epoch's order (the
@@ -2061,6 +2100,11 @@ struct sft_train_config {
     sft_tensor    *prompt_embeddings;           /* prompt tuning: these [P, D] virtual tokens
                                                    go in front of every row and are trained
                                                    (with or without adapters)          */
+    sft_tensor    *prefix_task_cols;            /* multitask prompt tuning: with prompt_embeddings, */
+    sft_tensor    *prefix_task_rows;            /* [num_tasks, P, R] and [num_tasks, R, D]
+                                                   (sft_prompt_tasks_create); each row's prompts
+                                                   are its record's "task_ids" task's
+                                                   (sft_prompt_multitask); all three trained */
     void         (*on_log)(const sft_log_entry *entry, void *user);
     int          (*on_step_end)(const sft_step_info *info, void *user);  /* nonzero: stop */
     void         (*on_evaluate)(const sft_log_entry *entry, void *user);
@@ -10719,27 +10763,36 @@ static sft_status sft__cpu_linear_bwd(sft_context *ctx, sft__node *n) {
 
 /* ============================================================================
    === peft: the prompt-tuning kernel
-   node: in[0] = embeds [B, T, D], in[1] = prompts [P, D]; out [B, P + T, D]. */
+   node: in[0] = embeds [B, T, D], in[1] = prompts [P, D] (every row's) or
+   [B, P, D] (a row's own); out [B, P + T, D]. */
+
+/* sft__prompt_stride: how far apart two rows' prompts are (0: shared) */
+static int64_t sft__prompt_stride(const sft__node *n) {
+    const sft_tensor *p = n->in[1];
+    return p->ndim == 3 ? p->shape[1] * p->shape[2] : 0;
+}
 
 static sft_status sft__cpu_prompt_fwd(sft_context *ctx, sft__node *n) {
-    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[0], b;
+    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[n->in[1]->ndim - 2], b;
+    int64_t ps = sft__prompt_stride(n);
     float *o = SFT__F(n->out);
     (void)ctx;
     for (b = 0; b < B; b++) {
-        memcpy(o + b * (P + T) * D, SFT__CF(n->in[1]), (size_t)(P * D) * sizeof(float));
+        memcpy(o + b * (P + T) * D, SFT__CF(n->in[1]) + b * ps, (size_t)(P * D) * sizeof(float));
         memcpy(o + (b * (P + T) + P) * D, SFT__CF(n->in[0]) + b * T * D, (size_t)(T * D) * sizeof(float));
     }
     return SFT_OK;
 }
 
 static sft_status sft__cpu_prompt_bwd(sft_context *ctx, sft__node *n) {
-    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[0], b, i;
+    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[n->in[1]->ndim - 2], b, i;
+    int64_t ps = sft__prompt_stride(n);
     const float *g = SFT__CF(n->out->grad);
     (void)ctx;
     for (b = 0; b < B; b++) {
         const float *gb = g + b * (P + T) * D;
         if (n->in[1]->requires_grad)
-            for (i = 0; i < P * D; i++) SFT__F(n->in[1]->grad)[i] += gb[i];
+            for (i = 0; i < P * D; i++) SFT__F(n->in[1]->grad)[b * ps + i] += gb[i];
         if (n->in[0]->requires_grad)
             for (i = 0; i < T * D; i++) SFT__F(n->in[0]->grad)[b * T * D + i] += gb[P * D + i];
     }
@@ -11281,6 +11334,70 @@ SFTDEF sft_status sft_prompt_embeddings_create(sft_context *ctx, int num_virtual
     return SFT_OK;
 }
 
+SFTDEF sft_status sft_prompt_tasks_create(sft_context *ctx, int num_tasks, int num_ranks, int num_virtual_tokens, int64_t hidden,
+                                          uint64_t seed, sft_tensor **prefix_task_cols, sft_tensor **prefix_task_rows) {
+    int64_t shape[3], i, k;
+    sft_tensor **t[2];
+    if (prefix_task_cols) *prefix_task_cols = NULL;
+    if (prefix_task_rows) *prefix_task_rows = NULL;
+    if (!ctx || !prefix_task_cols || !prefix_task_rows) return sft__fail(SFT_ERR_ARG, "multitask prompt tuning: NULL argument");
+    if (num_tasks <= 0 || num_ranks <= 0 || num_virtual_tokens <= 0 || hidden <= 0)
+        return sft__fail(SFT_ERR_ARG, "multitask prompt tuning: num_tasks %d, num_ranks %d, num_virtual_tokens %d and hidden %lld must be > 0",
+                         num_tasks, num_ranks, num_virtual_tokens, (long long)hidden);
+    t[0] = prefix_task_cols; t[1] = prefix_task_rows;
+    for (k = 0; k < 2; k++) {    /* PEFT: torch.normal(0, 0.02, size) each */
+        uint64_t key = sft_rng_key(seed, SFT__RNG_PROMPT_INIT, (uint64_t)k + 1, 0);
+        shape[0] = num_tasks; shape[1] = k == 0 ? num_virtual_tokens : num_ranks; shape[2] = k == 0 ? num_ranks : hidden;
+        sft_status s = sft_tensor_create(ctx, SFT_F32, 3, shape, t[k]);
+        if (s != SFT_OK) { sft_tensor_destroy(*t[0]); *t[0] = NULL; return s; }
+        for (i = 0; i < shape[0] * shape[1] * shape[2]; i++) SFT__F(*t[k])[i] = 0.02f * sft__rng_normal(key, (uint64_t)i);
+        sft_tensor_set_requires_grad(*t[k], 1);
+    }
+    return SFT_OK;
+}
+
+static sft_status sft__on_device(sft_context *ctx, sft_tensor *src, sft_device device, sft_tensor **out);   /* with the model */
+
+/* sft_prompt_multitask as operators: each row's cols and rows picked by task id
+   (an embedding lookup of the tables flattened), their batched product, times
+   the shared prompts: the order of PEFT's forward (cols @ rows, then the
+   prompts scaled by it) */
+SFTDEF sft_status sft_prompt_multitask(sft_context *ctx, sft_tensor *prompt_embeddings, sft_tensor *prefix_task_cols,
+                                       sft_tensor *prefix_task_rows, sft_tensor *task_ids, sft_tensor **out) {
+    sft_tensor *cols, *rows, *tc, *tr, *prod;
+    const int32_t *id;
+    int64_t shape[3], N, P, R, D, B, b;
+    if (out) *out = NULL;
+    if (!ctx || !out || !prompt_embeddings || !prefix_task_cols || !prefix_task_rows || !task_ids)
+        return sft__fail(SFT_ERR_ARG, "multitask prompt tuning: NULL argument");
+    SFT__TRY(sft__check_in("multitask prompt tuning", "task_ids", task_ids, SFT_I32));
+    if (prompt_embeddings->ndim != 2 || prefix_task_cols->ndim != 3 || prefix_task_rows->ndim != 3 ||
+        prefix_task_cols->shape[1] != prompt_embeddings->shape[0] || prefix_task_rows->shape[2] != prompt_embeddings->shape[1] ||
+        prefix_task_cols->shape[0] != prefix_task_rows->shape[0] || prefix_task_cols->shape[2] != prefix_task_rows->shape[1])
+        return sft__shape_mismatch("multitask prompt tuning", "prefix_task_cols must be [num_tasks, P, R] and prefix_task_rows "
+                                   "[num_tasks, R, D] for prompt_embeddings [P, D]", prefix_task_cols, prefix_task_rows);
+    N = prefix_task_cols->shape[0]; P = prefix_task_cols->shape[1]; R = prefix_task_cols->shape[2]; D = prefix_task_rows->shape[2];
+    B = sft_tensor_numel(task_ids);
+    SFT__TRY(sft__i32_host(ctx, task_ids, &id));
+    for (b = 0; b < B; b++)
+        if (id[b] < 0 || id[b] >= N)
+            return sft__fail(SFT_ERR_ARG, "multitask prompt tuning: task_ids[%lld] = %d is outside [0, num_tasks %lld)", (long long)b, id[b],
+                             (long long)N);
+    SFT__TRY(sft__on_device(ctx, task_ids, prompt_embeddings->device, &task_ids));
+    shape[0] = N; shape[1] = P * R;
+    SFT__TRY(sft_reshape(ctx, prefix_task_cols, 2, shape, &cols));
+    shape[1] = R * D;
+    SFT__TRY(sft_reshape(ctx, prefix_task_rows, 2, shape, &rows));
+    SFT__TRY(sft_embedding(ctx, cols, task_ids, &tc));
+    SFT__TRY(sft_embedding(ctx, rows, task_ids, &tr));
+    shape[0] = B; shape[1] = P; shape[2] = R;
+    SFT__TRY(sft_reshape(ctx, tc, 3, shape, &tc));
+    shape[1] = R; shape[2] = D;
+    SFT__TRY(sft_reshape(ctx, tr, 3, shape, &tr));
+    SFT__TRY(sft_matmul(ctx, tc, tr, 0, 0, &prod));
+    return sft_mul(ctx, prod, prompt_embeddings, out);
+}
+
 /* sft__prompt_side: an i32 [B, P + T] tensor: P copies of prefix, then src's rows
    (or fill when src is NULL). */
 static sft_status sft__prompt_side(sft_context *ctx, int64_t B, int64_t P, int64_t T, int32_t prefix, const sft_tensor *src,
@@ -11305,9 +11422,10 @@ SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_
     SFT__TRY(sft__check_in("prompt tuning", "embeds", embeds, SFT_F32));
     SFT__TRY(sft__check_in("prompt tuning", "prompts", prompts, SFT_F32));
     SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_PROMPT, 2, in, &out->embeds));
-    if (embeds->ndim != 3 || prompts->ndim != 2 || prompts->shape[1] != embeds->shape[2])
-        return sft__shape_mismatch("prompt tuning", "embeds must be [B, T, D] and prompts [P, D]", embeds, prompts);
-    B = embeds->shape[0]; T = embeds->shape[1]; P = prompts->shape[0];
+    if (embeds->ndim != 3 || prompts->ndim < 2 || prompts->ndim > 3 || prompts->shape[prompts->ndim - 1] != embeds->shape[2] ||
+        (prompts->ndim == 3 && prompts->shape[0] != embeds->shape[0]))
+        return sft__shape_mismatch("prompt tuning", "embeds must be [B, T, D] and prompts [P, D] or [B, P, D]", embeds, prompts);
+    B = embeds->shape[0]; T = embeds->shape[1]; P = prompts->shape[prompts->ndim - 2];
     if (attention_mask) {
         SFT__TRY(sft__check_in("prompt tuning", "attention_mask", attention_mask, SFT_I32));
         if (sft_tensor_numel(attention_mask) != B * T) return sft__shape_mismatch("prompt tuning", "attention_mask must be [B, T]", embeds, attention_mask);
@@ -15571,6 +15689,150 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
 }
 
 
+
+static const char *const sft__prompt_keys[3] = {"prompt_embeddings", "prefix_task_cols", "prefix_task_rows"};
+
+static sft_status sft__prompt_config_write(sft_model *m, const char *path, const sft_tensor *const *t, int n) {
+    sft_json_writer w;
+    char *text = NULL;
+    size_t len = 0;
+    sft_buf part;
+    sft_status s;
+    memset(&w, 0, sizeof w);
+    w.ctx = m->ctx; w.indent = 2;
+    sft_json_write_object_begin(&w);
+    sft_json_write_key(&w, "base_model_name_or_path"); sft_json_write_string(&w, m->dir);
+    sft_json_write_key(&w, "inference_mode"); sft_json_write_bool(&w, 1);
+    sft_json_write_key(&w, "num_attention_heads"); sft_json_write_int(&w, m->cfg.num_attention_heads);
+    sft_json_write_key(&w, "num_layers"); sft_json_write_int(&w, m->cfg.num_hidden_layers);
+    if (n == 3) { sft_json_write_key(&w, "num_ranks"); sft_json_write_int(&w, t[1]->shape[2]); }
+    if (n == 3) { sft_json_write_key(&w, "num_tasks"); sft_json_write_int(&w, t[1]->shape[0]); }
+    sft_json_write_key(&w, "num_transformer_submodules"); sft_json_write_int(&w, 1);
+    sft_json_write_key(&w, "num_virtual_tokens"); sft_json_write_int(&w, t[0]->shape[0]);
+    sft_json_write_key(&w, "peft_type"); sft_json_write_string(&w, n == 3 ? "MULTITASK_PROMPT_TUNING" : "PROMPT_TUNING");
+    sft_json_write_key(&w, "prompt_tuning_init"); sft_json_write_string(&w, "RANDOM");
+    if (n == 3) {
+        sft_json_write_key(&w, "prompt_tuning_init_state_dict_path"); sft_json_write_null(&w);
+        sft_json_write_key(&w, "prompt_tuning_init_task"); sft_json_write_int(&w, 0);
+    }
+    sft_json_write_key(&w, "task_type"); sft_json_write_string(&w, "CAUSAL_LM");
+    sft_json_write_key(&w, "token_dim"); sft_json_write_int(&w, m->cfg.hidden_size);
+    sft_json_write_object_end(&w);
+    SFT__TRY(sft_json_writer_finish(&w, &text, &len));
+    text[len] = '\n';      /* the writer leaves room for a terminator */
+    part.data = text; part.len = len + 1;
+    s = sft_file_write_atomic(m->ctx, path, &part, 1);
+    sft__free(m->ctx, text);
+    return s;
+}
+
+/* sft__prompt_shapes_ok: [P, D], [N, P, R], [N, R, D] (the last two optional) */
+static int sft__prompt_shapes_ok(const sft_model *m, const sft_tensor *const *t, int n) {
+    if (!t[0] || t[0]->dtype != SFT_F32 || t[0]->ndim != 2 || t[0]->shape[1] != m->cfg.hidden_size) return 0;
+    if (n == 1) return 1;
+    return t[1] && t[2] && t[1]->dtype == SFT_F32 && t[2]->dtype == SFT_F32 && t[1]->ndim == 3 && t[2]->ndim == 3 &&
+           t[1]->shape[0] == t[2]->shape[0] && t[1]->shape[1] == t[0]->shape[0] && t[1]->shape[2] == t[2]->shape[1] &&
+           t[2]->shape[2] == t[0]->shape[1];
+}
+
+SFTDEF sft_status sft_model_prompt_save(sft_model *m, const char *dir, const sft_tensor *prompt_embeddings,
+                                        const sft_tensor *prefix_task_cols, const sft_tensor *prefix_task_rows) {
+    const sft_tensor *t[3];
+    char path[4096];
+    const char *mk = "format", *mv = "pt";
+    sft_st_entry e[3];
+    void *copy[3] = {NULL, NULL, NULL};
+    int n = prefix_task_cols || prefix_task_rows ? 3 : 1, i;
+    sft_status s = SFT_OK;
+    if (!m || !dir || !prompt_embeddings) return sft__fail(SFT_ERR_ARG, "sft_model_prompt_save: NULL argument");
+    t[0] = prompt_embeddings; t[1] = prefix_task_cols; t[2] = prefix_task_rows;
+    if (!sft__prompt_shapes_ok(m, t, n))
+        return sft__fail(SFT_ERR_SHAPE, "sft_model_prompt_save: want f32 prompt_embeddings [P, %d]%s", m->cfg.hidden_size,
+                         n == 3 ? ", prefix_task_cols [num_tasks, P, R] and prefix_task_rows [num_tasks, R, D]" : "");
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sft__fail(SFT_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors"));
+    for (i = 0; s == SFT_OK && i < n; i++) s = sft__st_entry_staged(m->ctx, sft__prompt_keys[i], t[i], &e[i], &copy[i]);
+    if (s == SFT_OK) s = sft_st_save(m->ctx, path, e, n, &mk, &mv, 1);
+    for (i = 0; i < n; i++) sft__free(m->ctx, copy[i]);
+    SFT__TRY(s);
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_config.json"));
+    return sft__prompt_config_write(m, path, t, n);
+}
+
+/* sft__prompt_config_read: the peft_type (1 tensor or 3) and the sizes the
+   config promises, checked against the model */
+static sft_status sft__prompt_config_read(sft_model *m, const char *path, int *n, int64_t want[3]) {
+    char *text = NULL;
+    size_t len;
+    sft_json *j = NULL;
+    const char *t, *bad = NULL;
+    sft_status s;
+    SFT__TRY(sft_file_read(m->ctx, path, 0, &text, &len));
+    s = sft_json_parse(m->ctx, text, len, path, NULL, &j);
+    sft__free(m->ctx, text);
+    SFT__TRY(s);
+    t = sft__json_str(j, "peft_type");
+    *n = t && !strcmp(t, "PROMPT_TUNING") ? 1 : t && !strcmp(t, "MULTITASK_PROMPT_TUNING") ? 3 : 0;
+    want[0] = sft__cfg_int(j, "num_virtual_tokens", 0, &bad);
+    want[1] = sft__cfg_int(j, "num_tasks", 1, &bad);
+    want[2] = sft__cfg_int(j, "num_ranks", 1, &bad);
+    if (!*n) s = sft__fail(SFT_ERR_UNSUPPORTED, "%s: peft_type '%s' is not prompt tuning (PROMPT_TUNING, MULTITASK_PROMPT_TUNING)", path,
+                           t ? t : "(none)");
+    else if (bad) s = sft__fail(SFT_ERR_FORMAT, "%s: '%s' is not a number", path, bad);
+    else if (sft__cfg_int(j, "num_transformer_submodules", 1, &bad) != 1)
+        s = sft__fail(SFT_ERR_UNSUPPORTED, "%s: num_transformer_submodules must be 1 (a causal LM)", path);
+    else if (sft__cfg_int(j, "token_dim", m->cfg.hidden_size, &bad) != m->cfg.hidden_size)
+        s = sft__fail(SFT_ERR_SHAPE, "%s: token_dim %d is not the model's hidden_size %d", path, sft__cfg_int(j, "token_dim", 0, &bad),
+                      m->cfg.hidden_size);
+    sft_json_free(j);
+    return s;
+}
+
+SFTDEF sft_status sft_model_prompt_load(sft_model *m, const char *dir, sft_tensor **prompt_embeddings,
+                                        sft_tensor **prefix_task_cols, sft_tensor **prefix_task_rows) {
+    char path[4096];
+    sft_tensor *t[3] = {NULL, NULL, NULL};
+    sft_st_file *f = NULL;
+    int64_t want[3];
+    int n = 0, i;
+    sft_status s = SFT_OK;
+    if (prompt_embeddings) *prompt_embeddings = NULL;
+    if (prefix_task_cols) *prefix_task_cols = NULL;
+    if (prefix_task_rows) *prefix_task_rows = NULL;
+    if (!m || !dir || !prompt_embeddings || !prefix_task_cols != !prefix_task_rows)
+        return sft__fail(SFT_ERR_ARG, "sft_model_prompt_load: NULL argument (prefix_task_cols and prefix_task_rows: both or neither)");
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_config.json"));
+    SFT__TRY(sft__prompt_config_read(m, path, &n, want));
+    if (n == 3 && !prefix_task_cols) return sft__fail(SFT_ERR_ARG, "%s: a MULTITASK_PROMPT_TUNING adapter, and no place for its task tensors", path);
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors"));
+    SFT__TRY(sft_st_open(m->ctx, path, &f));
+    for (i = 0; s == SFT_OK && i < n; i++) {
+        if (!sft_st_find(f, sft__prompt_keys[i])) s = sft__fail(SFT_ERR_NOT_FOUND, "%s: '%s' is missing", path, sft__prompt_keys[i]);
+        else s = sft_st_load(m->ctx, f, sft__prompt_keys[i], &t[i]);
+        if (s == SFT_OK && t[i]->dtype != SFT_F32) {   /* PEFT saves the dtype it trained in */
+            sft_tensor *w = NULL;
+            s = sft_tensor_convert(m->ctx, t[i], SFT_F32, &w);
+            sft_tensor_destroy(t[i]);
+            t[i] = w;
+        }
+    }
+    sft_st_close(f);
+    if (s == SFT_OK && (!sft__prompt_shapes_ok(m, (const sft_tensor *const *)t, n) || t[0]->shape[0] != want[0] ||
+                        (n == 3 && (t[1]->shape[0] != want[1] || t[1]->shape[2] != want[2]))))
+        s = sft__fail(SFT_ERR_SHAPE, "%s: the tensors' shapes do not match the config (num_virtual_tokens %lld, num_tasks %lld, num_ranks %lld, "
+                      "hidden %d)", path, (long long)want[0], (long long)want[1], (long long)want[2], m->cfg.hidden_size);
+    for (i = 0; s == SFT_OK && i < n; i++) {
+        sft_tensor_set_requires_grad(t[i], 1);
+        s = sft__tensor_move(m->ctx, &t[i], m->device);
+    }
+    if (s != SFT_OK) {
+        for (i = 0; i < 3; i++) sft_tensor_destroy(t[i]);
+        return s;
+    }
+    *prompt_embeddings = t[0];
+    if (n == 3) { *prefix_task_cols = t[1]; *prefix_task_rows = t[2]; }
+    return SFT_OK;
+}
 
 /* ============================================================================
    === model: the memory plan */
@@ -20091,7 +20353,10 @@ static sft_status sft__trl_training_template(sft_context *ctx, const char *text,
    Each record becomes an example: its token ids and a mask of the tokens that
    are trained. */
 
-typedef struct sft__example { int64_t off, len; } sft__example;   /* into the dataset's token arrays */
+typedef struct sft__example {
+    int64_t off, len;    /* into the dataset's token arrays */
+    int32_t task;        /* the record's "task_ids" (multitask prompt tuning); -1: none */
+} sft__example;
 
 struct sft_dataset {
     sft_context     *ctx;
@@ -20105,6 +20370,7 @@ struct sft_dataset {
     sft_data_format  format;       /* fixed by the first record                     */
     char             format_where[256];  /* where that record was (file:line)         */
     sft__vec         ids, labels;  /* all examples' tokens, back to back (int32)    */
+    int32_t          record_task;  /* the task id of the record being added (-1: none) */
     sft__vec         ex;           /* sft__example                                  */
     /* splits: example indices; with packing, bins of examples */
     sft__vec         split_ex[2];  /* int64 example index                           */
@@ -20170,7 +20436,7 @@ static sft_status sft__add_example(sft_dataset *ds, const int32_t *ids, size_t n
     if (keep == 0) { ds->stats.dropped_empty++; return SFT_OK; }
     /* as TRL: rows with nothing to train are dropped after truncation, not when packing */
     if (count == 0 && !ds->desc.packing && ds->desc.max_length > 0) { ds->stats.dropped_untrained++; return SFT_OK; }
-    e.off = (int64_t)ds->ids.len; e.len = (int64_t)keep;
+    e.off = (int64_t)ds->ids.len; e.len = (int64_t)keep; e.task = ds->record_task;
     SFT__TRY(sft__vec_push(ds->ctx, &ds->ids, ids, keep));
     for (i = 0; i < keep; i++) {
         int32_t l = trained[i] ? ids[i] : -100;
@@ -20396,6 +20662,19 @@ static const char *sft__format_name(sft_data_format f) {
 
 /* sft__add_record: one JSON record (where names it in messages: file:line; a
    JSON error in it says file:line:column) */
+/* sft__record_task: a record's "task_ids" (PEFT's name for the forward argument
+   of multitask prompt tuning), one integer >= 0; absent: -1 */
+static sft_status sft__record_task(const sft_json *rec, int32_t *task) {
+    const sft_json *v = sft_json_get(rec, "task_ids");
+    *task = -1;
+    if (!v) return SFT_OK;
+    if (v->type == SFT_JSON_ARRAY && v->length == 1) v = sft_json_at(v, 0);    /* [t], as a per-row column may hold it */
+    if (v->type != SFT_JSON_NUMBER || v->number < 0 || v->number > 2147483647.0 || v->number != floor(v->number))
+        return sft__fail(SFT_ERR_FORMAT, "\"task_ids\" must be an integer >= 0 (one task per record)");
+    *task = (int32_t)v->number;
+    return SFT_OK;
+}
+
 static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len, const char *where) {
     sft_json *rec = NULL;
     sft_data_format f;
@@ -20413,6 +20692,7 @@ static sft_status sft__add_record(sft_dataset *ds, const char *json, size_t len,
             s = sft__fail(SFT_ERR_FORMAT, "a %s record, but the first record (%s) is %s: a dataset holds one format (mixed formats)", sft__format_name(f),
                           ds->format_where[0] ? ds->format_where : "desc.format", sft__format_name(ds->format));
     }
+    if (s == SFT_OK) s = sft__record_task(rec, &ds->record_task);
     if (s == SFT_OK) {
         if (ds->desc.assistant_only_loss && (f == SFT_FORMAT_TEXT || f == SFT_FORMAT_TOKENS))
             s = sft__fail(SFT_ERR_ARG, "assistant_only_loss needs conversations (messages, ShareGPT or conversational prompt-completion)");
@@ -20614,7 +20894,7 @@ static sft_status sft__make_order(sft_dataset *ds, int split, int64_t epoch) {
 
 SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, int shuffle, int64_t first, int64_t batch_size,
                                     sft_batch *out) {
-    int64_t rows, k, count, T = 0, total = 0, b, shape[2];
+    int64_t rows, k, count, T = 0, total = 0, b, shape[2], n_ex = 0;
     sft_context *ctx;
     int flat;
     if (out) memset(out, 0, sizeof *out);
@@ -20630,6 +20910,7 @@ SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, i
         int64_t n_items, j, len = 0;
         sft__row_items(ds, split, sft__order_at(ds, shuffle, first + k), &items, &n_items);
         for (j = 0; j < n_items; j++) len += sft__ex_at(ds, items[j])->len;
+        n_ex += n_items;
         if (len > T) T = len;
         total += len;
     }
@@ -20639,6 +20920,7 @@ SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, i
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->attention_mask));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->positions));
     SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 2, shape, &out->seq_ids));
+    SFT__TRY(sft__tensor_step(ctx, SFT_DEVICE_CPU, SFT_I32, 1, &n_ex, &out->task_ids));
     {
         int32_t *ids = (int32_t *)out->input_ids->data, *lab = (int32_t *)out->labels->data, *am = (int32_t *)out->attention_mask->data;
         int32_t *pos = (int32_t *)out->positions->data, *sid = (int32_t *)out->seq_ids->data;
@@ -20650,6 +20932,7 @@ SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, i
             if (!flat) w = row0;
             for (j = 0; j < n_items; j++, seq++) {
                 const sft__example *e = sft__ex_at(ds, items[j]);
+                ((int32_t *)out->task_ids->data)[seq] = e->task;
                 for (t = 0; t < e->len; t++, w++) {
                     ids[w] = ((const int32_t *)ds->ids.p)[e->off + t];
                     lab[w] = ((const int32_t *)ds->labels.p)[e->off + t];
@@ -20703,6 +20986,7 @@ static sft_status sft__dataset_new(sft_context *ctx, sft_tokenizer *tok, const s
     if (!ds->desc.dataset_text_field) ds->desc.dataset_text_field = "text";
     ds->format = ds->desc.format;
     ds->ids.elem = ds->labels.elem = sizeof(int32_t); ds->ex.elem = sizeof(sft__example);
+    ds->record_task = -1;
     for (i = 0; i < 2; i++) { ds->split_ex[i].elem = ds->bin_items[i].elem = sizeof(int64_t); ds->bins[i].elem = sizeof(int64_t); }
     ds->row_starts.elem = sizeof(int32_t); ds->order.elem = sizeof(int64_t);
     info = sft_tokenizer_get_info(tok);
@@ -22308,6 +22592,29 @@ static sft_status sft__trainable(sft_model *m, sft__vec *params, sft__vec *no_de
     return SFT_OK;
 }
 
+/* sft__prompt_params: the prompt-tuning tensors checked and added to the
+   trained ones (no weight decay is skipped for them, as for adapters) */
+static sft_status sft__prompt_params(sft_trainer *tr, sft__vec *params, sft__vec *nd) {
+    sft_tensor *t[3];
+    unsigned char zero = 0;
+    int n = tr->cfg.prefix_task_cols || tr->cfg.prefix_task_rows ? 3 : 1, i;
+    const sft_model *m = tr->model;
+    t[0] = tr->cfg.prompt_embeddings; t[1] = tr->cfg.prefix_task_cols; t[2] = tr->cfg.prefix_task_rows;
+    if (!sft__prompt_shapes_ok(m, (const sft_tensor *const *)t, n))
+        return sft__fail(SFT_ERR_SHAPE, n == 1 ? "train: prompt_embeddings must be f32 [P, %d]"
+                                               : "train: multitask prompt tuning needs f32 prompt_embeddings [P, %d], prefix_task_cols "
+                                                 "[num_tasks, P, R] and prefix_task_rows [num_tasks, R, D], all three",
+                         m->cfg.hidden_size);
+    for (i = 0; i < n; i++) {
+        if (t[i]->device != m->device)
+            return sft__fail(SFT_ERR_DEVICE, "train: %s must be on the model's device (sft_tensor_to_device)", sft__prompt_keys[i]);
+        sft_tensor_set_requires_grad(t[i], 1);
+        SFT__TRY(sft__vec_push(m->ctx, params, &t[i], 1));
+        SFT__TRY(sft__vec_push(m->ctx, nd, &zero, 1));
+    }
+    return SFT_OK;
+}
+
 SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_trainer **out) {
     sft_trainer *tr;
     sft__vec params, nd;
@@ -22345,19 +22652,8 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     memset(&params, 0, sizeof params); memset(&nd, 0, sizeof nd);
     params.elem = sizeof(sft_tensor *); nd.elem = 1;
     if (s == SFT_OK) s = tr->cfg.full_finetuning ? sft__full_params(model, &params, &nd) : sft__trainable(model, &params, &nd);
-    if (s == SFT_OK && tr->cfg.prompt_embeddings) {
-        unsigned char zero = 0;
-        sft_tensor *pe = tr->cfg.prompt_embeddings;
-        if (pe->dtype != SFT_F32 || pe->ndim != 2 || pe->shape[1] != model->cfg.hidden_size)
-            s = sft__fail(SFT_ERR_SHAPE, "train: prompt_embeddings must be f32 [P, %d]", model->cfg.hidden_size);
-        else if (pe->device != model->device)
-            s = sft__fail(SFT_ERR_DEVICE, "train: prompt_embeddings must be on the model's device (sft_tensor_to_device)");
-        else {
-            sft_tensor_set_requires_grad(pe, 1);
-            s = sft__vec_push(model->ctx, &params, &pe, 1);
-            if (s == SFT_OK) s = sft__vec_push(model->ctx, &nd, &zero, 1);
-        }
-    }
+    if (s == SFT_OK && (tr->cfg.prompt_embeddings || tr->cfg.prefix_task_cols || tr->cfg.prefix_task_rows))
+        s = sft__prompt_params(tr, &params, &nd);
     if (s == SFT_OK && params.len == 0)
         s = sft__fail(SFT_ERR_STATE, "train: the model has nothing to train (add an adapter or give prompt_embeddings)");
     memset(&ad, 0, sizeof ad);
@@ -22385,21 +22681,52 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     return SFT_OK;
 }
 
+/* sft__trainer_prompts: the prompts of a batch's rows: the shared [P, D], or
+   with multitask prompt tuning each row's [B, P, D] for its task (a packed row
+   is one row to PEFT, which takes one task id per row: its sequences must share
+   their task) */
+static sft_status sft__trainer_prompts(sft_trainer *tr, const sft_batch *b, int packed, sft_tensor **prompts) {
+    sft_tensor *ids;
+    const int32_t *task;
+    int64_t rows = b->input_ids->shape[0], i;
+    *prompts = tr->cfg.prompt_embeddings;
+    if (!tr->cfg.prefix_task_cols) return SFT_OK;
+    if (!b->task_ids || sft_tensor_numel(b->task_ids) != (packed ? b->n_examples : rows))
+        return sft__fail(SFT_ERR_ARG, "train: multitask prompt tuning needs the batch's task_ids (one per example)");
+    task = (const int32_t *)b->task_ids->data;
+    for (i = 0; i < sft_tensor_numel(b->task_ids); i++) {
+        if (task[i] < 0)
+            return sft__fail(SFT_ERR_ARG, "train: multitask prompt tuning: a record has no \"task_ids\" (every record needs its task)");
+        if (task[i] >= tr->cfg.prefix_task_cols->shape[0])
+            return sft__fail(SFT_ERR_ARG, "train: multitask prompt tuning: task_ids %d is outside [0, num_tasks %lld)", task[i],
+                             (long long)tr->cfg.prefix_task_cols->shape[0]);
+        if (packed && task[i] != task[0])
+            return sft__fail(SFT_ERR_ARG, "train: multitask prompt tuning: a packed row holds tasks %d and %d (PEFT takes one task id per "
+                             "row: pack one task at a time)", task[0], task[i]);
+    }
+    SFT__TRY(sft__tensor_step(tr->ctx, SFT_DEVICE_CPU, SFT_I32, 1, &rows, &ids));
+    memcpy(ids->data, task, (size_t)rows * sizeof(int32_t));   /* packed: one row, the task its sequences share */
+    return sft_prompt_multitask(tr->ctx, tr->cfg.prompt_embeddings, tr->cfg.prefix_task_cols, tr->cfg.prefix_task_rows, ids, prompts);
+}
+
 /* sft__trainer_inputs: a dataset batch as the model's inputs: packed rows by
    sequence ids, padded ones by their mask; with prompt tuning the virtual tokens
    go in front (PeftModelForCausalLM) and b->labels becomes the extended labels */
 static sft_status sft__trainer_inputs(sft_trainer *tr, const sft_dataset *ds, sft_batch *b, sft_model_batch *mb) {
-    sft_tensor *emb;
+    sft_tensor *emb, *prompts;
     sft_prompt_batch pb;
+    int packed = ds->desc.packing || ds->desc.padding_free;
     memset(mb, 0, sizeof *mb);
     mb->input_ids = b->input_ids; mb->labels = b->labels; mb->positions = b->positions;
     if (ds->desc.packing || ds->desc.padding_free) mb->seq_ids = b->seq_ids;
     else mb->attention_mask = b->attention_mask;
     if (!tr->cfg.prompt_embeddings) return SFT_OK;
-    if (ds->desc.packing || ds->desc.padding_free)
-        return sft__fail(SFT_ERR_UNSUPPORTED, "train: prompt tuning with packed or padding-free batches");
+    SFT__TRY(sft__trainer_prompts(tr, b, packed, &prompts));
     SFT__TRY(sft_model_embed(tr->model, b->input_ids, &emb));
-    SFT__TRY(sft_prompt_prepend(tr->ctx, tr->cfg.prompt_embeddings, emb, b->attention_mask, b->labels, &pb));
+    /* packed: PEFT drops position_ids for prompt tuning and TRL's padding-free
+       batch has no attention mask, so the prompts go in front of the whole row
+       and it runs as one causal sequence (its sequences see the ones before) */
+    SFT__TRY(sft_prompt_prepend(tr->ctx, prompts, emb, packed ? NULL : b->attention_mask, b->labels, &pb));
     memset(mb, 0, sizeof *mb);
     mb->inputs_embeds = pb.embeds; mb->attention_mask = pb.attention_mask; mb->labels = pb.labels; mb->positions = pb.positions;
     b->labels = pb.labels;
@@ -22489,15 +22816,17 @@ static sft_status sft__collate_batch(sft_trainer *tr, sft_dataset *ds, int split
     memset(&own, 0, sizeof own);
     if (shuffle) SFT__TRY(sft__make_order(ds, split, epoch));
     if (!(r = (sft_collate_row *)sft__calloc(tr->ctx, (size_t)n, sizeof *r))) return sft__fail(SFT_ERR_NOMEM, "train: collate rows");
-    for (k = 0; k < n; k++) {
+    s = sft__tensor_step(tr->ctx, SFT_DEVICE_CPU, SFT_I32, 1, &n, &b->task_ids);    /* the rows keep their order */
+    for (k = 0; s == SFT_OK && k < n; k++) {
         const int64_t *items;
         int64_t n_items;
         const sft__example *e;
         sft__row_items(ds, split, sft__order_at(ds, shuffle, first + k), &items, &n_items);
         e = sft__ex_at(ds, items[0]);
         r[k].input_ids = (const int32_t *)ds->ids.p + e->off; r[k].labels = (const int32_t *)ds->labels.p + e->off; r[k].n = e->len;
+        ((int32_t *)b->task_ids->data)[k] = e->task;
     }
-    s = tr->cfg.collate(tr->ctx, r, (int)n, &own, tr->cfg.user);
+    if (s == SFT_OK) s = tr->cfg.collate(tr->ctx, r, (int)n, &own, tr->cfg.user);
     sft__free(tr->ctx, r);
     if (s != SFT_OK) {
         char msg[1024];
@@ -23310,42 +23639,13 @@ static void sft__run_fingerprint(const sft_trainer *tr, char *out, size_t cap) {
     }
     if (tr->cfg.prompt_embeddings && len < cap)
         len += (size_t)snprintf(out + len, cap - len, "prompt tuning %lld tokens; ", (long long)tr->cfg.prompt_embeddings->shape[0]);
+    if (tr->cfg.prefix_task_cols && len < cap)
+        len += (size_t)snprintf(out + len, cap - len, "multitask %lld tasks rank %lld; ", (long long)tr->cfg.prefix_task_cols->shape[0],
+                                (long long)tr->cfg.prefix_task_cols->shape[2]);
     if (len < cap) snprintf(out + len, cap - len, "%d trained tensors", sft_optimizer_count(tr->opt));
 }
 
 /* --- the weights ------------------------------------------------------------- */
-
-static sft_status sft__prompt_save(sft_trainer *tr, const char *dir) {
-    char path[4096];
-    const char *mk = "format", *mv = "pt";
-    sft_st_entry e;
-    void *copy = NULL;
-    sft_json_writer w;
-    const sft_model_config *c = &tr->model->cfg;
-    sft_status s;
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sft__fail(SFT_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
-    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors"));
-    SFT__TRY(sft__st_entry_staged(tr->ctx, "prompt_embeddings", tr->cfg.prompt_embeddings, &e, &copy));
-    s = sft_st_save(tr->ctx, path, &e, 1, &mk, &mv, 1);
-    sft__free(tr->ctx, copy);
-    SFT__TRY(s);
-    memset(&w, 0, sizeof w);
-    w.ctx = tr->ctx; w.indent = 2;
-    sft_json_write_object_begin(&w);
-    sft_json_write_key(&w, "base_model_name_or_path"); sft_json_write_string(&w, tr->model->dir);
-    sft_json_write_key(&w, "inference_mode"); sft_json_write_bool(&w, 1);
-    sft_json_write_key(&w, "num_attention_heads"); sft_json_write_int(&w, c->num_attention_heads);
-    sft_json_write_key(&w, "num_layers"); sft_json_write_int(&w, c->num_hidden_layers);
-    sft_json_write_key(&w, "num_transformer_submodules"); sft_json_write_int(&w, 1);
-    sft_json_write_key(&w, "num_virtual_tokens"); sft_json_write_int(&w, tr->cfg.prompt_embeddings->shape[0]);
-    sft_json_write_key(&w, "peft_type"); sft_json_write_string(&w, "PROMPT_TUNING");
-    sft_json_write_key(&w, "prompt_tuning_init"); sft_json_write_string(&w, "RANDOM");
-    sft_json_write_key(&w, "task_type"); sft_json_write_string(&w, "CAUSAL_LM");
-    sft_json_write_key(&w, "token_dim"); sft_json_write_int(&w, c->hidden_size);
-    sft_json_write_object_end(&w);
-    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_config.json"));
-    return sft__write_json(tr->ctx, &w, path);
-}
 
 /* sft__full_save: a transformers model folder: every weight, config.json copied */
 static sft_status sft__full_save(sft_trainer *tr, const char *dir) {
@@ -23403,7 +23703,7 @@ static sft_status sft__weights_save(sft_trainer *tr, const char *dir) {
     if (tr->cfg.prompt_embeddings) {
         if (n) SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), "prompt_tuning"));
         else snprintf(sub, sizeof sub, "%s", dir);
-        SFT__TRY(sft__prompt_save(tr, sub));
+        SFT__TRY(sft_model_prompt_save(tr->model, sub, tr->cfg.prompt_embeddings, tr->cfg.prefix_task_cols, tr->cfg.prefix_task_rows));
     }
     return SFT_OK;
 }
@@ -23481,8 +23781,10 @@ static sft_status sft__weights_pass(sft_trainer *tr, const char *dir, int copy) 
         sft_st_file *f = NULL;
         sft_status s;
         snprintf(sub, sizeof sub, n ? "%s/prompt_tuning/adapter_model.safetensors" : "%s/adapter_model.safetensors", dir);
+        sft_tensor *t[3];
+        t[0] = tr->cfg.prompt_embeddings; t[1] = tr->cfg.prefix_task_cols; t[2] = tr->cfg.prefix_task_rows;
         SFT__TRY(sft_st_open(tr->ctx, sub, &f));
-        s = sft__read_into(tr->ctx, f, sub, "prompt_embeddings", tr->cfg.prompt_embeddings, copy);
+        for (i = 0, s = SFT_OK; s == SFT_OK && i < (t[1] ? 3 : 1); i++) s = sft__read_into(tr->ctx, f, sub, sft__prompt_keys[i], t[i], copy);
         sft_st_close(f);
         SFT__TRY(s);
     }

@@ -2575,23 +2575,24 @@ static sft_status sft__cuda_lce_bwd(sft_context *ctx, sft__node *n) {
 
 /* ============================================================================
    === cuda: prompt tuning
-   node: in[0] = embeds [B, T, D], in[1] = prompts [P, D]; out [B, P + T, D]. The
+   node: in[0] = embeds [B, T, D], in[1] = prompts [P, D] (shared) or [B, P, D]
+   (a row's own: ps = P * D apart, else 0); out [B, P + T, D]. The shared
    prompts' gradient gives a thread an element and adds the batch rows in order. */
 
 static __global__ void sft__cuda_prompt_kernel(float *out, const float *embeds, const float *prompts, int64_t B, int64_t P, int64_t T,
-                                               int64_t D) {
+                                               int64_t D, int64_t ps) {
     SFT__CUDA_FOR(i, B * (P + T) * D) {
         int64_t b = i / ((P + T) * D), rest = i % ((P + T) * D), p = rest / D, c = rest % D;
-        out[i] = p < P ? prompts[p * D + c] : embeds[(b * T + p - P) * D + c];
+        out[i] = p < P ? prompts[b * ps + p * D + c] : embeds[(b * T + p - P) * D + c];
     }
 }
 
 static __global__ void sft__cuda_prompt_bwd_kernel(float *dprompts, float *dembeds, const float *g, int64_t B, int64_t P, int64_t T,
-                                                   int64_t D) {
+                                                   int64_t D, int64_t ps) {
     SFT__CUDA_FOR(i, (P + T) * D) {
         if (i < P * D) {
             if (dprompts)
-                for (int64_t b = 0; b < B; b++) dprompts[i] = __fadd_rn(dprompts[i], g[b * (P + T) * D + i]);
+                for (int64_t b = 0; b < B; b++) dprompts[b * ps + i] = __fadd_rn(dprompts[b * ps + i], g[b * (P + T) * D + i]);
         } else if (dembeds)
             for (int64_t b = 0; b < B; b++) {
                 float *d = dembeds + b * T * D + (i - P * D);
@@ -2601,21 +2602,22 @@ static __global__ void sft__cuda_prompt_bwd_kernel(float *dprompts, float *dembe
 }
 
 static sft_status sft__cuda_prompt_fwd(sft_context *ctx, sft__node *n) {
-    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[0];
+    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[n->in[1]->ndim - 2];
     (void)ctx;
     if (B * (P + T) * D == 0) return SFT_OK;
     SFT__LAUNCH(sft__cuda_prompt_kernel, sft__cuda_grid(B * (P + T) * D), SFT__CUDA_BLOCK, 0, SFT__F(n->out), SFT__CF(n->in[0]),
-                SFT__CF(n->in[1]), B, P, T, D);
+                SFT__CF(n->in[1]), B, P, T, D, sft__prompt_stride(n));
     return sft__cuda_launched(n, "prompt_tuning");
 }
 
 static sft_status sft__cuda_prompt_bwd(sft_context *ctx, sft__node *n) {
-    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[0];
+    int64_t B = n->in[0]->shape[0], T = n->in[0]->shape[1], D = n->in[0]->shape[2], P = n->in[1]->shape[n->in[1]->ndim - 2];
     (void)ctx;
     if ((P + T) * D == 0) return SFT_OK;
     SFT__LAUNCH(sft__cuda_prompt_bwd_kernel, sft__cuda_grid((P + T) * D), SFT__CUDA_BLOCK, 0,
                 n->in[1]->requires_grad ? SFT__F(n->in[1]->grad) : (float *)NULL,
-                n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : (float *)NULL, SFT__CF(n->out->grad), B, P, T, D);
+                n->in[0]->requires_grad ? SFT__F(n->in[0]->grad) : (float *)NULL, SFT__CF(n->out->grad), B, P, T, D,
+                sft__prompt_stride(n));
     return sft__cuda_launched(n, "prompt_tuning_bwd");
 }
 
