@@ -45,9 +45,9 @@ static double t_pt_dot(const sft_tensor *out, const float *R) {
     return s;
 }
 
-/* t_pt_gradcheck: backward of sum(op(in) * R) against central differences */
-static void t_pt_gradcheck(const char *name, t_pt_op op, sft_tensor *a, sft_tensor *b) {
-    sft_context *ctx = t_context(2);
+/* t_pt_gradcheck: backward of sum(op(in) * R) against central differences
+   (ctx: the inputs' own, which owns their gradients) */
+static void t_pt_gradcheck(sft_context *ctx, const char *name, t_pt_op op, sft_tensor *a, sft_tensor *b) {
     sft_tensor *in[2], *out = NULL, *Rt = NULL, *o, *r, *loss = NULL;
     int64_t flat[2], k, i;
     uint64_t st = 77;
@@ -55,7 +55,7 @@ static void t_pt_gradcheck(const char *name, t_pt_op op, sft_tensor *a, sft_tens
     in[0] = a; in[1] = b;
     sft_step_begin(ctx);
     CHECK_OK(op(ctx, a, b, &out));
-    if (!out) { sft_context_destroy(ctx); return; }
+    if (!out) return;
     flat[0] = 1; flat[1] = sft_tensor_numel(out);
     CHECK_OK(sft_tensor_create(ctx, SFT_F32, 2, flat, &Rt));
     R = (float *)Rt->data;
@@ -90,22 +90,21 @@ static void t_pt_gradcheck(const char *name, t_pt_op op, sft_tensor *a, sft_tens
         }
     }
     sft_tensor_destroy(Rt);
-    sft_context_destroy(ctx);
 }
 
 static void ptuning_ops_gradients_match_finite_differences(void) {
-    sft_context *ctx = t_context(1);
+    sft_context *ctx = t_context(2);
     uint64_t st = 5;
     int64_t s3[3] = {3, 4, 5}, sa[3] = {3, 4, 2}, sb[3] = {3, 4, 7};
     sft_tensor *x = t_pt_random(ctx, 3, s3, &st, 0.05f), *a = t_pt_random(ctx, 3, sa, &st, 0.0f), *b = t_pt_random(ctx, 3, sb, &st, 0.0f);
     sft_tensor *frozen = t_pt_random(ctx, 3, sa, &st, 0.0f);
     if (x && a && b && frozen) {
-        t_pt_gradcheck("relu", t_pt_relu, x, NULL);
-        t_pt_gradcheck("sigmoid", t_pt_sigmoid, x, NULL);
-        t_pt_gradcheck("tanh", t_pt_tanh, x, NULL);
-        t_pt_gradcheck("concat", t_pt_concat, a, b);
+        t_pt_gradcheck(ctx, "relu", t_pt_relu, x, NULL);
+        t_pt_gradcheck(ctx, "sigmoid", t_pt_sigmoid, x, NULL);
+        t_pt_gradcheck(ctx, "tanh", t_pt_tanh, x, NULL);
+        t_pt_gradcheck(ctx, "concat", t_pt_concat, a, b);
         sft_tensor_set_requires_grad(frozen, 0);         /* a gradient only where one is wanted */
-        t_pt_gradcheck("concat, b only", t_pt_concat, frozen, b);
+        t_pt_gradcheck(ctx, "concat, b only", t_pt_concat, frozen, b);
         CHECK(frozen->grad == NULL);
     }
     sft_tensor_destroy(frozen);
