@@ -170,6 +170,7 @@
          kernels: RMSNorm
          kernels: rotary position embedding
          kernels: GELU-tanh GLU, soft-capping, narrowing
+         kernels: ReLU, sigmoid, tanh, concatenation
          kernels: causal attention   flash-style tiles, windows, soft caps
          kernels: cross-entropy
          kernels: cross-entropy fused with the output projection
@@ -778,6 +779,14 @@ SFTDEF sft_status sft_softcap(sft_context *ctx, sft_tensor *x, float cap, sft_te
 /* sft_narrow: columns [offset, offset + length) of x's last dim, as a new
    tensor (e.g. q, k and v out of a fused qkv projection). */
 SFTDEF sft_status sft_narrow(sft_context *ctx, sft_tensor *x, int64_t offset, int64_t length, sft_tensor **out);
+/* sft_relu: max(x, 0), gradient 0 where x <= 0 (as PyTorch). sft_sigmoid:
+   1 / (1 + e^-x). sft_tanh: tanh(x). (P-tuning's prompt encoder; CPU only.) */
+SFTDEF sft_status sft_relu(sft_context *ctx, sft_tensor *x, sft_tensor **out);
+SFTDEF sft_status sft_sigmoid(sft_context *ctx, sft_tensor *x, sft_tensor **out);
+SFTDEF sft_status sft_tanh(sft_context *ctx, sft_tensor *x, sft_tensor **out);
+/* sft_concat: a [.., Na] and b [.., Nb] (equal leading dims) joined along the
+   last dim: [.., Na + Nb], a's columns first. CPU only. */
+SFTDEF sft_status sft_concat(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out);
 
 /* Rotary position embedding as transformers' Llama applies it (rotate_half: the
    first and second halves of each head are the pair). With a partial rotary
@@ -1095,6 +1104,52 @@ SFTDEF sft_status sft_prompt_tasks_create(sft_context *ctx, int num_tasks, int n
    outside [0, num_tasks) fails with SFT_ERR_ARG naming it. */
 SFTDEF sft_status sft_prompt_multitask(sft_context *ctx, sft_tensor *prompt_embeddings, sft_tensor *prefix_task_cols,
                                        sft_tensor *prefix_task_rows, sft_tensor *task_ids, sft_tensor **out);
+
+/* P-tuning (PEFT's P_TUNING, PromptEncoder): the P virtual tokens are computed
+   each forward by a trainable encoder from an embedding [P, D]:
+     MLP:  Linear(D, H) -> ReLU -> Linear(H, H) -> ReLU -> Linear(H, D)
+     LSTM: a bidirectional LSTM(D, H, encoder_num_layers) over the P rows (gates
+           i, f, g, o as torch; h0 = c0 = 0; encoder_dropout between layers in
+           training), then Linear(2H, 2H) -> ReLU -> Linear(2H, D).
+   The weights carry the names of PEFT's PromptEncoder module (embedding.weight,
+   mlp_head.0.weight, lstm_head.weight_ih_l0_reverse, ...). First values: the
+   distributions torch's default init draws from (embedding N(0, 1); Linear
+   weight and bias U(+-1/sqrt(in)); every LSTM tensor U(+-1/sqrt(H))), drawn
+   from sft.h's RNG (torch's stream is not reproduced): load PEFT's values into
+   the tensors to start from theirs. The encoder runs on the CPU. */
+typedef enum sft_prompt_encoder_type {
+    SFT_PROMPT_ENCODER_MLP = 0,   /* PEFT's default (encoder_reparameterization_type "MLP") */
+    SFT_PROMPT_ENCODER_LSTM
+} sft_prompt_encoder_type;
+
+typedef struct sft_prompt_encoder_desc {
+    int                     num_virtual_tokens;   /* P > 0                                     */
+    int64_t                 token_dim;            /* D: the model's hidden size                */
+    int64_t                 encoder_hidden_size;  /* H; 0 = token_dim (PEFT's default)         */
+    sft_prompt_encoder_type type;                 /* encoder_reparameterization_type           */
+    int                     encoder_num_layers;   /* LSTM layers, 1..8; 0 = 2. The MLP has 3
+                                                     linear layers whatever this says (as PEFT) */
+    float                   encoder_dropout;      /* LSTM: between its layers; the MLP has none */
+    uint64_t                seed;                 /* for the first values                      */
+} sft_prompt_encoder_desc;
+
+typedef struct sft_prompt_encoder sft_prompt_encoder;
+
+/* sft_prompt_encoder_create: a new encoder; its weights are persistent tensors
+   with requires_grad set, owned by the encoder. */
+SFTDEF sft_status  sft_prompt_encoder_create(sft_context *ctx, const sft_prompt_encoder_desc *desc, sft_prompt_encoder **out);
+SFTDEF void        sft_prompt_encoder_destroy(sft_prompt_encoder *enc);
+/* sft_prompt_encoder_desc_get: the encoder's settings, defaults filled in. */
+SFTDEF sft_prompt_encoder_desc sft_prompt_encoder_desc_get(const sft_prompt_encoder *enc);
+/* sft_prompt_encoder_weight_count / _weight: the weights in PEFT's parameter
+   order; *name (may be NULL) gets the PromptEncoder's name. NULL past the end. */
+SFTDEF int         sft_prompt_encoder_weight_count(const sft_prompt_encoder *enc);
+SFTDEF sft_tensor *sft_prompt_encoder_weight(const sft_prompt_encoder *enc, int i, const char **name);
+/* sft_prompt_encoder_forward: the prompts [P, D] as a step tensor (gradients flow
+   to the weights), ready for sft_prompt_prepend. training turns the LSTM's
+   dropout on, its masks keyed by dropout_seed. */
+SFTDEF sft_status  sft_prompt_encoder_forward(sft_context *ctx, sft_prompt_encoder *enc, int training, uint64_t dropout_seed,
+                                              sft_tensor **prompts);
 
 #ifndef SFT_NO_TOKENIZER
 /* ============================================================================
@@ -2105,6 +2160,12 @@ struct sft_train_config {
                                                    (sft_prompt_tasks_create); each row's prompts
                                                    are its record's "task_ids" task's
                                                    (sft_prompt_multitask); all three trained */
+    sft_prompt_encoder *prompt_encoder;         /* P-tuning instead: the virtual tokens are
+                                                   this encoder's output, computed each
+                                                   step; its weights are trained. Saved as
+                                                   PEFT's P_TUNING adapter (the encoded
+                                                   prompts); checkpoints also hold the
+                                                   weights (prompt_encoder.safetensors) */
     void         (*on_log)(const sft_log_entry *entry, void *user);
     int          (*on_step_end)(const sft_step_info *info, void *user);  /* nonzero: stop */
     void         (*on_evaluate)(const sft_log_entry *entry, void *user);
@@ -2158,9 +2219,6 @@ typedef struct sft_train_output {
     int     cancelled;           /* stopped early (a checkpoint was saved if output_dir) */
 } sft_train_output;
 
-/* sft_trainer_create: a trainer for the model's trainable tensors (its adapters'
-   A, B and magnitudes; set with sft_model_add_lora or load_adapter). Settings
-   are checked here, with messages naming the field. */
 SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_trainer **out);
 SFTDEF void       sft_trainer_destroy(sft_trainer *tr);
 /* sft_trainer_step: one optimizer step (one accumulation window), then the
@@ -2419,9 +2477,9 @@ typedef struct sft__pool sft__pool;
 typedef struct sft__node sft__node;
 
 /* profile rows: one per operator, then these */
-#define SFT__PROF_ADAPTERS 19
-#define SFT__PROF_OPTIMIZER 20
-#define SFT__PROF_ROWS 21
+#define SFT__PROF_ADAPTERS 23
+#define SFT__PROF_OPTIMIZER 24
+#define SFT__PROF_ROWS 25
 
 struct sft_context {
     sft_context_desc desc;
@@ -6099,6 +6157,8 @@ SFTDEF sft_status sft_gguf_save(sft_context *ctx, const char *path, const sft_gg
 #define SFT__RNG_LORA_INIT    0x4c6f524141ull   /* "LoRAA": LoRA A (and DoRA) init      */
 #define SFT__RNG_LORA_DROPOUT 0x4c6f524144ull   /* "LoRAD": a LoRA layer's dropout mask */
 #define SFT__RNG_PROMPT_INIT  0x50726f6d70ull   /* "Promp": prompt-tuning init          */
+#define SFT__RNG_PENC_INIT    0x50456e63ull     /* "PEnc":  a P-tuning encoder's init   */
+#define SFT__RNG_PENC_DROPOUT 0x50456e44ull     /* "PEnD":  its LSTM's dropout          */
 #define SFT__RNG_DROPOUT      0x44726f70ull     /* "Drop":  a training step's dropout   */
 #define SFT__RNG_NEFTUNE      0x4e4546ull       /* "NEF":   NEFTune embedding noise     */
 #define SFT__RNG_SAMPLE       0x53616d70ull     /* "Samp":  generation's sampling       */
@@ -6274,12 +6334,17 @@ typedef enum sft__op {
     SFT__OP_MATMUL, SFT__OP_ADD, SFT__OP_MUL, SFT__OP_SCALE, SFT__OP_RESHAPE, SFT__OP_EMBEDDING,
     SFT__OP_RMSNORM, SFT__OP_SILU, SFT__OP_SWIGLU, SFT__OP_ROPE, SFT__OP_ATTENTION, SFT__OP_CROSS_ENTROPY,
     SFT__OP_DROPOUT, SFT__OP_LINEAR_CE, SFT__OP_LINEAR, SFT__OP_PROMPT, SFT__OP_GEGLU, SFT__OP_SOFTCAP, SFT__OP_NARROW,
+    SFT__OP_RELU, SFT__OP_SIGMOID, SFT__OP_TANH, SFT__OP_CONCAT,
     SFT__OP_COUNT
 } sft__op;
 
+/* the profile has a row per op, then its own rows (sft_context) */
+typedef char sft__prof_rows_follow_the_ops[SFT__PROF_ADAPTERS == SFT__OP_COUNT ? 1 : -1];
+
 static const char *const sft__op_names[SFT__OP_COUNT] = {
     "matmul", "add", "mul", "scale", "reshape", "embedding", "rmsnorm", "silu", "swiglu", "rope", "attention",
-    "cross_entropy", "dropout", "linear_cross_entropy", "linear", "prompt_tuning", "geglu", "softcap", "narrow"};
+    "cross_entropy", "dropout", "linear_cross_entropy", "linear", "prompt_tuning", "geglu", "softcap", "narrow",
+    "relu", "sigmoid", "tanh", "concat"};
 
 #define SFT__MAX_IN 4
 
@@ -8296,6 +8361,99 @@ static sft_status sft__cpu_narrow_fwd(sft_context *ctx, sft__node *n) { return s
 static sft_status sft__cpu_narrow_bwd(sft_context *ctx, sft__node *n) { return sft__narrow_run(ctx, n, sft__narrow_bwd_range); }
 
 /* ============================================================================
+   === kernels: ReLU, sigmoid, tanh, concatenation
+   What P-tuning's prompt encoder is made of (an MLP, or an LSTM and an MLP).
+   relu / sigmoid / tanh nodes: in[0] = x; backward recomputes the value from x
+   (the output may be gone by then): relu' = [x > 0] (PyTorch's threshold
+   backward), sigmoid' = y (1 - y), tanh' = 1 - y^2. concat node: in[0] = a
+   [.., Na], in[1] = b [.., Nb]; each output row is a's row then b's; backward
+   adds the row's halves into a's and b's gradients. Tiny tensors (a prompt
+   encoder's): plain loops, the same on every path, over fixed chunks. */
+
+static void sft__relu_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]);
+    float *o = SFT__F(n->out);
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = x[i] > 0.0f ? x[i] : (x[i] != x[i] ? x[i] : 0.0f);   /* NaN stays NaN, as torch */
+}
+
+static void sft__relu_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]), *g = SFT__CF(n->out->grad);
+    float *dx = SFT__F(n->in[0]->grad);
+    int64_t i;
+    for (i = b; i < e; i++) if (x[i] > 0.0f) dx[i] += g[i];
+}
+
+static void sft__sigmoid_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]);
+    float *o = SFT__F(n->out);
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = sft__sigmoid(x[i]);
+}
+
+static void sft__sigmoid_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]), *g = SFT__CF(n->out->grad);
+    float *dx = SFT__F(n->in[0]->grad);
+    int64_t i;
+    for (i = b; i < e; i++) { float y = sft__sigmoid(x[i]); dx[i] += g[i] * (y * (1.0f - y)); }
+}
+
+static void sft__tanh_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]);
+    float *o = SFT__F(n->out);
+    int64_t i;
+    for (i = b; i < e; i++) o[i] = tanhf(x[i]);
+}
+
+static void sft__tanh_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    const float *x = SFT__CF(n->in[0]), *g = SFT__CF(n->out->grad);
+    float *dx = SFT__F(n->in[0]->grad);
+    int64_t i;
+    for (i = b; i < e; i++) { float y = tanhf(x[i]); dx[i] += g[i] * (1.0f - y * y); }
+}
+
+static sft_status sft__cpu_relu_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__relu_fwd_range); }
+static sft_status sft__cpu_relu_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__relu_bwd_range); }
+static sft_status sft__cpu_sigmoid_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__sigmoid_fwd_range); }
+static sft_status sft__cpu_sigmoid_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__sigmoid_bwd_range); }
+static sft_status sft__cpu_tanh_fwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__tanh_fwd_range); }
+static sft_status sft__cpu_tanh_bwd(sft_context *ctx, sft__node *n) { return sft__each_element(ctx, n, sft__tanh_bwd_range); }
+
+static void sft__concat_fwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t na = sft__last_dim(n->in[0]), nb = sft__last_dim(n->in[1]), r;
+    for (r = b; r < e; r++) {
+        memcpy(SFT__F(n->out) + r * (na + nb), SFT__CF(n->in[0]) + r * na, (size_t)na * sizeof(float));
+        memcpy(SFT__F(n->out) + r * (na + nb) + na, SFT__CF(n->in[1]) + r * nb, (size_t)nb * sizeof(float));
+    }
+}
+
+static void sft__concat_bwd_range(void *arg, int64_t b, int64_t e) {
+    const sft__node *n = (const sft__node *)arg;
+    int64_t na = sft__last_dim(n->in[0]), nb = sft__last_dim(n->in[1]), r, c;
+    for (r = b; r < e; r++) {
+        const float *g = SFT__CF(n->out->grad) + r * (na + nb);
+        if (n->in[0]->requires_grad) for (c = 0; c < na; c++) SFT__F(n->in[0]->grad)[r * na + c] += g[c];
+        if (n->in[1]->requires_grad) for (c = 0; c < nb; c++) SFT__F(n->in[1]->grad)[r * nb + c] += g[na + c];
+    }
+}
+
+static sft_status sft__concat_run(sft_context *ctx, sft__node *n, sft__range_fn fn) {
+    int64_t w = sft__last_dim(n->out);
+    sft__parallel_rows(ctx, w ? sft_tensor_numel(n->out) / w : 0, 64, fn, n);
+    return SFT_OK;
+}
+
+static sft_status sft__cpu_concat_fwd(sft_context *ctx, sft__node *n) { return sft__concat_run(ctx, n, sft__concat_fwd_range); }
+static sft_status sft__cpu_concat_bwd(sft_context *ctx, sft__node *n) { return sft__concat_run(ctx, n, sft__concat_bwd_range); }
+
+/* ============================================================================
    === kernels: causal attention
    node: in[0..2] = q [B,T,Hq,D], k, v [B,T,Hkv,D], in[3] = seq_ids [B,T] or NULL;
    f[0] = scale, f[1] = softcap (0 = none), i[0] = sliding window (0 = none);
@@ -9293,6 +9451,37 @@ SFTDEF sft_status sft_narrow(sft_context *ctx, sft_tensor *x, int64_t offset, in
     shape[x->ndim - 1] = length;
     n.i[0] = offset; n.i[1] = length;
     SFT__TRY(sft__node_out(ctx, &n, x->ndim, shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+/* relu, sigmoid, tanh: one f32 input, its shape out */
+static sft_status sft__unary(sft_context *ctx, sft__op op, sft_tensor *x, sft_tensor **out) {
+    sft__node n;
+    SFT__TRY(sft__node_begin(ctx, &n, op, 1, &x, out));
+    SFT__TRY(sft__check_in(sft__op_names[op], "x", x, SFT_F32));
+    SFT__TRY(sft__node_out(ctx, &n, x->ndim, x->shape));
+    return sft__op_run(ctx, &n, out);
+}
+
+SFTDEF sft_status sft_relu(sft_context *ctx, sft_tensor *x, sft_tensor **out) { return sft__unary(ctx, SFT__OP_RELU, x, out); }
+SFTDEF sft_status sft_sigmoid(sft_context *ctx, sft_tensor *x, sft_tensor **out) { return sft__unary(ctx, SFT__OP_SIGMOID, x, out); }
+SFTDEF sft_status sft_tanh(sft_context *ctx, sft_tensor *x, sft_tensor **out) { return sft__unary(ctx, SFT__OP_TANH, x, out); }
+
+SFTDEF sft_status sft_concat(sft_context *ctx, sft_tensor *a, sft_tensor *b, sft_tensor **out) {
+    sft__node n;
+    sft_tensor *in[2];
+    int64_t shape[SFT_MAX_DIMS];
+    int d;
+    in[0] = a; in[1] = b;
+    SFT__TRY(sft__node_begin(ctx, &n, SFT__OP_CONCAT, 2, in, out));
+    SFT__TRY(sft__check_in("concat", "a", a, SFT_F32));
+    SFT__TRY(sft__check_in("concat", "b", b, SFT_F32));
+    if (a->ndim < 1 || a->ndim != b->ndim) return sft__shape_mismatch("concat", "a and b need the same number of dims", a, b);
+    for (d = 0; d + 1 < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return sft__shape_mismatch("concat", "the leading dims differ", a, b);
+    memcpy(shape, a->shape, sizeof shape);
+    shape[a->ndim - 1] = a->shape[a->ndim - 1] + b->shape[b->ndim - 1];
+    SFT__TRY(sft__node_out(ctx, &n, a->ndim, shape));
     return sft__op_run(ctx, &n, out);
 }
 
@@ -11445,6 +11634,224 @@ SFTDEF sft_status sft_prompt_prepend(sft_context *ctx, sft_tensor *prompts, sft_
     return SFT_OK;
 }
 
+/* --- P-tuning: the prompt encoder ------------------------------------------------
+   Composed of the public operators (matmul, add, narrow, relu, sigmoid, tanh,
+   mul, concat), so autograd gives every weight its gradient. Weights sit in
+   PEFT's parameter order: embedding.weight; for the LSTM per layer and
+   direction weight_ih, weight_hh, bias_ih, bias_hh; then the MLP head's
+   (weight, bias) pairs. */
+
+#define SFT__PENC_MAX_LAYERS 8
+#define SFT__PENC_MAX_W (1 + 8 * SFT__PENC_MAX_LAYERS + 6)
+
+struct sft_prompt_encoder {
+    sft_context            *ctx;
+    sft_prompt_encoder_desc desc;                     /* defaults filled in */
+    int                     n_w;
+    sft_tensor             *w[SFT__PENC_MAX_W];
+    char                    name[SFT__PENC_MAX_W][40];
+};
+
+static sft_status sft__penc_defaults(const sft_prompt_encoder_desc *in, sft_prompt_encoder_desc *d) {
+    *d = *in;
+    if (d->encoder_hidden_size == 0) d->encoder_hidden_size = d->token_dim;
+    if (d->encoder_num_layers == 0) d->encoder_num_layers = 2;
+    if (d->num_virtual_tokens <= 0 || d->token_dim <= 0 || d->encoder_hidden_size <= 0)
+        return sft__fail(SFT_ERR_ARG, "p-tuning: num_virtual_tokens %d, token_dim %lld and encoder_hidden_size %lld must be > 0",
+                         d->num_virtual_tokens, (long long)d->token_dim, (long long)d->encoder_hidden_size);
+    if (d->type != SFT_PROMPT_ENCODER_MLP && d->type != SFT_PROMPT_ENCODER_LSTM)
+        return sft__fail(SFT_ERR_ARG, "p-tuning: encoder type %d (want MLP or LSTM)", (int)d->type);
+    if (d->encoder_num_layers < 1 || d->encoder_num_layers > SFT__PENC_MAX_LAYERS)
+        return sft__fail(SFT_ERR_ARG, "p-tuning: encoder_num_layers %d (want 1..%d)", d->encoder_num_layers, SFT__PENC_MAX_LAYERS);
+    if (!(d->encoder_dropout >= 0.0f && d->encoder_dropout < 1.0f))
+        return sft__fail(SFT_ERR_ARG, "p-tuning: encoder_dropout %g (want [0, 1))", (double)d->encoder_dropout);
+    return SFT_OK;
+}
+
+/* sft__penc_add: the next weight, [rows, cols] (cols 0: a vector [rows]), drawn
+   from N(0, 1) (bound 0) or U(-bound, bound) */
+static sft_status sft__penc_add(sft_prompt_encoder *e, const char *name, int64_t rows, int64_t cols, float bound) {
+    int64_t shape[2], i, n;
+    uint64_t key = sft_rng_key(e->desc.seed, SFT__RNG_PENC_INIT, (uint64_t)e->n_w, 0);
+    sft_tensor *t;
+    shape[0] = rows; shape[1] = cols;
+    SFT__TRY(sft_tensor_create(e->ctx, SFT_F32, cols ? 2 : 1, shape, &t));
+    e->w[e->n_w] = t;
+    snprintf(e->name[e->n_w++], sizeof e->name[0], "%s", name);
+    n = sft_tensor_numel(t);
+    for (i = 0; i < n; i++)
+        SFT__F(t)[i] = bound > 0.0f ? (2.0f * sft_rng_uniform(key, (uint64_t)i) - 1.0f) * bound : sft__rng_normal(key, (uint64_t)i);
+    sft_tensor_set_requires_grad(t, 1);
+    return SFT_OK;
+}
+
+/* a Linear(in, out) as torch makes it: weight [out, in] and bias [out] U(+-1/sqrt(in)) */
+static sft_status sft__penc_add_linear(sft_prompt_encoder *e, int index, int64_t in, int64_t out) {
+    char name[40];
+    float bound = 1.0f / sqrtf((float)in);
+    snprintf(name, sizeof name, "mlp_head.%d.weight", index);
+    SFT__TRY(sft__penc_add(e, name, out, in, bound));
+    snprintf(name, sizeof name, "mlp_head.%d.bias", index);
+    return sft__penc_add(e, name, out, 0, bound);
+}
+
+static sft_status sft__penc_build(sft_prompt_encoder *e) {
+    const sft_prompt_encoder_desc *d = &e->desc;
+    int64_t D = d->token_dim, H = d->encoder_hidden_size;
+    int layer, dir, k;
+    SFT__TRY(sft__penc_add(e, "embedding.weight", d->num_virtual_tokens, D, 0.0f));
+    if (d->type == SFT_PROMPT_ENCODER_MLP) {
+        SFT__TRY(sft__penc_add_linear(e, 0, D, H));
+        SFT__TRY(sft__penc_add_linear(e, 2, H, H));
+        return sft__penc_add_linear(e, 4, H, D);
+    }
+    for (layer = 0; layer < d->encoder_num_layers; layer++)
+        for (dir = 0; dir < 2; dir++)
+            for (k = 0; k < 4; k++) {
+                static const char *const part[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+                char name[40];
+                snprintf(name, sizeof name, "lstm_head.%s_l%d%s", part[k], layer, dir ? "_reverse" : "");
+                SFT__TRY(sft__penc_add(e, name, 4 * H, k == 0 ? (layer ? 2 * H : D) : k == 1 ? H : 0, 1.0f / sqrtf((float)H)));
+            }
+    SFT__TRY(sft__penc_add_linear(e, 0, 2 * H, 2 * H));
+    return sft__penc_add_linear(e, 2, 2 * H, D);
+}
+
+SFTDEF sft_status sft_prompt_encoder_create(sft_context *ctx, const sft_prompt_encoder_desc *desc, sft_prompt_encoder **out) {
+    sft_prompt_encoder *e;
+    sft_status s;
+    if (out) *out = NULL;
+    if (!ctx || !desc || !out) return sft__fail(SFT_ERR_ARG, "p-tuning: NULL argument");
+    e = (sft_prompt_encoder *)sft__calloc(ctx, 1, sizeof *e);
+    if (!e) return sft__fail(SFT_ERR_NOMEM, "p-tuning: the encoder");
+    e->ctx = ctx;
+    s = sft__penc_defaults(desc, &e->desc);
+    if (s == SFT_OK) s = sft__penc_build(e);
+    if (s != SFT_OK) { sft_prompt_encoder_destroy(e); return s; }
+    *out = e;
+    return SFT_OK;
+}
+
+SFTDEF void sft_prompt_encoder_destroy(sft_prompt_encoder *enc) {
+    int i;
+    if (!enc) return;
+    for (i = 0; i < enc->n_w; i++) sft_tensor_destroy(enc->w[i]);
+    sft__free(enc->ctx, enc);
+}
+
+SFTDEF sft_prompt_encoder_desc sft_prompt_encoder_desc_get(const sft_prompt_encoder *enc) {
+    sft_prompt_encoder_desc d;
+    memset(&d, 0, sizeof d);
+    return enc ? enc->desc : d;
+}
+
+SFTDEF int sft_prompt_encoder_weight_count(const sft_prompt_encoder *enc) { return enc ? enc->n_w : 0; }
+
+SFTDEF sft_tensor *sft_prompt_encoder_weight(const sft_prompt_encoder *enc, int i, const char **name) {
+    if (name) *name = NULL;
+    if (!enc || i < 0 || i >= enc->n_w) return NULL;
+    if (name) *name = enc->name[i];
+    return enc->w[i];
+}
+
+/* x W^T + b, then ReLU if relu */
+static sft_status sft__penc_linear(sft_context *ctx, sft_tensor *x, sft_tensor *const *wb, int relu, sft_tensor **out) {
+    SFT__TRY(sft_matmul(ctx, x, wb[0], 0, 1, out));
+    SFT__TRY(sft_add(ctx, *out, wb[1], out));
+    return relu ? sft_relu(ctx, *out, out) : SFT_OK;
+}
+
+/* sft__concat_all: t[0..n) joined along the last dim, halves first (log n deep) */
+static sft_status sft__concat_all(sft_context *ctx, sft_tensor **t, int n, sft_tensor **out) {
+    sft_tensor *a, *b;
+    if (n == 1) { *out = t[0]; return SFT_OK; }
+    SFT__TRY(sft__concat_all(ctx, t, n / 2, &a));
+    SFT__TRY(sft__concat_all(ctx, t + n / 2, n - n / 2, &b));
+    return sft_concat(ctx, a, b, out);
+}
+
+/* sft__lstm_cell: one step of torch's LSTM cell from gates [1, 4H] (i, f, g, o):
+   c = f c + i g, h = o tanh(c); c NULL on entry = the zero state */
+static sft_status sft__lstm_cell(sft_context *ctx, sft_tensor *gates, int64_t H, sft_tensor **c, sft_tensor **h) {
+    sft_tensor *v[4], *ig;
+    int k;
+    for (k = 0; k < 4; k++) {
+        SFT__TRY(sft_narrow(ctx, gates, k * H, H, &v[k]));
+        SFT__TRY(k == 2 ? sft_tanh(ctx, v[k], &v[k]) : sft_sigmoid(ctx, v[k], &v[k]));
+    }
+    SFT__TRY(sft_mul(ctx, v[0], v[2], &ig));
+    if (*c) {
+        SFT__TRY(sft_mul(ctx, v[1], *c, c));
+        SFT__TRY(sft_add(ctx, *c, ig, c));
+    } else *c = ig;
+    SFT__TRY(sft_tanh(ctx, *c, h));
+    return sft_mul(ctx, v[3], *h, h);
+}
+
+/* sft__lstm_direction: one layer, one direction over x [T, in]; w = weight_ih,
+   weight_hh, bias_ih, bias_hh; hs[t * 2 + reverse] = h at time t [1, H] */
+static sft_status sft__lstm_direction(sft_context *ctx, sft_tensor *x, sft_tensor *const *w, int64_t H, int reverse, sft_tensor **hs) {
+    int64_t T = x->shape[0], flat[2], s;
+    sft_tensor *xw, *c = NULL, *h = NULL;
+    SFT__TRY(sft_matmul(ctx, x, w[0], 0, 1, &xw));
+    SFT__TRY(sft_add(ctx, xw, w[2], &xw));
+    SFT__TRY(sft_add(ctx, xw, w[3], &xw));
+    flat[0] = 1; flat[1] = T * 4 * H;
+    SFT__TRY(sft_reshape(ctx, xw, 2, flat, &xw));
+    for (s = 0; s < T; s++) {
+        int64_t t = reverse ? T - 1 - s : s;
+        sft_tensor *gates, *hw;
+        SFT__TRY(sft_narrow(ctx, xw, t * 4 * H, 4 * H, &gates));
+        if (h) {
+            SFT__TRY(sft_matmul(ctx, h, w[1], 0, 1, &hw));
+            SFT__TRY(sft_add(ctx, gates, hw, &gates));
+        }
+        SFT__TRY(sft__lstm_cell(ctx, gates, H, &c, &h));
+        hs[t * 2 + reverse] = h;
+    }
+    return SFT_OK;
+}
+
+/* sft__penc_lstm: the bidirectional LSTM over x [T, D]: [T, 2H] (forward
+   direction's h, then the reverse one's, per row) */
+static sft_status sft__penc_lstm(sft_context *ctx, sft_prompt_encoder *e, sft_tensor *x, int training, uint64_t seed,
+                                 sft_tensor **out) {
+    int64_t T = x->shape[0], H = e->desc.encoder_hidden_size, shape[2];
+    sft_tensor **hs;
+    void *mem;
+    int layer, dir;
+    SFT__TRY(sft__arena_alloc(sft__cur_arena(ctx, SFT_DEVICE_CPU), (size_t)(2 * T) * sizeof *hs, &mem));
+    hs = (sft_tensor **)mem;
+    for (layer = 0; layer < e->desc.encoder_num_layers; layer++) {
+        if (layer && training && e->desc.encoder_dropout > 0.0f)      /* torch: on each layer's output but the last */
+            SFT__TRY(sft_dropout(ctx, x, e->desc.encoder_dropout, sft_rng_key(seed, SFT__RNG_PENC_DROPOUT, (uint64_t)layer, 0), &x));
+        for (dir = 0; dir < 2; dir++) SFT__TRY(sft__lstm_direction(ctx, x, e->w + 1 + (layer * 2 + dir) * 4, H, dir, hs));
+        SFT__TRY(sft__concat_all(ctx, hs, (int)(2 * T), &x));
+        shape[0] = T; shape[1] = 2 * H;
+        SFT__TRY(sft_reshape(ctx, x, 2, shape, &x));
+    }
+    *out = x;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_prompt_encoder_forward(sft_context *ctx, sft_prompt_encoder *enc, int training, uint64_t dropout_seed,
+                                             sft_tensor **prompts) {
+    sft_tensor *x;
+    int head;
+    if (prompts) *prompts = NULL;
+    if (!ctx || !enc || !prompts) return sft__fail(SFT_ERR_ARG, "p-tuning: NULL argument");
+    x = enc->w[0];                                /* embedding(arange(P)) is the whole table */
+    if (enc->desc.type == SFT_PROMPT_ENCODER_MLP) {
+        SFT__TRY(sft__penc_linear(ctx, x, enc->w + 1, 1, &x));
+        SFT__TRY(sft__penc_linear(ctx, x, enc->w + 3, 1, &x));
+        return sft__penc_linear(ctx, x, enc->w + 5, 0, prompts);
+    }
+    SFT__TRY(sft__penc_lstm(ctx, enc, x, training, dropout_seed, &x));
+    head = 1 + 8 * enc->desc.encoder_num_layers;
+    SFT__TRY(sft__penc_linear(ctx, x, enc->w + head, 1, &x));
+    return sft__penc_linear(ctx, x, enc->w + head + 2, 0, prompts);
+}
+
 /* ============================================================================
    === ops: the CPU backend table (in sft__op order) */
 
@@ -11453,11 +11860,13 @@ static const sft__backend sft__cpu_backend = {
     {sft__cpu_matmul_fwd, sft__cpu_add_fwd, sft__cpu_mul_fwd, sft__cpu_scale_fwd, sft__cpu_reshape_fwd,
      sft__cpu_embedding_fwd, sft__cpu_rmsnorm_fwd, sft__cpu_silu_fwd, sft__cpu_silu_fwd, sft__cpu_rope_fwd,
      sft__cpu_attention_fwd, sft__cpu_ce_fwd, sft__cpu_dropout_fwd, sft__cpu_lce_fwd, sft__cpu_linear_fwd, sft__cpu_prompt_fwd,
-     sft__cpu_geglu_fwd, sft__cpu_softcap_fwd, sft__cpu_narrow_fwd},
+     sft__cpu_geglu_fwd, sft__cpu_softcap_fwd, sft__cpu_narrow_fwd, sft__cpu_relu_fwd, sft__cpu_sigmoid_fwd, sft__cpu_tanh_fwd,
+     sft__cpu_concat_fwd},
     {sft__cpu_matmul_bwd, sft__cpu_ew_bwd, sft__cpu_ew_bwd, sft__cpu_scale_bwd, sft__cpu_reshape_bwd,
      sft__cpu_embedding_bwd, sft__cpu_rmsnorm_bwd, sft__cpu_silu_bwd, sft__cpu_silu_bwd, sft__cpu_rope_bwd,
      sft__cpu_attention_bwd, sft__cpu_ce_bwd, sft__cpu_dropout_bwd, sft__cpu_lce_bwd, sft__cpu_linear_bwd, sft__cpu_prompt_bwd,
-     sft__cpu_geglu_bwd, sft__cpu_softcap_bwd, sft__cpu_narrow_bwd}};
+     sft__cpu_geglu_bwd, sft__cpu_softcap_bwd, sft__cpu_narrow_bwd, sft__cpu_relu_bwd, sft__cpu_sigmoid_bwd, sft__cpu_tanh_bwd,
+     sft__cpu_concat_bwd}};
 
 static const sft__backend *sft__backend_cpu(void) { return &sft__cpu_backend; }
 
@@ -15692,7 +16101,11 @@ SFTDEF sft_status sft_model_prompt_init_text(sft_model *m, const int32_t *ids, i
 
 static const char *const sft__prompt_keys[3] = {"prompt_embeddings", "prefix_task_cols", "prefix_task_rows"};
 
-static sft_status sft__prompt_config_write(sft_model *m, const char *path, const sft_tensor *const *t, int n) {
+/* sft__prompt_config_write: adapter_config.json of PEFT's PROMPT_TUNING (n 1),
+   MULTITASK_PROMPT_TUNING (n 3) or, with enc, P_TUNING (its encoder's settings;
+   the file holds the encoded prompts) */
+static sft_status sft__prompt_config_write(sft_model *m, const char *path, const sft_tensor *const *t, int n,
+                                           const sft_prompt_encoder_desc *enc) {
     sft_json_writer w;
     char *text = NULL;
     size_t len = 0;
@@ -15702,6 +16115,13 @@ static sft_status sft__prompt_config_write(sft_model *m, const char *path, const
     w.ctx = m->ctx; w.indent = 2;
     sft_json_write_object_begin(&w);
     sft_json_write_key(&w, "base_model_name_or_path"); sft_json_write_string(&w, m->dir);
+    if (enc) {
+        sft_json_write_key(&w, "encoder_dropout"); sft_json_write_number(&w, (double)enc->encoder_dropout);
+        sft_json_write_key(&w, "encoder_hidden_size"); sft_json_write_int(&w, enc->encoder_hidden_size);
+        sft_json_write_key(&w, "encoder_num_layers"); sft_json_write_int(&w, enc->encoder_num_layers);
+        sft_json_write_key(&w, "encoder_reparameterization_type");
+        sft_json_write_string(&w, enc->type == SFT_PROMPT_ENCODER_LSTM ? "LSTM" : "MLP");
+    }
     sft_json_write_key(&w, "inference_mode"); sft_json_write_bool(&w, 1);
     sft_json_write_key(&w, "num_attention_heads"); sft_json_write_int(&w, m->cfg.num_attention_heads);
     sft_json_write_key(&w, "num_layers"); sft_json_write_int(&w, m->cfg.num_hidden_layers);
@@ -15709,8 +16129,9 @@ static sft_status sft__prompt_config_write(sft_model *m, const char *path, const
     if (n == 3) { sft_json_write_key(&w, "num_tasks"); sft_json_write_int(&w, t[1]->shape[0]); }
     sft_json_write_key(&w, "num_transformer_submodules"); sft_json_write_int(&w, 1);
     sft_json_write_key(&w, "num_virtual_tokens"); sft_json_write_int(&w, t[0]->shape[0]);
-    sft_json_write_key(&w, "peft_type"); sft_json_write_string(&w, n == 3 ? "MULTITASK_PROMPT_TUNING" : "PROMPT_TUNING");
-    sft_json_write_key(&w, "prompt_tuning_init"); sft_json_write_string(&w, "RANDOM");
+    sft_json_write_key(&w, "peft_type");
+    sft_json_write_string(&w, enc ? "P_TUNING" : n == 3 ? "MULTITASK_PROMPT_TUNING" : "PROMPT_TUNING");
+    if (!enc) { sft_json_write_key(&w, "prompt_tuning_init"); sft_json_write_string(&w, "RANDOM"); }
     if (n == 3) {
         sft_json_write_key(&w, "prompt_tuning_init_state_dict_path"); sft_json_write_null(&w);
         sft_json_write_key(&w, "prompt_tuning_init_task"); sft_json_write_int(&w, 0);
@@ -15735,20 +16156,16 @@ static int sft__prompt_shapes_ok(const sft_model *m, const sft_tensor *const *t,
            t[2]->shape[2] == t[0]->shape[1];
 }
 
-SFTDEF sft_status sft_model_prompt_save(sft_model *m, const char *dir, const sft_tensor *prompt_embeddings,
-                                        const sft_tensor *prefix_task_cols, const sft_tensor *prefix_task_rows) {
-    const sft_tensor *t[3];
+/* sft__prompt_adapter_write: the adapter folder: t[0..n) by PEFT's keys in
+   adapter_model.safetensors, then adapter_config.json (enc: P-tuning's) */
+static sft_status sft__prompt_adapter_write(sft_model *m, const char *dir, const sft_tensor *const *t, int n,
+                                            const sft_prompt_encoder_desc *enc) {
     char path[4096];
     const char *mk = "format", *mv = "pt";
     sft_st_entry e[3];
     void *copy[3] = {NULL, NULL, NULL};
-    int n = prefix_task_cols || prefix_task_rows ? 3 : 1, i;
+    int i;
     sft_status s = SFT_OK;
-    if (!m || !dir || !prompt_embeddings) return sft__fail(SFT_ERR_ARG, "sft_model_prompt_save: NULL argument");
-    t[0] = prompt_embeddings; t[1] = prefix_task_cols; t[2] = prefix_task_rows;
-    if (!sft__prompt_shapes_ok(m, t, n))
-        return sft__fail(SFT_ERR_SHAPE, "sft_model_prompt_save: want f32 prompt_embeddings [P, %d]%s", m->cfg.hidden_size,
-                         n == 3 ? ", prefix_task_cols [num_tasks, P, R] and prefix_task_rows [num_tasks, R, D]" : "");
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) return sft__fail(SFT_ERR_IO, "%s: cannot create: %s", dir, strerror(errno));
     SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_model.safetensors"));
     for (i = 0; s == SFT_OK && i < n; i++) s = sft__st_entry_staged(m->ctx, sft__prompt_keys[i], t[i], &e[i], &copy[i]);
@@ -15756,7 +16173,19 @@ SFTDEF sft_status sft_model_prompt_save(sft_model *m, const char *dir, const sft
     for (i = 0; i < n; i++) sft__free(m->ctx, copy[i]);
     SFT__TRY(s);
     SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "adapter_config.json"));
-    return sft__prompt_config_write(m, path, t, n);
+    return sft__prompt_config_write(m, path, t, n, enc);
+}
+
+SFTDEF sft_status sft_model_prompt_save(sft_model *m, const char *dir, const sft_tensor *prompt_embeddings,
+                                        const sft_tensor *prefix_task_cols, const sft_tensor *prefix_task_rows) {
+    const sft_tensor *t[3];
+    int n = prefix_task_cols || prefix_task_rows ? 3 : 1;
+    if (!m || !dir || !prompt_embeddings) return sft__fail(SFT_ERR_ARG, "sft_model_prompt_save: NULL argument");
+    t[0] = prompt_embeddings; t[1] = prefix_task_cols; t[2] = prefix_task_rows;
+    if (!sft__prompt_shapes_ok(m, t, n))
+        return sft__fail(SFT_ERR_SHAPE, "sft_model_prompt_save: want f32 prompt_embeddings [P, %d]%s", m->cfg.hidden_size,
+                         n == 3 ? ", prefix_task_cols [num_tasks, P, R] and prefix_task_rows [num_tasks, R, D]" : "");
+    return sft__prompt_adapter_write(m, dir, t, n, NULL);
 }
 
 /* sft__prompt_config_read: the peft_type (1 tensor or 3) and the sizes the
@@ -15772,11 +16201,12 @@ static sft_status sft__prompt_config_read(sft_model *m, const char *path, int *n
     sft__free(m->ctx, text);
     SFT__TRY(s);
     t = sft__json_str(j, "peft_type");
-    *n = t && !strcmp(t, "PROMPT_TUNING") ? 1 : t && !strcmp(t, "MULTITASK_PROMPT_TUNING") ? 3 : 0;
+    /* P_TUNING's file holds the encoder's output: prompts as PROMPT_TUNING's (PEFT's inference mode) */
+    *n = t && (!strcmp(t, "PROMPT_TUNING") || !strcmp(t, "P_TUNING")) ? 1 : t && !strcmp(t, "MULTITASK_PROMPT_TUNING") ? 3 : 0;
     want[0] = sft__cfg_int(j, "num_virtual_tokens", 0, &bad);
     want[1] = sft__cfg_int(j, "num_tasks", 1, &bad);
     want[2] = sft__cfg_int(j, "num_ranks", 1, &bad);
-    if (!*n) s = sft__fail(SFT_ERR_UNSUPPORTED, "%s: peft_type '%s' is not prompt tuning (PROMPT_TUNING, MULTITASK_PROMPT_TUNING)", path,
+    if (!*n) s = sft__fail(SFT_ERR_UNSUPPORTED, "%s: peft_type '%s' is not prompt tuning (PROMPT_TUNING, MULTITASK_PROMPT_TUNING, P_TUNING)", path,
                            t ? t : "(none)");
     else if (bad) s = sft__fail(SFT_ERR_FORMAT, "%s: '%s' is not a number", path, bad);
     else if (sft__cfg_int(j, "num_transformer_submodules", 1, &bad) != 1)
@@ -22615,6 +23045,29 @@ static sft_status sft__prompt_params(sft_trainer *tr, sft__vec *params, sft__vec
     return SFT_OK;
 }
 
+/* sft__penc_params: a P-tuning encoder's weights join the trained tensors
+   (transformers' rule: no weight decay on biases) */
+static sft_status sft__penc_params(sft_trainer *tr, sft__vec *params, sft__vec *no_decay) {
+    const sft_prompt_encoder *e = tr->cfg.prompt_encoder;
+    int i;
+    if (tr->cfg.prompt_embeddings) return sft__fail(SFT_ERR_ARG, "train: give prompt_embeddings or prompt_encoder, not both");
+    if (e->desc.token_dim != tr->model->cfg.hidden_size)
+        return sft__fail(SFT_ERR_SHAPE, "train: the prompt encoder's token_dim %lld is not the model's hidden size %d",
+                         (long long)e->desc.token_dim, tr->model->cfg.hidden_size);
+    if (tr->model->device != SFT_DEVICE_CPU)
+        return sft__fail(SFT_ERR_UNSUPPORTED, "train: P-tuning's prompt encoder runs on the CPU only (the model is on CUDA)");
+    for (i = 0; i < e->n_w; i++) {
+        unsigned char nd = strstr(e->name[i], "bias") != NULL;
+        sft_tensor *t = e->w[i];
+        SFT__TRY(sft__vec_push(tr->ctx, params, &t, 1));
+        SFT__TRY(sft__vec_push(tr->ctx, no_decay, &nd, 1));
+    }
+    return SFT_OK;
+}
+
+/* sft_trainer_create: a trainer for the model's trainable tensors (its adapters'
+   A, B and magnitudes; set with sft_model_add_lora or load_adapter). Settings
+   are checked here, with messages naming the field. */
 SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_trainer **out) {
     sft_trainer *tr;
     sft__vec params, nd;
@@ -22654,6 +23107,7 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     if (s == SFT_OK) s = tr->cfg.full_finetuning ? sft__full_params(model, &params, &nd) : sft__trainable(model, &params, &nd);
     if (s == SFT_OK && (tr->cfg.prompt_embeddings || tr->cfg.prefix_task_cols || tr->cfg.prefix_task_rows))
         s = sft__prompt_params(tr, &params, &nd);
+    if (s == SFT_OK && tr->cfg.prompt_encoder) s = sft__penc_params(tr, &params, &nd);
     if (s == SFT_OK && params.len == 0)
         s = sft__fail(SFT_ERR_STATE, "train: the model has nothing to train (add an adapter or give prompt_embeddings)");
     memset(&ad, 0, sizeof ad);
@@ -22681,15 +23135,20 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     return SFT_OK;
 }
 
-/* sft__trainer_prompts: the prompts of a batch's rows: the shared [P, D], or
-   with multitask prompt tuning each row's [B, P, D] for its task (a packed row
-   is one row to PEFT, which takes one task id per row: its sequences must share
-   their task) */
-static sft_status sft__trainer_prompts(sft_trainer *tr, const sft_batch *b, int packed, sft_tensor **prompts) {
+/* sft__trainer_prompts: the virtual tokens of this forward: the shared [P, D]
+   prompt-tuning tensor, the P-tuning encoder's output (training and seed: its
+   dropout), or with multitask prompt tuning each row's [B, P, D] for its task (a
+   packed row is one row to PEFT, which takes one task id per row: its sequences
+   must share their task) */
+static sft_status sft__trainer_prompts(sft_trainer *tr, const sft_batch *b, int packed, int training, uint64_t seed,
+                                       sft_tensor **prompts) {
     sft_tensor *ids;
     const int32_t *task;
     int64_t rows = b->input_ids->shape[0], i;
     *prompts = tr->cfg.prompt_embeddings;
+    if (tr->cfg.prompt_encoder)
+        return sft_prompt_encoder_forward(tr->ctx, tr->cfg.prompt_encoder, training, sft_rng_key(seed, SFT__RNG_PENC_DROPOUT, 0, 0),
+                                          prompts);
     if (!tr->cfg.prefix_task_cols) return SFT_OK;
     if (!b->task_ids || sft_tensor_numel(b->task_ids) != (packed ? b->n_examples : rows))
         return sft__fail(SFT_ERR_ARG, "train: multitask prompt tuning needs the batch's task_ids (one per example)");
@@ -22710,9 +23169,11 @@ static sft_status sft__trainer_prompts(sft_trainer *tr, const sft_batch *b, int 
 }
 
 /* sft__trainer_inputs: a dataset batch as the model's inputs: packed rows by
-   sequence ids, padded ones by their mask; with prompt tuning the virtual tokens
-   go in front (PeftModelForCausalLM) and b->labels becomes the extended labels */
-static sft_status sft__trainer_inputs(sft_trainer *tr, const sft_dataset *ds, sft_batch *b, sft_model_batch *mb) {
+   sequence ids, padded ones by their mask; with prompt or P-tuning the virtual
+   tokens go in front (PeftModelForCausalLM) and b->labels becomes the extended
+   labels. training and seed: the encoder's dropout */
+static sft_status sft__trainer_inputs(sft_trainer *tr, const sft_dataset *ds, sft_batch *b, int training, uint64_t seed,
+                                      sft_model_batch *mb) {
     sft_tensor *emb, *prompts;
     sft_prompt_batch pb;
     int packed = ds->desc.packing || ds->desc.padding_free;
@@ -22720,8 +23181,8 @@ static sft_status sft__trainer_inputs(sft_trainer *tr, const sft_dataset *ds, sf
     mb->input_ids = b->input_ids; mb->labels = b->labels; mb->positions = b->positions;
     if (ds->desc.packing || ds->desc.padding_free) mb->seq_ids = b->seq_ids;
     else mb->attention_mask = b->attention_mask;
-    if (!tr->cfg.prompt_embeddings) return SFT_OK;
-    SFT__TRY(sft__trainer_prompts(tr, b, packed, &prompts));
+    if (!tr->cfg.prompt_embeddings && !tr->cfg.prompt_encoder) return SFT_OK;
+    SFT__TRY(sft__trainer_prompts(tr, b, packed, training, seed, &prompts));
     SFT__TRY(sft_model_embed(tr->model, b->input_ids, &emb));
     /* packed: PEFT drops position_ids for prompt tuning and TRL's padding-free
        batch has no attention mask, so the prompts go in front of the whole row
@@ -22966,7 +23427,7 @@ static sft_status sft__eval_batch(sft_trainer *tr, sft_dataset *ds, int split, i
     sft_step_begin(tr->ctx);
     SFT__TRY(sft__batch(tr, ds, split, 0, 0, first, tr->cfg.per_device_eval_batch_size, &b));
     memset(&run, 0, sizeof run);
-    SFT__TRY(sft__trainer_inputs(tr, ds, &b, &mb));
+    SFT__TRY(sft__trainer_inputs(tr, ds, &b, 0, 0, &mb));
     run.token_metrics = tr->cfg.token_metrics;
     run.want_logits = mx != NULL;
     SFT__TRY(sft_model_forward(tr->model, &mb, &run, &out));
@@ -23121,9 +23582,9 @@ static sft_status sft__train_micro(sft_trainer *tr, sft_batch *b, int64_t k, int
     float lf = 0.0f;
     double *f = w->f + k * SFT__WM_N;
     memset(&run, 0, sizeof run);
-    SFT__TRY(sft__trainer_inputs(tr, tr->train, b, &mb));
     run.training = 1;
     run.dropout_seed = sft_rng_key(tr->cfg.seed, SFT__RNG_DROPOUT, (uint64_t)tr->global_step, (uint64_t)k);
+    SFT__TRY(sft__trainer_inputs(tr, tr->train, b, 1, run.dropout_seed, &mb));
     run.gradient_checkpointing = tr->cfg.gradient_checkpointing;
     run.token_metrics = tr->cfg.token_metrics;
     run.neftune_noise_alpha = tr->cfg.neftune_noise_alpha;
@@ -23642,10 +24103,50 @@ static void sft__run_fingerprint(const sft_trainer *tr, char *out, size_t cap) {
     if (tr->cfg.prefix_task_cols && len < cap)
         len += (size_t)snprintf(out + len, cap - len, "multitask %lld tasks rank %lld; ", (long long)tr->cfg.prefix_task_cols->shape[0],
                                 (long long)tr->cfg.prefix_task_cols->shape[2]);
+    if (tr->cfg.prompt_encoder && len < cap) {
+        const sft_prompt_encoder_desc *d = &tr->cfg.prompt_encoder->desc;
+        len += (size_t)snprintf(out + len, cap - len, "p-tuning %s %d tokens hidden %lld layers %d; ",
+                                d->type == SFT_PROMPT_ENCODER_LSTM ? "LSTM" : "MLP", d->num_virtual_tokens,
+                                (long long)d->encoder_hidden_size, d->encoder_num_layers);
+    }
     if (len < cap) snprintf(out + len, cap - len, "%d trained tensors", sft_optimizer_count(tr->opt));
 }
 
 /* --- the weights ------------------------------------------------------------- */
+
+/* sft__penc_save: the encoder's weights, for resuming (PEFT's files hold only
+   its output): prompt_encoder.safetensors, keys as PeftModel's state dict
+   names them (prompt_encoder.default.<weight>) */
+static sft_status sft__penc_save(sft_trainer *tr, const char *dir) {
+    const sft_prompt_encoder *enc = tr->cfg.prompt_encoder;
+    const char *mk = "format", *mv = "pt";
+    char path[4096], keys[SFT__PENC_MAX_W][80];
+    sft_st_entry e[SFT__PENC_MAX_W];
+    void *copies[SFT__PENC_MAX_W];
+    int i, n = 0;
+    sft_status s = SFT_OK;
+    for (i = 0; s == SFT_OK && i < enc->n_w; i++, n++) {
+        snprintf(keys[i], sizeof keys[i], "prompt_encoder.default.%s", enc->name[i]);
+        s = sft__st_entry_staged(tr->ctx, keys[i], enc->w[i], &e[i], &copies[i]);
+    }
+    if (s == SFT_OK) s = sft__path_join(path, sizeof path, dir, strlen(dir), "prompt_encoder.safetensors");
+    if (s == SFT_OK) s = sft_st_save(tr->ctx, path, e, n, &mk, &mv, 1);
+    while (n > 0) sft__free(tr->ctx, copies[--n]);
+    return s;
+}
+
+/* sft__ptuning_save: P-tuning as PEFT saves it (get_prompt_embedding_to_save:
+   the encoder's output, computed without dropout or a tape, as the adapter's
+   "prompt_embeddings"), then the encoder's weights for resuming */
+static sft_status sft__ptuning_save(sft_trainer *tr, const char *dir) {
+    sft_tensor *prompts = NULL;
+    int was = sft_grad_enabled_set(tr->ctx, 0);
+    sft_status s = sft_prompt_encoder_forward(tr->ctx, tr->cfg.prompt_encoder, 0, 0, &prompts);
+    sft_grad_enabled_set(tr->ctx, was);
+    SFT__TRY(s);
+    SFT__TRY(sft__prompt_adapter_write(tr->model, dir, (const sft_tensor *const *)&prompts, 1, &tr->cfg.prompt_encoder->desc));
+    return sft__penc_save(tr, dir);
+}
 
 /* sft__full_save: a transformers model folder: every weight, config.json copied */
 static sft_status sft__full_save(sft_trainer *tr, const char *dir) {
@@ -23700,10 +24201,11 @@ static sft_status sft__weights_save(sft_trainer *tr, const char *dir) {
         else SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), names[i]));
         SFT__TRY(sft_model_save_adapter(tr->model, names[i], sub));
     }
-    if (tr->cfg.prompt_embeddings) {
+    if (tr->cfg.prompt_embeddings || tr->cfg.prompt_encoder) {
         if (n) SFT__TRY(sft__path_join(sub, sizeof sub, dir, strlen(dir), "prompt_tuning"));
         else snprintf(sub, sizeof sub, "%s", dir);
-        SFT__TRY(sft_model_prompt_save(tr->model, sub, tr->cfg.prompt_embeddings, tr->cfg.prefix_task_cols, tr->cfg.prefix_task_rows));
+        if (tr->cfg.prompt_encoder) SFT__TRY(sft__ptuning_save(tr, sub));
+        else SFT__TRY(sft_model_prompt_save(tr->model, sub, tr->cfg.prompt_embeddings, tr->cfg.prefix_task_cols, tr->cfg.prefix_task_rows));
     }
     return SFT_OK;
 }
@@ -23754,6 +24256,23 @@ static sft_status sft__adapter_read(sft_trainer *tr, const char *name, const cha
     return s;
 }
 
+/* sft__penc_read: the encoder's weights from a checkpoint's prompt_encoder.safetensors */
+static sft_status sft__penc_read(sft_trainer *tr, const char *dir, int copy) {
+    const sft_prompt_encoder *enc = tr->cfg.prompt_encoder;
+    char path[4096], key[80];
+    sft_st_file *f = NULL;
+    sft_status s = SFT_OK;
+    int i;
+    SFT__TRY(sft__path_join(path, sizeof path, dir, strlen(dir), "prompt_encoder.safetensors"));
+    SFT__TRY(sft_st_open(tr->ctx, path, &f));
+    for (i = 0; s == SFT_OK && i < enc->n_w; i++) {
+        snprintf(key, sizeof key, "prompt_encoder.default.%s", enc->name[i]);
+        s = sft__read_into(tr->ctx, f, path, key, enc->w[i], copy);
+    }
+    sft_st_close(f);
+    return s;
+}
+
 /* a pass of sft__weights_read: check everything (copy 0) or copy it (1) */
 static sft_status sft__weights_pass(sft_trainer *tr, const char *dir, int copy) {
     const char *names[SFT__LINEAR_MAX_ADAPTERS];
@@ -23780,13 +24299,17 @@ static sft_status sft__weights_pass(sft_trainer *tr, const char *dir, int copy) 
     if (tr->cfg.prompt_embeddings) {
         sft_st_file *f = NULL;
         sft_status s;
-        snprintf(sub, sizeof sub, n ? "%s/prompt_tuning/adapter_model.safetensors" : "%s/adapter_model.safetensors", dir);
         sft_tensor *t[3];
+        snprintf(sub, sizeof sub, n ? "%s/prompt_tuning/adapter_model.safetensors" : "%s/adapter_model.safetensors", dir);
         t[0] = tr->cfg.prompt_embeddings; t[1] = tr->cfg.prefix_task_cols; t[2] = tr->cfg.prefix_task_rows;
         SFT__TRY(sft_st_open(tr->ctx, sub, &f));
         for (i = 0, s = SFT_OK; s == SFT_OK && i < (t[1] ? 3 : 1); i++) s = sft__read_into(tr->ctx, f, sub, sft__prompt_keys[i], t[i], copy);
         sft_st_close(f);
         SFT__TRY(s);
+    }
+    if (tr->cfg.prompt_encoder) {
+        snprintf(sub, sizeof sub, n ? "%s/prompt_tuning" : "%s", dir);
+        SFT__TRY(sft__penc_read(tr, sub, copy));
     }
     return SFT_OK;
 }
