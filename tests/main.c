@@ -31,6 +31,7 @@ void suite_gguf(void);
 void suite_parallel(void);
 void suite_callbacks(void);
 void suite_optim(void);
+void suite_stream(void);
 
 /* Internal kernels the public API cannot reach on their own; this file is the one
    that compiles the implementation, so it can call them. */
@@ -403,6 +404,7 @@ int main(int argc, char **argv) {
     printf("parallel\n");    suite_parallel();
     printf("callbacks\n");   suite_callbacks();
     printf("optim\n");       suite_optim();
+    printf("stream\n");      suite_stream();
     /* the kernel and op suites run once on every CPU path this machine has */
     for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
         if (!t_cpu_path_runnable((sft_cpu_path)path)) {
