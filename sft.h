@@ -2028,7 +2028,7 @@ typedef sft_status (*sft_collate_fn)(sft_context *ctx, const sft_collate_row *ro
 
 struct sft_train_config {
     double         num_train_epochs;            /* 0 = 3                                 */
-    int64_t        max_steps;                   /* > 0: overrides the epochs             */
+    int64_t        max_steps;                   /* > 0: overrides the epochs (a stream needs it) */
     int            per_device_train_batch_size; /* 0 = 8                                 */
     int            gradient_accumulation_steps; /* 0 = 1                                 */
     double         learning_rate;               /* 0 = 2e-5 (TRL's default)              */
