@@ -21112,6 +21112,7 @@ SFTDEF sft_status sft_dataset_stream_fill(sft_dataset *ds, int64_t max_rows, int
     return SFT_OK;
 }
 
+#ifndef SFT_NO_TRAINER     /* the trainer's: checkpoints keep a stream's place */
 /* sft__stream_position: where the rows handed out so far end: the record a
    block begins at and its rows already taken (none when the block is done) */
 static void sft__stream_position(const sft_dataset *ds, int64_t *record, int64_t *taken) {
@@ -21137,6 +21138,7 @@ static sft_status sft__stream_seek(sft_dataset *ds, int64_t record, int64_t take
     st->skip = taken;
     return SFT_OK;
 }
+#endif
 
 /* sft__stream_new: a stream dataset (its block too) with the source's defaults */
 static sft_status sft__stream_new(sft_context *ctx, sft_tokenizer *tok, const sft_stream_desc *src, const sft_data_desc *desc,
