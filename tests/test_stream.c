@@ -435,9 +435,10 @@ static void a_jsonl_stream_reads_a_file_larger_than_its_buffer(void) {
         CHECK(t_same_rows(ctx, mem, 0, st, 7, "jsonl") == 300);
         CHECK_OK(sft_dataset_stream_rewind(st));
     }
+    sft_dataset_destroy(st);
+    st = mem;
     CHECK(sft_dataset_stream_jsonl(ctx, tok, "/no/such/file.jsonl", NULL, &d, &st) == SFT_ERR_IO && !st);
     sft_dataset_destroy(mem);
-    sft_dataset_destroy(st);
     sft_tokenizer_destroy(tok);
     sft_context_destroy(ctx);
     t_free_recs(recs, 300);
