@@ -49,7 +49,7 @@ TEST_SRC = tests/main.c tests/runner.c tests/test_core.c tests/test_json.c tests
            tests/test_tensor.c tests/test_ops.c tests/test_autograd.c \
            tests/test_paths.c tests/test_tokenizer.c tests/test_quant.c tests/test_lora.c tests/test_model.c tests/test_archs.c tests/test_data.c tests/test_templates.c tests/test_trainer.c tests/test_checkpoint.c tests/test_cli.c \
            tests/test_harden.c tests/test_gguf.c tests/test_parallel.c tests/test_callbacks.c tests/test_optim.c \
-           tests/test_prompt.c tests/test_ptuning.c
+           tests/test_prompt.c tests/test_ptuning.c tests/test_stream.c
 DEPS     = sft.h tests/test.h tests/parallel.h $(TEST_SRC) examples/sft.c
 STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread

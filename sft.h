@@ -217,6 +217,7 @@
          data: records
          data: splits, packing, batches
          data: loading
+         data: streams               records pulled on demand, packed in bounded blocks
          optim: AdamW, SGD, Adafactor, schedule-free AdamW, clipping, schedules
          trainer: the loop           fp16's dynamic loss scaling, data parallelism
                                      (the ranks' sums)
@@ -1668,6 +1669,48 @@ typedef struct sft_batch {
 SFTDEF sft_status sft_dataset_batch(sft_dataset *ds, int split, int64_t epoch, int shuffle, int64_t first, int64_t batch_size,
                                     sft_batch *out);
 
+/* Streams: a dataset without a length (transformers' IterableDataset). Records
+   are pulled one at a time from a source and prepared exactly as
+   sft_dataset_load prepares them (same formats and sft_data_desc options), in
+   the source's order (no shuffling: an IterableDataset without a shuffle
+   buffer). Only the rows being handed out are held: without packing one
+   record's rows, with packing the bins of at most pack_buffer examples (TRL
+   packs an IterableDataset with a batched map of 1000 rows, each batch on its
+   own, and so do we by default: the same bins as an in-memory dataset). A
+   stream has no eval split (eval_fraction must be 0): evaluate on an in-memory
+   dataset. A bad record fails with its place ("record N" of the pass, 0-based,
+   or file:line), or with skip_bad_records is counted and skipped. */
+typedef struct sft_stream_desc {
+    sft_status (*next)(void *user, const char **record, size_t *len);
+                                    /* the pass's next record (JSON text of len bytes,
+                                       the source's memory, read before the next call);
+                                       *record NULL: the pass is over. A non-OK
+                                       status stops the run with it               */
+    sft_status (*rewind)(void *user);  /* start a new pass at the first record     */
+    void       *user;
+    int         pack_buffer;        /* packing: examples packed together; 0 = 1000  */
+    size_t      read_size;          /* sft_dataset_stream_jsonl: bytes read at a time;
+                                       0 = 65536 (a longer line grows the buffer)  */
+} sft_stream_desc;
+/* sft_dataset_stream: a stream from src's next/rewind (copied; user must outlive
+   the dataset), rewound: its first pass starts at the first record. */
+SFTDEF sft_status sft_dataset_stream(sft_context *ctx, sft_tokenizer *tok, const sft_stream_desc *src, const sft_data_desc *desc,
+                                     sft_dataset **out);
+/* sft_dataset_stream_jsonl: a stream of one .jsonl file read read_size bytes at
+   a time (never the whole file; blank lines skipped). opt may be NULL (its
+   next/rewind are not used). */
+SFTDEF sft_status sft_dataset_stream_jsonl(sft_context *ctx, sft_tokenizer *tok, const char *path, const sft_stream_desc *opt,
+                                           const sft_data_desc *desc, sft_dataset **out);
+/* sft_dataset_is_stream: 1 for a stream, else 0. */
+SFTDEF int        sft_dataset_is_stream(const sft_dataset *ds);
+/* sft_dataset_stream_fill: the stream's next rows of the pass, at most max_rows,
+   replace the rows it holds: *got of them, read with sft_dataset_rows /
+   sft_dataset_row / sft_dataset_batch (split 0, no shuffle). *got < max_rows:
+   the pass is over (later fills give 0 until a rewind). */
+SFTDEF sft_status sft_dataset_stream_fill(sft_dataset *ds, int64_t max_rows, int64_t *got);
+/* sft_dataset_stream_rewind: a new pass from the source's first record. */
+SFTDEF sft_status sft_dataset_stream_rewind(sft_dataset *ds);
+
 #endif /* SFT_NO_DATA */
 
 /* ============================================================================
@@ -2079,7 +2122,7 @@ typedef sft_status (*sft_collate_fn)(sft_context *ctx, const sft_collate_row *ro
 
 struct sft_train_config {
     double         num_train_epochs;            /* 0 = 3                                 */
-    int64_t        max_steps;                   /* > 0: overrides the epochs             */
+    int64_t        max_steps;                   /* > 0: overrides the epochs (a stream needs it) */
     int            per_device_train_batch_size; /* 0 = 8                                 */
     int            gradient_accumulation_steps; /* 0 = 1                                 */
     double         learning_rate;               /* 0 = 2e-5 (TRL's default)              */
@@ -20813,7 +20856,9 @@ struct sft_dataset {
     sft_data_stats   stats;
     int32_t          pad_id, eos_id;
     const char      *eos_text, *bos_text;
+    struct sft__stream *stream;    /* a stream's source and reading state (NULL: in memory) */
 };
+static void sft__stream_free(sft_dataset *ds);   /* "data: streams" */
 
 static sft_data_format sft__record_format(const sft_json *rec, const char *text_field) {
     if (sft_json_get(rec, "input_ids")) return SFT_FORMAT_TOKENS;
@@ -21393,13 +21438,16 @@ SFTDEF void sft_dataset_destroy(sft_dataset *ds) {
     for (i = 0; i < 4; i++) sft_template_destroy(ds->tmpl[i].t);
     sft_json_free(ds->kwargs);
     sft__free(ds->ctx, ds->aol_template);
+    sft__stream_free(ds);
     sft__free(ds->ctx, ds);
 }
+
+static const sft_data_stats *sft__stream_stats(const sft_dataset *ds);   /* "data: streams" */
 
 SFTDEF sft_data_stats sft_dataset_stats(const sft_dataset *ds) {
     sft_data_stats none;
     memset(&none, 0, sizeof none);
-    return ds ? ds->stats : none;
+    return !ds ? none : ds->stream ? *sft__stream_stats(ds) : ds->stats;
 }
 
 static sft_status sft__dataset_new(sft_context *ctx, sft_tokenizer *tok, const sft_data_desc *desc, sft_dataset **out) {
@@ -21580,6 +21628,286 @@ SFTDEF sft_status sft_dataset_render(sft_dataset *ds, const char *record, int ad
     if (s == SFT_OK && !r.text.p) s = sft__vec_push(ds->ctx, &r.text, "", 1);
     if (s != SFT_OK) { sft__free(ds->ctx, r.text.p); return s; }
     *text = (char *)r.text.p;
+    return SFT_OK;
+}
+
+
+/* ============================================================================
+   === data: streams
+   A stream's dataset holds only the rows it hands out (the window the last
+   fill gave). Records are prepared in a second, in-memory dataset, the block:
+   one record at a time, or with packing up to pack_buffer examples, packed on
+   their own as sft__pack packs each block of an in-memory dataset. A resumed
+   run finds its place again from (block_record, taken): the source is rewound,
+   block_record records are skipped unread, and the block they begin is read
+   and its first taken rows dropped. */
+
+typedef struct sft__stream {
+    sft_stream_desc src;
+    sft_dataset    *block;        /* the records being prepared (and packed)          */
+    int64_t         pass_record;  /* records read in this pass                        */
+    int64_t         block_record; /* the pass's record where the block began          */
+    int64_t         taken;        /* rows of the block handed out                     */
+    int64_t         skip;         /* resume: rows of the next block already trained   */
+    int             ended;        /* the source said the pass is over                 */
+    /* sft_dataset_stream_jsonl's reader: buf[start, end) not yet returned */
+    char           *path;
+    int             fd;
+    char           *buf;
+    size_t          cap, start, end;
+    int64_t         line;         /* of the record last returned                      */
+    int             eof;
+} sft__stream;
+
+static const sft_data_stats *sft__stream_stats(const sft_dataset *ds) { return &ds->stream->block->stats; }
+
+static void sft__stream_free(sft_dataset *ds) {
+    sft__stream *st = ds->stream;
+    if (!st) return;
+    sft_dataset_destroy(st->block);
+    if (st->fd >= 0) close(st->fd);
+    sft__free(ds->ctx, st->path); sft__free(ds->ctx, st->buf);
+    sft__free(ds->ctx, st);
+    ds->stream = NULL;
+}
+
+SFTDEF int sft_dataset_is_stream(const sft_dataset *ds) { return ds && ds->stream; }
+
+/* sft__rows_clear: a dataset's examples and rows emptied, their memory kept */
+static void sft__rows_clear(sft_dataset *ds) {
+    ds->ids.len = ds->labels.len = ds->ex.len = 0;
+    ds->split_ex[0].len = ds->bins[0].len = ds->bin_items[0].len = 0;
+}
+
+/* --- the JSONL reader: one line at a time through a buffer of read_size bytes */
+
+static sft_status sft__jsonl_rewind(sft__stream *st) {
+    if (lseek(st->fd, 0, SEEK_SET) != 0) return sft__fail(SFT_ERR_IO, "%s: %s", st->path, strerror(errno));
+    st->start = st->end = 0; st->line = 0; st->eof = 0;
+    return SFT_OK;
+}
+
+/* sft__jsonl_more: more bytes after buf[start, end), moved to the front; a
+   buffer full of one line doubles */
+static sft_status sft__jsonl_more(sft_context *ctx, sft__stream *st) {
+    ssize_t got;
+    if (st->start > 0) {
+        memmove(st->buf, st->buf + st->start, st->end - st->start);
+        st->end -= st->start; st->start = 0;
+    }
+    if (st->end == st->cap) {
+        char *nb = (char *)sft__alloc(ctx, st->cap * 2);
+        if (!nb) return sft__fail(SFT_ERR_NOMEM, "%s: a line longer than %zu bytes", st->path, st->cap);
+        memcpy(nb, st->buf, st->end);
+        sft__free(ctx, st->buf);
+        st->buf = nb; st->cap *= 2;
+    }
+    do got = read(st->fd, st->buf + st->end, st->cap - st->end); while (got < 0 && errno == EINTR);
+    if (got < 0) return sft__fail(SFT_ERR_IO, "%s: %s", st->path, strerror(errno));
+    if (got == 0) st->eof = 1;
+    st->end += (size_t)got;
+    return SFT_OK;
+}
+
+/* sft__jsonl_next: the next non-blank line (NULL at the end of the file) */
+static sft_status sft__jsonl_next(sft_context *ctx, sft__stream *st, const char **rec, size_t *len) {
+    for (;;) {
+        char *nl = (char *)memchr(st->buf + st->start, '\n', st->end - st->start);
+        size_t s0 = st->start, e, j;
+        if (!nl && !st->eof) { SFT__TRY(sft__jsonl_more(ctx, st)); continue; }
+        if (!nl && st->start == st->end) { *rec = NULL; *len = 0; return SFT_OK; }
+        e = nl ? (size_t)(nl - st->buf) : st->end;
+        st->start = nl ? e + 1 : e;
+        st->line++;
+        for (j = s0; j < e; j++)
+            if (!isspace((unsigned char)st->buf[j])) { *rec = st->buf + s0; *len = e - s0; return SFT_OK; }
+    }
+}
+
+/* --- the source ------------------------------------------------------------- */
+
+/* sft__stream_next: the pass's next record and where it is (NULL at the end) */
+static sft_status sft__stream_next(sft_dataset *ds, const char **rec, size_t *len, char *where, size_t cap) {
+    sft__stream *st = ds->stream;
+    sft_status s;
+    *rec = NULL; *len = 0;
+    if (st->ended) return SFT_OK;
+    if (st->path) s = sft__jsonl_next(ds->ctx, st, rec, len);
+    else if ((s = st->src.next(st->src.user, rec, len)) != SFT_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", sft_last_error());
+        return sft__fail(s, "stream: the record source failed at record %lld%s%.600s", (long long)st->pass_record, msg[0] ? ": " : "", msg);
+    }
+    SFT__TRY(s);
+    if (!*rec) { st->ended = 1; return SFT_OK; }
+    if (st->path) snprintf(where, cap, "%s:%lld", st->path, (long long)st->line);
+    else snprintf(where, cap, "record %lld", (long long)st->pass_record);
+    st->pass_record++;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_dataset_stream_rewind(sft_dataset *ds) {
+    sft__stream *st;
+    if (!ds || !ds->stream) return sft__fail(SFT_ERR_ARG, "sft_dataset_stream_rewind: not a stream");
+    st = ds->stream;
+    if (st->path) SFT__TRY(sft__jsonl_rewind(st));
+    else SFT__TRY(st->src.rewind(st->src.user));
+    st->pass_record = st->block_record = st->taken = st->skip = 0;
+    st->ended = 0;
+    sft__rows_clear(st->block);
+    sft__rows_clear(ds);
+    return SFT_OK;
+}
+
+/* sft__stream_block: the next block: records prepared until it holds an example
+   (packing: pack_buffer examples) or the pass ends, then split and packed */
+static sft_status sft__stream_block(sft_dataset *ds) {
+    sft__stream *st = ds->stream;
+    sft_dataset *b = st->block;
+    int64_t want = b->desc.packing ? (int64_t)st->src.pack_buffer : 1, bins = 0, tokens = 0;
+    char where[4200];
+    sft__rows_clear(b);
+    st->block_record = st->pass_record; st->taken = 0;
+    while ((int64_t)b->ex.len < want) {
+        const char *rec;
+        size_t len;
+        SFT__TRY(sft__stream_next(ds, &rec, &len, where, sizeof where));
+        if (!rec) break;
+        SFT__TRY(sft__add_record(b, rec, len, where));
+    }
+    SFT__TRY(sft__split(b));
+    if (b->desc.packing) {
+        SFT__TRY(sft__pack_block(b, 0, (const int64_t *)b->split_ex[0].p, (int64_t)b->split_ex[0].len, &bins, &tokens));
+        b->stats.bins += bins;
+    }
+    st->taken = st->skip < sft_dataset_rows(b, 0) ? st->skip : sft_dataset_rows(b, 0);
+    st->skip = 0;
+    return SFT_OK;
+}
+
+/* sft__stream_take: row i of the block appended to the dataset's rows */
+static sft_status sft__stream_take(sft_dataset *ds, int64_t i) {
+    sft_dataset *b = ds->stream->block;
+    const int64_t *items;
+    int64_t n_items, j, fc[2];
+    sft__row_items(b, 0, i, &items, &n_items);
+    fc[0] = (int64_t)ds->bin_items[0].len; fc[1] = n_items;
+    for (j = 0; j < n_items; j++) {
+        const sft__example *e = sft__ex_at(b, items[j]);
+        sft__example c;
+        int64_t k = (int64_t)ds->ex.len;
+        c.off = (int64_t)ds->ids.len; c.len = e->len;
+        SFT__TRY(sft__vec_push(ds->ctx, &ds->ids, (const int32_t *)b->ids.p + e->off, (size_t)e->len));
+        SFT__TRY(sft__vec_push(ds->ctx, &ds->labels, (const int32_t *)b->labels.p + e->off, (size_t)e->len));
+        SFT__TRY(sft__vec_push(ds->ctx, &ds->ex, &c, 1));
+        SFT__TRY(sft__vec_push(ds->ctx, ds->desc.packing ? &ds->bin_items[0] : &ds->split_ex[0], &k, 1));
+    }
+    if (ds->desc.packing) SFT__TRY(sft__vec_push(ds->ctx, &ds->bins[0], fc, 2));
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_dataset_stream_fill(sft_dataset *ds, int64_t max_rows, int64_t *got) {
+    sft__stream *st;
+    int64_t n = 0;
+    sft_status s = SFT_OK;
+    if (got) *got = 0;
+    if (!ds || !ds->stream || !got || max_rows < 0) return sft__fail(SFT_ERR_ARG, "sft_dataset_stream_fill: not a stream, or a bad argument");
+    st = ds->stream;
+    sft__rows_clear(ds);
+    while (s == SFT_OK && n < max_rows) {
+        if (st->taken < sft_dataset_rows(st->block, 0)) {
+            s = sft__stream_take(ds, st->taken++);
+            n++;
+        } else if (st->ended) break;
+        else s = sft__stream_block(ds);
+    }
+    if (s != SFT_OK) { sft__rows_clear(ds); return s; }
+    *got = n;
+    return SFT_OK;
+}
+
+#ifndef SFT_NO_TRAINER     /* the trainer's: checkpoints keep a stream's place */
+/* sft__stream_position: where the rows handed out so far end: the record a
+   block begins at and its rows already taken (none when the block is done) */
+static void sft__stream_position(const sft_dataset *ds, int64_t *record, int64_t *taken) {
+    const sft__stream *st = ds->stream;
+    int done = st->taken >= sft_dataset_rows(st->block, 0);
+    *record = done ? st->pass_record : st->block_record;
+    *taken = done ? 0 : st->taken;
+}
+
+/* sft__stream_seek: a new pass, then on to a position sft__stream_position gave */
+static sft_status sft__stream_seek(sft_dataset *ds, int64_t record, int64_t taken) {
+    sft__stream *st = ds->stream;
+    char where[4200];
+    SFT__TRY(sft_dataset_stream_rewind(ds));
+    while (st->pass_record < record) {
+        const char *rec;
+        size_t len;
+        SFT__TRY(sft__stream_next(ds, &rec, &len, where, sizeof where));
+        if (!rec) return sft__fail(SFT_ERR_FORMAT, "resume: the stream's pass ends at record %lld, the checkpoint goes on at record %lld",
+                                   (long long)st->pass_record, (long long)record);
+    }
+    st->block_record = record;
+    st->skip = taken;
+    return SFT_OK;
+}
+#endif
+
+/* sft__stream_new: a stream dataset (its block too) with the source's defaults */
+static sft_status sft__stream_new(sft_context *ctx, sft_tokenizer *tok, const sft_stream_desc *src, const sft_data_desc *desc,
+                                  sft_dataset **out) {
+    sft_dataset *ds;
+    sft__stream *st;
+    sft_status s;
+    *out = NULL;
+    if (desc && desc->eval_fraction != 0.0f)
+        return sft__fail(SFT_ERR_ARG, "stream: eval_fraction %g: a stream has no eval split (evaluate on an in-memory dataset)",
+                         (double)desc->eval_fraction);
+    if (src && (src->pack_buffer < 0 || src->read_size > ((size_t)1 << 30)))
+        return sft__fail(SFT_ERR_ARG, "stream: pack_buffer %d (0 or more), read_size %zu (at most 1 GiB)", src->pack_buffer, src->read_size);
+    SFT__TRY(sft__dataset_new(ctx, tok, desc, &ds));
+    st = (sft__stream *)sft__calloc(ctx, 1, sizeof *st);
+    if (!st) { sft_dataset_destroy(ds); return sft__fail(SFT_ERR_NOMEM, "stream"); }
+    ds->stream = st;
+    st->fd = -1;
+    if (src) st->src = *src;
+    if (!st->src.pack_buffer) st->src.pack_buffer = SFT__PACK_BLOCK;   /* TRL's batched map */
+    if (!st->src.read_size) st->src.read_size = 65536;
+    s = sft__dataset_new(ctx, tok, desc, &st->block);
+    if (s != SFT_OK) { sft_dataset_destroy(ds); return s; }
+    *out = ds;
+    return SFT_OK;
+}
+
+SFTDEF sft_status sft_dataset_stream(sft_context *ctx, sft_tokenizer *tok, const sft_stream_desc *src, const sft_data_desc *desc,
+                                     sft_dataset **out) {
+    sft_status s;
+    if (out) *out = NULL;
+    if (!out || !src || !src->next || !src->rewind) return sft__fail(SFT_ERR_ARG, "sft_dataset_stream: NULL argument (next and rewind are needed)");
+    SFT__TRY(sft__stream_new(ctx, tok, src, desc, out));
+    if ((s = sft_dataset_stream_rewind(*out)) != SFT_OK) { sft_dataset_destroy(*out); *out = NULL; }
+    return s;
+}
+
+SFTDEF sft_status sft_dataset_stream_jsonl(sft_context *ctx, sft_tokenizer *tok, const char *path, const sft_stream_desc *opt,
+                                           const sft_data_desc *desc, sft_dataset **out) {
+    sft__stream *st;
+    sft_dataset *ds;
+    if (out) *out = NULL;
+    if (!out || !path) return sft__fail(SFT_ERR_ARG, "sft_dataset_stream_jsonl: NULL argument");
+    SFT__TRY(sft__stream_new(ctx, tok, opt, desc, &ds));
+    st = ds->stream;
+    st->cap = st->src.read_size;
+    st->path = sft__strdup(ctx, path);
+    st->buf = (char *)sft__alloc(ctx, st->cap);
+    if (!st->path || !st->buf) { sft_dataset_destroy(ds); return sft__fail(SFT_ERR_NOMEM, "stream: %s", path); }
+    if ((st->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        sft_status s = sft__fail(SFT_ERR_IO, "%s: %s", path, strerror(errno));
+        sft_dataset_destroy(ds);
+        return s;
+    }
+    *out = ds;
     return SFT_OK;
 }
 
@@ -22462,6 +22790,11 @@ struct sft_trainer {
     int64_t           epochs_total;     /* transformers' num_train_epochs, whole          */
     int64_t           last_eval_step;   /* the step of the last evaluation (-1: none)     */
     int               es_counter;       /* a resumed EarlyStoppingCallback counter (-1: none) */
+    /* a stream (sft_dataset_is_stream): the window's rows are the dataset's now */
+    int               stream;
+    int64_t           pass_over;        /* the stream's pass ended (its epoch is over)   */
+    int64_t           window_first, window;   /* the window's first micro-batch, and how many */
+    int64_t           stream_record, stream_taken;   /* where the window's rows end (sft__stream_position) */
 };
 
 /* from "trainer: checkpoints" below */
@@ -23065,6 +23398,21 @@ static sft_status sft__penc_params(sft_trainer *tr, sft__vec *params, sft__vec *
     return SFT_OK;
 }
 
+/* sft__stream_setup: a stream's epoch as transformers counts one of a dataset
+   without a length: max_steps is required, the epochs are unbounded
+   (sys.maxsize), and the logged epoch is epoch + micro-batches of the pass /
+   (max_steps x gradient_accumulation_steps) */
+static sft_status sft__stream_setup(sft_trainer *tr) {
+    if (tr->cfg.max_steps <= 0)
+        return sft__fail(SFT_ERR_ARG, "train: the dataset is a stream (no length), so max_steps must be set to a positive value "
+                         "(transformers: \"args.max_steps must be set to a positive value if dataloader does not have a length\"); "
+                         "max_steps is %lld", (long long)tr->cfg.max_steps);
+    tr->micro_per_epoch = tr->cfg.max_steps * tr->cfg.gradient_accumulation_steps;
+    tr->updates_per_epoch = tr->cfg.max_steps;
+    tr->rows = tr->cfg.max_steps * tr->cfg.gradient_accumulation_steps * tr->cfg.per_device_train_batch_size * tr->world;  /* num_examples */
+    return SFT_OK;
+}
+
 /* sft_trainer_create: a trainer for the model's trainable tensors (its adapters'
    A, B and magnitudes; set with sft_model_add_lora or load_adapter). Settings
    are checked here, with messages naming the field. */
@@ -23082,20 +23430,28 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     s = sft__train_defaults(&tr->cfg);
     if (s == SFT_OK) s = sft__dp_setup(tr);
     else tr->world = 1;
-    tr->rows = sft_dataset_rows(train, 0);
-    /* micro-batches of the global batch: per_device_train_batch_size x world_size rows */
-    tr->micro_per_epoch = (tr->rows + (int64_t)tr->cfg.per_device_train_batch_size * tr->world - 1) /
-                          ((int64_t)tr->cfg.per_device_train_batch_size * tr->world);
-    tr->updates_per_epoch = (tr->micro_per_epoch + tr->cfg.gradient_accumulation_steps - 1) / tr->cfg.gradient_accumulation_steps;
-    if (s == SFT_OK && tr->updates_per_epoch < 1) s = sft__fail(SFT_ERR_ARG, "train: the dataset has no rows");
+    tr->stream = sft_dataset_is_stream(train);
+    if (tr->stream) {
+        if (s == SFT_OK) s = sft__stream_setup(tr);
+    } else {
+        tr->rows = sft_dataset_rows(train, 0);
+        /* micro-batches of the global batch: per_device_train_batch_size x world_size rows */
+        tr->micro_per_epoch = (tr->rows + (int64_t)tr->cfg.per_device_train_batch_size * tr->world - 1) /
+                              ((int64_t)tr->cfg.per_device_train_batch_size * tr->world);
+        tr->updates_per_epoch = (tr->micro_per_epoch + tr->cfg.gradient_accumulation_steps - 1) / tr->cfg.gradient_accumulation_steps;
+        if (s == SFT_OK && tr->updates_per_epoch < 1) s = sft__fail(SFT_ERR_ARG, "train: the dataset has no rows");
+    }
+    if (s == SFT_OK && sft_dataset_is_stream(tr->cfg.eval_dataset))
+        s = sft__fail(SFT_ERR_ARG, "train: eval_dataset is a stream; evaluation needs an in-memory dataset (one with a length)");
     tr->eval = tr->cfg.eval_dataset ? tr->cfg.eval_dataset : train;
     tr->eval_split = tr->cfg.eval_dataset ? 0 : 1;
     if (s == SFT_OK && (tr->cfg.eval_steps || tr->cfg.eval_each_epoch || tr->cfg.eval_on_start) && sft_dataset_rows(tr->eval, tr->eval_split) == 0)
         s = sft__fail(SFT_ERR_ARG, "train: evaluation is asked for (eval_steps / eval_each_epoch / eval_on_start) but there is no eval set");
     tr->max_steps = tr->cfg.max_steps > 0 ? tr->cfg.max_steps : (int64_t)ceil(tr->cfg.num_train_epochs * (double)tr->updates_per_epoch);
-    /* transformers' num_train_epochs: the epochs the run opens (with max_steps: as many as it needs) */
-    tr->epochs_total = tr->cfg.max_steps > 0 && tr->updates_per_epoch > 0
-                           ? (tr->max_steps + tr->updates_per_epoch - 1) / tr->updates_per_epoch : (int64_t)ceil(tr->cfg.num_train_epochs);
+    /* transformers' num_train_epochs: the epochs the run opens (with max_steps: as many as it needs; a stream: sys.maxsize) */
+    if (tr->stream) tr->epochs_total = INT64_MAX;
+    else tr->epochs_total = tr->cfg.max_steps > 0 && tr->updates_per_epoch > 0
+                                ? (tr->max_steps + tr->updates_per_epoch - 1) / tr->updates_per_epoch : (int64_t)ceil(tr->cfg.num_train_epochs);
     tr->epoch_begun = -1; tr->last_eval_step = -1; tr->es_counter = -1;
     tr->sched = tr->cfg.lr_scheduler_kwargs;
     tr->sched.type = tr->cfg.lr_scheduler_type;
@@ -23123,6 +23479,7 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     if (s == SFT_OK) s = sft_optimizer_create(model->ctx, (sft_tensor *const *)params.p, (int)params.len, (const unsigned char *)nd.p, &ad, &tr->opt);
     sft__free(model->ctx, params.p); sft__free(model->ctx, nd.p);
     if (s == SFT_OK && tr->cfg.resume_from_checkpoint) s = sft__resume(tr);   /* reads only: a refused resume leaves no trace */
+    if (s == SFT_OK && tr->stream) s = sft__stream_seek(train, tr->stream_record, tr->stream_taken);   /* a fresh pass, or the checkpoint's place */
     if (s == SFT_OK) s = sft__dp_start(tr);
     if (s == SFT_OK) s = sft__output_ready(tr);
     if (s == SFT_OK) s = sft__callbacks_check(tr);
@@ -23561,14 +23918,16 @@ typedef struct sft__window {
 
 /* sft__micro_batch: this rank's slice of micro-batch k of the epoch: the rows
    [(k x world + rank) x B, + B) of the epoch's order (B =
-   per_device_train_batch_size); *present 0 when the slice lies past the end */
+   per_device_train_batch_size; a stream: k counts from the window's first, in
+   the rows the window pulled, every rank reading the whole stream); *present 0
+   when the slice lies past the end */
 static sft_status sft__micro_batch(sft_trainer *tr, int64_t k, sft_batch *b, int *present) {
-    int64_t bs = tr->cfg.per_device_train_batch_size, first = (k * tr->world + tr->rank) * bs;
+    int64_t bs = tr->cfg.per_device_train_batch_size, first = ((tr->stream ? k - tr->window_first : k) * tr->world + tr->rank) * bs;
     memset(b, 0, sizeof *b);
     sft_step_begin(tr->ctx);
-    *present = first < tr->rows;
+    *present = first < (tr->stream ? sft_dataset_rows(tr->train, 0) : tr->rows);   /* a stream holds the window's rows */
     if (!*present) return SFT_OK;
-    return sft__batch(tr, tr->train, 0, tr->epoch, !tr->cfg.sequential, first, bs, b);
+    return sft__batch(tr, tr->train, 0, tr->epoch, !tr->cfg.sequential && !tr->stream, first, bs, b);
 }
 
 /* sft__train_micro: micro-batch k of the window: forward, backward, and its
@@ -23731,8 +24090,59 @@ static void sft__flow_epoch_end(sft_trainer *tr) {
     if (tr->cfg.save_each_epoch) tr->control.should_save = 1;
 }
 
-/* sft__step_begin: the run's and the epoch's first events, then the step's */
-static sft_status sft__step_begin(sft_trainer *tr) {
+/* sft__epoch_over: the epoch's micro-batches are done (a stream: its pass ended) */
+static int sft__epoch_over(const sft_trainer *tr) { return tr->stream ? tr->pass_over != 0 : tr->micro >= tr->micro_per_epoch; }
+
+/* sft__next_epoch: the next epoch from its start (a stream: a new pass) */
+static sft_status sft__next_epoch(sft_trainer *tr) {
+    tr->epoch++; tr->micro = 0; tr->pass_over = 0;
+    return tr->stream ? sft_dataset_stream_rewind(tr->train) : SFT_OK;
+}
+
+/* sft__epoch_end: EPOCH_END's flags and callbacks and what they ask for */
+static sft_status sft__epoch_end(sft_trainer *tr, sft_status *saved) {
+    sft_trainer_control *c = &tr->control;
+    sft__flow_epoch_end(tr);
+    SFT__TRY(sft__event(tr, SFT_EVENT_EPOCH_END, NULL, NULL));
+    SFT__TRY(sft__dp_control(tr));
+    SFT__TRY(sft__act(tr, saved));
+    if (c->should_epoch_stop) {                   /* the next step opens the next epoch */
+        if (tr->stream) tr->pass_over = 1;
+        else tr->micro = tr->micro_per_epoch;
+    }
+    if (sft__epoch_over(tr) && tr->epoch + 1 >= tr->epochs_total) c->should_training_stop = 1;
+    return SFT_OK;
+}
+
+/* sft__stream_window: a stream's rows for the next window, pulled as
+   transformers' get_batch_samples pulls gradient_accumulation_steps batches
+   (the pass's last may be short). A pass that ended exactly with the last
+   window ends here, where transformers finds it empty: its epoch's end, then
+   a new pass (*stopped when the epoch's end stops the run). A pass without a
+   row is refused (transformers stops with a warning). */
+static sft_status sft__stream_window(sft_trainer *tr, sft_status *saved, int *stopped) {
+    int64_t per = (int64_t)tr->cfg.per_device_train_batch_size * tr->world, want = per * tr->cfg.gradient_accumulation_steps, got = 0;
+    *stopped = 0;
+    SFT__TRY(sft_dataset_stream_fill(tr->train, want, &got));
+    if (got == 0 && tr->micro > 0) {
+        tr->pass_over = 1;
+        SFT__TRY(sft__epoch_end(tr, saved));
+        if (tr->control.should_training_stop) { tr->finished = 1; *stopped = 1; return SFT_OK; }
+        SFT__TRY(sft__next_epoch(tr));
+        SFT__TRY(sft_dataset_stream_fill(tr->train, want, &got));
+    }
+    if (got == 0)
+        return sft__fail(SFT_ERR_FORMAT, "train: pass %lld of the stream gave no rows (every record dropped, or none)", (long long)tr->epoch);
+    tr->window_first = tr->micro;
+    tr->window = (got + per - 1) / per;
+    tr->pass_over = got < want;
+    sft__stream_position(tr->train, &tr->stream_record, &tr->stream_taken);
+    return SFT_OK;
+}
+
+/* sft__step_begin: the run's and the epoch's first events, then the step's
+   (*stopped: a stream's epoch end stopped the run before the step) */
+static sft_status sft__step_begin(sft_trainer *tr, sft_status *saved, int *stopped) {
     if (!tr->began) {
         tr->began = 1;
         SFT__TRY(sft__event(tr, SFT_EVENT_TRAIN_BEGIN, NULL, NULL));
@@ -23749,7 +24159,12 @@ static sft_status sft__step_begin(sft_trainer *tr) {
                  (long long)trainable);
         if (tr->cfg.eval_on_start) SFT__TRY(sft__evaluate(tr, NULL, 0));
     }
-    if (tr->micro >= tr->micro_per_epoch) { tr->epoch++; tr->micro = 0; }
+    *stopped = 0;
+    if (sft__epoch_over(tr)) SFT__TRY(sft__next_epoch(tr));
+    if (tr->stream) {
+        SFT__TRY(sft__stream_window(tr, saved, stopped));
+        if (*stopped) return SFT_OK;
+    }
     if (tr->epoch_begun != tr->epoch) {         /* also the epoch a resumed run goes on in */
         tr->epoch_begun = tr->epoch;
         SFT__TRY(sft__event(tr, SFT_EVENT_EPOCH_BEGIN, NULL, NULL));
@@ -23799,14 +24214,7 @@ static sft_status sft__step_end(sft_trainer *tr, sft_status *saved) {
     SFT__TRY(sft__event(tr, SFT_EVENT_STEP_END, NULL, NULL));
     SFT__TRY(sft__dp_control(tr));
     SFT__TRY(sft__act(tr, saved));
-    if (tr->micro >= tr->micro_per_epoch || c->should_epoch_stop || c->should_training_stop) {
-        sft__flow_epoch_end(tr);
-        SFT__TRY(sft__event(tr, SFT_EVENT_EPOCH_END, NULL, NULL));
-        SFT__TRY(sft__dp_control(tr));
-        SFT__TRY(sft__act(tr, saved));
-        if (c->should_epoch_stop) tr->micro = tr->micro_per_epoch;    /* the next step opens the next epoch */
-        if (tr->micro >= tr->micro_per_epoch && tr->epoch + 1 >= tr->epochs_total) c->should_training_stop = 1;
-    }
+    if (sft__epoch_over(tr) || c->should_epoch_stop || c->should_training_stop) SFT__TRY(sft__epoch_end(tr, saved));
     if (c->should_training_stop) tr->finished = 1;
     return SFT_OK;
 }
@@ -23816,11 +24224,18 @@ static sft_status sft__trainer_step(sft_trainer *tr, sft_step_info *info) {
     int64_t window, first;
     sft_status saved = SFT_OK;
     sft__window w;
+    int stopped;
     memset(info, 0, sizeof *info);
     if (sft__done(tr)) { sft_trainer_progress(tr, info); return SFT_OK; }
-    SFT__TRY(sft__step_begin(tr));
+    SFT__TRY(sft__step_begin(tr, &saved, &stopped));
+    if (stopped) {
+        SFT__TRY(sft__dp_agree(tr, saved));
+        sft_trainer_progress(tr, info);
+        return SFT_OK;
+    }
     first = tr->micro;
-    window = tr->micro_per_epoch - first < tr->cfg.gradient_accumulation_steps ? tr->micro_per_epoch - first : tr->cfg.gradient_accumulation_steps;
+    if (tr->stream) window = tr->window;
+    else window = tr->micro_per_epoch - first < tr->cfg.gradient_accumulation_steps ? tr->micro_per_epoch - first : tr->cfg.gradient_accumulation_steps;
     SFT__TRY(sft__window_run(tr, first, window, &w));
     tr->loss_since_log += w.loss;
     tr->acc_sum += w.acc; tr->ent_sum += w.ent; tr->acc_tokens += w.metric_batches;
@@ -23872,6 +24287,7 @@ SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_
     sft_log_entry e;
     if (entry) memset(entry, 0, sizeof *entry);
     if (!tr || !ds) return sft__fail(SFT_ERR_ARG, "sft_trainer_predict: NULL argument");
+    if (sft_dataset_is_stream(ds)) return sft__fail(SFT_ERR_ARG, "predict: the dataset is a stream; predict on an in-memory dataset");
     if (sft_dataset_rows(ds, 0) == 0) return sft__fail(SFT_ERR_ARG, "predict: the dataset has no rows");
     SFT__TRY(sft__measure(tr, ds, 0, "test", &e));
     SFT__TRY(sft__event(tr, SFT_EVENT_PREDICT, &e, NULL));
@@ -24649,7 +25065,7 @@ static sft_status sft__trainer_state_save(sft_trainer *tr, const char *dir) {
 
 /* the numbers sft_state.json carries, by name (doubles round-trip exactly) */
 #define SFT__STATE_INTS(X) X(global_step) X(epoch) X(micro) X(num_tokens) X(steps_since_log) X(last_logged) \
-    X(acc_tokens) X(best_step)
+    X(acc_tokens) X(best_step) X(pass_over) X(stream_record) X(stream_taken)
 #define SFT__STATE_REALS(X) X(total_flos) X(total_loss) X(loss_since_log) X(acc_sum) X(ent_sum) X(last_grad_norm) \
     X(last_lr) X(best_metric)
 

@@ -33,6 +33,7 @@ void suite_callbacks(void);
 void suite_optim(void);
 void suite_prompt(void);
 void suite_ptuning(void);
+void suite_stream(void);
 
 /* Internal kernels the public API cannot reach on their own; this file is the one
    that compiles the implementation, so it can call them. */
@@ -407,6 +408,7 @@ int main(int argc, char **argv) {
     printf("optim\n");       suite_optim();
     printf("prompt\n");      suite_prompt();
     printf("ptuning\n");     suite_ptuning();
+    printf("stream\n");      suite_stream();
     /* the kernel and op suites run once on every CPU path this machine has */
     for (path = SFT_CPU_PORTABLE; path < SFT_CPU_PATH_COUNT; path++) {
         if (!t_cpu_path_runnable((sft_cpu_path)path)) {

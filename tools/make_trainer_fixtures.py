@@ -1610,7 +1610,7 @@ def main(argv=None):
             report_run(n, NEW_FIXTURES[n]())
         print("versions:", json.dumps(versions()))
         return 0
-    others = {"callbacks.json", "metrics.json", "optimizers.json"}   # written by the other make_*_fixtures.py scripts
+    others = {"callbacks.json", "metrics.json", "optimizers.json", "stream.json"}   # written by the other make_*_fixtures.py scripts
     if os.path.isdir(OUT):
         for name in os.listdir(OUT):
             if name not in others:
