@@ -57,7 +57,7 @@
 typedef struct cli_opts {
     /* model, data, output */
     const char *model_name_or_path, *dataset_name, *eval_dataset_name, *dataset_text_field, *output_dir;
-    int         max_length, packing, padding_free, completion_only_loss, assistant_only_loss, skip_bad_records;
+    int         max_length, packing, padding_free, completion_only_loss, assistant_only_loss, skip_bad_records, dataset_streaming;
     const char *chat_template_path, *chat_template_kwargs, *trl_chat_templates;
     double      eval_fraction;
     /* training */
@@ -114,6 +114,8 @@ static const cli_flag cli_flags[] = {
     {"dataset_text_field", CLI_STR, O(dataset_text_field), C_DATA, "text", "content", "the field of plain-text records"},
     {"max_length", CLI_INT, O(max_length), C_DATA | C_MEMORY, "1024", "77", "truncate (or pack) to this many tokens; -1 = no limit"},
     {"packing", CLI_BOOL, O(packing), C_TRAIN | C_STATS, "false", "true", "pack rows into max_length bins (padding-free)"},
+    {"dataset_streaming", CLI_BOOL, O(dataset_streaming), C_TRAIN, "false", "true",
+     "read --dataset_name (one .jsonl file) as a stream, in order: needs --max_steps, no --eval_fraction"},
     {"padding_free", CLI_BOOL, O(padding_free), C_TRAIN | C_STATS, "false", "true", "flatten batches without padding"},
     {"completion_only_loss", CLI_TRISTATE, O(completion_only_loss), C_DATA, "None", "false",
      "prompt-completion data: train on the completion only (None = true)"},
@@ -405,7 +407,7 @@ typedef struct cli_built {
     sft_lora_desc    lora;
     sft_load_desc    load;
     const char      *target_modules;
-    int              use_peft, threads;
+    int              use_peft, threads, streaming;
     const char      *model, *dataset, *eval_dataset;
     sft_generate_desc gen;
     const char      *adapter, *prompt;        /* generate and merge */
@@ -479,6 +481,7 @@ static int cli_build(const cli_opts *o, int command, cli_built *b, cli_error *e)
     if (o->max_length < 1 && o->max_length != -1) return cli_fail(e, "--max_length: expected a positive number or -1");
     if (!(o->eval_fraction >= 0.0 && o->eval_fraction < 1.0)) return cli_fail(e, "--eval_fraction: expected [0, 1)");
     b->data.max_length = o->max_length; b->data.packing = o->packing; b->data.padding_free = o->padding_free;
+    b->streaming = (command & C_TRAIN) && o->dataset_streaming;
     b->data.dataset_text_field = o->dataset_text_field;
     b->data.completion_only_loss = o->completion_only_loss < 0 ? SFT_DEFAULT : o->completion_only_loss ? SFT_ON : SFT_OFF;
     b->data.assistant_only_loss = o->assistant_only_loss; b->data.skip_bad_records = o->skip_bad_records;
@@ -949,9 +952,12 @@ static int cli_open(const cli_built *b, int command, int want_model, cli_env *v,
         v->data.chat_template_text = v->chat_template;
     }
     if (command & C_RENDER) { v->data.packing = 0; v->data.eval_fraction = 0; v->data.skip_bad_records = 1; }
-    if ((command & C_DATA) && (s = sft_dataset_load(v->ctx, v->tok, b->dataset, &v->data, &v->train)) != SFT_OK)
+    if (b->streaming) {     /* records read as the trainer asks for them (sft_dataset_stream_jsonl) */
+        if ((s = sft_dataset_stream_jsonl(v->ctx, v->tok, b->dataset, NULL, &v->data, &v->train)) != SFT_OK)
+            return cli_lib_fail_status(cmd, b->dataset, s);
+    } else if ((command & C_DATA) && (s = sft_dataset_load(v->ctx, v->tok, b->dataset, &v->data, &v->train)) != SFT_OK)
         return cli_lib_fail_status(cmd, b->dataset, s);
-    if ((command & C_DATA) && !(command & C_RENDER)) cli_skipped(b->dataset, v->train);
+    if ((command & C_DATA) && !(command & C_RENDER) && !b->streaming) cli_skipped(b->dataset, v->train);
     if ((command & (C_TRAIN | C_STATS)) && b->eval_dataset) {
         sft_data_desc d = v->data;
         d.eval_fraction = 0;

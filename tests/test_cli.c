@@ -179,6 +179,12 @@ static void t_put(const char *dir, const char *name, const char *text, size_t le
 }
 
 static void t_puts(const char *dir, const char *name, const char *text) { t_put(dir, name, text, strlen(text)); }
+static int t_exists(const char *dir, const char *name) {
+    char path[1200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0;
+}
 
 static void t_copy(const char *from, const char *dir, const char *name) {
     char *text = NULL;
@@ -194,7 +200,7 @@ static void t_copy(const char *from, const char *dir, const char *name) {
    and sft generate --chat answers; generation_config.json's eos list stops
    generation. */
 static void a_folder_with_only_chat_template_jinja_trains_and_generates(void) {
-    char dir[600], out[700], data[700], vocab[8192], tok[12000];
+    char dir[600], out[700], stream_out[700], data[700], vocab[8192], tok[12000];
     memset(vocab, 0, sizeof vocab);
     size_t n = 0;
     int c, id = 0, rc;
@@ -230,11 +236,14 @@ static void a_folder_with_only_chat_template_jinja_trains_and_generates(void) {
     snprintf(data, sizeof data, "%s/data.jsonl", dir);
     t_put(dir, "data.jsonl", records, strlen(records));
     snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(stream_out, sizeof stream_out, "%s/stream", dir);
     {
         const char *render[] = {"sft", "render", "--model_name_or_path", dir, "--dataset_name", data, "--assistant_only_loss", "--threads", "1"};
         const char *train[] = {"sft", "train", "--model_name_or_path", dir, "--dataset_name", data, "--output_dir", out, "--use_peft",
                                "--lora_target_modules", "all-linear", "--assistant_only_loss", "--max_steps", "2", "--per_device_train_batch_size",
                                "2", "--threads", "1", "--logging_steps", "1"};
+        const char *stream[] = {"sft", "train", "--model_name_or_path", dir, "--dataset_name", data, "--output_dir", stream_out, "--use_peft",
+                                "--max_steps", "3", "--dataset_streaming", "--per_device_train_batch_size", "1", "--threads", "1"};
         const char *gen[] = {"sft", "generate", "--model_name_or_path", dir, "--adapter", out, "--chat", "--prompt", "Sort: 2 1",
                              "--max_new_tokens", "4", "--threads", "1"};
         int saved = dup(1), null = open("/dev/null", O_WRONLY);     /* the commands' own output is not the test's */
@@ -244,6 +253,16 @@ static void a_folder_with_only_chat_template_jinja_trains_and_generates(void) {
         if (rc != 0) t_failf(__FILE__, __LINE__, "sft render: exit %d", rc);
         rc = sft_cli_main(20, (char **)(uintptr_t)train);
         if (rc != 0) t_failf(__FILE__, __LINE__, "sft train: exit %d", rc);
+        rc = sft_cli_main(16, (char **)(uintptr_t)stream);     /* 3 steps over 2 records: passes again */
+        if (rc != 0 || !t_exists(stream_out, "adapter_model.safetensors")) t_failf(__FILE__, __LINE__, "sft train --dataset_streaming: exit %d", rc);
+        stream[10] = "-1";
+        {   /* a stream has no length: max_steps is required (the message goes to stderr) */
+            int saved_err = dup(2);
+            if (saved_err >= 0 && null >= 0) dup2(null, 2);
+            rc = sft_cli_main(16, (char **)(uintptr_t)stream);
+            if (saved_err >= 0) { dup2(saved_err, 2); close(saved_err); }
+        }
+        if (rc == 0) t_failf(__FILE__, __LINE__, "sft train --dataset_streaming without --max_steps was accepted");
         rc = sft_cli_main(13, (char **)(uintptr_t)gen);
         fflush(stdout);
         if (saved >= 0 && null >= 0) dup2(saved, 1);
