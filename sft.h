@@ -2026,8 +2026,14 @@ typedef sft_status (*sft_compute_metrics_fn)(sft_context *ctx, const sft_eval_pr
    save. Rank 0 alone writes metrics_path and checkpoints; every rank reads a
    checkpoint it resumes from or loads at the end, so output_dir must be the same
    folder for all (a shared file system) when resuming or loading the best model.
-   sft_trainer_step, sft_trainer_evaluate and sft_trainer_save are then called by
-   every rank. */
+   sft_trainer_step, sft_trainer_evaluate, sft_trainer_predict and
+   sft_trainer_save are then called by every rank.
+   A rank that fails alone (its batch, a callback, compute_metrics, rank 0's
+   write) does not leave the others waiting: every collective opens with each
+   rank's state, the failed rank sends its failure there as the call returns, and
+   every rank fails at that point with its status, the message naming the rank
+   (its own message says why). Sums a host makes itself (in compute_metrics or a
+   callback) are outside this: every rank must reach those. */
 typedef struct sft_data_parallel {
     int   rank, world_size;         /* this process and how many; 0, 0 = one process alone */
     /* values[0..n) summed over the ranks, in place; every rank gets the same sums */
@@ -2276,7 +2282,8 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info);
    nor kept in the history; SFT_EVENT_PREDICT hears it. Every rank calls it. */
 SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_entry *entry);
 SFTDEF sft_status sft_trainer_evaluate(sft_trainer *tr, sft_log_entry *entry);
-/* sft_trainer_save: a checkpoint of the current step in output_dir now. */
+/* sft_trainer_save: a checkpoint of the current step in output_dir now (with
+   several ranks: rank 0 writes it, and every rank fails when it could not). */
 SFTDEF sft_status sft_trainer_save(sft_trainer *tr);
 /* sft_trainer_cancel: ask the trainer to stop at the next step boundary; safe
    from another thread or a callback. The trainer stays whole: save, resume. */
@@ -22784,6 +22791,7 @@ struct sft_trainer {
     int               last_skipped;     /* the last step's gradients overflowed       */
     int               rank, world;      /* data parallel: this rank of how many (1: alone) */
     int               stopping;         /* world > 1: the ranks agreed to stop (sft__dp_agree) */
+    int               dp_told;          /* this call's failure is known to every rank (sft__dp_settle) */
     sft_trainer_control control;        /* the callbacks' flags (sft_callback)          */
     int               began, finished;  /* TRAIN_BEGIN sent; should_training_stop acted on */
     int64_t           epoch_begun;      /* the epoch EPOCH_BEGIN was sent for (-1: none) */
@@ -22807,6 +22815,7 @@ static sft_status sft__keep_only_best(sft_trainer *tr);
 static sft_status sft__resume(sft_trainer *tr);
 static sft_status sft__output_ready(sft_trainer *tr);
 static sft_status sft__weights_read(sft_trainer *tr, const char *dir);
+static sft_status sft__save(sft_trainer *tr);
 
 SFTDEF sft_optimizer *sft_trainer_optimizer(sft_trainer *tr) { return tr ? tr->opt : NULL; }
 
@@ -22886,7 +22895,13 @@ static sft_status sft__scaler_unscale(sft_trainer *tr, int *found_inf) {
    the same order, so they are made only where every rank is: the start
    (sft__dp_start), each step (the window's token count, its figures, the
    gradients, sft__dp_agree at the end), each evaluation. Alone (world 1) each is
-   a no-op and the trainer is what it was. */
+   a no-op and the trainer is what it was.
+   A rank can fail on its own (its batch, its callback, rank 0's write) and then
+   skips the collectives the others go on to make. So every collective opens with
+   a header of three numbers, the same size everywhere: whether the rank is whole.
+   A rank that failed on its own sends its failure as the header of whatever
+   collective the others reach next (sft__dp_settle, when a public call returns),
+   and they all fail there, naming it, instead of waiting for it forever. */
 
 /* sft__dp_fail: a collective's failure, with the transport's message */
 static sft_status sft__dp_fail(const sft_trainer *tr, sft_status s, const char *what) {
@@ -22895,11 +22910,52 @@ static sft_status sft__dp_fail(const sft_trainer *tr, sft_status s, const char *
     return sft__fail(s, "train (rank %d of %d): %s: %s", tr->rank, tr->world, what, msg);
 }
 
+/* sft__dp_header: the ranks' states summed (how many failed, their statuses and
+   ranks); mine is this rank's. A failed rank keeps its own message; the others
+   fail with the failed rank's status, naming it. */
+static sft_status sft__dp_header(sft_trainer *tr, sft_status mine, const char *what) {
+    double v[3];
+    char msg[1024];
+    sft_status s, theirs;
+    if (tr->world <= 1) return mine;
+    if (mine != SFT_OK) snprintf(msg, sizeof msg, "%s", sft_last_error());
+    v[0] = mine != SFT_OK ? 1.0 : 0.0;
+    v[1] = mine != SFT_OK ? (double)mine : 0.0;
+    v[2] = mine != SFT_OK ? (double)tr->rank : 0.0;
+    s = tr->cfg.parallel.allreduce_f64(v, 3, tr->cfg.parallel.user);
+    if (mine != SFT_OK || s != SFT_OK || v[0] > 0.0) tr->dp_told = 1;
+    if (mine != SFT_OK) return sft__fail(mine, "%s", msg);
+    if (s != SFT_OK) return sft__dp_fail(tr, s, what);
+    if (v[0] == 0.0) return SFT_OK;
+    if (v[0] == 1.0) {
+        theirs = v[1] >= 1.0 && v[1] < (double)SFT_STATUS_COUNT ? (sft_status)(int)v[1] : SFT_ERR_IO;
+        return sft__fail(theirs, "train (rank %d of %d): %s: rank %.0f failed with %s (its own message says why); stopping", tr->rank,
+                         tr->world, what, v[2], sft_status_str(theirs));
+    }
+    return sft__fail(SFT_ERR_IO, "train (rank %d of %d): %s: %.0f ranks failed (their own messages say why); stopping", tr->rank, tr->world,
+                     what, v[0]);
+}
+
+/* sft__dp_settle: where a public call ends with `s`: a failure of this rank
+   alone goes out as the header the others reach next, so they stop too (every
+   rank reaches one: each step ends in sft__dp_agree, and evaluate, predict and
+   save end in sft__dp_settle's header on every rank: `always`) */
+static sft_status sft__dp_settle(sft_trainer *tr, sft_status s, int always, const char *what) {
+    int told = tr->dp_told;
+    tr->dp_told = 0;
+    if (tr->world <= 1 || told || (s == SFT_OK && !always)) return s;
+    s = sft__dp_header(tr, s, what);
+    tr->dp_told = 0;
+    return s;
+}
+
 /* sft__dp_sum: v[0..n) summed over the ranks */
 static sft_status sft__dp_sum(sft_trainer *tr, double *v, int64_t n, const char *what) {
     sft_status s;
     if (tr->world <= 1 || n == 0) return SFT_OK;
+    SFT__TRY(sft__dp_header(tr, SFT_OK, what));
     s = tr->cfg.parallel.allreduce_f64(v, n, tr->cfg.parallel.user);
+    if (s != SFT_OK) tr->dp_told = 1;
     return s == SFT_OK ? SFT_OK : sft__dp_fail(tr, s, what);
 }
 
@@ -22910,14 +22966,18 @@ static sft_status sft__dp_sum_tensors(sft_trainer *tr, int grads, const char *wh
     sft_status s = SFT_OK;
     int i;
     if (tr->world <= 1) return SFT_OK;
-    if (!(t = (sft_tensor **)sft__calloc(tr->ctx, (size_t)o->n, sizeof *t))) return sft__fail(SFT_ERR_NOMEM, "train: %s", what);
+    if (!(t = (sft_tensor **)sft__calloc(tr->ctx, (size_t)o->n, sizeof *t))) s = sft__fail(SFT_ERR_NOMEM, "train: %s", what);
     for (i = 0; s == SFT_OK && i < o->n; i++) {
         if (grads) s = sft__ensure_grad(tr->ctx, o->params[i]);     /* a rank with no rows this window has none yet */
         t[i] = grads ? o->params[i]->grad : o->params[i];
     }
-    if (s == SFT_OK) s = tr->cfg.parallel.allreduce_f32(t, o->n, tr->cfg.parallel.user);
+    s = sft__dp_header(tr, s, what);
+    if (s == SFT_OK && (s = tr->cfg.parallel.allreduce_f32(t, o->n, tr->cfg.parallel.user)) != SFT_OK) {
+        tr->dp_told = 1;
+        s = sft__dp_fail(tr, s, what);
+    }
     sft__free(tr->ctx, t);
-    return s == SFT_OK ? SFT_OK : sft__dp_fail(tr, s, what);
+    return s;
 }
 
 /* sft__dp_setup: rank and world_size checked (before the epoch's size is known) */
@@ -22963,25 +23023,17 @@ static sft_status sft__dp_start(sft_trainer *tr) {
     return sft__dp_sum_tensors(tr, 0, "taking rank 0's weights");
 }
 
-/* sft__dp_agree: the end of every step: the ranks agree to stop when any rank
-   was cancelled (so all stop at the same step), and learn whether rank 0's
-   checkpoint was written (saved: this rank's own result) */
+/* sft__dp_agree: the end of every step: the ranks learn whether rank 0's
+   checkpoint was written (saved: this rank's own result; a failure fails every
+   rank), then agree to stop when any rank was cancelled (so all stop at the
+   same step) */
 static sft_status sft__dp_agree(sft_trainer *tr, sft_status saved) {
-    double v[2];
+    double cancel;
     if (tr->world <= 1) return saved;
-    v[0] = __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE) ? 1.0 : 0.0;
-    v[1] = saved != SFT_OK ? 1.0 : 0.0;
-    if (saved != SFT_OK) {               /* keep rank 0's message over the sum's */
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", sft_last_error());
-        (void)sft__dp_sum(tr, v, 2, "agreeing on the step's end");
-        return sft__fail(saved, "%s", msg);
-    }
-    SFT__TRY(sft__dp_sum(tr, v, 2, "agreeing on the step's end"));
-    if (v[0] > 0.0) tr->stopping = 1;
-    if (v[1] > 0.0)
-        return sft__fail(SFT_ERR_IO, "train (rank %d of %d): rank 0 could not write checkpoint-%lld (its message says why); stopping",
-                         tr->rank, tr->world, (long long)tr->global_step);
+    SFT__TRY(sft__dp_header(tr, saved, "the step's end (rank 0 writes the checkpoints)"));
+    cancel = __atomic_load_n(&tr->cancel, __ATOMIC_ACQUIRE) ? 1.0 : 0.0;
+    SFT__TRY(sft__dp_sum(tr, &cancel, 1, "agreeing on the step's end"));
+    if (cancel > 0.0) tr->stopping = 1;
     return SFT_OK;
 }
 
@@ -23486,7 +23538,11 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     if (s == SFT_OK && tr->cfg.collate && (train->desc.packing || train->desc.padding_free || tr->eval->desc.packing || tr->eval->desc.padding_free))
         s = sft__fail(SFT_ERR_ARG, "train: a collate function cannot batch packed or padding-free rows (each is many sequences)");
     if (s == SFT_OK) s = sft__event(tr, SFT_EVENT_INIT_END, NULL, NULL);
-    if (s != SFT_OK) { sft_trainer_destroy(tr); return s; }
+    if (s != SFT_OK) {                          /* the other ranks hear of it at their next collective */
+        s = sft__dp_settle(tr, s, 0, "creating the trainer");
+        sft_trainer_destroy(tr);
+        return s;
+    }
     tr->start_time = sft__seconds();
     *out = tr;
     return SFT_OK;
@@ -24069,7 +24125,7 @@ static sft_status sft__act(sft_trainer *tr, sft_status *saved) {
         else SFT__TRY(sft__evaluate(tr, NULL, 1));
     }
     if (c->should_save) {
-        if (tr->cfg.output_dir && tr->last_saved != tr->global_step && *saved == SFT_OK) *saved = sft_trainer_save(tr);
+        if (tr->cfg.output_dir && tr->last_saved != tr->global_step && *saved == SFT_OK) *saved = sft__save(tr);
         c->should_save = 0;
     }
     return SFT_OK;
@@ -24261,7 +24317,7 @@ SFTDEF sft_status sft_trainer_step(sft_trainer *tr, sft_step_info *info) {
     sft_status s;
     if (info) memset(info, 0, sizeof *info);
     if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_step: NULL trainer");
-    s = sft__trainer_step(tr, &own);
+    s = sft__dp_settle(tr, sft__trainer_step(tr, &own), 0, "a training step");
     if (info) *info = own;
     return s;
 }
@@ -24283,10 +24339,9 @@ SFTDEF void sft_trainer_progress(const sft_trainer *tr, sft_step_info *info) {
     info->loss_scale = tr->cfg.fp16 ? (double)tr->scaler.scale : 1.0;
 }
 
-SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_entry *entry) {
+static sft_status sft__predict(sft_trainer *tr, sft_dataset *ds, sft_log_entry *entry) {
     sft_log_entry e;
-    if (entry) memset(entry, 0, sizeof *entry);
-    if (!tr || !ds) return sft__fail(SFT_ERR_ARG, "sft_trainer_predict: NULL argument");
+    if (!ds) return sft__fail(SFT_ERR_ARG, "sft_trainer_predict: NULL dataset");
     if (sft_dataset_is_stream(ds)) return sft__fail(SFT_ERR_ARG, "predict: the dataset is a stream; predict on an in-memory dataset");
     if (sft_dataset_rows(ds, 0) == 0) return sft__fail(SFT_ERR_ARG, "predict: the dataset has no rows");
     SFT__TRY(sft__measure(tr, ds, 0, "test", &e));
@@ -24295,10 +24350,25 @@ SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_
     return SFT_OK;
 }
 
+/* evaluate, predict and save end with every rank's state (sft__dp_settle), so a
+   rank that failed alone stops the others there */
+SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_entry *entry) {
+    if (entry) memset(entry, 0, sizeof *entry);
+    if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_predict: NULL trainer");
+    return sft__dp_settle(tr, sft__predict(tr, ds, entry), 1, "predict");
+}
+
 SFTDEF sft_status sft_trainer_evaluate(sft_trainer *tr, sft_log_entry *entry) {
+    sft_status s;
     if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_evaluate: NULL trainer");
-    if (sft_dataset_rows(tr->eval, tr->eval_split) == 0) return sft__fail(SFT_ERR_STATE, "evaluate: there is no eval set");
-    return sft__evaluate(tr, entry, 0);
+    if (sft_dataset_rows(tr->eval, tr->eval_split) == 0) s = sft__fail(SFT_ERR_STATE, "evaluate: there is no eval set");
+    else s = sft__evaluate(tr, entry, 0);
+    return sft__dp_settle(tr, s, 1, "evaluate");
+}
+
+SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
+    if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_save: NULL trainer");
+    return sft__dp_settle(tr, sft__save(tr), 1, "save (rank 0 writes the checkpoints)");
 }
 
 SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_train_config *config, sft_train_output *out) {
@@ -25246,10 +25316,10 @@ static sft_status sft__ckpt_write(sft_trainer *tr, const char *dir) {
     return sft__sft_state_save(tr, dir);
 }
 
-SFTDEF sft_status sft_trainer_save(sft_trainer *tr) {
+/* sft__save: sft_trainer_save within a step (the step's end tells the ranks) */
+static sft_status sft__save(sft_trainer *tr) {
     char final[4096], tmp[4096], old[4200];
     sft_status s;
-    if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_save: NULL trainer");
     if (!tr->cfg.output_dir) return sft__fail(SFT_ERR_ARG, "save: no output_dir");
     if (strlen(tr->cfg.output_dir) > 3500) return sft__fail(SFT_ERR_ARG, "save: output_dir is too long");
     /* transformers: best_model_checkpoint is checkpoint-<best step> when that

@@ -30,6 +30,8 @@ typedef struct t_rank_run {
     int         metrics;                         /* compute_metrics "rows" (the eval rows it saw): 1 this
                                                     rank's, 2 summed over the ranks in its final call,
                                                     3 as 1 but rank 1 names it "other" */
+    int         fail;                            /* one rank fails alone (SFT_ERR_NUMERIC, or rank 0's write):
+                                                    T_FAIL_* below */
     /* results */
     sft_status  status;
     char        msg[1100];
@@ -40,6 +42,17 @@ typedef struct t_rank_run {
     float      *adapter;
     int64_t     n_adapter;
 } t_rank_run;
+
+/* the ways one rank fails alone (t_rank_run.fail) */
+enum {
+    T_FAIL_NONE,
+    T_FAIL_SUBSTEP,       /* rank 1's callback at step 2's first micro-batch (inside the window) */
+    T_FAIL_STEP_END,      /* rank 1's callback at step 2's end (before the flags are agreed)     */
+    T_FAIL_METRICS,       /* rank 1's compute_metrics, in the evaluation at step 3               */
+    T_FAIL_INIT,          /* rank 1's callback at INIT_END: its sft_trainer_create fails          */
+    T_FAIL_WRITE,         /* rank 0's output_dir turns into a file: checkpoint-2 cannot be written */
+    T_FAIL_EVALUATE       /* rank 1's callback at EVALUATE in an sft_trainer_evaluate after the run */
+};
 
 /* pre-tokenized rows of unequal length, ids inside the tiny model's vocabulary */
 static sft_status t_par_rows(sft_context *ctx, sft_tokenizer *tok, int n, int salt, sft_dataset **out) {
@@ -126,9 +139,30 @@ static sft_status t_par_metrics(sft_context *ctx, const sft_eval_prediction *p, 
     if (!compute_result) return SFT_OK;
     rows = r->metric_rows;
     r->metric_rows = 0.0;
+    if (r->par.rank == 1 && r->fail == T_FAIL_METRICS) return SFT_ERR_NUMERIC;
     if (r->metrics == 2 && r->par.allreduce_f64) s = r->par.allreduce_f64(&rows, 1, r->par.user);
     if (s == SFT_OK) s = sft_metrics_set(out, r->metrics == 3 && r->par.rank == 1 ? "other" : "rows", rows);
     return s;
+}
+
+/* the callback of t_rank_run.fail */
+static sft_status t_par_fail(const sft_callback_args *a, sft_trainer_control *control, void *user) {
+    t_rank_run *r = (t_rank_run *)user;
+    (void)control;
+    if (r->fail == T_FAIL_WRITE && r->par.rank == 0 && a->event == SFT_EVENT_STEP_END && a->global_step == 2) {
+        FILE *f;
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->output_dir);
+        if (system(cmd) != 0 || !(f = fopen(r->output_dir, "wb"))) return SFT_ERR_IO;
+        fclose(f);
+        return SFT_OK;
+    }
+    if (r->par.rank != 1) return SFT_OK;
+    if (r->fail == T_FAIL_INIT && a->event == SFT_EVENT_INIT_END) return SFT_ERR_NUMERIC;
+    if (r->fail == T_FAIL_SUBSTEP && a->event == SFT_EVENT_SUBSTEP_END && a->global_step == 1) return SFT_ERR_NUMERIC;
+    if (r->fail == T_FAIL_STEP_END && a->event == SFT_EVENT_STEP_END && a->global_step == 2) return SFT_ERR_NUMERIC;
+    if (r->fail == T_FAIL_EVALUATE && a->event == SFT_EVENT_EVALUATE && r->final_step) return SFT_ERR_NUMERIC;
+    return SFT_OK;
 }
 
 static void t_par_log(const sft_log_entry *e, void *user) {
@@ -148,6 +182,7 @@ static void *t_rank_main(void *arg) {
     sft_trainer *tr = NULL;
     sft_train_config c;
     sft_step_info info;
+    sft_callback fail_cb;
     sft_status s;
     memset(&cd, 0, sizeof cd);
     cd.threads = 1;
@@ -165,7 +200,8 @@ static void *t_rank_main(void *arg) {
     c.metrics_path = r->metrics_path; c.resume_from_checkpoint = r->resume;
     c.on_step_end = t_par_step_end; c.on_log = t_par_log; c.user = r;
     c.callbacks = r->callbacks; c.n_callbacks = r->n_callbacks; c.collate = r->collate;
-    if (r->metrics) c.compute_metrics = t_par_metrics;
+    if (r->metrics || r->fail == T_FAIL_METRICS) c.compute_metrics = t_par_metrics;
+    if (r->fail && !r->callbacks) { fail_cb.fn = t_par_fail; fail_cb.user = r; c.callbacks = &fail_cb; c.n_callbacks = 1; }
     if (r->load_best) { c.load_best_model_at_end = 1; c.save_steps = c.eval_steps; }
     c.parallel = r->par;
     c.optim = r->optim; c.optim_args = r->optim_args;
@@ -180,6 +216,7 @@ static void *t_rank_main(void *arg) {
         } while (s == SFT_OK && !info.done);
     }
     if (s == SFT_OK) { r->final_step = info.global_step; r->adapter = t_par_adapter(m, &r->n_adapter); }
+    if (s == SFT_OK && r->fail == T_FAIL_EVALUATE) s = sft_trainer_evaluate(tr, NULL);
     r->status = s;
     if (s != SFT_OK) snprintf(r->msg, sizeof r->msg, "%s", sft_last_error());
     sft_trainer_destroy(tr);

@@ -131,6 +131,22 @@ static void two_rank_resume_equals_an_uninterrupted_run(void) {
     sft_context_destroy(ctx);
 }
 
+/* rank 1's callback fails at step 2's end: both ranks stop there at once (well
+   inside a 60 s ddp_timeout) with its SFT_ERR_NUMERIC, rank 0 naming rank 1 */
+static void a_rank_that_fails_alone_stops_the_other_at_once(void) {
+    t_rank_run r;
+    sft_context *ctx = t_context(1);
+    double start = MPI_Wtime();
+    memset(&r, 0, sizeof r);
+    r.batch = 2; r.rows = 13; r.fail = T_FAIL_STEP_END;
+    t_mpi_run(&r, ctx, 60.0);
+    CHECK_MSG(r.status == SFT_ERR_NUMERIC, "rank %d: %s: %s", t_rank, sft_status_str(r.status), r.msg);
+    if (t_rank == 0) CHECK_MSG(strstr(r.msg, "rank 1 failed with SFT_ERR_NUMERIC"), "rank 0: %s", r.msg);
+    CHECK_MSG(MPI_Wtime() - start < 30.0, "rank %d stopped after %.1f s", t_rank, MPI_Wtime() - start);
+    free(r.adapter);
+    sft_context_destroy(ctx);
+}
+
 /* --stall: rank 1 sleeps 30 s at the end of step 2; rank 0, with a 3 s
    ddp_timeout, stops with SFT_ERR_IO at step 3's first sum; the checkpoints
    (one per step) are whole. Prints what tests/mpi.sh looks for. */
@@ -183,6 +199,7 @@ int main(int argc, char **argv) {
     printf("mpi (%d ranks)\n", t_world);
     RUN(two_ranks_equal_one_process_with_twice_the_batch);
     RUN(two_rank_resume_equals_an_uninterrupted_run);
+    RUN(a_rank_that_fails_alone_stops_the_other_at_once);
     failed = t_end();
     MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     if (t_rank == 0 && failed) printf("mpi: a rank failed (rank 1's lines: build/mpi/test_mpi.rank1.log)\n");

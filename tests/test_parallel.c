@@ -7,18 +7,39 @@
 #include "parallel.h"
 #include <pthread.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define T_RANKS 2
 
 /* --- the transport: each rank publishes its buffer, waits for the others,
    sums every rank's values in rank order (so all get the same bits), waits
-   again (nobody may overwrite a buffer still being read), then writes back --- */
+   again (nobody may overwrite a buffer still being read), then writes back.
+   A wait gives up after 60 s and breaks the bus for good: a rank left waiting
+   fails the test rather than hanging it. --- */
 
 typedef struct t_bus {
-    pthread_barrier_t barrier;
-    const void       *slot[T_RANKS];
-    int64_t           n[T_RANKS];
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int             world, arrived, generation, broken;
+    const void     *slot[T_RANKS];
+    int64_t         n[T_RANKS];
 } t_bus;
+
+/* t_meet: a barrier of the bus's ranks; 0 once it timed out (here or in another rank) */
+static int t_meet(t_bus *b) {
+    struct timespec until;
+    int gen, rc = 0, met;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    pthread_mutex_lock(&b->mu);
+    gen = b->generation;
+    if (!b->broken && ++b->arrived == b->world) { b->arrived = 0; b->generation++; pthread_cond_broadcast(&b->cv); }
+    while (!b->broken && gen == b->generation && rc == 0) rc = pthread_cond_timedwait(&b->cv, &b->mu, &until);
+    met = gen != b->generation;
+    if (!met && !b->broken) { b->broken = 1; pthread_cond_broadcast(&b->cv); }
+    pthread_mutex_unlock(&b->mu);
+    return met;
+}
 
 typedef struct t_port { t_bus *bus; int rank; } t_port;
 static t_port t_ports[T_RANKS];
@@ -29,11 +50,11 @@ static sft_status t_sum_f64(double *v, int64_t n, void *user) {
     int64_t i;
     int r, same = 1;
     p->bus->slot[p->rank] = v; p->bus->n[p->rank] = n;
-    pthread_barrier_wait(&p->bus->barrier);
+    if (!t_meet(p->bus)) { free(sum); return SFT_ERR_IO; }
     for (r = 0; r < T_RANKS; r++) same &= p->bus->n[r] == n;
     for (r = 0; same && sum && r < T_RANKS; r++)
         for (i = 0; i < n; i++) sum[i] += ((const double *)p->bus->slot[r])[i];
-    pthread_barrier_wait(&p->bus->barrier);
+    if (!t_meet(p->bus)) { free(sum); return SFT_ERR_IO; }
     if (same && sum) memcpy(v, sum, (size_t)n * sizeof *v);
     free(sum);
     return same && sum ? SFT_OK : SFT_ERR_ARG;
@@ -47,14 +68,14 @@ static sft_status t_sum_f32(sft_tensor *const *t, int n, void *user) {
     for (i = 0; i < n; i++) total += sft_tensor_numel(t[i]);
     sum = (float *)calloc((size_t)total + 1, sizeof *sum);
     p->bus->slot[p->rank] = t; p->bus->n[p->rank] = total;
-    pthread_barrier_wait(&p->bus->barrier);
+    if (!t_meet(p->bus)) { free(sum); return SFT_ERR_IO; }
     for (r = 0; r < T_RANKS; r++) same &= p->bus->n[r] == total;
     for (i = 0; same && sum && i < n; off += sft_tensor_numel(t[i]), i++)
         for (r = 0; r < T_RANKS; r++) {
             const float *x = (const float *)((sft_tensor *const *)p->bus->slot[r])[i]->data;
             for (k = 0; k < sft_tensor_numel(t[i]); k++) sum[off + k] += x[k];
         }
-    pthread_barrier_wait(&p->bus->barrier);
+    if (!t_meet(p->bus)) { free(sum); return SFT_ERR_IO; }
     for (i = 0, off = 0; same && sum && i < n; off += sft_tensor_numel(t[i]), i++)
         memcpy(t[i]->data, sum + off, sft_tensor_nbytes(t[i]));
     free(sum);
@@ -67,7 +88,9 @@ static void t_ranks(t_rank_run *runs, int world) {
     t_bus bus;
     int r;
     memset(&bus, 0, sizeof bus);
-    pthread_barrier_init(&bus.barrier, NULL, (unsigned)world);
+    pthread_mutex_init(&bus.mu, NULL);
+    pthread_cond_init(&bus.cv, NULL);
+    bus.world = world;
     for (r = 0; r < world && world > 1; r++) {
         t_ports[r].bus = &bus; t_ports[r].rank = r;
         runs[r].par.rank = r; runs[r].par.world_size = world;
@@ -75,7 +98,8 @@ static void t_ranks(t_rank_run *runs, int world) {
     }
     for (r = 0; r < world; r++) pthread_create(&th[r], NULL, t_rank_main, &runs[r]);
     for (r = 0; r < world; r++) pthread_join(th[r], NULL);
-    pthread_barrier_destroy(&bus.barrier);
+    pthread_cond_destroy(&bus.cv);
+    pthread_mutex_destroy(&bus.mu);
 }
 
 static double t_reldiff(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-30 ? fabs(b) : 1.0); }
@@ -221,9 +245,44 @@ static void a_stop_on_one_rank_stops_all_and_rank_0_writes(void) {
     free(two[0].adapter); free(two[1].adapter);
 }
 
+/* a rank that fails alone (SFT_ERR_NUMERIC from its callback or compute_metrics,
+   or rank 0's checkpoint write) stops the other at its next collective with the
+   same status, naming the failed rank, instead of leaving it waiting: inside the
+   window, at the step's end, in an evaluation, in sft_trainer_create, at a save,
+   in an sft_trainer_evaluate after the run. A rank left waiting would time the
+   bus out (SFT_ERR_IO) and fail the checks. */
+static void a_rank_that_fails_alone_stops_every_rank(void) {
+    static const struct { int fail; const char *what; } cases[] = {
+        {T_FAIL_SUBSTEP, "the window's losses"}, {T_FAIL_STEP_END, "callbacks' flags"}, {T_FAIL_METRICS, "evaluation"},
+        {T_FAIL_INIT, "num_items_in_batch"}, {T_FAIL_WRITE, "the step's end"}, {T_FAIL_EVALUATE, "evaluate:"}};
+    t_rank_run two[T_RANKS];
+    char out[600];
+    size_t k;
+    int r;
+    snprintf(out, sizeof out, "%s/parallel-fail", t_tmpdir());
+    for (k = 0; k < sizeof cases / sizeof *cases; k++) {
+        int bad = cases[k].fail == T_FAIL_WRITE ? 0 : 1, good = 1 - bad;
+        sft_status want = cases[k].fail == T_FAIL_WRITE ? SFT_ERR_IO : SFT_ERR_NUMERIC;
+        char named[64];
+        memset(two, 0, sizeof two);
+        for (r = 0; r < T_RANKS; r++) {
+            two[r].batch = 2; two[r].rows = 13; two[r].fail = cases[k].fail;
+            if (cases[k].fail == T_FAIL_WRITE) two[r].output_dir = out;
+        }
+        t_ranks(two, T_RANKS);
+        snprintf(named, sizeof named, "rank %d failed with %s", bad, sft_status_str(want));
+        CHECK_MSG(two[bad].status == want, "case %zu: the failed rank %d: %s: %s", k, bad, sft_status_str(two[bad].status), two[bad].msg);
+        CHECK_MSG(two[good].status == want && strstr(two[good].msg, named) && strstr(two[good].msg, cases[k].what),
+                  "case %zu: rank %d: %s: %s", k, good, sft_status_str(two[good].status), two[good].msg);
+        for (r = 0; r < T_RANKS; r++) free(two[r].adapter);
+        remove(out);
+    }
+}
+
 void suite_parallel(void) {
     RUN(two_ranks_train_as_one_process_with_twice_the_batch);
     RUN(ranks_that_disagree_are_refused);
     RUN(compute_metrics_under_data_parallelism_are_rank_0s);
     RUN(a_stop_on_one_rank_stops_all_and_rank_0_writes);
+    RUN(a_rank_that_fails_alone_stops_every_rank);
 }
