@@ -50,7 +50,7 @@ TEST_SRC = tests/main.c tests/runner.c tests/test_core.c tests/test_json.c tests
            tests/test_paths.c tests/test_tokenizer.c tests/test_quant.c tests/test_lora.c tests/test_model.c tests/test_archs.c tests/test_data.c tests/test_templates.c tests/test_trainer.c tests/test_checkpoint.c tests/test_cli.c \
            tests/test_harden.c tests/test_gguf.c tests/test_parallel.c tests/test_callbacks.c tests/test_optim.c \
            tests/test_prompt.c tests/test_ptuning.c tests/test_stream.c
-DEPS     = sft.h tests/test.h tests/parallel.h $(TEST_SRC) examples/sft.c
+DEPS     = sft.h tests/test.h tests/tiny.h tests/parallel.h $(TEST_SRC) examples/sft.c
 STB_DS   = /usr/include/stb/stb_ds.h
 OPENBLAS_INC = /usr/include/x86_64-linux-gnu/openblas-pthread
 MPICC   ?= mpicc
@@ -353,7 +353,7 @@ build/mpi:
 	@mkdir -p $@
 build/mpi/sft: examples/sft.c sft.h | build/mpi $(MPI_H)
 	$(MPICC) $(STD) -O2 -g $(WARN) -DSFT_MPI examples/sft.c -o $@ $(LDLIBS)
-build/mpi/test_mpi: tests/test_mpi.c tests/parallel.h tests/runner.c tests/test.h sft.h | build/mpi $(MPI_H)
+build/mpi/test_mpi: tests/test_mpi.c tests/parallel.h tests/tiny.h tests/runner.c tests/test.h sft.h | build/mpi $(MPI_H)
 	$(MPICC) $(STD) -O2 -g $(WARN) -DSFT_MPI tests/test_mpi.c tests/runner.c -o $@ $(LDLIBS)
 mpi: build/mpi/sft build/mpi/test_mpi
 	@[ -f $(DEMO_DIR)/base/config.json ] || { echo "make mpi needs make demo first ($(DEMO_DIR))"; exit 1; }

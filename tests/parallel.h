@@ -7,7 +7,7 @@
 #ifndef SFT_TESTS_PARALLEL_H
 #define SFT_TESTS_PARALLEL_H
 
-#include "test.h"
+#include "tiny.h"
 #include <unistd.h>
 
 #define T_MAX_STEPS 16
@@ -75,51 +75,6 @@ static sft_status t_par_rows(sft_context *ctx, sft_tokenizer *tok, int n, int sa
     for (i = 0; i < n; i++) free(recs[i]);
     free(recs);
     return s;
-}
-
-/* the tiny Qwen2 with LoRA on every linear, B drawn so every A learns */
-static sft_status t_par_model(sft_context *ctx, int nf4, sft_model **out) {
-    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    sft_lora_desc d;
-    sft_load_desc ld;
-    int layer, p;
-    sft_status s;
-    memset(&ld, 0, sizeof ld);
-    ld.quant = nf4 ? SFT_QUANT_NF4 : SFT_QUANT_NONE;
-    s = sft_model_load(ctx, "tests/fixtures/models/qwen2", &ld, out);
-    if (s != SFT_OK) return s;
-    memset(&d, 0, sizeof d);
-    d.r = 4; d.alpha = 8; d.seed = 1;
-    if (sft_model_add_lora(*out, "default", &d, "all-linear") != SFT_OK) return SFT_ERR_ARG;
-    for (layer = 0; layer < 2; layer++)
-        for (p = 0; p < 7; p++) {
-            sft_lora_weights w;
-            uint64_t seed = (uint64_t)(10 + layer * 7 + p);
-            int64_t i;
-            if (sft_linear_adapter_weights(sft_model_linear(*out, layer, names[p]), "default", &w) != SFT_OK) continue;
-            for (i = 0; i < sft_tensor_numel(w.B); i++) ((float *)w.B->data)[i] = t_rand(&seed, -0.05f, 0.05f);
-        }
-    return SFT_OK;
-}
-
-/* the adapter's A and B of every linear, in model order, as one array */
-static float *t_par_adapter(sft_model *m, int64_t *n) {
-    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    float *out = (float *)malloc(200000 * sizeof(float));
-    int layer, p, ab;
-    *n = 0;
-    for (layer = 0; out && layer < 2; layer++)
-        for (p = 0; p < 7; p++) {
-            sft_lora_weights w;
-            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
-            for (ab = 0; ab < 2; ab++) {
-                sft_tensor *t = ab ? w.B : w.A;
-                if (*n + sft_tensor_numel(t) > 200000) { free(out); return NULL; }
-                memcpy(out + *n, t->data, sft_tensor_nbytes(t));
-                *n += sft_tensor_numel(t);
-            }
-        }
-    return out;
 }
 
 static int t_par_step_end(const sft_step_info *info, void *user) {
@@ -190,7 +145,7 @@ static void *t_rank_main(void *arg) {
     if (s == SFT_OK) s = sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok);
     if (s == SFT_OK) s = t_par_rows(ctx, tok, r->rows, 0, &ds);
     if (s == SFT_OK) s = t_par_rows(ctx, tok, 7, 3, &ev);
-    if (s == SFT_OK) s = t_par_model(ctx, r->nf4, &m);
+    if (s == SFT_OK) s = t_tiny_model(ctx, r->nf4, &m);
     memset(&c, 0, sizeof c);
     c.per_device_train_batch_size = r->batch; c.gradient_accumulation_steps = 2;
     c.max_steps = r->epochs ? 0 : r->max_steps ? r->max_steps : 6; c.num_train_epochs = r->epochs;
@@ -215,7 +170,7 @@ static void *t_rank_main(void *arg) {
             if (s == SFT_OK) s = sft_trainer_step(tr, &info);
         } while (s == SFT_OK && !info.done);
     }
-    if (s == SFT_OK) { r->final_step = info.global_step; r->adapter = t_par_adapter(m, &r->n_adapter); }
+    if (s == SFT_OK) { r->final_step = info.global_step; r->adapter = t_tiny_adapter(m, &r->n_adapter); }
     if (s == SFT_OK && r->fail == T_FAIL_EVALUATE) s = sft_trainer_evaluate(tr, NULL);
     r->status = s;
     if (s != SFT_OK) snprintf(r->msg, sizeof r->msg, "%s", sft_last_error());

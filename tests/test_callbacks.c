@@ -235,7 +235,7 @@ static void predict_measures_without_logging(void) {
     CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
     CHECK_OK(tok ? t_par_rows(ctx, tok, 8, 0, &ds) : SFT_ERR_ARG);
     CHECK_OK(tok ? t_par_rows(ctx, tok, 5, 2, &ev) : SFT_ERR_ARG);
-    CHECK_OK(t_par_model(ctx, 0, &m));
+    CHECK_OK(t_tiny_model(ctx, 0, &m));
     memset(&c, 0, sizeof c);
     c.max_steps = 2; c.token_metrics = 1; c.eval_dataset = ev; c.per_device_eval_batch_size = 2;
     c.on_log = t_count_log; c.callbacks = &cb; c.n_callbacks = 1;

@@ -265,7 +265,7 @@ static void lr_lambda_sets_each_steps_rate(void) {
     memset(&seen, 0, sizeof seen);
     CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
     CHECK_OK(t_par_rows(ctx, tok, 12, 0, &ds));
-    CHECK_OK(t_par_model(ctx, 0, &m));
+    CHECK_OK(t_tiny_model(ctx, 0, &m));
     memset(&c, 0, sizeof c);
     c.per_device_train_batch_size = 2; c.max_steps = 6; c.learning_rate = 1e-3; c.logging_steps = 1;
     c.lr_scheduler_type = SFT_SCHEDULE_COSINE; c.warmup_steps = 3;     /* replaced by lr_lambda */

@@ -193,7 +193,7 @@ static void ranks_that_disagree_are_refused(void) {
         CHECK_MSG(two[r].status == SFT_ERR_ARG && strstr(two[r].msg, "training rows") && strstr(two[r].msg, "rank"), "rank %d: %s", r, two[r].msg);
     CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
     CHECK_OK(tok ? t_par_rows(ctx, tok, 8, 0, &ds) : SFT_ERR_ARG);
-    CHECK_OK(t_par_model(ctx, 0, &m));
+    CHECK_OK(t_tiny_model(ctx, 0, &m));
     memset(&c, 0, sizeof c);
     c.max_steps = 1;
     c.parallel.world_size = 2;

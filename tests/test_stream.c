@@ -6,7 +6,7 @@
    tools/make_stream_fixtures.py), max_steps required, resume mid-pass bit for
    bit, a JSONL file read through a small buffer, packing in bounded blocks, bad
    records named. */
-#include "test.h"
+#include "tiny.h"
 
 /* ---- sources ------------------------------------------------------------------------ */
 
@@ -151,41 +151,8 @@ static void a_stream_gives_the_rows_of_the_in_memory_dataset(void) {
 
 static sft_model *t_lora_model(sft_context *ctx) {
     sft_model *m = NULL;
-    sft_lora_desc d;
-    int layer, p;
-    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/qwen2", NULL, &m));
-    if (!m) return NULL;
-    memset(&d, 0, sizeof d);
-    d.r = 4; d.alpha = 8; d.seed = 1;
-    CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
-    for (layer = 0; layer < 2; layer++)
-        for (p = 0; p < 7; p++) {
-            sft_lora_weights w;
-            uint64_t seed = (uint64_t)(10 + layer * 7 + p);
-            int64_t i;
-            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
-            for (i = 0; i < sft_tensor_numel(w.B); i++) ((float *)w.B->data)[i] = t_rand(&seed, -0.05f, 0.05f);
-        }
+    CHECK_OK(t_tiny_model(ctx, 0, &m));
     return m;
-}
-
-static float *t_adapter_copy(sft_model *m, int64_t *n) {
-    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    float *out = (float *)malloc(200000 * sizeof(float));
-    int layer, p, ab;
-    *n = 0;
-    for (layer = 0; layer < 2; layer++)
-        for (p = 0; p < 7; p++) {
-            sft_lora_weights w;
-            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
-            for (ab = 0; ab < 2; ab++) {
-                sft_tensor *t = ab ? w.B : w.A;
-                memcpy(out + *n, t->data, sft_tensor_nbytes(t));
-                *n += sft_tensor_numel(t);
-            }
-        }
-    return out;
 }
 
 /* what a run logged and the epoch events it sent */
@@ -263,7 +230,7 @@ static void t_train(const t_case *k, int stream, int stop_at, const char *dir, t
         c.resume_from_checkpoint = "last";
         if (m && ds) CHECK_OK(sft_train(m, ds, &c, &out));
     }
-    if (m) r->adapter = t_adapter_copy(m, &r->n_adapter);
+    if (m) r->adapter = t_tiny_adapter(m, &r->n_adapter);
     sft_dataset_destroy(ds);
     sft_model_destroy(m);
     sft_tokenizer_destroy(tok);

@@ -1,7 +1,7 @@
 /* test_trainer.c - the training loop: gradient accumulation equals one big
    batch, the optimizer and schedules against torch/transformers (fixtures by
    tools/make_trainer_fixtures.py), the NaN filter, bad settings. */
-#include "test.h"
+#include "tiny.h"
 
 #define T_TFIX "tests/fixtures/trainer/"
 
@@ -31,41 +31,8 @@ static sft_dataset *t_rows(sft_context *ctx, sft_tokenizer *tok, int n) {
 
 static sft_model *t_lora_model(sft_context *ctx) {
     sft_model *m = NULL;
-    sft_lora_desc d;
-    int layer, p;
-    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    CHECK_OK(sft_model_load(ctx, "tests/fixtures/models/qwen2", NULL, &m));
-    if (!m) return NULL;
-    memset(&d, 0, sizeof d);
-    d.r = 4; d.alpha = 8; d.seed = 1;
-    CHECK_OK(sft_model_add_lora(m, "default", &d, "all-linear"));
-    for (layer = 0; layer < 2; layer++)
-        for (p = 0; p < 7; p++) {
-            sft_lora_weights w;
-            uint64_t seed = (uint64_t)(10 + layer * 7 + p);
-            int64_t i;
-            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
-            for (i = 0; i < sft_tensor_numel(w.B); i++) ((float *)w.B->data)[i] = t_rand(&seed, -0.05f, 0.05f);
-        }
+    CHECK_OK(t_tiny_model(ctx, 0, &m));
     return m;
-}
-
-static float *t_adapter_copy(sft_model *m, int64_t *n) {
-    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-    float *out = (float *)malloc(200000 * sizeof(float));
-    int layer, p, ab;
-    *n = 0;
-    for (layer = 0; layer < 2; layer++)
-        for (p = 0; p < 7; p++) {
-            sft_lora_weights w;
-            if (sft_linear_adapter_weights(sft_model_linear(m, layer, names[p]), "default", &w) != SFT_OK) continue;
-            for (ab = 0; ab < 2; ab++) {
-                sft_tensor *t = ab ? w.B : w.A;
-                memcpy(out + *n, t->data, sft_tensor_nbytes(t));
-                *n += sft_tensor_numel(t);
-            }
-        }
-    return out;
 }
 
 /* One optimizer step on 8 rows of unequal length: batch 8 x GA 1 and batch 2 x
@@ -94,7 +61,7 @@ static void gradient_accumulation_equals_one_big_batch(void) {
             if (tr) CHECK_OK(sft_trainer_step(tr, &info));
             loss[cfg] = info.loss;
             CHECK(info.micro_batches == (cfg ? 4 : 1) && info.global_step == 1 && info.done);
-            a[cfg] = t_adapter_copy(m, &n[cfg]);
+            a[cfg] = t_tiny_adapter(m, &n[cfg]);
         }
         sft_trainer_destroy(tr);
         sft_dataset_destroy(ds);
@@ -690,7 +657,7 @@ static void compute_loss_callback_replaces_the_loss(void) {
     c.compute_loss = t_my_loss; c.user = &calls;
     CHECK_OK(sft_train(b, ds, &c, &out));
     CHECK_MSG(calls == 5, "compute_loss called %d times for 3 windows (2, 2, 1 micro-batches)", calls);
-    wa = t_adapter_copy(a, &na); wb = t_adapter_copy(b, &nb);
+    wa = t_tiny_adapter(a, &na); wb = t_tiny_adapter(b, &nb);
     CHECK(na == nb && na > 0);
     if (na == nb) CHECK_REL("adapter trained through compute_loss", wb, wa, na, 1e-5);
     c.compute_loss = t_detached_loss;
@@ -1328,7 +1295,7 @@ static void compute_metrics_survive_in_trainer_state_and_resume(void) {
     char dir[600], path[700], lines[700], *whole = NULL, *resumed = NULL, *jsonl = NULL;
     size_t len = 0;
     if (!t_small_job(ctx, &tok, &m, &ds)) goto done;
-    start = t_adapter_copy(m, &n);
+    start = t_tiny_adapter(m, &n);
     snprintf(dir, sizeof dir, "%s/metrics_resume", t_tmpdir());
     snprintf(lines, sizeof lines, "%s/metrics_resume.jsonl", t_tmpdir());
     t_small_config(&c, acc);
