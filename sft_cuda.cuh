@@ -180,7 +180,7 @@ static size_t sft__cuda_sizes_take(sft__cuda_sizes *m, const void *p) {
 }
 
 /* SFT_CUDA_GEMM: how the GEMMs run (see "tensor cores" for the dispatcher) */
-enum { SFT__GEMM_AUTO, SFT__GEMM_REFERENCE, SFT__GEMM_FUSED, SFT__GEMM_DEQUANT };
+enum { SFT__GEMM_AUTO, SFT__GEMM_REFERENCE, SFT__GEMM_FUSED, SFT__GEMM_DEQUANT, SFT__GEMM_DEQUANT_MMA };
 
 typedef struct sft__cuda_state {
     sft__cuda_sizes sizes;       /* live device block -> bytes                   */
@@ -224,7 +224,8 @@ static sft_status sft__cuda_state_of(sft_context *ctx, sft__cuda_state **out) {
         st->gemm_reference = env && strcmp(env, "reference") == 0;
         st->gemm_mode = st->gemm_reference ? SFT__GEMM_REFERENCE
                       : env && strcmp(env, "fused") == 0 ? SFT__GEMM_FUSED
-                      : env && strcmp(env, "dequant") == 0 ? SFT__GEMM_DEQUANT : SFT__GEMM_AUTO;
+                      : env && strcmp(env, "dequant") == 0 ? SFT__GEMM_DEQUANT
+                      : env && strcmp(env, "dequant_mma") == 0 ? SFT__GEMM_DEQUANT_MMA : SFT__GEMM_AUTO;
         st->sm = sft__cuda_sm();
         st->fused_max_rows = -1;
         env = getenv("SFT_CUDA_FUSED_MAX_ROWS");
@@ -1010,9 +1011,9 @@ typedef struct sft__cuda_q4 {
     const float   *absmax, *nested_absmax, *code, *nested_code;
     float          offset;
     int64_t        cols;
-    int            blocksize, trans;
+    int            blocksize, block_shift, trans;   /* blocksize = 1 << block_shift */
     __device__ float elem(int64_t e) const {
-        return __fmul_rn(code[sft__q4_nibble(data, e)], sft__q4_scale(absmax, absmax_q, nested_absmax, nested_code, offset, e / blocksize));
+        return __fmul_rn(code[sft__q4_nibble(data, e)], sft__q4_scale(absmax, absmax_q, nested_absmax, nested_code, offset, e >> block_shift));
     }
     __device__ float at(int64_t k, int64_t n) const { return elem(trans ? n * cols + k : k * cols + n); }
 } sft__cuda_q4;
@@ -1032,6 +1033,7 @@ static sft__cuda_q4 sft__cuda_q4_of(const sft_qweight *q, int trans) {
     s.absmax = q->double_quant ? NULL : q->absmax; s.nested_absmax = q->nested_absmax;
     s.code = q->device_code; s.nested_code = q->device_code + 16;
     s.offset = q->nested_offset; s.cols = q->cols; s.blocksize = q->blocksize; s.trans = trans;
+    for (s.block_shift = 0; (1 << s.block_shift) < q->blocksize; s.block_shift++) {}   /* a power of two (sft_quantize) */
     return s;
 }
 
@@ -1074,9 +1076,10 @@ static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, f
                context keeps (grown, never shrunk: every kernel runs in stream
                order, so one buffer serves every GEMM), then cuBLASLt multiplies
                them (bf16/f16 in, f32 compute and out). Under the emulator, or
-               with SFT_CUDA_GEMM=reference on a GPU, the same kernel as the
+               with SFT_CUDA_GEMM=dequant_mma on a GPU, the same kernel as the
                fused path reads the workspace instead, its tiles loaded by
-               cp.async.
+               cp.async (then both paths give the same bits: a test of the
+               workspace's writers).
    The fused path reads 0.5 byte a weight but decodes W again for every 64
    rows of x, on CUDA cores; the dequant path moves 4.5 bytes a weight (read
    0.5, write 2, read 2) once and then runs at cuBLASLt's speed. With P the
@@ -1089,7 +1092,7 @@ static sft_status sft__cuda_dequantize(sft_context *ctx, const sft_qweight *q, f
    M* = 0.07 P / B. The table below holds the measured M* for sm_90 and that
    estimate from the published P and B for the parts no one has measured;
    `make bench-cuda` prints the measured crossing as the row to put here.
-   SFT_CUDA_GEMM=fused or dequant forces one path (tests, benchmarks);
+   SFT_CUDA_GEMM=fused, dequant or dequant_mma forces one path (tests, benchmarks);
    SFT_CUDA_GEMM=reference sends these products to the CUDA-core kernel above.
 
    ACCURACY. Both paths round the same inputs as the CUDA-core kernel does and
@@ -1201,7 +1204,7 @@ static __device__ void sft__tc_fill(uint16_t *tile, const sft__tc_cols<sft__cuda
         uint16_t *dst = tile + r * SFT__TC_LD + c;
         if (fast && n < rows && k + 8 <= K) {
             int64_t e0 = n * q.cols + k;
-            float sc = sft__q4_scale(q.absmax, q.absmax_q, q.nested_absmax, q.nested_code, q.offset, e0 / q.blocksize);
+            float sc = sft__q4_scale(q.absmax, q.absmax_q, q.nested_absmax, q.nested_code, q.offset, e0 >> q.block_shift);
             for (j = 0; j < 8; j++) dst[j] = sft__tc_bits<F16>(__fmul_rn(q.code[sft__q4_nibble(q.data, e0 + j)], sc));
         } else
             for (j = 0; j < 8; j++) dst[j] = n < rows && k + j < K ? sft__tc_bits<F16>(s.rk(n, k + j)) : (uint16_t)0;
@@ -1260,10 +1263,87 @@ static sft_status sft__cuda_tc_launch(int64_t M, int64_t N, int64_t K, ASrc a, B
 
 /* --- the dequantize path --------------------------------------------------------- */
 
-/* out[r, k] = the kind's bits of s's element (r, k) */
+/* The workspace's writers. Each gives every element the same bits as the
+   tiles of the fused path (the same products, rounded the same way), so the
+   two paths differ only in who sums (SFT_CUDA_GEMM=dequant_mma: nobody). The
+   first H200 run found the element-wise writer computing, not moving: two
+   64-bit divisions an element (its row and column, its block) held it to a
+   tenth of the memory's bandwidth. So rows go to the grid's y, columns to its
+   x, a block is a shift, and the 4-bit weights have writers of their own. */
+
+/* out[r, k] = the kind's bits of s's element (r, k), any source */
 template <int F16, typename Src>
 static __global__ void sft__cuda_to16_kernel(uint16_t *out, Src s, int64_t rows, int64_t K) {
-    SFT__CUDA_FOR(e, rows * K) out[e] = sft__tc_bits<F16>(s.rk(e / K, e % K));
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y)
+        for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < K; k += (int64_t)gridDim.x * blockDim.x)
+            out[r * K + k] = sft__tc_bits<F16>(s.rk(r, k));
+}
+
+/* a 4-bit W [N, K] for y = x W^T: the workspace is W's own order, and with K a
+   multiple of 8 a thread turns 8 codes (4 bytes, one block: blocks hold 32 or
+   more) into one 16-byte store; byte j holds elements 2j (high nibble) and 2j + 1 */
+template <int F16>
+static __global__ void sft__cuda_q4_rows_kernel(uint16_t *out, sft__cuda_q4 q, int64_t groups) {
+    SFT__CUDA_FOR(g, groups) {
+        int64_t e0 = g * 8;
+        uint32_t codes = *(const uint32_t *)(q.data + (e0 >> 1)), half[8];
+        float sc = sft__q4_scale(q.absmax, q.absmax_q, q.nested_absmax, q.nested_code, q.offset, e0 >> q.block_shift);
+        uint4 v;
+        for (int j = 0; j < 4; j++) {
+            unsigned byte = (codes >> (8 * j)) & 255u;
+            half[2 * j] = sft__tc_bits<F16>(__fmul_rn(q.code[byte >> 4], sc));
+            half[2 * j + 1] = sft__tc_bits<F16>(__fmul_rn(q.code[byte & 15u], sc));
+        }
+        v.x = half[0] | half[1] << 16; v.y = half[2] | half[3] << 16;
+        v.z = half[4] | half[5] << 16; v.w = half[6] | half[7] << 16;
+        *(uint4 *)(out + e0) = v;
+    }
+}
+
+/* a 4-bit W [K, N] for dx = dy W: the workspace [N, K] is W transposed, through
+   a 32 x 32 tile in shared memory so that both the codes' reads (along W's
+   rows) and the 16-bit writes (along the workspace's) are coalesced */
+enum { SFT__T16 = 32, SFT__T16_THREADS = 256 };
+template <int F16>
+static __global__ void __launch_bounds__(SFT__T16_THREADS) sft__cuda_q4_cols_kernel(uint16_t *out, sft__cuda_q4 q, int64_t N, int64_t K) {
+    __shared__ uint16_t tile[SFT__T16][SFT__T16 + 1];
+    const int tx = (int)threadIdx.x % SFT__T16, ty = (int)threadIdx.x / SFT__T16, step = SFT__T16_THREADS / SFT__T16;
+    const int64_t tiles_n = (N + SFT__T16 - 1) / SFT__T16, tiles = tiles_n * ((K + SFT__T16 - 1) / SFT__T16);
+    for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+        int64_t n0 = t % tiles_n * SFT__T16, k0 = t / tiles_n * SFT__T16;
+        for (int r = ty; r < SFT__T16; r += step)
+            tile[r][tx] = k0 + r < K && n0 + tx < N ? sft__tc_bits<F16>(q.elem((k0 + r) * N + n0 + tx)) : (uint16_t)0;
+        __syncthreads();
+        for (int r = ty; r < SFT__T16; r += step)
+            if (n0 + r < N && k0 + tx < K) out[(n0 + r) * K + k0 + tx] = tile[tx][r];
+        __syncthreads();
+    }
+}
+
+/* the grid of sft__cuda_to16_kernel: x along K, y over the rows */
+static dim3 sft__cuda_grid16(int64_t rows, int64_t K) {
+    int64_t gx = (K + SFT__CUDA_BLOCK - 1) / SFT__CUDA_BLOCK, gy = rows < 65535 ? rows : 65535;
+    if (gx > 64) gx = 64;
+    while (gx * gy > (int64_t)SFT__CUDA_MAX_GRID * 4 && gy > 1) gy /= 2;
+    return dim3((unsigned)gx, (unsigned)gy);
+}
+
+/* sft__cuda_w16: the [rows, K] source as the kind's 16-bit matrix out */
+template <int F16, typename Src>
+static void sft__cuda_w16(uint16_t *out, const Src &s, int64_t rows, int64_t K) {
+    SFT__LAUNCH((sft__cuda_to16_kernel<F16, Src>), sft__cuda_grid16(rows, K), SFT__CUDA_BLOCK, 0, out, s, rows, K);
+}
+template <int F16>
+static void sft__cuda_w16(uint16_t *out, const sft__tc_cols<sft__cuda_q4> &s, int64_t rows, int64_t K) {
+    const sft__cuda_q4 &q = s.b;
+    if (q.trans && q.cols == K && K % 8 == 0 && (uintptr_t)q.data % 4 == 0 && (uintptr_t)out % 16 == 0)
+        SFT__LAUNCH(sft__cuda_q4_rows_kernel<F16>, sft__cuda_grid(rows * K / 8), SFT__CUDA_BLOCK, 0, out, q, rows * K / 8);
+    else if (!q.trans && q.cols == rows) {
+        int64_t tiles = (rows + SFT__T16 - 1) / SFT__T16 * ((K + SFT__T16 - 1) / SFT__T16);
+        SFT__LAUNCH(sft__cuda_q4_cols_kernel<F16>, (unsigned)(tiles < SFT__CUDA_MAX_GRID ? tiles : SFT__CUDA_MAX_GRID), SFT__T16_THREADS, 0,
+                    out, q, rows, K);
+    } else
+        SFT__LAUNCH((sft__cuda_to16_kernel<F16, sft__tc_cols<sft__cuda_q4> >), sft__cuda_grid16(rows, K), SFT__CUDA_BLOCK, 0, out, s, rows, K);
 }
 
 #ifndef CUDA_EMU
@@ -1297,12 +1377,12 @@ static sft_status sft__cuda_lowp_dequant(sft_context *ctx, sft__cuda_state *st, 
     SFT__TRY(sft__cuda_work16(ctx, st, xb + wb));
     x16 = (uint16_t *)st->work16; w16 = (uint16_t *)((char *)st->work16 + xb);
     ar.a = a; bc.b = b;
-    if (M * K > 0) SFT__LAUNCH((sft__cuda_to16_kernel<F16, sft__tc_rows>), sft__cuda_grid(M * K), SFT__CUDA_BLOCK, 0, x16, ar, M, K);
+    if (M * K > 0) sft__cuda_w16<F16>(x16, ar, M, K);
     SFT__TRY(sft__cuda_check(op, "to16 (x)"));
-    if (N * K > 0) SFT__LAUNCH((sft__cuda_to16_kernel<F16, sft__tc_cols<BSrc> >), sft__cuda_grid(N * K), SFT__CUDA_BLOCK, 0, w16, bc, N, K);
+    if (N * K > 0) sft__cuda_w16<F16>(w16, bc, N, K);
     SFT__TRY(sft__cuda_check(op, "to16 (W)"));
 #ifndef CUDA_EMU
-    if (st->gemm_mode != SFT__GEMM_REFERENCE) {
+    if (st->gemm_mode != SFT__GEMM_DEQUANT_MMA) {
         int done = 0;
         SFT__TRY(sft__cuda_gemm_lt16(ctx, st, M, N, K, x16, w16, F16, c, ldc, accumulate, op, &done));
         if (done) return sft__cuda_check(op, "cublasLtMatmul (16-bit)");
@@ -1341,7 +1421,7 @@ static int64_t sft__cuda_m_star(const sft__cuda_state *st) {
 static int sft__cuda_lowp_fused(const sft__cuda_state *st, int64_t M, int64_t N, int64_t K) {
     (void)N; (void)K;
     if (st->gemm_mode == SFT__GEMM_FUSED) return 1;
-    if (st->gemm_mode == SFT__GEMM_DEQUANT) return 0;
+    if (st->gemm_mode == SFT__GEMM_DEQUANT || st->gemm_mode == SFT__GEMM_DEQUANT_MMA) return 0;
     return M <= sft__cuda_m_star(st);
 }
 

@@ -47,8 +47,10 @@ static void tc_mode_restore(void) {
 typedef enum { TC_NF4, TC_FP4, TC_BF16W, TC_F32W } tc_base;
 static const char *const tc_base_names[4] = {"nf4", "fp4", "bf16 weight", "f32 weight"};
 
-/* a frozen [N, K] layer on the device, and the f32 values of its weight on the CPU */
-static sft_linear *tc_layer(sft_context *ctx, tc_base base, int64_t N, int64_t K, uint64_t seed, sft_tensor **w_values) {
+/* a frozen [N, K] layer on the device, and the f32 values of its weight on the
+   CPU; a 4-bit one with blocks of `blocksize` (0: 64), doubly quantized when
+   dq (-1: for NF4) */
+static sft_linear *tc_layer_q(sft_context *ctx, tc_base base, int blocksize, int dq, int64_t N, int64_t K, uint64_t seed, sft_tensor **w_values) {
     int64_t ws[2] = {N, K};
     sft_tensor *w = cu_random(ctx, 2, ws, seed, -0.4f, 0.4f);
     sft_linear_desc d;
@@ -60,7 +62,8 @@ static sft_linear *tc_layer(sft_context *ctx, tc_base base, int64_t N, int64_t K
         sft_quant_desc qd;
         sft_qweight *q = NULL;
         memset(&qd, 0, sizeof qd);
-        qd.type = base == TC_NF4 ? SFT_QUANT_NF4 : SFT_QUANT_FP4; qd.double_quant = base == TC_NF4;
+        qd.type = base == TC_NF4 ? SFT_QUANT_NF4 : SFT_QUANT_FP4; qd.double_quant = dq >= 0 ? dq : base == TC_NF4;
+        qd.blocksize = blocksize;
         CHECK_OK(sft_quantize(ctx, w, &qd, &q));
         if (q) CHECK_OK(sft_dequantize(ctx, q, w_values));
         if (q) CHECK_OK(sft_qweight_to_device(ctx, q, CU, &d.qweight));
@@ -75,6 +78,9 @@ static sft_linear *tc_layer(sft_context *ctx, tc_base base, int64_t N, int64_t K
     sft_tensor_destroy(w);
     if (d.qweight || d.weight) CHECK_OK(sft_linear_create(ctx, &d, &l));
     return l;
+}
+static sft_linear *tc_layer(sft_context *ctx, tc_base base, int64_t N, int64_t K, uint64_t seed, sft_tensor **w_values) {
+    return tc_layer_q(ctx, base, 0, -1, N, K, seed, w_values);
 }
 
 /* y and dx of the layer in the given compute dtype, for x and dy on the CPU */
@@ -174,6 +180,47 @@ static void tensor_core_products_hold_the_bound_against_cuda_cores(void) {
                 tc_case(paths[p], shapes[s].base, t ? SFT_F16 : SFT_BF16, shapes[s].M, shapes[s].N, shapes[s].K, 900 + 10 * s, &worst[p][t]);
     printf("\n    largest error / bound: fused bf16 %.3f f16 %.3f, dequant bf16 %.3f f16 %.3f ", worst[0][0], worst[0][1], worst[1][0],
            worst[1][1]);
+}
+
+/* the dequantize path's workspace holds exactly the fused path's operands: with
+   SFT_CUDA_GEMM=dequant_mma both feed the same mma kernel, so y = x W^T and
+   dx = dy W agree bit for bit (an element of x or W written wrong would show).
+   NF4 and FP4 with and without double quantization, blocksizes 32 to 256, K a
+   multiple of 8 (the 4-bit row writer) and not, N and K on and off the 32 x 32
+   tiles of the transposing writer; the bf16 and f32 weights (the general
+   writer); bf16 and f16 */
+static void the_dequantize_workspace_holds_the_fused_operands_bit_for_bit(void) {
+    static const struct { tc_base base; int bs, dq; int64_t M, N, K; } cases[] = {
+        {TC_NF4, 64, 1, 37, 70, 100}, {TC_NF4, 64, 1, 20, 96, 64}, {TC_NF4, 32, 0, 9, 45, 72}, {TC_FP4, 128, 0, 19, 33, 256},
+        {TC_FP4, 256, 1, 5, 130, 96}, {TC_NF4, 64, 1, 3, 64, 33}, {TC_BF16W, 0, -1, 33, 70, 72}, {TC_F32W, 0, -1, 65, 31, 40}};
+    size_t c;
+    int t, p;
+    for (c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (t = 0; t < 2; t++) {
+            sft_dtype dtype = t ? SFT_F16 : SFT_BF16;
+            int64_t xs[2] = {cases[c].M, cases[c].K}, ys[2] = {cases[c].M, cases[c].N};
+            sft_tensor *y[2] = {NULL, NULL}, *dx[2] = {NULL, NULL};
+            for (p = 0; p < 2; p++) {
+                sft_context *ctx;
+                sft_tensor *wv = NULL, *x, *G;
+                sft_linear *l;
+                tc_mode(p ? "dequant_mma" : "fused");
+                ctx = cu_context();
+                x = cu_random(ctx, 2, xs, 300 + c, -1, 1);
+                G = cu_random(ctx, 2, ys, 400 + c, -1, 1);
+                l = tc_layer_q(ctx, cases[c].base, cases[c].bs, cases[c].dq, cases[c].N, cases[c].K, 500 + c, &wv);
+                if (l && x && G) tc_run(ctx, l, dtype, x, G, &y[p], &dx[p]);
+                sft_tensor_destroy(wv); sft_tensor_destroy(x); sft_tensor_destroy(G);
+                sft_linear_destroy(l);
+                sft_context_destroy(ctx);
+                tc_mode_restore();
+            }
+            CHECK_MSG(y[0] && y[1] && memcmp(y[0]->data, y[1]->data, sft_tensor_nbytes(y[0])) == 0, "case %zu %s: y differs between the paths", c,
+                      t ? "f16" : "bf16");
+            CHECK_MSG(dx[0] && dx[1] && memcmp(dx[0]->data, dx[1]->data, sft_tensor_nbytes(dx[0])) == 0, "case %zu %s: dx differs between the paths",
+                      c, t ? "f16" : "bf16");
+            for (p = 0; p < 2; p++) { sft_tensor_destroy(y[p]); sft_tensor_destroy(dx[p]); }
+        }
 }
 
 /* SFT_CUDA_GEMM=reference: the products stay on the CUDA-core kernel, whose
@@ -398,6 +445,7 @@ void cuda_tc_tests(void) {
     printf("cuda: tensor cores\n");
     CU_RUN_LIBM(tensor_core_products_hold_the_bound_against_cuda_cores);
     CU_RUN(reference_mode_keeps_bf16_on_cuda_cores_bit_for_bit);
+    CU_RUN(the_dequantize_workspace_holds_the_fused_operands_bit_for_bit);
     CU_RUN_LIBM(the_dispatcher_picks_fused_up_to_m_star_rows_and_dequant_beyond);
     CU_RUN(a_malformed_fused_max_rows_is_refused_by_name);
     CU_RUN(a_memory_plan_counts_the_dequantize_workspace);
