@@ -60,8 +60,10 @@ void cuda_tc_tests(void);
 /* CU_RUN: run a test and record its checksum. CU_RUN marks a test whose
    device results are the same bits on a GPU as in the emulator (IEEE
    arithmetic only); CU_RUN_LIBM one that calls expf, logf, cosf or sinf, whose
-   GPU versions differ from the host's by a few ulp (make test-cuda compares the
-   first kind bit for bit with the emulator). */
+   GPU versions differ from the host's by a few ulp, or whose results come out
+   of mma.sync, whose order of additions inside one instruction is the
+   hardware's (make test-cuda compares the first kind bit for bit with the
+   emulator). */
 void cu_run(const char *name, void (*fn)(void), int libm);
 #define CU_RUN(fn) cu_run(#fn, fn, 0)
 #define CU_RUN_LIBM(fn) cu_run(#fn, fn, 1)

@@ -445,7 +445,7 @@ void cuda_tc_tests(void) {
     printf("cuda: tensor cores\n");
     CU_RUN_LIBM(tensor_core_products_hold_the_bound_against_cuda_cores);
     CU_RUN(reference_mode_keeps_bf16_on_cuda_cores_bit_for_bit);
-    CU_RUN(the_dequantize_workspace_holds_the_fused_operands_bit_for_bit);
+    CU_RUN_LIBM(the_dequantize_workspace_holds_the_fused_operands_bit_for_bit);
     CU_RUN_LIBM(the_dispatcher_picks_fused_up_to_m_star_rows_and_dequant_beyond);
     CU_RUN(a_malformed_fused_max_rows_is_refused_by_name);
     CU_RUN(a_memory_plan_counts_the_dequantize_workspace);
