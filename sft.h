@@ -12635,9 +12635,11 @@ static int sft__cmp_cstr(const void *a, const void *b) { return strcmp(*(char *c
 /* sft__read_text: a file as Python's text mode reads it (\r\n and \r become \n),
    as transformers reads .jinja files */
 static sft_status sft__read_text(sft_context *ctx, const char *path, char **text, size_t *len) {
-    size_t i, w = 0;
+    const char *cr;
+    size_t i, w;
     SFT__TRY(sft_file_read(ctx, path, 0, text, len));
-    for (i = 0; i < *len; i++) {
+    if (!(cr = (const char *)memchr(*text, '\r', *len))) return SFT_OK;     /* most files: nothing to fold */
+    for (i = w = (size_t)(cr - *text); i < *len; i++) {
         char c = (*text)[i];
         if (c == '\r') { (*text)[w++] = '\n'; if (i + 1 < *len && (*text)[i + 1] == '\n') i++; }
         else (*text)[w++] = c;
