@@ -23540,8 +23540,8 @@ SFTDEF sft_status sft_trainer_create(sft_model *model, sft_dataset *train, const
     if (s == SFT_OK && tr->cfg.collate && (train->desc.packing || train->desc.padding_free || tr->eval->desc.packing || tr->eval->desc.padding_free))
         s = sft__fail(SFT_ERR_ARG, "train: a collate function cannot batch packed or padding-free rows (each is many sequences)");
     if (s == SFT_OK) s = sft__event(tr, SFT_EVENT_INIT_END, NULL, NULL);
-    if (s != SFT_OK) {                          /* the other ranks hear of it at their next collective */
-        s = sft__dp_settle(tr, s, 0, "creating the trainer");
+    s = sft__dp_settle(tr, s, 1, "creating the trainer");   /* every rank learns whether every rank is ready */
+    if (s != SFT_OK) {
         sft_trainer_destroy(tr);
         return s;
     }
@@ -24352,8 +24352,8 @@ static sft_status sft__predict(sft_trainer *tr, sft_dataset *ds, sft_log_entry *
     return SFT_OK;
 }
 
-/* evaluate, predict and save end with every rank's state (sft__dp_settle), so a
-   rank that failed alone stops the others there */
+/* create, evaluate, predict, save and sft_train end with every rank's state
+   (sft__dp_settle), so a rank that failed alone fails the others there */
 SFTDEF sft_status sft_trainer_predict(sft_trainer *tr, sft_dataset *ds, sft_log_entry *entry) {
     if (entry) memset(entry, 0, sizeof *entry);
     if (!tr) return sft__fail(SFT_ERR_ARG, "sft_trainer_predict: NULL trainer");
@@ -24403,6 +24403,7 @@ SFTDEF sft_status sft_train(sft_model *model, sft_dataset *train, const sft_trai
                                                           tr->cfg.gradient_accumulation_steps * tr->world) / t : 0.0;
         out->total_flos = tr->total_flos;
     }
+    s = sft__dp_settle(tr, s, 1, "the end of training");     /* the best model's read, TRAIN_END: every rank hears */
     sft_trainer_destroy(tr);
     return s;
 }

@@ -1011,7 +1011,7 @@ typedef struct sft__cuda_q4 {
     const float   *absmax, *nested_absmax, *code, *nested_code;
     float          offset;
     int64_t        cols;
-    int            blocksize, block_shift, trans;   /* blocksize = 1 << block_shift */
+    int            block_shift, trans;   /* the blocksize is 1 << block_shift */
     __device__ float elem(int64_t e) const {
         return __fmul_rn(code[sft__q4_nibble(data, e)], sft__q4_scale(absmax, absmax_q, nested_absmax, nested_code, offset, e >> block_shift));
     }
@@ -1032,7 +1032,7 @@ static sft__cuda_q4 sft__cuda_q4_of(const sft_qweight *q, int trans) {
     s.data = q->data; s.absmax_q = q->double_quant ? q->absmax_q : NULL;
     s.absmax = q->double_quant ? NULL : q->absmax; s.nested_absmax = q->nested_absmax;
     s.code = q->device_code; s.nested_code = q->device_code + 16;
-    s.offset = q->nested_offset; s.cols = q->cols; s.blocksize = q->blocksize; s.trans = trans;
+    s.offset = q->nested_offset; s.cols = q->cols; s.trans = trans;
     for (s.block_shift = 0; (1 << s.block_shift) < q->blocksize; s.block_shift++) {}   /* a power of two (sft_quantize) */
     return s;
 }
@@ -1191,7 +1191,7 @@ static __device__ void sft__tc_fill(uint16_t *tile, const sft__tc_h16 &s, int64_
 }
 
 /* a 4-bit W^T for y = x W^T: 8 consecutive k of a row share one block scale
-   (blocksizes are multiples of 64, and the 8 start on a multiple of 8 when
+   (blocksizes are powers of two from 32, and the 8 start on a multiple of 8 when
    W's rows are), so the scale (with double quantization, two table lookups
    and a multiply) is decoded once for 8 values; the same products as elem() */
 template <int F16>
@@ -1286,16 +1286,16 @@ template <int F16>
 static __global__ void sft__cuda_q4_rows_kernel(uint16_t *out, sft__cuda_q4 q, int64_t groups) {
     SFT__CUDA_FOR(g, groups) {
         int64_t e0 = g * 8;
-        uint32_t codes = *(const uint32_t *)(q.data + (e0 >> 1)), half[8];
+        uint32_t codes = *(const uint32_t *)(q.data + (e0 >> 1)), h16[8];
         float sc = sft__q4_scale(q.absmax, q.absmax_q, q.nested_absmax, q.nested_code, q.offset, e0 >> q.block_shift);
         uint4 v;
         for (int j = 0; j < 4; j++) {
             unsigned byte = (codes >> (8 * j)) & 255u;
-            half[2 * j] = sft__tc_bits<F16>(__fmul_rn(q.code[byte >> 4], sc));
-            half[2 * j + 1] = sft__tc_bits<F16>(__fmul_rn(q.code[byte & 15u], sc));
+            h16[2 * j] = sft__tc_bits<F16>(__fmul_rn(q.code[byte >> 4], sc));
+            h16[2 * j + 1] = sft__tc_bits<F16>(__fmul_rn(q.code[byte & 15u], sc));
         }
-        v.x = half[0] | half[1] << 16; v.y = half[2] | half[3] << 16;
-        v.z = half[4] | half[5] << 16; v.w = half[6] | half[7] << 16;
+        v.x = h16[0] | h16[1] << 16; v.y = h16[2] | h16[3] << 16;
+        v.z = h16[4] | h16[5] << 16; v.w = h16[6] | h16[7] << 16;
         *(uint4 *)(out + e0) = v;
     }
 }

@@ -51,7 +51,8 @@ enum {
     T_FAIL_METRICS,       /* rank 1's compute_metrics, in the evaluation at step 3               */
     T_FAIL_INIT,          /* rank 1's callback at INIT_END: its sft_trainer_create fails          */
     T_FAIL_WRITE,         /* rank 0's output_dir turns into a file: checkpoint-2 cannot be written */
-    T_FAIL_EVALUATE       /* rank 1's callback at EVALUATE in an sft_trainer_evaluate after the run */
+    T_FAIL_EVALUATE,      /* rank 1's callback at EVALUATE in an sft_trainer_evaluate after the run */
+    T_FAIL_TRAIN_END      /* rank 1's callback at TRAIN_END (sft_train, after the last collective)  */
 };
 
 /* pre-tokenized rows of unequal length, ids inside the tiny model's vocabulary */
@@ -117,6 +118,7 @@ static sft_status t_par_fail(const sft_callback_args *a, sft_trainer_control *co
     if (r->fail == T_FAIL_SUBSTEP && a->event == SFT_EVENT_SUBSTEP_END && a->global_step == 1) return SFT_ERR_NUMERIC;
     if (r->fail == T_FAIL_STEP_END && a->event == SFT_EVENT_STEP_END && a->global_step == 2) return SFT_ERR_NUMERIC;
     if (r->fail == T_FAIL_EVALUATE && a->event == SFT_EVENT_EVALUATE && r->final_step) return SFT_ERR_NUMERIC;
+    if (r->fail == T_FAIL_TRAIN_END && a->event == SFT_EVENT_TRAIN_END) return SFT_ERR_NUMERIC;
     return SFT_OK;
 }
 

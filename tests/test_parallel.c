@@ -82,8 +82,9 @@ static sft_status t_sum_f32(sft_tensor *const *t, int n, void *user) {
     return same && sum ? SFT_OK : SFT_ERR_ARG;
 }
 
-/* t_ranks: world threads of t_rank_main sharing one bus (world 1: a plain run) */
-static void t_ranks(t_rank_run *runs, int world) {
+/* t_ranks: world threads of t_rank_main sharing one bus (world 1: a plain run);
+   1 when a rank was left waiting (the bus timed out) */
+static int t_ranks(t_rank_run *runs, int world) {
     pthread_t th[T_RANKS];
     t_bus bus;
     int r;
@@ -100,6 +101,7 @@ static void t_ranks(t_rank_run *runs, int world) {
     for (r = 0; r < world; r++) pthread_join(th[r], NULL);
     pthread_cond_destroy(&bus.cv);
     pthread_mutex_destroy(&bus.mu);
+    return bus.broken;
 }
 
 static double t_reldiff(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-30 ? fabs(b) : 1.0); }
@@ -121,7 +123,7 @@ static void two_ranks_train_as_one_process_with_twice_the_batch(void) {
     for (r = 0; r < T_RANKS; r++) { two[r].batch = 2; two[r].rows = 13; }
     t_ranks(one, 1);
     t_ranks(one_eval, 1);
-    t_ranks(two, T_RANKS);
+    CHECK(!t_ranks(two, T_RANKS));
     CHECK_MSG(one[0].status == SFT_OK, "one process: %s", one[0].msg);
     for (r = 0; r < T_RANKS; r++) CHECK_MSG(two[r].status == SFT_OK, "rank %d: %s", r, two[r].msg);
     if (one[0].status != SFT_OK || two[0].status != SFT_OK || two[1].status != SFT_OK) goto done;
@@ -162,7 +164,7 @@ static void compute_metrics_under_data_parallelism_are_rank_0s(void) {
     for (k = 0; k < sizeof cases / sizeof *cases; k++) {
         memset(two, 0, sizeof two);
         for (r = 0; r < T_RANKS; r++) { two[r].batch = 2; two[r].rows = 13; two[r].max_steps = 3; two[r].eval_batch = cases[k].eval_batch; two[r].metrics = cases[k].metrics; }
-        t_ranks(two, T_RANKS);
+        CHECK(!t_ranks(two, T_RANKS));
         for (r = 0; r < T_RANKS; r++) {
             if (cases[k].want < 0) {
                 CHECK_MSG(two[r].status == SFT_ERR_ARG && strstr(two[r].msg, "other names on some rank"), "case %zu rank %d: %s", k, r, two[r].msg);
@@ -188,7 +190,7 @@ static void ranks_that_disagree_are_refused(void) {
     int r;
     memset(two, 0, sizeof two);
     for (r = 0; r < T_RANKS; r++) { two[r].batch = 2; two[r].rows = 13 - r; }
-    t_ranks(two, T_RANKS);
+    CHECK(!t_ranks(two, T_RANKS));
     for (r = 0; r < T_RANKS; r++)
         CHECK_MSG(two[r].status == SFT_ERR_ARG && strstr(two[r].msg, "training rows") && strstr(two[r].msg, "rank"), "rank %d: %s", r, two[r].msg);
     CHECK_OK(sft_tokenizer_load(ctx, "tests/fixtures/tokenizers/qwen2", &tok));
@@ -231,7 +233,7 @@ static void a_stop_on_one_rank_stops_all_and_rank_0_writes(void) {
     memset(two, 0, sizeof two);
     for (r = 0; r < T_RANKS; r++) { two[r].batch = 2; two[r].rows = 13; two[r].output_dir = out; two[r].metrics_path = metrics; }
     two[1].stop_at = 4;
-    t_ranks(two, T_RANKS);
+    CHECK(!t_ranks(two, T_RANKS));
     for (r = 0; r < T_RANKS; r++) {
         CHECK_MSG(two[r].status == SFT_OK, "rank %d: %s", r, two[r].msg);
         CHECK_MSG(two[r].final_step == 4, "rank %d stopped at step %lld", r, (long long)two[r].final_step);
@@ -249,12 +251,13 @@ static void a_stop_on_one_rank_stops_all_and_rank_0_writes(void) {
    or rank 0's checkpoint write) stops the other at its next collective with the
    same status, naming the failed rank, instead of leaving it waiting: inside the
    window, at the step's end, in an evaluation, in sft_trainer_create, at a save,
-   in an sft_trainer_evaluate after the run. A rank left waiting would time the
-   bus out (SFT_ERR_IO) and fail the checks. */
+   in an sft_trainer_evaluate after the run, at sft_train's TRAIN_END. A rank left waiting times the bus
+   out, which fails the test. */
 static void a_rank_that_fails_alone_stops_every_rank(void) {
     static const struct { int fail; const char *what; } cases[] = {
         {T_FAIL_SUBSTEP, "the window's losses"}, {T_FAIL_STEP_END, "callbacks' flags"}, {T_FAIL_METRICS, "evaluation"},
-        {T_FAIL_INIT, "num_items_in_batch"}, {T_FAIL_WRITE, "the step's end"}, {T_FAIL_EVALUATE, "evaluate:"}};
+        {T_FAIL_INIT, "creating the trainer"}, {T_FAIL_WRITE, "the step's end"}, {T_FAIL_EVALUATE, "evaluate:"},
+        {T_FAIL_TRAIN_END, "the end of training"}};
     t_rank_run two[T_RANKS];
     char out[600];
     size_t k;
@@ -268,8 +271,9 @@ static void a_rank_that_fails_alone_stops_every_rank(void) {
         for (r = 0; r < T_RANKS; r++) {
             two[r].batch = 2; two[r].rows = 13; two[r].fail = cases[k].fail;
             if (cases[k].fail == T_FAIL_WRITE) two[r].output_dir = out;
+            two[r].whole_run = cases[k].fail == T_FAIL_TRAIN_END;
         }
-        t_ranks(two, T_RANKS);
+        CHECK_MSG(!t_ranks(two, T_RANKS), "case %zu: a rank was left waiting (the bus timed out)", k);
         snprintf(named, sizeof named, "rank %d failed with %s", bad, sft_status_str(want));
         CHECK_MSG(two[bad].status == want, "case %zu: the failed rank %d: %s: %s", k, bad, sft_status_str(two[bad].status), two[bad].msg);
         CHECK_MSG(two[good].status == want && strstr(two[good].msg, named) && strstr(two[good].msg, cases[k].what),

@@ -122,6 +122,36 @@ static double time_path(sft_context *ctx, sft__cuda_state *st, int path, int64_t
     return 1e3 * t / reps;
 }
 
+/* the dequantize path's 4-bit writers alone: W [N, K] to the 16-bit workspace
+   in its own order (y = x W^T) and transposed (dx = dy W); GB/s counts the
+   codes read and the 16-bit values written */
+static void bench_writers(const sft_qweight *qd, uint16_t *w16, int64_t N, int64_t K) {
+    static const char *const layouts[2] = {"rows (y = x W^T)", "transposed (dx = dy W)"};
+    int t;
+    for (t = 0; t < 2; t++) {
+        sft__tc_cols<sft__cuda_q4> src;
+        double t0 = 0.0, sec;
+        int reps = 0;
+        src.b = sft__cuda_q4_of(qd, t == 0);
+        do {
+            if (reps == 1) {              /* the first call warms up */
+                if (cudaDeviceSynchronize() != cudaSuccess) die("synchronize");
+                t0 = now_s();
+            }
+            if (t == 0) sft__cuda_w16<0>(w16, src, N, K);
+            else sft__cuda_w16<0>(w16, src, K, N);
+            check(sft__cuda_check("bench", "writer"), "writer");
+            reps++;
+            if (cudaDeviceSynchronize() != cudaSuccess) die("synchronize");
+            sec = reps > 1 ? now_s() - t0 : 0.0;
+        } while (reps < 2 || (!smoke && (sec < 0.2 || reps < 4)));
+        sec /= reps - 1;
+        printf("{\"bench\":\"nf4_writer\",\"in\":%lld,\"out\":%lld,\"layout\":\"%s\",\"ms\":%.4f,\"gbps\":%.1f}\n", (long long)K,
+               (long long)N, layouts[t], 1e3 * sec, (double)(N * K) * 2.5 / (sec * 1e9));
+        fflush(stdout);
+    }
+}
+
 static void bench_linear(sft_context *ctx) {
     static const int64_t shapes_full[4][2] = {{4096, 4096}, {4096, 1024}, {4096, 14336}, {14336, 4096}};
     static const int64_t ms_full[4] = {16, 512, 4096, 16384};
@@ -151,9 +181,10 @@ static void bench_linear(sft_context *ctx) {
         check(sft__cuda_copy(xd, SFT_DEVICE_CUDA, x->data, SFT_DEVICE_CPU, (size_t)(Mmax * K) * 4), "copy x");
         ar.a = sft__mat_of(xd, K, 1);   /* the dense operands: the same rounding the paths apply */
         bc.b = sft__cuda_q4_of(qd, 1);
-        SFT__LAUNCH((sft__cuda_to16_kernel<0, sft__tc_rows>), sft__cuda_grid(Mmax * K), SFT__CUDA_BLOCK, 0, x16, ar, Mmax, K);
-        SFT__LAUNCH((sft__cuda_to16_kernel<0, sft__tc_cols<sft__cuda_q4> >), sft__cuda_grid(N * K), SFT__CUDA_BLOCK, 0, w16, bc, N, K);
+        sft__cuda_w16<0>(x16, ar, Mmax, K);
+        sft__cuda_w16<0>(w16, bc, N, K);
         check(sft__cuda_check("bench", "to16"), "to16");
+        bench_writers(qd, w16, N, K);
         for (mi = 0; mi < n_ms; mi++) {
             int64_t M = smoke ? ms_smoke[mi] : ms_full[mi];
             double ms[P_COUNT], flops = 2.0 * (double)M * (double)N * (double)K;
