@@ -1177,10 +1177,14 @@ typedef struct sft_tokenizer sft_tokenizer;
    not know fails with SFT_ERR_UNSUPPORTED naming it. */
 SFTDEF sft_status sft_tokenizer_load(sft_context *ctx, const char *path, sft_tokenizer **out);
 SFTDEF void       sft_tokenizer_destroy(sft_tokenizer *tok);
+#define SFT_TOKENIZER_MAX_GROWTH 64
 /* sft_tokenizer_encode: ids of text[0..len); with add_special_tokens the
    post-processor's template (e.g. a BOS id) is applied. *ids is allocated for
    the caller (free with sft_free(ctx, *ids)). A tokenizer keeps a cache of the
-   words it has seen: use it from one thread at a time. */
+   words it has seen: use it from one thread at a time. A normalizer may grow a
+   piece of text to at most SFT_TOKENIZER_MAX_GROWTH times its bytes plus 64 KiB
+   (SFT_ERR_LIMIT beyond: a tokenizer.json whose Replace steps multiply the text
+   would otherwise take all memory). */
 SFTDEF sft_status sft_tokenizer_encode(sft_tokenizer *tok, const char *text, size_t len, int add_special_tokens,
                                        int32_t **ids, size_t *n_ids);
 /* sft_tokenizer_decode: the text of ids (NUL-terminated, free with sft_free);
@@ -13464,6 +13468,16 @@ static sft_status sft__tok_split_added(sft_tokenizer *t, const char *s, size_t n
     return SFT_OK;
 }
 
+/* sft__tok_grown: whether a normalizer's output of len bytes from an n-byte
+   piece is past SFT_TOKENIZER_MAX_GROWTH (checked as it grows, so no step
+   allocates much past the limit) */
+static sft_status sft__tok_grown(size_t len, size_t n, int step) {
+    size_t limit = (size_t)65536 + (n < SIZE_MAX / 128 ? n * SFT_TOKENIZER_MAX_GROWTH : SIZE_MAX / 2);
+    if (len <= limit) return SFT_OK;
+    return sft__fail(SFT_ERR_LIMIT, "tokenizer: normalizer step %d grew a piece of %zu bytes past %zu (SFT_TOKENIZER_MAX_GROWTH %d times, "
+                     "plus 64 KiB)", step, n, limit, SFT_TOKENIZER_MAX_GROWTH);
+}
+
 /* sft__tok_normalize: the normalizer steps applied to s[0..n), into out (bytes). */
 static sft_status sft__tok_normalize(sft_tokenizer *t, const char *s, size_t n, sft__vec *out) {
     int k;
@@ -13479,6 +13493,7 @@ static sft_status sft__tok_normalize(sft_tokenizer *t, const char *s, size_t n, 
             r = sft__nfc(t, (const char *)out->p, out->len, &tmp);
             sft__free(t->ctx, out->p);
             *out = tmp;
+            if (r == SFT_OK) r = sft__tok_grown(out->len, n, k);
             if (r != SFT_OK) return r;
         } else {
             const char *from = st->kind == SFT__NORM_PREPEND ? NULL : st->from;
@@ -13487,13 +13502,15 @@ static sft_status sft__tok_normalize(sft_tokenizer *t, const char *s, size_t n, 
             memset(&tmp, 0, sizeof tmp);
             tmp.elem = 1;
             if (!from) {                              /* Prepend, on a non-empty piece */
-                sft_status s2 = out->len ? sft__vec_push(t->ctx, &tmp, st->to, tl) : SFT_OK;
+                sft_status s2 = out->len ? sft__tok_grown(out->len + tl, n, k) : SFT_OK;
+                if (s2 == SFT_OK && out->len) s2 = sft__vec_push(t->ctx, &tmp, st->to, tl);
                 if (s2 == SFT_OK) s2 = sft__vec_push(t->ctx, &tmp, out->p, out->len);
                 if (s2 != SFT_OK) { sft__free(t->ctx, tmp.p); return s2; }
             } else
                 for (i = 0; i < out->len;) {
                     if (fl && i + fl <= out->len && memcmp((char *)out->p + i, from, fl) == 0) {
-                        sft_status s2 = sft__vec_push(t->ctx, &tmp, st->to, tl);
+                        sft_status s2 = sft__tok_grown(tmp.len + tl, n, k);
+                        if (s2 == SFT_OK) s2 = sft__vec_push(t->ctx, &tmp, st->to, tl);
                         if (s2 != SFT_OK) { sft__free(t->ctx, tmp.p); return s2; }
                         i += fl;
                     } else {

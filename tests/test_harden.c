@@ -605,6 +605,35 @@ static void fuzz_finding_a_word_of_no_symbols_encodes(void) {
     sft_context_destroy(ctx);
 }
 
+/* fuzz finding (tokenizer, twice): normalizer steps whose Replace contents hold
+   what they replace (a Prepend of 4 KB, then five Replaces) turned a 28-byte
+   text into 11 million ids (2 s here, over 20 s under the fuzzer's
+   sanitizers); more such steps multiply the text until memory runs out. A
+   normalizer may now grow a piece SFT_TOKENIZER_MAX_GROWTH times (plus 64 KiB):
+   both files' texts are refused with SFT_ERR_LIMIT naming it, at once; the
+   empty text (nothing to normalize) still encodes. */
+static void fuzz_finding_a_normalizer_cannot_multiply_the_text(void) {
+    static const char *const dirs[] = {H_FIX "/tokenizer_growth_a", H_FIX "/tokenizer_growth_b"};
+    static const char *const texts[] = {"Hello world!  How are you?\n\n", "   \t\t\n  x", "12345 3.14 don't I'll", ""};
+    sft_context *ctx = t_context(1);
+    size_t d, k;
+    for (d = 0; d < 2; d++) {
+        sft_tokenizer *tok = NULL;
+        CHECK_OK(sft_tokenizer_load(ctx, dirs[d], &tok));
+        for (k = 0; tok && k < sizeof texts / sizeof *texts; k++) {
+            int32_t *ids = NULL;
+            size_t n = 0;
+            sft_status s = sft_tokenizer_encode(tok, texts[k], strlen(texts[k]), 0, &ids, &n);
+            if (!*texts[k]) CHECK_MSG(s == SFT_OK && n == 0, "%s, the empty text: %s", dirs[d], sft_last_error());
+            else CHECK_MSG(s == SFT_ERR_LIMIT && strstr(sft_last_error(), "SFT_TOKENIZER_MAX_GROWTH") && !ids, "%s, text %zu: %s %s", dirs[d], k,
+                           sft_status_str(s), sft_last_error());
+            sft_free(ctx, ids);
+        }
+        sft_tokenizer_destroy(tok);
+    }
+    sft_context_destroy(ctx);
+}
+
 void suite_harden(void) {
     RUN(planted_links_are_never_written_through);
     RUN(a_planted_metrics_link_stops_the_run);
@@ -619,4 +648,5 @@ void suite_harden(void) {
     RUN(the_command_refuses_bad_input_with_status_2);
     RUN(whitespace_runs_encode_in_n_log_n);
     RUN(fuzz_finding_a_word_of_no_symbols_encodes);
+    RUN(fuzz_finding_a_normalizer_cannot_multiply_the_text);
 }
