@@ -200,26 +200,25 @@ static void the_dequantize_workspace_holds_the_fused_operands_bit_for_bit(void) 
             sft_dtype dtype = t ? SFT_F16 : SFT_BF16;
             int64_t xs[2] = {cases[c].M, cases[c].K}, ys[2] = {cases[c].M, cases[c].N};
             sft_tensor *y[2] = {NULL, NULL}, *dx[2] = {NULL, NULL};
+            sft_context *ctx[2];            /* each path's own (a context reads SFT_CUDA_GEMM once); y and dx live in it */
             for (p = 0; p < 2; p++) {
-                sft_context *ctx;
                 sft_tensor *wv = NULL, *x, *G;
                 sft_linear *l;
                 tc_mode(p ? "dequant_mma" : "fused");
-                ctx = cu_context();
-                x = cu_random(ctx, 2, xs, 300 + c, -1, 1);
-                G = cu_random(ctx, 2, ys, 400 + c, -1, 1);
-                l = tc_layer_q(ctx, cases[c].base, cases[c].bs, cases[c].dq, cases[c].N, cases[c].K, 500 + c, &wv);
-                if (l && x && G) tc_run(ctx, l, dtype, x, G, &y[p], &dx[p]);
+                ctx[p] = cu_context();
+                x = cu_random(ctx[p], 2, xs, 300 + c, -1, 1);
+                G = cu_random(ctx[p], 2, ys, 400 + c, -1, 1);
+                l = tc_layer_q(ctx[p], cases[c].base, cases[c].bs, cases[c].dq, cases[c].N, cases[c].K, 500 + c, &wv);
+                if (l && x && G) tc_run(ctx[p], l, dtype, x, G, &y[p], &dx[p]);
                 sft_tensor_destroy(wv); sft_tensor_destroy(x); sft_tensor_destroy(G);
                 sft_linear_destroy(l);
-                sft_context_destroy(ctx);
                 tc_mode_restore();
             }
             CHECK_MSG(y[0] && y[1] && memcmp(y[0]->data, y[1]->data, sft_tensor_nbytes(y[0])) == 0, "case %zu %s: y differs between the paths", c,
                       t ? "f16" : "bf16");
             CHECK_MSG(dx[0] && dx[1] && memcmp(dx[0]->data, dx[1]->data, sft_tensor_nbytes(dx[0])) == 0, "case %zu %s: dx differs between the paths",
                       c, t ? "f16" : "bf16");
-            for (p = 0; p < 2; p++) { sft_tensor_destroy(y[p]); sft_tensor_destroy(dx[p]); }
+            for (p = 0; p < 2; p++) { sft_tensor_destroy(y[p]); sft_tensor_destroy(dx[p]); sft_context_destroy(ctx[p]); }
         }
 }
 
