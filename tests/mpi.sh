@@ -30,11 +30,11 @@ grep -q 'stall: rank 0 stopped after .* SFT_ERR_IO: .*not every rank answered wi
 echo "  ended in $took s"
 
 echo "== sft train under mpirun: rank 1 killed with kill -9, then resumed"
-train() {   # train OUT [flags]: 2 ranks, a checkpoint every step, 12 steps
+train() {   # train OUT [flags]: 2 ranks, a checkpoint every step, 24 steps
     out=$1; shift
     $MPIRUN -np 2 build/mpi/sft train --model_name_or_path "$model" --dataset_name "$data" --output_dir "$out" \
         --load_in_4bit --bnb_4bit_quant_type nf4 --bnb_4bit_compute_dtype float32 --use_peft --lora_r 8 --lora_alpha 16 \
-        --lora_target_modules all-linear --per_device_train_batch_size 4 --max_length 64 --max_steps 12 --logging_steps 1 \
+        --lora_target_modules all-linear --per_device_train_batch_size 4 --max_length 64 --max_steps 24 --logging_steps 1 \
         --learning_rate 1e-3 --save_steps 1 --save_total_limit 3 --threads 1 --ddp_timeout 30 --seed 7 "$@"
 }
 rm -rf "$tmp/whole" "$tmp/killed"
@@ -43,15 +43,17 @@ grep -q 'adapter saved to' "$tmp/whole.log" || { cat "$tmp/whole.log"; exit 1; }
 train "$tmp/killed" > "$tmp/killed.log" 2>&1 &
 run=$!
 victim=""
-for i in $(seq 1 600); do           # rank 1's process, once a checkpoint or two exist
-    if [ -d "$tmp/killed/checkpoint-2" ]; then
-        victim=$(pgrep -f "build/mpi/sft train .*$tmp/killed" | while read -r p; do
-            [ "$(tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -c '^OMPI_COMM_WORLD_RANK=1$')" = 1 ] && echo "$p"; done | head -n 1)
-        [ -n "$victim" ] && break
-    fi
+for i in $(seq 1 600); do           # rank 1's process, found first: on an idle machine a step takes ~25 ms
+    victim=$(pgrep -f "build/mpi/sft train .*$tmp/killed" | while read -r p; do
+        [ "$(tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -c '^OMPI_COMM_WORLD_RANK=1$')" = 1 ] && echo "$p"; done | head -n 1)
+    [ -n "$victim" ] && break
     sleep 0.1
 done
 [ -n "$victim" ] || { echo "mpi: rank 1 of the run was not found"; kill "$run" 2>/dev/null; exit 1; }
+for i in $(seq 1 6000); do          # then killed once a checkpoint or two exist
+    [ -d "$tmp/killed/checkpoint-2" ] && break
+    sleep 0.01
+done
 kill -9 "$victim"
 start=$(date +%s)
 wait "$run" && { echo "mpi: the run went on after rank 1 was killed"; exit 1; } || true
